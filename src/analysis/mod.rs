@@ -1,0 +1,3 @@
+//! Frame-timing benchmark analysis: decoding the clock page's painted time from recorded video.
+pub mod decode;
+pub mod frame_clock;

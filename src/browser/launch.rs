@@ -1,0 +1,155 @@
+//! Launching Chromium as an owned child process.
+//!
+//! pagecast spawns Chromium itself (rather than through `Browser::launch`) so that it owns the
+//! process group, keeps draining stderr for error messages for the browser's whole life, and can
+//! kill every helper process on drop.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use tokio::process::Command;
+use tokio::sync::oneshot;
+
+use super::BrowserError;
+use crate::process::{OwnedChild, resolve_program};
+
+/// How to start Chromium for one recording.
+#[derive(Debug, Clone)]
+pub struct BrowserSettings {
+    /// The Chromium binary (default `/usr/bin/chromium`).
+    pub executable: PathBuf,
+    /// Viewport width in CSS pixels.
+    pub width: u32,
+    /// Viewport height in CSS pixels.
+    pub height: u32,
+    /// A fontconfig file that adds the project's fonts (set as FONTCONFIG_FILE for the browser only).
+    pub fontconfig_file: Option<PathBuf>,
+    /// Extra environment for the browser process (e.g. PULSE_SINK).
+    pub env: Vec<(String, String)>,
+    /// How long Chromium may take to offer its DevTools endpoint.
+    pub launch_timeout: Duration,
+}
+
+/// Flags this machine needs (closed network, no GPU, root in a container) plus what recording
+/// needs (autoplay with sound, no throttling of an unfocused page, no scrollbars, sRGB colours).
+const CHROMIUM_FLAGS: &[&str] = &[
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+    "--disable-quic",
+    "--no-default-browser-check",
+    "--disable-extensions",
+    "--disable-breakpad",
+    "--disable-default-apps",
+    "--disable-dev-shm-usage",
+    "--password-store=basic",
+    "--use-mock-keychain",
+    "--hide-scrollbars",
+    "--force-color-profile=srgb",
+    "--autoplay-policy=no-user-gesture-required",
+    "--disable-background-timer-throttling",
+    "--disable-backgrounding-occluded-windows",
+    "--disable-renderer-backgrounding",
+    "--disable-features=Translate,MediaRouter,OptimizationHints,InterestFeedContentSuggestions",
+    "--remote-debugging-port=0",
+];
+
+/// A running Chromium with its DevTools WebSocket address. Killed (whole process group) on drop.
+#[derive(Debug)]
+pub struct ChromiumProcess {
+    child: OwnedChild,
+    ws_url: String,
+}
+
+impl ChromiumProcess {
+    /// Starts Chromium with a fresh profile in `profile_dir` and waits for its DevTools endpoint.
+    pub async fn launch(
+        settings: &BrowserSettings,
+        profile_dir: &Path,
+    ) -> Result<Self, BrowserError> {
+        let exe = resolve_program("chromium", &settings.executable)?;
+        let mut cmd = Command::new(exe);
+        cmd.args(CHROMIUM_FLAGS)
+            .arg(format!("--user-data-dir={}", profile_dir.display()))
+            .arg(format!(
+                "--window-size={},{}",
+                settings.width, settings.height
+            ))
+            .arg("about:blank")
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null());
+        if let Some(fc) = &settings.fontconfig_file {
+            cmd.env("FONTCONFIG_FILE", fc);
+        }
+        for (k, v) in &settings.env {
+            cmd.env(k, v);
+        }
+
+        let (tx, rx) = oneshot::channel::<String>();
+        let mut tx = Some(tx);
+        let mut child = OwnedChild::spawn("chromium", cmd, move |line| {
+            if let Some(rest) = line.split("DevTools listening on ").nth(1) {
+                if let Some(tx) = tx.take() {
+                    let _ = tx.send(rest.trim().to_string());
+                }
+            }
+        })?;
+
+        let ws_url = tokio::select! {
+            url = rx => url.ok(),
+            _ = tokio::time::sleep(settings.launch_timeout) => None,
+        };
+        match ws_url {
+            Some(ws_url) => Ok(Self { child, ws_url }),
+            None => {
+                // Either it exited (the sender was dropped at EOF) or it hung: make sure it is gone
+                // and quote what it printed.
+                let exited = child.try_wait();
+                child.kill().await;
+                tokio::time::sleep(Duration::from_millis(20)).await;
+                let reason = match exited {
+                    Some(status) => {
+                        format!("it exited ({status}) before offering its DevTools endpoint")
+                    }
+                    None => format!(
+                        "no DevTools endpoint within {} s",
+                        settings.launch_timeout.as_secs()
+                    ),
+                };
+                Err(BrowserError::Launch {
+                    reason,
+                    tail: child.tail().text(),
+                })
+            }
+        }
+    }
+
+    /// The DevTools WebSocket URL.
+    pub fn ws_url(&self) -> &str {
+        &self.ws_url
+    }
+
+    /// Chromium's recent stderr, for error messages.
+    pub fn stderr_tail(&self) -> String {
+        self.child.tail().text()
+    }
+
+    /// The browser's main process id.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.id()
+    }
+
+    /// Whether the browser process has exited.
+    pub fn has_exited(&mut self) -> bool {
+        self.child.try_wait().is_some()
+    }
+
+    /// Kills the browser and its helpers and reaps it.
+    pub async fn kill(&mut self) {
+        self.child.kill().await;
+    }
+}

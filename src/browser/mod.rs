@@ -1,0 +1,57 @@
+//! The browser adapter: Debian's Chromium, launched and owned by pagecast, driven over CDP with
+//! chromiumoxide. Knows nothing about tasks or encoding.
+
+mod hooks;
+mod launch;
+mod session;
+
+pub use hooks::{PageHook, PageHookCall};
+pub use launch::{BrowserSettings, ChromiumProcess};
+pub use session::{BrowserSession, ScreencastSettings};
+
+use crate::error::{ErrorCode, HasErrorCode};
+use crate::process::ProcessError;
+
+/// Errors of the browser adapter.
+#[derive(Debug, thiserror::Error)]
+pub enum BrowserError {
+    /// The Chromium binary is missing or could not be spawned.
+    #[error(transparent)]
+    Process(#[from] ProcessError),
+    /// Chromium started but exited or never offered its DevTools endpoint.
+    #[error("Chromium failed to start: {reason}{}", if .tail.is_empty() { String::new() } else { format!(" (Chromium said: {})", .tail) })]
+    Launch {
+        /// What went wrong.
+        reason: String,
+        /// Chromium's stderr tail.
+        tail: String,
+    },
+    /// A DevTools command failed.
+    #[error("browser command failed: {0}")]
+    Cdp(String),
+    /// The page could not be loaded.
+    #[error("could not load {url}: {reason}")]
+    Navigation {
+        /// The URL.
+        url: String,
+        /// Chromium's reason (e.g. net::ERR_NAME_NOT_RESOLVED) or the HTTP status.
+        reason: String,
+    },
+}
+
+impl HasErrorCode for BrowserError {
+    fn code(&self) -> ErrorCode {
+        match self {
+            BrowserError::Navigation { .. } => ErrorCode::PageLoadFailed,
+            BrowserError::Process(_) | BrowserError::Launch { .. } | BrowserError::Cdp(_) => {
+                ErrorCode::BrowserFailed
+            }
+        }
+    }
+}
+
+impl From<chromiumoxide::error::CdpError> for BrowserError {
+    fn from(e: chromiumoxide::error::CdpError) -> Self {
+        BrowserError::Cdp(e.to_string())
+    }
+}

@@ -1,0 +1,224 @@
+//! One browser with one page, attached over CDP.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chromiumoxide::cdp::browser_protocol::inspector::EventTargetCrashed;
+use chromiumoxide::cdp::browser_protocol::page::{
+    AddScriptToEvaluateOnNewDocumentParams, EventScreencastFrame, NavigateParams, ReloadParams,
+    ScreencastFrameAckParams, StartScreencastFormat, StartScreencastParams, StopScreencastParams,
+};
+use chromiumoxide::cdp::js_protocol::runtime::{AddBindingParams, EventBindingCalled};
+use chromiumoxide::handler::HandlerConfig;
+use chromiumoxide::handler::viewport::Viewport;
+use chromiumoxide::listeners::EventStream;
+use chromiumoxide::{Browser, Page};
+use futures::StreamExt;
+use tokio::task::JoinHandle;
+
+use super::BrowserError;
+use super::hooks::{BINDING_NAME, bootstrap_script};
+use super::launch::{BrowserSettings, ChromiumProcess};
+
+/// Screencast parameters.
+#[derive(Debug, Clone, Copy)]
+pub struct ScreencastSettings {
+    /// JPEG quality 0..=100.
+    pub jpeg_quality: u8,
+    /// Deliver every n-th painted frame.
+    pub every_nth_frame: u32,
+    /// Largest frame size delivered.
+    pub max_width: u32,
+    /// Largest frame size delivered.
+    pub max_height: u32,
+}
+
+/// A running Chromium with one page. Dropping it kills the browser.
+pub struct BrowserSession {
+    // Field order matters for drop: CDP objects first, the process last.
+    page: Page,
+    browser: Browser,
+    handler: JoinHandle<()>,
+    process: ChromiumProcess,
+}
+
+impl BrowserSession {
+    /// Launches Chromium with a fresh profile in `profile_dir` and opens a blank page sized
+    /// exactly to the settings' viewport.
+    pub async fn open(
+        settings: &BrowserSettings,
+        profile_dir: &Path,
+    ) -> Result<Self, BrowserError> {
+        let mut process = ChromiumProcess::launch(settings, profile_dir).await?;
+        let config = HandlerConfig {
+            // A TLS error on the recorded page must fail the task, not be waved through.
+            ignore_https_errors: false,
+            viewport: Some(Viewport {
+                width: settings.width,
+                height: settings.height,
+                device_scale_factor: Some(1.0),
+                emulating_mobile: false,
+                is_landscape: settings.width >= settings.height,
+                has_touch: false,
+            }),
+            request_timeout: Duration::from_secs(30),
+            ..HandlerConfig::default()
+        };
+        let attach = async {
+            let (browser, mut handler) =
+                Browser::connect_with_config(process.ws_url().to_string(), config).await?;
+            let handler = tokio::spawn(async move {
+                while let Some(event) = handler.next().await {
+                    if event.is_err() {
+                        break;
+                    }
+                }
+            });
+            let page = browser.new_page("about:blank").await?;
+            Ok::<_, chromiumoxide::error::CdpError>((browser, handler, page))
+        };
+        match tokio::time::timeout(settings.launch_timeout, attach).await {
+            Ok(Ok((browser, handler, page))) => Ok(Self {
+                page,
+                browser,
+                handler,
+                process,
+            }),
+            Ok(Err(e)) => {
+                let tail = process.stderr_tail();
+                process.kill().await;
+                Err(BrowserError::Launch {
+                    reason: format!("could not attach over DevTools: {e}"),
+                    tail,
+                })
+            }
+            Err(_) => {
+                let tail = process.stderr_tail();
+                process.kill().await;
+                Err(BrowserError::Launch {
+                    reason: "attaching over DevTools timed out".into(),
+                    tail,
+                })
+            }
+        }
+    }
+
+    /// Installs the page-side controls for every document from now on and returns the stream of
+    /// their calls. Call before navigating.
+    pub async fn install_hooks(&self) -> Result<EventStream<EventBindingCalled>, BrowserError> {
+        let calls = self.page.event_listener::<EventBindingCalled>().await?;
+        self.page
+            .execute(AddBindingParams::new(BINDING_NAME))
+            .await?;
+        self.page
+            .execute(AddScriptToEvaluateOnNewDocumentParams::new(
+                bootstrap_script(),
+            ))
+            .await?;
+        Ok(calls)
+    }
+
+    /// Events fired when the page's renderer crashes.
+    pub async fn crash_events(&self) -> Result<EventStream<EventTargetCrashed>, BrowserError> {
+        Ok(self.page.event_listener::<EventTargetCrashed>().await?)
+    }
+
+    /// Navigates to `url` and waits for it to load; a network error, a TLS error, an HTTP error
+    /// status or the timeout is a [`BrowserError::Navigation`].
+    pub async fn navigate(&self, url: &str, limit: Duration) -> Result<(), BrowserError> {
+        let nav_error = |reason: String| BrowserError::Navigation {
+            url: url.to_string(),
+            reason,
+        };
+        let go = async {
+            let res = self.page.execute(NavigateParams::new(url)).await?;
+            if let Some(err) = res.result.error_text.clone() {
+                return Ok(Err(err));
+            }
+            let response = self.page.wait_for_navigation_response().await?;
+            let status = response
+                .as_ref()
+                .and_then(|r| r.response.as_ref())
+                .map(|r| r.status);
+            let failure = response.as_ref().and_then(|r| r.failure_text.clone());
+            Ok::<_, chromiumoxide::error::CdpError>(match (failure, status) {
+                (Some(f), _) => Err(f),
+                (None, Some(s)) if s >= 400 => Err(format!("HTTP status {s}")),
+                _ => Ok(()),
+            })
+        };
+        match tokio::time::timeout(limit, go).await {
+            Ok(Ok(Ok(()))) => Ok(()),
+            Ok(Ok(Err(reason))) => Err(nav_error(reason)),
+            Ok(Err(e)) => Err(nav_error(e.to_string())),
+            Err(_) => Err(nav_error(format!(
+                "the page did not load within {} s",
+                limit.as_secs()
+            ))),
+        }
+    }
+
+    /// Starts the screencast and returns the frame stream. Every frame must be acknowledged with
+    /// [`BrowserSession::ack_frame`] or Chromium stops sending.
+    pub async fn start_screencast(
+        &self,
+        s: ScreencastSettings,
+    ) -> Result<EventStream<EventScreencastFrame>, BrowserError> {
+        let frames = self.page.event_listener::<EventScreencastFrame>().await?;
+        let params = StartScreencastParams::builder()
+            .format(StartScreencastFormat::Jpeg)
+            .quality(i64::from(s.jpeg_quality))
+            .every_nth_frame(i64::from(s.every_nth_frame.max(1)))
+            .max_width(i64::from(s.max_width))
+            .max_height(i64::from(s.max_height))
+            .build();
+        self.page.execute(params).await?;
+        Ok(frames)
+    }
+
+    /// Acknowledges a frame without waiting for the round trip.
+    pub fn ack_frame(&self, session_id: i64) {
+        let page = self.page.clone();
+        tokio::spawn(async move {
+            let _ = page
+                .execute(ScreencastFrameAckParams::new(session_id))
+                .await;
+        });
+    }
+
+    /// Stops the screencast (best effort).
+    pub async fn stop_screencast(&self) {
+        let _ = self.page.execute(StopScreencastParams::default()).await;
+    }
+
+    /// Reloads the page without waiting for it to load; recording continues meanwhile.
+    pub fn reload(&self) {
+        let page = self.page.clone();
+        tokio::spawn(async move {
+            let _ = page.execute(ReloadParams::default()).await;
+        });
+    }
+
+    /// Chromium's recent stderr.
+    pub fn stderr_tail(&self) -> String {
+        self.process.stderr_tail()
+    }
+
+    /// Whether the browser process died.
+    pub fn has_exited(&mut self) -> bool {
+        self.process.has_exited()
+    }
+
+    /// A handle to the page (for evaluation in tests and tools).
+    pub fn page(&self) -> Arc<Page> {
+        Arc::new(self.page.clone())
+    }
+
+    /// Closes the browser: politely first, then by force; always reaps it.
+    pub async fn close(mut self) {
+        let _ = tokio::time::timeout(Duration::from_secs(2), self.browser.close()).await;
+        self.handler.abort();
+        self.process.kill().await;
+    }
+}

@@ -1,0 +1,51 @@
+//! Command-line interface: `pagecast record`, `pagecast analyze`.
+
+mod analyze;
+mod demo;
+mod record;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// Records web pages as video.
+#[derive(Debug, Parser)]
+#[command(name = "pagecast", version, about, long_about = None)]
+pub struct Cli {
+    /// More log output (-v: info, -vv: debug). PAGECAST_LOG (a tracing filter) overrides it.
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    pub verbose: u8,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Record a page to an MP4 or HLS file (one-shot; needs no Redis or storage).
+    Record(record::RecordArgs),
+    /// Measure frame timing in a recording of tests/fixtures/clock.html (the benchmark tool).
+    Analyze(analyze::AnalyzeArgs),
+}
+
+/// Sets up logging to stderr.
+pub fn init_tracing(verbose: u8) {
+    let default = match verbose {
+        // chromiumoxide logs protocol messages it does not know as warnings: noise for users.
+        0 => "warn,chromiumoxide=off",
+        1 => "info,chromiumoxide=off",
+        _ => "info,pagecast=debug,chromiumoxide=warn",
+    };
+    let filter = std::env::var("PAGECAST_LOG").unwrap_or_else(|_| default.to_string());
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+/// Runs the chosen command.
+pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    match cli.command {
+        Command::Record(args) => record::run(args).await,
+        Command::Analyze(args) => analyze::run(args).await,
+    }
+}

@@ -1,0 +1,359 @@
+//! `pagecast record`: one page to one file, in the foreground.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::Args;
+use indicatif::{ProgressBar, ProgressStyle};
+use pagecast::browser::BrowserSettings;
+use pagecast::error::{ErrorCode, HasErrorCode};
+use pagecast::media::encoder::EncoderSettings;
+use pagecast::media::finalize::{HlsKey, OutputFormat, finalize};
+use pagecast::media::probe::probe;
+use pagecast::recording::{
+    CaptureSettings, Control, DEFAULT_HEIGHT, DEFAULT_WIDTH, Outcome, RecordOptions, Recording,
+    RecordingState, dimension, frame_rate, page_url,
+};
+
+use super::demo;
+
+#[derive(Debug, Args)]
+pub struct RecordArgs {
+    /// The page to record (http or https), or `demo` for the bundled demo page.
+    url: String,
+    /// Output file: `.mp4` for MP4, `.m3u8` for HLS (segments are written beside it).
+    #[arg(short, long, default_value = "pagecast.mp4")]
+    output: PathBuf,
+    /// Viewport and video width, 0 = 1280, at most 2560.
+    #[arg(long, default_value_t = DEFAULT_WIDTH)]
+    width: u32,
+    /// Viewport and video height, 0 = 720, at most 2560.
+    #[arg(long, default_value_t = DEFAULT_HEIGHT)]
+    height: u32,
+    /// Output frames per second (1-60).
+    #[arg(long, default_value_t = 30)]
+    fps: u32,
+    /// Stop after this many seconds of recording (pauses excluded). Without it, record until
+    /// Ctrl-C / SIGTERM or until the page calls window.stopRecord().
+    #[arg(long)]
+    duration: Option<f64>,
+    /// Wait for the page to call window.startRecord() before recording.
+    #[arg(long)]
+    manual_start: bool,
+    /// With --manual-start: fail if the page has not called window.startRecord() after this many seconds.
+    #[arg(long, default_value_t = 300)]
+    start_timeout: u64,
+    /// Fail if the page has not loaded after this many seconds.
+    #[arg(long, default_value_t = 30)]
+    navigation_timeout: u64,
+    /// HLS only: AES-128 key as 32 hex characters; every segment is encrypted with it.
+    #[arg(
+        long,
+        env = "PAGECAST_HLS_KEY",
+        hide_env_values = true,
+        requires = "hls_key_uri"
+    )]
+    hls_key: Option<String>,
+    /// The key URI written into the playlist (where players fetch the key).
+    #[arg(long, requires = "hls_key")]
+    hls_key_uri: Option<String>,
+    /// The Chromium binary.
+    #[arg(long, env = "PAGECAST_CHROMIUM", default_value = "/usr/bin/chromium")]
+    chromium: PathBuf,
+    /// The ffmpeg binary.
+    #[arg(long, env = "PAGECAST_FFMPEG", default_value = "ffmpeg")]
+    ffmpeg: PathBuf,
+    /// The ffprobe binary.
+    #[arg(long, env = "PAGECAST_FFPROBE", default_value = "ffprobe")]
+    ffprobe: PathBuf,
+    /// fontconfig file adding the project's fonts (default: fontconfig/fonts.conf found beside the binary).
+    #[arg(long, env = "PAGECAST_FONTCONFIG")]
+    fontconfig: Option<PathBuf>,
+    /// Where per-recording work directories are created (default: the system temp dir).
+    #[arg(long, env = "PAGECAST_WORK_DIR")]
+    work_dir: Option<PathBuf>,
+    /// Keep the work directory (segments, browser profile) after finishing.
+    #[arg(long)]
+    keep_work_dir: bool,
+    /// JPEG quality of captured frames (1-100).
+    #[arg(long, env = "PAGECAST_JPEG_QUALITY", default_value_t = 80, value_parser = clap::value_parser!(u8).range(1..=100))]
+    jpeg_quality: u8,
+    /// Capture every n-th frame Chromium paints (1 = all).
+    #[arg(long, env = "PAGECAST_EVERY_NTH_FRAME", default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=10))]
+    every_nth_frame: u32,
+    /// libx264 preset.
+    #[arg(long, env = "PAGECAST_X264_PRESET", default_value = "veryfast")]
+    preset: String,
+    /// libx264 constant rate factor (0-51, lower is better).
+    #[arg(long, env = "PAGECAST_X264_CRF", default_value_t = 23, value_parser = clap::value_parser!(u8).range(0..=51))]
+    crf: u8,
+    /// No progress display.
+    #[arg(short, long)]
+    quiet: bool,
+}
+
+const PRESETS: &[&str] = &[
+    "ultrafast",
+    "superfast",
+    "veryfast",
+    "faster",
+    "fast",
+    "medium",
+    "slow",
+    "slower",
+    "veryslow",
+];
+
+/// A failure with its stable code, printed as `error [Code]: message`.
+fn fail(code: ErrorCode, message: impl std::fmt::Display) -> anyhow::Result<ExitCode> {
+    eprintln!("error [{code}]: {message}");
+    Ok(ExitCode::from(
+        if code.fault() == pagecast::error::Fault::Client {
+            2
+        } else {
+            1
+        },
+    ))
+}
+
+fn validate(args: &RecordArgs) -> Result<(u32, u32, u32, Option<Duration>, OutputFormat), String> {
+    let width = dimension(args.width, DEFAULT_WIDTH, "--width")?;
+    let height = dimension(args.height, DEFAULT_HEIGHT, "--height")?;
+    let fps = frame_rate(args.fps)?;
+    let duration = match args.duration {
+        None => None,
+        Some(d) if d.is_finite() && d > 0.0 && d <= 36_000.0 => Some(Duration::from_secs_f64(d)),
+        Some(d) => {
+            return Err(format!(
+                "--duration must be between 0 and 36000 seconds (got {d})"
+            ));
+        }
+    };
+    if !PRESETS.contains(&args.preset.as_str()) {
+        return Err(format!(
+            "--preset must be one of {} (got {})",
+            PRESETS.join(", "),
+            args.preset
+        ));
+    }
+    let key = match (&args.hls_key, &args.hls_key_uri) {
+        (Some(k), Some(uri)) => {
+            Some(HlsKey::from_hex(k, uri).map_err(|e| format!("--hls-key: {e}"))?)
+        }
+        _ => None,
+    };
+    let format =
+        OutputFormat::from_path(&args.output, key).map_err(|e| format!("--output: {e}"))?;
+    Ok((width, height, fps, duration, format))
+}
+
+pub async fn run(args: RecordArgs) -> anyhow::Result<ExitCode> {
+    let (width, height, fps, duration, format) = match validate(&args) {
+        Ok(v) => v,
+        Err(e) => return fail(ErrorCode::InvalidParam, e),
+    };
+    // `demo` records the bundled page from a loopback server that lives as long as the recording.
+    let (url, _demo_server) = if args.url == "demo" {
+        let (url, server) = demo::serve().await?;
+        (url, Some(server))
+    } else {
+        match page_url(&args.url) {
+            Ok(u) => (u.to_string(), None),
+            Err(e) => return fail(ErrorCode::InvalidParam, format!("URL: {e}")),
+        }
+    };
+
+    let work_root = args.work_dir.clone().unwrap_or_else(std::env::temp_dir);
+    std::fs::create_dir_all(&work_root)?;
+    let work = tempfile::Builder::new()
+        .prefix("pagecast-")
+        .tempdir_in(&work_root)?;
+    let fontconfig = pagecast::fonts::find_fontconfig(args.fontconfig.as_deref());
+    if fontconfig.is_none() {
+        tracing::warn!(
+            "fontconfig/fonts.conf not found: the bundled fonts are unavailable (set PAGECAST_FONTCONFIG)"
+        );
+    }
+
+    let opts = RecordOptions {
+        url,
+        width,
+        height,
+        fps,
+        max_duration: duration,
+        manual_start: args.manual_start,
+        start_timeout: Duration::from_secs(args.start_timeout),
+        navigation_timeout: Duration::from_secs(args.navigation_timeout),
+        browser: BrowserSettings {
+            executable: args.chromium.clone(),
+            width,
+            height,
+            fontconfig_file: fontconfig,
+            env: Vec::new(),
+            launch_timeout: Duration::from_secs(30),
+        },
+        capture: CaptureSettings {
+            jpeg_quality: args.jpeg_quality,
+            every_nth_frame: args.every_nth_frame,
+            ..CaptureSettings::default()
+        },
+        encoder: EncoderSettings {
+            ffmpeg: args.ffmpeg.clone(),
+            preset: args.preset.clone(),
+            crf: args.crf,
+            ..EncoderSettings::default()
+        },
+        work_dir: work.path().to_path_buf(),
+    };
+
+    // ffmpeg is needed only after the page loads; check it first so a missing one fails fast.
+    if let Err(e) = pagecast::process::resolve_program("ffmpeg", &args.ffmpeg) {
+        return fail(ErrorCode::RecordFailed, e);
+    }
+
+    let recording = match Recording::start(opts).await {
+        Ok(r) => r,
+        Err(e) => return fail(e.code(), e),
+    };
+
+    let bar = progress_bar(args.quiet);
+    let mut progress = recording.progress();
+    let waiter = tokio::spawn(recording_waiter(recording, stop_signal()));
+    let mut waiter = std::pin::pin!(waiter);
+    let outcome = loop {
+        tokio::select! {
+            r = &mut waiter => break r,
+            changed = progress.changed() => {
+                if changed.is_err() { continue; }
+                let p = progress.borrow().clone();
+                let state = match p.state {
+                    RecordingState::WaitingForStart => "waiting for window.startRecord()",
+                    RecordingState::Recording => "recording",
+                    RecordingState::Paused => "paused",
+                    RecordingState::Stopping => "stopping",
+                    RecordingState::Finished => "finishing",
+                };
+                bar.set_message(format!(
+                    "{state:<10} {:>8.1} s | frames {} captured, {} written, {} duplicated | {:.1} MB",
+                    p.recorded_seconds, p.stats.frames_captured, p.stats.frames_written,
+                    p.stats.frames_duplicated, p.bytes_written as f64 / 1e6
+                ));
+            }
+        }
+    };
+    bar.finish_and_clear();
+
+    let media = match outcome {
+        Ok(Ok(Outcome::Recorded(media))) => media,
+        Ok(Ok(Outcome::CanceledBeforeStart)) => {
+            eprintln!("stopped before recording began: no file written");
+            return Ok(ExitCode::SUCCESS);
+        }
+        Ok(Err(e)) => return fail(e.code(), e),
+        Err(e) => {
+            return fail(
+                ErrorCode::InternalError,
+                format!("the recording task failed: {e}"),
+            );
+        }
+    };
+
+    let files = match finalize(
+        &args.ffmpeg,
+        &media.segments,
+        work.path(),
+        &args.output,
+        &format,
+    )
+    .await
+    {
+        Ok(f) => f,
+        Err(e) => return fail(ErrorCode::TranscodeFailed, e),
+    };
+    if args.keep_work_dir {
+        let kept = work.keep();
+        eprintln!("work directory kept: {}", kept.display());
+    }
+
+    let pre: &[&str] = if matches!(format, OutputFormat::Hls { .. }) {
+        &["-allowed_extensions", "ALL"]
+    } else {
+        &[]
+    };
+    let info = probe(&args.ffprobe, &args.output, pre).await.ok();
+    let size: u64 = files
+        .iter()
+        .filter_map(|f| std::fs::metadata(f).ok())
+        .map(|m| m.len())
+        .sum();
+    let s = media.stats;
+    println!(
+        "wrote {} ({} file{}, {:.2} MB)",
+        args.output.display(),
+        files.len(),
+        if files.len() == 1 { "" } else { "s" },
+        size as f64 / 1e6
+    );
+    println!(
+        "recorded {:.2} s at {} fps{}",
+        media.recorded_seconds,
+        media.fps,
+        info.map(|i| format!(
+            " ({}x{} {}, {:.2} s in the file)",
+            i.width, i.height, i.video_codec, i.duration
+        ))
+        .unwrap_or_default()
+    );
+    println!(
+        "frames: {} captured, {} written, {} duplicated, {} skipped, {} late",
+        s.frames_captured, s.frames_written, s.frames_duplicated, s.frames_skipped, s.frames_late
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Runs the recording until it ends; a stop signal ends it cleanly (the file is finished).
+async fn recording_waiter(
+    recording: Recording,
+    stop: impl std::future::Future<Output = ()> + Send + 'static,
+) -> Result<Outcome, pagecast::recording::RecordError> {
+    let controls = recording.controls_handle();
+    tokio::spawn(async move {
+        stop.await;
+        eprintln!("\nstopping: finishing the file (press Ctrl-C again to abort)");
+        controls.send(Control::Stop);
+        stop_signal().await;
+        eprintln!("aborted");
+        std::process::exit(130);
+    });
+    recording.wait().await
+}
+
+/// Resolves on Ctrl-C or SIGTERM.
+async fn stop_signal() {
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term => {}
+    }
+}
+
+fn progress_bar(quiet: bool) -> ProgressBar {
+    if quiet {
+        return ProgressBar::hidden();
+    }
+    let bar = ProgressBar::new_spinner();
+    bar.set_style(
+        ProgressStyle::with_template("{spinner} {elapsed_precise} {msg}")
+            .unwrap_or_else(|_| ProgressStyle::default_spinner()),
+    );
+    bar.enable_steady_tick(Duration::from_millis(200));
+    bar
+}

@@ -1,0 +1,19 @@
+//! pagecast records web pages as video: headless Chromium paints the page, its screencast frames
+//! are paced to a constant frame rate and encoded by ffmpeg into MP4 or HLS.
+//!
+//! Layers, each depending only on the ones below it:
+//! - [`recording`]: the engine (one page → recorded segments), driven by the CLI and, later, the
+//!   task pipeline;
+//! - adapters: [`browser`] (Chromium over CDP), [`media`] (ffmpeg/ffprobe), [`process`] (the one
+//!   subprocess core);
+//! - [`error`]: the table of stable error codes; [`analysis`]: frame-timing measurement.
+
+#![warn(missing_docs, rust_2018_idioms)]
+
+pub mod analysis;
+pub mod browser;
+pub mod error;
+pub mod fonts;
+pub mod media;
+pub mod process;
+pub mod recording;

@@ -1,0 +1,342 @@
+//! The live encoder: JPEG frames in (one per output slot), H.264 MPEG-TS segments out.
+//!
+//! Frames arrive already paced to a constant rate (see `pacer`), so ffmpeg is told a fixed input
+//! frame rate and never stamps anything by its own clock. The output is cut into short segments
+//! on disk so that a crash of ffmpeg or of pagecast loses at most the segment being written;
+//! `finalize` joins them without re-encoding.
+//!
+//! ffmpeg-sidecar builds and spawns the process; it is synchronous, so frames are written on a
+//! dedicated thread fed by a bounded channel, and its log events are drained on another.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use ffmpeg_sidecar::child::FfmpegChild;
+use ffmpeg_sidecar::command::FfmpegCommand;
+use ffmpeg_sidecar::event::{FfmpegEvent, LogLevel};
+use tokio::sync::mpsc;
+
+use super::MediaError;
+use crate::process::{StderrTail, resolve_program};
+
+/// Encoder settings.
+#[derive(Debug, Clone)]
+pub struct EncoderSettings {
+    /// The ffmpeg binary.
+    pub ffmpeg: PathBuf,
+    /// libx264 preset.
+    pub preset: String,
+    /// libx264 constant rate factor.
+    pub crf: u8,
+    /// Segment (and keyframe interval) length in seconds.
+    pub segment_seconds: u32,
+}
+
+impl Default for EncoderSettings {
+    fn default() -> Self {
+        Self {
+            ffmpeg: PathBuf::from("ffmpeg"),
+            preset: "veryfast".into(),
+            crf: 23,
+            segment_seconds: 2,
+        }
+    }
+}
+
+/// File name pattern of recorded segments in the work directory.
+pub const SEGMENT_PATTERN: &str = "seg_%06d.ts";
+/// The list of completed segments ffmpeg maintains in the work directory.
+pub const SEGMENT_LIST: &str = "segments.csv";
+
+/// The ffmpeg arguments for a live encoder (public for tests and documentation).
+pub fn encoder_args(
+    s: &EncoderSettings,
+    width: u32,
+    height: u32,
+    fps: u32,
+    dir: &Path,
+    first_segment: u64,
+) -> Vec<String> {
+    let gop = (fps * s.segment_seconds.max(1)).to_string();
+    let mut args: Vec<String> = vec!["-hide_banner".into(), "-nostats".into(), "-nostdin".into()];
+    args.extend(["-f", "mjpeg", "-framerate"].map(String::from));
+    args.push(fps.to_string());
+    args.extend(["-i", "-"].map(String::from));
+    // Frames are scaled to the exact viewport (a no-op unless Chromium sent another size) and padded
+    // to even dimensions, which yuv420p needs; odd viewports therefore never break the encoder.
+    args.push("-vf".into());
+    args.push(format!(
+        "scale={width}:{height}:flags=bicubic,pad=ceil(iw/2)*2:ceil(ih/2)*2,format=yuv420p"
+    ));
+    args.extend(["-c:v", "libx264", "-preset"].map(String::from));
+    args.push(s.preset.clone());
+    args.push("-crf".into());
+    args.push(s.crf.to_string());
+    args.extend(["-pix_fmt", "yuv420p", "-g"].map(String::from));
+    args.push(gop.clone());
+    args.push("-keyint_min".into());
+    args.push(gop);
+    args.extend(
+        [
+            "-sc_threshold",
+            "0",
+            "-f",
+            "segment",
+            "-segment_format",
+            "mpegts",
+            "-segment_time",
+        ]
+        .map(String::from),
+    );
+    args.push(s.segment_seconds.max(1).to_string());
+    args.push("-segment_start_number".into());
+    args.push(first_segment.to_string());
+    args.push("-segment_list".into());
+    args.push(dir.join(SEGMENT_LIST).display().to_string());
+    args.extend(
+        [
+            "-segment_list_type",
+            "csv",
+            "-segment_list_flags",
+            "+live",
+            "-reset_timestamps",
+            "0",
+        ]
+        .map(String::from),
+    );
+    args.push(dir.join(SEGMENT_PATTERN).display().to_string());
+    args
+}
+
+/// A running live encoder. Killed and reaped if dropped before [`SegmentEncoder::finish`].
+pub struct SegmentEncoder {
+    frames: Option<mpsc::Sender<Arc<[u8]>>>,
+    writer: Option<std::thread::JoinHandle<()>>,
+    child: Arc<Mutex<FfmpegChild>>,
+    tail: StderrTail,
+    dir: PathBuf,
+}
+
+impl SegmentEncoder {
+    /// Starts ffmpeg writing segments into `dir`, numbering them from `first_segment`.
+    pub fn start(
+        s: &EncoderSettings,
+        width: u32,
+        height: u32,
+        fps: u32,
+        dir: &Path,
+        first_segment: u64,
+    ) -> Result<Self, MediaError> {
+        let exe = resolve_program("ffmpeg", &s.ffmpeg)?;
+        let mut cmd = FfmpegCommand::new_with_path(exe);
+        cmd.args(encoder_args(s, width, height, fps, dir, first_segment))
+            .overwrite();
+        let mut child = cmd
+            .spawn()
+            .map_err(MediaError::io("could not start ffmpeg"))?;
+        let stdin = child.take_stdin();
+        let tail = StderrTail::default();
+
+        // Drain ffmpeg's log on its own thread (the iterator blocks until its events are read).
+        match child.iter() {
+            Ok(events) => {
+                let tail = tail.clone();
+                std::thread::Builder::new()
+                    .name("ffmpeg-log".into())
+                    .spawn(move || {
+                        for event in events {
+                            match event {
+                                FfmpegEvent::Log(
+                                    LogLevel::Warning | LogLevel::Error | LogLevel::Fatal,
+                                    line,
+                                ) => {
+                                    tracing::debug!(target: "pagecast::ffmpeg", "{line}");
+                                    tail.push(line);
+                                }
+                                FfmpegEvent::Done => break,
+                                _ => {}
+                            }
+                        }
+                    })
+                    .map_err(MediaError::io("could not start the ffmpeg log thread"))?;
+            }
+            Err(e) => tail.push(format!("ffmpeg log unavailable: {e}")),
+        }
+
+        // Two seconds of frames may queue up before the recorder feels back-pressure.
+        let (tx, mut rx) = mpsc::channel::<Arc<[u8]>>((fps as usize * 2).max(8));
+        let writer_tail = tail.clone();
+        let writer = std::thread::Builder::new()
+            .name("ffmpeg-stdin".into())
+            .spawn(move || {
+                let Some(mut stdin) = stdin else { return };
+                while let Some(frame) = rx.blocking_recv() {
+                    if let Err(e) = stdin.write_all(&frame) {
+                        writer_tail.push(format!("writing a frame to ffmpeg failed: {e}"));
+                        return;
+                    }
+                }
+                // Dropping stdin closes the pipe: ffmpeg finishes the last segment and exits.
+            })
+            .map_err(MediaError::io("could not start the ffmpeg writer thread"))?;
+
+        Ok(Self {
+            frames: Some(tx),
+            writer: Some(writer),
+            child: Arc::new(Mutex::new(child)),
+            tail,
+            dir: dir.to_path_buf(),
+        })
+    }
+
+    /// Queues one output frame. Fails if ffmpeg has stopped.
+    pub async fn send(&self, jpeg: Arc<[u8]>) -> Result<(), MediaError> {
+        let tx = self
+            .frames
+            .as_ref()
+            .ok_or_else(|| MediaError::EncoderDied("already finished".into()))?;
+        tx.send(jpeg)
+            .await
+            .map_err(|_| MediaError::EncoderDied(self.tail.text()))
+    }
+
+    /// ffmpeg's recent warnings and errors.
+    pub fn tail(&self) -> String {
+        self.tail.text()
+    }
+
+    /// Closes the input and waits (up to `limit`) for ffmpeg to write the last segment.
+    pub async fn finish(mut self, limit: Duration) -> Result<Vec<PathBuf>, MediaError> {
+        self.frames.take();
+        let writer = self.writer.take();
+        let child = self.child.clone();
+        let tail = self.tail.clone();
+        let status = tokio::task::spawn_blocking(move || {
+            if let Some(w) = writer {
+                let _ = w.join();
+            }
+            let deadline = std::time::Instant::now() + limit;
+            loop {
+                let mut c = child
+                    .lock()
+                    .map_err(|_| "ffmpeg handle poisoned".to_string())?;
+                match c.as_inner_mut().try_wait() {
+                    Ok(Some(status)) => return Ok(status),
+                    Ok(None) if std::time::Instant::now() < deadline => {}
+                    Ok(None) => {
+                        let _ = c.kill();
+                        let _ = c.wait();
+                        return Err(format!(
+                            "ffmpeg did not finish within {} s and was killed",
+                            limit.as_secs()
+                        ));
+                    }
+                    Err(e) => return Err(e.to_string()),
+                }
+                drop(c);
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        })
+        .await
+        .map_err(|e| MediaError::EncoderDied(e.to_string()))?
+        .map_err(|e| MediaError::EncoderDied(format!("{e}; {}", tail.text())))?;
+        if !status.success() {
+            return Err(MediaError::EncoderDied(format!(
+                "ffmpeg exited with {status}; {}",
+                self.tail.text()
+            )));
+        }
+        completed_segments(&self.dir)
+    }
+}
+
+impl Drop for SegmentEncoder {
+    fn drop(&mut self) {
+        self.frames.take();
+        if let Ok(mut c) = self.child.lock() {
+            if matches!(c.as_inner_mut().try_wait(), Ok(None)) {
+                let _ = c.kill();
+                let _ = c.wait();
+            }
+        }
+    }
+}
+
+/// The segments ffmpeg has completed in `dir`, in order (from its segment list).
+pub fn completed_segments(dir: &Path) -> Result<Vec<PathBuf>, MediaError> {
+    let list = match std::fs::read_to_string(dir.join(SEGMENT_LIST)) {
+        Ok(text) => text,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => {
+            return Err(MediaError::Io {
+                context: "reading the segment list".into(),
+                source: e,
+            });
+        }
+    };
+    Ok(parse_segment_list(&list)
+        .into_iter()
+        .map(|name| dir.join(name))
+        .filter(|p| p.exists())
+        .collect())
+}
+
+/// Parses ffmpeg's CSV segment list (`name,start,end` per line).
+pub fn parse_segment_list(text: &str) -> Vec<String> {
+    text.lines()
+        .filter_map(|line| line.split(',').next())
+        .map(|name| name.trim().trim_matches('"').to_string())
+        .filter(|name| !name.is_empty() && !name.contains('/'))
+        .collect()
+}
+
+/// Total size of the segments written so far in `dir` (for progress reports).
+pub fn bytes_written(dir: &Path) -> u64 {
+    std::fs::read_dir(dir)
+        .map(|entries| {
+            entries
+                .filter_map(Result::ok)
+                .filter(|e| e.file_name().to_string_lossy().ends_with(".ts"))
+                .filter_map(|e| e.metadata().ok())
+                .map(|m| m.len())
+                .sum()
+        })
+        .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn segment_list_parsing() {
+        let names = parse_segment_list(
+            "seg_000000.ts,0.000000,2.000000\nseg_000001.ts,2.000000,4.000000\n\n../x.ts,1,2\n",
+        );
+        assert_eq!(names, vec!["seg_000000.ts", "seg_000001.ts"]);
+    }
+
+    #[test]
+    fn args_keep_keyframes_on_segment_boundaries() {
+        let args = encoder_args(
+            &EncoderSettings::default(),
+            1279,
+            721,
+            30,
+            Path::new("/w"),
+            5,
+        );
+        let joined = args.join(" ");
+        assert!(
+            joined.contains("-g 60 -keyint_min 60 -sc_threshold 0"),
+            "{joined}"
+        );
+        assert!(joined.contains("-segment_time 2"));
+        assert!(joined.contains("-segment_start_number 5"));
+        assert!(joined.contains("scale=1279:721"));
+        assert!(joined.contains("pad=ceil(iw/2)*2:ceil(ih/2)*2"));
+        assert!(joined.contains("-framerate 30"));
+    }
+}

@@ -1,0 +1,567 @@
+//! The recording engine: one page, captured to constant-rate H.264 segments.
+//!
+//! [`Recording::start`] launches a browser, loads the page and begins capturing; the returned
+//! handle takes pause/resume/refresh/stop commands (the same ones the page can give itself through
+//! `window.pauseRecord()` etc.), reports progress, and on [`Recording::wait`] yields the recorded
+//! segments for `media::finalize`.
+
+mod options;
+
+pub use options::{
+    CaptureSettings, DEFAULT_FPS, DEFAULT_HEIGHT, DEFAULT_WIDTH, MAX_DIMENSION, MAX_FPS,
+    RecordOptions, dimension, frame_rate, page_url,
+};
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use base64::Engine as _;
+use chromiumoxide::cdp::browser_protocol::page::EventScreencastFrame;
+use futures::StreamExt;
+use tokio::sync::{mpsc, watch};
+use tracing::{debug, info, warn};
+
+use crate::browser::{BrowserError, BrowserSession, PageHook, PageHookCall, ScreencastSettings};
+use crate::error::{ErrorCode, HasErrorCode};
+use crate::media::MediaError;
+use crate::media::encoder::{SegmentEncoder, bytes_written};
+use crate::media::pacer::{Frame, FramePacer, PacerStats};
+
+/// Errors that end a recording.
+#[derive(Debug, thiserror::Error)]
+pub enum RecordError {
+    /// The browser failed or the page could not be loaded.
+    #[error(transparent)]
+    Browser(#[from] BrowserError),
+    /// Capture or encoding failed.
+    #[error(transparent)]
+    Media(#[from] MediaError),
+    /// A ManualStart page never called `window.startRecord()`.
+    #[error("the page did not call window.startRecord() within {0} s")]
+    StartTimeout(u64),
+    /// The page never produced a frame.
+    #[error("the page produced no frame to record")]
+    NoFrames,
+    /// The work directory could not be prepared.
+    #[error("work directory {path}: {source}")]
+    WorkDir {
+        /// The directory.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+}
+
+impl HasErrorCode for RecordError {
+    fn code(&self) -> ErrorCode {
+        match self {
+            RecordError::Browser(e) => e.code(),
+            RecordError::Media(e) => e.code(),
+            RecordError::StartTimeout(_) => ErrorCode::StartTimeout,
+            RecordError::NoFrames | RecordError::WorkDir { .. } => ErrorCode::RecordFailed,
+        }
+    }
+}
+
+/// A command for a running recording.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Control {
+    /// Begin recording (ManualStart tasks; the page's `startRecord()` does the same).
+    Start,
+    /// Stop adding content; the browser keeps running.
+    Pause,
+    /// Continue right after the content before the pause.
+    Resume,
+    /// Reload the page; recording continues.
+    Refresh,
+    /// End the recording.
+    Stop,
+}
+
+impl From<PageHook> for Control {
+    fn from(h: PageHook) -> Self {
+        match h {
+            PageHook::Start => Control::Start,
+            PageHook::Pause => Control::Pause,
+            PageHook::Resume => Control::Resume,
+            PageHook::Refresh => Control::Refresh,
+            PageHook::Stop => Control::Stop,
+        }
+    }
+}
+
+/// Who gave a command.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub enum Origin {
+    /// The page, through `window.*Record()`.
+    Page,
+    /// The owner of the [`Recording`] handle (CLI, API).
+    Owner,
+    /// The recording's own limit (duration).
+    Limit,
+}
+
+/// Something that happened to the recording, in order.
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
+pub struct RecordingEvent {
+    /// The command that took effect.
+    pub control: Control,
+    /// Who gave it.
+    pub origin: Origin,
+    /// Wall-clock time it took effect (seconds since the epoch).
+    pub at: f64,
+}
+
+impl serde::Serialize for Control {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(match self {
+            Control::Start => "start",
+            Control::Pause => "pause",
+            Control::Resume => "resume",
+            Control::Refresh => "refresh",
+            Control::Stop => "stop",
+        })
+    }
+}
+
+/// Where a recording is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum RecordingState {
+    /// Waiting for the page to call `window.startRecord()`.
+    #[default]
+    WaitingForStart,
+    /// Capturing.
+    Recording,
+    /// Paused.
+    Paused,
+    /// Stop requested; writing the last frames.
+    Stopping,
+    /// Done.
+    Finished,
+}
+
+/// A snapshot of a recording's progress.
+#[derive(Debug, Clone, Default)]
+pub struct Progress {
+    /// State.
+    pub state: RecordingState,
+    /// Recorded time, pauses excluded, in seconds.
+    pub recorded_seconds: f64,
+    /// Frame counters.
+    pub stats: PacerStats,
+    /// Bytes of encoded video written so far.
+    pub bytes_written: u64,
+    /// Number of pauses.
+    pub pauses: u32,
+    /// Number of page reloads.
+    pub refreshes: u32,
+}
+
+/// What a finished recording produced.
+#[derive(Debug, Clone)]
+pub struct RecordedMedia {
+    /// The segments, in order.
+    pub segments: Vec<PathBuf>,
+    /// Recorded time in seconds (= output frames / fps).
+    pub recorded_seconds: f64,
+    /// Output frame rate.
+    pub fps: u32,
+    /// Frame counters.
+    pub stats: PacerStats,
+    /// Everything that happened, in order.
+    pub events: Vec<RecordingEvent>,
+    /// Why it ended.
+    pub stopped_by: Origin,
+}
+
+/// How a recording ended.
+#[derive(Debug)]
+pub enum Outcome {
+    /// Something was recorded.
+    Recorded(RecordedMedia),
+    /// Stopped before recording began (ManualStart page that never started): nothing to deliver.
+    CanceledBeforeStart,
+}
+
+/// A running recording.
+pub struct Recording {
+    controls: mpsc::UnboundedSender<Control>,
+    progress: watch::Receiver<Progress>,
+    events: Option<mpsc::UnboundedReceiver<RecordingEvent>>,
+    task: tokio::task::JoinHandle<Result<Outcome, RecordError>>,
+}
+
+fn wall_now() -> f64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs_f64())
+        .unwrap_or(0.0)
+}
+
+/// Accepts a timestamp from the browser or page only if it is close to our own clock (same
+/// machine, so it should be); otherwise our clock is the safer choice.
+fn sane_time(t: Option<f64>, now: f64) -> f64 {
+    match t {
+        Some(t) if (t - now).abs() < 5.0 => t.min(now),
+        _ => now,
+    }
+}
+
+impl Recording {
+    /// Launches the browser, loads the page and starts capturing (or waiting for
+    /// `window.startRecord()`). Fails if the browser cannot start or the page cannot load.
+    pub async fn start(opts: RecordOptions) -> Result<Recording, RecordError> {
+        let profile = opts.work_dir.join("browser-profile");
+        std::fs::create_dir_all(&profile).map_err(|source| RecordError::WorkDir {
+            path: profile.clone(),
+            source,
+        })?;
+        let session = BrowserSession::open(&opts.browser, &profile).await?;
+        let hooks = session.install_hooks().await?;
+        info!(url = %opts.url, width = opts.width, height = opts.height, "loading page");
+        session.navigate(&opts.url, opts.navigation_timeout).await?;
+        let frames = session
+            .start_screencast(ScreencastSettings {
+                jpeg_quality: opts.capture.jpeg_quality,
+                every_nth_frame: opts.capture.every_nth_frame,
+                max_width: opts.width,
+                max_height: opts.height,
+            })
+            .await?;
+
+        let (controls, control_rx) = mpsc::unbounded_channel();
+        let (progress_tx, progress) = watch::channel(Progress::default());
+        let (event_tx, events) = mpsc::unbounded_channel();
+        let engine = Engine {
+            opts,
+            session,
+            progress: progress_tx,
+            events: event_tx,
+            log: Vec::new(),
+        };
+        let task = tokio::spawn(engine.run(frames, hooks, control_rx));
+        Ok(Recording {
+            controls,
+            progress,
+            events: Some(events),
+            task,
+        })
+    }
+
+    /// Sends a command. Commands that are already in effect change nothing.
+    pub fn control(&self, c: Control) {
+        let _ = self.controls.send(c);
+    }
+
+    /// A cloneable handle that sends commands to this recording.
+    pub fn controls_handle(&self) -> Controls {
+        Controls(self.controls.clone())
+    }
+
+    /// A receiver of progress snapshots.
+    pub fn progress(&self) -> watch::Receiver<Progress> {
+        self.progress.clone()
+    }
+
+    /// The stream of events (start, pauses, refreshes, stop) as they take effect. Once only.
+    pub fn take_events(&mut self) -> Option<mpsc::UnboundedReceiver<RecordingEvent>> {
+        self.events.take()
+    }
+
+    /// Waits for the recording to end (by [`Control::Stop`], the page, or the duration limit).
+    pub async fn wait(self) -> Result<Outcome, RecordError> {
+        match self.task.await {
+            Ok(r) => r,
+            Err(e) => Err(RecordError::Media(MediaError::EncoderDied(format!(
+                "recording task failed: {e}"
+            )))),
+        }
+    }
+}
+
+/// Sends commands to a running recording; cheap to clone.
+#[derive(Debug, Clone)]
+pub struct Controls(mpsc::UnboundedSender<Control>);
+
+impl Controls {
+    /// Sends a command (ignored if the recording has ended).
+    pub fn send(&self, c: Control) {
+        let _ = self.0.send(c);
+    }
+}
+
+struct Engine {
+    opts: RecordOptions,
+    session: BrowserSession,
+    progress: watch::Sender<Progress>,
+    events: mpsc::UnboundedSender<RecordingEvent>,
+    log: Vec<RecordingEvent>,
+}
+
+/// The per-frame data we keep from a screencast event.
+fn to_frame(ev: &EventScreencastFrame, now: f64) -> Option<Frame> {
+    let jpeg = base64::engine::general_purpose::STANDARD
+        .decode(ev.data.as_ref() as &str)
+        .ok()?;
+    let painted_at = sane_time(ev.metadata.timestamp.as_ref().map(|t| *t.inner()), now);
+    Some(Frame {
+        painted_at,
+        jpeg: Arc::from(jpeg),
+    })
+}
+
+impl Engine {
+    fn emit(&mut self, control: Control, origin: Origin, at: f64) {
+        let ev = RecordingEvent {
+            control,
+            origin,
+            at,
+        };
+        self.log.push(ev);
+        let _ = self.events.send(ev);
+    }
+
+    fn set_state(&self, state: RecordingState) {
+        self.progress.send_modify(|p| p.state = state);
+    }
+
+    async fn run(
+        mut self,
+        mut frames: chromiumoxide::listeners::EventStream<EventScreencastFrame>,
+        mut hooks: chromiumoxide::listeners::EventStream<
+            chromiumoxide::cdp::js_protocol::runtime::EventBindingCalled,
+        >,
+        mut controls: mpsc::UnboundedReceiver<Control>,
+    ) -> Result<Outcome, RecordError> {
+        let result = self.record(&mut frames, &mut hooks, &mut controls).await;
+        self.set_state(RecordingState::Finished);
+        self.session.close().await;
+        result
+    }
+
+    /// Waits for the start (ManualStart), keeping the newest frame as the page's current look.
+    async fn wait_for_start(
+        &mut self,
+        frames: &mut chromiumoxide::listeners::EventStream<EventScreencastFrame>,
+        hooks: &mut chromiumoxide::listeners::EventStream<
+            chromiumoxide::cdp::js_protocol::runtime::EventBindingCalled,
+        >,
+        controls: &mut mpsc::UnboundedReceiver<Control>,
+        preroll: &mut Option<Frame>,
+    ) -> Result<Option<(f64, Origin)>, RecordError> {
+        let deadline = tokio::time::sleep(self.opts.start_timeout);
+        tokio::pin!(deadline);
+        loop {
+            tokio::select! {
+                Some(ev) = frames.next() => {
+                    self.session.ack_frame(ev.session_id);
+                    if let Some(f) = to_frame(&ev, wall_now()) { *preroll = Some(f); }
+                }
+                Some(call) = hooks.next() => {
+                    let Some(call) = PageHookCall::parse(&call.payload) else { continue };
+                    let now = wall_now();
+                    match call.hook {
+                        PageHook::Start => return Ok(Some((sane_time(call.page_time, now), Origin::Page))),
+                        PageHook::Stop => return Ok(None),
+                        PageHook::Refresh => { self.session.reload(); }
+                        PageHook::Pause | PageHook::Resume => {}
+                    }
+                }
+                c = controls.recv() => match c {
+                    Some(Control::Start) => return Ok(Some((wall_now(), Origin::Owner))),
+                    Some(Control::Stop) | None => return Ok(None),
+                    Some(Control::Refresh) => self.session.reload(),
+                    Some(Control::Pause | Control::Resume) => {}
+                },
+                _ = &mut deadline => return Err(RecordError::StartTimeout(self.opts.start_timeout.as_secs())),
+            }
+        }
+    }
+
+    async fn record(
+        &mut self,
+        frames: &mut chromiumoxide::listeners::EventStream<EventScreencastFrame>,
+        hooks: &mut chromiumoxide::listeners::EventStream<
+            chromiumoxide::cdp::js_protocol::runtime::EventBindingCalled,
+        >,
+        controls: &mut mpsc::UnboundedReceiver<Control>,
+    ) -> Result<Outcome, RecordError> {
+        let opts = self.opts.clone();
+        let fps = opts.fps;
+        let latency = opts.capture.latency.as_secs_f64();
+        let mut preroll = None;
+
+        let (origin, start_origin) = if opts.manual_start {
+            self.set_state(RecordingState::WaitingForStart);
+            info!("waiting for the page to call window.startRecord()");
+            match self
+                .wait_for_start(frames, hooks, controls, &mut preroll)
+                .await?
+            {
+                Some(start) => start,
+                None => {
+                    info!("stopped before recording began");
+                    return Ok(Outcome::CanceledBeforeStart);
+                }
+            }
+        } else {
+            (wall_now(), Origin::Owner)
+        };
+        // ManualStart: the first frame painted after startRecord() should open the recording, so the
+        // pre-start look is only used if the page shows nothing new for a second.
+        let grace = if opts.manual_start { 1.0 } else { 0.0 };
+        let mut pacer = FramePacer::new(fps, origin, latency, grace);
+        if let Some(f) = preroll.take() {
+            pacer.push(f);
+        }
+        self.emit(Control::Start, start_origin, origin);
+        self.set_state(RecordingState::Recording);
+        info!(fps, "recording started");
+
+        let encoder = SegmentEncoder::start(
+            &opts.encoder,
+            opts.width,
+            opts.height,
+            fps,
+            &opts.work_dir,
+            0,
+        )?;
+        let limit_slots = opts
+            .max_duration
+            .map(|d| (d.as_secs_f64() * f64::from(fps)).round() as u64);
+        let mut stop: Option<(f64, Origin)> = None;
+        let mut tick = tokio::time::interval(Duration::from_millis(10));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+        let mut last_progress = 0.0;
+        let (mut pauses, mut refreshes) = (0u32, 0u32);
+
+        loop {
+            let mut command: Option<(Control, Origin, f64)> = None;
+            tokio::select! {
+                ev = frames.next() => match ev {
+                    Some(ev) => {
+                        self.session.ack_frame(ev.session_id);
+                        if let Some(f) = to_frame(&ev, wall_now()) { pacer.push(f); }
+                    }
+                    None => {
+                        warn!("the browser connection closed");
+                        if stop.is_none() { stop = Some((wall_now(), Origin::Limit)); }
+                    }
+                },
+                Some(call) = hooks.next() => {
+                    if let Some(call) = PageHookCall::parse(&call.payload) {
+                        debug!(?call, "page hook");
+                        command = Some((call.hook.into(), Origin::Page, sane_time(call.page_time, wall_now())));
+                    }
+                }
+                c = controls.recv() => {
+                    command = Some((c.unwrap_or(Control::Stop), Origin::Owner, wall_now()));
+                }
+                _ = tick.tick() => {}
+            }
+
+            if let Some((control, origin, at)) = command {
+                if stop.is_none() {
+                    match control {
+                        Control::Start => {}
+                        Control::Pause if !pacer.is_paused() => {
+                            pacer.pause(at);
+                            pauses += 1;
+                            self.emit(Control::Pause, origin, at);
+                            self.set_state(RecordingState::Paused);
+                            info!(?origin, "paused");
+                        }
+                        Control::Resume if pacer.is_paused() => {
+                            pacer.resume(at);
+                            self.emit(Control::Resume, origin, at);
+                            self.set_state(RecordingState::Recording);
+                            info!(?origin, "resumed");
+                        }
+                        Control::Pause | Control::Resume => {}
+                        Control::Refresh => {
+                            self.session.reload();
+                            refreshes += 1;
+                            self.emit(Control::Refresh, origin, at);
+                            info!(?origin, "page reload requested");
+                        }
+                        Control::Stop => {
+                            stop = Some((at, origin));
+                        }
+                    }
+                }
+            }
+
+            let now = wall_now();
+            // The duration limit ends the recording at exactly `limit * fps` frames: the timeline is
+            // frozen at the limit's instant, so no slot at or beyond it is ever decided.
+            if stop.is_none()
+                && let Some(limit) = opts.max_duration
+            {
+                let at = pacer.instant_of(limit.as_secs_f64());
+                if now >= at {
+                    stop = Some((at, Origin::Limit));
+                }
+            }
+            if let Some((at, origin)) = stop
+                && self.progress.borrow().state != RecordingState::Stopping
+            {
+                // Freeze the timeline at the stop point; frames still in flight may fill its last slots.
+                pacer.pause(at);
+                self.emit(Control::Stop, origin, at);
+                self.set_state(RecordingState::Stopping);
+                info!(?origin, "stopping");
+            }
+
+            for slot in pacer.due(now) {
+                encoder.send(slot.jpeg).await?;
+            }
+
+            if let Some((at, origin)) = stop
+                && now >= at + latency
+            {
+                let tail = match limit_slots {
+                    Some(l) if origin == Origin::Limit => pacer.finish_at_slot_count(l),
+                    _ => pacer.finish(at),
+                };
+                for slot in tail {
+                    encoder.send(slot.jpeg).await?;
+                }
+                let written = pacer.slots_written();
+                let segments = encoder.finish(Duration::from_secs(60)).await?;
+                if written == 0 || segments.is_empty() {
+                    return Err(RecordError::NoFrames);
+                }
+                let stats = pacer.stats();
+                let recorded_seconds = written as f64 / f64::from(fps);
+                self.progress.send_modify(|p| {
+                    p.recorded_seconds = recorded_seconds;
+                    p.stats = stats;
+                    p.bytes_written = bytes_written(&opts.work_dir);
+                });
+                info!(recorded_seconds, frames = written, "recording finished");
+                return Ok(Outcome::Recorded(RecordedMedia {
+                    segments,
+                    recorded_seconds,
+                    fps,
+                    stats,
+                    events: self.log.clone(),
+                    stopped_by: origin,
+                }));
+            }
+
+            if now - last_progress >= 0.25 {
+                last_progress = now;
+                let bytes = bytes_written(&opts.work_dir);
+                let recorded = pacer.recorded_at(now);
+                self.progress.send_modify(|p| {
+                    p.recorded_seconds = recorded;
+                    p.stats = pacer.stats();
+                    p.bytes_written = bytes;
+                    p.pauses = pauses;
+                    p.refreshes = refreshes;
+                });
+            }
+        }
+    }
+}

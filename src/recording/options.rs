@@ -1,0 +1,144 @@
+//! What one recording needs to know, validated.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use crate::browser::BrowserSettings;
+use crate::media::encoder::EncoderSettings;
+
+/// Default viewport width (the contract's default).
+pub const DEFAULT_WIDTH: u32 = 1280;
+/// Default viewport height (the contract's default).
+pub const DEFAULT_HEIGHT: u32 = 720;
+/// Largest width or height the contract allows.
+pub const MAX_DIMENSION: u32 = 2560;
+/// Smallest width or height pagecast accepts (Chromium's window cannot be smaller).
+pub const MIN_DIMENSION: u32 = 16;
+/// Default output frame rate.
+pub const DEFAULT_FPS: u32 = 30;
+/// Highest output frame rate (Chromium paints at most 60 times a second).
+pub const MAX_FPS: u32 = 60;
+
+/// How frames are captured.
+#[derive(Debug, Clone, Copy)]
+pub struct CaptureSettings {
+    /// JPEG quality of screencast frames.
+    pub jpeg_quality: u8,
+    /// Ask Chromium for every n-th painted frame.
+    pub every_nth_frame: u32,
+    /// How long a slot waits for late frames before it is decided.
+    pub latency: Duration,
+}
+
+impl Default for CaptureSettings {
+    fn default() -> Self {
+        Self {
+            jpeg_quality: 80,
+            every_nth_frame: 1,
+            latency: Duration::from_millis(300),
+        }
+    }
+}
+
+/// Everything one recording needs.
+#[derive(Debug, Clone)]
+pub struct RecordOptions {
+    /// The page.
+    pub url: String,
+    /// Viewport and video width.
+    pub width: u32,
+    /// Viewport and video height.
+    pub height: u32,
+    /// Output frames per second.
+    pub fps: u32,
+    /// Stop after this much recorded time (pauses excluded).
+    pub max_duration: Option<Duration>,
+    /// Wait for the page to call `window.startRecord()`.
+    pub manual_start: bool,
+    /// How long a ManualStart page may take to call `window.startRecord()`.
+    pub start_timeout: Duration,
+    /// How long the page may take to load.
+    pub navigation_timeout: Duration,
+    /// Browser settings (binary, fonts, environment).
+    pub browser: BrowserSettings,
+    /// Capture settings.
+    pub capture: CaptureSettings,
+    /// Encoder settings.
+    pub encoder: EncoderSettings,
+    /// The recording's private work directory (segments, browser profile). The caller owns it.
+    pub work_dir: PathBuf,
+}
+
+/// Applies the contract's rule for a width or height: 0 means the default, otherwise
+/// `MIN_DIMENSION..=MAX_DIMENSION`.
+pub fn dimension(value: u32, default: u32, name: &str) -> Result<u32, String> {
+    match value {
+        0 => Ok(default),
+        v if v > MAX_DIMENSION => Err(format!("{name} must be at most {MAX_DIMENSION} (got {v})")),
+        v if v < MIN_DIMENSION => Err(format!(
+            "{name} must be 0 (default) or at least {MIN_DIMENSION} (got {v})"
+        )),
+        v => Ok(v),
+    }
+}
+
+/// Validates a frame rate.
+pub fn frame_rate(value: u32) -> Result<u32, String> {
+    match value {
+        0 => Ok(DEFAULT_FPS),
+        v if v > MAX_FPS => Err(format!("fps must be between 1 and {MAX_FPS} (got {v})")),
+        v => Ok(v),
+    }
+}
+
+/// Validates a page URL: absolute http(s) with a host.
+pub fn page_url(raw: &str) -> Result<url::Url, String> {
+    let url =
+        url::Url::parse(raw.trim()).map_err(|e| format!("{raw:?} is not a valid URL ({e})"))?;
+    match url.scheme() {
+        "http" | "https" if url.host_str().is_some_and(|h| !h.is_empty()) => Ok(url),
+        "http" | "https" => Err(format!("{raw:?} has no host")),
+        other => Err(format!(
+            "only http and https pages can be recorded, not {other}:"
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dimensions_follow_the_contract() {
+        assert_eq!(dimension(0, 1280, "Width"), Ok(1280));
+        assert_eq!(dimension(2560, 1280, "Width"), Ok(2560));
+        assert_eq!(dimension(1279, 1280, "Width"), Ok(1279));
+        assert!(
+            dimension(2561, 1280, "Width")
+                .unwrap_err()
+                .contains("at most 2560")
+        );
+        assert!(dimension(3, 1280, "Height").is_err());
+    }
+
+    #[test]
+    fn frame_rates() {
+        assert_eq!(frame_rate(0), Ok(30));
+        assert_eq!(frame_rate(25), Ok(25));
+        assert!(frame_rate(61).is_err());
+    }
+
+    #[test]
+    fn urls() {
+        assert!(page_url("https://example.org/x?y=1").is_ok());
+        assert!(page_url("http://127.0.0.1:8080/").is_ok());
+        assert!(
+            page_url("file:///etc/passwd")
+                .unwrap_err()
+                .contains("only http and https")
+        );
+        assert!(page_url("javascript:alert(1)").is_err());
+        assert!(page_url("not a url").is_err());
+        assert!(page_url("").is_err());
+    }
+}
