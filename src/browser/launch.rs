@@ -92,10 +92,10 @@ impl ChromiumProcess {
         let (tx, rx) = oneshot::channel::<String>();
         let mut tx = Some(tx);
         let mut child = OwnedChild::spawn("chromium", cmd, move |line| {
-            if let Some(rest) = line.split("DevTools listening on ").nth(1) {
-                if let Some(tx) = tx.take() {
-                    let _ = tx.send(rest.trim().to_string());
-                }
+            if let Some(rest) = line.split("DevTools listening on ").nth(1)
+                && let Some(tx) = tx.take()
+            {
+                let _ = tx.send(rest.trim().to_string());
             }
         })?;
 

@@ -22,7 +22,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Record a page to an MP4 or HLS file (one-shot; needs no Redis or storage).
-    Record(record::RecordArgs),
+    Record(Box<record::RecordArgs>),
     /// Measure frame timing in a recording of tests/fixtures/clock.html (the benchmark tool).
     Analyze(analyze::AnalyzeArgs),
 }
@@ -45,7 +45,7 @@ pub fn init_tracing(verbose: u8) {
 /// Runs the chosen command.
 pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
-        Command::Record(args) => record::run(args).await,
+        Command::Record(args) => record::run(*args).await,
         Command::Analyze(args) => analyze::run(args).await,
     }
 }

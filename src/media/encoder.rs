@@ -255,11 +255,11 @@ impl SegmentEncoder {
 impl Drop for SegmentEncoder {
     fn drop(&mut self) {
         self.frames.take();
-        if let Ok(mut c) = self.child.lock() {
-            if matches!(c.as_inner_mut().try_wait(), Ok(None)) {
-                let _ = c.kill();
-                let _ = c.wait();
-            }
+        if let Ok(mut c) = self.child.lock()
+            && matches!(c.as_inner_mut().try_wait(), Ok(None))
+        {
+            let _ = c.kill();
+            let _ = c.wait();
         }
     }
 }

@@ -461,33 +461,33 @@ impl Engine {
                 _ = tick.tick() => {}
             }
 
-            if let Some((control, origin, at)) = command {
-                if stop.is_none() {
-                    match control {
-                        Control::Start => {}
-                        Control::Pause if !pacer.is_paused() => {
-                            pacer.pause(at);
-                            pauses += 1;
-                            self.emit(Control::Pause, origin, at);
-                            self.set_state(RecordingState::Paused);
-                            info!(?origin, "paused");
-                        }
-                        Control::Resume if pacer.is_paused() => {
-                            pacer.resume(at);
-                            self.emit(Control::Resume, origin, at);
-                            self.set_state(RecordingState::Recording);
-                            info!(?origin, "resumed");
-                        }
-                        Control::Pause | Control::Resume => {}
-                        Control::Refresh => {
-                            self.session.reload();
-                            refreshes += 1;
-                            self.emit(Control::Refresh, origin, at);
-                            info!(?origin, "page reload requested");
-                        }
-                        Control::Stop => {
-                            stop = Some((at, origin));
-                        }
+            if let Some((control, origin, at)) = command
+                && stop.is_none()
+            {
+                match control {
+                    Control::Start => {}
+                    Control::Pause if !pacer.is_paused() => {
+                        pacer.pause(at);
+                        pauses += 1;
+                        self.emit(Control::Pause, origin, at);
+                        self.set_state(RecordingState::Paused);
+                        info!(?origin, "paused");
+                    }
+                    Control::Resume if pacer.is_paused() => {
+                        pacer.resume(at);
+                        self.emit(Control::Resume, origin, at);
+                        self.set_state(RecordingState::Recording);
+                        info!(?origin, "resumed");
+                    }
+                    Control::Pause | Control::Resume => {}
+                    Control::Refresh => {
+                        self.session.reload();
+                        refreshes += 1;
+                        self.emit(Control::Refresh, origin, at);
+                        info!(?origin, "page reload requested");
+                    }
+                    Control::Stop => {
+                        stop = Some((at, origin));
                     }
                 }
             }

@@ -1,0 +1,246 @@
+//! Shared helpers for the end-to-end tests: a fixture web server, running the real `pagecast`
+//! binary, and looking at what it produced with ffprobe and decoded frames.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::extract::Path as UrlPath;
+use axum::http::{StatusCode, header};
+use axum::response::IntoResponse;
+use axum::routing::get;
+
+/// Serves `tests/fixtures` on a loopback port from a background thread; returns the base URL.
+pub fn fixture_server() -> String {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        rt.block_on(async move {
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+                .await
+                .expect("bind");
+            tx.send(listener.local_addr().expect("addr")).expect("send");
+            let app = Router::new().route("/{file}", get(serve_fixture));
+            axum::serve(listener, app).await.expect("serve");
+        });
+    });
+    let addr = rx.recv().expect("fixture server address");
+    format!("http://{addr}")
+}
+
+async fn serve_fixture(UrlPath(file): UrlPath<String>) -> impl IntoResponse {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(&file);
+    if file.contains("..") || !path.is_file() {
+        return (
+            StatusCode::NOT_FOUND,
+            [(header::CONTENT_TYPE, "text/plain")],
+            b"not found".to_vec(),
+        );
+    }
+    let body = std::fs::read(&path).unwrap_or_default();
+    (
+        StatusCode::OK,
+        [(header::CONTENT_TYPE, "text/html; charset=utf-8")],
+        body,
+    )
+}
+
+/// The binary under test.
+pub fn pagecast() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_pagecast"));
+    c.stdin(Stdio::null());
+    c
+}
+
+/// Runs a command with a hard time limit; panics (with its output) if it hangs.
+pub fn run(mut cmd: Command, limit: Duration) -> Output {
+    cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
+    let mut child = cmd.spawn().expect("spawn pagecast");
+    let start = Instant::now();
+    loop {
+        if let Some(_status) = child.try_wait().expect("wait") {
+            return child.wait_with_output().expect("output");
+        }
+        if start.elapsed() > limit {
+            let _ = child.kill();
+            let out = child.wait_with_output().expect("output");
+            panic!(
+                "command hung for {limit:?}\nstdout: {}\nstderr: {}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Records `url` with extra args into `out`; asserts success and returns the output.
+pub fn record_ok(url: &str, out: &Path, extra: &[&str]) -> Output {
+    let mut cmd = pagecast();
+    cmd.arg("record")
+        .arg(url)
+        .arg("-o")
+        .arg(out)
+        .arg("-q")
+        .args(extra);
+    let o = run(cmd, Duration::from_secs(120));
+    assert!(
+        o.status.success(),
+        "pagecast record failed ({})\nstdout: {}\nstderr: {}",
+        o.status,
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    o
+}
+
+/// ffprobe facts about a file.
+#[derive(Debug)]
+pub struct Probe {
+    pub duration: f64,
+    pub width: u32,
+    pub height: u32,
+    pub codec: String,
+    pub pix_fmt: String,
+    pub frames: u64,
+}
+
+pub fn probe(path: &Path, pre: &[&str]) -> Probe {
+    let out = Command::new("ffprobe")
+        .args(["-v", "error"])
+        .args(pre)
+        .args(["-count_frames", "-select_streams", "v:0", "-show_entries"])
+        .arg("format=duration:stream=width,height,codec_name,pix_fmt,nb_read_frames")
+        .args(["-of", "json"])
+        .arg(path)
+        .output()
+        .expect("run ffprobe");
+    assert!(
+        out.status.success(),
+        "ffprobe failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("ffprobe json");
+    let s = &v["streams"][0];
+    Probe {
+        duration: v["format"]["duration"]
+            .as_str()
+            .and_then(|d| d.parse().ok())
+            .unwrap_or(0.0),
+        width: s["width"].as_u64().unwrap_or(0) as u32,
+        height: s["height"].as_u64().unwrap_or(0) as u32,
+        codec: s["codec_name"].as_str().unwrap_or_default().to_string(),
+        pix_fmt: s["pix_fmt"].as_str().unwrap_or_default().to_string(),
+        frames: s["nb_read_frames"]
+            .as_str()
+            .and_then(|d| d.parse().ok())
+            .unwrap_or(0),
+    }
+}
+
+/// One decoded frame as RGB24.
+pub struct Rgb {
+    pub width: usize,
+    pub height: usize,
+    pub data: Vec<u8>,
+}
+
+impl Rgb {
+    pub fn pixel(&self, x: usize, y: usize) -> [u8; 3] {
+        let i = (y * self.width + x) * 3;
+        [self.data[i], self.data[i + 1], self.data[i + 2]]
+    }
+
+    /// Mean colour of a rectangle.
+    pub fn mean(&self, x0: usize, y0: usize, w: usize, h: usize) -> [f64; 3] {
+        let mut sum = [0f64; 3];
+        for y in y0..y0 + h {
+            for x in x0..x0 + w {
+                let p = self.pixel(x, y);
+                for c in 0..3 {
+                    sum[c] += f64::from(p[c]);
+                }
+            }
+        }
+        let n = (w * h) as f64;
+        sum.map(|s| s / n)
+    }
+
+    /// Binarised (dark = true) rectangle.
+    pub fn ink(&self, x0: usize, y0: usize, w: usize, h: usize) -> Vec<bool> {
+        let mut v = Vec::with_capacity(w * h);
+        for y in y0..y0 + h {
+            for x in x0..x0 + w {
+                let p = self.pixel(x, y);
+                v.push((u32::from(p[0]) + u32::from(p[1]) + u32::from(p[2])) / 3 < 128);
+            }
+        }
+        v
+    }
+}
+
+/// Decodes the frame with the given index (0-based) of a video.
+pub fn frame_at(path: &Path, index: usize, pre: &[&str]) -> Rgb {
+    let p = probe(path, pre);
+    let out = Command::new("ffmpeg")
+        .args(["-v", "error"])
+        .args(pre)
+        .arg("-i")
+        .arg(path)
+        .args([
+            "-vf",
+            &format!("select=eq(n\\,{index})"),
+            "-frames:v",
+            "1",
+            "-f",
+            "rawvideo",
+            "-pix_fmt",
+            "rgb24",
+            "-",
+        ])
+        .output()
+        .expect("run ffmpeg");
+    assert!(
+        out.status.success(),
+        "ffmpeg decode failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let (w, h) = (p.width as usize, p.height as usize);
+    assert_eq!(
+        out.stdout.len(),
+        w * h * 3,
+        "frame {index} of {} not decoded",
+        path.display()
+    );
+    Rgb {
+        width: w,
+        height: h,
+        data: out.stdout,
+    }
+}
+
+/// A fresh scratch directory for one test.
+pub fn scratch(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("pagecast-test-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("scratch dir");
+    dir
+}
+
+pub fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+pub fn assert_close(actual: f64, expected: f64, tolerance: f64, what: &str) {
+    assert!(
+        (actual - expected).abs() <= tolerance,
+        "{what}: {actual} is not within {tolerance} of {expected}"
+    );
+}

@@ -1,0 +1,242 @@
+//! End-to-end: `pagecast record` against real Chromium and ffmpeg, checked with ffprobe and by
+//! looking at decoded frames.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+
+#[test]
+fn animated_page_has_the_requested_duration_and_moves() {
+    let base = fixture_server();
+    let dir = scratch("animated");
+    let out = dir.join("animated.mp4");
+    record_ok(&format!("{base}/animated.html"), &out, &["--duration", "4"]);
+    let p = probe(&out, &[]);
+    assert_close(p.duration, 4.0, 4.0 * 0.03, "duration");
+    assert_eq!(
+        (p.width, p.height, p.codec.as_str(), p.pix_fmt.as_str()),
+        (1280, 720, "h264", "yuv420p")
+    );
+    assert_eq!(p.frames, 120, "constant 30 fps");
+    // The content changes between frames one second apart.
+    let a = frame_at(&out, 30, &[]);
+    let b = frame_at(&out, 60, &[]);
+    let differing = a
+        .data
+        .iter()
+        .zip(&b.data)
+        .filter(|(x, y)| x.abs_diff(**y) > 30)
+        .count();
+    assert!(
+        differing > 1000,
+        "frames 1 s apart should differ, {differing} bytes differ"
+    );
+    // MP4 with the index at the front (+faststart): the moov box comes before mdat.
+    let bytes = std::fs::read(&out).unwrap();
+    let moov = bytes.windows(4).position(|w| w == b"moov").unwrap();
+    let mdat = bytes.windows(4).position(|w| w == b"mdat").unwrap();
+    assert!(moov < mdat, "moov must precede mdat");
+}
+
+#[test]
+fn static_page_is_recorded_for_the_full_duration() {
+    let base = fixture_server();
+    let dir = scratch("static");
+    let out = dir.join("static.mp4");
+    record_ok(&format!("{base}/static.html"), &out, &["--duration", "4"]);
+    let p = probe(&out, &[]);
+    assert_close(
+        p.duration,
+        4.0,
+        4.0 * 0.03,
+        "duration of a page that never repaints",
+    );
+    assert_eq!(p.frames, 120);
+    // Same picture at the start and the end.
+    let a = frame_at(&out, 2, &[]);
+    let b = frame_at(&out, 118, &[]);
+    let differing = a
+        .data
+        .iter()
+        .zip(&b.data)
+        .filter(|(x, y)| x.abs_diff(**y) > 30)
+        .count();
+    // Lossy coding leaves a few stray bytes (about 100 of 2.76 million were seen); any repaint of
+    // content changes tens of thousands.
+    assert!(
+        differing < a.data.len() / 2000,
+        "a static page should look the same throughout ({differing} bytes differ)"
+    );
+}
+
+#[test]
+fn cjk_text_renders_with_the_bundled_font() {
+    let base = fixture_server();
+    let dir = scratch("cjk");
+    let out = dir.join("cjk.mp4");
+    record_ok(&format!("{base}/cjk.html"), &out, &["--duration", "1"]);
+    let f = frame_at(&out, 15, &[]);
+    // Boxes at x = 40, 280, 520 (200x200): 永, あ, and U+E000 which no font has (a missing-glyph box).
+    let yong = f.ink(40, 40, 200, 200);
+    let a = f.ink(280, 40, 200, 200);
+    let tofu = f.ink(520, 40, 200, 200);
+    let ink = |v: &[bool]| v.iter().filter(|b| **b).count();
+    let diff = |x: &[bool], y: &[bool]| x.iter().zip(y).filter(|(p, q)| p != q).count();
+    assert!(
+        ink(&yong) > 1500 && ink(&a) > 1500,
+        "glyphs have ink: {} {}",
+        ink(&yong),
+        ink(&a)
+    );
+    // Missing glyphs all look alike; real glyphs differ from each other and from the missing-glyph box.
+    assert!(
+        diff(&yong, &a) > 2000,
+        "永 and あ must look different ({})",
+        diff(&yong, &a)
+    );
+    assert!(
+        diff(&yong, &tofu) > 2000,
+        "永 must not be a missing-glyph box ({})",
+        diff(&yong, &tofu)
+    );
+    assert!(
+        diff(&a, &tofu) > 2000,
+        "あ must not be a missing-glyph box ({})",
+        diff(&a, &tofu)
+    );
+}
+
+#[test]
+fn cjk_text_is_boxes_without_the_bundled_font() {
+    // The control for the test above: with a fontconfig that lacks fonts/, this machine has no CJK
+    // font, so the glyphs degrade to identical boxes. If it has one, the control is meaningless.
+    let fc_list = std::process::Command::new("fc-list")
+        .arg(":charset=6c38")
+        .output()
+        .expect("fc-list");
+    if !fc_list.stdout.is_empty() {
+        eprintln!(
+            "a system CJK font is installed; the negative control does not apply:\n{}",
+            String::from_utf8_lossy(&fc_list.stdout)
+        );
+        return;
+    }
+    let base = fixture_server();
+    let dir = scratch("cjk-nofont");
+    let conf = dir.join("fonts.conf");
+    std::fs::write(&conf, "<?xml version=\"1.0\"?><fontconfig><include ignore_missing=\"yes\">/etc/fonts/fonts.conf</include></fontconfig>").unwrap();
+    let out = dir.join("cjk.mp4");
+    record_ok(
+        &format!("{base}/cjk.html"),
+        &out,
+        &["--duration", "1", "--fontconfig", conf.to_str().unwrap()],
+    );
+    let f = frame_at(&out, 15, &[]);
+    let yong = f.ink(40, 40, 200, 200);
+    let a = f.ink(280, 40, 200, 200);
+    let diff = yong.iter().zip(&a).filter(|(p, q)| p != q).count();
+    assert!(
+        diff < 2000,
+        "without the font both characters should be the same box ({diff})"
+    );
+}
+
+#[test]
+fn manual_start_records_nothing_before_start_record() {
+    let base = fixture_server();
+    let dir = scratch("manual");
+    let out = dir.join("manual.mp4");
+    // The page is red until it calls window.startRecord() after 1.5 s, and green from then on.
+    record_ok(
+        &format!("{base}/manual.html?delay=1500"),
+        &out,
+        &["--manual-start", "--duration", "2"],
+    );
+    let p = probe(&out, &[]);
+    assert_close(p.duration, 2.0, 0.06, "duration counts from startRecord()");
+    for index in [0, 1, 30, 59] {
+        let [r, g, _] = f64x3(frame_at(&out, index, &[]).mean(100, 100, 400, 300));
+        assert!(
+            g > 200.0 && r < 60.0,
+            "frame {index} should be green, is r={r} g={g}"
+        );
+    }
+}
+
+fn f64x3(v: [f64; 3]) -> [f64; 3] {
+    v
+}
+
+#[test]
+fn manual_start_times_out_with_a_clear_error() {
+    let base = fixture_server();
+    let dir = scratch("manual-timeout");
+    let mut cmd = pagecast();
+    cmd.arg("record")
+        .arg(format!("{base}/static.html"))
+        .args(["--manual-start", "--start-timeout", "2", "-q", "-o"])
+        .arg(dir.join("x.mp4"));
+    let o = run(cmd, Duration::from_secs(60));
+    assert!(!o.status.success());
+    assert!(
+        stderr(&o).contains("StartTimeout") && stderr(&o).contains("window.startRecord()"),
+        "{}",
+        stderr(&o)
+    );
+    assert!(!dir.join("x.mp4").exists());
+}
+
+#[test]
+fn odd_sizes_do_not_break_the_encoder() {
+    let base = fixture_server();
+    let dir = scratch("odd");
+    let out = dir.join("odd.mp4");
+    record_ok(
+        &format!("{base}/animated.html"),
+        &out,
+        &["--duration", "1", "--width", "641", "--height", "361"],
+    );
+    let p = probe(&out, &[]);
+    assert_eq!((p.width, p.height), (642, 362), "padded to even dimensions");
+    assert_eq!(p.frames, 30);
+}
+
+#[test]
+fn sigterm_finishes_the_file_cleanly() {
+    let base = fixture_server();
+    let dir = scratch("sigterm");
+    let out = dir.join("term.mp4");
+    let mut cmd = pagecast();
+    cmd.arg("record")
+        .arg(format!("{base}/animated.html"))
+        .args(["-q", "-o"])
+        .arg(&out);
+    cmd.stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    let child = cmd.spawn().unwrap();
+    // Wait until recording has begun (the work dir gets its first bytes), then ask it to stop.
+    std::thread::sleep(Duration::from_secs(5));
+    let pid = child.id();
+    std::process::Command::new("kill")
+        .args(["-TERM", &pid.to_string()])
+        .status()
+        .unwrap();
+    let start = std::time::Instant::now();
+    let o = child.wait_with_output().unwrap();
+    assert!(
+        o.status.success(),
+        "exit after SIGTERM: {} {}",
+        o.status,
+        stderr(&o)
+    );
+    assert!(start.elapsed() < Duration::from_secs(30));
+    let p = probe(&out, &[]);
+    assert!(
+        p.duration > 1.0 && p.duration < 5.0,
+        "duration {}",
+        p.duration
+    );
+    assert_eq!(p.frames as f64, (p.duration * 30.0).round());
+}
