@@ -4,7 +4,8 @@
 # warm machine pays only for the `dpkg -s` checks.
 set -euo pipefail
 
-packages=(chromium ffmpeg fontconfig redis-server pulseaudio pulseaudio-utils procps ca-certificates)
+# libssl-dev and pkg-config are build dependencies (TLS for callbacks).
+packages=(chromium ffmpeg fontconfig redis-server pulseaudio pulseaudio-utils procps ca-certificates libssl-dev pkg-config)
 
 missing=()
 for p in "${packages[@]}"; do

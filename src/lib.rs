@@ -11,9 +11,13 @@
 #![warn(missing_docs, rust_2018_idioms)]
 
 pub mod analysis;
+pub mod api;
 pub mod browser;
+pub mod config;
 pub mod error;
 pub mod fonts;
 pub mod media;
+pub mod pipeline;
 pub mod process;
 pub mod recording;
+pub mod task;

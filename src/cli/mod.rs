@@ -3,6 +3,7 @@
 mod analyze;
 mod demo;
 mod record;
+mod service;
 
 use std::process::ExitCode;
 
@@ -23,6 +24,10 @@ pub struct Cli {
 enum Command {
     /// Record a page to an MP4 or HLS file (one-shot; needs no Redis or storage).
     Record(Box<record::RecordArgs>),
+    /// Run the HTTP API and a worker (tasks in Redis).
+    Serve(Box<service::ServeArgs>),
+    /// Run a worker only; start as many as you like against the same Redis.
+    Worker(Box<service::WorkerArgs>),
     /// Measure frame timing in a recording of tests/fixtures/clock.html (the benchmark tool).
     Analyze(analyze::AnalyzeArgs),
 }
@@ -46,6 +51,8 @@ pub fn init_tracing(verbose: u8) {
 pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Record(args) => record::run(*args).await,
+        Command::Serve(args) => service::serve(*args).await,
+        Command::Worker(args) => service::worker(*args).await,
         Command::Analyze(args) => analyze::run(args).await,
     }
 }

@@ -1,0 +1,292 @@
+//! The Describe response for a task, which is also the body POSTed to the task's CallbackURL.
+//!
+//! Contract fields (`TaskID`, `RequestID`, `Status`, the times, `Result`) keep the source product's
+//! meaning; pagecast's extras (`RecordedDuration`, `Stats`, `Restarts`, `UserContext`, `Muxer`)
+//! are added beside them. Optional fields are left out while unknown, never sent as `null`.
+//!
+//! Only what a client may see is rendered: never the task's secrets (they are not in
+//! [`TaskRecord`] at all), never lease internals (`owner`, `fence`, `node`), never the request's
+//! URLs or storage settings.
+
+use serde_json::{Map, Value, json};
+
+use crate::task::{TaskRecord, TaskResult, TaskStats};
+
+/// The Describe (and callback) JSON of `task`.
+pub fn describe_json(task: &TaskRecord, request_id: &str) -> Value {
+    let mut out = Map::new();
+    out.insert("TaskID".into(), json!(task.id));
+    out.insert("RequestID".into(), json!(request_id));
+    out.insert("Status".into(), json!(task.status.as_str()));
+    out.insert("CreateTime".into(), json!(task.create_time));
+    for (name, time) in [
+        ("StartTime", task.start_time),
+        ("CancelTime", task.cancel_time),
+        ("StopTime", task.stop_time),
+        ("FinishTime", task.finish_time),
+    ] {
+        if let Some(t) = time {
+            out.insert(name.into(), json!(t));
+        }
+    }
+    if let Some(result) = &task.result {
+        out.insert("Result".into(), result_json(result));
+    }
+    if let Some(stats) = &task.stats {
+        if let Some(seconds) = duration_json(stats.recorded_duration) {
+            out.insert("RecordedDuration".into(), seconds);
+        }
+        out.insert("Stats".into(), stats_json(stats));
+    }
+    out.insert("Restarts".into(), json!(task.restarts));
+    if let Some(context) = &task.spec.user_context {
+        out.insert("UserContext".into(), json!(context));
+    }
+    let muxer = match task.spec.muxer {
+        crate::task::Muxer::Mp4 => "mp4",
+        crate::task::Muxer::Hls => "hls",
+    };
+    out.insert("Muxer".into(), json!(muxer));
+    Value::Object(out)
+}
+
+fn result_json(result: &TaskResult) -> Value {
+    let mut out = Map::new();
+    if let Some(code) = &result.error_code {
+        out.insert("ErrorCode".into(), json!(code));
+    }
+    if let Some(message) = &result.error_message {
+        out.insert("ErrorMessage".into(), json!(message));
+    }
+    let videos: Vec<Value> = result
+        .videos
+        .iter()
+        .map(|v| {
+            json!({
+                "Filename": v.filename,
+                "FileSize": v.file_size,
+                "FileURL": v.file_url,
+            })
+        })
+        .collect();
+    out.insert("Videos".into(), Value::Array(videos));
+    Value::Object(out)
+}
+
+fn stats_json(stats: &TaskStats) -> Value {
+    json!({
+        "FramesCaptured": stats.frames_captured,
+        "FramesWritten": stats.frames_written,
+        "FramesDuplicated": stats.frames_duplicated,
+        "FramesDropped": stats.frames_dropped,
+        "Pauses": stats.pauses,
+        "Refreshes": stats.refreshes,
+        "CallbackAttempts": stats.callback_attempts,
+    })
+}
+
+/// Seconds rounded to milliseconds; nothing for a value that is not a real duration.
+fn duration_json(seconds: f64) -> Option<Value> {
+    if !seconds.is_finite() || seconds < 0.0 {
+        return None;
+    }
+    serde_json::Number::from_f64((seconds * 1000.0).round() / 1000.0).map(Value::Number)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::task::{Muxer, OutputTarget, StartSpec, Status, StorageType, Video};
+
+    fn spec() -> StartSpec {
+        StartSpec {
+            record_url: "https://example.org/secret-room?token=abc".into(),
+            manual_start: false,
+            width: 1280,
+            height: 720,
+            fps: 30,
+            max_duration_secs: 21_600,
+            callback_url: Some("https://hooks.example.org/cb?sig=xyz".into()),
+            storage_type: StorageType::S3,
+            muxer: Muxer::Hls,
+            auth_url: Some("https://keys.example.org/k".into()),
+            output: OutputTarget {
+                bucket: Some("private-bucket".into()),
+                endpoint: Some("http://minio.internal:9000".into()),
+                ..OutputTarget::default()
+            },
+            start_timeout_secs: 300,
+            user_context: None,
+        }
+    }
+
+    fn task(status: Status) -> TaskRecord {
+        TaskRecord {
+            id: "6f1c2d7e-8a4b-4c3d-9e5f-0a1b2c3d4e5f".into(),
+            status,
+            create_time: 1_700_000_000,
+            start_time: None,
+            cancel_time: None,
+            stop_time: None,
+            finish_time: None,
+            spec: spec(),
+            result: None,
+            stats: None,
+            owner: Some("worker-7:1234".into()),
+            fence: 42,
+            node: Some("node-a".into()),
+            restarts: 0,
+        }
+    }
+
+    #[test]
+    fn a_new_task_shows_only_what_is_known() {
+        let v = describe_json(&task(Status::Normal), "req-1");
+        assert_eq!(
+            v,
+            json!({
+                "TaskID": "6f1c2d7e-8a4b-4c3d-9e5f-0a1b2c3d4e5f",
+                "RequestID": "req-1",
+                "Status": "normal",
+                "CreateTime": 1_700_000_000,
+                "Restarts": 0,
+                "Muxer": "hls",
+            })
+        );
+    }
+
+    #[test]
+    fn every_status_is_rendered_as_its_wire_string() {
+        for status in Status::ALL {
+            let v = describe_json(&task(status), "r");
+            assert_eq!(v["Status"], status.as_str());
+        }
+    }
+
+    #[test]
+    fn a_finished_task_has_times_result_and_stats() {
+        let mut t = task(Status::Finished);
+        t.start_time = Some(1_700_000_010);
+        t.cancel_time = Some(1_700_000_100);
+        t.stop_time = Some(1_700_000_101);
+        t.finish_time = Some(1_700_000_130);
+        t.restarts = 1;
+        t.spec.muxer = Muxer::Mp4;
+        t.spec.user_context = Some("{\"lesson\":7}".into());
+        t.result = Some(TaskResult {
+            error_code: None,
+            error_message: None,
+            videos: vec![Video {
+                filename: "6f1c/1700000101000.mp4".into(),
+                file_size: 123_456,
+                file_url: "https://cdn.example.org/6f1c/1700000101000.mp4".into(),
+            }],
+        });
+        t.stats = Some(TaskStats {
+            recorded_duration: 80.123_456,
+            frames_captured: 2000,
+            frames_written: 2404,
+            frames_duplicated: 410,
+            frames_dropped: 6,
+            pauses: 2,
+            refreshes: 1,
+            callback_attempts: 3,
+        });
+        let v = describe_json(&t, "req-2");
+        assert_eq!(
+            v,
+            json!({
+                "TaskID": "6f1c2d7e-8a4b-4c3d-9e5f-0a1b2c3d4e5f",
+                "RequestID": "req-2",
+                "Status": "finished",
+                "CreateTime": 1_700_000_000,
+                "StartTime": 1_700_000_010,
+                "CancelTime": 1_700_000_100,
+                "StopTime": 1_700_000_101,
+                "FinishTime": 1_700_000_130,
+                "Result": {
+                    "Videos": [{
+                        "Filename": "6f1c/1700000101000.mp4",
+                        "FileSize": 123_456,
+                        "FileURL": "https://cdn.example.org/6f1c/1700000101000.mp4",
+                    }],
+                },
+                "RecordedDuration": 80.123,
+                "Stats": {
+                    "FramesCaptured": 2000,
+                    "FramesWritten": 2404,
+                    "FramesDuplicated": 410,
+                    "FramesDropped": 6,
+                    "Pauses": 2,
+                    "Refreshes": 1,
+                    "CallbackAttempts": 3,
+                },
+                "Restarts": 1,
+                "UserContext": "{\"lesson\":7}",
+                "Muxer": "mp4",
+            })
+        );
+    }
+
+    #[test]
+    fn a_failed_task_reports_its_error_and_empty_videos() {
+        let mut t = task(Status::Finished);
+        t.result = Some(TaskResult {
+            error_code: Some("PageLoadFailed".into()),
+            error_message: Some("the page answered HTTP 404".into()),
+            videos: vec![],
+        });
+        let v = describe_json(&t, "r");
+        assert_eq!(
+            v["Result"],
+            json!({"ErrorCode": "PageLoadFailed", "ErrorMessage": "the page answered HTTP 404", "Videos": []})
+        );
+    }
+
+    #[test]
+    fn no_internals_and_no_request_settings_leak() {
+        let mut t = task(Status::Recording);
+        t.stats = Some(TaskStats::default());
+        let text = describe_json(&t, "r").to_string();
+        for secret in [
+            "worker-7",
+            "node-a",
+            "42",
+            "token=abc",
+            "sig=xyz",
+            "keys.example.org",
+            "private-bucket",
+            "minio.internal",
+        ] {
+            assert!(!text.contains(secret), "{secret} leaked: {text}");
+        }
+        let v: Value = serde_json::from_str(&text).unwrap();
+        for key in [
+            "Owner",
+            "Fence",
+            "Node",
+            "EncryptKey",
+            "AuthUrl",
+            "RecordURL",
+            "CallbackURL",
+        ] {
+            assert!(v.get(key).is_none(), "{key}");
+        }
+    }
+
+    #[test]
+    fn recorded_duration_is_rounded_and_never_bogus() {
+        assert_eq!(duration_json(1.23456), Some(json!(1.235)));
+        assert_eq!(duration_json(0.0), Some(json!(0.0)));
+        assert_eq!(duration_json(f64::NAN), None);
+        assert_eq!(duration_json(-1.0), None);
+        let mut t = task(Status::Recording);
+        t.stats = Some(TaskStats {
+            recorded_duration: f64::INFINITY,
+            ..TaskStats::default()
+        });
+        let v = describe_json(&t, "r");
+        assert!(v.get("RecordedDuration").is_none());
+        assert!(v.get("Stats").is_some());
+    }
+}

@@ -1,0 +1,132 @@
+//! `pagecast serve` (API + worker) and `pagecast worker` (worker only).
+
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::Context;
+use clap::Args;
+use pagecast::api::routes::{ApiState, app};
+use pagecast::api::start::StartLimits;
+use pagecast::config::{ApiConfig, StoreConfig, WorkerConfig};
+use pagecast::pipeline::{WorkerContext, run_worker};
+use pagecast::task::store::TaskStore;
+use tokio_util::sync::CancellationToken;
+use tracing::{info, warn};
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    #[command(flatten)]
+    api: ApiConfig,
+    #[command(flatten)]
+    store: StoreConfig,
+    #[command(flatten)]
+    worker: WorkerConfig,
+    /// Run only the API, no in-process worker.
+    #[arg(long, env = "PAGECAST_NO_WORKER")]
+    no_worker: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct WorkerArgs {
+    #[command(flatten)]
+    store: StoreConfig,
+    #[command(flatten)]
+    worker: WorkerConfig,
+}
+
+/// Cancels `token` on Ctrl-C or SIGTERM.
+fn cancel_on_signal(token: CancellationToken) {
+    tokio::spawn(async move {
+        let term = async {
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(mut s) => {
+                    s.recv().await;
+                }
+                Err(_) => std::future::pending::<()>().await,
+            }
+        };
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term => {}
+        }
+        info!("shutting down: no new work is taken; running recordings are finished and delivered");
+        token.cancel();
+    });
+}
+
+/// Connects to Redis, retrying until it answers (a worker may start before Redis does).
+async fn connect(cfg: &StoreConfig, shutdown: &CancellationToken) -> anyhow::Result<TaskStore> {
+    let mut wait = std::time::Duration::from_millis(250);
+    loop {
+        match TaskStore::connect(&cfg.redis_url, &cfg.key_prefix).await {
+            Ok(s) => return Ok(s.with_retention(cfg.task_retention)),
+            Err(e) => {
+                warn!(error = %e, "Redis is not reachable yet; retrying");
+                tokio::select! {
+                    _ = tokio::time::sleep(wait) => {}
+                    _ = shutdown.cancelled() => anyhow::bail!("stopped before Redis was reachable"),
+                }
+                wait = (wait * 2).min(std::time::Duration::from_secs(5));
+            }
+        }
+    }
+}
+
+pub async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
+    let shutdown = CancellationToken::new();
+    cancel_on_signal(shutdown.clone());
+    let listener = tokio::net::TcpListener::bind(&args.api.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", args.api.listen))?;
+    let addr = listener.local_addr()?;
+    let store = connect(&args.store, &shutdown).await?;
+    let public_url = args
+        .worker
+        .public_url
+        .clone()
+        .unwrap_or_else(|| format!("http://{addr}"));
+    let state = ApiState {
+        store: store.clone(),
+        tokens: Arc::new(
+            args.api
+                .api_tokens
+                .iter()
+                .map(|t| t.trim().to_string())
+                .filter(|t| !t.is_empty())
+                .collect(),
+        ),
+        max_body_bytes: args.api.max_body_bytes,
+        max_queued: args.api.max_queued,
+        limits: StartLimits::default(),
+        output_dir: args.worker.output_dir.clone(),
+    };
+    let worker = if args.no_worker {
+        None
+    } else {
+        let ctx = WorkerContext::new(store, args.worker.clone(), public_url, shutdown.clone());
+        Some(tokio::spawn(run_worker(ctx)))
+    };
+    info!(%addr, "API listening");
+    eprintln!("pagecast API listening on http://{addr}");
+    let api_shutdown = shutdown.clone();
+    axum::serve(listener, app(state))
+        .with_graceful_shutdown(async move { api_shutdown.cancelled().await })
+        .await?;
+    if let Some(w) = worker {
+        let _ = w.await;
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub async fn worker(args: WorkerArgs) -> anyhow::Result<ExitCode> {
+    let shutdown = CancellationToken::new();
+    cancel_on_signal(shutdown.clone());
+    let store = connect(&args.store, &shutdown).await?;
+    let public_url = args
+        .worker
+        .public_url
+        .clone()
+        .unwrap_or_else(|| "http://127.0.0.1:8080".to_string());
+    run_worker(WorkerContext::new(store, args.worker, public_url, shutdown)).await;
+    Ok(ExitCode::SUCCESS)
+}

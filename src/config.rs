@@ -1,0 +1,196 @@
+//! Configuration: typed settings with documented defaults, each a CLI flag and a `PAGECAST_*`
+//! environment variable. Secrets (tokens, keys, the Redis password) are never printed.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::Args;
+
+use crate::browser::BrowserSettings;
+use crate::media::encoder::EncoderSettings;
+use crate::recording::CaptureSettings;
+
+/// libx264 presets accepted by `--preset`.
+pub const PRESETS: &[&str] = &[
+    "ultrafast",
+    "superfast",
+    "veryfast",
+    "faster",
+    "fast",
+    "medium",
+    "slow",
+    "slower",
+    "veryslow",
+];
+
+/// How pages are captured and encoded (shared by `record`, `serve` and `worker`).
+#[derive(Debug, Clone, Args)]
+pub struct RecorderConfig {
+    /// The Chromium binary.
+    #[arg(long, env = "PAGECAST_CHROMIUM", default_value = "/usr/bin/chromium")]
+    pub chromium: PathBuf,
+    /// The ffmpeg binary.
+    #[arg(long, env = "PAGECAST_FFMPEG", default_value = "ffmpeg")]
+    pub ffmpeg: PathBuf,
+    /// The ffprobe binary.
+    #[arg(long, env = "PAGECAST_FFPROBE", default_value = "ffprobe")]
+    pub ffprobe: PathBuf,
+    /// fontconfig file adding the project's fonts (default: fontconfig/fonts.conf found beside the binary).
+    #[arg(long, env = "PAGECAST_FONTCONFIG")]
+    pub fontconfig: Option<PathBuf>,
+    /// JPEG quality of captured frames (1-100).
+    #[arg(long, env = "PAGECAST_JPEG_QUALITY", default_value_t = 80, value_parser = clap::value_parser!(u8).range(1..=100))]
+    pub jpeg_quality: u8,
+    /// Capture every n-th frame Chromium paints (1 = all).
+    #[arg(long, env = "PAGECAST_EVERY_NTH_FRAME", default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=10))]
+    pub every_nth_frame: u32,
+    /// libx264 preset.
+    #[arg(long, env = "PAGECAST_X264_PRESET", default_value = "veryfast", value_parser = clap::builder::PossibleValuesParser::new(PRESETS))]
+    pub preset: String,
+    /// libx264 constant rate factor (0-51, lower is better).
+    #[arg(long, env = "PAGECAST_X264_CRF", default_value_t = 23, value_parser = clap::value_parser!(u8).range(0..=51))]
+    pub crf: u8,
+    /// Seconds a page may take to load.
+    #[arg(long, env = "PAGECAST_NAVIGATION_TIMEOUT", default_value_t = 30)]
+    pub navigation_timeout: u64,
+}
+
+impl RecorderConfig {
+    /// Browser settings for a recording of the given size.
+    pub fn browser(&self, width: u32, height: u32) -> BrowserSettings {
+        BrowserSettings {
+            executable: self.chromium.clone(),
+            width,
+            height,
+            fontconfig_file: crate::fonts::find_fontconfig(self.fontconfig.as_deref()),
+            env: Vec::new(),
+            launch_timeout: Duration::from_secs(30),
+        }
+    }
+
+    /// Capture settings.
+    pub fn capture(&self) -> CaptureSettings {
+        CaptureSettings {
+            jpeg_quality: self.jpeg_quality,
+            every_nth_frame: self.every_nth_frame,
+            ..CaptureSettings::default()
+        }
+    }
+
+    /// Encoder settings.
+    pub fn encoder(&self) -> EncoderSettings {
+        EncoderSettings {
+            ffmpeg: self.ffmpeg.clone(),
+            preset: self.preset.clone(),
+            crf: self.crf,
+            ..EncoderSettings::default()
+        }
+    }
+}
+
+/// Where task state lives (shared by `serve` and `worker`).
+#[derive(Debug, Clone, Args)]
+pub struct StoreConfig {
+    /// Redis URL (may contain a password; never logged).
+    #[arg(
+        long,
+        env = "PAGECAST_REDIS_URL",
+        default_value = "redis://127.0.0.1:6379",
+        hide_env_values = true
+    )]
+    pub redis_url: String,
+    /// Prefix of every Redis key, so several deployments can share one Redis.
+    #[arg(long, env = "PAGECAST_KEY_PREFIX", default_value = "pagecast:")]
+    pub key_prefix: String,
+    /// Seconds a finished task stays queryable.
+    #[arg(long, env = "PAGECAST_TASK_RETENTION", default_value_t = 7 * 24 * 3600)]
+    pub task_retention: u64,
+}
+
+/// The worker (recording and delivery).
+#[derive(Debug, Clone, Args)]
+pub struct WorkerConfig {
+    /// This machine's name; work directories and local results belong to it (default: the host name).
+    #[arg(long, env = "PAGECAST_NODE_ID")]
+    pub node_id: Option<String>,
+    /// Recordings this worker runs at once (default: half the CPU cores, at least 1).
+    #[arg(long, env = "PAGECAST_WORKER_CAPACITY")]
+    pub capacity: Option<usize>,
+    /// Where per-task work directories are created (default: <temp>/pagecast-work).
+    #[arg(long, env = "PAGECAST_WORK_DIR")]
+    pub work_dir: Option<PathBuf>,
+    /// Where results are written when no object storage is configured.
+    #[arg(long, env = "PAGECAST_OUTPUT_DIR", default_value = "pagecast-output")]
+    pub output_dir: PathBuf,
+    /// Base URL of result files in Describe (default: http://<listen address>; `serve` serves them under /files/).
+    #[arg(long, env = "PAGECAST_PUBLIC_URL")]
+    pub public_url: Option<String>,
+    /// Milliseconds a worker's lease on a task lasts without a heartbeat.
+    #[arg(long, env = "PAGECAST_LEASE_MS", default_value_t = 15_000)]
+    pub lease_ms: u64,
+    /// Callback delivery attempts before giving up.
+    #[arg(long, env = "PAGECAST_CALLBACK_ATTEMPTS", default_value_t = 5)]
+    pub callback_attempts: u32,
+    /// Seconds one callback request may take.
+    #[arg(long, env = "PAGECAST_CALLBACK_TIMEOUT", default_value_t = 10)]
+    pub callback_timeout: u64,
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub recorder: RecorderConfig,
+}
+
+impl WorkerConfig {
+    /// The node id: configured, or the host name.
+    pub fn node(&self) -> String {
+        self.node_id
+            .clone()
+            .filter(|s| !s.trim().is_empty())
+            .unwrap_or_else(|| {
+                std::fs::read_to_string("/etc/hostname")
+                    .ok()
+                    .map(|s| s.trim().to_string())
+                    .filter(|s| !s.is_empty())
+                    .unwrap_or_else(|| "localhost".into())
+            })
+    }
+
+    /// Concurrent recordings.
+    pub fn capacity(&self) -> usize {
+        self.capacity
+            .unwrap_or_else(|| {
+                std::thread::available_parallelism()
+                    .map(|n| n.get() / 2)
+                    .unwrap_or(1)
+            })
+            .max(1)
+    }
+
+    /// Root of per-task work directories.
+    pub fn work_root(&self) -> PathBuf {
+        self.work_dir
+            .clone()
+            .unwrap_or_else(|| std::env::temp_dir().join("pagecast-work"))
+    }
+}
+
+/// The HTTP API.
+#[derive(Debug, Clone, Args)]
+pub struct ApiConfig {
+    /// Address the API listens on.
+    #[arg(long, env = "PAGECAST_LISTEN", default_value = "127.0.0.1:8080")]
+    pub listen: String,
+    /// API tokens, comma-separated; when set, every request needs `Authorization: Bearer <token>`.
+    #[arg(
+        long,
+        env = "PAGECAST_API_TOKENS",
+        hide_env_values = true,
+        value_delimiter = ','
+    )]
+    pub api_tokens: Vec<String>,
+    /// Largest accepted request body in bytes.
+    #[arg(long, env = "PAGECAST_MAX_BODY_BYTES", default_value_t = 64 * 1024)]
+    pub max_body_bytes: usize,
+    /// Start answers 429 LimitExceeded when this many tasks wait for a worker.
+    #[arg(long, env = "PAGECAST_MAX_QUEUED", default_value_t = 1000)]
+    pub max_queued: u64,
+}

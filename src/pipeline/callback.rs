@@ -1,0 +1,107 @@
+//! The callback stage: POST the task's Describe JSON to its CallbackURL, retrying with backoff
+//! until the receiver answers 2xx or the attempts are spent; the outcome lands in the result.
+
+use std::time::Duration;
+
+use futures::FutureExt;
+use futures::future::BoxFuture;
+use tracing::{info, warn};
+
+use super::{WorkerContext, now_ms, now_s};
+use crate::api::describe::describe_json;
+use crate::error::ErrorCode;
+use crate::task::Status;
+use crate::task::store::{Claim, StoreError, TimeField, Transition};
+
+/// Entry point for the stage loop.
+pub fn run(ctx: WorkerContext, id: String) -> BoxFuture<'static, ()> {
+    async move {
+        if let Err(e) = callback(&ctx, &id).await {
+            warn!(error = %e, "callback stage ended with a store error");
+        }
+    }
+    .boxed()
+}
+
+async fn callback(ctx: &WorkerContext, id: &str) -> Result<(), StoreError> {
+    let (fence, mut task) = match ctx
+        .store
+        .claim(
+            id,
+            &ctx.worker_id,
+            &[Status::Callback],
+            now_ms(),
+            ctx.lease_ms(),
+        )
+        .await?
+    {
+        Claim::Acquired { fence, task } => (fence, task),
+        Claim::Busy | Claim::NotClaimable(_) => return Ok(()),
+    };
+    let Some(url) = task.spec.callback_url.clone() else {
+        return ctx
+            .finish_or_callback(id, Status::Callback, Some(fence), task.result.clone())
+            .await;
+    };
+    // The receiver sees the final state: finished, with the finish time.
+    let finish_time = now_s();
+    task.status = Status::Finished;
+    task.finish_time = Some(finish_time);
+    let attempts = ctx.cfg.callback_attempts.max(1);
+    let mut last_error = String::new();
+    let mut delivered = false;
+    let mut made = 0;
+    for attempt in 1..=attempts {
+        made = attempt;
+        let mut stats = task.stats.clone().unwrap_or_default();
+        stats.callback_attempts = attempt;
+        task.stats = Some(stats);
+        let body = describe_json(&task, &uuid::Uuid::new_v4().to_string());
+        match ctx.http.post(&url).json(&body).send().await {
+            Ok(resp) if resp.status().is_success() => {
+                delivered = true;
+                break;
+            }
+            Ok(resp) => {
+                last_error = format!("the receiver answered HTTP {}", resp.status().as_u16())
+            }
+            Err(e) => last_error = format!("the request failed: {e}"),
+        }
+        warn!(attempt, error = %last_error, "callback not delivered");
+        if attempt < attempts {
+            let wait = Duration::from_millis(500u64 << (attempt - 1).min(6));
+            let _ = ctx
+                .store
+                .renew(
+                    id,
+                    &ctx.worker_id,
+                    fence,
+                    now_ms(),
+                    ctx.lease_ms() + wait.as_millis() as i64,
+                )
+                .await;
+            tokio::select! {
+                _ = tokio::time::sleep(wait) => {}
+                _ = ctx.shutdown.cancelled() => break,
+            }
+        }
+    }
+    let mut result = task.result.clone().unwrap_or_default();
+    if delivered {
+        info!(attempts = made, "callback delivered");
+    } else {
+        result
+            .error_code
+            .get_or_insert_with(|| ErrorCode::CallbackFailed.as_str().to_string());
+        result.error_message.get_or_insert_with(|| {
+            format!("callback to the CallbackURL failed after {made} attempts: {last_error}")
+        });
+    }
+    let mut t = Transition::new(Status::Callback, Status::Finished);
+    t.lease = Some((ctx.worker_id.clone(), fence));
+    t.times = vec![(TimeField::Finish, finish_time)];
+    t.result = Some(result);
+    t.stats = task.stats.clone();
+    t.release_lease = true;
+    ctx.store.transition(id, t).await
+}

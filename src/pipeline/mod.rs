@@ -1,0 +1,285 @@
+//! The worker: stage loops over the task queues, plus the diagnose loop.
+//!
+//! ```text
+//!  Start ──► [record] ──► [transcode:<node>] ──► [upload:<node>] ──► [callback] ──► finished
+//!              ▲ lease + heartbeat; control stream                       ▲
+//!              └──────────── diagnose: expired leases are finished explicitly or re-queued
+//! ```
+//! The record queue is shared by every worker; a worker reads it only while it has capacity.
+//! Transcode and upload read the recorded media from the node's work directory, so their
+//! queues are per node. Every status change goes through the task store's atomic transitions,
+//! fenced by the worker's lease, so a stale worker can never overwrite a newer one's work.
+
+mod callback;
+mod diagnose;
+mod record;
+mod transcode;
+mod upload;
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+use tracing::{Instrument, info, info_span, warn};
+
+use crate::config::WorkerConfig;
+use crate::task::store::{Stage, StageQueue, StoreError, TaskStore, Transition};
+use crate::task::{Status, TaskResult};
+
+/// Everything a stage needs.
+#[derive(Clone)]
+pub struct WorkerContext {
+    /// The task store.
+    pub store: TaskStore,
+    /// Worker settings.
+    pub cfg: Arc<WorkerConfig>,
+    /// This machine's node id.
+    pub node: String,
+    /// This worker process's id (lease owner).
+    pub worker_id: String,
+    /// Base URL of result files.
+    pub public_url: String,
+    /// HTTP client for callbacks.
+    pub http: reqwest::Client,
+    /// Cancelled on shutdown.
+    pub shutdown: CancellationToken,
+}
+
+/// Unix seconds now.
+pub fn now_s() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
+/// Unix milliseconds now.
+pub fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+impl WorkerContext {
+    /// Builds the context; `public_url` is where `serve` publishes result files.
+    pub fn new(
+        store: TaskStore,
+        cfg: WorkerConfig,
+        public_url: String,
+        shutdown: CancellationToken,
+    ) -> Self {
+        let node = cfg.node();
+        let worker_id = format!(
+            "{node}/{}/{}",
+            std::process::id(),
+            &uuid::Uuid::new_v4().simple().to_string()[..8]
+        );
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(cfg.callback_timeout.max(1)))
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .unwrap_or_default();
+        Self {
+            store,
+            cfg: Arc::new(cfg),
+            node,
+            worker_id,
+            public_url,
+            http,
+            shutdown,
+        }
+    }
+
+    fn lease_ms(&self) -> i64 {
+        self.cfg.lease_ms.max(1000) as i64
+    }
+
+    fn node_queue(&self, stage: Stage) -> StageQueue {
+        StageQueue {
+            stage,
+            node: Some(self.node.clone()),
+        }
+    }
+
+    /// Ends a task that failed at `from` with an error: on to `callback` when the client asked
+    /// for one, else to `finished`. Keeps whatever result (files) it already had.
+    pub async fn fail_task(
+        &self,
+        id: &str,
+        from: Status,
+        fence: Option<u64>,
+        code: crate::error::ErrorCode,
+        message: String,
+    ) -> Result<(), StoreError> {
+        warn!(task_id = id, %code, %message, "task failed");
+        let task = self.store.get(id).await?;
+        let mut result = task.result.clone().unwrap_or_default();
+        result.error_code = Some(code.as_str().to_string());
+        result.error_message = Some(message);
+        let mut from = from;
+        // Recording or paused: the recording ends first (canceled), then the outcome is reported.
+        if from.is_live() {
+            let mut t = Transition::new(from, Status::Canceled);
+            t.lease = fence.map(|f| (self.worker_id.clone(), f));
+            t.times = vec![
+                (crate::task::store::TimeField::Cancel, now_s()),
+                (crate::task::store::TimeField::Stop, now_s()),
+            ];
+            self.store.transition(id, t).await?;
+            from = Status::Canceled;
+        }
+        self.finish_or_callback(id, from, fence, Some(result)).await
+    }
+
+    /// Moves a task to `callback` (queued) if it has a callback URL, else to `finished`.
+    pub async fn finish_or_callback(
+        &self,
+        id: &str,
+        from: Status,
+        fence: Option<u64>,
+        result: Option<TaskResult>,
+    ) -> Result<(), StoreError> {
+        let task = self.store.get(id).await?;
+        let to = if task.spec.callback_url.is_some() {
+            Status::Callback
+        } else {
+            Status::Finished
+        };
+        let mut t = Transition::new(from, to);
+        t.lease = fence.map(|f| (self.worker_id.clone(), f));
+        t.result = result;
+        t.release_lease = true;
+        if to == Status::Callback {
+            t.enqueue = Some(StageQueue {
+                stage: Stage::Callback,
+                node: None,
+            });
+        } else {
+            t.times = vec![(crate::task::store::TimeField::Finish, now_s())];
+        }
+        self.store.transition(id, t).await
+    }
+}
+
+/// Runs a worker until `ctx.shutdown` is cancelled.
+pub async fn run_worker(ctx: WorkerContext) {
+    info!(worker = %ctx.worker_id, capacity = ctx.cfg.capacity(), "worker started");
+    let mut loops = tokio::task::JoinSet::new();
+    loops.spawn(record_loop(ctx.clone()));
+    loops.spawn(stage_loop(
+        ctx.clone(),
+        ctx.node_queue(Stage::Transcode),
+        transcode::run,
+    ));
+    loops.spawn(stage_loop(
+        ctx.clone(),
+        ctx.node_queue(Stage::Upload),
+        upload::run,
+    ));
+    loops.spawn(stage_loop(
+        ctx.clone(),
+        StageQueue {
+            stage: Stage::Callback,
+            node: None,
+        },
+        callback::run,
+    ));
+    loops.spawn(diagnose::run(ctx.clone()));
+    while loops.join_next().await.is_some() {}
+    info!(worker = %ctx.worker_id, "worker stopped");
+}
+
+/// Pauses after a Redis error so a worker does not spin while Redis is down.
+async fn backoff(ctx: &WorkerContext, attempt: &mut u32) {
+    let ms = (250u64 << (*attempt).min(5)).min(5_000);
+    *attempt += 1;
+    tokio::select! {
+        _ = tokio::time::sleep(Duration::from_millis(ms)) => {}
+        _ = ctx.shutdown.cancelled() => {}
+    }
+}
+
+/// Reads the shared record queue while this worker has capacity; each task runs on its own.
+async fn record_loop(ctx: WorkerContext) {
+    let capacity = Arc::new(Semaphore::new(ctx.cfg.capacity()));
+    let queue = StageQueue {
+        stage: Stage::Record,
+        node: None,
+    };
+    let mut errors = 0;
+    let mut running = tokio::task::JoinSet::new();
+    loop {
+        let permit = tokio::select! {
+            p = capacity.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => break },
+            _ = ctx.shutdown.cancelled() => break,
+        };
+        let jobs = tokio::select! {
+            r = ctx.store.read_stage(&queue, &ctx.worker_id, 1, 1_000, 30_000) => r,
+            _ = ctx.shutdown.cancelled() => break,
+        };
+        let jobs = match jobs {
+            Ok(jobs) => {
+                errors = 0;
+                jobs
+            }
+            Err(e) => {
+                warn!(error = %e, "reading the record queue failed");
+                backoff(&ctx, &mut errors).await;
+                continue;
+            }
+        };
+        let Some(job) = jobs.into_iter().next() else {
+            continue;
+        };
+        let ctx2 = ctx.clone();
+        let queue2 = queue.clone();
+        let span = info_span!("task", task_id = %job.task_id, stage = "record");
+        running.spawn(
+            async move {
+                let _permit = permit;
+                record::run(ctx2, queue2, job).await;
+            }
+            .instrument(span),
+        );
+        while running.try_join_next().is_some() {}
+    }
+    // Shutdown: running recordings see the cancellation and end cleanly.
+    while running.join_next().await.is_some() {}
+}
+
+type StageFn = fn(WorkerContext, String) -> futures::future::BoxFuture<'static, ()>;
+
+/// Reads one stage queue and runs its jobs one at a time (they are short).
+async fn stage_loop(ctx: WorkerContext, queue: StageQueue, run: StageFn) {
+    let mut errors = 0;
+    loop {
+        let jobs = tokio::select! {
+            r = ctx.store.read_stage(&queue, &ctx.worker_id, 4, 1_000, 60_000) => r,
+            _ = ctx.shutdown.cancelled() => break,
+        };
+        match jobs {
+            Ok(jobs) => {
+                errors = 0;
+                for job in jobs {
+                    let span =
+                        info_span!("task", task_id = %job.task_id, stage = queue.stage.as_str());
+                    // A panic in one job must not take the loop down.
+                    let handle =
+                        tokio::spawn(run(ctx.clone(), job.task_id.clone()).instrument(span));
+                    if let Err(e) = handle.await {
+                        warn!(task_id = %job.task_id, error = %e, "stage job panicked");
+                    }
+                    if let Err(e) = ctx.store.ack(&queue, &job.entry_id).await {
+                        warn!(error = %e, "ack failed; the job will be redelivered");
+                    }
+                }
+            }
+            Err(e) => {
+                warn!(stage = queue.stage.as_str(), error = %e, "reading a stage queue failed");
+                backoff(&ctx, &mut errors).await;
+            }
+        }
+    }
+}

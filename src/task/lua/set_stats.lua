@@ -1,0 +1,18 @@
+-- set_stats.lua: store capture statistics (worker side) if the worker still holds the lease.
+--
+-- KEYS[1]  task hash              {prefix}task:{id}
+-- ARGV[1]  worker id
+-- ARGV[2]  fence the worker got from its claim
+-- ARGV[3]  stats (JSON)
+--
+-- Returns {"ok"} | {"leaselost"} | {"notfound"}
+
+local task = KEYS[1]
+if redis.call('EXISTS', task) == 0 then
+  return {'notfound'}
+end
+if redis.call('HGET', task, 'owner') ~= ARGV[1] or redis.call('HGET', task, 'fence') ~= ARGV[2] then
+  return {'leaselost'}
+end
+redis.call('HSET', task, 'stats', ARGV[3])
+return {'ok'}

@@ -1,0 +1,9 @@
+//! Tasks: the status machine, the task record, and their Redis store (every transition one
+//! atomic script; queues are Redis Streams with consumer groups; leases with fencing tokens).
+
+pub mod model;
+pub mod status;
+pub mod store;
+
+pub use model::*;
+pub use status::{ActionEffect, ControlAction, Status, action_effect, can_transition};

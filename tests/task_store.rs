@@ -1,0 +1,963 @@
+//! The task store against a real `redis-server` (one per test, no persistence).
+
+#[path = "support/redis.rs"]
+mod redis_support;
+
+use std::time::{Duration, Instant};
+
+use pagecast::error::{ErrorCode, HasErrorCode};
+use pagecast::task::store::{
+    Claim, ControlMsg, Stage, StageQueue, StoreError, TaskStore, TimeField, Transition,
+};
+use pagecast::task::{
+    Muxer, OutputTarget, StartSpec, Status, StorageType, TaskResult, TaskSecrets, TaskStats,
+};
+use redis_support::TestRedis;
+
+const PREFIX: &str = "t:";
+const KEY: &str = "00112233445566778899aabbccddeeff";
+
+fn spec() -> StartSpec {
+    StartSpec {
+        record_url: "https://example.test/page".into(),
+        manual_start: false,
+        width: 1280,
+        height: 720,
+        fps: 30,
+        max_duration_secs: 600,
+        callback_url: Some("https://example.test/cb".into()),
+        storage_type: StorageType::Local,
+        muxer: Muxer::Hls,
+        auth_url: Some("https://example.test/key".into()),
+        output: OutputTarget {
+            bucket: Some("b".into()),
+            ..OutputTarget::default()
+        },
+        start_timeout_secs: 300,
+        user_context: Some("ctx".into()),
+    }
+}
+
+fn secrets() -> TaskSecrets {
+    TaskSecrets {
+        encrypt_key: Some(KEY.into()),
+    }
+}
+
+fn new_id() -> String {
+    uuid::Uuid::new_v4().to_string()
+}
+
+async fn setup() -> (TestRedis, TaskStore) {
+    let redis = TestRedis::start();
+    let store = TaskStore::connect(&redis.url, PREFIX)
+        .await
+        .expect("connect");
+    (redis, store)
+}
+
+async fn created(store: &TaskStore) -> String {
+    let id = new_id();
+    store
+        .create(&id, &spec(), &secrets(), 1_700_000_000, 100)
+        .await
+        .expect("create");
+    id
+}
+
+/// A task in `recording`, claimed by `worker`; returns (id, fence).
+async fn recording(store: &TaskStore, worker: &str, now_ms: i64) -> (String, u64) {
+    let id = created(store).await;
+    let Claim::Acquired { fence, .. } = store
+        .claim(&id, worker, &[Status::Normal], now_ms, 10_000)
+        .await
+        .unwrap()
+    else {
+        panic!("claim failed")
+    };
+    store
+        .transition(
+            &id,
+            Transition::new(Status::Normal, Status::Recording)
+                .with_lease(worker, fence)
+                .with_time(TimeField::Start, 1_700_000_010),
+        )
+        .await
+        .unwrap();
+    (id, fence)
+}
+
+async fn raw(redis: &TestRedis) -> redis::aio::MultiplexedConnection {
+    redis::Client::open(redis.url.as_str())
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn create_get_round_trip_without_secrets() {
+    let (redis, store) = setup().await;
+    let id = created(&store).await;
+
+    let task = store.get(&id).await.unwrap();
+    assert_eq!(task.id, id);
+    assert_eq!(task.status, Status::Normal);
+    assert_eq!(task.create_time, 1_700_000_000);
+    assert_eq!(task.spec, spec());
+    assert_eq!(
+        (
+            task.start_time,
+            task.finish_time,
+            task.result.clone(),
+            task.stats.clone()
+        ),
+        (None, None, None, None)
+    );
+    assert_eq!(
+        (
+            task.owner.clone(),
+            task.fence,
+            task.restarts,
+            task.node.clone()
+        ),
+        (None, 0, 0, None)
+    );
+    assert!(
+        !format!("{task:?}").contains(KEY),
+        "the record must not carry the key"
+    );
+    assert_eq!(store.secrets(&id).await.unwrap(), secrets());
+    assert!(
+        !format!("{:?}", secrets()).contains(KEY),
+        "secrets are redacted in Debug"
+    );
+
+    // Stored apart, as documented.
+    let mut c = raw(&redis).await;
+    let stored: String = redis::cmd("HGET")
+        .arg(format!("{PREFIX}task:{id}"))
+        .arg("secrets")
+        .query_async(&mut c)
+        .await
+        .unwrap();
+    assert!(stored.contains(KEY));
+
+    // Queued on the record stage, counted as queued.
+    assert_eq!(store.queued_count().await.unwrap(), 1);
+    let jobs = store
+        .read_stage(&StageQueue::shared(Stage::Record), "c1", 10, 0, 60_000)
+        .await
+        .unwrap();
+    assert_eq!(jobs.len(), 1);
+    assert_eq!(jobs[0].task_id, id);
+}
+
+#[tokio::test]
+async fn unknown_tasks_are_not_found() {
+    let (_redis, store) = setup().await;
+    let id = new_id();
+    let nf = |r: StoreError| assert_eq!(r, StoreError::NotFound(id.clone()));
+    nf(store.get(&id).await.unwrap_err());
+    nf(store.secrets(&id).await.unwrap_err());
+    nf(store
+        .transition(&id, Transition::new(Status::Normal, Status::Recording))
+        .await
+        .unwrap_err());
+    nf(store.signal(&id, ControlMsg::Refresh).await.unwrap_err());
+    nf(store
+        .claim(&id, "w", &[Status::Normal], 0, 1000)
+        .await
+        .unwrap_err());
+    nf(store.renew(&id, "w", 1, 0, 1000).await.unwrap_err());
+    assert_eq!(store.take_expired(&id, 0).await.unwrap(), None);
+    let err = store.get(&id).await.unwrap_err();
+    assert_eq!(err.code(), ErrorCode::TaskNotFound);
+    assert!(err.to_string().contains(&id));
+}
+
+#[tokio::test]
+async fn create_twice_and_queue_limit() {
+    let (_redis, store) = setup().await;
+    let a = new_id();
+    store.create(&a, &spec(), &secrets(), 1, 2).await.unwrap();
+    let err = store
+        .create(&a, &spec(), &secrets(), 1, 2)
+        .await
+        .unwrap_err();
+    assert_eq!(err, StoreError::AlreadyExists(a.clone()));
+    assert_eq!(err.code(), ErrorCode::InvalidParam);
+
+    store
+        .create(&new_id(), &spec(), &secrets(), 2, 2)
+        .await
+        .unwrap();
+    let c = new_id();
+    let err = store
+        .create(&c, &spec(), &secrets(), 3, 2)
+        .await
+        .unwrap_err();
+    assert_eq!(err, StoreError::QueueFull { limit: 2 });
+    assert_eq!(err.code(), ErrorCode::LimitExceeded);
+    assert_eq!(
+        store.get(&c).await.unwrap_err(),
+        StoreError::NotFound(c.clone()),
+        "nothing written"
+    );
+
+    // A claim takes a task out of the queue: room again.
+    assert!(matches!(
+        store
+            .claim(&a, "w", &[Status::Normal], 0, 1000)
+            .await
+            .unwrap(),
+        Claim::Acquired { .. }
+    ));
+    assert_eq!(store.queued_count().await.unwrap(), 1);
+    store.create(&c, &spec(), &secrets(), 3, 2).await.unwrap();
+}
+
+#[tokio::test]
+async fn transition_is_a_compare_and_set() {
+    let (_redis, store) = setup().await;
+    let id = created(&store).await;
+    let t = Transition::new(Status::Normal, Status::Recording).with_time(TimeField::Start, 10);
+    store.transition(&id, t.clone()).await.unwrap();
+    let err = store.transition(&id, t).await.unwrap_err();
+    assert_eq!(
+        err,
+        StoreError::Conflict {
+            expected: Status::Normal,
+            actual: Status::Recording
+        }
+    );
+    assert_eq!(err.code(), ErrorCode::InvalidState);
+    assert_eq!(
+        store.queued_count().await.unwrap(),
+        0,
+        "leaving normal leaves the queue"
+    );
+
+    // Start and cancel times are kept once set; stop and finish times are overwritten.
+    let task = store.get(&id).await.unwrap();
+    assert_eq!(task.start_time, Some(10));
+    store
+        .transition(
+            &id,
+            Transition::new(Status::Recording, Status::Canceled)
+                .with_time(TimeField::Start, 99)
+                .with_time(TimeField::Cancel, 20)
+                .with_time(TimeField::Stop, 21),
+        )
+        .await
+        .unwrap();
+    let result = TaskResult {
+        error_code: Some("RecordFailed".into()),
+        ..TaskResult::default()
+    };
+    let stats = TaskStats {
+        frames_written: 42,
+        ..TaskStats::default()
+    };
+    store
+        .transition(
+            &id,
+            Transition {
+                result: Some(result.clone()),
+                stats: Some(stats.clone()),
+                node: Some("node-a".into()),
+                ..Transition::new(Status::Canceled, Status::Transcode)
+                    .with_time(TimeField::Cancel, 98)
+                    .with_time(TimeField::Stop, 22)
+            },
+        )
+        .await
+        .unwrap();
+    let task = store.get(&id).await.unwrap();
+    assert_eq!(task.status, Status::Transcode);
+    assert_eq!(
+        (task.start_time, task.cancel_time, task.stop_time),
+        (Some(10), Some(20), Some(22))
+    );
+    assert_eq!(
+        (task.result, task.stats, task.node.as_deref()),
+        (Some(result), Some(stats), Some("node-a"))
+    );
+}
+
+#[tokio::test]
+async fn illegal_transitions_are_refused_without_touching_redis() {
+    let (mut redis, store) = setup().await;
+    let id = created(&store).await;
+    let err = store
+        .transition(&id, Transition::new(Status::Normal, Status::Upload))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        err,
+        StoreError::Illegal {
+            from: Status::Normal,
+            to: Status::Upload
+        }
+    );
+    assert_eq!(err.code(), ErrorCode::InvalidState);
+    assert_eq!(store.get(&id).await.unwrap().status, Status::Normal);
+
+    // Not even a connection is needed to refuse it.
+    redis.stop();
+    let started = Instant::now();
+    let err = store
+        .transition(&id, Transition::new(Status::Finished, Status::Normal))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        err,
+        StoreError::Illegal {
+            from: Status::Finished,
+            to: Status::Normal
+        }
+    );
+    assert!(started.elapsed() < Duration::from_millis(100));
+}
+
+#[tokio::test]
+async fn leases_and_fencing() {
+    let (redis, store) = setup().await;
+    let id = created(&store).await;
+    let t0 = 1_000_000;
+
+    // w1 claims; w2 finds it busy; a status nobody expects is not claimable.
+    let Claim::Acquired { fence: f1, task } = store
+        .claim(&id, "w1", &[Status::Normal], t0, 5_000)
+        .await
+        .unwrap()
+    else {
+        panic!("w1 should get the lease")
+    };
+    assert_eq!(
+        (f1, task.owner.as_deref(), task.status),
+        (1, Some("w1"), Status::Normal)
+    );
+    assert_eq!(
+        store
+            .claim(&id, "w2", &[Status::Normal], t0 + 1_000, 5_000)
+            .await
+            .unwrap(),
+        Claim::Busy
+    );
+    assert_eq!(
+        store
+            .claim(&id, "w2", &[Status::Recording], t0 + 1_000, 5_000)
+            .await
+            .unwrap(),
+        Claim::NotClaimable(Status::Normal)
+    );
+
+    // Renewal extends the lease and reports the status.
+    assert_eq!(
+        store.renew(&id, "w1", f1, t0 + 3_000, 5_000).await.unwrap(),
+        Status::Normal
+    );
+    assert_eq!(
+        store
+            .renew(&id, "w2", f1, t0 + 3_000, 5_000)
+            .await
+            .unwrap_err(),
+        StoreError::LeaseLost
+    );
+    assert_eq!(
+        store
+            .renew(&id, "w1", f1 + 1, t0 + 3_000, 5_000)
+            .await
+            .unwrap_err(),
+        StoreError::LeaseLost
+    );
+    assert!(
+        store
+            .expired_leases(t0 + 7_000, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(
+        store.take_expired(&id, t0 + 7_000).await.unwrap(),
+        None,
+        "not expired yet"
+    );
+
+    // Expired: exactly one of two concurrent diagnose loops takes it.
+    assert_eq!(
+        store.expired_leases(t0 + 9_000, 10).await.unwrap(),
+        vec![id.clone()]
+    );
+    let other = TaskStore::connect(&redis.url, PREFIX).await.unwrap(); // another worker
+    let (a, b) = tokio::join!(
+        store.take_expired(&id, t0 + 9_000),
+        other.take_expired(&id, t0 + 9_000)
+    );
+    let taken: Vec<_> = [a.unwrap(), b.unwrap()].into_iter().flatten().collect();
+    assert_eq!(taken.len(), 1, "exactly one caller takes an expired lease");
+    assert_eq!(
+        (taken[0].owner.as_deref(), taken[0].fence),
+        (Some("w1"), 1),
+        "as it was: who stopped"
+    );
+    assert_eq!(store.get(&id).await.unwrap().owner, None, "lease cleared");
+    assert!(
+        store
+            .expired_leases(t0 + 9_000, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(
+        store.queued_count().await.unwrap(),
+        1,
+        "a normal task is queued again"
+    );
+
+    // The stale worker can no longer write.
+    let stale = Transition::new(Status::Normal, Status::Recording).with_lease("w1", f1);
+    assert_eq!(
+        store.transition(&id, stale.clone()).await.unwrap_err(),
+        StoreError::LeaseLost
+    );
+
+    // w2 takes over; the stale worker still cannot overwrite anything w2 writes.
+    let Claim::Acquired { fence: f2, .. } = store
+        .claim(&id, "w2", &[Status::Normal], t0 + 10_000, 5_000)
+        .await
+        .unwrap()
+    else {
+        panic!("w2 should get the lease")
+    };
+    assert_eq!(f2, 2);
+    store
+        .transition(
+            &id,
+            Transition::new(Status::Normal, Status::Recording).with_lease("w2", f2),
+        )
+        .await
+        .unwrap();
+    let mine = TaskStats {
+        frames_written: 7,
+        ..TaskStats::default()
+    };
+    store.set_stats(&id, "w2", f2, &mine).await.unwrap();
+    let theirs = TaskStats {
+        frames_written: 1,
+        ..TaskStats::default()
+    };
+    assert_eq!(
+        store.set_stats(&id, "w1", f1, &theirs).await.unwrap_err(),
+        StoreError::LeaseLost
+    );
+    let late = Transition::new(Status::Recording, Status::Canceled).with_lease("w1", f1);
+    assert_eq!(
+        store.transition(&id, late).await.unwrap_err(),
+        StoreError::LeaseLost
+    );
+    assert_eq!(
+        store
+            .renew(&id, "w1", f1, t0 + 11_000, 5_000)
+            .await
+            .unwrap_err(),
+        StoreError::LeaseLost
+    );
+    assert_eq!(
+        store.release(&id, "w1", f1).await.unwrap_err(),
+        StoreError::LeaseLost
+    );
+    let task = store.get(&id).await.unwrap();
+    assert_eq!(
+        (task.status, task.stats, task.owner.as_deref()),
+        (Status::Recording, Some(mine), Some("w2"))
+    );
+
+    // An API-side move is seen by the owner's next heartbeat.
+    store
+        .transition(&id, Transition::new(Status::Recording, Status::Paused))
+        .await
+        .unwrap();
+    assert_eq!(
+        store
+            .renew(&id, "w2", f2, t0 + 12_000, 5_000)
+            .await
+            .unwrap(),
+        Status::Paused
+    );
+
+    // An expired lease nobody took yet is simply taken over by a new claim (fence moves on).
+    let Claim::Acquired { fence: f3, .. } = store
+        .claim(&id, "w3", &[Status::Paused], t0 + 60_000, 5_000)
+        .await
+        .unwrap()
+    else {
+        panic!("w3 should take over the expired lease")
+    };
+    assert_eq!(f3, 3);
+    assert_eq!(
+        store
+            .renew(&id, "w2", f2, t0 + 60_000, 5_000)
+            .await
+            .unwrap_err(),
+        StoreError::LeaseLost
+    );
+
+    // Release clears the owner and the lease index, keeps the fence.
+    store.release(&id, "w3", f3).await.unwrap();
+    let task = store.get(&id).await.unwrap();
+    assert_eq!((task.owner, task.fence), (None, 3));
+    assert!(store.expired_leases(i64::MAX, 10).await.unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn redispatch_counts_restarts() {
+    let (_redis, store) = setup().await;
+    let (id, fence) = recording(&store, "w1", 0).await;
+    assert_eq!(store.queued_count().await.unwrap(), 0);
+    let t = Transition {
+        release_lease: true,
+        count_restart: true,
+        ..Transition::new(Status::Recording, Status::Normal)
+            .with_lease("w1", fence)
+            .with_enqueue(StageQueue::shared(Stage::Record))
+    };
+    store.transition(&id, t).await.unwrap();
+    let task = store.get(&id).await.unwrap();
+    assert_eq!(
+        (task.status, task.restarts, task.owner, task.fence),
+        (Status::Normal, 1, None, 1)
+    );
+    assert_eq!(store.queued_count().await.unwrap(), 1);
+    assert!(store.expired_leases(i64::MAX, 10).await.unwrap().is_empty());
+    let jobs = store
+        .read_stage(&StageQueue::shared(Stage::Record), "c", 10, 0, 60_000)
+        .await
+        .unwrap();
+    assert_eq!(
+        jobs.iter().filter(|j| j.task_id == id).count(),
+        2,
+        "created, then queued again"
+    );
+
+    // A delivery stage whose worker stopped is queued again on its node, status unchanged.
+    let (id, fence) = recording(&store, "w2", 0).await;
+    store
+        .transition(
+            &id,
+            Transition::new(Status::Recording, Status::Canceled).with_lease("w2", fence),
+        )
+        .await
+        .unwrap();
+    store
+        .transition(
+            &id,
+            Transition::new(Status::Canceled, Status::Transcode).with_lease("w2", fence),
+        )
+        .await
+        .unwrap();
+    let taken = store
+        .take_expired(&id, 60_000)
+        .await
+        .unwrap()
+        .expect("expired");
+    assert_eq!(taken.status, Status::Transcode);
+    let q = StageQueue::on_node(Stage::Transcode, "node-a");
+    store.requeue(&id, &q).await.unwrap();
+    let task = store.get(&id).await.unwrap();
+    assert_eq!(
+        (task.status, task.restarts, task.owner),
+        (Status::Transcode, 1, None)
+    );
+    let jobs = store.read_stage(&q, "c", 10, 0, 60_000).await.unwrap();
+    assert_eq!(
+        jobs.iter().map(|j| j.task_id.as_str()).collect::<Vec<_>>(),
+        vec![id.as_str()]
+    );
+    let unknown = new_id();
+    assert_eq!(
+        store.requeue(&unknown, &q).await.unwrap_err(),
+        StoreError::NotFound(unknown.clone())
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_transitions_have_exactly_one_winner() {
+    let (_redis, store) = setup().await;
+    let (id, _) = recording(&store, "w1", 0).await;
+
+    let mut handles = Vec::new();
+    for i in 0..20 {
+        let (store, id) = (store.clone(), id.clone());
+        handles.push(tokio::spawn(async move {
+            let t = if i % 2 == 0 {
+                Transition::new(Status::Recording, Status::Paused).with_control(ControlMsg::Pause)
+            } else {
+                Transition::new(Status::Recording, Status::Canceled)
+                    .with_control(ControlMsg::Stop)
+                    .with_time(TimeField::Cancel, 1_000 + i)
+            };
+            let to = t.to;
+            (to, store.transition(&id, t).await)
+        }));
+    }
+    let mut winners = Vec::new();
+    let mut losers = Vec::new();
+    for h in handles {
+        match h.await.unwrap() {
+            (to, Ok(())) => winners.push(to),
+            (_, Err(e)) => losers.push(e),
+        }
+    }
+    assert_eq!(winners.len(), 1, "exactly one winner, got {winners:?}");
+    let winner = winners[0];
+    assert_eq!(losers.len(), 19);
+    for e in losers {
+        assert_eq!(
+            e,
+            StoreError::Conflict {
+                expected: Status::Recording,
+                actual: winner
+            }
+        );
+    }
+
+    let task = store.get(&id).await.unwrap();
+    assert_eq!(task.status, winner);
+    assert_eq!(task.cancel_time.is_some(), winner == Status::Canceled);
+    let msgs = store.read_controls(&id, "0", 0).await.unwrap();
+    let expected = if winner == Status::Paused {
+        ControlMsg::Pause
+    } else {
+        ControlMsg::Stop
+    };
+    assert_eq!(
+        msgs.into_iter().map(|(_, m)| m).collect::<Vec<_>>(),
+        vec![expected]
+    );
+}
+
+#[tokio::test]
+async fn stage_queue_reclaims_unacked_entries() {
+    let (redis, store) = setup().await;
+    let q = StageQueue::shared(Stage::Record);
+    let id = created(&store).await;
+
+    let jobs = store.read_stage(&q, "c1", 10, 0, 60_000).await.unwrap();
+    assert_eq!(jobs.len(), 1);
+    assert_eq!(jobs[0].task_id, id);
+
+    // Delivered to c1 and not acked: nobody else gets it while it is fresh.
+    let started = Instant::now();
+    assert!(
+        store
+            .read_stage(&q, "c2", 10, 200, 60_000)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert!(
+        started.elapsed() >= Duration::from_millis(150),
+        "it blocked"
+    );
+
+    // c1 died: after min_idle another consumer reclaims it.
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    let again = store.read_stage(&q, "c2", 10, 0, 100).await.unwrap();
+    assert_eq!(again, jobs);
+
+    store.ack(&q, &again[0].entry_id).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    assert!(
+        store
+            .read_stage(&q, "c3", 10, 0, 100)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let mut c = raw(&redis).await;
+    let len: u64 = redis::cmd("XLEN")
+        .arg(format!("{PREFIX}stream:record"))
+        .query_async(&mut c)
+        .await
+        .unwrap();
+    assert_eq!(len, 0, "acked entries are deleted");
+
+    // A blocked reader wakes up for a transition's enqueue on a node queue.
+    let node_q = StageQueue::on_node(Stage::Transcode, "node-a");
+    let reader = {
+        let (store, node_q) = (store.clone(), node_q.clone());
+        tokio::spawn(async move {
+            let started = Instant::now();
+            (
+                store.read_stage(&node_q, "c1", 10, 3_000, 60_000).await,
+                started.elapsed(),
+            )
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    // The blocked read has its own connection: other calls are not held up meanwhile.
+    let started = Instant::now();
+    store.ping().await.unwrap();
+    assert!(started.elapsed() < Duration::from_millis(500));
+
+    let (id2, fence) = recording(&store, "w", 0).await;
+    store
+        .transition(
+            &id2,
+            Transition::new(Status::Recording, Status::Canceled).with_lease("w", fence),
+        )
+        .await
+        .unwrap();
+    store
+        .transition(
+            &id2,
+            Transition::new(Status::Canceled, Status::Transcode)
+                .with_lease("w", fence)
+                .with_enqueue(node_q.clone()),
+        )
+        .await
+        .unwrap();
+    let (jobs, waited) = reader.await.unwrap();
+    let jobs = jobs.unwrap();
+    assert_eq!(
+        jobs.iter().map(|j| j.task_id.as_str()).collect::<Vec<_>>(),
+        vec![id2.as_str()]
+    );
+    assert!(
+        waited < Duration::from_millis(2_500),
+        "woken by the entry, waited {waited:?}"
+    );
+    let len: u64 = redis::cmd("XLEN")
+        .arg(format!("{PREFIX}stream:transcode:node-a"))
+        .query_async(&mut c)
+        .await
+        .unwrap();
+    assert_eq!(len, 1);
+}
+
+#[tokio::test]
+async fn control_stream_with_blocking_read() {
+    let (_redis, store) = setup().await;
+    let (id, _) = recording(&store, "w", 0).await;
+    assert!(store.read_controls(&id, "0", 0).await.unwrap().is_empty());
+
+    let reader = {
+        let (store, id) = (store.clone(), id.clone());
+        tokio::spawn(async move {
+            let started = Instant::now();
+            (
+                store.read_controls(&id, "$", 5_000).await,
+                started.elapsed(),
+            )
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    store.signal(&id, ControlMsg::Refresh).await.unwrap();
+    let (msgs, waited) = reader.await.unwrap();
+    let msgs = msgs.unwrap();
+    assert_eq!(msgs.len(), 1);
+    assert_eq!(msgs[0].1, ControlMsg::Refresh);
+    assert!(
+        waited < Duration::from_secs(2),
+        "woken by the message, waited {waited:?}"
+    );
+    assert_eq!(
+        store.get(&id).await.unwrap().status,
+        Status::Recording,
+        "signal keeps the status"
+    );
+
+    store
+        .transition(
+            &id,
+            Transition::new(Status::Recording, Status::Paused).with_control(ControlMsg::Pause),
+        )
+        .await
+        .unwrap();
+    let next = store.read_controls(&id, &msgs[0].0, 0).await.unwrap();
+    assert_eq!(
+        next.iter().map(|(_, m)| *m).collect::<Vec<_>>(),
+        vec![ControlMsg::Pause]
+    );
+    let all = store.read_controls(&id, "0", 0).await.unwrap();
+    assert_eq!(
+        all.iter().map(|(_, m)| *m).collect::<Vec<_>>(),
+        vec![ControlMsg::Refresh, ControlMsg::Pause]
+    );
+
+    // Nothing new: a short blocking read times out empty.
+    let started = Instant::now();
+    assert!(
+        store
+            .read_controls(&id, &next[0].0, 300)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert!(started.elapsed() >= Duration::from_millis(250));
+}
+
+#[tokio::test]
+async fn finished_tasks_expire() {
+    let (redis, store) = setup().await;
+    let store = store.with_retention(3_600);
+    let (id, fence) = recording(&store, "w", 0).await;
+    store.signal(&id, ControlMsg::Refresh).await.unwrap();
+    let c = raw(&redis).await;
+    let ttl = |key: String| {
+        let mut c = c.clone();
+        async move {
+            redis::cmd("TTL")
+                .arg(key)
+                .query_async::<i64>(&mut c)
+                .await
+                .unwrap()
+        }
+    };
+    assert_eq!(ttl(format!("{PREFIX}task:{id}")).await, -1);
+
+    let result = TaskResult {
+        error_code: Some("PageCrashed".into()),
+        ..TaskResult::default()
+    };
+    store
+        .transition(
+            &id,
+            Transition {
+                result: Some(result.clone()),
+                ..Transition::new(Status::Recording, Status::Finished)
+            },
+        )
+        .await
+        .unwrap();
+    let task = store.get(&id).await.unwrap();
+    assert_eq!(task.status, Status::Finished);
+    assert!(
+        task.finish_time.is_some_and(|t| t > 1_600_000_000),
+        "finish time defaults to now"
+    );
+    assert_eq!((task.owner, task.result), (None, Some(result)));
+    for key in [format!("{PREFIX}task:{id}"), format!("{PREFIX}ctl:{id}")] {
+        let t = ttl(key.clone()).await;
+        assert!((3_500..=3_600).contains(&t), "{key}: ttl {t}");
+    }
+    assert!(
+        store.expired_leases(i64::MAX, 10).await.unwrap().is_empty(),
+        "lease released"
+    );
+    assert_eq!(
+        store.renew(&id, "w", fence, 0, 1_000).await.unwrap_err(),
+        StoreError::LeaseLost
+    );
+
+    // Finished from normal (Stop before start): leaves the queue; an explicit finish time wins.
+    let id2 = created(&store).await;
+    assert_eq!(store.queued_count().await.unwrap(), 1);
+    store
+        .transition(
+            &id2,
+            Transition::new(Status::Normal, Status::Finished).with_time(TimeField::Finish, 1_234),
+        )
+        .await
+        .unwrap();
+    assert_eq!(store.queued_count().await.unwrap(), 0);
+    assert_eq!(store.get(&id2).await.unwrap().finish_time, Some(1_234));
+    let t = ttl(format!("{PREFIX}task:{id2}")).await;
+    assert!((3_500..=3_600).contains(&t));
+}
+
+#[tokio::test]
+async fn outage_is_unavailable_then_recovers() {
+    let (mut redis, store) = setup().await;
+    let id = created(&store).await;
+    let q = StageQueue::shared(Stage::Record);
+    assert_eq!(
+        store
+            .read_stage(&q, "c", 10, 0, 60_000)
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+
+    redis.stop();
+    let started = Instant::now();
+    let err = store.get(&id).await.unwrap_err();
+    assert!(matches!(err, StoreError::Unavailable(_)), "{err:?}");
+    assert_eq!(err.code(), ErrorCode::ServiceUnavailable);
+    assert!(
+        err.to_string()
+            .contains(&format!("127.0.0.1:{}", redis.port())),
+        "{err}"
+    );
+    assert!(matches!(
+        store.ping().await.unwrap_err(),
+        StoreError::Unavailable(_)
+    ));
+    assert!(matches!(
+        store.read_controls(&id, "$", 1_000).await.unwrap_err(),
+        StoreError::Unavailable(_)
+    ));
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "took {:?}",
+        started.elapsed()
+    );
+
+    // Back (empty: no persistence): the same store works again, scripts and groups included.
+    redis.restart();
+    store.ping().await.expect("first call after the restart");
+    assert_eq!(
+        store.get(&id).await.unwrap_err(),
+        StoreError::NotFound(id.clone())
+    );
+    let id2 = created(&store).await;
+    let jobs = store.read_stage(&q, "c", 10, 0, 60_000).await.unwrap();
+    assert_eq!(
+        jobs.iter().map(|j| j.task_id.as_str()).collect::<Vec<_>>(),
+        vec![id2.as_str()]
+    );
+    store.signal(&id2, ControlMsg::Refresh).await.unwrap();
+    assert_eq!(
+        store.read_controls(&id2, "0", 1_000).await.unwrap().len(),
+        1
+    );
+}
+
+#[tokio::test]
+async fn unreachable_redis_is_unavailable_without_the_password() {
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let started = Instant::now();
+    let err = TaskStore::connect(&format!("redis://:hunter2@127.0.0.1:{port}/"), PREFIX)
+        .await
+        .unwrap_err();
+    assert!(started.elapsed() < Duration::from_secs(5));
+    let msg = err.to_string();
+    assert!(matches!(err, StoreError::Unavailable(_)), "{err:?}");
+    assert!(msg.contains(&format!("127.0.0.1:{port}")), "{msg}");
+    assert!(!msg.contains("hunter2"), "{msg}");
+
+    let err = TaskStore::connect("http://nowhere/", PREFIX)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::Unavailable(_)), "{err:?}");
+}
+
+#[tokio::test]
+async fn unresponsive_redis_times_out_as_unavailable() {
+    let (mut redis, store) = setup().await;
+    let id = created(&store).await;
+    redis.freeze();
+    let started = Instant::now();
+    let err = store.get(&id).await.unwrap_err();
+    let took = started.elapsed();
+    assert!(matches!(err, StoreError::Unavailable(_)), "{err:?}");
+    assert!(took < Duration::from_secs(5), "took {took:?}");
+    redis.thaw();
+    assert_eq!(store.get(&id).await.unwrap().id, id);
+}
