@@ -167,6 +167,7 @@ impl OwnedChild {
         cmd.stderr(Stdio::piped())
             .kill_on_drop(true)
             .process_group(0);
+        die_with_parent(cmd.as_std_mut());
         let mut child = cmd.spawn().map_err(|source| match source.kind() {
             std::io::ErrorKind::NotFound => ProcessError::NotFound {
                 program: program.to_string(),
@@ -251,6 +252,24 @@ impl Drop for OwnedChild {
             self.signal_group();
             // kill_on_drop(true) makes tokio reap it in the background.
         }
+    }
+}
+
+/// Makes the child receive SIGKILL when the thread that spawned it dies, so a pagecast process
+/// killed with SIGKILL (which runs no destructors) cannot leave a browser or encoder behind.
+/// Children are spawned from the runtime's long-lived worker threads, never from the blocking
+/// pool, whose idle threads exit.
+pub fn die_with_parent(cmd: &mut std::process::Command) {
+    use std::os::unix::process::CommandExt;
+    // SAFETY: the closure runs between fork and exec and only calls prctl(2), which is
+    // async-signal-safe; it allocates nothing and takes no locks.
+    unsafe {
+        cmd.pre_exec(|| {
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) == -1 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
     }
 }
 

@@ -133,6 +133,7 @@ impl SegmentEncoder {
         let mut cmd = FfmpegCommand::new_with_path(exe);
         cmd.args(encoder_args(s, width, height, fps, dir, first_segment))
             .overwrite();
+        crate::process::die_with_parent(cmd.as_inner_mut());
         let mut child = cmd
             .spawn()
             .map_err(MediaError::io("could not start ffmpeg"))?;

@@ -1,0 +1,1791 @@
+//! The HTTP Action API against its wire contract (`/work/shared/reference/api.md`) and its spec
+//! (`api-spec/openapi.yaml`), in-process: the real router on a real socket, spoken to with reqwest,
+//! backed by a real `redis-server` (one per test). No worker runs, so tasks stay `normal` unless a
+//! test moves them with `TaskStore::transition`, as a worker would.
+//!
+//! Every answer of `POST /` is checked against the spec: declared status, declared content type,
+//! the `X-Request-ID` header (equal to the body's `RequestID`), every body key a declared property,
+//! every required property present, types, enums (so `ErrorCode` is one of the spec's codes) and
+//! the code's HTTP status as listed in the spec's table.
+
+#[path = "support/redis.rs"]
+mod redis_support;
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::{Arc, LazyLock};
+use std::time::{Duration, Instant};
+
+use pagecast::api::routes::{ApiState, app};
+use pagecast::api::start::StartLimits;
+use pagecast::task::store::{ControlMsg, TaskStore, TimeField, Transition};
+use pagecast::task::{Status, TaskResult, TaskStats, Video};
+use redis_support::TestRedis;
+use reqwest::header::HeaderMap;
+use serde_json::{Value, json};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+/// An AES-128 key in mixed case: neither spelling may ever come back in a response.
+const KEY: &str = "0123456789AbCdEf0123456789aBcDeF";
+const PAGE: &str = "https://example.org/page";
+
+// ---------------------------------------------------------------------------------------------
+// The API spec, as a small validator
+// ---------------------------------------------------------------------------------------------
+
+static SPEC: LazyLock<Spec> = LazyLock::new(Spec::load);
+
+struct Spec {
+    root: Value,
+    /// `ErrorCode` → HTTP status, from the table in the spec's `ErrorResponse.ErrorCode`.
+    http_of_code: HashMap<String, u16>,
+}
+
+impl Spec {
+    fn load() -> Spec {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/api-spec/openapi.yaml");
+        let text = std::fs::read_to_string(path).expect("read api-spec/openapi.yaml");
+        let root: Value = serde_norway::from_str(&text).expect("api-spec/openapi.yaml is YAML");
+        let table = root
+            .pointer("/components/schemas/ErrorResponse/properties/ErrorCode/description")
+            .and_then(Value::as_str)
+            .expect("the spec describes ErrorResponse.ErrorCode with a table");
+        let mut http_of_code = HashMap::new();
+        for line in table.lines().map(str::trim) {
+            if !line.starts_with("| `") {
+                continue;
+            }
+            let cells: Vec<&str> = line.split('|').map(str::trim).collect();
+            let code = cells[1].trim_matches('`').to_owned();
+            let status: u16 = cells[2]
+                .parse()
+                .unwrap_or_else(|_| panic!("bad HTTP status in the spec's table: {line}"));
+            http_of_code.insert(code, status);
+        }
+        assert!(
+            http_of_code.len() >= 11,
+            "the spec's ErrorCode table has too few rows: {http_of_code:?}"
+        );
+        Spec { root, http_of_code }
+    }
+
+    /// Follows `$ref: '#/...'` to the referenced node.
+    fn deref<'a>(&'a self, mut node: &'a Value) -> &'a Value {
+        for _ in 0..32 {
+            let Some(reference) = node.get("$ref").and_then(Value::as_str) else {
+                return node;
+            };
+            let pointer = reference
+                .strip_prefix('#')
+                .unwrap_or_else(|| panic!("the spec uses only local references, got {reference}"));
+            node = self
+                .root
+                .pointer(pointer)
+                .unwrap_or_else(|| panic!("dangling reference {reference} in the spec"));
+        }
+        panic!("reference loop in the spec at {node}");
+    }
+
+    /// What is wrong with an answer to `method path` (empty: it conforms).
+    fn check_response(
+        &self,
+        path: &str,
+        method: &str,
+        status: u16,
+        headers: &HeaderMap,
+        body: &[u8],
+    ) -> Vec<String> {
+        let mut errs = Vec::new();
+        let pointer = format!(
+            "/paths/{}/{method}/responses",
+            path.replace('~', "~0").replace('/', "~1")
+        );
+        let responses = self
+            .root
+            .pointer(&pointer)
+            .unwrap_or_else(|| panic!("the spec has no {method} {path}"));
+        let Some(response) = responses.get(status.to_string()) else {
+            errs.push(format!(
+                "{method} {path}: the spec declares no {status} response"
+            ));
+            return errs;
+        };
+        let response = self.deref(response);
+
+        let request_id_header = headers
+            .get("x-request-id")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        let declares_request_id = response
+            .get("headers")
+            .and_then(|h| h.get("X-Request-ID"))
+            .is_some();
+        if declares_request_id && request_id_header.is_none() {
+            errs.push(format!(
+                "{method} {path} {status}: the spec declares an X-Request-ID header; none was sent"
+            ));
+        }
+
+        let Some(content) = response.get("content").and_then(Value::as_object) else {
+            return errs;
+        };
+        let content_type = headers
+            .get(reqwest::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.split(';').next())
+            .map(|v| v.trim().to_ascii_lowercase())
+            .unwrap_or_default();
+        let Some(media) = content.get(&content_type) else {
+            errs.push(format!(
+                "{method} {path} {status}: content type {content_type:?} is not declared (the spec declares {:?})",
+                content.keys().collect::<Vec<_>>()
+            ));
+            return errs;
+        };
+        if content_type != "application/json" {
+            return errs;
+        }
+        let value: Value = match serde_json::from_slice(body) {
+            Ok(v) => v,
+            Err(e) => {
+                errs.push(format!(
+                    "{method} {path} {status}: the body is not JSON ({e}): {:?}",
+                    String::from_utf8_lossy(body)
+                ));
+                return errs;
+            }
+        };
+        if let Some(schema) = media.get("schema") {
+            self.validate(schema, &value, "body", &mut errs);
+        }
+        if let (Some(header), Some(in_body)) = (
+            request_id_header.as_deref(),
+            value.get("RequestID").and_then(Value::as_str),
+        ) && header != in_body
+        {
+            errs.push(format!(
+                "X-Request-ID {header:?} differs from the body's RequestID {in_body:?}"
+            ));
+        }
+        if status != 200
+            && let Some(code) = value.get("ErrorCode").and_then(Value::as_str)
+        {
+            match self.http_of_code.get(code) {
+                Some(&expected) if expected == status => {}
+                Some(&expected) => errs.push(format!(
+                    "ErrorCode {code} was answered with HTTP {status}; the spec lists {expected}"
+                )),
+                None => errs.push(format!("ErrorCode {code} is not in the spec's table")),
+            }
+        }
+        errs
+    }
+
+    /// A small JSON Schema check: `$ref`, `allOf`, `oneOf`, `type`, `enum`, `const`, `format:
+    /// uuid`, `minimum`, `maximum`, `maxLength`, `properties` (closed: an undeclared key is an
+    /// error), `required` and `items`.
+    fn validate(&self, schema: &Value, value: &Value, at: &str, errs: &mut Vec<String>) {
+        let schema = self.deref(schema);
+        let mut parts = vec![schema];
+        if let Some(all) = schema.get("allOf").and_then(Value::as_array) {
+            parts.extend(all.iter().map(|p| self.deref(p)));
+        }
+        for part in &parts {
+            if let Some(t) = part.get("type") {
+                let types: Vec<&str> = match t {
+                    Value::String(s) => vec![s.as_str()],
+                    Value::Array(a) => a.iter().filter_map(Value::as_str).collect(),
+                    _ => Vec::new(),
+                };
+                if !types.iter().any(|t| type_matches(t, value)) {
+                    errs.push(format!("{at}: expected type {types:?}, got {value}"));
+                }
+            }
+            if let Some(allowed) = part.get("enum").and_then(Value::as_array)
+                && !allowed.contains(value)
+            {
+                errs.push(format!(
+                    "{at}: {value} is not one of the spec's values {allowed:?}"
+                ));
+            }
+            if let Some(c) = part.get("const")
+                && c != value
+            {
+                errs.push(format!("{at}: expected {c}, got {value}"));
+            }
+            if part.get("format").and_then(Value::as_str) == Some("uuid")
+                && let Some(s) = value.as_str()
+                && uuid::Uuid::parse_str(s).is_err()
+            {
+                errs.push(format!("{at}: {s:?} is not a UUID"));
+            }
+            if let Some(n) = value.as_f64() {
+                if let Some(min) = part.get("minimum").and_then(Value::as_f64)
+                    && n < min
+                {
+                    errs.push(format!("{at}: {n} is below the minimum {min}"));
+                }
+                if let Some(max) = part.get("maximum").and_then(Value::as_f64)
+                    && n > max
+                {
+                    errs.push(format!("{at}: {n} is above the maximum {max}"));
+                }
+            }
+            if let (Some(max), Some(s)) = (
+                part.get("maxLength").and_then(Value::as_u64),
+                value.as_str(),
+            ) && s.chars().count() as u64 > max
+            {
+                errs.push(format!("{at}: longer than {max} characters"));
+            }
+        }
+
+        if let Value::Object(map) = value {
+            let mut declared: BTreeMap<&str, &Value> = BTreeMap::new();
+            let mut required: Vec<&str> = Vec::new();
+            let mut closed = false;
+            for part in &parts {
+                if let Some(props) = part.get("properties").and_then(Value::as_object) {
+                    closed = true;
+                    declared.extend(props.iter().map(|(k, v)| (k.as_str(), v)));
+                }
+                if let Some(req) = part.get("required").and_then(Value::as_array) {
+                    required.extend(req.iter().filter_map(Value::as_str));
+                }
+            }
+            for name in required {
+                if !map.contains_key(name) {
+                    errs.push(format!("{at}: the required property {name} is missing"));
+                }
+            }
+            for (key, sub) in map {
+                match declared.get(key.as_str()) {
+                    Some(sub_schema) => {
+                        self.validate(sub_schema, sub, &format!("{at}.{key}"), errs)
+                    }
+                    None if closed => errs.push(format!(
+                        "{at}.{key}: not a property the spec declares (declared: {:?})",
+                        declared.keys().collect::<Vec<_>>()
+                    )),
+                    None => {}
+                }
+            }
+        }
+        if let (Value::Array(items), Some(item_schema)) = (value, schema.get("items")) {
+            for (i, item) in items.iter().enumerate() {
+                self.validate(item_schema, item, &format!("{at}[{i}]"), errs);
+            }
+        }
+        if let Some(alternatives) = schema.get("oneOf").and_then(Value::as_array) {
+            let matching = alternatives
+                .iter()
+                .filter(|alt| {
+                    let mut e = Vec::new();
+                    self.validate(alt, value, at, &mut e);
+                    e.is_empty()
+                })
+                .count();
+            if matching != 1 {
+                errs.push(format!(
+                    "{at}: matches {matching} of the spec's oneOf alternatives, not exactly one: {value}"
+                ));
+            }
+        }
+    }
+}
+
+fn type_matches(t: &str, v: &Value) -> bool {
+    match t {
+        "object" => v.is_object(),
+        "array" => v.is_array(),
+        "string" => v.is_string(),
+        "boolean" => v.is_boolean(),
+        "null" => v.is_null(),
+        "number" => v.is_number(),
+        "integer" => v.is_i64() || v.is_u64() || v.as_f64().is_some_and(|f| f.fract() == 0.0),
+        _ => false,
+    }
+}
+
+#[test]
+fn the_spec_validator_catches_what_it_should() {
+    let spec = &*SPEC;
+    let schema = json!({"$ref": "#/components/schemas/ErrorResponse"});
+    let mut errs = Vec::new();
+    spec.validate(
+        &schema,
+        &json!({"ErrorCode": "InvalidParam", "ErrorMessage": "m", "RequestID": "r"}),
+        "body",
+        &mut errs,
+    );
+    assert!(errs.is_empty(), "{errs:?}");
+    for bad in [
+        json!({"ErrorCode": "Exploded", "ErrorMessage": "m", "RequestID": "r"}),
+        json!({"ErrorCode": "InvalidParam", "RequestID": "r"}),
+        json!({"ErrorCode": "InvalidParam", "ErrorMessage": "m", "RequestID": "r", "Extra": 1}),
+        json!({"ErrorCode": "InvalidParam", "ErrorMessage": 5, "RequestID": "r"}),
+    ] {
+        let mut errs = Vec::new();
+        spec.validate(&schema, &bad, "body", &mut errs);
+        assert!(!errs.is_empty(), "{bad} passed");
+    }
+    let describe = json!({"$ref": "#/components/schemas/DescribeResponse"});
+    let mut errs = Vec::new();
+    spec.validate(
+        &describe,
+        &json!({"TaskID": "not-a-uuid", "RequestID": "r", "Status": "sleeping", "CreateTime": 1}),
+        "body",
+        &mut errs,
+    );
+    assert_eq!(errs.len(), 2, "{errs:?}");
+    assert_eq!(SPEC.http_of_code.get("InvalidState"), Some(&409));
+}
+
+// ---------------------------------------------------------------------------------------------
+// An API server on a socket, and a client for it
+// ---------------------------------------------------------------------------------------------
+
+struct Reply {
+    status: u16,
+    headers: HeaderMap,
+    text: String,
+    json: Value,
+}
+
+impl Reply {
+    fn request_id(&self) -> &str {
+        self.json["RequestID"].as_str().unwrap_or("")
+    }
+}
+
+struct Api {
+    base: String,
+    addr: SocketAddr,
+    client: reqwest::Client,
+    /// The `Authorization` header sent by default.
+    auth: Option<String>,
+    store: TaskStore,
+    out_dir: PathBuf,
+    server: tokio::task::JoinHandle<()>,
+    _out: tempfile::TempDir,
+}
+
+impl Drop for Api {
+    fn drop(&mut self) {
+        self.server.abort();
+    }
+}
+
+fn unique_prefix() -> String {
+    format!("ac-{}:", uuid::Uuid::new_v4().simple())
+}
+
+async fn connect(redis: &TestRedis) -> TaskStore {
+    TaskStore::connect(&redis.url, &unique_prefix())
+        .await
+        .expect("connect to the test redis-server")
+}
+
+/// Serves `app()` on 127.0.0.1:0 with a fresh store; `tune` adjusts the state first.
+async fn serve(redis: &TestRedis, tune: impl FnOnce(&mut ApiState)) -> Api {
+    let store = connect(redis).await;
+    let out = tempfile::Builder::new()
+        .prefix("pagecast-api-contract-")
+        .tempdir()
+        .expect("temporary directory");
+    let out_dir = out.path().join("out");
+    std::fs::create_dir(&out_dir).expect("create the output directory");
+    let mut state = ApiState {
+        store: store.clone(),
+        tokens: Arc::new(Vec::new()),
+        max_body_bytes: 64 * 1024,
+        max_queued: 1000,
+        limits: StartLimits::default(),
+        output_dir: out_dir.clone(),
+    };
+    tune(&mut state);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind 127.0.0.1:0");
+    let addr = listener.local_addr().expect("local address");
+    let router = app(state);
+    let server = tokio::spawn(async move {
+        axum::serve(listener, router).await.expect("serve");
+    });
+    let client = reqwest::Client::builder()
+        .no_proxy()
+        .timeout(Duration::from_secs(20))
+        .build()
+        .expect("reqwest client");
+    Api {
+        base: format!("http://{addr}"),
+        addr,
+        client,
+        auth: None,
+        store,
+        out_dir,
+        server,
+        _out: out,
+    }
+}
+
+impl Api {
+    /// POSTs raw bytes to `/` with this `Authorization` header, and checks the answer against the
+    /// spec (and the contract's JSON, Content-Type and X-Request-ID rules).
+    async fn post_raw(&self, body: impl Into<Vec<u8>>, auth: Option<&str>) -> Reply {
+        let mut req = self
+            .client
+            .post(format!("{}/", self.base))
+            .header(reqwest::header::CONTENT_TYPE, "application/json")
+            .body(body.into());
+        if let Some(a) = auth {
+            req = req.header(reqwest::header::AUTHORIZATION, a);
+        }
+        let resp = req.send().await.expect("POST /");
+        let status = resp.status().as_u16();
+        let headers = resp.headers().clone();
+        let bytes = resp.bytes().await.expect("read the body");
+        let text = String::from_utf8_lossy(&bytes).into_owned();
+        let json: Value = serde_json::from_slice(&bytes)
+            .unwrap_or_else(|e| panic!("HTTP {status}: the body is not JSON ({e}): {text:?}"));
+        assert_ne!(status, 500, "an InternalError (a bug): {text}");
+        let errs = SPEC.check_response("/", "post", status, &headers, &bytes);
+        assert!(
+            errs.is_empty(),
+            "HTTP {status} {text}\ndoes not conform to api-spec/openapi.yaml:\n  {}",
+            errs.join("\n  ")
+        );
+        let request_id = json["RequestID"].as_str().unwrap_or("");
+        assert!(!request_id.is_empty(), "no RequestID: {text}");
+        assert_eq!(
+            headers.get("x-request-id").and_then(|v| v.to_str().ok()),
+            Some(request_id),
+            "X-Request-ID must equal RequestID: {text}"
+        );
+        let ctype = headers
+            .get(reqwest::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("");
+        assert!(
+            ctype.starts_with("application/json"),
+            "Content-Type {ctype:?}"
+        );
+        Reply {
+            status,
+            headers,
+            text,
+            json,
+        }
+    }
+
+    async fn post(&self, body: &Value) -> Reply {
+        self.post_raw(body.to_string(), self.auth.as_deref()).await
+    }
+
+    async fn action(&self, action: &str, data: Value) -> Reply {
+        self.post(&json!({"Action": action, "Data": data})).await
+    }
+
+    async fn on_task(&self, action: &str, id: &str) -> Reply {
+        self.action(action, json!({"TaskID": id})).await
+    }
+
+    /// Starts a task (asserting success) and returns its TaskID.
+    async fn start(&self, data: Value) -> String {
+        let r = self.action("Start", data).await;
+        assert_eq!(r.status, 200, "Start failed: {}", r.text);
+        let id = r.json["TaskID"].as_str().expect("TaskID").to_owned();
+        uuid::Uuid::parse_str(&id).expect("TaskID is a UUID");
+        id
+    }
+
+    async fn start_page(&self) -> String {
+        self.start(json!({"RecordURL": PAGE})).await
+    }
+
+    async fn describe(&self, id: &str) -> Value {
+        let r = self.on_task("Describe", id).await;
+        assert_eq!(r.status, 200, "Describe failed: {}", r.text);
+        assert_eq!(r.json["TaskID"], id);
+        r.json
+    }
+
+    async fn status_of(&self, id: &str) -> String {
+        self.describe(id).await["Status"]
+            .as_str()
+            .expect("Status")
+            .to_owned()
+    }
+
+    /// Moves the task as a worker would.
+    async fn move_task(&self, id: &str, t: Transition) {
+        let (from, to) = (t.from, t.to);
+        self.store
+            .transition(id, t)
+            .await
+            .unwrap_or_else(|e| panic!("transition {from} -> {to}: {e}"));
+    }
+
+    async fn begin_recording(&self, id: &str) {
+        self.move_task(
+            id,
+            Transition::new(Status::Normal, Status::Recording).with_time(TimeField::Start, now()),
+        )
+        .await;
+    }
+
+    async fn controls(&self, id: &str) -> Vec<ControlMsg> {
+        self.store
+            .read_controls(id, "0", 0)
+            .await
+            .expect("read the control stream")
+            .into_iter()
+            .map(|(_, m)| m)
+            .collect()
+    }
+
+    /// A GET with a request target sent exactly as given (no client-side normalisation of `..`).
+    async fn raw_get(&self, target: &str) -> RawReply {
+        let mut stream = tokio::net::TcpStream::connect(self.addr)
+            .await
+            .expect("connect");
+        let request =
+            format!("GET {target} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n");
+        stream
+            .write_all(request.as_bytes())
+            .await
+            .expect("send the request");
+        read_raw_reply(stream).await
+    }
+}
+
+fn now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock after 1970")
+        .as_secs() as i64
+}
+
+struct RawReply {
+    status: u16,
+    headers: HeaderMap,
+    body: Vec<u8>,
+}
+
+async fn read_raw_reply(mut stream: tokio::net::TcpStream) -> RawReply {
+    let mut raw = Vec::new();
+    tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut raw))
+        .await
+        .expect("the server answers within 10 s")
+        .expect("read the response");
+    let split = raw
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .unwrap_or_else(|| panic!("no header end in {:?}", String::from_utf8_lossy(&raw)));
+    let head = String::from_utf8_lossy(&raw[..split]).into_owned();
+    let mut body = raw[split + 4..].to_vec();
+    let mut lines = head.split("\r\n");
+    let status_line = lines.next().unwrap_or_default();
+    let status: u16 = status_line
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("bad status line {status_line:?}"));
+    let mut headers = HeaderMap::new();
+    for line in lines {
+        if let Some((name, value)) = line.split_once(':') {
+            headers.append(
+                reqwest::header::HeaderName::from_bytes(name.trim().as_bytes()).expect("name"),
+                reqwest::header::HeaderValue::from_str(value.trim()).expect("value"),
+            );
+        }
+    }
+    let chunked = headers
+        .get(reqwest::header::TRANSFER_ENCODING)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.eq_ignore_ascii_case("chunked"));
+    if chunked {
+        let mut out = Vec::new();
+        let mut rest = &body[..];
+        while let Some(end) = rest.windows(2).position(|w| w == b"\r\n") {
+            let size_text = String::from_utf8_lossy(&rest[..end]);
+            let size = usize::from_str_radix(size_text.split(';').next().unwrap_or("").trim(), 16)
+                .expect("chunk size");
+            if size == 0 {
+                break;
+            }
+            out.extend_from_slice(&rest[end + 2..end + 2 + size]);
+            rest = &rest[end + 2 + size + 2..];
+        }
+        body = out;
+    }
+    RawReply {
+        status,
+        headers,
+        body,
+    }
+}
+
+/// Asserts an error answer: HTTP status, ErrorCode, and a message naming `field` (as a word:
+/// followed by a space, or at the end).
+fn assert_error(r: &Reply, status: u16, code: &str, field: &str) {
+    assert_eq!(
+        (r.status, r.json["ErrorCode"].as_str()),
+        (status, Some(code)),
+        "expected {status} {code} naming {field}, got {}",
+        r.text
+    );
+    let message = r.json["ErrorMessage"].as_str().expect("ErrorMessage");
+    assert!(
+        message.contains(&format!("{field} ")) || message.ends_with(field),
+        "the message should name {field}: {message:?}"
+    );
+    assert_eq!(
+        r.json.as_object().map(|o| o.len()),
+        Some(3),
+        "the error body is exactly ErrorCode, ErrorMessage, RequestID: {}",
+        r.text
+    );
+}
+
+/// A Start body with `extra` merged into a minimal valid Data.
+fn start_with(extra: Value) -> Value {
+    let mut data = json!({"RecordURL": PAGE});
+    for (k, v) in extra.as_object().expect("an object") {
+        data[k] = v.clone();
+    }
+    json!({"Action": "Start", "Data": data})
+}
+
+// ---------------------------------------------------------------------------------------------
+// Start and Describe
+// ---------------------------------------------------------------------------------------------
+
+#[tokio::test]
+async fn start_answers_a_task_id_and_describe_shows_the_new_task() {
+    let redis = TestRedis::start();
+    let api = serve(&redis, |_| {}).await;
+
+    let before = now();
+    let r = api
+        .post(&json!({"Action": "Start", "Data": {"RecordURL": PAGE}}))
+        .await;
+    let after = now();
+    assert_eq!(r.status, 200, "{}", r.text);
+    let body = r.json.as_object().expect("an object");
+    assert_eq!(
+        body.keys().map(String::as_str).collect::<Vec<_>>(),
+        ["RequestID", "TaskID"],
+        "Start answers exactly TaskID and RequestID: {}",
+        r.text
+    );
+    let id = r.json["TaskID"].as_str().expect("TaskID").to_owned();
+    uuid::Uuid::parse_str(&id).expect("TaskID is a UUID");
+    assert_eq!(
+        r.headers.get("x-request-id").and_then(|v| v.to_str().ok()),
+        Some(r.request_id())
+    );
+
+    let d = api.describe(&id).await;
+    assert_eq!(d["Status"], "normal");
+    let created = d["CreateTime"].as_i64().expect("CreateTime is an integer");
+    assert!(
+        (before..=after).contains(&created),
+        "CreateTime {created} not in [{before}, {after}]"
+    );
+    for absent in [
+        "StartTime",
+        "CancelTime",
+        "StopTime",
+        "FinishTime",
+        "Result",
+    ] {
+        assert!(d.get(absent).is_none(), "{absent} of a new task: {d}");
+    }
+    for hidden in [
+        "RecordURL",
+        "CallbackURL",
+        "EncryptKey",
+        "AuthUrl",
+        "Output",
+    ] {
+        assert!(
+            d.get(hidden).is_none(),
+            "{hidden} must not be returned: {d}"
+        );
+    }
+    assert!(!d.to_string().contains("example.org/page"), "{d}");
+    assert_eq!(d["Muxer"], "mp4");
+
+    // Every request gets its own RequestID; the task is durably there for the next request.
+    let again = api.on_task("Describe", &id).await;
+    assert_ne!(again.request_id(), d["RequestID"].as_str().unwrap());
+    let second = api.start_page().await;
+    assert_ne!(second, id);
+
+    // A TaskID is accepted in upper case and with surrounding spaces, and answered canonically.
+    let r = api
+        .on_task("Describe", &format!(" {} ", id.to_uppercase()))
+        .await;
+    assert_eq!(
+        (r.status, r.json["TaskID"].as_str()),
+        (200, Some(id.as_str()))
+    );
+}
+
+#[tokio::test]
+async fn user_context_is_echoed_and_secrets_never_come_back() {
+    let redis = TestRedis::start();
+    let api = serve(&redis, |_| {}).await;
+    let context = "{\"lesson\":7,\"note\":\"字\"}";
+    let auth_url = "https://keys.example.org/hls/key?sig=abc";
+
+    let mut texts = Vec::new();
+    let r = api
+        .post(&start_with(json!({
+            "UserContext": context,
+            "Output": {"Video": {"Muxer": "hls", "EncryptKey": KEY, "AuthUrl": auth_url}},
+        })))
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    let id = r.json["TaskID"].as_str().unwrap().to_owned();
+    texts.push(r.text);
+    // The key was accepted and is kept apart from the task.
+    let secrets = api.store.secrets(&id).await.expect("secrets");
+    assert_eq!(
+        secrets.encrypt_key.as_deref().map(str::to_ascii_lowercase),
+        Some(KEY.to_ascii_lowercase())
+    );
+
+    let d = api.describe(&id).await;
+    assert_eq!(d["UserContext"], context);
+    assert_eq!(d["Muxer"], "hls");
+    assert!(
+        d.get("AuthUrl").is_none() && d.get("EncryptKey").is_none(),
+        "{d}"
+    );
+    texts.push(d.to_string());
+
+    // Through the task's life, and in every error about the key, the key never appears.
+    api.begin_recording(&id).await;
+    for action in ["Pause", "Resume", "Refresh", "Stop", "Describe"] {
+        texts.push(api.on_task(action, &id).await.text);
+    }
+    let video = |v: Value| start_with(json!({"Output": {"Video": v}}));
+    let key_errors = [
+        (
+            video(json!({"Muxer": "mp4", "EncryptKey": KEY, "AuthUrl": auth_url})),
+            "Data.Output.Video.EncryptKey",
+        ),
+        (
+            video(json!({"Muxer": "hls", "EncryptKey": KEY})),
+            "Data.Output.Video.AuthUrl",
+        ),
+        (
+            video(json!({"Muxer": "hls", "EncryptKey": format!("{KEY}0"), "AuthUrl": auth_url})),
+            "Data.Output.Video.EncryptKey",
+        ),
+        (
+            video(
+                json!({"Muxer": "hls", "EncryptKey": format!("{}zz", &KEY[..30]), "AuthUrl": auth_url}),
+            ),
+            "Data.Output.Video.EncryptKey",
+        ),
+        (
+            start_with(json!({
+                "Output": {"Video": {"Muxer": "hls", "EncryptKey": KEY, "AuthUrl": auth_url}},
+                "Video": {"EncryptKey": KEY.replace('0', "1")},
+            })),
+            "EncryptKey",
+        ),
+        (
+            start_with(
+                json!({"Width": 4000, "Output": {"Video": {"Muxer": "hls", "EncryptKey": KEY, "AuthUrl": auth_url}}}),
+            ),
+            "Data.Width",
+        ),
+    ];
+    for (body, field) in key_errors {
+        let r = api.post(&body).await;
+        assert_error(&r, 400, "InvalidParam", field);
+        texts.push(r.text);
+    }
+    let lower = KEY.to_ascii_lowercase();
+    let upper = KEY.to_ascii_uppercase();
+    for text in &texts {
+        let folded = text.to_ascii_lowercase();
+        assert!(
+            !folded.contains(&lower) && !folded.contains(&lower[..16]) && !text.contains(&upper),
+            "the EncryptKey leaked: {text}"
+        );
+        assert!(!text.contains("sig=abc"), "the AuthUrl leaked: {text}");
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Validation
+// ---------------------------------------------------------------------------------------------
+
+#[tokio::test]
+async fn every_validation_failure_has_its_code_status_and_field() {
+    let redis = TestRedis::start();
+    let api = serve(&redis, |_| {}).await;
+
+    // Whole bodies.
+    let bodies: &[(&str, &str, &str)] = &[
+        (
+            r#"{"Action": "Start", "Data": {}}"#,
+            "MissingParam",
+            "Data.RecordURL",
+        ),
+        (
+            r#"{"Action": "Start", "Data": {"RecordURL": ""}}"#,
+            "MissingParam",
+            "Data.RecordURL",
+        ),
+        (
+            r#"{"Action": "Start", "Data": {"RecordURL": null}}"#,
+            "MissingParam",
+            "Data.RecordURL",
+        ),
+        (
+            r#"{"Action": "Start", "Data": {"recordUrl": "https://a.org/"}}"#,
+            "MissingParam",
+            "Data.RecordURL",
+        ),
+        (
+            r#"{"Action": "Start", "Data": {"RecordURL": "ftp://a.org/f"}}"#,
+            "InvalidParam",
+            "Data.RecordURL",
+        ),
+        (
+            r#"{"Action": "Start", "Data": {"RecordURL": "javascript:alert(1)"}}"#,
+            "InvalidParam",
+            "Data.RecordURL",
+        ),
+        (
+            r#"{"Action": "Start", "Data": {"RecordURL": "not a url"}}"#,
+            "InvalidParam",
+            "Data.RecordURL",
+        ),
+        (
+            r#"{"Action": "Start", "Data": {"RecordURL": "https://"}}"#,
+            "InvalidParam",
+            "Data.RecordURL",
+        ),
+        (
+            r#"{"Action": "Start", "Data": {"RecordURL": 42}}"#,
+            "InvalidParam",
+            "Data.RecordURL",
+        ),
+        (
+            r#"{"Action": "Start", "Data": ["https://a.org/"]}"#,
+            "InvalidParam",
+            "Data",
+        ),
+        (
+            r#"{"Action": "Start", "Data": "https://a.org/"}"#,
+            "InvalidParam",
+            "Data",
+        ),
+        (r#"{"Action": "Start", "Data": 7}"#, "InvalidParam", "Data"),
+        (r#"{"Action": "Start"}"#, "MissingParam", "Data"),
+        (
+            r#"{"Action": "Start", "Data": null}"#,
+            "MissingParam",
+            "Data",
+        ),
+        (
+            r#"{"Data": {"RecordURL": "https://a.org/"}}"#,
+            "MissingParam",
+            "Action",
+        ),
+        (
+            r#"{"Action": null, "Data": {"RecordURL": "https://a.org/"}}"#,
+            "MissingParam",
+            "Action",
+        ),
+        (
+            r#"{"Action": 42, "Data": {"RecordURL": "https://a.org/"}}"#,
+            "InvalidParam",
+            "Action",
+        ),
+        (
+            r#"{"Action": ["Start"], "Data": {"RecordURL": "https://a.org/"}}"#,
+            "InvalidParam",
+            "Action",
+        ),
+        (
+            r#"{"Action": "Explode", "Data": {}}"#,
+            "UnsupportedAction",
+            "Action",
+        ),
+        (
+            r#"{"Action": "start", "Data": {"RecordURL": "https://a.org/"}}"#,
+            "UnsupportedAction",
+            "Action",
+        ),
+        (
+            r#"{"Action": "", "Data": {}}"#,
+            "UnsupportedAction",
+            "Action",
+        ),
+    ];
+    for (body, code, field) in bodies {
+        let r = api.post_raw(*body, None).await;
+        assert_error(&r, 400, code, field);
+    }
+
+    // Start's Data fields, each added to a valid minimal Data.
+    let long_context = "x".repeat(4097);
+    let long_url = format!("https://example.org/{}", "a".repeat(2048));
+    let fields: Vec<(Value, &str, &str)> = vec![
+        (json!({"Width": 4000}), "InvalidParam", "Data.Width"),
+        (json!({"Width": "abc"}), "InvalidParam", "Data.Width"),
+        (json!({"Width": "1280"}), "InvalidParam", "Data.Width"),
+        (json!({"Width": -1}), "InvalidParam", "Data.Width"),
+        (json!({"Width": 1280.5}), "InvalidParam", "Data.Width"),
+        (json!({"Width": 8}), "InvalidParam", "Data.Width"),
+        (json!({"Height": 2561}), "InvalidParam", "Data.Height"),
+        (
+            json!({"MaxDurationLimit": 40000}),
+            "InvalidParam",
+            "Data.MaxDurationLimit",
+        ),
+        (
+            json!({"MaxDurationLimit": "600"}),
+            "InvalidParam",
+            "Data.MaxDurationLimit",
+        ),
+        (
+            json!({"ManualStart": "yes"}),
+            "InvalidParam",
+            "Data.ManualStart",
+        ),
+        (
+            json!({"CallbackURL": "file:///etc/passwd"}),
+            "InvalidParam",
+            "Data.CallbackURL",
+        ),
+        (
+            json!({"StorageType": "tape"}),
+            "InvalidParam",
+            "Data.StorageType",
+        ),
+        (
+            json!({"StorageType": 1}),
+            "InvalidParam",
+            "Data.StorageType",
+        ),
+        (json!({"Output": "cos"}), "InvalidParam", "Data.Output"),
+        (
+            json!({"Output": {"Video": {"Muxer": "avi"}}}),
+            "InvalidParam",
+            "Data.Output.Video.Muxer",
+        ),
+        (
+            json!({"Video": {"Muxer": "avi"}}),
+            "InvalidParam",
+            "Data.Video.Muxer",
+        ),
+        (
+            json!({"Output": {"Video": {"Muxer": "hls"}}, "Video": {"Muxer": "mp4"}}),
+            "InvalidParam",
+            "Data.Output.Video.Muxer",
+        ),
+        (
+            json!({"Output": {"Video": {"Muxer": "hls", "EncryptKey": KEY}}}),
+            "InvalidParam",
+            "Data.Output.Video.AuthUrl",
+        ),
+        (
+            json!({"Video": {"Muxer": "hls", "EncryptKey": KEY}}),
+            "InvalidParam",
+            "Data.Video.AuthUrl",
+        ),
+        (
+            json!({"Output": {"Video": {"EncryptKey": KEY, "AuthUrl": "https://k.example.org/k"}}}),
+            "InvalidParam",
+            "Data.Output.Video.EncryptKey",
+        ),
+        (
+            json!({"Output": {"Video": {"Muxer": "mp4", "EncryptKey": KEY, "AuthUrl": "https://k.example.org/k"}}}),
+            "InvalidParam",
+            "Data.Output.Video.EncryptKey",
+        ),
+        (
+            json!({"Output": {"Cos": {"TargetDir": "../x"}}}),
+            "InvalidParam",
+            "Data.Output.Cos.TargetDir",
+        ),
+        (
+            json!({"Output": {"Cos": {"TargetDir": "a/../../x"}}}),
+            "InvalidParam",
+            "Data.Output.Cos.TargetDir",
+        ),
+        (
+            json!({"Output": {"Cos": {"TargetDir": "/abs"}}}),
+            "InvalidParam",
+            "Data.Output.Cos.TargetDir",
+        ),
+        (
+            json!({"Output": {"Cos": {"TargetDir": "a\\b"}}}),
+            "InvalidParam",
+            "Data.Output.Cos.TargetDir",
+        ),
+        (
+            json!({"Output": {"S3": {"TargetName": "a/b"}}}),
+            "InvalidParam",
+            "Data.Output.S3.TargetName",
+        ),
+        (
+            json!({"Output": {"S3": {"TargetName": ".."}}}),
+            "InvalidParam",
+            "Data.Output.S3.TargetName",
+        ),
+        (
+            json!({"Output": {"Cos": {"Bucket": "a b"}}}),
+            "InvalidParam",
+            "Data.Output.Cos.Bucket",
+        ),
+        (
+            json!({"Output": {"Cos": {}, "S3": {}}}),
+            "InvalidParam",
+            "Data.Output.Cos",
+        ),
+        (json!({"Fps": 61}), "InvalidParam", "Data.Fps"),
+        (
+            json!({"StartTimeout": 86401}),
+            "InvalidParam",
+            "Data.StartTimeout",
+        ),
+        (
+            json!({"UserContext": long_context}),
+            "InvalidParam",
+            "Data.UserContext",
+        ),
+        (
+            json!({"UserContext": {"lesson": 7}}),
+            "InvalidParam",
+            "Data.UserContext",
+        ),
+        (
+            json!({"RecordURL": long_url}),
+            "InvalidParam",
+            "Data.RecordURL",
+        ),
+    ];
+    for (extra, code, field) in fields {
+        let r = api.post(&start_with(extra.clone())).await;
+        assert!(r.status == 400, "{extra}: {}", r.text);
+        assert_error(&r, 400, code, field);
+    }
+
+    // The unsupported action is quoted back.
+    let r = api.post(&json!({"Action": "Explode", "Data": {}})).await;
+    assert!(
+        r.json["ErrorMessage"]
+            .as_str()
+            .unwrap()
+            .contains("\"Explode\"")
+    );
+
+    // Bodies that are not a JSON object.
+    for raw in [
+        "{\"Action\": \"Start\", \"Data\": {",
+        "not json",
+        "",
+        "[1, 2]",
+        "\"Start\"",
+        "null",
+        "42",
+    ] {
+        let r = api.post_raw(raw, None).await;
+        assert_eq!(
+            (r.status, r.json["ErrorCode"].as_str()),
+            (400, Some("MalformedRequest")),
+            "body {raw:?}: {}",
+            r.text
+        );
+    }
+
+    // Nothing was created by any of them.
+    assert_eq!(api.store.queued_count().await.unwrap(), 0);
+
+    // Unknown fields, nulls and source-product fields are accepted.
+    let id = api
+        .start(json!({
+            "RecordURL": PAGE,
+            "Width": null,
+            "CallbackURL": "",
+            "Something": {"New": true},
+            "Output": {"Vod": {"MediaInfo": {"ClassId": 3}}, "Video": {"Muxer": "HLS"}},
+        }))
+        .await;
+    assert_eq!(api.describe(&id).await["Muxer"], "hls");
+}
+
+#[tokio::test]
+async fn oversized_bodies_are_refused_with_413() {
+    let redis = TestRedis::start();
+    let api = serve(&redis, |s| s.max_body_bytes = 1024).await;
+
+    // 4 KiB of otherwise valid JSON.
+    let padding = " ".repeat(4096);
+    let big =
+        format!("{{\"Action\": \"Start\", \"Data\": {{\"RecordURL\": \"{PAGE}\"}}{padding}}}");
+    let r = api.post_raw(big, None).await;
+    assert_error(&r, 413, "PayloadTooLarge", "1024");
+
+    // Exactly at the limit is fine; one byte more is not.
+    let body = format!("{{\"Action\": \"Start\", \"Data\": {{\"RecordURL\": \"{PAGE}\"}}}}");
+    let at_limit = format!("{body}{}", " ".repeat(1024 - body.len()));
+    assert_eq!(at_limit.len(), 1024);
+    let r = api.post_raw(at_limit.clone(), None).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    let r = api.post_raw(format!("{at_limit} "), None).await;
+    assert_eq!(r.status, 413, "{}", r.text);
+
+    // Without a Content-Length (chunked), the limit holds too.
+    let mut stream = tokio::net::TcpStream::connect(api.addr).await.unwrap();
+    let mut request = String::from(
+        "POST / HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n",
+    );
+    for _ in 0..8 {
+        request.push_str(&format!("200\r\n{}\r\n", " ".repeat(0x200)));
+    }
+    request.push_str("0\r\n\r\n");
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let raw = read_raw_reply(stream).await;
+    assert_eq!(raw.status, 413, "{:?}", String::from_utf8_lossy(&raw.body));
+    let v: Value = serde_json::from_slice(&raw.body).expect("a JSON error body");
+    assert_eq!(v["ErrorCode"], "PayloadTooLarge");
+    let errs = SPEC.check_response("/", "post", raw.status, &raw.headers, &raw.body);
+    assert!(errs.is_empty(), "{errs:?}");
+}
+
+#[tokio::test]
+async fn task_actions_need_a_valid_existing_task_id() {
+    let redis = TestRedis::start();
+    let api = serve(&redis, |_| {}).await;
+    let unknown = uuid::Uuid::new_v4().to_string();
+    for action in ["Pause", "Resume", "Refresh", "Stop", "Describe"] {
+        let r = api.action(action, json!({})).await;
+        assert_error(&r, 400, "MissingParam", "Data.TaskID");
+        let r = api.action(action, json!({"TaskID": null})).await;
+        assert_error(&r, 400, "MissingParam", "Data.TaskID");
+        let r = api.post(&json!({"Action": action})).await;
+        assert_error(&r, 400, "MissingParam", "Data");
+        let r = api.action(action, json!("TaskID")).await;
+        assert_error(&r, 400, "InvalidParam", "Data");
+        let r = api.action(action, json!({"TaskID": "not-a-task"})).await;
+        assert_error(&r, 400, "InvalidParam", "Data.TaskID");
+        let r = api.action(action, json!({"TaskID": 42})).await;
+        assert_error(&r, 400, "InvalidParam", "Data.TaskID");
+        let r = api.action(action, json!({"TaskID": ""})).await;
+        assert_eq!(r.status, 400, "{action} with an empty TaskID: {}", r.text);
+        let r = api.on_task(action, &unknown).await;
+        assert_error(&r, 404, "TaskNotFound", &format!("{unknown}\""));
+    }
+    // Nothing was created for the unknown id (no control stream, no task).
+    assert!(api.controls(&unknown).await.is_empty());
+}
+
+// ---------------------------------------------------------------------------------------------
+// State rules
+// ---------------------------------------------------------------------------------------------
+
+#[tokio::test]
+async fn control_actions_follow_the_status_machine() {
+    use ControlMsg::*;
+    let redis = TestRedis::start();
+    let api = serve(&redis, |_| {}).await;
+    let id = api.start_page().await;
+
+    // Not recording yet: only Stop (and Describe) make sense.
+    for action in ["Pause", "Resume", "Refresh"] {
+        let r = api.on_task(action, &id).await;
+        assert_error(&r, 409, "InvalidState", action);
+        assert!(r.json["ErrorMessage"].as_str().unwrap().contains("normal"));
+    }
+    assert_eq!(api.status_of(&id).await, "normal");
+    assert!(api.controls(&id).await.is_empty());
+
+    api.begin_recording(&id).await;
+    let d = api.describe(&id).await;
+    assert_eq!(d["Status"], "recording");
+    assert!(d["StartTime"].is_i64(), "{d}");
+
+    // Pause, and Pause again: idempotent.
+    assert_eq!(api.on_task("Pause", &id).await.status, 200);
+    assert_eq!(api.status_of(&id).await, "paused");
+    assert_eq!(api.controls(&id).await, [Pause]);
+    let r = api.on_task("Pause", &id).await;
+    assert_eq!(
+        (r.status, r.json["TaskID"].as_str()),
+        (200, Some(id.as_str()))
+    );
+    assert_eq!(api.status_of(&id).await, "paused");
+    assert_eq!(
+        api.controls(&id).await,
+        [Pause],
+        "a repeated Pause changes nothing"
+    );
+
+    // Refresh while paused is passed on, and changes no status.
+    assert_eq!(api.on_task("Refresh", &id).await.status, 200);
+    assert_eq!(api.status_of(&id).await, "paused");
+
+    // Resume, and Resume again.
+    assert_eq!(api.on_task("Resume", &id).await.status, 200);
+    assert_eq!(api.status_of(&id).await, "recording");
+    assert_eq!(api.on_task("Resume", &id).await.status, 200);
+    assert_eq!(api.status_of(&id).await, "recording");
+    assert_eq!(api.controls(&id).await, [Pause, Refresh, Resume]);
+
+    // Refresh while recording lands on the control stream.
+    let r = api.on_task("Refresh", &id).await;
+    assert_eq!(
+        (r.status, r.json["TaskID"].as_str()),
+        (200, Some(id.as_str()))
+    );
+    assert_eq!(api.status_of(&id).await, "recording");
+    assert_eq!(api.controls(&id).await.last(), Some(&Refresh));
+
+    // Stop: canceled, with CancelTime; Stop again changes nothing.
+    let before = now();
+    assert_eq!(api.on_task("Stop", &id).await.status, 200);
+    let d = api.describe(&id).await;
+    assert_eq!(d["Status"], "canceled");
+    let cancel = d["CancelTime"].as_i64().expect("CancelTime");
+    assert!((before..=now()).contains(&cancel), "{d}");
+    assert!(d.get("FinishTime").is_none(), "{d}");
+    let r = api.on_task("Stop", &id).await;
+    assert_eq!(
+        (r.status, r.json["TaskID"].as_str()),
+        (200, Some(id.as_str()))
+    );
+    let again = api.describe(&id).await;
+    assert_eq!(again["Status"], "canceled");
+    assert_eq!(again["CancelTime"], cancel);
+    assert_eq!(
+        api.controls(&id).await,
+        [Pause, Refresh, Resume, Refresh, Stop]
+    );
+
+    // Recording is over: no more Pause, Resume or Refresh.
+    for action in ["Pause", "Resume", "Refresh"] {
+        let r = api.on_task(action, &id).await;
+        assert_error(&r, 409, "InvalidState", action);
+    }
+
+    // The worker delivers; Stop stays a no-op all the way, and Describe shows the result.
+    for (from, to) in [
+        (Status::Canceled, Status::Transcode),
+        (Status::Transcode, Status::Upload),
+        (Status::Upload, Status::Callback),
+    ] {
+        api.move_task(&id, Transition::new(from, to)).await;
+        assert_eq!(api.on_task("Stop", &id).await.status, 200);
+        assert_eq!(api.status_of(&id).await, to.as_str());
+        let r = api.on_task("Pause", &id).await;
+        assert_error(&r, 409, "InvalidState", "Pause");
+    }
+    let mut done = Transition::new(Status::Callback, Status::Finished)
+        .with_time(TimeField::Stop, cancel)
+        .with_time(TimeField::Finish, now());
+    done.result = Some(TaskResult {
+        error_code: None,
+        error_message: None,
+        videos: vec![Video {
+            filename: format!("{id}/1700000000000.mp4"),
+            file_size: 1234,
+            file_url: format!("http://127.0.0.1/files/{id}/1700000000000.mp4"),
+        }],
+    });
+    done.stats = Some(TaskStats {
+        recorded_duration: 12.3456,
+        frames_captured: 300,
+        frames_written: 370,
+        frames_duplicated: 70,
+        frames_dropped: 0,
+        pauses: 1,
+        refreshes: 2,
+        callback_attempts: 1,
+    });
+    api.move_task(&id, done).await;
+    let d = api.describe(&id).await; // checked against the spec, Result and Stats included
+    assert_eq!(d["Status"], "finished");
+    assert!(d["FinishTime"].is_i64() && d["StopTime"].is_i64(), "{d}");
+    assert_eq!(d["Result"]["Videos"][0]["FileSize"], 1234);
+    assert_eq!(d["RecordedDuration"], 12.346);
+    assert_eq!(d["Stats"]["Refreshes"], 2);
+
+    let r = api.on_task("Stop", &id).await;
+    assert_eq!(
+        r.status, 200,
+        "Stop on a finished task succeeds: {}",
+        r.text
+    );
+    for action in ["Pause", "Resume", "Refresh"] {
+        let r = api.on_task(action, &id).await;
+        assert_error(&r, 409, "InvalidState", action);
+        assert!(
+            r.json["ErrorMessage"]
+                .as_str()
+                .unwrap()
+                .contains("finished")
+        );
+    }
+    assert_eq!(api.status_of(&id).await, "finished");
+}
+
+#[tokio::test]
+async fn stop_before_recording_cancels_the_task() {
+    let redis = TestRedis::start();
+    let api = serve(&redis, |_| {}).await;
+    let id = api.start_page().await;
+    let before = now();
+    let r = api.on_task("Stop", &id).await;
+    assert_eq!(
+        (r.status, r.json["TaskID"].as_str()),
+        (200, Some(id.as_str()))
+    );
+    let d = api.describe(&id).await;
+    assert_eq!(d["Status"], "finished");
+    let finish = d["FinishTime"].as_i64().expect("FinishTime");
+    assert!((before..=now()).contains(&finish), "{d}");
+    assert!(d["CancelTime"].is_i64(), "{d}");
+    assert!(d.get("StartTime").is_none(), "{d}");
+    // The task is no longer waiting for a worker.
+    assert_eq!(api.store.queued_count().await.unwrap(), 0);
+
+    let r = api.on_task("Stop", &id).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(api.describe(&id).await["FinishTime"], finish);
+    for action in ["Pause", "Resume", "Refresh"] {
+        let r = api.on_task(action, &id).await;
+        assert_error(&r, 409, "InvalidState", action);
+    }
+    assert_eq!(api.status_of(&id).await, "finished");
+
+    // Stop on a paused task ends the recording like Stop on a recording one.
+    let id = api.start_page().await;
+    api.begin_recording(&id).await;
+    assert_eq!(api.on_task("Pause", &id).await.status, 200);
+    assert_eq!(api.on_task("Stop", &id).await.status, 200);
+    let d = api.describe(&id).await;
+    assert_eq!(d["Status"], "canceled");
+    assert!(
+        d["CancelTime"].is_i64() && d.get("FinishTime").is_none(),
+        "{d}"
+    );
+    assert_eq!(
+        api.controls(&id).await,
+        [ControlMsg::Pause, ControlMsg::Stop]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_pause_and_stop_end_canceled_with_one_stop() {
+    let redis = TestRedis::start();
+    let api = Arc::new(serve(&redis, |_| {}).await);
+    for round in 0..3 {
+        let id = api.start_page().await;
+        api.begin_recording(&id).await;
+        let mut handles = Vec::new();
+        for i in 0..20 {
+            let api = api.clone();
+            let id = id.clone();
+            let action = if (i + round) % 2 == 0 {
+                "Pause"
+            } else {
+                "Stop"
+            };
+            handles.push(tokio::spawn(async move {
+                (action, api.on_task(action, &id).await)
+            }));
+        }
+        for h in handles {
+            let (action, r) = h.await.expect("request task");
+            assert!(
+                r.status == 200 || r.status == 409,
+                "{action}: HTTP {} {}",
+                r.status,
+                r.text
+            );
+            if r.status == 409 {
+                assert_eq!(
+                    action, "Pause",
+                    "Stop on a live task never conflicts: {}",
+                    r.text
+                );
+                assert_eq!(r.json["ErrorCode"], "InvalidState");
+            }
+        }
+        assert_eq!(api.status_of(&id).await, "canceled");
+        let controls = api.controls(&id).await;
+        let stops = controls.iter().filter(|m| **m == ControlMsg::Stop).count();
+        let pauses = controls.iter().filter(|m| **m == ControlMsg::Pause).count();
+        assert_eq!(stops, 1, "round {round}: exactly one stop: {controls:?}");
+        assert!(
+            pauses <= 1,
+            "round {round}: at most one pause: {controls:?}"
+        );
+        assert_eq!(controls.last(), Some(&ControlMsg::Stop), "{controls:?}");
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Authentication, limits, outages
+// ---------------------------------------------------------------------------------------------
+
+#[tokio::test]
+async fn tokens_are_checked_before_anything_else() {
+    let redis = TestRedis::start();
+    let api = serve(&redis, |s| {
+        s.tokens = Arc::new(vec!["t1".to_owned(), "t2".to_owned()]);
+        s.max_body_bytes = 1024;
+    })
+    .await;
+    let start = json!({"Action": "Start", "Data": {"RecordURL": PAGE}}).to_string();
+
+    for auth in [
+        None,
+        Some("t1"),
+        Some("Bearer"),
+        Some("Bearer "),
+        Some("Bearer t3"),
+        Some("Bearer t1x"),
+        Some("Bearer t"),
+        Some("Basic dDE6dDE="),
+        Some("Bearer t1,t2"),
+    ] {
+        let r = api.post_raw(start.clone(), auth).await;
+        assert_error(&r, 401, "Unauthorized", "Authorization:");
+        // The message does not say which tokens exist.
+        assert!(!r.text.contains("t2"), "{}", r.text);
+    }
+    // Auth comes before parsing, size and validation.
+    for body in [
+        "not json".to_owned(),
+        "[]".to_owned(),
+        json!({"Action": "Explode"}).to_string(),
+        json!({"Action": "Describe", "Data": {"TaskID": uuid::Uuid::new_v4().to_string()}})
+            .to_string(),
+        " ".repeat(4096),
+    ] {
+        let r = api.post_raw(body, Some("Bearer wrong")).await;
+        assert_eq!(
+            (r.status, r.json["ErrorCode"].as_str()),
+            (401, Some("Unauthorized")),
+            "{}",
+            r.text
+        );
+    }
+    assert_eq!(api.store.queued_count().await.unwrap(), 0);
+
+    // Either configured token works.
+    let r = api.post_raw(start.clone(), Some("Bearer t2")).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    let id = r.json["TaskID"].as_str().unwrap().to_owned();
+    let describe = json!({"Action": "Describe", "Data": {"TaskID": id}}).to_string();
+    let r = api.post_raw(describe.clone(), Some("Bearer t1")).await;
+    assert_eq!((r.status, r.json["Status"].as_str()), (200, Some("normal")));
+    let r = api.post_raw(describe, None).await;
+    assert_eq!(r.status, 401);
+    // With a valid token, errors are the ordinary ones again.
+    let r = api.post_raw("not json", Some("Bearer t1")).await;
+    assert_eq!(r.json["ErrorCode"], "MalformedRequest");
+}
+
+/// RFC 9110 §11.1: the authentication scheme name is case-insensitive.
+#[tokio::test]
+async fn the_bearer_scheme_is_case_insensitive() {
+    let redis = TestRedis::start();
+    let api = serve(&redis, |s| s.tokens = Arc::new(vec!["t1".to_owned()])).await;
+    let start = json!({"Action": "Start", "Data": {"RecordURL": PAGE}}).to_string();
+    for auth in ["bearer t1", "BEARER t1"] {
+        let r = api.post_raw(start.clone(), Some(auth)).await;
+        assert_eq!(r.status, 200, "Authorization: {auth}: {}", r.text);
+    }
+}
+
+#[tokio::test]
+async fn start_beyond_the_queue_limit_is_429() {
+    let redis = TestRedis::start();
+    let api = serve(&redis, |s| s.max_queued = 2).await;
+    let first = api.start_page().await;
+    let second = api.start_page().await;
+    let r = api.action("Start", json!({"RecordURL": PAGE})).await;
+    assert_eq!(
+        (r.status, r.json["ErrorCode"].as_str()),
+        (429, Some("LimitExceeded")),
+        "{}",
+        r.text
+    );
+    assert_eq!(api.store.queued_count().await.unwrap(), 2);
+
+    // A task taken by a worker frees its place...
+    api.begin_recording(&first).await;
+    let third = api.start_page().await;
+    let r = api.action("Start", json!({"RecordURL": PAGE})).await;
+    assert_eq!(r.status, 429, "{}", r.text);
+    // ...and so does a task canceled before it started.
+    assert_eq!(api.on_task("Stop", &second).await.status, 200);
+    api.start_page().await;
+    let r = api.action("Start", json!({"RecordURL": PAGE})).await;
+    assert_eq!(r.status, 429, "{}", r.text);
+    assert_eq!(api.status_of(&third).await, "normal");
+}
+
+#[tokio::test]
+async fn a_redis_outage_is_503_and_the_api_recovers() {
+    let mut redis = TestRedis::start();
+    let api = serve(&redis, |_| {}).await;
+    let id = api.start_page().await;
+    api.begin_recording(&id).await;
+
+    redis.stop();
+    let start = json!({"Action": "Start", "Data": {"RecordURL": PAGE}});
+    for body in [
+        start.clone(),
+        json!({"Action": "Describe", "Data": {"TaskID": id}}),
+        json!({"Action": "Pause", "Data": {"TaskID": id}}),
+        json!({"Action": "Stop", "Data": {"TaskID": id}}),
+        start.clone(),
+    ] {
+        let began = Instant::now();
+        let r = api.post(&body).await;
+        let took = began.elapsed();
+        assert_eq!(
+            (r.status, r.json["ErrorCode"].as_str()),
+            (503, Some("ServiceUnavailable")),
+            "{body}: {}",
+            r.text
+        );
+        assert!(
+            took < Duration::from_secs(6),
+            "{body} took {took:?} to answer 503"
+        );
+        // The detail (address, port) stays in the log.
+        let message = r.json["ErrorMessage"].as_str().unwrap();
+        assert!(
+            !message.contains("127.0.0.1") && !message.contains(&redis.port().to_string()),
+            "{message}"
+        );
+    }
+    // Validation does not need Redis.
+    let r = api.action("Start", json!({"Width": 1})).await;
+    assert_eq!(r.status, 400, "{}", r.text);
+
+    redis.restart();
+    // The same ApiState (same store, same connection manager) serves again at once: the store
+    // retries a call once on a broken connection. Redis came back empty.
+    let r = api.post(&start).await;
+    assert_eq!(
+        r.status, 200,
+        "the first Start after Redis came back: {}",
+        r.text
+    );
+    let new_id = r.json["TaskID"].as_str().unwrap().to_owned();
+    assert_eq!(api.status_of(&new_id).await, "normal");
+    // The old task went with the old (non-persistent) Redis.
+    let r = api.on_task("Describe", &id).await;
+    assert_error(&r, 404, "TaskNotFound", &format!("{id}\""));
+}
+
+/// A frozen Redis (accepting connections, answering nothing) is a 503 within the store's deadline
+/// too, and the API serves again once it thaws.
+#[tokio::test]
+async fn a_frozen_redis_is_503_within_the_deadline() {
+    let mut redis = TestRedis::start();
+    let api = serve(&redis, |_| {}).await;
+    let id = api.start_page().await;
+
+    redis.freeze();
+    let describe = json!({"Action": "Describe", "Data": {"TaskID": id}});
+    let began = Instant::now();
+    let r = api.post(&describe).await;
+    let took = began.elapsed();
+    redis.thaw();
+    assert_eq!(
+        (r.status, r.json["ErrorCode"].as_str()),
+        (503, Some("ServiceUnavailable")),
+        "{}",
+        r.text
+    );
+    assert!(took < Duration::from_secs(6), "503 after {took:?}");
+
+    let began = Instant::now();
+    let d = api.describe(&id).await;
+    assert_eq!(d["Status"], "normal");
+    assert!(began.elapsed() < Duration::from_secs(6));
+    api.start_page().await;
+}
+
+/// The spec: `GET /healthz` answers 200 when the API can reach Redis and 503 (the
+/// `ServiceUnavailable` error body) otherwise, always with an X-Request-ID header and JSON.
+#[tokio::test]
+async fn healthz_reports_whether_redis_is_reachable() {
+    let mut redis = TestRedis::start();
+    let api = serve(&redis, |_| {}).await;
+    let get = || async {
+        let began = Instant::now();
+        let resp = api
+            .client
+            .get(format!("{}/healthz", api.base))
+            .send()
+            .await
+            .expect("GET /healthz");
+        let status = resp.status().as_u16();
+        let headers = resp.headers().clone();
+        let body = resp.bytes().await.expect("body").to_vec();
+        (status, headers, body, began.elapsed())
+    };
+    let mut problems = Vec::new();
+    let (status, headers, body, _) = get().await;
+    if status != 200 {
+        problems.push(format!("Redis up: HTTP {status}, expected 200"));
+    }
+    for e in SPEC.check_response("/healthz", "get", status, &headers, &body) {
+        problems.push(format!(
+            "Redis up: {e} (body {:?})",
+            String::from_utf8_lossy(&body)
+        ));
+    }
+
+    redis.stop();
+    let (status, headers, body, took) = get().await;
+    if took >= Duration::from_secs(6) {
+        problems.push(format!("Redis down: answered after {took:?}"));
+    }
+    if status != 503 {
+        problems.push(format!(
+            "Redis down: HTTP {status} {:?}, expected 503",
+            String::from_utf8_lossy(&body)
+        ));
+    }
+    for e in SPEC.check_response("/healthz", "get", status, &headers, &body) {
+        problems.push(format!("Redis down: {e}"));
+    }
+    assert!(
+        problems.is_empty(),
+        "GET /healthz does not follow the spec:\n  {}",
+        problems.join("\n  ")
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// /files
+// ---------------------------------------------------------------------------------------------
+
+#[tokio::test]
+async fn files_are_served_from_the_output_directory_only() {
+    let redis = TestRedis::start();
+    let api = serve(&redis, |_| {}).await;
+    // A file next to the output directory that traversal would reach.
+    let secret = api.out_dir.parent().unwrap().join("secret.txt");
+    std::fs::write(&secret, "do not serve").unwrap();
+    let task_dir = api.out_dir.join("task-1");
+    std::fs::create_dir_all(&task_dir).unwrap();
+    let files = [
+        ("1700000000000.mp4", "video/mp4"),
+        ("index.m3u8", "application/vnd.apple.mpegurl"),
+        ("seg-00001.ts", "video/mp2t"),
+        ("notes.bin", "application/octet-stream"),
+    ];
+    for (name, _) in files {
+        std::fs::write(task_dir.join(name), format!("content of {name}")).unwrap();
+    }
+
+    for (name, ctype) in files {
+        let resp = api
+            .client
+            .get(format!("{}/files/task-1/{name}", api.base))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status().as_u16(), 200, "{name}");
+        assert_eq!(
+            resp.headers()
+                .get(reqwest::header::CONTENT_TYPE)
+                .and_then(|v| v.to_str().ok()),
+            Some(ctype),
+            "{name}"
+        );
+        assert_eq!(resp.text().await.unwrap(), format!("content of {name}"));
+    }
+
+    for target in [
+        "/files/../etc/passwd",
+        "/files/../secret.txt",
+        "/files/a/../../x",
+        "/files/task-1/../../secret.txt",
+        "/files/%2e%2e/secret.txt",
+        "/files/..%2fsecret.txt",
+        "/files/..%2Fsecret.txt",
+        "/files/task-1/..%2f..%2fsecret.txt",
+        "/files//etc/passwd",
+        "/files/%2fetc%2fpasswd",
+        "/files/..%5csecret.txt",
+        "/files/./task-1/index.m3u8",
+        "/files/task-1//index.m3u8",
+        "/files/task-1/missing.mp4",
+        "/files/task-1",
+    ] {
+        let r = api.raw_get(target).await;
+        assert_eq!(
+            r.status,
+            404,
+            "GET {target}: {:?}",
+            String::from_utf8_lossy(&r.body)
+        );
+        assert!(
+            !String::from_utf8_lossy(&r.body).contains("do not serve"),
+            "GET {target} served a file outside the output directory"
+        );
+    }
+    // The same paths through a normal client (which folds `..` itself) do not escape either.
+    let resp = api
+        .client
+        .get(format!("{}/files/../secret.txt", api.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 404);
+}
+
+/// The spec declares, for `GET /files/{path}`: 404 is the `NotFound` response (a JSON
+/// `ErrorResponse` with an X-Request-ID header), and 200 carries an X-Request-ID header.
+#[tokio::test]
+async fn files_answers_follow_the_spec() {
+    let redis = TestRedis::start();
+    let api = serve(&redis, |_| {}).await;
+    std::fs::write(api.out_dir.join("a.mp4"), b"mp4").unwrap();
+    let mut problems = Vec::new();
+    for (target, status) in [
+        ("/files/a.mp4", 200),
+        ("/files/missing.mp4", 404),
+        ("/files/../etc/passwd", 404),
+        ("/files/%ff.mp4", 404),
+    ] {
+        let r = api.raw_get(target).await;
+        let body = String::from_utf8_lossy(&r.body).into_owned();
+        if r.status != status {
+            problems.push(format!(
+                "GET {target}: HTTP {}, expected {status} ({body:?})",
+                r.status
+            ));
+        }
+        for e in SPEC.check_response("/files/{path}", "get", r.status, &r.headers, &r.body) {
+            problems.push(format!("GET {target}: {e} (body {body:?})"));
+        }
+    }
+    assert!(
+        problems.is_empty(),
+        "GET /files does not follow the spec:\n  {}",
+        problems.join("\n  ")
+    );
+}

@@ -1,0 +1,547 @@
+//! End-to-end: `pagecast serve` and `pagecast worker` processes against a real redis-server,
+//! real Chromium and ffmpeg, driven through the Action API like a client of the source product.
+
+mod common;
+#[path = "support/redis.rs"]
+mod redis_support;
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Stdio};
+use std::time::{Duration, Instant};
+
+use common::*;
+use redis_support::TestRedis;
+use serde_json::{Value, json};
+
+/// A pagecast process (serve or worker) that is stopped when dropped.
+struct Proc {
+    child: Child,
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+struct Service {
+    url: String,
+    out: PathBuf,
+    _procs: Vec<Proc>,
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn spawn(args: &[&str], env: &[(&str, String)], log: &Path) -> Proc {
+    let mut cmd = pagecast();
+    cmd.args(args)
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(log).unwrap());
+    cmd.env("PAGECAST_LOG", "info,pagecast=debug,chromiumoxide=off");
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    Proc {
+        child: cmd.spawn().expect("spawn pagecast"),
+    }
+}
+
+/// `serve` (with `workers` in-process capacity, or none) plus `extra_workers` worker processes.
+fn service(
+    redis: &TestRedis,
+    name: &str,
+    in_process_worker: bool,
+    extra_workers: usize,
+    capacity: usize,
+) -> Service {
+    let dir = scratch(name);
+    let port = free_port();
+    let url = format!("http://127.0.0.1:{port}");
+    let out = dir.join("out");
+    let prefix = format!("t{}:", uuid::Uuid::new_v4().simple());
+    let env = |node: &str| {
+        vec![
+            ("PAGECAST_REDIS_URL", redis.url.clone()),
+            ("PAGECAST_KEY_PREFIX", prefix.clone()),
+            ("PAGECAST_LISTEN", format!("127.0.0.1:{port}")),
+            ("PAGECAST_OUTPUT_DIR", out.display().to_string()),
+            ("PAGECAST_WORK_DIR", dir.join("work").display().to_string()),
+            ("PAGECAST_PUBLIC_URL", url.clone()),
+            ("PAGECAST_WORKER_CAPACITY", capacity.to_string()),
+            ("PAGECAST_LEASE_MS", "3000".to_string()),
+            ("PAGECAST_NODE_ID", node.to_string()),
+        ]
+    };
+    let mut procs: Vec<Proc> = Vec::new();
+    let mut serve_args = vec!["serve"];
+    if !in_process_worker {
+        serve_args.push("--no-worker");
+    }
+    procs.push(spawn(&serve_args, &env("node-a"), &dir.join("serve.log")));
+    for i in 0..extra_workers {
+        // All on one machine, so they share the node id (and its work directory).
+        procs.push(spawn(
+            &["worker"],
+            &env("node-a"),
+            &dir.join(format!("worker{i}.log")),
+        ));
+    }
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while Instant::now() < deadline {
+        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            return Service {
+                url,
+                out,
+                _procs: procs,
+            };
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    panic!(
+        "pagecast serve did not start listening; see {}",
+        dir.join("serve.log").display()
+    );
+}
+
+/// One runtime and one HTTP client for all calls (building a TLS-capable client per call costs
+/// hundreds of milliseconds on a loaded machine and would skew the tests' timelines).
+fn http() -> &'static (tokio::runtime::Runtime, reqwest::Client) {
+    static HTTP: std::sync::OnceLock<(tokio::runtime::Runtime, reqwest::Client)> =
+        std::sync::OnceLock::new();
+    HTTP.get_or_init(|| {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .unwrap();
+        (rt, reqwest::Client::new())
+    })
+}
+
+fn call(url: &str, action: &str, data: Value) -> (u16, Value) {
+    let (rt, client) = http();
+    rt.block_on(async {
+        let r = client
+            .post(format!("{url}/"))
+            .json(&json!({ "Action": action, "Data": data }))
+            .timeout(Duration::from_secs(15))
+            .send()
+            .await
+            .expect("request");
+        let status = r.status().as_u16();
+        (status, r.json().await.expect("JSON body"))
+    })
+}
+
+fn start(url: &str, data: Value) -> String {
+    let (status, body) = call(url, "Start", data);
+    assert_eq!(status, 200, "Start failed: {body}");
+    body["TaskID"].as_str().unwrap().to_string()
+}
+
+fn describe(url: &str, id: &str) -> Value {
+    let (status, body) = call(url, "Describe", json!({ "TaskID": id }));
+    assert_eq!(status, 200, "Describe failed: {body}");
+    body
+}
+
+fn ok(url: &str, action: &str, id: &str) {
+    let (status, body) = call(url, action, json!({ "TaskID": id }));
+    assert_eq!(status, 200, "{action} failed: {body}");
+}
+
+/// Polls Describe until `pred` holds; returns that Describe.
+fn wait_for(
+    url: &str,
+    id: &str,
+    what: &str,
+    limit: Duration,
+    pred: impl Fn(&Value) -> bool,
+) -> Value {
+    let deadline = Instant::now() + limit;
+    loop {
+        let d = describe(url, id);
+        if pred(&d) {
+            return d;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "timed out waiting for {what}; last Describe: {d}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+fn status_is(s: &'static str) -> impl Fn(&Value) -> bool {
+    move |d| d["Status"] == s
+}
+
+/// Downloads the task's first result file through its FileURL.
+fn fetch_video(d: &Value, to: &Path) -> PathBuf {
+    let videos = d["Result"]["Videos"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no videos in {d}"));
+    let url = videos[0]["FileURL"].as_str().unwrap().to_string();
+    let size = videos[0]["FileSize"].as_u64().unwrap();
+    let (rt, client) = http();
+    let bytes = rt.block_on(async {
+        client
+            .get(&url)
+            .send()
+            .await
+            .unwrap()
+            .bytes()
+            .await
+            .unwrap()
+    });
+    assert_eq!(bytes.len() as u64, size, "FileSize matches the served file");
+    let path = to.join("result.mp4");
+    std::fs::write(&path, &bytes).unwrap();
+    path
+}
+
+#[test]
+fn full_lifecycle_start_pause_resume_refresh_stop() {
+    let redis = TestRedis::start();
+    let fixtures = fixture_server();
+    let svc = service(&redis, "svc-lifecycle", true, 0, 1);
+    let id = start(
+        &svc.url,
+        json!({ "RecordURL": format!("{fixtures}/clock.html"), "UserContext": "class-42" }),
+    );
+    wait_for(
+        &svc.url,
+        &id,
+        "recording",
+        Duration::from_secs(30),
+        status_is("recording"),
+    );
+    let seen_recording = Instant::now();
+    std::thread::sleep(Duration::from_secs(2));
+    ok(&svc.url, "Pause", &id);
+    let paused_at = Instant::now();
+    assert_eq!(describe(&svc.url, &id)["Status"], "paused");
+    std::thread::sleep(Duration::from_secs(2));
+    ok(&svc.url, "Resume", &id);
+    let pause = paused_at.elapsed();
+    std::thread::sleep(Duration::from_secs(1));
+    ok(&svc.url, "Refresh", &id);
+    std::thread::sleep(Duration::from_secs(2));
+    ok(&svc.url, "Stop", &id);
+    let wall = seen_recording.elapsed();
+    let d = wait_for(
+        &svc.url,
+        &id,
+        "finished",
+        Duration::from_secs(60),
+        status_is("finished"),
+    );
+    assert!(d["Result"]["ErrorCode"].is_null(), "{d}");
+    for field in [
+        "CreateTime",
+        "StartTime",
+        "CancelTime",
+        "StopTime",
+        "FinishTime",
+    ] {
+        assert!(d[field].as_i64().is_some(), "{field} missing: {d}");
+    }
+    assert_eq!(d["UserContext"], "class-42");
+    assert_eq!(d["Stats"]["Pauses"], 1, "{d}");
+    assert_eq!(d["Stats"]["Refreshes"], 1, "{d}");
+    let recorded = d["RecordedDuration"].as_f64().unwrap();
+    // Recorded time is the wall time between our calls minus the pause. Recording began a little
+    // before we saw it (polling), and each control takes effect within a second.
+    let expected = (wall - pause).as_secs_f64();
+    assert!(
+        (expected - 1.0..=expected + 1.5).contains(&recorded),
+        "recorded {recorded}, expected about {expected}: {d}"
+    );
+    let dir = scratch("svc-lifecycle-dl");
+    let file = fetch_video(&d, &dir);
+    let p = probe(&file, &[]);
+    assert_close(
+        p.duration,
+        recorded,
+        1.0,
+        "file duration = recorded time excluding the pause",
+    );
+    assert_eq!(p.codec, "h264");
+    assert!(svc.out.exists());
+}
+
+#[test]
+fn manual_start_waits_for_the_page() {
+    let redis = TestRedis::start();
+    let fixtures = fixture_server();
+    let svc = service(&redis, "svc-manual", true, 0, 1);
+    let id = start(
+        &svc.url,
+        json!({ "RecordURL": format!("{fixtures}/manual.html?delay=3000"), "ManualStart": true }),
+    );
+    // Before the page calls startRecord() the task stays normal.
+    std::thread::sleep(Duration::from_secs(2));
+    let d = describe(&svc.url, &id);
+    assert_eq!(d["Status"], "normal", "{d}");
+    assert!(d["StartTime"].is_null());
+    wait_for(
+        &svc.url,
+        &id,
+        "recording",
+        Duration::from_secs(30),
+        status_is("recording"),
+    );
+    std::thread::sleep(Duration::from_secs(2));
+    ok(&svc.url, "Stop", &id);
+    let d = wait_for(
+        &svc.url,
+        &id,
+        "finished",
+        Duration::from_secs(60),
+        status_is("finished"),
+    );
+    let file = fetch_video(&d, &scratch("svc-manual-dl"));
+    let [r, g, _] = frame_at(&file, 0, &[]).mean(100, 100, 400, 300);
+    assert!(
+        g > 200.0 && r < 60.0,
+        "the first frame is after startRecord() (green), got r={r} g={g}"
+    );
+}
+
+#[test]
+fn max_duration_limit_ends_the_task_normally() {
+    let redis = TestRedis::start();
+    let fixtures = fixture_server();
+    let svc = service(&redis, "svc-limit", true, 0, 1);
+    let id = start(
+        &svc.url,
+        json!({ "RecordURL": format!("{fixtures}/static.html"), "MaxDurationLimit": 3 }),
+    );
+    let d = wait_for(
+        &svc.url,
+        &id,
+        "finished",
+        Duration::from_secs(60),
+        status_is("finished"),
+    );
+    assert!(d["Result"]["ErrorCode"].is_null(), "{d}");
+    assert!(d["CancelTime"].as_i64().is_some());
+    let file = fetch_video(&d, &scratch("svc-limit-dl"));
+    assert_close(
+        probe(&file, &[]).duration,
+        3.0,
+        0.5,
+        "stopped by MaxDurationLimit",
+    );
+}
+
+#[test]
+fn page_hooks_change_the_task_like_actions() {
+    let redis = TestRedis::start();
+    let fixtures = fixture_server();
+    let svc = service(&redis, "svc-hooks", true, 0, 1);
+    let id = start(
+        &svc.url,
+        json!({ "RecordURL": format!("{fixtures}/clock.html?pause=2000&resume=4000&stop=6000") }),
+    );
+    wait_for(
+        &svc.url,
+        &id,
+        "paused by the page",
+        Duration::from_secs(30),
+        status_is("paused"),
+    );
+    let d = wait_for(
+        &svc.url,
+        &id,
+        "finished",
+        Duration::from_secs(60),
+        status_is("finished"),
+    );
+    assert_eq!(d["Stats"]["Pauses"], 1, "{d}");
+    let file = fetch_video(&d, &scratch("svc-hooks-dl"));
+    // Recording ran from load to 6 s with 2 s paused.
+    let dur = probe(&file, &[]).duration;
+    assert!((3.0..=4.8).contains(&dur), "duration {dur}");
+}
+
+#[test]
+fn two_workers_with_capacity_one_share_three_tasks() {
+    let redis = TestRedis::start();
+    let fixtures = fixture_server();
+    let svc = service(&redis, "svc-capacity", false, 2, 1);
+    let ids: Vec<String> = (0..3)
+        .map(|_| {
+            start(
+                &svc.url,
+                json!({ "RecordURL": format!("{fixtures}/static.html") }),
+            )
+        })
+        .collect();
+    let count = |s: &str| {
+        ids.iter()
+            .filter(|id| describe(&svc.url, id)["Status"] == s)
+            .count()
+    };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while count("recording") < 2 {
+        assert!(Instant::now() < deadline, "two tasks should be recording");
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(count("recording"), 2, "capacity 1 per worker");
+    assert_eq!(count("normal"), 1, "the third task waits");
+    let waiting = ids
+        .iter()
+        .find(|id| describe(&svc.url, id)["Status"] == "normal")
+        .unwrap()
+        .clone();
+    let running: Vec<_> = ids.iter().filter(|id| **id != waiting).cloned().collect();
+    ok(&svc.url, "Stop", &running[0]);
+    wait_for(
+        &svc.url,
+        &waiting,
+        "the third task to start",
+        Duration::from_secs(30),
+        status_is("recording"),
+    );
+    for id in &ids {
+        ok(&svc.url, "Stop", id);
+    }
+    for id in &ids {
+        let d = wait_for(
+            &svc.url,
+            id,
+            "finished",
+            Duration::from_secs(60),
+            status_is("finished"),
+        );
+        assert!(d["Result"]["ErrorCode"].is_null(), "{d}");
+    }
+}
+
+#[test]
+fn concurrent_pause_and_stop_leave_a_consistent_task() {
+    let redis = TestRedis::start();
+    let fixtures = fixture_server();
+    let svc = service(&redis, "svc-race", true, 0, 1);
+    let id = start(
+        &svc.url,
+        json!({ "RecordURL": format!("{fixtures}/animated.html") }),
+    );
+    wait_for(
+        &svc.url,
+        &id,
+        "recording",
+        Duration::from_secs(30),
+        status_is("recording"),
+    );
+    std::thread::sleep(Duration::from_secs(1));
+    let handles: Vec<_> = (0..12)
+        .map(|i| {
+            let url = svc.url.clone();
+            let id = id.clone();
+            std::thread::spawn(move || {
+                call(
+                    &url,
+                    if i % 2 == 0 { "Pause" } else { "Stop" },
+                    json!({ "TaskID": id }),
+                )
+            })
+        })
+        .collect();
+    for h in handles {
+        let (status, body) = h.join().unwrap();
+        assert!(
+            status == 200 || (status == 409 && body["ErrorCode"] == "InvalidState"),
+            "{status} {body}"
+        );
+    }
+    let d = wait_for(
+        &svc.url,
+        &id,
+        "finished",
+        Duration::from_secs(60),
+        status_is("finished"),
+    );
+    assert!(d["Result"]["ErrorCode"].is_null(), "{d}");
+    assert!(!d["Result"]["Videos"].as_array().unwrap().is_empty());
+}
+
+#[test]
+fn redis_restart_during_a_task_loses_nothing() {
+    let mut redis = TestRedis::start();
+    let fixtures = fixture_server();
+    let svc = service(&redis, "svc-redis", true, 0, 1);
+    let id = start(
+        &svc.url,
+        json!({ "RecordURL": format!("{fixtures}/animated.html") }),
+    );
+    wait_for(
+        &svc.url,
+        &id,
+        "recording",
+        Duration::from_secs(30),
+        status_is("recording"),
+    );
+    std::thread::sleep(Duration::from_secs(1));
+    // Persist, then take Redis away for a moment: the API answers 503, nothing crashes.
+    let saved = std::process::Command::new("redis-cli")
+        .args(["-p", &redis.port().to_string(), "SAVE"])
+        .output()
+        .unwrap();
+    assert!(
+        saved.status.success(),
+        "redis-cli SAVE: {}",
+        String::from_utf8_lossy(&saved.stderr)
+    );
+    redis.stop();
+    let t = Instant::now();
+    let (status, body) = call(&svc.url, "Describe", json!({ "TaskID": id }));
+    assert_eq!(
+        (status, body["ErrorCode"].as_str()),
+        (503, Some("ServiceUnavailable")),
+        "{body}"
+    );
+    assert!(t.elapsed() < Duration::from_secs(6), "503 comes quickly");
+    std::thread::sleep(Duration::from_secs(1));
+    redis.restart();
+    // The worker kept recording and keeps its lease; the task goes on and finishes.
+    let d = wait_for(
+        &svc.url,
+        &id,
+        "still recording",
+        Duration::from_secs(15),
+        status_is("recording"),
+    );
+    assert_eq!(d["Restarts"], 0);
+    std::thread::sleep(Duration::from_secs(1));
+    ok(&svc.url, "Stop", &id);
+    let d = wait_for(
+        &svc.url,
+        &id,
+        "finished",
+        Duration::from_secs(60),
+        status_is("finished"),
+    );
+    assert!(d["Result"]["ErrorCode"].is_null(), "{d}");
+    let file = fetch_video(&d, &scratch("svc-redis-dl"));
+    assert!(probe(&file, &[]).duration > 2.0);
+}
