@@ -57,6 +57,8 @@ error_codes! {
     Unauthorized => 401, Client;
     /// The TaskID is unknown.
     TaskNotFound => 404, Client;
+    /// No such endpoint, or no such result file.
+    ResourceNotFound => 404, Client;
     /// The action is not allowed in the task's current status.
     InvalidState => 409, Client;
     /// The request body exceeds the configured limit.

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use axum::Router;
 use axum::body::{Body, Bytes};
 use axum::extract::{Path as UrlPath, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use serde_json::{Value, json};
@@ -41,7 +41,9 @@ pub fn app(state: ApiState) -> Router {
     Router::new()
         .route("/", post(action))
         .route("/files/{*path}", get(file))
-        .route("/healthz", get(|| async { "ok" }))
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .fallback(not_found)
         .with_state(state)
 }
 
@@ -67,11 +69,13 @@ fn authorized(state: &ApiState, headers: &HeaderMap) -> bool {
     if state.tokens.is_empty() {
         return true;
     }
+    // The scheme name is case-insensitive (RFC 9110 §11.1); the token is not.
     let Some(given) = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .map(str::trim)
+        .and_then(|v| v.trim().split_once(' '))
+        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+        .map(|(_, token)| token.trim())
     else {
         return false;
     };
@@ -244,14 +248,55 @@ async fn control(state: &ApiState, data: &Value, action: ControlAction) -> Resul
     ))
 }
 
+fn new_request_id() -> String {
+    uuid::Uuid::new_v4().to_string()
+}
+
+/// Liveness: the process answers.
+async fn healthz() -> Response {
+    ok(&new_request_id(), json!({ "Status": "ok" }))
+}
+
+/// Readiness: Redis is reachable.
+async fn readyz(State(state): State<ApiState>) -> Response {
+    let rid = new_request_id();
+    match state.store.ping().await {
+        Ok(()) => ok(&rid, json!({ "Status": "ready" })),
+        Err(e) => ApiError::from_coded(&e).into_response_with(&rid),
+    }
+}
+
+/// Any other path or method: the error envelope, like every other answer.
+async fn not_found(method: axum::http::Method, uri: axum::http::Uri) -> Response {
+    ApiError::new(
+        crate::error::ErrorCode::ResourceNotFound,
+        format!(
+            "there is no {method} {}; the Actions are POSTed to /",
+            uri.path()
+        ),
+    )
+    .into_response_with(&new_request_id())
+}
+
+fn no_such_file(rid: &str) -> Response {
+    ApiError::new(crate::error::ErrorCode::ResourceNotFound, "no such file").into_response_with(rid)
+}
+
 /// Serves a local result file. Paths are confined to the output directory.
-async fn file(State(state): State<ApiState>, UrlPath(path): UrlPath<String>) -> Response {
+async fn file(
+    State(state): State<ApiState>,
+    path: Result<UrlPath<String>, axum::extract::rejection::PathRejection>,
+) -> Response {
+    let rid = new_request_id();
+    let Ok(UrlPath(path)) = path else {
+        return no_such_file(&rid);
+    };
     let safe = !path.is_empty()
         && path
             .split('/')
             .all(|seg| !seg.is_empty() && seg != "." && seg != ".." && !seg.contains('\\'));
     if !safe {
-        return (StatusCode::NOT_FOUND, "not found").into_response();
+        return no_such_file(&rid);
     }
     let full = state.output_dir.join(&path);
     match tokio::fs::read(&full).await {
@@ -262,9 +307,13 @@ async fn file(State(state): State<ApiState>, UrlPath(path): UrlPath<String>) -> 
                 Some("ts") => "video/mp2t",
                 _ => "application/octet-stream",
             };
-            ([(header::CONTENT_TYPE, ctype)], bytes).into_response()
+            let mut resp = ([(header::CONTENT_TYPE, ctype)], bytes).into_response();
+            if let Ok(v) = HeaderValue::from_str(&rid) {
+                resp.headers_mut().insert("x-request-id", v);
+            }
+            resp
         }
-        Err(_) => (StatusCode::NOT_FOUND, "not found").into_response(),
+        Err(_) => no_such_file(&rid),
     }
 }
 
