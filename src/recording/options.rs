@@ -26,7 +26,10 @@ pub struct CaptureSettings {
     pub jpeg_quality: u8,
     /// Ask Chromium for every n-th painted frame.
     pub every_nth_frame: u32,
-    /// How long a slot waits for late frames before it is decided.
+    /// How long a slot waits for late frames before it is decided. Page controls (pauseRecord,
+    /// stopRecord) that reach pagecast later than this after the page called them cut the
+    /// recording where it already is, so this also bounds how late a control may arrive on a
+    /// loaded machine.
     pub latency: Duration,
 }
 
@@ -35,7 +38,7 @@ impl Default for CaptureSettings {
         Self {
             jpeg_quality: 80,
             every_nth_frame: 1,
-            latency: Duration::from_millis(300),
+            latency: Duration::from_millis(500),
         }
     }
 }
