@@ -53,6 +53,14 @@ pub struct RecorderConfig {
     /// Seconds a page may take to load.
     #[arg(long, env = "PAGECAST_NAVIGATION_TIMEOUT", default_value_t = 30)]
     pub navigation_timeout: u64,
+    /// Extra Chromium flags, space-separated (e.g. `--lang=zh-CN`), added after pagecast's own.
+    #[arg(
+        long,
+        env = "PAGECAST_CHROMIUM_ARGS",
+        allow_hyphen_values = true,
+        value_delimiter = ' '
+    )]
+    pub chromium_args: Vec<String>,
 }
 
 impl RecorderConfig {
@@ -63,6 +71,12 @@ impl RecorderConfig {
             width,
             height,
             fontconfig_file: crate::fonts::find_fontconfig(self.fontconfig.as_deref()),
+            extra_args: self
+                .chromium_args
+                .iter()
+                .filter(|a| !a.is_empty())
+                .cloned()
+                .collect(),
             env: Vec::new(),
             launch_timeout: Duration::from_secs(30),
         }

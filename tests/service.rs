@@ -545,3 +545,76 @@ fn redis_restart_during_a_task_loses_nothing() {
     let file = fetch_video(&d, &scratch("svc-redis-dl"));
     assert!(probe(&file, &[]).duration > 2.0);
 }
+
+#[test]
+fn a_worker_killed_mid_recording_does_not_leave_the_task_recording() {
+    let redis = TestRedis::start();
+    let fixtures = fixture_server();
+    // An API-only node and two workers; the one that takes the task is killed with SIGKILL.
+    let svc = service(&redis, "svc-killed", false, 2, 1);
+    let id = start(
+        &svc.url,
+        json!({ "RecordURL": format!("{fixtures}/animated.html") }),
+    );
+    wait_for(
+        &svc.url,
+        &id,
+        "recording",
+        Duration::from_secs(30),
+        status_is("recording"),
+    );
+    let owner_pid = svc._procs[1..]
+        .iter()
+        .map(|p| p.child.id())
+        .find(|pid| has_children(*pid))
+        .expect("one worker runs the recording");
+    std::process::Command::new("kill")
+        .args(["-KILL", &owner_pid.to_string()])
+        .status()
+        .unwrap();
+    // The other worker's diagnose loop notices the expired lease (3 s) and ends the task explicitly.
+    let d = wait_for(
+        &svc.url,
+        &id,
+        "finished after the worker died",
+        Duration::from_secs(30),
+        status_is("finished"),
+    );
+    assert_eq!(d["Result"]["ErrorCode"], "RecordFailed", "{d}");
+    assert!(
+        d["Result"]["ErrorMessage"]
+            .as_str()
+            .unwrap()
+            .contains("stopped responding"),
+        "{d}"
+    );
+    // The killed worker's browser died with it.
+    std::thread::sleep(Duration::from_secs(1));
+    let orphans = std::process::Command::new("pgrep")
+        .args(["-P", "1", "-f", "chromium"])
+        .output()
+        .unwrap();
+    assert!(
+        orphans.stdout.is_empty(),
+        "orphaned Chromium processes: {}",
+        String::from_utf8_lossy(&orphans.stdout)
+    );
+}
+
+/// Whether any process has `pid` as its parent (the worker running a recording is the parent of
+/// its Chromium and ffmpeg).
+fn has_children(pid: u32) -> bool {
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .filter_map(Result::ok)
+        .any(|e| {
+            std::fs::read_to_string(e.path().join("stat"))
+                .ok()
+                .and_then(|stat| {
+                    stat.rsplit_once(") ")
+                        .map(|(_, rest)| rest.split(' ').nth(1).map(str::to_string))
+                })
+                .flatten()
+                .is_some_and(|ppid| ppid == pid.to_string())
+        })
+}

@@ -24,6 +24,8 @@ pub struct BrowserSettings {
     pub height: u32,
     /// A fontconfig file that adds the project's fonts (set as FONTCONFIG_FILE for the browser only).
     pub fontconfig_file: Option<PathBuf>,
+    /// Extra command-line flags, added after pagecast's own.
+    pub extra_args: Vec<String>,
     /// Extra environment for the browser process (e.g. PULSE_SINK).
     pub env: Vec<(String, String)>,
     /// How long Chromium may take to offer its DevTools endpoint.

@@ -6,14 +6,13 @@ use std::time::Duration;
 
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
-use pagecast::browser::BrowserSettings;
+use pagecast::config::RecorderConfig;
 use pagecast::error::{ErrorCode, HasErrorCode};
-use pagecast::media::encoder::EncoderSettings;
 use pagecast::media::finalize::{HlsKey, OutputFormat, finalize};
 use pagecast::media::probe::probe;
 use pagecast::recording::{
-    CaptureSettings, Control, DEFAULT_HEIGHT, DEFAULT_WIDTH, Outcome, RecordOptions, Recording,
-    RecordingState, dimension, frame_rate, page_url,
+    Control, DEFAULT_HEIGHT, DEFAULT_WIDTH, Outcome, RecordOptions, Recording, RecordingState,
+    dimension, frame_rate, page_url,
 };
 
 use super::demo;
@@ -44,9 +43,6 @@ pub struct RecordArgs {
     /// With --manual-start: fail if the page has not called window.startRecord() after this many seconds.
     #[arg(long, default_value_t = 300)]
     start_timeout: u64,
-    /// Fail if the page has not loaded after this many seconds.
-    #[arg(long, default_value_t = 30)]
-    navigation_timeout: u64,
     /// HLS only: AES-128 key as 32 hex characters; every segment is encrypted with it.
     #[arg(
         long,
@@ -58,52 +54,18 @@ pub struct RecordArgs {
     /// The key URI written into the playlist (where players fetch the key).
     #[arg(long, requires = "hls_key")]
     hls_key_uri: Option<String>,
-    /// The Chromium binary.
-    #[arg(long, env = "PAGECAST_CHROMIUM", default_value = "/usr/bin/chromium")]
-    chromium: PathBuf,
-    /// The ffmpeg binary.
-    #[arg(long, env = "PAGECAST_FFMPEG", default_value = "ffmpeg")]
-    ffmpeg: PathBuf,
-    /// The ffprobe binary.
-    #[arg(long, env = "PAGECAST_FFPROBE", default_value = "ffprobe")]
-    ffprobe: PathBuf,
-    /// fontconfig file adding the project's fonts (default: fontconfig/fonts.conf found beside the binary).
-    #[arg(long, env = "PAGECAST_FONTCONFIG")]
-    fontconfig: Option<PathBuf>,
     /// Where per-recording work directories are created (default: the system temp dir).
     #[arg(long, env = "PAGECAST_WORK_DIR")]
     work_dir: Option<PathBuf>,
     /// Keep the work directory (segments, browser profile) after finishing.
     #[arg(long)]
     keep_work_dir: bool,
-    /// JPEG quality of captured frames (1-100).
-    #[arg(long, env = "PAGECAST_JPEG_QUALITY", default_value_t = 80, value_parser = clap::value_parser!(u8).range(1..=100))]
-    jpeg_quality: u8,
-    /// Capture every n-th frame Chromium paints (1 = all).
-    #[arg(long, env = "PAGECAST_EVERY_NTH_FRAME", default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=10))]
-    every_nth_frame: u32,
-    /// libx264 preset.
-    #[arg(long, env = "PAGECAST_X264_PRESET", default_value = "veryfast")]
-    preset: String,
-    /// libx264 constant rate factor (0-51, lower is better).
-    #[arg(long, env = "PAGECAST_X264_CRF", default_value_t = 23, value_parser = clap::value_parser!(u8).range(0..=51))]
-    crf: u8,
+    #[command(flatten)]
+    recorder: RecorderConfig,
     /// No progress display.
     #[arg(short, long)]
     quiet: bool,
 }
-
-const PRESETS: &[&str] = &[
-    "ultrafast",
-    "superfast",
-    "veryfast",
-    "faster",
-    "fast",
-    "medium",
-    "slow",
-    "slower",
-    "veryslow",
-];
 
 /// A failure with its stable code, printed as `error [Code]: message`.
 fn fail(code: ErrorCode, message: impl std::fmt::Display) -> anyhow::Result<ExitCode> {
@@ -130,13 +92,6 @@ fn validate(args: &RecordArgs) -> Result<(u32, u32, u32, Option<Duration>, Outpu
             ));
         }
     };
-    if !PRESETS.contains(&args.preset.as_str()) {
-        return Err(format!(
-            "--preset must be one of {} (got {})",
-            PRESETS.join(", "),
-            args.preset
-        ));
-    }
     let key = match (&args.hls_key, &args.hls_key_uri) {
         (Some(k), Some(uri)) => {
             Some(HlsKey::from_hex(k, uri).map_err(|e| format!("--hls-key: {e}"))?)
@@ -169,13 +124,13 @@ pub async fn run(args: RecordArgs) -> anyhow::Result<ExitCode> {
     let work = tempfile::Builder::new()
         .prefix("pagecast-")
         .tempdir_in(&work_root)?;
-    let fontconfig = pagecast::fonts::find_fontconfig(args.fontconfig.as_deref());
-    if fontconfig.is_none() {
+    let rec = &args.recorder;
+    let browser = rec.browser(width, height);
+    if browser.fontconfig_file.is_none() {
         tracing::warn!(
             "fontconfig/fonts.conf not found: the bundled fonts are unavailable (set PAGECAST_FONTCONFIG)"
         );
     }
-
     let opts = RecordOptions {
         url,
         width,
@@ -184,31 +139,15 @@ pub async fn run(args: RecordArgs) -> anyhow::Result<ExitCode> {
         max_duration: duration,
         manual_start: args.manual_start,
         start_timeout: Duration::from_secs(args.start_timeout),
-        navigation_timeout: Duration::from_secs(args.navigation_timeout),
-        browser: BrowserSettings {
-            executable: args.chromium.clone(),
-            width,
-            height,
-            fontconfig_file: fontconfig,
-            env: Vec::new(),
-            launch_timeout: Duration::from_secs(30),
-        },
-        capture: CaptureSettings {
-            jpeg_quality: args.jpeg_quality,
-            every_nth_frame: args.every_nth_frame,
-            ..CaptureSettings::default()
-        },
-        encoder: EncoderSettings {
-            ffmpeg: args.ffmpeg.clone(),
-            preset: args.preset.clone(),
-            crf: args.crf,
-            ..EncoderSettings::default()
-        },
+        navigation_timeout: Duration::from_secs(rec.navigation_timeout),
+        browser,
+        capture: rec.capture(),
+        encoder: rec.encoder(),
         work_dir: work.path().to_path_buf(),
     };
 
     // ffmpeg is needed only after the page loads; check it first so a missing one fails fast.
-    if let Err(e) = pagecast::process::resolve_program("ffmpeg", &args.ffmpeg) {
+    if let Err(e) = pagecast::process::resolve_program("ffmpeg", &rec.ffmpeg) {
         return fail(ErrorCode::RecordFailed, e);
     }
 
@@ -260,7 +199,7 @@ pub async fn run(args: RecordArgs) -> anyhow::Result<ExitCode> {
     };
 
     let files = match finalize(
-        &args.ffmpeg,
+        &rec.ffmpeg,
         &media.segments,
         work.path(),
         &args.output,
@@ -281,7 +220,7 @@ pub async fn run(args: RecordArgs) -> anyhow::Result<ExitCode> {
     } else {
         &[]
     };
-    let info = probe(&args.ffprobe, &args.output, pre).await.ok();
+    let info = probe(&rec.ffprobe, &args.output, pre).await.ok();
     let size: u64 = files
         .iter()
         .filter_map(|f| std::fs::metadata(f).ok())
