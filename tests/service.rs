@@ -568,6 +568,11 @@ fn a_worker_killed_mid_recording_does_not_leave_the_task_recording() {
         .map(|p| p.child.id())
         .find(|pid| has_children(*pid))
         .expect("one worker runs the recording");
+    let tree = descendants(owner_pid);
+    assert!(
+        tree.len() >= 3,
+        "a browser and an encoder run under the worker: {tree:?}"
+    );
     std::process::Command::new("kill")
         .args(["-KILL", &owner_pid.to_string()])
         .status()
@@ -588,33 +593,55 @@ fn a_worker_killed_mid_recording_does_not_leave_the_task_recording() {
             .contains("stopped responding"),
         "{d}"
     );
-    // The killed worker's browser died with it.
-    std::thread::sleep(Duration::from_secs(1));
-    let orphans = std::process::Command::new("pgrep")
-        .args(["-P", "1", "-f", "chromium"])
-        .output()
-        .unwrap();
-    assert!(
-        orphans.stdout.is_empty(),
-        "orphaned Chromium processes: {}",
-        String::from_utf8_lossy(&orphans.stdout)
-    );
+    // Everything the killed worker had started (browser, its helpers, ffmpeg) dies with it.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let alive: Vec<u32> = tree
+            .iter()
+            .copied()
+            .filter(|pid| std::path::Path::new(&format!("/proc/{pid}")).exists())
+            .collect();
+        if alive.is_empty() {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "processes of the killed worker are still running: {alive:?}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// Parent pid of every process.
+fn parents() -> Vec<(u32, u32)> {
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .filter_map(Result::ok)
+        .filter_map(|e| {
+            let pid: u32 = e.file_name().to_str()?.parse().ok()?;
+            let stat = std::fs::read_to_string(e.path().join("stat")).ok()?;
+            let ppid = stat.rsplit_once(") ")?.1.split(' ').nth(1)?.parse().ok()?;
+            Some((pid, ppid))
+        })
+        .collect()
+}
+
+/// Every process below `pid`.
+fn descendants(pid: u32) -> Vec<u32> {
+    let all = parents();
+    let mut found = vec![pid];
+    let mut i = 0;
+    while i < found.len() {
+        let parent = found[i];
+        found.extend(all.iter().filter(|(_, pp)| *pp == parent).map(|(p, _)| *p));
+        i += 1;
+    }
+    found.remove(0);
+    found
 }
 
 /// Whether any process has `pid` as its parent (the worker running a recording is the parent of
 /// its Chromium and ffmpeg).
 fn has_children(pid: u32) -> bool {
-    std::fs::read_dir("/proc")
-        .unwrap()
-        .filter_map(Result::ok)
-        .any(|e| {
-            std::fs::read_to_string(e.path().join("stat"))
-                .ok()
-                .and_then(|stat| {
-                    stat.rsplit_once(") ")
-                        .map(|(_, rest)| rest.split(' ').nth(1).map(str::to_string))
-                })
-                .flatten()
-                .is_some_and(|ppid| ppid == pid.to_string())
-        })
+    parents().iter().any(|(_, pp)| *pp == pid)
 }

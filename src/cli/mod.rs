@@ -47,6 +47,22 @@ pub fn init_tracing(verbose: u8) {
         .try_init();
 }
 
+/// Resolves on Ctrl-C or SIGTERM.
+pub async fn shutdown_signal() {
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term => {}
+    }
+}
+
 /// Runs the chosen command.
 pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {

@@ -158,7 +158,7 @@ pub async fn run(args: RecordArgs) -> anyhow::Result<ExitCode> {
 
     let bar = progress_bar(args.quiet);
     let mut progress = recording.progress();
-    let waiter = tokio::spawn(recording_waiter(recording, stop_signal()));
+    let waiter = tokio::spawn(recording_waiter(recording, super::shutdown_signal()));
     let mut waiter = std::pin::pin!(waiter);
     let outcome = loop {
         tokio::select! {
@@ -261,27 +261,11 @@ async fn recording_waiter(
         stop.await;
         eprintln!("\nstopping: finishing the file (press Ctrl-C again to abort)");
         controls.send(Control::Stop);
-        stop_signal().await;
+        super::shutdown_signal().await;
         eprintln!("aborted");
         std::process::exit(130);
     });
     recording.wait().await
-}
-
-/// Resolves on Ctrl-C or SIGTERM.
-async fn stop_signal() {
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = term => {}
-    }
 }
 
 fn progress_bar(quiet: bool) -> ProgressBar {

@@ -37,18 +37,7 @@ pub struct WorkerArgs {
 /// Cancels `token` on Ctrl-C or SIGTERM.
 fn cancel_on_signal(token: CancellationToken) {
     tokio::spawn(async move {
-        let term = async {
-            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                Ok(mut s) => {
-                    s.recv().await;
-                }
-                Err(_) => std::future::pending::<()>().await,
-            }
-        };
-        tokio::select! {
-            _ = tokio::signal::ctrl_c() => {}
-            _ = term => {}
-        }
+        super::shutdown_signal().await;
         info!("shutting down: no new work is taken; running recordings are finished and delivered");
         token.cancel();
     });

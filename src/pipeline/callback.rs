@@ -3,40 +3,19 @@
 
 use std::time::Duration;
 
-use futures::FutureExt;
-use futures::future::BoxFuture;
 use tracing::{info, warn};
 
 use super::{WorkerContext, now_ms, now_s};
 use crate::api::describe::describe_json;
 use crate::error::ErrorCode;
 use crate::task::Status;
-use crate::task::store::{Claim, StoreError, TimeField, Transition};
+use crate::task::store::{StoreError, TimeField, Transition};
 
-/// Entry point for the stage loop.
-pub fn run(ctx: WorkerContext, id: String) -> BoxFuture<'static, ()> {
-    async move {
-        if let Err(e) = callback(&ctx, &id).await {
-            warn!(error = %e, "callback stage ended with a store error");
-        }
-    }
-    .boxed()
-}
-
-async fn callback(ctx: &WorkerContext, id: &str) -> Result<(), StoreError> {
-    let (fence, mut task) = match ctx
-        .store
-        .claim(
-            id,
-            &ctx.worker_id,
-            &[Status::Callback],
-            now_ms(),
-            ctx.lease_ms(),
-        )
-        .await?
-    {
-        Claim::Acquired { fence, task } => (fence, task),
-        Claim::Busy | Claim::NotClaimable(_) => return Ok(()),
+/// Runs one callback job.
+pub async fn run(ctx: WorkerContext, id: String) -> Result<(), StoreError> {
+    let (ctx, id) = (&ctx, id.as_str());
+    let Some((fence, mut task)) = ctx.claim_stage(id, Status::Callback).await? else {
+        return Ok(());
     };
     let Some(url) = task.spec.callback_url.clone() else {
         return ctx

@@ -103,6 +103,27 @@ impl WorkerContext {
         }
     }
 
+    /// Takes the lease of a task waiting in `stage`; `None` when another worker has it or the
+    /// task has moved on (then the queue entry is simply dropped).
+    pub async fn claim_stage(
+        &self,
+        id: &str,
+        stage: Status,
+    ) -> Result<Option<(u64, crate::task::TaskRecord)>, StoreError> {
+        Ok(
+            match self
+                .store
+                .claim(id, &self.worker_id, &[stage], now_ms(), self.lease_ms())
+                .await?
+            {
+                crate::task::store::Claim::Acquired { fence, task } => Some((fence, task)),
+                crate::task::store::Claim::Busy | crate::task::store::Claim::NotClaimable(_) => {
+                    None
+                }
+            },
+        )
+    }
+
     /// Ends a task that failed at `from` with an error: on to `callback` when the client asked
     /// for one, else to `finished`. Keeps whatever result (files) it already had.
     pub async fn fail_task(
@@ -249,10 +270,12 @@ async fn record_loop(ctx: WorkerContext) {
     while running.join_next().await.is_some() {}
 }
 
-type StageFn = fn(WorkerContext, String) -> futures::future::BoxFuture<'static, ()>;
-
 /// Reads one stage queue and runs its jobs one at a time (they are short).
-async fn stage_loop(ctx: WorkerContext, queue: StageQueue, run: StageFn) {
+async fn stage_loop<F, Fut>(ctx: WorkerContext, queue: StageQueue, run: F)
+where
+    F: Fn(WorkerContext, String) -> Fut,
+    Fut: std::future::Future<Output = Result<(), StoreError>> + Send + 'static,
+{
     let mut errors = 0;
     loop {
         let jobs = tokio::select! {
@@ -268,8 +291,12 @@ async fn stage_loop(ctx: WorkerContext, queue: StageQueue, run: StageFn) {
                     // A panic in one job must not take the loop down.
                     let handle =
                         tokio::spawn(run(ctx.clone(), job.task_id.clone()).instrument(span));
-                    if let Err(e) = handle.await {
-                        warn!(task_id = %job.task_id, error = %e, "stage job panicked");
+                    match handle.await {
+                        Ok(Ok(())) => {}
+                        Ok(Err(e)) => {
+                            warn!(task_id = %job.task_id, error = %e, "stage ended with a store error")
+                        }
+                        Err(e) => warn!(task_id = %job.task_id, error = %e, "stage job panicked"),
                     }
                     if let Err(e) = ctx.store.ack(&queue, &job.entry_id).await {
                         warn!(error = %e, "ack failed; the job will be redelivered");

@@ -1,26 +1,16 @@
 //! The transcode stage: join the recorded segments into the deliverable (MP4 or HLS, encrypted
 //! if asked) in the output directory, without re-encoding.
 
-use futures::FutureExt;
-use futures::future::BoxFuture;
-use tracing::{info, warn};
+use std::path::{Path, PathBuf};
 
-use super::{WorkerContext, now_ms};
+use tracing::info;
+
+use super::WorkerContext;
 use crate::error::ErrorCode;
 use crate::media::encoder::completed_segments;
 use crate::media::finalize::{HlsKey, OutputFormat, finalize};
-use crate::task::store::{Claim, Stage, StoreError, Transition};
+use crate::task::store::{Stage, StoreError, Transition};
 use crate::task::{Muxer, Status, TaskRecord, TaskResult, Video};
-
-/// Entry point for the stage loop.
-pub fn run(ctx: WorkerContext, id: String) -> BoxFuture<'static, ()> {
-    async move {
-        if let Err(e) = transcode(&ctx, &id).await {
-            warn!(error = %e, "transcode stage ended with a store error");
-        }
-    }
-    .boxed()
-}
 
 /// The result's location below the output root: `<TargetDir>/<TargetName>.<ext>`.
 pub fn output_rel_path(task: &TaskRecord) -> String {
@@ -43,96 +33,24 @@ pub fn output_rel_path(task: &TaskRecord) -> String {
     format!("{}/{name}.{ext}", dir.trim_matches('/'))
 }
 
-async fn transcode(ctx: &WorkerContext, id: &str) -> Result<(), StoreError> {
-    let (fence, task) = match ctx
-        .store
-        .claim(
-            id,
-            &ctx.worker_id,
-            &[Status::Transcode],
-            now_ms(),
-            ctx.lease_ms(),
-        )
-        .await?
-    {
-        Claim::Acquired { fence, task } => (fence, task),
-        Claim::Busy | Claim::NotClaimable(_) => return Ok(()),
+/// Runs one transcode job.
+pub async fn run(ctx: WorkerContext, id: String) -> Result<(), StoreError> {
+    let Some((fence, task)) = ctx.claim_stage(&id, Status::Transcode).await? else {
+        return Ok(());
     };
-    let work_dir = ctx.cfg.work_root().join(id);
-    let segments = match completed_segments(&work_dir) {
-        Ok(s) if !s.is_empty() => s,
-        Ok(_) => {
-            return ctx
-                .fail_task(
-                    id,
-                    Status::Transcode,
-                    Some(fence),
-                    ErrorCode::TranscodeFailed,
-                    "no recorded media was found on this node".into(),
-                )
-                .await;
-        }
-        Err(e) => {
-            return ctx
-                .fail_task(
-                    id,
-                    Status::Transcode,
-                    Some(fence),
-                    ErrorCode::TranscodeFailed,
-                    e.to_string(),
-                )
-                .await;
-        }
-    };
-    let key = match (
-        ctx.store.secrets(id).await?.encrypt_key,
-        &task.spec.auth_url,
-    ) {
-        (Some(k), Some(uri)) => match HlsKey::from_hex(&k, uri) {
-            Ok(k) => Some(k),
-            Err(e) => {
-                return ctx
-                    .fail_task(
-                        id,
-                        Status::Transcode,
-                        Some(fence),
-                        ErrorCode::TranscodeFailed,
-                        e,
-                    )
-                    .await;
-            }
-        },
-        _ => None,
-    };
-    let format = match task.spec.muxer {
-        Muxer::Mp4 => OutputFormat::Mp4,
-        Muxer::Hls => OutputFormat::Hls {
-            key,
-            segment_seconds: 2,
-        },
-    };
-    let rel = output_rel_path(&task);
+    let work_dir = ctx.cfg.work_root().join(&id);
     let out_root = &ctx.cfg.output_dir;
-    let output = out_root.join(&rel);
-    info!(output = %output.display(), "finalizing");
-    let files = match finalize(
-        &ctx.cfg.recorder.ffmpeg,
-        &segments,
-        &work_dir,
-        &output,
-        &format,
-    )
-    .await
-    {
-        Ok(f) => f,
-        Err(e) => {
+    let output = out_root.join(output_rel_path(&task));
+    let files = match produce(&ctx, &task, &work_dir, &output).await? {
+        Ok(files) => files,
+        Err(message) => {
             return ctx
                 .fail_task(
-                    id,
+                    &id,
                     Status::Transcode,
                     Some(fence),
                     ErrorCode::TranscodeFailed,
-                    e.to_string(),
+                    message,
                 )
                 .await;
         }
@@ -163,8 +81,50 @@ async fn transcode(ctx: &WorkerContext, id: &str) -> Result<(), StoreError> {
     });
     t.enqueue = Some(ctx.node_queue(Stage::Upload));
     t.release_lease = true;
-    ctx.store.transition(id, t).await?;
+    ctx.store.transition(&id, t).await?;
     // The segments are no longer needed once the deliverable is committed.
     let _ = std::fs::remove_dir_all(&work_dir);
     Ok(())
+}
+
+/// Produces the deliverable from the node's recorded segments. The outer error is the store's;
+/// the inner one says why the deliverable could not be made (the task fails with it).
+async fn produce(
+    ctx: &WorkerContext,
+    task: &TaskRecord,
+    work_dir: &Path,
+    output: &Path,
+) -> Result<Result<Vec<PathBuf>, String>, StoreError> {
+    let segments = match completed_segments(work_dir) {
+        Ok(s) if !s.is_empty() => s,
+        Ok(_) => return Ok(Err("no recorded media was found on this node".into())),
+        Err(e) => return Ok(Err(e.to_string())),
+    };
+    let key = match (
+        ctx.store.secrets(&task.id).await?.encrypt_key,
+        &task.spec.auth_url,
+    ) {
+        (Some(k), Some(uri)) => match HlsKey::from_hex(&k, uri) {
+            Ok(k) => Some(k),
+            Err(e) => return Ok(Err(e)),
+        },
+        _ => None,
+    };
+    let format = match task.spec.muxer {
+        Muxer::Mp4 => OutputFormat::Mp4,
+        Muxer::Hls => OutputFormat::Hls {
+            key,
+            segment_seconds: 2,
+        },
+    };
+    info!(output = %output.display(), "finalizing");
+    Ok(finalize(
+        &ctx.cfg.recorder.ffmpeg,
+        &segments,
+        work_dir,
+        output,
+        &format,
+    )
+    .await
+    .map_err(|e| e.to_string()))
 }

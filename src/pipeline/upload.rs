@@ -2,39 +2,16 @@
 //! `pagecast serve` under /files/), which the transcode stage already wrote; this stage confirms
 //! every file is in place and moves the task on to its callback.
 
-use futures::FutureExt;
-use futures::future::BoxFuture;
-use tracing::warn;
-
-use super::{WorkerContext, now_ms};
+use super::WorkerContext;
 use crate::error::ErrorCode;
 use crate::task::Status;
-use crate::task::store::{Claim, StoreError};
+use crate::task::store::StoreError;
 
-/// Entry point for the stage loop.
-pub fn run(ctx: WorkerContext, id: String) -> BoxFuture<'static, ()> {
-    async move {
-        if let Err(e) = upload(&ctx, &id).await {
-            warn!(error = %e, "upload stage ended with a store error");
-        }
-    }
-    .boxed()
-}
-
-async fn upload(ctx: &WorkerContext, id: &str) -> Result<(), StoreError> {
-    let (fence, task) = match ctx
-        .store
-        .claim(
-            id,
-            &ctx.worker_id,
-            &[Status::Upload],
-            now_ms(),
-            ctx.lease_ms(),
-        )
-        .await?
-    {
-        Claim::Acquired { fence, task } => (fence, task),
-        Claim::Busy | Claim::NotClaimable(_) => return Ok(()),
+/// Runs one upload job.
+pub async fn run(ctx: WorkerContext, id: String) -> Result<(), StoreError> {
+    let (ctx, id) = (&ctx, id.as_str());
+    let Some((fence, task)) = ctx.claim_stage(id, Status::Upload).await? else {
+        return Ok(());
     };
     let result = task.result.clone().unwrap_or_default();
     let missing: Vec<_> = result
