@@ -148,6 +148,10 @@ pub struct WorkerConfig {
     /// Seconds one callback request may take.
     #[arg(long, env = "PAGECAST_CALLBACK_TIMEOUT", default_value_t = 10)]
     pub callback_timeout: u64,
+    /// Allow recording pages and calling back to loopback, private and link-local addresses
+    /// (off by default: such URLs are refused at Start and checked again before use).
+    #[arg(long, env = "PAGECAST_ALLOW_PRIVATE_URLS")]
+    pub allow_private_urls: bool,
     #[command(flatten)]
     #[allow(missing_docs)]
     pub recorder: RecorderConfig,
@@ -177,6 +181,13 @@ impl WorkerConfig {
                     .unwrap_or(1)
             })
             .max(1)
+    }
+
+    /// The SSRF policy.
+    pub fn url_policy(&self) -> crate::url_guard::UrlPolicy {
+        crate::url_guard::UrlPolicy {
+            allow_private: self.allow_private_urls,
+        }
     }
 
     /// Root of per-task work directories.

@@ -21,3 +21,4 @@ pub mod pipeline;
 pub mod process;
 pub mod recording;
 pub mod task;
+pub mod url_guard;

@@ -401,6 +401,10 @@ async fn serve(redis: &TestRedis, tune: impl FnOnce(&mut ApiState)) -> Api {
         max_queued: 1000,
         limits: StartLimits::default(),
         output_dir: out_dir.clone(),
+        // The tests' pages live on loopback; the guard itself is tested separately below.
+        url_policy: pagecast::url_guard::UrlPolicy {
+            allow_private: true,
+        },
     };
     tune(&mut state);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
@@ -1802,4 +1806,56 @@ async fn files_answers_follow_the_spec() {
         "GET /files does not follow the spec:\n  {}",
         problems.join("\n  ")
     );
+}
+
+/// By default (no PAGECAST_ALLOW_PRIVATE_URLS) Start refuses pages and callbacks on loopback,
+/// private and link-local (cloud metadata) addresses, by literal IP or by name.
+#[tokio::test]
+async fn private_destinations_are_refused_by_default() {
+    let redis = TestRedis::start();
+    let api = serve(&redis, |s| {
+        s.url_policy = pagecast::url_guard::UrlPolicy::default()
+    })
+    .await;
+    for (field, data) in [
+        (
+            "Data.RecordURL",
+            json!({"RecordURL": "http://127.0.0.1:8080/page"}),
+        ),
+        (
+            "Data.RecordURL",
+            json!({"RecordURL": "http://localhost/page"}),
+        ),
+        ("Data.RecordURL", json!({"RecordURL": "http://[::1]/page"})),
+        (
+            "Data.RecordURL",
+            json!({"RecordURL": "http://10.1.2.3/page"}),
+        ),
+        (
+            "Data.CallbackURL",
+            json!({"RecordURL": "https://example.org/", "CallbackURL": "http://169.254.169.254/latest/meta-data/"}),
+        ),
+        (
+            "Data.CallbackURL",
+            json!({"RecordURL": "https://example.org/", "CallbackURL": "http://192.168.0.10/hook"}),
+        ),
+    ] {
+        let r = api.action("Start", data.clone()).await;
+        assert_error(&r, 400, "InvalidParam", field);
+        assert!(
+            r.text.contains("PAGECAST_ALLOW_PRIVATE_URLS"),
+            "the message says how to allow it: {}",
+            r.text
+        );
+    }
+    assert_eq!(
+        api.store.queued_count().await.unwrap(),
+        0,
+        "nothing was queued"
+    );
+    // A public literal address is fine.
+    let r = api
+        .action("Start", json!({"RecordURL": "http://93.184.215.14/"}))
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text);
 }

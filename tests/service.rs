@@ -87,6 +87,8 @@ fn service(
             ("PAGECAST_WORKER_CAPACITY", capacity.to_string()),
             ("PAGECAST_LEASE_MS", "3000".to_string()),
             ("PAGECAST_NODE_ID", node.to_string()),
+            // The fixture pages are served on loopback.
+            ("PAGECAST_ALLOW_PRIVATE_URLS", "true".to_string()),
         ]
     };
     let mut procs: Vec<Proc> = Vec::new();

@@ -34,6 +34,8 @@ pub struct ApiState {
     pub limits: StartLimits,
     /// Where local results live (served under /files/).
     pub output_dir: PathBuf,
+    /// Which RecordURL/CallbackURL destinations are allowed.
+    pub url_policy: crate::url_guard::UrlPolicy,
 }
 
 /// The router; tests call it in-process.
@@ -189,6 +191,14 @@ fn task_id(data: &Value) -> Result<String, ApiError> {
 
 async fn start(state: &ApiState, data: &Value) -> Result<Value, ApiError> {
     let (spec, secrets) = parse_start(data, &state.limits)?;
+    crate::url_guard::check_url(&spec.record_url, state.url_policy)
+        .await
+        .map_err(|why| ApiError::invalid("Data.RecordURL", why))?;
+    if let Some(cb) = &spec.callback_url {
+        crate::url_guard::check_url(cb, state.url_policy)
+            .await
+            .map_err(|why| ApiError::invalid("Data.CallbackURL", why))?;
+    }
     let id = uuid::Uuid::new_v4().to_string();
     let now = crate::pipeline::now_s();
     state

@@ -200,6 +200,11 @@ impl BrowserSession {
         });
     }
 
+    /// The page's current URL (after redirects).
+    pub async fn current_url(&self) -> Option<String> {
+        self.page.url().await.ok().flatten()
+    }
+
     /// Chromium's recent stderr.
     pub fn stderr_tail(&self) -> String {
         self.process.stderr_tail()

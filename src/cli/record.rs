@@ -143,6 +143,10 @@ pub async fn run(args: RecordArgs) -> anyhow::Result<ExitCode> {
         browser,
         capture: rec.capture(),
         encoder: rec.encoder(),
+        // The one-shot command is the operator's own tool: any page they can reach is allowed.
+        url_policy: pagecast::url_guard::UrlPolicy {
+            allow_private: true,
+        },
         work_dir: work.path().to_path_buf(),
     };
 

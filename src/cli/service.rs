@@ -88,6 +88,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
         max_queued: args.api.max_queued,
         limits: StartLimits::default(),
         output_dir: args.worker.output_dir.clone(),
+        url_policy: args.worker.url_policy(),
     };
     let worker = if args.no_worker {
         None

@@ -26,6 +26,22 @@ pub async fn run(ctx: WorkerContext, id: String) -> Result<(), StoreError> {
     let finish_time = now_s();
     task.status = Status::Finished;
     task.finish_time = Some(finish_time);
+    // Checked at Start; checked again now, since a name may resolve differently today.
+    if let Err(why) = crate::url_guard::check_url(&url, ctx.cfg.url_policy()).await {
+        let mut result = task.result.clone().unwrap_or_default();
+        result
+            .error_code
+            .get_or_insert_with(|| ErrorCode::CallbackFailed.as_str().to_string());
+        result
+            .error_message
+            .get_or_insert_with(|| format!("the CallbackURL {why}"));
+        let mut t = Transition::new(Status::Callback, Status::Finished);
+        t.lease = Some((ctx.worker_id.clone(), fence));
+        t.times = vec![(TimeField::Finish, finish_time)];
+        t.result = Some(result);
+        t.release_lease = true;
+        return ctx.store.transition(id, t).await;
+    }
     let attempts = ctx.cfg.callback_attempts.max(1);
     let mut last_error = String::new();
     let mut delivered = false;

@@ -221,6 +221,16 @@ impl Recording {
         let hooks = session.install_hooks().await?;
         info!(url = %opts.url, width = opts.width, height = opts.height, "loading page");
         session.navigate(&opts.url, opts.navigation_timeout).await?;
+        // The requested URL was checked before; redirects may have led somewhere else.
+        if !opts.url_policy.allow_private
+            && let Some(landed) = session.current_url().await
+            && let Err(why) = crate::url_guard::check_url(&landed, opts.url_policy).await
+        {
+            return Err(RecordError::Browser(BrowserError::Navigation {
+                url: opts.url.clone(),
+                reason: format!("it redirected to {landed}, which {why}"),
+            }));
+        }
         let frames = session
             .start_screencast(ScreencastSettings {
                 jpeg_quality: opts.capture.jpeg_quality,

@@ -1,0 +1,182 @@
+//! SSRF guard: by default the service neither records nor calls back to loopback, private,
+//! link-local (cloud metadata), multicast or otherwise reserved addresses, whether given as a
+//! literal IP or as a host name that resolves to one. Operators running pages on their own
+//! network opt out with `PAGECAST_ALLOW_PRIVATE_URLS=true`.
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::time::Duration;
+
+/// What the guard allows.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct UrlPolicy {
+    /// Allow private and loopback destinations (trusted networks, tests).
+    pub allow_private: bool,
+}
+
+/// Whether an address is on the public internet.
+pub fn is_public_ip(ip: IpAddr) -> bool {
+    match ip {
+        IpAddr::V4(v4) => is_public_v4(v4),
+        IpAddr::V6(v6) => is_public_v6(v6),
+    }
+}
+
+fn is_public_v4(ip: Ipv4Addr) -> bool {
+    let [a, b, c, _] = ip.octets();
+    !(ip.is_unspecified()
+        || ip.is_loopback()
+        || ip.is_private()
+        || ip.is_link_local()
+        || ip.is_multicast()
+        || ip.is_broadcast()
+        || ip.is_documentation()
+        || a == 0
+        || (a == 100 && (64..128).contains(&b)) // shared address space (carrier NAT)
+        || (a == 192 && b == 0 && c == 0) // IETF protocol assignments
+        || (a == 198 && (18..20).contains(&b)) // benchmarking
+        || a >= 240) // reserved
+}
+
+fn is_public_v6(ip: Ipv6Addr) -> bool {
+    if let Some(v4) = ip.to_ipv4_mapped() {
+        return is_public_v4(v4);
+    }
+    let s = ip.segments();
+    // NAT64 (64:ff9b::/96) embeds an IPv4 address.
+    if s[0] == 0x64 && s[1] == 0xff9b && s[2..6].iter().all(|x| *x == 0) {
+        let [a, b] = s[6].to_be_bytes();
+        let [c, d] = s[7].to_be_bytes();
+        return is_public_v4(Ipv4Addr::new(a, b, c, d));
+    }
+    !(ip.is_unspecified()
+        || ip.is_loopback()
+        || ip.is_multicast()
+        || (s[0] & 0xfe00) == 0xfc00 // unique local
+        || (s[0] & 0xffc0) == 0xfe80 // link-local
+        || (s[0] & 0xffc0) == 0xfec0 // site-local (deprecated)
+        || (s[0] == 0x2001 && s[1] == 0x0db8) // documentation
+        || s[..6].iter().all(|x| *x == 0)) // IPv4-compatible and other ::/96 forms
+}
+
+/// Checks that `url` (http or https) leads to public addresses only. Host names are resolved;
+/// every address they resolve to must be public. A name that does not resolve passes (the page
+/// or callback then fails on its own, and the browser's final address is checked again).
+pub async fn check_url(raw: &str, policy: UrlPolicy) -> Result<(), String> {
+    if policy.allow_private {
+        return Ok(());
+    }
+    let url = url::Url::parse(raw).map_err(|e| format!("is not a valid URL ({e})"))?;
+    let port = url.port_or_known_default().unwrap_or(80);
+    let host = match url.host() {
+        Some(url::Host::Ipv4(ip)) => return verdict(IpAddr::V4(ip)),
+        Some(url::Host::Ipv6(ip)) => return verdict(IpAddr::V6(ip)),
+        Some(url::Host::Domain(d)) => d.trim_end_matches('.').to_ascii_lowercase(),
+        None => return Err("has no host".into()),
+    };
+    if host == "localhost" || host.ends_with(".localhost") {
+        return Err(format!(
+            "points at {host}, a private address; recording and calling back to private networks is disabled (PAGECAST_ALLOW_PRIVATE_URLS)"
+        ));
+    }
+    let lookup = tokio::time::timeout(
+        Duration::from_secs(3),
+        tokio::net::lookup_host((host.as_str(), port)),
+    )
+    .await;
+    match lookup {
+        Ok(Ok(addrs)) => {
+            for addr in addrs {
+                verdict(addr.ip())?;
+            }
+            Ok(())
+        }
+        // Not resolvable (now): nothing private to reach through it.
+        Ok(Err(_)) | Err(_) => Ok(()),
+    }
+}
+
+fn verdict(ip: IpAddr) -> Result<(), String> {
+    if is_public_ip(ip) {
+        Ok(())
+    } else {
+        Err(format!(
+            "points at {ip}, a private or reserved address; recording and calling back to private networks is disabled (PAGECAST_ALLOW_PRIVATE_URLS)"
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn classifies_addresses() {
+        for private in [
+            "127.0.0.1",
+            "10.1.2.3",
+            "172.16.0.1",
+            "172.31.255.255",
+            "192.168.1.1",
+            "169.254.169.254",
+            "0.0.0.0",
+            "100.64.0.1",
+            "224.0.0.1",
+            "255.255.255.255",
+            "198.18.0.1",
+            "240.0.0.1",
+            "::1",
+            "::",
+            "fc00::1",
+            "fd12::1",
+            "fe80::1",
+            "ff02::1",
+            "::ffff:127.0.0.1",
+            "::ffff:169.254.169.254",
+            "64:ff9b::a9fe:a9fe",
+            "2001:db8::1",
+        ] {
+            assert!(
+                !is_public_ip(private.parse().unwrap()),
+                "{private} must not count as public"
+            );
+        }
+        for public in [
+            "8.8.8.8",
+            "1.1.1.1",
+            "172.32.0.1",
+            "100.128.0.1",
+            "2606:4700::1111",
+            "::ffff:8.8.8.8",
+        ] {
+            assert!(is_public_ip(public.parse().unwrap()), "{public} is public");
+        }
+    }
+
+    #[tokio::test]
+    async fn urls_to_private_places_are_refused() {
+        let deny = UrlPolicy::default();
+        for url in [
+            "http://127.0.0.1:8080/x",
+            "http://[::1]/",
+            "http://169.254.169.254/latest/meta-data/",
+            "http://localhost:3000/",
+            "http://app.localhost/",
+            "http://10.0.0.5/",
+            "http://2130706433/", // 127.0.0.1 as one decimal number
+        ] {
+            let err = check_url(url, deny).await.unwrap_err();
+            assert!(err.contains("PAGECAST_ALLOW_PRIVATE_URLS"), "{url}: {err}");
+        }
+        assert!(check_url("http://8.8.8.8/", deny).await.is_ok());
+        assert!(
+            check_url(
+                "http://127.0.0.1/",
+                UrlPolicy {
+                    allow_private: true
+                }
+            )
+            .await
+            .is_ok()
+        );
+    }
+}
