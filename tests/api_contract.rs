@@ -1314,6 +1314,9 @@ async fn control_actions_follow_the_status_machine() {
         pauses: 1,
         refreshes: 2,
         callback_attempts: 1,
+        page_crashes: 0,
+        encoder_restarts: 1,
+        lost_seconds: 0.0,
     });
     api.move_task(&id, done).await;
     let d = api.describe(&id).await; // checked against the spec, Result and Stats included

@@ -82,6 +82,9 @@ fn stats_json(stats: &TaskStats) -> Value {
         "Pauses": stats.pauses,
         "Refreshes": stats.refreshes,
         "CallbackAttempts": stats.callback_attempts,
+        "PageCrashes": stats.page_crashes,
+        "EncoderRestarts": stats.encoder_restarts,
+        "LostSeconds": (stats.lost_seconds * 1000.0).round() / 1000.0,
     })
 }
 
@@ -191,6 +194,9 @@ mod tests {
             pauses: 2,
             refreshes: 1,
             callback_attempts: 3,
+            page_crashes: 1,
+            encoder_restarts: 0,
+            lost_seconds: 0.0,
         });
         let v = describe_json(&t, "req-2");
         assert_eq!(
@@ -220,6 +226,9 @@ mod tests {
                     "Pauses": 2,
                     "Refreshes": 1,
                     "CallbackAttempts": 3,
+                    "PageCrashes": 1,
+                    "EncoderRestarts": 0,
+                    "LostSeconds": 0.0,
                 },
                 "Restarts": 1,
                 "UserContext": "{\"lesson\":7}",

@@ -34,6 +34,16 @@ pub struct ScreencastSettings {
     pub max_height: u32,
 }
 
+fn screencast_params(s: ScreencastSettings) -> StartScreencastParams {
+    StartScreencastParams::builder()
+        .format(StartScreencastFormat::Jpeg)
+        .quality(i64::from(s.jpeg_quality))
+        .every_nth_frame(i64::from(s.every_nth_frame.max(1)))
+        .max_width(i64::from(s.max_width))
+        .max_height(i64::from(s.max_height))
+        .build()
+}
+
 /// A running Chromium with one page. Dropping it kills the browser.
 pub struct BrowserSession {
     // Field order matters for drop: CDP objects first, the process last.
@@ -119,9 +129,25 @@ impl BrowserSession {
         Ok(calls)
     }
 
-    /// Events fired when the page's renderer crashes.
+    /// Events fired when the page's renderer crashes (the Inspector domain reports them).
     pub async fn crash_events(&self) -> Result<EventStream<EventTargetCrashed>, BrowserError> {
-        Ok(self.page.event_listener::<EventTargetCrashed>().await?)
+        let events = self.page.event_listener::<EventTargetCrashed>().await?;
+        self.page
+            .execute(chromiumoxide::cdp::browser_protocol::inspector::EnableParams::default())
+            .await?;
+        Ok(events)
+    }
+
+    /// Reopens `url` after a renderer crash and restarts the screencast, without waiting.
+    pub fn recover(&self, url: &str, s: ScreencastSettings) {
+        let page = self.page.clone();
+        let url = url.to_string();
+        tokio::spawn(async move {
+            if let Err(e) = page.execute(NavigateParams::new(url)).await {
+                tracing::warn!(error = %e, "reopening the page after a crash failed");
+            }
+            let _ = page.execute(screencast_params(s)).await;
+        });
     }
 
     /// Navigates to `url` and waits for it to load; a network error, a TLS error, an HTTP error
@@ -166,14 +192,7 @@ impl BrowserSession {
         s: ScreencastSettings,
     ) -> Result<EventStream<EventScreencastFrame>, BrowserError> {
         let frames = self.page.event_listener::<EventScreencastFrame>().await?;
-        let params = StartScreencastParams::builder()
-            .format(StartScreencastFormat::Jpeg)
-            .quality(i64::from(s.jpeg_quality))
-            .every_nth_frame(i64::from(s.every_nth_frame.max(1)))
-            .max_width(i64::from(s.max_width))
-            .max_height(i64::from(s.max_height))
-            .build();
-        self.page.execute(params).await?;
+        self.page.execute(screencast_params(s)).await?;
         Ok(frames)
     }
 

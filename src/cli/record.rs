@@ -252,6 +252,19 @@ pub async fn run(args: RecordArgs) -> anyhow::Result<ExitCode> {
         "frames: {} captured, {} written, {} duplicated, {} skipped, {} late",
         s.frames_captured, s.frames_written, s.frames_duplicated, s.frames_skipped, s.frames_late
     );
+    if media.page_crashes > 0 || media.encoder_restarts > 0 {
+        println!(
+            "survived: {} page crash(es), {} encoder restart(s), {:.2} s lost",
+            media.page_crashes, media.encoder_restarts, media.lost_seconds
+        );
+    }
+    // The file holds what was recorded; the failure that ended the recording early still counts.
+    if let Some((code, message)) = &media.error {
+        return fail(
+            *code,
+            format!("the recording ended early: {message} (what was recorded was written)"),
+        );
+    }
     Ok(ExitCode::SUCCESS)
 }
 

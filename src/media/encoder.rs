@@ -47,8 +47,11 @@ impl Default for EncoderSettings {
 
 /// File name pattern of recorded segments in the work directory.
 pub const SEGMENT_PATTERN: &str = "seg_%06d.ts";
-/// The list of completed segments ffmpeg maintains in the work directory.
-pub const SEGMENT_LIST: &str = "segments.csv";
+/// The list of completed segments one ffmpeg instance maintains in the work directory; each
+/// instance (a restart after ffmpeg died) writes its own, named after its first segment.
+pub fn segment_list_name(first_segment: u64) -> String {
+    format!("segments-{first_segment:06}.csv")
+}
 
 /// The ffmpeg arguments for a live encoder (public for tests and documentation).
 pub fn encoder_args(
@@ -94,7 +97,11 @@ pub fn encoder_args(
     args.push("-segment_start_number".into());
     args.push(first_segment.to_string());
     args.push("-segment_list".into());
-    args.push(dir.join(SEGMENT_LIST).display().to_string());
+    args.push(
+        dir.join(segment_list_name(first_segment))
+            .display()
+            .to_string(),
+    );
     args.extend(
         [
             "-segment_list_type",
@@ -265,23 +272,62 @@ impl Drop for SegmentEncoder {
     }
 }
 
-/// The segments ffmpeg has completed in `dir`, in order (from its segment list).
+/// The segments ffmpeg has completed in `dir`, in order: every instance's list, oldest first.
 pub fn completed_segments(dir: &Path) -> Result<Vec<PathBuf>, MediaError> {
-    let list = match std::fs::read_to_string(dir.join(SEGMENT_LIST)) {
-        Ok(text) => text,
+    let read_dir = match std::fs::read_dir(dir) {
+        Ok(r) => r,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
         Err(e) => {
             return Err(MediaError::Io {
-                context: "reading the segment list".into(),
+                context: "reading the work directory".into(),
                 source: e,
             });
         }
     };
-    Ok(parse_segment_list(&list)
-        .into_iter()
-        .map(|name| dir.join(name))
-        .filter(|p| p.exists())
-        .collect())
+    let mut lists: Vec<PathBuf> = read_dir
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .filter(|p| {
+            p.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.starts_with("segments-") && n.ends_with(".csv"))
+        })
+        .collect();
+    // Zero-padded first-segment numbers sort in recording order.
+    lists.sort();
+    let mut segments = Vec::new();
+    for list in lists {
+        let text =
+            std::fs::read_to_string(&list).map_err(MediaError::io("reading a segment list"))?;
+        segments.extend(
+            parse_segment_list(&text)
+                .into_iter()
+                .map(|name| dir.join(name))
+                .filter(|p| p.exists()),
+        );
+    }
+    Ok(segments)
+}
+
+/// The number for the first segment of a restarted encoder: after every segment file present,
+/// complete or not, so nothing is overwritten.
+pub fn next_segment_number(dir: &Path) -> u64 {
+    std::fs::read_dir(dir)
+        .map(|entries| {
+            entries
+                .filter_map(Result::ok)
+                .filter_map(|e| {
+                    let name = e.file_name().to_string_lossy().into_owned();
+                    name.strip_prefix("seg_")?
+                        .strip_suffix(".ts")?
+                        .parse::<u64>()
+                        .ok()
+                })
+                .map(|n| n + 1)
+                .max()
+                .unwrap_or(0)
+        })
+        .unwrap_or(0)
 }
 
 /// Parses ffmpeg's CSV segment list (`name,start,end` per line).
@@ -310,6 +356,45 @@ pub fn bytes_written(dir: &Path) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn segments_of_every_encoder_instance_in_order() {
+        let dir = tempfile::tempdir().unwrap();
+        for n in 0..5u64 {
+            std::fs::write(dir.path().join(format!("seg_{n:06}.ts")), b"ts").unwrap();
+        }
+        // The first ffmpeg completed 0 and 1 and died while writing 2; its restart began at 3.
+        std::fs::write(
+            dir.path().join(segment_list_name(0)),
+            "seg_000000.ts,0,2\nseg_000001.ts,2,4\n",
+        )
+        .unwrap();
+        std::fs::write(
+            dir.path().join(segment_list_name(3)),
+            "seg_000003.ts,0,2\nseg_000004.ts,2,4\n",
+        )
+        .unwrap();
+        let names: Vec<_> = completed_segments(dir.path())
+            .unwrap()
+            .iter()
+            .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(
+            names,
+            [
+                "seg_000000.ts",
+                "seg_000001.ts",
+                "seg_000003.ts",
+                "seg_000004.ts"
+            ]
+        );
+        assert_eq!(
+            next_segment_number(dir.path()),
+            5,
+            "after every segment file, complete or not"
+        );
+        assert_eq!(next_segment_number(&dir.path().join("missing")), 0);
+    }
 
     #[test]
     fn segment_list_parsing() {

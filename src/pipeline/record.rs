@@ -12,7 +12,7 @@ use crate::recording::{Control, Origin, Outcome, RecordOptions, Recording, Recor
 use crate::task::store::{
     Claim, ControlMsg, Stage, StageJob, StageQueue, StoreError, TimeField, Transition,
 };
-use crate::task::{Status, TaskRecord, TaskStats};
+use crate::task::{Status, TaskRecord, TaskResult, TaskStats};
 
 /// Runs one record job from the queue.
 pub async fn run(ctx: WorkerContext, queue: StageQueue, job: StageJob) {
@@ -219,7 +219,7 @@ impl RecordJob {
                         Err(e) => warn!(error = %e, "heartbeat failed; retrying"),
                     }
                     let p = progress.borrow().clone();
-                    let stats = stats_of(&p.stats, p.recorded_seconds, p.pauses, p.refreshes);
+                    let stats = stats_of(&p);
                     let _ = self.ctx.store.set_stats(&self.id, &self.ctx.worker_id, self.fence, &stats).await;
                 }
                 _ = sleep_until(deadline), if deadline.is_some() && !stop_sent => {
@@ -249,7 +249,11 @@ impl RecordJob {
                         .await?;
                 }
                 let p = progress.borrow().clone();
-                let stats = stats_of(&media.stats, media.recorded_seconds, p.pauses, p.refreshes);
+                let mut stats = stats_of(&p);
+                stats.recorded_duration = (media.recorded_seconds * 1000.0).round() / 1000.0;
+                stats.page_crashes = media.page_crashes;
+                stats.encoder_restarts = media.encoder_restarts;
+                stats.lost_seconds = media.lost_seconds;
                 info!(
                     seconds = media.recorded_seconds,
                     segments = media.segments.len(),
@@ -259,6 +263,15 @@ impl RecordJob {
                 t.lease = self.lease();
                 t.times = vec![(TimeField::Stop, now_s())];
                 t.stats = Some(stats);
+                // A recording that ended on a failure is still delivered, with the error.
+                if let Some((code, message)) = &media.error {
+                    warn!(%code, %message, "recording ended early; delivering what was recorded");
+                    t.result = Some(TaskResult {
+                        error_code: Some(code.as_str().to_string()),
+                        error_message: Some(message.clone()),
+                        videos: Vec::new(),
+                    });
+                }
                 t.node = Some(self.ctx.node.clone());
                 t.enqueue = Some(self.ctx.node_queue(Stage::Transcode));
                 t.release_lease = true;
@@ -339,20 +352,19 @@ async fn sleep_until(deadline: Option<tokio::time::Instant>) {
     }
 }
 
-fn stats_of(
-    s: &crate::media::pacer::PacerStats,
-    recorded: f64,
-    pauses: u32,
-    refreshes: u32,
-) -> TaskStats {
+fn stats_of(p: &crate::recording::Progress) -> TaskStats {
+    let s = &p.stats;
     TaskStats {
-        recorded_duration: (recorded * 1000.0).round() / 1000.0,
+        recorded_duration: (p.recorded_seconds * 1000.0).round() / 1000.0,
         frames_captured: s.frames_captured,
         frames_written: s.frames_written,
         frames_duplicated: s.frames_duplicated,
         frames_dropped: s.frames_skipped + s.frames_late,
-        pauses,
-        refreshes,
+        pauses: p.pauses,
+        refreshes: p.refreshes,
         callback_attempts: 0,
+        page_crashes: p.page_crashes,
+        encoder_restarts: p.encoder_restarts,
+        lost_seconds: p.lost_seconds,
     }
 }

@@ -10,7 +10,7 @@ use crate::error::ErrorCode;
 use crate::media::encoder::completed_segments;
 use crate::media::finalize::{HlsKey, OutputFormat, finalize};
 use crate::task::store::{Stage, StoreError, Transition};
-use crate::task::{Muxer, Status, TaskRecord, TaskResult, Video};
+use crate::task::{Muxer, Status, TaskRecord, Video};
 
 /// The result's location below the output root: `<TargetDir>/<TargetName>.<ext>`.
 pub fn output_rel_path(task: &TaskRecord) -> String {
@@ -75,10 +75,10 @@ pub async fn run(ctx: WorkerContext, id: String) -> Result<(), StoreError> {
         .collect();
     let mut t = Transition::new(Status::Transcode, Status::Upload);
     t.lease = Some((ctx.worker_id.clone(), fence));
-    t.result = Some(TaskResult {
-        videos,
-        ..TaskResult::default()
-    });
+    // Keep an error from recording (e.g. PageCrashed): the files come with it.
+    let mut result = task.result.clone().unwrap_or_default();
+    result.videos = videos;
+    t.result = Some(result);
     t.enqueue = Some(ctx.node_queue(Stage::Upload));
     t.release_lease = true;
     ctx.store.transition(&id, t).await?;

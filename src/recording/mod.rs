@@ -25,7 +25,7 @@ use tracing::{debug, info, warn};
 use crate::browser::{BrowserError, BrowserSession, PageHook, PageHookCall, ScreencastSettings};
 use crate::error::{ErrorCode, HasErrorCode};
 use crate::media::MediaError;
-use crate::media::encoder::{SegmentEncoder, bytes_written};
+use crate::media::encoder::{SegmentEncoder, bytes_written, next_segment_number};
 use crate::media::pacer::{Frame, FramePacer, PacerStats};
 
 /// Errors that end a recording.
@@ -156,6 +156,12 @@ pub struct Progress {
     pub pauses: u32,
     /// Number of page reloads.
     pub refreshes: u32,
+    /// Times the page's renderer crashed and the page was reopened.
+    pub page_crashes: u32,
+    /// Times the encoder died and was restarted.
+    pub encoder_restarts: u32,
+    /// Recorded seconds lost to encoder deaths (the unfinished segment of each).
+    pub lost_seconds: f64,
 }
 
 /// What a finished recording produced.
@@ -173,6 +179,14 @@ pub struct RecordedMedia {
     pub events: Vec<RecordingEvent>,
     /// Why it ended.
     pub stopped_by: Origin,
+    /// Set when the recording ended because of a failure; what was recorded is still delivered.
+    pub error: Option<(ErrorCode, String)>,
+    /// Times the page's renderer crashed and the page was reopened.
+    pub page_crashes: u32,
+    /// Times the encoder died and was restarted.
+    pub encoder_restarts: u32,
+    /// Recorded seconds lost to encoder deaths.
+    pub lost_seconds: f64,
 }
 
 /// How a recording ended.
@@ -190,6 +204,161 @@ pub struct Recording {
     progress: watch::Receiver<Progress>,
     events: Option<mpsc::UnboundedReceiver<RecordingEvent>>,
     task: tokio::task::JoinHandle<Result<Outcome, RecordError>>,
+}
+
+/// Renderer crashes a recording survives; one more ends it with `PageCrashed`.
+const MAX_PAGE_CRASHES: u32 = 3;
+/// Encoder deaths a recording survives; one more ends it with `RecordFailed`.
+const MAX_ENCODER_RESTARTS: u32 = 5;
+
+fn screencast_settings(opts: &RecordOptions) -> ScreencastSettings {
+    ScreencastSettings {
+        jpeg_quality: opts.capture.jpeg_quality,
+        every_nth_frame: opts.capture.every_nth_frame,
+        max_width: opts.width,
+        max_height: opts.height,
+    }
+}
+
+/// The live encoder, restarted if ffmpeg dies. The frames sent since the current instance's last
+/// completed segment are kept (shared buffers, a few MB at most) and replayed into the new
+/// instance, which starts with the next segment number: the segment ffmpeg was writing when it
+/// died is simply written again, so nothing is lost.
+struct ResilientEncoder {
+    opts: RecordOptions,
+    fps: u32,
+    current: Option<SegmentEncoder>,
+    /// First segment number of the current instance.
+    first_segment: u64,
+    /// Frames sent to the current instance.
+    sent: u64,
+    /// Frames sent to the current instance that are not in a completed segment yet.
+    backlog: std::collections::VecDeque<Arc<[u8]>>,
+    restarts: u32,
+    lost_seconds: f64,
+    failed: Option<String>,
+}
+
+impl ResilientEncoder {
+    fn start(opts: &RecordOptions, fps: u32) -> Result<Self, RecordError> {
+        let first_segment = next_segment_number(&opts.work_dir);
+        let current = SegmentEncoder::start(
+            &opts.encoder,
+            opts.width,
+            opts.height,
+            fps,
+            &opts.work_dir,
+            first_segment,
+        )?;
+        Ok(Self {
+            opts: opts.clone(),
+            fps,
+            current: Some(current),
+            first_segment,
+            sent: 0,
+            backlog: std::collections::VecDeque::new(),
+            restarts: 0,
+            lost_seconds: 0.0,
+            failed: None,
+        })
+    }
+
+    /// Why the encoder gave up, once it has.
+    fn failure(&self) -> Option<String> {
+        self.failed.clone()
+    }
+
+    fn frames_per_segment(&self) -> u64 {
+        u64::from(self.fps * self.opts.encoder.segment_seconds.max(1))
+    }
+
+    /// Drops backlog frames that the current instance has written into completed segments.
+    fn prune(&mut self) {
+        let list = self
+            .opts
+            .work_dir
+            .join(crate::media::encoder::segment_list_name(self.first_segment));
+        let done = std::fs::read_to_string(list)
+            .map(|l| crate::media::encoder::parse_segment_list(&l).len() as u64)
+            .unwrap_or(0);
+        let safe = (done * self.frames_per_segment()).min(self.sent);
+        let backlog_start = self.sent - self.backlog.len() as u64;
+        for _ in backlog_start..safe {
+            self.backlog.pop_front();
+        }
+    }
+
+    async fn send(&mut self, jpeg: Arc<[u8]>) {
+        let Some(enc) = self.current.as_ref() else {
+            return;
+        };
+        if enc.send(jpeg.clone()).await.is_ok() {
+            self.sent += 1;
+            self.backlog.push_back(jpeg);
+            if self.sent.is_multiple_of(self.frames_per_segment()) {
+                self.prune();
+            }
+            return;
+        }
+        let tail = enc.tail();
+        self.prune();
+        let mut replay: Vec<Arc<[u8]>> = self.backlog.drain(..).collect();
+        replay.push(jpeg);
+        self.current = None; // dropping kills and reaps what is left of it
+        self.restarts += 1;
+        warn!(restarts = self.restarts, replayed = replay.len(), ffmpeg = %tail, "the encoder died; restarting it");
+        if self.restarts > MAX_ENCODER_RESTARTS {
+            self.lost_seconds += replay.len() as f64 / f64::from(self.fps);
+            self.failed = Some(format!(
+                "the encoder (ffmpeg) died {} times; last: {tail}",
+                self.restarts
+            ));
+            return;
+        }
+        self.first_segment = next_segment_number(&self.opts.work_dir);
+        self.sent = 0;
+        match SegmentEncoder::start(
+            &self.opts.encoder,
+            self.opts.width,
+            self.opts.height,
+            self.fps,
+            &self.opts.work_dir,
+            self.first_segment,
+        ) {
+            Ok(enc) => {
+                self.current = Some(enc);
+                // Replay; should the new instance die too, the next send restarts again.
+                for (i, frame) in replay.iter().enumerate() {
+                    let Some(enc) = self.current.as_ref() else {
+                        break;
+                    };
+                    if enc.send(frame.clone()).await.is_err() {
+                        self.lost_seconds += (replay.len() - i) as f64 / f64::from(self.fps);
+                        break;
+                    }
+                    self.sent += 1;
+                    self.backlog.push_back(frame.clone());
+                }
+            }
+            Err(e) => {
+                self.lost_seconds += replay.len() as f64 / f64::from(self.fps);
+                self.failed = Some(format!("the encoder could not be restarted: {e}"));
+            }
+        }
+    }
+
+    /// Finishes the current instance and returns every completed segment, in order.
+    async fn finish(mut self) -> Result<Vec<std::path::PathBuf>, RecordError> {
+        if let Some(enc) = self.current.take()
+            && let Err(e) = enc.finish(Duration::from_secs(60)).await
+        {
+            // Whatever segments are complete are still delivered.
+            warn!(error = %e, "the encoder did not finish cleanly");
+        }
+        Ok(crate::media::encoder::completed_segments(
+            &self.opts.work_dir,
+        )?)
+    }
 }
 
 fn wall_now() -> f64 {
@@ -231,14 +400,7 @@ impl Recording {
                 reason: format!("it redirected to {landed}, which {why}"),
             }));
         }
-        let frames = session
-            .start_screencast(ScreencastSettings {
-                jpeg_quality: opts.capture.jpeg_quality,
-                every_nth_frame: opts.capture.every_nth_frame,
-                max_width: opts.width,
-                max_height: opts.height,
-            })
-            .await?;
+        let frames = session.start_screencast(screencast_settings(&opts)).await?;
 
         let (controls, control_rx) = mpsc::unbounded_channel();
         let (progress_tx, progress) = watch::channel(Progress::default());
@@ -250,7 +412,8 @@ impl Recording {
             events: event_tx,
             log: Vec::new(),
         };
-        let task = tokio::spawn(engine.run(frames, hooks, control_rx));
+        let crashes = engine.session.crash_events().await?;
+        let task = tokio::spawn(engine.run(frames, hooks, crashes, control_rx));
         Ok(Recording {
             controls,
             progress,
@@ -332,6 +495,10 @@ impl Engine {
         let _ = self.events.send(ev);
     }
 
+    fn screencast_settings(&self) -> ScreencastSettings {
+        screencast_settings(&self.opts)
+    }
+
     fn set_state(&self, state: RecordingState) {
         self.progress.send_modify(|p| p.state = state);
     }
@@ -342,9 +509,14 @@ impl Engine {
         mut hooks: chromiumoxide::listeners::EventStream<
             chromiumoxide::cdp::js_protocol::runtime::EventBindingCalled,
         >,
+        mut crashes: chromiumoxide::listeners::EventStream<
+            chromiumoxide::cdp::browser_protocol::inspector::EventTargetCrashed,
+        >,
         mut controls: mpsc::UnboundedReceiver<Control>,
     ) -> Result<Outcome, RecordError> {
-        let result = self.record(&mut frames, &mut hooks, &mut controls).await;
+        let result = self
+            .record(&mut frames, &mut hooks, &mut crashes, &mut controls)
+            .await;
         self.set_state(RecordingState::Finished);
         self.session.close().await;
         result
@@ -395,6 +567,9 @@ impl Engine {
         hooks: &mut chromiumoxide::listeners::EventStream<
             chromiumoxide::cdp::js_protocol::runtime::EventBindingCalled,
         >,
+        crashes: &mut chromiumoxide::listeners::EventStream<
+            chromiumoxide::cdp::browser_protocol::inspector::EventTargetCrashed,
+        >,
         controls: &mut mpsc::UnboundedReceiver<Control>,
     ) -> Result<Outcome, RecordError> {
         let opts = self.opts.clone();
@@ -429,14 +604,9 @@ impl Engine {
         self.set_state(RecordingState::Recording);
         info!(fps, "recording started");
 
-        let encoder = SegmentEncoder::start(
-            &opts.encoder,
-            opts.width,
-            opts.height,
-            fps,
-            &opts.work_dir,
-            0,
-        )?;
+        let mut encoder = ResilientEncoder::start(&opts, fps)?;
+        let mut page_crashes = 0u32;
+        let mut failure: Option<(ErrorCode, String)> = None;
         let limit_slots = opts
             .max_duration
             .map(|d| (d.as_secs_f64() * f64::from(fps)).round() as u64);
@@ -467,6 +637,19 @@ impl Engine {
                 }
                 c = controls.recv() => {
                     command = Some((c.unwrap_or(Control::Stop), Origin::Owner, wall_now()));
+                }
+                Some(_) = crashes.next() => {
+                    page_crashes += 1;
+                    if page_crashes > MAX_PAGE_CRASHES {
+                        warn!(page_crashes, "the page keeps crashing; ending the recording");
+                        failure.get_or_insert((ErrorCode::PageCrashed, format!("the page crashed {page_crashes} times")));
+                        if stop.is_none() { stop = Some((wall_now(), Origin::Limit)); }
+                    } else {
+                        // Content from before the crash stays; the pacer repeats the last frame
+                        // until the reopened page paints again.
+                        warn!(page_crashes, "the page crashed; reopening it");
+                        self.session.recover(&opts.url, self.screencast_settings());
+                    }
                 }
                 _ = tick.tick() => {}
             }
@@ -524,7 +707,13 @@ impl Engine {
             }
 
             for slot in pacer.due(now) {
-                encoder.send(slot.jpeg).await?;
+                encoder.send(slot.jpeg).await;
+            }
+            if let Some(why) = encoder.failure()
+                && stop.is_none()
+            {
+                failure.get_or_insert((ErrorCode::RecordFailed, why));
+                stop = Some((now, Origin::Limit));
             }
 
             if let Some((at, origin)) = stop
@@ -535,12 +724,16 @@ impl Engine {
                     _ => pacer.finish(at),
                 };
                 for slot in tail {
-                    encoder.send(slot.jpeg).await?;
+                    encoder.send(slot.jpeg).await;
                 }
                 let written = pacer.slots_written();
-                let segments = encoder.finish(Duration::from_secs(60)).await?;
+                let (encoder_restarts, lost_seconds) = (encoder.restarts, encoder.lost_seconds);
+                let segments = encoder.finish().await?;
                 if written == 0 || segments.is_empty() {
-                    return Err(RecordError::NoFrames);
+                    return Err(match failure {
+                        Some((_, why)) => RecordError::Media(MediaError::EncoderDied(why)),
+                        None => RecordError::NoFrames,
+                    });
                 }
                 let stats = pacer.stats();
                 let recorded_seconds = written as f64 / f64::from(fps);
@@ -557,6 +750,10 @@ impl Engine {
                     stats,
                     events: self.log.clone(),
                     stopped_by: origin,
+                    error: failure,
+                    page_crashes,
+                    encoder_restarts,
+                    lost_seconds,
                 }));
             }
 
@@ -570,6 +767,9 @@ impl Engine {
                     p.bytes_written = bytes;
                     p.pauses = pauses;
                     p.refreshes = refreshes;
+                    p.page_crashes = page_crashes;
+                    p.encoder_restarts = encoder.restarts;
+                    p.lost_seconds = encoder.lost_seconds;
                 });
             }
         }

@@ -140,6 +140,15 @@ pub struct TaskStats {
     pub refreshes: u32,
     /// Callback delivery attempts.
     pub callback_attempts: u32,
+    /// Renderer crashes survived.
+    #[serde(default)]
+    pub page_crashes: u32,
+    /// Encoder restarts.
+    #[serde(default)]
+    pub encoder_restarts: u32,
+    /// Recorded seconds lost to encoder deaths.
+    #[serde(default)]
+    pub lost_seconds: f64,
 }
 
 /// A task as stored.
