@@ -10,6 +10,30 @@ use crate::browser::BrowserSettings;
 use crate::media::encoder::EncoderSettings;
 use crate::recording::CaptureSettings;
 
+/// A secret setting (token, signing key): printed as `<redacted>`, read with [`Secret::expose`].
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    /// The secret's value, for the one place that uses it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("<redacted>")
+    }
+}
+
+impl std::str::FromStr for Secret {
+    type Err = std::convert::Infallible;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Ok(Secret(s.to_string()))
+    }
+}
+
 /// libx264 presets accepted by `--preset`.
 pub const PRESETS: &[&str] = &[
     "ultrafast",
@@ -145,6 +169,10 @@ pub struct WorkerConfig {
     /// Callback delivery attempts before giving up.
     #[arg(long, env = "PAGECAST_CALLBACK_ATTEMPTS", default_value_t = 5)]
     pub callback_attempts: u32,
+    /// Secret for signing callbacks: each request carries `X-Pagecast-Signature: sha256=<hex>`,
+    /// the HMAC-SHA256 of the body under this secret. Never logged.
+    #[arg(long, env = "PAGECAST_CALLBACK_SECRET", hide_env_values = true)]
+    pub callback_secret: Option<Secret>,
     /// Seconds one callback request may take.
     #[arg(long, env = "PAGECAST_CALLBACK_TIMEOUT", default_value_t = 10)]
     pub callback_timeout: u64,
@@ -211,7 +239,7 @@ pub struct ApiConfig {
         hide_env_values = true,
         value_delimiter = ','
     )]
-    pub api_tokens: Vec<String>,
+    pub api_tokens: Vec<Secret>,
     /// Largest accepted request body in bytes.
     #[arg(long, env = "PAGECAST_MAX_BODY_BYTES", default_value_t = 64 * 1024)]
     pub max_body_bytes: usize,

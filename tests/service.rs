@@ -71,6 +71,18 @@ fn service(
     extra_workers: usize,
     capacity: usize,
 ) -> Service {
+    service_with(redis, name, in_process_worker, extra_workers, capacity, &[])
+}
+
+/// [`service`] with extra environment for every process.
+fn service_with(
+    redis: &TestRedis,
+    name: &str,
+    in_process_worker: bool,
+    extra_workers: usize,
+    capacity: usize,
+    extra_env: &[(&'static str, &str)],
+) -> Service {
     let dir = scratch(name);
     let port = free_port();
     let url = format!("http://127.0.0.1:{port}");
@@ -90,6 +102,9 @@ fn service(
             // The fixture pages are served on loopback.
             ("PAGECAST_ALLOW_PRIVATE_URLS", "true".to_string()),
         ]
+        .into_iter()
+        .chain(extra_env.iter().map(|(k, v)| (*k, v.to_string())))
+        .collect::<Vec<_>>()
     };
     let mut procs: Vec<Proc> = Vec::new();
     let mut serve_args = vec!["serve"];
@@ -618,4 +633,112 @@ fn a_worker_killed_mid_recording_does_not_leave_the_task_recording() {
 /// its Chromium and ffmpeg).
 fn has_children(pid: u32) -> bool {
     parents().iter().any(|(_, pp)| *pp == pid)
+}
+
+/// A callback receiver on loopback: `/ok` answers 204 and keeps what it got; `/fail` answers 500.
+type Received = std::sync::Arc<std::sync::Mutex<Vec<(Option<String>, Vec<u8>)>>>;
+
+fn callback_receiver() -> (String, Received) {
+    use axum::routing::post;
+    let got: Received = Default::default();
+    let store = got.clone();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async move {
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            tx.send(listener.local_addr().unwrap()).unwrap();
+            let app = axum::Router::new()
+                .route(
+                    "/ok",
+                    post(
+                        move |headers: axum::http::HeaderMap, body: axum::body::Bytes| {
+                            let store = store.clone();
+                            async move {
+                                let sig = headers
+                                    .get("x-pagecast-signature")
+                                    .and_then(|v| v.to_str().ok())
+                                    .map(String::from);
+                                store.lock().unwrap().push((sig, body.to_vec()));
+                                axum::http::StatusCode::NO_CONTENT
+                            }
+                        },
+                    ),
+                )
+                .route(
+                    "/fail",
+                    post(|| async { axum::http::StatusCode::INTERNAL_SERVER_ERROR }),
+                );
+            axum::serve(listener, app).await.unwrap();
+        });
+    });
+    (format!("http://{}", rx.recv().unwrap()), got)
+}
+
+#[test]
+fn callbacks_are_signed_delivered_once_and_retried_until_the_budget_is_spent() {
+    let redis = TestRedis::start();
+    let fixtures = fixture_server();
+    let (receiver, got) = callback_receiver();
+    let svc = service_with(
+        &redis,
+        "svc-callback",
+        true,
+        0,
+        2,
+        &[
+            ("PAGECAST_CALLBACK_SECRET", "s3cret"),
+            ("PAGECAST_CALLBACK_ATTEMPTS", "2"),
+        ],
+    );
+    let ok_id = start(
+        &svc.url,
+        json!({ "RecordURL": format!("{fixtures}/static.html"), "MaxDurationLimit": 2, "CallbackURL": format!("{receiver}/ok") }),
+    );
+    let fail_id = start(
+        &svc.url,
+        json!({ "RecordURL": format!("{fixtures}/static.html"), "MaxDurationLimit": 2, "CallbackURL": format!("{receiver}/fail") }),
+    );
+    let d = wait_for(
+        &svc.url,
+        &ok_id,
+        "finished",
+        Duration::from_secs(60),
+        status_is("finished"),
+    );
+    assert!(d["Result"]["ErrorCode"].is_null(), "{d}");
+    assert_eq!(d["Stats"]["CallbackAttempts"], 1, "{d}");
+    let received = got.lock().unwrap().clone();
+    assert_eq!(received.len(), 1, "delivered exactly once");
+    let (sig, body) = &received[0];
+    assert_eq!(
+        sig.as_deref(),
+        Some(pagecast::pipeline::callback::signature(b"s3cret", body).as_str()),
+        "the signature is the HMAC-SHA256 of the body"
+    );
+    let sent: Value = serde_json::from_slice(body).unwrap();
+    assert_eq!(sent["TaskID"], ok_id.as_str());
+    assert_eq!(sent["Status"], "finished");
+    assert!(sent["FinishTime"].as_i64().is_some());
+    assert!(
+        !sent["Result"]["Videos"].as_array().unwrap().is_empty(),
+        "{sent}"
+    );
+    // A receiver that never accepts: the budget (2 attempts) is spent and the outcome recorded.
+    let d = wait_for(
+        &svc.url,
+        &fail_id,
+        "finished",
+        Duration::from_secs(60),
+        status_is("finished"),
+    );
+    assert_eq!(d["Result"]["ErrorCode"], "CallbackFailed", "{d}");
+    assert_eq!(d["Stats"]["CallbackAttempts"], 2, "{d}");
+    assert!(
+        !d["Result"]["Videos"].as_array().unwrap().is_empty(),
+        "the files are still there: {d}"
+    );
 }

@@ -80,7 +80,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
             args.api
                 .api_tokens
                 .iter()
-                .map(|t| t.trim().to_string())
+                .map(|t| t.expose().trim().to_string())
                 .filter(|t| !t.is_empty())
                 .collect(),
         ),

@@ -11,6 +11,20 @@ use crate::error::ErrorCode;
 use crate::task::Status;
 use crate::task::store::{StoreError, TimeField, Transition};
 
+/// The header carrying the callback's signature.
+pub const SIGNATURE_HEADER: &str = "X-Pagecast-Signature";
+
+/// `sha256=<hex>`: the HMAC-SHA256 of `body` under `secret`. Receivers compute the same over the
+/// raw request body and compare in constant time.
+pub fn signature(secret: &[u8], body: &[u8]) -> String {
+    use hmac::{Hmac, Mac};
+    // HMAC accepts keys of any length, so this cannot fail.
+    let mut mac = <Hmac<sha2::Sha256> as Mac>::new_from_slice(secret)
+        .unwrap_or_else(|_| unreachable!("HMAC takes any key length"));
+    mac.update(body);
+    format!("sha256={}", hex::encode(mac.finalize().into_bytes()))
+}
+
 /// Runs one callback job.
 pub async fn run(ctx: WorkerContext, id: String) -> Result<(), StoreError> {
     let (ctx, id) = (&ctx, id.as_str());
@@ -51,8 +65,19 @@ pub async fn run(ctx: WorkerContext, id: String) -> Result<(), StoreError> {
         let mut stats = task.stats.clone().unwrap_or_default();
         stats.callback_attempts = attempt;
         task.stats = Some(stats);
-        let body = describe_json(&task, &uuid::Uuid::new_v4().to_string());
-        match ctx.http.post(&url).json(&body).send().await {
+        let body = serde_json::to_vec(&describe_json(&task, &uuid::Uuid::new_v4().to_string()))
+            .unwrap_or_default();
+        let mut request = ctx
+            .http
+            .post(&url)
+            .header(reqwest::header::CONTENT_TYPE, "application/json");
+        if let Some(secret) = &ctx.cfg.callback_secret {
+            request = request.header(
+                SIGNATURE_HEADER,
+                signature(secret.expose().as_bytes(), &body),
+            );
+        }
+        match request.body(body).send().await {
             Ok(resp) if resp.status().is_success() => {
                 delivered = true;
                 break;
@@ -99,4 +124,16 @@ pub async fn run(ctx: WorkerContext, id: String) -> Result<(), StoreError> {
     t.stats = task.stats.clone();
     t.release_lease = true;
     ctx.store.transition(id, t).await
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn signature_matches_the_hmac_sha256_test_vector() {
+        // RFC 4231, test case 2.
+        assert_eq!(
+            super::signature(b"Jefe", b"what do ya want for nothing?"),
+            "sha256=5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843"
+        );
+    }
 }

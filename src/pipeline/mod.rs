@@ -10,7 +10,7 @@
 //! queues are per node. Every status change goes through the task store's atomic transitions,
 //! fenced by the worker's lease, so a stale worker can never overwrite a newer one's work.
 
-mod callback;
+pub mod callback;
 mod diagnose;
 mod record;
 mod transcode;
