@@ -75,16 +75,6 @@ fn refresh_reloads_the_page_and_recording_goes_on() {
     assert!(last, "the page is visible again after the reload");
 }
 
-fn frame_clock_decodes_at(path: &std::path::Path, index: usize) -> bool {
-    let f = frame_at(path, index, &[]);
-    let gray: Vec<u8> = f
-        .data
-        .chunks(3)
-        .map(|p| ((u32::from(p[0]) + u32::from(p[1]) + u32::from(p[2])) / 3) as u8)
-        .collect();
-    pagecast::analysis::frame_clock::decode_clock(&gray, f.width, f.height).is_some()
-}
-
 #[test]
 fn stop_record_from_the_page_ends_the_recording() {
     let base = fixture_server();

@@ -173,6 +173,19 @@ fn start(url: &str, data: Value) -> String {
     body["TaskID"].as_str().unwrap().to_string()
 }
 
+/// Starts a task and waits until a worker records it.
+fn start_recording(url: &str, data: Value) -> String {
+    let id = start(url, data);
+    wait_for(
+        url,
+        &id,
+        "recording",
+        Duration::from_secs(30),
+        status_is("recording"),
+    );
+    id
+}
+
 fn describe(url: &str, id: &str) -> Value {
     let (status, body) = call(url, "Describe", json!({ "TaskID": id }));
     assert_eq!(status, 200, "Describe failed: {body}");
@@ -239,16 +252,9 @@ fn full_lifecycle_start_pause_resume_refresh_stop() {
     let redis = TestRedis::start();
     let fixtures = fixture_server();
     let svc = service(&redis, "svc-lifecycle", true, 0, 1);
-    let id = start(
+    let id = start_recording(
         &svc.url,
         json!({ "RecordURL": format!("{fixtures}/clock.html"), "UserContext": "class-42" }),
-    );
-    wait_for(
-        &svc.url,
-        &id,
-        "recording",
-        Duration::from_secs(30),
-        status_is("recording"),
     );
     let seen_recording = Instant::now();
     std::thread::sleep(Duration::from_secs(2));
@@ -459,16 +465,9 @@ fn concurrent_pause_and_stop_leave_a_consistent_task() {
     let redis = TestRedis::start();
     let fixtures = fixture_server();
     let svc = service(&redis, "svc-race", true, 0, 1);
-    let id = start(
+    let id = start_recording(
         &svc.url,
         json!({ "RecordURL": format!("{fixtures}/animated.html") }),
-    );
-    wait_for(
-        &svc.url,
-        &id,
-        "recording",
-        Duration::from_secs(30),
-        status_is("recording"),
     );
     std::thread::sleep(Duration::from_secs(1));
     let handles: Vec<_> = (0..12)
@@ -507,16 +506,9 @@ fn redis_restart_during_a_task_loses_nothing() {
     let mut redis = TestRedis::start();
     let fixtures = fixture_server();
     let svc = service(&redis, "svc-redis", true, 0, 1);
-    let id = start(
+    let id = start_recording(
         &svc.url,
         json!({ "RecordURL": format!("{fixtures}/animated.html") }),
-    );
-    wait_for(
-        &svc.url,
-        &id,
-        "recording",
-        Duration::from_secs(30),
-        status_is("recording"),
     );
     std::thread::sleep(Duration::from_secs(1));
     // Persist, then take Redis away for a moment: the API answers 503, nothing crashes.
@@ -569,16 +561,9 @@ fn a_worker_killed_mid_recording_does_not_leave_the_task_recording() {
     let fixtures = fixture_server();
     // An API-only node and two workers; the one that takes the task is killed with SIGKILL.
     let svc = service(&redis, "svc-killed", false, 2, 1);
-    let id = start(
+    let id = start_recording(
         &svc.url,
         json!({ "RecordURL": format!("{fixtures}/animated.html") }),
-    );
-    wait_for(
-        &svc.url,
-        &id,
-        "recording",
-        Duration::from_secs(30),
-        status_is("recording"),
     );
     let owner_pid = svc._procs[1..]
         .iter()

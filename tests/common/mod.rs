@@ -279,3 +279,15 @@ pub fn cmdline(pid: u32) -> String {
         .map(|b| String::from_utf8_lossy(&b).replace('\0', " "))
         .unwrap_or_default()
 }
+
+/// Whether frame `index` of a recording of `clock.html` shows the page's clock (the page is
+/// visible, not blank or crashed).
+pub fn frame_clock_decodes_at(path: &Path, index: usize) -> bool {
+    let f = frame_at(path, index, &[]);
+    let gray: Vec<u8> = f
+        .data
+        .chunks(3)
+        .map(|px| ((u32::from(px[0]) + u32::from(px[1]) + u32::from(px[2])) / 3) as u8)
+        .collect();
+    pagecast::analysis::frame_clock::decode_clock(&gray, f.width, f.height).is_some()
+}
