@@ -24,3 +24,14 @@ fi
 for bin in chromium ffmpeg ffprobe redis-server pulseaudio fc-match; do
   command -v "$bin" >/dev/null 2>&1 || { echo "install-deps: $bin is still missing after install" >&2; exit 1; }
 done
+
+# The S3-compatible server the tests run against: s3s-fs (a real implementation that checks
+# signatures), built from source once into a tools directory. 0.14.1 is the newest release that
+# builds with this project's Rust version.
+tools="${PAGECAST_TOOLS_DIR:-$HOME/.cache/pagecast-tools}"
+s3s_version=0.14.1
+if ! grep -qs "s3s-fs $s3s_version" "$tools/.crates.toml" || [ ! -x "$tools/bin/s3s-fs" ]; then
+  echo "install-deps: building s3s-fs $s3s_version into $tools (takes a few minutes once)"
+  cargo install "s3s-fs@$s3s_version" --features binary --locked --root "$tools"
+fi
+"$tools/bin/s3s-fs" --help >/dev/null || { echo "install-deps: $tools/bin/s3s-fs does not run" >&2; exit 1; }

@@ -27,6 +27,12 @@ impl std::fmt::Debug for Secret {
     }
 }
 
+impl From<String> for Secret {
+    fn from(s: String) -> Self {
+        Secret(s)
+    }
+}
+
 impl std::str::FromStr for Secret {
     type Err = std::convert::Infallible;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
@@ -166,9 +172,27 @@ pub struct WorkerConfig {
     /// Milliseconds a worker's lease on a task lasts without a heartbeat.
     #[arg(long, env = "PAGECAST_LEASE_MS", default_value_t = 15_000)]
     pub lease_ms: u64,
-    /// Callback delivery attempts before giving up.
-    #[arg(long, env = "PAGECAST_CALLBACK_ATTEMPTS", default_value_t = 5)]
+    /// Most callback attempts per task (0 = as many as the retry period allows).
+    #[arg(long, env = "PAGECAST_CALLBACK_ATTEMPTS", default_value_t = 0)]
     pub callback_attempts: u32,
+    /// Seconds, from the first attempt, during which a failed callback is retried; after that
+    /// the task's result says CallbackFailed.
+    #[arg(long, env = "PAGECAST_CALLBACK_RETRY_SECONDS", default_value_t = 6 * 3600)]
+    pub callback_retry_seconds: u64,
+    /// Milliseconds before the first retry; each further retry waits twice as long (with
+    /// random jitter), up to PAGECAST_CALLBACK_MAX_BACKOFF_SECONDS.
+    #[arg(long, env = "PAGECAST_CALLBACK_BACKOFF_MS", default_value_t = 2_000)]
+    pub callback_backoff_ms: u64,
+    /// Longest wait between two callback attempts, seconds.
+    #[arg(
+        long,
+        env = "PAGECAST_CALLBACK_MAX_BACKOFF_SECONDS",
+        default_value_t = 600
+    )]
+    pub callback_max_backoff_seconds: u64,
+    /// Callbacks this worker delivers at once (a slow receiver holds only one of them).
+    #[arg(long, env = "PAGECAST_CALLBACK_CONCURRENCY", default_value_t = 16, value_parser = clap::value_parser!(u64).range(1..=1024))]
+    pub callback_concurrency: u64,
     /// Secret for signing callbacks: each request carries `X-Pagecast-Signature: sha256=<hex>`,
     /// the HMAC-SHA256 of the body under this secret. Never logged.
     #[arg(long, env = "PAGECAST_CALLBACK_SECRET", hide_env_values = true)]
@@ -180,6 +204,9 @@ pub struct WorkerConfig {
     /// (off by default: such URLs are refused at Start and checked again before use).
     #[arg(long, env = "PAGECAST_ALLOW_PRIVATE_URLS")]
     pub allow_private_urls: bool,
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub storage: crate::storage::StorageConfig,
     #[command(flatten)]
     #[allow(missing_docs)]
     pub recorder: RecorderConfig,
@@ -216,6 +243,11 @@ impl WorkerConfig {
         crate::url_guard::UrlPolicy {
             allow_private: self.allow_private_urls,
         }
+    }
+
+    /// Where a task's deliverable is assembled before upload to object storage.
+    pub fn deliver_dir(&self, task_id: &str) -> PathBuf {
+        self.work_root().join(format!("{task_id}.deliver"))
     }
 
     /// Root of per-task work directories.

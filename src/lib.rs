@@ -20,5 +20,6 @@ pub mod media;
 pub mod pipeline;
 pub mod process;
 pub mod recording;
+pub mod storage;
 pub mod task;
 pub mod url_guard;

@@ -11,7 +11,8 @@ use pagecast::api::start::{
 use pagecast::error::ErrorCode;
 use pagecast::recording::{DEFAULT_FPS, DEFAULT_HEIGHT, DEFAULT_WIDTH, MAX_DIMENSION, MAX_FPS};
 use pagecast::task::{
-    Muxer, OutputTarget, StartSpec, Status, StorageType, TaskRecord, TaskResult, TaskStats, Video,
+    CallbackDelivery, CallbackState, Muxer, OutputTarget, StartSpec, Status, StorageType,
+    TaskRecord, TaskResult, TaskStats, Video,
 };
 use serde_json::{Value, json};
 
@@ -348,6 +349,14 @@ fn full_task() -> TaskRecord {
         fence: 3,
         node: Some("node".into()),
         restarts: 1,
+        callback: Some(CallbackDelivery {
+            state: CallbackState::Pending,
+            attempts: 2,
+            last_error: Some("the receiver answered HTTP 503".into()),
+            first_attempt_ms: 1_700_000_130_000,
+            next_attempt_ms: Some(1_700_000_140_000),
+            event_id: "0b7e1c2a-5d6f-4a8b-9c0d-1e2f3a4b5c6d".into(),
+        }),
     }
 }
 

@@ -10,7 +10,7 @@
 
 use serde_json::{Map, Value, json};
 
-use crate::task::{TaskRecord, TaskResult, TaskStats};
+use crate::task::{CallbackDelivery, CallbackState, TaskRecord, TaskResult, TaskStats};
 
 /// The Describe (and callback) JSON of `task`.
 pub fn describe_json(task: &TaskRecord, request_id: &str) -> Value {
@@ -39,6 +39,9 @@ pub fn describe_json(task: &TaskRecord, request_id: &str) -> Value {
         out.insert("Stats".into(), stats_json(stats));
     }
     out.insert("Restarts".into(), json!(task.restarts));
+    if let Some(delivery) = &task.callback {
+        out.insert("Callback".into(), callback_json(delivery));
+    }
     if let Some(context) = &task.spec.user_context {
         out.insert("UserContext".into(), json!(context));
     }
@@ -70,6 +73,27 @@ fn result_json(result: &TaskResult) -> Value {
         })
         .collect();
     out.insert("Videos".into(), Value::Array(videos));
+    Value::Object(out)
+}
+
+fn callback_json(d: &CallbackDelivery) -> Value {
+    let state = match d.state {
+        CallbackState::Pending => "pending",
+        CallbackState::Delivered => "delivered",
+        CallbackState::Failed => "failed",
+    };
+    let mut out = Map::new();
+    out.insert("State".into(), json!(state));
+    out.insert("Attempts".into(), json!(d.attempts));
+    if let Some(e) = &d.last_error {
+        out.insert("LastError".into(), json!(e));
+    }
+    if let Some(ms) = d.next_attempt_ms {
+        out.insert("NextAttemptTime".into(), json!(ms.div_euclid(1000)));
+    }
+    if !d.event_id.is_empty() {
+        out.insert("EventID".into(), json!(d.event_id));
+    }
     Value::Object(out)
 }
 
@@ -139,6 +163,7 @@ mod tests {
             fence: 42,
             node: Some("node-a".into()),
             restarts: 0,
+            callback: None,
         }
     }
 

@@ -457,6 +457,7 @@ impl Parser<'_> {
             target_dir,
             target_name,
             domain,
+            cos: !is_s3,
         })
     }
 
@@ -987,6 +988,7 @@ mod tests {
                 target_dir: Some("class/2024".into()),
                 target_name: Some("lesson-1".into()),
                 domain: Some("cdn.example.org".into()),
+                cos: true,
             }
         );
     }

@@ -1,5 +1,7 @@
-//! The callback stage: POST the task's Describe JSON to its CallbackURL, retrying with backoff
-//! until the receiver answers 2xx or the attempts are spent; the outcome lands in the result.
+//! The callback stage: POST the task's Describe JSON to its CallbackURL. Deliveries live in a
+//! durable outbox in Redis and are retried with exponential backoff and jitter until the
+//! receiver answers 2xx or the retry period is spent; the outcome lands in the result and in
+//! Describe's `Callback`.
 
 use std::time::Duration;
 
@@ -10,6 +12,7 @@ use crate::api::describe::describe_json;
 use crate::error::ErrorCode;
 use crate::task::Status;
 use crate::task::store::{StoreError, TimeField, Transition};
+use crate::task::{CallbackDelivery, CallbackState};
 
 /// The header carrying the callback's signature.
 pub const SIGNATURE_HEADER: &str = "X-Pagecast-Signature";
@@ -25,7 +28,20 @@ pub fn signature(secret: &[u8], body: &[u8]) -> String {
     format!("sha256={}", hex::encode(mac.finalize().into_bytes()))
 }
 
-/// Runs one callback job.
+/// Identifies a delivery across retries, so a receiver can drop duplicates.
+pub const EVENT_ID_HEADER: &str = "X-Pagecast-Event-Id";
+
+/// The wait before attempt `attempts + 1`: `base · 2^(attempts-1)` capped at `max`, scaled by a
+/// random factor in [0.5, 1) so that receivers recovering from an outage are not hit by every
+/// retry at once.
+pub fn backoff(attempts: u32, base: Duration, max: Duration, jitter: f64) -> Duration {
+    let exp = base.saturating_mul(1u32 << attempts.saturating_sub(1).min(20));
+    exp.min(max).mul_f64(0.5 + 0.5 * jitter.clamp(0.0, 1.0))
+}
+
+/// Runs one callback job: one delivery attempt. A failed attempt goes back to the outbox in
+/// Redis with its next due time (so it survives restarts and holds no worker meanwhile) until
+/// the retry period or the attempt limit is spent; then the task finishes with CallbackFailed.
 pub async fn run(ctx: WorkerContext, id: String) -> Result<(), StoreError> {
     let (ctx, id) = (&ctx, id.as_str());
     let Some((fence, mut task)) = ctx.claim_stage(id, Status::Callback).await? else {
@@ -36,98 +52,154 @@ pub async fn run(ctx: WorkerContext, id: String) -> Result<(), StoreError> {
             .finish_or_callback(id, Status::Callback, Some(fence), task.result.clone())
             .await;
     };
+    let now = now_ms();
+    let mut delivery = task.callback.clone().unwrap_or_else(|| CallbackDelivery {
+        first_attempt_ms: now,
+        event_id: uuid::Uuid::new_v4().to_string(),
+        ..CallbackDelivery::default()
+    });
     // The receiver sees the final state: finished, with the finish time.
     let finish_time = now_s();
     task.status = Status::Finished;
     task.finish_time = Some(finish_time);
     // Checked at Start; checked again now, since a name may resolve differently today.
     if let Err(why) = crate::url_guard::check_url(&url, ctx.cfg.url_policy()).await {
-        let mut result = task.result.clone().unwrap_or_default();
-        result
-            .error_code
-            .get_or_insert_with(|| ErrorCode::CallbackFailed.as_str().to_string());
-        result
-            .error_message
-            .get_or_insert_with(|| format!("the CallbackURL {why}"));
+        delivery.last_error = Some(format!("the CallbackURL {why}"));
+        return give_up(ctx, id, fence, task, delivery, finish_time).await;
+    }
+    delivery.attempts += 1;
+    delivery.next_attempt_ms = None;
+    let mut stats = task.stats.clone().unwrap_or_default();
+    stats.callback_attempts = delivery.attempts;
+    task.stats = Some(stats);
+    task.callback = Some(CallbackDelivery {
+        state: CallbackState::Delivered,
+        ..delivery.clone()
+    });
+    let body = serde_json::to_vec(&describe_json(&task, &uuid::Uuid::new_v4().to_string()))
+        .unwrap_or_default();
+    let mut request = ctx
+        .http
+        .post(&url)
+        .header(reqwest::header::CONTENT_TYPE, "application/json")
+        .header(EVENT_ID_HEADER, &delivery.event_id);
+    if let Some(secret) = &ctx.cfg.callback_secret {
+        request = request.header(
+            SIGNATURE_HEADER,
+            signature(secret.expose().as_bytes(), &body),
+        );
+    }
+    let error = match request.body(body).send().await {
+        Ok(resp) if resp.status().is_success() => None,
+        Ok(resp) => Some(format!(
+            "the receiver answered HTTP {}",
+            resp.status().as_u16()
+        )),
+        Err(e) => Some(format!("the request failed: {}", error_chain(&e))),
+    };
+    let Some(error) = error else {
+        info!(attempts = delivery.attempts, "callback delivered");
+        delivery.state = CallbackState::Delivered;
         let mut t = Transition::new(Status::Callback, Status::Finished);
         t.lease = Some((ctx.worker_id.clone(), fence));
         t.times = vec![(TimeField::Finish, finish_time)];
-        t.result = Some(result);
+        t.result = task.result.clone();
+        t.stats = task.stats.clone();
+        t.callback = Some(delivery);
         t.release_lease = true;
         return ctx.store.transition(id, t).await;
+    };
+    warn!(attempt = delivery.attempts, %error, "callback not delivered");
+    delivery.last_error = Some(error);
+    let cfg = &ctx.cfg;
+    let wait = backoff(
+        delivery.attempts,
+        Duration::from_millis(cfg.callback_backoff_ms.max(1)),
+        Duration::from_secs(cfg.callback_max_backoff_seconds.max(1)),
+        fastrand::f64(),
+    );
+    let due = now_ms() + wait.as_millis() as i64;
+    let budget_end = delivery.first_attempt_ms + (cfg.callback_retry_seconds as i64) * 1000;
+    let attempts_left = cfg.callback_attempts == 0 || delivery.attempts < cfg.callback_attempts;
+    if !attempts_left || due > budget_end {
+        return give_up(ctx, id, fence, task, delivery, finish_time).await;
     }
-    let attempts = ctx.cfg.callback_attempts.max(1);
-    let mut last_error = String::new();
-    let mut delivered = false;
-    let mut made = 0;
-    for attempt in 1..=attempts {
-        made = attempt;
-        let mut stats = task.stats.clone().unwrap_or_default();
-        stats.callback_attempts = attempt;
-        task.stats = Some(stats);
-        let body = serde_json::to_vec(&describe_json(&task, &uuid::Uuid::new_v4().to_string()))
-            .unwrap_or_default();
-        let mut request = ctx
-            .http
-            .post(&url)
-            .header(reqwest::header::CONTENT_TYPE, "application/json");
-        if let Some(secret) = &ctx.cfg.callback_secret {
-            request = request.header(
-                SIGNATURE_HEADER,
-                signature(secret.expose().as_bytes(), &body),
-            );
-        }
-        match request.body(body).send().await {
-            Ok(resp) if resp.status().is_success() => {
-                delivered = true;
-                break;
-            }
-            Ok(resp) => {
-                last_error = format!("the receiver answered HTTP {}", resp.status().as_u16())
-            }
-            Err(e) => last_error = format!("the request failed: {e}"),
-        }
-        warn!(attempt, error = %last_error, "callback not delivered");
-        if attempt < attempts {
-            let wait = Duration::from_millis(500u64 << (attempt - 1).min(6));
-            let _ = ctx
-                .store
-                .renew(
-                    id,
-                    &ctx.worker_id,
-                    fence,
-                    now_ms(),
-                    ctx.lease_ms() + wait.as_millis() as i64,
-                )
-                .await;
-            tokio::select! {
-                _ = tokio::time::sleep(wait) => {}
-                _ = ctx.shutdown.cancelled() => break,
-            }
-        }
-    }
+    delivery.state = CallbackState::Pending;
+    delivery.next_attempt_ms = Some(due);
+    ctx.store
+        .defer_callback(
+            id,
+            &ctx.worker_id,
+            fence,
+            &delivery,
+            task.stats.as_ref(),
+            due,
+        )
+        .await
+}
+
+/// The retry budget is spent (or the URL is refused): the task finishes with CallbackFailed and
+/// keeps its files.
+async fn give_up(
+    ctx: &WorkerContext,
+    id: &str,
+    fence: u64,
+    task: crate::task::TaskRecord,
+    mut delivery: CallbackDelivery,
+    finish_time: i64,
+) -> Result<(), StoreError> {
+    delivery.state = CallbackState::Failed;
+    delivery.next_attempt_ms = None;
+    let why = delivery.last_error.clone().unwrap_or_default();
+    warn!(attempts = delivery.attempts, error = %why, "callback given up");
     let mut result = task.result.clone().unwrap_or_default();
-    if delivered {
-        info!(attempts = made, "callback delivered");
-    } else {
-        result
-            .error_code
-            .get_or_insert_with(|| ErrorCode::CallbackFailed.as_str().to_string());
-        result.error_message.get_or_insert_with(|| {
-            format!("callback to the CallbackURL failed after {made} attempts: {last_error}")
-        });
-    }
+    result
+        .error_code
+        .get_or_insert_with(|| ErrorCode::CallbackFailed.as_str().to_string());
+    result.error_message.get_or_insert_with(|| {
+        format!(
+            "callback to the CallbackURL failed after {} attempts: {why}",
+            delivery.attempts
+        )
+    });
     let mut t = Transition::new(Status::Callback, Status::Finished);
     t.lease = Some((ctx.worker_id.clone(), fence));
     t.times = vec![(TimeField::Finish, finish_time)];
     t.result = Some(result);
     t.stats = task.stats.clone();
+    t.callback = Some(delivery);
     t.release_lease = true;
     ctx.store.transition(id, t).await
 }
 
+/// An error with its causes ("error sending request: connection refused").
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        out.push_str(": ");
+        out.push_str(&s.to_string());
+        source = s.source();
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
+    #[test]
+    fn backoff_doubles_up_to_the_cap_with_jitter() {
+        let base = Duration::from_secs(2);
+        let max = Duration::from_secs(600);
+        assert_eq!(super::backoff(1, base, max, 1.0), Duration::from_secs(2));
+        assert_eq!(super::backoff(2, base, max, 1.0), Duration::from_secs(4));
+        assert_eq!(super::backoff(5, base, max, 1.0), Duration::from_secs(32));
+        assert_eq!(super::backoff(30, base, max, 1.0), max);
+        assert_eq!(super::backoff(1, base, max, 0.0), Duration::from_secs(1));
+        assert_eq!(super::backoff(u32::MAX, base, max, 0.5), max.mul_f64(0.75));
+    }
+
     #[test]
     fn signature_matches_the_hmac_sha256_test_vector() {
         // RFC 4231, test case 2.

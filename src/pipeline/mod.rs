@@ -103,6 +103,28 @@ impl WorkerContext {
         }
     }
 
+    /// Keeps this worker's lease on `id` alive (renewing every third of the lease period) until
+    /// the returned guard is dropped: for stages whose work can outlast one lease.
+    pub fn heartbeat(&self, id: &str, fence: u64) -> Heartbeat {
+        let ctx = self.clone();
+        let id = id.to_string();
+        let every = Duration::from_millis((self.lease_ms() / 3).max(200) as u64);
+        Heartbeat(tokio::spawn(async move {
+            let mut tick = tokio::time::interval(every);
+            tick.tick().await;
+            loop {
+                tick.tick().await;
+                if let Err(e) = ctx
+                    .store
+                    .renew(&id, &ctx.worker_id, fence, now_ms(), ctx.lease_ms())
+                    .await
+                {
+                    warn!(task_id = %id, error = %e, "renewing the lease failed");
+                }
+            }
+        }))
+    }
+
     /// Takes the lease of a task waiting in `stage`; `None` when another worker has it or the
     /// task has moved on (then the queue entry is simply dropped).
     pub async fn claim_stage(
@@ -184,19 +206,32 @@ impl WorkerContext {
     }
 }
 
+/// Stops renewing a lease when dropped.
+pub struct Heartbeat(tokio::task::JoinHandle<()>);
+
+impl Drop for Heartbeat {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
 /// Runs a worker until `ctx.shutdown` is cancelled.
 pub async fn run_worker(ctx: WorkerContext) {
     info!(worker = %ctx.worker_id, capacity = ctx.cfg.capacity(), "worker started");
     let mut loops = tokio::task::JoinSet::new();
     loops.spawn(record_loop(ctx.clone()));
+    // Finalizing is I/O-bound stream copying; two at a time keep the disk busy without
+    // starving recordings of CPU.
     loops.spawn(stage_loop(
         ctx.clone(),
         ctx.node_queue(Stage::Transcode),
+        2,
         transcode::run,
     ));
     loops.spawn(stage_loop(
         ctx.clone(),
         ctx.node_queue(Stage::Upload),
+        4,
         upload::run,
     ));
     loops.spawn(stage_loop(
@@ -205,8 +240,10 @@ pub async fn run_worker(ctx: WorkerContext) {
             stage: Stage::Callback,
             node: None,
         },
+        ctx.cfg.callback_concurrency as usize,
         callback::run,
     ));
+    loops.spawn(outbox_loop(ctx.clone()));
     loops.spawn(diagnose::run(ctx.clone()));
     while loops.join_next().await.is_some() {}
     info!(worker = %ctx.worker_id, "worker stopped");
@@ -270,43 +307,77 @@ async fn record_loop(ctx: WorkerContext) {
     while running.join_next().await.is_some() {}
 }
 
-/// Reads one stage queue and runs its jobs one at a time (they are short).
-async fn stage_loop<F, Fut>(ctx: WorkerContext, queue: StageQueue, run: F)
+/// Reads one stage queue and runs up to `concurrency` of its jobs at once; each job is
+/// acknowledged when it ends (a job whose worker dies is redelivered).
+async fn stage_loop<F, Fut>(ctx: WorkerContext, queue: StageQueue, concurrency: usize, run: F)
 where
     F: Fn(WorkerContext, String) -> Fut,
     Fut: std::future::Future<Output = Result<(), StoreError>> + Send + 'static,
 {
+    let slots = Arc::new(Semaphore::new(concurrency.max(1)));
+    let mut running = tokio::task::JoinSet::new();
     let mut errors = 0;
     loop {
-        let jobs = tokio::select! {
-            r = ctx.store.read_stage(&queue, &ctx.worker_id, 4, 1_000, 60_000) => r,
+        while running.try_join_next().is_some() {}
+        // Wait for a free slot, then read as many jobs as there are free slots.
+        let first = tokio::select! {
+            p = slots.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => break },
             _ = ctx.shutdown.cancelled() => break,
         };
-        match jobs {
+        let mut permits = vec![first];
+        while let Ok(p) = slots.clone().try_acquire_owned() {
+            permits.push(p);
+        }
+        let jobs = tokio::select! {
+            r = ctx.store.read_stage(&queue, &ctx.worker_id, permits.len(), 1_000, 60_000) => r,
+            _ = ctx.shutdown.cancelled() => break,
+        };
+        let jobs = match jobs {
             Ok(jobs) => {
                 errors = 0;
-                for job in jobs {
-                    let span =
-                        info_span!("task", task_id = %job.task_id, stage = queue.stage.as_str());
-                    // A panic in one job must not take the loop down.
-                    let handle =
-                        tokio::spawn(run(ctx.clone(), job.task_id.clone()).instrument(span));
-                    match handle.await {
-                        Ok(Ok(())) => {}
-                        Ok(Err(e)) => {
-                            warn!(task_id = %job.task_id, error = %e, "stage ended with a store error")
-                        }
-                        Err(e) => warn!(task_id = %job.task_id, error = %e, "stage job panicked"),
-                    }
-                    if let Err(e) = ctx.store.ack(&queue, &job.entry_id).await {
-                        warn!(error = %e, "ack failed; the job will be redelivered");
-                    }
-                }
+                jobs
             }
             Err(e) => {
                 warn!(stage = queue.stage.as_str(), error = %e, "reading a stage queue failed");
+                drop(permits);
                 backoff(&ctx, &mut errors).await;
+                continue;
             }
+        };
+        for (job, permit) in jobs.into_iter().zip(permits) {
+            let span = info_span!("task", task_id = %job.task_id, stage = queue.stage.as_str());
+            let (ctx2, queue2) = (ctx.clone(), queue.clone());
+            let work = run(ctx.clone(), job.task_id.clone()).instrument(span);
+            running.spawn(async move {
+                let _permit = permit;
+                // A panic in one job must not take the loop down.
+                match tokio::spawn(work).await {
+                    Ok(Ok(())) => {}
+                    Ok(Err(e)) => {
+                        warn!(task_id = %job.task_id, error = %e, "stage ended with a store error")
+                    }
+                    Err(e) => warn!(task_id = %job.task_id, error = %e, "stage job panicked"),
+                }
+                if let Err(e) = ctx2.store.ack(&queue2, &job.entry_id).await {
+                    warn!(error = %e, "ack failed; the job will be redelivered");
+                }
+            });
+        }
+    }
+    while running.join_next().await.is_some() {}
+}
+
+/// Moves callbacks whose next attempt is due from the outbox to the callback queue.
+async fn outbox_loop(ctx: WorkerContext) {
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_millis(500)) => {}
+            _ = ctx.shutdown.cancelled() => return,
+        }
+        match ctx.store.release_due_callbacks(now_ms(), 100).await {
+            Ok(0) => {}
+            Ok(n) => info!(count = n, "callbacks due again"),
+            Err(e) => warn!(error = %e, "reading the callback outbox failed"),
         }
     }
 }

@@ -1,5 +1,6 @@
 //! The transcode stage: join the recorded segments into the deliverable (MP4 or HLS, encrypted
-//! if asked) in the output directory, without re-encoding.
+//! if asked) without re-encoding: in the output directory (local delivery) or in a directory the
+//! upload stage sends to object storage.
 
 use std::path::{Path, PathBuf};
 
@@ -38,8 +39,16 @@ pub async fn run(ctx: WorkerContext, id: String) -> Result<(), StoreError> {
     let Some((fence, task)) = ctx.claim_stage(&id, Status::Transcode).await? else {
         return Ok(());
     };
+    let _heartbeat = ctx.heartbeat(&id, fence);
     let work_dir = ctx.cfg.work_root().join(&id);
-    let out_root = &ctx.cfg.output_dir;
+    // Object storage: assemble beside the work directory, for the upload stage to send. Local
+    // delivery: write straight into the published output directory.
+    let to_storage = ctx.cfg.storage.destination(&task.spec.output).is_some();
+    let out_root = if to_storage {
+        ctx.cfg.deliver_dir(&id)
+    } else {
+        ctx.cfg.output_dir.clone()
+    };
     let output = out_root.join(output_rel_path(&task));
     let files = match produce(&ctx, &task, &work_dir, &output).await? {
         Ok(files) => files,
@@ -55,21 +64,25 @@ pub async fn run(ctx: WorkerContext, id: String) -> Result<(), StoreError> {
                 .await;
         }
     };
-    // Local delivery: the files are final where they are; Describe points at `serve`'s /files/.
     let base = ctx.public_url.trim_end_matches('/');
     let videos = files
         .iter()
         .filter_map(|f| {
             let rel = f
-                .strip_prefix(out_root)
+                .strip_prefix(&out_root)
                 .ok()?
                 .to_string_lossy()
                 .into_owned();
             let size = std::fs::metadata(f).ok()?.len();
             Some(Video {
-                filename: rel.clone(),
+                // Object storage URLs are known once uploaded; local files are served by `serve`.
+                file_url: if to_storage {
+                    String::new()
+                } else {
+                    format!("{base}/files/{}", crate::storage::encode_key(&rel))
+                },
+                filename: rel,
                 file_size: size,
-                file_url: format!("{base}/files/{rel}"),
             })
         })
         .collect();
@@ -82,6 +95,7 @@ pub async fn run(ctx: WorkerContext, id: String) -> Result<(), StoreError> {
     t.enqueue = Some(ctx.node_queue(Stage::Upload));
     t.release_lease = true;
     ctx.store.transition(&id, t).await?;
+    info!(files = files.len(), "deliverable ready");
     // The segments are no longer needed once the deliverable is committed.
     let _ = std::fs::remove_dir_all(&work_dir);
     Ok(())

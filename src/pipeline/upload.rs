@@ -1,11 +1,22 @@
-//! The upload stage. Results are currently delivered to the local output directory (served by
-//! `pagecast serve` under /files/), which the transcode stage already wrote; this stage confirms
-//! every file is in place and moves the task on to its callback.
+//! The upload stage: sends the deliverable to object storage (when the server or the task names a
+//! bucket) and records each object's URL; for local delivery it confirms the files are in the
+//! published output directory.
+//!
+//! A storage outage does not fail the task: retryable failures (connection errors, timeouts,
+//! throttling, 5xx) are waited out with backoff for up to `PAGECAST_UPLOAD_RETRY_SECONDS`, holding
+//! the lease. Local files are deleted only after every object is confirmed in storage and the
+//! task has moved on; a task that fails to upload keeps its files on the worker.
+
+use std::time::{Duration, Instant};
+
+use tracing::{info, warn};
 
 use super::WorkerContext;
 use crate::error::ErrorCode;
-use crate::task::Status;
+use crate::storage::s3::{ObjectStore, UploadSettings};
+use crate::storage::{Destination, StorageError, credentials};
 use crate::task::store::StoreError;
+use crate::task::{Status, TaskRecord, TaskResult};
 
 /// Runs one upload job.
 pub async fn run(ctx: WorkerContext, id: String) -> Result<(), StoreError> {
@@ -13,7 +24,127 @@ pub async fn run(ctx: WorkerContext, id: String) -> Result<(), StoreError> {
     let Some((fence, task)) = ctx.claim_stage(id, Status::Upload).await? else {
         return Ok(());
     };
+    let _heartbeat = ctx.heartbeat(id, fence);
     let result = task.result.clone().unwrap_or_default();
+    let Some(dest) = ctx.cfg.storage.destination(&task.spec.output) else {
+        return confirm_local(ctx, id, fence, result).await;
+    };
+    let started = Instant::now();
+    let budget = Duration::from_secs(ctx.cfg.storage.upload_retry_seconds);
+    let mut attempt = 0u32;
+    let outcome = loop {
+        attempt += 1;
+        match upload_all(ctx, &task, &dest, &result).await {
+            Ok(result) => break Ok(result),
+            Err(e) if e.is_retryable() && started.elapsed() < budget => {
+                let wait = Duration::from_millis((1000u64 << attempt.min(5)).min(30_000));
+                warn!(attempt, error = %e, wait_ms = wait.as_millis() as u64, "storage unavailable; will retry");
+                tokio::select! {
+                    _ = tokio::time::sleep(wait) => {}
+                    // Shutting down: leave the task in `upload`; the job is redelivered.
+                    _ = ctx.shutdown.cancelled() => return Ok(()),
+                }
+            }
+            Err(e) => break Err(e),
+        }
+    };
+    match outcome {
+        Ok(result) => {
+            info!(
+                objects = result.videos.len(),
+                attempts = attempt,
+                "result uploaded"
+            );
+            ctx.finish_or_callback(id, Status::Upload, Some(fence), Some(result))
+                .await?;
+            // Confirmed in storage and recorded: the local copy can go.
+            let _ = tokio::fs::remove_dir_all(ctx.cfg.deliver_dir(id)).await;
+            Ok(())
+        }
+        Err(e) => {
+            let kept = ctx.cfg.deliver_dir(id);
+            ctx.fail_task(
+                id,
+                Status::Upload,
+                Some(fence),
+                ErrorCode::UploadFailed,
+                format!(
+                    "uploading the result to bucket {} failed after {attempt} attempts: {e} \
+                     (the files are kept on node {} in {})",
+                    dest.bucket,
+                    ctx.node,
+                    kept.display()
+                ),
+            )
+            .await
+        }
+    }
+}
+
+/// Sends every file of the result and returns the result with the objects' URLs. Objects already
+/// in storage with the right size (an earlier attempt got that far) are not sent again.
+async fn upload_all(
+    ctx: &WorkerContext,
+    task: &TaskRecord,
+    dest: &Destination,
+    result: &TaskResult,
+) -> Result<TaskResult, StorageError> {
+    if let Some(endpoint) = &task.spec.output.endpoint {
+        // A task-chosen endpoint is a place pagecast connects to: the same rules as any URL.
+        let url = if endpoint.contains("://") {
+            endpoint.clone()
+        } else {
+            format!("https://{endpoint}")
+        };
+        crate::url_guard::check_url(&url, ctx.cfg.url_policy())
+            .await
+            .map_err(|why| StorageError::Config(format!("the Output.S3.Endpoint {why}")))?;
+    }
+    let creds = credentials::load().map_err(StorageError::Config)?;
+    let settings = UploadSettings {
+        part_size: ctx.cfg.storage.part_size(),
+        concurrency: ctx.cfg.storage.s3_upload_concurrency as usize,
+        max_attempts: ctx.cfg.storage.s3_max_attempts,
+    };
+    let store = ObjectStore::new(dest.clone(), &creds, settings);
+    let local_root = ctx.cfg.deliver_dir(&task.id);
+    let mut out = result.clone();
+    let mut sent = 0u64;
+    for video in &mut out.videos {
+        let key = video.filename.clone();
+        let path = local_root.join(&key);
+        if path.is_file() {
+            let up = store.upload_file(&path, &key).await?;
+            sent += up.bytes;
+        } else {
+            match store.size_of(&key).await? {
+                Some(size) if size == video.file_size => {}
+                other => {
+                    return Err(StorageError::Request {
+                        operation: "upload",
+                        key: key.clone(),
+                        message: format!(
+                            "the local file is gone and storage has {}",
+                            other.map_or("no such object".to_string(), |s| format!("{s} bytes"))
+                        ),
+                        retryable: false,
+                    });
+                }
+            }
+        }
+        video.file_url = store.url_of(&key).await?;
+    }
+    info!(bucket = %dest.bucket, bytes = sent, "objects stored");
+    Ok(out)
+}
+
+/// Local delivery: every file must be in the output directory.
+async fn confirm_local(
+    ctx: &WorkerContext,
+    id: &str,
+    fence: u64,
+    result: TaskResult,
+) -> Result<(), StoreError> {
     let missing: Vec<_> = result
         .videos
         .iter()

@@ -41,6 +41,10 @@ pub struct OutputTarget {
     pub target_name: Option<String>,
     /// Host used in result URLs instead of the storage endpoint.
     pub domain: Option<String>,
+    /// Given as `Output.Cos` (Tencent COS): without a configured endpoint, the region's COS
+    /// endpoint is used.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub cos: bool,
 }
 
 /// A validated Start request: everything a worker needs, except secrets.
@@ -151,6 +155,42 @@ pub struct TaskStats {
     pub lost_seconds: f64,
 }
 
+/// Where a task's callback delivery stands (shown by Describe as `Callback`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "PascalCase")]
+pub struct CallbackDelivery {
+    /// `pending` (not delivered yet, more attempts to come), `delivered` or `failed` (the retry
+    /// budget is spent).
+    pub state: CallbackState,
+    /// Attempts made.
+    pub attempts: u32,
+    /// Why the last attempt failed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_error: Option<String>,
+    /// Unix milliseconds of the first attempt (the retry budget counts from it).
+    #[serde(default)]
+    pub first_attempt_ms: i64,
+    /// Unix milliseconds of the next attempt, while pending.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_attempt_ms: Option<i64>,
+    /// Identifies this delivery across retries (`X-Pagecast-Event-Id`), for deduplication.
+    #[serde(default, rename = "EventID")]
+    pub event_id: String,
+}
+
+/// Callback delivery states.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum CallbackState {
+    /// More attempts to come.
+    #[default]
+    Pending,
+    /// The receiver answered 2xx.
+    Delivered,
+    /// The retry budget is spent.
+    Failed,
+}
+
 /// A task as stored.
 #[derive(Debug, Clone, PartialEq)]
 pub struct TaskRecord {
@@ -182,4 +222,6 @@ pub struct TaskRecord {
     pub node: Option<String>,
     /// Number of times a worker took the task over after another stopped.
     pub restarts: u32,
+    /// Callback delivery, once attempted.
+    pub callback: Option<CallbackDelivery>,
 }

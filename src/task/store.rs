@@ -72,7 +72,7 @@ use redis::{
     AsyncConnectionConfig, Client, ErrorKind, RedisError, RedisResult, Script, ServerErrorKind,
 };
 
-use super::model::{StartSpec, TaskRecord, TaskResult, TaskSecrets, TaskStats};
+use super::model::{CallbackDelivery, StartSpec, TaskRecord, TaskResult, TaskSecrets, TaskStats};
 use super::status::{Status, can_transition};
 use crate::error::{ErrorCode, HasErrorCode};
 
@@ -93,7 +93,7 @@ const GROUP: &str = "workers";
 /// Idle connections kept for blocking reads.
 const BLOCKING_POOL_MAX: usize = 8;
 /// Fields of the task hash that make up a [`TaskRecord`] (everything but secrets and lease_until).
-const RECORD_FIELDS: [&str; 13] = [
+const RECORD_FIELDS: [&str; 14] = [
     "status",
     "create_time",
     "start_time",
@@ -107,6 +107,7 @@ const RECORD_FIELDS: [&str; 13] = [
     "fence",
     "node",
     "restarts",
+    "callback",
 ];
 
 static CREATE: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lua/create.lua")));
@@ -119,6 +120,10 @@ static RELEASE: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lu
 static SET_STATS: LazyLock<Script> =
     LazyLock::new(|| Script::new(include_str!("lua/set_stats.lua")));
 static REQUEUE: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lua/requeue.lua")));
+static DEFER_CALLBACK: LazyLock<Script> =
+    LazyLock::new(|| Script::new(include_str!("lua/defer_callback.lua")));
+static DUE_CALLBACKS: LazyLock<Script> =
+    LazyLock::new(|| Script::new(include_str!("lua/due_callbacks.lua")));
 static TAKE_EXPIRED: LazyLock<Script> =
     LazyLock::new(|| Script::new(include_str!("lua/take_expired.lua")));
 
@@ -314,6 +319,8 @@ pub struct Transition {
     pub release_lease: bool,
     /// Increment `restarts` (used when a task is sent back to `normal` to be taken over).
     pub count_restart: bool,
+    /// Replace the callback delivery state.
+    pub callback: Option<CallbackDelivery>,
 }
 
 impl Transition {
@@ -331,6 +338,7 @@ impl Transition {
             enqueue: None,
             release_lease: false,
             count_restart: false,
+            callback: None,
         }
     }
 
@@ -583,6 +591,11 @@ impl TaskStore {
             .map(|r| to_json(r, "result"))
             .transpose()?;
         let stats = t.stats.as_ref().map(|s| to_json(s, "stats")).transpose()?;
+        let callback = t
+            .callback
+            .as_ref()
+            .map(|c| to_json(c, "callback"))
+            .transpose()?;
         let (worker, fence) = match &t.lease {
             Some((worker, fence)) => (worker.as_str(), fence.to_string()),
             None => ("", String::new()),
@@ -612,7 +625,8 @@ impl TaskStore {
             .arg(flag(t.from == Status::Normal && t.to != Status::Normal))
             .arg(flag(t.to == Status::Normal && t.from != Status::Normal))
             .arg(self.retention_secs)
-            .arg(CONTROL_MAXLEN);
+            .arg(CONTROL_MAXLEN)
+            .arg(callback.unwrap_or_default());
         let reply = self.script("transition", &inv).await?;
         match reply.first().map(String::as_str) {
             Some("ok") => {
@@ -627,6 +641,74 @@ impl TaskStore {
             }),
             _ => Err(unexpected("transition", &reply)),
         }
+    }
+
+    /// Puts a task whose callback attempt failed back in the outbox: records `delivery` (and
+    /// `stats`), releases the lease and schedules the next attempt at `due_ms`, atomically and
+    /// only while this worker holds the lease of the task in `callback`. The schedule lives in
+    /// Redis, so it survives worker restarts; [`TaskStore::release_due_callbacks`] queues it again.
+    pub async fn defer_callback(
+        &self,
+        id: &str,
+        worker: &str,
+        fence: u64,
+        delivery: &CallbackDelivery,
+        stats: Option<&TaskStats>,
+        due_ms: i64,
+    ) -> Result<(), StoreError> {
+        let delivery = to_json(delivery, "callback")?;
+        let stats = stats.map(|s| to_json(s, "stats")).transpose()?;
+        let mut inv = DEFER_CALLBACK.prepare_invoke();
+        inv.key(self.task_key(id))
+            .key(self.leases_key())
+            .key(self.callbacks_due_key())
+            .arg(id)
+            .arg(worker)
+            .arg(fence)
+            .arg(delivery)
+            .arg(stats.unwrap_or_default())
+            .arg(due_ms);
+        let reply = self.script("defer_callback", &inv).await?;
+        match reply.first().map(String::as_str) {
+            Some("ok") => Ok(()),
+            Some("notfound") => Err(StoreError::NotFound(id.to_owned())),
+            Some("leaselost") => Err(StoreError::LeaseLost),
+            Some("conflict") => Err(StoreError::Conflict {
+                expected: Status::Callback,
+                actual: parse_status(reply.get(1))?,
+            }),
+            _ => Err(unexpected("defer_callback", &reply)),
+        }
+    }
+
+    /// Moves up to `limit` callbacks whose next attempt is due (at `now_ms`) from the outbox to
+    /// the callback queue; returns how many. Safe on many workers at once.
+    pub async fn release_due_callbacks(
+        &self,
+        now_ms: i64,
+        limit: usize,
+    ) -> Result<u64, StoreError> {
+        let mut inv = DUE_CALLBACKS.prepare_invoke();
+        inv.key(self.callbacks_due_key())
+            .key(self.stage_key(&StageQueue::shared(Stage::Callback)))
+            .arg(now_ms)
+            .arg(limit);
+        let reply = self.script("due_callbacks", &inv).await?;
+        reply
+            .first()
+            .and_then(|n| n.parse().ok())
+            .ok_or_else(|| unexpected("due_callbacks", &reply))
+    }
+
+    /// Callbacks waiting in the outbox for their next attempt.
+    pub async fn pending_callbacks(&self) -> Result<u64, StoreError> {
+        let mut cmd = redis::cmd("ZCARD");
+        cmd.arg(self.callbacks_due_key());
+        let cmd = &cmd;
+        self.call("pending_callbacks", move |mut c| async move {
+            cmd.query_async::<u64>(&mut c).await
+        })
+        .await
     }
 
     /// Appends a control message to the task's control stream without changing its status
@@ -1018,6 +1100,10 @@ impl TaskStore {
         format!("{}ctl:{id}", self.prefix)
     }
 
+    fn callbacks_due_key(&self) -> String {
+        format!("{}callbacks:due", self.prefix)
+    }
+
     fn queued_key(&self) -> String {
         format!("{}queued", self.prefix)
     }
@@ -1295,6 +1381,12 @@ fn decode_record(id: &str, mut f: HashMap<String, String>) -> Result<TaskRecord,
         None => None,
         Some(v) => Some(serde_json::from_str::<TaskStats>(v).map_err(|e| corrupt("stats", &e))?),
     };
+    let callback = match f.get("callback").filter(|v| !v.is_empty()) {
+        None => None,
+        Some(v) => {
+            Some(serde_json::from_str::<CallbackDelivery>(v).map_err(|e| corrupt("callback", &e))?)
+        }
+    };
     let owner = f.remove("owner").filter(|v| !v.is_empty());
     let node = f.remove("node").filter(|v| !v.is_empty());
     Ok(TaskRecord {
@@ -1312,6 +1404,7 @@ fn decode_record(id: &str, mut f: HashMap<String, String>) -> Result<TaskRecord,
         fence,
         node,
         restarts,
+        callback,
     })
 }
 

@@ -29,6 +29,7 @@
 -- ARGV[18] "1" = add to the queued index (back to normal)
 -- ARGV[19] retention seconds (expiry of the task keys once final)
 -- ARGV[20] control stream approximate max length
+-- ARGV[21] callback delivery JSON ("" = leave)
 --
 -- Returns {"ok"} | {"notfound"} | {"leaselost"} | {"conflict", actual status}
 
@@ -57,6 +58,7 @@ if ARGV[9] ~= '' then redis.call('HSET', task, 'finish_time', ARGV[9]) end
 if ARGV[10] ~= '' then redis.call('HSET', task, 'result', ARGV[10]) end
 if ARGV[11] ~= '' then redis.call('HSET', task, 'stats', ARGV[11]) end
 if ARGV[12] ~= '' then redis.call('HSET', task, 'node', ARGV[12]) end
+if ARGV[21] and ARGV[21] ~= '' then redis.call('HSET', task, 'callback', ARGV[21]) end
 if ARGV[15] == '1' then redis.call('HINCRBY', task, 'restarts', 1) end
 
 local final = ARGV[16] == '1'

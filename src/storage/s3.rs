@@ -1,0 +1,346 @@
+//! Uploads to S3-compatible storage with aws-sdk-s3.
+//!
+//! Small files go up in one PUT streamed from disk; larger ones as a multipart upload whose parts
+//! are read one at a time, with at most `concurrency` parts in memory. Each request is retried by
+//! the SDK (standard mode: exponential backoff with jitter on throttling, 5xx, timeouts and
+//! connection errors); what still fails is classified retryable or not, so the upload stage can
+//! wait out an outage instead of failing the task.
+
+use std::path::Path;
+use std::time::Duration;
+
+use aws_credential_types::Credentials;
+use aws_sdk_s3::Client;
+use aws_sdk_s3::config::http::HttpResponse;
+use aws_sdk_s3::config::retry::RetryConfig;
+use aws_sdk_s3::config::timeout::TimeoutConfig;
+use aws_sdk_s3::config::{BehaviorVersion, Region};
+use aws_sdk_s3::error::{DisplayErrorContext, SdkError};
+use aws_sdk_s3::presigning::PresigningConfig;
+use aws_sdk_s3::primitives::ByteStream;
+use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart};
+use futures::StreamExt;
+use futures::stream::FuturesUnordered;
+use tokio::io::AsyncReadExt;
+use tracing::{debug, warn};
+
+use super::credentials::StorageCredentials;
+use super::{Destination, StorageError, content_type};
+
+/// Upload tuning.
+#[derive(Debug, Clone, Copy)]
+pub struct UploadSettings {
+    /// Files above this size go up in parts of this size.
+    pub part_size: usize,
+    /// Parts in flight per file.
+    pub concurrency: usize,
+    /// Attempts per request.
+    pub max_attempts: u32,
+}
+
+impl Default for UploadSettings {
+    fn default() -> Self {
+        Self {
+            part_size: 8 * 1024 * 1024,
+            concurrency: 4,
+            max_attempts: 4,
+        }
+    }
+}
+
+/// A client for one destination.
+#[derive(Clone)]
+pub struct ObjectStore {
+    client: Client,
+    dest: Destination,
+    settings: UploadSettings,
+}
+
+/// What an upload did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Uploaded {
+    /// Bytes sent.
+    pub bytes: u64,
+    /// Parts (1 for a single PUT).
+    pub parts: u32,
+}
+
+impl ObjectStore {
+    /// A client for `dest` with `creds`.
+    pub fn new(dest: Destination, creds: &StorageCredentials, settings: UploadSettings) -> Self {
+        let credentials = Credentials::new(
+            creds.access_key_id.expose(),
+            creds.secret_access_key.expose(),
+            creds.session_token.as_ref().map(|t| t.expose().to_string()),
+            None,
+            "pagecast",
+        );
+        let mut conf = aws_sdk_s3::config::Builder::new()
+            .behavior_version(BehaviorVersion::latest())
+            .region(Region::new(dest.region.clone()))
+            .credentials_provider(credentials)
+            .force_path_style(dest.path_style)
+            .retry_config(
+                RetryConfig::standard()
+                    .with_max_attempts(settings.max_attempts.max(1))
+                    .with_initial_backoff(Duration::from_millis(200)),
+            )
+            .timeout_config(
+                TimeoutConfig::builder()
+                    .connect_timeout(Duration::from_secs(5))
+                    .read_timeout(Duration::from_secs(60))
+                    .operation_attempt_timeout(Duration::from_secs(300))
+                    .build(),
+            );
+        if let Some(endpoint) = &dest.endpoint {
+            conf = conf.endpoint_url(endpoint);
+        }
+        Self {
+            client: Client::from_conf(conf.build()),
+            dest,
+            settings,
+        }
+    }
+
+    /// The destination.
+    pub fn destination(&self) -> &Destination {
+        &self.dest
+    }
+
+    /// Uploads `path` as `key` and confirms the stored size.
+    pub async fn upload_file(&self, path: &Path, key: &str) -> Result<Uploaded, StorageError> {
+        let io = |source| StorageError::Io {
+            path: path.display().to_string(),
+            source,
+        };
+        let size = tokio::fs::metadata(path).await.map_err(io)?.len();
+        let uploaded = if size as usize <= self.settings.part_size {
+            let body = ByteStream::from_path(path)
+                .await
+                .map_err(|e| io(std::io::Error::other(e.to_string())))?;
+            self.client
+                .put_object()
+                .bucket(&self.dest.bucket)
+                .key(key)
+                .content_type(content_type(key))
+                .content_length(size as i64)
+                .body(body)
+                .send()
+                .await
+                .map_err(|e| request_error("upload", key, e))?;
+            Uploaded {
+                bytes: size,
+                parts: 1,
+            }
+        } else {
+            self.multipart(path, key, size).await?
+        };
+        let stored = self.size_of(key).await?;
+        if stored != Some(size) {
+            return Err(StorageError::SizeMismatch {
+                key: key.to_string(),
+                expected: size,
+                actual: stored.unwrap_or(0),
+            });
+        }
+        debug!(key, bytes = size, parts = uploaded.parts, "uploaded");
+        Ok(uploaded)
+    }
+
+    /// The size of `key` in storage, `None` when it does not exist.
+    pub async fn size_of(&self, key: &str) -> Result<Option<u64>, StorageError> {
+        match self
+            .client
+            .head_object()
+            .bucket(&self.dest.bucket)
+            .key(key)
+            .send()
+            .await
+        {
+            Ok(head) => Ok(Some(head.content_length().unwrap_or(0).max(0) as u64)),
+            Err(SdkError::ServiceError(e)) if e.raw().status().as_u16() == 404 => Ok(None),
+            Err(e) => Err(request_error("check", key, e)),
+        }
+    }
+
+    /// Whether the bucket can be reached with these credentials.
+    pub async fn check_bucket(&self) -> Result<(), StorageError> {
+        self.client
+            .head_bucket()
+            .bucket(&self.dest.bucket)
+            .send()
+            .await
+            .map(|_| ())
+            .map_err(|e| request_error("reach bucket", &self.dest.bucket, e))
+    }
+
+    /// The URL a client fetches `key` from: presigned when configured and no public base is set.
+    pub async fn url_of(&self, key: &str) -> Result<String, StorageError> {
+        match (self.dest.presign, &self.dest.public_base) {
+            (Some(expires), None) => {
+                let config = PresigningConfig::expires_in(expires).map_err(|e| {
+                    StorageError::Config(format!("presigning period {expires:?}: {e}"))
+                })?;
+                let req = self
+                    .client
+                    .get_object()
+                    .bucket(&self.dest.bucket)
+                    .key(key)
+                    .presigned(config)
+                    .await
+                    .map_err(|e| request_error("presign", key, e))?;
+                Ok(req.uri().to_string())
+            }
+            _ => Ok(self.dest.object_url(key)),
+        }
+    }
+
+    async fn multipart(&self, path: &Path, key: &str, size: u64) -> Result<Uploaded, StorageError> {
+        let created = self
+            .client
+            .create_multipart_upload()
+            .bucket(&self.dest.bucket)
+            .key(key)
+            .content_type(content_type(key))
+            .send()
+            .await
+            .map_err(|e| request_error("start multipart upload of", key, e))?;
+        let Some(upload_id) = created.upload_id().map(str::to_string) else {
+            return Err(StorageError::Request {
+                operation: "start multipart upload of",
+                key: key.to_string(),
+                message: "the storage returned no upload id".into(),
+                retryable: false,
+            });
+        };
+        match self.upload_parts(path, key, &upload_id).await {
+            Ok(parts) => {
+                let count = parts.len() as u32;
+                self.client
+                    .complete_multipart_upload()
+                    .bucket(&self.dest.bucket)
+                    .key(key)
+                    .upload_id(&upload_id)
+                    .multipart_upload(
+                        CompletedMultipartUpload::builder()
+                            .set_parts(Some(parts))
+                            .build(),
+                    )
+                    .send()
+                    .await
+                    .map_err(|e| request_error("complete multipart upload of", key, e))?;
+                Ok(Uploaded {
+                    bytes: size,
+                    parts: count,
+                })
+            }
+            Err(e) => {
+                // Best effort: a dangling upload only costs storage until the bucket's lifecycle
+                // rule removes it.
+                if let Err(abort) = self
+                    .client
+                    .abort_multipart_upload()
+                    .bucket(&self.dest.bucket)
+                    .key(key)
+                    .upload_id(&upload_id)
+                    .send()
+                    .await
+                {
+                    warn!(key, error = %DisplayErrorContext(&abort), "aborting a multipart upload failed");
+                }
+                Err(e)
+            }
+        }
+    }
+
+    /// Reads the file part by part and uploads with at most `concurrency` parts in flight.
+    async fn upload_parts(
+        &self,
+        path: &Path,
+        key: &str,
+        upload_id: &str,
+    ) -> Result<Vec<CompletedPart>, StorageError> {
+        let io = |source| StorageError::Io {
+            path: path.display().to_string(),
+            source,
+        };
+        let mut file = tokio::fs::File::open(path).await.map_err(io)?;
+        let mut in_flight = FuturesUnordered::new();
+        let mut done = Vec::new();
+        let mut number = 0i32;
+        loop {
+            let mut buf = Vec::with_capacity(self.settings.part_size);
+            let n = (&mut file)
+                .take(self.settings.part_size as u64)
+                .read_to_end(&mut buf)
+                .await
+                .map_err(io)?;
+            if n == 0 {
+                break;
+            }
+            number += 1;
+            let part = number;
+            let request = self
+                .client
+                .upload_part()
+                .bucket(&self.dest.bucket)
+                .key(key)
+                .upload_id(upload_id)
+                .part_number(part)
+                .content_length(n as i64)
+                .body(ByteStream::from(buf));
+            in_flight.push(async move {
+                let out = request
+                    .send()
+                    .await
+                    .map_err(|e| request_error("upload part of", key, e))?;
+                Ok::<_, StorageError>(
+                    CompletedPart::builder()
+                        .part_number(part)
+                        .set_e_tag(out.e_tag().map(str::to_string))
+                        .build(),
+                )
+            });
+            if in_flight.len() >= self.settings.concurrency.max(1)
+                && let Some(r) = in_flight.next().await
+            {
+                done.push(r?);
+            }
+            if n < self.settings.part_size {
+                break;
+            }
+        }
+        while let Some(r) = in_flight.next().await {
+            done.push(r?);
+        }
+        done.sort_by_key(|p| p.part_number());
+        Ok(done)
+    }
+}
+
+/// Classifies an SDK error: connection problems, timeouts, throttling and 5xx may pass.
+fn request_error<E>(
+    operation: &'static str,
+    key: &str,
+    e: SdkError<E, HttpResponse>,
+) -> StorageError
+where
+    E: std::error::Error + Send + Sync + 'static,
+{
+    let retryable = match &e {
+        SdkError::ServiceError(se) => {
+            let status = se.raw().status().as_u16();
+            status >= 500 || status == 429 || status == 408
+        }
+        SdkError::DispatchFailure(_) | SdkError::TimeoutError(_) | SdkError::ResponseError(_) => {
+            true
+        }
+        _ => false,
+    };
+    StorageError::Request {
+        operation,
+        key: key.to_string(),
+        message: DisplayErrorContext(&e).to_string(),
+        retryable,
+    }
+}

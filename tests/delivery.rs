@@ -1,0 +1,536 @@
+//! End-to-end delivery: results uploaded to a real S3-compatible server (s3s-fs, which checks
+//! signatures) through the Action API, per-task storage overrides, encrypted HLS whose key comes
+//! from AuthUrl, a storage outage waited out at upload time, multipart uploads, and callbacks
+//! delivered through the durable outbox (receiver down at first; receiver never up).
+
+mod common;
+#[path = "support/redis.rs"]
+mod redis_support;
+#[path = "support/s3.rs"]
+mod s3_support;
+#[path = "support/service.rs"]
+mod service_support;
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use common::*;
+use redis_support::TestRedis;
+use s3_support::TestS3;
+use serde_json::{Value, json};
+use service_support::*;
+
+const KEY: &str = "00112233445566778899aabbccddeeff";
+
+fn s3_env(s3: &TestS3, extra: &[(&'static str, &str)]) -> Vec<(&'static str, String)> {
+    let mut env = s3.env();
+    env.extend(extra.iter().map(|(k, v)| (*k, v.to_string())));
+    env
+}
+
+/// pagecast on `s3`. The test server's buckets are private (as most are), so result URLs are
+/// presigned unless a task names a Domain.
+fn service_on_s3(
+    redis: &TestRedis,
+    s3: &TestS3,
+    name: &str,
+    extra: &[(&'static str, &str)],
+) -> Service {
+    let mut env = s3_env(s3, extra);
+    env.push(("PAGECAST_S3_PRESIGN_SECONDS", "3600".into()));
+    let env: Vec<(&'static str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    service_with(redis, name, true, 0, 2, &env)
+}
+
+fn get(url: &str) -> (u16, Vec<u8>) {
+    let (rt, client) = http();
+    rt.block_on(async {
+        let r = client.get(url).send().await.expect("GET");
+        let status = r.status().as_u16();
+        (status, r.bytes().await.expect("body").to_vec())
+    })
+}
+
+fn videos(d: &Value) -> Vec<(String, u64, String)> {
+    d["Result"]["Videos"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no videos in {d}"))
+        .iter()
+        .map(|v| {
+            (
+                v["Filename"].as_str().unwrap().to_string(),
+                v["FileSize"].as_u64().unwrap(),
+                v["FileURL"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect()
+}
+
+fn finished(url: &str, id: &str) -> Value {
+    wait_for(
+        url,
+        id,
+        "finished",
+        Duration::from_secs(90),
+        status_is("finished"),
+    )
+}
+
+#[test]
+fn mp4_results_land_in_the_bucket_with_working_urls_and_per_task_overrides() {
+    let redis = TestRedis::start();
+    let s3 = TestS3::start();
+    s3.create_bucket("other");
+    let fixtures = fixture_server();
+    // A CDN in front of the "other" bucket, for the task that names it as its Domain.
+    let cdn = static_server(s3.data().join("other"));
+    let svc = service_on_s3(&redis, &s3, "dlv-mp4", &[]);
+    let default_id = start(
+        &svc.url,
+        json!({ "RecordURL": format!("{fixtures}/animated.html"), "MaxDurationLimit": 3 }),
+    );
+    let domain = format!("{cdn}/pub");
+    let override_id = start(
+        &svc.url,
+        json!({
+            "RecordURL": format!("{fixtures}/static.html"),
+            "MaxDurationLimit": 2,
+            "Output": { "S3": {
+                "Bucket": "other",
+                "Endpoint": s3.endpoint,
+                "TargetDir": "class/7",
+                "TargetName": "lesson",
+                "Domain": domain,
+            }},
+        }),
+    );
+
+    // Server defaults: <TaskID>/<stop ms>.mp4 in the configured bucket.
+    let d = finished(&svc.url, &default_id);
+    assert!(d["Result"]["ErrorCode"].is_null(), "{d}");
+    let v = videos(&d);
+    assert_eq!(v.len(), 1, "{d}");
+    let (name, size, url) = &v[0];
+    assert!(
+        name.starts_with(&format!("{default_id}/")) && name.ends_with(".mp4"),
+        "{name}"
+    );
+    let stored = s3
+        .object(s3_support::BUCKET, name)
+        .expect("the object is in the bucket");
+    assert_eq!(stored.len() as u64, *size);
+    assert!(
+        url.starts_with(&format!("{}/{}/{name}?", s3.endpoint, s3_support::BUCKET))
+            && url.contains("X-Amz-Signature="),
+        "a presigned URL of the object: {url}"
+    );
+    let unsigned = url.split('?').next().unwrap();
+    assert_eq!(get(unsigned).0, 403, "the bucket itself is private");
+    let (status, body) = get(url);
+    assert_eq!(status, 200, "FileURL downloads");
+    assert_eq!(body, stored, "the download is the stored object");
+    let file = svc.dir.join("default.mp4");
+    std::fs::write(&file, &body).unwrap();
+    assert_close(
+        probe(&file, &[]).duration,
+        3.0,
+        0.15,
+        "uploaded MP4 duration",
+    );
+    assert!(
+        !svc.dir
+            .join("work")
+            .join(format!("{default_id}.deliver"))
+            .exists(),
+        "the local copy is removed once the upload is confirmed"
+    );
+
+    // Output.S3 overrides bucket, endpoint, directory and name; Domain sets the URL's base.
+    let d = finished(&svc.url, &override_id);
+    assert!(d["Result"]["ErrorCode"].is_null(), "{d}");
+    let v = videos(&d);
+    assert_eq!(v[0].0, "class/7/lesson.mp4");
+    assert_eq!(v[0].2, format!("{domain}/class/7/lesson.mp4"));
+    let stored = s3
+        .object("other", "class/7/lesson.mp4")
+        .expect("in the task's bucket");
+    assert_eq!(get(&v[0].2), (200, stored));
+    assert!(
+        s3.object(s3_support::BUCKET, "class/7/lesson.mp4")
+            .is_none(),
+        "not in the server's bucket"
+    );
+}
+
+/// Serves the files under `root` at `/pub/<path>` (a stand-in for a CDN in front of a bucket).
+fn static_server(root: std::path::PathBuf) -> String {
+    use axum::extract::Path as UrlPath;
+    use axum::routing::get;
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async move {
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            tx.send(listener.local_addr().unwrap()).unwrap();
+            let app = axum::Router::new().route(
+                "/pub/{*path}",
+                get(move |UrlPath(path): UrlPath<String>| {
+                    let file = root.join(path);
+                    async move { std::fs::read(file).map_err(|_| axum::http::StatusCode::NOT_FOUND) }
+                }),
+            );
+            axum::serve(listener, app).await.unwrap();
+        });
+    });
+    format!("http://{}", rx.recv().unwrap())
+}
+
+/// Serves the HLS key at `/key` once `allowed` is set; 404 before.
+fn key_server(allowed: std::sync::Arc<std::sync::atomic::AtomicBool>) -> String {
+    use axum::routing::get;
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async move {
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            tx.send(listener.local_addr().unwrap()).unwrap();
+            let app = axum::Router::new().route(
+                "/key",
+                get(move || {
+                    let allowed = allowed.clone();
+                    async move {
+                        if allowed.load(std::sync::atomic::Ordering::SeqCst) {
+                            Ok(hex::decode(KEY).unwrap())
+                        } else {
+                            Err(axum::http::StatusCode::NOT_FOUND)
+                        }
+                    }
+                }),
+            );
+            axum::serve(listener, app).await.unwrap();
+        });
+    });
+    format!("http://{}/key", rx.recv().unwrap())
+}
+
+fn ffmpeg_decodes(url: &str) -> (bool, String) {
+    let out = std::process::Command::new("ffmpeg")
+        .args(["-v", "error", "-i", url, "-f", "null", "-"])
+        .output()
+        .expect("run ffmpeg");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn encrypted_hls_is_uploaded_whole_and_plays_only_with_the_key_from_auth_url() {
+    let redis = TestRedis::start();
+    let s3 = TestS3::start();
+    let fixtures = fixture_server();
+    let allowed = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let auth_url = key_server(allowed.clone());
+    // Players fetch segments relative to the playlist, so HLS from a private bucket is served
+    // through a CDN (the task's Domain), as in production.
+    let cdn = static_server(s3.data().join(s3_support::BUCKET));
+    let svc = service_on_s3(&redis, &s3, "dlv-hls", &[]);
+    let id = start(
+        &svc.url,
+        json!({
+            "RecordURL": format!("{fixtures}/animated.html"),
+            "MaxDurationLimit": 4,
+            "Output": {
+                "Video": { "Muxer": "hls", "EncryptKey": KEY, "AuthUrl": auth_url },
+                "Cos": { "Domain": format!("{cdn}/pub") },
+            },
+        }),
+    );
+    let d = finished(&svc.url, &id);
+    assert!(d["Result"]["ErrorCode"].is_null(), "{d}");
+    let v = videos(&d);
+    let playlist = v
+        .iter()
+        .find(|(name, ..)| name.ends_with(".m3u8"))
+        .unwrap_or_else(|| panic!("no playlist in {d}"));
+    let segments: Vec<_> = v
+        .iter()
+        .filter(|(name, ..)| name.ends_with(".ts"))
+        .collect();
+    assert!(segments.len() >= 2, "every segment is listed: {d}");
+    assert_eq!(v.len(), segments.len() + 1, "{d}");
+    for (name, size, url) in &v {
+        let stored = s3.object(s3_support::BUCKET, name).expect("in the bucket");
+        assert_eq!(stored.len() as u64, *size, "{name}");
+        let (status, body) = get(url);
+        assert_eq!(status, 200, "{url}");
+        assert_eq!(&body, &stored);
+        if name.ends_with(".ts") {
+            assert_ne!(body[0], 0x47, "{name} must not be plain MPEG-TS");
+        }
+    }
+    let (_, text) = get(&playlist.2);
+    let text = String::from_utf8(text).unwrap();
+    assert!(
+        text.contains(&format!("URI=\"{auth_url}\"")),
+        "the playlist's key URI is AuthUrl: {text}"
+    );
+    // The key is not in the bucket, and without it nothing decodes...
+    assert!(!v.iter().any(|(name, ..)| name.ends_with(".key")));
+    let (ok, err) = ffmpeg_decodes(&playlist.2);
+    assert!(!ok, "decoding without the key must fail");
+    assert!(!err.is_empty());
+    // ...with it (fetched by the player from AuthUrl), the whole recording plays.
+    allowed.store(true, std::sync::atomic::Ordering::SeqCst);
+    let (ok, err) = ffmpeg_decodes(&playlist.2);
+    assert!(ok, "decoding with the key: {err}");
+    let p = probe_url(&playlist.2);
+    assert_close(p, 4.0, 0.2, "HLS duration from the bucket");
+    assert_eq!(d["Muxer"], "hls");
+}
+
+fn probe_url(url: &str) -> f64 {
+    let out = std::process::Command::new("ffprobe")
+        .args([
+            "-v",
+            "error",
+            "-show_entries",
+            "format=duration",
+            "-of",
+            "csv=p=0",
+            url,
+        ])
+        .output()
+        .expect("run ffprobe");
+    String::from_utf8_lossy(&out.stdout)
+        .trim()
+        .parse()
+        .unwrap_or_else(|_| panic!("ffprobe {url}: {}", String::from_utf8_lossy(&out.stderr)))
+}
+
+#[test]
+fn a_storage_outage_at_upload_time_is_waited_out_and_nothing_is_deleted_early() {
+    let redis = TestRedis::start();
+    let mut s3 = TestS3::start();
+    let fixtures = fixture_server();
+    let svc = service_on_s3(
+        &redis,
+        &s3,
+        "dlv-outage",
+        &[("PAGECAST_S3_MAX_ATTEMPTS", "2")],
+    );
+    let id = start(
+        &svc.url,
+        json!({ "RecordURL": format!("{fixtures}/static.html"), "MaxDurationLimit": 2 }),
+    );
+    s3.stop();
+    // The task reaches upload and stays there while storage is down, its files kept.
+    wait_for(
+        &svc.url,
+        &id,
+        "upload",
+        Duration::from_secs(60),
+        status_is("upload"),
+    );
+    let deliver = svc.dir.join("work").join(format!("{id}.deliver"));
+    let held_since = Instant::now();
+    while held_since.elapsed() < Duration::from_secs(4) {
+        let d = describe(&svc.url, &id);
+        assert_eq!(d["Status"], "upload", "waits for storage: {d}");
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    assert!(
+        files_under(&deliver) > 0,
+        "the deliverable is kept while storage is down"
+    );
+    s3.resume();
+    let d = wait_for(
+        &svc.url,
+        &id,
+        "finished",
+        Duration::from_secs(90),
+        status_is("finished"),
+    );
+    assert!(
+        d["Result"]["ErrorCode"].is_null(),
+        "the outage did not fail the task: {d}"
+    );
+    let (name, size, url) = videos(&d).remove(0);
+    assert_eq!(
+        s3.object(s3_support::BUCKET, &name).map(|b| b.len() as u64),
+        Some(size)
+    );
+    assert_eq!(get(&url).0, 200);
+    assert!(!deliver.exists(), "removed once confirmed");
+}
+
+fn files_under(dir: &Path) -> usize {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return 0;
+    };
+    entries
+        .flatten()
+        .map(|e| {
+            if e.path().is_dir() {
+                files_under(&e.path())
+            } else {
+                1
+            }
+        })
+        .sum()
+}
+
+#[test]
+fn large_files_go_up_in_parts_and_errors_are_classified() {
+    use pagecast::storage::credentials::StorageCredentials;
+    use pagecast::storage::s3::{ObjectStore, UploadSettings};
+    use pagecast::storage::{StorageConfig, StorageError};
+
+    let mut s3 = TestS3::start();
+    let dir = scratch("dlv-multipart");
+    let file = dir.join("big.bin");
+    // 12 MiB of non-repeating bytes: three parts of 5 + 5 + 2 MiB.
+    let data: Vec<u8> = (0..12 * 1024 * 1024u32)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+        .collect();
+    std::fs::write(&file, &data).unwrap();
+    let cfg = StorageConfig {
+        s3_endpoint: Some(s3.endpoint.clone()),
+        s3_bucket: Some(s3_support::BUCKET.into()),
+        s3_path_style: true,
+        ..StorageConfig::default()
+    };
+    let dest = cfg.destination(&Default::default()).unwrap();
+    let creds = |secret: &str| StorageCredentials {
+        access_key_id: s3_support::ACCESS_KEY.to_string().into(),
+        secret_access_key: secret.to_string().into(),
+        session_token: None,
+    };
+    let settings = UploadSettings {
+        part_size: 5 * 1024 * 1024,
+        concurrency: 2,
+        max_attempts: 2,
+    };
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let store = ObjectStore::new(dest.clone(), &creds(s3_support::SECRET_KEY), settings);
+    let up = rt
+        .block_on(store.upload_file(&file, "big/file.bin"))
+        .expect("multipart upload");
+    assert_eq!(up.parts, 3);
+    assert_eq!(up.bytes, data.len() as u64);
+    assert!(
+        s3.object(s3_support::BUCKET, "big/file.bin").as_deref() == Some(&data[..]),
+        "stored byte for byte"
+    );
+
+    // A wrong secret is the operator's problem: not worth retrying.
+    let bad = ObjectStore::new(dest.clone(), &creds("wrong"), settings);
+    let e = rt
+        .block_on(bad.upload_file(&file, "big/other.bin"))
+        .unwrap_err();
+    assert!(!e.is_retryable(), "{e}");
+    assert!(matches!(e, StorageError::Request { .. }), "{e}");
+    // An unreachable server may come back: retryable.
+    s3.stop();
+    let e = rt
+        .block_on(store.upload_file(&file, "big/again.bin"))
+        .unwrap_err();
+    assert!(e.is_retryable(), "{e}");
+}
+
+#[test]
+fn callbacks_survive_a_receiver_outage_and_give_up_only_after_the_retry_period() {
+    let redis = TestRedis::start();
+    let fixtures = fixture_server();
+    // A port where nothing listens yet: the receiver comes up later.
+    let late_port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let never = CallbackReceiver::start();
+    let svc = service_with(
+        &redis,
+        "dlv-callback",
+        true,
+        0,
+        2,
+        &[
+            ("PAGECAST_CALLBACK_SECRET", "s3cret"),
+            ("PAGECAST_CALLBACK_BACKOFF_MS", "500"),
+            ("PAGECAST_CALLBACK_MAX_BACKOFF_SECONDS", "2"),
+            ("PAGECAST_CALLBACK_RETRY_SECONDS", "6"),
+        ],
+    );
+    let late_id = start(
+        &svc.url,
+        json!({ "RecordURL": format!("{fixtures}/static.html"), "MaxDurationLimit": 2,
+                "CallbackURL": format!("http://127.0.0.1:{late_port}/ok") }),
+    );
+    let fail_id = start(
+        &svc.url,
+        json!({ "RecordURL": format!("{fixtures}/static.html"), "MaxDurationLimit": 2,
+                "CallbackURL": format!("{}/fail", never.url) }),
+    );
+
+    // Receiver down: the delivery waits in the outbox, visible in Describe.
+    let d = wait_for(
+        &svc.url,
+        &late_id,
+        "a failed attempt",
+        Duration::from_secs(60),
+        |d| d["Callback"]["Attempts"].as_u64().unwrap_or(0) >= 1,
+    );
+    assert_eq!(d["Status"], "callback", "{d}");
+    assert_eq!(d["Callback"]["State"], "pending", "{d}");
+    assert!(
+        d["Callback"]["LastError"]
+            .as_str()
+            .unwrap_or("")
+            .contains("request failed"),
+        "{d}"
+    );
+    let event_id = d["Callback"]["EventID"].as_str().unwrap().to_string();
+    let receiver = CallbackReceiver::start_on(late_port);
+    let d = finished(&svc.url, &late_id);
+    assert!(d["Result"]["ErrorCode"].is_null(), "{d}");
+    assert_eq!(d["Callback"]["State"], "delivered", "{d}");
+    let got = receiver.received();
+    assert_eq!(got.len(), 1, "delivered exactly once");
+    let delivery = &got[0];
+    assert_eq!(
+        delivery.signature.as_deref(),
+        Some(pagecast::pipeline::callback::signature(b"s3cret", &delivery.body).as_str()),
+        "the signature is the HMAC-SHA256 of the body"
+    );
+    assert_eq!(delivery.event_id.as_deref(), Some(event_id.as_str()));
+    let sent: Value = serde_json::from_slice(&delivery.body).unwrap();
+    assert_eq!(sent["TaskID"], late_id.as_str());
+    assert_eq!(sent["Status"], "finished");
+    assert!(sent["FinishTime"].as_i64().is_some());
+    assert!(!sent["Result"]["Videos"].as_array().unwrap().is_empty());
+
+    // A receiver that never accepts: retried with backoff until the period is spent.
+    let d = finished(&svc.url, &fail_id);
+    assert_eq!(d["Result"]["ErrorCode"], "CallbackFailed", "{d}");
+    assert_eq!(d["Callback"]["State"], "failed", "{d}");
+    let attempts = d["Callback"]["Attempts"].as_u64().unwrap();
+    assert!(attempts >= 3, "retried: {d}");
+    assert_eq!(d["Stats"]["CallbackAttempts"].as_u64(), Some(attempts));
+    let tried = never.received();
+    assert_eq!(tried.len() as u64, attempts);
+    assert!(
+        tried.iter().all(|t| t.event_id == tried[0].event_id),
+        "one event id across retries"
+    );
+    assert!(
+        !d["Result"]["Videos"].as_array().unwrap().is_empty(),
+        "the files are still there: {d}"
+    );
+}

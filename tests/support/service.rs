@@ -1,0 +1,337 @@
+//! Running pagecast as a service in tests: `serve` and `worker` processes against a real Redis,
+//! a client for the Action API, and a callback receiver.
+
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+use super::common::{pagecast, scratch};
+use super::redis_support::TestRedis;
+
+/// A pagecast process (serve or worker) that is stopped when dropped.
+pub struct Proc {
+    pub child: Child,
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub struct Service {
+    pub url: String,
+    pub out: PathBuf,
+    pub dir: PathBuf,
+    pub procs: Vec<Proc>,
+}
+
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+pub fn spawn(args: &[&str], env: &[(&str, String)], log: &Path) -> Proc {
+    let mut cmd = pagecast();
+    cmd.args(args)
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(log).unwrap());
+    cmd.env("PAGECAST_LOG", "info,pagecast=debug,chromiumoxide=off");
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    Proc {
+        child: cmd.spawn().expect("spawn pagecast"),
+    }
+}
+
+/// `serve` (with `workers` in-process capacity, or none) plus `extra_workers` worker processes.
+pub fn service(
+    redis: &TestRedis,
+    name: &str,
+    in_process_worker: bool,
+    extra_workers: usize,
+    capacity: usize,
+) -> Service {
+    service_with(redis, name, in_process_worker, extra_workers, capacity, &[])
+}
+
+/// [`service`] with extra environment for every process.
+pub fn service_with(
+    redis: &TestRedis,
+    name: &str,
+    in_process_worker: bool,
+    extra_workers: usize,
+    capacity: usize,
+    extra_env: &[(&'static str, &str)],
+) -> Service {
+    let dir = scratch(name);
+    let port = free_port();
+    let url = format!("http://127.0.0.1:{port}");
+    let out = dir.join("out");
+    let prefix = format!("t{}:", uuid::Uuid::new_v4().simple());
+    let env = |node: &str| {
+        vec![
+            ("PAGECAST_REDIS_URL", redis.url.clone()),
+            ("PAGECAST_KEY_PREFIX", prefix.clone()),
+            ("PAGECAST_LISTEN", format!("127.0.0.1:{port}")),
+            ("PAGECAST_OUTPUT_DIR", out.display().to_string()),
+            ("PAGECAST_WORK_DIR", dir.join("work").display().to_string()),
+            ("PAGECAST_PUBLIC_URL", url.clone()),
+            ("PAGECAST_WORKER_CAPACITY", capacity.to_string()),
+            ("PAGECAST_LEASE_MS", "3000".to_string()),
+            ("PAGECAST_NODE_ID", node.to_string()),
+            // The fixture pages are served on loopback.
+            ("PAGECAST_ALLOW_PRIVATE_URLS", "true".to_string()),
+        ]
+        .into_iter()
+        .chain(extra_env.iter().map(|(k, v)| (*k, v.to_string())))
+        .collect::<Vec<_>>()
+    };
+    let mut procs: Vec<Proc> = Vec::new();
+    let mut serve_args = vec!["serve"];
+    if !in_process_worker {
+        serve_args.push("--no-worker");
+    }
+    procs.push(spawn(&serve_args, &env("node-a"), &dir.join("serve.log")));
+    for i in 0..extra_workers {
+        // All on one machine, so they share the node id (and its work directory).
+        procs.push(spawn(
+            &["worker"],
+            &env("node-a"),
+            &dir.join(format!("worker{i}.log")),
+        ));
+    }
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while Instant::now() < deadline {
+        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            return Service {
+                url,
+                out,
+                dir,
+                procs,
+            };
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    panic!(
+        "pagecast serve did not start listening; see {}",
+        dir.join("serve.log").display()
+    );
+}
+
+/// One runtime and one HTTP client for all calls (building a TLS-capable client per call costs
+/// hundreds of milliseconds on a loaded machine and would skew the tests' timelines).
+pub fn http() -> &'static (tokio::runtime::Runtime, reqwest::Client) {
+    static HTTP: std::sync::OnceLock<(tokio::runtime::Runtime, reqwest::Client)> =
+        std::sync::OnceLock::new();
+    HTTP.get_or_init(|| {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .unwrap();
+        (rt, reqwest::Client::new())
+    })
+}
+
+pub fn call(url: &str, action: &str, data: Value) -> (u16, Value) {
+    let (rt, client) = http();
+    rt.block_on(async {
+        let r = client
+            .post(format!("{url}/"))
+            .json(&json!({ "Action": action, "Data": data }))
+            .timeout(Duration::from_secs(15))
+            .send()
+            .await
+            .expect("request");
+        let status = r.status().as_u16();
+        (status, r.json().await.expect("JSON body"))
+    })
+}
+
+pub fn start(url: &str, data: Value) -> String {
+    let (status, body) = call(url, "Start", data);
+    assert_eq!(status, 200, "Start failed: {body}");
+    body["TaskID"].as_str().unwrap().to_string()
+}
+
+/// Starts a task and waits until a worker records it.
+pub fn start_recording(url: &str, data: Value) -> String {
+    let id = start(url, data);
+    wait_for(
+        url,
+        &id,
+        "recording",
+        Duration::from_secs(30),
+        status_is("recording"),
+    );
+    id
+}
+
+pub fn describe(url: &str, id: &str) -> Value {
+    let (status, body) = call(url, "Describe", json!({ "TaskID": id }));
+    assert_eq!(status, 200, "Describe failed: {body}");
+    body
+}
+
+pub fn ok(url: &str, action: &str, id: &str) {
+    let (status, body) = call(url, action, json!({ "TaskID": id }));
+    assert_eq!(status, 200, "{action} failed: {body}");
+}
+
+/// Polls Describe until `pred` holds; returns that Describe.
+pub fn wait_for(
+    url: &str,
+    id: &str,
+    what: &str,
+    limit: Duration,
+    pred: impl Fn(&Value) -> bool,
+) -> Value {
+    let deadline = Instant::now() + limit;
+    loop {
+        let d = describe(url, id);
+        if pred(&d) {
+            return d;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "timed out waiting for {what}; last Describe: {d}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+pub fn status_is(s: &'static str) -> impl Fn(&Value) -> bool {
+    move |d| d["Status"] == s
+}
+
+/// Downloads the task's first result file through its FileURL.
+pub fn fetch_video(d: &Value, to: &Path) -> PathBuf {
+    let videos = d["Result"]["Videos"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no videos in {d}"));
+    let url = videos[0]["FileURL"].as_str().unwrap().to_string();
+    let size = videos[0]["FileSize"].as_u64().unwrap();
+    let (rt, client) = http();
+    let bytes = rt.block_on(async {
+        client
+            .get(&url)
+            .send()
+            .await
+            .unwrap()
+            .bytes()
+            .await
+            .unwrap()
+    });
+    assert_eq!(bytes.len() as u64, size, "FileSize matches the served file");
+    let path = to.join("result.mp4");
+    std::fs::write(&path, &bytes).unwrap();
+    path
+}
+
+/// One request a [`CallbackReceiver`] got.
+#[derive(Debug, Clone)]
+pub struct Delivery {
+    /// `/ok` or `/fail`.
+    pub path: String,
+    /// `X-Pagecast-Signature`.
+    pub signature: Option<String>,
+    /// `X-Pagecast-Event-Id`.
+    pub event_id: Option<String>,
+    /// The raw body.
+    pub body: Vec<u8>,
+}
+
+/// A callback receiver on loopback: `/ok` answers 204, `/fail` answers 500; every request is
+/// kept. Runs until the test process ends.
+pub struct CallbackReceiver {
+    /// `http://127.0.0.1:<port>`.
+    pub url: String,
+    got: std::sync::Arc<std::sync::Mutex<Vec<Delivery>>>,
+}
+
+impl CallbackReceiver {
+    /// On a free port.
+    pub fn start() -> CallbackReceiver {
+        Self::start_on(0)
+    }
+
+    /// On `port` (0: any free one).
+    pub fn start_on(port: u16) -> CallbackReceiver {
+        use axum::extract::Path as UrlPath;
+        use axum::routing::post;
+        let got = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let store = got.clone();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            rt.block_on(async move {
+                let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
+                    .await
+                    .unwrap();
+                tx.send(listener.local_addr().unwrap()).unwrap();
+                let app = axum::Router::new().route(
+                    "/{path}",
+                    post(
+                        move |UrlPath(path): UrlPath<String>,
+                              headers: axum::http::HeaderMap,
+                              body: axum::body::Bytes| {
+                            let store = store.clone();
+                            async move {
+                                let header = |name: &str| {
+                                    headers
+                                        .get(name)
+                                        .and_then(|v| v.to_str().ok())
+                                        .map(String::from)
+                                };
+                                store.lock().unwrap().push(Delivery {
+                                    path: format!("/{path}"),
+                                    signature: header("x-pagecast-signature"),
+                                    event_id: header("x-pagecast-event-id"),
+                                    body: body.to_vec(),
+                                });
+                                if path == "ok" {
+                                    axum::http::StatusCode::NO_CONTENT
+                                } else {
+                                    axum::http::StatusCode::INTERNAL_SERVER_ERROR
+                                }
+                            }
+                        },
+                    ),
+                );
+                axum::serve(listener, app).await.unwrap();
+            });
+        });
+        CallbackReceiver {
+            url: format!("http://{}", rx.recv().unwrap()),
+            got,
+        }
+    }
+
+    /// What arrived so far.
+    pub fn received(&self) -> Vec<Delivery> {
+        self.got.lock().unwrap().clone()
+    }
+}
