@@ -188,8 +188,11 @@ fn static_server(root: std::path::PathBuf) -> String {
     format!("http://{}", rx.recv().unwrap())
 }
 
-/// Serves the HLS key at `/key` once `allowed` is set; 404 before.
-fn key_server(allowed: std::sync::Arc<std::sync::atomic::AtomicBool>) -> String {
+/// The key a [`key_server`] serves; `None`: 404.
+type ServedKey = std::sync::Arc<std::sync::Mutex<Option<Vec<u8>>>>;
+
+/// Serves the HLS key at `/key` once one is set; 404 before.
+fn key_server(key: ServedKey) -> String {
     use axum::routing::get;
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
@@ -203,14 +206,8 @@ fn key_server(allowed: std::sync::Arc<std::sync::atomic::AtomicBool>) -> String 
             let app = axum::Router::new().route(
                 "/key",
                 get(move || {
-                    let allowed = allowed.clone();
-                    async move {
-                        if allowed.load(std::sync::atomic::Ordering::SeqCst) {
-                            Ok(hex::decode(KEY).unwrap())
-                        } else {
-                            Err(axum::http::StatusCode::NOT_FOUND)
-                        }
-                    }
+                    let key = key.lock().unwrap().clone();
+                    async move { key.ok_or(axum::http::StatusCode::NOT_FOUND) }
                 }),
             );
             axum::serve(listener, app).await.unwrap();
@@ -235,8 +232,8 @@ fn encrypted_hls_is_uploaded_whole_and_plays_only_with_the_key_from_auth_url() {
     let redis = TestRedis::start();
     let s3 = TestS3::start();
     let fixtures = fixture_server();
-    let allowed = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let auth_url = key_server(allowed.clone());
+    let served = ServedKey::default();
+    let auth_url = key_server(served.clone());
     // Players fetch segments relative to the playlist, so HLS from a private bucket is served
     // through a CDN (the task's Domain), as in production.
     let cdn = static_server(s3.data().join(s3_support::BUCKET));
@@ -287,7 +284,7 @@ fn encrypted_hls_is_uploaded_whole_and_plays_only_with_the_key_from_auth_url() {
     assert!(!ok, "decoding without the key must fail");
     assert!(!err.is_empty());
     // ...with it (fetched by the player from AuthUrl), the whole recording plays.
-    allowed.store(true, std::sync::atomic::Ordering::SeqCst);
+    *served.lock().unwrap() = Some(hex::decode(KEY).unwrap());
     let (ok, err) = ffmpeg_decodes(&playlist.2);
     assert!(ok, "decoding with the key: {err}");
     let p = probe_url(&playlist.2);
@@ -532,5 +529,53 @@ fn callbacks_survive_a_receiver_outage_and_give_up_only_after_the_retry_period()
     assert!(
         !d["Result"]["Videos"].as_array().unwrap().is_empty(),
         "the files are still there: {d}"
+    );
+}
+
+#[test]
+fn a_generated_key_goes_only_to_the_callback_receiver_and_decrypts_the_result() {
+    let redis = TestRedis::start();
+    let fixtures = fixture_server();
+    let receiver = CallbackReceiver::start();
+    let served = ServedKey::default();
+    let auth_url = key_server(served.clone());
+    let svc = service(&redis, "dlv-genkey", true, 0, 1);
+    let id = start(
+        &svc.url,
+        json!({
+            "RecordURL": format!("{fixtures}/animated.html"),
+            "MaxDurationLimit": 3,
+            "CallbackURL": format!("{}/ok", receiver.url),
+            "Output": { "Video": { "Muxer": "hls", "GenerateKey": true, "AuthUrl": auth_url } },
+        }),
+    );
+    let d = finished(&svc.url, &id);
+    assert!(d["Result"]["ErrorCode"].is_null(), "{d}");
+    assert!(
+        d.get("EncryptKey").is_none(),
+        "Describe never shows the key: {d}"
+    );
+    let got = receiver.received();
+    assert_eq!(got.len(), 1);
+    let body: Value = serde_json::from_slice(&got[0].body).unwrap();
+    let key = body["EncryptKey"]
+        .as_str()
+        .unwrap_or_else(|| panic!("the callback carries the key: {body}"))
+        .to_string();
+    assert_eq!(key.len(), 32);
+    let playlist = videos(&d)
+        .into_iter()
+        .find(|(name, ..)| name.ends_with(".m3u8"))
+        .unwrap();
+    let (ok, _) = ffmpeg_decodes(&playlist.2);
+    assert!(!ok, "encrypted: no key, no picture");
+    *served.lock().unwrap() = Some(hex::decode(&key).unwrap());
+    let (ok, err) = ffmpeg_decodes(&playlist.2);
+    assert!(ok, "the generated key decrypts the result: {err}");
+    assert!(
+        !std::fs::read_to_string(svc.dir.join("serve.log"))
+            .unwrap()
+            .contains(&key),
+        "the key is never logged"
     );
 }

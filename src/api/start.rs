@@ -63,10 +63,12 @@ pub const START_FIELDS: &[&str] = &[
     "Output.Video.Muxer",
     "Output.Video.EncryptKey",
     "Output.Video.AuthUrl",
+    "Output.Video.GenerateKey",
     "Video",
     "Video.Muxer",
     "Video.EncryptKey",
     "Video.AuthUrl",
+    "Video.GenerateKey",
     "Fps",
     "StartTimeout",
     "UserContext",
@@ -169,9 +171,24 @@ pub fn parse_start(
     };
     let video = from_output.merge(from_data)?;
     let muxer = video.muxer.as_ref().map(|(m, _)| *m).unwrap_or_default();
-    let (encrypt_key, auth_url) = match video.encrypt_key {
+    let generate = match &video.generate_key {
+        Some((true, path)) => Some(path.clone()),
+        _ => None,
+    };
+    if let (Some(path), Some((_, key_path))) = (&generate, &video.encrypt_key) {
+        return Err(ApiError::invalid(
+            path,
+            format!("and {key_path} cannot both be set"),
+        ));
+    }
+    let key_source = match (&video.encrypt_key, &generate) {
+        (Some((_, path)), _) => Some(path.clone()),
+        (None, Some(path)) => Some(path.clone()),
+        (None, None) => None,
+    };
+    let (encrypt_key, auth_url) = match key_source {
         None => (None, None),
-        Some((key, key_path)) => {
+        Some(key_path) => {
             if muxer != Muxer::Hls {
                 return Err(ApiError::invalid(
                     &key_path,
@@ -179,13 +196,28 @@ pub fn parse_start(
                 ));
             }
             let Some((auth_url, _)) = video.auth_url else {
-                let parent = key_path.trim_end_matches("EncryptKey");
+                let parent = key_path
+                    .trim_end_matches("EncryptKey")
+                    .trim_end_matches("GenerateKey");
                 return Err(ApiError::invalid(
                     &format!("{parent}AuthUrl"),
                     format!(
                         "is required with {key_path} (it is the key URI players fetch the key from)"
                     ),
                 ));
+            };
+            let key = match video.encrypt_key {
+                Some((key, _)) => key,
+                None => {
+                    if callback_url.is_none() {
+                        return Err(ApiError::invalid(
+                            &key_path,
+                            "requires a CallbackURL (a generated key is handed only to the \
+                             callback receiver)",
+                        ));
+                    }
+                    generated_key()?
+                }
             };
             (Some(key), Some(auth_url))
         }
@@ -224,7 +256,25 @@ pub fn parse_start(
         start_timeout_secs,
         user_context,
     };
-    Ok((spec, TaskSecrets { encrypt_key }))
+    Ok((
+        spec,
+        TaskSecrets {
+            encrypt_key,
+            key_generated: generate.is_some(),
+        },
+    ))
+}
+
+/// A fresh AES-128 key from the operating system's random source, as 32 hex characters.
+fn generated_key() -> Result<String, ApiError> {
+    let mut key = [0u8; 16];
+    getrandom::fill(&mut key).map_err(|e| {
+        ApiError::new(
+            ErrorCode::InternalError,
+            format!("no random source for the key: {e}"),
+        )
+    })?;
+    Ok(hex::encode(key))
 }
 
 /// A JSON object being read, with its path for messages (`Data.Output.Cos`).
@@ -329,6 +379,7 @@ struct VideoFields {
     muxer: Option<(Muxer, String)>,
     encrypt_key: Option<(String, String)>,
     auth_url: Option<(String, String)>,
+    generate_key: Option<(bool, String)>,
 }
 
 impl VideoFields {
@@ -351,6 +402,7 @@ impl VideoFields {
             muxer: pick(self.muxer, other.muxer)?,
             encrypt_key: pick(self.encrypt_key, other.encrypt_key)?,
             auth_url: pick(self.auth_url, other.auth_url)?,
+            generate_key: pick(self.generate_key, other.generate_key)?,
         })
     }
 }
@@ -489,10 +541,14 @@ impl Parser<'_> {
                 video.field("AuthUrl"),
             )),
         };
+        let generate_key = video
+            .bool("GenerateKey")?
+            .map(|g| (g, video.field("GenerateKey")));
         Ok(VideoFields {
             muxer,
             encrypt_key,
             auth_url,
+            generate_key,
         })
     }
 }
@@ -1250,6 +1306,73 @@ mod tests {
         invalid(
             with(json!({"Video": {"Muxer": "mp4", "EncryptKey": KEY, "AuthUrl": "k"}})),
             "Data.Video.EncryptKey",
+        );
+    }
+
+    #[test]
+    fn generate_key_makes_a_fresh_key_for_hls_with_a_callback() {
+        let data = || {
+            with(json!({
+                "CallbackURL": "https://hooks.example.org/cb",
+                "Output": {"Video": {"Muxer": "hls", "GenerateKey": true, "AuthUrl": "https://k.example.org/1"}},
+            }))
+        };
+        let (spec, secrets) = parse(data()).unwrap();
+        let key = secrets.encrypt_key.clone().unwrap();
+        assert_eq!(key.len(), 32);
+        assert!(key.bytes().all(|b| b.is_ascii_hexdigit()));
+        assert!(secrets.key_generated);
+        assert_eq!(spec.auth_url.as_deref(), Some("https://k.example.org/1"));
+        let (_, again) = parse(data()).unwrap();
+        assert_ne!(again.encrypt_key, secrets.encrypt_key, "a new key per task");
+        assert!(!format!("{secrets:?}").contains(&key), "redacted in Debug");
+        // false or absent: no key.
+        let (_, none) = parse(with(
+            json!({"Output": {"Video": {"Muxer": "hls", "GenerateKey": false}}}),
+        ))
+        .unwrap();
+        assert!(none.encrypt_key.is_none() && !none.key_generated);
+    }
+
+    #[test]
+    fn generate_key_rules() {
+        let hls = |video: Value, callback: bool| {
+            let mut d = with(json!({ "Output": { "Video": video } }));
+            if callback {
+                d["CallbackURL"] = json!("https://hooks.example.org/cb");
+            }
+            d
+        };
+        let m = invalid(
+            hls(
+                json!({"Muxer": "hls", "GenerateKey": true, "AuthUrl": "k"}),
+                false,
+            ),
+            "Data.Output.Video.GenerateKey",
+        );
+        assert!(m.contains("CallbackURL"), "{m}");
+        invalid(
+            hls(json!({"Muxer": "hls", "GenerateKey": true}), true),
+            "Data.Output.Video.AuthUrl",
+        );
+        invalid(
+            hls(json!({"GenerateKey": true, "AuthUrl": "k"}), true),
+            "Data.Output.Video.GenerateKey",
+        );
+        let m = invalid(
+            hls(
+                json!({"Muxer": "hls", "GenerateKey": true, "EncryptKey": KEY, "AuthUrl": "k"}),
+                true,
+            ),
+            "Data.Output.Video.GenerateKey",
+        );
+        assert!(m.contains("EncryptKey"), "{m}");
+        invalid(
+            hls(
+                json!({"Muxer": "hls", "GenerateKey": "yes", "AuthUrl": "k"}),
+                true,
+            ),
+            "Data.Output.Video.GenerateKey",
         );
     }
 

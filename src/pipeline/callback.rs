@@ -76,8 +76,16 @@ pub async fn run(ctx: WorkerContext, id: String) -> Result<(), StoreError> {
         state: CallbackState::Delivered,
         ..delivery.clone()
     });
-    let body = serde_json::to_vec(&describe_json(&task, &uuid::Uuid::new_v4().to_string()))
-        .unwrap_or_default();
+    let mut json = describe_json(&task, &uuid::Uuid::new_v4().to_string());
+    // A key pagecast generated is handed to the receiver, and only to it (never in Describe).
+    let generated_key = match ctx.store.secrets(id).await {
+        Ok(s) if s.key_generated => s.encrypt_key,
+        _ => None,
+    };
+    if let (Some(key), Some(obj)) = (generated_key.as_ref(), json.as_object_mut()) {
+        obj.insert("EncryptKey".into(), serde_json::Value::from(key.as_str()));
+    }
+    let body = serde_json::to_vec(&json).unwrap_or_default();
     let mut request = ctx
         .http
         .post(&url)
@@ -107,7 +115,11 @@ pub async fn run(ctx: WorkerContext, id: String) -> Result<(), StoreError> {
         t.stats = task.stats.clone();
         t.callback = Some(delivery);
         t.release_lease = true;
-        return ctx.store.transition(id, t).await;
+        ctx.store.transition(id, t).await?;
+        if generated_key.is_some() {
+            ctx.store.drop_secrets(id).await?;
+        }
+        return Ok(());
     };
     warn!(attempt = delivery.attempts, %error, "callback not delivered");
     delivery.last_error = Some(error);
@@ -169,7 +181,9 @@ async fn give_up(
     t.stats = task.stats.clone();
     t.callback = Some(delivery);
     t.release_lease = true;
-    ctx.store.transition(id, t).await
+    ctx.store.transition(id, t).await?;
+    // Undeliverable: a generated key must not outlive the task's delivery.
+    ctx.store.drop_secrets(id).await
 }
 
 /// An error with its causes ("error sending request: connection refused").

@@ -560,6 +560,19 @@ impl TaskStore {
             .map_err(|e| StoreError::Corrupt(format!("secrets of task {id}: {e}")))
     }
 
+    /// Forgets the task's secrets (a generated HLS key once it was handed to the callback
+    /// receiver). Later reads of the secrets find none.
+    pub async fn drop_secrets(&self, id: &str) -> Result<(), StoreError> {
+        let mut cmd = redis::cmd("HDEL");
+        cmd.arg(self.task_key(id)).arg("secrets");
+        let cmd = &cmd;
+        self.call("drop_secrets", move |mut c| async move {
+            cmd.query_async::<i64>(&mut c).await
+        })
+        .await
+        .map(|_| ())
+    }
+
     /// Applies `t` in one atomic script: refuses illegal moves ([`StoreError::Illegal`], checked
     /// before Redis is touched), a lost lease ([`StoreError::LeaseLost`], checked first) and a
     /// status other than `t.from` ([`StoreError::Conflict`]); then sets the fields and performs
