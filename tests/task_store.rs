@@ -41,6 +41,7 @@ fn spec() -> StartSpec {
 fn secrets() -> TaskSecrets {
     TaskSecrets {
         encrypt_key: Some(KEY.into()),
+        key_generated: false,
     }
 }
 
