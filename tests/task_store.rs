@@ -10,7 +10,8 @@ use pagecast::task::store::{
     Claim, ControlMsg, Stage, StageQueue, StoreError, TaskStore, TimeField, Transition,
 };
 use pagecast::task::{
-    Muxer, OutputTarget, StartSpec, Status, StorageType, TaskResult, TaskSecrets, TaskStats,
+    CallbackDelivery, Muxer, OutputTarget, StartSpec, Status, StorageType, TaskResult, TaskSecrets,
+    TaskStats,
 };
 use redis_support::TestRedis;
 
@@ -961,4 +962,61 @@ async fn unresponsive_redis_times_out_as_unavailable() {
     assert!(took < Duration::from_secs(5), "took {took:?}");
     redis.thaw();
     assert_eq!(store.get(&id).await.unwrap().id, id);
+}
+
+#[tokio::test]
+async fn callback_outbox_defers_under_the_lease_and_requeues_each_attempt_once() {
+    let (_redis, store) = setup().await;
+    let (id, fence) = recording(&store, "w1", 1_000).await;
+    for (from, to) in [
+        (Status::Recording, Status::Canceled),
+        (Status::Canceled, Status::Transcode),
+        (Status::Transcode, Status::Upload),
+        (Status::Upload, Status::Callback),
+    ] {
+        store
+            .transition(&id, Transition::new(from, to).with_lease("w1", fence))
+            .await
+            .unwrap();
+    }
+    let delivery = CallbackDelivery {
+        attempts: 1,
+        last_error: Some("the receiver answered HTTP 503".into()),
+        first_attempt_ms: 1_000,
+        next_attempt_ms: Some(5_000),
+        event_id: "e1".into(),
+        ..CallbackDelivery::default()
+    };
+    // A stale worker cannot reschedule.
+    assert!(matches!(
+        store
+            .defer_callback(&id, "w2", fence, &delivery, None, 5_000)
+            .await,
+        Err(StoreError::LeaseLost)
+    ));
+    store
+        .defer_callback(&id, "w1", fence, &delivery, None, 5_000)
+        .await
+        .unwrap();
+    let task = store.get(&id).await.unwrap();
+    assert_eq!(task.status, Status::Callback);
+    assert_eq!(task.callback, Some(delivery));
+    assert_eq!(task.owner, None, "the lease is released while waiting");
+    assert_eq!(store.pending_callbacks().await.unwrap(), 1);
+
+    // Not due yet: stays in the outbox.
+    assert_eq!(store.release_due_callbacks(4_999, 10).await.unwrap(), 0);
+    // Due, with two workers releasing at once: queued exactly once.
+    let (a, b) = tokio::join!(
+        store.release_due_callbacks(5_000, 10),
+        store.release_due_callbacks(5_000, 10)
+    );
+    assert_eq!(a.unwrap() + b.unwrap(), 1);
+    assert_eq!(store.pending_callbacks().await.unwrap(), 0);
+    let jobs = store
+        .read_stage(&StageQueue::shared(Stage::Callback), "c1", 10, 0, 60_000)
+        .await
+        .unwrap();
+    assert_eq!(jobs.len(), 1);
+    assert_eq!(jobs[0].task_id, id);
 }
