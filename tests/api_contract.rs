@@ -1317,6 +1317,10 @@ async fn control_actions_follow_the_status_machine() {
         page_crashes: 0,
         encoder_restarts: 1,
         lost_seconds: 0.0,
+        gaps: vec![pagecast::task::RecordingGap {
+            time: 1_700_000_005.25,
+            seconds: 6.5,
+        }],
     });
     api.move_task(&id, done).await;
     let d = api.describe(&id).await; // checked against the spec, Result and Stats included

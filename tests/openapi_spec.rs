@@ -344,6 +344,10 @@ fn full_task() -> TaskRecord {
             page_crashes: 1,
             encoder_restarts: 1,
             lost_seconds: 0.5,
+            gaps: vec![pagecast::task::RecordingGap {
+                time: 1_700_000_003.5,
+                seconds: 4.0,
+            }],
         }),
         owner: Some("worker".into()),
         fence: 3,

@@ -323,14 +323,14 @@ fn redis_restart_during_a_task_loses_nothing() {
 }
 
 #[test]
-fn a_worker_killed_mid_recording_does_not_leave_the_task_recording() {
+fn a_worker_killed_mid_recording_is_taken_over_into_the_same_output() {
     let redis = TestRedis::start();
     let fixtures = fixture_server();
     // An API-only node and two workers; the one that takes the task is killed with SIGKILL.
     let svc = service(&redis, "svc-killed", false, 2, 1);
     let id = start_recording(
         &svc.url,
-        json!({ "RecordURL": format!("{fixtures}/animated.html") }),
+        json!({ "RecordURL": format!("{fixtures}/clock.html") }),
     );
     let owner_pid = svc.procs[1..]
         .iter()
@@ -342,26 +342,12 @@ fn a_worker_killed_mid_recording_does_not_leave_the_task_recording() {
         tree.len() >= 3,
         "a browser and an encoder run under the worker: {tree:?}"
     );
+    std::thread::sleep(Duration::from_secs(6));
+    let killed_at = Instant::now();
     std::process::Command::new("kill")
         .args(["-KILL", &owner_pid.to_string()])
         .status()
         .unwrap();
-    // The other worker's diagnose loop notices the expired lease (3 s) and ends the task explicitly.
-    let d = wait_for(
-        &svc.url,
-        &id,
-        "finished after the worker died",
-        Duration::from_secs(30),
-        status_is("finished"),
-    );
-    assert_eq!(d["Result"]["ErrorCode"], "RecordFailed", "{d}");
-    assert!(
-        d["Result"]["ErrorMessage"]
-            .as_str()
-            .unwrap()
-            .contains("stopped responding"),
-        "{d}"
-    );
     // Everything the killed worker had started (browser, its helpers, ffmpeg) dies with it.
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
@@ -379,6 +365,70 @@ fn a_worker_killed_mid_recording_does_not_leave_the_task_recording() {
         );
         std::thread::sleep(Duration::from_millis(200));
     }
+    // The other worker notices the expired lease (3 s) and continues the same task: it reports
+    // the gap once its recording runs.
+    let d = wait_for(&svc.url, &id, "a takeover", Duration::from_secs(30), |d| {
+        d["Stats"]["Gaps"].as_array().is_some_and(|g| !g.is_empty())
+    });
+    let taken_over_in = killed_at.elapsed();
+    assert_eq!(d["Status"], "recording", "{d}");
+    assert_eq!(d["Restarts"], 1, "{d}");
+    assert!(
+        taken_over_in < Duration::from_secs(3 + 10),
+        "taken over {taken_over_in:?} after the kill (lease 3 s): {d}"
+    );
+    std::thread::sleep(Duration::from_secs(4));
+    ok(&svc.url, "Stop", &id);
+    let d = wait_for(
+        &svc.url,
+        &id,
+        "finished",
+        Duration::from_secs(60),
+        status_is("finished"),
+    );
+    assert!(d["Result"]["ErrorCode"].is_null(), "{d}");
+    assert_eq!(
+        d["Result"]["Videos"].as_array().map(Vec::len),
+        Some(1),
+        "one output: {d}"
+    );
+    let gaps = d["Stats"]["Gaps"].as_array().unwrap();
+    assert_eq!(gaps.len(), 1, "{d}");
+    let gap = gaps[0]["Seconds"].as_f64().unwrap();
+    // The gap is the lease running out, the takeover, the new browser, and the segment the
+    // killed encoder had not finished (at most one 2 s segment).
+    assert!(
+        gap > 2.0 && gap < taken_over_in.as_secs_f64() + 2.5,
+        "gap {gap} s, taken over after {taken_over_in:?}: {d}"
+    );
+    let file = fetch_video(&d, &scratch("svc-killed-dl"));
+    let p = probe(&file, &[]);
+    assert_close(
+        p.duration,
+        d["RecordedDuration"].as_f64().unwrap(),
+        0.5,
+        "file duration = RecordedDuration",
+    );
+    // The page's wall clock in the first and last frames: the video holds the content from
+    // before the kill and after the takeover, and what is missing in between is the gap.
+    let first = frame_clock_at(&file, 0).expect("clock in the first frame");
+    let last = frame_clock_at(&file, p.frames as usize - 1).expect("clock in the last frame");
+    let page_span = f64::from(last.wrapping_sub(first) & 0xFF_FFFF) / 1000.0;
+    assert!(
+        p.duration > 6.0 - 2.5,
+        "the content from before the kill is kept: {} s",
+        p.duration
+    );
+    eprintln!(
+        "takeover: gap {gap:.3} s reported, video {:.3} s, page time spanned {page_span:.3} s",
+        p.duration
+    );
+    assert_close(
+        page_span,
+        p.duration + gap,
+        0.5,
+        "page time spanned = video duration + reported gap",
+    );
 }
 
 /// Whether any process has `pid` as its parent (the worker running a recording is the parent of

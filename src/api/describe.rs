@@ -109,6 +109,10 @@ fn stats_json(stats: &TaskStats) -> Value {
         "PageCrashes": stats.page_crashes,
         "EncoderRestarts": stats.encoder_restarts,
         "LostSeconds": (stats.lost_seconds * 1000.0).round() / 1000.0,
+        "Gaps": stats.gaps.iter().map(|g| json!({
+            "Time": (g.time * 1000.0).round() / 1000.0,
+            "Seconds": (g.seconds * 1000.0).round() / 1000.0,
+        })).collect::<Vec<_>>(),
     })
 }
 
@@ -222,6 +226,10 @@ mod tests {
             page_crashes: 1,
             encoder_restarts: 0,
             lost_seconds: 0.0,
+            gaps: vec![crate::task::RecordingGap {
+                time: 1_700_000_050.125,
+                seconds: 7.25,
+            }],
         });
         let v = describe_json(&t, "req-2");
         assert_eq!(
@@ -254,6 +262,7 @@ mod tests {
                     "PageCrashes": 1,
                     "EncoderRestarts": 0,
                     "LostSeconds": 0.0,
+                    "Gaps": [{ "Time": 1_700_000_050.125, "Seconds": 7.25 }],
                 },
                 "Restarts": 1,
                 "UserContext": "{\"lesson\":7}",

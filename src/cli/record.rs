@@ -137,6 +137,7 @@ pub async fn run(args: RecordArgs) -> anyhow::Result<ExitCode> {
         height,
         fps,
         max_duration: duration,
+        wall_limit: None,
         manual_start: args.manual_start,
         start_timeout: Duration::from_secs(args.start_timeout),
         navigation_timeout: Duration::from_secs(rec.navigation_timeout),

@@ -259,13 +259,16 @@ async fn backoff(ctx: &WorkerContext, attempt: &mut u32) {
     }
 }
 
-/// Reads the shared record queue while this worker has capacity; each task runs on its own.
+/// Reads the record queues while this worker has capacity; each task runs on its own. This
+/// node's own record queue (recordings taken over from a worker that stopped, whose media is in
+/// this node's work directory) goes first; then the shared queue of new tasks.
 async fn record_loop(ctx: WorkerContext) {
     let capacity = Arc::new(Semaphore::new(ctx.cfg.capacity()));
-    let queue = StageQueue {
+    let shared = StageQueue {
         stage: Stage::Record,
         node: None,
     };
+    let takeovers = ctx.node_queue(Stage::Record);
     let mut errors = 0;
     let mut running = tokio::task::JoinSet::new();
     loop {
@@ -273,14 +276,28 @@ async fn record_loop(ctx: WorkerContext) {
             p = capacity.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => break },
             _ = ctx.shutdown.cancelled() => break,
         };
-        let jobs = tokio::select! {
-            r = ctx.store.read_stage(&queue, &ctx.worker_id, 1, 1_000, 30_000) => r,
+        let read = async {
+            let jobs = ctx
+                .store
+                .read_stage(&takeovers, &ctx.worker_id, 1, 0, 30_000)
+                .await?;
+            if !jobs.is_empty() {
+                return Ok((takeovers.clone(), jobs));
+            }
+            let jobs = ctx
+                .store
+                .read_stage(&shared, &ctx.worker_id, 1, 1_000, 30_000)
+                .await?;
+            Ok::<_, StoreError>((shared.clone(), jobs))
+        };
+        let read = tokio::select! {
+            r = read => r,
             _ = ctx.shutdown.cancelled() => break,
         };
-        let jobs = match jobs {
-            Ok(jobs) => {
+        let (queue, jobs) = match read {
+            Ok(r) => {
                 errors = 0;
-                jobs
+                r
             }
             Err(e) => {
                 warn!(error = %e, "reading the record queue failed");
@@ -292,12 +309,11 @@ async fn record_loop(ctx: WorkerContext) {
             continue;
         };
         let ctx2 = ctx.clone();
-        let queue2 = queue.clone();
         let span = info_span!("task", task_id = %job.task_id, stage = "record");
         running.spawn(
             async move {
                 let _permit = permit;
-                record::run(ctx2, queue2, job).await;
+                record::run(ctx2, queue, job).await;
             }
             .instrument(span),
         );

@@ -14,6 +14,9 @@ use crate::task::store::{
 };
 use crate::task::{Status, TaskRecord, TaskResult, TaskStats};
 
+/// How many times a task's recording is handed to another worker after its worker stopped.
+const MAX_RESTARTS: u32 = 5;
+
 /// Runs one record job from the queue.
 pub async fn run(ctx: WorkerContext, queue: StageQueue, job: StageJob) {
     let id = job.task_id.clone();
@@ -22,7 +25,8 @@ pub async fn run(ctx: WorkerContext, queue: StageQueue, job: StageJob) {
         .claim(
             &id,
             &ctx.worker_id,
-            &[Status::Normal],
+            // A live task here was handed over: its worker stopped, and this one continues it.
+            &[Status::Normal, Status::Recording, Status::Paused],
             now_ms(),
             ctx.lease_ms(),
         )
@@ -44,12 +48,25 @@ pub async fn run(ctx: WorkerContext, queue: StageQueue, job: StageJob) {
         }
     };
     let work_dir = ctx.cfg.work_root().join(&id);
+    let takeover = task
+        .status
+        .is_live()
+        .then(|| Takeover::inspect(&task, &work_dir));
+    if let Some(t) = &takeover {
+        info!(
+            status = %task.status,
+            restarts = task.restarts,
+            kept_seconds = t.base.recorded_duration,
+            "taking over a recording whose worker stopped"
+        );
+    }
     let mut job = RecordJob {
         ctx: ctx.clone(),
         id: id.clone(),
         fence,
-        status: Status::Normal,
+        status: task.status,
         task,
+        takeover,
     };
     if let Err(e) = job.record(&work_dir).await {
         warn!(error = %e, "record stage ended with a store error");
@@ -62,11 +79,148 @@ struct RecordJob {
     fence: u64,
     status: Status,
     task: TaskRecord,
+    /// Set when this job continues a recording another worker started.
+    takeover: Option<Takeover>,
+}
+
+/// What a takeover continues from: the media the stopped worker completed in this node's work
+/// directory (segments are numbered on, so the new recording appends to them) and its figures.
+struct Takeover {
+    /// The earlier attempts' stats, with `recorded_duration` = the media actually kept.
+    base: TaskStats,
+    /// Unix seconds: end of the last media kept.
+    kept_until: f64,
+    /// Seconds of media the stopped worker recorded but never completed (its segment in
+    /// progress), counted as missing when the task was paused at the time.
+    unfinished: f64,
+    /// Whether the task was paused when its worker stopped (the page's life meanwhile is not
+    /// part of the video, so it is not missing).
+    was_paused: bool,
+}
+
+fn unix_secs(t: std::time::SystemTime) -> f64 {
+    t.duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs_f64())
+        .unwrap_or(0.0)
+}
+
+impl Takeover {
+    fn inspect(task: &TaskRecord, work_dir: &std::path::Path) -> Self {
+        let mut base = task.stats.clone().unwrap_or_default();
+        base.recorded_duration = crate::media::encoder::completed_seconds(work_dir);
+        let started = task
+            .start_time
+            .map(|s| s as f64)
+            .unwrap_or_else(|| now_s() as f64);
+        let kept = base.recorded_duration;
+        let points = crate::recording::timeline::read(work_dir);
+        let timeline = crate::recording::timeline::wall_at(&points, kept).map(|until| {
+            let written = points.last().map_or(kept, |p| p.0);
+            (until, (written - kept).max(0.0))
+        });
+        let (kept_until, unfinished) =
+            match (timeline, crate::media::encoder::media_times(work_dir)) {
+                (Some(t), _) => t,
+                // No timeline: the segment list's modification time (late by the encoder's latency).
+                (None, Some((completed, last_write))) => {
+                    let (c, w) = (unix_secs(completed), unix_secs(last_write));
+                    (c, (w - c).max(0.0))
+                }
+                // The media was on another machine: nothing of it is here.
+                (None, None) => (started, 0.0),
+            };
+        Self {
+            base,
+            kept_until,
+            unfinished,
+            was_paused: task.status == Status::Paused,
+        }
+    }
+
+    /// The gap closed by a recording that resumed at unix time `resumed_at`.
+    fn gap(&self, resumed_at: f64) -> crate::task::RecordingGap {
+        let seconds = if self.was_paused {
+            self.unfinished
+        } else {
+            (resumed_at - self.kept_until).max(0.0)
+        };
+        crate::task::RecordingGap {
+            time: self.kept_until,
+            seconds,
+        }
+    }
 }
 
 impl RecordJob {
     fn lease(&self) -> Option<(String, u64)> {
         Some((self.ctx.worker_id.clone(), self.fence))
+    }
+
+    /// After a takeover, whether the stopped worker's media is here to be delivered even if
+    /// continuing failed.
+    fn has_kept_media(&self, work_dir: &std::path::Path) -> bool {
+        self.takeover.is_some()
+            && crate::media::encoder::completed_segments(work_dir).is_ok_and(|s| !s.is_empty())
+    }
+
+    /// Ends a taken-over task whose continuation failed: what was recorded before is delivered,
+    /// with the error.
+    async fn deliver_kept(&mut self, code: ErrorCode, message: String) -> Result<(), StoreError> {
+        warn!(%code, %message, "continuing the recording failed; delivering what was kept");
+        let status = self.ctx.store.get(&self.id).await.map(|t| t.status)?;
+        self.status = status;
+        if self.status.is_live() {
+            self.move_to(Status::Canceled, vec![(TimeField::Cancel, now_s())])
+                .await?;
+        }
+        let mut t = Transition::new(self.status, Status::Transcode);
+        t.lease = self.lease();
+        t.times = vec![(TimeField::Stop, now_s())];
+        t.stats = self.takeover.as_ref().map(|k| k.base.clone());
+        t.result = Some(TaskResult {
+            error_code: Some(code.as_str().to_string()),
+            error_message: Some(message),
+            videos: Vec::new(),
+        });
+        t.node = Some(self.ctx.node.clone());
+        t.enqueue = Some(self.ctx.node_queue(Stage::Transcode));
+        t.release_lease = true;
+        self.ctx.store.transition(&self.id, t).await
+    }
+
+    fn remaining_limit(&self, limit_secs: u32) -> Duration {
+        let limit = Duration::from_secs(u64::from(limit_secs));
+        match (&self.takeover, self.task.start_time) {
+            (Some(_), Some(start)) => {
+                let elapsed = Duration::from_secs(u64::try_from(now_s() - start).unwrap_or(0));
+                limit.saturating_sub(elapsed).max(Duration::from_secs(1))
+            }
+            _ => limit,
+        }
+    }
+
+    /// The task's figures: the earlier attempts' (after a takeover) plus this recording's.
+    fn stats(&self, p: &crate::recording::Progress) -> TaskStats {
+        let now = stats_of(p);
+        let Some(t) = &self.takeover else {
+            return now;
+        };
+        let b = &t.base;
+        TaskStats {
+            recorded_duration: ((b.recorded_duration + p.recorded_seconds) * 1000.0).round()
+                / 1000.0,
+            frames_captured: b.frames_captured + now.frames_captured,
+            frames_written: b.frames_written + now.frames_written,
+            frames_duplicated: b.frames_duplicated + now.frames_duplicated,
+            frames_dropped: b.frames_dropped + now.frames_dropped,
+            pauses: b.pauses + now.pauses,
+            refreshes: b.refreshes + now.refreshes,
+            callback_attempts: 0,
+            page_crashes: b.page_crashes + now.page_crashes,
+            encoder_restarts: b.encoder_restarts + now.encoder_restarts,
+            lost_seconds: b.lost_seconds + now.lost_seconds,
+            gaps: b.gaps.clone(),
+        }
     }
 
     /// Moves the task `self.status → to` under our lease; on a status conflict, adopts the actual
@@ -100,6 +254,27 @@ impl RecordJob {
 
     async fn record(&mut self, work_dir: &std::path::Path) -> Result<(), StoreError> {
         let spec = self.task.spec.clone();
+        if self.task.restarts > MAX_RESTARTS {
+            // Whatever stops its workers (a page that exhausts memory, say) would stop the next.
+            let message = format!(
+                "the workers recording this task stopped {} times; giving up",
+                self.task.restarts
+            );
+            if self.has_kept_media(work_dir) {
+                return self.deliver_kept(ErrorCode::RecordFailed, message).await;
+            }
+            let _ = std::fs::remove_dir_all(work_dir);
+            return self
+                .ctx
+                .fail_task(
+                    &self.id,
+                    self.status,
+                    Some(self.fence),
+                    ErrorCode::RecordFailed,
+                    message,
+                )
+                .await;
+        }
         if let Err(e) = std::fs::create_dir_all(work_dir) {
             return self
                 .ctx
@@ -118,9 +293,13 @@ impl RecordJob {
             width: spec.width,
             height: spec.height,
             fps: spec.fps,
-            // MaxDurationLimit counts wall-clock time, pauses included: enforced below.
             max_duration: None,
-            manual_start: spec.manual_start,
+            // MaxDurationLimit counts wall-clock time, pauses included. The engine enforces it on
+            // its own clock: a busy worker reacting late must not make the file longer. A
+            // takeover gets what is left of it.
+            wall_limit: Some(self.remaining_limit(spec.max_duration_secs)),
+            // A taken-over page already started its recording once.
+            manual_start: spec.manual_start && self.takeover.is_none(),
             start_timeout: Duration::from_secs(u64::from(spec.start_timeout_secs)),
             navigation_timeout: Duration::from_secs(rec_cfg.navigation_timeout),
             browser: rec_cfg.browser(spec.width, spec.height),
@@ -148,6 +327,9 @@ impl RecordJob {
             Ok(r) => r,
             Err(e) => {
                 let (code, msg) = (e.code(), e.to_string());
+                if self.has_kept_media(work_dir) {
+                    return self.deliver_kept(code, msg).await;
+                }
                 let _ = std::fs::remove_dir_all(work_dir);
                 return self
                     .ctx
@@ -186,15 +368,12 @@ impl RecordJob {
         };
 
         let mut beat = tokio::time::interval(heartbeat_every);
-        let mut started_at: Option<tokio::time::Instant> = None;
-        let limit = Duration::from_secs(u64::from(spec.max_duration_secs));
         let mut stop_sent = false;
         let mut lease_lost = false;
         let outcome = loop {
-            let deadline = started_at.map(|s| s + limit);
             tokio::select! {
                 out = &mut done => break out,
-                Some(ev) = events.recv() => self.on_event(ev, &mut started_at).await?,
+                Some(ev) = events.recv() => self.on_event(ev).await?,
                 Some(msg) = ctl_rx.recv() => {
                     let c = match msg { ControlMsg::Pause => Control::Pause, ControlMsg::Resume => Control::Resume, ControlMsg::Refresh => Control::Refresh, ControlMsg::Stop => Control::Stop };
                     controls.send(c);
@@ -219,16 +398,8 @@ impl RecordJob {
                         Err(e) => warn!(error = %e, "heartbeat failed; retrying"),
                     }
                     let p = progress.borrow().clone();
-                    let stats = stats_of(&p);
+                    let stats = self.stats(&p);
                     let _ = self.ctx.store.set_stats(&self.id, &self.ctx.worker_id, self.fence, &stats).await;
-                }
-                _ = sleep_until(deadline), if deadline.is_some() && !stop_sent => {
-                    info!(seconds = limit.as_secs(), "MaxDurationLimit reached");
-                    stop_sent = true;
-                    if self.status.is_live() {
-                        self.move_to(Status::Canceled, vec![(TimeField::Cancel, now_s())]).await?;
-                    }
-                    controls.send(Control::Stop);
                 }
                 _ = self.ctx.shutdown.cancelled(), if !stop_sent => {
                     // Shutting down: finish this recording and deliver what was recorded.
@@ -248,12 +419,12 @@ impl RecordJob {
                     self.move_to(Status::Canceled, vec![(TimeField::Cancel, now_s())])
                         .await?;
                 }
-                let p = progress.borrow().clone();
-                let mut stats = stats_of(&p);
-                stats.recorded_duration = (media.recorded_seconds * 1000.0).round() / 1000.0;
-                stats.page_crashes = media.page_crashes;
-                stats.encoder_restarts = media.encoder_restarts;
-                stats.lost_seconds = media.lost_seconds;
+                let mut p = progress.borrow().clone();
+                p.recorded_seconds = media.recorded_seconds;
+                p.page_crashes = media.page_crashes;
+                p.encoder_restarts = media.encoder_restarts;
+                p.lost_seconds = media.lost_seconds;
+                let stats = self.stats(&p);
                 info!(
                     seconds = media.recorded_seconds,
                     segments = media.segments.len(),
@@ -297,6 +468,9 @@ impl RecordJob {
             }
             Err(e) => {
                 let (code, msg) = (e.code(), e.to_string());
+                if self.has_kept_media(work_dir) {
+                    return self.deliver_kept(code, msg).await;
+                }
                 let _ = std::fs::remove_dir_all(work_dir);
                 let status = self
                     .ctx
@@ -313,15 +487,18 @@ impl RecordJob {
     }
 
     /// Mirrors what happened in the recording into the task's status.
-    async fn on_event(
-        &mut self,
-        ev: RecordingEvent,
-        started_at: &mut Option<tokio::time::Instant>,
-    ) -> Result<(), StoreError> {
+    async fn on_event(&mut self, ev: RecordingEvent) -> Result<(), StoreError> {
         match ev.control {
             Control::Start => {
-                *started_at = Some(tokio::time::Instant::now());
-                if !self
+                if let Some(t) = &mut self.takeover {
+                    // The task kept its status and start time; what is missing is recorded.
+                    let gap = t.gap(ev.at);
+                    info!(
+                        gap_seconds = gap.seconds,
+                        "recording continues after the takeover"
+                    );
+                    t.base.gaps.push(gap);
+                } else if !self
                     .move_to(Status::Recording, vec![(TimeField::Start, ev.at as i64)])
                     .await?
                 {
@@ -336,19 +513,13 @@ impl RecordJob {
                 self.move_to(Status::Recording, vec![]).await?;
             }
             Control::Stop if ev.origin != Origin::Owner && self.status.is_live() => {
+                info!(origin = ?ev.origin, "the recording ended itself (MaxDurationLimit, the page or a failure)");
                 self.move_to(Status::Canceled, vec![(TimeField::Cancel, ev.at as i64)])
                     .await?;
             }
             _ => {}
         }
         Ok(())
-    }
-}
-
-async fn sleep_until(deadline: Option<tokio::time::Instant>) {
-    match deadline {
-        Some(d) => tokio::time::sleep_until(d).await,
-        None => std::future::pending().await,
     }
 }
 
@@ -366,5 +537,6 @@ fn stats_of(p: &crate::recording::Progress) -> TaskStats {
         page_crashes: p.page_crashes,
         encoder_restarts: p.encoder_restarts,
         lost_seconds: p.lost_seconds,
+        gaps: Vec::new(),
     }
 }

@@ -6,6 +6,7 @@
 //! segments for `media::finalize`.
 
 mod options;
+pub mod timeline;
 
 pub use options::{
     CaptureSettings, DEFAULT_FPS, DEFAULT_HEIGHT, DEFAULT_WIDTH, MAX_DIMENSION, MAX_FPS,
@@ -604,6 +605,10 @@ impl Engine {
         self.set_state(RecordingState::Recording);
         info!(fps, "recording started");
 
+        // Media an earlier worker completed for this task comes first in the output.
+        let prior_media = crate::media::encoder::completed_seconds(&opts.work_dir);
+        let mut timeline = timeline::TimelineWriter::open(&opts.work_dir);
+        let mut mark_timeline = true;
         let mut encoder = ResilientEncoder::start(&opts, fps)?;
         let mut page_crashes = 0u32;
         let mut failure: Option<(ErrorCode, String)> = None;
@@ -668,6 +673,7 @@ impl Engine {
                     }
                     Control::Resume if pacer.is_paused() => {
                         pacer.resume(at);
+                        mark_timeline = true;
                         self.emit(Control::Resume, origin, at);
                         self.set_state(RecordingState::Recording);
                         info!(?origin, "resumed");
@@ -696,6 +702,14 @@ impl Engine {
                     stop = Some((at, Origin::Limit));
                 }
             }
+            if stop.is_none()
+                && let Some(limit) = opts.wall_limit
+            {
+                let at = origin + limit.as_secs_f64();
+                if now >= at {
+                    stop = Some((at, Origin::Limit));
+                }
+            }
             if let Some((at, origin)) = stop
                 && self.progress.borrow().state != RecordingState::Stopping
             {
@@ -707,6 +721,11 @@ impl Engine {
             }
 
             for slot in pacer.due(now) {
+                if mark_timeline || slot.slot.is_multiple_of(u64::from(fps)) {
+                    let recorded = slot.slot as f64 / f64::from(fps);
+                    timeline.point(prior_media + recorded, pacer.instant_of(recorded));
+                    mark_timeline = false;
+                }
                 encoder.send(slot.jpeg).await;
             }
             if let Some(why) = encoder.failure()

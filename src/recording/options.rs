@@ -56,6 +56,9 @@ pub struct RecordOptions {
     pub fps: u32,
     /// Stop after this much recorded time (pauses excluded).
     pub max_duration: Option<Duration>,
+    /// Stop once this much wall-clock time has passed since recording began (pauses included).
+    /// Measured on the recording's own clock, so a busy caller cannot make the file longer.
+    pub wall_limit: Option<Duration>,
     /// Wait for the page to call `window.startRecord()`.
     pub manual_start: bool,
     /// How long a ManualStart page may take to call `window.startRecord()`.
