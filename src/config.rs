@@ -83,6 +83,10 @@ pub struct RecorderConfig {
     /// Seconds a page may take to load.
     #[arg(long, env = "PAGECAST_NAVIGATION_TIMEOUT", default_value_t = 30)]
     pub navigation_timeout: u64,
+    /// Seconds a page's main thread may stay unresponsive before the page counts as hung and is
+    /// reopened (0 = never).
+    #[arg(long, env = "PAGECAST_HANG_TIMEOUT", default_value_t = 10)]
+    pub hang_timeout: u64,
     /// Extra Chromium flags, space-separated (e.g. `--lang=zh-CN`), added after pagecast's own.
     #[arg(
         long,
@@ -117,6 +121,7 @@ impl RecorderConfig {
         CaptureSettings {
             jpeg_quality: self.jpeg_quality,
             every_nth_frame: self.every_nth_frame,
+            hang_timeout: (self.hang_timeout > 0).then(|| Duration::from_secs(self.hang_timeout)),
             ..CaptureSettings::default()
         }
     }

@@ -116,3 +116,42 @@ fn a_crashed_renderer_is_reopened_and_recording_goes_on() {
         "the reopened page is recorded after the crash"
     );
 }
+
+#[test]
+fn a_hung_page_is_detected_and_reopened_and_recording_goes_on() {
+    let base = fixture_server();
+    let dir = scratch("fault-hang");
+    let out = dir.join("out.mp4");
+    // The page's main thread spins forever 3 s after it loads; a 2 s watchdog notices.
+    let mut cmd = pagecast();
+    cmd.arg("record")
+        .arg(format!("{base}/clock.html?hang=3000"))
+        .arg("-o")
+        .arg(&out)
+        .args(["-q", "--duration", "12", "--hang-timeout", "2"]);
+    let o = run(cmd, Duration::from_secs(90));
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    assert!(o.status.success(), "{stdout}{}", stderr(&o));
+    assert!(stdout.contains("1 page hang(s)"), "{stdout}");
+    assert!(stdout.contains("0 page crash(es)"), "{stdout}");
+    let p = probe(&out, &[]);
+    assert_close(
+        p.duration,
+        12.0,
+        0.27,
+        "the recording keeps its length across the hang",
+    );
+    // The clock stops while the page hangs and runs again once it is reopened: the longest
+    // stretch of identical frames is the hang (detection + reload), well under the 12 s.
+    assert!(
+        frame_clock_decodes_at(&out, (p.frames - 5) as usize),
+        "the reopened page is recorded after the hang"
+    );
+    let first = frame_clock_at(&out, 0).expect("clock in the first frame");
+    let last = frame_clock_at(&out, p.frames as usize - 1).expect("clock in the last frame");
+    let span = f64::from(last.wrapping_sub(first) & 0xFF_FFFF) / 1000.0;
+    assert!(
+        (11.0..13.0).contains(&span),
+        "the page's clock runs on after the reopen: {span} s"
+    );
+}

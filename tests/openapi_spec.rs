@@ -342,6 +342,7 @@ fn full_task() -> TaskRecord {
             refreshes: 1,
             callback_attempts: 5,
             page_crashes: 1,
+            page_hangs: 0,
             encoder_restarts: 1,
             lost_seconds: 0.5,
             gaps: vec![pagecast::task::RecordingGap {

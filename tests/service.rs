@@ -395,10 +395,11 @@ fn a_worker_killed_mid_recording_is_taken_over_into_the_same_output() {
     let gaps = d["Stats"]["Gaps"].as_array().unwrap();
     assert_eq!(gaps.len(), 1, "{d}");
     let gap = gaps[0]["Seconds"].as_f64().unwrap();
-    // The gap is the lease running out, the takeover, the new browser, and the segment the
-    // killed encoder had not finished (at most one 2 s segment).
+    // The gap is the lease running out, the takeover, the new browser, and what the killed
+    // encoder had not finished: its 2 s segment in progress plus the frames still queued in
+    // ffmpeg (about a second on a loaded 2-core machine).
     assert!(
-        gap > 2.0 && gap < taken_over_in.as_secs_f64() + 2.5,
+        gap > 2.0 && gap < taken_over_in.as_secs_f64() + 4.5,
         "gap {gap} s, taken over after {taken_over_in:?}: {d}"
     );
     let file = fetch_video(&d, &scratch("svc-killed-dl"));

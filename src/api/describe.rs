@@ -107,6 +107,7 @@ fn stats_json(stats: &TaskStats) -> Value {
         "Refreshes": stats.refreshes,
         "CallbackAttempts": stats.callback_attempts,
         "PageCrashes": stats.page_crashes,
+        "PageHangs": stats.page_hangs,
         "EncoderRestarts": stats.encoder_restarts,
         "LostSeconds": (stats.lost_seconds * 1000.0).round() / 1000.0,
         "Gaps": stats.gaps.iter().map(|g| json!({
@@ -224,6 +225,7 @@ mod tests {
             refreshes: 1,
             callback_attempts: 3,
             page_crashes: 1,
+            page_hangs: 0,
             encoder_restarts: 0,
             lost_seconds: 0.0,
             gaps: vec![crate::task::RecordingGap {
@@ -260,6 +262,7 @@ mod tests {
                     "Refreshes": 1,
                     "CallbackAttempts": 3,
                     "PageCrashes": 1,
+                    "PageHangs": 0,
                     "EncoderRestarts": 0,
                     "LostSeconds": 0.0,
                     "Gaps": [{ "Time": 1_700_000_050.125, "Seconds": 7.25 }],

@@ -211,6 +211,27 @@ impl BrowserSession {
         let _ = self.page.execute(StopScreencastParams::default()).await;
     }
 
+    /// Whether the page's main thread answers a trivial evaluation within `limit`. A closed
+    /// connection answers (with an error) at once, so only a busy main thread reads as `false`.
+    pub async fn responds_within(page: &Page, limit: Duration) -> bool {
+        use chromiumoxide::cdp::js_protocol::runtime::EvaluateParams;
+        tokio::time::timeout(limit, page.execute(EvaluateParams::new("0")))
+            .await
+            .is_ok()
+    }
+
+    /// Crashes the page's renderer (handled off its main thread, so it works on a hung page);
+    /// the crash event then reopens the page.
+    pub fn crash_renderer(&self) {
+        let page = self.page.clone();
+        tokio::spawn(async move {
+            use chromiumoxide::cdp::browser_protocol::page::CrashParams;
+            if let Err(e) = page.execute(CrashParams::default()).await {
+                tracing::debug!(error = %e, "Page.crash answered with an error (expected: the renderer is gone)");
+            }
+        });
+    }
+
     /// Reloads the page without waiting for it to load; recording continues meanwhile.
     pub fn reload(&self) {
         let page = self.page.clone();

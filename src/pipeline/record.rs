@@ -217,6 +217,7 @@ impl RecordJob {
             refreshes: b.refreshes + now.refreshes,
             callback_attempts: 0,
             page_crashes: b.page_crashes + now.page_crashes,
+            page_hangs: b.page_hangs + now.page_hangs,
             encoder_restarts: b.encoder_restarts + now.encoder_restarts,
             lost_seconds: b.lost_seconds + now.lost_seconds,
             gaps: b.gaps.clone(),
@@ -422,6 +423,7 @@ impl RecordJob {
                 let mut p = progress.borrow().clone();
                 p.recorded_seconds = media.recorded_seconds;
                 p.page_crashes = media.page_crashes;
+                p.page_hangs = media.page_hangs;
                 p.encoder_restarts = media.encoder_restarts;
                 p.lost_seconds = media.lost_seconds;
                 let stats = self.stats(&p);
@@ -535,6 +537,7 @@ fn stats_of(p: &crate::recording::Progress) -> TaskStats {
         refreshes: p.refreshes,
         callback_attempts: 0,
         page_crashes: p.page_crashes,
+        page_hangs: p.page_hangs,
         encoder_restarts: p.encoder_restarts,
         lost_seconds: p.lost_seconds,
         gaps: Vec::new(),

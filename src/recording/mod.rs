@@ -159,6 +159,8 @@ pub struct Progress {
     pub refreshes: u32,
     /// Times the page's renderer crashed and the page was reopened.
     pub page_crashes: u32,
+    /// Times the page hung (main thread unresponsive) and was reopened.
+    pub page_hangs: u32,
     /// Times the encoder died and was restarted.
     pub encoder_restarts: u32,
     /// Recorded seconds lost to encoder deaths (the unfinished segment of each).
@@ -184,6 +186,8 @@ pub struct RecordedMedia {
     pub error: Option<(ErrorCode, String)>,
     /// Times the page's renderer crashed and the page was reopened.
     pub page_crashes: u32,
+    /// Times the page hung and was reopened.
+    pub page_hangs: u32,
     /// Times the encoder died and was restarted.
     pub encoder_restarts: u32,
     /// Recorded seconds lost to encoder deaths.
@@ -209,6 +213,8 @@ pub struct Recording {
 
 /// Renderer crashes a recording survives; one more ends it with `PageCrashed`.
 const MAX_PAGE_CRASHES: u32 = 3;
+/// Hangs a recording survives; one more ends it with `PageCrashed`.
+const MAX_PAGE_HANGS: u32 = 3;
 /// Encoder deaths a recording survives; one more ends it with `RecordFailed`.
 const MAX_ENCODER_RESTARTS: u32 = 5;
 
@@ -611,6 +617,15 @@ impl Engine {
         let mut mark_timeline = true;
         let mut encoder = ResilientEncoder::start(&opts, fps)?;
         let mut page_crashes = 0u32;
+        let (mut page_hangs, mut hang_pending) = (0u32, false);
+        let (hang_tx, mut hang_rx) = mpsc::unbounded_channel::<()>();
+        let _watchdog = opts.capture.hang_timeout.map(|limit| {
+            AbortOnDrop(tokio::spawn(watch_for_hangs(
+                self.session.page(),
+                limit,
+                hang_tx,
+            )))
+        });
         let mut failure: Option<(ErrorCode, String)> = None;
         let limit_slots = opts
             .max_duration
@@ -643,7 +658,30 @@ impl Engine {
                 c = controls.recv() => {
                     command = Some((c.unwrap_or(Control::Stop), Origin::Owner, wall_now()));
                 }
+                Some(()) = hang_rx.recv() => {
+                    page_hangs += 1;
+                    if page_hangs > MAX_PAGE_HANGS {
+                        warn!(page_hangs, "the page keeps hanging; ending the recording");
+                        failure.get_or_insert((ErrorCode::PageCrashed, format!("the page stopped responding {page_hangs} times")));
+                        if stop.is_none() { stop = Some((wall_now(), Origin::Limit)); }
+                    } else if hang_pending {
+                        // Restarting the renderer did not report back: open the page again anyway.
+                        warn!(page_hangs, "the page is still unresponsive; reopening it");
+                        self.session.recover(&opts.url, self.screencast_settings());
+                    } else {
+                        warn!(page_hangs, "the page's main thread stopped responding; restarting its renderer");
+                        hang_pending = true;
+                        self.session.crash_renderer();
+                    }
+                }
                 Some(_) = crashes.next() => {
+                    if hang_pending {
+                        // The crash we caused to end a hang: reopen, count it as the hang it was.
+                        hang_pending = false;
+                        info!(page_hangs, "the hung page's renderer restarted; reopening the page");
+                        self.session.recover(&opts.url, self.screencast_settings());
+                        continue;
+                    }
                     page_crashes += 1;
                     if page_crashes > MAX_PAGE_CRASHES {
                         warn!(page_crashes, "the page keeps crashing; ending the recording");
@@ -771,6 +809,7 @@ impl Engine {
                     stopped_by: origin,
                     error: failure,
                     page_crashes,
+                    page_hangs,
                     encoder_restarts,
                     lost_seconds,
                 }));
@@ -787,10 +826,39 @@ impl Engine {
                     p.pauses = pauses;
                     p.refreshes = refreshes;
                     p.page_crashes = page_crashes;
+                    p.page_hangs = page_hangs;
                     p.encoder_restarts = encoder.restarts;
                     p.lost_seconds = encoder.lost_seconds;
                 });
             }
+        }
+    }
+}
+
+/// Aborts a spawned task when dropped.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// Asks the page's main thread for a trivial answer every second; one that takes longer than
+/// `limit` is a hang, reported on `hangs`. After a report it waits `limit` again before probing,
+/// so the reopened page has time to load.
+async fn watch_for_hangs(
+    page: Arc<chromiumoxide::Page>,
+    limit: Duration,
+    hangs: mpsc::UnboundedSender<()>,
+) {
+    loop {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        if !BrowserSession::responds_within(&page, limit).await {
+            if hangs.send(()).is_err() {
+                return;
+            }
+            tokio::time::sleep(limit).await;
         }
     }
 }

@@ -152,6 +152,9 @@ pub struct TaskStats {
     /// Renderer crashes survived.
     #[serde(default)]
     pub page_crashes: u32,
+    /// Page hangs survived (main thread unresponsive; the page was reopened).
+    #[serde(default)]
+    pub page_hangs: u32,
     /// Encoder restarts.
     #[serde(default)]
     pub encoder_restarts: u32,
