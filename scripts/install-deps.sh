@@ -5,7 +5,7 @@
 set -euo pipefail
 
 # libssl-dev and pkg-config are build dependencies (TLS for callbacks).
-packages=(chromium ffmpeg fontconfig redis-server pulseaudio pulseaudio-utils procps ca-certificates libssl-dev pkg-config)
+packages=(chromium ffmpeg fontconfig redis-server pulseaudio pulseaudio-utils procps ca-certificates libssl-dev pkg-config python3-venv)
 
 missing=()
 for p in "${packages[@]}"; do
@@ -35,3 +35,13 @@ if ! grep -qs "s3s-fs $s3s_version" "$tools/.crates.toml" || [ ! -x "$tools/bin/
   cargo install "s3s-fs@$s3s_version" --features binary --locked --root "$tools"
 fi
 "$tools/bin/s3s-fs" --help >/dev/null || { echo "install-deps: $tools/bin/s3s-fs does not run" >&2; exit 1; }
+
+# schemathesis, which fuzzes the HTTP API against api-spec/openapi.yaml in the test suite, in a
+# virtual environment of its own in the tools directory.
+st_version=4.32.5
+if ! "$tools/venv/bin/st" --version 2>/dev/null | grep -q "$st_version"; then
+  echo "install-deps: installing schemathesis $st_version into $tools/venv"
+  python3 -m venv "$tools/venv"
+  "$tools/venv/bin/pip" install --quiet --disable-pip-version-check "schemathesis==$st_version"
+fi
+"$tools/venv/bin/st" --version >/dev/null || { echo "install-deps: schemathesis does not run" >&2; exit 1; }
