@@ -1,7 +1,9 @@
-//! Command-line interface: `pagecast record`, `pagecast analyze`.
+//! Command-line interface: `pagecast record`, `serve`, `worker`, `doctor`, `healthcheck`,
+//! `analyze`.
 
 mod analyze;
 mod demo;
+mod doctor;
 mod record;
 mod service;
 
@@ -28,6 +30,10 @@ enum Command {
     Serve(Box<service::ServeArgs>),
     /// Run a worker only; start as many as you like against the same Redis.
     Worker(Box<service::WorkerArgs>),
+    /// Check the environment a worker needs and say how to fix what is wrong.
+    Doctor(Box<doctor::DoctorArgs>),
+    /// Probe a running pagecast's /healthz (exit 0 when healthy): for container HEALTHCHECKs.
+    Healthcheck(doctor::HealthcheckArgs),
     /// Measure frame timing in a recording of tests/fixtures/clock.html (the benchmark tool).
     Analyze(analyze::AnalyzeArgs),
 }
@@ -70,5 +76,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Serve(args) => service::serve(*args).await,
         Command::Worker(args) => service::worker(*args).await,
         Command::Analyze(args) => analyze::run(args).await,
+        Command::Doctor(args) => doctor::run(*args).await,
+        Command::Healthcheck(args) => doctor::healthcheck(args).await,
     }
 }

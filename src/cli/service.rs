@@ -8,6 +8,7 @@ use clap::Args;
 use pagecast::api::routes::{ApiState, app};
 use pagecast::api::start::StartLimits;
 use pagecast::config::{ApiConfig, StoreConfig, WorkerConfig};
+use pagecast::ops::health::Readiness;
 use pagecast::pipeline::{WorkerContext, run_worker};
 use pagecast::task::store::TaskStore;
 use tokio_util::sync::CancellationToken;
@@ -61,6 +62,26 @@ async fn connect(cfg: &StoreConfig, shutdown: &CancellationToken) -> anyhow::Res
     }
 }
 
+/// What `/readyz` checks in a process running a worker (or, with `worker` false, only the API).
+fn readiness(
+    store: &TaskStore,
+    cfg: &WorkerConfig,
+    worker: bool,
+    shutdown: &CancellationToken,
+) -> Readiness {
+    let mut r = Readiness::redis_only(store.clone());
+    r.shutdown = Some(shutdown.clone());
+    if worker {
+        r.worker = true;
+        r.storage = cfg.storage.enabled().then(|| cfg.storage.clone());
+        r.binaries = vec![
+            ("chromium", cfg.recorder.chromium.clone()),
+            ("ffmpeg", cfg.recorder.ffmpeg.clone()),
+        ];
+    }
+    r
+}
+
 pub async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
     let shutdown = CancellationToken::new();
     cancel_on_signal(shutdown.clone());
@@ -89,6 +110,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
         limits: StartLimits::default(),
         output_dir: args.worker.output_dir.clone(),
         url_policy: args.worker.url_policy(),
+        readiness: readiness(&store, &args.worker, !args.no_worker, &shutdown),
     };
     let worker = if args.no_worker {
         None
