@@ -151,6 +151,20 @@ pub struct StoreConfig {
     pub task_retention: u64,
 }
 
+/// What a worker does with its running recordings when it is told to stop (SIGTERM, Ctrl-C).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ShutdownMode {
+    /// Stop each recording at once and queue the task for another worker of the same node
+    /// (sharing the work directory), which reopens the page and records on; the parts are joined
+    /// into one video. For rolling restarts.
+    Handover,
+    /// Keep recording until each recording ends by itself (Stop, MaxDurationLimit, the page),
+    /// deliver, then exit. Takes as long as the longest recording.
+    Finish,
+    /// End each recording now and deliver what was recorded.
+    Stop,
+}
+
 /// The worker (recording and delivery).
 #[derive(Debug, Clone, Args)]
 pub struct WorkerConfig {
@@ -204,6 +218,11 @@ pub struct WorkerConfig {
     /// (off by default: such URLs are refused at Start and checked again before use).
     #[arg(long, env = "PAGECAST_ALLOW_PRIVATE_URLS")]
     pub allow_private_urls: bool,
+    /// What happens to running recordings on SIGTERM: `handover` (another worker of this node
+    /// continues them), `finish` (record on until they end, deliver, exit) or `stop` (end them
+    /// now and deliver what was recorded).
+    #[arg(long, env = "PAGECAST_SHUTDOWN", value_enum, default_value_t = ShutdownMode::Handover)]
+    pub shutdown: ShutdownMode,
     #[command(flatten)]
     #[allow(missing_docs)]
     pub storage: crate::storage::StorageConfig,
@@ -248,6 +267,24 @@ impl WorkerConfig {
     /// Where a task's deliverable is assembled before upload to object storage.
     pub fn deliver_dir(&self, task_id: &str) -> PathBuf {
         self.work_root().join(format!("{task_id}.deliver"))
+    }
+
+    /// Where part `k` of a task's recording is written: `<root>/<id>` for the first part,
+    /// `<root>/<id>.part<k>` for the parts recorded after each handover.
+    pub fn part_dir(&self, task_id: &str, k: usize) -> PathBuf {
+        if k == 0 {
+            self.work_root().join(task_id)
+        } else {
+            self.work_root().join(format!("{task_id}.part{k}"))
+        }
+    }
+
+    /// The task's part directories that exist on this node, in recording order.
+    pub fn part_dirs(&self, task_id: &str) -> Vec<PathBuf> {
+        (0..)
+            .map(|k| self.part_dir(task_id, k))
+            .take_while(|d| d.is_dir())
+            .collect()
     }
 
     /// Root of per-task work directories.

@@ -40,7 +40,8 @@ pub async fn run(ctx: WorkerContext, id: String) -> Result<(), StoreError> {
         return Ok(());
     };
     let _heartbeat = ctx.heartbeat(&id, fence);
-    let work_dir = ctx.cfg.work_root().join(&id);
+    // One part per worker that recorded the task (more than one after handovers).
+    let parts = ctx.cfg.part_dirs(&id);
     // Object storage: assemble beside the work directory, for the upload stage to send. Local
     // delivery: write straight into the published output directory.
     let to_storage = ctx.cfg.storage.destination(&task.spec.output).is_some();
@@ -50,7 +51,7 @@ pub async fn run(ctx: WorkerContext, id: String) -> Result<(), StoreError> {
         ctx.cfg.output_dir.clone()
     };
     let output = out_root.join(output_rel_path(&task));
-    let files = match produce(&ctx, &task, &work_dir, &output).await? {
+    let files = match produce(&ctx, &task, &parts, &output).await? {
         Ok(files) => files,
         Err(message) => {
             return ctx
@@ -97,22 +98,30 @@ pub async fn run(ctx: WorkerContext, id: String) -> Result<(), StoreError> {
     ctx.store.transition(&id, t).await?;
     info!(files = files.len(), "deliverable ready");
     // The segments are no longer needed once the deliverable is committed.
-    let _ = std::fs::remove_dir_all(&work_dir);
+    for part in &parts {
+        let _ = std::fs::remove_dir_all(part);
+    }
     Ok(())
 }
 
-/// Produces the deliverable from the node's recorded segments. The outer error is the store's;
-/// the inner one says why the deliverable could not be made (the task fails with it).
+/// Produces the deliverable from the node's recorded segments (of every part, in order). The
+/// outer error is the store's; the inner one says why the deliverable could not be made (the
+/// task fails with it).
 async fn produce(
     ctx: &WorkerContext,
     task: &TaskRecord,
-    work_dir: &Path,
+    parts: &[PathBuf],
     output: &Path,
 ) -> Result<Result<Vec<PathBuf>, String>, StoreError> {
-    let segments = match completed_segments(work_dir) {
-        Ok(s) if !s.is_empty() => s,
-        Ok(_) => return Ok(Err("no recorded media was found on this node".into())),
-        Err(e) => return Ok(Err(e.to_string())),
+    let mut segments = Vec::new();
+    for part in parts {
+        match completed_segments(part) {
+            Ok(s) => segments.extend(s),
+            Err(e) => return Ok(Err(e.to_string())),
+        }
+    }
+    let Some(work_dir) = parts.first().filter(|_| !segments.is_empty()) else {
+        return Ok(Err("no recorded media was found on this node".into()));
     };
     let key = match (
         ctx.store.secrets(&task.id).await?.encrypt_key,

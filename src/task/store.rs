@@ -124,6 +124,7 @@ static DEFER_CALLBACK: LazyLock<Script> =
     LazyLock::new(|| Script::new(include_str!("lua/defer_callback.lua")));
 static DUE_CALLBACKS: LazyLock<Script> =
     LazyLock::new(|| Script::new(include_str!("lua/due_callbacks.lua")));
+static HANDOVER: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lua/handover.lua")));
 static TAKE_EXPIRED: LazyLock<Script> =
     LazyLock::new(|| Script::new(include_str!("lua/take_expired.lua")));
 
@@ -759,6 +760,44 @@ impl TaskStore {
             }
             Some("notfound") => Err(StoreError::NotFound(id.to_owned())),
             _ => Err(unexpected("requeue", &reply)),
+        }
+    }
+
+    /// Worker side, at shutdown: stores `stats` (if any), releases the lease and queues the task
+    /// on `q` for another worker to continue, counting a restart, atomically; the status stays.
+    /// A `normal` task goes back into the queued index. [`StoreError::LeaseLost`] when another
+    /// worker took the task meanwhile.
+    pub async fn hand_over(
+        &self,
+        id: &str,
+        worker: &str,
+        fence: u64,
+        stats: Option<&TaskStats>,
+        q: &StageQueue,
+    ) -> Result<(), StoreError> {
+        let stats = match stats {
+            Some(s) => to_json(s, "stats")?,
+            None => String::new(),
+        };
+        let mut inv = HANDOVER.prepare_invoke();
+        inv.key(self.task_key(id))
+            .key(self.leases_key())
+            .key(self.queued_key())
+            .key(self.stage_key(q))
+            .arg(id)
+            .arg(worker)
+            .arg(fence)
+            .arg(stats)
+            .arg(Status::Normal.as_str());
+        let reply = self.script("hand_over", &inv).await?;
+        match reply.first().map(String::as_str) {
+            Some("ok") => {
+                tracing::info!(task = id, stage = %q.stage, node = ?q.node, "task handed over");
+                Ok(())
+            }
+            Some("leaselost") => Err(StoreError::LeaseLost),
+            Some("notfound") => Err(StoreError::NotFound(id.to_owned())),
+            _ => Err(unexpected("hand_over", &reply)),
         }
     }
 
