@@ -162,7 +162,23 @@ fn metrics_after_a_real_recording() {
     );
     let recorded = d["RecordedDuration"].as_f64().unwrap();
 
-    let (_, _, text) = get(&metrics_url, None);
+    // A stage's duration is recorded when its job returns, a moment after the task moved on.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let text = loop {
+        let (_, _, text) = get(&metrics_url, None);
+        let done = ["record", "transcode", "upload"].iter().all(|stage| {
+            metric(
+                &text,
+                "pagecast_stage_duration_seconds_count",
+                &[("stage", stage)],
+            )
+            .is_some()
+        });
+        if done || Instant::now() > deadline {
+            break text;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    };
     let m = |name: &str, labels: &[(&str, &str)]| {
         metric(&text, name, labels).unwrap_or_else(|| panic!("no {name} {labels:?} in:\n{text}"))
     };
