@@ -156,6 +156,20 @@ pub struct StoreConfig {
     pub task_retention: u64,
 }
 
+/// What a worker does with its running recordings when it is told to stop (SIGTERM, Ctrl-C).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ShutdownMode {
+    /// Stop each recording at once (its segments complete) and queue the task for another
+    /// worker of the same node (sharing the work directory), which reopens the page and records
+    /// on into the same output. For rolling restarts.
+    Handover,
+    /// Keep recording until each recording ends by itself (Stop, MaxDurationLimit, the page),
+    /// deliver, then exit. Takes as long as the longest recording.
+    Finish,
+    /// End each recording now and deliver what was recorded.
+    Stop,
+}
+
 /// The worker (recording and delivery).
 #[derive(Debug, Clone, Args)]
 pub struct WorkerConfig {
@@ -209,6 +223,11 @@ pub struct WorkerConfig {
     /// (off by default: such URLs are refused at Start and checked again before use).
     #[arg(long, env = "PAGECAST_ALLOW_PRIVATE_URLS")]
     pub allow_private_urls: bool,
+    /// What happens to running recordings on SIGTERM: `handover` (another worker of this node
+    /// continues them), `finish` (record on until they end, deliver, exit) or `stop` (end them
+    /// now and deliver what was recorded).
+    #[arg(long, env = "PAGECAST_SHUTDOWN", value_enum, default_value_t = ShutdownMode::Handover)]
+    pub shutdown: ShutdownMode,
     #[command(flatten)]
     #[allow(missing_docs)]
     pub storage: crate::storage::StorageConfig,

@@ -405,6 +405,7 @@ async fn serve(redis: &TestRedis, tune: impl FnOnce(&mut ApiState)) -> Api {
         url_policy: pagecast::url_guard::UrlPolicy {
             allow_private: true,
         },
+        readiness: pagecast::ops::health::Readiness::redis_only(store.clone()),
     };
     tune(&mut state);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")

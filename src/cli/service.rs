@@ -7,7 +7,8 @@ use anyhow::Context;
 use clap::Args;
 use pagecast::api::routes::{ApiState, app};
 use pagecast::api::start::StartLimits;
-use pagecast::config::{ApiConfig, StoreConfig, WorkerConfig};
+use pagecast::config::{ApiConfig, ShutdownMode, StoreConfig, WorkerConfig};
+use pagecast::ops::health::Readiness;
 use pagecast::pipeline::{WorkerContext, run_worker};
 use pagecast::task::store::TaskStore;
 use tokio_util::sync::CancellationToken;
@@ -28,6 +29,10 @@ pub struct ServeArgs {
 
 #[derive(Debug, Args)]
 pub struct WorkerArgs {
+    /// Serve /healthz, /readyz and /metrics of this worker on this address (e.g. 0.0.0.0:9090);
+    /// off by default.
+    #[arg(long, env = "PAGECAST_METRICS_LISTEN")]
+    metrics_listen: Option<String>,
     #[command(flatten)]
     store: StoreConfig,
     #[command(flatten)]
@@ -35,10 +40,17 @@ pub struct WorkerArgs {
 }
 
 /// Cancels `token` on Ctrl-C or SIGTERM.
-fn cancel_on_signal(token: CancellationToken) {
+fn cancel_on_signal(token: CancellationToken, mode: ShutdownMode) {
     tokio::spawn(async move {
         super::shutdown_signal().await;
-        info!("shutting down: no new work is taken; running recordings are finished and delivered");
+        let what = match mode {
+            ShutdownMode::Handover => "running recordings are handed over to other workers",
+            ShutdownMode::Finish => {
+                "running recordings continue until they end, then are delivered"
+            }
+            ShutdownMode::Stop => "running recordings are ended now and delivered",
+        };
+        info!("shutting down: no new work is taken; {what}");
         token.cancel();
     });
 }
@@ -61,9 +73,29 @@ async fn connect(cfg: &StoreConfig, shutdown: &CancellationToken) -> anyhow::Res
     }
 }
 
+/// What `/readyz` checks in a process running a worker (or, with `worker` false, only the API).
+fn readiness(
+    store: &TaskStore,
+    cfg: &WorkerConfig,
+    worker: bool,
+    shutdown: &CancellationToken,
+) -> Readiness {
+    let mut r = Readiness::redis_only(store.clone());
+    r.shutdown = Some(shutdown.clone());
+    if worker {
+        r.worker = true;
+        r.storage = cfg.storage.enabled().then(|| cfg.storage.clone());
+        r.binaries = vec![
+            ("chromium", cfg.recorder.chromium.clone()),
+            ("ffmpeg", cfg.recorder.ffmpeg.clone()),
+        ];
+    }
+    r
+}
+
 pub async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
     let shutdown = CancellationToken::new();
-    cancel_on_signal(shutdown.clone());
+    cancel_on_signal(shutdown.clone(), args.worker.shutdown);
     let listener = tokio::net::TcpListener::bind(&args.api.listen)
         .await
         .with_context(|| format!("cannot listen on {}", args.api.listen))?;
@@ -89,6 +121,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
         limits: StartLimits::default(),
         output_dir: args.worker.output_dir.clone(),
         url_policy: args.worker.url_policy(),
+        readiness: readiness(&store, &args.worker, !args.no_worker, &shutdown),
     };
     let worker = if args.no_worker {
         None
@@ -110,8 +143,30 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
 
 pub async fn worker(args: WorkerArgs) -> anyhow::Result<ExitCode> {
     let shutdown = CancellationToken::new();
-    cancel_on_signal(shutdown.clone());
+    cancel_on_signal(shutdown.clone(), args.worker.shutdown);
+    // Bound before Redis is reached, so a bad address fails at once and probes can connect.
+    let ops_listener = match &args.metrics_listen {
+        Some(addr) => Some(
+            tokio::net::TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("cannot listen on {addr} (PAGECAST_METRICS_LISTEN)"))?,
+        ),
+        None => None,
+    };
     let store = connect(&args.store, &shutdown).await?;
+    if let Some(listener) = ops_listener {
+        let router = pagecast::ops::router(pagecast::ops::OpsState {
+            readiness: readiness(&store, &args.worker, true, &shutdown),
+            service_metrics: false,
+        });
+        info!(addr = %listener.local_addr()?, "worker health and metrics listening");
+        // Served until the process exits, so probes see the drain (readyz 503) while it lasts.
+        tokio::spawn(async move {
+            if let Err(e) = axum::serve(listener, router).await {
+                warn!(error = %e, "the health and metrics endpoint stopped");
+            }
+        });
+    }
     let public_url = args
         .worker
         .public_url

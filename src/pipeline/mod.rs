@@ -24,6 +24,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, info, info_span, warn};
 
 use crate::config::WorkerConfig;
+use crate::ops::metrics;
 use crate::task::store::{Stage, StageQueue, StoreError, TaskStore, Transition};
 use crate::task::{Status, TaskResult};
 
@@ -42,7 +43,10 @@ pub struct WorkerContext {
     pub public_url: String,
     /// HTTP client for callbacks.
     pub http: reqwest::Client,
-    /// Cancelled on shutdown.
+    /// Cancelled when the worker is told to stop (SIGTERM): no new recordings are taken and
+    /// running ones are handed over, stopped or finished as configured.
+    pub drain: CancellationToken,
+    /// Cancelled once the running recordings are dealt with: every loop then ends.
     pub shutdown: CancellationToken,
 }
 
@@ -63,12 +67,13 @@ pub fn now_ms() -> i64 {
 }
 
 impl WorkerContext {
-    /// Builds the context; `public_url` is where `serve` publishes result files.
+    /// Builds the context; `public_url` is where `serve` publishes result files; `drain` is
+    /// cancelled when the worker should stop.
     pub fn new(
         store: TaskStore,
         cfg: WorkerConfig,
         public_url: String,
-        shutdown: CancellationToken,
+        drain: CancellationToken,
     ) -> Self {
         let node = cfg.node();
         let worker_id = format!(
@@ -88,7 +93,8 @@ impl WorkerContext {
             worker_id,
             public_url,
             http,
-            shutdown,
+            drain,
+            shutdown: CancellationToken::new(),
         }
     }
 
@@ -157,6 +163,7 @@ impl WorkerContext {
         message: String,
     ) -> Result<(), StoreError> {
         warn!(task_id = id, %code, %message, "task failed");
+        metrics::inc(&metrics::TASKS_FAILED, &[("code", code.as_str())]);
         let task = self.store.get(id).await?;
         let mut result = task.result.clone().unwrap_or_default();
         result.error_code = Some(code.as_str().to_string());
@@ -215,11 +222,40 @@ impl Drop for Heartbeat {
     }
 }
 
-/// Runs a worker until `ctx.shutdown` is cancelled.
+/// Counts a recording in `pagecast_recordings_running` and its time in the record stage's
+/// histogram; the drop keeps both right even when the job panics.
+struct RunningRecording(std::time::Instant);
+
+impl RunningRecording {
+    fn start() -> Self {
+        metrics::add(&metrics::RECORDINGS_RUNNING, &[], 1.0);
+        RunningRecording(std::time::Instant::now())
+    }
+}
+
+impl Drop for RunningRecording {
+    fn drop(&mut self) {
+        metrics::add(&metrics::RECORDINGS_RUNNING, &[], -1.0);
+        metrics::observe(
+            &metrics::STAGE_SECONDS,
+            &[("stage", "record")],
+            self.0.elapsed().as_secs_f64(),
+        );
+    }
+}
+
+/// Runs a worker until `ctx.drain` is cancelled and its running recordings are dealt with.
 pub async fn run_worker(ctx: WorkerContext) {
     info!(worker = %ctx.worker_id, capacity = ctx.cfg.capacity(), "worker started");
+    metrics::add(&metrics::WORKER_CAPACITY, &[], ctx.cfg.capacity() as f64);
     let mut loops = tokio::task::JoinSet::new();
-    loops.spawn(record_loop(ctx.clone()));
+    // The other loops run until the recordings are dealt with (in `finish` mode, that is when
+    // the last one ends), so what they produce is still delivered.
+    let recorder = ctx.clone();
+    loops.spawn(async move {
+        record_loop(recorder.clone()).await;
+        recorder.shutdown.cancel();
+    });
     // Finalizing is I/O-bound stream copying; two at a time keep the disk busy without
     // starving recordings of CPU.
     loops.spawn(stage_loop(
@@ -246,6 +282,7 @@ pub async fn run_worker(ctx: WorkerContext) {
     loops.spawn(outbox_loop(ctx.clone()));
     loops.spawn(diagnose::run(ctx.clone()));
     while loops.join_next().await.is_some() {}
+    metrics::add(&metrics::WORKER_CAPACITY, &[], -(ctx.cfg.capacity() as f64));
     info!(worker = %ctx.worker_id, "worker stopped");
 }
 
@@ -259,45 +296,44 @@ async fn backoff(ctx: &WorkerContext, attempt: &mut u32) {
     }
 }
 
-/// Reads the record queues while this worker has capacity; each task runs on its own. This
-/// node's own record queue (recordings taken over from a worker that stopped, whose media is in
-/// this node's work directory) goes first; then the shared queue of new tasks.
+/// Reads the record queues while this worker has capacity; each task runs on its own. Tasks
+/// handed over by a worker of this node (on the node's own record queue) come first.
 async fn record_loop(ctx: WorkerContext) {
     let capacity = Arc::new(Semaphore::new(ctx.cfg.capacity()));
     let shared = StageQueue {
         stage: Stage::Record,
         node: None,
     };
-    let takeovers = ctx.node_queue(Stage::Record);
+    let handed_over = ctx.node_queue(Stage::Record);
     let mut errors = 0;
     let mut running = tokio::task::JoinSet::new();
     loop {
         let permit = tokio::select! {
             p = capacity.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => break },
-            _ = ctx.shutdown.cancelled() => break,
+            _ = ctx.drain.cancelled() => break,
         };
         let read = async {
             let jobs = ctx
                 .store
-                .read_stage(&takeovers, &ctx.worker_id, 1, 0, 30_000)
+                .read_stage(&handed_over, &ctx.worker_id, 1, 0, 30_000)
                 .await?;
             if !jobs.is_empty() {
-                return Ok((takeovers.clone(), jobs));
+                return Ok((jobs, handed_over.clone()));
             }
             let jobs = ctx
                 .store
                 .read_stage(&shared, &ctx.worker_id, 1, 1_000, 30_000)
                 .await?;
-            Ok::<_, StoreError>((shared.clone(), jobs))
+            Ok::<_, StoreError>((jobs, shared.clone()))
         };
-        let read = tokio::select! {
+        let jobs = tokio::select! {
             r = read => r,
-            _ = ctx.shutdown.cancelled() => break,
+            _ = ctx.drain.cancelled() => break,
         };
-        let (queue, jobs) = match read {
-            Ok(r) => {
+        let (jobs, queue) = match jobs {
+            Ok(jobs) => {
                 errors = 0;
-                r
+                jobs
             }
             Err(e) => {
                 warn!(error = %e, "reading the record queue failed");
@@ -313,13 +349,14 @@ async fn record_loop(ctx: WorkerContext) {
         running.spawn(
             async move {
                 let _permit = permit;
+                let _running = RunningRecording::start();
                 record::run(ctx2, queue, job).await;
             }
             .instrument(span),
         );
         while running.try_join_next().is_some() {}
     }
-    // Shutdown: running recordings see the cancellation and end cleanly.
+    // Draining: running recordings see `ctx.drain` and are handed over, stopped or finished.
     while running.join_next().await.is_some() {}
 }
 
@@ -364,10 +401,18 @@ where
             let span = info_span!("task", task_id = %job.task_id, stage = queue.stage.as_str());
             let (ctx2, queue2) = (ctx.clone(), queue.clone());
             let work = run(ctx.clone(), job.task_id.clone()).instrument(span);
+            let stage = queue.stage.as_str();
             running.spawn(async move {
                 let _permit = permit;
+                let began = std::time::Instant::now();
                 // A panic in one job must not take the loop down.
-                match tokio::spawn(work).await {
+                let outcome = tokio::spawn(work).await;
+                metrics::observe(
+                    &metrics::STAGE_SECONDS,
+                    &[("stage", stage)],
+                    began.elapsed().as_secs_f64(),
+                );
+                match outcome {
                     Ok(Ok(())) => {}
                     Ok(Err(e)) => {
                         warn!(task_id = %job.task_id, error = %e, "stage ended with a store error")

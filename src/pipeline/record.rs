@@ -7,7 +7,9 @@ use tokio::sync::mpsc;
 use tracing::{info, warn};
 
 use super::{WorkerContext, now_ms, now_s};
+use crate::config::ShutdownMode;
 use crate::error::{ErrorCode, HasErrorCode};
+use crate::ops::metrics;
 use crate::recording::{Control, Origin, Outcome, RecordOptions, Recording, RecordingEvent};
 use crate::task::store::{
     Claim, ControlMsg, Stage, StageJob, StageQueue, StoreError, TimeField, Transition,
@@ -20,16 +22,22 @@ const MAX_RESTARTS: u32 = 5;
 /// Runs one record job from the queue.
 pub async fn run(ctx: WorkerContext, queue: StageQueue, job: StageJob) {
     let id = job.task_id.clone();
+    // The node's own record queue holds recordings whose worker stopped (killed, or handed them
+    // over while shutting down): this one continues them, or delivers them if they were
+    // stopped meanwhile.
+    let expect: &[Status] = if queue.node.is_some() {
+        &[
+            Status::Normal,
+            Status::Recording,
+            Status::Paused,
+            Status::Canceled,
+        ]
+    } else {
+        &[Status::Normal]
+    };
     let claim = ctx
         .store
-        .claim(
-            &id,
-            &ctx.worker_id,
-            // A live task here was handed over: its worker stopped, and this one continues it.
-            &[Status::Normal, Status::Recording, Status::Paused],
-            now_ms(),
-            ctx.lease_ms(),
-        )
+        .claim(&id, &ctx.worker_id, expect, now_ms(), ctx.lease_ms())
         .await;
     // Whatever the claim says, this queue entry is done: the lease now guards the task.
     if let Err(e) = ctx.store.ack(&queue, &job.entry_id).await {
@@ -48,10 +56,7 @@ pub async fn run(ctx: WorkerContext, queue: StageQueue, job: StageJob) {
         }
     };
     let work_dir = ctx.cfg.work_root().join(&id);
-    let takeover = task
-        .status
-        .is_live()
-        .then(|| Takeover::inspect(&task, &work_dir));
+    let takeover = (task.status != Status::Normal).then(|| Takeover::inspect(&task, &work_dir));
     if let Some(t) = &takeover {
         info!(
             status = %task.status,
@@ -68,7 +73,15 @@ pub async fn run(ctx: WorkerContext, queue: StageQueue, job: StageJob) {
         task,
         takeover,
     };
-    if let Err(e) = job.record(&work_dir).await {
+    let outcome = match (&job.takeover, job.status) {
+        // Stopped while it waited for this worker: deliver what was recorded before.
+        (Some(t), Status::Canceled) => {
+            let stats = t.base.clone();
+            job.send_to_transcode(stats, None).await
+        }
+        _ => job.record(&work_dir).await,
+    };
+    if let Err(e) = outcome {
         warn!(error = %e, "record stage ended with a store error");
     }
 }
@@ -167,8 +180,22 @@ impl RecordJob {
     /// with the error.
     async fn deliver_kept(&mut self, code: ErrorCode, message: String) -> Result<(), StoreError> {
         warn!(%code, %message, "continuing the recording failed; delivering what was kept");
-        let status = self.ctx.store.get(&self.id).await.map(|t| t.status)?;
-        self.status = status;
+        self.status = self.ctx.store.get(&self.id).await.map(|t| t.status)?;
+        let stats = self
+            .takeover
+            .as_ref()
+            .map(|k| k.base.clone())
+            .unwrap_or_default();
+        self.send_to_transcode(stats, Some((code, message))).await
+    }
+
+    /// The recording is over: `canceled → transcode` on this node, with the final stats and the
+    /// error it ended on, if any (what was recorded is delivered with it).
+    async fn send_to_transcode(
+        &mut self,
+        stats: TaskStats,
+        error: Option<(ErrorCode, String)>,
+    ) -> Result<(), StoreError> {
         if self.status.is_live() {
             self.move_to(Status::Canceled, vec![(TimeField::Cancel, now_s())])
                 .await?;
@@ -176,16 +203,47 @@ impl RecordJob {
         let mut t = Transition::new(self.status, Status::Transcode);
         t.lease = self.lease();
         t.times = vec![(TimeField::Stop, now_s())];
-        t.stats = self.takeover.as_ref().map(|k| k.base.clone());
-        t.result = Some(TaskResult {
-            error_code: Some(code.as_str().to_string()),
-            error_message: Some(message),
-            videos: Vec::new(),
-        });
+        t.stats = Some(stats);
+        if let Some((code, message)) = error {
+            warn!(%code, %message, "recording ended early; delivering what was recorded");
+            t.result = Some(TaskResult {
+                error_code: Some(code.as_str().to_string()),
+                error_message: Some(message),
+                videos: Vec::new(),
+            });
+        }
         t.node = Some(self.ctx.node.clone());
         t.enqueue = Some(self.ctx.node_queue(Stage::Transcode));
         t.release_lease = true;
         self.ctx.store.transition(&self.id, t).await
+    }
+
+    /// Shutting down in `handover` mode: gives the task back for another worker to continue. A
+    /// task that has started recording goes to this node's record queue (its media is in this
+    /// node's work directory); one that has not goes back to the shared queue.
+    async fn hand_over(&mut self, stats: Option<TaskStats>) -> Result<(), StoreError> {
+        let queue = if self.status == Status::Normal {
+            StageQueue::shared(Stage::Record)
+        } else {
+            self.ctx.node_queue(Stage::Record)
+        };
+        info!(status = %self.status, "shutting down: handing the task over to another worker");
+        metrics::inc(&metrics::HANDOVERS, &[]);
+        match self
+            .ctx
+            .store
+            .hand_over(
+                &self.id,
+                &self.ctx.worker_id,
+                self.fence,
+                stats.as_ref(),
+                &queue,
+            )
+            .await
+        {
+            Ok(()) | Err(StoreError::LeaseLost) => Ok(()),
+            Err(e) => Err(e),
+        }
     }
 
     fn remaining_limit(&self, limit_secs: u32) -> Duration {
@@ -371,6 +429,8 @@ impl RecordJob {
         let mut beat = tokio::time::interval(heartbeat_every);
         let mut stop_sent = false;
         let mut lease_lost = false;
+        let mut handing_over = false;
+        let mut live = LiveMetrics::new(&self.id);
         let outcome = loop {
             tokio::select! {
                 out = &mut done => break out,
@@ -399,58 +459,66 @@ impl RecordJob {
                         Err(e) => warn!(error = %e, "heartbeat failed; retrying"),
                     }
                     let p = progress.borrow().clone();
+                    live.update(&p);
                     let stats = self.stats(&p);
                     let _ = self.ctx.store.set_stats(&self.id, &self.ctx.worker_id, self.fence, &stats).await;
                 }
-                _ = self.ctx.shutdown.cancelled(), if !stop_sent => {
-                    // Shutting down: finish this recording and deliver what was recorded.
+                _ = self.ctx.drain.cancelled(), if !stop_sent && self.ctx.cfg.shutdown != ShutdownMode::Finish => {
+                    // Shutting down: end the recording here (its segments complete); `handover`
+                    // then gives the task to another worker, `stop` delivers what was recorded.
                     stop_sent = true;
+                    handing_over = self.ctx.cfg.shutdown == ShutdownMode::Handover;
                     controls.send(Control::Stop);
                 }
             }
         };
         reader.abort();
+        live.finish();
         if lease_lost {
             return Ok(());
+        }
+        if handing_over {
+            // The stored status may have moved meanwhile (a Stop): then deliver as usual.
+            if let Ok(t) = self.ctx.store.get(&self.id).await {
+                self.status = t.status;
+            }
+            match &outcome {
+                Ok(Outcome::Recorded(media)) if self.status.is_live() => {
+                    let stats = self.final_stats(&progress.borrow(), media);
+                    count_ended(
+                        &stats,
+                        media.page_crashes,
+                        media.encoder_restarts,
+                        "handed_over",
+                    );
+                    return self.hand_over(Some(stats)).await;
+                }
+                Ok(Outcome::CanceledBeforeStart) if self.status == Status::Normal => {
+                    let _ = std::fs::remove_dir_all(work_dir);
+                    return self.hand_over(None).await;
+                }
+                _ => {}
+            }
         }
 
         match outcome {
             Ok(Outcome::Recorded(media)) => {
-                if self.status.is_live() {
-                    self.move_to(Status::Canceled, vec![(TimeField::Cancel, now_s())])
-                        .await?;
-                }
-                let mut p = progress.borrow().clone();
-                p.recorded_seconds = media.recorded_seconds;
-                p.page_crashes = media.page_crashes;
-                p.page_hangs = media.page_hangs;
-                p.encoder_restarts = media.encoder_restarts;
-                p.lost_seconds = media.lost_seconds;
-                let stats = self.stats(&p);
+                let stats = self.final_stats(&progress.borrow(), &media);
+                count_ended(
+                    &stats,
+                    media.page_crashes,
+                    media.encoder_restarts,
+                    "recorded",
+                );
                 info!(
                     seconds = media.recorded_seconds,
                     segments = media.segments.len(),
                     "recording finished"
                 );
-                let mut t = Transition::new(self.status, Status::Transcode);
-                t.lease = self.lease();
-                t.times = vec![(TimeField::Stop, now_s())];
-                t.stats = Some(stats);
-                // A recording that ended on a failure is still delivered, with the error.
-                if let Some((code, message)) = &media.error {
-                    warn!(%code, %message, "recording ended early; delivering what was recorded");
-                    t.result = Some(TaskResult {
-                        error_code: Some(code.as_str().to_string()),
-                        error_message: Some(message.clone()),
-                        videos: Vec::new(),
-                    });
-                }
-                t.node = Some(self.ctx.node.clone());
-                t.enqueue = Some(self.ctx.node_queue(Stage::Transcode));
-                t.release_lease = true;
-                self.ctx.store.transition(&self.id, t).await
+                self.send_to_transcode(stats, media.error.clone()).await
             }
             Ok(Outcome::CanceledBeforeStart) => {
+                metrics::inc(&metrics::RECORDINGS_ENDED, &[("outcome", "canceled")]);
                 let _ = std::fs::remove_dir_all(work_dir);
                 if self.status == Status::Normal {
                     let mut t = Transition::new(Status::Normal, Status::Finished);
@@ -469,6 +537,7 @@ impl RecordJob {
                 }
             }
             Err(e) => {
+                metrics::inc(&metrics::RECORDINGS_ENDED, &[("outcome", "failed")]);
                 let (code, msg) = (e.code(), e.to_string());
                 if self.has_kept_media(work_dir) {
                     return self.deliver_kept(code, msg).await;
@@ -486,6 +555,21 @@ impl RecordJob {
                     .await
             }
         }
+    }
+
+    /// The task's figures once this worker's recording ended.
+    fn final_stats(
+        &self,
+        p: &crate::recording::Progress,
+        media: &crate::recording::RecordedMedia,
+    ) -> TaskStats {
+        let mut p = p.clone();
+        p.recorded_seconds = media.recorded_seconds;
+        p.page_crashes = media.page_crashes;
+        p.page_hangs = media.page_hangs;
+        p.encoder_restarts = media.encoder_restarts;
+        p.lost_seconds = media.lost_seconds;
+        self.stats(&p)
     }
 
     /// Mirrors what happened in the recording into the task's status.
@@ -541,5 +625,69 @@ fn stats_of(p: &crate::recording::Progress) -> TaskStats {
         encoder_restarts: p.encoder_restarts,
         lost_seconds: p.lost_seconds,
         gaps: Vec::new(),
+    }
+}
+
+/// Adds the counters of a recording that ended on this worker to the totals.
+fn count_ended(s: &TaskStats, page_crashes: u32, encoder_restarts: u32, outcome: &'static str) {
+    metrics::add(&metrics::FRAMES_CAPTURED, &[], s.frames_captured as f64);
+    metrics::add(&metrics::FRAMES_WRITTEN, &[], s.frames_written as f64);
+    metrics::add(&metrics::FRAMES_DUPLICATED, &[], s.frames_duplicated as f64);
+    metrics::add(&metrics::FRAMES_DROPPED, &[], s.frames_dropped as f64);
+    metrics::add(&metrics::PAGE_CRASHES, &[], f64::from(page_crashes));
+    metrics::add(&metrics::ENCODER_RESTARTS, &[], f64::from(encoder_restarts));
+    metrics::inc(&metrics::RECORDINGS_ENDED, &[("outcome", outcome)]);
+}
+
+/// The per-recording gauges of one running recording; removed when it ends.
+struct LiveMetrics {
+    task_id: String,
+    last: Option<(tokio::time::Instant, u64)>,
+}
+
+impl LiveMetrics {
+    fn new(task_id: &str) -> Self {
+        LiveMetrics {
+            task_id: task_id.to_string(),
+            last: None,
+        }
+    }
+
+    fn update(&mut self, p: &crate::recording::Progress) {
+        let l = [("task_id", self.task_id.as_str())];
+        let now = tokio::time::Instant::now();
+        let captured = p.stats.frames_captured;
+        if let Some((at, before)) = self.last {
+            let secs = now.duration_since(at).as_secs_f64();
+            if secs > 0.0 {
+                let fps = captured.saturating_sub(before) as f64 / secs;
+                metrics::set(&metrics::CAPTURE_FPS, &l, (fps * 10.0).round() / 10.0);
+            }
+        }
+        self.last = Some((now, captured));
+        metrics::set(
+            &metrics::RECORDING_DUPLICATED,
+            &l,
+            p.stats.frames_duplicated as f64,
+        );
+        metrics::set(
+            &metrics::RECORDING_DROPPED,
+            &l,
+            (p.stats.frames_skipped + p.stats.frames_late) as f64,
+        );
+    }
+
+    fn finish(&self) {
+        let l = [("task_id", self.task_id.as_str())];
+        let reg = metrics::registry();
+        reg.remove(&metrics::CAPTURE_FPS, &l);
+        reg.remove(&metrics::RECORDING_DUPLICATED, &l);
+        reg.remove(&metrics::RECORDING_DROPPED, &l);
+    }
+}
+
+impl Drop for LiveMetrics {
+    fn drop(&mut self) {
+        self.finish();
     }
 }
