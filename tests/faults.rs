@@ -155,3 +155,24 @@ fn a_hung_page_is_detected_and_reopened_and_recording_goes_on() {
         "the page's clock runs on after the reopen: {span} s"
     );
 }
+
+#[test]
+fn a_hostile_page_cannot_open_windows_stall_on_dialogs_download_or_get_permissions() {
+    let base = fixture_server();
+    let dir = scratch("fault-hostile");
+    let out = dir.join("out.mp4");
+    let downloads = std::path::PathBuf::from(std::env::var("HOME").unwrap_or_default())
+        .join("Downloads/pagecast-hostile-download.txt");
+    let _ = std::fs::remove_file(&downloads);
+    record_ok(&format!("{base}/hostile.html"), &out, &["--duration", "6"]);
+    let p = probe(&out, &[]);
+    // The page turns green only if window.open gave nothing, alert/confirm/prompt returned at
+    // once (dismissed), and the permission requests were denied.
+    let [r, g, b] = frame_at(&out, (p.frames - 1) as usize, &[]).mean(400, 300, 400, 300);
+    assert!(
+        g > 150.0 && r < 80.0 && b < 80.0,
+        "the page reports something got through (r={r} g={g} b={b}); see {}",
+        out.display()
+    );
+    assert!(!downloads.exists(), "the page downloaded a file");
+}
