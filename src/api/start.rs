@@ -72,6 +72,7 @@ pub const START_FIELDS: &[&str] = &[
     "Fps",
     "StartTimeout",
     "UserContext",
+    "Audio",
 ];
 
 /// Fields of the source product that are accepted and ignored (documented as such in the spec).
@@ -240,6 +241,7 @@ pub fn parse_start(
     let user_context = data
         .string("UserContext", limits.max_context_len)?
         .map(str::to_owned);
+    let audio = data.bool("Audio")?.unwrap_or(true);
 
     let spec = StartSpec {
         record_url,
@@ -255,6 +257,7 @@ pub fn parse_start(
         output,
         start_timeout_secs,
         user_context,
+        audio,
     };
     Ok((
         spec,
