@@ -800,6 +800,7 @@ mod tests {
                 output: OutputTarget::default(),
                 start_timeout_secs: 300,
                 user_context: None,
+                audio: true,
             }
         );
         assert_eq!(secrets, TaskSecrets::default());
@@ -881,6 +882,26 @@ mod tests {
         );
         invalid(json!([1, 2]), "Data must be an object");
         invalid(json!("https://example.org"), "Data must be an object");
+    }
+
+    // ---- Audio ----
+
+    #[test]
+    fn audio_defaults_to_on() {
+        assert!(spec(with(json!({}))).audio);
+        assert!(spec(with(json!({"Audio": null}))).audio);
+        assert!(spec(with(json!({"Audio": true}))).audio);
+        assert!(!spec(with(json!({"Audio": false}))).audio);
+        invalid(with(json!({"Audio": "false"})), "Data.Audio");
+        invalid(with(json!({"Audio": 0})), "Data.Audio");
+    }
+
+    #[test]
+    fn tasks_stored_before_audio_existed_record_sound() {
+        let mut stored = serde_json::to_value(spec(with(json!({"Audio": false})))).unwrap();
+        stored.as_object_mut().unwrap().remove("audio");
+        let back: StartSpec = serde_json::from_value(stored).unwrap();
+        assert!(back.audio);
     }
 
     // ---- ManualStart ----

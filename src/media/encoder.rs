@@ -567,7 +567,7 @@ mod tests {
         );
         let joined = args.join(" ");
         assert!(
-            joined.contains("-g 60 -keyint_min 60 -sc_threshold 0"),
+            joined.contains("-g 60 -keyint_min 60 -bf 0 -sc_threshold 0"),
             "{joined}"
         );
         assert!(joined.contains("-segment_time 2"));
@@ -575,5 +575,87 @@ mod tests {
         assert!(joined.contains("scale=1279:721"));
         assert!(joined.contains("pad=ceil(iw/2)*2:ceil(ih/2)*2"));
         assert!(joined.contains("-framerate 30"));
+        assert!(
+            !joined.contains("pipe:3") && !joined.contains("aac"),
+            "no sound unless asked"
+        );
+    }
+
+    #[test]
+    fn sound_is_a_second_input_encoded_to_aac() {
+        let s = EncoderSettings {
+            audio: true,
+            ..EncoderSettings::default()
+        };
+        let joined = encoder_args(&s, 1280, 720, 30, Path::new("/w"), 0).join(" ");
+        assert!(
+            joined.contains("-f s16le -ar 48000 -ac 2 -i pipe:3 -map 0:v:0 -map 1:a:0"),
+            "{joined}"
+        );
+        assert!(
+            joined.contains("-c:a aac -b:a 128k -ar 48000 -ac 2"),
+            "{joined}"
+        );
+    }
+
+    #[tokio::test]
+    async fn samples_reach_ffmpeg_through_the_second_pipe() {
+        if resolve_program("ffmpeg", Path::new("ffmpeg")).is_err() {
+            eprintln!("ffmpeg missing: skipped");
+            return;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let s = EncoderSettings {
+            audio: true,
+            ..EncoderSettings::default()
+        };
+        let enc = SegmentEncoder::start(&s, 64, 64, 10, dir.path(), 0).unwrap();
+        // A 64x64 grey JPEG from ffmpeg itself, then 3 s of frames with a 1 kHz square wave.
+        let jpeg = std::process::Command::new("ffmpeg")
+            .args([
+                "-v",
+                "error",
+                "-f",
+                "lavfi",
+                "-i",
+                "color=gray:s=64x64",
+                "-frames:v",
+                "1",
+            ])
+            .args(["-f", "mjpeg", "-"])
+            .output()
+            .unwrap()
+            .stdout;
+        let jpeg: Arc<[u8]> = Arc::from(jpeg);
+        for k in 0..30u64 {
+            let n = crate::audio::timeline::samples_for_slot(k, 10);
+            let mut pcm = Vec::with_capacity(n * 4);
+            for i in 0..n {
+                let v: i16 = if (i / 24) % 2 == 0 { 8000 } else { -8000 };
+                pcm.extend_from_slice(&v.to_le_bytes());
+                pcm.extend_from_slice(&v.to_le_bytes());
+            }
+            enc.send(SlotMedia {
+                jpeg: jpeg.clone(),
+                pcm: Some(Arc::from(pcm)),
+            })
+            .await
+            .unwrap();
+        }
+        let segments = enc.finish(Duration::from_secs(30)).await.unwrap();
+        assert_eq!(segments.len(), 2, "{segments:?}");
+        let probe = std::process::Command::new("ffprobe")
+            .args([
+                "-v",
+                "error",
+                "-show_entries",
+                "stream=codec_name,sample_rate,channels",
+            ])
+            .args(["-of", "csv=p=0"])
+            .arg(&segments[0])
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&probe.stdout);
+        assert!(text.contains("aac,48000,2"), "{text}");
     }
 }
