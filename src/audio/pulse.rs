@@ -93,6 +93,9 @@ fn sibling(pulseaudio: &Path, tool: &str) -> PathBuf {
 
 impl PulseServer {
     async fn start(settings: &AudioSettings) -> Result<Self, AudioError> {
+        if settings.server.is_none() {
+            resolve_program("pulseaudio", &settings.pulseaudio)?;
+        }
         let pactl = resolve_program("pactl", &sibling(&settings.pulseaudio, "pactl"))?;
         let parec = resolve_program("parec", &sibling(&settings.pulseaudio, "parec"))?;
         if let Some(address) = &settings.server {
