@@ -13,10 +13,15 @@ use std::time::{Duration, Instant};
 
 use common::*;
 
-/// A/V offset limits asserted on recordings of `av_sync.html`, in ms (see BENCHMARKS.md for the
-/// measured figures; these leave room for a loaded CI machine).
-const MEAN_ABS_LIMIT_MS: f64 = 45.0;
-const MAX_ABS_LIMIT_MS: f64 = 90.0;
+/// Limits asserted on recordings of `av_sync.html`, in ms. What the recorder controls is its own
+/// error: each flash's offset corrected by how late the page painted it (read from the frame's
+/// clock strip). The raw offset a viewer sees also contains the page's own lateness (its
+/// animation frames run late on a loaded machine), so its limits are wider. BENCHMARKS.md has
+/// the measured figures; these leave room for a loaded 2-core CI machine.
+const RECORDER_MEAN_LIMIT_MS: f64 = 30.0;
+const RECORDER_MAX_LIMIT_MS: f64 = 80.0;
+const MEAN_ABS_LIMIT_MS: f64 = 80.0;
+const MAX_ABS_LIMIT_MS: f64 = 150.0;
 
 /// `pagecast analyze --av-sync --json` on a file.
 fn av_sync(file: &Path, tones: &[u32]) -> serde_json::Value {
@@ -70,6 +75,16 @@ fn assert_in_sync(r: &serde_json::Value, what: &str, min_pairs: usize) {
         f(r, "max_abs_offset_ms") <= MAX_ABS_LIMIT_MS,
         "{what}: max |A/V offset| {} ms: {r}",
         f(r, "max_abs_offset_ms")
+    );
+    assert!(
+        f(r, "mean_abs_recorder_error_ms") <= RECORDER_MEAN_LIMIT_MS,
+        "{what}: mean recorder error {} ms: {r}",
+        f(r, "mean_abs_recorder_error_ms")
+    );
+    assert!(
+        f(r, "max_abs_recorder_error_ms") <= RECORDER_MAX_LIMIT_MS,
+        "{what}: max recorder error {} ms: {r}",
+        f(r, "max_abs_recorder_error_ms")
     );
 }
 

@@ -340,7 +340,7 @@ pub fn summarise(
                     .partial_cmp(&(*b - flash_s).abs())
                     .unwrap_or(std::cmp::Ordering::Equal)
             })?;
-            ((beep_s - flash_s).abs() <= MAX_PAIR_DISTANCE).then(|| Pair {
+            ((beep_s - flash_s).abs() <= MAX_PAIR_DISTANCE).then_some(Pair {
                 flash_s,
                 beep_s,
                 offset_ms: (beep_s - flash_s) * 1000.0,
