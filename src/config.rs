@@ -95,6 +95,14 @@ pub struct RecorderConfig {
         value_delimiter = ' '
     )]
     pub chromium_args: Vec<String>,
+    /// The pulseaudio binary (pactl and parec are taken from the same directory when this is a
+    /// path). pagecast starts its own private PulseAudio server with it on first use.
+    #[arg(long, env = "PAGECAST_PULSEAUDIO", default_value = "pulseaudio")]
+    pub pulseaudio: PathBuf,
+    /// Use this running PulseAudio server (e.g. `unix:/run/pagecast/pulse/native`) instead of a
+    /// private one; sinks that crashed pagecast processes left there are removed on connect.
+    #[arg(long, env = "PAGECAST_PULSE_SERVER")]
+    pub pulse_server: Option<String>,
 }
 
 impl RecorderConfig {
@@ -113,6 +121,14 @@ impl RecorderConfig {
                 .collect(),
             env: Vec::new(),
             launch_timeout: Duration::from_secs(30),
+        }
+    }
+
+    /// Sound capture settings.
+    pub fn audio(&self) -> crate::audio::AudioSettings {
+        crate::audio::AudioSettings {
+            pulseaudio: self.pulseaudio.clone(),
+            server: self.pulse_server.clone().filter(|s| !s.trim().is_empty()),
         }
     }
 

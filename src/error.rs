@@ -79,6 +79,8 @@ error_codes! {
     BrowserFailed => 500, System;
     /// Capturing or encoding the recording failed.
     RecordFailed => 500, System;
+    /// The page's sound could not be captured (PulseAudio missing or not working).
+    AudioFailed => 500, System;
     /// Turning the recorded media into the requested MP4/HLS failed.
     TranscodeFailed => 500, System;
     /// Uploading the result to storage failed.

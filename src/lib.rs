@@ -4,15 +4,17 @@
 //! Layers, each depending only on the ones below it:
 //! - [`recording`]: the engine (one page → recorded segments), driven by the CLI and, later, the
 //!   task pipeline;
-//! - adapters: [`browser`] (Chromium over CDP), [`media`] (ffmpeg/ffprobe), [`process`] (the one
-//!   subprocess core);
+//! - adapters: [`browser`] (Chromium over CDP), [`media`] (ffmpeg/ffprobe), [`audio`] (the page's
+//!   sound through PulseAudio), [`process`] (the one subprocess core);
 //! - [`error`]: the table of stable error codes; [`analysis`]: frame-timing measurement.
 
 #![warn(missing_docs, rust_2018_idioms)]
 
 pub mod analysis;
 pub mod api;
+pub mod audio;
 pub mod browser;
+pub mod clock;
 pub mod config;
 pub mod error;
 pub mod fonts;

@@ -322,6 +322,7 @@ fn full_task() -> TaskRecord {
             output: OutputTarget::default(),
             start_timeout_secs: 300,
             user_context: Some("ctx".into()),
+            audio: true,
         },
         result: Some(TaskResult {
             error_code: Some("CallbackFailed".into()),

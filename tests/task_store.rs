@@ -36,6 +36,7 @@ fn spec() -> StartSpec {
         },
         start_timeout_secs: 300,
         user_context: Some("ctx".into()),
+        audio: true,
     }
 }
 

@@ -149,6 +149,7 @@ mod tests {
             },
             start_timeout_secs: 300,
             user_context: None,
+            audio: true,
         }
     }
 

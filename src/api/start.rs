@@ -72,6 +72,7 @@ pub const START_FIELDS: &[&str] = &[
     "Fps",
     "StartTimeout",
     "UserContext",
+    "Audio",
 ];
 
 /// Fields of the source product that are accepted and ignored (documented as such in the spec).
@@ -240,6 +241,7 @@ pub fn parse_start(
     let user_context = data
         .string("UserContext", limits.max_context_len)?
         .map(str::to_owned);
+    let audio = data.bool("Audio")?.unwrap_or(true);
 
     let spec = StartSpec {
         record_url,
@@ -255,6 +257,7 @@ pub fn parse_start(
         output,
         start_timeout_secs,
         user_context,
+        audio,
     };
     Ok((
         spec,
@@ -797,6 +800,7 @@ mod tests {
                 output: OutputTarget::default(),
                 start_timeout_secs: 300,
                 user_context: None,
+                audio: true,
             }
         );
         assert_eq!(secrets, TaskSecrets::default());
@@ -878,6 +882,26 @@ mod tests {
         );
         invalid(json!([1, 2]), "Data must be an object");
         invalid(json!("https://example.org"), "Data must be an object");
+    }
+
+    // ---- Audio ----
+
+    #[test]
+    fn audio_defaults_to_on() {
+        assert!(spec(with(json!({}))).audio);
+        assert!(spec(with(json!({"Audio": null}))).audio);
+        assert!(spec(with(json!({"Audio": true}))).audio);
+        assert!(!spec(with(json!({"Audio": false}))).audio);
+        invalid(with(json!({"Audio": "false"})), "Data.Audio");
+        invalid(with(json!({"Audio": 0})), "Data.Audio");
+    }
+
+    #[test]
+    fn tasks_stored_before_audio_existed_record_sound() {
+        let mut stored = serde_json::to_value(spec(with(json!({"Audio": false})))).unwrap();
+        stored.as_object_mut().unwrap().remove("audio");
+        let back: StartSpec = serde_json::from_value(stored).unwrap();
+        assert!(back.audio);
     }
 
     // ---- ManualStart ----

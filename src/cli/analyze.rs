@@ -1,4 +1,5 @@
-//! `pagecast analyze`: frame-timing figures of a recording of the clock page.
+//! `pagecast analyze`: frame-timing figures of a recording of the clock page, or (`--av-sync`)
+//! A/V offsets of a recording of the flash-and-beep page.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -17,6 +18,75 @@ pub struct AnalyzeArgs {
     /// Print one JSON object instead of a table.
     #[arg(long)]
     json: bool,
+    /// Measure A/V sync of a recording of tests/fixtures/av_sync.html instead: the offset
+    /// between each flash and its beep.
+    #[arg(long)]
+    av_sync: bool,
+    /// With --av-sync: also report the level of this frequency (Hz) in the sound; repeatable.
+    #[arg(long = "tone", requires = "av_sync")]
+    tones: Vec<f64>,
+}
+
+async fn run_av_sync(args: AnalyzeArgs) -> anyhow::Result<ExitCode> {
+    let file = args.video.clone();
+    let tones = args.tones.clone();
+    let hls = file
+        .extension()
+        .is_some_and(|e| e.eq_ignore_ascii_case("m3u8"));
+    let r = tokio::task::spawn_blocking(move || {
+        let pre: &[&str] = if hls {
+            &["-allowed_extensions", "ALL"]
+        } else {
+            &[]
+        };
+        pagecast::analysis::av_sync::analyze_file(&file, pre, &tones)
+    })
+    .await
+    .context("the analysis task failed")?
+    .with_context(|| format!("could not analyse {}", args.video.display()))?;
+    if args.json {
+        println!("{}", serde_json::to_string(&r)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    println!(
+        "video {:.3} s, audio {:.3} s (audio starts {:+.1} ms after video)",
+        r.video_s,
+        r.audio_s,
+        r.audio_start_minus_video_start_s * 1000.0
+    );
+    println!(
+        "flashes {}, beeps {}, pairs {}",
+        r.flashes,
+        r.beeps,
+        r.pairs.len()
+    );
+    for p in &r.pairs {
+        println!(
+            "  flash {:8.3} s  beep {:8.3} s  offset {:+7.1} ms{}",
+            p.flash_s,
+            p.beep_s,
+            p.offset_ms,
+            p.lateness_ms
+                .map(|l| format!("  (page painted it {l:.0} ms late)"))
+                .unwrap_or_default()
+        );
+    }
+    println!(
+        "A/V offset        mean {:+.1} ms, mean |offset| {:.1} ms, max |offset| {:.1} ms",
+        r.mean_offset_ms, r.mean_abs_offset_ms, r.max_abs_offset_ms
+    );
+    println!(
+        "recorder error    mean {:.1} ms, max {:.1} ms (offset + page lateness)",
+        r.mean_abs_recorder_error_ms, r.max_abs_recorder_error_ms
+    );
+    if let Some(hz) = r.tone_hz {
+        println!("tone              {hz:.1} Hz");
+    }
+    for (hz, db) in &r.tone_levels_db {
+        println!("level at {hz:.0} Hz  {db:.1} dBFS");
+    }
+    println!("peak              {:.1} dBFS", r.peak_db);
+    Ok(ExitCode::SUCCESS)
 }
 
 fn num(v: f64) -> serde_json::Value {
@@ -26,6 +96,9 @@ fn num(v: f64) -> serde_json::Value {
 }
 
 pub async fn run(args: AnalyzeArgs) -> anyhow::Result<ExitCode> {
+    if args.av_sync {
+        return run_av_sync(args).await;
+    }
     let video = args.video.clone();
     let (values, file_fps) = tokio::task::spawn_blocking(move || read_clock_values(&video))
         .await

@@ -60,6 +60,9 @@ pub struct RecordArgs {
     /// Keep the work directory (segments, browser profile) after finishing.
     #[arg(long)]
     keep_work_dir: bool,
+    /// Record without sound (no PulseAudio needed; the file has no audio track).
+    #[arg(long)]
+    no_audio: bool,
     #[command(flatten)]
     recorder: RecorderConfig,
     /// No progress display.
@@ -144,6 +147,7 @@ pub async fn run(args: RecordArgs) -> anyhow::Result<ExitCode> {
         browser,
         capture: rec.capture(),
         encoder: rec.encoder(),
+        audio: (!args.no_audio).then(|| rec.audio()),
         // The one-shot command is the operator's own tool: any page they can reach is allowed.
         url_policy: pagecast::url_guard::UrlPolicy {
             allow_private: true,

@@ -5,8 +5,14 @@
 //! on disk so that a crash of ffmpeg or of pagecast loses at most the segment being written;
 //! `finalize` joins them without re-encoding.
 //!
-//! ffmpeg-sidecar builds and spawns the process; it is synchronous, so frames are written on a
-//! dedicated thread fed by a bounded channel, and its log events are drained on another.
+//! With sound, the same ffmpeg gets a second input: raw PCM (s16le, 48 kHz, stereo) on file
+//! descriptor 3, exactly `samples_for_slot` samples per frame, so both inputs are timed by
+//! counting and audio stays on the video's timeline by construction (across pauses, refreshes
+//! and restarts of ffmpeg). Every segment carries AAC 48 kHz stereo.
+//!
+//! ffmpeg-sidecar builds and spawns the process; it is synchronous, so frames and samples are
+//! written on dedicated threads (one per input, so neither pipe can stall the other) fed by
+//! bounded channels, and its log events are drained on another.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -32,6 +38,8 @@ pub struct EncoderSettings {
     pub crf: u8,
     /// Segment (and keyframe interval) length in seconds.
     pub segment_seconds: u32,
+    /// Encode a sound track (fed with [`SegmentEncoder::send`]'s PCM).
+    pub audio: bool,
 }
 
 impl Default for EncoderSettings {
@@ -41,6 +49,7 @@ impl Default for EncoderSettings {
             preset: "veryfast".into(),
             crf: 23,
             segment_seconds: 2,
+            audio: false,
         }
     }
 }
@@ -51,6 +60,20 @@ pub const SEGMENT_PATTERN: &str = "seg_%06d.ts";
 /// instance (a restart after ffmpeg died) writes its own, named after its first segment.
 pub fn segment_list_name(first_segment: u64) -> String {
     format!("segments-{first_segment:06}.csv")
+}
+
+/// The file descriptor ffmpeg reads PCM from.
+const AUDIO_FD: i32 = 3;
+/// AAC bit rate.
+const AUDIO_BITRATE: &str = "128k";
+
+/// One output frame and, with sound, the samples that play during it.
+#[derive(Debug, Clone)]
+pub struct SlotMedia {
+    /// The JPEG image.
+    pub jpeg: Arc<[u8]>,
+    /// s16le stereo 48 kHz samples (`samples_for_slot` of them), when recording sound.
+    pub pcm: Option<Arc<[u8]>>,
 }
 
 /// The ffmpeg arguments for a live encoder (public for tests and documentation).
@@ -64,9 +87,27 @@ pub fn encoder_args(
 ) -> Vec<String> {
     let gop = (fps * s.segment_seconds.max(1)).to_string();
     let mut args: Vec<String> = vec!["-hide_banner".into(), "-nostats".into(), "-nostdin".into()];
-    args.extend(["-f", "mjpeg", "-framerate"].map(String::from));
+    args.extend(["-thread_queue_size", "64", "-f", "mjpeg", "-framerate"].map(String::from));
     args.push(fps.to_string());
     args.extend(["-i", "-"].map(String::from));
+    if s.audio {
+        args.extend(
+            [
+                "-thread_queue_size",
+                "64",
+                "-f",
+                "s16le",
+                "-ar",
+                "48000",
+                "-ac",
+                "2",
+                "-i",
+            ]
+            .map(String::from),
+        );
+        args.push(format!("pipe:{AUDIO_FD}"));
+        args.extend(["-map", "0:v:0", "-map", "1:a:0"].map(String::from));
+    }
     // Frames are scaled to the exact viewport (a no-op unless Chromium sent another size) and padded
     // to even dimensions, which yuv420p needs; odd viewports therefore never break the encoder.
     args.push("-vf".into());
@@ -81,6 +122,25 @@ pub fn encoder_args(
     args.push(gop.clone());
     args.push("-keyint_min".into());
     args.push(gop);
+    // No B-frames: every packet's dts equals its pts, so a segment cut at a keyframe holds no
+    // audio from before its first frame, and the segment list's times are the frames' times
+    // (finalize relies on both to join segments without shifting either stream).
+    args.extend(["-bf", "0"].map(String::from));
+    if s.audio {
+        args.extend(
+            [
+                "-c:a",
+                "aac",
+                "-b:a",
+                AUDIO_BITRATE,
+                "-ar",
+                "48000",
+                "-ac",
+                "2",
+            ]
+            .map(String::from),
+        );
+    }
     args.extend(
         [
             "-sc_threshold",
@@ -121,6 +181,8 @@ pub fn encoder_args(
 pub struct SegmentEncoder {
     frames: Option<mpsc::Sender<Arc<[u8]>>>,
     writer: Option<std::thread::JoinHandle<()>>,
+    samples: Option<mpsc::Sender<Arc<[u8]>>>,
+    audio_writer: Option<std::thread::JoinHandle<()>>,
     child: Arc<Mutex<FfmpegChild>>,
     tail: StderrTail,
     dir: PathBuf,
@@ -141,9 +203,22 @@ impl SegmentEncoder {
         cmd.args(encoder_args(s, width, height, fps, dir, first_segment))
             .overwrite();
         crate::process::die_with_parent(cmd.as_inner_mut());
+        let audio_pipe = if s.audio {
+            let (read, write) =
+                pipe().map_err(MediaError::io("could not create the audio pipe"))?;
+            give_as_fd(cmd.as_inner_mut(), &read, AUDIO_FD);
+            Some((read, write))
+        } else {
+            None
+        };
         let mut child = cmd
             .spawn()
             .map_err(MediaError::io("could not start ffmpeg"))?;
+        // ffmpeg has its copy of the read end; ours must go, or the pipe never reports EOF.
+        let audio_out = audio_pipe.map(|(read, write)| {
+            drop(read);
+            std::fs::File::from(write)
+        });
         let stdin = child.take_stdin();
         let tail = StderrTail::default();
 
@@ -190,24 +265,55 @@ impl SegmentEncoder {
             })
             .map_err(MediaError::io("could not start the ffmpeg writer thread"))?;
 
+        let (samples, audio_writer) = match audio_out {
+            None => (None, None),
+            Some(mut out) => {
+                let (atx, mut arx) = mpsc::channel::<Arc<[u8]>>((fps as usize * 2).max(8));
+                let writer_tail = tail.clone();
+                let handle = std::thread::Builder::new()
+                    .name("ffmpeg-audio".into())
+                    .spawn(move || {
+                        while let Some(pcm) = arx.blocking_recv() {
+                            if let Err(e) = out.write_all(&pcm) {
+                                writer_tail.push(format!("writing samples to ffmpeg failed: {e}"));
+                                return;
+                            }
+                        }
+                        // Dropping `out` closes the audio input: ffmpeg sees its end.
+                    })
+                    .map_err(MediaError::io("could not start the ffmpeg audio thread"))?;
+                (Some(atx), Some(handle))
+            }
+        };
+
         Ok(Self {
             frames: Some(tx),
             writer: Some(writer),
+            samples,
+            audio_writer,
             child: Arc::new(Mutex::new(child)),
             tail,
             dir: dir.to_path_buf(),
         })
     }
 
-    /// Queues one output frame. Fails if ffmpeg has stopped.
-    pub async fn send(&self, jpeg: Arc<[u8]>) -> Result<(), MediaError> {
+    /// Queues one output frame and its samples. Fails if ffmpeg has stopped.
+    pub async fn send(&self, slot: SlotMedia) -> Result<(), MediaError> {
         let tx = self
             .frames
             .as_ref()
             .ok_or_else(|| MediaError::EncoderDied("already finished".into()))?;
-        tx.send(jpeg)
+        tx.send(slot.jpeg)
             .await
-            .map_err(|_| MediaError::EncoderDied(self.tail.text()))
+            .map_err(|_| MediaError::EncoderDied(self.tail.text()))?;
+        if let Some(atx) = &self.samples {
+            // An encoder with sound gets samples for every frame (silence if the caller has none).
+            let pcm = slot.pcm.unwrap_or_else(|| Arc::from(Vec::new()));
+            atx.send(pcm)
+                .await
+                .map_err(|_| MediaError::EncoderDied(self.tail.text()))?;
+        }
+        Ok(())
     }
 
     /// ffmpeg's recent warnings and errors.
@@ -218,11 +324,16 @@ impl SegmentEncoder {
     /// Closes the input and waits (up to `limit`) for ffmpeg to write the last segment.
     pub async fn finish(mut self, limit: Duration) -> Result<Vec<PathBuf>, MediaError> {
         self.frames.take();
+        self.samples.take();
         let writer = self.writer.take();
+        let audio_writer = self.audio_writer.take();
         let child = self.child.clone();
         let tail = self.tail.clone();
         let status = tokio::task::spawn_blocking(move || {
             if let Some(w) = writer {
+                let _ = w.join();
+            }
+            if let Some(w) = audio_writer {
                 let _ = w.join();
             }
             let deadline = std::time::Instant::now() + limit;
@@ -263,12 +374,52 @@ impl SegmentEncoder {
 impl Drop for SegmentEncoder {
     fn drop(&mut self) {
         self.frames.take();
+        self.samples.take();
         if let Ok(mut c) = self.child.lock()
             && matches!(c.as_inner_mut().try_wait(), Ok(None))
         {
             let _ = c.kill();
             let _ = c.wait();
         }
+    }
+}
+
+/// A pipe whose two ends are closed on exec.
+fn pipe() -> std::io::Result<(std::os::fd::OwnedFd, std::os::fd::OwnedFd)> {
+    use std::os::fd::FromRawFd;
+    let mut fds = [0 as libc::c_int; 2];
+    // SAFETY: pipe2 writes two descriptors into the array it is given; nothing else is touched.
+    if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } == -1 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: both descriptors were just created and are owned by nobody else.
+    Ok(unsafe {
+        (
+            std::os::fd::OwnedFd::from_raw_fd(fds[0]),
+            std::os::fd::OwnedFd::from_raw_fd(fds[1]),
+        )
+    })
+}
+
+/// Makes `fd` appear as descriptor `target` in the child (and only there).
+fn give_as_fd(cmd: &mut std::process::Command, fd: &std::os::fd::OwnedFd, target: i32) {
+    use std::os::fd::AsRawFd;
+    use std::os::unix::process::CommandExt;
+    let raw = fd.as_raw_fd();
+    // SAFETY: runs between fork and exec and only calls dup2(2)/fcntl(2), which are
+    // async-signal-safe; it allocates nothing. `fd` outlives the spawn (the caller keeps it).
+    unsafe {
+        cmd.pre_exec(move || {
+            if raw == target {
+                // Already in place: only the close-on-exec flag has to go.
+                if libc::fcntl(raw, libc::F_SETFD, 0) == -1 {
+                    return Err(std::io::Error::last_os_error());
+                }
+            } else if libc::dup2(raw, target) == -1 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
     }
 }
 
@@ -465,7 +616,7 @@ mod tests {
         );
         let joined = args.join(" ");
         assert!(
-            joined.contains("-g 60 -keyint_min 60 -sc_threshold 0"),
+            joined.contains("-g 60 -keyint_min 60 -bf 0 -sc_threshold 0"),
             "{joined}"
         );
         assert!(joined.contains("-segment_time 2"));
@@ -473,5 +624,87 @@ mod tests {
         assert!(joined.contains("scale=1279:721"));
         assert!(joined.contains("pad=ceil(iw/2)*2:ceil(ih/2)*2"));
         assert!(joined.contains("-framerate 30"));
+        assert!(
+            !joined.contains("pipe:3") && !joined.contains("aac"),
+            "no sound unless asked"
+        );
+    }
+
+    #[test]
+    fn sound_is_a_second_input_encoded_to_aac() {
+        let s = EncoderSettings {
+            audio: true,
+            ..EncoderSettings::default()
+        };
+        let joined = encoder_args(&s, 1280, 720, 30, Path::new("/w"), 0).join(" ");
+        assert!(
+            joined.contains("-f s16le -ar 48000 -ac 2 -i pipe:3 -map 0:v:0 -map 1:a:0"),
+            "{joined}"
+        );
+        assert!(
+            joined.contains("-c:a aac -b:a 128k -ar 48000 -ac 2"),
+            "{joined}"
+        );
+    }
+
+    #[tokio::test]
+    async fn samples_reach_ffmpeg_through_the_second_pipe() {
+        if resolve_program("ffmpeg", Path::new("ffmpeg")).is_err() {
+            eprintln!("ffmpeg missing: skipped");
+            return;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let s = EncoderSettings {
+            audio: true,
+            ..EncoderSettings::default()
+        };
+        let enc = SegmentEncoder::start(&s, 64, 64, 10, dir.path(), 0).unwrap();
+        // A 64x64 grey JPEG from ffmpeg itself, then 3 s of frames with a 1 kHz square wave.
+        let jpeg = std::process::Command::new("ffmpeg")
+            .args([
+                "-v",
+                "error",
+                "-f",
+                "lavfi",
+                "-i",
+                "color=gray:s=64x64",
+                "-frames:v",
+                "1",
+            ])
+            .args(["-f", "mjpeg", "-"])
+            .output()
+            .unwrap()
+            .stdout;
+        let jpeg: Arc<[u8]> = Arc::from(jpeg);
+        for k in 0..30u64 {
+            let n = crate::audio::timeline::samples_for_slot(k, 10);
+            let mut pcm = Vec::with_capacity(n * 4);
+            for i in 0..n {
+                let v: i16 = if (i / 24) % 2 == 0 { 8000 } else { -8000 };
+                pcm.extend_from_slice(&v.to_le_bytes());
+                pcm.extend_from_slice(&v.to_le_bytes());
+            }
+            enc.send(SlotMedia {
+                jpeg: jpeg.clone(),
+                pcm: Some(Arc::from(pcm)),
+            })
+            .await
+            .unwrap();
+        }
+        let segments = enc.finish(Duration::from_secs(30)).await.unwrap();
+        assert_eq!(segments.len(), 2, "{segments:?}");
+        let probe = std::process::Command::new("ffprobe")
+            .args([
+                "-v",
+                "error",
+                "-show_entries",
+                "stream=codec_name,sample_rate,channels",
+            ])
+            .args(["-of", "csv=p=0"])
+            .arg(&segments[0])
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&probe.stdout);
+        assert!(text.contains("aac,48000,2"), "{text}");
     }
 }

@@ -209,14 +209,60 @@ pub fn playlist_segments(playlist: &str) -> Vec<String> {
         .collect()
 }
 
+/// The concat demuxer's list. Each segment's duration is taken from the encoder's segment list
+/// (the video's span, `end - start`) when known: without it the demuxer would use the file's
+/// own duration, which ends with the last audio packet and may reach past the last frame, and
+/// every segment would push the following ones later (stretching the file and the audio with
+/// it). With it, every segment of one encoder starts exactly where the previous one's video
+/// ended, so both streams keep their recorded timestamps relative to each other.
 fn concat_list(segments: &[PathBuf]) -> String {
+    let mut durations = std::collections::HashMap::new();
+    let mut dirs: Vec<&Path> = segments.iter().filter_map(|p| p.parent()).collect();
+    dirs.dedup();
+    for dir in dirs {
+        durations.extend(segment_durations(dir));
+    }
     let mut s = String::from("ffconcat version 1.0\n");
     for seg in segments {
         // Single quotes are escaped the way the concat demuxer expects.
         let path = seg.display().to_string().replace('\'', r"'\''");
         s.push_str(&format!("file '{path}'\n"));
+        if let Some(d) = seg
+            .parent()
+            .and_then(|dir| durations.get(&dir.join(seg.file_name()?)))
+        {
+            s.push_str(&format!("duration {d:.6}\n"));
+        }
     }
     s
+}
+
+/// Segment path -> duration (end - start) from every segment list (`segments-*.csv`) in `dir`.
+fn segment_durations(dir: &Path) -> Vec<(PathBuf, f64)> {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    for e in entries.filter_map(Result::ok) {
+        let name = e.file_name().to_string_lossy().into_owned();
+        if !(name.starts_with("segments-") && name.ends_with(".csv")) {
+            continue;
+        }
+        let Ok(text) = std::fs::read_to_string(e.path()) else {
+            continue;
+        };
+        for line in text.lines() {
+            let f: Vec<&str> = line.split(',').map(str::trim).collect();
+            if let [file, start, end] = f.as_slice()
+                && let (Ok(start), Ok(end)) = (start.parse::<f64>(), end.parse::<f64>())
+                && end > start
+                && !file.contains('/')
+            {
+                out.push((dir.join(file.trim_matches('"')), end - start));
+            }
+        }
+    }
+    out
 }
 
 fn write_private(path: &Path, data: &[u8]) -> Result<(), MediaError> {
@@ -271,5 +317,21 @@ mod tests {
         assert_eq!(playlist_segments(pl), vec!["out_00000.ts", "out_00001.ts"]);
         let list = concat_list(&[PathBuf::from("/w/it's.ts")]);
         assert!(list.contains(r"file '/w/it'\''s.ts'"), "{list}");
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("segments-000000.csv"),
+            "seg_000000.ts,0.000000,2.000000\nseg_000001.ts,2.000000,3.466667\n",
+        )
+        .unwrap();
+        let segs = [
+            dir.path().join("seg_000000.ts"),
+            dir.path().join("seg_000001.ts"),
+            dir.path().join("seg_000005.ts"), // not in any list: no duration
+        ];
+        let list = concat_list(&segs);
+        let lines: Vec<&str> = list.lines().skip(1).collect();
+        assert_eq!(lines[1], "duration 2.000000");
+        assert_eq!(lines[3], "duration 1.466667");
+        assert!(lines[4].starts_with("file ") && lines.len() == 5, "{list}");
     }
 }

@@ -48,6 +48,8 @@ pub struct PacerStats {
 pub struct SlotFrame {
     /// Slot index (output frame number).
     pub slot: u64,
+    /// The paint-clock instant the slot stands for (its sound starts there).
+    pub instant: f64,
     /// The image.
     pub jpeg: Arc<[u8]>,
     /// True when it repeats the previous slot's image.
@@ -286,6 +288,7 @@ impl FramePacer {
         self.stats.frames_written += 1;
         let slot = SlotFrame {
             slot: self.next_slot,
+            instant,
             jpeg: frame.jpeg.clone(),
             duplicate,
         };

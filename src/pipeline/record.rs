@@ -364,6 +364,7 @@ impl RecordJob {
             browser: rec_cfg.browser(spec.width, spec.height),
             capture: rec_cfg.capture(),
             encoder: rec_cfg.encoder(),
+            audio: spec.audio.then(|| rec_cfg.audio()),
             url_policy: self.ctx.cfg.url_policy(),
             work_dir: work_dir.to_path_buf(),
         };

@@ -15,7 +15,7 @@ pub use options::{
 
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use base64::Engine as _;
 use chromiumoxide::cdp::browser_protocol::page::EventScreencastFrame;
@@ -23,10 +23,12 @@ use futures::StreamExt;
 use tokio::sync::{mpsc, watch};
 use tracing::{debug, info, warn};
 
+use crate::audio::timeline::samples_for_slot;
+use crate::audio::{AudioCapture, AudioError};
 use crate::browser::{BrowserError, BrowserSession, PageHook, PageHookCall, ScreencastSettings};
 use crate::error::{ErrorCode, HasErrorCode};
 use crate::media::MediaError;
-use crate::media::encoder::{SegmentEncoder, bytes_written, next_segment_number};
+use crate::media::encoder::{SegmentEncoder, SlotMedia, bytes_written, next_segment_number};
 use crate::media::pacer::{Frame, FramePacer, PacerStats};
 
 /// Errors that end a recording.
@@ -38,6 +40,9 @@ pub enum RecordError {
     /// Capture or encoding failed.
     #[error(transparent)]
     Media(#[from] MediaError),
+    /// The page's sound could not be captured.
+    #[error(transparent)]
+    Audio(#[from] AudioError),
     /// A ManualStart page never called `window.startRecord()`.
     #[error("the page did not call window.startRecord() within {0} s")]
     StartTimeout(u64),
@@ -59,6 +64,7 @@ impl HasErrorCode for RecordError {
         match self {
             RecordError::Browser(e) => e.code(),
             RecordError::Media(e) => e.code(),
+            RecordError::Audio(e) => e.code(),
             RecordError::StartTimeout(_) => ErrorCode::StartTimeout,
             RecordError::NoFrames | RecordError::WorkDir { .. } => ErrorCode::RecordFailed,
         }
@@ -239,8 +245,9 @@ struct ResilientEncoder {
     first_segment: u64,
     /// Frames sent to the current instance.
     sent: u64,
-    /// Frames sent to the current instance that are not in a completed segment yet.
-    backlog: std::collections::VecDeque<Arc<[u8]>>,
+    /// Frames (with their samples) sent to the current instance that are not in a completed
+    /// segment yet.
+    backlog: std::collections::VecDeque<SlotMedia>,
     restarts: u32,
     lost_seconds: f64,
     failed: Option<String>,
@@ -295,7 +302,7 @@ impl ResilientEncoder {
         }
     }
 
-    async fn send(&mut self, jpeg: Arc<[u8]>) {
+    async fn send(&mut self, jpeg: SlotMedia) {
         let Some(enc) = self.current.as_ref() else {
             return;
         };
@@ -309,7 +316,7 @@ impl ResilientEncoder {
         }
         let tail = enc.tail();
         self.prune();
-        let mut replay: Vec<Arc<[u8]>> = self.backlog.drain(..).collect();
+        let mut replay: Vec<SlotMedia> = self.backlog.drain(..).collect();
         replay.push(jpeg);
         self.current = None; // dropping kills and reaps what is left of it
         self.restarts += 1;
@@ -369,10 +376,7 @@ impl ResilientEncoder {
 }
 
 fn wall_now() -> f64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs_f64())
-        .unwrap_or(0.0)
+    crate::clock::wall_now()
 }
 
 /// Accepts a timestamp from the browser or page only if it is close to our own clock (same
@@ -387,13 +391,33 @@ fn sane_time(t: Option<f64>, now: f64) -> f64 {
 impl Recording {
     /// Launches the browser, loads the page and starts capturing (or waiting for
     /// `window.startRecord()`). Fails if the browser cannot start or the page cannot load.
-    pub async fn start(opts: RecordOptions) -> Result<Recording, RecordError> {
+    pub async fn start(mut opts: RecordOptions) -> Result<Recording, RecordError> {
         let profile = opts.work_dir.join("browser-profile");
         std::fs::create_dir_all(&profile).map_err(|source| RecordError::WorkDir {
             path: profile.clone(),
             source,
         })?;
-        let session = BrowserSession::open(&opts.browser, &profile).await?;
+        // The sound path comes first: its sink must exist before the browser opens its output,
+        // and the monitor stream warms up while the browser starts.
+        let audio = match &opts.audio {
+            Some(settings) => Some(AudioCapture::start(settings).await?),
+            None => None,
+        };
+        opts.encoder.audio = audio.is_some();
+        match &audio {
+            Some(a) => opts.browser.env.extend(a.browser_env()),
+            // Without sound the browser plays into a fake device (its clocks still run).
+            None => opts
+                .browser
+                .extra_args
+                .push("--disable-audio-output".into()),
+        }
+        let (session, _) = tokio::join!(BrowserSession::open(&opts.browser, &profile), async {
+            if let Some(a) = &audio {
+                a.wait_until_live(Duration::from_secs(3)).await;
+            }
+        });
+        let session = session?;
         let hooks = session.install_hooks().await?;
         info!(url = %opts.url, width = opts.width, height = opts.height, "loading page");
         session.navigate(&opts.url, opts.navigation_timeout).await?;
@@ -415,6 +439,7 @@ impl Recording {
         let engine = Engine {
             opts,
             session,
+            audio,
             progress: progress_tx,
             events: event_tx,
             log: Vec::new(),
@@ -474,6 +499,8 @@ impl Controls {
 struct Engine {
     opts: RecordOptions,
     session: BrowserSession,
+    /// The page's sound (dropped after the browser: the sink goes last).
+    audio: Option<AudioCapture>,
     progress: watch::Sender<Progress>,
     events: mpsc::UnboundedSender<RecordingEvent>,
     log: Vec<RecordingEvent>,
@@ -504,6 +531,18 @@ impl Engine {
 
     fn screencast_settings(&self) -> ScreencastSettings {
         screencast_settings(&self.opts)
+    }
+
+    /// A slot's frame with the sound played from its instant on, for exactly its duration.
+    fn slot_media(&self, slot: crate::media::pacer::SlotFrame) -> SlotMedia {
+        let pcm = self
+            .audio
+            .as_ref()
+            .map(|a| Arc::from(a.take(slot.instant, samples_for_slot(slot.slot, self.opts.fps))));
+        SlotMedia {
+            jpeg: slot.jpeg,
+            pcm,
+        }
     }
 
     fn set_state(&self, state: RecordingState) {
@@ -642,7 +681,11 @@ impl Engine {
                 ev = frames.next() => match ev {
                     Some(ev) => {
                         self.session.ack_frame(ev.session_id);
-                        if let Some(f) = to_frame(&ev, wall_now()) { pacer.push(f); }
+                        let now = wall_now();
+                        if let Some(f) = to_frame(&ev, now) {
+                            tracing::trace!(target: "pagecast::timing", painted = f.painted_at, delay_ms = (now - f.painted_at) * 1000.0, "frame");
+                            pacer.push(f);
+                        }
                     }
                     None => {
                         warn!("the browser connection closed");
@@ -764,7 +807,7 @@ impl Engine {
                     timeline.point(prior_media + recorded, pacer.instant_of(recorded));
                     mark_timeline = false;
                 }
-                encoder.send(slot.jpeg).await;
+                encoder.send(self.slot_media(slot)).await;
             }
             if let Some(why) = encoder.failure()
                 && stop.is_none()
@@ -781,7 +824,7 @@ impl Engine {
                     _ => pacer.finish(at),
                 };
                 for slot in tail {
-                    encoder.send(slot.jpeg).await;
+                    encoder.send(self.slot_media(slot)).await;
                 }
                 let written = pacer.slots_written();
                 let (encoder_restarts, lost_seconds) = (encoder.restarts, encoder.lost_seconds);

@@ -75,6 +75,8 @@ pub struct RecordOptions {
     pub capture: CaptureSettings,
     /// Encoder settings.
     pub encoder: EncoderSettings,
+    /// Record the page's sound through PulseAudio (None: no sound track).
+    pub audio: Option<crate::audio::AudioSettings>,
     /// Which destinations the page may end up on after redirects.
     pub url_policy: crate::url_guard::UrlPolicy,
     /// The recording's private work directory (segments, browser profile). The caller owns it.

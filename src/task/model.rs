@@ -76,6 +76,14 @@ pub struct StartSpec {
     pub start_timeout_secs: u32,
     /// Opaque client data echoed in Describe and the callback (extension `UserContext`).
     pub user_context: Option<String>,
+    /// Record the page's sound (extension `Audio`, default true). Tasks stored before the field
+    /// existed read as true.
+    #[serde(default = "default_audio")]
+    pub audio: bool,
+}
+
+fn default_audio() -> bool {
+    true
 }
 
 /// Secrets of a task, stored apart from the spec and never returned by Describe or logged.

@@ -104,6 +104,7 @@ pub fn record_ok(url: &str, out: &Path, extra: &[&str]) -> Output {
 /// ffprobe facts about a file.
 #[derive(Debug)]
 pub struct Probe {
+    /// Video duration (the video stream's, else the file's), seconds.
     pub duration: f64,
     pub width: u32,
     pub height: u32,
@@ -117,7 +118,7 @@ pub fn probe(path: &Path, pre: &[&str]) -> Probe {
         .args(["-v", "error"])
         .args(pre)
         .args(["-count_frames", "-select_streams", "v:0", "-show_entries"])
-        .arg("format=duration:stream=width,height,codec_name,pix_fmt,nb_read_frames")
+        .arg("format=duration:stream=width,height,codec_name,pix_fmt,nb_read_frames,duration")
         .args(["-of", "json"])
         .arg(path)
         .output()
@@ -130,8 +131,12 @@ pub fn probe(path: &Path, pre: &[&str]) -> Probe {
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("ffprobe json");
     let s = &v["streams"][0];
     Probe {
-        duration: v["format"]["duration"]
+        // The video stream's own duration where the container has one: the file's duration also
+        // covers the sound track, which starts with the AAC encoder's priming (21 ms) and ends
+        // with its last frame.
+        duration: s["duration"]
             .as_str()
+            .or(v["format"]["duration"].as_str())
             .and_then(|d| d.parse().ok())
             .unwrap_or(0.0),
         width: s["width"].as_u64().unwrap_or(0) as u32,

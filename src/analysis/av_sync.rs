@@ -1,0 +1,487 @@
+//! A/V sync of a recording of `tests/fixtures/av_sync.html`: for every flash, the offset between
+//! its first white frame and its beep's onset, as a viewer of the file experiences it.
+//!
+//! The page flashes white and starts a beep at every whole second of wall-clock time, and paints
+//! its clock strip (see `frame_clock`) into every frame. From the file:
+//! - each flash is the first frame whose area below the strip is bright after a dark one; its
+//!   time is its presentation timestamp;
+//! - each beep onset is the first sample whose magnitude exceeds a third of the loudest sample
+//!   after at least 300 ms below it; its time is `audio start + index / rate`;
+//! - offset = onset − flash (positive: sound late), pairing each flash with the nearest onset
+//!   within 400 ms.
+//!
+//! The clock strip of the flash frame says when the page painted it: its value mod 1000 is how
+//! many ms after the intended instant that was (a loaded machine paints late). A perfect recorder
+//! shows such a flash that much later than its beep, so `recorder error = offset + lateness` is
+//! what the recorder itself got wrong; `offset` is what a viewer sees. Both are reported. Either
+//! includes the frame grid's quantisation (±half a frame: ±16.7 ms at 30 fps).
+
+use std::io::{self, Read};
+use std::path::Path;
+use std::process::{Command, Stdio};
+
+use super::frame_clock::{STRIP_CELLS, decode_clock};
+
+/// Decoded width used for the analysis (cells of 10 px are plenty for the strip).
+const ANALYSIS_WIDTH: usize = 320;
+/// Audio is decoded at this rate, mono.
+const RATE: f64 = 48_000.0;
+/// An onset needs this much quiet before it (seconds).
+const QUIET_BEFORE: f64 = 0.3;
+/// A flash and an onset further apart than this are not a pair (seconds).
+const MAX_PAIR_DISTANCE: f64 = 0.4;
+
+/// One flash with its beep.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct Pair {
+    /// Time of the flash's first white frame in the file, seconds.
+    pub flash_s: f64,
+    /// Time of the beep's onset in the file, seconds.
+    pub beep_s: f64,
+    /// beep − flash, ms (positive: sound late).
+    pub offset_ms: f64,
+    /// How late the page painted the flash, ms (from its clock strip), when readable.
+    pub lateness_ms: Option<f64>,
+}
+
+/// Everything measured in one file.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct AvSyncReport {
+    /// Flashes seen in the video.
+    pub flashes: usize,
+    /// Beep onsets heard in the audio.
+    pub beeps: usize,
+    /// The flash/beep pairs.
+    pub pairs: Vec<Pair>,
+    /// Mean offset (signed), ms.
+    pub mean_offset_ms: f64,
+    /// Mean |offset|, ms.
+    pub mean_abs_offset_ms: f64,
+    /// Largest |offset|, ms.
+    pub max_abs_offset_ms: f64,
+    /// Mean |offset + lateness| (the recorder's own error), ms.
+    pub mean_abs_recorder_error_ms: f64,
+    /// Largest |offset + lateness|, ms.
+    pub max_abs_recorder_error_ms: f64,
+    /// Video length, seconds.
+    pub video_s: f64,
+    /// Audio length, seconds (0 when there is no audio track).
+    pub audio_s: f64,
+    /// Audio track start minus video track start, seconds.
+    pub audio_start_minus_video_start_s: f64,
+    /// Median beep frequency (from zero crossings), Hz.
+    pub tone_hz: Option<f64>,
+    /// Level of each requested frequency over the whole track, dBFS (RMS of that component).
+    pub tone_levels_db: Vec<(f64, f64)>,
+    /// Loudest sample, dBFS.
+    pub peak_db: f64,
+}
+
+/// Frame facts of the first video and audio streams.
+#[derive(Debug, Clone, Copy)]
+struct Streams {
+    width: usize,
+    height: usize,
+    fps: f64,
+    video_start: f64,
+    audio_start: Option<f64>,
+}
+
+fn ffprobe(file: &Path, pre: &[&str]) -> io::Result<Streams> {
+    let out = Command::new("ffprobe")
+        .args(["-v", "error"])
+        .args(pre)
+        .args([
+            "-show_entries",
+            "stream=codec_type,width,height,avg_frame_rate,start_time",
+            "-of",
+            "json",
+        ])
+        .arg(file)
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|e| io::Error::new(e.kind(), format!("cannot run ffprobe: {e}")))?;
+    if !out.status.success() {
+        return Err(io::Error::other(format!(
+            "ffprobe failed on {}: {}",
+            file.display(),
+            String::from_utf8_lossy(&out.stderr).trim()
+        )));
+    }
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout)
+        .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
+    let streams = v["streams"].as_array().cloned().unwrap_or_default();
+    let start = |s: &serde_json::Value| {
+        s["start_time"]
+            .as_str()
+            .and_then(|t| t.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    let video = streams
+        .iter()
+        .find(|s| s["codec_type"] == "video")
+        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, "no video stream"))?;
+    let fps = video["avg_frame_rate"]
+        .as_str()
+        .and_then(|r| {
+            let (n, d) = r.split_once('/')?;
+            let (n, d): (f64, f64) = (n.parse().ok()?, d.parse().ok()?);
+            (d > 0.0 && n > 0.0).then_some(n / d)
+        })
+        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, "no frame rate"))?;
+    Ok(Streams {
+        width: video["width"].as_u64().unwrap_or(0) as usize,
+        height: video["height"].as_u64().unwrap_or(0) as usize,
+        fps,
+        video_start: start(video),
+        audio_start: streams
+            .iter()
+            .find(|s| s["codec_type"] == "audio")
+            .map(start),
+    })
+}
+
+/// Presentation times of the video's frames, in order (from packet timestamps; no decoding).
+fn frame_times(file: &Path, pre: &[&str]) -> io::Result<Vec<f64>> {
+    let out = Command::new("ffprobe")
+        .args(["-v", "error"])
+        .args(pre)
+        .args([
+            "-select_streams",
+            "v:0",
+            "-show_entries",
+            "packet=pts_time",
+            "-of",
+            "csv=p=0",
+        ])
+        .arg(file)
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|e| io::Error::new(e.kind(), format!("cannot run ffprobe: {e}")))?;
+    let mut times: Vec<f64> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| l.trim().trim_end_matches(',').parse().ok())
+        .collect();
+    times.sort_by(|a, b| a.partial_cmp(b).unwrap_or(std::cmp::Ordering::Equal));
+    Ok(times)
+}
+
+/// Runs ffmpeg and returns its stdout.
+fn ffmpeg_out(args: &[String]) -> io::Result<Vec<u8>> {
+    let mut child = Command::new("ffmpeg")
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| io::Error::new(e.kind(), format!("cannot run ffmpeg: {e}")))?;
+    let mut err = child.stderr.take();
+    let err_reader = std::thread::spawn(move || {
+        let mut buf = Vec::new();
+        if let Some(e) = err.as_mut() {
+            let _ = e.read_to_end(&mut buf);
+        }
+        buf
+    });
+    let mut out = Vec::new();
+    if let Some(mut o) = child.stdout.take() {
+        o.read_to_end(&mut out)?;
+    }
+    let status = child.wait()?;
+    let err = err_reader.join().unwrap_or_default();
+    if !status.success() {
+        let text = String::from_utf8_lossy(&err);
+        return Err(io::Error::other(format!("ffmpeg failed: {}", text.trim())));
+    }
+    Ok(out)
+}
+
+/// Per frame: (flash area brightness 0-255, clock value).
+fn read_frames(file: &Path, pre: &[&str], s: &Streams) -> io::Result<Vec<(f64, Option<u32>)>> {
+    let w = ANALYSIS_WIDTH;
+    let h =
+        ((w as f64 * s.height as f64 / s.width.max(1) as f64 / 2.0).round() as usize * 2).max(2);
+    let mut args: Vec<String> = ["-nostdin", "-v", "error"].map(String::from).to_vec();
+    args.extend(pre.iter().map(|a| a.to_string()));
+    args.push("-i".into());
+    args.push(file.display().to_string());
+    args.extend(
+        [
+            "-map",
+            "0:v:0",
+            "-fps_mode",
+            "passthrough",
+            "-vf",
+            &format!("scale={w}:{h}:flags=area,format=gray"),
+            "-f",
+            "rawvideo",
+            "-",
+        ]
+        .map(String::from),
+    );
+    let raw = ffmpeg_out(&args)?;
+    let cell = w / STRIP_CELLS;
+    let strip_h = cell.min(h);
+    let below = (2 * cell).min(h.saturating_sub(1));
+    Ok(raw
+        .chunks_exact(w * h)
+        .map(|f| {
+            let area = &f[below * w..];
+            let mean = area.iter().map(|&p| f64::from(p)).sum::<f64>() / area.len().max(1) as f64;
+            (mean, decode_clock(&f[..w * strip_h], w, strip_h))
+        })
+        .collect())
+}
+
+fn read_audio(file: &Path, pre: &[&str]) -> io::Result<Vec<f32>> {
+    let mut args: Vec<String> = ["-nostdin", "-v", "error"].map(String::from).to_vec();
+    args.extend(pre.iter().map(|a| a.to_string()));
+    args.push("-i".into());
+    args.push(file.display().to_string());
+    args.extend(
+        [
+            "-map", "0:a:0", "-ac", "1", "-ar", "48000", "-f", "f32le", "-",
+        ]
+        .map(String::from),
+    );
+    let raw = ffmpeg_out(&args)?;
+    Ok(raw
+        .chunks_exact(4)
+        .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+        .collect())
+}
+
+/// Indices of the first bright frame of each flash.
+pub fn flash_frames(brightness: &[f64]) -> Vec<usize> {
+    let mut out = Vec::new();
+    let mut dark_before = false;
+    for (i, &b) in brightness.iter().enumerate() {
+        if b > 128.0 {
+            if dark_before {
+                out.push(i);
+            }
+            dark_before = false;
+        } else {
+            dark_before = true;
+        }
+    }
+    out
+}
+
+/// Sample indices of beep onsets: the first sample above a third of the loudest after at least
+/// [`QUIET_BEFORE`] below it.
+pub fn onsets(samples: &[f32]) -> Vec<usize> {
+    let peak = samples.iter().fold(0f32, |m, s| m.max(s.abs()));
+    if peak < 0.01 {
+        return Vec::new();
+    }
+    let threshold = peak / 3.0;
+    let quiet = (QUIET_BEFORE * RATE) as usize;
+    let mut out = Vec::new();
+    let mut last_loud: Option<usize> = None;
+    for (i, s) in samples.iter().enumerate() {
+        if s.abs() > threshold {
+            if last_loud.is_none_or(|l| i - l >= quiet) {
+                out.push(i);
+            }
+            last_loud = Some(i);
+        }
+    }
+    out
+}
+
+/// Frequency from zero crossings of `samples` (a pure tone), Hz.
+fn zero_crossing_hz(samples: &[f32]) -> Option<f64> {
+    let crossings: Vec<usize> = samples
+        .windows(2)
+        .enumerate()
+        .filter(|(_, w)| w[0] < 0.0 && w[1] >= 0.0)
+        .map(|(i, _)| i)
+        .collect();
+    let (first, last) = (crossings.first()?, crossings.last()?);
+    (crossings.len() >= 3).then(|| (crossings.len() - 1) as f64 * RATE / (last - first) as f64)
+}
+
+/// Level of the `hz` component of `samples` in dBFS (RMS of a full-scale sine is -3 dBFS),
+/// by the Goertzel algorithm over 50 ms blocks.
+pub fn tone_level_db(samples: &[f32], hz: f64) -> f64 {
+    let block = (0.05 * RATE) as usize;
+    let coeff = 2.0 * (2.0 * std::f64::consts::PI * hz / RATE).cos();
+    let mut energy = 0.0;
+    let mut n = 0usize;
+    for chunk in samples.chunks(block) {
+        let (mut s1, mut s2) = (0.0f64, 0.0f64);
+        for &x in chunk {
+            let s0 = f64::from(x) + coeff * s1 - s2;
+            s2 = s1;
+            s1 = s0;
+        }
+        let power = s1 * s1 + s2 * s2 - coeff * s1 * s2;
+        // |X(k)|^2 = (N A / 2)^2 for a sine of amplitude A: the component's mean square is
+        // A^2 / 2 = 2 |X|^2 / N^2.
+        energy += 2.0 * power / (chunk.len() as f64).powi(2) * chunk.len() as f64;
+        n += chunk.len();
+    }
+    let mean_square = energy / n.max(1) as f64;
+    10.0 * mean_square.max(1e-20).log10()
+}
+
+/// Pairs flashes with onsets and summarises the offsets.
+pub fn summarise(
+    flashes: &[(f64, Option<f64>)],
+    beeps: &[f64],
+) -> (Vec<Pair>, f64, f64, f64, f64, f64) {
+    let pairs: Vec<Pair> = flashes
+        .iter()
+        .filter_map(|&(flash_s, lateness_ms)| {
+            let beep_s = *beeps.iter().min_by(|a, b| {
+                (*a - flash_s)
+                    .abs()
+                    .partial_cmp(&(*b - flash_s).abs())
+                    .unwrap_or(std::cmp::Ordering::Equal)
+            })?;
+            ((beep_s - flash_s).abs() <= MAX_PAIR_DISTANCE).then_some(Pair {
+                flash_s,
+                beep_s,
+                offset_ms: (beep_s - flash_s) * 1000.0,
+                lateness_ms,
+            })
+        })
+        .collect();
+    let n = pairs.len().max(1) as f64;
+    let mean = pairs.iter().map(|p| p.offset_ms).sum::<f64>() / n;
+    let mean_abs = pairs.iter().map(|p| p.offset_ms.abs()).sum::<f64>() / n;
+    let max_abs = pairs.iter().map(|p| p.offset_ms.abs()).fold(0.0, f64::max);
+    let errors: Vec<f64> = pairs
+        .iter()
+        .map(|p| (p.offset_ms + p.lateness_ms.unwrap_or(0.0)).abs())
+        .collect();
+    let err_mean = errors.iter().sum::<f64>() / n;
+    let err_max = errors.iter().copied().fold(0.0, f64::max);
+    (pairs, mean, mean_abs, max_abs, err_mean, err_max)
+}
+
+/// Measures a recording of `av_sync.html`. `pre` goes before `-i` (e.g. `-allowed_extensions
+/// ALL` for HLS); `tones` are frequencies whose level is reported.
+pub fn analyze_file(file: &Path, pre: &[&str], tones: &[f64]) -> io::Result<AvSyncReport> {
+    let s = ffprobe(file, pre)?;
+    let frames = read_frames(file, pre, &s)?;
+    let audio = match s.audio_start {
+        Some(_) => read_audio(file, pre)?,
+        None => Vec::new(),
+    };
+    let audio_start = s.audio_start.unwrap_or(0.0);
+    let times = frame_times(file, pre)?;
+    let brightness: Vec<f64> = frames.iter().map(|f| f.0).collect();
+    let flashes: Vec<(f64, Option<f64>)> = flash_frames(&brightness)
+        .into_iter()
+        .map(|i| {
+            let lateness = frames[i].1.map(|v| f64::from(v % 1000));
+            // The frame's own timestamp; by count only if the packets did not match the frames.
+            let at = match times.len() == frames.len() {
+                true => times[i],
+                false => s.video_start + i as f64 / s.fps,
+            };
+            (at, lateness)
+        })
+        .collect();
+    let onset_idx = onsets(&audio);
+    let beeps: Vec<f64> = onset_idx
+        .iter()
+        .map(|&i| audio_start + i as f64 / RATE)
+        .collect();
+    let (pairs, mean, mean_abs, max_abs, err_mean, err_max) = summarise(&flashes, &beeps);
+    let mut freqs: Vec<f64> = onset_idx
+        .iter()
+        .filter_map(|&i| {
+            let from = i + (0.005 * RATE) as usize;
+            let to = (i + (0.045 * RATE) as usize).min(audio.len());
+            (from < to).then(|| zero_crossing_hz(&audio[from..to]))?
+        })
+        .collect();
+    freqs.sort_by(|a, b| a.partial_cmp(b).unwrap_or(std::cmp::Ordering::Equal));
+    let peak = audio.iter().fold(0f32, |m, x| m.max(x.abs()));
+    Ok(AvSyncReport {
+        flashes: flashes.len(),
+        beeps: beeps.len(),
+        pairs,
+        mean_offset_ms: mean,
+        mean_abs_offset_ms: mean_abs,
+        max_abs_offset_ms: max_abs,
+        mean_abs_recorder_error_ms: err_mean,
+        max_abs_recorder_error_ms: err_max,
+        video_s: match (times.first(), times.last()) {
+            (Some(a), Some(b)) if times.len() > 1 => b - a + 1.0 / s.fps,
+            _ => frames.len() as f64 / s.fps,
+        },
+        audio_s: audio.len() as f64 / RATE,
+        audio_start_minus_video_start_s: audio_start - s.video_start,
+        tone_hz: freqs.get(freqs.len() / 2).copied(),
+        tone_levels_db: tones
+            .iter()
+            .map(|&hz| (hz, tone_level_db(&audio, hz)))
+            .collect(),
+        peak_db: 20.0 * f64::from(peak.max(1e-10)).log10(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tone(hz: f64, amp: f32, seconds: f64) -> Vec<f32> {
+        (0..(seconds * RATE) as usize)
+            .map(|i| amp * (2.0 * std::f64::consts::PI * hz * i as f64 / RATE).sin() as f32)
+            .collect()
+    }
+
+    #[test]
+    fn onsets_and_flashes_are_found() {
+        let mut audio = vec![0f32; 48_000];
+        for start in [10_000usize, 30_000] {
+            for (i, s) in tone(1000.0, 0.6, 0.06).into_iter().enumerate() {
+                audio[start + i] = s;
+            }
+        }
+        let found = onsets(&audio);
+        assert_eq!(found.len(), 2);
+        assert!(found[0] >= 10_000 && found[0] < 10_010, "{found:?}");
+        assert!(found[1] >= 30_000 && found[1] < 30_010);
+        assert_eq!(
+            flash_frames(&[0.0, 255.0, 255.0, 0.0, 0.0, 250.0, 10.0]),
+            vec![1, 5]
+        );
+        assert!(onsets(&[0.0; 100]).is_empty());
+    }
+
+    #[test]
+    fn tone_levels_tell_frequencies_apart() {
+        let a = tone(700.0, 0.5, 1.0);
+        let own = tone_level_db(&a, 700.0);
+        let other = tone_level_db(&a, 1500.0);
+        // A sine of amplitude 0.5: RMS 0.354 = -9 dBFS.
+        assert!((own + 9.03).abs() < 0.5, "{own}");
+        assert!(other < own - 40.0, "{other}");
+        let hz = zero_crossing_hz(&a[..2000]).unwrap();
+        assert!((hz - 700.0).abs() < 2.0, "{hz}");
+    }
+
+    #[test]
+    fn pairs_and_figures() {
+        let flashes = [
+            (1.0, Some(10.0)),
+            (2.0, Some(0.0)),
+            (3.0, None),
+            (9.0, None),
+        ];
+        let beeps = [0.99, 2.02, 3.0];
+        let (pairs, mean, mean_abs, max_abs, err_mean, err_max) = summarise(&flashes, &beeps);
+        assert_eq!(pairs.len(), 3, "the flash at 9 s has no beep");
+        assert!((mean - (-10.0 + 20.0 + 0.0) / 3.0).abs() < 1e-6);
+        assert!((mean_abs - 10.0).abs() < 1e-6);
+        assert!((max_abs - 20.0).abs() < 1e-6);
+        // Recorder error: -10 + 10 late = 0; 20; 0.
+        assert!((err_mean - 20.0 / 3.0).abs() < 1e-6);
+        assert!((err_max - 20.0).abs() < 1e-6);
+    }
+}

@@ -1,0 +1,12 @@
+//! The one clock recordings are stamped with: wall-clock seconds since the epoch, the clock
+//! Chromium stamps screencast frames with. Video slots and audio samples are both placed on it.
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+/// Now, in seconds since the epoch.
+pub fn wall_now() -> f64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs_f64())
+        .unwrap_or(0.0)
+}
