@@ -1317,6 +1317,7 @@ async fn control_actions_follow_the_status_machine() {
         callback_attempts: 1,
         page_crashes: 0,
         page_hangs: 0,
+        browser_restarts: 0,
         encoder_restarts: 1,
         lost_seconds: 0.0,
         gaps: vec![pagecast::task::RecordingGap {

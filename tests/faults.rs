@@ -176,3 +176,45 @@ fn a_hostile_page_cannot_open_windows_stall_on_dialogs_download_or_get_permissio
     );
     assert!(!downloads.exists(), "the page downloaded a file");
 }
+
+#[test]
+fn a_dead_browser_is_replaced_and_recording_goes_on() {
+    let base = fixture_server();
+    let dir = scratch("fault-browser");
+    let out = dir.join("out.mp4");
+    let child = spawn_record(&format!("{base}/clock.html"), &out, 12);
+    // Chromium's main process is the one without a --type= (renderer, gpu-process, zygote...).
+    let is_browser = |c: &str| c.contains("chromium") && !c.contains("--type=");
+    wait_for_descendants(child.id(), "the browser", is_browser);
+    std::thread::sleep(Duration::from_secs(3));
+    let killed_at = Instant::now();
+    for pid in wait_for_descendants(child.id(), "the browser", is_browser) {
+        std::process::Command::new("kill")
+            .args(["-KILL", &pid.to_string()])
+            .status()
+            .unwrap();
+    }
+    let (stdout, _) = finish(child);
+    assert!(killed_at.elapsed() < Duration::from_secs(60));
+    assert!(stdout.contains("1 browser restart(s)"), "{stdout}");
+    let p = probe(&out, &[]);
+    assert_close(
+        p.duration,
+        12.0,
+        0.27,
+        "the recording keeps its length across the browser's death",
+    );
+    // A new browser shows the page again: its clock decodes in the last frames and has moved on
+    // by the recording's length (the gap repeated the last frame, so no time is skipped).
+    assert!(
+        frame_clock_decodes_at(&out, (p.frames - 5) as usize),
+        "the page is recorded again after the new browser opened it"
+    );
+    let first = frame_clock_at(&out, 0).expect("clock in the first frame");
+    let last = frame_clock_at(&out, p.frames as usize - 1).expect("clock in the last frame");
+    let span = f64::from(last.wrapping_sub(first) & 0xFF_FFFF) / 1000.0;
+    assert!(
+        (11.0..13.0).contains(&span),
+        "the page's clock runs on in the new browser: {span} s"
+    );
+}

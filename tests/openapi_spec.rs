@@ -344,6 +344,7 @@ fn full_task() -> TaskRecord {
             callback_attempts: 5,
             page_crashes: 1,
             page_hangs: 0,
+            browser_restarts: 0,
             encoder_restarts: 1,
             lost_seconds: 0.5,
             gaps: vec![pagecast::task::RecordingGap {

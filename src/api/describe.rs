@@ -108,6 +108,7 @@ fn stats_json(stats: &TaskStats) -> Value {
         "CallbackAttempts": stats.callback_attempts,
         "PageCrashes": stats.page_crashes,
         "PageHangs": stats.page_hangs,
+        "BrowserRestarts": stats.browser_restarts,
         "EncoderRestarts": stats.encoder_restarts,
         "LostSeconds": (stats.lost_seconds * 1000.0).round() / 1000.0,
         "Gaps": stats.gaps.iter().map(|g| json!({
@@ -227,6 +228,7 @@ mod tests {
             callback_attempts: 3,
             page_crashes: 1,
             page_hangs: 0,
+            browser_restarts: 0,
             encoder_restarts: 0,
             lost_seconds: 0.0,
             gaps: vec![crate::task::RecordingGap {
@@ -264,6 +266,7 @@ mod tests {
                     "CallbackAttempts": 3,
                     "PageCrashes": 1,
                     "PageHangs": 0,
+                    "BrowserRestarts": 0,
                     "EncoderRestarts": 0,
                     "LostSeconds": 0.0,
                     "Gaps": [{ "Time": 1_700_000_050.125, "Seconds": 7.25 }],

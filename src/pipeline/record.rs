@@ -276,6 +276,7 @@ impl RecordJob {
             callback_attempts: 0,
             page_crashes: b.page_crashes + now.page_crashes,
             page_hangs: b.page_hangs + now.page_hangs,
+            browser_restarts: b.browser_restarts + now.browser_restarts,
             encoder_restarts: b.encoder_restarts + now.encoder_restarts,
             lost_seconds: b.lost_seconds + now.lost_seconds,
             gaps: b.gaps.clone(),
@@ -568,6 +569,7 @@ impl RecordJob {
         p.recorded_seconds = media.recorded_seconds;
         p.page_crashes = media.page_crashes;
         p.page_hangs = media.page_hangs;
+        p.browser_restarts = media.browser_restarts;
         p.encoder_restarts = media.encoder_restarts;
         p.lost_seconds = media.lost_seconds;
         self.stats(&p)
@@ -623,6 +625,7 @@ fn stats_of(p: &crate::recording::Progress) -> TaskStats {
         callback_attempts: 0,
         page_crashes: p.page_crashes,
         page_hangs: p.page_hangs,
+        browser_restarts: p.browser_restarts,
         encoder_restarts: p.encoder_restarts,
         lost_seconds: p.lost_seconds,
         gaps: Vec::new(),

@@ -167,6 +167,8 @@ pub struct Progress {
     pub page_crashes: u32,
     /// Times the page hung (main thread unresponsive) and was reopened.
     pub page_hangs: u32,
+    /// Times the whole browser died and a new one took over the page.
+    pub browser_restarts: u32,
     /// Times the encoder died and was restarted.
     pub encoder_restarts: u32,
     /// Recorded seconds lost to encoder deaths (the unfinished segment of each).
@@ -194,6 +196,8 @@ pub struct RecordedMedia {
     pub page_crashes: u32,
     /// Times the page hung and was reopened.
     pub page_hangs: u32,
+    /// Times the whole browser died and a new one took over the page.
+    pub browser_restarts: u32,
     /// Times the encoder died and was restarted.
     pub encoder_restarts: u32,
     /// Recorded seconds lost to encoder deaths.
@@ -221,6 +225,8 @@ pub struct Recording {
 const MAX_PAGE_CRASHES: u32 = 3;
 /// Hangs a recording survives; one more ends it with `PageCrashed`.
 const MAX_PAGE_HANGS: u32 = 3;
+/// Browser deaths a recording survives; one more ends it with `BrowserFailed`.
+const MAX_BROWSER_RESTARTS: u32 = 3;
 /// Encoder deaths a recording survives; one more ends it with `RecordFailed`.
 const MAX_ENCODER_RESTARTS: u32 = 5;
 
@@ -529,6 +535,43 @@ impl Engine {
         let _ = self.events.send(ev);
     }
 
+    /// Starts a new browser (fresh profile) after the previous one died, loads the page, and
+    /// returns its event streams; the dead browser's leftovers are killed and reaped.
+    async fn relaunch(
+        &mut self,
+        n: u32,
+    ) -> Result<
+        (
+            chromiumoxide::listeners::EventStream<EventScreencastFrame>,
+            chromiumoxide::listeners::EventStream<
+                chromiumoxide::cdp::js_protocol::runtime::EventBindingCalled,
+            >,
+            chromiumoxide::listeners::EventStream<
+                chromiumoxide::cdp::browser_protocol::inspector::EventTargetCrashed,
+            >,
+        ),
+        RecordError,
+    > {
+        let profile = self.opts.work_dir.join(format!("browser-profile-{n}"));
+        std::fs::create_dir_all(&profile).map_err(|source| RecordError::WorkDir {
+            path: profile.clone(),
+            source,
+        })?;
+        let session = BrowserSession::open(&self.opts.browser, &profile).await?;
+        let dead = std::mem::replace(&mut self.session, session);
+        dead.close().await;
+        let hooks = self.session.install_hooks().await?;
+        self.session
+            .navigate(&self.opts.url, self.opts.navigation_timeout)
+            .await?;
+        let crashes = self.session.crash_events().await?;
+        let frames = self
+            .session
+            .start_screencast(self.screencast_settings())
+            .await?;
+        Ok((frames, hooks, crashes))
+    }
+
     fn screencast_settings(&self) -> ScreencastSettings {
         screencast_settings(&self.opts)
     }
@@ -658,13 +701,14 @@ impl Engine {
         let mut page_crashes = 0u32;
         let (mut page_hangs, mut hang_pending) = (0u32, false);
         let (hang_tx, mut hang_rx) = mpsc::unbounded_channel::<()>();
-        let _watchdog = opts.capture.hang_timeout.map(|limit| {
-            AbortOnDrop(tokio::spawn(watch_for_hangs(
-                self.session.page(),
-                limit,
-                hang_tx,
-            )))
-        });
+        let watchdog = |page| {
+            opts.capture.hang_timeout.map(|limit| {
+                AbortOnDrop(tokio::spawn(watch_for_hangs(page, limit, hang_tx.clone())))
+            })
+        };
+        let mut _watchdog = watchdog(self.session.page());
+        let mut browser_restarts = 0u32;
+        let mut browser_gone = false;
         let mut failure: Option<(ErrorCode, String)> = None;
         let limit_slots = opts
             .max_duration
@@ -687,10 +731,7 @@ impl Engine {
                             pacer.push(f);
                         }
                     }
-                    None => {
-                        warn!("the browser connection closed");
-                        if stop.is_none() { stop = Some((wall_now(), Origin::Limit)); }
-                    }
+                    None => browser_gone = true,
                 },
                 Some(call) = hooks.next() => {
                     if let Some(call) = PageHookCall::parse(&call.payload) {
@@ -738,6 +779,38 @@ impl Engine {
                     }
                 }
                 _ = tick.tick() => {}
+            }
+
+            if std::mem::take(&mut browser_gone) && stop.is_none() {
+                // The browser died (killed, out of memory): a new one takes over the page. The
+                // video repeats the last frame meanwhile, so its length stays true.
+                browser_restarts += 1;
+                if browser_restarts > MAX_BROWSER_RESTARTS {
+                    warn!(
+                        browser_restarts,
+                        "the browser keeps dying; ending the recording"
+                    );
+                    failure.get_or_insert((
+                        ErrorCode::BrowserFailed,
+                        format!("the browser died {browser_restarts} times"),
+                    ));
+                    stop = Some((wall_now(), Origin::Limit));
+                } else {
+                    warn!(browser_restarts, "the browser died; starting a new one");
+                    match self.relaunch(browser_restarts).await {
+                        Ok((f, h, c)) => {
+                            (*frames, *hooks, *crashes) = (f, h, c);
+                            _watchdog = watchdog(self.session.page());
+                            hang_pending = false;
+                            info!(browser_restarts, "a new browser has the page again");
+                        }
+                        Err(e) => {
+                            warn!(error = %e, "the browser could not be restarted");
+                            failure.get_or_insert((e.code(), e.to_string()));
+                            stop = Some((wall_now(), Origin::Limit));
+                        }
+                    }
+                }
             }
 
             if let Some((control, origin, at)) = command
@@ -853,6 +926,7 @@ impl Engine {
                     error: failure,
                     page_crashes,
                     page_hangs,
+                    browser_restarts,
                     encoder_restarts,
                     lost_seconds,
                 }));
@@ -870,6 +944,7 @@ impl Engine {
                     p.refreshes = refreshes;
                     p.page_crashes = page_crashes;
                     p.page_hangs = page_hangs;
+                    p.browser_restarts = browser_restarts;
                     p.encoder_restarts = encoder.restarts;
                     p.lost_seconds = encoder.lost_seconds;
                 });

@@ -163,6 +163,9 @@ pub struct TaskStats {
     /// Page hangs survived (main thread unresponsive; the page was reopened).
     #[serde(default)]
     pub page_hangs: u32,
+    /// Times the whole browser died and a new one took over the page.
+    #[serde(default)]
+    pub browser_restarts: u32,
     /// Encoder restarts.
     #[serde(default)]
     pub encoder_restarts: u32,
