@@ -239,6 +239,11 @@ pub struct WorkerConfig {
     /// (off by default: such URLs are refused at Start and checked again before use).
     #[arg(long, env = "PAGECAST_ALLOW_PRIVATE_URLS")]
     pub allow_private_urls: bool,
+    /// MiB that must stay free on the work directory's disk: below it a worker takes no new
+    /// recordings, and below half of it running recordings end (what they recorded is delivered)
+    /// before the disk fills up.
+    #[arg(long, env = "PAGECAST_MIN_FREE_MB", default_value_t = 1024)]
+    pub min_free_mb: u64,
     /// What happens to running recordings on SIGTERM: `handover` (another worker of this node
     /// continues them), `finish` (record on until they end, deliver, exit) or `stop` (end them
     /// now and deliver what was recorded).

@@ -437,3 +437,60 @@ fn a_worker_killed_mid_recording_is_taken_over_into_the_same_output() {
 fn has_children(pid: u32) -> bool {
     parents().iter().any(|(_, pp)| *pp == pid)
 }
+
+#[test]
+fn a_worker_short_of_disk_takes_no_recordings_and_another_does() {
+    let redis = TestRedis::start();
+    let fixtures = fixture_server();
+    // Ask for more free space than the disk has: this worker must leave the task alone.
+    let free_mb = {
+        let out = std::process::Command::new("df")
+            .args(["-Pm", &std::env::temp_dir().display().to_string()])
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        text.lines()
+            .nth(1)
+            .and_then(|l| l.split_whitespace().nth(3))
+            .and_then(|v| v.parse::<u64>().ok())
+            .expect("df output")
+    };
+    let greedy = (free_mb * 3 / 2).to_string();
+    let svc = service_with(
+        &redis,
+        "svc-disk",
+        true,
+        0,
+        1,
+        &[("PAGECAST_MIN_FREE_MB", greedy.as_str())],
+    );
+    let id = start(
+        &svc.url,
+        json!({ "RecordURL": format!("{fixtures}/animated.html") }),
+    );
+    std::thread::sleep(Duration::from_secs(4));
+    assert_eq!(describe(&svc.url, &id)["Status"], "normal");
+    let log = std::fs::read_to_string(svc.dir.join("serve.log")).unwrap_or_default();
+    assert!(log.contains("the work disk is almost full"), "{log}");
+    // A worker with room takes it.
+    let mut env: Vec<(&str, String)> = vec![
+        ("PAGECAST_REDIS_URL", redis.url.clone()),
+        ("PAGECAST_KEY_PREFIX", svc.prefix.clone()),
+        (
+            "PAGECAST_WORK_DIR",
+            svc.dir.join("work2").display().to_string(),
+        ),
+        ("PAGECAST_OUTPUT_DIR", svc.out.display().to_string()),
+        ("PAGECAST_NODE_ID", "node-b".to_string()),
+        ("PAGECAST_ALLOW_PRIVATE_URLS", "true".to_string()),
+    ];
+    env.push(("PAGECAST_LEASE_MS", "3000".to_string()));
+    let _other = spawn(&["worker"], &env, &svc.dir.join("worker-b.log"));
+    wait_for(
+        &svc.url,
+        &id,
+        "recording on the worker with room",
+        Duration::from_secs(30),
+        status_is("recording"),
+    );
+}

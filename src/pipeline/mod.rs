@@ -98,6 +98,13 @@ impl WorkerContext {
         }
     }
 
+    /// MiB free on the work directory's disk (`None` if it cannot be read).
+    pub fn free_disk_mb(&self) -> Option<u64> {
+        let root = self.cfg.work_root();
+        let _ = std::fs::create_dir_all(&root);
+        crate::ops::doctor::free_bytes(&root).map(|b| b >> 20)
+    }
+
     fn lease_ms(&self) -> i64 {
         self.cfg.lease_ms.max(1000) as i64
     }
@@ -312,6 +319,21 @@ async fn record_loop(ctx: WorkerContext) {
             p = capacity.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => break },
             _ = ctx.drain.cancelled() => break,
         };
+        if let Some(free) = ctx.free_disk_mb()
+            && free < ctx.cfg.min_free_mb
+        {
+            // A new recording would fill the disk: leave the queue to workers that have room.
+            warn!(
+                free_mb = free,
+                min_mb = ctx.cfg.min_free_mb,
+                "the work disk is almost full; taking no new recordings"
+            );
+            drop(permit);
+            tokio::select! {
+                _ = tokio::time::sleep(Duration::from_secs(10)) => continue,
+                _ = ctx.drain.cancelled() => break,
+            }
+        }
         let read = async {
             let jobs = ctx
                 .store

@@ -432,6 +432,7 @@ impl RecordJob {
         let mut stop_sent = false;
         let mut lease_lost = false;
         let mut handing_over = false;
+        let mut disk_full: Option<String> = None;
         let mut live = LiveMetrics::new(&self.id);
         let outcome = loop {
             tokio::select! {
@@ -459,6 +460,16 @@ impl RecordJob {
                             controls.send(Control::Stop);
                         }
                         Err(e) => warn!(error = %e, "heartbeat failed; retrying"),
+                    }
+                    if disk_full.is_none()
+                        && let Some(free) = self.ctx.free_disk_mb()
+                        && free < self.ctx.cfg.min_free_mb / 2
+                    {
+                        let why = format!("the work disk is almost full ({free} MiB free); the recording was ended before it filled up");
+                        warn!(free_mb = free, "{why}");
+                        disk_full = Some(why);
+                        stop_sent = true;
+                        controls.send(Control::Stop);
                     }
                     let p = progress.borrow().clone();
                     live.update(&p);
@@ -517,7 +528,11 @@ impl RecordJob {
                     segments = media.segments.len(),
                     "recording finished"
                 );
-                self.send_to_transcode(stats, media.error.clone()).await
+                let error = media
+                    .error
+                    .clone()
+                    .or(disk_full.map(|why| (ErrorCode::RecordFailed, why)));
+                self.send_to_transcode(stats, error).await
             }
             Ok(Outcome::CanceledBeforeStart) => {
                 metrics::inc(&metrics::RECORDINGS_ENDED, &[("outcome", "canceled")]);

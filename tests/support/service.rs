@@ -39,6 +39,8 @@ pub struct Service {
     pub out: PathBuf,
     pub dir: PathBuf,
     pub procs: Vec<Proc>,
+    /// The Redis key prefix the service's processes share.
+    pub prefix: String,
 }
 
 pub fn free_port() -> u16 {
@@ -128,6 +130,7 @@ pub fn service_with(
                 out,
                 dir,
                 procs,
+                prefix,
             };
         }
         std::thread::sleep(Duration::from_millis(100));
