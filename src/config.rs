@@ -1,7 +1,7 @@
 //! Configuration: typed settings with documented defaults, each a CLI flag and a `PAGECAST_*`
 //! environment variable. Secrets (tokens, keys, the Redis password) are never printed.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use clap::Args;
@@ -232,6 +232,14 @@ pub struct WorkerConfig {
     /// the HMAC-SHA256 of the body under this secret. Never logged.
     #[arg(long, env = "PAGECAST_CALLBACK_SECRET", hide_env_values = true)]
     pub callback_secret: Option<Secret>,
+    /// A file holding the callback signing secret (instead of PAGECAST_CALLBACK_SECRET; e.g. a
+    /// mounted container secret).
+    #[arg(
+        long,
+        env = "PAGECAST_CALLBACK_SECRET_FILE",
+        conflicts_with = "callback_secret"
+    )]
+    pub callback_secret_file: Option<PathBuf>,
     /// Seconds one callback request may take.
     #[arg(long, env = "PAGECAST_CALLBACK_TIMEOUT", default_value_t = 10)]
     pub callback_timeout: u64,
@@ -257,7 +265,54 @@ pub struct WorkerConfig {
     pub recorder: RecorderConfig,
 }
 
+/// Reads a secret from a file (trimmed); the error names the setting, never the content.
+fn read_secret_file(path: &Path, setting: &str) -> Result<String, String> {
+    std::fs::read_to_string(path)
+        .map(|s| s.trim().to_string())
+        .map_err(|e| format!("{setting}: cannot read {}: {e}", path.display()))
+}
+
+impl ApiConfig {
+    /// Adds the tokens of `api_tokens_file`, if set. Call once at start.
+    pub fn load_token_file(&mut self) -> Result<(), String> {
+        if let Some(path) = &self.api_tokens_file {
+            let text = read_secret_file(path, "PAGECAST_API_TOKENS_FILE")?;
+            let tokens: Vec<Secret> = text
+                .lines()
+                .map(|l| l.split('#').next().unwrap_or_default())
+                .flat_map(|l| l.split(','))
+                .map(str::trim)
+                .filter(|t| !t.is_empty())
+                .map(|t| Secret(t.to_string()))
+                .collect();
+            if tokens.is_empty() {
+                return Err(format!(
+                    "PAGECAST_API_TOKENS_FILE: {} holds no token",
+                    path.display()
+                ));
+            }
+            self.api_tokens.extend(tokens);
+        }
+        Ok(())
+    }
+}
+
 impl WorkerConfig {
+    /// Reads `callback_secret_file`, if set. Call once at start.
+    pub fn load_secret_file(&mut self) -> Result<(), String> {
+        if let Some(path) = &self.callback_secret_file {
+            let secret = read_secret_file(path, "PAGECAST_CALLBACK_SECRET_FILE")?;
+            if secret.is_empty() {
+                return Err(format!(
+                    "PAGECAST_CALLBACK_SECRET_FILE: {} is empty",
+                    path.display()
+                ));
+            }
+            self.callback_secret = Some(Secret(secret));
+        }
+        Ok(())
+    }
+
     /// The node id: configured, or the host name.
     pub fn node(&self) -> String {
         self.node_id
@@ -317,6 +372,10 @@ pub struct ApiConfig {
         value_delimiter = ','
     )]
     pub api_tokens: Vec<Secret>,
+    /// A file of API tokens (one per line or comma-separated; `#` starts a comment), added to
+    /// PAGECAST_API_TOKENS. Rotate by adding the new token, moving clients, removing the old one.
+    #[arg(long, env = "PAGECAST_API_TOKENS_FILE")]
+    pub api_tokens_file: Option<PathBuf>,
     /// Largest accepted request body in bytes.
     #[arg(long, env = "PAGECAST_MAX_BODY_BYTES", default_value_t = 64 * 1024)]
     pub max_body_bytes: usize,

@@ -494,3 +494,69 @@ fn a_worker_short_of_disk_takes_no_recordings_and_another_does() {
         status_is("recording"),
     );
 }
+
+#[test]
+fn api_tokens_and_the_callback_secret_can_come_from_files() {
+    let redis = TestRedis::start();
+    let dir = scratch("svc-secret-files");
+    let tokens = dir.join("tokens");
+    std::fs::write(&tokens, "tok-new\n# tok-retired\ntok-old, tok-other\n").unwrap();
+    let secret = dir.join("secret");
+    std::fs::write(&secret, "s3cr3t\n").unwrap();
+    let (tokens_s, secret_s) = (tokens.display().to_string(), secret.display().to_string());
+    let svc = service_with(
+        &redis,
+        "svc-secret-files-run",
+        true,
+        0,
+        1,
+        &[
+            ("PAGECAST_API_TOKENS_FILE", tokens_s.as_str()),
+            ("PAGECAST_CALLBACK_SECRET_FILE", secret_s.as_str()),
+        ],
+    );
+    let status_with = |token: Option<&str>| {
+        let (rt, client) = http();
+        rt.block_on(async {
+            let mut r = client.post(format!("{}/", svc.url)).json(
+                &json!({ "Action": "Describe", "Data": { "TaskID": "00000000-0000-4000-8000-000000000000" } }),
+            );
+            if let Some(t) = token {
+                r = r.bearer_auth(t);
+            }
+            r.send().await.expect("request").status().as_u16()
+        })
+    };
+    assert_eq!(status_with(None), 401);
+    assert_eq!(
+        status_with(Some("tok-retired")),
+        401,
+        "a commented-out token"
+    );
+    for t in ["tok-new", "tok-old", "tok-other"] {
+        assert_eq!(status_with(Some(t)), 404, "{t} is accepted");
+    }
+    // Neither file's content is logged.
+    let log = std::fs::read_to_string(svc.dir.join("serve.log")).unwrap_or_default();
+    assert!(!log.contains("s3cr3t") && !log.contains("tok-new"), "{log}");
+}
+
+#[test]
+fn an_unreadable_secret_file_fails_at_start_with_its_setting_named() {
+    let o = run(
+        {
+            let mut c = pagecast();
+            c.arg("worker")
+                .env(
+                    "PAGECAST_CALLBACK_SECRET_FILE",
+                    "/nonexistent/pagecast-secret",
+                )
+                .env("PAGECAST_REDIS_URL", "redis://127.0.0.1:1");
+            c
+        },
+        Duration::from_secs(20),
+    );
+    assert!(!o.status.success());
+    let err = stderr(&o);
+    assert!(err.contains("PAGECAST_CALLBACK_SECRET_FILE"), "{err}");
+}

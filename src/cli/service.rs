@@ -93,7 +93,9 @@ fn readiness(
     r
 }
 
-pub async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
+pub async fn serve(mut args: ServeArgs) -> anyhow::Result<ExitCode> {
+    args.api.load_token_file().map_err(anyhow::Error::msg)?;
+    args.worker.load_secret_file().map_err(anyhow::Error::msg)?;
     let shutdown = CancellationToken::new();
     cancel_on_signal(shutdown.clone(), args.worker.shutdown);
     let listener = tokio::net::TcpListener::bind(&args.api.listen)
@@ -141,7 +143,8 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-pub async fn worker(args: WorkerArgs) -> anyhow::Result<ExitCode> {
+pub async fn worker(mut args: WorkerArgs) -> anyhow::Result<ExitCode> {
+    args.worker.load_secret_file().map_err(anyhow::Error::msg)?;
     let shutdown = CancellationToken::new();
     cancel_on_signal(shutdown.clone(), args.worker.shutdown);
     // Bound before Redis is reached, so a bad address fails at once and probes can connect.
