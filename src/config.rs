@@ -223,6 +223,10 @@ pub struct WorkerConfig {
     /// now and deliver what was recorded).
     #[arg(long, env = "PAGECAST_SHUTDOWN", value_enum, default_value_t = ShutdownMode::Handover)]
     pub shutdown: ShutdownMode,
+    /// Seconds a handed-over task may wait for a worker of this node to continue it; after that
+    /// it is ended (a worker of this node delivers what was recorded).
+    #[arg(long, env = "PAGECAST_HANDOVER_TIMEOUT", default_value_t = 300, value_parser = clap::value_parser!(u64).range(1..))]
+    pub handover_timeout: u64,
     #[command(flatten)]
     #[allow(missing_docs)]
     pub storage: crate::storage::StorageConfig,

@@ -363,8 +363,19 @@ fn a_sigtermed_worker_hands_its_recording_over_to_another() {
         );
         std::thread::sleep(Duration::from_millis(200));
     }
-    assert_eq!(describe(&svc.url, &id)["Status"], "recording");
-    std::thread::sleep(Duration::from_secs(3));
+    // The first part's duration is in Describe; the continuation adds to it as it records.
+    let first = describe(&svc.url, &id)["RecordedDuration"]
+        .as_f64()
+        .unwrap();
+    assert!(first > 1.0, "the first part was kept: {first} s");
+    let d = wait_for(
+        &svc.url,
+        &id,
+        "the second part recording",
+        Duration::from_secs(30),
+        |d| d["Status"] == "recording" && d["RecordedDuration"].as_f64().unwrap() >= first + 2.0,
+    );
+    assert_eq!(d["Status"], "recording");
     ok(&svc.url, "Stop", &id);
     let wall = began.elapsed().as_secs_f64();
     let d = wait_for(
@@ -379,12 +390,90 @@ fn a_sigtermed_worker_hands_its_recording_over_to_another() {
     // Both parts are in the video: about the wall time, less the seconds the handover took.
     let recorded = d["RecordedDuration"].as_f64().unwrap();
     assert!(
-        recorded > 5.0 && recorded <= wall + 1.0,
-        "recorded {recorded} s of {wall} s: {d}"
+        recorded >= first + 2.0 && recorded <= wall + 1.0,
+        "recorded {recorded} s of {wall} s (first part {first} s): {d}"
     );
     let file = fetch_video(&d, &scratch("ops-handover-dl"));
     let p = probe(&file, &[]);
     assert_close(p.duration, recorded, 1.0, "the video holds both parts");
     // The remaining procs are stopped on drop; the exited one is already reaped.
     svc.procs.remove(index);
+}
+
+#[test]
+fn a_rolling_restart_of_the_only_worker_loses_nothing() {
+    let redis = TestRedis::start();
+    let fixtures = fixture_server();
+    let mut svc = service(&redis, "ops-rolling", false, 1, 1);
+    let id = start_recording(
+        &svc.url,
+        json!({ "RecordURL": format!("{fixtures}/clock.html") }),
+    );
+    let began = Instant::now();
+    std::thread::sleep(Duration::from_secs(2));
+    ok(&svc.url, "Pause", &id);
+    std::thread::sleep(Duration::from_secs(1));
+
+    // Stop the worker; the paused task waits, handed over, for the next worker of its node.
+    let old = svc.procs.remove(1);
+    let pid = old.child.id();
+    drop(old); // SIGTERM, then waits for the exit
+    assert!(
+        !std::path::Path::new(&format!("/proc/{pid}")).exists()
+            || std::fs::read_to_string(format!("/proc/{pid}/stat"))
+                .is_ok_and(|s| s.contains(") Z ")),
+        "the old worker exited"
+    );
+    let d = describe(&svc.url, &id);
+    assert_eq!(d["Status"], "paused", "{d}");
+
+    // Its replacement continues the task, still paused; Resume and Stop work as before.
+    let log = svc.dir.join("worker-new.log");
+    svc.procs.push(spawn(&["worker"], &svc.worker_env, &log));
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !has_children(svc.procs[1].child.id()) {
+        assert!(
+            Instant::now() < deadline,
+            "the new worker did not continue the task; see {}",
+            log.display()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    std::thread::sleep(Duration::from_secs(2));
+    let d = describe(&svc.url, &id);
+    assert_eq!(d["Status"], "paused", "{d}");
+    let first = d["RecordedDuration"].as_f64().unwrap();
+    assert!(first > 1.0, "the first part was kept: {d}");
+    ok(&svc.url, "Resume", &id);
+    wait_for(
+        &svc.url,
+        &id,
+        "the second part recording",
+        Duration::from_secs(30),
+        |d| d["RecordedDuration"].as_f64().unwrap() >= first + 2.0,
+    );
+    ok(&svc.url, "Stop", &id);
+    let wall = began.elapsed().as_secs_f64();
+    let d = wait_for(
+        &svc.url,
+        &id,
+        "finished",
+        Duration::from_secs(60),
+        status_is("finished"),
+    );
+    assert!(d["Result"]["ErrorCode"].is_null(), "{d}");
+    assert_eq!(d["Restarts"], 1, "{d}");
+    // Both parts; the paused time and the restart are not recorded.
+    let recorded = d["RecordedDuration"].as_f64().unwrap();
+    assert!(
+        recorded >= first + 2.0 && recorded < wall - 2.0,
+        "recorded {recorded} s in {wall} s: {d}"
+    );
+    let file = fetch_video(&d, &scratch("ops-rolling-dl"));
+    assert_close(
+        probe(&file, &[]).duration,
+        recorded,
+        1.0,
+        "the video holds both parts",
+    );
 }

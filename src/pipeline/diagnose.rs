@@ -25,6 +25,46 @@ pub async fn run(ctx: WorkerContext) {
     }
 }
 
+/// A task a stopping worker handed over that no worker of its node continued within
+/// `PAGECAST_HANDOVER_TIMEOUT`. On its node the recorded parts are delivered, with an error
+/// saying the recording ended early; elsewhere they are out of reach and the task fails.
+async fn abandoned_handover(
+    ctx: &WorkerContext,
+    task: &crate::task::TaskRecord,
+    ours: bool,
+) -> Result<(), crate::task::store::StoreError> {
+    use crate::task::store::{TimeField, Transition};
+    let node = task.node.clone().unwrap_or_default();
+    let message = format!(
+        "the recording was handed over at shutdown, but no worker of node {node} continued it within {} s",
+        ctx.cfg.handover_timeout
+    );
+    if !ours || ctx.cfg.part_dirs(&task.id).is_empty() {
+        return ctx
+            .fail_task(
+                &task.id,
+                task.status,
+                None,
+                ErrorCode::RecordFailed,
+                format!("{message}; its media is not reachable from here"),
+            )
+            .await;
+    }
+    warn!(task_id = %task.id, "{message}; delivering what was recorded");
+    let now = super::now_s();
+    let mut t = Transition::new(task.status, Status::Canceled);
+    t.times = vec![(TimeField::Cancel, now)];
+    ctx.store.transition(&task.id, t).await?;
+    let mut t = Transition::new(Status::Canceled, Status::Transcode);
+    t.times = vec![(TimeField::Stop, now)];
+    let mut result = task.result.clone().unwrap_or_default();
+    result.error_code = Some(ErrorCode::RecordFailed.as_str().to_string());
+    result.error_message = Some(format!("{message}; what was recorded is delivered"));
+    t.result = Some(result);
+    t.enqueue = Some(ctx.node_queue(Stage::Transcode));
+    ctx.store.transition(&task.id, t).await
+}
+
 async fn sweep(ctx: &WorkerContext) -> Result<(), crate::task::store::StoreError> {
     for id in ctx.store.expired_leases(now_ms(), 50).await? {
         let Some(task) = ctx.store.take_expired(&id, now_ms()).await? else {
@@ -56,6 +96,10 @@ async fn sweep(ctx: &WorkerContext) -> Result<(), crate::task::store::StoreError
                     .await?
             }
             Status::Finished => {}
+            // Handed over at shutdown (no owner) and not continued in time.
+            status if status.is_live() && task.owner.is_none() => {
+                abandoned_handover(ctx, &task, ours).await?;
+            }
             status => {
                 let message = if status.is_live() || status == Status::Normal {
                     "the worker recording this task stopped responding; the recording was lost"

@@ -138,9 +138,16 @@ impl RecordJob {
         stats: TaskStats,
         error: Option<(ErrorCode, String)>,
     ) -> Result<(), StoreError> {
-        if self.status.is_live() {
-            self.move_to(Status::Canceled, vec![(TimeField::Cancel, now_s())])
-                .await?;
+        // A Pause or Resume from the API may race with this; `move_to` then adopts the stored
+        // status and the move is tried again.
+        for _ in 0..8 {
+            if !self.status.is_live()
+                || self
+                    .move_to(Status::Canceled, vec![(TimeField::Cancel, now_s())])
+                    .await?
+            {
+                break;
+            }
         }
         let mut t = Transition::new(self.status, Status::Transcode);
         t.lease = self.lease();
@@ -184,6 +191,7 @@ impl RecordJob {
                 self.fence,
                 stats.as_ref(),
                 &queue,
+                now_ms() + (self.ctx.cfg.handover_timeout as i64) * 1000,
             )
             .await
         {

@@ -763,10 +763,12 @@ impl TaskStore {
         }
     }
 
-    /// Worker side, at shutdown: stores `stats` (if any), releases the lease and queues the task
+    /// Worker side, at shutdown: stores `stats` (if any), gives up the lease and queues the task
     /// on `q` for another worker to continue, counting a restart, atomically; the status stays.
-    /// A `normal` task goes back into the queued index. [`StoreError::LeaseLost`] when another
-    /// worker took the task meanwhile.
+    /// The task keeps a lease without owner until `until_ms`: any worker may claim it, and if
+    /// none has by then, [`Self::take_expired`] hands it to a diagnose loop (its `owner` is then
+    /// absent). A `normal` task goes back into the queued index. [`StoreError::LeaseLost`] when
+    /// another worker took the task meanwhile.
     pub async fn hand_over(
         &self,
         id: &str,
@@ -774,6 +776,7 @@ impl TaskStore {
         fence: u64,
         stats: Option<&TaskStats>,
         q: &StageQueue,
+        until_ms: i64,
     ) -> Result<(), StoreError> {
         let stats = match stats {
             Some(s) => to_json(s, "stats")?,
@@ -788,7 +791,8 @@ impl TaskStore {
             .arg(worker)
             .arg(fence)
             .arg(stats)
-            .arg(Status::Normal.as_str());
+            .arg(Status::Normal.as_str())
+            .arg(until_ms);
         let reply = self.script("hand_over", &inv).await?;
         match reply.first().map(String::as_str) {
             Some("ok") => {
