@@ -7,7 +7,7 @@ use anyhow::Context;
 use clap::Args;
 use pagecast::api::routes::{ApiState, app};
 use pagecast::api::start::StartLimits;
-use pagecast::config::{ApiConfig, ShutdownMode, StoreConfig, WorkerConfig};
+use pagecast::config::{ApiConfig, ConfigError, ShutdownMode, StoreConfig, WorkerConfig};
 use pagecast::ops::health::Readiness;
 use pagecast::pipeline::{WorkerContext, run_worker};
 use pagecast::task::store::TaskStore;
@@ -37,6 +37,12 @@ pub struct WorkerArgs {
     store: StoreConfig,
     #[command(flatten)]
     worker: WorkerConfig,
+}
+
+/// Reports a setting that cannot work; exit status 2, like other usage errors.
+fn config_error(e: &ConfigError) -> ExitCode {
+    eprintln!("error: {e}");
+    ExitCode::from(2)
 }
 
 /// Cancels `token` on Ctrl-C or SIGTERM.
@@ -94,6 +100,14 @@ fn readiness(
 }
 
 pub async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
+    if let Err(e) = args
+        .api
+        .validate()
+        .and_then(|()| args.store.validate())
+        .and_then(|()| args.worker.validate(!args.no_worker))
+    {
+        return Ok(config_error(&e));
+    }
     let shutdown = CancellationToken::new();
     cancel_on_signal(shutdown.clone(), args.worker.shutdown);
     let listener = tokio::net::TcpListener::bind(&args.api.listen)
@@ -142,6 +156,13 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
 }
 
 pub async fn worker(args: WorkerArgs) -> anyhow::Result<ExitCode> {
+    if let Err(e) = args
+        .store
+        .validate()
+        .and_then(|()| args.worker.validate(true))
+    {
+        return Ok(config_error(&e));
+    }
     let shutdown = CancellationToken::new();
     cancel_on_signal(shutdown.clone(), args.worker.shutdown);
     // Bound before Redis is reached, so a bad address fails at once and probes can connect.
