@@ -300,13 +300,21 @@ impl WorkerConfig {
         {
             check_http_url("PAGECAST_S3_PUBLIC_URL", url)?;
         }
-        if self.storage.s3_bucket.as_deref().is_some_and(|b| b.trim().is_empty()) {
+        if self
+            .storage
+            .s3_bucket
+            .as_deref()
+            .is_some_and(|b| b.trim().is_empty())
+        {
             return Err(invalid("PAGECAST_S3_BUCKET", "must not be empty when set"));
         }
         if let Some(node) = &self.node_id
             && node.contains(char::is_whitespace)
         {
-            return Err(invalid("PAGECAST_NODE_ID", format!("{node:?} contains whitespace")));
+            return Err(invalid(
+                "PAGECAST_NODE_ID",
+                format!("{node:?} contains whitespace"),
+            ));
         }
         if !runs_worker {
             return Ok(());
@@ -317,7 +325,10 @@ impl WorkerConfig {
             ("PAGECAST_FFPROBE", "ffprobe", &self.recorder.ffprobe),
         ] {
             if let Err(e) = crate::process::resolve_program(name, path) {
-                return Err(invalid(setting, format!("{e}; `pagecast doctor` checks the whole environment")));
+                return Err(invalid(
+                    setting,
+                    format!("{e}; `pagecast doctor` checks the whole environment"),
+                ));
             }
         }
         let root = self.work_root();

@@ -15,7 +15,10 @@ const COMMANDS: [&str; 4] = ["record", "serve", "worker", "doctor"];
 fn settings_from_help() -> BTreeMap<String, Option<String>> {
     let mut out = BTreeMap::new();
     for cmd in COMMANDS {
-        let o = pagecast().args([cmd, "--help"]).output().expect("run --help");
+        let o = pagecast()
+            .args([cmd, "--help"])
+            .output()
+            .expect("run --help");
         assert!(o.status.success(), "{cmd} --help failed");
         let text = String::from_utf8_lossy(&o.stdout).to_string();
         // Each option's block: its env line, then maybe its default line.
@@ -58,7 +61,10 @@ fn readme_rows() -> BTreeMap<String, String> {
 fn readme_lists_every_setting_with_its_default() {
     let help = settings_from_help();
     let readme = readme_rows();
-    assert!(help.len() > 40, "too few settings found in --help: {help:?}");
+    assert!(
+        help.len() > 40,
+        "too few settings found in --help: {help:?}"
+    );
     let mut problems = Vec::new();
     for (name, default) in &help {
         match readme.get(name) {
@@ -101,13 +107,21 @@ fn fails_fast(cmd: &str, env: &[(&str, &str)], naming: &str) {
 #[test]
 fn settings_that_cannot_work_stop_the_start_with_a_clear_message() {
     let secret = "redis://:hunter2@host:notaport";
-    fails_fast("worker", &[("PAGECAST_REDIS_URL", secret)], "PAGECAST_REDIS_URL");
+    fails_fast(
+        "worker",
+        &[("PAGECAST_REDIS_URL", secret)],
+        "PAGECAST_REDIS_URL",
+    );
     let o = {
         let mut c = pagecast();
         c.arg("worker").env("PAGECAST_REDIS_URL", secret);
         run(c, Duration::from_secs(20))
     };
-    assert!(!stderr(&o).contains("hunter2"), "the password leaked: {}", stderr(&o));
+    assert!(
+        !stderr(&o).contains("hunter2"),
+        "the password leaked: {}",
+        stderr(&o)
+    );
     fails_fast("serve", &[("PAGECAST_LISTEN", "8080")], "PAGECAST_LISTEN");
     fails_fast(
         "worker",
