@@ -142,3 +142,39 @@ fn settings_that_cannot_work_stop_the_start_with_a_clear_message() {
     fails_fast("worker", &[("PAGECAST_SHUTDOWN", "later")], "shutdown");
     fails_fast("worker", &[("PAGECAST_LEASE_MS", "10")], "lease");
 }
+
+/// Every `PAGECAST_*` name in `text`.
+fn names_in(text: &str) -> Vec<String> {
+    text.split(|c: char| !(c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_'))
+        .filter(|w| w.starts_with("PAGECAST_") && w.len() > "PAGECAST_".len())
+        .map(String::from)
+        .collect()
+}
+
+#[test]
+fn the_deployment_files_use_only_real_settings() {
+    let help = settings_from_help();
+    let root = env!("CARGO_MANIFEST_DIR");
+    let compose_text =
+        std::fs::read_to_string(format!("{root}/docs/deploy/compose.yaml")).expect("compose.yaml");
+    let compose: serde_json::Value =
+        serde_norway::from_str(&compose_text).expect("compose.yaml is YAML");
+    for service in ["redis", "api", "worker"] {
+        assert!(
+            compose["services"][service].is_object(),
+            "no {service} service"
+        );
+    }
+    assert_eq!(compose["services"]["worker"]["command"][0], "worker");
+    let dockerfile = std::fs::read_to_string(format!("{root}/Dockerfile")).expect("Dockerfile");
+    for (file, text) in [("compose.yaml", &compose_text), ("Dockerfile", &dockerfile)] {
+        for name in names_in(text) {
+            assert!(
+                help.contains_key(&name),
+                "{file} sets {name}, which no command knows"
+            );
+        }
+    }
+    assert!(dockerfile.contains("ENTRYPOINT [\"pagecast\"]"));
+    assert!(dockerfile.contains("HEALTHCHECK"));
+}
