@@ -477,3 +477,112 @@ fn a_rolling_restart_of_the_only_worker_loses_nothing() {
         "the video holds both parts",
     );
 }
+
+#[test]
+fn finish_mode_records_to_the_end_and_delivers_before_exiting() {
+    let redis = TestRedis::start();
+    let fixtures = fixture_server();
+    let mut svc = service_with(
+        &redis,
+        "ops-finish",
+        false,
+        1,
+        1,
+        &[("PAGECAST_SHUTDOWN", "finish")],
+    );
+    let id = start_recording(
+        &svc.url,
+        json!({ "RecordURL": format!("{fixtures}/clock.html"), "MaxDurationLimit": 6 }),
+    );
+    std::thread::sleep(Duration::from_secs(1));
+    let pid = svc.procs[1].child.id();
+    std::process::Command::new("kill")
+        .args(["-TERM", &pid.to_string()])
+        .status()
+        .unwrap();
+    // The worker records on to the limit, delivers, and only then exits.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let exit = loop {
+        if let Some(status) = svc.procs[1].child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the worker in finish mode did not exit"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    assert!(exit.success(), "{exit:?}");
+    let d = describe(&svc.url, &id);
+    assert_eq!(d["Status"], "finished", "delivered before the exit: {d}");
+    assert!(d["Result"]["ErrorCode"].is_null(), "{d}");
+    let recorded = d["RecordedDuration"].as_f64().unwrap();
+    assert!(recorded > 4.5, "recorded to the limit, not cut short: {d}");
+    assert_eq!(d["Restarts"], 0);
+    svc.procs.remove(1);
+}
+
+#[test]
+fn json_logs_carry_request_and_task_ids_and_no_page_tokens() {
+    let redis = TestRedis::start();
+    let fixtures = fixture_server();
+    let svc = service_with(
+        &redis,
+        "ops-logs",
+        true,
+        0,
+        1,
+        &[("PAGECAST_LOG_FORMAT", "json")],
+    );
+    let (rt, client) = http();
+    let body: Value = rt.block_on(async {
+        client
+            .post(format!("{}/", svc.url))
+            .header("X-Request-Id", "req-ops-42")
+            .json(&json!({ "Action": "Start", "Data": {
+                "RecordURL": format!("{fixtures}/static.html?token=pagesecret"),
+                "MaxDurationLimit": 2 } }))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
+    });
+    assert_eq!(body["RequestID"], "req-ops-42", "{body}");
+    let id = body["TaskID"].as_str().unwrap().to_string();
+    wait_for(
+        &svc.url,
+        &id,
+        "finished",
+        Duration::from_secs(60),
+        status_is("finished"),
+    );
+    let log = std::fs::read_to_string(svc.dir.join("serve.log")).unwrap();
+    assert!(!log.contains("pagesecret"), "a page token reached the log");
+    let lines: Vec<Value> = log
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+        .collect();
+    let in_span = |l: &Value, key: &str, value: &str| {
+        l["spans"]
+            .as_array()
+            .is_some_and(|spans| spans.iter().any(|s| s[key] == value))
+    };
+    assert!(
+        lines
+            .iter()
+            .any(|l| l["fields"]["message"] == "task created"
+                && in_span(l, "request_id", "req-ops-42")),
+        "no 'task created' line in the request's span"
+    );
+    let task_lines = lines.iter().filter(|l| in_span(l, "task_id", &id)).count();
+    assert!(task_lines >= 3, "{task_lines} lines carry the task id");
+    assert!(
+        lines
+            .iter()
+            .any(|l| in_span(l, "task_id", &id) && l["span"]["stage"] == "transcode"),
+        "transcode lines carry the task id and stage"
+    );
+}

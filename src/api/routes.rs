@@ -232,7 +232,7 @@ async fn start(state: &ApiState, data: &Value) -> Result<Value, ApiError> {
         .create(&id, &spec, &secrets, now, state.max_queued)
         .await
         .map_err(store_error)?;
-    info!(task_id = %id, url = %crate::ops::loggable_url(&spec.record_url), "task created");
+    info!(task_id = %id, url = %crate::url_guard::loggable_url(&spec.record_url), "task created");
     Ok(json!({ "TaskID": id }))
 }
 

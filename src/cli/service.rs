@@ -144,7 +144,10 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
         Some(tokio::spawn(run_worker(ctx)))
     };
     info!(%addr, "API listening");
-    eprintln!("pagecast API listening on http://{addr}");
+    // For people at a terminal; log collectors get the line above (JSON when asked).
+    if std::io::IsTerminal::is_terminal(&std::io::stderr()) {
+        eprintln!("pagecast API listening on http://{addr}");
+    }
     let api_shutdown = shutdown.clone();
     axum::serve(listener, app(state))
         .with_graceful_shutdown(async move { api_shutdown.cancelled().await })

@@ -42,26 +42,6 @@ pub fn with_request_id(mut resp: Response, request_id: &str) -> Response {
     resp
 }
 
-/// A URL as it may appear in logs: without user info, and with the query and fragment cut
-/// (pages are often opened with a token in the query). Unparsable input is not shown.
-pub fn loggable_url(raw: &str) -> String {
-    match url::Url::parse(raw) {
-        Ok(mut u) => {
-            let had_query = u.query().is_some() || u.fragment().is_some();
-            let _ = u.set_username("");
-            let _ = u.set_password(None);
-            u.set_query(None);
-            u.set_fragment(None);
-            let mut shown = u.to_string();
-            if had_query {
-                shown.push_str("?…");
-            }
-            shown
-        }
-        Err(_) => "<not a URL>".to_string(),
-    }
-}
-
 /// State of the operations endpoints.
 #[derive(Clone, Debug)]
 pub struct OpsState {
@@ -172,19 +152,6 @@ async fn collect_service_metrics(store: &crate::task::store::TaskStore) {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn loggable_urls_hide_credentials_and_queries() {
-        assert_eq!(
-            loggable_url("https://user:pw@class.example/room/1?token=abc#x"),
-            "https://class.example/room/1?…"
-        );
-        assert_eq!(
-            loggable_url("http://127.0.0.1:8080/a"),
-            "http://127.0.0.1:8080/a"
-        );
-        assert_eq!(loggable_url("not a url"), "<not a URL>");
-    }
 
     #[test]
     fn request_ids_come_from_the_client_when_sensible() {

@@ -231,7 +231,7 @@ impl RecordJob {
             url_policy: self.ctx.cfg.url_policy(),
             work_dir: work_dir.to_path_buf(),
         };
-        info!(url = %crate::ops::loggable_url(&spec.record_url), "starting recording");
+        info!(url = %crate::url_guard::loggable_url(&spec.record_url), "starting recording");
 
         // Keep the lease alive while the page loads.
         let heartbeat_every = Duration::from_millis((self.ctx.lease_ms() / 3) as u64);

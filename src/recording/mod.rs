@@ -388,7 +388,7 @@ impl Recording {
         })?;
         let session = BrowserSession::open(&opts.browser, &profile).await?;
         let hooks = session.install_hooks().await?;
-        info!(url = %opts.url, width = opts.width, height = opts.height, "loading page");
+        info!(url = %crate::url_guard::loggable_url(&opts.url), width = opts.width, height = opts.height, "loading page");
         session.navigate(&opts.url, opts.navigation_timeout).await?;
         // The requested URL was checked before; redirects may have led somewhere else.
         if !opts.url_policy.allow_private

@@ -1151,6 +1151,17 @@ impl TaskStore {
         .await
     }
 
+    /// Entries in one stage queue (acknowledged entries are deleted, so: work not done yet).
+    pub async fn queue_len(&self, q: &StageQueue) -> Result<u64, StoreError> {
+        let mut cmd = redis::cmd("XLEN");
+        cmd.arg(self.stage_key(q));
+        let cmd = &cmd;
+        self.call("queue_len", move |mut c| async move {
+            cmd.query_async::<u64>(&mut c).await
+        })
+        .await
+    }
+
     /// Tasks by status, counted over every task hash of this prefix. Walks the keyspace with
     /// `SCAN` in batches (Redis stays responsive), so its cost grows with the number of retained
     /// tasks: meant for metrics scrapes, not for hot paths.
