@@ -178,3 +178,33 @@ fn the_deployment_files_use_only_real_settings() {
     assert!(dockerfile.contains("ENTRYPOINT [\"pagecast\"]"));
     assert!(dockerfile.contains("HEALTHCHECK"));
 }
+
+#[test]
+fn the_dockerfile_passes_hadolint() {
+    let tools = std::env::var("PAGECAST_TOOLS_DIR").map_or_else(
+        |_| {
+            std::path::PathBuf::from(std::env::var("HOME").expect("HOME"))
+                .join(".cache/pagecast-tools")
+        },
+        std::path::PathBuf::from,
+    );
+    let hadolint = tools.join("bin/hadolint");
+    assert!(
+        hadolint.exists(),
+        "{} is missing: run scripts/install-deps.sh",
+        hadolint.display()
+    );
+    let o = std::process::Command::new(&hadolint)
+        .args([
+            "--no-color",
+            concat!(env!("CARGO_MANIFEST_DIR"), "/Dockerfile"),
+        ])
+        .output()
+        .expect("run hadolint");
+    assert!(
+        o.status.success(),
+        "hadolint:\n{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+}
