@@ -578,6 +578,13 @@ fn json_logs_carry_request_and_task_ids_and_no_page_tokens() {
                 && in_span(l, "request_id", "req-ops-42")),
         "no 'task created' line in the request's span"
     );
+    // The engine's own lines too.
+    assert!(
+        lines
+            .iter()
+            .any(|l| l["fields"]["message"] == "recording started" && in_span(l, "task_id", &id)),
+        "the engine's 'recording started' line lacks the task id"
+    );
     let task_lines = lines.iter().filter(|l| in_span(l, "task_id", &id)).count();
     assert!(task_lines >= 3, "{task_lines} lines carry the task id");
     assert!(

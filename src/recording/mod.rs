@@ -413,7 +413,10 @@ impl Recording {
             log: Vec::new(),
         };
         let crashes = engine.session.crash_events().await?;
-        let task = tokio::spawn(engine.run(frames, hooks, crashes, control_rx));
+        // The caller's span (e.g. the task and its TaskID) stays on the engine's log lines.
+        let task = tokio::spawn(tracing::Instrument::in_current_span(
+            engine.run(frames, hooks, crashes, control_rx),
+        ));
         Ok(Recording {
             controls,
             progress,
