@@ -40,6 +40,36 @@ impl std::str::FromStr for Secret {
     }
 }
 
+/// A setting that cannot work, found at start-up (before anything runs).
+#[derive(Debug, thiserror::Error)]
+#[error("invalid {setting}: {why}")]
+pub struct ConfigError {
+    /// The environment variable (and flag) at fault.
+    pub setting: &'static str,
+    /// What is wrong with it.
+    pub why: String,
+}
+
+fn invalid(setting: &'static str, why: impl Into<String>) -> ConfigError {
+    ConfigError {
+        setting,
+        why: why.into(),
+    }
+}
+
+/// An absolute `http(s)://` URL, or why not.
+fn check_http_url(setting: &'static str, value: &str) -> Result<(), ConfigError> {
+    let url = url::Url::parse(value)
+        .map_err(|e| invalid(setting, format!("{value:?} is not a URL ({e})")))?;
+    if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
+        return Err(invalid(
+            setting,
+            format!("{value:?} must be an http:// or https:// URL with a host"),
+        ));
+    }
+    Ok(())
+}
+
 /// libx264 presets accepted by `--preset`.
 pub const PRESETS: &[&str] = &[
     "ultrafast",
@@ -168,7 +198,7 @@ pub struct StoreConfig {
     #[arg(long, env = "PAGECAST_KEY_PREFIX", default_value = "pagecast:")]
     pub key_prefix: String,
     /// Seconds a finished task stays queryable.
-    #[arg(long, env = "PAGECAST_TASK_RETENTION", default_value_t = 7 * 24 * 3600)]
+    #[arg(long, env = "PAGECAST_TASK_RETENTION", default_value_t = 7 * 24 * 3600, value_parser = clap::value_parser!(u64).range(1..))]
     pub task_retention: u64,
 }
 
@@ -186,6 +216,26 @@ pub enum ShutdownMode {
     Stop,
 }
 
+impl StoreConfig {
+    /// Checks what clap cannot: the Redis URL's form and the key prefix.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        // Parsed only: reaching the server is retried at start (Redis may come up later).
+        if let Err(e) = redis::Client::open(self.redis_url.as_str()) {
+            return Err(invalid(
+                "PAGECAST_REDIS_URL",
+                format!(
+                    "not a Redis URL (redis://[:password@]host:port[/db]): {}",
+                    e
+                ),
+            ));
+        }
+        if self.key_prefix.trim().is_empty() {
+            return Err(invalid("PAGECAST_KEY_PREFIX", "must not be empty"));
+        }
+        Ok(())
+    }
+}
+
 /// The worker (recording and delivery).
 #[derive(Debug, Clone, Args)]
 pub struct WorkerConfig {
@@ -193,8 +243,8 @@ pub struct WorkerConfig {
     #[arg(long, env = "PAGECAST_NODE_ID")]
     pub node_id: Option<String>,
     /// Recordings this worker runs at once (default: half the CPU cores, at least 1).
-    #[arg(long, env = "PAGECAST_WORKER_CAPACITY")]
-    pub capacity: Option<usize>,
+    #[arg(long, env = "PAGECAST_WORKER_CAPACITY", value_parser = clap::value_parser!(u64).range(1..=256))]
+    pub capacity: Option<u64>,
     /// Where per-task work directories are created (default: <temp>/pagecast-work).
     #[arg(long, env = "PAGECAST_WORK_DIR")]
     pub work_dir: Option<PathBuf>,
@@ -205,7 +255,7 @@ pub struct WorkerConfig {
     #[arg(long, env = "PAGECAST_PUBLIC_URL")]
     pub public_url: Option<String>,
     /// Milliseconds a worker's lease on a task lasts without a heartbeat.
-    #[arg(long, env = "PAGECAST_LEASE_MS", default_value_t = 15_000)]
+    #[arg(long, env = "PAGECAST_LEASE_MS", default_value_t = 15_000, value_parser = clap::value_parser!(u64).range(1_000..))]
     pub lease_ms: u64,
     /// Most callback attempts per task (0 = as many as the retry period allows).
     #[arg(long, env = "PAGECAST_CALLBACK_ATTEMPTS", default_value_t = 0)]
@@ -241,7 +291,7 @@ pub struct WorkerConfig {
     )]
     pub callback_secret_file: Option<PathBuf>,
     /// Seconds one callback request may take.
-    #[arg(long, env = "PAGECAST_CALLBACK_TIMEOUT", default_value_t = 10)]
+    #[arg(long, env = "PAGECAST_CALLBACK_TIMEOUT", default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..))]
     pub callback_timeout: u64,
     /// Allow recording pages and calling back to loopback, private and link-local addresses
     /// (off by default: such URLs are refused at Start and checked again before use).
@@ -257,6 +307,10 @@ pub struct WorkerConfig {
     /// now and deliver what was recorded).
     #[arg(long, env = "PAGECAST_SHUTDOWN", value_enum, default_value_t = ShutdownMode::Handover)]
     pub shutdown: ShutdownMode,
+    /// Seconds a handed-over task may wait for a worker of this node to continue it; after that
+    /// it is ended (a worker of this node delivers what was recorded).
+    #[arg(long, env = "PAGECAST_HANDOVER_TIMEOUT", default_value_t = 300, value_parser = clap::value_parser!(u64).range(1..))]
+    pub handover_timeout: u64,
     #[command(flatten)]
     #[allow(missing_docs)]
     pub storage: crate::storage::StorageConfig,
@@ -313,6 +367,61 @@ impl WorkerConfig {
         Ok(())
     }
 
+    /// Checks the settings clap cannot, and that the binaries a worker runs are there: a
+    /// worker that could not record should not start.
+    pub fn validate(&self, runs_worker: bool) -> Result<(), ConfigError> {
+        if let Some(url) = &self.public_url {
+            check_http_url("PAGECAST_PUBLIC_URL", url)?;
+        }
+        if let Some(url) = &self.storage.s3_endpoint {
+            check_http_url("PAGECAST_S3_ENDPOINT", url)?;
+        }
+        if let Some(url) = &self.storage.s3_public_url
+            && url.contains("://")
+        {
+            check_http_url("PAGECAST_S3_PUBLIC_URL", url)?;
+        }
+        if self
+            .storage
+            .s3_bucket
+            .as_deref()
+            .is_some_and(|b| b.trim().is_empty())
+        {
+            return Err(invalid("PAGECAST_S3_BUCKET", "must not be empty when set"));
+        }
+        if let Some(node) = &self.node_id
+            && node.contains(char::is_whitespace)
+        {
+            return Err(invalid(
+                "PAGECAST_NODE_ID",
+                format!("{node:?} contains whitespace"),
+            ));
+        }
+        if !runs_worker {
+            return Ok(());
+        }
+        for (setting, name, path) in [
+            ("PAGECAST_CHROMIUM", "chromium", &self.recorder.chromium),
+            ("PAGECAST_FFMPEG", "ffmpeg", &self.recorder.ffmpeg),
+            ("PAGECAST_FFPROBE", "ffprobe", &self.recorder.ffprobe),
+        ] {
+            if let Err(e) = crate::process::resolve_program(name, path) {
+                return Err(invalid(
+                    setting,
+                    format!("{e}; `pagecast doctor` checks the whole environment"),
+                ));
+            }
+        }
+        let root = self.work_root();
+        if let Err(e) = std::fs::create_dir_all(&root) {
+            return Err(invalid(
+                "PAGECAST_WORK_DIR",
+                format!("cannot create {}: {e}", root.display()),
+            ));
+        }
+        Ok(())
+    }
+
     /// The node id: configured, or the host name.
     pub fn node(&self) -> String {
         self.node_id
@@ -330,6 +439,7 @@ impl WorkerConfig {
     /// Concurrent recordings.
     pub fn capacity(&self) -> usize {
         self.capacity
+            .map(|c| c as usize)
             .unwrap_or_else(|| {
                 std::thread::available_parallelism()
                     .map(|n| n.get() / 2)
@@ -355,6 +465,19 @@ impl WorkerConfig {
         self.work_dir
             .clone()
             .unwrap_or_else(|| std::env::temp_dir().join("pagecast-work"))
+    }
+}
+
+impl ApiConfig {
+    /// Checks what clap cannot: the listen address's form.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        match self.listen.rsplit_once(':') {
+            Some((host, port)) if !host.is_empty() && port.parse::<u16>().is_ok() => Ok(()),
+            _ => Err(invalid(
+                "PAGECAST_LISTEN",
+                format!("{:?} must be host:port, e.g. 0.0.0.0:8080", self.listen),
+            )),
+        }
     }
 }
 

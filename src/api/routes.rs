@@ -232,7 +232,7 @@ async fn start(state: &ApiState, data: &Value) -> Result<Value, ApiError> {
         .create(&id, &spec, &secrets, now, state.max_queued)
         .await
         .map_err(store_error)?;
-    info!(task_id = %id, url = %spec.record_url, "task created");
+    info!(task_id = %id, url = %crate::url_guard::loggable_url(&spec.record_url), "task created");
     Ok(json!({ "TaskID": id }))
 }
 
@@ -284,12 +284,12 @@ async fn control(state: &ApiState, data: &Value, action: ControlAction) -> Resul
     ))
 }
 
-fn new_request_id() -> String {
-    uuid::Uuid::new_v4().to_string()
-}
-
 /// Any other path or method: the error envelope, like every other answer.
-async fn not_found(method: axum::http::Method, uri: axum::http::Uri) -> Response {
+async fn not_found(
+    method: axum::http::Method,
+    uri: axum::http::Uri,
+    headers: HeaderMap,
+) -> Response {
     ApiError::new(
         crate::error::ErrorCode::ResourceNotFound,
         format!(
@@ -297,7 +297,7 @@ async fn not_found(method: axum::http::Method, uri: axum::http::Uri) -> Response
             uri.path()
         ),
     )
-    .into_response_with(&new_request_id())
+    .into_response_with(&crate::ops::request_id(&headers))
 }
 
 fn no_such_file(rid: &str) -> Response {
@@ -307,9 +307,10 @@ fn no_such_file(rid: &str) -> Response {
 /// Serves a local result file. Paths are confined to the output directory.
 async fn file(
     State(state): State<ApiState>,
+    headers: HeaderMap,
     path: Result<UrlPath<String>, axum::extract::rejection::PathRejection>,
 ) -> Response {
-    let rid = new_request_id();
+    let rid = crate::ops::request_id(&headers);
     let Ok(UrlPath(path)) = path else {
         return no_such_file(&rid);
     };

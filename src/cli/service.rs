@@ -7,7 +7,7 @@ use anyhow::Context;
 use clap::Args;
 use pagecast::api::routes::{ApiState, app};
 use pagecast::api::start::StartLimits;
-use pagecast::config::{ApiConfig, ShutdownMode, StoreConfig, WorkerConfig};
+use pagecast::config::{ApiConfig, ConfigError, ShutdownMode, StoreConfig, WorkerConfig};
 use pagecast::ops::health::Readiness;
 use pagecast::pipeline::{WorkerContext, run_worker};
 use pagecast::task::store::TaskStore;
@@ -37,6 +37,12 @@ pub struct WorkerArgs {
     store: StoreConfig,
     #[command(flatten)]
     worker: WorkerConfig,
+}
+
+/// Reports a setting that cannot work; exit status 2, like other usage errors.
+fn config_error(e: &ConfigError) -> ExitCode {
+    eprintln!("error: {e}");
+    ExitCode::from(2)
 }
 
 /// Cancels `token` on Ctrl-C or SIGTERM.
@@ -94,8 +100,22 @@ fn readiness(
 }
 
 pub async fn serve(mut args: ServeArgs) -> anyhow::Result<ExitCode> {
-    args.api.load_token_file().map_err(anyhow::Error::msg)?;
-    args.worker.load_secret_file().map_err(anyhow::Error::msg)?;
+    if let Err(e) = args
+        .api
+        .validate()
+        .and_then(|()| args.store.validate())
+        .and_then(|()| args.worker.validate(!args.no_worker))
+    {
+        return Ok(config_error(&e));
+    }
+    if let Err(e) = args
+        .api
+        .load_token_file()
+        .and_then(|()| args.worker.load_secret_file())
+    {
+        eprintln!("error: {e}");
+        return Ok(ExitCode::from(2));
+    }
     let shutdown = CancellationToken::new();
     cancel_on_signal(shutdown.clone(), args.worker.shutdown);
     let listener = tokio::net::TcpListener::bind(&args.api.listen)
@@ -132,7 +152,10 @@ pub async fn serve(mut args: ServeArgs) -> anyhow::Result<ExitCode> {
         Some(tokio::spawn(run_worker(ctx)))
     };
     info!(%addr, "API listening");
-    eprintln!("pagecast API listening on http://{addr}");
+    // For people at a terminal; log collectors get the line above (JSON when asked).
+    if std::io::IsTerminal::is_terminal(&std::io::stderr()) {
+        eprintln!("pagecast API listening on http://{addr}");
+    }
     let api_shutdown = shutdown.clone();
     axum::serve(listener, app(state))
         .with_graceful_shutdown(async move { api_shutdown.cancelled().await })
@@ -144,7 +167,17 @@ pub async fn serve(mut args: ServeArgs) -> anyhow::Result<ExitCode> {
 }
 
 pub async fn worker(mut args: WorkerArgs) -> anyhow::Result<ExitCode> {
-    args.worker.load_secret_file().map_err(anyhow::Error::msg)?;
+    if let Err(e) = args
+        .store
+        .validate()
+        .and_then(|()| args.worker.validate(true))
+    {
+        return Ok(config_error(&e));
+    }
+    if let Err(e) = args.worker.load_secret_file() {
+        eprintln!("error: {e}");
+        return Ok(ExitCode::from(2));
+    }
     let shutdown = CancellationToken::new();
     cancel_on_signal(shutdown.clone(), args.worker.shutdown);
     // Bound before Redis is reached, so a bad address fails at once and probes can connect.

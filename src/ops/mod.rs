@@ -148,3 +148,21 @@ async fn collect_service_metrics(store: &crate::task::store::TaskStore) {
         Err(e) => tracing::warn!(error = %e, "metrics: reading the callback outbox failed"),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn request_ids_come_from_the_client_when_sensible() {
+        let mut h = HeaderMap::new();
+        h.insert(REQUEST_ID_HEADER, HeaderValue::from_static("abc-123"));
+        assert_eq!(request_id(&h), "abc-123");
+        h.insert(REQUEST_ID_HEADER, HeaderValue::from_static("has space"));
+        assert_ne!(request_id(&h), "has space");
+        let long = "x".repeat(129);
+        h.insert(REQUEST_ID_HEADER, HeaderValue::from_str(&long).unwrap());
+        assert_eq!(request_id(&h).len(), 36);
+        assert_eq!(request_id(&HeaderMap::new()).len(), 36);
+    }
+}

@@ -26,6 +26,48 @@ pub async fn run(ctx: WorkerContext) {
     }
 }
 
+/// A task a stopping worker handed over that no worker of its node continued within
+/// `PAGECAST_HANDOVER_TIMEOUT`. On its node the recorded parts are delivered, with an error
+/// saying the recording ended early; elsewhere they are out of reach and the task fails.
+async fn abandoned_handover(
+    ctx: &WorkerContext,
+    task: &crate::task::TaskRecord,
+    ours: bool,
+) -> Result<(), crate::task::store::StoreError> {
+    use crate::task::store::{TimeField, Transition};
+    let node = task.node.clone().unwrap_or_default();
+    let message = format!(
+        "the recording was handed over at shutdown, but no worker of node {node} continued it within {} s",
+        ctx.cfg.handover_timeout
+    );
+    let kept = crate::media::encoder::completed_segments(&ctx.cfg.work_root().join(&task.id))
+        .is_ok_and(|s| !s.is_empty());
+    if !ours || !kept {
+        return ctx
+            .fail_task(
+                &task.id,
+                task.status,
+                None,
+                ErrorCode::RecordFailed,
+                format!("{message}; its media is not reachable from here"),
+            )
+            .await;
+    }
+    warn!(task_id = %task.id, "{message}; delivering what was recorded");
+    let now = super::now_s();
+    let mut t = Transition::new(task.status, Status::Canceled);
+    t.times = vec![(TimeField::Cancel, now)];
+    ctx.store.transition(&task.id, t).await?;
+    let mut t = Transition::new(Status::Canceled, Status::Transcode);
+    t.times = vec![(TimeField::Stop, now)];
+    let mut result = task.result.clone().unwrap_or_default();
+    result.error_code = Some(ErrorCode::RecordFailed.as_str().to_string());
+    result.error_message = Some(format!("{message}; what was recorded is delivered"));
+    t.result = Some(result);
+    t.enqueue = Some(ctx.node_queue(Stage::Transcode));
+    ctx.store.transition(&task.id, t).await
+}
+
 async fn sweep(ctx: &WorkerContext) -> Result<(), crate::task::store::StoreError> {
     // A recording whose worker stopped is continued on the machine that holds its media; other
     // machines step in only when nobody there has for a while (the machine itself is gone).
@@ -73,11 +115,17 @@ async fn sweep(ctx: &WorkerContext) -> Result<(), crate::task::store::StoreError
                     .await?
             }
             Status::Finished => {}
-            // Recording, paused or about to: another worker continues the same task (the record
-            // stage appends to the media kept in this node's work directory and reports the gap).
+            // Handed over (at shutdown, or by this loop after its worker died) and not continued
+            // in time: no worker of its node is left to continue it.
+            status if status.is_live() && task.owner.is_none() => {
+                abandoned_handover(ctx, &task, ours).await?;
+            }
+            // Its worker stopped: another worker of the node holding its media continues the
+            // same task (the record stage appends to the kept media and reports the gap).
             Status::Recording | Status::Paused => {
+                let deadline = now_ms() + (ctx.cfg.handover_timeout as i64) * 1000;
                 ctx.store
-                    .requeue(&id, &ctx.node_queue(Stage::Record))
+                    .requeue_with_deadline(&id, &ctx.node_queue(Stage::Record), deadline)
                     .await?
             }
             Status::Normal => {

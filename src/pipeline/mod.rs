@@ -261,6 +261,11 @@ pub async fn run_worker(ctx: WorkerContext) {
     let recorder = ctx.clone();
     loops.spawn(async move {
         record_loop(recorder.clone()).await;
+        if recorder.cfg.shutdown != crate::config::ShutdownMode::Handover {
+            // `finish` and `stop` promise delivery: let this node's transcode and upload
+            // queues run empty first (callbacks are retried by any worker).
+            wait_for_local_delivery(&recorder).await;
+        }
         recorder.shutdown.cancel();
     });
     // Finalizing is I/O-bound stream copying; two at a time keep the disk busy without
@@ -291,6 +296,32 @@ pub async fn run_worker(ctx: WorkerContext) {
     while loops.join_next().await.is_some() {}
     metrics::add(&metrics::WORKER_CAPACITY, &[], -(ctx.cfg.capacity() as f64));
     info!(worker = %ctx.worker_id, "worker stopped");
+}
+
+/// Waits until this node's transcode and upload queues are empty (at most the upload retry
+/// period plus ten minutes, so a stuck storage cannot hold the process forever).
+async fn wait_for_local_delivery(ctx: &WorkerContext) {
+    let limit = Duration::from_secs(ctx.cfg.storage.upload_retry_seconds + 600);
+    let deadline = tokio::time::Instant::now() + limit;
+    let queues = [
+        ctx.node_queue(Stage::Transcode),
+        ctx.node_queue(Stage::Upload),
+    ];
+    info!("waiting for this node's results to be delivered before exiting");
+    while tokio::time::Instant::now() < deadline {
+        let mut pending = 0;
+        for q in &queues {
+            // Redis down counts as pending: the deadline still bounds the wait.
+            pending += ctx.store.queue_len(q).await.unwrap_or(1);
+        }
+        if pending == 0 {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    warn!(
+        "results of this node are still waiting for delivery; a worker of this node will finish them"
+    );
 }
 
 /// Pauses after a Redis error so a worker does not spin while Redis is down.

@@ -196,9 +196,16 @@ impl RecordJob {
         stats: TaskStats,
         error: Option<(ErrorCode, String)>,
     ) -> Result<(), StoreError> {
-        if self.status.is_live() {
-            self.move_to(Status::Canceled, vec![(TimeField::Cancel, now_s())])
-                .await?;
+        // A Pause or Resume from the API may race with this; `move_to` then adopts the stored
+        // status and the move is tried again.
+        for _ in 0..8 {
+            if !self.status.is_live()
+                || self
+                    .move_to(Status::Canceled, vec![(TimeField::Cancel, now_s())])
+                    .await?
+            {
+                break;
+            }
         }
         let mut t = Transition::new(self.status, Status::Transcode);
         t.lease = self.lease();
@@ -238,6 +245,7 @@ impl RecordJob {
                 self.fence,
                 stats.as_ref(),
                 &queue,
+                now_ms() + (self.ctx.cfg.handover_timeout as i64) * 1000,
             )
             .await
         {
@@ -369,7 +377,7 @@ impl RecordJob {
             url_policy: self.ctx.cfg.url_policy(),
             work_dir: work_dir.to_path_buf(),
         };
-        info!(url = %spec.record_url, "starting recording");
+        info!(url = %crate::url_guard::loggable_url(&spec.record_url), "starting recording");
 
         // Keep the lease alive while the page loads.
         let heartbeat_every = Duration::from_millis((self.ctx.lease_ms() / 3) as u64);

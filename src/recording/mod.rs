@@ -425,7 +425,7 @@ impl Recording {
         });
         let session = session?;
         let hooks = session.install_hooks().await?;
-        info!(url = %opts.url, width = opts.width, height = opts.height, "loading page");
+        info!(url = %crate::url_guard::loggable_url(&opts.url), width = opts.width, height = opts.height, "loading page");
         session.navigate(&opts.url, opts.navigation_timeout).await?;
         // The requested URL was checked before; redirects may have led somewhere else.
         if !opts.url_policy.allow_private
@@ -451,7 +451,10 @@ impl Recording {
             log: Vec::new(),
         };
         let crashes = engine.session.crash_events().await?;
-        let task = tokio::spawn(engine.run(frames, hooks, crashes, control_rx));
+        // The caller's span (e.g. the task and its TaskID) stays on the engine's log lines.
+        let task = tokio::spawn(tracing::Instrument::in_current_span(
+            engine.run(frames, hooks, crashes, control_rx),
+        ));
         Ok(Recording {
             controls,
             progress,

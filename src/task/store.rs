@@ -19,7 +19,7 @@
 //! | `{prefix}queued` | zset | ids of tasks created (or sent back to `normal`) and not claimed yet; score = create time (unix s) |
 //! | `{prefix}leases` | zset | ids of tasks with a lease; score = `lease_until` (unix ms) |
 //! | `{prefix}stream:{stage}` | stream | stage queue shared by all workers: field `task` = id |
-//! | `{prefix}stream:{stage}:{node}` | stream | stage queue of one node (its work directory holds the media) |
+//! | `{prefix}stream:{stage}:{node}` | stream | stage queue of one node (its work directory holds the media); `record:{node}` holds recordings handed over at shutdown ([`TaskStore::hand_over`]) |
 //!
 //! Stage streams are read through the consumer group `workers`; [`TaskStore::ack`] acknowledges
 //! *and deletes* an entry, so a stream only holds work not done yet.
@@ -750,8 +750,33 @@ impl TaskStore {
     /// (`restarts + 1`), atomically: the re-dispatch of a delivery stage whose worker stopped
     /// (after [`Self::take_expired`]). [`StoreError::NotFound`] for an unknown task.
     pub async fn requeue(&self, id: &str, q: &StageQueue) -> Result<(), StoreError> {
+        self.requeue_inner(id, q, None).await
+    }
+
+    /// [`Self::requeue`], and the task keeps a lease without owner until `until_ms`: any worker
+    /// may claim it, and if none does in time the diagnose loop finds it again (as a task that
+    /// nobody continued). For live recordings handed to another worker.
+    pub async fn requeue_with_deadline(
+        &self,
+        id: &str,
+        q: &StageQueue,
+        until_ms: i64,
+    ) -> Result<(), StoreError> {
+        self.requeue_inner(id, q, Some(until_ms)).await
+    }
+
+    async fn requeue_inner(
+        &self,
+        id: &str,
+        q: &StageQueue,
+        until_ms: Option<i64>,
+    ) -> Result<(), StoreError> {
         let mut inv = REQUEUE.prepare_invoke();
-        inv.key(self.task_key(id)).key(self.stage_key(q)).arg(id);
+        inv.key(self.task_key(id))
+            .key(self.stage_key(q))
+            .key(self.leases_key())
+            .arg(id)
+            .arg(until_ms.map(|t| t.to_string()).unwrap_or_default());
         let reply = self.script("requeue", &inv).await?;
         match reply.first().map(String::as_str) {
             Some("ok") => {
@@ -763,10 +788,12 @@ impl TaskStore {
         }
     }
 
-    /// Worker side, at shutdown: stores `stats` (if any), releases the lease and queues the task
+    /// Worker side, at shutdown: stores `stats` (if any), gives up the lease and queues the task
     /// on `q` for another worker to continue, counting a restart, atomically; the status stays.
-    /// A `normal` task goes back into the queued index. [`StoreError::LeaseLost`] when another
-    /// worker took the task meanwhile.
+    /// The task keeps a lease without owner until `until_ms`: any worker may claim it, and if
+    /// none has by then, [`Self::take_expired`] hands it to a diagnose loop (its `owner` is then
+    /// absent). A `normal` task goes back into the queued index. [`StoreError::LeaseLost`] when
+    /// another worker took the task meanwhile.
     pub async fn hand_over(
         &self,
         id: &str,
@@ -774,6 +801,7 @@ impl TaskStore {
         fence: u64,
         stats: Option<&TaskStats>,
         q: &StageQueue,
+        until_ms: i64,
     ) -> Result<(), StoreError> {
         let stats = match stats {
             Some(s) => to_json(s, "stats")?,
@@ -788,7 +816,8 @@ impl TaskStore {
             .arg(worker)
             .arg(fence)
             .arg(stats)
-            .arg(Status::Normal.as_str());
+            .arg(Status::Normal.as_str())
+            .arg(until_ms);
         let reply = self.script("hand_over", &inv).await?;
         match reply.first().map(String::as_str) {
             Some("ok") => {
@@ -1142,6 +1171,17 @@ impl TaskStore {
         cmd.arg(self.queued_key());
         let cmd = &cmd;
         self.call("queued_count", move |mut c| async move {
+            cmd.query_async::<u64>(&mut c).await
+        })
+        .await
+    }
+
+    /// Entries in one stage queue (acknowledged entries are deleted, so: work not done yet).
+    pub async fn queue_len(&self, q: &StageQueue) -> Result<u64, StoreError> {
+        let mut cmd = redis::cmd("XLEN");
+        cmd.arg(self.stage_key(q));
+        let cmd = &cmd;
+        self.call("queue_len", move |mut c| async move {
             cmd.query_async::<u64>(&mut c).await
         })
         .await
