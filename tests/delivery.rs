@@ -579,3 +579,124 @@ fn a_generated_key_goes_only_to_the_callback_receiver_and_decrypts_the_result() 
         "the key is never logged"
     );
 }
+
+/// `StorageType: s3`: the intermediate media goes to the bucket while recording, so when the
+/// machine recording a task is lost, a worker on another machine continues the same task into
+/// the same output.
+#[test]
+fn with_storage_type_s3_a_worker_on_another_machine_continues_a_lost_recording() {
+    let redis = TestRedis::start();
+    let s3 = TestS3::start();
+    let fixtures = fixture_server();
+    let mut env = s3_env(&s3, &[]);
+    env.push(("PAGECAST_S3_PRESIGN_SECONDS", "3600".into()));
+    let env_refs: Vec<(&'static str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    // The API alone; each "machine" is a worker with its own node id and work directory.
+    let svc = service_with(&redis, "dlv-machine-lost", false, 0, 1, &env_refs);
+    let machine = |name: &str| {
+        let mut e: Vec<(&str, String)> = svc
+            .worker_env
+            .iter()
+            .filter(|(k, _)| !matches!(*k, "PAGECAST_NODE_ID" | "PAGECAST_WORK_DIR"))
+            .cloned()
+            .collect();
+        e.push(("PAGECAST_NODE_ID", name.to_string()));
+        e.push((
+            "PAGECAST_WORK_DIR",
+            svc.dir.join(format!("work-{name}")).display().to_string(),
+        ));
+        spawn(&["worker"], &e, &svc.dir.join(format!("{name}.log")))
+    };
+    let a = machine("machine-a");
+    let id = start_recording(
+        &svc.url,
+        json!({ "RecordURL": format!("{fixtures}/clock.html"), "StorageType": "s3" }),
+    );
+    let b = machine("machine-b");
+    let work_prefix = s3
+        .data()
+        .join(s3_support::BUCKET)
+        .join(format!("pagecast-work/{id}"));
+    let mirrored = || -> Vec<String> {
+        std::fs::read_dir(&work_prefix)
+            .map(|d| {
+                d.filter_map(Result::ok)
+                    .map(|e| e.file_name().to_string_lossy().into_owned())
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    // Segments, their list and the timeline reach the bucket while the recording goes on.
+    let deadline = Instant::now() + Duration::from_secs(40);
+    loop {
+        let names = mirrored();
+        if names.iter().filter(|n| n.ends_with(".ts")).count() >= 2
+            && names.iter().any(|n| n.starts_with("segments-"))
+            && names.iter().any(|n| n == "timeline.csv")
+        {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no intermediate media in the bucket: {names:?}"
+        );
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    // Machine A is lost: its worker dies with everything it started.
+    let killed_at = Instant::now();
+    std::process::Command::new("kill")
+        .args(["-KILL", &a.child.id().to_string()])
+        .status()
+        .unwrap();
+    let d = wait_for(
+        &svc.url,
+        &id,
+        "machine B continuing",
+        Duration::from_secs(60),
+        |d| d["Stats"]["Gaps"].as_array().is_some_and(|g| !g.is_empty()),
+    );
+    assert_eq!(d["Status"], "recording", "{d}");
+    let taken_over_in = killed_at.elapsed();
+    std::thread::sleep(Duration::from_secs(4));
+    ok(&svc.url, "Stop", &id);
+    let d = finished(&svc.url, &id);
+    assert!(d["Result"]["ErrorCode"].is_null(), "{d}");
+    let v = videos(&d);
+    assert_eq!(v.len(), 1, "{d}");
+    let gap = d["Stats"]["Gaps"][0]["Seconds"].as_f64().unwrap();
+    let kept_until = d["Stats"]["Gaps"][0]["Time"].as_f64().unwrap();
+    assert!(
+        kept_until > d["StartTime"].as_f64().unwrap() + 1.0,
+        "machine A's media was kept: {d}"
+    );
+    let (status, body) = get(&v[0].2);
+    assert_eq!(status, 200);
+    let file = scratch("dlv-machine-lost-dl").join("result.mp4");
+    std::fs::write(&file, body).unwrap();
+    let p = probe(&file, &[]);
+    let first = frame_clock_at(&file, 0).expect("clock in the first frame");
+    let last = frame_clock_at(&file, p.frames as usize - 1).expect("clock in the last frame");
+    let span = f64::from(last.wrapping_sub(first) & 0xFF_FFFF) / 1000.0;
+    eprintln!(
+        "machine lost: taken over after {taken_over_in:?}, gap {gap:.3} s, video {:.3} s, page span {span:.3} s",
+        p.duration
+    );
+    assert!(
+        p.duration > 4.0,
+        "media from both machines: {} s",
+        p.duration
+    );
+    assert_close(
+        span,
+        p.duration + gap,
+        0.5,
+        "page time = video + reported gap",
+    );
+    // The intermediate copy is gone once the result is made.
+    let left = mirrored();
+    assert!(
+        left.is_empty(),
+        "intermediate media left in the bucket: {left:?}"
+    );
+    drop(b);
+}

@@ -42,6 +42,15 @@ async fn abandoned_handover(
     );
     let kept = crate::media::encoder::completed_segments(&ctx.cfg.work_root().join(&task.id))
         .is_ok_and(|s| !s.is_empty());
+    if !ours && super::mirror::store_for(ctx, task).is_some() {
+        // StorageType s3: its media is in the bucket, so a worker of this machine continues it.
+        info!(task_id = %task.id, node = %node, "no worker of its machine continued the recording; continuing it here from the bucket");
+        let deadline = super::now_ms() + (ctx.cfg.handover_timeout as i64) * 1000;
+        return ctx
+            .store
+            .requeue_with_deadline(&task.id, &ctx.node_queue(Stage::Record), deadline)
+            .await;
+    }
     if !ours || !kept {
         return ctx
             .fail_task(

@@ -12,6 +12,7 @@
 
 pub mod callback;
 mod diagnose;
+mod mirror;
 mod record;
 mod transcode;
 mod upload;

@@ -56,6 +56,16 @@ pub async fn run(ctx: WorkerContext, queue: StageQueue, job: StageJob) {
         }
     };
     let work_dir = ctx.cfg.work_root().join(&id);
+    let mirror = super::mirror::store_for(&ctx, &task);
+    if task.status != Status::Normal
+        && let Some(store) = &mirror
+        && crate::media::encoder::completed_segments(&work_dir).is_ok_and(|s| s.is_empty())
+    {
+        // Taken over from another machine: its media comes from the bucket.
+        if let Err(e) = super::mirror::fetch(store, &id, &work_dir).await {
+            warn!(error = %e, "could not fetch the intermediate media; continuing without it");
+        }
+    }
     let takeover = (task.status != Status::Normal).then(|| Takeover::inspect(&task, &work_dir));
     if let Some(t) = &takeover {
         info!(
@@ -72,6 +82,7 @@ pub async fn run(ctx: WorkerContext, queue: StageQueue, job: StageJob) {
         status: task.status,
         task,
         takeover,
+        mirror: mirror.map(|s| super::mirror::WorkMirror::new(s, &id)),
     };
     let outcome = match (&job.takeover, job.status) {
         // Stopped while it waited for this worker: deliver what was recorded before.
@@ -94,6 +105,8 @@ struct RecordJob {
     task: TaskRecord,
     /// Set when this job continues a recording another worker started.
     takeover: Option<Takeover>,
+    /// `StorageType: s3`: the work directory's copy in the bucket.
+    mirror: Option<super::mirror::WorkMirror>,
 }
 
 /// What a takeover continues from: the media the stopped worker completed in this node's work
@@ -442,6 +455,30 @@ impl RecordJob {
         let mut handing_over = false;
         let mut disk_full: Option<String> = None;
         let mut live = LiveMetrics::new(&self.id);
+        // StorageType s3: copy the media to the bucket as it is made, on the side.
+        let mirror = self.mirror.take().map(|mut m| {
+            use tracing::Instrument;
+            let dir = work_dir.to_path_buf();
+            let (stop_tx, mut stop_rx) = tokio::sync::oneshot::channel::<()>();
+            let handle = tokio::spawn(
+                async move {
+                    loop {
+                        let stopping = tokio::select! {
+                            _ = tokio::time::sleep(Duration::from_secs(2)) => false,
+                            _ = &mut stop_rx => true,
+                        };
+                        if let Err(e) = m.sync(&dir).await {
+                            warn!(error = %e, "copying intermediate media to the bucket failed; will retry");
+                        }
+                        if stopping {
+                            return;
+                        }
+                    }
+                }
+                .instrument(tracing::Span::current()),
+            );
+            (stop_tx, handle)
+        });
         let outcome = loop {
             tokio::select! {
                 out = &mut done => break out,
@@ -494,6 +531,11 @@ impl RecordJob {
             }
         };
         reader.abort();
+        if let Some((stop, handle)) = mirror {
+            // The last segments too, so a takeover elsewhere has everything.
+            let _ = stop.send(());
+            let _ = tokio::time::timeout(Duration::from_secs(30), handle).await;
+        }
         live.finish();
         if lease_lost {
             return Ok(());

@@ -98,6 +98,9 @@ pub async fn run(ctx: WorkerContext, id: String) -> Result<(), StoreError> {
     info!(files = files.len(), "deliverable ready");
     // The segments are no longer needed once the deliverable is committed.
     let _ = std::fs::remove_dir_all(&work_dir);
+    if let Some(store) = super::mirror::store_for(&ctx, &task) {
+        super::mirror::remove(&store, &id).await;
+    }
     Ok(())
 }
 

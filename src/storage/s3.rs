@@ -163,6 +163,69 @@ impl ObjectStore {
         }
     }
 
+    /// Keys and sizes of every object whose key starts with `prefix`.
+    pub async fn list(&self, prefix: &str) -> Result<Vec<(String, u64)>, StorageError> {
+        let mut out = Vec::new();
+        let mut token: Option<String> = None;
+        loop {
+            let page = self
+                .client
+                .list_objects_v2()
+                .bucket(&self.dest.bucket)
+                .prefix(prefix)
+                .set_continuation_token(token.take())
+                .send()
+                .await
+                .map_err(|e| request_error("list", prefix, e))?;
+            for o in page.contents() {
+                if let Some(key) = o.key() {
+                    out.push((key.to_string(), o.size().unwrap_or(0).max(0) as u64));
+                }
+            }
+            match page.next_continuation_token() {
+                Some(t) if page.is_truncated().unwrap_or(false) => token = Some(t.to_string()),
+                _ => return Ok(out),
+            }
+        }
+    }
+
+    /// Downloads `key` into `path` (written beside it first, then renamed into place).
+    pub async fn download_file(&self, key: &str, path: &Path) -> Result<u64, StorageError> {
+        let io = |source| StorageError::Io {
+            path: path.display().to_string(),
+            source,
+        };
+        let obj = self
+            .client
+            .get_object()
+            .bucket(&self.dest.bucket)
+            .key(key)
+            .send()
+            .await
+            .map_err(|e| request_error("download", key, e))?;
+        let partial = path.with_extension("download");
+        let mut file = tokio::fs::File::create(&partial).await.map_err(io)?;
+        let mut body = obj.body.into_async_read();
+        let bytes = tokio::io::copy(&mut body, &mut file).await.map_err(io)?;
+        tokio::io::AsyncWriteExt::flush(&mut file)
+            .await
+            .map_err(io)?;
+        tokio::fs::rename(&partial, path).await.map_err(io)?;
+        Ok(bytes)
+    }
+
+    /// Deletes `key` (no error if it is already gone).
+    pub async fn delete(&self, key: &str) -> Result<(), StorageError> {
+        self.client
+            .delete_object()
+            .bucket(&self.dest.bucket)
+            .key(key)
+            .send()
+            .await
+            .map(|_| ())
+            .map_err(|e| request_error("delete", key, e))
+    }
+
     /// Whether the bucket can be reached with these credentials.
     pub async fn check_bucket(&self) -> Result<(), StorageError> {
         self.client
