@@ -217,6 +217,9 @@ fn metrics_after_a_real_recording() {
         1.0
     );
     assert_eq!(m("pagecast_page_crashes_total", &[]), 0.0);
+    assert_eq!(m("pagecast_page_hangs_total", &[]), 0.0);
+    assert_eq!(m("pagecast_browser_restarts_total", &[]), 0.0);
+    assert_eq!(m("pagecast_takeovers_total", &[]), 0.0);
     for stage in ["record", "transcode", "upload"] {
         assert_eq!(
             m("pagecast_stage_duration_seconds_count", &[("stage", stage)]),

@@ -142,6 +142,21 @@ pub static PAGE_CRASHES: Desc = counter(
     "pagecast_page_crashes_total",
     "Times a page's renderer crashed and the page was reopened",
 );
+/// Page hangs after which the page was reopened.
+pub static PAGE_HANGS: Desc = counter(
+    "pagecast_page_hangs_total",
+    "Times a page's main thread stopped answering and the page was reopened",
+);
+/// Browser deaths after which a new Chromium took the page over.
+pub static BROWSER_RESTARTS: Desc = counter(
+    "pagecast_browser_restarts_total",
+    "Times Chromium died during a recording and a new one reopened the page",
+);
+/// Recordings continued after their worker stopped (killed, or handed over at shutdown).
+pub static TAKEOVERS: Desc = counter(
+    "pagecast_takeovers_total",
+    "Recordings this worker continued after the worker recording them stopped",
+);
 /// Encoder deaths after which a new ffmpeg was started.
 pub static ENCODER_RESTARTS: Desc = counter(
     "pagecast_encoder_restarts_total",
@@ -209,6 +224,9 @@ pub static ALL: &[&Desc] = &[
     &CALLBACK_FAILURES,
     &TASKS_FAILED,
     &HANDOVERS,
+    &PAGE_HANGS,
+    &BROWSER_RESTARTS,
+    &TAKEOVERS,
     &STAGE_SECONDS,
 ];
 

@@ -254,6 +254,17 @@ impl Drop for RunningRecording {
 
 /// Runs a worker until `ctx.drain` is cancelled and its running recordings are dealt with.
 pub async fn run_worker(ctx: WorkerContext) {
+    // Counters a worker may never touch are shown from the start, at zero.
+    for d in [
+        &crate::ops::metrics::HANDOVERS,
+        &crate::ops::metrics::TAKEOVERS,
+        &crate::ops::metrics::PAGE_CRASHES,
+        &crate::ops::metrics::PAGE_HANGS,
+        &crate::ops::metrics::BROWSER_RESTARTS,
+        &crate::ops::metrics::ENCODER_RESTARTS,
+    ] {
+        crate::ops::metrics::add(d, &[], 0.0);
+    }
     info!(worker = %ctx.worker_id, capacity = ctx.cfg.capacity(), "worker started");
     metrics::add(&metrics::WORKER_CAPACITY, &[], ctx.cfg.capacity() as f64);
     let mut loops = tokio::task::JoinSet::new();

@@ -68,6 +68,7 @@ pub async fn run(ctx: WorkerContext, queue: StageQueue, job: StageJob) {
     }
     let takeover = (task.status != Status::Normal).then(|| Takeover::inspect(&task, &work_dir));
     if let Some(t) = &takeover {
+        metrics::inc(&metrics::TAKEOVERS, &[]);
         info!(
             status = %task.status,
             restarts = task.restarts,
@@ -548,12 +549,7 @@ impl RecordJob {
             match &outcome {
                 Ok(Outcome::Recorded(media)) if self.status.is_live() => {
                     let stats = self.final_stats(&progress.borrow(), media);
-                    count_ended(
-                        &stats,
-                        media.page_crashes,
-                        media.encoder_restarts,
-                        "handed_over",
-                    );
+                    count_ended(&this_part(&progress.borrow(), media), "handed_over");
                     return self.hand_over(Some(stats)).await;
                 }
                 Ok(Outcome::CanceledBeforeStart) if self.status == Status::Normal => {
@@ -567,12 +563,7 @@ impl RecordJob {
         match outcome {
             Ok(Outcome::Recorded(media)) => {
                 let stats = self.final_stats(&progress.borrow(), &media);
-                count_ended(
-                    &stats,
-                    media.page_crashes,
-                    media.encoder_restarts,
-                    "recorded",
-                );
+                count_ended(&this_part(&progress.borrow(), &media), "recorded");
                 info!(
                     seconds = media.recorded_seconds,
                     segments = media.segments.len(),
@@ -630,14 +621,14 @@ impl RecordJob {
         p: &crate::recording::Progress,
         media: &crate::recording::RecordedMedia,
     ) -> TaskStats {
-        let mut p = p.clone();
-        p.recorded_seconds = media.recorded_seconds;
-        p.page_crashes = media.page_crashes;
-        p.page_hangs = media.page_hangs;
-        p.browser_restarts = media.browser_restarts;
-        p.encoder_restarts = media.encoder_restarts;
-        p.lost_seconds = media.lost_seconds;
-        self.stats(&p)
+        let mut part = p.clone();
+        part.recorded_seconds = media.recorded_seconds;
+        part.page_crashes = media.page_crashes;
+        part.page_hangs = media.page_hangs;
+        part.browser_restarts = media.browser_restarts;
+        part.encoder_restarts = media.encoder_restarts;
+        part.lost_seconds = media.lost_seconds;
+        self.stats(&part)
     }
 
     /// Mirrors what happened in the recording into the task's status.
@@ -697,14 +688,36 @@ fn stats_of(p: &crate::recording::Progress) -> TaskStats {
     }
 }
 
-/// Adds the counters of a recording that ended on this worker to the totals.
-fn count_ended(s: &TaskStats, page_crashes: u32, encoder_restarts: u32, outcome: &'static str) {
+/// This worker's part of a recording that ended (without earlier workers' parts).
+fn this_part(p: &crate::recording::Progress, media: &crate::recording::RecordedMedia) -> TaskStats {
+    let mut p = p.clone();
+    p.recorded_seconds = media.recorded_seconds;
+    p.page_crashes = media.page_crashes;
+    p.page_hangs = media.page_hangs;
+    p.browser_restarts = media.browser_restarts;
+    p.encoder_restarts = media.encoder_restarts;
+    p.lost_seconds = media.lost_seconds;
+    stats_of(&p)
+}
+
+/// Adds the counters of this worker's part of a recording to the totals.
+fn count_ended(s: &TaskStats, outcome: &'static str) {
     metrics::add(&metrics::FRAMES_CAPTURED, &[], s.frames_captured as f64);
     metrics::add(&metrics::FRAMES_WRITTEN, &[], s.frames_written as f64);
     metrics::add(&metrics::FRAMES_DUPLICATED, &[], s.frames_duplicated as f64);
     metrics::add(&metrics::FRAMES_DROPPED, &[], s.frames_dropped as f64);
-    metrics::add(&metrics::PAGE_CRASHES, &[], f64::from(page_crashes));
-    metrics::add(&metrics::ENCODER_RESTARTS, &[], f64::from(encoder_restarts));
+    metrics::add(&metrics::PAGE_CRASHES, &[], f64::from(s.page_crashes));
+    metrics::add(&metrics::PAGE_HANGS, &[], f64::from(s.page_hangs));
+    metrics::add(
+        &metrics::BROWSER_RESTARTS,
+        &[],
+        f64::from(s.browser_restarts),
+    );
+    metrics::add(
+        &metrics::ENCODER_RESTARTS,
+        &[],
+        f64::from(s.encoder_restarts),
+    );
     metrics::inc(&metrics::RECORDINGS_ENDED, &[("outcome", outcome)]);
 }
 
