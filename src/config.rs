@@ -125,6 +125,10 @@ pub struct RecorderConfig {
         value_delimiter = ' '
     )]
     pub chromium_args: Vec<String>,
+    /// Chromium's sandbox: `auto` (on unless running as root; if it cannot start here, off with
+    /// a warning), `on` (a browser without it fails) or `off`.
+    #[arg(long, env = "PAGECAST_CHROMIUM_SANDBOX", value_enum, default_value_t = crate::browser::SandboxMode::Auto)]
+    pub chromium_sandbox: crate::browser::SandboxMode,
     /// The pulseaudio binary (pactl and parec are taken from the same directory when this is a
     /// path). pagecast starts its own private PulseAudio server with it on first use.
     #[arg(long, env = "PAGECAST_PULSEAUDIO", default_value = "pulseaudio")]
@@ -151,6 +155,7 @@ impl RecorderConfig {
                 .collect(),
             env: Vec::new(),
             launch_timeout: Duration::from_secs(30),
+            sandbox: self.chromium_sandbox,
         }
     }
 

@@ -240,3 +240,43 @@ fn sigterm_finishes_the_file_cleanly() {
     );
     assert_eq!(p.frames as f64, (p.duration * 30.0).round());
 }
+
+/// Chromium's sandbox is on where the environment allows it: as an unprivileged user here (user
+/// namespaces are available), `PAGECAST_CHROMIUM_SANDBOX=on` records normally; as root, where
+/// Chromium refuses its sandbox, `on` fails with Chromium's reason.
+#[test]
+fn chromium_runs_sandboxed_as_an_unprivileged_user() {
+    use std::os::unix::fs::PermissionsExt;
+    let base = fixture_server();
+    let dir = scratch("sandbox");
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o777)).unwrap();
+    let out = dir.join("out.mp4");
+    let mut cmd = std::process::Command::new("setpriv");
+    cmd.args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+        .arg(env!("CARGO_BIN_EXE_pagecast"))
+        .arg("record")
+        .arg(format!("{base}/animated.html"))
+        .arg("-o")
+        .arg(&out)
+        .args(["-q", "--duration", "3", "--no-audio"])
+        .env("HOME", &dir)
+        .env("PAGECAST_CHROMIUM_SANDBOX", "on");
+    let o = run(cmd, Duration::from_secs(90));
+    assert!(
+        o.status.success(),
+        "sandboxed recording failed: {}",
+        stderr(&o)
+    );
+    assert_close(probe(&out, &[]).duration, 3.0, 0.1, "sandboxed recording");
+
+    let mut cmd = pagecast();
+    cmd.arg("record")
+        .arg(format!("{base}/animated.html"))
+        .arg("-o")
+        .arg(dir.join("root.mp4"))
+        .args(["-q", "--duration", "2", "--no-audio"])
+        .env("PAGECAST_CHROMIUM_SANDBOX", "on");
+    let o = run(cmd, Duration::from_secs(90));
+    assert!(!o.status.success(), "Chromium does not sandbox itself as root");
+    assert!(stderr(&o).contains("BrowserFailed"), "{}", stderr(&o));
+}

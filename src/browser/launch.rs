@@ -30,13 +30,43 @@ pub struct BrowserSettings {
     pub env: Vec<(String, String)>,
     /// How long Chromium may take to offer its DevTools endpoint.
     pub launch_timeout: Duration,
+    /// Whether Chromium runs its sandbox.
+    pub sandbox: SandboxMode,
 }
+
+/// Chromium's sandbox: on where the environment allows it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum SandboxMode {
+    /// On unless pagecast runs as root (Chromium refuses its sandbox as root); if it cannot
+    /// start (no user namespaces, e.g. a container's default seccomp profile), Chromium runs
+    /// without it and a warning says so.
+    #[default]
+    Auto,
+    /// Always on: a browser that cannot start its sandbox fails the recording.
+    On,
+    /// Always off (`--no-sandbox`).
+    Off,
+}
+
+impl SandboxMode {
+    /// Whether to ask for the sandbox, for a process whose effective uid is `euid`.
+    pub fn wanted(self, euid: u32) -> bool {
+        match self {
+            SandboxMode::On => true,
+            SandboxMode::Off => false,
+            SandboxMode::Auto => euid != 0,
+        }
+    }
+}
+
+/// Set once the sandbox failed to start in `auto` mode: later browsers go without it at once.
+static SANDBOX_UNAVAILABLE: std::sync::atomic::AtomicBool =
+    std::sync::atomic::AtomicBool::new(false);
 
 /// Flags this machine needs (closed network, no GPU, root in a container) plus what recording
 /// needs (autoplay with sound, no throttling of an unfocused page, no scrollbars, sRGB colours).
 const CHROMIUM_FLAGS: &[&str] = &[
     "--headless",
-    "--no-sandbox",
     "--disable-gpu",
     "--disable-background-networking",
     "--disable-component-update",
@@ -73,8 +103,34 @@ impl ChromiumProcess {
         settings: &BrowserSettings,
         profile_dir: &Path,
     ) -> Result<Self, BrowserError> {
+        use std::sync::atomic::Ordering;
+        // SAFETY: geteuid has no preconditions and cannot fail.
+        let euid = unsafe { libc::geteuid() };
+        let sandbox = settings.sandbox.wanted(euid)
+            && !(settings.sandbox == SandboxMode::Auto
+                && SANDBOX_UNAVAILABLE.load(Ordering::Relaxed));
+        match Self::launch_once(settings, profile_dir, sandbox).await {
+            Err(e) if sandbox && settings.sandbox == SandboxMode::Auto => {
+                tracing::warn!(error = %e, "Chromium could not start with its sandbox (no user namespaces here?); running it without (PAGECAST_CHROMIUM_SANDBOX=off silences this, =on makes it an error)");
+                SANDBOX_UNAVAILABLE.store(true, Ordering::Relaxed);
+                let _ = std::fs::remove_dir_all(profile_dir);
+                let _ = std::fs::create_dir_all(profile_dir);
+                Self::launch_once(settings, profile_dir, false).await
+            }
+            other => other,
+        }
+    }
+
+    async fn launch_once(
+        settings: &BrowserSettings,
+        profile_dir: &Path,
+        sandbox: bool,
+    ) -> Result<Self, BrowserError> {
         let exe = resolve_program("chromium", &settings.executable)?;
         let mut cmd = Command::new(exe);
+        if !sandbox {
+            cmd.arg("--no-sandbox");
+        }
         cmd.args(CHROMIUM_FLAGS)
             .args(super::lockdown::FLAGS)
             .arg(format!("--user-data-dir={}", profile_dir.display()))
@@ -154,5 +210,18 @@ impl ChromiumProcess {
     /// Kills the browser and its helpers and reaps it.
     pub async fn kill(&mut self) {
         self.child.kill().await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::SandboxMode;
+
+    #[test]
+    fn the_sandbox_is_wanted_unless_root_or_off() {
+        assert!(!SandboxMode::Auto.wanted(0));
+        assert!(SandboxMode::Auto.wanted(1000));
+        assert!(SandboxMode::On.wanted(0));
+        assert!(!SandboxMode::Off.wanted(1000));
     }
 }

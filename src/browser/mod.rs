@@ -7,7 +7,7 @@ mod lockdown;
 mod session;
 
 pub use hooks::{PageHook, PageHookCall};
-pub use launch::{BrowserSettings, ChromiumProcess};
+pub use launch::{BrowserSettings, ChromiumProcess, SandboxMode};
 pub use session::{BrowserSession, ScreencastSettings};
 
 use crate::error::{ErrorCode, HasErrorCode};
