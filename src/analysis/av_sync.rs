@@ -491,7 +491,6 @@ mod tests {
         ];
         let beeps = [0.99, 2.02, 3.0];
         let (pairs, mean, mean_abs, max_abs, err_mean, err_max) = summarise(&flashes, &beeps);
-        let median = median_abs(&pairs);
         assert_eq!(pairs.len(), 3, "the flash at 9 s has no beep");
         assert!((median_abs(&pairs) - 10.0).abs() < 1e-6);
         assert!((mean - (-10.0 + 20.0 + 0.0) / 3.0).abs() < 1e-6);
