@@ -25,7 +25,7 @@ const MEAN_ABS_LIMIT_MS: f64 = 60.0;
 const MAX_ABS_LIMIT_MS: f64 = 150.0;
 const RECORDER_MEAN_LIMIT_MS: f64 = 40.0;
 /// Median |offset| limit for the media element page (Chromium syncs its picture to its sound).
-const ELEMENT_MEDIAN_LIMIT_MS: f64 = 30.0;
+const ELEMENT_MEDIAN_LIMIT_MS: f64 = 25.0;
 
 /// The tests in this file run one at a time even under `--test-threads=2`: each records with
 /// Chromium, and two at once on a 2-core machine measure the machine, not the recorder.
