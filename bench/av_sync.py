@@ -23,7 +23,6 @@ import argparse
 import functools
 import http.server
 import json
-import os
 import statistics
 import subprocess
 import sys
@@ -35,9 +34,13 @@ FIXTURES = Path(__file__).resolve().parent.parent / "tests" / "fixtures"
 PAGES = ["av_sync_video.html", "av_sync.html"]
 
 
+class QuietHandler(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, *args) -> None:  # noqa: D102 - no access log
+        pass
+
+
 def serve() -> str:
-    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(FIXTURES))
-    handler.log_message = lambda *a, **k: None  # type: ignore[attr-defined]
+    handler = functools.partial(QuietHandler, directory=str(FIXTURES))
     httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
     threading.Thread(target=httpd.serve_forever, daemon=True).start()
     return f"http://127.0.0.1:{httpd.server_address[1]}"
