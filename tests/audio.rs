@@ -334,12 +334,14 @@ fn concurrent_recordings_hear_only_their_own_page() {
         level(&ra, 0) > -40.0 && level(&rb, 1) > -40.0,
         "each hears its own tone"
     );
+    // The beeps' sharp edges spread a little energy over the whole spectrum (about -60 dBFS at
+    // the other frequency); a page heard through the wrong sink would be near -20 dBFS.
     assert!(
-        level(&ra, 1) < level(&ra, 0) - 40.0,
+        level(&ra, 1) < level(&ra, 0) - 30.0 && level(&ra, 1) < -45.0,
         "the 700 Hz recording hears the other page: {ra}"
     );
     assert!(
-        level(&rb, 0) < level(&rb, 1) - 40.0,
+        level(&rb, 0) < level(&rb, 1) - 30.0 && level(&rb, 0) < -45.0,
         "the 1500 Hz recording hears the other page: {rb}"
     );
     assert!((f(&ra, "tone_hz") - 700.0).abs() < 10.0);
