@@ -28,7 +28,8 @@ enum Command {
     Serve(Box<service::ServeArgs>),
     /// Run a worker only; start as many as you like against the same Redis.
     Worker(Box<service::WorkerArgs>),
-    /// Measure frame timing in a recording of tests/fixtures/clock.html (the benchmark tool).
+    /// Measure frame timing in a recording of tests/fixtures/clock.html, or A/V sync in one of
+    /// tests/fixtures/av_sync*.html (--av-sync): the benchmark tools.
     Analyze(analyze::AnalyzeArgs),
 }
 
