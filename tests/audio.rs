@@ -2,10 +2,13 @@
 //! file: A/V offsets measured on `av_sync.html` (flash + beep every second), after pauses and a
 //! reload, isolation of concurrent recordings, silence, sinks cleaned up on every exit path.
 //!
-//! Run with `--test-threads=1`: the offsets are only meaningful on a machine that is not
-//! saturated, so these tests do not compete with each other.
+//! The tests take a lock so they run one at a time even under `--test-threads=2`.
 
 mod common;
+#[path = "support/redis.rs"]
+mod redis_support;
+#[path = "support/service.rs"]
+mod service_support;
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -443,5 +446,78 @@ fn no_audio_records_the_picture_only_and_a_missing_pulseaudio_is_named() {
     assert!(
         err.contains("--no-audio"),
         "the message says how to do without: {err}"
+    );
+}
+
+#[test]
+fn service_tasks_record_their_own_sound_or_none() {
+    let _serial = serial();
+    use serde_json::json;
+    use service_support::{
+        describe, fetch_video, ok, service, start_recording, status_is, wait_for,
+    };
+    let redis = redis_support::TestRedis::start();
+    let fixtures = fixture_server();
+    // One worker process running two recordings at once: two sinks on its one PulseAudio server.
+    let svc = service(&redis, "svc-audio", true, 0, 2);
+    let small = |freq: u32, audio: Option<bool>| {
+        let mut data = json!({
+            "RecordURL": format!("{fixtures}/av_sync.html?freq={freq}"),
+            "Width": 640,
+            "Height": 360,
+        });
+        if let Some(a) = audio {
+            data["Audio"] = json!(a);
+        }
+        data
+    };
+    let a = start_recording(&svc.url, small(700, None));
+    let b = start_recording(&svc.url, small(1500, Some(true)));
+    std::thread::sleep(Duration::from_secs(5));
+    ok(&svc.url, "Stop", &a);
+    ok(&svc.url, "Stop", &b);
+    let dir = scratch("svc-audio-dl");
+    let mut levels = Vec::new();
+    for (id, name) in [(&a, "a"), (&b, "b")] {
+        let d = wait_for(
+            &svc.url,
+            id,
+            "finished",
+            Duration::from_secs(60),
+            status_is("finished"),
+        );
+        assert!(d["Result"]["ErrorCode"].is_null(), "{d}");
+        let sub = dir.join(name);
+        std::fs::create_dir_all(&sub).unwrap();
+        let file = fetch_video(&d, &sub);
+        assert!(audio_stream(&file).is_some(), "task {name} has sound");
+        let r = av_sync(&file, &[700, 1500]);
+        levels.push((
+            r["tone_levels_db"][0][1].as_f64().unwrap(),
+            r["tone_levels_db"][1][1].as_f64().unwrap(),
+        ));
+    }
+    eprintln!("service tasks, levels at 700 / 1500 Hz: {levels:?}");
+    assert!(levels[0].0 > -40.0 && levels[0].1 < -45.0, "{levels:?}");
+    assert!(levels[1].1 > -40.0 && levels[1].0 < -45.0, "{levels:?}");
+
+    let c = start_recording(&svc.url, small(1000, Some(false)));
+    std::thread::sleep(Duration::from_secs(2));
+    ok(&svc.url, "Stop", &c);
+    let d = wait_for(
+        &svc.url,
+        &c,
+        "finished",
+        Duration::from_secs(60),
+        status_is("finished"),
+    );
+    assert!(d["Result"]["ErrorCode"].is_null(), "{d}");
+    let sub = dir.join("c");
+    std::fs::create_dir_all(&sub).unwrap();
+    let file = fetch_video(&d, &sub);
+    assert!(
+        audio_stream(&file).is_none(),
+        "\"Audio\": false records no sound: {}",
+        describe(&svc.url, &c)
     );
 }
