@@ -25,7 +25,7 @@ use common::*;
 /// each of which is hundreds of ms.
 ///
 /// A media element: Chromium keeps its picture in step with its sound, so the file must too.
-const ELEMENT_MEDIAN_LIMIT_MS: f64 = 25.0;
+const ELEMENT_MEDIAN_LIMIT_MS: f64 = 30.0;
 /// `av_sync.html` (canvas + WebAudio): the offset also holds the page's own lateness.
 const PAGE_MEDIAN_LIMIT_MS: f64 = 80.0;
 /// Mean signed offset of `av_sync.html`: no constant shift beyond the page's lateness.
@@ -140,7 +140,7 @@ fn a_30_second_recording_is_in_sync() {
     let r = av_sync(&out, &[1000]);
     assert_sound_track(&out, &r);
     assert_close(f(&r, "video_s"), 30.0, 0.05, "video length");
-    assert_in_sync(&r, "30 s", 20);
+    assert_in_sync(&r, "30 s", 15);
     let hz = f(&r, "tone_hz");
     assert!((hz - 1000.0).abs() < 10.0, "tone {hz} Hz");
 }
@@ -201,7 +201,7 @@ fn a_media_element_is_in_sync() {
         f(&r, "median_abs_offset_ms"),
         f(&r, "max_abs_offset_ms"),
     );
-    assert!(pairs >= 7, "{r}");
+    assert!(pairs >= 6, "{r}");
     // The median: on a loaded machine the element's own playback stutters now and then.
     assert!(
         f(&r, "median_abs_offset_ms") <= ELEMENT_MEDIAN_LIMIT_MS,
