@@ -58,9 +58,13 @@ def call(api: str, action: str, data: dict) -> dict:
         return json.load(r)
 
 
+class QuietHandler(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, *args) -> None:  # noqa: D102 - requests are not worth a line each
+        pass
+
+
 def fixture_server() -> str:
-    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(FIXTURES))
-    handler.log_message = lambda *a, **k: None  # type: ignore[assignment]
+    handler = functools.partial(QuietHandler, directory=str(FIXTURES))
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     return f"http://127.0.0.1:{server.server_address[1]}"
@@ -92,8 +96,8 @@ def one_run(args: argparse.Namespace, tmp: Path, fixtures: str) -> dict:
                    PAGECAST_S3_PATH_STYLE="true",
                    AWS_ACCESS_KEY_ID="bench",
                    AWS_SECRET_ACCESS_KEY="bench-secret",
-                   PAGECAST_LOG="warn")
-        log = open(tmp / "serve.log", "w")
+                   PAGECAST_LOG=args.log_level)
+        log = open(args.log or (tmp / "serve.log"), "w")
         procs.append(subprocess.Popen([args.pagecast, "serve"], env=env, stdout=log, stderr=log))
         wait_port(api_port, "pagecast serve")
         api = f"http://127.0.0.1:{api_port}/"
@@ -143,6 +147,8 @@ def main() -> None:
     ap.add_argument("--height", type=int, default=720)
     ap.add_argument("--muxer", choices=["mp4", "hls"], default="mp4")
     ap.add_argument("--runs", type=int, default=1)
+    ap.add_argument("--log", help="keep pagecast's log in this file")
+    ap.add_argument("--log-level", default="warn", help="PAGECAST_LOG for pagecast serve")
     args = ap.parse_args()
     fixtures = fixture_server()
     results = []

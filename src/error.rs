@@ -73,7 +73,7 @@ error_codes! {
     PageLoadFailed => 400, Client;
     /// A ManualStart page never called `window.startRecord()` before the start deadline.
     StartTimeout => 400, Client;
-    /// The page's renderer crashed more often than the restart budget allows.
+    /// The page's renderer crashed, or the page hung, more often than the restart budget allows.
     PageCrashed => 400, Client;
     /// The browser could not be started or died (missing binary, launch failure).
     BrowserFailed => 500, System;

@@ -19,6 +19,7 @@ pub mod config;
 pub mod error;
 pub mod fonts;
 pub mod media;
+pub mod ops;
 pub mod pipeline;
 pub mod process;
 pub mod recording;

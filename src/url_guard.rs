@@ -105,6 +105,26 @@ fn verdict(ip: IpAddr) -> Result<(), String> {
     }
 }
 
+/// A URL as it may appear in logs: without user info, and with the query and fragment cut
+/// (pages are often opened with a token in the query). Unparsable input is not shown.
+pub fn loggable_url(raw: &str) -> String {
+    match url::Url::parse(raw) {
+        Ok(mut u) => {
+            let had_query = u.query().is_some() || u.fragment().is_some();
+            let _ = u.set_username("");
+            let _ = u.set_password(None);
+            u.set_query(None);
+            u.set_fragment(None);
+            let mut shown = u.to_string();
+            if had_query {
+                shown.push_str("?…");
+            }
+            shown
+        }
+        Err(_) => "<not a URL>".to_string(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -178,5 +198,18 @@ mod tests {
             .await
             .is_ok()
         );
+    }
+
+    #[test]
+    fn loggable_urls_hide_credentials_and_queries() {
+        assert_eq!(
+            super::loggable_url("https://user:pw@class.example/room/1?token=abc#x"),
+            "https://class.example/room/1?…"
+        );
+        assert_eq!(
+            super::loggable_url("http://127.0.0.1:8080/a"),
+            "http://127.0.0.1:8080/a"
+        );
+        assert_eq!(super::loggable_url("not a url"), "<not a URL>");
     }
 }

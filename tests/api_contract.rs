@@ -405,6 +405,7 @@ async fn serve(redis: &TestRedis, tune: impl FnOnce(&mut ApiState)) -> Api {
         url_policy: pagecast::url_guard::UrlPolicy {
             allow_private: true,
         },
+        readiness: pagecast::ops::health::Readiness::redis_only(store.clone()),
     };
     tune(&mut state);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
@@ -1315,8 +1316,14 @@ async fn control_actions_follow_the_status_machine() {
         refreshes: 2,
         callback_attempts: 1,
         page_crashes: 0,
+        page_hangs: 0,
+        browser_restarts: 0,
         encoder_restarts: 1,
         lost_seconds: 0.0,
+        gaps: vec![pagecast::task::RecordingGap {
+            time: 1_700_000_005.25,
+            seconds: 6.5,
+        }],
     });
     api.move_task(&id, done).await;
     let d = api.describe(&id).await; // checked against the spec, Result and Stats included

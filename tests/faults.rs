@@ -116,3 +116,105 @@ fn a_crashed_renderer_is_reopened_and_recording_goes_on() {
         "the reopened page is recorded after the crash"
     );
 }
+
+#[test]
+fn a_hung_page_is_detected_and_reopened_and_recording_goes_on() {
+    let base = fixture_server();
+    let dir = scratch("fault-hang");
+    let out = dir.join("out.mp4");
+    // The page's main thread spins forever 3 s after it loads; a 2 s watchdog notices.
+    let mut cmd = pagecast();
+    cmd.arg("record")
+        .arg(format!("{base}/clock.html?hang=3000"))
+        .arg("-o")
+        .arg(&out)
+        .args(["-q", "--duration", "12", "--hang-timeout", "2"]);
+    let o = run(cmd, Duration::from_secs(90));
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    assert!(o.status.success(), "{stdout}{}", stderr(&o));
+    assert!(stdout.contains("1 page hang(s)"), "{stdout}");
+    assert!(stdout.contains("0 page crash(es)"), "{stdout}");
+    let p = probe(&out, &[]);
+    assert_close(
+        p.duration,
+        12.0,
+        0.27,
+        "the recording keeps its length across the hang",
+    );
+    // The clock stops while the page hangs and runs again once it is reopened: the longest
+    // stretch of identical frames is the hang (detection + reload), well under the 12 s.
+    assert!(
+        frame_clock_decodes_at(&out, (p.frames - 5) as usize),
+        "the reopened page is recorded after the hang"
+    );
+    let first = frame_clock_at(&out, 0).expect("clock in the first frame");
+    let last = frame_clock_at(&out, p.frames as usize - 1).expect("clock in the last frame");
+    let span = f64::from(last.wrapping_sub(first) & 0xFF_FFFF) / 1000.0;
+    assert!(
+        (11.0..13.0).contains(&span),
+        "the page's clock runs on after the reopen: {span} s"
+    );
+}
+
+#[test]
+fn a_hostile_page_cannot_open_windows_stall_on_dialogs_download_or_get_permissions() {
+    let base = fixture_server();
+    let dir = scratch("fault-hostile");
+    let out = dir.join("out.mp4");
+    let downloads = std::path::PathBuf::from(std::env::var("HOME").unwrap_or_default())
+        .join("Downloads/pagecast-hostile-download.txt");
+    let _ = std::fs::remove_file(&downloads);
+    record_ok(&format!("{base}/hostile.html"), &out, &["--duration", "6"]);
+    let p = probe(&out, &[]);
+    // The page turns green only if window.open gave nothing, alert/confirm/prompt returned at
+    // once (dismissed), and the permission requests were denied.
+    let [r, g, b] = frame_at(&out, (p.frames - 1) as usize, &[]).mean(400, 300, 400, 300);
+    assert!(
+        g > 150.0 && r < 80.0 && b < 80.0,
+        "the page reports something got through (r={r} g={g} b={b}); see {}",
+        out.display()
+    );
+    assert!(!downloads.exists(), "the page downloaded a file");
+}
+
+#[test]
+fn a_dead_browser_is_replaced_and_recording_goes_on() {
+    let base = fixture_server();
+    let dir = scratch("fault-browser");
+    let out = dir.join("out.mp4");
+    let child = spawn_record(&format!("{base}/clock.html"), &out, 12);
+    // Chromium's main process is the one without a --type= (renderer, gpu-process, zygote...).
+    let is_browser = |c: &str| c.contains("chromium") && !c.contains("--type=");
+    wait_for_descendants(child.id(), "the browser", is_browser);
+    std::thread::sleep(Duration::from_secs(3));
+    let killed_at = Instant::now();
+    for pid in wait_for_descendants(child.id(), "the browser", is_browser) {
+        std::process::Command::new("kill")
+            .args(["-KILL", &pid.to_string()])
+            .status()
+            .unwrap();
+    }
+    let (stdout, _) = finish(child);
+    assert!(killed_at.elapsed() < Duration::from_secs(60));
+    assert!(stdout.contains("1 browser restart(s)"), "{stdout}");
+    let p = probe(&out, &[]);
+    assert_close(
+        p.duration,
+        12.0,
+        0.27,
+        "the recording keeps its length across the browser's death",
+    );
+    // A new browser shows the page again: its clock decodes in the last frames and has moved on
+    // by the recording's length (the gap repeated the last frame, so no time is skipped).
+    assert!(
+        frame_clock_decodes_at(&out, (p.frames - 5) as usize),
+        "the page is recorded again after the new browser opened it"
+    );
+    let first = frame_clock_at(&out, 0).expect("clock in the first frame");
+    let last = frame_clock_at(&out, p.frames as usize - 1).expect("clock in the last frame");
+    let span = f64::from(last.wrapping_sub(first) & 0xFF_FFFF) / 1000.0;
+    assert!(
+        (11.0..13.0).contains(&span),
+        "the page's clock runs on in the new browser: {span} s"
+    );
+}

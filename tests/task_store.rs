@@ -1021,3 +1021,125 @@ async fn callback_outbox_defers_under_the_lease_and_requeues_each_attempt_once()
     assert_eq!(jobs.len(), 1);
     assert_eq!(jobs[0].task_id, id);
 }
+
+/// `hand_over` (a worker shutting down): stats stored, lease given up, the task queued on the
+/// node's record queue with its status kept, claimable by another worker at once, and ended by
+/// the diagnose loop's `take_expired` only after the handover deadline. A stale worker cannot
+/// hand over; a task not started yet simply waits in the shared queue again.
+#[tokio::test]
+async fn hand_over_gives_a_running_task_to_another_worker() {
+    let (_redis, store) = setup().await;
+    let node_q = StageQueue::on_node(Stage::Record, "node-a");
+    let (id, fence) = recording(&store, "w1", 0).await;
+    let stats = TaskStats {
+        recorded_duration: 3.5,
+        frames_written: 105,
+        ..TaskStats::default()
+    };
+    store
+        .hand_over(&id, "w1", fence, Some(&stats), &node_q, 300_000)
+        .await
+        .unwrap();
+    let task = store.get(&id).await.unwrap();
+    assert_eq!(
+        (task.status, task.owner.clone(), task.restarts),
+        (Status::Recording, None, 1)
+    );
+    assert_eq!(task.stats.as_ref().map(|s| s.frames_written), Some(105));
+    // Not expired before the deadline; after it, the diagnose loop gets it, without owner.
+    assert!(store.take_expired(&id, 299_000).await.unwrap().is_none());
+    let jobs = store.read_stage(&node_q, "c", 10, 0, 60_000).await.unwrap();
+    assert_eq!(
+        jobs.iter().map(|j| j.task_id.as_str()).collect::<Vec<_>>(),
+        vec![id.as_str()]
+    );
+    // The old worker's lease is gone: it cannot hand over (or write) again.
+    assert_eq!(
+        store
+            .hand_over(&id, "w1", fence, None, &node_q, 300_000)
+            .await
+            .unwrap_err(),
+        StoreError::LeaseLost
+    );
+    // Another worker takes it over right away, with the live status.
+    let Claim::Acquired { fence: f2, task } = store
+        .claim(
+            &id,
+            "w2",
+            &[Status::Recording, Status::Paused],
+            1_000,
+            10_000,
+        )
+        .await
+        .unwrap()
+    else {
+        panic!("the handed-over task is claimable")
+    };
+    assert!(f2 > fence);
+    assert_eq!(task.status, Status::Recording);
+
+    // Nobody continues a second one: after the deadline, take_expired hands it over with no owner.
+    let (id2, fence2) = recording(&store, "w3", 0).await;
+    store
+        .hand_over(&id2, "w3", fence2, None, &node_q, 5_000)
+        .await
+        .unwrap();
+    let taken = store
+        .take_expired(&id2, 6_000)
+        .await
+        .unwrap()
+        .expect("expired after the deadline");
+    assert_eq!((taken.status, taken.owner), (Status::Recording, None));
+
+    // A task not started yet goes back to the shared queue and the queued index, no deadline.
+    let id3 = created(&store).await;
+    let shared = StageQueue::shared(Stage::Record);
+    let _ = store
+        .read_stage(&shared, "c", 100, 0, 60_000)
+        .await
+        .unwrap();
+    let Claim::Acquired { fence: f3, .. } = store
+        .claim(&id3, "w4", &[Status::Normal], 0, 10_000)
+        .await
+        .unwrap()
+    else {
+        panic!("claim failed")
+    };
+    let queued_before = store.queued_count().await.unwrap();
+    store
+        .hand_over(&id3, "w4", f3, None, &shared, 5_000)
+        .await
+        .unwrap();
+    assert_eq!(store.queued_count().await.unwrap(), queued_before + 1);
+    assert!(store.take_expired(&id3, i64::MAX).await.unwrap().is_none());
+    let task = store.get(&id3).await.unwrap();
+    assert_eq!((task.status, task.owner), (Status::Normal, None));
+    let jobs = store.read_stage(&shared, "c", 10, 0, 60_000).await.unwrap();
+    assert!(jobs.iter().any(|j| j.task_id == id3));
+}
+
+/// The counts `/metrics` reports: tasks by status and stage queue depths.
+#[tokio::test]
+async fn status_counts_and_queue_depths() {
+    let (_redis, store) = setup().await;
+    let (_a, _) = recording(&store, "w1", 0).await;
+    let _b = created(&store).await;
+    let _c = created(&store).await;
+    let counts = store.status_counts().await.unwrap();
+    assert_eq!(counts.get("recording"), Some(&1));
+    assert_eq!(counts.get("normal"), Some(&2));
+    let depths = store.queue_depths().await.unwrap();
+    // Three entries were added to the record stream; none acknowledged.
+    assert_eq!(
+        depths,
+        vec![(("record".to_string(), String::new()), 3)],
+        "{depths:?}"
+    );
+    assert_eq!(
+        store
+            .queue_len(&StageQueue::shared(Stage::Record))
+            .await
+            .unwrap(),
+        3
+    );
+}

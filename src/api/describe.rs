@@ -107,8 +107,14 @@ fn stats_json(stats: &TaskStats) -> Value {
         "Refreshes": stats.refreshes,
         "CallbackAttempts": stats.callback_attempts,
         "PageCrashes": stats.page_crashes,
+        "PageHangs": stats.page_hangs,
+        "BrowserRestarts": stats.browser_restarts,
         "EncoderRestarts": stats.encoder_restarts,
         "LostSeconds": (stats.lost_seconds * 1000.0).round() / 1000.0,
+        "Gaps": stats.gaps.iter().map(|g| json!({
+            "Time": (g.time * 1000.0).round() / 1000.0,
+            "Seconds": (g.seconds * 1000.0).round() / 1000.0,
+        })).collect::<Vec<_>>(),
     })
 }
 
@@ -221,8 +227,14 @@ mod tests {
             refreshes: 1,
             callback_attempts: 3,
             page_crashes: 1,
+            page_hangs: 0,
+            browser_restarts: 0,
             encoder_restarts: 0,
             lost_seconds: 0.0,
+            gaps: vec![crate::task::RecordingGap {
+                time: 1_700_000_050.125,
+                seconds: 7.25,
+            }],
         });
         let v = describe_json(&t, "req-2");
         assert_eq!(
@@ -253,8 +265,11 @@ mod tests {
                     "Refreshes": 1,
                     "CallbackAttempts": 3,
                     "PageCrashes": 1,
+                    "PageHangs": 0,
+                    "BrowserRestarts": 0,
                     "EncoderRestarts": 0,
                     "LostSeconds": 0.0,
+                    "Gaps": [{ "Time": 1_700_000_050.125, "Seconds": 7.25 }],
                 },
                 "Restarts": 1,
                 "UserContext": "{\"lesson\":7}",

@@ -1,5 +1,5 @@
 //! The HTTP surface: `POST /` (the Action endpoint), `GET /files/{path}` (local results),
-//! `GET /healthz`. Authentication and the body limit are checked before anything else.
+//! and the operations endpoints of [`crate::ops`] (`/healthz`, `/readyz`, `/metrics`). Authentication and the body limit are checked before anything else.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -36,26 +36,27 @@ pub struct ApiState {
     pub output_dir: PathBuf,
     /// Which RecordURL/CallbackURL destinations are allowed.
     pub url_policy: crate::url_guard::UrlPolicy,
+    /// What `/readyz` checks.
+    pub readiness: crate::ops::health::Readiness,
 }
 
 /// The router; tests call it in-process.
 pub fn app(state: ApiState) -> Router {
+    let ops = crate::ops::router(crate::ops::OpsState {
+        readiness: state.readiness.clone(),
+        service_metrics: true,
+    });
     Router::new()
         .route("/", post(action))
         .route("/files/{*path}", get(file))
-        .route("/healthz", get(healthz))
-        .route("/readyz", get(readyz))
         .fallback(not_found)
         .with_state(state)
+        .merge(ops)
 }
 
 fn ok(request_id: &str, mut body: Value) -> Response {
     body["RequestID"] = Value::String(request_id.to_string());
-    let mut resp = axum::Json(body).into_response();
-    if let Ok(v) = HeaderValue::from_str(request_id) {
-        resp.headers_mut().insert("x-request-id", v);
-    }
-    resp
+    crate::ops::with_request_id(axum::Json(body).into_response(), request_id)
 }
 
 /// Compares without an early exit, so the time taken does not reveal how much of a token matched.
@@ -88,10 +89,12 @@ fn authorized(state: &ApiState, headers: &HeaderMap) -> bool {
 }
 
 async fn action(State(state): State<ApiState>, headers: HeaderMap, body: Body) -> Response {
-    let request_id = uuid::Uuid::new_v4().to_string();
+    let request_id = crate::ops::request_id(&headers);
     let span = info_span!("request", request_id = %request_id);
     async move {
-        let result = handle(&state, &headers, body, &request_id).await;
+        let mut action = "unknown";
+        let result = handle(&state, &headers, body, &request_id, &mut action).await;
+        count_request(action, result.as_ref().err().map(|e| e.code));
         match result {
             Ok(body) => ok(&request_id, body),
             Err(e) => {
@@ -108,11 +111,31 @@ async fn action(State(state): State<ApiState>, headers: HeaderMap, body: Body) -
     .await
 }
 
+/// Counts a request in the metrics; `action` is `unknown` when the body named no known one.
+fn count_request(action: &'static str, error: Option<crate::error::ErrorCode>) {
+    use crate::ops::metrics;
+    let code = error.map_or("OK", |c| c.as_str());
+    metrics::inc(
+        &metrics::API_REQUESTS,
+        &[("action", action), ("code", code)],
+    );
+    if action == "Start" {
+        match error {
+            None => metrics::inc(&metrics::STARTS_ACCEPTED, &[]),
+            Some(c) => metrics::inc(&metrics::STARTS_REJECTED, &[("code", c.as_str())]),
+        }
+    }
+}
+
+/// The Action names, as `'static` metric labels.
+const ACTIONS: [&str; 6] = ["Start", "Describe", "Pause", "Resume", "Refresh", "Stop"];
+
 async fn handle(
     state: &ApiState,
     headers: &HeaderMap,
     body: Body,
     request_id: &str,
+    counted_as: &mut &'static str,
 ) -> Result<Value, ApiError> {
     if !authorized(state, headers) {
         return Err(ApiError::unauthorized());
@@ -137,6 +160,9 @@ async fn handle(
             ));
         }
     };
+    if let Some(known) = ACTIONS.iter().find(|a| **a == action) {
+        *counted_as = known;
+    }
     let data = obj.get("Data").cloned().unwrap_or(Value::Null);
     info!(action, "request");
     match action {
@@ -206,7 +232,7 @@ async fn start(state: &ApiState, data: &Value) -> Result<Value, ApiError> {
         .create(&id, &spec, &secrets, now, state.max_queued)
         .await
         .map_err(store_error)?;
-    info!(task_id = %id, url = %spec.record_url, "task created");
+    info!(task_id = %id, url = %crate::url_guard::loggable_url(&spec.record_url), "task created");
     Ok(json!({ "TaskID": id }))
 }
 
@@ -258,26 +284,12 @@ async fn control(state: &ApiState, data: &Value, action: ControlAction) -> Resul
     ))
 }
 
-fn new_request_id() -> String {
-    uuid::Uuid::new_v4().to_string()
-}
-
-/// Liveness: the process answers.
-async fn healthz() -> Response {
-    ok(&new_request_id(), json!({ "Status": "ok" }))
-}
-
-/// Readiness: Redis is reachable.
-async fn readyz(State(state): State<ApiState>) -> Response {
-    let rid = new_request_id();
-    match state.store.ping().await {
-        Ok(()) => ok(&rid, json!({ "Status": "ready" })),
-        Err(e) => ApiError::from_coded(&e).into_response_with(&rid),
-    }
-}
-
 /// Any other path or method: the error envelope, like every other answer.
-async fn not_found(method: axum::http::Method, uri: axum::http::Uri) -> Response {
+async fn not_found(
+    method: axum::http::Method,
+    uri: axum::http::Uri,
+    headers: HeaderMap,
+) -> Response {
     ApiError::new(
         crate::error::ErrorCode::ResourceNotFound,
         format!(
@@ -285,7 +297,7 @@ async fn not_found(method: axum::http::Method, uri: axum::http::Uri) -> Response
             uri.path()
         ),
     )
-    .into_response_with(&new_request_id())
+    .into_response_with(&crate::ops::request_id(&headers))
 }
 
 fn no_such_file(rid: &str) -> Response {
@@ -295,9 +307,10 @@ fn no_such_file(rid: &str) -> Response {
 /// Serves a local result file. Paths are confined to the output directory.
 async fn file(
     State(state): State<ApiState>,
+    headers: HeaderMap,
     path: Result<UrlPath<String>, axum::extract::rejection::PathRejection>,
 ) -> Response {
-    let rid = new_request_id();
+    let rid = crate::ops::request_id(&headers);
     let Ok(UrlPath(path)) = path else {
         return no_such_file(&rid);
     };

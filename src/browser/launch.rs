@@ -76,6 +76,7 @@ impl ChromiumProcess {
         let exe = resolve_program("chromium", &settings.executable)?;
         let mut cmd = Command::new(exe);
         cmd.args(CHROMIUM_FLAGS)
+            .args(super::lockdown::FLAGS)
             .arg(format!("--user-data-dir={}", profile_dir.display()))
             .arg(format!(
                 "--window-size={},{}",

@@ -3,6 +3,7 @@
 
 mod hooks;
 mod launch;
+mod lockdown;
 mod session;
 
 pub use hooks::{PageHook, PageHookCall};

@@ -50,6 +50,8 @@ pub struct BrowserSession {
     page: Page,
     browser: Browser,
     handler: JoinHandle<()>,
+    /// Answers the page's JavaScript dialogs (see `lockdown`).
+    dialogs: Option<JoinHandle<()>>,
     process: ChromiumProcess,
 }
 
@@ -89,12 +91,18 @@ impl BrowserSession {
             Ok::<_, chromiumoxide::error::CdpError>((browser, handler, page))
         };
         match tokio::time::timeout(settings.launch_timeout, attach).await {
-            Ok(Ok((browser, handler, page))) => Ok(Self {
-                page,
-                browser,
-                handler,
-                process,
-            }),
+            Ok(Ok((browser, handler, page))) => {
+                let mut session = Self {
+                    page,
+                    browser,
+                    handler,
+                    dialogs: None,
+                    process,
+                };
+                session.dialogs =
+                    Some(super::lockdown::apply(&session.browser, &session.page).await?);
+                Ok(session)
+            }
             Ok(Err(e)) => {
                 let tail = process.stderr_tail();
                 process.kill().await;
@@ -124,6 +132,11 @@ impl BrowserSession {
         self.page
             .execute(AddScriptToEvaluateOnNewDocumentParams::new(
                 bootstrap_script(),
+            ))
+            .await?;
+        self.page
+            .execute(AddScriptToEvaluateOnNewDocumentParams::new(
+                super::lockdown::SCRIPT,
             ))
             .await?;
         Ok(calls)
@@ -211,6 +224,27 @@ impl BrowserSession {
         let _ = self.page.execute(StopScreencastParams::default()).await;
     }
 
+    /// Whether the page's main thread answers a trivial evaluation within `limit`. A closed
+    /// connection answers (with an error) at once, so only a busy main thread reads as `false`.
+    pub async fn responds_within(page: &Page, limit: Duration) -> bool {
+        use chromiumoxide::cdp::js_protocol::runtime::EvaluateParams;
+        tokio::time::timeout(limit, page.execute(EvaluateParams::new("0")))
+            .await
+            .is_ok()
+    }
+
+    /// Crashes the page's renderer (handled off its main thread, so it works on a hung page);
+    /// the crash event then reopens the page.
+    pub fn crash_renderer(&self) {
+        let page = self.page.clone();
+        tokio::spawn(async move {
+            use chromiumoxide::cdp::browser_protocol::page::CrashParams;
+            if let Err(e) = page.execute(CrashParams::default()).await {
+                tracing::debug!(error = %e, "Page.crash answered with an error (expected: the renderer is gone)");
+            }
+        });
+    }
+
     /// Reloads the page without waiting for it to load; recording continues meanwhile.
     pub fn reload(&self) {
         let page = self.page.clone();
@@ -241,6 +275,9 @@ impl BrowserSession {
 
     /// Closes the browser: politely first, then by force; always reaps it.
     pub async fn close(mut self) {
+        if let Some(d) = self.dialogs.take() {
+            d.abort();
+        }
         let _ = tokio::time::timeout(Duration::from_secs(2), self.browser.close()).await;
         self.handler.abort();
         self.process.kill().await;

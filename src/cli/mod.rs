@@ -1,7 +1,9 @@
-//! Command-line interface: `pagecast record`, `pagecast analyze`.
+//! Command-line interface: `pagecast record`, `serve`, `worker`, `doctor`, `healthcheck`,
+//! `analyze`.
 
 mod analyze;
 mod demo;
+mod doctor;
 mod record;
 mod service;
 
@@ -16,6 +18,10 @@ pub struct Cli {
     /// More log output (-v: info, -vv: debug). PAGECAST_LOG (a tracing filter) overrides it.
     #[arg(short, long, action = clap::ArgAction::Count, global = true)]
     pub verbose: u8,
+    /// Log format: `text` (human, coloured on a terminal) or `json` (one object per line, with
+    /// the task_id/request_id of the spans it belongs to).
+    #[arg(long, env = "PAGECAST_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text, global = true)]
+    pub log_format: LogFormat,
     #[command(subcommand)]
     command: Command,
 }
@@ -28,13 +34,26 @@ enum Command {
     Serve(Box<service::ServeArgs>),
     /// Run a worker only; start as many as you like against the same Redis.
     Worker(Box<service::WorkerArgs>),
+    /// Check the environment a worker needs and say how to fix what is wrong.
+    Doctor(Box<doctor::DoctorArgs>),
+    /// Probe a running pagecast's /healthz (exit 0 when healthy): for container HEALTHCHECKs.
+    Healthcheck(doctor::HealthcheckArgs),
     /// Measure frame timing in a recording of tests/fixtures/clock.html, or A/V sync in one of
     /// tests/fixtures/av_sync*.html (--av-sync): the benchmark tools.
     Analyze(analyze::AnalyzeArgs),
 }
 
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    /// For people: aligned text, coloured when stderr is a terminal.
+    Text,
+    /// For log collectors: one JSON object per line.
+    Json,
+}
+
 /// Sets up logging to stderr.
-pub fn init_tracing(verbose: u8) {
+pub fn init_tracing(verbose: u8, format: LogFormat) {
     let default = match verbose {
         // chromiumoxide logs protocol messages it does not know as warnings: noise for users.
         0 => "warn,chromiumoxide=off",
@@ -42,10 +61,19 @@ pub fn init_tracing(verbose: u8) {
         _ => "info,pagecast=debug,chromiumoxide=warn",
     };
     let filter = std::env::var("PAGECAST_LOG").unwrap_or_else(|_| default.to_string());
-    let _ = tracing_subscriber::fmt()
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
-        .with_writer(std::io::stderr)
-        .try_init();
+        .with_writer(std::io::stderr);
+    let _ = match format {
+        LogFormat::Text => builder
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .try_init(),
+        LogFormat::Json => builder
+            .json()
+            .with_current_span(true)
+            .with_span_list(true)
+            .try_init(),
+    };
 }
 
 /// Resolves on Ctrl-C or SIGTERM.
@@ -71,5 +99,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Serve(args) => service::serve(*args).await,
         Command::Worker(args) => service::worker(*args).await,
         Command::Analyze(args) => analyze::run(args).await,
+        Command::Doctor(args) => doctor::run(*args).await,
+        Command::Healthcheck(args) => doctor::healthcheck(args).await,
     }
 }

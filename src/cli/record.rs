@@ -140,6 +140,7 @@ pub async fn run(args: RecordArgs) -> anyhow::Result<ExitCode> {
         height,
         fps,
         max_duration: duration,
+        wall_limit: None,
         manual_start: args.manual_start,
         start_timeout: Duration::from_secs(args.start_timeout),
         navigation_timeout: Duration::from_secs(rec.navigation_timeout),
@@ -256,10 +257,18 @@ pub async fn run(args: RecordArgs) -> anyhow::Result<ExitCode> {
         "frames: {} captured, {} written, {} duplicated, {} skipped, {} late",
         s.frames_captured, s.frames_written, s.frames_duplicated, s.frames_skipped, s.frames_late
     );
-    if media.page_crashes > 0 || media.encoder_restarts > 0 {
+    if media.page_crashes > 0
+        || media.page_hangs > 0
+        || media.browser_restarts > 0
+        || media.encoder_restarts > 0
+    {
         println!(
-            "survived: {} page crash(es), {} encoder restart(s), {:.2} s lost",
-            media.page_crashes, media.encoder_restarts, media.lost_seconds
+            "survived: {} page crash(es), {} page hang(s), {} browser restart(s), {} encoder restart(s), {:.2} s lost",
+            media.page_crashes,
+            media.page_hangs,
+            media.browser_restarts,
+            media.encoder_restarts,
+            media.lost_seconds
         );
     }
     // The file holds what was recorded; the failure that ended the recording early still counts.

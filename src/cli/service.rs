@@ -7,7 +7,8 @@ use anyhow::Context;
 use clap::Args;
 use pagecast::api::routes::{ApiState, app};
 use pagecast::api::start::StartLimits;
-use pagecast::config::{ApiConfig, StoreConfig, WorkerConfig};
+use pagecast::config::{ApiConfig, ConfigError, ShutdownMode, StoreConfig, WorkerConfig};
+use pagecast::ops::health::Readiness;
 use pagecast::pipeline::{WorkerContext, run_worker};
 use pagecast::task::store::TaskStore;
 use tokio_util::sync::CancellationToken;
@@ -28,17 +29,34 @@ pub struct ServeArgs {
 
 #[derive(Debug, Args)]
 pub struct WorkerArgs {
+    /// Serve /healthz, /readyz and /metrics of this worker on this address (e.g. 0.0.0.0:9090);
+    /// off by default.
+    #[arg(long, env = "PAGECAST_METRICS_LISTEN")]
+    metrics_listen: Option<String>,
     #[command(flatten)]
     store: StoreConfig,
     #[command(flatten)]
     worker: WorkerConfig,
 }
 
+/// Reports a setting that cannot work; exit status 2, like other usage errors.
+fn config_error(e: &ConfigError) -> ExitCode {
+    eprintln!("error: {e}");
+    ExitCode::from(2)
+}
+
 /// Cancels `token` on Ctrl-C or SIGTERM.
-fn cancel_on_signal(token: CancellationToken) {
+fn cancel_on_signal(token: CancellationToken, mode: ShutdownMode) {
     tokio::spawn(async move {
         super::shutdown_signal().await;
-        info!("shutting down: no new work is taken; running recordings are finished and delivered");
+        let what = match mode {
+            ShutdownMode::Handover => "running recordings are handed over to other workers",
+            ShutdownMode::Finish => {
+                "running recordings continue until they end, then are delivered"
+            }
+            ShutdownMode::Stop => "running recordings are ended now and delivered",
+        };
+        info!("shutting down: no new work is taken; {what}");
         token.cancel();
     });
 }
@@ -61,9 +79,45 @@ async fn connect(cfg: &StoreConfig, shutdown: &CancellationToken) -> anyhow::Res
     }
 }
 
-pub async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
+/// What `/readyz` checks in a process running a worker (or, with `worker` false, only the API).
+fn readiness(
+    store: &TaskStore,
+    cfg: &WorkerConfig,
+    worker: bool,
+    shutdown: &CancellationToken,
+) -> Readiness {
+    let mut r = Readiness::redis_only(store.clone());
+    r.shutdown = Some(shutdown.clone());
+    if worker {
+        r.worker = true;
+        r.storage = cfg.storage.enabled().then(|| cfg.storage.clone());
+        r.binaries = vec![
+            ("chromium", cfg.recorder.chromium.clone()),
+            ("ffmpeg", cfg.recorder.ffmpeg.clone()),
+        ];
+    }
+    r
+}
+
+pub async fn serve(mut args: ServeArgs) -> anyhow::Result<ExitCode> {
+    if let Err(e) = args
+        .api
+        .validate()
+        .and_then(|()| args.store.validate())
+        .and_then(|()| args.worker.validate(!args.no_worker))
+    {
+        return Ok(config_error(&e));
+    }
+    if let Err(e) = args
+        .api
+        .load_token_file()
+        .and_then(|()| args.worker.load_secret_file())
+    {
+        eprintln!("error: {e}");
+        return Ok(ExitCode::from(2));
+    }
     let shutdown = CancellationToken::new();
-    cancel_on_signal(shutdown.clone());
+    cancel_on_signal(shutdown.clone(), args.worker.shutdown);
     let listener = tokio::net::TcpListener::bind(&args.api.listen)
         .await
         .with_context(|| format!("cannot listen on {}", args.api.listen))?;
@@ -89,6 +143,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
         limits: StartLimits::default(),
         output_dir: args.worker.output_dir.clone(),
         url_policy: args.worker.url_policy(),
+        readiness: readiness(&store, &args.worker, !args.no_worker, &shutdown),
     };
     let worker = if args.no_worker {
         None
@@ -97,7 +152,10 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
         Some(tokio::spawn(run_worker(ctx)))
     };
     info!(%addr, "API listening");
-    eprintln!("pagecast API listening on http://{addr}");
+    // For people at a terminal; log collectors get the line above (JSON when asked).
+    if std::io::IsTerminal::is_terminal(&std::io::stderr()) {
+        eprintln!("pagecast API listening on http://{addr}");
+    }
     let api_shutdown = shutdown.clone();
     axum::serve(listener, app(state))
         .with_graceful_shutdown(async move { api_shutdown.cancelled().await })
@@ -108,10 +166,43 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-pub async fn worker(args: WorkerArgs) -> anyhow::Result<ExitCode> {
+pub async fn worker(mut args: WorkerArgs) -> anyhow::Result<ExitCode> {
+    if let Err(e) = args
+        .store
+        .validate()
+        .and_then(|()| args.worker.validate(true))
+    {
+        return Ok(config_error(&e));
+    }
+    if let Err(e) = args.worker.load_secret_file() {
+        eprintln!("error: {e}");
+        return Ok(ExitCode::from(2));
+    }
     let shutdown = CancellationToken::new();
-    cancel_on_signal(shutdown.clone());
+    cancel_on_signal(shutdown.clone(), args.worker.shutdown);
+    // Bound before Redis is reached, so a bad address fails at once and probes can connect.
+    let ops_listener = match &args.metrics_listen {
+        Some(addr) => Some(
+            tokio::net::TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("cannot listen on {addr} (PAGECAST_METRICS_LISTEN)"))?,
+        ),
+        None => None,
+    };
     let store = connect(&args.store, &shutdown).await?;
+    if let Some(listener) = ops_listener {
+        let router = pagecast::ops::router(pagecast::ops::OpsState {
+            readiness: readiness(&store, &args.worker, true, &shutdown),
+            service_metrics: false,
+        });
+        info!(addr = %listener.local_addr()?, "worker health and metrics listening");
+        // Served until the process exits, so probes see the drain (readyz 503) while it lasts.
+        tokio::spawn(async move {
+            if let Err(e) = axum::serve(listener, router).await {
+                warn!(error = %e, "the health and metrics endpoint stopped");
+            }
+        });
+    }
     let public_url = args
         .worker
         .public_url

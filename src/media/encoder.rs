@@ -481,6 +481,55 @@ pub fn next_segment_number(dir: &Path) -> u64 {
         .unwrap_or(0)
 }
 
+/// Seconds of media in the completed segments in `dir` (every instance's list).
+pub fn completed_seconds(dir: &Path) -> f64 {
+    segment_lists(dir)
+        .iter()
+        .filter_map(|list| std::fs::read_to_string(list).ok())
+        .map(|text| {
+            text.lines()
+                .filter_map(|line| {
+                    let mut f = line.split(',').skip(1);
+                    let start: f64 = f.next()?.trim().parse().ok()?;
+                    let end: f64 = f.next()?.trim().parse().ok()?;
+                    Some((end - start).max(0.0))
+                })
+                .sum::<f64>()
+        })
+        .sum()
+}
+
+/// When the newest completed segment was finished (its list's modification time), and when
+/// anything in `dir` was last written (a segment in progress when its encoder died).
+pub fn media_times(dir: &Path) -> Option<(std::time::SystemTime, std::time::SystemTime)> {
+    let mtime = |p: &Path| std::fs::metadata(p).and_then(|m| m.modified()).ok();
+    let completed = segment_lists(dir).iter().filter_map(|p| mtime(p)).max()?;
+    let last_write = std::fs::read_dir(dir)
+        .ok()?
+        .filter_map(Result::ok)
+        .filter_map(|e| mtime(&e.path()))
+        .max()
+        .unwrap_or(completed);
+    Some((completed, last_write.max(completed)))
+}
+
+fn segment_lists(dir: &Path) -> Vec<PathBuf> {
+    let Ok(read_dir) = std::fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    let mut lists: Vec<PathBuf> = read_dir
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .filter(|p| {
+            p.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.starts_with("segments-") && n.ends_with(".csv"))
+        })
+        .collect();
+    lists.sort();
+    lists
+}
+
 /// Parses ffmpeg's CSV segment list (`name,start,end` per line).
 pub fn parse_segment_list(text: &str) -> Vec<String> {
     text.lines()

@@ -10,6 +10,7 @@ use tracing::{info, warn};
 use super::{WorkerContext, now_ms, now_s};
 use crate::api::describe::describe_json;
 use crate::error::ErrorCode;
+use crate::ops::metrics;
 use crate::task::Status;
 use crate::task::store::{StoreError, TimeField, Transition};
 use crate::task::{CallbackDelivery, CallbackState};
@@ -97,6 +98,7 @@ pub async fn run(ctx: WorkerContext, id: String) -> Result<(), StoreError> {
             signature(secret.expose().as_bytes(), &body),
         );
     }
+    metrics::inc(&metrics::CALLBACK_ATTEMPTS, &[]);
     let error = match request.body(body).send().await {
         Ok(resp) if resp.status().is_success() => None,
         Ok(resp) => Some(format!(
@@ -122,6 +124,7 @@ pub async fn run(ctx: WorkerContext, id: String) -> Result<(), StoreError> {
         return Ok(());
     };
     warn!(attempt = delivery.attempts, %error, "callback not delivered");
+    metrics::inc(&metrics::CALLBACK_FAILURES, &[]);
     delivery.last_error = Some(error);
     let cfg = &ctx.cfg;
     let wait = backoff(

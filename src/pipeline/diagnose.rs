@@ -1,5 +1,6 @@
-//! The diagnose loop: finds tasks whose worker stopped renewing its lease and ends each one
-//! explicitly, so no task stays in a non-final status forever. Safe on many workers at once:
+//! The diagnose loop: finds tasks whose worker stopped renewing its lease and hands each one to
+//! another worker (recordings are continued, delivery stages run again) or ends it explicitly,
+//! so no task stays in a non-final status forever. Safe on many workers at once:
 //! the store hands an expired task to exactly one caller.
 
 use std::time::Duration;
@@ -25,8 +26,66 @@ pub async fn run(ctx: WorkerContext) {
     }
 }
 
+/// A task a stopping worker handed over that no worker of its node continued within
+/// `PAGECAST_HANDOVER_TIMEOUT`. On its node the recorded parts are delivered, with an error
+/// saying the recording ended early; elsewhere they are out of reach and the task fails.
+async fn abandoned_handover(
+    ctx: &WorkerContext,
+    task: &crate::task::TaskRecord,
+    ours: bool,
+) -> Result<(), crate::task::store::StoreError> {
+    use crate::task::store::{TimeField, Transition};
+    let node = task.node.clone().unwrap_or_default();
+    let message = format!(
+        "the recording was handed over at shutdown, but no worker of node {node} continued it within {} s",
+        ctx.cfg.handover_timeout
+    );
+    let kept = crate::media::encoder::completed_segments(&ctx.cfg.work_root().join(&task.id))
+        .is_ok_and(|s| !s.is_empty());
+    if !ours || !kept {
+        return ctx
+            .fail_task(
+                &task.id,
+                task.status,
+                None,
+                ErrorCode::RecordFailed,
+                format!("{message}; its media is not reachable from here"),
+            )
+            .await;
+    }
+    warn!(task_id = %task.id, "{message}; delivering what was recorded");
+    let now = super::now_s();
+    let mut t = Transition::new(task.status, Status::Canceled);
+    t.times = vec![(TimeField::Cancel, now)];
+    ctx.store.transition(&task.id, t).await?;
+    let mut t = Transition::new(Status::Canceled, Status::Transcode);
+    t.times = vec![(TimeField::Stop, now)];
+    let mut result = task.result.clone().unwrap_or_default();
+    result.error_code = Some(ErrorCode::RecordFailed.as_str().to_string());
+    result.error_message = Some(format!("{message}; what was recorded is delivered"));
+    t.result = Some(result);
+    t.enqueue = Some(ctx.node_queue(Stage::Transcode));
+    ctx.store.transition(&task.id, t).await
+}
+
 async fn sweep(ctx: &WorkerContext) -> Result<(), crate::task::store::StoreError> {
+    // A recording whose worker stopped is continued on the machine that holds its media; other
+    // machines step in only when nobody there has for a while (the machine itself is gone).
+    let grace = 2 * ctx.cfg.lease_ms.max(1000) as i64;
+    let long_expired: std::collections::HashSet<String> = ctx
+        .store
+        .expired_leases(now_ms() - grace, 50)
+        .await?
+        .into_iter()
+        .collect();
     for id in ctx.store.expired_leases(now_ms(), 50).await? {
+        if !long_expired.contains(&id)
+            && let Ok(t) = ctx.store.get(&id).await
+            && t.status.is_live()
+            && t.node.as_deref().is_some_and(|n| n != ctx.node)
+        {
+            continue;
+        }
         let Some(task) = ctx.store.take_expired(&id, now_ms()).await? else {
             continue;
         };
@@ -56,15 +115,28 @@ async fn sweep(ctx: &WorkerContext) -> Result<(), crate::task::store::StoreError
                     .await?
             }
             Status::Finished => {}
+            // Handed over (at shutdown, or by this loop after its worker died) and not continued
+            // in time: no worker of its node is left to continue it.
+            status if status.is_live() && task.owner.is_none() => {
+                abandoned_handover(ctx, &task, ours).await?;
+            }
+            // Its worker stopped: another worker of the node holding its media continues the
+            // same task (the record stage appends to the kept media and reports the gap).
+            Status::Recording | Status::Paused => {
+                let deadline = now_ms() + (ctx.cfg.handover_timeout as i64) * 1000;
+                ctx.store
+                    .requeue_with_deadline(&id, &ctx.node_queue(Stage::Record), deadline)
+                    .await?
+            }
+            Status::Normal => {
+                ctx.store
+                    .requeue(&id, &StageQueue::shared(Stage::Record))
+                    .await?
+            }
             status => {
-                let message = if status.is_live() || status == Status::Normal {
-                    "the worker recording this task stopped responding; the recording was lost"
-                        .to_string()
-                } else {
-                    format!(
-                        "the worker handling this task ({status}) stopped responding and its media is not reachable from here"
-                    )
-                };
+                let message = format!(
+                    "the worker handling this task ({status}) stopped responding and its media is not reachable from here"
+                );
                 ctx.fail_task(&id, status, None, ErrorCode::RecordFailed, message)
                     .await?;
             }

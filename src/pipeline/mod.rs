@@ -24,6 +24,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, info, info_span, warn};
 
 use crate::config::WorkerConfig;
+use crate::ops::metrics;
 use crate::task::store::{Stage, StageQueue, StoreError, TaskStore, Transition};
 use crate::task::{Status, TaskResult};
 
@@ -42,7 +43,10 @@ pub struct WorkerContext {
     pub public_url: String,
     /// HTTP client for callbacks.
     pub http: reqwest::Client,
-    /// Cancelled on shutdown.
+    /// Cancelled when the worker is told to stop (SIGTERM): no new recordings are taken and
+    /// running ones are handed over, stopped or finished as configured.
+    pub drain: CancellationToken,
+    /// Cancelled once the running recordings are dealt with: every loop then ends.
     pub shutdown: CancellationToken,
 }
 
@@ -63,12 +67,13 @@ pub fn now_ms() -> i64 {
 }
 
 impl WorkerContext {
-    /// Builds the context; `public_url` is where `serve` publishes result files.
+    /// Builds the context; `public_url` is where `serve` publishes result files; `drain` is
+    /// cancelled when the worker should stop.
     pub fn new(
         store: TaskStore,
         cfg: WorkerConfig,
         public_url: String,
-        shutdown: CancellationToken,
+        drain: CancellationToken,
     ) -> Self {
         let node = cfg.node();
         let worker_id = format!(
@@ -88,8 +93,16 @@ impl WorkerContext {
             worker_id,
             public_url,
             http,
-            shutdown,
+            drain,
+            shutdown: CancellationToken::new(),
         }
+    }
+
+    /// MiB free on the work directory's disk (`None` if it cannot be read).
+    pub fn free_disk_mb(&self) -> Option<u64> {
+        let root = self.cfg.work_root();
+        let _ = std::fs::create_dir_all(&root);
+        crate::ops::doctor::free_bytes(&root).map(|b| b >> 20)
     }
 
     fn lease_ms(&self) -> i64 {
@@ -157,6 +170,7 @@ impl WorkerContext {
         message: String,
     ) -> Result<(), StoreError> {
         warn!(task_id = id, %code, %message, "task failed");
+        metrics::inc(&metrics::TASKS_FAILED, &[("code", code.as_str())]);
         let task = self.store.get(id).await?;
         let mut result = task.result.clone().unwrap_or_default();
         result.error_code = Some(code.as_str().to_string());
@@ -215,11 +229,45 @@ impl Drop for Heartbeat {
     }
 }
 
-/// Runs a worker until `ctx.shutdown` is cancelled.
+/// Counts a recording in `pagecast_recordings_running` and its time in the record stage's
+/// histogram; the drop keeps both right even when the job panics.
+struct RunningRecording(std::time::Instant);
+
+impl RunningRecording {
+    fn start() -> Self {
+        metrics::add(&metrics::RECORDINGS_RUNNING, &[], 1.0);
+        RunningRecording(std::time::Instant::now())
+    }
+}
+
+impl Drop for RunningRecording {
+    fn drop(&mut self) {
+        metrics::add(&metrics::RECORDINGS_RUNNING, &[], -1.0);
+        metrics::observe(
+            &metrics::STAGE_SECONDS,
+            &[("stage", "record")],
+            self.0.elapsed().as_secs_f64(),
+        );
+    }
+}
+
+/// Runs a worker until `ctx.drain` is cancelled and its running recordings are dealt with.
 pub async fn run_worker(ctx: WorkerContext) {
     info!(worker = %ctx.worker_id, capacity = ctx.cfg.capacity(), "worker started");
+    metrics::add(&metrics::WORKER_CAPACITY, &[], ctx.cfg.capacity() as f64);
     let mut loops = tokio::task::JoinSet::new();
-    loops.spawn(record_loop(ctx.clone()));
+    // The other loops run until the recordings are dealt with (in `finish` mode, that is when
+    // the last one ends), so what they produce is still delivered.
+    let recorder = ctx.clone();
+    loops.spawn(async move {
+        record_loop(recorder.clone()).await;
+        if recorder.cfg.shutdown != crate::config::ShutdownMode::Handover {
+            // `finish` and `stop` promise delivery: let this node's transcode and upload
+            // queues run empty first (callbacks are retried by any worker).
+            wait_for_local_delivery(&recorder).await;
+        }
+        recorder.shutdown.cancel();
+    });
     // Finalizing is I/O-bound stream copying; two at a time keep the disk busy without
     // starving recordings of CPU.
     loops.spawn(stage_loop(
@@ -246,7 +294,34 @@ pub async fn run_worker(ctx: WorkerContext) {
     loops.spawn(outbox_loop(ctx.clone()));
     loops.spawn(diagnose::run(ctx.clone()));
     while loops.join_next().await.is_some() {}
+    metrics::add(&metrics::WORKER_CAPACITY, &[], -(ctx.cfg.capacity() as f64));
     info!(worker = %ctx.worker_id, "worker stopped");
+}
+
+/// Waits until this node's transcode and upload queues are empty (at most the upload retry
+/// period plus ten minutes, so a stuck storage cannot hold the process forever).
+async fn wait_for_local_delivery(ctx: &WorkerContext) {
+    let limit = Duration::from_secs(ctx.cfg.storage.upload_retry_seconds + 600);
+    let deadline = tokio::time::Instant::now() + limit;
+    let queues = [
+        ctx.node_queue(Stage::Transcode),
+        ctx.node_queue(Stage::Upload),
+    ];
+    info!("waiting for this node's results to be delivered before exiting");
+    while tokio::time::Instant::now() < deadline {
+        let mut pending = 0;
+        for q in &queues {
+            // Redis down counts as pending: the deadline still bounds the wait.
+            pending += ctx.store.queue_len(q).await.unwrap_or(1);
+        }
+        if pending == 0 {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    warn!(
+        "results of this node are still waiting for delivery; a worker of this node will finish them"
+    );
 }
 
 /// Pauses after a Redis error so a worker does not spin while Redis is down.
@@ -259,25 +334,56 @@ async fn backoff(ctx: &WorkerContext, attempt: &mut u32) {
     }
 }
 
-/// Reads the shared record queue while this worker has capacity; each task runs on its own.
+/// Reads the record queues while this worker has capacity; each task runs on its own. Tasks
+/// handed over by a worker of this node (on the node's own record queue) come first.
 async fn record_loop(ctx: WorkerContext) {
     let capacity = Arc::new(Semaphore::new(ctx.cfg.capacity()));
-    let queue = StageQueue {
+    let shared = StageQueue {
         stage: Stage::Record,
         node: None,
     };
+    let handed_over = ctx.node_queue(Stage::Record);
     let mut errors = 0;
     let mut running = tokio::task::JoinSet::new();
     loop {
         let permit = tokio::select! {
             p = capacity.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => break },
-            _ = ctx.shutdown.cancelled() => break,
+            _ = ctx.drain.cancelled() => break,
+        };
+        if let Some(free) = ctx.free_disk_mb()
+            && free < ctx.cfg.min_free_mb
+        {
+            // A new recording would fill the disk: leave the queue to workers that have room.
+            warn!(
+                free_mb = free,
+                min_mb = ctx.cfg.min_free_mb,
+                "the work disk is almost full; taking no new recordings"
+            );
+            drop(permit);
+            tokio::select! {
+                _ = tokio::time::sleep(Duration::from_secs(10)) => continue,
+                _ = ctx.drain.cancelled() => break,
+            }
+        }
+        let read = async {
+            let jobs = ctx
+                .store
+                .read_stage(&handed_over, &ctx.worker_id, 1, 0, 30_000)
+                .await?;
+            if !jobs.is_empty() {
+                return Ok((jobs, handed_over.clone()));
+            }
+            let jobs = ctx
+                .store
+                .read_stage(&shared, &ctx.worker_id, 1, 1_000, 30_000)
+                .await?;
+            Ok::<_, StoreError>((jobs, shared.clone()))
         };
         let jobs = tokio::select! {
-            r = ctx.store.read_stage(&queue, &ctx.worker_id, 1, 1_000, 30_000) => r,
-            _ = ctx.shutdown.cancelled() => break,
+            r = read => r,
+            _ = ctx.drain.cancelled() => break,
         };
-        let jobs = match jobs {
+        let (jobs, queue) = match jobs {
             Ok(jobs) => {
                 errors = 0;
                 jobs
@@ -292,18 +398,18 @@ async fn record_loop(ctx: WorkerContext) {
             continue;
         };
         let ctx2 = ctx.clone();
-        let queue2 = queue.clone();
         let span = info_span!("task", task_id = %job.task_id, stage = "record");
         running.spawn(
             async move {
                 let _permit = permit;
-                record::run(ctx2, queue2, job).await;
+                let _running = RunningRecording::start();
+                record::run(ctx2, queue, job).await;
             }
             .instrument(span),
         );
         while running.try_join_next().is_some() {}
     }
-    // Shutdown: running recordings see the cancellation and end cleanly.
+    // Draining: running recordings see `ctx.drain` and are handed over, stopped or finished.
     while running.join_next().await.is_some() {}
 }
 
@@ -348,10 +454,18 @@ where
             let span = info_span!("task", task_id = %job.task_id, stage = queue.stage.as_str());
             let (ctx2, queue2) = (ctx.clone(), queue.clone());
             let work = run(ctx.clone(), job.task_id.clone()).instrument(span);
+            let stage = queue.stage.as_str();
             running.spawn(async move {
                 let _permit = permit;
+                let began = std::time::Instant::now();
                 // A panic in one job must not take the loop down.
-                match tokio::spawn(work).await {
+                let outcome = tokio::spawn(work).await;
+                metrics::observe(
+                    &metrics::STAGE_SECONDS,
+                    &[("stage", stage)],
+                    began.elapsed().as_secs_f64(),
+                );
+                match outcome {
                     Ok(Ok(())) => {}
                     Ok(Err(e)) => {
                         warn!(task_id = %job.task_id, error = %e, "stage ended with a store error")

@@ -7,25 +7,37 @@ use tokio::sync::mpsc;
 use tracing::{info, warn};
 
 use super::{WorkerContext, now_ms, now_s};
+use crate::config::ShutdownMode;
 use crate::error::{ErrorCode, HasErrorCode};
+use crate::ops::metrics;
 use crate::recording::{Control, Origin, Outcome, RecordOptions, Recording, RecordingEvent};
 use crate::task::store::{
     Claim, ControlMsg, Stage, StageJob, StageQueue, StoreError, TimeField, Transition,
 };
 use crate::task::{Status, TaskRecord, TaskResult, TaskStats};
 
+/// How many times a task's recording is handed to another worker after its worker stopped.
+const MAX_RESTARTS: u32 = 5;
+
 /// Runs one record job from the queue.
 pub async fn run(ctx: WorkerContext, queue: StageQueue, job: StageJob) {
     let id = job.task_id.clone();
+    // The node's own record queue holds recordings whose worker stopped (killed, or handed them
+    // over while shutting down): this one continues them, or delivers them if they were
+    // stopped meanwhile.
+    let expect: &[Status] = if queue.node.is_some() {
+        &[
+            Status::Normal,
+            Status::Recording,
+            Status::Paused,
+            Status::Canceled,
+        ]
+    } else {
+        &[Status::Normal]
+    };
     let claim = ctx
         .store
-        .claim(
-            &id,
-            &ctx.worker_id,
-            &[Status::Normal],
-            now_ms(),
-            ctx.lease_ms(),
-        )
+        .claim(&id, &ctx.worker_id, expect, now_ms(), ctx.lease_ms())
         .await;
     // Whatever the claim says, this queue entry is done: the lease now guards the task.
     if let Err(e) = ctx.store.ack(&queue, &job.entry_id).await {
@@ -44,14 +56,32 @@ pub async fn run(ctx: WorkerContext, queue: StageQueue, job: StageJob) {
         }
     };
     let work_dir = ctx.cfg.work_root().join(&id);
+    let takeover = (task.status != Status::Normal).then(|| Takeover::inspect(&task, &work_dir));
+    if let Some(t) = &takeover {
+        info!(
+            status = %task.status,
+            restarts = task.restarts,
+            kept_seconds = t.base.recorded_duration,
+            "taking over a recording whose worker stopped"
+        );
+    }
     let mut job = RecordJob {
         ctx: ctx.clone(),
         id: id.clone(),
         fence,
-        status: Status::Normal,
+        status: task.status,
         task,
+        takeover,
     };
-    if let Err(e) = job.record(&work_dir).await {
+    let outcome = match (&job.takeover, job.status) {
+        // Stopped while it waited for this worker: deliver what was recorded before.
+        (Some(t), Status::Canceled) => {
+            let stats = t.base.clone();
+            job.send_to_transcode(stats, None).await
+        }
+        _ => job.record(&work_dir).await,
+    };
+    if let Err(e) = outcome {
         warn!(error = %e, "record stage ended with a store error");
     }
 }
@@ -62,11 +92,203 @@ struct RecordJob {
     fence: u64,
     status: Status,
     task: TaskRecord,
+    /// Set when this job continues a recording another worker started.
+    takeover: Option<Takeover>,
+}
+
+/// What a takeover continues from: the media the stopped worker completed in this node's work
+/// directory (segments are numbered on, so the new recording appends to them) and its figures.
+struct Takeover {
+    /// The earlier attempts' stats, with `recorded_duration` = the media actually kept.
+    base: TaskStats,
+    /// Unix seconds: end of the last media kept.
+    kept_until: f64,
+    /// Seconds of media the stopped worker recorded but never completed (its segment in
+    /// progress), counted as missing when the task was paused at the time.
+    unfinished: f64,
+    /// Whether the task was paused when its worker stopped (the page's life meanwhile is not
+    /// part of the video, so it is not missing).
+    was_paused: bool,
+}
+
+fn unix_secs(t: std::time::SystemTime) -> f64 {
+    t.duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs_f64())
+        .unwrap_or(0.0)
+}
+
+impl Takeover {
+    fn inspect(task: &TaskRecord, work_dir: &std::path::Path) -> Self {
+        let mut base = task.stats.clone().unwrap_or_default();
+        base.recorded_duration = crate::media::encoder::completed_seconds(work_dir);
+        let started = task
+            .start_time
+            .map(|s| s as f64)
+            .unwrap_or_else(|| now_s() as f64);
+        let kept = base.recorded_duration;
+        let points = crate::recording::timeline::read(work_dir);
+        let timeline = crate::recording::timeline::wall_at(&points, kept).map(|until| {
+            let written = points.last().map_or(kept, |p| p.0);
+            (until, (written - kept).max(0.0))
+        });
+        let (kept_until, unfinished) =
+            match (timeline, crate::media::encoder::media_times(work_dir)) {
+                (Some(t), _) => t,
+                // No timeline: the segment list's modification time (late by the encoder's latency).
+                (None, Some((completed, last_write))) => {
+                    let (c, w) = (unix_secs(completed), unix_secs(last_write));
+                    (c, (w - c).max(0.0))
+                }
+                // The media was on another machine: nothing of it is here.
+                (None, None) => (started, 0.0),
+            };
+        Self {
+            base,
+            kept_until,
+            unfinished,
+            was_paused: task.status == Status::Paused,
+        }
+    }
+
+    /// The gap closed by a recording that resumed at unix time `resumed_at`.
+    fn gap(&self, resumed_at: f64) -> crate::task::RecordingGap {
+        let seconds = if self.was_paused {
+            self.unfinished
+        } else {
+            (resumed_at - self.kept_until).max(0.0)
+        };
+        crate::task::RecordingGap {
+            time: self.kept_until,
+            seconds,
+        }
+    }
 }
 
 impl RecordJob {
     fn lease(&self) -> Option<(String, u64)> {
         Some((self.ctx.worker_id.clone(), self.fence))
+    }
+
+    /// After a takeover, whether the stopped worker's media is here to be delivered even if
+    /// continuing failed.
+    fn has_kept_media(&self, work_dir: &std::path::Path) -> bool {
+        self.takeover.is_some()
+            && crate::media::encoder::completed_segments(work_dir).is_ok_and(|s| !s.is_empty())
+    }
+
+    /// Ends a taken-over task whose continuation failed: what was recorded before is delivered,
+    /// with the error.
+    async fn deliver_kept(&mut self, code: ErrorCode, message: String) -> Result<(), StoreError> {
+        warn!(%code, %message, "continuing the recording failed; delivering what was kept");
+        self.status = self.ctx.store.get(&self.id).await.map(|t| t.status)?;
+        let stats = self
+            .takeover
+            .as_ref()
+            .map(|k| k.base.clone())
+            .unwrap_or_default();
+        self.send_to_transcode(stats, Some((code, message))).await
+    }
+
+    /// The recording is over: `canceled → transcode` on this node, with the final stats and the
+    /// error it ended on, if any (what was recorded is delivered with it).
+    async fn send_to_transcode(
+        &mut self,
+        stats: TaskStats,
+        error: Option<(ErrorCode, String)>,
+    ) -> Result<(), StoreError> {
+        // A Pause or Resume from the API may race with this; `move_to` then adopts the stored
+        // status and the move is tried again.
+        for _ in 0..8 {
+            if !self.status.is_live()
+                || self
+                    .move_to(Status::Canceled, vec![(TimeField::Cancel, now_s())])
+                    .await?
+            {
+                break;
+            }
+        }
+        let mut t = Transition::new(self.status, Status::Transcode);
+        t.lease = self.lease();
+        t.times = vec![(TimeField::Stop, now_s())];
+        t.stats = Some(stats);
+        if let Some((code, message)) = error {
+            warn!(%code, %message, "recording ended early; delivering what was recorded");
+            t.result = Some(TaskResult {
+                error_code: Some(code.as_str().to_string()),
+                error_message: Some(message),
+                videos: Vec::new(),
+            });
+        }
+        t.node = Some(self.ctx.node.clone());
+        t.enqueue = Some(self.ctx.node_queue(Stage::Transcode));
+        t.release_lease = true;
+        self.ctx.store.transition(&self.id, t).await
+    }
+
+    /// Shutting down in `handover` mode: gives the task back for another worker to continue. A
+    /// task that has started recording goes to this node's record queue (its media is in this
+    /// node's work directory); one that has not goes back to the shared queue.
+    async fn hand_over(&mut self, stats: Option<TaskStats>) -> Result<(), StoreError> {
+        let queue = if self.status == Status::Normal {
+            StageQueue::shared(Stage::Record)
+        } else {
+            self.ctx.node_queue(Stage::Record)
+        };
+        info!(status = %self.status, "shutting down: handing the task over to another worker");
+        metrics::inc(&metrics::HANDOVERS, &[]);
+        match self
+            .ctx
+            .store
+            .hand_over(
+                &self.id,
+                &self.ctx.worker_id,
+                self.fence,
+                stats.as_ref(),
+                &queue,
+                now_ms() + (self.ctx.cfg.handover_timeout as i64) * 1000,
+            )
+            .await
+        {
+            Ok(()) | Err(StoreError::LeaseLost) => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+
+    fn remaining_limit(&self, limit_secs: u32) -> Duration {
+        let limit = Duration::from_secs(u64::from(limit_secs));
+        match (&self.takeover, self.task.start_time) {
+            (Some(_), Some(start)) => {
+                let elapsed = Duration::from_secs(u64::try_from(now_s() - start).unwrap_or(0));
+                limit.saturating_sub(elapsed).max(Duration::from_secs(1))
+            }
+            _ => limit,
+        }
+    }
+
+    /// The task's figures: the earlier attempts' (after a takeover) plus this recording's.
+    fn stats(&self, p: &crate::recording::Progress) -> TaskStats {
+        let now = stats_of(p);
+        let Some(t) = &self.takeover else {
+            return now;
+        };
+        let b = &t.base;
+        TaskStats {
+            recorded_duration: ((b.recorded_duration + p.recorded_seconds) * 1000.0).round()
+                / 1000.0,
+            frames_captured: b.frames_captured + now.frames_captured,
+            frames_written: b.frames_written + now.frames_written,
+            frames_duplicated: b.frames_duplicated + now.frames_duplicated,
+            frames_dropped: b.frames_dropped + now.frames_dropped,
+            pauses: b.pauses + now.pauses,
+            refreshes: b.refreshes + now.refreshes,
+            callback_attempts: 0,
+            page_crashes: b.page_crashes + now.page_crashes,
+            page_hangs: b.page_hangs + now.page_hangs,
+            browser_restarts: b.browser_restarts + now.browser_restarts,
+            encoder_restarts: b.encoder_restarts + now.encoder_restarts,
+            lost_seconds: b.lost_seconds + now.lost_seconds,
+            gaps: b.gaps.clone(),
+        }
     }
 
     /// Moves the task `self.status → to` under our lease; on a status conflict, adopts the actual
@@ -100,6 +322,27 @@ impl RecordJob {
 
     async fn record(&mut self, work_dir: &std::path::Path) -> Result<(), StoreError> {
         let spec = self.task.spec.clone();
+        if self.task.restarts > MAX_RESTARTS {
+            // Whatever stops its workers (a page that exhausts memory, say) would stop the next.
+            let message = format!(
+                "the workers recording this task stopped {} times; giving up",
+                self.task.restarts
+            );
+            if self.has_kept_media(work_dir) {
+                return self.deliver_kept(ErrorCode::RecordFailed, message).await;
+            }
+            let _ = std::fs::remove_dir_all(work_dir);
+            return self
+                .ctx
+                .fail_task(
+                    &self.id,
+                    self.status,
+                    Some(self.fence),
+                    ErrorCode::RecordFailed,
+                    message,
+                )
+                .await;
+        }
         if let Err(e) = std::fs::create_dir_all(work_dir) {
             return self
                 .ctx
@@ -118,9 +361,13 @@ impl RecordJob {
             width: spec.width,
             height: spec.height,
             fps: spec.fps,
-            // MaxDurationLimit counts wall-clock time, pauses included: enforced below.
             max_duration: None,
-            manual_start: spec.manual_start,
+            // MaxDurationLimit counts wall-clock time, pauses included. The engine enforces it on
+            // its own clock: a busy worker reacting late must not make the file longer. A
+            // takeover gets what is left of it.
+            wall_limit: Some(self.remaining_limit(spec.max_duration_secs)),
+            // A taken-over page already started its recording once.
+            manual_start: spec.manual_start && self.takeover.is_none(),
             start_timeout: Duration::from_secs(u64::from(spec.start_timeout_secs)),
             navigation_timeout: Duration::from_secs(rec_cfg.navigation_timeout),
             browser: rec_cfg.browser(spec.width, spec.height),
@@ -130,7 +377,7 @@ impl RecordJob {
             url_policy: self.ctx.cfg.url_policy(),
             work_dir: work_dir.to_path_buf(),
         };
-        info!(url = %spec.record_url, "starting recording");
+        info!(url = %crate::url_guard::loggable_url(&spec.record_url), "starting recording");
 
         // Keep the lease alive while the page loads.
         let heartbeat_every = Duration::from_millis((self.ctx.lease_ms() / 3) as u64);
@@ -149,6 +396,9 @@ impl RecordJob {
             Ok(r) => r,
             Err(e) => {
                 let (code, msg) = (e.code(), e.to_string());
+                if self.has_kept_media(work_dir) {
+                    return self.deliver_kept(code, msg).await;
+                }
                 let _ = std::fs::remove_dir_all(work_dir);
                 return self
                     .ctx
@@ -187,15 +437,15 @@ impl RecordJob {
         };
 
         let mut beat = tokio::time::interval(heartbeat_every);
-        let mut started_at: Option<tokio::time::Instant> = None;
-        let limit = Duration::from_secs(u64::from(spec.max_duration_secs));
         let mut stop_sent = false;
         let mut lease_lost = false;
+        let mut handing_over = false;
+        let mut disk_full: Option<String> = None;
+        let mut live = LiveMetrics::new(&self.id);
         let outcome = loop {
-            let deadline = started_at.map(|s| s + limit);
             tokio::select! {
                 out = &mut done => break out,
-                Some(ev) = events.recv() => self.on_event(ev, &mut started_at).await?,
+                Some(ev) = events.recv() => self.on_event(ev).await?,
                 Some(msg) = ctl_rx.recv() => {
                     let c = match msg { ControlMsg::Pause => Control::Pause, ControlMsg::Resume => Control::Resume, ControlMsg::Refresh => Control::Refresh, ControlMsg::Stop => Control::Stop };
                     controls.send(c);
@@ -219,66 +469,81 @@ impl RecordJob {
                         }
                         Err(e) => warn!(error = %e, "heartbeat failed; retrying"),
                     }
+                    if disk_full.is_none()
+                        && let Some(free) = self.ctx.free_disk_mb()
+                        && free < self.ctx.cfg.min_free_mb / 2
+                    {
+                        let why = format!("the work disk is almost full ({free} MiB free); the recording was ended before it filled up");
+                        warn!(free_mb = free, "{why}");
+                        disk_full = Some(why);
+                        stop_sent = true;
+                        controls.send(Control::Stop);
+                    }
                     let p = progress.borrow().clone();
-                    let stats = stats_of(&p);
+                    live.update(&p);
+                    let stats = self.stats(&p);
                     let _ = self.ctx.store.set_stats(&self.id, &self.ctx.worker_id, self.fence, &stats).await;
                 }
-                _ = sleep_until(deadline), if deadline.is_some() && !stop_sent => {
-                    info!(seconds = limit.as_secs(), "MaxDurationLimit reached");
+                _ = self.ctx.drain.cancelled(), if !stop_sent && self.ctx.cfg.shutdown != ShutdownMode::Finish => {
+                    // Shutting down: end the recording here (its segments complete); `handover`
+                    // then gives the task to another worker, `stop` delivers what was recorded.
                     stop_sent = true;
-                    if self.status.is_live() {
-                        self.move_to(Status::Canceled, vec![(TimeField::Cancel, now_s())]).await?;
-                    }
-                    controls.send(Control::Stop);
-                }
-                _ = self.ctx.shutdown.cancelled(), if !stop_sent => {
-                    // Shutting down: finish this recording and deliver what was recorded.
-                    stop_sent = true;
+                    handing_over = self.ctx.cfg.shutdown == ShutdownMode::Handover;
                     controls.send(Control::Stop);
                 }
             }
         };
         reader.abort();
+        live.finish();
         if lease_lost {
             return Ok(());
+        }
+        if handing_over {
+            // The stored status may have moved meanwhile (a Stop): then deliver as usual.
+            if let Ok(t) = self.ctx.store.get(&self.id).await {
+                self.status = t.status;
+            }
+            match &outcome {
+                Ok(Outcome::Recorded(media)) if self.status.is_live() => {
+                    let stats = self.final_stats(&progress.borrow(), media);
+                    count_ended(
+                        &stats,
+                        media.page_crashes,
+                        media.encoder_restarts,
+                        "handed_over",
+                    );
+                    return self.hand_over(Some(stats)).await;
+                }
+                Ok(Outcome::CanceledBeforeStart) if self.status == Status::Normal => {
+                    let _ = std::fs::remove_dir_all(work_dir);
+                    return self.hand_over(None).await;
+                }
+                _ => {}
+            }
         }
 
         match outcome {
             Ok(Outcome::Recorded(media)) => {
-                if self.status.is_live() {
-                    self.move_to(Status::Canceled, vec![(TimeField::Cancel, now_s())])
-                        .await?;
-                }
-                let p = progress.borrow().clone();
-                let mut stats = stats_of(&p);
-                stats.recorded_duration = (media.recorded_seconds * 1000.0).round() / 1000.0;
-                stats.page_crashes = media.page_crashes;
-                stats.encoder_restarts = media.encoder_restarts;
-                stats.lost_seconds = media.lost_seconds;
+                let stats = self.final_stats(&progress.borrow(), &media);
+                count_ended(
+                    &stats,
+                    media.page_crashes,
+                    media.encoder_restarts,
+                    "recorded",
+                );
                 info!(
                     seconds = media.recorded_seconds,
                     segments = media.segments.len(),
                     "recording finished"
                 );
-                let mut t = Transition::new(self.status, Status::Transcode);
-                t.lease = self.lease();
-                t.times = vec![(TimeField::Stop, now_s())];
-                t.stats = Some(stats);
-                // A recording that ended on a failure is still delivered, with the error.
-                if let Some((code, message)) = &media.error {
-                    warn!(%code, %message, "recording ended early; delivering what was recorded");
-                    t.result = Some(TaskResult {
-                        error_code: Some(code.as_str().to_string()),
-                        error_message: Some(message.clone()),
-                        videos: Vec::new(),
-                    });
-                }
-                t.node = Some(self.ctx.node.clone());
-                t.enqueue = Some(self.ctx.node_queue(Stage::Transcode));
-                t.release_lease = true;
-                self.ctx.store.transition(&self.id, t).await
+                let error = media
+                    .error
+                    .clone()
+                    .or(disk_full.map(|why| (ErrorCode::RecordFailed, why)));
+                self.send_to_transcode(stats, error).await
             }
             Ok(Outcome::CanceledBeforeStart) => {
+                metrics::inc(&metrics::RECORDINGS_ENDED, &[("outcome", "canceled")]);
                 let _ = std::fs::remove_dir_all(work_dir);
                 if self.status == Status::Normal {
                     let mut t = Transition::new(Status::Normal, Status::Finished);
@@ -297,7 +562,11 @@ impl RecordJob {
                 }
             }
             Err(e) => {
+                metrics::inc(&metrics::RECORDINGS_ENDED, &[("outcome", "failed")]);
                 let (code, msg) = (e.code(), e.to_string());
+                if self.has_kept_media(work_dir) {
+                    return self.deliver_kept(code, msg).await;
+                }
                 let _ = std::fs::remove_dir_all(work_dir);
                 let status = self
                     .ctx
@@ -313,16 +582,35 @@ impl RecordJob {
         }
     }
 
+    /// The task's figures once this worker's recording ended.
+    fn final_stats(
+        &self,
+        p: &crate::recording::Progress,
+        media: &crate::recording::RecordedMedia,
+    ) -> TaskStats {
+        let mut p = p.clone();
+        p.recorded_seconds = media.recorded_seconds;
+        p.page_crashes = media.page_crashes;
+        p.page_hangs = media.page_hangs;
+        p.browser_restarts = media.browser_restarts;
+        p.encoder_restarts = media.encoder_restarts;
+        p.lost_seconds = media.lost_seconds;
+        self.stats(&p)
+    }
+
     /// Mirrors what happened in the recording into the task's status.
-    async fn on_event(
-        &mut self,
-        ev: RecordingEvent,
-        started_at: &mut Option<tokio::time::Instant>,
-    ) -> Result<(), StoreError> {
+    async fn on_event(&mut self, ev: RecordingEvent) -> Result<(), StoreError> {
         match ev.control {
             Control::Start => {
-                *started_at = Some(tokio::time::Instant::now());
-                if !self
+                if let Some(t) = &mut self.takeover {
+                    // The task kept its status and start time; what is missing is recorded.
+                    let gap = t.gap(ev.at);
+                    info!(
+                        gap_seconds = gap.seconds,
+                        "recording continues after the takeover"
+                    );
+                    t.base.gaps.push(gap);
+                } else if !self
                     .move_to(Status::Recording, vec![(TimeField::Start, ev.at as i64)])
                     .await?
                 {
@@ -337,19 +625,13 @@ impl RecordJob {
                 self.move_to(Status::Recording, vec![]).await?;
             }
             Control::Stop if ev.origin != Origin::Owner && self.status.is_live() => {
+                info!(origin = ?ev.origin, "the recording ended itself (MaxDurationLimit, the page or a failure)");
                 self.move_to(Status::Canceled, vec![(TimeField::Cancel, ev.at as i64)])
                     .await?;
             }
             _ => {}
         }
         Ok(())
-    }
-}
-
-async fn sleep_until(deadline: Option<tokio::time::Instant>) {
-    match deadline {
-        Some(d) => tokio::time::sleep_until(d).await,
-        None => std::future::pending().await,
     }
 }
 
@@ -365,7 +647,74 @@ fn stats_of(p: &crate::recording::Progress) -> TaskStats {
         refreshes: p.refreshes,
         callback_attempts: 0,
         page_crashes: p.page_crashes,
+        page_hangs: p.page_hangs,
+        browser_restarts: p.browser_restarts,
         encoder_restarts: p.encoder_restarts,
         lost_seconds: p.lost_seconds,
+        gaps: Vec::new(),
+    }
+}
+
+/// Adds the counters of a recording that ended on this worker to the totals.
+fn count_ended(s: &TaskStats, page_crashes: u32, encoder_restarts: u32, outcome: &'static str) {
+    metrics::add(&metrics::FRAMES_CAPTURED, &[], s.frames_captured as f64);
+    metrics::add(&metrics::FRAMES_WRITTEN, &[], s.frames_written as f64);
+    metrics::add(&metrics::FRAMES_DUPLICATED, &[], s.frames_duplicated as f64);
+    metrics::add(&metrics::FRAMES_DROPPED, &[], s.frames_dropped as f64);
+    metrics::add(&metrics::PAGE_CRASHES, &[], f64::from(page_crashes));
+    metrics::add(&metrics::ENCODER_RESTARTS, &[], f64::from(encoder_restarts));
+    metrics::inc(&metrics::RECORDINGS_ENDED, &[("outcome", outcome)]);
+}
+
+/// The per-recording gauges of one running recording; removed when it ends.
+struct LiveMetrics {
+    task_id: String,
+    last: Option<(tokio::time::Instant, u64)>,
+}
+
+impl LiveMetrics {
+    fn new(task_id: &str) -> Self {
+        LiveMetrics {
+            task_id: task_id.to_string(),
+            last: None,
+        }
+    }
+
+    fn update(&mut self, p: &crate::recording::Progress) {
+        let l = [("task_id", self.task_id.as_str())];
+        let now = tokio::time::Instant::now();
+        let captured = p.stats.frames_captured;
+        if let Some((at, before)) = self.last {
+            let secs = now.duration_since(at).as_secs_f64();
+            if secs > 0.0 {
+                let fps = captured.saturating_sub(before) as f64 / secs;
+                metrics::set(&metrics::CAPTURE_FPS, &l, (fps * 10.0).round() / 10.0);
+            }
+        }
+        self.last = Some((now, captured));
+        metrics::set(
+            &metrics::RECORDING_DUPLICATED,
+            &l,
+            p.stats.frames_duplicated as f64,
+        );
+        metrics::set(
+            &metrics::RECORDING_DROPPED,
+            &l,
+            (p.stats.frames_skipped + p.stats.frames_late) as f64,
+        );
+    }
+
+    fn finish(&self) {
+        let l = [("task_id", self.task_id.as_str())];
+        let reg = metrics::registry();
+        reg.remove(&metrics::CAPTURE_FPS, &l);
+        reg.remove(&metrics::RECORDING_DUPLICATED, &l);
+        reg.remove(&metrics::RECORDING_DROPPED, &l);
+    }
+}
+
+impl Drop for LiveMetrics {
+    fn drop(&mut self) {
+        self.finish();
     }
 }

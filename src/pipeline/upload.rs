@@ -13,6 +13,7 @@ use tracing::{info, warn};
 
 use super::WorkerContext;
 use crate::error::ErrorCode;
+use crate::ops::metrics;
 use crate::storage::s3::{ObjectStore, UploadSettings};
 use crate::storage::{Destination, StorageError, credentials};
 use crate::task::store::StoreError;
@@ -37,6 +38,7 @@ pub async fn run(ctx: WorkerContext, id: String) -> Result<(), StoreError> {
         match upload_all(ctx, &task, &dest, &result).await {
             Ok(result) => break Ok(result),
             Err(e) if e.is_retryable() && started.elapsed() < budget => {
+                metrics::inc(&metrics::UPLOAD_RETRIES, &[]);
                 let wait = Duration::from_millis((1000u64 << attempt.min(5)).min(30_000));
                 warn!(attempt, error = %e, wait_ms = wait.as_millis() as u64, "storage unavailable; will retry");
                 tokio::select! {
@@ -116,6 +118,7 @@ async fn upload_all(
         if path.is_file() {
             let up = store.upload_file(&path, &key).await?;
             sent += up.bytes;
+            metrics::add(&metrics::UPLOAD_BYTES, &[], up.bytes as f64);
         } else {
             match store.size_of(&key).await? {
                 Some(size) if size == video.file_size => {}

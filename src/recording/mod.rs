@@ -6,6 +6,7 @@
 //! segments for `media::finalize`.
 
 mod options;
+pub mod timeline;
 
 pub use options::{
     CaptureSettings, DEFAULT_FPS, DEFAULT_HEIGHT, DEFAULT_WIDTH, MAX_DIMENSION, MAX_FPS,
@@ -164,6 +165,10 @@ pub struct Progress {
     pub refreshes: u32,
     /// Times the page's renderer crashed and the page was reopened.
     pub page_crashes: u32,
+    /// Times the page hung (main thread unresponsive) and was reopened.
+    pub page_hangs: u32,
+    /// Times the whole browser died and a new one took over the page.
+    pub browser_restarts: u32,
     /// Times the encoder died and was restarted.
     pub encoder_restarts: u32,
     /// Recorded seconds lost to encoder deaths (the unfinished segment of each).
@@ -189,6 +194,10 @@ pub struct RecordedMedia {
     pub error: Option<(ErrorCode, String)>,
     /// Times the page's renderer crashed and the page was reopened.
     pub page_crashes: u32,
+    /// Times the page hung and was reopened.
+    pub page_hangs: u32,
+    /// Times the whole browser died and a new one took over the page.
+    pub browser_restarts: u32,
     /// Times the encoder died and was restarted.
     pub encoder_restarts: u32,
     /// Recorded seconds lost to encoder deaths.
@@ -214,6 +223,10 @@ pub struct Recording {
 
 /// Renderer crashes a recording survives; one more ends it with `PageCrashed`.
 const MAX_PAGE_CRASHES: u32 = 3;
+/// Hangs a recording survives; one more ends it with `PageCrashed`.
+const MAX_PAGE_HANGS: u32 = 3;
+/// Browser deaths a recording survives; one more ends it with `BrowserFailed`.
+const MAX_BROWSER_RESTARTS: u32 = 3;
 /// Encoder deaths a recording survives; one more ends it with `RecordFailed`.
 const MAX_ENCODER_RESTARTS: u32 = 5;
 
@@ -412,7 +425,7 @@ impl Recording {
         });
         let session = session?;
         let hooks = session.install_hooks().await?;
-        info!(url = %opts.url, width = opts.width, height = opts.height, "loading page");
+        info!(url = %crate::url_guard::loggable_url(&opts.url), width = opts.width, height = opts.height, "loading page");
         session.navigate(&opts.url, opts.navigation_timeout).await?;
         // The requested URL was checked before; redirects may have led somewhere else.
         if !opts.url_policy.allow_private
@@ -438,7 +451,10 @@ impl Recording {
             log: Vec::new(),
         };
         let crashes = engine.session.crash_events().await?;
-        let task = tokio::spawn(engine.run(frames, hooks, crashes, control_rx));
+        // The caller's span (e.g. the task and its TaskID) stays on the engine's log lines.
+        let task = tokio::spawn(tracing::Instrument::in_current_span(
+            engine.run(frames, hooks, crashes, control_rx),
+        ));
         Ok(Recording {
             controls,
             progress,
@@ -520,6 +536,43 @@ impl Engine {
         };
         self.log.push(ev);
         let _ = self.events.send(ev);
+    }
+
+    /// Starts a new browser (fresh profile) after the previous one died, loads the page, and
+    /// returns its event streams; the dead browser's leftovers are killed and reaped.
+    async fn relaunch(
+        &mut self,
+        n: u32,
+    ) -> Result<
+        (
+            chromiumoxide::listeners::EventStream<EventScreencastFrame>,
+            chromiumoxide::listeners::EventStream<
+                chromiumoxide::cdp::js_protocol::runtime::EventBindingCalled,
+            >,
+            chromiumoxide::listeners::EventStream<
+                chromiumoxide::cdp::browser_protocol::inspector::EventTargetCrashed,
+            >,
+        ),
+        RecordError,
+    > {
+        let profile = self.opts.work_dir.join(format!("browser-profile-{n}"));
+        std::fs::create_dir_all(&profile).map_err(|source| RecordError::WorkDir {
+            path: profile.clone(),
+            source,
+        })?;
+        let session = BrowserSession::open(&self.opts.browser, &profile).await?;
+        let dead = std::mem::replace(&mut self.session, session);
+        dead.close().await;
+        let hooks = self.session.install_hooks().await?;
+        self.session
+            .navigate(&self.opts.url, self.opts.navigation_timeout)
+            .await?;
+        let crashes = self.session.crash_events().await?;
+        let frames = self
+            .session
+            .start_screencast(self.screencast_settings())
+            .await?;
+        Ok((frames, hooks, crashes))
     }
 
     fn screencast_settings(&self) -> ScreencastSettings {
@@ -643,8 +696,22 @@ impl Engine {
         self.set_state(RecordingState::Recording);
         info!(fps, "recording started");
 
+        // Media an earlier worker completed for this task comes first in the output.
+        let prior_media = crate::media::encoder::completed_seconds(&opts.work_dir);
+        let mut timeline = timeline::TimelineWriter::open(&opts.work_dir);
+        let mut mark_timeline = true;
         let mut encoder = ResilientEncoder::start(&opts, fps)?;
         let mut page_crashes = 0u32;
+        let (mut page_hangs, mut hang_pending) = (0u32, false);
+        let (hang_tx, mut hang_rx) = mpsc::unbounded_channel::<()>();
+        let watchdog = |page| {
+            opts.capture.hang_timeout.map(|limit| {
+                AbortOnDrop(tokio::spawn(watch_for_hangs(page, limit, hang_tx.clone())))
+            })
+        };
+        let mut _watchdog = watchdog(self.session.page());
+        let mut browser_restarts = 0u32;
+        let mut browser_gone = false;
         let mut failure: Option<(ErrorCode, String)> = None;
         let limit_slots = opts
             .max_duration
@@ -668,10 +735,7 @@ impl Engine {
                             pacer.push(f);
                         }
                     }
-                    None => {
-                        warn!("the browser connection closed");
-                        if stop.is_none() { stop = Some((wall_now(), Origin::Limit)); }
-                    }
+                    None => browser_gone = true,
                 },
                 Some(call) = hooks.next() => {
                     if let Some(call) = PageHookCall::parse(&call.payload) {
@@ -682,7 +746,30 @@ impl Engine {
                 c = controls.recv() => {
                     command = Some((c.unwrap_or(Control::Stop), Origin::Owner, wall_now()));
                 }
+                Some(()) = hang_rx.recv() => {
+                    page_hangs += 1;
+                    if page_hangs > MAX_PAGE_HANGS {
+                        warn!(page_hangs, "the page keeps hanging; ending the recording");
+                        failure.get_or_insert((ErrorCode::PageCrashed, format!("the page stopped responding {page_hangs} times")));
+                        if stop.is_none() { stop = Some((wall_now(), Origin::Limit)); }
+                    } else if hang_pending {
+                        // Restarting the renderer did not report back: open the page again anyway.
+                        warn!(page_hangs, "the page is still unresponsive; reopening it");
+                        self.session.recover(&opts.url, self.screencast_settings());
+                    } else {
+                        warn!(page_hangs, "the page's main thread stopped responding; restarting its renderer");
+                        hang_pending = true;
+                        self.session.crash_renderer();
+                    }
+                }
                 Some(_) = crashes.next() => {
+                    if hang_pending {
+                        // The crash we caused to end a hang: reopen, count it as the hang it was.
+                        hang_pending = false;
+                        info!(page_hangs, "the hung page's renderer restarted; reopening the page");
+                        self.session.recover(&opts.url, self.screencast_settings());
+                        continue;
+                    }
                     page_crashes += 1;
                     if page_crashes > MAX_PAGE_CRASHES {
                         warn!(page_crashes, "the page keeps crashing; ending the recording");
@@ -696,6 +783,38 @@ impl Engine {
                     }
                 }
                 _ = tick.tick() => {}
+            }
+
+            if std::mem::take(&mut browser_gone) && stop.is_none() {
+                // The browser died (killed, out of memory): a new one takes over the page. The
+                // video repeats the last frame meanwhile, so its length stays true.
+                browser_restarts += 1;
+                if browser_restarts > MAX_BROWSER_RESTARTS {
+                    warn!(
+                        browser_restarts,
+                        "the browser keeps dying; ending the recording"
+                    );
+                    failure.get_or_insert((
+                        ErrorCode::BrowserFailed,
+                        format!("the browser died {browser_restarts} times"),
+                    ));
+                    stop = Some((wall_now(), Origin::Limit));
+                } else {
+                    warn!(browser_restarts, "the browser died; starting a new one");
+                    match self.relaunch(browser_restarts).await {
+                        Ok((f, h, c)) => {
+                            (*frames, *hooks, *crashes) = (f, h, c);
+                            _watchdog = watchdog(self.session.page());
+                            hang_pending = false;
+                            info!(browser_restarts, "a new browser has the page again");
+                        }
+                        Err(e) => {
+                            warn!(error = %e, "the browser could not be restarted");
+                            failure.get_or_insert((e.code(), e.to_string()));
+                            stop = Some((wall_now(), Origin::Limit));
+                        }
+                    }
+                }
             }
 
             if let Some((control, origin, at)) = command
@@ -712,6 +831,7 @@ impl Engine {
                     }
                     Control::Resume if pacer.is_paused() => {
                         pacer.resume(at);
+                        mark_timeline = true;
                         self.emit(Control::Resume, origin, at);
                         self.set_state(RecordingState::Recording);
                         info!(?origin, "resumed");
@@ -740,6 +860,14 @@ impl Engine {
                     stop = Some((at, Origin::Limit));
                 }
             }
+            if stop.is_none()
+                && let Some(limit) = opts.wall_limit
+            {
+                let at = origin + limit.as_secs_f64();
+                if now >= at {
+                    stop = Some((at, Origin::Limit));
+                }
+            }
             if let Some((at, origin)) = stop
                 && self.progress.borrow().state != RecordingState::Stopping
             {
@@ -751,6 +879,11 @@ impl Engine {
             }
 
             for slot in pacer.due(now) {
+                if mark_timeline || slot.slot.is_multiple_of(u64::from(fps)) {
+                    let recorded = slot.slot as f64 / f64::from(fps);
+                    timeline.point(prior_media + recorded, pacer.instant_of(recorded));
+                    mark_timeline = false;
+                }
                 encoder.send(self.slot_media(slot)).await;
             }
             if let Some(why) = encoder.failure()
@@ -796,6 +929,8 @@ impl Engine {
                     stopped_by: origin,
                     error: failure,
                     page_crashes,
+                    page_hangs,
+                    browser_restarts,
                     encoder_restarts,
                     lost_seconds,
                 }));
@@ -820,10 +955,40 @@ impl Engine {
                     p.pauses = pauses;
                     p.refreshes = refreshes;
                     p.page_crashes = page_crashes;
+                    p.page_hangs = page_hangs;
+                    p.browser_restarts = browser_restarts;
                     p.encoder_restarts = encoder.restarts;
                     p.lost_seconds = encoder.lost_seconds;
                 });
             }
+        }
+    }
+}
+
+/// Aborts a spawned task when dropped.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// Asks the page's main thread for a trivial answer every second; one that takes longer than
+/// `limit` is a hang, reported on `hangs`. After a report it waits `limit` again before probing,
+/// so the reopened page has time to load.
+async fn watch_for_hangs(
+    page: Arc<chromiumoxide::Page>,
+    limit: Duration,
+    hangs: mpsc::UnboundedSender<()>,
+) {
+    loop {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        if !BrowserSession::responds_within(&page, limit).await {
+            if hangs.send(()).is_err() {
+                return;
+            }
+            tokio::time::sleep(limit).await;
         }
     }
 }

@@ -31,6 +31,9 @@ pub struct CaptureSettings {
     /// recording where it already is, so this also bounds how late a control may arrive on a
     /// loaded machine.
     pub latency: Duration,
+    /// A page whose main thread does not answer for this long is hung: its renderer is
+    /// restarted and the page reopened. `None` turns the watchdog off.
+    pub hang_timeout: Option<Duration>,
 }
 
 impl Default for CaptureSettings {
@@ -39,6 +42,7 @@ impl Default for CaptureSettings {
             jpeg_quality: 80,
             every_nth_frame: 1,
             latency: Duration::from_millis(500),
+            hang_timeout: Some(Duration::from_secs(10)),
         }
     }
 }
@@ -56,6 +60,9 @@ pub struct RecordOptions {
     pub fps: u32,
     /// Stop after this much recorded time (pauses excluded).
     pub max_duration: Option<Duration>,
+    /// Stop once this much wall-clock time has passed since recording began (pauses included).
+    /// Measured on the recording's own clock, so a busy caller cannot make the file longer.
+    pub wall_limit: Option<Duration>,
     /// Wait for the page to call `window.startRecord()`.
     pub manual_start: bool,
     /// How long a ManualStart page may take to call `window.startRecord()`.

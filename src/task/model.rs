@@ -160,12 +160,33 @@ pub struct TaskStats {
     /// Renderer crashes survived.
     #[serde(default)]
     pub page_crashes: u32,
+    /// Page hangs survived (main thread unresponsive; the page was reopened).
+    #[serde(default)]
+    pub page_hangs: u32,
+    /// Times the whole browser died and a new one took over the page.
+    #[serde(default)]
+    pub browser_restarts: u32,
     /// Encoder restarts.
     #[serde(default)]
     pub encoder_restarts: u32,
     /// Recorded seconds lost to encoder deaths.
     #[serde(default)]
     pub lost_seconds: f64,
+    /// Stretches missing from the video because the worker recording it stopped (killed,
+    /// machine lost) and another one took the task over.
+    #[serde(default)]
+    pub gaps: Vec<RecordingGap>,
+}
+
+/// A stretch of the page's life that is not in the video: the worker recording the task
+/// stopped, and another one took over.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "PascalCase")]
+pub struct RecordingGap {
+    /// Unix time (seconds, millisecond precision) of the end of the last media kept.
+    pub time: f64,
+    /// Seconds of the page's (unpaused) life that are missing from the video.
+    pub seconds: f64,
 }
 
 /// Where a task's callback delivery stands (shown by Describe as `Callback`).

@@ -19,7 +19,7 @@
 //! | `{prefix}queued` | zset | ids of tasks created (or sent back to `normal`) and not claimed yet; score = create time (unix s) |
 //! | `{prefix}leases` | zset | ids of tasks with a lease; score = `lease_until` (unix ms) |
 //! | `{prefix}stream:{stage}` | stream | stage queue shared by all workers: field `task` = id |
-//! | `{prefix}stream:{stage}:{node}` | stream | stage queue of one node (its work directory holds the media) |
+//! | `{prefix}stream:{stage}:{node}` | stream | stage queue of one node (its work directory holds the media); `record:{node}` holds recordings handed over at shutdown ([`TaskStore::hand_over`]) |
 //!
 //! Stage streams are read through the consumer group `workers`; [`TaskStore::ack`] acknowledges
 //! *and deletes* an entry, so a stream only holds work not done yet.
@@ -124,6 +124,7 @@ static DEFER_CALLBACK: LazyLock<Script> =
     LazyLock::new(|| Script::new(include_str!("lua/defer_callback.lua")));
 static DUE_CALLBACKS: LazyLock<Script> =
     LazyLock::new(|| Script::new(include_str!("lua/due_callbacks.lua")));
+static HANDOVER: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lua/handover.lua")));
 static TAKE_EXPIRED: LazyLock<Script> =
     LazyLock::new(|| Script::new(include_str!("lua/take_expired.lua")));
 
@@ -474,6 +475,11 @@ impl TaskStore {
         self
     }
 
+    /// The Redis URL without its password, for messages.
+    pub fn shown_url(&self) -> &str {
+        &self.shown_url
+    }
+
     /// The key prefix.
     pub fn prefix(&self) -> &str {
         &self.prefix
@@ -744,8 +750,33 @@ impl TaskStore {
     /// (`restarts + 1`), atomically: the re-dispatch of a delivery stage whose worker stopped
     /// (after [`Self::take_expired`]). [`StoreError::NotFound`] for an unknown task.
     pub async fn requeue(&self, id: &str, q: &StageQueue) -> Result<(), StoreError> {
+        self.requeue_inner(id, q, None).await
+    }
+
+    /// [`Self::requeue`], and the task keeps a lease without owner until `until_ms`: any worker
+    /// may claim it, and if none does in time the diagnose loop finds it again (as a task that
+    /// nobody continued). For live recordings handed to another worker.
+    pub async fn requeue_with_deadline(
+        &self,
+        id: &str,
+        q: &StageQueue,
+        until_ms: i64,
+    ) -> Result<(), StoreError> {
+        self.requeue_inner(id, q, Some(until_ms)).await
+    }
+
+    async fn requeue_inner(
+        &self,
+        id: &str,
+        q: &StageQueue,
+        until_ms: Option<i64>,
+    ) -> Result<(), StoreError> {
         let mut inv = REQUEUE.prepare_invoke();
-        inv.key(self.task_key(id)).key(self.stage_key(q)).arg(id);
+        inv.key(self.task_key(id))
+            .key(self.stage_key(q))
+            .key(self.leases_key())
+            .arg(id)
+            .arg(until_ms.map(|t| t.to_string()).unwrap_or_default());
         let reply = self.script("requeue", &inv).await?;
         match reply.first().map(String::as_str) {
             Some("ok") => {
@@ -754,6 +785,48 @@ impl TaskStore {
             }
             Some("notfound") => Err(StoreError::NotFound(id.to_owned())),
             _ => Err(unexpected("requeue", &reply)),
+        }
+    }
+
+    /// Worker side, at shutdown: stores `stats` (if any), gives up the lease and queues the task
+    /// on `q` for another worker to continue, counting a restart, atomically; the status stays.
+    /// The task keeps a lease without owner until `until_ms`: any worker may claim it, and if
+    /// none has by then, [`Self::take_expired`] hands it to a diagnose loop (its `owner` is then
+    /// absent). A `normal` task goes back into the queued index. [`StoreError::LeaseLost`] when
+    /// another worker took the task meanwhile.
+    pub async fn hand_over(
+        &self,
+        id: &str,
+        worker: &str,
+        fence: u64,
+        stats: Option<&TaskStats>,
+        q: &StageQueue,
+        until_ms: i64,
+    ) -> Result<(), StoreError> {
+        let stats = match stats {
+            Some(s) => to_json(s, "stats")?,
+            None => String::new(),
+        };
+        let mut inv = HANDOVER.prepare_invoke();
+        inv.key(self.task_key(id))
+            .key(self.leases_key())
+            .key(self.queued_key())
+            .key(self.stage_key(q))
+            .arg(id)
+            .arg(worker)
+            .arg(fence)
+            .arg(stats)
+            .arg(Status::Normal.as_str())
+            .arg(until_ms);
+        let reply = self.script("hand_over", &inv).await?;
+        match reply.first().map(String::as_str) {
+            Some("ok") => {
+                tracing::info!(task = id, stage = %q.stage, node = ?q.node, "task handed over");
+                Ok(())
+            }
+            Some("leaselost") => Err(StoreError::LeaseLost),
+            Some("notfound") => Err(StoreError::NotFound(id.to_owned())),
+            _ => Err(unexpected("hand_over", &reply)),
         }
     }
 
@@ -1101,6 +1174,106 @@ impl TaskStore {
             cmd.query_async::<u64>(&mut c).await
         })
         .await
+    }
+
+    /// Entries in one stage queue (acknowledged entries are deleted, so: work not done yet).
+    pub async fn queue_len(&self, q: &StageQueue) -> Result<u64, StoreError> {
+        let mut cmd = redis::cmd("XLEN");
+        cmd.arg(self.stage_key(q));
+        let cmd = &cmd;
+        self.call("queue_len", move |mut c| async move {
+            cmd.query_async::<u64>(&mut c).await
+        })
+        .await
+    }
+
+    /// Tasks by status, counted over every task hash of this prefix. Walks the keyspace with
+    /// `SCAN` in batches (Redis stays responsive), so its cost grows with the number of retained
+    /// tasks: meant for metrics scrapes, not for hot paths.
+    pub async fn status_counts(&self) -> Result<HashMap<String, u64>, StoreError> {
+        let pattern = format!("{}task:*", self.prefix);
+        let mut counts = HashMap::new();
+        let mut cursor = 0u64;
+        loop {
+            let mut scan = redis::cmd("SCAN");
+            scan.arg(cursor)
+                .arg("MATCH")
+                .arg(&pattern)
+                .arg("COUNT")
+                .arg(1000);
+            let scan = &scan;
+            let (next, keys): (u64, Vec<String>) = self
+                .call("status_counts", move |mut c| async move {
+                    scan.query_async(&mut c).await
+                })
+                .await?;
+            if !keys.is_empty() {
+                let mut pipe = redis::pipe();
+                for k in &keys {
+                    pipe.cmd("HGET").arg(k).arg("status");
+                }
+                let pipe = &pipe;
+                let statuses: Vec<Option<String>> = self
+                    .call("status_counts", move |mut c| async move {
+                        pipe.query_async(&mut c).await
+                    })
+                    .await?;
+                for s in statuses.into_iter().flatten() {
+                    *counts.entry(s).or_insert(0) += 1;
+                }
+            }
+            if next == 0 {
+                return Ok(counts);
+            }
+            cursor = next;
+        }
+    }
+
+    /// Entries in every stage stream of this prefix (entries are deleted when acknowledged, so
+    /// this is the work not done yet), as `((stage, node), depth)`; `node` is empty for shared
+    /// queues.
+    pub async fn queue_depths(&self) -> Result<Vec<((String, String), u64)>, StoreError> {
+        let stream_prefix = format!("{}stream:", self.prefix);
+        let pattern = format!("{stream_prefix}*");
+        let mut keys = Vec::new();
+        let mut cursor = 0u64;
+        loop {
+            let mut scan = redis::cmd("SCAN");
+            scan.arg(cursor)
+                .arg("MATCH")
+                .arg(&pattern)
+                .arg("COUNT")
+                .arg(1000)
+                .arg("TYPE")
+                .arg("stream");
+            let scan = &scan;
+            let (next, batch): (u64, Vec<String>) = self
+                .call("queue_depths", move |mut c| async move {
+                    scan.query_async(&mut c).await
+                })
+                .await?;
+            keys.extend(batch);
+            if next == 0 {
+                break;
+            }
+            cursor = next;
+        }
+        let mut out = Vec::with_capacity(keys.len());
+        for key in keys {
+            let mut xlen = redis::cmd("XLEN");
+            xlen.arg(&key);
+            let xlen = &xlen;
+            let depth: u64 = self
+                .call("queue_depths", move |mut c| async move {
+                    xlen.query_async(&mut c).await
+                })
+                .await?;
+            let name = key.strip_prefix(&stream_prefix).unwrap_or(&key);
+            let (stage, node) = name.split_once(':').unwrap_or((name, ""));
+            out.push(((stage.to_string(), node.to_string()), depth));
+        }
+        out.sort();
+        Ok(out)
     }
 
     // ---- keys ----

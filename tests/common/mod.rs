@@ -285,6 +285,17 @@ pub fn cmdline(pid: u32) -> String {
         .unwrap_or_default()
 }
 
+/// The wall clock (ms since the epoch, mod 2^24) that `clock.html` painted into frame `index`.
+pub fn frame_clock_at(path: &Path, index: usize) -> Option<u32> {
+    let f = frame_at(path, index, &[]);
+    let gray: Vec<u8> = f
+        .data
+        .chunks(3)
+        .map(|px| ((u32::from(px[0]) + u32::from(px[1]) + u32::from(px[2])) / 3) as u8)
+        .collect();
+    pagecast::analysis::frame_clock::decode_clock(&gray, f.width, f.height)
+}
+
 /// Whether frame `index` of a recording of `clock.html` shows the page's clock (the page is
 /// visible, not blank or crashed).
 pub fn frame_clock_decodes_at(path: &Path, index: usize) -> bool {

@@ -39,6 +39,10 @@ pub struct Service {
     pub out: PathBuf,
     pub dir: PathBuf,
     pub procs: Vec<Proc>,
+    /// The Redis key prefix the service's processes share.
+    pub prefix: String,
+    /// The environment of the service's workers (node `node-a`), to start more of them.
+    pub worker_env: Vec<(&'static str, String)>,
 }
 
 pub fn free_port() -> u16 {
@@ -120,6 +124,7 @@ pub fn service_with(
             &dir.join(format!("worker{i}.log")),
         ));
     }
+    let worker_env = env("node-a");
     let deadline = Instant::now() + Duration::from_secs(20);
     while Instant::now() < deadline {
         if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
@@ -128,6 +133,8 @@ pub fn service_with(
                 out,
                 dir,
                 procs,
+                prefix,
+                worker_env,
             };
         }
         std::thread::sleep(Duration::from_millis(100));

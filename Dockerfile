@@ -1,0 +1,64 @@
+# pagecast: records web pages as video. Two stages: a release build, then a slim Debian 12
+# runtime with Chromium, ffmpeg, PulseAudio and the project's fonts.
+#
+#   docker build -t pagecast .
+#   docker run --rm -p 8080:8080 -e PAGECAST_REDIS_URL=redis://redis:6379 pagecast serve
+#   docker run --rm -e PAGECAST_REDIS_URL=redis://redis:6379 pagecast worker
+#
+# docs/deploy/compose.yaml runs the whole service (API, workers, Redis, S3-compatible storage).
+
+FROM rust:1.95-slim-bookworm AS build
+# Build dependencies: TLS for callbacks and storage. Versions come with the Debian release;
+# pinning each one would break the build at every Debian point release.
+# hadolint ignore=DL3008
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends pkg-config libssl-dev \
+    && rm -rf /var/lib/apt/lists/*
+WORKDIR /src
+COPY Cargo.toml Cargo.lock ./
+COPY src ./src
+# Line tables stay in the binary (see Cargo.toml): panics then name file and line.
+RUN cargo build --release --locked --bin pagecast
+
+FROM debian:bookworm-slim
+# What a worker runs: Debian's Chromium, ffmpeg (with ffprobe), fontconfig, PulseAudio for
+# sound, CA certificates for https pages, callbacks and storage, and a base set of fonts.
+# hadolint ignore=DL3008
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends \
+        ca-certificates chromium ffmpeg fontconfig fonts-liberation2 libssl3 \
+        pulseaudio pulseaudio-utils \
+    && rm -rf /var/lib/apt/lists/*
+
+# A user without privileges; its home holds the font cache and Chromium's per-recording profiles.
+RUN groupadd --system --gid 10001 pagecast \
+    && useradd --system --uid 10001 --gid pagecast --home-dir /var/lib/pagecast --create-home pagecast \
+    && mkdir -p /var/lib/pagecast/work /var/lib/pagecast/output \
+    && chown -R pagecast:pagecast /var/lib/pagecast
+
+COPY --from=build /src/target/release/pagecast /usr/local/bin/pagecast
+# Found beside the binary: <prefix>/share/pagecast/fontconfig/fonts.conf adds <prefix>/share/pagecast/fonts.
+COPY fonts /usr/local/share/pagecast/fonts
+COPY fontconfig /usr/local/share/pagecast/fontconfig
+
+ENV PAGECAST_LISTEN=0.0.0.0:8080 \
+    PAGECAST_CHROMIUM=/usr/bin/chromium \
+    PAGECAST_FONTCONFIG=/usr/local/share/pagecast/fontconfig/fonts.conf \
+    PAGECAST_WORK_DIR=/var/lib/pagecast/work \
+    PAGECAST_OUTPUT_DIR=/var/lib/pagecast/output \
+    PAGECAST_LOG_FORMAT=json \
+    PAGECAST_SHUTDOWN=handover \
+    XDG_CACHE_HOME=/var/lib/pagecast/.cache
+
+USER 10001:10001
+WORKDIR /var/lib/pagecast
+EXPOSE 8080 9090
+# A worker container has no API; set PAGECAST_METRICS_LISTEN (e.g. 0.0.0.0:9090) there and the
+# check probes that instead.
+HEALTHCHECK --interval=30s --timeout=10s --start-period=20s --retries=3 \
+    CMD ["pagecast", "healthcheck"]
+# pagecast handles SIGTERM itself (graceful shutdown) and kills and reaps its own children. Run
+# with an init process (docker run --init, compose `init: true`) so that helper processes
+# Chromium leaves behind are reaped too.
+ENTRYPOINT ["pagecast"]
+CMD ["serve"]

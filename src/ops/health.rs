@@ -1,0 +1,143 @@
+//! Readiness: the checks behind `GET /readyz`, each with its own time limit, so one slow
+//! dependency cannot hold the probe past the prober's timeout.
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+use tokio_util::sync::CancellationToken;
+
+use super::metrics;
+use crate::storage::StorageConfig;
+use crate::task::store::TaskStore;
+
+/// How long one readiness check may take.
+const CHECK_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// The outcome of one check.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct Check {
+    /// `redis`, `storage`, `chromium`, `ffmpeg`, `worker`.
+    pub name: &'static str,
+    /// Whether this check passed.
+    pub ok: bool,
+    /// What was found, or what is wrong.
+    pub detail: String,
+}
+
+impl Check {
+    fn new(name: &'static str, ok: bool, detail: impl Into<String>) -> Self {
+        Check {
+            name,
+            ok,
+            detail: detail.into(),
+        }
+    }
+}
+
+/// What this process depends on: Redis always; storage, binaries and capacity when a worker
+/// runs in it.
+#[derive(Clone, Debug)]
+pub struct Readiness {
+    /// The task store.
+    pub store: TaskStore,
+    /// Server-wide object storage, when a bucket is configured.
+    pub storage: Option<StorageConfig>,
+    /// Binaries the in-process worker runs (`chromium`, `ffmpeg`), when there is one.
+    pub binaries: Vec<(&'static str, PathBuf)>,
+    /// Whether a worker runs in this process (its capacity is reported).
+    pub worker: bool,
+    /// Cancelled when the process shuts down: it is then no longer ready.
+    pub shutdown: Option<CancellationToken>,
+}
+
+impl Readiness {
+    /// Only Redis (an API-only process, or tests).
+    pub fn redis_only(store: TaskStore) -> Self {
+        Readiness {
+            store,
+            storage: None,
+            binaries: Vec::new(),
+            worker: false,
+            shutdown: None,
+        }
+    }
+
+    /// Runs every check (concurrently).
+    pub async fn check(&self) -> Vec<Check> {
+        let redis = async {
+            let began = Instant::now();
+            match tokio::time::timeout(CHECK_TIMEOUT, self.store.ping()).await {
+                Ok(Ok(())) => Check::new(
+                    "redis",
+                    true,
+                    format!("answered in {} ms", began.elapsed().as_millis()),
+                ),
+                Ok(Err(e)) => Check::new("redis", false, e.to_string()),
+                Err(_) => Check::new("redis", false, "no answer within 3 s"),
+            }
+        };
+        let storage = async {
+            let cfg = self.storage.as_ref()?;
+            Some(
+                match tokio::time::timeout(CHECK_TIMEOUT, check_storage(cfg)).await {
+                    Ok(Ok(detail)) => Check::new("storage", true, detail),
+                    Ok(Err(e)) => Check::new("storage", false, e),
+                    Err(_) => Check::new("storage", false, "no answer within 3 s"),
+                },
+            )
+        };
+        let (redis, storage) = tokio::join!(redis, storage);
+        let mut checks = vec![redis];
+        checks.extend(storage);
+        for (name, path) in &self.binaries {
+            checks.push(match crate::process::resolve_program(name, path) {
+                Ok(found) => Check::new(name, true, found.display().to_string()),
+                Err(e) => Check::new(name, false, e.to_string()),
+            });
+        }
+        if self.worker {
+            let reg = metrics::registry();
+            let running = reg.get(&metrics::RECORDINGS_RUNNING, &[]);
+            let capacity = reg.get(&metrics::WORKER_CAPACITY, &[]);
+            checks.push(Check::new(
+                "worker",
+                true,
+                format!("{running} of {capacity} recording slots in use"),
+            ));
+        }
+        if let Some(token) = &self.shutdown
+            && token.is_cancelled()
+        {
+            checks.push(Check::new(
+                "shutdown",
+                false,
+                "shutting down: no new work is taken",
+            ));
+        }
+        checks
+    }
+}
+
+/// Reaches the configured bucket with the configured credentials.
+pub async fn check_storage(cfg: &StorageConfig) -> Result<String, String> {
+    let dest = cfg
+        .destination(&crate::task::OutputTarget::default())
+        .ok_or_else(|| "no bucket is configured".to_string())?;
+    let creds = crate::storage::credentials::load()?;
+    let store = crate::storage::s3::ObjectStore::new(
+        dest.clone(),
+        &creds,
+        crate::storage::s3::UploadSettings {
+            part_size: cfg.part_size(),
+            concurrency: 1,
+            max_attempts: 1,
+        },
+    );
+    store
+        .check_bucket()
+        .await
+        .map(|()| format!("bucket {} reachable", dest.bucket))
+        .map_err(|e| e.to_string())
+}

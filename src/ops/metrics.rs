@@ -1,0 +1,498 @@
+//! Prometheus metrics: one process-wide registry, rendered in the text exposition format
+//! (version 0.0.4) at `GET /metrics`.
+//!
+//! Hand-written rather than a metrics crate: pagecast needs counters, gauges and one kind of
+//! histogram, all with a handful of labels, and a few dozen lines cover that without another
+//! dependency tree. Every metric is declared once below as a [`Desc`] (name, help, kind), so the
+//! list of what pagecast exports is this file.
+//!
+//! Values gathered at scrape time from Redis (tasks by status, queue depths) are set by the
+//! `/metrics` handler just before rendering; everything else is updated where it happens.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::sync::{Mutex, OnceLock};
+
+/// The kind of a metric.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// Only goes up (names end in `_total`).
+    Counter,
+    /// Goes up and down.
+    Gauge,
+    /// Observations counted into buckets (bounds in [`Desc::buckets`]).
+    Histogram,
+}
+
+/// A metric's declaration.
+#[derive(Debug)]
+pub struct Desc {
+    /// The metric name.
+    pub name: &'static str,
+    /// One line of help.
+    pub help: &'static str,
+    /// Counter, gauge or histogram.
+    pub kind: Kind,
+    /// Upper bounds of the histogram buckets, ascending (histograms only).
+    pub buckets: &'static [f64],
+}
+
+const fn counter(name: &'static str, help: &'static str) -> Desc {
+    Desc {
+        name,
+        help,
+        kind: Kind::Counter,
+        buckets: &[],
+    }
+}
+
+const fn gauge(name: &'static str, help: &'static str) -> Desc {
+    Desc {
+        name,
+        help,
+        kind: Kind::Gauge,
+        buckets: &[],
+    }
+}
+
+/// Stage durations run from a fraction of a second (a callback) to hours (a class recording).
+const DURATION_BUCKETS: &[f64] = &[
+    0.1, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0, 1800.0, 3600.0, 7200.0, 14400.0,
+];
+
+/// Tasks in Redis by status (label `status`), counted at scrape time.
+pub static TASKS: Desc = gauge("pagecast_tasks", "Tasks stored in Redis, by status");
+/// Unacknowledged entries per stage stream (labels `stage`, `node`), at scrape time.
+pub static QUEUE_DEPTH: Desc = gauge(
+    "pagecast_queue_depth",
+    "Jobs waiting or running in each stage queue (Redis stream entries not yet acknowledged)",
+);
+/// Callbacks waiting in the outbox for their next attempt, at scrape time.
+pub static CALLBACK_OUTBOX: Desc = gauge(
+    "pagecast_callback_outbox",
+    "Callbacks waiting in the outbox for their next attempt",
+);
+/// Start requests that created a task.
+pub static STARTS_ACCEPTED: Desc = counter(
+    "pagecast_starts_accepted_total",
+    "Start requests that created a task",
+);
+/// Start requests refused (label `code`).
+pub static STARTS_REJECTED: Desc = counter(
+    "pagecast_starts_rejected_total",
+    "Start requests refused, by error code",
+);
+/// Every API request (labels `action`, `code`: `OK` or the error code).
+pub static API_REQUESTS: Desc = counter(
+    "pagecast_api_requests_total",
+    "Action API requests, by action and outcome (OK or the error code)",
+);
+/// Recordings this process runs now.
+pub static RECORDINGS_RUNNING: Desc = gauge(
+    "pagecast_recordings_running",
+    "Recordings this worker runs now",
+);
+/// Recordings this process may run at once.
+pub static WORKER_CAPACITY: Desc = gauge(
+    "pagecast_worker_capacity",
+    "Recordings this worker may run at once",
+);
+/// Frames captured per second, per running recording (label `task_id`).
+pub static CAPTURE_FPS: Desc = gauge(
+    "pagecast_recording_capture_fps",
+    "Frames per second Chromium delivered to a running recording (since the last heartbeat)",
+);
+/// Output frames that repeat the previous one, per running recording.
+pub static RECORDING_DUPLICATED: Desc = gauge(
+    "pagecast_recording_frames_duplicated",
+    "Output frames of a running recording that repeat the previous frame (the page painted nothing new)",
+);
+/// Captured frames not used, per running recording.
+pub static RECORDING_DROPPED: Desc = gauge(
+    "pagecast_recording_frames_dropped",
+    "Captured frames of a running recording that were skipped (more frames than the output rate, or too late)",
+);
+/// Frames captured by finished recordings.
+pub static FRAMES_CAPTURED: Desc = counter(
+    "pagecast_frames_captured_total",
+    "Frames captured by recordings that ended",
+);
+/// Output frames written by finished recordings.
+pub static FRAMES_WRITTEN: Desc = counter(
+    "pagecast_frames_written_total",
+    "Output frames written by recordings that ended",
+);
+/// Duplicated output frames of finished recordings.
+pub static FRAMES_DUPLICATED: Desc = counter(
+    "pagecast_frames_duplicated_total",
+    "Output frames that repeat the previous frame, in recordings that ended",
+);
+/// Dropped frames of finished recordings.
+pub static FRAMES_DROPPED: Desc = counter(
+    "pagecast_frames_dropped_total",
+    "Captured frames skipped, in recordings that ended",
+);
+/// Recordings that ended (label `outcome`: `recorded`, `failed`, `canceled`, `handed_over`).
+pub static RECORDINGS_ENDED: Desc = counter(
+    "pagecast_recordings_ended_total",
+    "Recordings that ended on this worker, by outcome",
+);
+/// Renderer crashes after which the page was reopened.
+pub static PAGE_CRASHES: Desc = counter(
+    "pagecast_page_crashes_total",
+    "Times a page's renderer crashed and the page was reopened",
+);
+/// Encoder deaths after which a new ffmpeg was started.
+pub static ENCODER_RESTARTS: Desc = counter(
+    "pagecast_encoder_restarts_total",
+    "Times ffmpeg died during a recording and was restarted",
+);
+/// Bytes sent to object storage.
+pub static UPLOAD_BYTES: Desc = counter(
+    "pagecast_upload_bytes_total",
+    "Bytes uploaded to object storage",
+);
+/// Upload rounds retried after a retryable storage failure.
+pub static UPLOAD_RETRIES: Desc = counter(
+    "pagecast_upload_retries_total",
+    "Uploads retried after a storage failure (outage, throttling, 5xx)",
+);
+/// Callback requests sent.
+pub static CALLBACK_ATTEMPTS: Desc =
+    counter("pagecast_callback_attempts_total", "Callback requests sent");
+/// Callback requests that failed (no answer or non-2xx).
+pub static CALLBACK_FAILURES: Desc = counter(
+    "pagecast_callback_failures_total",
+    "Callback requests that failed (no answer in time or a non-2xx answer)",
+);
+/// Tasks that ended with an error (label `code`).
+pub static TASKS_FAILED: Desc = counter(
+    "pagecast_tasks_failed_total",
+    "Tasks that ended with an error, by error code",
+);
+/// Running tasks handed back to the queue at shutdown.
+pub static HANDOVERS: Desc = counter(
+    "pagecast_handovers_total",
+    "Running recordings handed back to the queue at shutdown, for another worker to continue",
+);
+/// How long each stage took (label `stage`).
+pub static STAGE_SECONDS: Desc = Desc {
+    name: "pagecast_stage_duration_seconds",
+    help: "Time one job spent in a stage (record: from claim to the end of the recording)",
+    kind: Kind::Histogram,
+    buckets: DURATION_BUCKETS,
+};
+
+/// Every metric, in the order `/metrics` lists them.
+pub static ALL: &[&Desc] = &[
+    &TASKS,
+    &QUEUE_DEPTH,
+    &CALLBACK_OUTBOX,
+    &STARTS_ACCEPTED,
+    &STARTS_REJECTED,
+    &API_REQUESTS,
+    &RECORDINGS_RUNNING,
+    &WORKER_CAPACITY,
+    &CAPTURE_FPS,
+    &RECORDING_DUPLICATED,
+    &RECORDING_DROPPED,
+    &FRAMES_CAPTURED,
+    &FRAMES_WRITTEN,
+    &FRAMES_DUPLICATED,
+    &FRAMES_DROPPED,
+    &RECORDINGS_ENDED,
+    &PAGE_CRASHES,
+    &ENCODER_RESTARTS,
+    &UPLOAD_BYTES,
+    &UPLOAD_RETRIES,
+    &CALLBACK_ATTEMPTS,
+    &CALLBACK_FAILURES,
+    &TASKS_FAILED,
+    &HANDOVERS,
+    &STAGE_SECONDS,
+];
+
+/// A series's labels, in declaration order.
+pub type Labels = Vec<(&'static str, String)>;
+
+#[derive(Debug, Clone)]
+enum Value {
+    Scalar(f64),
+    Histogram {
+        /// Per bucket (not cumulative); one more than the bounds, for +Inf.
+        counts: Vec<u64>,
+        sum: f64,
+        count: u64,
+    },
+}
+
+/// The series of every metric, keyed by metric name, then by label set.
+#[derive(Debug, Default)]
+pub struct Registry {
+    series: Mutex<BTreeMap<&'static str, BTreeMap<Labels, Value>>>,
+}
+
+/// The process-wide registry.
+pub fn registry() -> &'static Registry {
+    static REGISTRY: OnceLock<Registry> = OnceLock::new();
+    REGISTRY.get_or_init(Registry::default)
+}
+
+fn labels(l: &[(&'static str, &str)]) -> Labels {
+    l.iter().map(|(k, v)| (*k, (*v).to_string())).collect()
+}
+
+impl Registry {
+    fn with<R>(
+        &self,
+        f: impl FnOnce(&mut BTreeMap<&'static str, BTreeMap<Labels, Value>>) -> R,
+    ) -> R {
+        // A panic while holding the lock leaves plain numbers behind: still usable.
+        let mut guard = self.series.lock().unwrap_or_else(|p| p.into_inner());
+        f(&mut guard)
+    }
+
+    /// Adds `by` to a counter (or gauge).
+    pub fn add(&self, d: &'static Desc, l: &[(&'static str, &str)], by: f64) {
+        self.with(|s| {
+            let v = s
+                .entry(d.name)
+                .or_default()
+                .entry(labels(l))
+                .or_insert(Value::Scalar(0.0));
+            if let Value::Scalar(x) = v {
+                *x += by;
+            }
+        });
+    }
+
+    /// Adds one to a counter.
+    pub fn inc(&self, d: &'static Desc, l: &[(&'static str, &str)]) {
+        self.add(d, l, 1.0);
+    }
+
+    /// Sets a gauge.
+    pub fn set(&self, d: &'static Desc, l: &[(&'static str, &str)], value: f64) {
+        self.with(|s| {
+            s.entry(d.name)
+                .or_default()
+                .insert(labels(l), Value::Scalar(value));
+        });
+    }
+
+    /// Removes one series (a recording that ended).
+    pub fn remove(&self, d: &'static Desc, l: &[(&'static str, &str)]) {
+        self.with(|s| {
+            if let Some(m) = s.get_mut(d.name) {
+                m.remove(&labels(l));
+            }
+        });
+    }
+
+    /// Replaces every series of a gauge (values gathered at scrape time).
+    pub fn replace(&self, d: &'static Desc, series: Vec<(Labels, f64)>) {
+        self.with(|s| {
+            let m = s.entry(d.name).or_default();
+            m.clear();
+            for (l, v) in series {
+                m.insert(l, Value::Scalar(v));
+            }
+        });
+    }
+
+    /// The current value of a counter or gauge (0 when the series does not exist).
+    pub fn get(&self, d: &'static Desc, l: &[(&'static str, &str)]) -> f64 {
+        self.with(|s| match s.get(d.name).and_then(|m| m.get(&labels(l))) {
+            Some(Value::Scalar(x)) => *x,
+            _ => 0.0,
+        })
+    }
+
+    /// Records one observation in a histogram.
+    pub fn observe(&self, d: &'static Desc, l: &[(&'static str, &str)], value: f64) {
+        self.with(|s| {
+            let v = s
+                .entry(d.name)
+                .or_default()
+                .entry(labels(l))
+                .or_insert_with(|| Value::Histogram {
+                    counts: vec![0; d.buckets.len() + 1],
+                    sum: 0.0,
+                    count: 0,
+                });
+            if let Value::Histogram { counts, sum, count } = v {
+                let i = d
+                    .buckets
+                    .iter()
+                    .position(|b| value <= *b)
+                    .unwrap_or(d.buckets.len());
+                if let Some(c) = counts.get_mut(i) {
+                    *c += 1;
+                }
+                *sum += value;
+                *count += 1;
+            }
+        });
+    }
+
+    /// Every metric in the Prometheus text format. Metrics without series show only their
+    /// HELP and TYPE lines, so a scraper sees the full list from the first scrape.
+    pub fn render(&self) -> String {
+        let snapshot = self.with(|s| s.clone());
+        let mut out = String::new();
+        for d in ALL {
+            let kind = match d.kind {
+                Kind::Counter => "counter",
+                Kind::Gauge => "gauge",
+                Kind::Histogram => "histogram",
+            };
+            let _ = writeln!(out, "# HELP {} {}", d.name, d.help);
+            let _ = writeln!(out, "# TYPE {} {kind}", d.name);
+            let Some(series) = snapshot.get(d.name) else {
+                continue;
+            };
+            for (l, v) in series {
+                match v {
+                    Value::Scalar(x) => {
+                        let _ = writeln!(out, "{}{} {}", d.name, label_text(l, None), num(*x));
+                    }
+                    Value::Histogram { counts, sum, count } => {
+                        let mut cumulative = 0;
+                        for (i, c) in counts.iter().enumerate() {
+                            cumulative += c;
+                            let le = d.buckets.get(i).map_or("+Inf".to_string(), |b| num(*b));
+                            let _ = writeln!(
+                                out,
+                                "{}_bucket{} {cumulative}",
+                                d.name,
+                                label_text(l, Some(&le))
+                            );
+                        }
+                        let _ =
+                            writeln!(out, "{}_sum{} {}", d.name, label_text(l, None), num(*sum));
+                        let _ = writeln!(out, "{}_count{} {count}", d.name, label_text(l, None));
+                    }
+                }
+            }
+        }
+        out
+    }
+}
+
+fn num(x: f64) -> String {
+    if x.is_finite() {
+        format!("{x}")
+    } else if x.is_nan() {
+        "NaN".into()
+    } else if x > 0.0 {
+        "+Inf".into()
+    } else {
+        "-Inf".into()
+    }
+}
+
+/// `{a="1",b="2"}` (empty without labels); values escaped as the format requires.
+fn label_text(l: &Labels, le: Option<&str>) -> String {
+    let mut parts: Vec<String> = l
+        .iter()
+        .map(|(k, v)| format!("{k}=\"{}\"", escape(v)))
+        .collect();
+    if let Some(le) = le {
+        parts.push(format!("le=\"{le}\""));
+    }
+    if parts.is_empty() {
+        String::new()
+    } else {
+        format!("{{{}}}", parts.join(","))
+    }
+}
+
+fn escape(v: &str) -> String {
+    v.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
+/// Shorthand for the process-wide registry's [`Registry::inc`].
+pub fn inc(d: &'static Desc, l: &[(&'static str, &str)]) {
+    registry().inc(d, l);
+}
+
+/// Shorthand for the process-wide registry's [`Registry::add`].
+pub fn add(d: &'static Desc, l: &[(&'static str, &str)], by: f64) {
+    registry().add(d, l, by);
+}
+
+/// Shorthand for the process-wide registry's [`Registry::set`].
+pub fn set(d: &'static Desc, l: &[(&'static str, &str)], value: f64) {
+    registry().set(d, l, value);
+}
+
+/// Shorthand for the process-wide registry's [`Registry::observe`].
+pub fn observe(d: &'static Desc, l: &[(&'static str, &str)], value: f64) {
+    registry().observe(d, l, value);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renders_counters_gauges_and_cumulative_histograms() {
+        let r = Registry::default();
+        r.inc(&STARTS_REJECTED, &[("code", "InvalidParam")]);
+        r.inc(&STARTS_REJECTED, &[("code", "InvalidParam")]);
+        r.set(&TASKS, &[("status", "recording")], 3.0);
+        r.observe(&STAGE_SECONDS, &[("stage", "record")], 0.3);
+        r.observe(&STAGE_SECONDS, &[("stage", "record")], 20000.0);
+        r.set(&CAPTURE_FPS, &[("task_id", "a\"b\\c\nd")], 29.5);
+        let text = r.render();
+        assert!(text.contains("# TYPE pagecast_starts_rejected_total counter\n"));
+        assert!(text.contains("pagecast_starts_rejected_total{code=\"InvalidParam\"} 2\n"));
+        assert!(text.contains("pagecast_tasks{status=\"recording\"} 3\n"));
+        assert!(
+            text.contains(
+                "pagecast_stage_duration_seconds_bucket{stage=\"record\",le=\"0.1\"} 0\n"
+            )
+        );
+        assert!(
+            text.contains(
+                "pagecast_stage_duration_seconds_bucket{stage=\"record\",le=\"0.5\"} 1\n"
+            )
+        );
+        assert!(
+            text.contains(
+                "pagecast_stage_duration_seconds_bucket{stage=\"record\",le=\"14400\"} 1\n"
+            )
+        );
+        assert!(
+            text.contains(
+                "pagecast_stage_duration_seconds_bucket{stage=\"record\",le=\"+Inf\"} 2\n"
+            )
+        );
+        assert!(text.contains("pagecast_stage_duration_seconds_count{stage=\"record\"} 2\n"));
+        assert!(
+            text.contains("pagecast_recording_capture_fps{task_id=\"a\\\"b\\\\c\\nd\"} 29.5\n")
+        );
+        // Declared metrics without series still announce themselves.
+        assert!(text.contains("# TYPE pagecast_upload_bytes_total counter\n"));
+        r.remove(&CAPTURE_FPS, &[("task_id", "a\"b\\c\nd")]);
+        assert!(!r.render().contains("pagecast_recording_capture_fps{"));
+    }
+
+    #[test]
+    fn names_are_unique_and_counters_end_in_total() {
+        let mut names: Vec<_> = ALL.iter().map(|d| d.name).collect();
+        names.sort_unstable();
+        names.dedup();
+        assert_eq!(names.len(), ALL.len());
+        for d in ALL {
+            assert_eq!(
+                d.kind == Kind::Counter,
+                d.name.ends_with("_total"),
+                "{}",
+                d.name
+            );
+        }
+    }
+}

@@ -1,0 +1,604 @@
+//! Operating pagecast: readiness that follows Redis, metrics after a real recording, `pagecast
+//! doctor` on a machine without ffmpeg, and a SIGTERMed worker handing its running recording
+//! over to another worker. All against the real binary, Redis, Chromium and ffmpeg.
+
+mod common;
+#[path = "support/redis.rs"]
+mod redis_support;
+#[path = "support/service.rs"]
+mod service_support;
+
+use std::time::{Duration, Instant};
+
+use common::*;
+use redis_support::TestRedis;
+use serde_json::{Value, json};
+use service_support::*;
+
+/// GET `url`: (status, X-Request-Id, body).
+fn get(url: &str, request_id: Option<&str>) -> (u16, Option<String>, String) {
+    let (rt, client) = http();
+    rt.block_on(async {
+        let mut req = client.get(url).timeout(Duration::from_secs(15));
+        if let Some(id) = request_id {
+            req = req.header("X-Request-Id", id);
+        }
+        let r = req.send().await.expect("GET");
+        let status = r.status().as_u16();
+        let rid = r
+            .headers()
+            .get("x-request-id")
+            .and_then(|v| v.to_str().ok())
+            .map(String::from);
+        (status, rid, r.text().await.expect("body"))
+    })
+}
+
+fn check<'a>(body: &'a Value, name: &str) -> &'a Value {
+    body["Checks"]
+        .as_array()
+        .and_then(|a| a.iter().find(|c| c["Name"] == name))
+        .unwrap_or_else(|| panic!("no {name} check in {body}"))
+}
+
+#[test]
+fn readyz_goes_unready_when_redis_stops_and_ready_again_after() {
+    let mut redis = TestRedis::start();
+    let svc = service(&redis, "ops-readyz", true, 0, 1);
+    let readyz = format!("{}/readyz", svc.url);
+
+    // The worker loop comes up a moment after the listener on a busy machine.
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let (status, rid, body) = loop {
+        let r = get(&readyz, Some("probe-1"));
+        if (r.0 == 200 && r.2.contains("0 of 1")) || Instant::now() > deadline {
+            break r;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(rid.as_deref(), Some("probe-1"), "X-Request-Id is echoed");
+    let body: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(body["Status"], "ready");
+    for name in ["redis", "chromium", "ffmpeg", "worker"] {
+        assert_eq!(check(&body, name)["Ok"], true, "{body}");
+    }
+    assert!(
+        check(&body, "worker")["Detail"]
+            .as_str()
+            .unwrap()
+            .contains("0 of 1"),
+        "{body}"
+    );
+
+    redis.stop();
+    let began = Instant::now();
+    let (status, _, body) = get(&readyz, None);
+    assert!(began.elapsed() < Duration::from_secs(6), "answered in time");
+    assert_eq!(status, 503, "{body}");
+    let body: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(body["Status"], "unready");
+    assert_eq!(body["ErrorCode"], "ServiceUnavailable");
+    assert_eq!(check(&body, "redis")["Ok"], false, "{body}");
+    assert_eq!(check(&body, "ffmpeg")["Ok"], true, "{body}");
+    // Liveness does not depend on Redis.
+    assert_eq!(get(&format!("{}/healthz", svc.url), None).0, 200);
+
+    redis.restart();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let (status, _, body) = get(&readyz, None);
+        if status == 200 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "still unready after Redis came back: {body}"
+        );
+        std::thread::sleep(Duration::from_millis(300));
+    }
+}
+
+/// The value of the first series of `name` whose labels contain every `labels` pair.
+fn metric(text: &str, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+    text.lines()
+        .filter(|l| !l.starts_with('#'))
+        .find(|l| {
+            let (series, _) = l.rsplit_once(' ').unwrap_or((l, ""));
+            let bare = series.split('{').next().unwrap_or("");
+            bare == name
+                && labels
+                    .iter()
+                    .all(|(k, v)| series.contains(&format!("{k}=\"{v}\"")))
+        })
+        .and_then(|l| l.rsplit_once(' '))
+        .and_then(|(_, v)| v.parse().ok())
+}
+
+#[test]
+fn metrics_after_a_real_recording() {
+    let redis = TestRedis::start();
+    let fixtures = fixture_server();
+    let svc = service(&redis, "ops-metrics", true, 0, 1);
+    let metrics_url = format!("{}/metrics", svc.url);
+
+    // One Start refused, one accepted.
+    let (status, _) = call(&svc.url, "Start", json!({ "RecordURL": "ftp://nope" }));
+    assert_eq!(status, 400);
+    let id = start_recording(
+        &svc.url,
+        json!({ "RecordURL": format!("{fixtures}/animated.html"), "Fps": 25 }),
+    );
+    std::thread::sleep(Duration::from_secs(4));
+
+    let (status, _, during) = get(&metrics_url, None);
+    assert_eq!(status, 200);
+    assert_eq!(
+        metric(&during, "pagecast_recordings_running", &[]),
+        Some(1.0)
+    );
+    let fps = metric(
+        &during,
+        "pagecast_recording_capture_fps",
+        &[("task_id", &id)],
+    )
+    .unwrap_or_else(|| panic!("no capture fps for {id}:\n{during}"));
+    // An animated page paints at the display rate; the screencast delivers at least the
+    // output rate's worth (and no more than Chromium's 60 Hz by much).
+    assert!((10.0..=90.0).contains(&fps), "capture fps {fps}");
+    assert!(
+        metric(
+            &during,
+            "pagecast_recording_frames_dropped",
+            &[("task_id", &id)]
+        )
+        .is_some(),
+        "{during}"
+    );
+    assert_eq!(
+        metric(&during, "pagecast_tasks", &[("status", "recording")]),
+        Some(1.0)
+    );
+
+    ok(&svc.url, "Stop", &id);
+    let d = wait_for(
+        &svc.url,
+        &id,
+        "finished",
+        Duration::from_secs(60),
+        status_is("finished"),
+    );
+    let recorded = d["RecordedDuration"].as_f64().unwrap();
+
+    // A stage's duration is recorded when its job returns, a moment after the task moved on.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let text = loop {
+        let (_, _, text) = get(&metrics_url, None);
+        let done = ["record", "transcode", "upload"].iter().all(|stage| {
+            metric(
+                &text,
+                "pagecast_stage_duration_seconds_count",
+                &[("stage", stage)],
+            )
+            .is_some()
+        });
+        if done || Instant::now() > deadline {
+            break text;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    let m = |name: &str, labels: &[(&str, &str)]| {
+        metric(&text, name, labels).unwrap_or_else(|| panic!("no {name} {labels:?} in:\n{text}"))
+    };
+    assert_eq!(m("pagecast_starts_accepted_total", &[]), 1.0);
+    assert_eq!(
+        m(
+            "pagecast_starts_rejected_total",
+            &[("code", "InvalidParam")]
+        ),
+        1.0
+    );
+    assert_eq!(m("pagecast_tasks", &[("status", "finished")]), 1.0);
+    assert_eq!(m("pagecast_tasks", &[("status", "recording")]), 0.0);
+    assert_eq!(m("pagecast_recordings_running", &[]), 0.0);
+    assert_eq!(m("pagecast_worker_capacity", &[]), 1.0);
+    // 25 output frames per recorded second.
+    let written = m("pagecast_frames_written_total", &[]);
+    assert!(
+        (written - 25.0 * recorded).abs() <= 25.0,
+        "{written} frames written for {recorded} s"
+    );
+    assert!(m("pagecast_frames_captured_total", &[]) > 0.0);
+    assert_eq!(
+        m(
+            "pagecast_recordings_ended_total",
+            &[("outcome", "recorded")]
+        ),
+        1.0
+    );
+    assert_eq!(m("pagecast_page_crashes_total", &[]), 0.0);
+    for stage in ["record", "transcode", "upload"] {
+        assert_eq!(
+            m("pagecast_stage_duration_seconds_count", &[("stage", stage)]),
+            1.0,
+            "{stage}"
+        );
+        assert_eq!(
+            m(
+                "pagecast_stage_duration_seconds_bucket",
+                &[("stage", stage), ("le", "+Inf")]
+            ),
+            1.0
+        );
+    }
+    let record_secs = m(
+        "pagecast_stage_duration_seconds_sum",
+        &[("stage", "record")],
+    );
+    assert!(record_secs >= recorded, "record stage took {record_secs} s");
+    // The per-recording gauges left with the recording.
+    assert!(metric(&text, "pagecast_recording_capture_fps", &[("task_id", &id)]).is_none());
+    assert!(text.contains("# TYPE pagecast_upload_bytes_total counter"));
+    assert!(text.contains("# TYPE pagecast_stage_duration_seconds histogram"));
+}
+
+/// A directory of symlinks to the tools doctor looks for, without ffmpeg.
+fn path_without_ffmpeg(dir: &std::path::Path) -> std::path::PathBuf {
+    let bin = dir.join("bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    for tool in ["chromium", "ffprobe", "fc-list", "pulseaudio"] {
+        let real = which(tool).unwrap_or_else(|| panic!("{tool} is not installed"));
+        let _ = std::fs::remove_file(bin.join(tool));
+        std::os::unix::fs::symlink(real, bin.join(tool)).unwrap();
+    }
+    bin
+}
+
+fn which(tool: &str) -> Option<std::path::PathBuf> {
+    std::env::split_paths(&std::env::var_os("PATH")?)
+        .map(|d| d.join(tool))
+        .find(|p| p.is_file())
+}
+
+#[test]
+fn doctor_reports_a_missing_ffmpeg_and_fails() {
+    let redis = TestRedis::start();
+    let dir = scratch("ops-doctor");
+    let env = [
+        ("PAGECAST_REDIS_URL", redis.url.clone()),
+        ("PAGECAST_WORK_DIR", dir.join("work").display().to_string()),
+    ];
+
+    // A complete machine passes.
+    let mut cmd = pagecast();
+    cmd.arg("doctor").envs(env.iter().cloned());
+    let out = run(cmd, Duration::from_secs(60));
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(out.status.success(), "{text}{}", stderr(&out));
+    for name in ["chromium", "ffmpeg", "ffprobe", "fonts", "redis", "disk"] {
+        assert!(
+            text.lines()
+                .any(|l| l.starts_with("[ok  ]") && l.contains(name)),
+            "{name} not ok:\n{text}"
+        );
+    }
+    assert!(text.contains("Pagecast Sans CJK"), "{text}");
+
+    // Without ffmpeg on PATH: reported with a fix, and the exit status says so.
+    let bin = path_without_ffmpeg(&dir);
+    let mut cmd = pagecast();
+    cmd.arg("doctor")
+        .envs(env.iter().cloned())
+        .env("PATH", &bin);
+    let out = run(cmd, Duration::from_secs(60));
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(
+        !out.status.success(),
+        "doctor passed without ffmpeg:\n{text}"
+    );
+    let lines: Vec<&str> = text.lines().collect();
+    let at = lines
+        .iter()
+        .position(|l| l.starts_with("[FAIL] ffmpeg"))
+        .unwrap_or_else(|| panic!("ffmpeg not reported:\n{text}"));
+    assert!(lines[at].contains("not found"), "{text}");
+    assert!(
+        lines[at + 1].contains("fix:") && lines[at + 1].contains("PAGECAST_FFMPEG"),
+        "{text}"
+    );
+    // The rest is still checked and found.
+    for name in ["chromium", "ffprobe", "redis"] {
+        assert!(
+            lines
+                .iter()
+                .any(|l| l.starts_with("[ok  ]") && l.contains(name)),
+            "{name}:\n{text}"
+        );
+    }
+}
+
+/// Whether any process has `pid` as its parent.
+fn has_children(pid: u32) -> bool {
+    parents().iter().any(|(_, pp)| *pp == pid)
+}
+
+#[test]
+fn a_sigtermed_worker_hands_its_recording_over_to_another() {
+    let redis = TestRedis::start();
+    let fixtures = fixture_server();
+    // An API-only node and two workers of one node, one recording slot each.
+    let mut svc = service(&redis, "ops-handover", false, 2, 1);
+    let id = start_recording(
+        &svc.url,
+        json!({ "RecordURL": format!("{fixtures}/clock.html") }),
+    );
+    let began = Instant::now();
+    std::thread::sleep(Duration::from_secs(3));
+    let (index, owner) = svc.procs[1..]
+        .iter()
+        .enumerate()
+        .map(|(i, p)| (i + 1, p.child.id()))
+        .find(|(_, pid)| has_children(*pid))
+        .expect("one worker runs the recording");
+    let other = svc.procs[if index == 1 { 2 } else { 1 }].child.id();
+    assert!(!has_children(other), "the other worker is idle");
+
+    // A rolling restart: SIGTERM the worker that records.
+    std::process::Command::new("kill")
+        .args(["-TERM", &owner.to_string()])
+        .status()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let exit = loop {
+        if let Some(status) = svc.procs[index].child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the SIGTERMed worker did not exit"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert!(exit.success(), "the worker exits cleanly: {exit:?}");
+
+    // The other worker continues the task: it stays recording and its browser runs there.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !has_children(other) {
+        assert!(
+            Instant::now() < deadline,
+            "the other worker did not take the task over; {}",
+            describe(&svc.url, &id)
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    // The first part's duration is in Describe; the continuation adds to it as it records.
+    let first = describe(&svc.url, &id)["RecordedDuration"]
+        .as_f64()
+        .unwrap();
+    assert!(first > 1.0, "the first part was kept: {first} s");
+    let d = wait_for(
+        &svc.url,
+        &id,
+        "the second part recording",
+        Duration::from_secs(30),
+        |d| d["Status"] == "recording" && d["RecordedDuration"].as_f64().unwrap() >= first + 2.0,
+    );
+    assert_eq!(d["Status"], "recording");
+    ok(&svc.url, "Stop", &id);
+    let wall = began.elapsed().as_secs_f64();
+    let d = wait_for(
+        &svc.url,
+        &id,
+        "finished",
+        Duration::from_secs(60),
+        status_is("finished"),
+    );
+    assert!(d["Result"]["ErrorCode"].is_null(), "{d}");
+    assert_eq!(d["Restarts"], 1, "{d}");
+    // Both parts are in the video: about the wall time, less the seconds the handover took.
+    let recorded = d["RecordedDuration"].as_f64().unwrap();
+    assert!(
+        recorded >= first + 2.0 && recorded <= wall + 1.0,
+        "recorded {recorded} s of {wall} s (first part {first} s): {d}"
+    );
+    let file = fetch_video(&d, &scratch("ops-handover-dl"));
+    let p = probe(&file, &[]);
+    assert_close(p.duration, recorded, 1.0, "the video holds both parts");
+    // The exited worker is reaped: its Drop must not signal a pid the system may have reused.
+    std::mem::forget(svc.procs.remove(index));
+}
+
+#[test]
+fn a_rolling_restart_of_the_only_worker_loses_nothing() {
+    let redis = TestRedis::start();
+    let fixtures = fixture_server();
+    let mut svc = service(&redis, "ops-rolling", false, 1, 1);
+    let id = start_recording(
+        &svc.url,
+        json!({ "RecordURL": format!("{fixtures}/clock.html") }),
+    );
+    let began = Instant::now();
+    std::thread::sleep(Duration::from_secs(2));
+    ok(&svc.url, "Pause", &id);
+    std::thread::sleep(Duration::from_secs(1));
+
+    // Stop the worker; the paused task waits, handed over, for the next worker of its node.
+    let old = svc.procs.remove(1);
+    let pid = old.child.id();
+    drop(old); // SIGTERM, then waits for the exit
+    assert!(
+        !std::path::Path::new(&format!("/proc/{pid}")).exists()
+            || std::fs::read_to_string(format!("/proc/{pid}/stat"))
+                .is_ok_and(|s| s.contains(") Z ")),
+        "the old worker exited"
+    );
+    let d = describe(&svc.url, &id);
+    assert_eq!(d["Status"], "paused", "{d}");
+
+    // Its replacement continues the task, still paused; Resume and Stop work as before.
+    let log = svc.dir.join("worker-new.log");
+    svc.procs.push(spawn(&["worker"], &svc.worker_env, &log));
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !has_children(svc.procs[1].child.id()) {
+        assert!(
+            Instant::now() < deadline,
+            "the new worker did not continue the task; see {}",
+            log.display()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    std::thread::sleep(Duration::from_secs(2));
+    let d = describe(&svc.url, &id);
+    assert_eq!(d["Status"], "paused", "{d}");
+    let first = d["RecordedDuration"].as_f64().unwrap();
+    assert!(first > 1.0, "the first part was kept: {d}");
+    ok(&svc.url, "Resume", &id);
+    wait_for(
+        &svc.url,
+        &id,
+        "the second part recording",
+        Duration::from_secs(30),
+        |d| d["RecordedDuration"].as_f64().unwrap() >= first + 2.0,
+    );
+    ok(&svc.url, "Stop", &id);
+    let wall = began.elapsed().as_secs_f64();
+    let d = wait_for(
+        &svc.url,
+        &id,
+        "finished",
+        Duration::from_secs(60),
+        status_is("finished"),
+    );
+    assert!(d["Result"]["ErrorCode"].is_null(), "{d}");
+    assert_eq!(d["Restarts"], 1, "{d}");
+    // Both parts; the paused time and the restart are not recorded.
+    let recorded = d["RecordedDuration"].as_f64().unwrap();
+    assert!(
+        recorded >= first + 2.0 && recorded < wall - 2.0,
+        "recorded {recorded} s in {wall} s: {d}"
+    );
+    let file = fetch_video(&d, &scratch("ops-rolling-dl"));
+    assert_close(
+        probe(&file, &[]).duration,
+        recorded,
+        1.0,
+        "the video holds both parts",
+    );
+}
+
+#[test]
+fn finish_mode_records_to_the_end_and_delivers_before_exiting() {
+    let redis = TestRedis::start();
+    let fixtures = fixture_server();
+    let mut svc = service_with(
+        &redis,
+        "ops-finish",
+        false,
+        1,
+        1,
+        &[("PAGECAST_SHUTDOWN", "finish")],
+    );
+    let id = start_recording(
+        &svc.url,
+        json!({ "RecordURL": format!("{fixtures}/clock.html"), "MaxDurationLimit": 6 }),
+    );
+    std::thread::sleep(Duration::from_secs(1));
+    let pid = svc.procs[1].child.id();
+    std::process::Command::new("kill")
+        .args(["-TERM", &pid.to_string()])
+        .status()
+        .unwrap();
+    // The worker records on to the limit, delivers, and only then exits.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let exit = loop {
+        if let Some(status) = svc.procs[1].child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the worker in finish mode did not exit"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    assert!(exit.success(), "{exit:?}");
+    let d = describe(&svc.url, &id);
+    assert_eq!(d["Status"], "finished", "delivered before the exit: {d}");
+    assert!(d["Result"]["ErrorCode"].is_null(), "{d}");
+    let recorded = d["RecordedDuration"].as_f64().unwrap();
+    assert!(recorded > 4.5, "recorded to the limit, not cut short: {d}");
+    assert_eq!(d["Restarts"], 0);
+    // Reaped already: its Drop must not signal a pid the system may have reused.
+    std::mem::forget(svc.procs.remove(1));
+}
+
+#[test]
+fn json_logs_carry_request_and_task_ids_and_no_page_tokens() {
+    let redis = TestRedis::start();
+    let fixtures = fixture_server();
+    let svc = service_with(
+        &redis,
+        "ops-logs",
+        true,
+        0,
+        1,
+        &[("PAGECAST_LOG_FORMAT", "json")],
+    );
+    let (rt, client) = http();
+    let body: Value = rt.block_on(async {
+        client
+            .post(format!("{}/", svc.url))
+            .header("X-Request-Id", "req-ops-42")
+            .json(&json!({ "Action": "Start", "Data": {
+                "RecordURL": format!("{fixtures}/static.html?token=pagesecret"),
+                "MaxDurationLimit": 2 } }))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
+    });
+    assert_eq!(body["RequestID"], "req-ops-42", "{body}");
+    let id = body["TaskID"].as_str().unwrap().to_string();
+    wait_for(
+        &svc.url,
+        &id,
+        "finished",
+        Duration::from_secs(60),
+        status_is("finished"),
+    );
+    let log = std::fs::read_to_string(svc.dir.join("serve.log")).unwrap();
+    assert!(!log.contains("pagesecret"), "a page token reached the log");
+    let lines: Vec<Value> = log
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+        .collect();
+    let in_span = |l: &Value, key: &str, value: &str| {
+        l["spans"]
+            .as_array()
+            .is_some_and(|spans| spans.iter().any(|s| s[key] == value))
+    };
+    assert!(
+        lines
+            .iter()
+            .any(|l| l["fields"]["message"] == "task created"
+                && in_span(l, "request_id", "req-ops-42")),
+        "no 'task created' line in the request's span"
+    );
+    // The engine's own lines too.
+    assert!(
+        lines
+            .iter()
+            .any(|l| l["fields"]["message"] == "recording started" && in_span(l, "task_id", &id)),
+        "the engine's 'recording started' line lacks the task id"
+    );
+    let task_lines = lines.iter().filter(|l| in_span(l, "task_id", &id)).count();
+    assert!(task_lines >= 3, "{task_lines} lines carry the task id");
+    assert!(
+        lines
+            .iter()
+            .any(|l| in_span(l, "task_id", &id) && l["span"]["stage"] == "transcode"),
+        "transcode lines carry the task id and stage"
+    );
+}
