@@ -59,6 +59,8 @@ pub struct AvSyncReport {
     pub mean_abs_offset_ms: f64,
     /// Largest |offset|, ms.
     pub max_abs_offset_ms: f64,
+    /// Median |offset|, ms (robust against a flash the page itself played late).
+    pub median_abs_offset_ms: f64,
     /// Mean |offset + lateness| (the recorder's own error), ms.
     pub mean_abs_recorder_error_ms: f64,
     /// Largest |offset + lateness|, ms.
@@ -326,6 +328,17 @@ pub fn tone_level_db(samples: &[f32], hz: f64) -> f64 {
     10.0 * mean_square.max(1e-20).log10()
 }
 
+/// The median |offset| of `pairs`, ms (0 without pairs).
+pub fn median_abs(pairs: &[Pair]) -> f64 {
+    let mut v: Vec<f64> = pairs.iter().map(|p| p.offset_ms.abs()).collect();
+    v.sort_by(|a, b| a.partial_cmp(b).unwrap_or(std::cmp::Ordering::Equal));
+    match v.len() {
+        0 => 0.0,
+        n if n % 2 == 1 => v[n / 2],
+        n => (v[n / 2 - 1] + v[n / 2]) / 2.0,
+    }
+}
+
 /// Pairs flashes with onsets and summarises the offsets.
 pub fn summarise(
     flashes: &[(f64, Option<f64>)],
@@ -391,6 +404,7 @@ pub fn analyze_file(file: &Path, pre: &[&str], tones: &[f64]) -> io::Result<AvSy
         .map(|&i| audio_start + i as f64 / RATE)
         .collect();
     let (pairs, mean, mean_abs, max_abs, err_mean, err_max) = summarise(&flashes, &beeps);
+    let median = median_abs(&pairs);
     let mut freqs: Vec<f64> = onset_idx
         .iter()
         .filter_map(|&i| {
@@ -408,6 +422,7 @@ pub fn analyze_file(file: &Path, pre: &[&str], tones: &[f64]) -> io::Result<AvSy
         mean_offset_ms: mean,
         mean_abs_offset_ms: mean_abs,
         max_abs_offset_ms: max_abs,
+        median_abs_offset_ms: median,
         mean_abs_recorder_error_ms: err_mean,
         max_abs_recorder_error_ms: err_max,
         video_s: match (times.first(), times.last()) {
@@ -477,6 +492,7 @@ mod tests {
         let beeps = [0.99, 2.02, 3.0];
         let (pairs, mean, mean_abs, max_abs, err_mean, err_max) = summarise(&flashes, &beeps);
         assert_eq!(pairs.len(), 3, "the flash at 9 s has no beep");
+        assert!((median_abs(&pairs) - 10.0).abs() < 1e-6);
         assert!((mean - (-10.0 + 20.0 + 0.0) / 3.0).abs() < 1e-6);
         assert!((mean_abs - 10.0).abs() < 1e-6);
         assert!((max_abs - 20.0).abs() < 1e-6);

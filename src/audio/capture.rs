@@ -5,7 +5,8 @@ use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use tokio::io::AsyncReadExt;
+use std::io::Read;
+
 use tracing::{debug, warn};
 
 use super::AudioError;
@@ -16,8 +17,8 @@ use crate::process::OwnedChild;
 
 /// A running capture. Dropping it stops `parec` and removes the sink.
 pub struct AudioCapture {
-    // Field order is drop order: the reader and parec go before the sink is unloaded.
-    reader: tokio::task::JoinHandle<()>,
+    // Field order is drop order: parec goes (and with it the reader thread, at end of file)
+    // before the sink is unloaded.
     parec: OwnedChild,
     timeline: Arc<Mutex<AudioTimeline>>,
     sink: Sink,
@@ -56,12 +57,19 @@ impl AudioCapture {
             .child_mut()
             .stdout
             .take()
-            .ok_or_else(|| AudioError::Sink("parec's output was not captured".into()))?;
+            .ok_or_else(|| AudioError::Sink("parec's output was not captured".into()))?
+            .into_owned_fd()
+            .map_err(|e| AudioError::Sink(format!("parec's output: {e}")))?;
         let timeline = Arc::new(Mutex::new(AudioTimeline::new()));
-        let reader = tokio::spawn(read_into(stdout, timeline.clone()));
+        // A thread of its own: arrival times are the measurement, so reads must not wait for a
+        // busy async runtime. It ends when parec does.
+        let shared = timeline.clone();
+        std::thread::Builder::new()
+            .name("parec-reader".into())
+            .spawn(move || read_into(std::fs::File::from(stdout), shared))
+            .map_err(|e| AudioError::Sink(format!("could not start the capture thread: {e}")))?;
         debug!(sink = %sink.name(), "audio capture started");
         Ok(Self {
-            reader,
             parec,
             timeline,
             sink,
@@ -126,17 +134,12 @@ impl AudioCapture {
     }
 }
 
-impl Drop for AudioCapture {
-    fn drop(&mut self) {
-        self.reader.abort();
-    }
-}
-
 /// Reads parec's output, stamping every chunk with its arrival on the wall clock.
-async fn read_into(mut out: tokio::process::ChildStdout, timeline: Arc<Mutex<AudioTimeline>>) {
+fn read_into(mut out: std::fs::File, timeline: Arc<Mutex<AudioTimeline>>) {
     let mut buf = vec![0u8; 64 * 1024];
     loop {
-        match out.read(&mut buf).await {
+        match out.read(&mut buf) {
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
             Ok(0) | Err(_) => break,
             Ok(n) => {
                 let now = wall_now();

@@ -2,15 +2,21 @@
 //! video slot.
 //!
 //! The capture (`parec` reading the sink's monitor) delivers a continuous stream of samples in
-//! chunks. Sample `i` of the stream was played into the sink at wall time `t0 + i / RATE`, where
-//! `t0` is unknown: the stream starts at an arbitrary moment (a fresh null sink delivers its first
-//! data up to two seconds after connecting; joining a running one first delivers a backlog) and
-//! each chunk reaches us some milliseconds after its last sample was played. A chunk cannot
-//! arrive before its last sample was played, so every chunk gives an upper bound
-//! `arrival - end_index / RATE` on `t0`; the smallest bound seen recently is the estimate. It
-//! comes from the data flow itself (no hand-tuned delay), tightens as chunks arrive, and follows a
-//! slow drift between the sound card clock and the wall clock because only the last
-//! [`ANCHOR_WINDOW`] seconds of bounds count.
+//! chunks. Sample `i` of the stream is played at wall time `t0 + i / RATE`, where `t0` is
+//! unknown: the stream starts at an arbitrary moment (a fresh null sink delivers its first data
+//! up to two seconds after connecting; joining a running one first delivers a backlog) and each
+//! chunk reaches us some milliseconds after it was rendered.
+//!
+//! A null sink renders one block (its latency, 10 ms here, as the capture asks) at the moment
+//! the block's first sample falls due, and its monitor hands the block on at once: the block's
+//! samples are played from that moment on, while they are already on their way to us. So a block
+//! cannot arrive before its *first* sample's play time, and every block gives an upper bound
+//! `arrival - first_index / RATE` on `t0`; the smallest bound seen recently is the estimate.
+//! (Bounding by the last sample instead would stamp all sound one block early.) Reads that
+//! arrive within [`SAME_BLOCK`] of each other are parts of one block. The estimate comes from
+//! the data flow itself (no hand-tuned delay), tightens as blocks arrive, and follows a slow
+//! drift between the sound clock and the wall clock because only the last [`ANCHOR_WINDOW`]
+//! seconds of bounds count.
 //!
 //! [`AudioTimeline::take`] then returns exactly `n` samples starting at a given wall time (the
 //! instant of a video slot), with silence wherever nothing was captured. Consecutive requests
@@ -26,6 +32,8 @@ pub const RATE: u32 = 48_000;
 pub const CHANNELS: usize = 2;
 /// Bytes per sample frame (s16le, stereo).
 pub const FRAME_BYTES: usize = 2 * CHANNELS;
+/// Reads closer together than this (seconds) are parts of one rendered block.
+pub const SAME_BLOCK: f64 = 0.002;
 /// Seconds of bounds that make up the estimate of `t0`.
 pub const ANCHOR_WINDOW: f64 = 10.0;
 /// A request whose instant is within this many seconds of where the previous one ended continues
@@ -57,6 +65,8 @@ pub struct AudioTimeline {
     cursor: Option<(u64, f64)>,
     /// A partial sample frame left over from the last chunk.
     partial: Vec<u8>,
+    /// The block being received: (arrival of its last read, stream index of its first sample).
+    block: Option<(f64, u64)>,
     /// Chunks received.
     chunks: u64,
 }
@@ -88,12 +98,17 @@ impl AudioTimeline {
             return;
         }
         self.chunks += 1;
+        let first = match self.block {
+            Some((last, first)) if arrival - last < SAME_BLOCK => first,
+            _ => self.received,
+        };
+        self.block = Some((arrival, first));
         self.partial.extend_from_slice(bytes);
         let whole = self.partial.len() / FRAME_BYTES * FRAME_BYTES;
         self.buf.extend(self.partial.drain(..whole));
         self.received += (whole / FRAME_BYTES) as u64;
 
-        let bound = arrival - self.received as f64 / f64::from(RATE);
+        let bound = arrival - first as f64 / f64::from(RATE);
         while self.bounds.back().is_some_and(|&(_, b)| b >= bound) {
             self.bounds.pop_back();
         }
@@ -171,12 +186,12 @@ mod tests {
             .collect()
     }
 
-    /// Feeds 10 ms chunks (value = chunk number) played from `start`, each arriving `delay(k)`
-    /// after its last sample.
+    /// Feeds 10 ms blocks (value = block number) played from `start`, as a null sink renders
+    /// them: each when its first sample falls due, arriving `delay(k)` after that.
     fn feed(tl: &mut AudioTimeline, start: f64, chunks: usize, delay: impl Fn(usize) -> f64) {
         for k in 0..chunks {
-            let end = start + (k + 1) as f64 * 0.010;
-            tl.push(&chunk(480, k as i16), end + delay(k));
+            let due = start + k as f64 * 0.010;
+            tl.push(&chunk(480, k as i16), due + delay(k));
         }
     }
 
@@ -221,9 +236,9 @@ mod tests {
         let mut tl = AudioTimeline::new();
         tl.push(&chunk(17 * 480, 1), T0 + 0.170);
         for k in 0..20 {
-            tl.push(&chunk(480, 2), T0 + 0.180 + k as f64 * 0.01 + 0.001);
+            tl.push(&chunk(480, 2), T0 + 0.170 + k as f64 * 0.01 + 0.003);
         }
-        assert!((tl.t0().unwrap() - T0).abs() < 1e-6);
+        assert!((tl.t0().unwrap() - T0 - 0.003).abs() < 1e-6);
         assert_eq!(values(&tl.take(T0 + 0.100, 2)), vec![1, 1]);
         assert_eq!(values(&tl.take(T0 + 0.300, 2)), vec![2, 2]);
     }
@@ -271,9 +286,30 @@ mod tests {
     fn partial_frames_are_joined() {
         let mut tl = AudioTimeline::new();
         let c = chunk(10, 7);
-        tl.push(&c[..5], T0 + 1.0 / 48_000.0 + 0.0001);
-        tl.push(&c[5..], T0 + 10.0 / 48_000.0 + 0.0001);
+        tl.push(&c[..5], T0 + 0.0001);
+        tl.push(&c[5..], T0 + 0.0001);
         assert_eq!(tl.received, 10);
         assert_eq!(values(&tl.take(T0 + 0.0001, 10)), vec![7; 10]);
+    }
+
+    #[test]
+    fn a_block_read_in_parts_is_bounded_by_its_first_sample() {
+        // Blocks of 10 ms rendered at T0 + k * 10 ms; block 3 is read in two parts 0.5 ms apart.
+        // Bounding the second part by its own first sample would claim t0 = T0 - 4.5 ms.
+        let mut tl = AudioTimeline::new();
+        for k in 0..10usize {
+            let due = T0 + k as f64 * 0.010;
+            if k == 3 {
+                tl.push(&chunk(240, 3), due + 0.002);
+                tl.push(&chunk(240, 3), due + 0.0025);
+            } else {
+                tl.push(&chunk(480, k as i16), due + 0.002);
+            }
+        }
+        assert!(
+            (tl.t0().unwrap() - (T0 + 0.002)).abs() < 1e-6,
+            "{}",
+            tl.t0().unwrap() - T0
+        );
     }
 }

@@ -72,8 +72,8 @@ async fn run_av_sync(args: AnalyzeArgs) -> anyhow::Result<ExitCode> {
         );
     }
     println!(
-        "A/V offset        mean {:+.1} ms, mean |offset| {:.1} ms, max |offset| {:.1} ms",
-        r.mean_offset_ms, r.mean_abs_offset_ms, r.max_abs_offset_ms
+        "A/V offset        mean {:+.1} ms, mean |offset| {:.1} ms, median |offset| {:.1} ms, max |offset| {:.1} ms",
+        r.mean_offset_ms, r.mean_abs_offset_ms, r.median_abs_offset_ms, r.max_abs_offset_ms
     );
     println!(
         "recorder error    mean {:.1} ms, max {:.1} ms (offset + page lateness)",

@@ -38,7 +38,8 @@ enum Command {
     Doctor(Box<doctor::DoctorArgs>),
     /// Probe a running pagecast's /healthz (exit 0 when healthy): for container HEALTHCHECKs.
     Healthcheck(doctor::HealthcheckArgs),
-    /// Measure frame timing in a recording of tests/fixtures/clock.html (the benchmark tool).
+    /// Measure frame timing in a recording of tests/fixtures/clock.html, or A/V sync in one of
+    /// tests/fixtures/av_sync*.html (--av-sync): the benchmark tools.
     Analyze(analyze::AnalyzeArgs),
 }
 

@@ -95,10 +95,10 @@ pub async fn run(store: &StoreConfig, worker: &WorkerConfig) -> Vec<Finding> {
         .await,
         binary(
             "pulseaudio",
-            Path::new("pulseaudio"),
+            &rec.pulseaudio,
             &["--version"],
             false,
-            "install pulseaudio (apt-get install pulseaudio) for recordings with sound",
+            "install pulseaudio and pulseaudio-utils (apt-get install pulseaudio pulseaudio-utils) or point PAGECAST_PULSEAUDIO at it: without it, tasks with sound (the default) fail with AudioFailed and only \"Audio\": false records",
         )
         .await,
         fonts(rec.fontconfig.as_deref()).await,

@@ -721,6 +721,7 @@ impl Engine {
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
         let mut last_progress = 0.0;
         let (mut pauses, mut refreshes) = (0u32, 0u32);
+        let mut audio_lost = false;
 
         loop {
             let mut command: Option<(Control, Origin, f64)> = None;
@@ -937,6 +938,14 @@ impl Engine {
 
             if now - last_progress >= 0.25 {
                 last_progress = now;
+                if !audio_lost
+                    && let Some(a) = self.audio.as_mut()
+                    && !a.is_running()
+                {
+                    // The rest of the recording keeps its sound track, silent from here on.
+                    audio_lost = true;
+                    warn!(sink = %a.sink_name(), "the audio capture stopped; the sound is silent from here on");
+                }
                 let bytes = bytes_written(&opts.work_dir);
                 let recorded = pacer.recorded_at(now);
                 self.progress.send_modify(|p| {

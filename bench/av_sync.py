@@ -1,0 +1,104 @@
+#!/usr/bin/env python3
+"""A/V sync benchmark for pagecast.
+
+Serves tests/fixtures from a local HTTP server, records each test page with `pagecast record`
+(sound on), runs `pagecast analyze --av-sync --json` on every recording and prints per-run
+figures plus the figures over all flashes of all runs:
+
+- av_sync_video.html: a <video> whose picture flashes and whose sound beeps at every second
+  (Chromium keeps a media element's picture in step with its sound);
+- av_sync.html: the page itself flashes (canvas, requestAnimationFrame) and beeps (WebAudio)
+  at every whole second of wall-clock time; `recorder error` is each offset corrected by how
+  late the page painted that flash (from the frame's clock strip).
+
+Example:
+    python3 bench/av_sync.py --pagecast target/release/pagecast --seconds 30 --runs 3
+
+Only the Python standard library is used.
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import http.server
+import json
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+from pathlib import Path
+
+FIXTURES = Path(__file__).resolve().parent.parent / "tests" / "fixtures"
+PAGES = ["av_sync_video.html", "av_sync.html"]
+
+
+class QuietHandler(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, *args) -> None:  # noqa: D102 - no access log
+        pass
+
+
+def serve() -> str:
+    handler = functools.partial(QuietHandler, directory=str(FIXTURES))
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    return f"http://127.0.0.1:{httpd.server_address[1]}"
+
+
+def load() -> str:
+    try:
+        return Path("/proc/loadavg").read_text().split()[0]
+    except OSError:
+        return "?"
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--pagecast", default="target/release/pagecast")
+    ap.add_argument("--seconds", type=int, default=30)
+    ap.add_argument("--runs", type=int, default=3)
+    ap.add_argument("--pages", nargs="*", default=PAGES)
+    args = ap.parse_args()
+    base = serve()
+    with tempfile.TemporaryDirectory(prefix="pagecast-avbench-") as tmp:
+        for page in args.pages:
+            offsets: list[float] = []
+            errors: list[float] = []
+            for run in range(args.runs):
+                out = Path(tmp) / f"{page}.{run}.mp4"
+                before = load()
+                rec = subprocess.run(
+                    [args.pagecast, "record", f"{base}/{page}", "-o", str(out), "-q",
+                     "--duration", str(args.seconds)],
+                    capture_output=True, text=True)
+                if rec.returncode != 0:
+                    print(f"{page} run {run}: record failed: {rec.stderr.strip()}", file=sys.stderr)
+                    return 1
+                ana = subprocess.run(
+                    [args.pagecast, "analyze", "--av-sync", "--json", str(out)],
+                    capture_output=True, text=True, check=True)
+                r = json.loads(ana.stdout)
+                offs = [p["offset_ms"] for p in r["pairs"]]
+                errs = [p["offset_ms"] + (p["lateness_ms"] or 0) for p in r["pairs"]
+                        if p["lateness_ms"] is not None]
+                offsets += offs
+                errors += errs
+                print(f"{page} run {run} (load {before}): {len(offs)} pairs, "
+                      f"mean {r['mean_offset_ms']:+.1f} ms, mean |offset| {r['mean_abs_offset_ms']:.1f} ms, "
+                      f"median |offset| {r['median_abs_offset_ms']:.1f} ms, max |offset| {r['max_abs_offset_ms']:.1f} ms")
+            if not offsets:
+                continue
+            ab = [abs(o) for o in offsets]
+            print(f"== {page}: {len(offsets)} flashes in {args.runs} runs: mean {statistics.mean(offsets):+.1f} ms, "
+                  f"mean |offset| {statistics.mean(ab):.1f} ms, median |offset| {statistics.median(ab):.1f} ms, "
+                  f"p95 |offset| {sorted(ab)[int(0.95 * (len(ab) - 1))]:.1f} ms, max |offset| {max(ab):.1f} ms")
+            if errors:
+                ae = [abs(e) for e in errors]
+                print(f"   recorder error (offset + page lateness): mean {statistics.mean(errors):+.1f} ms, "
+                      f"mean |error| {statistics.mean(ae):.1f} ms, max |error| {max(ae):.1f} ms")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
