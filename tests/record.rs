@@ -277,6 +277,9 @@ fn chromium_runs_sandboxed_as_an_unprivileged_user() {
         .args(["-q", "--duration", "2", "--no-audio"])
         .env("PAGECAST_CHROMIUM_SANDBOX", "on");
     let o = run(cmd, Duration::from_secs(90));
-    assert!(!o.status.success(), "Chromium does not sandbox itself as root");
+    assert!(
+        !o.status.success(),
+        "Chromium does not sandbox itself as root"
+    );
     assert!(stderr(&o).contains("BrowserFailed"), "{}", stderr(&o));
 }
