@@ -605,3 +605,169 @@ fn json_logs_carry_request_and_task_ids_and_no_page_tokens() {
         "transcode lines carry the task id and stage"
     );
 }
+
+#[test]
+fn with_storage_type_s3_a_worker_on_another_node_continues_a_handed_over_recording() {
+    let redis = TestRedis::start();
+    let s3 = s3_support::TestS3::start();
+    let fixtures = fixture_server();
+    let mut env: Vec<(&'static str, String)> = s3.env();
+    env.push(("PAGECAST_S3_PRESIGN_SECONDS", "3600".into()));
+    let env_ref: Vec<(&'static str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    // The API and a worker on node-a; a worker on node-b (its own work directory) joins later.
+    let mut svc = service_with(&redis, "ops-cross-node", false, 1, 1, &env_ref);
+    let id = start_recording(
+        &svc.url,
+        json!({ "RecordURL": format!("{fixtures}/clock.html"), "StorageType": "s3" }),
+    );
+    let mut b_env = svc.worker_env.clone();
+    for (k, v) in b_env.iter_mut() {
+        match *k {
+            "PAGECAST_NODE_ID" => *v = "node-b".into(),
+            "PAGECAST_WORK_DIR" => *v = svc.dir.join("work-b").display().to_string(),
+            _ => {}
+        }
+    }
+    svc.procs
+        .push(spawn(&["worker"], &b_env, &svc.dir.join("worker-b.log")));
+    std::thread::sleep(Duration::from_secs(3));
+    let a = svc.procs[1].child.id();
+    assert!(has_children(a), "node-a records");
+    std::process::Command::new("kill")
+        .args(["-TERM", &a.to_string()])
+        .status()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while svc.procs[1].child.try_wait().unwrap().is_none() {
+        assert!(Instant::now() < deadline, "node-a did not exit");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let first = describe(&svc.url, &id)["RecordedDuration"]
+        .as_f64()
+        .unwrap();
+    assert!(first > 1.0, "the first part was kept: {first}");
+    let d = wait_for(
+        &svc.url,
+        &id,
+        "node-b recording the second part",
+        Duration::from_secs(40),
+        |d| d["Status"] == "recording" && d["RecordedDuration"].as_f64().unwrap() >= first + 2.0,
+    );
+    assert_eq!(d["Restarts"], 1);
+    ok(&svc.url, "Stop", &id);
+    let d = wait_for(
+        &svc.url,
+        &id,
+        "finished",
+        Duration::from_secs(60),
+        status_is("finished"),
+    );
+    assert!(d["Result"]["ErrorCode"].is_null(), "{d}");
+    let recorded = d["RecordedDuration"].as_f64().unwrap();
+    assert!(recorded >= first + 2.0, "both parts: {d}");
+    let file = fetch_video(&d, &scratch("ops-cross-node-dl"));
+    assert_close(
+        probe(&file, &[]).duration,
+        recorded,
+        1.0,
+        "the video joins the part from node-a and the part from node-b",
+    );
+    // The copy in the bucket was only for a hand-over: gone once the result is made.
+    let parts = s3
+        .data()
+        .join(s3_support::BUCKET)
+        .join("pagecast-work")
+        .join(&id);
+    let left: Vec<_> = walk(&parts);
+    assert!(
+        left.is_empty(),
+        "intermediate media left in the bucket: {left:?}"
+    );
+    std::mem::forget(svc.procs.remove(1));
+}
+
+/// Files below `dir` (none when it does not exist).
+fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    if let Ok(entries) = std::fs::read_dir(dir) {
+        for e in entries.flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                out.extend(walk(&p));
+            } else {
+                out.push(p);
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn a_worker_serves_its_own_health_and_metrics_and_healthcheck_probes_them() {
+    let redis = TestRedis::start();
+    let port = free_port();
+    let listen = format!("127.0.0.1:{port}");
+    let mut svc = service_with(
+        &redis,
+        "ops-worker-http",
+        false,
+        1,
+        2,
+        &[("PAGECAST_METRICS_LISTEN", listen.as_str())],
+    );
+    let base = format!("http://{listen}");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            Instant::now() < deadline,
+            "the worker's endpoint did not come up"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let (status, _, body) = get(&format!("{base}/readyz"), None);
+    assert_eq!(status, 200, "{body}");
+    let body: Value = serde_json::from_str(&body).unwrap();
+    assert!(
+        check(&body, "worker")["Detail"]
+            .as_str()
+            .unwrap()
+            .contains("0 of 2"),
+        "{body}"
+    );
+    let (status, _, text) = get(&format!("{base}/metrics"), None);
+    assert_eq!(status, 200);
+    assert_eq!(metric(&text, "pagecast_worker_capacity", &[]), Some(2.0));
+    // Service-wide numbers come from the API process only.
+    assert!(metric(&text, "pagecast_tasks", &[("status", "normal")]).is_none());
+
+    let probe = |url: &str| {
+        let mut c = pagecast();
+        c.args(["healthcheck", "--url", url, "--timeout", "3"]);
+        run(c, Duration::from_secs(20)).status.success()
+    };
+    assert!(probe(&format!("{base}/healthz")));
+    assert!(!probe(&format!("http://127.0.0.1:{}/healthz", free_port())));
+    // From the environment, as in the image: the worker's address.
+    let mut c = pagecast();
+    c.arg("healthcheck")
+        .env_remove("PAGECAST_LISTEN")
+        .env("PAGECAST_METRICS_LISTEN", &listen);
+    assert!(run(c, Duration::from_secs(20)).status.success());
+
+    // SIGTERM with nothing running: the worker exits promptly and cleanly.
+    let pid = svc.procs[1].child.id();
+    std::process::Command::new("kill")
+        .args(["-TERM", &pid.to_string()])
+        .status()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let exit = loop {
+        if let Some(s) = svc.procs[1].child.try_wait().unwrap() {
+            break s;
+        }
+        assert!(Instant::now() < deadline, "an idle worker did not exit");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert!(exit.success(), "{exit:?}");
+    std::mem::forget(svc.procs.remove(1));
+}

@@ -22,19 +22,16 @@ const MAX_RESTARTS: u32 = 5;
 /// Runs one record job from the queue.
 pub async fn run(ctx: WorkerContext, queue: StageQueue, job: StageJob) {
     let id = job.task_id.clone();
-    // The node's own record queue holds recordings whose worker stopped (killed, or handed them
-    // over while shutting down): this one continues them, or delivers them if they were
-    // stopped meanwhile.
-    let expect: &[Status] = if queue.node.is_some() {
-        &[
-            Status::Normal,
-            Status::Recording,
-            Status::Paused,
-            Status::Canceled,
-        ]
-    } else {
-        &[Status::Normal]
-    };
+    // A started task in a record queue was handed over (its worker was killed, or shut down):
+    // this worker continues it, or delivers it if it was stopped meanwhile. They come on the
+    // node's own queue (media in the node's work directory) or, for StorageType s3 (media in
+    // the bucket), on the shared queue.
+    let expect: &[Status] = &[
+        Status::Normal,
+        Status::Recording,
+        Status::Paused,
+        Status::Canceled,
+    ];
     let claim = ctx
         .store
         .claim(&id, &ctx.worker_id, expect, now_ms(), ctx.lease_ms())
@@ -243,7 +240,11 @@ impl RecordJob {
     /// task that has started recording goes to this node's record queue (its media is in this
     /// node's work directory); one that has not goes back to the shared queue.
     async fn hand_over(&mut self, stats: Option<TaskStats>) -> Result<(), StoreError> {
-        let queue = if self.status == Status::Normal {
+        // StorageType s3: the media is in the bucket (the last copy was made when the recording
+        // stopped), so any machine's worker may continue.
+        let anywhere = self.status == Status::Normal
+            || super::mirror::store_for(&self.ctx, &self.task).is_some();
+        let queue = if anywhere {
             StageQueue::shared(Stage::Record)
         } else {
             self.ctx.node_queue(Stage::Record)
