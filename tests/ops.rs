@@ -771,3 +771,68 @@ fn a_worker_serves_its_own_health_and_metrics_and_healthcheck_probes_them() {
     assert!(exit.success(), "{exit:?}");
     std::mem::forget(svc.procs.remove(1));
 }
+
+#[test]
+fn a_draining_serve_is_unready_but_still_answers_until_its_recordings_end() {
+    let redis = TestRedis::start();
+    let fixtures = fixture_server();
+    let mut svc = service_with(
+        &redis,
+        "ops-drain",
+        true,
+        0,
+        1,
+        &[("PAGECAST_SHUTDOWN", "finish")],
+    );
+    let id = start_recording(
+        &svc.url,
+        json!({ "RecordURL": format!("{fixtures}/static.html") }),
+    );
+    let pid = svc.procs[0].child.id();
+    std::process::Command::new("kill")
+        .args(["-TERM", &pid.to_string()])
+        .status()
+        .unwrap();
+    std::thread::sleep(Duration::from_secs(1));
+    let (status, _, body) = get(&format!("{}/readyz", svc.url), None);
+    assert_eq!(status, 503, "draining is not ready: {body}");
+    let body: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(check(&body, "shutdown")["Ok"], false, "{body}");
+    // The recording goes on, and the API still takes its Stop.
+    std::thread::sleep(Duration::from_secs(1));
+    assert_eq!(describe(&svc.url, &id)["Status"], "recording");
+    ok(&svc.url, "Stop", &id);
+    // serve delivers, then exits (so the outcome is read from Redis, not through its API).
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let exit = loop {
+        if let Some(s) = svc.procs[0].child.try_wait().unwrap() {
+            break s;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "serve did not exit after draining"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert!(exit.success(), "{exit:?}");
+    std::mem::forget(svc.procs.remove(0));
+    let prefix = svc
+        .worker_env
+        .iter()
+        .find(|(k, _)| *k == "PAGECAST_KEY_PREFIX")
+        .map(|(_, v)| v.clone())
+        .unwrap();
+    let task = http().0.block_on(async {
+        let store = pagecast::task::store::TaskStore::connect(&redis.url, &prefix)
+            .await
+            .unwrap();
+        store.get(&id).await.unwrap()
+    });
+    assert_eq!(task.status, pagecast::task::Status::Finished, "{task:?}");
+    assert!(
+        task.result
+            .as_ref()
+            .is_some_and(|r| r.error_code.is_none() && !r.videos.is_empty()),
+        "{task:?}"
+    );
+}

@@ -156,13 +156,23 @@ pub async fn serve(mut args: ServeArgs) -> anyhow::Result<ExitCode> {
     if std::io::IsTerminal::is_terminal(&std::io::stderr()) {
         eprintln!("pagecast API listening on http://{addr}");
     }
-    let api_shutdown = shutdown.clone();
-    axum::serve(listener, app(state))
-        .with_graceful_shutdown(async move { api_shutdown.cancelled().await })
-        .await?;
-    if let Some(w) = worker {
-        let _ = w.await;
+    // The API keeps answering while the in-process worker drains (in `finish` mode that can
+    // take a while, and clients still need Stop and Describe); /readyz says 503 meanwhile, so
+    // load balancers move new requests elsewhere. It stops once the worker is done.
+    let api_stop = CancellationToken::new();
+    {
+        let (signal, api_stop) = (shutdown.clone(), api_stop.clone());
+        tokio::spawn(async move {
+            signal.cancelled().await;
+            if let Some(w) = worker {
+                let _ = w.await;
+            }
+            api_stop.cancel();
+        });
     }
+    axum::serve(listener, app(state))
+        .with_graceful_shutdown(async move { api_stop.cancelled().await })
+        .await?;
     Ok(ExitCode::SUCCESS)
 }
 
