@@ -42,6 +42,7 @@ COPY fonts /usr/local/share/pagecast/fonts
 COPY fontconfig /usr/local/share/pagecast/fontconfig
 
 ENV PAGECAST_LISTEN=0.0.0.0:8080 \
+    PAGECAST_METRICS_LISTEN=0.0.0.0:9090 \
     PAGECAST_CHROMIUM=/usr/bin/chromium \
     PAGECAST_FONTCONFIG=/usr/local/share/pagecast/fontconfig/fonts.conf \
     PAGECAST_WORK_DIR=/var/lib/pagecast/work \
@@ -53,8 +54,8 @@ ENV PAGECAST_LISTEN=0.0.0.0:8080 \
 USER 10001:10001
 WORKDIR /var/lib/pagecast
 EXPOSE 8080 9090
-# A worker container has no API; set PAGECAST_METRICS_LISTEN (e.g. 0.0.0.0:9090) there and the
-# check probes that instead.
+# serve answers on PAGECAST_LISTEN (8080), a worker on PAGECAST_METRICS_LISTEN (9090); the check
+# is healthy when either answers.
 HEALTHCHECK --interval=30s --timeout=10s --start-period=20s --retries=3 \
     CMD ["pagecast", "healthcheck"]
 # pagecast handles SIGTERM itself (graceful shutdown) and kills and reaps its own children. Run

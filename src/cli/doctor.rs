@@ -40,39 +40,50 @@ pub async fn run(args: DoctorArgs) -> anyhow::Result<ExitCode> {
 
 #[derive(Debug, Args)]
 pub struct HealthcheckArgs {
-    /// The URL to probe (default: /healthz on PAGECAST_LISTEN, or on PAGECAST_METRICS_LISTEN when
-    /// only that is set, as in a worker container).
+    /// The URL to probe (default: /healthz on PAGECAST_METRICS_LISTEN, a worker's address, and
+    /// on PAGECAST_LISTEN, the API's; healthy when either answers).
     #[arg(long)]
     url: Option<String>,
-    /// Seconds to wait for the answer.
+    /// Seconds to wait for an answer.
     #[arg(long, default_value_t = 5)]
     timeout: u64,
 }
 
+/// `/healthz` on a listen address; a wildcard address is probed on loopback.
+fn healthz_url(addr: &str) -> String {
+    let addr = addr
+        .replace("0.0.0.0:", "127.0.0.1:")
+        .replace("[::]:", "[::1]:");
+    format!("http://{addr}/healthz")
+}
+
 pub async fn healthcheck(args: HealthcheckArgs) -> anyhow::Result<ExitCode> {
-    let url = args.url.unwrap_or_else(|| {
-        let addr = std::env::var("PAGECAST_LISTEN")
-            .ok()
-            .or_else(|| std::env::var("PAGECAST_METRICS_LISTEN").ok())
-            .unwrap_or_else(|| "127.0.0.1:8080".into());
-        // A wildcard listen address is probed on loopback.
-        let addr = addr
-            .replace("0.0.0.0:", "127.0.0.1:")
-            .replace("[::]:", "[::1]:");
-        format!("http://{addr}/healthz")
-    });
+    let urls: Vec<String> = match args.url {
+        Some(url) => vec![url],
+        None => {
+            let mut urls: Vec<String> = ["PAGECAST_METRICS_LISTEN", "PAGECAST_LISTEN"]
+                .iter()
+                .filter_map(|var| std::env::var(var).ok())
+                .filter(|a| !a.trim().is_empty())
+                .map(|a| healthz_url(a.trim()))
+                .collect();
+            if urls.is_empty() {
+                urls.push(healthz_url("127.0.0.1:8080"));
+            }
+            urls
+        }
+    };
     let client = reqwest::Client::builder()
         .timeout(Duration::from_secs(args.timeout.max(1)))
         .build()?;
-    match client.get(&url).send().await {
-        Ok(r) if r.status().is_success() => Ok(ExitCode::SUCCESS),
-        Ok(r) => {
-            eprintln!("unhealthy: {url} answered HTTP {}", r.status().as_u16());
-            Ok(ExitCode::FAILURE)
-        }
-        Err(e) => {
-            eprintln!("unhealthy: {url}: {e}");
-            Ok(ExitCode::FAILURE)
+    let mut problems = Vec::new();
+    for url in &urls {
+        match client.get(url).send().await {
+            Ok(r) if r.status().is_success() => return Ok(ExitCode::SUCCESS),
+            Ok(r) => problems.push(format!("{url} answered HTTP {}", r.status().as_u16())),
+            Err(e) => problems.push(format!("{url}: {e}")),
         }
     }
+    eprintln!("unhealthy: {}", problems.join("; "));
+    Ok(ExitCode::FAILURE)
 }
