@@ -89,7 +89,7 @@ fn readiness(
     let mut r = Readiness::redis_only(store.clone());
     r.shutdown = Some(shutdown.clone());
     if worker {
-        r.worker = true;
+        r.worker = Some(cfg.capacity());
         r.storage = cfg.storage.enabled().then(|| cfg.storage.clone());
         r.binaries = vec![
             ("chromium", cfg.recorder.chromium.clone()),

@@ -46,8 +46,9 @@ pub struct Readiness {
     pub storage: Option<StorageConfig>,
     /// Binaries the in-process worker runs (`chromium`, `ffmpeg`), when there is one.
     pub binaries: Vec<(&'static str, PathBuf)>,
-    /// Whether a worker runs in this process (its capacity is reported).
-    pub worker: bool,
+    /// The recording slots of the worker in this process, when there is one (reported with
+    /// how many are in use).
+    pub worker: Option<usize>,
     /// Cancelled when the process shuts down: it is then no longer ready.
     pub shutdown: Option<CancellationToken>,
 }
@@ -59,7 +60,7 @@ impl Readiness {
             store,
             storage: None,
             binaries: Vec::new(),
-            worker: false,
+            worker: None,
             shutdown: None,
         }
     }
@@ -97,10 +98,8 @@ impl Readiness {
                 Err(e) => Check::new(name, false, e.to_string()),
             });
         }
-        if self.worker {
-            let reg = metrics::registry();
-            let running = reg.get(&metrics::RECORDINGS_RUNNING, &[]);
-            let capacity = reg.get(&metrics::WORKER_CAPACITY, &[]);
+        if let Some(capacity) = self.worker {
+            let running = metrics::registry().get(&metrics::RECORDINGS_RUNNING, &[]);
             checks.push(Check::new(
                 "worker",
                 true,
