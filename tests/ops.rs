@@ -734,8 +734,16 @@ fn a_worker_serves_its_own_health_and_metrics_and_healthcheck_probes_them() {
             .contains("0 of 2"),
         "{body}"
     );
-    let (status, _, text) = get(&format!("{base}/metrics"), None);
-    assert_eq!(status, 200);
+    // The endpoint comes up a moment before the worker loop that sets the capacity gauge.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let text = loop {
+        let (status, _, text) = get(&format!("{base}/metrics"), None);
+        assert_eq!(status, 200);
+        if metric(&text, "pagecast_worker_capacity", &[]).is_some() || Instant::now() > deadline {
+            break text;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
     assert_eq!(metric(&text, "pagecast_worker_capacity", &[]), Some(2.0));
     // Service-wide numbers come from the API process only.
     assert!(metric(&text, "pagecast_tasks", &[("status", "normal")]).is_none());

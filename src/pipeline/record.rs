@@ -492,13 +492,24 @@ impl RecordJob {
                 _ = beat.tick() => {
                     match self.ctx.store.renew(&self.id, &self.ctx.worker_id, self.fence, now_ms(), self.ctx.lease_ms()).await {
                         Ok(status) => {
-                            // Follow the stored status even if a control message was missed.
-                            self.status = status;
-                            match status {
-                                Status::Paused => controls.send(Control::Pause),
-                                Status::Recording => controls.send(Control::Resume),
-                                Status::Canceled | Status::Finished if !stop_sent => { stop_sent = true; controls.send(Control::Stop); }
-                                _ => {}
+                            // The page's own pause/resume may have taken effect while the status
+                            // was read: then that read is stale, and acting on it would undo the
+                            // page's command. Apply such events first and follow the stored
+                            // status only when nothing happened meanwhile (the next beat will).
+                            let mut stale = false;
+                            while let Ok(ev) = events.try_recv() {
+                                stale = true;
+                                self.on_event(ev, &mut started_at).await?;
+                            }
+                            if !stale {
+                                // Follow the stored status even if a control message was missed.
+                                self.status = status;
+                                match status {
+                                    Status::Paused => controls.send(Control::Pause),
+                                    Status::Recording => controls.send(Control::Resume),
+                                    Status::Canceled | Status::Finished if !stop_sent => { stop_sent = true; controls.send(Control::Stop); }
+                                    _ => {}
+                                }
                             }
                         }
                         Err(StoreError::LeaseLost) => {
