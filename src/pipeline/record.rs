@@ -499,7 +499,7 @@ impl RecordJob {
                             let mut stale = false;
                             while let Ok(ev) = events.try_recv() {
                                 stale = true;
-                                self.on_event(ev, &mut started_at).await?;
+                                self.on_event(ev).await?;
                             }
                             if !stale {
                                 // Follow the stored status even if a control message was missed.
