@@ -5,6 +5,8 @@
 mod common;
 #[path = "support/redis.rs"]
 mod redis_support;
+#[path = "support/s3.rs"]
+mod s3_support;
 #[path = "support/service.rs"]
 mod service_support;
 
