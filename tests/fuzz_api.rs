@@ -4,7 +4,8 @@
 //! tokens, private addresses refused as by default) against a real redis-server.
 //!
 //! schemathesis comes from `scripts/install-deps.sh` (a venv in the tools directory);
-//! `PAGECAST_FUZZ_EXAMPLES` sets the examples per operation (default 150).
+//! `PAGECAST_FUZZ_EXAMPLES` sets the examples per operation (default 150);
+//! `PAGECAST_FUZZ_SEED` the seed (default fixed, so the suite is repeatable; `random` explores).
 
 mod common;
 #[path = "support/redis.rs"]
@@ -50,6 +51,8 @@ fn the_api_survives_schemathesis_and_conforms_to_its_spec() {
     );
     let spec = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("api-spec/openapi.yaml");
     let examples = std::env::var("PAGECAST_FUZZ_EXAMPLES").unwrap_or_else(|_| "150".into());
+    // A fixed seed keeps the suite repeatable; PAGECAST_FUZZ_SEED=random explores further.
+    let seed = std::env::var("PAGECAST_FUZZ_SEED").unwrap_or_else(|_| "20261202".into());
     let mut cmd = std::process::Command::new(st);
     // schemathesis keeps its example database in the working directory.
     cmd.current_dir(&svc.dir)
@@ -64,6 +67,11 @@ fn the_api_survives_schemathesis_and_conforms_to_its_spec() {
         .args(["--exclude-checks", "positive_data_acceptance"])
         .args(["--max-examples", &examples])
         .args(["--workers", "2"])
+        .args(if seed == "random" {
+            vec![]
+        } else {
+            vec!["--seed".to_string(), seed.clone()]
+        })
         .env("NO_COLOR", "1");
     // Its report goes to a file: a pipe nobody reads while it runs could fill up and stall it.
     let report = svc.dir.join("schemathesis.txt");

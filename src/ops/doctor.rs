@@ -97,7 +97,8 @@ pub async fn run(store: &StoreConfig, worker: &WorkerConfig) -> Vec<Finding> {
             "pulseaudio",
             &rec.pulseaudio,
             &["--version"],
-            false,
+            // Sound is on by default: without it, default tasks fail.
+            true,
             "install pulseaudio and pulseaudio-utils (apt-get install pulseaudio pulseaudio-utils) or point PAGECAST_PULSEAUDIO at it: without it, tasks with sound (the default) fail with AudioFailed and only \"Audio\": false records",
         )
         .await,
