@@ -20,30 +20,16 @@ Only the Python standard library is used.
 from __future__ import annotations
 
 import argparse
-import functools
-import http.server
 import json
 import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 from pathlib import Path
 
-FIXTURES = Path(__file__).resolve().parent.parent / "tests" / "fixtures"
+from fixtures import fixture_server  # bench/ is the script directory
+
 PAGES = ["av_sync_video.html", "av_sync.html"]
-
-
-class QuietHandler(http.server.SimpleHTTPRequestHandler):
-    def log_message(self, *args) -> None:  # noqa: D102 - no access log
-        pass
-
-
-def serve() -> str:
-    handler = functools.partial(QuietHandler, directory=str(FIXTURES))
-    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    threading.Thread(target=httpd.serve_forever, daemon=True).start()
-    return f"http://127.0.0.1:{httpd.server_address[1]}"
 
 
 def load() -> str:
@@ -60,7 +46,7 @@ def main() -> int:
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--pages", nargs="*", default=PAGES)
     args = ap.parse_args()
-    base = serve()
+    base = fixture_server()
     with tempfile.TemporaryDirectory(prefix="pagecast-avbench-") as tmp:
         for page in args.pages:
             offsets: list[float] = []

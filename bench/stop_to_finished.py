@@ -16,8 +16,6 @@ Only the Python standard library is used.
 from __future__ import annotations
 
 import argparse
-import functools
-import http.server
 import json
 import os
 import socket
@@ -25,13 +23,13 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 import urllib.request
 from pathlib import Path
 
+from fixtures import fixture_server  # bench/ is the script directory
+
 ROOT = Path(__file__).resolve().parent.parent
-FIXTURES = ROOT / "tests" / "fixtures"
 
 
 def free_port() -> int:
@@ -56,18 +54,6 @@ def call(api: str, action: str, data: dict) -> dict:
     req = urllib.request.Request(api, data=body, headers={"Content-Type": "application/json"})
     with urllib.request.urlopen(req, timeout=15) as r:
         return json.load(r)
-
-
-class QuietHandler(http.server.SimpleHTTPRequestHandler):
-    def log_message(self, *args) -> None:  # noqa: D102 - requests are not worth a line each
-        pass
-
-
-def fixture_server() -> str:
-    handler = functools.partial(QuietHandler, directory=str(FIXTURES))
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    return f"http://127.0.0.1:{server.server_address[1]}"
 
 
 def one_run(args: argparse.Namespace, tmp: Path, fixtures: str) -> dict:

@@ -674,9 +674,7 @@ fn with_storage_type_s3_a_worker_on_another_machine_continues_a_lost_recording()
     let file = scratch("dlv-machine-lost-dl").join("result.mp4");
     std::fs::write(&file, body).unwrap();
     let p = probe(&file, &[]);
-    let first = frame_clock_at(&file, 0).expect("clock in the first frame");
-    let last = frame_clock_at(&file, p.frames as usize - 1).expect("clock in the last frame");
-    let span = f64::from(last.wrapping_sub(first) & 0xFF_FFFF) / 1000.0;
+    let span = page_clock_span(&file, p.frames);
     eprintln!(
         "machine lost: taken over after {taken_over_in:?}, gap {gap:.3} s, video {:.3} s, page span {span:.3} s",
         p.duration

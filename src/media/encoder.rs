@@ -425,27 +425,10 @@ fn give_as_fd(cmd: &mut std::process::Command, fd: &std::os::fd::OwnedFd, target
 
 /// The segments ffmpeg has completed in `dir`, in order: every instance's list, oldest first.
 pub fn completed_segments(dir: &Path) -> Result<Vec<PathBuf>, MediaError> {
-    let read_dir = match std::fs::read_dir(dir) {
-        Ok(r) => r,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(e) => {
-            return Err(MediaError::Io {
-                context: "reading the work directory".into(),
-                source: e,
-            });
-        }
-    };
-    let mut lists: Vec<PathBuf> = read_dir
-        .filter_map(Result::ok)
-        .map(|e| e.path())
-        .filter(|p| {
-            p.file_name()
-                .and_then(|n| n.to_str())
-                .is_some_and(|n| n.starts_with("segments-") && n.ends_with(".csv"))
-        })
-        .collect();
-    // Zero-padded first-segment numbers sort in recording order.
-    lists.sort();
+    let lists = segment_lists(dir).map_err(|e| MediaError::Io {
+        context: "reading the work directory".into(),
+        source: e,
+    })?;
     let mut segments = Vec::new();
     for list in lists {
         let text =
@@ -484,6 +467,7 @@ pub fn next_segment_number(dir: &Path) -> u64 {
 /// Seconds of media in the completed segments in `dir` (every instance's list).
 pub fn completed_seconds(dir: &Path) -> f64 {
     segment_lists(dir)
+        .unwrap_or_default()
         .iter()
         .filter_map(|list| std::fs::read_to_string(list).ok())
         .map(|text| {
@@ -503,7 +487,11 @@ pub fn completed_seconds(dir: &Path) -> f64 {
 /// anything in `dir` was last written (a segment in progress when its encoder died).
 pub fn media_times(dir: &Path) -> Option<(std::time::SystemTime, std::time::SystemTime)> {
     let mtime = |p: &Path| std::fs::metadata(p).and_then(|m| m.modified()).ok();
-    let completed = segment_lists(dir).iter().filter_map(|p| mtime(p)).max()?;
+    let completed = segment_lists(dir)
+        .ok()?
+        .iter()
+        .filter_map(|p| mtime(p))
+        .max()?;
     let last_write = std::fs::read_dir(dir)
         .ok()?
         .filter_map(Result::ok)
@@ -513,9 +501,13 @@ pub fn media_times(dir: &Path) -> Option<(std::time::SystemTime, std::time::Syst
     Some((completed, last_write.max(completed)))
 }
 
-fn segment_lists(dir: &Path) -> Vec<PathBuf> {
-    let Ok(read_dir) = std::fs::read_dir(dir) else {
-        return Vec::new();
+/// The segment lists of every encoder instance in `dir`, oldest first (zero-padded
+/// first-segment numbers sort in recording order); none for a missing directory.
+pub fn segment_lists(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
+    let read_dir = match std::fs::read_dir(dir) {
+        Ok(r) => r,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(e),
     };
     let mut lists: Vec<PathBuf> = read_dir
         .filter_map(Result::ok)
@@ -527,7 +519,7 @@ fn segment_lists(dir: &Path) -> Vec<PathBuf> {
         })
         .collect();
     lists.sort();
-    lists
+    Ok(lists)
 }
 
 /// Parses ffmpeg's CSV segment list (`name,start,end` per line).

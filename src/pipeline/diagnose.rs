@@ -45,7 +45,7 @@ async fn abandoned_handover(
     if !ours && super::mirror::store_for(ctx, task).is_some() {
         // StorageType s3: its media is in the bucket, so a worker of this machine continues it.
         info!(task_id = %task.id, node = %node, "no worker of its machine continued the recording; continuing it here from the bucket");
-        let deadline = super::now_ms() + (ctx.cfg.handover_timeout as i64) * 1000;
+        let deadline = ctx.handover_deadline_ms();
         return ctx
             .store
             .requeue_with_deadline(&task.id, &ctx.node_queue(Stage::Record), deadline)
@@ -132,7 +132,7 @@ async fn sweep(ctx: &WorkerContext) -> Result<(), crate::task::store::StoreError
             // Its worker stopped: another worker of the node holding its media continues the
             // same task (the record stage appends to the kept media and reports the gap).
             Status::Recording | Status::Paused => {
-                let deadline = now_ms() + (ctx.cfg.handover_timeout as i64) * 1000;
+                let deadline = ctx.handover_deadline_ms();
                 ctx.store
                     .requeue_with_deadline(&id, &ctx.node_queue(Stage::Record), deadline)
                     .await?

@@ -16,7 +16,7 @@ use tracing::{debug, info, warn};
 
 use super::WorkerContext;
 use crate::storage::StorageError;
-use crate::storage::s3::{ObjectStore, UploadSettings};
+use crate::storage::s3::ObjectStore;
 use crate::task::{StorageType, TaskRecord};
 
 /// Where a task's intermediate media is kept in the bucket.
@@ -41,11 +41,7 @@ pub fn store_for(ctx: &WorkerContext, task: &TaskRecord) -> Option<ObjectStore> 
             return None;
         }
     };
-    let settings = UploadSettings {
-        part_size: ctx.cfg.storage.part_size(),
-        concurrency: ctx.cfg.storage.s3_upload_concurrency as usize,
-        max_attempts: ctx.cfg.storage.s3_max_attempts,
-    };
+    let settings = ctx.cfg.storage.upload_settings();
     Some(ObjectStore::new(dest, &creds, settings))
 }
 
@@ -70,24 +66,18 @@ impl WorkMirror {
     /// Sends what changed since the last round: completed segments once, lists and the timeline
     /// when they changed. Segments go before the lists that name them.
     pub async fn sync(&mut self, dir: &Path) -> Result<usize, StorageError> {
-        let complete = crate::media::encoder::completed_segments(dir)
+        let io = |e: std::io::Error| StorageError::Io {
+            path: dir.display().to_string(),
+            source: e,
+        };
+        let mut paths = crate::media::encoder::completed_segments(dir)
             .map_err(|e| StorageError::Config(e.to_string()))?;
-        let mut names: Vec<String> = complete
+        paths.extend(crate::media::encoder::segment_lists(dir).map_err(io)?);
+        paths.push(crate::recording::timeline::path(dir));
+        let names: Vec<String> = paths
             .iter()
             .filter_map(|p| p.file_name()?.to_str().map(str::to_string))
             .collect();
-        let mut small: Vec<String> = std::fs::read_dir(dir)
-            .map(|rd| {
-                rd.filter_map(Result::ok)
-                    .filter_map(|e| e.file_name().to_str().map(str::to_string))
-                    .filter(|n| {
-                        (n.starts_with("segments-") && n.ends_with(".csv")) || n == "timeline.csv"
-                    })
-                    .collect()
-            })
-            .unwrap_or_default();
-        small.sort();
-        names.extend(small);
         let mut sent = 0;
         for name in names {
             let path = dir.join(&name);

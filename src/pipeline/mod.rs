@@ -106,6 +106,11 @@ impl WorkerContext {
         crate::ops::doctor::free_bytes(&root).map(|b| b >> 20)
     }
 
+    /// Until when a handed-over task may wait for a worker to continue it (unix ms).
+    pub fn handover_deadline_ms(&self) -> i64 {
+        now_ms().saturating_add((self.cfg.handover_timeout as i64).saturating_mul(1000))
+    }
+
     fn lease_ms(&self) -> i64 {
         self.cfg.lease_ms.max(1000) as i64
     }

@@ -260,7 +260,7 @@ impl RecordJob {
                 self.fence,
                 stats.as_ref(),
                 &queue,
-                now_ms() + (self.ctx.cfg.handover_timeout as i64) * 1000,
+                self.ctx.handover_deadline_ms(),
             )
             .await
         {
@@ -633,14 +633,7 @@ impl RecordJob {
         p: &crate::recording::Progress,
         media: &crate::recording::RecordedMedia,
     ) -> TaskStats {
-        let mut part = p.clone();
-        part.recorded_seconds = media.recorded_seconds;
-        part.page_crashes = media.page_crashes;
-        part.page_hangs = media.page_hangs;
-        part.browser_restarts = media.browser_restarts;
-        part.encoder_restarts = media.encoder_restarts;
-        part.lost_seconds = media.lost_seconds;
-        self.stats(&part)
+        self.stats(&ended_progress(p, media))
     }
 
     /// Mirrors what happened in the recording into the task's status.
@@ -702,6 +695,14 @@ fn stats_of(p: &crate::recording::Progress) -> TaskStats {
 
 /// This worker's part of a recording that ended (without earlier workers' parts).
 fn this_part(p: &crate::recording::Progress, media: &crate::recording::RecordedMedia) -> TaskStats {
+    stats_of(&ended_progress(p, media))
+}
+
+/// The last progress report of a recording, completed with the figures it ended with.
+fn ended_progress(
+    p: &crate::recording::Progress,
+    media: &crate::recording::RecordedMedia,
+) -> crate::recording::Progress {
     let mut p = p.clone();
     p.recorded_seconds = media.recorded_seconds;
     p.page_crashes = media.page_crashes;
@@ -709,7 +710,7 @@ fn this_part(p: &crate::recording::Progress, media: &crate::recording::RecordedM
     p.browser_restarts = media.browser_restarts;
     p.encoder_restarts = media.encoder_restarts;
     p.lost_seconds = media.lost_seconds;
-    stats_of(&p)
+    p
 }
 
 /// Adds the counters of this worker's part of a recording to the totals.

@@ -14,7 +14,7 @@ use tracing::{info, warn};
 use super::WorkerContext;
 use crate::error::ErrorCode;
 use crate::ops::metrics;
-use crate::storage::s3::{ObjectStore, UploadSettings};
+use crate::storage::s3::ObjectStore;
 use crate::storage::{Destination, StorageError, credentials};
 use crate::task::store::StoreError;
 use crate::task::{Status, TaskRecord, TaskResult};
@@ -103,11 +103,7 @@ async fn upload_all(
             .map_err(|why| StorageError::Config(format!("the Output.S3.Endpoint {why}")))?;
     }
     let creds = credentials::load().map_err(StorageError::Config)?;
-    let settings = UploadSettings {
-        part_size: ctx.cfg.storage.part_size(),
-        concurrency: ctx.cfg.storage.s3_upload_concurrency as usize,
-        max_attempts: ctx.cfg.storage.s3_max_attempts,
-    };
+    let settings = ctx.cfg.storage.upload_settings();
     let store = ObjectStore::new(dest.clone(), &creds, settings);
     let local_root = ctx.cfg.deliver_dir(&task.id);
     let mut out = result.clone();

@@ -21,7 +21,7 @@ pub struct TimelineWriter {
 impl TimelineWriter {
     /// Opens (or continues) the work directory's timeline.
     pub fn open(dir: &Path) -> Self {
-        let path = dir.join(FILE);
+        let path = path(dir);
         let file = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -42,9 +42,14 @@ impl TimelineWriter {
     }
 }
 
+/// The timeline's file in the work directory `dir`.
+pub fn path(dir: &Path) -> PathBuf {
+    dir.join(FILE)
+}
+
 /// The points written so far, in media order.
 pub fn read(dir: &Path) -> Vec<(f64, f64)> {
-    let Ok(text) = std::fs::read_to_string(dir.join(FILE)) else {
+    let Ok(text) = std::fs::read_to_string(path(dir)) else {
         return Vec::new();
     };
     parse(&text)

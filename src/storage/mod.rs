@@ -120,6 +120,15 @@ impl StorageConfig {
     pub fn part_size(&self) -> usize {
         (self.s3_part_size_mib.clamp(5, 1024) * 1024 * 1024) as usize
     }
+
+    /// Upload tuning from these settings.
+    pub fn upload_settings(&self) -> s3::UploadSettings {
+        s3::UploadSettings {
+            part_size: self.part_size(),
+            concurrency: self.s3_upload_concurrency as usize,
+            max_attempts: self.s3_max_attempts,
+        }
+    }
 }
 
 /// `https://` in front of a bare host name; URLs are kept as they are, without a trailing `/`.

@@ -299,11 +299,13 @@ pub fn frame_clock_at(path: &Path, index: usize) -> Option<u32> {
 /// Whether frame `index` of a recording of `clock.html` shows the page's clock (the page is
 /// visible, not blank or crashed).
 pub fn frame_clock_decodes_at(path: &Path, index: usize) -> bool {
-    let f = frame_at(path, index, &[]);
-    let gray: Vec<u8> = f
-        .data
-        .chunks(3)
-        .map(|px| ((u32::from(px[0]) + u32::from(px[1]) + u32::from(px[2])) / 3) as u8)
-        .collect();
-    pagecast::analysis::frame_clock::decode_clock(&gray, f.width, f.height).is_some()
+    frame_clock_at(path, index).is_some()
+}
+
+/// Seconds of the page's wall clock between the first and the last of a recording's `frames`
+/// frames (of `clock.html`).
+pub fn page_clock_span(path: &Path, frames: u64) -> f64 {
+    let first = frame_clock_at(path, 0).expect("clock in the first frame");
+    let last = frame_clock_at(path, frames as usize - 1).expect("clock in the last frame");
+    f64::from(last.wrapping_sub(first) & 0xFF_FFFF) / 1000.0
 }
