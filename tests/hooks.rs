@@ -4,19 +4,6 @@ mod common;
 
 use common::*;
 
-fn analyze(path: &std::path::Path) -> serde_json::Value {
-    let o = run(
-        {
-            let mut c = pagecast();
-            c.arg("analyze").arg(path).arg("--json");
-            c
-        },
-        std::time::Duration::from_secs(60),
-    );
-    assert!(o.status.success(), "analyze failed: {}", stderr(&o));
-    serde_json::from_slice(&o.stdout).expect("analyze json")
-}
-
 #[test]
 fn pause_and_resume_leave_no_gap_and_no_frozen_stretch() {
     let base = fixture_server();

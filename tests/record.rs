@@ -283,3 +283,36 @@ fn chromium_runs_sandboxed_as_an_unprivileged_user() {
     );
     assert!(stderr(&o).contains("BrowserFailed"), "{}", stderr(&o));
 }
+
+#[test]
+fn two_recordings_at_once_keep_the_page_moving_when_the_machine_is_overloaded() {
+    // Two screencast recordings need more than the 2 cores CI has: the encoders fall behind.
+    // That must cost frame rate, not freeze the page in the video until the load goes away.
+    let base = fixture_server();
+    let dir = scratch("overload");
+    let outs: Vec<_> = ["a", "b"]
+        .iter()
+        .map(|n| dir.join(format!("{n}.mp4")))
+        .collect();
+    std::thread::scope(|s| {
+        for out in &outs {
+            let url = format!("{base}/clock.html");
+            s.spawn(move || record_ok(&url, out, &["--duration", "12"]));
+        }
+    });
+    for out in &outs {
+        let p = probe(out, &[]);
+        assert_close(p.duration, 12.0, 0.27, "duration");
+        let a = analyze(out);
+        assert!(a["gaps"].as_array().unwrap().is_empty(), "no jump: {a}");
+        assert!(
+            a["longest_freeze_ms"].as_f64().unwrap() <= 1000.0,
+            "the page never stands still for a second: {a}"
+        );
+        let span = page_clock_span(out, p.frames);
+        assert!(
+            (11.0..13.0).contains(&span),
+            "the page's clock runs on: {span} s"
+        );
+    }
+}

@@ -27,6 +27,10 @@ use tokio::sync::mpsc;
 use super::MediaError;
 use crate::process::{StderrTail, resolve_program};
 
+/// How far (in seconds of output) the encoder may fall behind capture before the recorder waits
+/// for it.
+const ENCODER_QUEUE_SECONDS: u32 = 15;
+
 /// Encoder settings.
 #[derive(Debug, Clone)]
 pub struct EncoderSettings {
@@ -248,8 +252,12 @@ impl SegmentEncoder {
             Err(e) => tail.push(format!("ffmpeg log unavailable: {e}")),
         }
 
-        // Two seconds of frames may queue up before the recorder feels back-pressure.
-        let (tx, mut rx) = mpsc::channel::<Arc<[u8]>>((fps as usize * 2).max(8));
+        // An encoder that falls behind (the machine is briefly overloaded) must not hold capture
+        // back: while the recorder waits here it cannot acknowledge Chromium's frames, and the
+        // page would freeze in the video. Repeated frames share one buffer, so the queue's memory
+        // is the distinct frames in it.
+        let queue = (fps * ENCODER_QUEUE_SECONDS).max(8) as usize;
+        let (tx, mut rx) = mpsc::channel::<Arc<[u8]>>(queue);
         let writer_tail = tail.clone();
         let writer = std::thread::Builder::new()
             .name("ffmpeg-stdin".into())
@@ -268,7 +276,7 @@ impl SegmentEncoder {
         let (samples, audio_writer) = match audio_out {
             None => (None, None),
             Some(mut out) => {
-                let (atx, mut arx) = mpsc::channel::<Arc<[u8]>>((fps as usize * 2).max(8));
+                let (atx, mut arx) = mpsc::channel::<Arc<[u8]>>(queue);
                 let writer_tail = tail.clone();
                 let handle = std::thread::Builder::new()
                     .name("ffmpeg-audio".into())

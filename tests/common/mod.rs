@@ -309,3 +309,17 @@ pub fn page_clock_span(path: &Path, frames: u64) -> f64 {
     let last = frame_clock_at(path, frames as usize - 1).expect("clock in the last frame");
     f64::from(last.wrapping_sub(first) & 0xFF_FFFF) / 1000.0
 }
+
+/// `pagecast analyze --json` of a recording of `clock.html`: frame timing, freezes, jumps.
+pub fn analyze(path: &Path) -> serde_json::Value {
+    let o = run(
+        {
+            let mut c = pagecast();
+            c.arg("analyze").arg(path).arg("--json");
+            c
+        },
+        Duration::from_secs(60),
+    );
+    assert!(o.status.success(), "analyze failed: {}", stderr(&o));
+    serde_json::from_slice(&o.stdout).expect("analyze json")
+}
