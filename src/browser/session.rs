@@ -151,16 +151,23 @@ impl BrowserSession {
         Ok(events)
     }
 
-    /// Reopens `url` after a renderer crash and restarts the screencast, without waiting.
-    pub fn recover(&self, url: &str, s: ScreencastSettings) {
+    /// Reopens `url` after a renderer crash (and restarts the screencast, if one is given) in the
+    /// background; the handle finishes once the page is navigating again.
+    pub fn recover(
+        &self,
+        url: &str,
+        screencast: Option<ScreencastSettings>,
+    ) -> tokio::task::JoinHandle<()> {
         let page = self.page.clone();
         let url = url.to_string();
         tokio::spawn(async move {
             if let Err(e) = page.execute(NavigateParams::new(url)).await {
                 tracing::warn!(error = %e, "reopening the page after a crash failed");
             }
-            let _ = page.execute(screencast_params(s)).await;
-        });
+            if let Some(s) = screencast {
+                let _ = page.execute(screencast_params(s)).await;
+            }
+        })
     }
 
     /// Navigates to `url` and waits for it to load; a network error, a TLS error, an HTTP error
@@ -209,9 +216,9 @@ impl BrowserSession {
         Ok(frames)
     }
 
-    /// Acknowledges a frame without waiting for the round trip.
-    pub fn ack_frame(&self, session_id: i64) {
-        let page = self.page.clone();
+    /// Acknowledges a frame of `page`'s screencast without waiting for the round trip.
+    pub fn ack_frame_on(page: &Page, session_id: i64) {
+        let page = page.clone();
         tokio::spawn(async move {
             let _ = page
                 .execute(ScreencastFrameAckParams::new(session_id))

@@ -31,6 +31,35 @@ use crate::process::{StderrTail, resolve_program};
 /// for it.
 const ENCODER_QUEUE_SECONDS: u32 = 15;
 
+/// What the frames written to the encoder are.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum FrameFormat {
+    /// JPEG images (Chromium's screencast).
+    #[default]
+    Jpeg,
+    /// Raw 32-bit pixels, blue-green-red-unused, exactly width×height (an X framebuffer).
+    Bgrx,
+}
+
+impl FrameFormat {
+    /// How many frames may wait for the encoder. JPEG frames are small, so 15 s of them may; raw
+    /// frames are 4 bytes a pixel, so their queue is bounded by memory instead.
+    fn queue_len(self, width: u32, height: u32, fps: u32) -> usize {
+        let by_time = (fps * ENCODER_QUEUE_SECONDS) as usize;
+        let len = match self {
+            FrameFormat::Jpeg => by_time,
+            FrameFormat::Bgrx => {
+                let frame = (width as usize * height as usize * 4).max(1);
+                by_time.min(RAW_QUEUE_BYTES / frame)
+            }
+        };
+        len.max(8)
+    }
+}
+
+/// Memory the queue of raw frames waiting for the encoder may take.
+const RAW_QUEUE_BYTES: usize = 128 << 20;
+
 /// Encoder settings.
 #[derive(Debug, Clone)]
 pub struct EncoderSettings {
@@ -44,6 +73,8 @@ pub struct EncoderSettings {
     pub segment_seconds: u32,
     /// Encode a sound track (fed with [`SegmentEncoder::send`]'s PCM).
     pub audio: bool,
+    /// What the frames are.
+    pub input: FrameFormat,
 }
 
 impl Default for EncoderSettings {
@@ -54,6 +85,7 @@ impl Default for EncoderSettings {
             crf: 23,
             segment_seconds: 2,
             audio: false,
+            input: FrameFormat::Jpeg,
         }
     }
 }
@@ -74,8 +106,8 @@ const AUDIO_BITRATE: &str = "128k";
 /// One output frame and, with sound, the samples that play during it.
 #[derive(Debug, Clone)]
 pub struct SlotMedia {
-    /// The JPEG image.
-    pub jpeg: Arc<[u8]>,
+    /// The image, in the encoder's [`FrameFormat`].
+    pub image: Arc<[u8]>,
     /// s16le stereo 48 kHz samples (`samples_for_slot` of them), when recording sound.
     pub pcm: Option<Arc<[u8]>>,
 }
@@ -91,7 +123,15 @@ pub fn encoder_args(
 ) -> Vec<String> {
     let gop = (fps * s.segment_seconds.max(1)).to_string();
     let mut args: Vec<String> = vec!["-hide_banner".into(), "-nostats".into(), "-nostdin".into()];
-    args.extend(["-thread_queue_size", "64", "-f", "mjpeg", "-framerate"].map(String::from));
+    args.extend(["-thread_queue_size", "64"].map(String::from));
+    match s.input {
+        FrameFormat::Jpeg => args.extend(["-f", "mjpeg"].map(String::from)),
+        FrameFormat::Bgrx => {
+            args.extend(["-f", "rawvideo", "-pix_fmt", "bgr0", "-video_size"].map(String::from));
+            args.push(format!("{width}x{height}"));
+        }
+    }
+    args.push("-framerate".into());
     args.push(fps.to_string());
     args.extend(["-i", "-"].map(String::from));
     if s.audio {
@@ -256,7 +296,7 @@ impl SegmentEncoder {
         // back: while the recorder waits here it cannot acknowledge Chromium's frames, and the
         // page would freeze in the video. Repeated frames share one buffer, so the queue's memory
         // is the distinct frames in it.
-        let queue = (fps * ENCODER_QUEUE_SECONDS).max(8) as usize;
+        let queue = s.input.queue_len(width, height, fps);
         let (tx, mut rx) = mpsc::channel::<Arc<[u8]>>(queue);
         let writer_tail = tail.clone();
         let writer = std::thread::Builder::new()
@@ -311,7 +351,7 @@ impl SegmentEncoder {
             .frames
             .as_ref()
             .ok_or_else(|| MediaError::EncoderDied("already finished".into()))?;
-        tx.send(slot.jpeg)
+        tx.send(slot.image)
             .await
             .map_err(|_| MediaError::EncoderDied(self.tail.text()))?;
         if let Some(atx) = &self.samples {
@@ -685,7 +725,7 @@ mod tests {
                 pcm.extend_from_slice(&v.to_le_bytes());
             }
             enc.send(SlotMedia {
-                jpeg: jpeg.clone(),
+                image: jpeg.clone(),
                 pcm: Some(Arc::from(pcm)),
             })
             .await

@@ -22,7 +22,7 @@ pub struct Frame {
     /// When Chromium painted it.
     pub painted_at: f64,
     /// The encoded image.
-    pub jpeg: Arc<[u8]>,
+    pub image: Arc<[u8]>,
 }
 
 /// Counters describing how frames were used.
@@ -51,7 +51,7 @@ pub struct SlotFrame {
     /// The paint-clock instant the slot stands for (its sound starts there).
     pub instant: f64,
     /// The image.
-    pub jpeg: Arc<[u8]>,
+    pub image: Arc<[u8]>,
     /// True when it repeats the previous slot's image.
     pub duplicate: bool,
 }
@@ -289,7 +289,7 @@ impl FramePacer {
         let slot = SlotFrame {
             slot: self.next_slot,
             instant,
-            jpeg: frame.jpeg.clone(),
+            image: frame.image.clone(),
             duplicate,
         };
         self.current = Some(frame);
@@ -321,12 +321,12 @@ mod tests {
     fn frame(t: f64, id: u8) -> Frame {
         Frame {
             painted_at: t,
-            jpeg: Arc::from(vec![id]),
+            image: Arc::from(vec![id]),
         }
     }
 
     fn ids(slots: &[SlotFrame]) -> Vec<u8> {
-        slots.iter().map(|s| s.jpeg[0]).collect()
+        slots.iter().map(|s| s.image[0]).collect()
     }
 
     const T0: f64 = 1_700_000_000.0;
@@ -338,7 +338,7 @@ mod tests {
         let mut slots = p.due(T0 + 5.0);
         slots.extend(p.finish(T0 + 10.0));
         assert_eq!(slots.len(), 300, "10 s at 30 fps");
-        assert!(slots.iter().all(|s| s.jpeg[0] == 1));
+        assert!(slots.iter().all(|s| s.image[0] == 1));
         assert_eq!(p.stats().frames_duplicated, 299);
     }
 
@@ -353,7 +353,7 @@ mod tests {
         assert_eq!(slots.len(), 60);
         // Slot k (at k/30 s) is nearest to paint 2k (at 2k/60 + 4 ms).
         for (k, s) in slots.iter().enumerate() {
-            assert_eq!(u32::from(s.jpeg[0]), (2 * k as u32) % 250, "slot {k}");
+            assert_eq!(u32::from(s.image[0]), (2 * k as u32) % 250, "slot {k}");
         }
         assert_eq!(p.stats().frames_duplicated, 0);
         assert!(p.stats().frames_skipped >= 58);
@@ -410,7 +410,7 @@ mod tests {
         );
         p.push(frame(T0 + 0.03, 8)); // green, right after startRecord
         let slots = p.due(T0 + 0.5);
-        assert_eq!(slots[0].jpeg[0], 8, "the first frame is the post-start one");
+        assert_eq!(slots[0].image[0], 8, "the first frame is the post-start one");
         assert_eq!(slots.len(), 5);
     }
 

@@ -5,8 +5,12 @@
 //! `window.pauseRecord()` etc.), reports progress, and on [`Recording::wait`] yields the recorded
 //! segments for `media::finalize`.
 
+mod capture;
+mod grab;
 mod options;
 pub mod timeline;
+
+pub use capture::CaptureBackend;
 
 pub use options::{
     CaptureSettings, DEFAULT_FPS, DEFAULT_HEIGHT, DEFAULT_WIDTH, MAX_DIMENSION, MAX_FPS,
@@ -17,18 +21,20 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use base64::Engine as _;
-use chromiumoxide::cdp::browser_protocol::page::EventScreencastFrame;
 use futures::StreamExt;
 use tokio::sync::{mpsc, watch};
 use tracing::{debug, info, warn};
 
 use crate::audio::timeline::samples_for_slot;
 use crate::audio::{AudioCapture, AudioError};
-use crate::browser::{BrowserError, BrowserSession, PageHook, PageHookCall, ScreencastSettings};
+use crate::browser::{
+    BrowserError, BrowserSession, PageHook, PageHookCall, ScreencastSettings, VirtualDisplay,
+};
 use crate::error::{ErrorCode, HasErrorCode};
 use crate::media::MediaError;
-use crate::media::encoder::{SegmentEncoder, SlotMedia, bytes_written, next_segment_number};
+use crate::media::encoder::{
+    FrameFormat, SegmentEncoder, SlotMedia, bytes_written, next_segment_number,
+};
 use crate::media::pacer::{Frame, FramePacer, PacerStats};
 
 /// Errors that end a recording.
@@ -229,6 +235,8 @@ const MAX_PAGE_HANGS: u32 = 3;
 const MAX_BROWSER_RESTARTS: u32 = 3;
 /// Encoder deaths a recording survives; one more ends it with `RecordFailed`.
 const MAX_ENCODER_RESTARTS: u32 = 5;
+/// Memory the encoder's replay backlog may hold when frames are raw (`x11` capture).
+const RAW_BACKLOG_BYTES: usize = 48 << 20;
 
 fn screencast_settings(opts: &RecordOptions) -> ScreencastSettings {
     ScreencastSettings {
@@ -240,9 +248,11 @@ fn screencast_settings(opts: &RecordOptions) -> ScreencastSettings {
 }
 
 /// The live encoder, restarted if ffmpeg dies. The frames sent since the current instance's last
-/// completed segment are kept (shared buffers, a few MB at most) and replayed into the new
+/// completed segment are kept (shared buffers, a few MB of JPEG) and replayed into the new
 /// instance, which starts with the next segment number: the segment ffmpeg was writing when it
-/// died is simply written again, so nothing is lost.
+/// died is simply written again, so nothing is lost. Raw frames are 4 bytes a pixel, so only the
+/// newest [`RAW_BACKLOG_BYTES`] of them are kept; older ones are replaced by a repeat of the
+/// first kept frame (the video keeps its length; the loss is reported).
 struct ResilientEncoder {
     opts: RecordOptions,
     fps: u32,
@@ -292,8 +302,9 @@ impl ResilientEncoder {
         u64::from(self.fps * self.opts.encoder.segment_seconds.max(1))
     }
 
-    /// Drops backlog frames that the current instance has written into completed segments.
-    fn prune(&mut self) {
+    /// Drops backlog frames that the current instance has written into completed segments, and
+    /// returns how many frames sent since then the backlog no longer has.
+    fn prune(&mut self) -> u64 {
         let list = self
             .opts
             .work_dir
@@ -306,24 +317,45 @@ impl ResilientEncoder {
         for _ in backlog_start..safe {
             self.backlog.pop_front();
         }
+        (self.sent - self.backlog.len() as u64).saturating_sub(safe)
     }
 
-    async fn send(&mut self, jpeg: SlotMedia) {
+    /// How many frames the backlog keeps.
+    fn backlog_limit(&self) -> usize {
+        match self.opts.encoder.input {
+            FrameFormat::Jpeg => usize::MAX,
+            FrameFormat::Bgrx => {
+                let frame = self.opts.width as usize * self.opts.height as usize * 4;
+                (RAW_BACKLOG_BYTES / frame.max(1)).max(4)
+            }
+        }
+    }
+
+    async fn send(&mut self, slot: SlotMedia) {
         let Some(enc) = self.current.as_ref() else {
             return;
         };
-        if enc.send(jpeg.clone()).await.is_ok() {
+        if enc.send(slot.clone()).await.is_ok() {
             self.sent += 1;
-            self.backlog.push_back(jpeg);
+            self.backlog.push_back(slot);
+            if self.backlog.len() > self.backlog_limit() {
+                self.backlog.pop_front();
+            }
             if self.sent.is_multiple_of(self.frames_per_segment()) {
-                self.prune();
+                let _ = self.prune();
             }
             return;
         }
         let tail = enc.tail();
-        self.prune();
-        let mut replay: Vec<SlotMedia> = self.backlog.drain(..).collect();
-        replay.push(jpeg);
+        let missing = self.prune();
+        let mut replay: Vec<SlotMedia> = Vec::new();
+        if missing > 0 {
+            let first = self.backlog.front().unwrap_or(&slot).clone();
+            replay.extend(std::iter::repeat_n(first, missing as usize));
+            self.lost_seconds += missing as f64 / f64::from(self.fps);
+        }
+        replay.extend(self.backlog.drain(..));
+        replay.push(slot);
         self.current = None; // dropping kills and reaps what is left of it
         self.restarts += 1;
         warn!(restarts = self.restarts, replayed = replay.len(), ffmpeg = %tail, "the encoder died; restarting it");
@@ -410,6 +442,19 @@ impl Recording {
             None => None,
         };
         opts.encoder.audio = audio.is_some();
+        // The x11 backend: a private display of exactly the video's size, a headful browser on
+        // it, and raw frames for the encoder.
+        let display = match opts.capture.backend {
+            CaptureBackend::Screencast => None,
+            CaptureBackend::X11 => {
+                let d =
+                    VirtualDisplay::start(&opts.browser.xvfb, opts.width, opts.height).await?;
+                debug!(display = %d.name(), "virtual display started");
+                opts.browser.display = Some(d.name());
+                opts.encoder.input = FrameFormat::Bgrx;
+                Some(d)
+            }
+        };
         match &audio {
             Some(a) => opts.browser.env.extend(a.browser_env()),
             // Without sound the browser plays into a fake device (its clocks still run).
@@ -437,7 +482,34 @@ impl Recording {
                 reason: format!("it redirected to {landed}, which {why}"),
             }));
         }
-        let frames = session.start_screencast(screencast_settings(&opts)).await?;
+        // Frames the recorder has not taken yet: about a second's worth, then they are dropped.
+        let (frame_tx, frames) = mpsc::channel::<Frame>(match opts.capture.backend {
+            CaptureBackend::Screencast => opts.fps as usize * 2,
+            CaptureBackend::X11 => 8,
+        });
+        let (forwarder, grabber) = match &display {
+            None => {
+                let stream = session.start_screencast(screencast_settings(&opts)).await?;
+                let f = capture::forward_screencast(session.page(), stream, frame_tx.clone());
+                (Some(AbortOnDrop(f)), None)
+            }
+            Some(d) => {
+                let g = grab::DisplayGrabber::start(
+                    &d.name(),
+                    opts.width,
+                    opts.height,
+                    opts.fps,
+                    frame_tx.clone(),
+                )
+                .map_err(|reason| {
+                    RecordError::Browser(BrowserError::Display {
+                        reason,
+                        tail: String::new(),
+                    })
+                })?;
+                (None, Some(g))
+            }
+        };
 
         let (controls, control_rx) = mpsc::unbounded_channel();
         let (progress_tx, progress) = watch::channel(Progress::default());
@@ -445,6 +517,10 @@ impl Recording {
         let engine = Engine {
             opts,
             session,
+            frame_tx,
+            forwarder,
+            grabber,
+            display,
             audio,
             progress: progress_tx,
             events: event_tx,
@@ -508,23 +584,19 @@ impl Controls {
 struct Engine {
     opts: RecordOptions,
     session: BrowserSession,
+    /// Where frame sources deliver (kept to start a new one with a new browser).
+    frame_tx: mpsc::Sender<Frame>,
+    /// `screencast`: the task forwarding the current browser's frames.
+    forwarder: Option<AbortOnDrop>,
+    /// `x11`: the display reader.
+    grabber: Option<grab::DisplayGrabber>,
+    /// `x11`: the display the browser paints into (closed after the browser).
+    display: Option<VirtualDisplay>,
     /// The page's sound (dropped after the browser: the sink goes last).
     audio: Option<AudioCapture>,
     progress: watch::Sender<Progress>,
     events: mpsc::UnboundedSender<RecordingEvent>,
     log: Vec<RecordingEvent>,
-}
-
-/// The per-frame data we keep from a screencast event.
-fn to_frame(ev: &EventScreencastFrame, now: f64) -> Option<Frame> {
-    let jpeg = base64::engine::general_purpose::STANDARD
-        .decode(ev.data.as_ref() as &str)
-        .ok()?;
-    let painted_at = sane_time(ev.metadata.timestamp.as_ref().map(|t| *t.inner()), now);
-    Some(Frame {
-        painted_at,
-        jpeg: Arc::from(jpeg),
-    })
 }
 
 impl Engine {
@@ -538,14 +610,14 @@ impl Engine {
         let _ = self.events.send(ev);
     }
 
-    /// Starts a new browser (fresh profile) after the previous one died, loads the page, and
-    /// returns its event streams; the dead browser's leftovers are killed and reaped.
+    /// Starts a new browser (fresh profile) after the previous one died, loads the page, starts
+    /// its frame source, and returns its event streams; the dead browser's leftovers are killed
+    /// and reaped.
     async fn relaunch(
         &mut self,
         n: u32,
     ) -> Result<
         (
-            chromiumoxide::listeners::EventStream<EventScreencastFrame>,
             chromiumoxide::listeners::EventStream<
                 chromiumoxide::cdp::js_protocol::runtime::EventBindingCalled,
             >,
@@ -568,15 +640,39 @@ impl Engine {
             .navigate(&self.opts.url, self.opts.navigation_timeout)
             .await?;
         let crashes = self.session.crash_events().await?;
-        let frames = self
-            .session
-            .start_screencast(self.screencast_settings())
-            .await?;
-        Ok((frames, hooks, crashes))
+        if let Some(settings) = self.screencast_settings() {
+            let stream = self.session.start_screencast(settings).await?;
+            self.forwarder = Some(AbortOnDrop(capture::forward_screencast(
+                self.session.page(),
+                stream,
+                self.frame_tx.clone(),
+            )));
+        }
+        Ok((hooks, crashes))
     }
 
-    fn screencast_settings(&self) -> ScreencastSettings {
-        screencast_settings(&self.opts)
+    /// The screencast's settings, when frames come from one.
+    fn screencast_settings(&self) -> Option<ScreencastSettings> {
+        (self.opts.capture.backend == CaptureBackend::Screencast)
+            .then(|| screencast_settings(&self.opts))
+    }
+
+    /// Reopens the page after its renderer crashed or hung. The display is not read meanwhile
+    /// (it would show Chromium's crash page); the video repeats the last picture instead.
+    fn reopen(&self) {
+        if let Some(g) = &self.grabber {
+            g.hold(true);
+        }
+        let reopened = self
+            .session
+            .recover(&self.opts.url, self.screencast_settings());
+        if let Some(g) = &self.grabber {
+            let release = g.release_handle();
+            tokio::spawn(async move {
+                let _ = reopened.await;
+                release();
+            });
+        }
     }
 
     /// A slot's frame with the sound played from its instant on, for exactly its duration.
@@ -586,7 +682,7 @@ impl Engine {
             .as_ref()
             .map(|a| Arc::from(a.take(slot.instant, samples_for_slot(slot.slot, self.opts.fps))));
         SlotMedia {
-            jpeg: slot.jpeg,
+            image: slot.image,
             pcm,
         }
     }
@@ -597,7 +693,7 @@ impl Engine {
 
     async fn run(
         mut self,
-        mut frames: chromiumoxide::listeners::EventStream<EventScreencastFrame>,
+        mut frames: mpsc::Receiver<Frame>,
         mut hooks: chromiumoxide::listeners::EventStream<
             chromiumoxide::cdp::js_protocol::runtime::EventBindingCalled,
         >,
@@ -610,14 +706,21 @@ impl Engine {
             .record(&mut frames, &mut hooks, &mut crashes, &mut controls)
             .await;
         self.set_state(RecordingState::Finished);
+        // Frame sources first (a grabber must not report the display's end as a failure), then
+        // the browser, then its display.
+        self.forwarder = None;
+        self.grabber = None;
         self.session.close().await;
+        if let Some(d) = self.display.take() {
+            d.close().await;
+        }
         result
     }
 
     /// Waits for the start (ManualStart), keeping the newest frame as the page's current look.
     async fn wait_for_start(
         &mut self,
-        frames: &mut chromiumoxide::listeners::EventStream<EventScreencastFrame>,
+        frames: &mut mpsc::Receiver<Frame>,
         hooks: &mut chromiumoxide::listeners::EventStream<
             chromiumoxide::cdp::js_protocol::runtime::EventBindingCalled,
         >,
@@ -628,10 +731,7 @@ impl Engine {
         tokio::pin!(deadline);
         loop {
             tokio::select! {
-                Some(ev) = frames.next() => {
-                    self.session.ack_frame(ev.session_id);
-                    if let Some(f) = to_frame(&ev, wall_now()) { *preroll = Some(f); }
-                }
+                Some(f) = frames.recv() => { *preroll = Some(f); }
                 Some(call) = hooks.next() => {
                     let Some(call) = PageHookCall::parse(&call.payload) else { continue };
                     let now = wall_now();
@@ -655,7 +755,7 @@ impl Engine {
 
     async fn record(
         &mut self,
-        frames: &mut chromiumoxide::listeners::EventStream<EventScreencastFrame>,
+        frames: &mut mpsc::Receiver<Frame>,
         hooks: &mut chromiumoxide::listeners::EventStream<
             chromiumoxide::cdp::js_protocol::runtime::EventBindingCalled,
         >,
@@ -692,6 +792,9 @@ impl Engine {
         if let Some(f) = preroll.take() {
             pacer.push(f);
         }
+        if let Some(g) = &self.grabber {
+            g.align(origin);
+        }
         self.emit(Control::Start, start_origin, origin);
         self.set_state(RecordingState::Recording);
         info!(fps, "recording started");
@@ -712,6 +815,8 @@ impl Engine {
         let mut _watchdog = watchdog(self.session.page());
         let mut browser_restarts = 0u32;
         let mut browser_gone = false;
+        // The hooks' event stream ends when the browser's DevTools connection does.
+        let mut browser_connected = true;
         let mut failure: Option<(ErrorCode, String)> = None;
         let limit_slots = opts
             .max_duration
@@ -726,23 +831,19 @@ impl Engine {
         loop {
             let mut command: Option<(Control, Origin, f64)> = None;
             tokio::select! {
-                ev = frames.next() => match ev {
-                    Some(ev) => {
-                        self.session.ack_frame(ev.session_id);
-                        let now = wall_now();
-                        if let Some(f) = to_frame(&ev, now) {
-                            tracing::trace!(target: "pagecast::timing", painted = f.painted_at, delay_ms = (now - f.painted_at) * 1000.0, "frame");
-                            pacer.push(f);
+                Some(f) = frames.recv() => pacer.push(f),
+                call = hooks.next(), if browser_connected => match call {
+                    Some(call) => {
+                        if let Some(call) = PageHookCall::parse(&call.payload) {
+                            debug!(?call, "page hook");
+                            command = Some((call.hook.into(), Origin::Page, sane_time(call.page_time, wall_now())));
                         }
                     }
-                    None => browser_gone = true,
-                },
-                Some(call) = hooks.next() => {
-                    if let Some(call) = PageHookCall::parse(&call.payload) {
-                        debug!(?call, "page hook");
-                        command = Some((call.hook.into(), Origin::Page, sane_time(call.page_time, wall_now())));
+                    None => {
+                        browser_connected = false;
+                        browser_gone = true;
                     }
-                }
+                },
                 c = controls.recv() => {
                     command = Some((c.unwrap_or(Control::Stop), Origin::Owner, wall_now()));
                 }
@@ -755,7 +856,7 @@ impl Engine {
                     } else if hang_pending {
                         // Restarting the renderer did not report back: open the page again anyway.
                         warn!(page_hangs, "the page is still unresponsive; reopening it");
-                        self.session.recover(&opts.url, self.screencast_settings());
+                        self.reopen();
                     } else {
                         warn!(page_hangs, "the page's main thread stopped responding; restarting its renderer");
                         hang_pending = true;
@@ -767,7 +868,7 @@ impl Engine {
                         // The crash we caused to end a hang: reopen, count it as the hang it was.
                         hang_pending = false;
                         info!(page_hangs, "the hung page's renderer restarted; reopening the page");
-                        self.session.recover(&opts.url, self.screencast_settings());
+                        self.reopen();
                         continue;
                     }
                     page_crashes += 1;
@@ -779,7 +880,7 @@ impl Engine {
                         // Content from before the crash stays; the pacer repeats the last frame
                         // until the reopened page paints again.
                         warn!(page_crashes, "the page crashed; reopening it");
-                        self.session.recover(&opts.url, self.screencast_settings());
+                        self.reopen();
                     }
                 }
                 _ = tick.tick() => {}
@@ -801,11 +902,18 @@ impl Engine {
                     stop = Some((wall_now(), Origin::Limit));
                 } else {
                     warn!(browser_restarts, "the browser died; starting a new one");
+                    if let Some(g) = &self.grabber {
+                        g.hold(true);
+                    }
                     match self.relaunch(browser_restarts).await {
-                        Ok((f, h, c)) => {
-                            (*frames, *hooks, *crashes) = (f, h, c);
+                        Ok((h, c)) => {
+                            (*hooks, *crashes) = (h, c);
+                            browser_connected = true;
                             _watchdog = watchdog(self.session.page());
                             hang_pending = false;
+                            if let Some(g) = &self.grabber {
+                                g.hold(false);
+                            }
                             info!(browser_restarts, "a new browser has the page again");
                         }
                         Err(e) => {
@@ -831,6 +939,10 @@ impl Engine {
                     }
                     Control::Resume if pacer.is_paused() => {
                         pacer.resume(at);
+                        if let Some(g) = &self.grabber {
+                            // Slot instants moved on by the pause; grabs follow them.
+                            g.align(pacer.instant_of(0.0));
+                        }
                         mark_timeline = true;
                         self.emit(Control::Resume, origin, at);
                         self.set_state(RecordingState::Recording);
@@ -886,7 +998,9 @@ impl Engine {
                 }
                 encoder.send(self.slot_media(slot)).await;
             }
-            if let Some(why) = encoder.failure()
+            if let Some(why) = encoder
+                .failure()
+                .or_else(|| self.grabber.as_ref().and_then(|g| g.failure()))
                 && stop.is_none()
             {
                 failure.get_or_insert((ErrorCode::RecordFailed, why));

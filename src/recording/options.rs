@@ -34,6 +34,8 @@ pub struct CaptureSettings {
     /// A page whose main thread does not answer for this long is hung: its renderer is
     /// restarted and the page reopened. `None` turns the watchdog off.
     pub hang_timeout: Option<Duration>,
+    /// Where frames come from.
+    pub backend: super::CaptureBackend,
 }
 
 impl Default for CaptureSettings {
@@ -43,6 +45,7 @@ impl Default for CaptureSettings {
             every_nth_frame: 1,
             latency: Duration::from_millis(500),
             hang_timeout: Some(Duration::from_secs(10)),
+            backend: super::CaptureBackend::default(),
         }
     }
 }

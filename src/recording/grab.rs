@@ -1,0 +1,220 @@
+//! The `x11` capture backend's frame source: reads the recording's virtual display (where a
+//! headful Chromium paints) once per output slot.
+//!
+//! Each grab is one X `GetImage` of the whole screen. The X server handles one request at a
+//! time, so a grab never sees half of a paint. Grabs are aligned to the pacer's slot instants
+//! (`align`), so every slot gets the picture the screen showed at its instant: no frame is
+//! stamped late, skipped or shown twice because two clocks beat against each other.
+//!
+//! The grabber runs on its own thread: a busy recorder or encoder cannot delay a grab. When the
+//! recorder does not keep up, grabs are dropped (the pacer repeats the previous picture) rather
+//! than queued without bound.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::sync::mpsc;
+use x11rb::connection::Connection;
+use x11rb::protocol::xproto::{ConnectionExt, ImageFormat};
+
+use crate::clock::wall_now;
+use crate::media::pacer::Frame;
+
+/// What the grab thread and its owner share.
+#[derive(Debug, Default)]
+struct Shared {
+    stop: AtomicBool,
+    /// While set, nothing is grabbed (the browser is being replaced or the page reopened).
+    hold: AtomicBool,
+    /// `f64` bits of an instant that grabs are aligned to (0: not aligned yet).
+    phase: AtomicU64,
+    /// Grabs dropped because the recorder had not taken the previous ones.
+    dropped: AtomicU64,
+    failure: Mutex<Option<String>>,
+}
+
+/// Reads the screen of an X display at a fixed rate; stops when dropped.
+#[derive(Debug)]
+pub struct DisplayGrabber {
+    shared: Arc<Shared>,
+}
+
+impl DisplayGrabber {
+    /// Connects to `display` and starts grabbing `width`×`height` pixels `fps` times a second
+    /// into `frames`. Fails at once if the display cannot be opened or has another size.
+    pub fn start(
+        display: &str,
+        width: u32,
+        height: u32,
+        fps: u32,
+        frames: mpsc::Sender<Frame>,
+    ) -> Result<Self, String> {
+        let (conn, screen) = x11rb::connect(Some(display))
+            .map_err(|e| format!("cannot open X display {display}: {e}"))?;
+        let root = conn.setup().roots.get(screen).ok_or("the display has no screen")?;
+        let (w, h) = (root.width_in_pixels, root.height_in_pixels);
+        if (u32::from(w), u32::from(h)) != (width, height) {
+            return Err(format!(
+                "the display is {w}x{h}, the recording {width}x{height}"
+            ));
+        }
+        let root = root.root;
+        let shared = Arc::new(Shared::default());
+        let grab = Grab {
+            conn,
+            root,
+            width: w,
+            height: h,
+            period: 1.0 / f64::from(fps.max(1)),
+            shared: shared.clone(),
+            frames,
+        };
+        std::thread::Builder::new()
+            .name("x11-grab".into())
+            .spawn(move || grab.run())
+            .map_err(|e| format!("cannot start the grab thread: {e}"))?;
+        Ok(Self { shared })
+    }
+
+    /// Grabs at `instant + k / fps` from now on (the pacer's slot instants).
+    pub fn align(&self, instant: f64) {
+        self.shared
+            .phase
+            .store(instant.to_bits(), Ordering::Relaxed);
+    }
+
+    /// Stops (`true`) or resumes (`false`) grabbing, e.g. while a new browser starts.
+    pub fn hold(&self, on: bool) {
+        self.shared.hold.store(on, Ordering::Relaxed);
+    }
+
+    /// A handle that resumes grabbing later (from a task that waits for a page to reopen).
+    pub fn release_handle(&self) -> impl FnOnce() + Send + 'static {
+        let shared = self.shared.clone();
+        move || shared.hold.store(false, Ordering::Relaxed)
+    }
+
+    /// Why grabbing stopped (the display went away), once it has.
+    pub fn failure(&self) -> Option<String> {
+        self.shared.failure.lock().ok().and_then(|f| f.clone())
+    }
+
+    /// Grabs dropped because the recorder was behind.
+    pub fn dropped(&self) -> u64 {
+        self.shared.dropped.load(Ordering::Relaxed)
+    }
+}
+
+impl Drop for DisplayGrabber {
+    fn drop(&mut self) {
+        self.shared.stop.store(true, Ordering::Relaxed);
+    }
+}
+
+/// The grab thread's state.
+struct Grab {
+    conn: x11rb::rust_connection::RustConnection,
+    root: u32,
+    width: u16,
+    height: u16,
+    period: f64,
+    shared: Arc<Shared>,
+    frames: mpsc::Sender<Frame>,
+}
+
+impl Grab {
+    fn run(self) {
+        let expected = usize::from(self.width) * usize::from(self.height) * 4;
+        while !self.shared.stop.load(Ordering::Relaxed) {
+            let now = wall_now();
+            let due = next_instant(
+                f64::from_bits(self.shared.phase.load(Ordering::Relaxed)),
+                self.period,
+                now,
+            );
+            std::thread::sleep(Duration::from_secs_f64((due - now).max(0.0)));
+            if self.shared.stop.load(Ordering::Relaxed) {
+                return;
+            }
+            if self.shared.hold.load(Ordering::Relaxed) {
+                continue;
+            }
+            let at = wall_now();
+            let image = self
+                .conn
+                .get_image(
+                    ImageFormat::Z_PIXMAP,
+                    self.root,
+                    0,
+                    0,
+                    self.width,
+                    self.height,
+                    !0,
+                )
+                .map_err(|e| e.to_string())
+                .and_then(|cookie| cookie.reply().map_err(|e| e.to_string()));
+            let image = match image {
+                Ok(reply) if reply.data.len() == expected => reply.data,
+                Ok(reply) => {
+                    return self.fail(format!(
+                        "the display returned {} bytes for a {}x{} screen (depth {}); 24-bit colour is needed",
+                        reply.data.len(),
+                        self.width,
+                        self.height,
+                        reply.depth
+                    ));
+                }
+                Err(e) => return self.fail(format!("reading the virtual display failed: {e}")),
+            };
+            tracing::trace!(target: "pagecast::timing", grabbed = at, took_ms = (wall_now() - at) * 1000.0, "grab");
+            let frame = Frame {
+                painted_at: at,
+                image: Arc::from(image),
+            };
+            match self.frames.try_send(frame) {
+                Ok(()) => {}
+                Err(mpsc::error::TrySendError::Full(_)) => {
+                    self.shared.dropped.fetch_add(1, Ordering::Relaxed);
+                }
+                Err(mpsc::error::TrySendError::Closed(_)) => return,
+            }
+        }
+    }
+
+    fn fail(&self, why: String) {
+        if !self.shared.stop.load(Ordering::Relaxed)
+            && let Ok(mut f) = self.shared.failure.lock()
+        {
+            tracing::warn!(error = %why, "the display grab stopped");
+            *f = Some(why);
+        }
+    }
+}
+
+/// The first instant at or after `now` on the grid `phase + k * period` (`phase` 0: the grid of
+/// whole periods since the epoch). A grab never waits a whole period for an instant that is
+/// only a hair away.
+fn next_instant(phase: f64, period: f64, now: f64) -> f64 {
+    let k = ((now - phase) / period - 1e-6).ceil();
+    phase + k * period
+}
+
+#[cfg(test)]
+mod tests {
+    use super::next_instant;
+
+    #[test]
+    fn grabs_land_on_the_slot_grid() {
+        let p = 1.0 / 30.0;
+        // Just after a slot instant: the next one.
+        let t = next_instant(100.0, p, 100.0 + 0.001);
+        assert!((t - (100.0 + p)).abs() < 1e-9);
+        // Exactly on an instant: that instant, not the next one.
+        let t = next_instant(100.0, p, 100.0 + 3.0 * p);
+        assert!((t - (100.0 + 3.0 * p)).abs() < 1e-9);
+        // A phase in the future (a resume's new grid) still yields a grid point.
+        let t = next_instant(200.0, p, 199.99);
+        assert!(t >= 199.99 && ((t - 200.0) / p - ((t - 200.0) / p).round()).abs() < 1e-6);
+    }
+}
