@@ -27,7 +27,7 @@ FROM debian:bookworm-slim
 RUN apt-get update \
     && apt-get install -y --no-install-recommends \
         ca-certificates chromium ffmpeg fontconfig fonts-liberation2 libssl3 \
-        pulseaudio pulseaudio-utils \
+        pulseaudio pulseaudio-utils xvfb \
     && rm -rf /var/lib/apt/lists/*
 
 # A user without privileges; its home holds the font cache and Chromium's per-recording profiles.

@@ -78,10 +78,12 @@ fn a_killed_encoder_is_restarted_and_recording_goes_on() {
         "duration {}: {stdout}",
         p.duration
     );
-    assert_eq!(
-        p.frames as f64,
-        (p.duration * 30.0).round(),
-        "constant frame rate across the restart"
+    // The file's duration includes the sound's encoder delay (about 21 ms) before the first frame.
+    assert!(
+        (p.frames as f64 - p.duration * 30.0).abs() <= 1.0,
+        "constant frame rate across the restart: {} frames in {} s",
+        p.frames,
+        p.duration
     );
 }
 

@@ -323,6 +323,7 @@ fn full_task() -> TaskRecord {
             start_timeout_secs: 300,
             user_context: Some("ctx".into()),
             audio: true,
+            capture: None,
         },
         result: Some(TaskResult {
             error_code: Some("CallbackFailed".into()),

@@ -37,6 +37,7 @@ fn spec() -> StartSpec {
         start_timeout_secs: 300,
         user_context: Some("ctx".into()),
         audio: true,
+        capture: None,
     }
 }
 

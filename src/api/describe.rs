@@ -151,6 +151,7 @@ mod tests {
             start_timeout_secs: 300,
             user_context: None,
             audio: true,
+            capture: None,
         }
     }
 

@@ -19,6 +19,7 @@ use serde_json::{Map, Value};
 
 use super::error::{ApiError, echo};
 use crate::error::ErrorCode;
+use crate::recording::CaptureBackend;
 use crate::recording::{
     DEFAULT_HEIGHT, DEFAULT_WIDTH, MAX_DIMENSION, MAX_FPS, dimension, frame_rate, page_url,
 };
@@ -73,6 +74,7 @@ pub const START_FIELDS: &[&str] = &[
     "StartTimeout",
     "UserContext",
     "Audio",
+    "Capture",
 ];
 
 /// Fields of the source product that are accepted and ignored (documented as such in the spec).
@@ -242,6 +244,19 @@ pub fn parse_start(
         .string("UserContext", limits.max_context_len)?
         .map(str::to_owned);
     let audio = data.bool("Audio")?.unwrap_or(true);
+    let capture = match data.string("Capture", limits.max_string_len)? {
+        None => None,
+        Some("") => None,
+        Some(raw) => Some(CaptureBackend::parse(raw).ok_or_else(|| {
+            ApiError::invalid(
+                &data.field("Capture"),
+                format!(
+                    "must be \"screencast\" or \"x11\", got {}",
+                    echo(&Value::from(raw))
+                ),
+            )
+        })?),
+    };
 
     let spec = StartSpec {
         record_url,
@@ -258,6 +273,7 @@ pub fn parse_start(
         start_timeout_secs,
         user_context,
         audio,
+        capture,
     };
     Ok((
         spec,
@@ -801,6 +817,7 @@ mod tests {
                 start_timeout_secs: 300,
                 user_context: None,
                 audio: true,
+                capture: None,
             }
         );
         assert_eq!(secrets, TaskSecrets::default());
@@ -894,6 +911,23 @@ mod tests {
         assert!(!spec(with(json!({"Audio": false}))).audio);
         invalid(with(json!({"Audio": "false"})), "Data.Audio");
         invalid(with(json!({"Audio": 0})), "Data.Audio");
+    }
+
+    #[test]
+    fn capture_is_the_workers_default_unless_chosen() {
+        assert_eq!(spec(with(json!({}))).capture, None);
+        assert_eq!(spec(with(json!({"Capture": null}))).capture, None);
+        assert_eq!(spec(with(json!({"Capture": ""}))).capture, None);
+        assert_eq!(
+            spec(with(json!({"Capture": "X11"}))).capture,
+            Some(CaptureBackend::X11)
+        );
+        assert_eq!(
+            spec(with(json!({"Capture": "screencast"}))).capture,
+            Some(CaptureBackend::Screencast)
+        );
+        invalid(with(json!({"Capture": "vnc"})), "Data.Capture");
+        invalid(with(json!({"Capture": 1})), "Data.Capture");
     }
 
     #[test]

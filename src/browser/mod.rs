@@ -57,9 +57,7 @@ impl HasErrorCode for BrowserError {
             BrowserError::Process(_)
             | BrowserError::Launch { .. }
             | BrowserError::Display { .. }
-            | BrowserError::Cdp(_) => {
-                ErrorCode::BrowserFailed
-            }
+            | BrowserError::Cdp(_) => ErrorCode::BrowserFailed,
         }
     }
 }

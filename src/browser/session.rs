@@ -252,6 +252,22 @@ impl BrowserSession {
         });
     }
 
+    /// Waits (at most `limit`) until the loaded page has been painted and presented: two
+    /// animation frames after the load. A page that never paints just costs the wait.
+    pub async fn wait_for_paint(&self, limit: Duration) {
+        use chromiumoxide::cdp::js_protocol::runtime::EvaluateParams;
+        let Ok(params) = EvaluateParams::builder()
+            .expression(
+                "new Promise(r => requestAnimationFrame(() => requestAnimationFrame(() => r(0))))",
+            )
+            .await_promise(true)
+            .build()
+        else {
+            return;
+        };
+        let _ = tokio::time::timeout(limit, self.page.execute(params)).await;
+    }
+
     /// Reloads the page without waiting for it to load; recording continues meanwhile.
     pub fn reload(&self) {
         let page = self.page.clone();

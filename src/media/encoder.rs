@@ -123,7 +123,13 @@ pub fn encoder_args(
 ) -> Vec<String> {
     let gop = (fps * s.segment_seconds.max(1)).to_string();
     let mut args: Vec<String> = vec!["-hide_banner".into(), "-nostats".into(), "-nostdin".into()];
-    args.extend(["-thread_queue_size", "64"].map(String::from));
+    // ffmpeg's own input queue: raw frames are 4 bytes a pixel, so only a few may wait there
+    // (pagecast's queue in front of the pipe is the one sized for falling behind).
+    let input_queue = match s.input {
+        FrameFormat::Jpeg => "64",
+        FrameFormat::Bgrx => "4",
+    };
+    args.extend(["-thread_queue_size", input_queue].map(String::from));
     match s.input {
         FrameFormat::Jpeg => args.extend(["-f", "mjpeg"].map(String::from)),
         FrameFormat::Bgrx => {

@@ -410,7 +410,10 @@ mod tests {
         );
         p.push(frame(T0 + 0.03, 8)); // green, right after startRecord
         let slots = p.due(T0 + 0.5);
-        assert_eq!(slots[0].image[0], 8, "the first frame is the post-start one");
+        assert_eq!(
+            slots[0].image[0], 8,
+            "the first frame is the post-start one"
+        );
         assert_eq!(slots.len(), 5);
     }
 

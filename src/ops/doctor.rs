@@ -102,6 +102,16 @@ pub async fn run(store: &StoreConfig, worker: &WorkerConfig) -> Vec<Finding> {
             "install pulseaudio and pulseaudio-utils (apt-get install pulseaudio pulseaudio-utils) or point PAGECAST_PULSEAUDIO at it: without it, tasks with sound (the default) fail with AudioFailed and only \"Audio\": false records",
         )
         .await,
+        binary(
+            "Xvfb",
+            &rec.xvfb,
+            // Xvfb prints its version on stderr; `-help` exits 0 and proves it runs.
+            &["-help"],
+            // Needed only where the x11 backend is the default; tasks may still ask for it.
+            rec.capture == crate::recording::CaptureBackend::X11,
+            "install xvfb (apt-get install xvfb) or point PAGECAST_XVFB at it: the x11 capture backend (PAGECAST_CAPTURE=x11, or a task's \"Capture\": \"x11\") needs it",
+        )
+        .await,
         fonts(rec.fontconfig.as_deref()).await,
         redis(store).await,
         storage(worker).await,

@@ -386,7 +386,10 @@ impl RecordJob {
             start_timeout: Duration::from_secs(u64::from(spec.start_timeout_secs)),
             navigation_timeout: Duration::from_secs(rec_cfg.navigation_timeout),
             browser: rec_cfg.browser(spec.width, spec.height),
-            capture: rec_cfg.capture(),
+            capture: crate::recording::CaptureSettings {
+                backend: spec.capture.unwrap_or(rec_cfg.capture),
+                ..rec_cfg.capture()
+            },
             encoder: rec_cfg.encoder(),
             audio: spec.audio.then(|| rec_cfg.audio()),
             url_policy: self.ctx.cfg.url_policy(),

@@ -1,8 +1,9 @@
 //! The `x11` capture backend's frame source: reads the recording's virtual display (where a
 //! headful Chromium paints) once per output slot.
 //!
-//! Each grab is one X `GetImage` of the whole screen. The X server handles one request at a
-//! time, so a grab never sees half of a paint. Grabs are aligned to the pacer's slot instants
+//! Each grab is one X `GetImage` of the whole screen, into memory shared with the server
+//! (MIT-SHM) where the server allows it, else over the socket. The X server handles one request
+//! at a time, so a grab never sees half of a paint. Grabs are aligned to the pacer's slot instants
 //! (`align`), so every slot gets the picture the screen showed at its instant: no frame is
 //! stamped late, skipped or shown twice because two clocks beat against each other.
 //!
@@ -16,7 +17,9 @@ use std::time::Duration;
 
 use tokio::sync::mpsc;
 use x11rb::connection::Connection;
-use x11rb::protocol::xproto::{ConnectionExt, ImageFormat};
+use x11rb::protocol::shm::ConnectionExt as _;
+use x11rb::protocol::xproto::{ConnectionExt as _, ImageFormat};
+use x11rb::rust_connection::RustConnection;
 
 use crate::clock::wall_now;
 use crate::media::pacer::Frame;
@@ -41,8 +44,8 @@ pub struct DisplayGrabber {
 }
 
 impl DisplayGrabber {
-    /// Connects to `display` and starts grabbing `width`×`height` pixels `fps` times a second
-    /// into `frames`. Fails at once if the display cannot be opened or has another size.
+    /// Connects to `display` and starts grabbing its top-left `width`×`height` pixels `fps`
+    /// times a second into `frames`. Fails at once if the display cannot be opened or is smaller.
     pub fn start(
         display: &str,
         width: u32,
@@ -52,17 +55,32 @@ impl DisplayGrabber {
     ) -> Result<Self, String> {
         let (conn, screen) = x11rb::connect(Some(display))
             .map_err(|e| format!("cannot open X display {display}: {e}"))?;
-        let root = conn.setup().roots.get(screen).ok_or("the display has no screen")?;
+        let root = conn
+            .setup()
+            .roots
+            .get(screen)
+            .ok_or("the display has no screen")?;
         let (w, h) = (root.width_in_pixels, root.height_in_pixels);
-        if (u32::from(w), u32::from(h)) != (width, height) {
+        if u32::from(w) < width || u32::from(h) < height {
             return Err(format!(
-                "the display is {w}x{h}, the recording {width}x{height}"
+                "the display is {w}x{h}, smaller than the recording's {width}x{height}"
             ));
         }
+        // The top-left width×height pixels are the picture.
+        let (w, h) = (width as u16, height as u16);
         let root = root.root;
+        let len = usize::from(w) * usize::from(h) * 4;
+        let shm = match ShmSegment::attach(&conn, len) {
+            Ok(seg) => Some(seg),
+            Err(why) => {
+                tracing::info!(%why, "no shared memory with the X server; grabbing over its socket");
+                None
+            }
+        };
         let shared = Arc::new(Shared::default());
         let grab = Grab {
             conn,
+            shm,
             root,
             width: w,
             height: h,
@@ -114,7 +132,8 @@ impl Drop for DisplayGrabber {
 
 /// The grab thread's state.
 struct Grab {
-    conn: x11rb::rust_connection::RustConnection,
+    conn: RustConnection,
+    shm: Option<ShmSegment>,
     root: u32,
     width: u16,
     height: u16,
@@ -141,28 +160,14 @@ impl Grab {
                 continue;
             }
             let at = wall_now();
-            let image = self
-                .conn
-                .get_image(
-                    ImageFormat::Z_PIXMAP,
-                    self.root,
-                    0,
-                    0,
-                    self.width,
-                    self.height,
-                    !0,
-                )
-                .map_err(|e| e.to_string())
-                .and_then(|cookie| cookie.reply().map_err(|e| e.to_string()));
-            let image = match image {
-                Ok(reply) if reply.data.len() == expected => reply.data,
-                Ok(reply) => {
+            let image = match self.read_screen() {
+                Ok((image, _)) if image.len() == expected => image,
+                Ok((image, depth)) => {
                     return self.fail(format!(
-                        "the display returned {} bytes for a {}x{} screen (depth {}); 24-bit colour is needed",
-                        reply.data.len(),
+                        "the display returned {} bytes for a {}x{} screen (depth {depth}); 24-bit colour is needed",
+                        image.len(),
                         self.width,
                         self.height,
-                        reply.depth
                     ));
                 }
                 Err(e) => return self.fail(format!("reading the virtual display failed: {e}")),
@@ -182,6 +187,50 @@ impl Grab {
         }
     }
 
+    /// One picture of the whole screen and its depth.
+    fn read_screen(&self) -> Result<(Vec<u8>, u8), String> {
+        let e = |e: &dyn std::fmt::Display| e.to_string();
+        match &self.shm {
+            Some(seg) => {
+                let reply = self
+                    .conn
+                    .shm_get_image(
+                        self.root,
+                        0,
+                        0,
+                        self.width,
+                        self.height,
+                        !0,
+                        ImageFormat::Z_PIXMAP.into(),
+                        seg.id,
+                        0,
+                    )
+                    .map_err(|x| e(&x))?
+                    .reply()
+                    .map_err(|x| e(&x))?;
+                let n = (reply.size as usize).min(seg.len);
+                Ok((seg.bytes()[..n].to_vec(), reply.depth))
+            }
+            None => {
+                let reply = self
+                    .conn
+                    .get_image(
+                        ImageFormat::Z_PIXMAP,
+                        self.root,
+                        0,
+                        0,
+                        self.width,
+                        self.height,
+                        !0,
+                    )
+                    .map_err(|x| e(&x))?
+                    .reply()
+                    .map_err(|x| e(&x))?;
+                Ok((reply.data, reply.depth))
+            }
+        }
+    }
+
     fn fail(&self, why: String) {
         if !self.shared.stop.load(Ordering::Relaxed)
             && let Ok(mut f) = self.shared.failure.lock()
@@ -189,6 +238,64 @@ impl Grab {
             tracing::warn!(error = %why, "the display grab stopped");
             *f = Some(why);
         }
+    }
+}
+
+/// A System V shared memory segment the X server writes screen images into (what MIT-SHM
+/// offers); detached when dropped, and freed by the kernel once the server detaches too.
+struct ShmSegment {
+    id: u32,
+    addr: *mut libc::c_void,
+    len: usize,
+}
+
+// SAFETY: the segment is used by one thread at a time (created on the recorder's, then moved to
+// the grab thread); the mapping itself is valid from any thread of the process.
+unsafe impl Send for ShmSegment {}
+
+impl ShmSegment {
+    fn attach(conn: &RustConnection, len: usize) -> Result<Self, String> {
+        use x11rb::protocol::shm;
+        shm::query_version(conn)
+            .map_err(|e| e.to_string())?
+            .reply()
+            .map_err(|e| format!("the server has no MIT-SHM: {e}"))?;
+        // SAFETY: shmget only creates a segment; no memory of ours is touched.
+        let shmid = unsafe { libc::shmget(libc::IPC_PRIVATE, len, libc::IPC_CREAT | 0o600) };
+        if shmid < 0 {
+            return Err(format!("shmget: {}", std::io::Error::last_os_error()));
+        }
+        // SAFETY: maps the segment just created at an address the kernel chooses.
+        let addr = unsafe { libc::shmat(shmid, std::ptr::null(), 0) };
+        // Marked for removal at once: the kernel frees it when the last process detaches, so
+        // neither a crash of ours nor of the server's can leak it.
+        // SAFETY: IPC_RMID takes no buffer.
+        unsafe { libc::shmctl(shmid, libc::IPC_RMID, std::ptr::null_mut()) };
+        if addr as isize == -1 {
+            return Err(format!("shmat: {}", std::io::Error::last_os_error()));
+        }
+        let mut seg = Self { id: 0, addr, len };
+        let id = conn.generate_id().map_err(|e| e.to_string())?;
+        conn.shm_attach(id, shmid as u32, false)
+            .map_err(|e| e.to_string())?
+            .check()
+            .map_err(|e| format!("the server cannot attach shared memory: {e}"))?;
+        seg.id = id;
+        Ok(seg)
+    }
+
+    fn bytes(&self) -> &[u8] {
+        // SAFETY: `addr` maps `len` bytes for as long as `self` lives (detached in Drop). The
+        // server writes into it only while a ShmGetImage request is being handled, and we read
+        // only after its reply has arrived.
+        unsafe { std::slice::from_raw_parts(self.addr as *const u8, self.len) }
+    }
+}
+
+impl Drop for ShmSegment {
+    fn drop(&mut self) {
+        // SAFETY: `addr` came from shmat and is detached once.
+        unsafe { libc::shmdt(self.addr) };
     }
 }
 

@@ -447,8 +447,11 @@ impl Recording {
         let display = match opts.capture.backend {
             CaptureBackend::Screencast => None,
             CaptureBackend::X11 => {
-                let d =
-                    VirtualDisplay::start(&opts.browser.xvfb, opts.width, opts.height).await?;
+                // Chromium's kiosk window on a display without a window manager is one pixel
+                // narrower and shorter than the screen: a screen one pixel larger makes the
+                // window exactly the video's size (checked by tests/x11.rs).
+                let d = VirtualDisplay::start(&opts.browser.xvfb, opts.width + 1, opts.height + 1)
+                    .await?;
                 debug!(display = %d.name(), "virtual display started");
                 opts.browser.display = Some(d.name());
                 opts.encoder.input = FrameFormat::Bgrx;
@@ -494,6 +497,8 @@ impl Recording {
                 (Some(AbortOnDrop(f)), None)
             }
             Some(d) => {
+                // What the display shows is what is recorded: let the loaded page reach it.
+                session.wait_for_paint(Duration::from_secs(2)).await;
                 let g = grab::DisplayGrabber::start(
                     &d.name(),
                     opts.width,
@@ -1033,7 +1038,13 @@ impl Engine {
                     p.stats = stats;
                     p.bytes_written = bytes_written(&opts.work_dir);
                 });
-                info!(recorded_seconds, frames = written, "recording finished");
+                let grabs_dropped = self.grabber.as_ref().map(|g| g.dropped());
+                info!(
+                    recorded_seconds,
+                    frames = written,
+                    ?grabs_dropped,
+                    "recording finished"
+                );
                 return Ok(Outcome::Recorded(RecordedMedia {
                     segments,
                     recorded_seconds,

@@ -80,6 +80,9 @@ pub struct StartSpec {
     /// existed read as true.
     #[serde(default = "default_audio")]
     pub audio: bool,
+    /// How frames are captured (extension `Capture`); `None`: the worker's configured default.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub capture: Option<crate::recording::CaptureBackend>,
 }
 
 fn default_audio() -> bool {

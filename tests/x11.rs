@@ -1,0 +1,76 @@
+//! End-to-end: the x11 capture backend (headful Chromium on a private Xvfb display). A test
+//! binary of its own, so that its recording does not share the 2 cores with another one: raw
+//! frames cannot queue for long behind an overloaded encoder (see BENCHMARKS.md).
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+
+#[test]
+fn the_x11_backend_records_a_headful_browser_on_its_own_display() {
+    let base = fixture_server();
+    let dir = scratch("x11");
+    let out = dir.join("x11.mp4");
+    let o = record_ok(
+        &format!("{base}/clock.html"),
+        &out,
+        &["--duration", "6", "--capture", "x11"],
+    );
+    let p = probe(&out, &[]);
+    assert_close(p.duration, 6.0, 0.2, "duration");
+    assert_eq!((p.width, p.height, p.frames), (1280, 720, 180));
+    // The page fills the screen exactly: its clock strip starts in the top-left pixel (no
+    // browser interface, info bar or window frame above it) and decodes in every frame.
+    let a = analyze(&out);
+    assert_eq!(a["decoded"].as_u64(), Some(180), "{a}");
+    assert!(a["gaps"].as_array().unwrap().is_empty(), "no jump: {a}");
+    assert!(
+        a["longest_freeze_ms"].as_f64().unwrap() <= 500.0,
+        "the page moves throughout: {a}"
+    );
+    // The window is exactly the video's size: the page's grey background reaches the last
+    // column and row (a window a pixel short leaves a black edge).
+    let f = frame_at(&out, 90, &[]);
+    let px = |x: usize, y: usize| f.data[(y * f.width + x) * 3];
+    assert!(
+        px(f.width - 1, 360) > 100 && px(640, f.height - 1) > 100,
+        "no black edge: right {} bottom {}",
+        px(f.width - 1, 360),
+        px(640, f.height - 1)
+    );
+    let span = page_clock_span(&out, p.frames);
+    assert!(
+        (5.5..6.5).contains(&span),
+        "page time runs with the video: {span} s"
+    );
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    assert!(stdout.contains("180 written"), "{stdout}");
+}
+
+#[test]
+fn the_x11_backend_fails_clearly_without_xvfb() {
+    let base = fixture_server();
+    let dir = scratch("x11-missing");
+    let mut cmd = pagecast();
+    cmd.arg("record")
+        .arg(format!("{base}/clock.html"))
+        .arg("-o")
+        .arg(dir.join("out.mp4"))
+        .args([
+            "--duration",
+            "2",
+            "--capture",
+            "x11",
+            "--xvfb",
+            "/nonexistent/Xvfb",
+        ]);
+    let o = run(cmd, Duration::from_secs(60));
+    assert!(!o.status.success());
+    let err = stderr(&o);
+    assert!(
+        err.contains("Xvfb"),
+        "the error names what is missing: {err}"
+    );
+}
