@@ -16,6 +16,7 @@
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -42,23 +43,19 @@ pub enum FrameFormat {
 }
 
 impl FrameFormat {
-    /// How many frames may wait for the encoder. JPEG frames are small, so 15 s of them may; raw
-    /// frames are 4 bytes a pixel, so their queue is bounded by memory instead.
-    fn queue_len(self, width: u32, height: u32, fps: u32) -> usize {
-        let by_time = (fps * ENCODER_QUEUE_SECONDS) as usize;
-        let len = match self {
-            FrameFormat::Jpeg => by_time,
-            FrameFormat::Bgrx => {
-                let frame = (width as usize * height as usize * 4).max(1);
-                by_time.min(RAW_QUEUE_BYTES / frame)
-            }
-        };
-        len.max(8)
+    /// Memory the distinct pictures waiting for the encoder may take. JPEG frames are small, so
+    /// 15 s of them fit far below this; raw frames are 4 bytes a pixel, so it bounds them.
+    fn queue_bytes(self) -> usize {
+        match self {
+            FrameFormat::Jpeg => 256 << 20,
+            FrameFormat::Bgrx => 128 << 20,
+        }
     }
 }
 
-/// Memory the queue of raw frames waiting for the encoder may take.
-const RAW_QUEUE_BYTES: usize = 128 << 20;
+/// A picture on its way to ffmpeg, with the bytes it counts against the queue's memory (0 for a
+/// repeat of the picture before it, which shares its buffer).
+type QueuedImage = (Arc<[u8]>, usize);
 
 /// Encoder settings.
 #[derive(Debug, Clone)]
@@ -229,7 +226,14 @@ pub fn encoder_args(
 
 /// A running live encoder. Killed and reaped if dropped before [`SegmentEncoder::finish`].
 pub struct SegmentEncoder {
-    frames: Option<mpsc::Sender<Arc<[u8]>>>,
+    frames: Option<mpsc::Sender<QueuedImage>>,
+    /// Bytes of distinct pictures queued for ffmpeg and not yet written.
+    queued_bytes: Arc<AtomicUsize>,
+    queue_budget: usize,
+    /// The last picture queued (a repeat of it costs no memory).
+    last_queued: Mutex<Option<Arc<[u8]>>>,
+    /// New pictures replaced by the previous one because the queue was full.
+    held_back: AtomicU64,
     writer: Option<std::thread::JoinHandle<()>>,
     samples: Option<mpsc::Sender<Arc<[u8]>>>,
     audio_writer: Option<std::thread::JoinHandle<()>>,
@@ -298,19 +302,25 @@ impl SegmentEncoder {
             Err(e) => tail.push(format!("ffmpeg log unavailable: {e}")),
         }
 
-        // An encoder that falls behind (the machine is briefly overloaded) must not hold capture
-        // back: while the recorder waits here it cannot acknowledge Chromium's frames, and the
-        // page would freeze in the video. Repeated frames share one buffer, so the queue's memory
-        // is the distinct frames in it.
-        let queue = s.input.queue_len(width, height, fps);
-        let (tx, mut rx) = mpsc::channel::<Arc<[u8]>>(queue);
+        // An encoder that falls behind (the machine is overloaded) must not hold capture back:
+        // while the recorder waits here it cannot take new frames, and the page would freeze in
+        // the video. So 15 s of slots may wait. Their memory is that of their distinct pictures
+        // (a repeat shares its buffer); beyond `queue_bytes`, `send` repeats the last queued
+        // picture instead of adding one, so an encoder that cannot keep up shows the page at a
+        // lower rate rather than freezing it.
+        let queue = (fps * ENCODER_QUEUE_SECONDS).max(8) as usize;
+        let (tx, mut rx) = mpsc::channel::<QueuedImage>(queue);
+        let queued_bytes = Arc::new(AtomicUsize::new(0));
         let writer_tail = tail.clone();
+        let released = queued_bytes.clone();
         let writer = std::thread::Builder::new()
             .name("ffmpeg-stdin".into())
             .spawn(move || {
                 let Some(mut stdin) = stdin else { return };
-                while let Some(frame) = rx.blocking_recv() {
-                    if let Err(e) = stdin.write_all(&frame) {
+                while let Some((frame, counted)) = rx.blocking_recv() {
+                    let written = stdin.write_all(&frame);
+                    released.fetch_sub(counted, Ordering::Relaxed);
+                    if let Err(e) = written {
                         writer_tail.push(format!("writing a frame to ffmpeg failed: {e}"));
                         return;
                     }
@@ -342,6 +352,10 @@ impl SegmentEncoder {
 
         Ok(Self {
             frames: Some(tx),
+            queued_bytes,
+            queue_budget: s.input.queue_bytes(),
+            last_queued: Mutex::new(None),
+            held_back: AtomicU64::new(0),
             writer: Some(writer),
             samples,
             audio_writer,
@@ -357,7 +371,8 @@ impl SegmentEncoder {
             .frames
             .as_ref()
             .ok_or_else(|| MediaError::EncoderDied("already finished".into()))?;
-        tx.send(slot.image)
+        let item = self.admit(slot.image);
+        tx.send(item)
             .await
             .map_err(|_| MediaError::EncoderDied(self.tail.text()))?;
         if let Some(atx) = &self.samples {
@@ -368,6 +383,32 @@ impl SegmentEncoder {
                 .map_err(|_| MediaError::EncoderDied(self.tail.text()))?;
         }
         Ok(())
+    }
+
+    /// What to queue for a slot showing `image`: the image, or the last queued picture again when
+    /// the queue's memory is spent.
+    fn admit(&self, image: Arc<[u8]>) -> QueuedImage {
+        let Ok(mut last) = self.last_queued.lock() else {
+            return (image, 0);
+        };
+        if let Some(prev) = last.as_ref() {
+            if Arc::ptr_eq(prev, &image) {
+                return (image, 0);
+            }
+            if self.queued_bytes.load(Ordering::Relaxed) + image.len() > self.queue_budget {
+                self.held_back.fetch_add(1, Ordering::Relaxed);
+                return (prev.clone(), 0);
+            }
+        }
+        self.queued_bytes.fetch_add(image.len(), Ordering::Relaxed);
+        *last = Some(image.clone());
+        let n = image.len();
+        (image, n)
+    }
+
+    /// New pictures that were replaced by the previous one because ffmpeg was behind.
+    pub fn held_back(&self) -> u64 {
+        self.held_back.load(Ordering::Relaxed)
     }
 
     /// ffmpeg's recent warnings and errors.

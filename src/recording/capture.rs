@@ -34,9 +34,10 @@ use crate::media::pacer::Frame;
 #[serde(rename_all = "lowercase")]
 pub enum CaptureBackend {
     /// Headless Chromium's screencast (JPEG frames over DevTools).
-    #[default]
     Screencast,
-    /// Headful Chromium on a private Xvfb display, read directly.
+    /// Headful Chromium on a private Xvfb display, read directly: about half the CPU of
+    /// screencast, with steadier frames (BENCHMARKS.md), so the default.
+    #[default]
     X11,
 }
 

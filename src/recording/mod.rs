@@ -401,6 +401,14 @@ impl ResilientEncoder {
 
     /// Finishes the current instance and returns every completed segment, in order.
     async fn finish(mut self) -> Result<Vec<std::path::PathBuf>, RecordError> {
+        if let Some(enc) = self.current.as_ref()
+            && enc.held_back() > 0
+        {
+            warn!(
+                held_back = enc.held_back(),
+                "the encoder fell behind; new pictures were shown as repeats to bound memory"
+            );
+        }
         if let Some(enc) = self.current.take()
             && let Err(e) = enc.finish(Duration::from_secs(60)).await
         {
@@ -452,7 +460,7 @@ impl Recording {
                 // window exactly the video's size (checked by tests/x11.rs).
                 let d = VirtualDisplay::start(&opts.browser.xvfb, opts.width + 1, opts.height + 1)
                     .await?;
-                debug!(display = %d.name(), "virtual display started");
+                info!(display = %d.name(), "virtual display started");
                 opts.browser.display = Some(d.name());
                 opts.encoder.input = FrameFormat::Bgrx;
                 Some(d)
@@ -781,6 +789,14 @@ impl Engine {
                 .wait_for_start(frames, hooks, controls, &mut preroll)
                 .await?
             {
+                // The display shows a change only once Chromium presents it: what the page drew
+                // when it called startRecord() is on screen two animation frames later, and
+                // the recording opens there (screencast frames come only from paints, so they
+                // need no wait).
+                Some((_, origin)) if self.grabber.is_some() => {
+                    self.session.wait_for_paint(Duration::from_secs(1)).await;
+                    (wall_now(), origin)
+                }
                 Some(start) => start,
                 None => {
                     info!("stopped before recording began");

@@ -1,6 +1,6 @@
-//! End-to-end: the x11 capture backend (headful Chromium on a private Xvfb display). A test
-//! binary of its own, so that its recording does not share the 2 cores with another one: raw
-//! frames cannot queue for long behind an overloaded encoder (see BENCHMARKS.md).
+//! End-to-end: the two capture backends, `x11` (the default: headful Chromium on a private Xvfb
+//! display) and `screencast` (headless Chromium's JPEG frames). Frame timing is checked on a
+//! machine not shared with another recording (a test binary of its own).
 
 mod common;
 
@@ -16,7 +16,7 @@ fn the_x11_backend_records_a_headful_browser_on_its_own_display() {
     let o = record_ok(
         &format!("{base}/clock.html"),
         &out,
-        &["--duration", "6", "--capture", "x11"],
+        &["--duration", "6", "-v"],
     );
     let p = probe(&out, &[]);
     assert_close(p.duration, 6.0, 0.2, "duration");
@@ -47,6 +47,11 @@ fn the_x11_backend_records_a_headful_browser_on_its_own_display() {
     );
     let stdout = String::from_utf8_lossy(&o.stdout);
     assert!(stdout.contains("180 written"), "{stdout}");
+    assert!(
+        stderr(&o).contains("virtual display started"),
+        "x11 is the default: {}",
+        stderr(&o)
+    );
 }
 
 #[test]
@@ -72,5 +77,32 @@ fn the_x11_backend_fails_clearly_without_xvfb() {
     assert!(
         err.contains("Xvfb"),
         "the error names what is missing: {err}"
+    );
+}
+
+#[test]
+fn the_screencast_backend_records_a_headless_browser() {
+    let base = fixture_server();
+    let dir = scratch("screencast");
+    let out = dir.join("screencast.mp4");
+    let o = record_ok(
+        &format!("{base}/clock.html"),
+        &out,
+        &["--duration", "6", "--capture", "screencast", "-v"],
+    );
+    let p = probe(&out, &[]);
+    assert_close(p.duration, 6.0, 0.2, "duration");
+    assert_eq!((p.width, p.height, p.frames), (1280, 720, 180));
+    let a = analyze(&out);
+    assert!(a["decoded"].as_u64().unwrap() >= 178, "{a}");
+    assert!(a["gaps"].as_array().unwrap().is_empty(), "no jump: {a}");
+    assert!(
+        a["longest_freeze_ms"].as_f64().unwrap() <= 500.0,
+        "the page moves throughout: {a}"
+    );
+    assert!(
+        !stderr(&o).contains("virtual display started"),
+        "headless, without a display: {}",
+        stderr(&o)
     );
 }
