@@ -331,12 +331,16 @@ def record(args, run: int, out_dir: Path) -> dict:
         url = f"http://127.0.0.1:{server.port}/clock.html"
         if args.query:
             url += "?" + args.query.lstrip("?")
-        cmd = [
-            args.pagecast, "record", url,
-            "--width", str(args.width), "--height", str(args.height),
-            "--fps", str(args.fps), "--duration", str(args.seconds),
-            "-o", str(out),
-        ] + shlex.split(args.record_args)
+        if args.recorder == "x11grab":
+            cmd = ["bash", str(Path(__file__).resolve().parent / "x11grab_baseline.sh"), url,
+                   str(args.width), str(args.height), str(int(args.fps)), str(args.seconds), str(out)]
+        else:
+            cmd = [
+                args.pagecast, "record", url,
+                "--width", str(args.width), "--height", str(args.height),
+                "--fps", str(args.fps), "--duration", str(args.seconds),
+                "-o", str(out),
+            ] + shlex.split(args.record_args)
         print(f"[run {run}] {shlex.join(cmd)}", file=sys.stderr, flush=True)
         timeout = args.timeout if args.timeout else args.seconds * 2 + 90
         with open(log, "wb") as logf:
@@ -523,6 +527,9 @@ def parse_args(argv=None):
     p.add_argument("--out-dir", type=Path, help="where videos, logs and results go (default: a new temp dir)")
     p.add_argument("--query", default="",
                    help="query string for clock.html, e.g. 'pause=5000&resume=8000&refresh=12000'")
+    p.add_argument("--recorder", choices=["pagecast", "x11grab"], default="pagecast",
+                   help="what records: pagecast, or the Xvfb + ffmpeg x11grab reference "
+                        "(bench/x11grab_baseline.sh; pagecast is still used to analyze)")
     p.add_argument("--record-args", default="", help="extra arguments for `pagecast record` (shell-quoted)")
     p.add_argument("--timeout", type=float, default=0.0,
                    help="seconds before a recording is killed (default: 2 x --seconds + 90)")
