@@ -331,8 +331,9 @@ def record(args, run: int, out_dir: Path) -> dict:
         url = f"http://127.0.0.1:{server.port}/clock.html"
         if args.query:
             url += "?" + args.query.lstrip("?")
-        if args.recorder == "x11grab":
-            cmd = ["bash", str(Path(__file__).resolve().parent / "x11grab_baseline.sh"), url,
+        if args.recorder in ("x11grab", "puppeteer"):
+            script = Path(__file__).resolve().parent / f"{args.recorder}_baseline.sh"
+            cmd = ["bash", str(script), url,
                    str(args.width), str(args.height), str(int(args.fps)), str(args.seconds), str(out)]
         else:
             cmd = [
@@ -527,9 +528,10 @@ def parse_args(argv=None):
     p.add_argument("--out-dir", type=Path, help="where videos, logs and results go (default: a new temp dir)")
     p.add_argument("--query", default="",
                    help="query string for clock.html, e.g. 'pause=5000&resume=8000&refresh=12000'")
-    p.add_argument("--recorder", choices=["pagecast", "x11grab"], default="pagecast",
-                   help="what records: pagecast, or the Xvfb + ffmpeg x11grab reference "
-                        "(bench/x11grab_baseline.sh; pagecast is still used to analyze)")
+    p.add_argument("--recorder", choices=["pagecast", "x11grab", "puppeteer"], default="pagecast",
+                   help="what records: pagecast, the Xvfb + ffmpeg x11grab reference "
+                        "(bench/x11grab_baseline.sh) or puppeteer-screen-recorder "
+                        "(bench/puppeteer_baseline.sh); pagecast is still used to analyze")
     p.add_argument("--record-args", default="", help="extra arguments for `pagecast record` (shell-quoted)")
     p.add_argument("--timeout", type=float, default=0.0,
                    help="seconds before a recording is killed (default: 2 x --seconds + 90)")
