@@ -206,7 +206,7 @@ impl BrowserSession {
     }
 
     /// Starts the screencast and returns the frame stream. Every frame must be acknowledged with
-    /// [`BrowserSession::ack_frame`] or Chromium stops sending.
+    /// [`BrowserSession::ack_frame_on`] or Chromium stops sending.
     pub async fn start_screencast(
         &self,
         s: ScreencastSettings,
