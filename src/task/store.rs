@@ -88,6 +88,8 @@ const DEFAULT_RETENTION_SECS: u64 = 7 * 24 * 3600;
 const CONTROL_MAXLEN: u64 = 100;
 /// Most control messages one `read_controls` returns.
 const CONTROL_READ_COUNT: usize = 100;
+/// Keys asked for per SCAN step, and statuses read per pipeline, when walking the keyspace.
+const SCAN_BATCH: usize = 1000;
 /// The consumer group of every stage stream.
 const GROUP: &str = "workers";
 /// Idle connections kept for blocking reads.
@@ -1187,46 +1189,65 @@ impl TaskStore {
         .await
     }
 
-    /// Tasks by status, counted over every task hash of this prefix. Walks the keyspace with
-    /// `SCAN` in batches (Redis stays responsive), so its cost grows with the number of retained
-    /// tasks: meant for metrics scrapes, not for hot paths.
-    pub async fn status_counts(&self) -> Result<HashMap<String, u64>, StoreError> {
-        let pattern = format!("{}task:*", self.prefix);
-        let mut counts = HashMap::new();
+    /// Every key matching `pattern` (of `key_type`, if given), walked with `SCAN` in batches so
+    /// Redis stays responsive; `what` names the operation in errors.
+    async fn scan_keys(
+        &self,
+        what: &'static str,
+        pattern: &str,
+        key_type: Option<&str>,
+    ) -> Result<Vec<String>, StoreError> {
+        let mut keys = Vec::new();
         let mut cursor = 0u64;
         loop {
             let mut scan = redis::cmd("SCAN");
             scan.arg(cursor)
                 .arg("MATCH")
-                .arg(&pattern)
+                .arg(pattern)
                 .arg("COUNT")
-                .arg(1000);
-            let scan = &scan;
-            let (next, keys): (u64, Vec<String>) = self
-                .call("status_counts", move |mut c| async move {
-                    scan.query_async(&mut c).await
-                })
-                .await?;
-            if !keys.is_empty() {
-                let mut pipe = redis::pipe();
-                for k in &keys {
-                    pipe.cmd("HGET").arg(k).arg("status");
-                }
-                let pipe = &pipe;
-                let statuses: Vec<Option<String>> = self
-                    .call("status_counts", move |mut c| async move {
-                        pipe.query_async(&mut c).await
-                    })
-                    .await?;
-                for s in statuses.into_iter().flatten() {
-                    *counts.entry(s).or_insert(0) += 1;
-                }
+                .arg(SCAN_BATCH);
+            if let Some(t) = key_type {
+                scan.arg("TYPE").arg(t);
             }
+            let scan = &scan;
+            let (next, batch): (u64, Vec<String>) = self
+                .call(
+                    what,
+                    move |mut c| async move { scan.query_async(&mut c).await },
+                )
+                .await?;
+            keys.extend(batch);
             if next == 0 {
-                return Ok(counts);
+                return Ok(keys);
             }
             cursor = next;
         }
+    }
+
+    /// Tasks by status, counted over every task hash of this prefix. Walks the keyspace with
+    /// `SCAN` and reads statuses in pipelined batches (Redis stays responsive), so its cost grows
+    /// with the number of retained tasks: meant for metrics scrapes, not for hot paths.
+    pub async fn status_counts(&self) -> Result<HashMap<String, u64>, StoreError> {
+        let keys = self
+            .scan_keys("status_counts", &format!("{}task:*", self.prefix), None)
+            .await?;
+        let mut counts = HashMap::new();
+        for batch in keys.chunks(SCAN_BATCH) {
+            let mut pipe = redis::pipe();
+            for k in batch {
+                pipe.cmd("HGET").arg(k).arg("status");
+            }
+            let pipe = &pipe;
+            let statuses: Vec<Option<String>> = self
+                .call("status_counts", move |mut c| async move {
+                    pipe.query_async(&mut c).await
+                })
+                .await?;
+            for s in statuses.into_iter().flatten() {
+                *counts.entry(s).or_insert(0) += 1;
+            }
+        }
+        Ok(counts)
     }
 
     /// Entries in every stage stream of this prefix (entries are deleted when acknowledged, so
@@ -1234,30 +1255,9 @@ impl TaskStore {
     /// queues.
     pub async fn queue_depths(&self) -> Result<Vec<((String, String), u64)>, StoreError> {
         let stream_prefix = format!("{}stream:", self.prefix);
-        let pattern = format!("{stream_prefix}*");
-        let mut keys = Vec::new();
-        let mut cursor = 0u64;
-        loop {
-            let mut scan = redis::cmd("SCAN");
-            scan.arg(cursor)
-                .arg("MATCH")
-                .arg(&pattern)
-                .arg("COUNT")
-                .arg(1000)
-                .arg("TYPE")
-                .arg("stream");
-            let scan = &scan;
-            let (next, batch): (u64, Vec<String>) = self
-                .call("queue_depths", move |mut c| async move {
-                    scan.query_async(&mut c).await
-                })
-                .await?;
-            keys.extend(batch);
-            if next == 0 {
-                break;
-            }
-            cursor = next;
-        }
+        let keys = self
+            .scan_keys("queue_depths", &format!("{stream_prefix}*"), Some("stream"))
+            .await?;
         let mut out = Vec::with_capacity(keys.len());
         for key in keys {
             let mut xlen = redis::cmd("XLEN");
