@@ -456,9 +456,7 @@ fn no_audio_records_the_picture_only_and_a_missing_pulseaudio_is_named() {
 fn service_tasks_record_their_own_sound_or_none() {
     let _serial = serial();
     use serde_json::json;
-    use service_support::{
-        describe, fetch_video, ok, service, start_recording, status_is, wait_for,
-    };
+    use service_support::{describe, fetch_video, ok, service, start_recording, wait_finished};
     let redis = redis_support::TestRedis::start();
     let fixtures = fixture_server();
     // One worker process running two recordings at once: two sinks on its one PulseAudio server.
@@ -482,13 +480,7 @@ fn service_tasks_record_their_own_sound_or_none() {
     let dir = scratch("svc-audio-dl");
     let mut levels = Vec::new();
     for (id, name) in [(&a, "a"), (&b, "b")] {
-        let d = wait_for(
-            &svc.url,
-            id,
-            "finished",
-            Duration::from_secs(60),
-            status_is("finished"),
-        );
+        let d = wait_finished(&svc.url, id, Duration::from_secs(60));
         assert!(d["Result"]["ErrorCode"].is_null(), "{d}");
         let sub = dir.join(name);
         std::fs::create_dir_all(&sub).unwrap();
@@ -507,13 +499,7 @@ fn service_tasks_record_their_own_sound_or_none() {
     let c = start_recording(&svc.url, small(1000, Some(false)));
     std::thread::sleep(Duration::from_secs(2));
     ok(&svc.url, "Stop", &c);
-    let d = wait_for(
-        &svc.url,
-        &c,
-        "finished",
-        Duration::from_secs(60),
-        status_is("finished"),
-    );
+    let d = wait_finished(&svc.url, &c, Duration::from_secs(60));
     assert!(d["Result"]["ErrorCode"].is_null(), "{d}");
     let sub = dir.join("c");
     std::fs::create_dir_all(&sub).unwrap();

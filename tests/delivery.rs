@@ -67,13 +67,7 @@ fn videos(d: &Value) -> Vec<(String, u64, String)> {
 }
 
 fn finished(url: &str, id: &str) -> Value {
-    wait_for(
-        url,
-        id,
-        "finished",
-        Duration::from_secs(90),
-        status_is("finished"),
-    )
+    wait_finished(url, id, Duration::from_secs(90))
 }
 
 #[test]
@@ -347,13 +341,7 @@ fn a_storage_outage_at_upload_time_is_waited_out_and_nothing_is_deleted_early() 
         "the deliverable is kept while storage is down"
     );
     s3.resume();
-    let d = wait_for(
-        &svc.url,
-        &id,
-        "finished",
-        Duration::from_secs(90),
-        status_is("finished"),
-    );
+    let d = wait_finished(&svc.url, &id, Duration::from_secs(90));
     assert!(
         d["Result"]["ErrorCode"].is_null(),
         "the outage did not fail the task: {d}"

@@ -163,13 +163,7 @@ fn metrics_after_a_real_recording() {
     );
 
     ok(&svc.url, "Stop", &id);
-    let d = wait_for(
-        &svc.url,
-        &id,
-        "finished",
-        Duration::from_secs(60),
-        status_is("finished"),
-    );
+    let d = wait_finished(&svc.url, &id, Duration::from_secs(60));
     let recorded = d["RecordedDuration"].as_f64().unwrap();
 
     // A stage's duration is recorded when its job returns, a moment after the task moved on.
@@ -391,13 +385,7 @@ fn a_sigtermed_worker_hands_its_recording_over_to_another() {
     assert_eq!(d["Status"], "recording");
     ok(&svc.url, "Stop", &id);
     let wall = began.elapsed().as_secs_f64();
-    let d = wait_for(
-        &svc.url,
-        &id,
-        "finished",
-        Duration::from_secs(60),
-        status_is("finished"),
-    );
+    let d = wait_finished(&svc.url, &id, Duration::from_secs(60));
     assert!(d["Result"]["ErrorCode"].is_null(), "{d}");
     assert_eq!(d["Restarts"], 1, "{d}");
     // Both parts are in the video: about the wall time, less the seconds the handover took.
@@ -467,13 +455,7 @@ fn a_rolling_restart_of_the_only_worker_loses_nothing() {
     );
     ok(&svc.url, "Stop", &id);
     let wall = began.elapsed().as_secs_f64();
-    let d = wait_for(
-        &svc.url,
-        &id,
-        "finished",
-        Duration::from_secs(60),
-        status_is("finished"),
-    );
+    let d = wait_finished(&svc.url, &id, Duration::from_secs(60));
     assert!(d["Result"]["ErrorCode"].is_null(), "{d}");
     assert_eq!(d["Restarts"], 1, "{d}");
     // Both parts; the paused time and the restart are not recorded.
@@ -565,13 +547,7 @@ fn json_logs_carry_request_and_task_ids_and_no_page_tokens() {
     });
     assert_eq!(body["RequestID"], "req-ops-42", "{body}");
     let id = body["TaskID"].as_str().unwrap().to_string();
-    wait_for(
-        &svc.url,
-        &id,
-        "finished",
-        Duration::from_secs(60),
-        status_is("finished"),
-    );
+    wait_finished(&svc.url, &id, Duration::from_secs(60));
     let log = std::fs::read_to_string(svc.dir.join("serve.log")).unwrap();
     assert!(!log.contains("pagesecret"), "a page token reached the log");
     let lines: Vec<Value> = log
@@ -657,13 +633,7 @@ fn with_storage_type_s3_a_worker_on_another_node_continues_a_handed_over_recordi
     );
     assert_eq!(d["Restarts"], 1);
     ok(&svc.url, "Stop", &id);
-    let d = wait_for(
-        &svc.url,
-        &id,
-        "finished",
-        Duration::from_secs(60),
-        status_is("finished"),
-    );
+    let d = wait_finished(&svc.url, &id, Duration::from_secs(60));
     assert!(d["Result"]["ErrorCode"].is_null(), "{d}");
     let recorded = d["RecordedDuration"].as_f64().unwrap();
     assert!(recorded >= first + 2.0, "both parts: {d}");

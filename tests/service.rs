@@ -36,13 +36,7 @@ fn full_lifecycle_start_pause_resume_refresh_stop() {
     std::thread::sleep(Duration::from_secs(2));
     ok(&svc.url, "Stop", &id);
     let wall = seen_recording.elapsed();
-    let d = wait_for(
-        &svc.url,
-        &id,
-        "finished",
-        Duration::from_secs(60),
-        status_is("finished"),
-    );
+    let d = wait_finished(&svc.url, &id, Duration::from_secs(60));
     assert!(d["Result"]["ErrorCode"].is_null(), "{d}");
     for field in [
         "CreateTime",
@@ -100,13 +94,7 @@ fn manual_start_waits_for_the_page() {
     );
     std::thread::sleep(Duration::from_secs(2));
     ok(&svc.url, "Stop", &id);
-    let d = wait_for(
-        &svc.url,
-        &id,
-        "finished",
-        Duration::from_secs(60),
-        status_is("finished"),
-    );
+    let d = wait_finished(&svc.url, &id, Duration::from_secs(60));
     let file = fetch_video(&d, &scratch("svc-manual-dl"));
     let [r, g, _] = frame_at(&file, 0, &[]).mean(100, 100, 400, 300);
     assert!(
@@ -124,13 +112,7 @@ fn max_duration_limit_ends_the_task_normally() {
         &svc.url,
         json!({ "RecordURL": format!("{fixtures}/static.html"), "MaxDurationLimit": 3 }),
     );
-    let d = wait_for(
-        &svc.url,
-        &id,
-        "finished",
-        Duration::from_secs(60),
-        status_is("finished"),
-    );
+    let d = wait_finished(&svc.url, &id, Duration::from_secs(60));
     assert!(d["Result"]["ErrorCode"].is_null(), "{d}");
     assert!(d["CancelTime"].as_i64().is_some());
     let file = fetch_video(&d, &scratch("svc-limit-dl"));
@@ -158,13 +140,7 @@ fn page_hooks_change_the_task_like_actions() {
         Duration::from_secs(30),
         status_is("paused"),
     );
-    let d = wait_for(
-        &svc.url,
-        &id,
-        "finished",
-        Duration::from_secs(60),
-        status_is("finished"),
-    );
+    let d = wait_finished(&svc.url, &id, Duration::from_secs(60));
     assert_eq!(d["Stats"]["Pauses"], 1, "{d}");
     let file = fetch_video(&d, &scratch("svc-hooks-dl"));
     // Recording ran from load to 6 s with 2 s paused.
@@ -216,13 +192,7 @@ fn two_workers_with_capacity_one_share_three_tasks() {
         ok(&svc.url, "Stop", id);
     }
     for id in &ids {
-        let d = wait_for(
-            &svc.url,
-            id,
-            "finished",
-            Duration::from_secs(60),
-            status_is("finished"),
-        );
+        let d = wait_finished(&svc.url, id, Duration::from_secs(60));
         assert!(d["Result"]["ErrorCode"].is_null(), "{d}");
     }
 }
@@ -257,13 +227,7 @@ fn concurrent_pause_and_stop_leave_a_consistent_task() {
             "{status} {body}"
         );
     }
-    let d = wait_for(
-        &svc.url,
-        &id,
-        "finished",
-        Duration::from_secs(60),
-        status_is("finished"),
-    );
+    let d = wait_finished(&svc.url, &id, Duration::from_secs(60));
     assert!(d["Result"]["ErrorCode"].is_null(), "{d}");
     assert!(!d["Result"]["Videos"].as_array().unwrap().is_empty());
 }
@@ -310,13 +274,7 @@ fn redis_restart_during_a_task_loses_nothing() {
     assert_eq!(d["Restarts"], 0);
     std::thread::sleep(Duration::from_secs(1));
     ok(&svc.url, "Stop", &id);
-    let d = wait_for(
-        &svc.url,
-        &id,
-        "finished",
-        Duration::from_secs(60),
-        status_is("finished"),
-    );
+    let d = wait_finished(&svc.url, &id, Duration::from_secs(60));
     assert!(d["Result"]["ErrorCode"].is_null(), "{d}");
     let file = fetch_video(&d, &scratch("svc-redis-dl"));
     assert!(probe(&file, &[]).duration > 2.0);
@@ -379,13 +337,7 @@ fn a_worker_killed_mid_recording_is_taken_over_into_the_same_output() {
     );
     std::thread::sleep(Duration::from_secs(4));
     ok(&svc.url, "Stop", &id);
-    let d = wait_for(
-        &svc.url,
-        &id,
-        "finished",
-        Duration::from_secs(60),
-        status_is("finished"),
-    );
+    let d = wait_finished(&svc.url, &id, Duration::from_secs(60));
     assert!(d["Result"]["ErrorCode"].is_null(), "{d}");
     assert_eq!(
         d["Result"]["Videos"].as_array().map(Vec::len),

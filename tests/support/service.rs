@@ -231,6 +231,11 @@ pub fn status_is(s: &'static str) -> impl Fn(&Value) -> bool {
     move |d| d["Status"] == s
 }
 
+/// Polls Describe until the task is `finished` (or `limit` passes); returns that Describe.
+pub fn wait_finished(url: &str, id: &str, limit: Duration) -> Value {
+    wait_for(url, id, "finished", limit, status_is("finished"))
+}
+
 /// Downloads the task's first result file through its FileURL.
 pub fn fetch_video(d: &Value, to: &Path) -> PathBuf {
     let videos = d["Result"]["Videos"]
