@@ -22,8 +22,6 @@ const START_TIMEOUT: Duration = Duration::from_secs(10);
 pub struct VirtualDisplay {
     child: OwnedChild,
     number: u32,
-    width: u32,
-    height: u32,
 }
 
 impl VirtualDisplay {
@@ -46,12 +44,7 @@ impl VirtualDisplay {
             line.trim().parse::<u32>().ok()
         };
         match tokio::time::timeout(START_TIMEOUT, number).await {
-            Ok(Some(number)) => Ok(Self {
-                child,
-                number,
-                width,
-                height,
-            }),
+            Ok(Some(number)) => Ok(Self { child, number }),
             outcome => {
                 let exited = child.try_wait();
                 child.kill().await;
@@ -74,16 +67,6 @@ impl VirtualDisplay {
     /// The display's name for `DISPLAY` (e.g. `:100`).
     pub fn name(&self) -> String {
         format!(":{}", self.number)
-    }
-
-    /// The screen's size in pixels.
-    pub fn size(&self) -> (u32, u32) {
-        (self.width, self.height)
-    }
-
-    /// Whether the server is still running.
-    pub fn is_running(&mut self) -> bool {
-        self.child.try_wait().is_none()
     }
 
     /// Stops the server and reaps it.
