@@ -175,7 +175,7 @@ impl Grab {
             tracing::trace!(target: "pagecast::timing", grabbed = at, took_ms = (wall_now() - at) * 1000.0, "grab");
             let frame = Frame {
                 painted_at: at,
-                image: Arc::from(image),
+                image,
             };
             match self.frames.try_send(frame) {
                 Ok(()) => {}
@@ -187,8 +187,9 @@ impl Grab {
         }
     }
 
-    /// One picture of the whole screen and its depth.
-    fn read_screen(&self) -> Result<(Vec<u8>, u8), String> {
+    /// One picture of the whole screen (copied once, into the buffer the frame keeps) and its
+    /// depth.
+    fn read_screen(&self) -> Result<(Arc<[u8]>, u8), String> {
         let e = |e: &dyn std::fmt::Display| e.to_string();
         match &self.shm {
             Some(seg) => {
@@ -209,7 +210,7 @@ impl Grab {
                     .reply()
                     .map_err(|x| e(&x))?;
                 let n = (reply.size as usize).min(seg.len);
-                Ok((seg.bytes()[..n].to_vec(), reply.depth))
+                Ok((Arc::from(&seg.bytes()[..n]), reply.depth))
             }
             None => {
                 let reply = self
@@ -226,7 +227,7 @@ impl Grab {
                     .map_err(|x| e(&x))?
                     .reply()
                     .map_err(|x| e(&x))?;
-                Ok((reply.data, reply.depth))
+                Ok((Arc::from(reply.data), reply.depth))
             }
         }
     }
