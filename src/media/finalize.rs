@@ -1,10 +1,12 @@
 //! Joins recorded segments into the deliverable without re-encoding: an MP4 with its index at the
 //! front, or a VOD HLS playlist with MPEG-TS segments, optionally AES-128 encrypted.
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use super::MediaError;
+use super::encoder::segment_lists;
 use crate::process::run_capture;
 
 /// An AES-128 key for HLS and the URI players fetch it from.
@@ -81,7 +83,7 @@ impl OutputFormat {
 }
 
 /// Joins `segments` into `output`. Returns every file written (for HLS: the playlist first, then
-/// the segments in order). `scratch` holds temporary files (list, key) and must be private.
+/// the segments in order). `scratch` holds temporary files (list, key, joined segments) and must be private.
 pub async fn finalize(
     ffmpeg: &Path,
     segments: &[PathBuf],
@@ -100,8 +102,49 @@ pub async fn finalize(
     };
     std::fs::create_dir_all(&out_dir)
         .map_err(MediaError::io(format!("creating {}", out_dir.display())))?;
+    let inputs = concat_inputs(segments, &list_entries(segments));
+    let joined = {
+        let inputs = inputs.clone();
+        let scratch = scratch.to_path_buf();
+        tokio::task::spawn_blocking(move || materialize(&inputs, &scratch))
+            .await
+            .map_err(|e| MediaError::Unexpected(format!("joining segments: {e}")))?
+    };
+    let result = match joined {
+        Ok(joined) => concat(ffmpeg, &joined, segments.len(), scratch, output, format).await,
+        Err(e) => Err(e),
+    };
+    remove_joined(scratch);
+    result
+}
+
+/// Removes the joined files [`materialize`] left in `scratch`.
+fn remove_joined(scratch: &Path) {
+    let Ok(entries) = std::fs::read_dir(scratch) else {
+        return;
+    };
+    for e in entries.filter_map(Result::ok) {
+        if e.file_name().to_string_lossy().starts_with(JOINED_PREFIX) {
+            let _ = std::fs::remove_file(e.path());
+        }
+    }
+}
+
+/// Runs ffmpeg's concat demuxer over `inputs` into `output`.
+async fn concat(
+    ffmpeg: &Path,
+    inputs: &[(PathBuf, Option<f64>)],
+    segment_count: usize,
+    scratch: &Path,
+    output: &Path,
+    format: &OutputFormat,
+) -> Result<Vec<PathBuf>, MediaError> {
+    let out_dir = match output.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
     let list = scratch.join("concat.txt");
-    std::fs::write(&list, concat_list(segments))
+    std::fs::write(&list, concat_list(inputs))
         .map_err(MediaError::io("writing the concat list"))?;
 
     let mut args: Vec<String> = [
@@ -122,7 +165,7 @@ pub async fn finalize(
     args.push(list.display().to_string());
     args.extend(["-map", "0", "-c", "copy"].map(String::from));
     // Generous: copying is fast (hundreds of times real time); this only catches a hang.
-    let limit = Duration::from_secs(120 + segments.len() as u64);
+    let limit = Duration::from_secs(120 + segment_count as u64);
     match format {
         OutputFormat::Mp4 => {
             args.extend(
@@ -209,57 +252,146 @@ pub fn playlist_segments(playlist: &str) -> Vec<String> {
         .collect()
 }
 
-/// The concat demuxer's list. Each segment's duration is taken from the encoder's segment list
+/// One input of the concat demuxer: a recorded segment, or several consecutive segments of one
+/// encoder instance joined byte for byte into one MPEG-TS file.
+#[derive(Debug, Clone, PartialEq)]
+struct ConcatInput {
+    /// The segments, in order; one file is used as is, several are joined first.
+    parts: Vec<PathBuf>,
+    /// The video's span (from the encoder's segment list), when known.
+    duration: Option<f64>,
+}
+
+/// Where a segment sits in its encoder's segment list.
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct ListEntry {
+    /// Which list (encoder instance).
+    list: usize,
+    /// Position in that list.
+    index: usize,
+    start: f64,
+    end: f64,
+}
+
+/// Groups `segments` into concat inputs. Consecutive segments of one encoder instance share one
+/// clock (`-reset_timestamps 0`) and one MPEG-TS stream cut into files, so their bytes joined
+/// are one continuous stream; the concat demuxer then opens a few files instead of one every two
+/// seconds (it probes each file it opens: about 15 ms a file, which made joining a 10-minute
+/// recording take 5 s). Segments of different instances (after ffmpeg restarted) or without a
+/// list entry stay separate inputs, so the demuxer still lines up each instance's own clock.
+fn concat_inputs(segments: &[PathBuf], entries: &HashMap<PathBuf, ListEntry>) -> Vec<ConcatInput> {
+    let mut inputs: Vec<(ConcatInput, Option<ListEntry>)> = Vec::new();
+    for seg in segments {
+        let entry = entries.get(seg).copied();
+        if let (Some(e), Some((input, Some(last)))) = (entry, inputs.last_mut())
+            && e.list == last.list
+            && e.index == last.index + 1
+            && (e.start - last.end).abs() < 0.001
+        {
+            input.parts.push(seg.clone());
+            input.duration = input.duration.map(|d| d + (e.end - e.start));
+            *last = e;
+            continue;
+        }
+        inputs.push((
+            ConcatInput {
+                parts: vec![seg.clone()],
+                duration: entry.map(|e| e.end - e.start),
+            },
+            entry,
+        ));
+    }
+    inputs.into_iter().map(|(input, _)| input).collect()
+}
+
+/// Writes each concat input of several parts as one joined file in `scratch`; returns every
+/// input's file and duration.
+fn materialize(
+    inputs: &[ConcatInput],
+    scratch: &Path,
+) -> Result<Vec<(PathBuf, Option<f64>)>, MediaError> {
+    let mut out = Vec::with_capacity(inputs.len());
+    for (n, input) in inputs.iter().enumerate() {
+        if let [single] = input.parts.as_slice() {
+            out.push((single.clone(), input.duration));
+            continue;
+        }
+        let joined = scratch.join(format!("{JOINED_PREFIX}{n:06}.ts"));
+        let mut w = std::fs::File::create(&joined)
+            .map_err(MediaError::io(format!("creating {}", joined.display())))?;
+        for part in &input.parts {
+            let mut r = std::fs::File::open(part)
+                .map_err(MediaError::io(format!("reading {}", part.display())))?;
+            std::io::copy(&mut r, &mut w)
+                .map_err(MediaError::io(format!("joining {}", part.display())))?;
+        }
+        out.push((joined, input.duration));
+    }
+    Ok(out)
+}
+
+/// Name prefix of the joined files finalize writes (and removes) in its scratch directory.
+const JOINED_PREFIX: &str = "joined-";
+
+/// The concat demuxer's list. Each input's duration is taken from the encoder's segment list
 /// (the video's span, `end - start`) when known: without it the demuxer would use the file's
 /// own duration, which ends with the last audio packet and may reach past the last frame, and
-/// every segment would push the following ones later (stretching the file and the audio with
-/// it). With it, every segment of one encoder starts exactly where the previous one's video
+/// every input would push the following ones later (stretching the file and the audio with
+/// it). With it, every input of one encoder starts exactly where the previous one's video
 /// ended, so both streams keep their recorded timestamps relative to each other.
-fn concat_list(segments: &[PathBuf]) -> String {
-    let mut durations = std::collections::HashMap::new();
-    let mut dirs: Vec<&Path> = segments.iter().filter_map(|p| p.parent()).collect();
-    dirs.dedup();
-    for dir in dirs {
-        durations.extend(segment_durations(dir));
-    }
+fn concat_list(inputs: &[(PathBuf, Option<f64>)]) -> String {
     let mut s = String::from("ffconcat version 1.0\n");
-    for seg in segments {
+    for (file, duration) in inputs {
         // Single quotes are escaped the way the concat demuxer expects.
-        let path = seg.display().to_string().replace('\'', r"'\''");
+        let path = file.display().to_string().replace('\'', r"'\''");
         s.push_str(&format!("file '{path}'\n"));
-        if let Some(d) = seg
-            .parent()
-            .and_then(|dir| durations.get(&dir.join(seg.file_name()?)))
-        {
+        if let Some(d) = duration {
             s.push_str(&format!("duration {d:.6}\n"));
         }
     }
     s
 }
 
-/// Segment path -> duration (end - start) from every segment list (`segments-*.csv`) in `dir`.
-fn segment_durations(dir: &Path) -> Vec<(PathBuf, f64)> {
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return Vec::new();
-    };
-    let mut out = Vec::new();
-    for e in entries.filter_map(Result::ok) {
-        let name = e.file_name().to_string_lossy().into_owned();
-        if !(name.starts_with("segments-") && name.ends_with(".csv")) {
-            continue;
+/// Every segment of every segment list (`segments-*.csv`) in the directories of `segments`, with
+/// its place and times.
+fn list_entries(segments: &[PathBuf]) -> HashMap<PathBuf, ListEntry> {
+    let mut dirs: Vec<&Path> = segments.iter().filter_map(|p| p.parent()).collect();
+    dirs.sort();
+    dirs.dedup();
+    let mut out = HashMap::new();
+    let mut list = 0;
+    for dir in dirs {
+        for path in segment_lists(dir).unwrap_or_default() {
+            let Ok(text) = std::fs::read_to_string(&path) else {
+                continue;
+            };
+            out.extend(parse_list_entries(dir, list, &text));
+            list += 1;
         }
-        let Ok(text) = std::fs::read_to_string(e.path()) else {
-            continue;
-        };
-        for line in text.lines() {
-            let f: Vec<&str> = line.split(',').map(str::trim).collect();
-            if let [file, start, end] = f.as_slice()
-                && let (Ok(start), Ok(end)) = (start.parse::<f64>(), end.parse::<f64>())
-                && end > start
-                && !file.contains('/')
-            {
-                out.push((dir.join(file.trim_matches('"')), end - start));
-            }
+    }
+    out
+}
+
+/// Parses one CSV segment list (`name,start,end` per line) of the encoder instance `list`.
+fn parse_list_entries(dir: &Path, list: usize, text: &str) -> Vec<(PathBuf, ListEntry)> {
+    let mut out = Vec::new();
+    for line in text.lines() {
+        let f: Vec<&str> = line.split(',').map(str::trim).collect();
+        if let [file, start, end] = f.as_slice()
+            && let (Ok(start), Ok(end)) = (start.parse::<f64>(), end.parse::<f64>())
+            && end > start
+            && !file.contains('/')
+        {
+            let index = out.len();
+            out.push((
+                dir.join(file.trim_matches('"')),
+                ListEntry {
+                    list,
+                    index,
+                    start,
+                    end,
+                },
+            ));
         }
     }
     out
@@ -315,23 +447,77 @@ mod tests {
     fn playlist_and_concat_list() {
         let pl = "#EXTM3U\n#EXT-X-KEY:METHOD=AES-128,URI=\"k\"\n#EXTINF:2.0,\nout_00000.ts\n#EXTINF:1.0,\nout_00001.ts\n#EXT-X-ENDLIST\n";
         assert_eq!(playlist_segments(pl), vec!["out_00000.ts", "out_00001.ts"]);
-        let list = concat_list(&[PathBuf::from("/w/it's.ts")]);
+        let list = concat_list(&[(PathBuf::from("/w/it's.ts"), None)]);
         assert!(list.contains(r"file '/w/it'\''s.ts'"), "{list}");
-        let dir = tempfile::tempdir().unwrap();
-        std::fs::write(
-            dir.path().join("segments-000000.csv"),
-            "seg_000000.ts,0.000000,2.000000\nseg_000001.ts,2.000000,3.466667\n",
+        let list = concat_list(&[
+            (PathBuf::from("/w/a.ts"), Some(2.0)),
+            (PathBuf::from("/w/b.ts"), None),
+        ]);
+        assert_eq!(
+            list,
+            "ffconcat version 1.0\nfile '/w/a.ts'\nduration 2.000000\nfile '/w/b.ts'\n"
+        );
+    }
+
+    #[test]
+    fn consecutive_segments_of_one_encoder_are_joined() {
+        let dir = Path::new("/w");
+        let mut entries: HashMap<PathBuf, ListEntry> = parse_list_entries(
+            dir,
+            0,
+            "seg_000000.ts,0.000000,2.000000\nseg_000001.ts,2.000000,3.466667\nseg_000002.ts,3.466667,5.0\n",
         )
-        .unwrap();
-        let segs = [
-            dir.path().join("seg_000000.ts"),
-            dir.path().join("seg_000001.ts"),
-            dir.path().join("seg_000005.ts"), // not in any list: no duration
+        .into_iter()
+        .collect();
+        // A restarted encoder: its own list and clock.
+        entries.extend(parse_list_entries(
+            dir,
+            1,
+            "seg_000004.ts,0.000000,2.000000\nseg_000005.ts,2.000000,4.000000\n",
+        ));
+        let seg = |n: u32| dir.join(format!("seg_{n:06}.ts"));
+        let inputs = concat_inputs(
+            &[seg(0), seg(1), seg(2), seg(3), seg(4), seg(5), seg(7)],
+            &entries,
+        );
+        assert_eq!(inputs.len(), 4, "{inputs:?}");
+        assert_eq!(inputs[0].parts, vec![seg(0), seg(1), seg(2)]);
+        assert!((inputs[0].duration.unwrap() - 5.0).abs() < 1e-9);
+        // Not in any list: alone, without a duration.
+        assert_eq!(inputs[1].parts, vec![seg(3)]);
+        assert_eq!(inputs[1].duration, None);
+        assert_eq!(inputs[2].parts, vec![seg(4), seg(5)]);
+        assert!((inputs[2].duration.unwrap() - 4.0).abs() < 1e-9);
+        assert_eq!(inputs[3].parts, vec![seg(7)]);
+
+        // A gap in one list (a segment missing on disk) starts a new input.
+        let inputs = concat_inputs(&[seg(0), seg(2)], &entries);
+        assert_eq!(inputs.len(), 2);
+        assert!((inputs[1].duration.unwrap() - (5.0 - 3.466667)).abs() < 1e-9);
+    }
+
+    #[test]
+    fn joined_files_hold_the_parts_in_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = dir.path().join("a.ts");
+        let b = dir.path().join("b.ts");
+        std::fs::write(&a, b"first-").unwrap();
+        std::fs::write(&b, b"second").unwrap();
+        let inputs = [
+            ConcatInput {
+                parts: vec![a.clone(), b.clone()],
+                duration: Some(4.0),
+            },
+            ConcatInput {
+                parts: vec![b.clone()],
+                duration: None,
+            },
         ];
-        let list = concat_list(&segs);
-        let lines: Vec<&str> = list.lines().skip(1).collect();
-        assert_eq!(lines[1], "duration 2.000000");
-        assert_eq!(lines[3], "duration 1.466667");
-        assert!(lines[4].starts_with("file ") && lines.len() == 5, "{list}");
+        let files = materialize(&inputs, dir.path()).unwrap();
+        assert_eq!(std::fs::read(&files[0].0).unwrap(), b"first-second");
+        assert_eq!(files[0].1, Some(4.0));
+        assert_eq!(files[1], (b.clone(), None));
+        remove_joined(dir.path());
+        assert!(!files[0].0.exists() && b.exists());
     }
 }

@@ -1,0 +1,162 @@
+//! The join of recorded segments into the deliverable, on real ffmpeg segments: consecutive
+//! segments of one encoder are joined into one stream, separate encoder instances keep their own
+//! clocks, and the result has every frame at its place.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use common::*;
+use pagecast::media::encoder::completed_segments;
+use pagecast::media::finalize::{OutputFormat, finalize};
+
+const FPS: u32 = 30;
+
+/// Writes `seconds` of 2-second segments the way the live encoder does (same segment muxer and
+/// flags), as the encoder instance whose first segment is `first`.
+fn encode_instance(dir: &Path, first: u64, seconds: u32, tone: u32) {
+    let out = run(
+        {
+            let mut c = Command::new("ffmpeg");
+            c.args([
+                "-hide_banner",
+                "-nostats",
+                "-loglevel",
+                "error",
+                "-f",
+                "lavfi",
+                "-i",
+            ])
+            .arg(format!("testsrc2=size=320x240:rate={FPS}"))
+            .args(["-f", "lavfi", "-i"])
+            .arg(format!("sine=frequency={tone}:sample_rate=48000"))
+            .args(["-t", &seconds.to_string(), "-vf", "format=yuv420p"])
+            .args(["-c:v", "libx264", "-preset", "ultrafast", "-g", "60"])
+            .args(["-keyint_min", "60", "-bf", "0", "-sc_threshold", "0"])
+            .args(["-c:a", "aac", "-ac", "2", "-ar", "48000"])
+            .args(["-f", "segment", "-segment_format", "mpegts"])
+            .args(["-segment_time", "2", "-segment_start_number"])
+            .arg(first.to_string())
+            .arg("-segment_list")
+            .arg(dir.join(format!("segments-{first:06}.csv")))
+            .args(["-segment_list_type", "csv", "-reset_timestamps", "0"])
+            .arg(dir.join("seg_%06d.ts"));
+            c
+        },
+        Duration::from_secs(120),
+    );
+    assert!(out.status.success(), "ffmpeg: {}", stderr(&out));
+}
+
+/// Every packet's (stream type, pts seconds) in `file`.
+fn packets(file: &Path) -> Vec<(String, f64)> {
+    let out = run(
+        {
+            let mut c = Command::new("ffprobe");
+            c.args(["-v", "error", "-show_entries", "packet=codec_type,pts_time"])
+                .args(["-of", "csv=p=0"])
+                .arg(file);
+            c
+        },
+        Duration::from_secs(60),
+    );
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| {
+            let mut f = l.split(',');
+            let kind = f.next()?;
+            Some((kind.to_string(), f.next()?.parse().ok()?))
+        })
+        .collect()
+}
+
+fn video_times(file: &Path) -> Vec<f64> {
+    let mut v: Vec<f64> = packets(file)
+        .into_iter()
+        .filter(|(k, _)| k == "video")
+        .map(|(_, t)| t)
+        .collect();
+    v.sort_by(f64::total_cmp);
+    v
+}
+
+fn finalize_into(segments: &[PathBuf], dir: &Path, output: &Path, format: &OutputFormat) {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let files = rt
+        .block_on(finalize(Path::new("ffmpeg"), segments, dir, output, format))
+        .unwrap();
+    assert!(files.iter().all(|f| f.exists()), "{files:?}");
+}
+
+#[test]
+fn segments_of_two_encoder_instances_join_frame_exact() {
+    let dir = scratch("finalize-join");
+    let work = dir.join("work");
+    std::fs::create_dir_all(&work).unwrap();
+    // 9 s from the first encoder (5 segments, the last 1 s long), then 6 s from a restarted
+    // one whose clock starts again at 0.
+    encode_instance(&work, 0, 9, 440);
+    encode_instance(&work, 5, 6, 880);
+    let segments = completed_segments(&work).unwrap();
+    assert_eq!(segments.len(), 8, "{segments:?}");
+
+    let mp4 = dir.join("out.mp4");
+    finalize_into(&segments, &work, &mp4, &OutputFormat::Mp4);
+    let frames = video_times(&mp4);
+    assert_eq!(frames.len() as u32, 15 * FPS, "every frame is kept");
+    // One frame every 1/30 s within each encoder's part: no gap or overlap where its segments
+    // meet. Where the restarted encoder begins, its sound's encoder delay (one AAC frame, 21.3
+    // ms, before its first picture) adds at most that much.
+    let step = 1.0 / FPS as f64;
+    for (n, w) in frames.windows(2).enumerate() {
+        let gap = w[1] - w[0];
+        if n + 1 == 9 * FPS as usize {
+            assert!(
+                gap > step - 0.002 && gap < step + 0.0215,
+                "{gap:.4} s between the encoders"
+            );
+        } else {
+            assert_close(gap, step, 0.002, &format!("frame {n} to the next"));
+        }
+    }
+    let audio: Vec<f64> = packets(&mp4)
+        .into_iter()
+        .filter(|(k, _)| k == "audio")
+        .map(|(_, t)| t)
+        .collect();
+    let audio_end = audio.iter().copied().fold(0.0, f64::max);
+    assert_close(audio_end, 15.0, 0.1, "the sound spans the whole video");
+    // No hole in the sound where the segments or the encoders meet (an AAC packet is 21.3 ms).
+    let mut sorted = audio.clone();
+    sorted.sort_by(f64::total_cmp);
+    let widest = sorted.windows(2).map(|w| w[1] - w[0]).fold(0.0, f64::max);
+    assert!(widest < 0.05, "a {widest:.3} s hole in the sound");
+    let probe = probe(&mp4, &[]);
+    assert_close(probe.duration, 15.0, 0.1, "duration");
+
+    // HLS from the same segments: same frames.
+    let m3u8 = dir.join("hls").join("index.m3u8");
+    finalize_into(
+        &segments,
+        &work,
+        &m3u8,
+        &OutputFormat::Hls {
+            key: None,
+            segment_seconds: 2,
+        },
+    );
+    let frames = video_times(&m3u8);
+    assert_eq!(frames.len() as u32, 15 * FPS, "HLS keeps every frame");
+
+    // The joined files are scratch: none is left behind, the segments are untouched.
+    let left: Vec<String> = std::fs::read_dir(&work)
+        .unwrap()
+        .filter_map(Result::ok)
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| !n.starts_with("seg") && n != "concat.txt")
+        .collect();
+    assert!(left.is_empty(), "{left:?}");
+    assert!(segments.iter().all(|s| s.exists()));
+}
