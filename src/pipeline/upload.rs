@@ -9,6 +9,7 @@
 
 use std::time::{Duration, Instant};
 
+use futures::{StreamExt, TryStreamExt};
 use tracing::{info, warn};
 
 use super::WorkerContext;
@@ -17,7 +18,10 @@ use crate::ops::metrics;
 use crate::storage::s3::ObjectStore;
 use crate::storage::{Destination, StorageError, credentials};
 use crate::task::store::StoreError;
-use crate::task::{Status, TaskRecord, TaskResult};
+use crate::task::{Status, TaskRecord, TaskResult, Video};
+
+/// Objects sent at once (each multipart upload holds its own part buffers).
+const PARALLEL_OBJECTS: usize = 4;
 
 /// Runs one upload job.
 pub async fn run(ctx: WorkerContext, id: String) -> Result<(), StoreError> {
@@ -106,33 +110,51 @@ async fn upload_all(
     let settings = ctx.cfg.storage.upload_settings();
     let store = ObjectStore::new(dest.clone(), &creds, settings);
     let local_root = ctx.cfg.deliver_dir(&task.id);
-    let mut out = result.clone();
-    let mut sent = 0u64;
-    for video in &mut out.videos {
-        let key = video.filename.clone();
-        let path = local_root.join(&key);
-        if path.is_file() {
-            let up = store.upload_file(&path, &key).await?;
-            sent += up.bytes;
-            metrics::add(&metrics::UPLOAD_BYTES, &[], up.bytes as f64);
-        } else {
-            match store.size_of(&key).await? {
-                Some(size) if size == video.file_size => {}
-                other => {
-                    return Err(StorageError::Request {
-                        operation: "upload",
-                        key: key.clone(),
-                        message: format!(
-                            "the local file is gone and storage has {}",
-                            other.map_or("no such object".to_string(), |s| format!("{s} bytes"))
-                        ),
-                        retryable: false,
-                    });
+    // A few objects at a time: an HLS result is hundreds of small segments, and one request at
+    // a time would spend most of its time waiting on round trips.
+    let sends: Vec<_> = result
+        .videos
+        .iter()
+        .map(|video| {
+            let (store, local_root, video) = (store.clone(), local_root.clone(), video.clone());
+            async move {
+                let key = video.filename.clone();
+                let path = local_root.join(&key);
+                let mut bytes = 0;
+                if path.is_file() {
+                    bytes = store.upload_file(&path, &key).await?.bytes;
+                    metrics::add(&metrics::UPLOAD_BYTES, &[], bytes as f64);
+                } else {
+                    match store.size_of(&key).await? {
+                        Some(size) if size == video.file_size => {}
+                        other => {
+                            return Err(StorageError::Request {
+                                operation: "upload",
+                                key: key.clone(),
+                                message: format!(
+                                    "the local file is gone and storage has {}",
+                                    other.map_or("no such object".to_string(), |s| format!(
+                                        "{s} bytes"
+                                    ))
+                                ),
+                                retryable: false,
+                            });
+                        }
+                    }
                 }
+                let mut video = video;
+                video.file_url = store.url_of(&key).await?;
+                Ok::<_, StorageError>((video, bytes))
             }
-        }
-        video.file_url = store.url_of(&key).await?;
-    }
+        })
+        .collect();
+    let stored: Vec<(Video, u64)> = futures::stream::iter(sends)
+        .buffered(PARALLEL_OBJECTS)
+        .try_collect()
+        .await?;
+    let sent: u64 = stored.iter().map(|(_, b)| b).sum();
+    let mut out = result.clone();
+    out.videos = stored.into_iter().map(|(v, _)| v).collect();
     info!(bucket = %dest.bucket, bytes = sent, "objects stored");
     Ok(out)
 }
