@@ -83,7 +83,7 @@ impl OutputFormat {
 }
 
 /// Joins `segments` into `output`. Returns every file written (for HLS: the playlist first, then
-/// the segments in order). `scratch` holds temporary files (list, key, joined segments) and must be private.
+/// the segments in order). `scratch` holds temporary files (lists, key) and must be private.
 pub async fn finalize(
     ffmpeg: &Path,
     segments: &[PathBuf],
@@ -103,28 +103,21 @@ pub async fn finalize(
     std::fs::create_dir_all(&out_dir)
         .map_err(MediaError::io(format!("creating {}", out_dir.display())))?;
     let inputs = concat_inputs(segments, &list_entries(segments));
-    let joined = {
-        let inputs = inputs.clone();
-        let scratch = scratch.to_path_buf();
-        tokio::task::spawn_blocking(move || materialize(&inputs, &scratch))
-            .await
-            .map_err(|e| MediaError::Unexpected(format!("joining segments: {e}")))?
-    };
-    let result = match joined {
+    let result = match materialize(&inputs, scratch) {
         Ok(joined) => concat(ffmpeg, &joined, segments.len(), scratch, output, format).await,
         Err(e) => Err(e),
     };
-    remove_joined(scratch);
+    remove_part_lists(scratch);
     result
 }
 
-/// Removes the joined files [`materialize`] left in `scratch`.
-fn remove_joined(scratch: &Path) {
+/// Removes the part lists [`materialize`] left in `scratch`.
+fn remove_part_lists(scratch: &Path) {
     let Ok(entries) = std::fs::read_dir(scratch) else {
         return;
     };
     for e in entries.filter_map(Result::ok) {
-        if e.file_name().to_string_lossy().starts_with(JOINED_PREFIX) {
+        if e.file_name().to_string_lossy().starts_with(PARTS_PREFIX) {
             let _ = std::fs::remove_file(e.path());
         }
     }
@@ -133,7 +126,7 @@ fn remove_joined(scratch: &Path) {
 /// Runs ffmpeg's concat demuxer over `inputs` into `output`.
 async fn concat(
     ffmpeg: &Path,
-    inputs: &[(PathBuf, Option<f64>)],
+    inputs: &[(String, Option<f64>)],
     segment_count: usize,
     scratch: &Path,
     output: &Path,
@@ -154,6 +147,9 @@ async fn concat(
         "-loglevel",
         "error",
         "-y",
+        // The concat demuxer opens only plain files unless told; `concatf` reads a list of parts.
+        "-protocol_whitelist",
+        "file,concatf",
         "-f",
         "concat",
         "-safe",
@@ -253,10 +249,10 @@ pub fn playlist_segments(playlist: &str) -> Vec<String> {
 }
 
 /// One input of the concat demuxer: a recorded segment, or several consecutive segments of one
-/// encoder instance joined byte for byte into one MPEG-TS file.
+/// encoder instance read back to back as one MPEG-TS stream.
 #[derive(Debug, Clone, PartialEq)]
 struct ConcatInput {
-    /// The segments, in order; one file is used as is, several are joined first.
+    /// The segments, in order.
     parts: Vec<PathBuf>,
     /// The video's span (from the encoder's segment list), when known.
     duration: Option<f64>,
@@ -274,8 +270,8 @@ struct ListEntry {
 }
 
 /// Groups `segments` into concat inputs. Consecutive segments of one encoder instance share one
-/// clock (`-reset_timestamps 0`) and one MPEG-TS stream cut into files, so their bytes joined
-/// are one continuous stream; the concat demuxer then opens a few files instead of one every two
+/// clock (`-reset_timestamps 0`) and one MPEG-TS stream cut into files, so their bytes back
+/// to back are one continuous stream; the concat demuxer then opens a few files instead of one every two
 /// seconds (it probes each file it opens: about 15 ms a file, which made joining a 10-minute
 /// recording take 5 s). Segments of different instances (after ffmpeg restarted) or without a
 /// list entry stay separate inputs, so the demuxer still lines up each instance's own clock.
@@ -304,34 +300,44 @@ fn concat_inputs(segments: &[PathBuf], entries: &HashMap<PathBuf, ListEntry>) ->
     inputs.into_iter().map(|(input, _)| input).collect()
 }
 
-/// Writes each concat input of several parts as one joined file in `scratch`; returns every
-/// input's file and duration.
+/// Gives each concat input one URL: a lone segment's path, or for several parts ffmpeg's
+/// `concatf:` protocol over a list of them in `scratch`, which reads the parts as one stream
+/// without copying them. Returns every input's URL and duration.
 fn materialize(
     inputs: &[ConcatInput],
     scratch: &Path,
-) -> Result<Vec<(PathBuf, Option<f64>)>, MediaError> {
+) -> Result<Vec<(String, Option<f64>)>, MediaError> {
     let mut out = Vec::with_capacity(inputs.len());
     for (n, input) in inputs.iter().enumerate() {
         if let [single] = input.parts.as_slice() {
-            out.push((single.clone(), input.duration));
+            out.push((single.display().to_string(), input.duration));
             continue;
         }
-        let joined = scratch.join(format!("{JOINED_PREFIX}{n:06}.ts"));
-        let mut w = std::fs::File::create(&joined)
-            .map_err(MediaError::io(format!("creating {}", joined.display())))?;
+        let mut list = String::new();
         for part in &input.parts {
-            let mut r = std::fs::File::open(part)
-                .map_err(MediaError::io(format!("reading {}", part.display())))?;
-            std::io::copy(&mut r, &mut w)
-                .map_err(MediaError::io(format!("joining {}", part.display())))?;
+            // The protocol resolves names against the working directory, not the list's.
+            let part = std::path::absolute(part)
+                .map_err(MediaError::io(format!("resolving {}", part.display())))?;
+            let name = part.display().to_string();
+            if name.contains('\n') {
+                return Err(MediaError::Unexpected(format!(
+                    "a segment's path contains a line break: {name:?}"
+                )));
+            }
+            list.push_str(&name);
+            list.push('\n');
         }
-        out.push((joined, input.duration));
+        let path = std::path::absolute(scratch.join(format!("{PARTS_PREFIX}{n:06}.txt")))
+            .map_err(MediaError::io("resolving the scratch directory"))?;
+        std::fs::write(&path, list)
+            .map_err(MediaError::io(format!("writing {}", path.display())))?;
+        out.push((format!("concatf:{}", path.display()), input.duration));
     }
     Ok(out)
 }
 
-/// Name prefix of the joined files finalize writes (and removes) in its scratch directory.
-const JOINED_PREFIX: &str = "joined-";
+/// Name prefix of the part lists finalize writes (and removes) in its scratch directory.
+const PARTS_PREFIX: &str = "parts-";
 
 /// The concat demuxer's list. Each input's duration is taken from the encoder's segment list
 /// (the video's span, `end - start`) when known: without it the demuxer would use the file's
@@ -339,11 +345,11 @@ const JOINED_PREFIX: &str = "joined-";
 /// every input would push the following ones later (stretching the file and the audio with
 /// it). With it, every input of one encoder starts exactly where the previous one's video
 /// ended, so both streams keep their recorded timestamps relative to each other.
-fn concat_list(inputs: &[(PathBuf, Option<f64>)]) -> String {
+fn concat_list(inputs: &[(String, Option<f64>)]) -> String {
     let mut s = String::from("ffconcat version 1.0\n");
-    for (file, duration) in inputs {
+    for (url, duration) in inputs {
         // Single quotes are escaped the way the concat demuxer expects.
-        let path = file.display().to_string().replace('\'', r"'\''");
+        let path = url.replace('\'', r"'\''");
         s.push_str(&format!("file '{path}'\n"));
         if let Some(d) = duration {
             s.push_str(&format!("duration {d:.6}\n"));
@@ -447,11 +453,11 @@ mod tests {
     fn playlist_and_concat_list() {
         let pl = "#EXTM3U\n#EXT-X-KEY:METHOD=AES-128,URI=\"k\"\n#EXTINF:2.0,\nout_00000.ts\n#EXTINF:1.0,\nout_00001.ts\n#EXT-X-ENDLIST\n";
         assert_eq!(playlist_segments(pl), vec!["out_00000.ts", "out_00001.ts"]);
-        let list = concat_list(&[(PathBuf::from("/w/it's.ts"), None)]);
+        let list = concat_list(&[(String::from("/w/it's.ts"), None)]);
         assert!(list.contains(r"file '/w/it'\''s.ts'"), "{list}");
         let list = concat_list(&[
-            (PathBuf::from("/w/a.ts"), Some(2.0)),
-            (PathBuf::from("/w/b.ts"), None),
+            (String::from("/w/a.ts"), Some(2.0)),
+            (String::from("/w/b.ts"), None),
         ]);
         assert_eq!(
             list,
@@ -497,12 +503,9 @@ mod tests {
     }
 
     #[test]
-    fn joined_files_hold_the_parts_in_order() {
+    fn inputs_of_several_parts_are_read_through_a_part_list() {
         let dir = tempfile::tempdir().unwrap();
-        let a = dir.path().join("a.ts");
-        let b = dir.path().join("b.ts");
-        std::fs::write(&a, b"first-").unwrap();
-        std::fs::write(&b, b"second").unwrap();
+        let (a, b) = (dir.path().join("a.ts"), dir.path().join("b.ts"));
         let inputs = [
             ConcatInput {
                 parts: vec![a.clone(), b.clone()],
@@ -513,11 +516,21 @@ mod tests {
                 duration: None,
             },
         ];
-        let files = materialize(&inputs, dir.path()).unwrap();
-        assert_eq!(std::fs::read(&files[0].0).unwrap(), b"first-second");
-        assert_eq!(files[0].1, Some(4.0));
-        assert_eq!(files[1], (b.clone(), None));
-        remove_joined(dir.path());
-        assert!(!files[0].0.exists() && b.exists());
+        let urls = materialize(&inputs, dir.path()).unwrap();
+        let list = urls[0].0.strip_prefix("concatf:").unwrap();
+        assert_eq!(
+            std::fs::read_to_string(list).unwrap(),
+            format!("{}\n{}\n", a.display(), b.display())
+        );
+        assert_eq!(urls[0].1, Some(4.0));
+        assert_eq!(urls[1], (b.display().to_string(), None));
+        remove_part_lists(dir.path());
+        assert!(!Path::new(list).exists());
+
+        let odd = [ConcatInput {
+            parts: vec![a.clone(), dir.path().join("b\n.ts")],
+            duration: None,
+        }];
+        assert!(materialize(&odd, dir.path()).is_err());
     }
 }
