@@ -7,6 +7,9 @@
 //! (`align`), so every slot gets the picture the screen showed at its instant: no frame is
 //! stamped late, skipped or shown twice because two clocks beat against each other.
 //!
+//! Grab instants are moved a few milliseconds off the slot instants when the browser's paints
+//! land on them (`paint_phase`): the X server's DAMAGE events say when the screen changes.
+//!
 //! The grabber runs on its own thread: a busy recorder or encoder cannot delay a grab. When the
 //! recorder does not keep up, grabs are dropped (the pacer repeats the previous picture) rather
 //! than queued without bound.
@@ -16,12 +19,15 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::sync::mpsc;
-use x11rb::connection::Connection;
+use x11rb::connection::{Connection, RequestConnection as _};
+use x11rb::protocol::Event;
+use x11rb::protocol::damage::{self, ConnectionExt as _};
 use x11rb::protocol::shm::ConnectionExt as _;
 use x11rb::protocol::xproto::{ConnectionExt as _, ImageFormat};
 use x11rb::rust_connection::RustConnection;
 
 use crate::clock::wall_now;
+use super::paint_phase::GrabOffset;
 use crate::media::pacer::Frame;
 
 /// What the grab thread and its owner share.
@@ -77,10 +83,19 @@ impl DisplayGrabber {
                 None
             }
         };
+        let damage = match watch_paints(&conn, root) {
+            Ok(()) => true,
+            Err(why) => {
+                tracing::info!(%why, "no DAMAGE events from the X server; grabbing on the slot instants");
+                false
+            }
+        };
         let shared = Arc::new(Shared::default());
         let grab = Grab {
             conn,
             shm,
+            damage,
+            offset: GrabOffset::default(),
             root,
             width: w,
             height: h,
@@ -134,6 +149,9 @@ impl Drop for DisplayGrabber {
 struct Grab {
     conn: RustConnection,
     shm: Option<ShmSegment>,
+    /// Whether the server reports paints (DAMAGE events) on `conn`.
+    damage: bool,
+    offset: GrabOffset,
     root: u32,
     width: u16,
     height: u16,
@@ -143,16 +161,14 @@ struct Grab {
 }
 
 impl Grab {
-    fn run(self) {
+    fn run(mut self) {
         let expected = usize::from(self.width) * usize::from(self.height) * 4;
         while !self.shared.stop.load(Ordering::Relaxed) {
             let now = wall_now();
-            let due = next_instant(
-                f64::from_bits(self.shared.phase.load(Ordering::Relaxed)),
-                self.period,
-                now,
-            );
-            std::thread::sleep(Duration::from_secs_f64((due - now).max(0.0)));
+            let phase = f64::from_bits(self.shared.phase.load(Ordering::Relaxed));
+            let offset = self.offset.choose(phase, self.period, now);
+            let due = next_instant(phase + offset, self.period, now);
+            self.wait_until(due);
             if self.shared.stop.load(Ordering::Relaxed) {
                 return;
             }
@@ -172,7 +188,9 @@ impl Grab {
                 }
                 Err(e) => return self.fail(format!("reading the virtual display failed: {e}")),
             };
-            tracing::trace!(target: "pagecast::timing", grabbed = at, took_ms = (wall_now() - at) * 1000.0, "grab");
+            // Paints reported while the grab was read coincided with it.
+            self.note_paints(Some(at));
+            tracing::trace!(target: "pagecast::timing", grabbed = at, took_ms = (wall_now() - at) * 1000.0, offset_ms = offset * 1000.0, "grab");
             let frame = Frame {
                 painted_at: at,
                 image,
@@ -183,6 +201,44 @@ impl Grab {
                     self.shared.dropped.fetch_add(1, Ordering::Relaxed);
                 }
                 Err(mpsc::error::TrySendError::Closed(_)) => return,
+            }
+        }
+    }
+
+    /// Sleeps until `due`, noting the paints the server reports meanwhile as they arrive.
+    fn wait_until(&mut self, due: f64) {
+        use std::os::fd::AsRawFd;
+        loop {
+            self.note_paints(None);
+            let left = due - wall_now();
+            if left <= 0.0 || self.shared.stop.load(Ordering::Relaxed) {
+                return;
+            }
+            if !self.damage {
+                std::thread::sleep(Duration::from_secs_f64(left));
+                return;
+            }
+            let mut fd = libc::pollfd {
+                fd: self.conn.stream().as_raw_fd(),
+                events: libc::POLLIN,
+                revents: 0,
+            };
+            let timeout = libc::timespec {
+                tv_sec: left.trunc() as libc::time_t,
+                tv_nsec: (left.fract() * 1e9) as libc::c_long,
+            };
+            // SAFETY: one valid pollfd, a valid timeout and no signal mask.
+            unsafe { libc::ppoll(&mut fd, 1, &timeout, std::ptr::null()) };
+        }
+    }
+
+    /// Notes every paint (DAMAGE event) that has arrived, at `at` or else when it is read.
+    fn note_paints(&mut self, at: Option<f64>) {
+        while let Ok(Some(event)) = self.conn.poll_for_event() {
+            if matches!(event, Event::DamageNotify(_)) {
+                let at = at.unwrap_or_else(wall_now);
+                tracing::trace!(target: "pagecast::timing", painted = at, "damage");
+                self.offset.paint(at);
             }
         }
     }
@@ -240,6 +296,26 @@ impl Grab {
             *f = Some(why);
         }
     }
+}
+
+/// Asks the server for an event each time anything is drawn on `root`.
+fn watch_paints(conn: &RustConnection, root: u32) -> Result<(), String> {
+    if conn
+        .extension_information(damage::X11_EXTENSION_NAME)
+        .map_err(|e| e.to_string())?
+        .is_none()
+    {
+        return Err("the server has no DAMAGE extension".into());
+    }
+    conn.damage_query_version(1, 1)
+        .map_err(|e| e.to_string())?
+        .reply()
+        .map_err(|e| e.to_string())?;
+    let id = conn.generate_id().map_err(|e| e.to_string())?;
+    conn.damage_create(id, root, damage::ReportLevel::RAW_RECTANGLES)
+        .map_err(|e| e.to_string())?
+        .check()
+        .map_err(|e| e.to_string())
 }
 
 /// A System V shared memory segment the X server writes screen images into (what MIT-SHM

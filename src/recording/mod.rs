@@ -8,6 +8,7 @@
 mod capture;
 mod grab;
 mod options;
+mod paint_phase;
 pub mod timeline;
 
 pub use capture::CaptureBackend;
