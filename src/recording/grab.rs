@@ -7,8 +7,8 @@
 //! (`align`), so every slot gets the picture the screen showed at its instant: no frame is
 //! stamped late, skipped or shown twice because two clocks beat against each other.
 //!
-//! Grab instants are moved a few milliseconds off the slot instants when the browser's paints
-//! land on them (`paint_phase`): the X server's DAMAGE events say when the screen changes.
+//! Grab instants are moved off the slot instants to where the browser's paints do not land
+//! (`paint_phase`): the X server's DAMAGE events say when the screen changes.
 //!
 //! The grabber runs on its own thread: a busy recorder or encoder cannot delay a grab. When the
 //! recorder does not keep up, grabs are dropped (the pacer repeats the previous picture) rather
@@ -26,8 +26,8 @@ use x11rb::protocol::shm::ConnectionExt as _;
 use x11rb::protocol::xproto::{ConnectionExt as _, ImageFormat};
 use x11rb::rust_connection::RustConnection;
 
-use crate::clock::wall_now;
 use super::paint_phase::GrabOffset;
+use crate::clock::wall_now;
 use crate::media::pacer::Frame;
 
 /// What the grab thread and its owner share.
@@ -192,7 +192,8 @@ impl Grab {
             self.note_paints(Some(at));
             tracing::trace!(target: "pagecast::timing", grabbed = at, took_ms = (wall_now() - at) * 1000.0, offset_ms = offset * 1000.0, "grab");
             let frame = Frame {
-                painted_at: at,
+                // The slot instant the grab stands for, so the pacer puts it in that slot.
+                painted_at: at - offset,
                 image,
             };
             match self.frames.try_send(frame) {

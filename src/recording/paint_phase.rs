@@ -14,19 +14,19 @@ use std::collections::VecDeque;
 /// Paints closer together than this are one paint (one frame's damage comes as several
 /// rectangles).
 const SAME_PAINT: f64 = 0.002;
-/// How many recent paints decide the offset.
-const REMEMBERED: usize = 48;
+/// How many recent paints decide the offset (about a second of a 60 Hz painter).
+const REMEMBERED: usize = 64;
 /// Paints older than this no longer count (the page may have stopped animating).
 const FORGET_AFTER: f64 = 2.0;
 /// Paints needed before moving off the slot instants.
-const MIN_PAINTS: usize = 8;
-/// How far from every recent paint's phase a grab must be to be safe.
-const GUARD: f64 = 0.0025;
-/// The largest offset tried: grabs stay well within their slot (the pacer takes the frame
-/// nearest the slot instant, and half a slot would be another slot's).
-const MAX_OFFSET: f64 = 0.008;
-/// Candidate offsets are tried in steps of this.
-const STEP: f64 = 0.0005;
+const MIN_PAINTS: usize = 24;
+/// Width of the phase histogram's bins.
+const BIN: f64 = 0.0005;
+/// A bin with fewer paints than this is free: a lone late paint does not make a phase unsafe
+/// (it costs one frame whatever the offset), but a phase where paints keep landing does.
+const OCCUPIED: u32 = 2;
+/// How far inside a free stretch of phases a grab must be to stay where it is.
+const GUARD: f64 = 0.002;
 
 /// Recent paint instants and the grab offset chosen from them.
 #[derive(Debug, Default)]
@@ -38,7 +38,11 @@ pub struct GrabOffset {
 impl GrabOffset {
     /// Notes that the screen changed at `at` (seconds, the grab clock).
     pub fn paint(&mut self, at: f64) {
-        if self.paints.back().is_some_and(|&last| at - last < SAME_PAINT) {
+        if self
+            .paints
+            .back()
+            .is_some_and(|&last| at - last < SAME_PAINT)
+        {
             return;
         }
         self.paints.push_back(at);
@@ -47,50 +51,108 @@ impl GrabOffset {
         }
     }
 
-    /// The offset (seconds, within ±`MAX_OFFSET`) to add to the slot instants of the grid
-    /// `phase + k * period`, as of `now`. It stays where it is while it is safe, so grabs do not
-    /// wander; it moves to the safe offset nearest zero when a paint comes near; with too few
-    /// recent paints (a still page) or none safe (paints at every phase), it is left alone.
+    /// The offset (seconds, less than half a period either way) to add to the slot instants of
+    /// the grid `phase + k * period`, as of `now`.
+    ///
+    /// The recent paints' phases within a period form clusters (two for a 60 Hz painter and 30
+    /// slots a second) with free stretches between them. Grabs go to the middle of the free
+    /// stretch they are in, and follow it if the paints' phase moves, but never jump across a
+    /// cluster while a free stretch holds them: crossing one changes which paint every later
+    /// grab sees. A grab that finds itself in a cluster (at the start, or after the page's paint
+    /// rhythm changed) goes to the middle of the nearest free stretch. With too few recent
+    /// paints (a still page) or no free stretch (paints at every phase), it stays where it is.
     pub fn choose(&mut self, phase: f64, period: f64, now: f64) -> f64 {
         while self.paints.front().is_some_and(|&t| now - t > FORGET_AFTER) {
             self.paints.pop_front();
         }
-        if self.paints.len() < MIN_PAINTS || period <= 2.0 * GUARD {
+        let bins = (period / BIN).floor() as usize;
+        if self.paints.len() < MIN_PAINTS || bins < 8 {
             return self.offset;
         }
-        let phases: Vec<f64> = self
-            .paints
-            .iter()
-            .map(|&t| (t - phase).rem_euclid(period))
-            .collect();
-        let clearance = |offset: f64| {
-            let at = offset.rem_euclid(period);
-            phases
-                .iter()
-                .map(|&p| {
-                    let d = (p - at).abs();
-                    d.min(period - d)
-                })
-                .fold(f64::INFINITY, f64::min)
+        let bin_of =
+            |x: f64| (((x.rem_euclid(period)) / period * bins as f64) as usize).min(bins - 1);
+        let mut count = vec![0u32; bins];
+        for &t in &self.paints {
+            count[bin_of(t - phase)] += 1;
+        }
+        let free: Vec<bool> = count.iter().map(|&c| c < OCCUPIED).collect();
+        if free.iter().all(|&f| f) || !free.iter().any(|&f| f) {
+            return self.offset;
+        }
+        let stretch = free_stretches(&free);
+        let width = period / bins as f64;
+        let here = bin_of(self.offset);
+        let guard_bins = (GUARD / width).ceil() as usize;
+        // The stretch holding the grab, if it is well inside it; else the nearest one.
+        let inside = stretch.iter().find(|s| s.contains(here, bins, guard_bins));
+        let target = match inside {
+            Some(s) => s,
+            None => match stretch.iter().min_by_key(|s| s.distance(here, bins)) {
+                Some(s) => s,
+                None => return self.offset,
+            },
         };
-        if clearance(self.offset) >= GUARD {
-            return self.offset;
-        }
-        let steps = (MAX_OFFSET / STEP).round() as i32;
-        let nearest_safe = (0..=steps)
-            .flat_map(|k| [k, -k])
-            .map(|k| f64::from(k) * STEP)
-            .find(|&o| clearance(o) >= GUARD);
-        if let Some(o) = nearest_safe {
+        // The stretch's middle, less than half a period from the slot instant.
+        let middle = (target.start as f64 + target.len as f64 / 2.0) * width;
+        let offset = (middle + period / 2.0).rem_euclid(period) - period / 2.0;
+        if inside.is_none() && (offset - self.offset).abs() > width {
             tracing::debug!(
                 from_ms = self.offset * 1000.0,
-                to_ms = o * 1000.0,
+                to_ms = offset * 1000.0,
                 "grab instants moved off the browser's paints"
             );
-            self.offset = o;
         }
+        self.offset = offset;
         self.offset
     }
+}
+
+/// A run of free bins on the circle of phases.
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct Stretch {
+    start: usize,
+    len: usize,
+}
+
+impl Stretch {
+    /// Whether `bin` lies in the stretch at least `guard` bins from both of its ends.
+    fn contains(&self, bin: usize, bins: usize, guard: usize) -> bool {
+        let pos = (bin + bins - self.start) % bins;
+        pos < self.len && pos >= guard && self.len - pos > guard
+    }
+
+    /// Bins from `bin` to the nearest bin of the stretch, around the circle.
+    fn distance(&self, bin: usize, bins: usize) -> usize {
+        let pos = (bin + bins - self.start) % bins;
+        if pos < self.len {
+            return 0;
+        }
+        let after_end = pos - (self.len - 1);
+        let before_start = bins - pos;
+        after_end.min(before_start)
+    }
+}
+
+/// The runs of free bins around the circle (a run may wrap past the last bin), when at least one
+/// bin is taken.
+fn free_stretches(free: &[bool]) -> Vec<Stretch> {
+    let n = free.len();
+    let Some(first_taken) = free.iter().position(|f| !f) else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    let mut run: Option<Stretch> = None;
+    // Start just after a taken bin so no run is cut in two by the wrap.
+    for k in 1..=n {
+        let b = (first_taken + k) % n;
+        match (free[b], run.as_mut()) {
+            (true, Some(r)) => r.len += 1,
+            (true, None) => run = Some(Stretch { start: b, len: 1 }),
+            (false, _) => out.extend(run.take()),
+        }
+    }
+    out.extend(run);
+    out
 }
 
 #[cfg(test)]
@@ -100,55 +162,113 @@ mod tests {
     const P: f64 = 1.0 / 30.0;
     const PAINT: f64 = 1.0 / 60.0;
 
-    /// A 60 Hz painter whose paints land `lag` seconds after the slot instants (and half a slot
-    /// later), `jitter` early or late in turn at each of those phases.
+    /// `n` paints of a 60 Hz painter from `from`, landing `lag` after the slot instants of the
+    /// grid at 100.0 (and half a slot later), up to `jitter` early or late in turn.
     fn painter(g: &mut GrabOffset, from: f64, lag: f64, jitter: f64, n: usize) -> f64 {
+        let first = ((from - 100.0) / PAINT).ceil() as usize;
         let mut t = from;
-        for i in 0..n {
-            t = from + i as f64 * PAINT;
-            let j = if i % 4 < 2 { jitter } else { -jitter };
-            g.paint(t + lag + j);
+        for i in first..first + n {
+            let j = [jitter, -jitter, jitter / 2.0, 0.0][i % 4];
+            t = 100.0 + i as f64 * PAINT + lag + j;
+            g.paint(t);
         }
         t
     }
 
-    #[test]
-    fn grabs_stay_on_the_slot_instants_while_paints_are_away_from_them() {
-        let mut g = GrabOffset::default();
-        let now = painter(&mut g, 100.0, 0.008, 0.0005, 40);
-        assert_eq!(g.choose(100.0, P, now), 0.0);
+    /// How far the grab instants at `offset` are from the painter's phases (`lag` ± `jitter`).
+    fn clearance(offset: f64, lag: f64, jitter: f64) -> f64 {
+        [
+            lag - jitter,
+            lag + jitter,
+            lag - jitter + PAINT,
+            lag + jitter + PAINT,
+        ]
+        .iter()
+        .map(|&p| {
+            let d = (p - offset).rem_euclid(P);
+            d.min(P - d)
+        })
+        .fold(f64::INFINITY, f64::min)
     }
 
     #[test]
-    fn grabs_move_off_paints_that_land_on_the_slot_instants() {
+    fn grabs_go_between_the_paints() {
+        // Paints 8 ms after the slot instants: grabs stay near them, in the middle of the gap.
         let mut g = GrabOffset::default();
-        let now = painter(&mut g, 100.0, 0.0003, 0.0008, 40);
+        let now = painter(&mut g, 100.0, 0.008, 0.001, 40);
         let o = g.choose(100.0, P, now);
-        assert!(o != 0.0 && o.abs() <= MAX_OFFSET, "{o}");
-        // Every paint phase (0.3 ms ± 0.8 ms, and half a slot later) is at least GUARD away.
-        for lag in [-0.0005, 0.0011, PAINT - 0.0005, PAINT + 0.0011] {
-            let d = (lag - o).rem_euclid(P);
-            assert!(d.min(P - d) >= GUARD - 1e-9, "offset {o} vs paint at {lag}");
-        }
-        // And it stays put while it is safe.
-        let now = painter(&mut g, now, 0.0003, 0.0008, 10);
-        assert_eq!(g.choose(100.0, P, now), o);
+        assert!(o.abs() < 0.0015, "{o}");
+        assert!(clearance(o, 0.008, 0.001) > 0.006, "{o}");
     }
 
     #[test]
-    fn a_still_page_or_paints_at_every_phase_leave_the_offset_alone() {
+    fn grabs_move_off_paints_that_land_on_the_slot_instants_and_then_stay() {
+        let mut g = GrabOffset::default();
+        let now = painter(&mut g, 100.0, 0.0003, 0.001, 40);
+        let o = g.choose(100.0, P, now);
+        assert!(o.abs() > 0.006 && o.abs() < P / 2.0, "{o}");
+        assert!(clearance(o, 0.0003, 0.001) > 0.006, "{o}");
+        // More of the same paints: it does not move.
+        let now = painter(&mut g, now, 0.0003, 0.001, 30);
+        assert!((g.choose(100.0, P, now) - o).abs() < 0.0006);
+    }
+
+    #[test]
+    fn grabs_follow_a_drifting_painter_without_crossing_its_paints() {
+        let mut g = GrabOffset::default();
+        let mut lag = 0.004;
+        let mut now = painter(&mut g, 100.0, lag, 0.001, 40);
+        let mut o = g.choose(100.0, P, now);
+        let start = o;
+        // The paints' phase moves by 12 ms, 0.5 ms at a time.
+        for _ in 0..24 {
+            lag += 0.0005;
+            now = painter(&mut g, now, lag, 0.001, 20);
+            let next = g.choose(100.0, P, now);
+            assert!(
+                (next - o).abs() < 0.002,
+                "jumped from {o} to {next} at lag {lag}"
+            );
+            assert!(clearance(next, lag, 0.001) > 0.002, "{next} at lag {lag}");
+            o = next;
+        }
+        assert!(o - start > 0.008, "followed from {start} to {o}");
+    }
+
+    #[test]
+    fn a_still_page_or_a_lone_late_paint_change_nothing() {
         let mut g = GrabOffset::default();
         g.paint(100.0);
         g.paint(100.0005); // one paint's second rectangle
         assert_eq!(g.paints.len(), 1);
         assert_eq!(g.choose(100.0, P, 100.1), 0.0);
-        // Paints every 2.5 ms cover every phase: nothing is safe, nothing moves.
-        for i in 0..48 {
-            g.paint(200.0 + i as f64 * 0.0025);
+        // A 50 Hz painter's phases walk around the whole period: the grabs stay within half a
+        // period of their slot instants whatever they do.
+        for i in 0..64 {
+            g.paint(200.0 + i as f64 * 0.02);
+            assert!(g.choose(200.0, P, 200.0 + i as f64 * 0.02).abs() <= P / 2.0);
         }
-        assert_eq!(g.choose(200.0, P, 200.2), 0.0);
         // Old paints are forgotten.
+        g.offset = 0.0;
         assert_eq!(g.choose(200.0, P, 300.0), 0.0);
         assert!(g.paints.is_empty());
+        // A single paint on a slot instant among paints 8 ms away does not move the grabs.
+        let now = painter(&mut g, 400.0, 0.008, 0.0, 30);
+        let o = g.choose(100.0, P, now);
+        g.paint(now + 0.0167 - 0.008);
+        assert_eq!(g.choose(100.0, P, now + 0.01), o);
+    }
+
+    #[test]
+    fn free_stretches_wrap_around() {
+        let f = |s: &str| s.chars().map(|c| c == '.').collect::<Vec<_>>();
+        assert_eq!(
+            free_stretches(&f("..#..#.")),
+            vec![Stretch { start: 3, len: 2 }, Stretch { start: 6, len: 3 },]
+        );
+        let s = Stretch { start: 6, len: 3 };
+        assert!(s.contains(0, 7, 1) && !s.contains(1, 7, 1) && !s.contains(6, 7, 1));
+        assert_eq!(s.distance(2, 7), 1);
+        assert_eq!(s.distance(5, 7), 1);
     }
 }
