@@ -147,6 +147,10 @@ class TreeSampler:
         self.cpu_ticks: dict[tuple[int, int], int] = {}
         self.tracked: set[tuple[int, int]] = set()
         self.peak_pss_kb = 0
+        # Largest PSS seen in each minute since the sampler started: shows whether memory stays
+        # flat over a long recording.
+        self.pss_by_minute_kb: list[int] = []
+        self.started = time.monotonic()
         self.peak_procs = 0
         self.samples = 0
         self._stop = threading.Event()
@@ -202,6 +206,10 @@ class TreeSampler:
             if pss is not None:
                 pss_total += pss
         self.peak_pss_kb = max(self.peak_pss_kb, pss_total)
+        minute = int((time.monotonic() - self.started) // 60)
+        while len(self.pss_by_minute_kb) <= minute:
+            self.pss_by_minute_kb.append(0)
+        self.pss_by_minute_kb[minute] = max(self.pss_by_minute_kb[minute], pss_total)
         self.peak_procs = max(self.peak_procs, alive)
         self.samples += 1
 
@@ -383,6 +391,7 @@ def record(args, run: int, out_dir: Path) -> dict:
         "cpu_sampled_s": sampled_cpu,
         "cpu_rusage_s": rusage_cpu,
         "peak_pss_mb": sampler.peak_pss_kb / 1024.0 if sampler.peak_pss_kb else None,
+        "pss_by_minute_mb": [round(kb / 1024.0, 1) for kb in sampler.pss_by_minute_kb],
         "peak_processes": sampler.peak_procs,
         "samples": sampler.samples,
     }
@@ -598,6 +607,13 @@ def main(argv=None) -> int:
     print(f"\nframe timing: {args.width}x{args.height} @ {args.fps} fps, {args.seconds} s, "
           f"{len(rows)} run(s)" + (f", query '{args.query}'" if args.query else ""))
     print_table(rows)
+    for r in rows:
+        by_minute = r["record"].get("pss_by_minute_mb") or []
+        if len(by_minute) >= 3:
+            # Minute 0 holds the start-up; the last minute holds the shutdown.
+            steady = by_minute[1:-1]
+            print(f"run {r['run']}: peak PSS by minute (MB): {' '.join(f'{x:.0f}' for x in by_minute)}; "
+                  f"minutes 1..{len(by_minute) - 2}: {min(steady):.0f}-{max(steady):.0f} MB")
     summary = {
         "config": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
         "runs": rows,

@@ -4,8 +4,10 @@
 Starts a throwaway redis-server and s3s-fs (the S3-compatible test server that
 scripts/install-deps.sh builds), serves tests/fixtures/ on loopback, runs `pagecast serve`
 against them, records tests/fixtures/animated.html for --seconds, sends Stop and measures
-how long the task takes to reach `finished` with its result confirmed in the bucket.
-Prints one line per run and the median.
+how long the task takes to reach `finished` with its result confirmed in the bucket. It also
+measures Start -> first frame: from sending Start to the worker's "recording started" log line
+(the instant of the recording's first frame), with a fresh `pagecast serve` per run.
+Prints one line per run and the medians.
 
 Example:
     python3 bench/stop_to_finished.py --pagecast target/release/pagecast --seconds 600
@@ -17,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from datetime import datetime, timezone
 import os
 import socket
 import statistics
@@ -56,6 +59,15 @@ def call(api: str, action: str, data: dict) -> dict:
         return json.load(r)
 
 
+def first_frame_at(log: Path) -> float | None:
+    """Wall-clock time of the first "recording started" line in pagecast's log."""
+    for line in log.read_text(errors="replace").splitlines():
+        if "recording started" in line:
+            stamp = line.split()[0].rstrip("Z")
+            return datetime.fromisoformat(stamp).replace(tzinfo=timezone.utc).timestamp()
+    return None
+
+
 def one_run(args: argparse.Namespace, tmp: Path, fixtures: str) -> dict:
     procs: list[subprocess.Popen] = []
     try:
@@ -82,8 +94,10 @@ def one_run(args: argparse.Namespace, tmp: Path, fixtures: str) -> dict:
                    PAGECAST_S3_PATH_STYLE="true",
                    AWS_ACCESS_KEY_ID="bench",
                    AWS_SECRET_ACCESS_KEY="bench-secret",
-                   PAGECAST_LOG=args.log_level)
-        log = open(args.log or (tmp / "serve.log"), "w")
+                   # The recording's "recording started" line is needed for Start -> first frame.
+                   PAGECAST_LOG=f"{args.log_level},pagecast::recording=info")
+        log_path = Path(args.log or (tmp / "serve.log"))
+        log = open(log_path, "w")
         procs.append(subprocess.Popen([args.pagecast, "serve"], env=env, stdout=log, stderr=log))
         wait_port(api_port, "pagecast serve")
         api = f"http://127.0.0.1:{api_port}/"
@@ -91,6 +105,7 @@ def one_run(args: argparse.Namespace, tmp: Path, fixtures: str) -> dict:
                 "Width": args.width, "Height": args.height}
         if args.muxer == "hls":
             data["Output"] = {"Video": {"Muxer": "hls"}}
+        started = time.time()
         task = call(api, "Start", data)["TaskID"]
         while call(api, "Describe", {"TaskID": task})["Status"] != "recording":
             time.sleep(0.1)
@@ -110,7 +125,9 @@ def one_run(args: argparse.Namespace, tmp: Path, fixtures: str) -> dict:
         if "ErrorCode" in d.get("Result", {}):
             sys.exit(f"task failed: {d['Result']}")
         size = sum(v["FileSize"] for v in d["Result"]["Videos"])
+        first_frame = first_frame_at(log_path)
         return {"stop_to_finished_s": round(elapsed, 2),
+                "start_to_first_frame_s": round(first_frame - started, 2) if first_frame else None,
                 "recorded_s": d.get("RecordedDuration"),
                 "bytes": size,
                 "objects": len(d["Result"]["Videos"]),
@@ -137,14 +154,18 @@ def main() -> None:
     ap.add_argument("--log-level", default="warn", help="PAGECAST_LOG for pagecast serve")
     args = ap.parse_args()
     fixtures = fixture_server()
-    results = []
+    results, first_frames = [], []
     for i in range(args.runs):
         with tempfile.TemporaryDirectory(prefix="pagecast-bench-") as tmp:
             r = one_run(args, Path(tmp), fixtures)
         print(f"run {i + 1}: {json.dumps(r)}", flush=True)
         results.append(r["stop_to_finished_s"])
+        if r["start_to_first_frame_s"] is not None:
+            first_frames.append(r["start_to_first_frame_s"])
     print(f"median Stop->finished: {statistics.median(results):.2f} s "
           f"({args.muxer}, {args.seconds:.0f} s recorded, {args.width}x{args.height})")
+    if first_frames:
+        print(f"median Start->first frame: {statistics.median(first_frames):.2f} s")
 
 
 if __name__ == "__main__":
