@@ -2,7 +2,8 @@
 //!
 //! Chromium paints into the X framebuffer on its own clock (about 60 times a second on a
 //! virtual display), and the grabber reads it on the slot grid (30 times a second). Both clocks
-//! are steady, so their phase stays put for a whole recording. If a grab instant happens to sit
+//! are steady, so their phase moves only slowly (Chromium's frames are 16666 µs, about 40 ppm
+//! short of 1/60 s: 2.4 ms a minute). If a grab instant happens to sit
 //! on a paint instant, a little jitter decides whether each grab sees that paint or the one before,
 //! and the video alternates between pictures 16.7 ms apart: a frame-timing error of one paint on
 //! a large share of frames, for the whole recording. `GrabOffset` watches the paint instants the
@@ -51,16 +52,17 @@ impl GrabOffset {
         }
     }
 
-    /// The offset (seconds, less than half a period either way) to add to the slot instants of
-    /// the grid `phase + k * period`, as of `now`.
+    /// The offset (seconds, normally within a quarter period either way) to add to the slot
+    /// instants of the grid `phase + k * period`, as of `now`.
     ///
     /// The recent paints' phases within a period form clusters (two for a 60 Hz painter and 30
     /// slots a second) with free stretches between them. Grabs go to the middle of the free
-    /// stretch they are in, and follow it if the paints' phase moves, but never jump across a
-    /// cluster while a free stretch holds them: crossing one changes which paint every later
-    /// grab sees. A grab that finds itself in a cluster (at the start, or after the page's paint
-    /// rhythm changed) goes to the middle of the nearest free stretch. With too few recent
-    /// paints (a still page) or no free stretch (paints at every phase), it stays where it is.
+    /// stretch they are in, and follow it if the paints' phase moves, but do not jump across a
+    /// cluster while that stretch holds them within a quarter period of the slot instant:
+    /// crossing one changes which paint every later grab sees. Otherwise (at the start, after
+    /// the page's paint rhythm changed, or when the stretch has walked too far) they go to the
+    /// middle of the stretch nearest the slot instant. With too few recent paints (a still page)
+    /// or no free stretch (paints at every phase), they stay where they are.
     pub fn choose(&mut self, phase: f64, period: f64, now: f64) -> f64 {
         while self.paints.front().is_some_and(|&t| now - t > FORGET_AFTER) {
             self.paints.pop_front();
@@ -83,18 +85,32 @@ impl GrabOffset {
         let width = period / bins as f64;
         let here = bin_of(self.offset);
         let guard_bins = (GUARD / width).ceil() as usize;
-        // The stretch holding the grab, if it is well inside it; else the nearest one.
-        let inside = stretch.iter().find(|s| s.contains(here, bins, guard_bins));
+        // A stretch's middle as an offset, less than half a period from the slot instant.
+        let middle_of = |s: &Stretch| {
+            let middle = (s.start as f64 + s.len as f64 / 2.0) * width;
+            (middle + period / 2.0).rem_euclid(period) - period / 2.0
+        };
+        // Follow the stretch holding the grab while its middle stays within a quarter period of
+        // the slot instant. Chromium's frame clock runs about 40 ppm fast (its frames are 16666
+        // µs), so the paints' phase walks 2.4 ms a minute; followed without bound, the pictures
+        // would lag or lead their slots by up to half a period. Past the bound, or from inside a
+        // cluster, go to the stretch whose middle is nearest the slot instant: that jump across
+        // one paint is the step any sampler on a fixed clock takes when the paints slip by it.
+        let inside = stretch
+            .iter()
+            .find(|s| s.contains(here, bins, guard_bins))
+            .filter(|s| middle_of(s).abs() <= period / 4.0);
         let target = match inside {
             Some(s) => s,
-            None => match stretch.iter().min_by_key(|s| s.distance(here, bins)) {
+            None => match stretch
+                .iter()
+                .min_by(|a, b| middle_of(a).abs().total_cmp(&middle_of(b).abs()))
+            {
                 Some(s) => s,
                 None => return self.offset,
             },
         };
-        // The stretch's middle, less than half a period from the slot instant.
-        let middle = (target.start as f64 + target.len as f64 / 2.0) * width;
-        let offset = (middle + period / 2.0).rem_euclid(period) - period / 2.0;
+        let offset = middle_of(target);
         if inside.is_none() && (offset - self.offset).abs() > width {
             tracing::debug!(
                 from_ms = self.offset * 1000.0,
@@ -119,17 +135,6 @@ impl Stretch {
     fn contains(&self, bin: usize, bins: usize, guard: usize) -> bool {
         let pos = (bin + bins - self.start) % bins;
         pos < self.len && pos >= guard && self.len - pos > guard
-    }
-
-    /// Bins from `bin` to the nearest bin of the stretch, around the circle.
-    fn distance(&self, bin: usize, bins: usize) -> usize {
-        let pos = (bin + bins - self.start) % bins;
-        if pos < self.len {
-            return 0;
-        }
-        let after_end = pos - (self.len - 1);
-        let before_start = bins - pos;
-        after_end.min(before_start)
     }
 }
 
@@ -236,6 +241,29 @@ mod tests {
     }
 
     #[test]
+    fn a_painter_that_walks_a_whole_paint_period_costs_one_jump_of_one_paint() {
+        let mut g = GrabOffset::default();
+        let mut lag = 0.002;
+        let mut now = painter(&mut g, 100.0, lag, 0.001, 40);
+        let mut o = g.choose(100.0, P, now);
+        let mut jumps = Vec::new();
+        // 20 ms of walk, 0.5 ms at a time: more than one paint period.
+        for _ in 0..40 {
+            lag += 0.0005;
+            now = painter(&mut g, now, lag, 0.001, 20);
+            let next = g.choose(100.0, P, now);
+            assert!(next.abs() <= P / 4.0 + 0.001, "{next} at lag {lag}");
+            assert!(clearance(next, lag, 0.001) > 0.002, "{next} at lag {lag}");
+            if (next - o).abs() > 0.002 {
+                jumps.push(next - o);
+            }
+            o = next;
+        }
+        assert_eq!(jumps.len(), 1, "{jumps:?}");
+        assert!((jumps[0].abs() - PAINT).abs() < 0.002, "{jumps:?}");
+    }
+
+    #[test]
     fn a_still_page_or_a_lone_late_paint_change_nothing() {
         let mut g = GrabOffset::default();
         g.paint(100.0);
@@ -268,7 +296,5 @@ mod tests {
         );
         let s = Stretch { start: 6, len: 3 };
         assert!(s.contains(0, 7, 1) && !s.contains(1, 7, 1) && !s.contains(6, 7, 1));
-        assert_eq!(s.distance(2, 7), 1);
-        assert_eq!(s.distance(5, 7), 1);
     }
 }
