@@ -96,12 +96,6 @@ pub async fn finalize(
             "nothing was recorded (no segments)".into(),
         ));
     }
-    let out_dir = match output.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
-        _ => PathBuf::from("."),
-    };
-    std::fs::create_dir_all(&out_dir)
-        .map_err(MediaError::io(format!("creating {}", out_dir.display())))?;
     let inputs = concat_inputs(segments, &list_entries(segments));
     let result = match materialize(&inputs, scratch) {
         Ok(joined) => concat(ffmpeg, &joined, segments.len(), scratch, output, format).await,
@@ -136,6 +130,8 @@ async fn concat(
         Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
         _ => PathBuf::from("."),
     };
+    std::fs::create_dir_all(&out_dir)
+        .map_err(MediaError::io(format!("creating {}", out_dir.display())))?;
     let list = scratch.join("concat.txt");
     std::fs::write(&list, concat_list(inputs))
         .map_err(MediaError::io("writing the concat list"))?;
