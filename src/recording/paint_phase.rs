@@ -218,47 +218,51 @@ mod tests {
         assert!((g.choose(100.0, P, now) - o).abs() < 0.0006);
     }
 
-    #[test]
-    fn grabs_follow_a_drifting_painter_without_crossing_its_paints() {
+    /// A painter whose phase starts at `lag` and walks 0.5 ms later `steps` times. Returns the
+    /// offset chosen at the start and after each step, each checked to keep 2 ms from the paints.
+    fn walk(lag: f64, steps: usize) -> Vec<f64> {
         let mut g = GrabOffset::default();
-        let mut lag = 0.004;
+        let mut lag = lag;
         let mut now = painter(&mut g, 100.0, lag, 0.001, 40);
-        let mut o = g.choose(100.0, P, now);
-        let start = o;
-        // The paints' phase moves by 12 ms, 0.5 ms at a time.
-        for _ in 0..24 {
+        let mut offsets = vec![g.choose(100.0, P, now)];
+        for _ in 0..steps {
             lag += 0.0005;
             now = painter(&mut g, now, lag, 0.001, 20);
-            let next = g.choose(100.0, P, now);
-            assert!(
-                (next - o).abs() < 0.002,
-                "jumped from {o} to {next} at lag {lag}"
-            );
-            assert!(clearance(next, lag, 0.001) > 0.002, "{next} at lag {lag}");
-            o = next;
+            let o = g.choose(100.0, P, now);
+            assert!(clearance(o, lag, 0.001) > 0.002, "{o} at lag {lag}");
+            offsets.push(o);
         }
-        assert!(o - start > 0.008, "followed from {start} to {o}");
+        offsets
+    }
+
+    #[test]
+    fn grabs_follow_a_drifting_painter_without_crossing_its_paints() {
+        // The paints' phase moves by 12 ms, 0.5 ms at a time.
+        let offsets = walk(0.004, 24);
+        for w in offsets.windows(2) {
+            assert!(
+                (w[1] - w[0]).abs() < 0.002,
+                "jumped from {} to {}",
+                w[0],
+                w[1]
+            );
+        }
+        let (start, end) = (offsets[0], offsets[offsets.len() - 1]);
+        assert!(end - start > 0.008, "followed from {start} to {end}");
     }
 
     #[test]
     fn a_painter_that_walks_a_whole_paint_period_costs_one_jump_of_one_paint() {
-        let mut g = GrabOffset::default();
-        let mut lag = 0.002;
-        let mut now = painter(&mut g, 100.0, lag, 0.001, 40);
-        let mut o = g.choose(100.0, P, now);
-        let mut jumps = Vec::new();
         // 20 ms of walk, 0.5 ms at a time: more than one paint period.
-        for _ in 0..40 {
-            lag += 0.0005;
-            now = painter(&mut g, now, lag, 0.001, 20);
-            let next = g.choose(100.0, P, now);
-            assert!(next.abs() <= P / 4.0 + 0.001, "{next} at lag {lag}");
-            assert!(clearance(next, lag, 0.001) > 0.002, "{next} at lag {lag}");
-            if (next - o).abs() > 0.002 {
-                jumps.push(next - o);
-            }
-            o = next;
+        let offsets = walk(0.002, 40);
+        for o in &offsets[1..] {
+            assert!(o.abs() <= P / 4.0 + 0.001, "{o}");
         }
+        let jumps: Vec<f64> = offsets
+            .windows(2)
+            .map(|w| w[1] - w[0])
+            .filter(|d| d.abs() > 0.002)
+            .collect();
         assert_eq!(jumps.len(), 1, "{jumps:?}");
         assert!((jumps[0].abs() - PAINT).abs() < 0.002, "{jumps:?}");
     }
