@@ -236,12 +236,38 @@ fn encrypted_hls_is_uploaded_whole_and_plays_only_with_the_key_from_auth_url() {
         &svc.url,
         json!({
             "RecordURL": format!("{fixtures}/animated.html"),
-            "MaxDurationLimit": 4,
+            "MaxDurationLimit": 8,
             "Output": {
                 "Video": { "Muxer": "hls", "EncryptKey": KEY, "AuthUrl": auth_url },
                 "Cos": { "Domain": format!("{cdn}/pub") },
             },
         }),
+    );
+    // Segments reach the bucket while the page is still being recorded, so that Stop leaves
+    // only the last ones and the playlist to send.
+    let task_dir = s3.data().join(s3_support::BUCKET).join(&id);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let published = loop {
+        let ts = std::fs::read_dir(&task_dir)
+            .map(|d| {
+                d.filter_map(Result::ok)
+                    .filter(|e| e.file_name().to_string_lossy().ends_with(".ts"))
+                    .count()
+            })
+            .unwrap_or(0);
+        if ts > 0 {
+            break ts;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no segment was published while recording"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let status = describe(&svc.url, &id)["Status"].clone();
+    assert_eq!(
+        status, "recording",
+        "{published} segment(s) were in the bucket before the recording ended"
     );
     let d = finished(&svc.url, &id);
     assert!(d["Result"]["ErrorCode"].is_null(), "{d}");
@@ -282,7 +308,7 @@ fn encrypted_hls_is_uploaded_whole_and_plays_only_with_the_key_from_auth_url() {
     let (ok, err) = ffmpeg_decodes(&playlist.2);
     assert!(ok, "decoding with the key: {err}");
     let p = probe_url(&playlist.2);
-    assert_close(p, 4.0, 0.2, "HLS duration from the bucket");
+    assert_close(p, 8.0, 0.2, "HLS duration from the bucket");
     assert_eq!(d["Muxer"], "hls");
 }
 

@@ -136,16 +136,20 @@ fn segments_of_two_encoder_instances_join_frame_exact() {
     let probe = probe(&mp4, &[]);
     assert_close(probe.duration, 15.0, 0.1, "duration");
 
-    // HLS from the same segments: same frames.
+    // HLS from the same segments: the recorded segments themselves, a new clock marked where
+    // the restarted encoder begins, and the same frames.
     let m3u8 = dir.join("hls").join("index.m3u8");
-    finalize_into(
-        &segments,
-        &work,
-        &m3u8,
-        &OutputFormat::Hls {
-            key: None,
-            segment_seconds: 2,
-        },
+    finalize_into(&segments, &work, &m3u8, &OutputFormat::Hls { key: None });
+    let playlist = std::fs::read_to_string(&m3u8).unwrap();
+    assert_eq!(
+        pagecast::media::finalize::playlist_segments(&playlist).len(),
+        8,
+        "{playlist}"
+    );
+    assert_eq!(
+        playlist.matches("#EXT-X-DISCONTINUITY").count(),
+        1,
+        "{playlist}"
     );
     let frames = video_times(&m3u8);
     assert_eq!(frames.len() as u32, 15 * FPS, "HLS keeps every frame");

@@ -518,24 +518,50 @@ fn give_as_fd(cmd: &mut std::process::Command, fd: &std::os::fd::OwnedFd, target
     }
 }
 
-/// The segments ffmpeg has completed in `dir`, in order: every instance's list, oldest first.
-pub fn completed_segments(dir: &Path) -> Result<Vec<PathBuf>, MediaError> {
+/// One line of an encoder instance's segment list: a completed segment and its video's span on
+/// that instance's clock.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SegmentRecord {
+    /// The segment's file name in the work directory.
+    pub name: String,
+    /// When its first frame is shown, in seconds.
+    pub start: f64,
+    /// When its last frame ends, in seconds.
+    pub end: f64,
+}
+
+impl SegmentRecord {
+    /// Seconds of video in the segment.
+    pub fn seconds(&self) -> f64 {
+        (self.end - self.start).max(0.0)
+    }
+}
+
+/// The completed segments of every encoder instance in `dir`, oldest instance first, each
+/// instance's in order. Only segments whose file is present are listed.
+pub fn recorded_segments(dir: &Path) -> Result<Vec<Vec<SegmentRecord>>, MediaError> {
     let lists = segment_lists(dir).map_err(|e| MediaError::Io {
         context: "reading the work directory".into(),
         source: e,
     })?;
-    let mut segments = Vec::new();
+    let mut instances = Vec::with_capacity(lists.len());
     for list in lists {
         let text =
             std::fs::read_to_string(&list).map_err(MediaError::io("reading a segment list"))?;
-        segments.extend(
-            parse_segment_list(&text)
-                .into_iter()
-                .map(|name| dir.join(name))
-                .filter(|p| p.exists()),
-        );
+        let mut records = parse_segment_list(&text);
+        records.retain(|r| dir.join(&r.name).exists());
+        instances.push(records);
     }
-    Ok(segments)
+    Ok(instances)
+}
+
+/// The segments ffmpeg has completed in `dir`, in order: every instance's list, oldest first.
+pub fn completed_segments(dir: &Path) -> Result<Vec<PathBuf>, MediaError> {
+    Ok(recorded_segments(dir)?
+        .into_iter()
+        .flatten()
+        .map(|r| dir.join(r.name))
+        .collect())
 }
 
 /// The number for the first segment of a restarted encoder: after every segment file present,
@@ -565,16 +591,8 @@ pub fn completed_seconds(dir: &Path) -> f64 {
         .unwrap_or_default()
         .iter()
         .filter_map(|list| std::fs::read_to_string(list).ok())
-        .map(|text| {
-            text.lines()
-                .filter_map(|line| {
-                    let mut f = line.split(',').skip(1);
-                    let start: f64 = f.next()?.trim().parse().ok()?;
-                    let end: f64 = f.next()?.trim().parse().ok()?;
-                    Some((end - start).max(0.0))
-                })
-                .sum::<f64>()
-        })
+        .flat_map(|text| parse_segment_list(&text))
+        .map(|r| r.seconds())
         .sum()
 }
 
@@ -617,12 +635,23 @@ pub fn segment_lists(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
     Ok(lists)
 }
 
-/// Parses ffmpeg's CSV segment list (`name,start,end` per line).
-pub fn parse_segment_list(text: &str) -> Vec<String> {
+/// Parses ffmpeg's CSV segment list (`name,start,end` per line). Lines that are not a plain
+/// file name with two times (a line cut short by a crash, a path) are skipped.
+pub fn parse_segment_list(text: &str) -> Vec<SegmentRecord> {
     text.lines()
-        .filter_map(|line| line.split(',').next())
-        .map(|name| name.trim().trim_matches('"').to_string())
-        .filter(|name| !name.is_empty() && !name.contains('/'))
+        .filter_map(|line| {
+            let mut fields = line.split(',').map(str::trim);
+            let name = fields.next()?.trim_matches('"');
+            let start = fields.next()?.parse::<f64>().ok()?;
+            let end = fields.next()?.parse::<f64>().ok()?;
+            (!name.is_empty() && !name.contains('/') && start.is_finite() && end.is_finite()).then(
+                || SegmentRecord {
+                    name: name.to_string(),
+                    start,
+                    end,
+                },
+            )
+        })
         .collect()
 }
 
@@ -685,10 +714,17 @@ mod tests {
 
     #[test]
     fn segment_list_parsing() {
-        let names = parse_segment_list(
-            "seg_000000.ts,0.000000,2.000000\nseg_000001.ts,2.000000,4.000000\n\n../x.ts,1,2\n",
+        let records = parse_segment_list(
+            "seg_000000.ts,0.000000,2.000000\nseg_000001.ts,2.000000,4.000000\n\n../x.ts,1,2\nseg_000002.ts,4.0",
         );
-        assert_eq!(names, vec!["seg_000000.ts", "seg_000001.ts"]);
+        let names: Vec<_> = records.iter().map(|r| r.name.as_str()).collect();
+        assert_eq!(
+            names,
+            vec!["seg_000000.ts", "seg_000001.ts"],
+            "paths and cut lines skipped"
+        );
+        assert_eq!(records[1].start, 2.0);
+        assert_eq!(records[1].seconds(), 2.0);
     }
 
     #[test]

@@ -6,57 +6,21 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use super::MediaError;
-use super::encoder::segment_lists;
+use super::encoder::{parse_segment_list, segment_lists};
 use crate::process::run_capture;
 
-/// An AES-128 key for HLS and the URI players fetch it from.
-#[derive(Clone)]
-pub struct HlsKey {
-    /// The 16-byte key.
-    pub key: [u8; 16],
-    /// The key URI written into the playlist.
-    pub uri: String,
-}
-
-impl std::fmt::Debug for HlsKey {
-    // The key is a secret: never print it.
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("HlsKey")
-            .field("key", &"<redacted>")
-            .field("uri", &self.uri)
-            .finish()
-    }
-}
-
-impl HlsKey {
-    /// Parses a key given as 32 hex characters.
-    pub fn from_hex(hex_key: &str, uri: &str) -> Result<Self, String> {
-        let bytes = hex::decode(hex_key.trim())
-            .map_err(|_| "the key must be 32 hexadecimal characters".to_string())?;
-        let key: [u8; 16] = bytes
-            .try_into()
-            .map_err(|_| "the key must be 32 hexadecimal characters (16 bytes)".to_string())?;
-        if uri.trim().is_empty() {
-            return Err("an encryption key needs the URI players fetch it from".into());
-        }
-        Ok(Self {
-            key,
-            uri: uri.trim().to_string(),
-        })
-    }
-}
+pub use super::hls::HlsKey;
 
 /// What to produce.
 #[derive(Debug, Clone)]
 pub enum OutputFormat {
     /// One MP4 file with `+faststart`.
     Mp4,
-    /// An HLS VOD playlist; segments are written beside it, named after the playlist.
+    /// An HLS VOD playlist; the recorded segments are written beside it, named after the
+    /// playlist (see [`super::hls`]).
     Hls {
         /// Encrypt every segment with this key.
         key: Option<HlsKey>,
-        /// Target segment length in seconds.
-        segment_seconds: u32,
     },
 }
 
@@ -73,10 +37,7 @@ impl OutputFormat {
                 Err("encryption is only available for HLS (.m3u8) output".into())
             }
             Some("mp4") => Ok(OutputFormat::Mp4),
-            Some("m3u8") => Ok(OutputFormat::Hls {
-                key,
-                segment_seconds: 2,
-            }),
+            Some("m3u8") => Ok(OutputFormat::Hls { key }),
             _ => Err(format!("{} must end in .mp4 or .m3u8", path.display())),
         }
     }
@@ -95,6 +56,9 @@ pub async fn finalize(
         return Err(MediaError::Unexpected(
             "nothing was recorded (no segments)".into(),
         ));
+    }
+    if let OutputFormat::Hls { key } = format {
+        return super::hls::write_vod(&hls_segments(segments)?, output, key.as_ref());
     }
     let inputs = concat_inputs(segments, &list_entries(segments));
     let result = match materialize(&inputs, scratch) {
@@ -175,63 +139,26 @@ async fn concat(
             run_capture("ffmpeg", ffmpeg, &args, limit).await?;
             Ok(vec![output.to_path_buf()])
         }
-        OutputFormat::Hls {
-            key,
-            segment_seconds,
-        } => {
-            let stem = output
-                .file_stem()
-                .and_then(|s| s.to_str())
-                .unwrap_or("index")
-                .to_string();
-            args.extend(
-                [
-                    "-f",
-                    "hls",
-                    "-hls_playlist_type",
-                    "vod",
-                    "-hls_segment_type",
-                    "mpegts",
-                    "-hls_time",
-                ]
-                .map(String::from),
-            );
-            args.push(segment_seconds.to_string());
-            args.push("-hls_segment_filename".into());
-            args.push(
-                out_dir
-                    .join(format!("{stem}_%05d.ts"))
-                    .display()
-                    .to_string(),
-            );
-            let key_file = scratch.join("hls.key");
-            if let Some(k) = key {
-                write_private(&key_file, &k.key)?;
-                let info = scratch.join("hls.keyinfo");
-                write_private(
-                    &info,
-                    format!("{}\n{}\n", k.uri, key_file.display()).as_bytes(),
-                )?;
-                args.push("-hls_key_info_file".into());
-                args.push(info.display().to_string());
-            }
-            args.push(output.display().to_string());
-            let result = run_capture("ffmpeg", ffmpeg, &args, limit).await;
-            // The key never stays on disk longer than needed.
-            let _ = std::fs::remove_file(&key_file);
-            let _ = std::fs::remove_file(scratch.join("hls.keyinfo"));
-            result?;
-            let playlist = std::fs::read_to_string(output)
-                .map_err(MediaError::io("reading the HLS playlist"))?;
-            let mut files = vec![output.to_path_buf()];
-            files.extend(
-                playlist_segments(&playlist)
-                    .into_iter()
-                    .map(|s| out_dir.join(s)),
-            );
-            Ok(files)
-        }
+        OutputFormat::Hls { .. } => Err(MediaError::Unexpected(
+            "HLS results are not joined by ffmpeg".into(),
+        )),
     }
+}
+
+/// The recorded segments among `segments` as HLS segments (see [`super::hls::segments_in`]).
+fn hls_segments(segments: &[PathBuf]) -> Result<Vec<super::hls::HlsSegment>, MediaError> {
+    let mut dirs: Vec<&Path> = segments.iter().filter_map(|p| p.parent()).collect();
+    dirs.dedup();
+    let wanted: std::collections::HashSet<&PathBuf> = segments.iter().collect();
+    let mut out = Vec::new();
+    for dir in dirs {
+        out.extend(
+            super::hls::segments_in(dir)?
+                .into_iter()
+                .filter(|s| wanted.contains(&s.source)),
+        );
+    }
+    Ok(out)
 }
 
 /// The segment URIs of a media playlist, in order.
@@ -374,43 +301,25 @@ fn list_entries(segments: &[PathBuf]) -> HashMap<PathBuf, ListEntry> {
     out
 }
 
-/// Parses one CSV segment list (`name,start,end` per line) of the encoder instance `list`.
+/// The entries of one CSV segment list (`name,start,end` per line) of the encoder instance
+/// `list`; segments without video (end not after start) are left out.
 fn parse_list_entries(dir: &Path, list: usize, text: &str) -> Vec<(PathBuf, ListEntry)> {
     let mut out = Vec::new();
-    for line in text.lines() {
-        let f: Vec<&str> = line.split(',').map(str::trim).collect();
-        if let [file, start, end] = f.as_slice()
-            && let (Ok(start), Ok(end)) = (start.parse::<f64>(), end.parse::<f64>())
-            && end > start
-            && !file.contains('/')
-        {
+    for r in parse_segment_list(text) {
+        if r.end > r.start {
             let index = out.len();
             out.push((
-                dir.join(file.trim_matches('"')),
+                dir.join(&r.name),
                 ListEntry {
                     list,
                     index,
-                    start,
-                    end,
+                    start: r.start,
+                    end: r.end,
                 },
             ));
         }
     }
     out
-}
-
-fn write_private(path: &Path, data: &[u8]) -> Result<(), MediaError> {
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(path)
-        .map_err(MediaError::io(format!("writing {}", path.display())))?;
-    f.write_all(data)
-        .map_err(MediaError::io(format!("writing {}", path.display())))
 }
 
 #[cfg(test)]

@@ -2,6 +2,7 @@
 
 pub mod encoder;
 pub mod finalize;
+pub mod hls;
 pub mod pacer;
 pub mod probe;
 

@@ -13,6 +13,7 @@
 pub mod callback;
 mod diagnose;
 mod mirror;
+mod publish;
 mod record;
 mod transcode;
 mod upload;

@@ -6,6 +6,7 @@ use std::time::Duration;
 use tokio::sync::mpsc;
 use tracing::{info, warn};
 
+use super::publish::{Publisher, task_key};
 use super::{WorkerContext, now_ms, now_s};
 use crate::config::ShutdownMode;
 use crate::error::{ErrorCode, HasErrorCode};
@@ -460,30 +461,9 @@ impl RecordJob {
         let mut handing_over = false;
         let mut disk_full: Option<String> = None;
         let mut live = LiveMetrics::new(&self.id);
-        // StorageType s3: copy the media to the bucket as it is made, on the side.
-        let mirror = self.mirror.take().map(|mut m| {
-            use tracing::Instrument;
-            let dir = work_dir.to_path_buf();
-            let (stop_tx, mut stop_rx) = tokio::sync::oneshot::channel::<()>();
-            let handle = tokio::spawn(
-                async move {
-                    loop {
-                        let stopping = tokio::select! {
-                            _ = tokio::time::sleep(Duration::from_secs(2)) => false,
-                            _ = &mut stop_rx => true,
-                        };
-                        if let Err(e) = m.sync(&dir).await {
-                            warn!(error = %e, "copying intermediate media to the bucket failed; will retry");
-                        }
-                        if stopping {
-                            return;
-                        }
-                    }
-                }
-                .instrument(tracing::Span::current()),
-            );
-            (stop_tx, handle)
-        });
+        // On the side, as the media is made: StorageType s3 copies it to the bucket, and an HLS
+        // result's segments are published.
+        let side = self.side_work(work_dir).await?;
         let outcome = loop {
             tokio::select! {
                 out = &mut done => break out,
@@ -547,10 +527,17 @@ impl RecordJob {
             }
         };
         reader.abort();
-        if let Some((stop, handle)) = mirror {
-            // The last segments too, so a takeover elsewhere has everything.
+        if let Some((stop, mut handle)) = side {
+            // The last segments too, so a takeover elsewhere has everything and the transcode
+            // stage has only the playlist left to write.
             let _ = stop.send(());
-            let _ = tokio::time::timeout(Duration::from_secs(30), handle).await;
+            if tokio::time::timeout(Duration::from_secs(30), &mut handle)
+                .await
+                .is_err()
+            {
+                // What is left is done by the next stages.
+                handle.abort();
+            }
         }
         live.finish();
         if lease_lost {
@@ -628,6 +615,84 @@ impl RecordJob {
                     .await
             }
         }
+    }
+
+    /// Starts the side work of a recording (copying the work directory to the bucket, publishing
+    /// HLS segments) every two seconds; it does a last round and ends when told to stop.
+    async fn side_work(
+        &mut self,
+        work_dir: &std::path::Path,
+    ) -> Result<
+        Option<(
+            tokio::sync::oneshot::Sender<()>,
+            tokio::task::JoinHandle<()>,
+        )>,
+        StoreError,
+    > {
+        use tracing::Instrument;
+        let mut mirror = self.mirror.take();
+        let mut publisher = self.publisher().await?;
+        if mirror.is_none() && publisher.is_none() {
+            return Ok(None);
+        }
+        let dir = work_dir.to_path_buf();
+        let (stop_tx, mut stop_rx) = tokio::sync::oneshot::channel::<()>();
+        let handle = tokio::spawn(
+            async move {
+                loop {
+                    let stopping = tokio::select! {
+                        _ = tokio::time::sleep(Duration::from_secs(2)) => false,
+                        _ = &mut stop_rx => true,
+                    };
+                    if let Some(m) = &mut mirror
+                        && let Err(e) = m.sync(&dir).await
+                    {
+                        warn!(error = %e, "copying intermediate media to the bucket failed; will retry");
+                    }
+                    if let Some(p) = &mut publisher {
+                        let published = match crate::media::hls::segments_in(&dir) {
+                            Ok(segments) => p.publish(&segments).await.map(|_| ()),
+                            Err(e) => Err(e.into()),
+                        };
+                        if let Err(e) = published {
+                            warn!(error = %e, "publishing HLS segments failed; will retry");
+                        }
+                    }
+                    if stopping {
+                        return;
+                    }
+                }
+            }
+            .instrument(tracing::Span::current()),
+        );
+        Ok(Some((stop_tx, handle)))
+    }
+
+    /// The publisher of an HLS result's segments during the recording; `None` for MP4, or when
+    /// the key or the bucket cannot be used now (the later stages then publish everything, and
+    /// say why if it still fails).
+    async fn publisher(&self) -> Result<Option<Publisher>, StoreError> {
+        if self.task.spec.muxer != crate::task::Muxer::Hls {
+            return Ok(None);
+        }
+        let key = match task_key(&self.ctx, &self.task).await? {
+            Ok(k) => k,
+            Err(e) => {
+                warn!(error = %e, "the HLS key cannot be used; segments are published after the recording");
+                return Ok(None);
+            }
+        };
+        let store = match self.ctx.cfg.storage.destination(&self.task.spec.output) {
+            None => None,
+            Some(dest) => match super::upload::task_store(&self.ctx, &self.task, &dest).await {
+                Ok(s) => Some(s),
+                Err(e) => {
+                    warn!(error = %e, "the bucket cannot be used now; segments are uploaded after the recording");
+                    return Ok(None);
+                }
+            },
+        };
+        Ok(Publisher::new(&self.ctx, &self.task, key, store))
     }
 
     /// The task's figures once this worker's recording ended.

@@ -2,14 +2,16 @@
 //! if asked) without re-encoding: in the output directory (local delivery) or in a directory the
 //! upload stage sends to object storage.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use tracing::info;
 
 use super::WorkerContext;
+use super::publish::{Publisher, ResultFile, task_key};
 use crate::error::ErrorCode;
 use crate::media::encoder::completed_segments;
-use crate::media::finalize::{HlsKey, OutputFormat, finalize};
+use crate::media::finalize::{OutputFormat, finalize};
+use crate::media::hls::segments_in;
 use crate::task::store::{Stage, StoreError, Transition};
 use crate::task::{Muxer, Status, TaskRecord, Video};
 
@@ -49,8 +51,7 @@ pub async fn run(ctx: WorkerContext, id: String) -> Result<(), StoreError> {
     } else {
         ctx.cfg.output_dir.clone()
     };
-    let output = out_root.join(output_rel_path(&task));
-    let files = match produce(&ctx, &task, &work_dir, &output).await? {
+    let files = match produce(&ctx, &task, &work_dir, &out_root).await? {
         Ok(files) => files,
         Err(message) => {
             return ctx
@@ -66,26 +67,19 @@ pub async fn run(ctx: WorkerContext, id: String) -> Result<(), StoreError> {
     };
     let base = ctx.public_url.trim_end_matches('/');
     let videos = files
-        .iter()
-        .filter_map(|f| {
-            let rel = f
-                .strip_prefix(&out_root)
-                .ok()?
-                .to_string_lossy()
-                .into_owned();
-            let size = std::fs::metadata(f).ok()?.len();
-            Some(Video {
-                // Object storage URLs are known once uploaded; local files are served by `serve`.
-                file_url: if to_storage {
-                    String::new()
-                } else {
-                    format!("{base}/files/{}", crate::storage::encode_key(&rel))
-                },
-                filename: rel,
-                file_size: size,
-            })
+        .into_iter()
+        .map(|f| Video {
+            // Object storage URLs are known once uploaded; local files are served by `serve`.
+            file_url: if to_storage {
+                String::new()
+            } else {
+                format!("{base}/files/{}", crate::storage::encode_key(&f.key))
+            },
+            filename: f.key,
+            file_size: f.size,
         })
-        .collect();
+        .collect::<Vec<_>>();
+    let count = videos.len();
     let mut t = Transition::new(Status::Transcode, Status::Upload);
     t.lease = Some((ctx.worker_id.clone(), fence));
     // Keep an error from recording (e.g. PageCrashed): the files come with it.
@@ -95,7 +89,7 @@ pub async fn run(ctx: WorkerContext, id: String) -> Result<(), StoreError> {
     t.enqueue = Some(ctx.node_queue(Stage::Upload));
     t.release_lease = true;
     ctx.store.transition(&id, t).await?;
-    info!(files = files.len(), "deliverable ready");
+    info!(files = count, "deliverable ready");
     // The segments are no longer needed once the deliverable is committed.
     let _ = std::fs::remove_dir_all(&work_dir);
     if let Some(store) = super::mirror::store_for(&ctx, &task) {
@@ -104,44 +98,62 @@ pub async fn run(ctx: WorkerContext, id: String) -> Result<(), StoreError> {
     Ok(())
 }
 
-/// Produces the deliverable from the node's recorded segments. The outer error is the store's;
-/// the inner one says why the deliverable could not be made (the task fails with it).
+/// Produces the deliverable from the node's recorded segments below `out_root`. The outer
+/// error is the store's; the inner one says why the deliverable could not be made (the task
+/// fails with it).
 async fn produce(
     ctx: &WorkerContext,
     task: &TaskRecord,
     work_dir: &Path,
-    output: &Path,
-) -> Result<Result<Vec<PathBuf>, String>, StoreError> {
+    out_root: &Path,
+) -> Result<Result<Vec<ResultFile>, String>, StoreError> {
+    let rel = output_rel_path(task);
+    if task.spec.muxer == Muxer::Hls {
+        // The recorded segments are the HLS segments; most were published while recording.
+        let key = match task_key(ctx, task).await? {
+            Ok(k) => k,
+            Err(e) => return Ok(Err(e)),
+        };
+        let segments = match segments_in(work_dir) {
+            Ok(s) if !s.is_empty() => s,
+            Ok(_) => return Ok(Err("no recorded media was found on this node".into())),
+            Err(e) => return Ok(Err(e.to_string())),
+        };
+        let Some(mut publisher) = Publisher::new(ctx, task, key, None) else {
+            return Ok(Err("the task's result is not HLS".into()));
+        };
+        info!(playlist = %rel, segments = segments.len(), "finishing the HLS result");
+        return Ok(publisher
+            .finish(&segments, &rel)
+            .await
+            .map_err(|e| e.to_string()));
+    }
     let segments = match completed_segments(work_dir) {
         Ok(s) if !s.is_empty() => s,
         Ok(_) => return Ok(Err("no recorded media was found on this node".into())),
         Err(e) => return Ok(Err(e.to_string())),
     };
-    let key = match (
-        ctx.store.secrets(&task.id).await?.encrypt_key,
-        &task.spec.auth_url,
-    ) {
-        (Some(k), Some(uri)) => match HlsKey::from_hex(&k, uri) {
-            Ok(k) => Some(k),
-            Err(e) => return Ok(Err(e)),
-        },
-        _ => None,
-    };
-    let format = match task.spec.muxer {
-        Muxer::Mp4 => OutputFormat::Mp4,
-        Muxer::Hls => OutputFormat::Hls {
-            key,
-            segment_seconds: 2,
-        },
-    };
+    let output = out_root.join(&rel);
     info!(output = %output.display(), "finalizing");
-    Ok(finalize(
+    let made = finalize(
         &ctx.cfg.recorder.ffmpeg,
         &segments,
         work_dir,
-        output,
-        &format,
+        &output,
+        &OutputFormat::Mp4,
     )
     .await
-    .map_err(|e| e.to_string()))
+    .map_err(|e| e.to_string())
+    .and_then(|_| {
+        std::fs::metadata(&output)
+            .map(|m| m.len())
+            .map_err(|e| format!("reading {}: {e}", output.display()))
+    });
+    Ok(made.map(|size| {
+        vec![ResultFile {
+            key: rel,
+            size,
+            stored: false,
+        }]
+    }))
 }

@@ -95,21 +95,10 @@ async fn upload_all(
     dest: &Destination,
     result: &TaskResult,
 ) -> Result<TaskResult, StorageError> {
-    if let Some(endpoint) = &task.spec.output.endpoint {
-        // A task-chosen endpoint is a place pagecast connects to: the same rules as any URL.
-        let url = if endpoint.contains("://") {
-            endpoint.clone()
-        } else {
-            format!("https://{endpoint}")
-        };
-        crate::url_guard::check_url(&url, ctx.cfg.url_policy())
-            .await
-            .map_err(|why| StorageError::Config(format!("the Output.S3.Endpoint {why}")))?;
-    }
-    let creds = credentials::load().map_err(StorageError::Config)?;
-    let settings = ctx.cfg.storage.upload_settings();
-    let store = ObjectStore::new(dest.clone(), &creds, settings);
+    let store = task_store(ctx, task, dest).await?;
     let local_root = ctx.cfg.deliver_dir(&task.id);
+    // HLS segments published while recording are in the bucket already.
+    let stored = super::publish::stored_objects(&local_root);
     // A few objects at a time: an HLS result is hundreds of small segments, and one request at
     // a time would spend most of its time waiting on round trips.
     let sends: Vec<_> = result
@@ -117,6 +106,7 @@ async fn upload_all(
         .iter()
         .map(|video| {
             let (store, local_root, video) = (store.clone(), local_root.clone(), video.clone());
+            let stored = &stored;
             async move {
                 let key = video.filename.clone();
                 let path = local_root.join(&key);
@@ -124,7 +114,8 @@ async fn upload_all(
                 if path.is_file() {
                     bytes = store.upload_file(&path, &key).await?.bytes;
                     metrics::add(&metrics::UPLOAD_BYTES, &[], bytes as f64);
-                } else {
+                } else if stored.get(&key) != Some(&video.file_size) {
+                    // Not sent by the record stage either: an earlier attempt must have.
                     match store.size_of(&key).await? {
                         Some(size) if size == video.file_size => {}
                         other => {
@@ -157,6 +148,31 @@ async fn upload_all(
     out.videos = stored.into_iter().map(|(v, _)| v).collect();
     info!(bucket = %dest.bucket, bytes = sent, "objects stored");
     Ok(out)
+}
+
+/// The store for `task`'s result at `dest`. A task-chosen endpoint is checked against the URL
+/// rules first: it is a place pagecast connects to.
+pub(super) async fn task_store(
+    ctx: &WorkerContext,
+    task: &TaskRecord,
+    dest: &Destination,
+) -> Result<ObjectStore, StorageError> {
+    if let Some(endpoint) = &task.spec.output.endpoint {
+        let url = if endpoint.contains("://") {
+            endpoint.clone()
+        } else {
+            format!("https://{endpoint}")
+        };
+        crate::url_guard::check_url(&url, ctx.cfg.url_policy())
+            .await
+            .map_err(|why| StorageError::Config(format!("the Output.S3.Endpoint {why}")))?;
+    }
+    let creds = credentials::load().map_err(StorageError::Config)?;
+    Ok(ObjectStore::new(
+        dest.clone(),
+        &creds,
+        ctx.cfg.storage.upload_settings(),
+    ))
 }
 
 /// Local delivery: every file must be in the output directory.

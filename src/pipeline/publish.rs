@@ -1,0 +1,333 @@
+//! HLS results are published while they are recorded, so Stop → finished does not grow with the
+//! recording's length: every completed segment is put in its published form (encrypted when the
+//! task asks) in its final place — the output directory for local delivery, the bucket
+//! otherwise — during the record stage; the transcode stage then adds only the last segments and
+//! the playlist (see [`crate::media::hls`]).
+//!
+//! What has been published is noted in the work directory's `published.csv` (one line per
+//! segment: recorded number, recorded size, object size, object key), so a worker that continues
+//! the task on the same machine, and the transcode stage, skip what is already in place. A line
+//! is written only once its segment is in place; a segment published again after a crash is
+//! byte for byte the same object (its IV is its recorded number).
+
+use std::collections::HashMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use tracing::debug;
+
+use super::WorkerContext;
+use crate::media::MediaError;
+use crate::media::hls::{self, HlsKey, HlsSegment};
+use crate::storage::StorageError;
+use crate::storage::s3::ObjectStore;
+use crate::task::store::StoreError;
+use crate::task::{Muxer, TaskRecord};
+
+/// The notes of what is published, in the work directory.
+const MANIFEST: &str = "published.csv";
+/// The list of result objects already in the bucket, in the deliver directory, for the upload
+/// stage (no result object can have this name: every object key has a directory).
+const STORED_LIST: &str = "stored.csv";
+
+/// Why publishing a segment failed.
+#[derive(Debug, thiserror::Error)]
+pub enum PublishError {
+    /// Writing its published form.
+    #[error(transparent)]
+    Media(#[from] MediaError),
+    /// Sending it to the bucket.
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+}
+
+/// A segment in its final place.
+#[derive(Debug, Clone, PartialEq)]
+struct Published {
+    /// Size of the recorded file it was made from.
+    source_size: u64,
+    /// Size of the object.
+    size: u64,
+    /// Its key below the output root.
+    key: String,
+}
+
+/// One file of an HLS result.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ResultFile {
+    /// Key below the output root.
+    pub key: String,
+    /// Bytes.
+    pub size: u64,
+    /// Already in the bucket (not in the deliver directory).
+    pub stored: bool,
+}
+
+/// Publishes one task's HLS segments.
+pub struct Publisher {
+    /// Where published forms are written: the output directory (local delivery) or the task's
+    /// deliver directory (for the bucket).
+    root: PathBuf,
+    /// The result's directory below the root.
+    dir: String,
+    /// Segment names are `<stem>_<number>.ts`.
+    stem: String,
+    key: Option<HlsKey>,
+    /// The result goes to a bucket.
+    remote: bool,
+    /// Send segments to the bucket now (the record stage); `None` leaves them in the deliver
+    /// directory for the upload stage.
+    store: Option<ObjectStore>,
+    manifest: PathBuf,
+    done: HashMap<u64, Published>,
+}
+
+/// The task's HLS key, if it asked for encryption. The outer error is the store's; the inner one
+/// says why the key cannot be used.
+pub async fn task_key(
+    ctx: &WorkerContext,
+    task: &TaskRecord,
+) -> Result<Result<Option<HlsKey>, String>, StoreError> {
+    Ok(
+        match (
+            ctx.store.secrets(&task.id).await?.encrypt_key,
+            &task.spec.auth_url,
+        ) {
+            (Some(k), Some(uri)) => HlsKey::from_hex(&k, uri).map(Some),
+            _ => Ok(None),
+        },
+    )
+}
+
+impl Publisher {
+    /// The publisher of `task`'s segments (`None` unless its result is HLS). `store` is given to
+    /// send segments to the bucket as they are published.
+    pub fn new(
+        ctx: &WorkerContext,
+        task: &TaskRecord,
+        key: Option<HlsKey>,
+        store: Option<ObjectStore>,
+    ) -> Option<Self> {
+        if task.spec.muxer != Muxer::Hls {
+            return None;
+        }
+        let remote = ctx.cfg.storage.destination(&task.spec.output).is_some();
+        let root = if remote {
+            ctx.cfg.deliver_dir(&task.id)
+        } else {
+            ctx.cfg.output_dir.clone()
+        };
+        let playlist = super::transcode::output_rel_path(task);
+        let dir = Path::new(&playlist)
+            .parent()
+            .map(|p| p.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        // The default playlist name is the stop time, unknown while recording: then segments
+        // are named after the task.
+        let stem = match &task.spec.output.target_name {
+            Some(_) => Path::new(&playlist)
+                .file_stem()
+                .map(|s| s.to_string_lossy().into_owned())
+                .unwrap_or_else(|| task.id.clone()),
+            None => task.id.clone(),
+        };
+        let manifest = ctx.cfg.work_root().join(&task.id).join(MANIFEST);
+        let done = std::fs::read_to_string(&manifest)
+            .map(|text| parse_manifest(&text))
+            .unwrap_or_default();
+        Some(Self {
+            root,
+            dir,
+            stem,
+            key,
+            remote,
+            store: store.filter(|_| remote),
+            manifest,
+            done,
+        })
+    }
+
+    fn key_of(&self, number: u64) -> String {
+        let name = hls::segment_file_name(&self.stem, number);
+        if self.dir.is_empty() {
+            name
+        } else {
+            format!("{}/{name}", self.dir)
+        }
+    }
+
+    /// Whether `seg` is in its final place already.
+    fn is_done(&self, seg: &HlsSegment, source_size: u64) -> bool {
+        let Some(p) = self.done.get(&seg.number) else {
+            return false;
+        };
+        p.source_size == source_size
+            && p.key == self.key_of(seg.number)
+            && (self.remote
+                || std::fs::metadata(self.root.join(&p.key)).is_ok_and(|m| m.len() == p.size))
+    }
+
+    /// Publishes every segment of `segments` not yet in its final place (in the deliver
+    /// directory only, when the result goes to a bucket and no store was given). Returns how
+    /// many were published.
+    pub async fn publish(&mut self, segments: &[HlsSegment]) -> Result<usize, PublishError> {
+        let mut count = 0;
+        for seg in segments {
+            let Ok(meta) = std::fs::metadata(&seg.source) else {
+                continue;
+            };
+            if self.is_done(seg, meta.len()) {
+                continue;
+            }
+            let key = self.key_of(seg.number);
+            let staged = self.root.join(&key);
+            let size = hls::stage(seg, &staged, self.key.as_ref())?;
+            if self.remote {
+                let Some(store) = &self.store else {
+                    count += 1;
+                    continue;
+                };
+                store.upload_file(&staged, &key).await?;
+                let _ = std::fs::remove_file(&staged);
+            }
+            let published = Published {
+                source_size: meta.len(),
+                size,
+                key,
+            };
+            self.note(seg.number, &published);
+            self.done.insert(seg.number, published);
+            count += 1;
+        }
+        if count > 0 {
+            debug!(segments = count, "HLS segments published");
+        }
+        Ok(count)
+    }
+
+    /// Appends a line to the manifest (best effort: without it the segment is published again).
+    fn note(&self, number: u64, p: &Published) {
+        let line = format!("{number},{},{},{}\n", p.source_size, p.size, p.key);
+        let _ = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.manifest)
+            .and_then(|mut f| f.write_all(line.as_bytes()));
+    }
+
+    /// Completes the result: publishes what is missing, writes the playlist `playlist_key`
+    /// (below the root) and returns every file of the result, the playlist first. For a bucket,
+    /// also leaves the list of objects already stored for the upload stage.
+    pub async fn finish(
+        &mut self,
+        segments: &[HlsSegment],
+        playlist_key: &str,
+    ) -> Result<Vec<ResultFile>, PublishError> {
+        self.publish(segments).await?;
+        let text = hls::playlist(segments, &self.stem, self.key.as_ref());
+        let playlist = self.root.join(playlist_key);
+        if let Some(dir) = playlist.parent() {
+            std::fs::create_dir_all(dir)
+                .map_err(MediaError::io(format!("creating {}", dir.display())))?;
+        }
+        hls::write_playlist(&playlist, &text)?;
+        let mut files = vec![ResultFile {
+            key: playlist_key.to_string(),
+            size: text.len() as u64,
+            stored: false,
+        }];
+        for seg in segments {
+            let key = self.key_of(seg.number);
+            let file = match self.done.get(&seg.number) {
+                Some(p) if p.key == key => ResultFile {
+                    key,
+                    size: p.size,
+                    stored: self.remote,
+                },
+                _ => {
+                    let path = self.root.join(&key);
+                    let size = std::fs::metadata(&path)
+                        .map_err(MediaError::io(format!("reading {}", path.display())))?
+                        .len();
+                    ResultFile {
+                        key,
+                        size,
+                        stored: false,
+                    }
+                }
+            };
+            files.push(file);
+        }
+        if self.remote {
+            let list: String = files
+                .iter()
+                .filter(|f| f.stored)
+                .map(|f| format!("{},{}\n", f.size, f.key))
+                .collect();
+            let path = self.root.join(STORED_LIST);
+            std::fs::write(&path, list)
+                .map_err(MediaError::io(format!("writing {}", path.display())))?;
+        }
+        Ok(files)
+    }
+}
+
+/// The objects a transcode found already in the bucket (key → size), from `deliver_dir`.
+pub fn stored_objects(deliver_dir: &Path) -> HashMap<String, u64> {
+    std::fs::read_to_string(deliver_dir.join(STORED_LIST))
+        .map(|text| {
+            text.lines()
+                .filter_map(|l| {
+                    let (size, key) = l.split_once(',')?;
+                    Some((key.to_string(), size.parse().ok()?))
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Parses the manifest; lines cut short by a crash are skipped.
+fn parse_manifest(text: &str) -> HashMap<u64, Published> {
+    text.lines()
+        .filter_map(|line| {
+            let mut f = line.splitn(4, ',');
+            let number = f.next()?.parse().ok()?;
+            let source_size = f.next()?.parse().ok()?;
+            let size = f.next()?.parse().ok()?;
+            let key = f.next()?.to_string();
+            (!key.is_empty()).then_some((
+                number,
+                Published {
+                    source_size,
+                    size,
+                    key,
+                },
+            ))
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn manifest_lines_survive_commas_and_cut_lines() {
+        let m =
+            parse_manifest("3,100,112,dir/a,b_000003.ts\n4,100,112\nx,1,2,k\n5,9,9,d/s_000005.ts");
+        assert_eq!(m.len(), 2);
+        assert_eq!(m[&3].key, "dir/a,b_000003.ts");
+        assert_eq!(m[&3].size, 112);
+        assert_eq!(m[&5].source_size, 9);
+    }
+
+    #[test]
+    fn stored_list_round_trip() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join(STORED_LIST), "10,t/a_000001.ts\nbad\n").unwrap();
+        let got = stored_objects(dir.path());
+        assert_eq!(got.len(), 1);
+        assert_eq!(got["t/a_000001.ts"], 10);
+        assert!(stored_objects(&dir.path().join("missing")).is_empty());
+    }
+}
