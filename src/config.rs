@@ -317,6 +317,11 @@ pub struct WorkerConfig {
     /// before the disk fills up.
     #[arg(long, env = "PAGECAST_MIN_FREE_MB", default_value_t = 1024)]
     pub min_free_mb: u64,
+    /// MiB of recorded media one task may keep in its work directory (0: no limit). A recording
+    /// that reaches it ends and what it recorded is delivered. HLS segments leave the work
+    /// directory once published, so an HLS recording stays far below it however long it runs.
+    #[arg(long, env = "PAGECAST_TASK_DISK_MB", default_value_t = 20480)]
+    pub task_disk_mb: u64,
     /// What happens to running recordings on SIGTERM: `handover` (another worker of this node
     /// continues them), `finish` (record on until they end, deliver, exit) or `stop` (end them
     /// now and deliver what was recorded).

@@ -446,6 +446,95 @@ fn a_worker_short_of_disk_takes_no_recordings_and_another_does() {
 }
 
 #[test]
+fn the_task_disk_quota_ends_an_mp4_recording_while_published_hls_stays_far_below_it() {
+    let redis = TestRedis::start();
+    let fixtures = fixture_server();
+    // 1 MiB: the animated page's 720p media reaches it after about 15 s.
+    let svc = service_with(
+        &redis,
+        "svc-quota",
+        true,
+        0,
+        1,
+        &[("PAGECAST_TASK_DISK_MB", "1")],
+    );
+    let page = format!("{fixtures}/animated.html");
+
+    // HLS: each segment leaves the work directory once it is published, so the recording runs
+    // its whole 20 s and the work directory never holds more than a few segments.
+    let hls = start(
+        &svc.url,
+        json!({ "RecordURL": page, "MaxDurationLimit": 20,
+                "Output": { "Video": { "Muxer": "hls" } } }),
+    );
+    let work = svc.dir.join("work").join(&hls);
+    let (mut most, mut polls) = (0, 0);
+    let deadline = Instant::now() + Duration::from_secs(90);
+    let d = loop {
+        let d = describe(&svc.url, &hls);
+        if d["Status"] == "finished" {
+            break d;
+        }
+        if d["Status"] == "recording" {
+            let held = std::fs::read_dir(&work)
+                .map(|e| {
+                    e.filter_map(Result::ok)
+                        .filter(|e| e.file_name().to_string_lossy().ends_with(".ts"))
+                        .count()
+                })
+                .unwrap_or(0);
+            most = most.max(held);
+            polls += 1;
+        }
+        assert!(Instant::now() < deadline, "HLS task did not finish: {d}");
+        std::thread::sleep(Duration::from_millis(250));
+    };
+    assert!(d["Result"]["ErrorCode"].is_null(), "{d}");
+    assert!(polls > 20, "the recording was watched ({polls} looks)");
+    assert!(
+        most <= 3,
+        "{most} segments were in the work directory at once"
+    );
+    let videos = d["Result"]["Videos"].as_array().unwrap();
+    let playlist = svc.out.join(videos[0]["Filename"].as_str().unwrap());
+    let text = std::fs::read_to_string(&playlist).unwrap();
+    let listed: f64 = text
+        .lines()
+        .filter_map(|l| l.strip_prefix("#EXTINF:"))
+        .filter_map(|l| l.trim_end_matches(',').parse::<f64>().ok())
+        .sum();
+    assert_close(listed, 20.0, 0.2, "HLS length");
+    assert_eq!(
+        videos.len(),
+        text.lines().filter(|l| l.ends_with(".ts")).count() + 1
+    );
+    for v in videos {
+        let file = svc.out.join(v["Filename"].as_str().unwrap());
+        assert_eq!(
+            std::fs::metadata(&file).map(|m| m.len()).ok(),
+            v["FileSize"].as_u64(),
+            "{}",
+            file.display()
+        );
+    }
+    assert_close(probe(&playlist, &[]).duration, 20.0, 0.2, "HLS duration");
+
+    // MP4: the segments stay until the join, so the quota ends the recording early; what was
+    // recorded is delivered with the reason.
+    let mp4 = start(
+        &svc.url,
+        json!({ "RecordURL": page, "MaxDurationLimit": 45 }),
+    );
+    let d = wait_finished(&svc.url, &mp4, Duration::from_secs(90));
+    assert_eq!(d["Result"]["ErrorCode"], "RecordFailed", "{d}");
+    let why = d["Result"]["ErrorMessage"].as_str().unwrap_or_default();
+    assert!(why.contains("PAGECAST_TASK_DISK_MB=1"), "{d}");
+    let file = fetch_video(&d, &svc.dir);
+    let seconds = probe(&file, &[]).duration;
+    assert!(seconds > 4.0 && seconds < 35.0, "{seconds} s delivered");
+}
+
+#[test]
 fn api_tokens_and_the_callback_secret_can_come_from_files() {
     let redis = TestRedis::start();
     let dir = scratch("svc-secret-files");

@@ -537,8 +537,9 @@ impl SegmentRecord {
     }
 }
 
-/// The completed segments of every encoder instance in `dir`, oldest instance first, each
-/// instance's in order. Only segments whose file is present are listed.
+/// The completed segments of every encoder instance in `dir` as their lists name them, oldest
+/// instance first, each instance's in order; their files may have gone since (a published HLS
+/// segment leaves the work directory).
 pub fn recorded_segments(dir: &Path) -> Result<Vec<Vec<SegmentRecord>>, MediaError> {
     let lists = segment_lists(dir).map_err(|e| MediaError::Io {
         context: "reading the work directory".into(),
@@ -548,14 +549,18 @@ pub fn recorded_segments(dir: &Path) -> Result<Vec<Vec<SegmentRecord>>, MediaErr
     for list in lists {
         let text =
             std::fs::read_to_string(&list).map_err(MediaError::io("reading a segment list"))?;
-        let mut records = parse_segment_list(&text);
-        records.retain(|r| dir.join(&r.name).exists());
-        instances.push(records);
+        instances.push(parse_segment_list(&text));
     }
     Ok(instances)
 }
 
-/// The segments ffmpeg has completed in `dir`, in order: every instance's list, oldest first.
+/// Whether anything was recorded into `dir`: a completed segment in any encoder's list.
+pub fn has_recorded_media(dir: &Path) -> bool {
+    completed_segments(dir).is_ok_and(|s| !s.is_empty())
+}
+
+/// The segments ffmpeg has completed in `dir`, in order: every instance's list, oldest first
+/// (a published HLS segment's file may have left the work directory since).
 pub fn completed_segments(dir: &Path) -> Result<Vec<PathBuf>, MediaError> {
     Ok(recorded_segments(dir)?
         .into_iter()
@@ -564,25 +569,31 @@ pub fn completed_segments(dir: &Path) -> Result<Vec<PathBuf>, MediaError> {
         .collect())
 }
 
+/// The number of a recorded segment's file name ([`SEGMENT_PATTERN`]: `seg_000123.ts` → 123).
+pub fn segment_number(name: &str) -> Option<u64> {
+    name.strip_prefix("seg_")?.strip_suffix(".ts")?.parse().ok()
+}
+
 /// The number for the first segment of a restarted encoder: after every segment file present,
-/// complete or not, so nothing is overwritten.
+/// complete or not, and every segment listed (its file may have been published and removed), so
+/// nothing is overwritten or named twice.
 pub fn next_segment_number(dir: &Path) -> u64 {
-    std::fs::read_dir(dir)
+    let files = std::fs::read_dir(dir)
         .map(|entries| {
             entries
                 .filter_map(Result::ok)
-                .filter_map(|e| {
-                    let name = e.file_name().to_string_lossy().into_owned();
-                    name.strip_prefix("seg_")?
-                        .strip_suffix(".ts")?
-                        .parse::<u64>()
-                        .ok()
-                })
-                .map(|n| n + 1)
+                .filter_map(|e| segment_number(&e.file_name().to_string_lossy()))
                 .max()
-                .unwrap_or(0)
         })
-        .unwrap_or(0)
+        .ok()
+        .flatten();
+    let listed = recorded_segments(dir).ok().and_then(|i| {
+        i.iter()
+            .flatten()
+            .filter_map(|r| segment_number(&r.name))
+            .max()
+    });
+    files.max(listed).map_or(0, |n| n + 1)
 }
 
 /// Seconds of media in the completed segments in `dir` (every instance's list).
@@ -710,6 +721,13 @@ mod tests {
             "after every segment file, complete or not"
         );
         assert_eq!(next_segment_number(&dir.path().join("missing")), 0);
+        // Published and removed: the lists still name them.
+        for n in 0..5u64 {
+            std::fs::remove_file(dir.path().join(format!("seg_{n:06}.ts"))).unwrap();
+        }
+        assert_eq!(next_segment_number(dir.path()), 5);
+        assert_eq!(completed_segments(dir.path()).unwrap().len(), 4);
+        assert!(has_recorded_media(dir.path()));
     }
 
     #[test]

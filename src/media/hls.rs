@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 use cbc::cipher::{BlockEncryptMut, KeyIvInit, block_padding::Pkcs7};
 
 use super::MediaError;
-use super::encoder::recorded_segments;
+use super::encoder::{recorded_segments, segment_number};
 
 /// An AES-128 key for HLS and the URI players fetch it from.
 #[derive(Clone)]
@@ -73,11 +73,6 @@ pub struct HlsSegment {
     pub discontinuity: bool,
 }
 
-/// The recorded number of a segment file name (`seg_000123.ts` → 123).
-pub fn recorded_number(name: &str) -> Option<u64> {
-    name.strip_prefix("seg_")?.strip_suffix(".ts")?.parse().ok()
-}
-
 /// The published file name of recorded segment `number`.
 pub fn segment_file_name(stem: &str, number: u64) -> String {
     format!("{stem}_{number:06}.ts")
@@ -90,7 +85,7 @@ pub fn segments_in(dir: &Path) -> Result<Vec<HlsSegment>, MediaError> {
     for instance in recorded_segments(dir)? {
         let mut first = true;
         for r in instance {
-            let Some(number) = recorded_number(&r.name) else {
+            let Some(number) = segment_number(&r.name) else {
                 continue;
             };
             if r.end <= r.start {
@@ -252,9 +247,9 @@ mod tests {
 
     #[test]
     fn names_and_numbers() {
-        assert_eq!(recorded_number("seg_000123.ts"), Some(123));
-        assert_eq!(recorded_number("seg_x.ts"), None);
-        assert_eq!(recorded_number("other.ts"), None);
+        assert_eq!(segment_number("seg_000123.ts"), Some(123));
+        assert_eq!(segment_number("seg_x.ts"), None);
+        assert_eq!(segment_number("other.ts"), None);
         assert_eq!(segment_file_name("lesson", 7), "lesson_000007.ts");
         assert_eq!(
             iv_of(0x0102),

@@ -14,7 +14,7 @@ use std::collections::HashMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use tracing::debug;
+use tracing::{debug, warn};
 
 use super::WorkerContext;
 use crate::media::MediaError;
@@ -80,6 +80,8 @@ pub struct Publisher {
     store: Option<ObjectStore>,
     manifest: PathBuf,
     done: HashMap<u64, Published>,
+    /// Remove each recorded file from the work directory once its segment is in place.
+    remove_sources: bool,
 }
 
 /// The task's HLS key, if it asked for encryption. The outer error is the store's; the inner one
@@ -144,7 +146,16 @@ impl Publisher {
             store: store.filter(|_| remote),
             manifest,
             done,
+            remove_sources: false,
         })
+    }
+
+    /// Makes the publisher remove each recorded segment from the work directory once it is in
+    /// its final place, so a recording's disk use stays at a few segments however long it runs.
+    /// Only where nothing else needs them (not while the work directory is copied to a bucket).
+    pub fn removing_sources(mut self) -> Self {
+        self.remove_sources = true;
+        self
     }
 
     fn key_of(&self, number: u64) -> String {
@@ -197,6 +208,9 @@ impl Publisher {
             };
             self.note(seg.number, &published);
             self.done.insert(seg.number, published);
+            if self.remove_sources {
+                let _ = std::fs::remove_file(&seg.source);
+            }
             count += 1;
         }
         if count > 0 {
@@ -224,18 +238,11 @@ impl Publisher {
         playlist_key: &str,
     ) -> Result<Vec<ResultFile>, PublishError> {
         self.publish(segments).await?;
-        let text = hls::playlist(segments, &self.stem, self.key.as_ref());
-        let playlist = self.root.join(playlist_key);
-        if let Some(dir) = playlist.parent() {
-            std::fs::create_dir_all(dir)
-                .map_err(MediaError::io(format!("creating {}", dir.display())))?;
-        }
-        hls::write_playlist(&playlist, &text)?;
-        let mut files = vec![ResultFile {
-            key: playlist_key.to_string(),
-            size: text.len() as u64,
-            stored: false,
-        }];
+        // Every segment is in its final place, or staged beside the playlist; one whose file is
+        // gone (lost with a machine, say) is left out, and the next marked as a jump.
+        let mut files = Vec::with_capacity(segments.len() + 1);
+        let mut included: Vec<HlsSegment> = Vec::with_capacity(segments.len());
+        let mut skipped = false;
         for seg in segments {
             let key = self.key_of(seg.number);
             let file = match self.done.get(&seg.number) {
@@ -244,20 +251,47 @@ impl Publisher {
                     size: p.size,
                     stored: self.remote,
                 },
-                _ => {
-                    let path = self.root.join(&key);
-                    let size = std::fs::metadata(&path)
-                        .map_err(MediaError::io(format!("reading {}", path.display())))?
-                        .len();
-                    ResultFile {
+                _ => match std::fs::metadata(self.root.join(&key)) {
+                    Ok(m) => ResultFile {
                         key,
-                        size,
+                        size: m.len(),
                         stored: false,
+                    },
+                    Err(_) => {
+                        warn!(
+                            segment = seg.number,
+                            "a recorded segment is missing; it is left out of the playlist"
+                        );
+                        skipped = true;
+                        continue;
                     }
-                }
+                },
             };
+            let mut seg = seg.clone();
+            seg.discontinuity |= std::mem::take(&mut skipped) && !included.is_empty();
+            included.push(seg);
             files.push(file);
         }
+        if included.is_empty() {
+            return Err(
+                MediaError::Unexpected("no recorded segment is left to publish".into()).into(),
+            );
+        }
+        let text = hls::playlist(&included, &self.stem, self.key.as_ref());
+        let playlist = self.root.join(playlist_key);
+        if let Some(dir) = playlist.parent() {
+            std::fs::create_dir_all(dir)
+                .map_err(MediaError::io(format!("creating {}", dir.display())))?;
+        }
+        hls::write_playlist(&playlist, &text)?;
+        files.insert(
+            0,
+            ResultFile {
+                key: playlist_key.to_string(),
+                size: text.len() as u64,
+                stored: false,
+            },
+        );
         if self.remote {
             let list: String = files
                 .iter()

@@ -57,7 +57,7 @@ pub async fn run(ctx: WorkerContext, queue: StageQueue, job: StageJob) {
     let mirror = super::mirror::store_for(&ctx, &task);
     if task.status != Status::Normal
         && let Some(store) = &mirror
-        && crate::media::encoder::completed_segments(&work_dir).is_ok_and(|s| s.is_empty())
+        && !crate::media::encoder::has_recorded_media(&work_dir)
     {
         // Taken over from another machine: its media comes from the bucket.
         if let Err(e) = super::mirror::fetch(store, &id, &work_dir).await {
@@ -184,8 +184,7 @@ impl RecordJob {
     /// After a takeover, whether the stopped worker's media is here to be delivered even if
     /// continuing failed.
     fn has_kept_media(&self, work_dir: &std::path::Path) -> bool {
-        self.takeover.is_some()
-            && crate::media::encoder::completed_segments(work_dir).is_ok_and(|s| !s.is_empty())
+        self.takeover.is_some() && crate::media::encoder::has_recorded_media(work_dir)
     }
 
     /// Ends a taken-over task whose continuation failed: what was recorded before is delivered,
@@ -503,11 +502,9 @@ impl RecordJob {
                         Err(e) => warn!(error = %e, "heartbeat failed; retrying"),
                     }
                     if disk_full.is_none()
-                        && let Some(free) = self.ctx.free_disk_mb()
-                        && free < self.ctx.cfg.min_free_mb / 2
+                        && let Some(why) = self.out_of_disk(work_dir)
                     {
-                        let why = format!("the work disk is almost full ({free} MiB free); the recording was ended before it filled up");
-                        warn!(free_mb = free, "{why}");
+                        warn!("{why}");
                         disk_full = Some(why);
                         stop_sent = true;
                         controls.send(Control::Stop);
@@ -617,6 +614,27 @@ impl RecordJob {
         }
     }
 
+    /// Why the recording must end to spare the disk, if it must: the work disk almost full, or
+    /// the task's media reaching its quota.
+    fn out_of_disk(&self, work_dir: &std::path::Path) -> Option<String> {
+        if let Some(free) = self.ctx.free_disk_mb()
+            && free < self.ctx.cfg.min_free_mb / 2
+        {
+            return Some(format!(
+                "the work disk is almost full ({free} MiB free); the recording was ended before \
+                 it filled up"
+            ));
+        }
+        let quota = self.ctx.cfg.task_disk_mb;
+        let used = crate::media::encoder::bytes_written(work_dir) >> 20;
+        (quota > 0 && used >= quota).then(|| {
+            format!(
+                "the recording's media reached the task disk quota ({used} MiB of \
+                 PAGECAST_TASK_DISK_MB={quota}); it was ended there"
+            )
+        })
+    }
+
     /// Starts the side work of a recording (copying the work directory to the bucket, publishing
     /// HLS segments) every two seconds; it does a last round and ends when told to stop.
     async fn side_work(
@@ -631,7 +649,14 @@ impl RecordJob {
     > {
         use tracing::Instrument;
         let mut mirror = self.mirror.take();
-        let mut publisher = self.publisher().await?;
+        // Published segments leave the work directory unless it is being copied to a bucket.
+        let mut publisher = self.publisher().await?.map(|p| {
+            if mirror.is_none() {
+                p.removing_sources()
+            } else {
+                p
+            }
+        });
         if mirror.is_none() && publisher.is_none() {
             return Ok(None);
         }

@@ -128,7 +128,10 @@ async fn produce(
             .await
             .map_err(|e| e.to_string()));
     }
-    let segments = match completed_segments(work_dir) {
+    // Segments whose file is gone cannot be joined; the rest still can.
+    let segments = match completed_segments(work_dir)
+        .map(|s| s.into_iter().filter(|p| p.exists()).collect::<Vec<_>>())
+    {
         Ok(s) if !s.is_empty() => s,
         Ok(_) => return Ok(Err("no recorded media was found on this node".into())),
         Err(e) => return Ok(Err(e.to_string())),
