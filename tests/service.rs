@@ -282,13 +282,25 @@ fn redis_restart_during_a_task_loses_nothing() {
 
 #[test]
 fn a_worker_killed_mid_recording_is_taken_over_into_the_same_output() {
+    killed_worker_is_taken_over("mp4");
+}
+
+/// HLS segments published before the kill stay published; the takeover's segments follow them
+/// (numbered on, after a discontinuity) in the one playlist.
+#[test]
+fn a_worker_killed_mid_recording_is_taken_over_into_the_same_hls_playlist() {
+    killed_worker_is_taken_over("hls");
+}
+
+fn killed_worker_is_taken_over(muxer: &str) {
     let redis = TestRedis::start();
     let fixtures = fixture_server();
     // An API-only node and two workers; the one that takes the task is killed with SIGKILL.
-    let svc = service(&redis, "svc-killed", false, 2, 1);
+    let svc = service(&redis, &format!("svc-killed-{muxer}"), false, 2, 1);
     let id = start_recording(
         &svc.url,
-        json!({ "RecordURL": format!("{fixtures}/clock.html") }),
+        json!({ "RecordURL": format!("{fixtures}/clock.html"),
+                "Output": { "Video": { "Muxer": muxer } } }),
     );
     let owner_pid = svc.procs[1..]
         .iter()
@@ -339,11 +351,23 @@ fn a_worker_killed_mid_recording_is_taken_over_into_the_same_output() {
     ok(&svc.url, "Stop", &id);
     let d = wait_finished(&svc.url, &id, Duration::from_secs(60));
     assert!(d["Result"]["ErrorCode"].is_null(), "{d}");
-    assert_eq!(
-        d["Result"]["Videos"].as_array().map(Vec::len),
-        Some(1),
-        "one output: {d}"
-    );
+    let videos = d["Result"]["Videos"].as_array().unwrap();
+    let file = if muxer == "hls" {
+        // One playlist naming every segment once, each listed in the result.
+        let playlist = svc.out.join(videos[0]["Filename"].as_str().unwrap());
+        let text = std::fs::read_to_string(&playlist).unwrap();
+        let names: Vec<&str> = text.lines().filter(|l| l.ends_with(".ts")).collect();
+        let mut unique = names.clone();
+        unique.sort();
+        unique.dedup();
+        assert_eq!(unique.len(), names.len(), "{text}");
+        assert_eq!(videos.len(), names.len() + 1, "{d}");
+        assert_eq!(text.matches("#EXT-X-DISCONTINUITY").count(), 1, "{text}");
+        playlist
+    } else {
+        assert_eq!(videos.len(), 1, "one output: {d}");
+        fetch_video(&d, &scratch("svc-killed-dl"))
+    };
     let gaps = d["Stats"]["Gaps"].as_array().unwrap();
     assert_eq!(gaps.len(), 1, "{d}");
     let gap = gaps[0]["Seconds"].as_f64().unwrap();
@@ -354,7 +378,6 @@ fn a_worker_killed_mid_recording_is_taken_over_into_the_same_output() {
         gap > 2.0 && gap < taken_over_in.as_secs_f64() + 4.5,
         "gap {gap} s, taken over after {taken_over_in:?}: {d}"
     );
-    let file = fetch_video(&d, &scratch("svc-killed-dl"));
     let p = probe(&file, &[]);
     assert_close(
         p.duration,
