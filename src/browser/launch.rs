@@ -162,6 +162,8 @@ impl ChromiumProcess {
                 "--window-size={},{}",
                 settings.width, settings.height
             ))
+            // The operator's flags and the recording's own (egress proxy, sound), after ours.
+            .args(&settings.extra_args)
             .arg("about:blank")
             .stdin(std::process::Stdio::null())
             .stdout(std::process::Stdio::null());

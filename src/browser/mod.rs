@@ -2,6 +2,7 @@
 //! chromiumoxide. Knows nothing about tasks or encoding.
 
 mod display;
+pub mod egress;
 mod hooks;
 mod launch;
 mod lockdown;

@@ -152,6 +152,7 @@ pub async fn run(args: RecordArgs) -> anyhow::Result<ExitCode> {
         url_policy: pagecast::url_guard::UrlPolicy {
             allow_private: true,
         },
+        guard_egress: false,
         work_dir: work.path().to_path_buf(),
     };
 

@@ -393,6 +393,8 @@ impl RecordJob {
             encoder: rec_cfg.encoder(),
             audio: spec.audio.then(|| rec_cfg.audio()),
             url_policy: self.ctx.cfg.url_policy(),
+            // A service records pages it was sent: every request they make is checked.
+            guard_egress: true,
             work_dir: work_dir.to_path_buf(),
         };
         info!(url = %crate::url_guard::loggable_url(&spec.record_url), "starting recording");

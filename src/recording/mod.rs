@@ -28,6 +28,7 @@ use tracing::{debug, info, warn};
 
 use crate::audio::timeline::samples_for_slot;
 use crate::audio::{AudioCapture, AudioError};
+use crate::browser::egress::EgressProxy;
 use crate::browser::{
     BrowserError, BrowserSession, PageHook, PageHookCall, ScreencastSettings, VirtualDisplay,
 };
@@ -475,6 +476,19 @@ impl Recording {
                 .extra_args
                 .push("--disable-audio-output".into()),
         }
+        let egress = match opts.guard_egress {
+            true => {
+                let proxy = EgressProxy::start(opts.url_policy).await.map_err(|e| {
+                    RecordError::Browser(BrowserError::Launch {
+                        reason: format!("the egress proxy could not start: {e}"),
+                        tail: String::new(),
+                    })
+                })?;
+                opts.browser.extra_args.extend(proxy.chromium_flags());
+                Some(proxy)
+            }
+            false => None,
+        };
         let (session, _) = tokio::join!(BrowserSession::open(&opts.browser, &profile), async {
             if let Some(a) = &audio {
                 a.wait_until_live(Duration::from_secs(3)).await;
@@ -536,6 +550,7 @@ impl Recording {
             grabber,
             display,
             audio,
+            _egress: egress,
             progress: progress_tx,
             events: event_tx,
             log: Vec::new(),
@@ -608,6 +623,8 @@ struct Engine {
     display: Option<VirtualDisplay>,
     /// The page's sound (dropped after the browser: the sink goes last).
     audio: Option<AudioCapture>,
+    /// The browser's way out to the network, for as long as there is a browser.
+    _egress: Option<EgressProxy>,
     progress: watch::Sender<Progress>,
     events: mpsc::UnboundedSender<RecordingEvent>,
     log: Vec<RecordingEvent>,

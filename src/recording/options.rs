@@ -82,6 +82,9 @@ pub struct RecordOptions {
     pub audio: Option<crate::audio::AudioSettings>,
     /// Which destinations the page may end up on after redirects.
     pub url_policy: crate::url_guard::UrlPolicy,
+    /// Send all of the browser's traffic through an egress proxy that applies `url_policy` to
+    /// every request (redirects, subresources, WebSockets), not only to `url`.
+    pub guard_egress: bool,
     /// The recording's private work directory (segments, browser profile). The caller owns it.
     pub work_dir: PathBuf,
 }
