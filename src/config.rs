@@ -309,7 +309,8 @@ pub struct WorkerConfig {
     #[arg(long, env = "PAGECAST_CALLBACK_TIMEOUT", default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..))]
     pub callback_timeout: u64,
     /// Allow recording pages and calling back to loopback, private and link-local addresses
-    /// (off by default: such URLs are refused at Start and checked again before use).
+    /// (off by default: such URLs are refused at Start and checked again before use, and a
+    /// recorded page's own requests to them are refused by the worker's egress proxy).
     #[arg(long, env = "PAGECAST_ALLOW_PRIVATE_URLS")]
     pub allow_private_urls: bool,
     /// MiB that must stay free on the work directory's disk: below it a worker takes no new
