@@ -248,13 +248,7 @@ fn encrypted_hls_is_uploaded_whole_and_plays_only_with_the_key_from_auth_url() {
     let task_dir = s3.data().join(s3_support::BUCKET).join(&id);
     let deadline = Instant::now() + Duration::from_secs(30);
     let published = loop {
-        let ts = std::fs::read_dir(&task_dir)
-            .map(|d| {
-                d.filter_map(Result::ok)
-                    .filter(|e| e.file_name().to_string_lossy().ends_with(".ts"))
-                    .count()
-            })
-            .unwrap_or(0);
+        let ts = count_files_ending(&task_dir, ".ts");
         if ts > 0 {
             break ts;
         }

@@ -512,13 +512,7 @@ fn the_task_disk_quota_ends_an_mp4_recording_while_published_hls_stays_far_below
             break d;
         }
         if d["Status"] == "recording" {
-            let held = std::fs::read_dir(&work)
-                .map(|e| {
-                    e.filter_map(Result::ok)
-                        .filter(|e| e.file_name().to_string_lossy().ends_with(".ts"))
-                        .count()
-                })
-                .unwrap_or(0);
+            let held = count_files_ending(&work, ".ts");
             most = most.max(held);
             polls += 1;
         }

@@ -59,6 +59,17 @@ pub fn pagecast() -> Command {
     c
 }
 
+/// How many files directly in `dir` have names ending in `suffix` (0 for a missing directory).
+pub fn count_files_ending(dir: &Path, suffix: &str) -> usize {
+    std::fs::read_dir(dir)
+        .map(|d| {
+            d.filter_map(Result::ok)
+                .filter(|e| e.file_name().to_string_lossy().ends_with(suffix))
+                .count()
+        })
+        .unwrap_or(0)
+}
+
 /// Runs a command with a hard time limit; panics (with its output) if it hangs.
 pub fn run(mut cmd: Command, limit: Duration) -> Output {
     cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
