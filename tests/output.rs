@@ -156,6 +156,20 @@ fn unreachable_pages_give_clear_errors() {
     );
 }
 
+/// Only the document's own status decides whether a page loaded: a 404 image, iframe or fetch
+/// on a page that answered 200 does not fail the recording.
+#[test]
+fn broken_parts_of_a_page_do_not_fail_it() {
+    let base = fixture_server();
+    let out = scratch("broken-parts").join("x.mp4");
+    record_ok(
+        &format!("{base}/broken_parts.html"),
+        &out,
+        &["--duration", "2"],
+    );
+    assert_close(probe(&out, &[]).duration, 2.0, 0.1, "recorded");
+}
+
 #[test]
 fn missing_binaries_give_clear_errors() {
     let dir = scratch("missing-bin");

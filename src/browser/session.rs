@@ -5,6 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chromiumoxide::cdp::browser_protocol::inspector::EventTargetCrashed;
+use chromiumoxide::cdp::browser_protocol::network::{EventResponseReceived, ResourceType};
 use chromiumoxide::cdp::browser_protocol::page::{
     AddScriptToEvaluateOnNewDocumentParams, EventScreencastFrame, NavigateParams, ReloadParams,
     ScreencastFrameAckParams, StartScreencastFormat, StartScreencastParams, StopScreencastParams,
@@ -14,7 +15,7 @@ use chromiumoxide::handler::HandlerConfig;
 use chromiumoxide::handler::viewport::Viewport;
 use chromiumoxide::listeners::EventStream;
 use chromiumoxide::{Browser, Page};
-use futures::StreamExt;
+use futures::{FutureExt, StreamExt};
 use tokio::task::JoinHandle;
 
 use super::BrowserError;
@@ -178,19 +179,27 @@ impl BrowserSession {
             reason,
         };
         let go = async {
+            // The document's own response, told apart from its subresources and iframes by the
+            // loader the navigation started: chromiumoxide's "navigation response" is whatever
+            // request of the main frame finished last, so a broken image or a refused fetch
+            // made a page that loaded fine count as failed.
+            let mut responses = self.page.event_listener::<EventResponseReceived>().await?;
             let res = self.page.execute(NavigateParams::new(url)).await?;
             if let Some(err) = res.result.error_text.clone() {
                 return Ok(Err(err));
             }
-            let response = self.page.wait_for_navigation_response().await?;
-            let status = response
-                .as_ref()
-                .and_then(|r| r.response.as_ref())
-                .map(|r| r.status);
-            let failure = response.as_ref().and_then(|r| r.failure_text.clone());
-            Ok::<_, chromiumoxide::error::CdpError>(match (failure, status) {
-                (Some(f), _) => Err(f),
-                (None, Some(s)) if s >= 400 => Err(format!("HTTP status {s}")),
+            let loader = res.result.loader_id.clone();
+            self.page.wait_for_navigation_response().await?;
+            // The response event comes before the load event that ended the wait, so it is
+            // already queued.
+            let mut status = None;
+            while let Some(Some(ev)) = responses.next().now_or_never() {
+                if ev.r#type == ResourceType::Document && Some(&ev.loader_id) == loader.as_ref() {
+                    status = Some(ev.response.status);
+                }
+            }
+            Ok::<_, chromiumoxide::error::CdpError>(match status {
+                Some(s) if s >= 400 => Err(format!("HTTP status {s}")),
                 _ => Ok(()),
             })
         };
