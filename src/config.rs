@@ -308,11 +308,16 @@ pub struct WorkerConfig {
     /// Seconds one callback request may take.
     #[arg(long, env = "PAGECAST_CALLBACK_TIMEOUT", default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..))]
     pub callback_timeout: u64,
-    /// Allow recording pages and calling back to loopback, private and link-local addresses
-    /// (off by default: such URLs are refused at Start and checked again before use, and a
-    /// recorded page's own requests to them are refused by the worker's egress proxy).
+    /// Allow recording pages and calling back to loopback and private addresses (off by
+    /// default: such URLs are refused at Start and checked again before use, and a recorded
+    /// page's own requests to them are refused by the worker's egress proxy).
     #[arg(long, env = "PAGECAST_ALLOW_PRIVATE_URLS")]
     pub allow_private_urls: bool,
+    /// Allow link-local addresses too (169.254.0.0/16, fe80::/10, fd00:ec2::254), where cloud
+    /// providers serve instance metadata and credentials. Off by default, also when private
+    /// addresses are allowed.
+    #[arg(long, env = "PAGECAST_ALLOW_LINK_LOCAL_URLS")]
+    pub allow_link_local_urls: bool,
     /// MiB that must stay free on the work directory's disk: below it a worker takes no new
     /// recordings, and below half of it running recordings end (what they recorded is delivered)
     /// before the disk fills up.
@@ -473,6 +478,7 @@ impl WorkerConfig {
     pub fn url_policy(&self) -> crate::url_guard::UrlPolicy {
         crate::url_guard::UrlPolicy {
             allow_private: self.allow_private_urls,
+            allow_link_local: self.allow_link_local_urls,
         }
     }
 

@@ -1,7 +1,9 @@
 //! SSRF guard: by default the service neither records nor calls back to loopback, private,
 //! link-local (cloud metadata), multicast or otherwise reserved addresses, whether given as a
 //! literal IP or as a host name that resolves to one. Operators running pages on their own
-//! network opt out with `PAGECAST_ALLOW_PRIVATE_URLS=true`.
+//! network opt out with `PAGECAST_ALLOW_PRIVATE_URLS=true`. Link-local addresses, where cloud
+//! providers answer with instance credentials, stay refused even then, unless
+//! `PAGECAST_ALLOW_LINK_LOCAL_URLS=true` as well.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::time::Duration;
@@ -9,8 +11,68 @@ use std::time::Duration;
 /// What the guard allows.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct UrlPolicy {
-    /// Allow private and loopback destinations (trusted networks, tests).
+    /// Allow private, loopback and other reserved destinations (trusted networks, tests).
     pub allow_private: bool,
+    /// Allow link-local destinations (169.254.0.0/16, fe80::/10) and the cloud metadata
+    /// service's other addresses. Separate from `allow_private`: trusting one's own network
+    /// should not hand a recorded page the machine's cloud credentials.
+    pub allow_link_local: bool,
+}
+
+impl UrlPolicy {
+    /// Everything allowed: the one-shot CLI, where the operator records what they choose.
+    pub const OPEN: UrlPolicy = UrlPolicy {
+        allow_private: true,
+        allow_link_local: true,
+    };
+
+    /// Whether no address is refused (nothing to resolve or check).
+    pub fn allows_all(self) -> bool {
+        self.allow_private && self.allow_link_local
+    }
+
+    /// Whether a connection to `ip` is allowed; the error says why not and which setting
+    /// would allow it.
+    pub fn check_ip(self, ip: IpAddr) -> Result<(), String> {
+        if is_public_ip(ip) {
+            Ok(())
+        } else if is_metadata_ip(ip) {
+            if self.allow_link_local {
+                Ok(())
+            } else {
+                Err(format!(
+                    "{ip}, a link-local address (where cloud providers serve instance \
+                     metadata and credentials); reaching it is disabled \
+                     (PAGECAST_ALLOW_LINK_LOCAL_URLS)"
+                ))
+            }
+        } else if self.allow_private {
+            Ok(())
+        } else {
+            Err(format!(
+                "{ip}, a private or reserved address; reaching private networks is disabled \
+                 (PAGECAST_ALLOW_PRIVATE_URLS)"
+            ))
+        }
+    }
+}
+
+/// Link-local addresses and the cloud metadata service's other well-known address
+/// (`fd00:ec2::254`, inside the private IPv6 range).
+pub fn is_metadata_ip(ip: IpAddr) -> bool {
+    match ip {
+        IpAddr::V4(v4) => v4.is_link_local(),
+        IpAddr::V6(v6) => {
+            if let Some(v4) = v6.to_ipv4_mapped() {
+                return v4.is_link_local();
+            }
+            let s = v6.segments();
+            if s[0] == 0x64 && s[1] == 0xff9b && s[2..6].iter().all(|x| *x == 0) {
+                return s[6] == 0xa9fe; // NAT64 of 169.254.0.0/16
+            }
+            (s[0] & 0xffc0) == 0xfe80 || v6 == Ipv6Addr::new(0xfd00, 0xec2, 0, 0, 0, 0, 0, 0x254)
+        }
+    }
 }
 
 /// Whether an address is on the public internet.
@@ -62,18 +124,18 @@ fn is_public_v6(ip: Ipv6Addr) -> bool {
 /// every address they resolve to must be public. A name that does not resolve passes (the page
 /// or callback then fails on its own, and the browser's final address is checked again).
 pub async fn check_url(raw: &str, policy: UrlPolicy) -> Result<(), String> {
-    if policy.allow_private {
+    if policy.allows_all() {
         return Ok(());
     }
     let url = url::Url::parse(raw).map_err(|e| format!("is not a valid URL ({e})"))?;
     let port = url.port_or_known_default().unwrap_or(80);
     let host = match url.host() {
-        Some(url::Host::Ipv4(ip)) => return verdict(IpAddr::V4(ip)),
-        Some(url::Host::Ipv6(ip)) => return verdict(IpAddr::V6(ip)),
+        Some(url::Host::Ipv4(ip)) => return verdict(IpAddr::V4(ip), policy),
+        Some(url::Host::Ipv6(ip)) => return verdict(IpAddr::V6(ip), policy),
         Some(url::Host::Domain(d)) => d.trim_end_matches('.').to_ascii_lowercase(),
         None => return Err("has no host".into()),
     };
-    if host == "localhost" || host.ends_with(".localhost") {
+    if !policy.allow_private && (host == "localhost" || host.ends_with(".localhost")) {
         return Err(format!(
             "points at {host}, a private address; recording and calling back to private networks is disabled (PAGECAST_ALLOW_PRIVATE_URLS)"
         ));
@@ -86,7 +148,7 @@ pub async fn check_url(raw: &str, policy: UrlPolicy) -> Result<(), String> {
     match lookup {
         Ok(Ok(addrs)) => {
             for addr in addrs {
-                verdict(addr.ip())?;
+                verdict(addr.ip(), policy)?;
             }
             Ok(())
         }
@@ -95,14 +157,10 @@ pub async fn check_url(raw: &str, policy: UrlPolicy) -> Result<(), String> {
     }
 }
 
-fn verdict(ip: IpAddr) -> Result<(), String> {
-    if is_public_ip(ip) {
-        Ok(())
-    } else {
-        Err(format!(
-            "points at {ip}, a private or reserved address; recording and calling back to private networks is disabled (PAGECAST_ALLOW_PRIVATE_URLS)"
-        ))
-    }
+fn verdict(ip: IpAddr, policy: UrlPolicy) -> Result<(), String> {
+    policy
+        .check_ip(ip)
+        .map_err(|why| format!("points at {why}"))
 }
 
 /// A URL as it may appear in logs: without user info, and with the query and fragment cut
@@ -178,7 +236,6 @@ mod tests {
         for url in [
             "http://127.0.0.1:8080/x",
             "http://[::1]/",
-            "http://169.254.169.254/latest/meta-data/",
             "http://localhost:3000/",
             "http://app.localhost/",
             "http://10.0.0.5/",
@@ -188,15 +245,29 @@ mod tests {
             assert!(err.contains("PAGECAST_ALLOW_PRIVATE_URLS"), "{url}: {err}");
         }
         assert!(check_url("http://8.8.8.8/", deny).await.is_ok());
+        let private = UrlPolicy {
+            allow_private: true,
+            allow_link_local: false,
+        };
+        assert!(check_url("http://127.0.0.1/", private).await.is_ok());
+        assert!(check_url("http://localhost:3000/", private).await.is_ok());
+        // Trusting the private network does not open the cloud metadata service.
+        for url in [
+            "http://169.254.169.254/latest/meta-data/",
+            "http://[fe80::1]/",
+            "http://[fd00:ec2::254]/",
+            "http://[::ffff:169.254.169.254]/",
+        ] {
+            let err = check_url(url, private).await.unwrap_err();
+            assert!(
+                err.contains("PAGECAST_ALLOW_LINK_LOCAL_URLS"),
+                "{url}: {err}"
+            );
+        }
         assert!(
-            check_url(
-                "http://127.0.0.1/",
-                UrlPolicy {
-                    allow_private: true
-                }
-            )
-            .await
-            .is_ok()
+            check_url("http://169.254.169.254/", UrlPolicy::OPEN)
+                .await
+                .is_ok()
         );
     }
 

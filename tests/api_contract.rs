@@ -404,6 +404,7 @@ async fn serve(redis: &TestRedis, tune: impl FnOnce(&mut ApiState)) -> Api {
         // The tests' pages live on loopback; the guard itself is tested separately below.
         url_policy: pagecast::url_guard::UrlPolicy {
             allow_private: true,
+            allow_link_local: false,
         },
         readiness: pagecast::ops::health::Readiness::redis_only(store.clone()),
     };
@@ -1852,8 +1853,13 @@ async fn private_destinations_are_refused_by_default() {
     ] {
         let r = api.action("Start", data.clone()).await;
         assert_error(&r, 400, "InvalidParam", field);
+        let setting = if data.to_string().contains("169.254.") {
+            "PAGECAST_ALLOW_LINK_LOCAL_URLS"
+        } else {
+            "PAGECAST_ALLOW_PRIVATE_URLS"
+        };
         assert!(
-            r.text.contains("PAGECAST_ALLOW_PRIVATE_URLS"),
+            r.text.contains(setting),
             "the message says how to allow it: {}",
             r.text
         );

@@ -133,6 +133,40 @@ fn max_duration_limit_ends_the_task_normally() {
     );
 }
 
+/// Private addresses allowed (the fixture server is on loopback), the cloud metadata service
+/// still is not: the page's image, iframe and fetch of 169.254.169.254 are refused by the
+/// worker's egress proxy, and the page is recorded all the same.
+#[test]
+fn a_recorded_page_cannot_reach_the_cloud_metadata_service() {
+    let redis = TestRedis::start();
+    let fixtures = fixture_server();
+    let svc = service(&redis, "svc-metadata", true, 0, 1);
+    let id = start(
+        &svc.url,
+        json!({ "RecordURL": format!("{fixtures}/metadata_probe.html"), "MaxDurationLimit": 3 }),
+    );
+    let d = wait_finished(&svc.url, &id, Duration::from_secs(60));
+    assert!(d["Result"]["ErrorCode"].is_null(), "{d}");
+    let log = std::fs::read_to_string(svc.dir.join("serve.log")).unwrap_or_default();
+    let refused: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("a page's request was refused") && l.contains("169.254.169.254"))
+        .collect();
+    assert!(
+        !refused.is_empty(),
+        "the metadata service was not refused:\n{log}"
+    );
+    for line in &refused {
+        assert!(line.contains("PAGECAST_ALLOW_LINK_LOCAL_URLS"), "{line}");
+        assert!(line.contains(&id), "the refusal names its task: {line}");
+    }
+    assert!(
+        !log.lines()
+            .any(|l| l.contains("egress allowed") && l.contains("169.254.169.254")),
+        "{log}"
+    );
+}
+
 #[test]
 fn page_hooks_change_the_task_like_actions() {
     let redis = TestRedis::start();

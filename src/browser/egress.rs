@@ -11,7 +11,7 @@
 //! carries one request and every request is checked. WebRTC's UDP media does not use proxies
 //! and is not covered.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -19,7 +19,8 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
 
-use crate::url_guard::{UrlPolicy, is_public_ip};
+use crate::url_guard::UrlPolicy;
+use tracing::Instrument;
 
 /// Longest request head accepted from the browser.
 const MAX_HEAD: usize = 64 * 1024;
@@ -39,28 +40,36 @@ impl EgressProxy {
         let addr = listener.local_addr()?;
         let stop = CancellationToken::new();
         let token = stop.clone();
-        tokio::spawn(async move {
-            loop {
-                let accepted = tokio::select! {
-                    a = listener.accept() => a,
-                    _ = token.cancelled() => return,
-                };
-                let Ok((client, _)) = accepted else {
-                    continue;
-                };
-                let token = token.clone();
-                tokio::spawn(async move {
-                    tokio::select! {
-                        r = serve(client, policy) => {
-                            if let Err(e) = r {
-                                debug!(error = %e, "egress connection ended");
+        // Its log lines belong to the recording that started it (and so carry its TaskID).
+        let span = tracing::Span::current();
+        tokio::spawn(
+            async move {
+                loop {
+                    let accepted = tokio::select! {
+                        a = listener.accept() => a,
+                        _ = token.cancelled() => return,
+                    };
+                    let Ok((client, _)) = accepted else {
+                        continue;
+                    };
+                    let token = token.clone();
+                    tokio::spawn(
+                        async move {
+                            tokio::select! {
+                                r = serve(client, policy) => {
+                                    if let Err(e) = r {
+                                        debug!(error = %e, "egress connection ended");
+                                    }
+                                }
+                                _ = token.cancelled() => {}
                             }
                         }
-                        _ = token.cancelled() => {}
-                    }
-                });
+                        .in_current_span(),
+                    );
+                }
             }
-        });
+            .instrument(span),
+        );
         Ok(Self { addr, stop })
     }
 
@@ -155,24 +164,38 @@ fn split_host_port(target: &str) -> Option<(String, u16)> {
     (!host.is_empty()).then(|| (host.to_string(), port))
 }
 
+/// Why a destination is not connected to.
+enum Unreachable {
+    /// The policy refuses one of its addresses.
+    Refused(String),
+    /// It does not resolve (in time).
+    Unresolved(String),
+}
+
 /// Resolves `host` and picks an address `policy` allows; every address the name has must be
 /// allowed (a name with one private address among public ones is refused).
-async fn resolve_allowed(host: &str, port: u16, policy: UrlPolicy) -> Result<SocketAddr, String> {
+async fn resolve_allowed(
+    host: &str,
+    port: u16,
+    policy: UrlPolicy,
+) -> Result<SocketAddr, Unreachable> {
     let addrs: Vec<SocketAddr> =
         tokio::time::timeout(CONNECT_TIMEOUT, tokio::net::lookup_host((host, port)))
             .await
-            .map_err(|_| format!("resolving {host} timed out"))?
-            .map_err(|e| format!("{host} does not resolve: {e}"))?
+            .map_err(|_| Unreachable::Unresolved(format!("resolving {host} timed out")))?
+            .map_err(|e| Unreachable::Unresolved(format!("{host} does not resolve: {e}")))?
             .collect();
-    let first = *addrs.first().ok_or(format!("{host} has no address"))?;
-    if !policy.allow_private
-        && let Some(bad) = addrs.iter().find(|a| !is_public_ip(a.ip()))
-    {
-        return Err(format!(
-            "{host} is at {}, a private or reserved address; recording pages may only reach \
-             public addresses unless PAGECAST_ALLOW_PRIVATE_URLS=true",
-            bad.ip()
-        ));
+    let first = *addrs
+        .first()
+        .ok_or_else(|| Unreachable::Unresolved(format!("{host} has no address")))?;
+    for a in &addrs {
+        policy.check_ip(a.ip()).map_err(|why| {
+            Unreachable::Refused(if host.trim_matches(['[', ']']).parse::<IpAddr>().is_ok() {
+                why
+            } else {
+                format!("{host} resolves to {why}")
+            })
+        })?;
     }
     Ok(first)
 }
@@ -188,9 +211,15 @@ async fn serve(mut client: TcpStream, policy: UrlPolicy) -> std::io::Result<()> 
     };
     let addr = match resolve_allowed(&req.host, req.port, policy).await {
         Ok(a) => a,
-        Err(why) => {
+        Err(Unreachable::Refused(why)) => {
             warn!(host = %req.host, "a page's request was refused: {why}");
             return refuse(&mut client, "403 Forbidden", &why).await;
+        }
+        // Not a policy matter (Chromium's own update and sign-in hosts land here on a closed
+        // network): the browser sees a failed connection, the log a debug line.
+        Err(Unreachable::Unresolved(why)) => {
+            debug!(host = %req.host, "egress: {why}");
+            return refuse(&mut client, "502 Bad Gateway", &why).await;
         }
     };
     debug!(host = %req.host, port = req.port, %addr, tunnel = req.tunnel, "egress allowed");
@@ -349,11 +378,23 @@ mod tests {
         let answer = ask(strict.addr, "CONNECT localhost:443 HTTP/1.1\r\n\r\n".into()).await;
         assert!(answer.starts_with("HTTP/1.1 403 Forbidden"), "{answer}");
 
+        // Private networks allowed: loopback is reached, the metadata service still is not.
         let open = EgressProxy::start(UrlPolicy {
             allow_private: true,
+            allow_link_local: false,
         })
         .await
         .unwrap();
+        let answer = ask(
+            open.addr,
+            "CONNECT 169.254.169.254:80 HTTP/1.1\r\n\r\n".to_string(),
+        )
+        .await;
+        assert!(answer.starts_with("HTTP/1.1 403 Forbidden"), "{answer}");
+        assert!(
+            answer.contains("PAGECAST_ALLOW_LINK_LOCAL_URLS"),
+            "{answer}"
+        );
         let answer = ask(open.addr, get).await;
         assert!(answer.starts_with("HTTP/1.1 200 OK"), "{answer}");
         assert!(answer.ends_with("hello"), "{answer}");

@@ -149,9 +149,7 @@ pub async fn run(args: RecordArgs) -> anyhow::Result<ExitCode> {
         encoder: rec.encoder(),
         audio: (!args.no_audio).then(|| rec.audio()),
         // The one-shot command is the operator's own tool: any page they can reach is allowed.
-        url_policy: pagecast::url_guard::UrlPolicy {
-            allow_private: true,
-        },
+        url_policy: pagecast::url_guard::UrlPolicy::OPEN,
         guard_egress: false,
         work_dir: work.path().to_path_buf(),
     };

@@ -499,7 +499,7 @@ impl Recording {
         info!(url = %crate::url_guard::loggable_url(&opts.url), width = opts.width, height = opts.height, "loading page");
         session.navigate(&opts.url, opts.navigation_timeout).await?;
         // The requested URL was checked before; redirects may have led somewhere else.
-        if !opts.url_policy.allow_private
+        if !opts.url_policy.allows_all()
             && let Some(landed) = session.current_url().await
             && let Err(why) = crate::url_guard::check_url(&landed, opts.url_policy).await
         {
