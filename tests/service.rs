@@ -165,6 +165,19 @@ fn a_recorded_page_cannot_reach_the_cloud_metadata_service() {
             .any(|l| l.contains("egress allowed") && l.contains("169.254.169.254")),
         "{log}"
     );
+    // A RecordURL that redirects there fails to load, and says why.
+    let id = start(
+        &svc.url,
+        json!({ "RecordURL": format!("{fixtures}/redirect-to-metadata") }),
+    );
+    let d = wait_finished(&svc.url, &id, Duration::from_secs(60));
+    assert_eq!(d["Result"]["ErrorCode"], "PageLoadFailed", "{d}");
+    let message = d["Result"]["ErrorMessage"].as_str().unwrap_or_default();
+    assert!(
+        message.contains("redirected to http://169.254.169.254/")
+            && message.contains("PAGECAST_ALLOW_LINK_LOCAL_URLS"),
+        "{d}"
+    );
 }
 
 #[test]

@@ -497,8 +497,10 @@ impl Recording {
         let session = session?;
         let hooks = session.install_hooks().await?;
         info!(url = %crate::url_guard::loggable_url(&opts.url), width = opts.width, height = opts.height, "loading page");
-        session.navigate(&opts.url, opts.navigation_timeout).await?;
-        // The requested URL was checked before; redirects may have led somewhere else.
+        let loaded = session.navigate(&opts.url, opts.navigation_timeout).await;
+        // The requested URL was checked before; redirects may have led somewhere else. (The
+        // egress proxy refuses such a redirect, and the page then fails with its 403: this
+        // says why.)
         if !opts.url_policy.allows_all()
             && let Some(landed) = session.current_url().await
             && let Err(why) = crate::url_guard::check_url(&landed, opts.url_policy).await
@@ -508,6 +510,7 @@ impl Recording {
                 reason: format!("it redirected to {landed}, which {why}"),
             }));
         }
+        loaded?;
         // Frames the recorder has not taken yet: about a second's worth, then they are dropped.
         let (frame_tx, frames) = mpsc::channel::<Frame>(match opts.capture.backend {
             CaptureBackend::Screencast => opts.fps as usize * 2,

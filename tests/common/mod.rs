@@ -34,6 +34,14 @@ pub fn fixture_server() -> String {
 }
 
 async fn serve_fixture(UrlPath(file): UrlPath<String>) -> impl IntoResponse {
+    // A page that sends its visitor to the cloud metadata service (SSRF by redirect).
+    if file == "redirect-to-metadata" {
+        return (
+            StatusCode::FOUND,
+            [(header::LOCATION, "http://169.254.169.254/latest/meta-data/")],
+            Vec::new(),
+        );
+    }
     let path = Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("tests/fixtures")
         .join(&file);
