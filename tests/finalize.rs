@@ -164,3 +164,80 @@ fn segments_of_two_encoder_instances_join_frame_exact() {
     assert!(left.is_empty(), "{left:?}");
     assert!(segments.iter().all(|s| s.exists()));
 }
+
+/// A worker killed mid-recording leaves its encoder's segment in progress cut off anywhere,
+/// unlisted. The takeover salvages it: whole frames up to where both streams are whole, on the
+/// same clock, listed like a completed segment, and the join keeps every one of those frames.
+#[test]
+fn the_segment_a_killed_encoder_left_unfinished_is_kept() {
+    let dir = scratch("finalize-salvage");
+    let work = dir.join("work");
+    std::fs::create_dir_all(&work).unwrap();
+    encode_instance(&work, 0, 7, 440);
+    // The kill: segment 2 half written (not on a packet boundary), nothing after it, and the
+    // list as ffmpeg left it (segments 0 and 1).
+    let list = work.join("segments-000000.csv");
+    let text = std::fs::read_to_string(&list).unwrap();
+    let kept: String = text.lines().take(2).map(|l| format!("{l}\n")).collect();
+    std::fs::write(&list, kept).unwrap();
+    std::fs::remove_file(work.join("seg_000003.ts")).unwrap();
+    let seg2 = work.join("seg_000002.ts");
+    let len = std::fs::metadata(&seg2).unwrap().len();
+    let f = std::fs::OpenOptions::new().write(true).open(&seg2).unwrap();
+    f.set_len(len / 2 + 77).unwrap();
+    drop(f);
+
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let salvage = |work: &Path| {
+        rt.block_on(pagecast::media::salvage::salvage_unfinished(
+            work,
+            Path::new("ffmpeg"),
+            Path::new("ffprobe"),
+        ))
+        .unwrap()
+    };
+    let record = salvage(&work).expect("the half-written segment is kept");
+    assert_eq!(record.name, "seg_000002.ts");
+    assert_close(record.start, 4.0, 0.05, "it starts where segment 1 ended");
+    assert!(
+        record.seconds() > 0.5 && record.seconds() < 1.5,
+        "about half of a 2 s segment: {record:?}"
+    );
+    assert!(salvage(&work).is_none(), "salvaging twice changes nothing");
+    // The restarted encoder follows.
+    encode_instance(&work, 3, 4, 880);
+
+    let segments = completed_segments(&work).unwrap();
+    assert_eq!(segments.len(), 5, "{segments:?}");
+    let mp4 = dir.join("out.mp4");
+    finalize_into(&segments, &work, &mp4, &OutputFormat::Mp4);
+    let expected = 4.0 + record.seconds() + 4.0;
+    let frames = video_times(&mp4);
+    assert_eq!(
+        frames.len(),
+        (expected * FPS as f64).round() as usize,
+        "every salvaged frame is kept"
+    );
+    let step = 1.0 / FPS as f64;
+    let salvaged_last = ((4.0 + record.seconds()) * FPS as f64).round() as usize - 1;
+    for (n, w) in frames.windows(2).enumerate() {
+        let gap = w[1] - w[0];
+        if n == salvaged_last {
+            assert!(
+                gap > step - 0.002 && gap < step + 0.0215,
+                "{gap:.4} s between the encoders"
+            );
+        } else {
+            assert_close(gap, step, 0.002, &format!("frame {n} to the next"));
+        }
+    }
+    let mut audio: Vec<f64> = packets(&mp4)
+        .into_iter()
+        .filter(|(k, _)| k == "audio")
+        .map(|(_, t)| t)
+        .collect();
+    audio.sort_by(f64::total_cmp);
+    let widest = audio.windows(2).map(|w| w[1] - w[0]).fold(0.0, f64::max);
+    assert!(widest < 0.05, "a {widest:.3} s hole in the sound");
+    assert_close(probe(&mp4, &[]).duration, expected, 0.1, "duration");
+}

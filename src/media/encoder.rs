@@ -196,6 +196,11 @@ pub fn encoder_args(
             "segment",
             "-segment_format",
             "mpegts",
+            // Every packet reaches the segment file as soon as it is encoded, instead of in
+            // 32 KiB writes (many seconds of a quiet page): if the worker is killed, the segment
+            // in progress is on disk up to the last frame and is salvaged (media/salvage.rs).
+            "-segment_format_options",
+            "flush_packets=1",
             "-segment_time",
         ]
         .map(String::from),
@@ -569,6 +574,11 @@ pub fn completed_segments(dir: &Path) -> Result<Vec<PathBuf>, MediaError> {
         .collect())
 }
 
+/// A recorded segment's file name ([`SEGMENT_PATTERN`]: 123 → `seg_000123.ts`).
+pub fn segment_file_name(number: u64) -> String {
+    format!("seg_{number:06}.ts")
+}
+
 /// The number of a recorded segment's file name ([`SEGMENT_PATTERN`]: `seg_000123.ts` → 123).
 pub fn segment_number(name: &str) -> Option<u64> {
     name.strip_prefix("seg_")?.strip_suffix(".ts")?.parse().ok()
@@ -761,6 +771,7 @@ mod tests {
             "{joined}"
         );
         assert!(joined.contains("-segment_time 2"));
+        assert!(joined.contains("-segment_format_options flush_packets=1"));
         assert!(joined.contains("-segment_start_number 5"));
         assert!(joined.contains("scale=1279:721"));
         assert!(joined.contains("pad=ceil(iw/2)*2:ceil(ih/2)*2"));

@@ -5,6 +5,7 @@ pub mod finalize;
 pub mod hls;
 pub mod pacer;
 pub mod probe;
+pub mod salvage;
 
 use crate::error::{ErrorCode, HasErrorCode};
 use crate::process::ProcessError;

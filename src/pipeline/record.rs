@@ -64,6 +64,26 @@ pub async fn run(ctx: WorkerContext, queue: StageQueue, job: StageJob) {
             warn!(error = %e, "could not fetch the intermediate media; continuing without it");
         }
     }
+    if task.status != Status::Normal {
+        // What the stopped worker's encoder wrote of the segment it had not finished.
+        match crate::media::salvage::salvage_unfinished(
+            &work_dir,
+            &ctx.cfg.recorder.ffmpeg,
+            &ctx.cfg.recorder.ffprobe,
+        )
+        .await
+        {
+            Ok(Some(r)) => info!(
+                segment = %r.name,
+                seconds = r.seconds(),
+                "kept the segment the stopped worker had not finished"
+            ),
+            Ok(None) => {}
+            Err(e) => {
+                warn!(error = %e, "could not keep the segment the stopped worker had not finished")
+            }
+        }
+    }
     let takeover = (task.status != Status::Normal).then(|| Takeover::inspect(&task, &work_dir));
     if let Some(t) = &takeover {
         metrics::inc(&metrics::TAKEOVERS, &[]);

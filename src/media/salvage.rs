@@ -1,0 +1,282 @@
+//! The segment an encoder was writing when its process was killed with the worker. MPEG-TS is
+//! a sequence of 188-byte packets, so what reached the disk plays up to its last whole packet:
+//! salvaging it keeps up to one segment (2 s) of media a takeover would otherwise lose.
+//!
+//! The file is cut where both streams are whole (the last video frame, which may have been
+//! written only in part, is dropped; the sound ends with the picture), rewritten with its
+//! timestamps unchanged, and added to its encoder's segment list like a segment ffmpeg completed.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use super::MediaError;
+use super::encoder::{
+    SegmentRecord, parse_segment_list, segment_file_name, segment_lists, segment_number,
+};
+use crate::process::run_capture;
+use tracing::{debug, warn};
+
+/// MPEG-TS packet size.
+const TS_PACKET: u64 = 188;
+/// Fewer whole frames than this are not worth a segment.
+const MIN_FRAMES: usize = 2;
+
+/// The newest encoder instance's unfinished segment: the file numbered after the last segment
+/// its list names (or its first number, for an empty list), present and listed nowhere.
+/// Returns the segment's path, its list's path, and where its video starts on the list's clock.
+pub fn find_unfinished(dir: &Path) -> Option<(PathBuf, PathBuf, f64)> {
+    let lists = segment_lists(dir).ok()?;
+    let newest = lists.last()?;
+    let text = std::fs::read_to_string(newest).ok()?;
+    let records = parse_segment_list(&text);
+    let (number, start) = match records.last() {
+        Some(last) => (segment_number(&last.name)? + 1, last.end),
+        None => (list_first_number(newest)?, 0.0),
+    };
+    let name = segment_file_name(number);
+    let listed = lists.iter().any(|l| {
+        std::fs::read_to_string(l)
+            .map(|t| parse_segment_list(&t).iter().any(|r| r.name == name))
+            .unwrap_or(false)
+    });
+    let path = dir.join(&name);
+    (!listed && path.is_file()).then(|| (path, newest.clone(), start))
+}
+
+/// `segments-000123.csv` → 123.
+fn list_first_number(list: &Path) -> Option<u64> {
+    list.file_name()?
+        .to_str()?
+        .strip_prefix("segments-")?
+        .strip_suffix(".csv")?
+        .parse()
+        .ok()
+}
+
+/// One packet as ffprobe reports it: (is video, pts, duration), seconds.
+type Packet = (bool, f64, f64);
+
+/// Parses `ffprobe -show_entries packet=codec_type,pts_time,duration_time -of csv=p=0`
+/// (lines without times are skipped).
+fn parse_packets(text: &str) -> Vec<Packet> {
+    text.lines()
+        .filter_map(|line| {
+            let mut f = line.split(',').map(str::trim);
+            let kind = f.next()?;
+            let pts: f64 = f.next()?.parse().ok()?;
+            let duration: f64 = f.next()?.parse().ok()?;
+            (pts.is_finite() && duration.is_finite()).then_some((kind == "video", pts, duration))
+        })
+        .collect()
+}
+
+/// Where to cut a truncated segment: its first frame's time, the cut time (both streams whole
+/// before it) and the end of the last frame kept. `None` when fewer than [`MIN_FRAMES`] frames
+/// would be kept.
+fn cut_point(packets: &[Packet]) -> Option<(f64, f64, f64)> {
+    let mut video: Vec<(f64, f64)> = packets.iter().filter(|p| p.0).map(|p| (p.1, p.2)).collect();
+    video.sort_by(|a, b| a.0.total_cmp(&b.0));
+    // The last frame may have reached the disk only in part.
+    video.pop();
+    let first = video.first()?.0;
+    let video_end = video.last().map(|(pts, d)| pts + d)?;
+    let audio_end = packets
+        .iter()
+        .filter(|p| !p.0)
+        .map(|p| p.1 + p.2)
+        .fold(None, |m: Option<f64>, e| Some(m.map_or(e, |m| m.max(e))));
+    let cut = audio_end.map_or(video_end, |a| a.min(video_end));
+    let kept: Vec<&(f64, f64)> = video.iter().filter(|(pts, _)| *pts < cut).collect();
+    if kept.len() < MIN_FRAMES {
+        return None;
+    }
+    let last = kept.last()?;
+    Some((first, cut, last.0 + last.1))
+}
+
+/// Salvages the newest encoder's unfinished segment in `dir`, if there is one worth keeping, and
+/// returns its new list entry. Nothing is changed when there is none, or when ffprobe cannot
+/// read what was written (the file is then left alone, and later segments are numbered after it).
+pub async fn salvage_unfinished(
+    dir: &Path,
+    ffmpeg: &Path,
+    ffprobe: &Path,
+) -> Result<Option<SegmentRecord>, MediaError> {
+    let Some((segment, list, start)) = find_unfinished(dir) else {
+        debug!("no unfinished segment to keep");
+        return Ok(None);
+    };
+    let name = segment
+        .file_name()
+        .and_then(|n| n.to_str())
+        .map(str::to_string)
+        .ok_or_else(|| MediaError::Unexpected("a segment without a name".into()))?;
+    // Drop a packet cut short.
+    let file = std::fs::OpenOptions::new()
+        .write(true)
+        .open(&segment)
+        .map_err(MediaError::io(format!("opening {name}")))?;
+    let len = file
+        .metadata()
+        .map_err(MediaError::io(format!("reading {name}")))?
+        .len();
+    file.set_len(len - len % TS_PACKET)
+        .map_err(MediaError::io(format!("truncating {name}")))?;
+    drop(file);
+
+    let limit = Duration::from_secs(30);
+    let listing = run_capture(
+        "ffprobe",
+        ffprobe,
+        [
+            "-v",
+            "error",
+            "-show_entries",
+            "packet=codec_type,pts_time,duration_time",
+            "-of",
+            "csv=p=0",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .chain([segment.display().to_string()]),
+        limit,
+    )
+    .await;
+    let listing = match listing {
+        Ok(l) => l,
+        Err(e) => {
+            warn!(segment = %name, error = %e, "the unfinished segment is unreadable; it is not kept");
+            return Ok(None);
+        }
+    };
+    let packets = parse_packets(&String::from_utf8_lossy(&listing));
+    let Some((first, cut, frames_end)) = cut_point(&packets) else {
+        debug!(segment = %name, packets = packets.len(), "the unfinished segment holds too little to keep");
+        return Ok(None);
+    };
+
+    // Rewritten with the same timestamps (no mux delay added), so it still continues the
+    // segments before it on their encoder's clock.
+    let scratch = dir.join(format!("{name}.salvage"));
+    run_capture(
+        "ffmpeg",
+        ffmpeg,
+        [
+            "-v",
+            "error",
+            "-y",
+            "-copyts",
+            "-i",
+            &segment.display().to_string(),
+            "-map",
+            "0",
+            "-c",
+            "copy",
+            "-muxdelay",
+            "0",
+            "-muxpreload",
+            "0",
+            "-to",
+            &format!("{cut:.6}"),
+            "-f",
+            "mpegts",
+            &scratch.display().to_string(),
+        ],
+        limit,
+    )
+    .await?;
+    std::fs::rename(&scratch, &segment).map_err(MediaError::io(format!("replacing {name}")))?;
+
+    let record = SegmentRecord {
+        name,
+        start,
+        end: start + (frames_end - first),
+    };
+    append_record(&list, &record)?;
+    Ok(Some(record))
+}
+
+/// Appends `record` to a segment list in ffmpeg's format (on a line of its own, even when the
+/// list's last line was cut short).
+fn append_record(list: &Path, record: &SegmentRecord) -> Result<(), MediaError> {
+    let text = std::fs::read_to_string(list).map_err(MediaError::io("reading a segment list"))?;
+    let mut line = String::new();
+    if !text.is_empty() && !text.ends_with('\n') {
+        line.push('\n');
+    }
+    line.push_str(&format!(
+        "{},{:.6},{:.6}\n",
+        record.name, record.start, record.end
+    ));
+    let mut f = std::fs::OpenOptions::new()
+        .append(true)
+        .open(list)
+        .map_err(MediaError::io("opening a segment list"))?;
+    f.write_all(line.as_bytes())
+        .and_then(|()| f.sync_all())
+        .map_err(MediaError::io("writing a segment list"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::media::encoder::segment_list_name;
+
+    #[test]
+    fn the_unfinished_segment_follows_the_newest_list() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        for n in 0..3u64 {
+            std::fs::write(d.join(segment_file_name(n)), b"ts").unwrap();
+        }
+        std::fs::write(
+            d.join(segment_list_name(0)),
+            "seg_000000.ts,0.000000,2.021333\nseg_000001.ts,2.0213",
+        )
+        .unwrap();
+        // The list's last line was cut short: seg 1 is not listed, so it is the unfinished one.
+        let (seg, list, start) = find_unfinished(d).unwrap();
+        assert_eq!(seg, d.join("seg_000001.ts"));
+        assert_eq!(list, d.join(segment_list_name(0)));
+        assert!((start - 2.021333).abs() < 1e-9);
+        append_record(
+            &list,
+            &SegmentRecord {
+                name: "seg_000001.ts".into(),
+                start,
+                end: 3.0,
+            },
+        )
+        .unwrap();
+        let text = std::fs::read_to_string(&list).unwrap();
+        assert_eq!(parse_segment_list(&text).len(), 2, "{text}");
+        // Now segment 2 is next.
+        assert_eq!(find_unfinished(d).unwrap().0, d.join("seg_000002.ts"));
+        // A restarted encoder whose list is still empty: its first number, from time 0.
+        std::fs::write(d.join(segment_list_name(3)), "").unwrap();
+        std::fs::write(d.join(segment_file_name(3)), b"ts").unwrap();
+        let (seg, _, start) = find_unfinished(d).unwrap();
+        assert_eq!((seg, start), (d.join("seg_000003.ts"), 0.0));
+        std::fs::remove_file(d.join(segment_file_name(3))).unwrap();
+        assert!(find_unfinished(d).is_none(), "no file: nothing to salvage");
+    }
+
+    #[test]
+    fn the_cut_keeps_whole_frames_and_ends_the_sound_with_them() {
+        let text = "video,5.421333,0.033333\naudio,5.432000,0.021333\n\
+                    video,5.454667,0.033333\naudio,5.453333,0.021333\n\
+                    video,5.488000,0.033333\nvideo,5.521333,0.033333\n\
+                    audio,5.474667,0.021333\naudio,5.496000,0.021333\nnot,a,packet\n";
+        let packets = parse_packets(text);
+        assert_eq!(packets.len(), 8);
+        // The frame at 5.521 may be partial and is dropped; the sound ends at 5.517, so the
+        // frame at 5.488 is the last one kept.
+        let (first, cut, frames_end) = cut_point(&packets).unwrap();
+        assert!((first - 5.421333).abs() < 1e-9);
+        assert!((cut - 5.517333).abs() < 1e-6, "{cut}");
+        assert!((frames_end - 5.521333).abs() < 1e-6, "{frames_end}");
+        // Too little to keep.
+        assert!(cut_point(&parse_packets("video,1.0,0.033\nvideo,1.033,0.033\n")).is_none());
+    }
+}
