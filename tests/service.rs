@@ -330,7 +330,16 @@ fn redis_restart_during_a_task_loses_nothing() {
     assert_eq!(d["Restarts"], 0);
     std::thread::sleep(Duration::from_secs(1));
     ok(&svc.url, "Stop", &id);
-    let d = wait_finished(&svc.url, &id, Duration::from_secs(60));
+    // And again while the result is being made (finalize, upload, callback).
+    let saved = std::process::Command::new("redis-cli")
+        .args(["-p", &redis.port().to_string(), "SAVE"])
+        .output()
+        .unwrap();
+    assert!(saved.status.success());
+    redis.stop();
+    std::thread::sleep(Duration::from_secs(3));
+    redis.restart();
+    let d = wait_finished(&svc.url, &id, Duration::from_secs(90));
     assert!(d["Result"]["ErrorCode"].is_null(), "{d}");
     let file = fetch_video(&d, &scratch("svc-redis-dl"));
     assert!(probe(&file, &[]).duration > 2.0);
@@ -492,6 +501,57 @@ fn killed_worker_is_taken_over(muxer: &str) {
     assert!(
         lost < 2.5,
         "{lost:.3} s lost before the kill (frame {before}): {report}"
+    );
+}
+
+/// Stop, and the worker is killed while it ends the recording (before it hands the media on to
+/// transcode): a worker of the same machine makes the result from what was recorded.
+#[test]
+fn a_worker_killed_while_ending_a_stopped_recording_still_delivers_it() {
+    let _one_at_a_time = TAKEOVER_TESTS.lock().unwrap_or_else(|e| e.into_inner());
+    let redis = TestRedis::start();
+    let fixtures = fixture_server();
+    let svc = service(&redis, "svc-killed-stopping", false, 2, 1);
+    let id = start_recording(
+        &svc.url,
+        json!({ "RecordURL": format!("{fixtures}/clock.html") }),
+    );
+    let owner_pid = svc.procs[1..]
+        .iter()
+        .map(|p| p.child.id())
+        .find(|pid| has_children(*pid))
+        .expect("one worker runs the recording");
+    std::thread::sleep(Duration::from_secs(5));
+    ok(&svc.url, "Stop", &id);
+    // Ending a recording (browser closed, encoder drained, last segment written) takes a few
+    // hundred milliseconds: the kill lands inside it.
+    std::process::Command::new("kill")
+        .args(["-KILL", &owner_pid.to_string()])
+        .status()
+        .unwrap();
+    assert_eq!(
+        describe(&svc.url, &id)["Status"],
+        "canceled",
+        "killed before it handed the recording on"
+    );
+    let d = wait_finished(&svc.url, &id, Duration::from_secs(60));
+    assert!(d["Result"]["ErrorCode"].is_null(), "{d}");
+    let file = fetch_video(&d, &scratch("svc-killed-stopping-dl"));
+    let p = probe(&file, &[]);
+    // About 5 s were recorded; what the encoder had not written at the kill is missing.
+    eprintln!("killed while stopping: {:.3} s delivered", p.duration);
+    assert!(
+        p.duration > 1.0 && p.duration < 6.0,
+        "{} s: {d}",
+        p.duration
+    );
+    let logs: String = ["worker0.log", "worker1.log"]
+        .iter()
+        .map(|l| std::fs::read_to_string(svc.dir.join(l)).unwrap_or_default())
+        .collect();
+    assert!(
+        logs.contains("making the result from what it recorded"),
+        "the other worker finished the task"
     );
 }
 

@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
 use super::{WorkerContext, now_ms};
 use crate::error::ErrorCode;
@@ -76,7 +76,53 @@ async fn abandoned_handover(
     ctx.store.transition(&task.id, t).await
 }
 
+/// A stopped task whose worker died before it handed the recording on (its media is on this
+/// node): the segment its encoder had not finished is salvaged, and the recorded media goes to
+/// transcode here.
+async fn finish_stopped(
+    ctx: &WorkerContext,
+    task: &crate::task::TaskRecord,
+) -> Result<(), crate::task::store::StoreError> {
+    use crate::task::store::{TimeField, Transition};
+    let work_dir = ctx.cfg.work_root().join(&task.id);
+    if let Err(e) = crate::media::salvage::salvage_unfinished(
+        &work_dir,
+        &ctx.cfg.recorder.ffmpeg,
+        &ctx.cfg.recorder.ffprobe,
+    )
+    .await
+    {
+        warn!(task_id = %task.id, error = %e, "could not keep the segment the stopped worker had not finished");
+    }
+    if !crate::media::encoder::has_recorded_media(&work_dir) {
+        return ctx
+            .fail_task(
+                &task.id,
+                Status::Canceled,
+                None,
+                ErrorCode::RecordFailed,
+                "the worker ending this stopped recording died before any of it was written"
+                    .to_string(),
+            )
+            .await;
+    }
+    info!(task_id = %task.id, "the worker ending this stopped recording died; making the result from what it recorded");
+    let mut t = Transition::new(Status::Canceled, Status::Transcode);
+    t.times = vec![(TimeField::Stop, super::now_s())];
+    t.enqueue = Some(ctx.node_queue(Stage::Transcode));
+    ctx.store.transition(&task.id, t).await
+}
+
 async fn sweep(ctx: &WorkerContext) -> Result<(), crate::task::store::StoreError> {
+    // Redis was away moments ago: every lease ran on without renewal, including those of
+    // workers that are fine. Give them two lease periods to renew before judging any.
+    let settle = std::time::Duration::from_millis(2 * ctx.cfg.lease_ms.max(1000));
+    if ctx.store.unavailable_within(settle) {
+        debug!(
+            "the task store was unavailable moments ago; leases are judged once their workers could renew them"
+        );
+        return Ok(());
+    }
     // A recording whose worker stopped is continued on the machine that holds its media; other
     // machines step in only when nobody there has for a while (the machine itself is gone).
     let grace = 2 * ctx.cfg.lease_ms.max(1000) as i64;
@@ -141,6 +187,9 @@ async fn sweep(ctx: &WorkerContext) -> Result<(), crate::task::store::StoreError
                     .requeue(&id, &StageQueue::shared(Stage::Record))
                     .await?
             }
+            // Stopped, and its worker died while ending the recording: what it recorded is
+            // here, so the result is made from it.
+            Status::Canceled if ours => finish_stopped(ctx, &task).await?,
             status => {
                 let message = format!(
                     "the worker handling this task ({status}) stopped responding and its media is not reachable from here"

@@ -417,6 +417,8 @@ pub struct TaskStore {
     /// Idle dedicated connections for blocking reads (a blocking command would stall every
     /// other command multiplexed on the shared connection).
     blocking: Arc<Mutex<Vec<MultiplexedConnection>>>,
+    /// When a call last found Redis unavailable (see [`TaskStore::unavailable_within`]).
+    last_unavailable: Arc<Mutex<Option<std::time::Instant>>>,
 }
 
 impl std::fmt::Debug for TaskStore {
@@ -468,7 +470,20 @@ impl TaskStore {
             retention_secs: DEFAULT_RETENTION_SECS,
             groups: Arc::default(),
             blocking: Arc::default(),
+            last_unavailable: Arc::default(),
         })
+    }
+
+    /// Whether a call of this process found Redis unavailable within the last `window`. While
+    /// Redis was away no worker could renew its lease, so just after it returns an expired
+    /// lease does not mean its worker stopped: the diagnose loop leaves such leases alone until
+    /// their workers have had time to renew them.
+    pub fn unavailable_within(&self, window: std::time::Duration) -> bool {
+        self.last_unavailable
+            .lock()
+            .ok()
+            .and_then(|t| *t)
+            .is_some_and(|t| t.elapsed() < window)
     }
 
     /// Keep finished tasks for `secs` seconds (default 7 days).
@@ -1459,6 +1474,16 @@ impl TaskStore {
     }
 
     fn fail(&self, what: &str, failure: Failure) -> StoreError {
+        let error = self.describe_failure(what, failure);
+        if matches!(error, StoreError::Unavailable(_))
+            && let Ok(mut at) = self.last_unavailable.lock()
+        {
+            *at = Some(std::time::Instant::now());
+        }
+        error
+    }
+
+    fn describe_failure(&self, what: &str, failure: Failure) -> StoreError {
         match failure {
             Failure::Deadline(d) => StoreError::Unavailable(format!(
                 "Redis at {} did not answer {what} within {:.1}s",
