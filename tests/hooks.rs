@@ -15,13 +15,11 @@ fn pause_and_resume_leave_no_gap_and_no_frozen_stretch() {
         &out,
         &[],
     );
+    // The page fires its hooks from requestAnimationFrame: on a loaded machine its main thread
+    // stalls now and then, which moves a hook by the stall (and shows as a short freeze). The
+    // tolerances below allow for stalls of a few hundred ms; the benchmark measures precision.
     let p = probe(&out, &[]);
-    assert_close(
-        p.duration,
-        3.5,
-        0.35,
-        "recorded time excludes the 2 s pause",
-    );
+    assert_close(p.duration, 3.5, 0.5, "recorded time excludes the 2 s pause");
     let a = analyze(&out);
     let gaps = a["gaps"].as_array().unwrap();
     assert_eq!(
@@ -29,11 +27,12 @@ fn pause_and_resume_leave_no_gap_and_no_frozen_stretch() {
         1,
         "exactly one jump in page time, at the pause: {a}"
     );
-    assert_close(
-        gaps[0]["jump_ms"].as_f64().unwrap(),
-        2000.0,
-        150.0,
-        "the jump is the pause",
+    // A stall just before the pause repeats the last picture until the hook runs, so the page
+    // clock then jumps by the pause minus the stall.
+    let jump = gaps[0]["jump_ms"].as_f64().unwrap();
+    assert!(
+        (1650.0..=2150.0).contains(&jump),
+        "the jump is the pause: {jump} ms, not 2000 ms (-350/+150): {a}"
     );
     // Recording through the pause would freeze the picture for the whole 2 s; a loaded CI machine
     // may repeat a few frames, which the benchmark (not this test) measures.
