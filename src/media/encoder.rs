@@ -40,15 +40,28 @@ pub enum FrameFormat {
     Jpeg,
     /// Raw 32-bit pixels, blue-green-red-unused, exactly width×height (an X framebuffer).
     Bgrx,
+    /// Raw planar 4:2:0 YUV (Y, then U, then V; BT.601 standard range), exactly width×height,
+    /// both even (X framebuffer grabs converted by the grab thread).
+    I420,
 }
 
 impl FrameFormat {
     /// Memory the distinct pictures waiting for the encoder may take. JPEG frames are small, so
-    /// 15 s of them fit far below this; raw frames are 4 bytes a pixel, so it bounds them.
+    /// 15 s of them fit far below this; raw frames are 1.5 or 4 bytes a pixel, so it bounds them.
     fn queue_bytes(self) -> usize {
         match self {
             FrameFormat::Jpeg => 256 << 20,
-            FrameFormat::Bgrx => 128 << 20,
+            FrameFormat::Bgrx | FrameFormat::I420 => 128 << 20,
+        }
+    }
+
+    /// Bytes of one raw picture of `width`×`height` (0 for JPEG, whose size varies).
+    pub fn picture_bytes(self, width: u32, height: u32) -> usize {
+        let pixels = width as usize * height as usize;
+        match self {
+            FrameFormat::Jpeg => 0,
+            FrameFormat::Bgrx => pixels * 4,
+            FrameFormat::I420 => pixels + pixels / 2,
         }
     }
 }
@@ -124,15 +137,23 @@ pub fn encoder_args(
     // (pagecast's queue in front of the pipe is the one sized for falling behind).
     let input_queue = match s.input {
         FrameFormat::Jpeg => "64",
-        FrameFormat::Bgrx => "4",
+        FrameFormat::Bgrx | FrameFormat::I420 => "4",
     };
     args.extend(["-thread_queue_size", input_queue].map(String::from));
+    let raw = |pix_fmt: &str| {
+        vec![
+            "-f".to_string(),
+            "rawvideo".into(),
+            "-pix_fmt".into(),
+            pix_fmt.into(),
+            "-video_size".into(),
+            format!("{width}x{height}"),
+        ]
+    };
     match s.input {
         FrameFormat::Jpeg => args.extend(["-f", "mjpeg"].map(String::from)),
-        FrameFormat::Bgrx => {
-            args.extend(["-f", "rawvideo", "-pix_fmt", "bgr0", "-video_size"].map(String::from));
-            args.push(format!("{width}x{height}"));
-        }
+        FrameFormat::Bgrx => args.extend(raw("bgr0")),
+        FrameFormat::I420 => args.extend(raw("yuv420p")),
     }
     args.push("-framerate".into());
     args.push(fps.to_string());
@@ -157,10 +178,13 @@ pub fn encoder_args(
     }
     // Frames are scaled to the exact viewport (a no-op unless Chromium sent another size) and padded
     // to even dimensions, which yuv420p needs; odd viewports therefore never break the encoder.
-    args.push("-vf".into());
-    args.push(format!(
-        "scale={width}:{height}:flags=bicubic,pad=ceil(iw/2)*2:ceil(ih/2)*2,format=yuv420p"
-    ));
+    // I420 input is already exactly that: no filter, no conversion.
+    if s.input != FrameFormat::I420 {
+        args.push("-vf".into());
+        args.push(format!(
+            "scale={width}:{height}:flags=bicubic,pad=ceil(iw/2)*2:ceil(ih/2)*2,format=yuv420p"
+        ));
+    }
     args.extend(["-c:v", "libx264", "-preset"].map(String::from));
     args.push(s.preset.clone());
     args.push("-crf".into());
@@ -783,6 +807,26 @@ mod tests {
     }
 
     #[test]
+    fn i420_input_is_read_as_it_is() {
+        let s = EncoderSettings {
+            input: FrameFormat::I420,
+            ..EncoderSettings::default()
+        };
+        let joined = encoder_args(&s, 1280, 720, 30, Path::new("/w"), 0).join(" ");
+        assert!(
+            joined
+                .contains("-thread_queue_size 4 -f rawvideo -pix_fmt yuv420p -video_size 1280x720"),
+            "{joined}"
+        );
+        assert!(!joined.contains("-vf"), "no conversion: {joined}");
+        assert_eq!(
+            FrameFormat::I420.picture_bytes(1280, 720),
+            1280 * 720 * 3 / 2
+        );
+        assert_eq!(FrameFormat::Bgrx.picture_bytes(1280, 720), 1280 * 720 * 4);
+    }
+
+    #[test]
     fn sound_is_a_second_input_encoded_to_aac() {
         let s = EncoderSettings {
             audio: true,
@@ -801,10 +845,10 @@ mod tests {
 
     #[tokio::test]
     async fn samples_reach_ffmpeg_through_the_second_pipe() {
-        if resolve_program("ffmpeg", Path::new("ffmpeg")).is_err() {
-            eprintln!("ffmpeg missing: skipped");
-            return;
-        }
+        assert!(
+            resolve_program("ffmpeg", Path::new("ffmpeg")).is_ok(),
+            "ffmpeg is needed: run scripts/install-deps.sh"
+        );
         let dir = tempfile::tempdir().unwrap();
         let s = EncoderSettings {
             audio: true,

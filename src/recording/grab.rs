@@ -51,12 +51,14 @@ pub struct DisplayGrabber {
 
 impl DisplayGrabber {
     /// Connects to `display` and starts grabbing its top-left `width`×`height` pixels `fps`
-    /// times a second into `frames`. Fails at once if the display cannot be opened or is smaller.
+    /// times a second into `frames`, as BGRX or (`i420`) converted to I420. Fails at once if
+    /// the display cannot be opened or is smaller.
     pub fn start(
         display: &str,
         width: u32,
         height: u32,
         fps: u32,
+        i420: bool,
         frames: mpsc::Sender<Frame>,
     ) -> Result<Self, String> {
         let (conn, screen) = x11rb::connect(Some(display))
@@ -99,6 +101,7 @@ impl DisplayGrabber {
             root,
             width: w,
             height: h,
+            i420,
             period: 1.0 / f64::from(fps.max(1)),
             shared: shared.clone(),
             frames,
@@ -155,6 +158,8 @@ struct Grab {
     root: u32,
     width: u16,
     height: u16,
+    /// Frames are I420 (converted from the grab) rather than the grab's BGRX.
+    i420: bool,
     period: f64,
     shared: Arc<Shared>,
     frames: mpsc::Sender<Frame>,
@@ -162,7 +167,6 @@ struct Grab {
 
 impl Grab {
     fn run(mut self) {
-        let expected = usize::from(self.width) * usize::from(self.height) * 4;
         while !self.shared.stop.load(Ordering::Relaxed) {
             let now = wall_now();
             let phase = f64::from_bits(self.shared.phase.load(Ordering::Relaxed));
@@ -177,16 +181,8 @@ impl Grab {
             }
             let at = wall_now();
             let image = match self.read_screen() {
-                Ok((image, _)) if image.len() == expected => image,
-                Ok((image, depth)) => {
-                    return self.fail(format!(
-                        "the display returned {} bytes for a {}x{} screen (depth {depth}); 24-bit colour is needed",
-                        image.len(),
-                        self.width,
-                        self.height,
-                    ));
-                }
-                Err(e) => return self.fail(format!("reading the virtual display failed: {e}")),
+                Ok(image) => image,
+                Err(e) => return self.fail(e),
             };
             // Paints reported while the grab was read coincided with it.
             self.note_paints(Some(at));
@@ -244,10 +240,10 @@ impl Grab {
         }
     }
 
-    /// One picture of the whole screen (copied once, into the buffer the frame keeps) and its
-    /// depth.
-    fn read_screen(&self) -> Result<(Arc<[u8]>, u8), String> {
-        let e = |e: &dyn std::fmt::Display| e.to_string();
+    /// One picture of the whole screen, in the buffer the frame keeps: copied once, or
+    /// converted to I420 on the way.
+    fn read_screen(&self) -> Result<Arc<[u8]>, String> {
+        let e = |e: &dyn std::fmt::Display| format!("reading the virtual display failed: {e}");
         match &self.shm {
             Some(seg) => {
                 let reply = self
@@ -267,7 +263,7 @@ impl Grab {
                     .reply()
                     .map_err(|x| e(&x))?;
                 let n = (reply.size as usize).min(seg.len);
-                Ok((Arc::from(&seg.bytes()[..n]), reply.depth))
+                self.keep(&seg.bytes()[..n], reply.depth)
             }
             None => {
                 let reply = self
@@ -284,8 +280,24 @@ impl Grab {
                     .map_err(|x| e(&x))?
                     .reply()
                     .map_err(|x| e(&x))?;
-                Ok((Arc::from(reply.data), reply.depth))
+                self.keep(&reply.data, reply.depth)
             }
+        }
+    }
+
+    /// The frame's buffer for the pixels the server returned (`depth` bits a pixel).
+    fn keep(&self, pixels: &[u8], depth: u8) -> Result<Arc<[u8]>, String> {
+        let (w, h) = (u32::from(self.width), u32::from(self.height));
+        if pixels.len() != w as usize * h as usize * 4 {
+            return Err(format!(
+                "the display returned {} bytes for a {w}x{h} screen (depth {depth}); 24-bit colour is needed",
+                pixels.len(),
+            ));
+        }
+        if self.i420 {
+            super::i420::from_bgrx(pixels, w, h)
+        } else {
+            Ok(Arc::from(pixels))
         }
     }
 

@@ -7,6 +7,7 @@
 
 mod capture;
 mod grab;
+mod i420;
 mod options;
 mod paint_phase;
 pub mod timeline;
@@ -326,8 +327,12 @@ impl ResilientEncoder {
     fn backlog_limit(&self) -> usize {
         match self.opts.encoder.input {
             FrameFormat::Jpeg => usize::MAX,
-            FrameFormat::Bgrx => {
-                let frame = self.opts.width as usize * self.opts.height as usize * 4;
+            FrameFormat::Bgrx | FrameFormat::I420 => {
+                let frame = self
+                    .opts
+                    .encoder
+                    .input
+                    .picture_bytes(self.opts.width, self.opts.height);
                 (RAW_BACKLOG_BYTES / frame.max(1)).max(4)
             }
         }
@@ -464,7 +469,12 @@ impl Recording {
                     .await?;
                 info!(display = %d.name(), "virtual display started");
                 opts.browser.display = Some(d.name());
-                opts.encoder.input = FrameFormat::Bgrx;
+                // Converted to I420 by the grab thread where the size allows (even sides).
+                opts.encoder.input = if i420::fits(opts.width, opts.height) {
+                    FrameFormat::I420
+                } else {
+                    FrameFormat::Bgrx
+                };
                 Some(d)
             }
         };
@@ -530,6 +540,7 @@ impl Recording {
                     opts.width,
                     opts.height,
                     opts.fps,
+                    opts.encoder.input == FrameFormat::I420,
                     frame_tx.clone(),
                 )
                 .map_err(|reason| {
