@@ -35,8 +35,10 @@ pub fn from_bgrx(bgrx: &[u8], width: u32, height: u32) -> Result<Arc<[u8]>, Stri
             bgrx.len()
         ));
     }
-    // One allocation, written in place (the buffer is not shared yet).
-    let mut out: Arc<[u8]> = std::iter::repeat_n(0u8, len(width, height)).collect();
+    // One zeroed allocation, written in place (the buffer is not shared yet).
+    // SAFETY: zero bytes are valid `u8`s.
+    let mut out: Arc<[u8]> =
+        unsafe { Arc::<[u8]>::new_zeroed_slice(len(width, height)).assume_init() };
     let planes = Arc::get_mut(&mut out).ok_or("a new buffer is not shared")?;
     let (y, chroma) = planes.split_at_mut(luma);
     let (u, v) = chroma.split_at_mut(luma / 4);
