@@ -108,6 +108,35 @@ fn cjk_text_renders_with_the_bundled_font() {
     );
 }
 
+/// What you see is what you get: Chromium's offer to translate a page in another language is
+/// not part of the page, so it must not be recorded.
+#[test]
+fn a_page_in_another_language_is_recorded_without_a_translate_bar() {
+    let base = fixture_server();
+    let out = scratch("translate").join("zh.mp4");
+    record_ok(
+        &format!("{base}/chinese_page.html"),
+        &out,
+        &["--duration", "4"],
+    );
+    let f = frame_at(&out, 110, &[]);
+    // The top right corner is the page's plain background (#3060a0 is about 48, 96, 160).
+    let mut odd = 0;
+    for y in (4..90).step_by(4) {
+        for x in (f.width - 500..f.width - 4).step_by(4) {
+            let i = (y * f.width + x) * 3;
+            let (r, g, b) = (f.data[i], f.data[i + 1], f.data[i + 2]);
+            if r.abs_diff(48) > 20 || g.abs_diff(96) > 20 || b.abs_diff(160) > 20 {
+                odd += 1;
+            }
+        }
+    }
+    assert_eq!(
+        odd, 0,
+        "something other than the page covers its top right corner"
+    );
+}
+
 #[test]
 fn cjk_text_is_boxes_without_the_bundled_font() {
     // The control for the test above: with a fontconfig that lacks fonts/, this machine has no CJK

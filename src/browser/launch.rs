@@ -113,6 +113,26 @@ pub struct ChromiumProcess {
     ws_url: String,
 }
 
+/// Preferences a recording's profile starts with. Chromium 156 offers to translate a page in
+/// another language (a bar over the page's top right corner, recorded with it) whatever
+/// `--disable-translate` and `--disable-features=Translate` say; the profile's own setting is
+/// what it obeys.
+const PROFILE_PREFERENCES: &str = r#"{"translate":{"enabled":false}}"#;
+
+/// Writes [`PROFILE_PREFERENCES`] into the profile before Chromium reads it.
+fn seed_profile(profile_dir: &Path) -> Result<(), BrowserError> {
+    let default = profile_dir.join("Default");
+    std::fs::create_dir_all(&default)
+        .and_then(|()| std::fs::write(default.join("Preferences"), PROFILE_PREFERENCES))
+        .map_err(|e| BrowserError::Launch {
+            reason: format!(
+                "cannot prepare the browser profile in {}: {e}",
+                profile_dir.display()
+            ),
+            tail: String::new(),
+        })
+}
+
 impl ChromiumProcess {
     /// Starts Chromium with a fresh profile in `profile_dir` and waits for its DevTools endpoint.
     pub async fn launch(
@@ -143,6 +163,7 @@ impl ChromiumProcess {
         sandbox: bool,
     ) -> Result<Self, BrowserError> {
         let exe = resolve_program("chromium", &settings.executable)?;
+        seed_profile(profile_dir)?;
         let mut cmd = Command::new(exe);
         if !sandbox {
             cmd.arg("--no-sandbox");
