@@ -178,6 +178,18 @@ fn a_recorded_page_cannot_reach_the_cloud_metadata_service() {
             && message.contains("PAGECAST_ALLOW_LINK_LOCAL_URLS"),
         "{d}"
     );
+    // A page whose host does not resolve: the guard's answer names the cause.
+    let id = start(
+        &svc.url,
+        json!({ "RecordURL": "http://no-such-host.invalid/class" }),
+    );
+    let d = wait_finished(&svc.url, &id, Duration::from_secs(60));
+    assert_eq!(d["Result"]["ErrorCode"], "PageLoadFailed", "{d}");
+    let message = d["Result"]["ErrorMessage"].as_str().unwrap_or_default();
+    assert!(
+        message.contains("no-such-host.invalid does not resolve"),
+        "{d}"
+    );
 }
 
 #[test]

@@ -207,39 +207,29 @@ async fn serve(mut client: TcpStream, policy: UrlPolicy) -> std::io::Result<()> 
     };
     let req = match parse_head(&head) {
         Ok(r) => r,
-        Err(why) => return refuse(&mut client, "400 Bad Request", &why).await,
+        Err(why) => return refuse(&mut client, 400, &why).await,
     };
     let addr = match resolve_allowed(&req.host, req.port, policy).await {
         Ok(a) => a,
         Err(Unreachable::Refused(why)) => {
             warn!(host = %req.host, "a page's request was refused: {why}");
-            return refuse(&mut client, "403 Forbidden", &why).await;
+            return refuse(&mut client, 403, &why).await;
         }
         // Not a policy matter (Chromium's own update and sign-in hosts land here on a closed
         // network): the browser sees a failed connection, the log a debug line.
         Err(Unreachable::Unresolved(why)) => {
             debug!(host = %req.host, "egress: {why}");
-            return refuse(&mut client, "502 Bad Gateway", &why).await;
+            return refuse(&mut client, 502, &why).await;
         }
     };
     debug!(host = %req.host, port = req.port, %addr, tunnel = req.tunnel, "egress allowed");
     let mut upstream = match tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(addr)).await {
         Ok(Ok(s)) => s,
         Ok(Err(e)) => {
-            return refuse(
-                &mut client,
-                "502 Bad Gateway",
-                &format!("{}: {e}", req.host),
-            )
-            .await;
+            return refuse(&mut client, 502, &format!("{}: {e}", req.host)).await;
         }
         Err(_) => {
-            return refuse(
-                &mut client,
-                "504 Gateway Timeout",
-                &format!("{} did not answer", req.host),
-            )
-            .await;
+            return refuse(&mut client, 504, &format!("{} did not answer", req.host)).await;
         }
     };
     if req.tunnel {
@@ -270,21 +260,23 @@ async fn read_head(client: &mut TcpStream) -> std::io::Result<Option<(String, Ve
             return Ok(Some((String::from_utf8_lossy(&buf).into_owned(), rest)));
         }
         if buf.len() > MAX_HEAD {
-            refuse(
-                client,
-                "431 Request Header Fields Too Large",
-                "request head too large",
-            )
-            .await?;
+            refuse(client, 431, "request head too large").await?;
             return Ok(None);
         }
     }
 }
 
-async fn refuse(client: &mut TcpStream, status: &str, why: &str) -> std::io::Result<()> {
+/// Answers with `code` and says why in the body and in the status line's reason phrase, which
+/// is what Chromium reports of a failed page load (so the task's error names the cause).
+async fn refuse(client: &mut TcpStream, code: u16, why: &str) -> std::io::Result<()> {
     let body = format!("pagecast refused this request: {why}\n");
+    let reason: String = format!("pagecast: {why}")
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .take(300)
+        .collect();
     let head = format!(
-        "HTTP/1.1 {status}\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: {}\r\n\
+        "HTTP/1.1 {code} {reason}\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: {}\r\n\
          Connection: close\r\n\r\n",
         body.len()
     );
@@ -367,16 +359,16 @@ mod tests {
 
         let strict = EgressProxy::start(UrlPolicy::default()).await.unwrap();
         let answer = ask(strict.addr, get.clone()).await;
-        assert!(answer.starts_with("HTTP/1.1 403 Forbidden"), "{answer}");
+        assert!(answer.starts_with("HTTP/1.1 403 pagecast: "), "{answer}");
         assert!(answer.contains("127.0.0.1"), "{answer}");
         let answer = ask(
             strict.addr,
             "CONNECT 169.254.169.254:80 HTTP/1.1\r\n\r\n".to_string(),
         )
         .await;
-        assert!(answer.starts_with("HTTP/1.1 403 Forbidden"), "{answer}");
+        assert!(answer.starts_with("HTTP/1.1 403 pagecast: "), "{answer}");
         let answer = ask(strict.addr, "CONNECT localhost:443 HTTP/1.1\r\n\r\n".into()).await;
-        assert!(answer.starts_with("HTTP/1.1 403 Forbidden"), "{answer}");
+        assert!(answer.starts_with("HTTP/1.1 403 pagecast: "), "{answer}");
 
         // Private networks allowed: loopback is reached, the metadata service still is not.
         let open = EgressProxy::start(UrlPolicy {
@@ -390,7 +382,7 @@ mod tests {
             "CONNECT 169.254.169.254:80 HTTP/1.1\r\n\r\n".to_string(),
         )
         .await;
-        assert!(answer.starts_with("HTTP/1.1 403 Forbidden"), "{answer}");
+        assert!(answer.starts_with("HTTP/1.1 403 pagecast: "), "{answer}");
         assert!(
             answer.contains("PAGECAST_ALLOW_LINK_LOCAL_URLS"),
             "{answer}"

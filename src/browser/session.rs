@@ -195,11 +195,17 @@ impl BrowserSession {
             let mut status = None;
             while let Some(Some(ev)) = responses.next().now_or_never() {
                 if ev.r#type == ResourceType::Document && Some(&ev.loader_id) == loader.as_ref() {
-                    status = Some(ev.response.status);
+                    status = Some((ev.response.status, ev.response.status_text.clone()));
                 }
             }
             Ok::<_, chromiumoxide::error::CdpError>(match status {
-                Some(s) if s >= 400 => Err(format!("HTTP status {s}")),
+                Some((s, text)) if s >= 400 => match text.strip_prefix("pagecast: ") {
+                    // The egress guard's answer: its reason says what was refused and why.
+                    Some(why) => Err(format!(
+                        "HTTP status {s} from pagecast's egress guard ({why})"
+                    )),
+                    None => Err(format!("HTTP status {s}")),
+                },
                 _ => Ok(()),
             })
         };
