@@ -108,6 +108,16 @@ pub fn segment_list_name(first_segment: u64) -> String {
     format!("segments-{first_segment:06}.csv")
 }
 
+/// The first segment number of a segment list's path ([`segment_list_name`] read back).
+pub fn segment_list_number(list: &Path) -> Option<u64> {
+    list.file_name()?
+        .to_str()?
+        .strip_prefix("segments-")?
+        .strip_suffix(".csv")?
+        .parse()
+        .ok()
+}
+
 /// The file descriptor ffmpeg reads PCM from.
 const AUDIO_FD: i32 = 3;
 /// AAC bit rate.

@@ -12,7 +12,8 @@ use std::time::Duration;
 
 use super::MediaError;
 use super::encoder::{
-    SegmentRecord, parse_segment_list, segment_file_name, segment_lists, segment_number,
+    SegmentRecord, recorded_segments, segment_file_name, segment_list_number, segment_lists,
+    segment_number,
 };
 use crate::process::run_capture;
 use tracing::{debug, warn};
@@ -27,31 +28,17 @@ const MIN_FRAMES: usize = 2;
 /// Returns the segment's path, its list's path, and where its video starts on the list's clock.
 pub fn find_unfinished(dir: &Path) -> Option<(PathBuf, PathBuf, f64)> {
     let lists = segment_lists(dir).ok()?;
-    let newest = lists.last()?;
-    let text = std::fs::read_to_string(newest).ok()?;
-    let records = parse_segment_list(&text);
-    let (number, start) = match records.last() {
+    let newest = lists.last()?.clone();
+    // Every instance's list, oldest first (the same order as `lists`).
+    let instances = recorded_segments(dir).ok()?;
+    let (number, start) = match instances.last()?.last() {
         Some(last) => (segment_number(&last.name)? + 1, last.end),
-        None => (list_first_number(newest)?, 0.0),
+        None => (segment_list_number(&newest)?, 0.0),
     };
     let name = segment_file_name(number);
-    let listed = lists.iter().any(|l| {
-        std::fs::read_to_string(l)
-            .map(|t| parse_segment_list(&t).iter().any(|r| r.name == name))
-            .unwrap_or(false)
-    });
+    let listed = instances.iter().flatten().any(|r| r.name == name);
     let path = dir.join(&name);
-    (!listed && path.is_file()).then(|| (path, newest.clone(), start))
-}
-
-/// `segments-000123.csv` → 123.
-fn list_first_number(list: &Path) -> Option<u64> {
-    list.file_name()?
-        .to_str()?
-        .strip_prefix("segments-")?
-        .strip_suffix(".csv")?
-        .parse()
-        .ok()
+    (!listed && path.is_file()).then_some((path, newest, start))
 }
 
 /// One packet as ffprobe reports it: (is video, pts, duration), seconds.
@@ -85,7 +72,7 @@ fn cut_point(packets: &[Packet]) -> Option<(f64, f64, f64)> {
         .iter()
         .filter(|p| !p.0)
         .map(|p| p.1 + p.2)
-        .fold(None, |m: Option<f64>, e| Some(m.map_or(e, |m| m.max(e))));
+        .reduce(f64::max);
     let cut = audio_end.map_or(video_end, |a| a.min(video_end));
     let kept: Vec<&(f64, f64)> = video.iter().filter(|(pts, _)| *pts < cut).collect();
     if kept.len() < MIN_FRAMES {
@@ -221,7 +208,7 @@ fn append_record(list: &Path, record: &SegmentRecord) -> Result<(), MediaError> 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::media::encoder::segment_list_name;
+    use crate::media::encoder::{parse_segment_list, segment_list_name};
 
     #[test]
     fn the_unfinished_segment_follows_the_newest_list() {

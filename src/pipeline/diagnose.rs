@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use tracing::{debug, info, warn};
+use tracing::{Instrument, debug, info, warn};
 
 use super::{WorkerContext, now_ms};
 use crate::error::ErrorCode;
@@ -85,15 +85,10 @@ async fn finish_stopped(
 ) -> Result<(), crate::task::store::StoreError> {
     use crate::task::store::{TimeField, Transition};
     let work_dir = ctx.cfg.work_root().join(&task.id);
-    if let Err(e) = crate::media::salvage::salvage_unfinished(
-        &work_dir,
-        &ctx.cfg.recorder.ffmpeg,
-        &ctx.cfg.recorder.ffprobe,
-    )
-    .await
-    {
-        warn!(task_id = %task.id, error = %e, "could not keep the segment the stopped worker had not finished");
-    }
+    let span = tracing::info_span!("task", task_id = %task.id, stage = "diagnose");
+    super::record::keep_unfinished_segment(ctx, &work_dir)
+        .instrument(span)
+        .await;
     if !crate::media::encoder::has_recorded_media(&work_dir) {
         return ctx
             .fail_task(
@@ -114,10 +109,11 @@ async fn finish_stopped(
 }
 
 async fn sweep(ctx: &WorkerContext) -> Result<(), crate::task::store::StoreError> {
+    // Two lease periods: time enough for a live worker to renew its lease.
+    let two_leases = Duration::from_millis(2 * ctx.cfg.lease_ms.max(1000));
     // Redis was away moments ago: every lease ran on without renewal, including those of
     // workers that are fine. Give them two lease periods to renew before judging any.
-    let settle = std::time::Duration::from_millis(2 * ctx.cfg.lease_ms.max(1000));
-    if ctx.store.unavailable_within(settle) {
+    if ctx.store.unavailable_within(two_leases) {
         debug!(
             "the task store was unavailable moments ago; leases are judged once their workers could renew them"
         );
@@ -125,7 +121,7 @@ async fn sweep(ctx: &WorkerContext) -> Result<(), crate::task::store::StoreError
     }
     // A recording whose worker stopped is continued on the machine that holds its media; other
     // machines step in only when nobody there has for a while (the machine itself is gone).
-    let grace = 2 * ctx.cfg.lease_ms.max(1000) as i64;
+    let grace = two_leases.as_millis() as i64;
     let long_expired: std::collections::HashSet<String> = ctx
         .store
         .expired_leases(now_ms() - grace, 50)

@@ -65,24 +65,7 @@ pub async fn run(ctx: WorkerContext, queue: StageQueue, job: StageJob) {
         }
     }
     if task.status != Status::Normal {
-        // What the stopped worker's encoder wrote of the segment it had not finished.
-        match crate::media::salvage::salvage_unfinished(
-            &work_dir,
-            &ctx.cfg.recorder.ffmpeg,
-            &ctx.cfg.recorder.ffprobe,
-        )
-        .await
-        {
-            Ok(Some(r)) => info!(
-                segment = %r.name,
-                seconds = r.seconds(),
-                "kept the segment the stopped worker had not finished"
-            ),
-            Ok(None) => {}
-            Err(e) => {
-                warn!(error = %e, "could not keep the segment the stopped worker had not finished")
-            }
-        }
+        keep_unfinished_segment(&ctx, &work_dir).await;
     }
     let takeover = (task.status != Status::Normal).then(|| Takeover::inspect(&task, &work_dir));
     if let Some(t) = &takeover {
@@ -113,6 +96,28 @@ pub async fn run(ctx: WorkerContext, queue: StageQueue, job: StageJob) {
     };
     if let Err(e) = outcome {
         warn!(error = %e, "record stage ended with a store error");
+    }
+}
+
+/// Keeps what a stopped worker's encoder wrote of the segment it had not finished (see
+/// `media/salvage.rs`); logged either way, never fatal.
+pub(super) async fn keep_unfinished_segment(ctx: &WorkerContext, work_dir: &std::path::Path) {
+    match crate::media::salvage::salvage_unfinished(
+        work_dir,
+        &ctx.cfg.recorder.ffmpeg,
+        &ctx.cfg.recorder.ffprobe,
+    )
+    .await
+    {
+        Ok(Some(r)) => info!(
+            segment = %r.name,
+            seconds = r.seconds(),
+            "kept the segment the stopped worker had not finished"
+        ),
+        Ok(None) => {}
+        Err(e) => {
+            warn!(error = %e, "could not keep the segment the stopped worker had not finished")
+        }
     }
 }
 

@@ -8,15 +8,11 @@ use std::sync::Arc;
 
 use dcv_color_primitives::{ColorSpace, ImageFormat, PixelFormat, convert_image};
 
+use crate::media::encoder::FrameFormat;
+
 /// Whether pictures of this size can be I420 (its chroma planes need even sides).
 pub fn fits(width: u32, height: u32) -> bool {
     width > 0 && height > 0 && width.is_multiple_of(2) && height.is_multiple_of(2)
-}
-
-/// Bytes of an I420 picture.
-pub fn len(width: u32, height: u32) -> usize {
-    let luma = width as usize * height as usize;
-    luma + luma / 2
 }
 
 /// Converts one BGRX picture of `width`×`height` (tightly packed) into a new I420 buffer:
@@ -37,8 +33,9 @@ pub fn from_bgrx(bgrx: &[u8], width: u32, height: u32) -> Result<Arc<[u8]>, Stri
     }
     // One zeroed allocation, written in place (the buffer is not shared yet).
     // SAFETY: zero bytes are valid `u8`s.
-    let mut out: Arc<[u8]> =
-        unsafe { Arc::<[u8]>::new_zeroed_slice(len(width, height)).assume_init() };
+    let mut out: Arc<[u8]> = unsafe {
+        Arc::<[u8]>::new_zeroed_slice(FrameFormat::I420.picture_bytes(width, height)).assume_init()
+    };
     let planes = Arc::get_mut(&mut out).ok_or("a new buffer is not shared")?;
     let (y, chroma) = planes.split_at_mut(luma);
     let (u, v) = chroma.split_at_mut(luma / 4);
