@@ -241,3 +241,98 @@ fn the_segment_a_killed_encoder_left_unfinished_is_kept() {
     assert!(widest < 0.05, "a {widest:.3} s hole in the sound");
     assert_close(probe(&mp4, &[]).duration, expected, 0.1, "duration");
 }
+
+/// An MP4 result sent to storage while it is recorded: a live remux writes the samples as the
+/// segments complete (bytes that never change once written), and at the end only the head (the
+/// index moved in front, pointing at the same samples) is new. The file it makes has the same
+/// packets as the join of the same segments.
+#[test]
+fn a_live_remux_with_its_index_in_front_matches_the_join() {
+    use pagecast::media::faststart;
+    use pagecast::media::remux::LiveRemux;
+    use std::io::{Read, Seek, SeekFrom};
+
+    let dir = scratch("finalize-live-remux");
+    let work = dir.join("work");
+    std::fs::create_dir_all(&work).unwrap();
+    encode_instance(&work, 0, 9, 440);
+    let segments = completed_segments(&work).unwrap();
+    assert_eq!(segments.len(), 5, "{segments:?}");
+
+    let live = dir.join("live.mp4");
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let early = rt.block_on(async {
+        let mut remux = LiveRemux::start(Path::new("ffmpeg"), &live).unwrap();
+        for s in &segments[..3] {
+            remux.feed(s).await.unwrap();
+        }
+        // Let ffmpeg write what it has read: what is on disk now must not change later.
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        let early = std::fs::read(&live).unwrap();
+        for s in &segments[3..] {
+            remux.feed(s).await.unwrap();
+        }
+        remux.finish(Duration::from_secs(60)).await.unwrap();
+        early
+    });
+    let mut file = std::fs::File::open(&live).unwrap();
+    let layout = faststart::layout(&mut file).unwrap();
+    let start = faststart::payload_start(&mut std::io::Cursor::new(&early))
+        .unwrap()
+        .expect("the samples had begun");
+    assert_eq!(start, layout.payload.start);
+    let whole = std::fs::read(&live).unwrap();
+    assert!(
+        early.len() as u64 > start + 100_000,
+        "samples were written while recording ({} bytes)",
+        early.len()
+    );
+    assert!(
+        whole[start as usize..early.len()] == early[start as usize..],
+        "samples on disk changed after they were written"
+    );
+
+    let read = |file: &mut std::fs::File, r: &std::ops::Range<u64>| {
+        let mut buf = vec![0; (r.end - r.start) as usize];
+        file.seek(SeekFrom::Start(r.start)).unwrap();
+        file.read_exact(&mut buf).unwrap();
+        buf
+    };
+    let (ftyp, moov) = (read(&mut file, &layout.ftyp), read(&mut file, &layout.moov));
+    let payload_len = layout.payload.end - layout.payload.start;
+    let mut fast = faststart::head(&ftyp, &moov, layout.payload.start, payload_len).unwrap();
+    fast.extend_from_slice(&whole[layout.payload.start as usize..layout.payload.end as usize]);
+    let fast_path = dir.join("fast.mp4");
+    std::fs::write(&fast_path, &fast).unwrap();
+    let fast_layout = faststart::layout(&mut std::io::Cursor::new(&fast)).unwrap();
+    assert!(
+        fast_layout.moov.end <= fast_layout.payload.start,
+        "index first"
+    );
+
+    let joined = dir.join("joined.mp4");
+    finalize_into(&segments, &work, &joined, &OutputFormat::Mp4);
+    let (got, want) = (packets(&fast_path), packets(&joined));
+    assert_eq!(got.len(), want.len());
+    for (g, w) in got.iter().zip(&want) {
+        assert_eq!(g.0, w.0);
+        assert_close(g.1, w.1, 0.0001, "packet time");
+    }
+    assert_eq!(video_times(&fast_path).len() as u32, 9 * FPS);
+    // Every sample decodes.
+    let out = run(
+        {
+            let mut c = Command::new("ffmpeg");
+            c.args(["-v", "error", "-xerror", "-i"])
+                .arg(&fast_path)
+                .args(["-f", "null", "-"]);
+            c
+        },
+        Duration::from_secs(60),
+    );
+    assert!(
+        out.status.success() && stderr(&out).trim().is_empty(),
+        "{}",
+        stderr(&out)
+    );
+}

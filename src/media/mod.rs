@@ -1,10 +1,12 @@
 //! The media adapter: ffmpeg and ffprobe. Knows nothing about browsers or tasks.
 
 pub mod encoder;
+pub mod faststart;
 pub mod finalize;
 pub mod hls;
 pub mod pacer;
 pub mod probe;
+pub mod remux;
 pub mod salvage;
 
 use crate::error::{ErrorCode, HasErrorCode};

@@ -259,6 +259,30 @@ impl ObjectStore {
     }
 
     async fn multipart(&self, path: &Path, key: &str, size: u64) -> Result<Uploaded, StorageError> {
+        let upload_id = self.start_multipart(key).await?;
+        let sent = match self.upload_parts(path, key, &upload_id).await {
+            Ok(parts) => {
+                let count = parts.len() as u32;
+                self.complete_multipart(key, &upload_id, parts)
+                    .await
+                    .map(|()| count)
+            }
+            Err(e) => Err(e),
+        };
+        match sent {
+            Ok(count) => Ok(Uploaded {
+                bytes: size,
+                parts: count,
+            }),
+            Err(e) => {
+                self.abort_multipart(key, &upload_id).await;
+                Err(e)
+            }
+        }
+    }
+
+    /// Starts a multipart upload of `key` and returns its id.
+    pub async fn start_multipart(&self, key: &str) -> Result<String, StorageError> {
         let created = self
             .client
             .create_multipart_upload()
@@ -268,52 +292,97 @@ impl ObjectStore {
             .send()
             .await
             .map_err(|e| request_error("start multipart upload of", key, e))?;
-        let Some(upload_id) = created.upload_id().map(str::to_string) else {
-            return Err(StorageError::Request {
+        created
+            .upload_id()
+            .map(str::to_string)
+            .ok_or_else(|| StorageError::Request {
                 operation: "start multipart upload of",
                 key: key.to_string(),
                 message: "the storage returned no upload id".into(),
                 retryable: false,
-            });
-        };
-        match self.upload_parts(path, key, &upload_id).await {
-            Ok(parts) => {
-                let count = parts.len() as u32;
-                self.client
-                    .complete_multipart_upload()
-                    .bucket(&self.dest.bucket)
-                    .key(key)
-                    .upload_id(&upload_id)
-                    .multipart_upload(
-                        CompletedMultipartUpload::builder()
-                            .set_parts(Some(parts))
-                            .build(),
-                    )
-                    .send()
-                    .await
-                    .map_err(|e| request_error("complete multipart upload of", key, e))?;
-                Ok(Uploaded {
-                    bytes: size,
-                    parts: count,
-                })
-            }
-            Err(e) => {
-                // Best effort: a dangling upload only costs storage until the bucket's lifecycle
-                // rule removes it.
-                if let Err(abort) = self
-                    .client
-                    .abort_multipart_upload()
-                    .bucket(&self.dest.bucket)
-                    .key(key)
-                    .upload_id(&upload_id)
-                    .send()
-                    .await
-                {
-                    warn!(key, error = %DisplayErrorContext(&abort), "aborting a multipart upload failed");
-                }
-                Err(e)
-            }
+            })
+    }
+
+    /// Sends part `number` (from 1) of upload `upload_id`; returns the part as completed.
+    pub async fn upload_part(
+        &self,
+        key: &str,
+        upload_id: &str,
+        number: i32,
+        bytes: Vec<u8>,
+    ) -> Result<CompletedPart, StorageError> {
+        let len = bytes.len() as i64;
+        let out = self
+            .client
+            .upload_part()
+            .bucket(&self.dest.bucket)
+            .key(key)
+            .upload_id(upload_id)
+            .part_number(number)
+            .content_length(len)
+            .body(ByteStream::from(bytes))
+            .send()
+            .await
+            .map_err(|e| request_error("upload part of", key, e))?;
+        Ok(CompletedPart::builder()
+            .part_number(number)
+            .set_e_tag(out.e_tag().map(str::to_string))
+            .build())
+    }
+
+    /// Completes upload `upload_id` of `key` from `parts` (in any order).
+    pub async fn complete_multipart(
+        &self,
+        key: &str,
+        upload_id: &str,
+        mut parts: Vec<CompletedPart>,
+    ) -> Result<(), StorageError> {
+        parts.sort_by_key(|p| p.part_number());
+        self.client
+            .complete_multipart_upload()
+            .bucket(&self.dest.bucket)
+            .key(key)
+            .upload_id(upload_id)
+            .multipart_upload(
+                CompletedMultipartUpload::builder()
+                    .set_parts(Some(parts))
+                    .build(),
+            )
+            .send()
+            .await
+            .map(|_| ())
+            .map_err(|e| request_error("complete multipart upload of", key, e))
+    }
+
+    /// Aborts upload `upload_id` of `key`, best effort: a dangling upload only costs storage
+    /// until the bucket's lifecycle rule removes it.
+    pub async fn abort_multipart(&self, key: &str, upload_id: &str) {
+        if let Err(abort) = self
+            .client
+            .abort_multipart_upload()
+            .bucket(&self.dest.bucket)
+            .key(key)
+            .upload_id(upload_id)
+            .send()
+            .await
+        {
+            warn!(key, error = %DisplayErrorContext(&abort), "aborting a multipart upload failed");
         }
+    }
+
+    /// Copies `from` to `to` inside the bucket (the storage copies; nothing is downloaded).
+    pub async fn copy(&self, from: &str, to: &str) -> Result<(), StorageError> {
+        self.client
+            .copy_object()
+            .bucket(&self.dest.bucket)
+            .key(to)
+            .copy_source(format!("{}/{}", self.dest.bucket, super::encode_key(from)))
+            .content_type(content_type(to))
+            .metadata_directive(aws_sdk_s3::types::MetadataDirective::Replace)
+            .send()
+            .await
+            .map(|_| ())
+            .map_err(|e| request_error("copy to", to, e))
     }
 
     /// Reads the file part by part and uploads with at most `concurrency` parts in flight.
@@ -343,27 +412,7 @@ impl ObjectStore {
             }
             number += 1;
             let part = number;
-            let request = self
-                .client
-                .upload_part()
-                .bucket(&self.dest.bucket)
-                .key(key)
-                .upload_id(upload_id)
-                .part_number(part)
-                .content_length(n as i64)
-                .body(ByteStream::from(buf));
-            in_flight.push(async move {
-                let out = request
-                    .send()
-                    .await
-                    .map_err(|e| request_error("upload part of", key, e))?;
-                Ok::<_, StorageError>(
-                    CompletedPart::builder()
-                        .part_number(part)
-                        .set_e_tag(out.e_tag().map(str::to_string))
-                        .build(),
-                )
-            });
+            in_flight.push(self.upload_part(key, upload_id, part, buf));
             if in_flight.len() >= self.settings.concurrency.max(1)
                 && let Some(r) = in_flight.next().await
             {
@@ -376,7 +425,6 @@ impl ObjectStore {
         while let Some(r) = in_flight.next().await {
             done.push(r?);
         }
-        done.sort_by_key(|p| p.part_number());
         Ok(done)
     }
 }
