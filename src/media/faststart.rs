@@ -228,8 +228,11 @@ impl From<MediaError> for Relocate {
 /// Boxes whose payload is boxes, on the way from `moov` to the chunk offset tables.
 const CONTAINERS: [&[u8; 4]; 5] = [b"moov", b"trak", b"mdia", b"minf", b"stbl"];
 
-/// The boxes in `data`, each as (type, header length, whole box).
-fn children(data: &[u8]) -> Result<Vec<([u8; 4], usize, &[u8])>, MediaError> {
+/// A box inside a parent's payload: its type, header length and whole bytes.
+type Child<'a> = ([u8; 4], usize, &'a [u8]);
+
+/// The boxes in `data`.
+fn children(data: &[u8]) -> Result<Vec<Child<'_>>, MediaError> {
     let mut out = Vec::new();
     let mut cur = std::io::Cursor::new(data);
     let mut pos = 0u64;
