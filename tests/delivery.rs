@@ -156,6 +156,95 @@ fn mp4_results_land_in_the_bucket_with_working_urls_and_per_task_overrides() {
     );
 }
 
+/// A long MP4 goes to the bucket while it is recorded: whole parts of its samples go up during
+/// the recording, and at the end only the head (the index, moved in front) and the tail are sent.
+/// Without a TargetName the name is the stop time, so the parts go to a staging object that the
+/// storage copies to its name at the end.
+#[test]
+fn an_mp4_goes_to_the_bucket_while_it_is_recorded() {
+    let redis = TestRedis::start();
+    let s3 = TestS3::start();
+    let fixtures = fixture_server();
+    let svc = service_on_s3(
+        &redis,
+        &s3,
+        "dlv-live-mp4",
+        &[("PAGECAST_S3_PART_SIZE_MIB", "5")],
+    );
+    // Random pixels: about 3 MB a second at 640x360, so parts fill within seconds.
+    let id = start_recording(
+        &svc.url,
+        json!({
+            "RecordURL": format!("{fixtures}/noise.html"),
+            "Width": 640,
+            "Height": 360,
+            "MaxDurationLimit": 60,
+        }),
+    );
+    let state_file = svc.dir.join("work").join(&id).join("live-mp4.json");
+    let deadline = Instant::now() + Duration::from_secs(40);
+    let parts_while_recording = loop {
+        let parts = std::fs::read_to_string(&state_file)
+            .ok()
+            .and_then(|t| serde_json::from_str::<Value>(&t).ok())
+            .and_then(|v| v["parts"].as_array().map(Vec::len))
+            .unwrap_or(0);
+        if parts >= 2 {
+            break parts;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no parts were sent while recording"
+        );
+        std::thread::sleep(Duration::from_millis(250));
+    };
+    assert_eq!(describe(&svc.url, &id)["Status"], "recording");
+    ok(&svc.url, "Stop", &id);
+    let d = finished(&svc.url, &id);
+    assert!(d["Result"]["ErrorCode"].is_null(), "{d}");
+    let (name, size, url) = videos(&d).remove(0);
+    assert!(
+        name.starts_with(&format!("{id}/")) && name.ends_with(".mp4"),
+        "{name}"
+    );
+    let stored = s3.object(s3_support::BUCKET, &name).expect("in the bucket");
+    assert_eq!(stored.len() as u64, size);
+    assert!(size > 15 << 20, "{size} bytes");
+    assert!(
+        s3.object(s3_support::BUCKET, &format!("{id}/{id}.mp4.part"))
+            .is_none(),
+        "the staging object is removed"
+    );
+    let layout = pagecast::media::faststart::layout(&mut std::io::Cursor::new(&stored))
+        .expect("a whole MP4");
+    assert!(
+        layout.moov.end <= layout.payload.start,
+        "fast start: index first"
+    );
+    let log = std::fs::read_to_string(svc.dir.join("serve.log")).unwrap_or_default();
+    assert!(
+        log.contains("MP4 completed in the bucket"),
+        "the parts sent while recording were used ({parts_while_recording} at least)"
+    );
+    let (status, body) = get(&url);
+    assert_eq!((status, body.len() as u64), (200, size));
+    let file = svc.dir.join("live.mp4");
+    std::fs::write(&file, &body).unwrap();
+    let p = probe(&file, &[]);
+    assert!(p.duration > 3.0, "{}", p.duration);
+    let out = std::process::Command::new("ffmpeg")
+        .args(["-v", "error", "-xerror", "-i"])
+        .arg(&file)
+        .args(["-f", "null", "-"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success() && out.stderr.is_empty(),
+        "every sample decodes: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 /// Serves the files under `root` at `/pub/<path>` (a stand-in for a CDN in front of a bucket).
 fn static_server(root: std::path::PathBuf) -> String {
     use axum::extract::Path as UrlPath;

@@ -12,6 +12,7 @@
 
 pub mod callback;
 mod diagnose;
+mod live_mp4;
 mod mirror;
 mod publish;
 mod record;

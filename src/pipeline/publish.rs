@@ -293,17 +293,25 @@ impl Publisher {
             },
         );
         if self.remote {
-            let list: String = files
-                .iter()
-                .filter(|f| f.stored)
-                .map(|f| format!("{},{}\n", f.size, f.key))
-                .collect();
-            let path = self.root.join(STORED_LIST);
-            std::fs::write(&path, list)
-                .map_err(MediaError::io(format!("writing {}", path.display())))?;
+            note_stored(&self.root, &files)?;
         }
         Ok(files)
     }
+}
+
+/// Notes in `deliver_dir`, for the upload stage, which of `files` are in the bucket already.
+pub fn note_stored(deliver_dir: &Path, files: &[ResultFile]) -> Result<(), MediaError> {
+    let list: String = files
+        .iter()
+        .filter(|f| f.stored)
+        .map(|f| format!("{},{}\n", f.size, f.key))
+        .collect();
+    std::fs::create_dir_all(deliver_dir).map_err(MediaError::io(format!(
+        "creating {}",
+        deliver_dir.display()
+    )))?;
+    let path = deliver_dir.join(STORED_LIST);
+    std::fs::write(&path, list).map_err(MediaError::io(format!("writing {}", path.display())))
 }
 
 /// The objects a transcode found already in the bucket (key → size), from `deliver_dir`.

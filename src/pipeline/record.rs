@@ -684,7 +684,8 @@ impl RecordJob {
                 p
             }
         });
-        if mirror.is_none() && publisher.is_none() {
+        let mut live_mp4 = self.live_mp4(work_dir).await;
+        if mirror.is_none() && publisher.is_none() && live_mp4.is_none() {
             return Ok(None);
         }
         let dir = work_dir.to_path_buf();
@@ -711,13 +712,52 @@ impl RecordJob {
                         }
                     }
                     if stopping {
+                        if let Some(l) = live_mp4.take() {
+                            l.finish().await;
+                        }
                         return;
+                    }
+                    if let Some(l) = &mut live_mp4
+                        && !l.round().await
+                    {
+                        live_mp4 = None;
                     }
                 }
             }
             .instrument(tracing::Span::current()),
         );
         Ok(Some((stop_tx, handle)))
+    }
+
+    /// The live upload of an MP4 result to its bucket; `None` for HLS, local delivery, a
+    /// takeover (the recorded segments have more than one clock), or when the bucket cannot be
+    /// used now (the later stages then send the file).
+    async fn live_mp4(&self, work_dir: &std::path::Path) -> Option<super::live_mp4::LiveMp4> {
+        if self.task.spec.muxer != crate::task::Muxer::Mp4 {
+            return None;
+        }
+        let dest = self.ctx.cfg.storage.destination(&self.task.spec.output)?;
+        let store = match super::upload::task_store(&self.ctx, &self.task, &dest).await {
+            Ok(s) => s,
+            Err(e) => {
+                warn!(error = %e, "the bucket cannot be used now; the MP4 is uploaded after the recording");
+                return None;
+            }
+        };
+        if self.takeover.is_some() {
+            super::live_mp4::discard(&store, work_dir).await;
+            return None;
+        }
+        Some(
+            super::live_mp4::LiveMp4::new(
+                store,
+                &self.task,
+                work_dir,
+                &self.ctx.cfg.recorder.ffmpeg,
+                self.ctx.cfg.storage.part_size(),
+            )
+            .await,
+        )
     }
 
     /// The publisher of an HLS result's segments during the recording; `None` for MP4, or when

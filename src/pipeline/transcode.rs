@@ -4,7 +4,7 @@
 
 use std::path::Path;
 
-use tracing::info;
+use tracing::{info, warn};
 
 use super::WorkerContext;
 use super::publish::{Publisher, ResultFile, task_key};
@@ -127,6 +127,20 @@ async fn produce(
             .finish(&segments, &rel)
             .await
             .map_err(|e| e.to_string()));
+    }
+    // Sent to the bucket while recording: only the head and the tail are left.
+    if let Some(dest) = ctx.cfg.storage.destination(&task.spec.output) {
+        match super::upload::task_store(ctx, task, &dest).await {
+            Ok(store) => {
+                let deliver = ctx.cfg.deliver_dir(&task.id);
+                if let Some(file) =
+                    super::live_mp4::complete(&store, work_dir, &deliver, &rel).await
+                {
+                    return Ok(Ok(vec![file]));
+                }
+            }
+            Err(e) => warn!(error = %e, "the bucket cannot be used now"),
+        }
     }
     // Segments whose file is gone cannot be joined; the rest still can.
     let segments = match completed_segments(work_dir)
