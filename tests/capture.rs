@@ -106,3 +106,44 @@ fn the_screencast_backend_records_a_headless_browser() {
         stderr(&o)
     );
 }
+
+/// A recording's browser runs one renderer for a one-site page: not the tab Chromium opens at
+/// start, not the omnibox popup that Chromium preloads as a WebUI page even in kiosk mode, not a
+/// spare kept for the next navigation. Each of those held 20–70 MB for the whole recording.
+#[test]
+fn the_recording_browser_runs_only_the_pages_renderer() {
+    let base = fixture_server();
+    let dir = scratch("one-renderer");
+    let out = dir.join("one.mp4");
+    let mut child = pagecast()
+        .arg("record")
+        .arg(format!("{base}/clock.html"))
+        .args(["--duration", "8", "-q", "-o"])
+        .arg(&out)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("spawn pagecast");
+    // Well into the recording (a browser starts in about a second).
+    std::thread::sleep(Duration::from_secs(5));
+    let renderers: Vec<String> = descendants(child.id())
+        .into_iter()
+        .map(cmdline)
+        .filter(|c| c.contains("--type=renderer"))
+        .collect();
+    let status = child.wait().expect("wait");
+    assert!(status.success(), "{status}");
+    assert_eq!(
+        renderers.len(),
+        1,
+        "renderers: {:#?}",
+        renderers
+            .iter()
+            .map(|c| c
+                .split(' ')
+                .filter(|a| a.starts_with("--renderer-client-id") || a.contains("webui"))
+                .collect::<Vec<_>>())
+            .collect::<Vec<_>>()
+    );
+    assert_close(probe(&out, &[]).duration, 8.0, 0.2, "duration");
+}

@@ -89,7 +89,12 @@ const CHROMIUM_FLAGS: &[&str] = &[
     "--disable-background-timer-throttling",
     "--disable-backgrounding-occluded-windows",
     "--disable-renderer-backgrounding",
-    "--disable-features=Translate,MediaRouter,OptimizationHints,InterestFeedContentSuggestions",
+    // Besides the services a recording has no use for: the omnibox popup, a WebUI page that
+    // Chromium preloads in a renderer of its own (about 70 MB) even in kiosk mode, where there is
+    // no omnibox; and the spare renderer kept warm for the next navigation (about 20 MB), which
+    // a recording makes once or twice.
+    "--disable-features=Translate,MediaRouter,OptimizationHints,InterestFeedContentSuggestions,\
+     WebUIOmniboxPopup,WebUIOmniboxFullPopup,WebUIOmniboxAimPopup,SpareRendererForSitePerProcess",
     "--remote-debugging-port=0",
 ];
 

@@ -89,6 +89,7 @@ impl BrowserSession {
                 }
             });
             let page = browser.new_page("about:blank").await?;
+            close_other_tabs(&browser, &page).await;
             Ok::<_, chromiumoxide::error::CdpError>((browser, handler, page))
         };
         match tokio::time::timeout(settings.launch_timeout, attach).await {
@@ -319,5 +320,24 @@ impl BrowserSession {
         let _ = tokio::time::timeout(Duration::from_secs(2), self.browser.close()).await;
         self.handler.abort();
         self.process.kill().await;
+    }
+}
+
+/// Closes the tab Chromium opened at start: the recording uses its own, and the first one's
+/// renderer would otherwise stay for the whole recording (about 65 MB of memory). Best effort.
+async fn close_other_tabs(browser: &Browser, ours: &Page) {
+    use chromiumoxide::cdp::browser_protocol::target::{CloseTargetParams, GetTargetsParams};
+    let Ok(targets) = browser.execute(GetTargetsParams::default()).await else {
+        return;
+    };
+    for t in &targets.result.target_infos {
+        if t.r#type == "page" && &t.target_id != ours.target_id() {
+            if let Err(e) = browser
+                .execute(CloseTargetParams::new(t.target_id.clone()))
+                .await
+            {
+                tracing::debug!(error = %e, "closing the start tab failed");
+            }
+        }
     }
 }
