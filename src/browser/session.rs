@@ -331,13 +331,13 @@ async fn close_other_tabs(browser: &Browser, ours: &Page) {
         return;
     };
     for t in &targets.result.target_infos {
-        if t.r#type == "page" && &t.target_id != ours.target_id() {
-            if let Err(e) = browser
+        if t.r#type == "page"
+            && &t.target_id != ours.target_id()
+            && let Err(e) = browser
                 .execute(CloseTargetParams::new(t.target_id.clone()))
                 .await
-            {
-                tracing::debug!(error = %e, "closing the start tab failed");
-            }
+        {
+            tracing::debug!(error = %e, "closing the start tab failed");
         }
     }
 }
