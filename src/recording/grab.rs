@@ -3,9 +3,16 @@
 //!
 //! Each grab is one X `GetImage` of the whole screen, into memory shared with the server
 //! (MIT-SHM) where the server allows it, else over the socket. The X server handles one request
-//! at a time, so a grab never sees half of a paint. Grabs are aligned to the pacer's slot instants
-//! (`align`), so every slot gets the picture the screen showed at its instant: no frame is
-//! stamped late, skipped or shown twice because two clocks beat against each other.
+//! at a time, so a grab never sees half of a paint. Grabs are aligned to the pacer's slot grid
+//! (`align`), so every slot gets one picture: no frame is stamped late, skipped or shown twice
+//! because two clocks beat against each other.
+//!
+//! Each slot's grab is taken half a slot after the slot instant, in the middle of the time the
+//! frame is on screen when the video plays (from its slot instant to the next), while the slot's
+//! sound starts at its instant. A screen change at time `t` then first shows in the slot whose
+//! instant is nearest `t` (within half a slot either way, no bias). Grabbing on the slot instant
+//! itself shows every change up to a whole slot late, half a slot (16.7 ms at 30 fps) on
+//! average, so the sound came early against the picture by that much.
 //!
 //! Grab instants are moved off the slot instants to where the browser's paints do not land
 //! (`paint_phase`): the X server's DAMAGE events say when the screen changes.
@@ -169,7 +176,9 @@ impl Grab {
     fn run(mut self) {
         while !self.shared.stop.load(Ordering::Relaxed) {
             let now = wall_now();
-            let phase = f64::from_bits(self.shared.phase.load(Ordering::Relaxed));
+            // Half a slot after each slot instant: the middle of the time its frame is shown.
+            let centre = self.period / 2.0;
+            let phase = f64::from_bits(self.shared.phase.load(Ordering::Relaxed)) + centre;
             let offset = self.offset.choose(phase, self.period, now);
             let due = next_instant(phase + offset, self.period, now);
             self.wait_until(due);
@@ -189,7 +198,7 @@ impl Grab {
             tracing::trace!(target: "pagecast::timing", grabbed = at, took_ms = (wall_now() - at) * 1000.0, offset_ms = offset * 1000.0, "grab");
             let frame = Frame {
                 // The slot instant the grab stands for, so the pacer puts it in that slot.
-                painted_at: at - offset,
+                painted_at: at - offset - centre,
                 image,
             };
             match self.frames.try_send(frame) {
