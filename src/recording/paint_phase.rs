@@ -32,7 +32,7 @@ const GUARD: f64 = 0.002;
 /// follow once it is past the quarter-period bound. Without it, paints whose phase sits halfway
 /// between two stretches (both about a quarter period away) send the grabs back and forth
 /// between them with every bit of jitter, one paint apart each time.
-const HYSTERESIS: f64 = 0.002;
+const HYSTERESIS: f64 = 0.004;
 
 /// Recent paint instants and the grab offset chosen from them.
 #[derive(Debug, Default)]
