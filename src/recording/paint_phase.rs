@@ -288,7 +288,11 @@ mod tests {
                 .wrapping_mul(6364136223846793005)
                 .wrapping_add(1442695040888963407);
             let r = (*seed >> 11) as f64 / (1u64 << 53) as f64;
-            let late = if (*seed >> 7).is_multiple_of(4) { 0.0025 } else { 0.0 };
+            let late = if (*seed >> 7).is_multiple_of(4) {
+                0.0025
+            } else {
+                0.0
+            };
             t = 100.0 + i as f64 * PAINT + lag + (r - 0.5) * 0.0012 + late;
             g.paint(t);
         }
