@@ -111,7 +111,7 @@ fn the_screencast_backend_records_a_headless_browser() {
 /// start, not the omnibox popup that Chromium preloads as a WebUI page even in kiosk mode, not a
 /// spare kept for the next navigation. Each of those held 20–70 MB for the whole recording.
 #[test]
-fn the_recording_browser_runs_only_the_pages_renderer() {
+fn the_recording_browser_runs_only_the_pages_renderer_and_its_display_no_gl() {
     let base = fixture_server();
     let dir = scratch("one-renderer");
     let out = dir.join("one.mp4");
@@ -126,11 +126,31 @@ fn the_recording_browser_runs_only_the_pages_renderer() {
         .expect("spawn pagecast");
     // Well into the recording (a browser starts in about a second).
     std::thread::sleep(Duration::from_secs(5));
-    let renderers: Vec<String> = descendants(child.id())
-        .into_iter()
+    let processes = descendants(child.id());
+    let renderers: Vec<String> = processes
+        .iter()
+        .copied()
         .map(cmdline)
         .filter(|c| c.contains("--type=renderer"))
         .collect();
+    // The virtual display runs without GLX, whose software renderer would map LLVM into it
+    // (about 48 MB); the browser paints without a GPU.
+    let display_gl: Vec<String> = processes
+        .iter()
+        .filter(|&&pid| cmdline(pid).contains("Xvfb"))
+        .flat_map(|pid| {
+            std::fs::read_to_string(format!("/proc/{pid}/maps"))
+                .unwrap_or_default()
+                .lines()
+                .filter(|l| l.contains("libLLVM") || l.contains("_dri.so"))
+                .map(str::to_string)
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    let xvfb = processes
+        .iter()
+        .filter(|&&pid| cmdline(pid).contains("Xvfb"))
+        .count();
     let status = child.wait().expect("wait");
     assert!(status.success(), "{status}");
     assert_eq!(
@@ -145,5 +165,7 @@ fn the_recording_browser_runs_only_the_pages_renderer() {
                 .collect::<Vec<_>>())
             .collect::<Vec<_>>()
     );
+    assert_eq!(xvfb, 1, "the recording's Xvfb");
+    assert!(display_gl.is_empty(), "Xvfb maps GL: {display_gl:#?}");
     assert_close(probe(&out, &[]).duration, 8.0, 0.2, "duration");
 }

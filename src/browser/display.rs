@@ -34,6 +34,9 @@ impl VirtualDisplay {
             // No TCP, no access control beyond the local socket's permissions, no screen saver,
             // and no reset when the last client (a dying browser) disconnects.
             .args(["-nolisten", "tcp", "-ac", "-s", "0", "-dpms", "-noreset"])
+            // No GLX: Chromium runs without a GPU and paints with shared-memory images, and
+            // GLX's software renderer maps LLVM into the server (about 48 MB of its 66 MB PSS).
+            .args(["-extension", "GLX"])
             .stdin(std::process::Stdio::null())
             .stdout(std::process::Stdio::piped());
         let mut child = OwnedChild::spawn("Xvfb", cmd, |_| {})?;
