@@ -195,7 +195,9 @@ pub fn encoder_args(
             "scale={width}:{height}:flags=bicubic,pad=ceil(iw/2)*2:ceil(ih/2)*2,format=yuv420p"
         ));
     }
-    args.extend(["-c:v", "libx264", "-preset"].map(String::from));
+    // One encoding thread: a 720p30 picture takes x264 `veryfast` a few ms, and every frame
+    // thread keeps its own pictures in memory (BENCHMARKS.md: 11 MB per recording).
+    args.extend(["-threads", "1", "-c:v", "libx264", "-preset"].map(String::from));
     args.push(s.preset.clone());
     args.push("-crf".into());
     args.push(s.crf.to_string());
@@ -207,9 +209,6 @@ pub fn encoder_args(
     // audio from before its first frame, and the segment list's times are the frames' times
     // (finalize relies on both to join segments without shifting either stream).
     args.extend(["-bf", "0"].map(String::from));
-    // One encoding thread: a 720p30 picture takes x264 `veryfast` a few ms, and every frame
-    // thread keeps its own pictures in memory.
-    args.extend(["-threads", "1"].map(String::from));
     if s.audio {
         args.extend(
             [
@@ -807,6 +806,7 @@ mod tests {
             joined.contains("-g 60 -keyint_min 60 -bf 0 -sc_threshold 0"),
             "{joined}"
         );
+        assert!(joined.contains("-threads 1 -c:v libx264"));
         assert!(joined.contains("-segment_time 2"));
         assert!(joined.contains("-segment_format_options flush_packets=1"));
         assert!(joined.contains("-segment_start_number 5"));
