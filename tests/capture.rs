@@ -135,9 +135,13 @@ fn the_recording_browser_runs_only_the_pages_renderer_and_its_display_no_gl() {
         .collect();
     // The virtual display runs without GLX, whose software renderer would map LLVM into it
     // (about 48 MB); the browser paints without a GPU.
-    let display_gl: Vec<String> = processes
+    let xvfb: Vec<u32> = processes
         .iter()
-        .filter(|&&pid| cmdline(pid).contains("Xvfb"))
+        .copied()
+        .filter(|&pid| cmdline(pid).contains("Xvfb"))
+        .collect();
+    let display_gl: Vec<String> = xvfb
+        .iter()
         .flat_map(|pid| {
             std::fs::read_to_string(format!("/proc/{pid}/maps"))
                 .unwrap_or_default()
@@ -147,10 +151,6 @@ fn the_recording_browser_runs_only_the_pages_renderer_and_its_display_no_gl() {
                 .collect::<Vec<_>>()
         })
         .collect();
-    let xvfb = processes
-        .iter()
-        .filter(|&&pid| cmdline(pid).contains("Xvfb"))
-        .count();
     let status = child.wait().expect("wait");
     assert!(status.success(), "{status}");
     assert_eq!(
@@ -165,7 +165,7 @@ fn the_recording_browser_runs_only_the_pages_renderer_and_its_display_no_gl() {
                 .collect::<Vec<_>>())
             .collect::<Vec<_>>()
     );
-    assert_eq!(xvfb, 1, "the recording's Xvfb");
+    assert_eq!(xvfb.len(), 1, "the recording's Xvfb");
     assert!(display_gl.is_empty(), "Xvfb maps GL: {display_gl:#?}");
     assert_close(probe(&out, &[]).duration, 8.0, 0.2, "duration");
 }

@@ -14,8 +14,8 @@
 //! itself shows every change up to a whole slot late, half a slot (16.7 ms at 30 fps) on
 //! average, so the sound came early against the picture by that much.
 //!
-//! Grab instants are moved off the slot instants to where the browser's paints do not land
-//! (`paint_phase`): the X server's DAMAGE events say when the screen changes.
+//! Grab instants are moved a few ms off those mid-slot instants to where the browser's paints
+//! do not land (`paint_phase`): the X server's DAMAGE events say when the screen changes.
 //!
 //! The grabber runs on its own thread: a busy recorder or encoder cannot delay a grab. When the
 //! recorder does not keep up, grabs are dropped (the pacer repeats the previous picture) rather
@@ -95,7 +95,7 @@ impl DisplayGrabber {
         let damage = match watch_paints(&conn, root) {
             Ok(()) => true,
             Err(why) => {
-                tracing::info!(%why, "no DAMAGE events from the X server; grabbing on the slot instants");
+                tracing::info!(%why, "no DAMAGE events from the X server; grabbing in the middle of each slot");
                 false
             }
         };

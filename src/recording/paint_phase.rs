@@ -57,17 +57,19 @@ impl GrabOffset {
         }
     }
 
-    /// The offset (seconds, normally within a quarter period either way) to add to the slot
-    /// instants of the grid `phase + k * period`, as of `now`.
+    /// The offset (seconds, normally within a quarter period either way, at most `HYSTERESIS`
+    /// / 2 more) to add to the instants of the grid `phase + k * period`, as of `now`.
     ///
     /// The recent paints' phases within a period form clusters (two for a 60 Hz painter and 30
-    /// slots a second) with free stretches between them. Grabs go to the middle of the free
-    /// stretch they are in, and follow it if the paints' phase moves, but do not jump across a
-    /// cluster while that stretch holds them within a quarter period of the slot instant:
-    /// crossing one changes which paint every later grab sees. Otherwise (at the start, after
-    /// the page's paint rhythm changed, or when the stretch has walked too far) they go to the
-    /// middle of the stretch nearest the slot instant. With too few recent paints (a still page)
-    /// or no free stretch (paints at every phase), they stay where they are.
+    /// slots a second) with free stretches between them; only stretches wide enough to hold a
+    /// grab count. Grabs go to the middle of the free stretch they are in, and follow it if the
+    /// paints' phase moves, but do not jump across a cluster while that stretch holds them
+    /// within a quarter period of the grid instant, nor past that until another stretch is
+    /// `HYSTERESIS` nearer: crossing one changes which paint every later grab sees. Otherwise
+    /// (at the start, after the page's paint rhythm changed, or when the stretch has walked too
+    /// far) they go to the middle of the stretch nearest the grid instant. With too few recent
+    /// paints (a still page) or no free stretch (paints at every phase), they stay where they
+    /// are.
     pub fn choose(&mut self, phase: f64, period: f64, now: f64) -> f64 {
         while self.paints.front().is_some_and(|&t| now - t > FORGET_AFTER) {
             self.paints.pop_front();
