@@ -1,0 +1,392 @@
+#!/usr/bin/env python3
+"""Every figure of the performance targets in one run, pagecast side by side with the two
+reference recorders, printed as one table (BENCHMARKS.md, "All targets in one command").
+
+What it runs, in this order:
+  1. 720p30 fidelity and cost: `--runs` recordings of `--seconds` each of tests/fixtures/clock.html
+     by pagecast, by the Xvfb + ffmpeg x11grab reference (bench/x11grab_baseline.sh, Debian
+     packages) and by puppeteer-screen-recorder (bench/puppeteer_baseline.sh, installed from npm on
+     first use), alternating so that a noisy minute does not land on one recorder only. Distinct
+     ratio, p95 and max timing error, longest freeze, drift, CPU-seconds per recorded minute and
+     peak PSS of each recorder's whole process tree (bench/frame_timing.py does the measuring).
+  2. Three pagecast recordings of the clock page at once: the distinct ratio of each.
+  3. Start -> first frame and Stop -> finished through `pagecast serve`, with a private Redis and
+     s3s-fs (bench/stop_to_finished.py), `--delivery-runs` times.
+  4. Describe latency at 1,000 requests/s over 100 live tasks (bench/describe_latency.sh).
+  5. 1920x1080 and 2560x1440 at 30 fps, one pagecast recording each (no target).
+  6. With `--long-minutes N`, one N-minute recording: PSS minute by minute (flat or not) and the
+     timing figures over the whole length.
+
+Example (about 20 minutes on a 2-core machine):
+    cargo build --release --bin pagecast --example describe_load
+    python3 bench/all.py --pagecast target/release/pagecast
+
+Only the Python standard library is used. Linux only (reads /proc).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import re
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+import frame_timing as ft  # bench/ is the script directory
+import stop_to_finished as stf
+from fixtures import fixture_server
+
+ROOT = Path(__file__).resolve().parent.parent
+RECORDERS = ["pagecast", "x11grab", "puppeteer"]
+
+
+# --------------------------------------------------------------------------------------------
+# The sections
+# --------------------------------------------------------------------------------------------
+
+
+def frame_args(opts, recorder: str, seconds: float, width: int = 1280, height: int = 720,
+               sample_interval: float = 0.1) -> argparse.Namespace:
+    """Arguments for frame_timing's record() and analyze(), as its own command line makes them."""
+    args = ft.parse_args([
+        "--pagecast", opts.pagecast, "--recorder", recorder, "--seconds", str(seconds),
+        "--width", str(width), "--height", str(height), "--fps", "30",
+        "--sample-interval", str(sample_interval),
+    ])
+    args.subreaper = opts.subreaper
+    return args
+
+
+def one_recording(opts, recorder: str, tag: str, seconds: float, width: int = 1280,
+                  height: int = 720, sample_interval: float = 0.1) -> dict:
+    args = frame_args(opts, recorder, seconds, width, height, sample_interval)
+    out_dir = opts.out_dir / tag
+    out_dir.mkdir(parents=True, exist_ok=True)
+    rec = ft.record(args, 1, out_dir)
+    rep = ft.analyze(args, rec["video"], 1)
+    row = ft.summarize(1, rec, rep, args)
+    row.pop("analysis", None)  # kept on disk next to the video; too long for the summary
+    print(f"  {tag}: distinct {ft.fmt('{:.4f}', row['distinct_ratio'])}, "
+          f"p95 {ft.fmt('{:.1f}', row['p95_error_ms'])} ms, "
+          f"CPU {ft.fmt('{:.1f}', row['cpu_s_per_min'])} s/min, "
+          f"PSS {ft.fmt('{:.0f}', row['peak_pss_mb'])} MB", file=sys.stderr, flush=True)
+    return row
+
+
+def side_by_side(opts) -> dict[str, list[dict]]:
+    rows: dict[str, list[dict]] = {r: [] for r in opts.recorders}
+    for run in range(opts.runs):
+        # Rotate the order, so that each recorder runs first, second and third equally often.
+        order = opts.recorders[run % len(opts.recorders):] + opts.recorders[:run % len(opts.recorders)]
+        for recorder in order:
+            rows[recorder].append(one_recording(opts, recorder, f"720p-{recorder}-{run + 1}", opts.seconds))
+    return rows
+
+
+def concurrent(opts, count: int = 3) -> list[dict]:
+    """`count` pagecast recordings of the clock page started together; each one analyzed."""
+    args = frame_args(opts, "pagecast", opts.seconds)
+    out_dir = opts.out_dir / "concurrent"
+    out_dir.mkdir(parents=True, exist_ok=True)
+    procs = []
+    with ft.FixtureServer(ft.FIXTURES) as server:
+        url = f"http://127.0.0.1:{server.port}/clock.html"
+        try:
+            for i in range(count):
+                log = open(out_dir / f"c{i + 1}.log", "wb")
+                cmd = [opts.pagecast, "record", url, "--duration", str(opts.seconds), "-q",
+                       "-o", str(out_dir / f"c{i + 1}.mp4")]
+                procs.append((subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log,
+                                               stderr=subprocess.STDOUT, start_new_session=True), log))
+            deadline = time.monotonic() + opts.seconds * 3 + 120
+            for i, (p, log) in enumerate(procs):
+                rc = p.wait(timeout=max(1.0, deadline - time.monotonic()))
+                log.close()
+                if rc != 0:
+                    raise ft.BenchError(f"concurrent recording {i + 1} failed with exit status {rc}\n"
+                                        f"{ft.log_tail(out_dir / f'c{i + 1}.log')}")
+        except BaseException:
+            for p, _ in procs:
+                ft.kill_tree(p, None)
+            raise
+        finally:
+            if opts.subreaper:
+                ft.reap_remaining(5.0)
+    results = []
+    for i in range(count):
+        rep = ft.analyze(args, str(out_dir / f"c{i + 1}.mp4"), i + 1)
+        results.append({k: rep.get(k) for k in ("distinct_ratio", "p95_error_ms", "longest_freeze_ms", "drift")})
+    print(f"  {count} at once: distinct " + ", ".join(ft.fmt("{:.4f}", r["distinct_ratio"]) for r in results),
+          file=sys.stderr, flush=True)
+    return results
+
+
+def delivery(opts) -> list[dict]:
+    """Start -> first frame and Stop -> finished through the API, Redis and s3s-fs."""
+    if not Path(opts.s3s_fs).is_file():
+        raise ft.BenchError(f"s3s-fs not found at {opts.s3s_fs}: run scripts/install-deps.sh first")
+    fixtures = fixture_server()
+    runs = []
+    for i in range(opts.delivery_runs):
+        args = argparse.Namespace(pagecast=opts.pagecast, s3s_fs=opts.s3s_fs, seconds=opts.seconds,
+                                  width=1280, height=720, muxer="mp4",
+                                  log=str(opts.out_dir / f"serve-{i + 1}.log"), log_level="warn")
+        with tempfile.TemporaryDirectory(prefix="pagecast-bench-") as tmp:
+            r = stf.one_run(args, Path(tmp), fixtures)
+        print(f"  delivery {i + 1}: Start -> first frame {r['start_to_first_frame_s']} s, "
+              f"Stop -> finished {r['stop_to_finished_s']} s", file=sys.stderr, flush=True)
+        runs.append(r)
+    return runs
+
+
+DESCRIBE_LINE = re.compile(r"(\d+) failed; latency ms p50 ([\d.]+) p90 ([\d.]+) p99 ([\d.]+) max ([\d.]+)")
+
+
+def describe(opts) -> list[dict]:
+    runs = []
+    for i in range(opts.describe_runs):
+        res = subprocess.run(["bash", str(ROOT / "bench" / "describe_latency.sh"), "1000", "10", "100"],
+                             capture_output=True, text=True, timeout=600, stdin=subprocess.DEVNULL)
+        m = DESCRIBE_LINE.search(res.stdout)
+        if res.returncode != 0 or not m:
+            raise ft.BenchError(f"bench/describe_latency.sh failed ({res.returncode}):\n"
+                                f"{res.stdout[-2000:]}\n{res.stderr[-2000:]}")
+        r = {"failed": int(m[1]), "p50_ms": float(m[2]), "p90_ms": float(m[3]), "p99_ms": float(m[4]),
+             "max_ms": float(m[5])}
+        print(f"  describe {i + 1}: p99 {r['p99_ms']} ms, {r['failed']} failed", file=sys.stderr, flush=True)
+        runs.append(r)
+    return runs
+
+
+# --------------------------------------------------------------------------------------------
+# The table
+# --------------------------------------------------------------------------------------------
+
+
+def med(rows, key):
+    return ft.median(r.get(key) for r in rows)
+
+
+def verdict(value, ok) -> str:
+    if value is None:
+        return "not measured"
+    return "met" if ok(value) else "missed"
+
+
+def build_table(res: dict) -> list[list[str]]:
+    """Rows of: figure, target, pagecast, x11grab, puppeteer, pagecast against the target."""
+    sbs = res["side_by_side"]
+    table = []
+
+    def per_recorder(label, target, key, fmt_str, ok):
+        cells = [ft.fmt(fmt_str, med(sbs[r], key)) if r in sbs else "-" for r in RECORDERS]
+        mine = med(sbs.get("pagecast", []), key)
+        table.append([label, target, *cells, verdict(mine, ok) if ok else "-"])
+
+    per_recorder("distinct-frame ratio", "≥ 0.999", "distinct_ratio", "{:.4f}", lambda v: v >= 0.999)
+    per_recorder("p95 frame-timing error", "≤ 5 ms", "p95_error_ms", "{:.1f} ms", lambda v: v <= 5.0)
+    per_recorder("max frame-timing error", "-", "max_error_ms", "{:.1f} ms", None)
+    per_recorder("longest freeze", "≤ 67 ms", "longest_freeze_ms", "{:.1f} ms", lambda v: v <= 67.0)
+    per_recorder("drift", "1.000 ± 0.0005", "drift", "{:.5f}", lambda v: abs(v - 1.0) <= 0.0005)
+    per_recorder("CPU-s per recorded minute", "≤ 25", "cpu_s_per_min", "{:.1f}", lambda v: v <= 25.0)
+    per_recorder("peak PSS", "≤ 450 MB", "peak_pss_mb", "{:.0f} MB", lambda v: v <= 450.0)
+
+    if "delivery" in res:
+        first = statistics.median(r["start_to_first_frame_s"] for r in res["delivery"])
+        stop = statistics.median(r["stop_to_finished_s"] for r in res["delivery"])
+        table.append(["Start → first frame", "≤ 1.5 s", f"{first:.2f} s", "", "",
+                      verdict(first, lambda v: v <= 1.5)])
+        table.append(["Stop → finished (MP4 in the bucket)", "≤ 3 s", f"{stop:.2f} s", "", "",
+                      verdict(stop, lambda v: v <= 3.0)])
+    if "concurrent" in res:
+        ds = [ft.num(r["distinct_ratio"]) for r in res["concurrent"]]
+        worst = min((d for d in ds if d is not None), default=None)
+        table.append([f"{len(ds)} recordings at once: distinct of each", "each ≥ 0.99",
+                      ", ".join(ft.fmt("{:.4f}", d) for d in ds), "", "",
+                      verdict(worst, lambda v: v >= 0.99)])
+    if "describe" in res:
+        p99 = statistics.median(r["p99_ms"] for r in res["describe"])
+        table.append(["Describe p99, 1,000 req/s, 100 live tasks", "≤ 5 ms", f"{p99:.2f} ms", "", "",
+                      verdict(p99, lambda v: v <= 5.0)])
+    for size, row in res.get("large", {}).items():
+        table.append([f"{size}: distinct, p95, CPU-s/min, PSS", "reported",
+                      f"{ft.fmt('{:.4f}', row['distinct_ratio'])}, {ft.fmt('{:.1f}', row['p95_error_ms'])} ms, "
+                      f"{ft.fmt('{:.0f}', row['cpu_s_per_min'])}, {ft.fmt('{:.0f}', row['peak_pss_mb'])} MB",
+                      "", "", "-"])
+    if "long" in res:
+        row = res["long"]
+        minutes = row["record"].get("pss_by_minute_mb") or []
+        steady = minutes[1:-1] or minutes
+        flat = max(steady) - min(steady) if steady else None
+        table.append([f"{res['long_minutes']} min: PSS range of minutes 1 to {len(minutes) - 2}", "flat",
+                      f"{min(steady):.0f}-{max(steady):.0f} MB" if steady else "-", "", "",
+                      verdict(flat, lambda v: v <= 0.05 * max(steady))])
+        table.append([f"{res['long_minutes']} min: p95 error, CPU-s/min", "≤ 5 ms, ≤ 25",
+                      f"{ft.fmt('{:.1f}', row['p95_error_ms'])} ms, {ft.fmt('{:.1f}', row['cpu_s_per_min'])}",
+                      "", "", verdict(ft.num(row["p95_error_ms"]), lambda v: v <= 5.0)])
+    return table
+
+
+def print_markdown(table: list[list[str]]) -> None:
+    headers = ["figure (1280×720, 30 fps unless said)", "target", "pagecast", "x11grab", "puppeteer", "pagecast against the target"]
+    print("| " + " | ".join(headers) + " |")
+    print("|" + "---|" * len(headers))
+    for row in table:
+        print("| " + " | ".join(row) + " |")
+
+
+def versions(opts) -> dict:
+    def out(cmd):
+        try:
+            return subprocess.run(cmd, capture_output=True, text=True, timeout=30).stdout.strip()
+        except (OSError, subprocess.TimeoutExpired):
+            return ""
+
+    pkgs = out(["dpkg-query", "-W", "-f", "${Package} ${Version}\\n", "chromium", "ffmpeg", "xvfb",
+                "redis-server", "pulseaudio", "nodejs"])
+    recorder = Path(os.environ.get("PAGECAST_TOOLS_DIR", Path.home() / ".cache/pagecast-tools")) / \
+        "npm/node_modules/puppeteer-screen-recorder/package.json"
+    try:
+        psr = json.loads(recorder.read_text()).get("version")
+    except (OSError, ValueError):
+        psr = None
+    mem_kb = 0
+    for line in Path("/proc/meminfo").read_text().splitlines():
+        if line.startswith("MemTotal:"):
+            mem_kb = int(line.split()[1])
+    return {
+        "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "pagecast_commit": out(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"]),
+        "cores": os.cpu_count(),
+        "memory_gib": round(mem_kb / 1024 / 1024, 1),
+        "kernel": platform.release(),
+        "packages": pkgs.splitlines(),
+        "puppeteer_screen_recorder": psr,
+        "load_average_at_start": os.getloadavg(),
+    }
+
+
+# --------------------------------------------------------------------------------------------
+# Main
+# --------------------------------------------------------------------------------------------
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--pagecast", default=str(ROOT / "target/release/pagecast"), help="the pagecast binary")
+    p.add_argument("--s3s-fs", default=str(Path.home() / ".cache/pagecast-tools/bin/s3s-fs"),
+                   help="the S3 test server scripts/install-deps.sh builds")
+    p.add_argument("--seconds", type=float, default=30, help="length of each 720p recording (default 30)")
+    p.add_argument("--runs", type=int, default=3, help="720p recordings per recorder (default 3)")
+    p.add_argument("--recorders", default=",".join(RECORDERS),
+                   help="which of pagecast,x11grab,puppeteer to run side by side (default: all three)")
+    p.add_argument("--delivery-runs", type=int, default=3, help="Start/Stop runs through the API (default 3)")
+    p.add_argument("--describe-runs", type=int, default=3, help="Describe load runs of 10 s (default 3)")
+    p.add_argument("--large-seconds", type=float, default=20,
+                   help="length of the 1080p and 1440p recordings; 0 skips them (default 20)")
+    p.add_argument("--long-minutes", type=float, default=0,
+                   help="also record this many minutes in one go (memory flatness); default 0 = skip")
+    p.add_argument("--skip", default="", help="comma-separated sections to leave out: "
+                                              "side-by-side,concurrent,delivery,describe,large")
+    p.add_argument("--out-dir", type=Path, help="where videos, logs and results go (default: a new temp dir)")
+    opts = p.parse_args(argv)
+    opts.recorders = [r for r in opts.recorders.split(",") if r]
+    unknown = set(opts.recorders) - set(RECORDERS)
+    if unknown or not opts.recorders:
+        p.error(f"--recorders takes a comma-separated subset of {','.join(RECORDERS)}")
+    opts.skip = {s for s in opts.skip.split(",") if s}
+    sections = {"side-by-side", "concurrent", "delivery", "describe", "large"}
+    if opts.skip - sections:
+        p.error(f"--skip takes a comma-separated subset of {','.join(sorted(sections))}")
+    if opts.runs < 1 or opts.seconds <= 0:
+        p.error("--runs and --seconds must be positive")
+    if opts.seconds == int(opts.seconds):
+        opts.seconds = int(opts.seconds)
+    return opts
+
+
+def check_tools(opts) -> None:
+    """A missing tool fails here, loudly, not half-way through."""
+    needed = ["chromium", "ffmpeg", "ffprobe", "Xvfb", "redis-server", "pulseaudio", "git"]
+    if "puppeteer" in opts.recorders and "side-by-side" not in opts.skip:
+        needed += ["node", "npm"]
+    missing = [t for t in needed if shutil.which(t) is None]
+    if missing:
+        raise ft.BenchError(f"missing: {', '.join(missing)}. scripts/install-deps.sh installs all but "
+                            "node and npm (the puppeteer reference; install the Debian package npm)")
+    pagecast = Path(opts.pagecast)
+    if not (pagecast.is_file() and os.access(pagecast, os.X_OK)):
+        raise ft.BenchError(f"pagecast binary not found: {pagecast} (cargo build --release)")
+    opts.pagecast = str(pagecast.resolve())
+
+
+def main(argv=None) -> int:
+    opts = parse_args(argv)
+    if not sys.platform.startswith("linux"):
+        print("error: this benchmark reads /proc and runs on Linux only", file=sys.stderr)
+        return 2
+    signal.signal(signal.SIGTERM, ft._raise_interrupt)
+    opts.out_dir = opts.out_dir or Path(tempfile.mkdtemp(prefix="pagecast-bench-all-"))
+    opts.out_dir.mkdir(parents=True, exist_ok=True)
+    print(f"output directory: {opts.out_dir}", file=sys.stderr)
+    opts.subreaper = ft.become_subreaper()
+    res: dict = {"machine": versions(opts)}
+    started = time.monotonic()
+    try:
+        check_tools(opts)
+        if "side-by-side" not in opts.skip:
+            print(f"720p30, {opts.runs} x {opts.seconds} s per recorder, alternating:", file=sys.stderr)
+            res["side_by_side"] = side_by_side(opts)
+        else:
+            res["side_by_side"] = {}
+        if "concurrent" not in opts.skip:
+            print("three recordings at once:", file=sys.stderr)
+            res["concurrent"] = concurrent(opts)
+        if "delivery" not in opts.skip:
+            print("Start -> first frame, Stop -> finished:", file=sys.stderr)
+            res["delivery"] = delivery(opts)
+        if "describe" not in opts.skip:
+            print("Describe under load:", file=sys.stderr)
+            res["describe"] = describe(opts)
+        if "large" not in opts.skip and opts.large_seconds > 0:
+            print("larger frames:", file=sys.stderr)
+            res["large"] = {
+                f"{w}×{h}": one_recording(opts, "pagecast", f"{w}x{h}", opts.large_seconds, w, h)
+                for w, h in ((1920, 1080), (2560, 1440))
+            }
+        if opts.long_minutes > 0:
+            print(f"{opts.long_minutes} minutes in one go:", file=sys.stderr)
+            res["long_minutes"] = opts.long_minutes
+            res["long"] = one_recording(opts, "pagecast", "long", opts.long_minutes * 60, sample_interval=0.5)
+    except ft.BenchError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("\ninterrupted; child processes were stopped", file=sys.stderr)
+        return 130
+    finally:
+        (opts.out_dir / "all.json").write_text(json.dumps(res, indent=2, default=str) + "\n")
+
+    m = res["machine"]
+    print(f"\npagecast {m['pagecast_commit']}, {m['date']}, {m['cores']} cores, {m['memory_gib']} GiB, "
+          f"kernel {m['kernel']}; {'; '.join(m['packages'])}"
+          + (f"; puppeteer-screen-recorder {m['puppeteer_screen_recorder']}" if m["puppeteer_screen_recorder"] else ""))
+    if res["side_by_side"]:
+        print(f"720p rows: median of {opts.runs} × {opts.seconds} s per recorder; pagecast records sound, "
+              "the references do not.\n")
+    print_markdown(build_table(res))
+    print(f"\ntook {(time.monotonic() - started) / 60:.1f} min; results: {opts.out_dir / 'all.json'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
