@@ -273,6 +273,8 @@ def versions(opts) -> dict:
         "npm/node_modules/puppeteer-screen-recorder/package.json"
     try:
         psr = json.loads(recorder.read_text()).get("version")
+        puppeteer = json.loads((recorder.parent.parent / "puppeteer/package.json").read_text()).get("version")
+        psr = f"{psr} (puppeteer {puppeteer})"
     except (OSError, ValueError):
         psr = None
     mem_kb = 0
@@ -332,13 +334,11 @@ def parse_args(argv=None):
 
 def check_tools(opts) -> None:
     """A missing tool fails here, loudly, not half-way through."""
+    # (npm, for the puppeteer reference, is installed by bench/puppeteer_baseline.sh on first use.)
     needed = ["chromium", "ffmpeg", "ffprobe", "Xvfb", "redis-server", "pulseaudio", "git"]
-    if "puppeteer" in opts.recorders and "side-by-side" not in opts.skip:
-        needed += ["node", "npm"]
     missing = [t for t in needed if shutil.which(t) is None]
     if missing:
-        raise ft.BenchError(f"missing: {', '.join(missing)}. scripts/install-deps.sh installs all but "
-                            "node and npm (the puppeteer reference; install the Debian package npm)")
+        raise ft.BenchError(f"missing: {', '.join(missing)}; run scripts/install-deps.sh")
     pagecast = Path(opts.pagecast)
     if not (pagecast.is_file() and os.access(pagecast, os.X_OK)):
         raise ft.BenchError(f"pagecast binary not found: {pagecast} (cargo build --release)")
