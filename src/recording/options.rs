@@ -22,7 +22,8 @@ pub const MAX_FPS: u32 = 60;
 /// How frames are captured.
 #[derive(Debug, Clone, Copy)]
 pub struct CaptureSettings {
-    /// JPEG quality of screencast frames.
+    /// JPEG quality of screencast frames. 90 by default: at 80 the JPEG, not x264, was the
+    /// largest loss of picture quality, and 90 cost no measurable CPU (BENCHMARKS.md).
     pub jpeg_quality: u8,
     /// Ask Chromium for every n-th painted frame.
     pub every_nth_frame: u32,
@@ -41,7 +42,7 @@ pub struct CaptureSettings {
 impl Default for CaptureSettings {
     fn default() -> Self {
         Self {
-            jpeg_quality: 80,
+            jpeg_quality: 90,
             every_nth_frame: 1,
             latency: Duration::from_millis(500),
             hang_timeout: Some(Duration::from_secs(10)),
