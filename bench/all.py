@@ -46,6 +46,8 @@ import stop_to_finished as stf
 from fixtures import fixture_server
 
 ROOT = Path(__file__).resolve().parent.parent
+# Where scripts/install-deps.sh and bench/puppeteer_baseline.sh put the tools they build or fetch.
+TOOLS = Path(os.environ.get("PAGECAST_TOOLS_DIR", Path.home() / ".cache/pagecast-tools"))
 RECORDERS = ["pagecast", "x11grab", "puppeteer"]
 
 
@@ -101,7 +103,7 @@ def concurrent(opts, count: int = 3) -> list[dict]:
     # Every process this script starts here is one of the recordings' (this script is not
     # counted): the peak of their summed PSS, divided by `count`, is the memory one recording
     # costs when several share a machine (Chromium's and ffmpeg's code pages are then shared).
-    sampler = ft.TreeSampler(os.getpid() if opts.subreaper else -1, 0.2)
+    sampler = ft.TreeSampler(os.getpid(), 0.2)
     with ft.FixtureServer(ft.FIXTURES) as server:
         url = f"http://127.0.0.1:{server.port}/clock.html"
         sampler.start()
@@ -132,9 +134,8 @@ def concurrent(opts, count: int = 3) -> list[dict]:
         rep = ft.analyze(args, str(out_dir / f"c{i + 1}.mp4"), i + 1)
         results.append({k: rep.get(k) for k in ("distinct_ratio", "p95_error_ms", "longest_freeze_ms", "drift")})
     shared = {
-        "pss_mb_per_recording": sampler.peak_pss_kb / 1024 / count if opts.subreaper else None,
-        "cpu_s_per_min_per_recording": sampler.cpu_seconds() / count / (opts.seconds / 60)
-        if opts.subreaper else None,
+        "pss_mb_per_recording": sampler.peak_pss_kb / 1024 / count,
+        "cpu_s_per_min_per_recording": sampler.cpu_seconds() / count / (opts.seconds / 60),
     }
     print(f"  {count} at once: distinct " + ", ".join(ft.fmt("{:.4f}", r["distinct_ratio"]) for r in results)
           + f"; per recording: PSS {ft.fmt('{:.0f}', shared['pss_mb_per_recording'])} MB, "
@@ -269,8 +270,7 @@ def versions(opts) -> dict:
 
     pkgs = out(["dpkg-query", "-W", "-f", "${Package} ${Version}\\n", "chromium", "ffmpeg", "xvfb",
                 "redis-server", "pulseaudio", "nodejs"])
-    recorder = Path(os.environ.get("PAGECAST_TOOLS_DIR", Path.home() / ".cache/pagecast-tools")) / \
-        "npm/node_modules/puppeteer-screen-recorder/package.json"
+    recorder = TOOLS / "npm/node_modules/puppeteer-screen-recorder/package.json"
     try:
         psr = json.loads(recorder.read_text()).get("version")
         puppeteer = json.loads((recorder.parent.parent / "puppeteer/package.json").read_text()).get("version")
@@ -301,7 +301,7 @@ def versions(opts) -> dict:
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--pagecast", default=str(ROOT / "target/release/pagecast"), help="the pagecast binary")
-    p.add_argument("--s3s-fs", default=str(Path.home() / ".cache/pagecast-tools/bin/s3s-fs"),
+    p.add_argument("--s3s-fs", default=str(TOOLS / "bin/s3s-fs"),
                    help="the S3 test server scripts/install-deps.sh builds")
     p.add_argument("--seconds", type=float, default=30, help="length of each 720p recording (default 30)")
     p.add_argument("--runs", type=int, default=3, help="720p recordings per recorder (default 3)")

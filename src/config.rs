@@ -106,7 +106,7 @@ pub struct RecorderConfig {
     #[arg(long, env = "PAGECAST_XVFB", default_value = "Xvfb")]
     pub xvfb: PathBuf,
     /// JPEG quality of screencast frames (1-100).
-    #[arg(long, env = "PAGECAST_JPEG_QUALITY", default_value_t = 90, value_parser = clap::value_parser!(u8).range(1..=100))]
+    #[arg(long, env = "PAGECAST_JPEG_QUALITY", default_value_t = crate::recording::DEFAULT_JPEG_QUALITY, value_parser = clap::value_parser!(u8).range(1..=100))]
     pub jpeg_quality: u8,
     /// Capture every n-th frame Chromium paints (1 = all).
     #[arg(long, env = "PAGECAST_EVERY_NTH_FRAME", default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=10))]

@@ -15,8 +15,8 @@ pub mod timeline;
 pub use capture::CaptureBackend;
 
 pub use options::{
-    CaptureSettings, DEFAULT_FPS, DEFAULT_HEIGHT, DEFAULT_WIDTH, MAX_DIMENSION, MAX_FPS,
-    RecordOptions, dimension, frame_rate, page_url,
+    CaptureSettings, DEFAULT_FPS, DEFAULT_HEIGHT, DEFAULT_JPEG_QUALITY, DEFAULT_WIDTH,
+    MAX_DIMENSION, MAX_FPS, RecordOptions, dimension, frame_rate, page_url,
 };
 
 use std::path::PathBuf;

@@ -18,12 +18,14 @@ pub const MIN_DIMENSION: u32 = 16;
 pub const DEFAULT_FPS: u32 = 30;
 /// Highest output frame rate (Chromium paints at most 60 times a second).
 pub const MAX_FPS: u32 = 60;
+/// Default JPEG quality of screencast frames: at 80 the JPEG, not x264, was the largest loss of
+/// picture quality, and 90 cost no measurable CPU (BENCHMARKS.md, "JPEG quality").
+pub const DEFAULT_JPEG_QUALITY: u8 = 90;
 
 /// How frames are captured.
 #[derive(Debug, Clone, Copy)]
 pub struct CaptureSettings {
-    /// JPEG quality of screencast frames. 90 by default: at 80 the JPEG, not x264, was the
-    /// largest loss of picture quality, and 90 cost no measurable CPU (BENCHMARKS.md).
+    /// JPEG quality of screencast frames ([`DEFAULT_JPEG_QUALITY`] by default).
     pub jpeg_quality: u8,
     /// Ask Chromium for every n-th painted frame.
     pub every_nth_frame: u32,
@@ -42,7 +44,7 @@ pub struct CaptureSettings {
 impl Default for CaptureSettings {
     fn default() -> Self {
         Self {
-            jpeg_quality: 90,
+            jpeg_quality: DEFAULT_JPEG_QUALITY,
             every_nth_frame: 1,
             latency: Duration::from_millis(500),
             hang_timeout: Some(Duration::from_secs(10)),
