@@ -43,16 +43,13 @@ pub struct RecordArgs {
     /// With --manual-start: fail if the page has not called window.startRecord() after this many seconds.
     #[arg(long, default_value_t = 300)]
     start_timeout: u64,
-    /// HLS only: AES-128 key as 32 hex characters; every segment is encrypted with it.
-    #[arg(
-        long,
-        env = "PAGECAST_HLS_KEY",
-        hide_env_values = true,
-        requires = "hls_key_uri"
-    )]
+    /// HLS only: AES-128 key as 32 hex characters; every segment is encrypted with it. From the
+    /// environment it applies to `.m3u8` outputs and is ignored for MP4.
+    #[arg(long, env = "PAGECAST_HLS_KEY", hide_env_values = true)]
     hls_key: Option<String>,
-    /// The key URI written into the playlist (where players fetch the key).
-    #[arg(long, requires = "hls_key")]
+    /// The key URI written into the playlist (where players fetch the key); needed with
+    /// --hls-key.
+    #[arg(long, env = "PAGECAST_HLS_KEY_URI")]
     hls_key_uri: Option<String>,
     /// Where per-recording work directories are created (default: the system temp dir).
     #[arg(long, env = "PAGECAST_WORK_DIR")]
@@ -95,15 +92,59 @@ fn validate(args: &RecordArgs) -> Result<(u32, u32, u32, Option<Duration>, Outpu
             ));
         }
     };
-    let key = match (&args.hls_key, &args.hls_key_uri) {
-        (Some(k), Some(uri)) => {
-            Some(HlsKey::from_hex(k, uri).map_err(|e| format!("--hls-key: {e}"))?)
-        }
-        _ => None,
-    };
+    let typed = key_typed(&std::env::args_os().collect::<Vec<_>>());
+    let key = hls_key(
+        args.hls_key.as_deref(),
+        args.hls_key_uri.as_deref(),
+        is_hls(&args.output),
+        typed,
+    )?;
     let format =
         OutputFormat::from_path(&args.output, key).map_err(|e| format!("--output: {e}"))?;
     Ok((width, height, fps, duration, format))
+}
+
+fn is_hls(output: &std::path::Path) -> bool {
+    output
+        .extension()
+        .and_then(|e| e.to_str())
+        .is_some_and(|e| e.eq_ignore_ascii_case("m3u8"))
+}
+
+/// Whether `--hls-key` was typed on the command line (rather than set as PAGECAST_HLS_KEY).
+fn key_typed(argv: &[std::ffi::OsString]) -> bool {
+    argv.iter().any(|a| {
+        a.to_str()
+            .is_some_and(|a| a == "--hls-key" || a.starts_with("--hls-key="))
+    })
+}
+
+/// The encryption key of the output. A key exported in the environment is meant for HLS
+/// outputs and does not stop an MP4 recording; one typed for an MP4 output is a mistake.
+fn hls_key(
+    key: Option<&str>,
+    uri: Option<&str>,
+    hls: bool,
+    typed: bool,
+) -> Result<Option<HlsKey>, String> {
+    match (key, uri) {
+        (Some(_), _) if !hls && !typed => Ok(None),
+        (Some(_), _) if !hls => {
+            Err("--hls-key: encryption is only available for HLS (.m3u8) output".into())
+        }
+        (Some(k), Some(uri)) => HlsKey::from_hex(k, uri)
+            .map(Some)
+            .map_err(|e| format!("--hls-key: {e}")),
+        (Some(_), None) => Err(
+            "--hls-key needs --hls-key-uri (or PAGECAST_HLS_KEY_URI): the key URI players \
+             fetch the key from"
+                .into(),
+        ),
+        (None, Some(_)) if hls => Err(
+            "--hls-key-uri needs --hls-key (or PAGECAST_HLS_KEY): the key to encrypt with".into(),
+        ),
+        (None, _) => Ok(None),
+    }
 }
 
 pub async fn run(args: RecordArgs) -> anyhow::Result<ExitCode> {
@@ -308,4 +349,48 @@ fn progress_bar(quiet: bool) -> ProgressBar {
     );
     bar.enable_steady_tick(Duration::from_millis(200));
     bar
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const KEY: &str = "000102030405060708090a0b0c0d0e0f";
+
+    #[test]
+    fn an_exported_key_applies_to_hls_only() {
+        assert!(hls_key(Some(KEY), None, false, false).unwrap().is_none());
+        assert!(
+            hls_key(Some(KEY), Some("k"), false, false)
+                .unwrap()
+                .is_none()
+        );
+        assert!(
+            hls_key(Some(KEY), Some("k"), true, false)
+                .unwrap()
+                .is_some()
+        );
+    }
+
+    #[test]
+    fn a_typed_key_for_mp4_and_half_a_key_are_refused() {
+        assert!(hls_key(Some(KEY), Some("k"), false, true).is_err());
+        assert!(hls_key(Some(KEY), None, true, true).is_err());
+        assert!(hls_key(None, Some("k"), true, false).is_err());
+        assert!(hls_key(None, Some("k"), false, false).unwrap().is_none());
+        assert!(hls_key(None, None, true, false).unwrap().is_none());
+    }
+
+    #[test]
+    fn the_typed_flag_is_found_in_either_form() {
+        let words = |w: &[&str]| w.iter().map(std::ffi::OsString::from).collect::<Vec<_>>();
+        assert!(key_typed(&words(&["pagecast", "record", "--hls-key", KEY])));
+        assert!(key_typed(&words(&["pagecast", "record", "--hls-key=x"])));
+        assert!(!key_typed(&words(&[
+            "pagecast",
+            "record",
+            "--hls-key-uri",
+            "u"
+        ])));
+    }
 }
