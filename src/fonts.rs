@@ -9,7 +9,9 @@ const RELATIVE: &str = "fontconfig/fonts.conf";
 /// current directory, then the source tree this binary was built from.
 pub fn find_fontconfig(explicit: Option<&Path>) -> Option<PathBuf> {
     if let Some(p) = explicit {
-        return Some(p.to_path_buf());
+        // fontconfig reads a relative FONTCONFIG_FILE against its own system directory
+        // (/etc/fonts), not the current one: a relative setting would silently lose the fonts.
+        return Some(std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf()));
     }
     let mut candidates = Vec::new();
     if let Ok(exe) = std::env::current_exe() {
@@ -29,6 +31,19 @@ pub fn find_fontconfig(explicit: Option<&Path>) -> Option<PathBuf> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_relative_setting_becomes_absolute() {
+        let found = super::find_fontconfig(Some(std::path::Path::new("fontconfig/fonts.conf")))
+            .expect("an explicit setting is used as given");
+        assert!(found.is_absolute(), "{}", found.display());
+        assert_eq!(
+            found,
+            std::env::current_dir()
+                .unwrap()
+                .join("fontconfig/fonts.conf")
+        );
+    }
+
     #[test]
     fn the_source_tree_config_is_found() {
         let found = super::find_fontconfig(None).expect("fontconfig/fonts.conf in the source tree");

@@ -166,7 +166,7 @@ fn path_var() -> String {
 
 /// The bundled CJK font, as fontconfig sees it through the project's fontconfig file.
 async fn fonts(explicit: Option<&Path>) -> Finding {
-    const FIX: &str = "ship fontconfig/ and fonts/ beside the binary (or in <prefix>/share/pagecast/), or set PAGECAST_FONTCONFIG to fontconfig/fonts.conf";
+    const FIX: &str = "ship fontconfig/ and fonts/ beside the binary (or in <prefix>/share/pagecast/), or set PAGECAST_FONTCONFIG to the path of fontconfig/fonts.conf";
     let Some(conf) = crate::fonts::find_fontconfig(explicit) else {
         return bad(
             "fonts",
