@@ -4,12 +4,13 @@
 mod analyze;
 mod demo;
 mod doctor;
+mod env_errors;
 mod record;
 mod service;
 
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 
 /// Records web pages as video.
 #[derive(Debug, Parser)]
@@ -50,6 +51,22 @@ pub enum LogFormat {
     Text,
     /// For log collectors: one JSON object per line.
     Json,
+}
+
+/// Parses the command line; a usage error exits with status 2, and a bad value that came from
+/// an environment variable names that variable rather than the flag.
+pub fn parse() -> Cli {
+    let argv: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    match Cli::try_parse_from(&argv) {
+        Ok(cli) => cli,
+        Err(e) => match env_errors::blame_env(&e, &Cli::command(), &argv) {
+            Some(message) => {
+                eprintln!("error: {message}");
+                std::process::exit(2);
+            }
+            None => e.exit(),
+        },
+    }
 }
 
 /// Sets up logging to stderr.
