@@ -1,0 +1,129 @@
+//! The `pagecast` command's settings as a user sets them: environment variables that must not
+//! break unrelated commands, relative paths, and usage errors that name what the user set.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+
+const KEY: &str = "000102030405060708090a0b0c0d0e0f";
+
+/// An exported HLS key is for HLS outputs: an MP4 recording still works, unencrypted, and an
+/// HLS recording with the key URI from the environment too is encrypted.
+#[test]
+fn an_exported_hls_key_applies_to_hls_outputs_only() {
+    let base = fixture_server();
+    let dir = scratch("cli-hls-key-env");
+
+    let mp4 = dir.join("plain.mp4");
+    let mut cmd = pagecast();
+    cmd.args([
+        "record",
+        &format!("{base}/animated.html"),
+        "--duration",
+        "2",
+        "-q",
+        "-o",
+    ])
+    .arg(&mp4)
+    .env("PAGECAST_HLS_KEY", KEY);
+    let out = run(cmd, Duration::from_secs(120));
+    assert!(
+        out.status.success(),
+        "MP4 with PAGECAST_HLS_KEY exported: {}",
+        stderr(&out)
+    );
+    let p = probe(&mp4, &[]);
+    assert_close(p.duration, 2.0, 0.2, "MP4 duration");
+
+    let m3u8 = dir.join("enc/index.m3u8");
+    let mut cmd = pagecast();
+    cmd.args([
+        "record",
+        &format!("{base}/animated.html"),
+        "--duration",
+        "2",
+        "-q",
+        "-o",
+    ])
+    .arg(&m3u8)
+    .env("PAGECAST_HLS_KEY", KEY)
+    .env("PAGECAST_HLS_KEY_URI", "enc.key");
+    let out = run(cmd, Duration::from_secs(120));
+    assert!(
+        out.status.success(),
+        "HLS with the key in the environment: {}",
+        stderr(&out)
+    );
+    let playlist = std::fs::read_to_string(&m3u8).unwrap();
+    assert!(
+        playlist.contains("#EXT-X-KEY:METHOD=AES-128,URI=\"enc.key\""),
+        "{playlist}"
+    );
+
+    // Typed on the command line for an MP4 output, the key is a mistake worth stopping for.
+    let mut cmd = pagecast();
+    cmd.args([
+        "record",
+        "demo",
+        "--hls-key",
+        KEY,
+        "--hls-key-uri",
+        "k",
+        "-o",
+    ])
+    .arg(dir.join("typed.mp4"));
+    let out = run(cmd, Duration::from_secs(30));
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("only available for HLS"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+/// A bad value from an environment variable is reported under the variable's name, with the
+/// usage exit status.
+#[test]
+fn a_bad_value_from_the_environment_names_the_variable() {
+    let mut cmd = pagecast();
+    cmd.args(["record", "demo", "-o", "/nonexistent/x.mp4"])
+        .env("PAGECAST_X264_CRF", "99");
+    let out = run(cmd, Duration::from_secs(30));
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("PAGECAST_X264_CRF"), "{err}");
+    assert!(err.contains("'99'"), "{err}");
+
+    // Typed as a flag, the flag is named.
+    let mut cmd = pagecast();
+    cmd.args(["record", "demo", "--crf", "99", "-o", "/nonexistent/x.mp4"]);
+    let out = run(cmd, Duration::from_secs(30));
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("--crf"), "{err}");
+}
+
+/// `PAGECAST_FONTCONFIG` given relative to the current directory still adds the bundled font
+/// (fontconfig itself would read a relative FONTCONFIG_FILE against /etc/fonts).
+#[test]
+fn a_relative_fontconfig_setting_keeps_the_bundled_font() {
+    let dir = scratch("cli-fontconfig");
+    let mut cmd = pagecast();
+    cmd.arg("doctor")
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .env("PAGECAST_FONTCONFIG", "fontconfig/fonts.conf")
+        .env("PAGECAST_WORK_DIR", dir.join("work"))
+        // No Redis is needed for the fonts line; an unreachable one fails fast.
+        .env("PAGECAST_REDIS_URL", "redis://127.0.0.1:1");
+    let out = run(cmd, Duration::from_secs(60));
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(
+        text.lines().any(|l| l.starts_with("[ok  ]")
+            && l.contains("fonts")
+            && l.contains("Pagecast Sans CJK")),
+        "the bundled font is not found through a relative PAGECAST_FONTCONFIG:\n{text}{}",
+        stderr(&out)
+    );
+}
