@@ -137,25 +137,45 @@ fn a_page_in_another_language_is_recorded_without_a_translate_bar() {
     );
 }
 
+/// The font files fontconfig lists for `pattern` on this machine.
+fn font_files(pattern: &str) -> Vec<String> {
+    let out = std::process::Command::new("fc-list")
+        .args([pattern, "--format", "%{file}\n"])
+        .output()
+        .expect("fc-list (Debian package fontconfig)");
+    assert!(out.status.success(), "fc-list {pattern} failed");
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(str::to_string)
+        .collect()
+}
+
 #[test]
 fn cjk_text_is_boxes_without_the_bundled_font() {
-    // The control for the test above: with a fontconfig that lacks fonts/, this machine has no CJK
-    // font, so the glyphs degrade to identical boxes. If it has one, the control is meaningless.
-    let fc_list = std::process::Command::new("fc-list")
-        .arg(":charset=6c38")
-        .output()
-        .expect("fc-list");
-    if !fc_list.stdout.is_empty() {
-        eprintln!(
-            "a system CJK font is installed; the negative control does not apply:\n{}",
-            String::from_utf8_lossy(&fc_list.stdout)
-        );
-        return;
-    }
+    // The control for the test above: Chromium gets a fontconfig of its own that holds one
+    // Latin font and nothing else (no system configuration, so no system CJK font), and the
+    // glyphs degrade to identical boxes. It runs on every machine, CJK fonts installed or not.
+    let cjk = font_files(":charset=6c38");
+    let latin = font_files(":lang=en")
+        .into_iter()
+        .find(|f| !cjk.contains(f) && (f.ends_with(".ttf") || f.ends_with(".otf")))
+        .expect("a Latin font without CJK glyphs (fonts-dejavu-core comes with fontconfig)");
     let base = fixture_server();
     let dir = scratch("cjk-nofont");
+    let fonts = dir.join("fonts");
+    std::fs::create_dir_all(&fonts).unwrap();
+    let name = std::path::Path::new(&latin).file_name().unwrap();
+    std::os::unix::fs::symlink(&latin, fonts.join(name)).unwrap();
     let conf = dir.join("fonts.conf");
-    std::fs::write(&conf, "<?xml version=\"1.0\"?><fontconfig><include ignore_missing=\"yes\">/etc/fonts/fonts.conf</include></fontconfig>").unwrap();
+    std::fs::write(
+        &conf,
+        format!(
+            "<?xml version=\"1.0\"?><fontconfig><dir>{}</dir><cachedir>{}</cachedir></fontconfig>",
+            fonts.display(),
+            dir.join("cache").display()
+        ),
+    )
+    .unwrap();
     let out = dir.join("cjk.mp4");
     record_ok(
         &format!("{base}/cjk.html"),
