@@ -59,6 +59,17 @@ fn refresh_reloads_the_page_and_recording_goes_on() {
     assert!(a["decoded"].as_u64().unwrap() >= 100, "{a}");
     let last = frame_clock_decodes_at(&out, 115);
     assert!(last, "the page is visible again after the reload");
+    // The page's own load counter: first load before refreshPage() at 1.5 s, second after.
+    assert_eq!(
+        frame_at(&out, 15, &[]).clock_page_load(),
+        Some(1),
+        "0.5 s: first load"
+    );
+    assert_eq!(
+        frame_at(&out, 115, &[]).clock_page_load(),
+        Some(2),
+        "3.8 s: the page was reloaded once"
+    );
 }
 
 #[test]

@@ -78,6 +78,18 @@ fn full_lifecycle_start_pause_resume_refresh_stop() {
     );
     assert_eq!(p.codec, "h264");
     assert!(svc.out.exists());
+    // The Refresh action reloaded the page: its load counter goes from 1 to 2 in the video.
+    assert_eq!(
+        frame_at(&file, 0, &[]).clock_page_load(),
+        Some(1),
+        "first frame"
+    );
+    let last = p.frames.saturating_sub(1) as usize;
+    assert_eq!(
+        frame_at(&file, last, &[]).clock_page_load(),
+        Some(2),
+        "last frame: the page was reloaded by Refresh"
+    );
 }
 
 #[test]

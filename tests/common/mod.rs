@@ -197,6 +197,18 @@ impl Rgb {
         sum.map(|s| s / n)
     }
 
+    /// Which load of tests/fixtures/clock.html this frame shows (1, 2, 3 = third or later),
+    /// from the marker square in its bottom-left corner; `None` when the marker is not there.
+    pub fn clock_page_load(&self) -> Option<u32> {
+        let [r, g, b] = self.mean(8, self.height - 40, 32, 32);
+        match (r > 160.0, g > 130.0, b > 160.0) {
+            (true, false, false) if g < 60.0 && b < 60.0 => Some(1),
+            (false, true, false) if r < 60.0 && b < 60.0 => Some(2),
+            (false, false, true) if r < 60.0 && g < 60.0 => Some(3),
+            _ => None,
+        }
+    }
+
     /// Binarised (dark = true) rectangle.
     pub fn ink(&self, x0: usize, y0: usize, w: usize, h: usize) -> Vec<bool> {
         let mut v = Vec::with_capacity(w * h);
