@@ -1,0 +1,365 @@
+//! `Output.Cos` / `Output.S3`: where the result goes and under which name.
+
+use serde_json::Value;
+
+use super::Parser;
+use super::reader::Obj;
+use crate::api::error::{ApiError, echo};
+use crate::recording::page_url;
+use crate::task::OutputTarget;
+
+impl Parser<'_> {
+    pub(super) fn output_target(&self, out: &Obj<'_>) -> Result<OutputTarget, ApiError> {
+        let cos = out.object("Cos")?;
+        let s3 = out.object("S3")?;
+        let (target, is_s3) = match (cos, s3) {
+            (None, None) => return Ok(OutputTarget::default()),
+            (Some(_), Some(_)) => {
+                return Err(ApiError::invalid(
+                    &out.field("Cos"),
+                    format!("and {} cannot both be set", out.field("S3")),
+                ));
+            }
+            (Some(cos), None) => (cos, false),
+            (None, Some(s3)) => (s3, true),
+        };
+        let l = self.limits;
+        let bucket = target
+            .string("Bucket", l.max_string_len)?
+            .map(|b| storage_name(&target.field("Bucket"), b))
+            .transpose()?;
+        let region = target
+            .string("Region", l.max_string_len)?
+            .map(|r| storage_name(&target.field("Region"), r))
+            .transpose()?;
+        let endpoint = if is_s3 {
+            target
+                .string("Endpoint", l.max_url_len)?
+                .map(|e| host_or_url(&target.field("Endpoint"), e))
+                .transpose()?
+        } else {
+            None
+        };
+        let target_dir = target
+            .string("TargetDir", l.max_string_len)?
+            .map(|d| object_path(&target.field("TargetDir"), d, true))
+            .transpose()?;
+        let target_name = target
+            .string("TargetName", l.max_string_len)?
+            .map(|n| object_path(&target.field("TargetName"), n, false))
+            .transpose()?;
+        let domain = target
+            .string("Domain", l.max_url_len)?
+            .map(|d| host_or_url(&target.field("Domain"), d))
+            .transpose()?;
+        Ok(OutputTarget {
+            bucket,
+            region,
+            endpoint,
+            target_dir,
+            target_name,
+            domain,
+            cos: !is_s3,
+        })
+    }
+}
+
+/// A bucket or region name: letters, digits, `.`, `-`, `_`.
+fn storage_name(path: &str, raw: &str) -> Result<String, ApiError> {
+    let value = raw.trim();
+    if value.is_empty()
+        || !value
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_'))
+    {
+        return Err(ApiError::invalid(
+            path,
+            format!(
+                "must contain only letters, digits, \".\", \"-\" and \"_\", got {}",
+                echo(&Value::from(raw))
+            ),
+        ));
+    }
+    Ok(value.to_owned())
+}
+
+/// `Domain` / `Endpoint`: a host name (with optional port) or an http(s) URL without credentials,
+/// query or fragment. Stored trimmed, without a trailing `/`.
+fn host_or_url(path: &str, raw: &str) -> Result<String, ApiError> {
+    let value = raw.trim();
+    let what = "must be a host name (e.g. cdn.example.com) or an http or https URL";
+    if value
+        .chars()
+        .any(|c| c.is_control() || c.is_whitespace() || c == '\\')
+    {
+        return Err(ApiError::invalid(
+            path,
+            format!("{what}, got {}", echo(&Value::from(raw))),
+        ));
+    }
+    let url = if value.contains("://") {
+        page_url(value).map_err(|msg| ApiError::invalid(path, format!("{what}: {msg}")))?
+    } else {
+        if value.contains(['/', '?', '#', '@']) {
+            return Err(ApiError::invalid(
+                path,
+                format!("{what}, got {}", echo(&Value::from(raw))),
+            ));
+        }
+        url::Url::parse(&format!("http://{value}"))
+            .ok()
+            .filter(|u| u.host_str().is_some_and(|h| !h.is_empty()))
+            .ok_or_else(|| {
+                ApiError::invalid(path, format!("{what}, got {}", echo(&Value::from(raw))))
+            })?
+    };
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err(ApiError::invalid(path, "must not contain credentials"));
+    }
+    if url.query().is_some() || url.fragment().is_some() {
+        return Err(ApiError::invalid(
+            path,
+            "must not contain a query or fragment",
+        ));
+    }
+    Ok(value.trim_end_matches('/').to_owned())
+}
+
+/// `TargetDir` (`allow_dirs`: `/`-separated segments) or `TargetName` (one segment): a relative
+/// object name that cannot escape the output root.
+fn object_path(path: &str, raw: &str, allow_dirs: bool) -> Result<String, ApiError> {
+    if raw.chars().any(char::is_control) {
+        return Err(ApiError::invalid(
+            path,
+            "must not contain control characters",
+        ));
+    }
+    if raw.contains('\\') {
+        return Err(ApiError::invalid(path, "must not contain backslashes"));
+    }
+    if !allow_dirs && raw.contains('/') {
+        return Err(ApiError::invalid(path, "must be a file name without \"/\""));
+    }
+    if raw.starts_with('/') {
+        return Err(ApiError::invalid(
+            path,
+            "must be a relative path (no leading \"/\"); it is placed under the output root",
+        ));
+    }
+    let value = if allow_dirs {
+        raw.strip_suffix('/').unwrap_or(raw)
+    } else {
+        raw
+    };
+    for segment in value.split('/') {
+        match segment {
+            "" => {
+                return Err(ApiError::invalid(
+                    path,
+                    "must not contain empty path segments (\"//\")",
+                ));
+            }
+            "." | ".." => {
+                return Err(ApiError::invalid(
+                    path,
+                    "must not contain \".\" or \"..\" path segments",
+                ));
+            }
+            _ => {}
+        }
+    }
+    Ok(value.to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::tests::*;
+    use crate::task::OutputTarget;
+    use serde_json::json;
+
+    #[test]
+    fn output_cos() {
+        let s = spec(with(json!({"Output": {"Cos": {
+            "Bucket": "records-1250000000",
+            "Region": "ap-shanghai",
+            "TargetDir": "class/2024/",
+            "TargetName": "lesson-1",
+            "Domain": "cdn.example.org",
+        }}})));
+        assert_eq!(
+            s.output,
+            OutputTarget {
+                bucket: Some("records-1250000000".into()),
+                region: Some("ap-shanghai".into()),
+                endpoint: None,
+                target_dir: Some("class/2024".into()),
+                target_name: Some("lesson-1".into()),
+                domain: Some("cdn.example.org".into()),
+                cos: true,
+            }
+        );
+    }
+
+    #[test]
+    fn output_s3_with_endpoint() {
+        let s = spec(with(json!({"Output": {"S3": {
+            "Bucket": "rec",
+            "Endpoint": "http://minio.local:9000",
+            "Domain": "https://cdn.example.org/",
+        }}})));
+        assert_eq!(
+            s.output.endpoint.as_deref(),
+            Some("http://minio.local:9000")
+        );
+        assert_eq!(s.output.domain.as_deref(), Some("https://cdn.example.org"));
+        assert_eq!(s.output.bucket.as_deref(), Some("rec"));
+    }
+
+    #[test]
+    fn endpoint_is_read_from_s3_only() {
+        let s = spec(with(
+            json!({"Output": {"Cos": {"Endpoint": "http://minio.local:9000"}}}),
+        ));
+        assert_eq!(s.output.endpoint, None);
+    }
+
+    #[test]
+    fn output_cos_and_s3_together_are_rejected() {
+        let m = invalid(
+            with(json!({"Output": {"Cos": {}, "S3": {}}})),
+            "Data.Output.Cos",
+        );
+        assert!(m.contains("Data.Output.S3"), "{m}");
+    }
+
+    #[test]
+    fn output_vod_and_unknown_fields_are_ignored() {
+        let s = spec(with(json!({
+            "Output": {"Vod": {"MediaInfo": {"MediaName": "x"}, "SubAppId": "1"}},
+            "SomethingNew": [1, 2, 3],
+        })));
+        assert_eq!(s.output, OutputTarget::default());
+        let s = spec(with(
+            json!({"Output": {"Cos": {"Bucket": "b", "Colour": "red"}, "Vod": 7}}),
+        ));
+        assert_eq!(s.output.bucket.as_deref(), Some("b"));
+    }
+
+    #[test]
+    fn output_wrong_types() {
+        invalid(
+            with(json!({"Output": "cos"})),
+            "Data.Output must be an object",
+        );
+        invalid(
+            with(json!({"Output": {"Cos": []}})),
+            "Data.Output.Cos must be an object",
+        );
+        invalid(
+            with(json!({"Output": {"S3": {"Bucket": 5}}})),
+            "Data.Output.S3.Bucket must be a string",
+        );
+    }
+
+    #[test]
+    fn bucket_and_region_names() {
+        invalid(
+            with(json!({"Output": {"Cos": {"Bucket": "a b"}}})),
+            "Data.Output.Cos.Bucket",
+        );
+        invalid(
+            with(json!({"Output": {"Cos": {"Bucket": "a/b"}}})),
+            "Data.Output.Cos.Bucket",
+        );
+        invalid(
+            with(json!({"Output": {"Cos": {"Region": "ap\nx"}}})),
+            "Data.Output.Cos.Region",
+        );
+        let long = "b".repeat(1025);
+        invalid(
+            with(json!({"Output": {"Cos": {"Bucket": long}}})),
+            "Data.Output.Cos.Bucket",
+        );
+        assert_eq!(
+            spec(with(json!({"Output": {"Cos": {"Bucket": ""}}})))
+                .output
+                .bucket,
+            None
+        );
+    }
+
+    #[test]
+    fn target_dir_rules() {
+        let dir = |d: &str| {
+            spec(with(json!({"Output": {"Cos": {"TargetDir": d}}})))
+                .output
+                .target_dir
+        };
+        assert_eq!(dir("a"), Some("a".into()));
+        assert_eq!(dir("a/b/c"), Some("a/b/c".into()));
+        assert_eq!(dir("a/b/"), Some("a/b".into()));
+        assert_eq!(dir("录制/2024"), Some("录制/2024".into()));
+        assert_eq!(dir("..a/b..c"), Some("..a/b..c".into()));
+        for bad in [
+            "../x", "a/../b", "a/..", "..", "/abs", "/", "a//b", "./a", "a\\b", "a\u{0}b", "a\nb",
+        ] {
+            invalid(
+                with(json!({"Output": {"Cos": {"TargetDir": bad}}})),
+                "Data.Output.Cos.TargetDir",
+            );
+        }
+    }
+
+    #[test]
+    fn target_name_rules() {
+        let name = |n: &str| {
+            spec(with(json!({"Output": {"S3": {"TargetName": n}}})))
+                .output
+                .target_name
+        };
+        assert_eq!(name("lesson-1"), Some("lesson-1".into()));
+        assert_eq!(name("1700000000000"), Some("1700000000000".into()));
+        for bad in ["a/b", "a/", "..", ".", "a\\b", "a\tb", "/a"] {
+            invalid(
+                with(json!({"Output": {"S3": {"TargetName": bad}}})),
+                "Data.Output.S3.TargetName",
+            );
+        }
+    }
+
+    #[test]
+    fn domain_rules() {
+        let domain = |d: &str| {
+            spec(with(json!({"Output": {"Cos": {"Domain": d}}})))
+                .output
+                .domain
+        };
+        assert_eq!(domain("cdn.example.org"), Some("cdn.example.org".into()));
+        assert_eq!(
+            domain("cdn.example.org:8443"),
+            Some("cdn.example.org:8443".into())
+        );
+        assert_eq!(
+            domain("https://cdn.example.org"),
+            Some("https://cdn.example.org".into())
+        );
+        assert_eq!(
+            domain("https://cdn.example.org/media/"),
+            Some("https://cdn.example.org/media".into())
+        );
+        for bad in [
+            "ftp://cdn.example.org",
+            "cdn.example.org/path",
+            "user:pw@cdn.example.org",
+            "https://user:pw@cdn.example.org",
+            "https://cdn.example.org/?q=1",
+            "cdn example.org",
+            "https://",
+        ] {
+            invalid(
+                with(json!({"Output": {"Cos": {"Domain": bad}}})),
+                "Data.Output.Cos.Domain",
+            );
+        }
+    }
+}
