@@ -78,7 +78,12 @@ fn mp4_results_land_in_the_bucket_with_working_urls_and_per_task_overrides() {
     let fixtures = fixture_server();
     // A CDN in front of the "other" bucket, for the task that names it as its Domain.
     let cdn = static_server(s3.data().join("other"));
-    let svc = service_on_s3(&redis, &s3, "dlv-mp4", &[]);
+    let svc = service_on_s3(
+        &redis,
+        &s3,
+        "dlv-mp4",
+        &[("PAGECAST_S3_ALLOWED_BUCKETS", "other")],
+    );
     let default_id = start(
         &svc.url,
         json!({ "RecordURL": format!("{fixtures}/animated.html"), "MaxDurationLimit": 3 }),
@@ -153,6 +158,116 @@ fn mp4_results_land_in_the_bucket_with_working_urls_and_per_task_overrides() {
         s3.object(s3_support::BUCKET, "class/7/lesson.mp4")
             .is_none(),
         "not in the server's bucket"
+    );
+}
+
+/// A TCP listener that counts the connections it gets (and answers none).
+fn connection_counter() -> (String, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let count = std::sync::Arc::new(AtomicUsize::new(0));
+    let seen = count.clone();
+    std::thread::spawn(move || {
+        for conn in listener.incoming() {
+            if conn.is_ok() {
+                seen.fetch_add(1, Ordering::SeqCst);
+            }
+        }
+    });
+    (url, count)
+}
+
+/// A task may send its result only to the server's endpoint and bucket or those on the
+/// allow-lists: anything else is refused at Start, and a task that reached the queue anyway
+/// (accepted under other settings) fails at upload; the server's credentials never reach the
+/// endpoint it named. An allowed endpoint (a second server) works end to end.
+#[test]
+fn tasks_send_results_only_to_allowed_endpoints_and_buckets() {
+    let redis = TestRedis::start();
+    let s3 = TestS3::start();
+    let allowed = TestS3::start();
+    let fixtures = fixture_server();
+    let (trap, connections) = connection_counter();
+    let svc = service_on_s3(
+        &redis,
+        &s3,
+        "dlv-allow",
+        &[("PAGECAST_S3_ALLOWED_ENDPOINTS", allowed.endpoint.as_str())],
+    );
+    let page = format!("{fixtures}/static.html");
+    for (output, field) in [
+        (json!({"S3": {"Endpoint": trap}}), "Data.Output.S3.Endpoint"),
+        (
+            json!({"S3": {"Endpoint": format!("{trap}/"), "Bucket": s3_support::BUCKET}}),
+            "Data.Output.S3.Endpoint",
+        ),
+        (json!({"S3": {"Bucket": "other"}}), "Data.Output.S3.Bucket"),
+        (
+            json!({"Cos": {"Bucket": "other"}}),
+            "Data.Output.Cos.Bucket",
+        ),
+    ] {
+        let (status, body) = call(
+            &svc.url,
+            "Start",
+            json!({"RecordURL": page, "Output": output}),
+        );
+        assert_eq!(status, 400, "{output}: {body}");
+        assert_eq!(body["ErrorCode"], "StorageNotAllowed", "{body}");
+        let message = body["ErrorMessage"].as_str().unwrap();
+        assert!(message.starts_with(&format!("{field} ")), "{message}");
+    }
+
+    let id = start(
+        &svc.url,
+        json!({
+            "RecordURL": page,
+            "MaxDurationLimit": 2,
+            "Output": {"S3": {
+                "Endpoint": allowed.endpoint,
+                "TargetDir": "allowed",
+                "TargetName": "clip",
+            }},
+        }),
+    );
+    // A task accepted by a server whose settings allowed the trap, queued behind the API's back.
+    let sneaked = {
+        let mut limits = pagecast::api::start::StartLimits::default();
+        limits.storage.s3_allowed_endpoints = vec![trap.clone()];
+        let data = json!({"RecordURL": page, "MaxDurationLimit": 2,
+            "Output": {"S3": {"Endpoint": trap}}});
+        let (spec, secrets) = pagecast::api::start::parse_start(&data, &limits).unwrap();
+        let id = uuid::Uuid::new_v4().to_string();
+        http().0.block_on(async {
+            let store = pagecast::task::store::TaskStore::connect(&redis.url, &svc.prefix)
+                .await
+                .unwrap();
+            store.create(&id, &spec, &secrets, 0, 100).await.unwrap();
+        });
+        id
+    };
+
+    let d = finished(&svc.url, &id);
+    assert!(d["Result"]["ErrorCode"].is_null(), "{d}");
+    let (name, size, url) = videos(&d).remove(0);
+    assert_eq!(name, "allowed/clip.mp4");
+    let stored = allowed
+        .object(s3_support::BUCKET, &name)
+        .expect("in the allowed server's bucket");
+    assert_eq!(stored.len() as u64, size);
+    assert!(s3.object(s3_support::BUCKET, &name).is_none());
+    assert!(url.starts_with(&allowed.endpoint), "{url}");
+    assert_eq!(get(&url), (200, stored));
+
+    let d = finished(&svc.url, &sneaked);
+    assert_eq!(d["Result"]["ErrorCode"], "UploadFailed", "{d}");
+    let message = d["Result"]["ErrorMessage"].as_str().unwrap();
+    assert!(message.contains("not allowed"), "{message}");
+    assert_eq!(
+        connections.load(std::sync::atomic::Ordering::SeqCst),
+        0,
+        "nothing was ever sent to an endpoint that is not allowed"
     );
 }
 

@@ -18,11 +18,13 @@
 use serde_json::Value;
 
 use super::error::{ApiError, echo};
+use crate::config::WorkerConfig;
 use crate::error::ErrorCode;
 use crate::recording::CaptureBackend;
 use crate::recording::{
     DEFAULT_HEIGHT, DEFAULT_WIDTH, MAX_DIMENSION, MAX_FPS, dimension, frame_rate, page_url,
 };
+use crate::storage::StorageConfig;
 use crate::task::{Muxer, OutputTarget, StartSpec, StorageType, TaskSecrets};
 
 mod output;
@@ -89,8 +91,8 @@ pub const START_FIELDS: &[&str] = &[
 /// Fields of the source product that are accepted and ignored (documented as such in the spec).
 pub const IGNORED_START_FIELDS: &[&str] = &["Output.Vod"];
 
-/// Size limits of Start's string fields.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// What Start accepts: the size limits of its strings, and where a task's result may go.
+#[derive(Debug, Clone)]
 pub struct StartLimits {
     /// Longest URL (RecordURL, CallbackURL, AuthUrl, Domain, Endpoint), in characters.
     pub max_url_len: usize,
@@ -98,6 +100,8 @@ pub struct StartLimits {
     pub max_string_len: usize,
     /// Longest `UserContext`, in characters.
     pub max_context_len: usize,
+    /// The server's storage settings: the endpoints and buckets a task may name.
+    pub storage: StorageConfig,
 }
 
 impl Default for StartLimits {
@@ -106,6 +110,17 @@ impl Default for StartLimits {
             max_url_len: 2048,
             max_string_len: 1024,
             max_context_len: 4096,
+            storage: StorageConfig::default(),
+        }
+    }
+}
+
+impl StartLimits {
+    /// The default string limits, with the storage settings of the server's workers.
+    pub fn for_server(worker: &WorkerConfig) -> Self {
+        Self {
+            storage: worker.storage.clone(),
+            ..Self::default()
         }
     }
 }

@@ -150,13 +150,19 @@ async fn upload_all(
     Ok(out)
 }
 
-/// The store for `task`'s result at `dest`. A task-chosen endpoint is checked against the URL
-/// rules first: it is a place pagecast connects to.
+/// The store for `task`'s result at `dest`. The task's endpoint and bucket are checked against
+/// the allow-lists first (Start did, but the settings may have changed since; the server's
+/// credentials never go to a place they do not allow), and a task-chosen endpoint against the
+/// URL rules: it is a place pagecast connects to.
 pub(super) async fn task_store(
     ctx: &WorkerContext,
     task: &TaskRecord,
     dest: &Destination,
 ) -> Result<ObjectStore, StorageError> {
+    ctx.cfg
+        .storage
+        .check_target(&task.spec.output)
+        .map_err(|why| StorageError::Config(format!("the task's Output.{} {why}", why.field())))?;
     if let Some(endpoint) = &task.spec.output.endpoint {
         let url = if endpoint.contains("://") {
             endpoint.clone()

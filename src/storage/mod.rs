@@ -8,6 +8,7 @@
 //! - [`credentials`]: the standard AWS environment variables or a shared credentials file.
 
 pub mod credentials;
+pub mod policy;
 pub mod s3;
 
 use std::time::Duration;
@@ -57,6 +58,15 @@ pub struct StorageConfig {
     /// UploadFailed (its files are kept on the worker).
     #[arg(long, env = "PAGECAST_UPLOAD_RETRY_SECONDS", default_value_t = 3600)]
     pub upload_retry_seconds: u64,
+    /// Endpoint URLs a task may name in `Output.S3.Endpoint` besides PAGECAST_S3_ENDPOINT,
+    /// comma-separated (default: none). Every request is signed with the server's credentials:
+    /// list only endpoints those credentials are meant for.
+    #[arg(long, env = "PAGECAST_S3_ALLOWED_ENDPOINTS", value_delimiter = ',')]
+    pub s3_allowed_endpoints: Vec<String>,
+    /// Buckets a task may name in `Output.Cos.Bucket` / `Output.S3.Bucket` besides
+    /// PAGECAST_S3_BUCKET, comma-separated (default: none).
+    #[arg(long, env = "PAGECAST_S3_ALLOWED_BUCKETS", value_delimiter = ',')]
+    pub s3_allowed_buckets: Vec<String>,
 }
 
 impl Default for StorageConfig {
@@ -72,6 +82,8 @@ impl Default for StorageConfig {
             s3_upload_concurrency: 4,
             s3_max_attempts: 4,
             upload_retry_seconds: 3600,
+            s3_allowed_endpoints: Vec::new(),
+            s3_allowed_buckets: Vec::new(),
         }
     }
 }
@@ -95,7 +107,7 @@ impl StorageConfig {
             // A COS target naming its region on a server without an endpoint: Tencent COS's own
             // S3-compatible endpoint for that region, as the source product would use.
             (None, None) if target.cos && target.region.is_some() => {
-                (Some(format!("https://cos.{region}.myqcloud.com")), false)
+                (Some(cos_endpoint(&region)), false)
             }
             (None, Some(e)) => (Some(with_scheme(e)), self.s3_path_style),
             (None, None) => (None, false),
@@ -116,6 +128,52 @@ impl StorageConfig {
         })
     }
 
+    /// Checks the allow-lists (what clap cannot): every endpoint an http(s) URL, every bucket a
+    /// plain name. Blank entries are ignored (an empty list allows nothing more).
+    pub fn validate(&self) -> Result<(), crate::config::ConfigError> {
+        let invalid = |setting, why: String| crate::config::ConfigError { setting, why };
+        for e in self
+            .s3_allowed_endpoints
+            .iter()
+            .filter(|e| !e.trim().is_empty())
+        {
+            let url = url::Url::parse(e.trim()).ok();
+            let ok = url.as_ref().is_some_and(|u| {
+                matches!(u.scheme(), "http" | "https")
+                    && u.host_str().is_some_and(|h| !h.is_empty())
+                    && u.username().is_empty()
+                    && u.password().is_none()
+                    && u.query().is_none()
+                    && u.fragment().is_none()
+            });
+            if !ok {
+                return Err(invalid(
+                    "PAGECAST_S3_ALLOWED_ENDPOINTS",
+                    format!(
+                        "{e:?} must be an http:// or https:// URL with a host and no credentials or query"
+                    ),
+                ));
+            }
+        }
+        for b in self
+            .s3_allowed_buckets
+            .iter()
+            .map(|b| b.trim())
+            .filter(|b| !b.is_empty())
+        {
+            if !b
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_'))
+            {
+                return Err(invalid(
+                    "PAGECAST_S3_ALLOWED_BUCKETS",
+                    format!("{b:?} must contain only letters, digits, \".\", \"-\" and \"_\""),
+                ));
+            }
+        }
+        Ok(())
+    }
+
     /// Part size in bytes.
     pub fn part_size(&self) -> usize {
         (self.s3_part_size_mib.clamp(5, 1024) * 1024 * 1024) as usize
@@ -129,6 +187,11 @@ impl StorageConfig {
             max_attempts: self.s3_max_attempts,
         }
     }
+}
+
+/// Tencent COS's S3-compatible endpoint of `region`.
+fn cos_endpoint(region: &str) -> String {
+    format!("https://cos.{region}.myqcloud.com")
 }
 
 /// `https://` in front of a bare host name; URLs are kept as they are, without a trailing `/`.
@@ -367,6 +430,30 @@ mod tests {
         assert_eq!(
             d.object_url("t/1.mp4"),
             "https://rec-1250000000.cos.ap-guangzhou.myqcloud.com/t/1.mp4"
+        );
+    }
+
+    #[test]
+    fn allow_lists_must_name_urls_and_buckets() {
+        let mut cfg = server();
+        cfg.s3_allowed_endpoints = vec!["http://a.example:9000".into(), " ".into()];
+        cfg.s3_allowed_buckets = vec!["b-1".into(), String::new()];
+        assert!(cfg.validate().is_ok());
+        for bad in [
+            "a.example",
+            "ftp://a.example",
+            "http://u:p@a.example",
+            "http://a/?x=1",
+        ] {
+            cfg.s3_allowed_endpoints = vec![bad.into()];
+            let e = cfg.validate().unwrap_err();
+            assert_eq!(e.setting, "PAGECAST_S3_ALLOWED_ENDPOINTS", "{bad}");
+        }
+        cfg.s3_allowed_endpoints.clear();
+        cfg.s3_allowed_buckets = vec!["a/b".into()];
+        assert_eq!(
+            cfg.validate().unwrap_err().setting,
+            "PAGECAST_S3_ALLOWED_BUCKETS"
         );
     }
 

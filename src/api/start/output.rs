@@ -5,6 +5,7 @@ use serde_json::Value;
 use super::Parser;
 use super::reader::Obj;
 use crate::api::error::{ApiError, echo};
+use crate::error::ErrorCode;
 use crate::recording::page_url;
 use crate::task::OutputTarget;
 
@@ -52,7 +53,7 @@ impl Parser<'_> {
             .string("Domain", l.max_url_len)?
             .map(|d| host_or_url(&target.field("Domain"), d))
             .transpose()?;
-        Ok(OutputTarget {
+        let output = OutputTarget {
             bucket,
             region,
             endpoint,
@@ -60,7 +61,16 @@ impl Parser<'_> {
             target_name,
             domain,
             cos: !is_s3,
-        })
+        };
+        // Before anything else is done with them: every request to storage is signed with the
+        // server's credentials.
+        l.storage.check_target(&output).map_err(|why| {
+            ApiError::new(
+                ErrorCode::StorageNotAllowed,
+                format!("{} {why}", target.field(why.field())),
+            )
+        })?;
+        Ok(output)
     }
 }
 
@@ -174,8 +184,44 @@ fn object_path(path: &str, raw: &str, allow_dirs: bool) -> Result<String, ApiErr
 #[cfg(test)]
 mod tests {
     use super::super::tests::*;
+    use super::super::{StartLimits, parse_start};
+    use crate::error::ErrorCode;
     use crate::task::OutputTarget;
     use serde_json::json;
+
+    #[test]
+    fn endpoints_and_buckets_off_the_allow_list_are_refused() {
+        let refused = |data: serde_json::Value, field: &str| {
+            let e = err(with(data));
+            assert_eq!(e.code, ErrorCode::StorageNotAllowed, "{e}");
+            assert!(e.message.starts_with(&format!("{field} ")), "{field}: {e}");
+        };
+        refused(
+            json!({"Output": {"S3": {"Endpoint": "https://attacker.example"}}}),
+            "Data.Output.S3.Endpoint",
+        );
+        refused(
+            json!({"Output": {"S3": {"Endpoint": "http://minio.local:9001"}}}),
+            "Data.Output.S3.Endpoint",
+        );
+        refused(
+            json!({"Output": {"Cos": {"Bucket": "someone-elses"}}}),
+            "Data.Output.Cos.Bucket",
+        );
+        refused(
+            json!({"Output": {"Cos": {"Region": "eu-frankfurt"}}}),
+            "Data.Output.Cos.Region",
+        );
+        // A server that lists nothing: only its own bucket.
+        let mut own = StartLimits::default();
+        own.storage.s3_bucket = Some("results".into());
+        let p = |data| parse_start(&with(data), &own);
+        assert!(p(json!({"Output": {"S3": {"Bucket": "results"}}})).is_ok());
+        let e = p(json!({"Output": {"S3": {"Bucket": "other"}}})).unwrap_err();
+        assert_eq!(e.code, ErrorCode::StorageNotAllowed);
+        let e = p(json!({"Output": {"S3": {"Endpoint": "http://127.0.0.1:1"}}})).unwrap_err();
+        assert_eq!(e.code, ErrorCode::StorageNotAllowed);
+    }
 
     #[test]
     fn output_cos() {
