@@ -1052,6 +1052,37 @@ async fn every_validation_failure_has_its_code_status_and_field() {
             "InvalidParam",
             "Data.Output.Cos.Bucket",
         ),
+        // Names that cannot be stored: lengths in bytes, with what pagecast appends.
+        (
+            json!({"Output": {"Cos": {"TargetName": "a".repeat(300)}}}),
+            "InvalidParam",
+            "Data.Output.Cos.TargetName",
+        ),
+        (
+            json!({"Output": {"Cos": {"TargetName": "录".repeat(100)}}}),
+            "InvalidParam",
+            "Data.Output.Cos.TargetName",
+        ),
+        (
+            json!({"Output": {"S3": {"TargetName": "a".repeat(238)}, "Video": {"Muxer": "hls"}}}),
+            "InvalidParam",
+            "Data.Output.S3.TargetName",
+        ),
+        (
+            json!({"Output": {"Cos": {"TargetDir": format!("ok/{}", "d".repeat(256))}}}),
+            "InvalidParam",
+            "Data.Output.Cos.TargetDir",
+        ),
+        (
+            json!({"Output": {"Cos": {"TargetName": "a\u{0}b"}}}),
+            "InvalidParam",
+            "Data.Output.Cos.TargetName",
+        ),
+        (
+            json!({"Output": {"Cos": {"TargetDir": "a/./b"}}}),
+            "InvalidParam",
+            "Data.Output.Cos.TargetDir",
+        ),
         (
             json!({"Output": {"Cos": {}, "S3": {}}}),
             "InvalidParam",

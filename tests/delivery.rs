@@ -360,6 +360,92 @@ fn an_mp4_goes_to_the_bucket_while_it_is_recorded() {
     );
 }
 
+/// Names at the limits (counted in bytes, with what pagecast appends) record and deliver: an MP4
+/// named with 251 bytes (mostly CJK) and an HLS playlist named with 237 bytes (its segments are
+/// `<name>_NNNNNN.ts`, written as `.ts.partial` first: 255 bytes). One byte more is refused, and
+/// so is an object key beyond 1024 bytes. (The 1024-byte key itself is not stored here: the test
+/// server keeps a file named after each key's base64, so it cannot hold keys beyond ~160 bytes.)
+#[test]
+fn names_at_the_storage_limits_record_and_deliver() {
+    let redis = TestRedis::start();
+    let s3 = TestS3::start();
+    let fixtures = fixture_server();
+    let page = format!("{fixtures}/animated.html");
+    let local = service(&redis, "dlv-names-local", true, 0, 2);
+    let mp4_name = format!("{}ab", "录".repeat(83));
+    assert_eq!(mp4_name.len(), 251);
+    let hls_name = "h".repeat(237);
+    let mp4 = start(
+        &local.url,
+        json!({"RecordURL": page, "MaxDurationLimit": 2,
+               "Output": {"Cos": {"TargetName": mp4_name}}}),
+    );
+    let hls = start(
+        &local.url,
+        json!({"RecordURL": page, "MaxDurationLimit": 3,
+               "Output": {"Cos": {"TargetDir": "limits", "TargetName": hls_name}, "Video": {"Muxer": "hls"}}}),
+    );
+    for output in [
+        json!({"Cos": {"TargetName": format!("{mp4_name}c")}}),
+        json!({"Cos": {"TargetName": format!("{hls_name}h")}, "Video": {"Muxer": "hls"}}),
+    ] {
+        let (status, body) = call(
+            &local.url,
+            "Start",
+            json!({"RecordURL": page, "Output": output}),
+        );
+        assert_eq!(
+            (status, body["ErrorCode"].as_str()),
+            (400, Some("InvalidParam")),
+            "{body}"
+        );
+    }
+    // With a bucket, keys count: 3 segments of 255 bytes and one of 9 make a 777-byte
+    // directory, and 777 + 1 + 237 + "_NNNNNN.ts" is 1025 bytes.
+    let remote = service_on_s3(&redis, &s3, "dlv-names-s3", &[]);
+    let deep = format!("{0}/{0}/{0}/{1}", "k".repeat(255), "k".repeat(9));
+    let (status, body) = call(
+        &remote.url,
+        "Start",
+        json!({"RecordURL": page,
+               "Output": {"S3": {"TargetDir": deep, "TargetName": hls_name}, "Video": {"Muxer": "hls"}}}),
+    );
+    assert_eq!(
+        (status, body["ErrorCode"].as_str()),
+        (400, Some("InvalidParam")),
+        "{body}"
+    );
+    let message = body["ErrorMessage"].as_str().unwrap();
+    assert!(message.contains("1025 bytes"), "{message}");
+
+    let d = finished(&local.url, &mp4);
+    assert!(d["Result"]["ErrorCode"].is_null(), "{d}");
+    let (name, size, url) = videos(&d).remove(0);
+    assert_eq!(name, format!("{mp4}/{mp4_name}.mp4"));
+    let (status, bytes) = get(&url);
+    assert_eq!((status, bytes.len() as u64), (200, size));
+    let file = local.dir.join("limit.mp4");
+    std::fs::write(&file, &bytes).unwrap();
+    assert_close(
+        probe(&file, &[]).duration,
+        2.0,
+        0.15,
+        "the MP4 at the name limit",
+    );
+
+    let d = finished(&local.url, &hls);
+    assert!(d["Result"]["ErrorCode"].is_null(), "{d}");
+    let v = videos(&d);
+    assert_eq!(v[0].0, format!("limits/{hls_name}.m3u8"));
+    assert!(v.len() > 1, "segments are listed too: {d}");
+    for (key, _, _) in &v[1..] {
+        let segment = key.rsplit('/').next().unwrap();
+        assert_eq!(segment.len(), 247, "{segment}");
+    }
+    let (ok, errors) = ffmpeg_decodes(&v[0].2);
+    assert!(ok, "the playlist at {} plays: {errors}", v[0].2);
+}
+
 /// Serves the files under `root` at `/pub/<path>` (a stand-in for a CDN in front of a bucket).
 fn static_server(root: std::path::PathBuf) -> String {
     use axum::extract::Path as UrlPath;

@@ -15,6 +15,8 @@
 //!   segments, no backslashes or control characters; one trailing `/` of `TargetDir` is dropped.
 //! - Error messages quote client values shortened, and never quote `EncryptKey`.
 
+use std::path::Path;
+
 use serde_json::Value;
 
 use super::error::{ApiError, echo};
@@ -100,8 +102,13 @@ pub struct StartLimits {
     pub max_string_len: usize,
     /// Longest `UserContext`, in characters.
     pub max_context_len: usize,
-    /// The server's storage settings: the endpoints and buckets a task may name.
+    /// The server's storage settings: the endpoints and buckets a task may name, and whether a
+    /// result goes to object storage.
     pub storage: StorageConfig,
+    /// Bytes of the output directory's absolute path (results of local delivery are below it).
+    pub output_dir_bytes: usize,
+    /// Bytes of the absolute path of a task's staging directory for object storage.
+    pub staging_dir_bytes: usize,
 }
 
 impl Default for StartLimits {
@@ -111,18 +118,38 @@ impl Default for StartLimits {
             max_string_len: 1024,
             max_context_len: 4096,
             storage: StorageConfig::default(),
+            output_dir_bytes: absolute_len(Path::new(DEFAULT_OUTPUT_DIR)),
+            staging_dir_bytes: staging_len(&std::env::temp_dir().join("pagecast-work")),
         }
     }
 }
 
 impl StartLimits {
-    /// The default string limits, with the storage settings of the server's workers.
+    /// The default string limits, with the storage settings and directories of the server's
+    /// workers (this server's own settings: other workers are expected to share them).
     pub fn for_server(worker: &WorkerConfig) -> Self {
         Self {
             storage: worker.storage.clone(),
+            output_dir_bytes: absolute_len(&worker.output_dir),
+            staging_dir_bytes: staging_len(&worker.work_root()),
             ..Self::default()
         }
     }
+}
+
+/// `PAGECAST_OUTPUT_DIR`'s default.
+const DEFAULT_OUTPUT_DIR: &str = "pagecast-output";
+
+fn absolute_len(dir: &Path) -> usize {
+    std::path::absolute(dir)
+        .unwrap_or_else(|_| dir.to_path_buf())
+        .as_os_str()
+        .len()
+}
+
+/// Bytes of a task's staging directory below `work_root` (`<work root>/<TaskID>.deliver`).
+fn staging_len(work_root: &Path) -> usize {
+    absolute_len(work_root) + "/".len() + 36 + ".deliver".len()
 }
 
 /// Validates Start's `Data` (a JSON object) into the task's spec and secrets.
@@ -198,6 +225,7 @@ pub fn parse_start(
     };
     let video = from_output.merge(from_data)?;
     let muxer = video.muxer.as_ref().map(|(m, _)| *m).unwrap_or_default();
+    p.check_names(&output, muxer)?;
     let generate = match &video.generate_key {
         Some((true, path)) => Some(path.clone()),
         _ => None,

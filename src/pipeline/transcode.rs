@@ -15,25 +15,10 @@ use crate::media::hls::segments_in;
 use crate::task::store::{Stage, StoreError, Transition};
 use crate::task::{Muxer, Status, TaskRecord, Video};
 
-/// The result's location below the output root: `<TargetDir>/<TargetName>.<ext>`.
+/// The result's location below the output root: `<TargetDir>/<TargetName>.<ext>` (see
+/// [`crate::task::names`]).
 pub fn output_rel_path(task: &TaskRecord) -> String {
-    let dir = task
-        .spec
-        .output
-        .target_dir
-        .clone()
-        .unwrap_or_else(|| task.id.clone());
-    let name = task
-        .spec
-        .output
-        .target_name
-        .clone()
-        .unwrap_or_else(|| (task.stop_time.unwrap_or(task.create_time) * 1000).to_string());
-    let ext = match task.spec.muxer {
-        Muxer::Mp4 => "mp4",
-        Muxer::Hls => "m3u8",
-    };
-    format!("{}/{name}.{ext}", dir.trim_matches('/'))
+    crate::task::names::rel_path(task)
 }
 
 /// Runs one transcode job.

@@ -7,7 +7,8 @@ use super::reader::Obj;
 use crate::api::error::{ApiError, echo};
 use crate::error::ErrorCode;
 use crate::recording::page_url;
-use crate::task::OutputTarget;
+use crate::task::names::{NameProblem, Roots, check_lengths};
+use crate::task::{Muxer, OutputTarget};
 
 impl Parser<'_> {
     pub(super) fn output_target(&self, out: &Obj<'_>) -> Result<OutputTarget, ApiError> {
@@ -71,6 +72,46 @@ impl Parser<'_> {
             )
         })?;
         Ok(output)
+    }
+
+    /// Checks that the result's files can be stored under the names `output` gives them, in
+    /// bytes as written (with the extensions and suffixes pagecast adds): each path segment a
+    /// file name, the whole local path, and for object storage every key.
+    pub(super) fn check_names(&self, output: &OutputTarget, muxer: Muxer) -> Result<(), ApiError> {
+        if output.target_dir.is_none() && output.target_name.is_none() {
+            return Ok(());
+        }
+        let l = self.limits;
+        let to_bucket = l.storage.destination(output).is_some();
+        let roots = Roots {
+            local_bytes: if to_bucket {
+                l.staging_dir_bytes
+            } else {
+                l.output_dir_bytes
+            },
+            to_bucket,
+        };
+        // The default directory is the TaskID: 36 bytes like any TaskID.
+        let dir = output
+            .target_dir
+            .as_deref()
+            .unwrap_or("00000000-0000-0000-0000-000000000000");
+        let name = output.target_name.as_deref();
+        check_lengths(dir, name, muxer, roots).map_err(|problem| {
+            let base = if output.cos {
+                "Data.Output.Cos"
+            } else {
+                "Data.Output.S3"
+            };
+            let field = match (&problem, &output.target_dir, name) {
+                (NameProblem::DirSegment { .. }, _, _) | (_, Some(_), None) => {
+                    format!("{base}.TargetDir")
+                }
+                (NameProblem::Name { .. }, _, _) | (_, None, _) => format!("{base}.TargetName"),
+                (_, Some(_), Some(_)) => format!("{base}.TargetDir with TargetName"),
+            };
+            ApiError::invalid(&field, problem)
+        })
     }
 }
 
@@ -188,6 +229,80 @@ mod tests {
     use crate::error::ErrorCode;
     use crate::task::OutputTarget;
     use serde_json::json;
+
+    #[test]
+    fn names_must_fit_file_systems_and_object_keys_in_bytes() {
+        let name = |n: String, muxer: &str| {
+            parse(with(
+                json!({"Output": {"Cos": {"TargetName": n}, "Video": {"Muxer": muxer}}}),
+            ))
+        };
+        assert!(name("a".repeat(251), "mp4").is_ok());
+        assert!(name("a".repeat(237), "hls").is_ok());
+        assert!(name(format!("{}ab", "录".repeat(83)), "mp4").is_ok());
+        for (n, muxer, max) in [
+            ("a".repeat(300), "mp4", 251),
+            ("录".repeat(100), "mp4", 251),
+            ("a".repeat(252), "mp4", 251),
+            ("a".repeat(238), "hls", 237),
+        ] {
+            let e = name(n, muxer).unwrap_err();
+            assert_eq!(e.code, ErrorCode::InvalidParam);
+            assert!(
+                e.message.starts_with(&format!(
+                    "Data.Output.Cos.TargetName must be at most {max} bytes"
+                )),
+                "{e}"
+            );
+        }
+        let dir = |d: String| parse(with(json!({"Output": {"S3": {"TargetDir": d}}})));
+        assert!(dir(format!("a/{}", "b".repeat(255))).is_ok());
+        let e = dir(format!("a/{}", "b".repeat(256))).unwrap_err();
+        assert!(
+            e.message
+                .starts_with("Data.Output.S3.TargetDir has a path segment of 256 bytes"),
+            "{e}"
+        );
+        // Object keys: at most 1024 bytes, counted with the segment names of HLS.
+        let mut limits = test_limits();
+        limits.storage.s3_bucket = Some("results".into());
+        let deep = |n: usize| vec!["d".repeat(250); n].join("/");
+        let hls = |d: String, n: &str| {
+            parse_start(
+                &with(
+                    json!({"Output": {"S3": {"TargetDir": d, "TargetName": n}, "Video": {"Muxer": "hls"}}}),
+                ),
+                &limits,
+            )
+        };
+        // 1003 + 1 + 10 + "_NNNNNN.ts" = 1024.
+        assert!(hls(deep(4), "0123456789").is_ok());
+        let e = hls(deep(4), "0123456789a").unwrap_err();
+        assert!(
+            e.message
+                .starts_with("Data.Output.S3.TargetDir with TargetName is too long: the result's object keys would have up to 1025 bytes"),
+            "{e}"
+        );
+        // Without a bucket the key limit does not apply, the local path's does.
+        assert!(
+            parse(with(
+                json!({"Output": {"S3": {"TargetDir": deep(4), "TargetName": "0123456789a"}}})
+            ))
+            .is_ok()
+        );
+        let mut far = test_limits();
+        far.output_dir_bytes = 4000;
+        let e = parse_start(
+            &with(json!({"Output": {"Cos": {"TargetDir": "d".repeat(90)}}})),
+            &far,
+        )
+        .unwrap_err();
+        assert!(
+            e.message
+                .starts_with("Data.Output.Cos.TargetDir is too long: the result's local path"),
+            "{e}"
+        );
+    }
 
     #[test]
     fn endpoints_and_buckets_off_the_allow_list_are_refused() {

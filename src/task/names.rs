@@ -1,0 +1,255 @@
+//! The names of a task's result, shared by the API (which checks them at Start), the store and
+//! the pipeline (which writes the files).
+//!
+//! A result is `<dir>/<name>.<ext>` below the output directory (local delivery) or in the
+//! bucket: `dir` is `TargetDir` or the TaskID, `name` is `TargetName` or the default. An HLS
+//! result's segments lie beside its playlist as `<name>_NNNNNN.ts`. Files written locally are
+//! first written under a temporary name beside the final one (`.partial` appended) and then
+//! renamed, so a name must leave room for that suffix.
+
+use super::{Muxer, OutputTarget, TaskRecord};
+
+/// Longest file name (one path segment) Linux file systems store, in bytes.
+pub const MAX_FILE_NAME_BYTES: usize = 255;
+/// Longest local path, in bytes (`PATH_MAX` less its terminating NUL).
+pub const MAX_LOCAL_PATH_BYTES: usize = 4095;
+/// Longest S3 object key, in bytes.
+pub const MAX_KEY_BYTES: usize = 1024;
+
+/// Digits of an HLS segment's number in its name.
+const SEGMENT_DIGITS: usize = 6;
+/// Appended to a file's name while it is written.
+const PARTIAL_SUFFIX: &str = ".partial";
+/// Length of a TaskID (a hyphenated UUID).
+const TASK_ID_LEN: usize = 36;
+/// Digits of a millisecond Unix timestamp (until the year 2286).
+const MILLIS_DIGITS: usize = 13;
+
+/// The result's file extension.
+pub fn extension(muxer: Muxer) -> &'static str {
+    match muxer {
+        Muxer::Mp4 => "mp4",
+        Muxer::Hls => "m3u8",
+    }
+}
+
+/// The result's directory: `TargetDir`, or the TaskID.
+pub fn result_dir<'a>(id: &'a str, output: &'a OutputTarget) -> &'a str {
+    output
+        .target_dir
+        .as_deref()
+        .map(|d| d.trim_matches('/'))
+        .unwrap_or(id)
+}
+
+/// The result's name without extension, when it is known before the recording ends:
+/// `TargetName` if given. (Without it an MP4 is named after its stop time.)
+pub fn known_name(output: &OutputTarget, _muxer: Muxer) -> Option<&str> {
+    output.target_name.as_deref()
+}
+
+/// The result's name without extension: [`known_name`], else the stop time in milliseconds.
+pub fn result_name(task: &TaskRecord) -> String {
+    match known_name(&task.spec.output, task.spec.muxer) {
+        Some(name) => name.to_string(),
+        None => (task.stop_time.unwrap_or(task.create_time) * 1000).to_string(),
+    }
+}
+
+/// The result's path below the output root (or its key in the bucket): `<dir>/<name>.<ext>`.
+pub fn rel_path(task: &TaskRecord) -> String {
+    format!(
+        "{}/{}.{}",
+        result_dir(&task.id, &task.spec.output),
+        result_name(task),
+        extension(task.spec.muxer)
+    )
+}
+
+/// A result name that cannot be stored, with the limit it breaks.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum NameProblem {
+    /// A segment of `TargetDir` is longer than a file name may be.
+    #[error(
+        "has a path segment of {bytes} bytes; each segment may have at most {MAX_FILE_NAME_BYTES} bytes"
+    )]
+    DirSegment {
+        /// Bytes of the longest segment.
+        bytes: usize,
+    },
+    /// `TargetName` with what pagecast appends is longer than a file name may be.
+    #[error(
+        "must be at most {max} bytes for {what} (got {bytes}): file names may have \
+         {MAX_FILE_NAME_BYTES} bytes, and pagecast appends {appended}"
+    )]
+    Name {
+        /// Bytes of the name.
+        bytes: usize,
+        /// Its limit.
+        max: usize,
+        /// The result type.
+        what: &'static str,
+        /// What pagecast appends, for the message.
+        appended: &'static str,
+    },
+    /// The whole local path would be too long.
+    #[error(
+        "is too long: the result's local path below the server's output directory would have \
+         {bytes} bytes, more than the {MAX_LOCAL_PATH_BYTES} bytes a path may have"
+    )]
+    LocalPath {
+        /// Bytes of the longest path written.
+        bytes: usize,
+    },
+    /// An object key would be too long.
+    #[error(
+        "is too long: the result's object keys would have up to {bytes} bytes, more than the \
+         {MAX_KEY_BYTES} bytes object storage allows"
+    )]
+    Key {
+        /// Bytes of the longest key.
+        bytes: usize,
+    },
+}
+
+/// Where a result is written, for [`check_lengths`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Roots {
+    /// Bytes of the local directory the result's files are written below (the output
+    /// directory, or for object storage a task's staging directory), without a trailing `/`.
+    pub local_bytes: usize,
+    /// The result goes to object storage (its keys count too).
+    pub to_bucket: bool,
+}
+
+/// Checks that every file of a result in `dir` named `name` (`None`: the default) can be
+/// stored: each path segment, the whole local path and, for a bucket, every object key.
+pub fn check_lengths(
+    dir: &str,
+    name: Option<&str>,
+    muxer: Muxer,
+    roots: Roots,
+) -> Result<(), NameProblem> {
+    if let Some(bytes) = dir
+        .split('/')
+        .map(str::len)
+        .filter(|&b| b > MAX_FILE_NAME_BYTES)
+        .max()
+    {
+        return Err(NameProblem::DirSegment { bytes });
+    }
+    // The longest file name written locally, and the longest object key's last segment.
+    let (local_file, key_file) = match (muxer, name) {
+        // `<name>.mp4`, written in place by ffmpeg.
+        (Muxer::Mp4, Some(n)) => (n.len() + 4, n.len() + 4),
+        // `<stop ms>.mp4`; in a bucket the parts first go to `<TaskID>.mp4.part`.
+        (Muxer::Mp4, None) => (MILLIS_DIGITS + 4, TASK_ID_LEN + ".mp4.part".len()),
+        // `<name>_NNNNNN.ts.partial` (longer than `<name>.m3u8.partial`).
+        (Muxer::Hls, n) => {
+            let n = n.map_or(0, str::len);
+            let segment = n + 1 + SEGMENT_DIGITS + ".ts".len();
+            (segment + PARTIAL_SUFFIX.len(), segment)
+        }
+    };
+    if let Some(n) = name {
+        let max_extra = local_file - n.len();
+        if local_file > MAX_FILE_NAME_BYTES {
+            let (what, appended) = match muxer {
+                Muxer::Mp4 => ("an MP4", "\".mp4\""),
+                Muxer::Hls => (
+                    "HLS",
+                    "\"_NNNNNN.ts.partial\" to segment files while they are written",
+                ),
+            };
+            return Err(NameProblem::Name {
+                bytes: n.len(),
+                max: MAX_FILE_NAME_BYTES - max_extra,
+                what,
+                appended,
+            });
+        }
+    }
+    let local = roots.local_bytes + 1 + dir.len() + 1 + local_file;
+    if local > MAX_LOCAL_PATH_BYTES {
+        return Err(NameProblem::LocalPath { bytes: local });
+    }
+    let key = dir.len() + 1 + key_file;
+    if roots.to_bucket && key > MAX_KEY_BYTES {
+        return Err(NameProblem::Key { bytes: key });
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const LOCAL: Roots = Roots {
+        local_bytes: 40,
+        to_bucket: false,
+    };
+    const BUCKET: Roots = Roots {
+        local_bytes: 40,
+        to_bucket: true,
+    };
+
+    #[test]
+    fn names_at_the_limit_fit_and_one_byte_more_does_not() {
+        let mp4 = "a".repeat(251);
+        assert_eq!(check_lengths("d", Some(&mp4), Muxer::Mp4, LOCAL), Ok(()));
+        let too_long = "a".repeat(252);
+        assert_eq!(
+            check_lengths("d", Some(&too_long), Muxer::Mp4, LOCAL),
+            Err(NameProblem::Name {
+                bytes: 252,
+                max: 251,
+                what: "an MP4",
+                appended: "\".mp4\"",
+            })
+        );
+        let hls = "a".repeat(237);
+        assert_eq!(check_lengths("d", Some(&hls), Muxer::Hls, BUCKET), Ok(()));
+        let e = check_lengths("d", Some(&"a".repeat(238)), Muxer::Hls, BUCKET).unwrap_err();
+        assert!(matches!(e, NameProblem::Name { max: 237, .. }), "{e:?}");
+        assert!(e.to_string().contains("at most 237 bytes"), "{e}");
+    }
+
+    #[test]
+    fn lengths_are_counted_in_bytes() {
+        // 100 CJK characters are 300 bytes.
+        let cjk = "录".repeat(100);
+        assert!(check_lengths("d", Some(&cjk), Muxer::Mp4, LOCAL).is_err());
+        let fits = "录".repeat(83);
+        assert_eq!(check_lengths("d", Some(&fits), Muxer::Mp4, LOCAL), Ok(()));
+    }
+
+    #[test]
+    fn every_directory_segment_is_a_file_name() {
+        let dir = format!("ok/{}/ok", "b".repeat(256));
+        assert_eq!(
+            check_lengths(&dir, None, Muxer::Mp4, LOCAL),
+            Err(NameProblem::DirSegment { bytes: 256 })
+        );
+        let dir = format!("ok/{}/ok", "b".repeat(255));
+        assert_eq!(check_lengths(&dir, None, Muxer::Mp4, LOCAL), Ok(()));
+    }
+
+    #[test]
+    fn object_keys_and_local_paths_have_their_own_limits() {
+        // 4 segments of 250 bytes: a 1003-byte directory.
+        let dir = vec!["c".repeat(250); 4].join("/");
+        assert_eq!(check_lengths(&dir, Some("x"), Muxer::Mp4, LOCAL), Ok(()));
+        assert_eq!(
+            check_lengths(&dir, Some("name-of-20-bytes-xx"), Muxer::Mp4, BUCKET),
+            Err(NameProblem::Key { bytes: 1027 })
+        );
+        let deep = vec!["c".repeat(250); 17].join("/");
+        let e = check_lengths(&deep, Some("x"), Muxer::Mp4, LOCAL).unwrap_err();
+        assert!(matches!(e, NameProblem::LocalPath { .. }), "{e:?}");
+        let roots = Roots {
+            local_bytes: 4000,
+            to_bucket: false,
+        };
+        assert!(check_lengths(&"d".repeat(90), Some("x"), Muxer::Hls, roots).is_err());
+    }
+}
