@@ -446,6 +446,47 @@ fn names_at_the_storage_limits_record_and_deliver() {
     assert!(ok, "the playlist at {} plays: {errors}", v[0].2);
 }
 
+/// An HLS result named with characters that mean something in a URL (`?`, `#`, `%`, spaces,
+/// CJK) plays from its FileURL: its playlist names the segments percent-encoded. Locally (served
+/// under /files/) and from a bucket (through a CDN, the task's Domain).
+#[test]
+fn hls_names_with_url_characters_play() {
+    let redis = TestRedis::start();
+    let s3 = TestS3::start();
+    let fixtures = fixture_server();
+    let page = format!("{fixtures}/animated.html");
+    let name = "50% done? #1 录";
+    let local = service(&redis, "dlv-uri-local", true, 0, 2);
+    let cdn = static_server(s3.data().join(s3_support::BUCKET));
+    let remote = service_on_s3(&redis, &s3, "dlv-uri-s3", &[]);
+    let output = |extra: Value| {
+        let mut cos = json!({"TargetDir": "odd names", "TargetName": name});
+        for (k, v) in extra.as_object().unwrap() {
+            cos[k] = v.clone();
+        }
+        json!({"RecordURL": page, "MaxDurationLimit": 3,
+               "Output": {"Cos": cos, "Video": {"Muxer": "hls"}}})
+    };
+    let here = start(&local.url, output(json!({})));
+    let there = start(&remote.url, output(json!({"Domain": format!("{cdn}/pub")})));
+    for (svc, id) in [(&local, &here), (&remote, &there)] {
+        let d = finished(&svc.url, id);
+        assert!(d["Result"]["ErrorCode"].is_null(), "{d}");
+        let v = videos(&d);
+        assert_eq!(v[0].0, format!("odd names/{name}.m3u8"));
+        let (status, playlist) = get(&v[0].2);
+        assert_eq!(status, 200, "{}", v[0].2);
+        let playlist = String::from_utf8(playlist).unwrap();
+        assert!(
+            playlist.contains("\n50%25%20done%3F%20%231%20%E5%BD%95_000000.ts\n"),
+            "{playlist}"
+        );
+        let (ok, errors) = ffmpeg_decodes(&v[0].2);
+        assert!(ok, "the playlist at {} plays: {errors}", v[0].2);
+        assert!(probe_url(&v[0].2) > 2.0, "{}", v[0].2);
+    }
+}
+
 /// Serves the files under `root` at `/pub/<path>` (a stand-in for a CDN in front of a bucket).
 fn static_server(root: std::path::PathBuf) -> String {
     use axum::extract::Path as UrlPath;

@@ -243,20 +243,17 @@ impl Destination {
     }
 }
 
+/// Characters of a key segment that stay as they are in a URL (RFC 3986's unreserved ones).
+const KEY_SEGMENT: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'_')
+    .remove(b'.')
+    .remove(b'~');
+
 /// Percent-encodes an object key for a URL, keeping `/` between segments.
 pub fn encode_key(key: &str) -> String {
     key.split('/')
-        .map(|seg| {
-            seg.bytes()
-                .map(|b| {
-                    if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
-                        (b as char).to_string()
-                    } else {
-                        format!("%{b:02X}")
-                    }
-                })
-                .collect::<String>()
-        })
+        .map(|seg| percent_encoding::utf8_percent_encode(seg, KEY_SEGMENT).to_string())
         .collect::<Vec<_>>()
         .join("/")
 }
