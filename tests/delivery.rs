@@ -104,16 +104,18 @@ fn mp4_results_land_in_the_bucket_with_working_urls_and_per_task_overrides() {
         }),
     );
 
-    // Server defaults: <TaskID>/<stop ms>.mp4 in the configured bucket.
+    // Server defaults: <TaskID>/<stop time in ms>.mp4 in the configured bucket.
     let d = finished(&svc.url, &default_id);
     assert!(d["Result"]["ErrorCode"].is_null(), "{d}");
     let v = videos(&d);
     assert_eq!(v.len(), 1, "{d}");
     let (name, size, url) = &v[0];
-    assert!(
-        name.starts_with(&format!("{default_id}/")) && name.ends_with(".mp4"),
-        "{name}"
-    );
+    let millis: i64 = name
+        .strip_prefix(&format!("{default_id}/"))
+        .and_then(|n| n.strip_suffix(".mp4"))
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("{name}"));
+    assert_eq!(millis / 1000, d["StopTime"].as_i64().unwrap(), "{name}");
     let stored = s3
         .object(s3_support::BUCKET, name)
         .expect("the object is in the bucket");
@@ -601,12 +603,20 @@ fn encrypted_hls_is_uploaded_whole_and_plays_only_with_the_key_from_auth_url() {
         .iter()
         .find(|(name, ..)| name.ends_with(".m3u8"))
         .unwrap_or_else(|| panic!("no playlist in {d}"));
+    // The default names: <TaskID>/playlist.m3u8 and playlist_NNNNNN.ts beside it.
+    assert_eq!(playlist.0, format!("{id}/playlist.m3u8"));
     let segments: Vec<_> = v
         .iter()
         .filter(|(name, ..)| name.ends_with(".ts"))
         .collect();
     assert!(segments.len() >= 2, "every segment is listed: {d}");
     assert_eq!(v.len(), segments.len() + 1, "{d}");
+    for (name, ..) in &segments {
+        let file = name
+            .strip_prefix(&format!("{id}/playlist_"))
+            .unwrap_or_default();
+        assert!(file.len() == 9 && file.ends_with(".ts"), "{name}");
+    }
     for (name, size, url) in &v {
         let stored = s3.object(s3_support::BUCKET, name).expect("in the bucket");
         assert_eq!(stored.len() as u64, *size, "{name}");

@@ -311,6 +311,7 @@ fn full_task() -> TaskRecord {
         start_time: Some(1_700_000_010),
         cancel_time: Some(1_700_000_100),
         stop_time: Some(1_700_000_101),
+        stop_time_ms: Some(1_700_000_101_250),
         finish_time: Some(1_700_000_130),
         spec: StartSpec {
             record_url: "https://example.org/".into(),

@@ -283,10 +283,38 @@ async fn transition_is_a_compare_and_set() {
         (task.start_time, task.cancel_time, task.stop_time),
         (Some(10), Some(20), Some(22))
     );
+    assert_eq!(task.stop_time_ms, Some(22_000), "a past second: its start");
     assert_eq!(
         (task.result, task.stats, task.node.as_deref()),
         (Some(result), Some(stats), Some("node-a"))
     );
+}
+
+/// The stop time is kept in milliseconds too (the name of an MP4 without TargetName), within the
+/// second the caller gave.
+#[tokio::test]
+async fn the_stop_time_is_kept_in_milliseconds() {
+    let (_redis, store) = setup().await;
+    let id = created(&store).await;
+    store
+        .transition(&id, Transition::new(Status::Normal, Status::Recording))
+        .await
+        .unwrap();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    store
+        .transition(
+            &id,
+            Transition::new(Status::Recording, Status::Canceled).with_time(TimeField::Stop, now),
+        )
+        .await
+        .unwrap();
+    let task = store.get(&id).await.unwrap();
+    assert_eq!(task.stop_time, Some(now));
+    let ms = task.stop_time_ms.expect("stop_ms is set with stop_time");
+    assert_eq!(ms / 1000, now, "{ms}");
 }
 
 #[tokio::test]

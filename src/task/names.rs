@@ -42,17 +42,30 @@ pub fn result_dir<'a>(id: &'a str, output: &'a OutputTarget) -> &'a str {
         .unwrap_or(id)
 }
 
+/// The name of an HLS result without `TargetName`, as the source product names it.
+pub const DEFAULT_HLS_NAME: &str = "playlist";
+
 /// The result's name without extension, when it is known before the recording ends:
-/// `TargetName` if given. (Without it an MP4 is named after its stop time.)
-pub fn known_name(output: &OutputTarget, _muxer: Muxer) -> Option<&str> {
-    output.target_name.as_deref()
+/// `TargetName`, else for HLS [`DEFAULT_HLS_NAME`]. (An MP4 without `TargetName` is named after
+/// its stop time.)
+pub fn known_name(output: &OutputTarget, muxer: Muxer) -> Option<&str> {
+    match (&output.target_name, muxer) {
+        (Some(name), _) => Some(name),
+        (None, Muxer::Hls) => Some(DEFAULT_HLS_NAME),
+        (None, Muxer::Mp4) => None,
+    }
 }
 
-/// The result's name without extension: [`known_name`], else the stop time in milliseconds.
+/// The result's name without extension: [`known_name`], else the stop time in milliseconds
+/// (tasks stopped before the milliseconds were kept: the stop second's start).
 pub fn result_name(task: &TaskRecord) -> String {
     match known_name(&task.spec.output, task.spec.muxer) {
         Some(name) => name.to_string(),
-        None => (task.stop_time.unwrap_or(task.create_time) * 1000).to_string(),
+        None => task
+            .stop_time_ms
+            .or(task.stop_time.map(|s| s * 1000))
+            .unwrap_or(task.create_time * 1000)
+            .to_string(),
     }
 }
 
@@ -146,7 +159,7 @@ pub fn check_lengths(
         (Muxer::Mp4, None) => (MILLIS_DIGITS + 4, TASK_ID_LEN + ".mp4.part".len()),
         // `<name>_NNNNNN.ts.partial` (longer than `<name>.m3u8.partial`).
         (Muxer::Hls, n) => {
-            let n = n.map_or(0, str::len);
+            let n = n.map_or(DEFAULT_HLS_NAME.len(), str::len);
             let segment = n + 1 + SEGMENT_DIGITS + ".ts".len();
             (segment + PARTIAL_SUFFIX.len(), segment)
         }
@@ -192,6 +205,68 @@ mod tests {
         local_bytes: 40,
         to_bucket: true,
     };
+
+    fn task(muxer: Muxer, output: OutputTarget) -> TaskRecord {
+        TaskRecord {
+            id: "6f1c2d7e-8a4b-4c3d-9e5f-0a1b2c3d4e5f".into(),
+            status: crate::task::Status::Transcode,
+            create_time: 1_700_000_000,
+            start_time: Some(1_700_000_001),
+            cancel_time: None,
+            stop_time: Some(1_700_000_042),
+            stop_time_ms: Some(1_700_000_042_317),
+            finish_time: None,
+            spec: crate::task::StartSpec {
+                record_url: "https://example.org/".into(),
+                manual_start: false,
+                width: 1280,
+                height: 720,
+                fps: 30,
+                max_duration_secs: 60,
+                callback_url: None,
+                storage_type: crate::task::StorageType::Local,
+                muxer,
+                auth_url: None,
+                output,
+                start_timeout_secs: 300,
+                user_context: None,
+                audio: true,
+                capture: None,
+            },
+            result: None,
+            stats: None,
+            owner: None,
+            fence: 0,
+            node: None,
+            restarts: 0,
+            callback: None,
+        }
+    }
+
+    #[test]
+    fn default_names_are_the_source_products() {
+        let id = "6f1c2d7e-8a4b-4c3d-9e5f-0a1b2c3d4e5f";
+        let mp4 = task(Muxer::Mp4, OutputTarget::default());
+        assert_eq!(rel_path(&mp4), format!("{id}/1700000042317.mp4"));
+        let hls = task(Muxer::Hls, OutputTarget::default());
+        assert_eq!(rel_path(&hls), format!("{id}/playlist.m3u8"));
+        let named = OutputTarget {
+            target_dir: Some("class/7".into()),
+            target_name: Some("lesson".into()),
+            ..OutputTarget::default()
+        };
+        assert_eq!(
+            rel_path(&task(Muxer::Hls, named.clone())),
+            "class/7/lesson.m3u8"
+        );
+        assert_eq!(rel_path(&task(Muxer::Mp4, named)), "class/7/lesson.mp4");
+        // Stopped before the milliseconds were kept: the stop second.
+        let mut old = task(Muxer::Mp4, OutputTarget::default());
+        old.stop_time_ms = None;
+        assert_eq!(result_name(&old), "1700000042000");
+        assert_eq!(known_name(&old.spec.output, Muxer::Mp4), None);
+        assert_eq!(known_name(&old.spec.output, Muxer::Hls), Some("playlist"));
+    }
 
     #[test]
     fn names_at_the_limit_fit_and_one_byte_more_does_not() {

@@ -30,6 +30,7 @@
 //! |-------|---------|
 //! | `status` | [`Status::as_str`] |
 //! | `create_time`, `start_time`, `cancel_time`, `stop_time`, `finish_time` | unix seconds |
+//! | `stop_ms` | `stop_time` in unix milliseconds (set with it by [`TaskStore::transition`]) |
 //! | `spec` | [`StartSpec`] as JSON |
 //! | `secrets` | [`TaskSecrets`] as JSON; only [`TaskStore::secrets`] reads it |
 //! | `result` | [`TaskResult`] as JSON |
@@ -95,12 +96,13 @@ const GROUP: &str = "workers";
 /// Idle connections kept for blocking reads.
 const BLOCKING_POOL_MAX: usize = 8;
 /// Fields of the task hash that make up a [`TaskRecord`] (everything but secrets and lease_until).
-const RECORD_FIELDS: [&str; 14] = [
+const RECORD_FIELDS: [&str; 15] = [
     "status",
     "create_time",
     "start_time",
     "cancel_time",
     "stop_time",
+    "stop_ms",
     "finish_time",
     "spec",
     "result",
@@ -636,6 +638,14 @@ impl TaskStore {
             Some((worker, fence)) => (worker.as_str(), fence.to_string()),
             None => ("", String::new()),
         };
+        // The stop time in milliseconds, from this process's clock when it is in the second the
+        // caller gave (it just read the same clock), else that second's start.
+        let stop_ms = t
+            .times
+            .iter()
+            .find(|(f, _)| *f == TimeField::Stop)
+            .map(|(_, secs)| stop_millis(*secs, unix_ms()).to_string())
+            .unwrap_or_default();
         let flag = |b: bool| if b { "1" } else { "0" };
         let mut inv = TRANSITION.prepare_invoke();
         inv.key(self.task_key(id))
@@ -662,7 +672,8 @@ impl TaskStore {
             .arg(flag(t.to == Status::Normal && t.from != Status::Normal))
             .arg(self.retention_secs)
             .arg(CONTROL_MAXLEN)
-            .arg(callback.unwrap_or_default());
+            .arg(callback.unwrap_or_default())
+            .arg(stop_ms);
         let reply = self.script("transition", &inv).await?;
         match reply.first().map(String::as_str) {
             Some("ok") => {
@@ -1577,6 +1588,7 @@ fn decode_record(id: &str, mut f: HashMap<String, String>) -> Result<TaskRecord,
     let start_time = int(&f, "start_time")?;
     let cancel_time = int(&f, "cancel_time")?;
     let stop_time = int(&f, "stop_time")?;
+    let stop_time_ms = int(&f, "stop_ms")?;
     let finish_time = int(&f, "finish_time")?;
     let fence = int(&f, "fence")?.unwrap_or(0);
     let fence = u64::try_from(fence).map_err(|e| corrupt("fence", &e))?;
@@ -1607,6 +1619,7 @@ fn decode_record(id: &str, mut f: HashMap<String, String>) -> Result<TaskRecord,
         start_time,
         cancel_time,
         stop_time,
+        stop_time_ms,
         finish_time,
         spec,
         result,
@@ -1617,6 +1630,22 @@ fn decode_record(id: &str, mut f: HashMap<String, String>) -> Result<TaskRecord,
         restarts,
         callback,
     })
+}
+
+/// Now, in Unix milliseconds.
+fn unix_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+/// `secs` in milliseconds: `now_ms` when that is within second `secs`, else the second's start.
+fn stop_millis(secs: i64, now_ms: i64) -> i64 {
+    if now_ms.div_euclid(1000) == secs {
+        now_ms
+    } else {
+        secs.saturating_mul(1000)
+    }
 }
 
 /// The URL as it may appear in messages: without password and credential query parameters.
@@ -1661,6 +1690,22 @@ mod tests {
             "redis+unix:///run/redis.sock?db=1"
         );
         assert_eq!(redact_url("not a url :s3cret"), "<unparsable URL>");
+    }
+
+    #[test]
+    fn stop_milliseconds_keep_the_given_second() {
+        assert_eq!(
+            stop_millis(1_700_000_000, 1_700_000_000_123),
+            1_700_000_000_123
+        );
+        assert_eq!(
+            stop_millis(1_700_000_000, 1_700_000_001_005),
+            1_700_000_000_000
+        );
+        assert_eq!(
+            stop_millis(1_700_000_000, 1_699_999_999_999),
+            1_700_000_000_000
+        );
     }
 
     #[test]

@@ -30,6 +30,7 @@
 -- ARGV[19] retention seconds (expiry of the task keys once final)
 -- ARGV[20] control stream approximate max length
 -- ARGV[21] callback delivery JSON ("" = leave)
+-- ARGV[22] stop time in unix milliseconds ("" = leave; overwrites, set with stop_time)
 --
 -- Returns {"ok"} | {"notfound"} | {"leaselost"} | {"conflict", actual status}
 
@@ -54,6 +55,7 @@ redis.call('HSET', task, 'status', ARGV[3])
 if ARGV[6] ~= '' then redis.call('HSETNX', task, 'start_time', ARGV[6]) end
 if ARGV[7] ~= '' then redis.call('HSETNX', task, 'cancel_time', ARGV[7]) end
 if ARGV[8] ~= '' then redis.call('HSET', task, 'stop_time', ARGV[8]) end
+if ARGV[22] and ARGV[22] ~= '' then redis.call('HSET', task, 'stop_ms', ARGV[22]) end
 if ARGV[9] ~= '' then redis.call('HSET', task, 'finish_time', ARGV[9]) end
 if ARGV[10] ~= '' then redis.call('HSET', task, 'result', ARGV[10]) end
 if ARGV[11] ~= '' then redis.call('HSET', task, 'stats', ARGV[11]) end
