@@ -489,6 +489,68 @@ fn hls_names_with_url_characters_play() {
     }
 }
 
+/// A `Domain` without a scheme makes result URLs `http://` + Domain + `/` + key, for object
+/// storage and local delivery alike (something in front of the bucket or the output directory
+/// serves them: here a static server on each).
+#[test]
+fn a_domain_without_a_scheme_gives_http_urls_locally_and_in_the_bucket() {
+    let redis = TestRedis::start();
+    let s3 = TestS3::start();
+    let fixtures = fixture_server();
+    let page = format!("{fixtures}/static.html");
+    let local = service(&redis, "dlv-domain-local", true, 0, 2);
+    let remote = service_on_s3(&redis, &s3, "dlv-domain-s3", &[]);
+    let local_cdn = root_server(local.out.clone());
+    let bucket_cdn = root_server(s3.data().join(s3_support::BUCKET));
+    let task = |svc: &Service, cdn: &str| {
+        let domain = cdn.strip_prefix("http://").unwrap().to_string();
+        let id = start(
+            &svc.url,
+            json!({"RecordURL": page, "MaxDurationLimit": 2,
+                   "Output": {"Cos": {"TargetDir": "d", "TargetName": "a b", "Domain": domain}}}),
+        );
+        (id, cdn.to_string())
+    };
+    for (svc, (id, cdn)) in [
+        (&local, task(&local, &local_cdn)),
+        (&remote, task(&remote, &bucket_cdn)),
+    ] {
+        let d = finished(&svc.url, &id);
+        assert!(d["Result"]["ErrorCode"].is_null(), "{d}");
+        let (name, size, url) = videos(&d).remove(0);
+        assert_eq!(name, "d/a b.mp4");
+        assert_eq!(url, format!("{cdn}/d/a%20b.mp4"));
+        let (status, body) = get(&url);
+        assert_eq!((status, body.len() as u64), (200, size), "{url}");
+    }
+}
+
+/// Serves the files under `root` at `/<path>`.
+fn root_server(root: std::path::PathBuf) -> String {
+    use axum::extract::Path as UrlPath;
+    use axum::routing::get;
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async move {
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            tx.send(listener.local_addr().unwrap()).unwrap();
+            let app = axum::Router::new().route(
+                "/{*path}",
+                get(move |UrlPath(path): UrlPath<String>| {
+                    let file = root.join(path);
+                    async move { std::fs::read(file).map_err(|_| axum::http::StatusCode::NOT_FOUND) }
+                }),
+            );
+            axum::serve(listener, app).await.unwrap();
+        });
+    });
+    format!("http://{}", rx.recv().unwrap())
+}
+
 /// Serves the files under `root` at `/pub/<path>` (a stand-in for a CDN in front of a bucket).
 fn static_server(root: std::path::PathBuf) -> String {
     use axum::extract::Path as UrlPath;

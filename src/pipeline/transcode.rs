@@ -50,15 +50,16 @@ pub async fn run(ctx: WorkerContext, id: String) -> Result<(), StoreError> {
                 .await;
         }
     };
-    let base = ctx.public_url.trim_end_matches('/');
+    let domain = task.spec.output.domain.as_deref();
     let videos = files
         .into_iter()
         .map(|f| Video {
-            // Object storage URLs are known once uploaded; local files are served by `serve`.
+            // Object storage URLs are known once uploaded; local files are served by `serve`
+            // (or by what the task's Domain names).
             file_url: if to_storage {
                 String::new()
             } else {
-                format!("{base}/files/{}", crate::storage::encode_key(&f.key))
+                crate::storage::local_file_url(&ctx.public_url, domain, &f.key)
             },
             filename: f.key,
             file_size: f.size,

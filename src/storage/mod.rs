@@ -115,7 +115,7 @@ impl StorageConfig {
         let public_base = target
             .domain
             .as_deref()
-            .map(with_scheme)
+            .map(domain_base)
             .or_else(|| self.s3_public_url.as_deref().map(with_scheme));
         Some(Destination {
             bucket,
@@ -192,6 +192,31 @@ impl StorageConfig {
 /// Tencent COS's S3-compatible endpoint of `region`.
 fn cos_endpoint(region: &str) -> String {
     format!("https://cos.{region}.myqcloud.com")
+}
+
+/// The base of result URLs under a task's `Domain`: `http://` + Domain when it has no scheme
+/// (as the source product builds them), the URL as given otherwise; no trailing `/`.
+pub fn domain_base(domain: &str) -> String {
+    let v = domain.trim().trim_end_matches('/');
+    if v.contains("://") {
+        v.to_string()
+    } else {
+        format!("http://{v}")
+    }
+}
+
+/// The URL of a locally delivered result file `key`: under the task's `Domain` when it names one
+/// (something in front of the output directory serves it), else where `serve` publishes it,
+/// `<public URL>/files/<key>`.
+pub fn local_file_url(public_url: &str, domain: Option<&str>, key: &str) -> String {
+    match domain {
+        Some(d) => format!("{}/{}", domain_base(d), encode_key(key)),
+        None => format!(
+            "{}/files/{}",
+            public_url.trim_end_matches('/'),
+            encode_key(key)
+        ),
+    }
 }
 
 /// `https://` in front of a bare host name; URLs are kept as they are, without a trailing `/`.
@@ -380,14 +405,37 @@ mod tests {
         let d = server().destination(&target).unwrap();
         assert_eq!(
             d.object_url("dir/a b.mp4"),
-            "https://cdn.example.org/dir/a%20b.mp4"
+            "http://cdn.example.org/dir/a%20b.mp4",
+            "a Domain without a scheme is served over http, as in the source product"
         );
+        let target = OutputTarget {
+            domain: Some("https://cdn.example.org".into()),
+            ..OutputTarget::default()
+        };
+        let d = server().destination(&target).unwrap();
+        assert_eq!(d.object_url("k.mp4"), "https://cdn.example.org/k.mp4");
         let target = OutputTarget {
             domain: Some("http://127.0.0.1:1/pub/".into()),
             ..OutputTarget::default()
         };
         let d = server().destination(&target).unwrap();
         assert_eq!(d.object_url("x.mp4"), "http://127.0.0.1:1/pub/x.mp4");
+    }
+
+    #[test]
+    fn local_results_use_the_domain_too() {
+        assert_eq!(
+            local_file_url("http://127.0.0.1:8080/", None, "t/a b.mp4"),
+            "http://127.0.0.1:8080/files/t/a%20b.mp4"
+        );
+        assert_eq!(
+            local_file_url("http://127.0.0.1:8080", Some("cdn.example.org"), "t/1.mp4"),
+            "http://cdn.example.org/t/1.mp4"
+        );
+        assert_eq!(
+            local_file_url("http://x", Some("https://cdn.example.org/rec/"), "t/1.mp4"),
+            "https://cdn.example.org/rec/t/1.mp4"
+        );
     }
 
     #[test]
