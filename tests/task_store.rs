@@ -1172,3 +1172,179 @@ async fn status_counts_and_queue_depths() {
         3
     );
 }
+
+/// A spec whose result goes to `dir`/`name` (None: the defaults) at `location`.
+fn spec_at(
+    dir: Option<&str>,
+    name: Option<&str>,
+    muxer: Muxer,
+    location: Option<&str>,
+) -> StartSpec {
+    StartSpec {
+        muxer,
+        output: OutputTarget {
+            target_dir: dir.map(String::from),
+            target_name: name.map(String::from),
+            location: location.map(String::from),
+            ..OutputTarget::default()
+        },
+        ..spec()
+    }
+}
+
+async fn create_at(store: &TaskStore, spec: &StartSpec) -> Result<String, StoreError> {
+    let id = new_id();
+    store
+        .create(&id, spec, &secrets(), 1_700_000_000, 100)
+        .await
+        .map(|()| id)
+}
+
+/// Two tasks in progress never aim at the same result: the second Start for a place a task in
+/// progress holds is refused (OutputInUse, 409), in the same script that creates the task. Once
+/// the holder no longer writes (callback or finished), the place is free: replacing a finished
+/// task's result by name is allowed.
+#[tokio::test]
+async fn result_places_are_reserved_while_a_task_is_in_progress() {
+    let (redis, store) = setup().await;
+    let lesson = spec_at(Some("class/7"), Some("lesson"), Muxer::Mp4, None);
+    let a = create_at(&store, &lesson).await.unwrap();
+    let err = create_at(&store, &lesson).await.unwrap_err();
+    assert_eq!(err, StoreError::OutputInUse("class/7/lesson.mp4".into()));
+    assert_eq!(err.code(), ErrorCode::OutputInUse);
+    assert_eq!(err.code().http_status(), 409);
+    assert_eq!(
+        store.queued_count().await.unwrap(),
+        1,
+        "nothing was created"
+    );
+    // Another name, the other container, or another storage location: no conflict.
+    create_at(
+        &store,
+        &spec_at(Some("class/7"), Some("lesson-2"), Muxer::Mp4, None),
+    )
+    .await
+    .unwrap();
+    create_at(
+        &store,
+        &spec_at(Some("class/7"), Some("lesson"), Muxer::Hls, None),
+    )
+    .await
+    .unwrap();
+    create_at(
+        &store,
+        &spec_at(
+            Some("class/7"),
+            Some("lesson"),
+            Muxer::Mp4,
+            Some("s3 http://h:1 b"),
+        ),
+    )
+    .await
+    .unwrap();
+    // MP4s without a name are named after their stop time: no reservation.
+    let unnamed = spec_at(Some("class/7"), None, Muxer::Mp4, None);
+    create_at(&store, &unnamed).await.unwrap();
+    create_at(&store, &unnamed).await.unwrap();
+    // HLS without a name is playlist.m3u8: two of them in one directory conflict.
+    let room = spec_at(Some("room"), None, Muxer::Hls, None);
+    let hls = create_at(&store, &room).await.unwrap();
+    assert_eq!(
+        create_at(&store, &room).await.unwrap_err(),
+        StoreError::OutputInUse("room/playlist.m3u8".into())
+    );
+
+    // The holder reaches callback (it writes no more): free. Finished: free.
+    store
+        .transition(&a, Transition::new(Status::Normal, Status::Callback))
+        .await
+        .unwrap();
+    let b = create_at(&store, &lesson).await.unwrap();
+    assert_eq!(
+        create_at(&store, &lesson).await.unwrap_err().code(),
+        ErrorCode::OutputInUse
+    );
+    store
+        .transition(&hls, Transition::new(Status::Normal, Status::Finished))
+        .await
+        .unwrap();
+    create_at(&store, &room).await.unwrap();
+
+    // A reservation whose holder is gone (its hash expired or was deleted) is taken over.
+    let mut c = raw(&redis).await;
+    let _: i64 = redis::cmd("DEL")
+        .arg(format!("{PREFIX}task:{b}"))
+        .query_async(&mut c)
+        .await
+        .unwrap();
+    create_at(&store, &lesson).await.unwrap();
+    // Released places are deleted, not left behind.
+    let keys: Vec<String> = redis::cmd("KEYS")
+        .arg(format!("{PREFIX}result:*"))
+        .query_async(&mut c)
+        .await
+        .unwrap();
+    // lesson, lesson-2, the HLS lesson, the lesson in the bucket, room.
+    assert_eq!(keys.len(), 5, "{keys:?}");
+}
+
+/// A task's own directory (the TaskID, its default TargetDir) is its own while it is in progress:
+/// another task cannot aim into it.
+#[tokio::test]
+async fn a_task_in_progress_owns_its_id_directory() {
+    let (_redis, store) = setup().await;
+    let a = create_at(&store, &spec_at(None, None, Muxer::Hls, None))
+        .await
+        .unwrap();
+    for dir in [a.clone(), format!("{a}/sub")] {
+        for name in [Some("x"), None] {
+            let err = create_at(&store, &spec_at(Some(&dir), name, Muxer::Hls, None))
+                .await
+                .unwrap_err();
+            assert_eq!(
+                err,
+                StoreError::OutputInUse(format!("{a}/")),
+                "{dir} {name:?}"
+            );
+        }
+    }
+    // Elsewhere, it is not A's.
+    create_at(
+        &store,
+        &spec_at(Some(&a), None, Muxer::Hls, Some("s3 http://h:1 b")),
+    )
+    .await
+    .unwrap();
+    store
+        .transition(&a, Transition::new(Status::Normal, Status::Finished))
+        .await
+        .unwrap();
+    create_at(&store, &spec_at(Some(&a), Some("x"), Muxer::Hls, None))
+        .await
+        .unwrap();
+}
+
+/// Many Starts for one place at once: exactly one wins.
+#[tokio::test]
+async fn concurrent_starts_for_one_place_have_exactly_one_winner() {
+    let (_redis, store) = setup().await;
+    let lesson = spec_at(Some("race"), Some("lesson"), Muxer::Mp4, None);
+    let tries = (0..16).map(|_| {
+        let (store, lesson) = (store.clone(), lesson.clone());
+        tokio::spawn(async move { create_at(&store, &lesson).await })
+    });
+    let results: Vec<_> = futures::future::join_all(tries)
+        .await
+        .into_iter()
+        .map(Result::unwrap)
+        .collect();
+    let won = results.iter().filter(|r| r.is_ok()).count();
+    assert_eq!(won, 1, "{results:?}");
+    for r in results.iter().filter(|r| r.is_err()) {
+        assert_eq!(
+            r.as_ref().unwrap_err(),
+            &StoreError::OutputInUse("race/lesson.mp4".into())
+        );
+    }
+    assert_eq!(store.queued_count().await.unwrap(), 1);
+}

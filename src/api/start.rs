@@ -207,10 +207,11 @@ pub fn parse_start(
     };
 
     let output_obj = data.object("Output")?;
-    let output = match &output_obj {
+    let mut output = match &output_obj {
         None => OutputTarget::default(),
         Some(out) => p.output_target(out)?,
     };
+    output.location = limits.storage.location_of(&output);
 
     let from_output = match &output_obj {
         Some(out) => match out.object("Video")? {

@@ -174,6 +174,18 @@ impl StorageConfig {
         Ok(())
     }
 
+    /// Where `target`'s result is stored, as one string naming the same place for every
+    /// spelling of it: `s3 <endpoint> <bucket>` (`aws` for AWS's endpoints, whose bucket names
+    /// are global); `None` for the local output directory.
+    pub fn location_of(&self, target: &OutputTarget) -> Option<String> {
+        let dest = self.destination(target)?;
+        let endpoint = match &dest.endpoint {
+            Some(e) => policy::normalized_endpoint(e).unwrap_or_else(|| e.clone()),
+            None => "aws".to_string(),
+        };
+        Some(format!("s3 {endpoint} {}", dest.bucket))
+    }
+
     /// Part size in bytes.
     pub fn part_size(&self) -> usize {
         (self.s3_part_size_mib.clamp(5, 1024) * 1024 * 1024) as usize
@@ -420,6 +432,31 @@ mod tests {
         };
         let d = server().destination(&target).unwrap();
         assert_eq!(d.object_url("x.mp4"), "http://127.0.0.1:1/pub/x.mp4");
+    }
+
+    #[test]
+    fn locations_name_a_place_once() {
+        let cfg = server();
+        assert_eq!(
+            StorageConfig::default().location_of(&OutputTarget::default()),
+            None
+        );
+        let here = cfg.location_of(&OutputTarget::default());
+        assert_eq!(here.as_deref(), Some("s3 http://127.0.0.1:9010 results"));
+        let same = OutputTarget {
+            endpoint: Some("HTTP://127.0.0.1:9010/".into()),
+            bucket: Some("results".into()),
+            ..OutputTarget::default()
+        };
+        assert_eq!(cfg.location_of(&same), here);
+        let aws = StorageConfig {
+            s3_bucket: Some("b".into()),
+            ..StorageConfig::default()
+        };
+        assert_eq!(
+            aws.location_of(&OutputTarget::default()).as_deref(),
+            Some("s3 aws b")
+        );
     }
 
     #[test]

@@ -46,6 +46,10 @@ pub struct OutputTarget {
     /// endpoint is used.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub cos: bool,
+    /// The object storage the result goes to, as resolved at Start (`s3 <endpoint> <bucket>`);
+    /// `None`: the local output directory. Keys the reservation of the result's name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub location: Option<String>,
 }
 
 /// A validated Start request: everything a worker needs, except secrets.

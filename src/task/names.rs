@@ -79,6 +79,53 @@ pub fn rel_path(task: &TaskRecord) -> String {
     )
 }
 
+/// A place a task's result occupies while the task is in progress.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Place {
+    /// Storage location and path, one string (what the reservation is keyed on).
+    pub key: String,
+    /// The path, for messages.
+    pub shown: String,
+}
+
+/// What a new task must reserve and what it must find free, so that two tasks in progress never
+/// write the same files.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Places {
+    /// Held by the task until it finishes: its result's file (`<dir>/<name>.<ext>`, when the name
+    /// is known at Start), or its whole directory when that is its TaskID.
+    pub reserve: Vec<Place>,
+    /// Must not be held by a task in progress: the TaskID directory the task's `TargetDir` lies
+    /// in, if it is another task's.
+    pub free: Vec<Place>,
+}
+
+/// The places task `id` with this output occupies (see [`Places`]). An MP4 without `TargetName`
+/// reserves no file: it is named after its stop time in milliseconds, which no other task shares.
+pub fn places(id: &str, output: &OutputTarget, muxer: Muxer) -> Places {
+    let location = output.location.as_deref().unwrap_or("local");
+    let place = |path: String| Place {
+        key: format!("{location}\n{path}"),
+        shown: path,
+    };
+    match output.target_dir.as_deref().map(|d| d.trim_matches('/')) {
+        None => Places {
+            reserve: vec![place(format!("{id}/"))],
+            free: Vec::new(),
+        },
+        Some(dir) => {
+            let first = dir.split('/').next().unwrap_or(dir);
+            Places {
+                reserve: known_name(output, muxer)
+                    .map(|name| place(format!("{dir}/{name}.{}", extension(muxer))))
+                    .into_iter()
+                    .collect(),
+                free: vec![place(format!("{first}/"))],
+            }
+        }
+    }
+}
+
 /// A result name that cannot be stored, with the limit it breaks.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum NameProblem {
@@ -241,6 +288,45 @@ mod tests {
             restarts: 0,
             callback: None,
         }
+    }
+
+    #[test]
+    fn tasks_reserve_their_file_or_their_own_directory() {
+        let id = "6f1c2d7e-8a4b-4c3d-9e5f-0a1b2c3d4e5f";
+        let keys = |p: Vec<Place>| p.into_iter().map(|p| p.key).collect::<Vec<_>>();
+        let own = places(id, &OutputTarget::default(), Muxer::Mp4);
+        assert_eq!(keys(own.reserve), [format!("local\n{id}/")]);
+        assert!(own.free.is_empty());
+        let named = OutputTarget {
+            target_dir: Some(format!("{id}/sub")),
+            target_name: Some("lesson".into()),
+            location: Some("s3 http://h:1 b".into()),
+            ..OutputTarget::default()
+        };
+        let p = places("other", &named, Muxer::Hls);
+        assert_eq!(
+            keys(p.reserve),
+            [format!("s3 http://h:1 b\n{id}/sub/lesson.m3u8")]
+        );
+        assert_eq!(keys(p.free), [format!("s3 http://h:1 b\n{id}/")]);
+        assert_eq!(
+            p_shown(&places("x", &named, Muxer::Mp4)),
+            format!("{id}/sub/lesson.mp4")
+        );
+        // HLS without TargetName: playlist.m3u8; MP4 without: nothing to reserve.
+        let dir_only = OutputTarget {
+            target_dir: Some("room".into()),
+            ..OutputTarget::default()
+        };
+        assert_eq!(
+            p_shown(&places("x", &dir_only, Muxer::Hls)),
+            "room/playlist.m3u8"
+        );
+        assert!(places("x", &dir_only, Muxer::Mp4).reserve.is_empty());
+    }
+
+    fn p_shown(p: &Places) -> String {
+        p.reserve[0].shown.clone()
     }
 
     #[test]

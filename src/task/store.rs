@@ -20,6 +20,7 @@
 //! | `{prefix}leases` | zset | ids of tasks with a lease; score = `lease_until` (unix ms) |
 //! | `{prefix}stream:{stage}` | stream | stage queue shared by all workers: field `task` = id |
 //! | `{prefix}stream:{stage}:{node}` | stream | stage queue of one node (its work directory holds the media); `record:{node}` holds recordings handed over at shutdown ([`TaskStore::hand_over`]) |
+//! | `{prefix}result:{hash}` | string | the id of the task in progress that writes a result place (hash: SHA-256 of its storage location and path, see [`crate::task::names::places`]); released when the task reaches `callback` or `finished` |
 //!
 //! Stage streams are read through the consumer group `workers`; [`TaskStore::ack`] acknowledges
 //! *and deletes* an entry, so a stream only holds work not done yet.
@@ -39,6 +40,7 @@
 //! | `fence` | fencing token: incremented by every claim, never reset |
 //! | `lease_until` | unix ms at which the lease expires (absent when nobody holds it) |
 //! | `node` | node whose work directory holds the task's local media |
+//! | `places` | the `result:` keys the task reserved at creation, space-separated |
 //! | `restarts` | times the task was re-dispatched after its worker stopped ([`TaskStore::requeue`], [`Transition::count_restart`]) |
 //!
 //! Once a task is `finished`, its hash and control stream expire after the retention period
@@ -74,6 +76,7 @@ use redis::{
 };
 
 use super::model::{CallbackDelivery, StartSpec, TaskRecord, TaskResult, TaskSecrets, TaskStats};
+use super::names;
 use super::status::{Status, can_transition};
 use crate::error::{ErrorCode, HasErrorCode};
 
@@ -93,6 +96,8 @@ const CONTROL_READ_COUNT: usize = 100;
 const SCAN_BATCH: usize = 1000;
 /// The consumer group of every stage stream.
 const GROUP: &str = "workers";
+/// Tries of [`TaskStore::create`] when a result place changes hands while it reads it.
+const PLACE_ATTEMPTS: usize = 5;
 /// Idle connections kept for blocking reads.
 const BLOCKING_POOL_MAX: usize = 8;
 /// Fields of the task hash that make up a [`TaskRecord`] (everything but secrets and lease_until).
@@ -171,6 +176,12 @@ pub enum StoreError {
     /// A task with this id exists already.
     #[error("task {0} already exists")]
     AlreadyExists(String),
+    /// A task in progress will write where the new task's result would go.
+    #[error(
+        "another task in progress writes {0}: choose another TargetDir or TargetName, or start \
+         again once that task has finished (a finished task's result may be replaced)"
+    )]
+    OutputInUse(String),
     /// Stored data could not be decoded, or Redis answered something unexpected.
     #[error("task store data is corrupt or unexpected: {0}")]
     Corrupt(String),
@@ -186,6 +197,7 @@ impl HasErrorCode for StoreError {
             }
             StoreError::QueueFull { .. } => ErrorCode::LimitExceeded,
             StoreError::AlreadyExists(_) => ErrorCode::InvalidParam,
+            StoreError::OutputInUse(_) => ErrorCode::OutputInUse,
             StoreError::Corrupt(_) => ErrorCode::InternalError,
         }
     }
@@ -515,8 +527,10 @@ impl TaskStore {
         Ok(())
     }
 
-    /// Creates the task (status `normal`) and queues it on the record stage, atomically.
-    /// [`StoreError::QueueFull`] if `max_queued` tasks are already waiting for a worker.
+    /// Creates the task (status `normal`) and queues it on the record stage, and reserves the
+    /// places its result will occupy, atomically. [`StoreError::QueueFull`] if `max_queued`
+    /// tasks are already waiting for a worker; [`StoreError::OutputInUse`] if a task in progress
+    /// holds one of those places (see [`crate::task::names::places`]).
     pub async fn create(
         &self,
         id: &str,
@@ -525,28 +539,93 @@ impl TaskStore {
         now: i64,
         max_queued: u64,
     ) -> Result<(), StoreError> {
-        let spec = to_json(spec, "spec")?;
+        let spec_json = to_json(spec, "spec")?;
         let secrets = to_json(secrets, "secrets")?;
-        let mut inv = CREATE.prepare_invoke();
-        inv.key(self.task_key(id))
-            .key(self.queued_key())
-            .key(self.stage_key(&StageQueue::shared(Stage::Record)))
-            .arg(id)
-            .arg(Status::Normal.as_str())
-            .arg(spec)
-            .arg(secrets)
-            .arg(now)
-            .arg(max_queued);
-        let reply = self.script("create", &inv).await?;
-        match reply.first().map(String::as_str) {
-            Some("ok") => {
-                tracing::debug!(task = id, "task created and queued");
-                Ok(())
+        let places = names::places(id, &spec.output, spec.muxer);
+        let reserve = places.reserve.len();
+        let all: Vec<_> = places.reserve.iter().chain(places.free.iter()).collect();
+        let keys: Vec<String> = all.iter().map(|p| self.place_key(&p.key)).collect();
+        // The holders are read first, then the script checks they are still the same (their
+        // task keys must be passed to it); a holder that changed meanwhile means another try.
+        for _ in 0..PLACE_ATTEMPTS {
+            let holders = self.holders(&keys).await?;
+            let mut inv = CREATE.prepare_invoke();
+            inv.key(self.task_key(id))
+                .key(self.queued_key())
+                .key(self.stage_key(&StageQueue::shared(Stage::Record)));
+            for key in &keys {
+                inv.key(key);
             }
-            Some("exists") => Err(StoreError::AlreadyExists(id.to_owned())),
-            Some("full") => Err(StoreError::QueueFull { limit: max_queued }),
-            _ => Err(unexpected("create", &reply)),
+            for holder in &holders {
+                inv.key(self.task_key(holder.as_deref().unwrap_or(id)));
+            }
+            inv.arg(id)
+                .arg(Status::Normal.as_str())
+                .arg(&spec_json)
+                .arg(&secrets)
+                .arg(now)
+                .arg(max_queued)
+                .arg(reserve);
+            for holder in &holders {
+                inv.arg(holder.as_deref().unwrap_or(""));
+            }
+            inv.arg(Status::Callback.as_str())
+                .arg(Status::Finished.as_str());
+            let reply = self.script("create", &inv).await?;
+            match reply.first().map(String::as_str) {
+                Some("ok") => {
+                    tracing::debug!(task = id, "task created and queued");
+                    return Ok(());
+                }
+                Some("exists") => return Err(StoreError::AlreadyExists(id.to_owned())),
+                Some("full") => return Err(StoreError::QueueFull { limit: max_queued }),
+                Some("inuse") => {
+                    let place = reply
+                        .get(1)
+                        .and_then(|i| i.parse::<usize>().ok())
+                        .and_then(|i| all.get(i.checked_sub(1)?))
+                        .ok_or_else(|| unexpected("create", &reply))?;
+                    return Err(StoreError::OutputInUse(place.shown.clone()));
+                }
+                Some("changed") => continue,
+                _ => return Err(unexpected("create", &reply)),
+            }
         }
+        Err(StoreError::Unavailable(
+            "the result's place kept changing hands; retry".into(),
+        ))
+    }
+
+    /// Who holds each of these `result:` keys.
+    async fn holders(&self, keys: &[String]) -> Result<Vec<Option<String>>, StoreError> {
+        if keys.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut cmd = redis::cmd("MGET");
+        cmd.arg(keys);
+        let cmd = &cmd;
+        self.call("holders", move |mut c| async move {
+            cmd.query_async::<Vec<Option<String>>>(&mut c).await
+        })
+        .await
+    }
+
+    /// The `result:` keys task `id` reserved (empty for tasks created before reservations).
+    async fn reserved_places(&self, id: &str) -> Result<Vec<String>, StoreError> {
+        let mut cmd = redis::cmd("HGET");
+        cmd.arg(self.task_key(id)).arg("places");
+        let cmd = &cmd;
+        let value = self
+            .call("places", move |mut c| async move {
+                cmd.query_async::<Option<String>>(&mut c).await
+            })
+            .await?;
+        Ok(value
+            .unwrap_or_default()
+            .split(' ')
+            .filter(|k| !k.is_empty())
+            .map(str::to_owned)
+            .collect())
     }
 
     /// The task, without its secrets.
@@ -646,6 +725,13 @@ impl TaskStore {
             .find(|(f, _)| *f == TimeField::Stop)
             .map(|(_, secs)| stop_millis(*secs, unix_ms()).to_string())
             .unwrap_or_default();
+        // A task that no longer writes its result gives its places up (they never change after
+        // creation, so reading them first is safe).
+        let places = if t.to == Status::Callback || t.to.is_final() {
+            self.reserved_places(id).await?
+        } else {
+            Vec::new()
+        };
         let flag = |b: bool| if b { "1" } else { "0" };
         let mut inv = TRANSITION.prepare_invoke();
         inv.key(self.task_key(id))
@@ -654,6 +740,9 @@ impl TaskStore {
             .key(self.control_key(id));
         if let Some(q) = &t.enqueue {
             inv.key(self.stage_key(q));
+        }
+        for key in &places {
+            inv.key(key);
         }
         inv.arg(id)
             .arg(t.from.as_str())
@@ -673,7 +762,8 @@ impl TaskStore {
             .arg(self.retention_secs)
             .arg(CONTROL_MAXLEN)
             .arg(callback.unwrap_or_default())
-            .arg(stop_ms);
+            .arg(stop_ms)
+            .arg(places.len());
         let reply = self.script("transition", &inv).await?;
         match reply.first().map(String::as_str) {
             Some("ok") => {
@@ -1306,6 +1396,16 @@ impl TaskStore {
 
     fn task_key(&self, id: &str) -> String {
         format!("{}task:{id}", self.prefix)
+    }
+
+    /// The key of a result place: its location and path hashed (paths may be long).
+    fn place_key(&self, place: &str) -> String {
+        use sha2::Digest;
+        format!(
+            "{}result:{}",
+            self.prefix,
+            hex::encode(sha2::Sha256::digest(place.as_bytes()))
+        )
     }
 
     fn control_key(&self, id: &str) -> String {

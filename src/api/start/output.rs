@@ -62,6 +62,7 @@ impl Parser<'_> {
             target_name,
             domain,
             cos: !is_s3,
+            location: None,
         };
         // Before anything else is done with them: every request to storage is signed with the
         // server's credentials.
@@ -357,6 +358,9 @@ mod tests {
                 target_name: Some("lesson-1".into()),
                 domain: Some("cdn.example.org".into()),
                 cos: true,
+                location: Some(
+                    "s3 https://cos.ap-shanghai.myqcloud.com:443 records-1250000000".into()
+                ),
             }
         );
     }

@@ -8,6 +8,7 @@
 -- KEYS[3]  lease index (ZSET)     {prefix}leases
 -- KEYS[4]  control stream         {prefix}ctl:{id}
 -- KEYS[5]  stage stream to enqueue on (only present when enqueueing)
+-- KEYS[#KEYS - ARGV[23] + 1 .. #KEYS]  result places the task holds, to release (see create.lua)
 -- ARGV[1]  task id
 -- ARGV[2]  expected current status
 -- ARGV[3]  new status
@@ -31,6 +32,8 @@
 -- ARGV[20] control stream approximate max length
 -- ARGV[21] callback delivery JSON ("" = leave)
 -- ARGV[22] stop time in unix milliseconds ("" = leave; overwrites, set with stop_time)
+-- ARGV[23] number of result places passed at the end of KEYS: each is released (deleted) if this
+--          task still holds it ("" = none)
 --
 -- Returns {"ok"} | {"notfound"} | {"leaselost"} | {"conflict", actual status}
 
@@ -76,8 +79,14 @@ end
 if ARGV[13] ~= '' then
   redis.call('XADD', KEYS[4], 'MAXLEN', '~', ARGV[20], '*', 'msg', ARGV[13])
 end
-if KEYS[5] then
+local places = tonumber(ARGV[23] or '') or 0
+if #KEYS - places >= 5 then
   redis.call('XADD', KEYS[5], '*', 'task', id)
+end
+for i = #KEYS - places + 1, #KEYS do
+  if redis.call('GET', KEYS[i]) == id then
+    redis.call('DEL', KEYS[i])
+  end
 end
 if final then
   redis.call('HSETNX', task, 'finish_time', redis.call('TIME')[1])
