@@ -266,6 +266,10 @@ fn tasks_send_results_only_to_allowed_endpoints_and_buckets() {
     assert_eq!(d["Result"]["ErrorCode"], "UploadFailed", "{d}");
     let message = d["Result"]["ErrorMessage"].as_str().unwrap();
     assert!(message.contains("not allowed"), "{message}");
+    // Where the files are kept, without the server's paths.
+    assert!(message.contains(&format!("{sneaked}.deliver")), "{message}");
+    let root = svc.dir.display().to_string();
+    assert!(!message.contains(&root), "a server path in {message}");
     assert_eq!(
         connections.load(std::sync::atomic::Ordering::SeqCst),
         0,

@@ -1348,3 +1348,44 @@ async fn concurrent_starts_for_one_place_have_exactly_one_winner() {
     }
     assert_eq!(store.queued_count().await.unwrap(), 1);
 }
+
+/// Error messages a task keeps (Result.ErrorMessage, Callback.LastError) never show the server's
+/// absolute paths: the store cuts them to their last component when it writes them.
+#[tokio::test]
+async fn kept_messages_show_no_server_paths() {
+    let (_redis, store) = setup().await;
+    let id = created(&store).await;
+    let result = TaskResult {
+        error_code: Some("TranscodeFailed".into()),
+        error_message: Some(
+            "reading /var/lib/pagecast/work/6f1c/seg_000003.ts: No such file or directory \
+             (concatf:/var/lib/pagecast/work/6f1c/parts-000000.txt)"
+                .into(),
+        ),
+        ..TaskResult::default()
+    };
+    let delivery = CallbackDelivery {
+        last_error: Some("could not read /etc/pagecast/secret".into()),
+        ..CallbackDelivery::default()
+    };
+    store
+        .transition(
+            &id,
+            Transition {
+                result: Some(result),
+                callback: Some(delivery),
+                ..Transition::new(Status::Normal, Status::Callback)
+            },
+        )
+        .await
+        .unwrap();
+    let task = store.get(&id).await.unwrap();
+    assert_eq!(
+        task.result.unwrap().error_message.as_deref(),
+        Some("reading …/seg_000003.ts: No such file or directory (concatf:…/parts-000000.txt)")
+    );
+    assert_eq!(
+        task.callback.unwrap().last_error.as_deref(),
+        Some("could not read …/secret")
+    );
+}

@@ -150,7 +150,7 @@ async fn produce(
     .and_then(|_| {
         std::fs::metadata(&output)
             .map(|m| m.len())
-            .map_err(|e| format!("reading {}: {e}", output.display()))
+            .map_err(|e| format!("reading {rel}: {e}"))
     });
     Ok(made.map(|size| {
         vec![ResultFile {

@@ -74,12 +74,14 @@ pub async fn run(ctx: WorkerContext, id: String) -> Result<(), StoreError> {
                 Status::Upload,
                 Some(fence),
                 ErrorCode::UploadFailed,
+                // Where on the node, relative to its work directory: server paths are not shown.
                 format!(
                     "uploading the result to bucket {} failed after {attempt} attempts: {e} \
-                     (the files are kept on node {} in {})",
+                     (the files are kept on node {} in its work directory, {})",
                     dest.bucket,
                     ctx.node,
-                    kept.display()
+                    kept.file_name()
+                        .map_or_else(String::new, |n| n.to_string_lossy().into_owned())
                 ),
             )
             .await

@@ -34,7 +34,7 @@
 //! | `stop_ms` | `stop_time` in unix milliseconds (set with it by [`TaskStore::transition`]) |
 //! | `spec` | [`StartSpec`] as JSON |
 //! | `secrets` | [`TaskSecrets`] as JSON; only [`TaskStore::secrets`] reads it |
-//! | `result` | [`TaskResult`] as JSON |
+//! | `result` | [`TaskResult`] as JSON (its message through [`crate::redact::message`]) |
 //! | `stats` | [`TaskStats`] as JSON |
 //! | `owner` | id of the worker holding the lease (absent when nobody does) |
 //! | `fence` | fencing token: incremented by every claim, never reset |
@@ -705,13 +705,13 @@ impl TaskStore {
         let result = t
             .result
             .as_ref()
-            .map(|r| to_json(r, "result"))
+            .map(|r| to_json(&shown_result(r), "result"))
             .transpose()?;
         let stats = t.stats.as_ref().map(|s| to_json(s, "stats")).transpose()?;
         let callback = t
             .callback
             .as_ref()
-            .map(|c| to_json(c, "callback"))
+            .map(|c| to_json(&shown_delivery(c), "callback"))
             .transpose()?;
         let (worker, fence) = match &t.lease {
             Some((worker, fence)) => (worker.as_str(), fence.to_string()),
@@ -793,7 +793,7 @@ impl TaskStore {
         stats: Option<&TaskStats>,
         due_ms: i64,
     ) -> Result<(), StoreError> {
-        let delivery = to_json(delivery, "callback")?;
+        let delivery = to_json(&shown_delivery(delivery), "callback")?;
         let stats = stats.map(|s| to_json(s, "stats")).transpose()?;
         let mut inv = DEFER_CALLBACK.prepare_invoke();
         inv.key(self.task_key(id))
@@ -1730,6 +1730,21 @@ fn decode_record(id: &str, mut f: HashMap<String, String>) -> Result<TaskRecord,
         restarts,
         callback,
     })
+}
+
+/// The result as it is kept and shown: its message through [`crate::redact::message`] (every
+/// message a task keeps is written here, so none keeps what must not be shown).
+fn shown_result(r: &TaskResult) -> TaskResult {
+    let mut r = r.clone();
+    r.error_message = r.error_message.as_deref().map(crate::redact::message);
+    r
+}
+
+/// The callback delivery as it is kept and shown (see [`shown_result`]).
+fn shown_delivery(d: &CallbackDelivery) -> CallbackDelivery {
+    let mut d = d.clone();
+    d.last_error = d.last_error.as_deref().map(crate::redact::message);
+    d
 }
 
 /// Now, in Unix milliseconds.
