@@ -1,8 +1,53 @@
-//! What must not leave the server in a message: absolute paths of the server's directories.
+//! What must not leave the server in a log line or a message: URL credentials and query values
+//! (pages and callbacks are often addressed with a token in the query, or `user:password@`),
+//! and absolute paths of the server's directories.
 //!
-//! [`message`] is applied to every error message a task keeps (Describe's
-//! `Result.ErrorMessage`, `Callback.LastError`, and so the callback body): the store runs it
-//! when it writes them.
+//! - [`url`]: one URL as it may be shown (every URL field of a log line goes through it);
+//! - [`text`]: the URLs found in running text (error chains of HTTP clients and browsers quote
+//!   the URL they failed on), each through [`url`];
+//! - [`message`]: [`text`] and [`paths`], for every error message a task keeps (Describe's
+//!   `Result.ErrorMessage`, `Callback.LastError`, and so the callback body): the store runs it
+//!   when it writes them.
+
+/// What replaces each query value.
+const HIDDEN: &str = "***";
+
+/// `raw` as it may be logged or shown: without user info (`user:password@`), each query value
+/// replaced by `***` (a query part without `=` is a value), without fragment. Not a URL: a
+/// placeholder, since it may hold anything.
+pub fn url(raw: &str) -> String {
+    let Ok(mut u) = url::Url::parse(raw.trim()) else {
+        return "<not a URL>".to_string();
+    };
+    let _ = u.set_username("");
+    let _ = u.set_password(None);
+    if let Some(query) = u.query().map(str::to_owned) {
+        let hidden: Vec<String> = query
+            .split('&')
+            .filter(|part| !part.is_empty())
+            .map(|part| match part.split_once('=') {
+                Some((key, _)) => format!("{key}={HIDDEN}"),
+                None => HIDDEN.to_string(),
+            })
+            .collect();
+        u.set_query((!hidden.is_empty()).then(|| hidden.join("&")).as_deref());
+    }
+    u.set_fragment(None);
+    u.to_string()
+}
+
+/// `text` with every absolute URL in it (`scheme://...`) shown as [`url`] shows it.
+pub fn text(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut at = 0;
+    for (start, end) in url_spans(text) {
+        out.push_str(&text[at..start]);
+        out.push_str(&url(&text[start..end]));
+        at = end;
+    }
+    out.push_str(&text[at..]);
+    out
+}
 
 /// Characters after which a `/` starts a path (rather than continuing a word, a number or a
 /// URL's authority).
@@ -107,9 +152,10 @@ fn path_end(s: &str) -> usize {
     s.len()
 }
 
-/// A message as it may be kept and shown: absolute paths cut ([`paths`]).
-pub fn message(text: &str) -> String {
-    paths(text)
+/// A message as it may be kept and shown: URLs redacted ([`text`]), absolute paths cut
+/// ([`paths`]).
+pub fn message(message: &str) -> String {
+    paths(&text(message))
 }
 
 #[cfg(test)]
@@ -132,6 +178,42 @@ mod tests {
         );
         assert_eq!(paths("/abs at the start"), "…/abs at the start");
         assert_eq!(paths("录 /数据/目录/文件.mp4"), "录 …/文件.mp4");
+    }
+
+    #[test]
+    fn urls_lose_user_info_query_values_and_fragment() {
+        assert_eq!(
+            url("https://user:secret@class.example/room/1?token=SECRET&role=rec#frag"),
+            "https://class.example/room/1?token=***&role=***"
+        );
+        assert_eq!(url("http://127.0.0.1:8080/a"), "http://127.0.0.1:8080/a");
+        assert_eq!(url("http://h/cb?SECRET"), "http://h/cb?***");
+        assert_eq!(
+            url("redis://:s3cret@10.0.0.1:6379/2"),
+            "redis://10.0.0.1:6379/2"
+        );
+        assert_eq!(
+            url("redis+unix:///run/redis.sock?db=1&pass=s3cret"),
+            "redis+unix:///run/redis.sock?db=***&pass=***"
+        );
+        assert_eq!(url("not a url :s3cret"), "<not a URL>");
+    }
+
+    #[test]
+    fn urls_in_running_text_are_redacted() {
+        let chain = "error sending request for url (http://127.0.0.1:9/cb?sig=SECRET): \
+                     client error (Connect): tcp connect error: Connection refused";
+        assert_eq!(
+            text(chain),
+            "error sending request for url (http://127.0.0.1:9/cb?sig=***): client error \
+             (Connect): tcp connect error: Connection refused"
+        );
+        assert_eq!(
+            message(
+                "could not load https://u:p@h.example/?token=SECRET: net::ERR_FAILED at /srv/x/y"
+            ),
+            "could not load https://h.example/?token=***: net::ERR_FAILED at …/y"
+        );
     }
 
     #[test]

@@ -947,6 +947,79 @@ fn callbacks_survive_a_receiver_outage_and_give_up_only_after_the_retry_period()
     );
 }
 
+/// URL credentials and query values never reach the logs, Describe or the callback: a task whose
+/// RecordURL (`user:secret@`, `?token=`) fails to load and whose CallbackURL (`?sig=`) fails,
+/// once answered 500 and once refused; the service logs at debug level.
+#[test]
+fn url_secrets_reach_no_log_no_describe_and_no_callback() {
+    let redis = TestRedis::start();
+    let receiver = CallbackReceiver::start();
+    let closed = free_port();
+    let svc = service_with(
+        &redis,
+        "dlv-redact",
+        true,
+        0,
+        2,
+        &[
+            ("PAGECAST_CALLBACK_BACKOFF_MS", "200"),
+            ("PAGECAST_CALLBACK_ATTEMPTS", "2"),
+        ],
+    );
+    let secrets = ["pw-7Q2x", "tok-9Zr4", "sig-4Kd8", "sig-8Hn3"];
+    let page = format!("http://rec:pw-7Q2x@127.0.0.1:{closed}/room?token=tok-9Zr4&role=rec#frag");
+    let answered = start(
+        &svc.url,
+        json!({"RecordURL": page, "CallbackURL": format!("{}/fail?sig=sig-4Kd8", receiver.url)}),
+    );
+    let refused = start(
+        &svc.url,
+        json!({"RecordURL": page, "CallbackURL": format!("http://127.0.0.1:{closed}/cb?sig=sig-8Hn3")}),
+    );
+    let mut shown = String::new();
+    for id in [&answered, &refused] {
+        let d = finished(&svc.url, id);
+        assert_eq!(d["Result"]["ErrorCode"], "PageLoadFailed", "{d}");
+        assert_eq!(d["Callback"]["State"], "failed", "{d}");
+        shown.push_str(&d.to_string());
+    }
+    // The failures are described, with the URLs in their redacted form.
+    assert!(shown.contains("token=***"), "{shown}");
+    assert!(
+        shown.contains("sig=***"),
+        "the refused callback's error names its URL: {shown}"
+    );
+    let deliveries = receiver.received();
+    assert_eq!(
+        deliveries.len(),
+        2,
+        "two attempts at the answering receiver"
+    );
+    for delivery in &deliveries {
+        shown.push_str(&String::from_utf8_lossy(&delivery.body));
+    }
+    let mut logs = String::new();
+    for entry in std::fs::read_dir(&svc.dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|e| e == "log") {
+            logs.push_str(&std::fs::read_to_string(&path).unwrap());
+        }
+    }
+    assert!(
+        logs.contains("PageLoadFailed") || logs.contains("could not load"),
+        "{logs}"
+    );
+    for secret in secrets {
+        assert!(
+            !shown.contains(secret),
+            "{secret} in Describe or a callback: {shown}"
+        );
+        if let Some(line) = logs.lines().find(|l| l.contains(secret)) {
+            panic!("{secret} in the log: {line}");
+        }
+    }
+}
+
 #[test]
 fn a_generated_key_goes_only_to_the_callback_receiver_and_decrypts_the_result() {
     let redis = TestRedis::start();

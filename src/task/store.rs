@@ -449,7 +449,7 @@ impl TaskStore {
     /// Connects to Redis at `url` (`redis://[:password@]host:port[/db]`); every key starts with
     /// `prefix`. A bad URL or an unreachable server is [`StoreError::Unavailable`].
     pub async fn connect(url: &str, prefix: &str) -> Result<Self, StoreError> {
-        let shown_url = redact_url(url);
+        let shown_url = crate::redact::url(url);
         let client = Client::open(url)
             .map_err(|e| StoreError::Unavailable(format!("invalid Redis URL {shown_url}: {e}")))?;
         let config = ConnectionManagerConfig::new()
@@ -1763,49 +1763,9 @@ fn stop_millis(secs: i64, now_ms: i64) -> i64 {
     }
 }
 
-/// The URL as it may appear in messages: without password and credential query parameters.
-fn redact_url(url: &str) -> String {
-    let Ok(mut parsed) = url::Url::parse(url) else {
-        return "<unparsable URL>".to_owned();
-    };
-    if parsed.password().is_some() {
-        let _ = parsed.set_password(Some("***"));
-    }
-    if parsed.query().is_some() {
-        let kept: Vec<(String, String)> = parsed
-            .query_pairs()
-            .filter(|(k, _)| !k.to_ascii_lowercase().contains("pass"))
-            .map(|(k, v)| (k.into_owned(), v.into_owned()))
-            .collect();
-        if kept.is_empty() {
-            parsed.set_query(None);
-        } else {
-            parsed.query_pairs_mut().clear().extend_pairs(kept);
-        }
-    }
-    parsed.to_string()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn urls_lose_their_passwords() {
-        assert_eq!(
-            redact_url("redis://:s3cret@10.0.0.1:6379/2"),
-            "redis://:***@10.0.0.1:6379/2"
-        );
-        assert_eq!(
-            redact_url("redis://user:s3cret@host/"),
-            "redis://user:***@host/"
-        );
-        assert_eq!(
-            redact_url("redis+unix:///run/redis.sock?db=1&pass=s3cret"),
-            "redis+unix:///run/redis.sock?db=1"
-        );
-        assert_eq!(redact_url("not a url :s3cret"), "<unparsable URL>");
-    }
 
     #[test]
     fn stop_milliseconds_keep_the_given_second() {
