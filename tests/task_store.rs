@@ -1389,3 +1389,75 @@ async fn kept_messages_show_no_server_paths() {
         Some("could not read …/secret")
     );
 }
+
+/// A client's EncryptKey stays in Redis while the task runs (a worker taking it over encrypts
+/// with it) and is deleted when the task finishes, whichever way it finishes.
+#[tokio::test]
+async fn the_encrypt_key_is_deleted_when_the_task_finishes() {
+    let (redis, store) = setup().await;
+    let c = raw(&redis).await;
+    let stored = |id: String| {
+        let mut c = c.clone();
+        async move {
+            let all: Vec<String> = redis::cmd("HGETALL")
+                .arg(format!("{PREFIX}task:{id}"))
+                .query_async(&mut c)
+                .await
+                .unwrap();
+            all.join(" ")
+        }
+    };
+    // Delivered: through every stage.
+    let (id, fence) = recording(&store, "w1", 0).await;
+    for (from, to) in [
+        (Status::Recording, Status::Canceled),
+        (Status::Canceled, Status::Transcode),
+        (Status::Transcode, Status::Upload),
+        (Status::Upload, Status::Callback),
+    ] {
+        store
+            .transition(&id, Transition::new(from, to).with_lease("w1", fence))
+            .await
+            .unwrap();
+        assert_eq!(
+            store.secrets(&id).await.unwrap(),
+            secrets(),
+            "kept while {to}"
+        );
+    }
+    store
+        .transition(
+            &id,
+            Transition::new(Status::Callback, Status::Finished).with_lease("w1", fence),
+        )
+        .await
+        .unwrap();
+    assert!(!stored(id.clone()).await.contains(KEY), "the key is gone");
+    assert_eq!(
+        store.secrets(&id).await.unwrap_err(),
+        StoreError::NotFound(id.clone())
+    );
+    assert_eq!(store.get(&id).await.unwrap().status, Status::Finished);
+    // Stopped before it began, and failed: the same.
+    let stopped = created(&store).await;
+    store
+        .transition(&stopped, Transition::new(Status::Normal, Status::Finished))
+        .await
+        .unwrap();
+    assert!(!stored(stopped).await.contains(KEY));
+    let (failed, fence) = recording(&store, "w2", 0).await;
+    store
+        .transition(
+            &failed,
+            Transition {
+                result: Some(TaskResult {
+                    error_code: Some("RecordFailed".into()),
+                    ..TaskResult::default()
+                }),
+                ..Transition::new(Status::Recording, Status::Finished).with_lease("w2", fence)
+            },
+        )
+        .await
+        .unwrap();
+    assert!(!stored(failed).await.contains(KEY));
+}

@@ -33,7 +33,7 @@
 //! | `create_time`, `start_time`, `cancel_time`, `stop_time`, `finish_time` | unix seconds |
 //! | `stop_ms` | `stop_time` in unix milliseconds (set with it by [`TaskStore::transition`]) |
 //! | `spec` | [`StartSpec`] as JSON |
-//! | `secrets` | [`TaskSecrets`] as JSON; only [`TaskStore::secrets`] reads it |
+//! | `secrets` | [`TaskSecrets`] as JSON; only [`TaskStore::secrets`] reads it; deleted when the task reaches `finished` (kept while it runs, so a worker taking it over can encrypt) |
 //! | `result` | [`TaskResult`] as JSON (its message through [`crate::redact::message`]) |
 //! | `stats` | [`TaskStats`] as JSON |
 //! | `owner` | id of the worker holding the lease (absent when nobody does) |
@@ -649,7 +649,8 @@ impl TaskStore {
         decode_record(id, fields)
     }
 
-    /// The task's secrets.
+    /// The task's secrets. [`StoreError::NotFound`] once they are gone: a finished task has none
+    /// (they are deleted when it reaches `finished`), nor one whose secrets were dropped.
     pub async fn secrets(&self, id: &str) -> Result<TaskSecrets, StoreError> {
         let mut cmd = redis::cmd("HGET");
         cmd.arg(self.task_key(id)).arg("secrets");
@@ -684,7 +685,7 @@ impl TaskStore {
     ///
     /// Leaving `normal` removes the task from the queued index; going back to `normal` adds it
     /// again. Reaching `finished` also sets `finish_time` if absent (Redis clock), releases the
-    /// lease, and makes the task expire after the retention period.
+    /// lease, deletes the task's secrets, and makes the task expire after the retention period.
     pub async fn transition(&self, id: &str, t: Transition) -> Result<(), StoreError> {
         if !can_transition(t.from, t.to) {
             return Err(StoreError::Illegal {

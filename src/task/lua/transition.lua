@@ -25,7 +25,8 @@
 -- ARGV[14] "1" = release the lease (clear owner and lease_until, drop from the lease index)
 -- ARGV[15] "1" = increment restarts
 -- ARGV[16] "1" = the new status is final: default finish_time, release the lease, drop from
---          the queued index, expire the task keys
+--          the queued index, delete the task's secrets (its HLS key: nothing needs it any
+--          more), expire the task keys
 -- ARGV[17] "1" = drop from the queued index (leaving normal)
 -- ARGV[18] "1" = add to the queued index (back to normal)
 -- ARGV[19] retention seconds (expiry of the task keys once final)
@@ -89,6 +90,7 @@ for i = #KEYS - places + 1, #KEYS do
   end
 end
 if final then
+  redis.call('HDEL', task, 'secrets')
   redis.call('HSETNX', task, 'finish_time', redis.call('TIME')[1])
   redis.call('EXPIRE', task, ARGV[19])
   redis.call('EXPIRE', KEYS[4], ARGV[19])
