@@ -415,6 +415,7 @@ impl WorkerConfig {
         {
             return Err(invalid("PAGECAST_S3_BUCKET", "must not be empty when set"));
         }
+        self.storage.validate()?;
         if let Some(node) = &self.node_id
             && node.contains(char::is_whitespace)
         {

@@ -69,6 +69,10 @@ error_codes! {
     ServiceUnavailable => 503, System;
     /// A bug in pagecast.
     InternalError => 500, System;
+    /// `Output` names an endpoint or bucket the server does not allow tasks to use.
+    StorageNotAllowed => 400, Client;
+    /// A task in progress will write where the new task's result would go.
+    OutputInUse => 409, Client;
     /// The page could not be loaded (DNS, connection, TLS, HTTP error status, timeout).
     PageLoadFailed => 400, Client;
     /// A ManualStart page never called `window.startRecord()` before the start deadline.

@@ -23,6 +23,7 @@ pub mod ops;
 pub mod pipeline;
 pub mod process;
 pub mod recording;
+pub mod redact;
 pub mod storage;
 pub mod task;
 pub mod url_guard;

@@ -1052,6 +1052,37 @@ async fn every_validation_failure_has_its_code_status_and_field() {
             "InvalidParam",
             "Data.Output.Cos.Bucket",
         ),
+        // Names that cannot be stored: lengths in bytes, with what pagecast appends.
+        (
+            json!({"Output": {"Cos": {"TargetName": "a".repeat(300)}}}),
+            "InvalidParam",
+            "Data.Output.Cos.TargetName",
+        ),
+        (
+            json!({"Output": {"Cos": {"TargetName": "录".repeat(100)}}}),
+            "InvalidParam",
+            "Data.Output.Cos.TargetName",
+        ),
+        (
+            json!({"Output": {"S3": {"TargetName": "a".repeat(238)}, "Video": {"Muxer": "hls"}}}),
+            "InvalidParam",
+            "Data.Output.S3.TargetName",
+        ),
+        (
+            json!({"Output": {"Cos": {"TargetDir": format!("ok/{}", "d".repeat(256))}}}),
+            "InvalidParam",
+            "Data.Output.Cos.TargetDir",
+        ),
+        (
+            json!({"Output": {"Cos": {"TargetName": "a\u{0}b"}}}),
+            "InvalidParam",
+            "Data.Output.Cos.TargetName",
+        ),
+        (
+            json!({"Output": {"Cos": {"TargetDir": "a/./b"}}}),
+            "InvalidParam",
+            "Data.Output.Cos.TargetDir",
+        ),
         (
             json!({"Output": {"Cos": {}, "S3": {}}}),
             "InvalidParam",
@@ -1351,6 +1382,54 @@ async fn control_actions_follow_the_status_machine() {
         );
     }
     assert_eq!(api.status_of(&id).await, "finished");
+}
+
+/// A Start aiming at the result a task in progress will write is refused with 409 OutputInUse
+/// (and creates nothing); so is one aiming into another task's own TaskID directory. Once that
+/// task has finished, its result may be replaced by name.
+#[tokio::test]
+async fn starts_aiming_at_a_result_in_progress_are_409() {
+    let redis = TestRedis::start();
+    let api = serve(&redis, |_| {}).await;
+    let lesson = json!({"RecordURL": PAGE, "Output": {"Cos": {"TargetDir": "class/7", "TargetName": "lesson"}}});
+    let first = api.start(lesson.clone()).await;
+    let r = api.action("Start", lesson.clone()).await;
+    assert_eq!(
+        (r.status, r.json["ErrorCode"].as_str()),
+        (409, Some("OutputInUse")),
+        "{}",
+        r.text
+    );
+    let message = r.json["ErrorMessage"].as_str().unwrap();
+    assert!(message.contains("class/7/lesson.mp4"), "{message}");
+    assert!(
+        !message.contains(&first),
+        "the other task's id is not told: {message}"
+    );
+    let own = api.start_page().await;
+    let r = api
+        .action(
+            "Start",
+            json!({"RecordURL": PAGE, "Output": {"S3": {"TargetDir": own, "TargetName": "x"}}}),
+        )
+        .await;
+    assert_eq!(
+        (r.status, r.json["ErrorCode"].as_str()),
+        (409, Some("OutputInUse")),
+        "{}",
+        r.text
+    );
+    assert_eq!(
+        api.store.queued_count().await.unwrap(),
+        2,
+        "the refused Starts created nothing"
+    );
+
+    // Stop before recording finishes the task: its name is free again.
+    assert_eq!(api.on_task("Stop", &first).await.status, 200);
+    assert_eq!(api.status_of(&first).await, "finished");
+    let again = api.start(lesson).await;
+    assert_ne!(again, first);
 }
 
 #[tokio::test]

@@ -78,7 +78,12 @@ fn mp4_results_land_in_the_bucket_with_working_urls_and_per_task_overrides() {
     let fixtures = fixture_server();
     // A CDN in front of the "other" bucket, for the task that names it as its Domain.
     let cdn = static_server(s3.data().join("other"));
-    let svc = service_on_s3(&redis, &s3, "dlv-mp4", &[]);
+    let svc = service_on_s3(
+        &redis,
+        &s3,
+        "dlv-mp4",
+        &[("PAGECAST_S3_ALLOWED_BUCKETS", "other")],
+    );
     let default_id = start(
         &svc.url,
         json!({ "RecordURL": format!("{fixtures}/animated.html"), "MaxDurationLimit": 3 }),
@@ -99,16 +104,18 @@ fn mp4_results_land_in_the_bucket_with_working_urls_and_per_task_overrides() {
         }),
     );
 
-    // Server defaults: <TaskID>/<stop ms>.mp4 in the configured bucket.
+    // Server defaults: <TaskID>/<stop time in ms>.mp4 in the configured bucket.
     let d = finished(&svc.url, &default_id);
     assert!(d["Result"]["ErrorCode"].is_null(), "{d}");
     let v = videos(&d);
     assert_eq!(v.len(), 1, "{d}");
     let (name, size, url) = &v[0];
-    assert!(
-        name.starts_with(&format!("{default_id}/")) && name.ends_with(".mp4"),
-        "{name}"
-    );
+    let millis: i64 = name
+        .strip_prefix(&format!("{default_id}/"))
+        .and_then(|n| n.strip_suffix(".mp4"))
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("{name}"));
+    assert_eq!(millis / 1000, d["StopTime"].as_i64().unwrap(), "{name}");
     let stored = s3
         .object(s3_support::BUCKET, name)
         .expect("the object is in the bucket");
@@ -153,6 +160,120 @@ fn mp4_results_land_in_the_bucket_with_working_urls_and_per_task_overrides() {
         s3.object(s3_support::BUCKET, "class/7/lesson.mp4")
             .is_none(),
         "not in the server's bucket"
+    );
+}
+
+/// A TCP listener that counts the connections it gets (and answers none).
+fn connection_counter() -> (String, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let count = std::sync::Arc::new(AtomicUsize::new(0));
+    let seen = count.clone();
+    std::thread::spawn(move || {
+        for conn in listener.incoming() {
+            if conn.is_ok() {
+                seen.fetch_add(1, Ordering::SeqCst);
+            }
+        }
+    });
+    (url, count)
+}
+
+/// A task may send its result only to the server's endpoint and bucket or those on the
+/// allow-lists: anything else is refused at Start, and a task that reached the queue anyway
+/// (accepted under other settings) fails at upload; the server's credentials never reach the
+/// endpoint it named. An allowed endpoint (a second server) works end to end.
+#[test]
+fn tasks_send_results_only_to_allowed_endpoints_and_buckets() {
+    let redis = TestRedis::start();
+    let s3 = TestS3::start();
+    let allowed = TestS3::start();
+    let fixtures = fixture_server();
+    let (trap, connections) = connection_counter();
+    let svc = service_on_s3(
+        &redis,
+        &s3,
+        "dlv-allow",
+        &[("PAGECAST_S3_ALLOWED_ENDPOINTS", allowed.endpoint.as_str())],
+    );
+    let page = format!("{fixtures}/static.html");
+    for (output, field) in [
+        (json!({"S3": {"Endpoint": trap}}), "Data.Output.S3.Endpoint"),
+        (
+            json!({"S3": {"Endpoint": format!("{trap}/"), "Bucket": s3_support::BUCKET}}),
+            "Data.Output.S3.Endpoint",
+        ),
+        (json!({"S3": {"Bucket": "other"}}), "Data.Output.S3.Bucket"),
+        (
+            json!({"Cos": {"Bucket": "other"}}),
+            "Data.Output.Cos.Bucket",
+        ),
+    ] {
+        let (status, body) = call(
+            &svc.url,
+            "Start",
+            json!({"RecordURL": page, "Output": output}),
+        );
+        assert_eq!(status, 400, "{output}: {body}");
+        assert_eq!(body["ErrorCode"], "StorageNotAllowed", "{body}");
+        let message = body["ErrorMessage"].as_str().unwrap();
+        assert!(message.starts_with(&format!("{field} ")), "{message}");
+    }
+
+    let id = start(
+        &svc.url,
+        json!({
+            "RecordURL": page,
+            "MaxDurationLimit": 2,
+            "Output": {"S3": {
+                "Endpoint": allowed.endpoint,
+                "TargetDir": "allowed",
+                "TargetName": "clip",
+            }},
+        }),
+    );
+    // A task accepted by a server whose settings allowed the trap, queued behind the API's back.
+    let sneaked = {
+        let mut limits = pagecast::api::start::StartLimits::default();
+        limits.storage.s3_allowed_endpoints = vec![trap.clone()];
+        let data = json!({"RecordURL": page, "MaxDurationLimit": 2,
+            "Output": {"S3": {"Endpoint": trap}}});
+        let (spec, secrets) = pagecast::api::start::parse_start(&data, &limits).unwrap();
+        let id = uuid::Uuid::new_v4().to_string();
+        http().0.block_on(async {
+            let store = pagecast::task::store::TaskStore::connect(&redis.url, &svc.prefix)
+                .await
+                .unwrap();
+            store.create(&id, &spec, &secrets, 0, 100).await.unwrap();
+        });
+        id
+    };
+
+    let d = finished(&svc.url, &id);
+    assert!(d["Result"]["ErrorCode"].is_null(), "{d}");
+    let (name, size, url) = videos(&d).remove(0);
+    assert_eq!(name, "allowed/clip.mp4");
+    let stored = allowed
+        .object(s3_support::BUCKET, &name)
+        .expect("in the allowed server's bucket");
+    assert_eq!(stored.len() as u64, size);
+    assert!(s3.object(s3_support::BUCKET, &name).is_none());
+    assert!(url.starts_with(&allowed.endpoint), "{url}");
+    assert_eq!(get(&url), (200, stored));
+
+    let d = finished(&svc.url, &sneaked);
+    assert_eq!(d["Result"]["ErrorCode"], "UploadFailed", "{d}");
+    let message = d["Result"]["ErrorMessage"].as_str().unwrap();
+    assert!(message.contains("not allowed"), "{message}");
+    // Where the files are kept, without the server's paths.
+    assert!(message.contains(&format!("{sneaked}.deliver")), "{message}");
+    let root = svc.dir.display().to_string();
+    assert!(!message.contains(&root), "a server path in {message}");
+    assert_eq!(
+        connections.load(std::sync::atomic::Ordering::SeqCst),
+        0,
+        "nothing was ever sent to an endpoint that is not allowed"
     );
 }
 
@@ -243,6 +364,195 @@ fn an_mp4_goes_to_the_bucket_while_it_is_recorded() {
         "every sample decodes: {}",
         String::from_utf8_lossy(&out.stderr)
     );
+}
+
+/// Names at the limits (counted in bytes, with what pagecast appends) record and deliver: an MP4
+/// named with 251 bytes (mostly CJK) and an HLS playlist named with 237 bytes (its segments are
+/// `<name>_NNNNNN.ts`, written as `.ts.partial` first: 255 bytes). One byte more is refused, and
+/// so is an object key beyond 1024 bytes. (The 1024-byte key itself is not stored here: the test
+/// server keeps a file named after each key's base64, so it cannot hold keys beyond ~160 bytes.)
+#[test]
+fn names_at_the_storage_limits_record_and_deliver() {
+    let redis = TestRedis::start();
+    let s3 = TestS3::start();
+    let fixtures = fixture_server();
+    let page = format!("{fixtures}/animated.html");
+    let local = service(&redis, "dlv-names-local", true, 0, 2);
+    let mp4_name = format!("{}ab", "录".repeat(83));
+    assert_eq!(mp4_name.len(), 251);
+    let hls_name = "h".repeat(237);
+    let mp4 = start(
+        &local.url,
+        json!({"RecordURL": page, "MaxDurationLimit": 2,
+               "Output": {"Cos": {"TargetName": mp4_name}}}),
+    );
+    let hls = start(
+        &local.url,
+        json!({"RecordURL": page, "MaxDurationLimit": 3,
+               "Output": {"Cos": {"TargetDir": "limits", "TargetName": hls_name}, "Video": {"Muxer": "hls"}}}),
+    );
+    for output in [
+        json!({"Cos": {"TargetName": format!("{mp4_name}c")}}),
+        json!({"Cos": {"TargetName": format!("{hls_name}h")}, "Video": {"Muxer": "hls"}}),
+    ] {
+        let (status, body) = call(
+            &local.url,
+            "Start",
+            json!({"RecordURL": page, "Output": output}),
+        );
+        assert_eq!(
+            (status, body["ErrorCode"].as_str()),
+            (400, Some("InvalidParam")),
+            "{body}"
+        );
+    }
+    // With a bucket, keys count: 3 segments of 255 bytes and one of 9 make a 777-byte
+    // directory, and 777 + 1 + 237 + "_NNNNNN.ts" is 1025 bytes.
+    let remote = service_on_s3(&redis, &s3, "dlv-names-s3", &[]);
+    let deep = format!("{0}/{0}/{0}/{1}", "k".repeat(255), "k".repeat(9));
+    let (status, body) = call(
+        &remote.url,
+        "Start",
+        json!({"RecordURL": page,
+               "Output": {"S3": {"TargetDir": deep, "TargetName": hls_name}, "Video": {"Muxer": "hls"}}}),
+    );
+    assert_eq!(
+        (status, body["ErrorCode"].as_str()),
+        (400, Some("InvalidParam")),
+        "{body}"
+    );
+    let message = body["ErrorMessage"].as_str().unwrap();
+    assert!(message.contains("1025 bytes"), "{message}");
+
+    let d = finished(&local.url, &mp4);
+    assert!(d["Result"]["ErrorCode"].is_null(), "{d}");
+    let (name, size, url) = videos(&d).remove(0);
+    assert_eq!(name, format!("{mp4}/{mp4_name}.mp4"));
+    let (status, bytes) = get(&url);
+    assert_eq!((status, bytes.len() as u64), (200, size));
+    let file = local.dir.join("limit.mp4");
+    std::fs::write(&file, &bytes).unwrap();
+    assert_close(
+        probe(&file, &[]).duration,
+        2.0,
+        0.15,
+        "the MP4 at the name limit",
+    );
+
+    let d = finished(&local.url, &hls);
+    assert!(d["Result"]["ErrorCode"].is_null(), "{d}");
+    let v = videos(&d);
+    assert_eq!(v[0].0, format!("limits/{hls_name}.m3u8"));
+    assert!(v.len() > 1, "segments are listed too: {d}");
+    for (key, _, _) in &v[1..] {
+        let segment = key.rsplit('/').next().unwrap();
+        assert_eq!(segment.len(), 247, "{segment}");
+    }
+    let (ok, errors) = ffmpeg_decodes(&v[0].2);
+    assert!(ok, "the playlist at {} plays: {errors}", v[0].2);
+}
+
+/// An HLS result named with characters that mean something in a URL (`?`, `#`, `%`, spaces,
+/// CJK) plays from its FileURL: its playlist names the segments percent-encoded. Locally (served
+/// under /files/) and from a bucket (through a CDN, the task's Domain).
+#[test]
+fn hls_names_with_url_characters_play() {
+    let redis = TestRedis::start();
+    let s3 = TestS3::start();
+    let fixtures = fixture_server();
+    let page = format!("{fixtures}/animated.html");
+    let name = "50% done? #1 录";
+    let local = service(&redis, "dlv-uri-local", true, 0, 2);
+    let cdn = static_server(s3.data().join(s3_support::BUCKET));
+    let remote = service_on_s3(&redis, &s3, "dlv-uri-s3", &[]);
+    let output = |extra: Value| {
+        let mut cos = json!({"TargetDir": "odd names", "TargetName": name});
+        for (k, v) in extra.as_object().unwrap() {
+            cos[k] = v.clone();
+        }
+        json!({"RecordURL": page, "MaxDurationLimit": 3,
+               "Output": {"Cos": cos, "Video": {"Muxer": "hls"}}})
+    };
+    let here = start(&local.url, output(json!({})));
+    let there = start(&remote.url, output(json!({"Domain": format!("{cdn}/pub")})));
+    for (svc, id) in [(&local, &here), (&remote, &there)] {
+        let d = finished(&svc.url, id);
+        assert!(d["Result"]["ErrorCode"].is_null(), "{d}");
+        let v = videos(&d);
+        assert_eq!(v[0].0, format!("odd names/{name}.m3u8"));
+        let (status, playlist) = get(&v[0].2);
+        assert_eq!(status, 200, "{}", v[0].2);
+        let playlist = String::from_utf8(playlist).unwrap();
+        assert!(
+            playlist.contains("\n50%25%20done%3F%20%231%20%E5%BD%95_000000.ts\n"),
+            "{playlist}"
+        );
+        let (ok, errors) = ffmpeg_decodes(&v[0].2);
+        assert!(ok, "the playlist at {} plays: {errors}", v[0].2);
+        assert!(probe_url(&v[0].2) > 2.0, "{}", v[0].2);
+    }
+}
+
+/// A `Domain` without a scheme makes result URLs `http://` + Domain + `/` + key, for object
+/// storage and local delivery alike (something in front of the bucket or the output directory
+/// serves them: here a static server on each).
+#[test]
+fn a_domain_without_a_scheme_gives_http_urls_locally_and_in_the_bucket() {
+    let redis = TestRedis::start();
+    let s3 = TestS3::start();
+    let fixtures = fixture_server();
+    let page = format!("{fixtures}/static.html");
+    let local = service(&redis, "dlv-domain-local", true, 0, 2);
+    let remote = service_on_s3(&redis, &s3, "dlv-domain-s3", &[]);
+    let local_cdn = root_server(local.out.clone());
+    let bucket_cdn = root_server(s3.data().join(s3_support::BUCKET));
+    let task = |svc: &Service, cdn: &str| {
+        let domain = cdn.strip_prefix("http://").unwrap().to_string();
+        let id = start(
+            &svc.url,
+            json!({"RecordURL": page, "MaxDurationLimit": 2,
+                   "Output": {"Cos": {"TargetDir": "d", "TargetName": "a b", "Domain": domain}}}),
+        );
+        (id, cdn.to_string())
+    };
+    for (svc, (id, cdn)) in [
+        (&local, task(&local, &local_cdn)),
+        (&remote, task(&remote, &bucket_cdn)),
+    ] {
+        let d = finished(&svc.url, &id);
+        assert!(d["Result"]["ErrorCode"].is_null(), "{d}");
+        let (name, size, url) = videos(&d).remove(0);
+        assert_eq!(name, "d/a b.mp4");
+        assert_eq!(url, format!("{cdn}/d/a%20b.mp4"));
+        let (status, body) = get(&url);
+        assert_eq!((status, body.len() as u64), (200, size), "{url}");
+    }
+}
+
+/// Serves the files under `root` at `/<path>`.
+fn root_server(root: std::path::PathBuf) -> String {
+    use axum::extract::Path as UrlPath;
+    use axum::routing::get;
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async move {
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            tx.send(listener.local_addr().unwrap()).unwrap();
+            let app = axum::Router::new().route(
+                "/{*path}",
+                get(move |UrlPath(path): UrlPath<String>| {
+                    let file = root.join(path);
+                    async move { std::fs::read(file).map_err(|_| axum::http::StatusCode::NOT_FOUND) }
+                }),
+            );
+            axum::serve(listener, app).await.unwrap();
+        });
+    });
+    format!("http://{}", rx.recv().unwrap())
 }
 
 /// Serves the files under `root` at `/pub/<path>` (a stand-in for a CDN in front of a bucket).
@@ -359,12 +669,20 @@ fn encrypted_hls_is_uploaded_whole_and_plays_only_with_the_key_from_auth_url() {
         .iter()
         .find(|(name, ..)| name.ends_with(".m3u8"))
         .unwrap_or_else(|| panic!("no playlist in {d}"));
+    // The default names: <TaskID>/playlist.m3u8 and playlist_NNNNNN.ts beside it.
+    assert_eq!(playlist.0, format!("{id}/playlist.m3u8"));
     let segments: Vec<_> = v
         .iter()
         .filter(|(name, ..)| name.ends_with(".ts"))
         .collect();
     assert!(segments.len() >= 2, "every segment is listed: {d}");
     assert_eq!(v.len(), segments.len() + 1, "{d}");
+    for (name, ..) in &segments {
+        let file = name
+            .strip_prefix(&format!("{id}/playlist_"))
+            .unwrap_or_default();
+        assert!(file.len() == 9 && file.ends_with(".ts"), "{name}");
+    }
     for (name, size, url) in &v {
         let stored = s3.object(s3_support::BUCKET, name).expect("in the bucket");
         assert_eq!(stored.len() as u64, *size, "{name}");
@@ -627,6 +945,79 @@ fn callbacks_survive_a_receiver_outage_and_give_up_only_after_the_retry_period()
         !d["Result"]["Videos"].as_array().unwrap().is_empty(),
         "the files are still there: {d}"
     );
+}
+
+/// URL credentials and query values never reach the logs, Describe or the callback: a task whose
+/// RecordURL (`user:secret@`, `?token=`) fails to load and whose CallbackURL (`?sig=`) fails,
+/// once answered 500 and once refused; the service logs at debug level.
+#[test]
+fn url_secrets_reach_no_log_no_describe_and_no_callback() {
+    let redis = TestRedis::start();
+    let receiver = CallbackReceiver::start();
+    let closed = free_port();
+    let svc = service_with(
+        &redis,
+        "dlv-redact",
+        true,
+        0,
+        2,
+        &[
+            ("PAGECAST_CALLBACK_BACKOFF_MS", "200"),
+            ("PAGECAST_CALLBACK_ATTEMPTS", "2"),
+        ],
+    );
+    let secrets = ["pw-7Q2x", "tok-9Zr4", "sig-4Kd8", "sig-8Hn3"];
+    let page = format!("http://rec:pw-7Q2x@127.0.0.1:{closed}/room?token=tok-9Zr4&role=rec#frag");
+    let answered = start(
+        &svc.url,
+        json!({"RecordURL": page, "CallbackURL": format!("{}/fail?sig=sig-4Kd8", receiver.url)}),
+    );
+    let refused = start(
+        &svc.url,
+        json!({"RecordURL": page, "CallbackURL": format!("http://127.0.0.1:{closed}/cb?sig=sig-8Hn3")}),
+    );
+    let mut shown = String::new();
+    for id in [&answered, &refused] {
+        let d = finished(&svc.url, id);
+        assert_eq!(d["Result"]["ErrorCode"], "PageLoadFailed", "{d}");
+        assert_eq!(d["Callback"]["State"], "failed", "{d}");
+        shown.push_str(&d.to_string());
+    }
+    // The failures are described, with the URLs in their redacted form.
+    assert!(shown.contains("token=***"), "{shown}");
+    assert!(
+        shown.contains("sig=***"),
+        "the refused callback's error names its URL: {shown}"
+    );
+    let deliveries = receiver.received();
+    assert_eq!(
+        deliveries.len(),
+        2,
+        "two attempts at the answering receiver"
+    );
+    for delivery in &deliveries {
+        shown.push_str(&String::from_utf8_lossy(&delivery.body));
+    }
+    let mut logs = String::new();
+    for entry in std::fs::read_dir(&svc.dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|e| e == "log") {
+            logs.push_str(&std::fs::read_to_string(&path).unwrap());
+        }
+    }
+    assert!(
+        logs.contains("PageLoadFailed") || logs.contains("could not load"),
+        "{logs}"
+    );
+    for secret in secrets {
+        assert!(
+            !shown.contains(secret),
+            "{secret} in Describe or a callback: {shown}"
+        );
+        if let Some(line) = logs.lines().find(|l| l.contains(secret)) {
+            panic!("{secret} in the log: {line}");
+        }
+    }
 }
 
 #[test]

@@ -283,10 +283,38 @@ async fn transition_is_a_compare_and_set() {
         (task.start_time, task.cancel_time, task.stop_time),
         (Some(10), Some(20), Some(22))
     );
+    assert_eq!(task.stop_time_ms, Some(22_000), "a past second: its start");
     assert_eq!(
         (task.result, task.stats, task.node.as_deref()),
         (Some(result), Some(stats), Some("node-a"))
     );
+}
+
+/// The stop time is kept in milliseconds too (the name of an MP4 without TargetName), within the
+/// second the caller gave.
+#[tokio::test]
+async fn the_stop_time_is_kept_in_milliseconds() {
+    let (_redis, store) = setup().await;
+    let id = created(&store).await;
+    store
+        .transition(&id, Transition::new(Status::Normal, Status::Recording))
+        .await
+        .unwrap();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    store
+        .transition(
+            &id,
+            Transition::new(Status::Recording, Status::Canceled).with_time(TimeField::Stop, now),
+        )
+        .await
+        .unwrap();
+    let task = store.get(&id).await.unwrap();
+    assert_eq!(task.stop_time, Some(now));
+    let ms = task.stop_time_ms.expect("stop_ms is set with stop_time");
+    assert_eq!(ms / 1000, now, "{ms}");
 }
 
 #[tokio::test]
@@ -1143,4 +1171,293 @@ async fn status_counts_and_queue_depths() {
             .unwrap(),
         3
     );
+}
+
+/// A spec whose result goes to `dir`/`name` (None: the defaults) at `location`.
+fn spec_at(
+    dir: Option<&str>,
+    name: Option<&str>,
+    muxer: Muxer,
+    location: Option<&str>,
+) -> StartSpec {
+    StartSpec {
+        muxer,
+        output: OutputTarget {
+            target_dir: dir.map(String::from),
+            target_name: name.map(String::from),
+            location: location.map(String::from),
+            ..OutputTarget::default()
+        },
+        ..spec()
+    }
+}
+
+async fn create_at(store: &TaskStore, spec: &StartSpec) -> Result<String, StoreError> {
+    let id = new_id();
+    store
+        .create(&id, spec, &secrets(), 1_700_000_000, 100)
+        .await
+        .map(|()| id)
+}
+
+/// Two tasks in progress never aim at the same result: the second Start for a place a task in
+/// progress holds is refused (OutputInUse, 409), in the same script that creates the task. Once
+/// the holder no longer writes (callback or finished), the place is free: replacing a finished
+/// task's result by name is allowed.
+#[tokio::test]
+async fn result_places_are_reserved_while_a_task_is_in_progress() {
+    let (redis, store) = setup().await;
+    let lesson = spec_at(Some("class/7"), Some("lesson"), Muxer::Mp4, None);
+    let a = create_at(&store, &lesson).await.unwrap();
+    let err = create_at(&store, &lesson).await.unwrap_err();
+    assert_eq!(err, StoreError::OutputInUse("class/7/lesson.mp4".into()));
+    assert_eq!(err.code(), ErrorCode::OutputInUse);
+    assert_eq!(err.code().http_status(), 409);
+    assert_eq!(
+        store.queued_count().await.unwrap(),
+        1,
+        "nothing was created"
+    );
+    // Another name, the other container, or another storage location: no conflict.
+    create_at(
+        &store,
+        &spec_at(Some("class/7"), Some("lesson-2"), Muxer::Mp4, None),
+    )
+    .await
+    .unwrap();
+    create_at(
+        &store,
+        &spec_at(Some("class/7"), Some("lesson"), Muxer::Hls, None),
+    )
+    .await
+    .unwrap();
+    create_at(
+        &store,
+        &spec_at(
+            Some("class/7"),
+            Some("lesson"),
+            Muxer::Mp4,
+            Some("s3 http://h:1 b"),
+        ),
+    )
+    .await
+    .unwrap();
+    // MP4s without a name are named after their stop time: no reservation.
+    let unnamed = spec_at(Some("class/7"), None, Muxer::Mp4, None);
+    create_at(&store, &unnamed).await.unwrap();
+    create_at(&store, &unnamed).await.unwrap();
+    // HLS without a name is playlist.m3u8: two of them in one directory conflict.
+    let room = spec_at(Some("room"), None, Muxer::Hls, None);
+    let hls = create_at(&store, &room).await.unwrap();
+    assert_eq!(
+        create_at(&store, &room).await.unwrap_err(),
+        StoreError::OutputInUse("room/playlist.m3u8".into())
+    );
+
+    // The holder reaches callback (it writes no more): free. Finished: free.
+    store
+        .transition(&a, Transition::new(Status::Normal, Status::Callback))
+        .await
+        .unwrap();
+    let b = create_at(&store, &lesson).await.unwrap();
+    assert_eq!(
+        create_at(&store, &lesson).await.unwrap_err().code(),
+        ErrorCode::OutputInUse
+    );
+    store
+        .transition(&hls, Transition::new(Status::Normal, Status::Finished))
+        .await
+        .unwrap();
+    create_at(&store, &room).await.unwrap();
+
+    // A reservation whose holder is gone (its hash expired or was deleted) is taken over.
+    let mut c = raw(&redis).await;
+    let _: i64 = redis::cmd("DEL")
+        .arg(format!("{PREFIX}task:{b}"))
+        .query_async(&mut c)
+        .await
+        .unwrap();
+    create_at(&store, &lesson).await.unwrap();
+    // Released places are deleted, not left behind.
+    let keys: Vec<String> = redis::cmd("KEYS")
+        .arg(format!("{PREFIX}result:*"))
+        .query_async(&mut c)
+        .await
+        .unwrap();
+    // lesson, lesson-2, the HLS lesson, the lesson in the bucket, room.
+    assert_eq!(keys.len(), 5, "{keys:?}");
+}
+
+/// A task's own directory (the TaskID, its default TargetDir) is its own while it is in progress:
+/// another task cannot aim into it.
+#[tokio::test]
+async fn a_task_in_progress_owns_its_id_directory() {
+    let (_redis, store) = setup().await;
+    let a = create_at(&store, &spec_at(None, None, Muxer::Hls, None))
+        .await
+        .unwrap();
+    for dir in [a.clone(), format!("{a}/sub")] {
+        for name in [Some("x"), None] {
+            let err = create_at(&store, &spec_at(Some(&dir), name, Muxer::Hls, None))
+                .await
+                .unwrap_err();
+            assert_eq!(
+                err,
+                StoreError::OutputInUse(format!("{a}/")),
+                "{dir} {name:?}"
+            );
+        }
+    }
+    // Elsewhere, it is not A's.
+    create_at(
+        &store,
+        &spec_at(Some(&a), None, Muxer::Hls, Some("s3 http://h:1 b")),
+    )
+    .await
+    .unwrap();
+    store
+        .transition(&a, Transition::new(Status::Normal, Status::Finished))
+        .await
+        .unwrap();
+    create_at(&store, &spec_at(Some(&a), Some("x"), Muxer::Hls, None))
+        .await
+        .unwrap();
+}
+
+/// Many Starts for one place at once: exactly one wins.
+#[tokio::test]
+async fn concurrent_starts_for_one_place_have_exactly_one_winner() {
+    let (_redis, store) = setup().await;
+    let lesson = spec_at(Some("race"), Some("lesson"), Muxer::Mp4, None);
+    let tries = (0..16).map(|_| {
+        let (store, lesson) = (store.clone(), lesson.clone());
+        tokio::spawn(async move { create_at(&store, &lesson).await })
+    });
+    let results: Vec<_> = futures::future::join_all(tries)
+        .await
+        .into_iter()
+        .map(Result::unwrap)
+        .collect();
+    let won = results.iter().filter(|r| r.is_ok()).count();
+    assert_eq!(won, 1, "{results:?}");
+    for r in results.iter().filter(|r| r.is_err()) {
+        assert_eq!(
+            r.as_ref().unwrap_err(),
+            &StoreError::OutputInUse("race/lesson.mp4".into())
+        );
+    }
+    assert_eq!(store.queued_count().await.unwrap(), 1);
+}
+
+/// Error messages a task keeps (Result.ErrorMessage, Callback.LastError) never show the server's
+/// absolute paths: the store cuts them to their last component when it writes them.
+#[tokio::test]
+async fn kept_messages_show_no_server_paths() {
+    let (_redis, store) = setup().await;
+    let id = created(&store).await;
+    let result = TaskResult {
+        error_code: Some("TranscodeFailed".into()),
+        error_message: Some(
+            "reading /var/lib/pagecast/work/6f1c/seg_000003.ts: No such file or directory \
+             (concatf:/var/lib/pagecast/work/6f1c/parts-000000.txt)"
+                .into(),
+        ),
+        ..TaskResult::default()
+    };
+    let delivery = CallbackDelivery {
+        last_error: Some("could not read /etc/pagecast/secret".into()),
+        ..CallbackDelivery::default()
+    };
+    store
+        .transition(
+            &id,
+            Transition {
+                result: Some(result),
+                callback: Some(delivery),
+                ..Transition::new(Status::Normal, Status::Callback)
+            },
+        )
+        .await
+        .unwrap();
+    let task = store.get(&id).await.unwrap();
+    assert_eq!(
+        task.result.unwrap().error_message.as_deref(),
+        Some("reading …/seg_000003.ts: No such file or directory (concatf:…/parts-000000.txt)")
+    );
+    assert_eq!(
+        task.callback.unwrap().last_error.as_deref(),
+        Some("could not read …/secret")
+    );
+}
+
+/// A client's EncryptKey stays in Redis while the task runs (a worker taking it over encrypts
+/// with it) and is deleted when the task finishes, whichever way it finishes.
+#[tokio::test]
+async fn the_encrypt_key_is_deleted_when_the_task_finishes() {
+    let (redis, store) = setup().await;
+    let c = raw(&redis).await;
+    let stored = |id: String| {
+        let mut c = c.clone();
+        async move {
+            let all: Vec<String> = redis::cmd("HGETALL")
+                .arg(format!("{PREFIX}task:{id}"))
+                .query_async(&mut c)
+                .await
+                .unwrap();
+            all.join(" ")
+        }
+    };
+    // Delivered: through every stage.
+    let (id, fence) = recording(&store, "w1", 0).await;
+    for (from, to) in [
+        (Status::Recording, Status::Canceled),
+        (Status::Canceled, Status::Transcode),
+        (Status::Transcode, Status::Upload),
+        (Status::Upload, Status::Callback),
+    ] {
+        store
+            .transition(&id, Transition::new(from, to).with_lease("w1", fence))
+            .await
+            .unwrap();
+        assert_eq!(
+            store.secrets(&id).await.unwrap(),
+            secrets(),
+            "kept while {to}"
+        );
+    }
+    store
+        .transition(
+            &id,
+            Transition::new(Status::Callback, Status::Finished).with_lease("w1", fence),
+        )
+        .await
+        .unwrap();
+    assert!(!stored(id.clone()).await.contains(KEY), "the key is gone");
+    assert_eq!(
+        store.secrets(&id).await.unwrap_err(),
+        StoreError::NotFound(id.clone())
+    );
+    assert_eq!(store.get(&id).await.unwrap().status, Status::Finished);
+    // Stopped before it began, and failed: the same.
+    let stopped = created(&store).await;
+    store
+        .transition(&stopped, Transition::new(Status::Normal, Status::Finished))
+        .await
+        .unwrap();
+    assert!(!stored(stopped).await.contains(KEY));
+    let (failed, fence) = recording(&store, "w2", 0).await;
+    store
+        .transition(
+            &failed,
+            Transition {
+                result: Some(TaskResult {
+                    error_code: Some("RecordFailed".into()),
+                    ..TaskResult::default()
+                }),
+                ..Transition::new(Status::Recording, Status::Finished).with_lease("w2", fence)
+            },
+        )
+        .await
+        .unwrap();
+    assert!(!stored(failed).await.contains(KEY));
 }

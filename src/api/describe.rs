@@ -163,6 +163,7 @@ mod tests {
             start_time: None,
             cancel_time: None,
             stop_time: None,
+            stop_time_ms: None,
             finish_time: None,
             spec: spec(),
             result: None,

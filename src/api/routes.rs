@@ -98,10 +98,12 @@ async fn action(State(state): State<ApiState>, headers: HeaderMap, body: Body) -
         match result {
             Ok(body) => ok(&request_id, body),
             Err(e) => {
+                // Messages may quote the request's URLs: logged redacted.
+                let message = crate::redact::text(&e.message);
                 if e.code.http_status() >= 500 {
-                    warn!(code = %e.code, message = %e.message, "request failed");
+                    warn!(code = %e.code, %message, "request failed");
                 } else {
-                    info!(code = %e.code, message = %e.message, "request rejected");
+                    info!(code = %e.code, %message, "request rejected");
                 }
                 e.into_response_with(&request_id)
             }
@@ -232,7 +234,7 @@ async fn start(state: &ApiState, data: &Value) -> Result<Value, ApiError> {
         .create(&id, &spec, &secrets, now, state.max_queued)
         .await
         .map_err(store_error)?;
-    info!(task_id = %id, url = %crate::url_guard::loggable_url(&spec.record_url), "task created");
+    info!(task_id = %id, url = %crate::redact::url(&spec.record_url), "task created");
     Ok(json!({ "TaskID": id }))
 }
 

@@ -42,7 +42,11 @@ pub enum BrowserError {
     #[error("browser command failed: {0}")]
     Cdp(String),
     /// The page could not be loaded.
-    #[error("could not load {url}: {reason}")]
+    #[error(
+        "could not load {}: {}",
+        crate::redact::url(url),
+        crate::redact::text(reason)
+    )]
     Navigation {
         /// The URL.
         url: String,

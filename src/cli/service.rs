@@ -140,7 +140,7 @@ pub async fn serve(mut args: ServeArgs) -> anyhow::Result<ExitCode> {
         ),
         max_body_bytes: args.api.max_body_bytes,
         max_queued: args.api.max_queued,
-        limits: StartLimits::default(),
+        limits: StartLimits::for_server(&args.worker),
         output_dir: args.worker.output_dir.clone(),
         url_policy: args.worker.url_policy(),
         readiness: readiness(&store, &args.worker, !args.no_worker, &shutdown),

@@ -78,6 +78,21 @@ pub fn segment_file_name(stem: &str, number: u64) -> String {
     format!("{stem}_{number:06}.ts")
 }
 
+/// Characters that stay as they are in a URI path segment (RFC 3986's unreserved ones);
+/// everything else is percent-encoded.
+const URI_SEGMENT: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'_')
+    .remove(b'.')
+    .remove(b'~');
+
+/// The URI of recorded segment `number` in the playlist: its file name percent-encoded, so that a
+/// name with `?`, `#`, `%`, spaces or non-ASCII characters stays one relative reference to the
+/// file beside the playlist (players resolve it against the playlist's URL, then decode it).
+pub fn segment_uri(stem: &str, number: u64) -> String {
+    percent_encoding::utf8_percent_encode(&segment_file_name(stem, number), URI_SEGMENT).to_string()
+}
+
 /// The completed segments in `dir` (every encoder instance's, in order) as HLS segments.
 /// Segments without video are left out (a player would stall on them).
 pub fn segments_in(dir: &Path) -> Result<Vec<HlsSegment>, MediaError> {
@@ -160,7 +175,7 @@ pub fn stage(seg: &HlsSegment, dest: &Path, key: Option<&HlsKey>) -> Result<u64,
 }
 
 /// The VOD playlist of `segments`, each named [`segment_file_name`]`(stem, number)` relative to
-/// the playlist.
+/// the playlist (as a URI: [`segment_uri`]).
 pub fn playlist(segments: &[HlsSegment], stem: &str, key: Option<&HlsKey>) -> String {
     // Every segment's duration, rounded up, must fit the target duration.
     let target = segments
@@ -187,7 +202,7 @@ pub fn playlist(segments: &[HlsSegment], stem: &str, key: Option<&HlsKey>) -> St
         out.push_str(&format!(
             "#EXTINF:{:.6},\n{}\n",
             seg.seconds,
-            segment_file_name(stem, seg.number)
+            segment_uri(stem, seg.number)
         ));
     }
     out.push_str("#EXT-X-ENDLIST\n");
@@ -302,6 +317,15 @@ mod tests {
         let plain = playlist(&segs, "t", None);
         assert!(!plain.contains("EXT-X-KEY"));
         assert_eq!(crate::media::finalize::playlist_segments(&plain).len(), 3);
+    }
+
+    #[test]
+    fn segment_uris_are_percent_encoded() {
+        assert_eq!(segment_uri("lesson-1.a~b", 7), "lesson-1.a~b_000007.ts");
+        assert_eq!(segment_uri("a?b #c%d", 1), "a%3Fb%20%23c%25d_000001.ts");
+        assert_eq!(segment_uri("录:x", 2), "%E5%BD%95%3Ax_000002.ts");
+        let text = playlist(&[seg(0, 2.0, false)], "q?x", None);
+        assert!(text.contains("\nq%3Fx_000000.ts\n"), "{text}");
     }
 
     #[test]

@@ -105,7 +105,10 @@ pub async fn run(ctx: WorkerContext, id: String) -> Result<(), StoreError> {
             "the receiver answered HTTP {}",
             resp.status().as_u16()
         )),
-        Err(e) => Some(format!("the request failed: {}", error_chain(&e))),
+        Err(e) => Some(format!(
+            "the request failed: {}",
+            crate::redact::text(&error_chain(&e))
+        )),
     };
     let Some(error) = error else {
         info!(attempts = delivery.attempts, "callback delivered");

@@ -128,18 +128,18 @@ fn abandon(why: impl std::fmt::Display) -> Trouble {
     Trouble::Abandon(why.to_string())
 }
 
-/// The object key the parts of `task`'s MP4 go to while it is recorded.
+/// The object key the parts of `task`'s MP4 go to while it is recorded: its name when it is known
+/// already, else a staging key named after the task.
 pub fn upload_key(task: &TaskRecord) -> String {
-    if task.spec.output.target_name.is_some() {
-        return super::transcode::output_rel_path(task);
+    use crate::task::names;
+    if names::known_name(&task.spec.output, task.spec.muxer).is_some() {
+        return names::rel_path(task);
     }
-    let dir = task
-        .spec
-        .output
-        .target_dir
-        .clone()
-        .unwrap_or_else(|| task.id.clone());
-    format!("{}/{}.mp4.part", dir.trim_matches('/'), task.id)
+    format!(
+        "{}/{}.mp4.part",
+        names::result_dir(&task.id, &task.spec.output),
+        task.id
+    )
 }
 
 /// The live upload of one recording, run by the record stage.

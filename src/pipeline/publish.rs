@@ -124,15 +124,10 @@ impl Publisher {
             .parent()
             .map(|p| p.to_string_lossy().into_owned())
             .unwrap_or_default();
-        // The default playlist name is the stop time, unknown while recording: then segments
-        // are named after the task.
-        let stem = match &task.spec.output.target_name {
-            Some(_) => Path::new(&playlist)
-                .file_stem()
-                .map(|s| s.to_string_lossy().into_owned())
-                .unwrap_or_else(|| task.id.clone()),
-            None => task.id.clone(),
-        };
+        // Segments are named after the playlist (`TargetName` or the default), known from the start.
+        let stem = crate::task::names::known_name(&task.spec.output, Muxer::Hls)
+            .unwrap_or(crate::task::names::DEFAULT_HLS_NAME)
+            .to_string();
         let manifest = ctx.cfg.work_root().join(&task.id).join(MANIFEST);
         let done = std::fs::read_to_string(&manifest)
             .map(|text| parse_manifest(&text))

@@ -422,7 +422,7 @@ impl RecordJob {
             guard_egress: true,
             work_dir: work_dir.to_path_buf(),
         };
-        info!(url = %crate::url_guard::loggable_url(&spec.record_url), "starting recording");
+        info!(url = %crate::redact::url(&spec.record_url), "starting recording");
 
         // Keep the lease alive while the page loads.
         let heartbeat_every = Duration::from_millis((self.ctx.lease_ms() / 3) as u64);

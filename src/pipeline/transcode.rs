@@ -15,25 +15,10 @@ use crate::media::hls::segments_in;
 use crate::task::store::{Stage, StoreError, Transition};
 use crate::task::{Muxer, Status, TaskRecord, Video};
 
-/// The result's location below the output root: `<TargetDir>/<TargetName>.<ext>`.
+/// The result's location below the output root: `<TargetDir>/<TargetName>.<ext>` (see
+/// [`crate::task::names`]).
 pub fn output_rel_path(task: &TaskRecord) -> String {
-    let dir = task
-        .spec
-        .output
-        .target_dir
-        .clone()
-        .unwrap_or_else(|| task.id.clone());
-    let name = task
-        .spec
-        .output
-        .target_name
-        .clone()
-        .unwrap_or_else(|| (task.stop_time.unwrap_or(task.create_time) * 1000).to_string());
-    let ext = match task.spec.muxer {
-        Muxer::Mp4 => "mp4",
-        Muxer::Hls => "m3u8",
-    };
-    format!("{}/{name}.{ext}", dir.trim_matches('/'))
+    crate::task::names::rel_path(task)
 }
 
 /// Runs one transcode job.
@@ -65,15 +50,16 @@ pub async fn run(ctx: WorkerContext, id: String) -> Result<(), StoreError> {
                 .await;
         }
     };
-    let base = ctx.public_url.trim_end_matches('/');
+    let domain = task.spec.output.domain.as_deref();
     let videos = files
         .into_iter()
         .map(|f| Video {
-            // Object storage URLs are known once uploaded; local files are served by `serve`.
+            // Object storage URLs are known once uploaded; local files are served by `serve`
+            // (or by what the task's Domain names).
             file_url: if to_storage {
                 String::new()
             } else {
-                format!("{base}/files/{}", crate::storage::encode_key(&f.key))
+                crate::storage::local_file_url(&ctx.public_url, domain, &f.key)
             },
             filename: f.key,
             file_size: f.size,
@@ -164,7 +150,7 @@ async fn produce(
     .and_then(|_| {
         std::fs::metadata(&output)
             .map(|m| m.len())
-            .map_err(|e| format!("reading {}: {e}", output.display()))
+            .map_err(|e| format!("reading {rel}: {e}"))
     });
     Ok(made.map(|size| {
         vec![ResultFile {

@@ -74,12 +74,14 @@ pub async fn run(ctx: WorkerContext, id: String) -> Result<(), StoreError> {
                 Status::Upload,
                 Some(fence),
                 ErrorCode::UploadFailed,
+                // Where on the node, relative to its work directory: server paths are not shown.
                 format!(
                     "uploading the result to bucket {} failed after {attempt} attempts: {e} \
-                     (the files are kept on node {} in {})",
+                     (the files are kept on node {} in its work directory, {})",
                     dest.bucket,
                     ctx.node,
-                    kept.display()
+                    kept.file_name()
+                        .map_or_else(String::new, |n| n.to_string_lossy().into_owned())
                 ),
             )
             .await
@@ -150,13 +152,19 @@ async fn upload_all(
     Ok(out)
 }
 
-/// The store for `task`'s result at `dest`. A task-chosen endpoint is checked against the URL
-/// rules first: it is a place pagecast connects to.
+/// The store for `task`'s result at `dest`. The task's endpoint and bucket are checked against
+/// the allow-lists first (Start did, but the settings may have changed since; the server's
+/// credentials never go to a place they do not allow), and a task-chosen endpoint against the
+/// URL rules: it is a place pagecast connects to.
 pub(super) async fn task_store(
     ctx: &WorkerContext,
     task: &TaskRecord,
     dest: &Destination,
 ) -> Result<ObjectStore, StorageError> {
+    ctx.cfg
+        .storage
+        .check_target(&task.spec.output)
+        .map_err(|why| StorageError::Config(format!("the task's Output.{} {why}", why.field())))?;
     if let Some(endpoint) = &task.spec.output.endpoint {
         let url = if endpoint.contains("://") {
             endpoint.clone()

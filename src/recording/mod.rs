@@ -506,7 +506,7 @@ impl Recording {
         });
         let session = session?;
         let hooks = session.install_hooks().await?;
-        info!(url = %crate::url_guard::loggable_url(&opts.url), width = opts.width, height = opts.height, "loading page");
+        info!(url = %crate::redact::url(&opts.url), width = opts.width, height = opts.height, "loading page");
         let loaded = session.navigate(&opts.url, opts.navigation_timeout).await;
         // The requested URL was checked before; redirects may have led somewhere else. (The
         // egress proxy refuses such a redirect, and the page then fails with its 403: this
@@ -517,7 +517,10 @@ impl Recording {
         {
             return Err(RecordError::Browser(BrowserError::Navigation {
                 url: opts.url.clone(),
-                reason: format!("it redirected to {landed}, which {why}"),
+                reason: format!(
+                    "it redirected to {}, which {why}",
+                    crate::redact::url(&landed)
+                ),
             }));
         }
         loaded?;

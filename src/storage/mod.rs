@@ -8,6 +8,7 @@
 //! - [`credentials`]: the standard AWS environment variables or a shared credentials file.
 
 pub mod credentials;
+pub mod policy;
 pub mod s3;
 
 use std::time::Duration;
@@ -57,6 +58,15 @@ pub struct StorageConfig {
     /// UploadFailed (its files are kept on the worker).
     #[arg(long, env = "PAGECAST_UPLOAD_RETRY_SECONDS", default_value_t = 3600)]
     pub upload_retry_seconds: u64,
+    /// Endpoint URLs a task may name in `Output.S3.Endpoint` besides PAGECAST_S3_ENDPOINT,
+    /// comma-separated (default: none). Every request is signed with the server's credentials:
+    /// list only endpoints those credentials are meant for.
+    #[arg(long, env = "PAGECAST_S3_ALLOWED_ENDPOINTS", value_delimiter = ',')]
+    pub s3_allowed_endpoints: Vec<String>,
+    /// Buckets a task may name in `Output.Cos.Bucket` / `Output.S3.Bucket` besides
+    /// PAGECAST_S3_BUCKET, comma-separated (default: none).
+    #[arg(long, env = "PAGECAST_S3_ALLOWED_BUCKETS", value_delimiter = ',')]
+    pub s3_allowed_buckets: Vec<String>,
 }
 
 impl Default for StorageConfig {
@@ -72,6 +82,8 @@ impl Default for StorageConfig {
             s3_upload_concurrency: 4,
             s3_max_attempts: 4,
             upload_retry_seconds: 3600,
+            s3_allowed_endpoints: Vec::new(),
+            s3_allowed_buckets: Vec::new(),
         }
     }
 }
@@ -95,7 +107,7 @@ impl StorageConfig {
             // A COS target naming its region on a server without an endpoint: Tencent COS's own
             // S3-compatible endpoint for that region, as the source product would use.
             (None, None) if target.cos && target.region.is_some() => {
-                (Some(format!("https://cos.{region}.myqcloud.com")), false)
+                (Some(cos_endpoint(&region)), false)
             }
             (None, Some(e)) => (Some(with_scheme(e)), self.s3_path_style),
             (None, None) => (None, false),
@@ -103,7 +115,7 @@ impl StorageConfig {
         let public_base = target
             .domain
             .as_deref()
-            .map(with_scheme)
+            .map(domain_base)
             .or_else(|| self.s3_public_url.as_deref().map(with_scheme));
         Some(Destination {
             bucket,
@@ -114,6 +126,64 @@ impl StorageConfig {
             presign: (self.s3_presign_seconds > 0)
                 .then(|| Duration::from_secs(self.s3_presign_seconds)),
         })
+    }
+
+    /// Checks the allow-lists (what clap cannot): every endpoint an http(s) URL, every bucket a
+    /// plain name. Blank entries are ignored (an empty list allows nothing more).
+    pub fn validate(&self) -> Result<(), crate::config::ConfigError> {
+        let invalid = |setting, why: String| crate::config::ConfigError { setting, why };
+        for e in self
+            .s3_allowed_endpoints
+            .iter()
+            .filter(|e| !e.trim().is_empty())
+        {
+            let url = url::Url::parse(e.trim()).ok();
+            let ok = url.as_ref().is_some_and(|u| {
+                matches!(u.scheme(), "http" | "https")
+                    && u.host_str().is_some_and(|h| !h.is_empty())
+                    && u.username().is_empty()
+                    && u.password().is_none()
+                    && u.query().is_none()
+                    && u.fragment().is_none()
+            });
+            if !ok {
+                return Err(invalid(
+                    "PAGECAST_S3_ALLOWED_ENDPOINTS",
+                    format!(
+                        "{e:?} must be an http:// or https:// URL with a host and no credentials or query"
+                    ),
+                ));
+            }
+        }
+        for b in self
+            .s3_allowed_buckets
+            .iter()
+            .map(|b| b.trim())
+            .filter(|b| !b.is_empty())
+        {
+            if !b
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_'))
+            {
+                return Err(invalid(
+                    "PAGECAST_S3_ALLOWED_BUCKETS",
+                    format!("{b:?} must contain only letters, digits, \".\", \"-\" and \"_\""),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// Where `target`'s result is stored, as one string naming the same place for every
+    /// spelling of it: `s3 <endpoint> <bucket>` (`aws` for AWS's endpoints, whose bucket names
+    /// are global); `None` for the local output directory.
+    pub fn location_of(&self, target: &OutputTarget) -> Option<String> {
+        let dest = self.destination(target)?;
+        let endpoint = match &dest.endpoint {
+            Some(e) => policy::normalized_endpoint(e).unwrap_or_else(|| e.clone()),
+            None => "aws".to_string(),
+        };
+        Some(format!("s3 {endpoint} {}", dest.bucket))
     }
 
     /// Part size in bytes.
@@ -128,6 +198,36 @@ impl StorageConfig {
             concurrency: self.s3_upload_concurrency as usize,
             max_attempts: self.s3_max_attempts,
         }
+    }
+}
+
+/// Tencent COS's S3-compatible endpoint of `region`.
+fn cos_endpoint(region: &str) -> String {
+    format!("https://cos.{region}.myqcloud.com")
+}
+
+/// The base of result URLs under a task's `Domain`: `http://` + Domain when it has no scheme
+/// (as the source product builds them), the URL as given otherwise; no trailing `/`.
+pub fn domain_base(domain: &str) -> String {
+    let v = domain.trim().trim_end_matches('/');
+    if v.contains("://") {
+        v.to_string()
+    } else {
+        format!("http://{v}")
+    }
+}
+
+/// The URL of a locally delivered result file `key`: under the task's `Domain` when it names one
+/// (something in front of the output directory serves it), else where `serve` publishes it,
+/// `<public URL>/files/<key>`.
+pub fn local_file_url(public_url: &str, domain: Option<&str>, key: &str) -> String {
+    match domain {
+        Some(d) => format!("{}/{}", domain_base(d), encode_key(key)),
+        None => format!(
+            "{}/files/{}",
+            public_url.trim_end_matches('/'),
+            encode_key(key)
+        ),
     }
 }
 
@@ -180,20 +280,17 @@ impl Destination {
     }
 }
 
+/// Characters of a key segment that stay as they are in a URL (RFC 3986's unreserved ones).
+const KEY_SEGMENT: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'_')
+    .remove(b'.')
+    .remove(b'~');
+
 /// Percent-encodes an object key for a URL, keeping `/` between segments.
 pub fn encode_key(key: &str) -> String {
     key.split('/')
-        .map(|seg| {
-            seg.bytes()
-                .map(|b| {
-                    if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
-                        (b as char).to_string()
-                    } else {
-                        format!("%{b:02X}")
-                    }
-                })
-                .collect::<String>()
-        })
+        .map(|seg| percent_encoding::utf8_percent_encode(seg, KEY_SEGMENT).to_string())
         .collect::<Vec<_>>()
         .join("/")
 }
@@ -320,14 +417,62 @@ mod tests {
         let d = server().destination(&target).unwrap();
         assert_eq!(
             d.object_url("dir/a b.mp4"),
-            "https://cdn.example.org/dir/a%20b.mp4"
+            "http://cdn.example.org/dir/a%20b.mp4",
+            "a Domain without a scheme is served over http, as in the source product"
         );
+        let target = OutputTarget {
+            domain: Some("https://cdn.example.org".into()),
+            ..OutputTarget::default()
+        };
+        let d = server().destination(&target).unwrap();
+        assert_eq!(d.object_url("k.mp4"), "https://cdn.example.org/k.mp4");
         let target = OutputTarget {
             domain: Some("http://127.0.0.1:1/pub/".into()),
             ..OutputTarget::default()
         };
         let d = server().destination(&target).unwrap();
         assert_eq!(d.object_url("x.mp4"), "http://127.0.0.1:1/pub/x.mp4");
+    }
+
+    #[test]
+    fn locations_name_a_place_once() {
+        let cfg = server();
+        assert_eq!(
+            StorageConfig::default().location_of(&OutputTarget::default()),
+            None
+        );
+        let here = cfg.location_of(&OutputTarget::default());
+        assert_eq!(here.as_deref(), Some("s3 http://127.0.0.1:9010 results"));
+        let same = OutputTarget {
+            endpoint: Some("HTTP://127.0.0.1:9010/".into()),
+            bucket: Some("results".into()),
+            ..OutputTarget::default()
+        };
+        assert_eq!(cfg.location_of(&same), here);
+        let aws = StorageConfig {
+            s3_bucket: Some("b".into()),
+            ..StorageConfig::default()
+        };
+        assert_eq!(
+            aws.location_of(&OutputTarget::default()).as_deref(),
+            Some("s3 aws b")
+        );
+    }
+
+    #[test]
+    fn local_results_use_the_domain_too() {
+        assert_eq!(
+            local_file_url("http://127.0.0.1:8080/", None, "t/a b.mp4"),
+            "http://127.0.0.1:8080/files/t/a%20b.mp4"
+        );
+        assert_eq!(
+            local_file_url("http://127.0.0.1:8080", Some("cdn.example.org"), "t/1.mp4"),
+            "http://cdn.example.org/t/1.mp4"
+        );
+        assert_eq!(
+            local_file_url("http://x", Some("https://cdn.example.org/rec/"), "t/1.mp4"),
+            "https://cdn.example.org/rec/t/1.mp4"
+        );
     }
 
     #[test]
@@ -367,6 +512,30 @@ mod tests {
         assert_eq!(
             d.object_url("t/1.mp4"),
             "https://rec-1250000000.cos.ap-guangzhou.myqcloud.com/t/1.mp4"
+        );
+    }
+
+    #[test]
+    fn allow_lists_must_name_urls_and_buckets() {
+        let mut cfg = server();
+        cfg.s3_allowed_endpoints = vec!["http://a.example:9000".into(), " ".into()];
+        cfg.s3_allowed_buckets = vec!["b-1".into(), String::new()];
+        assert!(cfg.validate().is_ok());
+        for bad in [
+            "a.example",
+            "ftp://a.example",
+            "http://u:p@a.example",
+            "http://a/?x=1",
+        ] {
+            cfg.s3_allowed_endpoints = vec![bad.into()];
+            let e = cfg.validate().unwrap_err();
+            assert_eq!(e.setting, "PAGECAST_S3_ALLOWED_ENDPOINTS", "{bad}");
+        }
+        cfg.s3_allowed_endpoints.clear();
+        cfg.s3_allowed_buckets = vec!["a/b".into()];
+        assert_eq!(
+            cfg.validate().unwrap_err().setting,
+            "PAGECAST_S3_ALLOWED_BUCKETS"
         );
     }
 

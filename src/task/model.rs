@@ -37,7 +37,8 @@ pub struct OutputTarget {
     pub endpoint: Option<String>,
     /// Directory (key prefix); default: the TaskID.
     pub target_dir: Option<String>,
-    /// File name without extension; default: the stop time in milliseconds.
+    /// File name without extension; default: `playlist` for HLS, the stop time in milliseconds
+    /// for MP4.
     pub target_name: Option<String>,
     /// Host used in result URLs instead of the storage endpoint.
     pub domain: Option<String>,
@@ -45,6 +46,10 @@ pub struct OutputTarget {
     /// endpoint is used.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub cos: bool,
+    /// The object storage the result goes to, as resolved at Start (`s3 <endpoint> <bucket>`);
+    /// `None`: the local output directory. Keys the reservation of the result's name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub location: Option<String>,
 }
 
 /// A validated Start request: everything a worker needs, except secrets.
@@ -243,6 +248,9 @@ pub struct TaskRecord {
     pub cancel_time: Option<i64>,
     /// When recording actually ended.
     pub stop_time: Option<i64>,
+    /// The same instant in Unix milliseconds (its seconds are `stop_time`): the name of an MP4
+    /// without `TargetName`.
+    pub stop_time_ms: Option<i64>,
     /// When the task reached `finished`.
     pub finish_time: Option<i64>,
     /// The request.

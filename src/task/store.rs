@@ -20,6 +20,7 @@
 //! | `{prefix}leases` | zset | ids of tasks with a lease; score = `lease_until` (unix ms) |
 //! | `{prefix}stream:{stage}` | stream | stage queue shared by all workers: field `task` = id |
 //! | `{prefix}stream:{stage}:{node}` | stream | stage queue of one node (its work directory holds the media); `record:{node}` holds recordings handed over at shutdown ([`TaskStore::hand_over`]) |
+//! | `{prefix}result:{hash}` | string | the id of the task in progress that writes a result place (hash: SHA-256 of its storage location and path, see [`crate::task::names::places`]); released when the task reaches `callback` or `finished` |
 //!
 //! Stage streams are read through the consumer group `workers`; [`TaskStore::ack`] acknowledges
 //! *and deletes* an entry, so a stream only holds work not done yet.
@@ -30,14 +31,16 @@
 //! |-------|---------|
 //! | `status` | [`Status::as_str`] |
 //! | `create_time`, `start_time`, `cancel_time`, `stop_time`, `finish_time` | unix seconds |
+//! | `stop_ms` | `stop_time` in unix milliseconds (set with it by [`TaskStore::transition`]) |
 //! | `spec` | [`StartSpec`] as JSON |
-//! | `secrets` | [`TaskSecrets`] as JSON; only [`TaskStore::secrets`] reads it |
-//! | `result` | [`TaskResult`] as JSON |
+//! | `secrets` | [`TaskSecrets`] as JSON; only [`TaskStore::secrets`] reads it; deleted when the task reaches `finished` (kept while it runs, so a worker taking it over can encrypt) |
+//! | `result` | [`TaskResult`] as JSON (its message through [`crate::redact::message`]) |
 //! | `stats` | [`TaskStats`] as JSON |
 //! | `owner` | id of the worker holding the lease (absent when nobody does) |
 //! | `fence` | fencing token: incremented by every claim, never reset |
 //! | `lease_until` | unix ms at which the lease expires (absent when nobody holds it) |
 //! | `node` | node whose work directory holds the task's local media |
+//! | `places` | the `result:` keys the task reserved at creation, space-separated |
 //! | `restarts` | times the task was re-dispatched after its worker stopped ([`TaskStore::requeue`], [`Transition::count_restart`]) |
 //!
 //! Once a task is `finished`, its hash and control stream expire after the retention period
@@ -95,12 +98,13 @@ const GROUP: &str = "workers";
 /// Idle connections kept for blocking reads.
 const BLOCKING_POOL_MAX: usize = 8;
 /// Fields of the task hash that make up a [`TaskRecord`] (everything but secrets and lease_until).
-const RECORD_FIELDS: [&str; 14] = [
+const RECORD_FIELDS: [&str; 15] = [
     "status",
     "create_time",
     "start_time",
     "cancel_time",
     "stop_time",
+    "stop_ms",
     "finish_time",
     "spec",
     "result",
@@ -111,6 +115,8 @@ const RECORD_FIELDS: [&str; 14] = [
     "restarts",
     "callback",
 ];
+
+mod create;
 
 static CREATE: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lua/create.lua")));
 static TRANSITION: LazyLock<Script> =
@@ -169,6 +175,12 @@ pub enum StoreError {
     /// A task with this id exists already.
     #[error("task {0} already exists")]
     AlreadyExists(String),
+    /// A task in progress will write where the new task's result would go.
+    #[error(
+        "another task in progress writes {0}: choose another TargetDir or TargetName, or start \
+         again once that task has finished (a finished task's result may be replaced)"
+    )]
+    OutputInUse(String),
     /// Stored data could not be decoded, or Redis answered something unexpected.
     #[error("task store data is corrupt or unexpected: {0}")]
     Corrupt(String),
@@ -184,6 +196,7 @@ impl HasErrorCode for StoreError {
             }
             StoreError::QueueFull { .. } => ErrorCode::LimitExceeded,
             StoreError::AlreadyExists(_) => ErrorCode::InvalidParam,
+            StoreError::OutputInUse(_) => ErrorCode::OutputInUse,
             StoreError::Corrupt(_) => ErrorCode::InternalError,
         }
     }
@@ -435,7 +448,7 @@ impl TaskStore {
     /// Connects to Redis at `url` (`redis://[:password@]host:port[/db]`); every key starts with
     /// `prefix`. A bad URL or an unreachable server is [`StoreError::Unavailable`].
     pub async fn connect(url: &str, prefix: &str) -> Result<Self, StoreError> {
-        let shown_url = redact_url(url);
+        let shown_url = crate::redact::url(url);
         let client = Client::open(url)
             .map_err(|e| StoreError::Unavailable(format!("invalid Redis URL {shown_url}: {e}")))?;
         let config = ConnectionManagerConfig::new()
@@ -513,40 +526,6 @@ impl TaskStore {
         Ok(())
     }
 
-    /// Creates the task (status `normal`) and queues it on the record stage, atomically.
-    /// [`StoreError::QueueFull`] if `max_queued` tasks are already waiting for a worker.
-    pub async fn create(
-        &self,
-        id: &str,
-        spec: &StartSpec,
-        secrets: &TaskSecrets,
-        now: i64,
-        max_queued: u64,
-    ) -> Result<(), StoreError> {
-        let spec = to_json(spec, "spec")?;
-        let secrets = to_json(secrets, "secrets")?;
-        let mut inv = CREATE.prepare_invoke();
-        inv.key(self.task_key(id))
-            .key(self.queued_key())
-            .key(self.stage_key(&StageQueue::shared(Stage::Record)))
-            .arg(id)
-            .arg(Status::Normal.as_str())
-            .arg(spec)
-            .arg(secrets)
-            .arg(now)
-            .arg(max_queued);
-        let reply = self.script("create", &inv).await?;
-        match reply.first().map(String::as_str) {
-            Some("ok") => {
-                tracing::debug!(task = id, "task created and queued");
-                Ok(())
-            }
-            Some("exists") => Err(StoreError::AlreadyExists(id.to_owned())),
-            Some("full") => Err(StoreError::QueueFull { limit: max_queued }),
-            _ => Err(unexpected("create", &reply)),
-        }
-    }
-
     /// The task, without its secrets.
     pub async fn get(&self, id: &str) -> Result<TaskRecord, StoreError> {
         let mut cmd = redis::cmd("HMGET");
@@ -568,7 +547,8 @@ impl TaskStore {
         decode_record(id, fields)
     }
 
-    /// The task's secrets.
+    /// The task's secrets. [`StoreError::NotFound`] once they are gone: a finished task has none
+    /// (they are deleted when it reaches `finished`), nor one whose secrets were dropped.
     pub async fn secrets(&self, id: &str) -> Result<TaskSecrets, StoreError> {
         let mut cmd = redis::cmd("HGET");
         cmd.arg(self.task_key(id)).arg("secrets");
@@ -603,7 +583,7 @@ impl TaskStore {
     ///
     /// Leaving `normal` removes the task from the queued index; going back to `normal` adds it
     /// again. Reaching `finished` also sets `finish_time` if absent (Redis clock), releases the
-    /// lease, and makes the task expire after the retention period.
+    /// lease, deletes the task's secrets, and makes the task expire after the retention period.
     pub async fn transition(&self, id: &str, t: Transition) -> Result<(), StoreError> {
         if !can_transition(t.from, t.to) {
             return Err(StoreError::Illegal {
@@ -624,17 +604,32 @@ impl TaskStore {
         let result = t
             .result
             .as_ref()
-            .map(|r| to_json(r, "result"))
+            .map(|r| to_json(&shown_result(r), "result"))
             .transpose()?;
         let stats = t.stats.as_ref().map(|s| to_json(s, "stats")).transpose()?;
         let callback = t
             .callback
             .as_ref()
-            .map(|c| to_json(c, "callback"))
+            .map(|c| to_json(&shown_delivery(c), "callback"))
             .transpose()?;
         let (worker, fence) = match &t.lease {
             Some((worker, fence)) => (worker.as_str(), fence.to_string()),
             None => ("", String::new()),
+        };
+        // The stop time in milliseconds, from this process's clock when it is in the second the
+        // caller gave (it just read the same clock), else that second's start.
+        let stop_ms = t
+            .times
+            .iter()
+            .find(|(f, _)| *f == TimeField::Stop)
+            .map(|(_, secs)| stop_millis(*secs, unix_ms()).to_string())
+            .unwrap_or_default();
+        // A task that no longer writes its result gives its places up (they never change after
+        // creation, so reading them first is safe).
+        let places = if t.to == Status::Callback || t.to.is_final() {
+            self.reserved_places(id).await?
+        } else {
+            Vec::new()
         };
         let flag = |b: bool| if b { "1" } else { "0" };
         let mut inv = TRANSITION.prepare_invoke();
@@ -644,6 +639,9 @@ impl TaskStore {
             .key(self.control_key(id));
         if let Some(q) = &t.enqueue {
             inv.key(self.stage_key(q));
+        }
+        for key in &places {
+            inv.key(key);
         }
         inv.arg(id)
             .arg(t.from.as_str())
@@ -662,7 +660,9 @@ impl TaskStore {
             .arg(flag(t.to == Status::Normal && t.from != Status::Normal))
             .arg(self.retention_secs)
             .arg(CONTROL_MAXLEN)
-            .arg(callback.unwrap_or_default());
+            .arg(callback.unwrap_or_default())
+            .arg(stop_ms)
+            .arg(places.len());
         let reply = self.script("transition", &inv).await?;
         match reply.first().map(String::as_str) {
             Some("ok") => {
@@ -692,7 +692,7 @@ impl TaskStore {
         stats: Option<&TaskStats>,
         due_ms: i64,
     ) -> Result<(), StoreError> {
-        let delivery = to_json(delivery, "callback")?;
+        let delivery = to_json(&shown_delivery(delivery), "callback")?;
         let stats = stats.map(|s| to_json(s, "stats")).transpose()?;
         let mut inv = DEFER_CALLBACK.prepare_invoke();
         inv.key(self.task_key(id))
@@ -1577,6 +1577,7 @@ fn decode_record(id: &str, mut f: HashMap<String, String>) -> Result<TaskRecord,
     let start_time = int(&f, "start_time")?;
     let cancel_time = int(&f, "cancel_time")?;
     let stop_time = int(&f, "stop_time")?;
+    let stop_time_ms = int(&f, "stop_ms")?;
     let finish_time = int(&f, "finish_time")?;
     let fence = int(&f, "fence")?.unwrap_or(0);
     let fence = u64::try_from(fence).map_err(|e| corrupt("fence", &e))?;
@@ -1607,6 +1608,7 @@ fn decode_record(id: &str, mut f: HashMap<String, String>) -> Result<TaskRecord,
         start_time,
         cancel_time,
         stop_time,
+        stop_time_ms,
         finish_time,
         spec,
         result,
@@ -1619,27 +1621,35 @@ fn decode_record(id: &str, mut f: HashMap<String, String>) -> Result<TaskRecord,
     })
 }
 
-/// The URL as it may appear in messages: without password and credential query parameters.
-fn redact_url(url: &str) -> String {
-    let Ok(mut parsed) = url::Url::parse(url) else {
-        return "<unparsable URL>".to_owned();
-    };
-    if parsed.password().is_some() {
-        let _ = parsed.set_password(Some("***"));
+/// The result as it is kept and shown: its message through [`crate::redact::message`] (every
+/// message a task keeps is written here, so none keeps what must not be shown).
+fn shown_result(r: &TaskResult) -> TaskResult {
+    let mut r = r.clone();
+    r.error_message = r.error_message.as_deref().map(crate::redact::message);
+    r
+}
+
+/// The callback delivery as it is kept and shown (see [`shown_result`]).
+fn shown_delivery(d: &CallbackDelivery) -> CallbackDelivery {
+    let mut d = d.clone();
+    d.last_error = d.last_error.as_deref().map(crate::redact::message);
+    d
+}
+
+/// Now, in Unix milliseconds.
+fn unix_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+/// `secs` in milliseconds: `now_ms` when that is within second `secs`, else the second's start.
+fn stop_millis(secs: i64, now_ms: i64) -> i64 {
+    if now_ms.div_euclid(1000) == secs {
+        now_ms
+    } else {
+        secs.saturating_mul(1000)
     }
-    if parsed.query().is_some() {
-        let kept: Vec<(String, String)> = parsed
-            .query_pairs()
-            .filter(|(k, _)| !k.to_ascii_lowercase().contains("pass"))
-            .map(|(k, v)| (k.into_owned(), v.into_owned()))
-            .collect();
-        if kept.is_empty() {
-            parsed.set_query(None);
-        } else {
-            parsed.query_pairs_mut().clear().extend_pairs(kept);
-        }
-    }
-    parsed.to_string()
 }
 
 #[cfg(test)]
@@ -1647,20 +1657,19 @@ mod tests {
     use super::*;
 
     #[test]
-    fn urls_lose_their_passwords() {
+    fn stop_milliseconds_keep_the_given_second() {
         assert_eq!(
-            redact_url("redis://:s3cret@10.0.0.1:6379/2"),
-            "redis://:***@10.0.0.1:6379/2"
+            stop_millis(1_700_000_000, 1_700_000_000_123),
+            1_700_000_000_123
         );
         assert_eq!(
-            redact_url("redis://user:s3cret@host/"),
-            "redis://user:***@host/"
+            stop_millis(1_700_000_000, 1_700_000_001_005),
+            1_700_000_000_000
         );
         assert_eq!(
-            redact_url("redis+unix:///run/redis.sock?db=1&pass=s3cret"),
-            "redis+unix:///run/redis.sock?db=1"
+            stop_millis(1_700_000_000, 1_699_999_999_999),
+            1_700_000_000_000
         );
-        assert_eq!(redact_url("not a url :s3cret"), "<unparsable URL>");
     }
 
     #[test]

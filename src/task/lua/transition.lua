@@ -8,6 +8,7 @@
 -- KEYS[3]  lease index (ZSET)     {prefix}leases
 -- KEYS[4]  control stream         {prefix}ctl:{id}
 -- KEYS[5]  stage stream to enqueue on (only present when enqueueing)
+-- KEYS[#KEYS - ARGV[23] + 1 .. #KEYS]  result places the task holds, to release (see create.lua)
 -- ARGV[1]  task id
 -- ARGV[2]  expected current status
 -- ARGV[3]  new status
@@ -24,12 +25,16 @@
 -- ARGV[14] "1" = release the lease (clear owner and lease_until, drop from the lease index)
 -- ARGV[15] "1" = increment restarts
 -- ARGV[16] "1" = the new status is final: default finish_time, release the lease, drop from
---          the queued index, expire the task keys
+--          the queued index, delete the task's secrets (its HLS key: nothing needs it any
+--          more), expire the task keys
 -- ARGV[17] "1" = drop from the queued index (leaving normal)
 -- ARGV[18] "1" = add to the queued index (back to normal)
 -- ARGV[19] retention seconds (expiry of the task keys once final)
 -- ARGV[20] control stream approximate max length
 -- ARGV[21] callback delivery JSON ("" = leave)
+-- ARGV[22] stop time in unix milliseconds ("" = leave; overwrites, set with stop_time)
+-- ARGV[23] number of result places passed at the end of KEYS: each is released (deleted) if this
+--          task still holds it ("" = none)
 --
 -- Returns {"ok"} | {"notfound"} | {"leaselost"} | {"conflict", actual status}
 
@@ -54,6 +59,7 @@ redis.call('HSET', task, 'status', ARGV[3])
 if ARGV[6] ~= '' then redis.call('HSETNX', task, 'start_time', ARGV[6]) end
 if ARGV[7] ~= '' then redis.call('HSETNX', task, 'cancel_time', ARGV[7]) end
 if ARGV[8] ~= '' then redis.call('HSET', task, 'stop_time', ARGV[8]) end
+if ARGV[22] and ARGV[22] ~= '' then redis.call('HSET', task, 'stop_ms', ARGV[22]) end
 if ARGV[9] ~= '' then redis.call('HSET', task, 'finish_time', ARGV[9]) end
 if ARGV[10] ~= '' then redis.call('HSET', task, 'result', ARGV[10]) end
 if ARGV[11] ~= '' then redis.call('HSET', task, 'stats', ARGV[11]) end
@@ -74,10 +80,17 @@ end
 if ARGV[13] ~= '' then
   redis.call('XADD', KEYS[4], 'MAXLEN', '~', ARGV[20], '*', 'msg', ARGV[13])
 end
-if KEYS[5] then
+local places = tonumber(ARGV[23] or '') or 0
+if #KEYS - places >= 5 then
   redis.call('XADD', KEYS[5], '*', 'task', id)
 end
+for i = #KEYS - places + 1, #KEYS do
+  if redis.call('GET', KEYS[i]) == id then
+    redis.call('DEL', KEYS[i])
+  end
+end
 if final then
+  redis.call('HDEL', task, 'secrets')
   redis.call('HSETNX', task, 'finish_time', redis.call('TIME')[1])
   redis.call('EXPIRE', task, ARGV[19])
   redis.call('EXPIRE', KEYS[4], ARGV[19])
