@@ -58,12 +58,13 @@ impl UrlPolicy {
 }
 
 /// Link-local addresses and the cloud metadata service's other well-known address
-/// (`fd00:ec2::254`, inside the private IPv6 range).
+/// (`fd00:ec2::254`, inside the private IPv6 range). An IPv6 address that carries an IPv4 one
+/// (see [`embedded_v4`]) is one if any IPv4 address it may stand for is link-local.
 pub fn is_metadata_ip(ip: IpAddr) -> bool {
     match ip {
         IpAddr::V4(v4) => v4.is_link_local(),
         IpAddr::V6(v6) => match embedded_v4(v6) {
-            Some(v4) => v4.is_link_local(),
+            Some(v4s) => v4s.iter().any(Ipv4Addr::is_link_local),
             None => {
                 (v6.segments()[0] & 0xffc0) == 0xfe80
                     || v6 == Ipv6Addr::new(0xfd00, 0xec2, 0, 0, 0, 0, 0, 0x254)
@@ -72,18 +73,46 @@ pub fn is_metadata_ip(ip: IpAddr) -> bool {
     }
 }
 
-/// The IPv4 address an IPv6 one stands for: IPv4-mapped (`::ffff:a.b.c.d`) or NAT64
-/// (`64:ff9b::/96`).
-fn embedded_v4(ip: Ipv6Addr) -> Option<Ipv4Addr> {
+/// The IPv4 address(es) an IPv6 one leads to, for the forms that carry one: a translator or
+/// tunnel relay takes a packet sent to such an address to the IPv4 address inside it, so it
+/// must be judged by that address.
+///
+/// - IPv4-mapped `::ffff:a.b.c.d`;
+/// - NAT64, the well-known prefix `64:ff9b::/96` (RFC 6052): the last 32 bits;
+/// - NAT64, the local-use prefix `64:ff9b:1::/48` (RFC 8215): a network may use any of RFC
+///   6052's prefix lengths inside it (/48, /56, /64 or /96), which place the IPv4 address at
+///   different bits, so every one of those readings is returned and all must pass;
+/// - 6to4 `2002::/16` (RFC 3056): bits 16-47;
+/// - Teredo `2001::/32` (RFC 4380): the client's address, the last 32 bits inverted.
+pub fn embedded_v4(ip: Ipv6Addr) -> Option<Vec<Ipv4Addr>> {
     if let Some(v4) = ip.to_ipv4_mapped() {
-        return Some(v4);
+        return Some(vec![v4]);
     }
+    let b = ip.octets();
+    let v4 = |at: [usize; 4]| Ipv4Addr::new(b[at[0]], b[at[1]], b[at[2]], b[at[3]]);
     let s = ip.segments();
-    (s[0] == 0x64 && s[1] == 0xff9b && s[2..6].iter().all(|x| *x == 0)).then(|| {
-        let [a, b] = s[6].to_be_bytes();
-        let [c, d] = s[7].to_be_bytes();
-        Ipv4Addr::new(a, b, c, d)
-    })
+    if s[0] == 0x64 && s[1] == 0xff9b && s[2..6].iter().all(|x| *x == 0) {
+        return Some(vec![v4([12, 13, 14, 15])]);
+    }
+    if s[0] == 0x64 && s[1] == 0xff9b && s[2] == 1 {
+        // RFC 6052 section 2.2: bits 64-71 ("u") are skipped; per prefix length the IPv4
+        // address starts right after the prefix.
+        return Some(vec![
+            v4([6, 7, 9, 10]),    // /48
+            v4([7, 9, 10, 11]),   // /56
+            v4([9, 10, 11, 12]),  // /64
+            v4([12, 13, 14, 15]), // /96
+        ]);
+    }
+    if s[0] == 0x2002 {
+        return Some(vec![v4([2, 3, 4, 5])]);
+    }
+    if s[0] == 0x2001 && s[1] == 0 {
+        return Some(vec![Ipv4Addr::from(
+            u32::from_be_bytes([b[12], b[13], b[14], b[15]]) ^ 0xffff_ffff,
+        )]);
+    }
+    None
 }
 
 /// Whether an address is on the public internet.
@@ -111,8 +140,8 @@ fn is_public_v4(ip: Ipv4Addr) -> bool {
 }
 
 fn is_public_v6(ip: Ipv6Addr) -> bool {
-    if let Some(v4) = embedded_v4(ip) {
-        return is_public_v4(v4);
+    if let Some(v4s) = embedded_v4(ip) {
+        return v4s.into_iter().all(is_public_v4);
     }
     let s = ip.segments();
     !(ip.is_unspecified()
@@ -233,6 +262,62 @@ mod tests {
         ] {
             assert!(is_public_ip(public.parse().unwrap()), "{public} is public");
         }
+    }
+
+    /// IPv6 forms that carry an IPv4 address are judged by that address.
+    #[test]
+    fn tunnel_and_translation_addresses_are_judged_by_the_ipv4_inside() {
+        let public = |s: &str| is_public_ip(s.parse().unwrap());
+        let metadata = |s: &str| is_metadata_ip(s.parse().unwrap());
+        // 6to4: 2002:AABB:CCDD::/48 is the IPv4 address AA.BB.CC.DD.
+        assert!(!public("2002:7f00:1::"), "6to4 of 127.0.0.1");
+        assert!(!public("2002:a00:1::1"), "6to4 of 10.0.0.1");
+        assert!(metadata("2002:a9fe:a9fe::"), "6to4 of 169.254.169.254");
+        assert!(public("2002:808:808::1"), "6to4 of 8.8.8.8");
+        // NAT64, the well-known prefix.
+        assert!(!public("64:ff9b::7f00:1"));
+        assert!(metadata("64:ff9b::a9fe:a9fe"));
+        assert!(public("64:ff9b::808:808"));
+        // NAT64, the local-use prefix, with the IPv4 address where a /96 puts it...
+        assert!(!public("64:ff9b:1::7f00:1"));
+        assert!(!public("64:ff9b:1::a00:1"));
+        assert!(metadata("64:ff9b:1::a9fe:a9fe"));
+        // ...and where a /48 puts it (bits 48-63 and 72-87): 10.0.0.1 with public-looking
+        // trailing bits is still 10.0.0.1 to a translator using a /48.
+        assert!(!public("64:ff9b:1:a00:0:108:808:808"));
+        assert!(metadata("64:ff9b:1:a9fe:a9:fe00::"));
+        // Teredo: the client's address is the last 32 bits, inverted.
+        assert!(
+            !public("2001:0:4136:e378:8000:63bf:80ff:fffe"),
+            "Teredo of 127.0.0.1"
+        );
+        assert!(
+            !public("2001:0:4136:e378:8000:63bf:f5ff:fffe"),
+            "Teredo of 10.0.0.1"
+        );
+        assert!(
+            metadata("2001:0:4136:e378:8000:63bf:5601:5601"),
+            "Teredo of 169.254.169.254"
+        );
+        assert!(
+            public("2001:0:4136:e378:8000:63bf:f7f7:f7f7"),
+            "Teredo of 8.8.8.8"
+        );
+        // And the guard refuses them as it refuses the IPv4 address.
+        let deny = UrlPolicy::default();
+        assert!(deny.check_ip("2002:7f00:1::".parse().unwrap()).is_err());
+        assert!(
+            deny.check_ip("2001:0:4136:e378:8000:63bf:80ff:fffe".parse().unwrap())
+                .is_err()
+        );
+        let private = UrlPolicy {
+            allow_private: true,
+            ..UrlPolicy::default()
+        };
+        let err = private
+            .check_ip("2002:a9fe:a9fe::".parse().unwrap())
+            .unwrap_err();
+        assert!(err.contains("PAGECAST_ALLOW_LINK_LOCAL_URLS"), "{err}");
     }
 
     #[tokio::test]
