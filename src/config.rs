@@ -318,6 +318,13 @@ pub struct WorkerConfig {
     /// addresses are allowed.
     #[arg(long, env = "PAGECAST_ALLOW_LINK_LOCAL_URLS")]
     pub allow_link_local_urls: bool,
+    /// Private networks and hosts that RecordURL, CallbackURL and a recorded page's own requests
+    /// may reach although private addresses are refused: comma-separated CIDR networks or
+    /// addresses (`10.0.0.0/8`, `fd00::/8`), host names (`intranet.example`) and domain
+    /// suffixes (`.corp.example`). Link-local addresses stay behind
+    /// PAGECAST_ALLOW_LINK_LOCAL_URLS.
+    #[arg(long, env = "PAGECAST_ALLOWED_PRIVATE_NETWORKS")]
+    pub allowed_private_networks: Option<String>,
     /// MiB that must stay free on the work directory's disk: below it a worker takes no new
     /// recordings, and below half of it running recordings end (what they recorded is delivered)
     /// before the disk fills up.
@@ -415,6 +422,11 @@ impl WorkerConfig {
         {
             return Err(invalid("PAGECAST_S3_BUCKET", "must not be empty when set"));
         }
+        if let Some(list) = &self.allowed_private_networks
+            && let Err(why) = crate::url_guard::PrivateAllowList::parse(list)
+        {
+            return Err(invalid("PAGECAST_ALLOWED_PRIVATE_NETWORKS", why));
+        }
         if let Some(node) = &self.node_id
             && node.contains(char::is_whitespace)
         {
@@ -479,6 +491,12 @@ impl WorkerConfig {
         crate::url_guard::UrlPolicy {
             allow_private: self.allow_private_urls,
             allow_link_local: self.allow_link_local_urls,
+            // Checked by `validate` at start.
+            allowed_private: self
+                .allowed_private_networks
+                .as_deref()
+                .and_then(|l| crate::url_guard::PrivateAllowList::parse(l).ok())
+                .unwrap_or_default(),
         }
     }
 

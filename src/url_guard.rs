@@ -1,15 +1,20 @@
 //! SSRF guard: by default the service neither records nor calls back to loopback, private,
 //! link-local (cloud metadata), multicast or otherwise reserved addresses, whether given as a
 //! literal IP or as a host name that resolves to one. Operators running pages on their own
-//! network opt out with `PAGECAST_ALLOW_PRIVATE_URLS=true`. Link-local addresses, where cloud
-//! providers answer with instance credentials, stay refused even then, unless
+//! network open it all with `PAGECAST_ALLOW_PRIVATE_URLS=true`, or only the networks and hosts
+//! they name with `PAGECAST_ALLOWED_PRIVATE_NETWORKS`. Link-local addresses, where cloud
+//! providers answer with instance credentials, stay refused either way, unless
 //! `PAGECAST_ALLOW_LINK_LOCAL_URLS=true` as well.
+
+mod allow;
+
+pub use allow::PrivateAllowList;
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::time::Duration;
 
 /// What the guard allows.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct UrlPolicy {
     /// Allow private, loopback and other reserved destinations (trusted networks, tests).
     pub allow_private: bool,
@@ -17,6 +22,8 @@ pub struct UrlPolicy {
     /// service's other addresses. Separate from `allow_private`: trusting one's own network
     /// should not hand a recorded page the machine's cloud credentials.
     pub allow_link_local: bool,
+    /// With `allow_private` off: the private networks and host names that are allowed anyway.
+    pub allowed_private: PrivateAllowList,
 }
 
 impl UrlPolicy {
@@ -24,16 +31,23 @@ impl UrlPolicy {
     pub const OPEN: UrlPolicy = UrlPolicy {
         allow_private: true,
         allow_link_local: true,
+        allowed_private: PrivateAllowList::NONE,
     };
 
     /// Whether no address is refused (nothing to resolve or check).
-    pub fn allows_all(self) -> bool {
+    pub fn allows_all(&self) -> bool {
         self.allow_private && self.allow_link_local
     }
 
     /// Whether a connection to `ip` is allowed; the error says why not and which setting
     /// would allow it.
-    pub fn check_ip(self, ip: IpAddr) -> Result<(), String> {
+    pub fn check_ip(&self, ip: IpAddr) -> Result<(), String> {
+        self.check_host_ip(None, ip)
+    }
+
+    /// Whether a connection to `ip`, an address of the host name `host` (`None` for a literal
+    /// address), is allowed: a host listed in `allowed_private` may have private addresses.
+    pub fn check_host_ip(&self, host: Option<&str>, ip: IpAddr) -> Result<(), String> {
         if is_public_ip(ip) {
             Ok(())
         } else if is_metadata_ip(ip) {
@@ -46,12 +60,16 @@ impl UrlPolicy {
                      (PAGECAST_ALLOW_LINK_LOCAL_URLS)"
                 ))
             }
-        } else if self.allow_private {
+        } else if self.allow_private
+            || self.allowed_private.contains_ip(ip)
+            || host.is_some_and(|h| self.allowed_private.contains_host(h))
+        {
             Ok(())
         } else {
             Err(format!(
                 "{ip}, a private or reserved address; reaching private networks is disabled \
-                 (PAGECAST_ALLOW_PRIVATE_URLS)"
+                 (PAGECAST_ALLOW_PRIVATE_URLS, or PAGECAST_ALLOWED_PRIVATE_NETWORKS for \
+                 chosen networks and hosts)"
             ))
         }
     }
@@ -154,25 +172,28 @@ fn is_public_v6(ip: Ipv6Addr) -> bool {
         || s[..6].iter().all(|x| *x == 0)) // IPv4-compatible and other ::/96 forms
 }
 
-/// Checks that `url` (http or https) leads to public addresses only. Host names are resolved;
-/// every address they resolve to must be public. A name that does not resolve passes (the page
-/// or callback then fails on its own, and the browser's final address is checked again).
-pub async fn check_url(raw: &str, policy: UrlPolicy) -> Result<(), String> {
+/// Checks that `url` (http or https) leads only to addresses `policy` allows. Host names are
+/// resolved; every address they resolve to must be allowed. A name that does not resolve passes
+/// (the page or callback then fails on its own, and the address actually connected to is
+/// checked again: the egress proxy's and the callback client's resolvers filter too).
+pub async fn check_url(raw: &str, policy: &UrlPolicy) -> Result<(), String> {
     if policy.allows_all() {
         return Ok(());
     }
     let url = url::Url::parse(raw).map_err(|e| format!("is not a valid URL ({e})"))?;
     let port = url.port_or_known_default().unwrap_or(80);
     let host = match url.host() {
-        Some(url::Host::Ipv4(ip)) => return verdict(IpAddr::V4(ip), policy),
-        Some(url::Host::Ipv6(ip)) => return verdict(IpAddr::V6(ip), policy),
+        Some(url::Host::Ipv4(ip)) => return verdict(None, IpAddr::V4(ip), policy),
+        Some(url::Host::Ipv6(ip)) => return verdict(None, IpAddr::V6(ip), policy),
         Some(url::Host::Domain(d)) => d.trim_end_matches('.').to_ascii_lowercase(),
         None => return Err("has no host".into()),
     };
-    if !policy.allow_private && (host == "localhost" || host.ends_with(".localhost")) {
-        return Err(format!(
-            "points at {host}, a private address; recording and calling back to private networks is disabled (PAGECAST_ALLOW_PRIVATE_URLS)"
-        ));
+    if host == "localhost" || host.ends_with(".localhost") {
+        // Loopback by definition (RFC 6761), whatever a resolver says.
+        for ip in [Ipv4Addr::LOCALHOST.into(), Ipv6Addr::LOCALHOST.into()] {
+            verdict(Some(&host), ip, policy)?;
+        }
+        return Ok(());
     }
     let lookup = tokio::time::timeout(
         Duration::from_secs(3),
@@ -182,7 +203,7 @@ pub async fn check_url(raw: &str, policy: UrlPolicy) -> Result<(), String> {
     match lookup {
         Ok(Ok(addrs)) => {
             for addr in addrs {
-                verdict(addr.ip(), policy)?;
+                verdict(Some(&host), addr.ip(), policy)?;
             }
             Ok(())
         }
@@ -191,10 +212,11 @@ pub async fn check_url(raw: &str, policy: UrlPolicy) -> Result<(), String> {
     }
 }
 
-fn verdict(ip: IpAddr, policy: UrlPolicy) -> Result<(), String> {
-    policy
-        .check_ip(ip)
-        .map_err(|why| format!("points at {why}"))
+fn verdict(host: Option<&str>, ip: IpAddr, policy: &UrlPolicy) -> Result<(), String> {
+    policy.check_host_ip(host, ip).map_err(|why| match host {
+        Some(h) => format!("points at {h}, which resolves to {why}"),
+        None => format!("points at {why}"),
+    })
 }
 
 /// A URL as it may appear in logs: without user info, and with the query and fragment cut
@@ -331,16 +353,16 @@ mod tests {
             "http://10.0.0.5/",
             "http://2130706433/", // 127.0.0.1 as one decimal number
         ] {
-            let err = check_url(url, deny).await.unwrap_err();
+            let err = check_url(url, &deny).await.unwrap_err();
             assert!(err.contains("PAGECAST_ALLOW_PRIVATE_URLS"), "{url}: {err}");
         }
-        assert!(check_url("http://8.8.8.8/", deny).await.is_ok());
+        assert!(check_url("http://8.8.8.8/", &deny).await.is_ok());
         let private = UrlPolicy {
             allow_private: true,
-            allow_link_local: false,
+            ..UrlPolicy::default()
         };
-        assert!(check_url("http://127.0.0.1/", private).await.is_ok());
-        assert!(check_url("http://localhost:3000/", private).await.is_ok());
+        assert!(check_url("http://127.0.0.1/", &private).await.is_ok());
+        assert!(check_url("http://localhost:3000/", &private).await.is_ok());
         // Trusting the private network does not open the cloud metadata service.
         for url in [
             "http://169.254.169.254/latest/meta-data/",
@@ -348,16 +370,84 @@ mod tests {
             "http://[fd00:ec2::254]/",
             "http://[::ffff:169.254.169.254]/",
         ] {
-            let err = check_url(url, private).await.unwrap_err();
+            let err = check_url(url, &private).await.unwrap_err();
             assert!(
                 err.contains("PAGECAST_ALLOW_LINK_LOCAL_URLS"),
                 "{url}: {err}"
             );
         }
         assert!(
-            check_url("http://169.254.169.254/", UrlPolicy::OPEN)
+            check_url("http://169.254.169.254/", &UrlPolicy::OPEN)
                 .await
                 .is_ok()
+        );
+    }
+
+    /// PAGECAST_ALLOWED_PRIVATE_NETWORKS opens the named networks and hosts only, never
+    /// link-local addresses.
+    #[tokio::test]
+    async fn named_private_networks_and_hosts_are_allowed_and_nothing_else() {
+        let named = UrlPolicy {
+            allowed_private: PrivateAllowList::parse(
+                "10.0.0.0/8,fd00::/8,127.0.0.0/8,::1,.localhost,169.254.0.0/16",
+            )
+            .unwrap(),
+            ..UrlPolicy::default()
+        };
+        for ok in [
+            "http://10.1.2.3/",
+            "http://[fd00::5]:8080/",
+            "http://127.0.0.1:9000/",
+            "http://[::ffff:10.9.9.9]/",
+            "http://app.localhost/",
+            "http://localhost/",
+            "https://8.8.8.8/",
+        ] {
+            assert!(check_url(ok, &named).await.is_ok(), "{ok}");
+        }
+        for refused in [
+            "http://192.168.1.1/",
+            "http://172.16.0.1/",
+            "http://[fc00::1]/",
+        ] {
+            let err = check_url(refused, &named).await.unwrap_err();
+            assert!(
+                err.contains("PAGECAST_ALLOWED_PRIVATE_NETWORKS"),
+                "{refused}: {err}"
+            );
+        }
+        // Naming a link-local network does not open the metadata service.
+        let err = check_url("http://169.254.169.254/", &named)
+            .await
+            .unwrap_err();
+        assert!(err.contains("PAGECAST_ALLOW_LINK_LOCAL_URLS"), "{err}");
+        // 127.0.0.0/8 alone does not cover localhost's ::1.
+        let v4_only = UrlPolicy {
+            allowed_private: PrivateAllowList::parse("127.0.0.0/8").unwrap(),
+            ..UrlPolicy::default()
+        };
+        assert!(check_url("http://localhost/", &v4_only).await.is_err());
+        // A host name allowed by name may have private addresses, not link-local ones.
+        let by_name = UrlPolicy {
+            allowed_private: PrivateAllowList::parse("intranet.example").unwrap(),
+            ..UrlPolicy::default()
+        };
+        let v4 = |s: &str| s.parse::<IpAddr>().unwrap();
+        assert!(
+            by_name
+                .check_host_ip(Some("intranet.example"), v4("10.0.0.7"))
+                .is_ok()
+        );
+        assert!(
+            by_name
+                .check_host_ip(Some("other.example"), v4("10.0.0.7"))
+                .is_err()
+        );
+        assert!(by_name.check_host_ip(None, v4("10.0.0.7")).is_err());
+        assert!(
+            by_name
+                .check_host_ip(Some("intranet.example"), v4("169.254.169.254"))
+                .is_err()
         );
     }
 

@@ -52,7 +52,7 @@ impl EgressProxy {
                     let Ok((client, _)) = accepted else {
                         continue;
                     };
-                    let token = token.clone();
+                    let (token, policy) = (token.clone(), policy.clone());
                     tokio::spawn(
                         async move {
                             tokio::select! {
@@ -177,8 +177,9 @@ enum Unreachable {
 async fn resolve_allowed(
     host: &str,
     port: u16,
-    policy: UrlPolicy,
+    policy: &UrlPolicy,
 ) -> Result<SocketAddr, Unreachable> {
+    let literal = host.trim_matches(['[', ']']).parse::<IpAddr>().is_ok();
     let addrs: Vec<SocketAddr> =
         tokio::time::timeout(CONNECT_TIMEOUT, tokio::net::lookup_host((host, port)))
             .await
@@ -189,13 +190,15 @@ async fn resolve_allowed(
         .first()
         .ok_or_else(|| Unreachable::Unresolved(format!("{host} has no address")))?;
     for a in &addrs {
-        policy.check_ip(a.ip()).map_err(|why| {
-            Unreachable::Refused(if host.trim_matches(['[', ']']).parse::<IpAddr>().is_ok() {
-                why
-            } else {
-                format!("{host} resolves to {why}")
-            })
-        })?;
+        policy
+            .check_host_ip((!literal).then_some(host), a.ip())
+            .map_err(|why| {
+                Unreachable::Refused(if literal {
+                    why
+                } else {
+                    format!("{host} resolves to {why}")
+                })
+            })?;
     }
     Ok(first)
 }
@@ -209,7 +212,7 @@ async fn serve(mut client: TcpStream, policy: UrlPolicy) -> std::io::Result<()> 
         Ok(r) => r,
         Err(why) => return refuse(&mut client, 400, &why).await,
     };
-    let addr = match resolve_allowed(&req.host, req.port, policy).await {
+    let addr = match resolve_allowed(&req.host, req.port, &policy).await {
         Ok(a) => a,
         Err(Unreachable::Refused(why)) => {
             warn!(host = %req.host, "a page's request was refused: {why}");
@@ -373,7 +376,7 @@ mod tests {
         // Private networks allowed: loopback is reached, the metadata service still is not.
         let open = EgressProxy::start(UrlPolicy {
             allow_private: true,
-            allow_link_local: false,
+            ..UrlPolicy::default()
         })
         .await
         .unwrap();

@@ -64,7 +64,7 @@ pub async fn run(ctx: WorkerContext, id: String) -> Result<(), StoreError> {
     task.status = Status::Finished;
     task.finish_time = Some(finish_time);
     // Checked at Start; checked again now, since a name may resolve differently today.
-    if let Err(why) = crate::url_guard::check_url(&url, ctx.cfg.url_policy()).await {
+    if let Err(why) = crate::url_guard::check_url(&url, &ctx.cfg.url_policy()).await {
         delivery.last_error = Some(format!("the CallbackURL {why}"));
         return give_up(ctx, id, fence, task, delivery, finish_time).await;
     }

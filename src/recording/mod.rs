@@ -488,12 +488,14 @@ impl Recording {
         }
         let egress = match opts.guard_egress {
             true => {
-                let proxy = EgressProxy::start(opts.url_policy).await.map_err(|e| {
-                    RecordError::Browser(BrowserError::Launch {
-                        reason: format!("the egress proxy could not start: {e}"),
-                        tail: String::new(),
-                    })
-                })?;
+                let proxy = EgressProxy::start(opts.url_policy.clone())
+                    .await
+                    .map_err(|e| {
+                        RecordError::Browser(BrowserError::Launch {
+                            reason: format!("the egress proxy could not start: {e}"),
+                            tail: String::new(),
+                        })
+                    })?;
                 opts.browser.extra_args.extend(proxy.chromium_flags());
                 Some(proxy)
             }
@@ -513,7 +515,7 @@ impl Recording {
         // says why.)
         if !opts.url_policy.allows_all()
             && let Some(landed) = session.current_url().await
-            && let Err(why) = crate::url_guard::check_url(&landed, opts.url_policy).await
+            && let Err(why) = crate::url_guard::check_url(&landed, &opts.url_policy).await
         {
             return Err(RecordError::Browser(BrowserError::Navigation {
                 url: opts.url.clone(),

@@ -1,0 +1,106 @@
+//! End-to-end: what a recorded page, a task's URLs and a task's callback may reach on the
+//! worker's network and machine. Real `serve` processes against a real Redis, real Chromium.
+
+mod common;
+#[path = "support/redis.rs"]
+mod redis_support;
+#[path = "support/service.rs"]
+mod service_support;
+
+use std::time::Duration;
+
+use common::*;
+use redis_support::TestRedis;
+use serde_json::json;
+use service_support::*;
+
+fn log_of(svc: &Service) -> String {
+    std::fs::read_to_string(svc.dir.join("serve.log")).unwrap_or_default()
+}
+
+/// `PAGECAST_ALLOWED_PRIVATE_NETWORKS=127.0.0.0/8` with private addresses otherwise refused:
+/// a page on 127.0.0.1 is recorded and its callback on 127.0.0.1 delivered, while a RecordURL
+/// in another private network is refused at Start and the page's own request to one is refused
+/// by the egress proxy.
+#[test]
+fn named_private_networks_are_reachable_and_other_private_addresses_are_not() {
+    let redis = TestRedis::start();
+    let fixtures = fixture_server();
+    let receiver = CallbackReceiver::start();
+    let svc = service_with(
+        &redis,
+        "iso-named-networks",
+        true,
+        0,
+        1,
+        &[
+            ("PAGECAST_ALLOW_PRIVATE_URLS", "false"),
+            ("PAGECAST_ALLOWED_PRIVATE_NETWORKS", "127.0.0.0/8"),
+        ],
+    );
+    let (status, body) = call(
+        &svc.url,
+        "Start",
+        json!({ "RecordURL": "http://10.20.30.40/class" }),
+    );
+    assert_eq!(status, 400, "{body}");
+    assert!(
+        body["ErrorMessage"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("PAGECAST_ALLOWED_PRIVATE_NETWORKS"),
+        "{body}"
+    );
+
+    let id = start(
+        &svc.url,
+        json!({
+            "RecordURL": format!("{fixtures}/requests.html?get=http://192.168.77.1/secret"),
+            "MaxDurationLimit": 3,
+            "CallbackURL": format!("{}/ok", receiver.url),
+        }),
+    );
+    let d = wait_finished(&svc.url, &id, Duration::from_secs(90));
+    assert!(d["Result"]["ErrorCode"].is_null(), "{d}");
+    assert!(!d["Result"]["Videos"].as_array().unwrap().is_empty(), "{d}");
+    assert_eq!(d["Callback"]["State"], "delivered", "{d}");
+    assert!(
+        receiver.received().iter().any(|r| r.path == "/ok"),
+        "the callback on 127.0.0.1 arrived"
+    );
+    let log = log_of(&svc);
+    let refused: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("a page's request was refused") && l.contains("192.168.77.1"))
+        .collect();
+    assert!(!refused.is_empty(), "192.168.77.1 was not refused:\n{log}");
+    assert!(
+        refused[0].contains("PAGECAST_ALLOWED_PRIVATE_NETWORKS"),
+        "{}",
+        refused[0]
+    );
+    assert!(
+        !log.lines()
+            .any(|l| l.contains("egress allowed") && l.contains("192.168.77.1")),
+        "{log}"
+    );
+}
+
+/// A network list that cannot be read stops the start, naming the setting and the entry.
+#[test]
+fn a_bad_private_network_list_stops_the_start() {
+    for cmd in ["serve", "worker"] {
+        let mut c = pagecast();
+        c.arg(cmd).env(
+            "PAGECAST_ALLOWED_PRIVATE_NETWORKS",
+            "10.0.0.0/8,10.0.0.0/33",
+        );
+        let o = run(c, Duration::from_secs(20));
+        assert_eq!(o.status.code(), Some(2), "{cmd}: {}", stderr(&o));
+        let err = stderr(&o);
+        assert!(
+            err.contains("PAGECAST_ALLOWED_PRIVATE_NETWORKS") && err.contains("10.0.0.0/33"),
+            "{cmd}: {err}"
+        );
+    }
+}
