@@ -344,6 +344,10 @@ pub struct WorkerConfig {
     /// it is ended (a worker of this node delivers what was recorded).
     #[arg(long, env = "PAGECAST_HANDOVER_TIMEOUT", default_value_t = 300, value_parser = clap::value_parser!(u64).range(1..))]
     pub handover_timeout: u64,
+    /// The addresses this process's API and metrics listeners are bound to (see
+    /// [`WorkerConfig::note_listeners`]): no task may reach them.
+    #[arg(skip)]
+    pub service_listeners: Vec<std::net::SocketAddr>,
     #[command(flatten)]
     #[allow(missing_docs)]
     pub storage: crate::storage::StorageConfig,
@@ -497,7 +501,27 @@ impl WorkerConfig {
                 .as_deref()
                 .and_then(|l| crate::url_guard::PrivateAllowList::parse(l).ok())
                 .unwrap_or_default(),
+            service_ports: (!self.service_listeners.is_empty())
+                .then(|| self.service_listeners.iter().map(|a| a.port()).collect()),
         }
+    }
+
+    /// Records the listeners of this service that tasks must not reach: those this process
+    /// bound (`bound`), plus `PAGECAST_LISTEN` and `PAGECAST_METRICS_LISTEN` when set (a
+    /// separate `worker` on the API's machine knows the API's address only from them).
+    pub fn note_listeners(&mut self, bound: &[std::net::SocketAddr]) {
+        use std::net::ToSocketAddrs;
+        let mut all = bound.to_vec();
+        for var in ["PAGECAST_LISTEN", "PAGECAST_METRICS_LISTEN"] {
+            if let Ok(value) = std::env::var(var)
+                && let Ok(addrs) = value.trim().to_socket_addrs()
+            {
+                all.extend(addrs);
+            }
+        }
+        all.sort();
+        all.dedup();
+        self.service_listeners = all;
     }
 
     /// Where a task's deliverable is assembled before upload to object storage.

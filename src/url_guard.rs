@@ -7,10 +7,13 @@
 //! `PAGECAST_ALLOW_LINK_LOCAL_URLS=true` as well.
 
 mod allow;
+mod local;
 
 pub use allow::PrivateAllowList;
+pub use local::{interface_addresses, is_own_address};
 
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::sync::Arc;
 use std::time::Duration;
 
 /// What the guard allows.
@@ -24,6 +27,9 @@ pub struct UrlPolicy {
     pub allow_link_local: bool,
     /// With `allow_private` off: the private networks and host names that are allowed anyway.
     pub allowed_private: PrivateAllowList,
+    /// The ports this service listens on (API, metrics): refused on every address of this
+    /// machine, whatever else is allowed.
+    pub service_ports: Option<Arc<[u16]>>,
 }
 
 impl UrlPolicy {
@@ -32,11 +38,61 @@ impl UrlPolicy {
         allow_private: true,
         allow_link_local: true,
         allowed_private: PrivateAllowList::NONE,
+        service_ports: None,
     };
 
     /// Whether no address is refused (nothing to resolve or check).
     pub fn allows_all(&self) -> bool {
-        self.allow_private && self.allow_link_local
+        self.allow_private && self.allow_link_local && self.ports().is_empty()
+    }
+
+    fn ports(&self) -> &[u16] {
+        self.service_ports.as_deref().unwrap_or_default()
+    }
+
+    /// Whether a connection to `addr`, an address of the host name `host` (`None` for a
+    /// literal address), is allowed. On top of [`UrlPolicy::check_host_ip`], this machine is
+    /// guarded: its service ports are refused on every one of its addresses, and its public
+    /// addresses count as private ones.
+    pub fn check_addr(&self, host: Option<&str>, addr: SocketAddr) -> Result<(), String> {
+        self.check_addr_on(host, addr, is_own_address)
+    }
+
+    fn check_addr_on(
+        &self,
+        host: Option<&str>,
+        addr: SocketAddr,
+        own: impl Fn(IpAddr) -> bool,
+    ) -> Result<(), String> {
+        let ip = addr.ip().to_canonical();
+        let own = || own(ip) || embedded_v6_v4s(ip).iter().any(|v4| own(IpAddr::V4(*v4)));
+        let guarded = !self.ports().is_empty() || is_public_ip(ip);
+        if guarded && own() {
+            if self.ports().contains(&addr.port()) {
+                return Err(format!(
+                    "{ip} port {}, this service's own listener (API or metrics) on this \
+                     machine; it is never reachable from a task",
+                    addr.port()
+                ));
+            }
+            if is_public_ip(ip) {
+                // A page must not reach this machine's services through a public address of
+                // it where its private ones are refused.
+                let trusted = self.allow_private
+                    || self.allowed_private.contains_ip(ip)
+                    || host.is_some_and(|h| self.allowed_private.contains_host(h));
+                return if trusted {
+                    Ok(())
+                } else {
+                    Err(format!(
+                        "{ip}, an address of this machine; reaching it is disabled like \
+                         private networks (PAGECAST_ALLOW_PRIVATE_URLS, or \
+                         PAGECAST_ALLOWED_PRIVATE_NETWORKS naming it)"
+                    ))
+                };
+            }
+        }
+        self.check_host_ip(host, ip)
     }
 
     /// Whether a connection to `ip` is allowed; the error says why not and which setting
@@ -133,6 +189,14 @@ pub fn embedded_v4(ip: Ipv6Addr) -> Option<Vec<Ipv4Addr>> {
     None
 }
 
+/// The IPv4 addresses inside an IPv6 one (none for IPv4 or plain IPv6 addresses).
+fn embedded_v6_v4s(ip: IpAddr) -> Vec<Ipv4Addr> {
+    match ip {
+        IpAddr::V6(v6) => embedded_v4(v6).unwrap_or_default(),
+        IpAddr::V4(_) => Vec::new(),
+    }
+}
+
 /// Whether an address is on the public internet.
 pub fn is_public_ip(ip: IpAddr) -> bool {
     match ip {
@@ -183,15 +247,22 @@ pub async fn check_url(raw: &str, policy: &UrlPolicy) -> Result<(), String> {
     let url = url::Url::parse(raw).map_err(|e| format!("is not a valid URL ({e})"))?;
     let port = url.port_or_known_default().unwrap_or(80);
     let host = match url.host() {
-        Some(url::Host::Ipv4(ip)) => return verdict(None, IpAddr::V4(ip), policy),
-        Some(url::Host::Ipv6(ip)) => return verdict(None, IpAddr::V6(ip), policy),
+        Some(url::Host::Ipv4(ip)) => {
+            return verdict(None, SocketAddr::new(ip.into(), port), policy);
+        }
+        Some(url::Host::Ipv6(ip)) => {
+            return verdict(None, SocketAddr::new(ip.into(), port), policy);
+        }
         Some(url::Host::Domain(d)) => d.trim_end_matches('.').to_ascii_lowercase(),
         None => return Err("has no host".into()),
     };
     if host == "localhost" || host.ends_with(".localhost") {
         // Loopback by definition (RFC 6761), whatever a resolver says.
-        for ip in [Ipv4Addr::LOCALHOST.into(), Ipv6Addr::LOCALHOST.into()] {
-            verdict(Some(&host), ip, policy)?;
+        for ip in [
+            IpAddr::V4(Ipv4Addr::LOCALHOST),
+            IpAddr::V6(Ipv6Addr::LOCALHOST),
+        ] {
+            verdict(Some(&host), SocketAddr::new(ip, port), policy)?;
         }
         return Ok(());
     }
@@ -203,7 +274,7 @@ pub async fn check_url(raw: &str, policy: &UrlPolicy) -> Result<(), String> {
     match lookup {
         Ok(Ok(addrs)) => {
             for addr in addrs {
-                verdict(Some(&host), addr.ip(), policy)?;
+                verdict(Some(&host), addr, policy)?;
             }
             Ok(())
         }
@@ -212,8 +283,8 @@ pub async fn check_url(raw: &str, policy: &UrlPolicy) -> Result<(), String> {
     }
 }
 
-fn verdict(host: Option<&str>, ip: IpAddr, policy: &UrlPolicy) -> Result<(), String> {
-    policy.check_host_ip(host, ip).map_err(|why| match host {
+fn verdict(host: Option<&str>, addr: SocketAddr, policy: &UrlPolicy) -> Result<(), String> {
+    policy.check_addr(host, addr).map_err(|why| match host {
         Some(h) => format!("points at {h}, which resolves to {why}"),
         None => format!("points at {why}"),
     })
@@ -449,6 +520,80 @@ mod tests {
                 .check_host_ip(Some("intranet.example"), v4("169.254.169.254"))
                 .is_err()
         );
+    }
+
+    /// The service's own ports are refused on every address of this machine, in every mode;
+    /// this machine's public addresses count as private.
+    #[tokio::test]
+    async fn the_service_itself_is_never_a_destination() {
+        let sock = |s: &str| s.parse::<SocketAddr>().unwrap();
+        for base in [
+            UrlPolicy::default(),
+            UrlPolicy {
+                allow_private: true,
+                allow_link_local: true,
+                ..UrlPolicy::default()
+            },
+            UrlPolicy {
+                allowed_private: PrivateAllowList::parse("127.0.0.0/8,::1,0.0.0.0/0,::/0").unwrap(),
+                ..UrlPolicy::default()
+            },
+        ] {
+            let policy = UrlPolicy {
+                service_ports: Some(vec![8080, 9090].into()),
+                ..base
+            };
+            assert!(!policy.allows_all());
+            let own = interface_addresses();
+            let mut targets: Vec<String> = own
+                .iter()
+                .map(|ip| SocketAddr::new(*ip, 8080).to_string())
+                .collect();
+            targets.extend(
+                [
+                    "127.0.0.1:8080",
+                    "127.1.2.3:9090",
+                    "0.0.0.0:8080",
+                    "[::1]:8080",
+                    "[::]:9090",
+                    "[::ffff:127.0.0.1]:8080",
+                ]
+                .map(String::from),
+            );
+            for target in targets {
+                let err = policy.check_addr(None, sock(&target)).unwrap_err();
+                assert!(err.contains("own listener"), "{target}: {err}");
+            }
+            let err = check_url("http://localhost:8080/", &policy)
+                .await
+                .unwrap_err();
+            assert!(err.contains("own listener"), "{err}");
+            // Another port of this machine is as allowed as the policy says loopback is.
+            assert_eq!(
+                policy.check_addr(None, sock("127.0.0.1:8081")).is_ok(),
+                policy.check_ip("127.0.0.1".parse().unwrap()).is_ok()
+            );
+            // Elsewhere, the ports mean nothing.
+            assert!(policy.check_addr(None, sock("8.8.8.8:8080")).is_ok());
+        }
+        // A public address of this machine (here pretended: 8.8.4.4) counts as private.
+        let own = |ip: IpAddr| ip == "8.8.4.4".parse::<IpAddr>().unwrap();
+        let strict = UrlPolicy::default();
+        let err = strict
+            .check_addr_on(None, sock("8.8.4.4:443"), own)
+            .unwrap_err();
+        assert!(err.contains("an address of this machine"), "{err}");
+        assert!(strict.check_addr_on(None, sock("8.8.8.8:443"), own).is_ok());
+        let open = UrlPolicy {
+            allow_private: true,
+            ..UrlPolicy::default()
+        };
+        assert!(open.check_addr_on(None, sock("8.8.4.4:443"), own).is_ok());
+        let named = UrlPolicy {
+            allowed_private: PrivateAllowList::parse("8.8.4.0/24").unwrap(),
+            ..UrlPolicy::default()
+        };
+        assert!(named.check_addr_on(None, sock("8.8.4.4:443"), own).is_ok());
     }
 
     #[test]

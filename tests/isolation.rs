@@ -104,3 +104,74 @@ fn a_bad_private_network_list_stops_the_start() {
         );
     }
 }
+
+/// Private addresses allowed, as on a trusted network: a recorded page still cannot reach the
+/// service's own API (here: POST a Start, as a `no-cors` fetch can), through loopback or any
+/// other address of the machine, while it reaches another server on loopback.
+#[test]
+fn a_recorded_page_cannot_drive_the_service_it_runs_in() {
+    let redis = TestRedis::start();
+    let fixtures = fixture_server();
+    let other = CallbackReceiver::start();
+    let svc = service(&redis, "iso-own-api", true, 0, 1);
+    let port = svc.url.rsplit(':').next().unwrap().to_string();
+    let mut page = format!("{fixtures}/requests.html?every=500&post={}/", svc.url);
+    page.push_str(&format!(
+        "&post=http://localhost:{port}/&post=http://0.0.0.0:{port}/"
+    ));
+    for ip in own_addresses() {
+        page.push_str(&format!("&post=http://{ip}:{port}/"));
+    }
+    page.push_str(&format!("&post={}/ok", other.url));
+    let id = start(
+        &svc.url,
+        json!({ "RecordURL": page, "MaxDurationLimit": 4 }),
+    );
+    let d = wait_finished(&svc.url, &id, Duration::from_secs(90));
+    assert!(d["Result"]["ErrorCode"].is_null(), "{d}");
+    // The other server on loopback got the page's requests...
+    assert!(
+        other
+            .received()
+            .iter()
+            .any(|r| r.path == "/ok" && String::from_utf8_lossy(&r.body).contains("from-the-page")),
+        "the page's POST to another loopback server did not arrive"
+    );
+    // ...the service created no task from them, and its proxy says why.
+    let log = log_of(&svc);
+    let created: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("api::routes: task created"))
+        .collect();
+    assert_eq!(created.len(), 1, "only the test's own task: {created:#?}");
+    assert!(
+        !log.contains("from-the-page"),
+        "a page's Start reached the API:\n{log}"
+    );
+    let refused = log
+        .lines()
+        .filter(|l| l.contains("a page's request was refused") && l.contains("own listener"))
+        .count();
+    assert!(refused > 0, "no refusal of the API logged:\n{log}");
+}
+
+/// Non-loopback addresses of this machine's interfaces, as URL hosts.
+fn own_addresses() -> Vec<String> {
+    let out = std::process::Command::new("ip")
+        .args(["-o", "addr", "show"])
+        .output()
+        .expect("ip addr");
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| {
+            let mut f = l.split_whitespace();
+            let family = f.nth(2)?;
+            let addr = f.next()?.split('/').next()?.to_string();
+            match family {
+                "inet" if !addr.starts_with("127.") => Some(addr),
+                "inet6" if addr != "::1" && !addr.starts_with("fe80") => Some(format!("[{addr}]")),
+                _ => None,
+            }
+        })
+        .collect()
+}

@@ -7,7 +7,9 @@
 //! shows ends up in the video. Behind this proxy every request the browser makes (documents,
 //! subresources, WebSockets; `https` through `CONNECT`) is checked, and the connection goes to the
 //! exact address that was checked, so a name that resolves differently the second time cannot
-//! slip through. Plain-HTTP requests are sent with `Connection: close`, so each proxy connection
+//! slip through. The machine itself is guarded too: the service's own API and metrics ports are
+//! refused on every address of the machine whatever the policy, so a page can neither start
+//! tasks nor read metrics, and the machine's public addresses count as private ones. Plain-HTTP requests are sent with `Connection: close`, so each proxy connection
 //! carries one request and every request is checked. WebRTC's UDP media does not use proxies
 //! and is not covered.
 
@@ -191,7 +193,7 @@ async fn resolve_allowed(
         .ok_or_else(|| Unreachable::Unresolved(format!("{host} has no address")))?;
     for a in &addrs {
         policy
-            .check_host_ip((!literal).then_some(host), a.ip())
+            .check_addr((!literal).then_some(host), *a)
             .map_err(|why| {
                 Unreachable::Refused(if literal {
                     why
