@@ -8,9 +8,11 @@
 
 mod allow;
 mod local;
+mod resolver;
 
 pub use allow::PrivateAllowList;
 pub use local::{interface_addresses, is_own_address};
+pub use resolver::{GuardedResolver, allowed_addresses};
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::Arc;
