@@ -18,6 +18,7 @@ pub mod clock;
 pub mod config;
 pub mod error;
 pub mod fonts;
+pub(crate) mod log_limit;
 pub mod media;
 pub mod ops;
 pub mod pipeline;

@@ -175,3 +175,50 @@ fn own_addresses() -> Vec<String> {
         })
         .collect()
 }
+
+/// A page asking for a refused address in a tight loop (hundreds of requests a second) leaves
+/// a bounded number of lines in the worker's log, and one saying how many were left out.
+#[test]
+fn a_page_requesting_a_refused_address_in_a_loop_does_not_flood_the_log() {
+    let redis = TestRedis::start();
+    let fixtures = fixture_server();
+    let svc = service(&redis, "iso-log-flood", true, 0, 1);
+    let id = start(
+        &svc.url,
+        json!({
+            "RecordURL": format!("{fixtures}/requests.html?loop=6&get=http://169.254.169.254/latest/meta-data/"),
+            "MaxDurationLimit": 5,
+        }),
+    );
+    let d = wait_finished(&svc.url, &id, Duration::from_secs(90));
+    assert!(d["Result"]["ErrorCode"].is_null(), "{d}");
+    let log = log_of(&svc);
+    let refusals: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("a page's request was refused"))
+        .collect();
+    // At most 3 a destination per 10 s (the recording and its page load take less than two
+    // such periods).
+    assert!(
+        !refusals.is_empty() && refusals.len() <= 6,
+        "{} refusal lines:\n{}",
+        refusals.len(),
+        refusals.join("\n")
+    );
+    let left_out: u64 = log
+        .lines()
+        .filter(|l| l.contains("suppressed="))
+        .filter_map(|l| {
+            l.split("suppressed=")
+                .nth(1)?
+                .split(' ')
+                .next()?
+                .parse::<u64>()
+                .ok()
+        })
+        .sum();
+    assert!(
+        left_out >= 100,
+        "the page asked in a loop, so most refusals were counted, not logged: {left_out}\n{log}"
+    );
+}

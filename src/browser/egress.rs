@@ -21,13 +21,19 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
 
+use crate::log_limit::{Admit, LogLimiter};
 use crate::url_guard::UrlPolicy;
+use std::sync::Arc;
 use tracing::Instrument;
 
 /// Longest request head accepted from the browser.
 const MAX_HEAD: usize = 64 * 1024;
 /// How long resolving and connecting to a destination may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(15);
+/// Refusals logged per period: a page asking again and again in a loop must not flood the log.
+const REFUSALS_PER_HOST: u32 = 3;
+const REFUSALS_IN_ALL: u32 = 10;
+const REFUSAL_PERIOD: Duration = Duration::from_secs(10);
 
 /// A running egress proxy; stops accepting (and ends its connections) when dropped.
 pub struct EgressProxy {
@@ -42,6 +48,11 @@ impl EgressProxy {
         let addr = listener.local_addr()?;
         let stop = CancellationToken::new();
         let token = stop.clone();
+        let refusals = Arc::new(LogLimiter::new(
+            REFUSAL_PERIOD,
+            REFUSALS_PER_HOST,
+            REFUSALS_IN_ALL,
+        ));
         // Its log lines belong to the recording that started it (and so carry its TaskID).
         let span = tracing::Span::current();
         tokio::spawn(
@@ -49,16 +60,23 @@ impl EgressProxy {
                 loop {
                     let accepted = tokio::select! {
                         a = listener.accept() => a,
-                        _ = token.cancelled() => return,
+                        _ = token.cancelled() => {
+                            let left_out = refusals.take_suppressed();
+                            if left_out > 0 {
+                                warn!(suppressed = left_out, "{left_out} more of the page's requests were refused (not logged one by one)");
+                            }
+                            return;
+                        }
                     };
                     let Ok((client, _)) = accepted else {
                         continue;
                     };
-                    let (token, policy) = (token.clone(), policy.clone());
+                    let (token, policy, refusals) =
+                        (token.clone(), policy.clone(), refusals.clone());
                     tokio::spawn(
                         async move {
                             tokio::select! {
-                                r = serve(client, policy) => {
+                                r = serve(client, policy, &refusals) => {
                                     if let Err(e) = r {
                                         debug!(error = %e, "egress connection ended");
                                     }
@@ -205,7 +223,11 @@ async fn resolve_allowed(
     Ok(first)
 }
 
-async fn serve(mut client: TcpStream, policy: UrlPolicy) -> std::io::Result<()> {
+async fn serve(
+    mut client: TcpStream,
+    policy: UrlPolicy,
+    refusals: &LogLimiter,
+) -> std::io::Result<()> {
     let (head, rest) = match read_head(&mut client).await? {
         Some(h) => h,
         None => return Ok(()),
@@ -217,7 +239,15 @@ async fn serve(mut client: TcpStream, policy: UrlPolicy) -> std::io::Result<()> 
     let addr = match resolve_allowed(&req.host, req.port, &policy).await {
         Ok(a) => a,
         Err(Unreachable::Refused(why)) => {
-            warn!(host = %req.host, "a page's request was refused: {why}");
+            match refusals.admit(&req.host) {
+                Admit::Log { suppressed: 0 } => {
+                    warn!(host = %req.host, "a page's request was refused: {why}");
+                }
+                Admit::Log { suppressed } => {
+                    warn!(host = %req.host, suppressed, "a page's request was refused: {why} ({suppressed} more refusals before this one were not logged)");
+                }
+                Admit::Suppress => {}
+            }
             return refuse(&mut client, 403, &why).await;
         }
         // Not a policy matter (Chromium's own update and sign-in hosts land here on a closed
