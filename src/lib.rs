@@ -24,6 +24,7 @@ pub mod ops;
 pub mod pipeline;
 pub mod process;
 pub mod recording;
+pub(crate) mod runtime_dir;
 pub mod storage;
 pub mod task;
 pub mod url_guard;

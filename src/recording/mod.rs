@@ -469,6 +469,10 @@ impl Recording {
                     .await?;
                 info!(display = %d.name(), "virtual display started");
                 opts.browser.display = Some(d.name());
+                // Only with the display's cookie may a client open it.
+                opts.browser
+                    .env
+                    .push(("XAUTHORITY".into(), d.xauthority().display().to_string()));
                 // Converted to I420 by the grab thread where the size allows (even sides).
                 opts.encoder.input = if i420::fits(opts.width, opts.height) {
                     FrameFormat::I420
@@ -538,7 +542,7 @@ impl Recording {
                 // What the display shows is what is recorded: let the loaded page reach it.
                 session.wait_for_paint(Duration::from_secs(2)).await;
                 let g = grab::DisplayGrabber::start(
-                    &d.name(),
+                    d,
                     opts.width,
                     opts.height,
                     opts.fps,
