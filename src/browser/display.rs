@@ -35,7 +35,7 @@ pub struct VirtualDisplay {
     number: u32,
     cookie: [u8; 16],
     /// Holds the Xauthority file; removed with the display.
-    auth_dir: tempfile::TempDir,
+    auth_dir: crate::runtime_dir::RuntimeDir,
 }
 
 /// An Xauthority file granting `cookie` for any address and display number (one entry,
