@@ -218,3 +218,65 @@ fn a_dead_browser_is_replaced_and_recording_goes_on() {
         "the page's clock runs on in the new browser: {span} s"
     );
 }
+
+/// Every file below `dir`, recursively.
+fn files_below(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    let mut todo = vec![dir.to_path_buf()];
+    while let Some(d) = todo.pop() {
+        for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                todo.push(p.clone());
+            }
+            out.push(p);
+        }
+    }
+    out
+}
+
+/// The browser's profile (cookies, storage) and its crash dumps (a minidump carries the page's
+/// origin) do not outlive the recording: a hung page's renderer is crashed to end the hang,
+/// which makes Chromium write a dump, yet afterwards neither the kept work directory nor the
+/// user's home holds a profile or a dump.
+#[test]
+fn a_recordings_profile_and_crash_dumps_are_removed_when_it_ends() {
+    let base = fixture_server();
+    let dir = scratch("fault-profile");
+    let home = dir.join("home");
+    let work = dir.join("work");
+    std::fs::create_dir_all(&home).unwrap();
+    let mut cmd = pagecast();
+    cmd.env("HOME", &home)
+        .env_remove("XDG_CONFIG_HOME")
+        .arg("record")
+        .arg(format!("{base}/clock.html?hang=2000"))
+        .arg("-o")
+        .arg(dir.join("out.mp4"))
+        .args(["-q", "--duration", "8", "--hang-timeout", "2", "--no-audio"])
+        .args(["--keep-work-dir", "--work-dir"])
+        .arg(&work);
+    let o = run(cmd, Duration::from_secs(90));
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    assert!(o.status.success(), "{stdout}{}", stderr(&o));
+    assert!(stdout.contains("1 page hang(s)"), "{stdout}");
+    let kept: Vec<_> = files_below(&work);
+    assert!(
+        kept.iter()
+            .any(|p| p.extension().is_some_and(|e| e == "ts")),
+        "the work directory was kept: {kept:#?}"
+    );
+    let profiles: Vec<_> = kept
+        .iter()
+        .filter(|p| p.to_string_lossy().contains("browser-profile"))
+        .collect();
+    assert!(profiles.is_empty(), "profile left behind: {profiles:#?}");
+    let dumps: Vec<_> = files_below(&dir)
+        .into_iter()
+        .filter(|p| {
+            let s = p.to_string_lossy();
+            s.ends_with(".dmp") || s.contains("Crash Reports")
+        })
+        .collect();
+    assert!(dumps.is_empty(), "crash dumps left behind: {dumps:#?}");
+}

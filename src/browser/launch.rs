@@ -196,6 +196,11 @@ impl ChromiumProcess {
         if let Some(fc) = &settings.fontconfig_file {
             cmd.env("FONTCONFIG_FILE", fc);
         }
+        // Chromium keeps its crash database (minidumps that carry the page's origin) and other
+        // per-user state under ~/.config, outside --user-data-dir: keep them in the profile,
+        // which is removed with the recording.
+        cmd.env("BREAKPAD_DUMP_LOCATION", profile_dir.join("Crash Reports"))
+            .env("XDG_CONFIG_HOME", profile_dir.join("config"));
         for (k, v) in &settings.env {
             cmd.env(k, v);
         }

@@ -10,6 +10,7 @@ mod grab;
 mod i420;
 mod options;
 mod paint_phase;
+mod profile;
 pub mod timeline;
 
 pub use capture::CaptureBackend;
@@ -445,11 +446,9 @@ impl Recording {
     /// Launches the browser, loads the page and starts capturing (or waiting for
     /// `window.startRecord()`). Fails if the browser cannot start or the page cannot load.
     pub async fn start(mut opts: RecordOptions) -> Result<Recording, RecordError> {
-        let profile = opts.work_dir.join("browser-profile");
-        std::fs::create_dir_all(&profile).map_err(|source| RecordError::WorkDir {
-            path: profile.clone(),
-            source,
-        })?;
+        // Declared before the browser, so dropped after it on every early return.
+        profile::remove_stale(&opts.work_dir);
+        let profile = profile::ProfileDir::create(&opts.work_dir, None)?;
         // The sound path comes first: its sink must exist before the browser opens its output,
         // and the monitor stream warms up while the browser starts.
         let audio = match &opts.audio {
@@ -505,11 +504,12 @@ impl Recording {
             }
             false => None,
         };
-        let (session, _) = tokio::join!(BrowserSession::open(&opts.browser, &profile), async {
-            if let Some(a) = &audio {
-                a.wait_until_live(Duration::from_secs(3)).await;
-            }
-        });
+        let (session, _) =
+            tokio::join!(BrowserSession::open(&opts.browser, profile.path()), async {
+                if let Some(a) = &audio {
+                    a.wait_until_live(Duration::from_secs(3)).await;
+                }
+            });
         let session = session?;
         let hooks = session.install_hooks().await?;
         info!(url = %crate::url_guard::loggable_url(&opts.url), width = opts.width, height = opts.height, "loading page");
@@ -574,6 +574,7 @@ impl Recording {
             progress: progress_tx,
             events: event_tx,
             log: Vec::new(),
+            profile,
         };
         let crashes = engine.session.crash_events().await?;
         // The caller's span (e.g. the task and its TaskID) stays on the engine's log lines.
@@ -648,6 +649,8 @@ struct Engine {
     progress: watch::Sender<Progress>,
     events: mpsc::UnboundedSender<RecordingEvent>,
     log: Vec<RecordingEvent>,
+    /// The current browser's profile; after `session`, so it goes after the browser.
+    profile: profile::ProfileDir,
 }
 
 impl Engine {
@@ -678,14 +681,12 @@ impl Engine {
         ),
         RecordError,
     > {
-        let profile = self.opts.work_dir.join(format!("browser-profile-{n}"));
-        std::fs::create_dir_all(&profile).map_err(|source| RecordError::WorkDir {
-            path: profile.clone(),
-            source,
-        })?;
-        let session = BrowserSession::open(&self.opts.browser, &profile).await?;
+        let profile = profile::ProfileDir::create(&self.opts.work_dir, Some(n))?;
+        let session = BrowserSession::open(&self.opts.browser, profile.path()).await?;
         let dead = std::mem::replace(&mut self.session, session);
         dead.close().await;
+        // The dead browser's profile goes with it.
+        drop(std::mem::replace(&mut self.profile, profile));
         let hooks = self.session.install_hooks().await?;
         self.session
             .navigate(&self.opts.url, self.opts.navigation_timeout)
