@@ -280,3 +280,30 @@ fn a_recordings_profile_and_crash_dumps_are_removed_when_it_ends() {
         .collect();
     assert!(dumps.is_empty(), "crash dumps left behind: {dumps:#?}");
 }
+
+/// A page that prints (itself, then through a fresh iframe, which a replaced `window.print`
+/// does not cover) is recorded on: no print preview covers it, and its clock runs throughout.
+#[test]
+fn a_page_calling_print_keeps_being_recorded() {
+    let base = fixture_server();
+    let dir = scratch("fault-print");
+    let out = dir.join("out.mp4");
+    record_ok(
+        &format!("{base}/clock.html?print=2000&printframe=4000"),
+        &out,
+        &["--duration", "8", "--no-audio"],
+    );
+    let p = probe(&out, &[]);
+    assert_close(p.duration, 8.0, 0.2, "duration");
+    let a = analyze(&out);
+    assert!(
+        a["decoded"].as_u64().unwrap() >= p.frames - 3,
+        "the page's clock is visible in every frame (a print preview hides it): {a}"
+    );
+    assert!(
+        a["longest_freeze_ms"].as_f64().unwrap() <= 500.0,
+        "the page moves throughout: {a}"
+    );
+    let span = page_clock_span(&out, p.frames);
+    assert!((7.5..8.5).contains(&span), "page time runs on: {span} s");
+}

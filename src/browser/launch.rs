@@ -121,8 +121,10 @@ pub struct ChromiumProcess {
 /// Preferences a recording's profile starts with. Chromium 156 offers to translate a page in
 /// another language (a bar over the page's top right corner, recorded with it) whatever
 /// `--disable-translate` and `--disable-features=Translate` say; the profile's own setting is
-/// what it obeys.
-const PROFILE_PREFERENCES: &str = r#"{"translate":{"enabled":false}}"#;
+/// what it obeys. Printing is off: a page's `print()` (its own, or a fresh iframe's, which
+/// escapes any replaced `window.print`) otherwise covers the rest of the recording with the
+/// print preview.
+const PROFILE_PREFERENCES: &str = r#"{"translate":{"enabled":false},"printing":{"enabled":false}}"#;
 
 /// Writes [`PROFILE_PREFERENCES`] into the profile before Chromium reads it.
 fn seed_profile(profile_dir: &Path) -> Result<(), BrowserError> {
