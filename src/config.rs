@@ -144,6 +144,12 @@ pub struct RecorderConfig {
     /// private one; sinks that crashed pagecast processes left there are removed on connect.
     #[arg(long, env = "PAGECAST_PULSE_SERVER")]
     pub pulse_server: Option<String>,
+    /// MiB of memory one recording's browser may use (0 = no cap). A page that takes more ends
+    /// its recording with PageOutOfMemory (what was recorded is delivered). Enforced by a
+    /// cgroup v2 memory.max where pagecast may create cgroups, else by V8's heap limit plus a
+    /// watchdog on the browser's memory.
+    #[arg(long, env = "PAGECAST_PAGE_MEMORY_MB", default_value_t = 2048)]
+    pub page_memory_mb: u64,
 }
 
 impl RecorderConfig {
@@ -165,6 +171,7 @@ impl RecorderConfig {
             sandbox: self.chromium_sandbox,
             display: None,
             xvfb: self.xvfb.clone(),
+            memory_limit_mb: self.page_memory_mb,
         }
     }
 

@@ -307,3 +307,55 @@ fn a_page_calling_print_keeps_being_recorded() {
     let span = page_clock_span(&out, p.frames);
     assert!((7.5..8.5).contains(&span), "page time runs on: {span} s");
 }
+
+/// A page that allocates without bound ends its recording with PageOutOfMemory at the cap
+/// (`PAGECAST_PAGE_MEMORY_MB`), whether it grows memory outside the JavaScript heap (typed
+/// arrays: the watchdog on the browser's memory ends it) or the heap itself (V8's limit crashes
+/// the renderer, which says why); what was recorded is written, and the browser profile is
+/// removed on this failure path too.
+#[test]
+fn a_page_taking_more_memory_than_the_cap_ends_with_page_out_of_memory() {
+    let base = fixture_server();
+    for (kind, says) in [("buffer", "the page used"), ("heap", "ran out of memory")] {
+        let dir = scratch(&format!("fault-memory-{kind}"));
+        let out = dir.join("out.mp4");
+        let work = dir.join("work");
+        let began = Instant::now();
+        let mut cmd = pagecast();
+        cmd.env("PAGECAST_PAGE_MEMORY_MB", "1024")
+            .arg("record")
+            // At most 3 GB, should the cap fail.
+            .arg(format!("{base}/memory_hog.html?kind={kind}&max=3000"))
+            .arg("-o")
+            .arg(&out)
+            .args(["-q", "--duration", "40", "--no-audio", "--keep-work-dir"])
+            .arg("--work-dir")
+            .arg(&work);
+        let o = run(cmd, Duration::from_secs(120));
+        let err = stderr(&o);
+        assert_eq!(o.status.code(), Some(2), "{kind}: {err}");
+        assert!(
+            err.contains("error [PageOutOfMemory]")
+                && err.contains(says)
+                && err.contains("PAGECAST_PAGE_MEMORY_MB=1024"),
+            "{kind}: {err}"
+        );
+        assert!(
+            began.elapsed() < Duration::from_secs(35),
+            "{kind}: ended at the cap, not at the duration: {:?}",
+            began.elapsed()
+        );
+        // What was recorded before is delivered, and only that (no padding to --duration).
+        let p = probe(&out, &[]);
+        assert!(
+            (1.5..40.0).contains(&p.duration),
+            "{kind}: {} s",
+            p.duration
+        );
+        let profiles: Vec<_> = files_below(&work)
+            .into_iter()
+            .filter(|p| p.to_string_lossy().contains("browser-profile"))
+            .collect();
+        assert!(profiles.is_empty(), "{kind}: {profiles:#?}");
+    }
+}

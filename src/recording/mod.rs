@@ -8,6 +8,7 @@
 mod capture;
 mod grab;
 mod i420;
+mod memory;
 mod options;
 mod paint_phase;
 mod profile;
@@ -873,6 +874,21 @@ impl Engine {
             })
         };
         let mut _watchdog = watchdog(self.session.page());
+        // The memory cap: a watchdog on the browser's processes, and V8's or the kernel's
+        // out-of-memory reports on a crash.
+        let memory_limit = opts.browser.memory_limit_mb;
+        let (memory_tx, mut memory_rx) = mpsc::unbounded_channel::<u64>();
+        let memory_watch = |pid: Option<u32>| {
+            pid.filter(|_| memory_limit > 0).map(|pid| {
+                AbortOnDrop(tokio::spawn(memory::watch(
+                    pid,
+                    memory_limit << 20,
+                    memory_tx.clone(),
+                )))
+            })
+        };
+        let mut _memory_watch = memory_watch(self.session.pid());
+        let mut memory_failures = self.session.memory_failures();
         let mut browser_restarts = 0u32;
         let mut browser_gone = false;
         // The hooks' event stream ends when the browser's DevTools connection does.
@@ -923,7 +939,26 @@ impl Engine {
                         self.session.crash_renderer();
                     }
                 }
+                Some(used) = memory_rx.recv() => {
+                    if stop.is_none() {
+                        warn!(used_mib = used >> 20, limit_mib = memory_limit, "the page uses more memory than a recording may; ending the recording");
+                        failure.get_or_insert((ErrorCode::PageOutOfMemory, memory::message(Some(used >> 20), memory_limit)));
+                        stop = Some((wall_now(), Origin::Limit));
+                        // Free the memory at once: the page's renderer goes (and is not reopened).
+                        self.session.crash_renderer();
+                    }
+                }
                 Some(_) = crashes.next() => {
+                    if stop.is_some() {
+                        // Ended already (out of memory, say): nothing to reopen.
+                        continue;
+                    }
+                    if memory::ran_out(&self.session, &mut memory_failures).await {
+                        warn!("the page ran out of memory; ending the recording");
+                        failure.get_or_insert((ErrorCode::PageOutOfMemory, memory::message(None, memory_limit)));
+                        stop = Some((wall_now(), Origin::Limit));
+                        continue;
+                    }
                     if hang_pending {
                         // The crash we caused to end a hang: reopen, count it as the hang it was.
                         hang_pending = false;
@@ -946,6 +981,19 @@ impl Engine {
                 _ = tick.tick() => {}
             }
 
+            if browser_gone
+                && stop.is_none()
+                && memory::ran_out(&self.session, &mut memory_failures).await
+            {
+                // Killed for its memory (a cgroup's cap): a new browser would be too.
+                browser_gone = false;
+                warn!("the browser ran out of memory; ending the recording");
+                failure.get_or_insert((
+                    ErrorCode::PageOutOfMemory,
+                    memory::message(None, memory_limit),
+                ));
+                stop = Some((wall_now(), Origin::Limit));
+            }
             if std::mem::take(&mut browser_gone) && stop.is_none() {
                 // The browser died (killed, out of memory): a new one takes over the page. The
                 // video repeats the last frame meanwhile, so its length stays true.
@@ -970,6 +1018,8 @@ impl Engine {
                             (*hooks, *crashes) = (h, c);
                             browser_connected = true;
                             _watchdog = watchdog(self.session.page());
+                            _memory_watch = memory_watch(self.session.pid());
+                            memory_failures = self.session.memory_failures();
                             hang_pending = false;
                             if let Some(g) = &self.grabber {
                                 g.hold(false);
@@ -1071,7 +1121,10 @@ impl Engine {
                 && now >= at + latency
             {
                 let tail = match limit_slots {
-                    Some(l) if origin == Origin::Limit => pacer.finish_at_slot_count(l),
+                    // Exactly the duration limit's length, unless a failure ended it early.
+                    Some(l) if origin == Origin::Limit && failure.is_none() => {
+                        pacer.finish_at_slot_count(l)
+                    }
                     _ => pacer.finish(at),
                 };
                 for slot in tail {
