@@ -6,7 +6,8 @@ set -euo pipefail
 
 # libssl-dev and pkg-config are build dependencies (TLS for callbacks).
 # python3-venv: hadolint (the Dockerfile check) is installed from PyPI into a venv below.
-packages=(chromium ffmpeg fontconfig xvfb redis-server pulseaudio pulseaudio-utils procps ca-certificates libssl-dev pkg-config python3-venv)
+# x11-utils (xdpyinfo): the isolation tests try to open a recording's display as another user.
+packages=(chromium ffmpeg fontconfig xvfb redis-server pulseaudio pulseaudio-utils procps ca-certificates libssl-dev pkg-config python3-venv x11-utils)
 
 missing=()
 for p in "${packages[@]}"; do
@@ -22,7 +23,7 @@ if [ "${#missing[@]}" -gt 0 ]; then
   "${sudo_cmd[@]}" apt-get install -y -q --no-install-recommends "${missing[@]}"
 fi
 
-for bin in chromium ffmpeg ffprobe Xvfb redis-server pulseaudio fc-match; do
+for bin in chromium ffmpeg ffprobe Xvfb redis-server pulseaudio fc-match xdpyinfo setpriv; do
   command -v "$bin" >/dev/null 2>&1 || { echo "install-deps: $bin is still missing after install" >&2; exit 1; }
 done
 

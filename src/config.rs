@@ -144,6 +144,12 @@ pub struct RecorderConfig {
     /// private one; sinks that crashed pagecast processes left there are removed on connect.
     #[arg(long, env = "PAGECAST_PULSE_SERVER")]
     pub pulse_server: Option<String>,
+    /// MiB of memory one recording's browser may use (0 = no cap). A page that takes more ends
+    /// its recording with PageOutOfMemory (what was recorded is delivered). Enforced by a
+    /// cgroup v2 memory.max where pagecast may create cgroups, else by V8's heap limit plus a
+    /// watchdog on the browser's memory.
+    #[arg(long, env = "PAGECAST_PAGE_MEMORY_MB", default_value_t = 2048)]
+    pub page_memory_mb: u64,
 }
 
 impl RecorderConfig {
@@ -165,6 +171,7 @@ impl RecorderConfig {
             sandbox: self.chromium_sandbox,
             display: None,
             xvfb: self.xvfb.clone(),
+            memory_limit_mb: self.page_memory_mb,
         }
     }
 
@@ -318,6 +325,13 @@ pub struct WorkerConfig {
     /// addresses are allowed.
     #[arg(long, env = "PAGECAST_ALLOW_LINK_LOCAL_URLS")]
     pub allow_link_local_urls: bool,
+    /// Private networks and hosts that RecordURL, CallbackURL and a recorded page's own requests
+    /// may reach although private addresses are refused: comma-separated CIDR networks or
+    /// addresses (`10.0.0.0/8`, `fd00::/8`), host names (`intranet.example`) and domain
+    /// suffixes (`.corp.example`). Link-local addresses stay behind
+    /// PAGECAST_ALLOW_LINK_LOCAL_URLS.
+    #[arg(long, env = "PAGECAST_ALLOWED_PRIVATE_NETWORKS")]
+    pub allowed_private_networks: Option<String>,
     /// MiB that must stay free on the work directory's disk: below it a worker takes no new
     /// recordings, and below half of it running recordings end (what they recorded is delivered)
     /// before the disk fills up.
@@ -337,6 +351,10 @@ pub struct WorkerConfig {
     /// it is ended (a worker of this node delivers what was recorded).
     #[arg(long, env = "PAGECAST_HANDOVER_TIMEOUT", default_value_t = 300, value_parser = clap::value_parser!(u64).range(1..))]
     pub handover_timeout: u64,
+    /// The addresses this process's API and metrics listeners are bound to (see
+    /// [`WorkerConfig::note_listeners`]): no task may reach them.
+    #[arg(skip)]
+    pub service_listeners: Vec<std::net::SocketAddr>,
     #[command(flatten)]
     #[allow(missing_docs)]
     pub storage: crate::storage::StorageConfig,
@@ -416,6 +434,11 @@ impl WorkerConfig {
             return Err(invalid("PAGECAST_S3_BUCKET", "must not be empty when set"));
         }
         self.storage.validate()?;
+        if let Some(list) = &self.allowed_private_networks
+            && let Err(why) = crate::url_guard::PrivateAllowList::parse(list)
+        {
+            return Err(invalid("PAGECAST_ALLOWED_PRIVATE_NETWORKS", why));
+        }
         if let Some(node) = &self.node_id
             && node.contains(char::is_whitespace)
         {
@@ -480,7 +503,33 @@ impl WorkerConfig {
         crate::url_guard::UrlPolicy {
             allow_private: self.allow_private_urls,
             allow_link_local: self.allow_link_local_urls,
+            // Checked by `validate` at start.
+            allowed_private: self
+                .allowed_private_networks
+                .as_deref()
+                .and_then(|l| crate::url_guard::PrivateAllowList::parse(l).ok())
+                .unwrap_or_default(),
+            service_ports: (!self.service_listeners.is_empty())
+                .then(|| self.service_listeners.iter().map(|a| a.port()).collect()),
         }
+    }
+
+    /// Records the listeners of this service that tasks must not reach: those this process
+    /// bound (`bound`), plus `PAGECAST_LISTEN` and `PAGECAST_METRICS_LISTEN` when set (a
+    /// separate `worker` on the API's machine knows the API's address only from them).
+    pub fn note_listeners(&mut self, bound: &[std::net::SocketAddr]) {
+        use std::net::ToSocketAddrs;
+        let mut all = bound.to_vec();
+        for var in ["PAGECAST_LISTEN", "PAGECAST_METRICS_LISTEN"] {
+            if let Ok(value) = std::env::var(var)
+                && let Ok(addrs) = value.trim().to_socket_addrs()
+            {
+                all.extend(addrs);
+            }
+        }
+        all.sort();
+        all.dedup();
+        self.service_listeners = all;
     }
 
     /// Where a task's deliverable is assembled before upload to object storage.

@@ -79,6 +79,9 @@ error_codes! {
     StartTimeout => 400, Client;
     /// The page's renderer crashed, or the page hung, more often than the restart budget allows.
     PageCrashed => 400, Client;
+    /// The page used more memory than a recording may (`PAGECAST_PAGE_MEMORY_MB`); what was
+    /// recorded until then is delivered.
+    PageOutOfMemory => 400, Client;
     /// The browser could not be started or died (missing binary, launch failure).
     BrowserFailed => 500, System;
     /// Capturing or encoding the recording failed.

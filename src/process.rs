@@ -292,7 +292,18 @@ where
 {
     let exe = resolve_program(program, path)?;
     let mut cmd = Command::new(exe);
-    cmd.args(args).stdin(Stdio::null()).stdout(Stdio::piped());
+    cmd.args(args);
+    run_command(program, cmd, limit).await
+}
+
+/// [`run_capture`] for a command prepared by the caller (its environment, say); returns its
+/// stdout.
+pub async fn run_command(
+    program: &str,
+    mut cmd: Command,
+    limit: Duration,
+) -> Result<Vec<u8>, ProcessError> {
+    cmd.stdin(Stdio::null()).stdout(Stdio::piped());
     let mut child = OwnedChild::spawn(program, cmd, |_| {})?;
     let mut stdout = child.child_mut().stdout.take();
     let reader = tokio::spawn(async move {

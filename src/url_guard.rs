@@ -1,15 +1,25 @@
 //! SSRF guard: by default the service neither records nor calls back to loopback, private,
 //! link-local (cloud metadata), multicast or otherwise reserved addresses, whether given as a
 //! literal IP or as a host name that resolves to one. Operators running pages on their own
-//! network opt out with `PAGECAST_ALLOW_PRIVATE_URLS=true`. Link-local addresses, where cloud
-//! providers answer with instance credentials, stay refused even then, unless
+//! network open it all with `PAGECAST_ALLOW_PRIVATE_URLS=true`, or only the networks and hosts
+//! they name with `PAGECAST_ALLOWED_PRIVATE_NETWORKS`. Link-local addresses, where cloud
+//! providers answer with instance credentials, stay refused either way, unless
 //! `PAGECAST_ALLOW_LINK_LOCAL_URLS=true` as well.
 
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+mod allow;
+mod local;
+mod resolver;
+
+pub use allow::PrivateAllowList;
+pub use local::{interface_addresses, is_own_address};
+pub use resolver::{GuardedResolver, allowed_addresses};
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::sync::Arc;
 use std::time::Duration;
 
 /// What the guard allows.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct UrlPolicy {
     /// Allow private, loopback and other reserved destinations (trusted networks, tests).
     pub allow_private: bool,
@@ -17,6 +27,11 @@ pub struct UrlPolicy {
     /// service's other addresses. Separate from `allow_private`: trusting one's own network
     /// should not hand a recorded page the machine's cloud credentials.
     pub allow_link_local: bool,
+    /// With `allow_private` off: the private networks and host names that are allowed anyway.
+    pub allowed_private: PrivateAllowList,
+    /// The ports this service listens on (API, metrics): refused on every address of this
+    /// machine, whatever else is allowed.
+    pub service_ports: Option<Arc<[u16]>>,
 }
 
 impl UrlPolicy {
@@ -24,16 +39,73 @@ impl UrlPolicy {
     pub const OPEN: UrlPolicy = UrlPolicy {
         allow_private: true,
         allow_link_local: true,
+        allowed_private: PrivateAllowList::NONE,
+        service_ports: None,
     };
 
     /// Whether no address is refused (nothing to resolve or check).
-    pub fn allows_all(self) -> bool {
-        self.allow_private && self.allow_link_local
+    pub fn allows_all(&self) -> bool {
+        self.allow_private && self.allow_link_local && self.ports().is_empty()
+    }
+
+    fn ports(&self) -> &[u16] {
+        self.service_ports.as_deref().unwrap_or_default()
+    }
+
+    /// Whether a connection to `addr`, an address of the host name `host` (`None` for a
+    /// literal address), is allowed. On top of [`UrlPolicy::check_host_ip`], this machine is
+    /// guarded: its service ports are refused on every one of its addresses, and its public
+    /// addresses count as private ones.
+    pub fn check_addr(&self, host: Option<&str>, addr: SocketAddr) -> Result<(), String> {
+        self.check_addr_on(host, addr, is_own_address)
+    }
+
+    fn check_addr_on(
+        &self,
+        host: Option<&str>,
+        addr: SocketAddr,
+        own: impl Fn(IpAddr) -> bool,
+    ) -> Result<(), String> {
+        let ip = addr.ip().to_canonical();
+        let own = || own(ip) || embedded_v6_v4s(ip).iter().any(|v4| own(IpAddr::V4(*v4)));
+        let guarded = !self.ports().is_empty() || is_public_ip(ip);
+        if guarded && own() {
+            if self.ports().contains(&addr.port()) {
+                return Err(format!(
+                    "{ip} port {}, this service's own listener (API or metrics) on this \
+                     machine; it is never reachable from a task",
+                    addr.port()
+                ));
+            }
+            if is_public_ip(ip) {
+                // A page must not reach this machine's services through a public address of
+                // it where its private ones are refused.
+                let trusted = self.allow_private
+                    || self.allowed_private.contains_ip(ip)
+                    || host.is_some_and(|h| self.allowed_private.contains_host(h));
+                return if trusted {
+                    Ok(())
+                } else {
+                    Err(format!(
+                        "{ip}, an address of this machine; reaching it is disabled like \
+                         private networks (PAGECAST_ALLOW_PRIVATE_URLS, or \
+                         PAGECAST_ALLOWED_PRIVATE_NETWORKS naming it)"
+                    ))
+                };
+            }
+        }
+        self.check_host_ip(host, ip)
     }
 
     /// Whether a connection to `ip` is allowed; the error says why not and which setting
     /// would allow it.
-    pub fn check_ip(self, ip: IpAddr) -> Result<(), String> {
+    pub fn check_ip(&self, ip: IpAddr) -> Result<(), String> {
+        self.check_host_ip(None, ip)
+    }
+
+    /// Whether a connection to `ip`, an address of the host name `host` (`None` for a literal
+    /// address), is allowed: a host listed in `allowed_private` may have private addresses.
+    pub fn check_host_ip(&self, host: Option<&str>, ip: IpAddr) -> Result<(), String> {
         if is_public_ip(ip) {
             Ok(())
         } else if is_metadata_ip(ip) {
@@ -46,24 +118,29 @@ impl UrlPolicy {
                      (PAGECAST_ALLOW_LINK_LOCAL_URLS)"
                 ))
             }
-        } else if self.allow_private {
+        } else if self.allow_private
+            || self.allowed_private.contains_ip(ip)
+            || host.is_some_and(|h| self.allowed_private.contains_host(h))
+        {
             Ok(())
         } else {
             Err(format!(
                 "{ip}, a private or reserved address; reaching private networks is disabled \
-                 (PAGECAST_ALLOW_PRIVATE_URLS)"
+                 (PAGECAST_ALLOW_PRIVATE_URLS, or PAGECAST_ALLOWED_PRIVATE_NETWORKS for \
+                 chosen networks and hosts)"
             ))
         }
     }
 }
 
 /// Link-local addresses and the cloud metadata service's other well-known address
-/// (`fd00:ec2::254`, inside the private IPv6 range).
+/// (`fd00:ec2::254`, inside the private IPv6 range). An IPv6 address that carries an IPv4 one
+/// (see [`embedded_v4`]) is one if any IPv4 address it may stand for is link-local.
 pub fn is_metadata_ip(ip: IpAddr) -> bool {
     match ip {
         IpAddr::V4(v4) => v4.is_link_local(),
         IpAddr::V6(v6) => match embedded_v4(v6) {
-            Some(v4) => v4.is_link_local(),
+            Some(v4s) => v4s.iter().any(Ipv4Addr::is_link_local),
             None => {
                 (v6.segments()[0] & 0xffc0) == 0xfe80
                     || v6 == Ipv6Addr::new(0xfd00, 0xec2, 0, 0, 0, 0, 0, 0x254)
@@ -72,18 +149,54 @@ pub fn is_metadata_ip(ip: IpAddr) -> bool {
     }
 }
 
-/// The IPv4 address an IPv6 one stands for: IPv4-mapped (`::ffff:a.b.c.d`) or NAT64
-/// (`64:ff9b::/96`).
-fn embedded_v4(ip: Ipv6Addr) -> Option<Ipv4Addr> {
+/// The IPv4 address(es) an IPv6 one leads to, for the forms that carry one: a translator or
+/// tunnel relay takes a packet sent to such an address to the IPv4 address inside it, so it
+/// must be judged by that address.
+///
+/// - IPv4-mapped `::ffff:a.b.c.d`;
+/// - NAT64, the well-known prefix `64:ff9b::/96` (RFC 6052): the last 32 bits;
+/// - NAT64, the local-use prefix `64:ff9b:1::/48` (RFC 8215): a network may use any of RFC
+///   6052's prefix lengths inside it (/48, /56, /64 or /96), which place the IPv4 address at
+///   different bits, so every one of those readings is returned and all must pass;
+/// - 6to4 `2002::/16` (RFC 3056): bits 16-47;
+/// - Teredo `2001::/32` (RFC 4380): the client's address, the last 32 bits inverted.
+pub fn embedded_v4(ip: Ipv6Addr) -> Option<Vec<Ipv4Addr>> {
     if let Some(v4) = ip.to_ipv4_mapped() {
-        return Some(v4);
+        return Some(vec![v4]);
     }
+    let b = ip.octets();
+    let v4 = |at: [usize; 4]| Ipv4Addr::new(b[at[0]], b[at[1]], b[at[2]], b[at[3]]);
     let s = ip.segments();
-    (s[0] == 0x64 && s[1] == 0xff9b && s[2..6].iter().all(|x| *x == 0)).then(|| {
-        let [a, b] = s[6].to_be_bytes();
-        let [c, d] = s[7].to_be_bytes();
-        Ipv4Addr::new(a, b, c, d)
-    })
+    if s[0] == 0x64 && s[1] == 0xff9b && s[2..6].iter().all(|x| *x == 0) {
+        return Some(vec![v4([12, 13, 14, 15])]);
+    }
+    if s[0] == 0x64 && s[1] == 0xff9b && s[2] == 1 {
+        // RFC 6052 section 2.2: bits 64-71 ("u") are skipped; per prefix length the IPv4
+        // address starts right after the prefix.
+        return Some(vec![
+            v4([6, 7, 9, 10]),    // /48
+            v4([7, 9, 10, 11]),   // /56
+            v4([9, 10, 11, 12]),  // /64
+            v4([12, 13, 14, 15]), // /96
+        ]);
+    }
+    if s[0] == 0x2002 {
+        return Some(vec![v4([2, 3, 4, 5])]);
+    }
+    if s[0] == 0x2001 && s[1] == 0 {
+        return Some(vec![Ipv4Addr::from(
+            u32::from_be_bytes([b[12], b[13], b[14], b[15]]) ^ 0xffff_ffff,
+        )]);
+    }
+    None
+}
+
+/// The IPv4 addresses inside an IPv6 one (none for IPv4 or plain IPv6 addresses).
+fn embedded_v6_v4s(ip: IpAddr) -> Vec<Ipv4Addr> {
+    match ip {
+        IpAddr::V6(v6) => embedded_v4(v6).unwrap_or_default(),
+        IpAddr::V4(_) => Vec::new(),
+    }
 }
 
 /// Whether an address is on the public internet.
@@ -111,8 +224,8 @@ fn is_public_v4(ip: Ipv4Addr) -> bool {
 }
 
 fn is_public_v6(ip: Ipv6Addr) -> bool {
-    if let Some(v4) = embedded_v4(ip) {
-        return is_public_v4(v4);
+    if let Some(v4s) = embedded_v4(ip) {
+        return v4s.into_iter().all(is_public_v4);
     }
     let s = ip.segments();
     !(ip.is_unspecified()
@@ -125,25 +238,35 @@ fn is_public_v6(ip: Ipv6Addr) -> bool {
         || s[..6].iter().all(|x| *x == 0)) // IPv4-compatible and other ::/96 forms
 }
 
-/// Checks that `url` (http or https) leads to public addresses only. Host names are resolved;
-/// every address they resolve to must be public. A name that does not resolve passes (the page
-/// or callback then fails on its own, and the browser's final address is checked again).
-pub async fn check_url(raw: &str, policy: UrlPolicy) -> Result<(), String> {
+/// Checks that `url` (http or https) leads only to addresses `policy` allows. Host names are
+/// resolved; every address they resolve to must be allowed. A name that does not resolve passes
+/// (the page or callback then fails on its own, and the address actually connected to is
+/// checked again: the egress proxy's and the callback client's resolvers filter too).
+pub async fn check_url(raw: &str, policy: &UrlPolicy) -> Result<(), String> {
     if policy.allows_all() {
         return Ok(());
     }
     let url = url::Url::parse(raw).map_err(|e| format!("is not a valid URL ({e})"))?;
     let port = url.port_or_known_default().unwrap_or(80);
     let host = match url.host() {
-        Some(url::Host::Ipv4(ip)) => return verdict(IpAddr::V4(ip), policy),
-        Some(url::Host::Ipv6(ip)) => return verdict(IpAddr::V6(ip), policy),
+        Some(url::Host::Ipv4(ip)) => {
+            return verdict(None, SocketAddr::new(ip.into(), port), policy);
+        }
+        Some(url::Host::Ipv6(ip)) => {
+            return verdict(None, SocketAddr::new(ip.into(), port), policy);
+        }
         Some(url::Host::Domain(d)) => d.trim_end_matches('.').to_ascii_lowercase(),
         None => return Err("has no host".into()),
     };
-    if !policy.allow_private && (host == "localhost" || host.ends_with(".localhost")) {
-        return Err(format!(
-            "points at {host}, a private address; recording and calling back to private networks is disabled (PAGECAST_ALLOW_PRIVATE_URLS)"
-        ));
+    if host == "localhost" || host.ends_with(".localhost") {
+        // Loopback by definition (RFC 6761), whatever a resolver says.
+        for ip in [
+            IpAddr::V4(Ipv4Addr::LOCALHOST),
+            IpAddr::V6(Ipv6Addr::LOCALHOST),
+        ] {
+            verdict(Some(&host), SocketAddr::new(ip, port), policy)?;
+        }
+        return Ok(());
     }
     let lookup = tokio::time::timeout(
         Duration::from_secs(3),
@@ -153,7 +276,7 @@ pub async fn check_url(raw: &str, policy: UrlPolicy) -> Result<(), String> {
     match lookup {
         Ok(Ok(addrs)) => {
             for addr in addrs {
-                verdict(addr.ip(), policy)?;
+                verdict(Some(&host), addr, policy)?;
             }
             Ok(())
         }
@@ -162,30 +285,11 @@ pub async fn check_url(raw: &str, policy: UrlPolicy) -> Result<(), String> {
     }
 }
 
-fn verdict(ip: IpAddr, policy: UrlPolicy) -> Result<(), String> {
-    policy
-        .check_ip(ip)
-        .map_err(|why| format!("points at {why}"))
-}
-
-/// A URL as it may appear in logs: without user info, and with the query and fragment cut
-/// (pages are often opened with a token in the query). Unparsable input is not shown.
-pub fn loggable_url(raw: &str) -> String {
-    match url::Url::parse(raw) {
-        Ok(mut u) => {
-            let had_query = u.query().is_some() || u.fragment().is_some();
-            let _ = u.set_username("");
-            let _ = u.set_password(None);
-            u.set_query(None);
-            u.set_fragment(None);
-            let mut shown = u.to_string();
-            if had_query {
-                shown.push_str("?…");
-            }
-            shown
-        }
-        Err(_) => "<not a URL>".to_string(),
-    }
+fn verdict(host: Option<&str>, addr: SocketAddr, policy: &UrlPolicy) -> Result<(), String> {
+    policy.check_addr(host, addr).map_err(|why| match host {
+        Some(h) => format!("points at {h}, which resolves to {why}"),
+        None => format!("points at {why}"),
+    })
 }
 
 #[cfg(test)]
@@ -235,6 +339,62 @@ mod tests {
         }
     }
 
+    /// IPv6 forms that carry an IPv4 address are judged by that address.
+    #[test]
+    fn tunnel_and_translation_addresses_are_judged_by_the_ipv4_inside() {
+        let public = |s: &str| is_public_ip(s.parse().unwrap());
+        let metadata = |s: &str| is_metadata_ip(s.parse().unwrap());
+        // 6to4: 2002:AABB:CCDD::/48 is the IPv4 address AA.BB.CC.DD.
+        assert!(!public("2002:7f00:1::"), "6to4 of 127.0.0.1");
+        assert!(!public("2002:a00:1::1"), "6to4 of 10.0.0.1");
+        assert!(metadata("2002:a9fe:a9fe::"), "6to4 of 169.254.169.254");
+        assert!(public("2002:808:808::1"), "6to4 of 8.8.8.8");
+        // NAT64, the well-known prefix.
+        assert!(!public("64:ff9b::7f00:1"));
+        assert!(metadata("64:ff9b::a9fe:a9fe"));
+        assert!(public("64:ff9b::808:808"));
+        // NAT64, the local-use prefix, with the IPv4 address where a /96 puts it...
+        assert!(!public("64:ff9b:1::7f00:1"));
+        assert!(!public("64:ff9b:1::a00:1"));
+        assert!(metadata("64:ff9b:1::a9fe:a9fe"));
+        // ...and where a /48 puts it (bits 48-63 and 72-87): 10.0.0.1 with public-looking
+        // trailing bits is still 10.0.0.1 to a translator using a /48.
+        assert!(!public("64:ff9b:1:a00:0:108:808:808"));
+        assert!(metadata("64:ff9b:1:a9fe:a9:fe00::"));
+        // Teredo: the client's address is the last 32 bits, inverted.
+        assert!(
+            !public("2001:0:4136:e378:8000:63bf:80ff:fffe"),
+            "Teredo of 127.0.0.1"
+        );
+        assert!(
+            !public("2001:0:4136:e378:8000:63bf:f5ff:fffe"),
+            "Teredo of 10.0.0.1"
+        );
+        assert!(
+            metadata("2001:0:4136:e378:8000:63bf:5601:5601"),
+            "Teredo of 169.254.169.254"
+        );
+        assert!(
+            public("2001:0:4136:e378:8000:63bf:f7f7:f7f7"),
+            "Teredo of 8.8.8.8"
+        );
+        // And the guard refuses them as it refuses the IPv4 address.
+        let deny = UrlPolicy::default();
+        assert!(deny.check_ip("2002:7f00:1::".parse().unwrap()).is_err());
+        assert!(
+            deny.check_ip("2001:0:4136:e378:8000:63bf:80ff:fffe".parse().unwrap())
+                .is_err()
+        );
+        let private = UrlPolicy {
+            allow_private: true,
+            ..UrlPolicy::default()
+        };
+        let err = private
+            .check_ip("2002:a9fe:a9fe::".parse().unwrap())
+            .unwrap_err();
+        assert!(err.contains("PAGECAST_ALLOW_LINK_LOCAL_URLS"), "{err}");
+    }
+
     #[tokio::test]
     async fn urls_to_private_places_are_refused() {
         let deny = UrlPolicy::default();
@@ -246,16 +406,16 @@ mod tests {
             "http://10.0.0.5/",
             "http://2130706433/", // 127.0.0.1 as one decimal number
         ] {
-            let err = check_url(url, deny).await.unwrap_err();
+            let err = check_url(url, &deny).await.unwrap_err();
             assert!(err.contains("PAGECAST_ALLOW_PRIVATE_URLS"), "{url}: {err}");
         }
-        assert!(check_url("http://8.8.8.8/", deny).await.is_ok());
+        assert!(check_url("http://8.8.8.8/", &deny).await.is_ok());
         let private = UrlPolicy {
             allow_private: true,
-            allow_link_local: false,
+            ..UrlPolicy::default()
         };
-        assert!(check_url("http://127.0.0.1/", private).await.is_ok());
-        assert!(check_url("http://localhost:3000/", private).await.is_ok());
+        assert!(check_url("http://127.0.0.1/", &private).await.is_ok());
+        assert!(check_url("http://localhost:3000/", &private).await.is_ok());
         // Trusting the private network does not open the cloud metadata service.
         for url in [
             "http://169.254.169.254/latest/meta-data/",
@@ -263,29 +423,158 @@ mod tests {
             "http://[fd00:ec2::254]/",
             "http://[::ffff:169.254.169.254]/",
         ] {
-            let err = check_url(url, private).await.unwrap_err();
+            let err = check_url(url, &private).await.unwrap_err();
             assert!(
                 err.contains("PAGECAST_ALLOW_LINK_LOCAL_URLS"),
                 "{url}: {err}"
             );
         }
         assert!(
-            check_url("http://169.254.169.254/", UrlPolicy::OPEN)
+            check_url("http://169.254.169.254/", &UrlPolicy::OPEN)
                 .await
                 .is_ok()
         );
     }
 
-    #[test]
-    fn loggable_urls_hide_credentials_and_queries() {
-        assert_eq!(
-            super::loggable_url("https://user:pw@class.example/room/1?token=abc#x"),
-            "https://class.example/room/1?…"
+    /// PAGECAST_ALLOWED_PRIVATE_NETWORKS opens the named networks and hosts only, never
+    /// link-local addresses.
+    #[tokio::test]
+    async fn named_private_networks_and_hosts_are_allowed_and_nothing_else() {
+        let named = UrlPolicy {
+            allowed_private: PrivateAllowList::parse(
+                "10.0.0.0/8,fd00::/8,127.0.0.0/8,::1,.localhost,169.254.0.0/16",
+            )
+            .unwrap(),
+            ..UrlPolicy::default()
+        };
+        for ok in [
+            "http://10.1.2.3/",
+            "http://[fd00::5]:8080/",
+            "http://127.0.0.1:9000/",
+            "http://[::ffff:10.9.9.9]/",
+            "http://app.localhost/",
+            "http://localhost/",
+            "https://8.8.8.8/",
+        ] {
+            assert!(check_url(ok, &named).await.is_ok(), "{ok}");
+        }
+        for refused in [
+            "http://192.168.1.1/",
+            "http://172.16.0.1/",
+            "http://[fc00::1]/",
+        ] {
+            let err = check_url(refused, &named).await.unwrap_err();
+            assert!(
+                err.contains("PAGECAST_ALLOWED_PRIVATE_NETWORKS"),
+                "{refused}: {err}"
+            );
+        }
+        // Naming a link-local network does not open the metadata service.
+        let err = check_url("http://169.254.169.254/", &named)
+            .await
+            .unwrap_err();
+        assert!(err.contains("PAGECAST_ALLOW_LINK_LOCAL_URLS"), "{err}");
+        // 127.0.0.0/8 alone does not cover localhost's ::1.
+        let v4_only = UrlPolicy {
+            allowed_private: PrivateAllowList::parse("127.0.0.0/8").unwrap(),
+            ..UrlPolicy::default()
+        };
+        assert!(check_url("http://localhost/", &v4_only).await.is_err());
+        // A host name allowed by name may have private addresses, not link-local ones.
+        let by_name = UrlPolicy {
+            allowed_private: PrivateAllowList::parse("intranet.example").unwrap(),
+            ..UrlPolicy::default()
+        };
+        let v4 = |s: &str| s.parse::<IpAddr>().unwrap();
+        assert!(
+            by_name
+                .check_host_ip(Some("intranet.example"), v4("10.0.0.7"))
+                .is_ok()
         );
-        assert_eq!(
-            super::loggable_url("http://127.0.0.1:8080/a"),
-            "http://127.0.0.1:8080/a"
+        assert!(
+            by_name
+                .check_host_ip(Some("other.example"), v4("10.0.0.7"))
+                .is_err()
         );
-        assert_eq!(super::loggable_url("not a url"), "<not a URL>");
+        assert!(by_name.check_host_ip(None, v4("10.0.0.7")).is_err());
+        assert!(
+            by_name
+                .check_host_ip(Some("intranet.example"), v4("169.254.169.254"))
+                .is_err()
+        );
+    }
+
+    /// The service's own ports are refused on every address of this machine, in every mode;
+    /// this machine's public addresses count as private.
+    #[tokio::test]
+    async fn the_service_itself_is_never_a_destination() {
+        let sock = |s: &str| s.parse::<SocketAddr>().unwrap();
+        for base in [
+            UrlPolicy::default(),
+            UrlPolicy {
+                allow_private: true,
+                allow_link_local: true,
+                ..UrlPolicy::default()
+            },
+            UrlPolicy {
+                allowed_private: PrivateAllowList::parse("127.0.0.0/8,::1,0.0.0.0/0,::/0").unwrap(),
+                ..UrlPolicy::default()
+            },
+        ] {
+            let policy = UrlPolicy {
+                service_ports: Some(vec![8080, 9090].into()),
+                ..base
+            };
+            assert!(!policy.allows_all());
+            let own = interface_addresses();
+            let mut targets: Vec<String> = own
+                .iter()
+                .map(|ip| SocketAddr::new(*ip, 8080).to_string())
+                .collect();
+            targets.extend(
+                [
+                    "127.0.0.1:8080",
+                    "127.1.2.3:9090",
+                    "0.0.0.0:8080",
+                    "[::1]:8080",
+                    "[::]:9090",
+                    "[::ffff:127.0.0.1]:8080",
+                ]
+                .map(String::from),
+            );
+            for target in targets {
+                let err = policy.check_addr(None, sock(&target)).unwrap_err();
+                assert!(err.contains("own listener"), "{target}: {err}");
+            }
+            let err = check_url("http://localhost:8080/", &policy)
+                .await
+                .unwrap_err();
+            assert!(err.contains("own listener"), "{err}");
+            // Another port of this machine is as allowed as the policy says loopback is.
+            assert_eq!(
+                policy.check_addr(None, sock("127.0.0.1:8081")).is_ok(),
+                policy.check_ip("127.0.0.1".parse().unwrap()).is_ok()
+            );
+            // Elsewhere, the ports mean nothing.
+            assert!(policy.check_addr(None, sock("8.8.8.8:8080")).is_ok());
+        }
+        // A public address of this machine (here pretended: 8.8.4.4) counts as private.
+        let own = |ip: IpAddr| ip == "8.8.4.4".parse::<IpAddr>().unwrap();
+        let strict = UrlPolicy::default();
+        let err = strict
+            .check_addr_on(None, sock("8.8.4.4:443"), own)
+            .unwrap_err();
+        assert!(err.contains("an address of this machine"), "{err}");
+        assert!(strict.check_addr_on(None, sock("8.8.8.8:443"), own).is_ok());
+        let open = UrlPolicy {
+            allow_private: true,
+            ..UrlPolicy::default()
+        };
+        assert!(open.check_addr_on(None, sock("8.8.4.4:443"), own).is_ok());
+        let named = UrlPolicy {
+            allowed_private: PrivateAllowList::parse("8.8.4.0/24").unwrap(),
+            ..UrlPolicy::default()
+        };
+        assert!(named.check_addr_on(None, sock("8.8.4.4:443"), own).is_ok());
     }
 }

@@ -404,7 +404,7 @@ async fn serve(redis: &TestRedis, tune: impl FnOnce(&mut ApiState)) -> Api {
         // The tests' pages live on loopback; the guard itself is tested separately below.
         url_policy: pagecast::url_guard::UrlPolicy {
             allow_private: true,
-            allow_link_local: false,
+            ..Default::default()
         },
         readiness: pagecast::ops::health::Readiness::redis_only(store.clone()),
     };

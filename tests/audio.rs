@@ -510,3 +510,115 @@ fn service_tasks_record_their_own_sound_or_none() {
         describe(&svc.url, &c)
     );
 }
+
+/// Runs `cmd` as the unprivileged user `nobody` (uid and gid 65534, no groups).
+fn as_nobody(cmd: &[&str]) -> std::process::Output {
+    Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+        .args(cmd)
+        .env("HOME", "/nonexistent")
+        .output()
+        .expect("setpriv (util-linux)")
+}
+
+/// The private sound server takes only this user's clients: its socket lies in a 0700
+/// directory and it takes no anonymous clients, so another local user cannot list its sinks or
+/// record a page's sound; the page is still heard, and the directory is gone when pagecast
+/// exits.
+#[test]
+fn another_user_cannot_reach_the_private_sound_server() {
+    let _serial = serial();
+    let base = fixture_server();
+    let dir = scratch("audio-private");
+    let out = dir.join("private.mp4");
+    let mut child = pagecast()
+        .env_remove("PAGECAST_PULSE_SERVER")
+        .args(["record", &format!("{base}/av_sync.html?freq=1000"), "-o"])
+        .arg(&out)
+        .args(["-q", "--duration", "6"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let (module_args, socket) = loop {
+        let found = descendants(child.id()).into_iter().find_map(|pid| {
+            let c = cmdline(pid);
+            let args = c.split("--load=").nth(1)?.to_string();
+            let socket = args.split("socket=").nth(1)?.split(' ').next()?.to_string();
+            c.contains("pulseaudio").then_some((args, socket))
+        });
+        if let Some(f) = found {
+            break f;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no private pulseaudio below pagecast"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let socket = PathBuf::from(socket);
+    let runtime = socket.parent().unwrap().to_path_buf();
+    let server = format!("--server=unix:{}", socket.display());
+    // Up for this user.
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while !Command::new("pactl")
+        .args([server.as_str(), "info"])
+        .output()
+        .unwrap()
+        .status
+        .success()
+    {
+        assert!(
+            Instant::now() < deadline,
+            "the server does not answer its own user"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(!module_args.contains("auth-anonymous=1"), "{module_args}");
+    use std::os::unix::fs::PermissionsExt;
+    let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(&runtime), 0o700, "{}", runtime.display());
+    assert_eq!(mode(&runtime.join("cookie")), 0o600);
+    // Another user: refused, with or without pointing at the cookie, and cannot record it.
+    let cookie = format!("PULSE_COOKIE={}", runtime.join("cookie").display());
+    for cmd in [
+        vec!["pactl", server.as_str(), "info"],
+        vec![
+            "env",
+            cookie.as_str(),
+            "pactl",
+            server.as_str(),
+            "list",
+            "short",
+            "sinks",
+        ],
+        vec![
+            "timeout",
+            "3",
+            "parec",
+            server.as_str(),
+            "--raw",
+            "/dev/null",
+        ],
+    ] {
+        let o = as_nobody(&cmd);
+        assert!(
+            !o.status.success(),
+            "{cmd:?} as nobody reached the server: {}",
+            String::from_utf8_lossy(&o.stdout)
+        );
+    }
+    let status = child.wait().unwrap();
+    let mut err = String::new();
+    std::io::Read::read_to_string(child.stderr.as_mut().unwrap(), &mut err).unwrap();
+    assert!(status.success(), "{status}: {err}");
+    let r = av_sync(&out, &[1000]);
+    assert_sound_track(&out, &r);
+    assert!(r["beeps"].as_u64().unwrap() >= 4, "the page was heard: {r}");
+    assert!(
+        !runtime.exists(),
+        "{} is left after pagecast exited",
+        runtime.display()
+    );
+}

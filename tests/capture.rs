@@ -169,3 +169,116 @@ fn the_recording_browser_runs_only_the_pages_renderer_and_its_display_no_gl() {
     assert!(display_gl.is_empty(), "Xvfb maps GL: {display_gl:#?}");
     assert_close(probe(&out, &[]).duration, 8.0, 0.2, "duration");
 }
+
+/// The environment variable `name` of process `pid`.
+fn environ_of(pid: u32, name: &str) -> Option<String> {
+    let env = std::fs::read(format!("/proc/{pid}/environ")).ok()?;
+    env.split(|b| *b == 0).find_map(|kv| {
+        let kv = String::from_utf8_lossy(kv);
+        kv.strip_prefix(&format!("{name}=")).map(str::to_string)
+    })
+}
+
+/// Runs `cmd` as the unprivileged user `nobody` (uid and gid 65534, no groups).
+fn as_nobody(cmd: &[&str]) -> std::process::Output {
+    std::process::Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+        .args(cmd)
+        .output()
+        .expect("setpriv (util-linux)")
+}
+
+/// A recording's display takes only clients holding its cookie: another local user (who can
+/// reach the X socket) is refused, and so is this user without the cookie; the recording goes
+/// on, and the cookie's directory is gone afterwards.
+#[test]
+fn another_user_cannot_open_a_recordings_display() {
+    let base = fixture_server();
+    let dir = scratch("x11-auth");
+    let out = dir.join("auth.mp4");
+    let mut child = pagecast()
+        .arg("record")
+        .arg(format!("{base}/clock.html"))
+        .args(["--duration", "8", "-q", "-o"])
+        .arg(&out)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn pagecast");
+    // The browser's environment names the display and its Xauthority file.
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let (display, xauthority) = loop {
+        let found = descendants(child.id()).into_iter().find_map(|pid| {
+            let c = cmdline(pid);
+            (c.contains("chromium") && !c.contains("--type="))
+                .then(|| Some((environ_of(pid, "DISPLAY")?, environ_of(pid, "XAUTHORITY")?)))
+                .flatten()
+        });
+        if let Some(f) = found {
+            break f;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no browser with a display"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    std::thread::sleep(Duration::from_secs(2));
+    let xauthority = std::path::PathBuf::from(xauthority);
+    let xdpyinfo = |user_nobody: bool, auth: &str| {
+        let cmd = [
+            "env",
+            &format!("DISPLAY={display}"),
+            &format!("XAUTHORITY={auth}"),
+            "xdpyinfo",
+        ];
+        if user_nobody {
+            as_nobody(&cmd)
+        } else {
+            std::process::Command::new(cmd[0])
+                .args(&cmd[1..])
+                .output()
+                .expect("xdpyinfo (x11-utils)")
+        }
+    };
+    let auth = xauthority.display().to_string();
+    // The display is up, and takes its cookie.
+    let o = xdpyinfo(false, &auth);
+    assert!(
+        o.status.success(),
+        "the cookie opens the display: {}",
+        stderr(&o)
+    );
+    // Without it, nobody gets in: neither another user nor this one.
+    for (nobody, auth) in [
+        (true, "/nonexistent"),
+        (true, auth.as_str()),
+        (false, "/nonexistent"),
+    ] {
+        let o = xdpyinfo(nobody, auth);
+        assert!(
+            !o.status.success(),
+            "nobody={nobody} XAUTHORITY={auth} opened {display}: {}",
+            String::from_utf8_lossy(&o.stdout)
+        );
+    }
+    // The cookie is readable by this user only.
+    use std::os::unix::fs::PermissionsExt;
+    let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(&xauthority), 0o600);
+    assert_eq!(mode(xauthority.parent().unwrap()), 0o700);
+    let status = child.wait().expect("wait");
+    let mut err = String::new();
+    std::io::Read::read_to_string(child.stderr.as_mut().unwrap(), &mut err).unwrap();
+    assert!(status.success(), "{status}: {err}");
+    let p = probe(&out, &[]);
+    assert_close(p.duration, 8.0, 0.2, "duration");
+    assert!(
+        frame_clock_decodes_at(&out, (p.frames - 5) as usize),
+        "the page was recorded"
+    );
+    assert!(
+        !xauthority.parent().unwrap().exists(),
+        "the cookie's directory is removed"
+    );
+}

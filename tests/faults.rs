@@ -218,3 +218,144 @@ fn a_dead_browser_is_replaced_and_recording_goes_on() {
         "the page's clock runs on in the new browser: {span} s"
     );
 }
+
+/// Every file below `dir`, recursively.
+fn files_below(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    let mut todo = vec![dir.to_path_buf()];
+    while let Some(d) = todo.pop() {
+        for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                todo.push(p.clone());
+            }
+            out.push(p);
+        }
+    }
+    out
+}
+
+/// The browser's profile (cookies, storage) and its crash dumps (a minidump carries the page's
+/// origin) do not outlive the recording: a hung page's renderer is crashed to end the hang,
+/// which makes Chromium write a dump, yet afterwards neither the kept work directory nor the
+/// user's home holds a profile or a dump.
+#[test]
+fn a_recordings_profile_and_crash_dumps_are_removed_when_it_ends() {
+    let base = fixture_server();
+    let dir = scratch("fault-profile");
+    let home = dir.join("home");
+    let work = dir.join("work");
+    std::fs::create_dir_all(&home).unwrap();
+    let mut cmd = pagecast();
+    cmd.env("HOME", &home)
+        .env_remove("XDG_CONFIG_HOME")
+        .arg("record")
+        .arg(format!("{base}/clock.html?hang=2000"))
+        .arg("-o")
+        .arg(dir.join("out.mp4"))
+        .args(["-q", "--duration", "8", "--hang-timeout", "2", "--no-audio"])
+        .args(["--keep-work-dir", "--work-dir"])
+        .arg(&work);
+    let o = run(cmd, Duration::from_secs(90));
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    assert!(o.status.success(), "{stdout}{}", stderr(&o));
+    assert!(stdout.contains("1 page hang(s)"), "{stdout}");
+    let kept: Vec<_> = files_below(&work);
+    assert!(
+        kept.iter()
+            .any(|p| p.extension().is_some_and(|e| e == "ts")),
+        "the work directory was kept: {kept:#?}"
+    );
+    let profiles: Vec<_> = kept
+        .iter()
+        .filter(|p| p.to_string_lossy().contains("browser-profile"))
+        .collect();
+    assert!(profiles.is_empty(), "profile left behind: {profiles:#?}");
+    let dumps: Vec<_> = files_below(&dir)
+        .into_iter()
+        .filter(|p| {
+            let s = p.to_string_lossy();
+            s.ends_with(".dmp") || s.contains("Crash Reports")
+        })
+        .collect();
+    assert!(dumps.is_empty(), "crash dumps left behind: {dumps:#?}");
+}
+
+/// A page that prints (itself, then through a fresh iframe, which a replaced `window.print`
+/// does not cover) is recorded on: no print preview covers it, and its clock runs throughout.
+#[test]
+fn a_page_calling_print_keeps_being_recorded() {
+    let base = fixture_server();
+    let dir = scratch("fault-print");
+    let out = dir.join("out.mp4");
+    record_ok(
+        &format!("{base}/clock.html?print=2000&printframe=4000"),
+        &out,
+        &["--duration", "8", "--no-audio"],
+    );
+    let p = probe(&out, &[]);
+    assert_close(p.duration, 8.0, 0.2, "duration");
+    let a = analyze(&out);
+    assert!(
+        a["decoded"].as_u64().unwrap() >= p.frames - 3,
+        "the page's clock is visible in every frame (a print preview hides it): {a}"
+    );
+    assert!(
+        a["longest_freeze_ms"].as_f64().unwrap() <= 500.0,
+        "the page moves throughout: {a}"
+    );
+    let span = page_clock_span(&out, p.frames);
+    assert!((7.5..8.5).contains(&span), "page time runs on: {span} s");
+}
+
+/// A page that allocates without bound ends its recording with PageOutOfMemory at the cap
+/// (`PAGECAST_PAGE_MEMORY_MB`), whether it grows memory outside the JavaScript heap (typed
+/// arrays: the watchdog on the browser's memory ends it) or the heap itself (V8's limit crashes
+/// the renderer, which says why); what was recorded is written, and the browser profile is
+/// removed on this failure path too.
+#[test]
+fn a_page_taking_more_memory_than_the_cap_ends_with_page_out_of_memory() {
+    let base = fixture_server();
+    for (kind, says) in [("buffer", "the page used"), ("heap", "ran out of memory")] {
+        let dir = scratch(&format!("fault-memory-{kind}"));
+        let out = dir.join("out.mp4");
+        let work = dir.join("work");
+        let began = Instant::now();
+        let mut cmd = pagecast();
+        cmd.env("PAGECAST_PAGE_MEMORY_MB", "1024")
+            .arg("record")
+            // At most 3 GB, should the cap fail.
+            .arg(format!("{base}/memory_hog.html?kind={kind}&max=3000"))
+            .arg("-o")
+            .arg(&out)
+            .args(["-q", "--duration", "40", "--no-audio", "--keep-work-dir"])
+            .arg("--work-dir")
+            .arg(&work);
+        let o = run(cmd, Duration::from_secs(120));
+        let err = stderr(&o);
+        assert_eq!(o.status.code(), Some(2), "{kind}: {err}");
+        assert!(
+            err.contains("error [PageOutOfMemory]")
+                && err.contains(says)
+                && err.contains("PAGECAST_PAGE_MEMORY_MB=1024"),
+            "{kind}: {err}"
+        );
+        assert!(
+            began.elapsed() < Duration::from_secs(35),
+            "{kind}: ended at the cap, not at the duration: {:?}",
+            began.elapsed()
+        );
+        // What was recorded before is delivered, and only that (no padding to --duration).
+        let p = probe(&out, &[]);
+        assert!(
+            (1.5..40.0).contains(&p.duration),
+            "{kind}: {} s",
+            p.duration
+        );
+        let profiles: Vec<_> = files_below(&work)
+            .into_iter()
+            .filter(|p| p.to_string_lossy().contains("browser-profile"))
+            .collect();
+        assert!(profiles.is_empty(), "{kind}: {profiles:#?}");
+    }
+}

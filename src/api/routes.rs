@@ -219,11 +219,11 @@ fn task_id(data: &Value) -> Result<String, ApiError> {
 
 async fn start(state: &ApiState, data: &Value) -> Result<Value, ApiError> {
     let (spec, secrets) = parse_start(data, &state.limits)?;
-    crate::url_guard::check_url(&spec.record_url, state.url_policy)
+    crate::url_guard::check_url(&spec.record_url, &state.url_policy)
         .await
         .map_err(|why| ApiError::invalid("Data.RecordURL", why))?;
     if let Some(cb) = &spec.callback_url {
-        crate::url_guard::check_url(cb, state.url_policy)
+        crate::url_guard::check_url(cb, &state.url_policy)
             .await
             .map_err(|why| ApiError::invalid("Data.CallbackURL", why))?;
     }

@@ -38,7 +38,8 @@ impl AudioCapture {
         let server = server(settings).await?;
         let sink = Sink::create(server.clone()).await?;
         let mut cmd = tokio::process::Command::new(server.parec());
-        cmd.arg(format!("--server={}", server.address()))
+        cmd.envs(server.client_env())
+            .arg(format!("--server={}", server.address()))
             .arg(format!("--device={}.monitor", sink.name()))
             .args([
                 "--raw",
@@ -78,13 +79,15 @@ impl AudioCapture {
 
     /// Environment that routes a browser's sound into this capture's sink.
     pub fn browser_env(&self) -> Vec<(String, String)> {
-        vec![
+        let mut env = vec![
             (
                 "PULSE_SERVER".to_string(),
                 self.sink.server().address().to_string(),
             ),
             ("PULSE_SINK".to_string(), self.sink.name().to_string()),
-        ]
+        ];
+        env.extend(self.sink.server().client_env());
+        env
     }
 
     /// The sink's name.

@@ -2,7 +2,10 @@
 //!
 //! By default pagecast runs its own server: started on first use, once per pagecast process, in a
 //! private runtime directory, as an owned child (killed with pagecast, even by SIGKILL, so its
-//! sinks can never outlive the process). It needs no system mode, D-Bus or session, and works as
+//! sinks can never outlive the process). Only this user's processes reach it: its socket lies in
+//! a directory of mode 0700 (removed when pagecast exits), and it takes no anonymous clients,
+//! only ones with this user's credentials or its random cookie (which pagecast's `pactl`,
+//! `parec` and the browser are given in `PULSE_COOKIE`). It needs no system mode, D-Bus or session, and works as
 //! root and as an ordinary user. An operator may point pagecast at a server of their own instead
 //! (`--pulse-server`); sinks that a crashed pagecast left there are removed the next time a
 //! pagecast process connects.
@@ -20,7 +23,7 @@ use std::time::{Duration, Instant};
 use tracing::{debug, info, warn};
 
 use super::AudioError;
-use crate::process::{OwnedChild, resolve_program, run_capture};
+use crate::process::{OwnedChild, resolve_program, run_command};
 
 /// Where the page's sound goes.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -58,9 +61,14 @@ pub struct PulseServer {
     settings: AudioSettings,
     /// The private server process (None for an operator's server).
     child: Option<Mutex<OwnedChild>>,
-    /// The private runtime directory (removed when the server is dropped).
-    _dir: Option<tempfile::TempDir>,
+    /// The private server's authentication cookie file (None for an operator's server).
+    cookie: Option<PathBuf>,
+    /// The private runtime directory (removed when the server is dropped or pagecast exits).
+    _dir: Option<crate::runtime_dir::RuntimeDir>,
 }
+
+/// Bytes in a PulseAudio authentication cookie.
+const COOKIE_BYTES: usize = 256;
 
 /// The process's server, started on first use.
 static SERVER: tokio::sync::Mutex<Option<Arc<PulseServer>>> = tokio::sync::Mutex::const_new(None);
@@ -105,6 +113,7 @@ impl PulseServer {
                 parec,
                 settings: settings.clone(),
                 child: None,
+                cookie: None,
                 _dir: None,
             };
             s.pactl(&["info"]).await.map_err(|e| {
@@ -117,14 +126,16 @@ impl PulseServer {
         }
 
         let exe = resolve_program("pulseaudio", &settings.pulseaudio)?;
-        let dir = tempfile::Builder::new()
-            .prefix("pagecast-pulse-")
-            .tempdir()
+        let dir = crate::runtime_dir::create("pagecast-pulse-")
             .map_err(|e| AudioError::Server(format!("runtime directory: {e}")))?;
         let socket = dir.path().join("native");
+        let cookie = dir.path().join("cookie");
+        write_cookie(&cookie)
+            .map_err(|e| AudioError::Server(format!("authentication cookie: {e}")))?;
         let mut cmd = tokio::process::Command::new(exe);
         // -n: none of the system's default.pa (no hardware, no suspend-on-idle, no D-Bus); the
-        // one protocol module pagecast needs, reachable only through the private socket.
+        // one protocol module pagecast needs, reachable only through the private socket, for
+        // clients of this user or holding the cookie (no anonymous ones).
         cmd.args([
             "-n",
             "--daemonize=no",
@@ -138,8 +149,9 @@ impl PulseServer {
             "--log-level=warning",
         ])
         .arg(format!(
-            "--load=module-native-protocol-unix socket={} auth-anonymous=1",
-            socket.display()
+            "--load=module-native-protocol-unix socket={} auth-anonymous=0 auth-cookie-enabled=1 auth-cookie={}",
+            socket.display(),
+            cookie.display()
         ))
         .env("HOME", dir.path())
         .env("XDG_RUNTIME_DIR", dir.path())
@@ -157,6 +169,7 @@ impl PulseServer {
             parec,
             settings: settings.clone(),
             child: Some(Mutex::new(child)),
+            cookie: Some(cookie),
             _dir: Some(dir),
         };
         let deadline = Instant::now() + START_LIMIT;
@@ -193,6 +206,14 @@ impl PulseServer {
         &self.parec
     }
 
+    /// Environment a client of this server needs besides its address (the cookie).
+    pub fn client_env(&self) -> Vec<(String, String)> {
+        self.cookie
+            .iter()
+            .map(|c| ("PULSE_COOKIE".to_string(), c.display().to_string()))
+            .collect()
+    }
+
     fn stderr_tail(&self) -> String {
         self.child
             .as_ref()
@@ -213,9 +234,11 @@ impl PulseServer {
 
     /// Runs `pactl` against this server; returns its stdout.
     pub async fn pactl(&self, args: &[&str]) -> Result<String, AudioError> {
-        let mut all = vec![format!("--server={}", self.address)];
-        all.extend(args.iter().map(|a| a.to_string()));
-        let out = run_capture("pactl", &self.pactl, &all, PACTL_LIMIT).await?;
+        let mut cmd = tokio::process::Command::new(&self.pactl);
+        cmd.arg(format!("--server={}", self.address))
+            .args(args)
+            .envs(self.client_env());
+        let out = run_command("pactl", cmd, PACTL_LIMIT).await?;
         Ok(String::from_utf8_lossy(&out).into_owned())
     }
 
@@ -237,6 +260,20 @@ impl PulseServer {
             }
         }
     }
+}
+
+/// Writes a fresh random cookie, readable by this user only.
+fn write_cookie(path: &Path) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut cookie = [0u8; COOKIE_BYTES];
+    getrandom::fill(&mut cookie).map_err(std::io::Error::other)?;
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)?
+        .write_all(&cookie)
 }
 
 /// The null sinks (module index, sink name) that `modules` lists for pagecast processes other
@@ -359,7 +396,8 @@ impl Drop for Sink {
         // Synchronous on purpose: it must happen even when the runtime is shutting down. One pactl
         // call takes a few milliseconds; a hung server is given two seconds.
         let mut cmd = std::process::Command::new(&self.server.pactl);
-        cmd.arg(format!("--server={}", self.server.address))
+        cmd.envs(self.server.client_env())
+            .arg(format!("--server={}", self.server.address))
             .args(["unload-module", &self.module.to_string()])
             .stdin(Stdio::null())
             .stdout(Stdio::null())

@@ -4,8 +4,14 @@
 //! Xvfb chooses a free display number itself (`-displayfd`), so any number of recordings on one
 //! machine never race for `:99`. The server is owned: killed and reaped when the display is
 //! dropped, and its stderr tail is kept for error messages.
+//!
+//! Only the recording's own clients can connect: the server runs with access control (no
+//! `-ac`) and a fresh MIT-MAGIC-COOKIE-1 per display, kept in an Xauthority file (mode 0600, in
+//! a 0700 directory of its own) that the browser is pointed at (`XAUTHORITY`); pagecast's own
+//! client presents the cookie directly. Another local user, who can reach the X socket in
+//! `/tmp/.X11-unix`, is refused.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use tokio::io::AsyncBufReadExt;
@@ -17,23 +23,73 @@ use crate::process::{OwnedChild, resolve_program};
 /// How long Xvfb may take to report its display number.
 const START_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// The authorization protocol of the display's cookie.
+const MIT_MAGIC_COOKIE: &[u8] = b"MIT-MAGIC-COOKIE-1";
+/// Xauthority's family code matching any address.
+const FAMILY_WILD: u16 = 0xffff;
+
 /// A running Xvfb server with one screen of the recording's size.
 #[derive(Debug)]
 pub struct VirtualDisplay {
     child: OwnedChild,
     number: u32,
+    cookie: [u8; 16],
+    /// Holds the Xauthority file; removed with the display.
+    auth_dir: crate::runtime_dir::RuntimeDir,
+}
+
+/// An Xauthority file granting `cookie` for any address and display number (one entry,
+/// `FamilyWild`, empty display number: the server takes every cookie in its file, and clients
+/// take a wildcard entry for whatever display they open).
+fn xauthority(cookie: &[u8]) -> Vec<u8> {
+    let mut out = FAMILY_WILD.to_be_bytes().to_vec();
+    for field in [&b""[..], b"", MIT_MAGIC_COOKIE, cookie] {
+        out.extend_from_slice(&(field.len() as u16).to_be_bytes());
+        out.extend_from_slice(field);
+    }
+    out
+}
+
+/// Writes the display's Xauthority file, readable by this user only.
+fn write_private(path: &Path, data: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)?
+        .write_all(data)
 }
 
 impl VirtualDisplay {
     /// Starts `xvfb` with a `width`×`height`×24 screen and waits until it accepts clients.
     pub async fn start(xvfb: &Path, width: u32, height: u32) -> Result<Self, BrowserError> {
         let exe = resolve_program("Xvfb", xvfb)?;
+        let setup = |reason: String| BrowserError::Display {
+            reason,
+            tail: String::new(),
+        };
+        let mut cookie = [0u8; 16];
+        getrandom::fill(&mut cookie)
+            .map_err(|e| setup(format!("no randomness for the display's cookie: {e}")))?;
+        let auth_dir = crate::runtime_dir::create("pagecast-x11-").map_err(|e| {
+            setup(format!(
+                "cannot create the display's private directory: {e}"
+            ))
+        })?;
+        let auth = auth_dir.path().join("Xauthority");
+        write_private(&auth, &xauthority(&cookie))
+            .map_err(|e| setup(format!("cannot write the display's Xauthority file: {e}")))?;
         let mut cmd = Command::new(exe);
         cmd.args(["-displayfd", "1", "-screen", "0"])
             .arg(format!("{width}x{height}x24"))
-            // No TCP, no access control beyond the local socket's permissions, no screen saver,
-            // and no reset when the last client (a dying browser) disconnects.
-            .args(["-nolisten", "tcp", "-ac", "-s", "0", "-dpms", "-noreset"])
+            // Clients need the cookie in `auth`.
+            .arg("-auth")
+            .arg(&auth)
+            // No TCP, no screen saver, and no reset when the last client (a dying browser)
+            // disconnects.
+            .args(["-nolisten", "tcp", "-s", "0", "-dpms", "-noreset"])
             // No GLX: Chromium runs without a GPU and paints with shared-memory images, and
             // GLX's software renderer maps LLVM into the server (about 48 MB of its 66 MB PSS).
             .args(["-extension", "GLX"])
@@ -47,7 +103,12 @@ impl VirtualDisplay {
             line.trim().parse::<u32>().ok()
         };
         match tokio::time::timeout(START_TIMEOUT, number).await {
-            Ok(Some(number)) => Ok(Self { child, number }),
+            Ok(Some(number)) => Ok(Self {
+                child,
+                number,
+                cookie,
+                auth_dir,
+            }),
             outcome => {
                 let exited = child.try_wait();
                 child.kill().await;
@@ -72,6 +133,38 @@ impl VirtualDisplay {
         format!(":{}", self.number)
     }
 
+    /// The Xauthority file a client of this display needs (for `XAUTHORITY`).
+    pub fn xauthority(&self) -> PathBuf {
+        self.auth_dir.path().join("Xauthority")
+    }
+
+    /// Opens a connection to the display with its cookie (pagecast's own client; its process
+    /// environment is not touched).
+    pub fn connect(&self) -> Result<(x11rb::rust_connection::RustConnection, usize), String> {
+        use x11rb::reexports::x11rb_protocol::parse_display::parse_display;
+        use x11rb::rust_connection::{DefaultStream, RustConnection};
+        let name = self.name();
+        let parsed = parse_display(Some(&name)).map_err(|e| format!("{name}: {e}"))?;
+        let screen = usize::from(parsed.screen);
+        let mut last = String::from("no address to connect to");
+        for addr in parsed.connect_instruction() {
+            match DefaultStream::connect(&addr) {
+                Ok((stream, _)) => {
+                    return RustConnection::connect_to_stream_with_auth_info(
+                        stream,
+                        screen,
+                        MIT_MAGIC_COOKIE.to_vec(),
+                        self.cookie.to_vec(),
+                    )
+                    .map(|c| (c, screen))
+                    .map_err(|e| format!("cannot open X display {name}: {e}"));
+                }
+                Err(e) => last = e.to_string(),
+            }
+        }
+        Err(format!("cannot open X display {name}: {last}"))
+    }
+
     /// Stops the server and reaps it.
     pub async fn close(mut self) {
         self.child.kill().await;
@@ -86,5 +179,21 @@ impl Drop for VirtualDisplay {
         self.child.kill_now();
         let _ = std::fs::remove_file(format!("/tmp/.X{}-lock", self.number));
         let _ = std::fs::remove_file(format!("/tmp/.X11-unix/X{}", self.number));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_xauthority_entry_is_a_wildcard_cookie() {
+        let cookie = [0xabu8; 16];
+        let file = xauthority(&cookie);
+        let mut want = vec![0xff, 0xff, 0, 0, 0, 0, 0, 18];
+        want.extend_from_slice(b"MIT-MAGIC-COOKIE-1");
+        want.extend_from_slice(&[0, 16]);
+        want.extend_from_slice(&cookie);
+        assert_eq!(file, want);
     }
 }

@@ -7,7 +7,9 @@
 //! shows ends up in the video. Behind this proxy every request the browser makes (documents,
 //! subresources, WebSockets; `https` through `CONNECT`) is checked, and the connection goes to the
 //! exact address that was checked, so a name that resolves differently the second time cannot
-//! slip through. Plain-HTTP requests are sent with `Connection: close`, so each proxy connection
+//! slip through. The machine itself is guarded too: the service's own API and metrics ports are
+//! refused on every address of the machine whatever the policy, so a page can neither start
+//! tasks nor read metrics, and the machine's public addresses count as private ones. Plain-HTTP requests are sent with `Connection: close`, so each proxy connection
 //! carries one request and every request is checked. WebRTC's UDP media does not use proxies
 //! and is not covered.
 
@@ -19,13 +21,19 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
 
+use crate::log_limit::{Admit, LogLimiter};
 use crate::url_guard::UrlPolicy;
+use std::sync::Arc;
 use tracing::Instrument;
 
 /// Longest request head accepted from the browser.
 const MAX_HEAD: usize = 64 * 1024;
 /// How long resolving and connecting to a destination may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(15);
+/// Refusals logged per period: a page asking again and again in a loop must not flood the log.
+const REFUSALS_PER_HOST: u32 = 3;
+const REFUSALS_IN_ALL: u32 = 10;
+const REFUSAL_PERIOD: Duration = Duration::from_secs(10);
 
 /// A running egress proxy; stops accepting (and ends its connections) when dropped.
 pub struct EgressProxy {
@@ -40,6 +48,11 @@ impl EgressProxy {
         let addr = listener.local_addr()?;
         let stop = CancellationToken::new();
         let token = stop.clone();
+        let refusals = Arc::new(LogLimiter::new(
+            REFUSAL_PERIOD,
+            REFUSALS_PER_HOST,
+            REFUSALS_IN_ALL,
+        ));
         // Its log lines belong to the recording that started it (and so carry its TaskID).
         let span = tracing::Span::current();
         tokio::spawn(
@@ -47,16 +60,23 @@ impl EgressProxy {
                 loop {
                     let accepted = tokio::select! {
                         a = listener.accept() => a,
-                        _ = token.cancelled() => return,
+                        _ = token.cancelled() => {
+                            let left_out = refusals.take_suppressed();
+                            if left_out > 0 {
+                                warn!(suppressed = left_out, "{left_out} more of the page's requests were refused (not logged one by one)");
+                            }
+                            return;
+                        }
                     };
                     let Ok((client, _)) = accepted else {
                         continue;
                     };
-                    let token = token.clone();
+                    let (token, policy, refusals) =
+                        (token.clone(), policy.clone(), refusals.clone());
                     tokio::spawn(
                         async move {
                             tokio::select! {
-                                r = serve(client, policy) => {
+                                r = serve(client, policy, &refusals) => {
                                     if let Err(e) = r {
                                         debug!(error = %e, "egress connection ended");
                                     }
@@ -177,8 +197,9 @@ enum Unreachable {
 async fn resolve_allowed(
     host: &str,
     port: u16,
-    policy: UrlPolicy,
+    policy: &UrlPolicy,
 ) -> Result<SocketAddr, Unreachable> {
+    let literal = host.trim_matches(['[', ']']).parse::<IpAddr>().is_ok();
     let addrs: Vec<SocketAddr> =
         tokio::time::timeout(CONNECT_TIMEOUT, tokio::net::lookup_host((host, port)))
             .await
@@ -189,18 +210,24 @@ async fn resolve_allowed(
         .first()
         .ok_or_else(|| Unreachable::Unresolved(format!("{host} has no address")))?;
     for a in &addrs {
-        policy.check_ip(a.ip()).map_err(|why| {
-            Unreachable::Refused(if host.trim_matches(['[', ']']).parse::<IpAddr>().is_ok() {
-                why
-            } else {
-                format!("{host} resolves to {why}")
-            })
-        })?;
+        policy
+            .check_addr((!literal).then_some(host), *a)
+            .map_err(|why| {
+                Unreachable::Refused(if literal {
+                    why
+                } else {
+                    format!("{host} resolves to {why}")
+                })
+            })?;
     }
     Ok(first)
 }
 
-async fn serve(mut client: TcpStream, policy: UrlPolicy) -> std::io::Result<()> {
+async fn serve(
+    mut client: TcpStream,
+    policy: UrlPolicy,
+    refusals: &LogLimiter,
+) -> std::io::Result<()> {
     let (head, rest) = match read_head(&mut client).await? {
         Some(h) => h,
         None => return Ok(()),
@@ -209,10 +236,18 @@ async fn serve(mut client: TcpStream, policy: UrlPolicy) -> std::io::Result<()> 
         Ok(r) => r,
         Err(why) => return refuse(&mut client, 400, &why).await,
     };
-    let addr = match resolve_allowed(&req.host, req.port, policy).await {
+    let addr = match resolve_allowed(&req.host, req.port, &policy).await {
         Ok(a) => a,
         Err(Unreachable::Refused(why)) => {
-            warn!(host = %req.host, "a page's request was refused: {why}");
+            match refusals.admit(&req.host) {
+                Admit::Log { suppressed: 0 } => {
+                    warn!(host = %req.host, "a page's request was refused: {why}");
+                }
+                Admit::Log { suppressed } => {
+                    warn!(host = %req.host, suppressed, "a page's request was refused: {why} ({suppressed} more refusals before this one were not logged)");
+                }
+                Admit::Suppress => {}
+            }
             return refuse(&mut client, 403, &why).await;
         }
         // Not a policy matter (Chromium's own update and sign-in hosts land here on a closed
@@ -373,7 +408,7 @@ mod tests {
         // Private networks allowed: loopback is reached, the metadata service still is not.
         let open = EgressProxy::start(UrlPolicy {
             allow_private: true,
-            allow_link_local: false,
+            ..UrlPolicy::default()
         })
         .await
         .unwrap();

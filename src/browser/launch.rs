@@ -5,6 +5,8 @@
 //! kill every helper process on drop.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
 use std::time::Duration;
 
 use tokio::process::Command;
@@ -36,6 +38,8 @@ pub struct BrowserSettings {
     pub display: Option<String>,
     /// The Xvfb binary that provides such displays.
     pub xvfb: PathBuf,
+    /// MiB of memory the browser may use (0: no cap); see `browser::memory`.
+    pub memory_limit_mb: u64,
 }
 
 /// Chromium's sandbox: on where the environment allows it.
@@ -116,13 +120,19 @@ const HEADFUL_FLAGS: &[&str] = &[
 pub struct ChromiumProcess {
     child: OwnedChild,
     ws_url: String,
+    /// Lines on its stderr saying a process ran out of memory.
+    oom_lines: Arc<AtomicU64>,
+    /// Its memory cgroup, where there is one (after `child`: removed once the browser is gone).
+    cgroup: Option<super::memory::MemoryCgroup>,
 }
 
 /// Preferences a recording's profile starts with. Chromium 156 offers to translate a page in
 /// another language (a bar over the page's top right corner, recorded with it) whatever
 /// `--disable-translate` and `--disable-features=Translate` say; the profile's own setting is
-/// what it obeys.
-const PROFILE_PREFERENCES: &str = r#"{"translate":{"enabled":false}}"#;
+/// what it obeys. Printing is off: a page's `print()` (its own, or a fresh iframe's, which
+/// escapes any replaced `window.print`) otherwise covers the rest of the recording with the
+/// print preview.
+const PROFILE_PREFERENCES: &str = r#"{"translate":{"enabled":false},"printing":{"enabled":false}}"#;
 
 /// Writes [`PROFILE_PREFERENCES`] into the profile before Chromium reads it.
 fn seed_profile(profile_dir: &Path) -> Result<(), BrowserError> {
@@ -188,6 +198,8 @@ impl ChromiumProcess {
                 "--window-size={},{}",
                 settings.width, settings.height
             ))
+            // V8's share of the memory cap.
+            .args(super::memory::js_flags(settings.memory_limit_mb))
             // The operator's flags and the recording's own (egress proxy, sound), after ours.
             .args(&settings.extra_args)
             .arg("about:blank")
@@ -196,17 +208,32 @@ impl ChromiumProcess {
         if let Some(fc) = &settings.fontconfig_file {
             cmd.env("FONTCONFIG_FILE", fc);
         }
+        // Chromium keeps its crash database (minidumps that carry the page's origin) and other
+        // per-user state under ~/.config, outside --user-data-dir: keep them in the profile,
+        // which is removed with the recording.
+        cmd.env("BREAKPAD_DUMP_LOCATION", profile_dir.join("Crash Reports"))
+            .env("XDG_CONFIG_HOME", profile_dir.join("config"));
         for (k, v) in &settings.env {
             cmd.env(k, v);
         }
 
+        let cgroup = super::memory::MemoryCgroup::create(settings.memory_limit_mb);
+        if let Some(cg) = &cgroup {
+            cg.enter_on_exec(cmd.as_std_mut());
+        }
+
         let (tx, rx) = oneshot::channel::<String>();
         let mut tx = Some(tx);
+        let oom_lines = Arc::new(AtomicU64::new(0));
+        let oom = oom_lines.clone();
         let mut child = OwnedChild::spawn("chromium", cmd, move |line| {
             if let Some(rest) = line.split("DevTools listening on ").nth(1)
                 && let Some(tx) = tx.take()
             {
                 let _ = tx.send(rest.trim().to_string());
+            }
+            if super::memory::is_oom_line(line) {
+                oom.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             }
         })?;
 
@@ -215,7 +242,12 @@ impl ChromiumProcess {
             _ = tokio::time::sleep(settings.launch_timeout) => None,
         };
         match ws_url {
-            Some(ws_url) => Ok(Self { child, ws_url }),
+            Some(ws_url) => Ok(Self {
+                child,
+                ws_url,
+                oom_lines,
+                cgroup,
+            }),
             None => {
                 // Either it exited (the sender was dropped at EOF) or it hung: make sure it is gone
                 // and quote what it printed.
@@ -257,6 +289,13 @@ impl ChromiumProcess {
     /// Whether the browser process has exited.
     pub fn has_exited(&mut self) -> bool {
         self.child.try_wait().is_some()
+    }
+
+    /// How many of its processes ran out of memory so far: V8's reports on stderr plus the
+    /// kernel's kills in its memory cgroup.
+    pub fn memory_failures(&self) -> u64 {
+        self.oom_lines.load(std::sync::atomic::Ordering::Relaxed)
+            + self.cgroup.as_ref().map_or(0, |c| c.oom_kills())
     }
 
     /// Kills the browser and its helpers and reaps it.

@@ -1,5 +1,6 @@
 //! What a recorded page may not do: download files, open file choosers, pop-ups or new windows,
-//! ask for permissions, or stall itself behind a JavaScript dialog. Pages are untrusted input;
+//! ask for permissions, print (the preview would cover the page; printing is also off in the
+//! profile, see `launch`), or stall itself behind a JavaScript dialog. Pages are untrusted input;
 //! none of this has a place in a recording, and a dialog would freeze the page's main thread.
 
 use chromiumoxide::cdp::browser_protocol::browser::{
@@ -18,9 +19,11 @@ use super::BrowserError;
 /// Chromium flags of the lockdown: new windows and permission prompts are refused.
 pub const FLAGS: &[&str] = &["--block-new-web-contents", "--deny-permission-prompts"];
 
-/// Page script of the lockdown, run before any of the page's own: `window.open` opens nothing.
+/// Page script of the lockdown, run before any of the page's own: `window.open` opens nothing
+/// and `window.print` prints nothing.
 pub const SCRIPT: &str = r#"(() => {
   Object.defineProperty(window, "open", { value: () => null, writable: false, configurable: false });
+  Object.defineProperty(window, "print", { value: () => undefined, writable: false, configurable: false });
 })();"#;
 
 /// Denies downloads, swallows file choosers and answers every JavaScript dialog (`alert`,

@@ -6,6 +6,7 @@ pub mod egress;
 mod hooks;
 mod launch;
 mod lockdown;
+pub mod memory;
 mod session;
 
 pub use display::VirtualDisplay;

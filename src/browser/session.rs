@@ -307,6 +307,16 @@ impl BrowserSession {
         self.process.has_exited()
     }
 
+    /// The browser's main process id, which is also its helpers' process group.
+    pub fn pid(&self) -> Option<u32> {
+        self.process.pid()
+    }
+
+    /// How many of the browser's processes ran out of memory so far.
+    pub fn memory_failures(&self) -> u64 {
+        self.process.memory_failures()
+    }
+
     /// A handle to the page (for evaluation in tests and tools).
     pub fn page(&self) -> Arc<Page> {
         Arc::new(self.page.clone())

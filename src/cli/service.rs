@@ -122,6 +122,8 @@ pub async fn serve(mut args: ServeArgs) -> anyhow::Result<ExitCode> {
         .await
         .with_context(|| format!("cannot listen on {}", args.api.listen))?;
     let addr = listener.local_addr()?;
+    // No task (its page, its URLs) may reach this service's own listeners.
+    args.worker.note_listeners(&[addr]);
     let store = connect(&args.store, &shutdown).await?;
     let public_url = args
         .worker
@@ -199,6 +201,12 @@ pub async fn worker(mut args: WorkerArgs) -> anyhow::Result<ExitCode> {
         ),
         None => None,
     };
+    // No task (its page, its URLs) may reach this worker's listener or its service's API.
+    let bound: Vec<std::net::SocketAddr> = ops_listener
+        .iter()
+        .filter_map(|l| l.local_addr().ok())
+        .collect();
+    args.worker.note_listeners(&bound);
     let store = connect(&args.store, &shutdown).await?;
     if let Some(listener) = ops_listener {
         let router = pagecast::ops::router(pagecast::ops::OpsState {

@@ -64,7 +64,7 @@ pub async fn run(ctx: WorkerContext, id: String) -> Result<(), StoreError> {
     task.status = Status::Finished;
     task.finish_time = Some(finish_time);
     // Checked at Start; checked again now, since a name may resolve differently today.
-    if let Err(why) = crate::url_guard::check_url(&url, ctx.cfg.url_policy()).await {
+    if let Err(why) = crate::url_guard::check_url(&url, &ctx.cfg.url_policy()).await {
         delivery.last_error = Some(format!("the CallbackURL {why}"));
         return give_up(ctx, id, fence, task, delivery, finish_time).await;
     }
@@ -87,8 +87,18 @@ pub async fn run(ctx: WorkerContext, id: String) -> Result<(), StoreError> {
         obj.insert("EncryptKey".into(), serde_json::Value::from(key.as_str()));
     }
     let body = serde_json::to_vec(&json).unwrap_or_default();
-    let mut request = ctx
-        .http
+    let http = match client(
+        &url,
+        ctx.cfg.url_policy(),
+        Duration::from_secs(ctx.cfg.callback_timeout.max(1)),
+    ) {
+        Ok(c) => c,
+        Err(e) => {
+            delivery.last_error = Some(format!("no HTTP client: {}", error_chain(&e)));
+            return give_up(ctx, id, fence, task, delivery, finish_time).await;
+        }
+    };
+    let mut request = http
         .post(&url)
         .header(reqwest::header::CONTENT_TYPE, "application/json")
         .header(EVENT_ID_HEADER, &delivery.event_id);
@@ -192,6 +202,27 @@ async fn give_up(
     ctx.store.drop_secrets(id).await
 }
 
+/// The HTTP client for one delivery to `url`: it connects only to addresses `policy` allows,
+/// resolved once by its own resolver (no second lookup after the check), follows no redirect
+/// (a redirect's target would skip the check) and goes through no proxy (the connection must
+/// go to the checked address).
+pub(crate) fn client(
+    url: &str,
+    policy: crate::url_guard::UrlPolicy,
+    timeout: Duration,
+) -> reqwest::Result<reqwest::Client> {
+    let port = url::Url::parse(url)
+        .ok()
+        .and_then(|u| u.port_or_known_default())
+        .unwrap_or(80);
+    reqwest::Client::builder()
+        .timeout(timeout)
+        .redirect(reqwest::redirect::Policy::none())
+        .no_proxy()
+        .dns_resolver(crate::url_guard::GuardedResolver::new(policy, port))
+        .build()
+}
+
 /// An error with its causes ("error sending request: connection refused").
 fn error_chain(e: &dyn std::error::Error) -> String {
     let mut out = e.to_string();
@@ -218,6 +249,68 @@ mod tests {
         assert_eq!(super::backoff(30, base, max, 1.0), max);
         assert_eq!(super::backoff(1, base, max, 0.0), Duration::from_secs(1));
         assert_eq!(super::backoff(u32::MAX, base, max, 0.5), max.mul_f64(0.75));
+    }
+
+    /// The delivery client connects only to addresses the policy allows, checked by its own
+    /// resolver: `localhost` resolves to loopback, refused unless private addresses are allowed.
+    #[tokio::test]
+    async fn the_client_connects_only_to_addresses_the_policy_allows() {
+        use crate::url_guard::{PrivateAllowList, UrlPolicy};
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        tokio::spawn(async move {
+            while let Ok((mut s, _)) = listener.accept().await {
+                let mut buf = [0u8; 4096];
+                let _ = s.read(&mut buf).await;
+                let _ = s
+                    .write_all(b"HTTP/1.1 204 No Content\r\nConnection: close\r\n\r\n")
+                    .await;
+            }
+        });
+        let url = format!("http://localhost:{port}/ok");
+        let post = |policy: UrlPolicy| {
+            let url = url.clone();
+            async move {
+                super::client(&url, policy, Duration::from_secs(5))
+                    .unwrap()
+                    .post(&url)
+                    .body("{}")
+                    .send()
+                    .await
+            }
+        };
+        let err = post(UrlPolicy::default()).await.unwrap_err();
+        let chain = super::error_chain(&err);
+        assert!(
+            chain.contains("localhost resolves to")
+                && chain.contains("PAGECAST_ALLOW_PRIVATE_URLS"),
+            "{chain}"
+        );
+        let resp = post(UrlPolicy {
+            allow_private: true,
+            ..UrlPolicy::default()
+        })
+        .await
+        .unwrap();
+        assert_eq!(resp.status().as_u16(), 204);
+        // Only the allowed one of localhost's addresses is used.
+        let resp = post(UrlPolicy {
+            allowed_private: PrivateAllowList::parse("127.0.0.1").unwrap(),
+            ..UrlPolicy::default()
+        })
+        .await
+        .unwrap();
+        assert_eq!(resp.status().as_u16(), 204);
+        // The service's own port stays refused even then.
+        let err = post(UrlPolicy {
+            allow_private: true,
+            service_ports: Some(vec![port].into()),
+            ..UrlPolicy::default()
+        })
+        .await
+        .unwrap_err();
+        assert!(super::error_chain(&err).contains("own listener"), "{err}");
     }
 
     #[test]

@@ -171,7 +171,7 @@ pub(super) async fn task_store(
         } else {
             format!("https://{endpoint}")
         };
-        crate::url_guard::check_url(&url, ctx.cfg.url_policy())
+        crate::url_guard::check_url(&url, &ctx.cfg.url_policy())
             .await
             .map_err(|why| StorageError::Config(format!("the Output.S3.Endpoint {why}")))?;
     }

@@ -57,19 +57,18 @@ pub struct DisplayGrabber {
 }
 
 impl DisplayGrabber {
-    /// Connects to `display` and starts grabbing its top-left `width`×`height` pixels `fps`
+    /// Connects to `display` (with its cookie) and starts grabbing its top-left `width`×`height` pixels `fps`
     /// times a second into `frames`, as BGRX or (`i420`) converted to I420. Fails at once if
     /// the display cannot be opened or is smaller.
     pub fn start(
-        display: &str,
+        display: &crate::browser::VirtualDisplay,
         width: u32,
         height: u32,
         fps: u32,
         i420: bool,
         frames: mpsc::Sender<Frame>,
     ) -> Result<Self, String> {
-        let (conn, screen) = x11rb::connect(Some(display))
-            .map_err(|e| format!("cannot open X display {display}: {e}"))?;
+        let (conn, screen) = display.connect()?;
         let root = conn
             .setup()
             .roots

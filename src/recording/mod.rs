@@ -8,8 +8,10 @@
 mod capture;
 mod grab;
 mod i420;
+mod memory;
 mod options;
 mod paint_phase;
+mod profile;
 pub mod timeline;
 
 pub use capture::CaptureBackend;
@@ -445,11 +447,9 @@ impl Recording {
     /// Launches the browser, loads the page and starts capturing (or waiting for
     /// `window.startRecord()`). Fails if the browser cannot start or the page cannot load.
     pub async fn start(mut opts: RecordOptions) -> Result<Recording, RecordError> {
-        let profile = opts.work_dir.join("browser-profile");
-        std::fs::create_dir_all(&profile).map_err(|source| RecordError::WorkDir {
-            path: profile.clone(),
-            source,
-        })?;
+        // Declared before the browser, so dropped after it on every early return.
+        profile::remove_stale(&opts.work_dir);
+        let profile = profile::ProfileDir::create(&opts.work_dir, None)?;
         // The sound path comes first: its sink must exist before the browser opens its output,
         // and the monitor stream warms up while the browser starts.
         let audio = match &opts.audio {
@@ -469,6 +469,10 @@ impl Recording {
                     .await?;
                 info!(display = %d.name(), "virtual display started");
                 opts.browser.display = Some(d.name());
+                // Only with the display's cookie may a client open it.
+                opts.browser
+                    .env
+                    .push(("XAUTHORITY".into(), d.xauthority().display().to_string()));
                 // Converted to I420 by the grab thread where the size allows (even sides).
                 opts.encoder.input = if i420::fits(opts.width, opts.height) {
                     FrameFormat::I420
@@ -488,22 +492,25 @@ impl Recording {
         }
         let egress = match opts.guard_egress {
             true => {
-                let proxy = EgressProxy::start(opts.url_policy).await.map_err(|e| {
-                    RecordError::Browser(BrowserError::Launch {
-                        reason: format!("the egress proxy could not start: {e}"),
-                        tail: String::new(),
-                    })
-                })?;
+                let proxy = EgressProxy::start(opts.url_policy.clone())
+                    .await
+                    .map_err(|e| {
+                        RecordError::Browser(BrowserError::Launch {
+                            reason: format!("the egress proxy could not start: {e}"),
+                            tail: String::new(),
+                        })
+                    })?;
                 opts.browser.extra_args.extend(proxy.chromium_flags());
                 Some(proxy)
             }
             false => None,
         };
-        let (session, _) = tokio::join!(BrowserSession::open(&opts.browser, &profile), async {
-            if let Some(a) = &audio {
-                a.wait_until_live(Duration::from_secs(3)).await;
-            }
-        });
+        let (session, _) =
+            tokio::join!(BrowserSession::open(&opts.browser, profile.path()), async {
+                if let Some(a) = &audio {
+                    a.wait_until_live(Duration::from_secs(3)).await;
+                }
+            });
         let session = session?;
         let hooks = session.install_hooks().await?;
         info!(url = %crate::redact::url(&opts.url), width = opts.width, height = opts.height, "loading page");
@@ -513,7 +520,7 @@ impl Recording {
         // says why.)
         if !opts.url_policy.allows_all()
             && let Some(landed) = session.current_url().await
-            && let Err(why) = crate::url_guard::check_url(&landed, opts.url_policy).await
+            && let Err(why) = crate::url_guard::check_url(&landed, &opts.url_policy).await
         {
             return Err(RecordError::Browser(BrowserError::Navigation {
                 url: opts.url.clone(),
@@ -539,7 +546,7 @@ impl Recording {
                 // What the display shows is what is recorded: let the loaded page reach it.
                 session.wait_for_paint(Duration::from_secs(2)).await;
                 let g = grab::DisplayGrabber::start(
-                    &d.name(),
+                    d,
                     opts.width,
                     opts.height,
                     opts.fps,
@@ -571,6 +578,7 @@ impl Recording {
             progress: progress_tx,
             events: event_tx,
             log: Vec::new(),
+            profile,
         };
         let crashes = engine.session.crash_events().await?;
         // The caller's span (e.g. the task and its TaskID) stays on the engine's log lines.
@@ -645,6 +653,8 @@ struct Engine {
     progress: watch::Sender<Progress>,
     events: mpsc::UnboundedSender<RecordingEvent>,
     log: Vec<RecordingEvent>,
+    /// The current browser's profile; after `session`, so it goes after the browser.
+    profile: profile::ProfileDir,
 }
 
 impl Engine {
@@ -675,14 +685,12 @@ impl Engine {
         ),
         RecordError,
     > {
-        let profile = self.opts.work_dir.join(format!("browser-profile-{n}"));
-        std::fs::create_dir_all(&profile).map_err(|source| RecordError::WorkDir {
-            path: profile.clone(),
-            source,
-        })?;
-        let session = BrowserSession::open(&self.opts.browser, &profile).await?;
+        let profile = profile::ProfileDir::create(&self.opts.work_dir, Some(n))?;
+        let session = BrowserSession::open(&self.opts.browser, profile.path()).await?;
         let dead = std::mem::replace(&mut self.session, session);
         dead.close().await;
+        // The dead browser's profile goes with it.
+        drop(std::mem::replace(&mut self.profile, profile));
         let hooks = self.session.install_hooks().await?;
         self.session
             .navigate(&self.opts.url, self.opts.navigation_timeout)
@@ -869,6 +877,21 @@ impl Engine {
             })
         };
         let mut _watchdog = watchdog(self.session.page());
+        // The memory cap: a watchdog on the browser's processes, and V8's or the kernel's
+        // out-of-memory reports on a crash.
+        let memory_limit = opts.browser.memory_limit_mb;
+        let (memory_tx, mut memory_rx) = mpsc::unbounded_channel::<u64>();
+        let memory_watch = |pid: Option<u32>| {
+            pid.filter(|_| memory_limit > 0).map(|pid| {
+                AbortOnDrop(tokio::spawn(memory::watch(
+                    pid,
+                    memory_limit << 20,
+                    memory_tx.clone(),
+                )))
+            })
+        };
+        let mut _memory_watch = memory_watch(self.session.pid());
+        let mut memory_failures = self.session.memory_failures();
         let mut browser_restarts = 0u32;
         let mut browser_gone = false;
         // The hooks' event stream ends when the browser's DevTools connection does.
@@ -919,7 +942,26 @@ impl Engine {
                         self.session.crash_renderer();
                     }
                 }
+                Some(used) = memory_rx.recv() => {
+                    if stop.is_none() {
+                        warn!(used_mib = used >> 20, limit_mib = memory_limit, "the page uses more memory than a recording may; ending the recording");
+                        failure.get_or_insert((ErrorCode::PageOutOfMemory, memory::message(Some(used >> 20), memory_limit)));
+                        stop = Some((wall_now(), Origin::Limit));
+                        // Free the memory at once: the page's renderer goes (and is not reopened).
+                        self.session.crash_renderer();
+                    }
+                }
                 Some(_) = crashes.next() => {
+                    if stop.is_some() {
+                        // Ended already (out of memory, say): nothing to reopen.
+                        continue;
+                    }
+                    if memory::ran_out(&self.session, &mut memory_failures).await {
+                        warn!("the page ran out of memory; ending the recording");
+                        failure.get_or_insert((ErrorCode::PageOutOfMemory, memory::message(None, memory_limit)));
+                        stop = Some((wall_now(), Origin::Limit));
+                        continue;
+                    }
                     if hang_pending {
                         // The crash we caused to end a hang: reopen, count it as the hang it was.
                         hang_pending = false;
@@ -942,6 +984,19 @@ impl Engine {
                 _ = tick.tick() => {}
             }
 
+            if browser_gone
+                && stop.is_none()
+                && memory::ran_out(&self.session, &mut memory_failures).await
+            {
+                // Killed for its memory (a cgroup's cap): a new browser would be too.
+                browser_gone = false;
+                warn!("the browser ran out of memory; ending the recording");
+                failure.get_or_insert((
+                    ErrorCode::PageOutOfMemory,
+                    memory::message(None, memory_limit),
+                ));
+                stop = Some((wall_now(), Origin::Limit));
+            }
             if std::mem::take(&mut browser_gone) && stop.is_none() {
                 // The browser died (killed, out of memory): a new one takes over the page. The
                 // video repeats the last frame meanwhile, so its length stays true.
@@ -966,6 +1021,8 @@ impl Engine {
                             (*hooks, *crashes) = (h, c);
                             browser_connected = true;
                             _watchdog = watchdog(self.session.page());
+                            _memory_watch = memory_watch(self.session.pid());
+                            memory_failures = self.session.memory_failures();
                             hang_pending = false;
                             if let Some(g) = &self.grabber {
                                 g.hold(false);
@@ -1067,7 +1124,10 @@ impl Engine {
                 && now >= at + latency
             {
                 let tail = match limit_slots {
-                    Some(l) if origin == Origin::Limit => pacer.finish_at_slot_count(l),
+                    // Exactly the duration limit's length, unless a failure ended it early.
+                    Some(l) if origin == Origin::Limit && failure.is_none() => {
+                        pacer.finish_at_slot_count(l)
+                    }
                     _ => pacer.finish(at),
                 };
                 for slot in tail {
