@@ -16,6 +16,7 @@ mod live_mp4;
 mod mirror;
 mod publish;
 mod record;
+mod side_tasks;
 mod transcode;
 mod upload;
 

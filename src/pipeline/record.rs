@@ -12,9 +12,7 @@ use crate::config::ShutdownMode;
 use crate::error::{ErrorCode, HasErrorCode};
 use crate::ops::metrics;
 use crate::recording::{Control, Origin, Outcome, RecordOptions, Recording, RecordingEvent};
-use crate::task::store::{
-    Claim, ControlMsg, Stage, StageJob, StageQueue, StoreError, TimeField, Transition,
-};
+use crate::task::store::{Claim, Stage, StageJob, StageQueue, StoreError, TimeField, Transition};
 use crate::task::{Status, TaskRecord, TaskResult, TaskStats};
 
 /// How many times a task's recording is handed to another worker after its worker stopped.
@@ -458,28 +456,12 @@ impl RecordJob {
         let progress = recording.progress();
         let mut done = std::pin::pin!(recording.wait());
 
-        // API commands arrive on the task's control stream; read it on the side.
-        let (ctl_tx, mut ctl_rx) = mpsc::unbounded_channel();
-        let reader = {
-            let store = self.ctx.store.clone();
-            let id = self.id.clone();
-            tokio::spawn(async move {
-                let mut after = "$".to_string();
-                loop {
-                    match store.read_controls(&id, &after, 1_000).await {
-                        Ok(msgs) => {
-                            for (entry, msg) in msgs {
-                                after = entry;
-                                if ctl_tx.send(msg).is_err() {
-                                    return;
-                                }
-                            }
-                        }
-                        Err(_) => tokio::time::sleep(Duration::from_millis(500)).await,
-                    }
-                }
-            })
-        };
+        // Ends the recording should this job end early (a store error).
+        let _stop_on_drop = super::side_tasks::StopOnDrop(controls.clone());
+        // API commands arrive on the task's control stream; read it on the side (until this
+        // job ends, however it ends).
+        let mut ctl_rx =
+            super::side_tasks::ControlReader::spawn(self.ctx.store.clone(), self.id.clone());
 
         let mut beat = tokio::time::interval(heartbeat_every);
         let mut stop_sent = false;
@@ -494,10 +476,7 @@ impl RecordJob {
             tokio::select! {
                 out = &mut done => break out,
                 Some(ev) = events.recv() => self.on_event(ev).await?,
-                Some(msg) = ctl_rx.recv() => {
-                    let c = match msg { ControlMsg::Pause => Control::Pause, ControlMsg::Resume => Control::Resume, ControlMsg::Refresh => Control::Refresh, ControlMsg::Stop => Control::Stop };
-                    controls.send(c);
-                }
+                Some(c) = ctl_rx.recv() => controls.send(c),
                 _ = beat.tick() => {
                     match self.ctx.store.renew(&self.id, &self.ctx.worker_id, self.fence, now_ms(), self.ctx.lease_ms()).await {
                         Ok(status) => {
@@ -550,18 +529,12 @@ impl RecordJob {
                 }
             }
         };
-        reader.abort();
-        if let Some((stop, mut handle)) = side {
+        drop(ctl_rx);
+        if let Some(side) = side {
             // The last segments too, so a takeover elsewhere has everything and the transcode
-            // stage has only the playlist left to write.
-            let _ = stop.send(());
-            if tokio::time::timeout(Duration::from_secs(30), &mut handle)
-                .await
-                .is_err()
-            {
-                // What is left is done by the next stages.
-                handle.abort();
-            }
+            // stage has only the playlist left to write; what is left after 30 s is done by the
+            // next stages.
+            side.finish(Duration::from_secs(30)).await;
         }
         live.finish();
         if lease_lost {
@@ -667,13 +640,7 @@ impl RecordJob {
     async fn side_work(
         &mut self,
         work_dir: &std::path::Path,
-    ) -> Result<
-        Option<(
-            tokio::sync::oneshot::Sender<()>,
-            tokio::task::JoinHandle<()>,
-        )>,
-        StoreError,
-    > {
+    ) -> Result<Option<super::side_tasks::SideWork>, StoreError> {
         use tracing::Instrument;
         let mut mirror = self.mirror.take();
         // Published segments leave the work directory unless it is being copied to a bucket.
@@ -726,7 +693,7 @@ impl RecordJob {
             }
             .instrument(tracing::Span::current()),
         );
-        Ok(Some((stop_tx, handle)))
+        Ok(Some(super::side_tasks::SideWork::new(stop_tx, handle)))
     }
 
     /// The live upload of an MP4 result to its bucket; `None` for HLS, local delivery, a
