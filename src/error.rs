@@ -87,6 +87,9 @@ error_codes! {
     UploadFailed => 500, System;
     /// The callback receiver did not accept the result within the retry budget.
     CallbackFailed => 500, System;
+    /// The work disk filled up: the recording was ended early so what it recorded could still
+    /// be delivered (the result lists it).
+    DiskFull => 500, System;
 }
 
 impl fmt::Display for ErrorCode {

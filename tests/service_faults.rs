@@ -89,3 +89,182 @@ fn a_record_job_that_ends_early_stops_reading_the_control_stream() {
         "the control stream of {id} is still read after its job ended ({before} then {after} XREADs)"
     );
 }
+
+/// GET `url`: (status, body as JSON).
+fn get_json(url: &str) -> (u16, serde_json::Value) {
+    let (rt, client) = http();
+    rt.block_on(async {
+        let r = client
+            .get(url)
+            .timeout(Duration::from_secs(15))
+            .send()
+            .await
+            .expect("GET");
+        let status = r.status().as_u16();
+        (status, r.json().await.expect("JSON body"))
+    })
+}
+
+/// A tmpfs of `size` mounted at `dir`, unmounted when dropped.
+struct Tmpfs(std::path::PathBuf);
+
+impl Tmpfs {
+    fn mount(dir: &std::path::Path, size: &str) -> Tmpfs {
+        let uid = std::process::Command::new("id")
+            .arg("-u")
+            .output()
+            .expect("id -u");
+        assert_eq!(
+            String::from_utf8_lossy(&uid.stdout).trim(),
+            "0",
+            "this test mounts a small tmpfs as the work disk and must run as root"
+        );
+        std::fs::create_dir_all(dir).unwrap();
+        let status = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(dir)
+            .status()
+            .expect("mount");
+        assert!(status.success(), "mount -t tmpfs at {}", dir.display());
+        Tmpfs(dir.to_path_buf())
+    }
+
+    /// MiB free on it.
+    fn free_mb(&self) -> u64 {
+        let out = std::process::Command::new("df")
+            .args(["-Pk"])
+            .arg(&self.0)
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .nth(1)
+            .and_then(|l| l.split_whitespace().nth(3))
+            .and_then(|v| v.parse::<u64>().ok())
+            .expect("df output")
+            / 1024
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        // Lazy: a process still holding a file there cannot keep it mounted.
+        let _ = std::process::Command::new("umount")
+            .arg("-l")
+            .arg(&self.0)
+            .status();
+    }
+}
+
+/// A 48 MB work disk (which also holds the results) and a page of random pixels, which fills
+/// it in seconds: the recording ends in time for its MP4 to be made, the task says DiskFull
+/// and lists the video, the work files go, `/readyz` says when the disk is low, and the
+/// worker takes new work once there is room again.
+#[test]
+fn a_full_work_disk_ends_the_recording_in_time_and_the_worker_recovers() {
+    let redis = TestRedis::start();
+    let fixtures = fixture_server();
+    let base = scratch("svc-disk-full");
+    let disk = Tmpfs::mount(&base.join("disk"), "48m");
+    let work = disk.0.join("work");
+    let out = disk.0.join("out");
+    let (work_s, out_s) = (work.display().to_string(), out.display().to_string());
+    let svc = service_with(
+        &redis,
+        "svc-disk-full",
+        true,
+        0,
+        1,
+        &[
+            ("PAGECAST_MIN_FREE_MB", "8"),
+            ("PAGECAST_WORK_DIR", work_s.as_str()),
+            ("PAGECAST_OUTPUT_DIR", out_s.as_str()),
+        ],
+    );
+    let id = start(
+        &svc.url,
+        json!({ "RecordURL": format!("{fixtures}/noise.html"), "MaxDurationLimit": 60 }),
+    );
+    let d = wait_finished(&svc.url, &id, Duration::from_secs(120));
+    assert_eq!(d["Result"]["ErrorCode"], "DiskFull", "{d}");
+    let why = d["Result"]["ErrorMessage"].as_str().unwrap_or_default();
+    assert!(why.contains("disk"), "{d}");
+    let videos = d["Result"]["Videos"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(videos.len(), 1, "the recorded part is delivered: {d}");
+    let file = out.join(videos[0]["Filename"].as_str().unwrap());
+    assert_eq!(
+        std::fs::metadata(&file).map(|m| m.len()).ok(),
+        videos[0]["FileSize"].as_u64(),
+        "{}",
+        file.display()
+    );
+    let seconds = probe(&file, &[]).duration;
+    assert!(seconds > 0.3, "{seconds} s delivered: {d}");
+    assert_close(
+        seconds,
+        d["RecordedDuration"].as_f64().unwrap(),
+        0.5,
+        "the video is what RecordedDuration says",
+    );
+    let left: Vec<_> = std::fs::read_dir(&work)
+        .unwrap()
+        .filter_map(Result::ok)
+        .map(|e| e.file_name())
+        .collect();
+    assert!(left.is_empty(), "work files left behind: {left:?}");
+
+    // The disk is low: the process says so, and takes no recording.
+    let ballast = disk.0.join("ballast");
+    {
+        use std::io::Write;
+        let mut f = std::fs::File::create(&ballast).unwrap();
+        let chunk = vec![0x55u8; 1 << 20];
+        while disk.free_mb() > 5 {
+            f.write_all(&chunk).unwrap();
+            f.flush().unwrap();
+        }
+    }
+    let (status, body) = get_json(&format!("{}/readyz", svc.url));
+    assert_eq!(status, 503, "{body}");
+    let check = body["Checks"]
+        .as_array()
+        .and_then(|a| a.iter().find(|c| c["Name"] == "disk"))
+        .unwrap_or_else(|| panic!("no disk check: {body}"));
+    assert_eq!(check["Ok"], false, "{body}");
+    assert!(
+        body["ErrorMessage"]
+            .as_str()
+            .is_some_and(|m| m.contains("disk") && m.contains("PAGECAST_MIN_FREE_MB")),
+        "{body}"
+    );
+    let next = start(
+        &svc.url,
+        json!({ "RecordURL": format!("{fixtures}/animated.html"), "MaxDurationLimit": 4 }),
+    );
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(describe(&svc.url, &next)["Status"], "normal");
+
+    // Room again: ready, and the waiting task is recorded.
+    std::fs::remove_file(&ballast).unwrap();
+    std::fs::remove_file(&file).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let (status, body) = get_json(&format!("{}/readyz", svc.url));
+        if status == 200 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "still unready: {body}");
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    let d = wait_finished(&svc.url, &next, Duration::from_secs(60));
+    assert!(d["Result"]["ErrorCode"].is_null(), "{d}");
+    assert_eq!(
+        d["Result"]["Videos"].as_array().map(Vec::len),
+        Some(1),
+        "{d}"
+    );
+    drop(svc);
+}

@@ -12,6 +12,7 @@
 
 pub mod callback;
 mod diagnose;
+mod disk;
 mod live_mp4;
 mod mirror;
 mod publish;
@@ -417,6 +418,12 @@ async fn record_loop(ctx: WorkerContext) {
         let Some(job) = jobs.into_iter().next() else {
             continue;
         };
+        if !room_for_a_recording(&ctx).await {
+            // The disk filled while the queue was read: the job stays unacknowledged, and a
+            // worker with room (or this one, later) takes it once it has been idle a while.
+            drop(permit);
+            continue;
+        }
         let ctx2 = ctx.clone();
         let span = info_span!("task", task_id = %job.task_id, stage = "record");
         running.spawn(
@@ -431,6 +438,35 @@ async fn record_loop(ctx: WorkerContext) {
     }
     // Draining: running recordings see `ctx.drain` and are handed over, stopped or finished.
     while running.join_next().await.is_some() {}
+}
+
+/// Whether the work disk has room for a new recording; when it has not, waits (up to 20 s,
+/// less than a queue entry's idle time before another worker may take it) for room to come
+/// back.
+async fn room_for_a_recording(ctx: &WorkerContext) -> bool {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    let mut told = false;
+    loop {
+        match ctx.free_disk_mb() {
+            Some(free) if free < ctx.cfg.min_free_mb => {
+                if !std::mem::replace(&mut told, true) {
+                    warn!(
+                        free_mb = free,
+                        min_mb = ctx.cfg.min_free_mb,
+                        "the work disk is almost full; the recording waits for room"
+                    );
+                }
+            }
+            _ => return true,
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return false;
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+            _ = ctx.drain.cancelled() => return false,
+        }
+    }
 }
 
 /// Reads one stage queue and runs up to `concurrency` of its jobs at once; each job is

@@ -97,9 +97,13 @@ pub async fn run(ctx: WorkerContext, queue: StageQueue, job: StageJob) {
     }
 }
 
-/// Keeps what a stopped worker's encoder wrote of the segment it had not finished (see
-/// `media/salvage.rs`); logged either way, never fatal.
-pub(super) async fn keep_unfinished_segment(ctx: &WorkerContext, work_dir: &std::path::Path) {
+/// Keeps what a stopped worker's (or a killed encoder's) encoder wrote of the segment it had
+/// not finished (see `media/salvage.rs`), and returns its seconds; logged either way, never
+/// fatal.
+pub(super) async fn keep_unfinished_segment(
+    ctx: &WorkerContext,
+    work_dir: &std::path::Path,
+) -> Option<f64> {
     match crate::media::salvage::salvage_unfinished(
         work_dir,
         &ctx.cfg.recorder.ffmpeg,
@@ -107,14 +111,18 @@ pub(super) async fn keep_unfinished_segment(ctx: &WorkerContext, work_dir: &std:
     )
     .await
     {
-        Ok(Some(r)) => info!(
-            segment = %r.name,
-            seconds = r.seconds(),
-            "kept the segment the stopped worker had not finished"
-        ),
-        Ok(None) => {}
+        Ok(Some(r)) => {
+            info!(
+                segment = %r.name,
+                seconds = r.seconds(),
+                "kept the segment the stopped encoder had not finished"
+            );
+            Some(r.seconds())
+        }
+        Ok(None) => None,
         Err(e) => {
-            warn!(error = %e, "could not keep the segment the stopped worker had not finished")
+            warn!(error = %e, "could not keep the segment the stopped encoder had not finished");
+            None
         }
     }
 }
@@ -454,6 +462,7 @@ impl RecordJob {
             .unwrap_or_else(|| mpsc::unbounded_channel().1);
         let controls = recording.controls_handle();
         let progress = recording.progress();
+        let cut = recording.cut_handle();
         let mut done = std::pin::pin!(recording.wait());
 
         // Ends the recording should this job end early (a store error).
@@ -467,7 +476,10 @@ impl RecordJob {
         let mut stop_sent = false;
         let mut lease_lost = false;
         let mut handing_over = false;
-        let mut disk_full: Option<String> = None;
+        // The work disk is watched closely: a fast recording fills a small disk in seconds.
+        let mut disk_full: Option<(ErrorCode, String)> = None;
+        let mut disk = self.disk_watch();
+        let mut disk_tick = tokio::time::interval(super::disk::CHECK_EVERY);
         let mut live = LiveMetrics::new(&self.id);
         // On the side, as the media is made: StorageType s3 copies it to the bucket, and an HLS
         // result's segments are published.
@@ -507,18 +519,31 @@ impl RecordJob {
                         }
                         Err(e) => warn!(error = %e, "heartbeat failed; retrying"),
                     }
-                    if disk_full.is_none()
-                        && let Some(why) = self.out_of_disk(work_dir)
-                    {
-                        warn!("{why}");
-                        disk_full = Some(why);
-                        stop_sent = true;
-                        controls.send(Control::Stop);
-                    }
                     let p = progress.borrow().clone();
                     live.update(&p);
                     let stats = self.stats(&p);
                     let _ = self.ctx.store.set_stats(&self.id, &self.ctx.worker_id, self.fence, &stats).await;
+                }
+                _ = disk_tick.tick(), if !cut.is_cancelled() => {
+                    let encoding = {
+                        let p = progress.borrow();
+                        super::disk::Encoding { media_bytes: p.bytes_written, frames_sent: p.stats.frames_written, queued: p.encoder_queued, fps: spec.fps }
+                    };
+                    let verdict = disk.check(encoding, super::disk::profile_bytes(work_dir));
+                    if disk_full.is_none()
+                        && let Some((code, why)) = verdict.stop.or_else(|| self.over_quota(work_dir))
+                    {
+                        warn!(%code, "{why}");
+                        disk_full = Some((code, why));
+                        stop_sent = true;
+                        controls.send(Control::Stop);
+                    }
+                    if verdict.cut {
+                        warn!("the work disk cannot take the frames still waiting for the encoder; ending the recording with what is on disk");
+                        disk_full.get_or_insert((ErrorCode::DiskFull, "the work disk filled up; the recording was ended there and what it recorded is delivered".into()));
+                        stop_sent = true;
+                        cut.cancel();
+                    }
                 }
                 _ = self.ctx.drain.cancelled(), if !stop_sent && self.ctx.cfg.shutdown != ShutdownMode::Finish => {
                     // Shutting down: end the recording here (its segments complete); `handover`
@@ -530,6 +555,8 @@ impl RecordJob {
             }
         };
         drop(ctl_rx);
+        // The browser is gone: its profile is of no use, and the result needs the room.
+        super::disk::remove_browser_profiles(work_dir);
         if let Some(side) = side {
             // The last segments too, so a takeover elsewhere has everything and the transcode
             // stage has only the playlist left to write; what is left after 30 s is done by the
@@ -560,7 +587,29 @@ impl RecordJob {
         }
 
         match outcome {
-            Ok(Outcome::Recorded(media)) => {
+            Ok(Outcome::Recorded(mut media)) => {
+                if cut.is_cancelled() {
+                    // Its encoder was killed for the disk: what it wrote of its last segment is
+                    // kept if it can be (the profile's room is free again for the copy).
+                    if let Some(seconds) = keep_unfinished_segment(&self.ctx, work_dir).await {
+                        media.recorded_seconds += seconds;
+                    }
+                    if !crate::media::encoder::has_recorded_media(work_dir) {
+                        let _ = std::fs::remove_dir_all(work_dir);
+                        let (code, why) = disk_full
+                            .unwrap_or((ErrorCode::DiskFull, "the work disk filled up".into()));
+                        return self
+                            .ctx
+                            .fail_task(
+                                &self.id,
+                                self.status,
+                                Some(self.fence),
+                                code,
+                                format!("{why}; nothing of it could be kept"),
+                            )
+                            .await;
+                    }
+                }
                 let stats = self.final_stats(&progress.borrow(), &media);
                 count_ended(&this_part(&progress.borrow(), &media), "recorded");
                 info!(
@@ -568,10 +617,8 @@ impl RecordJob {
                     segments = media.segments.len(),
                     "recording finished"
                 );
-                let error = media
-                    .error
-                    .clone()
-                    .or(disk_full.map(|why| (ErrorCode::RecordFailed, why)));
+                // Ended for the disk: that is why, whatever failed after it.
+                let error = disk_full.or_else(|| media.error.clone());
                 self.send_to_transcode(stats, error).await
             }
             Ok(Outcome::CanceledBeforeStart) => {
@@ -595,7 +642,8 @@ impl RecordJob {
             }
             Err(e) => {
                 metrics::inc(&metrics::RECORDINGS_ENDED, &[("outcome", "failed")]);
-                let (code, msg) = (e.code(), e.to_string());
+                // Ended for the disk before anything reached it: that is why.
+                let (code, msg) = disk_full.unwrap_or_else(|| (e.code(), e.to_string()));
                 if self.has_kept_media(work_dir) {
                     return self.deliver_kept(code, msg).await;
                 }
@@ -614,23 +662,33 @@ impl RecordJob {
         }
     }
 
-    /// Why the recording must end to spare the disk, if it must: the work disk almost full, or
-    /// the task's media reaching its quota.
-    fn out_of_disk(&self, work_dir: &std::path::Path) -> Option<String> {
-        if let Some(free) = self.ctx.free_disk_mb()
-            && free < self.ctx.cfg.min_free_mb / 2
-        {
-            return Some(format!(
-                "the work disk is almost full ({free} MiB free); the recording was ended before \
-                 it filled up"
-            ));
-        }
+    /// The watch on the work disk, which must keep room for this task's result.
+    fn disk_watch(&self) -> super::disk::DiskWatch {
+        let cfg = &self.ctx.cfg;
+        let result_root = if cfg.storage.destination(&self.task.spec.output).is_some() {
+            cfg.deliver_dir(&self.id)
+        } else {
+            cfg.output_dir.clone()
+        };
+        super::disk::DiskWatch::new(
+            &cfg.work_root(),
+            &result_root,
+            cfg.min_free_mb,
+            self.task.spec.muxer == crate::task::Muxer::Mp4,
+        )
+    }
+
+    /// Why the recording must end to spare the disk, if its media reached the task's quota.
+    fn over_quota(&self, work_dir: &std::path::Path) -> Option<(ErrorCode, String)> {
         let quota = self.ctx.cfg.task_disk_mb;
         let used = crate::media::encoder::bytes_written(work_dir) >> 20;
         (quota > 0 && used >= quota).then(|| {
-            format!(
-                "the recording's media reached the task disk quota ({used} MiB of \
-                 PAGECAST_TASK_DISK_MB={quota}); it was ended there"
+            (
+                ErrorCode::RecordFailed,
+                format!(
+                    "the recording's media reached the task disk quota ({used} MiB of \
+                     PAGECAST_TASK_DISK_MB={quota}); it was ended there"
+                ),
             )
         })
     }
