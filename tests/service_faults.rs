@@ -268,3 +268,91 @@ fn a_full_work_disk_ends_the_recording_in_time_and_the_worker_recovers() {
     );
     drop(svc);
 }
+
+/// Unix seconds now, as a float.
+fn unix_now() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64()
+}
+
+/// Redis is away for 4 s just as a 20 s MaxDurationLimit ends the recording (saved, stopped,
+/// started again from its save): the worker retries its final moves while it holds the lease,
+/// and nobody takes the task over.
+#[test]
+fn a_redis_outage_as_the_recording_ends_makes_no_phantom_takeover() {
+    let mut redis = TestRedis::start();
+    let fixtures = fixture_server();
+    let svc = service(&redis, "svc-outage-end", true, 0, 1);
+    let id = start_recording(
+        &svc.url,
+        json!({ "RecordURL": format!("{fixtures}/clock.html"), "MaxDurationLimit": 20 }),
+    );
+    let started = describe(&svc.url, &id)["StartTime"].as_f64().unwrap();
+    // The limit ends the recording between StartTime + 20 and StartTime + 21.
+    let pause_at = started + 19.0;
+    let wait = pause_at - unix_now();
+    assert!(wait > 1.0, "the recording started late: {wait} s left");
+    std::thread::sleep(Duration::from_secs_f64(wait));
+    redis_cli(&redis, &["SAVE"]);
+    redis.stop();
+    std::thread::sleep(Duration::from_secs(4));
+    redis.restart();
+    let d = wait_finished(&svc.url, &id, Duration::from_secs(90));
+    assert!(d["Result"]["ErrorCode"].is_null(), "{d}");
+    assert_eq!(d["Restarts"], 0, "{d}");
+    assert_eq!(d["Stats"]["Gaps"], json!([]), "{d}");
+    assert_close(
+        d["RecordedDuration"].as_f64().unwrap(),
+        20.0,
+        0.3,
+        "the recording is its MaxDurationLimit long",
+    );
+    let file = fetch_video(&d, &scratch("svc-outage-end-dl"));
+    assert_close(probe(&file, &[]).duration, 20.0, 0.3, "video duration");
+    let log = std::fs::read_to_string(svc.dir.join("serve.log")).unwrap_or_default();
+    assert!(
+        !log.contains("taking over a recording"),
+        "the worker's own task was taken over"
+    );
+}
+
+/// A lease that looks overdue is not an abandoned task: while its worker is alive and says it
+/// works on the task, no diagnose loop takes the task from it. (The lease's expiry is forced
+/// in Redis again and again for 6 s, as if the worker could not renew it.)
+#[test]
+fn a_live_workers_task_is_never_taken_over_for_an_overdue_lease() {
+    let redis = TestRedis::start();
+    let fixtures = fixture_server();
+    let svc = service(&redis, "svc-overdue", false, 2, 1);
+    let id = start_recording(
+        &svc.url,
+        json!({ "RecordURL": format!("{fixtures}/clock.html") }),
+    );
+    let task_key = format!("{}task:{id}", svc.prefix);
+    let leases_key = format!("{}leases", svc.prefix);
+    let until = Instant::now() + Duration::from_secs(6);
+    while Instant::now() < until {
+        redis_cli(&redis, &["HSET", &task_key, "lease_until", "1"]);
+        redis_cli(&redis, &["ZADD", &leases_key, "1", &id]);
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    ok(&svc.url, "Stop", &id);
+    let d = wait_finished(&svc.url, &id, Duration::from_secs(60));
+    assert!(d["Result"]["ErrorCode"].is_null(), "{d}");
+    assert_eq!(d["Restarts"], 0, "{d}");
+    assert_eq!(d["Stats"]["Gaps"], json!([]), "{d}");
+    let logs: String = ["worker0.log", "worker1.log"]
+        .iter()
+        .map(|l| std::fs::read_to_string(svc.dir.join(l)).unwrap_or_default())
+        .collect();
+    assert!(
+        !logs.contains("taking over a recording"),
+        "a live worker's task was taken over"
+    );
+    assert!(
+        logs.contains("its worker is alive"),
+        "the diagnose loops saw the overdue lease"
+    );
+}

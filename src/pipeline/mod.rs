@@ -13,8 +13,10 @@
 pub mod callback;
 mod diagnose;
 mod disk;
+mod held;
 mod live_mp4;
 mod mirror;
+mod presence;
 mod publish;
 mod record;
 mod side_tasks;
@@ -53,6 +55,8 @@ pub struct WorkerContext {
     pub drain: CancellationToken,
     /// Cancelled once the running recordings are dealt with: every loop then ends.
     pub shutdown: CancellationToken,
+    /// The tasks this worker's jobs hold a lease on (announced, see `presence`).
+    pub active: presence::ActiveTasks,
 }
 
 /// Unix seconds now.
@@ -100,6 +104,7 @@ impl WorkerContext {
             http,
             drain,
             shutdown: CancellationToken::new(),
+            active: presence::ActiveTasks::default(),
         }
     }
 
@@ -130,22 +135,26 @@ impl WorkerContext {
     /// the returned guard is dropped: for stages whose work can outlast one lease.
     pub fn heartbeat(&self, id: &str, fence: u64) -> Heartbeat {
         let ctx = self.clone();
+        let active = self.active.hold(id);
         let id = id.to_string();
         let every = Duration::from_millis((self.lease_ms() / 3).max(200) as u64);
-        Heartbeat(tokio::spawn(async move {
-            let mut tick = tokio::time::interval(every);
-            tick.tick().await;
-            loop {
+        Heartbeat {
+            _active: active,
+            renewing: tokio::spawn(async move {
+                let mut tick = tokio::time::interval(every);
                 tick.tick().await;
-                if let Err(e) = ctx
-                    .store
-                    .renew(&id, &ctx.worker_id, fence, now_ms(), ctx.lease_ms())
-                    .await
-                {
-                    warn!(task_id = %id, error = %e, "renewing the lease failed");
+                loop {
+                    tick.tick().await;
+                    if let Err(e) = ctx
+                        .store
+                        .renew(&id, &ctx.worker_id, fence, now_ms(), ctx.lease_ms())
+                        .await
+                    {
+                        warn!(task_id = %id, error = %e, "renewing the lease failed");
+                    }
                 }
-            }
-        }))
+            }),
+        }
     }
 
     /// Takes the lease of a task waiting in `stage`; `None` when another worker has it or the
@@ -181,7 +190,7 @@ impl WorkerContext {
     ) -> Result<(), StoreError> {
         warn!(task_id = id, %code, %message, "task failed");
         metrics::inc(&metrics::TASKS_FAILED, &[("code", code.as_str())]);
-        let task = self.store.get(id).await?;
+        let task = held::retry(self, id, fence, "reading the task", || self.store.get(id)).await?;
         let mut result = task.result.clone().unwrap_or_default();
         result.error_code = Some(code.as_str().to_string());
         result.error_message = Some(message);
@@ -194,7 +203,7 @@ impl WorkerContext {
                 (crate::task::store::TimeField::Cancel, now_s()),
                 (crate::task::store::TimeField::Stop, now_s()),
             ];
-            self.store.transition(id, t).await?;
+            held::transition(self, id, t).await?;
             from = Status::Canceled;
         }
         self.finish_or_callback(id, from, fence, Some(result)).await
@@ -208,7 +217,7 @@ impl WorkerContext {
         fence: Option<u64>,
         result: Option<TaskResult>,
     ) -> Result<(), StoreError> {
-        let task = self.store.get(id).await?;
+        let task = held::retry(self, id, fence, "reading the task", || self.store.get(id)).await?;
         let to = if task.spec.callback_url.is_some() {
             Status::Callback
         } else {
@@ -226,16 +235,19 @@ impl WorkerContext {
         } else {
             t.times = vec![(crate::task::store::TimeField::Finish, now_s())];
         }
-        self.store.transition(id, t).await
+        held::transition(self, id, t).await
     }
 }
 
-/// Stops renewing a lease when dropped.
-pub struct Heartbeat(tokio::task::JoinHandle<()>);
+/// Stops renewing a lease (and counting the task as this worker's) when dropped.
+pub struct Heartbeat {
+    _active: presence::ActiveTask,
+    renewing: tokio::task::JoinHandle<()>,
+}
 
 impl Drop for Heartbeat {
     fn drop(&mut self) {
-        self.0.abort();
+        self.renewing.abort();
     }
 }
 
@@ -314,6 +326,7 @@ pub async fn run_worker(ctx: WorkerContext) {
     ));
     loops.spawn(outbox_loop(ctx.clone()));
     loops.spawn(diagnose::run(ctx.clone()));
+    loops.spawn(presence::run(ctx.clone()));
     while loops.join_next().await.is_some() {}
     metrics::add(&metrics::WORKER_CAPACITY, &[], -(ctx.cfg.capacity() as f64));
     info!(worker = %ctx.worker_id, "worker stopped");

@@ -51,6 +51,8 @@ pub async fn run(ctx: WorkerContext, queue: StageQueue, job: StageJob) {
             return;
         }
     };
+    // While this job runs, the diagnose loops know the task is this live worker's.
+    let _active = ctx.active.hold(&id);
     let work_dir = ctx.cfg.work_root().join(&id);
     let mirror = super::mirror::store_for(&ctx, &task);
     if task.status != Status::Normal
@@ -222,7 +224,7 @@ impl RecordJob {
     /// with the error.
     async fn deliver_kept(&mut self, code: ErrorCode, message: String) -> Result<(), StoreError> {
         warn!(%code, %message, "continuing the recording failed; delivering what was kept");
-        self.status = self.ctx.store.get(&self.id).await.map(|t| t.status)?;
+        self.status = self.current().await?;
         let stats = self
             .takeover
             .as_ref()
@@ -264,7 +266,21 @@ impl RecordJob {
         t.node = Some(self.ctx.node.clone());
         t.enqueue = Some(self.ctx.node_queue(Stage::Transcode));
         t.release_lease = true;
-        self.ctx.store.transition(&self.id, t).await
+        super::held::transition(&self.ctx, &self.id, t).await
+    }
+
+    /// The task's stored status (read through a Redis outage, holding the lease).
+    async fn current(&self) -> Result<Status, StoreError> {
+        let store = &self.ctx.store;
+        super::held::retry(
+            &self.ctx,
+            &self.id,
+            Some(self.fence),
+            "reading the task",
+            || store.get(&self.id),
+        )
+        .await
+        .map(|t| t.status)
     }
 
     /// Shutting down in `handover` mode: gives the task back for another worker to continue. A
@@ -282,19 +298,26 @@ impl RecordJob {
         };
         info!(status = %self.status, "shutting down: handing the task over to another worker");
         metrics::inc(&metrics::HANDOVERS, &[]);
-        match self
-            .ctx
-            .store
-            .hand_over(
-                &self.id,
-                &self.ctx.worker_id,
-                self.fence,
-                stats.as_ref(),
-                &queue,
-                self.ctx.handover_deadline_ms(),
-            )
-            .await
-        {
+        let deadline = self.ctx.handover_deadline_ms();
+        let handed = super::held::retry(
+            &self.ctx,
+            &self.id,
+            Some(self.fence),
+            "handing the task over",
+            || {
+                self.ctx.store.hand_over(
+                    &self.id,
+                    &self.ctx.worker_id,
+                    self.fence,
+                    stats.as_ref(),
+                    &queue,
+                    deadline,
+                )
+            },
+        )
+        .await;
+        // A lost lease after a try whose answer was lost: that try handed it over.
+        match handed {
             Ok(()) | Err(StoreError::LeaseLost) => Ok(()),
             Err(e) => Err(e),
         }
@@ -353,7 +376,7 @@ impl RecordJob {
         if to == Status::Recording && self.status == Status::Normal {
             t.node = Some(self.ctx.node.clone());
         }
-        match self.ctx.store.transition(&self.id, t).await {
+        match super::held::transition(&self.ctx, &self.id, t).await {
             Ok(()) => {
                 self.status = to;
                 Ok(true)
@@ -569,8 +592,8 @@ impl RecordJob {
         }
         if handing_over {
             // The stored status may have moved meanwhile (a Stop): then deliver as usual.
-            if let Ok(t) = self.ctx.store.get(&self.id).await {
-                self.status = t.status;
+            if let Ok(status) = self.current().await {
+                self.status = status;
             }
             match &outcome {
                 Ok(Outcome::Recorded(media)) if self.status.is_live() => {
@@ -629,15 +652,20 @@ impl RecordJob {
                     t.lease = self.lease();
                     t.times = vec![(TimeField::Cancel, now_s()), (TimeField::Finish, now_s())];
                     t.release_lease = true;
-                    match self.ctx.store.transition(&self.id, t).await {
+                    match super::held::transition(&self.ctx, &self.id, t).await {
                         Ok(()) | Err(StoreError::Conflict { .. }) => Ok(()),
                         Err(e) => Err(e),
                     }
                 } else {
-                    self.ctx
-                        .store
-                        .release(&self.id, &self.ctx.worker_id, self.fence)
-                        .await
+                    let store = &self.ctx.store;
+                    super::held::retry(
+                        &self.ctx,
+                        &self.id,
+                        Some(self.fence),
+                        "releasing the task",
+                        || store.release(&self.id, &self.ctx.worker_id, self.fence),
+                    )
+                    .await
                 }
             }
             Err(e) => {
@@ -648,13 +676,7 @@ impl RecordJob {
                     return self.deliver_kept(code, msg).await;
                 }
                 let _ = std::fs::remove_dir_all(work_dir);
-                let status = self
-                    .ctx
-                    .store
-                    .get(&self.id)
-                    .await
-                    .map(|t| t.status)
-                    .unwrap_or(self.status);
+                let status = self.current().await.unwrap_or(self.status);
                 self.ctx
                     .fail_task(&self.id, status, Some(self.fence), code, msg)
                     .await

@@ -19,6 +19,7 @@
 //! | `{prefix}queued` | zset | ids of tasks created (or sent back to `normal`) and not claimed yet; score = create time (unix s) |
 //! | `{prefix}leases` | zset | ids of tasks with a lease; score = `lease_until` (unix ms) |
 //! | `{prefix}stream:{stage}` | stream | stage queue shared by all workers: field `task` = id |
+//! | `{prefix}worker:{worker}` | string | ids of the tasks a live worker works on, space-separated; expires unless renewed (`store/presence.rs`) |
 //! | `{prefix}stream:{stage}:{node}` | stream | stage queue of one node (its work directory holds the media); `record:{node}` holds recordings handed over at shutdown ([`TaskStore::hand_over`]) |
 //!
 //! Stage streams are read through the consumer group `workers`; [`TaskStore::ack`] acknowledges
@@ -71,6 +72,8 @@ use redis::streams::{StreamAutoClaimReply, StreamId, StreamReadReply};
 use redis::{
     AsyncConnectionConfig, Client, ErrorKind, RedisError, RedisResult, Script, ServerErrorKind,
 };
+
+mod presence;
 
 use super::model::{CallbackDelivery, StartSpec, TaskRecord, TaskResult, TaskSecrets, TaskStats};
 use super::status::{Status, can_transition};
