@@ -1325,6 +1325,7 @@ async fn control_actions_follow_the_status_machine() {
             time: 1_700_000_005.25,
             seconds: 6.5,
         }],
+        handovers: 1,
     });
     api.move_task(&id, done).await;
     let d = api.describe(&id).await; // checked against the spec, Result and Stats included

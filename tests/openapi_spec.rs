@@ -352,6 +352,7 @@ fn full_task() -> TaskRecord {
                 time: 1_700_000_003.5,
                 seconds: 4.0,
             }],
+            handovers: 2,
         }),
         owner: Some("worker".into()),
         fence: 3,

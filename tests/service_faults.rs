@@ -356,3 +356,77 @@ fn a_live_workers_task_is_never_taken_over_for_an_overdue_lease() {
         "the diagnose loops saw the overdue lease"
     );
 }
+
+/// Whether any process has `pid` as its parent (the worker running a recording is the parent of
+/// its Chromium and ffmpeg).
+fn has_children(pid: u32) -> bool {
+    parents().iter().any(|(_, pp)| *pp == pid)
+}
+
+/// Six rolling restarts of the worker recording a task, one more than the budget of workers
+/// that stop: graceful handovers are not counted against it, and the task finishes without
+/// error.
+#[test]
+fn more_handovers_than_the_crash_budget_still_finish_the_task() {
+    let redis = TestRedis::start();
+    let fixtures = fixture_server();
+    let mut svc = service(&redis, "svc-handovers", false, 1, 1);
+    let id = start_recording(
+        &svc.url,
+        json!({ "RecordURL": format!("{fixtures}/clock.html") }),
+    );
+    const HANDOVERS: u64 = 6;
+    for n in 1..=HANDOVERS {
+        // The next worker of the node, then SIGTERM the one recording (always the oldest).
+        let log = svc.dir.join(format!("worker-{n}.log"));
+        svc.procs.push(spawn(&["worker"], &svc.worker_env, &log));
+        std::thread::sleep(Duration::from_secs(2));
+        let old = svc.procs[1].child.id();
+        assert!(has_children(old), "worker {old} records the task");
+        std::process::Command::new("kill")
+            .args(["-TERM", &old.to_string()])
+            .status()
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while svc.procs[1].child.try_wait().unwrap().is_none() {
+            assert!(Instant::now() < deadline, "worker {old} did not exit");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        // Reaped: its Drop must not signal a pid the system may have reused.
+        std::mem::forget(svc.procs.remove(1));
+        let new = svc.procs[1].child.id();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !has_children(new) {
+            assert!(
+                Instant::now() < deadline,
+                "handover {n}: the next worker did not continue; {}",
+                describe(&svc.url, &id)
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        let d = wait_for(
+            &svc.url,
+            &id,
+            "recording after the handover",
+            Duration::from_secs(30),
+            |d| {
+                d["Status"] == "recording"
+                    && d["Stats"]["Gaps"].as_array().map(Vec::len) == Some(n as usize)
+            },
+        );
+        assert_eq!(d["Stats"]["Handovers"], n, "{d}");
+    }
+    std::thread::sleep(Duration::from_secs(2));
+    ok(&svc.url, "Stop", &id);
+    let d = wait_finished(&svc.url, &id, Duration::from_secs(60));
+    assert!(d["Result"]["ErrorCode"].is_null(), "{d}");
+    assert_eq!(d["Restarts"], 0, "{d}");
+    assert_eq!(d["Stats"]["Handovers"], HANDOVERS, "{d}");
+    let file = fetch_video(&d, &scratch("svc-handovers-dl"));
+    assert_close(
+        probe(&file, &[]).duration,
+        d["RecordedDuration"].as_f64().unwrap(),
+        1.0,
+        "the video holds every part",
+    );
+}

@@ -115,6 +115,7 @@ fn stats_json(stats: &TaskStats) -> Value {
             "Time": (g.time * 1000.0).round() / 1000.0,
             "Seconds": (g.seconds * 1000.0).round() / 1000.0,
         })).collect::<Vec<_>>(),
+        "Handovers": stats.handovers,
     })
 }
 
@@ -236,6 +237,7 @@ mod tests {
                 time: 1_700_000_050.125,
                 seconds: 7.25,
             }],
+            handovers: 1,
         });
         let v = describe_json(&t, "req-2");
         assert_eq!(
@@ -271,6 +273,7 @@ mod tests {
                     "EncoderRestarts": 0,
                     "LostSeconds": 0.0,
                     "Gaps": [{ "Time": 1_700_000_050.125, "Seconds": 7.25 }],
+                    "Handovers": 1,
                 },
                 "Restarts": 1,
                 "UserContext": "{\"lesson\":7}",

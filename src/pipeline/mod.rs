@@ -20,6 +20,7 @@ mod presence;
 mod publish;
 mod record;
 mod side_tasks;
+mod takeover;
 mod transcode;
 mod upload;
 

@@ -7,6 +7,9 @@ use tokio::sync::mpsc;
 use tracing::{info, warn};
 
 use super::publish::{Publisher, task_key};
+use super::takeover::{
+    Takeover, combined, crash_budget_spent, ended_progress, stats_of, this_part,
+};
 use super::{WorkerContext, now_ms, now_s};
 use crate::config::ShutdownMode;
 use crate::error::{ErrorCode, HasErrorCode};
@@ -14,9 +17,6 @@ use crate::ops::metrics;
 use crate::recording::{Control, Origin, Outcome, RecordOptions, Recording, RecordingEvent};
 use crate::task::store::{Claim, Stage, StageJob, StageQueue, StoreError, TimeField, Transition};
 use crate::task::{Status, TaskRecord, TaskResult, TaskStats};
-
-/// How many times a task's recording is handed to another worker after its worker stopped.
-const MAX_RESTARTS: u32 = 5;
 
 /// Runs one record job from the queue.
 pub async fn run(ctx: WorkerContext, queue: StageQueue, job: StageJob) {
@@ -141,74 +141,6 @@ struct RecordJob {
     mirror: Option<super::mirror::WorkMirror>,
 }
 
-/// What a takeover continues from: the media the stopped worker completed in this node's work
-/// directory (segments are numbered on, so the new recording appends to them) and its figures.
-struct Takeover {
-    /// The earlier attempts' stats, with `recorded_duration` = the media actually kept.
-    base: TaskStats,
-    /// Unix seconds: end of the last media kept.
-    kept_until: f64,
-    /// Seconds of media the stopped worker recorded but never completed (its segment in
-    /// progress), counted as missing when the task was paused at the time.
-    unfinished: f64,
-    /// Whether the task was paused when its worker stopped (the page's life meanwhile is not
-    /// part of the video, so it is not missing).
-    was_paused: bool,
-}
-
-fn unix_secs(t: std::time::SystemTime) -> f64 {
-    t.duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs_f64())
-        .unwrap_or(0.0)
-}
-
-impl Takeover {
-    fn inspect(task: &TaskRecord, work_dir: &std::path::Path) -> Self {
-        let mut base = task.stats.clone().unwrap_or_default();
-        base.recorded_duration = crate::media::encoder::completed_seconds(work_dir);
-        let started = task
-            .start_time
-            .map(|s| s as f64)
-            .unwrap_or_else(|| now_s() as f64);
-        let kept = base.recorded_duration;
-        let points = crate::recording::timeline::read(work_dir);
-        let timeline = crate::recording::timeline::wall_at(&points, kept).map(|until| {
-            let written = points.last().map_or(kept, |p| p.0);
-            (until, (written - kept).max(0.0))
-        });
-        let (kept_until, unfinished) =
-            match (timeline, crate::media::encoder::media_times(work_dir)) {
-                (Some(t), _) => t,
-                // No timeline: the segment list's modification time (late by the encoder's latency).
-                (None, Some((completed, last_write))) => {
-                    let (c, w) = (unix_secs(completed), unix_secs(last_write));
-                    (c, (w - c).max(0.0))
-                }
-                // The media was on another machine: nothing of it is here.
-                (None, None) => (started, 0.0),
-            };
-        Self {
-            base,
-            kept_until,
-            unfinished,
-            was_paused: task.status == Status::Paused,
-        }
-    }
-
-    /// The gap closed by a recording that resumed at unix time `resumed_at`.
-    fn gap(&self, resumed_at: f64) -> crate::task::RecordingGap {
-        let seconds = if self.was_paused {
-            self.unfinished
-        } else {
-            (resumed_at - self.kept_until).max(0.0)
-        };
-        crate::task::RecordingGap {
-            time: self.kept_until,
-            seconds,
-        }
-    }
-}
-
 impl RecordJob {
     fn lease(&self) -> Option<(String, u64)> {
         Some((self.ctx.worker_id.clone(), self.fence))
@@ -297,6 +229,11 @@ impl RecordJob {
             self.ctx.node_queue(Stage::Record)
         };
         info!(status = %self.status, "shutting down: handing the task over to another worker");
+        // Counted apart from the workers that stopped (`restarts`), which have a budget.
+        let stats = stats.map(|s| TaskStats {
+            handovers: s.handovers + 1,
+            ..s
+        });
         metrics::inc(&metrics::HANDOVERS, &[]);
         let deadline = self.ctx.handover_deadline_ms();
         let handed = super::held::retry(
@@ -337,26 +274,9 @@ impl RecordJob {
     /// The task's figures: the earlier attempts' (after a takeover) plus this recording's.
     fn stats(&self, p: &crate::recording::Progress) -> TaskStats {
         let now = stats_of(p);
-        let Some(t) = &self.takeover else {
-            return now;
-        };
-        let b = &t.base;
-        TaskStats {
-            recorded_duration: ((b.recorded_duration + p.recorded_seconds) * 1000.0).round()
-                / 1000.0,
-            frames_captured: b.frames_captured + now.frames_captured,
-            frames_written: b.frames_written + now.frames_written,
-            frames_duplicated: b.frames_duplicated + now.frames_duplicated,
-            frames_dropped: b.frames_dropped + now.frames_dropped,
-            pauses: b.pauses + now.pauses,
-            refreshes: b.refreshes + now.refreshes,
-            callback_attempts: 0,
-            page_crashes: b.page_crashes + now.page_crashes,
-            page_hangs: b.page_hangs + now.page_hangs,
-            browser_restarts: b.browser_restarts + now.browser_restarts,
-            encoder_restarts: b.encoder_restarts + now.encoder_restarts,
-            lost_seconds: b.lost_seconds + now.lost_seconds,
-            gaps: b.gaps.clone(),
+        match &self.takeover {
+            Some(t) => combined(&t.base, &now),
+            None => now,
         }
     }
 
@@ -391,7 +311,7 @@ impl RecordJob {
 
     async fn record(&mut self, work_dir: &std::path::Path) -> Result<(), StoreError> {
         let spec = self.task.spec.clone();
-        if self.task.restarts > MAX_RESTARTS {
+        if crash_budget_spent(self.task.restarts) {
             // Whatever stops its workers (a page that exhausts memory, say) would stop the next.
             let message = format!(
                 "the workers recording this task stopped {} times; giving up",
@@ -878,46 +798,6 @@ impl RecordJob {
         }
         Ok(())
     }
-}
-
-fn stats_of(p: &crate::recording::Progress) -> TaskStats {
-    let s = &p.stats;
-    TaskStats {
-        recorded_duration: (p.recorded_seconds * 1000.0).round() / 1000.0,
-        frames_captured: s.frames_captured,
-        frames_written: s.frames_written,
-        frames_duplicated: s.frames_duplicated,
-        frames_dropped: s.frames_skipped + s.frames_late,
-        pauses: p.pauses,
-        refreshes: p.refreshes,
-        callback_attempts: 0,
-        page_crashes: p.page_crashes,
-        page_hangs: p.page_hangs,
-        browser_restarts: p.browser_restarts,
-        encoder_restarts: p.encoder_restarts,
-        lost_seconds: p.lost_seconds,
-        gaps: Vec::new(),
-    }
-}
-
-/// This worker's part of a recording that ended (without earlier workers' parts).
-fn this_part(p: &crate::recording::Progress, media: &crate::recording::RecordedMedia) -> TaskStats {
-    stats_of(&ended_progress(p, media))
-}
-
-/// The last progress report of a recording, completed with the figures it ended with.
-fn ended_progress(
-    p: &crate::recording::Progress,
-    media: &crate::recording::RecordedMedia,
-) -> crate::recording::Progress {
-    let mut p = p.clone();
-    p.recorded_seconds = media.recorded_seconds;
-    p.page_crashes = media.page_crashes;
-    p.page_hangs = media.page_hangs;
-    p.browser_restarts = media.browser_restarts;
-    p.encoder_restarts = media.encoder_restarts;
-    p.lost_seconds = media.lost_seconds;
-    p
 }
 
 /// Adds the counters of this worker's part of a recording to the totals.

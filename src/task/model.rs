@@ -179,6 +179,10 @@ pub struct TaskStats {
     /// machine lost) and another one took the task over.
     #[serde(default)]
     pub gaps: Vec<RecordingGap>,
+    /// Times the recording was handed to another worker at a graceful shutdown (these are not
+    /// counted in `Restarts`, and have no limit).
+    #[serde(default)]
+    pub handovers: u32,
 }
 
 /// A stretch of the page's life that is not in the video: the worker recording the task

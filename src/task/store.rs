@@ -809,7 +809,8 @@ impl TaskStore {
     }
 
     /// Worker side, at shutdown: stores `stats` (if any), gives up the lease and queues the task
-    /// on `q` for another worker to continue, counting a restart, atomically; the status stays.
+    /// on `q` for another worker to continue, atomically; the status stays. Not counted in
+    /// `restarts` (the worker counts handovers in its stats).
     /// The task keeps a lease without owner until `until_ms`: any worker may claim it, and if
     /// none has by then, [`Self::take_expired`] hands it to a diagnose loop (its `owner` is then
     /// absent). A `normal` task goes back into the queued index. [`StoreError::LeaseLost`] when
