@@ -90,6 +90,9 @@ error_codes! {
     /// The work disk filled up: the recording was ended early so what it recorded could still
     /// be delivered (the result lists it).
     DiskFull => 500, System;
+    /// The result lacks the start of the recording: the machine holding its earlier media was
+    /// lost and the recording was continued on another one (the gap is in `Stats.Gaps`).
+    RecordIncomplete => 500, System;
 }
 
 impl fmt::Display for ErrorCode {

@@ -1326,6 +1326,7 @@ async fn control_actions_follow_the_status_machine() {
             seconds: 6.5,
         }],
         handovers: 1,
+        lost_media: None,
     });
     api.move_task(&id, done).await;
     let d = api.describe(&id).await; // checked against the spec, Result and Stats included

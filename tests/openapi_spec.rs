@@ -353,6 +353,7 @@ fn full_task() -> TaskRecord {
                 seconds: 4.0,
             }],
             handovers: 2,
+            lost_media: None,
         }),
         owner: Some("worker".into()),
         fence: 3,

@@ -430,3 +430,81 @@ fn more_handovers_than_the_crash_budget_still_finish_the_task() {
         "the video holds every part",
     );
 }
+
+/// A `local` task whose machine is lost (its worker killed, its work directory out of reach) is
+/// continued by a worker of another machine without the earlier media: the result says so
+/// (RecordIncomplete) and the gap runs from the start.
+#[test]
+fn a_task_continued_on_another_machine_without_its_media_says_it_is_incomplete() {
+    let redis = TestRedis::start();
+    let fixtures = fixture_server();
+    // The API on node-a with a worker there; a worker on node-b with its own work directory.
+    let mut svc = service(&redis, "svc-lost-node", false, 1, 1);
+    let mut b_env = svc.worker_env.clone();
+    for (k, v) in b_env.iter_mut() {
+        match *k {
+            "PAGECAST_NODE_ID" => *v = "node-b".into(),
+            "PAGECAST_WORK_DIR" => *v = svc.dir.join("work-b").display().to_string(),
+            _ => {}
+        }
+    }
+    svc.procs
+        .push(spawn(&["worker"], &b_env, &svc.dir.join("worker-b.log")));
+    let id = start_recording(
+        &svc.url,
+        json!({ "RecordURL": format!("{fixtures}/clock.html") }),
+    );
+    let started = describe(&svc.url, &id)["StartTime"].as_f64().unwrap();
+    std::thread::sleep(Duration::from_secs(5));
+    let (index, owner) = svc.procs[1..]
+        .iter()
+        .enumerate()
+        .map(|(i, p)| (i + 1, p.child.id()))
+        .find(|(_, pid)| has_children(*pid))
+        .expect("one worker runs the recording");
+    let other = svc.procs[if index == 1 { 2 } else { 1 }].child.id();
+    std::process::Command::new("kill")
+        .args(["-KILL", &owner.to_string()])
+        .status()
+        .unwrap();
+    let killed_at = unix_now();
+    // The other machine steps in once the lease has been expired for a while.
+    let d = wait_for(&svc.url, &id, "a takeover", Duration::from_secs(60), |d| {
+        d["Status"] == "recording" && d["Stats"]["Gaps"].as_array().is_some_and(|g| !g.is_empty())
+    });
+    assert!(
+        has_children(other),
+        "the other machine's worker records: {d}"
+    );
+    std::thread::sleep(Duration::from_secs(3));
+    ok(&svc.url, "Stop", &id);
+    let d = wait_finished(&svc.url, &id, Duration::from_secs(60));
+    assert_eq!(d["Result"]["ErrorCode"], "RecordIncomplete", "{d}");
+    let why = d["Result"]["ErrorMessage"].as_str().unwrap_or_default();
+    assert!(
+        why.contains("node-"),
+        "the message names the lost machine: {d}"
+    );
+    let gaps = d["Stats"]["Gaps"].as_array().unwrap();
+    assert_eq!(gaps.len(), 1, "{d}");
+    let (time, seconds) = (
+        gaps[0]["Time"].as_f64().unwrap(),
+        gaps[0]["Seconds"].as_f64().unwrap(),
+    );
+    assert!(
+        (time - started).abs() < 1.0,
+        "the gap starts with the recording ({time} vs {started}): {d}"
+    );
+    assert!(
+        seconds > killed_at - started,
+        "the gap covers the lost part and the time until the takeover: {seconds} s: {d}"
+    );
+    let file = fetch_video(&d, &scratch("svc-lost-node-dl"));
+    assert_close(
+        probe(&file, &[]).duration,
+        d["RecordedDuration"].as_f64().unwrap(),
+        0.5,
+        "the video is the part recorded after the takeover",
+    );
+    std::mem::forget(svc.procs.remove(index));
+}

@@ -238,6 +238,7 @@ mod tests {
                 seconds: 7.25,
             }],
             handovers: 1,
+            lost_media: None,
         });
         let v = describe_json(&t, "req-2");
         assert_eq!(

@@ -67,7 +67,8 @@ pub async fn run(ctx: WorkerContext, queue: StageQueue, job: StageJob) {
     if task.status != Status::Normal {
         keep_unfinished_segment(&ctx, &work_dir).await;
     }
-    let takeover = (task.status != Status::Normal).then(|| Takeover::inspect(&task, &work_dir));
+    let takeover =
+        (task.status != Status::Normal).then(|| Takeover::inspect(&task, &work_dir, &ctx.node));
     if let Some(t) = &takeover {
         metrics::inc(&metrics::TAKEOVERS, &[]);
         info!(
@@ -560,8 +561,14 @@ impl RecordJob {
                     segments = media.segments.len(),
                     "recording finished"
                 );
-                // Ended for the disk: that is why, whatever failed after it.
-                let error = disk_full.or_else(|| media.error.clone());
+                // Ended for the disk: that is why, whatever failed after it. Otherwise a failure,
+                // or else the start lost with a machine.
+                let error = disk_full.or_else(|| media.error.clone()).or_else(|| {
+                    stats
+                        .lost_media
+                        .clone()
+                        .map(|why| (ErrorCode::RecordIncomplete, why))
+                });
                 self.send_to_transcode(stats, error).await
             }
             Ok(Outcome::CanceledBeforeStart) => {

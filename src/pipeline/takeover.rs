@@ -38,9 +38,20 @@ fn unix_secs(t: std::time::SystemTime) -> f64 {
 }
 
 impl Takeover {
-    pub(crate) fn inspect(task: &TaskRecord, work_dir: &std::path::Path) -> Self {
+    /// What a worker of node `this_node` continues from, with the task's media (if any) in
+    /// `work_dir`.
+    pub(crate) fn inspect(task: &TaskRecord, work_dir: &std::path::Path, this_node: &str) -> Self {
         let mut base = task.stats.clone().unwrap_or_default();
+        let earlier = base.recorded_duration;
         base.recorded_duration = crate::media::encoder::completed_seconds(work_dir);
+        if base.lost_media.is_none() {
+            base.lost_media = lost_media(
+                earlier,
+                base.recorded_duration,
+                task.node.as_deref(),
+                this_node,
+            );
+        }
         let started = task
             .start_time
             .map(|s| s as f64)
@@ -59,8 +70,9 @@ impl Takeover {
                     let (c, w) = (unix_secs(completed), unix_secs(last_write));
                     (c, (w - c).max(0.0))
                 }
-                // The media was on another machine: nothing of it is here.
-                (None, None) => (started, 0.0),
+                // The media was on another machine: nothing of it is here. What it recorded is
+                // missing too (counted when the task was paused, see `gap`).
+                (None, None) => (started, earlier),
             };
         Self {
             base,
@@ -84,6 +96,38 @@ impl Takeover {
     }
 }
 
+/// Why the earlier part of a recording cannot be in its result, if it cannot: none of the
+/// `earlier` seconds the stopped workers recorded is `kept` here, or the media was on another
+/// node (`media_node`; its work directory is out of reach). `None` when what was recorded is
+/// here (a takeover on the same machine only misses the seconds of the gap).
+pub(crate) fn lost_media(
+    earlier: f64,
+    kept: f64,
+    media_node: Option<&str>,
+    this_node: &str,
+) -> Option<String> {
+    if kept > 0.0 {
+        return None;
+    }
+    let elsewhere = media_node.filter(|n| *n != this_node);
+    if earlier <= 0.0 && elsewhere.is_none() {
+        return None;
+    }
+    let part = if earlier > 0.0 {
+        format!("the first {earlier:.1} s of the recording")
+    } else {
+        "the start of the recording".to_string()
+    };
+    let lost = match elsewhere {
+        Some(node) => format!("{part} stayed on node {node}, whose worker stopped responding"),
+        None => format!("{part} could not be recovered after its worker stopped responding"),
+    };
+    Some(format!(
+        "{lost}; node {this_node} continued the recording without it, so the result starts \
+         later (the gap is in Stats.Gaps)"
+    ))
+}
+
 /// The task's figures: the earlier parts' (`base`, from before the takeover) plus this one's.
 pub(crate) fn combined(b: &TaskStats, now: &TaskStats) -> TaskStats {
     TaskStats {
@@ -103,6 +147,7 @@ pub(crate) fn combined(b: &TaskStats, now: &TaskStats) -> TaskStats {
         lost_seconds: b.lost_seconds + now.lost_seconds,
         gaps: b.gaps.clone(),
         handovers: b.handovers + now.handovers,
+        lost_media: b.lost_media.clone().or_else(|| now.lost_media.clone()),
     }
 }
 
@@ -125,6 +170,7 @@ pub(crate) fn stats_of(p: &crate::recording::Progress) -> TaskStats {
         lost_seconds: p.lost_seconds,
         gaps: Vec::new(),
         handovers: 0,
+        lost_media: None,
     }
 }
 
@@ -160,6 +206,27 @@ mod tests {
         assert!((0..=5).all(|r| !crash_budget_spent(r)));
         assert!(crash_budget_spent(6));
         assert_eq!(MAX_RESTARTS, 5, "the README says 5");
+    }
+
+    #[test]
+    fn media_left_on_a_lost_machine_makes_the_result_incomplete() {
+        // Continued elsewhere, nothing of the 5.2 s recorded there is here.
+        let why = lost_media(5.2, 0.0, Some("node-a"), "node-b").unwrap();
+        assert!(
+            why.contains("first 5.2 s") && why.contains("node node-a"),
+            "{why}"
+        );
+        assert!(why.contains("node node-b continued"), "{why}");
+        // Killed before it reported any progress: still the start is missing.
+        assert!(lost_media(0.0, 0.0, Some("node-a"), "node-b").is_some());
+        // The same machine, with its media: only the gap is missing.
+        assert!(lost_media(5.2, 4.0, Some("node-a"), "node-a").is_none());
+        // Media fetched from the bucket onto another machine: nothing is lost.
+        assert!(lost_media(5.2, 5.0, Some("node-a"), "node-b").is_none());
+        // The same machine, but nothing was kept of what it had recorded.
+        assert!(lost_media(3.0, 0.0, Some("node-a"), "node-a").is_some());
+        // Nothing was recorded anywhere yet.
+        assert!(lost_media(0.0, 0.0, None, "node-a").is_none());
     }
 
     #[test]

@@ -183,6 +183,10 @@ pub struct TaskStats {
     /// counted in `Restarts`, and have no limit).
     #[serde(default)]
     pub handovers: u32,
+    /// Why part of the recording cannot be in the result (its earlier media was on a machine
+    /// that was lost); the task then ends with `RecordIncomplete`. Internal: not in Describe.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lost_media: Option<String>,
 }
 
 /// A stretch of the page's life that is not in the video: the worker recording the task
