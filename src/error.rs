@@ -94,6 +94,12 @@ error_codes! {
     UploadFailed => 500, System;
     /// The callback receiver did not accept the result within the retry budget.
     CallbackFailed => 500, System;
+    /// The work disk filled up: the recording was ended early so what it recorded could still
+    /// be delivered (the result lists it).
+    DiskFull => 500, System;
+    /// The result lacks the start of the recording: the machine holding its earlier media was
+    /// lost and the recording was continued on another one (the gap is in `Stats.Gaps`).
+    RecordIncomplete => 500, System;
 }
 
 impl fmt::Display for ErrorCode {

@@ -1356,6 +1356,8 @@ async fn control_actions_follow_the_status_machine() {
             time: 1_700_000_005.25,
             seconds: 6.5,
         }],
+        handovers: 1,
+        lost_media: None,
     });
     api.move_task(&id, done).await;
     let d = api.describe(&id).await; // checked against the spec, Result and Stats included

@@ -357,6 +357,8 @@ fn full_task() -> TaskRecord {
                 time: 1_700_000_003.5,
                 seconds: 4.0,
             }],
+            handovers: 2,
+            lost_media: None,
         }),
         owner: Some("worker".into()),
         fence: 3,

@@ -1070,9 +1070,10 @@ async fn hand_over_gives_a_running_task_to_another_worker() {
         .await
         .unwrap();
     let task = store.get(&id).await.unwrap();
+    // A handover is not a restart: the worker counts it in its stats.
     assert_eq!(
         (task.status, task.owner.clone(), task.restarts),
-        (Status::Recording, None, 1)
+        (Status::Recording, None, 0)
     );
     assert_eq!(task.stats.as_ref().map(|s| s.frames_written), Some(105));
     // Not expired before the deadline; after it, the diagnose loop gets it, without owner.

@@ -115,6 +115,7 @@ fn stats_json(stats: &TaskStats) -> Value {
             "Time": (g.time * 1000.0).round() / 1000.0,
             "Seconds": (g.seconds * 1000.0).round() / 1000.0,
         })).collect::<Vec<_>>(),
+        "Handovers": stats.handovers,
     })
 }
 
@@ -237,6 +238,8 @@ mod tests {
                 time: 1_700_000_050.125,
                 seconds: 7.25,
             }],
+            handovers: 1,
+            lost_media: None,
         });
         let v = describe_json(&t, "req-2");
         assert_eq!(
@@ -272,6 +275,7 @@ mod tests {
                     "EncoderRestarts": 0,
                     "LostSeconds": 0.0,
                     "Gaps": [{ "Time": 1_700_000_050.125, "Seconds": 7.25 }],
+                    "Handovers": 1,
                 },
                 "Restarts": 1,
                 "UserContext": "{\"lesson\":7}",

@@ -90,6 +90,7 @@ fn readiness(
     r.shutdown = Some(shutdown.clone());
     if worker {
         r.worker = Some(cfg.capacity());
+        r.work_disk = Some((cfg.work_root(), cfg.min_free_mb));
         r.storage = cfg.storage.enabled().then(|| cfg.storage.clone());
         r.binaries = vec![
             ("chromium", cfg.recorder.chromium.clone()),

@@ -447,6 +447,13 @@ impl SegmentEncoder {
         (image, n)
     }
 
+    /// Frames queued for ffmpeg that it has not taken yet (how far the encoder is behind).
+    pub fn queued(&self) -> usize {
+        self.frames
+            .as_ref()
+            .map_or(0, |tx| tx.max_capacity() - tx.capacity())
+    }
+
     /// New pictures that were replaced by the previous one because ffmpeg was behind.
     pub fn held_back(&self) -> u64 {
         self.held_back.load(Ordering::Relaxed)

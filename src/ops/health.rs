@@ -18,7 +18,7 @@ const CHECK_TIMEOUT: Duration = Duration::from_secs(3);
 #[derive(Debug, Clone, Serialize)]
 #[serde(rename_all = "PascalCase")]
 pub struct Check {
-    /// `redis`, `storage`, `chromium`, `ffmpeg`, `worker`.
+    /// `redis`, `storage`, `chromium`, `ffmpeg`, `worker`, `disk`.
     pub name: &'static str,
     /// Whether this check passed.
     pub ok: bool,
@@ -49,6 +49,10 @@ pub struct Readiness {
     /// The recording slots of the worker in this process, when there is one (reported with
     /// how many are in use).
     pub worker: Option<usize>,
+    /// The worker's work directory and the MiB that must stay free there
+    /// (`PAGECAST_MIN_FREE_MB`), when a worker runs in this process: below it the worker takes
+    /// no new recordings, so the process is not ready.
+    pub work_disk: Option<(PathBuf, u64)>,
     /// Cancelled when the process shuts down: it is then no longer ready.
     pub shutdown: Option<CancellationToken>,
 }
@@ -61,6 +65,7 @@ impl Readiness {
             storage: None,
             binaries: Vec::new(),
             worker: None,
+            work_disk: None,
             shutdown: None,
         }
     }
@@ -106,6 +111,9 @@ impl Readiness {
                 format!("{running} of {capacity} recording slots in use"),
             ));
         }
+        if let Some((dir, min_free_mb)) = &self.work_disk {
+            checks.push(check_disk(dir, *min_free_mb));
+        }
         if let Some(token) = &self.shutdown
             && token.is_cancelled()
         {
@@ -116,6 +124,30 @@ impl Readiness {
             ));
         }
         checks
+    }
+}
+
+/// Whether the work disk has the room a new recording needs.
+fn check_disk(dir: &std::path::Path, min_free_mb: u64) -> Check {
+    match crate::ops::doctor::free_bytes(dir).map(|b| b >> 20) {
+        Some(free) if free >= min_free_mb => Check::new(
+            "disk",
+            true,
+            format!("{free} MiB free in the work directory (PAGECAST_MIN_FREE_MB={min_free_mb})"),
+        ),
+        Some(free) => Check::new(
+            "disk",
+            false,
+            format!(
+                "the work disk is low: {free} MiB free in the work directory, below \
+                 PAGECAST_MIN_FREE_MB={min_free_mb}; no new recordings are taken"
+            ),
+        ),
+        None => Check::new(
+            "disk",
+            false,
+            "the free space of the work directory cannot be read",
+        ),
     }
 }
 

@@ -129,11 +129,22 @@ async fn sweep(ctx: &WorkerContext) -> Result<(), crate::task::store::StoreError
         .into_iter()
         .collect();
     for id in ctx.store.expired_leases(now_ms(), 50).await? {
+        let Ok(seen) = ctx.store.get(&id).await else {
+            continue;
+        };
         if !long_expired.contains(&id)
-            && let Ok(t) = ctx.store.get(&id).await
-            && t.status.is_live()
-            && t.node.as_deref().is_some_and(|n| n != ctx.node)
+            && seen.status.is_live()
+            && seen.node.as_deref().is_some_and(|n| n != ctx.node)
         {
+            continue;
+        }
+        // An overdue lease is not an abandoned task: its worker may be alive and only unable to
+        // renew for a moment (Redis was away). Only a worker that no longer says it works on
+        // the task has left it.
+        if let Some(owner) = &seen.owner
+            && super::presence::works_on(ctx, owner, &id).await
+        {
+            debug!(task_id = %id, owner = %owner, "lease overdue, but its worker is alive and still on the task");
             continue;
         }
         let Some(task) = ctx.store.take_expired(&id, now_ms()).await? else {

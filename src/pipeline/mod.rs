@@ -12,10 +12,15 @@
 
 pub mod callback;
 mod diagnose;
+mod disk;
+mod held;
 mod live_mp4;
 mod mirror;
+mod presence;
 mod publish;
 mod record;
+mod side_tasks;
+mod takeover;
 mod transcode;
 mod upload;
 
@@ -51,6 +56,8 @@ pub struct WorkerContext {
     pub drain: CancellationToken,
     /// Cancelled once the running recordings are dealt with: every loop then ends.
     pub shutdown: CancellationToken,
+    /// The tasks this worker's jobs hold a lease on (announced, see `presence`).
+    pub active: presence::ActiveTasks,
 }
 
 /// Unix seconds now.
@@ -98,6 +105,7 @@ impl WorkerContext {
             http,
             drain,
             shutdown: CancellationToken::new(),
+            active: presence::ActiveTasks::default(),
         }
     }
 
@@ -128,22 +136,26 @@ impl WorkerContext {
     /// the returned guard is dropped: for stages whose work can outlast one lease.
     pub fn heartbeat(&self, id: &str, fence: u64) -> Heartbeat {
         let ctx = self.clone();
+        let active = self.active.hold(id);
         let id = id.to_string();
         let every = Duration::from_millis((self.lease_ms() / 3).max(200) as u64);
-        Heartbeat(tokio::spawn(async move {
-            let mut tick = tokio::time::interval(every);
-            tick.tick().await;
-            loop {
+        Heartbeat {
+            _active: active,
+            renewing: tokio::spawn(async move {
+                let mut tick = tokio::time::interval(every);
                 tick.tick().await;
-                if let Err(e) = ctx
-                    .store
-                    .renew(&id, &ctx.worker_id, fence, now_ms(), ctx.lease_ms())
-                    .await
-                {
-                    warn!(task_id = %id, error = %e, "renewing the lease failed");
+                loop {
+                    tick.tick().await;
+                    if let Err(e) = ctx
+                        .store
+                        .renew(&id, &ctx.worker_id, fence, now_ms(), ctx.lease_ms())
+                        .await
+                    {
+                        warn!(task_id = %id, error = %e, "renewing the lease failed");
+                    }
                 }
-            }
-        }))
+            }),
+        }
     }
 
     /// Takes the lease of a task waiting in `stage`; `None` when another worker has it or the
@@ -179,7 +191,7 @@ impl WorkerContext {
     ) -> Result<(), StoreError> {
         warn!(task_id = id, %code, %message, "task failed");
         metrics::inc(&metrics::TASKS_FAILED, &[("code", code.as_str())]);
-        let task = self.store.get(id).await?;
+        let task = held::retry(self, id, fence, "reading the task", || self.store.get(id)).await?;
         let mut result = task.result.clone().unwrap_or_default();
         result.error_code = Some(code.as_str().to_string());
         result.error_message = Some(message);
@@ -192,7 +204,7 @@ impl WorkerContext {
                 (crate::task::store::TimeField::Cancel, now_s()),
                 (crate::task::store::TimeField::Stop, now_s()),
             ];
-            self.store.transition(id, t).await?;
+            held::transition(self, id, t).await?;
             from = Status::Canceled;
         }
         self.finish_or_callback(id, from, fence, Some(result)).await
@@ -206,7 +218,7 @@ impl WorkerContext {
         fence: Option<u64>,
         result: Option<TaskResult>,
     ) -> Result<(), StoreError> {
-        let task = self.store.get(id).await?;
+        let task = held::retry(self, id, fence, "reading the task", || self.store.get(id)).await?;
         let to = if task.spec.callback_url.is_some() {
             Status::Callback
         } else {
@@ -224,16 +236,19 @@ impl WorkerContext {
         } else {
             t.times = vec![(crate::task::store::TimeField::Finish, now_s())];
         }
-        self.store.transition(id, t).await
+        held::transition(self, id, t).await
     }
 }
 
-/// Stops renewing a lease when dropped.
-pub struct Heartbeat(tokio::task::JoinHandle<()>);
+/// Stops renewing a lease (and counting the task as this worker's) when dropped.
+pub struct Heartbeat {
+    _active: presence::ActiveTask,
+    renewing: tokio::task::JoinHandle<()>,
+}
 
 impl Drop for Heartbeat {
     fn drop(&mut self) {
-        self.0.abort();
+        self.renewing.abort();
     }
 }
 
@@ -312,6 +327,7 @@ pub async fn run_worker(ctx: WorkerContext) {
     ));
     loops.spawn(outbox_loop(ctx.clone()));
     loops.spawn(diagnose::run(ctx.clone()));
+    loops.spawn(presence::run(ctx.clone()));
     while loops.join_next().await.is_some() {}
     metrics::add(&metrics::WORKER_CAPACITY, &[], -(ctx.cfg.capacity() as f64));
     info!(worker = %ctx.worker_id, "worker stopped");
@@ -416,6 +432,12 @@ async fn record_loop(ctx: WorkerContext) {
         let Some(job) = jobs.into_iter().next() else {
             continue;
         };
+        if !room_for_a_recording(&ctx).await {
+            // The disk filled while the queue was read: the job stays unacknowledged, and a
+            // worker with room (or this one, later) takes it once it has been idle a while.
+            drop(permit);
+            continue;
+        }
         let ctx2 = ctx.clone();
         let span = info_span!("task", task_id = %job.task_id, stage = "record");
         running.spawn(
@@ -430,6 +452,35 @@ async fn record_loop(ctx: WorkerContext) {
     }
     // Draining: running recordings see `ctx.drain` and are handed over, stopped or finished.
     while running.join_next().await.is_some() {}
+}
+
+/// Whether the work disk has room for a new recording; when it has not, waits (up to 20 s,
+/// less than a queue entry's idle time before another worker may take it) for room to come
+/// back.
+async fn room_for_a_recording(ctx: &WorkerContext) -> bool {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    let mut told = false;
+    loop {
+        match ctx.free_disk_mb() {
+            Some(free) if free < ctx.cfg.min_free_mb => {
+                if !std::mem::replace(&mut told, true) {
+                    warn!(
+                        free_mb = free,
+                        min_mb = ctx.cfg.min_free_mb,
+                        "the work disk is almost full; the recording waits for room"
+                    );
+                }
+            }
+            _ => return true,
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return false;
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+            _ = ctx.drain.cancelled() => return false,
+        }
+    }
 }
 
 /// Reads one stage queue and runs up to `concurrency` of its jobs at once; each job is

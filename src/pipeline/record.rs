@@ -7,18 +7,16 @@ use tokio::sync::mpsc;
 use tracing::{info, warn};
 
 use super::publish::{Publisher, task_key};
+use super::takeover::{
+    Takeover, combined, crash_budget_spent, ended_progress, stats_of, this_part,
+};
 use super::{WorkerContext, now_ms, now_s};
 use crate::config::ShutdownMode;
 use crate::error::{ErrorCode, HasErrorCode};
 use crate::ops::metrics;
 use crate::recording::{Control, Origin, Outcome, RecordOptions, Recording, RecordingEvent};
-use crate::task::store::{
-    Claim, ControlMsg, Stage, StageJob, StageQueue, StoreError, TimeField, Transition,
-};
+use crate::task::store::{Claim, Stage, StageJob, StageQueue, StoreError, TimeField, Transition};
 use crate::task::{Status, TaskRecord, TaskResult, TaskStats};
-
-/// How many times a task's recording is handed to another worker after its worker stopped.
-const MAX_RESTARTS: u32 = 5;
 
 /// Runs one record job from the queue.
 pub async fn run(ctx: WorkerContext, queue: StageQueue, job: StageJob) {
@@ -53,6 +51,8 @@ pub async fn run(ctx: WorkerContext, queue: StageQueue, job: StageJob) {
             return;
         }
     };
+    // While this job runs, the diagnose loops know the task is this live worker's.
+    let _active = ctx.active.hold(&id);
     let work_dir = ctx.cfg.work_root().join(&id);
     let mirror = super::mirror::store_for(&ctx, &task);
     if task.status != Status::Normal
@@ -67,7 +67,8 @@ pub async fn run(ctx: WorkerContext, queue: StageQueue, job: StageJob) {
     if task.status != Status::Normal {
         keep_unfinished_segment(&ctx, &work_dir).await;
     }
-    let takeover = (task.status != Status::Normal).then(|| Takeover::inspect(&task, &work_dir));
+    let takeover =
+        (task.status != Status::Normal).then(|| Takeover::inspect(&task, &work_dir, &ctx.node));
     if let Some(t) = &takeover {
         metrics::inc(&metrics::TAKEOVERS, &[]);
         info!(
@@ -99,9 +100,13 @@ pub async fn run(ctx: WorkerContext, queue: StageQueue, job: StageJob) {
     }
 }
 
-/// Keeps what a stopped worker's encoder wrote of the segment it had not finished (see
-/// `media/salvage.rs`); logged either way, never fatal.
-pub(super) async fn keep_unfinished_segment(ctx: &WorkerContext, work_dir: &std::path::Path) {
+/// Keeps what a stopped worker's (or a killed encoder's) encoder wrote of the segment it had
+/// not finished (see `media/salvage.rs`), and returns its seconds; logged either way, never
+/// fatal.
+pub(super) async fn keep_unfinished_segment(
+    ctx: &WorkerContext,
+    work_dir: &std::path::Path,
+) -> Option<f64> {
     match crate::media::salvage::salvage_unfinished(
         work_dir,
         &ctx.cfg.recorder.ffmpeg,
@@ -109,14 +114,18 @@ pub(super) async fn keep_unfinished_segment(ctx: &WorkerContext, work_dir: &std:
     )
     .await
     {
-        Ok(Some(r)) => info!(
-            segment = %r.name,
-            seconds = r.seconds(),
-            "kept the segment the stopped worker had not finished"
-        ),
-        Ok(None) => {}
+        Ok(Some(r)) => {
+            info!(
+                segment = %r.name,
+                seconds = r.seconds(),
+                "kept the segment the stopped encoder had not finished"
+            );
+            Some(r.seconds())
+        }
+        Ok(None) => None,
         Err(e) => {
-            warn!(error = %e, "could not keep the segment the stopped worker had not finished")
+            warn!(error = %e, "could not keep the segment the stopped encoder had not finished");
+            None
         }
     }
 }
@@ -131,74 +140,6 @@ struct RecordJob {
     takeover: Option<Takeover>,
     /// `StorageType: s3`: the work directory's copy in the bucket.
     mirror: Option<super::mirror::WorkMirror>,
-}
-
-/// What a takeover continues from: the media the stopped worker completed in this node's work
-/// directory (segments are numbered on, so the new recording appends to them) and its figures.
-struct Takeover {
-    /// The earlier attempts' stats, with `recorded_duration` = the media actually kept.
-    base: TaskStats,
-    /// Unix seconds: end of the last media kept.
-    kept_until: f64,
-    /// Seconds of media the stopped worker recorded but never completed (its segment in
-    /// progress), counted as missing when the task was paused at the time.
-    unfinished: f64,
-    /// Whether the task was paused when its worker stopped (the page's life meanwhile is not
-    /// part of the video, so it is not missing).
-    was_paused: bool,
-}
-
-fn unix_secs(t: std::time::SystemTime) -> f64 {
-    t.duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs_f64())
-        .unwrap_or(0.0)
-}
-
-impl Takeover {
-    fn inspect(task: &TaskRecord, work_dir: &std::path::Path) -> Self {
-        let mut base = task.stats.clone().unwrap_or_default();
-        base.recorded_duration = crate::media::encoder::completed_seconds(work_dir);
-        let started = task
-            .start_time
-            .map(|s| s as f64)
-            .unwrap_or_else(|| now_s() as f64);
-        let kept = base.recorded_duration;
-        let points = crate::recording::timeline::read(work_dir);
-        let timeline = crate::recording::timeline::wall_at(&points, kept).map(|until| {
-            let written = points.last().map_or(kept, |p| p.0);
-            (until, (written - kept).max(0.0))
-        });
-        let (kept_until, unfinished) =
-            match (timeline, crate::media::encoder::media_times(work_dir)) {
-                (Some(t), _) => t,
-                // No timeline: the segment list's modification time (late by the encoder's latency).
-                (None, Some((completed, last_write))) => {
-                    let (c, w) = (unix_secs(completed), unix_secs(last_write));
-                    (c, (w - c).max(0.0))
-                }
-                // The media was on another machine: nothing of it is here.
-                (None, None) => (started, 0.0),
-            };
-        Self {
-            base,
-            kept_until,
-            unfinished,
-            was_paused: task.status == Status::Paused,
-        }
-    }
-
-    /// The gap closed by a recording that resumed at unix time `resumed_at`.
-    fn gap(&self, resumed_at: f64) -> crate::task::RecordingGap {
-        let seconds = if self.was_paused {
-            self.unfinished
-        } else {
-            (resumed_at - self.kept_until).max(0.0)
-        };
-        crate::task::RecordingGap {
-            time: self.kept_until,
-            seconds,
-        }
-    }
 }
 
 impl RecordJob {
@@ -216,7 +157,7 @@ impl RecordJob {
     /// with the error.
     async fn deliver_kept(&mut self, code: ErrorCode, message: String) -> Result<(), StoreError> {
         warn!(%code, %message, "continuing the recording failed; delivering what was kept");
-        self.status = self.ctx.store.get(&self.id).await.map(|t| t.status)?;
+        self.status = self.current().await?;
         let stats = self
             .takeover
             .as_ref()
@@ -258,7 +199,21 @@ impl RecordJob {
         t.node = Some(self.ctx.node.clone());
         t.enqueue = Some(self.ctx.node_queue(Stage::Transcode));
         t.release_lease = true;
-        self.ctx.store.transition(&self.id, t).await
+        super::held::transition(&self.ctx, &self.id, t).await
+    }
+
+    /// The task's stored status (read through a Redis outage, holding the lease).
+    async fn current(&self) -> Result<Status, StoreError> {
+        let store = &self.ctx.store;
+        super::held::retry(
+            &self.ctx,
+            &self.id,
+            Some(self.fence),
+            "reading the task",
+            || store.get(&self.id),
+        )
+        .await
+        .map(|t| t.status)
     }
 
     /// Shutting down in `handover` mode: gives the task back for another worker to continue. A
@@ -275,20 +230,32 @@ impl RecordJob {
             self.ctx.node_queue(Stage::Record)
         };
         info!(status = %self.status, "shutting down: handing the task over to another worker");
+        // Counted apart from the workers that stopped (`restarts`), which have a budget.
+        let stats = stats.map(|s| TaskStats {
+            handovers: s.handovers + 1,
+            ..s
+        });
         metrics::inc(&metrics::HANDOVERS, &[]);
-        match self
-            .ctx
-            .store
-            .hand_over(
-                &self.id,
-                &self.ctx.worker_id,
-                self.fence,
-                stats.as_ref(),
-                &queue,
-                self.ctx.handover_deadline_ms(),
-            )
-            .await
-        {
+        let deadline = self.ctx.handover_deadline_ms();
+        let handed = super::held::retry(
+            &self.ctx,
+            &self.id,
+            Some(self.fence),
+            "handing the task over",
+            || {
+                self.ctx.store.hand_over(
+                    &self.id,
+                    &self.ctx.worker_id,
+                    self.fence,
+                    stats.as_ref(),
+                    &queue,
+                    deadline,
+                )
+            },
+        )
+        .await;
+        // A lost lease after a try whose answer was lost: that try handed it over.
+        match handed {
             Ok(()) | Err(StoreError::LeaseLost) => Ok(()),
             Err(e) => Err(e),
         }
@@ -308,26 +275,9 @@ impl RecordJob {
     /// The task's figures: the earlier attempts' (after a takeover) plus this recording's.
     fn stats(&self, p: &crate::recording::Progress) -> TaskStats {
         let now = stats_of(p);
-        let Some(t) = &self.takeover else {
-            return now;
-        };
-        let b = &t.base;
-        TaskStats {
-            recorded_duration: ((b.recorded_duration + p.recorded_seconds) * 1000.0).round()
-                / 1000.0,
-            frames_captured: b.frames_captured + now.frames_captured,
-            frames_written: b.frames_written + now.frames_written,
-            frames_duplicated: b.frames_duplicated + now.frames_duplicated,
-            frames_dropped: b.frames_dropped + now.frames_dropped,
-            pauses: b.pauses + now.pauses,
-            refreshes: b.refreshes + now.refreshes,
-            callback_attempts: 0,
-            page_crashes: b.page_crashes + now.page_crashes,
-            page_hangs: b.page_hangs + now.page_hangs,
-            browser_restarts: b.browser_restarts + now.browser_restarts,
-            encoder_restarts: b.encoder_restarts + now.encoder_restarts,
-            lost_seconds: b.lost_seconds + now.lost_seconds,
-            gaps: b.gaps.clone(),
+        match &self.takeover {
+            Some(t) => combined(&t.base, &now),
+            None => now,
         }
     }
 
@@ -347,7 +297,7 @@ impl RecordJob {
         if to == Status::Recording && self.status == Status::Normal {
             t.node = Some(self.ctx.node.clone());
         }
-        match self.ctx.store.transition(&self.id, t).await {
+        match super::held::transition(&self.ctx, &self.id, t).await {
             Ok(()) => {
                 self.status = to;
                 Ok(true)
@@ -362,7 +312,7 @@ impl RecordJob {
 
     async fn record(&mut self, work_dir: &std::path::Path) -> Result<(), StoreError> {
         let spec = self.task.spec.clone();
-        if self.task.restarts > MAX_RESTARTS {
+        if crash_budget_spent(self.task.restarts) {
             // Whatever stops its workers (a page that exhausts memory, say) would stop the next.
             let message = format!(
                 "the workers recording this task stopped {} times; giving up",
@@ -456,36 +406,24 @@ impl RecordJob {
             .unwrap_or_else(|| mpsc::unbounded_channel().1);
         let controls = recording.controls_handle();
         let progress = recording.progress();
+        let cut = recording.cut_handle();
         let mut done = std::pin::pin!(recording.wait());
 
-        // API commands arrive on the task's control stream; read it on the side.
-        let (ctl_tx, mut ctl_rx) = mpsc::unbounded_channel();
-        let reader = {
-            let store = self.ctx.store.clone();
-            let id = self.id.clone();
-            tokio::spawn(async move {
-                let mut after = "$".to_string();
-                loop {
-                    match store.read_controls(&id, &after, 1_000).await {
-                        Ok(msgs) => {
-                            for (entry, msg) in msgs {
-                                after = entry;
-                                if ctl_tx.send(msg).is_err() {
-                                    return;
-                                }
-                            }
-                        }
-                        Err(_) => tokio::time::sleep(Duration::from_millis(500)).await,
-                    }
-                }
-            })
-        };
+        // Ends the recording should this job end early (a store error).
+        let _stop_on_drop = super::side_tasks::StopOnDrop(controls.clone());
+        // API commands arrive on the task's control stream; read it on the side (until this
+        // job ends, however it ends).
+        let mut ctl_rx =
+            super::side_tasks::ControlReader::spawn(self.ctx.store.clone(), self.id.clone());
 
         let mut beat = tokio::time::interval(heartbeat_every);
         let mut stop_sent = false;
         let mut lease_lost = false;
         let mut handing_over = false;
-        let mut disk_full: Option<String> = None;
+        // The work disk is watched closely: a fast recording fills a small disk in seconds.
+        let mut disk_full: Option<(ErrorCode, String)> = None;
+        let mut disk = self.disk_watch();
+        let mut disk_tick = tokio::time::interval(super::disk::CHECK_EVERY);
         let mut live = LiveMetrics::new(&self.id);
         // On the side, as the media is made: StorageType s3 copies it to the bucket, and an HLS
         // result's segments are published.
@@ -494,10 +432,7 @@ impl RecordJob {
             tokio::select! {
                 out = &mut done => break out,
                 Some(ev) = events.recv() => self.on_event(ev).await?,
-                Some(msg) = ctl_rx.recv() => {
-                    let c = match msg { ControlMsg::Pause => Control::Pause, ControlMsg::Resume => Control::Resume, ControlMsg::Refresh => Control::Refresh, ControlMsg::Stop => Control::Stop };
-                    controls.send(c);
-                }
+                Some(c) = ctl_rx.recv() => controls.send(c),
                 _ = beat.tick() => {
                     match self.ctx.store.renew(&self.id, &self.ctx.worker_id, self.fence, now_ms(), self.ctx.lease_ms()).await {
                         Ok(status) => {
@@ -528,18 +463,31 @@ impl RecordJob {
                         }
                         Err(e) => warn!(error = %e, "heartbeat failed; retrying"),
                     }
-                    if disk_full.is_none()
-                        && let Some(why) = self.out_of_disk(work_dir)
-                    {
-                        warn!("{why}");
-                        disk_full = Some(why);
-                        stop_sent = true;
-                        controls.send(Control::Stop);
-                    }
                     let p = progress.borrow().clone();
                     live.update(&p);
                     let stats = self.stats(&p);
                     let _ = self.ctx.store.set_stats(&self.id, &self.ctx.worker_id, self.fence, &stats).await;
+                }
+                _ = disk_tick.tick(), if !cut.is_cancelled() => {
+                    let encoding = {
+                        let p = progress.borrow();
+                        super::disk::Encoding { media_bytes: p.bytes_written, frames_sent: p.stats.frames_written, queued: p.encoder_queued, fps: spec.fps }
+                    };
+                    let verdict = disk.check(encoding, super::disk::profile_bytes(work_dir));
+                    if disk_full.is_none()
+                        && let Some((code, why)) = verdict.stop.or_else(|| self.over_quota(work_dir))
+                    {
+                        warn!(%code, "{why}");
+                        disk_full = Some((code, why));
+                        stop_sent = true;
+                        controls.send(Control::Stop);
+                    }
+                    if verdict.cut {
+                        warn!("the work disk cannot take the frames still waiting for the encoder; ending the recording with what is on disk");
+                        disk_full.get_or_insert((ErrorCode::DiskFull, "the work disk filled up; the recording was ended there and what it recorded is delivered".into()));
+                        stop_sent = true;
+                        cut.cancel();
+                    }
                 }
                 _ = self.ctx.drain.cancelled(), if !stop_sent && self.ctx.cfg.shutdown != ShutdownMode::Finish => {
                     // Shutting down: end the recording here (its segments complete); `handover`
@@ -550,18 +498,14 @@ impl RecordJob {
                 }
             }
         };
-        reader.abort();
-        if let Some((stop, mut handle)) = side {
+        drop(ctl_rx);
+        // The browser is gone: its profile is of no use, and the result needs the room.
+        super::disk::remove_browser_profiles(work_dir);
+        if let Some(side) = side {
             // The last segments too, so a takeover elsewhere has everything and the transcode
-            // stage has only the playlist left to write.
-            let _ = stop.send(());
-            if tokio::time::timeout(Duration::from_secs(30), &mut handle)
-                .await
-                .is_err()
-            {
-                // What is left is done by the next stages.
-                handle.abort();
-            }
+            // stage has only the playlist left to write; what is left after 30 s is done by the
+            // next stages.
+            side.finish(Duration::from_secs(30)).await;
         }
         live.finish();
         if lease_lost {
@@ -569,8 +513,8 @@ impl RecordJob {
         }
         if handing_over {
             // The stored status may have moved meanwhile (a Stop): then deliver as usual.
-            if let Ok(t) = self.ctx.store.get(&self.id).await {
-                self.status = t.status;
+            if let Ok(status) = self.current().await {
+                self.status = status;
             }
             match &outcome {
                 Ok(Outcome::Recorded(media)) if self.status.is_live() => {
@@ -587,7 +531,29 @@ impl RecordJob {
         }
 
         match outcome {
-            Ok(Outcome::Recorded(media)) => {
+            Ok(Outcome::Recorded(mut media)) => {
+                if cut.is_cancelled() {
+                    // Its encoder was killed for the disk: what it wrote of its last segment is
+                    // kept if it can be (the profile's room is free again for the copy).
+                    if let Some(seconds) = keep_unfinished_segment(&self.ctx, work_dir).await {
+                        media.recorded_seconds += seconds;
+                    }
+                    if !crate::media::encoder::has_recorded_media(work_dir) {
+                        let _ = std::fs::remove_dir_all(work_dir);
+                        let (code, why) = disk_full
+                            .unwrap_or((ErrorCode::DiskFull, "the work disk filled up".into()));
+                        return self
+                            .ctx
+                            .fail_task(
+                                &self.id,
+                                self.status,
+                                Some(self.fence),
+                                code,
+                                format!("{why}; nothing of it could be kept"),
+                            )
+                            .await;
+                    }
+                }
                 let stats = self.final_stats(&progress.borrow(), &media);
                 count_ended(&this_part(&progress.borrow(), &media), "recorded");
                 info!(
@@ -595,10 +561,14 @@ impl RecordJob {
                     segments = media.segments.len(),
                     "recording finished"
                 );
-                let error = media
-                    .error
-                    .clone()
-                    .or(disk_full.map(|why| (ErrorCode::RecordFailed, why)));
+                // Ended for the disk: that is why, whatever failed after it. Otherwise a failure,
+                // or else the start lost with a machine.
+                let error = disk_full.or_else(|| media.error.clone()).or_else(|| {
+                    stats
+                        .lost_media
+                        .clone()
+                        .map(|why| (ErrorCode::RecordIncomplete, why))
+                });
                 self.send_to_transcode(stats, error).await
             }
             Ok(Outcome::CanceledBeforeStart) => {
@@ -609,31 +579,31 @@ impl RecordJob {
                     t.lease = self.lease();
                     t.times = vec![(TimeField::Cancel, now_s()), (TimeField::Finish, now_s())];
                     t.release_lease = true;
-                    match self.ctx.store.transition(&self.id, t).await {
+                    match super::held::transition(&self.ctx, &self.id, t).await {
                         Ok(()) | Err(StoreError::Conflict { .. }) => Ok(()),
                         Err(e) => Err(e),
                     }
                 } else {
-                    self.ctx
-                        .store
-                        .release(&self.id, &self.ctx.worker_id, self.fence)
-                        .await
+                    let store = &self.ctx.store;
+                    super::held::retry(
+                        &self.ctx,
+                        &self.id,
+                        Some(self.fence),
+                        "releasing the task",
+                        || store.release(&self.id, &self.ctx.worker_id, self.fence),
+                    )
+                    .await
                 }
             }
             Err(e) => {
                 metrics::inc(&metrics::RECORDINGS_ENDED, &[("outcome", "failed")]);
-                let (code, msg) = (e.code(), e.to_string());
+                // Ended for the disk before anything reached it: that is why.
+                let (code, msg) = disk_full.unwrap_or_else(|| (e.code(), e.to_string()));
                 if self.has_kept_media(work_dir) {
                     return self.deliver_kept(code, msg).await;
                 }
                 let _ = std::fs::remove_dir_all(work_dir);
-                let status = self
-                    .ctx
-                    .store
-                    .get(&self.id)
-                    .await
-                    .map(|t| t.status)
-                    .unwrap_or(self.status);
+                let status = self.current().await.unwrap_or(self.status);
                 self.ctx
                     .fail_task(&self.id, status, Some(self.fence), code, msg)
                     .await
@@ -641,23 +611,33 @@ impl RecordJob {
         }
     }
 
-    /// Why the recording must end to spare the disk, if it must: the work disk almost full, or
-    /// the task's media reaching its quota.
-    fn out_of_disk(&self, work_dir: &std::path::Path) -> Option<String> {
-        if let Some(free) = self.ctx.free_disk_mb()
-            && free < self.ctx.cfg.min_free_mb / 2
-        {
-            return Some(format!(
-                "the work disk is almost full ({free} MiB free); the recording was ended before \
-                 it filled up"
-            ));
-        }
+    /// The watch on the work disk, which must keep room for this task's result.
+    fn disk_watch(&self) -> super::disk::DiskWatch {
+        let cfg = &self.ctx.cfg;
+        let result_root = if cfg.storage.destination(&self.task.spec.output).is_some() {
+            cfg.deliver_dir(&self.id)
+        } else {
+            cfg.output_dir.clone()
+        };
+        super::disk::DiskWatch::new(
+            &cfg.work_root(),
+            &result_root,
+            cfg.min_free_mb,
+            self.task.spec.muxer == crate::task::Muxer::Mp4,
+        )
+    }
+
+    /// Why the recording must end to spare the disk, if its media reached the task's quota.
+    fn over_quota(&self, work_dir: &std::path::Path) -> Option<(ErrorCode, String)> {
         let quota = self.ctx.cfg.task_disk_mb;
         let used = crate::media::encoder::bytes_written(work_dir) >> 20;
         (quota > 0 && used >= quota).then(|| {
-            format!(
-                "the recording's media reached the task disk quota ({used} MiB of \
-                 PAGECAST_TASK_DISK_MB={quota}); it was ended there"
+            (
+                ErrorCode::RecordFailed,
+                format!(
+                    "the recording's media reached the task disk quota ({used} MiB of \
+                     PAGECAST_TASK_DISK_MB={quota}); it was ended there"
+                ),
             )
         })
     }
@@ -667,13 +647,7 @@ impl RecordJob {
     async fn side_work(
         &mut self,
         work_dir: &std::path::Path,
-    ) -> Result<
-        Option<(
-            tokio::sync::oneshot::Sender<()>,
-            tokio::task::JoinHandle<()>,
-        )>,
-        StoreError,
-    > {
+    ) -> Result<Option<super::side_tasks::SideWork>, StoreError> {
         use tracing::Instrument;
         let mut mirror = self.mirror.take();
         // Published segments leave the work directory unless it is being copied to a bucket.
@@ -726,7 +700,7 @@ impl RecordJob {
             }
             .instrument(tracing::Span::current()),
         );
-        Ok(Some((stop_tx, handle)))
+        Ok(Some(super::side_tasks::SideWork::new(stop_tx, handle)))
     }
 
     /// The live upload of an MP4 result to its bucket; `None` for HLS, local delivery, a
@@ -831,46 +805,6 @@ impl RecordJob {
         }
         Ok(())
     }
-}
-
-fn stats_of(p: &crate::recording::Progress) -> TaskStats {
-    let s = &p.stats;
-    TaskStats {
-        recorded_duration: (p.recorded_seconds * 1000.0).round() / 1000.0,
-        frames_captured: s.frames_captured,
-        frames_written: s.frames_written,
-        frames_duplicated: s.frames_duplicated,
-        frames_dropped: s.frames_skipped + s.frames_late,
-        pauses: p.pauses,
-        refreshes: p.refreshes,
-        callback_attempts: 0,
-        page_crashes: p.page_crashes,
-        page_hangs: p.page_hangs,
-        browser_restarts: p.browser_restarts,
-        encoder_restarts: p.encoder_restarts,
-        lost_seconds: p.lost_seconds,
-        gaps: Vec::new(),
-    }
-}
-
-/// This worker's part of a recording that ended (without earlier workers' parts).
-fn this_part(p: &crate::recording::Progress, media: &crate::recording::RecordedMedia) -> TaskStats {
-    stats_of(&ended_progress(p, media))
-}
-
-/// The last progress report of a recording, completed with the figures it ended with.
-fn ended_progress(
-    p: &crate::recording::Progress,
-    media: &crate::recording::RecordedMedia,
-) -> crate::recording::Progress {
-    let mut p = p.clone();
-    p.recorded_seconds = media.recorded_seconds;
-    p.page_crashes = media.page_crashes;
-    p.page_hangs = media.page_hangs;
-    p.browser_restarts = media.browser_restarts;
-    p.encoder_restarts = media.encoder_restarts;
-    p.lost_seconds = media.lost_seconds;
-    p
 }
 
 /// Adds the counters of this worker's part of a recording to the totals.

@@ -39,6 +39,9 @@ pub async fn run(ctx: WorkerContext, id: String) -> Result<(), StoreError> {
     let files = match produce(&ctx, &task, &work_dir, &out_root).await? {
         Ok(files) => files,
         Err(message) => {
+            // The task ends here: nothing will read its segments again, and left behind they
+            // would keep the disk full.
+            let _ = std::fs::remove_dir_all(&work_dir);
             return ctx
                 .fail_task(
                     &id,

@@ -27,6 +27,7 @@ use std::time::Duration;
 
 use futures::StreamExt;
 use tokio::sync::{mpsc, watch};
+use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
 use crate::audio::timeline::samples_for_slot;
@@ -170,6 +171,8 @@ pub struct Progress {
     pub stats: PacerStats,
     /// Bytes of encoded video written so far.
     pub bytes_written: u64,
+    /// Frames waiting for the encoder (it is behind by that many).
+    pub encoder_queued: u64,
     /// Number of pauses.
     pub pauses: u32,
     /// Number of page reloads.
@@ -230,6 +233,7 @@ pub struct Recording {
     progress: watch::Receiver<Progress>,
     events: Option<mpsc::UnboundedReceiver<RecordingEvent>>,
     task: tokio::task::JoinHandle<Result<Outcome, RecordError>>,
+    cut: CancellationToken,
 }
 
 /// Renderer crashes a recording survives; one more ends it with `PageCrashed`.
@@ -271,7 +275,7 @@ struct ResilientEncoder {
     backlog: std::collections::VecDeque<SlotMedia>,
     restarts: u32,
     lost_seconds: f64,
-    failed: Option<String>,
+    failed: Option<(ErrorCode, String)>,
 }
 
 impl ResilientEncoder {
@@ -298,8 +302,13 @@ impl ResilientEncoder {
         })
     }
 
+    /// Frames the current instance has not taken yet.
+    fn queued(&self) -> u64 {
+        self.current.as_ref().map_or(0, |e| e.queued() as u64)
+    }
+
     /// Why the encoder gave up, once it has.
-    fn failure(&self) -> Option<String> {
+    fn failure(&self) -> Option<(ErrorCode, String)> {
         self.failed.clone()
     }
 
@@ -366,13 +375,29 @@ impl ResilientEncoder {
         replay.extend(self.backlog.drain(..));
         replay.push(slot);
         self.current = None; // dropping kills and reaps what is left of it
+        if disk_full(&tail) {
+            // A new encoder would die the same way, writing more into the full disk: the
+            // recording ends with the segments completed so far.
+            warn!(ffmpeg = %tail, "the encoder ran out of disk space; ending the recording");
+            self.lost_seconds += replay.len() as f64 / f64::from(self.fps);
+            self.failed = Some((
+                ErrorCode::DiskFull,
+                "the work disk filled up; the recording was ended there and what it recorded \
+                 is delivered"
+                    .into(),
+            ));
+            return;
+        }
         self.restarts += 1;
         warn!(restarts = self.restarts, replayed = replay.len(), ffmpeg = %tail, "the encoder died; restarting it");
         if self.restarts > MAX_ENCODER_RESTARTS {
             self.lost_seconds += replay.len() as f64 / f64::from(self.fps);
-            self.failed = Some(format!(
-                "the encoder (ffmpeg) died {} times; last: {tail}",
-                self.restarts
+            self.failed = Some((
+                ErrorCode::RecordFailed,
+                format!(
+                    "the encoder (ffmpeg) died {} times; last: {tail}",
+                    self.restarts
+                ),
             ));
             return;
         }
@@ -403,7 +428,10 @@ impl ResilientEncoder {
             }
             Err(e) => {
                 self.lost_seconds += replay.len() as f64 / f64::from(self.fps);
-                self.failed = Some(format!("the encoder could not be restarted: {e}"));
+                self.failed = Some((
+                    ErrorCode::RecordFailed,
+                    format!("the encoder could not be restarted: {e}"),
+                ));
             }
         }
     }
@@ -428,6 +456,11 @@ impl ResilientEncoder {
             &self.opts.work_dir,
         )?)
     }
+}
+
+/// Whether an encoder's last words say it could not write for lack of space (ENOSPC).
+fn disk_full(ffmpeg_tail: &str) -> bool {
+    ffmpeg_tail.contains("No space left on device")
 }
 
 fn wall_now() -> f64 {
@@ -579,7 +612,9 @@ impl Recording {
             events: event_tx,
             log: Vec::new(),
             profile,
+            cut: CancellationToken::new(),
         };
+        let cut = engine.cut.clone();
         let crashes = engine.session.crash_events().await?;
         // The caller's span (e.g. the task and its TaskID) stays on the engine's log lines.
         let task = tokio::spawn(tracing::Instrument::in_current_span(
@@ -590,7 +625,17 @@ impl Recording {
             progress,
             events: Some(events),
             task,
+            cut,
         })
+    }
+
+    /// Cancel it to end the recording at once with only the media already on disk: ffmpeg is
+    /// killed and the frames still waiting for it are dropped (the disk cannot take more). The
+    /// segment it was writing is left unfinished in the work directory for the caller to
+    /// salvage or remove; the outcome lists the completed segments (maybe none) and their
+    /// length. Unlike [`Control::Stop`], also cuts short a stop under way.
+    pub fn cut_handle(&self) -> CancellationToken {
+        self.cut.clone()
     }
 
     /// Sends a command. Commands that are already in effect change nothing.
@@ -655,6 +700,8 @@ struct Engine {
     log: Vec<RecordingEvent>,
     /// The current browser's profile; after `session`, so it goes after the browser.
     profile: profile::ProfileDir,
+    /// See [`Recording::cut_handle`].
+    cut: CancellationToken,
 }
 
 impl Engine {
@@ -906,6 +953,7 @@ impl Engine {
         let mut last_progress = 0.0;
         let (mut pauses, mut refreshes) = (0u32, 0u32);
         let mut audio_lost = false;
+        let cut = self.cut.clone();
 
         loop {
             let mut command: Option<(Control, Origin, f64)> = None;
@@ -980,6 +1028,10 @@ impl Engine {
                         warn!(page_crashes, "the page crashed; reopening it");
                         self.reopen();
                     }
+                }
+                _ = cut.cancelled(), if stop.is_none() => {
+                    warn!("the disk cannot take more: ending the recording with what is on disk");
+                    stop = Some((wall_now(), Origin::Limit));
                 }
                 _ = tick.tick() => {}
             }
@@ -1111,32 +1163,50 @@ impl Engine {
                 }
                 encoder.send(self.slot_media(slot)).await;
             }
-            if let Some(why) = encoder
-                .failure()
-                .or_else(|| self.grabber.as_ref().and_then(|g| g.failure()))
-                && stop.is_none()
+            if let Some(why) = encoder.failure().or_else(|| {
+                self.grabber
+                    .as_ref()
+                    .and_then(|g| g.failure())
+                    .map(|why| (ErrorCode::RecordFailed, why))
+            }) && stop.is_none()
             {
-                failure.get_or_insert((ErrorCode::RecordFailed, why));
+                failure.get_or_insert(why);
                 stop = Some((now, Origin::Limit));
             }
 
             if let Some((at, origin)) = stop
-                && now >= at + latency
+                && (now >= at + latency || cut.is_cancelled())
             {
-                let tail = match limit_slots {
-                    // Exactly the duration limit's length, unless a failure ended it early.
-                    Some(l) if origin == Origin::Limit && failure.is_none() => {
-                        pacer.finish_at_slot_count(l)
+                if !cut.is_cancelled() {
+                    let tail = match limit_slots {
+                        // Exactly the duration limit's length, unless a failure ended it early.
+                        Some(l) if origin == Origin::Limit && failure.is_none() => {
+                            pacer.finish_at_slot_count(l)
+                        }
+                        _ => pacer.finish(at),
+                    };
+                    for slot in tail {
+                        encoder.send(self.slot_media(slot)).await;
                     }
-                    _ => pacer.finish(at),
-                };
-                for slot in tail {
-                    encoder.send(self.slot_media(slot)).await;
                 }
-                let written = pacer.slots_written();
+                let mut written = pacer.slots_written();
                 let (encoder_restarts, lost_seconds) = (encoder.restarts, encoder.lost_seconds);
-                let segments = encoder.finish().await?;
-                if written == 0 || segments.is_empty() {
+                let mut cut_short = false;
+                let segments = tokio::select! {
+                    biased;
+                    // Dropping the encoder (with its finish under way) kills ffmpeg.
+                    // The segment it had not finished stays for the caller to salvage or remove.
+                    _ = cut.cancelled() => {
+                        cut_short = true;
+                        let kept = crate::media::encoder::completed_segments(&opts.work_dir)?;
+                        let seconds = crate::media::encoder::completed_seconds(&opts.work_dir) - prior_media;
+                        written = written.min((seconds.max(0.0) * f64::from(fps)).round() as u64);
+                        kept
+                    }
+                    r = encoder.finish() => r?,
+                };
+                // Cut short, the unfinished segment may still be kept (see `Recording::cut_handle`).
+                if !cut_short && (written == 0 || segments.is_empty()) {
                     return Err(match failure {
                         Some((_, why)) => RecordError::Media(MediaError::EncoderDied(why)),
                         None => RecordError::NoFrames,
@@ -1188,6 +1258,7 @@ impl Engine {
                     p.recorded_seconds = recorded;
                     p.stats = pacer.stats();
                     p.bytes_written = bytes;
+                    p.encoder_queued = encoder.queued();
                     p.pauses = pauses;
                     p.refreshes = refreshes;
                     p.page_crashes = page_crashes;

@@ -184,6 +184,14 @@ pub struct TaskStats {
     /// machine lost) and another one took the task over.
     #[serde(default)]
     pub gaps: Vec<RecordingGap>,
+    /// Times the recording was handed to another worker at a graceful shutdown (these are not
+    /// counted in `Restarts`, and have no limit).
+    #[serde(default)]
+    pub handovers: u32,
+    /// Why part of the recording cannot be in the result (its earlier media was on a machine
+    /// that was lost); the task then ends with `RecordIncomplete`. Internal: not in Describe.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lost_media: Option<String>,
 }
 
 /// A stretch of the page's life that is not in the video: the worker recording the task

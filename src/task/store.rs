@@ -19,6 +19,7 @@
 //! | `{prefix}queued` | zset | ids of tasks created (or sent back to `normal`) and not claimed yet; score = create time (unix s) |
 //! | `{prefix}leases` | zset | ids of tasks with a lease; score = `lease_until` (unix ms) |
 //! | `{prefix}stream:{stage}` | stream | stage queue shared by all workers: field `task` = id |
+//! | `{prefix}worker:{worker}` | string | ids of the tasks a live worker works on, space-separated; expires unless renewed (`store/presence.rs`) |
 //! | `{prefix}stream:{stage}:{node}` | stream | stage queue of one node (its work directory holds the media); `record:{node}` holds recordings handed over at shutdown ([`TaskStore::hand_over`]) |
 //! | `{prefix}result:{hash}` | string | the id of the task in progress that writes a result place (hash: SHA-256 of its storage location and path, see [`crate::task::names::places`]); released when the task reaches `callback` or `finished` |
 //!
@@ -74,6 +75,8 @@ use redis::streams::{StreamAutoClaimReply, StreamId, StreamReadReply};
 use redis::{
     AsyncConnectionConfig, Client, ErrorKind, RedisError, RedisResult, Script, ServerErrorKind,
 };
+
+mod presence;
 
 use super::model::{CallbackDelivery, StartSpec, TaskRecord, TaskResult, TaskSecrets, TaskStats};
 use super::status::{Status, can_transition};
@@ -806,7 +809,8 @@ impl TaskStore {
     }
 
     /// Worker side, at shutdown: stores `stats` (if any), gives up the lease and queues the task
-    /// on `q` for another worker to continue, counting a restart, atomically; the status stays.
+    /// on `q` for another worker to continue, atomically; the status stays. Not counted in
+    /// `restarts` (the worker counts handovers in its stats).
     /// The task keeps a lease without owner until `until_ms`: any worker may claim it, and if
     /// none has by then, [`Self::take_expired`] hands it to a diagnose loop (its `owner` is then
     /// absent). A `normal` task goes back into the queued index. [`StoreError::LeaseLost`] when

@@ -1,6 +1,7 @@
 -- handover.lua: a worker that is shutting down gives a task it holds back to a queue, for
 -- another worker to continue, without changing its status: the lease is given up and a queue
--- entry added in one step, so the task is never both unowned and unqueued.
+-- entry added in one step, so the task is never both unowned and unqueued. A handover is not a
+-- restart (`restarts` counts workers that stopped); the worker counts it in its stats.
 --
 -- KEYS[1]  task hash              {prefix}task:{id}
 -- KEYS[2]  lease index (ZSET)     {prefix}leases
@@ -39,6 +40,5 @@ else
   redis.call('HSET', task, 'lease_until', ARGV[6])
   redis.call('ZADD', KEYS[2], ARGV[6], ARGV[1])
 end
-redis.call('HINCRBY', task, 'restarts', 1)
 redis.call('XADD', KEYS[4], '*', 'task', ARGV[1])
 return {'ok', status}

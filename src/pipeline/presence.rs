@@ -1,0 +1,115 @@
+//! This worker's word that it is alive and which tasks it works on (see the task store's
+//! `presence`): renewed every third of a lease period with a time to live of two, so the
+//! diagnose loop can tell a task whose worker is gone from one whose worker only could not renew
+//! its lease for a moment (Redis was away). Each job that holds a lease is counted while it runs
+//! ([`ActiveTasks::hold`]).
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tracing::{debug, warn};
+
+use super::WorkerContext;
+
+/// The tasks this worker's jobs hold a lease on, right now.
+#[derive(Clone, Debug, Default)]
+pub struct ActiveTasks(Arc<Mutex<HashMap<String, usize>>>);
+
+impl ActiveTasks {
+    /// Counts task `id` as worked on until the returned guard is dropped.
+    pub(crate) fn hold(&self, id: &str) -> ActiveTask {
+        *self.lock().entry(id.to_string()).or_default() += 1;
+        ActiveTask {
+            tasks: self.clone(),
+            id: id.to_string(),
+        }
+    }
+
+    /// The tasks, sorted.
+    pub(crate) fn ids(&self) -> Vec<String> {
+        let mut ids: Vec<String> = self.lock().keys().cloned().collect();
+        ids.sort();
+        ids
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, usize>> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// A task counted in [`ActiveTasks`] while this lives.
+pub(crate) struct ActiveTask {
+    tasks: ActiveTasks,
+    id: String,
+}
+
+impl Drop for ActiveTask {
+    fn drop(&mut self) {
+        let mut map = self.tasks.lock();
+        if let Some(n) = map.get_mut(&self.id) {
+            *n -= 1;
+            if *n == 0 {
+                map.remove(&self.id);
+            }
+        }
+    }
+}
+
+/// How long an announcement lives: two lease periods.
+pub(crate) fn ttl_ms(lease_ms: i64) -> u64 {
+    (lease_ms.max(1000) as u64).saturating_mul(2)
+}
+
+/// Announces this worker until shutdown, then withdraws the announcement.
+pub(crate) async fn run(ctx: WorkerContext) {
+    let every = Duration::from_millis((ctx.lease_ms() / 3).max(200) as u64);
+    let mut tick = tokio::time::interval(every);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = ctx.shutdown.cancelled() => break,
+        }
+        let ids = ctx.active.ids();
+        match ctx
+            .store
+            .announce_worker(&ctx.worker_id, &ids, ttl_ms(ctx.lease_ms()))
+            .await
+        {
+            Ok(()) => debug!(tasks = ids.len(), "worker announced"),
+            Err(e) => warn!(error = %e, "announcing this worker failed; retrying"),
+        }
+    }
+    let _ = ctx.store.forget_worker(&ctx.worker_id).await;
+}
+
+/// Whether `worker` announced itself lately as working on task `id` (an error reading it counts
+/// as yes: a task is not taken from a worker that might be alive).
+pub(crate) async fn works_on(ctx: &WorkerContext, worker: &str, id: &str) -> bool {
+    match ctx.store.worker_tasks(worker).await {
+        Ok(Some(tasks)) => tasks.iter().any(|t| t == id),
+        Ok(None) => false,
+        Err(_) => true,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_task_is_active_while_any_of_its_jobs_holds_it() {
+        let active = ActiveTasks::default();
+        let a = active.hold("t1");
+        let b = active.hold("t1");
+        let c = active.hold("t0");
+        assert_eq!(active.ids(), vec!["t0", "t1"]);
+        drop(a);
+        assert_eq!(active.ids(), vec!["t0", "t1"]);
+        drop(b);
+        drop(c);
+        assert!(active.ids().is_empty());
+        assert_eq!(ttl_ms(3000), 6000);
+        assert_eq!(ttl_ms(10), 2000);
+    }
+}
