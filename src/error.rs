@@ -59,6 +59,8 @@ error_codes! {
     TaskNotFound => 404, Client;
     /// No such endpoint, or no such result file.
     ResourceNotFound => 404, Client;
+    /// The HTTP method is not served at this path.
+    MethodNotAllowed => 405, Client;
     /// The action is not allowed in the task's current status.
     InvalidState => 409, Client;
     /// The request body exceeds the configured limit.

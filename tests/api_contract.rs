@@ -17,6 +17,8 @@ use std::path::PathBuf;
 use std::sync::{Arc, LazyLock};
 use std::time::{Duration, Instant};
 
+use pagecast::api::guard::Tokens;
+use pagecast::api::layers::HttpPolicy;
 use pagecast::api::routes::{ApiState, app};
 use pagecast::api::start::StartLimits;
 use pagecast::task::store::{ControlMsg, TaskStore, TimeField, Transition};
@@ -29,6 +31,10 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 /// An AES-128 key in mixed case: neither spelling may ever come back in a response.
 const KEY: &str = "0123456789AbCdEf0123456789aBcDeF";
 const PAGE: &str = "https://example.org/page";
+
+fn tokens(list: &[&str]) -> Tokens {
+    Tokens(Arc::new(list.iter().map(|t| t.to_string()).collect()))
+}
 
 // ---------------------------------------------------------------------------------------------
 // The API spec, as a small validator
@@ -396,8 +402,7 @@ async fn serve(redis: &TestRedis, tune: impl FnOnce(&mut ApiState)) -> Api {
     std::fs::create_dir(&out_dir).expect("create the output directory");
     let mut state = ApiState {
         store: store.clone(),
-        tokens: Arc::new(Vec::new()),
-        max_body_bytes: 64 * 1024,
+        tokens: Tokens::default(),
         max_queued: 1000,
         limits: StartLimits::default(),
         output_dir: out_dir.clone(),
@@ -407,6 +412,7 @@ async fn serve(redis: &TestRedis, tune: impl FnOnce(&mut ApiState)) -> Api {
             allow_link_local: false,
         },
         readiness: pagecast::ops::health::Readiness::redis_only(store.clone()),
+        http: HttpPolicy::default(),
     };
     tune(&mut state);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
@@ -437,15 +443,29 @@ impl Api {
     /// POSTs raw bytes to `/` with this `Authorization` header, and checks the answer against the
     /// spec (and the contract's JSON, Content-Type and X-Request-ID rules).
     async fn post_raw(&self, body: impl Into<Vec<u8>>, auth: Option<&str>) -> Reply {
+        let mut headers = vec![("Content-Type", "application/json")];
+        if let Some(a) = auth {
+            headers.push(("Authorization", a));
+        }
+        self.post_with("/", body, &headers).await
+    }
+
+    /// POSTs raw bytes to `path` with exactly these headers, and checks the answer as
+    /// [`Self::post_raw`] does.
+    async fn post_with(
+        &self,
+        path: &str,
+        body: impl Into<Vec<u8>>,
+        headers: &[(&str, &str)],
+    ) -> Reply {
         let mut req = self
             .client
-            .post(format!("{}/", self.base))
-            .header(reqwest::header::CONTENT_TYPE, "application/json")
+            .post(format!("{}{path}", self.base))
             .body(body.into());
-        if let Some(a) = auth {
-            req = req.header(reqwest::header::AUTHORIZATION, a);
+        for (k, v) in headers {
+            req = req.header(*k, *v);
         }
-        let resp = req.send().await.expect("POST /");
+        let resp = req.send().await.expect("POST");
         let status = resp.status().as_u16();
         let headers = resp.headers().clone();
         let bytes = resp.bytes().await.expect("read the body");
@@ -453,7 +473,7 @@ impl Api {
         let json: Value = serde_json::from_slice(&bytes)
             .unwrap_or_else(|e| panic!("HTTP {status}: the body is not JSON ({e}): {text:?}"));
         assert_ne!(status, 500, "an InternalError (a bug): {text}");
-        let errs = SPEC.check_response("/", "post", status, &headers, &bytes);
+        let errs = SPEC.check_response(path, "post", status, &headers, &bytes);
         assert!(
             errs.is_empty(),
             "HTTP {status} {text}\ndoes not conform to api-spec/openapi.yaml:\n  {}",
@@ -1132,7 +1152,7 @@ async fn every_validation_failure_has_its_code_status_and_field() {
 #[tokio::test]
 async fn oversized_bodies_are_refused_with_413() {
     let redis = TestRedis::start();
-    let api = serve(&redis, |s| s.max_body_bytes = 1024).await;
+    let api = serve(&redis, |s| s.http.max_body_bytes = 1024).await;
 
     // 4 KiB of otherwise valid JSON.
     let padding = " ".repeat(4096);
@@ -1457,8 +1477,8 @@ async fn concurrent_pause_and_stop_end_canceled_with_one_stop() {
 async fn tokens_are_checked_before_anything_else() {
     let redis = TestRedis::start();
     let api = serve(&redis, |s| {
-        s.tokens = Arc::new(vec!["t1".to_owned(), "t2".to_owned()]);
-        s.max_body_bytes = 1024;
+        s.tokens = tokens(&["t1", "t2"]);
+        s.http.max_body_bytes = 1024;
     })
     .await;
     let start = json!({"Action": "Start", "Data": {"RecordURL": PAGE}}).to_string();
@@ -1516,7 +1536,7 @@ async fn tokens_are_checked_before_anything_else() {
 #[tokio::test]
 async fn the_bearer_scheme_is_case_insensitive() {
     let redis = TestRedis::start();
-    let api = serve(&redis, |s| s.tokens = Arc::new(vec!["t1".to_owned()])).await;
+    let api = serve(&redis, |s| s.tokens = tokens(&["t1"])).await;
     let start = json!({"Action": "Start", "Data": {"RecordURL": PAGE}}).to_string();
     for auth in ["bearer t1", "BEARER t1"] {
         let r = api.post_raw(start.clone(), Some(auth)).await;
@@ -1874,4 +1894,99 @@ async fn private_destinations_are_refused_by_default() {
         .action("Start", json!({"RecordURL": "http://93.184.215.14/"}))
         .await;
     assert_eq!(r.status, 200, "{}", r.text);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Layers: request ids and envelopes on every rejection, metrics counted outside the handler
+// ---------------------------------------------------------------------------------------------
+
+fn code_of(r: &Reply) -> (u16, &str) {
+    (r.status, r.json["ErrorCode"].as_str().unwrap_or("OK"))
+}
+
+/// Rejections made by the layers (token, body limit, method) carry the request id and the error
+/// body like the handler's own answers.
+#[tokio::test]
+async fn every_rejection_has_the_envelope_and_the_request_id() {
+    let redis = TestRedis::start();
+    let api = serve(&redis, |s| {
+        s.tokens = tokens(&["t1"]);
+        s.http.max_body_bytes = 100;
+    })
+    .await;
+    let big =
+        json!({"Action": "Start", "Data": {"RecordURL": PAGE, "UserContext": "x".repeat(500)}})
+            .to_string();
+    for (headers, body, expect) in [
+        (
+            vec![("Content-Type", "application/json")],
+            "{}".to_string(),
+            (401, "Unauthorized"),
+        ),
+        (
+            vec![
+                ("Authorization", "Bearer t1"),
+                ("Content-Type", "application/json"),
+            ],
+            big,
+            (413, "PayloadTooLarge"),
+        ),
+    ] {
+        let mut with_id = headers.clone();
+        with_id.push(("X-Request-ID", "client-id-7"));
+        let r = api.post_with("/", body.clone(), &with_id).await;
+        assert_eq!(code_of(&r), expect, "{}", r.text);
+        assert_eq!(r.request_id(), "client-id-7");
+        let mut bad_id = headers.clone();
+        bad_id.push(("X-Request-ID", "has space"));
+        let r = api.post_with("/", body, &bad_id).await;
+        assert_eq!(code_of(&r), expect, "{}", r.text);
+        assert_eq!(r.request_id().len(), 36, "a new UUID: {}", r.text);
+    }
+    // A method the path does not serve: 405 with the envelope and Allow.
+    let r = api
+        .client
+        .get(format!("{}/", api.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 405);
+    assert!(r.headers().get("allow").is_some());
+    assert!(r.headers().get("x-request-id").is_some());
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["ErrorCode"], "MethodNotAllowed");
+}
+
+/// Action requests are counted by the metrics layer, by action and outcome, whichever layer
+/// answered them.
+#[tokio::test]
+async fn the_metrics_layer_counts_actions_and_rejections() {
+    use pagecast::ops::metrics::{API_REQUESTS, registry};
+    let redis = TestRedis::start();
+    let api = serve(&redis, |s| s.tokens = tokens(&["t1"])).await;
+    let count = |action: &'static str, code: &'static str| {
+        registry().get(&API_REQUESTS, &[("action", action), ("code", code)])
+    };
+    let (stops, refused) = (count("Stop", "OK"), count("unknown", "Unauthorized"));
+    let json = ("Content-Type", "application/json");
+    let r = api
+        .post_with(
+            "/",
+            json!({"Action": "Start", "Data": {"RecordURL": PAGE}}).to_string(),
+            &[json, ("Authorization", "Bearer t1")],
+        )
+        .await;
+    let id = r.json["TaskID"].as_str().unwrap().to_string();
+    let r = api
+        .post_with(
+            "/",
+            json!({"Action": "Stop", "Data": {"TaskID": id}}).to_string(),
+            &[json, ("Authorization", "Bearer t1")],
+        )
+        .await;
+    assert_eq!(r.status, 200);
+    let r = api.post_with("/", "{}", &[json]).await;
+    assert_eq!(r.status, 401);
+    assert!(count("Stop", "OK") >= stops + 1.0);
+    assert!(count("unknown", "Unauthorized") >= refused + 1.0);
 }

@@ -96,6 +96,14 @@ impl ApiError {
         )
     }
 
+    /// `MethodNotAllowed` for this method and path.
+    pub fn method_not_allowed(method: &str, path: &str) -> Self {
+        Self::new(
+            ErrorCode::MethodNotAllowed,
+            format!("{method} is not served at {}", echo_str(path)),
+        )
+    }
+
     /// `LimitExceeded`: a capacity or queue limit is reached.
     pub fn limit_exceeded(what: impl fmt::Display) -> Self {
         Self::new(ErrorCode::LimitExceeded, format!("{what}; retry later"))
@@ -156,6 +164,8 @@ impl ApiError {
             );
         }
         let mut response = (self.status(), axum::Json(self.body(request_id))).into_response();
+        // Layers outside the handler (metrics, the web-record compatibility mode) read it.
+        response.extensions_mut().insert(self.clone());
         if let Ok(value) = HeaderValue::from_str(request_id) {
             response
                 .headers_mut()

@@ -1,6 +1,9 @@
 //! The HTTP API: Action dispatch, validation of each Action's Data, auth, request ids.
 
+pub mod action;
 pub mod describe;
 pub mod error;
+pub mod guard;
+pub mod layers;
 pub mod routes;
 pub mod start;

@@ -5,6 +5,8 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use clap::Args;
+use pagecast::api::guard::Tokens;
+use pagecast::api::layers::HttpPolicy;
 use pagecast::api::routes::{ApiState, app};
 use pagecast::api::start::StartLimits;
 use pagecast::config::{ApiConfig, ConfigError, ShutdownMode, StoreConfig, WorkerConfig};
@@ -130,20 +132,22 @@ pub async fn serve(mut args: ServeArgs) -> anyhow::Result<ExitCode> {
         .unwrap_or_else(|| format!("http://{addr}"));
     let state = ApiState {
         store: store.clone(),
-        tokens: Arc::new(
+        tokens: Tokens(Arc::new(
             args.api
                 .api_tokens
                 .iter()
                 .map(|t| t.expose().trim().to_string())
                 .filter(|t| !t.is_empty())
                 .collect(),
-        ),
-        max_body_bytes: args.api.max_body_bytes,
+        )),
         max_queued: args.api.max_queued,
         limits: StartLimits::default(),
         output_dir: args.worker.output_dir.clone(),
         url_policy: args.worker.url_policy(),
         readiness: readiness(&store, &args.worker, !args.no_worker, &shutdown),
+        http: HttpPolicy {
+            max_body_bytes: args.api.max_body_bytes,
+        },
     };
     let worker = if args.no_worker {
         None

@@ -28,10 +28,15 @@ pub fn request_id(headers: &HeaderMap) -> String {
     headers
         .get(REQUEST_ID_HEADER)
         .and_then(|v| v.to_str().ok())
-        .map(str::trim)
-        .filter(|v| !v.is_empty() && v.len() <= 128 && v.bytes().all(|b| b.is_ascii_graphic()))
+        .and_then(usable_request_id)
         .map(String::from)
         .unwrap_or_else(|| uuid::Uuid::new_v4().to_string())
+}
+
+/// A client's request id, trimmed, when it is 1 to 128 visible ASCII characters.
+pub fn usable_request_id(value: &str) -> Option<&str> {
+    Some(value.trim())
+        .filter(|v| !v.is_empty() && v.len() <= 128 && v.bytes().all(|b| b.is_ascii_graphic()))
 }
 
 /// Sets `X-Request-Id` on a response.

@@ -1,0 +1,181 @@
+//! The layers every answer of the HTTP surface goes through, outermost first:
+//!
+//! 1. request id (`tower_http::request_id`): a usable `X-Request-ID` of the client is kept,
+//!    anything else replaced by a new UUID; the response carries it;
+//! 2. metrics: each Action request counted by action and outcome;
+//! 3. the error envelope: an error answered by a layer or by axum itself (413 from the body
+//!    limit, 405, 404...) gets the contract's error body like every other.
+//!
+//! Route-specific layers (token, body limit) are added in [`super::routes`].
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::{Request, State};
+use axum::http::{HeaderValue, Method, header};
+use axum::middleware::{Next, from_fn_with_state};
+use axum::response::Response;
+use tower::ServiceBuilder;
+use tower_http::request_id::{
+    MakeRequestId, PropagateRequestIdLayer, RequestId, SetRequestIdLayer,
+};
+
+use super::error::{ApiError, REQUEST_ID_HEADER};
+use super::guard::request_id_of;
+use crate::error::ErrorCode;
+
+/// The settings the layers apply.
+#[derive(Debug, Clone)]
+pub struct HttpPolicy {
+    /// Largest request body (`PAGECAST_MAX_BODY_BYTES`).
+    pub max_body_bytes: usize,
+}
+
+impl Default for HttpPolicy {
+    fn default() -> Self {
+        HttpPolicy {
+            max_body_bytes: 64 * 1024,
+        }
+    }
+}
+
+/// The name of the Action a response answered, set by the handler (for metrics).
+#[derive(Debug, Clone, Copy)]
+pub struct ActionName(pub &'static str);
+
+/// Whether a request is one of the Action endpoint (`POST /`).
+pub fn is_action_request(method: &Method, path: &str) -> bool {
+    method == Method::POST && path == "/"
+}
+
+/// Wraps `router` in every layer of the surface.
+pub fn surface(router: Router, policy: &HttpPolicy) -> Router {
+    let policy = Arc::new(policy.clone());
+    router.layer(
+        ServiceBuilder::new()
+            .map_request(drop_unusable_request_id)
+            .layer(SetRequestIdLayer::new(
+                axum::http::HeaderName::from_static(REQUEST_ID_HEADER),
+                NewRequestId,
+            ))
+            .layer(PropagateRequestIdLayer::new(
+                axum::http::HeaderName::from_static(REQUEST_ID_HEADER),
+            ))
+            .layer(axum::middleware::from_fn(count_actions))
+            .layer(from_fn_with_state(policy, envelope)),
+    )
+}
+
+/// A new request id when the client sent none (or none usable).
+#[derive(Debug, Clone, Copy)]
+struct NewRequestId;
+
+impl MakeRequestId for NewRequestId {
+    fn make_request_id<B>(&mut self, _: &axum::http::Request<B>) -> Option<RequestId> {
+        HeaderValue::from_str(&uuid::Uuid::new_v4().to_string())
+            .ok()
+            .map(RequestId::new)
+    }
+}
+
+/// Keeps the client's `X-Request-ID` only when it is usable (1 to 128 visible ASCII
+/// characters); otherwise the request-id layer makes one up.
+fn drop_unusable_request_id(mut req: Request) -> Request {
+    let usable = req
+        .headers()
+        .get(REQUEST_ID_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(crate::ops::usable_request_id)
+        .and_then(|v| HeaderValue::from_str(v).ok());
+    match usable {
+        Some(v) => {
+            req.headers_mut().insert(REQUEST_ID_HEADER, v);
+        }
+        None => {
+            req.headers_mut().remove(REQUEST_ID_HEADER);
+        }
+    }
+    req
+}
+
+async fn count_actions(req: Request, next: Next) -> Response {
+    let action = is_action_request(req.method(), req.uri().path());
+    let response = next.run(req).await;
+    if action {
+        let name = response
+            .extensions()
+            .get::<ActionName>()
+            .map_or("unknown", |a| a.0);
+        let code = response.extensions().get::<ApiError>().map(|e| e.code);
+        count_request(name, code);
+    }
+    response
+}
+
+/// Counts a request in the metrics; `action` is `unknown` when the body named no known one.
+fn count_request(action: &'static str, error: Option<ErrorCode>) {
+    use crate::ops::metrics;
+    let code = error.map_or("OK", |c| c.as_str());
+    metrics::inc(
+        &metrics::API_REQUESTS,
+        &[("action", action), ("code", code)],
+    );
+    if action == "Start" {
+        match error {
+            None => metrics::inc(&metrics::STARTS_ACCEPTED, &[]),
+            Some(c) => metrics::inc(&metrics::STARTS_REJECTED, &[("code", c.as_str())]),
+        }
+    }
+}
+
+/// Gives errors that did not come from pagecast's own code (a layer's 413, axum's 405 or 404)
+/// the contract's error body. Answers that have a JSON body already (`/readyz`'s 503) are left
+/// as they are.
+async fn envelope(State(policy): State<Arc<HttpPolicy>>, req: Request, next: Next) -> Response {
+    let rid = request_id_of(req.headers());
+    let method = req.method().clone();
+    let path = req.uri().path().to_string();
+    let response = next.run(req).await;
+    let status = response.status();
+    let has_body = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"application/json"));
+    if response.extensions().get::<ApiError>().is_some() || status.as_u16() < 400 || has_body {
+        return response;
+    }
+    let error = match status.as_u16() {
+        413 => ApiError::payload_too_large(policy.max_body_bytes),
+        405 => ApiError::method_not_allowed(method.as_str(), &path),
+        404 => ApiError::new(
+            ErrorCode::ResourceNotFound,
+            format!("there is no {method} {}", super::error::echo_str(&path)),
+        ),
+        s if s >= 500 => ApiError::internal(format!("{method} {path} answered HTTP {s}")),
+        s => ApiError::new(
+            ErrorCode::MalformedRequest,
+            format!("the request could not be served (HTTP {s})"),
+        ),
+    };
+    let mut out = error.into_response_with(&rid);
+    // Headers that belong to the status: where a method is allowed.
+    for name in [header::ALLOW] {
+        if let Some(v) = response.headers().get(&name) {
+            out.headers_mut().insert(name, v.clone());
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn action_requests() {
+        assert!(is_action_request(&Method::POST, "/"));
+        assert!(!is_action_request(&Method::GET, "/"));
+        assert!(!is_action_request(&Method::POST, "/files/x"));
+        assert!(!is_action_request(&Method::POST, "//"));
+    }
+}
