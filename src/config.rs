@@ -532,4 +532,8 @@ pub struct ApiConfig {
     /// Start answers 429 LimitExceeded when this many tasks wait for a worker.
     #[arg(long, env = "PAGECAST_MAX_QUEUED", default_value_t = 1000)]
     pub max_queued: u64,
+    /// `web-record`: answer Action errors with HTTP 200 and web-record's error codes, for
+    /// clients written against it; `off`: pagecast's codes with their HTTP statuses.
+    #[arg(long, env = "PAGECAST_COMPAT", value_enum, default_value_t = crate::api::compat::Compat::Off)]
+    pub compat: crate::api::compat::Compat,
 }

@@ -63,6 +63,8 @@ error_codes! {
     MethodNotAllowed => 405, Client;
     /// The action is not allowed in the task's current status.
     InvalidState => 409, Client;
+    /// `InvalidState` under the name web-record uses (`PAGECAST_COMPAT=web-record` only).
+    InvalidStatus => 409, Client;
     /// The request body exceeds the configured limit.
     PayloadTooLarge => 413, Client;
     /// Capacity or queue limits are reached; retry later.

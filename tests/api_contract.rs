@@ -1990,3 +1990,156 @@ async fn the_metrics_layer_counts_actions_and_rejections() {
     assert!(count("Stop", "OK") >= stops + 1.0);
     assert!(count("unknown", "Unauthorized") >= refused + 1.0);
 }
+
+// ---------------------------------------------------------------------------------------------
+// web-record compatibility: Cancel, POST /record, PAGECAST_COMPAT=web-record
+// ---------------------------------------------------------------------------------------------
+
+/// `Cancel` is Stop under web-record's name, and `POST /record` is the Action endpoint too.
+#[tokio::test]
+async fn cancel_is_stop_and_record_is_an_action_path() {
+    let redis = TestRedis::start();
+    let api = serve(&redis, |_| {}).await;
+    let json_ct = [("Content-Type", "application/json")];
+    let r = api
+        .post_with(
+            "/record",
+            json!({"Action": "Start", "Data": {"RecordURL": PAGE}}).to_string(),
+            &json_ct,
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    let id = r.json["TaskID"].as_str().unwrap().to_string();
+    let describe = json!({"Action": "Describe", "Data": {"TaskID": id}}).to_string();
+    let r = api.post_with("/record", describe.clone(), &json_ct).await;
+    assert_eq!(
+        (r.status, r.json["Status"].as_str()),
+        (200, Some("normal")),
+        "{}",
+        r.text
+    );
+
+    // Cancel while recording: the task stops like Stop (CancelTime set, control sent).
+    api.begin_recording(&id).await;
+    let cancel = json!({"Action": "Cancel", "Data": {"TaskID": id}}).to_string();
+    let r = api.post_with("/record", cancel.clone(), &json_ct).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    let d = api.describe(&id).await;
+    assert_eq!(d["Status"], "canceled", "{d}");
+    assert!(d["CancelTime"].is_i64(), "{d}");
+    assert_eq!(api.controls(&id).await, vec![ControlMsg::Stop]);
+    // Repeated: already in effect.
+    assert_eq!(api.post_with("/", cancel, &json_ct).await.status, 200);
+    // Before recording began, Cancel cancels the task as Stop does.
+    let (canceled, stopped) = (api.start_page().await, api.start_page().await);
+    assert_eq!(api.on_task("Cancel", &canceled).await.status, 200);
+    assert_eq!(api.on_task("Stop", &stopped).await.status, 200);
+    assert_eq!(
+        api.status_of(&canceled).await,
+        api.status_of(&stopped).await
+    );
+    // Unknown actions list Cancel among the known ones.
+    let r = api.action("Abort", json!({})).await;
+    assert_eq!(code_of(&r), (400, "UnsupportedAction"));
+    assert!(r.text.contains("Stop, Cancel, Describe"), "{}", r.text);
+}
+
+/// With PAGECAST_COMPAT=web-record, errors of the Action endpoint are HTTP 200 with the same
+/// body and web-record's codes; the default mode is unchanged; other endpoints keep their
+/// statuses.
+#[tokio::test]
+async fn web_record_mode_answers_errors_with_200_and_its_codes() {
+    let redis = TestRedis::start();
+    let compat = serve(&redis, |s| {
+        s.http.compat = pagecast::api::compat::Compat::WebRecord;
+        s.tokens = tokens(&["t1"]);
+    })
+    .await;
+    let plain = serve(&redis, |s| s.tokens = tokens(&["t1"])).await;
+    let auth = [
+        ("Content-Type", "application/json"),
+        ("Authorization", "Bearer t1"),
+    ];
+    let start = json!({"Action": "Start", "Data": {"RecordURL": PAGE}}).to_string();
+    let mut ids = Vec::new();
+    for api in [&plain, &compat] {
+        let r = api.post_with("/", start.clone(), &auth).await;
+        assert_eq!(r.status, 200);
+        ids.push(r.json["TaskID"].as_str().unwrap().to_string());
+    }
+    let unknown = uuid::Uuid::new_v4().to_string();
+    // (body, headers, default answer, web-record code)
+    type Case<'a> = (String, Vec<(&'a str, &'a str)>, (u16, &'a str), &'a str);
+    let cases = |id: &str| -> Vec<Case<'_>> {
+        vec![
+            (
+                json!({"Action": "Describe", "Data": {}}).to_string(),
+                auth.to_vec(),
+                (400, "MissingParam"),
+                "InvalidParam",
+            ),
+            (
+                json!({"Action": "Describe", "Data": {"TaskID": unknown}}).to_string(),
+                auth.to_vec(),
+                (404, "TaskNotFound"),
+                "InvalidParam",
+            ),
+            (
+                json!({"Action": "Pause", "Data": {"TaskID": id}}).to_string(),
+                auth.to_vec(),
+                (409, "InvalidState"),
+                "InvalidStatus",
+            ),
+            (
+                json!({"Action": "Start", "Data": {"RecordURL": "ftp://x"}}).to_string(),
+                auth.to_vec(),
+                (400, "InvalidParam"),
+                "InvalidParam",
+            ),
+            (
+                json!({"Action": "Explode"}).to_string(),
+                auth.to_vec(),
+                (400, "UnsupportedAction"),
+                "UnsupportedAction",
+            ),
+            (
+                "{}".to_string(),
+                vec![("Content-Type", "application/json")],
+                (401, "Unauthorized"),
+                "Unauthorized",
+            ),
+        ]
+    };
+    for ((plain_case, compat_case), path) in cases(&ids[0])
+        .into_iter()
+        .zip(cases(&ids[1]))
+        .flat_map(|c| [(c.clone(), "/"), (c, "/record")])
+    {
+        let (body, headers, default, _) = plain_case;
+        let r = plain.post_with(path, body.clone(), &headers).await;
+        assert_eq!(
+            code_of(&r),
+            default,
+            "default mode {path} {body}: {}",
+            r.text
+        );
+        let (body, headers, _, web_record) = compat_case;
+        let r = compat.post_with(path, body.clone(), &headers).await;
+        assert_eq!(
+            code_of(&r),
+            (200, web_record),
+            "web-record mode {path} {body}: {}",
+            r.text
+        );
+        assert_eq!(r.json.as_object().map(|o| o.len()), Some(3), "{}", r.text);
+        assert!(!r.json["ErrorMessage"].as_str().unwrap().is_empty());
+    }
+    let id = ids[1].clone();
+    // Successes are the same in both modes.
+    let describe = json!({"Action": "Describe", "Data": {"TaskID": id}}).to_string();
+    let r = compat.post_with("/record", describe, &auth).await;
+    assert_eq!((r.status, r.json["Status"].as_str()), (200, Some("normal")));
+    // Not the Action endpoint: real statuses (a player, a probe must see them).
+    assert_eq!(compat.raw_get("/files/x.mp4").await.status, 404);
+    assert_eq!(compat.raw_get("/nowhere").await.status, 404);
+}

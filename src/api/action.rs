@@ -1,5 +1,5 @@
-//! The Action endpoint (`POST /`): the body is read (within the size limit), its `Action`
-//! parsed into an [`Action`] and dispatched. Authentication and the body limit are the layers'
+//! The Action endpoint (`POST /`, and `POST /record` as web-record's gateway path): the body
+//! is read (within the size limit), its `Action` parsed into an [`Action`] and dispatched. Authentication and the body limit are the layers'
 //! (see [`super::routes`]).
 
 use axum::body::{Body, Bytes};
@@ -32,16 +32,19 @@ pub enum Action {
     Refresh,
     /// End the recording and deliver it.
     Stop,
+    /// web-record's name for Stop.
+    Cancel,
 }
 
 impl Action {
     /// Every action, in the order error messages list them.
-    pub const ALL: [Action; 6] = [
+    pub const ALL: [Action; 7] = [
         Action::Start,
         Action::Pause,
         Action::Resume,
         Action::Refresh,
         Action::Stop,
+        Action::Cancel,
         Action::Describe,
     ];
 
@@ -54,6 +57,7 @@ impl Action {
             Action::Resume => "Resume",
             Action::Refresh => "Refresh",
             Action::Stop => "Stop",
+            Action::Cancel => "Cancel",
         }
     }
 
@@ -68,7 +72,7 @@ impl Action {
             Action::Pause => Some(ControlAction::Pause),
             Action::Resume => Some(ControlAction::Resume),
             Action::Refresh => Some(ControlAction::Refresh),
-            Action::Stop => Some(ControlAction::Stop),
+            Action::Stop | Action::Cancel => Some(ControlAction::Stop),
             Action::Start | Action::Describe => None,
         }
     }
@@ -284,12 +288,13 @@ mod tests {
     use super::*;
 
     #[test]
-    fn actions_parse_case_sensitively() {
+    fn actions_parse_case_sensitively_and_cancel_is_stop() {
         for a in Action::ALL {
             assert_eq!(Action::parse(a.as_str()), Some(a));
         }
         assert_eq!(Action::parse("start"), None);
         assert_eq!(Action::parse("Explode"), None);
+        assert_eq!(Action::Cancel.control(), Some(ControlAction::Stop));
         assert_eq!(Action::Stop.control(), Some(ControlAction::Stop));
         assert_eq!(Action::Start.control(), None);
         assert_eq!(Action::Describe.control(), None);

@@ -53,7 +53,7 @@ impl ApiError {
         Self::new(
             ErrorCode::UnsupportedAction,
             format!(
-                "Action {} is not supported (expected one of Start, Pause, Resume, Refresh, Stop, Describe)",
+                "Action {} is not supported (expected one of Start, Pause, Resume, Refresh, Stop, Cancel, Describe)",
                 echo_str(action)
             ),
         )

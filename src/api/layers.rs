@@ -2,8 +2,9 @@
 //!
 //! 1. request id (`tower_http::request_id`): a usable `X-Request-ID` of the client is kept,
 //!    anything else replaced by a new UUID; the response carries it;
-//! 2. metrics: each Action request counted by action and outcome;
-//! 3. the error envelope: an error answered by a layer or by axum itself (413 from the body
+//! 2. the web-record compatibility mode ([`super::compat`], Action endpoint only);
+//! 3. metrics: each Action request counted by action and outcome;
+//! 4. the error envelope: an error answered by a layer or by axum itself (413 from the body
 //!    limit, 405, 404...) gets the contract's error body like every other.
 //!
 //! Route-specific layers (token, body limit) are added in [`super::routes`].
@@ -20,6 +21,7 @@ use tower_http::request_id::{
     MakeRequestId, PropagateRequestIdLayer, RequestId, SetRequestIdLayer,
 };
 
+use super::compat::Compat;
 use super::error::{ApiError, REQUEST_ID_HEADER};
 use super::guard::request_id_of;
 use crate::error::ErrorCode;
@@ -27,6 +29,8 @@ use crate::error::ErrorCode;
 /// The settings the layers apply.
 #[derive(Debug, Clone)]
 pub struct HttpPolicy {
+    /// How Action errors are answered (`PAGECAST_COMPAT`).
+    pub compat: Compat,
     /// Largest request body (`PAGECAST_MAX_BODY_BYTES`).
     pub max_body_bytes: usize,
 }
@@ -34,6 +38,7 @@ pub struct HttpPolicy {
 impl Default for HttpPolicy {
     fn default() -> Self {
         HttpPolicy {
+            compat: Compat::Off,
             max_body_bytes: 64 * 1024,
         }
     }
@@ -43,9 +48,9 @@ impl Default for HttpPolicy {
 #[derive(Debug, Clone, Copy)]
 pub struct ActionName(pub &'static str);
 
-/// Whether a request is one of the Action endpoint (`POST /`).
+/// Whether a request is one of the Action endpoint (`POST /`, `POST /record`).
 pub fn is_action_request(method: &Method, path: &str) -> bool {
-    method == Method::POST && path == "/"
+    method == Method::POST && matches!(path, "/" | "/record")
 }
 
 /// Wraps `router` in every layer of the surface.
@@ -61,6 +66,7 @@ pub fn surface(router: Router, policy: &HttpPolicy) -> Router {
             .layer(PropagateRequestIdLayer::new(
                 axum::http::HeaderName::from_static(REQUEST_ID_HEADER),
             ))
+            .layer(from_fn_with_state(policy.compat, web_record_compat))
             .layer(axum::middleware::from_fn(count_actions))
             .layer(from_fn_with_state(policy, envelope)),
     )
@@ -96,6 +102,16 @@ fn drop_unusable_request_id(mut req: Request) -> Request {
         }
     }
     req
+}
+
+async fn web_record_compat(State(compat): State<Compat>, req: Request, next: Next) -> Response {
+    let action = is_action_request(req.method(), req.uri().path());
+    let response = next.run(req).await;
+    if action && compat == Compat::WebRecord {
+        super::compat::web_record_response(response)
+    } else {
+        response
+    }
 }
 
 async fn count_actions(req: Request, next: Next) -> Response {
@@ -176,6 +192,7 @@ mod tests {
         assert!(is_action_request(&Method::POST, "/"));
         assert!(!is_action_request(&Method::GET, "/"));
         assert!(!is_action_request(&Method::POST, "/files/x"));
-        assert!(!is_action_request(&Method::POST, "//"));
+        assert!(is_action_request(&Method::POST, "/record"));
+        assert!(!is_action_request(&Method::POST, "/record/"));
     }
 }

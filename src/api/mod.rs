@@ -1,6 +1,7 @@
 //! The HTTP API: Action dispatch, validation of each Action's Data, auth, request ids.
 
 pub mod action;
+pub mod compat;
 pub mod describe;
 pub mod error;
 pub mod guard;

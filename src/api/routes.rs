@@ -1,10 +1,11 @@
-//! The HTTP surface: `POST /` (the Action endpoint), `GET /files/{path}` (local results), and
+//! The HTTP surface: `POST /` and `POST /record` (the Action endpoint), `GET /files/{path}`
+//! (local results), and
 //! the operations endpoints of [`crate::ops`] (`/healthz`, `/readyz`, `/metrics`), with the
 //! layers of [`super::layers`] around all of them.
 //!
 //! ```text
-//!  request id → metrics → error envelope
-//!    ├─ POST /: token → body limit → Action
+//!  request id → web-record compat → metrics → error envelope
+//!    ├─ POST /, /record: token → body limit → Action
 //!    ├─ GET /files/{path}: the file
 //!    └─ GET /healthz, /readyz, /metrics
 //! ```
@@ -42,7 +43,7 @@ pub struct ApiState {
     pub url_policy: crate::url_guard::UrlPolicy,
     /// What `/readyz` checks.
     pub readiness: crate::ops::health::Readiness,
-    /// Body limits.
+    /// Body limits, compatibility mode.
     pub http: HttpPolicy,
 }
 
@@ -58,7 +59,8 @@ pub fn app(state: ApiState) -> Router {
         .route_layer(RequestBodyLimitLayer::new(policy.max_body_bytes))
         .route_layer(ValidateRequestHeaderLayer::custom(state.tokens.clone()));
     let router = Router::new()
-        .route("/", action)
+        .route("/", action.clone())
+        .route("/record", action)
         .route("/files/{*path}", get(file))
         .with_state(state)
         .merge(ops)

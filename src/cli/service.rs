@@ -146,6 +146,7 @@ pub async fn serve(mut args: ServeArgs) -> anyhow::Result<ExitCode> {
         url_policy: args.worker.url_policy(),
         readiness: readiness(&store, &args.worker, !args.no_worker, &shutdown),
         http: HttpPolicy {
+            compat: args.api.compat,
             max_body_bytes: args.api.max_body_bytes,
         },
     };
