@@ -532,8 +532,30 @@ pub struct ApiConfig {
     /// Start answers 429 LimitExceeded when this many tasks wait for a worker.
     #[arg(long, env = "PAGECAST_MAX_QUEUED", default_value_t = 1000)]
     pub max_queued: u64,
+    /// Origins browsers may call the API from, comma-separated (`https://app.example.org`), or
+    /// `*` for any. A request carrying an `Origin` header not listed is refused (403), so by
+    /// default no web page can drive the API; listed origins get CORS answers.
+    #[arg(long, env = "PAGECAST_CORS_ORIGINS", value_delimiter = ',')]
+    pub cors_origins: Vec<String>,
     /// `web-record`: answer Action errors with HTTP 200 and web-record's error codes, for
     /// clients written against it; `off`: pagecast's codes with their HTTP statuses.
     #[arg(long, env = "PAGECAST_COMPAT", value_enum, default_value_t = crate::api::compat::Compat::Off)]
     pub compat: crate::api::compat::Compat,
+}
+
+impl ApiConfig {
+    /// The CORS origins, checked.
+    pub fn cors(&self) -> Result<crate::api::guard::CorsOrigins, ConfigError> {
+        crate::api::guard::CorsOrigins::parse(&self.cors_origins)
+            .map_err(|why| invalid("PAGECAST_CORS_ORIGINS", why))
+    }
+
+    /// The settings the HTTP layers apply.
+    pub fn http_policy(&self) -> Result<crate::api::layers::HttpPolicy, ConfigError> {
+        Ok(crate::api::layers::HttpPolicy {
+            cors: self.cors()?,
+            compat: self.compat,
+            max_body_bytes: self.max_body_bytes,
+        })
+    }
 }

@@ -55,6 +55,8 @@ error_codes! {
     MalformedRequest => 400, Client;
     /// No or wrong API token.
     Unauthorized => 401, Client;
+    /// The request's `Origin` is not one of `PAGECAST_CORS_ORIGINS` (a cross-site request).
+    OriginNotAllowed => 403, Client;
     /// The TaskID is unknown.
     TaskNotFound => 404, Client;
     /// No such endpoint, or no such result file.
@@ -67,6 +69,8 @@ error_codes! {
     InvalidStatus => 409, Client;
     /// The request body exceeds the configured limit.
     PayloadTooLarge => 413, Client;
+    /// The request body is not declared `Content-Type: application/json`.
+    UnsupportedMediaType => 415, Client;
     /// Capacity or queue limits are reached; retry later.
     LimitExceeded => 429, Client;
     /// A dependency (Redis, storage) is unavailable; retry later.

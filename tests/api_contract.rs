@@ -1897,6 +1897,195 @@ async fn private_destinations_are_refused_by_default() {
 }
 
 // ---------------------------------------------------------------------------------------------
+// Browsers: Content-Type, Origin, CORS
+// ---------------------------------------------------------------------------------------------
+
+/// A page (the one being recorded, or any site the operator's browser opens) can send a
+/// `no-cors` POST: `text/plain` body, the page's `Origin`. Such a request can no longer Start
+/// a task, nor can any body not declared as JSON.
+#[tokio::test]
+async fn cross_site_and_non_json_requests_cannot_drive_the_api() {
+    let redis = TestRedis::start();
+    let api = serve(&redis, |_| {}).await;
+    let start = json!({"Action": "Start", "Data": {"RecordURL": PAGE}}).to_string();
+    // What `fetch(url, {method: "POST", mode: "no-cors", body})` sends from another site.
+    let r = api
+        .post_with(
+            "/",
+            start.clone(),
+            &[
+                ("Content-Type", "text/plain;charset=UTF-8"),
+                ("Origin", "https://evil.example"),
+            ],
+        )
+        .await;
+    assert_eq!(code_of(&r), (403, "OriginNotAllowed"), "{}", r.text);
+    // JSON from a foreign origin too (and /record), and a preflight from one.
+    for path in ["/", "/record"] {
+        let r = api
+            .post_with(
+                path,
+                start.clone(),
+                &[("Content-Type", "application/json"), ("Origin", "null")],
+            )
+            .await;
+        assert_eq!(code_of(&r), (403, "OriginNotAllowed"), "{path}: {}", r.text);
+    }
+    let pre = api
+        .client
+        .request(reqwest::Method::OPTIONS, format!("{}/", api.base))
+        .header("Origin", "https://evil.example")
+        .header("Access-Control-Request-Method", "POST")
+        .header("Access-Control-Request-Headers", "content-type")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(pre.status().as_u16(), 403);
+    assert!(pre.headers().get("access-control-allow-origin").is_none());
+    // Without an Origin, a body not declared as JSON is 415 before it is parsed.
+    for ctype in [
+        Some("text/plain"),
+        Some("application/x-www-form-urlencoded"),
+        Some("multipart/form-data; boundary=x"),
+        Some("application/jsonp"),
+        None,
+    ] {
+        let headers: Vec<(&str, &str)> = ctype.map(|c| ("Content-Type", c)).into_iter().collect();
+        let r = api.post_with("/", start.clone(), &headers).await;
+        assert_eq!(
+            code_of(&r),
+            (415, "UnsupportedMediaType"),
+            "{ctype:?}: {}",
+            r.text
+        );
+        // Even a body that is not JSON at all: the content type is checked first.
+        let r = api.post_with("/", "not json", &headers).await;
+        assert_eq!(
+            code_of(&r),
+            (415, "UnsupportedMediaType"),
+            "{ctype:?}: {}",
+            r.text
+        );
+    }
+    assert_eq!(
+        api.store.queued_count().await.unwrap(),
+        0,
+        "nothing was started"
+    );
+    // The declared JSON type, with or without parameters, from a non-browser client: fine.
+    for ctype in [
+        "application/json",
+        "application/json; charset=utf-8",
+        "Application/JSON",
+    ] {
+        let r = api
+            .post_with("/", start.clone(), &[("Content-Type", ctype)])
+            .await;
+        assert_eq!(r.status, 200, "{ctype}: {}", r.text);
+    }
+    assert_eq!(api.store.queued_count().await.unwrap(), 3);
+}
+
+/// Origins listed in PAGECAST_CORS_ORIGINS get CORS answers (preflight included) and can call
+/// the API; `*` allows any origin.
+#[tokio::test]
+async fn allowed_origins_get_cors_answers() {
+    let redis = TestRedis::start();
+    let app_origin = "https://app.example.org";
+    let api = serve(&redis, |s| {
+        s.http.cors = pagecast::api::guard::CorsOrigins::parse(&[app_origin.to_string()]).unwrap();
+        s.tokens = tokens(&["t1"]);
+    })
+    .await;
+    let pre = api
+        .client
+        .request(reqwest::Method::OPTIONS, format!("{}/", api.base))
+        .header("Origin", app_origin)
+        .header("Access-Control-Request-Method", "POST")
+        .header(
+            "Access-Control-Request-Headers",
+            "authorization,content-type",
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(pre.status().as_u16(), 200);
+    let h = pre.headers();
+    assert_eq!(h["access-control-allow-origin"], app_origin);
+    let methods = h["access-control-allow-methods"]
+        .to_str()
+        .unwrap()
+        .to_ascii_uppercase();
+    assert!(methods.contains("POST"), "{methods}");
+    let allowed = h["access-control-allow-headers"]
+        .to_str()
+        .unwrap()
+        .to_ascii_lowercase();
+    assert!(
+        allowed.contains("authorization") && allowed.contains("content-type"),
+        "{allowed}"
+    );
+
+    let start = json!({"Action": "Start", "Data": {"RecordURL": PAGE}}).to_string();
+    let r = api
+        .post_with(
+            "/",
+            start.clone(),
+            &[
+                ("Content-Type", "application/json"),
+                ("Origin", app_origin),
+                ("Authorization", "Bearer t1"),
+            ],
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(r.headers["access-control-allow-origin"], app_origin);
+    let exposed = r.headers["access-control-expose-headers"]
+        .to_str()
+        .unwrap()
+        .to_ascii_lowercase();
+    assert!(exposed.contains("x-request-id"), "{exposed}");
+    // An allowed origin still needs the token; another origin is refused first.
+    let r = api
+        .post_with(
+            "/",
+            start.clone(),
+            &[("Content-Type", "application/json"), ("Origin", app_origin)],
+        )
+        .await;
+    assert_eq!(code_of(&r), (401, "Unauthorized"));
+    let r = api
+        .post_with(
+            "/",
+            start.clone(),
+            &[
+                ("Content-Type", "application/json"),
+                ("Origin", "https://app.example.org.evil.example"),
+                ("Authorization", "Bearer t1"),
+            ],
+        )
+        .await;
+    assert_eq!(code_of(&r), (403, "OriginNotAllowed"));
+
+    let any = serve(&redis, |s| {
+        s.http.cors = pagecast::api::guard::CorsOrigins::Any
+    })
+    .await;
+    let r = any
+        .post_with(
+            "/",
+            start,
+            &[
+                ("Content-Type", "application/json"),
+                ("Origin", "https://anywhere.example"),
+            ],
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(r.headers["access-control-allow-origin"], "*");
+}
+
+// ---------------------------------------------------------------------------------------------
 // Layers: request ids and envelopes on every rejection, metrics counted outside the handler
 // ---------------------------------------------------------------------------------------------
 
@@ -1904,8 +2093,8 @@ fn code_of(r: &Reply) -> (u16, &str) {
     (r.status, r.json["ErrorCode"].as_str().unwrap_or("OK"))
 }
 
-/// Rejections made by the layers (token, body limit, method) carry the request id and the error
-/// body like the handler's own answers.
+/// Rejections made by the layers (token, content type, body limit, origin, method) carry the
+/// request id and the error body like the handler's own answers.
 #[tokio::test]
 async fn every_rejection_has_the_envelope_and_the_request_id() {
     let redis = TestRedis::start();
@@ -1926,10 +2115,26 @@ async fn every_rejection_has_the_envelope_and_the_request_id() {
         (
             vec![
                 ("Authorization", "Bearer t1"),
+                ("Content-Type", "text/plain"),
+            ],
+            "{}".to_string(),
+            (415, "UnsupportedMediaType"),
+        ),
+        (
+            vec![
+                ("Authorization", "Bearer t1"),
                 ("Content-Type", "application/json"),
             ],
             big,
             (413, "PayloadTooLarge"),
+        ),
+        (
+            vec![
+                ("Origin", "https://x.example"),
+                ("Content-Type", "application/json"),
+            ],
+            "{}".to_string(),
+            (403, "OriginNotAllowed"),
         ),
     ] {
         let mut with_id = headers.clone();
@@ -2107,6 +2312,15 @@ async fn web_record_mode_answers_errors_with_200_and_its_codes() {
                 vec![("Content-Type", "application/json")],
                 (401, "Unauthorized"),
                 "Unauthorized",
+            ),
+            (
+                "{}".to_string(),
+                vec![
+                    ("Authorization", "Bearer t1"),
+                    ("Content-Type", "text/plain"),
+                ],
+                (415, "UnsupportedMediaType"),
+                "UnsupportedMediaType",
             ),
         ]
     };

@@ -96,6 +96,22 @@ impl ApiError {
         )
     }
 
+    /// `UnsupportedMediaType`: the body is not declared as JSON.
+    pub fn unsupported_media_type() -> Self {
+        Self::new(
+            ErrorCode::UnsupportedMediaType,
+            "the body must be sent with Content-Type: application/json",
+        )
+    }
+
+    /// `OriginNotAllowed`: a browser request from a site that is not allowed.
+    pub fn origin_not_allowed() -> Self {
+        Self::new(
+            ErrorCode::OriginNotAllowed,
+            "requests from this Origin are not allowed (the server's PAGECAST_CORS_ORIGINS)",
+        )
+    }
+
     /// `MethodNotAllowed` for this method and path.
     pub fn method_not_allowed(method: &str, path: &str) -> Self {
         Self::new(

@@ -1,9 +1,9 @@
 //! The checks a request passes before a handler sees it, as tower layers
-//! (`tower_http::validate_request`): the bearer token. Each refusal is the contract's error
-//! body.
+//! (`tower_http::validate_request`): the `Origin` of browser requests, the bearer token, and the
+//! JSON content type of the Action endpoint. Each refusal is the contract's error body.
 //!
-//! The decisions are pure functions ([`Tokens::accept`]); the validators only apply them to a
-//! request.
+//! The decisions are pure functions ([`CorsOrigins::allows`], [`Tokens::accept`],
+//! [`is_json`]); the validators only apply them to a request.
 
 use std::sync::Arc;
 
@@ -16,6 +16,98 @@ use super::error::ApiError;
 /// The request id a request carries (set by the request-id layer before any check runs).
 pub fn request_id_of(headers: &HeaderMap) -> String {
     crate::ops::request_id(headers)
+}
+
+/// The origins browsers may call the API from (`PAGECAST_CORS_ORIGINS`).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum CorsOrigins {
+    /// None: every request carrying an `Origin` header is refused (the default).
+    #[default]
+    None,
+    /// `*`: any origin.
+    Any,
+    /// These origins (`scheme://host[:port]`, lowercase).
+    List(Vec<String>),
+}
+
+impl CorsOrigins {
+    /// Parses the setting's comma-separated items: `*`, or origins such as
+    /// `https://app.example.org` or `http://localhost:3000`.
+    pub fn parse(items: &[String]) -> Result<Self, String> {
+        let items: Vec<&str> = items
+            .iter()
+            .map(|s| s.trim())
+            .filter(|s| !s.is_empty())
+            .collect();
+        if items.is_empty() {
+            return Ok(CorsOrigins::None);
+        }
+        if items.contains(&"*") {
+            if items.len() > 1 {
+                return Err("`*` allows every origin; list no other origin beside it".into());
+            }
+            return Ok(CorsOrigins::Any);
+        }
+        let mut out = Vec::new();
+        for item in items {
+            out.push(normalize_origin(item).ok_or_else(|| {
+                format!(
+                    "{item:?} is not an origin (scheme://host[:port], e.g. https://app.example.org)"
+                )
+            })?);
+        }
+        Ok(CorsOrigins::List(out))
+    }
+
+    /// Whether a request with this `Origin` header value is allowed.
+    pub fn allows(&self, origin: &str) -> bool {
+        match self {
+            CorsOrigins::None => false,
+            CorsOrigins::Any => true,
+            CorsOrigins::List(list) => {
+                let origin = origin.trim().to_ascii_lowercase();
+                list.contains(&origin)
+            }
+        }
+    }
+}
+
+/// `scheme://host[:port]` in lowercase, or `None` when `s` is not such an origin.
+fn normalize_origin(s: &str) -> Option<String> {
+    let s = s.trim_end_matches('/');
+    let url = url::Url::parse(s).ok()?;
+    if !matches!(url.scheme(), "http" | "https")
+        || url.host_str().is_none()
+        || url.path() != "/"
+        || url.query().is_some()
+        || url.fragment().is_some()
+        || !url.username().is_empty()
+    {
+        return None;
+    }
+    // `Url::origin` drops a default port, as browsers do in the Origin header.
+    Some(url.origin().ascii_serialization().to_ascii_lowercase())
+}
+
+/// Refuses requests whose `Origin` is not allowed (403 `OriginNotAllowed`). Requests without
+/// an `Origin` header (every non-browser client) pass: the header is what a browser adds to a
+/// cross-site request, including a `no-cors` one, so refusing it keeps pages (a page being
+/// recorded too) from driving the API.
+#[derive(Debug, Clone)]
+pub struct AllowedOrigin(pub Arc<CorsOrigins>);
+
+impl ValidateRequest<Body> for AllowedOrigin {
+    type ResponseBody = Body;
+
+    fn validate(&mut self, request: &mut Request<Body>) -> Result<(), Response<Body>> {
+        let Some(origin) = request.headers().get(header::ORIGIN) else {
+            return Ok(());
+        };
+        if origin.to_str().is_ok_and(|o| self.0.allows(o)) {
+            return Ok(());
+        }
+        Err(ApiError::origin_not_allowed().into_response_with(&request_id_of(request.headers())))
+    }
 }
 
 /// The accepted API tokens; empty: no authentication.
@@ -66,6 +158,34 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     diff == 0
 }
 
+/// Whether the request declares a JSON body: `application/json`, any case, parameters (such as
+/// `charset=utf-8`) allowed.
+pub fn is_json(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|media| media.trim().eq_ignore_ascii_case("application/json"))
+}
+
+/// Refuses a body not declared as JSON (415 `UnsupportedMediaType`) before it is read. A
+/// browser can send `text/plain`, form or multipart bodies cross-site without a preflight;
+/// `application/json` always needs one, which CORS then answers.
+#[derive(Debug, Clone, Copy)]
+pub struct JsonBody;
+
+impl ValidateRequest<Body> for JsonBody {
+    type ResponseBody = Body;
+
+    fn validate(&mut self, request: &mut Request<Body>) -> Result<(), Response<Body>> {
+        if is_json(request.headers()) {
+            return Ok(());
+        }
+        Err(ApiError::unsupported_media_type()
+            .into_response_with(&request_id_of(request.headers())))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -106,5 +226,69 @@ mod tests {
         }
         assert!(!t.accept(&HeaderMap::new()));
         assert!(Tokens::default().accept(&HeaderMap::new()));
+    }
+
+    #[test]
+    fn json_content_types() {
+        for ok in [
+            "application/json",
+            "application/json; charset=utf-8",
+            "Application/JSON;charset=UTF-8",
+            " application/json ",
+        ] {
+            assert!(is_json(&headers(&[(header::CONTENT_TYPE, ok)])), "{ok}");
+        }
+        for bad in [
+            "text/plain",
+            "application/x-www-form-urlencoded",
+            "multipart/form-data; boundary=x",
+            "application/jsonp",
+            "text/json",
+            "",
+        ] {
+            assert!(!is_json(&headers(&[(header::CONTENT_TYPE, bad)])), "{bad}");
+        }
+        assert!(!is_json(&HeaderMap::new()));
+    }
+
+    #[test]
+    fn origins() {
+        let parse = |items: &[&str]| {
+            CorsOrigins::parse(&items.iter().map(|s| s.to_string()).collect::<Vec<_>>())
+        };
+        assert_eq!(parse(&[]).unwrap(), CorsOrigins::None);
+        assert_eq!(parse(&[" ", ""]).unwrap(), CorsOrigins::None);
+        assert_eq!(parse(&["*"]).unwrap(), CorsOrigins::Any);
+        assert!(parse(&["*", "https://a.example"]).is_err());
+        let list = parse(&[
+            "https://App.Example.org/",
+            "http://localhost:3000",
+            "https://b.example:443",
+        ])
+        .unwrap();
+        assert_eq!(
+            list,
+            CorsOrigins::List(vec![
+                "https://app.example.org".into(),
+                "http://localhost:3000".into(),
+                "https://b.example".into(),
+            ])
+        );
+        assert!(list.allows("https://app.example.org"));
+        assert!(list.allows("HTTPS://APP.EXAMPLE.ORG"));
+        assert!(list.allows("https://b.example"));
+        assert!(!list.allows("https://app.example.org.evil.example"));
+        assert!(!list.allows("http://app.example.org"));
+        assert!(!list.allows("null"));
+        assert!(!CorsOrigins::None.allows("https://app.example.org"));
+        assert!(CorsOrigins::Any.allows("null"));
+        for bad in [
+            "app.example.org",
+            "ftp://x",
+            "https://a.example/path",
+            "https://u@a.example",
+        ] {
+            assert!(parse(&[bad]).is_err(), "{bad}");
+        }
     }
 }

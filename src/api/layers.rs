@@ -5,11 +5,14 @@
 //! 2. the web-record compatibility mode ([`super::compat`], Action endpoint only);
 //! 3. metrics: each Action request counted by action and outcome;
 //! 4. the error envelope: an error answered by a layer or by axum itself (413 from the body
-//!    limit, 405, 404...) gets the contract's error body like every other.
+//!    limit, 405, 404...) gets the contract's error body like every other;
+//! 5. the `Origin` check and CORS (`tower_http::cors`).
 //!
-//! Route-specific layers (token, body limit) are added in [`super::routes`].
+//! Route-specific layers (token, JSON content type, body limit) are added in
+//! [`super::routes`].
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::Router;
 use axum::extract::{Request, State};
@@ -17,18 +20,22 @@ use axum::http::{HeaderValue, Method, header};
 use axum::middleware::{Next, from_fn_with_state};
 use axum::response::Response;
 use tower::ServiceBuilder;
+use tower_http::cors::{AllowOrigin, CorsLayer};
 use tower_http::request_id::{
     MakeRequestId, PropagateRequestIdLayer, RequestId, SetRequestIdLayer,
 };
+use tower_http::validate_request::ValidateRequestHeaderLayer;
 
 use super::compat::Compat;
 use super::error::{ApiError, REQUEST_ID_HEADER};
-use super::guard::request_id_of;
+use super::guard::{AllowedOrigin, CorsOrigins, request_id_of};
 use crate::error::ErrorCode;
 
 /// The settings the layers apply.
 #[derive(Debug, Clone)]
 pub struct HttpPolicy {
+    /// Origins browsers may call from (`PAGECAST_CORS_ORIGINS`).
+    pub cors: CorsOrigins,
     /// How Action errors are answered (`PAGECAST_COMPAT`).
     pub compat: Compat,
     /// Largest request body (`PAGECAST_MAX_BODY_BYTES`).
@@ -38,6 +45,7 @@ pub struct HttpPolicy {
 impl Default for HttpPolicy {
     fn default() -> Self {
         HttpPolicy {
+            cors: CorsOrigins::None,
             compat: Compat::Off,
             max_body_bytes: 64 * 1024,
         }
@@ -68,7 +76,11 @@ pub fn surface(router: Router, policy: &HttpPolicy) -> Router {
             ))
             .layer(from_fn_with_state(policy.compat, web_record_compat))
             .layer(axum::middleware::from_fn(count_actions))
-            .layer(from_fn_with_state(policy, envelope)),
+            .layer(from_fn_with_state(policy.clone(), envelope))
+            .layer(ValidateRequestHeaderLayer::custom(AllowedOrigin(Arc::new(
+                policy.cors.clone(),
+            ))))
+            .layer(cors(&policy.cors)),
     )
 }
 
@@ -181,6 +193,34 @@ async fn envelope(State(policy): State<Arc<HttpPolicy>>, req: Request, next: Nex
         }
     }
     out
+}
+
+/// CORS for the allowed origins: preflights are answered, responses carry
+/// `Access-Control-Allow-Origin`.
+fn cors(origins: &CorsOrigins) -> CorsLayer {
+    let allow = match origins {
+        CorsOrigins::Any => AllowOrigin::any(),
+        CorsOrigins::List(list) => {
+            AllowOrigin::list(list.iter().filter_map(|o| HeaderValue::from_str(o).ok()))
+        }
+        CorsOrigins::None => AllowOrigin::list([]),
+    };
+    CorsLayer::new()
+        .allow_origin(allow)
+        .allow_methods([Method::GET, Method::HEAD, Method::POST, Method::OPTIONS])
+        .allow_headers([
+            header::AUTHORIZATION,
+            header::CONTENT_TYPE,
+            header::RANGE,
+            axum::http::HeaderName::from_static(REQUEST_ID_HEADER),
+        ])
+        .expose_headers([
+            axum::http::HeaderName::from_static(REQUEST_ID_HEADER),
+            header::CONTENT_RANGE,
+            header::ACCEPT_RANGES,
+            header::ETAG,
+        ])
+        .max_age(Duration::from_secs(600))
 }
 
 #[cfg(test)]

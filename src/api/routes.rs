@@ -4,8 +4,8 @@
 //! layers of [`super::layers`] around all of them.
 //!
 //! ```text
-//!  request id → web-record compat → metrics → error envelope
-//!    ├─ POST /, /record: token → body limit → Action
+//!  request id → web-record compat → metrics → error envelope → Origin check → CORS
+//!    ├─ POST /, /record: token → Content-Type: application/json → body limit → Action
 //!    ├─ GET /files/{path}: the file
 //!    └─ GET /healthz, /readyz, /metrics
 //! ```
@@ -21,7 +21,7 @@ use tower_http::limit::RequestBodyLimitLayer;
 use tower_http::validate_request::ValidateRequestHeaderLayer;
 
 use super::error::ApiError;
-use super::guard::Tokens;
+use super::guard::{JsonBody, Tokens};
 use super::layers::{HttpPolicy, surface};
 use super::start::StartLimits;
 use crate::task::store::TaskStore;
@@ -43,7 +43,7 @@ pub struct ApiState {
     pub url_policy: crate::url_guard::UrlPolicy,
     /// What `/readyz` checks.
     pub readiness: crate::ops::health::Readiness,
-    /// Body limits, compatibility mode.
+    /// Origins, compatibility mode, body limits.
     pub http: HttpPolicy,
 }
 
@@ -57,6 +57,7 @@ pub fn app(state: ApiState) -> Router {
     // Layers run outside in: the last added runs first.
     let action = post(super::action::handle)
         .route_layer(RequestBodyLimitLayer::new(policy.max_body_bytes))
+        .route_layer(ValidateRequestHeaderLayer::custom(JsonBody))
         .route_layer(ValidateRequestHeaderLayer::custom(state.tokens.clone()));
     let router = Router::new()
         .route("/", action.clone())

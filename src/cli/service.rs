@@ -6,7 +6,6 @@ use std::sync::Arc;
 use anyhow::Context;
 use clap::Args;
 use pagecast::api::guard::Tokens;
-use pagecast::api::layers::HttpPolicy;
 use pagecast::api::routes::{ApiState, app};
 use pagecast::api::start::StartLimits;
 use pagecast::config::{ApiConfig, ConfigError, ShutdownMode, StoreConfig, WorkerConfig};
@@ -118,6 +117,10 @@ pub async fn serve(mut args: ServeArgs) -> anyhow::Result<ExitCode> {
         eprintln!("error: {e}");
         return Ok(ExitCode::from(2));
     }
+    let policy = match args.api.http_policy() {
+        Ok(p) => p,
+        Err(e) => return Ok(config_error(&e)),
+    };
     let shutdown = CancellationToken::new();
     cancel_on_signal(shutdown.clone(), args.worker.shutdown);
     let listener = tokio::net::TcpListener::bind(&args.api.listen)
@@ -145,10 +148,7 @@ pub async fn serve(mut args: ServeArgs) -> anyhow::Result<ExitCode> {
         output_dir: args.worker.output_dir.clone(),
         url_policy: args.worker.url_policy(),
         readiness: readiness(&store, &args.worker, !args.no_worker, &shutdown),
-        http: HttpPolicy {
-            compat: args.api.compat,
-            max_body_bytes: args.api.max_body_bytes,
-        },
+        http: policy,
     };
     let worker = if args.no_worker {
         None
