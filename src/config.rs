@@ -544,6 +544,28 @@ pub struct ApiConfig {
 }
 
 impl ApiConfig {
+    /// The accepted tokens, or a configuration error when tokens were given but every one is
+    /// blank (`PAGECAST_API_TOKENS=' , '`): that would silently turn authentication off.
+    pub fn tokens(&self) -> Result<Vec<String>, ConfigError> {
+        let tokens: Vec<String> = self
+            .api_tokens
+            .iter()
+            .map(|t| t.expose().trim().to_string())
+            .filter(|t| !t.is_empty())
+            .collect();
+        // clap drops an empty variable; set but empty is as blank as `' , '`.
+        let given =
+            !self.api_tokens.is_empty() || std::env::var_os("PAGECAST_API_TOKENS").is_some();
+        if tokens.is_empty() && given {
+            return Err(invalid(
+                "PAGECAST_API_TOKENS",
+                "holds no token (only separators or spaces); unset it to run without \
+                 authentication, or give at least one token",
+            ));
+        }
+        Ok(tokens)
+    }
+
     /// The CORS origins, checked.
     pub fn cors(&self) -> Result<crate::api::guard::CorsOrigins, ConfigError> {
         crate::api::guard::CorsOrigins::parse(&self.cors_origins)

@@ -117,8 +117,12 @@ pub async fn serve(mut args: ServeArgs) -> anyhow::Result<ExitCode> {
         eprintln!("error: {e}");
         return Ok(ExitCode::from(2));
     }
-    let policy = match args.api.http_policy() {
-        Ok(p) => p,
+    let checked = args
+        .api
+        .tokens()
+        .and_then(|tokens| Ok((tokens, args.api.http_policy()?)));
+    let (tokens, policy) = match checked {
+        Ok(c) => c,
         Err(e) => return Ok(config_error(&e)),
     };
     let shutdown = CancellationToken::new();
@@ -135,14 +139,7 @@ pub async fn serve(mut args: ServeArgs) -> anyhow::Result<ExitCode> {
         .unwrap_or_else(|| format!("http://{addr}"));
     let state = ApiState {
         store: store.clone(),
-        tokens: Tokens(Arc::new(
-            args.api
-                .api_tokens
-                .iter()
-                .map(|t| t.expose().trim().to_string())
-                .filter(|t| !t.is_empty())
-                .collect(),
-        )),
+        tokens: Tokens(Arc::new(tokens)),
         max_queued: args.api.max_queued,
         limits: StartLimits::default(),
         output_dir: args.worker.output_dir.clone(),
