@@ -2357,3 +2357,47 @@ async fn web_record_mode_answers_errors_with_200_and_its_codes() {
     assert_eq!(compat.raw_get("/files/x.mp4").await.status, 404);
     assert_eq!(compat.raw_get("/nowhere").await.status, 404);
 }
+
+// ---------------------------------------------------------------------------------------------
+// /metrics behind the token
+// ---------------------------------------------------------------------------------------------
+
+/// With API tokens, /metrics needs one too; the probes do not.
+#[tokio::test]
+async fn metrics_need_a_token_when_tokens_are_configured() {
+    let redis = TestRedis::start();
+    let api = serve(&redis, |s| s.tokens = tokens(&["t1"])).await;
+    let get = |path: &'static str, token: Option<&'static str>| {
+        let mut req = api.client.get(format!("{}{path}", api.base));
+        if let Some(t) = token {
+            req = req.header("Authorization", format!("Bearer {t}"));
+        }
+        async move {
+            let r = req.send().await.unwrap();
+            let status = r.status().as_u16();
+            let headers = r.headers().clone();
+            let body = r.bytes().await.unwrap().to_vec();
+            (status, headers, body)
+        }
+    };
+    for (token, status) in [(None, 401), (Some("wrong"), 401), (Some("t1"), 200)] {
+        let (s, headers, body) = get("/metrics", token).await;
+        assert_eq!(s, status, "{token:?}: {}", String::from_utf8_lossy(&body));
+        let errs = SPEC.check_response("/metrics", "get", s, &headers, &body);
+        assert!(errs.is_empty(), "{errs:?}");
+        if s == 200 {
+            assert!(String::from_utf8_lossy(&body).contains("pagecast_api_requests_total"));
+        }
+    }
+    assert_eq!(get("/healthz", None).await.0, 200);
+    assert_eq!(get("/readyz", None).await.0, 200);
+    // Without tokens (the API is open then), /metrics is open too.
+    let open = serve(&redis, |_| {}).await;
+    let r = open
+        .client
+        .get(format!("{}/metrics", open.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+}

@@ -9,6 +9,8 @@ mod service_support;
 use std::time::{Duration, Instant};
 
 use common::*;
+use redis_support::TestRedis;
+use serde_json::{Value, json};
 use service_support::*;
 
 /// `pagecast serve` with these settings must stop at once with status 2, naming `naming`.
@@ -43,4 +45,90 @@ fn settings_that_would_open_the_api_refuse_to_start() {
         &[("PAGECAST_CORS_ORIGINS", "*,https://a.example")],
         "PAGECAST_CORS_ORIGINS",
     );
+}
+
+/// With API tokens, /metrics answers only with one; PAGECAST_METRICS_LISTEN serves the
+/// operations endpoints without a token on a separate address (for `serve` too). No metric
+/// label names a task.
+#[test]
+fn metrics_need_a_token_or_the_metrics_listener() {
+    let redis = TestRedis::start();
+    let fixtures = fixture_server();
+    let port = free_port();
+    let listen = format!("127.0.0.1:{port}");
+    let svc = service_with(
+        &redis,
+        "http-metrics",
+        true,
+        0,
+        1,
+        &[
+            ("PAGECAST_API_TOKENS", "metrics-test-token"),
+            ("PAGECAST_METRICS_LISTEN", listen.as_str()),
+        ],
+    );
+    let (rt, client) = http();
+    let get = |url: String, token: Option<&str>| {
+        rt.block_on(async {
+            let mut req = client.get(url).timeout(Duration::from_secs(10));
+            if let Some(t) = token {
+                req = req.bearer_auth(t);
+            }
+            let r = req.send().await.unwrap();
+            (r.status().as_u16(), r.text().await.unwrap())
+        })
+    };
+    let metrics = format!("{}/metrics", svc.url);
+    let (status, body) = get(metrics.clone(), None);
+    assert_eq!(status, 401, "{body}");
+    assert!(body.contains("\"Unauthorized\""), "{body}");
+    assert_eq!(get(metrics.clone(), Some("wrong")).0, 401);
+    assert_eq!(get(metrics.clone(), Some("metrics-test-token")).0, 200);
+    assert_eq!(get(format!("{}/healthz", svc.url), None).0, 200);
+
+    // A recording runs: the scrape (token or metrics listener) names no task.
+    let id = rt.block_on(async {
+        let r: Value = client
+            .post(format!("{}/", svc.url))
+            .bearer_auth("metrics-test-token")
+            .json(&json!({"Action": "Start", "Data": {"RecordURL": format!("{fixtures}/animated.html"), "MaxDurationLimit": 30}}))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        r["TaskID"].as_str().unwrap().to_string()
+    });
+    let deadline = Instant::now() + Duration::from_secs(40);
+    let scrape = loop {
+        let (status, text) = get(format!("http://{listen}/metrics"), None);
+        assert_eq!(status, 200, "the metrics listener needs no token: {text}");
+        let fps = text
+            .lines()
+            .find(|l| l.starts_with("pagecast_recordings_capture_fps "))
+            .and_then(|l| l.rsplit_once(' '))
+            .and_then(|(_, v)| v.parse::<f64>().ok())
+            .unwrap_or(0.0);
+        if fps > 0.0 {
+            break text;
+        }
+        assert!(Instant::now() < deadline, "no recording showed up:\n{text}");
+        std::thread::sleep(Duration::from_millis(500));
+    };
+    assert!(!scrape.contains("task_id"), "{scrape}");
+    assert!(!scrape.contains(&id), "{scrape}");
+    assert!(scrape.contains("pagecast_recordings_running 1"), "{scrape}");
+    let (_, with_token) = get(metrics, Some("metrics-test-token"));
+    assert!(!with_token.contains("task_id") && !with_token.contains(&id));
+    assert_eq!(get(format!("http://{listen}/readyz"), None).0, 200);
+    rt.block_on(async {
+        client
+            .post(format!("{}/", svc.url))
+            .bearer_auth("metrics-test-token")
+            .json(&json!({"Action": "Stop", "Data": {"TaskID": id}}))
+            .send()
+            .await
+            .unwrap();
+    });
 }

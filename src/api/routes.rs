@@ -7,7 +7,8 @@
 //!  request id → web-record compat → metrics → error envelope → Origin check → CORS
 //!    ├─ POST /, /record: token → Content-Type: application/json → body limit → Action
 //!    ├─ GET /files/{path}: the file
-//!    └─ GET /healthz, /readyz, /metrics
+//!    ├─ GET /metrics: token (when tokens are configured)
+//!    └─ GET /healthz, /readyz
 //! ```
 
 use std::path::PathBuf;
@@ -49,10 +50,11 @@ pub struct ApiState {
 
 /// The router; tests call it in-process.
 pub fn app(state: ApiState) -> Router {
-    let ops = crate::ops::router(crate::ops::OpsState {
+    let (probes, metrics) = crate::ops::routers(crate::ops::OpsState {
         readiness: state.readiness.clone(),
         service_metrics: true,
     });
+    let metrics = metrics.route_layer(ValidateRequestHeaderLayer::custom(state.tokens.clone()));
     let policy = state.http.clone();
     // Layers run outside in: the last added runs first.
     let action = post(super::action::handle)
@@ -64,7 +66,8 @@ pub fn app(state: ApiState) -> Router {
         .route("/record", action)
         .route("/files/{*path}", get(file))
         .with_state(state)
-        .merge(ops)
+        .merge(probes)
+        .merge(metrics)
         .fallback(not_found);
     surface(router, &policy)
 }

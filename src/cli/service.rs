@@ -26,6 +26,10 @@ pub struct ServeArgs {
     /// Run only the API, no in-process worker.
     #[arg(long, env = "PAGECAST_NO_WORKER")]
     no_worker: bool,
+    /// Also serve /healthz, /readyz and /metrics on this address (e.g. 0.0.0.0:9090), without
+    /// a token: for the monitoring network. Off by default.
+    #[arg(long, env = "PAGECAST_METRICS_LISTEN")]
+    metrics_listen: Option<String>,
 }
 
 #[derive(Debug, Args)]
@@ -100,6 +104,36 @@ fn readiness(
     r
 }
 
+/// Binds the operations listener (`PAGECAST_METRICS_LISTEN`), if one is set.
+async fn bind_ops(addr: &Option<String>) -> anyhow::Result<Option<tokio::net::TcpListener>> {
+    let Some(addr) = addr else {
+        return Ok(None);
+    };
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("cannot listen on {addr} (PAGECAST_METRICS_LISTEN)"))?;
+    Ok(Some(listener))
+}
+
+/// Serves `/healthz`, `/readyz` and `/metrics` (no token) on the operations listener until the
+/// process exits, so probes see a drain (readyz 503) while it lasts.
+fn serve_ops(
+    listener: Option<tokio::net::TcpListener>,
+    state: pagecast::ops::OpsState,
+) -> anyhow::Result<()> {
+    let Some(listener) = listener else {
+        return Ok(());
+    };
+    info!(addr = %listener.local_addr()?, "health and metrics listening");
+    let router = pagecast::ops::router(state);
+    tokio::spawn(async move {
+        if let Err(e) = axum::serve(listener, router).await {
+            warn!(error = %e, "the health and metrics endpoint stopped");
+        }
+    });
+    Ok(())
+}
+
 pub async fn serve(mut args: ServeArgs) -> anyhow::Result<ExitCode> {
     if let Err(e) = args
         .api
@@ -131,12 +165,21 @@ pub async fn serve(mut args: ServeArgs) -> anyhow::Result<ExitCode> {
         .await
         .with_context(|| format!("cannot listen on {}", args.api.listen))?;
     let addr = listener.local_addr()?;
+    let ops_listener = bind_ops(&args.metrics_listen).await?;
     let store = connect(&args.store, &shutdown).await?;
     let public_url = args
         .worker
         .public_url
         .clone()
         .unwrap_or_else(|| format!("http://{addr}"));
+    let readiness = readiness(&store, &args.worker, !args.no_worker, &shutdown);
+    serve_ops(
+        ops_listener,
+        pagecast::ops::OpsState {
+            readiness: readiness.clone(),
+            service_metrics: true,
+        },
+    )?;
     let state = ApiState {
         store: store.clone(),
         tokens: Tokens(Arc::new(tokens)),
@@ -144,7 +187,7 @@ pub async fn serve(mut args: ServeArgs) -> anyhow::Result<ExitCode> {
         limits: StartLimits::default(),
         output_dir: args.worker.output_dir.clone(),
         url_policy: args.worker.url_policy(),
-        readiness: readiness(&store, &args.worker, !args.no_worker, &shutdown),
+        readiness,
         http: policy,
     };
     let worker = if args.no_worker {
@@ -193,28 +236,15 @@ pub async fn worker(mut args: WorkerArgs) -> anyhow::Result<ExitCode> {
     let shutdown = CancellationToken::new();
     cancel_on_signal(shutdown.clone(), args.worker.shutdown);
     // Bound before Redis is reached, so a bad address fails at once and probes can connect.
-    let ops_listener = match &args.metrics_listen {
-        Some(addr) => Some(
-            tokio::net::TcpListener::bind(addr)
-                .await
-                .with_context(|| format!("cannot listen on {addr} (PAGECAST_METRICS_LISTEN)"))?,
-        ),
-        None => None,
-    };
+    let ops_listener = bind_ops(&args.metrics_listen).await?;
     let store = connect(&args.store, &shutdown).await?;
-    if let Some(listener) = ops_listener {
-        let router = pagecast::ops::router(pagecast::ops::OpsState {
+    serve_ops(
+        ops_listener,
+        pagecast::ops::OpsState {
             readiness: readiness(&store, &args.worker, true, &shutdown),
             service_metrics: false,
-        });
-        info!(addr = %listener.local_addr()?, "worker health and metrics listening");
-        // Served until the process exits, so probes see the drain (readyz 503) while it lasts.
-        tokio::spawn(async move {
-            if let Err(e) = axum::serve(listener, router).await {
-                warn!(error = %e, "the health and metrics endpoint stopped");
-            }
-        });
-    }
+        },
+    )?;
     let public_url = args
         .worker
         .public_url

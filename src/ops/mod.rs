@@ -6,6 +6,7 @@
 
 pub mod doctor;
 pub mod health;
+pub mod live;
 pub mod metrics;
 
 use axum::Router;
@@ -60,11 +61,20 @@ pub struct OpsState {
 
 /// `/healthz`, `/readyz` and `/metrics`.
 pub fn router(state: OpsState) -> Router {
-    Router::new()
+    let (probes, metrics) = routers(state);
+    probes.merge(metrics)
+}
+
+/// `/healthz` and `/readyz`; and `/metrics` apart (the API puts a token check on it).
+pub fn routers(state: OpsState) -> (Router, Router) {
+    let probes = Router::new()
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
+        .with_state(state.clone());
+    let metrics = Router::new()
         .route("/metrics", get(metrics_text))
-        .with_state(state)
+        .with_state(state);
+    (probes, metrics)
 }
 
 /// Liveness: the process answers. Checks no dependency.
