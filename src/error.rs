@@ -71,6 +71,8 @@ error_codes! {
     PayloadTooLarge => 413, Client;
     /// The request body is not declared `Content-Type: application/json`.
     UnsupportedMediaType => 415, Client;
+    /// The `Range` asked for lies outside the file.
+    RangeNotSatisfiable => 416, Client;
     /// Capacity or queue limits are reached; retry later.
     LimitExceeded => 429, Client;
     /// A dependency (Redis, storage) is unavailable; retry later.

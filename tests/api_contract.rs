@@ -570,11 +570,20 @@ impl Api {
 
     /// A GET with a request target sent exactly as given (no client-side normalisation of `..`).
     async fn raw_get(&self, target: &str) -> RawReply {
+        self.raw_get_with(target, &[]).await
+    }
+
+    /// [`Self::raw_get`] with extra headers.
+    async fn raw_get_with(&self, target: &str, headers: &[(&str, &str)]) -> RawReply {
         let mut stream = tokio::net::TcpStream::connect(self.addr)
             .await
             .expect("connect");
+        let extra: String = headers
+            .iter()
+            .map(|(k, v)| format!("{k}: {v}\r\n"))
+            .collect();
         let request =
-            format!("GET {target} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n");
+            format!("GET {target} HTTP/1.1\r\nHost: localhost\r\n{extra}Connection: close\r\n\r\n");
         stream
             .write_all(request.as_bytes())
             .await
@@ -1743,6 +1752,7 @@ async fn files_are_served_from_the_output_directory_only() {
         ("1700000000000.mp4", "video/mp4"),
         ("index.m3u8", "application/vnd.apple.mpegurl"),
         ("seg-00001.ts", "video/mp2t"),
+        ("cover.jpg", "image/jpeg"),
         ("notes.bin", "application/octet-stream"),
     ];
     for (name, _) in files {
@@ -1804,6 +1814,101 @@ async fn files_are_served_from_the_output_directory_only() {
         .await
         .unwrap();
     assert_eq!(resp.status().as_u16(), 404);
+}
+
+/// The path of result file `key` below `/files/`.
+fn file_path(key: &str) -> String {
+    format!("/files/{key}")
+}
+
+/// `/files` is streamed by a file service: Range gives 206 with exactly those bytes, HEAD the
+/// headers alone, ETag and Last-Modified make revalidation cheap.
+#[tokio::test]
+async fn files_support_range_head_and_validators() {
+    let redis = TestRedis::start();
+    let api = serve(&redis, |_| {}).await;
+    std::fs::create_dir_all(api.out_dir.join("t")).unwrap();
+    let data: Vec<u8> = (0..100_000u32).map(|i| (i % 251) as u8).collect();
+    std::fs::write(api.out_dir.join("t/v.mp4"), &data).unwrap();
+    let url = format!("{}{}", api.base, file_path("t/v.mp4"));
+
+    let r = api
+        .client
+        .get(&url)
+        .header("Range", "bytes=1000-1999")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 206);
+    assert_eq!(r.headers()["content-range"], "bytes 1000-1999/100000");
+    assert_eq!(r.headers()["content-type"], "video/mp4");
+    assert!(r.headers().get("x-request-id").is_some());
+    assert_eq!(r.bytes().await.unwrap().as_ref(), &data[1000..2000]);
+    let r = api
+        .client
+        .get(&url)
+        .header("Range", "bytes=-10")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 206);
+    assert_eq!(r.bytes().await.unwrap().as_ref(), &data[data.len() - 10..]);
+
+    let full = api.client.get(&url).send().await.unwrap();
+    assert_eq!(full.status().as_u16(), 200);
+    assert_eq!(full.headers()["accept-ranges"], "bytes");
+    let etag = full.headers()["etag"].to_str().unwrap().to_string();
+    assert!(etag.starts_with('"') && etag.ends_with('"'), "{etag}");
+    let modified = full.headers()["last-modified"]
+        .to_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(full.bytes().await.unwrap().as_ref(), data.as_slice());
+
+    let head = api.client.head(&url).send().await.unwrap();
+    assert_eq!(head.status().as_u16(), 200);
+    assert_eq!(head.headers()["content-length"], "100000");
+    assert_eq!(head.headers()["etag"].to_str().unwrap(), etag);
+    assert!(head.bytes().await.unwrap().is_empty());
+
+    for (name, value) in [
+        ("If-None-Match", etag.as_str()),
+        ("If-Modified-Since", modified.as_str()),
+    ] {
+        let r = api
+            .client
+            .get(&url)
+            .header(name, value)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status().as_u16(), 304, "{name}");
+        assert!(r.bytes().await.unwrap().is_empty());
+    }
+    // An If-Range naming another version gets the whole (current) file.
+    let r = api
+        .client
+        .get(&url)
+        .header("Range", "bytes=0-9")
+        .header("If-Range", "\"stale\"")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    assert_eq!(r.bytes().await.unwrap().len(), data.len());
+
+    let r = api
+        .raw_get_with(&file_path("t/v.mp4"), &[("Range", "bytes=200000-")])
+        .await;
+    assert_eq!(r.status, 416, "{:?}", String::from_utf8_lossy(&r.body));
+    let errs = SPEC.check_response("/files/{path}", "get", r.status, &r.headers, &r.body);
+    assert!(errs.is_empty(), "416: {errs:?}");
+    let r = api
+        .raw_get_with(&file_path("t/v.mp4"), &[("Range", "bytes=0-0")])
+        .await;
+    assert_eq!(r.status, 206);
+    let errs = SPEC.check_response("/files/{path}", "get", r.status, &r.headers, &r.body);
+    assert!(errs.is_empty(), "206: {errs:?}");
 }
 
 /// The spec declares, for `GET /files/{path}`: 404 is the `NotFound` response (a JSON

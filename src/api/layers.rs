@@ -180,14 +180,18 @@ async fn envelope(State(policy): State<Arc<HttpPolicy>>, req: Request, next: Nex
             format!("there is no {method} {}", super::error::echo_str(&path)),
         ),
         s if s >= 500 => ApiError::internal(format!("{method} {path} answered HTTP {s}")),
+        416 => ApiError::new(
+            ErrorCode::RangeNotSatisfiable,
+            "the requested range lies outside the file",
+        ),
         s => ApiError::new(
             ErrorCode::MalformedRequest,
             format!("the request could not be served (HTTP {s})"),
         ),
     };
     let mut out = error.into_response_with(&rid);
-    // Headers that belong to the status: where a method is allowed.
-    for name in [header::ALLOW] {
+    // Headers that belong to the status: where a method is allowed, the file's size.
+    for name in [header::ALLOW, header::CONTENT_RANGE] {
         if let Some(v) = response.headers().get(&name) {
             out.headers_mut().insert(name, v.clone());
         }

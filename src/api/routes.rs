@@ -6,7 +6,7 @@
 //! ```text
 //!  request id → web-record compat → metrics → error envelope → Origin check → CORS
 //!    ├─ POST /, /record: token → Content-Type: application/json → body limit → Action
-//!    ├─ GET /files/{path}: the file
+//!    ├─ GET|HEAD /files/{path}: the file (streamed, Range, validators)
 //!    ├─ GET /metrics: token (when tokens are configured)
 //!    └─ GET /healthz, /readyz
 //! ```
@@ -14,9 +14,8 @@
 use std::path::PathBuf;
 
 use axum::Router;
-use axum::extract::{Path as UrlPath, Request, State};
-use axum::http::{HeaderMap, HeaderValue, header};
-use axum::response::{IntoResponse, Response};
+use axum::extract::Request;
+use axum::response::Response;
 use axum::routing::{get, post};
 use tower_http::limit::RequestBodyLimitLayer;
 use tower_http::validate_request::ValidateRequestHeaderLayer;
@@ -64,7 +63,7 @@ pub fn app(state: ApiState) -> Router {
     let router = Router::new()
         .route("/", action.clone())
         .route("/record", action)
-        .route("/files/{*path}", get(file))
+        .route("/files/{*path}", get(super::files::serve))
         .with_state(state)
         .merge(probes)
         .merge(metrics)
@@ -84,44 +83,4 @@ async fn not_found(req: Request) -> Response {
         ),
     )
     .into_response_with(&rid)
-}
-
-fn no_such_file(rid: &str) -> Response {
-    ApiError::new(crate::error::ErrorCode::ResourceNotFound, "no such file").into_response_with(rid)
-}
-
-/// Serves a local result file. Paths are confined to the output directory.
-async fn file(
-    State(state): State<ApiState>,
-    headers: HeaderMap,
-    path: Result<UrlPath<String>, axum::extract::rejection::PathRejection>,
-) -> Response {
-    let rid = crate::ops::request_id(&headers);
-    let Ok(UrlPath(path)) = path else {
-        return no_such_file(&rid);
-    };
-    let safe = !path.is_empty()
-        && path
-            .split('/')
-            .all(|seg| !seg.is_empty() && seg != "." && seg != ".." && !seg.contains('\\'));
-    if !safe {
-        return no_such_file(&rid);
-    }
-    let full = state.output_dir.join(&path);
-    match tokio::fs::read(&full).await {
-        Ok(bytes) => {
-            let ctype = match full.extension().and_then(|e| e.to_str()) {
-                Some("mp4") => "video/mp4",
-                Some("m3u8") => "application/vnd.apple.mpegurl",
-                Some("ts") => "video/mp2t",
-                _ => "application/octet-stream",
-            };
-            let mut resp = ([(header::CONTENT_TYPE, ctype)], bytes).into_response();
-            if let Ok(v) = HeaderValue::from_str(&rid) {
-                resp.headers_mut().insert("x-request-id", v);
-            }
-            resp
-        }
-        Err(_) => no_such_file(&rid),
-    }
 }
