@@ -57,6 +57,8 @@ error_codes! {
     Unauthorized => 401, Client;
     /// The request's `Origin` is not one of `PAGECAST_CORS_ORIGINS` (a cross-site request).
     OriginNotAllowed => 403, Client;
+    /// A result URL (`/files/...`) is unsigned, expired, or its path or expiry was altered.
+    InvalidSignature => 403, Client;
     /// The TaskID is unknown.
     TaskNotFound => 404, Client;
     /// No such endpoint, or no such result file.

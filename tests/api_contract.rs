@@ -20,6 +20,7 @@ use std::time::{Duration, Instant};
 use pagecast::api::guard::Tokens;
 use pagecast::api::layers::HttpPolicy;
 use pagecast::api::routes::{ApiState, app};
+use pagecast::api::signed_url::UrlSigner;
 use pagecast::api::start::StartLimits;
 use pagecast::task::store::{ControlMsg, TaskStore, TimeField, Transition};
 use pagecast::task::{Status, TaskResult, TaskStats, Video};
@@ -31,6 +32,13 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 /// An AES-128 key in mixed case: neither spelling may ever come back in a response.
 const KEY: &str = "0123456789AbCdEf0123456789aBcDeF";
 const PAGE: &str = "https://example.org/page";
+
+/// The key the test servers sign result URLs with.
+const SIGNING_KEY: &[u8] = b"api-contract-signing-key-0123456789";
+
+fn signer() -> UrlSigner {
+    UrlSigner::new(SIGNING_KEY, Duration::from_secs(3600))
+}
 
 fn tokens(list: &[&str]) -> Tokens {
     Tokens(Arc::new(list.iter().map(|t| t.to_string()).collect()))
@@ -412,6 +420,7 @@ async fn serve(redis: &TestRedis, tune: impl FnOnce(&mut ApiState)) -> Api {
             allow_link_local: false,
         },
         readiness: pagecast::ops::health::Readiness::redis_only(store.clone()),
+        signer: signer(),
         http: HttpPolicy::default(),
     };
     tune(&mut state);
@@ -450,8 +459,8 @@ impl Api {
         self.post_with("/", body, &headers).await
     }
 
-    /// POSTs raw bytes to `path` with exactly these headers, and checks the answer as
-    /// [`Self::post_raw`] does.
+    /// POSTs raw bytes to `path` (`/` or `/record`) with exactly these headers, and checks the
+    /// answer as [`Self::post_raw`] does.
     async fn post_with(
         &self,
         path: &str,
@@ -1739,6 +1748,11 @@ async fn readyz_reports_whether_redis_is_reachable() {
 // /files
 // ---------------------------------------------------------------------------------------------
 
+/// The signed path of result file `key` (below the output directory), as Describe gives it.
+fn signed(key: &str) -> String {
+    signer().signed_path(key, now())
+}
+
 #[tokio::test]
 async fn files_are_served_from_the_output_directory_only() {
     let redis = TestRedis::start();
@@ -1762,7 +1776,7 @@ async fn files_are_served_from_the_output_directory_only() {
     for (name, ctype) in files {
         let resp = api
             .client
-            .get(format!("{}/files/task-1/{name}", api.base))
+            .get(format!("{}{}", api.base, signed(&format!("task-1/{name}"))))
             .send()
             .await
             .unwrap();
@@ -1777,27 +1791,47 @@ async fn files_are_served_from_the_output_directory_only() {
         assert_eq!(resp.text().await.unwrap(), format!("content of {name}"));
     }
 
-    for target in [
+    let in_task = signed("task-1/index.m3u8");
+    let (task_prefix, _) = in_task.rsplit_once('/').unwrap();
+    let at_root = signed("x");
+    let (root_prefix, _) = at_root.rsplit_once('/').unwrap();
+    let mut targets: Vec<(String, u16)> = [
         "/files/../etc/passwd",
         "/files/../secret.txt",
         "/files/a/../../x",
         "/files/task-1/../../secret.txt",
         "/files/%2e%2e/secret.txt",
         "/files/..%2fsecret.txt",
-        "/files/..%2Fsecret.txt",
-        "/files/task-1/..%2f..%2fsecret.txt",
         "/files//etc/passwd",
         "/files/%2fetc%2fpasswd",
         "/files/..%5csecret.txt",
-        "/files/./task-1/index.m3u8",
-        "/files/task-1//index.m3u8",
-        "/files/task-1/missing.mp4",
-        "/files/task-1",
+        "/files/task-1/index.m3u8",
+    ]
+    .iter()
+    .map(|t| (t.to_string(), 403))
+    .collect();
+    // Signed for task-1 (or the root), with a path that tries to leave it.
+    for rest in [
+        "../secret.txt",
+        "..%2fsecret.txt",
+        "..%2F..%2Fsecret.txt",
+        "%2e%2e/secret.txt",
+        "./index.m3u8",
+        "/index.m3u8",
+        "..%5csecret.txt",
+        "sub/index.m3u8",
     ] {
-        let r = api.raw_get(target).await;
+        targets.push((format!("{task_prefix}/{rest}"), 403));
+        targets.push((format!("{root_prefix}/{rest}"), 403));
+    }
+    // Signed correctly, but nothing (or a directory) is there.
+    targets.push((signed("task-1/missing.mp4"), 404));
+    targets.push((signed("task-1"), 404));
+    for (target, status) in targets {
+        let r = api.raw_get(&target).await;
         assert_eq!(
             r.status,
-            404,
+            status,
             "GET {target}: {:?}",
             String::from_utf8_lossy(&r.body)
         );
@@ -1809,16 +1843,65 @@ async fn files_are_served_from_the_output_directory_only() {
     // The same paths through a normal client (which folds `..` itself) do not escape either.
     let resp = api
         .client
-        .get(format!("{}/files/../secret.txt", api.base))
+        .get(format!("{}{task_prefix}/../../secret.txt", api.base))
         .send()
         .await
         .unwrap();
-    assert_eq!(resp.status().as_u16(), 404);
+    assert_eq!(resp.status().as_u16(), 403);
 }
 
-/// The path of result file `key` below `/files/`.
-fn file_path(key: &str) -> String {
-    format!("/files/{key}")
+/// A result URL needs a valid, unexpired signature over its directory: unsigned, altered or
+/// expired URLs are 403 `InvalidSignature`.
+#[tokio::test]
+async fn result_urls_must_be_signed_and_unexpired() {
+    let redis = TestRedis::start();
+    let api = serve(&redis, |_| {}).await;
+    std::fs::create_dir_all(api.out_dir.join("t1")).unwrap();
+    std::fs::create_dir_all(api.out_dir.join("t2")).unwrap();
+    std::fs::write(api.out_dir.join("t1/a.mp4"), b"t1 video").unwrap();
+    std::fs::write(api.out_dir.join("t1/b.ts"), b"t1 segment").unwrap();
+    std::fs::write(api.out_dir.join("t2/a.mp4"), b"t2 video").unwrap();
+    let good = signed("t1/a.mp4");
+    let r = api.raw_get(&good).await;
+    assert_eq!((r.status, r.body.as_slice()), (200, b"t1 video".as_slice()));
+    // Another file of the same directory (an HLS segment beside its playlist) is covered.
+    let beside = good.replace("/a.mp4", "/b.ts");
+    assert_eq!(api.raw_get(&beside).await.status, 200);
+
+    let exp = (now() + 3600).to_string();
+    let other_key = UrlSigner::new(
+        b"not the server's key at all......",
+        Duration::from_secs(3600),
+    );
+    let expired = {
+        let s = UrlSigner::new(SIGNING_KEY, Duration::from_secs(60));
+        s.signed_path("t1/a.mp4", now() - 3600)
+    };
+    for (what, target) in [
+        ("unsigned", "/files/t1/a.mp4".to_string()),
+        ("another directory", good.replace("/t1/", "/t2/")),
+        (
+            "a later expiry",
+            good.replacen(&exp, &(now() + 999_999).to_string(), 1),
+        ),
+        ("another key", other_key.signed_path("t1/a.mp4", now())),
+        ("expired", expired),
+        ("a cut signature", good.replacen("/t1/", "0/t1/", 1)),
+    ] {
+        let r = api.raw_get(&target).await;
+        let body = String::from_utf8_lossy(&r.body).into_owned();
+        assert_eq!(r.status, 403, "{what}: GET {target}: {body}");
+        assert!(body.contains("\"InvalidSignature\""), "{what}: {body}");
+        assert!(!body.contains("video"), "{what}: {body}");
+        let errs = SPEC.check_response("/files/{path}", "get", r.status, &r.headers, &r.body);
+        assert!(errs.is_empty(), "{what}: {errs:?}");
+    }
+    assert!(
+        api.raw_get(&format!("/files/s/{exp}/{}/t1/a.mp4", "0".repeat(64)))
+            .await
+            .status
+            == 403
+    );
 }
 
 /// `/files` is streamed by a file service: Range gives 206 with exactly those bytes, HEAD the
@@ -1830,7 +1913,7 @@ async fn files_support_range_head_and_validators() {
     std::fs::create_dir_all(api.out_dir.join("t")).unwrap();
     let data: Vec<u8> = (0..100_000u32).map(|i| (i % 251) as u8).collect();
     std::fs::write(api.out_dir.join("t/v.mp4"), &data).unwrap();
-    let url = format!("{}{}", api.base, file_path("t/v.mp4"));
+    let url = format!("{}{}", api.base, signed("t/v.mp4"));
 
     let r = api
         .client
@@ -1898,21 +1981,21 @@ async fn files_support_range_head_and_validators() {
     assert_eq!(r.bytes().await.unwrap().len(), data.len());
 
     let r = api
-        .raw_get_with(&file_path("t/v.mp4"), &[("Range", "bytes=200000-")])
+        .raw_get_with(&signed("t/v.mp4"), &[("Range", "bytes=200000-")])
         .await;
     assert_eq!(r.status, 416, "{:?}", String::from_utf8_lossy(&r.body));
     let errs = SPEC.check_response("/files/{path}", "get", r.status, &r.headers, &r.body);
     assert!(errs.is_empty(), "416: {errs:?}");
     let r = api
-        .raw_get_with(&file_path("t/v.mp4"), &[("Range", "bytes=0-0")])
+        .raw_get_with(&signed("t/v.mp4"), &[("Range", "bytes=0-0")])
         .await;
     assert_eq!(r.status, 206);
     let errs = SPEC.check_response("/files/{path}", "get", r.status, &r.headers, &r.body);
     assert!(errs.is_empty(), "206: {errs:?}");
 }
 
-/// The spec declares, for `GET /files/{path}`: 404 is the `NotFound` response (a JSON
-/// `ErrorResponse` with an X-Request-ID header), and 200 carries an X-Request-ID header.
+/// The spec declares, for `GET /files/{path}`: 200 and 206 carry an X-Request-ID header;
+/// 403 and 404 are JSON `ErrorResponse`s.
 #[tokio::test]
 async fn files_answers_follow_the_spec() {
     let redis = TestRedis::start();
@@ -1920,12 +2003,14 @@ async fn files_answers_follow_the_spec() {
     std::fs::write(api.out_dir.join("a.mp4"), b"mp4").unwrap();
     let mut problems = Vec::new();
     for (target, status) in [
-        ("/files/a.mp4", 200),
-        ("/files/missing.mp4", 404),
-        ("/files/../etc/passwd", 404),
-        ("/files/%ff.mp4", 404),
+        (signed("a.mp4"), 200),
+        (signed("missing.mp4"), 404),
+        ("/files/a.mp4".to_string(), 403),
+        ("/files/../etc/passwd".to_string(), 403),
+        ("/files/%ff.mp4".to_string(), 403),
+        (signed("a.mp4").replace("a.mp4", "%ff.mp4"), 403),
     ] {
-        let r = api.raw_get(target).await;
+        let r = api.raw_get(&target).await;
         let body = String::from_utf8_lossy(&r.body).into_owned();
         if r.status != status {
             problems.push(format!(
@@ -2004,6 +2089,10 @@ async fn private_destinations_are_refused_by_default() {
 // ---------------------------------------------------------------------------------------------
 // Browsers: Content-Type, Origin, CORS
 // ---------------------------------------------------------------------------------------------
+
+fn code_of(r: &Reply) -> (u16, &str) {
+    (r.status, r.json["ErrorCode"].as_str().unwrap_or("OK"))
+}
 
 /// A page (the one being recorded, or any site the operator's browser opens) can send a
 /// `no-cors` POST: `text/plain` body, the page's `Origin`. Such a request can no longer Start
@@ -2194,10 +2283,6 @@ async fn allowed_origins_get_cors_answers() {
 // Layers: request ids and envelopes on every rejection, metrics counted outside the handler
 // ---------------------------------------------------------------------------------------------
 
-fn code_of(r: &Reply) -> (u16, &str) {
-    (r.status, r.json["ErrorCode"].as_str().unwrap_or("OK"))
-}
-
 /// Rejections made by the layers (token, content type, body limit, origin, method) carry the
 /// request id and the error body like the handler's own answers.
 #[tokio::test]
@@ -2273,32 +2358,22 @@ async fn every_rejection_has_the_envelope_and_the_request_id() {
 async fn the_metrics_layer_counts_actions_and_rejections() {
     use pagecast::ops::metrics::{API_REQUESTS, registry};
     let redis = TestRedis::start();
-    let api = serve(&redis, |s| s.tokens = tokens(&["t1"])).await;
+    let api = serve(&redis, |_| {}).await;
     let count = |action: &'static str, code: &'static str| {
         registry().get(&API_REQUESTS, &[("action", action), ("code", code)])
     };
-    let (stops, refused) = (count("Stop", "OK"), count("unknown", "Unauthorized"));
-    let json = ("Content-Type", "application/json");
+    let (cancels, media) = (
+        count("Cancel", "OK"),
+        count("unknown", "UnsupportedMediaType"),
+    );
+    let id = api.start_page().await;
+    assert_eq!(api.on_task("Cancel", &id).await.status, 200);
     let r = api
-        .post_with(
-            "/",
-            json!({"Action": "Start", "Data": {"RecordURL": PAGE}}).to_string(),
-            &[json, ("Authorization", "Bearer t1")],
-        )
+        .post_with("/", "{}", &[("Content-Type", "text/plain")])
         .await;
-    let id = r.json["TaskID"].as_str().unwrap().to_string();
-    let r = api
-        .post_with(
-            "/",
-            json!({"Action": "Stop", "Data": {"TaskID": id}}).to_string(),
-            &[json, ("Authorization", "Bearer t1")],
-        )
-        .await;
-    assert_eq!(r.status, 200);
-    let r = api.post_with("/", "{}", &[json]).await;
-    assert_eq!(r.status, 401);
-    assert!(count("Stop", "OK") >= stops + 1.0);
-    assert!(count("unknown", "Unauthorized") >= refused + 1.0);
+    assert_eq!(r.status, 415);
+    assert!(count("Cancel", "OK") >= cancels + 1.0);
+    assert!(count("unknown", "UnsupportedMediaType") >= media + 1.0);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -2459,7 +2534,7 @@ async fn web_record_mode_answers_errors_with_200_and_its_codes() {
     let r = compat.post_with("/record", describe, &auth).await;
     assert_eq!((r.status, r.json["Status"].as_str()), (200, Some("normal")));
     // Not the Action endpoint: real statuses (a player, a probe must see them).
-    assert_eq!(compat.raw_get("/files/x.mp4").await.status, 404);
+    assert_eq!(compat.raw_get("/files/x.mp4").await.status, 403);
     assert_eq!(compat.raw_get("/nowhere").await.status, 404);
 }
 

@@ -1,4 +1,6 @@
-//! The HTTP surface of the real `pagecast serve`, over real sockets.
+//! The HTTP surface of the real `pagecast serve`, over real sockets: settings that would open
+//! it up refuse to start, big result files are streamed, result URLs are signed (and an HLS
+//! result plays from its signed URL), /metrics needs a token.
 
 mod common;
 #[path = "support/redis.rs"]
@@ -9,9 +11,19 @@ mod service_support;
 use std::time::{Duration, Instant};
 
 use common::*;
+use pagecast::api::signed_url::UrlSigner;
 use redis_support::TestRedis;
 use serde_json::{Value, json};
 use service_support::*;
+
+const SIGNING_KEY: &str = "http-service-test-signing-key-0123456789";
+
+fn now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64
+}
 
 /// `pagecast serve` with these settings must stop at once with status 2, naming `naming`.
 fn refuses_to_start(env: &[(&str, &str)], naming: &str) {
@@ -45,6 +57,224 @@ fn settings_that_would_open_the_api_refuse_to_start() {
         &[("PAGECAST_CORS_ORIGINS", "*,https://a.example")],
         "PAGECAST_CORS_ORIGINS",
     );
+    refuses_to_start(
+        &[("PAGECAST_URL_SIGNING_KEY", "short")],
+        "PAGECAST_URL_SIGNING_KEY",
+    );
+    let dir = scratch("http-config");
+    let empty = dir.join("empty-key");
+    std::fs::write(&empty, "\n").unwrap();
+    refuses_to_start(
+        &[("PAGECAST_URL_SIGNING_KEY_FILE", empty.to_str().unwrap())],
+        "PAGECAST_URL_SIGNING_KEY_FILE",
+    );
+}
+
+/// `serve` (no worker) with a known signing key, on a free port; returns it and its base URL.
+fn api_only(redis: &TestRedis, name: &str, extra: &[(&'static str, &str)]) -> Service {
+    let mut env = vec![("PAGECAST_URL_SIGNING_KEY", SIGNING_KEY)];
+    env.extend_from_slice(extra);
+    service_with(redis, name, false, 0, 1, &env)
+}
+
+fn get_status(url: &str) -> Option<u16> {
+    let (rt, client) = http();
+    rt.block_on(async {
+        client
+            .get(url)
+            .timeout(Duration::from_secs(3))
+            .send()
+            .await
+            .ok()
+            .map(|r| r.status().as_u16())
+    })
+}
+
+/// VmHWM (peak resident memory) of a process, in MiB.
+fn peak_rss_mib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let line = status
+        .lines()
+        .find(|l| l.starts_with("VmHWM:"))
+        .expect("VmHWM in /proc/<pid>/status");
+    let kib: u64 = line
+        .split_whitespace()
+        .nth(1)
+        .and_then(|v| v.parse().ok())
+        .unwrap();
+    kib / 1024
+}
+
+/// A 1 GiB result is streamed: downloading it twice leaves the server's peak memory far below
+/// the file's size, and a Range gives exactly the bytes asked for.
+#[test]
+fn big_results_are_streamed_and_ranges_are_exact() {
+    let redis = TestRedis::start();
+    let svc = api_only(&redis, "http-files", &[]);
+    let dir = svc.out.join("big-task");
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("video.mp4");
+    let size: u64 = 1 << 30;
+    {
+        let f = std::fs::File::create(&path).unwrap();
+        f.set_len(size).unwrap(); // sparse: costs no disk
+        use std::os::unix::fs::FileExt;
+        f.write_all_at(b"MARKER-AT-512-MIB", 512 << 20).unwrap();
+    }
+    let signer = UrlSigner::new(SIGNING_KEY.as_bytes(), Duration::from_secs(600));
+    let url = signer.file_url(&svc.url, "big-task/video.mp4", now());
+    let pid = svc.procs[0].child.id();
+    let before = peak_rss_mib(pid);
+    let (rt, client) = http();
+    for _ in 0..2 {
+        let total = rt.block_on(async {
+            let mut resp = client.get(&url).send().await.unwrap();
+            assert_eq!(resp.status().as_u16(), 200);
+            assert_eq!(resp.headers()["content-type"], "video/mp4");
+            let mut total = 0u64;
+            while let Some(chunk) = resp.chunk().await.unwrap() {
+                total += chunk.len() as u64;
+            }
+            total
+        });
+        assert_eq!(total, size);
+    }
+    let peak = peak_rss_mib(pid);
+    assert!(
+        peak < before + 128,
+        "serving 2 x 1 GiB took the server from {before} MiB to a peak of {peak} MiB"
+    );
+    let (status, range, body) = rt.block_on(async {
+        let r = client
+            .get(&url)
+            .header("Range", format!("bytes={}-{}", 512 << 20, (512 << 20) + 16))
+            .send()
+            .await
+            .unwrap();
+        let status = r.status().as_u16();
+        let range = r.headers()["content-range"].to_str().unwrap().to_string();
+        (status, range, r.bytes().await.unwrap())
+    });
+    assert_eq!(status, 206);
+    assert_eq!(
+        range,
+        format!("bytes {}-{}/{size}", 512 << 20, (512 << 20) + 16)
+    );
+    assert_eq!(body.as_ref(), b"MARKER-AT-512-MIB");
+}
+
+/// An HLS result recorded by a worker process plays from the signed playlist URL Describe
+/// gives (its segments inherit the signature), the URL in the callback plays too, and an
+/// altered, expired or unsigned URL is refused. The key is the one the processes share
+/// through Redis (none is configured).
+#[test]
+fn a_recorded_hls_result_plays_from_its_signed_url() {
+    let redis = TestRedis::start();
+    let fixtures = fixture_server();
+    let receiver = CallbackReceiver::start();
+    // An API-only node and a worker process: the worker signs, the API checks.
+    let svc = service(&redis, "http-signed-hls", false, 1, 1);
+    let id = start(
+        &svc.url,
+        json!({
+            "RecordURL": format!("{fixtures}/animated.html"),
+            "MaxDurationLimit": 4,
+            "CallbackURL": format!("{}/ok", receiver.url),
+            "Output": {"Video": {"Muxer": "hls"}},
+        }),
+    );
+    let d = wait_finished(&svc.url, &id, Duration::from_secs(90));
+    assert!(d["Result"]["ErrorCode"].is_null(), "{d}");
+    let playlist = d["Result"]["Videos"]
+        .as_array()
+        .and_then(|v| {
+            v.iter()
+                .find(|v| v["Filename"].as_str().unwrap_or("").ends_with(".m3u8"))
+        })
+        .unwrap_or_else(|| panic!("no playlist in {d}"))["FileURL"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(
+        playlist.starts_with(&format!("{}/files/s/", svc.url)),
+        "{playlist}"
+    );
+    let p = probe(std::path::Path::new(&playlist), &[]);
+    assert!(p.duration > 2.0, "the playlist played {} s", p.duration);
+    assert!(p.frames > 10, "{p:?}");
+
+    // Each Describe gives a fresh URL (the expiry moves on), valid just the same.
+    std::thread::sleep(Duration::from_millis(1100));
+    let again = describe(&svc.url, &id)["Result"]["Videos"][0]["FileURL"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_ne!(again, d["Result"]["Videos"][0]["FileURL"].as_str().unwrap());
+    assert_eq!(get_status(&again), Some(200));
+
+    // The callback's URL, signed by the worker, is good on the API node.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let delivered: Value = loop {
+        if let Some(d) = receiver.received().first() {
+            break serde_json::from_slice(&d.body).unwrap();
+        }
+        assert!(Instant::now() < deadline, "no callback arrived");
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    let from_callback = delivered["Result"]["Videos"][0]["FileURL"]
+        .as_str()
+        .unwrap();
+    assert!(from_callback.contains("/files/s/"), "{from_callback}");
+    assert_eq!(get_status(from_callback), Some(200));
+
+    // Altered or unsigned: 403.
+    let rest = playlist
+        .strip_prefix(&format!("{}/files/s/", svc.url))
+        .unwrap();
+    let mut parts = rest.splitn(3, '/');
+    let (expiry, sig, key) = (
+        parts.next().unwrap(),
+        parts.next().unwrap(),
+        parts.next().unwrap(),
+    );
+    let later: i64 = expiry.parse::<i64>().unwrap() + 86_400;
+    let base = format!("{}/files/s", svc.url);
+    for (what, url) in [
+        ("a later expiry", format!("{base}/{later}/{sig}/{key}")),
+        (
+            "an expired one",
+            format!("{base}/{}/{sig}/{key}", now() - 10),
+        ),
+        (
+            "another directory",
+            format!("{base}/{expiry}/{sig}/other-{key}"),
+        ),
+        ("no signature", format!("{}/files/{key}", svc.url)),
+        (
+            "a zero signature",
+            format!("{base}/{expiry}/{}/{key}", "0".repeat(64)),
+        ),
+    ] {
+        assert_eq!(get_status(&url), Some(403), "{what}: {url}");
+    }
+    let (rt, client) = http();
+    let body: Value = rt.block_on(async {
+        client
+            .get(format!("{}/files/{key}", svc.url))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
+    });
+    assert_eq!(body["ErrorCode"], "InvalidSignature", "{body}");
+    // ffmpeg cannot read it either.
+    let o = std::process::Command::new("ffprobe")
+        .args(["-v", "error", &format!("{base}/{later}/{sig}/{key}")])
+        .output()
+        .unwrap();
+    assert!(!o.status.success(), "ffprobe read an altered URL");
 }
 
 /// With API tokens, /metrics answers only with one; PAGECAST_METRICS_LISTEN serves the
@@ -131,76 +361,4 @@ fn metrics_need_a_token_or_the_metrics_listener() {
             .await
             .unwrap();
     });
-}
-
-/// VmHWM (peak resident memory) of a process, in MiB.
-fn peak_rss_mib(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    let line = status
-        .lines()
-        .find(|l| l.starts_with("VmHWM:"))
-        .expect("VmHWM in /proc/<pid>/status");
-    let kib: u64 = line
-        .split_whitespace()
-        .nth(1)
-        .and_then(|v| v.parse().ok())
-        .unwrap();
-    kib / 1024
-}
-
-/// A 1 GiB result is streamed: downloading it twice leaves the server's peak memory far below
-/// the file's size, and a Range gives exactly the bytes asked for.
-#[test]
-fn big_results_are_streamed_and_ranges_are_exact() {
-    let redis = TestRedis::start();
-    let svc = service_with(&redis, "http-files", false, 0, 1, &[]);
-    let dir = svc.out.join("big-task");
-    std::fs::create_dir_all(&dir).unwrap();
-    let path = dir.join("video.mp4");
-    let size: u64 = 1 << 30;
-    {
-        let f = std::fs::File::create(&path).unwrap();
-        f.set_len(size).unwrap(); // sparse: costs no disk
-        use std::os::unix::fs::FileExt;
-        f.write_all_at(b"MARKER-AT-512-MIB", 512 << 20).unwrap();
-    }
-    let url = format!("{}/files/big-task/video.mp4", svc.url);
-    let pid = svc.procs[0].child.id();
-    let before = peak_rss_mib(pid);
-    let (rt, client) = http();
-    for _ in 0..2 {
-        let total = rt.block_on(async {
-            let mut resp = client.get(&url).send().await.unwrap();
-            assert_eq!(resp.status().as_u16(), 200);
-            assert_eq!(resp.headers()["content-type"], "video/mp4");
-            let mut total = 0u64;
-            while let Some(chunk) = resp.chunk().await.unwrap() {
-                total += chunk.len() as u64;
-            }
-            total
-        });
-        assert_eq!(total, size);
-    }
-    let peak = peak_rss_mib(pid);
-    assert!(
-        peak < before + 128,
-        "serving 2 x 1 GiB took the server from {before} MiB to a peak of {peak} MiB"
-    );
-    let (status, range, body) = rt.block_on(async {
-        let r = client
-            .get(&url)
-            .header("Range", format!("bytes={}-{}", 512 << 20, (512 << 20) + 16))
-            .send()
-            .await
-            .unwrap();
-        let status = r.status().as_u16();
-        let range = r.headers()["content-range"].to_str().unwrap().to_string();
-        (status, range, r.bytes().await.unwrap())
-    });
-    assert_eq!(status, 206);
-    assert_eq!(
-        range,
-        format!("bytes {}-{}/{size}", 512 << 20, (512 << 20) + 16)
-    );
-    assert_eq!(body.as_ref(), b"MARKER-AT-512-MIB");
 }

@@ -169,7 +169,11 @@ async fn run(
         (_, None) => {
             let id = task_id(&data)?;
             let task = state.store.get(&id).await.map_err(store_error)?;
-            Ok(describe_json(&task, request_id))
+            let mut body = describe_json(&task, request_id);
+            state
+                .signer
+                .refresh_file_urls(&mut body, crate::pipeline::now_s());
+            Ok(body)
         }
     }
 }

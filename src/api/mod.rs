@@ -8,4 +8,6 @@ pub mod files;
 pub mod guard;
 pub mod layers;
 pub mod routes;
+pub mod signed_url;
+pub mod signing_key;
 pub mod start;

@@ -1,12 +1,12 @@
-//! The HTTP surface: `POST /` and `POST /record` (the Action endpoint), `GET /files/{path}`
-//! (local results), and
+//! The HTTP surface: `POST /` and `POST /record` (the Action endpoint), `GET /files/...`
+//! (local results, signed URLs), and
 //! the operations endpoints of [`crate::ops`] (`/healthz`, `/readyz`, `/metrics`), with the
 //! layers of [`super::layers`] around all of them.
 //!
 //! ```text
 //!  request id → web-record compat → metrics → error envelope → Origin check → CORS
 //!    ├─ POST /, /record: token → Content-Type: application/json → body limit → Action
-//!    ├─ GET|HEAD /files/{path}: the file (streamed, Range, validators)
+//!    ├─ GET|HEAD /files/s/<expiry>/<sig>/<path>: signature → the file
 //!    ├─ GET /metrics: token (when tokens are configured)
 //!    └─ GET /healthz, /readyz
 //! ```
@@ -23,6 +23,7 @@ use tower_http::validate_request::ValidateRequestHeaderLayer;
 use super::error::ApiError;
 use super::guard::{JsonBody, Tokens};
 use super::layers::{HttpPolicy, surface};
+use super::signed_url::UrlSigner;
 use super::start::StartLimits;
 use crate::task::store::TaskStore;
 
@@ -43,6 +44,8 @@ pub struct ApiState {
     pub url_policy: crate::url_guard::UrlPolicy,
     /// What `/readyz` checks.
     pub readiness: crate::ops::health::Readiness,
+    /// Signs and checks result URLs.
+    pub signer: UrlSigner,
     /// Origins, compatibility mode, body limits.
     pub http: HttpPolicy,
 }

@@ -7,8 +7,11 @@ use anyhow::Context;
 use clap::Args;
 use pagecast::api::guard::Tokens;
 use pagecast::api::routes::{ApiState, app};
+use pagecast::api::signed_url::UrlSigner;
 use pagecast::api::start::StartLimits;
-use pagecast::config::{ApiConfig, ConfigError, ShutdownMode, StoreConfig, WorkerConfig};
+use pagecast::config::{
+    ApiConfig, ConfigError, ShutdownMode, StoreConfig, UrlSigningConfig, WorkerConfig,
+};
 use pagecast::ops::health::Readiness;
 use pagecast::pipeline::{WorkerContext, run_worker};
 use pagecast::task::store::TaskStore;
@@ -23,6 +26,8 @@ pub struct ServeArgs {
     store: StoreConfig,
     #[command(flatten)]
     worker: WorkerConfig,
+    #[command(flatten)]
+    signing: UrlSigningConfig,
     /// Run only the API, no in-process worker.
     #[arg(long, env = "PAGECAST_NO_WORKER")]
     no_worker: bool,
@@ -42,6 +47,8 @@ pub struct WorkerArgs {
     store: StoreConfig,
     #[command(flatten)]
     worker: WorkerConfig,
+    #[command(flatten)]
+    signing: UrlSigningConfig,
 }
 
 /// Reports a setting that cannot work; exit status 2, like other usage errors.
@@ -104,6 +111,33 @@ fn readiness(
     r
 }
 
+/// The URL signer: the configured key, or the one shared through Redis (retried until Redis
+/// answers, like the store's connection).
+async fn url_signer(
+    configured: Option<Vec<u8>>,
+    cfg: &UrlSigningConfig,
+    store: &StoreConfig,
+    shutdown: &CancellationToken,
+) -> anyhow::Result<UrlSigner> {
+    if let Some(key) = configured {
+        return Ok(UrlSigner::new(&key, cfg.expiry()));
+    }
+    let mut wait = std::time::Duration::from_millis(250);
+    loop {
+        match pagecast::api::signing_key::shared_key(&store.redis_url, &store.key_prefix).await {
+            Ok(key) => return Ok(UrlSigner::new(&key, cfg.expiry())),
+            Err(e) => {
+                warn!(error = %e, "the URL signing key is not available yet; retrying");
+                tokio::select! {
+                    _ = tokio::time::sleep(wait) => {}
+                    _ = shutdown.cancelled() => anyhow::bail!("stopped before Redis was reachable"),
+                }
+                wait = (wait * 2).min(std::time::Duration::from_secs(5));
+            }
+        }
+    }
+}
+
 /// Binds the operations listener (`PAGECAST_METRICS_LISTEN`), if one is set.
 async fn bind_ops(addr: &Option<String>) -> anyhow::Result<Option<tokio::net::TcpListener>> {
     let Some(addr) = addr else {
@@ -151,11 +185,14 @@ pub async fn serve(mut args: ServeArgs) -> anyhow::Result<ExitCode> {
         eprintln!("error: {e}");
         return Ok(ExitCode::from(2));
     }
-    let checked = args
-        .api
-        .tokens()
-        .and_then(|tokens| Ok((tokens, args.api.http_policy()?)));
-    let (tokens, policy) = match checked {
+    let checked = args.api.tokens().and_then(|tokens| {
+        Ok((
+            tokens,
+            args.api.http_policy()?,
+            args.signing.configured_key()?,
+        ))
+    });
+    let (tokens, policy, signing_key) = match checked {
         Ok(c) => c,
         Err(e) => return Ok(config_error(&e)),
     };
@@ -167,6 +204,7 @@ pub async fn serve(mut args: ServeArgs) -> anyhow::Result<ExitCode> {
     let addr = listener.local_addr()?;
     let ops_listener = bind_ops(&args.metrics_listen).await?;
     let store = connect(&args.store, &shutdown).await?;
+    let signer = url_signer(signing_key, &args.signing, &args.store, &shutdown).await?;
     let public_url = args
         .worker
         .public_url
@@ -188,12 +226,14 @@ pub async fn serve(mut args: ServeArgs) -> anyhow::Result<ExitCode> {
         output_dir: args.worker.output_dir.clone(),
         url_policy: args.worker.url_policy(),
         readiness,
+        signer: signer.clone(),
         http: policy,
     };
     let worker = if args.no_worker {
         None
     } else {
-        let ctx = WorkerContext::new(store, args.worker.clone(), public_url, shutdown.clone());
+        let ctx = WorkerContext::new(store, args.worker.clone(), public_url, shutdown.clone())
+            .with_url_signer(signer);
         Some(tokio::spawn(run_worker(ctx)))
     };
     info!(%addr, "API listening");
@@ -233,11 +273,16 @@ pub async fn worker(mut args: WorkerArgs) -> anyhow::Result<ExitCode> {
         eprintln!("error: {e}");
         return Ok(ExitCode::from(2));
     }
+    let signing_key = match args.signing.configured_key() {
+        Ok(k) => k,
+        Err(e) => return Ok(config_error(&e)),
+    };
     let shutdown = CancellationToken::new();
     cancel_on_signal(shutdown.clone(), args.worker.shutdown);
     // Bound before Redis is reached, so a bad address fails at once and probes can connect.
     let ops_listener = bind_ops(&args.metrics_listen).await?;
     let store = connect(&args.store, &shutdown).await?;
+    let signer = url_signer(signing_key, &args.signing, &args.store, &shutdown).await?;
     serve_ops(
         ops_listener,
         pagecast::ops::OpsState {
@@ -250,6 +295,7 @@ pub async fn worker(mut args: WorkerArgs) -> anyhow::Result<ExitCode> {
         .public_url
         .clone()
         .unwrap_or_else(|| "http://127.0.0.1:8080".to_string());
-    run_worker(WorkerContext::new(store, args.worker, public_url, shutdown)).await;
+    let ctx = WorkerContext::new(store, args.worker, public_url, shutdown).with_url_signer(signer);
+    run_worker(ctx).await;
     Ok(ExitCode::SUCCESS)
 }

@@ -65,7 +65,6 @@ pub async fn run(ctx: WorkerContext, id: String) -> Result<(), StoreError> {
                 .await;
         }
     };
-    let base = ctx.public_url.trim_end_matches('/');
     let videos = files
         .into_iter()
         .map(|f| Video {
@@ -73,7 +72,7 @@ pub async fn run(ctx: WorkerContext, id: String) -> Result<(), StoreError> {
             file_url: if to_storage {
                 String::new()
             } else {
-                format!("{base}/files/{}", crate::storage::encode_key(&f.key))
+                ctx.local_file_url(&f.key)
             },
             filename: f.key,
             file_size: f.size,
