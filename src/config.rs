@@ -541,6 +541,17 @@ pub struct ApiConfig {
     /// clients written against it; `off`: pagecast's codes with their HTTP statuses.
     #[arg(long, env = "PAGECAST_COMPAT", value_enum, default_value_t = crate::api::compat::Compat::Off)]
     pub compat: crate::api::compat::Compat,
+    /// Seconds a client may take to send a request's headers (and an idle kept-alive
+    /// connection may stay open).
+    #[arg(long, env = "PAGECAST_HEADER_READ_TIMEOUT", default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub header_read_timeout: u64,
+    /// Seconds a client may take to send a request's body.
+    #[arg(long, env = "PAGECAST_BODY_READ_TIMEOUT", default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub body_read_timeout: u64,
+    /// Open connections one client address (IPv6: one /64) may hold; further ones are closed
+    /// at once.
+    #[arg(long, env = "PAGECAST_MAX_CONNECTIONS_PER_CLIENT", default_value_t = 64, value_parser = clap::value_parser!(u64).range(1..=100_000))]
+    pub max_connections_per_client: u64,
 }
 
 impl ApiConfig {
@@ -578,7 +589,17 @@ impl ApiConfig {
             cors: self.cors()?,
             compat: self.compat,
             max_body_bytes: self.max_body_bytes,
+            body_read_timeout: Duration::from_secs(self.body_read_timeout),
         })
+    }
+
+    /// The server's connection limits.
+    pub fn server_limits(&self) -> crate::api::server::ServerLimits {
+        crate::api::server::ServerLimits {
+            header_read_timeout: Duration::from_secs(self.header_read_timeout),
+            max_connections_per_client: usize::try_from(self.max_connections_per_client)
+                .unwrap_or(usize::MAX),
+        }
     }
 }
 

@@ -65,6 +65,8 @@ error_codes! {
     ResourceNotFound => 404, Client;
     /// The HTTP method is not served at this path.
     MethodNotAllowed => 405, Client;
+    /// The request body did not arrive within `PAGECAST_BODY_READ_TIMEOUT`.
+    RequestTimeout => 408, Client;
     /// The action is not allowed in the task's current status.
     InvalidState => 409, Client;
     /// `InvalidState` under the name web-record uses (`PAGECAST_COMPAT=web-record` only).

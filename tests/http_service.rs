@@ -1,6 +1,7 @@
 //! The HTTP surface of the real `pagecast serve`, over real sockets: settings that would open
-//! it up refuse to start, big result files are streamed, result URLs are signed (and an HLS
-//! result plays from its signed URL), /metrics needs a token.
+//! it up refuse to start, slow or numerous connections are cut off, big result files are
+//! streamed, result URLs are signed (and an HLS result plays from its signed URL), /metrics
+//! needs a token.
 
 mod common;
 #[path = "support/redis.rs"]
@@ -8,6 +9,8 @@ mod redis_support;
 #[path = "support/service.rs"]
 mod service_support;
 
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
 use common::*;
@@ -75,6 +78,152 @@ fn api_only(redis: &TestRedis, name: &str, extra: &[(&'static str, &str)]) -> Se
     let mut env = vec![("PAGECAST_URL_SIGNING_KEY", SIGNING_KEY)];
     env.extend_from_slice(extra);
     service_with(redis, name, false, 0, 1, &env)
+}
+
+fn addr_of(svc: &Service) -> SocketAddr {
+    svc.url.trim_start_matches("http://").parse().unwrap()
+}
+
+/// A connection from `source` (a loopback address) to `to`.
+fn connect_from(source: [u8; 4], to: SocketAddr) -> std::io::Result<TcpStream> {
+    let rt = &http().0;
+    rt.block_on(async {
+        let socket = tokio::net::TcpSocket::new_v4()?;
+        socket.bind(SocketAddr::from((source, 0)))?;
+        let stream = socket.connect(to).await?;
+        stream.into_std()
+    })
+    .and_then(|s| {
+        s.set_nonblocking(false)?;
+        Ok(s)
+    })
+}
+
+/// Whether the server closed `stream` (EOF or reset) within `limit`; what it sent first.
+fn closed_within(stream: &mut TcpStream, limit: Duration) -> Option<(Duration, Vec<u8>)> {
+    let began = Instant::now();
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        let left = limit.checked_sub(began.elapsed())?;
+        stream
+            .set_read_timeout(Some(left.max(Duration::from_millis(1))))
+            .unwrap();
+        match stream.read(&mut buf) {
+            Ok(0) => return Some((began.elapsed(), got)),
+            Ok(n) => got.extend_from_slice(&buf[..n]),
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) =>
+            {
+                return None;
+            }
+            Err(_) => return Some((began.elapsed(), got)),
+        }
+    }
+}
+
+/// 300 half-sent requests are closed within the header timeout, and no client holds more than
+/// its share of connections; a body that does not arrive is a 408 within the body timeout.
+#[test]
+fn half_sent_requests_are_cut_off_and_clients_are_capped() {
+    let redis = TestRedis::start();
+    let svc = api_only(
+        &redis,
+        "http-timeouts",
+        &[
+            ("PAGECAST_HEADER_READ_TIMEOUT", "4"),
+            ("PAGECAST_BODY_READ_TIMEOUT", "2"),
+            ("PAGECAST_MAX_CONNECTIONS_PER_CLIENT", "50"),
+        ],
+    );
+    let to = addr_of(&svc);
+    // Wait until the API itself answers (not only the port).
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while get_status(&format!("{}/healthz", svc.url)) != Some(200) {
+        assert!(Instant::now() < deadline, "serve did not come up");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+
+    // 300 requests whose headers never end, from 6 client addresses (50 each).
+    let began = Instant::now();
+    let mut open: Vec<TcpStream> = Vec::new();
+    for i in 0..300u16 {
+        let mut s = connect_from([127, 0, 0, 10 + (i % 6) as u8], to).expect("connect");
+        let _ =
+            s.write_all(b"POST / HTTP/1.1\r\nHost: pagecast\r\nContent-Type: application/json\r\n");
+        open.push(s);
+    }
+    // A 51st connection of one of those clients is closed at once, unanswered.
+    let mut extra = connect_from([127, 0, 0, 10], to).expect("connect");
+    let _ = extra.write_all(b"GET /healthz HTTP/1.1\r\nHost: pagecast\r\n\r\n");
+    let (after, sent) = closed_within(&mut extra, Duration::from_secs(2))
+        .expect("a connection beyond the client's cap stays open");
+    assert!(
+        sent.is_empty(),
+        "it was answered: {:?}",
+        String::from_utf8_lossy(&sent)
+    );
+    assert!(after < Duration::from_secs(2));
+    // Another client is not affected.
+    let mut other = connect_from([127, 0, 0, 99], to).expect("connect");
+    other
+        .write_all(b"GET /healthz HTTP/1.1\r\nHost: pagecast\r\nConnection: close\r\n\r\n")
+        .unwrap();
+    let (_, answer) = closed_within(&mut other, Duration::from_secs(5)).expect("answered");
+    assert!(
+        answer.starts_with(b"HTTP/1.1 200"),
+        "{:?}",
+        String::from_utf8_lossy(&answer)
+    );
+
+    // Every half-sent request is closed by the header timeout (4 s), not held for minutes.
+    for (i, s) in open.iter_mut().enumerate() {
+        let limit = Duration::from_secs(9).saturating_sub(began.elapsed());
+        assert!(
+            closed_within(s, limit.max(Duration::from_millis(10))).is_some(),
+            "half-sent request {i} still open {:?} after it began",
+            began.elapsed()
+        );
+    }
+    assert!(
+        began.elapsed() < Duration::from_secs(9),
+        "took {:?}",
+        began.elapsed()
+    );
+    // Their slots are free again.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while get_status(&format!("{}/healthz", svc.url)) != Some(200) {
+        assert!(Instant::now() < deadline, "the API did not recover");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+
+    // A body that stops halfway: 408 RequestTimeout within the body timeout.
+    let mut s = connect_from([127, 0, 0, 1], to).unwrap();
+    s.write_all(
+        b"POST / HTTP/1.1\r\nHost: pagecast\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{\"Action\":",
+    )
+    .unwrap();
+    let began = Instant::now();
+    let mut got = Vec::new();
+    s.set_read_timeout(Some(Duration::from_secs(8))).unwrap();
+    let mut buf = [0u8; 4096];
+    while !got.windows(4).any(|w| w == b"\r\n\r\n") || !got.ends_with(b"}") {
+        match s.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => got.extend_from_slice(&buf[..n]),
+        }
+    }
+    let text = String::from_utf8_lossy(&got);
+    assert!(text.starts_with("HTTP/1.1 408"), "{text}");
+    assert!(text.contains("\"RequestTimeout\""), "{text}");
+    assert!(
+        began.elapsed() < Duration::from_secs(5),
+        "after {:?}",
+        began.elapsed()
+    );
 }
 
 fn get_status(url: &str) -> Option<u16> {

@@ -1,6 +1,9 @@
 //! The Action endpoint (`POST /`, and `POST /record` as web-record's gateway path): the body
-//! is read (within the size limit), its `Action` parsed into an [`Action`] and dispatched. Authentication and the body limit are the layers'
-//! (see [`super::routes`]).
+//! is read (within the size and time limits), its `Action` parsed into an [`Action`] and
+//! dispatched. Authentication, the content type and the body limit were checked by the layers
+//! before (see [`super::routes`]).
+
+use std::time::Duration;
 
 use axum::body::{Body, Bytes};
 use axum::extract::State;
@@ -110,11 +113,12 @@ pub async fn handle(State(state): State<ApiState>, headers: HeaderMap, body: Bod
     .await
 }
 
-/// Reads the whole body (the size limit is the body-limit layer's).
-async fn read_body(body: Body) -> Result<Bytes, ApiError> {
-    match axum::body::to_bytes(body, usize::MAX).await {
-        Ok(bytes) => Ok(bytes),
-        Err(e) => {
+/// Reads the whole body, within the time limit (the size limit is the body-limit layer's).
+async fn read_body(body: Body, limit: Duration) -> Result<Bytes, ApiError> {
+    match tokio::time::timeout(limit, axum::body::to_bytes(body, usize::MAX)).await {
+        Err(_) => Err(ApiError::request_timeout(limit.as_secs())),
+        Ok(Ok(bytes)) => Ok(bytes),
+        Ok(Err(e)) => {
             let e = e.into_inner();
             let mut source: Option<&(dyn std::error::Error + 'static)> = Some(e.as_ref());
             while let Some(s) = source {
@@ -136,12 +140,14 @@ async fn run(
     request_id: &str,
     named: &mut Option<Action>,
 ) -> Result<Value, ApiError> {
-    let bytes = read_body(body).await.map_err(|e| match e.code {
-        crate::error::ErrorCode::PayloadTooLarge => {
-            ApiError::payload_too_large(state.http.max_body_bytes)
-        }
-        _ => e,
-    })?;
+    let bytes = read_body(body, state.http.body_read_timeout)
+        .await
+        .map_err(|e| match e.code {
+            crate::error::ErrorCode::PayloadTooLarge => {
+                ApiError::payload_too_large(state.http.max_body_bytes)
+            }
+            _ => e,
+        })?;
     let request: Value = serde_json::from_slice(&bytes)
         .map_err(|e| ApiError::malformed(format!("the body is not valid JSON: {e}")))?;
     let Value::Object(obj) = &request else {

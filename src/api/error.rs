@@ -112,6 +112,14 @@ impl ApiError {
         )
     }
 
+    /// `RequestTimeout`: the body did not arrive within `seconds`.
+    pub fn request_timeout(seconds: u64) -> Self {
+        Self::new(
+            ErrorCode::RequestTimeout,
+            format!("the request body did not arrive within {seconds} s"),
+        )
+    }
+
     /// `MethodNotAllowed` for this method and path.
     pub fn method_not_allowed(method: &str, path: &str) -> Self {
         Self::new(

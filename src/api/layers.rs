@@ -40,6 +40,8 @@ pub struct HttpPolicy {
     pub compat: Compat,
     /// Largest request body (`PAGECAST_MAX_BODY_BYTES`).
     pub max_body_bytes: usize,
+    /// Longest wait for a request body (`PAGECAST_BODY_READ_TIMEOUT`).
+    pub body_read_timeout: Duration,
 }
 
 impl Default for HttpPolicy {
@@ -48,6 +50,7 @@ impl Default for HttpPolicy {
             cors: CorsOrigins::None,
             compat: Compat::Off,
             max_body_bytes: 64 * 1024,
+            body_read_timeout: Duration::from_secs(30),
         }
     }
 }
@@ -180,6 +183,7 @@ async fn envelope(State(policy): State<Arc<HttpPolicy>>, req: Request, next: Nex
             format!("there is no {method} {}", super::error::echo_str(&path)),
         ),
         s if s >= 500 => ApiError::internal(format!("{method} {path} answered HTTP {s}")),
+        408 => ApiError::request_timeout(policy.body_read_timeout.as_secs()),
         416 => ApiError::new(
             ErrorCode::RangeNotSatisfiable,
             "the requested range lies outside the file",

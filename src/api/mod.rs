@@ -8,6 +8,7 @@ pub mod files;
 pub mod guard;
 pub mod layers;
 pub mod routes;
+pub mod server;
 pub mod signed_url;
 pub mod signing_key;
 pub mod start;

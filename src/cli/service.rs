@@ -7,6 +7,7 @@ use anyhow::Context;
 use clap::Args;
 use pagecast::api::guard::Tokens;
 use pagecast::api::routes::{ApiState, app};
+use pagecast::api::server::ServerLimits;
 use pagecast::api::signed_url::UrlSigner;
 use pagecast::api::start::StartLimits;
 use pagecast::config::{
@@ -159,12 +160,12 @@ fn serve_ops(
         return Ok(());
     };
     info!(addr = %listener.local_addr()?, "health and metrics listening");
-    let router = pagecast::ops::router(state);
-    tokio::spawn(async move {
-        if let Err(e) = axum::serve(listener, router).await {
-            warn!(error = %e, "the health and metrics endpoint stopped");
-        }
-    });
+    tokio::spawn(pagecast::api::server::serve(
+        listener,
+        pagecast::ops::router(state),
+        ServerLimits::default(),
+        std::future::pending(),
+    ));
     Ok(())
 }
 
@@ -255,9 +256,10 @@ pub async fn serve(mut args: ServeArgs) -> anyhow::Result<ExitCode> {
             api_stop.cancel();
         });
     }
-    axum::serve(listener, app(state))
-        .with_graceful_shutdown(async move { api_stop.cancelled().await })
-        .await?;
+    pagecast::api::server::serve(listener, app(state), args.api.server_limits(), async move {
+        api_stop.cancelled().await
+    })
+    .await;
     Ok(ExitCode::SUCCESS)
 }
 

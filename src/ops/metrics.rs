@@ -87,6 +87,11 @@ pub static API_REQUESTS: Desc = counter(
     "pagecast_api_requests_total",
     "Action API requests, by action and outcome (OK or the error code)",
 );
+/// Connections closed at once because their client had too many open.
+pub static CONNECTIONS_REFUSED: Desc = counter(
+    "pagecast_http_connections_refused_total",
+    "HTTP connections closed at once because their client already had PAGECAST_MAX_CONNECTIONS_PER_CLIENT open",
+);
 /// Recordings this process runs now.
 pub static RECORDINGS_RUNNING: Desc = gauge(
     "pagecast_recordings_running",
@@ -211,6 +216,7 @@ pub static ALL: &[&Desc] = &[
     &STARTS_ACCEPTED,
     &STARTS_REJECTED,
     &API_REQUESTS,
+    &CONNECTIONS_REFUSED,
     &RECORDINGS_RUNNING,
     &WORKER_CAPACITY,
     &CAPTURE_FPS,
