@@ -1,7 +1,7 @@
 //! The HTTP surface of the real `pagecast serve`, over real sockets: settings that would open
 //! it up refuse to start, slow or numerous connections are cut off, big result files are
 //! streamed, result URLs are signed (and an HLS result plays from its signed URL), /metrics
-//! needs a token.
+//! needs a token, and a Redis that comes up late is waited for while every request is answered.
 
 mod common;
 #[path = "support/redis.rs"]
@@ -510,4 +510,71 @@ fn metrics_need_a_token_or_the_metrics_listener() {
             .await
             .unwrap();
     });
+}
+
+/// Redis unreachable when `serve` starts: it answers at once (`/healthz` 200, `/readyz` and the
+/// API 503), and serves normally as soon as Redis is up.
+#[test]
+fn serve_answers_at_once_while_redis_is_not_up_yet() {
+    let mut redis = TestRedis::start();
+    redis.stop();
+    let svc = service_with(&redis, "http-late-redis", true, 0, 1, &[]);
+    let (rt, client) = http();
+    let call = |method: &str, path: &str| {
+        let began = Instant::now();
+        let r = rt.block_on(async {
+            let req = match method {
+                "POST" => client.post(format!("{}{path}", svc.url)).json(
+                    // A loopback page (private addresses are allowed here): no DNS needed.
+                    &json!({"Action": "Start", "Data": {"RecordURL": "http://127.0.0.1:9/"}}),
+                ),
+                _ => client.get(format!("{}{path}", svc.url)),
+            };
+            let r = req.timeout(Duration::from_secs(5)).send().await;
+            match r {
+                Ok(r) => {
+                    let status = r.status().as_u16();
+                    Some((status, r.json::<Value>().await.unwrap_or(Value::Null)))
+                }
+                Err(_) => None,
+            }
+        });
+        (r, began.elapsed())
+    };
+    for _ in 0..2 {
+        let (r, took) = call("GET", "/healthz");
+        assert_eq!(r.map(|r| r.0), Some(200), "healthz");
+        assert!(took < Duration::from_secs(2), "healthz took {took:?}");
+        let (r, took) = call("GET", "/readyz");
+        let (status, body) = r.expect("readyz answered");
+        assert_eq!(status, 503, "{body}");
+        assert_eq!(body["Checks"][0]["Name"], "redis", "{body}");
+        assert!(took < Duration::from_secs(2), "readyz took {took:?}");
+        let (r, took) = call("POST", "/");
+        let (status, body) = r.expect("the API answered");
+        assert_eq!(
+            (status, body["ErrorCode"].as_str()),
+            (503, Some("ServiceUnavailable")),
+            "{body}"
+        );
+        assert!(took < Duration::from_secs(2), "Start took {took:?}");
+        std::thread::sleep(Duration::from_millis(500));
+    }
+
+    redis.restart();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let (r, _) = call("POST", "/");
+        if let Some((200, body)) = &r {
+            assert!(body["TaskID"].is_string(), "{body}");
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "still not serving after Redis came up: {r:?}"
+        );
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    let (r, _) = call("GET", "/readyz");
+    assert_eq!(r.map(|r| r.0), Some(200));
 }

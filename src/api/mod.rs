@@ -1,4 +1,5 @@
-//! The HTTP API: Action dispatch, validation of each Action's Data, auth, request ids.
+//! The HTTP API: Action dispatch, validation of each Action's Data, auth, request ids, signed
+//! result URLs and the server that runs it all.
 
 pub mod action;
 pub mod compat;

@@ -1,7 +1,6 @@
-//! The HTTP surface: `POST /` and `POST /record` (the Action endpoint), `GET /files/...`
-//! (local results, signed URLs), and
-//! the operations endpoints of [`crate::ops`] (`/healthz`, `/readyz`, `/metrics`), with the
-//! layers of [`super::layers`] around all of them.
+//! The HTTP surface: `POST /` and `POST /record` (the Action endpoint), `GET /files/...` (local
+//! results, signed URLs), and the operations endpoints of [`crate::ops`] (`/healthz`, `/readyz`,
+//! `/metrics`), with the layers of [`super::layers`] around all of them.
 //!
 //! ```text
 //!  request id → web-record compat → metrics → error envelope → Origin check → CORS
@@ -10,13 +9,15 @@
 //!    ├─ GET /metrics: token (when tokens are configured)
 //!    └─ GET /healthz, /readyz
 //! ```
+//! Before Redis is reachable, `serve` answers with [`starting_app`]: the same surface, where
+//! everything that needs Redis is 503.
 
 use std::path::PathBuf;
 
 use axum::Router;
 use axum::extract::Request;
 use axum::response::Response;
-use axum::routing::{get, post};
+use axum::routing::{MethodRouter, get, post};
 use tower_http::limit::RequestBodyLimitLayer;
 use tower_http::validate_request::ValidateRequestHeaderLayer;
 
@@ -56,22 +57,54 @@ pub fn app(state: ApiState) -> Router {
         readiness: state.readiness.clone(),
         service_metrics: true,
     });
-    let metrics = metrics.route_layer(ValidateRequestHeaderLayer::custom(state.tokens.clone()));
+    let tokens = state.tokens.clone();
     let policy = state.http.clone();
+    let action = post(super::action::handle).with_state(state.clone());
+    let files = get(super::files::serve).with_state(state);
+    assemble(action, files, probes, metrics, &tokens, &policy)
+}
+
+/// What `serve` answers until Redis is reachable: `/healthz` 200, `/readyz` 503, the Action
+/// endpoint and `/files` 503 `ServiceUnavailable` (after the same checks as later), `/metrics`
+/// the process's own.
+pub fn starting_app(tokens: &Tokens, policy: &HttpPolicy) -> Router {
+    let (probes, metrics) = crate::ops::starting_routers();
+    let action = post(unavailable);
+    let files = get(unavailable);
+    assemble(action, files, probes, metrics, tokens, policy)
+}
+
+fn assemble(
+    action: MethodRouter,
+    files: MethodRouter,
+    probes: Router,
+    metrics: Router,
+    tokens: &Tokens,
+    policy: &HttpPolicy,
+) -> Router {
     // Layers run outside in: the last added runs first.
-    let action = post(super::action::handle)
+    let action = action
         .route_layer(RequestBodyLimitLayer::new(policy.max_body_bytes))
         .route_layer(ValidateRequestHeaderLayer::custom(JsonBody))
-        .route_layer(ValidateRequestHeaderLayer::custom(state.tokens.clone()));
+        .route_layer(ValidateRequestHeaderLayer::custom(tokens.clone()));
+    let metrics = metrics.route_layer(ValidateRequestHeaderLayer::custom(tokens.clone()));
     let router = Router::new()
         .route("/", action.clone())
         .route("/record", action)
-        .route("/files/{*path}", get(super::files::serve))
-        .with_state(state)
+        .route("/files/{*path}", files)
         .merge(probes)
         .merge(metrics)
         .fallback(not_found);
-    surface(router, &policy)
+    surface(router, policy)
+}
+
+async fn unavailable(req: Request) -> Response {
+    let rid = super::guard::request_id_of(req.headers());
+    ApiError::new(
+        crate::error::ErrorCode::ServiceUnavailable,
+        "pagecast is starting and cannot reach Redis yet; retry later",
+    )
+    .into_response_with(&rid)
 }
 
 /// Any other path: the error envelope, like every other answer.

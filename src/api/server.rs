@@ -1,5 +1,6 @@
 //! The HTTP server loop: hyper's HTTP/1.1 connection with a header read timeout, a cap on the
-//! open connections of one client address, and graceful shutdown.
+//! open connections of one client address, graceful shutdown, and a router that can be swapped
+//! while serving (`serve` answers at once, and takes the full API once Redis is reachable).
 //!
 //! Hand-written around hyper-util rather than `axum::serve`, which has no header timeout and no
 //! per-client limit: without them, a few hundred half-sent requests hold connections (and
@@ -9,7 +10,7 @@ use std::collections::HashMap;
 use std::convert::Infallible;
 use std::future::Future;
 use std::net::IpAddr;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use axum::Router;
@@ -35,6 +36,32 @@ impl Default for ServerLimits {
         ServerLimits {
             header_read_timeout: Duration::from_secs(10),
             max_connections_per_client: 64,
+        }
+    }
+}
+
+/// The router requests go to; [`AppHandle::set`] swaps it for the requests that follow.
+#[derive(Clone)]
+pub struct AppHandle(Arc<RwLock<Router>>);
+
+impl AppHandle {
+    /// A handle serving `router`.
+    pub fn new(router: Router) -> Self {
+        AppHandle(Arc::new(RwLock::new(router)))
+    }
+
+    /// Serves `router` from now on.
+    pub fn set(&self, router: Router) {
+        match self.0.write() {
+            Ok(mut r) => *r = router,
+            Err(poisoned) => *poisoned.into_inner() = router,
+        }
+    }
+
+    fn current(&self) -> Router {
+        match self.0.read() {
+            Ok(r) => r.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
         }
     }
 }
@@ -118,7 +145,7 @@ const DRAIN: Duration = Duration::from_secs(10);
 /// 10 s).
 pub async fn serve(
     listener: TcpListener,
-    app: Router,
+    app: AppHandle,
     limits: ServerLimits,
     stop: impl Future<Output = ()>,
 ) {
@@ -150,7 +177,7 @@ pub async fn serve(
         };
         let app = app.clone();
         let service = hyper::service::service_fn(move |req: hyper::Request<Incoming>| {
-            let router = app.clone();
+            let router = app.current();
             async move {
                 Ok::<_, Infallible>(
                     router

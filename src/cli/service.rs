@@ -6,8 +6,8 @@ use std::sync::Arc;
 use anyhow::Context;
 use clap::Args;
 use pagecast::api::guard::Tokens;
-use pagecast::api::routes::{ApiState, app};
-use pagecast::api::server::ServerLimits;
+use pagecast::api::routes::{ApiState, app, starting_app};
+use pagecast::api::server::{AppHandle, ServerLimits};
 use pagecast::api::signed_url::UrlSigner;
 use pagecast::api::start::StartLimits;
 use pagecast::config::{
@@ -139,34 +139,24 @@ async fn url_signer(
     }
 }
 
-/// Binds the operations listener (`PAGECAST_METRICS_LISTEN`), if one is set.
-async fn bind_ops(addr: &Option<String>) -> anyhow::Result<Option<tokio::net::TcpListener>> {
+/// Binds the operations listener (`PAGECAST_METRICS_LISTEN`) and serves what `router` is set
+/// to, until the process exits (so probes see a drain while it lasts).
+async fn ops_listener(addr: &Option<String>) -> anyhow::Result<Option<AppHandle>> {
     let Some(addr) = addr else {
         return Ok(None);
     };
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .with_context(|| format!("cannot listen on {addr} (PAGECAST_METRICS_LISTEN)"))?;
-    Ok(Some(listener))
-}
-
-/// Serves `/healthz`, `/readyz` and `/metrics` (no token) on the operations listener until the
-/// process exits, so probes see a drain (readyz 503) while it lasts.
-fn serve_ops(
-    listener: Option<tokio::net::TcpListener>,
-    state: pagecast::ops::OpsState,
-) -> anyhow::Result<()> {
-    let Some(listener) = listener else {
-        return Ok(());
-    };
     info!(addr = %listener.local_addr()?, "health and metrics listening");
+    let handle = AppHandle::new(pagecast::ops::starting_router());
     tokio::spawn(pagecast::api::server::serve(
         listener,
-        pagecast::ops::router(state),
+        handle.clone(),
         ServerLimits::default(),
         std::future::pending(),
     ));
-    Ok(())
+    Ok(Some(handle))
 }
 
 pub async fn serve(mut args: ServeArgs) -> anyhow::Result<ExitCode> {
@@ -197,39 +187,70 @@ pub async fn serve(mut args: ServeArgs) -> anyhow::Result<ExitCode> {
         Ok(c) => c,
         Err(e) => return Ok(config_error(&e)),
     };
+    let tokens = Tokens(Arc::new(tokens));
     let shutdown = CancellationToken::new();
     cancel_on_signal(shutdown.clone(), args.worker.shutdown);
+    // Bound and answering before Redis is reached: /healthz says alive, /readyz and the API
+    // say 503 until Redis answers (it may start after pagecast).
     let listener = tokio::net::TcpListener::bind(&args.api.listen)
         .await
         .with_context(|| format!("cannot listen on {}", args.api.listen))?;
     let addr = listener.local_addr()?;
-    let ops_listener = bind_ops(&args.metrics_listen).await?;
-    let store = connect(&args.store, &shutdown).await?;
-    let signer = url_signer(signing_key, &args.signing, &args.store, &shutdown).await?;
+    let handle = AppHandle::new(starting_app(&tokens, &policy));
+    let ops = ops_listener(&args.metrics_listen).await?;
+    let api_stop = CancellationToken::new();
+    let server = {
+        let stop = api_stop.clone();
+        tokio::spawn(pagecast::api::server::serve(
+            listener,
+            handle.clone(),
+            args.api.server_limits(),
+            async move { stop.cancelled().await },
+        ))
+    };
+    info!(%addr, "API listening");
+    // For people at a terminal; log collectors get the line above (JSON when asked).
+    if std::io::IsTerminal::is_terminal(&std::io::stderr()) {
+        eprintln!("pagecast API listening on http://{addr}");
+    }
+    let connected = async {
+        let store = connect(&args.store, &shutdown).await?;
+        let signer = url_signer(signing_key, &args.signing, &args.store, &shutdown).await?;
+        anyhow::Ok((store, signer))
+    };
+    let (store, signer) = match connected.await {
+        Ok(c) => c,
+        Err(e) => {
+            api_stop.cancel();
+            let _ = server.await;
+            return Err(e);
+        }
+    };
     let public_url = args
         .worker
         .public_url
         .clone()
         .unwrap_or_else(|| format!("http://{addr}"));
     let readiness = readiness(&store, &args.worker, !args.no_worker, &shutdown);
-    serve_ops(
-        ops_listener,
-        pagecast::ops::OpsState {
-            readiness: readiness.clone(),
-            service_metrics: true,
-        },
-    )?;
     let state = ApiState {
         store: store.clone(),
-        tokens: Tokens(Arc::new(tokens)),
+        tokens,
         max_queued: args.api.max_queued,
         limits: StartLimits::default(),
         output_dir: args.worker.output_dir.clone(),
         url_policy: args.worker.url_policy(),
-        readiness,
+        readiness: readiness.clone(),
         signer: signer.clone(),
         http: policy,
     };
+    handle.set(app(state));
+    if let Some(ops) = ops {
+        ops.set(pagecast::ops::router(pagecast::ops::OpsState {
+            readiness,
+            service_metrics: true,
+        }));
+    }
+    info!("connected to Redis; serving the API");
     let worker = if args.no_worker {
         None
     } else {
@@ -237,15 +258,9 @@ pub async fn serve(mut args: ServeArgs) -> anyhow::Result<ExitCode> {
             .with_url_signer(signer);
         Some(tokio::spawn(run_worker(ctx)))
     };
-    info!(%addr, "API listening");
-    // For people at a terminal; log collectors get the line above (JSON when asked).
-    if std::io::IsTerminal::is_terminal(&std::io::stderr()) {
-        eprintln!("pagecast API listening on http://{addr}");
-    }
     // The API keeps answering while the in-process worker drains (in `finish` mode that can
     // take a while, and clients still need Stop and Describe); /readyz says 503 meanwhile, so
     // load balancers move new requests elsewhere. It stops once the worker is done.
-    let api_stop = CancellationToken::new();
     {
         let (signal, api_stop) = (shutdown.clone(), api_stop.clone());
         tokio::spawn(async move {
@@ -256,10 +271,7 @@ pub async fn serve(mut args: ServeArgs) -> anyhow::Result<ExitCode> {
             api_stop.cancel();
         });
     }
-    pagecast::api::server::serve(listener, app(state), args.api.server_limits(), async move {
-        api_stop.cancelled().await
-    })
-    .await;
+    server.await?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -282,16 +294,15 @@ pub async fn worker(mut args: WorkerArgs) -> anyhow::Result<ExitCode> {
     let shutdown = CancellationToken::new();
     cancel_on_signal(shutdown.clone(), args.worker.shutdown);
     // Bound before Redis is reached, so a bad address fails at once and probes can connect.
-    let ops_listener = bind_ops(&args.metrics_listen).await?;
+    let ops = ops_listener(&args.metrics_listen).await?;
     let store = connect(&args.store, &shutdown).await?;
     let signer = url_signer(signing_key, &args.signing, &args.store, &shutdown).await?;
-    serve_ops(
-        ops_listener,
-        pagecast::ops::OpsState {
+    if let Some(ops) = ops {
+        ops.set(pagecast::ops::router(pagecast::ops::OpsState {
             readiness: readiness(&store, &args.worker, true, &shutdown),
             service_metrics: false,
-        },
-    )?;
+        }));
+    }
     let public_url = args
         .worker
         .public_url

@@ -77,6 +77,50 @@ pub fn routers(state: OpsState) -> (Router, Router) {
     (probes, metrics)
 }
 
+/// [`routers`] of a process that cannot reach Redis yet: alive, not ready, and only its own
+/// metrics.
+pub fn starting_routers() -> (Router, Router) {
+    let probes = Router::new()
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(starting_readyz));
+    let metrics = Router::new().route("/metrics", get(process_metrics));
+    (probes, metrics)
+}
+
+/// `/healthz` and `/readyz` and `/metrics` of a process that cannot reach Redis yet.
+pub fn starting_router() -> Router {
+    let (probes, metrics) = starting_routers();
+    probes.merge(metrics)
+}
+
+/// Readiness before Redis was ever reached.
+async fn starting_readyz(headers: HeaderMap) -> Response {
+    let rid = request_id(&headers);
+    let checks = [health::Check::new(
+        "redis",
+        false,
+        "not connected yet: pagecast keeps trying",
+    )];
+    let code = ErrorCode::ServiceUnavailable;
+    let resp = (
+        StatusCode::SERVICE_UNAVAILABLE,
+        axum::Json(json!({
+            "ErrorCode": code.as_str(),
+            "ErrorMessage": "not ready: redis: not connected yet",
+            "Status": "unready",
+            "Checks": checks,
+            "RequestID": rid,
+        })),
+    )
+        .into_response();
+    with_request_id(resp, &rid)
+}
+
+/// The process's own metrics only.
+async fn process_metrics() -> Response {
+    metrics_response()
+}
+
 /// Liveness: the process answers. Checks no dependency.
 async fn healthz(headers: HeaderMap) -> Response {
     let rid = request_id(&headers);
@@ -120,6 +164,10 @@ async fn metrics_text(State(state): State<OpsState>) -> Response {
     if state.service_metrics {
         collect_service_metrics(&state.readiness.store).await;
     }
+    metrics_response()
+}
+
+fn metrics_response() -> Response {
     (
         [(
             header::CONTENT_TYPE,
