@@ -50,7 +50,7 @@ pub struct ConfigError {
     pub why: String,
 }
 
-fn invalid(setting: &'static str, why: impl Into<String>) -> ConfigError {
+pub(crate) fn invalid(setting: &'static str, why: impl Into<String>) -> ConfigError {
     ConfigError {
         setting,
         why: why.into(),
@@ -346,7 +346,7 @@ pub struct WorkerConfig {
 }
 
 /// Reads a secret from a file (trimmed); the error names the setting, never the content.
-fn read_secret_file(path: &Path, setting: &str) -> Result<String, String> {
+pub(crate) fn read_secret_file(path: &Path, setting: &str) -> Result<String, String> {
     std::fs::read_to_string(path)
         .map(|s| s.trim().to_string())
         .map_err(|e| format!("{setting}: cannot read {}: {e}", path.display()))
@@ -600,58 +600,5 @@ impl ApiConfig {
             max_connections_per_client: usize::try_from(self.max_connections_per_client)
                 .unwrap_or(usize::MAX),
         }
-    }
-}
-
-/// Shortest accepted `PAGECAST_URL_SIGNING_KEY`.
-pub const MIN_URL_SIGNING_KEY_LEN: usize = 16;
-
-/// Signed result URLs (shared by `serve` and `worker`: workers sign, API servers check).
-#[derive(Debug, Clone, Args)]
-pub struct UrlSigningConfig {
-    /// Key that signs result URLs (`/files/...`), at least 16 characters; every process of the
-    /// service needs the same. Default: a random key kept in Redis, which every process shares.
-    /// Never logged.
-    #[arg(long, env = "PAGECAST_URL_SIGNING_KEY", hide_env_values = true)]
-    pub url_signing_key: Option<Secret>,
-    /// A file holding the URL signing key (instead of PAGECAST_URL_SIGNING_KEY).
-    #[arg(
-        long,
-        env = "PAGECAST_URL_SIGNING_KEY_FILE",
-        conflicts_with = "url_signing_key"
-    )]
-    pub url_signing_key_file: Option<PathBuf>,
-    /// Seconds a result URL stays valid after Describe or the callback gave it out.
-    #[arg(long, env = "PAGECAST_URL_EXPIRY", default_value_t = 604_800, value_parser = clap::value_parser!(u64).range(60..=31_536_000))]
-    pub url_expiry: u64,
-}
-
-impl UrlSigningConfig {
-    /// The configured key (`None`: use the one shared through Redis), read and checked.
-    pub fn configured_key(&self) -> Result<Option<Vec<u8>>, ConfigError> {
-        let (setting, key) = match (&self.url_signing_key, &self.url_signing_key_file) {
-            (Some(k), _) => ("PAGECAST_URL_SIGNING_KEY", k.expose().trim().to_string()),
-            (None, Some(path)) => (
-                "PAGECAST_URL_SIGNING_KEY_FILE",
-                read_secret_file(path, "PAGECAST_URL_SIGNING_KEY_FILE")
-                    .map_err(|why| invalid("PAGECAST_URL_SIGNING_KEY_FILE", why))?,
-            ),
-            (None, None) => return Ok(None),
-        };
-        if key.len() < MIN_URL_SIGNING_KEY_LEN {
-            return Err(invalid(
-                setting,
-                format!(
-                    "is shorter than {MIN_URL_SIGNING_KEY_LEN} characters; use a long random \
-                     string (e.g. `openssl rand -hex 32`)"
-                ),
-            ));
-        }
-        Ok(Some(key.into_bytes()))
-    }
-
-    /// How long a result URL is valid.
-    pub fn expiry(&self) -> Duration {
-        Duration::from_secs(self.url_expiry)
     }
 }

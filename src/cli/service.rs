@@ -9,10 +9,9 @@ use pagecast::api::guard::Tokens;
 use pagecast::api::routes::{ApiState, app, starting_app};
 use pagecast::api::server::{AppHandle, ServerLimits};
 use pagecast::api::signed_url::UrlSigner;
+use pagecast::api::signing_key::UrlSigningConfig;
 use pagecast::api::start::StartLimits;
-use pagecast::config::{
-    ApiConfig, ConfigError, ShutdownMode, StoreConfig, UrlSigningConfig, WorkerConfig,
-};
+use pagecast::config::{ApiConfig, ConfigError, ShutdownMode, StoreConfig, WorkerConfig};
 use pagecast::ops::health::Readiness;
 use pagecast::pipeline::{WorkerContext, run_worker};
 use pagecast::task::store::TaskStore;
