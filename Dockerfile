@@ -54,8 +54,8 @@ ENV PAGECAST_LISTEN=0.0.0.0:8080 \
 USER 10001:10001
 WORKDIR /var/lib/pagecast
 EXPOSE 8080 9090
-# serve answers on PAGECAST_LISTEN (8080), a worker on PAGECAST_METRICS_LISTEN (9090); the check
-# is healthy when either answers.
+# serve answers on PAGECAST_LISTEN (8080) and PAGECAST_METRICS_LISTEN (9090), a worker on
+# PAGECAST_METRICS_LISTEN; the check is healthy when either answers.
 HEALTHCHECK --interval=30s --timeout=10s --start-period=20s --retries=3 \
     CMD ["pagecast", "healthcheck"]
 # pagecast handles SIGTERM itself (graceful shutdown) and kills and reaps its own children. Run

@@ -50,7 +50,7 @@ pub struct ConfigError {
     pub why: String,
 }
 
-fn invalid(setting: &'static str, why: impl Into<String>) -> ConfigError {
+pub(crate) fn invalid(setting: &'static str, why: impl Into<String>) -> ConfigError {
     ConfigError {
         setting,
         why: why.into(),
@@ -364,7 +364,7 @@ pub struct WorkerConfig {
 }
 
 /// Reads a secret from a file (trimmed); the error names the setting, never the content.
-fn read_secret_file(path: &Path, setting: &str) -> Result<String, String> {
+pub(crate) fn read_secret_file(path: &Path, setting: &str) -> Result<String, String> {
     std::fs::read_to_string(path)
         .map(|s| s.trim().to_string())
         .map_err(|e| format!("{setting}: cannot read {}: {e}", path.display()))
@@ -582,4 +582,73 @@ pub struct ApiConfig {
     /// Start answers 429 LimitExceeded when this many tasks wait for a worker.
     #[arg(long, env = "PAGECAST_MAX_QUEUED", default_value_t = 1000)]
     pub max_queued: u64,
+    /// Origins browsers may call the API from, comma-separated (`https://app.example.org`), or
+    /// `*` for any. A request carrying an `Origin` header not listed is refused (403), so by
+    /// default no web page can drive the API; listed origins get CORS answers.
+    #[arg(long, env = "PAGECAST_CORS_ORIGINS", value_delimiter = ',')]
+    pub cors_origins: Vec<String>,
+    /// `web-record`: answer Action errors with HTTP 200 and web-record's error codes, for
+    /// clients written against it; `off`: pagecast's codes with their HTTP statuses.
+    #[arg(long, env = "PAGECAST_COMPAT", value_enum, default_value_t = crate::api::compat::Compat::Off)]
+    pub compat: crate::api::compat::Compat,
+    /// Seconds a client may take to send a request's headers (and an idle kept-alive
+    /// connection may stay open).
+    #[arg(long, env = "PAGECAST_HEADER_READ_TIMEOUT", default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub header_read_timeout: u64,
+    /// Seconds a client may take to send a request's body.
+    #[arg(long, env = "PAGECAST_BODY_READ_TIMEOUT", default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub body_read_timeout: u64,
+    /// Open connections one client address (IPv6: one /64) may hold; further ones are closed
+    /// at once.
+    #[arg(long, env = "PAGECAST_MAX_CONNECTIONS_PER_CLIENT", default_value_t = 64, value_parser = clap::value_parser!(u64).range(1..=100_000))]
+    pub max_connections_per_client: u64,
+}
+
+impl ApiConfig {
+    /// The accepted tokens, or a configuration error when tokens were given but every one is
+    /// blank (`PAGECAST_API_TOKENS=' , '`): that would silently turn authentication off.
+    pub fn tokens(&self) -> Result<Vec<String>, ConfigError> {
+        let tokens: Vec<String> = self
+            .api_tokens
+            .iter()
+            .map(|t| t.expose().trim().to_string())
+            .filter(|t| !t.is_empty())
+            .collect();
+        // clap drops an empty variable; set but empty is as blank as `' , '`.
+        let given =
+            !self.api_tokens.is_empty() || std::env::var_os("PAGECAST_API_TOKENS").is_some();
+        if tokens.is_empty() && given {
+            return Err(invalid(
+                "PAGECAST_API_TOKENS",
+                "holds no token (only separators or spaces); unset it to run without \
+                 authentication, or give at least one token",
+            ));
+        }
+        Ok(tokens)
+    }
+
+    /// The CORS origins, checked.
+    pub fn cors(&self) -> Result<crate::api::guard::CorsOrigins, ConfigError> {
+        crate::api::guard::CorsOrigins::parse(&self.cors_origins)
+            .map_err(|why| invalid("PAGECAST_CORS_ORIGINS", why))
+    }
+
+    /// The settings the HTTP layers apply.
+    pub fn http_policy(&self) -> Result<crate::api::layers::HttpPolicy, ConfigError> {
+        Ok(crate::api::layers::HttpPolicy {
+            cors: self.cors()?,
+            compat: self.compat,
+            max_body_bytes: self.max_body_bytes,
+            body_read_timeout: Duration::from_secs(self.body_read_timeout),
+        })
+    }
+
+    /// The server's connection limits.
+    pub fn server_limits(&self) -> crate::api::server::ServerLimits {
+        crate::api::server::ServerLimits {
+            header_read_timeout: Duration::from_secs(self.header_read_timeout),
+            max_connections_per_client: usize::try_from(self.max_connections_per_client)
+                .unwrap_or(usize::MAX),
+        }
+    }
 }

@@ -55,14 +55,28 @@ error_codes! {
     MalformedRequest => 400, Client;
     /// No or wrong API token.
     Unauthorized => 401, Client;
+    /// The request's `Origin` is not one of `PAGECAST_CORS_ORIGINS` (a cross-site request).
+    OriginNotAllowed => 403, Client;
+    /// A result URL (`/files/...`) is unsigned, expired, or its path or expiry was altered.
+    InvalidSignature => 403, Client;
     /// The TaskID is unknown.
     TaskNotFound => 404, Client;
     /// No such endpoint, or no such result file.
     ResourceNotFound => 404, Client;
+    /// The HTTP method is not served at this path.
+    MethodNotAllowed => 405, Client;
+    /// The request body did not arrive within `PAGECAST_BODY_READ_TIMEOUT`.
+    RequestTimeout => 408, Client;
     /// The action is not allowed in the task's current status.
     InvalidState => 409, Client;
+    /// `InvalidState` under the name web-record uses (`PAGECAST_COMPAT=web-record` only).
+    InvalidStatus => 409, Client;
     /// The request body exceeds the configured limit.
     PayloadTooLarge => 413, Client;
+    /// The request body is not declared `Content-Type: application/json`.
+    UnsupportedMediaType => 415, Client;
+    /// The `Range` asked for lies outside the file.
+    RangeNotSatisfiable => 416, Client;
     /// Capacity or queue limits are reached; retry later.
     LimitExceeded => 429, Client;
     /// A dependency (Redis, storage) is unavailable; retry later.

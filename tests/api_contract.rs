@@ -17,7 +17,10 @@ use std::path::PathBuf;
 use std::sync::{Arc, LazyLock};
 use std::time::{Duration, Instant};
 
+use pagecast::api::guard::Tokens;
+use pagecast::api::layers::HttpPolicy;
 use pagecast::api::routes::{ApiState, app};
+use pagecast::api::signed_url::UrlSigner;
 use pagecast::api::start::StartLimits;
 use pagecast::task::store::{ControlMsg, TaskStore, TimeField, Transition};
 use pagecast::task::{Status, TaskResult, TaskStats, Video};
@@ -29,6 +32,17 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 /// An AES-128 key in mixed case: neither spelling may ever come back in a response.
 const KEY: &str = "0123456789AbCdEf0123456789aBcDeF";
 const PAGE: &str = "https://example.org/page";
+
+/// The key the test servers sign result URLs with.
+const SIGNING_KEY: &[u8] = b"api-contract-signing-key-0123456789";
+
+fn signer() -> UrlSigner {
+    UrlSigner::new(SIGNING_KEY, Duration::from_secs(3600))
+}
+
+fn tokens(list: &[&str]) -> Tokens {
+    Tokens(Arc::new(list.iter().map(|t| t.to_string()).collect()))
+}
 
 // ---------------------------------------------------------------------------------------------
 // The API spec, as a small validator
@@ -396,8 +410,7 @@ async fn serve(redis: &TestRedis, tune: impl FnOnce(&mut ApiState)) -> Api {
     std::fs::create_dir(&out_dir).expect("create the output directory");
     let mut state = ApiState {
         store: store.clone(),
-        tokens: Arc::new(Vec::new()),
-        max_body_bytes: 64 * 1024,
+        tokens: Tokens::default(),
         max_queued: 1000,
         limits: StartLimits::default(),
         output_dir: out_dir.clone(),
@@ -407,6 +420,8 @@ async fn serve(redis: &TestRedis, tune: impl FnOnce(&mut ApiState)) -> Api {
             ..Default::default()
         },
         readiness: pagecast::ops::health::Readiness::redis_only(store.clone()),
+        signer: signer(),
+        http: HttpPolicy::default(),
     };
     tune(&mut state);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
@@ -437,15 +452,29 @@ impl Api {
     /// POSTs raw bytes to `/` with this `Authorization` header, and checks the answer against the
     /// spec (and the contract's JSON, Content-Type and X-Request-ID rules).
     async fn post_raw(&self, body: impl Into<Vec<u8>>, auth: Option<&str>) -> Reply {
+        let mut headers = vec![("Content-Type", "application/json")];
+        if let Some(a) = auth {
+            headers.push(("Authorization", a));
+        }
+        self.post_with("/", body, &headers).await
+    }
+
+    /// POSTs raw bytes to `path` (`/` or `/record`) with exactly these headers, and checks the
+    /// answer as [`Self::post_raw`] does.
+    async fn post_with(
+        &self,
+        path: &str,
+        body: impl Into<Vec<u8>>,
+        headers: &[(&str, &str)],
+    ) -> Reply {
         let mut req = self
             .client
-            .post(format!("{}/", self.base))
-            .header(reqwest::header::CONTENT_TYPE, "application/json")
+            .post(format!("{}{path}", self.base))
             .body(body.into());
-        if let Some(a) = auth {
-            req = req.header(reqwest::header::AUTHORIZATION, a);
+        for (k, v) in headers {
+            req = req.header(*k, *v);
         }
-        let resp = req.send().await.expect("POST /");
+        let resp = req.send().await.expect("POST");
         let status = resp.status().as_u16();
         let headers = resp.headers().clone();
         let bytes = resp.bytes().await.expect("read the body");
@@ -453,7 +482,7 @@ impl Api {
         let json: Value = serde_json::from_slice(&bytes)
             .unwrap_or_else(|e| panic!("HTTP {status}: the body is not JSON ({e}): {text:?}"));
         assert_ne!(status, 500, "an InternalError (a bug): {text}");
-        let errs = SPEC.check_response("/", "post", status, &headers, &bytes);
+        let errs = SPEC.check_response(path, "post", status, &headers, &bytes);
         assert!(
             errs.is_empty(),
             "HTTP {status} {text}\ndoes not conform to api-spec/openapi.yaml:\n  {}",
@@ -550,11 +579,20 @@ impl Api {
 
     /// A GET with a request target sent exactly as given (no client-side normalisation of `..`).
     async fn raw_get(&self, target: &str) -> RawReply {
+        self.raw_get_with(target, &[]).await
+    }
+
+    /// [`Self::raw_get`] with extra headers.
+    async fn raw_get_with(&self, target: &str, headers: &[(&str, &str)]) -> RawReply {
         let mut stream = tokio::net::TcpStream::connect(self.addr)
             .await
             .expect("connect");
+        let extra: String = headers
+            .iter()
+            .map(|(k, v)| format!("{k}: {v}\r\n"))
+            .collect();
         let request =
-            format!("GET {target} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n");
+            format!("GET {target} HTTP/1.1\r\nHost: localhost\r\n{extra}Connection: close\r\n\r\n");
         stream
             .write_all(request.as_bytes())
             .await
@@ -1163,7 +1201,7 @@ async fn every_validation_failure_has_its_code_status_and_field() {
 #[tokio::test]
 async fn oversized_bodies_are_refused_with_413() {
     let redis = TestRedis::start();
-    let api = serve(&redis, |s| s.max_body_bytes = 1024).await;
+    let api = serve(&redis, |s| s.http.max_body_bytes = 1024).await;
 
     // 4 KiB of otherwise valid JSON.
     let padding = " ".repeat(4096);
@@ -1538,8 +1576,8 @@ async fn concurrent_pause_and_stop_end_canceled_with_one_stop() {
 async fn tokens_are_checked_before_anything_else() {
     let redis = TestRedis::start();
     let api = serve(&redis, |s| {
-        s.tokens = Arc::new(vec!["t1".to_owned(), "t2".to_owned()]);
-        s.max_body_bytes = 1024;
+        s.tokens = tokens(&["t1", "t2"]);
+        s.http.max_body_bytes = 1024;
     })
     .await;
     let start = json!({"Action": "Start", "Data": {"RecordURL": PAGE}}).to_string();
@@ -1597,7 +1635,7 @@ async fn tokens_are_checked_before_anything_else() {
 #[tokio::test]
 async fn the_bearer_scheme_is_case_insensitive() {
     let redis = TestRedis::start();
-    let api = serve(&redis, |s| s.tokens = Arc::new(vec!["t1".to_owned()])).await;
+    let api = serve(&redis, |s| s.tokens = tokens(&["t1"])).await;
     let start = json!({"Action": "Start", "Data": {"RecordURL": PAGE}}).to_string();
     for auth in ["bearer t1", "BEARER t1"] {
         let r = api.post_raw(start.clone(), Some(auth)).await;
@@ -1791,6 +1829,11 @@ async fn readyz_reports_whether_redis_is_reachable() {
 // /files
 // ---------------------------------------------------------------------------------------------
 
+/// The signed path of result file `key` (below the output directory), as Describe gives it.
+fn signed(key: &str) -> String {
+    signer().signed_path(key, now())
+}
+
 #[tokio::test]
 async fn files_are_served_from_the_output_directory_only() {
     let redis = TestRedis::start();
@@ -1804,6 +1847,7 @@ async fn files_are_served_from_the_output_directory_only() {
         ("1700000000000.mp4", "video/mp4"),
         ("index.m3u8", "application/vnd.apple.mpegurl"),
         ("seg-00001.ts", "video/mp2t"),
+        ("cover.jpg", "image/jpeg"),
         ("notes.bin", "application/octet-stream"),
     ];
     for (name, _) in files {
@@ -1813,7 +1857,7 @@ async fn files_are_served_from_the_output_directory_only() {
     for (name, ctype) in files {
         let resp = api
             .client
-            .get(format!("{}/files/task-1/{name}", api.base))
+            .get(format!("{}{}", api.base, signed(&format!("task-1/{name}"))))
             .send()
             .await
             .unwrap();
@@ -1828,27 +1872,47 @@ async fn files_are_served_from_the_output_directory_only() {
         assert_eq!(resp.text().await.unwrap(), format!("content of {name}"));
     }
 
-    for target in [
+    let in_task = signed("task-1/index.m3u8");
+    let (task_prefix, _) = in_task.rsplit_once('/').unwrap();
+    let at_root = signed("x");
+    let (root_prefix, _) = at_root.rsplit_once('/').unwrap();
+    let mut targets: Vec<(String, u16)> = [
         "/files/../etc/passwd",
         "/files/../secret.txt",
         "/files/a/../../x",
         "/files/task-1/../../secret.txt",
         "/files/%2e%2e/secret.txt",
         "/files/..%2fsecret.txt",
-        "/files/..%2Fsecret.txt",
-        "/files/task-1/..%2f..%2fsecret.txt",
         "/files//etc/passwd",
         "/files/%2fetc%2fpasswd",
         "/files/..%5csecret.txt",
-        "/files/./task-1/index.m3u8",
-        "/files/task-1//index.m3u8",
-        "/files/task-1/missing.mp4",
-        "/files/task-1",
+        "/files/task-1/index.m3u8",
+    ]
+    .iter()
+    .map(|t| (t.to_string(), 403))
+    .collect();
+    // Signed for task-1 (or the root), with a path that tries to leave it.
+    for rest in [
+        "../secret.txt",
+        "..%2fsecret.txt",
+        "..%2F..%2Fsecret.txt",
+        "%2e%2e/secret.txt",
+        "./index.m3u8",
+        "/index.m3u8",
+        "..%5csecret.txt",
+        "sub/index.m3u8",
     ] {
-        let r = api.raw_get(target).await;
+        targets.push((format!("{task_prefix}/{rest}"), 403));
+        targets.push((format!("{root_prefix}/{rest}"), 403));
+    }
+    // Signed correctly, but nothing (or a directory) is there.
+    targets.push((signed("task-1/missing.mp4"), 404));
+    targets.push((signed("task-1"), 404));
+    for (target, status) in targets {
+        let r = api.raw_get(&target).await;
         assert_eq!(
             r.status,
-            404,
+            status,
             "GET {target}: {:?}",
             String::from_utf8_lossy(&r.body)
         );
@@ -1860,15 +1924,159 @@ async fn files_are_served_from_the_output_directory_only() {
     // The same paths through a normal client (which folds `..` itself) do not escape either.
     let resp = api
         .client
-        .get(format!("{}/files/../secret.txt", api.base))
+        .get(format!("{}{task_prefix}/../../secret.txt", api.base))
         .send()
         .await
         .unwrap();
-    assert_eq!(resp.status().as_u16(), 404);
+    assert_eq!(resp.status().as_u16(), 403);
 }
 
-/// The spec declares, for `GET /files/{path}`: 404 is the `NotFound` response (a JSON
-/// `ErrorResponse` with an X-Request-ID header), and 200 carries an X-Request-ID header.
+/// A result URL needs a valid, unexpired signature over its directory: unsigned, altered or
+/// expired URLs are 403 `InvalidSignature`.
+#[tokio::test]
+async fn result_urls_must_be_signed_and_unexpired() {
+    let redis = TestRedis::start();
+    let api = serve(&redis, |_| {}).await;
+    std::fs::create_dir_all(api.out_dir.join("t1")).unwrap();
+    std::fs::create_dir_all(api.out_dir.join("t2")).unwrap();
+    std::fs::write(api.out_dir.join("t1/a.mp4"), b"t1 video").unwrap();
+    std::fs::write(api.out_dir.join("t1/b.ts"), b"t1 segment").unwrap();
+    std::fs::write(api.out_dir.join("t2/a.mp4"), b"t2 video").unwrap();
+    let good = signed("t1/a.mp4");
+    let r = api.raw_get(&good).await;
+    assert_eq!((r.status, r.body.as_slice()), (200, b"t1 video".as_slice()));
+    // Another file of the same directory (an HLS segment beside its playlist) is covered.
+    let beside = good.replace("/a.mp4", "/b.ts");
+    assert_eq!(api.raw_get(&beside).await.status, 200);
+
+    let exp = (now() + 3600).to_string();
+    let other_key = UrlSigner::new(
+        b"not the server's key at all......",
+        Duration::from_secs(3600),
+    );
+    let expired = {
+        let s = UrlSigner::new(SIGNING_KEY, Duration::from_secs(60));
+        s.signed_path("t1/a.mp4", now() - 3600)
+    };
+    for (what, target) in [
+        ("unsigned", "/files/t1/a.mp4".to_string()),
+        ("another directory", good.replace("/t1/", "/t2/")),
+        (
+            "a later expiry",
+            good.replacen(&exp, &(now() + 999_999).to_string(), 1),
+        ),
+        ("another key", other_key.signed_path("t1/a.mp4", now())),
+        ("expired", expired),
+        ("a cut signature", good.replacen("/t1/", "0/t1/", 1)),
+    ] {
+        let r = api.raw_get(&target).await;
+        let body = String::from_utf8_lossy(&r.body).into_owned();
+        assert_eq!(r.status, 403, "{what}: GET {target}: {body}");
+        assert!(body.contains("\"InvalidSignature\""), "{what}: {body}");
+        assert!(!body.contains("video"), "{what}: {body}");
+        let errs = SPEC.check_response("/files/{path}", "get", r.status, &r.headers, &r.body);
+        assert!(errs.is_empty(), "{what}: {errs:?}");
+    }
+    assert!(
+        api.raw_get(&format!("/files/s/{exp}/{}/t1/a.mp4", "0".repeat(64)))
+            .await
+            .status
+            == 403
+    );
+}
+
+/// `/files` is streamed by a file service: Range gives 206 with exactly those bytes, HEAD the
+/// headers alone, ETag and Last-Modified make revalidation cheap.
+#[tokio::test]
+async fn files_support_range_head_and_validators() {
+    let redis = TestRedis::start();
+    let api = serve(&redis, |_| {}).await;
+    std::fs::create_dir_all(api.out_dir.join("t")).unwrap();
+    let data: Vec<u8> = (0..100_000u32).map(|i| (i % 251) as u8).collect();
+    std::fs::write(api.out_dir.join("t/v.mp4"), &data).unwrap();
+    let url = format!("{}{}", api.base, signed("t/v.mp4"));
+
+    let r = api
+        .client
+        .get(&url)
+        .header("Range", "bytes=1000-1999")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 206);
+    assert_eq!(r.headers()["content-range"], "bytes 1000-1999/100000");
+    assert_eq!(r.headers()["content-type"], "video/mp4");
+    assert!(r.headers().get("x-request-id").is_some());
+    assert_eq!(r.bytes().await.unwrap().as_ref(), &data[1000..2000]);
+    let r = api
+        .client
+        .get(&url)
+        .header("Range", "bytes=-10")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 206);
+    assert_eq!(r.bytes().await.unwrap().as_ref(), &data[data.len() - 10..]);
+
+    let full = api.client.get(&url).send().await.unwrap();
+    assert_eq!(full.status().as_u16(), 200);
+    assert_eq!(full.headers()["accept-ranges"], "bytes");
+    let etag = full.headers()["etag"].to_str().unwrap().to_string();
+    assert!(etag.starts_with('"') && etag.ends_with('"'), "{etag}");
+    let modified = full.headers()["last-modified"]
+        .to_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(full.bytes().await.unwrap().as_ref(), data.as_slice());
+
+    let head = api.client.head(&url).send().await.unwrap();
+    assert_eq!(head.status().as_u16(), 200);
+    assert_eq!(head.headers()["content-length"], "100000");
+    assert_eq!(head.headers()["etag"].to_str().unwrap(), etag);
+    assert!(head.bytes().await.unwrap().is_empty());
+
+    for (name, value) in [
+        ("If-None-Match", etag.as_str()),
+        ("If-Modified-Since", modified.as_str()),
+    ] {
+        let r = api
+            .client
+            .get(&url)
+            .header(name, value)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status().as_u16(), 304, "{name}");
+        assert!(r.bytes().await.unwrap().is_empty());
+    }
+    // An If-Range naming another version gets the whole (current) file.
+    let r = api
+        .client
+        .get(&url)
+        .header("Range", "bytes=0-9")
+        .header("If-Range", "\"stale\"")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    assert_eq!(r.bytes().await.unwrap().len(), data.len());
+
+    let r = api
+        .raw_get_with(&signed("t/v.mp4"), &[("Range", "bytes=200000-")])
+        .await;
+    assert_eq!(r.status, 416, "{:?}", String::from_utf8_lossy(&r.body));
+    let errs = SPEC.check_response("/files/{path}", "get", r.status, &r.headers, &r.body);
+    assert!(errs.is_empty(), "416: {errs:?}");
+    let r = api
+        .raw_get_with(&signed("t/v.mp4"), &[("Range", "bytes=0-0")])
+        .await;
+    assert_eq!(r.status, 206);
+    let errs = SPEC.check_response("/files/{path}", "get", r.status, &r.headers, &r.body);
+    assert!(errs.is_empty(), "206: {errs:?}");
+}
+
+/// The spec declares, for `GET /files/{path}`: 200 and 206 carry an X-Request-ID header;
+/// 403 and 404 are JSON `ErrorResponse`s.
 #[tokio::test]
 async fn files_answers_follow_the_spec() {
     let redis = TestRedis::start();
@@ -1876,12 +2084,14 @@ async fn files_answers_follow_the_spec() {
     std::fs::write(api.out_dir.join("a.mp4"), b"mp4").unwrap();
     let mut problems = Vec::new();
     for (target, status) in [
-        ("/files/a.mp4", 200),
-        ("/files/missing.mp4", 404),
-        ("/files/../etc/passwd", 404),
-        ("/files/%ff.mp4", 404),
+        (signed("a.mp4"), 200),
+        (signed("missing.mp4"), 404),
+        ("/files/a.mp4".to_string(), 403),
+        ("/files/../etc/passwd".to_string(), 403),
+        ("/files/%ff.mp4".to_string(), 403),
+        (signed("a.mp4").replace("a.mp4", "%ff.mp4"), 403),
     ] {
-        let r = api.raw_get(target).await;
+        let r = api.raw_get(&target).await;
         let body = String::from_utf8_lossy(&r.body).into_owned();
         if r.status != status {
             problems.push(format!(
@@ -1955,4 +2165,500 @@ async fn private_destinations_are_refused_by_default() {
         .action("Start", json!({"RecordURL": "http://93.184.215.14/"}))
         .await;
     assert_eq!(r.status, 200, "{}", r.text);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Browsers: Content-Type, Origin, CORS
+// ---------------------------------------------------------------------------------------------
+
+fn code_of(r: &Reply) -> (u16, &str) {
+    (r.status, r.json["ErrorCode"].as_str().unwrap_or("OK"))
+}
+
+/// A page (the one being recorded, or any site the operator's browser opens) can send a
+/// `no-cors` POST: `text/plain` body, the page's `Origin`. Such a request can no longer Start
+/// a task, nor can any body not declared as JSON.
+#[tokio::test]
+async fn cross_site_and_non_json_requests_cannot_drive_the_api() {
+    let redis = TestRedis::start();
+    let api = serve(&redis, |_| {}).await;
+    let start = json!({"Action": "Start", "Data": {"RecordURL": PAGE}}).to_string();
+    // What `fetch(url, {method: "POST", mode: "no-cors", body})` sends from another site.
+    let r = api
+        .post_with(
+            "/",
+            start.clone(),
+            &[
+                ("Content-Type", "text/plain;charset=UTF-8"),
+                ("Origin", "https://evil.example"),
+            ],
+        )
+        .await;
+    assert_eq!(code_of(&r), (403, "OriginNotAllowed"), "{}", r.text);
+    // JSON from a foreign origin too (and /record), and a preflight from one.
+    for path in ["/", "/record"] {
+        let r = api
+            .post_with(
+                path,
+                start.clone(),
+                &[("Content-Type", "application/json"), ("Origin", "null")],
+            )
+            .await;
+        assert_eq!(code_of(&r), (403, "OriginNotAllowed"), "{path}: {}", r.text);
+    }
+    let pre = api
+        .client
+        .request(reqwest::Method::OPTIONS, format!("{}/", api.base))
+        .header("Origin", "https://evil.example")
+        .header("Access-Control-Request-Method", "POST")
+        .header("Access-Control-Request-Headers", "content-type")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(pre.status().as_u16(), 403);
+    assert!(pre.headers().get("access-control-allow-origin").is_none());
+    // Without an Origin, a body not declared as JSON is 415 before it is parsed.
+    for ctype in [
+        Some("text/plain"),
+        Some("application/x-www-form-urlencoded"),
+        Some("multipart/form-data; boundary=x"),
+        Some("application/jsonp"),
+        None,
+    ] {
+        let headers: Vec<(&str, &str)> = ctype.map(|c| ("Content-Type", c)).into_iter().collect();
+        let r = api.post_with("/", start.clone(), &headers).await;
+        assert_eq!(
+            code_of(&r),
+            (415, "UnsupportedMediaType"),
+            "{ctype:?}: {}",
+            r.text
+        );
+        // Even a body that is not JSON at all: the content type is checked first.
+        let r = api.post_with("/", "not json", &headers).await;
+        assert_eq!(
+            code_of(&r),
+            (415, "UnsupportedMediaType"),
+            "{ctype:?}: {}",
+            r.text
+        );
+    }
+    assert_eq!(
+        api.store.queued_count().await.unwrap(),
+        0,
+        "nothing was started"
+    );
+    // The declared JSON type, with or without parameters, from a non-browser client: fine.
+    for ctype in [
+        "application/json",
+        "application/json; charset=utf-8",
+        "Application/JSON",
+    ] {
+        let r = api
+            .post_with("/", start.clone(), &[("Content-Type", ctype)])
+            .await;
+        assert_eq!(r.status, 200, "{ctype}: {}", r.text);
+    }
+    assert_eq!(api.store.queued_count().await.unwrap(), 3);
+}
+
+/// Origins listed in PAGECAST_CORS_ORIGINS get CORS answers (preflight included) and can call
+/// the API; `*` allows any origin.
+#[tokio::test]
+async fn allowed_origins_get_cors_answers() {
+    let redis = TestRedis::start();
+    let app_origin = "https://app.example.org";
+    let api = serve(&redis, |s| {
+        s.http.cors = pagecast::api::guard::CorsOrigins::parse(&[app_origin.to_string()]).unwrap();
+        s.tokens = tokens(&["t1"]);
+    })
+    .await;
+    let pre = api
+        .client
+        .request(reqwest::Method::OPTIONS, format!("{}/", api.base))
+        .header("Origin", app_origin)
+        .header("Access-Control-Request-Method", "POST")
+        .header(
+            "Access-Control-Request-Headers",
+            "authorization,content-type",
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(pre.status().as_u16(), 200);
+    let h = pre.headers();
+    assert_eq!(h["access-control-allow-origin"], app_origin);
+    let methods = h["access-control-allow-methods"]
+        .to_str()
+        .unwrap()
+        .to_ascii_uppercase();
+    assert!(methods.contains("POST"), "{methods}");
+    let allowed = h["access-control-allow-headers"]
+        .to_str()
+        .unwrap()
+        .to_ascii_lowercase();
+    assert!(
+        allowed.contains("authorization") && allowed.contains("content-type"),
+        "{allowed}"
+    );
+
+    let start = json!({"Action": "Start", "Data": {"RecordURL": PAGE}}).to_string();
+    let r = api
+        .post_with(
+            "/",
+            start.clone(),
+            &[
+                ("Content-Type", "application/json"),
+                ("Origin", app_origin),
+                ("Authorization", "Bearer t1"),
+            ],
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(r.headers["access-control-allow-origin"], app_origin);
+    let exposed = r.headers["access-control-expose-headers"]
+        .to_str()
+        .unwrap()
+        .to_ascii_lowercase();
+    assert!(exposed.contains("x-request-id"), "{exposed}");
+    // An allowed origin still needs the token; another origin is refused first.
+    let r = api
+        .post_with(
+            "/",
+            start.clone(),
+            &[("Content-Type", "application/json"), ("Origin", app_origin)],
+        )
+        .await;
+    assert_eq!(code_of(&r), (401, "Unauthorized"));
+    let r = api
+        .post_with(
+            "/",
+            start.clone(),
+            &[
+                ("Content-Type", "application/json"),
+                ("Origin", "https://app.example.org.evil.example"),
+                ("Authorization", "Bearer t1"),
+            ],
+        )
+        .await;
+    assert_eq!(code_of(&r), (403, "OriginNotAllowed"));
+
+    let any = serve(&redis, |s| {
+        s.http.cors = pagecast::api::guard::CorsOrigins::Any
+    })
+    .await;
+    let r = any
+        .post_with(
+            "/",
+            start,
+            &[
+                ("Content-Type", "application/json"),
+                ("Origin", "https://anywhere.example"),
+            ],
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(r.headers["access-control-allow-origin"], "*");
+}
+
+// ---------------------------------------------------------------------------------------------
+// Layers: request ids and envelopes on every rejection, metrics counted outside the handler
+// ---------------------------------------------------------------------------------------------
+
+/// Rejections made by the layers (token, content type, body limit, origin, method) carry the
+/// request id and the error body like the handler's own answers.
+#[tokio::test]
+async fn every_rejection_has_the_envelope_and_the_request_id() {
+    let redis = TestRedis::start();
+    let api = serve(&redis, |s| {
+        s.tokens = tokens(&["t1"]);
+        s.http.max_body_bytes = 100;
+    })
+    .await;
+    let big =
+        json!({"Action": "Start", "Data": {"RecordURL": PAGE, "UserContext": "x".repeat(500)}})
+            .to_string();
+    for (headers, body, expect) in [
+        (
+            vec![("Content-Type", "application/json")],
+            "{}".to_string(),
+            (401, "Unauthorized"),
+        ),
+        (
+            vec![
+                ("Authorization", "Bearer t1"),
+                ("Content-Type", "text/plain"),
+            ],
+            "{}".to_string(),
+            (415, "UnsupportedMediaType"),
+        ),
+        (
+            vec![
+                ("Authorization", "Bearer t1"),
+                ("Content-Type", "application/json"),
+            ],
+            big,
+            (413, "PayloadTooLarge"),
+        ),
+        (
+            vec![
+                ("Origin", "https://x.example"),
+                ("Content-Type", "application/json"),
+            ],
+            "{}".to_string(),
+            (403, "OriginNotAllowed"),
+        ),
+    ] {
+        let mut with_id = headers.clone();
+        with_id.push(("X-Request-ID", "client-id-7"));
+        let r = api.post_with("/", body.clone(), &with_id).await;
+        assert_eq!(code_of(&r), expect, "{}", r.text);
+        assert_eq!(r.request_id(), "client-id-7");
+        let mut bad_id = headers.clone();
+        bad_id.push(("X-Request-ID", "has space"));
+        let r = api.post_with("/", body, &bad_id).await;
+        assert_eq!(code_of(&r), expect, "{}", r.text);
+        assert_eq!(r.request_id().len(), 36, "a new UUID: {}", r.text);
+    }
+    // A method the path does not serve: 405 with the envelope and Allow.
+    let r = api
+        .client
+        .get(format!("{}/", api.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 405);
+    assert!(r.headers().get("allow").is_some());
+    assert!(r.headers().get("x-request-id").is_some());
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["ErrorCode"], "MethodNotAllowed");
+}
+
+/// Action requests are counted by the metrics layer, by action and outcome, whichever layer
+/// answered them.
+#[tokio::test]
+async fn the_metrics_layer_counts_actions_and_rejections() {
+    use pagecast::ops::metrics::{API_REQUESTS, registry};
+    let redis = TestRedis::start();
+    let api = serve(&redis, |_| {}).await;
+    let count = |action: &'static str, code: &'static str| {
+        registry().get(&API_REQUESTS, &[("action", action), ("code", code)])
+    };
+    let (cancels, media) = (
+        count("Cancel", "OK"),
+        count("unknown", "UnsupportedMediaType"),
+    );
+    let id = api.start_page().await;
+    assert_eq!(api.on_task("Cancel", &id).await.status, 200);
+    let r = api
+        .post_with("/", "{}", &[("Content-Type", "text/plain")])
+        .await;
+    assert_eq!(r.status, 415);
+    assert!(count("Cancel", "OK") >= cancels + 1.0);
+    assert!(count("unknown", "UnsupportedMediaType") >= media + 1.0);
+}
+
+// ---------------------------------------------------------------------------------------------
+// web-record compatibility: Cancel, POST /record, PAGECAST_COMPAT=web-record
+// ---------------------------------------------------------------------------------------------
+
+/// `Cancel` is Stop under web-record's name, and `POST /record` is the Action endpoint too.
+#[tokio::test]
+async fn cancel_is_stop_and_record_is_an_action_path() {
+    let redis = TestRedis::start();
+    let api = serve(&redis, |_| {}).await;
+    let json_ct = [("Content-Type", "application/json")];
+    let r = api
+        .post_with(
+            "/record",
+            json!({"Action": "Start", "Data": {"RecordURL": PAGE}}).to_string(),
+            &json_ct,
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    let id = r.json["TaskID"].as_str().unwrap().to_string();
+    let describe = json!({"Action": "Describe", "Data": {"TaskID": id}}).to_string();
+    let r = api.post_with("/record", describe.clone(), &json_ct).await;
+    assert_eq!(
+        (r.status, r.json["Status"].as_str()),
+        (200, Some("normal")),
+        "{}",
+        r.text
+    );
+
+    // Cancel while recording: the task stops like Stop (CancelTime set, control sent).
+    api.begin_recording(&id).await;
+    let cancel = json!({"Action": "Cancel", "Data": {"TaskID": id}}).to_string();
+    let r = api.post_with("/record", cancel.clone(), &json_ct).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    let d = api.describe(&id).await;
+    assert_eq!(d["Status"], "canceled", "{d}");
+    assert!(d["CancelTime"].is_i64(), "{d}");
+    assert_eq!(api.controls(&id).await, vec![ControlMsg::Stop]);
+    // Repeated: already in effect.
+    assert_eq!(api.post_with("/", cancel, &json_ct).await.status, 200);
+    // Before recording began, Cancel cancels the task as Stop does.
+    let (canceled, stopped) = (api.start_page().await, api.start_page().await);
+    assert_eq!(api.on_task("Cancel", &canceled).await.status, 200);
+    assert_eq!(api.on_task("Stop", &stopped).await.status, 200);
+    assert_eq!(
+        api.status_of(&canceled).await,
+        api.status_of(&stopped).await
+    );
+    // Unknown actions list Cancel among the known ones.
+    let r = api.action("Abort", json!({})).await;
+    assert_eq!(code_of(&r), (400, "UnsupportedAction"));
+    assert!(r.text.contains("Stop, Cancel, Describe"), "{}", r.text);
+}
+
+/// With PAGECAST_COMPAT=web-record, errors of the Action endpoint are HTTP 200 with the same
+/// body and web-record's codes; the default mode is unchanged; other endpoints keep their
+/// statuses.
+#[tokio::test]
+async fn web_record_mode_answers_errors_with_200_and_its_codes() {
+    let redis = TestRedis::start();
+    let compat = serve(&redis, |s| {
+        s.http.compat = pagecast::api::compat::Compat::WebRecord;
+        s.tokens = tokens(&["t1"]);
+    })
+    .await;
+    let plain = serve(&redis, |s| s.tokens = tokens(&["t1"])).await;
+    let auth = [
+        ("Content-Type", "application/json"),
+        ("Authorization", "Bearer t1"),
+    ];
+    let start = json!({"Action": "Start", "Data": {"RecordURL": PAGE}}).to_string();
+    let mut ids = Vec::new();
+    for api in [&plain, &compat] {
+        let r = api.post_with("/", start.clone(), &auth).await;
+        assert_eq!(r.status, 200);
+        ids.push(r.json["TaskID"].as_str().unwrap().to_string());
+    }
+    let unknown = uuid::Uuid::new_v4().to_string();
+    // (body, headers, default answer, web-record code)
+    type Case<'a> = (String, Vec<(&'a str, &'a str)>, (u16, &'a str), &'a str);
+    let cases = |id: &str| -> Vec<Case<'_>> {
+        vec![
+            (
+                json!({"Action": "Describe", "Data": {}}).to_string(),
+                auth.to_vec(),
+                (400, "MissingParam"),
+                "InvalidParam",
+            ),
+            (
+                json!({"Action": "Describe", "Data": {"TaskID": unknown}}).to_string(),
+                auth.to_vec(),
+                (404, "TaskNotFound"),
+                "InvalidParam",
+            ),
+            (
+                json!({"Action": "Pause", "Data": {"TaskID": id}}).to_string(),
+                auth.to_vec(),
+                (409, "InvalidState"),
+                "InvalidStatus",
+            ),
+            (
+                json!({"Action": "Start", "Data": {"RecordURL": "ftp://x"}}).to_string(),
+                auth.to_vec(),
+                (400, "InvalidParam"),
+                "InvalidParam",
+            ),
+            (
+                json!({"Action": "Explode"}).to_string(),
+                auth.to_vec(),
+                (400, "UnsupportedAction"),
+                "UnsupportedAction",
+            ),
+            (
+                "{}".to_string(),
+                vec![("Content-Type", "application/json")],
+                (401, "Unauthorized"),
+                "Unauthorized",
+            ),
+            (
+                "{}".to_string(),
+                vec![
+                    ("Authorization", "Bearer t1"),
+                    ("Content-Type", "text/plain"),
+                ],
+                (415, "UnsupportedMediaType"),
+                "UnsupportedMediaType",
+            ),
+        ]
+    };
+    for ((plain_case, compat_case), path) in cases(&ids[0])
+        .into_iter()
+        .zip(cases(&ids[1]))
+        .flat_map(|c| [(c.clone(), "/"), (c, "/record")])
+    {
+        let (body, headers, default, _) = plain_case;
+        let r = plain.post_with(path, body.clone(), &headers).await;
+        assert_eq!(
+            code_of(&r),
+            default,
+            "default mode {path} {body}: {}",
+            r.text
+        );
+        let (body, headers, _, web_record) = compat_case;
+        let r = compat.post_with(path, body.clone(), &headers).await;
+        assert_eq!(
+            code_of(&r),
+            (200, web_record),
+            "web-record mode {path} {body}: {}",
+            r.text
+        );
+        assert_eq!(r.json.as_object().map(|o| o.len()), Some(3), "{}", r.text);
+        assert!(!r.json["ErrorMessage"].as_str().unwrap().is_empty());
+    }
+    let id = ids[1].clone();
+    // Successes are the same in both modes.
+    let describe = json!({"Action": "Describe", "Data": {"TaskID": id}}).to_string();
+    let r = compat.post_with("/record", describe, &auth).await;
+    assert_eq!((r.status, r.json["Status"].as_str()), (200, Some("normal")));
+    // Not the Action endpoint: real statuses (a player, a probe must see them).
+    assert_eq!(compat.raw_get("/files/x.mp4").await.status, 403);
+    assert_eq!(compat.raw_get("/nowhere").await.status, 404);
+}
+
+// ---------------------------------------------------------------------------------------------
+// /metrics behind the token
+// ---------------------------------------------------------------------------------------------
+
+/// With API tokens, /metrics needs one too; the probes do not.
+#[tokio::test]
+async fn metrics_need_a_token_when_tokens_are_configured() {
+    let redis = TestRedis::start();
+    let api = serve(&redis, |s| s.tokens = tokens(&["t1"])).await;
+    let get = |path: &'static str, token: Option<&'static str>| {
+        let mut req = api.client.get(format!("{}{path}", api.base));
+        if let Some(t) = token {
+            req = req.header("Authorization", format!("Bearer {t}"));
+        }
+        async move {
+            let r = req.send().await.unwrap();
+            let status = r.status().as_u16();
+            let headers = r.headers().clone();
+            let body = r.bytes().await.unwrap().to_vec();
+            (status, headers, body)
+        }
+    };
+    for (token, status) in [(None, 401), (Some("wrong"), 401), (Some("t1"), 200)] {
+        let (s, headers, body) = get("/metrics", token).await;
+        assert_eq!(s, status, "{token:?}: {}", String::from_utf8_lossy(&body));
+        let errs = SPEC.check_response("/metrics", "get", s, &headers, &body);
+        assert!(errs.is_empty(), "{errs:?}");
+        if s == 200 {
+            assert!(String::from_utf8_lossy(&body).contains("pagecast_api_requests_total"));
+        }
+    }
+    assert_eq!(get("/healthz", None).await.0, 200);
+    assert_eq!(get("/readyz", None).await.0, 200);
+    // Without tokens (the API is open then), /metrics is open too.
+    let open = serve(&redis, |_| {}).await;
+    let r = open
+        .client
+        .get(format!("{}/metrics", open.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 200);
 }

@@ -53,7 +53,7 @@ impl ApiError {
         Self::new(
             ErrorCode::UnsupportedAction,
             format!(
-                "Action {} is not supported (expected one of Start, Pause, Resume, Refresh, Stop, Describe)",
+                "Action {} is not supported (expected one of Start, Pause, Resume, Refresh, Stop, Cancel, Describe)",
                 echo_str(action)
             ),
         )
@@ -93,6 +93,38 @@ impl ApiError {
         Self::new(
             ErrorCode::PayloadTooLarge,
             format!("the request body exceeds the limit of {limit_bytes} bytes"),
+        )
+    }
+
+    /// `UnsupportedMediaType`: the body is not declared as JSON.
+    pub fn unsupported_media_type() -> Self {
+        Self::new(
+            ErrorCode::UnsupportedMediaType,
+            "the body must be sent with Content-Type: application/json",
+        )
+    }
+
+    /// `OriginNotAllowed`: a browser request from a site that is not allowed.
+    pub fn origin_not_allowed() -> Self {
+        Self::new(
+            ErrorCode::OriginNotAllowed,
+            "requests from this Origin are not allowed (the server's PAGECAST_CORS_ORIGINS)",
+        )
+    }
+
+    /// `RequestTimeout`: the body did not arrive within `seconds`.
+    pub fn request_timeout(seconds: u64) -> Self {
+        Self::new(
+            ErrorCode::RequestTimeout,
+            format!("the request body did not arrive within {seconds} s"),
+        )
+    }
+
+    /// `MethodNotAllowed` for this method and path.
+    pub fn method_not_allowed(method: &str, path: &str) -> Self {
+        Self::new(
+            ErrorCode::MethodNotAllowed,
+            format!("{method} is not served at {}", echo_str(path)),
         )
     }
 
@@ -156,6 +188,8 @@ impl ApiError {
             );
         }
         let mut response = (self.status(), axum::Json(self.body(request_id))).into_response();
+        // Layers outside the handler (metrics, the web-record compatibility mode) read it.
+        response.extensions_mut().insert(self.clone());
         if let Ok(value) = HeaderValue::from_str(request_id) {
             response
                 .headers_mut()

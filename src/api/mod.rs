@@ -1,6 +1,15 @@
-//! The HTTP API: Action dispatch, validation of each Action's Data, auth, request ids.
+//! The HTTP API: Action dispatch, validation of each Action's Data, auth, request ids, signed
+//! result URLs and the server that runs it all.
 
+pub mod action;
+pub mod compat;
 pub mod describe;
 pub mod error;
+pub mod files;
+pub mod guard;
+pub mod layers;
 pub mod routes;
+pub mod server;
+pub mod signed_url;
+pub mod signing_key;
 pub mod start;

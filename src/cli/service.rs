@@ -5,7 +5,11 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use clap::Args;
-use pagecast::api::routes::{ApiState, app};
+use pagecast::api::guard::Tokens;
+use pagecast::api::routes::{ApiState, app, starting_app};
+use pagecast::api::server::{AppHandle, ServerLimits};
+use pagecast::api::signed_url::UrlSigner;
+use pagecast::api::signing_key::UrlSigningConfig;
 use pagecast::api::start::StartLimits;
 use pagecast::config::{ApiConfig, ConfigError, ShutdownMode, StoreConfig, WorkerConfig};
 use pagecast::ops::health::Readiness;
@@ -22,9 +26,15 @@ pub struct ServeArgs {
     store: StoreConfig,
     #[command(flatten)]
     worker: WorkerConfig,
+    #[command(flatten)]
+    signing: UrlSigningConfig,
     /// Run only the API, no in-process worker.
     #[arg(long, env = "PAGECAST_NO_WORKER")]
     no_worker: bool,
+    /// Also serve /healthz, /readyz and /metrics on this address (e.g. 0.0.0.0:9090), without
+    /// a token: for the monitoring network. Off by default.
+    #[arg(long, env = "PAGECAST_METRICS_LISTEN")]
+    metrics_listen: Option<String>,
 }
 
 #[derive(Debug, Args)]
@@ -37,6 +47,8 @@ pub struct WorkerArgs {
     store: StoreConfig,
     #[command(flatten)]
     worker: WorkerConfig,
+    #[command(flatten)]
+    signing: UrlSigningConfig,
 }
 
 /// Reports a setting that cannot work; exit status 2, like other usage errors.
@@ -100,6 +112,59 @@ fn readiness(
     r
 }
 
+/// The URL signer: the configured key, or the one shared through Redis (retried until Redis
+/// answers, like the store's connection).
+async fn url_signer(
+    configured: Option<Vec<u8>>,
+    cfg: &UrlSigningConfig,
+    store: &StoreConfig,
+    shutdown: &CancellationToken,
+) -> anyhow::Result<UrlSigner> {
+    if let Some(key) = configured {
+        return Ok(UrlSigner::new(&key, cfg.expiry()));
+    }
+    let mut wait = std::time::Duration::from_millis(250);
+    loop {
+        match pagecast::api::signing_key::shared_key(&store.redis_url, &store.key_prefix).await {
+            Ok(key) => return Ok(UrlSigner::new(&key, cfg.expiry())),
+            Err(e) => {
+                warn!(error = %e, "the URL signing key is not available yet; retrying");
+                tokio::select! {
+                    _ = tokio::time::sleep(wait) => {}
+                    _ = shutdown.cancelled() => anyhow::bail!("stopped before Redis was reachable"),
+                }
+                wait = (wait * 2).min(std::time::Duration::from_secs(5));
+            }
+        }
+    }
+}
+
+/// Binds the operations listener (`PAGECAST_METRICS_LISTEN`) and serves what `router` is set
+/// to, until the process exits (so probes see a drain while it lasts).
+/// Its bound address is noted in `worker`: no task may reach it.
+async fn ops_listener(
+    addr: &Option<String>,
+    worker: &mut WorkerConfig,
+) -> anyhow::Result<Option<AppHandle>> {
+    let Some(addr) = addr else {
+        return Ok(None);
+    };
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("cannot listen on {addr} (PAGECAST_METRICS_LISTEN)"))?;
+    let bound = listener.local_addr()?;
+    worker.note_listeners(&[bound]);
+    info!(addr = %bound, "health and metrics listening");
+    let handle = AppHandle::new(pagecast::ops::starting_router());
+    tokio::spawn(pagecast::api::server::serve(
+        listener,
+        handle.clone(),
+        ServerLimits::default(),
+        std::future::pending(),
+    ));
+    Ok(Some(handle))
+}
+
 pub async fn serve(mut args: ServeArgs) -> anyhow::Result<ExitCode> {
     if let Err(e) = args
         .api
@@ -117,52 +182,93 @@ pub async fn serve(mut args: ServeArgs) -> anyhow::Result<ExitCode> {
         eprintln!("error: {e}");
         return Ok(ExitCode::from(2));
     }
+    let checked = args.api.tokens().and_then(|tokens| {
+        Ok((
+            tokens,
+            args.api.http_policy()?,
+            args.signing.configured_key()?,
+        ))
+    });
+    let (tokens, policy, signing_key) = match checked {
+        Ok(c) => c,
+        Err(e) => return Ok(config_error(&e)),
+    };
+    let tokens = Tokens(Arc::new(tokens));
     let shutdown = CancellationToken::new();
     cancel_on_signal(shutdown.clone(), args.worker.shutdown);
+    // Bound and answering before Redis is reached: /healthz says alive, /readyz and the API
+    // say 503 until Redis answers (it may start after pagecast).
     let listener = tokio::net::TcpListener::bind(&args.api.listen)
         .await
         .with_context(|| format!("cannot listen on {}", args.api.listen))?;
     let addr = listener.local_addr()?;
     // No task (its page, its URLs) may reach this service's own listeners.
     args.worker.note_listeners(&[addr]);
-    let store = connect(&args.store, &shutdown).await?;
-    let public_url = args
-        .worker
-        .public_url
-        .clone()
-        .unwrap_or_else(|| format!("http://{addr}"));
-    let state = ApiState {
-        store: store.clone(),
-        tokens: Arc::new(
-            args.api
-                .api_tokens
-                .iter()
-                .map(|t| t.expose().trim().to_string())
-                .filter(|t| !t.is_empty())
-                .collect(),
-        ),
-        max_body_bytes: args.api.max_body_bytes,
-        max_queued: args.api.max_queued,
-        limits: StartLimits::for_server(&args.worker),
-        output_dir: args.worker.output_dir.clone(),
-        url_policy: args.worker.url_policy(),
-        readiness: readiness(&store, &args.worker, !args.no_worker, &shutdown),
-    };
-    let worker = if args.no_worker {
-        None
-    } else {
-        let ctx = WorkerContext::new(store, args.worker.clone(), public_url, shutdown.clone());
-        Some(tokio::spawn(run_worker(ctx)))
+    let handle = AppHandle::new(starting_app(&tokens, &policy));
+    let ops = ops_listener(&args.metrics_listen, &mut args.worker).await?;
+    let api_stop = CancellationToken::new();
+    let server = {
+        let stop = api_stop.clone();
+        tokio::spawn(pagecast::api::server::serve(
+            listener,
+            handle.clone(),
+            args.api.server_limits(),
+            async move { stop.cancelled().await },
+        ))
     };
     info!(%addr, "API listening");
     // For people at a terminal; log collectors get the line above (JSON when asked).
     if std::io::IsTerminal::is_terminal(&std::io::stderr()) {
         eprintln!("pagecast API listening on http://{addr}");
     }
+    let connected = async {
+        let store = connect(&args.store, &shutdown).await?;
+        let signer = url_signer(signing_key, &args.signing, &args.store, &shutdown).await?;
+        anyhow::Ok((store, signer))
+    };
+    let (store, signer) = match connected.await {
+        Ok(c) => c,
+        Err(e) => {
+            api_stop.cancel();
+            let _ = server.await;
+            return Err(e);
+        }
+    };
+    let public_url = args
+        .worker
+        .public_url
+        .clone()
+        .unwrap_or_else(|| format!("http://{addr}"));
+    let readiness = readiness(&store, &args.worker, !args.no_worker, &shutdown);
+    let state = ApiState {
+        store: store.clone(),
+        tokens,
+        max_queued: args.api.max_queued,
+        limits: StartLimits::for_server(&args.worker),
+        output_dir: args.worker.output_dir.clone(),
+        url_policy: args.worker.url_policy(),
+        readiness: readiness.clone(),
+        signer: signer.clone(),
+        http: policy,
+    };
+    handle.set(app(state));
+    if let Some(ops) = ops {
+        ops.set(pagecast::ops::router(pagecast::ops::OpsState {
+            readiness,
+            service_metrics: true,
+        }));
+    }
+    info!("connected to Redis; serving the API");
+    let worker = if args.no_worker {
+        None
+    } else {
+        let ctx = WorkerContext::new(store, args.worker.clone(), public_url, shutdown.clone())
+            .with_url_signer(signer);
+        Some(tokio::spawn(run_worker(ctx)))
+    };
     // The API keeps answering while the in-process worker drains (in `finish` mode that can
     // take a while, and clients still need Stop and Describe); /readyz says 503 meanwhile, so
     // load balancers move new requests elsewhere. It stops once the worker is done.
-    let api_stop = CancellationToken::new();
     {
         let (signal, api_stop) = (shutdown.clone(), api_stop.clone());
         tokio::spawn(async move {
@@ -173,9 +279,7 @@ pub async fn serve(mut args: ServeArgs) -> anyhow::Result<ExitCode> {
             api_stop.cancel();
         });
     }
-    axum::serve(listener, app(state))
-        .with_graceful_shutdown(async move { api_stop.cancelled().await })
-        .await?;
+    server.await?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -191,42 +295,28 @@ pub async fn worker(mut args: WorkerArgs) -> anyhow::Result<ExitCode> {
         eprintln!("error: {e}");
         return Ok(ExitCode::from(2));
     }
+    let signing_key = match args.signing.configured_key() {
+        Ok(k) => k,
+        Err(e) => return Ok(config_error(&e)),
+    };
     let shutdown = CancellationToken::new();
     cancel_on_signal(shutdown.clone(), args.worker.shutdown);
     // Bound before Redis is reached, so a bad address fails at once and probes can connect.
-    let ops_listener = match &args.metrics_listen {
-        Some(addr) => Some(
-            tokio::net::TcpListener::bind(addr)
-                .await
-                .with_context(|| format!("cannot listen on {addr} (PAGECAST_METRICS_LISTEN)"))?,
-        ),
-        None => None,
-    };
-    // No task (its page, its URLs) may reach this worker's listener or its service's API.
-    let bound: Vec<std::net::SocketAddr> = ops_listener
-        .iter()
-        .filter_map(|l| l.local_addr().ok())
-        .collect();
-    args.worker.note_listeners(&bound);
+    let ops = ops_listener(&args.metrics_listen, &mut args.worker).await?;
     let store = connect(&args.store, &shutdown).await?;
-    if let Some(listener) = ops_listener {
-        let router = pagecast::ops::router(pagecast::ops::OpsState {
+    let signer = url_signer(signing_key, &args.signing, &args.store, &shutdown).await?;
+    if let Some(ops) = ops {
+        ops.set(pagecast::ops::router(pagecast::ops::OpsState {
             readiness: readiness(&store, &args.worker, true, &shutdown),
             service_metrics: false,
-        });
-        info!(addr = %listener.local_addr()?, "worker health and metrics listening");
-        // Served until the process exits, so probes see the drain (readyz 503) while it lasts.
-        tokio::spawn(async move {
-            if let Err(e) = axum::serve(listener, router).await {
-                warn!(error = %e, "the health and metrics endpoint stopped");
-            }
-        });
+        }));
     }
     let public_url = args
         .worker
         .public_url
         .clone()
         .unwrap_or_else(|| "http://127.0.0.1:8080".to_string());
-    run_worker(WorkerContext::new(store, args.worker, public_url, shutdown)).await;
+    let ctx = WorkerContext::new(store, args.worker, public_url, shutdown).with_url_signer(signer);
+    run_worker(ctx).await;
     Ok(ExitCode::SUCCESS)
 }

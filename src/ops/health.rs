@@ -27,7 +27,7 @@ pub struct Check {
 }
 
 impl Check {
-    fn new(name: &'static str, ok: bool, detail: impl Into<String>) -> Self {
+    pub(crate) fn new(name: &'static str, ok: bool, detail: impl Into<String>) -> Self {
         Check {
             name,
             ok,

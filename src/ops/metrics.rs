@@ -87,6 +87,11 @@ pub static API_REQUESTS: Desc = counter(
     "pagecast_api_requests_total",
     "Action API requests, by action and outcome (OK or the error code)",
 );
+/// Connections closed at once because their client had too many open.
+pub static CONNECTIONS_REFUSED: Desc = counter(
+    "pagecast_http_connections_refused_total",
+    "HTTP connections closed at once because their client already had PAGECAST_MAX_CONNECTIONS_PER_CLIENT open",
+);
 /// Recordings this process runs now.
 pub static RECORDINGS_RUNNING: Desc = gauge(
     "pagecast_recordings_running",
@@ -97,20 +102,25 @@ pub static WORKER_CAPACITY: Desc = gauge(
     "pagecast_worker_capacity",
     "Recordings this worker may run at once",
 );
-/// Frames captured per second, per running recording (label `task_id`).
+/// Frames captured per second, summed over the running recordings (no per-task label).
 pub static CAPTURE_FPS: Desc = gauge(
-    "pagecast_recording_capture_fps",
-    "Frames per second Chromium delivered to a running recording (since the last heartbeat)",
+    "pagecast_recordings_capture_fps",
+    "Frames per second Chromium delivers, summed over the running recordings (divide by pagecast_recordings_running for the mean)",
 );
-/// Output frames that repeat the previous one, per running recording.
+/// The lowest capture rate among the running recordings.
+pub static CAPTURE_FPS_LOWEST: Desc = gauge(
+    "pagecast_recordings_capture_fps_lowest",
+    "The lowest capture rate (frames per second) among the running recordings",
+);
+/// Output frames that repeat the previous one, summed over the running recordings.
 pub static RECORDING_DUPLICATED: Desc = gauge(
-    "pagecast_recording_frames_duplicated",
-    "Output frames of a running recording that repeat the previous frame (the page painted nothing new)",
+    "pagecast_recordings_frames_duplicated",
+    "Output frames of the running recordings that repeat the previous frame (the page painted nothing new)",
 );
-/// Captured frames not used, per running recording.
+/// Captured frames not used, summed over the running recordings.
 pub static RECORDING_DROPPED: Desc = gauge(
-    "pagecast_recording_frames_dropped",
-    "Captured frames of a running recording that were skipped (more frames than the output rate, or too late)",
+    "pagecast_recordings_frames_dropped",
+    "Captured frames of the running recordings that were skipped (more frames than the output rate, or too late)",
 );
 /// Frames captured by finished recordings.
 pub static FRAMES_CAPTURED: Desc = counter(
@@ -206,9 +216,11 @@ pub static ALL: &[&Desc] = &[
     &STARTS_ACCEPTED,
     &STARTS_REJECTED,
     &API_REQUESTS,
+    &CONNECTIONS_REFUSED,
     &RECORDINGS_RUNNING,
     &WORKER_CAPACITY,
     &CAPTURE_FPS,
+    &CAPTURE_FPS_LOWEST,
     &RECORDING_DUPLICATED,
     &RECORDING_DROPPED,
     &FRAMES_CAPTURED,
@@ -463,7 +475,7 @@ mod tests {
         r.set(&TASKS, &[("status", "recording")], 3.0);
         r.observe(&STAGE_SECONDS, &[("stage", "record")], 0.3);
         r.observe(&STAGE_SECONDS, &[("stage", "record")], 20000.0);
-        r.set(&CAPTURE_FPS, &[("task_id", "a\"b\\c\nd")], 29.5);
+        r.set(&TASKS, &[("status", "a\"b\\c\nd")], 29.5);
         let text = r.render();
         assert!(text.contains("# TYPE pagecast_starts_rejected_total counter\n"));
         assert!(text.contains("pagecast_starts_rejected_total{code=\"InvalidParam\"} 2\n"));
@@ -489,13 +501,11 @@ mod tests {
             )
         );
         assert!(text.contains("pagecast_stage_duration_seconds_count{stage=\"record\"} 2\n"));
-        assert!(
-            text.contains("pagecast_recording_capture_fps{task_id=\"a\\\"b\\\\c\\nd\"} 29.5\n")
-        );
+        assert!(text.contains("pagecast_tasks{status=\"a\\\"b\\\\c\\nd\"} 29.5\n"));
         // Declared metrics without series still announce themselves.
         assert!(text.contains("# TYPE pagecast_upload_bytes_total counter\n"));
-        r.remove(&CAPTURE_FPS, &[("task_id", "a\"b\\c\nd")]);
-        assert!(!r.render().contains("pagecast_recording_capture_fps{"));
+        r.remove(&TASKS, &[("status", "a\"b\\c\nd")]);
+        assert!(!r.render().contains("pagecast_tasks{status=\"a"));
     }
 
     #[test]

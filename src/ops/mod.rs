@@ -6,6 +6,7 @@
 
 pub mod doctor;
 pub mod health;
+pub mod live;
 pub mod metrics;
 
 use axum::Router;
@@ -28,10 +29,15 @@ pub fn request_id(headers: &HeaderMap) -> String {
     headers
         .get(REQUEST_ID_HEADER)
         .and_then(|v| v.to_str().ok())
-        .map(str::trim)
-        .filter(|v| !v.is_empty() && v.len() <= 128 && v.bytes().all(|b| b.is_ascii_graphic()))
+        .and_then(usable_request_id)
         .map(String::from)
         .unwrap_or_else(|| uuid::Uuid::new_v4().to_string())
+}
+
+/// A client's request id, trimmed, when it is 1 to 128 visible ASCII characters.
+pub fn usable_request_id(value: &str) -> Option<&str> {
+    Some(value.trim())
+        .filter(|v| !v.is_empty() && v.len() <= 128 && v.bytes().all(|b| b.is_ascii_graphic()))
 }
 
 /// Sets `X-Request-Id` on a response.
@@ -55,11 +61,64 @@ pub struct OpsState {
 
 /// `/healthz`, `/readyz` and `/metrics`.
 pub fn router(state: OpsState) -> Router {
-    Router::new()
+    let (probes, metrics) = routers(state);
+    probes.merge(metrics)
+}
+
+/// `/healthz` and `/readyz`; and `/metrics` apart (the API puts a token check on it).
+pub fn routers(state: OpsState) -> (Router, Router) {
+    let probes = Router::new()
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
+        .with_state(state.clone());
+    let metrics = Router::new()
         .route("/metrics", get(metrics_text))
-        .with_state(state)
+        .with_state(state);
+    (probes, metrics)
+}
+
+/// [`routers`] of a process that cannot reach Redis yet: alive, not ready, and only its own
+/// metrics.
+pub fn starting_routers() -> (Router, Router) {
+    let probes = Router::new()
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(starting_readyz));
+    let metrics = Router::new().route("/metrics", get(process_metrics));
+    (probes, metrics)
+}
+
+/// `/healthz` and `/readyz` and `/metrics` of a process that cannot reach Redis yet.
+pub fn starting_router() -> Router {
+    let (probes, metrics) = starting_routers();
+    probes.merge(metrics)
+}
+
+/// Readiness before Redis was ever reached.
+async fn starting_readyz(headers: HeaderMap) -> Response {
+    let rid = request_id(&headers);
+    let checks = [health::Check::new(
+        "redis",
+        false,
+        "not connected yet: pagecast keeps trying",
+    )];
+    let code = ErrorCode::ServiceUnavailable;
+    let resp = (
+        StatusCode::SERVICE_UNAVAILABLE,
+        axum::Json(json!({
+            "ErrorCode": code.as_str(),
+            "ErrorMessage": "not ready: redis: not connected yet",
+            "Status": "unready",
+            "Checks": checks,
+            "RequestID": rid,
+        })),
+    )
+        .into_response();
+    with_request_id(resp, &rid)
+}
+
+/// The process's own metrics only.
+async fn process_metrics() -> Response {
+    metrics_response()
 }
 
 /// Liveness: the process answers. Checks no dependency.
@@ -105,6 +164,10 @@ async fn metrics_text(State(state): State<OpsState>) -> Response {
     if state.service_metrics {
         collect_service_metrics(&state.readiness.store).await;
     }
+    metrics_response()
+}
+
+fn metrics_response() -> Response {
     (
         [(
             header::CONTENT_TYPE,

@@ -78,6 +78,9 @@ pub async fn run(ctx: WorkerContext, id: String) -> Result<(), StoreError> {
         ..delivery.clone()
     });
     let mut json = describe_json(&task, &uuid::Uuid::new_v4().to_string());
+    if let Some(signer) = &ctx.url_signer {
+        signer.refresh_file_urls(&mut json, now_s());
+    }
     // A key pagecast generated is handed to the receiver, and only to it (never in Describe).
     let generated_key = match ctx.store.secrets(id).await {
         Ok(s) if s.key_generated => s.encrypt_key,

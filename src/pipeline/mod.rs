@@ -58,6 +58,8 @@ pub struct WorkerContext {
     pub shutdown: CancellationToken,
     /// The tasks this worker's jobs hold a lease on (announced, see `presence`).
     pub active: presence::ActiveTasks,
+    /// Signs the URLs of local results (`None`: they are left unsigned, and refused).
+    pub url_signer: Option<crate::api::signed_url::UrlSigner>,
 }
 
 /// Unix seconds now.
@@ -106,6 +108,22 @@ impl WorkerContext {
             drain,
             shutdown: CancellationToken::new(),
             active: presence::ActiveTasks::default(),
+            url_signer: None,
+        }
+    }
+
+    /// Signs local result URLs with `signer`.
+    pub fn with_url_signer(mut self, signer: crate::api::signed_url::UrlSigner) -> Self {
+        self.url_signer = Some(signer);
+        self
+    }
+
+    /// The URL of local result file `key` (below the output directory), signed when a signer
+    /// is set.
+    pub fn local_file_url(&self, key: &str) -> String {
+        match &self.url_signer {
+            Some(s) => s.file_url(&self.public_url, key, now_s()),
+            None => crate::api::signed_url::unsigned_file_url(&self.public_url, key),
         }
     }
 

@@ -424,7 +424,7 @@ impl RecordJob {
         let mut disk_full: Option<(ErrorCode, String)> = None;
         let mut disk = self.disk_watch();
         let mut disk_tick = tokio::time::interval(super::disk::CHECK_EVERY);
-        let mut live = LiveMetrics::new(&self.id);
+        let mut live = LiveMetrics::new();
         // On the side, as the media is made: StorageType s3 copies it to the bucket, and an HLS
         // result's segments are published.
         let side = self.side_work(work_dir).await?;
@@ -828,55 +828,39 @@ fn count_ended(s: &TaskStats, outcome: &'static str) {
     metrics::inc(&metrics::RECORDINGS_ENDED, &[("outcome", outcome)]);
 }
 
-/// The per-recording gauges of one running recording; removed when it ends.
+/// One running recording's figures in the process's aggregate metrics (no metric carries a
+/// task id; per-task figures are in Describe); removed when it ends.
 struct LiveMetrics {
-    task_id: String,
+    live: Option<crate::ops::live::LiveRecording>,
     last: Option<(tokio::time::Instant, u64)>,
 }
 
 impl LiveMetrics {
-    fn new(task_id: &str) -> Self {
+    fn new() -> Self {
         LiveMetrics {
-            task_id: task_id.to_string(),
+            live: Some(crate::ops::live::LiveRecording::start()),
             last: None,
         }
     }
 
     fn update(&mut self, p: &crate::recording::Progress) {
-        let l = [("task_id", self.task_id.as_str())];
         let now = tokio::time::Instant::now();
         let captured = p.stats.frames_captured;
-        if let Some((at, before)) = self.last {
+        let capture_fps = self.last.and_then(|(at, before)| {
             let secs = now.duration_since(at).as_secs_f64();
-            if secs > 0.0 {
-                let fps = captured.saturating_sub(before) as f64 / secs;
-                metrics::set(&metrics::CAPTURE_FPS, &l, (fps * 10.0).round() / 10.0);
-            }
-        }
+            (secs > 0.0).then(|| captured.saturating_sub(before) as f64 / secs)
+        });
         self.last = Some((now, captured));
-        metrics::set(
-            &metrics::RECORDING_DUPLICATED,
-            &l,
-            p.stats.frames_duplicated as f64,
-        );
-        metrics::set(
-            &metrics::RECORDING_DROPPED,
-            &l,
-            (p.stats.frames_skipped + p.stats.frames_late) as f64,
-        );
+        if let Some(live) = &self.live {
+            live.update(crate::ops::live::Figures {
+                capture_fps,
+                frames_duplicated: p.stats.frames_duplicated,
+                frames_dropped: p.stats.frames_skipped + p.stats.frames_late,
+            });
+        }
     }
 
-    fn finish(&self) {
-        let l = [("task_id", self.task_id.as_str())];
-        let reg = metrics::registry();
-        reg.remove(&metrics::CAPTURE_FPS, &l);
-        reg.remove(&metrics::RECORDING_DUPLICATED, &l);
-        reg.remove(&metrics::RECORDING_DROPPED, &l);
-    }
-}
-
-impl Drop for LiveMetrics {
-    fn drop(&mut self) {
-        self.finish();
+    fn finish(&mut self) {
+        self.live = None;
     }
 }

@@ -62,7 +62,11 @@ pub async fn run(ctx: WorkerContext, id: String) -> Result<(), StoreError> {
             file_url: if to_storage {
                 String::new()
             } else {
-                crate::storage::local_file_url(&ctx.public_url, domain, &f.key)
+                match domain {
+                    // The operator's own domain serves the files: its URLs are not signed.
+                    Some(_) => crate::storage::local_file_url(&ctx.public_url, domain, &f.key),
+                    None => ctx.local_file_url(&f.key),
+                }
             },
             filename: f.key,
             file_size: f.size,
