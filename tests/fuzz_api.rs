@@ -66,7 +66,11 @@ fn the_api_survives_schemathesis_and_conforms_to_its_spec() {
         // schema: a schema-valid request may still be refused with InvalidParam.
         .args(["--exclude-checks", "positive_data_acceptance"])
         .args(["--max-examples", &examples])
-        .args(["--workers", "2"])
+        // One worker: with two, hypothesis parses lambda sources with `ast` on two threads at
+        // once, and CPython 3.11's parser keeps its recursion depth in shared state (CPython
+        // issue 106905): now and then a run died with "SystemError: AST constructor recursion
+        // depth mismatch", a failure of the tool rather than of the API.
+        .args(["--workers", "1"])
         .args(if seed == "random" {
             vec![]
         } else {
