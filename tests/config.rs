@@ -3,6 +3,8 @@
 //! naming the variable.
 
 mod common;
+#[path = "support/redis.rs"]
+mod redis_support;
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -138,9 +140,117 @@ fn settings_that_cannot_work_stop_the_start_with_a_clear_message() {
         &[("PAGECAST_S3_ENDPOINT", "ftp://minio:9000")],
         "PAGECAST_S3_ENDPOINT",
     );
-    fails_fast("worker", &[("PAGECAST_WORKER_CAPACITY", "0")], "capacity");
-    fails_fast("worker", &[("PAGECAST_SHUTDOWN", "later")], "shutdown");
-    fails_fast("worker", &[("PAGECAST_LEASE_MS", "10")], "lease");
+    // A bad value from the environment is reported under the variable's name.
+    fails_fast(
+        "worker",
+        &[("PAGECAST_WORKER_CAPACITY", "0")],
+        "PAGECAST_WORKER_CAPACITY",
+    );
+    fails_fast(
+        "worker",
+        &[("PAGECAST_SHUTDOWN", "later")],
+        "PAGECAST_SHUTDOWN",
+    );
+    fails_fast(
+        "worker",
+        &[("PAGECAST_LEASE_MS", "10")],
+        "PAGECAST_LEASE_MS",
+    );
+
+    // A listen address that cannot be bound is a configuration error too (exit 2), for the
+    // API and the metrics listener alike.
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let taken = taken.local_addr().unwrap().to_string();
+    fails_fast("serve", &[("PAGECAST_LISTEN", &taken)], "PAGECAST_LISTEN");
+    fails_fast(
+        "worker",
+        &[("PAGECAST_METRICS_LISTEN", &taken)],
+        "PAGECAST_METRICS_LISTEN",
+    );
+
+    // Listening on every address with results kept locally: no URL clients could reach
+    // would be advertised, so the public URL must be set.
+    let free = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = free.local_addr().unwrap().port();
+    drop(free);
+    let wildcard = format!("0.0.0.0:{port}");
+    fails_fast(
+        "serve",
+        &[("PAGECAST_LISTEN", &wildcard)],
+        "PAGECAST_PUBLIC_URL",
+    );
+}
+
+/// A separate worker that keeps results locally names them with the URL of the API server
+/// that serves them: its own setting, or what an API server published; never a guess.
+#[test]
+fn a_worker_names_local_results_with_the_api_servers_url() {
+    let redis = redis_support::TestRedis::start();
+    let dir = scratch("config-public-url");
+    let env = |prefix: &str| {
+        vec![
+            ("PAGECAST_REDIS_URL", redis.url.clone()),
+            ("PAGECAST_KEY_PREFIX", prefix.to_string()),
+            ("PAGECAST_WORK_DIR", dir.join("work").display().to_string()),
+            ("PAGECAST_OUTPUT_DIR", dir.join("out").display().to_string()),
+        ]
+    };
+    // Nothing published, nothing set: the worker says what to set.
+    let mut c = pagecast();
+    c.arg("worker").envs(env("nothing:"));
+    let o = run(c, Duration::from_secs(30));
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(stderr(&o).contains("PAGECAST_PUBLIC_URL"), "{}", stderr(&o));
+
+    // An API server on a loopback address publishes its URL; a worker then starts and stays.
+    let listen = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().to_string()
+    };
+    let mut serve = pagecast();
+    serve
+        .args(["serve", "--no-worker"])
+        .envs(env("shared:"))
+        .env("PAGECAST_LISTEN", &listen)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null());
+    let mut serve = serve.spawn().unwrap();
+    let published = wait_for_key(&redis.url, "shared:public-url");
+    let _ = serve.kill();
+    let _ = serve.wait();
+    assert_eq!(
+        published.as_deref(),
+        Some(format!("http://{listen}").as_str())
+    );
+    let mut worker = pagecast();
+    worker
+        .arg("worker")
+        .envs(env("shared:"))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped());
+    let mut worker = worker.spawn().unwrap();
+    std::thread::sleep(Duration::from_secs(3));
+    let exited = worker.try_wait().unwrap();
+    let _ = worker.kill();
+    let _ = worker.wait();
+    assert!(exited.is_none(), "the worker stopped: {exited:?}");
+}
+
+/// Polls `key` in Redis (with redis-cli) for up to 20 s.
+fn wait_for_key(url: &str, key: &str) -> Option<String> {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while Instant::now() < deadline {
+        let o = std::process::Command::new("redis-cli")
+            .args(["-u", url, "--raw", "GET", key])
+            .output()
+            .expect("redis-cli");
+        let v = String::from_utf8_lossy(&o.stdout).trim().to_string();
+        if !v.is_empty() {
+            return Some(v);
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    None
 }
 
 /// Every `PAGECAST_*` name in `text`.

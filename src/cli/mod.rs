@@ -5,6 +5,7 @@ mod analyze;
 mod demo;
 mod doctor;
 mod env_errors;
+mod public_url;
 mod record;
 mod service;
 

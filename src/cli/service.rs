@@ -3,7 +3,6 @@
 use std::process::ExitCode;
 use std::sync::Arc;
 
-use anyhow::Context;
 use clap::Args;
 use pagecast::api::guard::Tokens;
 use pagecast::api::routes::{ApiState, app, starting_app};
@@ -17,6 +16,8 @@ use pagecast::pipeline::{WorkerContext, run_worker};
 use pagecast::task::store::TaskStore;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
+
+use super::public_url;
 
 #[derive(Debug, Args)]
 pub struct ServeArgs {
@@ -139,20 +140,33 @@ async fn url_signer(
     }
 }
 
+/// Binds a listen address; one that cannot be bound (in use, not on this machine, no
+/// permission) is a configuration error naming its setting.
+async fn bind(addr: &str, setting: &'static str) -> Result<tokio::net::TcpListener, ConfigError> {
+    tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|e| ConfigError {
+            setting,
+            why: format!("cannot listen on {addr}: {e}"),
+        })
+}
+
 /// Binds the operations listener (`PAGECAST_METRICS_LISTEN`) and serves what `router` is set
 /// to, until the process exits (so probes see a drain while it lasts).
 /// Its bound address is noted in `worker`: no task may reach it.
 async fn ops_listener(
     addr: &Option<String>,
     worker: &mut WorkerConfig,
-) -> anyhow::Result<Option<AppHandle>> {
+) -> Result<Option<AppHandle>, ConfigError> {
+    const SETTING: &str = "PAGECAST_METRICS_LISTEN";
     let Some(addr) = addr else {
         return Ok(None);
     };
-    let listener = tokio::net::TcpListener::bind(addr)
-        .await
-        .with_context(|| format!("cannot listen on {addr} (PAGECAST_METRICS_LISTEN)"))?;
-    let bound = listener.local_addr()?;
+    let listener = bind(addr, SETTING).await?;
+    let bound = listener.local_addr().map_err(|e| ConfigError {
+        setting: SETTING,
+        why: format!("{addr}: {e}"),
+    })?;
     worker.note_listeners(&[bound]);
     info!(addr = %bound, "health and metrics listening");
     let handle = AppHandle::new(pagecast::ops::starting_router());
@@ -198,14 +212,29 @@ pub async fn serve(mut args: ServeArgs) -> anyhow::Result<ExitCode> {
     cancel_on_signal(shutdown.clone(), args.worker.shutdown);
     // Bound and answering before Redis is reached: /healthz says alive, /readyz and the API
     // say 503 until Redis answers (it may start after pagecast).
-    let listener = tokio::net::TcpListener::bind(&args.api.listen)
-        .await
-        .with_context(|| format!("cannot listen on {}", args.api.listen))?;
+    let listener = match bind(&args.api.listen, "PAGECAST_LISTEN").await {
+        Ok(l) => l,
+        Err(e) => return Ok(config_error(&e)),
+    };
     let addr = listener.local_addr()?;
+    let local_delivery = !args.worker.storage.enabled();
+    let public_url =
+        match public_url::for_serve(args.worker.public_url.as_deref(), addr, local_delivery) {
+            Ok(url) => url,
+            Err(why) => {
+                return Ok(config_error(&ConfigError {
+                    setting: "PAGECAST_PUBLIC_URL",
+                    why: format!("{why} (PAGECAST_LISTEN {addr} names no host clients can reach)"),
+                }));
+            }
+        };
     // No task (its page, its URLs) may reach this service's own listeners.
     args.worker.note_listeners(&[addr]);
     let handle = AppHandle::new(starting_app(&tokens, &policy));
-    let ops = ops_listener(&args.metrics_listen, &mut args.worker).await?;
+    let ops = match ops_listener(&args.metrics_listen, &mut args.worker).await {
+        Ok(o) => o,
+        Err(e) => return Ok(config_error(&e)),
+    };
     let api_stop = CancellationToken::new();
     let server = {
         let stop = api_stop.clone();
@@ -234,11 +263,12 @@ pub async fn serve(mut args: ServeArgs) -> anyhow::Result<ExitCode> {
             return Err(e);
         }
     };
-    let public_url = args
-        .worker
-        .public_url
-        .clone()
-        .unwrap_or_else(|| format!("http://{addr}"));
+    if let Some(url) = &public_url
+        && let Err(e) = store.publish_public_url(url).await
+    {
+        // Workers started with PAGECAST_PUBLIC_URL do not need it; the others say so at start.
+        warn!(error = %e, "could not publish the results' base URL for other workers");
+    }
     let readiness = readiness(&store, &args.worker, !args.no_worker, &shutdown);
     let state = ApiState {
         store: store.clone(),
@@ -262,7 +292,8 @@ pub async fn serve(mut args: ServeArgs) -> anyhow::Result<ExitCode> {
     let worker = if args.no_worker {
         None
     } else {
-        let ctx = WorkerContext::new(store, args.worker.clone(), public_url, shutdown.clone())
+        let base = public_url.unwrap_or_default();
+        let ctx = WorkerContext::new(store, args.worker.clone(), base, shutdown.clone())
             .with_url_signer(signer);
         Some(tokio::spawn(run_worker(ctx)))
     };
@@ -302,7 +333,10 @@ pub async fn worker(mut args: WorkerArgs) -> anyhow::Result<ExitCode> {
     let shutdown = CancellationToken::new();
     cancel_on_signal(shutdown.clone(), args.worker.shutdown);
     // Bound before Redis is reached, so a bad address fails at once and probes can connect.
-    let ops = ops_listener(&args.metrics_listen, &mut args.worker).await?;
+    let ops = match ops_listener(&args.metrics_listen, &mut args.worker).await {
+        Ok(o) => o,
+        Err(e) => return Ok(config_error(&e)),
+    };
     let store = connect(&args.store, &shutdown).await?;
     let signer = url_signer(signing_key, &args.signing, &args.store, &shutdown).await?;
     if let Some(ops) = ops {
@@ -311,11 +345,29 @@ pub async fn worker(mut args: WorkerArgs) -> anyhow::Result<ExitCode> {
             service_metrics: false,
         }));
     }
-    let public_url = args
-        .worker
-        .public_url
-        .clone()
-        .unwrap_or_else(|| "http://127.0.0.1:8080".to_string());
+    // A result kept locally is served by an API server: its URL is where that server is
+    // reached, set here or published by an API server through Redis.
+    let published = match args.worker.public_url {
+        Some(_) => None,
+        None => store.published_public_url().await.unwrap_or_else(|e| {
+            warn!(error = %e, "could not read the published base URL of results");
+            None
+        }),
+    };
+    let local_delivery = !args.worker.storage.enabled();
+    let public_url = match public_url::for_worker(
+        args.worker.public_url.as_deref(),
+        published.as_deref(),
+        local_delivery,
+    ) {
+        Ok(url) => url.unwrap_or_default(),
+        Err(why) => {
+            return Ok(config_error(&ConfigError {
+                setting: "PAGECAST_PUBLIC_URL",
+                why: format!("{why}; no API server has published one through Redis yet"),
+            }));
+        }
+    };
     let ctx = WorkerContext::new(store, args.worker, public_url, shutdown).with_url_signer(signer);
     run_worker(ctx).await;
     Ok(ExitCode::SUCCESS)

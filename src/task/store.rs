@@ -77,6 +77,7 @@ use redis::{
 };
 
 mod presence;
+mod service_info;
 
 use super::model::{CallbackDelivery, StartSpec, TaskRecord, TaskResult, TaskSecrets, TaskStats};
 use super::status::{Status, can_transition};
