@@ -127,3 +127,73 @@ fn a_relative_fontconfig_setting_keeps_the_bundled_font() {
         stderr(&out)
     );
 }
+
+/// doctor judges the work disk by the worker's own minimum (`PAGECAST_MIN_FREE_MB`), not by
+/// fixed figures: a disk a worker would refuse to record on fails the check.
+#[test]
+fn doctor_judges_the_disk_by_the_workers_minimum() {
+    let dir = scratch("cli-doctor-disk");
+    let doctor = |min_free_mb: &str| {
+        let mut cmd = pagecast();
+        cmd.arg("doctor")
+            .env("PAGECAST_WORK_DIR", dir.join("work"))
+            .env("PAGECAST_MIN_FREE_MB", min_free_mb)
+            .env("PAGECAST_REDIS_URL", "redis://127.0.0.1:1");
+        let out = run(cmd, Duration::from_secs(60));
+        String::from_utf8_lossy(&out.stdout).to_string()
+    };
+    // More than any test machine has free: fail, naming the setting.
+    let text = doctor("100000000");
+    let line = text
+        .lines()
+        .find(|l| l.contains(" disk "))
+        .unwrap_or_else(|| panic!("no disk line:\n{text}"));
+    assert!(line.starts_with("[FAIL]"), "{text}");
+    assert!(line.contains("PAGECAST_MIN_FREE_MB"), "{text}");
+    // A minimum of 1 MiB: a disk with a few GiB free passes (fixed thresholds warned below 5 GiB).
+    let text = doctor("1");
+    let line = text.lines().find(|l| l.contains(" disk ")).unwrap();
+    assert!(!line.starts_with("[FAIL]"), "{text}");
+}
+
+/// `pagecast healthcheck` takes the addresses to probe from its flags as well as from the
+/// environment.
+#[test]
+fn healthcheck_probes_the_address_given_as_a_flag() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let listen = format!("127.0.0.1:{port}");
+    // serve answers /healthz at once, even before Redis (here never) is reachable.
+    let mut serve = pagecast();
+    serve
+        .arg("serve")
+        .env("PAGECAST_LISTEN", &listen)
+        .env("PAGECAST_REDIS_URL", "redis://127.0.0.1:1")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null());
+    let mut serve = serve.spawn().unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while std::net::TcpStream::connect(&listen).is_err() && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let mut ok = pagecast();
+    ok.args(["healthcheck", "--listen", &listen])
+        .env_remove("PAGECAST_LISTEN")
+        .env_remove("PAGECAST_METRICS_LISTEN");
+    let ok = run(ok, Duration::from_secs(30));
+    // Nothing listens on port 1: the flag, not the default address, is what was probed.
+    let mut bad = pagecast();
+    bad.args(["healthcheck", "--listen", "127.0.0.1:1", "--timeout", "2"])
+        .env("PAGECAST_LISTEN", &listen);
+    let bad = run(bad, Duration::from_secs(30));
+    let _ = serve.kill();
+    let _ = serve.wait();
+    assert!(ok.status.success(), "{}", stderr(&ok));
+    assert!(
+        !bad.status.success(),
+        "the flag must win over the environment"
+    );
+}

@@ -44,6 +44,12 @@ pub struct HealthcheckArgs {
     /// on PAGECAST_LISTEN, the API's; healthy when either answers).
     #[arg(long)]
     url: Option<String>,
+    /// The API's listen address, probed when --url is not given.
+    #[arg(long, env = "PAGECAST_LISTEN")]
+    listen: Option<String>,
+    /// A worker's health and metrics address, probed when --url is not given.
+    #[arg(long, env = "PAGECAST_METRICS_LISTEN")]
+    metrics_listen: Option<String>,
     /// Seconds to wait for an answer.
     #[arg(long, default_value_t = 5)]
     timeout: u64,
@@ -61,9 +67,9 @@ pub async fn healthcheck(args: HealthcheckArgs) -> anyhow::Result<ExitCode> {
     let urls: Vec<String> = match args.url {
         Some(url) => vec![url],
         None => {
-            let mut urls: Vec<String> = ["PAGECAST_METRICS_LISTEN", "PAGECAST_LISTEN"]
-                .iter()
-                .filter_map(|var| std::env::var(var).ok())
+            let mut urls: Vec<String> = [&args.metrics_listen, &args.listen]
+                .into_iter()
+                .flatten()
                 .filter(|a| !a.trim().is_empty())
                 .map(|a| healthz_url(a.trim()))
                 .collect();

@@ -56,10 +56,23 @@ fn bad(
     }
 }
 
-/// Free space below which the work directory fails the check (an hour of 720p is ~1 GB).
-const DISK_FAIL_BYTES: u64 = 1 << 30;
-/// Free space below which the work directory gets a warning.
-const DISK_WARN_BYTES: u64 = 5 << 30;
+/// Room above `PAGECAST_MIN_FREE_MB` below which the work directory gets a warning: a worker
+/// still takes work, but a few hours of 720p video (about 1 GiB an hour) would stop it.
+const DISK_WARN_MARGIN_BYTES: u64 = 4 << 30;
+
+/// How the work directory's free space rates against the worker's own threshold: below
+/// `PAGECAST_MIN_FREE_MB` a worker takes no recordings (fail), within a few GiB of it the
+/// disk is short (warn).
+fn disk_level(free: u64, min_free_mb: u64) -> Level {
+    let min_free = min_free_mb.saturating_mul(1 << 20);
+    if free < min_free {
+        Level::Fail
+    } else if free < min_free.saturating_add(DISK_WARN_MARGIN_BYTES) {
+        Level::Warn
+    } else {
+        Level::Ok
+    }
+}
 /// The family name of the bundled CJK font.
 const BUNDLED_FONT: &str = "Pagecast Sans CJK";
 /// How long one probe command may run.
@@ -116,7 +129,7 @@ pub async fn run(store: &StoreConfig, worker: &WorkerConfig) -> Vec<Finding> {
         redis(store).await,
         storage(worker).await,
     ];
-    out.push(work_dir(&worker.work_root()));
+    out.push(work_dir(&worker.work_root(), worker.min_free_mb));
     out
 }
 
@@ -281,7 +294,7 @@ async fn storage(worker: &WorkerConfig) -> Finding {
 }
 
 /// The work directory exists (or can be made), is writable and has room.
-fn work_dir(dir: &Path) -> Finding {
+fn work_dir(dir: &Path, min_free_mb: u64) -> Finding {
     const FIX: &str = "point PAGECAST_WORK_DIR at a writable directory on a volume with free space";
     if let Err(e) = std::fs::create_dir_all(dir) {
         return bad(
@@ -302,23 +315,31 @@ fn work_dir(dir: &Path) -> Finding {
     }
     let _ = std::fs::remove_file(&probe);
     match free_bytes(dir) {
-        Some(free) if free < DISK_FAIL_BYTES => bad(
-            "disk",
-            Level::Fail,
-            format!("{} has {} free", dir.display(), gib(free)),
-            FIX,
-        ),
-        Some(free) if free < DISK_WARN_BYTES => bad(
-            "disk",
-            Level::Warn,
-            format!(
-                "{} has {} free (an hour of 720p video takes about 1 GiB)",
-                dir.display(),
-                gib(free)
+        Some(free) => match disk_level(free, min_free_mb) {
+            Level::Fail => bad(
+                "disk",
+                Level::Fail,
+                format!(
+                    "{} has {} free, below PAGECAST_MIN_FREE_MB ({min_free_mb} MiB): a worker \
+                     would take no recordings",
+                    dir.display(),
+                    gib(free)
+                ),
+                FIX,
             ),
-            FIX,
-        ),
-        Some(free) => ok("disk", format!("{} has {} free", dir.display(), gib(free))),
+            Level::Warn => bad(
+                "disk",
+                Level::Warn,
+                format!(
+                    "{} has {} free, close to PAGECAST_MIN_FREE_MB ({min_free_mb} MiB; an hour \
+                     of 720p video takes about 1 GiB)",
+                    dir.display(),
+                    gib(free)
+                ),
+                FIX,
+            ),
+            Level::Ok => ok("disk", format!("{} has {} free", dir.display(), gib(free))),
+        },
         None => bad(
             "disk",
             Level::Warn,
@@ -349,5 +370,19 @@ mod tests {
     fn free_space_of_the_temp_dir_is_readable() {
         assert!(super::free_bytes(&std::env::temp_dir()).is_some_and(|b| b > 0));
         assert!(super::free_bytes(std::path::Path::new("/nonexistent/dir")).is_none());
+    }
+
+    #[test]
+    fn disk_thresholds_follow_the_worker_s_minimum() {
+        use super::{Level, disk_level};
+        const MIB: u64 = 1 << 20;
+        // The default minimum: 1 GiB fails below it, warns within 4 GiB above it.
+        assert_eq!(disk_level(1023 * MIB, 1024), Level::Fail);
+        assert_eq!(disk_level(1024 * MIB, 1024), Level::Warn);
+        assert_eq!(disk_level(5 * 1024 * MIB, 1024), Level::Ok);
+        // A small worker disk with a small minimum is fine, a large minimum is not.
+        assert_eq!(disk_level(6 * 1024 * MIB, 8), Level::Ok);
+        assert_eq!(disk_level(6 * 1024 * MIB, 8 * 1024), Level::Fail);
+        assert_eq!(disk_level(0, 0), Level::Warn);
     }
 }
