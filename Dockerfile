@@ -8,12 +8,8 @@
 # docs/deploy/compose.yaml runs the whole service (API, workers, Redis, S3-compatible storage).
 
 FROM rust:1.95-slim-bookworm AS build
-# Build dependencies: TLS for callbacks and storage. Versions come with the Debian release;
-# pinning each one would break the build at every Debian point release.
-# hadolint ignore=DL3008
-RUN apt-get update \
-    && apt-get install -y --no-install-recommends pkg-config libssl-dev \
-    && rm -rf /var/lib/apt/lists/*
+# No system libraries to build against: TLS is rustls, whose aws-lc crypto the crate compiles
+# with the image's C compiler. The binary links no OpenSSL.
 WORKDIR /src
 COPY Cargo.toml Cargo.lock ./
 COPY src ./src
@@ -26,7 +22,7 @@ FROM debian:bookworm-slim
 # hadolint ignore=DL3008
 RUN apt-get update \
     && apt-get install -y --no-install-recommends \
-        ca-certificates chromium ffmpeg fontconfig fonts-liberation2 libssl3 \
+        ca-certificates chromium ffmpeg fontconfig fonts-liberation2 \
         pulseaudio pulseaudio-utils xvfb \
     && rm -rf /var/lib/apt/lists/*
 

