@@ -8,12 +8,8 @@
 # docs/deploy/compose.yaml runs the whole service (API, workers, Redis, S3-compatible storage).
 
 FROM rust:1.95-slim-bookworm AS build
-# Build dependencies: TLS for callbacks and storage. Versions come with the Debian release;
-# pinning each one would break the build at every Debian point release.
-# hadolint ignore=DL3008
-RUN apt-get update \
-    && apt-get install -y --no-install-recommends pkg-config libssl-dev \
-    && rm -rf /var/lib/apt/lists/*
+# No system libraries to build against: TLS is rustls, whose aws-lc crypto the crate compiles
+# with the image's C compiler. The binary links no OpenSSL.
 WORKDIR /src
 COPY Cargo.toml Cargo.lock ./
 COPY src ./src
@@ -22,12 +18,13 @@ RUN cargo build --release --locked --bin pagecast
 
 FROM debian:bookworm-slim
 # What a worker runs: Debian's Chromium, ffmpeg (with ffprobe), fontconfig, PulseAudio for
-# sound, CA certificates for https pages, callbacks and storage, and a base set of fonts.
+# sound, CA certificates for https pages, callbacks and storage, a base set of fonts, and tini
+# as PID 1.
 # hadolint ignore=DL3008
 RUN apt-get update \
     && apt-get install -y --no-install-recommends \
-        ca-certificates chromium ffmpeg fontconfig fonts-liberation2 libssl3 \
-        pulseaudio pulseaudio-utils xvfb \
+        ca-certificates chromium ffmpeg fontconfig fonts-liberation2 \
+        pulseaudio pulseaudio-utils tini xvfb \
     && rm -rf /var/lib/apt/lists/*
 
 # A user without privileges; its home holds the font cache and Chromium's per-recording profiles.
@@ -58,8 +55,8 @@ EXPOSE 8080 9090
 # PAGECAST_METRICS_LISTEN; the check is healthy when either answers.
 HEALTHCHECK --interval=30s --timeout=10s --start-period=20s --retries=3 \
     CMD ["pagecast", "healthcheck"]
-# pagecast handles SIGTERM itself (graceful shutdown) and kills and reaps its own children. Run
-# with an init process (docker run --init, compose `init: true`) so that helper processes
-# Chromium leaves behind are reaped too.
-ENTRYPOINT ["pagecast"]
+# tini is PID 1: it passes SIGTERM on to pagecast (which shuts down gracefully, and kills and
+# reaps its own children) and reaps the orphans Chromium's helpers leave behind, which would
+# otherwise pile up as zombies (Kubernetes runs no init of its own).
+ENTRYPOINT ["/usr/bin/tini", "--", "pagecast"]
 CMD ["serve"]

@@ -4,10 +4,10 @@
 # warm machine pays only for the `dpkg -s` checks.
 set -euo pipefail
 
-# libssl-dev and pkg-config are build dependencies (TLS for callbacks).
+# No TLS library: pagecast's TLS is rustls (Rust), with aws-lc built by the crate itself.
 # python3-venv: hadolint (the Dockerfile check) is installed from PyPI into a venv below.
 # x11-utils (xdpyinfo): the isolation tests try to open a recording's display as another user.
-packages=(chromium ffmpeg fontconfig xvfb redis-server pulseaudio pulseaudio-utils procps ca-certificates libssl-dev pkg-config python3-venv x11-utils)
+packages=(chromium ffmpeg fontconfig xvfb redis-server pulseaudio pulseaudio-utils procps ca-certificates python3-venv x11-utils)
 
 missing=()
 for p in "${packages[@]}"; do
@@ -59,3 +59,13 @@ fi
 mkdir -p "$tools/bin"
 ln -sf "$venv/bin/hadolint" "$tools/bin/hadolint"
 "$tools/bin/hadolint" --version >/dev/null || { echo "install-deps: hadolint does not run" >&2; exit 1; }
+# kubernetes-validate checks the Kubernetes manifests (deploy/kubernetes/) offline against its
+# bundled schemas (tests/deploy.rs); PyPI, into a venv of its own in the tools directory, once.
+kv_version=1.37.0
+kv_venv="$tools/kubernetes-validate-venv"
+if ! "$kv_venv/bin/kubernetes-validate" --version 2>/dev/null | grep -q "$kv_version"; then
+  echo "install-deps: installing kubernetes-validate $kv_version into $kv_venv"
+  python3 -m venv "$kv_venv"
+  "$kv_venv/bin/pip" install --quiet --disable-pip-version-check "kubernetes-validate==$kv_version"
+fi
+"$kv_venv/bin/kubernetes-validate" --version >/dev/null || { echo "install-deps: kubernetes-validate does not run" >&2; exit 1; }

@@ -21,6 +21,7 @@
 #      that the HEALTHCHECK is kept). Crates are fetched from the crates registry during the build;
 #   4. runs checks in the image, as the image's own non-root user:
 #        - `pagecast --version`, `pagecast doctor` (Redis and storage are absent here: expected),
+#        - the entry point is tini (PID 1 of a running container) and the binary links no OpenSSL,
 #        - the image's HEALTHCHECK: its command fails while nothing listens, and passes while
 #          `pagecast serve` runs against a Redis this script starts on a loopback port,
 #        - `pagecast record` of tests/fixtures/av_sync.html (served from the host on 127.0.0.1;
@@ -272,10 +273,11 @@ done
 echo "podman: ${podman_opts[*]:-} run ${run_opts[*]:-} (the first of: defaults, runc, runc + the host's rlimits)" >&2
 
 # Host networking: the container reaches the fixture server and Redis on the host's loopback.
-# --init as docker-compose's `init: true`; 1 GB of /dev/shm as compose's worker has. One-shot
-# commands skip the image's HEALTHCHECK (podman would schedule it with systemd timers).
+# No --init: the image's entry point is tini (checked below). 1 GB of /dev/shm as compose's
+# worker has. One-shot commands skip the image's HEALTHCHECK (podman would schedule it with
+# systemd timers).
 podman_() { podman "${podman_opts[@]}" "$@"; }
-run() { podman_ run --rm "${run_opts[@]}" --no-healthcheck --init --network host --shm-size 1g "$@"; }
+run() { podman_ run --rm "${run_opts[@]}" --no-healthcheck --network host --shm-size 1g "$@"; }
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 
 pids=()
@@ -292,6 +294,15 @@ log "pagecast --version"
 if out=$(run "$TAG" --version 2>&1); then pass "pagecast --version: $out"; else fail "pagecast --version: $out"; fi
 user=$(run --entrypoint id "$TAG" -u)
 if [ "$user" = "$IMAGE_UID" ]; then pass "runs as uid $user (non-root)"; else fail "runs as uid $user, expected $IMAGE_UID"; fi
+
+# 4a'. PID 1 is tini (it reaps what Chromium's helpers orphan), and the binary links no OpenSSL.
+entry=$(podman image inspect --format '{{json .Config.Entrypoint}}' "$TAG")
+if [ "$entry" = '["/usr/bin/tini","--","pagecast"]' ]; then pass "entry point: $entry"; else fail "entry point $entry, expected tini -- pagecast"; fi
+if libs=$(run --entrypoint ldd "$TAG" /usr/local/bin/pagecast 2>&1) && ! printf '%s' "$libs" | grep -Eq 'libssl|libcrypto'; then
+    pass "pagecast links no libssl/libcrypto (rustls)"
+else
+    fail "pagecast links OpenSSL or ldd failed: $libs"
+fi
 
 # 4b. doctor: every check about recording must be ok; Redis and storage are not set up here.
 log "pagecast doctor"
@@ -318,7 +329,7 @@ else
 fi
 redis-server --port "$redis_port" --bind 127.0.0.1 --save '' --appendonly no >"$WORK/redis.log" 2>&1 &
 pids+=($!)
-podman_ run -d --rm "${run_opts[@]}" --init --network host --shm-size 1g --name pagecast-verify-serve \
+podman_ run -d --rm "${run_opts[@]}" --network host --shm-size 1g --name pagecast-verify-serve \
     -e PAGECAST_LISTEN="127.0.0.1:$api_port" -e PAGECAST_METRICS_LISTEN="127.0.0.1:$metrics_port" \
     -e PAGECAST_REDIS_URL="redis://127.0.0.1:$redis_port" "$TAG" serve >/dev/null 2>"$WORK/serve-start.log"
 healthy=0
@@ -332,6 +343,8 @@ else
     podman_ logs pagecast-verify-serve 2>&1 | tail -20 >&2 || true
     fail "healthcheck never became healthy while serve ran"
 fi
+pid1=$(podman_ exec pagecast-verify-serve cat /proc/1/comm 2>/dev/null || true)
+if [ "$pid1" = tini ]; then pass "PID 1 in a running container is tini"; else fail "PID 1 is '${pid1:-?}', expected tini"; fi
 podman_ stop --time 20 pagecast-verify-serve >/dev/null 2>&1 || true
 
 # 4d. Recordings, to MP4, with sound, on the default x11 capture.

@@ -351,6 +351,12 @@ pub struct WorkerConfig {
     /// it is ended (a worker of this node delivers what was recorded).
     #[arg(long, env = "PAGECAST_HANDOVER_TIMEOUT", default_value_t = 300, value_parser = clap::value_parser!(u64).range(1..))]
     pub handover_timeout: u64,
+    /// A PEM file of certificate authorities trusted, besides the system's roots, for the
+    /// https connections pagecast makes: callbacks, object storage and its credential
+    /// endpoints (a private CA in front of MinIO or a callback receiver). Not for the pages
+    /// Chromium records, nor Redis (PAGECAST_REDIS_CA_FILE).
+    #[arg(long, env = "PAGECAST_TLS_CA_FILE")]
+    pub tls_ca_file: Option<PathBuf>,
     /// The addresses this process's API and metrics listeners are bound to (see
     /// [`WorkerConfig::note_listeners`]): no task may reach them.
     #[arg(skip)]
@@ -434,6 +440,11 @@ impl WorkerConfig {
             return Err(invalid("PAGECAST_S3_BUCKET", "must not be empty when set"));
         }
         self.storage.validate()?;
+        if let Some(path) = &self.tls_ca_file {
+            // Loaded here, once: every TLS client built after this trusts it too.
+            crate::tls::use_extra_roots(path)
+                .map_err(|why| invalid("PAGECAST_TLS_CA_FILE", why))?;
+        }
         if let Some(list) = &self.allowed_private_networks
             && let Err(why) = crate::url_guard::PrivateAllowList::parse(list)
         {

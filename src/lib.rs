@@ -28,4 +28,5 @@ pub mod redact;
 pub(crate) mod runtime_dir;
 pub mod storage;
 pub mod task;
+pub mod tls;
 pub mod url_guard;

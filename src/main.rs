@@ -6,6 +6,7 @@ use std::process::ExitCode;
 
 fn main() -> ExitCode {
     let args = cli::parse();
+    pagecast::tls::install_crypto_provider();
     cli::init_tracing(args.verbose, args.log_format);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()

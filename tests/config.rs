@@ -285,7 +285,17 @@ fn the_deployment_files_use_only_real_settings() {
             );
         }
     }
-    assert!(dockerfile.contains("ENTRYPOINT [\"pagecast\"]"));
+    // tini as PID 1 reaps what Chromium's helpers orphan; pagecast gets the signals.
+    assert!(dockerfile.contains("ENTRYPOINT [\"/usr/bin/tini\", \"--\", \"pagecast\"]"));
+    let runtime = dockerfile.rsplit("FROM ").next().unwrap_or_default();
+    assert!(
+        runtime.contains(" tini "),
+        "tini is installed in the runtime stage"
+    );
+    assert!(
+        !dockerfile.contains("libssl"),
+        "no OpenSSL in the build or the image (TLS is rustls)"
+    );
     assert!(dockerfile.contains("HEALTHCHECK"));
 }
 

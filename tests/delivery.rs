@@ -800,7 +800,7 @@ fn files_under(dir: &Path) -> usize {
 
 #[test]
 fn large_files_go_up_in_parts_and_errors_are_classified() {
-    use pagecast::storage::credentials::StorageCredentials;
+    use pagecast::storage::credentials::{S3Clients, StorageCredentials};
     use pagecast::storage::s3::{ObjectStore, UploadSettings};
     use pagecast::storage::{StorageConfig, StorageError};
 
@@ -830,7 +830,11 @@ fn large_files_go_up_in_parts_and_errors_are_classified() {
         max_attempts: 2,
     };
     let rt = tokio::runtime::Runtime::new().unwrap();
-    let store = ObjectStore::new(dest.clone(), &creds(s3_support::SECRET_KEY), settings);
+    let store = ObjectStore::with_clients(
+        S3Clients::with_keys(&creds(s3_support::SECRET_KEY)),
+        dest.clone(),
+        settings,
+    );
     let up = rt
         .block_on(store.upload_file(&file, "big/file.bin"))
         .expect("multipart upload");
@@ -842,7 +846,11 @@ fn large_files_go_up_in_parts_and_errors_are_classified() {
     );
 
     // A wrong secret is the operator's problem: not worth retrying.
-    let bad = ObjectStore::new(dest.clone(), &creds("wrong"), settings);
+    let bad = ObjectStore::with_clients(
+        S3Clients::with_keys(&creds("wrong")),
+        dest.clone(),
+        settings,
+    );
     let e = rt
         .block_on(bad.upload_file(&file, "big/other.bin"))
         .unwrap_err();

@@ -17,6 +17,12 @@ pub struct DoctorArgs {
 }
 
 pub async fn run(args: DoctorArgs) -> anyhow::Result<ExitCode> {
+    if let Some(path) = &args.worker.tls_ca_file
+        && let Err(why) = pagecast::tls::use_extra_roots(path)
+    {
+        println!("[FAIL] {:<10} PAGECAST_TLS_CA_FILE: {why}", "tls");
+        return Ok(ExitCode::FAILURE);
+    }
     let findings = doctor::run(&args.store, &args.worker).await;
     for f in &findings {
         let mark = match f.level {
@@ -79,7 +85,7 @@ pub async fn healthcheck(args: HealthcheckArgs) -> anyhow::Result<ExitCode> {
             urls
         }
     };
-    let client = reqwest::Client::builder()
+    let client = pagecast::tls::http_client_builder()
         .timeout(Duration::from_secs(args.timeout.max(1)))
         .build()?;
     let mut problems = Vec::new();

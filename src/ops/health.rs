@@ -156,10 +156,8 @@ pub async fn check_storage(cfg: &StorageConfig) -> Result<String, String> {
     let dest = cfg
         .destination(&crate::task::OutputTarget::default())
         .ok_or_else(|| "no bucket is configured".to_string())?;
-    let creds = crate::storage::credentials::load()?;
     let store = crate::storage::s3::ObjectStore::new(
         dest.clone(),
-        &creds,
         crate::storage::s3::UploadSettings {
             part_size: cfg.part_size(),
             concurrency: 1,

@@ -218,7 +218,7 @@ pub(crate) fn client(
         .ok()
         .and_then(|u| u.port_or_known_default())
         .unwrap_or(80);
-    reqwest::Client::builder()
+    crate::tls::http_client_builder()
         .timeout(timeout)
         .redirect(reqwest::redirect::Policy::none())
         .no_proxy()

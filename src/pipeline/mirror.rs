@@ -34,15 +34,8 @@ pub fn store_for(ctx: &WorkerContext, task: &TaskRecord) -> Option<ObjectStore> 
         .cfg
         .storage
         .destination(&crate::task::OutputTarget::default())?;
-    let creds = match crate::storage::credentials::load() {
-        Ok(c) => c,
-        Err(e) => {
-            warn!(error = %e, "no storage credentials: intermediate media stays local");
-            return None;
-        }
-    };
     let settings = ctx.cfg.storage.upload_settings();
-    Some(ObjectStore::new(dest, &creds, settings))
+    Some(ObjectStore::new(dest, settings))
 }
 
 /// Copies a work directory to the bucket, incrementally.

@@ -93,7 +93,7 @@ impl WorkerContext {
             std::process::id(),
             &uuid::Uuid::new_v4().simple().to_string()[..8]
         );
-        let http = reqwest::Client::builder()
+        let http = crate::tls::http_client_builder()
             .timeout(Duration::from_secs(cfg.callback_timeout.max(1)))
             .redirect(reqwest::redirect::Policy::none())
             .build()

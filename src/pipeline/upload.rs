@@ -16,7 +16,7 @@ use super::WorkerContext;
 use crate::error::ErrorCode;
 use crate::ops::metrics;
 use crate::storage::s3::ObjectStore;
-use crate::storage::{Destination, StorageError, credentials};
+use crate::storage::{Destination, StorageError};
 use crate::task::store::StoreError;
 use crate::task::{Status, TaskRecord, TaskResult, Video};
 
@@ -175,10 +175,8 @@ pub(super) async fn task_store(
             .await
             .map_err(|why| StorageError::Config(format!("the Output.S3.Endpoint {why}")))?;
     }
-    let creds = credentials::load().map_err(StorageError::Config)?;
     Ok(ObjectStore::new(
         dest.clone(),
-        &creds,
         ctx.cfg.storage.upload_settings(),
     ))
 }

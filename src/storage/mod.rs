@@ -5,7 +5,7 @@
 //! - [`Destination`]: one task's resolved target (server settings overridden by `Output.Cos` /
 //!   `Output.S3`), with the rules for result URLs ([`Destination::object_url`]);
 //! - [`s3::ObjectStore`]: uploads (single PUT or multipart with bounded memory), checks, presigning;
-//! - [`credentials`]: the standard AWS environment variables or a shared credentials file.
+//! - [`credentials`]: the standard AWS credentials chain and the process's shared S3 clients.
 
 pub mod credentials;
 pub mod policy;

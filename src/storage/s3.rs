@@ -6,25 +6,19 @@
 //! connection errors); what still fails is classified retryable or not, so the upload stage can
 //! wait out an outage instead of failing the task.
 
-use std::path::Path;
-use std::time::Duration;
-
-use aws_credential_types::Credentials;
 use aws_sdk_s3::Client;
 use aws_sdk_s3::config::http::HttpResponse;
-use aws_sdk_s3::config::retry::RetryConfig;
-use aws_sdk_s3::config::timeout::TimeoutConfig;
-use aws_sdk_s3::config::{BehaviorVersion, Region};
 use aws_sdk_s3::error::{DisplayErrorContext, SdkError};
 use aws_sdk_s3::presigning::PresigningConfig;
 use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart};
 use futures::StreamExt;
 use futures::stream::FuturesUnordered;
+use std::path::Path;
 use tokio::io::AsyncReadExt;
 use tracing::{debug, warn};
 
-use super::credentials::StorageCredentials;
+use super::credentials::S3Clients;
 use super::{Destination, StorageError, content_type};
 
 /// Upload tuning.
@@ -48,10 +42,10 @@ impl Default for UploadSettings {
     }
 }
 
-/// A client for one destination.
+/// Storage operations on one destination, through the process's shared clients.
 #[derive(Clone)]
 pub struct ObjectStore {
-    client: Client,
+    clients: S3Clients,
     dest: Destination,
     settings: UploadSettings,
 }
@@ -66,40 +60,25 @@ pub struct Uploaded {
 }
 
 impl ObjectStore {
-    /// A client for `dest` with `creds`.
-    pub fn new(dest: Destination, creds: &StorageCredentials, settings: UploadSettings) -> Self {
-        let credentials = Credentials::new(
-            creds.access_key_id.expose(),
-            creds.secret_access_key.expose(),
-            creds.session_token.as_ref().map(|t| t.expose().to_string()),
-            None,
-            "pagecast",
-        );
-        let mut conf = aws_sdk_s3::config::Builder::new()
-            .behavior_version(BehaviorVersion::latest())
-            .region(Region::new(dest.region.clone()))
-            .credentials_provider(credentials)
-            .force_path_style(dest.path_style)
-            .retry_config(
-                RetryConfig::standard()
-                    .with_max_attempts(settings.max_attempts.max(1))
-                    .with_initial_backoff(Duration::from_millis(200)),
-            )
-            .timeout_config(
-                TimeoutConfig::builder()
-                    .connect_timeout(Duration::from_secs(5))
-                    .read_timeout(Duration::from_secs(60))
-                    .operation_attempt_timeout(Duration::from_secs(300))
-                    .build(),
-            );
-        if let Some(endpoint) = &dest.endpoint {
-            conf = conf.endpoint_url(endpoint);
-        }
+    /// Operations on `dest` through the process's shared clients ([`super::credentials::shared`]).
+    pub fn new(dest: Destination, settings: UploadSettings) -> Self {
+        Self::with_clients(super::credentials::shared(), dest, settings)
+    }
+
+    /// Operations on `dest` through `clients`.
+    pub fn with_clients(clients: S3Clients, dest: Destination, settings: UploadSettings) -> Self {
         Self {
-            client: Client::from_conf(conf.build()),
+            clients,
             dest,
             settings,
         }
+    }
+
+    /// The client for this destination (made once per process and destination).
+    async fn client(&self) -> Client {
+        self.clients
+            .client(&self.dest, self.settings.max_attempts)
+            .await
     }
 
     /// The destination.
@@ -118,7 +97,8 @@ impl ObjectStore {
             let body = ByteStream::from_path(path)
                 .await
                 .map_err(|e| io(std::io::Error::other(e.to_string())))?;
-            self.client
+            self.client()
+                .await
                 .put_object()
                 .bucket(&self.dest.bucket)
                 .key(key)
@@ -150,7 +130,8 @@ impl ObjectStore {
     /// The size of `key` in storage, `None` when it does not exist.
     pub async fn size_of(&self, key: &str) -> Result<Option<u64>, StorageError> {
         match self
-            .client
+            .client()
+            .await
             .head_object()
             .bucket(&self.dest.bucket)
             .key(key)
@@ -169,7 +150,8 @@ impl ObjectStore {
         let mut token: Option<String> = None;
         loop {
             let page = self
-                .client
+                .client()
+                .await
                 .list_objects_v2()
                 .bucket(&self.dest.bucket)
                 .prefix(prefix)
@@ -196,7 +178,8 @@ impl ObjectStore {
             source,
         };
         let obj = self
-            .client
+            .client()
+            .await
             .get_object()
             .bucket(&self.dest.bucket)
             .key(key)
@@ -216,7 +199,8 @@ impl ObjectStore {
 
     /// Deletes `key` (no error if it is already gone).
     pub async fn delete(&self, key: &str) -> Result<(), StorageError> {
-        self.client
+        self.client()
+            .await
             .delete_object()
             .bucket(&self.dest.bucket)
             .key(key)
@@ -228,7 +212,8 @@ impl ObjectStore {
 
     /// Whether the bucket can be reached with these credentials.
     pub async fn check_bucket(&self) -> Result<(), StorageError> {
-        self.client
+        self.client()
+            .await
             .head_bucket()
             .bucket(&self.dest.bucket)
             .send()
@@ -245,7 +230,8 @@ impl ObjectStore {
                     StorageError::Config(format!("presigning period {expires:?}: {e}"))
                 })?;
                 let req = self
-                    .client
+                    .client()
+                    .await
                     .get_object()
                     .bucket(&self.dest.bucket)
                     .key(key)
@@ -284,7 +270,8 @@ impl ObjectStore {
     /// Starts a multipart upload of `key` and returns its id.
     pub async fn start_multipart(&self, key: &str) -> Result<String, StorageError> {
         let created = self
-            .client
+            .client()
+            .await
             .create_multipart_upload()
             .bucket(&self.dest.bucket)
             .key(key)
@@ -313,7 +300,8 @@ impl ObjectStore {
     ) -> Result<CompletedPart, StorageError> {
         let len = bytes.len() as i64;
         let out = self
-            .client
+            .client()
+            .await
             .upload_part()
             .bucket(&self.dest.bucket)
             .key(key)
@@ -338,7 +326,8 @@ impl ObjectStore {
         mut parts: Vec<CompletedPart>,
     ) -> Result<(), StorageError> {
         parts.sort_by_key(|p| p.part_number());
-        self.client
+        self.client()
+            .await
             .complete_multipart_upload()
             .bucket(&self.dest.bucket)
             .key(key)
@@ -358,7 +347,8 @@ impl ObjectStore {
     /// until the bucket's lifecycle rule removes it.
     pub async fn abort_multipart(&self, key: &str, upload_id: &str) {
         if let Err(abort) = self
-            .client
+            .client()
+            .await
             .abort_multipart_upload()
             .bucket(&self.dest.bucket)
             .key(key)
@@ -372,7 +362,8 @@ impl ObjectStore {
 
     /// Copies `from` to `to` inside the bucket (the storage copies; nothing is downloaded).
     pub async fn copy(&self, from: &str, to: &str) -> Result<(), StorageError> {
-        self.client
+        self.client()
+            .await
             .copy_object()
             .bucket(&self.dest.bucket)
             .key(to)
@@ -438,6 +429,16 @@ fn request_error<E>(
 where
     E: std::error::Error + Send + Sync + 'static,
 {
+    // No credentials anywhere is the operator's to fix; a credentials endpoint that failed may
+    // answer later. Either way the message says so, not "dispatch failure".
+    if let Some((message, retryable)) = super::credentials::credentials_failure(&e) {
+        return StorageError::Request {
+            operation,
+            key: key.to_string(),
+            message,
+            retryable,
+        };
+    }
     let retryable = match &e {
         SdkError::ServiceError(se) => {
             let status = se.raw().status().as_u16();
