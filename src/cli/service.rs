@@ -78,8 +78,8 @@ fn cancel_on_signal(token: CancellationToken, mode: ShutdownMode) {
 async fn connect(cfg: &StoreConfig, shutdown: &CancellationToken) -> anyhow::Result<TaskStore> {
     let mut wait = std::time::Duration::from_millis(250);
     loop {
-        match TaskStore::connect(&cfg.redis_url, &cfg.key_prefix).await {
-            Ok(s) => return Ok(s.with_retention(cfg.task_retention)),
+        match cfg.connect().await {
+            Ok(s) => return Ok(s),
             Err(e) => {
                 warn!(error = %e, "Redis is not reachable yet; retrying");
                 tokio::select! {

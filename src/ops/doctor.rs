@@ -256,7 +256,7 @@ async fn fonts(explicit: Option<&Path>) -> Finding {
 async fn redis(cfg: &StoreConfig) -> Finding {
     const FIX: &str =
         "start Redis 6 or later and set PAGECAST_REDIS_URL (redis://[:password@]host:port[/db])";
-    match crate::task::store::TaskStore::connect(&cfg.redis_url, &cfg.key_prefix).await {
+    match cfg.connect().await {
         Ok(store) => match store.ping().await {
             Ok(()) => ok("redis", format!("{} answers", store.shown_url())),
             Err(e) => bad("redis", Level::Fail, e.to_string(), FIX),

@@ -1,15 +1,16 @@
 //! Calling Redis: the shared connection, dedicated connections for blocking reads, one retry
 //! after a connection failure, a deadline per call, and failures turned into [`StoreError`]s.
 
+use super::errors::{Class, classify, is_connection_error, needs_new_connection};
+use super::link::Conn;
 use super::*;
 
 impl TaskStore {
-    // ---- calling Redis ----
-
-    /// Runs a script whose reply is a list of strings.
+    /// Runs a script whose reply is a list of strings. A script missing from the server's cache
+    /// (after a failover or a restart) is loaded again and run.
     pub(super) async fn script(
         &self,
-        what: &str,
+        what: &'static str,
         inv: &redis::ScriptInvocation<'_>,
     ) -> Result<Vec<String>, StoreError> {
         self.call(what, move |mut c| async move {
@@ -19,9 +20,9 @@ impl TaskStore {
     }
 
     /// [`Self::run`], with failures turned into [`StoreError`]s.
-    pub(super) async fn call<T, F, Fut>(&self, what: &str, f: F) -> Result<T, StoreError>
+    pub(super) async fn call<T, F, Fut>(&self, what: &'static str, f: F) -> Result<T, StoreError>
     where
-        F: Fn(ConnectionManager) -> Fut,
+        F: Fn(Conn) -> Fut,
         Fut: Future<Output = RedisResult<T>>,
     {
         self.run(f)
@@ -30,17 +31,23 @@ impl TaskStore {
     }
 
     /// Runs `f` on the shared connection within [`CALL_DEADLINE`], retrying once if the
-    /// connection failed.
+    /// connection failed (on a new connection when the old one cannot reach the primary any
+    /// more: see [`needs_new_connection`]).
     pub(super) async fn run<T, F, Fut>(&self, f: F) -> Result<T, Failure>
     where
-        F: Fn(ConnectionManager) -> Fut,
+        F: Fn(Conn) -> Fut,
         Fut: Future<Output = RedisResult<T>>,
     {
         let attempts = async {
-            match f(self.conn.clone()).await {
-                Err(e) if is_connection_error(&e) => {
-                    tracing::debug!(error = %e, "redis connection failed; retrying once");
-                    f(self.conn.clone()).await
+            let (generation, conn) = self.link.shared().await?;
+            match f(conn).await {
+                Err(e) if is_connection_error(&e) || needs_new_connection(self.link.mode(), &e) => {
+                    tracing::debug!(error = %e, "redis call failed; retrying once");
+                    if needs_new_connection(self.link.mode(), &e) {
+                        self.link.renew(generation);
+                    }
+                    let (_, conn) = self.link.shared().await?;
+                    f(conn).await
                 }
                 other => other,
             }
@@ -55,25 +62,25 @@ impl TaskStore {
     /// on a fresh connection if the connection failed.
     pub(super) async fn run_blocking<T, F, Fut>(&self, block: Duration, f: F) -> Result<T, Failure>
     where
-        F: Fn(MultiplexedConnection) -> Fut,
+        F: Fn(Conn) -> Fut,
         Fut: Future<Output = RedisResult<T>>,
     {
         let deadline = block + CALL_DEADLINE;
         let attempts = async {
             let mut retried = false;
             loop {
-                let conn = self.blocking_connection().await?;
+                let conn = self.link.dedicated().await?;
                 match f(conn.clone()).await {
                     Ok(v) => {
-                        self.return_blocking_connection(conn);
+                        self.link.give_back(conn);
                         return Ok(v);
                     }
-                    Err(e) if is_connection_error(&e) => {
-                        // Other idle connections are likely dead too.
-                        self.blocking
-                            .lock()
-                            .unwrap_or_else(|p| p.into_inner())
-                            .clear();
+                    Err(e)
+                        if is_connection_error(&e)
+                            || needs_new_connection(self.link.mode(), &e) =>
+                    {
+                        // Other idle connections are likely dead (or demoted) too.
+                        self.link.clear_idle();
                         if retried {
                             return Err(e);
                         }
@@ -81,7 +88,7 @@ impl TaskStore {
                         tracing::debug!(error = %e, "redis connection failed; retrying once");
                     }
                     Err(e) => {
-                        self.return_blocking_connection(conn);
+                        self.link.give_back(conn);
                         return Err(e);
                     }
                 }
@@ -93,34 +100,14 @@ impl TaskStore {
         }
     }
 
-    pub(super) async fn blocking_connection(&self) -> RedisResult<MultiplexedConnection> {
-        if let Some(conn) = self
-            .blocking
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .pop()
-        {
-            return Ok(conn);
-        }
-        let config = AsyncConnectionConfig::new()
-            .set_connection_timeout(Some(CONNECT_TIMEOUT))
-            .set_response_timeout(None);
-        self.client
-            .get_multiplexed_async_connection_with_config(&config)
-            .await
-    }
-
-    pub(super) fn return_blocking_connection(&self, conn: MultiplexedConnection) {
-        let mut pool = self.blocking.lock().unwrap_or_else(|p| p.into_inner());
-        if pool.len() < BLOCKING_POOL_MAX {
-            pool.push(conn);
-        }
-    }
-
+    /// The [`StoreError`] of a failure (logged by the caller); an unavailable Redis is noted
+    /// (see [`TaskStore::unavailable_within`]).
     pub(super) fn fail(&self, what: &str, failure: Failure) -> StoreError {
         let error = self.describe_failure(what, failure);
-        if matches!(error, StoreError::Unavailable(_))
-            && let Ok(mut at) = self.last_unavailable.lock()
+        if matches!(
+            error,
+            StoreError::Unavailable(_) | StoreError::Misconfigured { .. }
+        ) && let Ok(mut at) = self.last_unavailable.lock()
         {
             *at = Some(std::time::Instant::now());
         }
@@ -128,42 +115,32 @@ impl TaskStore {
     }
 
     pub(super) fn describe_failure(&self, what: &str, failure: Failure) -> StoreError {
-        match failure {
-            Failure::Deadline(d) => StoreError::Unavailable(format!(
-                "Redis at {} did not answer {what} within {:.1}s",
-                self.shown_url,
-                d.as_secs_f64()
-            )),
-            Failure::Redis(e) if is_unavailable(&e) => StoreError::Unavailable(format!(
-                "Redis at {} failed during {what}: {e}",
+        let e = match failure {
+            Failure::Deadline(d) => {
+                return StoreError::Unavailable(format!(
+                    "Redis at {} did not answer {what} within {:.1}s",
+                    self.shown_url,
+                    d.as_secs_f64()
+                ));
+            }
+            Failure::Redis(e) => e,
+        };
+        // Redis errors may quote what they were given; nothing secret is shown.
+        let said = crate::redact::text(&e.to_string());
+        match classify(self.link.mode(), &self.prefix, &e) {
+            Class::Unavailable(None) => StoreError::Unavailable(format!(
+                "Redis at {} failed during {what}: {said}",
                 self.shown_url
             )),
-            Failure::Redis(e) => StoreError::Corrupt(format!("{what}: Redis answered: {e}")),
+            Class::Unavailable(Some(why)) => StoreError::Unavailable(format!(
+                "Redis at {} failed during {what}: {why} ({said})",
+                self.shown_url
+            )),
+            Class::Misconfigured(problem, why) => StoreError::Misconfigured {
+                problem,
+                detail: format!("Redis at {} ({what}): {why} ({said})", self.shown_url),
+            },
+            Class::Unexpected => StoreError::Corrupt(format!("{what}: Redis answered: {said}")),
         }
     }
-}
-
-/// The connection broke (or could not be made): worth one retry on a new connection.
-pub(super) fn is_connection_error(e: &RedisError) -> bool {
-    e.is_io_error() || e.is_connection_dropped() || e.is_connection_refusal() || e.is_timeout()
-}
-
-/// Redis cannot serve us right now (as opposed to a bad reply or a bug).
-pub(super) fn is_unavailable(e: &RedisError) -> bool {
-    is_connection_error(e)
-        || matches!(
-            e.kind(),
-            ErrorKind::AuthenticationFailed
-                | ErrorKind::InvalidClientConfig
-                | ErrorKind::ClusterConnectionNotFound
-                | ErrorKind::Server(
-                    ServerErrorKind::BusyLoading
-                        | ServerErrorKind::TryAgain
-                        | ServerErrorKind::ClusterDown
-                        | ServerErrorKind::MasterDown
-                        | ServerErrorKind::ReadOnly
-                        | ServerErrorKind::NoPerm
-                )
-        )
-        || matches!(e.code(), Some("OOM" | "MISCONF" | "BUSY"))
 }

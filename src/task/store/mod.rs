@@ -70,18 +70,13 @@ use std::future::Future;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use redis::aio::{ConnectionManager, ConnectionManagerConfig, MultiplexedConnection};
 use redis::streams::{StreamAutoClaimReply, StreamId, StreamReadReply};
-use redis::{AsyncConnectionConfig, Client, ErrorKind, RedisError, RedisResult, ServerErrorKind};
+use redis::{RedisError, RedisResult};
 
 use super::model::{CallbackDelivery, StartSpec, TaskRecord, TaskResult, TaskSecrets, TaskStats};
 use super::status::{Status, can_transition};
 use crate::error::{ErrorCode, HasErrorCode};
 
-/// How long establishing a connection may take.
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
-/// How long a command may wait for its reply.
-const RESPONSE_TIMEOUT: Duration = Duration::from_secs(2);
 /// Upper bound of one store call, retry included (blocking reads add their blocking time).
 const CALL_DEADLINE: Duration = Duration::from_secs(4);
 /// Default retention of finished tasks.
@@ -94,8 +89,6 @@ const CONTROL_READ_COUNT: usize = 100;
 const SCAN_BATCH: usize = 1000;
 /// The consumer group of every stage stream.
 const GROUP: &str = "workers";
-/// Idle connections kept for blocking reads.
-const BLOCKING_POOL_MAX: usize = 8;
 /// Fields of the task hash that make up a [`TaskRecord`] (everything but secrets and lease_until).
 const RECORD_FIELDS: [&str; 15] = [
     "status",
@@ -119,8 +112,11 @@ mod codec;
 mod conn;
 mod counts;
 mod create;
+mod errors;
 mod keys;
 mod leases;
+mod link;
+mod options;
 mod outbox;
 mod presence;
 mod scripts;
@@ -130,6 +126,8 @@ mod tasks;
 mod types;
 
 use codec::*;
+pub use errors::Misconfig;
+pub use options::{RedisMode, RedisOptions};
 use scripts::*;
 pub use types::{Claim, ControlMsg, Stage, StageJob, StageQueue, TimeField, Transition};
 
@@ -139,6 +137,15 @@ pub enum StoreError {
     /// Redis is unreachable, timed out or refused to serve.
     #[error("task store unavailable: {0}; retry later")]
     Unavailable(String),
+    /// Redis is set up in a way pagecast cannot work with (credentials, certificates, mode,
+    /// version): retrying does not help until its configuration or pagecast's is fixed.
+    #[error("task store misconfigured ({problem}): {detail}")]
+    Misconfigured {
+        /// Which kind of problem.
+        problem: Misconfig,
+        /// What was found and how to fix it.
+        detail: String,
+    },
     /// No task with this id (never created, or expired after it finished).
     #[error("task {0} not found")]
     NotFound(String),
@@ -183,10 +190,21 @@ pub enum StoreError {
     Corrupt(String),
 }
 
+impl StoreError {
+    pub(crate) fn misconfigured(problem: Misconfig, detail: impl Into<String>) -> Self {
+        StoreError::Misconfigured {
+            problem,
+            detail: detail.into(),
+        }
+    }
+}
+
 impl HasErrorCode for StoreError {
     fn code(&self) -> ErrorCode {
         match self {
-            StoreError::Unavailable(_) => ErrorCode::ServiceUnavailable,
+            StoreError::Unavailable(_) | StoreError::Misconfigured { .. } => {
+                ErrorCode::ServiceUnavailable
+            }
             StoreError::NotFound(_) => ErrorCode::TaskNotFound,
             StoreError::Conflict { .. } | StoreError::Illegal { .. } | StoreError::LeaseLost => {
                 ErrorCode::InvalidState
@@ -208,17 +226,13 @@ enum Failure {
 /// Task state in Redis. Cheap to clone; clones share the connection.
 #[derive(Clone)]
 pub struct TaskStore {
-    conn: ConnectionManager,
-    client: Client,
+    link: Arc<link::Link>,
     prefix: Arc<str>,
     /// The URL without credentials, for messages.
     shown_url: Arc<str>,
     retention_secs: u64,
     /// Stage streams whose consumer group is known to exist.
     groups: Arc<Mutex<HashSet<String>>>,
-    /// Idle dedicated connections for blocking reads (a blocking command would stall every
-    /// other command multiplexed on the shared connection).
-    blocking: Arc<Mutex<Vec<MultiplexedConnection>>>,
     /// When a call last found Redis unavailable (see [`TaskStore::unavailable_within`]).
     last_unavailable: Arc<Mutex<Option<std::time::Instant>>>,
 }
@@ -234,46 +248,51 @@ impl std::fmt::Debug for TaskStore {
 }
 
 impl TaskStore {
-    /// Connects to Redis at `url` (`redis://[:password@]host:port[/db]`); every key starts with
-    /// `prefix`. A bad URL or an unreachable server is [`StoreError::Unavailable`].
+    /// Connects to one Redis server at `url` (`redis://[user:password@]host:port[/db]`, or
+    /// `rediss://` for TLS against the system's roots); every key starts with `prefix`. A bad
+    /// URL or an unreachable server is [`StoreError::Unavailable`].
     pub async fn connect(url: &str, prefix: &str) -> Result<Self, StoreError> {
-        let shown_url = crate::redact::url(url);
-        let client = Client::open(url)
-            .map_err(|e| StoreError::Unavailable(format!("invalid Redis URL {shown_url}: {e}")))?;
-        let config = ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(CONNECT_TIMEOUT))
-            .set_response_timeout(Some(RESPONSE_TIMEOUT))
-            .set_number_of_retries(1)
-            .set_max_delay(Duration::from_millis(500));
-        let conn = match tokio::time::timeout(
-            CALL_DEADLINE,
-            ConnectionManager::new_with_config(client.clone(), config),
-        )
-        .await
-        {
-            Ok(Ok(conn)) => conn,
-            Ok(Err(e)) => {
-                return Err(StoreError::Unavailable(format!(
-                    "cannot connect to Redis at {shown_url}: {e}"
-                )));
-            }
-            Err(_) => {
-                return Err(StoreError::Unavailable(format!(
-                    "cannot connect to Redis at {shown_url}: no answer within {}s",
-                    CALL_DEADLINE.as_secs()
-                )));
-            }
-        };
-        Ok(TaskStore {
-            conn,
-            client,
-            prefix: prefix.into(),
-            shown_url: shown_url.into(),
+        Self::open(&RedisOptions::standalone(url), prefix).await
+    }
+
+    /// Connects to Redis as `opts` say (one server, a cluster, or the master the sentinels
+    /// name; TLS material). Every key starts with `prefix`; on a cluster, with the prefix given
+    /// a hash tag (see [`RedisOptions::effective_prefix`]). Unreachable: [`StoreError::Unavailable`];
+    /// refused (credentials, certificates, mode): [`StoreError::Misconfigured`].
+    pub async fn open(opts: &RedisOptions, prefix: &str) -> Result<Self, StoreError> {
+        let store = TaskStore {
+            link: Arc::new(link::Link::new(opts)?),
+            prefix: opts.effective_prefix(prefix).into(),
+            shown_url: opts.shown_url().into(),
             retention_secs: DEFAULT_RETENTION_SECS,
             groups: Arc::default(),
-            blocking: Arc::default(),
             last_unavailable: Arc::default(),
-        })
+        };
+        // A command, not only the connection: a server that lets any client connect may still
+        // refuse every command (NOAUTH) to one without the right credentials.
+        let first = async {
+            let (_, mut conn) = store.link.shared().await?;
+            redis::cmd("PING").query_async::<String>(&mut conn).await
+        };
+        match tokio::time::timeout(CALL_DEADLINE, first).await {
+            Ok(Ok(_)) => Ok(store),
+            Ok(Err(e)) => Err(match store.describe_failure("connect", Failure::Redis(e)) {
+                StoreError::Corrupt(why) | StoreError::Unavailable(why) => {
+                    StoreError::Unavailable(format!("cannot connect: {why}"))
+                }
+                other => other,
+            }),
+            Err(_) => Err(StoreError::Unavailable(format!(
+                "cannot connect to Redis at {}: no answer within {}s",
+                store.shown_url,
+                CALL_DEADLINE.as_secs()
+            ))),
+        }
+    }
+
+    /// How Redis is deployed.
+    pub fn mode(&self) -> RedisMode {
+        self.link.mode()
     }
 
     /// Whether a call of this process found Redis unavailable within the last `window`. While

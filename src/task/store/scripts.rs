@@ -28,3 +28,5 @@ pub(super) static HANDOVER: LazyLock<Script> =
     LazyLock::new(|| Script::new(include_str!("../lua/handover.lua")));
 pub(super) static TAKE_EXPIRED: LazyLock<Script> =
     LazyLock::new(|| Script::new(include_str!("../lua/take_expired.lua")));
+pub(super) static ACK: LazyLock<Script> =
+    LazyLock::new(|| Script::new(include_str!("../lua/ack.lua")));

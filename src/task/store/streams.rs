@@ -127,22 +127,13 @@ impl TaskStore {
     }
 
     pub(super) async fn ack_key(&self, key: &str, entry_id: &str) -> Result<(), StoreError> {
-        let mut pipe = redis::pipe();
-        pipe.atomic()
-            .cmd("XACK")
-            .arg(key)
-            .arg(GROUP)
-            .arg(entry_id)
-            .ignore()
-            .cmd("XDEL")
-            .arg(key)
-            .arg(entry_id)
-            .ignore();
-        let pipe = &pipe;
-        self.call("ack", move |mut c| async move {
-            pipe.query_async::<()>(&mut c).await
-        })
-        .await
+        let mut inv = ACK.prepare_invoke();
+        inv.key(key).arg(GROUP).arg(entry_id);
+        let reply = self.script("ack", &inv).await?;
+        match reply.first().map(String::as_str) {
+            Some("ok") => Ok(()),
+            _ => Err(unexpected("ack", &reply)),
+        }
     }
 
     /// Control messages of the task after entry `after` (`"0"`: from the start, `"$"`: only new
