@@ -385,3 +385,68 @@ async fn sentinel_mode_follows_the_master_through_a_failover() {
         "{err}"
     );
 }
+
+fn store_config(url: &str, mode: RedisMode) -> pagecast::config::StoreConfig {
+    pagecast::config::StoreConfig {
+        redis_url: url.to_string(),
+        key_prefix: "t:".into(),
+        task_retention: 3600,
+        redis_mode: mode,
+        redis_sentinel_master: None,
+        redis_sentinel_password: None,
+        redis_ca_file: None,
+        redis_client_cert: None,
+        redis_client_key: None,
+    }
+}
+
+#[tokio::test]
+async fn doctor_and_readiness_check_the_version_and_the_eviction_policy() {
+    use pagecast::ops::doctor::{self, Level};
+    use pagecast::ops::health::Readiness;
+
+    let redis = TestRedis::start();
+    let cfg = store_config(&redis.url, RedisMode::Standalone);
+    let f = doctor::redis(&cfg).await;
+    assert_eq!(f.level, Level::Ok, "{f:?}");
+    assert!(f.detail.contains("maxmemory-policy noeviction"), "{f:?}");
+
+    let store = cfg.connect().await.unwrap();
+    let facts = store.server_facts().await.unwrap();
+    assert!(facts.version_number().unwrap() >= pagecast::task::store::MIN_VERSION);
+    let ready = Readiness::redis_only(store.clone()).check().await;
+    assert!(ready[0].ok && !ready[0].detail.contains("warning"), "{ready:?}");
+
+    // An evicting policy: doctor fails, readiness warns, the store still works.
+    let c = redis::Client::open(redis.url.as_str()).unwrap();
+    let mut raw = c.get_multiplexed_async_connection().await.unwrap();
+    let () = redis::cmd("CONFIG")
+        .arg("SET")
+        .arg("maxmemory-policy")
+        .arg("allkeys-lru")
+        .query_async(&mut raw)
+        .await
+        .unwrap();
+    let f = doctor::redis(&cfg).await;
+    assert_eq!(f.level, Level::Fail, "{f:?}");
+    assert!(f.detail.contains("allkeys-lru") && f.detail.contains("noeviction"), "{f:?}");
+    assert!(f.fix.contains("noeviction"), "{f:?}");
+    let ready = Readiness::redis_only(store.clone()).check().await;
+    assert!(ready[0].ok, "{ready:?}");
+    assert!(ready[0].detail.contains("warning: maxmemory-policy is allkeys-lru"), "{ready:?}");
+    created(&store).await;
+
+    // A named error from doctor when the mode is wrong.
+    let cluster = TestCluster::start();
+    let wrong = store_config(
+        &format!("redis://127.0.0.1:{}/", cluster.nodes[0].port),
+        RedisMode::Sentinel,
+    );
+    let f = doctor::redis(&wrong).await;
+    assert_eq!(f.level, Level::Fail, "{f:?}");
+    // The cluster's INFO comes from the primary of the prefix's slot.
+    let on_cluster = store_config(&cluster.url(), RedisMode::Cluster);
+    let f = doctor::redis(&on_cluster).await;
+    assert_eq!(f.level, Level::Ok, "{f:?}");
+    assert!(f.detail.contains("cluster mode"), "{f:?}");
+}

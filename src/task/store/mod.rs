@@ -120,6 +120,7 @@ mod options;
 mod outbox;
 mod presence;
 mod scripts;
+mod server;
 mod service_info;
 mod streams;
 mod tasks;
@@ -129,6 +130,7 @@ use codec::*;
 pub use errors::Misconfig;
 pub use options::{RedisMode, RedisOptions};
 use scripts::*;
+pub use server::{MIN_VERSION, REQUIRED_POLICY, ServerFacts};
 pub use types::{Claim, ControlMsg, Stage, StageJob, StageQueue, TimeField, Transition};
 
 /// What can go wrong in the task store.
@@ -275,7 +277,10 @@ impl TaskStore {
             redis::cmd("PING").query_async::<String>(&mut conn).await
         };
         match tokio::time::timeout(CALL_DEADLINE, first).await {
-            Ok(Ok(_)) => Ok(store),
+            Ok(Ok(_)) => {
+                store.check_server().await?;
+                Ok(store)
+            }
             Ok(Err(e)) => Err(match store.describe_failure("connect", Failure::Redis(e)) {
                 StoreError::Corrupt(why) | StoreError::Unavailable(why) => {
                     StoreError::Unavailable(format!("cannot connect: {why}"))
@@ -288,6 +293,27 @@ impl TaskStore {
                 CALL_DEADLINE.as_secs()
             ))),
         }
+    }
+
+    /// Refuses a server older than [`MIN_VERSION`]; warns about an eviction policy other than
+    /// [`REQUIRED_POLICY`]. A server that does not show its INFO (some managed services) is
+    /// taken as it is, with a warning.
+    async fn check_server(&self) -> Result<(), StoreError> {
+        match self.server_facts().await {
+            Ok(facts) => {
+                facts.check_version()?;
+                if let Some(warning) = facts.eviction_warning() {
+                    tracing::warn!(redis = %self.shown_url, "{warning}");
+                }
+                tracing::info!(redis = %self.shown_url, mode = self.mode().as_str(), "connected to {}", facts.summary());
+            }
+            Err(e) => tracing::warn!(
+                redis = %self.shown_url,
+                error = %e,
+                "cannot read the server's INFO: its version and maxmemory-policy are not checked"
+            ),
+        }
+        Ok(())
     }
 
     /// How Redis is deployed.
