@@ -3,8 +3,6 @@
 use super::*;
 
 impl TaskStore {
-    // ---- keys ----
-
     pub(super) fn task_key(&self, id: &str) -> String {
         format!("{}task:{id}", self.prefix)
     }
@@ -23,6 +21,26 @@ impl TaskStore {
 
     pub(super) fn leases_key(&self) -> String {
         format!("{}leases", self.prefix)
+    }
+
+    /// Tasks by status (HASH), kept by the scripts.
+    pub(super) fn counts_key(&self) -> String {
+        format!("{}counts", self.prefix)
+    }
+
+    /// Every stage stream ever used (SET of keys), for queue depths without SCAN.
+    pub(super) fn streams_key(&self) -> String {
+        format!("{}streams", self.prefix)
+    }
+
+    /// Finished tasks by when their retention ends (ZSET, unix seconds).
+    pub(super) fn expiry_key(&self) -> String {
+        format!("{}expiry", self.prefix)
+    }
+
+    /// The layout version of the stored data (see `lua/migrate.lua`).
+    pub(super) fn schema_key(&self) -> String {
+        format!("{}schema", self.prefix)
     }
 
     pub(super) fn stage_key(&self, q: &StageQueue) -> String {

@@ -33,6 +33,7 @@ impl TaskStore {
         inv.key(self.task_key(id))
             .key(self.stage_key(q))
             .key(self.leases_key())
+            .key(self.streams_key())
             .arg(id)
             .arg(until_ms.map(|t| t.to_string()).unwrap_or_default());
         let reply = self.script("requeue", &inv).await?;
@@ -71,6 +72,7 @@ impl TaskStore {
             .key(self.leases_key())
             .key(self.queued_key())
             .key(self.stage_key(q))
+            .key(self.streams_key())
             .arg(id)
             .arg(worker)
             .arg(fence)

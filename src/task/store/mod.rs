@@ -10,7 +10,8 @@
 //! # Redis layout
 //!
 //! All keys start with the store's prefix (e.g. `pagecast:`). The scripts touch several keys at
-//! once, so on Redis Cluster the prefix must be a hash tag (e.g. `{pagecast}:`).
+//! once, so on Redis Cluster the prefix is a hash tag (`{pagecast}:`; see
+//! [`RedisOptions::effective_prefix`]) and every key lives in one slot.
 //!
 //! | key | type | content |
 //! |-----|------|---------|
@@ -21,6 +22,10 @@
 //! | `{prefix}stream:{stage}` | stream | stage queue shared by all workers: field `task` = id |
 //! | `{prefix}worker:{worker}` | string | ids of the tasks a live worker works on, space-separated; expires unless renewed (`store/presence.rs`) |
 //! | `{prefix}stream:{stage}:{node}` | stream | stage queue of one node (its work directory holds the media); `record:{node}` holds recordings handed over at shutdown ([`TaskStore::hand_over`]) |
+//! | `{prefix}counts` | hash | tasks by status (`status` → number), changed by the scripts in the same step as each creation, transition and deletion |
+//! | `{prefix}streams` | set | the key of every stage stream ever used (for queue depths without SCAN) |
+//! | `{prefix}expiry` | zset | finished task ids; score = when their retention ends (unix s) |
+//! | `{prefix}schema` | string | the layout version (`2`: counts, stream and expiry indexes; see `lua/migrate.lua`) |
 //! | `{prefix}result:{hash}` | string | the id of the task in progress that writes a result place (hash: SHA-256 of its storage location and path, see [`crate::task::names::places`]); released when the task reaches `callback` or `finished` |
 //!
 //! Stage streams are read through the consumer group `workers`; [`TaskStore::ack`] acknowledges
@@ -44,8 +49,10 @@
 //! | `places` | the `result:` keys the task reserved at creation, space-separated |
 //! | `restarts` | times the task was re-dispatched after its worker stopped ([`TaskStore::requeue`], [`Transition::count_restart`]) |
 //!
-//! Once a task is `finished`, its hash and control stream expire after the retention period
-//! ([`TaskStore::with_retention`], 7 days by default).
+//! Once a task is `finished`, its hash and control stream are deleted after the retention period
+//! ([`TaskStore::with_retention`], 7 days by default) by [`TaskStore::trim_expired`] (each
+//! Start and every worker's diagnose loop run it), which counts them out of `counts` in the
+//! same step; they carry no Redis expiry, which the counts could not see.
 //!
 //! # Leases
 //!
@@ -85,8 +92,6 @@ const DEFAULT_RETENTION_SECS: u64 = 7 * 24 * 3600;
 const CONTROL_MAXLEN: u64 = 100;
 /// Most control messages one `read_controls` returns.
 const CONTROL_READ_COUNT: usize = 100;
-/// Keys asked for per SCAN step, and statuses read per pipeline, when walking the keyspace.
-const SCAN_BATCH: usize = 1000;
 /// The consumer group of every stage stream.
 const GROUP: &str = "workers";
 /// Fields of the task hash that make up a [`TaskRecord`] (everything but secrets and lease_until).
@@ -279,6 +284,7 @@ impl TaskStore {
         match tokio::time::timeout(CALL_DEADLINE, first).await {
             Ok(Ok(_)) => {
                 store.check_server().await?;
+                store.migrate().await?;
                 Ok(store)
             }
             Ok(Err(e)) => Err(match store.describe_failure("connect", Failure::Redis(e)) {
@@ -302,6 +308,7 @@ impl TaskStore {
         match self.server_facts().await {
             Ok(facts) => {
                 facts.check_version()?;
+                facts.check_mode(self.mode())?;
                 if let Some(warning) = facts.eviction_warning() {
                     tracing::warn!(redis = %self.shown_url, "{warning}");
                 }

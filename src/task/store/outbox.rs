@@ -52,6 +52,7 @@ impl TaskStore {
         let mut inv = DUE_CALLBACKS.prepare_invoke();
         inv.key(self.callbacks_due_key())
             .key(self.stage_key(&StageQueue::shared(Stage::Callback)))
+            .key(self.streams_key())
             .arg(now_ms)
             .arg(limit);
         let reply = self.script("due_callbacks", &inv).await?;

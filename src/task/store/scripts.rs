@@ -30,3 +30,7 @@ pub(super) static TAKE_EXPIRED: LazyLock<Script> =
     LazyLock::new(|| Script::new(include_str!("../lua/take_expired.lua")));
 pub(super) static ACK: LazyLock<Script> =
     LazyLock::new(|| Script::new(include_str!("../lua/ack.lua")));
+pub(super) static TRIM: LazyLock<Script> =
+    LazyLock::new(|| Script::new(include_str!("../lua/trim.lua")));
+pub(super) static MIGRATE: LazyLock<Script> =
+    LazyLock::new(|| Script::new(include_str!("../lua/migrate.lua")));

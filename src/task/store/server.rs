@@ -6,6 +6,7 @@ use redis::cluster_routing::{Route, RoutingInfo, SingleNodeRoutingInfo, SlotAddr
 
 use super::errors::Misconfig;
 use super::link::Conn;
+use super::options::RedisMode;
 use super::{StoreError, TaskStore};
 
 /// The oldest Redis pagecast works with: `XAUTOCLAIM` (stage queues) appeared in 6.2.
@@ -22,6 +23,8 @@ pub struct ServerFacts {
     pub maxmemory_policy: Option<String>,
     /// `role` (`master`, `slave`), when INFO says.
     pub role: Option<String>,
+    /// Whether the server is a cluster node (`cluster_enabled:1`).
+    pub cluster_enabled: bool,
 }
 
 impl ServerFacts {
@@ -36,6 +39,7 @@ impl ServerFacts {
                 "redis_version" => facts.version = value.to_string(),
                 "maxmemory_policy" => facts.maxmemory_policy = Some(value.to_string()),
                 "role" => facts.role = Some(value.to_string()),
+                "cluster_enabled" => facts.cluster_enabled = value == "1",
                 _ => {}
             }
         }
@@ -61,6 +65,23 @@ impl ServerFacts {
                      use XAUTOCLAIM)",
                     self.version, MIN_VERSION.0, MIN_VERSION.1
                 ),
+            )),
+            _ => Ok(()),
+        }
+    }
+
+    /// [`StoreError::Misconfigured`] ([`Misconfig::Mode`]) when the server is a cluster node
+    /// and the mode is not `cluster`, or the other way round.
+    pub fn check_mode(&self, mode: RedisMode) -> Result<(), StoreError> {
+        match (mode == RedisMode::Cluster, self.cluster_enabled) {
+            (false, true) => Err(StoreError::misconfigured(
+                Misconfig::Mode,
+                "this Redis is a cluster node: set PAGECAST_REDIS_MODE=cluster and list seed \
+                 nodes in PAGECAST_REDIS_URL",
+            )),
+            (true, false) => Err(StoreError::misconfigured(
+                Misconfig::Mode,
+                "this Redis is not a cluster: set PAGECAST_REDIS_MODE=standalone (or sentinel)",
             )),
             _ => Ok(()),
         }
@@ -129,6 +150,7 @@ mod tests {
     use super::*;
 
     const INFO: &str = "# Server\r\nredis_version:7.0.15\r\nredis_mode:standalone\r\n\r\n\
+                        # Cluster\r\ncluster_enabled:0\r\n\
                         # Memory\r\nmaxmemory:0\r\nmaxmemory_policy:noeviction\r\n\
                         # Replication\r\nrole:master\r\n";
 
@@ -140,6 +162,13 @@ mod tests {
         assert_eq!(f.maxmemory_policy.as_deref(), Some("noeviction"));
         assert_eq!(f.role.as_deref(), Some("master"));
         assert!(f.check_version().is_ok());
+        assert!(f.check_mode(RedisMode::Standalone).is_ok());
+        assert!(f.check_mode(RedisMode::Sentinel).is_ok());
+        assert!(f.check_mode(RedisMode::Cluster).is_err());
+        let node = ServerFacts::parse("cluster_enabled:1\r\n");
+        assert!(node.cluster_enabled);
+        assert!(node.check_mode(RedisMode::Standalone).is_err());
+        assert!(node.check_mode(RedisMode::Cluster).is_ok());
         assert_eq!(f.eviction_warning(), None);
         assert_eq!(
             f.summary(),

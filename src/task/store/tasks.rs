@@ -114,7 +114,10 @@ impl TaskStore {
         inv.key(self.task_key(id))
             .key(self.queued_key())
             .key(self.leases_key())
-            .key(self.control_key(id));
+            .key(self.control_key(id))
+            .key(self.counts_key())
+            .key(self.streams_key())
+            .key(self.expiry_key());
         if let Some(q) = &t.enqueue {
             inv.key(self.stage_key(q));
         }
