@@ -19,15 +19,21 @@ impl TaskStore {
         .await
     }
 
-    /// [`Self::run`], with failures turned into [`StoreError`]s.
+    /// [`Self::run`], with failures turned into [`StoreError`]s; its time goes into
+    /// `pagecast_redis_command_duration_seconds` under `op` = `what`.
     pub(super) async fn call<T, F, Fut>(&self, what: &'static str, f: F) -> Result<T, StoreError>
     where
         F: Fn(Conn) -> Fut,
         Fut: Future<Output = RedisResult<T>>,
     {
-        self.run(f)
-            .await
-            .map_err(|failure| self.fail(what, failure))
+        let began = std::time::Instant::now();
+        let result = self.run(f).await;
+        crate::ops::metrics::observe(
+            &crate::ops::metrics::REDIS_SECONDS,
+            &[("op", what)],
+            began.elapsed().as_secs_f64(),
+        );
+        result.map_err(|failure| self.fail(what, failure))
     }
 
     /// Runs `f` on the shared connection within [`CALL_DEADLINE`], retrying once if the
