@@ -314,18 +314,18 @@ async fn a_replica_answers_readonly_as_unavailable_and_a_flushed_script_cache_is
         .expect("NOSCRIPT: the script is loaded again");
 
     let dir = tempfile::tempdir().unwrap();
-    let port = deploy::free_port();
     let replica = deploy::Server::start(
         dir.path(),
         "replica",
-        port,
-        &[
-            "--port".into(),
-            port.to_string(),
-            "--replicaof".into(),
-            "127.0.0.1".into(),
-            primary.port().to_string(),
-        ],
+        |port| {
+            vec![
+                "--port".into(),
+                port.to_string(),
+                "--replicaof".into(),
+                "127.0.0.1".into(),
+                primary.port().to_string(),
+            ]
+        },
         Vec::new(),
     );
     let started = Instant::now();

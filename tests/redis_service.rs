@@ -17,8 +17,31 @@ use deploy::{Pki, SENTINEL_MASTER, TestCluster, TestSentinel, TlsRedis};
 use serde_json::{Value, json};
 use service_support::*;
 
+/// Waits until `serve` has connected to Redis (it answers at once, with 503 until then):
+/// Describe of an unknown task is 404 then.
+fn connected(svc: &Service) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let (status, body) = call(
+            &svc.url,
+            "Describe",
+            json!({ "TaskID": uuid::Uuid::new_v4().to_string() }),
+        );
+        if status == 404 {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "serve did not reach Redis: {status} {body}; see {}",
+            svc.dir.join("serve.log").display()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
 /// Start → recording → Stop → finished, and the video is there.
 fn lifecycle(svc: &Service, fixtures: &str) -> Value {
+    connected(svc);
     let id = start_recording(
         &svc.url,
         json!({ "RecordURL": format!("{fixtures}/animated.html") }),
@@ -105,6 +128,7 @@ fn the_master_killed_mid_recording_and_the_recording_finishes() {
             ("PAGECAST_REDIS_SENTINEL_MASTER", SENTINEL_MASTER),
         ],
     );
+    connected(&svc);
     let id = start_recording(
         &svc.url,
         json!({ "RecordURL": format!("{fixtures}/animated.html") }),

@@ -171,10 +171,35 @@ pub struct Server {
 }
 
 impl Server {
-    /// Starts `redis-server` with `args` (port, TLS, cluster settings) in `dir`, and waits until
-    /// `redis-cli <cli> -p port PING` answers.
-    pub fn start(dir: &Path, name: &str, port: u16, args: &[String], cli: Vec<String>) -> Server {
+    /// Starts `redis-server` on a free port with `args(port)` (port, TLS, cluster settings) in
+    /// `dir`, and waits until `redis-cli <cli> -p port PING` answers. A port taken meanwhile by
+    /// another process (tests run in parallel) means another try on another port.
+    pub fn start(
+        dir: &Path,
+        name: &str,
+        args: impl Fn(u16) -> Vec<String>,
+        cli: Vec<String>,
+    ) -> Server {
+        for attempt in 1.. {
+            let port = free_port();
+            match Server::try_start(dir, name, port, &args(port), cli.clone()) {
+                Ok(server) => return server,
+                Err(log) if attempt < 5 && log.contains("Address already in use") => continue,
+                Err(log) => panic!("redis-server {name} did not start; its log:\n{log}"),
+            }
+        }
+        unreachable!()
+    }
+
+    fn try_start(
+        dir: &Path,
+        name: &str,
+        port: u16,
+        args: &[String],
+        cli: Vec<String>,
+    ) -> Result<Server, String> {
         let log = dir.join(format!("{name}.log"));
+        let _ = std::fs::remove_file(&log);
         let mut cmd = tool("redis-server");
         // A configuration file (a sentinel's) must come first; sentinels take no data settings.
         cmd.args(args);
@@ -195,25 +220,26 @@ impl Server {
             log,
             cli,
         };
-        server.wait_ready();
-        server
+        server.wait_ready()?;
+        Ok(server)
     }
 
-    fn wait_ready(&mut self) {
+    fn wait_ready(&mut self) -> Result<(), String> {
         let started = Instant::now();
         loop {
             if self.cli_try(&["PING"]).is_some_and(|o| o.contains("PONG")) {
-                return;
+                return Ok(());
             }
             if let Some(status) = self
                 .child
                 .as_mut()
                 .and_then(|c| c.try_wait().ok().flatten())
             {
-                panic!(
-                    "redis-server exited with {status}; its log:\n{}",
+                self.child = None;
+                return Err(format!(
+                    "exited with {status}\n{}",
                     std::fs::read_to_string(&self.log).unwrap_or_default()
-                );
+                ));
             }
             assert!(
                 started.elapsed() < Duration::from_secs(10),
@@ -273,22 +299,23 @@ impl TlsRedis {
             .prefix("pagecast-redis-tls-")
             .tempdir()
             .expect("temporary directory");
-        let port = free_port();
         let p = |n: &str| pki.path(n).display().to_string();
-        let args: Vec<String> = vec![
-            "--port".into(),
-            "0".into(),
-            "--tls-port".into(),
-            port.to_string(),
-            "--tls-cert-file".into(),
-            p("server.pem"),
-            "--tls-key-file".into(),
-            p("server.key"),
-            "--tls-ca-cert-file".into(),
-            p("ca.pem"),
-            "--tls-auth-clients".into(),
-            if client_certs { "yes" } else { "no" }.into(),
-        ];
+        let args = |port: u16| -> Vec<String> {
+            vec![
+                "--port".into(),
+                "0".into(),
+                "--tls-port".into(),
+                port.to_string(),
+                "--tls-cert-file".into(),
+                p("server.pem"),
+                "--tls-key-file".into(),
+                p("server.key"),
+                "--tls-ca-cert-file".into(),
+                p("ca.pem"),
+                "--tls-auth-clients".into(),
+                if client_certs { "yes" } else { "no" }.into(),
+            ]
+        };
         let mut cli = vec!["--tls".to_string(), "--cacert".into(), p("ca.pem")];
         if client_certs {
             cli.extend([
@@ -298,7 +325,7 @@ impl TlsRedis {
                 p("client.key"),
             ]);
         }
-        let server = Server::start(dir.path(), "redis-tls", port, &args, cli);
+        let server = Server::start(dir.path(), "redis-tls", args, cli);
         TlsRedis { server, dir }
     }
 
@@ -345,21 +372,22 @@ impl TestCluster {
             .expect("temporary directory");
         let nodes: Vec<Server> = (0..3)
             .map(|i| {
-                let port = free_port();
-                let args: Vec<String> = vec![
-                    "--port".into(),
-                    port.to_string(),
-                    "--cluster-enabled".into(),
-                    "yes".into(),
-                    "--cluster-config-file".into(),
-                    dir.path()
-                        .join(format!("nodes-{port}.conf"))
-                        .display()
-                        .to_string(),
-                    "--cluster-node-timeout".into(),
-                    "2000".into(),
-                ];
-                Server::start(dir.path(), &format!("node{i}"), port, &args, Vec::new())
+                let args = |port: u16| -> Vec<String> {
+                    vec![
+                        "--port".into(),
+                        port.to_string(),
+                        "--cluster-enabled".into(),
+                        "yes".into(),
+                        "--cluster-config-file".into(),
+                        dir.path()
+                            .join(format!("nodes-{port}.conf"))
+                            .display()
+                            .to_string(),
+                        "--cluster-node-timeout".into(),
+                        "2000".into(),
+                    ]
+                };
+                Server::start(dir.path(), &format!("node{i}"), args, Vec::new())
             })
             .collect();
         let addrs: Vec<String> = nodes
@@ -425,27 +453,28 @@ impl TestSentinel {
             .prefix("pagecast-redis-sentinel-")
             .tempdir()
             .expect("temporary directory");
-        let (mp, rp, sp) = (free_port(), free_port(), free_port());
         let master = Server::start(
             dir.path(),
             "master",
-            mp,
-            &["--port".into(), mp.to_string()],
+            |port| vec!["--port".into(), port.to_string()],
             Vec::new(),
         );
+        let mp = master.port;
         let replica = Server::start(
             dir.path(),
             "replica",
-            rp,
-            &[
-                "--port".into(),
-                rp.to_string(),
-                "--replicaof".into(),
-                "127.0.0.1".into(),
-                mp.to_string(),
-            ],
+            |port| {
+                vec![
+                    "--port".into(),
+                    port.to_string(),
+                    "--replicaof".into(),
+                    "127.0.0.1".into(),
+                    mp.to_string(),
+                ]
+            },
             Vec::new(),
         );
+        let rp = replica.port;
         let started = Instant::now();
         while !replica
             .cli(&["INFO", "replication"])
@@ -458,23 +487,27 @@ impl TestSentinel {
             std::thread::sleep(Duration::from_millis(100));
         }
         let conf = dir.path().join("sentinel.conf");
-        std::fs::write(
-            &conf,
-            format!(
-                "port {sp}\nbind 127.0.0.1\ndir {}\n\
+        let write_conf = |sp: u16| {
+            std::fs::write(
+                &conf,
+                format!(
+                    "port {sp}\nbind 127.0.0.1\ndir {}\n\
                  sentinel monitor {SENTINEL_MASTER} 127.0.0.1 {mp} 1\n\
                  sentinel down-after-milliseconds {SENTINEL_MASTER} 1000\n\
                  sentinel failover-timeout {SENTINEL_MASTER} 10000\n\
                  sentinel parallel-syncs {SENTINEL_MASTER} 1\n",
-                dir.path().display()
-            ),
-        )
-        .unwrap();
+                    dir.path().display()
+                ),
+            )
+            .unwrap();
+        };
         let sentinel = Server::start(
             dir.path(),
             "sentinel",
-            sp,
-            &[conf.display().to_string(), "--sentinel".into()],
+            |sp| {
+                write_conf(sp);
+                vec![conf.display().to_string(), "--sentinel".into()]
+            },
             Vec::new(),
         );
         // The sentinel finds the replica through the master's INFO.
