@@ -222,6 +222,29 @@ pub struct StoreConfig {
     /// Seconds a finished task stays queryable.
     #[arg(long, env = "PAGECAST_TASK_RETENTION", default_value_t = 7 * 24 * 3600, value_parser = clap::value_parser!(u64).range(1..))]
     pub task_retention: u64,
+    /// How Redis is deployed: `standalone` (one server or a managed primary endpoint),
+    /// `cluster` (PAGECAST_REDIS_URL lists seed nodes, comma-separated) or `sentinel`
+    /// (PAGECAST_REDIS_URL lists sentinels; PAGECAST_REDIS_SENTINEL_MASTER names the master).
+    #[arg(long, env = "PAGECAST_REDIS_MODE", value_enum, default_value_t = crate::task::store::RedisMode::Standalone)]
+    pub redis_mode: crate::task::store::RedisMode,
+    /// Sentinel mode: the name the sentinels know the master by.
+    #[arg(long, env = "PAGECAST_REDIS_SENTINEL_MASTER")]
+    pub redis_sentinel_master: Option<String>,
+    /// Sentinel mode: the sentinels' own password, when they require one (the credentials in
+    /// PAGECAST_REDIS_URL are the master's). Never logged.
+    #[arg(long, env = "PAGECAST_REDIS_SENTINEL_PASSWORD", hide_env_values = true)]
+    pub redis_sentinel_password: Option<Secret>,
+    /// With rediss://: a PEM file of the CA certificates that sign the server's certificate,
+    /// trusted instead of the system's roots (for a private CA).
+    #[arg(long, env = "PAGECAST_REDIS_CA_FILE")]
+    pub redis_ca_file: Option<PathBuf>,
+    /// With rediss://: a PEM client certificate, for servers that require mutual TLS (with
+    /// PAGECAST_REDIS_CLIENT_KEY).
+    #[arg(long, env = "PAGECAST_REDIS_CLIENT_CERT")]
+    pub redis_client_cert: Option<PathBuf>,
+    /// With rediss://: the PEM private key of PAGECAST_REDIS_CLIENT_CERT.
+    #[arg(long, env = "PAGECAST_REDIS_CLIENT_KEY")]
+    pub redis_client_key: Option<PathBuf>,
 }
 
 /// What a worker does with its running recordings when it is told to stop (SIGTERM, Ctrl-C).
@@ -239,22 +262,42 @@ pub enum ShutdownMode {
 }
 
 impl StoreConfig {
-    /// Checks what clap cannot: the Redis URL's form and the key prefix.
+    /// Checks what clap cannot: the Redis URL list's form for the mode, the TLS files, and the
+    /// key prefix.
     pub fn validate(&self) -> Result<(), ConfigError> {
         // Parsed only: reaching the server is retried at start (Redis may come up later).
-        if let Err(e) = redis::Client::open(self.redis_url.as_str()) {
-            return Err(invalid(
-                "PAGECAST_REDIS_URL",
-                format!(
-                    "not a Redis URL (redis://[:password@]host:port[/db]): {}",
-                    e
-                ),
-            ));
-        }
+        self.redis_options()
+            .check()
+            .map_err(|(setting, why)| invalid(setting, why))?;
         if self.key_prefix.trim().is_empty() {
             return Err(invalid("PAGECAST_KEY_PREFIX", "must not be empty"));
         }
         Ok(())
+    }
+
+    /// How to reach Redis.
+    pub fn redis_options(&self) -> crate::task::store::RedisOptions {
+        crate::task::store::RedisOptions {
+            url: self.redis_url.clone(),
+            mode: self.redis_mode,
+            sentinel_master: self.redis_sentinel_master.clone(),
+            sentinel_password: self
+                .redis_sentinel_password
+                .as_ref()
+                .map(|s| s.expose().to_string()),
+            ca_file: self.redis_ca_file.clone(),
+            client_cert: self.redis_client_cert.clone(),
+            client_key: self.redis_client_key.clone(),
+        }
+    }
+
+    /// Connects the task store (once; callers retry).
+    pub async fn connect(
+        &self,
+    ) -> Result<crate::task::store::TaskStore, crate::task::store::StoreError> {
+        crate::task::store::TaskStore::open(&self.redis_options(), &self.key_prefix)
+            .await
+            .map(|s| s.with_retention(self.task_retention))
     }
 }
 

@@ -157,6 +157,36 @@ fn settings_that_cannot_work_stop_the_start_with_a_clear_message() {
         "PAGECAST_LEASE_MS",
     );
 
+    // Redis settings that cannot work together.
+    fails_fast(
+        "worker",
+        &[("PAGECAST_REDIS_URL", "redis://a:1,redis://b:2")],
+        "PAGECAST_REDIS_MODE",
+    );
+    fails_fast(
+        "worker",
+        &[("PAGECAST_REDIS_MODE", "sentinel")],
+        "PAGECAST_REDIS_SENTINEL_MASTER",
+    );
+    fails_fast(
+        "serve",
+        &[("PAGECAST_REDIS_CA_FILE", "/etc/hostname")],
+        "PAGECAST_REDIS_CA_FILE",
+    );
+    fails_fast(
+        "serve",
+        &[
+            ("PAGECAST_REDIS_URL", "rediss://127.0.0.1:6380"),
+            ("PAGECAST_REDIS_CLIENT_CERT", "/etc/hostname"),
+        ],
+        "PAGECAST_REDIS_CLIENT_KEY",
+    );
+    fails_fast(
+        "worker",
+        &[("PAGECAST_REDIS_MODE", "ring")],
+        "PAGECAST_REDIS_MODE",
+    );
+
     // A listen address that cannot be bound is a configuration error too (exit 2), for the
     // API and the metrics listener alike.
     let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();

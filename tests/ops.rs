@@ -161,6 +161,42 @@ fn metrics_after_a_real_recording() {
         metric(&during, "pagecast_recordings_frames_dropped", &[]).is_some(),
         "{during}"
     );
+    // The frame counters move while the recording runs, not only at its end.
+    let written_during = metric(&during, "pagecast_frames_written_total", &[]).unwrap_or(0.0);
+    assert!(written_during > 0.0, "no frames counted yet:\n{during}");
+    assert!(metric(&during, "pagecast_frames_captured_total", &[]).unwrap_or(0.0) > 0.0);
+    // The build, the process, the work disk, request and Redis latencies.
+    assert_eq!(
+        metric(
+            &during,
+            "pagecast_build_info",
+            &[("version", env!("CARGO_PKG_VERSION"))]
+        ),
+        Some(1.0)
+    );
+    assert!(metric(&during, "process_resident_memory_bytes", &[]).is_some_and(|v| v > 1e6));
+    assert!(metric(&during, "process_cpu_seconds_total", &[]).is_some_and(|v| v > 0.0));
+    assert!(metric(&during, "pagecast_work_disk_free_bytes", &[]).is_some_and(|v| v > 0.0));
+    assert_eq!(
+        metric(
+            &during,
+            "pagecast_api_request_duration_seconds_count",
+            &[("action", "Start")]
+        ),
+        Some(2.0),
+        "one Start refused, one accepted"
+    );
+    for op in ["create", "transition", "renew", "get"] {
+        assert!(
+            metric(
+                &during,
+                "pagecast_redis_command_duration_seconds_count",
+                &[("op", op)]
+            )
+            .is_some_and(|n| n >= 1.0),
+            "no Redis latency for {op}:\n{during}"
+        );
+    }
     assert_eq!(
         metric(&during, "pagecast_tasks", &[("status", "recording")]),
         Some(1.0)
@@ -202,8 +238,9 @@ fn metrics_after_a_real_recording() {
     assert_eq!(m("pagecast_tasks", &[("status", "recording")]), 0.0);
     assert_eq!(m("pagecast_recordings_running", &[]), 0.0);
     assert_eq!(m("pagecast_worker_capacity", &[]), 1.0);
-    // 25 output frames per recorded second.
+    // 25 output frames per recorded second: counted while recording and at the end, once.
     let written = m("pagecast_frames_written_total", &[]);
+    assert!(written >= written_during);
     assert!(
         (written - 25.0 * recorded).abs() <= 25.0,
         "{written} frames written for {recorded} s"

@@ -838,17 +838,18 @@ async fn finished_tasks_expire() {
     let (id, fence) = recording(&store, "w", 0).await;
     store.signal(&id, ControlMsg::Refresh).await.unwrap();
     let c = raw(&redis).await;
-    let ttl = |key: String| {
+    let expiry = |id: String| {
         let mut c = c.clone();
         async move {
-            redis::cmd("TTL")
-                .arg(key)
-                .query_async::<i64>(&mut c)
+            redis::cmd("ZSCORE")
+                .arg(format!("{PREFIX}expiry"))
+                .arg(id)
+                .query_async::<Option<i64>>(&mut c)
                 .await
                 .unwrap()
         }
     };
-    assert_eq!(ttl(format!("{PREFIX}task:{id}")).await, -1);
+    assert_eq!(expiry(id.clone()).await, None);
 
     let result = TaskResult {
         error_code: Some("PageCrashed".into()),
@@ -866,15 +867,20 @@ async fn finished_tasks_expire() {
         .unwrap();
     let task = store.get(&id).await.unwrap();
     assert_eq!(task.status, Status::Finished);
-    assert!(
-        task.finish_time.is_some_and(|t| t > 1_600_000_000),
-        "finish time defaults to now"
-    );
+    let finished = task.finish_time.expect("finish time defaults to now");
+    assert!(finished > 1_600_000_000);
     assert_eq!((task.owner, task.result), (None, Some(result)));
-    for key in [format!("{PREFIX}task:{id}"), format!("{PREFIX}ctl:{id}")] {
-        let t = ttl(key.clone()).await;
-        assert!((3_500..=3_600).contains(&t), "{key}: ttl {t}");
-    }
+    // Kept for the retention period: in the expiry index (no Redis TTL, which the counts
+    // could not follow).
+    assert_eq!(expiry(id.clone()).await, Some(finished + 3_600));
+    let mut c2 = c.clone();
+    let ttl: i64 = redis::cmd("TTL")
+        .arg(format!("{PREFIX}task:{id}"))
+        .query_async(&mut c2)
+        .await
+        .unwrap();
+    assert_eq!(ttl, -1);
+    assert_eq!(store.trim_expired(finished, 100).await.unwrap(), 0);
     assert!(
         store.expired_leases(i64::MAX, 10).await.unwrap().is_empty(),
         "lease released"
@@ -896,8 +902,45 @@ async fn finished_tasks_expire() {
         .unwrap();
     assert_eq!(store.queued_count().await.unwrap(), 0);
     assert_eq!(store.get(&id2).await.unwrap().finish_time, Some(1_234));
-    let t = ttl(format!("{PREFIX}task:{id2}")).await;
-    assert!((3_500..=3_600).contains(&t));
+    assert!(expiry(id2.clone()).await.is_some_and(|t| t > 1_600_000_000));
+
+    // With a one-second retention, the task and its control stream go once it is over, and
+    // leave the counts.
+    let short = store.clone().with_retention(1);
+    let (id3, _) = recording(&short, "w", 0).await;
+    short.signal(&id3, ControlMsg::Refresh).await.unwrap();
+    short
+        .transition(&id3, Transition::new(Status::Recording, Status::Finished))
+        .await
+        .unwrap();
+    assert_eq!(
+        short.status_counts().await.unwrap().get("finished"),
+        Some(&3)
+    );
+    tokio::time::sleep(Duration::from_millis(2_100)).await;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    assert_eq!(short.trim_expired(now, 100).await.unwrap(), 1);
+    assert_eq!(
+        short.get(&id3).await.unwrap_err(),
+        StoreError::NotFound(id3.clone())
+    );
+    let mut c3 = c.clone();
+    let ctl: i64 = redis::cmd("EXISTS")
+        .arg(format!("{PREFIX}ctl:{id3}"))
+        .query_async(&mut c3)
+        .await
+        .unwrap();
+    assert_eq!(ctl, 0);
+    assert_eq!(expiry(id3).await, None);
+    assert_eq!(
+        short.status_counts().await.unwrap().get("finished"),
+        Some(&2)
+    );
+    // The others are kept.
+    assert_eq!(store.get(&id).await.unwrap().status, Status::Finished);
 }
 
 #[tokio::test]

@@ -131,6 +131,7 @@ async fn web_record_compat(State(compat): State<Compat>, req: Request, next: Nex
 
 async fn count_actions(req: Request, next: Next) -> Response {
     let action = is_action_request(req.method(), req.uri().path());
+    let began = std::time::Instant::now();
     let response = next.run(req).await;
     if action {
         let name = response
@@ -139,6 +140,11 @@ async fn count_actions(req: Request, next: Next) -> Response {
             .map_or("unknown", |a| a.0);
         let code = response.extensions().get::<ApiError>().map(|e| e.code);
         count_request(name, code);
+        crate::ops::metrics::observe(
+            &crate::ops::metrics::API_REQUEST_SECONDS,
+            &[("action", name)],
+            began.elapsed().as_secs_f64(),
+        );
     }
     response
 }

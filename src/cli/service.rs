@@ -78,8 +78,8 @@ fn cancel_on_signal(token: CancellationToken, mode: ShutdownMode) {
 async fn connect(cfg: &StoreConfig, shutdown: &CancellationToken) -> anyhow::Result<TaskStore> {
     let mut wait = std::time::Duration::from_millis(250);
     loop {
-        match TaskStore::connect(&cfg.redis_url, &cfg.key_prefix).await {
-            Ok(s) => return Ok(s.with_retention(cfg.task_retention)),
+        match cfg.connect().await {
+            Ok(s) => return Ok(s),
             Err(e) => {
                 warn!(error = %e, "Redis is not reachable yet; retrying");
                 tokio::select! {
@@ -118,7 +118,7 @@ fn readiness(
 async fn url_signer(
     configured: Option<Vec<u8>>,
     cfg: &UrlSigningConfig,
-    store: &StoreConfig,
+    store: &TaskStore,
     shutdown: &CancellationToken,
 ) -> anyhow::Result<UrlSigner> {
     if let Some(key) = configured {
@@ -126,7 +126,7 @@ async fn url_signer(
     }
     let mut wait = std::time::Duration::from_millis(250);
     loop {
-        match pagecast::api::signing_key::shared_key(&store.redis_url, &store.key_prefix).await {
+        match pagecast::api::signing_key::shared_key(store).await {
             Ok(key) => return Ok(UrlSigner::new(&key, cfg.expiry())),
             Err(e) => {
                 warn!(error = %e, "the URL signing key is not available yet; retrying");
@@ -252,7 +252,7 @@ pub async fn serve(mut args: ServeArgs) -> anyhow::Result<ExitCode> {
     }
     let connected = async {
         let store = connect(&args.store, &shutdown).await?;
-        let signer = url_signer(signing_key, &args.signing, &args.store, &shutdown).await?;
+        let signer = url_signer(signing_key, &args.signing, &store, &shutdown).await?;
         anyhow::Ok((store, signer))
     };
     let (store, signer) = match connected.await {
@@ -338,7 +338,7 @@ pub async fn worker(mut args: WorkerArgs) -> anyhow::Result<ExitCode> {
         Err(e) => return Ok(config_error(&e)),
     };
     let store = connect(&args.store, &shutdown).await?;
-    let signer = url_signer(signing_key, &args.signing, &args.store, &shutdown).await?;
+    let signer = url_signer(signing_key, &args.signing, &store, &shutdown).await?;
     if let Some(ops) = ops {
         ops.set(pagecast::ops::router(pagecast::ops::OpsState {
             readiness: readiness(&store, &args.worker, true, &shutdown),

@@ -253,15 +253,49 @@ async fn fonts(explicit: Option<&Path>) -> Finding {
     }
 }
 
-async fn redis(cfg: &StoreConfig) -> Finding {
-    const FIX: &str =
-        "start Redis 6 or later and set PAGECAST_REDIS_URL (redis://[:password@]host:port[/db])";
-    match crate::task::store::TaskStore::connect(&cfg.redis_url, &cfg.key_prefix).await {
-        Ok(store) => match store.ping().await {
-            Ok(()) => ok("redis", format!("{} answers", store.shown_url())),
-            Err(e) => bad("redis", Level::Fail, e.to_string(), FIX),
-        },
-        Err(e) => bad("redis", Level::Fail, e.to_string(), FIX),
+/// Redis: reachable with the settings, 6.2 or later, and `maxmemory-policy noeviction`.
+pub async fn redis(cfg: &StoreConfig) -> Finding {
+    const FIX: &str = "start Redis 6.2 or later and set PAGECAST_REDIS_URL (redis://[user:password@]host:port[/db], rediss:// for TLS) and, for a cluster or sentinels, PAGECAST_REDIS_MODE";
+    let store = match cfg.connect().await {
+        Ok(store) => store,
+        Err(e) => return bad("redis", Level::Fail, e.to_string(), FIX),
+    };
+    let facts = match store.server_facts().await {
+        Ok(facts) => facts,
+        Err(e) => {
+            return bad(
+                "redis",
+                Level::Warn,
+                format!(
+                    "{} answers, but does not show its INFO, so its version and maxmemory-policy cannot be checked: {e}",
+                    store.shown_url()
+                ),
+                "allow the INFO command for pagecast's user, or check by hand that Redis is 6.2 or later with maxmemory-policy noeviction",
+            );
+        }
+    };
+    if let Err(e) = facts.check_version() {
+        return bad(
+            "redis",
+            Level::Fail,
+            e.to_string(),
+            "upgrade Redis to 6.2 or later",
+        );
+    }
+    let detail = format!(
+        "{} answers ({} mode): {}",
+        store.shown_url(),
+        store.mode().as_str(),
+        facts.summary()
+    );
+    match facts.eviction_warning() {
+        Some(warning) => bad(
+            "redis",
+            Level::Fail,
+            format!("{detail}; {warning}"),
+            "set maxmemory-policy noeviction (CONFIG SET maxmemory-policy noeviction and CONFIG REWRITE, or the managed service's parameter)",
+        ),
+        None => ok("redis", detail),
     }
 }
 

@@ -74,12 +74,8 @@ impl Readiness {
     pub async fn check(&self) -> Vec<Check> {
         let redis = async {
             let began = Instant::now();
-            match tokio::time::timeout(CHECK_TIMEOUT, self.store.ping()).await {
-                Ok(Ok(())) => Check::new(
-                    "redis",
-                    true,
-                    format!("answered in {} ms", began.elapsed().as_millis()),
-                ),
+            match tokio::time::timeout(CHECK_TIMEOUT, self.store.server_facts()).await {
+                Ok(Ok(facts)) => redis_check(&facts, began.elapsed()),
                 Ok(Err(e)) => Check::new("redis", false, e.to_string()),
                 Err(_) => Check::new("redis", false, "no answer within 3 s"),
             }
@@ -125,6 +121,20 @@ impl Readiness {
         }
         checks
     }
+}
+
+/// The `redis` check from the server's INFO: ready unless it is too old to run pagecast; an
+/// eviction policy other than `noeviction` is shown as a warning (the store still works, but
+/// Redis may drop tasks when its memory runs short).
+fn redis_check(facts: &crate::task::store::ServerFacts, took: Duration) -> Check {
+    let mut detail = format!("answered in {} ms; {}", took.as_millis(), facts.summary());
+    if let Err(e) = facts.check_version() {
+        return Check::new("redis", false, e.to_string());
+    }
+    if let Some(warning) = facts.eviction_warning() {
+        detail.push_str(&format!("; warning: {warning}"));
+    }
+    Check::new("redis", true, detail)
 }
 
 /// Whether the work disk has the room a new recording needs.

@@ -1,17 +1,19 @@
 //! Prometheus metrics: one process-wide registry, rendered in the text exposition format
 //! (version 0.0.4) at `GET /metrics`.
 //!
-//! Hand-written rather than a metrics crate: pagecast needs counters, gauges and one kind of
-//! histogram, all with a handful of labels, and a few dozen lines cover that without another
-//! dependency tree. Every metric is declared once below as a [`Desc`] (name, help, kind), so the
-//! list of what pagecast exports is this file.
+//! The registry is prometheus-client's (`metrics/registry.rs` wraps it); every metric is
+//! declared once below as a [`Desc`] (name, help, kind), so the list of what pagecast exports
+//! is this file, plus the process figures read at scrape time (`ops/process.rs`).
 //!
-//! Values gathered at scrape time from Redis (tasks by status, queue depths) are set by the
-//! `/metrics` handler just before rendering; everything else is updated where it happens.
+//! Values gathered at scrape time from Redis (tasks by status, queue depths) and the work disk
+//! are set by the `/metrics` handler just before rendering; everything else is updated where it
+//! happens. No label carries a task id.
 
-use std::collections::BTreeMap;
-use std::fmt::Write as _;
-use std::sync::{Mutex, OnceLock};
+use std::sync::OnceLock;
+
+mod registry;
+
+pub use registry::{CONTENT_TYPE, Registry};
 
 /// The kind of a metric.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -208,8 +210,39 @@ pub static STAGE_SECONDS: Desc = Desc {
     buckets: DURATION_BUCKETS,
 };
 
+/// Request and command latencies: from a fraction of a millisecond (loopback Redis) to seconds.
+const LATENCY_BUCKETS: &[f64] = &[
+    0.0002, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+];
+
+/// The build (label `version`); always 1.
+pub static BUILD_INFO: Desc = gauge(
+    "pagecast_build_info",
+    "The pagecast build this process runs (label version); always 1",
+);
+/// Free bytes on the work directory's disk (worker processes), at scrape time.
+pub static WORK_DISK_FREE: Desc = gauge(
+    "pagecast_work_disk_free_bytes",
+    "Bytes free for pagecast on the disk of the work directory (processes that run a worker)",
+);
+/// Action API requests by action, from receipt to answer.
+pub static API_REQUEST_SECONDS: Desc = Desc {
+    name: "pagecast_api_request_duration_seconds",
+    help: "Time to answer an Action API request, by action (unknown: no known Action named)",
+    kind: Kind::Histogram,
+    buckets: LATENCY_BUCKETS,
+};
+/// Task store calls to Redis by operation, retry included.
+pub static REDIS_SECONDS: Desc = Desc {
+    name: "pagecast_redis_command_duration_seconds",
+    help: "Time of one task store call to Redis (a command, pipeline or script; its retry included), by operation; blocking reads are not included",
+    kind: Kind::Histogram,
+    buckets: LATENCY_BUCKETS,
+};
+
 /// Every metric, in the order `/metrics` lists them.
 pub static ALL: &[&Desc] = &[
+    &BUILD_INFO,
     &TASKS,
     &QUEUE_DEPTH,
     &CALLBACK_OUTBOX,
@@ -240,207 +273,22 @@ pub static ALL: &[&Desc] = &[
     &BROWSER_RESTARTS,
     &TAKEOVERS,
     &STAGE_SECONDS,
+    &API_REQUEST_SECONDS,
+    &REDIS_SECONDS,
+    &WORK_DISK_FREE,
 ];
 
 /// A series's labels, in declaration order.
 pub type Labels = Vec<(&'static str, String)>;
 
-#[derive(Debug, Clone)]
-enum Value {
-    Scalar(f64),
-    Histogram {
-        /// Per bucket (not cumulative); one more than the bounds, for +Inf.
-        counts: Vec<u64>,
-        sum: f64,
-        count: u64,
-    },
-}
-
-/// The series of every metric, keyed by metric name, then by label set.
-#[derive(Debug, Default)]
-pub struct Registry {
-    series: Mutex<BTreeMap<&'static str, BTreeMap<Labels, Value>>>,
-}
-
-/// The process-wide registry.
+/// The process-wide registry (with the build's version set, and the process figures).
 pub fn registry() -> &'static Registry {
     static REGISTRY: OnceLock<Registry> = OnceLock::new();
-    REGISTRY.get_or_init(Registry::default)
-}
-
-fn labels(l: &[(&'static str, &str)]) -> Labels {
-    l.iter().map(|(k, v)| (*k, (*v).to_string())).collect()
-}
-
-impl Registry {
-    fn with<R>(
-        &self,
-        f: impl FnOnce(&mut BTreeMap<&'static str, BTreeMap<Labels, Value>>) -> R,
-    ) -> R {
-        // A panic while holding the lock leaves plain numbers behind: still usable.
-        let mut guard = self.series.lock().unwrap_or_else(|p| p.into_inner());
-        f(&mut guard)
-    }
-
-    /// Adds `by` to a counter (or gauge).
-    pub fn add(&self, d: &'static Desc, l: &[(&'static str, &str)], by: f64) {
-        self.with(|s| {
-            let v = s
-                .entry(d.name)
-                .or_default()
-                .entry(labels(l))
-                .or_insert(Value::Scalar(0.0));
-            if let Value::Scalar(x) = v {
-                *x += by;
-            }
-        });
-    }
-
-    /// Adds one to a counter.
-    pub fn inc(&self, d: &'static Desc, l: &[(&'static str, &str)]) {
-        self.add(d, l, 1.0);
-    }
-
-    /// Sets a gauge.
-    pub fn set(&self, d: &'static Desc, l: &[(&'static str, &str)], value: f64) {
-        self.with(|s| {
-            s.entry(d.name)
-                .or_default()
-                .insert(labels(l), Value::Scalar(value));
-        });
-    }
-
-    /// Removes one series (a recording that ended).
-    pub fn remove(&self, d: &'static Desc, l: &[(&'static str, &str)]) {
-        self.with(|s| {
-            if let Some(m) = s.get_mut(d.name) {
-                m.remove(&labels(l));
-            }
-        });
-    }
-
-    /// Replaces every series of a gauge (values gathered at scrape time).
-    pub fn replace(&self, d: &'static Desc, series: Vec<(Labels, f64)>) {
-        self.with(|s| {
-            let m = s.entry(d.name).or_default();
-            m.clear();
-            for (l, v) in series {
-                m.insert(l, Value::Scalar(v));
-            }
-        });
-    }
-
-    /// The current value of a counter or gauge (0 when the series does not exist).
-    pub fn get(&self, d: &'static Desc, l: &[(&'static str, &str)]) -> f64 {
-        self.with(|s| match s.get(d.name).and_then(|m| m.get(&labels(l))) {
-            Some(Value::Scalar(x)) => *x,
-            _ => 0.0,
-        })
-    }
-
-    /// Records one observation in a histogram.
-    pub fn observe(&self, d: &'static Desc, l: &[(&'static str, &str)], value: f64) {
-        self.with(|s| {
-            let v = s
-                .entry(d.name)
-                .or_default()
-                .entry(labels(l))
-                .or_insert_with(|| Value::Histogram {
-                    counts: vec![0; d.buckets.len() + 1],
-                    sum: 0.0,
-                    count: 0,
-                });
-            if let Value::Histogram { counts, sum, count } = v {
-                let i = d
-                    .buckets
-                    .iter()
-                    .position(|b| value <= *b)
-                    .unwrap_or(d.buckets.len());
-                if let Some(c) = counts.get_mut(i) {
-                    *c += 1;
-                }
-                *sum += value;
-                *count += 1;
-            }
-        });
-    }
-
-    /// Every metric in the Prometheus text format. Metrics without series show only their
-    /// HELP and TYPE lines, so a scraper sees the full list from the first scrape.
-    pub fn render(&self) -> String {
-        let snapshot = self.with(|s| s.clone());
-        let mut out = String::new();
-        for d in ALL {
-            let kind = match d.kind {
-                Kind::Counter => "counter",
-                Kind::Gauge => "gauge",
-                Kind::Histogram => "histogram",
-            };
-            let _ = writeln!(out, "# HELP {} {}", d.name, d.help);
-            let _ = writeln!(out, "# TYPE {} {kind}", d.name);
-            let Some(series) = snapshot.get(d.name) else {
-                continue;
-            };
-            for (l, v) in series {
-                match v {
-                    Value::Scalar(x) => {
-                        let _ = writeln!(out, "{}{} {}", d.name, label_text(l, None), num(*x));
-                    }
-                    Value::Histogram { counts, sum, count } => {
-                        let mut cumulative = 0;
-                        for (i, c) in counts.iter().enumerate() {
-                            cumulative += c;
-                            let le = d.buckets.get(i).map_or("+Inf".to_string(), |b| num(*b));
-                            let _ = writeln!(
-                                out,
-                                "{}_bucket{} {cumulative}",
-                                d.name,
-                                label_text(l, Some(&le))
-                            );
-                        }
-                        let _ =
-                            writeln!(out, "{}_sum{} {}", d.name, label_text(l, None), num(*sum));
-                        let _ = writeln!(out, "{}_count{} {count}", d.name, label_text(l, None));
-                    }
-                }
-            }
-        }
-        out
-    }
-}
-
-fn num(x: f64) -> String {
-    if x.is_finite() {
-        format!("{x}")
-    } else if x.is_nan() {
-        "NaN".into()
-    } else if x > 0.0 {
-        "+Inf".into()
-    } else {
-        "-Inf".into()
-    }
-}
-
-/// `{a="1",b="2"}` (empty without labels); values escaped as the format requires.
-fn label_text(l: &Labels, le: Option<&str>) -> String {
-    let mut parts: Vec<String> = l
-        .iter()
-        .map(|(k, v)| format!("{k}=\"{}\"", escape(v)))
-        .collect();
-    if let Some(le) = le {
-        parts.push(format!("le=\"{le}\""));
-    }
-    if parts.is_empty() {
-        String::new()
-    } else {
-        format!("{{{}}}", parts.join(","))
-    }
-}
-
-fn escape(v: &str) -> String {
-    v.replace('\\', "\\\\")
-        .replace('"', "\\\"")
-        .replace('\n', "\\n")
+    REGISTRY.get_or_init(|| {
+        let r = Registry::with_collectors(vec![Box::new(super::process::ProcessCollector)]);
+        r.set(&BUILD_INFO, &[("version", env!("CARGO_PKG_VERSION"))], 1.0);
+        r
+    })
 }
 
 /// Shorthand for the process-wide registry's [`Registry::inc`].
@@ -467,6 +315,12 @@ pub fn observe(d: &'static Desc, l: &[(&'static str, &str)], value: f64) {
 mod tests {
     use super::*;
 
+    /// The value of the series `series` (name and labels as rendered) in `text`.
+    fn value(text: &str, series: &str) -> Option<f64> {
+        text.lines()
+            .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
+    }
+
     #[test]
     fn renders_counters_gauges_and_cumulative_histograms() {
         let r = Registry::default();
@@ -477,35 +331,69 @@ mod tests {
         r.observe(&STAGE_SECONDS, &[("stage", "record")], 20000.0);
         r.set(&TASKS, &[("status", "a\"b\\c\nd")], 29.5);
         let text = r.render();
+        // The names and types of the text format 0.0.4, counters with their `_total`.
         assert!(text.contains("# TYPE pagecast_starts_rejected_total counter\n"));
-        assert!(text.contains("pagecast_starts_rejected_total{code=\"InvalidParam\"} 2\n"));
-        assert!(text.contains("pagecast_tasks{status=\"recording\"} 3\n"));
-        assert!(
-            text.contains(
-                "pagecast_stage_duration_seconds_bucket{stage=\"record\",le=\"0.1\"} 0\n"
-            )
+        assert!(text.contains("# TYPE pagecast_tasks gauge\n"));
+        assert!(text.contains("# TYPE pagecast_stage_duration_seconds histogram\n"));
+        assert_eq!(
+            value(
+                &text,
+                "pagecast_starts_rejected_total{code=\"InvalidParam\"}"
+            ),
+            Some(2.0)
         );
-        assert!(
-            text.contains(
-                "pagecast_stage_duration_seconds_bucket{stage=\"record\",le=\"0.5\"} 1\n"
-            )
+        assert_eq!(
+            value(&text, "pagecast_tasks{status=\"recording\"}"),
+            Some(3.0)
         );
-        assert!(
-            text.contains(
-                "pagecast_stage_duration_seconds_bucket{stage=\"record\",le=\"14400\"} 1\n"
+        let bucket = |le: &str| {
+            value(
+                &text,
+                &format!("pagecast_stage_duration_seconds_bucket{{stage=\"record\",le=\"{le}\"}}"),
             )
+        };
+        assert_eq!(bucket("0.1"), Some(0.0));
+        assert_eq!(bucket("0.5"), Some(1.0));
+        assert_eq!(bucket("14400"), Some(1.0));
+        assert_eq!(bucket("+Inf"), Some(2.0));
+        assert_eq!(
+            value(
+                &text,
+                "pagecast_stage_duration_seconds_count{stage=\"record\"}"
+            ),
+            Some(2.0)
         );
-        assert!(
-            text.contains(
-                "pagecast_stage_duration_seconds_bucket{stage=\"record\",le=\"+Inf\"} 2\n"
-            )
+        assert_eq!(
+            value(&text, "pagecast_tasks{status=\"a\\\"b\\\\c\\nd\"}"),
+            Some(29.5)
         );
-        assert!(text.contains("pagecast_stage_duration_seconds_count{stage=\"record\"} 2\n"));
-        assert!(text.contains("pagecast_tasks{status=\"a\\\"b\\\\c\\nd\"} 29.5\n"));
         // Declared metrics without series still announce themselves.
         assert!(text.contains("# TYPE pagecast_upload_bytes_total counter\n"));
+        assert!(text.contains("# TYPE pagecast_redis_command_duration_seconds histogram\n"));
         r.remove(&TASKS, &[("status", "a\"b\\c\nd")]);
         assert!(!r.render().contains("pagecast_tasks{status=\"a"));
+        assert_eq!(r.get(&TASKS, &[("status", "recording")]), 3.0);
+        assert_eq!(r.get(&STARTS_REJECTED, &[("code", "InvalidParam")]), 2.0);
+        // A counter never goes down.
+        r.add(&STARTS_REJECTED, &[("code", "InvalidParam")], -5.0);
+        assert_eq!(r.get(&STARTS_REJECTED, &[("code", "InvalidParam")]), 2.0);
+    }
+
+    #[test]
+    fn the_process_registry_has_the_build_and_process_figures() {
+        let text = registry().render();
+        assert_eq!(
+            value(
+                &text,
+                &format!(
+                    "pagecast_build_info{{version=\"{}\"}}",
+                    env!("CARGO_PKG_VERSION")
+                )
+            ),
+            Some(1.0)
+        );
+        assert!(value(&text, "process_resident_memory_bytes").is_some_and(|v| v > 1e6));
+        assert!(value(&text, "process_cpu_seconds_total").is_some_and(|v| v >= 0.0));
     }
 
     #[test]

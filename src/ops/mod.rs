@@ -5,9 +5,11 @@
 //! address (`PAGECAST_METRICS_LISTEN`) so workers can be probed and scraped too.
 
 pub mod doctor;
+pub mod frames;
 pub mod health;
 pub mod live;
 pub mod metrics;
+pub mod process;
 
 use axum::Router;
 use axum::extract::State;
@@ -164,18 +166,26 @@ async fn metrics_text(State(state): State<OpsState>) -> Response {
     if state.service_metrics {
         collect_service_metrics(&state.readiness.store).await;
     }
+    if let Some((dir, _)) = &state.readiness.work_disk {
+        collect_disk_metrics(dir);
+    }
     metrics_response()
 }
 
 fn metrics_response() -> Response {
     (
-        [(
-            header::CONTENT_TYPE,
-            "text/plain; version=0.0.4; charset=utf-8",
-        )],
+        [(header::CONTENT_TYPE, metrics::CONTENT_TYPE)],
         metrics::registry().render(),
     )
         .into_response()
+}
+
+/// Sets the work disk's free bytes (a process that runs a worker).
+fn collect_disk_metrics(dir: &std::path::Path) {
+    match doctor::free_bytes(dir) {
+        Some(free) => metrics::set(&metrics::WORK_DISK_FREE, &[], free as f64),
+        None => metrics::registry().remove(&metrics::WORK_DISK_FREE, &[]),
+    }
 }
 
 /// Sets the service-wide gauges from Redis. When Redis does not answer they keep their last

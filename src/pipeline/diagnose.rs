@@ -23,6 +23,10 @@ pub async fn run(ctx: WorkerContext) {
         if let Err(e) = sweep(&ctx).await {
             warn!(error = %e, "diagnose sweep failed");
         }
+        // Finished tasks whose retention is over go (and leave the counts).
+        if let Err(e) = ctx.store.trim_expired(now_ms() / 1000, 500).await {
+            debug!(error = %e, "deleting expired tasks failed");
+        }
     }
 }
 

@@ -519,7 +519,11 @@ impl RecordJob {
             match &outcome {
                 Ok(Outcome::Recorded(media)) if self.status.is_live() => {
                     let stats = self.final_stats(&progress.borrow(), media);
-                    count_ended(&this_part(&progress.borrow(), media), "handed_over");
+                    count_ended(
+                        &this_part(&progress.borrow(), media),
+                        "handed_over",
+                        &mut live.frames,
+                    );
                     return self.hand_over(Some(stats)).await;
                 }
                 Ok(Outcome::CanceledBeforeStart) if self.status == Status::Normal => {
@@ -555,7 +559,11 @@ impl RecordJob {
                     }
                 }
                 let stats = self.final_stats(&progress.borrow(), &media);
-                count_ended(&this_part(&progress.borrow(), &media), "recorded");
+                count_ended(
+                    &this_part(&progress.borrow(), &media),
+                    "recorded",
+                    &mut live.frames,
+                );
                 info!(
                     seconds = media.recorded_seconds,
                     segments = media.segments.len(),
@@ -807,12 +815,15 @@ impl RecordJob {
     }
 }
 
-/// Adds the counters of this worker's part of a recording to the totals.
-fn count_ended(s: &TaskStats, outcome: &'static str) {
-    metrics::add(&metrics::FRAMES_CAPTURED, &[], s.frames_captured as f64);
-    metrics::add(&metrics::FRAMES_WRITTEN, &[], s.frames_written as f64);
-    metrics::add(&metrics::FRAMES_DUPLICATED, &[], s.frames_duplicated as f64);
-    metrics::add(&metrics::FRAMES_DROPPED, &[], s.frames_dropped as f64);
+/// Adds the counters of this worker's part of a recording to the totals (the frames it has
+/// not added while it ran).
+fn count_ended(s: &TaskStats, outcome: &'static str, frames: &mut crate::ops::frames::FrameTotals) {
+    frames.advance(crate::ops::frames::FrameCounts {
+        captured: s.frames_captured,
+        written: s.frames_written,
+        duplicated: s.frames_duplicated,
+        dropped: s.frames_dropped,
+    });
     metrics::add(&metrics::PAGE_CRASHES, &[], f64::from(s.page_crashes));
     metrics::add(&metrics::PAGE_HANGS, &[], f64::from(s.page_hangs));
     metrics::add(
@@ -833,6 +844,8 @@ fn count_ended(s: &TaskStats, outcome: &'static str) {
 struct LiveMetrics {
     live: Option<crate::ops::live::LiveRecording>,
     last: Option<(tokio::time::Instant, u64)>,
+    /// What this recording added to the frame counters so far (they move as it runs).
+    frames: crate::ops::frames::FrameTotals,
 }
 
 impl LiveMetrics {
@@ -840,6 +853,7 @@ impl LiveMetrics {
         LiveMetrics {
             live: Some(crate::ops::live::LiveRecording::start()),
             last: None,
+            frames: crate::ops::frames::FrameTotals::default(),
         }
     }
 
@@ -851,6 +865,12 @@ impl LiveMetrics {
             (secs > 0.0).then(|| captured.saturating_sub(before) as f64 / secs)
         });
         self.last = Some((now, captured));
+        self.frames.advance(crate::ops::frames::FrameCounts {
+            captured,
+            written: p.stats.frames_written,
+            duplicated: p.stats.frames_duplicated,
+            dropped: p.stats.frames_skipped + p.stats.frames_late,
+        });
         if let Some(live) = &self.live {
             live.update(crate::ops::live::Figures {
                 capture_fps,

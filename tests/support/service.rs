@@ -87,6 +87,26 @@ pub fn service_with(
     capacity: usize,
     extra_env: &[(&'static str, &str)],
 ) -> Service {
+    service_at(
+        &redis.url,
+        name,
+        in_process_worker,
+        extra_workers,
+        capacity,
+        extra_env,
+    )
+}
+
+/// [`service_with`] against the Redis at `redis_url` (TLS, a cluster, sentinels: with the
+/// settings for it in `extra_env`).
+pub fn service_at(
+    redis_url: &str,
+    name: &str,
+    in_process_worker: bool,
+    extra_workers: usize,
+    capacity: usize,
+    extra_env: &[(&'static str, &str)],
+) -> Service {
     let dir = scratch(name);
     let port = free_port();
     let url = format!("http://127.0.0.1:{port}");
@@ -94,7 +114,7 @@ pub fn service_with(
     let prefix = format!("t{}:", uuid::Uuid::new_v4().simple());
     let env = |node: &str| {
         vec![
-            ("PAGECAST_REDIS_URL", redis.url.clone()),
+            ("PAGECAST_REDIS_URL", redis_url.to_string()),
             ("PAGECAST_KEY_PREFIX", prefix.clone()),
             ("PAGECAST_LISTEN", format!("127.0.0.1:{port}")),
             ("PAGECAST_OUTPUT_DIR", out.display().to_string()),

@@ -4,9 +4,11 @@
 -- KEYS[1]  task hash              {prefix}task:{id}
 -- KEYS[2]  queued index (ZSET)    {prefix}queued
 -- KEYS[3]  record stage stream    {prefix}stream:record
--- KEYS[4 .. 3+n]     result places ({prefix}result:{hash}): the first ARGV[7] are reserved for
+-- KEYS[4]  task counts (HASH)     {prefix}counts: status -> number of tasks
+-- KEYS[5]  stream index (SET)     {prefix}streams: the stage streams ever used (for queue depths)
+-- KEYS[6 .. 5+n]     result places ({prefix}result:{hash}): the first ARGV[7] are reserved for
 --                    this task, the others must only be free
--- KEYS[4+n .. 3+2n]  the task hash of each place's holder as the caller read it (any key when
+-- KEYS[6+n .. 5+2n]  the task hash of each place's holder as the caller read it (any key when
 --                    the place was free)
 -- ARGV[1]  task id
 -- ARGV[2]  initial status         ("normal")
@@ -28,15 +30,15 @@
 if redis.call('EXISTS', KEYS[1]) == 1 then
   return {'exists'}
 end
-local n = (#KEYS - 3) / 2
+local n = (#KEYS - 5) / 2
 local done1, done2 = ARGV[8 + n], ARGV[9 + n]
 for i = 1, n do
-  local holder = redis.call('GET', KEYS[3 + i]) or ''
+  local holder = redis.call('GET', KEYS[5 + i]) or ''
   if holder ~= ARGV[7 + i] then
     return {'changed'}
   end
   if holder ~= '' and holder ~= ARGV[1] then
-    local status = redis.call('HGET', KEYS[3 + n + i], 'status')
+    local status = redis.call('HGET', KEYS[5 + n + i], 'status')
     if status and status ~= done1 and status ~= done2 then
       return {'inuse', tostring(i)}
     end
@@ -47,8 +49,8 @@ if redis.call('ZCARD', KEYS[2]) >= tonumber(ARGV[6]) then
 end
 local reserved = {}
 for i = 1, tonumber(ARGV[7]) do
-  redis.call('SET', KEYS[3 + i], ARGV[1])
-  reserved[#reserved + 1] = KEYS[3 + i]
+  redis.call('SET', KEYS[5 + i], ARGV[1])
+  reserved[#reserved + 1] = KEYS[5 + i]
 end
 redis.call('HSET', KEYS[1],
   'status', ARGV[2],
@@ -61,5 +63,7 @@ if #reserved > 0 then
   redis.call('HSET', KEYS[1], 'places', table.concat(reserved, ' '))
 end
 redis.call('ZADD', KEYS[2], ARGV[5], ARGV[1])
+redis.call('HINCRBY', KEYS[4], ARGV[2], 1)
 local entry = redis.call('XADD', KEYS[3], '*', 'task', ARGV[1])
+redis.call('SADD', KEYS[5], KEYS[3])
 return {'ok', entry}

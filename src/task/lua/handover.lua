@@ -7,6 +7,7 @@
 -- KEYS[2]  lease index (ZSET)     {prefix}leases
 -- KEYS[3]  queued index (ZSET)    {prefix}queued
 -- KEYS[4]  stage stream           {prefix}stream:record[:{node}]
+-- KEYS[5]  stream index (SET)     {prefix}streams
 -- ARGV[1]  task id
 -- ARGV[2]  worker id
 -- ARGV[3]  fence the worker got from its claim
@@ -41,4 +42,5 @@ else
   redis.call('ZADD', KEYS[2], ARGV[6], ARGV[1])
 end
 redis.call('XADD', KEYS[4], '*', 'task', ARGV[1])
+redis.call('SADD', KEYS[5], KEYS[4])
 return {'ok', status}

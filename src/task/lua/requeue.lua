@@ -4,6 +4,7 @@
 -- KEYS[1]  task hash              {prefix}task:{id}
 -- KEYS[2]  stage stream           {prefix}stream:{stage}[:{node}]
 -- KEYS[3]  lease index (ZSET)     {prefix}leases
+-- KEYS[4]  stream index (SET)     {prefix}streams
 -- ARGV[1]  task id
 -- ARGV[2]  unix ms until which a worker must take the task up, or "" for no deadline. With a
 --          deadline the task keeps a lease without owner: any worker may claim it, and if none
@@ -21,4 +22,5 @@ if ARGV[2] ~= nil and ARGV[2] ~= '' then
 end
 redis.call('HINCRBY', KEYS[1], 'restarts', 1)
 local entry = redis.call('XADD', KEYS[2], '*', 'task', ARGV[1])
+redis.call('SADD', KEYS[4], KEYS[2])
 return {'ok', entry}

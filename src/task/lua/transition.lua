@@ -7,7 +7,11 @@
 -- KEYS[2]  queued index (ZSET)    {prefix}queued
 -- KEYS[3]  lease index (ZSET)     {prefix}leases
 -- KEYS[4]  control stream         {prefix}ctl:{id}
--- KEYS[5]  stage stream to enqueue on (only present when enqueueing)
+-- KEYS[5]  task counts (HASH)     {prefix}counts: status -> number of tasks
+-- KEYS[6]  stream index (SET)     {prefix}streams: the stage streams ever used
+-- KEYS[7]  expiry index (ZSET)    {prefix}expiry: finished tasks, score = when they expire
+--                                 (unix s); trim.lua deletes them then
+-- KEYS[8]  stage stream to enqueue on (only present when enqueueing)
 -- KEYS[#KEYS - ARGV[23] + 1 .. #KEYS]  result places the task holds, to release (see create.lua)
 -- ARGV[1]  task id
 -- ARGV[2]  expected current status
@@ -26,10 +30,10 @@
 -- ARGV[15] "1" = increment restarts
 -- ARGV[16] "1" = the new status is final: default finish_time, release the lease, drop from
 --          the queued index, delete the task's secrets (its HLS key: nothing needs it any
---          more), expire the task keys
+--          more), enter the task in the expiry index
 -- ARGV[17] "1" = drop from the queued index (leaving normal)
 -- ARGV[18] "1" = add to the queued index (back to normal)
--- ARGV[19] retention seconds (expiry of the task keys once final)
+-- ARGV[19] retention seconds (how long a finished task is kept)
 -- ARGV[20] control stream approximate max length
 -- ARGV[21] callback delivery JSON ("" = leave)
 -- ARGV[22] stop time in unix milliseconds ("" = leave; overwrites, set with stop_time)
@@ -56,6 +60,11 @@ if status ~= ARGV[2] then
 end
 
 redis.call('HSET', task, 'status', ARGV[3])
+-- The counts change in the same step as the status.
+if ARGV[2] ~= ARGV[3] then
+  redis.call('HINCRBY', KEYS[5], ARGV[2], -1)
+  redis.call('HINCRBY', KEYS[5], ARGV[3], 1)
+end
 if ARGV[6] ~= '' then redis.call('HSETNX', task, 'start_time', ARGV[6]) end
 if ARGV[7] ~= '' then redis.call('HSETNX', task, 'cancel_time', ARGV[7]) end
 if ARGV[8] ~= '' then redis.call('HSET', task, 'stop_time', ARGV[8]) end
@@ -81,8 +90,9 @@ if ARGV[13] ~= '' then
   redis.call('XADD', KEYS[4], 'MAXLEN', '~', ARGV[20], '*', 'msg', ARGV[13])
 end
 local places = tonumber(ARGV[23] or '') or 0
-if #KEYS - places >= 5 then
-  redis.call('XADD', KEYS[5], '*', 'task', id)
+if #KEYS - places >= 8 then
+  redis.call('XADD', KEYS[8], '*', 'task', id)
+  redis.call('SADD', KEYS[6], KEYS[8])
 end
 for i = #KEYS - places + 1, #KEYS do
   if redis.call('GET', KEYS[i]) == id then
@@ -91,8 +101,10 @@ for i = #KEYS - places + 1, #KEYS do
 end
 if final then
   redis.call('HDEL', task, 'secrets')
-  redis.call('HSETNX', task, 'finish_time', redis.call('TIME')[1])
-  redis.call('EXPIRE', task, ARGV[19])
-  redis.call('EXPIRE', KEYS[4], ARGV[19])
+  local now = tonumber(redis.call('TIME')[1])
+  redis.call('HSETNX', task, 'finish_time', tostring(now))
+  -- Kept for the retention period, then deleted by trim.lua, which also counts it out (a key
+  -- expiry would remove it without the counts knowing).
+  redis.call('ZADD', KEYS[7], now + tonumber(ARGV[19]), id)
 end
 return {'ok'}

@@ -3,12 +3,14 @@
 
 use super::{
     CREATE, Stage, StageQueue, StartSpec, Status, StoreError, TaskSecrets, TaskStore, to_json,
-    unexpected,
+    unexpected, unix_ms,
 };
 use crate::task::names;
 
 /// Tries of [`TaskStore::create`] when a result place changes hands while it reads it.
 const PLACE_ATTEMPTS: usize = 5;
+/// Most expired tasks one [`TaskStore::create`] deletes.
+const TRIM_ON_CREATE: usize = 10;
 
 impl TaskStore {
     /// Creates the task (status `normal`) and queues it on the record stage, and reserves the
@@ -36,7 +38,9 @@ impl TaskStore {
             let mut inv = CREATE.prepare_invoke();
             inv.key(self.task_key(id))
                 .key(self.queued_key())
-                .key(self.stage_key(&StageQueue::shared(Stage::Record)));
+                .key(self.stage_key(&StageQueue::shared(Stage::Record)))
+                .key(self.counts_key())
+                .key(self.streams_key());
             for key in &keys {
                 inv.key(key);
             }
@@ -59,6 +63,12 @@ impl TaskStore {
             match reply.first().map(String::as_str) {
                 Some("ok") => {
                     tracing::debug!(task = id, "task created and queued");
+                    // Each new task takes a few finished ones out whose retention is over, so
+                    // they go at least as fast as tasks come (the workers' diagnose loop takes
+                    // the rest).
+                    if let Err(e) = self.trim_expired(unix_ms() / 1000, TRIM_ON_CREATE).await {
+                        tracing::debug!(error = %e, "trimming expired tasks failed");
+                    }
                     return Ok(());
                 }
                 Some("exists") => return Err(StoreError::AlreadyExists(id.to_owned())),

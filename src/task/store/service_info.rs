@@ -28,6 +28,32 @@ impl TaskStore {
         .await
     }
 
+    /// A value shared by every process of the service under `name` (below the prefix): the
+    /// stored one, or `fresh` if none was stored yet (the first process to ask stores it; `SET
+    /// NX`, then `GET`). Through the store's connection, so any deployment (TLS, cluster,
+    /// sentinel) works.
+    pub async fn shared_value(
+        &self,
+        name: &str,
+        fresh: &str,
+    ) -> Result<Option<String>, StoreError> {
+        let key = format!("{}{name}", self.prefix);
+        let mut set = redis::cmd("SET");
+        set.arg(&key).arg(fresh).arg("NX");
+        let set = &set;
+        self.call("shared_value", move |mut c| async move {
+            set.query_async::<Option<String>>(&mut c).await
+        })
+        .await?;
+        let mut get = redis::cmd("GET");
+        get.arg(&key);
+        let get = &get;
+        self.call("shared_value", move |mut c| async move {
+            get.query_async::<Option<String>>(&mut c).await
+        })
+        .await
+    }
+
     fn public_url_key(&self) -> String {
         format!("{}public-url", self.prefix)
     }

@@ -1,0 +1,212 @@
+//! The vocabulary of the store's callers: stages and their queues, control messages, status
+//! transitions, claims and queue entries.
+
+use super::*;
+
+/// A stage of the pipeline with its own queue.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Stage {
+    /// Recording the page.
+    Record,
+    /// Producing the deliverable.
+    Transcode,
+    /// Uploading it.
+    Upload,
+    /// Reporting the result.
+    Callback,
+}
+
+impl Stage {
+    /// The name used in stream keys.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Stage::Record => "record",
+            Stage::Transcode => "transcode",
+            Stage::Upload => "upload",
+            Stage::Callback => "callback",
+        }
+    }
+}
+
+impl std::fmt::Display for Stage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A stage queue: shared by all workers, or bound to one node.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct StageQueue {
+    /// The stage.
+    pub stage: Stage,
+    /// The node whose workers read this queue; `None`: any worker.
+    pub node: Option<String>,
+}
+
+impl StageQueue {
+    /// The queue of `stage` shared by all workers.
+    pub fn shared(stage: Stage) -> Self {
+        StageQueue { stage, node: None }
+    }
+
+    /// The queue of `stage` read only by the workers of `node`.
+    pub fn on_node(stage: Stage, node: impl Into<String>) -> Self {
+        StageQueue {
+            stage,
+            node: Some(node.into()),
+        }
+    }
+}
+
+/// A command to the recording worker of a task.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ControlMsg {
+    /// Pause recording.
+    Pause,
+    /// Resume recording.
+    Resume,
+    /// Reload the page.
+    Refresh,
+    /// Stop recording.
+    Stop,
+}
+
+impl ControlMsg {
+    /// The stored form.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ControlMsg::Pause => "pause",
+            ControlMsg::Resume => "resume",
+            ControlMsg::Refresh => "refresh",
+            ControlMsg::Stop => "stop",
+        }
+    }
+
+    /// Parses the stored form.
+    pub fn parse(s: &str) -> Option<ControlMsg> {
+        [
+            ControlMsg::Pause,
+            ControlMsg::Resume,
+            ControlMsg::Refresh,
+            ControlMsg::Stop,
+        ]
+        .into_iter()
+        .find(|m| m.as_str() == s)
+    }
+}
+
+/// A timestamp of the task record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum TimeField {
+    /// `start_time`: set only if not set yet.
+    Start,
+    /// `cancel_time`: set only if not set yet.
+    Cancel,
+    /// `stop_time`: overwritten.
+    Stop,
+    /// `finish_time`: overwritten.
+    Finish,
+}
+
+/// A status change and everything that goes with it, applied atomically by
+/// [`TaskStore::transition`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct Transition {
+    /// The status the caller saw (compare-and-set).
+    pub from: Status,
+    /// The new status.
+    pub to: Status,
+    /// `(worker id, fence)`: refuse with [`StoreError::LeaseLost`] unless this worker still holds
+    /// the task's lease. `None` (API side): no lease check.
+    pub lease: Option<(String, u64)>,
+    /// Timestamps (unix seconds). `Start` and `Cancel` are set only if not set yet; `Stop` and
+    /// `Finish` overwrite.
+    pub times: Vec<(TimeField, i64)>,
+    /// Replace the result.
+    pub result: Option<TaskResult>,
+    /// Replace the statistics.
+    pub stats: Option<TaskStats>,
+    /// Set the node holding the task's media.
+    pub node: Option<String>,
+    /// Also append this message to the task's control stream.
+    pub control: Option<ControlMsg>,
+    /// Also queue the task on this stage.
+    pub enqueue: Option<StageQueue>,
+    /// Clear owner and lease (the fence stays).
+    pub release_lease: bool,
+    /// Increment `restarts` (used when a task is sent back to `normal` to be taken over).
+    pub count_restart: bool,
+    /// Replace the callback delivery state.
+    pub callback: Option<CallbackDelivery>,
+}
+
+impl Transition {
+    /// `from → to` with nothing else.
+    pub fn new(from: Status, to: Status) -> Self {
+        Transition {
+            from,
+            to,
+            lease: None,
+            times: Vec::new(),
+            result: None,
+            stats: None,
+            node: None,
+            control: None,
+            enqueue: None,
+            release_lease: false,
+            count_restart: false,
+            callback: None,
+        }
+    }
+
+    /// Require the lease `(worker, fence)`.
+    pub fn with_lease(mut self, worker: impl Into<String>, fence: u64) -> Self {
+        self.lease = Some((worker.into(), fence));
+        self
+    }
+
+    /// Set a timestamp (unix seconds).
+    pub fn with_time(mut self, field: TimeField, unix_secs: i64) -> Self {
+        self.times.push((field, unix_secs));
+        self
+    }
+
+    /// Append a control message.
+    pub fn with_control(mut self, msg: ControlMsg) -> Self {
+        self.control = Some(msg);
+        self
+    }
+
+    /// Queue the task on a stage.
+    pub fn with_enqueue(mut self, queue: StageQueue) -> Self {
+        self.enqueue = Some(queue);
+        self
+    }
+}
+
+/// The outcome of [`TaskStore::claim`].
+// Unboxed on purpose: a claim result is produced once per job and destructured at once.
+#[allow(clippy::large_enum_variant)]
+#[derive(Debug, Clone, PartialEq)]
+pub enum Claim {
+    /// The caller holds the lease now, with this fencing token.
+    Acquired {
+        /// Fencing token to pass with every worker-side write.
+        fence: u64,
+        /// The task after the claim (without secrets).
+        task: TaskRecord,
+    },
+    /// Another worker holds an unexpired lease.
+    Busy,
+    /// The task is in a status the caller did not expect.
+    NotClaimable(Status),
+}
+
+/// An entry read from a stage queue; [`TaskStore::ack`] it once handled.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StageJob {
+    /// Stream entry id.
+    pub entry_id: String,
+    /// The task to work on.
+    pub task_id: String,
+}

@@ -1,0 +1,169 @@
+//! `pagecast serve` on Redis as it is deployed, end to end with real Chromium and ffmpeg: over
+//! TLS (mutual, an ACL user, the CA trusted as a system root), on a three-master Redis Cluster,
+//! and through Sentinel with the master killed mid-recording.
+
+mod common;
+#[path = "support/redis_deploy.rs"]
+mod deploy;
+#[path = "support/redis.rs"]
+mod redis_support;
+#[path = "support/service.rs"]
+mod service_support;
+
+use std::time::{Duration, Instant};
+
+use common::*;
+use deploy::{Pki, SENTINEL_MASTER, TestCluster, TestSentinel, TlsRedis};
+use serde_json::{Value, json};
+use service_support::*;
+
+/// Waits until `serve` has connected to Redis (it answers at once, with 503 until then):
+/// Describe of an unknown task is 404 then.
+fn connected(svc: &Service) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let (status, body) = call(
+            &svc.url,
+            "Describe",
+            json!({ "TaskID": uuid::Uuid::new_v4().to_string() }),
+        );
+        if status == 404 {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "serve did not reach Redis: {status} {body}; see {}",
+            svc.dir.join("serve.log").display()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// Start → recording → Stop → finished, and the video is there.
+fn lifecycle(svc: &Service, fixtures: &str) -> Value {
+    connected(svc);
+    let id = start_recording(
+        &svc.url,
+        json!({ "RecordURL": format!("{fixtures}/animated.html") }),
+    );
+    std::thread::sleep(Duration::from_secs(2));
+    ok(&svc.url, "Stop", &id);
+    let d = wait_finished(&svc.url, &id, Duration::from_secs(90));
+    assert!(d["Result"]["ErrorCode"].is_null(), "{d}");
+    let file = fetch_video(&d, &svc.dir);
+    assert!(probe(&file, &[]).duration > 1.0);
+    d
+}
+
+#[test]
+fn a_whole_task_over_mutual_tls_as_an_acl_user() {
+    let pki = Pki::generate();
+    let mut redis = TlsRedis::start(&pki, true);
+    redis.only_user("recorder", "tls-s3cret");
+    let fixtures = fixture_server();
+    let cert = pki.path("client.pem").display().to_string();
+    let key = pki.path("client.key").display().to_string();
+    // The test CA as the system's roots: a public certificate is verified the same way.
+    let roots = pki.path("ca.pem").display().to_string();
+    let svc = service_at(
+        &redis.url("recorder:tls-s3cret@"),
+        "redis-tls",
+        true,
+        0,
+        1,
+        &[
+            ("PAGECAST_REDIS_CLIENT_CERT", &cert),
+            ("PAGECAST_REDIS_CLIENT_KEY", &key),
+            ("SSL_CERT_FILE", &roots),
+        ],
+    );
+    lifecycle(&svc, &fixtures);
+    // The password is in no log line.
+    let log = std::fs::read_to_string(svc.dir.join("serve.log")).unwrap();
+    assert!(!log.contains("tls-s3cret"));
+    let _ = std::fs::remove_dir_all(&svc.dir);
+}
+
+#[test]
+fn a_whole_task_on_a_three_master_cluster() {
+    let cluster = TestCluster::start();
+    let fixtures = fixture_server();
+    let svc = service_at(
+        &cluster.url(),
+        "redis-cluster",
+        true,
+        0,
+        1,
+        &[("PAGECAST_REDIS_MODE", "cluster")],
+    );
+    let d = lifecycle(&svc, &fixtures);
+    // Every key of the deployment is on the node serving its prefix's hash tag.
+    let tag = format!("{{{}}}", svc.prefix.trim_end_matches(':'));
+    let owner = cluster.node_of(&format!("{tag}:x"));
+    let keys = owner.cli(&["KEYS", "*"]);
+    assert!(
+        keys.contains(&format!("{tag}:task:{}", d["TaskID"].as_str().unwrap())),
+        "{keys}"
+    );
+    for n in &cluster.nodes {
+        if n.port != owner.port {
+            assert_eq!(n.cli(&["DBSIZE"]).trim(), "0");
+        }
+    }
+    let _ = std::fs::remove_dir_all(&svc.dir);
+}
+
+#[test]
+fn the_master_killed_mid_recording_and_the_recording_finishes() {
+    let mut sentinel = TestSentinel::start();
+    let fixtures = fixture_server();
+    let svc = service_at(
+        &sentinel.url(),
+        "redis-sentinel",
+        true,
+        0,
+        1,
+        &[
+            ("PAGECAST_REDIS_MODE", "sentinel"),
+            ("PAGECAST_REDIS_SENTINEL_MASTER", SENTINEL_MASTER),
+        ],
+    );
+    connected(&svc);
+    let id = start_recording(
+        &svc.url,
+        json!({ "RecordURL": format!("{fixtures}/animated.html") }),
+    );
+    let recording_seen = Instant::now();
+    std::thread::sleep(Duration::from_secs(3));
+    let old = sentinel.master.port;
+    sentinel.master.kill();
+    // The sentinel promotes the replica within a few seconds.
+    let t = Instant::now();
+    while sentinel.master_port() == old {
+        assert!(t.elapsed() < Duration::from_secs(30), "no failover");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    // The worker finds the new master and the task is still recording there.
+    let d = wait_for(
+        &svc.url,
+        &id,
+        "recording after the failover",
+        Duration::from_secs(30),
+        status_is("recording"),
+    );
+    assert_eq!(d["Restarts"], 0, "{d}");
+    std::thread::sleep(Duration::from_secs(2));
+    ok(&svc.url, "Stop", &id);
+    let wall = recording_seen.elapsed().as_secs_f64();
+    let d = wait_finished(&svc.url, &id, Duration::from_secs(90));
+    assert!(d["Result"]["ErrorCode"].is_null(), "{d}");
+    // One recording from start to Stop, the failover included.
+    let recorded = d["RecordedDuration"].as_f64().unwrap();
+    assert!(
+        recorded > wall - 2.0,
+        "recorded {recorded} s of {wall} s: {d}"
+    );
+    let file = fetch_video(&d, &svc.dir);
+    assert!(probe(&file, &[]).duration > wall - 2.0);
+    let _ = std::fs::remove_dir_all(&svc.dir);
+}
