@@ -141,7 +141,7 @@ fn a_recorded_page_cannot_drive_the_service_it_runs_in() {
     let log = log_of(&svc);
     let created: Vec<&str> = log
         .lines()
-        .filter(|l| l.contains("api::routes: task created"))
+        .filter(|l| l.contains("api::action: task created"))
         .collect();
     assert_eq!(created.len(), 1, "only the test's own task: {created:#?}");
     assert!(
