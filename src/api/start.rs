@@ -38,8 +38,8 @@ mod video;
 use reader::Obj;
 use video::VideoFields;
 
-/// Default `MaxDurationLimit` in seconds (6 hours).
-pub const DEFAULT_MAX_DURATION_SECS: u32 = 21_600;
+/// Default `MaxDurationLimit` in seconds (10 hours, as in the source product's code).
+pub const DEFAULT_MAX_DURATION_SECS: u32 = 36_000;
 /// Largest `MaxDurationLimit` in seconds (10 hours).
 pub const MAX_MAX_DURATION_SECS: u32 = 36_000;
 /// Default `StartTimeout` in seconds.
@@ -184,7 +184,7 @@ pub fn parse_start(
         "MaxDurationLimit",
         0,
         MAX_MAX_DURATION_SECS as u64,
-        " (0 means the default, 21600)",
+        " (0 means the default, 36000)",
     )? {
         None | Some(0) => DEFAULT_MAX_DURATION_SECS,
         Some(v) => v as u32,

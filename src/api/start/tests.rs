@@ -66,7 +66,7 @@ fn minimal_request_gets_every_default() {
             width: 1280,
             height: 720,
             fps: 30,
-            max_duration_secs: 21_600,
+            max_duration_secs: 36_000,
             callback_url: None,
             storage_type: StorageType::Local,
             muxer: Muxer::Mp4,
@@ -287,7 +287,7 @@ fn callback_url() {
 fn max_duration_limit() {
     assert_eq!(
         spec(with(json!({"MaxDurationLimit": 0}))).max_duration_secs,
-        21_600
+        36_000
     );
     assert_eq!(
         spec(with(json!({"MaxDurationLimit": 60}))).max_duration_secs,
