@@ -42,8 +42,9 @@ use video::VideoFields;
 pub const DEFAULT_MAX_DURATION_SECS: u32 = 36_000;
 /// Largest `MaxDurationLimit` in seconds (10 hours).
 pub const MAX_MAX_DURATION_SECS: u32 = 36_000;
-/// Default `StartTimeout` in seconds.
-pub const DEFAULT_START_TIMEOUT_SECS: u32 = 300;
+/// Default `StartTimeout` in seconds: 0, no deadline of its own (a ManualStart page may take
+/// until `MaxDurationLimit`, as in the source product).
+pub const DEFAULT_START_TIMEOUT_SECS: u32 = 0;
 /// Largest `StartTimeout` in seconds (one day).
 pub const MAX_START_TIMEOUT_SECS: u32 = 86_400;
 /// Length of `EncryptKey` in hexadecimal characters (an AES-128 key).
@@ -288,9 +289,9 @@ pub fn parse_start(
         "StartTimeout",
         0,
         MAX_START_TIMEOUT_SECS as u64,
-        " (0 means the default, 300)",
+        " (0 means none: the page may take until MaxDurationLimit)",
     )? {
-        None | Some(0) => DEFAULT_START_TIMEOUT_SECS,
+        None => DEFAULT_START_TIMEOUT_SECS,
         Some(v) => v as u32,
     };
     let user_context = data

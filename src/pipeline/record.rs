@@ -15,6 +15,7 @@ use crate::config::ShutdownMode;
 use crate::error::{ErrorCode, HasErrorCode};
 use crate::ops::metrics;
 use crate::recording::{Control, Origin, Outcome, RecordOptions, Recording, RecordingEvent};
+use crate::task::prestart::StartWait;
 use crate::task::store::{Claim, Stage, StageJob, StageQueue, StoreError, TimeField, Transition};
 use crate::task::{Status, TaskRecord, TaskResult, TaskStats};
 
@@ -346,6 +347,7 @@ impl RecordJob {
                 .await;
         }
         let rec_cfg = &self.ctx.cfg.recorder;
+        let start_wait = StartWait::of(&spec, self.task.create_time, now_s());
         let opts = RecordOptions {
             url: spec.record_url.clone(),
             width: spec.width,
@@ -358,7 +360,7 @@ impl RecordJob {
             wall_limit: Some(self.remaining_limit(spec.max_duration_secs)),
             // A taken-over page already started its recording once.
             manual_start: spec.manual_start && self.takeover.is_none(),
-            start_timeout: Duration::from_secs(u64::from(spec.start_timeout_secs)),
+            start_timeout: start_wait.limit,
             navigation_timeout: Duration::from_secs(rec_cfg.navigation_timeout),
             browser: rec_cfg.browser(spec.width, spec.height),
             capture: crate::recording::CaptureSettings {
@@ -606,7 +608,12 @@ impl RecordJob {
             Err(e) => {
                 metrics::inc(&metrics::RECORDINGS_ENDED, &[("outcome", "failed")]);
                 // Ended for the disk before anything reached it: that is why.
-                let (code, msg) = disk_full.unwrap_or_else(|| (e.code(), e.to_string()));
+                let (code, msg) = disk_full.unwrap_or_else(|| match e.code() {
+                    ErrorCode::StartTimeout => {
+                        (ErrorCode::StartTimeout, start_wait.timeout_message())
+                    }
+                    code => (code, e.to_string()),
+                });
                 if self.has_kept_media(work_dir) {
                     return self.deliver_kept(code, msg).await;
                 }

@@ -77,7 +77,8 @@ pub struct StartSpec {
     pub auth_url: Option<String>,
     /// Where the result goes.
     pub output: OutputTarget,
-    /// ManualStart deadline in seconds (extension `StartTimeout`, default 300).
+    /// ManualStart deadline in seconds after the page loaded (extension `StartTimeout`); 0: none,
+    /// the page may take until `MaxDurationLimit` after Start (see [`super::prestart`]).
     pub start_timeout_secs: u32,
     /// Opaque client data echoed in Describe and the callback (extension `UserContext`).
     pub user_context: Option<String>,

@@ -72,7 +72,7 @@ fn minimal_request_gets_every_default() {
             muxer: Muxer::Mp4,
             auth_url: None,
             output: OutputTarget::default(),
-            start_timeout_secs: 300,
+            start_timeout_secs: 0,
             user_context: None,
             audio: true,
             capture: None,
@@ -358,10 +358,9 @@ fn start_timeout() {
         spec(with(json!({"StartTimeout": 86400}))).start_timeout_secs,
         86_400
     );
-    assert_eq!(
-        spec(with(json!({"StartTimeout": 0}))).start_timeout_secs,
-        300
-    );
+    // 0 and absent: no deadline of its own (the wait ends at MaxDurationLimit).
+    assert_eq!(spec(with(json!({"StartTimeout": 0}))).start_timeout_secs, 0);
+    assert_eq!(spec(with(json!({}))).start_timeout_secs, 0);
     invalid(with(json!({"StartTimeout": 86401})), "Data.StartTimeout");
     invalid(with(json!({"StartTimeout": [300]})), "Data.StartTimeout");
 }

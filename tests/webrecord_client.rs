@@ -1,0 +1,245 @@
+//! End-to-end: pagecast driven the way an existing client of the source product (Tencent's
+//! serverless "web-record") drives it, against real `pagecast serve`, Redis, Chromium and ffmpeg.
+//!
+//! The client is shaped after web-record's own `demo.js` and `request.js`: every request is
+//! `POST /record` with `Content-Type: application/json`, a body `{"Action", "Data"}`, and the
+//! signature headers of web-record's API gateway (`Authorization: hmac id="…"`, `x-date`,
+//! `Content-MD5`), which pagecast does not check when it has no API tokens. Start sends what
+//! `request.js` sends by default (`CallbackURL: ""`, `MaxDurationLimit: 36000`). Answers are read
+//! as those clients read them: the body's `TaskID`, or its `ErrorCode`, whatever the HTTP status.
+//!
+//! Every scenario runs in both modes: pagecast's default, and `PAGECAST_COMPAT=web-record`
+//! (errors answered with HTTP 200 and web-record's codes).
+
+mod common;
+#[path = "support/redis.rs"]
+mod redis_support;
+#[path = "support/service.rs"]
+mod service_support;
+
+use std::time::{Duration, Instant};
+
+use base64::Engine as _;
+use common::*;
+use redis_support::TestRedis;
+use serde_json::{Value, json};
+use service_support::*;
+
+/// pagecast's default behaviour, or `PAGECAST_COMPAT=web-record`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    Default,
+    Compat,
+}
+
+/// A running service and a web-record client of it.
+struct WebRecord {
+    svc: Service,
+    mode: Mode,
+}
+
+fn webrecord(redis: &TestRedis, name: &str, mode: Mode, capacity: usize) -> WebRecord {
+    let compat: &[(&'static str, &str)] = match mode {
+        Mode::Default => &[],
+        Mode::Compat => &[("PAGECAST_COMPAT", "web-record")],
+    };
+    let svc = service_with(redis, name, true, 0, capacity, compat);
+    WebRecord { svc, mode }
+}
+
+/// An answer: the HTTP status and the JSON body.
+#[derive(Debug)]
+struct Answer {
+    status: u16,
+    body: Value,
+}
+
+impl Answer {
+    /// The body's `ErrorCode`, if it is an error (the way web-record clients tell).
+    fn error_code(&self) -> Option<&str> {
+        self.body["ErrorCode"].as_str()
+    }
+}
+
+impl WebRecord {
+    /// `POST /record` as web-record's request helper sends it.
+    fn post(&self, action: &str, data: Value) -> Answer {
+        let body = json!({ "Action": action, "Data": data }).to_string();
+        // The API gateway's signature headers: shaped like the helper's, never checked here.
+        let digest = hex::encode(sha2::Sha256::digest(body.as_bytes()));
+        let content_md5 = base64::engine::general_purpose::STANDARD.encode(&digest[..32]);
+        let date = "Mon, 07 Dec 2026 10:00:00 GMT";
+        let authorization = format!(
+            "hmac id=\"AKIDexample\", algorithm=\"hmac-sha1\", headers=\"x-date\", signature=\"{}\"",
+            base64::engine::general_purpose::STANDARD.encode(&digest[32..52])
+        );
+        let (rt, client) = http();
+        rt.block_on(async {
+            let r = client
+                .post(format!("{}/record", self.svc.url))
+                .header("Accept", "application/json")
+                .header("Content-Type", "application/json")
+                .header("x-date", date)
+                .header("Authorization", authorization)
+                .header("Content-MD5", content_md5)
+                .body(body)
+                .timeout(Duration::from_secs(15))
+                .send()
+                .await
+                .expect("POST /record");
+            let status = r.status().as_u16();
+            let body: Value = r.json().await.expect("a JSON body");
+            Answer { status, body }
+        })
+    }
+
+    /// An action that must succeed: HTTP 200 without `ErrorCode`.
+    fn ok(&self, action: &str, data: Value) -> Value {
+        let a = self.post(action, data);
+        assert!(
+            a.status == 200 && a.error_code().is_none(),
+            "{action} failed: HTTP {} {}",
+            a.status,
+            a.body
+        );
+        a.body
+    }
+
+    #[allow(dead_code)]
+    /// An action that must fail with `code` (in default mode) or `compat_code` (web-record's
+    /// name, answered with HTTP 200, in compatibility mode).
+    fn refused(&self, action: &str, data: Value, code: &str, compat_code: &str) -> Value {
+        let a = self.post(action, data);
+        match self.mode {
+            Mode::Default => {
+                assert!(a.status >= 400, "{action}: HTTP {} {}", a.status, a.body);
+                assert_eq!(a.error_code(), Some(code), "{action}: {}", a.body);
+            }
+            Mode::Compat => {
+                assert_eq!(a.status, 200, "{action}: {}", a.body);
+                assert_eq!(a.error_code(), Some(compat_code), "{action}: {}", a.body);
+            }
+        }
+        assert!(a.body["ErrorMessage"].as_str().is_some(), "{}", a.body);
+        a.body
+    }
+
+    /// Start as `request.js` sends it, with `extra` fields merged into `Data`.
+    fn start(&self, record_url: &str, extra: Value) -> String {
+        let mut data = json!({
+            "RecordURL": record_url,
+            "Width": 1280,
+            "Height": 720,
+            "CallbackURL": "",
+            "MaxDurationLimit": 36000,
+        });
+        for (k, v) in extra.as_object().expect("extra fields") {
+            data[k] = v.clone();
+        }
+        let body = self.ok("Start", data);
+        body["TaskID"]
+            .as_str()
+            .unwrap_or_else(|| panic!("no TaskID: {body}"))
+            .to_string()
+    }
+
+    fn describe(&self, id: &str) -> Value {
+        let d = self.ok("Describe", json!({ "TaskID": id }));
+        assert_eq!(d["TaskID"], id, "{d}");
+        d
+    }
+
+    /// Polls Describe until `pred` holds.
+    fn wait(&self, id: &str, what: &str, limit: Duration, pred: impl Fn(&Value) -> bool) -> Value {
+        let deadline = Instant::now() + limit;
+        loop {
+            let d = self.describe(id);
+            if pred(&d) {
+                return d;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "timed out waiting for {what}; last Describe: {d}"
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+
+    fn wait_status(&self, id: &str, status: &'static str, limit: Duration) -> Value {
+        self.wait(id, status, limit, move |d| d["Status"] == status)
+    }
+}
+
+use sha2::Digest as _;
+
+// ---------------------------------------------------------------------------------------------
+// ManualStart: no deadline but MaxDurationLimit
+// ---------------------------------------------------------------------------------------------
+
+/// A ManualStart page that starts late still records; one that never starts ends at
+/// MaxDurationLimit, counted from Start, with `StartTimeout` and the callback.
+fn manual_start_waits_until_max_duration_limit(mode: Mode) {
+    let redis = TestRedis::start();
+    let fixtures = fixture_server();
+    let receiver = CallbackReceiver::start();
+    let wr = webrecord(&redis, &format!("wr-manual-{mode:?}"), mode, 2);
+
+    // The page calls startRecord() 8 s after it loaded, within a MaxDurationLimit of 20 s.
+    let late = wr.start(
+        &format!("{fixtures}/manual.html?delay=8000"),
+        json!({ "ManualStart": true, "MaxDurationLimit": 20 }),
+    );
+    // This one never does: it ends when MaxDurationLimit (10 s) has passed since Start.
+    let never = wr.start(
+        &format!("{fixtures}/manual.html?delay=600000"),
+        json!({
+            "ManualStart": true,
+            "MaxDurationLimit": 10,
+            "CallbackURL": format!("{}/ok", receiver.url),
+        }),
+    );
+    let started = Instant::now();
+
+    let d = wr.wait_status(&late, "recording", Duration::from_secs(40));
+    assert!(
+        started.elapsed() >= Duration::from_secs(8),
+        "recording began before the page called startRecord(): {d}"
+    );
+    assert!(
+        d["StartTime"].as_i64().unwrap() - d["CreateTime"].as_i64().unwrap() >= 8,
+        "{d}"
+    );
+
+    let d = wr.wait_status(&never, "finished", Duration::from_secs(60));
+    let waited = d["FinishTime"].as_i64().unwrap() - d["CreateTime"].as_i64().unwrap();
+    assert!(
+        (10..=20).contains(&waited),
+        "the wait ends at MaxDurationLimit (10 s after Start), not {waited} s: {d}"
+    );
+    assert_eq!(d["Result"]["ErrorCode"], "StartTimeout", "{d}");
+    let message = d["Result"]["ErrorMessage"].as_str().unwrap();
+    assert!(message.contains("MaxDurationLimit"), "{message}");
+    assert_eq!(d["Result"]["Videos"], json!([]), "{d}");
+    assert!(d["StartTime"].is_null(), "{d}");
+    let got = receiver.received();
+    assert_eq!(got.len(), 1, "one callback: {got:?}");
+    let cb: Value = serde_json::from_slice(&got[0].body).unwrap();
+    assert_eq!(cb["TaskID"], never.as_str());
+    assert_eq!(cb["Result"]["ErrorCode"], "StartTimeout", "{cb}");
+
+    wr.ok("Stop", json!({ "TaskID": late }));
+    let d = wr.wait_status(&late, "finished", Duration::from_secs(60));
+    assert!(d["Result"]["ErrorCode"].is_null(), "{d}");
+    let videos = d["Result"]["Videos"].as_array().unwrap();
+    assert_eq!(videos.len(), 1, "{d}");
+}
+
+#[test]
+fn manual_start_waits_until_max_duration_limit_default_mode() {
+    manual_start_waits_until_max_duration_limit(Mode::Default);
+}
+
+#[test]
+fn manual_start_waits_until_max_duration_limit_compat_mode() {
+    manual_start_waits_until_max_duration_limit(Mode::Compat);
+}
