@@ -984,7 +984,12 @@ async fn every_validation_failure_has_its_code_status_and_field() {
     let fields: Vec<(Value, &str, &str)> = vec![
         (json!({"Width": 4000}), "InvalidParam", "Data.Width"),
         (json!({"Width": "abc"}), "InvalidParam", "Data.Width"),
-        (json!({"Width": "1280"}), "InvalidParam", "Data.Width"),
+        (json!({"Width": "1280px"}), "InvalidParam", "Data.Width"),
+        (
+            json!({"ManualStart": "1"}),
+            "InvalidParam",
+            "Data.ManualStart",
+        ),
         (json!({"Width": -1}), "InvalidParam", "Data.Width"),
         (json!({"Width": 1280.5}), "InvalidParam", "Data.Width"),
         (json!({"Width": 8}), "InvalidParam", "Data.Width"),
@@ -995,7 +1000,7 @@ async fn every_validation_failure_has_its_code_status_and_field() {
             "Data.MaxDurationLimit",
         ),
         (
-            json!({"MaxDurationLimit": "600"}),
+            json!({"MaxDurationLimit": "600s"}),
             "InvalidParam",
             "Data.MaxDurationLimit",
         ),
@@ -1066,7 +1071,7 @@ async fn every_validation_failure_has_its_code_status_and_field() {
             "Data.Output.Cos.TargetDir",
         ),
         (
-            json!({"Output": {"Cos": {"TargetDir": "/abs"}}}),
+            json!({"Output": {"Cos": {"TargetDir": "//abs"}}}),
             "InvalidParam",
             "Data.Output.Cos.TargetDir",
         ),

@@ -6,13 +6,15 @@
 //!   send `Output.Vod` and others; they are accepted and ignored).
 //! - `null` and, for optional string fields, `""` count as absent (the source product treats
 //!   falsy values as unset).
-//! - Integers may be written as JSON numbers with a zero fraction (`1280.0`); strings are never
-//!   taken for numbers or booleans.
+//! - Read leniently, as the source product's code does: integers may be JSON numbers with a
+//!   zero fraction (`1280.0`) or strings holding one (`"3600"`); booleans may be `1`/`0` or
+//!   `"true"`/`"false"`. Anything else (`"abc"`, `"1"` for a boolean, `[]`) is refused.
 //! - Width/Height in 1..15 are rejected: Chromium's window cannot be that small.
 //! - `Output.Video.*` and `Data.Video.*` are both accepted; if both set a field, they must agree.
 //! - `AuthUrl` is kept only together with `EncryptKey`.
-//! - `TargetDir`/`TargetName` are relative object names: no leading `/`, no `.`/`..`/empty
-//!   segments, no backslashes or control characters; one trailing `/` of `TargetDir` is dropped.
+//! - `TargetDir`/`TargetName` are relative object names: no `.`/`..`/empty segments, no
+//!   backslashes or control characters; one leading `/` of `TargetDir` is dropped (as the source
+//!   product does), and one trailing `/`.
 //! - Error messages quote client values shortened, and never quote `EncryptKey`.
 
 use std::path::Path;

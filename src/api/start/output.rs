@@ -42,8 +42,11 @@ impl Parser<'_> {
         } else {
             None
         };
+        // One leading "/" is dropped, as the source product does ("/room1" is "room1").
         let target_dir = target
             .string("TargetDir", l.max_string_len)?
+            .map(|d| d.strip_prefix('/').unwrap_or(d))
+            .filter(|d| !d.is_empty())
             .map(|d| object_path(&target.field("TargetDir"), d, true))
             .transpose()?;
         let target_name = target
@@ -465,8 +468,13 @@ mod tests {
         assert_eq!(dir("a/b/"), Some("a/b".into()));
         assert_eq!(dir("录制/2024"), Some("录制/2024".into()));
         assert_eq!(dir("..a/b..c"), Some("..a/b..c".into()));
+        // One leading "/" is dropped, as the source product does; "/" alone is the default.
+        assert_eq!(dir("/abs"), Some("abs".into()));
+        assert_eq!(dir("/room1/2024/"), Some("room1/2024".into()));
+        assert_eq!(dir("/"), None);
         for bad in [
-            "../x", "a/../b", "a/..", "..", "/abs", "/", "a//b", "./a", "a\\b", "a\u{0}b", "a\nb",
+            "../x", "a/../b", "a/..", "..", "//abs", "/../x", "a//b", "./a", "a\\b", "a\u{0}b",
+            "a\nb",
         ] {
             invalid(
                 with(json!({"Output": {"Cos": {"TargetDir": bad}}})),

@@ -165,8 +165,8 @@ fn audio_defaults_to_on() {
     assert!(spec(with(json!({"Audio": null}))).audio);
     assert!(spec(with(json!({"Audio": true}))).audio);
     assert!(!spec(with(json!({"Audio": false}))).audio);
-    invalid(with(json!({"Audio": "false"})), "Data.Audio");
-    invalid(with(json!({"Audio": 0})), "Data.Audio");
+    assert!(!spec(with(json!({"Audio": "false"}))).audio);
+    invalid(with(json!({"Audio": "off"})), "Data.Audio");
 }
 
 #[test]
@@ -201,9 +201,27 @@ fn manual_start() {
     assert!(spec(with(json!({"ManualStart": true}))).manual_start);
     assert!(!spec(with(json!({"ManualStart": false}))).manual_start);
     assert!(!spec(with(json!({"ManualStart": null}))).manual_start);
-    let m = invalid(with(json!({"ManualStart": "true"})), "Data.ManualStart");
-    assert!(m.contains("boolean"), "{m}");
-    invalid(with(json!({"ManualStart": 1})), "Data.ManualStart");
+    // As the source product's clients send them: 1/0 and "true"/"false".
+    assert!(spec(with(json!({"ManualStart": 1}))).manual_start);
+    assert!(!spec(with(json!({"ManualStart": 0}))).manual_start);
+    assert!(spec(with(json!({"ManualStart": "true"}))).manual_start);
+    assert!(!spec(with(json!({"ManualStart": "false"}))).manual_start);
+    assert!(!spec(with(json!({"Audio": 0}))).audio);
+    // Not a boolean at all: refused. "0"/"1" too (web-record took any such string for true).
+    for bad in [
+        json!("yes"),
+        json!(" true"),
+        json!("TRUE"),
+        json!("1"),
+        json!("0"),
+        json!(2),
+        json!(0.5),
+        json!([]),
+        json!({}),
+    ] {
+        let m = invalid(with(json!({"ManualStart": bad})), "Data.ManualStart");
+        assert!(m.contains("boolean"), "{m}");
+    }
 }
 
 // ---- Width / Height ----
@@ -247,8 +265,38 @@ fn dimensions_wrong_type_message_names_the_field_and_value() {
         m,
         "Data.Width must be an integer between 0 and 2560 (0 means the default, 1280), got \"abc\""
     );
-    invalid(with(json!({"Height": "720"})), "Data.Height");
+    invalid(with(json!({"Height": "72O"})), "Data.Height");
     invalid(with(json!({"Height": true})), "Data.Height");
+}
+
+#[test]
+fn numbers_may_come_as_numeric_strings() {
+    // web-record's dispatcher ran parseInt on them; its clients send "3600".
+    let s = spec(with(json!({
+        "Width": "1920", "Height": "1080", "MaxDurationLimit": "3600", "Fps": "25",
+        "StartTimeout": "60",
+    })));
+    assert_eq!((s.width, s.height, s.max_duration_secs), (1920, 1080, 3600));
+    assert_eq!((s.fps, s.start_timeout_secs), (25, 60));
+    assert_eq!(spec(with(json!({"Width": "1280.0"}))).width, 1280);
+    assert_eq!(spec(with(json!({"Width": "01280"}))).width, 1280);
+    assert_eq!(spec(with(json!({"Width": "0"}))).width, 1280);
+    // Still range-checked, and anything that is not a number is refused.
+    invalid(
+        with(json!({"MaxDurationLimit": "36001"})),
+        "Data.MaxDurationLimit",
+    );
+    invalid(
+        with(json!({"MaxDurationLimit": "99999999999999999999999"})),
+        "Data.MaxDurationLimit",
+    );
+    for bad in [
+        "", " ", "abc", "12px", "-5", "+5", "1e3", "inf", "NaN", "0x10", "12.5", "12.", ".0",
+        " 720", "720 ", "7 20",
+    ] {
+        let m = invalid(with(json!({"Width": bad})), "Data.Width");
+        assert!(m.contains("must be an integer"), "{bad:?}: {m}");
+    }
 }
 
 // ---- CallbackURL ----
@@ -305,8 +353,12 @@ fn max_duration_limit() {
         with(json!({"MaxDurationLimit": -5})),
         "Data.MaxDurationLimit",
     );
+    assert_eq!(
+        spec(with(json!({"MaxDurationLimit": "60"}))).max_duration_secs,
+        60
+    );
     invalid(
-        with(json!({"MaxDurationLimit": "60"})),
+        with(json!({"MaxDurationLimit": "sixty"})),
         "Data.MaxDurationLimit",
     );
 }
@@ -348,7 +400,7 @@ fn fps() {
     assert_eq!(spec(with(json!({"Fps": 0}))).fps, 30);
     invalid(with(json!({"Fps": 61})), "Data.Fps");
     invalid(with(json!({"Fps": 29.97})), "Data.Fps");
-    invalid(with(json!({"Fps": "30"})), "Data.Fps");
+    invalid(with(json!({"Fps": "30 fps"})), "Data.Fps");
 }
 
 #[test]
