@@ -1197,10 +1197,17 @@ async fn every_validation_failure_has_its_code_status_and_field() {
             "Width": null,
             "CallbackURL": "",
             "Something": {"New": true},
-            "Output": {"Vod": {"MediaInfo": {"ClassId": 3}}, "Video": {"Muxer": "HLS"}},
+            "Output": {"Video": {"Muxer": "HLS"}},
         }))
         .await;
     assert_eq!(api.describe(&id).await["Muxer"], "hls");
+    // But not a delivery pagecast cannot make: VOD is refused, not silently ignored.
+    let r = api
+        .post(&start_with(
+            json!({"Output": {"Vod": {"MediaInfo": {"ClassId": 3}}}}),
+        ))
+        .await;
+    assert_error(&r, 400, "UnsupportedOutput", "Data.Output.Vod");
 }
 
 #[tokio::test]

@@ -2,8 +2,9 @@
 //! task's [`TaskSecrets`] (kept apart, never echoed).
 //!
 //! Rules beyond the contract's table, all documented in `api-spec/openapi.yaml`:
-//! - Field names are case-sensitive; unknown fields are ignored (clients of the source product
-//!   send `Output.Vod` and others; they are accepted and ignored).
+//! - Field names are case-sensitive; unknown fields are ignored. `Output.Vod` (the source
+//!   product's VOD delivery) is refused with `UnsupportedOutput` rather than ignored: the client
+//!   would otherwise wait for a video that never reaches VOD.
 //! - `null` and, for optional string fields, `""` count as absent (the source product treats
 //!   falsy values as unset).
 //! - Read leniently, as the source product's code does: integers may be JSON numbers with a
@@ -76,6 +77,7 @@ pub const START_FIELDS: &[&str] = &[
     "Output.S3.TargetDir",
     "Output.S3.TargetName",
     "Output.S3.Domain",
+    "Output.Vod",
     "Output.Video",
     "Output.Video.Muxer",
     "Output.Video.EncryptKey",
@@ -94,7 +96,7 @@ pub const START_FIELDS: &[&str] = &[
 ];
 
 /// Fields of the source product that are accepted and ignored (documented as such in the spec).
-pub const IGNORED_START_FIELDS: &[&str] = &["Output.Vod"];
+pub const IGNORED_START_FIELDS: &[&str] = &[];
 
 /// What Start accepts: the size limits of its strings, and where a task's result may go.
 #[derive(Debug, Clone)]
