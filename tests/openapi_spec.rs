@@ -342,6 +342,7 @@ fn full_task() -> TaskRecord {
             user_context: Some("ctx".into()),
             audio: true,
             capture: None,
+            user_agent: None,
         },
         result: Some(TaskResult {
             error_code: Some("CallbackFailed".into()),

@@ -173,6 +173,123 @@ impl WebRecord {
 use sha2::Digest as _;
 
 // ---------------------------------------------------------------------------------------------
+// The client's own web server: the pages it records, its key server, and what pages report
+// ---------------------------------------------------------------------------------------------
+
+/// A request the app server received.
+#[derive(Debug, Clone)]
+struct Seen {
+    path: String,
+    query: String,
+    user_agent: String,
+}
+
+/// Serves `tests/fixtures/*` under `/pages/`, the HLS key (16 bytes) under `/key`, and records
+/// every request, so pages can report to `/report?...` what they saw.
+struct AppServer {
+    url: String,
+    seen: std::sync::Arc<std::sync::Mutex<Vec<Seen>>>,
+}
+
+impl AppServer {
+    fn start(key: &'static [u8; 16]) -> AppServer {
+        use axum::extract::{Path as UrlPath, RawQuery};
+        use axum::http::{HeaderMap, StatusCode, header};
+        use axum::response::IntoResponse;
+        use axum::routing::get;
+        let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::<Seen>::new()));
+        let log = seen.clone();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            rt.block_on(async move {
+                let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+                tx.send(listener.local_addr().unwrap()).unwrap();
+                let record = move |path: String, query: Option<String>, headers: &HeaderMap| {
+                    let user_agent = headers
+                        .get(header::USER_AGENT)
+                        .and_then(|v| v.to_str().ok())
+                        .unwrap_or_default()
+                        .to_string();
+                    log.lock().unwrap().push(Seen {
+                        path,
+                        query: query.unwrap_or_default(),
+                        user_agent,
+                    });
+                };
+                let (r1, r2, r3) = (record.clone(), record.clone(), record);
+                let app = axum::Router::new()
+                    .route(
+                        "/pages/{file}",
+                        get(
+                            move |UrlPath(file): UrlPath<String>,
+                                  RawQuery(q): RawQuery,
+                                  headers: HeaderMap| async move {
+                                r1(format!("/pages/{file}"), q, &headers);
+                                let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+                                    .join("tests/fixtures")
+                                    .join(&file);
+                                match std::fs::read(&path) {
+                                    Ok(body) if !file.contains("..") => (
+                                        StatusCode::OK,
+                                        [(header::CONTENT_TYPE, "text/html; charset=utf-8")],
+                                        body,
+                                    )
+                                        .into_response(),
+                                    _ => StatusCode::NOT_FOUND.into_response(),
+                                }
+                            },
+                        ),
+                    )
+                    .route(
+                        "/key",
+                        get(
+                            move |RawQuery(q): RawQuery, headers: HeaderMap| async move {
+                                r2("/key".into(), q, &headers);
+                                (
+                                    [(header::CONTENT_TYPE, "application/octet-stream")],
+                                    key.to_vec(),
+                                )
+                            },
+                        ),
+                    )
+                    .route(
+                        "/report",
+                        get(
+                            move |RawQuery(q): RawQuery, headers: HeaderMap| async move {
+                                r3("/report".into(), q, &headers);
+                                StatusCode::NO_CONTENT
+                            },
+                        ),
+                    );
+                axum::serve(listener, app).await.unwrap();
+            });
+        });
+        AppServer {
+            url: format!("http://{}", rx.recv().unwrap()),
+            seen,
+        }
+    }
+
+    fn page(&self, file: &str) -> String {
+        format!("{}/pages/{file}", self.url)
+    }
+
+    fn seen(&self, path: &str) -> Vec<Seen> {
+        self.seen
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|s| s.path == path)
+            .cloned()
+            .collect()
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
 // ManualStart: no deadline but MaxDurationLimit
 // ---------------------------------------------------------------------------------------------
 
@@ -242,4 +359,52 @@ fn manual_start_waits_until_max_duration_limit_default_mode() {
 #[test]
 fn manual_start_waits_until_max_duration_limit_compat_mode() {
     manual_start_waits_until_max_duration_limit(Mode::Compat);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Headers.UserAgent
+// ---------------------------------------------------------------------------------------------
+
+const KEY_BYTES: &[u8; 16] = b"k3y-0f-sixteen!!";
+const USER_AGENT: &str = "Mozilla/5.0 (X11; Linux x86_64) WebRecordClient/1.0 (lesson 42)";
+
+/// `Data.Headers.UserAgent` is the page's `navigator.userAgent` and its requests' User-Agent.
+fn user_agent_is_the_pages(mode: Mode) {
+    let redis = TestRedis::start();
+    let app = AppServer::start(KEY_BYTES);
+    let wr = webrecord(&redis, &format!("wr-ua-{mode:?}"), mode, 1);
+    let id = wr.start(
+        &app.page("user_agent.html"),
+        json!({ "Headers": { "UserAgent": USER_AGENT } }),
+    );
+    wr.wait_status(&id, "recording", Duration::from_secs(40));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while app.seen("/report").is_empty() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    wr.ok("Stop", json!({ "TaskID": id }));
+    let pages = app.seen("/pages/user_agent.html");
+    assert!(!pages.is_empty());
+    for p in &pages {
+        assert_eq!(p.user_agent, USER_AGENT, "the page's request");
+    }
+    let reports = app.seen("/report");
+    assert_eq!(reports.len(), 1, "{reports:?}");
+    let ua = url::form_urlencoded::parse(reports[0].query.as_bytes())
+        .find(|(k, _)| k == "ua")
+        .map(|(_, v)| v.into_owned());
+    assert_eq!(ua.as_deref(), Some(USER_AGENT), "navigator.userAgent");
+    assert_eq!(reports[0].user_agent, USER_AGENT, "the page's fetch()");
+    let d = wr.wait_status(&id, "finished", Duration::from_secs(60));
+    assert!(d["Result"]["ErrorCode"].is_null(), "{d}");
+}
+
+#[test]
+fn user_agent_is_the_pages_default_mode() {
+    user_agent_is_the_pages(Mode::Default);
+}
+
+#[test]
+fn user_agent_is_the_pages_compat_mode() {
+    user_agent_is_the_pages(Mode::Compat);
 }

@@ -153,6 +153,7 @@ mod tests {
             user_context: None,
             audio: true,
             capture: None,
+            user_agent: None,
         }
     }
 

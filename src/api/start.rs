@@ -93,6 +93,8 @@ pub const START_FIELDS: &[&str] = &[
     "UserContext",
     "Audio",
     "Capture",
+    "Headers",
+    "Headers.UserAgent",
 ];
 
 /// Fields of the source product that are accepted and ignored (documented as such in the spec).
@@ -332,6 +334,7 @@ pub fn parse_start(
         user_context,
         audio,
         capture,
+        user_agent: p.user_agent(&data)?,
     };
     Ok((
         spec,
@@ -391,6 +394,23 @@ impl Parser<'_> {
             ));
         }
         Ok(url)
+    }
+
+    /// `Headers.UserAgent`: printable ASCII, as an HTTP header value must be.
+    fn user_agent(&self, data: &Obj<'_>) -> Result<Option<String>, ApiError> {
+        let Some(headers) = data.object("Headers")? else {
+            return Ok(None);
+        };
+        let Some(ua) = headers.string("UserAgent", self.limits.max_string_len)? else {
+            return Ok(None);
+        };
+        if !ua.bytes().all(|b| (0x20..0x7f).contains(&b)) {
+            return Err(ApiError::invalid(
+                &headers.field("UserAgent"),
+                "must be printable ASCII (it is sent as the User-Agent header)",
+            ));
+        }
+        Ok(Some(ua.trim().to_owned()).filter(|ua| !ua.is_empty()))
     }
 
     fn dimension(&self, data: &Obj<'_>, name: &str, default: u32) -> Result<u32, ApiError> {

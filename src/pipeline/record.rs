@@ -362,7 +362,17 @@ impl RecordJob {
             manual_start: spec.manual_start && self.takeover.is_none(),
             start_timeout: start_wait.limit,
             navigation_timeout: Duration::from_secs(rec_cfg.navigation_timeout),
-            browser: rec_cfg.browser(spec.width, spec.height),
+            browser: {
+                let mut browser = rec_cfg.browser(spec.width, spec.height);
+                // Headers.UserAgent: navigator.userAgent and every request's User-Agent, for
+                // this browser and any that replaces it.
+                browser.extra_args.extend(
+                    spec.user_agent
+                        .as_ref()
+                        .map(|ua| format!("--user-agent={ua}")),
+                );
+                browser
+            },
             capture: crate::recording::CaptureSettings {
                 backend: spec.capture.unwrap_or(rec_cfg.capture),
                 ..rec_cfg.capture()

@@ -89,6 +89,9 @@ pub struct StartSpec {
     /// How frames are captured (extension `Capture`); `None`: the worker's configured default.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub capture: Option<crate::recording::CaptureBackend>,
+    /// The page's user agent (`Headers.UserAgent`); `None`: Chromium's own.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user_agent: Option<String>,
 }
 
 fn default_audio() -> bool {

@@ -83,6 +83,7 @@ mod tests {
             user_context: None,
             audio: true,
             capture: None,
+            user_agent: None,
         }
     }
 

@@ -76,6 +76,7 @@ fn minimal_request_gets_every_default() {
             user_context: None,
             audio: true,
             capture: None,
+            user_agent: None,
         }
     );
     assert_eq!(secrets, TaskSecrets::default());
@@ -517,3 +518,36 @@ fn every_listed_field_is_parsed() {
 
 /// An EncryptKey in mixed case.
 pub(super) const KEY: &str = "00112233445566778899AaBbCcDdEeFf";
+
+// ---- Headers.UserAgent ----
+
+#[test]
+fn user_agent_from_headers() {
+    let ua = "Mozilla/5.0 (X11; Linux x86_64) ClassRecorder/2.1";
+    assert_eq!(
+        spec(with(json!({"Headers": {"UserAgent": ua}}))).user_agent,
+        Some(ua.to_owned())
+    );
+    assert_eq!(spec(with(json!({}))).user_agent, None);
+    assert_eq!(
+        spec(with(json!({"Headers": {"UserAgent": ""}}))).user_agent,
+        None
+    );
+    assert_eq!(spec(with(json!({"Headers": {}}))).user_agent, None);
+    assert_eq!(spec(with(json!({"Headers": null}))).user_agent, None);
+    for bad in ["a\r\nX-Injected: 1", "tab\there", "录制"] {
+        let m = invalid(
+            with(json!({"Headers": {"UserAgent": bad}})),
+            "Data.Headers.UserAgent",
+        );
+        assert!(m.contains("printable ASCII"), "{m}");
+    }
+    invalid(
+        with(json!({"Headers": "UA"})),
+        "Data.Headers must be an object",
+    );
+    invalid(
+        with(json!({"Headers": {"UserAgent": 7}})),
+        "Data.Headers.UserAgent must be a string",
+    );
+}
