@@ -637,7 +637,7 @@ fn encrypted_hls_is_uploaded_whole_and_plays_only_with_the_key_from_auth_url() {
             "RecordURL": format!("{fixtures}/animated.html"),
             "MaxDurationLimit": 8,
             "Output": {
-                "Video": { "Muxer": "hls", "EncryptKey": KEY, "AuthUrl": auth_url },
+                "Video": { "Muxer": "hls", "EncryptKeyHex": KEY, "AuthUrl": auth_url },
                 "Cos": { "Domain": format!("{cdn}/pub") },
             },
         }),
@@ -1048,13 +1048,13 @@ fn a_generated_key_goes_only_to_the_callback_receiver_and_decrypts_the_result() 
     let d = finished(&svc.url, &id);
     assert!(d["Result"]["ErrorCode"].is_null(), "{d}");
     assert!(
-        d.get("EncryptKey").is_none(),
+        d.get("EncryptKey").is_none() && d.get("EncryptKeyHex").is_none(),
         "Describe never shows the key: {d}"
     );
     let got = receiver.received();
     assert_eq!(got.len(), 1);
     let body: Value = serde_json::from_slice(&got[0].body).unwrap();
-    let key = body["EncryptKey"]
+    let key = body["EncryptKeyHex"]
         .as_str()
         .unwrap_or_else(|| panic!("the callback carries the key: {body}"))
         .to_string();

@@ -45,6 +45,7 @@ fn spec() -> StartSpec {
 fn secrets() -> TaskSecrets {
     TaskSecrets {
         encrypt_key: Some(KEY.into()),
+        encrypt_iv: None,
         key_generated: false,
     }
 }

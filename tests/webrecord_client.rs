@@ -408,3 +408,124 @@ fn user_agent_is_the_pages_default_mode() {
 fn user_agent_is_the_pages_compat_mode() {
     user_agent_is_the_pages(Mode::Compat);
 }
+
+// ---------------------------------------------------------------------------------------------
+// Encrypted HLS with web-record's EncryptKey
+// ---------------------------------------------------------------------------------------------
+
+const IV_HEX: &str = "000102030405060708090a0b0c0d0e0f";
+
+fn get(url: &str) -> (u16, Vec<u8>) {
+    let (rt, client) = http();
+    rt.block_on(async {
+        let r = client.get(url).send().await.expect("GET");
+        let status = r.status().as_u16();
+        (status, r.bytes().await.expect("body").to_vec())
+    })
+}
+
+/// The HLS result of a finished task: its playlist's URL and text.
+fn playlist_of(d: &Value) -> (String, String) {
+    let videos = d["Result"]["Videos"].as_array().expect("Result.Videos");
+    let playlist = videos
+        .iter()
+        .find(|v| v["Filename"].as_str().unwrap_or("").ends_with(".m3u8"))
+        .unwrap_or_else(|| panic!("no playlist in {d}"));
+    let url = playlist["FileURL"].as_str().unwrap().to_string();
+    let (status, body) = get(&url);
+    assert_eq!(status, 200, "{url}");
+    (url, String::from_utf8(body).expect("a text playlist"))
+}
+
+fn ffmpeg_decodes(url: &str) -> (bool, String) {
+    let out = std::process::Command::new("ffmpeg")
+        .args(["-v", "error", "-i", url, "-f", "null", "-"])
+        .output()
+        .expect("run ffmpeg");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// `EncryptKey` is the source product's: its first 16 bytes are the key, which the client's key
+/// server (at `AuthUrl`) serves to players; `EncryptIv` is every segment's IV.
+fn encrypted_hls_plays_with_the_key_served_at_auth_url(mode: Mode) {
+    let redis = TestRedis::start();
+    let fixtures = fixture_server();
+    let app = AppServer::start(KEY_BYTES);
+    let wr = webrecord(&redis, &format!("wr-hls-{mode:?}"), mode, 1);
+    let auth_url = format!("{}/key", app.url);
+    // The common form: a 16-character key, as a web-record client sends it.
+    let key_text = std::str::from_utf8(KEY_BYTES).unwrap();
+    let id = wr.start(
+        &format!("{fixtures}/animated.html"),
+        json!({
+            "MaxDurationLimit": "6",
+            "Output": {
+                "Cos": { "TargetDir": "/lessons/7" },
+                "Video": {
+                    "Muxer": "hls",
+                    "EncryptKey": key_text,
+                    "EncryptIv": IV_HEX,
+                    "AuthUrl": auth_url,
+                },
+            },
+        }),
+    );
+    let d = wr.wait_status(&id, "finished", Duration::from_secs(90));
+    assert!(d["Result"]["ErrorCode"].is_null(), "{d}");
+    let (url, text) = playlist_of(&d);
+    assert!(url.contains("/lessons/7/playlist.m3u8"), "{url}");
+    assert!(
+        text.contains(&format!(
+            "#EXT-X-KEY:METHOD=AES-128,URI=\"{auth_url}\",IV=0x{IV_HEX}\n"
+        )),
+        "the playlist names AuthUrl and the IV: {text}"
+    );
+    // A player (ffmpeg) fetches the 16 bytes from the client's key server and plays it all.
+    let before = app.seen("/key").len();
+    let (ok, err) = ffmpeg_decodes(&url);
+    assert!(ok, "decoding with the key from AuthUrl: {err}");
+    assert!(app.seen("/key").len() > before, "the key came from AuthUrl");
+    // openssl decrypts a segment with the 16 bytes and the IV: plain MPEG-TS comes out.
+    let first = text
+        .lines()
+        .find(|l| !l.starts_with('#') && !l.is_empty())
+        .expect("a segment");
+    let base = url.rsplit_once('/').unwrap().0;
+    let (status, sealed) = get(&format!("{base}/{first}"));
+    assert_eq!(status, 200);
+    assert_ne!(sealed[0], 0x47, "the segment is encrypted");
+    let dir = scratch(&format!("wr-hls-{mode:?}-seg"));
+    std::fs::write(dir.join("sealed.ts"), &sealed).unwrap();
+    let out = std::process::Command::new("openssl")
+        .args(["enc", "-d", "-aes-128-cbc", "-K"])
+        .arg(hex::encode(KEY_BYTES))
+        .args(["-iv", IV_HEX, "-in"])
+        .arg(dir.join("sealed.ts"))
+        .arg("-out")
+        .arg(dir.join("plain.ts"))
+        .output()
+        .expect("run openssl");
+    assert!(
+        out.status.success(),
+        "openssl: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let plain = std::fs::read(dir.join("plain.ts")).unwrap();
+    assert!(
+        plain.len() >= 188 * 2 && plain[0] == 0x47 && plain[188] == 0x47,
+        "decrypted to MPEG-TS packets"
+    );
+}
+
+#[test]
+fn encrypted_hls_plays_with_the_key_served_at_auth_url_default_mode() {
+    encrypted_hls_plays_with_the_key_served_at_auth_url(Mode::Default);
+}
+
+#[test]
+fn encrypted_hls_plays_with_the_key_served_at_auth_url_compat_mode() {
+    encrypted_hls_plays_with_the_key_served_at_auth_url(Mode::Compat);
+}

@@ -50,7 +50,9 @@ pub const MAX_MAX_DURATION_SECS: u32 = 36_000;
 pub const DEFAULT_START_TIMEOUT_SECS: u32 = 0;
 /// Largest `StartTimeout` in seconds (one day).
 pub const MAX_START_TIMEOUT_SECS: u32 = 86_400;
-/// Length of `EncryptKey` in hexadecimal characters (an AES-128 key).
+/// Length of an AES-128 key (the first bytes of `EncryptKey`).
+pub const ENCRYPT_KEY_BYTES: usize = 16;
+/// Length of `EncryptKeyHex` and `EncryptIv` in hexadecimal characters (16 bytes).
 pub const ENCRYPT_KEY_HEX_LEN: usize = 32;
 
 /// Every field path (relative to `Data`) that [`parse_start`] reads. The API spec must document
@@ -81,11 +83,15 @@ pub const START_FIELDS: &[&str] = &[
     "Output.Video",
     "Output.Video.Muxer",
     "Output.Video.EncryptKey",
+    "Output.Video.EncryptKeyHex",
+    "Output.Video.EncryptIv",
     "Output.Video.AuthUrl",
     "Output.Video.GenerateKey",
     "Video",
     "Video.Muxer",
     "Video.EncryptKey",
+    "Video.EncryptKeyHex",
+    "Video.EncryptIv",
     "Video.AuthUrl",
     "Video.GenerateKey",
     "Fps",
@@ -259,11 +265,9 @@ pub fn parse_start(
                 ));
             }
             let Some((auth_url, _)) = video.auth_url else {
-                let parent = key_path
-                    .trim_end_matches("EncryptKey")
-                    .trim_end_matches("GenerateKey");
+                let parent = key_path.rsplit_once('.').map_or("", |(p, _)| p);
                 return Err(ApiError::invalid(
-                    &format!("{parent}AuthUrl"),
+                    &format!("{parent}.AuthUrl"),
                     format!(
                         "is required with {key_path} (it is the key URI players fetch the key from)"
                     ),
@@ -339,6 +343,8 @@ pub fn parse_start(
     Ok((
         spec,
         TaskSecrets {
+            // The IV matters only with a key (like AuthUrl).
+            encrypt_iv: encrypt_key.as_ref().and(video.encrypt_iv.map(|(iv, _)| iv)),
             encrypt_key,
             key_generated: generate.is_some(),
         },

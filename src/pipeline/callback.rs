@@ -87,7 +87,11 @@ pub async fn run(ctx: WorkerContext, id: String) -> Result<(), StoreError> {
         _ => None,
     };
     if let (Some(key), Some(obj)) = (generated_key.as_ref(), json.as_object_mut()) {
-        obj.insert("EncryptKey".into(), serde_json::Value::from(key.as_str()));
+        // As hex: `EncryptKey` means a string whose first 16 bytes are the key.
+        obj.insert(
+            "EncryptKeyHex".into(),
+            serde_json::Value::from(key.as_str()),
+        );
     }
     let body = serde_json::to_vec(&json).unwrap_or_default();
     let http = match client(
