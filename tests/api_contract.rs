@@ -1389,6 +1389,8 @@ async fn control_actions_follow_the_status_machine() {
             filename: format!("{id}/1700000000000.mp4"),
             file_size: 1234,
             file_url: format!("http://127.0.0.1/files/{id}/1700000000000.mp4"),
+            file_duration: Some(12.3),
+            segment_count: None,
         }],
     });
     done.stats = Some(TaskStats {
@@ -1417,6 +1419,8 @@ async fn control_actions_follow_the_status_machine() {
     assert_eq!(d["Status"], "finished");
     assert!(d["FinishTime"].is_i64() && d["StopTime"].is_i64(), "{d}");
     assert_eq!(d["Result"]["Videos"][0]["FileSize"], 1234);
+    assert_eq!(d["Result"]["Videos"][0]["Filename"], "1700000000000.mp4");
+    assert_eq!(d["Result"]["Videos"][0]["FileDuration"], 12);
     assert_eq!(d["RecordedDuration"], 12.346);
     assert_eq!(d["Stats"]["Refreshes"], 2);
 

@@ -349,6 +349,24 @@ fn manual_start_waits_until_max_duration_limit(mode: Mode) {
     assert!(d["Result"]["ErrorCode"].is_null(), "{d}");
     let videos = d["Result"]["Videos"].as_array().unwrap();
     assert_eq!(videos.len(), 1, "{d}");
+    // As web-record lists an MP4: its base name (the stop time in ms), size, duration, URL.
+    let mp4 = &videos[0];
+    let name = mp4["Filename"].as_str().unwrap();
+    let millis: i64 = name
+        .strip_suffix(".mp4")
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("{d}"));
+    assert_eq!(millis / 1000, d["StopTime"].as_i64().unwrap(), "{d}");
+    assert_eq!(mp4["Key"], format!("{late}/{name}"), "{d}");
+    let seconds = mp4["FileDuration"].as_u64().expect("FileDuration");
+    let recorded = d["RecordedDuration"].as_f64().unwrap();
+    assert!(
+        (seconds as f64 - recorded).abs() <= 1.0,
+        "FileDuration {seconds} is the file's: {d}"
+    );
+    let (status, body) = get(mp4["FileURL"].as_str().unwrap());
+    assert_eq!(status, 200);
+    assert_eq!(body.len() as u64, mp4["FileSize"].as_u64().unwrap());
 }
 
 #[test]
@@ -477,6 +495,15 @@ fn encrypted_hls_plays_with_the_key_served_at_auth_url(mode: Mode) {
     assert!(d["Result"]["ErrorCode"].is_null(), "{d}");
     let (url, text) = playlist_of(&d);
     assert!(url.contains("/lessons/7/playlist.m3u8"), "{url}");
+    // Only the playlist is listed, as web-record lists it, with pagecast's SegmentCount.
+    let videos = d["Result"]["Videos"].as_array().unwrap();
+    assert_eq!(videos.len(), 1, "{d}");
+    assert_eq!(videos[0]["Filename"], "playlist.m3u8", "{d}");
+    assert_eq!(videos[0]["Key"], "lessons/7/playlist.m3u8", "{d}");
+    let segments = text.lines().filter(|l| l.ends_with(".ts")).count() as u64;
+    assert!(segments >= 2, "{text}");
+    assert_eq!(videos[0]["SegmentCount"].as_u64(), Some(segments), "{d}");
+    assert_eq!(videos[0]["FileDuration"].as_u64(), Some(6), "{d}");
     assert!(
         text.contains(&format!(
             "#EXT-X-KEY:METHOD=AES-128,URI=\"{auth_url}\",IV=0x{IV_HEX}\n"

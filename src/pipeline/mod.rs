@@ -23,6 +23,7 @@ mod side_tasks;
 mod takeover;
 mod transcode;
 mod upload;
+mod videos;
 
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};

@@ -126,17 +126,26 @@ impl std::fmt::Debug for TaskSecrets {
     }
 }
 
-/// One delivered file.
+/// One file of the result a client fetches: the MP4, or the HLS playlist (its segments lie
+/// beside it and are not listed). Describe shows `Filename` as the base name and the whole
+/// object name as the extension `Key`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "PascalCase")]
 pub struct Video {
-    /// Object name (path relative to the output root).
+    /// Object name: the path below the output root (`<TargetDir>/<name>.<ext>`).
     pub filename: String,
     /// Size in bytes.
     pub file_size: u64,
     /// Where to fetch it.
     #[serde(rename = "FileURL")]
     pub file_url: String,
+    /// Seconds of media in it (ffprobe for an MP4, the playlist's segment durations for HLS);
+    /// `None` for results stored before it was known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub file_duration: Option<f64>,
+    /// HLS: how many segments the playlist names.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub segment_count: Option<u64>,
 }
 
 /// The outcome of a task: files, or the error that ended it (a failed task may still have files).
