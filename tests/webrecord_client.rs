@@ -343,6 +343,9 @@ fn manual_start_waits_until_max_duration_limit(mode: Mode) {
     let cb: Value = serde_json::from_slice(&got[0].body).unwrap();
     assert_eq!(cb["TaskID"], never.as_str());
     assert_eq!(cb["Result"]["ErrorCode"], "StartTimeout", "{cb}");
+    // As web-record posts it: the task in status callback, FinishTime set.
+    assert_eq!(cb["Status"], "callback", "{cb}");
+    assert_eq!(cb["FinishTime"], d["FinishTime"], "{cb}");
 
     wr.ok("Stop", json!({ "TaskID": late }));
     let d = wr.wait_status(&late, "finished", Duration::from_secs(60));

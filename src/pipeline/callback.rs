@@ -59,9 +59,10 @@ pub async fn run(ctx: WorkerContext, id: String) -> Result<(), StoreError> {
         event_id: uuid::Uuid::new_v4().to_string(),
         ..CallbackDelivery::default()
     });
-    // The receiver sees the final state: finished, with the finish time.
+    // The receiver sees the task as Describe shows it now, in status `callback`, as the source
+    // product posts it, with the time it finishes (the same FinishTime Describe shows after).
     let finish_time = now_s();
-    task.status = Status::Finished;
+    task.status = Status::Callback;
     task.finish_time = Some(finish_time);
     // Checked at Start; checked again now, since a name may resolve differently today.
     if let Err(why) = crate::url_guard::check_url(&url, &ctx.cfg.url_policy()).await {
