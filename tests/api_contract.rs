@@ -22,7 +22,7 @@ use pagecast::api::layers::HttpPolicy;
 use pagecast::api::routes::{ApiState, app};
 use pagecast::api::signed_url::UrlSigner;
 use pagecast::api::start::StartLimits;
-use pagecast::task::store::{ControlMsg, TaskStore, TimeField, Transition};
+use pagecast::task::store::{Claim, ControlMsg, TaskStore, TimeField, Transition};
 use pagecast::task::{Status, TaskResult, TaskStats, Video};
 use redis_support::TestRedis;
 use reqwest::header::HeaderMap;
@@ -1502,12 +1502,16 @@ async fn stop_before_recording_cancels_the_task() {
         (r.status, r.json["TaskID"].as_str()),
         (200, Some(id.as_str()))
     );
+    // No worker had it: it ends at once, through the stages, as Canceled with no videos.
     let d = api.describe(&id).await;
     assert_eq!(d["Status"], "finished");
     let finish = d["FinishTime"].as_i64().expect("FinishTime");
     assert!((before..=now()).contains(&finish), "{d}");
     assert!(d["CancelTime"].is_i64(), "{d}");
     assert!(d.get("StartTime").is_none(), "{d}");
+    assert_eq!(d["Result"]["ErrorCode"], "Canceled", "{d}");
+    assert_eq!(d["Result"]["Videos"], json!([]), "{d}");
+    assert!(d["Result"]["ErrorMessage"].as_str().is_some(), "{d}");
     // The task is no longer waiting for a worker.
     assert_eq!(api.store.queued_count().await.unwrap(), 0);
 
@@ -1519,6 +1523,30 @@ async fn stop_before_recording_cancels_the_task() {
         assert_error(&r, 409, "InvalidState", action);
     }
     assert_eq!(api.status_of(&id).await, "finished");
+
+    // With a CallbackURL it goes on to `callback` (the callback stage reports the outcome).
+    let id = api
+        .start(json!({"RecordURL": PAGE, "CallbackURL": "https://hooks.example.org/cb"}))
+        .await;
+    assert_eq!(api.on_task("Cancel", &id).await.status, 200);
+    let d = api.describe(&id).await;
+    assert_eq!(d["Status"], "callback", "{d}");
+    assert_eq!(d["Result"]["ErrorCode"], "Canceled", "{d}");
+
+    // A worker holds it (loading its page, or waiting for startRecord()): the task is
+    // `canceled`, and that worker ends it.
+    let id = api.start_page().await;
+    let claim = api
+        .store
+        .claim(&id, "worker-1", &[Status::Normal], now() * 1000, 60_000)
+        .await
+        .unwrap();
+    assert!(matches!(claim, Claim::Acquired { .. }), "{claim:?}");
+    assert_eq!(api.on_task("Stop", &id).await.status, 200);
+    let d = api.describe(&id).await;
+    assert_eq!(d["Status"], "canceled", "{d}");
+    assert!(d.get("Result").is_none(), "{d}");
+    assert_eq!(api.controls(&id).await, [ControlMsg::Stop]);
 
     // Stop on a paused task ends the recording like Stop on a recording one.
     let id = api.start_page().await;

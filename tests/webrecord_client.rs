@@ -559,3 +559,78 @@ fn encrypted_hls_plays_with_the_key_served_at_auth_url_default_mode() {
 fn encrypted_hls_plays_with_the_key_served_at_auth_url_compat_mode() {
     encrypted_hls_plays_with_the_key_served_at_auth_url(Mode::Compat);
 }
+
+// ---------------------------------------------------------------------------------------------
+// Stop or Cancel before recording began
+// ---------------------------------------------------------------------------------------------
+
+/// Cancel (web-record's usage doc) on a task whose page waits for `startRecord()`, and Stop on a
+/// task still queued: both end through the stages with `Canceled`, no videos, and a callback.
+fn stop_before_recording_ends_canceled_with_a_callback(mode: Mode) {
+    let redis = TestRedis::start();
+    let fixtures = fixture_server();
+    let receiver = CallbackReceiver::start();
+    // One slot: the waiting page holds it, so the second task stays queued.
+    let wr = webrecord(&redis, &format!("wr-cancel-{mode:?}"), mode, 1);
+    let callback = format!("{}/ok", receiver.url);
+    let waiting = wr.start(
+        &format!("{fixtures}/manual.html?delay=600000"),
+        json!({ "ManualStart": 1, "CallbackURL": callback }),
+    );
+    // Its page is loaded and waits (a worker holds the task).
+    let page_loaded = Instant::now() + Duration::from_secs(4);
+    let queued = wr.start(
+        &format!("{fixtures}/static.html"),
+        json!({ "CallbackURL": callback }),
+    );
+    while Instant::now() < page_loaded {
+        assert_eq!(wr.describe(&waiting)["Status"], "normal");
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    assert_eq!(wr.describe(&queued)["Status"], "normal");
+
+    wr.ok("Stop", json!({ "TaskID": queued }));
+    wr.ok("Cancel", json!({ "TaskID": waiting }));
+    for id in [&queued, &waiting] {
+        let d = wr.wait_status(id, "finished", Duration::from_secs(30));
+        assert_eq!(d["Result"]["ErrorCode"], "Canceled", "{d}");
+        assert_eq!(d["Result"]["Videos"], json!([]), "{d}");
+        assert!(d["CancelTime"].as_i64().is_some(), "{d}");
+        assert!(d["StartTime"].is_null(), "{d}");
+        // Stop again: already in effect.
+        wr.ok("Stop", json!({ "TaskID": id }));
+    }
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while receiver.received().len() < 2 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let mut got: Vec<Value> = receiver
+        .received()
+        .iter()
+        .map(|d| serde_json::from_slice(&d.body).unwrap())
+        .collect();
+    got.sort_by_key(|b| b["TaskID"] != queued.as_str());
+    assert_eq!(got.len(), 2, "one callback each: {got:?}");
+    for (body, id) in got.iter().zip([&queued, &waiting]) {
+        assert_eq!(body["TaskID"], id.as_str());
+        assert_eq!(body["Status"], "callback", "{body}");
+        assert_eq!(body["Result"]["ErrorCode"], "Canceled", "{body}");
+        assert_eq!(body["Result"]["Videos"], json!([]), "{body}");
+    }
+    // The slot is free again: a new task records.
+    let next = wr.start(&format!("{fixtures}/static.html"), json!({}));
+    wr.wait_status(&next, "recording", Duration::from_secs(40));
+    wr.ok("Stop", json!({ "TaskID": next }));
+    let d = wr.wait_status(&next, "finished", Duration::from_secs(60));
+    assert!(d["Result"]["ErrorCode"].is_null(), "{d}");
+}
+
+#[test]
+fn stop_before_recording_ends_canceled_with_a_callback_default_mode() {
+    stop_before_recording_ends_canceled_with_a_callback(Mode::Default);
+}
+
+#[test]
+fn stop_before_recording_ends_canceled_with_a_callback_compat_mode() {
+    stop_before_recording_ends_canceled_with_a_callback(Mode::Compat);
+}

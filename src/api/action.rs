@@ -281,6 +281,15 @@ async fn control_task(
                 match state.store.transition(&id, t).await {
                     Ok(()) => {
                         info!(task_id = %id, action = named.as_str(), from = %task.status, to = %to, "task moved");
+                        if task.status == Status::Normal
+                            && to == Status::Canceled
+                            && let Err(e) =
+                                crate::task::prestart::end_if_unclaimed(&state.store, &id, now)
+                                    .await
+                        {
+                            // The Stop took effect; a worker ends the task when it takes it up.
+                            warn!(task_id = %id, error = %e, "ending the canceled task failed");
+                        }
                         return Ok(json!({ "TaskID": id }));
                     }
                     Err(StoreError::Conflict { .. }) => continue,

@@ -11,6 +11,7 @@
 //! fenced by the worker's lease, so a stale worker can never overwrite a newer one's work.
 
 pub mod callback;
+mod canceled;
 mod diagnose;
 mod disk;
 mod held;

@@ -54,6 +54,13 @@ pub async fn run(ctx: WorkerContext, queue: StageQueue, job: StageJob) {
     };
     // While this job runs, the diagnose loops know the task is this live worker's.
     let _active = ctx.active.hold(&id);
+    if crate::task::prestart::canceled_before_start(&task) {
+        // Stopped while it waited for a worker (or for a page whose worker died).
+        if let Err(e) = super::canceled::end(&ctx, &id, Some(fence)).await {
+            warn!(error = %e, "record stage ended with a store error");
+        }
+        return;
+    }
     let work_dir = ctx.cfg.work_root().join(&id);
     let mirror = super::mirror::store_for(&ctx, &task);
     if task.status != Status::Normal
@@ -440,6 +447,13 @@ impl RecordJob {
         // On the side, as the media is made: StorageType s3 copies it to the bucket, and an HLS
         // result's segments are published.
         let side = self.side_work(work_dir).await?;
+        // A Stop given while the page loaded (the control stream is read from now on).
+        if let Ok(t) = self.ctx.store.get(&self.id).await
+            && matches!(t.status, Status::Canceled | Status::Finished)
+        {
+            stop_sent = true;
+            controls.send(Control::Stop);
+        }
         let outcome = loop {
             tokio::select! {
                 out = &mut done => break out,
@@ -547,6 +561,16 @@ impl RecordJob {
         }
 
         match outcome {
+            // Stopped before the task's recording began (its StartTime was never set): what
+            // the engine captured meanwhile is no recording of the task.
+            Ok(Outcome::Recorded(_))
+                if self.ctx.store.get(&self.id).await.is_ok_and(|t| {
+                    crate::task::prestart::canceled_before_start(&t) && self.takeover.is_none()
+                }) =>
+            {
+                metrics::inc(&metrics::RECORDINGS_ENDED, &[("outcome", "canceled")]);
+                super::canceled::end(&self.ctx, &self.id, Some(self.fence)).await
+            }
             Ok(Outcome::Recorded(mut media)) => {
                 if cut.is_cancelled() {
                     // Its encoder was killed for the disk: what it wrote of its last segment is
@@ -593,27 +617,7 @@ impl RecordJob {
             }
             Ok(Outcome::CanceledBeforeStart) => {
                 metrics::inc(&metrics::RECORDINGS_ENDED, &[("outcome", "canceled")]);
-                let _ = std::fs::remove_dir_all(work_dir);
-                if self.status == Status::Normal {
-                    let mut t = Transition::new(Status::Normal, Status::Finished);
-                    t.lease = self.lease();
-                    t.times = vec![(TimeField::Cancel, now_s()), (TimeField::Finish, now_s())];
-                    t.release_lease = true;
-                    match super::held::transition(&self.ctx, &self.id, t).await {
-                        Ok(()) | Err(StoreError::Conflict { .. }) => Ok(()),
-                        Err(e) => Err(e),
-                    }
-                } else {
-                    let store = &self.ctx.store;
-                    super::held::retry(
-                        &self.ctx,
-                        &self.id,
-                        Some(self.fence),
-                        "releasing the task",
-                        || store.release(&self.id, &self.ctx.worker_id, self.fence),
-                    )
-                    .await
-                }
+                super::canceled::end(&self.ctx, &self.id, Some(self.fence)).await
             }
             Err(e) => {
                 metrics::inc(&metrics::RECORDINGS_ENDED, &[("outcome", "failed")]);

@@ -1,14 +1,23 @@
 //! A task before its recording began: how long a ManualStart page may take to call
-//! `window.startRecord()`.
+//! `window.startRecord()`, and how a task stopped meanwhile ends.
 //!
 //! As in the source product, a ManualStart task has no start deadline of its own: it waits for
 //! the page until `MaxDurationLimit`, counted from Start while it waits (once recording begins,
 //! the limit counts again from there). The extension `StartTimeout` sets a deadline of its own,
 //! counted from the moment the page has loaded.
+//!
+//! Stop (or Cancel, or the page's `stopRecord()`) before recording began moves the task
+//! `normal → canceled`, and it ends through the stages like any other: to `callback` when it
+//! has a CallbackURL, then `finished`, with `Result.ErrorCode = Canceled` and no videos. "Before
+//! recording began" means the task never got a StartTime: a worker that had already begun
+//! capturing when the Stop arrived throws those moments away.
 
 use std::time::Duration;
 
-use super::model::StartSpec;
+use super::model::{StartSpec, TaskRecord, TaskResult};
+use super::status::Status;
+use super::store::{Stage, StageQueue, StoreError, TaskStore, TimeField, Transition};
+use crate::error::ErrorCode;
 
 /// What bounds a ManualStart task's wait for `window.startRecord()`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -61,6 +70,56 @@ impl StartWait {
     }
 }
 
+/// Whether `task` was stopped before its recording began.
+pub fn canceled_before_start(task: &TaskRecord) -> bool {
+    task.status == Status::Canceled && task.start_time.is_none()
+}
+
+/// The result of a task stopped before its recording began.
+pub fn canceled_result() -> TaskResult {
+    TaskResult {
+        error_code: Some(ErrorCode::Canceled.as_str().to_string()),
+        error_message: Some(
+            "the task was stopped before its recording began; nothing was recorded".to_string(),
+        ),
+        videos: Vec::new(),
+    }
+}
+
+/// Ends a task stopped before its recording began (in status `canceled`): on to `callback` when
+/// it has a CallbackURL, else `finished`, with [`canceled_result`]. The caller adds its lease, if
+/// it holds one.
+pub fn end_canceled(task: &TaskRecord, now: i64) -> Transition {
+    let mut t = Transition::new(Status::Canceled, Status::Finished);
+    t.result = Some(canceled_result());
+    t.release_lease = true;
+    if task.spec.callback_url.is_some() {
+        t.to = Status::Callback;
+        t.enqueue = Some(StageQueue {
+            stage: Stage::Callback,
+            node: None,
+        });
+    } else {
+        t.times = vec![(TimeField::Finish, now)];
+    }
+    t
+}
+
+/// After a Stop moved task `id` from `normal` to `canceled` on the API's side: a task no worker
+/// holds (still queued) is ended here at once, so its client hears back without waiting for a
+/// worker; one a worker holds is ended by that worker. Losing a race with a worker that ends
+/// it first is fine.
+pub async fn end_if_unclaimed(store: &TaskStore, id: &str, now: i64) -> Result<(), StoreError> {
+    let task = store.get(id).await?;
+    if !canceled_before_start(&task) || task.owner.is_some() {
+        return Ok(());
+    }
+    match store.transition(id, end_canceled(&task, now)).await {
+        Ok(()) | Err(StoreError::Conflict { .. }) => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -110,6 +169,60 @@ mod tests {
             w.timeout_message()
                 .contains("MaxDurationLimit (600 s after Start)")
         );
+    }
+
+    fn record(status: Status, start_time: Option<i64>, callback: bool) -> TaskRecord {
+        let mut spec = spec(60, 0);
+        spec.callback_url = callback.then(|| "https://hooks.example.org/cb".to_string());
+        TaskRecord {
+            id: "t".into(),
+            status,
+            create_time: 1_000,
+            start_time,
+            cancel_time: None,
+            stop_time: None,
+            stop_time_ms: None,
+            finish_time: None,
+            spec,
+            result: None,
+            stats: None,
+            owner: None,
+            fence: 0,
+            node: None,
+            restarts: 0,
+            callback: None,
+        }
+    }
+
+    #[test]
+    fn a_task_stopped_before_it_recorded_ends_canceled_through_the_callback() {
+        assert!(canceled_before_start(&record(
+            Status::Canceled,
+            None,
+            false
+        )));
+        // Stopped after it began: its recording is delivered as usual.
+        assert!(!canceled_before_start(&record(
+            Status::Canceled,
+            Some(1_010),
+            false
+        )));
+        assert!(!canceled_before_start(&record(Status::Normal, None, false)));
+
+        let t = end_canceled(&record(Status::Canceled, None, true), 1_100);
+        assert_eq!((t.from, t.to), (Status::Canceled, Status::Callback));
+        assert_eq!(t.enqueue.as_ref().map(|q| q.stage), Some(Stage::Callback));
+        assert!(t.times.is_empty(), "the callback stage sets FinishTime");
+        let result = t.result.clone().unwrap();
+        assert_eq!(result.error_code.as_deref(), Some("Canceled"));
+        assert!(result.videos.is_empty());
+        assert!(t.release_lease);
+        assert!(crate::task::can_transition(t.from, t.to));
+
+        let t = end_canceled(&record(Status::Canceled, None, false), 1_100);
+        assert_eq!(t.to, Status::Finished);
+        assert_eq!(t.times, vec![(TimeField::Finish, 1_100)]);
+        assert!(t.enqueue.is_none());
     }
 
     #[test]
