@@ -634,3 +634,90 @@ fn stop_before_recording_ends_canceled_with_a_callback_default_mode() {
 fn stop_before_recording_ends_canceled_with_a_callback_compat_mode() {
     stop_before_recording_ends_canceled_with_a_callback(Mode::Compat);
 }
+
+// ---------------------------------------------------------------------------------------------
+// Pause, Resume and Refresh before recording began
+// ---------------------------------------------------------------------------------------------
+
+/// A ManualStart task paused (and its page refreshed) while the page waits: Refresh reloads the
+/// page, and the recording begins paused when the page calls `startRecord()`; Resume records.
+/// A task paused while it waits in the queue begins paused too.
+fn pause_and_refresh_before_recording_began(mode: Mode) {
+    let redis = TestRedis::start();
+    let app = AppServer::start(KEY_BYTES);
+    let fixtures = fixture_server();
+    let wr = webrecord(&redis, &format!("wr-prestart-{mode:?}"), mode, 1);
+    // The page calls startRecord() 6 s after each load.
+    let id = wr.start(
+        &format!("{}?delay=6000", app.page("manual.html")),
+        json!({ "ManualStart": "true" }),
+    );
+    // One slot: this one waits in the queue, and is paused there.
+    let queued = wr.start(&format!("{fixtures}/animated.html"), json!({}));
+    wr.ok("Pause", json!({ "TaskID": queued }));
+    let loads = || app.seen("/pages/manual.html").len();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while loads() == 0 {
+        assert!(Instant::now() < deadline, "the page was never loaded");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // Loaded, and waiting for startRecord(): the worker reads its controls.
+    std::thread::sleep(Duration::from_secs(2));
+    wr.ok("Pause", json!({ "TaskID": id }));
+    wr.ok("Refresh", json!({ "TaskID": id }));
+    let d = wr.describe(&id);
+    assert_eq!(d["Status"], "normal", "{d}");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while loads() < 2 {
+        assert!(Instant::now() < deadline, "Refresh did not reload the page");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // The reloaded page starts the recording 6 s later: it begins paused.
+    let d = wr.wait_status(&id, "paused", Duration::from_secs(30));
+    assert!(d["StartTime"].as_i64().is_some(), "{d}");
+    std::thread::sleep(Duration::from_secs(2));
+    let d = wr.describe(&id);
+    assert_eq!(d["Status"], "paused", "stays paused: {d}");
+    wr.ok("Resume", json!({ "TaskID": id }));
+    let resumed = Instant::now();
+    assert_eq!(wr.describe(&id)["Status"], "recording");
+    std::thread::sleep(Duration::from_secs(3));
+    wr.ok("Stop", json!({ "TaskID": id }));
+    let recorded_for = resumed.elapsed().as_secs_f64();
+    let d = wr.wait_status(&id, "finished", Duration::from_secs(60));
+    assert!(d["Result"]["ErrorCode"].is_null(), "{d}");
+    assert_eq!(d["Stats"]["Pauses"], 1, "{d}");
+    // Only what came after Resume was recorded.
+    let recorded = d["RecordedDuration"].as_f64().unwrap();
+    assert!(
+        (recorded_for - 1.0..=recorded_for + 0.5).contains(&recorded),
+        "recorded {recorded} s, resumed for {recorded_for:.2} s: {d}"
+    );
+    assert_eq!(app.seen("/pages/manual.html").len(), 2, "one reload");
+
+    // The queued task got the slot, and began paused.
+    let d = wr.wait_status(&queued, "paused", Duration::from_secs(40));
+    assert!(d["StartTime"].as_i64().is_some(), "{d}");
+    wr.ok("Resume", json!({ "TaskID": queued }));
+    let resumed = Instant::now();
+    std::thread::sleep(Duration::from_secs(2));
+    wr.ok("Stop", json!({ "TaskID": queued }));
+    let recorded_for = resumed.elapsed().as_secs_f64();
+    let d = wr.wait_status(&queued, "finished", Duration::from_secs(60));
+    assert!(d["Result"]["ErrorCode"].is_null(), "{d}");
+    let recorded = d["RecordedDuration"].as_f64().unwrap();
+    assert!(
+        (recorded_for - 1.0..=recorded_for + 0.5).contains(&recorded),
+        "recorded {recorded} s, resumed for {recorded_for:.2} s: {d}"
+    );
+}
+
+#[test]
+fn pause_and_refresh_before_recording_began_default_mode() {
+    pause_and_refresh_before_recording_began(Mode::Default);
+}
+
+#[test]
+fn pause_and_refresh_before_recording_began_compat_mode() {
+    pause_and_refresh_before_recording_began(Mode::Compat);
+}

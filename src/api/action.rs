@@ -263,6 +263,14 @@ async fn control_task(
             ActionEffect::NotAllowed => {
                 return Err(ApiError::invalid_state(named.as_str(), task.status));
             }
+            ActionEffect::BeforeStart => {
+                let paused = action == ControlAction::Pause;
+                match state.store.remember_pause(&id, paused).await {
+                    Ok(()) => return Ok(json!({ "TaskID": id })),
+                    Err(StoreError::Conflict { .. }) => continue,
+                    Err(e) => return Err(store_error(e)),
+                }
+            }
             ActionEffect::Signal => {
                 state.store.signal(&id, msg).await.map_err(store_error)?;
                 info!(task_id = %id, action = named.as_str(), "signalled");

@@ -19,6 +19,8 @@ use crate::task::prestart::StartWait;
 use crate::task::store::{Claim, Stage, StageJob, StageQueue, StoreError, TimeField, Transition};
 use crate::task::{Status, TaskRecord, TaskResult, TaskStats};
 
+mod before_start;
+
 /// Runs one record job from the queue.
 pub async fn run(ctx: WorkerContext, queue: StageQueue, job: StageJob) {
     let id = job.task_id.clone();
@@ -368,6 +370,7 @@ impl RecordJob {
             // A taken-over page already started its recording once.
             manual_start: spec.manual_start && self.takeover.is_none(),
             start_timeout: start_wait.limit,
+            start_paused: self.begins_paused().await,
             navigation_timeout: Duration::from_secs(rec_cfg.navigation_timeout),
             browser: {
                 let mut browser = rec_cfg.browser(spec.width, spec.height);
@@ -447,18 +450,13 @@ impl RecordJob {
         // On the side, as the media is made: StorageType s3 copies it to the bucket, and an HLS
         // result's segments are published.
         let side = self.side_work(work_dir).await?;
-        // A Stop given while the page loaded (the control stream is read from now on).
-        if let Ok(t) = self.ctx.store.get(&self.id).await
-            && matches!(t.status, Status::Canceled | Status::Finished)
-        {
-            stop_sent = true;
-            controls.send(Control::Stop);
-        }
+        // What was given while the page loaded (the control stream is read from now on).
+        stop_sent |= self.catch_up(&controls).await;
         let outcome = loop {
             tokio::select! {
                 out = &mut done => break out,
-                Some(ev) = events.recv() => self.on_event(ev).await?,
-                Some(c) = ctl_rx.recv() => controls.send(c),
+                Some(ev) = events.recv() => self.on_event_with(ev, &controls).await?,
+                Some(c) = ctl_rx.recv() => self.forward(&controls, c),
                 _ = beat.tick() => {
                     match self.ctx.store.renew(&self.id, &self.ctx.worker_id, self.fence, now_ms(), self.ctx.lease_ms()).await {
                         Ok(status) => {
@@ -469,7 +467,7 @@ impl RecordJob {
                             let mut stale = false;
                             while let Ok(ev) = events.try_recv() {
                                 stale = true;
-                                self.on_event(ev).await?;
+                                self.on_event_with(ev, &controls).await?;
                             }
                             if !stale {
                                 // Follow the stored status even if a control message was missed.
@@ -819,10 +817,10 @@ impl RecordJob {
                 }
             }
             // Commands from the API already moved the status; the page's own calls do it here.
-            Control::Pause if ev.origin == Origin::Page && self.status == Status::Recording => {
+            Control::Pause if Self::moves_status(ev.origin) && self.status == Status::Recording => {
                 self.move_to(Status::Paused, vec![]).await?;
             }
-            Control::Resume if ev.origin == Origin::Page && self.status == Status::Paused => {
+            Control::Resume if Self::moves_status(ev.origin) && self.status == Status::Paused => {
                 self.move_to(Status::Recording, vec![]).await?;
             }
             Control::Stop if ev.origin != Origin::Owner && self.status.is_live() => {

@@ -119,6 +119,9 @@ pub enum Origin {
     Owner,
     /// The recording's own limit (duration).
     Limit,
+    /// The owner, for a Pause or Resume given before recording began: applied as it begins
+    /// (or at once, if it began meanwhile).
+    BeforeStart,
 }
 
 /// Something that happened to the recording, in order.
@@ -229,7 +232,7 @@ pub enum Outcome {
 
 /// A running recording.
 pub struct Recording {
-    controls: mpsc::UnboundedSender<Control>,
+    controls: mpsc::UnboundedSender<(Control, Origin)>,
     progress: watch::Receiver<Progress>,
     events: Option<mpsc::UnboundedReceiver<RecordingEvent>>,
     task: tokio::task::JoinHandle<Result<Outcome, RecordError>>,
@@ -640,7 +643,7 @@ impl Recording {
 
     /// Sends a command. Commands that are already in effect change nothing.
     pub fn control(&self, c: Control) {
-        let _ = self.controls.send(c);
+        let _ = self.controls.send((c, Origin::Owner));
     }
 
     /// A cloneable handle that sends commands to this recording.
@@ -671,12 +674,19 @@ impl Recording {
 
 /// Sends commands to a running recording; cheap to clone.
 #[derive(Debug, Clone)]
-pub struct Controls(mpsc::UnboundedSender<Control>);
+pub struct Controls(mpsc::UnboundedSender<(Control, Origin)>);
 
 impl Controls {
     /// Sends a command (ignored if the recording has ended).
     pub fn send(&self, c: Control) {
-        let _ = self.0.send(c);
+        let _ = self.0.send((c, Origin::Owner));
+    }
+
+    /// Sends a Pause or Resume that was given before recording began: while the recording
+    /// waits to begin it decides whether it begins paused; once it has begun it takes effect at
+    /// once. Its events carry [`Origin::BeforeStart`].
+    pub fn send_before_start(&self, c: Control) {
+        let _ = self.0.send((c, Origin::BeforeStart));
     }
 }
 
@@ -803,7 +813,7 @@ impl Engine {
         mut crashes: chromiumoxide::listeners::EventStream<
             chromiumoxide::cdp::browser_protocol::inspector::EventTargetCrashed,
         >,
-        mut controls: mpsc::UnboundedReceiver<Control>,
+        mut controls: mpsc::UnboundedReceiver<(Control, Origin)>,
     ) -> Result<Outcome, RecordError> {
         let result = self
             .record(&mut frames, &mut hooks, &mut crashes, &mut controls)
@@ -821,14 +831,16 @@ impl Engine {
     }
 
     /// Waits for the start (ManualStart), keeping the newest frame as the page's current look.
+    /// Pause and Resume meanwhile decide whether it begins `paused`.
     async fn wait_for_start(
         &mut self,
         frames: &mut mpsc::Receiver<Frame>,
         hooks: &mut chromiumoxide::listeners::EventStream<
             chromiumoxide::cdp::js_protocol::runtime::EventBindingCalled,
         >,
-        controls: &mut mpsc::UnboundedReceiver<Control>,
+        controls: &mut mpsc::UnboundedReceiver<(Control, Origin)>,
         preroll: &mut Option<Frame>,
+        paused: &mut bool,
     ) -> Result<Option<(f64, Origin)>, RecordError> {
         let deadline = tokio::time::sleep(self.opts.start_timeout);
         tokio::pin!(deadline);
@@ -842,14 +854,16 @@ impl Engine {
                         PageHook::Start => return Ok(Some((sane_time(call.page_time, now), Origin::Page))),
                         PageHook::Stop => return Ok(None),
                         PageHook::Refresh => { self.session.reload(); }
-                        PageHook::Pause | PageHook::Resume => {}
+                        PageHook::Pause => *paused = true,
+                        PageHook::Resume => *paused = false,
                     }
                 }
-                c = controls.recv() => match c {
+                c = controls.recv() => match c.map(|(c, _)| c) {
                     Some(Control::Start) => return Ok(Some((wall_now(), Origin::Owner))),
                     Some(Control::Stop) | None => return Ok(None),
                     Some(Control::Refresh) => self.session.reload(),
-                    Some(Control::Pause | Control::Resume) => {}
+                    Some(Control::Pause) => *paused = true,
+                    Some(Control::Resume) => *paused = false,
                 },
                 _ = &mut deadline => return Err(RecordError::StartTimeout(self.opts.start_timeout.as_secs())),
             }
@@ -865,18 +879,20 @@ impl Engine {
         crashes: &mut chromiumoxide::listeners::EventStream<
             chromiumoxide::cdp::browser_protocol::inspector::EventTargetCrashed,
         >,
-        controls: &mut mpsc::UnboundedReceiver<Control>,
+        controls: &mut mpsc::UnboundedReceiver<(Control, Origin)>,
     ) -> Result<Outcome, RecordError> {
         let opts = self.opts.clone();
         let fps = opts.fps;
         let latency = opts.capture.latency.as_secs_f64();
         let mut preroll = None;
+        // A Pause given before recording began (and not resumed): it begins paused.
+        let mut start_paused = opts.start_paused;
 
         let (origin, start_origin) = if opts.manual_start {
             self.set_state(RecordingState::WaitingForStart);
             info!("waiting for the page to call window.startRecord()");
             match self
-                .wait_for_start(frames, hooks, controls, &mut preroll)
+                .wait_for_start(frames, hooks, controls, &mut preroll, &mut start_paused)
                 .await?
             {
                 // The display shows a change only once Chromium presents it: what the page drew
@@ -954,6 +970,13 @@ impl Engine {
         let (mut pauses, mut refreshes) = (0u32, 0u32);
         let mut audio_lost = false;
         let cut = self.cut.clone();
+        if start_paused {
+            pacer.pause(origin);
+            pauses += 1;
+            self.emit(Control::Pause, Origin::BeforeStart, origin);
+            self.set_state(RecordingState::Paused);
+            info!("recording began paused: a Pause was given before it began");
+        }
 
         loop {
             let mut command: Option<(Control, Origin, f64)> = None;
@@ -972,7 +995,8 @@ impl Engine {
                     }
                 },
                 c = controls.recv() => {
-                    command = Some((c.unwrap_or(Control::Stop), Origin::Owner, wall_now()));
+                    let (c, origin) = c.unwrap_or((Control::Stop, Origin::Owner));
+                    command = Some((c, origin, wall_now()));
                 }
                 Some(()) = hang_rx.recv() => {
                     page_hangs += 1;

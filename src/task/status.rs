@@ -117,6 +117,9 @@ pub enum ActionEffect {
     AlreadyDone,
     /// A one-off command to the recording worker that leaves the status alone (Refresh).
     Signal,
+    /// Pause or Resume before recording began: remembered, and applied as recording begins
+    /// (the status stays `normal`; see [`super::prestart`]).
+    BeforeStart,
     /// Not allowed in this status.
     NotAllowed,
 }
@@ -155,7 +158,9 @@ pub fn action_effect(action: ControlAction, status: Status) -> ActionEffect {
         (ControlAction::Pause, Paused) => AlreadyDone,
         (ControlAction::Resume, Paused) => Move(Recording),
         (ControlAction::Resume, Recording) => AlreadyDone,
-        (ControlAction::Refresh, Recording | Paused) => Signal,
+        (ControlAction::Pause | ControlAction::Resume, Normal) => BeforeStart,
+        // Before recording began: a page already loaded (waiting for startRecord()) reloads.
+        (ControlAction::Refresh, Normal | Recording | Paused) => Signal,
         // Before recording began too: the task then ends as `Canceled` through the stages.
         (ControlAction::Stop, Normal | Recording | Paused) => Move(Canceled),
         (ControlAction::Stop, Canceled | Transcode | Upload | Callback | Finished) => AlreadyDone,
@@ -223,12 +228,14 @@ mod tests {
         use ControlAction::*;
         assert_eq!(action_effect(Pause, Recording), ActionEffect::Move(Paused));
         assert_eq!(action_effect(Pause, Paused), ActionEffect::AlreadyDone);
-        assert_eq!(action_effect(Pause, Normal), ActionEffect::NotAllowed);
+        assert_eq!(action_effect(Pause, Normal), ActionEffect::BeforeStart);
+        assert_eq!(action_effect(Resume, Normal), ActionEffect::BeforeStart);
+        assert_eq!(action_effect(Refresh, Normal), ActionEffect::Signal);
+        assert_eq!(action_effect(Pause, Canceled), ActionEffect::NotAllowed);
         assert_eq!(action_effect(Resume, Paused), ActionEffect::Move(Recording));
         assert_eq!(action_effect(Resume, Recording), ActionEffect::AlreadyDone);
         assert_eq!(action_effect(Resume, Finished), ActionEffect::NotAllowed);
         assert_eq!(action_effect(Refresh, Paused), ActionEffect::Signal);
-        assert_eq!(action_effect(Refresh, Normal), ActionEffect::NotAllowed);
         assert_eq!(action_effect(Stop, Normal), ActionEffect::Move(Canceled));
         assert_eq!(action_effect(Stop, Paused), ActionEffect::Move(Canceled));
         assert_eq!(action_effect(Stop, Upload), ActionEffect::AlreadyDone);
