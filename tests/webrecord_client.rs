@@ -721,3 +721,72 @@ fn pause_and_refresh_before_recording_began_default_mode() {
 fn pause_and_refresh_before_recording_began_compat_mode() {
     pause_and_refresh_before_recording_began(Mode::Compat);
 }
+
+// ---------------------------------------------------------------------------------------------
+// Page controls return Promises
+// ---------------------------------------------------------------------------------------------
+
+/// Every page control, awaited by the page: each resolves once its action took effect (the
+/// callback form too), `refreshPage()` before the page goes, and `startRecord()` once the
+/// recording is ending rejects with `InvalidState`. The controls are defined before the page's
+/// first script, on every load.
+fn page_controls_return_promises(mode: Mode) {
+    let redis = TestRedis::start();
+    let app = AppServer::start(KEY_BYTES);
+    let wr = webrecord(&redis, &format!("wr-hooks-{mode:?}"), mode, 1);
+    let id = wr.start(
+        &app.page("hook_promises.html"),
+        json!({ "ManualStart": true }),
+    );
+    let d = wr.wait_status(&id, "finished", Duration::from_secs(90));
+    assert!(d["Result"]["ErrorCode"].is_null(), "{d}");
+    assert_eq!(d["Stats"]["Pauses"], 1, "{d}");
+    assert_eq!(d["Stats"]["Refreshes"], 1, "{d}");
+    let events: Vec<(String, String)> = app
+        .seen("/report")
+        .iter()
+        .map(|s| {
+            let q: std::collections::HashMap<String, String> =
+                url::form_urlencoded::parse(s.query.as_bytes())
+                    .into_owned()
+                    .collect();
+            (q["load"].clone(), q["event"].clone())
+        })
+        .collect();
+    let got = |load: &str| -> Vec<String> {
+        events
+            .iter()
+            .filter(|(l, _)| l == load)
+            .map(|(_, e)| e.clone())
+            .collect()
+    };
+    assert_eq!(
+        got("1"),
+        [
+            "defined:5",
+            "pause-before-start:ok:",
+            "resume-before-start:ok:",
+            "start:ok:",
+            "pause-callback:ok",
+            "resume:ok:",
+            "refresh:ok:",
+        ],
+        "first load: {events:?}"
+    );
+    let second = got("2");
+    assert_eq!(second[..2], ["defined:5", "stop:ok:"], "{events:?}");
+    assert!(
+        second.len() == 3 && second[2].starts_with("start-after-stop:InvalidState:InvalidState: "),
+        "startRecord() after stopRecord() rejects with InvalidState: {events:?}"
+    );
+}
+
+#[test]
+fn page_controls_return_promises_default_mode() {
+    page_controls_return_promises(Mode::Default);
+}
+
+#[test]
+fn page_controls_return_promises_compat_mode() {
+    page_controls_return_promises(Mode::Compat);
+}

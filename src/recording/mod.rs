@@ -34,7 +34,8 @@ use crate::audio::timeline::samples_for_slot;
 use crate::audio::{AudioCapture, AudioError};
 use crate::browser::egress::EgressProxy;
 use crate::browser::{
-    BrowserError, BrowserSession, PageHook, PageHookCall, ScreencastSettings, VirtualDisplay,
+    BrowserError, BrowserSession, HookReply, PageHook, PageHookCall, ScreencastSettings,
+    VirtualDisplay,
 };
 use crate::error::{ErrorCode, HasErrorCode};
 use crate::media::MediaError;
@@ -841,25 +842,29 @@ impl Engine {
         controls: &mut mpsc::UnboundedReceiver<(Control, Origin)>,
         preroll: &mut Option<Frame>,
         paused: &mut bool,
-    ) -> Result<Option<(f64, Origin)>, RecordError> {
+    ) -> Result<Option<(f64, Origin, Option<HookReply>)>, RecordError> {
         let deadline = tokio::time::sleep(self.opts.start_timeout);
         tokio::pin!(deadline);
         loop {
             tokio::select! {
                 Some(f) = frames.recv() => { *preroll = Some(f); }
-                Some(call) = hooks.next() => {
-                    let Some(call) = PageHookCall::parse(&call.payload) else { continue };
+                Some(event) = hooks.next() => {
+                    let Some(call) = PageHookCall::parse(&event.payload) else { continue };
+                    let reply = call.id.map(|id| HookReply { context: event.execution_context_id, id });
                     let now = wall_now();
+                    // startRecord()'s Promise settles once recording has begun; the others now.
                     match call.hook {
-                        PageHook::Start => return Ok(Some((sane_time(call.page_time, now), Origin::Page))),
-                        PageHook::Stop => return Ok(None),
-                        PageHook::Refresh => { self.session.reload(); }
-                        PageHook::Pause => *paused = true,
-                        PageHook::Resume => *paused = false,
+                        PageHook::Start => return Ok(Some((sane_time(call.page_time, now), Origin::Page, reply))),
+                        PageHook::Stop => { self.session.answer_hook(reply, Ok(())); return Ok(None) }
+                        PageHook::Refresh => self.session.answer_then_reload(reply),
+                        PageHook::Pause | PageHook::Resume => {
+                            *paused = call.hook == PageHook::Pause;
+                            self.session.answer_hook(reply, Ok(()));
+                        }
                     }
                 }
                 c = controls.recv() => match c.map(|(c, _)| c) {
-                    Some(Control::Start) => return Ok(Some((wall_now(), Origin::Owner))),
+                    Some(Control::Start) => return Ok(Some((wall_now(), Origin::Owner, None))),
                     Some(Control::Stop) | None => return Ok(None),
                     Some(Control::Refresh) => self.session.reload(),
                     Some(Control::Pause) => *paused = true,
@@ -888,7 +893,7 @@ impl Engine {
         // A Pause given before recording began (and not resumed): it begins paused.
         let mut start_paused = opts.start_paused;
 
-        let (origin, start_origin) = if opts.manual_start {
+        let (origin, start_origin, start_reply) = if opts.manual_start {
             self.set_state(RecordingState::WaitingForStart);
             info!("waiting for the page to call window.startRecord()");
             match self
@@ -899,9 +904,9 @@ impl Engine {
                 // when it called startRecord() is on screen two animation frames later, and
                 // the recording opens there (screencast frames come only from paints, so they
                 // need no wait).
-                Some((_, origin)) if self.grabber.is_some() => {
+                Some((_, origin, reply)) if self.grabber.is_some() => {
                     self.session.wait_for_paint(Duration::from_secs(1)).await;
-                    (wall_now(), origin)
+                    (wall_now(), origin, reply)
                 }
                 Some(start) => start,
                 None => {
@@ -910,7 +915,7 @@ impl Engine {
                 }
             }
         } else {
-            (wall_now(), Origin::Owner)
+            (wall_now(), Origin::Owner, None)
         };
         // ManualStart: the first frame painted after startRecord() should open the recording, so the
         // pre-start look is only used if the page shows nothing new for a second.
@@ -977,16 +982,18 @@ impl Engine {
             self.set_state(RecordingState::Paused);
             info!("recording began paused: a Pause was given before it began");
         }
+        self.session.answer_hook(start_reply, Ok(()));
 
         loop {
-            let mut command: Option<(Control, Origin, f64)> = None;
+            let mut command: Option<(Control, Origin, f64, Option<HookReply>)> = None;
             tokio::select! {
                 Some(f) = frames.recv() => pacer.push(f),
                 call = hooks.next(), if browser_connected => match call {
                     Some(call) => {
-                        if let Some(call) = PageHookCall::parse(&call.payload) {
-                            debug!(?call, "page hook");
-                            command = Some((call.hook.into(), Origin::Page, sane_time(call.page_time, wall_now())));
+                        if let Some(hook) = PageHookCall::parse(&call.payload) {
+                            debug!(?hook, "page hook");
+                            let reply = hook.id.map(|id| HookReply { context: call.execution_context_id, id });
+                            command = Some((hook.hook.into(), Origin::Page, sane_time(hook.page_time, wall_now()), reply));
                         }
                     }
                     None => {
@@ -996,7 +1003,7 @@ impl Engine {
                 },
                 c = controls.recv() => {
                     let (c, origin) = c.unwrap_or((Control::Stop, Origin::Owner));
-                    command = Some((c, origin, wall_now()));
+                    command = Some((c, origin, wall_now(), None));
                 }
                 Some(()) = hang_rx.recv() => {
                     page_hangs += 1;
@@ -1114,7 +1121,16 @@ impl Engine {
                 }
             }
 
-            if let Some((control, origin, at)) = command
+            // A page control's Promise settles once its action has taken effect (or was in effect
+            // already); while the recording ends, nothing more can.
+            if let Some((_, _, _, reply)) = command
+                && stop.is_some()
+            {
+                let why = "the recording is ending".to_string();
+                self.session
+                    .answer_hook(reply, Err((ErrorCode::InvalidState, why)));
+            }
+            if let Some((control, origin, at, reply)) = command
                 && stop.is_none()
             {
                 match control {
@@ -1139,7 +1155,7 @@ impl Engine {
                     }
                     Control::Pause | Control::Resume => {}
                     Control::Refresh => {
-                        self.session.reload();
+                        self.session.answer_then_reload(reply);
                         refreshes += 1;
                         self.emit(Control::Refresh, origin, at);
                         info!(?origin, "page reload requested");
@@ -1147,6 +1163,9 @@ impl Engine {
                     Control::Stop => {
                         stop = Some((at, origin));
                     }
+                }
+                if control != Control::Refresh {
+                    self.session.answer_hook(reply, Ok(()));
                 }
             }
 
