@@ -198,8 +198,15 @@ impl Spec {
 
     /// A small JSON Schema check: `$ref`, `allOf`, `oneOf`, `type`, `enum`, `const`, `format:
     /// uuid`, `minimum`, `maximum`, `maxLength`, `properties` (closed: an undeclared key is an
-    /// error), `required` and `items`.
+    /// error, stricter than JSON Schema, so that undocumented fields are caught), `required` and
+    /// `items`. Which `oneOf` alternative a value matches is decided as JSON Schema decides it
+    /// (a client's validator does: objects are open unless `additionalProperties: false`), and
+    /// the value is then checked strictly against that one.
     fn validate(&self, schema: &Value, value: &Value, at: &str, errs: &mut Vec<String>) {
+        self.check(schema, value, at, errs, true);
+    }
+
+    fn check(&self, schema: &Value, value: &Value, at: &str, errs: &mut Vec<String>, strict: bool) {
         let schema = self.deref(schema);
         let mut parts = vec![schema];
         if let Some(all) = schema.get("allOf").and_then(Value::as_array) {
@@ -261,8 +268,11 @@ impl Spec {
             let mut closed = false;
             for part in &parts {
                 if let Some(props) = part.get("properties").and_then(Value::as_object) {
-                    closed = true;
+                    closed |= strict;
                     declared.extend(props.iter().map(|(k, v)| (k.as_str(), v)));
+                }
+                if part.get("additionalProperties") == Some(&Value::Bool(false)) {
+                    closed = true;
                 }
                 if let Some(req) = part.get("required").and_then(Value::as_array) {
                     required.extend(req.iter().filter_map(Value::as_str));
@@ -276,7 +286,7 @@ impl Spec {
             for (key, sub) in map {
                 match declared.get(key.as_str()) {
                     Some(sub_schema) => {
-                        self.validate(sub_schema, sub, &format!("{at}.{key}"), errs)
+                        self.check(sub_schema, sub, &format!("{at}.{key}"), errs, strict)
                     }
                     None if closed => errs.push(format!(
                         "{at}.{key}: not a property the spec declares (declared: {:?})",
@@ -288,22 +298,24 @@ impl Spec {
         }
         if let (Value::Array(items), Some(item_schema)) = (value, schema.get("items")) {
             for (i, item) in items.iter().enumerate() {
-                self.validate(item_schema, item, &format!("{at}[{i}]"), errs);
+                self.check(item_schema, item, &format!("{at}[{i}]"), errs, strict);
             }
         }
         if let Some(alternatives) = schema.get("oneOf").and_then(Value::as_array) {
-            let matching = alternatives
+            let matching: Vec<&Value> = alternatives
                 .iter()
                 .filter(|alt| {
                     let mut e = Vec::new();
-                    self.validate(alt, value, at, &mut e);
+                    self.check(alt, value, at, &mut e, false);
                     e.is_empty()
                 })
-                .count();
-            if matching != 1 {
-                errs.push(format!(
-                    "{at}: matches {matching} of the spec's oneOf alternatives, not exactly one: {value}"
-                ));
+                .collect();
+            match matching.as_slice() {
+                [one] => self.check(one, value, at, errs, strict),
+                _ => errs.push(format!(
+                    "{at}: matches {} of the spec's oneOf alternatives, not exactly one: {value}",
+                    matching.len()
+                )),
             }
         }
     }
@@ -353,6 +365,19 @@ fn the_spec_validator_catches_what_it_should() {
         &mut errs,
     );
     assert_eq!(errs.len(), 2, "{errs:?}");
+    // A Describe answer matches exactly one of the 200 answers, as a client's JSON Schema
+    // validator (objects open by default) decides it; so does Start's.
+    let ok_answer = SPEC.deref(&SPEC.root["paths"]["/"]["post"]["responses"]["200"]);
+    let answers = ok_answer["content"]["application/json"]["schema"].clone();
+    for ok in [
+        json!({"TaskID": "6f1c2d7e-8a4b-4c3d-9e5f-0a1b2c3d4e5f", "RequestID": "r"}),
+        json!({"TaskID": "6f1c2d7e-8a4b-4c3d-9e5f-0a1b2c3d4e5f", "RequestID": "r",
+               "Status": "normal", "CreateTime": 1, "Restarts": 0, "Muxer": "mp4"}),
+    ] {
+        let mut errs = Vec::new();
+        spec.validate(&answers, &ok, "body", &mut errs);
+        assert!(errs.is_empty(), "{ok}: {errs:?}");
+    }
     assert_eq!(SPEC.http_of_code.get("InvalidState"), Some(&409));
 }
 
