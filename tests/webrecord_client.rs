@@ -105,7 +105,6 @@ impl WebRecord {
         a.body
     }
 
-    #[allow(dead_code)]
     /// An action that must fail with `code` (in default mode) or `compat_code` (web-record's
     /// name, answered with HTTP 200, in compatibility mode).
     fn refused(&self, action: &str, data: Value, code: &str, compat_code: &str) -> Value {
@@ -287,6 +286,146 @@ impl AppServer {
             .cloned()
             .collect()
     }
+}
+
+// ---------------------------------------------------------------------------------------------
+// A whole session: every Action, the callback, the result, and errors as clients read them
+// ---------------------------------------------------------------------------------------------
+
+/// What a web-record client does with a task from Start to its callback: Start as `demo.js`
+/// sends it (plus its own output settings), Describe, Pause, Resume, Refresh, Stop, the
+/// callback, the video downloaded from `Result.Videos[0].FileURL`; and the errors it can meet,
+/// read from the body.
+fn a_web_record_client_session(mode: Mode) {
+    let redis = TestRedis::start();
+    let fixtures = fixture_server();
+    let receiver = CallbackReceiver::start();
+    let wr = webrecord(&redis, &format!("wr-session-{mode:?}"), mode, 1);
+
+    // demo.js's Start: Width 1080, Height 720, MaxDurationLimit 36000; a CallbackURL; output
+    // settings as web-record's docs show them (a TargetDir with a leading "/").
+    let id = wr.start(
+        &format!("{fixtures}/clock.html"),
+        json!({
+            "Width": 1080,
+            "CallbackURL": format!("{}/ok", receiver.url),
+            "Output": { "Cos": { "TargetDir": "/class-7" }, "Video": { "Muxer": "mp4" } },
+        }),
+    );
+    let d = wr.wait_status(&id, "recording", Duration::from_secs(40));
+    assert!(d["StartTime"].as_i64().is_some(), "{d}");
+    std::thread::sleep(Duration::from_secs(2));
+    wr.ok("Pause", json!({ "TaskID": id }));
+    assert_eq!(wr.describe(&id)["Status"], "paused");
+    std::thread::sleep(Duration::from_secs(1));
+    wr.ok("Resume", json!({ "TaskID": id }));
+    assert_eq!(wr.describe(&id)["Status"], "recording");
+    wr.ok("Refresh", json!({ "TaskID": id }));
+    std::thread::sleep(Duration::from_secs(2));
+    wr.ok("Stop", json!({ "TaskID": id }));
+    let d = wr.wait_status(&id, "finished", Duration::from_secs(60));
+    assert!(d["Result"]["ErrorCode"].is_null(), "{d}");
+    for field in [
+        "CreateTime",
+        "StartTime",
+        "CancelTime",
+        "StopTime",
+        "FinishTime",
+    ] {
+        assert!(d[field].as_i64().is_some(), "{field}: {d}");
+    }
+    assert_eq!(d["Stats"]["Pauses"], 1, "{d}");
+    assert_eq!(d["Stats"]["Refreshes"], 1, "{d}");
+
+    // The callback, read as such a client reads it.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while receiver.received().is_empty() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let got = receiver.received();
+    assert_eq!(got.len(), 1, "{got:?}");
+    let cb: Value = serde_json::from_slice(&got[0].body).unwrap();
+    assert_eq!(cb["TaskID"], id.as_str());
+    assert_eq!(cb["Status"], "callback", "{cb}");
+    assert!(cb["Result"]["ErrorCode"].is_null(), "{cb}");
+    let video = &cb["Result"]["Videos"][0];
+    assert_eq!(
+        cb["Result"]["Videos"].as_array().map(Vec::len),
+        Some(1),
+        "{cb}"
+    );
+    let name = video["Filename"].as_str().unwrap();
+    assert!(name.ends_with(".mp4") && !name.contains('/'), "{cb}");
+    assert_eq!(video["Key"], format!("class-7/{name}"), "{cb}");
+    let (status, body) = get(video["FileURL"].as_str().unwrap());
+    assert_eq!(status, 200, "{cb}");
+    assert_eq!(body.len() as u64, video["FileSize"].as_u64().unwrap());
+    let file = scratch(&format!("wr-session-{mode:?}")).join(name);
+    std::fs::write(&file, &body).unwrap();
+    let p = probe(&file, &[]);
+    assert_eq!(p.width, 1080, "Width 1080");
+    let seconds = video["FileDuration"].as_u64().unwrap();
+    assert!(
+        (seconds as f64 - p.duration).abs() <= 0.5,
+        "FileDuration {seconds}: {}",
+        p.duration
+    );
+
+    // Errors, read from the body whatever the HTTP status.
+    wr.refused(
+        "Pause",
+        json!({ "TaskID": id }),
+        "InvalidState",
+        "InvalidStatus",
+    );
+    wr.refused("Describe", json!({}), "MissingParam", "InvalidParam");
+    let unknown = uuid::Uuid::new_v4().to_string();
+    wr.refused(
+        "Describe",
+        json!({ "TaskID": unknown }),
+        "TaskNotFound",
+        "InvalidParam",
+    );
+    wr.refused(
+        "Cancel",
+        json!({ "TaskID": unknown }),
+        "TaskNotFound",
+        "InvalidParam",
+    );
+    wr.refused(
+        "Start",
+        json!({ "Width": 1280 }),
+        "MissingParam",
+        "InvalidParam",
+    );
+    wr.refused(
+        "Start",
+        json!({ "RecordURL": format!("{fixtures}/clock.html"), "Width": "wide" }),
+        "InvalidParam",
+        "InvalidParam",
+    );
+    wr.refused(
+        "Start",
+        json!({
+            "RecordURL": format!("{fixtures}/clock.html"),
+            "Output": { "Vod": { "MediaInfo": { "MediaName": "class-7" } } },
+        }),
+        "UnsupportedOutput",
+        "UnsupportedOutput",
+    );
+    // Stop and Cancel on a finished task: already in effect.
+    wr.ok("Stop", json!({ "TaskID": id }));
+    wr.ok("Cancel", json!({ "TaskID": id }));
+}
+
+#[test]
+fn a_web_record_client_session_default_mode() {
+    a_web_record_client_session(Mode::Default);
+}
+
+#[test]
+fn a_web_record_client_session_compat_mode() {
+    a_web_record_client_session(Mode::Compat);
 }
 
 // ---------------------------------------------------------------------------------------------
