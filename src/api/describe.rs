@@ -10,7 +10,9 @@
 
 use serde_json::{Map, Value, json};
 
-use crate::task::{CallbackDelivery, CallbackState, TaskRecord, TaskResult, TaskStats, Video};
+use crate::task::{
+    CallbackDelivery, CallbackState, Status, TaskRecord, TaskResult, TaskStats, Video,
+};
 
 /// The Describe (and callback) JSON of `task`.
 pub fn describe_json(task: &TaskRecord, request_id: &str) -> Value {
@@ -29,8 +31,16 @@ pub fn describe_json(task: &TaskRecord, request_id: &str) -> Value {
             out.insert(name.into(), json!(t));
         }
     }
-    if let Some(result) = &task.result {
-        out.insert("Result".into(), result_json(result));
+    match &task.result {
+        Some(result) => {
+            out.insert("Result".into(), result_json(result));
+        }
+        // A task whose outcome is being reported, or is over, always has a Result (one stored
+        // by an earlier version without it shows no videos).
+        None if matches!(task.status, Status::Callback | Status::Finished) => {
+            out.insert("Result".into(), result_json(&TaskResult::default()));
+        }
+        None => {}
     }
     if let Some(stats) = &task.stats {
         if let Some(seconds) = duration_json(stats.recorded_duration) {
@@ -142,7 +152,7 @@ fn duration_json(seconds: f64) -> Option<Value> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::task::{Muxer, OutputTarget, StartSpec, Status, StorageType};
+    use crate::task::{Muxer, OutputTarget, StartSpec, StorageType};
 
     fn spec() -> StartSpec {
         StartSpec {
@@ -204,6 +214,17 @@ mod tests {
                 "Muxer": "hls",
             })
         );
+    }
+
+    #[test]
+    fn a_finished_task_always_has_a_result() {
+        for status in [Status::Callback, Status::Finished] {
+            let v = describe_json(&task(status), "r");
+            assert_eq!(v["Result"], json!({"Videos": []}), "{status}");
+        }
+        for status in [Status::Normal, Status::Recording, Status::Upload] {
+            assert!(describe_json(&task(status), "r").get("Result").is_none());
+        }
     }
 
     #[test]
