@@ -39,7 +39,18 @@ fn a_web_record_client_session(mode: Mode) {
     let redis = TestRedis::start();
     let fixtures = fixture_server();
     let receiver = CallbackReceiver::start();
-    let wr = webrecord(&redis, &format!("wr-session-{mode:?}"), mode, 1);
+    // As web-record ran inside the customer's network: its pages and callback receiver are on
+    // a network the operator names (here loopback), not on any private address.
+    let wr = webrecord_with(
+        &redis,
+        &format!("wr-session-{mode:?}"),
+        mode,
+        1,
+        &[
+            ("PAGECAST_ALLOW_PRIVATE_URLS", "false"),
+            ("PAGECAST_ALLOWED_PRIVATE_NETWORKS", "127.0.0.0/8"),
+        ],
+    );
 
     // demo.js's Start: Width 1080, Height 720, MaxDurationLimit 36000; a CallbackURL; output
     // settings as web-record's docs show them (a TargetDir with a leading "/").

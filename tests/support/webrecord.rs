@@ -27,11 +27,22 @@ pub struct WebRecord {
 }
 
 pub fn webrecord(redis: &TestRedis, name: &str, mode: Mode, capacity: usize) -> WebRecord {
-    let compat: &[(&'static str, &str)] = match mode {
-        Mode::Default => &[],
-        Mode::Compat => &[("PAGECAST_COMPAT", "web-record")],
-    };
-    let svc = service_with(redis, name, true, 0, capacity, compat);
+    webrecord_with(redis, name, mode, capacity, &[])
+}
+
+/// [`webrecord`] with extra settings.
+pub fn webrecord_with(
+    redis: &TestRedis,
+    name: &str,
+    mode: Mode,
+    capacity: usize,
+    extra: &[(&'static str, &str)],
+) -> WebRecord {
+    let mut env: Vec<(&'static str, &str)> = extra.to_vec();
+    if mode == Mode::Compat {
+        env.push(("PAGECAST_COMPAT", "web-record"));
+    }
+    let svc = service_with(redis, name, true, 0, capacity, &env);
     WebRecord { svc, mode }
 }
 
