@@ -48,6 +48,7 @@ fn spec(i: usize) -> StartSpec {
         user_context: None,
         audio: true,
         capture: None,
+        user_agent: None,
     }
 }
 

@@ -117,8 +117,8 @@ pub struct RecorderConfig {
     /// libx264 constant rate factor (0-51, lower is better).
     #[arg(long, env = "PAGECAST_X264_CRF", default_value_t = 23, value_parser = clap::value_parser!(u8).range(0..=51))]
     pub crf: u8,
-    /// Seconds a page may take to load.
-    #[arg(long, env = "PAGECAST_NAVIGATION_TIMEOUT", default_value_t = 30)]
+    /// Seconds a page may take to load (60, as the source product waits for the load event).
+    #[arg(long, env = "PAGECAST_NAVIGATION_TIMEOUT", default_value_t = 60)]
     pub navigation_timeout: u64,
     /// Seconds a page's main thread may stay unresponsive before the page counts as hung and is
     /// reopened (0 = never).

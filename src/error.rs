@@ -87,6 +87,12 @@ error_codes! {
     StorageNotAllowed => 400, Client;
     /// A task in progress will write where the new task's result would go.
     OutputInUse => 409, Client;
+    /// `Output.Vod`: delivery to Tencent's VOD service is not available (use `Output.Cos` or
+    /// `Output.S3`).
+    UnsupportedOutput => 400, Client;
+    /// Task result: the task was stopped (Stop, Cancel, or the page's `stopRecord()`) before its
+    /// recording began; nothing was recorded.
+    Canceled => 409, Client;
     /// The page could not be loaded (DNS, connection, TLS, HTTP error status, timeout).
     PageLoadFailed => 400, Client;
     /// A ManualStart page never called `window.startRecord()` before the start deadline.

@@ -22,7 +22,7 @@ use pagecast::api::layers::HttpPolicy;
 use pagecast::api::routes::{ApiState, app};
 use pagecast::api::signed_url::UrlSigner;
 use pagecast::api::start::StartLimits;
-use pagecast::task::store::{ControlMsg, TaskStore, TimeField, Transition};
+use pagecast::task::store::{Claim, ControlMsg, TaskStore, TimeField, Transition};
 use pagecast::task::{Status, TaskResult, TaskStats, Video};
 use redis_support::TestRedis;
 use reqwest::header::HeaderMap;
@@ -198,8 +198,15 @@ impl Spec {
 
     /// A small JSON Schema check: `$ref`, `allOf`, `oneOf`, `type`, `enum`, `const`, `format:
     /// uuid`, `minimum`, `maximum`, `maxLength`, `properties` (closed: an undeclared key is an
-    /// error), `required` and `items`.
+    /// error, stricter than JSON Schema, so that undocumented fields are caught), `required` and
+    /// `items`. Which `oneOf` alternative a value matches is decided as JSON Schema decides it
+    /// (a client's validator does: objects are open unless `additionalProperties: false`), and
+    /// the value is then checked strictly against that one.
     fn validate(&self, schema: &Value, value: &Value, at: &str, errs: &mut Vec<String>) {
+        self.check(schema, value, at, errs, true);
+    }
+
+    fn check(&self, schema: &Value, value: &Value, at: &str, errs: &mut Vec<String>, strict: bool) {
         let schema = self.deref(schema);
         let mut parts = vec![schema];
         if let Some(all) = schema.get("allOf").and_then(Value::as_array) {
@@ -261,8 +268,11 @@ impl Spec {
             let mut closed = false;
             for part in &parts {
                 if let Some(props) = part.get("properties").and_then(Value::as_object) {
-                    closed = true;
+                    closed |= strict;
                     declared.extend(props.iter().map(|(k, v)| (k.as_str(), v)));
+                }
+                if part.get("additionalProperties") == Some(&Value::Bool(false)) {
+                    closed = true;
                 }
                 if let Some(req) = part.get("required").and_then(Value::as_array) {
                     required.extend(req.iter().filter_map(Value::as_str));
@@ -276,7 +286,7 @@ impl Spec {
             for (key, sub) in map {
                 match declared.get(key.as_str()) {
                     Some(sub_schema) => {
-                        self.validate(sub_schema, sub, &format!("{at}.{key}"), errs)
+                        self.check(sub_schema, sub, &format!("{at}.{key}"), errs, strict)
                     }
                     None if closed => errs.push(format!(
                         "{at}.{key}: not a property the spec declares (declared: {:?})",
@@ -288,22 +298,24 @@ impl Spec {
         }
         if let (Value::Array(items), Some(item_schema)) = (value, schema.get("items")) {
             for (i, item) in items.iter().enumerate() {
-                self.validate(item_schema, item, &format!("{at}[{i}]"), errs);
+                self.check(item_schema, item, &format!("{at}[{i}]"), errs, strict);
             }
         }
         if let Some(alternatives) = schema.get("oneOf").and_then(Value::as_array) {
-            let matching = alternatives
+            let matching: Vec<&Value> = alternatives
                 .iter()
                 .filter(|alt| {
                     let mut e = Vec::new();
-                    self.validate(alt, value, at, &mut e);
+                    self.check(alt, value, at, &mut e, false);
                     e.is_empty()
                 })
-                .count();
-            if matching != 1 {
-                errs.push(format!(
-                    "{at}: matches {matching} of the spec's oneOf alternatives, not exactly one: {value}"
-                ));
+                .collect();
+            match matching.as_slice() {
+                [one] => self.check(one, value, at, errs, strict),
+                _ => errs.push(format!(
+                    "{at}: matches {} of the spec's oneOf alternatives, not exactly one: {value}",
+                    matching.len()
+                )),
             }
         }
     }
@@ -353,6 +365,19 @@ fn the_spec_validator_catches_what_it_should() {
         &mut errs,
     );
     assert_eq!(errs.len(), 2, "{errs:?}");
+    // A Describe answer matches exactly one of the 200 answers, as a client's JSON Schema
+    // validator (objects open by default) decides it; so does Start's.
+    let ok_answer = SPEC.deref(&SPEC.root["paths"]["/"]["post"]["responses"]["200"]);
+    let answers = ok_answer["content"]["application/json"]["schema"].clone();
+    for ok in [
+        json!({"TaskID": "6f1c2d7e-8a4b-4c3d-9e5f-0a1b2c3d4e5f", "RequestID": "r"}),
+        json!({"TaskID": "6f1c2d7e-8a4b-4c3d-9e5f-0a1b2c3d4e5f", "RequestID": "r",
+               "Status": "normal", "CreateTime": 1, "Restarts": 0, "Muxer": "mp4"}),
+    ] {
+        let mut errs = Vec::new();
+        spec.validate(&answers, &ok, "body", &mut errs);
+        assert!(errs.is_empty(), "{ok}: {errs:?}");
+    }
     assert_eq!(SPEC.http_of_code.get("InvalidState"), Some(&409));
 }
 
@@ -792,11 +817,11 @@ async fn user_context_is_echoed_and_secrets_never_come_back() {
     assert_eq!(r.status, 200, "{}", r.text);
     let id = r.json["TaskID"].as_str().unwrap().to_owned();
     texts.push(r.text);
-    // The key was accepted and is kept apart from the task.
+    // The key (its first 16 bytes, as in the source product) is kept apart from the task.
     let secrets = api.store.secrets(&id).await.expect("secrets");
     assert_eq!(
-        secrets.encrypt_key.as_deref().map(str::to_ascii_lowercase),
-        Some(KEY.to_ascii_lowercase())
+        secrets.encrypt_key.as_deref(),
+        Some(hex::encode(&KEY.as_bytes()[..16]).as_str())
     );
 
     let d = api.describe(&id).await;
@@ -824,14 +849,14 @@ async fn user_context_is_echoed_and_secrets_never_come_back() {
             "Data.Output.Video.AuthUrl",
         ),
         (
-            video(json!({"Muxer": "hls", "EncryptKey": format!("{KEY}0"), "AuthUrl": auth_url})),
+            video(json!({"Muxer": "hls", "EncryptKey": &KEY[..15], "AuthUrl": auth_url})),
             "Data.Output.Video.EncryptKey",
         ),
         (
             video(
-                json!({"Muxer": "hls", "EncryptKey": format!("{}zz", &KEY[..30]), "AuthUrl": auth_url}),
+                json!({"Muxer": "hls", "EncryptKeyHex": format!("{}zz", &KEY[..30]), "AuthUrl": auth_url}),
             ),
-            "Data.Output.Video.EncryptKey",
+            "Data.Output.Video.EncryptKeyHex",
         ),
         (
             start_with(json!({
@@ -857,7 +882,10 @@ async fn user_context_is_echoed_and_secrets_never_come_back() {
     for text in &texts {
         let folded = text.to_ascii_lowercase();
         assert!(
-            !folded.contains(&lower) && !folded.contains(&lower[..16]) && !text.contains(&upper),
+            !folded.contains(&lower)
+                && !folded.contains(&lower[..16])
+                && !text.contains(&upper)
+                && !folded.contains(&hex::encode(&KEY.as_bytes()[..16])),
             "the EncryptKey leaked: {text}"
         );
         assert!(!text.contains("sig=abc"), "the AuthUrl leaked: {text}");
@@ -984,7 +1012,12 @@ async fn every_validation_failure_has_its_code_status_and_field() {
     let fields: Vec<(Value, &str, &str)> = vec![
         (json!({"Width": 4000}), "InvalidParam", "Data.Width"),
         (json!({"Width": "abc"}), "InvalidParam", "Data.Width"),
-        (json!({"Width": "1280"}), "InvalidParam", "Data.Width"),
+        (json!({"Width": "1280px"}), "InvalidParam", "Data.Width"),
+        (
+            json!({"ManualStart": "1"}),
+            "InvalidParam",
+            "Data.ManualStart",
+        ),
         (json!({"Width": -1}), "InvalidParam", "Data.Width"),
         (json!({"Width": 1280.5}), "InvalidParam", "Data.Width"),
         (json!({"Width": 8}), "InvalidParam", "Data.Width"),
@@ -995,7 +1028,7 @@ async fn every_validation_failure_has_its_code_status_and_field() {
             "Data.MaxDurationLimit",
         ),
         (
-            json!({"MaxDurationLimit": "600"}),
+            json!({"MaxDurationLimit": "600s"}),
             "InvalidParam",
             "Data.MaxDurationLimit",
         ),
@@ -1066,7 +1099,7 @@ async fn every_validation_failure_has_its_code_status_and_field() {
             "Data.Output.Cos.TargetDir",
         ),
         (
-            json!({"Output": {"Cos": {"TargetDir": "/abs"}}}),
+            json!({"Output": {"Cos": {"TargetDir": "//abs"}}}),
             "InvalidParam",
             "Data.Output.Cos.TargetDir",
         ),
@@ -1192,10 +1225,17 @@ async fn every_validation_failure_has_its_code_status_and_field() {
             "Width": null,
             "CallbackURL": "",
             "Something": {"New": true},
-            "Output": {"Vod": {"MediaInfo": {"ClassId": 3}}, "Video": {"Muxer": "HLS"}},
+            "Output": {"Video": {"Muxer": "HLS"}},
         }))
         .await;
     assert_eq!(api.describe(&id).await["Muxer"], "hls");
+    // But not a delivery pagecast cannot make: VOD is refused, not silently ignored.
+    let r = api
+        .post(&start_with(
+            json!({"Output": {"Vod": {"MediaInfo": {"ClassId": 3}}}}),
+        ))
+        .await;
+    assert_error(&r, 400, "UnsupportedOutput", "Data.Output.Vod");
 }
 
 #[tokio::test]
@@ -1275,14 +1315,18 @@ async fn control_actions_follow_the_status_machine() {
     let api = serve(&redis, |_| {}).await;
     let id = api.start_page().await;
 
-    // Not recording yet: only Stop (and Describe) make sense.
-    for action in ["Pause", "Resume", "Refresh"] {
-        let r = api.on_task(action, &id).await;
-        assert_error(&r, 409, "InvalidState", action);
-        assert!(r.json["ErrorMessage"].as_str().unwrap().contains("normal"));
-    }
+    // Not recording yet: Pause and Resume are remembered for when recording begins, Refresh
+    // goes to the worker (it reloads a page waiting for startRecord()); the status stays.
+    assert!(!api.store.start_paused(&id).await.unwrap());
+    assert_eq!(api.on_task("Pause", &id).await.status, 200);
+    assert!(api.store.start_paused(&id).await.unwrap(), "remembered");
     assert_eq!(api.status_of(&id).await, "normal");
-    assert!(api.controls(&id).await.is_empty());
+    assert_eq!(api.on_task("Refresh", &id).await.status, 200);
+    assert_eq!(api.on_task("Resume", &id).await.status, 200);
+    assert!(!api.store.start_paused(&id).await.unwrap(), "and forgotten");
+    assert_eq!(api.on_task("Pause", &id).await.status, 200);
+    assert_eq!(api.status_of(&id).await, "normal");
+    assert_eq!(api.controls(&id).await, [Pause, Refresh, Resume, Pause]);
 
     api.begin_recording(&id).await;
     let d = api.describe(&id).await;
@@ -1290,9 +1334,11 @@ async fn control_actions_follow_the_status_machine() {
     assert!(d["StartTime"].is_i64(), "{d}");
 
     // Pause, and Pause again: idempotent.
+    let before = api.controls(&id).await.len();
+    let before_pause = before;
     assert_eq!(api.on_task("Pause", &id).await.status, 200);
     assert_eq!(api.status_of(&id).await, "paused");
-    assert_eq!(api.controls(&id).await, [Pause]);
+    assert_eq!(api.controls(&id).await[before..], [Pause]);
     let r = api.on_task("Pause", &id).await;
     assert_eq!(
         (r.status, r.json["TaskID"].as_str()),
@@ -1300,7 +1346,7 @@ async fn control_actions_follow_the_status_machine() {
     );
     assert_eq!(api.status_of(&id).await, "paused");
     assert_eq!(
-        api.controls(&id).await,
+        api.controls(&id).await[before..],
         [Pause],
         "a repeated Pause changes nothing"
     );
@@ -1314,7 +1360,7 @@ async fn control_actions_follow_the_status_machine() {
     assert_eq!(api.status_of(&id).await, "recording");
     assert_eq!(api.on_task("Resume", &id).await.status, 200);
     assert_eq!(api.status_of(&id).await, "recording");
-    assert_eq!(api.controls(&id).await, [Pause, Refresh, Resume]);
+    assert_eq!(api.controls(&id).await[before..], [Pause, Refresh, Resume]);
 
     // Refresh while recording lands on the control stream.
     let r = api.on_task("Refresh", &id).await;
@@ -1342,7 +1388,7 @@ async fn control_actions_follow_the_status_machine() {
     assert_eq!(again["Status"], "canceled");
     assert_eq!(again["CancelTime"], cancel);
     assert_eq!(
-        api.controls(&id).await,
+        api.controls(&id).await[before_pause..],
         [Pause, Refresh, Resume, Refresh, Stop]
     );
 
@@ -1374,6 +1420,8 @@ async fn control_actions_follow_the_status_machine() {
             filename: format!("{id}/1700000000000.mp4"),
             file_size: 1234,
             file_url: format!("http://127.0.0.1/files/{id}/1700000000000.mp4"),
+            file_duration: Some(12.3),
+            segment_count: None,
         }],
     });
     done.stats = Some(TaskStats {
@@ -1402,6 +1450,8 @@ async fn control_actions_follow_the_status_machine() {
     assert_eq!(d["Status"], "finished");
     assert!(d["FinishTime"].is_i64() && d["StopTime"].is_i64(), "{d}");
     assert_eq!(d["Result"]["Videos"][0]["FileSize"], 1234);
+    assert_eq!(d["Result"]["Videos"][0]["Filename"], "1700000000000.mp4");
+    assert_eq!(d["Result"]["Videos"][0]["FileDuration"], 12);
     assert_eq!(d["RecordedDuration"], 12.346);
     assert_eq!(d["Stats"]["Refreshes"], 2);
 
@@ -1483,12 +1533,16 @@ async fn stop_before_recording_cancels_the_task() {
         (r.status, r.json["TaskID"].as_str()),
         (200, Some(id.as_str()))
     );
+    // No worker had it: it ends at once, through the stages, as Canceled with no videos.
     let d = api.describe(&id).await;
     assert_eq!(d["Status"], "finished");
     let finish = d["FinishTime"].as_i64().expect("FinishTime");
     assert!((before..=now()).contains(&finish), "{d}");
     assert!(d["CancelTime"].is_i64(), "{d}");
     assert!(d.get("StartTime").is_none(), "{d}");
+    assert_eq!(d["Result"]["ErrorCode"], "Canceled", "{d}");
+    assert_eq!(d["Result"]["Videos"], json!([]), "{d}");
+    assert!(d["Result"]["ErrorMessage"].as_str().is_some(), "{d}");
     // The task is no longer waiting for a worker.
     assert_eq!(api.store.queued_count().await.unwrap(), 0);
 
@@ -1500,6 +1554,30 @@ async fn stop_before_recording_cancels_the_task() {
         assert_error(&r, 409, "InvalidState", action);
     }
     assert_eq!(api.status_of(&id).await, "finished");
+
+    // With a CallbackURL it goes on to `callback` (the callback stage reports the outcome).
+    let id = api
+        .start(json!({"RecordURL": PAGE, "CallbackURL": "https://hooks.example.org/cb"}))
+        .await;
+    assert_eq!(api.on_task("Cancel", &id).await.status, 200);
+    let d = api.describe(&id).await;
+    assert_eq!(d["Status"], "callback", "{d}");
+    assert_eq!(d["Result"]["ErrorCode"], "Canceled", "{d}");
+
+    // A worker holds it (loading its page, or waiting for startRecord()): the task is
+    // `canceled`, and that worker ends it.
+    let id = api.start_page().await;
+    let claim = api
+        .store
+        .claim(&id, "worker-1", &[Status::Normal], now() * 1000, 60_000)
+        .await
+        .unwrap();
+    assert!(matches!(claim, Claim::Acquired { .. }), "{claim:?}");
+    assert_eq!(api.on_task("Stop", &id).await.status, 200);
+    let d = api.describe(&id).await;
+    assert_eq!(d["Status"], "canceled", "{d}");
+    assert!(d.get("Result").is_none(), "{d}");
+    assert_eq!(api.controls(&id).await, [ControlMsg::Stop]);
 
     // Stop on a paused task ends the recording like Stop on a recording one.
     let id = api.start_page().await;
@@ -2528,15 +2606,22 @@ async fn web_record_mode_answers_errors_with_200_and_its_codes() {
     ];
     let start = json!({"Action": "Start", "Data": {"RecordURL": PAGE}}).to_string();
     let mut ids = Vec::new();
+    // Tasks stopped before they began: finished (Canceled), so Pause is in the wrong status.
+    let mut done = Vec::new();
     for api in [&plain, &compat] {
         let r = api.post_with("/", start.clone(), &auth).await;
         assert_eq!(r.status, 200);
         ids.push(r.json["TaskID"].as_str().unwrap().to_string());
+        let r = api.post_with("/", start.clone(), &auth).await;
+        let id = r.json["TaskID"].as_str().unwrap().to_string();
+        let stop = json!({"Action": "Stop", "Data": {"TaskID": id}}).to_string();
+        assert_eq!(api.post_with("/", stop, &auth).await.status, 200);
+        done.push(id);
     }
     let unknown = uuid::Uuid::new_v4().to_string();
     // (body, headers, default answer, web-record code)
     type Case<'a> = (String, Vec<(&'a str, &'a str)>, (u16, &'a str), &'a str);
-    let cases = |id: &str| -> Vec<Case<'_>> {
+    let cases = |done: &str| -> Vec<Case<'_>> {
         vec![
             (
                 json!({"Action": "Describe", "Data": {}}).to_string(),
@@ -2551,7 +2636,7 @@ async fn web_record_mode_answers_errors_with_200_and_its_codes() {
                 "InvalidParam",
             ),
             (
-                json!({"Action": "Pause", "Data": {"TaskID": id}}).to_string(),
+                json!({"Action": "Pause", "Data": {"TaskID": done}}).to_string(),
                 auth.to_vec(),
                 (409, "InvalidState"),
                 "InvalidStatus",
@@ -2585,9 +2670,9 @@ async fn web_record_mode_answers_errors_with_200_and_its_codes() {
             ),
         ]
     };
-    for ((plain_case, compat_case), path) in cases(&ids[0])
+    for ((plain_case, compat_case), path) in cases(&done[0])
         .into_iter()
-        .zip(cases(&ids[1]))
+        .zip(cases(&done[1]))
         .flat_map(|c| [(c.clone(), "/"), (c, "/record")])
     {
         let (body, headers, default, _) = plain_case;

@@ -139,8 +139,9 @@ fn chain_env(s3: &TestS3, endpoint: &str, home: &std::path::Path) -> Vec<(&'stat
 fn in_bucket(s3: &TestS3, d: &serde_json::Value) -> (String, String) {
     assert!(d["Result"]["ErrorCode"].is_null(), "{d}");
     let v = &d["Result"]["Videos"][0];
+    // `Key` is the object's name (`Filename` its base name).
     let (name, url) = (
-        v["Filename"].as_str().unwrap().to_string(),
+        v["Key"].as_str().unwrap().to_string(),
         v["FileURL"].as_str().unwrap().to_string(),
     );
     let stored = s3

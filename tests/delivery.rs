@@ -51,19 +51,49 @@ fn get(url: &str) -> (u16, Vec<u8>) {
     })
 }
 
+/// `Result.Videos` as (object key, size, URL); `Filename` is the key's base name.
 fn videos(d: &Value) -> Vec<(String, u64, String)> {
     d["Result"]["Videos"]
         .as_array()
         .unwrap_or_else(|| panic!("no videos in {d}"))
         .iter()
         .map(|v| {
+            let key = v["Key"].as_str().unwrap().to_string();
+            assert_eq!(
+                v["Filename"].as_str(),
+                key.rsplit('/').next(),
+                "Filename is the base name: {v}"
+            );
+            assert!(v["FileDuration"].as_u64().is_some(), "{v}");
             (
-                v["Filename"].as_str().unwrap().to_string(),
+                key,
                 v["FileSize"].as_u64().unwrap(),
                 v["FileURL"].as_str().unwrap().to_string(),
             )
         })
         .collect()
+}
+
+/// The segment file names an HLS playlist names (percent-decoded), after checking that
+/// `Result.Videos` lists only the playlist, with their number.
+fn playlist_segments(d: &Value, playlist_text: &str) -> Vec<String> {
+    let listed = d["Result"]["Videos"].as_array().unwrap();
+    assert_eq!(listed.len(), 1, "HLS lists only its playlist: {d}");
+    let names: Vec<String> = playlist_text
+        .lines()
+        .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
+        .map(|l| {
+            percent_encoding::percent_decode_str(l)
+                .decode_utf8_lossy()
+                .into_owned()
+        })
+        .collect();
+    assert_eq!(
+        listed[0]["SegmentCount"].as_u64(),
+        Some(names.len() as u64),
+        "SegmentCount: {d}"
+    );
+    names
 }
 
 fn finished(url: &str, id: &str) -> Value {
@@ -443,9 +473,10 @@ fn names_at_the_storage_limits_record_and_deliver() {
     assert!(d["Result"]["ErrorCode"].is_null(), "{d}");
     let v = videos(&d);
     assert_eq!(v[0].0, format!("limits/{hls_name}.m3u8"));
-    assert!(v.len() > 1, "segments are listed too: {d}");
-    for (key, _, _) in &v[1..] {
-        let segment = key.rsplit('/').next().unwrap();
+    let (_, text) = get(&v[0].2);
+    let segments = playlist_segments(&d, &String::from_utf8(text).unwrap());
+    assert!(!segments.is_empty(), "{d}");
+    for segment in &segments {
         assert_eq!(segment.len(), 247, "{segment}");
     }
     let (ok, errors) = ffmpeg_decodes(&v[0].2);
@@ -637,7 +668,7 @@ fn encrypted_hls_is_uploaded_whole_and_plays_only_with_the_key_from_auth_url() {
             "RecordURL": format!("{fixtures}/animated.html"),
             "MaxDurationLimit": 8,
             "Output": {
-                "Video": { "Muxer": "hls", "EncryptKey": KEY, "AuthUrl": auth_url },
+                "Video": { "Muxer": "hls", "EncryptKeyHex": KEY, "AuthUrl": auth_url },
                 "Cos": { "Domain": format!("{cdn}/pub") },
             },
         }),
@@ -669,32 +700,30 @@ fn encrypted_hls_is_uploaded_whole_and_plays_only_with_the_key_from_auth_url() {
         .iter()
         .find(|(name, ..)| name.ends_with(".m3u8"))
         .unwrap_or_else(|| panic!("no playlist in {d}"));
-    // The default names: <TaskID>/playlist.m3u8 and playlist_NNNNNN.ts beside it.
+    // The default names: <TaskID>/playlist.m3u8 and playlist_NNNNNN.ts beside it; only the
+    // playlist is listed, with its number of segments.
     assert_eq!(playlist.0, format!("{id}/playlist.m3u8"));
-    let segments: Vec<_> = v
-        .iter()
-        .filter(|(name, ..)| name.ends_with(".ts"))
-        .collect();
-    assert!(segments.len() >= 2, "every segment is listed: {d}");
-    assert_eq!(v.len(), segments.len() + 1, "{d}");
-    for (name, ..) in &segments {
-        let file = name
-            .strip_prefix(&format!("{id}/playlist_"))
-            .unwrap_or_default();
-        assert!(file.len() == 9 && file.ends_with(".ts"), "{name}");
-    }
-    for (name, size, url) in &v {
-        let stored = s3.object(s3_support::BUCKET, name).expect("in the bucket");
-        assert_eq!(stored.len() as u64, *size, "{name}");
-        let (status, body) = get(url);
-        assert_eq!(status, 200, "{url}");
-        assert_eq!(&body, &stored);
-        if name.ends_with(".ts") {
-            assert_ne!(body[0], 0x47, "{name} must not be plain MPEG-TS");
-        }
-    }
-    let (_, text) = get(&playlist.2);
+    let (status, text) = get(&playlist.2);
+    assert_eq!(status, 200, "{}", playlist.2);
     let text = String::from_utf8(text).unwrap();
+    let stored = s3
+        .object(s3_support::BUCKET, &playlist.0)
+        .expect("in the bucket");
+    assert_eq!(stored.len() as u64, playlist.1);
+    let segments = playlist_segments(&d, &text);
+    assert!(segments.len() >= 2, "{text}");
+    let base = playlist.2.rsplit_once('/').unwrap().0;
+    for file in &segments {
+        let n = file.strip_prefix("playlist_").unwrap_or_default();
+        assert!(n.len() == 9 && n.ends_with(".ts"), "{file}");
+        let stored = s3
+            .object(s3_support::BUCKET, &format!("{id}/{file}"))
+            .expect("every segment is in the bucket");
+        let (status, body) = get(&format!("{base}/{file}"));
+        assert_eq!(status, 200, "{file}");
+        assert_eq!(body, stored);
+        assert_ne!(body[0], 0x47, "{file} must not be plain MPEG-TS");
+    }
     assert!(
         text.contains(&format!("URI=\"{auth_url}\"")),
         "the playlist's key URI is AuthUrl: {text}"
@@ -932,8 +961,9 @@ fn callbacks_survive_a_receiver_outage_and_give_up_only_after_the_retry_period()
     assert_eq!(delivery.event_id.as_deref(), Some(event_id.as_str()));
     let sent: Value = serde_json::from_slice(&delivery.body).unwrap();
     assert_eq!(sent["TaskID"], late_id.as_str());
-    assert_eq!(sent["Status"], "finished");
-    assert!(sent["FinishTime"].as_i64().is_some());
+    // As web-record posts it: the task in status callback, with its finish time.
+    assert_eq!(sent["Status"], "callback");
+    assert_eq!(sent["FinishTime"], d["FinishTime"], "{sent}\n{d}");
     assert!(!sent["Result"]["Videos"].as_array().unwrap().is_empty());
 
     // A receiver that never accepts: retried with backoff until the period is spent.
@@ -1048,13 +1078,13 @@ fn a_generated_key_goes_only_to_the_callback_receiver_and_decrypts_the_result() 
     let d = finished(&svc.url, &id);
     assert!(d["Result"]["ErrorCode"].is_null(), "{d}");
     assert!(
-        d.get("EncryptKey").is_none(),
+        d.get("EncryptKey").is_none() && d.get("EncryptKeyHex").is_none(),
         "Describe never shows the key: {d}"
     );
     let got = receiver.received();
     assert_eq!(got.len(), 1);
     let body: Value = serde_json::from_slice(&got[0].body).unwrap();
-    let key = body["EncryptKey"]
+    let key = body["EncryptKeyHex"]
         .as_str()
         .unwrap_or_else(|| panic!("the callback carries the key: {body}"))
         .to_string();

@@ -342,6 +342,7 @@ fn full_task() -> TaskRecord {
             user_context: Some("ctx".into()),
             audio: true,
             capture: None,
+            user_agent: None,
         },
         result: Some(TaskResult {
             error_code: Some("CallbackFailed".into()),
@@ -350,6 +351,8 @@ fn full_task() -> TaskRecord {
                 filename: "a/b.m3u8".into(),
                 file_size: 1,
                 file_url: "https://cdn.example.org/a/b.m3u8".into(),
+                file_duration: Some(89.9),
+                segment_count: Some(45),
             }],
         }),
         stats: Some(TaskStats {

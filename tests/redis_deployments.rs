@@ -35,6 +35,7 @@ fn spec() -> StartSpec {
         user_context: None,
         audio: true,
         capture: None,
+        user_agent: None,
     }
 }
 

@@ -450,15 +450,20 @@ fn killed_worker_is_taken_over(muxer: &str) {
     assert!(d["Result"]["ErrorCode"].is_null(), "{d}");
     let videos = d["Result"]["Videos"].as_array().unwrap();
     let file = if muxer == "hls" {
-        // One playlist naming every segment once, each listed in the result.
-        let playlist = svc.out.join(videos[0]["Filename"].as_str().unwrap());
+        // One playlist naming every segment once; the result lists the playlist and their number.
+        let playlist = svc.out.join(videos[0]["Key"].as_str().unwrap());
         let text = std::fs::read_to_string(&playlist).unwrap();
         let names: Vec<&str> = text.lines().filter(|l| l.ends_with(".ts")).collect();
         let mut unique = names.clone();
         unique.sort();
         unique.dedup();
         assert_eq!(unique.len(), names.len(), "{text}");
-        assert_eq!(videos.len(), names.len() + 1, "{d}");
+        assert_eq!(videos.len(), 1, "{d}");
+        assert_eq!(
+            videos[0]["SegmentCount"].as_u64(),
+            Some(names.len() as u64),
+            "{d}"
+        );
         assert_eq!(text.matches("#EXT-X-DISCONTINUITY").count(), 1, "{text}");
         playlist
     } else {
@@ -688,7 +693,7 @@ fn the_task_disk_quota_ends_an_mp4_recording_while_published_hls_stays_far_below
         "{most} segments were in the work directory at once"
     );
     let videos = d["Result"]["Videos"].as_array().unwrap();
-    let playlist = svc.out.join(videos[0]["Filename"].as_str().unwrap());
+    let playlist = svc.out.join(videos[0]["Key"].as_str().unwrap());
     let text = std::fs::read_to_string(&playlist).unwrap();
     let listed: f64 = text
         .lines()
@@ -696,18 +701,22 @@ fn the_task_disk_quota_ends_an_mp4_recording_while_published_hls_stays_far_below
         .filter_map(|l| l.trim_end_matches(',').parse::<f64>().ok())
         .sum();
     assert_close(listed, 20.0, 0.2, "HLS length");
+    assert_eq!(videos.len(), 1, "only the playlist is listed: {d}");
     assert_eq!(
-        videos.len(),
-        text.lines().filter(|l| l.ends_with(".ts")).count() + 1
+        videos[0]["FileDuration"].as_u64(),
+        Some(listed.round() as u64)
     );
-    for v in videos {
-        let file = svc.out.join(v["Filename"].as_str().unwrap());
-        assert_eq!(
-            std::fs::metadata(&file).map(|m| m.len()).ok(),
-            v["FileSize"].as_u64(),
-            "{}",
-            file.display()
-        );
+    let segments: Vec<&str> = text.lines().filter(|l| l.ends_with(".ts")).collect();
+    assert_eq!(
+        videos[0]["SegmentCount"].as_u64(),
+        Some(segments.len() as u64)
+    );
+    assert_eq!(
+        std::fs::metadata(&playlist).map(|m| m.len()).ok(),
+        videos[0]["FileSize"].as_u64()
+    );
+    for s in segments {
+        assert!(playlist.with_file_name(s).is_file(), "{s}");
     }
     assert_close(probe(&playlist, &[]).duration, 20.0, 0.2, "HLS duration");
 

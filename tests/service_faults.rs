@@ -194,7 +194,7 @@ fn a_full_work_disk_ends_the_recording_in_time_and_the_worker_recovers() {
         .cloned()
         .unwrap_or_default();
     assert_eq!(videos.len(), 1, "the recorded part is delivered: {d}");
-    let file = out.join(videos[0]["Filename"].as_str().unwrap());
+    let file = out.join(videos[0]["Key"].as_str().unwrap());
     assert_eq!(
         std::fs::metadata(&file).map(|m| m.len()).ok(),
         videos[0]["FileSize"].as_u64(),

@@ -38,6 +38,7 @@ fn spec() -> StartSpec {
         user_context: None,
         audio: true,
         capture: None,
+        user_agent: None,
     }
 }
 

@@ -38,12 +38,14 @@ fn spec() -> StartSpec {
         user_context: Some("ctx".into()),
         audio: true,
         capture: None,
+        user_agent: None,
     }
 }
 
 fn secrets() -> TaskSecrets {
     TaskSecrets {
         encrypt_key: Some(KEY.into()),
+        encrypt_iv: None,
         key_generated: false,
     }
 }

@@ -263,6 +263,14 @@ async fn control_task(
             ActionEffect::NotAllowed => {
                 return Err(ApiError::invalid_state(named.as_str(), task.status));
             }
+            ActionEffect::BeforeStart => {
+                let paused = action == ControlAction::Pause;
+                match state.store.remember_pause(&id, paused).await {
+                    Ok(()) => return Ok(json!({ "TaskID": id })),
+                    Err(StoreError::Conflict { .. }) => continue,
+                    Err(e) => return Err(store_error(e)),
+                }
+            }
             ActionEffect::Signal => {
                 state.store.signal(&id, msg).await.map_err(store_error)?;
                 info!(task_id = %id, action = named.as_str(), "signalled");
@@ -281,6 +289,15 @@ async fn control_task(
                 match state.store.transition(&id, t).await {
                     Ok(()) => {
                         info!(task_id = %id, action = named.as_str(), from = %task.status, to = %to, "task moved");
+                        if task.status == Status::Normal
+                            && to == Status::Canceled
+                            && let Err(e) =
+                                crate::task::prestart::end_if_unclaimed(&state.store, &id, now)
+                                    .await
+                        {
+                            // The Stop took effect; a worker ends the task when it takes it up.
+                            warn!(task_id = %id, error = %e, "ending the canceled task failed");
+                        }
                         return Ok(json!({ "TaskID": id }));
                     }
                     Err(StoreError::Conflict { .. }) => continue,

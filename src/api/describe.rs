@@ -10,7 +10,9 @@
 
 use serde_json::{Map, Value, json};
 
-use crate::task::{CallbackDelivery, CallbackState, TaskRecord, TaskResult, TaskStats};
+use crate::task::{
+    CallbackDelivery, CallbackState, Status, TaskRecord, TaskResult, TaskStats, Video,
+};
 
 /// The Describe (and callback) JSON of `task`.
 pub fn describe_json(task: &TaskRecord, request_id: &str) -> Value {
@@ -29,8 +31,16 @@ pub fn describe_json(task: &TaskRecord, request_id: &str) -> Value {
             out.insert(name.into(), json!(t));
         }
     }
-    if let Some(result) = &task.result {
-        out.insert("Result".into(), result_json(result));
+    match &task.result {
+        Some(result) => {
+            out.insert("Result".into(), result_json(result));
+        }
+        // A task whose outcome is being reported, or is over, always has a Result (one stored
+        // by an earlier version without it shows no videos).
+        None if matches!(task.status, Status::Callback | Status::Finished) => {
+            out.insert("Result".into(), result_json(&TaskResult::default()));
+        }
+        None => {}
     }
     if let Some(stats) = &task.stats {
         if let Some(seconds) = duration_json(stats.recorded_duration) {
@@ -61,18 +71,30 @@ fn result_json(result: &TaskResult) -> Value {
     if let Some(message) = &result.error_message {
         out.insert("ErrorMessage".into(), json!(message));
     }
-    let videos: Vec<Value> = result
-        .videos
-        .iter()
-        .map(|v| {
-            json!({
-                "Filename": v.filename,
-                "FileSize": v.file_size,
-                "FileURL": v.file_url,
-            })
-        })
-        .collect();
+    let videos: Vec<Value> = result.videos.iter().map(video_json).collect();
     out.insert("Videos".into(), Value::Array(videos));
+    Value::Object(out)
+}
+
+/// One of `Result.Videos`, as the source product lists it: `Filename` is the base name,
+/// `FileDuration` whole seconds (its clients read an integer); pagecast adds the object's `Key`
+/// and, for HLS, `SegmentCount`.
+fn video_json(v: &Video) -> Value {
+    let base = v.filename.rsplit('/').next().unwrap_or(&v.filename);
+    let mut out = Map::new();
+    out.insert("Filename".into(), json!(base));
+    out.insert("FileSize".into(), json!(v.file_size));
+    // Results stored before durations were kept report 0, never nothing.
+    let seconds = v.file_duration.filter(|s| s.is_finite() && *s >= 0.0);
+    out.insert(
+        "FileDuration".into(),
+        json!(seconds.map_or(0, |s| s.round() as u64)),
+    );
+    out.insert("FileURL".into(), json!(v.file_url));
+    out.insert("Key".into(), json!(v.filename));
+    if let Some(n) = v.segment_count {
+        out.insert("SegmentCount".into(), json!(n));
+    }
     Value::Object(out)
 }
 
@@ -130,7 +152,7 @@ fn duration_json(seconds: f64) -> Option<Value> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::task::{Muxer, OutputTarget, StartSpec, Status, StorageType, Video};
+    use crate::task::{Muxer, OutputTarget, StartSpec, StorageType};
 
     fn spec() -> StartSpec {
         StartSpec {
@@ -153,6 +175,7 @@ mod tests {
             user_context: None,
             audio: true,
             capture: None,
+            user_agent: None,
         }
     }
 
@@ -194,6 +217,17 @@ mod tests {
     }
 
     #[test]
+    fn a_finished_task_always_has_a_result() {
+        for status in [Status::Callback, Status::Finished] {
+            let v = describe_json(&task(status), "r");
+            assert_eq!(v["Result"], json!({"Videos": []}), "{status}");
+        }
+        for status in [Status::Normal, Status::Recording, Status::Upload] {
+            assert!(describe_json(&task(status), "r").get("Result").is_none());
+        }
+    }
+
+    #[test]
     fn every_status_is_rendered_as_its_wire_string() {
         for status in Status::ALL {
             let v = describe_json(&task(status), "r");
@@ -218,6 +252,8 @@ mod tests {
                 filename: "6f1c/1700000101000.mp4".into(),
                 file_size: 123_456,
                 file_url: "https://cdn.example.org/6f1c/1700000101000.mp4".into(),
+                file_duration: Some(80.6),
+                segment_count: None,
             }],
         });
         t.stats = Some(TaskStats {
@@ -255,9 +291,11 @@ mod tests {
                 "FinishTime": 1_700_000_130,
                 "Result": {
                     "Videos": [{
-                        "Filename": "6f1c/1700000101000.mp4",
+                        "Filename": "1700000101000.mp4",
                         "FileSize": 123_456,
+                        "FileDuration": 81,
                         "FileURL": "https://cdn.example.org/6f1c/1700000101000.mp4",
+                        "Key": "6f1c/1700000101000.mp4",
                     }],
                 },
                 "RecordedDuration": 80.123,
@@ -297,6 +335,55 @@ mod tests {
             v["Result"],
             json!({"ErrorCode": "PageLoadFailed", "ErrorMessage": "the page answered HTTP 404", "Videos": []})
         );
+    }
+
+    #[test]
+    fn hls_is_its_playlist_with_a_segment_count_and_old_results_have_a_duration() {
+        let mut t = task(Status::Finished);
+        t.result = Some(TaskResult {
+            error_code: None,
+            error_message: None,
+            videos: vec![
+                Video {
+                    filename: "room1/2024/playlist.m3u8".into(),
+                    file_size: 900,
+                    file_url: "http://cdn.example.org/room1/2024/playlist.m3u8".into(),
+                    file_duration: Some(36_000.4),
+                    segment_count: Some(18_001),
+                },
+                // Stored by an earlier version: no duration known.
+                Video {
+                    filename: "old.mp4".into(),
+                    file_size: 1,
+                    file_url: "http://x/old.mp4".into(),
+                    file_duration: None,
+                    segment_count: None,
+                },
+            ],
+        });
+        let v = describe_json(&t, "r");
+        assert_eq!(
+            v["Result"]["Videos"],
+            json!([
+                {
+                    "Filename": "playlist.m3u8",
+                    "FileSize": 900,
+                    "FileDuration": 36_000,
+                    "FileURL": "http://cdn.example.org/room1/2024/playlist.m3u8",
+                    "Key": "room1/2024/playlist.m3u8",
+                    "SegmentCount": 18_001,
+                },
+                {
+                    "Filename": "old.mp4",
+                    "FileSize": 1,
+                    "FileDuration": 0,
+                    "FileURL": "http://x/old.mp4",
+                    "Key": "old.mp4",
+                },
+            ])
+        );
+        // A ten-hour HLS recording's Describe stays small.
+        assert!(v.to_string().len() < 2048, "{v}");
     }
 
     #[test]

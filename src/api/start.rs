@@ -2,17 +2,20 @@
 //! task's [`TaskSecrets`] (kept apart, never echoed).
 //!
 //! Rules beyond the contract's table, all documented in `api-spec/openapi.yaml`:
-//! - Field names are case-sensitive; unknown fields are ignored (clients of the source product
-//!   send `Output.Vod` and others; they are accepted and ignored).
+//! - Field names are case-sensitive; unknown fields are ignored. `Output.Vod` (the source
+//!   product's VOD delivery) is refused with `UnsupportedOutput` rather than ignored: the client
+//!   would otherwise wait for a video that never reaches VOD.
 //! - `null` and, for optional string fields, `""` count as absent (the source product treats
 //!   falsy values as unset).
-//! - Integers may be written as JSON numbers with a zero fraction (`1280.0`); strings are never
-//!   taken for numbers or booleans.
+//! - Read leniently, as the source product's code does: integers may be JSON numbers with a
+//!   zero fraction (`1280.0`) or strings holding one (`"3600"`); booleans may be `1`/`0` or
+//!   `"true"`/`"false"`. Anything else (`"abc"`, `"1"` for a boolean, `[]`) is refused.
 //! - Width/Height in 1..15 are rejected: Chromium's window cannot be that small.
 //! - `Output.Video.*` and `Data.Video.*` are both accepted; if both set a field, they must agree.
 //! - `AuthUrl` is kept only together with `EncryptKey`.
-//! - `TargetDir`/`TargetName` are relative object names: no leading `/`, no `.`/`..`/empty
-//!   segments, no backslashes or control characters; one trailing `/` of `TargetDir` is dropped.
+//! - `TargetDir`/`TargetName` are relative object names: no `.`/`..`/empty segments, no
+//!   backslashes or control characters; one leading `/` of `TargetDir` is dropped (as the source
+//!   product does), and one trailing `/`.
 //! - Error messages quote client values shortened, and never quote `EncryptKey`.
 
 use std::path::Path;
@@ -38,15 +41,18 @@ mod video;
 use reader::Obj;
 use video::VideoFields;
 
-/// Default `MaxDurationLimit` in seconds (6 hours).
-pub const DEFAULT_MAX_DURATION_SECS: u32 = 21_600;
+/// Default `MaxDurationLimit` in seconds (10 hours, as in the source product's code).
+pub const DEFAULT_MAX_DURATION_SECS: u32 = 36_000;
 /// Largest `MaxDurationLimit` in seconds (10 hours).
 pub const MAX_MAX_DURATION_SECS: u32 = 36_000;
-/// Default `StartTimeout` in seconds.
-pub const DEFAULT_START_TIMEOUT_SECS: u32 = 300;
+/// Default `StartTimeout` in seconds: 0, no deadline of its own (a ManualStart page may take
+/// until `MaxDurationLimit`, as in the source product).
+pub const DEFAULT_START_TIMEOUT_SECS: u32 = 0;
 /// Largest `StartTimeout` in seconds (one day).
 pub const MAX_START_TIMEOUT_SECS: u32 = 86_400;
-/// Length of `EncryptKey` in hexadecimal characters (an AES-128 key).
+/// Length of an AES-128 key (the first bytes of `EncryptKey`).
+pub const ENCRYPT_KEY_BYTES: usize = 16;
+/// Length of `EncryptKeyHex` and `EncryptIv` in hexadecimal characters (16 bytes).
 pub const ENCRYPT_KEY_HEX_LEN: usize = 32;
 
 /// Every field path (relative to `Data`) that [`parse_start`] reads. The API spec must document
@@ -73,14 +79,19 @@ pub const START_FIELDS: &[&str] = &[
     "Output.S3.TargetDir",
     "Output.S3.TargetName",
     "Output.S3.Domain",
+    "Output.Vod",
     "Output.Video",
     "Output.Video.Muxer",
     "Output.Video.EncryptKey",
+    "Output.Video.EncryptKeyHex",
+    "Output.Video.EncryptIv",
     "Output.Video.AuthUrl",
     "Output.Video.GenerateKey",
     "Video",
     "Video.Muxer",
     "Video.EncryptKey",
+    "Video.EncryptKeyHex",
+    "Video.EncryptIv",
     "Video.AuthUrl",
     "Video.GenerateKey",
     "Fps",
@@ -88,10 +99,12 @@ pub const START_FIELDS: &[&str] = &[
     "UserContext",
     "Audio",
     "Capture",
+    "Headers",
+    "Headers.UserAgent",
 ];
 
 /// Fields of the source product that are accepted and ignored (documented as such in the spec).
-pub const IGNORED_START_FIELDS: &[&str] = &["Output.Vod"];
+pub const IGNORED_START_FIELDS: &[&str] = &[];
 
 /// What Start accepts: the size limits of its strings, and where a task's result may go.
 #[derive(Debug, Clone)]
@@ -184,7 +197,7 @@ pub fn parse_start(
         "MaxDurationLimit",
         0,
         MAX_MAX_DURATION_SECS as u64,
-        " (0 means the default, 21600)",
+        " (0 means the default, 36000)",
     )? {
         None | Some(0) => DEFAULT_MAX_DURATION_SECS,
         Some(v) => v as u32,
@@ -252,11 +265,9 @@ pub fn parse_start(
                 ));
             }
             let Some((auth_url, _)) = video.auth_url else {
-                let parent = key_path
-                    .trim_end_matches("EncryptKey")
-                    .trim_end_matches("GenerateKey");
+                let parent = key_path.rsplit_once('.').map_or("", |(p, _)| p);
                 return Err(ApiError::invalid(
-                    &format!("{parent}AuthUrl"),
+                    &format!("{parent}.AuthUrl"),
                     format!(
                         "is required with {key_path} (it is the key URI players fetch the key from)"
                     ),
@@ -288,9 +299,9 @@ pub fn parse_start(
         "StartTimeout",
         0,
         MAX_START_TIMEOUT_SECS as u64,
-        " (0 means the default, 300)",
+        " (0 means none: the page may take until MaxDurationLimit)",
     )? {
-        None | Some(0) => DEFAULT_START_TIMEOUT_SECS,
+        None => DEFAULT_START_TIMEOUT_SECS,
         Some(v) => v as u32,
     };
     let user_context = data
@@ -327,10 +338,13 @@ pub fn parse_start(
         user_context,
         audio,
         capture,
+        user_agent: p.user_agent(&data)?,
     };
     Ok((
         spec,
         TaskSecrets {
+            // The IV matters only with a key (like AuthUrl).
+            encrypt_iv: encrypt_key.as_ref().and(video.encrypt_iv.map(|(iv, _)| iv)),
             encrypt_key,
             key_generated: generate.is_some(),
         },
@@ -386,6 +400,23 @@ impl Parser<'_> {
             ));
         }
         Ok(url)
+    }
+
+    /// `Headers.UserAgent`: printable ASCII, as an HTTP header value must be.
+    fn user_agent(&self, data: &Obj<'_>) -> Result<Option<String>, ApiError> {
+        let Some(headers) = data.object("Headers")? else {
+            return Ok(None);
+        };
+        let Some(ua) = headers.string("UserAgent", self.limits.max_string_len)? else {
+            return Ok(None);
+        };
+        if !ua.bytes().all(|b| (0x20..0x7f).contains(&b)) {
+            return Err(ApiError::invalid(
+                &headers.field("UserAgent"),
+                "must be printable ASCII (it is sent as the User-Agent header)",
+            ));
+        }
+        Ok(Some(ua.trim().to_owned()).filter(|ua| !ua.is_empty()))
     }
 
     fn dimension(&self, data: &Obj<'_>, name: &str, default: u32) -> Result<u32, ApiError> {

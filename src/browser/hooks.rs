@@ -3,12 +3,22 @@
 //!
 //! One CDP binding (`__pagecastHook`) carries every call to pagecast; a script registered to run
 //! before any page script on every new document defines the five functions on top of it, so the
-//! controls exist again after every navigation or reload.
+//! controls exist again after every navigation or reload, before the page's own scripts run.
+//!
+//! Each control returns a Promise, as the source product's did (its controls were exposed
+//! functions, whose Promise settles when the action returns): it resolves once the action has
+//! taken effect and rejects with an `Error` whose `code` is a stable error code (its message
+//! starts with it) if the action cannot take effect. The source product's controls also took an
+//! optional callback, called with no argument on success and with the error on failure; so do
+//! these. Each call carries an id; pagecast answers it by calling `__pagecastSettle(id, code,
+//! message)` in the page context that made the call (see [`settle_expression`]).
 
 use serde::Deserialize;
 
 /// Name of the CDP binding the page-side functions call.
 pub const BINDING_NAME: &str = "__pagecastHook";
+/// Name of the page function pagecast calls to settle a control's Promise.
+pub const SETTLE_NAME: &str = "__pagecastSettle";
 
 /// One of the page-side controls.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -32,12 +42,15 @@ pub struct PageHookCall {
     pub hook: PageHook,
     /// The page's `Date.now()` at the call, in seconds since the epoch, if it sent a sane one.
     pub page_time: Option<f64>,
+    /// The call's id, to settle its Promise with (absent in calls that expect no answer).
+    pub id: Option<u64>,
 }
 
 #[derive(Deserialize)]
 struct Payload {
     action: String,
     ts: Option<f64>,
+    id: Option<u64>,
 }
 
 impl PageHookCall {
@@ -55,8 +68,39 @@ impl PageHookCall {
         let page_time =
             p.ts.filter(|t| t.is_finite() && *t > 0.0)
                 .map(|ms| ms / 1000.0);
-        Some(Self { hook, page_time })
+        Some(Self {
+            hook,
+            page_time,
+            id: p.id,
+        })
     }
+}
+
+/// Where to answer a control's call: the page context that made it, and the call's id.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HookReply {
+    /// The calling page context (a reload replaces it; an answer to a gone context is lost).
+    pub context: chromiumoxide::cdp::js_protocol::runtime::ExecutionContextId,
+    /// The call's id.
+    pub id: u64,
+}
+
+/// How a control's call ended: taken effect, or refused with a stable code and a message.
+pub type HookOutcome = Result<(), (crate::error::ErrorCode, String)>;
+
+/// The expression that settles call `id` in the page.
+pub fn settle_expression(id: u64, outcome: &HookOutcome) -> String {
+    let (code, message) = match outcome {
+        Ok(()) => ("null".to_string(), "null".to_string()),
+        Err((code, message)) => (
+            serde_json::Value::from(code.as_str()).to_string(),
+            serde_json::Value::from(message.as_str()).to_string(),
+        ),
+    };
+    format!(
+        "(() => {{ const f = window.{SETTLE_NAME}; if (typeof f === \"function\") f({id}, {code}, \
+         {message}); }})()"
+    )
 }
 
 /// The script that defines the page-side controls; runs before any page script.
@@ -64,14 +108,45 @@ pub fn bootstrap_script() -> String {
     format!(
         r#"(() => {{
   const binding = "{BINDING_NAME}";
-  const call = (action) => {{
-    const fn = window[binding];
-    if (typeof fn === "function") {{ fn(JSON.stringify({{ action, ts: Date.now() }})); }}
+  const pending = new Map();
+  let next = 1;
+  Object.defineProperty(window, "{SETTLE_NAME}", {{
+    value: (id, code, message) => {{
+      const p = pending.get(id);
+      if (!p) {{ return; }}
+      pending.delete(id);
+      if (code === null || code === undefined) {{ p.resolve(); return; }}
+      const error = new Error(code + ": " + message);
+      error.code = code;
+      p.reject(error);
+    }},
+    writable: false, configurable: false, enumerable: false,
+  }});
+  const call = (action, callback) => {{
+    const id = next++;
+    const promise = new Promise((resolve, reject) => {{
+      const fn = window[binding];
+      if (typeof fn !== "function") {{
+        const error = new Error("InternalError: pagecast's page controls are not connected");
+        error.code = "InternalError";
+        reject(error);
+        return;
+      }}
+      pending.set(id, {{ resolve, reject }});
+      fn(JSON.stringify({{ action, ts: Date.now(), id }}));
+    }});
+    if (typeof callback === "function") {{
+      promise.then(() => callback(), (error) => callback(error));
+    }}
+    return promise;
   }};
   const controls = {{ startRecord: "start", pauseRecord: "pause", resumeRecord: "resume",
                       refreshPage: "refresh", stopRecord: "stop" }};
   for (const [name, action] of Object.entries(controls)) {{
-    Object.defineProperty(window, name, {{ value: () => call(action), writable: true, configurable: true }});
+    Object.defineProperty(window, name, {{
+      value: function (callback) {{ return call(action, callback); }},
+      writable: true, configurable: true,
+    }});
   }}
 }})();"#
     )
@@ -83,15 +158,12 @@ mod tests {
 
     #[test]
     fn parses_payloads() {
-        let c = PageHookCall::parse(r#"{"action":"pause","ts":1700000000123}"#).unwrap();
+        let c = PageHookCall::parse(r#"{"action":"pause","ts":1700000000123,"id":7}"#).unwrap();
         assert_eq!(c.hook, PageHook::Pause);
+        assert_eq!(c.id, Some(7));
         assert!((c.page_time.unwrap() - 1_700_000_000.123).abs() < 1e-6);
-        assert_eq!(
-            PageHookCall::parse(r#"{"action":"stop"}"#)
-                .unwrap()
-                .page_time,
-            None
-        );
+        let c = PageHookCall::parse(r#"{"action":"stop"}"#).unwrap();
+        assert_eq!((c.page_time, c.id), (None, None));
         assert_eq!(PageHookCall::parse(r#"{"action":"explode"}"#), None);
         assert_eq!(PageHookCall::parse("not json"), None);
         assert_eq!(
@@ -115,5 +187,26 @@ mod tests {
             assert!(s.contains(name), "{name}");
         }
         assert!(s.contains(BINDING_NAME));
+        assert!(s.contains(SETTLE_NAME));
+    }
+
+    #[test]
+    fn settle_expressions_quote_what_they_carry() {
+        assert_eq!(
+            settle_expression(3, &Ok(())),
+            "(() => { const f = window.__pagecastSettle; if (typeof f === \"function\") f(3, \
+             null, null); })()"
+        );
+        let e = settle_expression(
+            4,
+            &Err((
+                crate::error::ErrorCode::InvalidState,
+                "the recording is \"ending\"\n</script>".into(),
+            )),
+        );
+        assert!(
+            e.contains(r#"f(4, "InvalidState", "the recording is \"ending\"\n</script>")"#),
+            "{e}"
+        );
     }
 }

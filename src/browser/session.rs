@@ -19,7 +19,7 @@ use futures::{FutureExt, StreamExt};
 use tokio::task::JoinHandle;
 
 use super::BrowserError;
-use super::hooks::{BINDING_NAME, bootstrap_script};
+use super::hooks::{BINDING_NAME, HookOutcome, HookReply, bootstrap_script, settle_expression};
 use super::launch::{BrowserSettings, ChromiumProcess};
 
 /// Screencast parameters.
@@ -286,8 +286,27 @@ impl BrowserSession {
 
     /// Reloads the page without waiting for it to load; recording continues meanwhile.
     pub fn reload(&self) {
+        self.answer_then_reload(None);
+    }
+
+    /// Settles the Promise of a page control's call (in the page context that made it), without
+    /// waiting. An answer to a context that is gone (the page reloaded) is lost, harmlessly.
+    pub fn answer_hook(&self, reply: Option<HookReply>, outcome: HookOutcome) {
+        let Some(reply) = reply else {
+            return;
+        };
+        let page = self.page.clone();
+        tokio::spawn(async move { settle(&page, reply, &outcome).await });
+    }
+
+    /// Settles a `refreshPage()` call (if there is one to answer), then reloads the page: its
+    /// Promise resolves before the page goes away.
+    pub fn answer_then_reload(&self, reply: Option<HookReply>) {
         let page = self.page.clone();
         tokio::spawn(async move {
+            if let Some(reply) = reply {
+                settle(&page, reply, &Ok(())).await;
+            }
             let _ = page.execute(ReloadParams::default()).await;
         });
     }
@@ -330,6 +349,20 @@ impl BrowserSession {
         let _ = tokio::time::timeout(Duration::from_secs(2), self.browser.close()).await;
         self.handler.abort();
         self.process.kill().await;
+    }
+}
+
+async fn settle(page: &Page, reply: HookReply, outcome: &HookOutcome) {
+    use chromiumoxide::cdp::js_protocol::runtime::EvaluateParams;
+    let Ok(params) = EvaluateParams::builder()
+        .expression(settle_expression(reply.id, outcome))
+        .context_id(reply.context)
+        .build()
+    else {
+        return;
+    };
+    if let Err(e) = page.execute(params).await {
+        tracing::debug!(error = %e, "answering a page control failed (the page may have reloaded)");
     }
 }
 

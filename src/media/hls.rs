@@ -7,7 +7,8 @@
 //! Encryption follows the HLS specification's AES-128 method: the whole segment in CBC mode with
 //! PKCS#7 padding. Every segment gets its own IV, its recorded number as a 128-bit big-endian
 //! integer, written into the playlist (so a segment's IV never depends on its playlist position,
-//! which is not known while recording). Segments of a restarted encoder start a new clock; the
+//! which is not known while recording), unless the task gives one IV for all (`EncryptIv`, as
+//! ffmpeg does with an IV in its key info file, which is what the source product used). Segments of a restarted encoder start a new clock; the
 //! playlist marks each such start with `#EXT-X-DISCONTINUITY`.
 
 use std::io::Write;
@@ -25,6 +26,8 @@ pub struct HlsKey {
     pub key: [u8; 16],
     /// The key URI written into the playlist.
     pub uri: String,
+    /// One IV for every segment; `None`: each segment's own ([`iv_of`] its number).
+    pub iv: Option<[u8; 16]>,
 }
 
 impl std::fmt::Debug for HlsKey {
@@ -56,7 +59,29 @@ impl HlsKey {
         Ok(Self {
             key,
             uri: uri.to_string(),
+            iv: None,
         })
+    }
+
+    /// The same key with one IV for every segment, given as 32 hex characters (an optional
+    /// `0x` before them).
+    pub fn with_iv_hex(mut self, iv_hex: &str) -> Result<Self, String> {
+        let digits = iv_hex.trim();
+        let digits = digits
+            .strip_prefix("0x")
+            .or_else(|| digits.strip_prefix("0X"))
+            .unwrap_or(digits);
+        let iv: [u8; 16] = hex::decode(digits)
+            .ok()
+            .and_then(|b| b.try_into().ok())
+            .ok_or_else(|| "the IV must be 32 hexadecimal characters (16 bytes)".to_string())?;
+        self.iv = Some(iv);
+        Ok(self)
+    }
+
+    /// The IV of recorded segment `number`.
+    pub fn iv_for(&self, number: u64) -> [u8; 16] {
+        self.iv.unwrap_or_else(|| iv_of(number))
     }
 }
 
@@ -150,7 +175,7 @@ pub fn stage(seg: &HlsSegment, dest: &Path, key: Option<&HlsKey>) -> Result<u64,
         Some(k) => {
             let plain = std::fs::read(&seg.source)
                 .map_err(MediaError::io(format!("reading {}", seg.source.display())))?;
-            let sealed = encrypt(&plain, &k.key, &iv_of(seg.number))?;
+            let sealed = encrypt(&plain, &k.key, &k.iv_for(seg.number))?;
             let mut f = std::fs::File::create(&partial)
                 .map_err(MediaError::io(format!("writing {}", partial.display())))?;
             f.write_all(&sealed)
@@ -196,7 +221,7 @@ pub fn playlist(segments: &[HlsSegment], stem: &str, key: Option<&HlsKey>) -> St
             out.push_str(&format!(
                 "#EXT-X-KEY:METHOD=AES-128,URI=\"{}\",IV=0x{}\n",
                 k.uri,
-                hex::encode(iv_of(seg.number))
+                hex::encode(k.iv_for(seg.number))
             ));
         }
         out.push_str(&format!(
@@ -317,6 +342,54 @@ mod tests {
         let plain = playlist(&segs, "t", None);
         assert!(!plain.contains("EXT-X-KEY"));
         assert_eq!(crate::media::finalize::playlist_segments(&plain).len(), 3);
+    }
+
+    #[test]
+    fn a_given_iv_is_every_segments_iv() {
+        let key = HlsKey::from_hex("00112233445566778899aabbccddeeff", "https://k/x")
+            .unwrap()
+            .with_iv_hex("0x0F0e0d0c0b0a09080706050403020100")
+            .unwrap();
+        let iv = hex::decode("0f0e0d0c0b0a09080706050403020100").unwrap();
+        assert_eq!(key.iv_for(0).to_vec(), iv);
+        assert_eq!(key.iv_for(7).to_vec(), iv);
+        let text = playlist(&[seg(0, 2.0, false), seg(7, 2.0, false)], "t", Some(&key));
+        assert_eq!(
+            text.matches("IV=0x0f0e0d0c0b0a09080706050403020100\n")
+                .count(),
+            2,
+            "{text}"
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let src = dir.path().join("seg_000007.ts");
+        std::fs::write(&src, vec![9u8; 100]).unwrap();
+        let s = HlsSegment {
+            source: src,
+            number: 7,
+            seconds: 2.0,
+            discontinuity: false,
+        };
+        let dest = dir.path().join("t_000007.ts");
+        stage(&s, &dest, Some(&key)).unwrap();
+        assert_eq!(
+            std::fs::read(&dest).unwrap(),
+            encrypt(&[9u8; 100], &key.key, &key.iv_for(7)).unwrap()
+        );
+        for bad in [
+            "",
+            "0x",
+            "00",
+            "zz0e0d0c0b0a09080706050403020100",
+            "0f0e0d0c0b0a0908070605040302010000",
+        ] {
+            assert!(
+                HlsKey::from_hex("00112233445566778899aabbccddeeff", "u")
+                    .unwrap()
+                    .with_iv_hex(bad)
+                    .is_err(),
+                "{bad}"
+            );
+        }
     }
 
     #[test]

@@ -59,9 +59,10 @@ pub async fn run(ctx: WorkerContext, id: String) -> Result<(), StoreError> {
         event_id: uuid::Uuid::new_v4().to_string(),
         ..CallbackDelivery::default()
     });
-    // The receiver sees the final state: finished, with the finish time.
+    // The receiver sees the task as Describe shows it now, in status `callback`, as the source
+    // product posts it, with the time it finishes (the same FinishTime Describe shows after).
     let finish_time = now_s();
-    task.status = Status::Finished;
+    task.status = Status::Callback;
     task.finish_time = Some(finish_time);
     // Checked at Start; checked again now, since a name may resolve differently today.
     if let Err(why) = crate::url_guard::check_url(&url, &ctx.cfg.url_policy()).await {
@@ -87,7 +88,11 @@ pub async fn run(ctx: WorkerContext, id: String) -> Result<(), StoreError> {
         _ => None,
     };
     if let (Some(key), Some(obj)) = (generated_key.as_ref(), json.as_object_mut()) {
-        obj.insert("EncryptKey".into(), serde_json::Value::from(key.as_str()));
+        // As hex: `EncryptKey` means a string whose first 16 bytes are the key.
+        obj.insert(
+            "EncryptKeyHex".into(),
+            serde_json::Value::from(key.as_str()),
+        );
     }
     let body = serde_json::to_vec(&json).unwrap_or_default();
     let http = match client(

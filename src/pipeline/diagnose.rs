@@ -198,6 +198,11 @@ async fn sweep(ctx: &WorkerContext) -> Result<(), crate::task::store::StoreError
                     .requeue(&id, &StageQueue::shared(Stage::Record))
                     .await?
             }
+            // Stopped before its recording began, and its worker died meanwhile: it ends as
+            // Canceled (nothing was recorded).
+            _ if crate::task::prestart::canceled_before_start(&task) => {
+                super::canceled::end(ctx, &id, None).await?
+            }
             // Stopped, and its worker died while ending the recording: what it recorded is
             // here, so the result is made from it.
             Status::Canceled if ours => finish_stopped(ctx, &task).await?,

@@ -11,6 +11,7 @@
 //! fenced by the worker's lease, so a stale worker can never overwrite a newer one's work.
 
 pub mod callback;
+mod canceled;
 mod diagnose;
 mod disk;
 mod held;
@@ -23,6 +24,7 @@ mod side_tasks;
 mod takeover;
 mod transcode;
 mod upload;
+mod videos;
 
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};

@@ -90,15 +90,17 @@ pub async fn task_key(
     ctx: &WorkerContext,
     task: &TaskRecord,
 ) -> Result<Result<Option<HlsKey>, String>, StoreError> {
-    Ok(
-        match (
-            ctx.store.secrets(&task.id).await?.encrypt_key,
-            &task.spec.auth_url,
-        ) {
-            (Some(k), Some(uri)) => HlsKey::from_hex(&k, uri).map(Some),
-            _ => Ok(None),
-        },
-    )
+    let secrets = ctx.store.secrets(&task.id).await?;
+    Ok(match (secrets.encrypt_key, &task.spec.auth_url) {
+        (Some(k), Some(uri)) => {
+            HlsKey::from_hex(&k, uri).and_then(|key| match &secrets.encrypt_iv {
+                Some(iv) => key.with_iv_hex(iv),
+                None => Ok(key),
+            })
+        }
+        _ => return Ok(Ok(None)),
+    }
+    .map(Some))
 }
 
 impl Publisher {

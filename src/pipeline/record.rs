@@ -15,8 +15,11 @@ use crate::config::ShutdownMode;
 use crate::error::{ErrorCode, HasErrorCode};
 use crate::ops::metrics;
 use crate::recording::{Control, Origin, Outcome, RecordOptions, Recording, RecordingEvent};
+use crate::task::prestart::StartWait;
 use crate::task::store::{Claim, Stage, StageJob, StageQueue, StoreError, TimeField, Transition};
 use crate::task::{Status, TaskRecord, TaskResult, TaskStats};
+
+mod before_start;
 
 /// Runs one record job from the queue.
 pub async fn run(ctx: WorkerContext, queue: StageQueue, job: StageJob) {
@@ -53,6 +56,13 @@ pub async fn run(ctx: WorkerContext, queue: StageQueue, job: StageJob) {
     };
     // While this job runs, the diagnose loops know the task is this live worker's.
     let _active = ctx.active.hold(&id);
+    if crate::task::prestart::canceled_before_start(&task) {
+        // Stopped while it waited for a worker (or for a page whose worker died).
+        if let Err(e) = super::canceled::end(&ctx, &id, Some(fence)).await {
+            warn!(error = %e, "record stage ended with a store error");
+        }
+        return;
+    }
     let work_dir = ctx.cfg.work_root().join(&id);
     let mirror = super::mirror::store_for(&ctx, &task);
     if task.status != Status::Normal
@@ -346,6 +356,7 @@ impl RecordJob {
                 .await;
         }
         let rec_cfg = &self.ctx.cfg.recorder;
+        let start_wait = StartWait::of(&spec, self.task.create_time, now_s());
         let opts = RecordOptions {
             url: spec.record_url.clone(),
             width: spec.width,
@@ -358,9 +369,20 @@ impl RecordJob {
             wall_limit: Some(self.remaining_limit(spec.max_duration_secs)),
             // A taken-over page already started its recording once.
             manual_start: spec.manual_start && self.takeover.is_none(),
-            start_timeout: Duration::from_secs(u64::from(spec.start_timeout_secs)),
+            start_timeout: start_wait.limit,
+            start_paused: self.begins_paused().await,
             navigation_timeout: Duration::from_secs(rec_cfg.navigation_timeout),
-            browser: rec_cfg.browser(spec.width, spec.height),
+            browser: {
+                let mut browser = rec_cfg.browser(spec.width, spec.height);
+                // Headers.UserAgent: navigator.userAgent and every request's User-Agent, for
+                // this browser and any that replaces it.
+                browser.extra_args.extend(
+                    spec.user_agent
+                        .as_ref()
+                        .map(|ua| format!("--user-agent={ua}")),
+                );
+                browser
+            },
             capture: crate::recording::CaptureSettings {
                 backend: spec.capture.unwrap_or(rec_cfg.capture),
                 ..rec_cfg.capture()
@@ -428,11 +450,13 @@ impl RecordJob {
         // On the side, as the media is made: StorageType s3 copies it to the bucket, and an HLS
         // result's segments are published.
         let side = self.side_work(work_dir).await?;
+        // What was given while the page loaded (the control stream is read from now on).
+        stop_sent |= self.catch_up(&controls).await;
         let outcome = loop {
             tokio::select! {
                 out = &mut done => break out,
-                Some(ev) = events.recv() => self.on_event(ev).await?,
-                Some(c) = ctl_rx.recv() => controls.send(c),
+                Some(ev) = events.recv() => self.on_event_with(ev, &controls).await?,
+                Some(c) = ctl_rx.recv() => self.forward(&controls, c),
                 _ = beat.tick() => {
                     match self.ctx.store.renew(&self.id, &self.ctx.worker_id, self.fence, now_ms(), self.ctx.lease_ms()).await {
                         Ok(status) => {
@@ -443,7 +467,7 @@ impl RecordJob {
                             let mut stale = false;
                             while let Ok(ev) = events.try_recv() {
                                 stale = true;
-                                self.on_event(ev).await?;
+                                self.on_event_with(ev, &controls).await?;
                             }
                             if !stale {
                                 // Follow the stored status even if a control message was missed.
@@ -535,6 +559,16 @@ impl RecordJob {
         }
 
         match outcome {
+            // Stopped before the task's recording began (its StartTime was never set): what
+            // the engine captured meanwhile is no recording of the task.
+            Ok(Outcome::Recorded(_))
+                if self.ctx.store.get(&self.id).await.is_ok_and(|t| {
+                    crate::task::prestart::canceled_before_start(&t) && self.takeover.is_none()
+                }) =>
+            {
+                metrics::inc(&metrics::RECORDINGS_ENDED, &[("outcome", "canceled")]);
+                super::canceled::end(&self.ctx, &self.id, Some(self.fence)).await
+            }
             Ok(Outcome::Recorded(mut media)) => {
                 if cut.is_cancelled() {
                     // Its encoder was killed for the disk: what it wrote of its last segment is
@@ -581,32 +615,17 @@ impl RecordJob {
             }
             Ok(Outcome::CanceledBeforeStart) => {
                 metrics::inc(&metrics::RECORDINGS_ENDED, &[("outcome", "canceled")]);
-                let _ = std::fs::remove_dir_all(work_dir);
-                if self.status == Status::Normal {
-                    let mut t = Transition::new(Status::Normal, Status::Finished);
-                    t.lease = self.lease();
-                    t.times = vec![(TimeField::Cancel, now_s()), (TimeField::Finish, now_s())];
-                    t.release_lease = true;
-                    match super::held::transition(&self.ctx, &self.id, t).await {
-                        Ok(()) | Err(StoreError::Conflict { .. }) => Ok(()),
-                        Err(e) => Err(e),
-                    }
-                } else {
-                    let store = &self.ctx.store;
-                    super::held::retry(
-                        &self.ctx,
-                        &self.id,
-                        Some(self.fence),
-                        "releasing the task",
-                        || store.release(&self.id, &self.ctx.worker_id, self.fence),
-                    )
-                    .await
-                }
+                super::canceled::end(&self.ctx, &self.id, Some(self.fence)).await
             }
             Err(e) => {
                 metrics::inc(&metrics::RECORDINGS_ENDED, &[("outcome", "failed")]);
                 // Ended for the disk before anything reached it: that is why.
-                let (code, msg) = disk_full.unwrap_or_else(|| (e.code(), e.to_string()));
+                let (code, msg) = disk_full.unwrap_or_else(|| match e.code() {
+                    ErrorCode::StartTimeout => {
+                        (ErrorCode::StartTimeout, start_wait.timeout_message())
+                    }
+                    code => (code, e.to_string()),
+                });
                 if self.has_kept_media(work_dir) {
                     return self.deliver_kept(code, msg).await;
                 }
@@ -798,10 +817,10 @@ impl RecordJob {
                 }
             }
             // Commands from the API already moved the status; the page's own calls do it here.
-            Control::Pause if ev.origin == Origin::Page && self.status == Status::Recording => {
+            Control::Pause if Self::moves_status(ev.origin) && self.status == Status::Recording => {
                 self.move_to(Status::Paused, vec![]).await?;
             }
-            Control::Resume if ev.origin == Origin::Page && self.status == Status::Paused => {
+            Control::Resume if Self::moves_status(ev.origin) && self.status == Status::Paused => {
                 self.move_to(Status::Recording, vec![]).await?;
             }
             Control::Stop if ev.origin != Origin::Owner && self.status.is_live() => {

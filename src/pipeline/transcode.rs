@@ -53,10 +53,26 @@ pub async fn run(ctx: WorkerContext, id: String) -> Result<(), StoreError> {
                 .await;
         }
     };
+    if to_storage
+        && task.spec.muxer == Muxer::Hls
+        && let Err(e) = super::videos::note_files(&out_root, &files)
+    {
+        let message = format!("listing the result's files for the upload: {e}");
+        return ctx
+            .fail_task(
+                &id,
+                Status::Transcode,
+                Some(fence),
+                ErrorCode::TranscodeFailed,
+                message,
+            )
+            .await;
+    }
     let domain = task.spec.output.domain.as_deref();
-    let videos = files
+    let listed = super::videos::listed(&ctx.cfg.recorder.ffprobe, &task, files, &out_root).await;
+    let videos = listed
         .into_iter()
-        .map(|f| Video {
+        .map(|l| Video {
             // Object storage URLs are known once uploaded; local files are served by `serve`
             // (or by what the task's Domain names).
             file_url: if to_storage {
@@ -64,12 +80,14 @@ pub async fn run(ctx: WorkerContext, id: String) -> Result<(), StoreError> {
             } else {
                 match domain {
                     // The operator's own domain serves the files: its URLs are not signed.
-                    Some(_) => crate::storage::local_file_url(&ctx.public_url, domain, &f.key),
-                    None => ctx.local_file_url(&f.key),
+                    Some(_) => crate::storage::local_file_url(&ctx.public_url, domain, &l.file.key),
+                    None => ctx.local_file_url(&l.file.key),
                 }
             },
-            filename: f.key,
-            file_size: f.size,
+            filename: l.file.key,
+            file_size: l.file.size,
+            file_duration: Some(l.seconds),
+            segment_count: l.segments,
         })
         .collect::<Vec<_>>();
     let count = videos.len();

@@ -18,7 +18,7 @@ use crate::ops::metrics;
 use crate::storage::s3::ObjectStore;
 use crate::storage::{Destination, StorageError};
 use crate::task::store::StoreError;
-use crate::task::{Status, TaskRecord, TaskResult, Video};
+use crate::task::{Status, TaskRecord, TaskResult};
 
 /// Objects sent at once (each multipart upload holds its own part buffers).
 const PARALLEL_OBJECTS: usize = 4;
@@ -101,25 +101,32 @@ async fn upload_all(
     let local_root = ctx.cfg.deliver_dir(&task.id);
     // HLS segments published while recording are in the bucket already.
     let stored = super::publish::stored_objects(&local_root);
+    // Every file of the result: an HLS result lists only its playlist, the transcode stage
+    // left the whole list beside the files.
+    let files = super::videos::noted_files(&local_root).unwrap_or_else(|| {
+        result
+            .videos
+            .iter()
+            .map(|v| (v.filename.clone(), v.file_size))
+            .collect()
+    });
     // A few objects at a time: an HLS result is hundreds of small segments, and one request at
     // a time would spend most of its time waiting on round trips.
-    let sends: Vec<_> = result
-        .videos
-        .iter()
-        .map(|video| {
-            let (store, local_root, video) = (store.clone(), local_root.clone(), video.clone());
+    let sends: Vec<_> = files
+        .into_iter()
+        .map(|(key, size)| {
+            let (store, local_root) = (store.clone(), local_root.clone());
             let stored = &stored;
             async move {
-                let key = video.filename.clone();
                 let path = local_root.join(&key);
                 let mut bytes = 0;
                 if path.is_file() {
                     bytes = store.upload_file(&path, &key).await?.bytes;
                     metrics::add(&metrics::UPLOAD_BYTES, &[], bytes as f64);
-                } else if stored.get(&key) != Some(&video.file_size) {
+                } else if stored.get(&key) != Some(&size) {
                     // Not sent by the record stage either: an earlier attempt must have.
                     match store.size_of(&key).await? {
-                        Some(size) if size == video.file_size => {}
+                        Some(there) if there == size => {}
                         other => {
                             return Err(StorageError::Request {
                                 operation: "upload",
@@ -135,19 +142,20 @@ async fn upload_all(
                         }
                     }
                 }
-                let mut video = video;
-                video.file_url = store.url_of(&key).await?;
-                Ok::<_, StorageError>((video, bytes))
+                Ok::<_, StorageError>(bytes)
             }
         })
         .collect();
-    let stored: Vec<(Video, u64)> = futures::stream::iter(sends)
+    let sent: Vec<u64> = futures::stream::iter(sends)
         .buffered(PARALLEL_OBJECTS)
         .try_collect()
         .await?;
-    let sent: u64 = stored.iter().map(|(_, b)| b).sum();
+    let sent: u64 = sent.iter().sum();
+    // Each listed file's URL, once everything is in place.
     let mut out = result.clone();
-    out.videos = stored.into_iter().map(|(v, _)| v).collect();
+    for video in &mut out.videos {
+        video.file_url = store.url_of(&video.filename).await?;
+    }
     info!(bucket = %dest.bucket, bytes = sent, "objects stored");
     Ok(out)
 }

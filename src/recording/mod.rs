@@ -34,7 +34,8 @@ use crate::audio::timeline::samples_for_slot;
 use crate::audio::{AudioCapture, AudioError};
 use crate::browser::egress::EgressProxy;
 use crate::browser::{
-    BrowserError, BrowserSession, PageHook, PageHookCall, ScreencastSettings, VirtualDisplay,
+    BrowserError, BrowserSession, HookReply, PageHook, PageHookCall, ScreencastSettings,
+    VirtualDisplay,
 };
 use crate::error::{ErrorCode, HasErrorCode};
 use crate::media::MediaError;
@@ -119,6 +120,9 @@ pub enum Origin {
     Owner,
     /// The recording's own limit (duration).
     Limit,
+    /// The owner, for a Pause or Resume given before recording began: applied as it begins
+    /// (or at once, if it began meanwhile).
+    BeforeStart,
 }
 
 /// Something that happened to the recording, in order.
@@ -229,7 +233,7 @@ pub enum Outcome {
 
 /// A running recording.
 pub struct Recording {
-    controls: mpsc::UnboundedSender<Control>,
+    controls: mpsc::UnboundedSender<(Control, Origin)>,
     progress: watch::Receiver<Progress>,
     events: Option<mpsc::UnboundedReceiver<RecordingEvent>>,
     task: tokio::task::JoinHandle<Result<Outcome, RecordError>>,
@@ -640,7 +644,7 @@ impl Recording {
 
     /// Sends a command. Commands that are already in effect change nothing.
     pub fn control(&self, c: Control) {
-        let _ = self.controls.send(c);
+        let _ = self.controls.send((c, Origin::Owner));
     }
 
     /// A cloneable handle that sends commands to this recording.
@@ -671,12 +675,19 @@ impl Recording {
 
 /// Sends commands to a running recording; cheap to clone.
 #[derive(Debug, Clone)]
-pub struct Controls(mpsc::UnboundedSender<Control>);
+pub struct Controls(mpsc::UnboundedSender<(Control, Origin)>);
 
 impl Controls {
     /// Sends a command (ignored if the recording has ended).
     pub fn send(&self, c: Control) {
-        let _ = self.0.send(c);
+        let _ = self.0.send((c, Origin::Owner));
+    }
+
+    /// Sends a Pause or Resume that was given before recording began: while the recording
+    /// waits to begin it decides whether it begins paused; once it has begun it takes effect at
+    /// once. Its events carry [`Origin::BeforeStart`].
+    pub fn send_before_start(&self, c: Control) {
+        let _ = self.0.send((c, Origin::BeforeStart));
     }
 }
 
@@ -803,7 +814,7 @@ impl Engine {
         mut crashes: chromiumoxide::listeners::EventStream<
             chromiumoxide::cdp::browser_protocol::inspector::EventTargetCrashed,
         >,
-        mut controls: mpsc::UnboundedReceiver<Control>,
+        mut controls: mpsc::UnboundedReceiver<(Control, Origin)>,
     ) -> Result<Outcome, RecordError> {
         let result = self
             .record(&mut frames, &mut hooks, &mut crashes, &mut controls)
@@ -821,35 +832,43 @@ impl Engine {
     }
 
     /// Waits for the start (ManualStart), keeping the newest frame as the page's current look.
+    /// Pause and Resume meanwhile decide whether it begins `paused`.
     async fn wait_for_start(
         &mut self,
         frames: &mut mpsc::Receiver<Frame>,
         hooks: &mut chromiumoxide::listeners::EventStream<
             chromiumoxide::cdp::js_protocol::runtime::EventBindingCalled,
         >,
-        controls: &mut mpsc::UnboundedReceiver<Control>,
+        controls: &mut mpsc::UnboundedReceiver<(Control, Origin)>,
         preroll: &mut Option<Frame>,
-    ) -> Result<Option<(f64, Origin)>, RecordError> {
+        paused: &mut bool,
+    ) -> Result<Option<(f64, Origin, Option<HookReply>)>, RecordError> {
         let deadline = tokio::time::sleep(self.opts.start_timeout);
         tokio::pin!(deadline);
         loop {
             tokio::select! {
                 Some(f) = frames.recv() => { *preroll = Some(f); }
-                Some(call) = hooks.next() => {
-                    let Some(call) = PageHookCall::parse(&call.payload) else { continue };
+                Some(event) = hooks.next() => {
+                    let Some(call) = PageHookCall::parse(&event.payload) else { continue };
+                    let reply = call.id.map(|id| HookReply { context: event.execution_context_id, id });
                     let now = wall_now();
+                    // startRecord()'s Promise settles once recording has begun; the others now.
                     match call.hook {
-                        PageHook::Start => return Ok(Some((sane_time(call.page_time, now), Origin::Page))),
-                        PageHook::Stop => return Ok(None),
-                        PageHook::Refresh => { self.session.reload(); }
-                        PageHook::Pause | PageHook::Resume => {}
+                        PageHook::Start => return Ok(Some((sane_time(call.page_time, now), Origin::Page, reply))),
+                        PageHook::Stop => { self.session.answer_hook(reply, Ok(())); return Ok(None) }
+                        PageHook::Refresh => self.session.answer_then_reload(reply),
+                        PageHook::Pause | PageHook::Resume => {
+                            *paused = call.hook == PageHook::Pause;
+                            self.session.answer_hook(reply, Ok(()));
+                        }
                     }
                 }
-                c = controls.recv() => match c {
-                    Some(Control::Start) => return Ok(Some((wall_now(), Origin::Owner))),
+                c = controls.recv() => match c.map(|(c, _)| c) {
+                    Some(Control::Start) => return Ok(Some((wall_now(), Origin::Owner, None))),
                     Some(Control::Stop) | None => return Ok(None),
                     Some(Control::Refresh) => self.session.reload(),
-                    Some(Control::Pause | Control::Resume) => {}
+                    Some(Control::Pause) => *paused = true,
+                    Some(Control::Resume) => *paused = false,
                 },
                 _ = &mut deadline => return Err(RecordError::StartTimeout(self.opts.start_timeout.as_secs())),
             }
@@ -865,27 +884,29 @@ impl Engine {
         crashes: &mut chromiumoxide::listeners::EventStream<
             chromiumoxide::cdp::browser_protocol::inspector::EventTargetCrashed,
         >,
-        controls: &mut mpsc::UnboundedReceiver<Control>,
+        controls: &mut mpsc::UnboundedReceiver<(Control, Origin)>,
     ) -> Result<Outcome, RecordError> {
         let opts = self.opts.clone();
         let fps = opts.fps;
         let latency = opts.capture.latency.as_secs_f64();
         let mut preroll = None;
+        // A Pause given before recording began (and not resumed): it begins paused.
+        let mut start_paused = opts.start_paused;
 
-        let (origin, start_origin) = if opts.manual_start {
+        let (origin, start_origin, start_reply) = if opts.manual_start {
             self.set_state(RecordingState::WaitingForStart);
             info!("waiting for the page to call window.startRecord()");
             match self
-                .wait_for_start(frames, hooks, controls, &mut preroll)
+                .wait_for_start(frames, hooks, controls, &mut preroll, &mut start_paused)
                 .await?
             {
                 // The display shows a change only once Chromium presents it: what the page drew
                 // when it called startRecord() is on screen two animation frames later, and
                 // the recording opens there (screencast frames come only from paints, so they
                 // need no wait).
-                Some((_, origin)) if self.grabber.is_some() => {
+                Some((_, origin, reply)) if self.grabber.is_some() => {
                     self.session.wait_for_paint(Duration::from_secs(1)).await;
-                    (wall_now(), origin)
+                    (wall_now(), origin, reply)
                 }
                 Some(start) => start,
                 None => {
@@ -894,7 +915,7 @@ impl Engine {
                 }
             }
         } else {
-            (wall_now(), Origin::Owner)
+            (wall_now(), Origin::Owner, None)
         };
         // ManualStart: the first frame painted after startRecord() should open the recording, so the
         // pre-start look is only used if the page shows nothing new for a second.
@@ -954,16 +975,25 @@ impl Engine {
         let (mut pauses, mut refreshes) = (0u32, 0u32);
         let mut audio_lost = false;
         let cut = self.cut.clone();
+        if start_paused {
+            pacer.pause(origin);
+            pauses += 1;
+            self.emit(Control::Pause, Origin::BeforeStart, origin);
+            self.set_state(RecordingState::Paused);
+            info!("recording began paused: a Pause was given before it began");
+        }
+        self.session.answer_hook(start_reply, Ok(()));
 
         loop {
-            let mut command: Option<(Control, Origin, f64)> = None;
+            let mut command: Option<(Control, Origin, f64, Option<HookReply>)> = None;
             tokio::select! {
                 Some(f) = frames.recv() => pacer.push(f),
                 call = hooks.next(), if browser_connected => match call {
                     Some(call) => {
-                        if let Some(call) = PageHookCall::parse(&call.payload) {
-                            debug!(?call, "page hook");
-                            command = Some((call.hook.into(), Origin::Page, sane_time(call.page_time, wall_now())));
+                        if let Some(hook) = PageHookCall::parse(&call.payload) {
+                            debug!(?hook, "page hook");
+                            let reply = hook.id.map(|id| HookReply { context: call.execution_context_id, id });
+                            command = Some((hook.hook.into(), Origin::Page, sane_time(hook.page_time, wall_now()), reply));
                         }
                     }
                     None => {
@@ -972,7 +1002,8 @@ impl Engine {
                     }
                 },
                 c = controls.recv() => {
-                    command = Some((c.unwrap_or(Control::Stop), Origin::Owner, wall_now()));
+                    let (c, origin) = c.unwrap_or((Control::Stop, Origin::Owner));
+                    command = Some((c, origin, wall_now(), None));
                 }
                 Some(()) = hang_rx.recv() => {
                     page_hangs += 1;
@@ -1090,7 +1121,16 @@ impl Engine {
                 }
             }
 
-            if let Some((control, origin, at)) = command
+            // A page control's Promise settles once its action has taken effect (or was in effect
+            // already); while the recording ends, nothing more can.
+            if let Some((_, _, _, reply)) = command
+                && stop.is_some()
+            {
+                let why = "the recording is ending".to_string();
+                self.session
+                    .answer_hook(reply, Err((ErrorCode::InvalidState, why)));
+            }
+            if let Some((control, origin, at, reply)) = command
                 && stop.is_none()
             {
                 match control {
@@ -1115,7 +1155,7 @@ impl Engine {
                     }
                     Control::Pause | Control::Resume => {}
                     Control::Refresh => {
-                        self.session.reload();
+                        self.session.answer_then_reload(reply);
                         refreshes += 1;
                         self.emit(Control::Refresh, origin, at);
                         info!(?origin, "page reload requested");
@@ -1123,6 +1163,9 @@ impl Engine {
                     Control::Stop => {
                         stop = Some((at, origin));
                     }
+                }
+                if control != Control::Refresh {
+                    self.session.answer_hook(reply, Ok(()));
                 }
             }
 

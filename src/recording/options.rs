@@ -73,6 +73,9 @@ pub struct RecordOptions {
     pub manual_start: bool,
     /// How long a ManualStart page may take to call `window.startRecord()`.
     pub start_timeout: Duration,
+    /// Begin paused (a Pause was given before recording began); a Resume before it begins, or
+    /// after, continues as usual.
+    pub start_paused: bool,
     /// How long the page may take to load.
     pub navigation_timeout: Duration,
     /// Browser settings (binary, fonts, environment).

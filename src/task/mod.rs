@@ -3,6 +3,7 @@
 
 pub mod model;
 pub mod names;
+pub mod prestart;
 pub mod status;
 pub mod store;
 

@@ -279,6 +279,7 @@ mod tests {
                 user_context: None,
                 audio: true,
                 capture: None,
+                user_agent: None,
             },
             result: None,
             stats: None,

@@ -3,16 +3,18 @@
 //! ```text
 //!   normal ──► recording ◄──► paused
 //!     │           │             │
-//!     │           └──► canceled ◄┘          (Stop, the page's stopRecord(), or MaxDurationLimit)
+//!     ├───────────┴──► canceled ◄┘          (Stop, the page's stopRecord(), or MaxDurationLimit)
 //!     │                   │
 //!     │                   ▼
 //!     │               transcode ──► upload ──► callback ──► finished
 //!     │                   │           │                        ▲
 //!     └───────────────────┴───────────┴── (cancel or failure) ─┘
 //! ```
-//! Every non-final status may go to `finished` (cancel before start, or a failure recorded in
-//! the result), and to `callback` when a callback still has to report the outcome. A recording
-//! whose worker vanished may go back to `normal` to be taken over.
+//! Stop before recording began moves `normal → canceled` too; such a task then ends with
+//! `Result.ErrorCode = Canceled` (see [`super::prestart`]). Every non-final status may go to
+//! `finished` (a failure recorded in the result), and to `callback` when a callback still has
+//! to report the outcome. A recording whose worker vanished may go back to `normal` to be taken
+//! over.
 
 use serde::{Deserialize, Serialize};
 
@@ -95,7 +97,7 @@ pub fn can_transition(from: Status, to: Status) -> bool {
         (_, Finished) => true,
         (Normal, Recording) => true,
         (Recording, Paused) | (Paused, Recording) => true,
-        (Recording | Paused, Canceled) => true,
+        (Normal | Recording | Paused, Canceled) => true,
         // A worker that vanished mid-recording: the task is queued again to be taken over.
         (Recording | Paused, Normal) => true,
         (Canceled, Transcode) => true,
@@ -115,6 +117,9 @@ pub enum ActionEffect {
     AlreadyDone,
     /// A one-off command to the recording worker that leaves the status alone (Refresh).
     Signal,
+    /// Pause or Resume before recording began: remembered, and applied as recording begins
+    /// (the status stays `normal`; see [`super::prestart`]).
+    BeforeStart,
     /// Not allowed in this status.
     NotAllowed,
 }
@@ -153,10 +158,11 @@ pub fn action_effect(action: ControlAction, status: Status) -> ActionEffect {
         (ControlAction::Pause, Paused) => AlreadyDone,
         (ControlAction::Resume, Paused) => Move(Recording),
         (ControlAction::Resume, Recording) => AlreadyDone,
-        (ControlAction::Refresh, Recording | Paused) => Signal,
-        // Stop before recording began cancels the task.
-        (ControlAction::Stop, Normal) => Move(Finished),
-        (ControlAction::Stop, Recording | Paused) => Move(Canceled),
+        (ControlAction::Pause | ControlAction::Resume, Normal) => BeforeStart,
+        // Before recording began: a page already loaded (waiting for startRecord()) reloads.
+        (ControlAction::Refresh, Normal | Recording | Paused) => Signal,
+        // Before recording began too: the task then ends as `Canceled` through the stages.
+        (ControlAction::Stop, Normal | Recording | Paused) => Move(Canceled),
         (ControlAction::Stop, Canceled | Transcode | Upload | Callback | Finished) => AlreadyDone,
         _ => NotAllowed,
     };
@@ -173,6 +179,7 @@ mod tests {
     fn every_pair_is_decided_as_designed() {
         let legal: &[(Status, Status)] = &[
             (Normal, Recording),
+            (Normal, Canceled),
             (Normal, Callback),
             (Normal, Finished),
             (Recording, Paused),
@@ -221,13 +228,15 @@ mod tests {
         use ControlAction::*;
         assert_eq!(action_effect(Pause, Recording), ActionEffect::Move(Paused));
         assert_eq!(action_effect(Pause, Paused), ActionEffect::AlreadyDone);
-        assert_eq!(action_effect(Pause, Normal), ActionEffect::NotAllowed);
+        assert_eq!(action_effect(Pause, Normal), ActionEffect::BeforeStart);
+        assert_eq!(action_effect(Resume, Normal), ActionEffect::BeforeStart);
+        assert_eq!(action_effect(Refresh, Normal), ActionEffect::Signal);
+        assert_eq!(action_effect(Pause, Canceled), ActionEffect::NotAllowed);
         assert_eq!(action_effect(Resume, Paused), ActionEffect::Move(Recording));
         assert_eq!(action_effect(Resume, Recording), ActionEffect::AlreadyDone);
         assert_eq!(action_effect(Resume, Finished), ActionEffect::NotAllowed);
         assert_eq!(action_effect(Refresh, Paused), ActionEffect::Signal);
-        assert_eq!(action_effect(Refresh, Normal), ActionEffect::NotAllowed);
-        assert_eq!(action_effect(Stop, Normal), ActionEffect::Move(Finished));
+        assert_eq!(action_effect(Stop, Normal), ActionEffect::Move(Canceled));
         assert_eq!(action_effect(Stop, Paused), ActionEffect::Move(Canceled));
         assert_eq!(action_effect(Stop, Upload), ActionEffect::AlreadyDone);
         // Every Move an action asks for is a legal transition.

@@ -12,6 +12,20 @@ use crate::task::{Muxer, OutputTarget};
 
 impl Parser<'_> {
     pub(super) fn output_target(&self, out: &Obj<'_>) -> Result<OutputTarget, ApiError> {
+        // The source product uploaded to VOD when `Output.Vod` was set at all (even `{}`).
+        if out
+            .get("Vod")
+            .is_some_and(|v| !matches!(v, Value::String(s) if s.is_empty()))
+        {
+            return Err(ApiError::new(
+                ErrorCode::UnsupportedOutput,
+                format!(
+                    "{} is not supported: pagecast cannot upload to Tencent's VOD service; send \
+                     the result to object storage with Output.Cos or Output.S3 instead",
+                    out.field("Vod")
+                ),
+            ));
+        }
         let cos = out.object("Cos")?;
         let s3 = out.object("S3")?;
         let (target, is_s3) = match (cos, s3) {
@@ -42,8 +56,11 @@ impl Parser<'_> {
         } else {
             None
         };
+        // One leading "/" is dropped, as the source product does ("/room1" is "room1").
         let target_dir = target
             .string("TargetDir", l.max_string_len)?
+            .map(|d| d.strip_prefix('/').unwrap_or(d))
+            .filter(|d| !d.is_empty())
             .map(|d| object_path(&target.field("TargetDir"), d, true))
             .transpose()?;
         let target_name = target
@@ -398,16 +415,33 @@ mod tests {
     }
 
     #[test]
-    fn output_vod_and_unknown_fields_are_ignored() {
-        let s = spec(with(json!({
-            "Output": {"Vod": {"MediaInfo": {"MediaName": "x"}, "SubAppId": "1"}},
-            "SomethingNew": [1, 2, 3],
-        })));
+    fn unknown_fields_are_ignored() {
+        let s = spec(with(
+            json!({"SomethingNew": [1, 2, 3], "Output": {"Vob": 1}}),
+        ));
         assert_eq!(s.output, OutputTarget::default());
         let s = spec(with(
-            json!({"Output": {"Cos": {"Bucket": "b", "Colour": "red"}, "Vod": 7}}),
+            json!({"Output": {"Cos": {"Bucket": "b", "Colour": "red"}, "Vod": null}}),
         ));
         assert_eq!(s.output.bucket.as_deref(), Some("b"));
+    }
+
+    #[test]
+    fn output_vod_is_refused_not_ignored() {
+        for vod in [
+            json!({"MediaInfo": {"MediaName": "x"}, "SubAppId": "1"}),
+            json!({}),
+            json!(7),
+        ] {
+            let e = err(with(
+                json!({"Output": {"Vod": vod, "Cos": {"Bucket": "b"}}}),
+            ));
+            assert_eq!(e.code, ErrorCode::UnsupportedOutput, "{e}");
+            assert!(e.message.starts_with("Data.Output.Vod "), "{e}");
+            assert!(e.message.contains("Output.Cos"), "{e}");
+        }
+        // Absent, null or "": no VOD asked for.
+        assert!(parse(with(json!({"Output": {"Vod": ""}}))).is_ok());
     }
 
     #[test]
@@ -465,8 +499,13 @@ mod tests {
         assert_eq!(dir("a/b/"), Some("a/b".into()));
         assert_eq!(dir("录制/2024"), Some("录制/2024".into()));
         assert_eq!(dir("..a/b..c"), Some("..a/b..c".into()));
+        // One leading "/" is dropped, as the source product does; "/" alone is the default.
+        assert_eq!(dir("/abs"), Some("abs".into()));
+        assert_eq!(dir("/room1/2024/"), Some("room1/2024".into()));
+        assert_eq!(dir("/"), None);
         for bad in [
-            "../x", "a/../b", "a/..", "..", "/abs", "/", "a//b", "./a", "a\\b", "a\u{0}b", "a\nb",
+            "../x", "a/../b", "a/..", "..", "//abs", "/../x", "a//b", "./a", "a\\b", "a\u{0}b",
+            "a\nb",
         ] {
             invalid(
                 with(json!({"Output": {"Cos": {"TargetDir": bad}}})),

@@ -66,16 +66,17 @@ fn minimal_request_gets_every_default() {
             width: 1280,
             height: 720,
             fps: 30,
-            max_duration_secs: 21_600,
+            max_duration_secs: 36_000,
             callback_url: None,
             storage_type: StorageType::Local,
             muxer: Muxer::Mp4,
             auth_url: None,
             output: OutputTarget::default(),
-            start_timeout_secs: 300,
+            start_timeout_secs: 0,
             user_context: None,
             audio: true,
             capture: None,
+            user_agent: None,
         }
     );
     assert_eq!(secrets, TaskSecrets::default());
@@ -165,8 +166,8 @@ fn audio_defaults_to_on() {
     assert!(spec(with(json!({"Audio": null}))).audio);
     assert!(spec(with(json!({"Audio": true}))).audio);
     assert!(!spec(with(json!({"Audio": false}))).audio);
-    invalid(with(json!({"Audio": "false"})), "Data.Audio");
-    invalid(with(json!({"Audio": 0})), "Data.Audio");
+    assert!(!spec(with(json!({"Audio": "false"}))).audio);
+    invalid(with(json!({"Audio": "off"})), "Data.Audio");
 }
 
 #[test]
@@ -201,9 +202,27 @@ fn manual_start() {
     assert!(spec(with(json!({"ManualStart": true}))).manual_start);
     assert!(!spec(with(json!({"ManualStart": false}))).manual_start);
     assert!(!spec(with(json!({"ManualStart": null}))).manual_start);
-    let m = invalid(with(json!({"ManualStart": "true"})), "Data.ManualStart");
-    assert!(m.contains("boolean"), "{m}");
-    invalid(with(json!({"ManualStart": 1})), "Data.ManualStart");
+    // As the source product's clients send them: 1/0 and "true"/"false".
+    assert!(spec(with(json!({"ManualStart": 1}))).manual_start);
+    assert!(!spec(with(json!({"ManualStart": 0}))).manual_start);
+    assert!(spec(with(json!({"ManualStart": "true"}))).manual_start);
+    assert!(!spec(with(json!({"ManualStart": "false"}))).manual_start);
+    assert!(!spec(with(json!({"Audio": 0}))).audio);
+    // Not a boolean at all: refused. "0"/"1" too (web-record took any such string for true).
+    for bad in [
+        json!("yes"),
+        json!(" true"),
+        json!("TRUE"),
+        json!("1"),
+        json!("0"),
+        json!(2),
+        json!(0.5),
+        json!([]),
+        json!({}),
+    ] {
+        let m = invalid(with(json!({"ManualStart": bad})), "Data.ManualStart");
+        assert!(m.contains("boolean"), "{m}");
+    }
 }
 
 // ---- Width / Height ----
@@ -247,8 +266,38 @@ fn dimensions_wrong_type_message_names_the_field_and_value() {
         m,
         "Data.Width must be an integer between 0 and 2560 (0 means the default, 1280), got \"abc\""
     );
-    invalid(with(json!({"Height": "720"})), "Data.Height");
+    invalid(with(json!({"Height": "72O"})), "Data.Height");
     invalid(with(json!({"Height": true})), "Data.Height");
+}
+
+#[test]
+fn numbers_may_come_as_numeric_strings() {
+    // web-record's dispatcher ran parseInt on them; its clients send "3600".
+    let s = spec(with(json!({
+        "Width": "1920", "Height": "1080", "MaxDurationLimit": "3600", "Fps": "25",
+        "StartTimeout": "60",
+    })));
+    assert_eq!((s.width, s.height, s.max_duration_secs), (1920, 1080, 3600));
+    assert_eq!((s.fps, s.start_timeout_secs), (25, 60));
+    assert_eq!(spec(with(json!({"Width": "1280.0"}))).width, 1280);
+    assert_eq!(spec(with(json!({"Width": "01280"}))).width, 1280);
+    assert_eq!(spec(with(json!({"Width": "0"}))).width, 1280);
+    // Still range-checked, and anything that is not a number is refused.
+    invalid(
+        with(json!({"MaxDurationLimit": "36001"})),
+        "Data.MaxDurationLimit",
+    );
+    invalid(
+        with(json!({"MaxDurationLimit": "99999999999999999999999"})),
+        "Data.MaxDurationLimit",
+    );
+    for bad in [
+        "", " ", "abc", "12px", "-5", "+5", "1e3", "inf", "NaN", "0x10", "12.5", "12.", ".0",
+        " 720", "720 ", "7 20",
+    ] {
+        let m = invalid(with(json!({"Width": bad})), "Data.Width");
+        assert!(m.contains("must be an integer"), "{bad:?}: {m}");
+    }
 }
 
 // ---- CallbackURL ----
@@ -287,7 +336,7 @@ fn callback_url() {
 fn max_duration_limit() {
     assert_eq!(
         spec(with(json!({"MaxDurationLimit": 0}))).max_duration_secs,
-        21_600
+        36_000
     );
     assert_eq!(
         spec(with(json!({"MaxDurationLimit": 60}))).max_duration_secs,
@@ -305,8 +354,12 @@ fn max_duration_limit() {
         with(json!({"MaxDurationLimit": -5})),
         "Data.MaxDurationLimit",
     );
+    assert_eq!(
+        spec(with(json!({"MaxDurationLimit": "60"}))).max_duration_secs,
+        60
+    );
     invalid(
-        with(json!({"MaxDurationLimit": "60"})),
+        with(json!({"MaxDurationLimit": "sixty"})),
         "Data.MaxDurationLimit",
     );
 }
@@ -348,7 +401,7 @@ fn fps() {
     assert_eq!(spec(with(json!({"Fps": 0}))).fps, 30);
     invalid(with(json!({"Fps": 61})), "Data.Fps");
     invalid(with(json!({"Fps": 29.97})), "Data.Fps");
-    invalid(with(json!({"Fps": "30"})), "Data.Fps");
+    invalid(with(json!({"Fps": "30 fps"})), "Data.Fps");
 }
 
 #[test]
@@ -358,10 +411,9 @@ fn start_timeout() {
         spec(with(json!({"StartTimeout": 86400}))).start_timeout_secs,
         86_400
     );
-    assert_eq!(
-        spec(with(json!({"StartTimeout": 0}))).start_timeout_secs,
-        300
-    );
+    // 0 and absent: no deadline of its own (the wait ends at MaxDurationLimit).
+    assert_eq!(spec(with(json!({"StartTimeout": 0}))).start_timeout_secs, 0);
+    assert_eq!(spec(with(json!({}))).start_timeout_secs, 0);
     invalid(with(json!({"StartTimeout": 86401})), "Data.StartTimeout");
     invalid(with(json!({"StartTimeout": [300]})), "Data.StartTimeout");
 }
@@ -420,7 +472,6 @@ fn a_full_source_product_request_is_accepted() {
         "StorageType": "cos",
         "Output": {
             "Cos": {"Bucket": "rec-1250000000", "Region": "ap-guangzhou", "TargetDir": "room1", "TargetName": "final"},
-            "Vod": {"MediaInfo": {"MediaName": "room1", "ClassId": 3}},
             "Video": {"Muxer": "hls", "EncryptKey": KEY, "AuthUrl": "https://api.example.org/key"},
         },
     }));
@@ -451,7 +502,12 @@ fn every_listed_field_is_parsed() {
         }
         node[parts[parts.len() - 1]] = json!([1]);
         let e = err(data);
-        assert_eq!(e.code, ErrorCode::InvalidParam, "{path}: {e}");
+        // Output.Vod is read only to be refused.
+        let code = match *path {
+            "Output.Vod" => ErrorCode::UnsupportedOutput,
+            _ => ErrorCode::InvalidParam,
+        };
+        assert_eq!(e.code, code, "{path}: {e}");
         assert!(
             e.message.starts_with(&format!("Data.{path} ")),
             "{path}: {}",
@@ -462,3 +518,36 @@ fn every_listed_field_is_parsed() {
 
 /// An EncryptKey in mixed case.
 pub(super) const KEY: &str = "00112233445566778899AaBbCcDdEeFf";
+
+// ---- Headers.UserAgent ----
+
+#[test]
+fn user_agent_from_headers() {
+    let ua = "Mozilla/5.0 (X11; Linux x86_64) ClassRecorder/2.1";
+    assert_eq!(
+        spec(with(json!({"Headers": {"UserAgent": ua}}))).user_agent,
+        Some(ua.to_owned())
+    );
+    assert_eq!(spec(with(json!({}))).user_agent, None);
+    assert_eq!(
+        spec(with(json!({"Headers": {"UserAgent": ""}}))).user_agent,
+        None
+    );
+    assert_eq!(spec(with(json!({"Headers": {}}))).user_agent, None);
+    assert_eq!(spec(with(json!({"Headers": null}))).user_agent, None);
+    for bad in ["a\r\nX-Injected: 1", "tab\there", "录制"] {
+        let m = invalid(
+            with(json!({"Headers": {"UserAgent": bad}})),
+            "Data.Headers.UserAgent",
+        );
+        assert!(m.contains("printable ASCII"), "{m}");
+    }
+    invalid(
+        with(json!({"Headers": "UA"})),
+        "Data.Headers must be an object",
+    );
+    invalid(
+        with(json!({"Headers": {"UserAgent": 7}})),
+        "Data.Headers.UserAgent must be a string",
+    );
+}

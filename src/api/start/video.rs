@@ -1,9 +1,15 @@
 //! `Output.Video` / `Data.Video`: container and HLS encryption.
+//!
+//! The key has the source product's meaning: its key server serves the first 16 bytes of the
+//! `EncryptKey` string (ffmpeg read them from a key file holding that string), so those bytes
+//! are the AES-128 key. The extension `EncryptKeyHex` gives the 16 bytes as 32 hex characters
+//! instead. `EncryptIv` (32 hex characters) is the IV of every segment, written into the
+//! playlist; without it each segment has its own.
 
 use serde_json::Value;
 
 use super::reader::Obj;
-use super::{ENCRYPT_KEY_HEX_LEN, Parser};
+use super::{ENCRYPT_KEY_BYTES, ENCRYPT_KEY_HEX_LEN, Parser};
 use crate::api::error::{ApiError, echo};
 use crate::task::Muxer;
 
@@ -11,7 +17,10 @@ use crate::task::Muxer;
 #[derive(Default)]
 pub(super) struct VideoFields {
     pub(super) muxer: Option<(Muxer, String)>,
+    /// The key as 32 hex characters, from `EncryptKey` or `EncryptKeyHex`.
     pub(super) encrypt_key: Option<(String, String)>,
+    /// The IV as 32 lower-case hex characters.
+    pub(super) encrypt_iv: Option<(String, String)>,
     pub(super) auth_url: Option<(String, String)>,
     pub(super) generate_key: Option<(bool, String)>,
 }
@@ -35,6 +44,7 @@ impl VideoFields {
         Ok(VideoFields {
             muxer: pick(self.muxer, other.muxer)?,
             encrypt_key: pick(self.encrypt_key, other.encrypt_key)?,
+            encrypt_iv: pick(self.encrypt_iv, other.encrypt_iv)?,
             auth_url: pick(self.auth_url, other.auth_url)?,
             generate_key: pick(self.generate_key, other.generate_key)?,
         })
@@ -62,7 +72,8 @@ impl Parser<'_> {
                 Some((muxer, video.field("Muxer")))
             }
         };
-        let encrypt_key = encrypt_key(video)?.map(|k| (k, video.field("EncryptKey")));
+        let encrypt_key = encrypt_key(video)?;
+        let encrypt_iv = hex16(video, "EncryptIv")?.map(|iv| (iv, video.field("EncryptIv")));
         let auth_url = match video.string("AuthUrl", self.limits.max_url_len)? {
             None => None,
             Some(raw) => Some((
@@ -76,29 +87,72 @@ impl Parser<'_> {
         Ok(VideoFields {
             muxer,
             encrypt_key,
+            encrypt_iv,
             auth_url,
             generate_key,
         })
     }
 }
 
-/// The HLS key: 32 hex characters, stored lower-case. Its value is never quoted in a message.
-fn encrypt_key(video: &Obj<'_>) -> Result<Option<String>, ApiError> {
-    let path = video.field("EncryptKey");
+/// The HLS key as 32 lower-case hex characters, with the field it came from: the first 16 bytes
+/// of `EncryptKey`, or `EncryptKeyHex`. Neither value is ever quoted in a message.
+fn encrypt_key(video: &Obj<'_>) -> Result<Option<(String, String)>, ApiError> {
+    let text = video.field("EncryptKey");
+    let from_text = match video.get("EncryptKey") {
+        None => None,
+        Some(Value::String(s)) if s.is_empty() => None,
+        Some(Value::String(s)) if s.len() >= ENCRYPT_KEY_BYTES => {
+            Some(hex::encode(&s.as_bytes()[..ENCRYPT_KEY_BYTES]))
+        }
+        Some(Value::String(s)) => {
+            return Err(ApiError::invalid(
+                &text,
+                format!(
+                    "must be at least {ENCRYPT_KEY_BYTES} bytes long (its first \
+                     {ENCRYPT_KEY_BYTES} bytes are the AES-128 key; got {})",
+                    s.len()
+                ),
+            ));
+        }
+        Some(_) => {
+            return Err(ApiError::invalid(
+                &text,
+                format!("must be a string of at least {ENCRYPT_KEY_BYTES} bytes"),
+            ));
+        }
+    };
+    let from_hex = hex16(video, "EncryptKeyHex")?;
+    match (from_text, from_hex) {
+        (Some(_), Some(_)) => Err(ApiError::invalid(
+            &text,
+            format!("and {} cannot both be set", video.field("EncryptKeyHex")),
+        )),
+        (Some(k), None) => Ok(Some((k, text))),
+        (None, Some(k)) => Ok(Some((k, video.field("EncryptKeyHex")))),
+        (None, None) => Ok(None),
+    }
+}
+
+/// 16 bytes as 32 hex characters (an optional `0x` before them), stored lower-case; `""` counts
+/// as absent. The value is never quoted in a message.
+fn hex16(video: &Obj<'_>, name: &str) -> Result<Option<String>, ApiError> {
     let bad = || {
         ApiError::invalid(
-            &path,
-            format!(
-                "must be a string of {ENCRYPT_KEY_HEX_LEN} hexadecimal characters (an AES-128 key)"
-            ),
+            &video.field(name),
+            format!("must be a string of {ENCRYPT_KEY_HEX_LEN} hexadecimal characters (16 bytes)"),
         )
     };
-    match video.get("EncryptKey") {
+    match video.get(name) {
         None => Ok(None),
         Some(Value::String(s)) if s.is_empty() => Ok(None),
         Some(Value::String(s)) => {
-            if s.len() == ENCRYPT_KEY_HEX_LEN && s.bytes().all(|b| b.is_ascii_hexdigit()) {
-                Ok(Some(s.to_ascii_lowercase()))
+            let digits = s
+                .strip_prefix("0x")
+                .or_else(|| s.strip_prefix("0X"))
+                .unwrap_or(s);
+            if digits.len() == ENCRYPT_KEY_HEX_LEN && digits.bytes().all(|b| b.is_ascii_hexdigit())
+            {
+                Ok(Some(digits.to_ascii_lowercase()))
             } else {
                 Err(bad())
             }
@@ -155,7 +209,7 @@ fn key_uri(path: &str, raw: &str) -> Result<String, ApiError> {
 mod tests {
     use super::super::tests::*;
     use crate::error::ErrorCode;
-    use crate::task::Muxer;
+    use crate::task::{Muxer, TaskSecrets};
     use serde_json::{Value, json};
 
     #[test]
@@ -210,32 +264,116 @@ mod tests {
     use super::super::tests::KEY;
 
     #[test]
-    fn encrypt_key_goes_to_secrets_with_auth_url_in_spec() {
+    fn encrypt_key_is_its_first_16_bytes_as_in_the_source_product() {
+        // web-record's key server serves the string's first 16 bytes: they are the key.
         let (spec, secrets) = ok(with(json!({"Output": {"Video": {
-            "Muxer": "hls", "EncryptKey": KEY, "AuthUrl": "https://keys.example.org/k/1",
+            "Muxer": "hls", "EncryptKey": "0123456789abcdef", "AuthUrl": "https://keys.example.org/k/1",
+        }}})));
+        assert_eq!(
+            secrets.encrypt_key.as_deref(),
+            Some(hex::encode(b"0123456789abcdef").as_str())
+        );
+        assert_eq!(
+            spec.auth_url.as_deref(),
+            Some("https://keys.example.org/k/1")
+        );
+        // Longer strings: the first 16 bytes (of UTF-8), the rest is not part of the key.
+        let (_, secrets) = ok(with(json!({"Video": {
+            "Muxer": "hls", "EncryptKey": "0123456789abcdefTHE-REST", "AuthUrl": "k",
+        }})));
+        assert_eq!(
+            secrets.encrypt_key.as_deref(),
+            Some(hex::encode(b"0123456789abcdef").as_str())
+        );
+        let (_, secrets) = ok(with(json!({"Video": {
+            "Muxer": "hls", "EncryptKey": "密钥密钥密钥zz", "AuthUrl": "k",
+        }})));
+        assert_eq!(
+            secrets.encrypt_key.as_deref(),
+            Some(hex::encode(&"密钥密钥密钥zz".as_bytes()[..16]).as_str())
+        );
+        // A 32-hex-character string is 32 bytes of text, not 16 bytes of hex.
+        let (_, secrets) = ok(with(json!({"Video": {
+            "Muxer": "hls", "EncryptKey": KEY, "AuthUrl": "k",
+        }})));
+        assert_eq!(
+            secrets.encrypt_key.as_deref(),
+            Some(hex::encode(&KEY.as_bytes()[..16]).as_str())
+        );
+        // Data.Video works too, and the two places may be mixed.
+        let (spec, secrets) = ok(with(json!({
+            "Output": {"Video": {"Muxer": "hls"}},
+            "Video": {"EncryptKey": "0123456789abcdef", "AuthUrl": "key.bin"},
+        })));
+        assert!(secrets.encrypt_key.is_some());
+        assert_eq!(spec.auth_url.as_deref(), Some("key.bin"));
+        // The spec carries no trace of the key.
+        let text = serde_json::to_string(&spec).unwrap();
+        assert!(!text.contains("0123456789"), "{text}");
+        assert!(!text.contains(&hex::encode(b"01234567")), "{text}");
+    }
+
+    #[test]
+    fn encrypt_key_hex_and_encrypt_iv() {
+        let (_, secrets) = ok(with(json!({"Output": {"Video": {
+            "Muxer": "hls", "EncryptKeyHex": "00112233445566778899AaBbCcDdEeFf",
+            "EncryptIv": "0x0F0E0D0C0B0A09080706050403020100", "AuthUrl": "k",
         }}})));
         assert_eq!(
             secrets.encrypt_key.as_deref(),
             Some("00112233445566778899aabbccddeeff")
         );
         assert_eq!(
-            spec.auth_url.as_deref(),
-            Some("https://keys.example.org/k/1")
+            secrets.encrypt_iv.as_deref(),
+            Some("0f0e0d0c0b0a09080706050403020100")
         );
-        // Data.Video works too, and the two places may be mixed.
-        let (spec, secrets) = ok(with(json!({
-            "Output": {"Video": {"Muxer": "hls"}},
-            "Video": {"EncryptKey": KEY, "AuthUrl": "key.bin"},
-        })));
-        assert!(secrets.encrypt_key.is_some());
-        assert_eq!(spec.auth_url.as_deref(), Some("key.bin"));
-        // The spec carries no trace of the key.
+        // The same key given both ways in the two places agrees.
         assert!(
-            !serde_json::to_string(&spec)
-                .unwrap()
-                .to_ascii_lowercase()
-                .contains("00112233")
+            parse(with(json!({
+                "Output": {"Video": {"Muxer": "hls", "EncryptKey": "0123456789abcdef", "AuthUrl": "k"}},
+                "Video": {"EncryptKeyHex": hex::encode(b"0123456789abcdef")},
+            })))
+            .is_ok()
         );
+        // Both in one place: refused.
+        let m = invalid(
+            with(json!({"Video": {
+                "Muxer": "hls", "EncryptKey": "0123456789abcdef",
+                "EncryptKeyHex": "00112233445566778899aabbccddeeff", "AuthUrl": "k",
+            }})),
+            "Data.Video.EncryptKey",
+        );
+        assert!(m.contains("EncryptKeyHex"), "{m}");
+        // AuthUrl is required with either.
+        let m = invalid(
+            with(
+                json!({"Video": {"Muxer": "hls", "EncryptKeyHex": "00112233445566778899aabbccddeeff"}}),
+            ),
+            "Data.Video.AuthUrl",
+        );
+        assert!(m.contains("Data.Video.EncryptKeyHex"), "{m}");
+        // An IV without a key means nothing (as AuthUrl without one).
+        let (_, secrets) = ok(with(
+            json!({"Video": {"Muxer": "hls", "EncryptIv": "0f0e0d0c0b0a09080706050403020100"}}),
+        ));
+        assert_eq!(secrets, TaskSecrets::default());
+        for bad in [
+            "0f0e",
+            "0f0e0d0c0b0a0908070605040302010000",
+            "zz0e0d0c0b0a09080706050403020100",
+        ] {
+            invalid(
+                with(
+                    json!({"Video": {"Muxer": "hls", "EncryptKey": "0123456789abcdef", "AuthUrl": "k", "EncryptIv": bad}}),
+                ),
+                "Data.Video.EncryptIv",
+            );
+            let e = err(with(
+                json!({"Video": {"Muxer": "hls", "EncryptKeyHex": bad, "AuthUrl": "k"}}),
+            ));
+            assert!(e.message.starts_with("Data.Video.EncryptKeyHex"), "{e}");
+            assert!(!e.message.contains(bad), "echoed: {e}");
+        }
     }
 
     #[test]
@@ -337,9 +475,9 @@ mod tests {
     fn encrypt_key_format_and_never_echoed() {
         for bad in [
             json!("0011"),
-            json!(format!("{KEY}00")),
-            json!("zz112233445566778899aabbccddeeff"),
+            json!("only-15-bytes.."),
             json!(12345),
+            json!({"k": "0123456789abcdef"}),
         ] {
             let e = err(with(
                 json!({"Video": {"Muxer": "hls", "EncryptKey": bad.clone(), "AuthUrl": "k"}}),
@@ -361,6 +499,7 @@ mod tests {
             "Output": {"Video": {"Muxer": "hls", "EncryptKey": KEY, "AuthUrl": "k"}},
             "Video": {"EncryptKey": "ffffffffffffffffffffffffffffffff"},
         })));
+        assert!(e.message.contains("disagree"), "{e}");
         assert_eq!(e.code, ErrorCode::InvalidParam);
         assert!(
             !e.message.to_ascii_lowercase().contains("ffff"),

@@ -48,6 +48,7 @@
 //! | `node` | node whose work directory holds the task's local media |
 //! | `places` | the `result:` keys the task reserved at creation, space-separated |
 //! | `restarts` | times the task was re-dispatched after its worker stopped ([`TaskStore::requeue`], [`Transition::count_restart`]) |
+//! | `start_paused` | `1` when a Pause, not followed by a Resume, was given before recording began ([`TaskStore::remember_pause`]) |
 //!
 //! Once a task is `finished`, its hash and control stream are deleted after the retention period
 //! ([`TaskStore::with_retention`], 7 days by default) by [`TaskStore::trim_expired`] (each
@@ -124,6 +125,7 @@ mod link;
 mod options;
 mod outbox;
 mod presence;
+mod prestart;
 mod scripts;
 mod server;
 mod service_info;

@@ -34,3 +34,5 @@ pub(super) static TRIM: LazyLock<Script> =
     LazyLock::new(|| Script::new(include_str!("../lua/trim.lua")));
 pub(super) static MIGRATE: LazyLock<Script> =
     LazyLock::new(|| Script::new(include_str!("../lua/migrate.lua")));
+pub(super) static REMEMBER: LazyLock<Script> =
+    LazyLock::new(|| Script::new(include_str!("../lua/remember.lua")));
