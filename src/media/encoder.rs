@@ -10,9 +10,10 @@
 //! counting and audio stays on the video's timeline by construction (across pauses, refreshes
 //! and restarts of ffmpeg). Every segment carries AAC 48 kHz stereo.
 //!
-//! ffmpeg-sidecar builds and spawns the process; it is synchronous, so frames and samples are
+//! ffmpeg runs under the process core (`crate::process`): its own process group, killed and
+//! reaped with its owner, its warnings and errors kept in a bounded tail. Frames and samples are
 //! written on dedicated threads (one per input, so neither pipe can stall the other) fed by
-//! bounded channels, and its log events are drained on another.
+//! bounded channels.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -20,13 +21,10 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use ffmpeg_sidecar::child::FfmpegChild;
-use ffmpeg_sidecar::command::FfmpegCommand;
-use ffmpeg_sidecar::event::{FfmpegEvent, LogLevel};
 use tokio::sync::mpsc;
 
 use super::MediaError;
-use crate::process::{StderrTail, resolve_program};
+use crate::process::{OwnedChild, ProcessError, StderrTail, resolve_program};
 
 /// How far (in seconds of output) the encoder may fall behind capture before the recorder waits
 /// for it.
@@ -142,7 +140,18 @@ pub fn encoder_args(
     first_segment: u64,
 ) -> Vec<String> {
     let gop = (fps * s.segment_seconds.max(1)).to_string();
-    let mut args: Vec<String> = vec!["-hide_banner".into(), "-nostats".into(), "-nostdin".into()];
+    // Only warnings and errors, each line tagged with its level (`[error]`): the tail an error
+    // message quotes (the recorder looks there for a full disk).
+    let mut args: Vec<String> = [
+        "-hide_banner",
+        "-nostats",
+        "-nostdin",
+        "-loglevel",
+        "level+warning",
+        "-y",
+    ]
+    .map(String::from)
+    .to_vec();
     // ffmpeg's own input queue: raw frames are 4 bytes a pixel, so only a few may wait there
     // (pagecast's queue in front of the pipe is the one sized for falling behind).
     let input_queue = match s.input {
@@ -278,7 +287,7 @@ pub struct SegmentEncoder {
     writer: Option<std::thread::JoinHandle<()>>,
     samples: Option<mpsc::Sender<Arc<[u8]>>>,
     audio_writer: Option<std::thread::JoinHandle<()>>,
-    child: Arc<Mutex<FfmpegChild>>,
+    child: OwnedChild,
     tail: StderrTail,
     dir: PathBuf,
 }
@@ -294,54 +303,23 @@ impl SegmentEncoder {
         first_segment: u64,
     ) -> Result<Self, MediaError> {
         let exe = resolve_program("ffmpeg", &s.ffmpeg)?;
-        let mut cmd = FfmpegCommand::new_with_path(exe);
+        let mut cmd = tokio::process::Command::new(exe);
         cmd.args(encoder_args(s, width, height, fps, dir, first_segment))
-            .overwrite();
-        crate::process::die_with_parent(cmd.as_inner_mut());
-        let audio_pipe = if s.audio {
-            let (read, write) =
-                pipe().map_err(MediaError::io("could not create the audio pipe"))?;
-            give_as_fd(cmd.as_inner_mut(), &read, AUDIO_FD);
-            Some((read, write))
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::null());
+        let log = |line: &str| tracing::debug!(target: "pagecast::ffmpeg", "{line}");
+        let (mut child, audio_out) = if s.audio {
+            let (child, pcm) = OwnedChild::spawn_with_input("ffmpeg", cmd, AUDIO_FD, log)?;
+            (child, Some(pcm))
         } else {
-            None
+            (OwnedChild::spawn("ffmpeg", cmd, log)?, None)
         };
-        let mut child = cmd
-            .spawn()
-            .map_err(MediaError::io("could not start ffmpeg"))?;
-        // ffmpeg has its copy of the read end; ours must go, or the pipe never reports EOF.
-        let audio_out = audio_pipe.map(|(read, write)| {
-            drop(read);
-            std::fs::File::from(write)
-        });
-        let stdin = child.take_stdin();
-        let tail = StderrTail::default();
-
-        // Drain ffmpeg's log on its own thread (the iterator blocks until its events are read).
-        match child.iter() {
-            Ok(events) => {
-                let tail = tail.clone();
-                std::thread::Builder::new()
-                    .name("ffmpeg-log".into())
-                    .spawn(move || {
-                        for event in events {
-                            match event {
-                                FfmpegEvent::Log(
-                                    LogLevel::Warning | LogLevel::Error | LogLevel::Fatal,
-                                    line,
-                                ) => {
-                                    tracing::debug!(target: "pagecast::ffmpeg", "{line}");
-                                    tail.push(line);
-                                }
-                                FfmpegEvent::Done => break,
-                                _ => {}
-                            }
-                        }
-                    })
-                    .map_err(MediaError::io("could not start the ffmpeg log thread"))?;
-            }
-            Err(e) => tail.push(format!("ffmpeg log unavailable: {e}")),
-        }
+        let tail = child.tail().clone();
+        let stdin = match child.take_stdin_file() {
+            Some(Ok(stdin)) => Some(stdin),
+            Some(Err(e)) => return Err(MediaError::io("ffmpeg's input")(e)),
+            None => None,
+        };
 
         // An encoder that falls behind (the machine is overloaded) must not hold capture back:
         // while the recorder waits here it cannot take new frames, and the page would freeze in
@@ -400,7 +378,7 @@ impl SegmentEncoder {
             writer: Some(writer),
             samples,
             audio_writer,
-            child: Arc::new(Mutex::new(child)),
+            child,
             tail,
             dir: dir.to_path_buf(),
         })
@@ -470,41 +448,25 @@ impl SegmentEncoder {
         self.samples.take();
         let writer = self.writer.take();
         let audio_writer = self.audio_writer.take();
-        let child = self.child.clone();
-        let tail = self.tail.clone();
-        let status = tokio::task::spawn_blocking(move || {
+        // The writers end once they have handed ffmpeg everything queued (or it stopped reading).
+        tokio::task::spawn_blocking(move || {
             if let Some(w) = writer {
                 let _ = w.join();
             }
             if let Some(w) = audio_writer {
                 let _ = w.join();
             }
-            let deadline = std::time::Instant::now() + limit;
-            loop {
-                let mut c = child
-                    .lock()
-                    .map_err(|_| "ffmpeg handle poisoned".to_string())?;
-                match c.as_inner_mut().try_wait() {
-                    Ok(Some(status)) => return Ok(status),
-                    Ok(None) if std::time::Instant::now() < deadline => {}
-                    Ok(None) => {
-                        let _ = c.kill();
-                        let _ = c.wait();
-                        return Err(format!(
-                            "ffmpeg did not finish within {} s and was killed",
-                            limit.as_secs()
-                        ));
-                    }
-                    Err(e) => return Err(e.to_string()),
-                }
-                drop(c);
-                std::thread::sleep(Duration::from_millis(20));
-            }
         })
         .await
-        .map_err(|e| MediaError::EncoderDied(e.to_string()))?
-        .map_err(|e| MediaError::EncoderDied(format!("{e}; {}", tail.text())))?;
+        .map_err(|e| MediaError::EncoderDied(e.to_string()))?;
+        let status = self.child.wait_or_kill(limit).await.map_err(|e| match e {
+            ProcessError::Timeout { seconds, tail, .. } => MediaError::EncoderDied(format!(
+                "ffmpeg did not finish within {seconds} s and was killed; {tail}"
+            )),
+            e => MediaError::EncoderDied(format!("{e}; {}", self.tail.text())),
+        })?;
         if !status.success() {
+            self.child.settle_tail(Duration::from_millis(100)).await;
             return Err(MediaError::EncoderDied(format!(
                 "ffmpeg exited with {status}; {}",
                 self.tail.text()
@@ -516,53 +478,10 @@ impl SegmentEncoder {
 
 impl Drop for SegmentEncoder {
     fn drop(&mut self) {
+        // Closing the queues ends the writer threads; `child` (dropped after) kills and reaps
+        // what is left of ffmpeg.
         self.frames.take();
         self.samples.take();
-        if let Ok(mut c) = self.child.lock()
-            && matches!(c.as_inner_mut().try_wait(), Ok(None))
-        {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-}
-
-/// A pipe whose two ends are closed on exec.
-fn pipe() -> std::io::Result<(std::os::fd::OwnedFd, std::os::fd::OwnedFd)> {
-    use std::os::fd::FromRawFd;
-    let mut fds = [0 as libc::c_int; 2];
-    // SAFETY: pipe2 writes two descriptors into the array it is given; nothing else is touched.
-    if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } == -1 {
-        return Err(std::io::Error::last_os_error());
-    }
-    // SAFETY: both descriptors were just created and are owned by nobody else.
-    Ok(unsafe {
-        (
-            std::os::fd::OwnedFd::from_raw_fd(fds[0]),
-            std::os::fd::OwnedFd::from_raw_fd(fds[1]),
-        )
-    })
-}
-
-/// Makes `fd` appear as descriptor `target` in the child (and only there).
-fn give_as_fd(cmd: &mut std::process::Command, fd: &std::os::fd::OwnedFd, target: i32) {
-    use std::os::fd::AsRawFd;
-    use std::os::unix::process::CommandExt;
-    let raw = fd.as_raw_fd();
-    // SAFETY: runs between fork and exec and only calls dup2(2)/fcntl(2), which are
-    // async-signal-safe; it allocates nothing. `fd` outlives the spawn (the caller keeps it).
-    unsafe {
-        cmd.pre_exec(move || {
-            if raw == target {
-                // Already in place: only the close-on-exec flag has to go.
-                if libc::fcntl(raw, libc::F_SETFD, 0) == -1 {
-                    return Err(std::io::Error::last_os_error());
-                }
-            } else if libc::dup2(raw, target) == -1 {
-                return Err(std::io::Error::last_os_error());
-            }
-            Ok(())
-        });
     }
 }
 
@@ -860,6 +779,35 @@ mod tests {
         assert!(
             joined.contains("-c:a aac -b:a 128k -ar 48000 -ac 2"),
             "{joined}"
+        );
+    }
+
+    #[tokio::test]
+    async fn an_encoder_that_fails_is_reported_in_its_own_words() {
+        let dir = tempfile::tempdir().unwrap();
+        let missing = dir.path().join("gone");
+        let enc =
+            SegmentEncoder::start(&EncoderSettings::default(), 64, 64, 10, &missing, 0).unwrap();
+        // Not a JPEG: ffmpeg cannot decode it, and it cannot write into a missing directory.
+        let junk: Arc<[u8]> = Arc::from(vec![0u8; 1000]);
+        for _ in 0..5 {
+            if enc
+                .send(SlotMedia {
+                    image: junk.clone(),
+                    pcm: None,
+                })
+                .await
+                .is_err()
+            {
+                break;
+            }
+        }
+        let err = enc.finish(Duration::from_secs(30)).await.unwrap_err();
+        let msg = err.to_string();
+        assert!(msg.contains("ffmpeg exited with"), "{msg}");
+        assert!(
+            msg.contains("[error]"),
+            "ffmpeg's error lines are quoted: {msg}"
         );
     }
 
