@@ -47,7 +47,7 @@ impl OwnedChild {
     /// [`OwnedChild::spawn`] with one more input besides stdin: a pipe the child reads as file
     /// descriptor `fd` (3 or above), whose write end is returned (closing it is the end of that
     /// input). ffmpeg reads a second stream this way (`-i pipe:3`).
-    pub fn spawn_with_input<F>(
+    pub(crate) fn spawn_with_input<F>(
         program: &str,
         mut cmd: Command,
         fd: RawFd,
@@ -76,14 +76,14 @@ impl OwnedChild {
 
     /// The child's stdin as a blocking file, for a writer thread of its own (once; `None` if
     /// stdin was not piped or was taken).
-    pub fn take_stdin_file(&mut self) -> Option<std::io::Result<std::fs::File>> {
+    pub(crate) fn take_stdin_file(&mut self) -> Option<std::io::Result<std::fs::File>> {
         let stdin = self.child.stdin.take()?;
         Some(stdin.into_owned_fd().map(std::fs::File::from))
     }
 
     /// The child's stdout as a blocking file, for a reader thread of its own (once; `None` if
     /// stdout was not piped or was taken).
-    pub fn take_stdout_file(&mut self) -> Option<std::io::Result<std::fs::File>> {
+    pub(crate) fn take_stdout_file(&mut self) -> Option<std::io::Result<std::fs::File>> {
         let stdout = self.child.stdout.take()?;
         Some(stdout.into_owned_fd().map(std::fs::File::from))
     }

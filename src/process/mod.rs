@@ -21,7 +21,8 @@ use std::sync::{Arc, Mutex};
 use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
 
 pub use self::child::OwnedChild;
-pub use self::run::{run_blocking, run_capture, run_command};
+pub(crate) use self::run::run_blocking;
+pub use self::run::{run_capture, run_command};
 
 /// How many stderr lines an error message quotes.
 const TAIL_LINES: usize = 20;

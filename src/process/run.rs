@@ -65,7 +65,7 @@ pub async fn run_command(
 ///
 /// std has no wait with a timeout, so this polls every 5 ms: meant for programs that take a few
 /// milliseconds (one `pactl` call), not for long runs.
-pub fn run_blocking(
+pub(crate) fn run_blocking(
     program: &str,
     mut cmd: std::process::Command,
     limit: Duration,
