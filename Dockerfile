@@ -13,6 +13,8 @@ FROM rust:1.95-slim-bookworm AS build
 WORKDIR /src
 COPY Cargo.toml Cargo.lock ./
 COPY src ./src
+# The workspace's other crate (benchmark analysis, used by `pagecast analyze`).
+COPY crates ./crates
 # Line tables stay in the binary (see Cargo.toml): panics then name file and line.
 RUN cargo build --release --locked --bin pagecast
 

@@ -6,11 +6,13 @@
 //!   task pipeline;
 //! - adapters: [`browser`] (Chromium over CDP), [`media`] (ffmpeg/ffprobe), [`audio`] (the page's
 //!   sound through PulseAudio), [`process`] (the one subprocess core);
-//! - [`error`]: the table of stable error codes; [`analysis`]: frame-timing measurement.
+//! - [`error`]: the table of stable error codes.
+//!
+//! Benchmark analysis (`pagecast analyze`) is not part of the library: it is the
+//! `pagecast-analysis` crate of the workspace (crates/pagecast-analysis).
 
 #![warn(missing_docs, rust_2018_idioms)]
 
-pub mod analysis;
 pub mod api;
 pub mod audio;
 pub mod browser;

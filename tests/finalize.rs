@@ -9,8 +9,8 @@ use std::process::Command;
 use std::time::Duration;
 
 use common::*;
-use pagecast::media::encoder::completed_segments;
 use pagecast::media::finalize::{OutputFormat, finalize};
+use pagecast::media::segments::completed_segments;
 
 const FPS: u32 = 30;
 

@@ -55,11 +55,8 @@ impl AudioCapture {
             .stdout(Stdio::piped());
         let mut parec = OwnedChild::spawn("parec", cmd, |_| {})?;
         let stdout = parec
-            .child_mut()
-            .stdout
-            .take()
+            .take_stdout_file()
             .ok_or_else(|| AudioError::Sink("parec's output was not captured".into()))?
-            .into_owned_fd()
             .map_err(|e| AudioError::Sink(format!("parec's output: {e}")))?;
         let timeline = Arc::new(Mutex::new(AudioTimeline::new()));
         // A thread of its own: arrival times are the measurement, so reads must not wait for a
@@ -67,7 +64,7 @@ impl AudioCapture {
         let shared = timeline.clone();
         std::thread::Builder::new()
             .name("parec-reader".into())
-            .spawn(move || read_into(std::fs::File::from(stdout), shared))
+            .spawn(move || read_into(stdout, shared))
             .map_err(|e| AudioError::Sink(format!("could not start the capture thread: {e}")))?;
         debug!(sink = %sink.name(), "audio capture started");
         Ok(Self {

@@ -23,7 +23,7 @@ use std::time::{Duration, Instant};
 use tracing::{debug, info, warn};
 
 use super::AudioError;
-use crate::process::{OwnedChild, resolve_program, run_command};
+use crate::process::{OwnedChild, resolve_program, run_blocking, run_command};
 
 /// Where the page's sound goes.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -398,33 +398,13 @@ impl Drop for Sink {
         let mut cmd = std::process::Command::new(&self.server.pactl);
         cmd.envs(self.server.client_env())
             .arg(format!("--server={}", self.server.address))
-            .args(["unload-module", &self.module.to_string()])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null());
-        let done = match cmd.spawn() {
-            Ok(mut child) => {
-                let deadline = Instant::now() + Duration::from_secs(2);
-                loop {
-                    match child.try_wait() {
-                        Ok(Some(status)) => break status.success(),
-                        Ok(None) if Instant::now() < deadline => {
-                            std::thread::sleep(Duration::from_millis(5))
-                        }
-                        _ => {
-                            let _ = child.kill();
-                            let _ = child.wait();
-                            break false;
-                        }
-                    }
-                }
+            .args(["unload-module", &self.module.to_string()]);
+        match run_blocking("pactl", cmd, Duration::from_secs(2)) {
+            Ok(()) => debug!(name = %self.name, "removed the sink"),
+            Err(error) if self.server.is_alive() => {
+                warn!(name = %self.name, %error, "could not remove the sink; the next pagecast process removes it");
             }
-            Err(_) => false,
-        };
-        if done {
-            debug!(name = %self.name, "removed the sink");
-        } else if self.server.is_alive() {
-            warn!(name = %self.name, "could not remove the sink; the next pagecast process removes it");
+            Err(_) => {}
         }
     }
 }

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use super::MediaError;
-use super::encoder::{parse_segment_list, segment_lists};
+use super::segments::{parse_segment_list, segment_lists};
 use crate::process::run_capture;
 
 pub use super::hls::HlsKey;

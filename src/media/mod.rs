@@ -8,6 +8,7 @@ pub mod pacer;
 pub mod probe;
 pub mod remux;
 pub mod salvage;
+pub mod segments;
 
 use crate::error::{ErrorCode, HasErrorCode};
 use crate::process::ProcessError;

@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use super::MediaError;
-use super::encoder::{
+use super::segments::{
     SegmentRecord, recorded_segments, segment_file_name, segment_list_number, segment_lists,
     segment_number,
 };
@@ -208,7 +208,7 @@ fn append_record(list: &Path, record: &SegmentRecord) -> Result<(), MediaError> 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::media::encoder::{parse_segment_list, segment_list_name};
+    use crate::media::segments::{parse_segment_list, segment_list_name};
 
     #[test]
     fn the_unfinished_segment_follows_the_newest_list() {

@@ -208,20 +208,12 @@ async fn fonts(explicit: Option<&Path>) -> Finding {
     let mut cmd = tokio::process::Command::new(&fc_list);
     cmd.args([":", "family"])
         .env("FONTCONFIG_FILE", &conf)
-        .env("XDG_CACHE_HOME", &cache)
-        .stdin(std::process::Stdio::null())
-        .kill_on_drop(true);
-    let output = match tokio::time::timeout(PROBE_TIMEOUT, cmd.output()).await {
-        Ok(Ok(o)) => o,
-        Ok(Err(e)) => {
-            return bad(
-                "fonts",
-                Level::Fail,
-                format!("fc-list did not run: {e}"),
-                "install fontconfig",
-            );
-        }
-        Err(_) => {
+        .env("XDG_CACHE_HOME", &cache);
+    let stdout = match crate::process::run_command("fc-list", cmd, PROBE_TIMEOUT).await {
+        Ok(stdout) => stdout,
+        // It lists nothing (and says so with its status) when no font matches.
+        Err(crate::process::ProcessError::Failed { .. }) => Vec::new(),
+        Err(crate::process::ProcessError::Timeout { .. }) => {
             return bad(
                 "fonts",
                 Level::Fail,
@@ -229,8 +221,16 @@ async fn fonts(explicit: Option<&Path>) -> Finding {
                 "check the font directories",
             );
         }
+        Err(e) => {
+            return bad(
+                "fonts",
+                Level::Fail,
+                format!("fc-list did not run: {e}"),
+                "install fontconfig",
+            );
+        }
     };
-    let text = String::from_utf8_lossy(&output.stdout);
+    let text = String::from_utf8_lossy(&stdout);
     let families = text.lines().filter(|l| !l.trim().is_empty()).count();
     if text.contains(BUNDLED_FONT) {
         ok(

@@ -44,7 +44,7 @@ async fn abandoned_handover(
         "the recording was handed over at shutdown, but no worker of node {node} continued it within {} s",
         ctx.cfg.handover_timeout
     );
-    let kept = crate::media::encoder::has_recorded_media(&ctx.cfg.work_root().join(&task.id));
+    let kept = crate::media::segments::has_recorded_media(&ctx.cfg.work_root().join(&task.id));
     if !ours && super::mirror::store_for(ctx, task).is_some() {
         // StorageType s3: its media is in the bucket, so a worker of this machine continues it.
         info!(task_id = %task.id, node = %node, "no worker of its machine continued the recording; continuing it here from the bucket");
@@ -93,7 +93,7 @@ async fn finish_stopped(
     super::record::keep_unfinished_segment(ctx, &work_dir)
         .instrument(span)
         .await;
-    if !crate::media::encoder::has_recorded_media(&work_dir) {
+    if !crate::media::segments::has_recorded_media(&work_dir) {
         return ctx
             .fail_task(
                 &task.id,

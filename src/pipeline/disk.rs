@@ -268,7 +268,7 @@ fn media_below(work_root: &Path) -> u64 {
             entries
                 .filter_map(Result::ok)
                 .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
-                .map(|e| crate::media::encoder::bytes_written(&e.path()))
+                .map(|e| crate::media::segments::bytes_written(&e.path()))
                 .sum()
         })
         .unwrap_or(0)

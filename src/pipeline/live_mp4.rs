@@ -30,9 +30,9 @@ use serde::{Deserialize, Serialize};
 use tracing::{debug, info, warn};
 
 use super::publish::{ResultFile, note_stored};
-use crate::media::encoder::{completed_segments, parse_segment_list, segment_lists};
 use crate::media::faststart;
 use crate::media::remux::LiveRemux;
+use crate::media::segments::{completed_segments, parse_segment_list, segment_lists};
 use crate::storage::StorageError;
 use crate::storage::s3::ObjectStore;
 use crate::task::TaskRecord;

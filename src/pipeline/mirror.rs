@@ -63,9 +63,9 @@ impl WorkMirror {
             path: dir.display().to_string(),
             source: e,
         };
-        let mut paths = crate::media::encoder::completed_segments(dir)
+        let mut paths = crate::media::segments::completed_segments(dir)
             .map_err(|e| StorageError::Config(e.to_string()))?;
-        paths.extend(crate::media::encoder::segment_lists(dir).map_err(io)?);
+        paths.extend(crate::media::segments::segment_lists(dir).map_err(io)?);
         paths.push(crate::recording::timeline::path(dir));
         let names: Vec<String> = paths
             .iter()

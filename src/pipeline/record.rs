@@ -67,7 +67,7 @@ pub async fn run(ctx: WorkerContext, queue: StageQueue, job: StageJob) {
     let mirror = super::mirror::store_for(&ctx, &task);
     if task.status != Status::Normal
         && let Some(store) = &mirror
-        && !crate::media::encoder::has_recorded_media(&work_dir)
+        && !crate::media::segments::has_recorded_media(&work_dir)
     {
         // Taken over from another machine: its media comes from the bucket.
         if let Err(e) = super::mirror::fetch(store, &id, &work_dir).await {
@@ -160,7 +160,7 @@ impl RecordJob {
     /// After a takeover, whether the stopped worker's media is here to be delivered even if
     /// continuing failed.
     fn has_kept_media(&self, work_dir: &std::path::Path) -> bool {
-        self.takeover.is_some() && crate::media::encoder::has_recorded_media(work_dir)
+        self.takeover.is_some() && crate::media::segments::has_recorded_media(work_dir)
     }
 
     /// Ends a taken-over task whose continuation failed: what was recorded before is delivered,
@@ -576,7 +576,7 @@ impl RecordJob {
                     if let Some(seconds) = keep_unfinished_segment(&self.ctx, work_dir).await {
                         media.recorded_seconds += seconds;
                     }
-                    if !crate::media::encoder::has_recorded_media(work_dir) {
+                    if !crate::media::segments::has_recorded_media(work_dir) {
                         let _ = std::fs::remove_dir_all(work_dir);
                         let (code, why) = disk_full
                             .unwrap_or((ErrorCode::DiskFull, "the work disk filled up".into()));
@@ -657,7 +657,7 @@ impl RecordJob {
     /// Why the recording must end to spare the disk, if its media reached the task's quota.
     fn over_quota(&self, work_dir: &std::path::Path) -> Option<(ErrorCode, String)> {
         let quota = self.ctx.cfg.task_disk_mb;
-        let used = crate::media::encoder::bytes_written(work_dir) >> 20;
+        let used = crate::media::segments::bytes_written(work_dir) >> 20;
         (quota > 0 && used >= quota).then(|| {
             (
                 ErrorCode::RecordFailed,

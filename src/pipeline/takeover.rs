@@ -43,7 +43,7 @@ impl Takeover {
     pub(crate) fn inspect(task: &TaskRecord, work_dir: &std::path::Path, this_node: &str) -> Self {
         let mut base = task.stats.clone().unwrap_or_default();
         let earlier = base.recorded_duration;
-        base.recorded_duration = crate::media::encoder::completed_seconds(work_dir);
+        base.recorded_duration = crate::media::segments::completed_seconds(work_dir);
         if base.lost_media.is_none() {
             base.lost_media = lost_media(
                 earlier,
@@ -63,7 +63,7 @@ impl Takeover {
             (until, (written - kept).max(0.0))
         });
         let (kept_until, unfinished) =
-            match (timeline, crate::media::encoder::media_times(work_dir)) {
+            match (timeline, crate::media::segments::media_times(work_dir)) {
                 (Some(t), _) => t,
                 // No timeline: the segment list's modification time (late by the encoder's latency).
                 (None, Some((completed, last_write))) => {

@@ -9,9 +9,9 @@ use tracing::{info, warn};
 use super::WorkerContext;
 use super::publish::{Publisher, ResultFile, task_key};
 use crate::error::ErrorCode;
-use crate::media::encoder::completed_segments;
 use crate::media::finalize::{OutputFormat, finalize};
 use crate::media::hls::segments_in;
+use crate::media::segments::completed_segments;
 use crate::task::store::{Stage, StoreError, Transition};
 use crate::task::{Muxer, Status, TaskRecord, Video};
 

@@ -39,10 +39,9 @@ use crate::browser::{
 };
 use crate::error::{ErrorCode, HasErrorCode};
 use crate::media::MediaError;
-use crate::media::encoder::{
-    FrameFormat, SegmentEncoder, SlotMedia, bytes_written, next_segment_number,
-};
+use crate::media::encoder::{FrameFormat, SegmentEncoder, SlotMedia};
 use crate::media::pacer::{Frame, FramePacer, PacerStats};
+use crate::media::segments::{bytes_written, next_segment_number};
 
 /// Errors that end a recording.
 #[derive(Debug, thiserror::Error)]
@@ -326,9 +325,11 @@ impl ResilientEncoder {
         let list = self
             .opts
             .work_dir
-            .join(crate::media::encoder::segment_list_name(self.first_segment));
+            .join(crate::media::segments::segment_list_name(
+                self.first_segment,
+            ));
         let done = std::fs::read_to_string(list)
-            .map(|l| crate::media::encoder::parse_segment_list(&l).len() as u64)
+            .map(|l| crate::media::segments::parse_segment_list(&l).len() as u64)
             .unwrap_or(0);
         let safe = (done * self.frames_per_segment()).min(self.sent);
         let backlog_start = self.sent - self.backlog.len() as u64;
@@ -456,7 +457,7 @@ impl ResilientEncoder {
             // Whatever segments are complete are still delivered.
             warn!(error = %e, "the encoder did not finish cleanly");
         }
-        Ok(crate::media::encoder::completed_segments(
+        Ok(crate::media::segments::completed_segments(
             &self.opts.work_dir,
         )?)
     }
@@ -932,7 +933,7 @@ impl Engine {
         info!(fps, "recording started");
 
         // Media an earlier worker completed for this task comes first in the output.
-        let prior_media = crate::media::encoder::completed_seconds(&opts.work_dir);
+        let prior_media = crate::media::segments::completed_seconds(&opts.work_dir);
         let mut timeline = timeline::TimelineWriter::open(&opts.work_dir);
         let mut mark_timeline = true;
         let mut encoder = ResilientEncoder::start(&opts, fps)?;
@@ -1241,8 +1242,8 @@ impl Engine {
                     // The segment it had not finished stays for the caller to salvage or remove.
                     _ = cut.cancelled() => {
                         cut_short = true;
-                        let kept = crate::media::encoder::completed_segments(&opts.work_dir)?;
-                        let seconds = crate::media::encoder::completed_seconds(&opts.work_dir) - prior_media;
+                        let kept = crate::media::segments::completed_segments(&opts.work_dir)?;
+                        let seconds = crate::media::segments::completed_seconds(&opts.work_dir) - prior_media;
                         written = written.min((seconds.max(0.0) * f64::from(fps)).round() as u64);
                         kept
                     }

@@ -324,7 +324,7 @@ pub fn frame_clock_at(path: &Path, index: usize) -> Option<u32> {
         .chunks(3)
         .map(|px| ((u32::from(px[0]) + u32::from(px[1]) + u32::from(px[2])) / 3) as u8)
         .collect();
-    pagecast::analysis::frame_clock::decode_clock(&gray, f.width, f.height)
+    pagecast_analysis::frame_clock::decode_clock(&gray, f.width, f.height)
 }
 
 /// Whether frame `index` of a recording of `clock.html` shows the page's clock (the page is

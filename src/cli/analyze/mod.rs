@@ -1,12 +1,15 @@
 //! `pagecast analyze`: frame-timing figures of a recording of the clock page, or (`--av-sync`)
-//! A/V offsets of a recording of the flash-and-beep page.
+//! A/V offsets of a recording of the flash-and-beep page. The figures come from the
+//! `pagecast-analysis` crate; ffprobe and ffmpeg run in [`media`].
+
+mod media;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::Args;
-use pagecast::analysis::{decode::read_clock_values, frame_clock::analyze};
+use pagecast_analysis::frame_clock::analyze;
 
 #[derive(Debug, Args)]
 pub struct AnalyzeArgs {
@@ -28,22 +31,18 @@ pub struct AnalyzeArgs {
 }
 
 async fn run_av_sync(args: AnalyzeArgs) -> anyhow::Result<ExitCode> {
-    let file = args.video.clone();
-    let tones = args.tones.clone();
-    let hls = file
+    let hls = args
+        .video
         .extension()
         .is_some_and(|e| e.eq_ignore_ascii_case("m3u8"));
-    let r = tokio::task::spawn_blocking(move || {
-        let pre: &[&str] = if hls {
-            &["-allowed_extensions", "ALL"]
-        } else {
-            &[]
-        };
-        pagecast::analysis::av_sync::analyze_file(&file, pre, &tones)
-    })
-    .await
-    .context("the analysis task failed")?
-    .with_context(|| format!("could not analyse {}", args.video.display()))?;
+    let pre: &[&str] = if hls {
+        &["-allowed_extensions", "ALL"]
+    } else {
+        &[]
+    };
+    let r = media::av_sync(&args.video, pre, &args.tones)
+        .await
+        .with_context(|| format!("could not analyse {}", args.video.display()))?;
     if args.json {
         println!("{}", serde_json::to_string(&r)?);
         return Ok(ExitCode::SUCCESS);
@@ -99,10 +98,8 @@ pub async fn run(args: AnalyzeArgs) -> anyhow::Result<ExitCode> {
     if args.av_sync {
         return run_av_sync(args).await;
     }
-    let video = args.video.clone();
-    let (values, file_fps) = tokio::task::spawn_blocking(move || read_clock_values(&video))
+    let (values, file_fps) = media::clock_values(&args.video)
         .await
-        .context("the analysis task failed")?
         .with_context(|| format!("could not decode {}", args.video.display()))?;
     let fps = args.fps.unwrap_or(file_fps);
     let r = analyze(&values, fps);

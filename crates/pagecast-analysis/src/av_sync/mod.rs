@@ -16,14 +16,13 @@
 //! what the recorder itself got wrong; `offset` is what a viewer sees. Both are reported. Either
 //! includes the frame grid's quantisation (±half a frame: ±16.7 ms at 30 fps).
 
-use std::io::{self, Read};
-use std::path::Path;
-use std::process::{Command, Stdio};
+mod input;
 
-use super::frame_clock::{STRIP_CELLS, decode_clock};
+pub use self::input::{
+    FrameSize, Streams, audio_args, frame_times_args, parse_audio, parse_frame_times,
+    parse_streams, probe_args,
+};
 
-/// Decoded width used for the analysis (cells of 10 px are plenty for the strip).
-const ANALYSIS_WIDTH: usize = 320;
 /// Audio is decoded at this rate, mono.
 const RATE: f64 = 48_000.0;
 /// An onset needs this much quiet before it (seconds).
@@ -77,180 +76,6 @@ pub struct AvSyncReport {
     pub tone_levels_db: Vec<(f64, f64)>,
     /// Loudest sample, dBFS.
     pub peak_db: f64,
-}
-
-/// Frame facts of the first video and audio streams.
-#[derive(Debug, Clone, Copy)]
-struct Streams {
-    width: usize,
-    height: usize,
-    fps: f64,
-    video_start: f64,
-    audio_start: Option<f64>,
-}
-
-fn ffprobe(file: &Path, pre: &[&str]) -> io::Result<Streams> {
-    let out = Command::new("ffprobe")
-        .args(["-v", "error"])
-        .args(pre)
-        .args([
-            "-show_entries",
-            "stream=codec_type,width,height,avg_frame_rate,start_time",
-            "-of",
-            "json",
-        ])
-        .arg(file)
-        .stdin(Stdio::null())
-        .output()
-        .map_err(|e| io::Error::new(e.kind(), format!("cannot run ffprobe: {e}")))?;
-    if !out.status.success() {
-        return Err(io::Error::other(format!(
-            "ffprobe failed on {}: {}",
-            file.display(),
-            String::from_utf8_lossy(&out.stderr).trim()
-        )));
-    }
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout)
-        .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
-    let streams = v["streams"].as_array().cloned().unwrap_or_default();
-    let start = |s: &serde_json::Value| {
-        s["start_time"]
-            .as_str()
-            .and_then(|t| t.parse::<f64>().ok())
-            .unwrap_or(0.0)
-    };
-    let video = streams
-        .iter()
-        .find(|s| s["codec_type"] == "video")
-        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, "no video stream"))?;
-    let fps = video["avg_frame_rate"]
-        .as_str()
-        .and_then(|r| {
-            let (n, d) = r.split_once('/')?;
-            let (n, d): (f64, f64) = (n.parse().ok()?, d.parse().ok()?);
-            (d > 0.0 && n > 0.0).then_some(n / d)
-        })
-        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, "no frame rate"))?;
-    Ok(Streams {
-        width: video["width"].as_u64().unwrap_or(0) as usize,
-        height: video["height"].as_u64().unwrap_or(0) as usize,
-        fps,
-        video_start: start(video),
-        audio_start: streams
-            .iter()
-            .find(|s| s["codec_type"] == "audio")
-            .map(start),
-    })
-}
-
-/// Presentation times of the video's frames, in order (from packet timestamps; no decoding).
-fn frame_times(file: &Path, pre: &[&str]) -> io::Result<Vec<f64>> {
-    let out = Command::new("ffprobe")
-        .args(["-v", "error"])
-        .args(pre)
-        .args([
-            "-select_streams",
-            "v:0",
-            "-show_entries",
-            "packet=pts_time",
-            "-of",
-            "csv=p=0",
-        ])
-        .arg(file)
-        .stdin(Stdio::null())
-        .output()
-        .map_err(|e| io::Error::new(e.kind(), format!("cannot run ffprobe: {e}")))?;
-    let mut times: Vec<f64> = String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .filter_map(|l| l.trim().trim_end_matches(',').parse().ok())
-        .collect();
-    times.sort_by(|a, b| a.partial_cmp(b).unwrap_or(std::cmp::Ordering::Equal));
-    Ok(times)
-}
-
-/// Runs ffmpeg and returns its stdout.
-fn ffmpeg_out(args: &[String]) -> io::Result<Vec<u8>> {
-    let mut child = Command::new("ffmpeg")
-        .args(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .map_err(|e| io::Error::new(e.kind(), format!("cannot run ffmpeg: {e}")))?;
-    let mut err = child.stderr.take();
-    let err_reader = std::thread::spawn(move || {
-        let mut buf = Vec::new();
-        if let Some(e) = err.as_mut() {
-            let _ = e.read_to_end(&mut buf);
-        }
-        buf
-    });
-    let mut out = Vec::new();
-    if let Some(mut o) = child.stdout.take() {
-        o.read_to_end(&mut out)?;
-    }
-    let status = child.wait()?;
-    let err = err_reader.join().unwrap_or_default();
-    if !status.success() {
-        let text = String::from_utf8_lossy(&err);
-        return Err(io::Error::other(format!("ffmpeg failed: {}", text.trim())));
-    }
-    Ok(out)
-}
-
-/// Per frame: (flash area brightness 0-255, clock value).
-fn read_frames(file: &Path, pre: &[&str], s: &Streams) -> io::Result<Vec<(f64, Option<u32>)>> {
-    let w = ANALYSIS_WIDTH;
-    let h =
-        ((w as f64 * s.height as f64 / s.width.max(1) as f64 / 2.0).round() as usize * 2).max(2);
-    let mut args: Vec<String> = ["-nostdin", "-v", "error"].map(String::from).to_vec();
-    args.extend(pre.iter().map(|a| a.to_string()));
-    args.push("-i".into());
-    args.push(file.display().to_string());
-    args.extend(
-        [
-            "-map",
-            "0:v:0",
-            "-fps_mode",
-            "passthrough",
-            "-vf",
-            &format!("scale={w}:{h}:flags=area,format=gray"),
-            "-f",
-            "rawvideo",
-            "-",
-        ]
-        .map(String::from),
-    );
-    let raw = ffmpeg_out(&args)?;
-    let cell = w / STRIP_CELLS;
-    let strip_h = cell.min(h);
-    let below = (2 * cell).min(h.saturating_sub(1));
-    Ok(raw
-        .chunks_exact(w * h)
-        .map(|f| {
-            let area = &f[below * w..];
-            let mean = area.iter().map(|&p| f64::from(p)).sum::<f64>() / area.len().max(1) as f64;
-            (mean, decode_clock(&f[..w * strip_h], w, strip_h))
-        })
-        .collect())
-}
-
-fn read_audio(file: &Path, pre: &[&str]) -> io::Result<Vec<f32>> {
-    let mut args: Vec<String> = ["-nostdin", "-v", "error"].map(String::from).to_vec();
-    args.extend(pre.iter().map(|a| a.to_string()));
-    args.push("-i".into());
-    args.push(file.display().to_string());
-    args.extend(
-        [
-            "-map", "0:a:0", "-ac", "1", "-ar", "48000", "-f", "f32le", "-",
-        ]
-        .map(String::from),
-    );
-    let raw = ffmpeg_out(&args)?;
-    Ok(raw
-        .chunks_exact(4)
-        .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-        .collect())
 }
 
 /// Indices of the first bright frame of each flash.
@@ -374,17 +199,18 @@ pub fn summarise(
     (pairs, mean, mean_abs, max_abs, err_mean, err_max)
 }
 
-/// Measures a recording of `av_sync.html`. `pre` goes before `-i` (e.g. `-allowed_extensions
-/// ALL` for HLS); `tones` are frequencies whose level is reported.
-pub fn analyze_file(file: &Path, pre: &[&str], tones: &[f64]) -> io::Result<AvSyncReport> {
-    let s = ffprobe(file, pre)?;
-    let frames = read_frames(file, pre, &s)?;
-    let audio = match s.audio_start {
-        Some(_) => read_audio(file, pre)?,
-        None => Vec::new(),
-    };
+/// Measures a recording of `av_sync.html` from what ffprobe and ffmpeg said about it: its
+/// streams, its frames ([`FrameSize::read_frames`]), its samples ([`parse_audio`]; none without a
+/// sound track) and its frames' times ([`parse_frame_times`]). `tones` are frequencies whose
+/// level is reported.
+pub fn report(
+    s: &Streams,
+    frames: &[(f64, Option<u32>)],
+    audio: &[f32],
+    times: &[f64],
+    tones: &[f64],
+) -> AvSyncReport {
     let audio_start = s.audio_start.unwrap_or(0.0);
-    let times = frame_times(file, pre)?;
     let brightness: Vec<f64> = frames.iter().map(|f| f.0).collect();
     let flashes: Vec<(f64, Option<f64>)> = flash_frames(&brightness)
         .into_iter()
@@ -398,7 +224,7 @@ pub fn analyze_file(file: &Path, pre: &[&str], tones: &[f64]) -> io::Result<AvSy
             (at, lateness)
         })
         .collect();
-    let onset_idx = onsets(&audio);
+    let onset_idx = onsets(audio);
     let beeps: Vec<f64> = onset_idx
         .iter()
         .map(|&i| audio_start + i as f64 / RATE)
@@ -415,7 +241,7 @@ pub fn analyze_file(file: &Path, pre: &[&str], tones: &[f64]) -> io::Result<AvSy
         .collect();
     freqs.sort_by(|a, b| a.partial_cmp(b).unwrap_or(std::cmp::Ordering::Equal));
     let peak = audio.iter().fold(0f32, |m, x| m.max(x.abs()));
-    Ok(AvSyncReport {
+    AvSyncReport {
         flashes: flashes.len(),
         beeps: beeps.len(),
         pairs,
@@ -434,12 +260,11 @@ pub fn analyze_file(file: &Path, pre: &[&str], tones: &[f64]) -> io::Result<AvSy
         tone_hz: freqs.get(freqs.len() / 2).copied(),
         tone_levels_db: tones
             .iter()
-            .map(|&hz| (hz, tone_level_db(&audio, hz)))
+            .map(|&hz| (hz, tone_level_db(audio, hz)))
             .collect(),
         peak_db: 20.0 * f64::from(peak.max(1e-10)).log10(),
-    })
+    }
 }
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -479,6 +304,44 @@ mod tests {
         assert!(other < own - 40.0, "{other}");
         let hz = zero_crossing_hz(&a[..2000]).unwrap();
         assert!((hz - 700.0).abs() < 2.0, "{hz}");
+    }
+
+    #[test]
+    fn a_report_pairs_the_flashes_with_their_beeps() {
+        let s = Streams {
+            width: 320,
+            height: 180,
+            fps: 10.0,
+            video_start: 0.0,
+            audio_start: Some(0.0),
+        };
+        // 3 s at 10 fps: flashes at frames 10 and 20 (1.0 s and 2.0 s).
+        let frames: Vec<(f64, Option<u32>)> = (0..30)
+            .map(|i| (if i == 10 || i == 20 { 255.0 } else { 0.0 }, None))
+            .collect();
+        // Beeps 20 ms after each flash.
+        let mut audio = vec![0f32; 3 * 48_000];
+        for start in [49_000usize, 97_000] {
+            for (i, x) in tone(1000.0, 0.5, 0.05).into_iter().enumerate() {
+                audio[start + i] = x;
+            }
+        }
+        let times: Vec<f64> = (0..30).map(|i| f64::from(i) / 10.0).collect();
+        let r = report(&s, &frames, &audio, &times, &[1000.0]);
+        assert_eq!((r.flashes, r.beeps, r.pairs.len()), (2, 2, 2));
+        assert!(
+            (r.mean_offset_ms - 20.8).abs() < 0.5,
+            "{}",
+            r.mean_offset_ms
+        );
+        assert!((r.video_s - 3.0).abs() < 1e-9);
+        assert!((r.audio_s - 3.0).abs() < 1e-9);
+        assert!(
+            r.tone_hz.is_some_and(|hz| (hz - 1000.0).abs() < 30.0),
+            "{:?}",
+            r.tone_hz
+        );
+        assert_eq!(r.tone_levels_db.len(), 1);
     }
 
     #[test]
