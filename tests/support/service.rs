@@ -147,7 +147,10 @@ pub fn service_at(
     let worker_env = env("node-a");
     let deadline = Instant::now() + Duration::from_secs(20);
     while Instant::now() < deadline {
-        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+        // Up means pagecast answers and has reached Redis: until then `serve` answers every
+        // Action with 503 (its `/readyz` says "not connected yet"). Other readiness checks (the
+        // work disk) may fail on purpose in some tests, so only the Redis one is waited for.
+        if serving_connected(&url) {
             return Service {
                 url,
                 out,
@@ -163,6 +166,20 @@ pub fn service_at(
         "pagecast serve did not start listening; see {}",
         dir.join("serve.log").display()
     );
+}
+
+/// Whether the pagecast `serve` at `url` answers `/readyz` and has reached Redis.
+fn serving_connected(url: &str) -> bool {
+    let (rt, client) = http();
+    rt.block_on(async {
+        let Ok(r) = client.get(format!("{url}/readyz")).send().await else {
+            return false;
+        };
+        let Ok(body) = r.json::<Value>().await else {
+            return false;
+        };
+        body["Status"].is_string() && !body.to_string().contains("not connected yet")
+    })
 }
 
 /// One runtime and one HTTP client for all calls (building a TLS-capable client per call costs
