@@ -350,8 +350,8 @@ fn concurrent_recordings_hear_only_their_own_page() {
         level(&rb, 0) < level(&rb, 1) - 30.0 && level(&rb, 0) < -45.0,
         "the 1500 Hz recording hears the other page: {rb}"
     );
-    assert!((f(&ra, "tone_hz") - 700.0).abs() < 10.0);
-    assert!((f(&rb, "tone_hz") - 1500.0).abs() < 15.0);
+    assert!((f(&ra, "tone_hz") - 700.0).abs() < 10.0, "{ra}");
+    assert!((f(&rb, "tone_hz") - 1500.0).abs() < 15.0, "{rb}");
     assert_eq!(
         pulse.pagecast_sinks(),
         Vec::<String>::new(),
