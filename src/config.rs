@@ -1,7 +1,7 @@
 //! Configuration: typed settings with documented defaults, each a CLI flag and a `PAGECAST_*`
 //! environment variable. Secrets (tokens, keys, the Redis password) are never printed.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::Args;
@@ -10,52 +10,10 @@ use crate::browser::BrowserSettings;
 use crate::media::encoder::EncoderSettings;
 use crate::recording::CaptureSettings;
 
-/// A secret setting (token, signing key): printed as `<redacted>`, read with [`Secret::expose`].
-#[derive(Clone, PartialEq, Eq)]
-pub struct Secret(String);
-
-impl Secret {
-    /// The secret's value, for the one place that uses it.
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl std::fmt::Debug for Secret {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("<redacted>")
-    }
-}
-
-impl From<String> for Secret {
-    fn from(s: String) -> Self {
-        Secret(s)
-    }
-}
-
-impl std::str::FromStr for Secret {
-    type Err = std::convert::Infallible;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        Ok(Secret(s.to_string()))
-    }
-}
-
-/// A setting that cannot work, found at start-up (before anything runs).
-#[derive(Debug, thiserror::Error)]
-#[error("invalid {setting}: {why}")]
-pub struct ConfigError {
-    /// The environment variable (and flag) at fault.
-    pub setting: &'static str,
-    /// What is wrong with it.
-    pub why: String,
-}
-
-pub(crate) fn invalid(setting: &'static str, why: impl Into<String>) -> ConfigError {
-    ConfigError {
-        setting,
-        why: why.into(),
-    }
-}
+pub use crate::error::ConfigError;
+pub(crate) use crate::error::invalid;
+pub use crate::secret::Secret;
+pub(crate) use crate::secret::read_secret_file;
 
 /// An absolute `http(s)://` URL, or why not.
 fn check_http_url(setting: &'static str, value: &str) -> Result<(), ConfigError> {
@@ -412,13 +370,6 @@ pub struct WorkerConfig {
     pub recorder: RecorderConfig,
 }
 
-/// Reads a secret from a file (trimmed); the error names the setting, never the content.
-pub(crate) fn read_secret_file(path: &Path, setting: &str) -> Result<String, String> {
-    std::fs::read_to_string(path)
-        .map(|s| s.trim().to_string())
-        .map_err(|e| format!("{setting}: cannot read {}: {e}", path.display()))
-}
-
 impl ApiConfig {
     /// Adds the tokens of `api_tokens_file`, if set. Call once at start.
     pub fn load_token_file(&mut self) -> Result<(), String> {
@@ -430,7 +381,7 @@ impl ApiConfig {
                 .flat_map(|l| l.split(','))
                 .map(str::trim)
                 .filter(|t| !t.is_empty())
-                .map(|t| Secret(t.to_string()))
+                .map(|t| Secret::from(t.to_string()))
                 .collect();
             if tokens.is_empty() {
                 return Err(format!(
@@ -455,7 +406,7 @@ impl WorkerConfig {
                     path.display()
                 ));
             }
-            self.callback_secret = Some(Secret(secret));
+            self.callback_secret = Some(Secret::from(secret));
         }
         Ok(())
     }

@@ -28,6 +28,7 @@ pub mod process;
 pub mod recording;
 pub mod redact;
 pub(crate) mod runtime_dir;
+pub mod secret;
 pub mod storage;
 pub mod task;
 pub mod tls;

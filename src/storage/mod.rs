@@ -130,8 +130,8 @@ impl StorageConfig {
 
     /// Checks the allow-lists (what clap cannot): every endpoint an http(s) URL, every bucket a
     /// plain name. Blank entries are ignored (an empty list allows nothing more).
-    pub fn validate(&self) -> Result<(), crate::config::ConfigError> {
-        let invalid = |setting, why: String| crate::config::ConfigError { setting, why };
+    pub fn validate(&self) -> Result<(), crate::error::ConfigError> {
+        let invalid = |setting, why: String| crate::error::ConfigError { setting, why };
         for e in self
             .s3_allowed_endpoints
             .iter()
