@@ -180,7 +180,7 @@ async fn run(
             let mut body = describe_json(&task, request_id);
             state
                 .signer
-                .refresh_file_urls(&mut body, crate::pipeline::now_s());
+                .refresh_file_urls(&mut body, crate::clock::now_s());
             Ok(body)
         }
     }
@@ -232,7 +232,7 @@ async fn start(state: &ApiState, data: &Value) -> Result<Value, ApiError> {
             .map_err(|why| ApiError::invalid("Data.CallbackURL", why))?;
     }
     let id = uuid::Uuid::new_v4().to_string();
-    let now = crate::pipeline::now_s();
+    let now = crate::clock::now_s();
     state
         .store
         .create(&id, &spec, &secrets, now, state.max_queued)
@@ -277,7 +277,7 @@ async fn control_task(
                 return Ok(json!({ "TaskID": id }));
             }
             ActionEffect::Move(to) => {
-                let now = crate::pipeline::now_s();
+                let now = crate::clock::now_s();
                 let mut t = Transition::new(task.status, to);
                 t.control = Some(msg);
                 if action == ControlAction::Stop {

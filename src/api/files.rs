@@ -23,9 +23,7 @@ use crate::error::ErrorCode;
 /// The handler.
 pub async fn serve(State(state): State<ApiState>, req: Request) -> Response {
     let rid = super::guard::request_id_of(req.headers());
-    let checked = state
-        .signer
-        .verify(req.uri().path(), crate::pipeline::now_s());
+    let checked = state.signer.verify(req.uri().path(), crate::clock::now_s());
     let signed = match checked {
         Ok(p) => p,
         Err(why) => {

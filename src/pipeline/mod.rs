@@ -27,12 +27,13 @@ mod upload;
 mod videos;
 
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, info, info_span, warn};
 
+pub(crate) use crate::clock::{now_ms, now_s};
 use crate::config::WorkerConfig;
 use crate::ops::metrics;
 use crate::task::store::{Stage, StageQueue, StoreError, TaskStore, Transition};
@@ -62,22 +63,6 @@ pub struct WorkerContext {
     pub active: presence::ActiveTasks,
     /// Signs the URLs of local results (`None`: they are left unsigned, and refused).
     pub url_signer: Option<crate::api::signed_url::UrlSigner>,
-}
-
-/// Unix seconds now.
-pub fn now_s() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0)
-}
-
-/// Unix milliseconds now.
-pub fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
 }
 
 impl WorkerContext {
