@@ -10,13 +10,14 @@
 pub mod credentials;
 pub mod policy;
 pub mod s3;
+mod target;
 
 use std::time::Duration;
 
 use clap::Args;
 
 use crate::error::{ErrorCode, HasErrorCode};
-use crate::task::OutputTarget;
+pub use target::OutputTarget;
 
 /// Object storage settings of the server. With no bucket configured (and none given per task),
 /// results are delivered to the local output directory.
