@@ -18,6 +18,7 @@ pub mod audio;
 pub mod browser;
 pub mod clock;
 pub mod config;
+pub mod delivery;
 pub mod error;
 pub mod fonts;
 pub(crate) mod log_limit;

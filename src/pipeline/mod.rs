@@ -62,7 +62,7 @@ pub struct WorkerContext {
     /// The tasks this worker's jobs hold a lease on (announced, see `presence`).
     pub active: presence::ActiveTasks,
     /// Signs the URLs of local results (`None`: they are left unsigned, and refused).
-    pub url_signer: Option<crate::api::signed_url::UrlSigner>,
+    pub url_signer: Option<crate::delivery::signed_url::UrlSigner>,
 }
 
 impl WorkerContext {
@@ -100,7 +100,7 @@ impl WorkerContext {
     }
 
     /// Signs local result URLs with `signer`.
-    pub fn with_url_signer(mut self, signer: crate::api::signed_url::UrlSigner) -> Self {
+    pub fn with_url_signer(mut self, signer: crate::delivery::signed_url::UrlSigner) -> Self {
         self.url_signer = Some(signer);
         self
     }
@@ -110,7 +110,7 @@ impl WorkerContext {
     pub fn local_file_url(&self, key: &str) -> String {
         match &self.url_signer {
             Some(s) => s.file_url(&self.public_url, key, now_s()),
-            None => crate::api::signed_url::unsigned_file_url(&self.public_url, key),
+            None => crate::delivery::signed_url::unsigned_file_url(&self.public_url, key),
         }
     }
 

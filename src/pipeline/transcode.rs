@@ -7,19 +7,14 @@ use std::path::Path;
 use tracing::{info, warn};
 
 use super::WorkerContext;
-use super::publish::{Publisher, ResultFile, task_key};
+use super::publish::{Publisher, task_key};
+use crate::delivery::ResultFile;
 use crate::error::ErrorCode;
 use crate::media::finalize::{OutputFormat, finalize};
 use crate::media::hls::segments_in;
 use crate::media::segments::completed_segments;
 use crate::task::store::{Stage, StoreError, Transition};
 use crate::task::{Muxer, Status, TaskRecord, Video};
-
-/// The result's location below the output root: `<TargetDir>/<TargetName>.<ext>` (see
-/// [`crate::task::names`]).
-pub fn output_rel_path(task: &TaskRecord) -> String {
-    crate::task::names::rel_path(task)
-}
 
 /// Runs one transcode job.
 pub async fn run(ctx: WorkerContext, id: String) -> Result<(), StoreError> {
@@ -118,7 +113,7 @@ async fn produce(
     work_dir: &Path,
     out_root: &Path,
 ) -> Result<Result<Vec<ResultFile>, String>, StoreError> {
-    let rel = output_rel_path(task);
+    let rel = crate::task::names::rel_path(task);
     if task.spec.muxer == Muxer::Hls {
         // The recorded segments are the HLS segments; most were published while recording.
         let key = match task_key(ctx, task).await? {
