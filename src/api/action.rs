@@ -12,7 +12,6 @@ use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 use tracing::{Instrument, info, info_span, warn};
 
-use super::describe::describe_json;
 use super::error::ApiError;
 use super::layers::ActionName;
 use super::routes::ApiState;
@@ -177,11 +176,12 @@ async fn run(
         (_, None) => {
             let id = task_id(&data)?;
             let task = state.store.get(&id).await.map_err(store_error)?;
-            let mut body = describe_json(&task, request_id);
-            state
-                .signer
-                .refresh_file_urls(&mut body, crate::clock::now_s());
-            Ok(body)
+            Ok(crate::task::wire::render(
+                &task,
+                request_id,
+                Some(&state.signer),
+                crate::clock::now_s(),
+            ))
         }
     }
 }

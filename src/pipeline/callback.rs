@@ -8,7 +8,6 @@ use std::time::Duration;
 use tracing::{info, warn};
 
 use super::{WorkerContext, now_ms, now_s};
-use crate::api::describe::describe_json;
 use crate::error::ErrorCode;
 use crate::ops::metrics;
 use crate::task::Status;
@@ -78,10 +77,12 @@ pub async fn run(ctx: WorkerContext, id: String) -> Result<(), StoreError> {
         state: CallbackState::Delivered,
         ..delivery.clone()
     });
-    let mut json = describe_json(&task, &uuid::Uuid::new_v4().to_string());
-    if let Some(signer) = &ctx.url_signer {
-        signer.refresh_file_urls(&mut json, now_s());
-    }
+    let mut json = crate::task::wire::render(
+        &task,
+        &uuid::Uuid::new_v4().to_string(),
+        ctx.url_signer.as_ref(),
+        now_s(),
+    );
     // A key pagecast generated is handed to the receiver, and only to it (never in Describe).
     let generated_key = match ctx.store.secrets(id).await {
         Ok(s) if s.key_generated => s.encrypt_key,

@@ -6,6 +6,7 @@ pub mod names;
 pub mod prestart;
 pub mod status;
 pub mod store;
+pub mod wire;
 
 pub use model::*;
 pub use status::{ActionEffect, ControlAction, Status, action_effect, can_transition};
