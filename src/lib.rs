@@ -23,6 +23,7 @@ pub mod error;
 pub mod fonts;
 pub(crate) mod log_limit;
 pub mod media;
+pub mod metrics;
 pub mod ops;
 pub mod pipeline;
 pub mod process;

@@ -9,7 +9,7 @@ use tracing::{info, warn};
 
 use super::{WorkerContext, now_ms, now_s};
 use crate::error::ErrorCode;
-use crate::ops::metrics;
+use crate::metrics;
 use crate::task::Status;
 use crate::task::store::{StoreError, TimeField, Transition};
 use crate::task::{CallbackDelivery, CallbackState};

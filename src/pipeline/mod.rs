@@ -35,7 +35,7 @@ use tracing::{Instrument, info, info_span, warn};
 
 pub(crate) use crate::clock::{now_ms, now_s};
 use crate::config::WorkerConfig;
-use crate::ops::metrics;
+use crate::metrics;
 use crate::task::store::{Stage, StageQueue, StoreError, TaskStore, Transition};
 use crate::task::{Status, TaskResult};
 
@@ -283,14 +283,14 @@ impl Drop for RunningRecording {
 pub async fn run_worker(ctx: WorkerContext) {
     // Counters a worker may never touch are shown from the start, at zero.
     for d in [
-        &crate::ops::metrics::HANDOVERS,
-        &crate::ops::metrics::TAKEOVERS,
-        &crate::ops::metrics::PAGE_CRASHES,
-        &crate::ops::metrics::PAGE_HANGS,
-        &crate::ops::metrics::BROWSER_RESTARTS,
-        &crate::ops::metrics::ENCODER_RESTARTS,
+        &crate::metrics::HANDOVERS,
+        &crate::metrics::TAKEOVERS,
+        &crate::metrics::PAGE_CRASHES,
+        &crate::metrics::PAGE_HANGS,
+        &crate::metrics::BROWSER_RESTARTS,
+        &crate::metrics::ENCODER_RESTARTS,
     ] {
-        crate::ops::metrics::add(d, &[], 0.0);
+        crate::metrics::add(d, &[], 0.0);
     }
     info!(worker = %ctx.worker_id, capacity = ctx.cfg.capacity(), "worker started");
     metrics::add(&metrics::WORKER_CAPACITY, &[], ctx.cfg.capacity() as f64);

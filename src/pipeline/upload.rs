@@ -14,7 +14,7 @@ use tracing::{info, warn};
 
 use super::WorkerContext;
 use crate::error::ErrorCode;
-use crate::ops::metrics;
+use crate::metrics;
 use crate::storage::s3::ObjectStore;
 use crate::storage::{Destination, StorageError};
 use crate::task::store::StoreError;
