@@ -16,7 +16,7 @@ use super::error::ApiError;
 use super::layers::ActionName;
 use super::routes::ApiState;
 use super::start::parse_start;
-use crate::task::store::{ControlMsg, StoreError, TimeField, Transition};
+use crate::task::store::{ControlMsg, StoreError};
 use crate::task::{ActionEffect, ControlAction, Status, action_effect};
 
 /// What a request asks for.
@@ -278,14 +278,7 @@ async fn control_task(
             }
             ActionEffect::Move(to) => {
                 let now = crate::clock::now_s();
-                let mut t = Transition::new(task.status, to);
-                t.control = Some(msg);
-                if action == ControlAction::Stop {
-                    t.times.push((TimeField::Cancel, now));
-                }
-                if to == Status::Finished {
-                    t.times.push((TimeField::Finish, now));
-                }
+                let t = crate::task::moves::control(task.status, to, action, msg, now);
                 match state.store.transition(&id, t).await {
                     Ok(()) => {
                         info!(task_id = %id, action = named.as_str(), from = %task.status, to = %to, "task moved");

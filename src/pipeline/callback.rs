@@ -11,7 +11,8 @@ use super::{WorkerContext, now_ms, now_s};
 use crate::error::ErrorCode;
 use crate::metrics;
 use crate::task::Status;
-use crate::task::store::{StoreError, TimeField, Transition};
+use crate::task::moves;
+use crate::task::store::StoreError;
 use crate::task::{CallbackDelivery, CallbackState};
 
 /// The header carrying the callback's signature.
@@ -132,13 +133,13 @@ pub async fn run(ctx: WorkerContext, id: String) -> Result<(), StoreError> {
     let Some(error) = error else {
         info!(attempts = delivery.attempts, "callback delivered");
         delivery.state = CallbackState::Delivered;
-        let mut t = Transition::new(Status::Callback, Status::Finished);
-        t.lease = Some((ctx.worker_id.clone(), fence));
-        t.times = vec![(TimeField::Finish, finish_time)];
-        t.result = task.result.clone();
-        t.stats = task.stats.clone();
-        t.callback = Some(delivery);
-        t.release_lease = true;
+        let t = moves::callback_done(
+            finish_time,
+            task.result.clone(),
+            task.stats.clone(),
+            delivery,
+        )
+        .with_lease(ctx.worker_id.clone(), fence);
         ctx.store.transition(id, t).await?;
         if generated_key.is_some() {
             ctx.store.drop_secrets(id).await?;
@@ -199,13 +200,8 @@ async fn give_up(
             delivery.attempts
         )
     });
-    let mut t = Transition::new(Status::Callback, Status::Finished);
-    t.lease = Some((ctx.worker_id.clone(), fence));
-    t.times = vec![(TimeField::Finish, finish_time)];
-    t.result = Some(result);
-    t.stats = task.stats.clone();
-    t.callback = Some(delivery);
-    t.release_lease = true;
+    let t = moves::callback_done(finish_time, Some(result), task.stats.clone(), delivery)
+        .with_lease(ctx.worker_id.clone(), fence);
     ctx.store.transition(id, t).await?;
     // Undeliverable: a generated key must not outlive the task's delivery.
     ctx.store.drop_secrets(id).await

@@ -36,7 +36,7 @@ use tracing::{Instrument, info, info_span, warn};
 pub(crate) use crate::clock::{now_ms, now_s};
 use crate::config::WorkerConfig;
 use crate::metrics;
-use crate::task::store::{Stage, StageQueue, StoreError, TaskStore, Transition};
+use crate::task::store::{Stage, StageQueue, StoreError, TaskStore};
 use crate::task::{Status, TaskResult};
 
 /// Everything a stage needs.
@@ -203,12 +203,8 @@ impl WorkerContext {
         let mut from = from;
         // Recording or paused: the recording ends first (canceled), then the outcome is reported.
         if from.is_live() {
-            let mut t = Transition::new(from, Status::Canceled);
-            t.lease = fence.map(|f| (self.worker_id.clone(), f));
-            t.times = vec![
-                (crate::task::store::TimeField::Cancel, now_s()),
-                (crate::task::store::TimeField::Stop, now_s()),
-            ];
+            let t = crate::task::moves::fail_live(from, now_s())
+                .with_lease_of(fence.map(|f| (self.worker_id.clone(), f)));
             held::transition(self, id, t).await?;
             from = Status::Canceled;
         }
@@ -224,23 +220,9 @@ impl WorkerContext {
         result: Option<TaskResult>,
     ) -> Result<(), StoreError> {
         let task = held::retry(self, id, fence, "reading the task", || self.store.get(id)).await?;
-        let to = if task.spec.callback_url.is_some() {
-            Status::Callback
-        } else {
-            Status::Finished
-        };
-        let mut t = Transition::new(from, to);
-        t.lease = fence.map(|f| (self.worker_id.clone(), f));
-        t.result = result;
-        t.release_lease = true;
-        if to == Status::Callback {
-            t.enqueue = Some(StageQueue {
-                stage: Stage::Callback,
-                node: None,
-            });
-        } else {
-            t.times = vec![(crate::task::store::TimeField::Finish, now_s())];
-        }
+        let has_callback = task.spec.callback_url.is_some();
+        let t = crate::task::moves::report(from, has_callback, result, now_s())
+            .with_lease_of(fence.map(|f| (self.worker_id.clone(), f)));
         held::transition(self, id, t).await
     }
 }

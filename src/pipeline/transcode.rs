@@ -13,7 +13,7 @@ use crate::error::ErrorCode;
 use crate::media::finalize::{OutputFormat, finalize};
 use crate::media::hls::segments_in;
 use crate::media::segments::completed_segments;
-use crate::task::store::{Stage, StoreError, Transition};
+use crate::task::store::{Stage, StoreError};
 use crate::task::{Muxer, Status, TaskRecord, Video};
 
 /// Runs one transcode job.
@@ -86,14 +86,11 @@ pub async fn run(ctx: WorkerContext, id: String) -> Result<(), StoreError> {
         })
         .collect::<Vec<_>>();
     let count = videos.len();
-    let mut t = Transition::new(Status::Transcode, Status::Upload);
-    t.lease = Some((ctx.worker_id.clone(), fence));
     // Keep an error from recording (e.g. PageCrashed): the files come with it.
     let mut result = task.result.clone().unwrap_or_default();
     result.videos = videos;
-    t.result = Some(result);
-    t.enqueue = Some(ctx.node_queue(Stage::Upload));
-    t.release_lease = true;
+    let t = crate::task::moves::to_upload(result, ctx.node_queue(Stage::Upload))
+        .with_lease(ctx.worker_id.clone(), fence);
     ctx.store.transition(&id, t).await?;
     info!(files = count, "deliverable ready");
     // The segments are no longer needed once the deliverable is committed.
