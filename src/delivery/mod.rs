@@ -22,17 +22,17 @@ const STORED_LIST: &str = "stored.csv";
 
 /// One file of an HLS result.
 #[derive(Debug, Clone, PartialEq)]
-pub struct ResultFile {
+pub(crate) struct ResultFile {
     /// Key below the output root.
-    pub key: String,
+    pub(crate) key: String,
     /// Bytes.
-    pub size: u64,
+    pub(crate) size: u64,
     /// Already in the bucket (not in the deliver directory).
-    pub stored: bool,
+    pub(crate) stored: bool,
 }
 
 /// Notes in `deliver_dir`, for the upload stage, which of `files` are in the bucket already.
-pub fn note_stored(deliver_dir: &Path, files: &[ResultFile]) -> Result<(), MediaError> {
+pub(crate) fn note_stored(deliver_dir: &Path, files: &[ResultFile]) -> Result<(), MediaError> {
     let list: String = files
         .iter()
         .filter(|f| f.stored)
@@ -47,7 +47,7 @@ pub fn note_stored(deliver_dir: &Path, files: &[ResultFile]) -> Result<(), Media
 }
 
 /// The objects a transcode found already in the bucket (key → size), from `deliver_dir`.
-pub fn stored_objects(deliver_dir: &Path) -> HashMap<String, u64> {
+pub(crate) fn stored_objects(deliver_dir: &Path) -> HashMap<String, u64> {
     std::fs::read_to_string(deliver_dir.join(STORED_LIST))
         .map(|text| {
             text.lines()
@@ -64,7 +64,7 @@ pub fn stored_objects(deliver_dir: &Path) -> HashMap<String, u64> {
 /// against the allow-lists first (Start did, but the settings may have changed since; the
 /// server's credentials never go to a place they do not allow), and a task-chosen endpoint
 /// against the URL rules (`policy`): it is a place pagecast connects to.
-pub async fn result_store(
+pub(crate) async fn result_store(
     storage: &StorageConfig,
     policy: &UrlPolicy,
     output: &OutputTarget,

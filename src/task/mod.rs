@@ -2,7 +2,7 @@
 //! atomic script; queues are Redis Streams with consumer groups; leases with fencing tokens).
 
 pub mod model;
-pub mod moves;
+pub(crate) mod moves;
 pub mod names;
 pub mod prestart;
 pub mod status;

@@ -18,7 +18,7 @@ use super::store::{ControlMsg, Stage, StageQueue, TimeField, Transition};
 /// The API's move for a control action (`Stop`, `Pause`, `Resume` moving `from → to`): the
 /// recording's worker is told through the control stream; Stop sets CancelTime, and a task
 /// that reaches `finished` (stopped before it was ever taken) its FinishTime.
-pub fn control(
+pub(crate) fn control(
     from: Status,
     to: Status,
     action: ControlAction,
@@ -37,13 +37,13 @@ pub fn control(
 
 /// The recording ends as canceled (a Stop, the page's `stopRecord()`, a handover nobody took
 /// up): CancelTime.
-pub fn cancel(from: Status, now: i64) -> Transition {
+pub(crate) fn cancel(from: Status, now: i64) -> Transition {
     Transition::new(from, Status::Canceled).with_time(TimeField::Cancel, now)
 }
 
 /// A failure while live: the recording is canceled and stopped at once (CancelTime, StopTime),
 /// before the outcome is reported with [`report`].
-pub fn fail_live(from: Status, now: i64) -> Transition {
+pub(crate) fn fail_live(from: Status, now: i64) -> Transition {
     Transition::new(from, Status::Canceled)
         .with_time(TimeField::Cancel, now)
         .with_time(TimeField::Stop, now)
@@ -51,7 +51,7 @@ pub fn fail_live(from: Status, now: i64) -> Transition {
 
 /// A step of the recording stage `from → to` with the times the step sets; the start of the
 /// recording (`normal → recording`) notes `node`, whose work directory holds the media.
-pub fn record_step(
+pub(crate) fn record_step(
     from: Status,
     to: Status,
     times: Vec<(TimeField, i64)>,
@@ -67,7 +67,7 @@ pub fn record_step(
 
 /// The recording is over: on to the transcode stage of `queue` (the node holding the media),
 /// with StopTime.
-pub fn to_transcode(from: Status, now: i64, queue: StageQueue) -> Transition {
+pub(crate) fn to_transcode(from: Status, now: i64, queue: StageQueue) -> Transition {
     Transition::new(from, Status::Transcode)
         .with_time(TimeField::Stop, now)
         .with_enqueue(queue)
@@ -75,7 +75,7 @@ pub fn to_transcode(from: Status, now: i64, queue: StageQueue) -> Transition {
 
 /// The deliverable is made: on to the upload stage of `queue` with `result` (its files); the
 /// transcoding worker lets go.
-pub fn to_upload(result: TaskResult, queue: StageQueue) -> Transition {
+pub(crate) fn to_upload(result: TaskResult, queue: StageQueue) -> Transition {
     Transition::new(Status::Transcode, Status::Upload)
         .with_result(result)
         .with_enqueue(queue)
@@ -85,7 +85,7 @@ pub fn to_upload(result: TaskResult, queue: StageQueue) -> Transition {
 /// Reports the outcome of a task at `from`: to `callback` (queued on the callback stage) when it
 /// has a CallbackURL, else to `finished` with FinishTime. The worker lets go of it; `result`, if
 /// given, replaces the stored one.
-pub fn report(
+pub(crate) fn report(
     from: Status,
     has_callback: bool,
     result: Option<TaskResult>,
@@ -105,7 +105,7 @@ pub fn report(
 
 /// The callback is over (delivered or given up): `finished` at `finish_time`, the time the
 /// callback body showed, with the delivery's state; the worker lets go.
-pub fn callback_done(
+pub(crate) fn callback_done(
     finish_time: i64,
     result: Option<TaskResult>,
     stats: Option<super::model::TaskStats>,

@@ -18,7 +18,12 @@ use crate::task::{
 
 /// The Describe (and callback) JSON of `task` as a client gets it at `now` (unix seconds): the
 /// FileURLs of local results re-signed by `signer` from `now` (left as stored without one).
-pub fn render(task: &TaskRecord, request_id: &str, signer: Option<&UrlSigner>, now: i64) -> Value {
+pub(crate) fn render(
+    task: &TaskRecord,
+    request_id: &str,
+    signer: Option<&UrlSigner>,
+    now: i64,
+) -> Value {
     let mut json = describe_json(task, request_id);
     if let Some(signer) = signer {
         signer.refresh_file_urls(&mut json, now);
