@@ -1,7 +1,7 @@
 //! Delivery vocabulary shared by the stages that make, publish, upload and serve results, and by
 //! the task's wire view: the files of a result and which of them are in the bucket already
-//! ([`ResultFile`], the deliver directory's `stored.csv`), the store a result goes to
-//! ([`result_store`]), and the signed URLs of local results ([`signed_url`]).
+//! (`ResultFile`, the deliver directory's `stored.csv`), the store a result goes to
+//! (`result_store`), and the signed URLs of local results ([`signed_url`]).
 //!
 //! A leaf below `task`: nothing here knows the task record (result *names* are the task's, see
 //! [`crate::task::names`]).

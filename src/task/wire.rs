@@ -1,5 +1,5 @@
 //! The task's wire view: the Describe response for a task, which is also the body POSTed to the
-//! task's CallbackURL ([`render`] re-signs the URLs of local results as it renders).
+//! task's CallbackURL (`render` re-signs the URLs of local results as it renders).
 //!
 //! Contract fields (`TaskID`, `RequestID`, `Status`, the times, `Result`) keep the source product's
 //! meaning; pagecast's extras (`RecordedDuration`, `Stats`, `Restarts`, `UserContext`, `Muxer`)

@@ -110,7 +110,7 @@ pub enum TimeField {
 
 /// A status change and everything that goes with it, applied atomically by
 /// [`TaskStore::transition`]. Made only by its builders, most often through a named move of
-/// [`crate::task::moves`], which keeps the protocol's rules (which times a move sets, where the
+/// `task::moves`, which keeps the protocol's rules (which times a move sets, where the
 /// task is queued next) in one place.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Transition {
