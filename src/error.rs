@@ -134,6 +134,23 @@ pub trait HasErrorCode {
     fn code(&self) -> ErrorCode;
 }
 
+/// A setting that cannot work, found at start-up (before anything runs).
+#[derive(Debug, thiserror::Error)]
+#[error("invalid {setting}: {why}")]
+pub struct ConfigError {
+    /// The environment variable (and flag) at fault.
+    pub setting: &'static str,
+    /// What is wrong with it.
+    pub why: String,
+}
+
+pub(crate) fn invalid(setting: &'static str, why: impl Into<String>) -> ConfigError {
+    ConfigError {
+        setting,
+        why: why.into(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

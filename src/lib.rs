@@ -1,12 +1,17 @@
 //! pagecast records web pages as video: headless Chromium paints the page, its screencast frames
 //! are paced to a constant frame rate and encoded by ffmpeg into MP4 or HLS.
 //!
-//! Layers, each depending only on the ones below it:
-//! - [`recording`]: the engine (one page → recorded segments), driven by the CLI and, later, the
-//!   task pipeline;
-//! - adapters: [`browser`] (Chromium over CDP), [`media`] (ffmpeg/ffprobe), [`audio`] (the page's
-//!   sound through PulseAudio), [`process`] (the one subprocess core);
-//! - [`error`]: the table of stable error codes.
+//! Layers, each depending only on the ones below it (docs/architecture.md draws them;
+//! tests/module_order.rs checks them):
+//! - [`api`] (the HTTP Action API) and [`pipeline`] (the worker's stages), side by side;
+//! - [`ops`] (health, readiness, doctor), then [`config`] (the settings);
+//! - [`task`]: the status machine, the record, its moves, its wire view and its Redis store;
+//! - [`delivery`] (result files, result store, signed URLs), then [`storage`];
+//! - [`recording`]: the engine (one page → recorded segments);
+//! - adapters: [`media`] and [`browser`], then [`audio`], then [`process`] (the one subprocess
+//!   core);
+//! - leaves: [`clock`], [`error`] (the table of stable error codes), [`secret`], [`metrics`],
+//!   [`redact`], [`url_guard`], [`tls`], [`fonts`].
 //!
 //! Benchmark analysis (`pagecast analyze`) is not part of the library: it is the
 //! `pagecast-analysis` crate of the workspace (crates/pagecast-analysis).
@@ -18,16 +23,19 @@ pub mod audio;
 pub mod browser;
 pub mod clock;
 pub mod config;
+pub mod delivery;
 pub mod error;
 pub mod fonts;
 pub(crate) mod log_limit;
 pub mod media;
+pub mod metrics;
 pub mod ops;
 pub mod pipeline;
 pub mod process;
 pub mod recording;
 pub mod redact;
 pub(crate) mod runtime_dir;
+pub mod secret;
 pub mod storage;
 pub mod task;
 pub mod tls;

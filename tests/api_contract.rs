@@ -577,7 +577,7 @@ impl Api {
 
     /// Moves the task as a worker would.
     async fn move_task(&self, id: &str, t: Transition) {
-        let (from, to) = (t.from, t.to);
+        let (from, to) = (t.from(), t.to());
         self.store
             .transition(id, t)
             .await
@@ -1413,7 +1413,7 @@ async fn control_actions_follow_the_status_machine() {
     let mut done = Transition::new(Status::Callback, Status::Finished)
         .with_time(TimeField::Stop, cancel)
         .with_time(TimeField::Finish, now());
-    done.result = Some(TaskResult {
+    done = done.with_result(TaskResult {
         error_code: None,
         error_message: None,
         videos: vec![Video {
@@ -1424,7 +1424,7 @@ async fn control_actions_follow_the_status_machine() {
             segment_count: None,
         }],
     });
-    done.stats = Some(TaskStats {
+    done = done.with_stats(TaskStats {
         recorded_duration: 12.3456,
         frames_captured: 300,
         frames_written: 370,

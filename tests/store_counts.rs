@@ -305,13 +305,11 @@ async fn counts_equal_the_real_counts_after_a_mixed_workload() {
     store
         .transition(
             &ids[13],
-            Transition {
-                count_restart: true,
-                release_lease: true,
-                ..Transition::new(Status::Recording, Status::Normal)
-                    .with_lease("w1", fences[&ids[13]])
-                    .with_enqueue(StageQueue::shared(Stage::Record))
-            },
+            Transition::new(Status::Recording, Status::Normal)
+                .with_lease("w1", fences[&ids[13]])
+                .with_enqueue(StageQueue::shared(Stage::Record))
+                .counting_restart()
+                .releasing_lease(),
         )
         .await
         .unwrap();

@@ -268,14 +268,12 @@ async fn transition_is_a_compare_and_set() {
     store
         .transition(
             &id,
-            Transition {
-                result: Some(result.clone()),
-                stats: Some(stats.clone()),
-                node: Some("node-a".into()),
-                ..Transition::new(Status::Canceled, Status::Transcode)
-                    .with_time(TimeField::Cancel, 98)
-                    .with_time(TimeField::Stop, 22)
-            },
+            Transition::new(Status::Canceled, Status::Transcode)
+                .with_time(TimeField::Cancel, 98)
+                .with_time(TimeField::Stop, 22)
+                .with_result(result.clone())
+                .with_stats(stats.clone())
+                .with_node("node-a"),
         )
         .await
         .unwrap();
@@ -550,13 +548,11 @@ async fn redispatch_counts_restarts() {
     let (_redis, store) = setup().await;
     let (id, fence) = recording(&store, "w1", 0).await;
     assert_eq!(store.queued_count().await.unwrap(), 0);
-    let t = Transition {
-        release_lease: true,
-        count_restart: true,
-        ..Transition::new(Status::Recording, Status::Normal)
-            .with_lease("w1", fence)
-            .with_enqueue(StageQueue::shared(Stage::Record))
-    };
+    let t = Transition::new(Status::Recording, Status::Normal)
+        .with_lease("w1", fence)
+        .with_enqueue(StageQueue::shared(Stage::Record))
+        .releasing_lease()
+        .counting_restart();
     store.transition(&id, t).await.unwrap();
     let task = store.get(&id).await.unwrap();
     assert_eq!(
@@ -632,7 +628,7 @@ async fn concurrent_transitions_have_exactly_one_winner() {
                     .with_control(ControlMsg::Stop)
                     .with_time(TimeField::Cancel, 1_000 + i)
             };
-            let to = t.to;
+            let to = t.to();
             (to, store.transition(&id, t).await)
         }));
     }
@@ -860,10 +856,7 @@ async fn finished_tasks_expire() {
     store
         .transition(
             &id,
-            Transition {
-                result: Some(result.clone()),
-                ..Transition::new(Status::Recording, Status::Finished)
-            },
+            Transition::new(Status::Recording, Status::Finished).with_result(result.clone()),
         )
         .await
         .unwrap();
@@ -1417,11 +1410,9 @@ async fn kept_messages_show_no_server_paths() {
     store
         .transition(
             &id,
-            Transition {
-                result: Some(result),
-                callback: Some(delivery),
-                ..Transition::new(Status::Normal, Status::Callback)
-            },
+            Transition::new(Status::Normal, Status::Callback)
+                .with_result(result)
+                .with_callback(delivery),
         )
         .await
         .unwrap();
@@ -1495,13 +1486,12 @@ async fn the_encrypt_key_is_deleted_when_the_task_finishes() {
     store
         .transition(
             &failed,
-            Transition {
-                result: Some(TaskResult {
+            Transition::new(Status::Recording, Status::Finished)
+                .with_lease("w2", fence)
+                .with_result(TaskResult {
                     error_code: Some("RecordFailed".into()),
                     ..TaskResult::default()
                 }),
-                ..Transition::new(Status::Recording, Status::Finished).with_lease("w2", fence)
-            },
         )
         .await
         .unwrap();

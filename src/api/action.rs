@@ -12,12 +12,11 @@ use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 use tracing::{Instrument, info, info_span, warn};
 
-use super::describe::describe_json;
 use super::error::ApiError;
 use super::layers::ActionName;
 use super::routes::ApiState;
 use super::start::parse_start;
-use crate::task::store::{ControlMsg, StoreError, TimeField, Transition};
+use crate::task::store::{ControlMsg, StoreError};
 use crate::task::{ActionEffect, ControlAction, Status, action_effect};
 
 /// What a request asks for.
@@ -177,11 +176,12 @@ async fn run(
         (_, None) => {
             let id = task_id(&data)?;
             let task = state.store.get(&id).await.map_err(store_error)?;
-            let mut body = describe_json(&task, request_id);
-            state
-                .signer
-                .refresh_file_urls(&mut body, crate::pipeline::now_s());
-            Ok(body)
+            Ok(crate::task::wire::render(
+                &task,
+                request_id,
+                Some(&state.signer),
+                crate::clock::now_s(),
+            ))
         }
     }
 }
@@ -232,7 +232,7 @@ async fn start(state: &ApiState, data: &Value) -> Result<Value, ApiError> {
             .map_err(|why| ApiError::invalid("Data.CallbackURL", why))?;
     }
     let id = uuid::Uuid::new_v4().to_string();
-    let now = crate::pipeline::now_s();
+    let now = crate::clock::now_s();
     state
         .store
         .create(&id, &spec, &secrets, now, state.max_queued)
@@ -277,15 +277,8 @@ async fn control_task(
                 return Ok(json!({ "TaskID": id }));
             }
             ActionEffect::Move(to) => {
-                let now = crate::pipeline::now_s();
-                let mut t = Transition::new(task.status, to);
-                t.control = Some(msg);
-                if action == ControlAction::Stop {
-                    t.times.push((TimeField::Cancel, now));
-                }
-                if to == Status::Finished {
-                    t.times.push((TimeField::Finish, now));
-                }
+                let now = crate::clock::now_s();
+                let t = crate::task::moves::control(task.status, to, action, msg, now);
                 match state.store.transition(&id, t).await {
                     Ok(()) => {
                         info!(task_id = %id, action = named.as_str(), from = %task.status, to = %to, "task moved");

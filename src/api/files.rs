@@ -3,7 +3,7 @@
 //! `If-Modified-Since` → 304), with an `ETag` (which ServeFile does not make) and the
 //! Content-Type of each result file type.
 //!
-//! Only signed, unexpired paths are served ([`super::signed_url`]); anything else is 403
+//! Only signed, unexpired paths are served ([`crate::delivery::signed_url`]); anything else is 403
 //! `InvalidSignature`, a missing file 404 `ResourceNotFound`. The path is checked segment by
 //! segment before it touches the disk, so it cannot leave the output directory.
 
@@ -23,9 +23,7 @@ use crate::error::ErrorCode;
 /// The handler.
 pub async fn serve(State(state): State<ApiState>, req: Request) -> Response {
     let rid = super::guard::request_id_of(req.headers());
-    let checked = state
-        .signer
-        .verify(req.uri().path(), crate::pipeline::now_s());
+    let checked = state.signer.verify(req.uri().path(), crate::clock::now_s());
     let signed = match checked {
         Ok(p) => p,
         Err(why) => {

@@ -140,8 +140,8 @@ async fn count_actions(req: Request, next: Next) -> Response {
             .map_or("unknown", |a| a.0);
         let code = response.extensions().get::<ApiError>().map(|e| e.code);
         count_request(name, code);
-        crate::ops::metrics::observe(
-            &crate::ops::metrics::API_REQUEST_SECONDS,
+        crate::metrics::observe(
+            &crate::metrics::API_REQUEST_SECONDS,
             &[("action", name)],
             began.elapsed().as_secs_f64(),
         );
@@ -151,7 +151,7 @@ async fn count_actions(req: Request, next: Next) -> Response {
 
 /// Counts a request in the metrics; `action` is `unknown` when the body named no known one.
 fn count_request(action: &'static str, error: Option<ErrorCode>) {
-    use crate::ops::metrics;
+    use crate::metrics;
     let code = error.map_or("OK", |c| c.as_str());
     metrics::inc(
         &metrics::API_REQUESTS,

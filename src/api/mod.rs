@@ -10,6 +10,7 @@ pub mod guard;
 pub mod layers;
 pub mod routes;
 pub mod server;
-pub mod signed_url;
+pub mod settings;
+pub use crate::delivery::signed_url;
 pub mod signing_key;
 pub mod start;

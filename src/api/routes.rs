@@ -24,8 +24,8 @@ use tower_http::validate_request::ValidateRequestHeaderLayer;
 use super::error::ApiError;
 use super::guard::{JsonBody, Tokens};
 use super::layers::{HttpPolicy, surface};
-use super::signed_url::UrlSigner;
 use super::start::StartLimits;
+use crate::delivery::signed_url::UrlSigner;
 use crate::task::store::TaskStore;
 
 /// Shared state of the API.

@@ -171,7 +171,7 @@ pub async fn serve(
         };
         let Some(slot) = counter.try_open(peer.ip()) else {
             debug!(client = %peer.ip(), "connection refused: the client has too many open");
-            crate::ops::metrics::inc(&crate::ops::metrics::CONNECTIONS_REFUSED, &[]);
+            crate::metrics::inc(&crate::metrics::CONNECTIONS_REFUSED, &[]);
             drop(stream);
             continue;
         };

@@ -8,7 +8,8 @@ use std::time::Duration;
 
 use clap::Args;
 
-use crate::config::{ConfigError, Secret, invalid, read_secret_file};
+use crate::error::{ConfigError, invalid};
+use crate::secret::{Secret, read_secret_file};
 
 /// The Redis key (below the service's prefix) holding the generated signing key.
 pub const REDIS_KEY: &str = "url-signing-key";

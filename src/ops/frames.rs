@@ -3,7 +3,7 @@
 //! one, and its end adds the rest. A counter thus shows a long recording's frames all along, and
 //! every frame is counted once.
 
-use super::metrics;
+use crate::metrics;
 
 /// A recording's frame counters so far.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]

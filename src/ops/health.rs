@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 use tokio_util::sync::CancellationToken;
 
-use super::metrics;
+use crate::metrics;
 use crate::storage::StorageConfig;
 use crate::task::store::TaskStore;
 

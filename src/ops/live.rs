@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use super::metrics;
+use crate::metrics;
 
 /// The latest figures of one running recording.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]

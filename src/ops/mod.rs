@@ -8,8 +8,10 @@ pub mod doctor;
 pub mod frames;
 pub mod health;
 pub mod live;
-pub mod metrics;
-pub mod process;
+
+/// The metrics registry: a leaf module of its own ([`crate::metrics`]), which every layer records
+/// into; its old path is kept.
+pub use crate::metrics;
 
 use axum::Router;
 use axum::extract::State;

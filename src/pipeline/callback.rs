@@ -8,11 +8,11 @@ use std::time::Duration;
 use tracing::{info, warn};
 
 use super::{WorkerContext, now_ms, now_s};
-use crate::api::describe::describe_json;
 use crate::error::ErrorCode;
-use crate::ops::metrics;
+use crate::metrics;
 use crate::task::Status;
-use crate::task::store::{StoreError, TimeField, Transition};
+use crate::task::moves;
+use crate::task::store::StoreError;
 use crate::task::{CallbackDelivery, CallbackState};
 
 /// The header carrying the callback's signature.
@@ -78,10 +78,12 @@ pub async fn run(ctx: WorkerContext, id: String) -> Result<(), StoreError> {
         state: CallbackState::Delivered,
         ..delivery.clone()
     });
-    let mut json = describe_json(&task, &uuid::Uuid::new_v4().to_string());
-    if let Some(signer) = &ctx.url_signer {
-        signer.refresh_file_urls(&mut json, now_s());
-    }
+    let mut json = crate::task::wire::render(
+        &task,
+        &uuid::Uuid::new_v4().to_string(),
+        ctx.url_signer.as_ref(),
+        now_s(),
+    );
     // A key pagecast generated is handed to the receiver, and only to it (never in Describe).
     let generated_key = match ctx.store.secrets(id).await {
         Ok(s) if s.key_generated => s.encrypt_key,
@@ -131,13 +133,13 @@ pub async fn run(ctx: WorkerContext, id: String) -> Result<(), StoreError> {
     let Some(error) = error else {
         info!(attempts = delivery.attempts, "callback delivered");
         delivery.state = CallbackState::Delivered;
-        let mut t = Transition::new(Status::Callback, Status::Finished);
-        t.lease = Some((ctx.worker_id.clone(), fence));
-        t.times = vec![(TimeField::Finish, finish_time)];
-        t.result = task.result.clone();
-        t.stats = task.stats.clone();
-        t.callback = Some(delivery);
-        t.release_lease = true;
+        let t = moves::callback_done(
+            finish_time,
+            task.result.clone(),
+            task.stats.clone(),
+            delivery,
+        )
+        .with_lease(ctx.worker_id.clone(), fence);
         ctx.store.transition(id, t).await?;
         if generated_key.is_some() {
             ctx.store.drop_secrets(id).await?;
@@ -198,13 +200,8 @@ async fn give_up(
             delivery.attempts
         )
     });
-    let mut t = Transition::new(Status::Callback, Status::Finished);
-    t.lease = Some((ctx.worker_id.clone(), fence));
-    t.times = vec![(TimeField::Finish, finish_time)];
-    t.result = Some(result);
-    t.stats = task.stats.clone();
-    t.callback = Some(delivery);
-    t.release_lease = true;
+    let t = moves::callback_done(finish_time, Some(result), task.stats.clone(), delivery)
+        .with_lease(ctx.worker_id.clone(), fence);
     ctx.store.transition(id, t).await?;
     // Undeliverable: a generated key must not outlive the task's delivery.
     ctx.store.drop_secrets(id).await

@@ -7,9 +7,9 @@
 use tracing::{info, warn};
 
 use super::{WorkerContext, now_s};
-use crate::task::Status;
 use crate::task::prestart::{canceled_before_start, end_canceled};
-use crate::task::store::{StoreError, TimeField, Transition};
+use crate::task::store::StoreError;
+use crate::task::{Status, moves};
 
 /// Ends task `id`, stopped before its recording began, holding the lease `fence` if given. A
 /// task still `normal` (the page called `stopRecord()` before `startRecord()`) is canceled
@@ -24,9 +24,7 @@ pub(super) async fn end(
     let lease = fence.map(|f| (ctx.worker_id.clone(), f));
     let mut task = ctx.store.get(id).await?;
     if task.status == Status::Normal {
-        let mut t = Transition::new(Status::Normal, Status::Canceled);
-        t.lease = lease.clone();
-        t.times = vec![(TimeField::Cancel, now_s())];
+        let t = moves::cancel(Status::Normal, now_s()).with_lease_of(lease.clone());
         ignore_lost_races(super::held::transition(ctx, id, t).await)?;
         task = ctx.store.get(id).await?;
     }
@@ -41,8 +39,7 @@ pub(super) async fn end(
         task_id = id,
         "stopped before its recording began; ending it as Canceled"
     );
-    let mut t = end_canceled(&task, now_s());
-    t.lease = lease;
+    let t = end_canceled(&task, now_s()).with_lease_of(lease);
     // Held through a Redis blip, as every move of a task a worker holds.
     ignore_lost_races(super::held::transition(ctx, id, t).await)
 }

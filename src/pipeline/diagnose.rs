@@ -9,8 +9,8 @@ use tracing::{Instrument, debug, info, warn};
 
 use super::{WorkerContext, now_ms};
 use crate::error::ErrorCode;
-use crate::task::Status;
 use crate::task::store::{Stage, StageQueue};
+use crate::task::{Status, moves};
 
 /// Runs until shutdown.
 pub async fn run(ctx: WorkerContext) {
@@ -38,7 +38,6 @@ async fn abandoned_handover(
     task: &crate::task::TaskRecord,
     ours: bool,
 ) -> Result<(), crate::task::store::StoreError> {
-    use crate::task::store::{TimeField, Transition};
     let node = task.node.clone().unwrap_or_default();
     let message = format!(
         "the recording was handed over at shutdown, but no worker of node {node} continued it within {} s",
@@ -67,16 +66,14 @@ async fn abandoned_handover(
     }
     warn!(task_id = %task.id, "{message}; delivering what was recorded");
     let now = super::now_s();
-    let mut t = Transition::new(task.status, Status::Canceled);
-    t.times = vec![(TimeField::Cancel, now)];
-    ctx.store.transition(&task.id, t).await?;
-    let mut t = Transition::new(Status::Canceled, Status::Transcode);
-    t.times = vec![(TimeField::Stop, now)];
+    ctx.store
+        .transition(&task.id, moves::cancel(task.status, now))
+        .await?;
     let mut result = task.result.clone().unwrap_or_default();
     result.error_code = Some(ErrorCode::RecordFailed.as_str().to_string());
     result.error_message = Some(format!("{message}; what was recorded is delivered"));
-    t.result = Some(result);
-    t.enqueue = Some(ctx.node_queue(Stage::Transcode));
+    let t = moves::to_transcode(Status::Canceled, now, ctx.node_queue(Stage::Transcode))
+        .with_result(result);
     ctx.store.transition(&task.id, t).await
 }
 
@@ -87,7 +84,6 @@ async fn finish_stopped(
     ctx: &WorkerContext,
     task: &crate::task::TaskRecord,
 ) -> Result<(), crate::task::store::StoreError> {
-    use crate::task::store::{TimeField, Transition};
     let work_dir = ctx.cfg.work_root().join(&task.id);
     let span = tracing::info_span!("task", task_id = %task.id, stage = "diagnose");
     super::record::keep_unfinished_segment(ctx, &work_dir)
@@ -106,9 +102,11 @@ async fn finish_stopped(
             .await;
     }
     info!(task_id = %task.id, "the worker ending this stopped recording died; making the result from what it recorded");
-    let mut t = Transition::new(Status::Canceled, Status::Transcode);
-    t.times = vec![(TimeField::Stop, super::now_s())];
-    t.enqueue = Some(ctx.node_queue(Stage::Transcode));
+    let t = moves::to_transcode(
+        Status::Canceled,
+        super::now_s(),
+        ctx.node_queue(Stage::Transcode),
+    );
     ctx.store.transition(&task.id, t).await
 }
 

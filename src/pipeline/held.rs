@@ -84,9 +84,9 @@ pub(crate) async fn transition(
     id: &str,
     t: Transition,
 ) -> Result<(), StoreError> {
-    let fence = t.lease.as_ref().map(|(_, f)| *f);
+    let fence = t.lease().map(|(_, f)| *f);
     let mut tried = false;
-    let to = t.to;
+    let to = t.to();
     let what = format!("moving the task to {to}");
     retry(ctx, id, fence, &what, || {
         let t = t.clone();

@@ -29,7 +29,7 @@ use aws_sdk_s3::types::CompletedPart;
 use serde::{Deserialize, Serialize};
 use tracing::{debug, info, warn};
 
-use super::publish::{ResultFile, note_stored};
+use crate::delivery::{ResultFile, note_stored};
 use crate::media::faststart;
 use crate::media::remux::LiveRemux;
 use crate::media::segments::{completed_segments, parse_segment_list, segment_lists};

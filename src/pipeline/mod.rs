@@ -27,15 +27,16 @@ mod upload;
 mod videos;
 
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, info, info_span, warn};
 
+pub(crate) use crate::clock::{now_ms, now_s};
 use crate::config::WorkerConfig;
-use crate::ops::metrics;
-use crate::task::store::{Stage, StageQueue, StoreError, TaskStore, Transition};
+use crate::metrics;
+use crate::task::store::{Stage, StageQueue, StoreError, TaskStore};
 use crate::task::{Status, TaskResult};
 
 /// Everything a stage needs.
@@ -61,23 +62,7 @@ pub struct WorkerContext {
     /// The tasks this worker's jobs hold a lease on (announced, see `presence`).
     pub active: presence::ActiveTasks,
     /// Signs the URLs of local results (`None`: they are left unsigned, and refused).
-    pub url_signer: Option<crate::api::signed_url::UrlSigner>,
-}
-
-/// Unix seconds now.
-pub fn now_s() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0)
-}
-
-/// Unix milliseconds now.
-pub fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
+    pub url_signer: Option<crate::delivery::signed_url::UrlSigner>,
 }
 
 impl WorkerContext {
@@ -115,7 +100,7 @@ impl WorkerContext {
     }
 
     /// Signs local result URLs with `signer`.
-    pub fn with_url_signer(mut self, signer: crate::api::signed_url::UrlSigner) -> Self {
+    pub fn with_url_signer(mut self, signer: crate::delivery::signed_url::UrlSigner) -> Self {
         self.url_signer = Some(signer);
         self
     }
@@ -125,7 +110,7 @@ impl WorkerContext {
     pub fn local_file_url(&self, key: &str) -> String {
         match &self.url_signer {
             Some(s) => s.file_url(&self.public_url, key, now_s()),
-            None => crate::api::signed_url::unsigned_file_url(&self.public_url, key),
+            None => crate::delivery::signed_url::unsigned_file_url(&self.public_url, key),
         }
     }
 
@@ -218,12 +203,8 @@ impl WorkerContext {
         let mut from = from;
         // Recording or paused: the recording ends first (canceled), then the outcome is reported.
         if from.is_live() {
-            let mut t = Transition::new(from, Status::Canceled);
-            t.lease = fence.map(|f| (self.worker_id.clone(), f));
-            t.times = vec![
-                (crate::task::store::TimeField::Cancel, now_s()),
-                (crate::task::store::TimeField::Stop, now_s()),
-            ];
+            let t = crate::task::moves::fail_live(from, now_s())
+                .with_lease_of(fence.map(|f| (self.worker_id.clone(), f)));
             held::transition(self, id, t).await?;
             from = Status::Canceled;
         }
@@ -239,23 +220,9 @@ impl WorkerContext {
         result: Option<TaskResult>,
     ) -> Result<(), StoreError> {
         let task = held::retry(self, id, fence, "reading the task", || self.store.get(id)).await?;
-        let to = if task.spec.callback_url.is_some() {
-            Status::Callback
-        } else {
-            Status::Finished
-        };
-        let mut t = Transition::new(from, to);
-        t.lease = fence.map(|f| (self.worker_id.clone(), f));
-        t.result = result;
-        t.release_lease = true;
-        if to == Status::Callback {
-            t.enqueue = Some(StageQueue {
-                stage: Stage::Callback,
-                node: None,
-            });
-        } else {
-            t.times = vec![(crate::task::store::TimeField::Finish, now_s())];
-        }
+        let has_callback = task.spec.callback_url.is_some();
+        let t = crate::task::moves::report(from, has_callback, result, now_s())
+            .with_lease_of(fence.map(|f| (self.worker_id.clone(), f)));
         held::transition(self, id, t).await
     }
 }
@@ -298,14 +265,14 @@ impl Drop for RunningRecording {
 pub async fn run_worker(ctx: WorkerContext) {
     // Counters a worker may never touch are shown from the start, at zero.
     for d in [
-        &crate::ops::metrics::HANDOVERS,
-        &crate::ops::metrics::TAKEOVERS,
-        &crate::ops::metrics::PAGE_CRASHES,
-        &crate::ops::metrics::PAGE_HANGS,
-        &crate::ops::metrics::BROWSER_RESTARTS,
-        &crate::ops::metrics::ENCODER_RESTARTS,
+        &crate::metrics::HANDOVERS,
+        &crate::metrics::TAKEOVERS,
+        &crate::metrics::PAGE_CRASHES,
+        &crate::metrics::PAGE_HANGS,
+        &crate::metrics::BROWSER_RESTARTS,
+        &crate::metrics::ENCODER_RESTARTS,
     ] {
-        crate::ops::metrics::add(d, &[], 0.0);
+        crate::metrics::add(d, &[], 0.0);
     }
     info!(worker = %ctx.worker_id, capacity = ctx.cfg.capacity(), "worker started");
     metrics::add(&metrics::WORKER_CAPACITY, &[], ctx.cfg.capacity() as f64);

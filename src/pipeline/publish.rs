@@ -17,6 +17,7 @@ use std::path::{Path, PathBuf};
 use tracing::{debug, warn};
 
 use super::WorkerContext;
+use crate::delivery::{ResultFile, note_stored};
 use crate::media::MediaError;
 use crate::media::hls::{self, HlsKey, HlsSegment};
 use crate::storage::StorageError;
@@ -26,9 +27,6 @@ use crate::task::{Muxer, TaskRecord};
 
 /// The notes of what is published, in the work directory.
 const MANIFEST: &str = "published.csv";
-/// The list of result objects already in the bucket, in the deliver directory, for the upload
-/// stage (no result object can have this name: every object key has a directory).
-const STORED_LIST: &str = "stored.csv";
 
 /// Why publishing a segment failed.
 #[derive(Debug, thiserror::Error)]
@@ -50,17 +48,6 @@ struct Published {
     size: u64,
     /// Its key below the output root.
     key: String,
-}
-
-/// One file of an HLS result.
-#[derive(Debug, Clone, PartialEq)]
-pub struct ResultFile {
-    /// Key below the output root.
-    pub key: String,
-    /// Bytes.
-    pub size: u64,
-    /// Already in the bucket (not in the deliver directory).
-    pub stored: bool,
 }
 
 /// Publishes one task's HLS segments.
@@ -121,7 +108,7 @@ impl Publisher {
         } else {
             ctx.cfg.output_dir.clone()
         };
-        let playlist = super::transcode::output_rel_path(task);
+        let playlist = crate::task::names::rel_path(task);
         let dir = Path::new(&playlist)
             .parent()
             .map(|p| p.to_string_lossy().into_owned())
@@ -296,35 +283,6 @@ impl Publisher {
     }
 }
 
-/// Notes in `deliver_dir`, for the upload stage, which of `files` are in the bucket already.
-pub fn note_stored(deliver_dir: &Path, files: &[ResultFile]) -> Result<(), MediaError> {
-    let list: String = files
-        .iter()
-        .filter(|f| f.stored)
-        .map(|f| format!("{},{}\n", f.size, f.key))
-        .collect();
-    std::fs::create_dir_all(deliver_dir).map_err(MediaError::io(format!(
-        "creating {}",
-        deliver_dir.display()
-    )))?;
-    let path = deliver_dir.join(STORED_LIST);
-    std::fs::write(&path, list).map_err(MediaError::io(format!("writing {}", path.display())))
-}
-
-/// The objects a transcode found already in the bucket (key → size), from `deliver_dir`.
-pub fn stored_objects(deliver_dir: &Path) -> HashMap<String, u64> {
-    std::fs::read_to_string(deliver_dir.join(STORED_LIST))
-        .map(|text| {
-            text.lines()
-                .filter_map(|l| {
-                    let (size, key) = l.split_once(',')?;
-                    Some((key.to_string(), size.parse().ok()?))
-                })
-                .collect()
-        })
-        .unwrap_or_default()
-}
-
 /// Parses the manifest; lines cut short by a crash are skipped.
 fn parse_manifest(text: &str) -> HashMap<u64, Published> {
     text.lines()
@@ -358,15 +316,5 @@ mod tests {
         assert_eq!(m[&3].key, "dir/a,b_000003.ts");
         assert_eq!(m[&3].size, 112);
         assert_eq!(m[&5].source_size, 9);
-    }
-
-    #[test]
-    fn stored_list_round_trip() {
-        let dir = tempfile::tempdir().unwrap();
-        std::fs::write(dir.path().join(STORED_LIST), "10,t/a_000001.ts\nbad\n").unwrap();
-        let got = stored_objects(dir.path());
-        assert_eq!(got.len(), 1);
-        assert_eq!(got["t/a_000001.ts"], 10);
-        assert!(stored_objects(&dir.path().join("missing")).is_empty());
     }
 }

@@ -16,8 +16,8 @@ use crate::error::{ErrorCode, HasErrorCode};
 use crate::ops::metrics;
 use crate::recording::{Control, Origin, Outcome, RecordOptions, Recording, RecordingEvent};
 use crate::task::prestart::StartWait;
-use crate::task::store::{Claim, Stage, StageJob, StageQueue, StoreError, TimeField, Transition};
-use crate::task::{Status, TaskRecord, TaskResult, TaskStats};
+use crate::task::store::{Claim, Stage, StageJob, StageQueue, StoreError, TimeField};
+use crate::task::{Status, TaskRecord, TaskResult, TaskStats, moves};
 
 mod before_start;
 
@@ -194,21 +194,20 @@ impl RecordJob {
                 break;
             }
         }
-        let mut t = Transition::new(self.status, Status::Transcode);
-        t.lease = self.lease();
-        t.times = vec![(TimeField::Stop, now_s())];
-        t.stats = Some(stats);
+        let mut t =
+            moves::to_transcode(self.status, now_s(), self.ctx.node_queue(Stage::Transcode))
+                .with_lease_of(self.lease())
+                .with_stats(stats)
+                .with_node(self.ctx.node.clone())
+                .releasing_lease();
         if let Some((code, message)) = error {
             warn!(%code, %message, "recording ended early; delivering what was recorded");
-            t.result = Some(TaskResult {
+            t = t.with_result(TaskResult {
                 error_code: Some(code.as_str().to_string()),
                 error_message: Some(message),
                 videos: Vec::new(),
             });
         }
-        t.node = Some(self.ctx.node.clone());
-        t.enqueue = Some(self.ctx.node_queue(Stage::Transcode));
-        t.release_lease = true;
         super::held::transition(&self.ctx, &self.id, t).await
     }
 
@@ -301,12 +300,8 @@ impl RecordJob {
         if self.status == to {
             return Ok(true);
         }
-        let mut t = Transition::new(self.status, to);
-        t.lease = self.lease();
-        t.times = times;
-        if to == Status::Recording && self.status == Status::Normal {
-            t.node = Some(self.ctx.node.clone());
-        }
+        let t =
+            moves::record_step(self.status, to, times, &self.ctx.node).with_lease_of(self.lease());
         match super::held::transition(&self.ctx, &self.id, t).await {
             Ok(()) => {
                 self.status = to;

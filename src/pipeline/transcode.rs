@@ -7,19 +7,14 @@ use std::path::Path;
 use tracing::{info, warn};
 
 use super::WorkerContext;
-use super::publish::{Publisher, ResultFile, task_key};
+use super::publish::{Publisher, task_key};
+use crate::delivery::ResultFile;
 use crate::error::ErrorCode;
 use crate::media::finalize::{OutputFormat, finalize};
 use crate::media::hls::segments_in;
 use crate::media::segments::completed_segments;
-use crate::task::store::{Stage, StoreError, Transition};
+use crate::task::store::{Stage, StoreError};
 use crate::task::{Muxer, Status, TaskRecord, Video};
-
-/// The result's location below the output root: `<TargetDir>/<TargetName>.<ext>` (see
-/// [`crate::task::names`]).
-pub fn output_rel_path(task: &TaskRecord) -> String {
-    crate::task::names::rel_path(task)
-}
 
 /// Runs one transcode job.
 pub async fn run(ctx: WorkerContext, id: String) -> Result<(), StoreError> {
@@ -91,14 +86,11 @@ pub async fn run(ctx: WorkerContext, id: String) -> Result<(), StoreError> {
         })
         .collect::<Vec<_>>();
     let count = videos.len();
-    let mut t = Transition::new(Status::Transcode, Status::Upload);
-    t.lease = Some((ctx.worker_id.clone(), fence));
     // Keep an error from recording (e.g. PageCrashed): the files come with it.
     let mut result = task.result.clone().unwrap_or_default();
     result.videos = videos;
-    t.result = Some(result);
-    t.enqueue = Some(ctx.node_queue(Stage::Upload));
-    t.release_lease = true;
+    let t = crate::task::moves::to_upload(result, ctx.node_queue(Stage::Upload))
+        .with_lease(ctx.worker_id.clone(), fence);
     ctx.store.transition(&id, t).await?;
     info!(files = count, "deliverable ready");
     // The segments are no longer needed once the deliverable is committed.
@@ -118,7 +110,7 @@ async fn produce(
     work_dir: &Path,
     out_root: &Path,
 ) -> Result<Result<Vec<ResultFile>, String>, StoreError> {
-    let rel = output_rel_path(task);
+    let rel = crate::task::names::rel_path(task);
     if task.spec.muxer == Muxer::Hls {
         // The recorded segments are the HLS segments; most were published while recording.
         let key = match task_key(ctx, task).await? {

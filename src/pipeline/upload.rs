@@ -14,7 +14,7 @@ use tracing::{info, warn};
 
 use super::WorkerContext;
 use crate::error::ErrorCode;
-use crate::ops::metrics;
+use crate::metrics;
 use crate::storage::s3::ObjectStore;
 use crate::storage::{Destination, StorageError};
 use crate::task::store::StoreError;
@@ -100,7 +100,7 @@ async fn upload_all(
     let store = task_store(ctx, task, dest).await?;
     let local_root = ctx.cfg.deliver_dir(&task.id);
     // HLS segments published while recording are in the bucket already.
-    let stored = super::publish::stored_objects(&local_root);
+    let stored = crate::delivery::stored_objects(&local_root);
     // Every file of the result: an HLS result lists only its playlist, the transcode stage
     // left the whole list beside the files.
     let files = super::videos::noted_files(&local_root).unwrap_or_else(|| {
@@ -160,33 +160,19 @@ async fn upload_all(
     Ok(out)
 }
 
-/// The store for `task`'s result at `dest`. The task's endpoint and bucket are checked against
-/// the allow-lists first (Start did, but the settings may have changed since; the server's
-/// credentials never go to a place they do not allow), and a task-chosen endpoint against the
-/// URL rules: it is a place pagecast connects to.
+/// The store for `task`'s result at `dest` (see [`crate::delivery::result_store`]).
 pub(super) async fn task_store(
     ctx: &WorkerContext,
     task: &TaskRecord,
     dest: &Destination,
 ) -> Result<ObjectStore, StorageError> {
-    ctx.cfg
-        .storage
-        .check_target(&task.spec.output)
-        .map_err(|why| StorageError::Config(format!("the task's Output.{} {why}", why.field())))?;
-    if let Some(endpoint) = &task.spec.output.endpoint {
-        let url = if endpoint.contains("://") {
-            endpoint.clone()
-        } else {
-            format!("https://{endpoint}")
-        };
-        crate::url_guard::check_url(&url, &ctx.cfg.url_policy())
-            .await
-            .map_err(|why| StorageError::Config(format!("the Output.S3.Endpoint {why}")))?;
-    }
-    Ok(ObjectStore::new(
-        dest.clone(),
-        ctx.cfg.storage.upload_settings(),
-    ))
+    crate::delivery::result_store(
+        &ctx.cfg.storage,
+        &ctx.cfg.url_policy(),
+        &task.spec.output,
+        dest,
+    )
+    .await
 }
 
 /// Local delivery: every file must be in the output directory.

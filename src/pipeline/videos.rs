@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use tracing::warn;
 
-use super::publish::ResultFile;
+use crate::delivery::ResultFile;
 use crate::task::{Muxer, TaskRecord};
 
 /// Every file of a result (`size,key` lines), in the deliver directory.

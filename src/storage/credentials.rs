@@ -30,7 +30,7 @@ use aws_sdk_s3::config::timeout::TimeoutConfig;
 use aws_sdk_s3::config::{IdentityCache, Region, SharedHttpClient, SharedIdentityCache};
 
 use super::Destination;
-use crate::config::Secret;
+use crate::secret::Secret;
 
 /// An access key pair (for callers that hold keys themselves, e.g. tests).
 #[derive(Debug, Clone)]

@@ -10,13 +10,14 @@
 pub mod credentials;
 pub mod policy;
 pub mod s3;
+mod target;
 
 use std::time::Duration;
 
 use clap::Args;
 
 use crate::error::{ErrorCode, HasErrorCode};
-use crate::task::OutputTarget;
+pub use target::OutputTarget;
 
 /// Object storage settings of the server. With no bucket configured (and none given per task),
 /// results are delivered to the local output directory.
@@ -130,8 +131,8 @@ impl StorageConfig {
 
     /// Checks the allow-lists (what clap cannot): every endpoint an http(s) URL, every bucket a
     /// plain name. Blank entries are ignored (an empty list allows nothing more).
-    pub fn validate(&self) -> Result<(), crate::config::ConfigError> {
-        let invalid = |setting, why: String| crate::config::ConfigError { setting, why };
+    pub fn validate(&self) -> Result<(), crate::error::ConfigError> {
+        let invalid = |setting, why: String| crate::error::ConfigError { setting, why };
         for e in self
             .s3_allowed_endpoints
             .iter()

@@ -5,8 +5,8 @@
 //! and bucket, or those an operator listed in `PAGECAST_S3_ALLOWED_ENDPOINTS` /
 //! `PAGECAST_S3_ALLOWED_BUCKETS`.
 
+use super::OutputTarget;
 use super::{StorageConfig, with_scheme};
-use crate::task::OutputTarget;
 
 /// Why a task's storage target is refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -2,10 +2,12 @@
 //! atomic script; queues are Redis Streams with consumer groups; leases with fencing tokens).
 
 pub mod model;
+pub(crate) mod moves;
 pub mod names;
 pub mod prestart;
 pub mod status;
 pub mod store;
+pub mod wire;
 
 pub use model::*;
 pub use status::{ActionEffect, ControlAction, Status, action_effect, can_transition};

@@ -26,31 +26,7 @@ pub enum Muxer {
     Hls,
 }
 
-/// Where the result goes (`Output.Cos` / `Output.S3`); unset fields fall back to server config.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
-pub struct OutputTarget {
-    /// Bucket name.
-    pub bucket: Option<String>,
-    /// Region.
-    pub region: Option<String>,
-    /// S3 endpoint (Output.S3 only).
-    pub endpoint: Option<String>,
-    /// Directory (key prefix); default: the TaskID.
-    pub target_dir: Option<String>,
-    /// File name without extension; default: `playlist` for HLS, the stop time in milliseconds
-    /// for MP4.
-    pub target_name: Option<String>,
-    /// Host used in result URLs instead of the storage endpoint.
-    pub domain: Option<String>,
-    /// Given as `Output.Cos` (Tencent COS): without a configured endpoint, the region's COS
-    /// endpoint is used.
-    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
-    pub cos: bool,
-    /// The object storage the result goes to, as resolved at Start (`s3 <endpoint> <bucket>`);
-    /// `None`: the local output directory. Keys the reservation of the result's name.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub location: Option<String>,
-}
+pub use crate::storage::OutputTarget;
 
 /// A validated Start request: everything a worker needs, except secrets.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use super::model::{StartSpec, TaskRecord, TaskResult};
 use super::status::Status;
-use super::store::{Stage, StageQueue, StoreError, TaskStore, TimeField, Transition};
+use super::store::{StoreError, TaskStore, Transition};
 use crate::error::ErrorCode;
 
 /// What bounds a ManualStart task's wait for `window.startRecord()`.
@@ -90,19 +90,12 @@ pub fn canceled_result() -> TaskResult {
 /// it has a CallbackURL, else `finished`, with [`canceled_result`]. The caller adds its lease, if
 /// it holds one.
 pub fn end_canceled(task: &TaskRecord, now: i64) -> Transition {
-    let mut t = Transition::new(Status::Canceled, Status::Finished);
-    t.result = Some(canceled_result());
-    t.release_lease = true;
-    if task.spec.callback_url.is_some() {
-        t.to = Status::Callback;
-        t.enqueue = Some(StageQueue {
-            stage: Stage::Callback,
-            node: None,
-        });
-    } else {
-        t.times = vec![(TimeField::Finish, now)];
-    }
-    t
+    super::moves::report(
+        Status::Canceled,
+        task.spec.callback_url.is_some(),
+        Some(canceled_result()),
+        now,
+    )
 }
 
 /// After a Stop moved task `id` from `normal` to `canceled` on the API's side: a task no worker
@@ -123,6 +116,7 @@ pub async fn end_if_unclaimed(store: &TaskStore, id: &str, now: i64) -> Result<(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::task::store::{Stage, TimeField};
     use crate::task::{Muxer, OutputTarget, StorageType};
 
     fn spec(max: u32, start_timeout: u32) -> StartSpec {

@@ -28,8 +28,8 @@ impl TaskStore {
     {
         let began = std::time::Instant::now();
         let result = self.run(f).await;
-        crate::ops::metrics::observe(
-            &crate::ops::metrics::REDIS_SECONDS,
+        crate::metrics::observe(
+            &crate::metrics::REDIS_SECONDS,
             &[("op", what)],
             began.elapsed().as_secs_f64(),
         );

@@ -47,7 +47,7 @@
 //! | `lease_until` | unix ms at which the lease expires (absent when nobody holds it) |
 //! | `node` | node whose work directory holds the task's local media |
 //! | `places` | the `result:` keys the task reserved at creation, space-separated |
-//! | `restarts` | times the task was re-dispatched after its worker stopped ([`TaskStore::requeue`], [`Transition::count_restart`]) |
+//! | `restarts` | times the task was re-dispatched after its worker stopped ([`TaskStore::requeue`], [`Transition::counting_restart`]) |
 //! | `start_paused` | `1` when a Pause, not followed by a Resume, was given before recording began ([`TaskStore::remember_pause`]) |
 //!
 //! Once a task is `finished`, its hash and control stream are deleted after the retention period

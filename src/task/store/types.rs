@@ -109,35 +109,37 @@ pub enum TimeField {
 }
 
 /// A status change and everything that goes with it, applied atomically by
-/// [`TaskStore::transition`].
+/// [`TaskStore::transition`]. Made only by its builders, most often through a named move of
+/// `task::moves`, which keeps the protocol's rules (which times a move sets, where the
+/// task is queued next) in one place.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Transition {
     /// The status the caller saw (compare-and-set).
-    pub from: Status,
+    pub(in crate::task) from: Status,
     /// The new status.
-    pub to: Status,
+    pub(in crate::task) to: Status,
     /// `(worker id, fence)`: refuse with [`StoreError::LeaseLost`] unless this worker still holds
     /// the task's lease. `None` (API side): no lease check.
-    pub lease: Option<(String, u64)>,
+    pub(in crate::task) lease: Option<(String, u64)>,
     /// Timestamps (unix seconds). `Start` and `Cancel` are set only if not set yet; `Stop` and
     /// `Finish` overwrite.
-    pub times: Vec<(TimeField, i64)>,
+    pub(in crate::task) times: Vec<(TimeField, i64)>,
     /// Replace the result.
-    pub result: Option<TaskResult>,
+    pub(in crate::task) result: Option<TaskResult>,
     /// Replace the statistics.
-    pub stats: Option<TaskStats>,
+    pub(in crate::task) stats: Option<TaskStats>,
     /// Set the node holding the task's media.
-    pub node: Option<String>,
+    pub(in crate::task) node: Option<String>,
     /// Also append this message to the task's control stream.
-    pub control: Option<ControlMsg>,
+    pub(in crate::task) control: Option<ControlMsg>,
     /// Also queue the task on this stage.
-    pub enqueue: Option<StageQueue>,
+    pub(in crate::task) enqueue: Option<StageQueue>,
     /// Clear owner and lease (the fence stays).
-    pub release_lease: bool,
+    pub(in crate::task) release_lease: bool,
     /// Increment `restarts` (used when a task is sent back to `normal` to be taken over).
-    pub count_restart: bool,
+    pub(in crate::task) count_restart: bool,
     /// Replace the callback delivery state.
-    pub callback: Option<CallbackDelivery>,
+    pub(in crate::task) callback: Option<CallbackDelivery>,
 }
 
 impl Transition {
@@ -165,9 +167,21 @@ impl Transition {
         self
     }
 
+    /// Require the lease `(worker, fence)` when one is given (`None`: no lease check).
+    pub fn with_lease_of(mut self, lease: Option<(String, u64)>) -> Self {
+        self.lease = lease;
+        self
+    }
+
     /// Set a timestamp (unix seconds).
     pub fn with_time(mut self, field: TimeField, unix_secs: i64) -> Self {
         self.times.push((field, unix_secs));
+        self
+    }
+
+    /// Set these timestamps (unix seconds) too.
+    pub fn with_times(mut self, times: impl IntoIterator<Item = (TimeField, i64)>) -> Self {
+        self.times.extend(times);
         self
     }
 
@@ -181,6 +195,57 @@ impl Transition {
     pub fn with_enqueue(mut self, queue: StageQueue) -> Self {
         self.enqueue = Some(queue);
         self
+    }
+
+    /// Replace the result.
+    pub fn with_result(mut self, result: TaskResult) -> Self {
+        self.result = Some(result);
+        self
+    }
+
+    /// Replace the statistics.
+    pub fn with_stats(mut self, stats: TaskStats) -> Self {
+        self.stats = Some(stats);
+        self
+    }
+
+    /// Note the node holding the task's media.
+    pub fn with_node(mut self, node: impl Into<String>) -> Self {
+        self.node = Some(node.into());
+        self
+    }
+
+    /// Replace the callback delivery state.
+    pub fn with_callback(mut self, delivery: CallbackDelivery) -> Self {
+        self.callback = Some(delivery);
+        self
+    }
+
+    /// Clear the task's owner and lease (the fence stays).
+    pub fn releasing_lease(mut self) -> Self {
+        self.release_lease = true;
+        self
+    }
+
+    /// Count a restart (a task sent back to `normal` to be taken over).
+    pub fn counting_restart(mut self) -> Self {
+        self.count_restart = true;
+        self
+    }
+
+    /// The status the caller saw.
+    pub fn from(&self) -> Status {
+        self.from
+    }
+
+    /// The new status.
+    pub fn to(&self) -> Status {
+        self.to
+    }
+
+    /// The lease it requires, if any: `(worker id, fence)`.
+    pub fn lease(&self) -> Option<&(String, u64)> {
+        self.lease.as_ref()
     }
 }
 

@@ -3,7 +3,7 @@
 //!
 //! The registry is prometheus-client's (`metrics/registry.rs` wraps it); every metric is
 //! declared once below as a [`Desc`] (name, help, kind), so the list of what pagecast exports
-//! is this file, plus the process figures read at scrape time (`ops/process.rs`).
+//! is this file, plus the process figures read at scrape time (`metrics/process.rs`).
 //!
 //! Values gathered at scrape time from Redis (tasks by status, queue depths) and the work disk
 //! are set by the `/metrics` handler just before rendering; everything else is updated where it
@@ -11,6 +11,7 @@
 
 use std::sync::OnceLock;
 
+mod process;
 mod registry;
 
 pub use registry::{CONTENT_TYPE, Registry};
@@ -285,7 +286,7 @@ pub type Labels = Vec<(&'static str, String)>;
 pub fn registry() -> &'static Registry {
     static REGISTRY: OnceLock<Registry> = OnceLock::new();
     REGISTRY.get_or_init(|| {
-        let r = Registry::with_collectors(vec![Box::new(super::process::ProcessCollector)]);
+        let r = Registry::with_collectors(vec![Box::new(process::ProcessCollector)]);
         r.set(&BUILD_INFO, &[("version", env!("CARGO_PKG_VERSION"))], 1.0);
         r
     })

@@ -1,0 +1,30 @@
+//! A task's own storage settings, as Start gave them: what [`super::StorageConfig`] resolves into
+//! a [`super::Destination`]. Stored with the task (its serde form is part of the task record).
+
+use serde::{Deserialize, Serialize};
+
+/// Where the result goes (`Output.Cos` / `Output.S3`); unset fields fall back to server config.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct OutputTarget {
+    /// Bucket name.
+    pub bucket: Option<String>,
+    /// Region.
+    pub region: Option<String>,
+    /// S3 endpoint (Output.S3 only).
+    pub endpoint: Option<String>,
+    /// Directory (key prefix); default: the TaskID.
+    pub target_dir: Option<String>,
+    /// File name without extension; default: `playlist` for HLS, the stop time in milliseconds
+    /// for MP4.
+    pub target_name: Option<String>,
+    /// Host used in result URLs instead of the storage endpoint.
+    pub domain: Option<String>,
+    /// Given as `Output.Cos` (Tencent COS): without a configured endpoint, the region's COS
+    /// endpoint is used.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub cos: bool,
+    /// The object storage the result goes to, as resolved at Start (`s3 <endpoint> <bucket>`);
+    /// `None`: the local output directory. Keys the reservation of the result's name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub location: Option<String>,
+}
