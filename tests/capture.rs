@@ -115,17 +115,26 @@ fn the_recording_browser_runs_only_the_pages_renderer_and_its_display_no_gl() {
     let base = fixture_server();
     let dir = scratch("one-renderer");
     let out = dir.join("one.mp4");
-    let mut child = pagecast()
-        .arg("record")
+    let mut cmd = pagecast();
+    cmd.arg("record")
         .arg(format!("{base}/clock.html"))
         .args(["--duration", "8", "-q", "-o"])
-        .arg(&out)
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .expect("spawn pagecast");
-    // Well into the recording (a browser starts in about a second).
-    std::thread::sleep(Duration::from_secs(5));
+        .arg(&out);
+    let mut rec = spawn_watched(cmd);
+    rec.wait_for_log(RECORDING_STARTED, Duration::from_secs(60));
+    // Through the next 2 s of the recording (a spare renderer would appear within it): one
+    // renderer at every look.
+    let watch_until = std::time::Instant::now() + Duration::from_secs(2);
+    while std::time::Instant::now() < watch_until {
+        let renderers = descendants(rec.child.id())
+            .into_iter()
+            .map(cmdline)
+            .filter(|c| c.contains("--type=renderer"))
+            .count();
+        assert_eq!(renderers, 1, "renderers while recording");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let child = &mut rec.child;
     let processes = descendants(child.id());
     let renderers: Vec<String> = processes
         .iter()
@@ -196,15 +205,15 @@ fn another_user_cannot_open_a_recordings_display() {
     let base = fixture_server();
     let dir = scratch("x11-auth");
     let out = dir.join("auth.mp4");
-    let mut child = pagecast()
-        .arg("record")
+    let mut cmd = pagecast();
+    cmd.arg("record")
         .arg(format!("{base}/clock.html"))
         .args(["--duration", "8", "-q", "-o"])
-        .arg(&out)
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("spawn pagecast");
+        .arg(&out);
+    let mut rec = spawn_watched(cmd);
+    // Recording (the display and the browser on it are up).
+    rec.wait_for_log(RECORDING_STARTED, Duration::from_secs(60));
+    let child = &mut rec.child;
     // The browser's environment names the display and its Xauthority file.
     let deadline = std::time::Instant::now() + Duration::from_secs(30);
     let (display, xauthority) = loop {
@@ -223,7 +232,6 @@ fn another_user_cannot_open_a_recordings_display() {
         );
         std::thread::sleep(Duration::from_millis(100));
     };
-    std::thread::sleep(Duration::from_secs(2));
     let xauthority = std::path::PathBuf::from(xauthority);
     let xdpyinfo = |user_nobody: bool, auth: &str| {
         let cmd = [
@@ -267,9 +275,7 @@ fn another_user_cannot_open_a_recordings_display() {
     let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
     assert_eq!(mode(&xauthority), 0o600);
     assert_eq!(mode(xauthority.parent().unwrap()), 0o700);
-    let status = child.wait().expect("wait");
-    let mut err = String::new();
-    std::io::Read::read_to_string(child.stderr.as_mut().unwrap(), &mut err).unwrap();
+    let (status, err) = rec.finish(Duration::from_secs(60));
     assert!(status.success(), "{status}: {err}");
     let p = probe(&out, &[]);
     assert_close(p.duration, 8.0, 0.2, "duration");

@@ -32,7 +32,8 @@ fn now() -> i64 {
 fn refuses_to_start(env: &[(&str, &str)], naming: &str) {
     let mut c = pagecast();
     c.args(["serve", "--no-worker"])
-        .env("PAGECAST_LISTEN", format!("127.0.0.1:{}", free_port()))
+        // Port 0: the settings are refused before anything is bound.
+        .env("PAGECAST_LISTEN", "127.0.0.1:0")
         .env("PAGECAST_REDIS_URL", "redis://127.0.0.1:1/")
         .envs(env.iter().copied());
     let began = Instant::now();
@@ -433,8 +434,7 @@ fn a_recorded_hls_result_plays_from_its_signed_url() {
 fn metrics_need_a_token_or_the_metrics_listener() {
     let redis = TestRedis::start();
     let fixtures = fixture_server();
-    let port = free_port();
-    let listen = format!("127.0.0.1:{port}");
+    // Port 0: serve picks a free port for its operations listener and logs it.
     let svc = service_with(
         &redis,
         "http-metrics",
@@ -443,9 +443,10 @@ fn metrics_need_a_token_or_the_metrics_listener() {
         1,
         &[
             ("PAGECAST_API_TOKENS", "metrics-test-token"),
-            ("PAGECAST_METRICS_LISTEN", listen.as_str()),
+            ("PAGECAST_METRICS_LISTEN", "127.0.0.1:0"),
         ],
     );
+    let listen = logged_addr(&svc.dir.join("serve.log"), "health and metrics listening");
     let (rt, client) = http();
     let get = |url: String, token: Option<&str>| {
         rt.block_on(async {

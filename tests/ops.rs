@@ -737,24 +737,16 @@ fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
 #[test]
 fn a_worker_serves_its_own_health_and_metrics_and_healthcheck_probes_them() {
     let redis = TestRedis::start();
-    let port = free_port();
-    let listen = format!("127.0.0.1:{port}");
     // An API-only serve, and a worker with its own operations address (`serve` would bind
-    // PAGECAST_METRICS_LISTEN too, so only the worker gets it).
+    // PAGECAST_METRICS_LISTEN too, so only the worker gets it). Port 0: the worker picks a free
+    // port and logs it.
     let mut svc = service_with(&redis, "ops-worker-http", false, 0, 2, &[]);
     let mut env = svc.worker_env.clone();
-    env.push(("PAGECAST_METRICS_LISTEN", listen.clone()));
-    svc.procs
-        .push(spawn(&["worker"], &env, &svc.dir.join("worker0.log")));
+    env.push(("PAGECAST_METRICS_LISTEN", "127.0.0.1:0".to_string()));
+    let worker_log = svc.dir.join("worker0.log");
+    svc.procs.push(spawn(&["worker"], &env, &worker_log));
+    let listen = logged_addr(&worker_log, "health and metrics listening");
     let base = format!("http://{listen}");
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(
-            Instant::now() < deadline,
-            "the worker's endpoint did not come up"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
     // The endpoint answers at once; it is ready once the worker has reached Redis.
     let deadline = Instant::now() + Duration::from_secs(20);
     let (status, body) = loop {
@@ -793,7 +785,9 @@ fn a_worker_serves_its_own_health_and_metrics_and_healthcheck_probes_them() {
         run(c, Duration::from_secs(20)).status.success()
     };
     assert!(probe(&format!("{base}/healthz")));
-    assert!(!probe(&format!("http://127.0.0.1:{}/healthz", free_port())));
+    // A port held bound but not listening: the probe is refused.
+    let closed = ReservedPort::new();
+    assert!(!probe(&format!("http://127.0.0.1:{}/healthz", closed.port)));
     // From the environment, as in the image: the worker's address.
     let mut c = pagecast();
     c.arg("healthcheck")
@@ -840,12 +834,20 @@ fn a_draining_serve_is_unready_but_still_answers_until_its_recordings_end() {
         .args(["-TERM", &pid.to_string()])
         .status()
         .unwrap();
-    std::thread::sleep(Duration::from_secs(1));
-    let (status, _, body) = get(&format!("{}/readyz", svc.url), None);
+    // Unready once serve has taken the signal (polled, not after a guessed delay).
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let (status, body) = loop {
+        let (status, _, body) = get(&format!("{}/readyz", svc.url), None);
+        if status != 200 || Instant::now() > deadline {
+            break (status, body);
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
     assert_eq!(status, 503, "draining is not ready: {body}");
     let body: Value = serde_json::from_str(&body).unwrap();
     assert_eq!(check(&body, "shutdown")["Ok"], false, "{body}");
-    // The recording goes on, and the API still takes its Stop.
+    // The recording goes on (still recording a second into the drain), and the API still takes
+    // its Stop.
     std::thread::sleep(Duration::from_secs(1));
     assert_eq!(describe(&svc.url, &id)["Status"], "recording");
     ok(&svc.url, "Stop", &id);

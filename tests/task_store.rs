@@ -101,6 +101,36 @@ async fn raw(redis: &TestRedis) -> redis::aio::MultiplexedConnection {
         .unwrap()
 }
 
+/// Waits (up to 5 s) until a client of `redis` is blocked in `command` (`CLIENT LIST` shows it
+/// with the `b` flag): a reader that has started waiting, not one about to.
+async fn wait_blocked(redis: &TestRedis, command: &str) {
+    let mut c = raw(redis).await;
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let list: String = redis::cmd("CLIENT")
+            .arg("LIST")
+            .query_async(&mut c)
+            .await
+            .unwrap();
+        let blocked = list.lines().any(|l| {
+            let field = |name: &str| {
+                l.split(' ')
+                    .find_map(|f| f.strip_prefix(name))
+                    .unwrap_or_default()
+            };
+            field("cmd=") == command && field("flags=").contains('b')
+        });
+        if blocked {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no client blocked in {command}:\n{list}"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
 #[tokio::test]
 async fn create_get_round_trip_without_secrets() {
     let (redis, store) = setup().await;
@@ -730,7 +760,7 @@ async fn stage_queue_reclaims_unacked_entries() {
             )
         })
     };
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    wait_blocked(&redis, "xreadgroup").await;
     // The blocked read has its own connection: other calls are not held up meanwhile.
     let started = Instant::now();
     store.ping().await.unwrap();
@@ -773,7 +803,7 @@ async fn stage_queue_reclaims_unacked_entries() {
 
 #[tokio::test]
 async fn control_stream_with_blocking_read() {
-    let (_redis, store) = setup().await;
+    let (redis, store) = setup().await;
     let (id, _) = recording(&store, "w", 0).await;
     assert!(store.read_controls(&id, "0", 0).await.unwrap().is_empty());
 
@@ -787,7 +817,8 @@ async fn control_stream_with_blocking_read() {
             )
         })
     };
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    // "$" reads only what arrives after the read began: signal once it is waiting.
+    wait_blocked(&redis, "xread").await;
     store.signal(&id, ControlMsg::Refresh).await.unwrap();
     let (msgs, waited) = reader.await.unwrap();
     let msgs = msgs.unwrap();
