@@ -147,6 +147,11 @@ pub fn service_at(
             }
         })
         .expect("pagecast serve started within 5 ports");
+    // With Redis up, the API takes requests once serve has reached it (until then it answers
+    // 503): wait for that too. A test that starts serve before Redis gets it at once.
+    if redis_reachable(redis_url) {
+        wait_api_ready(port, &log);
+    }
     let mut procs = vec![serve];
     for i in 0..extra_workers {
         // All on one machine, so they share the node id (and its work directory).
@@ -164,6 +169,40 @@ pub fn service_at(
         dir,
         procs,
         prefix,
+    }
+}
+
+/// Whether the first `host:port` of a Redis URL accepts connections (false when the URL names
+/// none).
+fn redis_reachable(url: &str) -> bool {
+    let Some(rest) = url.split_once("://").map(|(_, r)| r) else {
+        return false;
+    };
+    let host_port = rest.rsplit('@').next().unwrap_or(rest);
+    let host_port = host_port.split(['/', ',', '?']).next().unwrap_or_default();
+    std::net::TcpStream::connect(host_port).is_ok()
+}
+
+/// Waits (up to 20 s) until serve's API answers a Describe with something other than 503
+/// (it has reached Redis).
+fn wait_api_ready(port: u16, log: &Path) {
+    let url = format!("http://127.0.0.1:{port}");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let (status, body) = call(
+            &url,
+            "Describe",
+            json!({ "TaskID": uuid::Uuid::new_v4().to_string() }),
+        );
+        if status != 503 {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "serve did not reach Redis within 20 s ({body}); see {}",
+            log.display()
+        );
+        std::thread::sleep(Duration::from_millis(50));
     }
 }
 
