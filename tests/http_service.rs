@@ -311,6 +311,29 @@ fn big_results_are_streamed_and_ranges_are_exact() {
         format!("bytes {}-{}/{size}", 512 << 20, (512 << 20) + 16)
     );
     assert_eq!(body.as_ref(), b"MARKER-AT-512-MIB");
+
+    // A range past the end: 416 RangeNotSatisfiable. A signed URL of a file that is not there,
+    // and a path nothing serves: 404 ResourceNotFound.
+    let fetch = |url: String, range: Option<String>| {
+        rt.block_on(async {
+            let mut req = client.get(url);
+            if let Some(r) = range {
+                req = req.header("Range", r);
+            }
+            let r = req.send().await.unwrap();
+            (r.status().as_u16(), r.text().await.unwrap())
+        })
+    };
+    let (status, text) = fetch(url.clone(), Some(format!("bytes={size}-")));
+    assert_eq!(status, 416, "{text}");
+    assert!(text.contains("\"RangeNotSatisfiable\""), "{text}");
+    let missing = signer.file_url(&svc.url, "big-task/missing.mp4", now());
+    let (status, text) = fetch(missing, None);
+    assert_eq!(status, 404, "{text}");
+    assert!(text.contains("\"ResourceNotFound\""), "{text}");
+    let (status, text) = fetch(format!("{}/no-such-endpoint", svc.url), None);
+    assert_eq!(status, 404, "{text}");
+    assert!(text.contains("\"ResourceNotFound\""), "{text}");
 }
 
 /// An HLS result recorded by a worker process plays from the signed playlist URL Describe
