@@ -45,6 +45,7 @@ fn check<'a>(body: &'a Value, name: &str) -> &'a Value {
 
 #[test]
 fn readyz_goes_unready_when_redis_stops_and_ready_again_after() {
+    let _machine = beside_others();
     let mut redis = TestRedis::start();
     let svc = service(&redis, "ops-readyz", true, 0, 1);
     let readyz = format!("{}/readyz", svc.url);
@@ -119,6 +120,7 @@ fn metric(text: &str, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
 
 #[test]
 fn metrics_after_a_real_recording() {
+    let _machine = alone();
     let redis = TestRedis::start();
     let fixtures = fixture_server();
     let svc = service(&redis, "ops-metrics", true, 0, 1);
@@ -150,9 +152,12 @@ fn metrics_after_a_real_recording() {
     );
     let fps = metric(&during, "pagecast_recordings_capture_fps", &[])
         .unwrap_or_else(|| panic!("no capture fps:\n{during}"));
-    // An animated page paints at the display rate (60 Hz at most); on a loaded machine
-    // Chromium delivers fewer frames, but some. One recording runs: its rate is the lowest.
-    assert!(fps > 0.0 && fps <= 90.0, "capture fps {fps}");
+    // An animated page paints at the display rate (60 Hz); the capture keeps at least one
+    // picture per slot of the task's 25 fps. Measured 30 on the shared machine at load 13-16
+    // (the test runs alone); bounds: 80 % of the task's rate for a loaded 2-core run, and the
+    // display's 60 Hz. One recording runs: its rate is the lowest.
+    eprintln!("capture fps {fps}");
+    assert!((20.0..=60.0).contains(&fps), "capture fps {fps}");
     assert_eq!(
         metric(&during, "pagecast_recordings_capture_fps_lowest", &[]),
         Some(fps)
@@ -307,6 +312,7 @@ fn which(tool: &str) -> Option<std::path::PathBuf> {
 
 #[test]
 fn doctor_reports_a_missing_ffmpeg_and_fails() {
+    let _machine = beside_others();
     let redis = TestRedis::start();
     let dir = scratch("ops-doctor");
     let env = [
@@ -369,6 +375,7 @@ fn has_children(pid: u32) -> bool {
 
 #[test]
 fn a_sigtermed_worker_hands_its_recording_over_to_another() {
+    let _machine = beside_others();
     let redis = TestRedis::start();
     let fixtures = fixture_server();
     // An API-only node and two workers of one node, one recording slot each.
@@ -454,6 +461,7 @@ fn a_sigtermed_worker_hands_its_recording_over_to_another() {
 
 #[test]
 fn a_rolling_restart_of_the_only_worker_loses_nothing() {
+    let _machine = beside_others();
     let redis = TestRedis::start();
     let fixtures = fixture_server();
     let mut svc = service(&redis, "ops-rolling", false, 1, 1);
@@ -531,6 +539,7 @@ fn a_rolling_restart_of_the_only_worker_loses_nothing() {
 
 #[test]
 fn finish_mode_records_to_the_end_and_delivers_before_exiting() {
+    let _machine = beside_others();
     let redis = TestRedis::start();
     let fixtures = fixture_server();
     let mut svc = service_with(
@@ -576,6 +585,7 @@ fn finish_mode_records_to_the_end_and_delivers_before_exiting() {
 
 #[test]
 fn json_logs_carry_request_and_task_ids_and_no_page_tokens() {
+    let _machine = beside_others();
     let redis = TestRedis::start();
     let fixtures = fixture_server();
     let svc = service_with(
@@ -642,6 +652,7 @@ fn json_logs_carry_request_and_task_ids_and_no_page_tokens() {
 
 #[test]
 fn with_storage_type_s3_a_worker_on_another_node_continues_a_handed_over_recording() {
+    let _machine = beside_others();
     let redis = TestRedis::start();
     let s3 = s3_support::TestS3::start();
     let fixtures = fixture_server();
@@ -736,6 +747,7 @@ fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
 
 #[test]
 fn a_worker_serves_its_own_health_and_metrics_and_healthcheck_probes_them() {
+    let _machine = beside_others();
     let redis = TestRedis::start();
     // An API-only serve, and a worker with its own operations address (`serve` would bind
     // PAGECAST_METRICS_LISTEN too, so only the worker gets it). Port 0: the worker picks a free
@@ -815,6 +827,7 @@ fn a_worker_serves_its_own_health_and_metrics_and_healthcheck_probes_them() {
 
 #[test]
 fn a_draining_serve_is_unready_but_still_answers_until_its_recordings_end() {
+    let _machine = beside_others();
     let redis = TestRedis::start();
     let fixtures = fixture_server();
     let mut svc = service_with(

@@ -449,3 +449,22 @@ impl Watched {
 
 /// The log line a recording writes when its first frame is captured.
 pub const RECORDING_STARTED: &str = "recording started";
+
+/// One lock per test binary for tests whose bounds are timing figures (freezes, lost time, A/V
+/// offsets, takeover gaps, capture rates): such a test takes it [alone](alone), every other test
+/// of its file that runs a recording takes it [beside others](beside_others). Under
+/// `--test-threads=2` a timing test then never shares the 2 cores with another recording of its
+/// binary (the binaries themselves run one after another), so its bounds can stay near the
+/// figures BENCHMARKS.md measures instead of widening for load the suite itself makes.
+static MACHINE: std::sync::RwLock<()> = std::sync::RwLock::new(());
+
+/// For a timing-sensitive test: no other test of this binary runs while the guard lives.
+pub fn alone() -> std::sync::RwLockWriteGuard<'static, ()> {
+    MACHINE.write().unwrap_or_else(|e| e.into_inner())
+}
+
+/// For a test that records beside the timing-sensitive tests of its binary: it runs with any
+/// other such test, never with one that runs [`alone`].
+pub fn beside_others() -> std::sync::RwLockReadGuard<'static, ()> {
+    MACHINE.read().unwrap_or_else(|e| e.into_inner())
+}
