@@ -454,3 +454,59 @@ fn storage_down_while_hls_segments_are_published_loses_no_segment() {
     );
     assert!(p.duration > 12.0, "{p:?}");
 }
+
+/// A worker killed with `kill -9` while it joins a recording into its MP4 (the join is held
+/// for 4 s by an ffmpeg wrapper, so the kill lands inside it): another worker of the machine
+/// joins it again from the kept segments once the lease runs out, and the result is whole.
+#[test]
+fn a_worker_killed_during_transcode_is_replaced_and_the_result_is_whole() {
+    use std::os::unix::fs::PermissionsExt;
+    let redis = TestRedis::start();
+    let fixtures = fixture_server();
+    let dir = scratch("fp-kill-transcode-bin");
+    let joins = dir.join("joins");
+    let wrapper = dir.join("ffmpeg");
+    std::fs::write(
+        &wrapper,
+        format!(
+            "#!/bin/sh\ncase \"$*\" in *concat*) echo join >> '{}'; sleep 4;; esac\nexec ffmpeg \"$@\"\n",
+            joins.display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&wrapper, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let wrapper = wrapper.display().to_string();
+    let mut svc = service_with(
+        &redis,
+        "fp-kill-transcode",
+        false,
+        2,
+        1,
+        &[("PAGECAST_FFMPEG", wrapper.as_str())],
+    );
+    let id = start(
+        &svc.url,
+        json!({ "RecordURL": format!("{fixtures}/clock.html"), "MaxDurationLimit": 5 }),
+    );
+    let (index, _) = recording_worker(&svc);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !joins.exists() {
+        assert!(
+            Instant::now() < deadline,
+            "no join began: {}",
+            describe(&svc.url, &id)
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(describe(&svc.url, &id)["Status"], "transcode");
+    kill_9(&mut svc, index);
+    let d = wait_finished(&svc.url, &id, Duration::from_secs(90));
+    assert!(d["Result"]["ErrorCode"].is_null(), "{d}");
+    let runs = std::fs::read_to_string(&joins).unwrap().lines().count();
+    assert!(runs >= 2, "the join ran again after the kill ({runs} runs)");
+    let file = fetch_video(&d, &scratch("fp-kill-transcode-dl"));
+    let p = probe(&file, &[]);
+    assert_close(p.duration, 5.0, 0.3, "the whole recording");
+    let span = page_clock_span(&file, p.frames);
+    assert_close(span, p.duration, 0.5, "page time = video time");
+}
