@@ -510,3 +510,81 @@ fn a_worker_killed_during_transcode_is_replaced_and_the_result_is_whole() {
     let span = page_clock_span(&file, p.frames);
     assert_close(span, p.duration, 0.5, "page time = video time");
 }
+
+/// How many parts of a live MP4 upload its state file says went up.
+fn live_parts(svc: &Service, id: &str) -> usize {
+    std::fs::read_to_string(svc.dir.join("work").join(id).join("live-mp4.json"))
+        .ok()
+        .and_then(|t| serde_json::from_str::<Value>(&t).ok())
+        .and_then(|v| v["parts"].as_array().map(Vec::len))
+        .unwrap_or(0)
+}
+
+/// Storage is down for 6 s while an MP4 goes to the bucket in parts as it is recorded: the
+/// parts wait and go up once it is back, and the object in the bucket is the whole recording,
+/// every sample decodable.
+#[test]
+fn storage_down_while_live_mp4_parts_go_up_loses_nothing() {
+    let redis = TestRedis::start();
+    let mut s3 = TestS3::start();
+    let fixtures = fixture_server();
+    let env = on_s3(
+        &s3,
+        &[
+            ("PAGECAST_S3_PART_SIZE_MIB", "5"),
+            ("PAGECAST_S3_MAX_ATTEMPTS", "2"),
+        ],
+    );
+    let svc = service_with(&redis, "fp-live-mp4-outage", true, 0, 1, &as_refs(&env));
+    // Random pixels: about 3 MB a second at 640x360, so parts fill within seconds.
+    let id = start_recording(
+        &svc.url,
+        json!({ "RecordURL": format!("{fixtures}/noise.html"), "Width": 640, "Height": 360,
+                "MaxDurationLimit": 60 }),
+    );
+    let wait_parts = |n: usize, what: &str| {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while live_parts(&svc, &id) < n {
+            assert!(
+                Instant::now() < deadline,
+                "{what}: {}",
+                describe(&svc.url, &id)
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    };
+    wait_parts(1, "no part went up while recording");
+    s3.stop();
+    let before = live_parts(&svc, &id);
+    std::thread::sleep(Duration::from_secs(6));
+    s3.resume();
+    wait_parts(before + 2, "no part went up after the outage");
+    ok(&svc.url, "Stop", &id);
+    let d = wait_finished(&svc.url, &id, Duration::from_secs(90));
+    assert!(d["Result"]["ErrorCode"].is_null(), "{d}");
+    let videos = d["Result"]["Videos"].as_array().unwrap();
+    let key = videos[0]["Key"].as_str().unwrap();
+    let stored = s3
+        .object(s3_support::BUCKET, key)
+        .unwrap_or_else(|| panic!("{key} is not in the bucket: {d}"));
+    assert_eq!(Some(stored.len() as u64), videos[0]["FileSize"].as_u64());
+    let file = scratch("fp-live-mp4-outage-dl").join("live.mp4");
+    std::fs::write(&file, &stored).unwrap();
+    assert_close(
+        probe(&file, &[]).duration,
+        d["RecordedDuration"].as_f64().unwrap(),
+        0.5,
+        "the object is the whole recording",
+    );
+    let out = std::process::Command::new("ffmpeg")
+        .args(["-v", "error", "-xerror", "-i"])
+        .arg(&file)
+        .args(["-f", "null", "-"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success() && out.stderr.is_empty(),
+        "every sample decodes: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
