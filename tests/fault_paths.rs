@@ -588,3 +588,106 @@ fn storage_down_while_live_mp4_parts_go_up_loses_nothing() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// Kills the newest process below `pid` that `pred` matches, `times` times, each time waiting
+/// for a new one (the recording restarts what died) and for `settled(deaths so far)`.
+fn kill_each_new(
+    pid: u32,
+    times: usize,
+    what: &str,
+    pred: impl Fn(&str) -> bool,
+    settled: impl Fn(usize) -> bool,
+) {
+    let mut killed: Vec<u32> = Vec::new();
+    for n in 1..=times {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let target = loop {
+            let found = descendants(pid)
+                .into_iter()
+                .filter(|p| !killed.contains(p) && pred(&cmdline(*p)))
+                .max();
+            if let Some(p) = found.filter(|_| settled(killed.len())) {
+                break p;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no {what} to kill ({n} of {times})"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        };
+        // A death in the first moments of a restarted process is another fault (a restart
+        // that fails); the budget counts deaths of running ones.
+        std::thread::sleep(Duration::from_millis(700));
+        std::process::Command::new("kill")
+            .args(["-KILL", &target.to_string()])
+            .status()
+            .unwrap();
+        killed.push(target);
+    }
+}
+
+/// How often a worker's log says a new browser took the page over.
+fn relaunches(log: &std::path::Path) -> usize {
+    std::fs::read_to_string(log)
+        .unwrap_or_default()
+        .matches("a new browser has the page again")
+        .count()
+}
+
+/// The restart budgets of a recording run out in service mode: one death more than a recording
+/// survives of its encoder (5), its page's renderer (3) or its browser (3) ends the task with
+/// RecordFailed, PageCrashed or BrowserFailed, and what was recorded is still delivered. (Hangs:
+/// tests/error_codes.rs.)
+#[test]
+fn restart_budgets_run_out_in_service_mode() {
+    let redis = TestRedis::start();
+    let fixtures = fixture_server();
+    let svc = service(&redis, "fp-budgets", false, 1, 1);
+    let worker = svc.procs[1].child.id();
+    type Pred = fn(&str) -> bool;
+    let cases: [(&str, usize, Pred, &str); 3] = [
+        (
+            "the encoder",
+            6,
+            |c| c.contains("ffmpeg") && c.contains("-f segment"),
+            "RecordFailed",
+        ),
+        (
+            "the page's renderer",
+            4,
+            |c| c.contains("--type=renderer") && !c.contains("--top-chrome-webui"),
+            "PageCrashed",
+        ),
+        (
+            "the browser",
+            4,
+            |c| c.contains("chromium") && !c.contains("--type="),
+            "BrowserFailed",
+        ),
+    ];
+    let log = svc.dir.join("worker0.log");
+    for (what, times, pred, code) in cases {
+        let id = start_recording(
+            &svc.url,
+            json!({ "RecordURL": format!("{fixtures}/clock.html"), "MaxDurationLimit": 120 }),
+        );
+        let relaunched_before = relaunches(&log);
+        // A new browser is up once the log says it has the page again (its process appears
+        // before it can take a page).
+        kill_each_new(worker, times, what, pred, |deaths| {
+            code != "BrowserFailed" || relaunches(&log) >= relaunched_before + deaths
+        });
+        let d = wait_finished(&svc.url, &id, Duration::from_secs(90));
+        assert_eq!(d["Result"]["ErrorCode"], code, "{what}: {d}");
+        assert!(
+            d["RecordedDuration"].as_f64().unwrap_or(0.0) < 100.0,
+            "{what}: ended by the budget: {d}"
+        );
+        let why = d["Result"]["ErrorMessage"].as_str().unwrap_or_default();
+        assert!(why.contains(&format!(" {times} times")), "{what}: {d}");
+        assert!(
+            !d["Result"]["Videos"].as_array().unwrap().is_empty(),
+            "{what}: what was recorded is delivered: {d}"
+        );
+    }
+}
