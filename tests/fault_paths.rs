@@ -1,11 +1,13 @@
 //! Fault paths of the service that no other file reaches: a work disk that really fills up
 //! (ENOSPC, not the free-space threshold), Redis away for longer than a lease, storage that
-//! never comes back, a worker killed with `kill -9` while it uploads or delivers the callback, a
-//! callback receiver that never answers, storage down while HLS segments are published. Real
+//! never comes back, storage down while HLS segments are published or live MP4 parts go up.
+//! (Workers killed after recording, and restart budgets: tests/fault_kills.rs.) Real
 //! `serve` and `worker` processes, redis-server, s3s-fs, Chromium and ffmpeg; short recordings
 //! and a 3 s lease keep each test to seconds.
 
 mod common;
+#[path = "support/faults.rs"]
+mod faults_support;
 #[path = "support/redis.rs"]
 mod redis_support;
 #[path = "support/s3.rs"]
@@ -15,67 +17,15 @@ mod service_support;
 #[path = "support/tmpfs.rs"]
 mod tmpfs;
 
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use common::*;
+use faults_support::*;
 use redis_support::TestRedis;
 use s3_support::TestS3;
 use serde_json::{Value, json};
 use service_support::*;
 use tmpfs::Tmpfs;
-
-/// The environment that points a service at `s3`, plus `extra`.
-fn on_s3(s3: &TestS3, extra: &[(&'static str, &str)]) -> Vec<(&'static str, String)> {
-    let mut env = s3.env();
-    env.push(("PAGECAST_S3_PRESIGN_SECONDS", "3600".into()));
-    env.extend(extra.iter().map(|(k, v)| (*k, v.to_string())));
-    env
-}
-
-fn as_refs<'a>(env: &'a [(&'static str, String)]) -> Vec<(&'static str, &'a str)> {
-    env.iter().map(|(k, v)| (*k, v.as_str())).collect()
-}
-
-/// The pid of the worker process (of `svc.procs[1..]`) that runs the task's browser or encoder.
-fn recording_worker(svc: &Service) -> (usize, u32) {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        if let Some(found) = svc.procs[1..]
-            .iter()
-            .enumerate()
-            .map(|(i, p)| (i + 1, p.child.id()))
-            .find(|(_, pid)| !descendants(*pid).is_empty())
-        {
-            return found;
-        }
-        assert!(Instant::now() < deadline, "no worker runs the recording");
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
-/// The worker (of `svc.procs[1..]`) that holds the task's lease, from Redis.
-fn lease_holder(svc: &Service, redis: &TestRedis, id: &str) -> String {
-    let mut c = redis::Client::open(redis.url.as_str())
-        .unwrap()
-        .get_connection()
-        .unwrap();
-    let key = format!("{}task:{id}", svc.prefix);
-    redis::cmd("HGET")
-        .arg(&key)
-        .arg("owner")
-        .query::<Option<String>>(&mut c)
-        .unwrap()
-        .unwrap_or_default()
-}
-
-/// SIGKILLs `svc.procs[index]` and forgets it (reaped, so its Drop signals nothing).
-fn kill_9(svc: &mut Service, index: usize) {
-    let mut p = svc.procs.remove(index);
-    p.child.kill().unwrap();
-    p.child.wait().unwrap();
-    std::mem::forget(p);
-}
 
 /// The work disk (a 64 MB tmpfs, the free-space threshold off) is filled to the last byte by
 /// another process while a task records, so pagecast's writes fail with ENOSPC for real: the
@@ -250,144 +200,6 @@ fn an_upload_that_never_reaches_storage_gives_up_and_calls_back() {
     assert_eq!(sent["Result"]["ErrorCode"], "UploadFailed", "{sent}");
 }
 
-/// A worker killed with `kill -9` while it uploads (storage is down, so it is caught in the
-/// upload stage): another worker of the machine takes the upload over once the lease runs out,
-/// and the result reaches the bucket whole once storage is back.
-#[test]
-fn a_worker_killed_during_upload_is_replaced_and_the_result_arrives() {
-    let redis = TestRedis::start();
-    let mut s3 = TestS3::start();
-    let fixtures = fixture_server();
-    let env = on_s3(&s3, &[("PAGECAST_S3_MAX_ATTEMPTS", "2")]);
-    let mut svc = service_with(&redis, "fp-kill-upload", false, 2, 1, &as_refs(&env));
-    let id = start(
-        &svc.url,
-        json!({ "RecordURL": format!("{fixtures}/static.html"), "MaxDurationLimit": 3 }),
-    );
-    let (index, _) = recording_worker(&svc);
-    s3.stop();
-    wait_for(
-        &svc.url,
-        &id,
-        "upload",
-        Duration::from_secs(60),
-        status_is("upload"),
-    );
-    kill_9(&mut svc, index);
-    s3.resume();
-    let d = wait_finished(&svc.url, &id, Duration::from_secs(90));
-    assert!(d["Result"]["ErrorCode"].is_null(), "{d}");
-    let videos = d["Result"]["Videos"].as_array().unwrap();
-    assert_eq!(videos.len(), 1, "{d}");
-    let key = videos[0]["Key"].as_str().unwrap();
-    let stored = s3
-        .object(s3_support::BUCKET, key)
-        .unwrap_or_else(|| panic!("{key} is not in the bucket: {d}"));
-    assert_eq!(Some(stored.len() as u64), videos[0]["FileSize"].as_u64());
-    let local = scratch("fp-kill-upload-dl").join("result.mp4");
-    std::fs::write(&local, &stored).unwrap();
-    assert_close(
-        probe(&local, &[]).duration,
-        d["RecordedDuration"].as_f64().unwrap(),
-        0.5,
-        "the stored file is the whole recording",
-    );
-}
-
-/// A callback receiver that takes the first request and never answers, then answers the next
-/// ones at once. Returns its URL and how many requests arrived.
-fn hanging_receiver() -> (String, Arc<Mutex<Vec<Option<String>>>>) {
-    use axum::routing::post;
-    let got: Arc<Mutex<Vec<Option<String>>>> = Arc::default();
-    let store = got.clone();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        rt.block_on(async move {
-            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-            tx.send(listener.local_addr().unwrap()).unwrap();
-            let app = axum::Router::new().route(
-                "/cb",
-                post(move |headers: axum::http::HeaderMap| {
-                    let store = store.clone();
-                    async move {
-                        let first = {
-                            let mut got = store.lock().unwrap();
-                            got.push(
-                                headers
-                                    .get("x-pagecast-event-id")
-                                    .and_then(|v| v.to_str().ok())
-                                    .map(String::from),
-                            );
-                            got.len() == 1
-                        };
-                        if first {
-                            tokio::time::sleep(Duration::from_secs(3600)).await;
-                        }
-                        axum::http::StatusCode::NO_CONTENT
-                    }
-                }),
-            );
-            axum::serve(listener, app).await.unwrap();
-        });
-    });
-    (format!("http://{}/cb", rx.recv().unwrap()), got)
-}
-
-/// The worker delivering a callback is killed with `kill -9` while the receiver holds the
-/// request without answering: another worker delivers the same event (same event id) once the
-/// lease runs out, and the task finishes delivered. A receiver that hangs is also cut off by
-/// PAGECAST_CALLBACK_TIMEOUT (the first attempt, had the worker lived, would have failed in 2 s).
-#[test]
-fn a_worker_killed_while_a_receiver_hangs_on_its_callback_is_replaced() {
-    let redis = TestRedis::start();
-    let fixtures = fixture_server();
-    let (url, got) = hanging_receiver();
-    let mut svc = service_with(
-        &redis,
-        "fp-kill-callback",
-        false,
-        2,
-        1,
-        &[
-            ("PAGECAST_CALLBACK_TIMEOUT", "2"),
-            ("PAGECAST_CALLBACK_BACKOFF_MS", "200"),
-        ],
-    );
-    let id = start(
-        &svc.url,
-        json!({ "RecordURL": format!("{fixtures}/static.html"), "MaxDurationLimit": 2,
-                "CallbackURL": url }),
-    );
-    let (index, _) = recording_worker(&svc);
-    // The first request is held by the receiver: the worker waits in the callback stage.
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while got.lock().unwrap().is_empty() {
-        assert!(
-            Instant::now() < deadline,
-            "no callback arrived: {}",
-            describe(&svc.url, &id)
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    assert_eq!(describe(&svc.url, &id)["Status"], "callback");
-    let owner = lease_holder(&svc, &redis, &id);
-    kill_9(&mut svc, index);
-    let d = wait_finished(&svc.url, &id, Duration::from_secs(60));
-    assert!(d["Result"]["ErrorCode"].is_null(), "{d}");
-    assert_eq!(d["Callback"]["State"], "delivered", "{d}");
-    let got = got.lock().unwrap().clone();
-    assert!(got.len() >= 2, "delivered again after the kill: {got:?}");
-    assert!(
-        got.iter().all(|e| e.is_some() && *e == got[0]),
-        "one event id across the attempts: {got:?}"
-    );
-    assert!(!owner.is_empty(), "the task had a lease holder");
-}
-
 /// Storage is down for 6 s while an HLS recording publishes its segments to it: the segments
 /// written meanwhile are published once it is back, and the playlist in the bucket names every
 /// segment once and plays the whole recording.
@@ -453,62 +265,6 @@ fn storage_down_while_hls_segments_are_published_loses_no_segment() {
         "the published segments hold the whole recording",
     );
     assert!(p.duration > 12.0, "{p:?}");
-}
-
-/// A worker killed with `kill -9` while it joins a recording into its MP4 (the join is held
-/// for 4 s by an ffmpeg wrapper, so the kill lands inside it): another worker of the machine
-/// joins it again from the kept segments once the lease runs out, and the result is whole.
-#[test]
-fn a_worker_killed_during_transcode_is_replaced_and_the_result_is_whole() {
-    use std::os::unix::fs::PermissionsExt;
-    let redis = TestRedis::start();
-    let fixtures = fixture_server();
-    let dir = scratch("fp-kill-transcode-bin");
-    let joins = dir.join("joins");
-    let wrapper = dir.join("ffmpeg");
-    std::fs::write(
-        &wrapper,
-        format!(
-            "#!/bin/sh\ncase \"$*\" in *concat*) echo join >> '{}'; sleep 4;; esac\nexec ffmpeg \"$@\"\n",
-            joins.display()
-        ),
-    )
-    .unwrap();
-    std::fs::set_permissions(&wrapper, std::fs::Permissions::from_mode(0o755)).unwrap();
-    let wrapper = wrapper.display().to_string();
-    let mut svc = service_with(
-        &redis,
-        "fp-kill-transcode",
-        false,
-        2,
-        1,
-        &[("PAGECAST_FFMPEG", wrapper.as_str())],
-    );
-    let id = start(
-        &svc.url,
-        json!({ "RecordURL": format!("{fixtures}/clock.html"), "MaxDurationLimit": 5 }),
-    );
-    let (index, _) = recording_worker(&svc);
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while !joins.exists() {
-        assert!(
-            Instant::now() < deadline,
-            "no join began: {}",
-            describe(&svc.url, &id)
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    assert_eq!(describe(&svc.url, &id)["Status"], "transcode");
-    kill_9(&mut svc, index);
-    let d = wait_finished(&svc.url, &id, Duration::from_secs(90));
-    assert!(d["Result"]["ErrorCode"].is_null(), "{d}");
-    let runs = std::fs::read_to_string(&joins).unwrap().lines().count();
-    assert!(runs >= 2, "the join ran again after the kill ({runs} runs)");
-    let file = fetch_video(&d, &scratch("fp-kill-transcode-dl"));
-    let p = probe(&file, &[]);
-    assert_close(p.duration, 5.0, 0.3, "the whole recording");
-    let span = page_clock_span(&file, p.frames);
-    assert_close(span, p.duration, 0.5, "page time = video time");
 }
 
 /// How many parts of a live MP4 upload its state file says went up.
@@ -587,107 +343,4 @@ fn storage_down_while_live_mp4_parts_go_up_loses_nothing() {
         "every sample decodes: {}",
         String::from_utf8_lossy(&out.stderr)
     );
-}
-
-/// Kills the newest process below `pid` that `pred` matches, `times` times, each time waiting
-/// for a new one (the recording restarts what died) and for `settled(deaths so far)`.
-fn kill_each_new(
-    pid: u32,
-    times: usize,
-    what: &str,
-    pred: impl Fn(&str) -> bool,
-    settled: impl Fn(usize) -> bool,
-) {
-    let mut killed: Vec<u32> = Vec::new();
-    for n in 1..=times {
-        let deadline = Instant::now() + Duration::from_secs(30);
-        let target = loop {
-            let found = descendants(pid)
-                .into_iter()
-                .filter(|p| !killed.contains(p) && pred(&cmdline(*p)))
-                .max();
-            if let Some(p) = found.filter(|_| settled(killed.len())) {
-                break p;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "no {what} to kill ({n} of {times})"
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        };
-        // A death in the first moments of a restarted process is another fault (a restart
-        // that fails); the budget counts deaths of running ones.
-        std::thread::sleep(Duration::from_millis(700));
-        std::process::Command::new("kill")
-            .args(["-KILL", &target.to_string()])
-            .status()
-            .unwrap();
-        killed.push(target);
-    }
-}
-
-/// How often a worker's log says a new browser took the page over.
-fn relaunches(log: &std::path::Path) -> usize {
-    std::fs::read_to_string(log)
-        .unwrap_or_default()
-        .matches("a new browser has the page again")
-        .count()
-}
-
-/// The restart budgets of a recording run out in service mode: one death more than a recording
-/// survives of its encoder (5), its page's renderer (3) or its browser (3) ends the task with
-/// RecordFailed, PageCrashed or BrowserFailed, and what was recorded is still delivered. (Hangs:
-/// tests/error_codes.rs.)
-#[test]
-fn restart_budgets_run_out_in_service_mode() {
-    let redis = TestRedis::start();
-    let fixtures = fixture_server();
-    let svc = service(&redis, "fp-budgets", false, 1, 1);
-    let worker = svc.procs[1].child.id();
-    type Pred = fn(&str) -> bool;
-    let cases: [(&str, usize, Pred, &str); 3] = [
-        (
-            "the encoder",
-            6,
-            |c| c.contains("ffmpeg") && c.contains("-f segment"),
-            "RecordFailed",
-        ),
-        (
-            "the page's renderer",
-            4,
-            |c| c.contains("--type=renderer") && !c.contains("--top-chrome-webui"),
-            "PageCrashed",
-        ),
-        (
-            "the browser",
-            4,
-            |c| c.contains("chromium") && !c.contains("--type="),
-            "BrowserFailed",
-        ),
-    ];
-    let log = svc.dir.join("worker0.log");
-    for (what, times, pred, code) in cases {
-        let id = start_recording(
-            &svc.url,
-            json!({ "RecordURL": format!("{fixtures}/clock.html"), "MaxDurationLimit": 120 }),
-        );
-        let relaunched_before = relaunches(&log);
-        // A new browser is up once the log says it has the page again (its process appears
-        // before it can take a page).
-        kill_each_new(worker, times, what, pred, |deaths| {
-            code != "BrowserFailed" || relaunches(&log) >= relaunched_before + deaths
-        });
-        let d = wait_finished(&svc.url, &id, Duration::from_secs(90));
-        assert_eq!(d["Result"]["ErrorCode"], code, "{what}: {d}");
-        assert!(
-            d["RecordedDuration"].as_f64().unwrap_or(0.0) < 100.0,
-            "{what}: ended by the budget: {d}"
-        );
-        let why = d["Result"]["ErrorMessage"].as_str().unwrap_or_default();
-        assert!(why.contains(&format!(" {times} times")), "{what}: {d}");
-        assert!(
-            !d["Result"]["Videos"].as_array().unwrap().is_empty(),
-            "{what}: what was recorded is delivered: {d}"
-        );
-    }
 }

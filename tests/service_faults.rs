@@ -332,7 +332,8 @@ fn more_handovers_than_the_crash_budget_still_finish_the_task() {
         // The next worker of the node, then SIGTERM the one recording (always the oldest).
         let log = svc.dir.join(format!("worker-{n}.log"));
         svc.procs.push(spawn(&["worker"], &svc.worker_env, &log));
-        std::thread::sleep(Duration::from_secs(2));
+        // The next worker is up (it takes the task as soon as it is handed over).
+        wait_for_log(&log, "worker started", Duration::from_secs(30));
         let old = svc.procs[1].child.id();
         assert!(has_children(old), "worker {old} records the task");
         std::process::Command::new("kill")

@@ -486,3 +486,19 @@ pub fn logged_addr(log: &Path, what: &str) -> String {
         std::thread::sleep(Duration::from_millis(50));
     }
 }
+
+/// Waits until the log file `log` contains `text` (up to `limit`).
+pub fn wait_logged(log: &Path, text: &str, limit: Duration) {
+    let deadline = Instant::now() + limit;
+    while !std::fs::read_to_string(log)
+        .unwrap_or_default()
+        .contains(text)
+    {
+        assert!(
+            Instant::now() < deadline,
+            "no {text:?} in {} within {limit:?}",
+            log.display()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
