@@ -706,3 +706,7 @@ impl ApiConfig {
         }
     }
 }
+
+#[cfg(test)]
+#[path = "config_tests.rs"]
+mod tests;
