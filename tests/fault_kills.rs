@@ -13,7 +13,6 @@ mod s3_support;
 #[path = "support/service.rs"]
 mod service_support;
 
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use common::*;
@@ -82,49 +81,6 @@ fn a_worker_killed_during_upload_is_replaced_and_the_result_arrives() {
     );
 }
 
-/// A callback receiver that takes the first request and never answers, then answers the next
-/// ones at once. Returns its URL and how many requests arrived.
-fn hanging_receiver() -> (String, Arc<Mutex<Vec<Option<String>>>>) {
-    use axum::routing::post;
-    let got: Arc<Mutex<Vec<Option<String>>>> = Arc::default();
-    let store = got.clone();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        rt.block_on(async move {
-            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-            tx.send(listener.local_addr().unwrap()).unwrap();
-            let app = axum::Router::new().route(
-                "/cb",
-                post(move |headers: axum::http::HeaderMap| {
-                    let store = store.clone();
-                    async move {
-                        let first = {
-                            let mut got = store.lock().unwrap();
-                            got.push(
-                                headers
-                                    .get("x-pagecast-event-id")
-                                    .and_then(|v| v.to_str().ok())
-                                    .map(String::from),
-                            );
-                            got.len() == 1
-                        };
-                        if first {
-                            tokio::time::sleep(Duration::from_secs(3600)).await;
-                        }
-                        axum::http::StatusCode::NO_CONTENT
-                    }
-                }),
-            );
-            axum::serve(listener, app).await.unwrap();
-        });
-    });
-    (format!("http://{}/cb", rx.recv().unwrap()), got)
-}
-
 /// The worker delivering a callback is killed with `kill -9` while the receiver holds the
 /// request without answering: another worker delivers the same event (same event id) once the
 /// lease runs out, and the task finishes delivered. A receiver that hangs is also cut off by
@@ -133,7 +89,7 @@ fn hanging_receiver() -> (String, Arc<Mutex<Vec<Option<String>>>>) {
 fn a_worker_killed_while_a_receiver_hangs_on_its_callback_is_replaced() {
     let redis = TestRedis::start();
     let fixtures = fixture_server();
-    let (url, got) = hanging_receiver();
+    let (url, got) = hanging_receiver(1);
     let mut svc = service_with(
         &redis,
         "fp-kill-callback",
@@ -209,7 +165,6 @@ fn a_worker_killed_during_transcode_is_replaced_and_the_result_is_whole() {
         &svc.url,
         json!({ "RecordURL": format!("{fixtures}/clock.html"), "MaxDurationLimit": 5 }),
     );
-    let (index, _) = recording_worker(&svc);
     let deadline = Instant::now() + Duration::from_secs(60);
     while !joins.exists() {
         assert!(
@@ -220,6 +175,15 @@ fn a_worker_killed_during_transcode_is_replaced_and_the_result_is_whole() {
         std::thread::sleep(Duration::from_millis(50));
     }
     assert_eq!(describe(&svc.url, &id)["Status"], "transcode");
+    // The worker that joins (any worker of the machine may take the stage): the one running
+    // the wrapper.
+    let index = (1..svc.procs.len())
+        .find(|&i| {
+            descendants(svc.procs[i].child.id())
+                .into_iter()
+                .any(|p| cmdline(p).contains(&wrapper))
+        })
+        .expect("a worker runs the join");
     kill_9(&mut svc, index);
     let d = wait_finished(&svc.url, &id, Duration::from_secs(90));
     assert!(d["Result"]["ErrorCode"].is_null(), "{d}");
@@ -313,6 +277,14 @@ fn restart_budgets_run_out_in_service_mode() {
         let id = start_recording(
             &svc.url,
             json!({ "RecordURL": format!("{fixtures}/clock.html"), "MaxDurationLimit": 120 }),
+        );
+        // A first segment (2 s) is complete before the first death: something to deliver.
+        wait_for(
+            &svc.url,
+            &id,
+            "3 s recorded",
+            Duration::from_secs(30),
+            |d| d["RecordedDuration"].as_f64().unwrap_or(0.0) >= 3.0,
         );
         let relaunched_before = relaunches(&log);
         // A new browser is up once the log says it has the page again (its process appears

@@ -1,6 +1,7 @@
 //! Fault paths of the service that no other file reaches: a work disk that really fills up
 //! (ENOSPC, not the free-space threshold), Redis away for longer than a lease, storage that
-//! never comes back, storage down while HLS segments are published or live MP4 parts go up.
+//! never comes back, storage down while HLS segments are published or live MP4 parts go up, a
+//! callback receiver that never answers.
 //! (Workers killed after recording, and restart budgets: tests/fault_kills.rs.) Real
 //! `serve` and `worker` processes, redis-server, s3s-fs, Chromium and ffmpeg; short recordings
 //! and a 3 s lease keep each test to seconds.
@@ -342,5 +343,53 @@ fn storage_down_while_live_mp4_parts_go_up_loses_nothing() {
         out.status.success() && out.stderr.is_empty(),
         "every sample decodes: {}",
         String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// A callback receiver that takes every request and never answers: each attempt is cut off
+/// after PAGECAST_CALLBACK_TIMEOUT (1 s), PAGECAST_CALLBACK_ATTEMPTS (2) ends the retries, and
+/// the task finishes with CallbackFailed, its files kept, within seconds.
+#[test]
+fn a_callback_receiver_that_never_answers_is_timed_out_and_given_up_on() {
+    let redis = TestRedis::start();
+    let fixtures = fixture_server();
+    let (url, got) = hanging_receiver(usize::MAX);
+    let svc = service_with(
+        &redis,
+        "fp-hanging-receiver",
+        true,
+        0,
+        1,
+        &[
+            ("PAGECAST_CALLBACK_TIMEOUT", "1"),
+            ("PAGECAST_CALLBACK_ATTEMPTS", "2"),
+            ("PAGECAST_CALLBACK_BACKOFF_MS", "200"),
+        ],
+    );
+    let id = start(
+        &svc.url,
+        json!({ "RecordURL": format!("{fixtures}/static.html"), "MaxDurationLimit": 2,
+                "CallbackURL": url }),
+    );
+    wait_for(
+        &svc.url,
+        &id,
+        "callback",
+        Duration::from_secs(60),
+        status_is("callback"),
+    );
+    let calling = Instant::now();
+    let d = wait_finished(&svc.url, &id, Duration::from_secs(60));
+    let took = calling.elapsed();
+    assert_eq!(d["Result"]["ErrorCode"], "CallbackFailed", "{d}");
+    assert_eq!(d["Callback"]["State"], "failed", "{d}");
+    assert_eq!(d["Callback"]["Attempts"], 2, "{d}");
+    assert_eq!(got.lock().unwrap().len(), 2, "two requests, each cut off");
+    // Two 1 s timeouts and a backoff under a second; a receiver left waiting would hold the
+    // worker for far longer.
+    assert!(took < Duration::from_secs(8), "gave up after {took:?}: {d}");
+    assert!(
+        !d["Result"]["Videos"].as_array().unwrap().is_empty(),
+        "the files are kept: {d}"
     );
 }

@@ -3,6 +3,7 @@
 
 #![allow(dead_code)]
 
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use super::common::descendants;
@@ -44,4 +45,48 @@ pub fn kill_9(svc: &mut Service, index: usize) {
     p.child.kill().unwrap();
     p.child.wait().unwrap();
     std::mem::forget(p);
+}
+
+/// A callback receiver (at the returned URL) that takes its first `hang` requests and never
+/// answers them, then answers the next ones at once with 204; it records each request's event
+/// id.
+pub fn hanging_receiver(hang: usize) -> (String, Arc<Mutex<Vec<Option<String>>>>) {
+    use axum::routing::post;
+    let got: Arc<Mutex<Vec<Option<String>>>> = Arc::default();
+    let store = got.clone();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async move {
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            tx.send(listener.local_addr().unwrap()).unwrap();
+            let app = axum::Router::new().route(
+                "/cb",
+                post(move |headers: axum::http::HeaderMap| {
+                    let store = store.clone();
+                    async move {
+                        let first = {
+                            let mut got = store.lock().unwrap();
+                            got.push(
+                                headers
+                                    .get("x-pagecast-event-id")
+                                    .and_then(|v| v.to_str().ok())
+                                    .map(String::from),
+                            );
+                            got.len() <= hang
+                        };
+                        if first {
+                            tokio::time::sleep(Duration::from_secs(3600)).await;
+                        }
+                        axum::http::StatusCode::NO_CONTENT
+                    }
+                }),
+            );
+            axum::serve(listener, app).await.unwrap();
+        });
+    });
+    (format!("http://{}/cb", rx.recv().unwrap()), got)
 }
