@@ -44,7 +44,10 @@ fn jpeg_quality_reaches_the_capture() {
         crate::recording::DEFAULT_JPEG_QUALITY
     );
     assert_eq!(
-        rec(&["--jpeg-quality", "55"]).unwrap().capture().jpeg_quality,
+        rec(&["--jpeg-quality", "55"])
+            .unwrap()
+            .capture()
+            .jpeg_quality,
         55
     );
     assert!(rec(&["--jpeg-quality", "0"]).is_err());

@@ -681,9 +681,13 @@ fn with_storage_type_s3_a_worker_on_another_node_continues_a_handed_over_recordi
         Duration::from_secs(30),
     );
     // A first part worth keeping on node-a.
-    wait_for(&svc.url, &id, "2 s on node-a", Duration::from_secs(30), |d| {
-        d["RecordedDuration"].as_f64().unwrap_or(0.0) >= 2.0
-    });
+    wait_for(
+        &svc.url,
+        &id,
+        "2 s on node-a",
+        Duration::from_secs(30),
+        |d| d["RecordedDuration"].as_f64().unwrap_or(0.0) >= 2.0,
+    );
     let a = svc.procs[1].child.id();
     assert!(has_children(a), "node-a records");
     std::process::Command::new("kill")
