@@ -1127,6 +1127,56 @@ async fn callback_outbox_defers_under_the_lease_and_requeues_each_attempt_once()
     assert_eq!(jobs[0].task_id, id);
 }
 
+/// `set_callback` stores the delivery about to be attempted (its event id, its attempt count)
+/// under the lease, without releasing it or queueing anything: a worker that takes the delivery
+/// over reads the same event id. A stale worker cannot store one.
+#[tokio::test]
+async fn a_callback_attempt_is_stored_under_the_lease_before_it_is_sent() {
+    let (_redis, store) = setup().await;
+    let (id, fence) = recording(&store, "w1", 1_000).await;
+    for (from, to) in [
+        (Status::Recording, Status::Canceled),
+        (Status::Canceled, Status::Transcode),
+        (Status::Transcode, Status::Upload),
+        (Status::Upload, Status::Callback),
+    ] {
+        store
+            .transition(&id, Transition::new(from, to).with_lease("w1", fence))
+            .await
+            .unwrap();
+    }
+    let delivery = CallbackDelivery {
+        attempts: 1,
+        first_attempt_ms: 1_000,
+        event_id: "e-first".into(),
+        ..CallbackDelivery::default()
+    };
+    assert!(matches!(
+        store.set_callback(&id, "w2", fence, &delivery).await,
+        Err(StoreError::LeaseLost)
+    ));
+    assert!(matches!(
+        store.set_callback(&id, "w1", fence + 1, &delivery).await,
+        Err(StoreError::LeaseLost)
+    ));
+    assert_eq!(store.get(&id).await.unwrap().callback, None);
+    store
+        .set_callback(&id, "w1", fence, &delivery)
+        .await
+        .unwrap();
+    let task = store.get(&id).await.unwrap();
+    assert_eq!(task.callback, Some(delivery));
+    assert_eq!(task.status, Status::Callback);
+    assert_eq!(task.owner.as_deref(), Some("w1"), "the lease is kept");
+    assert_eq!(store.pending_callbacks().await.unwrap(), 0);
+    assert!(matches!(
+        store
+            .set_callback("no-such-task", "w1", fence, &CallbackDelivery::default())
+            .await,
+        Err(StoreError::NotFound(_))
+    ));
+}
+
 /// `hand_over` (a worker shutting down): stats stored, lease given up, the task queued on the
 /// node's record queue with its status kept, claimable by another worker at once, and ended by
 /// the diagnose loop's `take_expired` only after the handover deadline. A stale worker cannot
