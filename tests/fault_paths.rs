@@ -1,7 +1,7 @@
 //! Fault paths of the service that no other file reaches: a work disk that really fills up
 //! (ENOSPC, not the free-space threshold), Redis away for longer than a lease, storage that
 //! never comes back, storage down while HLS segments are published or live MP4 parts go up, a
-//! callback receiver that never answers.
+//! callback receiver that never answers, a handover nobody continues (PAGECAST_HANDOVER_TIMEOUT).
 //! (Workers killed after recording, and restart budgets: tests/fault_kills.rs.) Real
 //! `serve` and `worker` processes, redis-server, s3s-fs, Chromium and ffmpeg; short recordings
 //! and a 3 s lease keep each test to seconds.
@@ -391,5 +391,64 @@ fn a_callback_receiver_that_never_answers_is_timed_out_and_given_up_on() {
     assert!(
         !d["Result"]["Videos"].as_array().unwrap().is_empty(),
         "the files are kept: {d}"
+    );
+}
+
+/// PAGECAST_HANDOVER_TIMEOUT (3 s): a recording its worker handed over at shutdown, with no
+/// other worker of its machine to continue it, is given up by a worker of another machine once
+/// the timeout has passed (not after the default 300 s): RecordFailed, saying so.
+#[test]
+fn a_handover_nobody_continues_ends_after_the_handover_timeout() {
+    let redis = TestRedis::start();
+    let fixtures = fixture_server();
+    let mut svc = service_with(
+        &redis,
+        "fp-handover-timeout",
+        false,
+        1,
+        1,
+        &[("PAGECAST_HANDOVER_TIMEOUT", "3")],
+    );
+    let id = start_recording(
+        &svc.url,
+        json!({ "RecordURL": format!("{fixtures}/clock.html"), "MaxDurationLimit": 120 }),
+    );
+    // A worker of another machine, with its own work directory.
+    let mut b_env = svc.worker_env.clone();
+    for (k, v) in b_env.iter_mut() {
+        match *k {
+            "PAGECAST_NODE_ID" => *v = "node-b".into(),
+            "PAGECAST_WORK_DIR" => *v = svc.dir.join("work-b").display().to_string(),
+            _ => {}
+        }
+    }
+    let b_log = svc.dir.join("worker-b.log");
+    svc.procs.push(spawn(&["worker"], &b_env, &b_log));
+    wait_logged(&b_log, "worker started", Duration::from_secs(30));
+    // The recording's worker stops and hands the task over; nobody of node-a is left.
+    let a = svc.procs[1].child.id();
+    std::process::Command::new("kill")
+        .args(["-TERM", &a.to_string()])
+        .status()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while svc.procs[1].child.try_wait().unwrap().is_none() {
+        assert!(Instant::now() < deadline, "the worker did not exit");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    std::mem::forget(svc.procs.remove(1));
+    let handed_over = Instant::now();
+    let d = wait_finished(&svc.url, &id, Duration::from_secs(60));
+    let ended_after = handed_over.elapsed();
+    assert_eq!(d["Result"]["ErrorCode"], "RecordFailed", "{d}");
+    let why = d["Result"]["ErrorMessage"].as_str().unwrap_or_default();
+    assert!(
+        why.contains("no worker of node node-a continued it within 3 s"),
+        "{d}"
+    );
+    // The timeout, a diagnose sweep (1.5 s) and a margin; the default would be 300 s.
+    assert!(
+        ended_after < Duration::from_secs(3 + 12),
+        "ended {ended_after:?} after the handover: {d}"
     );
 }
