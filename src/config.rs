@@ -524,3 +524,6 @@ impl WorkerConfig {
             .unwrap_or_else(|| std::env::temp_dir().join("pagecast-work"))
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -16,23 +16,25 @@ use std::time::{Duration, Instant};
 
 use common::*;
 
-/// Limits asserted on recordings, in ms. Measured figures are in BENCHMARKS.md. These limits
-/// are set from runs on this project's 2-core machine while other work saturated it (load
-/// average 9-23), where Chromium itself falls out of step: the page paints its flashes late, the
-/// screencast skips frames, a media element's playback stutters. They are therefore wider than
-/// the targets (mean 20 ms, max 45 ms), and medians ride out single bad moments. What
-/// they still catch is what a recorder gets wrong: a constant shift (a wrong clock, the
-/// monitor's 1.5-2 s start-up delay, a fixed correction), drift, or sound cut at the wrong place
-/// after a pause or reload, each of which is hundreds of ms or more.
+/// Limits asserted on recordings, in ms, from BENCHMARKS.md (A/V sync, five 30 s runs per page on
+/// a quiet machine: `av_sync.html` mean |offset| 9.2 ms, max 28.8 ms; `av_sync_video.html`
+/// 14.0 ms and 27.0 ms; target mean <= 20 ms, max <= 45 ms; the figures include the frame
+/// grid's +-16.7 ms at 30 fps). The tests run one at a time (below), so the margin is for a
+/// loaded 2-core CI run of the debug build only: 10 ms on the mean and one 60 Hz paint
+/// (16.7 ms, a flash shown one paint late) on the max over the target. What they catch is what
+/// a recorder gets wrong: a constant shift (a wrong clock, the monitor's 1.5-2 s start-up delay,
+/// a fixed correction), drift, or sound cut at the wrong place after a pause or reload, each of
+/// which is tens to hundreds of ms. On a machine saturated by other work (load 9-23 on 2
+/// cores, docs/benchmarks/notebook.md) Chromium itself falls out of step and these fail.
 ///
-/// A media element: Chromium keeps its picture in step with its sound, so the file must too.
-/// Measured medians 5-23 ms at load 9-23.
-const ELEMENT_MEDIAN_LIMIT_MS: f64 = 40.0;
-/// `av_sync.html` (canvas + WebAudio): the offset also holds the page's own lateness, which
-/// grows with the load. Measured medians 24-80 ms at load 9-23.
-const PAGE_MEDIAN_LIMIT_MS: f64 = 150.0;
-/// Mean signed offset of `av_sync.html`: no constant shift beyond the page's lateness.
-const PAGE_MEAN_LIMIT_MS: f64 = 150.0;
+/// Mean |offset| of either page.
+const MEAN_ABS_LIMIT_MS: f64 = 30.0;
+/// Max |offset| of either page.
+const MAX_ABS_LIMIT_MS: f64 = 62.0;
+/// Mean signed offset: no constant shift.
+const MEAN_LIMIT_MS: f64 = 30.0;
+/// Median |offset| of a stretch of a recording (after a resume): as the mean.
+const MEDIAN_LIMIT_MS: f64 = 30.0;
 
 /// The tests in this file run one at a time even under `--test-threads=2`: each records with
 /// Chromium, and two at once on a 2-core machine measure the machine, not the recorder.
@@ -86,12 +88,17 @@ fn assert_in_sync(r: &serde_json::Value, what: &str, min_pairs: usize) {
         "{what}: only {pairs} flash/beep pairs: {r}"
     );
     assert!(
-        f(r, "median_abs_offset_ms") <= PAGE_MEDIAN_LIMIT_MS,
-        "{what}: median |A/V offset| {} ms: {r}",
-        f(r, "median_abs_offset_ms")
+        f(r, "mean_abs_offset_ms") <= MEAN_ABS_LIMIT_MS,
+        "{what}: mean |A/V offset| {} ms: {r}",
+        f(r, "mean_abs_offset_ms")
     );
     assert!(
-        f(r, "mean_offset_ms").abs() <= PAGE_MEAN_LIMIT_MS,
+        f(r, "max_abs_offset_ms") <= MAX_ABS_LIMIT_MS,
+        "{what}: max |A/V offset| {} ms: {r}",
+        f(r, "max_abs_offset_ms")
+    );
+    assert!(
+        f(r, "mean_offset_ms").abs() <= MEAN_LIMIT_MS,
         "{what}: mean A/V offset {} ms: {r}",
         f(r, "mean_offset_ms")
     );
@@ -176,7 +183,7 @@ fn pause_resume_and_reload_keep_sync() {
     sorted.sort_by(|a, b| a.partial_cmp(b).unwrap());
     let median = sorted[sorted.len() / 2];
     assert!(
-        median <= PAGE_MEDIAN_LIMIT_MS,
+        median <= MEDIAN_LIMIT_MS,
         "median |offset| {median} ms after the resume: {after_resume:?}"
     );
 }
@@ -196,21 +203,7 @@ fn a_media_element_is_in_sync() {
     );
     let r = av_sync(&out, &[1000]);
     assert_sound_track(&out, &r);
-    let pairs = r["pairs"].as_array().unwrap().len();
-    eprintln!(
-        "media element: {pairs} pairs, mean {:+.1} ms, mean |offset| {:.1} ms, median |offset| {:.1} ms, max |offset| {:.1} ms",
-        f(&r, "mean_offset_ms"),
-        f(&r, "mean_abs_offset_ms"),
-        f(&r, "median_abs_offset_ms"),
-        f(&r, "max_abs_offset_ms"),
-    );
-    assert!(pairs >= 6, "{r}");
-    // The median: on a loaded machine the element's own playback stutters now and then.
-    assert!(
-        f(&r, "median_abs_offset_ms") <= ELEMENT_MEDIAN_LIMIT_MS,
-        "median |A/V offset| of a media element {} ms: {r}",
-        f(&r, "median_abs_offset_ms")
-    );
+    assert_in_sync(&r, "media element", 6);
 }
 
 /// A private PulseAudio server shared by several pagecast processes (as `--pulse-server`).

@@ -8,8 +8,38 @@ use std::time::Duration;
 
 use common::*;
 
+/// Asserts the frame timing `pagecast analyze` reports for a recording of `clock.html` made
+/// [alone], against BENCHMARKS.md (frame timing of one 720p30 recording, run of 2026-12-03:
+/// distinct 1.0000 (one run 0.9978), p95 error 1.0 ms, longest freeze 33.3 ms, drift 0.99996;
+/// targets >= 0.999, <= 5 ms, <= 67 ms, 1.000 +- 0.0005), each with the margin a loaded 2-core
+/// CI run of the debug build needs: three repeated frames in a 6 s recording (0.983), one 60 Hz
+/// paint more of timing error (a grab that sees the paint before: 1.0 + 16.7 ms), one frame more
+/// of freeze than the target (100 ms), and a drift band four times as wide (a 6 s fit moves by
+/// 0.00017 per millisecond of error at its ends). Measured on this project's shared machine at
+/// load average 23 (ten times what 2 cores hold): 0.966-0.972, 17.0-17.3 ms, 100-133 ms,
+/// 0.9962-0.9985; such a machine fails them, as it should.
+fn assert_frame_timing(a: &serde_json::Value, what: &str) {
+    eprintln!("{what}: {a}");
+    let f = |k: &str| {
+        a[k].as_f64()
+            .unwrap_or_else(|| panic!("{what}: no {k} in {a}"))
+    };
+    assert!(f("distinct_ratio") >= 0.983, "{what}: distinct frames: {a}");
+    assert!(f("p95_error_ms") <= 17.7, "{what}: p95 timing error: {a}");
+    assert!(
+        f("longest_freeze_ms") <= 100.0,
+        "{what}: longest freeze: {a}"
+    );
+    assert!((f("drift") - 1.0).abs() <= 0.002, "{what}: drift: {a}");
+    assert!(
+        a["gaps"].as_array().unwrap().is_empty(),
+        "{what}: no jump: {a}"
+    );
+}
+
 #[test]
 fn the_x11_backend_records_a_headful_browser_on_its_own_display() {
+    let _machine = alone();
     let base = fixture_server();
     let dir = scratch("x11");
     let out = dir.join("x11.mp4");
@@ -25,11 +55,7 @@ fn the_x11_backend_records_a_headful_browser_on_its_own_display() {
     // browser interface, info bar or window frame above it) and decodes in every frame.
     let a = analyze(&out);
     assert_eq!(a["decoded"].as_u64(), Some(180), "{a}");
-    assert!(a["gaps"].as_array().unwrap().is_empty(), "no jump: {a}");
-    assert!(
-        a["longest_freeze_ms"].as_f64().unwrap() <= 500.0,
-        "the page moves throughout: {a}"
-    );
+    assert_frame_timing(&a, "x11 MP4");
     // The window is exactly the video's size: the page's grey background reaches the last
     // column and row (a window a pixel short leaves a black edge).
     let f = frame_at(&out, 90, &[]);
@@ -54,8 +80,23 @@ fn the_x11_backend_records_a_headful_browser_on_its_own_display() {
     );
 }
 
+/// An HLS recording has the same frame timing as an MP4 one (its segments join without a
+/// repeated or lost frame).
+#[test]
+fn an_hls_recording_keeps_frame_timing() {
+    let _machine = alone();
+    let base = fixture_server();
+    let dir = scratch("hls-timing");
+    let out = dir.join("clock.m3u8");
+    record_ok(&format!("{base}/clock.html"), &out, &["--duration", "6"]);
+    let a = analyze(&out);
+    assert!(a["decoded"].as_u64().unwrap() >= 179, "{a}");
+    assert_frame_timing(&a, "x11 HLS");
+}
+
 #[test]
 fn the_x11_backend_fails_clearly_without_xvfb() {
+    let _machine = beside_others();
     let base = fixture_server();
     let dir = scratch("x11-missing");
     let mut cmd = pagecast();
@@ -82,6 +123,7 @@ fn the_x11_backend_fails_clearly_without_xvfb() {
 
 #[test]
 fn the_screencast_backend_records_a_headless_browser() {
+    let _machine = beside_others();
     let base = fixture_server();
     let dir = scratch("screencast");
     let out = dir.join("screencast.mp4");
@@ -112,20 +154,30 @@ fn the_screencast_backend_records_a_headless_browser() {
 /// spare kept for the next navigation. Each of those held 20–70 MB for the whole recording.
 #[test]
 fn the_recording_browser_runs_only_the_pages_renderer_and_its_display_no_gl() {
+    let _machine = beside_others();
     let base = fixture_server();
     let dir = scratch("one-renderer");
     let out = dir.join("one.mp4");
-    let mut child = pagecast()
-        .arg("record")
+    let mut cmd = pagecast();
+    cmd.arg("record")
         .arg(format!("{base}/clock.html"))
         .args(["--duration", "8", "-q", "-o"])
-        .arg(&out)
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .expect("spawn pagecast");
-    // Well into the recording (a browser starts in about a second).
-    std::thread::sleep(Duration::from_secs(5));
+        .arg(&out);
+    let mut rec = spawn_watched(cmd);
+    rec.wait_for_log(RECORDING_STARTED, Duration::from_secs(60));
+    // Through the next 2 s of the recording (a spare renderer would appear within it): one
+    // renderer at every look.
+    let watch_until = std::time::Instant::now() + Duration::from_secs(2);
+    while std::time::Instant::now() < watch_until {
+        let renderers = descendants(rec.child.id())
+            .into_iter()
+            .map(cmdline)
+            .filter(|c| c.contains("--type=renderer"))
+            .count();
+        assert_eq!(renderers, 1, "renderers while recording");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let child = &mut rec.child;
     let processes = descendants(child.id());
     let renderers: Vec<String> = processes
         .iter()
@@ -193,18 +245,19 @@ fn as_nobody(cmd: &[&str]) -> std::process::Output {
 /// on, and the cookie's directory is gone afterwards.
 #[test]
 fn another_user_cannot_open_a_recordings_display() {
+    let _machine = beside_others();
     let base = fixture_server();
     let dir = scratch("x11-auth");
     let out = dir.join("auth.mp4");
-    let mut child = pagecast()
-        .arg("record")
+    let mut cmd = pagecast();
+    cmd.arg("record")
         .arg(format!("{base}/clock.html"))
         .args(["--duration", "8", "-q", "-o"])
-        .arg(&out)
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("spawn pagecast");
+        .arg(&out);
+    let mut rec = spawn_watched(cmd);
+    // Recording (the display and the browser on it are up).
+    rec.wait_for_log(RECORDING_STARTED, Duration::from_secs(60));
+    let child = &mut rec.child;
     // The browser's environment names the display and its Xauthority file.
     let deadline = std::time::Instant::now() + Duration::from_secs(30);
     let (display, xauthority) = loop {
@@ -223,7 +276,6 @@ fn another_user_cannot_open_a_recordings_display() {
         );
         std::thread::sleep(Duration::from_millis(100));
     };
-    std::thread::sleep(Duration::from_secs(2));
     let xauthority = std::path::PathBuf::from(xauthority);
     let xdpyinfo = |user_nobody: bool, auth: &str| {
         let cmd = [
@@ -267,9 +319,7 @@ fn another_user_cannot_open_a_recordings_display() {
     let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
     assert_eq!(mode(&xauthority), 0o600);
     assert_eq!(mode(xauthority.parent().unwrap()), 0o700);
-    let status = child.wait().expect("wait");
-    let mut err = String::new();
-    std::io::Read::read_to_string(child.stderr.as_mut().unwrap(), &mut err).unwrap();
+    let (status, err) = rec.finish(Duration::from_secs(60));
     assert!(status.success(), "{status}: {err}");
     let p = probe(&out, &[]);
     assert_close(p.duration, 8.0, 0.2, "duration");

@@ -897,12 +897,10 @@ fn large_files_go_up_in_parts_and_errors_are_classified() {
 fn callbacks_survive_a_receiver_outage_and_give_up_only_after_the_retry_period() {
     let redis = TestRedis::start();
     let fixtures = fixture_server();
-    // A port where nothing listens yet: the receiver comes up later.
-    let late_port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    // A port where nothing listens yet (held, so no other process takes it): the receiver comes
+    // up later.
+    let late = ReservedPort::new();
+    let late_port = late.port;
     let never = CallbackReceiver::start();
     let svc = service_with(
         &redis,
@@ -946,7 +944,7 @@ fn callbacks_survive_a_receiver_outage_and_give_up_only_after_the_retry_period()
         "{d}"
     );
     let event_id = d["Callback"]["EventID"].as_str().unwrap().to_string();
-    let receiver = CallbackReceiver::start_on(late_port);
+    let receiver = CallbackReceiver::start_on(late);
     let d = finished(&svc.url, &late_id);
     assert!(d["Result"]["ErrorCode"].is_null(), "{d}");
     assert_eq!(d["Callback"]["State"], "delivered", "{d}");
@@ -992,7 +990,9 @@ fn callbacks_survive_a_receiver_outage_and_give_up_only_after_the_retry_period()
 fn url_secrets_reach_no_log_no_describe_and_no_callback() {
     let redis = TestRedis::start();
     let receiver = CallbackReceiver::start();
-    let closed = free_port();
+    // Held (bound, not listening): connections are refused and no other process takes it.
+    let closed_port = ReservedPort::new();
+    let closed = closed_port.port;
     let svc = service_with(
         &redis,
         "dlv-redact",

@@ -333,10 +333,8 @@ fn the_autoscaler_reads_the_stream_pagecast_queues_recordings_on() {
     let redis = redis_support::TestRedis::start();
     let (stream, group) = scaled_stream();
     let dir = scratch("deploy-stream");
-    let port = service_support::free_port();
-    let url = format!("http://127.0.0.1:{port}");
     // pagecast as deployed: the default key prefix, the API alone at first.
-    let env = |extra: &[(&'static str, String)]| {
+    let env = |port: u16, extra: &[(&'static str, String)]| {
         let mut env = vec![
             ("PAGECAST_REDIS_URL", redis.url.clone()),
             ("PAGECAST_LISTEN", format!("127.0.0.1:{port}")),
@@ -347,12 +345,21 @@ fn the_autoscaler_reads_the_stream_pagecast_queues_recordings_on() {
         env.extend(extra.iter().cloned());
         env
     };
-    let _api = service_support::spawn(&["serve", "--no-worker"], &env(&[]), &dir.join("api.log"));
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(Instant::now() < deadline, "serve did not listen");
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    // Up when the listener is this serve; a port another process took meanwhile is replaced.
+    let api_log = dir.join("api.log");
+    let (_api, port) = (1..=5)
+        .find_map(|attempt| {
+            let port = service_support::free_port();
+            let mut api =
+                service_support::spawn(&["serve", "--no-worker"], &env(port, &[]), &api_log);
+            match service_support::wait_serving(&mut api, port, &api_log) {
+                Ok(()) => Some((api, port)),
+                Err(why) if attempt < 5 && why.contains("Address already in use") => None,
+                Err(why) => panic!("serve did not start: {why}"),
+            }
+        })
+        .expect("serve started within 5 ports");
+    let url = format!("http://127.0.0.1:{port}");
     let fixtures = fixture_server();
     let id = service_support::start(
         &url,
@@ -371,7 +378,10 @@ fn the_autoscaler_reads_the_stream_pagecast_queues_recordings_on() {
     // A worker takes it: the entry goes, and the group is the one the trigger names.
     let _worker = service_support::spawn(
         &["worker"],
-        &env(&[("PAGECAST_NODE_ID", "pagecast-worker-0".to_string())]),
+        &env(
+            port,
+            &[("PAGECAST_NODE_ID", "pagecast-worker-0".to_string())],
+        ),
         &dir.join("worker.log"),
     );
     let deadline = Instant::now() + Duration::from_secs(30);

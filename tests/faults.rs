@@ -54,10 +54,12 @@ fn finish(child: std::process::Child) -> (String, String) {
 
 #[test]
 fn a_killed_encoder_is_restarted_and_recording_goes_on() {
+    let _machine = alone();
     let base = fixture_server();
     let dir = scratch("fault-ffmpeg");
     let out = dir.join("out.mp4");
-    let child = spawn_record(&format!("{base}/animated.html"), &out, 9);
+    // The clock page: its painted clock shows in the file what the restart cost.
+    let child = spawn_record(&format!("{base}/clock.html"), &out, 9);
     let ffmpeg = wait_for_descendants(child.id(), "ffmpeg", |c| {
         c.contains("ffmpeg") && c.contains("-f segment")
     });
@@ -72,11 +74,24 @@ fn a_killed_encoder_is_restarted_and_recording_goes_on() {
     let (stdout, _) = finish(child);
     assert!(stdout.contains("1 encoder restart(s)"), "{stdout}");
     let p = probe(&out, &[]);
-    // At most the segment being written (2 s) is lost.
+    // Nothing is lost: the frames the killed encoder had not written are replayed to the new
+    // one (BENCHMARKS.md, fault recovery: ffmpeg killed, no frame lost, +0.056 s of length).
+    // Margin for a loaded 2-core run: 0.3 s (9 frames), well inside the 0.8 s the replay
+    // backlog covers at worst at 720p.
     assert!(
-        p.duration >= 9.0 - 2.2 && p.duration <= 9.05,
+        p.duration >= 9.0 - 0.3 && p.duration <= 9.05,
         "duration {}: {stdout}",
         p.duration
+    );
+    // The restart shows as a short freeze only (BENCHMARKS.md: 100 ms; margin 200 ms).
+    let a = analyze(&out);
+    assert!(
+        a["decoded"].as_u64().unwrap() >= 260,
+        "the clock decodes: {a}"
+    );
+    assert!(
+        a["longest_freeze_ms"].as_f64().unwrap() <= 300.0,
+        "longest freeze across the encoder restart: {a}"
     );
     // The file's duration includes the sound's encoder delay (about 21 ms) before the first frame.
     assert!(
@@ -89,6 +104,7 @@ fn a_killed_encoder_is_restarted_and_recording_goes_on() {
 
 #[test]
 fn a_crashed_renderer_is_reopened_and_recording_goes_on() {
+    let _machine = alone();
     let base = fixture_server();
     let dir = scratch("fault-renderer");
     let out = dir.join("out.mp4");
@@ -117,10 +133,18 @@ fn a_crashed_renderer_is_reopened_and_recording_goes_on() {
         frame_clock_decodes_at(&out, (p.frames - 5) as usize),
         "the reopened page is recorded after the crash"
     );
+    // The viewer misses only the reopen (BENCHMARKS.md, fault recovery: renderer killed, 217 ms
+    // of freeze; margin 283 ms for a loaded 2-core run).
+    let a = analyze(&out);
+    assert!(
+        a["longest_freeze_ms"].as_f64().unwrap() <= 500.0,
+        "longest freeze across the renderer crash: {a}"
+    );
 }
 
 #[test]
 fn a_hung_page_is_detected_and_reopened_and_recording_goes_on() {
+    let _machine = alone();
     let base = fixture_server();
     let dir = scratch("fault-hang");
     let out = dir.join("out.mp4");
@@ -144,7 +168,16 @@ fn a_hung_page_is_detected_and_reopened_and_recording_goes_on() {
         "the recording keeps its length across the hang",
     );
     // The clock stops while the page hangs and runs again once it is reopened: the longest
-    // stretch of identical frames is the hang (detection + reload), well under the 12 s.
+    // stretch of identical frames is the hang: at least the 2 s the watchdog waits, and at most
+    // that plus 1.5 s (BENCHMARKS.md, fault recovery: 3400 ms of freeze for a 3 s watchdog,
+    // i.e. 0.4 s for detection and reload on a quiet machine; 1.1 s more for a loaded 2-core
+    // run). Nothing else in the recording stands still that long.
+    let a = analyze(&out);
+    let freeze = a["longest_freeze_ms"].as_f64().unwrap();
+    assert!(
+        (1900.0..=3500.0).contains(&freeze),
+        "the longest freeze ({freeze} ms) is the hang: {a}"
+    );
     assert!(
         frame_clock_decodes_at(&out, (p.frames - 5) as usize),
         "the reopened page is recorded after the hang"
@@ -158,13 +191,56 @@ fn a_hung_page_is_detected_and_reopened_and_recording_goes_on() {
 
 #[test]
 fn a_hostile_page_cannot_open_windows_stall_on_dialogs_download_or_get_permissions() {
+    let _machine = beside_others();
     let base = fixture_server();
     let dir = scratch("fault-hostile");
     let out = dir.join("out.mp4");
-    let downloads = std::path::PathBuf::from(std::env::var("HOME").unwrap_or_default())
-        .join("Downloads/pagecast-hostile-download.txt");
-    let _ = std::fs::remove_file(&downloads);
-    record_ok(&format!("{base}/hostile.html"), &out, &["--duration", "6"]);
+    // Everywhere a download could land: the browser's profile and work directory (kept), the
+    // directory pagecast runs in, the user's home and download folders, the temporary directory.
+    let work = dir.join("work");
+    let cwd = dir.join("cwd");
+    std::fs::create_dir_all(&cwd).unwrap();
+    let home = std::path::PathBuf::from(std::env::var("HOME").unwrap_or_default());
+    let mut shallow = vec![home.clone(), home.join("Downloads"), std::env::temp_dir()];
+    shallow.extend(std::env::var_os("XDG_DOWNLOAD_DIR").map(std::path::PathBuf::from));
+    let is_download = |p: &std::path::Path| {
+        p.file_name()
+            .is_some_and(|n| n.to_string_lossy().starts_with("pagecast-hostile-download"))
+    };
+    let downloaded = || -> Vec<std::path::PathBuf> {
+        let mut found: Vec<_> = files_below(&dir)
+            .into_iter()
+            .filter(|p| is_download(p))
+            .collect();
+        for d in &shallow {
+            found.extend(
+                std::fs::read_dir(d)
+                    .into_iter()
+                    .flatten()
+                    .flatten()
+                    .map(|e| e.path())
+                    .filter(|p| is_download(p)),
+            );
+        }
+        found
+    };
+    for stale in downloaded() {
+        let _ = std::fs::remove_file(stale);
+    }
+    let mut cmd = pagecast();
+    cmd.arg("record")
+        .arg(format!("{base}/hostile.html"))
+        .arg("-o")
+        .arg(&out)
+        .args(["-q", "--duration", "6", "--keep-work-dir", "--work-dir"])
+        .arg(&work)
+        .current_dir(&cwd);
+    let o = run(cmd, Duration::from_secs(120));
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(
+        !files_below(&work).is_empty(),
+        "the work directory was kept for the download check"
+    );
     let p = probe(&out, &[]);
     // The page turns green only if window.open gave nothing, alert/confirm/prompt returned at
     // once (dismissed), and the permission requests were denied.
@@ -174,11 +250,13 @@ fn a_hostile_page_cannot_open_windows_stall_on_dialogs_download_or_get_permissio
         "the page reports something got through (r={r} g={g} b={b}); see {}",
         out.display()
     );
-    assert!(!downloads.exists(), "the page downloaded a file");
+    let found = downloaded();
+    assert!(found.is_empty(), "the page downloaded a file: {found:?}");
 }
 
 #[test]
 fn a_dead_browser_is_replaced_and_recording_goes_on() {
+    let _machine = alone();
     let base = fixture_server();
     let dir = scratch("fault-browser");
     let out = dir.join("out.mp4");
@@ -217,6 +295,13 @@ fn a_dead_browser_is_replaced_and_recording_goes_on() {
         (19.0..21.0).contains(&span),
         "the page's clock runs on in the new browser: {span} s"
     );
+    // The viewer misses only the new browser's start and load (BENCHMARKS.md, fault recovery:
+    // browser killed, 850 ms of freeze; margin 650 ms for a loaded 2-core run).
+    let a = analyze(&out);
+    assert!(
+        a["longest_freeze_ms"].as_f64().unwrap() <= 1500.0,
+        "longest freeze across the browser's death: {a}"
+    );
 }
 
 /// Every file below `dir`, recursively.
@@ -241,6 +326,7 @@ fn files_below(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
 /// user's home holds a profile or a dump.
 #[test]
 fn a_recordings_profile_and_crash_dumps_are_removed_when_it_ends() {
+    let _machine = beside_others();
     let base = fixture_server();
     let dir = scratch("fault-profile");
     let home = dir.join("home");
@@ -285,6 +371,7 @@ fn a_recordings_profile_and_crash_dumps_are_removed_when_it_ends() {
 /// does not cover) is recorded on: no print preview covers it, and its clock runs throughout.
 #[test]
 fn a_page_calling_print_keeps_being_recorded() {
+    let _machine = beside_others();
     let base = fixture_server();
     let dir = scratch("fault-print");
     let out = dir.join("out.mp4");
@@ -315,6 +402,7 @@ fn a_page_calling_print_keeps_being_recorded() {
 /// removed on this failure path too.
 #[test]
 fn a_page_taking_more_memory_than_the_cap_ends_with_page_out_of_memory() {
+    let _machine = beside_others();
     let base = fixture_server();
     for (kind, says) in [("buffer", "the page used"), ("heap", "ran out of memory")] {
         let dir = scratch(&format!("fault-memory-{kind}"));

@@ -266,9 +266,25 @@ fn a_live_remux_with_its_index_in_front_matches_the_join() {
         for s in &segments[..3] {
             remux.feed(s).await.unwrap();
         }
-        // Let ffmpeg write what it has read: what is on disk now must not change later.
-        tokio::time::sleep(Duration::from_millis(1500)).await;
-        let early = std::fs::read(&live).unwrap();
+        // Wait until ffmpeg has written samples of what it read (the payload began, and more
+        // than 100 kB of it is on disk): what is on disk then must not change later.
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        let early = loop {
+            let now = std::fs::read(&live).unwrap_or_default();
+            let written = faststart::payload_start(&mut std::io::Cursor::new(&now))
+                .ok()
+                .flatten()
+                .is_some_and(|start| now.len() as u64 > start + 100_000);
+            if written {
+                break now;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "no samples written within 30 s ({} bytes)",
+                now.len()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        };
         for s in &segments[3..] {
             remux.feed(s).await.unwrap();
         }

@@ -32,7 +32,8 @@ fn now() -> i64 {
 fn refuses_to_start(env: &[(&str, &str)], naming: &str) {
     let mut c = pagecast();
     c.args(["serve", "--no-worker"])
-        .env("PAGECAST_LISTEN", format!("127.0.0.1:{}", free_port()))
+        // Port 0: the settings are refused before anything is bound.
+        .env("PAGECAST_LISTEN", "127.0.0.1:0")
         .env("PAGECAST_REDIS_URL", "redis://127.0.0.1:1/")
         .envs(env.iter().copied());
     let began = Instant::now();
@@ -310,6 +311,29 @@ fn big_results_are_streamed_and_ranges_are_exact() {
         format!("bytes {}-{}/{size}", 512 << 20, (512 << 20) + 16)
     );
     assert_eq!(body.as_ref(), b"MARKER-AT-512-MIB");
+
+    // A range past the end: 416 RangeNotSatisfiable. A signed URL of a file that is not there,
+    // and a path nothing serves: 404 ResourceNotFound.
+    let fetch = |url: String, range: Option<String>| {
+        rt.block_on(async {
+            let mut req = client.get(url);
+            if let Some(r) = range {
+                req = req.header("Range", r);
+            }
+            let r = req.send().await.unwrap();
+            (r.status().as_u16(), r.text().await.unwrap())
+        })
+    };
+    let (status, text) = fetch(url.clone(), Some(format!("bytes={size}-")));
+    assert_eq!(status, 416, "{text}");
+    assert!(text.contains("\"RangeNotSatisfiable\""), "{text}");
+    let missing = signer.file_url(&svc.url, "big-task/missing.mp4", now());
+    let (status, text) = fetch(missing, None);
+    assert_eq!(status, 404, "{text}");
+    assert!(text.contains("\"ResourceNotFound\""), "{text}");
+    let (status, text) = fetch(format!("{}/no-such-endpoint", svc.url), None);
+    assert_eq!(status, 404, "{text}");
+    assert!(text.contains("\"ResourceNotFound\""), "{text}");
 }
 
 /// An HLS result recorded by a worker process plays from the signed playlist URL Describe
@@ -433,8 +457,7 @@ fn a_recorded_hls_result_plays_from_its_signed_url() {
 fn metrics_need_a_token_or_the_metrics_listener() {
     let redis = TestRedis::start();
     let fixtures = fixture_server();
-    let port = free_port();
-    let listen = format!("127.0.0.1:{port}");
+    // Port 0: serve picks a free port for its operations listener and logs it.
     let svc = service_with(
         &redis,
         "http-metrics",
@@ -443,9 +466,10 @@ fn metrics_need_a_token_or_the_metrics_listener() {
         1,
         &[
             ("PAGECAST_API_TOKENS", "metrics-test-token"),
-            ("PAGECAST_METRICS_LISTEN", listen.as_str()),
+            ("PAGECAST_METRICS_LISTEN", "127.0.0.1:0"),
         ],
     );
+    let listen = logged_addr(&svc.dir.join("serve.log"), "health and metrics listening");
     let (rt, client) = http();
     let get = |url: String, token: Option<&str>| {
         rt.block_on(async {

@@ -45,6 +45,7 @@ fn check<'a>(body: &'a Value, name: &str) -> &'a Value {
 
 #[test]
 fn readyz_goes_unready_when_redis_stops_and_ready_again_after() {
+    let _machine = beside_others();
     let mut redis = TestRedis::start();
     let svc = service(&redis, "ops-readyz", true, 0, 1);
     let readyz = format!("{}/readyz", svc.url);
@@ -119,6 +120,7 @@ fn metric(text: &str, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
 
 #[test]
 fn metrics_after_a_real_recording() {
+    let _machine = alone();
     let redis = TestRedis::start();
     let fixtures = fixture_server();
     let svc = service(&redis, "ops-metrics", true, 0, 1);
@@ -150,9 +152,12 @@ fn metrics_after_a_real_recording() {
     );
     let fps = metric(&during, "pagecast_recordings_capture_fps", &[])
         .unwrap_or_else(|| panic!("no capture fps:\n{during}"));
-    // An animated page paints at the display rate (60 Hz at most); on a loaded machine
-    // Chromium delivers fewer frames, but some. One recording runs: its rate is the lowest.
-    assert!(fps > 0.0 && fps <= 90.0, "capture fps {fps}");
+    // An animated page paints at the display rate (60 Hz); the capture keeps at least one
+    // picture per slot of the task's 25 fps. Measured 30 on the shared machine at load 13-16
+    // (the test runs alone); bounds: 80 % of the task's rate for a loaded 2-core run, and the
+    // display's 60 Hz. One recording runs: its rate is the lowest.
+    eprintln!("capture fps {fps}");
+    assert!((20.0..=60.0).contains(&fps), "capture fps {fps}");
     assert_eq!(
         metric(&during, "pagecast_recordings_capture_fps_lowest", &[]),
         Some(fps)
@@ -307,6 +312,7 @@ fn which(tool: &str) -> Option<std::path::PathBuf> {
 
 #[test]
 fn doctor_reports_a_missing_ffmpeg_and_fails() {
+    let _machine = beside_others();
     let redis = TestRedis::start();
     let dir = scratch("ops-doctor");
     let env = [
@@ -369,6 +375,7 @@ fn has_children(pid: u32) -> bool {
 
 #[test]
 fn a_sigtermed_worker_hands_its_recording_over_to_another() {
+    let _machine = beside_others();
     let redis = TestRedis::start();
     let fixtures = fixture_server();
     // An API-only node and two workers of one node, one recording slot each.
@@ -454,6 +461,7 @@ fn a_sigtermed_worker_hands_its_recording_over_to_another() {
 
 #[test]
 fn a_rolling_restart_of_the_only_worker_loses_nothing() {
+    let _machine = beside_others();
     let redis = TestRedis::start();
     let fixtures = fixture_server();
     let mut svc = service(&redis, "ops-rolling", false, 1, 1);
@@ -531,6 +539,7 @@ fn a_rolling_restart_of_the_only_worker_loses_nothing() {
 
 #[test]
 fn finish_mode_records_to_the_end_and_delivers_before_exiting() {
+    let _machine = beside_others();
     let redis = TestRedis::start();
     let fixtures = fixture_server();
     let mut svc = service_with(
@@ -576,6 +585,7 @@ fn finish_mode_records_to_the_end_and_delivers_before_exiting() {
 
 #[test]
 fn json_logs_carry_request_and_task_ids_and_no_page_tokens() {
+    let _machine = beside_others();
     let redis = TestRedis::start();
     let fixtures = fixture_server();
     let svc = service_with(
@@ -642,6 +652,7 @@ fn json_logs_carry_request_and_task_ids_and_no_page_tokens() {
 
 #[test]
 fn with_storage_type_s3_a_worker_on_another_node_continues_a_handed_over_recording() {
+    let _machine = beside_others();
     let redis = TestRedis::start();
     let s3 = s3_support::TestS3::start();
     let fixtures = fixture_server();
@@ -664,7 +675,19 @@ fn with_storage_type_s3_a_worker_on_another_node_continues_a_handed_over_recordi
     }
     svc.procs
         .push(spawn(&["worker"], &b_env, &svc.dir.join("worker-b.log")));
-    std::thread::sleep(Duration::from_secs(3));
+    wait_logged(
+        &svc.dir.join("worker-b.log"),
+        "worker started",
+        Duration::from_secs(30),
+    );
+    // A first part worth keeping on node-a.
+    wait_for(
+        &svc.url,
+        &id,
+        "2 s on node-a",
+        Duration::from_secs(30),
+        |d| d["RecordedDuration"].as_f64().unwrap_or(0.0) >= 2.0,
+    );
     let a = svc.procs[1].child.id();
     assert!(has_children(a), "node-a records");
     std::process::Command::new("kill")
@@ -736,25 +759,18 @@ fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
 
 #[test]
 fn a_worker_serves_its_own_health_and_metrics_and_healthcheck_probes_them() {
+    let _machine = beside_others();
     let redis = TestRedis::start();
-    let port = free_port();
-    let listen = format!("127.0.0.1:{port}");
     // An API-only serve, and a worker with its own operations address (`serve` would bind
-    // PAGECAST_METRICS_LISTEN too, so only the worker gets it).
+    // PAGECAST_METRICS_LISTEN too, so only the worker gets it). Port 0: the worker picks a free
+    // port and logs it.
     let mut svc = service_with(&redis, "ops-worker-http", false, 0, 2, &[]);
     let mut env = svc.worker_env.clone();
-    env.push(("PAGECAST_METRICS_LISTEN", listen.clone()));
-    svc.procs
-        .push(spawn(&["worker"], &env, &svc.dir.join("worker0.log")));
+    env.push(("PAGECAST_METRICS_LISTEN", "127.0.0.1:0".to_string()));
+    let worker_log = svc.dir.join("worker0.log");
+    svc.procs.push(spawn(&["worker"], &env, &worker_log));
+    let listen = logged_addr(&worker_log, "health and metrics listening");
     let base = format!("http://{listen}");
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(
-            Instant::now() < deadline,
-            "the worker's endpoint did not come up"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
     // The endpoint answers at once; it is ready once the worker has reached Redis.
     let deadline = Instant::now() + Duration::from_secs(20);
     let (status, body) = loop {
@@ -793,7 +809,9 @@ fn a_worker_serves_its_own_health_and_metrics_and_healthcheck_probes_them() {
         run(c, Duration::from_secs(20)).status.success()
     };
     assert!(probe(&format!("{base}/healthz")));
-    assert!(!probe(&format!("http://127.0.0.1:{}/healthz", free_port())));
+    // A port held bound but not listening: the probe is refused.
+    let closed = ReservedPort::new();
+    assert!(!probe(&format!("http://127.0.0.1:{}/healthz", closed.port)));
     // From the environment, as in the image: the worker's address.
     let mut c = pagecast();
     c.arg("healthcheck")
@@ -821,6 +839,7 @@ fn a_worker_serves_its_own_health_and_metrics_and_healthcheck_probes_them() {
 
 #[test]
 fn a_draining_serve_is_unready_but_still_answers_until_its_recordings_end() {
+    let _machine = beside_others();
     let redis = TestRedis::start();
     let fixtures = fixture_server();
     let mut svc = service_with(
@@ -840,12 +859,20 @@ fn a_draining_serve_is_unready_but_still_answers_until_its_recordings_end() {
         .args(["-TERM", &pid.to_string()])
         .status()
         .unwrap();
-    std::thread::sleep(Duration::from_secs(1));
-    let (status, _, body) = get(&format!("{}/readyz", svc.url), None);
+    // Unready once serve has taken the signal (polled, not after a guessed delay).
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let (status, body) = loop {
+        let (status, _, body) = get(&format!("{}/readyz", svc.url), None);
+        if status != 200 || Instant::now() > deadline {
+            break (status, body);
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
     assert_eq!(status, 503, "draining is not ready: {body}");
     let body: Value = serde_json::from_str(&body).unwrap();
     assert_eq!(check(&body, "shutdown")["Ok"], false, "{body}");
-    // The recording goes on, and the API still takes its Stop.
+    // The recording goes on (still recording a second into the drain), and the API still takes
+    // its Stop.
     std::thread::sleep(Duration::from_secs(1));
     assert_eq!(describe(&svc.url, &id)["Status"], "recording");
     ok(&svc.url, "Stop", &id);

@@ -262,24 +262,18 @@ fn sigterm_finishes_the_file_cleanly() {
         .arg(format!("{base}/animated.html"))
         .args(["-q", "-o"])
         .arg(&out);
-    cmd.stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped());
-    let child = cmd.spawn().unwrap();
-    // Wait until recording has begun (the work dir gets its first bytes), then ask it to stop.
-    std::thread::sleep(Duration::from_secs(5));
-    let pid = child.id();
+    let mut rec = spawn_watched(cmd);
+    // Wait until recording has begun (its log says so), let it record ~2 s, then ask it to stop.
+    rec.wait_for_log(RECORDING_STARTED, Duration::from_secs(60));
+    std::thread::sleep(Duration::from_secs(2));
+    let pid = rec.child.id();
     std::process::Command::new("kill")
         .args(["-TERM", &pid.to_string()])
         .status()
         .unwrap();
     let start = std::time::Instant::now();
-    let o = child.wait_with_output().unwrap();
-    assert!(
-        o.status.success(),
-        "exit after SIGTERM: {} {}",
-        o.status,
-        stderr(&o)
-    );
+    let (status, log) = rec.finish(Duration::from_secs(60));
+    assert!(status.success(), "exit after SIGTERM: {status} {log}");
     assert!(start.elapsed() < Duration::from_secs(30));
     let p = probe(&out, &[]);
     assert!(

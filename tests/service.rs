@@ -16,6 +16,7 @@ use service_support::*;
 
 #[test]
 fn full_lifecycle_start_pause_resume_refresh_stop() {
+    let _machine = beside_others();
     let redis = TestRedis::start();
     let fixtures = fixture_server();
     let svc = service(&redis, "svc-lifecycle", true, 0, 1);
@@ -94,6 +95,7 @@ fn full_lifecycle_start_pause_resume_refresh_stop() {
 
 #[test]
 fn manual_start_waits_for_the_page() {
+    let _machine = beside_others();
     let redis = TestRedis::start();
     let fixtures = fixture_server();
     let svc = service(&redis, "svc-manual", true, 0, 1);
@@ -126,6 +128,7 @@ fn manual_start_waits_for_the_page() {
 
 #[test]
 fn max_duration_limit_ends_the_task_normally() {
+    let _machine = beside_others();
     let redis = TestRedis::start();
     let fixtures = fixture_server();
     let svc = service(&redis, "svc-limit", true, 0, 1);
@@ -150,6 +153,7 @@ fn max_duration_limit_ends_the_task_normally() {
 /// worker's egress proxy, and the page is recorded all the same.
 #[test]
 fn a_recorded_page_cannot_reach_the_cloud_metadata_service() {
+    let _machine = beside_others();
     let redis = TestRedis::start();
     let fixtures = fixture_server();
     let svc = service(&redis, "svc-metadata", true, 0, 1);
@@ -206,6 +210,7 @@ fn a_recorded_page_cannot_reach_the_cloud_metadata_service() {
 
 #[test]
 fn page_hooks_change_the_task_like_actions() {
+    let _machine = beside_others();
     let redis = TestRedis::start();
     let fixtures = fixture_server();
     let svc = service(&redis, "svc-hooks", true, 0, 1);
@@ -230,6 +235,7 @@ fn page_hooks_change_the_task_like_actions() {
 
 #[test]
 fn two_workers_with_capacity_one_share_three_tasks() {
+    let _machine = beside_others();
     let redis = TestRedis::start();
     let fixtures = fixture_server();
     let svc = service(&redis, "svc-capacity", false, 2, 1);
@@ -279,6 +285,7 @@ fn two_workers_with_capacity_one_share_three_tasks() {
 
 #[test]
 fn concurrent_pause_and_stop_leave_a_consistent_task() {
+    let _machine = beside_others();
     let redis = TestRedis::start();
     let fixtures = fixture_server();
     let svc = service(&redis, "svc-race", true, 0, 1);
@@ -314,6 +321,7 @@ fn concurrent_pause_and_stop_leave_a_consistent_task() {
 
 #[test]
 fn redis_restart_during_a_task_loses_nothing() {
+    let _machine = beside_others();
     let mut redis = TestRedis::start();
     let fixtures = fixture_server();
     let svc = service(&redis, "svc-redis", true, 0, 1);
@@ -371,6 +379,7 @@ fn redis_restart_during_a_task_loses_nothing() {
 
 #[test]
 fn a_worker_killed_mid_recording_is_taken_over_into_the_same_output() {
+    let _machine = alone();
     killed_worker_is_taken_over("mp4");
 }
 
@@ -378,14 +387,14 @@ fn a_worker_killed_mid_recording_is_taken_over_into_the_same_output() {
 /// (numbered on, after a discontinuity) in the one playlist.
 #[test]
 fn a_worker_killed_mid_recording_is_taken_over_into_the_same_hls_playlist() {
+    let _machine = alone();
     killed_worker_is_taken_over("hls");
 }
 
-/// The two takeover tests measure a gap that a busy machine stretches: they run one at a time.
-static TAKEOVER_TESTS: std::sync::Mutex<()> = std::sync::Mutex::new(());
+/// Page time a killed worker may lose before its kill, in seconds (see its use).
+const LOST_LIMIT_S: f64 = 1.6 + 1.0;
 
 fn killed_worker_is_taken_over(muxer: &str) {
-    let _one_at_a_time = TAKEOVER_TESTS.lock().unwrap_or_else(|e| e.into_inner());
     let redis = TestRedis::start();
     let fixtures = fixture_server();
     // An API-only node and two workers; the one that takes the task is killed with SIGKILL.
@@ -438,10 +447,17 @@ fn killed_worker_is_taken_over(muxer: &str) {
         d["Stats"]["Gaps"].as_array().is_some_and(|g| !g.is_empty())
     });
     let taken_over_in = killed_at.elapsed();
+    eprintln!("takeover: recording again {taken_over_in:?} after the kill");
     assert_eq!(d["Status"], "recording", "{d}");
     assert_eq!(d["Restarts"], 1, "{d}");
+    // The killed worker's presence runs out (two leases, 6 s, after its last announcement),
+    // a diagnose sweep (every 1.5 s) requeues the task, the other worker starts a browser and
+    // loads the page (BENCHMARKS.md, Start -> first frame: 0.43 s): about 8 s at worst on a
+    // quiet machine; BENCHMARKS.md (takeovers) reports gaps of 7.2-9.1 s, lost time included.
+    // Measured 9.0 s (MP4) and 12.0 s (HLS) on the shared machine at load 13-16. Bound: the
+    // largest gap plus 1.5 s for a loaded 2-core run (the test runs alone).
     assert!(
-        taken_over_in < Duration::from_secs(3 + 10),
+        taken_over_in < Duration::from_millis(9_100 + 1_500),
         "taken over {taken_over_in:?} after the kill (lease 3 s): {d}"
     );
     std::thread::sleep(Duration::from_secs(4));
@@ -474,10 +490,10 @@ fn killed_worker_is_taken_over(muxer: &str) {
     assert_eq!(gaps.len(), 1, "{d}");
     let gap = gaps[0]["Seconds"].as_f64().unwrap();
     // The gap is the lease running out, the takeover, the new browser, and what the killed
-    // encoder had not finished: its 2 s segment in progress plus the frames still queued in
-    // ffmpeg (about a second on a loaded 2-core machine).
+    // encoder had not written (the unfinished segment is salvaged): at most the loss bound
+    // below more than the takeover took.
     assert!(
-        gap > 2.0 && gap < taken_over_in.as_secs_f64() + 4.5,
+        gap > 3.0 && gap < taken_over_in.as_secs_f64() + LOST_LIMIT_S,
         "gap {gap} s, taken over after {taken_over_in:?}: {d}"
     );
     let p = probe(&file, &[]);
@@ -524,12 +540,12 @@ fn killed_worker_is_taken_over(muxer: &str) {
     let last_kept = frame_clock_at(&file, before).expect("clock in the last frame before the gap");
     let lost = f64::from((killed_at_ms as u32).wrapping_sub(last_kept) & 0xFF_FFFF) / 1000.0;
     eprintln!("takeover: {lost:.3} s of page time before the kill was lost");
-    // Measured 1.1-1.6 s alone (2.2-2.3 s in the same runs without the salvage, up to 2 s
-    // more depending on where in its segment the encoder was). On a loaded machine the encoder
-    // falls behind and what it had not written yet grows: 3.8 s once during the whole suite
-    // beside a container build. The salvage itself is checked exactly by tests/finalize.rs.
+    // BENCHMARKS.md (takeovers): MP4 1.30, 1.10 s, HLS 1.61, 1.24 s; 1.15 s on the shared
+    // machine at load 13-16. Bound: 1.6 s plus 1.0 s for a loaded 2-core run (the test runs
+    // alone; beside a container build during the whole suite it once lost 3.8 s, which this
+    // now fails). The salvage itself is checked exactly by tests/finalize.rs.
     assert!(
-        lost < 4.5,
+        lost < LOST_LIMIT_S,
         "{lost:.3} s lost before the kill (frame {before}): {report}"
     );
 }
@@ -538,7 +554,7 @@ fn killed_worker_is_taken_over(muxer: &str) {
 /// transcode): a worker of the same machine makes the result from what was recorded.
 #[test]
 fn a_worker_killed_while_ending_a_stopped_recording_still_delivers_it() {
-    let _one_at_a_time = TAKEOVER_TESTS.lock().unwrap_or_else(|e| e.into_inner());
+    let _machine = beside_others();
     let redis = TestRedis::start();
     let fixtures = fixture_server();
     let svc = service(&redis, "svc-killed-stopping", false, 2, 1);
@@ -593,6 +609,7 @@ fn has_children(pid: u32) -> bool {
 
 #[test]
 fn a_worker_short_of_disk_takes_no_recordings_and_another_does() {
+    let _machine = beside_others();
     let redis = TestRedis::start();
     let fixtures = fixture_server();
     // Ask for more free space than the disk has: this worker must leave the task alone.
@@ -650,6 +667,7 @@ fn a_worker_short_of_disk_takes_no_recordings_and_another_does() {
 
 #[test]
 fn the_task_disk_quota_ends_an_mp4_recording_while_published_hls_stays_far_below_it() {
+    let _machine = beside_others();
     let redis = TestRedis::start();
     let fixtures = fixture_server();
     // 1 MiB: the animated page's 720p media reaches it after about 15 s.
@@ -737,6 +755,7 @@ fn the_task_disk_quota_ends_an_mp4_recording_while_published_hls_stays_far_below
 
 #[test]
 fn api_tokens_and_the_callback_secret_can_come_from_files() {
+    let _machine = beside_others();
     let redis = TestRedis::start();
     let dir = scratch("svc-secret-files");
     let tokens = dir.join("tokens");
@@ -783,6 +802,7 @@ fn api_tokens_and_the_callback_secret_can_come_from_files() {
 
 #[test]
 fn an_unreadable_secret_file_fails_at_start_with_its_setting_named() {
+    let _machine = beside_others();
     let o = run(
         {
             let mut c = pagecast();

@@ -7,6 +7,8 @@ mod common;
 mod redis_support;
 #[path = "support/service.rs"]
 mod service_support;
+#[path = "support/tmpfs.rs"]
+mod tmpfs;
 
 use std::time::{Duration, Instant};
 
@@ -14,6 +16,7 @@ use common::*;
 use redis_support::TestRedis;
 use serde_json::json;
 use service_support::*;
+use tmpfs::Tmpfs;
 
 /// `redis-cli -p <port> <args>`, its stdout.
 fn redis_cli(redis: &TestRedis, args: &[&str]) -> String {
@@ -103,57 +106,6 @@ fn get_json(url: &str) -> (u16, serde_json::Value) {
         let status = r.status().as_u16();
         (status, r.json().await.expect("JSON body"))
     })
-}
-
-/// A tmpfs of `size` mounted at `dir`, unmounted when dropped.
-struct Tmpfs(std::path::PathBuf);
-
-impl Tmpfs {
-    fn mount(dir: &std::path::Path, size: &str) -> Tmpfs {
-        let uid = std::process::Command::new("id")
-            .arg("-u")
-            .output()
-            .expect("id -u");
-        assert_eq!(
-            String::from_utf8_lossy(&uid.stdout).trim(),
-            "0",
-            "this test mounts a small tmpfs as the work disk and must run as root"
-        );
-        std::fs::create_dir_all(dir).unwrap();
-        let status = std::process::Command::new("mount")
-            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
-            .arg(dir)
-            .status()
-            .expect("mount");
-        assert!(status.success(), "mount -t tmpfs at {}", dir.display());
-        Tmpfs(dir.to_path_buf())
-    }
-
-    /// MiB free on it.
-    fn free_mb(&self) -> u64 {
-        let out = std::process::Command::new("df")
-            .args(["-Pk"])
-            .arg(&self.0)
-            .output()
-            .unwrap();
-        String::from_utf8_lossy(&out.stdout)
-            .lines()
-            .nth(1)
-            .and_then(|l| l.split_whitespace().nth(3))
-            .and_then(|v| v.parse::<u64>().ok())
-            .expect("df output")
-            / 1024
-    }
-}
-
-impl Drop for Tmpfs {
-    fn drop(&mut self) {
-        // Lazy: a process still holding a file there cannot keep it mounted.
-        let _ = std::process::Command::new("umount")
-            .arg("-l")
-            .arg(&self.0)
-            .status();
-    }
 }
 
 /// A 48 MB work disk (which also holds the results) and a page of random pixels, which fills
@@ -380,7 +332,8 @@ fn more_handovers_than_the_crash_budget_still_finish_the_task() {
         // The next worker of the node, then SIGTERM the one recording (always the oldest).
         let log = svc.dir.join(format!("worker-{n}.log"));
         svc.procs.push(spawn(&["worker"], &svc.worker_env, &log));
-        std::thread::sleep(Duration::from_secs(2));
+        // The next worker is up (it takes the task as soon as it is handed over).
+        wait_for_log(&log, "worker started", Duration::from_secs(30));
         let old = svc.procs[1].child.id();
         assert!(has_children(old), "worker {old} records the task");
         std::process::Command::new("kill")

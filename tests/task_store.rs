@@ -101,6 +101,36 @@ async fn raw(redis: &TestRedis) -> redis::aio::MultiplexedConnection {
         .unwrap()
 }
 
+/// Waits (up to 5 s) until a client of `redis` is blocked in `command` (`CLIENT LIST` shows it
+/// with the `b` flag): a reader that has started waiting, not one about to.
+async fn wait_blocked(redis: &TestRedis, command: &str) {
+    let mut c = raw(redis).await;
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let list: String = redis::cmd("CLIENT")
+            .arg("LIST")
+            .query_async(&mut c)
+            .await
+            .unwrap();
+        let blocked = list.lines().any(|l| {
+            let field = |name: &str| {
+                l.split(' ')
+                    .find_map(|f| f.strip_prefix(name))
+                    .unwrap_or_default()
+            };
+            field("cmd=") == command && field("flags=").contains('b')
+        });
+        if blocked {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no client blocked in {command}:\n{list}"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
 #[tokio::test]
 async fn create_get_round_trip_without_secrets() {
     let (redis, store) = setup().await;
@@ -726,7 +756,7 @@ async fn stage_queue_reclaims_unacked_entries() {
             )
         })
     };
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    wait_blocked(&redis, "xreadgroup").await;
     // The blocked read has its own connection: other calls are not held up meanwhile.
     let started = Instant::now();
     store.ping().await.unwrap();
@@ -769,7 +799,7 @@ async fn stage_queue_reclaims_unacked_entries() {
 
 #[tokio::test]
 async fn control_stream_with_blocking_read() {
-    let (_redis, store) = setup().await;
+    let (redis, store) = setup().await;
     let (id, _) = recording(&store, "w", 0).await;
     assert!(store.read_controls(&id, "0", 0).await.unwrap().is_empty());
 
@@ -783,7 +813,8 @@ async fn control_stream_with_blocking_read() {
             )
         })
     };
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    // "$" reads only what arrives after the read began: signal once it is waiting.
+    wait_blocked(&redis, "xread").await;
     store.signal(&id, ControlMsg::Refresh).await.unwrap();
     let (msgs, waited) = reader.await.unwrap();
     let msgs = msgs.unwrap();
@@ -1087,6 +1118,56 @@ async fn callback_outbox_defers_under_the_lease_and_requeues_each_attempt_once()
         .unwrap();
     assert_eq!(jobs.len(), 1);
     assert_eq!(jobs[0].task_id, id);
+}
+
+/// `set_callback` stores the delivery about to be attempted (its event id, its attempt count)
+/// under the lease, without releasing it or queueing anything: a worker that takes the delivery
+/// over reads the same event id. A stale worker cannot store one.
+#[tokio::test]
+async fn a_callback_attempt_is_stored_under_the_lease_before_it_is_sent() {
+    let (_redis, store) = setup().await;
+    let (id, fence) = recording(&store, "w1", 1_000).await;
+    for (from, to) in [
+        (Status::Recording, Status::Canceled),
+        (Status::Canceled, Status::Transcode),
+        (Status::Transcode, Status::Upload),
+        (Status::Upload, Status::Callback),
+    ] {
+        store
+            .transition(&id, Transition::new(from, to).with_lease("w1", fence))
+            .await
+            .unwrap();
+    }
+    let delivery = CallbackDelivery {
+        attempts: 1,
+        first_attempt_ms: 1_000,
+        event_id: "e-first".into(),
+        ..CallbackDelivery::default()
+    };
+    assert!(matches!(
+        store.set_callback(&id, "w2", fence, &delivery).await,
+        Err(StoreError::LeaseLost)
+    ));
+    assert!(matches!(
+        store.set_callback(&id, "w1", fence + 1, &delivery).await,
+        Err(StoreError::LeaseLost)
+    ));
+    assert_eq!(store.get(&id).await.unwrap().callback, None);
+    store
+        .set_callback(&id, "w1", fence, &delivery)
+        .await
+        .unwrap();
+    let task = store.get(&id).await.unwrap();
+    assert_eq!(task.callback, Some(delivery));
+    assert_eq!(task.status, Status::Callback);
+    assert_eq!(task.owner.as_deref(), Some("w1"), "the lease is kept");
+    assert_eq!(store.pending_callbacks().await.unwrap(), 0);
+    assert!(matches!(
+        store
+            .set_callback("no-such-task", "w1", fence, &CallbackDelivery::default())
+            .await,
+        Err(StoreError::NotFound(_))
+    ));
 }
 
 /// `hand_over` (a worker shutting down): stats stored, lease given up, the task queued on the

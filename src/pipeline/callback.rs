@@ -71,6 +71,11 @@ pub async fn run(ctx: WorkerContext, id: String) -> Result<(), StoreError> {
     }
     delivery.attempts += 1;
     delivery.next_attempt_ms = None;
+    // Stored before it is sent: if this worker dies while the receiver has the request, the
+    // worker that takes the delivery over sends the same event id (and counts this attempt).
+    ctx.store
+        .set_callback(id, &ctx.worker_id, fence, &delivery)
+        .await?;
     let mut stats = task.stats.clone().unwrap_or_default();
     stats.callback_attempts = delivery.attempts;
     task.stats = Some(stats);

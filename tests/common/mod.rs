@@ -354,3 +354,117 @@ pub fn analyze(path: &Path) -> serde_json::Value {
     assert!(o.status.success(), "analyze failed: {}", stderr(&o));
     serde_json::from_slice(&o.stdout).expect("analyze json")
 }
+
+/// A running pagecast command whose log (stderr, at info level) is collected as it is written,
+/// so a test can wait for what the log says happened instead of sleeping.
+pub struct Watched {
+    pub child: std::process::Child,
+    log: std::sync::Arc<std::sync::Mutex<String>>,
+    reader: Option<std::thread::JoinHandle<()>>,
+}
+
+/// Spawns `cmd` with its log at info level (its own `PAGECAST_LOG` wins) collected by a thread.
+pub fn spawn_watched(mut cmd: Command) -> Watched {
+    use std::io::BufRead;
+    if !cmd.get_envs().any(|(k, _)| k == "PAGECAST_LOG") {
+        cmd.env("PAGECAST_LOG", "info,chromiumoxide=off");
+    }
+    cmd.stdout(Stdio::null()).stderr(Stdio::piped());
+    let mut child = cmd.spawn().expect("spawn pagecast");
+    let stderr = child.stderr.take().expect("piped stderr");
+    let log = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+    let sink = log.clone();
+    let reader = std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stderr).lines() {
+            let Ok(line) = line else { break };
+            let mut log = sink.lock().unwrap();
+            log.push_str(&line);
+            log.push('\n');
+        }
+    });
+    Watched {
+        child,
+        log,
+        reader: Some(reader),
+    }
+}
+
+impl Watched {
+    /// The log so far.
+    pub fn log(&self) -> String {
+        self.log.lock().unwrap().clone()
+    }
+
+    /// Waits until a log line contains `what`; panics (with the log) after `limit` or when the
+    /// process exits first.
+    pub fn wait_for_log(&mut self, what: &str, limit: Duration) {
+        let deadline = Instant::now() + limit;
+        loop {
+            if self.log().lines().any(|l| l.contains(what)) {
+                return;
+            }
+            if let Ok(Some(status)) = self.child.try_wait() {
+                // The reader may still hold the last lines.
+                if let Some(r) = self.reader.take() {
+                    let _ = r.join();
+                }
+                if self.log().lines().any(|l| l.contains(what)) {
+                    return;
+                }
+                panic!(
+                    "exited with {status} before logging {what:?}:\n{}",
+                    self.log()
+                );
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no {what:?} in the log within {limit:?}:\n{}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Waits for the process to exit (up to `limit`, then kills it and panics); returns its
+    /// status and whole log.
+    pub fn finish(mut self, limit: Duration) -> (std::process::ExitStatus, String) {
+        let deadline = Instant::now() + limit;
+        let status = loop {
+            if let Some(s) = self.child.try_wait().expect("wait") {
+                break s;
+            }
+            if Instant::now() > deadline {
+                let _ = self.child.kill();
+                let _ = self.child.wait();
+                panic!("hung for {limit:?}:\n{}", self.log());
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        };
+        if let Some(r) = self.reader.take() {
+            let _ = r.join();
+        }
+        (status, self.log())
+    }
+}
+
+/// The log line a recording writes when its first frame is captured.
+pub const RECORDING_STARTED: &str = "recording started";
+
+/// One lock per test binary for tests whose bounds are timing figures (freezes, lost time, A/V
+/// offsets, takeover gaps, capture rates): such a test takes it [alone](alone), every other test
+/// of its file that runs a recording takes it [beside others](beside_others). Under
+/// `--test-threads=2` a timing test then never shares the 2 cores with another recording of its
+/// binary (the binaries themselves run one after another), so its bounds can stay near the
+/// figures BENCHMARKS.md measures instead of widening for load the suite itself makes.
+static MACHINE: std::sync::RwLock<()> = std::sync::RwLock::new(());
+
+/// For a timing-sensitive test: no other test of this binary runs while the guard lives.
+pub fn alone() -> std::sync::RwLockWriteGuard<'static, ()> {
+    MACHINE.write().unwrap_or_else(|e| e.into_inner())
+}
+
+/// For a test that records beside the timing-sensitive tests of its binary: it runs with any
+/// other such test, never with one that runs [`alone`].
+pub fn beside_others() -> std::sync::RwLockReadGuard<'static, ()> {
+    MACHINE.read().unwrap_or_else(|e| e.into_inner())
+}

@@ -32,20 +32,31 @@ pub struct TestRedis {
 
 impl TestRedis {
     /// Starts a server on a free port and waits until it answers PING.
+    ///
+    /// redis-server cannot be told to pick a port itself (`--port 0` turns TCP off), so the port
+    /// is chosen here and released before redis binds it; when another process takes it in that
+    /// window, redis exits with "Address already in use" and the start is retried on a new port.
     pub fn start() -> TestRedis {
         let dir = tempfile::Builder::new()
             .prefix("pagecast-redis-")
             .tempdir()
             .expect("create a temporary directory for redis-server");
-        let port = free_port();
         let mut redis = TestRedis {
-            url: format!("redis://127.0.0.1:{port}/"),
-            port,
+            url: String::new(),
+            port: 0,
             child: None,
             dir,
         };
-        redis.spawn();
-        redis
+        for attempt in 1.. {
+            redis.port = free_port();
+            redis.url = format!("redis://127.0.0.1:{}/", redis.port);
+            match redis.try_spawn() {
+                Ok(()) => return redis,
+                Err(log) if attempt < BIND_ATTEMPTS && lost_port(&log) => continue,
+                Err(log) => panic!("{log}"),
+            }
+        }
+        unreachable!()
     }
 
     /// The TCP port.
@@ -96,7 +107,16 @@ impl TestRedis {
         self.spawn();
     }
 
+    /// Starts the server on [`Self::port`] (its clients know that port); panics when it cannot.
     fn spawn(&mut self) {
+        if let Err(why) = self.try_spawn() {
+            panic!("{why}");
+        }
+    }
+
+    /// Starts the server on [`Self::port`] and waits until it answers PING; on failure, why
+    /// (with the server's log).
+    fn try_spawn(&mut self) -> Result<(), String> {
         assert!(self.child.is_none(), "redis-server is already running");
         let log = self.dir.path().join("redis.log");
         let mut cmd = Command::new("redis-server");
@@ -120,10 +140,13 @@ impl TestRedis {
         self.child = Some(child);
 
         let addr = SocketAddr::from(([127, 0, 0, 1], self.port));
+        let pid = self.child.as_ref().map(Child::id);
         let started = Instant::now();
         loop {
-            if ping(addr) {
-                return;
+            // Up means: the server on the port is this child (not another test's server that
+            // took the port first).
+            if server_pid(addr).is_some() && server_pid(addr) == pid {
+                return Ok(());
             }
             if let Some(status) = self
                 .child
@@ -131,18 +154,18 @@ impl TestRedis {
                 .and_then(|c| c.try_wait().ok().flatten())
             {
                 self.child = None;
-                panic!(
+                return Err(format!(
                     "redis-server exited with {status} before answering PING; its log:\n{}",
                     read_log(&log)
-                );
+                ));
             }
             if started.elapsed() > STARTUP_TIMEOUT {
                 self.stop();
-                panic!(
+                return Err(format!(
                     "redis-server did not answer PING on port {} within {STARTUP_TIMEOUT:?}; its log:\n{}",
                     self.port,
                     read_log(&log)
-                );
+                ));
             }
             std::thread::sleep(Duration::from_millis(20));
         }
@@ -155,23 +178,44 @@ impl Drop for TestRedis {
     }
 }
 
+/// How often [`TestRedis::start`] tries a new port when another process took the chosen one.
+const BIND_ATTEMPTS: u32 = 5;
+
+/// Whether a failed start's report says the port was taken by someone else.
+fn lost_port(report: &str) -> bool {
+    report.contains("Address already in use")
+}
+
 /// A port nobody listens on right now.
 fn free_port() -> u16 {
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral port");
     listener.local_addr().expect("local address").port()
 }
 
-/// Whether a Redis server at `addr` answers PING.
-fn ping(addr: SocketAddr) -> bool {
-    let Ok(mut stream) = TcpStream::connect_timeout(&addr, Duration::from_millis(200)) else {
-        return false;
-    };
-    let _ = stream.set_read_timeout(Some(Duration::from_millis(500)));
-    if stream.write_all(b"PING\r\n").is_err() {
-        return false;
+/// The process id of the Redis server answering at `addr` (`INFO server`), if one answers.
+fn server_pid(addr: SocketAddr) -> Option<u32> {
+    let mut stream = TcpStream::connect_timeout(&addr, Duration::from_millis(200)).ok()?;
+    stream
+        .set_read_timeout(Some(Duration::from_millis(500)))
+        .ok()?;
+    stream.write_all(b"INFO server\r\n").ok()?;
+    let mut reply = Vec::new();
+    let mut buf = [0u8; 4096];
+    while let Ok(n) = stream.read(&mut buf) {
+        if n == 0 {
+            break;
+        }
+        reply.extend_from_slice(&buf[..n]);
+        let text = String::from_utf8_lossy(&reply);
+        // A whole line only: a read may end in the middle of the number.
+        if let Some((pid, _)) = text
+            .split_once("process_id:")
+            .and_then(|(_, rest)| rest.split_once("\r\n"))
+        {
+            return pid.trim().parse().ok();
+        }
     }
-    let mut buf = [0u8; 16];
-    matches!(stream.read(&mut buf), Ok(n) if buf[..n].starts_with(b"+PONG"))
+    None
 }
 
 fn read_log(path: &Path) -> String {

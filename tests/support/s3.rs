@@ -7,9 +7,9 @@
 
 #![allow(dead_code)]
 
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpStream;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
 /// Access key of the test server.
@@ -43,19 +43,16 @@ pub fn binary() -> PathBuf {
 }
 
 impl TestS3 {
-    /// Starts a server with the [`BUCKET`] bucket on a free port.
+    /// Starts a server with the [`BUCKET`] bucket on a port it picks itself (port 0, read back
+    /// from its log: no other process can take the port between choosing and binding it).
     pub fn start() -> TestS3 {
         let dir = tempfile::Builder::new()
             .prefix("pagecast-s3-")
             .tempdir()
             .expect("create a temporary directory for s3s-fs");
-        let port = TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .map(|a| a.port())
-            .expect("a free port");
         let mut s3 = TestS3 {
-            endpoint: format!("http://127.0.0.1:{port}"),
-            port,
+            endpoint: String::new(),
+            port: 0,
             child: None,
             dir,
         };
@@ -99,7 +96,8 @@ impl TestS3 {
         }
     }
 
-    /// (Re)starts the server on the same port and data, and waits until it accepts connections.
+    /// (Re)starts the server on the same port and data (the first time on a port of its choice),
+    /// and waits until it reports that it listens.
     pub fn resume(&mut self) {
         assert!(self.child.is_none(), "s3s-fs is already running");
         let bin = binary();
@@ -110,31 +108,68 @@ impl TestS3 {
             bin.display()
         );
         std::fs::create_dir_all(self.data()).expect("create the data directory");
-        let log = std::fs::File::create(self.dir.path().join("s3s.log")).expect("log file");
+        let log_path = self.dir.path().join("s3s.log");
+        let log = std::fs::File::create(&log_path).expect("log file");
         let child = Command::new(&bin)
             .args(["--host", "127.0.0.1", "--port", &self.port.to_string()])
             .args(["--access-key", ACCESS_KEY, "--secret-key", SECRET_KEY])
             .arg(self.data())
-            .stdout(Stdio::null())
+            // Its "server is running at" line says which port it bound.
+            .env("RUST_LOG", "info")
+            .env("NO_COLOR", "1")
+            .stdout(log.try_clone().expect("log file"))
             .stderr(log)
             .spawn()
             .unwrap_or_else(|e| panic!("starting {}: {e}", bin.display()));
         self.child = Some(child);
         let deadline = Instant::now() + Duration::from_secs(10);
-        while TcpStream::connect(("127.0.0.1", self.port)).is_err() {
+        let port = loop {
+            let text = std::fs::read_to_string(&log_path).unwrap_or_default();
+            if let Some(port) = bound_port(&text) {
+                break port;
+            }
+            if let Some(status) = self
+                .child
+                .as_mut()
+                .and_then(|c| c.try_wait().ok().flatten())
+            {
+                self.child = None;
+                panic!("s3s-fs exited with {status} before listening; its log:\n{text}");
+            }
             assert!(
                 Instant::now() < deadline,
-                "s3s-fs did not listen within 10 s; see {}",
-                self.dir.path().join("s3s.log").display()
+                "s3s-fs did not listen within 10 s; its log:\n{text}"
             );
             std::thread::sleep(Duration::from_millis(50));
-        }
+        };
+        assert!(
+            self.port == 0 || self.port == port,
+            "s3s-fs listens on {port}, not on its port {}",
+            self.port
+        );
+        self.port = port;
+        self.endpoint = format!("http://127.0.0.1:{port}");
+        assert!(
+            TcpStream::connect(("127.0.0.1", port)).is_ok(),
+            "s3s-fs reported port {port} but does not accept connections there"
+        );
     }
 
     /// The server's directory (log, data).
     pub fn dir(&self) -> &Path {
         self.dir.path()
     }
+}
+
+/// The port in s3s-fs's "server is running at http://127.0.0.1:PORT" log line.
+fn bound_port(log: &str) -> Option<u16> {
+    let rest = log.split_once("server is running at http://127.0.0.1:")?.1;
+    let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
+    // The whole number only: the line may still be being written.
+    if digits.len() == rest.len() {
+        return None;
+    }
+    digits.parse().ok()
 }
 
 impl Drop for TestS3 {

@@ -108,18 +108,16 @@ pub fn service_at(
     extra_env: &[(&'static str, &str)],
 ) -> Service {
     let dir = scratch(name);
-    let port = free_port();
-    let url = format!("http://127.0.0.1:{port}");
     let out = dir.join("out");
     let prefix = format!("t{}:", uuid::Uuid::new_v4().simple());
-    let env = |node: &str| {
+    let env = |port: u16, node: &str| {
         vec![
             ("PAGECAST_REDIS_URL", redis_url.to_string()),
             ("PAGECAST_KEY_PREFIX", prefix.clone()),
             ("PAGECAST_LISTEN", format!("127.0.0.1:{port}")),
             ("PAGECAST_OUTPUT_DIR", out.display().to_string()),
             ("PAGECAST_WORK_DIR", dir.join("work").display().to_string()),
-            ("PAGECAST_PUBLIC_URL", url.clone()),
+            ("PAGECAST_PUBLIC_URL", format!("http://127.0.0.1:{port}")),
             ("PAGECAST_WORKER_CAPACITY", capacity.to_string()),
             ("PAGECAST_LEASE_MS", "3000".to_string()),
             ("PAGECAST_NODE_ID", node.to_string()),
@@ -130,56 +128,121 @@ pub fn service_at(
         .chain(extra_env.iter().map(|(k, v)| (*k, v.to_string())))
         .collect::<Vec<_>>()
     };
-    let mut procs: Vec<Proc> = Vec::new();
     let mut serve_args = vec!["serve"];
     if !in_process_worker {
         serve_args.push("--no-worker");
     }
-    procs.push(spawn(&serve_args, &env("node-a"), &dir.join("serve.log")));
+    let log = dir.join("serve.log");
+    // The port is chosen here and released before serve binds it (its public URL must be known
+    // up front); when another process takes it in between, serve exits naming the bind failure
+    // and is started again on a new port.
+    let (serve, port) = (1..=5)
+        .find_map(|attempt| {
+            let port = free_port();
+            let mut serve = spawn(&serve_args, &env(port, "node-a"), &log);
+            match wait_serving(&mut serve, port, &log) {
+                Ok(()) => Some((serve, port)),
+                Err(why) if attempt < 5 && why.contains("Address already in use") => None,
+                Err(why) => panic!("pagecast serve did not start: {why}"),
+            }
+        })
+        .expect("pagecast serve started within 5 ports");
+    // With Redis up, the API takes requests once serve has reached it (until then it answers
+    // 503): wait for that too. A test that starts serve before Redis gets it at once.
+    if redis_reachable(redis_url) {
+        wait_api_ready(port, &log);
+    }
+    let mut procs = vec![serve];
     for i in 0..extra_workers {
         // All on one machine, so they share the node id (and its work directory).
         procs.push(spawn(
             &["worker"],
-            &env("node-a"),
+            &env(port, "node-a"),
             &dir.join(format!("worker{i}.log")),
         ));
     }
-    let worker_env = env("node-a");
+    let worker_env = env(port, "node-a");
+    Service {
+        url: format!("http://127.0.0.1:{port}"),
+        out,
+        worker_env,
+        dir,
+        procs,
+        prefix,
+    }
+}
+
+/// Whether the first `host:port` of a Redis URL accepts connections (false when the URL names
+/// none).
+fn redis_reachable(url: &str) -> bool {
+    let Some(rest) = url.split_once("://").map(|(_, r)| r) else {
+        return false;
+    };
+    let host_port = rest.rsplit('@').next().unwrap_or(rest);
+    let host_port = host_port.split(['/', ',', '?']).next().unwrap_or_default();
+    std::net::TcpStream::connect(host_port).is_ok()
+}
+
+/// Waits (up to 20 s) until serve's API answers a Describe with something other than 503
+/// (it has reached Redis).
+fn wait_api_ready(port: u16, log: &Path) {
+    let url = format!("http://127.0.0.1:{port}");
     let deadline = Instant::now() + Duration::from_secs(20);
-    while Instant::now() < deadline {
-        // Up means pagecast answers and has reached Redis: until then `serve` answers every
-        // Action with 503 (its `/readyz` says "not connected yet"). Other readiness checks (the
-        // work disk) may fail on purpose in some tests, so only the Redis one is waited for.
-        if serving_connected(&url) {
-            return Service {
-                url,
-                out,
-                dir,
-                procs,
-                prefix,
-                worker_env,
-            };
+    loop {
+        let (status, body) = call(
+            &url,
+            "Describe",
+            json!({ "TaskID": uuid::Uuid::new_v4().to_string() }),
+        );
+        if status != 503 {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "serve did not reach Redis within 20 s ({body}); see {}",
+            log.display()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Waits until the listener on `port` is this `serve` process: its `/healthz` answers
+/// pagecast's `{"Status":"ok"}` and echoes the request id this check sent. On failure, why
+/// (with serve's log when it exited).
+pub fn wait_serving(serve: &mut Proc, port: u16, log: &Path) -> Result<(), String> {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let rid = format!("up-{}", uuid::Uuid::new_v4().simple());
+    let (rt, client) = http();
+    loop {
+        if let Ok(Some(status)) = serve.child.try_wait() {
+            return Err(format!(
+                "serve exited with {status}; its log:\n{}",
+                std::fs::read_to_string(log).unwrap_or_default()
+            ));
+        }
+        let answered = rt.block_on(async {
+            let r = client
+                .get(format!("http://127.0.0.1:{port}/healthz"))
+                .header("x-request-id", &rid)
+                .timeout(Duration::from_secs(2))
+                .send()
+                .await
+                .ok()?;
+            let echoed = r.headers().get("x-request-id")?.to_str().ok()? == rid;
+            let body: Value = r.json().await.ok()?;
+            Some(echoed && body["Status"] == "ok" && body["RequestID"] == rid.as_str())
+        });
+        if answered == Some(true) {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            return Err(format!(
+                "no pagecast /healthz on port {port} within 20 s (last: {answered:?}); see {}",
+                log.display()
+            ));
         }
         std::thread::sleep(Duration::from_millis(100));
     }
-    panic!(
-        "pagecast serve did not start listening; see {}",
-        dir.join("serve.log").display()
-    );
-}
-
-/// Whether the pagecast `serve` at `url` answers `/readyz` and has reached Redis.
-fn serving_connected(url: &str) -> bool {
-    let (rt, client) = http();
-    rt.block_on(async {
-        let Ok(r) = client.get(format!("{url}/readyz")).send().await else {
-            return false;
-        };
-        let Ok(body) = r.json::<Value>().await else {
-            return false;
-        };
-        body["Status"].is_string() && !body.to_string().contains("not connected yet")
-    })
 }
 
 /// One runtime and one HTTP client for all calls (building a TLS-capable client per call costs
@@ -310,6 +373,23 @@ pub struct Delivery {
     pub body: Vec<u8>,
 }
 
+/// A loopback port bound but not listening: nothing else can take it, and connections to it are
+/// refused until a [`CallbackReceiver`] starts on it.
+pub struct ReservedPort {
+    socket: tokio::net::TcpSocket,
+    /// The port.
+    pub port: u16,
+}
+
+impl ReservedPort {
+    pub fn new() -> ReservedPort {
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket.bind(([127, 0, 0, 1], 0).into()).unwrap();
+        let port = socket.local_addr().unwrap().port();
+        ReservedPort { socket, port }
+    }
+}
+
 /// A callback receiver on loopback: `/ok` answers 204, `/fail` answers 500; every request is
 /// kept. Runs until the test process ends.
 pub struct CallbackReceiver {
@@ -321,11 +401,11 @@ pub struct CallbackReceiver {
 impl CallbackReceiver {
     /// On a free port.
     pub fn start() -> CallbackReceiver {
-        Self::start_on(0)
+        Self::start_on(ReservedPort::new())
     }
 
-    /// On `port` (0: any free one).
-    pub fn start_on(port: u16) -> CallbackReceiver {
+    /// On a port reserved earlier (until now, connections to it were refused).
+    pub fn start_on(reserved: ReservedPort) -> CallbackReceiver {
         use axum::extract::Path as UrlPath;
         use axum::routing::post;
         let got = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
@@ -337,9 +417,7 @@ impl CallbackReceiver {
                 .build()
                 .unwrap();
             rt.block_on(async move {
-                let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
-                    .await
-                    .unwrap();
+                let listener = reserved.socket.listen(1024).unwrap();
                 tx.send(listener.local_addr().unwrap()).unwrap();
                 let app = axum::Router::new().route(
                     "/{path}",
@@ -382,5 +460,45 @@ impl CallbackReceiver {
     /// What arrived so far.
     pub fn received(&self) -> Vec<Delivery> {
         self.got.lock().unwrap().clone()
+    }
+}
+
+/// The address a pagecast process logged it listens on for `what` (e.g. "health and metrics
+/// listening"), waiting up to 20 s: a listener given port 0 picks a free port itself, so no
+/// other process can take it between choosing and binding.
+pub fn logged_addr(log: &Path, what: &str) -> String {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let text = std::fs::read_to_string(log).unwrap_or_default();
+        let found = text
+            .lines()
+            .filter(|l| l.contains(what))
+            .find_map(|l| l.split_once("addr=").map(|(_, a)| a))
+            .map(|a| a.split_whitespace().next().unwrap_or_default().to_string());
+        if let Some(addr) = found {
+            return addr;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no \"{what}\" line in {}:\n{text}",
+            log.display()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Waits until the log file `log` contains `text` (up to `limit`).
+pub fn wait_logged(log: &Path, text: &str, limit: Duration) {
+    let deadline = Instant::now() + limit;
+    while !std::fs::read_to_string(log)
+        .unwrap_or_default()
+        .contains(text)
+    {
+        assert!(
+            Instant::now() < deadline,
+            "no {text:?} in {} within {limit:?}",
+            log.display()
+        );
+        std::thread::sleep(Duration::from_millis(50));
     }
 }

@@ -42,6 +42,26 @@ impl TaskStore {
         }
     }
 
+    /// Records the callback delivery about to be attempted (its event id and attempt count),
+    /// only while `(worker, fence)` holds the lease: a worker that continues the delivery after
+    /// this one died sends the same event id, so the receiver can drop a duplicate.
+    pub async fn set_callback(
+        &self,
+        id: &str,
+        worker: &str,
+        fence: u64,
+        delivery: &CallbackDelivery,
+    ) -> Result<(), StoreError> {
+        let delivery = to_json(&shown_delivery(delivery), "callback")?;
+        let mut inv = SET_CALLBACK.prepare_invoke();
+        inv.key(self.task_key(id))
+            .arg(worker)
+            .arg(fence)
+            .arg(delivery);
+        let reply = self.script("set_callback", &inv).await?;
+        lease_checked_reply("set_callback", id, &reply)
+    }
+
     /// Moves up to `limit` callbacks whose next attempt is due (at `now_ms`) from the outbox to
     /// the callback queue; returns how many. Safe on many workers at once.
     pub async fn release_due_callbacks(

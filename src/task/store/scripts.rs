@@ -22,6 +22,8 @@ pub(super) static REQUEUE: LazyLock<Script> =
     LazyLock::new(|| Script::new(include_str!("../lua/requeue.lua")));
 pub(super) static DEFER_CALLBACK: LazyLock<Script> =
     LazyLock::new(|| Script::new(include_str!("../lua/defer_callback.lua")));
+pub(super) static SET_CALLBACK: LazyLock<Script> =
+    LazyLock::new(|| Script::new(include_str!("../lua/set_callback.lua")));
 pub(super) static DUE_CALLBACKS: LazyLock<Script> =
     LazyLock::new(|| Script::new(include_str!("../lua/due_callbacks.lua")));
 pub(super) static HANDOVER: LazyLock<Script> =
