@@ -12,7 +12,7 @@
 use tracing::info;
 
 use super::RecordJob;
-use crate::recording::{Control, Controls, Origin, RecordingEvent};
+use crate::recording::{Control, Controls, RecordingEvent};
 use crate::task::Status;
 use crate::task::store::StoreError;
 
@@ -43,15 +43,6 @@ impl RecordJob {
         false
     }
 
-    /// Forwards a command from the API's control stream to the recording: a Pause or Resume for
-    /// a task still `normal` was given before recording began.
-    pub(super) fn forward(&self, controls: &Controls, c: Control) {
-        match (self.status, c) {
-            (Status::Normal, Control::Pause | Control::Resume) => controls.send_before_start(c),
-            _ => controls.send(c),
-        }
-    }
-
     /// [`RecordJob::on_event`], and once recording has begun, a Pause the API remembered just
     /// before: the task moves on to `paused` and the recording pauses.
     pub(super) async fn on_event_with(
@@ -70,11 +61,5 @@ impl RecordJob {
             self.move_to(Status::Paused, vec![]).await?;
         }
         Ok(())
-    }
-
-    /// Whether an event of `origin` moves the task's status itself (the API moved it already
-    /// for its own commands).
-    pub(super) fn moves_status(origin: Origin) -> bool {
-        matches!(origin, Origin::Page | Origin::BeforeStart)
     }
 }
