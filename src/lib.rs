@@ -17,6 +17,7 @@ pub mod api;
 pub mod audio;
 pub mod browser;
 pub mod clock;
+pub mod command;
 pub mod config;
 pub mod error;
 pub mod fonts;

@@ -12,7 +12,7 @@ use tokio_util::sync::CancellationToken;
 use super::handle::screencast_settings;
 use super::supervisor::{Gate, StartGate};
 use super::{
-    CaptureBackend, Control, Origin, Outcome, Progress, RecordError, RecordOptions, RecordingEvent,
+    CaptureBackend, Command, Origin, Outcome, Progress, RecordError, RecordOptions, RecordingEvent,
     RecordingState, capture, grab, profile,
 };
 use crate::audio::AudioCapture;
@@ -56,7 +56,7 @@ pub(super) struct Engine {
 }
 
 impl Engine {
-    pub(super) fn emit(&mut self, control: Control, origin: Origin, at: f64) {
+    pub(super) fn emit(&mut self, control: Command, origin: Origin, at: f64) {
         let ev = RecordingEvent {
             control,
             origin,
@@ -140,7 +140,7 @@ impl Engine {
         mut frames: mpsc::Receiver<Frame>,
         mut hooks: HookEvents,
         mut crashes: CrashEvents,
-        mut controls: mpsc::UnboundedReceiver<(Control, Origin)>,
+        mut controls: mpsc::UnboundedReceiver<(Command, Origin)>,
     ) -> Result<Outcome, RecordError> {
         let result = self
             .record(&mut frames, &mut hooks, &mut crashes, &mut controls)
@@ -163,7 +163,7 @@ impl Engine {
         &mut self,
         frames: &mut mpsc::Receiver<Frame>,
         hooks: &mut HookEvents,
-        controls: &mut mpsc::UnboundedReceiver<(Control, Origin)>,
+        controls: &mut mpsc::UnboundedReceiver<(Command, Origin)>,
         preroll: &mut Option<Frame>,
         paused: &mut bool,
     ) -> Result<Option<(f64, Origin, Option<HookReply>)>, RecordError> {
@@ -176,7 +176,7 @@ impl Engine {
                 Some(event) = hooks.next() => {
                     let Some(call) = PageHookCall::parse(&event.payload) else { continue };
                     let reply = call.id.map(|id| HookReply { context: event.execution_context_id, id });
-                    (Control::from(call.hook), sane_time(call.page_time, wall_now()), Origin::Page, reply)
+                    (call.hook, sane_time(call.page_time, wall_now()), Origin::Page, reply)
                 }
                 c = controls.recv() => match c {
                     Some((c, _)) => (c, wall_now(), Origin::Owner, None),

@@ -14,7 +14,7 @@ use super::engine::{
 };
 use super::supervisor::{Answer, Input, Rules, Step, Supervisor, Tail};
 use super::{
-    Control, Origin, Outcome, RecordError, RecordedMedia, RecordingState, memory, timeline,
+    Command, Origin, Outcome, RecordError, RecordedMedia, RecordingState, memory, timeline,
 };
 use crate::browser::{HookReply, PageHookCall};
 use crate::error::{ErrorCode, HasErrorCode};
@@ -42,7 +42,7 @@ impl Engine {
             Step::CrashRenderer => self.session.crash_renderer(),
             Step::Pause { at, origin } => {
                 pacer.pause(at);
-                self.emit(Control::Pause, origin, at);
+                self.emit(Command::Pause, origin, at);
                 self.set_state(RecordingState::Paused);
                 info!(?origin, "paused");
             }
@@ -53,19 +53,19 @@ impl Engine {
                     g.align(pacer.instant_of(0.0));
                 }
                 *mark_timeline = true;
-                self.emit(Control::Resume, origin, at);
+                self.emit(Command::Resume, origin, at);
                 self.set_state(RecordingState::Recording);
                 info!(?origin, "resumed");
             }
             Step::Refreshed { at, origin } => {
-                self.emit(Control::Refresh, origin, at);
+                self.emit(Command::Refresh, origin, at);
                 info!(?origin, "page reload requested");
             }
             Step::BeginStop { at, origin } => {
                 // Freeze the timeline at the stop point; frames still in flight may fill its
                 // last slots.
                 pacer.pause(at);
-                self.emit(Control::Stop, origin, at);
+                self.emit(Command::Stop, origin, at);
                 self.set_state(RecordingState::Stopping);
                 info!(?origin, "stopping");
             }
@@ -78,7 +78,7 @@ impl Engine {
         frames: &mut mpsc::Receiver<Frame>,
         hooks: &mut HookEvents,
         crashes: &mut CrashEvents,
-        controls: &mut mpsc::UnboundedReceiver<(Control, Origin)>,
+        controls: &mut mpsc::UnboundedReceiver<(Command, Origin)>,
     ) -> Result<Outcome, RecordError> {
         let opts = self.opts.clone();
         let fps = opts.fps;
@@ -121,7 +121,7 @@ impl Engine {
         if let Some(g) = &self.grabber {
             g.align(origin);
         }
-        self.emit(Control::Start, start_origin, origin);
+        self.emit(Command::Start, start_origin, origin);
         self.set_state(RecordingState::Recording);
         info!(fps, "recording started");
 
@@ -172,7 +172,7 @@ impl Engine {
         for step in sup.begin(start_paused) {
             if let Step::Pause { at, origin } = step {
                 pacer.pause(at);
-                self.emit(Control::Pause, origin, at);
+                self.emit(Command::Pause, origin, at);
                 self.set_state(RecordingState::Paused);
                 info!("recording began paused: a Pause was given before it began");
             }
@@ -190,7 +190,7 @@ impl Engine {
                             debug!(?hook, "page hook");
                             reply = hook.id.map(|id| HookReply { context: call.execution_context_id, id });
                             let at = sane_time(hook.page_time, wall_now());
-                            input = Some(Input::Command { command: hook.hook.into(), origin: Origin::Page, at });
+                            input = Some(Input::Command { command: hook.hook, origin: Origin::Page, at });
                         }
                     }
                     None => {
@@ -200,7 +200,7 @@ impl Engine {
                 },
                 c = controls.recv() => {
                     // The owner is gone: as a Stop.
-                    let (command, origin) = c.unwrap_or((Control::Stop, Origin::Owner));
+                    let (command, origin) = c.unwrap_or((Command::Stop, Origin::Owner));
                     input = Some(Input::Command { command, origin, at: wall_now() });
                 }
                 Some(()) = hang_rx.recv() => input = Some(Input::Hang),

@@ -8,7 +8,7 @@ use tracing::info;
 
 use super::engine::{AbortOnDrop, Engine};
 use super::{
-    CaptureBackend, Control, Origin, Outcome, Progress, RecordError, RecordOptions, Recording,
+    CaptureBackend, Command, Origin, Outcome, Progress, RecordError, RecordOptions, Recording,
     RecordingEvent, capture, grab, i420, profile,
 };
 use crate::audio::AudioCapture;
@@ -184,13 +184,13 @@ impl Recording {
     /// killed and the frames still waiting for it are dropped (the disk cannot take more). The
     /// segment it was writing is left unfinished in the work directory for the caller to
     /// salvage or remove; the outcome lists the completed segments (maybe none) and their
-    /// length. Unlike [`Control::Stop`], also cuts short a stop under way.
+    /// length. Unlike [`Command::Stop`], also cuts short a stop under way.
     pub fn cut_handle(&self) -> CancellationToken {
         self.cut.clone()
     }
 
     /// Sends a command. Commands that are already in effect change nothing.
-    pub fn control(&self, c: Control) {
+    pub fn control(&self, c: Command) {
         let _ = self.controls.send((c, Origin::Owner));
     }
 
@@ -209,7 +209,7 @@ impl Recording {
         self.events.take()
     }
 
-    /// Waits for the recording to end (by [`Control::Stop`], the page, or the duration limit).
+    /// Waits for the recording to end (by [`Command::Stop`], the page, or the duration limit).
     pub async fn wait(self) -> Result<Outcome, RecordError> {
         match self.task.await {
             Ok(r) => r,
@@ -222,18 +222,18 @@ impl Recording {
 
 /// Sends commands to a running recording; cheap to clone.
 #[derive(Debug, Clone)]
-pub struct Controls(mpsc::UnboundedSender<(Control, Origin)>);
+pub struct Controls(mpsc::UnboundedSender<(Command, Origin)>);
 
 impl Controls {
     /// Sends a command (ignored if the recording has ended).
-    pub fn send(&self, c: Control) {
+    pub fn send(&self, c: Command) {
         let _ = self.0.send((c, Origin::Owner));
     }
 
     /// Sends a Pause or Resume that was given before recording began: while the recording
     /// waits to begin it decides whether it begins paused; once it has begun it takes effect at
     /// once. Its events carry [`Origin::BeforeStart`].
-    pub fn send_before_start(&self, c: Control) {
+    pub fn send_before_start(&self, c: Command) {
         let _ = self.0.send((c, Origin::BeforeStart));
     }
 }

@@ -23,6 +23,7 @@ mod profile;
 pub(crate) mod supervisor;
 pub mod timeline;
 
+pub use crate::command::Command;
 pub use capture::CaptureBackend;
 pub use handle::Controls;
 
@@ -37,7 +38,7 @@ use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
 use crate::audio::AudioError;
-use crate::browser::{BrowserError, PageHook};
+use crate::browser::BrowserError;
 use crate::error::{ErrorCode, HasErrorCode};
 use crate::media::MediaError;
 use crate::media::pacer::PacerStats;
@@ -82,33 +83,6 @@ impl HasErrorCode for RecordError {
     }
 }
 
-/// A command for a running recording.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Control {
-    /// Begin recording (ManualStart tasks; the page's `startRecord()` does the same).
-    Start,
-    /// Stop adding content; the browser keeps running.
-    Pause,
-    /// Continue right after the content before the pause.
-    Resume,
-    /// Reload the page; recording continues.
-    Refresh,
-    /// End the recording.
-    Stop,
-}
-
-impl From<PageHook> for Control {
-    fn from(h: PageHook) -> Self {
-        match h {
-            PageHook::Start => Control::Start,
-            PageHook::Pause => Control::Pause,
-            PageHook::Resume => Control::Resume,
-            PageHook::Refresh => Control::Refresh,
-            PageHook::Stop => Control::Stop,
-        }
-    }
-}
-
 /// Who gave a command.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 pub enum Origin {
@@ -127,23 +101,11 @@ pub enum Origin {
 #[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
 pub struct RecordingEvent {
     /// The command that took effect.
-    pub control: Control,
+    pub control: Command,
     /// Who gave it.
     pub origin: Origin,
     /// Wall-clock time it took effect (seconds since the epoch).
     pub at: f64,
-}
-
-impl serde::Serialize for Control {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(match self {
-            Control::Start => "start",
-            Control::Pause => "pause",
-            Control::Resume => "resume",
-            Control::Refresh => "refresh",
-            Control::Stop => "stop",
-        })
-    }
 }
 
 /// Where a recording is.
@@ -231,7 +193,7 @@ pub enum Outcome {
 
 /// A running recording.
 pub struct Recording {
-    controls: mpsc::UnboundedSender<(Control, Origin)>,
+    controls: mpsc::UnboundedSender<(Command, Origin)>,
     progress: watch::Receiver<Progress>,
     events: Option<mpsc::UnboundedReceiver<RecordingEvent>>,
     task: tokio::task::JoinHandle<Result<Outcome, RecordError>>,

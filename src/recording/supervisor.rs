@@ -14,7 +14,7 @@
 
 use tracing::{info, warn};
 
-use super::Control as Command;
+use crate::command::Command;
 use crate::error::ErrorCode;
 
 use super::Origin;

@@ -8,4 +8,4 @@ pub mod status;
 pub mod store;
 
 pub use model::*;
-pub use status::{ActionEffect, ControlAction, Status, action_effect, can_transition};
+pub use status::{ActionEffect, Status, action_effect, can_transition};

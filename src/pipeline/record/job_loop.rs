@@ -157,7 +157,7 @@ impl RecordJob {
             let steps = tokio::select! {
                 out = &mut done => break out,
                 Some(ev) = events.recv() => { self.on_event_with(ev, &controls).await?; continue }
-                Some(command) = ctl_rx.recv() => sup.on(JobInput::Control { command, status: self.status }),
+                Some(command) = ctl_rx.recv() => sup.on(JobInput::Command { command, status: self.status }),
                 _ = beat.tick() => {
                     let steps = match self.ctx.store.renew(&self.id, &self.ctx.worker_id, self.fence, now_ms(), self.ctx.lease_ms()).await {
                         Ok(status) => {

@@ -11,7 +11,7 @@ use tracing::warn;
 
 use crate::config::ShutdownMode;
 use crate::error::ErrorCode;
-use crate::recording::{Control, Origin};
+use crate::recording::{Command, Origin};
 use crate::task::Status;
 
 /// What the disk message says when the encoder had to be killed.
@@ -23,9 +23,9 @@ const DISK_FULL: &str =
 pub(crate) enum JobInput {
     /// A command from the task's control stream; `status` is the task's status as the job
     /// knows it.
-    Control {
+    Command {
         /// The command.
-        command: Control,
+        command: Command,
         /// The task's status.
         status: Status,
     },
@@ -61,9 +61,9 @@ pub(crate) enum JobInput {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum JobStep {
     /// Send a command to the recording.
-    Send(Control),
+    Send(Command),
     /// Send a Pause or Resume that was given before recording began.
-    SendBeforeStart(Control),
+    SendBeforeStart(Command),
     /// Kill the encoder now, keeping what is on disk.
     Cut,
 }
@@ -107,7 +107,7 @@ impl JobSupervisor {
     /// What `input` does.
     pub(crate) fn on(&mut self, input: JobInput) -> Vec<JobStep> {
         match input {
-            JobInput::Control { command, status } => vec![forward(status, command)],
+            JobInput::Command { command, status } => vec![forward(status, command)],
             JobInput::CaughtUp { stopped } => {
                 self.stop_sent |= stopped;
                 Vec::new()
@@ -117,17 +117,17 @@ impl JobSupervisor {
             JobInput::Renewed { stale: true, .. } => Vec::new(),
             // Follow the stored status even if a control message was missed.
             JobInput::Renewed { status, .. } => match status {
-                Status::Paused => vec![JobStep::Send(Control::Pause)],
-                Status::Recording => vec![JobStep::Send(Control::Resume)],
+                Status::Paused => vec![JobStep::Send(Command::Pause)],
+                Status::Recording => vec![JobStep::Send(Command::Resume)],
                 Status::Canceled | Status::Finished if !self.stop_sent => {
                     self.stop_sent = true;
-                    vec![JobStep::Send(Control::Stop)]
+                    vec![JobStep::Send(Command::Stop)]
                 }
                 _ => Vec::new(),
             },
             JobInput::LeaseLost => {
                 self.lease_lost = true;
-                vec![JobStep::Send(Control::Stop)]
+                vec![JobStep::Send(Command::Stop)]
             }
             JobInput::Disk { stop, cut } => {
                 let mut steps = Vec::new();
@@ -137,7 +137,7 @@ impl JobSupervisor {
                     warn!(%code, "{why}");
                     self.disk_full = Some((code, why));
                     self.stop_sent = true;
-                    steps.push(JobStep::Send(Control::Stop));
+                    steps.push(JobStep::Send(Command::Stop));
                 }
                 if cut {
                     warn!(
@@ -159,7 +159,7 @@ impl JobSupervisor {
                 // task to another worker, `stop` delivers what was recorded.
                 self.stop_sent = true;
                 self.handing_over = mode == ShutdownMode::Handover;
-                vec![JobStep::Send(Control::Stop)]
+                vec![JobStep::Send(Command::Stop)]
             }
         }
     }
@@ -167,9 +167,9 @@ impl JobSupervisor {
 
 /// How a command from the API's control stream reaches the recording: a Pause or Resume for a
 /// task still `normal` was given before recording began.
-pub(crate) fn forward(status: Status, command: Control) -> JobStep {
+pub(crate) fn forward(status: Status, command: Command) -> JobStep {
     match (status, command) {
-        (Status::Normal, Control::Pause | Control::Resume) => JobStep::SendBeforeStart(command),
+        (Status::Normal, Command::Pause | Command::Resume) => JobStep::SendBeforeStart(command),
         _ => JobStep::Send(command),
     }
 }
@@ -191,13 +191,13 @@ pub(crate) enum EventMove {
 /// Which status move `control` (given by `origin`) makes for a task in `status`. Commands
 /// from the API moved the status already; the page's own calls, those given before recording
 /// began, and the recording's own end move it here.
-pub(crate) fn event_move(control: Control, origin: Origin, status: Status) -> Option<EventMove> {
+pub(crate) fn event_move(control: Command, origin: Origin, status: Status) -> Option<EventMove> {
     let moves_status = matches!(origin, Origin::Page | Origin::BeforeStart);
     match control {
-        Control::Start => Some(EventMove::Started),
-        Control::Pause if moves_status && status == Status::Recording => Some(EventMove::Paused),
-        Control::Resume if moves_status && status == Status::Paused => Some(EventMove::Resumed),
-        Control::Stop if origin != Origin::Owner && status.is_live() => {
+        Command::Start => Some(EventMove::Started),
+        Command::Pause if moves_status && status == Status::Recording => Some(EventMove::Paused),
+        Command::Resume if moves_status && status == Status::Paused => Some(EventMove::Resumed),
+        Command::Stop if origin != Origin::Owner && status.is_live() => {
             Some(EventMove::EndedItself)
         }
         _ => None,

@@ -13,34 +13,34 @@ fn disk(stop: Option<(ErrorCode, &str)>, cut: bool) -> JobInput {
 #[test]
 fn api_commands_before_start_are_remembered_as_such() {
     assert_eq!(
-        forward(Normal, Control::Pause),
-        JobStep::SendBeforeStart(Control::Pause)
+        forward(Normal, Command::Pause),
+        JobStep::SendBeforeStart(Command::Pause)
     );
     assert_eq!(
-        forward(Normal, Control::Resume),
-        JobStep::SendBeforeStart(Control::Resume)
+        forward(Normal, Command::Resume),
+        JobStep::SendBeforeStart(Command::Resume)
     );
-    assert_eq!(forward(Normal, Control::Stop), JobStep::Send(Control::Stop));
+    assert_eq!(forward(Normal, Command::Stop), JobStep::Send(Command::Stop));
     assert_eq!(
-        forward(Normal, Control::Refresh),
-        JobStep::Send(Control::Refresh)
+        forward(Normal, Command::Refresh),
+        JobStep::Send(Command::Refresh)
     );
     for c in [
-        Control::Pause,
-        Control::Resume,
-        Control::Refresh,
-        Control::Stop,
+        Command::Pause,
+        Command::Resume,
+        Command::Refresh,
+        Command::Stop,
     ] {
         assert_eq!(forward(Recording, c), JobStep::Send(c));
         assert_eq!(forward(Paused, c), JobStep::Send(c));
     }
     let mut s = JobSupervisor::new();
     assert_eq!(
-        s.on(JobInput::Control {
-            command: Control::Pause,
+        s.on(JobInput::Command {
+            command: Command::Pause,
             status: Normal
         }),
-        vec![JobStep::SendBeforeStart(Control::Pause)]
+        vec![JobStep::SendBeforeStart(Command::Pause)]
     );
 }
 
@@ -50,11 +50,11 @@ fn the_heartbeat_follows_the_stored_status_unless_stale() {
     let beat = |s: &mut JobSupervisor, status, stale| s.on(JobInput::Renewed { status, stale });
     assert_eq!(
         beat(&mut s, Paused, false),
-        vec![JobStep::Send(Control::Pause)]
+        vec![JobStep::Send(Command::Pause)]
     );
     assert_eq!(
         beat(&mut s, Recording, false),
-        vec![JobStep::Send(Control::Resume)]
+        vec![JobStep::Send(Command::Resume)]
     );
     assert!(beat(&mut s, Paused, true).is_empty(), "stale");
     assert!(beat(&mut s, Normal, false).is_empty());
@@ -62,14 +62,14 @@ fn the_heartbeat_follows_the_stored_status_unless_stale() {
     // A stop is sent once.
     assert_eq!(
         beat(&mut s, Canceled, false),
-        vec![JobStep::Send(Control::Stop)]
+        vec![JobStep::Send(Command::Stop)]
     );
     assert!(beat(&mut s, Canceled, false).is_empty());
     assert!(beat(&mut s, Finished, false).is_empty());
     let mut s = JobSupervisor::new();
     assert_eq!(
         beat(&mut s, Finished, false),
-        vec![JobStep::Send(Control::Stop)]
+        vec![JobStep::Send(Command::Stop)]
     );
 }
 
@@ -95,7 +95,7 @@ fn a_lost_lease_stops_and_abandons_the_task() {
     let mut s = JobSupervisor::new();
     assert_eq!(
         s.on(JobInput::LeaseLost),
-        vec![JobStep::Send(Control::Stop)]
+        vec![JobStep::Send(Command::Stop)]
     );
     assert!(s.lease_lost());
     for ended in [Ended::Recorded, Ended::CanceledBeforeStart, Ended::Failed] {
@@ -110,7 +110,7 @@ fn the_disk_stops_once_and_its_reason_wins() {
     assert!(s.watches_disk());
     assert_eq!(
         s.on(disk(Some((ErrorCode::DiskFull, "low")), false)),
-        vec![JobStep::Send(Control::Stop)]
+        vec![JobStep::Send(Command::Stop)]
     );
     assert!(!s.watches_disk());
     assert!(
@@ -150,7 +150,7 @@ fn a_cut_alone_ends_it_with_disk_full() {
     let mut s = JobSupervisor::new();
     assert_eq!(
         s.on(disk(Some((ErrorCode::RecordFailed, "quota")), true)),
-        vec![JobStep::Send(Control::Stop), JobStep::Cut]
+        vec![JobStep::Send(Command::Stop), JobStep::Cut]
     );
     assert_eq!(s.disk_full.as_ref().unwrap().0, ErrorCode::RecordFailed);
     let mut s = JobSupervisor::new();
@@ -203,7 +203,7 @@ fn shutdown_modes() {
     assert!(s.on(JobInput::Drain(ShutdownMode::Finish)).is_empty());
     assert_eq!(
         s.on(JobInput::Drain(ShutdownMode::Handover)),
-        vec![JobStep::Send(Control::Stop)]
+        vec![JobStep::Send(Command::Stop)]
     );
     assert!(s.handing_over());
     // Once only.
@@ -213,7 +213,7 @@ fn shutdown_modes() {
     let mut s = JobSupervisor::new();
     assert_eq!(
         s.on(JobInput::Drain(ShutdownMode::Stop)),
-        vec![JobStep::Send(Control::Stop)]
+        vec![JobStep::Send(Command::Stop)]
     );
     assert!(!s.handing_over());
     assert_eq!(s.after(Ended::Recorded, Recording), AfterRecording::Deliver);
@@ -250,38 +250,38 @@ fn event_moves() {
     use Origin::*;
     for origin in [Page, Owner, Limit, BeforeStart] {
         assert_eq!(
-            event_move(Control::Start, origin, Normal),
+            event_move(Command::Start, origin, Normal),
             Some(EventMove::Started)
         );
-        assert_eq!(event_move(Control::Refresh, origin, Recording), None);
+        assert_eq!(event_move(Command::Refresh, origin, Recording), None);
     }
     // The API moved the status itself for its own commands.
-    assert_eq!(event_move(Control::Pause, Owner, Recording), None);
-    assert_eq!(event_move(Control::Resume, Owner, Paused), None);
-    assert_eq!(event_move(Control::Pause, Limit, Recording), None);
+    assert_eq!(event_move(Command::Pause, Owner, Recording), None);
+    assert_eq!(event_move(Command::Resume, Owner, Paused), None);
+    assert_eq!(event_move(Command::Pause, Limit, Recording), None);
     for origin in [Page, BeforeStart] {
         assert_eq!(
-            event_move(Control::Pause, origin, Recording),
+            event_move(Command::Pause, origin, Recording),
             Some(EventMove::Paused)
         );
-        assert_eq!(event_move(Control::Pause, origin, Paused), None);
+        assert_eq!(event_move(Command::Pause, origin, Paused), None);
         assert_eq!(
-            event_move(Control::Resume, origin, Paused),
+            event_move(Command::Resume, origin, Paused),
             Some(EventMove::Resumed)
         );
-        assert_eq!(event_move(Control::Resume, origin, Recording), None);
+        assert_eq!(event_move(Command::Resume, origin, Recording), None);
     }
-    assert_eq!(event_move(Control::Stop, Owner, Recording), None);
+    assert_eq!(event_move(Command::Stop, Owner, Recording), None);
     for origin in [Page, Limit, BeforeStart] {
         assert_eq!(
-            event_move(Control::Stop, origin, Recording),
+            event_move(Command::Stop, origin, Recording),
             Some(EventMove::EndedItself)
         );
         assert_eq!(
-            event_move(Control::Stop, origin, Paused),
+            event_move(Command::Stop, origin, Paused),
             Some(EventMove::EndedItself)
         );
-        assert_eq!(event_move(Control::Stop, origin, Canceled), None);
-        assert_eq!(event_move(Control::Stop, origin, Normal), None);
+        assert_eq!(event_move(Command::Stop, origin, Canceled), None);
+        assert_eq!(event_move(Command::Stop, origin, Normal), None);
     }
 }
