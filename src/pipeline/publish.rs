@@ -24,12 +24,6 @@ use crate::storage::s3::ObjectStore;
 use crate::task::store::StoreError;
 use crate::task::{Muxer, TaskRecord};
 
-/// The notes of what is published, in the work directory.
-const MANIFEST: &str = "published.csv";
-/// The list of result objects already in the bucket, in the deliver directory, for the upload
-/// stage (no result object can have this name: every object key has a directory).
-const STORED_LIST: &str = "stored.csv";
-
 /// Why publishing a segment failed.
 #[derive(Debug, thiserror::Error)]
 pub enum PublishError {
@@ -130,7 +124,7 @@ impl Publisher {
         let stem = crate::task::names::known_name(&task.spec.output, Muxer::Hls)
             .unwrap_or(crate::task::names::DEFAULT_HLS_NAME)
             .to_string();
-        let manifest = ctx.cfg.work_root().join(&task.id).join(MANIFEST);
+        let manifest = crate::workdir::published_list(&ctx.cfg.task_dir(&task.id));
         let done = std::fs::read_to_string(&manifest)
             .map(|text| parse_manifest(&text))
             .unwrap_or_default();
@@ -307,13 +301,14 @@ pub fn note_stored(deliver_dir: &Path, files: &[ResultFile]) -> Result<(), Media
         "creating {}",
         deliver_dir.display()
     )))?;
-    let path = deliver_dir.join(STORED_LIST);
+    // No result object can have this name: every object key has a directory.
+    let path = crate::workdir::stored_list(deliver_dir);
     std::fs::write(&path, list).map_err(MediaError::io(format!("writing {}", path.display())))
 }
 
 /// The objects a transcode found already in the bucket (key → size), from `deliver_dir`.
 pub fn stored_objects(deliver_dir: &Path) -> HashMap<String, u64> {
-    std::fs::read_to_string(deliver_dir.join(STORED_LIST))
+    std::fs::read_to_string(crate::workdir::stored_list(deliver_dir))
         .map(|text| {
             text.lines()
                 .filter_map(|l| {
@@ -363,7 +358,11 @@ mod tests {
     #[test]
     fn stored_list_round_trip() {
         let dir = tempfile::tempdir().unwrap();
-        std::fs::write(dir.path().join(STORED_LIST), "10,t/a_000001.ts\nbad\n").unwrap();
+        std::fs::write(
+            crate::workdir::stored_list(dir.path()),
+            "10,t/a_000001.ts\nbad\n",
+        )
+        .unwrap();
         let got = stored_objects(dir.path());
         assert_eq!(got.len(), 1);
         assert_eq!(got["t/a_000001.ts"], 10);

@@ -62,7 +62,7 @@ pub async fn run(ctx: WorkerContext, queue: StageQueue, job: StageJob) {
         }
         return;
     }
-    let work_dir = ctx.cfg.work_root().join(&id);
+    let work_dir = ctx.cfg.task_dir(&id);
     let mirror = super::mirror::store_for(&ctx, &task);
     if task.status != Status::Normal
         && let Some(store) = &mirror

@@ -77,12 +77,7 @@ impl ResilientEncoder {
     /// Drops backlog frames that the current instance has written into completed segments, and
     /// returns how many frames sent since then the backlog no longer has.
     fn prune(&mut self) -> u64 {
-        let list = self
-            .opts
-            .work_dir
-            .join(crate::media::segments::segment_list_name(
-                self.first_segment,
-            ));
+        let list = crate::workdir::segment_list(&self.opts.work_dir, self.first_segment);
         let done = std::fs::read_to_string(list)
             .map(|l| crate::media::segments::parse_segment_list(&l).len() as u64)
             .unwrap_or(0);
