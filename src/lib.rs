@@ -33,4 +33,4 @@ pub mod storage;
 pub mod task;
 pub mod tls;
 pub mod url_guard;
-pub mod workdir;
+pub(crate) mod workdir;

@@ -28,7 +28,7 @@ use std::path::{Path, PathBuf};
 /// not set.
 const DEFAULT_ROOT: &str = "pagecast-work";
 /// ffmpeg's pattern for recorded segments (see [`segment_file_name`]).
-pub const SEGMENT_PATTERN: &str = "seg_%06d.ts";
+pub(crate) const SEGMENT_PATTERN: &str = "seg_%06d.ts";
 const SEGMENT_PREFIX: &str = "seg_";
 const SEGMENT_SUFFIX: &str = ".ts";
 const SEGMENT_LIST_PREFIX: &str = "segments-";
@@ -47,27 +47,27 @@ const STORED: &str = "stored.csv";
 const MIRROR_PREFIX: &str = "pagecast-work";
 
 /// The work root when `PAGECAST_WORK_DIR` is not set.
-pub fn default_root() -> PathBuf {
+pub(crate) fn default_root() -> PathBuf {
     std::env::temp_dir().join(DEFAULT_ROOT)
 }
 
 /// Task `task_id`'s work directory below `root`.
-pub fn task_dir(root: &Path, task_id: &str) -> PathBuf {
+pub(crate) fn task_dir(root: &Path, task_id: &str) -> PathBuf {
     root.join(task_id)
 }
 
 /// Where task `task_id`'s result is assembled below `root` before upload to object storage.
-pub fn deliver_dir(root: &Path, task_id: &str) -> PathBuf {
+pub(crate) fn deliver_dir(root: &Path, task_id: &str) -> PathBuf {
     root.join(format!("{task_id}{DELIVER_SUFFIX}"))
 }
 
 /// A recorded segment's file name ([`SEGMENT_PATTERN`]: 123 -> `seg_000123.ts`).
-pub fn segment_file_name(number: u64) -> String {
+pub(crate) fn segment_file_name(number: u64) -> String {
     format!("{SEGMENT_PREFIX}{number:06}{SEGMENT_SUFFIX}")
 }
 
 /// The number of a recorded segment's file name (`seg_000123.ts` -> 123).
-pub fn segment_number(name: &str) -> Option<u64> {
+pub(crate) fn segment_number(name: &str) -> Option<u64> {
     name.strip_prefix(SEGMENT_PREFIX)?
         .strip_suffix(SEGMENT_SUFFIX)?
         .parse()
@@ -75,23 +75,23 @@ pub fn segment_number(name: &str) -> Option<u64> {
 }
 
 /// ffmpeg's output pattern for the segments in `dir`.
-pub fn segment_pattern(dir: &Path) -> PathBuf {
+pub(crate) fn segment_pattern(dir: &Path) -> PathBuf {
     dir.join(SEGMENT_PATTERN)
 }
 
 /// The list of completed segments one ffmpeg instance keeps; each instance (a restart after
 /// ffmpeg died) writes its own, named after its first segment.
-pub fn segment_list_name(first_segment: u64) -> String {
+pub(crate) fn segment_list_name(first_segment: u64) -> String {
     format!("{SEGMENT_LIST_PREFIX}{first_segment:06}{SEGMENT_LIST_SUFFIX}")
 }
 
 /// The segment list of the encoder instance whose first segment is `first_segment`, in `dir`.
-pub fn segment_list(dir: &Path, first_segment: u64) -> PathBuf {
+pub(crate) fn segment_list(dir: &Path, first_segment: u64) -> PathBuf {
     dir.join(segment_list_name(first_segment))
 }
 
 /// The first segment number of a segment list's path ([`segment_list_name`] read back).
-pub fn segment_list_number(list: &Path) -> Option<u64> {
+pub(crate) fn segment_list_number(list: &Path) -> Option<u64> {
     list.file_name()?
         .to_str()?
         .strip_prefix(SEGMENT_LIST_PREFIX)?
@@ -101,18 +101,18 @@ pub fn segment_list_number(list: &Path) -> Option<u64> {
 }
 
 /// Whether an entry named `name` is an encoder instance's segment list.
-pub fn is_segment_list(name: &str) -> bool {
+pub(crate) fn is_segment_list(name: &str) -> bool {
     name.starts_with(SEGMENT_LIST_PREFIX) && name.ends_with(SEGMENT_LIST_SUFFIX)
 }
 
 /// The recording's timeline in `dir`.
-pub fn timeline(dir: &Path) -> PathBuf {
+pub(crate) fn timeline(dir: &Path) -> PathBuf {
     dir.join(TIMELINE)
 }
 
 /// The browser profile's directory in `dir`: the first browser's, or (`Some(n)`) that of the
 /// browser started after the nth death.
-pub fn profile_dir(dir: &Path, relaunch: Option<u32>) -> PathBuf {
+pub(crate) fn profile_dir(dir: &Path, relaunch: Option<u32>) -> PathBuf {
     match relaunch {
         None => dir.join(PROFILE_PREFIX),
         Some(n) => dir.join(format!("{PROFILE_PREFIX}-{n}")),
@@ -120,57 +120,57 @@ pub fn profile_dir(dir: &Path, relaunch: Option<u32>) -> PathBuf {
 }
 
 /// Whether an entry of a work directory named `name` is a browser profile.
-pub fn is_profile_dir(name: &str) -> bool {
+pub(crate) fn is_profile_dir(name: &str) -> bool {
     name.starts_with(PROFILE_PREFIX)
 }
 
 /// The list of HLS segments published during the recording, in `dir`.
-pub fn published_list(dir: &Path) -> PathBuf {
+pub(crate) fn published_list(dir: &Path) -> PathBuf {
     dir.join(PUBLISHED)
 }
 
 /// The live MP4 upload's state in `dir`.
-pub fn live_mp4_state(dir: &Path) -> PathBuf {
+pub(crate) fn live_mp4_state(dir: &Path) -> PathBuf {
     dir.join(LIVE_MP4_STATE)
 }
 
 /// Where the live MP4 upload's state is written before it replaces [`live_mp4_state`].
-pub fn live_mp4_state_tmp(dir: &Path) -> PathBuf {
+pub(crate) fn live_mp4_state_tmp(dir: &Path) -> PathBuf {
     dir.join(format!("{LIVE_MP4_STATE}.tmp"))
 }
 
 /// The live MP4 upload's growing file in `dir`.
-pub fn live_mp4(dir: &Path) -> PathBuf {
+pub(crate) fn live_mp4(dir: &Path) -> PathBuf {
     dir.join(LIVE_MP4)
 }
 
 /// The nth concat list of a join, in `scratch`.
-pub fn parts_list(scratch: &Path, n: usize) -> PathBuf {
+pub(crate) fn parts_list(scratch: &Path, n: usize) -> PathBuf {
     scratch.join(format!("{PARTS_PREFIX}{n:06}.txt"))
 }
 
 /// Whether an entry named `name` is a join's concat list.
-pub fn is_parts_list(name: &str) -> bool {
+pub(crate) fn is_parts_list(name: &str) -> bool {
     name.starts_with(PARTS_PREFIX)
 }
 
 /// The scratch file an unfinished segment named `segment` is kept through, in `dir`.
-pub fn salvage_scratch(dir: &Path, segment: &str) -> PathBuf {
+pub(crate) fn salvage_scratch(dir: &Path, segment: &str) -> PathBuf {
     dir.join(format!("{segment}{SALVAGE_SUFFIX}"))
 }
 
 /// The list of every file of the result, in its deliver directory.
-pub fn result_files_list(deliver_dir: &Path) -> PathBuf {
+pub(crate) fn result_files_list(deliver_dir: &Path) -> PathBuf {
     deliver_dir.join(RESULT_FILES)
 }
 
 /// The list of the result's files already in the bucket, in its deliver directory.
-pub fn stored_list(deliver_dir: &Path) -> PathBuf {
+pub(crate) fn stored_list(deliver_dir: &Path) -> PathBuf {
     deliver_dir.join(STORED)
 }
 
 /// The key prefix of task `task_id`'s work directory copy in its bucket.
-pub fn mirror_prefix(task_id: &str) -> String {
+pub(crate) fn mirror_prefix(task_id: &str) -> String {
     format!("{MIRROR_PREFIX}/{task_id}/")
 }
 
