@@ -514,14 +514,19 @@ impl WorkerConfig {
 
     /// Where a task's deliverable is assembled before upload to object storage.
     pub fn deliver_dir(&self, task_id: &str) -> PathBuf {
-        self.work_root().join(format!("{task_id}.deliver"))
+        crate::workdir::deliver_dir(&self.work_root(), task_id)
+    }
+
+    /// A task's work directory.
+    pub fn task_dir(&self, task_id: &str) -> PathBuf {
+        crate::workdir::task_dir(&self.work_root(), task_id)
     }
 
     /// Root of per-task work directories.
     pub fn work_root(&self) -> PathBuf {
         self.work_dir
             .clone()
-            .unwrap_or_else(|| std::env::temp_dir().join("pagecast-work"))
+            .unwrap_or_else(crate::workdir::default_root)
     }
 }
 

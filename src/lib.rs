@@ -10,8 +10,9 @@
 //! - [`recording`]: the engine (one page → recorded segments);
 //! - adapters: [`media`] and [`browser`], then [`audio`], then [`process`] (the one subprocess
 //!   core);
-//! - leaves: [`clock`], [`error`] (the table of stable error codes), [`secret`], [`metrics`],
-//!   [`redact`], [`url_guard`], [`tls`], [`fonts`].
+//! - leaves: [`clock`], [`command`] (the control verbs), `workdir` (the work directory's
+//!   layout), [`error`] (the table of stable error codes), [`secret`], [`metrics`], [`redact`],
+//!   [`url_guard`], [`tls`], [`fonts`].
 //!
 //! Benchmark analysis (`pagecast analyze`) is not part of the library: it is the
 //! `pagecast-analysis` crate of the workspace (crates/pagecast-analysis).
@@ -22,6 +23,7 @@ pub mod api;
 pub mod audio;
 pub mod browser;
 pub mod clock;
+pub mod command;
 pub mod config;
 pub mod delivery;
 pub mod error;
@@ -40,3 +42,4 @@ pub mod storage;
 pub mod task;
 pub mod tls;
 pub mod url_guard;
+pub(crate) mod workdir;

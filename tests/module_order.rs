@@ -31,6 +31,7 @@ const LAYERS: &[&[&str]] = &[
     // Leaves: shared vocabulary that uses no other module of the crate.
     &[
         "clock",
+        "command",
         "error",
         "fonts",
         "log_limit",
@@ -40,6 +41,7 @@ const LAYERS: &[&[&str]] = &[
         "secret",
         "tls",
         "url_guard",
+        "workdir",
     ],
 ];
 

@@ -10,10 +10,11 @@ mod redis_support;
 use std::time::{Duration, Instant};
 
 use deploy::{Pki, SENTINEL_MASTER, TestCluster, TestSentinel, TlsRedis};
+use pagecast::command::Command as ControlMsg;
 use pagecast::error::{ErrorCode, HasErrorCode};
 use pagecast::task::store::{
-    Claim, ControlMsg, Misconfig, RedisMode, RedisOptions, Stage, StageQueue, StoreError,
-    TaskStore, TimeField, Transition,
+    Claim, Misconfig, RedisMode, RedisOptions, Stage, StageQueue, StoreError, TaskStore, TimeField,
+    Transition,
 };
 use pagecast::task::{Muxer, OutputTarget, StartSpec, Status, StorageType, TaskSecrets};
 use redis_support::TestRedis;

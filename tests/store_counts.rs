@@ -10,8 +10,9 @@ mod redis_support;
 use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 
+use pagecast::command::Command as ControlMsg;
 use pagecast::task::store::{
-    Claim, ControlMsg, Stage, StageQueue, StoreError, TaskStore, TimeField, Transition,
+    Claim, Stage, StageQueue, StoreError, TaskStore, TimeField, Transition,
 };
 use pagecast::task::{
     CallbackDelivery, Muxer, OutputTarget, StartSpec, Status, StorageType, TaskSecrets,

@@ -5,9 +5,10 @@ mod redis_support;
 
 use std::time::{Duration, Instant};
 
+use pagecast::command::Command as ControlMsg;
 use pagecast::error::{ErrorCode, HasErrorCode};
 use pagecast::task::store::{
-    Claim, ControlMsg, Stage, StageQueue, StoreError, TaskStore, TimeField, Transition,
+    Claim, Stage, StageQueue, StoreError, TaskStore, TimeField, Transition,
 };
 use pagecast::task::{
     CallbackDelivery, Muxer, OutputTarget, StartSpec, Status, StorageType, TaskResult, TaskSecrets,

@@ -16,8 +16,9 @@ use super::error::ApiError;
 use super::layers::ActionName;
 use super::routes::ApiState;
 use super::start::parse_start;
-use crate::task::store::{ControlMsg, StoreError};
-use crate::task::{ActionEffect, ControlAction, Status, action_effect};
+use crate::command::Command;
+use crate::task::store::StoreError;
+use crate::task::{ActionEffect, Status, action_effect};
 
 /// What a request asks for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -69,12 +70,12 @@ impl Action {
     }
 
     /// The control this action applies to a task (`None` for Start and Describe).
-    pub fn control(self) -> Option<ControlAction> {
+    pub fn control(self) -> Option<Command> {
         match self {
-            Action::Pause => Some(ControlAction::Pause),
-            Action::Resume => Some(ControlAction::Resume),
-            Action::Refresh => Some(ControlAction::Refresh),
-            Action::Stop | Action::Cancel => Some(ControlAction::Stop),
+            Action::Pause => Some(Command::Pause),
+            Action::Resume => Some(Command::Resume),
+            Action::Refresh => Some(Command::Refresh),
+            Action::Stop | Action::Cancel => Some(Command::Stop),
             Action::Start | Action::Describe => None,
         }
     }
@@ -246,25 +247,19 @@ async fn control_task(
     state: &ApiState,
     data: &Value,
     named: Action,
-    action: ControlAction,
+    action: Command,
 ) -> Result<Value, ApiError> {
     let id = task_id(data)?;
     // Optimistic concurrency: read, decide, compare-and-set; a lost race re-reads and decides again.
     for _ in 0..8 {
         let task = state.store.get(&id).await.map_err(store_error)?;
-        let msg = match action {
-            ControlAction::Pause => ControlMsg::Pause,
-            ControlAction::Resume => ControlMsg::Resume,
-            ControlAction::Refresh => ControlMsg::Refresh,
-            ControlAction::Stop => ControlMsg::Stop,
-        };
         match action_effect(action, task.status) {
             ActionEffect::AlreadyDone => return Ok(json!({ "TaskID": id })),
             ActionEffect::NotAllowed => {
                 return Err(ApiError::invalid_state(named.as_str(), task.status));
             }
             ActionEffect::BeforeStart => {
-                let paused = action == ControlAction::Pause;
+                let paused = action == Command::Pause;
                 match state.store.remember_pause(&id, paused).await {
                     Ok(()) => return Ok(json!({ "TaskID": id })),
                     Err(StoreError::Conflict { .. }) => continue,
@@ -272,13 +267,13 @@ async fn control_task(
                 }
             }
             ActionEffect::Signal => {
-                state.store.signal(&id, msg).await.map_err(store_error)?;
+                state.store.signal(&id, action).await.map_err(store_error)?;
                 info!(task_id = %id, action = named.as_str(), "signalled");
                 return Ok(json!({ "TaskID": id }));
             }
             ActionEffect::Move(to) => {
                 let now = crate::clock::now_s();
-                let t = crate::task::moves::control(task.status, to, action, msg, now);
+                let t = crate::task::moves::control(task.status, to, action, now);
                 match state.store.transition(&id, t).await {
                     Ok(()) => {
                         info!(task_id = %id, action = named.as_str(), from = %task.status, to = %to, "task moved");
@@ -316,8 +311,8 @@ mod tests {
         }
         assert_eq!(Action::parse("start"), None);
         assert_eq!(Action::parse("Explode"), None);
-        assert_eq!(Action::Cancel.control(), Some(ControlAction::Stop));
-        assert_eq!(Action::Stop.control(), Some(ControlAction::Stop));
+        assert_eq!(Action::Cancel.control(), Some(Command::Stop));
+        assert_eq!(Action::Stop.control(), Some(Command::Stop));
         assert_eq!(Action::Start.control(), None);
         assert_eq!(Action::Describe.control(), None);
     }

@@ -132,7 +132,7 @@ impl Default for StartLimits {
             max_context_len: 4096,
             storage: StorageConfig::default(),
             output_dir_bytes: absolute_len(Path::new(DEFAULT_OUTPUT_DIR)),
-            staging_dir_bytes: staging_len(&std::env::temp_dir().join("pagecast-work")),
+            staging_dir_bytes: staging_len(&crate::workdir::default_root()),
         }
     }
 }

@@ -15,31 +15,18 @@
 
 use serde::Deserialize;
 
+use crate::command::{Command, Sender};
+
 /// Name of the CDP binding the page-side functions call.
 pub const BINDING_NAME: &str = "__pagecastHook";
 /// Name of the page function pagecast calls to settle a control's Promise.
 pub const SETTLE_NAME: &str = "__pagecastSettle";
 
-/// One of the page-side controls.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum PageHook {
-    /// `window.startRecord()`
-    Start,
-    /// `window.pauseRecord()`
-    Pause,
-    /// `window.resumeRecord()`
-    Resume,
-    /// `window.refreshPage()`
-    Refresh,
-    /// `window.stopRecord()`
-    Stop,
-}
-
 /// A call of a page-side control, with the page's clock at the moment of the call.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct PageHookCall {
     /// Which control.
-    pub hook: PageHook,
+    pub hook: Command,
     /// The page's `Date.now()` at the call, in seconds since the epoch, if it sent a sane one.
     pub page_time: Option<f64>,
     /// The call's id, to settle its Promise with (absent in calls that expect no answer).
@@ -57,14 +44,7 @@ impl PageHookCall {
     /// Parses a binding payload; `None` for anything that is not one of ours.
     pub fn parse(payload: &str) -> Option<Self> {
         let p: Payload = serde_json::from_str(payload).ok()?;
-        let hook = match p.action.as_str() {
-            "start" => PageHook::Start,
-            "pause" => PageHook::Pause,
-            "resume" => PageHook::Resume,
-            "refresh" => PageHook::Refresh,
-            "stop" => PageHook::Stop,
-            _ => return None,
-        };
+        let hook = Command::parse_from(Sender::Page, &p.action)?;
         let page_time =
             p.ts.filter(|t| t.is_finite() && *t > 0.0)
                 .map(|ms| ms / 1000.0);
@@ -140,15 +120,20 @@ pub fn bootstrap_script() -> String {
     }}
     return promise;
   }};
-  const controls = {{ startRecord: "start", pauseRecord: "pause", resumeRecord: "resume",
-                      refreshPage: "refresh", stopRecord: "stop" }};
+  const controls = {{ startRecord: "{start}", pauseRecord: "{pause}", resumeRecord: "{resume}",
+                      refreshPage: "{refresh}", stopRecord: "{stop}" }};
   for (const [name, action] of Object.entries(controls)) {{
     Object.defineProperty(window, name, {{
       value: function (callback) {{ return call(action, callback); }},
       writable: true, configurable: true,
     }});
   }}
-}})();"#
+}})();"#,
+        start = Command::Start.as_str(),
+        pause = Command::Pause.as_str(),
+        resume = Command::Resume.as_str(),
+        refresh = Command::Refresh.as_str(),
+        stop = Command::Stop.as_str(),
     )
 }
 
@@ -159,7 +144,7 @@ mod tests {
     #[test]
     fn parses_payloads() {
         let c = PageHookCall::parse(r#"{"action":"pause","ts":1700000000123,"id":7}"#).unwrap();
-        assert_eq!(c.hook, PageHook::Pause);
+        assert_eq!(c.hook, Command::Pause);
         assert_eq!(c.id, Some(7));
         assert!((c.page_time.unwrap() - 1_700_000_000.123).abs() < 1e-6);
         let c = PageHookCall::parse(r#"{"action":"stop"}"#).unwrap();

@@ -10,7 +10,7 @@ pub mod memory;
 mod session;
 
 pub use display::VirtualDisplay;
-pub use hooks::{HookOutcome, HookReply, PageHook, PageHookCall};
+pub use hooks::{HookOutcome, HookReply, PageHookCall};
 pub use launch::{BrowserSettings, ChromiumProcess, SandboxMode};
 pub use session::{BrowserSession, ScreencastSettings};
 

@@ -11,7 +11,7 @@ use pagecast::error::{ErrorCode, HasErrorCode};
 use pagecast::media::finalize::{HlsKey, OutputFormat, finalize};
 use pagecast::media::probe::probe;
 use pagecast::recording::{
-    Control, DEFAULT_HEIGHT, DEFAULT_WIDTH, Outcome, RecordOptions, Recording, RecordingState,
+    Command, DEFAULT_HEIGHT, DEFAULT_WIDTH, Outcome, RecordOptions, Recording, RecordingState,
     dimension, frame_rate, page_url,
 };
 
@@ -331,7 +331,7 @@ async fn recording_waiter(
     tokio::spawn(async move {
         stop.await;
         eprintln!("\nstopping: finishing the file (press Ctrl-C again to abort)");
-        controls.send(Control::Stop);
+        controls.send(Command::Stop);
         super::shutdown_signal().await;
         eprintln!("aborted");
         std::process::exit(130);

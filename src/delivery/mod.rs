@@ -16,10 +16,6 @@ use crate::storage::s3::ObjectStore;
 use crate::storage::{Destination, OutputTarget, StorageConfig, StorageError};
 use crate::url_guard::UrlPolicy;
 
-/// The list of result objects already in the bucket, in the deliver directory, for the upload
-/// stage (no result object can have this name: every object key has a directory).
-const STORED_LIST: &str = "stored.csv";
-
 /// One file of an HLS result.
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) struct ResultFile {
@@ -42,13 +38,14 @@ pub(crate) fn note_stored(deliver_dir: &Path, files: &[ResultFile]) -> Result<()
         "creating {}",
         deliver_dir.display()
     )))?;
-    let path = deliver_dir.join(STORED_LIST);
+    // No result object can have this name: every object key has a directory.
+    let path = crate::workdir::stored_list(deliver_dir);
     std::fs::write(&path, list).map_err(MediaError::io(format!("writing {}", path.display())))
 }
 
 /// The objects a transcode found already in the bucket (key → size), from `deliver_dir`.
 pub(crate) fn stored_objects(deliver_dir: &Path) -> HashMap<String, u64> {
-    std::fs::read_to_string(deliver_dir.join(STORED_LIST))
+    std::fs::read_to_string(crate::workdir::stored_list(deliver_dir))
         .map(|text| {
             text.lines()
                 .filter_map(|l| {
@@ -93,7 +90,11 @@ mod tests {
     #[test]
     fn stored_list_round_trip() {
         let dir = tempfile::tempdir().unwrap();
-        std::fs::write(dir.path().join(STORED_LIST), "10,t/a_000001.ts\nbad\n").unwrap();
+        std::fs::write(
+            crate::workdir::stored_list(dir.path()),
+            "10,t/a_000001.ts\nbad\n",
+        )
+        .unwrap();
         let got = stored_objects(dir.path());
         assert_eq!(got.len(), 1);
         assert_eq!(got["t/a_000001.ts"], 10);

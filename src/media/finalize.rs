@@ -75,7 +75,7 @@ fn remove_part_lists(scratch: &Path) {
         return;
     };
     for e in entries.filter_map(Result::ok) {
-        if e.file_name().to_string_lossy().starts_with(PARTS_PREFIX) {
+        if crate::workdir::is_parts_list(&e.file_name().to_string_lossy()) {
             let _ = std::fs::remove_file(e.path());
         }
     }
@@ -250,7 +250,7 @@ fn materialize(
             list.push_str(&name);
             list.push('\n');
         }
-        let path = std::path::absolute(scratch.join(format!("{PARTS_PREFIX}{n:06}.txt")))
+        let path = std::path::absolute(crate::workdir::parts_list(scratch, n))
             .map_err(MediaError::io("resolving the scratch directory"))?;
         std::fs::write(&path, list)
             .map_err(MediaError::io(format!("writing {}", path.display())))?;
@@ -258,9 +258,6 @@ fn materialize(
     }
     Ok(out)
 }
-
-/// Name prefix of the part lists finalize writes (and removes) in its scratch directory.
-const PARTS_PREFIX: &str = "parts-";
 
 /// The concat demuxer's list. Each input's duration is taken from the encoder's segment list
 /// (the video's span, `end - start`) when known: without it the demuxer would use the file's

@@ -17,7 +17,8 @@ use std::path::{Path, PathBuf};
 use cbc::cipher::{BlockEncryptMut, KeyIvInit, block_padding::Pkcs7};
 
 use super::MediaError;
-use super::segments::{recorded_segments, segment_number};
+use super::segments::recorded_segments;
+use crate::workdir::segment_number;
 
 /// An AES-128 key for HLS and the URI players fetch it from.
 #[derive(Clone)]

@@ -11,11 +11,9 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use super::MediaError;
-use super::segments::{
-    SegmentRecord, recorded_segments, segment_file_name, segment_list_number, segment_lists,
-    segment_number,
-};
+use super::segments::{SegmentRecord, recorded_segments, segment_lists};
 use crate::process::run_capture;
+use crate::workdir::{segment_file_name, segment_list_number, segment_number};
 use tracing::{debug, warn};
 
 /// MPEG-TS packet size.
@@ -145,7 +143,7 @@ pub async fn salvage_unfinished(
 
     // Rewritten with the same timestamps (no mux delay added), so it still continues the
     // segments before it on their encoder's clock.
-    let scratch = dir.join(format!("{name}.salvage"));
+    let scratch = crate::workdir::salvage_scratch(dir, &name);
     run_capture(
         "ffmpeg",
         ffmpeg,
@@ -208,7 +206,8 @@ fn append_record(list: &Path, record: &SegmentRecord) -> Result<(), MediaError> 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::media::segments::{parse_segment_list, segment_list_name};
+    use crate::media::segments::parse_segment_list;
+    use crate::workdir::segment_list_name;
 
     #[test]
     fn the_unfinished_segment_follows_the_newest_list() {

@@ -3,30 +3,12 @@
 //! keeps (`segments-000123.csv`, named after its first segment), and what is read back from them
 //! (which segments are complete, how many seconds, where a restarted encoder continues).
 //!
-//! Note: this belongs to the work directory's module (one owner of the whole work-directory
-//! layout), which does not exist yet; it lives here, on its own, until then.
+//! The names are the work directory's ([`crate::workdir`]); this module reads what is there.
 
 use std::path::{Path, PathBuf};
 
 use super::MediaError;
-
-/// File name pattern of recorded segments in the work directory.
-pub const SEGMENT_PATTERN: &str = "seg_%06d.ts";
-/// The list of completed segments one ffmpeg instance maintains in the work directory; each
-/// instance (a restart after ffmpeg died) writes its own, named after its first segment.
-pub fn segment_list_name(first_segment: u64) -> String {
-    format!("segments-{first_segment:06}.csv")
-}
-
-/// The first segment number of a segment list's path ([`segment_list_name`] read back).
-pub fn segment_list_number(list: &Path) -> Option<u64> {
-    list.file_name()?
-        .to_str()?
-        .strip_prefix("segments-")?
-        .strip_suffix(".csv")?
-        .parse()
-        .ok()
-}
+use crate::workdir::segment_number;
 
 /// One line of an encoder instance's segment list: a completed segment and its video's span on
 /// that instance's clock.
@@ -77,16 +59,6 @@ pub fn completed_segments(dir: &Path) -> Result<Vec<PathBuf>, MediaError> {
         .flatten()
         .map(|r| dir.join(r.name))
         .collect())
-}
-
-/// A recorded segment's file name ([`SEGMENT_PATTERN`]: 123 → `seg_000123.ts`).
-pub fn segment_file_name(number: u64) -> String {
-    format!("seg_{number:06}.ts")
-}
-
-/// The number of a recorded segment's file name ([`SEGMENT_PATTERN`]: `seg_000123.ts` → 123).
-pub fn segment_number(name: &str) -> Option<u64> {
-    name.strip_prefix("seg_")?.strip_suffix(".ts")?.parse().ok()
 }
 
 /// The number for the first segment of a restarted encoder: after every segment file present,
@@ -154,7 +126,7 @@ pub fn segment_lists(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
         .filter(|p| {
             p.file_name()
                 .and_then(|n| n.to_str())
-                .is_some_and(|n| n.starts_with("segments-") && n.ends_with(".csv"))
+                .is_some_and(crate::workdir::is_segment_list)
         })
         .collect();
     lists.sort();
@@ -207,12 +179,12 @@ mod tests {
         }
         // The first ffmpeg completed 0 and 1 and died while writing 2; its restart began at 3.
         std::fs::write(
-            dir.path().join(segment_list_name(0)),
+            crate::workdir::segment_list(dir.path(), 0),
             "seg_000000.ts,0,2\nseg_000001.ts,2,4\n",
         )
         .unwrap();
         std::fs::write(
-            dir.path().join(segment_list_name(3)),
+            crate::workdir::segment_list(dir.path(), 3),
             "seg_000003.ts,0,2\nseg_000004.ts,2,4\n",
         )
         .unwrap();

@@ -20,7 +20,7 @@ pub(super) async fn end(
     id: &str,
     fence: Option<u64>,
 ) -> Result<(), StoreError> {
-    let _ = std::fs::remove_dir_all(ctx.cfg.work_root().join(id));
+    let _ = std::fs::remove_dir_all(ctx.cfg.task_dir(id));
     let lease = fence.map(|f| (ctx.worker_id.clone(), f));
     let mut task = ctx.store.get(id).await?;
     if task.status == Status::Normal {

@@ -43,7 +43,7 @@ async fn abandoned_handover(
         "the recording was handed over at shutdown, but no worker of node {node} continued it within {} s",
         ctx.cfg.handover_timeout
     );
-    let kept = crate::media::segments::has_recorded_media(&ctx.cfg.work_root().join(&task.id));
+    let kept = crate::media::segments::has_recorded_media(&ctx.cfg.task_dir(&task.id));
     if !ours && super::mirror::store_for(ctx, task).is_some() {
         // StorageType s3: its media is in the bucket, so a worker of this machine continues it.
         info!(task_id = %task.id, node = %node, "no worker of its machine continued the recording; continuing it here from the bucket");
@@ -84,7 +84,7 @@ async fn finish_stopped(
     ctx: &WorkerContext,
     task: &crate::task::TaskRecord,
 ) -> Result<(), crate::task::store::StoreError> {
-    let work_dir = ctx.cfg.work_root().join(&task.id);
+    let work_dir = ctx.cfg.task_dir(&task.id);
     let span = tracing::info_span!("task", task_id = %task.id, stage = "diagnose");
     super::record::keep_unfinished_segment(ctx, &work_dir)
         .instrument(span)

@@ -225,10 +225,7 @@ pub(crate) fn remove_browser_profiles(work_dir: &Path) {
         return;
     };
     for e in entries.filter_map(Result::ok) {
-        if e.file_name()
-            .to_string_lossy()
-            .starts_with("browser-profile")
-        {
+        if crate::workdir::is_profile_dir(&e.file_name().to_string_lossy()) {
             let _ = std::fs::remove_dir_all(e.path());
         }
     }
@@ -250,11 +247,7 @@ pub(crate) fn profile_bytes(work_dir: &Path) -> u64 {
         .map(|entries| {
             entries
                 .filter_map(Result::ok)
-                .filter(|e| {
-                    e.file_name()
-                        .to_string_lossy()
-                        .starts_with("browser-profile")
-                })
+                .filter(|e| crate::workdir::is_profile_dir(&e.file_name().to_string_lossy()))
                 .map(|e| size(&e.path()))
                 .sum()
         })

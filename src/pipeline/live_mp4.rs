@@ -36,11 +36,8 @@ use crate::media::segments::{completed_segments, parse_segment_list, segment_lis
 use crate::storage::StorageError;
 use crate::storage::s3::ObjectStore;
 use crate::task::TaskRecord;
+use crate::workdir;
 
-/// The state file in the work directory.
-const STATE: &str = "live-mp4.json";
-/// The live remux's MP4 file in the work directory.
-const LIVE_FILE: &str = "live.mp4";
 /// How long ffmpeg may take to write the index once its input ended.
 const FINISH_LIMIT: Duration = Duration::from_secs(60);
 
@@ -91,17 +88,17 @@ impl LiveState {
     }
 
     fn load(work_dir: &Path) -> Option<Self> {
-        let text = std::fs::read_to_string(work_dir.join(STATE)).ok()?;
+        let text = std::fs::read_to_string(workdir::live_mp4_state(work_dir)).ok()?;
         serde_json::from_str(&text).ok()
     }
 
     fn save(&self, work_dir: &Path) -> std::io::Result<()> {
-        let tmp = work_dir.join(format!("{STATE}.tmp"));
+        let tmp = workdir::live_mp4_state_tmp(work_dir);
         std::fs::write(
             &tmp,
             serde_json::to_vec(self).map_err(std::io::Error::other)?,
         )?;
-        std::fs::rename(tmp, work_dir.join(STATE))
+        std::fs::rename(tmp, workdir::live_mp4_state(work_dir))
     }
 }
 
@@ -228,7 +225,7 @@ impl LiveMp4 {
 
     async fn step(&mut self) -> Result<(), Trouble> {
         self.feed().await?;
-        let live = self.work_dir.join(LIVE_FILE);
+        let live = workdir::live_mp4(&self.work_dir);
         if self.state.payload_start.is_none() && live.exists() {
             let mut f = std::fs::File::open(&live).map_err(abandon)?;
             self.state.payload_start = faststart::payload_start(&mut f).map_err(abandon)?;
@@ -296,7 +293,7 @@ impl LiveMp4 {
         for record in records.iter().skip(self.state.fed) {
             let path = self.work_dir.join(&record.name);
             if self.remux.is_none() {
-                let live = self.work_dir.join(LIVE_FILE);
+                let live = workdir::live_mp4(&self.work_dir);
                 self.remux = Some(LiveRemux::start(&self.ffmpeg, &live).map_err(abandon)?);
             }
             if let Some(remux) = self.remux.as_mut() {
@@ -324,8 +321,8 @@ pub async fn discard(store: &ObjectStore, work_dir: &Path) {
     {
         store.abort_multipart(&state.key, id).await;
     }
-    let _ = std::fs::remove_file(work_dir.join(STATE));
-    let _ = std::fs::remove_file(work_dir.join(LIVE_FILE));
+    let _ = std::fs::remove_file(workdir::live_mp4_state(work_dir));
+    let _ = std::fs::remove_file(workdir::live_mp4(work_dir));
 }
 
 /// The transcode stage's end of the live upload: makes the `+faststart` MP4 `final_key` from the
@@ -346,8 +343,8 @@ pub async fn complete(
     };
     match outcome {
         Ok(file) => {
-            let _ = std::fs::remove_file(work_dir.join(STATE));
-            let _ = std::fs::remove_file(work_dir.join(LIVE_FILE));
+            let _ = std::fs::remove_file(workdir::live_mp4_state(work_dir));
+            let _ = std::fs::remove_file(workdir::live_mp4(work_dir));
             Some(file)
         }
         Err(why) => {
@@ -388,7 +385,7 @@ async fn finish_upload(
             state.fed
         ));
     }
-    let live = work_dir.join(LIVE_FILE);
+    let live = workdir::live_mp4(work_dir);
     let mut file = std::fs::File::open(&live).map_err(|e| format!("{}: {e}", live.display()))?;
     let layout = faststart::layout(&mut file).map_err(|e| e.to_string())?;
     if state
@@ -568,7 +565,7 @@ mod tests {
         };
         s.save(dir.path()).unwrap();
         assert_eq!(LiveState::load(dir.path()), Some(s));
-        std::fs::write(dir.path().join(STATE), "{cut").unwrap();
+        std::fs::write(workdir::live_mp4_state(dir.path()), "{cut").unwrap();
         assert_eq!(
             LiveState::load(dir.path()),
             None,

@@ -21,7 +21,7 @@ use crate::task::{StorageType, TaskRecord};
 
 /// Where a task's intermediate media is kept in the bucket.
 pub fn prefix(task_id: &str) -> String {
-    format!("pagecast-work/{task_id}/")
+    crate::workdir::mirror_prefix(task_id)
 }
 
 /// The store for intermediate media: the server's own bucket, for tasks that asked for

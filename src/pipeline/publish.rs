@@ -25,9 +25,6 @@ use crate::storage::s3::ObjectStore;
 use crate::task::store::StoreError;
 use crate::task::{Muxer, TaskRecord};
 
-/// The notes of what is published, in the work directory.
-const MANIFEST: &str = "published.csv";
-
 /// Why publishing a segment failed.
 #[derive(Debug, thiserror::Error)]
 pub enum PublishError {
@@ -117,7 +114,7 @@ impl Publisher {
         let stem = crate::task::names::known_name(&task.spec.output, Muxer::Hls)
             .unwrap_or(crate::task::names::DEFAULT_HLS_NAME)
             .to_string();
-        let manifest = ctx.cfg.work_root().join(&task.id).join(MANIFEST);
+        let manifest = crate::workdir::published_list(&ctx.cfg.task_dir(&task.id));
         let done = std::fs::read_to_string(&manifest)
             .map(|text| parse_manifest(&text))
             .unwrap_or_default();

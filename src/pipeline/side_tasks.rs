@@ -9,13 +9,14 @@ use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinSet;
 
-use crate::recording::{Control, Controls};
-use crate::task::store::{ControlMsg, TaskStore};
+use crate::command::Command;
+use crate::recording::Controls;
+use crate::task::store::TaskStore;
 
 /// Reads the task's control stream (API commands) on the side; the reading task is aborted
 /// when this is dropped (a `JoinSet` aborts its tasks on drop).
 pub(super) struct ControlReader {
-    messages: mpsc::UnboundedReceiver<ControlMsg>,
+    messages: mpsc::UnboundedReceiver<Command>,
     _reader: JoinSet<()>,
 }
 
@@ -47,13 +48,8 @@ impl ControlReader {
     }
 
     /// The next command for the recording.
-    pub(super) async fn recv(&mut self) -> Option<Control> {
-        self.messages.recv().await.map(|msg| match msg {
-            ControlMsg::Pause => Control::Pause,
-            ControlMsg::Resume => Control::Resume,
-            ControlMsg::Refresh => Control::Refresh,
-            ControlMsg::Stop => Control::Stop,
-        })
+    pub(super) async fn recv(&mut self) -> Option<Command> {
+        self.messages.recv().await
     }
 }
 
@@ -96,6 +92,6 @@ pub(super) struct StopOnDrop(pub(super) Controls);
 
 impl Drop for StopOnDrop {
     fn drop(&mut self) {
-        self.0.send(Control::Stop);
+        self.0.send(Command::Stop);
     }
 }

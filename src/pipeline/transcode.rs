@@ -22,7 +22,7 @@ pub async fn run(ctx: WorkerContext, id: String) -> Result<(), StoreError> {
         return Ok(());
     };
     let _heartbeat = ctx.heartbeat(&id, fence);
-    let work_dir = ctx.cfg.work_root().join(&id);
+    let work_dir = ctx.cfg.task_dir(&id);
     // Object storage: assemble beside the work directory, for the upload stage to send. Local
     // delivery: write straight into the published output directory.
     let to_storage = ctx.cfg.storage.destination(&task.spec.output).is_some();

@@ -16,9 +16,6 @@ use tracing::warn;
 use crate::delivery::ResultFile;
 use crate::task::{Muxer, TaskRecord};
 
-/// Every file of a result (`size,key` lines), in the deliver directory.
-const FILE_LIST: &str = "result-files.csv";
-
 /// A result file as it is listed.
 #[derive(Debug, Clone, PartialEq)]
 pub(super) struct Listed {
@@ -115,12 +112,12 @@ pub(super) fn note_files(deliver_dir: &Path, files: &[ResultFile]) -> std::io::R
         .map(|f| format!("{},{}\n", f.size, f.key))
         .collect();
     std::fs::create_dir_all(deliver_dir)?;
-    std::fs::write(deliver_dir.join(FILE_LIST), list)
+    std::fs::write(crate::workdir::result_files_list(deliver_dir), list)
 }
 
 /// Every file of the result in `deliver_dir` (key, size), if the transcode stage listed them.
 pub(super) fn noted_files(deliver_dir: &Path) -> Option<Vec<(String, u64)>> {
-    let text = std::fs::read_to_string(deliver_dir.join(FILE_LIST)).ok()?;
+    let text = std::fs::read_to_string(crate::workdir::result_files_list(deliver_dir)).ok()?;
     Some(
         text.lines()
             .filter_map(|l| {

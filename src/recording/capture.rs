@@ -94,7 +94,8 @@ fn to_frame(ev: &EventScreencastFrame, now: f64) -> Option<Frame> {
     let jpeg = base64::engine::general_purpose::STANDARD
         .decode(ev.data.as_ref() as &str)
         .ok()?;
-    let painted_at = super::sane_time(ev.metadata.timestamp.as_ref().map(|t| *t.inner()), now);
+    let painted_at =
+        super::engine::sane_time(ev.metadata.timestamp.as_ref().map(|t| *t.inner()), now);
     Some(Frame {
         painted_at,
         image: Arc::from(jpeg),

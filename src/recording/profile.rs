@@ -7,9 +7,6 @@ use std::path::{Path, PathBuf};
 
 use super::RecordError;
 
-/// Prefix of the profile directories in a work directory.
-const PREFIX: &str = "browser-profile";
-
 /// A fresh, empty profile directory; removed when dropped (after its browser: keep it in a
 /// field declared after the browser session, or a local declared before it).
 #[derive(Debug)]
@@ -18,10 +15,7 @@ pub(crate) struct ProfileDir(PathBuf);
 impl ProfileDir {
     /// Creates `<work_dir>/browser-profile[-<n>]`, removing what a previous process left there.
     pub(crate) fn create(work_dir: &Path, n: Option<u32>) -> Result<Self, RecordError> {
-        let path = work_dir.join(match n {
-            Some(n) => format!("{PREFIX}-{n}"),
-            None => PREFIX.to_string(),
-        });
+        let path = crate::workdir::profile_dir(work_dir, n);
         let _ = std::fs::remove_dir_all(&path);
         std::fs::create_dir_all(&path).map_err(|source| RecordError::WorkDir {
             path: path.clone(),
@@ -52,7 +46,7 @@ pub(crate) fn remove_stale(work_dir: &Path) {
         return;
     };
     for e in entries.filter_map(Result::ok) {
-        if e.file_name().to_string_lossy().starts_with(PREFIX) {
+        if crate::workdir::is_profile_dir(&e.file_name().to_string_lossy()) {
             let _ = std::fs::remove_dir_all(e.path());
         }
     }

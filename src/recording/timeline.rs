@@ -9,8 +9,6 @@
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-const FILE: &str = "timeline.csv";
-
 /// Appends timeline points; errors only cost precision of a later gap report, so they are
 /// logged once and otherwise ignored.
 pub struct TimelineWriter {
@@ -44,7 +42,7 @@ impl TimelineWriter {
 
 /// The timeline's file in the work directory `dir`.
 pub fn path(dir: &Path) -> PathBuf {
-    dir.join(FILE)
+    crate::workdir::timeline(dir)
 }
 
 /// The points written so far, in media order.

@@ -10,4 +10,4 @@ pub mod store;
 pub mod wire;
 
 pub use model::*;
-pub use status::{ActionEffect, ControlAction, Status, action_effect, can_transition};
+pub use status::{ActionEffect, Status, action_effect, can_transition};

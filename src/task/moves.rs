@@ -12,21 +12,16 @@
 //! Callers add what only they know with the builders (a lease, statistics, a result).
 
 use super::model::{CallbackDelivery, TaskResult};
-use super::status::{ControlAction, Status};
-use super::store::{ControlMsg, Stage, StageQueue, TimeField, Transition};
+use super::status::Status;
+use super::store::{Stage, StageQueue, TimeField, Transition};
+use crate::command::Command;
 
 /// The API's move for a control action (`Stop`, `Pause`, `Resume` moving `from → to`): the
 /// recording's worker is told through the control stream; Stop sets CancelTime, and a task
 /// that reaches `finished` (stopped before it was ever taken) its FinishTime.
-pub(crate) fn control(
-    from: Status,
-    to: Status,
-    action: ControlAction,
-    msg: ControlMsg,
-    now: i64,
-) -> Transition {
-    let mut t = Transition::new(from, to).with_control(msg);
-    if action == ControlAction::Stop {
+pub(crate) fn control(from: Status, to: Status, command: Command, now: i64) -> Transition {
+    let mut t = Transition::new(from, to).with_control(command);
+    if command == Command::Stop {
         t = t.with_time(TimeField::Cancel, now);
     }
     if to == Status::Finished {
@@ -133,35 +128,17 @@ mod tests {
 
     #[test]
     fn stop_sets_cancel_time_and_a_move_to_finished_its_finish_time() {
-        let t = control(
-            Status::Recording,
-            Status::Canceled,
-            ControlAction::Stop,
-            ControlMsg::Stop,
-            NOW,
-        );
-        assert_eq!(t.control, Some(ControlMsg::Stop));
+        let t = control(Status::Recording, Status::Canceled, Command::Stop, NOW);
+        assert_eq!(t.control, Some(Command::Stop));
         assert_eq!(t.times, vec![(TimeField::Cancel, NOW)]);
         assert_eq!((t.from, t.to), (Status::Recording, Status::Canceled));
         assert!(t.lease.is_none() && !t.release_lease && t.enqueue.is_none());
 
-        let pause = control(
-            Status::Recording,
-            Status::Paused,
-            ControlAction::Pause,
-            ControlMsg::Pause,
-            NOW,
-        );
+        let pause = control(Status::Recording, Status::Paused, Command::Pause, NOW);
         assert!(pause.times.is_empty());
-        assert_eq!(pause.control, Some(ControlMsg::Pause));
+        assert_eq!(pause.control, Some(Command::Pause));
 
-        let finished = control(
-            Status::Normal,
-            Status::Finished,
-            ControlAction::Stop,
-            ControlMsg::Stop,
-            NOW,
-        );
+        let finished = control(Status::Normal, Status::Finished, Command::Stop, NOW);
         assert_eq!(
             finished.times,
             vec![(TimeField::Cancel, NOW), (TimeField::Finish, NOW)]

@@ -18,6 +18,8 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::command::Command;
+
 /// The contract's task statuses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -124,46 +126,21 @@ pub enum ActionEffect {
     NotAllowed,
 }
 
-/// The control actions of the contract.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub enum ControlAction {
-    /// Pause.
-    Pause,
-    /// Resume.
-    Resume,
-    /// Refresh.
-    Refresh,
-    /// Stop.
-    Stop,
-}
-
-impl ControlAction {
-    /// The wire name.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ControlAction::Pause => "Pause",
-            ControlAction::Resume => "Resume",
-            ControlAction::Refresh => "Refresh",
-            ControlAction::Stop => "Stop",
-        }
-    }
-}
-
 /// What `action` does to a task in `status` (the API's rules; the worker follows the status).
-pub fn action_effect(action: ControlAction, status: Status) -> ActionEffect {
+pub fn action_effect(action: Command, status: Status) -> ActionEffect {
     use ActionEffect::*;
     use Status::*;
     let effect = match (action, status) {
-        (ControlAction::Pause, Recording) => Move(Paused),
-        (ControlAction::Pause, Paused) => AlreadyDone,
-        (ControlAction::Resume, Paused) => Move(Recording),
-        (ControlAction::Resume, Recording) => AlreadyDone,
-        (ControlAction::Pause | ControlAction::Resume, Normal) => BeforeStart,
+        (Command::Pause, Recording) => Move(Paused),
+        (Command::Pause, Paused) => AlreadyDone,
+        (Command::Resume, Paused) => Move(Recording),
+        (Command::Resume, Recording) => AlreadyDone,
+        (Command::Pause | Command::Resume, Normal) => BeforeStart,
         // Before recording began: a page already loaded (waiting for startRecord()) reloads.
-        (ControlAction::Refresh, Normal | Recording | Paused) => Signal,
+        (Command::Refresh, Normal | Recording | Paused) => Signal,
         // Before recording began too: the task then ends as `Canceled` through the stages.
-        (ControlAction::Stop, Normal | Recording | Paused) => Move(Canceled),
-        (ControlAction::Stop, Canceled | Transcode | Upload | Callback | Finished) => AlreadyDone,
+        (Command::Stop, Normal | Recording | Paused) => Move(Canceled),
+        (Command::Stop, Canceled | Transcode | Upload | Callback | Finished) => AlreadyDone,
         _ => NotAllowed,
     };
     debug_assert!(!matches!(effect, Move(to) if !can_transition(status, to)));
@@ -225,7 +202,7 @@ mod tests {
 
     #[test]
     fn action_effects() {
-        use ControlAction::*;
+        use Command::*;
         assert_eq!(action_effect(Pause, Recording), ActionEffect::Move(Paused));
         assert_eq!(action_effect(Pause, Paused), ActionEffect::AlreadyDone);
         assert_eq!(action_effect(Pause, Normal), ActionEffect::BeforeStart);

@@ -3,7 +3,7 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::media::segments::{SEGMENT_PATTERN, segment_list_name};
+use crate::workdir::{segment_list, segment_pattern};
 
 /// What the frames written to the encoder are.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -198,11 +198,7 @@ pub fn encoder_args(
     args.push("-segment_start_number".into());
     args.push(first_segment.to_string());
     args.push("-segment_list".into());
-    args.push(
-        dir.join(segment_list_name(first_segment))
-            .display()
-            .to_string(),
-    );
+    args.push(segment_list(dir, first_segment).display().to_string());
     args.extend(
         [
             "-segment_list_type",
@@ -214,7 +210,7 @@ pub fn encoder_args(
         ]
         .map(String::from),
     );
-    args.push(dir.join(SEGMENT_PATTERN).display().to_string());
+    args.push(segment_pattern(dir).display().to_string());
     args
 }
 

@@ -12,7 +12,7 @@
 use tracing::info;
 
 use super::RecordJob;
-use crate::recording::{Control, Controls, Origin, RecordingEvent};
+use crate::recording::{Command, Controls, RecordingEvent};
 use crate::task::Status;
 use crate::task::store::StoreError;
 
@@ -29,27 +29,18 @@ impl RecordJob {
             return false;
         };
         if matches!(task.status, Status::Canceled | Status::Finished) {
-            controls.send(Control::Stop);
+            controls.send(Command::Stop);
             return true;
         }
         if task.status == Status::Normal && self.takeover.is_none() {
             let paused = self.ctx.store.start_paused(&self.id).await.unwrap_or(false);
             controls.send_before_start(if paused {
-                Control::Pause
+                Command::Pause
             } else {
-                Control::Resume
+                Command::Resume
             });
         }
         false
-    }
-
-    /// Forwards a command from the API's control stream to the recording: a Pause or Resume for
-    /// a task still `normal` was given before recording began.
-    pub(super) fn forward(&self, controls: &Controls, c: Control) {
-        match (self.status, c) {
-            (Status::Normal, Control::Pause | Control::Resume) => controls.send_before_start(c),
-            _ => controls.send(c),
-        }
     }
 
     /// [`RecordJob::on_event`], and once recording has begun, a Pause the API remembered just
@@ -60,21 +51,15 @@ impl RecordJob {
         controls: &Controls,
     ) -> Result<(), StoreError> {
         self.on_event(ev).await?;
-        if ev.control == Control::Start
+        if ev.control == Command::Start
             && self.takeover.is_none()
             && self.status == Status::Recording
             && self.ctx.store.start_paused(&self.id).await.unwrap_or(false)
         {
             info!("a Pause was given as recording began; pausing");
-            controls.send_before_start(Control::Pause);
+            controls.send_before_start(Command::Pause);
             self.move_to(Status::Paused, vec![]).await?;
         }
         Ok(())
-    }
-
-    /// Whether an event of `origin` moves the task's status itself (the API moved it already
-    /// for its own commands).
-    pub(super) fn moves_status(origin: Origin) -> bool {
-        matches!(origin, Origin::Page | Origin::BeforeStart)
     }
 }

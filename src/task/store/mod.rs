@@ -83,6 +83,7 @@ use redis::{RedisError, RedisResult};
 
 use super::model::{CallbackDelivery, StartSpec, TaskRecord, TaskResult, TaskSecrets, TaskStats};
 use super::status::{Status, can_transition};
+use crate::command::{Command, Sender};
 use crate::error::{ErrorCode, HasErrorCode};
 
 /// Upper bound of one store call, retry included (blocking reads add their blocking time).
@@ -138,7 +139,7 @@ pub use errors::Misconfig;
 pub use options::{RedisMode, RedisOptions};
 use scripts::*;
 pub use server::{MIN_VERSION, REQUIRED_POLICY, ServerFacts};
-pub use types::{Claim, ControlMsg, Stage, StageJob, StageQueue, TimeField, Transition};
+pub use types::{Claim, Stage, StageJob, StageQueue, TimeField, Transition};
 
 /// What can go wrong in the task store.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -417,14 +418,6 @@ mod tests {
 
     #[test]
     fn stage_and_control_names() {
-        for m in [
-            ControlMsg::Pause,
-            ControlMsg::Resume,
-            ControlMsg::Refresh,
-            ControlMsg::Stop,
-        ] {
-            assert_eq!(ControlMsg::parse(m.as_str()), Some(m));
-        }
         assert_eq!(Stage::Transcode.as_str(), "transcode");
     }
 }

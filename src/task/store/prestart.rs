@@ -2,18 +2,17 @@
 //! `lua/remember.lua`): remembered in the task hash's `start_paused` field, applied by the worker
 //! as recording begins.
 
-use super::{
-    CONTROL_MAXLEN, ControlMsg, REMEMBER, Status, StoreError, TaskStore, parse_status, unexpected,
-};
+use super::{CONTROL_MAXLEN, REMEMBER, Status, StoreError, TaskStore, parse_status, unexpected};
+use crate::command::Command;
 
 impl TaskStore {
     /// Remembers a Pause (`paused`) or Resume of task `id`, which must still be `normal`
     /// ([`StoreError::Conflict`] otherwise), and sends it to the control stream.
     pub async fn remember_pause(&self, id: &str, paused: bool) -> Result<(), StoreError> {
         let msg = if paused {
-            ControlMsg::Pause
+            Command::Pause
         } else {
-            ControlMsg::Resume
+            Command::Resume
         };
         let mut inv = REMEMBER.prepare_invoke();
         inv.key(self.task_key(id))

@@ -144,7 +144,7 @@ impl TaskStore {
         id: &str,
         after: &str,
         block_ms: u64,
-    ) -> Result<Vec<(String, ControlMsg)>, StoreError> {
+    ) -> Result<Vec<(String, Command)>, StoreError> {
         let key = self.control_key(id);
         let mut cmd = redis::cmd("XREAD");
         cmd.arg("COUNT").arg(CONTROL_READ_COUNT);
@@ -170,7 +170,7 @@ impl TaskStore {
             match entry
                 .get::<String>("msg")
                 .as_deref()
-                .and_then(ControlMsg::parse)
+                .and_then(|m| Command::parse_from(Sender::Api, m))
             {
                 Some(msg) => out.push((entry.id, msg)),
                 None => tracing::warn!(

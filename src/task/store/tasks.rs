@@ -133,7 +133,7 @@ impl TaskStore {
             .arg(result.unwrap_or_default())
             .arg(stats.unwrap_or_default())
             .arg(t.node.as_deref().unwrap_or(""))
-            .arg(t.control.map(ControlMsg::as_str).unwrap_or(""))
+            .arg(t.control.map(Command::as_str).unwrap_or(""))
             .arg(flag(t.release_lease))
             .arg(flag(t.count_restart))
             .arg(flag(t.to.is_final()))
@@ -162,7 +162,7 @@ impl TaskStore {
 
     /// Appends a control message to the task's control stream without changing its status
     /// (Refresh). [`StoreError::NotFound`] for an unknown task.
-    pub async fn signal(&self, id: &str, msg: ControlMsg) -> Result<(), StoreError> {
+    pub async fn signal(&self, id: &str, msg: Command) -> Result<(), StoreError> {
         let mut inv = SIGNAL.prepare_invoke();
         inv.key(self.task_key(id))
             .key(self.control_key(id))

@@ -58,43 +58,6 @@ impl StageQueue {
     }
 }
 
-/// A command to the recording worker of a task.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum ControlMsg {
-    /// Pause recording.
-    Pause,
-    /// Resume recording.
-    Resume,
-    /// Reload the page.
-    Refresh,
-    /// Stop recording.
-    Stop,
-}
-
-impl ControlMsg {
-    /// The stored form.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ControlMsg::Pause => "pause",
-            ControlMsg::Resume => "resume",
-            ControlMsg::Refresh => "refresh",
-            ControlMsg::Stop => "stop",
-        }
-    }
-
-    /// Parses the stored form.
-    pub fn parse(s: &str) -> Option<ControlMsg> {
-        [
-            ControlMsg::Pause,
-            ControlMsg::Resume,
-            ControlMsg::Refresh,
-            ControlMsg::Stop,
-        ]
-        .into_iter()
-        .find(|m| m.as_str() == s)
-    }
-}
-
 /// A timestamp of the task record.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum TimeField {
@@ -131,7 +94,7 @@ pub struct Transition {
     /// Set the node holding the task's media.
     pub(in crate::task) node: Option<String>,
     /// Also append this message to the task's control stream.
-    pub(in crate::task) control: Option<ControlMsg>,
+    pub(in crate::task) control: Option<Command>,
     /// Also queue the task on this stage.
     pub(in crate::task) enqueue: Option<StageQueue>,
     /// Clear owner and lease (the fence stays).
@@ -186,7 +149,7 @@ impl Transition {
     }
 
     /// Append a control message.
-    pub fn with_control(mut self, msg: ControlMsg) -> Self {
+    pub fn with_control(mut self, msg: Command) -> Self {
         self.control = Some(msg);
         self
     }
