@@ -194,6 +194,7 @@ pub async fn run(args: RecordArgs) -> anyhow::Result<ExitCode> {
         url_policy: pagecast::url_guard::UrlPolicy::OPEN,
         guard_egress: false,
         work_dir: work.path().to_path_buf(),
+        live: None,
     };
 
     // ffmpeg is needed only after the page loads; check it first so a missing one fails fast.

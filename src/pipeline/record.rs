@@ -96,6 +96,7 @@ pub async fn run(ctx: WorkerContext, queue: StageQueue, job: StageJob) {
         task,
         takeover,
         mirror: mirror.map(|s| super::mirror::WorkMirror::new(s, &id)),
+        push: None,
     };
     let outcome = match (&job.takeover, job.status) {
         // Stopped while it waited for this worker: deliver what was recorded before.
@@ -150,6 +151,8 @@ struct RecordJob {
     takeover: Option<Takeover>,
     /// `StorageType: s3`: the work directory's copy in the bucket.
     mirror: Option<super::mirror::WorkMirror>,
+    /// `Output.Live`: the pushes fed by this recording.
+    push: Option<crate::media::live::LiveFeed>,
 }
 
 impl RecordJob {
@@ -284,7 +287,10 @@ impl RecordJob {
 
     /// The task's figures: the earlier attempts' (after a takeover) plus this recording's.
     fn stats(&self, p: &crate::recording::Progress) -> TaskStats {
-        let now = stats_of(p);
+        let mut now = stats_of(p);
+        if let Some(push) = &self.push {
+            now.live = push.stats();
+        }
         match &self.takeover {
             Some(t) => combined(&t.base, &now),
             None => now,
@@ -357,6 +363,7 @@ impl RecordJob {
         }
         let rec_cfg = &self.ctx.cfg.recorder;
         let start_wait = StartWait::of(&spec, self.task.create_time, now_s());
+        self.push = super::live_push::feed_for(&self.ctx, &self.task).await;
         let opts = RecordOptions {
             url: spec.record_url.clone(),
             width: spec.width,
@@ -393,6 +400,7 @@ impl RecordJob {
             // A service records pages it was sent: every request they make is checked.
             guard_egress: true,
             work_dir: work_dir.to_path_buf(),
+            live: self.push.clone(),
         };
         info!(url = %crate::redact::url(&spec.record_url), "starting recording");
 
@@ -523,6 +531,9 @@ impl RecordJob {
             }
         };
         drop(ctl_rx);
+        if let Some(push) = &self.push {
+            push.finish().await;
+        }
         // The browser is gone: its profile is of no use, and the result needs the room.
         super::disk::remove_browser_profiles(work_dir);
         if let Some(side) = side {

@@ -355,6 +355,9 @@ impl ResilientEncoder {
     }
 
     async fn send(&mut self, slot: SlotMedia) {
+        if let Some(live) = &self.opts.live {
+            live.offer(&slot, self.opts.encoder.input);
+        }
         let Some(enc) = self.current.as_ref() else {
             return;
         };

@@ -50,6 +50,21 @@ pub struct OutputTarget {
     /// `None`: the local output directory. Keys the reservation of the result's name.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub location: Option<String>,
+    /// `Output.Live`: where the recording is pushed live while it records. The URLs here are
+    /// redacted (for Describe); the full ones are in [`TaskSecrets::live_urls`], in this order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub live: Vec<LiveSpec>,
+}
+
+/// One `Output.Live` target as the task keeps it (its full URL is a secret).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LiveSpec {
+    /// The URL with its stream key and query values hidden.
+    pub url: String,
+    /// Video bit rate, kbit/s.
+    pub video_kbps: u32,
+    /// Audio bit rate, kbit/s.
+    pub audio_kbps: u32,
 }
 
 /// A validated Start request: everything a worker needs, except secrets.
@@ -111,6 +126,10 @@ pub struct TaskSecrets {
     /// receiver, then dropped from the store.
     #[serde(default)]
     pub key_generated: bool,
+    /// `Output.Live` URLs in full (stream keys, SRT passphrases), in the order of
+    /// [`OutputTarget::live`].
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub live_urls: Vec<String>,
 }
 
 impl std::fmt::Debug for TaskSecrets {
@@ -122,6 +141,14 @@ impl std::fmt::Debug for TaskSecrets {
             )
             .field("encrypt_iv", &self.encrypt_iv)
             .field("key_generated", &self.key_generated)
+            .field(
+                "live_urls",
+                &self
+                    .live_urls
+                    .iter()
+                    .map(|u| crate::media::live::target::redacted_url(u))
+                    .collect::<Vec<_>>(),
+            )
             .finish()
     }
 }
@@ -210,6 +237,9 @@ pub struct TaskStats {
     /// that was lost); the task then ends with `RecordIncomplete`. Internal: not in Describe.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub lost_media: Option<String>,
+    /// Live push targets and their state (`Stats.Live`); empty without `Output.Live`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub live: Vec<crate::media::live::LiveTargetStats>,
 }
 
 /// A stretch of the page's life that is not in the video: the worker recording the task
