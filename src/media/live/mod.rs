@@ -22,6 +22,7 @@ use std::time::{Duration, Instant};
 use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 
 use self::push::Pusher;
 pub use self::target::{LiveSettings, LiveTarget};
@@ -102,7 +103,11 @@ impl LiveFeed {
             pushers.iter().map(|p| p.stats.clone()).collect(),
         ));
         let stop = CancellationToken::new();
-        let task = tokio::spawn(run(settings, pushers, rx, stats.clone(), stop.clone()));
+        // The pushes log under the caller's span (the task's, with its TaskID).
+        let task = tokio::spawn(
+            run(settings, pushers, rx, stats.clone(), stop.clone())
+                .instrument(tracing::Span::current()),
+        );
         Self {
             tx,
             stats,
