@@ -222,6 +222,10 @@ fn an_rtmp_push_carries_picture_and_sound_and_holds_still_through_a_pause() {
     );
     let times = packet_times(&rtmp.url(), 2);
     assert!(times.len() >= 15, "frames after resume: {times:?}");
+    // A Refresh reloads the page; the push stays up (no reconnect).
+    ok(&svc.url, "Refresh", &id);
+    let times = packet_times(&rtmp.url(), 3);
+    assert!(times.len() >= 20, "frames across a refresh: {times:?}");
 
     let d = describe(&svc.url, &id);
     let live = live_stats(&d);

@@ -377,9 +377,9 @@ fn full_task() -> TaskRecord {
             lost_media: None,
             live: vec![pagecast::media::live::LiveTargetStats {
                 url: "srt://10.0.0.1:9000?streamid=***".into(),
-                state: "live".into(),
-                attempts: 1,
-                last_error: None,
+                state: "retrying".into(),
+                attempts: 2,
+                last_error: Some("Connection refused".into()),
             }],
         }),
         owner: Some("worker".into()),

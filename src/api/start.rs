@@ -82,6 +82,7 @@ pub const START_FIELDS: &[&str] = &[
     "Output.S3.TargetName",
     "Output.S3.Domain",
     "Output.Vod",
+    "Output.Live",
     "Output.Video",
     "Output.Video.Muxer",
     "Output.Video.EncryptKey",
