@@ -442,3 +442,53 @@ fn free_udp_port() -> u16 {
         .unwrap()
         .port()
 }
+
+#[test]
+fn a_worker_that_dies_hands_the_push_to_the_worker_that_continues() {
+    let redis = TestRedis::start();
+    let rtmp = TestRtmp::start("live-takeover");
+    let fixtures = fixture_server();
+    // The API alone, and two workers; the one recording is killed.
+    let svc = service(&redis, "live-takeover-svc", false, 2, 1);
+    let id = start_recording(
+        &svc.url,
+        json!({
+            "RecordURL": format!("{fixtures}/animated.html"),
+            "MaxDurationLimit": 120,
+            "Audio": false,
+            "Output": {"Live": {"Url": rtmp.url()}},
+        }),
+    );
+    wait_for(
+        &svc.url,
+        &id,
+        "the push to be up",
+        Duration::from_secs(20),
+        |d| live_stats(d).first().is_some_and(|l| l["State"] == "live"),
+    );
+    let owner = svc.procs[1..]
+        .iter()
+        .map(|p| p.child.id())
+        .find(|pid| !descendants(*pid).is_empty())
+        .expect("one worker records");
+    Command::new("kill")
+        .args(["-KILL", &owner.to_string()])
+        .status()
+        .unwrap();
+    // The other worker continues the recording and connects the push again.
+    let d = wait_for(&svc.url, &id, "a takeover", Duration::from_secs(60), |d| {
+        d["Restarts"].as_u64().unwrap_or(0) >= 1
+            && d["Status"] == "recording"
+            && live_stats(d).first().is_some_and(|l| l["State"] == "live")
+    });
+    assert!(!d.to_string().contains(KEY), "{d}");
+    let times = packet_times(&rtmp.url(), 3);
+    assert!(times.len() >= 20, "frames from the new worker: {times:?}");
+    ok(&svc.url, "Stop", &id);
+    let d = wait_finished(&svc.url, &id, Duration::from_secs(90));
+    assert_eq!(live_stats(&d)[0]["State"], "ended", "{d}");
+    for log in ["worker0.log", "worker1.log", "serve.log"] {
+        let text = std::fs::read_to_string(svc.dir.join(log)).unwrap_or_default();
+        assert!(!text.contains(KEY), "the key is in {log}");
+    }
+}
