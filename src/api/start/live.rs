@@ -37,8 +37,8 @@ impl Parser<'_> {
                         Value::Object(m) => items.push((at, m)),
                         other => {
                             return Err(ApiError::invalid(
-                                &at,
-                                format!("must be an object, got {}", echo(other)),
+                                &path,
+                                format!("must list objects; item {i} is {}", echo(other)),
                             ));
                         }
                     }
