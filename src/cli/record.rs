@@ -135,7 +135,7 @@ fn live_feed(
     }
     let settings = LiveSettings {
         ffmpeg: rec.ffmpeg.clone(),
-        preset: rec.preset.clone(),
+        preset: rec.live_preset.clone(),
         width,
         height,
         fps,

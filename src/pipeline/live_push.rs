@@ -43,7 +43,7 @@ pub(super) async fn feed_for(ctx: &WorkerContext, task: &TaskRecord) -> Option<L
     let rec = &ctx.cfg.recorder;
     let settings = LiveSettings {
         ffmpeg: rec.ffmpeg.clone(),
-        preset: rec.preset.clone(),
+        preset: rec.live_preset.clone(),
         width: task.spec.width,
         height: task.spec.height,
         fps: task.spec.fps,

@@ -15,8 +15,14 @@ use super::target::{
 };
 use crate::process::{OwnedChild, resolve_program};
 
-/// Pictures a push may have waiting for its ffmpeg (1 s at 30 fps).
-const PUSH_QUEUE: usize = 30;
+/// Pictures a push may have waiting for its ffmpeg: JPEG (1 s at 30 fps) or raw (a 720p I420
+/// picture is 1.4 MB, so a stalled target holds at most about 11 MB).
+fn push_queue(input: crate::media::encoder::FrameFormat) -> usize {
+    match input {
+        crate::media::encoder::FrameFormat::Jpeg => 30,
+        _ => 8,
+    }
+}
 /// A push that has run this long counts as connected (ffmpeg fails fast on a refused or
 /// unreachable target).
 const CONNECTED_AFTER: Duration = Duration::from_secs(3);
@@ -193,8 +199,8 @@ fn spawn(s: &LiveSettings, target: &LiveTarget) -> Result<Running, String> {
         Some(Err(e)) => return Err(format!("ffmpeg's input: {e}")),
         None => return Err("ffmpeg's input is not a pipe".into()),
     };
-    let (video, vrx) = sync_channel::<Arc<[u8]>>(PUSH_QUEUE);
-    let (audio, arx) = sync_channel::<Arc<[u8]>>(PUSH_QUEUE);
+    let (video, vrx) = sync_channel::<Arc<[u8]>>(push_queue(s.input));
+    let (audio, arx) = sync_channel::<Arc<[u8]>>(push_queue(s.input));
     // The writers end when their queue closes (the push ends) or ffmpeg stops reading.
     std::thread::Builder::new()
         .name("live-video".into())
