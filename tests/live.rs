@@ -350,6 +350,8 @@ fn an_srt_push_reaches_an_srt_listener_as_mpeg_ts() {
         json!({
             "RecordURL": format!("{fixtures}/animated.html"),
             "MaxDurationLimit": 120,
+            // Screencast capture: the push gets JPEG pictures (the other tests: raw x11 ones).
+            "Capture": "screencast",
             "Output": {"Live": {"Url": format!("srt://127.0.0.1:{port}?latency=200000")}},
         }),
     );

@@ -15,12 +15,12 @@ use super::target::{
 };
 use crate::process::{OwnedChild, resolve_program};
 
-/// Pictures a push may have waiting for its ffmpeg: JPEG (1 s at 30 fps) or raw (a 720p I420
-/// picture is 1.4 MB, so a stalled target holds at most about 11 MB).
+/// Pictures a push may have waiting for its ffmpeg: JPEG (1 s at 30 fps) or raw (0.5 s; a 720p
+/// I420 picture is 1.4 MB, so a stalled target holds at most about 21 MB).
 fn push_queue(input: crate::media::encoder::FrameFormat) -> usize {
     match input {
         crate::media::encoder::FrameFormat::Jpeg => 30,
-        _ => 8,
+        _ => 15,
     }
 }
 /// A push that has run this long counts as connected (ffmpeg fails fast on a refused or

@@ -211,6 +211,10 @@ pub fn push_args(s: &LiveSettings, target: &LiveTarget) -> Vec<String> {
     match s.input {
         FrameFormat::Jpeg => push(&["-thread_queue_size", "64", "-f", "mjpeg"]),
         FrameFormat::Bgrx => push(&[
+            "-probesize",
+            "32",
+            "-analyzeduration",
+            "0",
             "-thread_queue_size",
             "4",
             "-f",
@@ -221,6 +225,10 @@ pub fn push_args(s: &LiveSettings, target: &LiveTarget) -> Vec<String> {
             &size,
         ]),
         FrameFormat::I420 => push(&[
+            "-probesize",
+            "32",
+            "-analyzeduration",
+            "0",
             "-thread_queue_size",
             "4",
             "-f",
@@ -234,7 +242,13 @@ pub fn push_args(s: &LiveSettings, target: &LiveTarget) -> Vec<String> {
     let fps = s.fps.max(1).to_string();
     push(&["-framerate", &fps, "-i", "-"]);
     let audio_in = format!("pipe:{AUDIO_FD}");
+    // Raw PCM needs no probing. Without these ffmpeg reads seconds of sound before it takes
+    // any picture, while pictures and sound are handed over in step: the push would stall.
     push(&[
+        "-probesize",
+        "32",
+        "-analyzeduration",
+        "0",
         "-thread_queue_size",
         "64",
         "-f",
