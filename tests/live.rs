@@ -494,3 +494,52 @@ fn a_worker_that_dies_hands_the_push_to_the_worker_that_continues() {
         assert!(!text.contains(KEY), "the key is in {log}");
     }
 }
+
+#[test]
+fn the_one_shot_command_pushes_with_live_and_hides_the_key() {
+    let rtmp = TestRtmp::start("live-cli");
+    let fixtures = fixture_server();
+    let dir = scratch("live-cli-out");
+    let out = dir.join("out.mp4");
+    let url = rtmp.url();
+    // Read the stream while the command records (it starts after the page loads).
+    let reader = std::thread::spawn(move || {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let c = codecs(&url);
+            if c == ["aac", "h264"] || Instant::now() > deadline {
+                return c;
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    });
+    let o = record_ok(
+        &format!("{fixtures}/animated.html"),
+        &out,
+        &["--duration", "8", "--no-audio", "--live", &rtmp.url()],
+    );
+    assert_eq!(reader.join().unwrap(), ["aac", "h264"], "the stream was up");
+    let said = stderr(&o);
+    assert!(
+        said.contains(&format!(
+            "live push to rtmp://127.0.0.1:{}/live/***: 1 connection attempt(s)",
+            rtmp.port
+        )),
+        "{said}"
+    );
+    assert!(!said.contains(KEY), "{said}");
+    assert_close(probe(&out, &[]).duration, 8.0, 0.2, "the file");
+    // A URL that is not a push target is refused before anything runs, without echoing it.
+    let mut cmd = pagecast();
+    cmd.args(["record", "https://example.com", "-o"])
+        .arg(dir.join("never.mp4"))
+        .args(["--live", &format!("rtsp://h/live/{KEY}")]);
+    let o = run(cmd, Duration::from_secs(30));
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("rtmp://, rtmps:// or srt://"),
+        "{}",
+        stderr(&o)
+    );
+    assert!(!stderr(&o).contains(KEY), "{}", stderr(&o));
+}
