@@ -81,6 +81,16 @@ impl TestRtmp {
         }
     }
 
+    /// Stops (`STOP`) or continues (`CONT`) the server: a target that hangs without closing.
+    fn signal(&self, sig: &str) {
+        if let Some(c) = &self.child {
+            Command::new("kill")
+                .args([&format!("-{sig}"), &c.id().to_string()])
+                .status()
+                .unwrap();
+        }
+    }
+
     fn url(&self) -> String {
         format!("rtmp://127.0.0.1:{}/live/{KEY}", self.port)
     }
@@ -542,4 +552,61 @@ fn the_one_shot_command_pushes_with_live_and_hides_the_key() {
         stderr(&o)
     );
     assert!(!stderr(&o).contains(KEY), "{}", stderr(&o));
+}
+
+#[test]
+fn a_target_that_hangs_is_given_up_and_reconnected_without_holding_the_recording() {
+    let redis = TestRedis::start();
+    let rtmp = TestRtmp::start("live-hang");
+    let fixtures = fixture_server();
+    let svc = service(&redis, "live-hang-svc", true, 0, 1);
+    let id = start_recording(
+        &svc.url,
+        json!({
+            "RecordURL": format!("{fixtures}/animated.html"),
+            "MaxDurationLimit": 120,
+            "Output": {"Live": {"Url": rtmp.url()}},
+        }),
+    );
+    wait_for(
+        &svc.url,
+        &id,
+        "the push to be up",
+        Duration::from_secs(20),
+        |d| live_stats(d).first().is_some_and(|l| l["State"] == "live"),
+    );
+    // The server stops answering but keeps its connections open.
+    rtmp.signal("STOP");
+    let d = wait_for(
+        &svc.url,
+        &id,
+        "the push to give up",
+        Duration::from_secs(60),
+        |d| {
+            live_stats(d)
+                .first()
+                .is_some_and(|l| l["Attempts"].as_u64().unwrap_or(0) >= 2)
+        },
+    );
+    assert_eq!(d["Status"], "recording", "{d}");
+    eprintln!("gave up with: {}", live_stats(&d)[0]["LastError"]);
+    rtmp.signal("CONT");
+    wait_for(
+        &svc.url,
+        &id,
+        "the push to reconnect",
+        Duration::from_secs(60),
+        |d| live_stats(d).first().is_some_and(|l| l["State"] == "live"),
+    );
+    ok(&svc.url, "Stop", &id);
+    let d = wait_finished(&svc.url, &id, Duration::from_secs(90));
+    assert!(d["Result"]["ErrorCode"].is_null(), "{d}");
+    let p = probe(&fetch_video(&d, &svc.dir), &[]);
+    assert_close(
+        p.duration,
+        d["RecordedDuration"].as_f64().unwrap(),
+        0.5,
+        "the file is whole",
+    );
+    assert_eq!(d["Stats"]["LostSeconds"].as_f64(), Some(0.0), "{d}");
 }
