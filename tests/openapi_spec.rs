@@ -375,6 +375,12 @@ fn full_task() -> TaskRecord {
             }],
             handovers: 2,
             lost_media: None,
+            live: vec![pagecast::media::live::LiveTargetStats {
+                url: "srt://10.0.0.1:9000?streamid=***".into(),
+                state: "retrying".into(),
+                attempts: 2,
+                last_error: Some("Connection refused".into()),
+            }],
         }),
         owner: Some("worker".into()),
         fence: 3,

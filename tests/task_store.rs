@@ -48,6 +48,7 @@ fn secrets() -> TaskSecrets {
         encrypt_key: Some(KEY.into()),
         encrypt_iv: None,
         key_generated: false,
+        live_urls: Vec::new(),
     }
 }
 

@@ -232,6 +232,7 @@ async fn start(state: &ApiState, data: &Value) -> Result<Value, ApiError> {
             .await
             .map_err(|why| ApiError::invalid("Data.CallbackURL", why))?;
     }
+    super::start::check_live_egress(&secrets.live_urls, &state.url_policy).await?;
     let id = uuid::Uuid::new_v4().to_string();
     let now = crate::clock::now_s();
     state

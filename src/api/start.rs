@@ -32,12 +32,14 @@ use crate::recording::{
 use crate::storage::StorageConfig;
 use crate::task::{Muxer, OutputTarget, StartSpec, StorageType, TaskSecrets};
 
+mod live;
 mod output;
 mod reader;
 #[cfg(test)]
 mod tests;
 mod video;
 
+pub(crate) use live::check_live_egress;
 use reader::Obj;
 use video::VideoFields;
 
@@ -80,6 +82,7 @@ pub const START_FIELDS: &[&str] = &[
     "Output.S3.TargetName",
     "Output.S3.Domain",
     "Output.Vod",
+    "Output.Live",
     "Output.Video",
     "Output.Video.Muxer",
     "Output.Video.EncryptKey",
@@ -225,6 +228,14 @@ pub fn parse_start(
         Some(out) => p.output_target(out)?,
     };
     output.location = limits.storage.location_of(&output);
+    let live_urls = match &output_obj {
+        Some(out) => {
+            let (targets, urls) = p.live(out)?;
+            output.live = targets;
+            urls
+        }
+        None => Vec::new(),
+    };
 
     let from_output = match &output_obj {
         Some(out) => match out.object("Video")? {
@@ -347,6 +358,7 @@ pub fn parse_start(
             encrypt_iv: encrypt_key.as_ref().and(video.encrypt_iv.map(|(iv, _)| iv)),
             encrypt_key,
             key_generated: generate.is_some(),
+            live_urls,
         },
     ))
 }

@@ -60,6 +60,10 @@ pub struct RecordArgs {
     /// Record without sound (no PulseAudio needed; the file has no audio track).
     #[arg(long)]
     no_audio: bool,
+    /// Push the recording live to this rtmp://, rtmps:// or srt:// URL while recording (up to 3
+    /// times; 2500 kbit/s video, 128 kbit/s audio). See docs/live.md.
+    #[arg(long = "live", value_name = "URL")]
+    live: Vec<String>,
     #[command(flatten)]
     recorder: RecorderConfig,
     /// No progress display.
@@ -102,6 +106,42 @@ fn validate(args: &RecordArgs) -> Result<(u32, u32, u32, Option<Duration>, Outpu
     let format =
         OutputFormat::from_path(&args.output, key).map_err(|e| format!("--output: {e}"))?;
     Ok((width, height, fps, duration, format))
+}
+
+/// The live pushes `--live` asks for (checked like the API's `Output.Live`, without the egress
+/// rules: the one-shot command is the operator's own tool).
+fn live_feed(
+    urls: &[String],
+    rec: &RecorderConfig,
+    width: u32,
+    height: u32,
+    fps: u32,
+) -> Result<pagecast::media::live::LiveFeed, String> {
+    use pagecast::media::live::target::{
+        DEFAULT_AUDIO_KBPS, DEFAULT_VIDEO_KBPS, MAX_TARGETS, parse_live_url, redacted_url,
+    };
+    use pagecast::media::live::{LiveFeed, LiveSettings, LiveTarget};
+    if urls.len() > MAX_TARGETS {
+        return Err(format!("--live may be given at most {MAX_TARGETS} times"));
+    }
+    let mut targets = Vec::new();
+    for url in urls {
+        parse_live_url(url).map_err(|e| format!("--live {} {e}", redacted_url(url)))?;
+        targets.push(LiveTarget {
+            url: url.trim().to_owned(),
+            video_kbps: DEFAULT_VIDEO_KBPS,
+            audio_kbps: DEFAULT_AUDIO_KBPS,
+        });
+    }
+    let settings = LiveSettings {
+        ffmpeg: rec.ffmpeg.clone(),
+        preset: rec.live_preset.clone(),
+        width,
+        height,
+        fps,
+        input: pagecast::media::encoder::FrameFormat::Jpeg,
+    };
+    Ok(LiveFeed::start(settings, targets))
 }
 
 fn is_hls(output: &std::path::Path) -> bool {
@@ -175,7 +215,7 @@ pub async fn run(args: RecordArgs) -> anyhow::Result<ExitCode> {
             "fontconfig/fonts.conf not found: the bundled fonts are unavailable (set PAGECAST_FONTCONFIG)"
         );
     }
-    let opts = RecordOptions {
+    let mut opts = RecordOptions {
         url,
         width,
         height,
@@ -194,7 +234,15 @@ pub async fn run(args: RecordArgs) -> anyhow::Result<ExitCode> {
         url_policy: pagecast::url_guard::UrlPolicy::OPEN,
         guard_egress: false,
         work_dir: work.path().to_path_buf(),
+        live: None,
     };
+    if !args.live.is_empty() {
+        match live_feed(&args.live, rec, width, height, fps) {
+            Ok(feed) => opts.live = Some(feed),
+            Err(why) => return fail(ErrorCode::InvalidParam, why),
+        }
+    }
+    let live = opts.live.clone();
 
     // ffmpeg is needed only after the page loads; check it first so a missing one fails fast.
     if let Err(e) = pagecast::process::resolve_program("ffmpeg", &rec.ffmpeg) {
@@ -248,6 +296,19 @@ pub async fn run(args: RecordArgs) -> anyhow::Result<ExitCode> {
         }
     };
 
+    if let Some(live) = &live {
+        live.finish().await;
+        for t in live.stats() {
+            eprintln!(
+                "live push to {}: {} connection attempt(s){}",
+                t.url,
+                t.attempts,
+                t.last_error
+                    .map(|e| format!(", last error: {e}"))
+                    .unwrap_or_default()
+            );
+        }
+    }
     let files = match finalize(
         &rec.ffmpeg,
         &media.segments,

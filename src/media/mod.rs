@@ -4,6 +4,7 @@ pub mod encoder;
 pub mod faststart;
 pub mod finalize;
 pub mod hls;
+pub mod live;
 pub mod pacer;
 pub mod probe;
 pub mod remux;

@@ -16,6 +16,7 @@ mod diagnose;
 mod disk;
 mod held;
 mod live_mp4;
+mod live_push;
 mod mirror;
 mod presence;
 mod publish;

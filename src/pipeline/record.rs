@@ -95,6 +95,7 @@ pub async fn run(ctx: WorkerContext, queue: StageQueue, job: StageJob) {
         task,
         takeover,
         mirror: mirror.map(|s| super::mirror::WorkMirror::new(s, &id)),
+        push: None,
     };
     let outcome = match (&job.takeover, job.status) {
         // Stopped while it waited for this worker: deliver what was recorded before.
@@ -149,6 +150,8 @@ struct RecordJob {
     takeover: Option<Takeover>,
     /// `StorageType: s3`: the work directory's copy in the bucket.
     mirror: Option<super::mirror::WorkMirror>,
+    /// `Output.Live`: the pushes fed by this recording.
+    push: Option<crate::media::live::LiveFeed>,
 }
 
 impl RecordJob {
@@ -282,7 +285,10 @@ impl RecordJob {
 
     /// The task's figures: the earlier attempts' (after a takeover) plus this recording's.
     fn stats(&self, p: &crate::recording::Progress) -> TaskStats {
-        let now = stats_of(p);
+        let mut now = stats_of(p);
+        if let Some(push) = &self.push {
+            now.live = push.stats();
+        }
         match &self.takeover {
             Some(t) => combined(&t.base, &now),
             None => now,

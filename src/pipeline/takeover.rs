@@ -148,6 +148,12 @@ pub(crate) fn combined(b: &TaskStats, now: &TaskStats) -> TaskStats {
         gaps: b.gaps.clone(),
         handovers: b.handovers + now.handovers,
         lost_media: b.lost_media.clone().or_else(|| now.lost_media.clone()),
+        // The pushes are this worker's (a takeover reconnects them).
+        live: if now.live.is_empty() {
+            b.live.clone()
+        } else {
+            now.live.clone()
+        },
     }
 }
 
@@ -171,6 +177,7 @@ pub(crate) fn stats_of(p: &crate::recording::Progress) -> TaskStats {
         gaps: Vec::new(),
         handovers: 0,
         lost_media: None,
+        live: Vec::new(),
     }
 }
 

@@ -105,6 +105,9 @@ impl ResilientEncoder {
     }
 
     pub(super) async fn send(&mut self, slot: SlotMedia) {
+        if let Some(live) = &self.opts.live {
+            live.offer(&slot, self.opts.encoder.input);
+        }
         let Some(enc) = self.current.as_ref() else {
             return;
         };

@@ -93,6 +93,8 @@ pub struct RecordOptions {
     pub guard_egress: bool,
     /// The recording's private work directory (segments, browser profile). The caller owns it.
     pub work_dir: PathBuf,
+    /// Live pushes fed the same output frames as the encoder (`Output.Live`).
+    pub live: Option<crate::media::live::LiveFeed>,
 }
 
 /// Applies the contract's rule for a width or height: 0 means the default, otherwise

@@ -27,4 +27,20 @@ pub struct OutputTarget {
     /// `None`: the local output directory. Keys the reservation of the result's name.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub location: Option<String>,
+    /// `Output.Live`: where the recording is pushed live while it records. The URLs here are
+    /// redacted (for Describe); the full ones are in the task's secrets (`live_urls`), in this
+    /// order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub live: Vec<LiveSpec>,
+}
+
+/// One `Output.Live` target as the task keeps it (its full URL is a secret).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LiveSpec {
+    /// The URL with its stream key and query values hidden.
+    pub url: String,
+    /// Video bit rate, kbit/s.
+    pub video_kbps: u32,
+    /// Audio bit rate, kbit/s.
+    pub audio_kbps: u32,
 }

@@ -26,7 +26,7 @@ pub enum Muxer {
     Hls,
 }
 
-pub use crate::storage::OutputTarget;
+pub use crate::storage::{LiveSpec, OutputTarget};
 
 /// A validated Start request: everything a worker needs, except secrets.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -87,6 +87,10 @@ pub struct TaskSecrets {
     /// receiver, then dropped from the store.
     #[serde(default)]
     pub key_generated: bool,
+    /// `Output.Live` URLs in full (stream keys, SRT passphrases), in the order of
+    /// [`OutputTarget::live`].
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub live_urls: Vec<String>,
 }
 
 impl std::fmt::Debug for TaskSecrets {
@@ -98,6 +102,14 @@ impl std::fmt::Debug for TaskSecrets {
             )
             .field("encrypt_iv", &self.encrypt_iv)
             .field("key_generated", &self.key_generated)
+            .field(
+                "live_urls",
+                &self
+                    .live_urls
+                    .iter()
+                    .map(|u| crate::media::live::target::redacted_url(u))
+                    .collect::<Vec<_>>(),
+            )
             .finish()
     }
 }
@@ -186,6 +198,9 @@ pub struct TaskStats {
     /// that was lost); the task then ends with `RecordIncomplete`. Internal: not in Describe.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub lost_media: Option<String>,
+    /// Live push targets and their state (`Stats.Live`); empty without `Output.Live`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub live: Vec<crate::media::live::LiveTargetStats>,
 }
 
 /// A stretch of the page's life that is not in the video: the worker recording the task

@@ -137,7 +137,7 @@ fn callback_json(d: &CallbackDelivery) -> Value {
 }
 
 fn stats_json(stats: &TaskStats) -> Value {
-    json!({
+    let mut v = json!({
         "FramesCaptured": stats.frames_captured,
         "FramesWritten": stats.frames_written,
         "FramesDuplicated": stats.frames_duplicated,
@@ -155,7 +155,14 @@ fn stats_json(stats: &TaskStats) -> Value {
             "Seconds": (g.seconds * 1000.0).round() / 1000.0,
         })).collect::<Vec<_>>(),
         "Handovers": stats.handovers,
-    })
+    });
+    // Only with Output.Live: each target's redacted URL, state, attempts and last error.
+    if !stats.live.is_empty()
+        && let Some(map) = v.as_object_mut()
+    {
+        map.insert("Live".into(), json!(stats.live));
+    }
+    v
 }
 
 /// Seconds rounded to milliseconds; nothing for a value that is not a real duration.
@@ -293,6 +300,7 @@ mod tests {
             }],
             handovers: 1,
             lost_media: None,
+            live: Vec::new(),
         });
         let v = describe_json(&t, "req-2");
         assert_eq!(

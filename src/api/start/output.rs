@@ -80,6 +80,7 @@ impl Parser<'_> {
             domain,
             cos: !is_s3,
             location: None,
+            live: Vec::new(),
         };
         // Before anything else is done with them: every request to storage is signed with the
         // server's credentials.
@@ -378,6 +379,7 @@ mod tests {
                 location: Some(
                     "s3 https://cos.ap-shanghai.myqcloud.com:443 records-1250000000".into()
                 ),
+                live: Vec::new(),
             }
         );
     }

@@ -57,6 +57,7 @@ impl RecordJob {
         }
         let rec_cfg = &self.ctx.cfg.recorder;
         let start_wait = StartWait::of(&spec, self.task.create_time, now_s());
+        self.push = crate::pipeline::live_push::feed_for(&self.ctx, &self.task).await;
         let opts = RecordOptions {
             url: spec.record_url.clone(),
             width: spec.width,
@@ -93,6 +94,7 @@ impl RecordJob {
             // A service records pages it was sent: every request they make is checked.
             guard_egress: true,
             work_dir: work_dir.to_path_buf(),
+            live: self.push.clone(),
         };
         info!(url = %crate::redact::url(&spec.record_url), "starting recording");
 
@@ -213,6 +215,9 @@ impl RecordJob {
             }
         };
         drop(ctl_rx);
+        if let Some(push) = &self.push {
+            push.finish().await;
+        }
         // The browser is gone: its profile is of no use, and the result needs the room.
         crate::pipeline::disk::remove_browser_profiles(work_dir);
         if let Some(side) = side {

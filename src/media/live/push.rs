@@ -1,0 +1,231 @@
+//! One push target: its ffmpeg (under the process core), the two writer threads that feed it
+//! (pictures on stdin, PCM on fd 3), and the reconnect-with-backoff state machine around them.
+//!
+//! Nothing here may hold the recording back: pictures are handed over with `try_send`, and a
+//! push that cannot take them (its target stalled) drops them and is restarted after a while.
+
+use std::io::Write;
+use std::sync::Arc;
+use std::sync::mpsc::{SyncSender, TrySendError, sync_channel};
+use std::time::{Duration, Instant};
+
+use super::LiveTargetStats;
+use super::target::{
+    AUDIO_FD, LiveSettings, LiveTarget, backoff, push_args, redact_in, redacted_url,
+};
+use crate::process::{OwnedChild, resolve_program};
+
+/// Pictures a push may have waiting for its ffmpeg: JPEG (1 s at 30 fps) or raw (0.5 s; a 720p
+/// I420 picture is 1.4 MB, so a stalled target holds at most about 21 MB).
+fn push_queue(input: crate::media::encoder::FrameFormat) -> usize {
+    match input {
+        crate::media::encoder::FrameFormat::Jpeg => 30,
+        _ => 15,
+    }
+}
+/// A push that has run this long counts as connected (ffmpeg fails fast on a refused or
+/// unreachable target).
+const CONNECTED_AFTER: Duration = Duration::from_secs(3);
+/// A push that stayed up this long starts its backoff from the beginning when it fails.
+const STABLE_AFTER: Duration = Duration::from_secs(30);
+/// Seconds of pictures a push may fail to take before it is restarted.
+const STALLED_SECONDS: u32 = 10;
+
+/// The states shown in `Stats.Live[].State`.
+pub(super) mod state {
+    /// ffmpeg is starting and connecting.
+    pub const CONNECTING: &str = "connecting";
+    /// The stream is up.
+    pub const LIVE: &str = "live";
+    /// The push failed; it is tried again after a backoff.
+    pub const RETRYING: &str = "retrying";
+    /// The recording ended; so did the push.
+    pub const ENDED: &str = "ended";
+}
+
+struct Running {
+    child: OwnedChild,
+    video: SyncSender<Arc<[u8]>>,
+    audio: SyncSender<Arc<[u8]>>,
+    since: Instant,
+}
+
+/// One target and its push, restarted as often as it fails.
+pub(super) struct Pusher {
+    target: LiveTarget,
+    running: Option<Running>,
+    /// Failures since the push was last stable (drives the backoff).
+    failures: u32,
+    retry_at: Option<Instant>,
+    /// Pictures in a row the push could not take.
+    dropped: u32,
+    pub(super) stats: LiveTargetStats,
+}
+
+impl Pusher {
+    pub(super) fn new(target: LiveTarget) -> Self {
+        let stats = LiveTargetStats {
+            url: redacted_url(&target.url),
+            state: state::CONNECTING.into(),
+            attempts: 0,
+            last_error: None,
+        };
+        Self {
+            target,
+            running: None,
+            failures: 0,
+            retry_at: None,
+            dropped: 0,
+            stats,
+        }
+    }
+
+    /// Hands one picture and its samples to the push, if it runs and can take them.
+    pub(super) fn send(&mut self, image: &Arc<[u8]>, pcm: &Arc<[u8]>) {
+        let Some(run) = self.running.as_ref() else {
+            return;
+        };
+        match run.video.try_send(image.clone()) {
+            Ok(()) => {
+                self.dropped = 0;
+                // Same depth as the picture queue, read by ffmpeg in step with it.
+                let _ = run.audio.try_send(pcm.clone());
+            }
+            Err(TrySendError::Full(_)) => self.dropped += 1,
+            // The writer stopped (ffmpeg is gone): `poll` notices the exit.
+            Err(TrySendError::Disconnected(_)) => {}
+        }
+    }
+
+    /// Starts, watches and restarts the push. `now` is the feed's clock.
+    pub(super) fn poll(&mut self, s: &LiveSettings, now: Instant) {
+        if let Some(run) = self.running.as_mut() {
+            let failed = if let Some(status) = run.child.try_wait() {
+                let said = redact_in(&last_lines(&run.child.tail().text()), &self.target.url);
+                Some(if said.is_empty() {
+                    format!("ffmpeg exited with {status}")
+                } else {
+                    said
+                })
+            } else if self.dropped > STALLED_SECONDS * s.fps.max(1) {
+                Some(format!(
+                    "the target took no data for {STALLED_SECONDS} s; reconnecting"
+                ))
+            } else {
+                None
+            };
+            let up = now.saturating_duration_since(run.since);
+            match failed {
+                Some(why) => {
+                    if up >= STABLE_AFTER {
+                        self.failures = 0;
+                    }
+                    self.fail(why, now);
+                }
+                None if up >= CONNECTED_AFTER => {
+                    self.stats.state = state::LIVE.into();
+                    if up >= STABLE_AFTER {
+                        self.failures = 0;
+                    }
+                }
+                None => {}
+            }
+            return;
+        }
+        if self.retry_at.is_some_and(|at| now < at) {
+            return;
+        }
+        self.stats.attempts += 1;
+        self.stats.state = state::CONNECTING.into();
+        match spawn(s, &self.target) {
+            Ok(run) => {
+                tracing::info!(url = %self.stats.url, attempt = self.stats.attempts, "live push starting");
+                self.running = Some(Running { since: now, ..run });
+                self.dropped = 0;
+            }
+            Err(why) => self.fail(redact_in(&why, &self.target.url), now),
+        }
+    }
+
+    fn fail(&mut self, why: String, now: Instant) {
+        // Dropping the child kills and reaps what is left of ffmpeg; its writers then stop.
+        self.running = None;
+        self.failures += 1;
+        let wait = backoff(self.failures);
+        tracing::warn!(url = %self.stats.url, error = %why, retry_in_s = wait.as_secs(), "live push failed; reconnecting after a pause");
+        self.retry_at = Some(now + wait);
+        self.stats.state = state::RETRYING.into();
+        self.stats.last_error = Some(why);
+    }
+
+    /// Ends the push: its inputs close, ffmpeg sends what it has and exits (killed after
+    /// `limit`).
+    pub(super) async fn finish(&mut self, limit: Duration) {
+        if let Some(run) = self.running.take() {
+            let Running {
+                mut child,
+                video,
+                audio,
+                ..
+            } = run;
+            drop((video, audio));
+            let _ = child.wait_or_kill(limit).await;
+        }
+        self.stats.state = state::ENDED.into();
+    }
+}
+
+/// The last two of ffmpeg's lines (the error, and what led to it).
+fn last_lines(tail: &str) -> String {
+    let parts: Vec<&str> = tail.split(" | ").collect();
+    parts[parts.len().saturating_sub(2)..].join(" | ")
+}
+
+fn spawn(s: &LiveSettings, target: &LiveTarget) -> Result<Running, String> {
+    let exe = resolve_program("ffmpeg", &s.ffmpeg).map_err(|e| e.to_string())?;
+    let mut cmd = tokio::process::Command::new(exe);
+    cmd.args(push_args(s, target))
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null());
+    let url = target.url.clone();
+    // ffmpeg quotes its output URL in errors: never log the stream key.
+    let log = move |line: &str| {
+        tracing::debug!(target: "pagecast::ffmpeg", "{}", redact_in(line, &url));
+    };
+    let (mut child, mut pcm_out) =
+        OwnedChild::spawn_with_input("ffmpeg", cmd, AUDIO_FD, log).map_err(|e| e.to_string())?;
+    let mut stdin = match child.take_stdin_file() {
+        Some(Ok(f)) => f,
+        Some(Err(e)) => return Err(format!("ffmpeg's input: {e}")),
+        None => return Err("ffmpeg's input is not a pipe".into()),
+    };
+    let (video, vrx) = sync_channel::<Arc<[u8]>>(push_queue(s.input));
+    let (audio, arx) = sync_channel::<Arc<[u8]>>(push_queue(s.input));
+    // The writers end when their queue closes (the push ends) or ffmpeg stops reading.
+    std::thread::Builder::new()
+        .name("live-video".into())
+        .spawn(move || {
+            while let Ok(frame) = vrx.recv() {
+                if stdin.write_all(&frame).is_err() {
+                    return;
+                }
+            }
+        })
+        .map_err(|e| format!("could not start a live writer thread: {e}"))?;
+    std::thread::Builder::new()
+        .name("live-audio".into())
+        .spawn(move || {
+            while let Ok(pcm) = arx.recv() {
+                if pcm_out.write_all(&pcm).is_err() {
+                    return;
+                }
+            }
+        })
+        .map_err(|e| format!("could not start a live writer thread: {e}"))?;
+    Ok(Running {
+        child,
+        video,
+        audio,
+        since: Instant::now(),
+    })
+}
