@@ -341,7 +341,7 @@ fn the_dockerfile_passes_hadolint() {
     let hadolint = tools.join("bin/hadolint");
     assert!(
         hadolint.exists(),
-        "{} is missing: run scripts/install-deps.sh",
+        "{} is missing: run scripts/install-test-deps.sh",
         hadolint.display()
     );
     let o = std::process::Command::new(&hadolint)
