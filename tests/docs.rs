@@ -3,7 +3,9 @@
 //! clap checks every flag and value it reads first, then prints the help and starts nothing);
 //! those that need nothing from outside are run. `docker run` lines are checked against the
 //! commands and variables the binary knows, API request bodies parse as JSON with a known
-//! Action. What is not run says why, in [`NOT_RUN`].
+//! Action. A pagecast example that is not run says why, in [`NOT_RUN`]; every other command
+//! in a shell block (docker, kubectl, curl, benchmark drivers, ...) is named, with why it is
+//! not run here, in [`OTHER_COMMANDS`].
 
 mod common;
 #[path = "support/docs.rs"]
@@ -464,4 +466,80 @@ fn relative_links_resolve() {
         }
     }
     assert!(problems.is_empty(), "{}", problems.join("\n"));
+}
+
+/// The other commands in the docs' shell blocks, by their first word, and why they are not run.
+const OTHER_COMMANDS: &[(&str, &str)] = &[
+    (
+        "docker",
+        "needs a Docker engine (none on the test machines): `docker run` lines are checked above",
+    ),
+    (
+        "kubectl",
+        "needs a Kubernetes cluster: tests/deploy.rs validates the manifests offline",
+    ),
+    (
+        "curl",
+        "needs a running service: tests/api_contract.rs and tests/service.rs send these requests",
+    ),
+    (
+        "pc",
+        "the curl wrapper of the API examples: the bodies are checked above",
+    ),
+    ("pc()", "defines the curl wrapper"),
+    (
+        "TOKEN=",
+        "sets the example token (from a literal, or from the cluster's secret)",
+    ),
+    (
+        "export",
+        "sets example settings, checked against --help by tests/config.rs",
+    ),
+    ("redis-server", "the tests start their own Redis servers"),
+    ("cargo", "builds and test runs: what scripts/test does"),
+    (
+        "python3",
+        "benchmark drivers, minutes each: BENCHMARKS.md's runs",
+    ),
+    (
+        "bash",
+        "installers and benchmark scripts: scripts/test runs install-test-deps.sh",
+    ),
+    ("scripts/test", "the whole suite: this test is part of it"),
+    ("scripts/pagecast", "runs as the pagecast command (above)"),
+    (
+        "target/release/pagecast",
+        "runs as the pagecast command (above)",
+    ),
+    ("pagecast", "parsed or run above"),
+    (
+        "PAGECAST_API_TOKENS=",
+        "`pagecast serve` with a token: parsed above",
+    ),
+];
+
+/// Every command in a shell block is a pagecast command (parsed, or run) or one of
+/// [`OTHER_COMMANDS`], which names why it is not run; a new kind of example must be added there.
+#[test]
+fn every_example_command_is_run_checked_or_named() {
+    let mut unknown = Vec::new();
+    for page in pages() {
+        if page.components().any(|c| c.as_os_str() == "benchmarks") {
+            continue; // the dated lab notebook and decision records: commands as they were run
+        }
+        for ex in examples(&page) {
+            let first = words(&ex.text).into_iter().next().unwrap_or_default();
+            let named = OTHER_COMMANDS
+                .iter()
+                .any(|(w, _)| *w == first || w.ends_with('=') && first.starts_with(w));
+            if !named {
+                unknown.push(format!("{}: {}", page.display(), ex.text));
+            }
+        }
+    }
+    assert!(
+        unknown.is_empty(),
+        "examples this test neither runs nor names (add them to OTHER_COMMANDS with why):\n{}",
+        unknown.join("\n")
+    );
 }
