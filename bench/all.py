@@ -46,7 +46,7 @@ import stop_to_finished as stf
 from fixtures import fixture_server
 
 ROOT = Path(__file__).resolve().parent.parent
-# Where scripts/install-deps.sh and bench/puppeteer_baseline.sh put the tools they build or fetch.
+# Where scripts/install-test-deps.sh and bench/puppeteer_baseline.sh put the tools they build or fetch.
 TOOLS = Path(os.environ.get("PAGECAST_TOOLS_DIR", Path.home() / ".cache/pagecast-tools"))
 RECORDERS = ["pagecast", "x11grab", "puppeteer"]
 
@@ -146,7 +146,7 @@ def concurrent(opts, count: int = 3) -> list[dict]:
 def delivery(opts) -> list[dict]:
     """Start -> first frame and Stop -> finished through the API, Redis and s3s-fs."""
     if not Path(opts.s3s_fs).is_file():
-        raise ft.BenchError(f"s3s-fs not found at {opts.s3s_fs}: run scripts/install-deps.sh first")
+        raise ft.BenchError(f"s3s-fs not found at {opts.s3s_fs}: run scripts/install-test-deps.sh first")
     fixtures = fixture_server()
     runs = []
     for i in range(opts.delivery_runs):
@@ -302,7 +302,7 @@ def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--pagecast", default=str(ROOT / "target/release/pagecast"), help="the pagecast binary")
     p.add_argument("--s3s-fs", default=str(TOOLS / "bin/s3s-fs"),
-                   help="the S3 test server scripts/install-deps.sh builds")
+                   help="the S3 test server scripts/install-test-deps.sh builds")
     p.add_argument("--seconds", type=float, default=30, help="length of each 720p recording (default 30)")
     p.add_argument("--runs", type=int, default=3, help="720p recordings per recorder (default 3)")
     p.add_argument("--recorders", default=",".join(RECORDERS),
@@ -338,7 +338,7 @@ def check_tools(opts) -> None:
     needed = ["chromium", "ffmpeg", "ffprobe", "Xvfb", "redis-server", "pulseaudio", "git"]
     missing = [t for t in needed if shutil.which(t) is None]
     if missing:
-        raise ft.BenchError(f"missing: {', '.join(missing)}; run scripts/install-deps.sh")
+        raise ft.BenchError(f"missing: {', '.join(missing)}; run scripts/install-test-deps.sh")
     pagecast = Path(opts.pagecast)
     if not (pagecast.is_file() and os.access(pagecast, os.X_OK)):
         raise ft.BenchError(f"pagecast binary not found: {pagecast} (cargo build --release)")

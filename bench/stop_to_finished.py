@@ -2,7 +2,7 @@
 """Stop -> finished benchmark for pagecast's delivery path.
 
 Starts a throwaway redis-server and s3s-fs (the S3-compatible test server that
-scripts/install-deps.sh builds), serves tests/fixtures/ on loopback, runs `pagecast serve`
+scripts/install-test-deps.sh builds), serves tests/fixtures/ on loopback, runs `pagecast serve`
 against them, records tests/fixtures/animated.html for --seconds, sends Stop and measures
 how long the task takes to reach `finished` with its result confirmed in the bucket. It also
 measures Start -> first frame: from sending Start to the worker's "recording started" log line

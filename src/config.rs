@@ -278,7 +278,10 @@ pub struct WorkerConfig {
     /// Where results are written when no object storage is configured.
     #[arg(long, env = "PAGECAST_OUTPUT_DIR", default_value = "pagecast-output")]
     pub output_dir: PathBuf,
-    /// Base URL of result files in Describe (default: http://<listen address>; `serve` serves them under /files/).
+    /// Base URL of local result files in Describe: where clients reach `serve`'s /files/. By
+    /// default `serve` derives it from a loopback or specific listen address and publishes it in
+    /// Redis, and a `worker` uses the published one; with a wildcard listen address and no
+    /// bucket it must be set.
     #[arg(long, env = "PAGECAST_PUBLIC_URL")]
     pub public_url: Option<String>,
     /// Milliseconds a worker's lease on a task lasts without a heartbeat.

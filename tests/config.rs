@@ -1,94 +1,241 @@
-//! Configuration: the README's tables list exactly the settings `pagecast --help` knows, with the
-//! same defaults, and settings that cannot work stop `serve` and `worker` at once with a message
-//! naming the variable.
+//! Configuration: docs/configuration.md's tables list exactly the settings `pagecast --help`
+//! knows, cell by cell (variable, flag, default, limits, commands), and settings that cannot
+//! work stop `serve` and `worker` at once with a message naming the variable.
 
 mod common;
+#[path = "support/docs.rs"]
+mod docs;
 #[path = "support/redis.rs"]
 mod redis_support;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
 use common::*;
 
-const COMMANDS: [&str; 4] = ["record", "serve", "worker", "doctor"];
+/// The commands the tables' `commands` column names (`doctor` takes `worker`'s settings).
+const TABLE_COMMANDS: [&str; 4] = ["record", "serve", "worker", "healthcheck"];
 
 /// `PAGECAST_*` variables of every command's `--help`, with their clap default (if any).
 fn settings_from_help() -> BTreeMap<String, Option<String>> {
-    let mut out = BTreeMap::new();
-    for cmd in COMMANDS {
-        let o = pagecast()
-            .args([cmd, "--help"])
-            .output()
-            .expect("run --help");
-        assert!(o.status.success(), "{cmd} --help failed");
-        let text = String::from_utf8_lossy(&o.stdout).to_string();
-        // Each option's block: its env line, then maybe its default line.
-        let lines: Vec<&str> = text.lines().map(str::trim).collect();
-        for (i, line) in lines.iter().enumerate() {
-            let Some(rest) = line.strip_prefix("[env: ") else {
-                continue;
-            };
-            let name: String = rest
-                .chars()
-                .take_while(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || *c == '_')
-                .collect();
-            let default = lines
-                .get(i + 1)
-                .and_then(|l| l.strip_prefix("[default: "))
-                .and_then(|l| l.strip_suffix(']'))
-                .map(String::from);
-            out.insert(name, default);
-        }
-    }
-    out
+    docs::help_settings()
+        .into_iter()
+        .filter_map(|((_, _), o)| o.env.clone().map(|e| (e, o.default.clone())))
+        .collect()
 }
 
-/// Rows of the README's tables whose first cell names `PAGECAST_*` variables:
-/// variable → the whole row.
-fn readme_rows() -> BTreeMap<String, String> {
-    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md"))
-        .expect("README.md");
-    let mut rows = BTreeMap::new();
-    for line in readme.lines().filter(|l| l.starts_with("| `PAGECAST_")) {
-        let first = line.split('|').nth(1).unwrap_or("");
-        for name in first.split('`').filter(|s| s.starts_with("PAGECAST_")) {
-            rows.insert(name.to_string(), line.to_string());
-        }
-    }
-    rows
+fn configuration_page() -> std::path::PathBuf {
+    docs::root().join("docs/configuration.md")
 }
 
+/// Every (setting, command) pair `--help` knows has one row, and every row's cells say what
+/// the binary does: its variable and flag, its default, its limits and its commands.
 #[test]
-fn readme_lists_every_setting_with_its_default() {
-    let help = settings_from_help();
-    let readme = readme_rows();
-    assert!(
-        help.len() > 40,
-        "too few settings found in --help: {help:?}"
-    );
+fn the_configuration_page_matches_the_binary_cell_by_cell() {
+    let help = docs::help_settings();
+    let rows = docs::doc_rows(&configuration_page());
+    assert!(rows.len() > 80, "too few rows found: {}", rows.len());
     let mut problems = Vec::new();
-    for (name, default) in &help {
-        match readme.get(name) {
-            None => problems.push(format!("{name} is not in a README table")),
-            Some(row) => {
-                if let Some(d) = default
-                    && !row.contains(d.as_str())
-                {
-                    problems.push(format!(
-                        "{name}: the README row does not show the default {d:?}: {row}"
-                    ));
-                }
+
+    // Rows by (key, command); each pair once.
+    let mut documented: BTreeMap<(String, String), &docs::DocRow> = BTreeMap::new();
+    for row in &rows {
+        for cmd in &row.commands {
+            if !TABLE_COMMANDS.contains(&cmd.as_str()) {
+                problems.push(format!("unknown command {cmd:?}: {}", row.line));
+            }
+            if documented.insert((row.key(), cmd.clone()), row).is_some() {
+                problems.push(format!("{} for {cmd} is in two rows", row.key()));
             }
         }
     }
-    // PAGECAST_LOG is read directly (a tracing filter), not through clap.
-    for name in readme.keys() {
-        if !help.contains_key(name) && name != "PAGECAST_LOG" {
-            problems.push(format!("{name} is in the README but no command knows it"));
+    let known: BTreeSet<(String, String)> = help
+        .keys()
+        .filter(|(_, cmd)| TABLE_COMMANDS.contains(&cmd.as_str()))
+        .cloned()
+        .collect();
+    for (key, cmd) in &known {
+        if !documented.contains_key(&(key.clone(), cmd.clone())) {
+            problems.push(format!("{key} ({cmd}) is in no row naming {cmd}"));
+        }
+    }
+    for (key, cmd) in documented.keys() {
+        if !known.contains(&(key.clone(), cmd.clone())) {
+            problems.push(format!(
+                "{key} is documented for {cmd}, whose --help does not know it"
+            ));
+        }
+    }
+    // doctor takes the settings of worker, as the page says.
+    for (key, cmd) in help.keys() {
+        if cmd == "doctor" && !help.contains_key(&(key.clone(), "worker".to_string())) {
+            problems.push(format!("doctor knows {key}, which worker does not"));
+        }
+    }
+
+    for ((key, cmd), row) in &documented {
+        let Some(opt) = help.get(&(key.clone(), cmd.clone())) else {
+            continue;
+        };
+        if opt.flag != row.flag {
+            problems.push(format!(
+                "{key}: flag {} in --help, {} in the row",
+                opt.flag, row.flag
+            ));
+        }
+        if row.short.is_some() && opt.short != row.short {
+            problems.push(format!(
+                "{key}: short flag {:?} in --help, {:?} in the row",
+                opt.short, row.short
+            ));
+        }
+        if opt.env != row.variable {
+            problems.push(format!(
+                "{key}: variable {:?} in --help, {:?} in the row",
+                opt.env, row.variable
+            ));
+        }
+        // The default, cell by cell.
+        let expected = match (&opt.default, opt.takes_value) {
+            (Some(d), _) => Some(format!("`{d}`")),
+            (None, false) if opt.flag != "--verbose" => Some("false".to_string()),
+            _ => None,
+        };
+        match expected {
+            Some(e) if row.default != e => problems.push(format!(
+                "{key} ({cmd}): default {e} in --help, {:?} in the row",
+                row.default
+            )),
+            None if row.default.contains('`') || row.default.is_empty() => problems.push(format!(
+                "{key} ({cmd}) has no fixed default: say in words what it is, not {:?}",
+                row.default
+            )),
+            _ => {}
+        }
+        // The accepted words, when clap lists them.
+        if !opt.possible.is_empty() {
+            let listed: BTreeSet<String> = docs::code_spans(&row.limits).into_iter().collect();
+            let possible: BTreeSet<String> = opt.possible.iter().cloned().collect();
+            if listed != possible {
+                problems.push(format!(
+                    "{key}: --help accepts {possible:?}, the row lists {listed:?}"
+                ));
+            }
         }
     }
     assert!(problems.is_empty(), "{}", problems.join("\n"));
+}
+
+/// Every numeric limit in the tables holds at both ends (and one past them), and a numeric
+/// setting whose row says `—` takes 0 and a million: no limit the page does not state.
+#[test]
+fn the_documented_limits_are_the_binarys() {
+    let help = docs::help_settings();
+    let rows = docs::doc_rows(&configuration_page());
+    let mut problems = Vec::new();
+    let mut checked = 0;
+    for row in &rows {
+        let cmd = row.commands[0].as_str();
+        let Some(opt) = help.get(&(row.key(), cmd.to_string())) else {
+            continue; // reported by the cell-by-cell test
+        };
+        if !opt.possible.is_empty() {
+            continue;
+        }
+        let mut expect = |value: String, accepted: bool| {
+            if docs::accepts(cmd, &row.flag, &value) != accepted {
+                problems.push(format!(
+                    "pagecast {cmd} {} {value}: {} by the binary, but the row says {:?}",
+                    row.flag,
+                    if accepted { "refused" } else { "accepted" },
+                    row.limits
+                ));
+            }
+        };
+        if let Some(range) = docs::parse_range(&row.limits) {
+            checked += 1;
+            expect(
+                range.min.to_string(),
+                range.min != 0 || range.zero != Some(false),
+            );
+            if range.min > 1 || (range.min == 1 && range.zero.is_none()) {
+                expect((range.min - 1).to_string(), false);
+            }
+            if let Some(zero) = range.zero {
+                expect("0".to_string(), zero);
+            }
+            if let Some(max) = range.max {
+                expect(max.to_string(), true);
+                expect((max + 1).to_string(), false);
+            }
+        } else if row.limits == "—" {
+            if opt
+                .default
+                .as_deref()
+                .is_some_and(|d| d.parse::<u64>().is_ok())
+            {
+                checked += 1;
+                expect("0".to_string(), true);
+                expect("1000000".to_string(), true);
+            }
+        } else if row.flag == "--hls-key" && row.limits == "32 hex digits" {
+            // Checked by record's own tests (tests/cli.rs); probing it would start a recording.
+        } else {
+            problems.push(format!("limits the test cannot read: {}", row.line));
+        }
+    }
+    assert!(checked > 25, "only {checked} limits checked");
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
+}
+
+/// Every `PAGECAST_*` name the docs mention is a setting some command knows, or one of the
+/// variables read from the environment only, listed on the configuration page.
+#[test]
+fn the_docs_name_only_real_variables() {
+    let help = settings_from_help();
+    let env_only = [
+        "PAGECAST_LOG",
+        "PAGECAST_TOOLS_DIR",
+        "PAGECAST_S3S_FS",
+        "PAGECAST_FUZZ_EXAMPLES",
+        "PAGECAST_FUZZ_SEED",
+        "PAGECAST_BENCH_TOKEN",
+        "PAGECAST_FONT_PYTHON",
+    ];
+    let config = std::fs::read_to_string(configuration_page()).expect("configuration.md");
+    for name in env_only {
+        assert!(
+            config.contains(&format!("| `{name}`")) || config.contains(&format!(", `{name}`")),
+            "{name} is not in the configuration page's environment-only table"
+        );
+    }
+    let mut problems = Vec::new();
+    for page in docs_pages() {
+        let text = std::fs::read_to_string(&page).expect("read a doc page");
+        for name in names_in(&text) {
+            if !help.contains_key(&name) && !env_only.contains(&name.as_str()) {
+                problems.push(format!("{}: {name} is no setting", page.display()));
+            }
+        }
+    }
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
+}
+
+/// README.md and every page under docs/.
+fn docs_pages() -> Vec<std::path::PathBuf> {
+    let mut pages = vec![docs::root().join("README.md")];
+    let mut dirs = vec![docs::root().join("docs")];
+    while let Some(dir) = dirs.pop() {
+        for entry in std::fs::read_dir(&dir).expect("read docs/") {
+            let path = entry.expect("entry").path();
+            if path.is_dir() {
+                dirs.push(path);
+            } else if path.extension().is_some_and(|e| e == "md") {
+                pages.push(path);
+            }
+        }
+    }
+    pages
 }
 
 fn fails_fast(cmd: &str, env: &[(&str, &str)], naming: &str) {
@@ -286,7 +433,7 @@ fn wait_for_key(url: &str, key: &str) -> Option<String> {
 /// Every `PAGECAST_*` name in `text`.
 fn names_in(text: &str) -> Vec<String> {
     text.split(|c: char| !(c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_'))
-        .filter(|w| w.starts_with("PAGECAST_") && w.len() > "PAGECAST_".len())
+        .filter(|w| w.starts_with("PAGECAST_") && !w.ends_with('_'))
         .map(String::from)
         .collect()
 }
@@ -341,7 +488,7 @@ fn the_dockerfile_passes_hadolint() {
     let hadolint = tools.join("bin/hadolint");
     assert!(
         hadolint.exists(),
-        "{} is missing: run scripts/install-deps.sh",
+        "{} is missing: run scripts/install-test-deps.sh",
         hadolint.display()
     );
     let o = std::process::Command::new(&hadolint)

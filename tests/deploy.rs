@@ -1,6 +1,6 @@
 //! The Kubernetes manifests (deploy/kubernetes/), checked offline the way `kubectl apply -f
 //! deploy/kubernetes/` would take them: every object against the Kubernetes schemas
-//! (kubernetes-validate, installed by scripts/install-deps.sh), the KEDA objects against KEDA's
+//! (kubernetes-validate, installed by scripts/install-test-deps.sh), the KEDA objects against KEDA's
 //! CRD schemas (@kubernetes-models/keda through scripts/validate-keda.mjs, installed by
 //! scripts/test), the settings they set against what pagecast knows, and the record queue the
 //! autoscaler reads against the stream pagecast really queues on.
@@ -71,7 +71,7 @@ fn kubernetes_validate(files: &[PathBuf]) -> (bool, String) {
     let bin = tools().join("kubernetes-validate-venv/bin/kubernetes-validate");
     assert!(
         bin.is_file(),
-        "{} is missing: run scripts/install-deps.sh",
+        "{} is missing: run scripts/install-test-deps.sh",
         bin.display()
     );
     let o = Command::new(&bin)

@@ -3,7 +3,7 @@
 //! requests that violate the spec must be refused. Runs `pagecast serve` (API only, with API
 //! tokens, private addresses refused as by default) against a real redis-server.
 //!
-//! schemathesis comes from `scripts/install-deps.sh` (a venv in the tools directory);
+//! schemathesis comes from `scripts/install-test-deps.sh` (a venv in the tools directory);
 //! `PAGECAST_FUZZ_EXAMPLES` sets the examples per operation (default 150);
 //! `PAGECAST_FUZZ_SEED` the seed (default fixed, so the suite is repeatable; `random` explores).
 
@@ -28,7 +28,7 @@ fn schemathesis() -> PathBuf {
     let st = tools.join("venv/bin/st");
     assert!(
         st.exists(),
-        "schemathesis is missing at {}: run scripts/install-deps.sh",
+        "schemathesis is missing at {}: run scripts/install-test-deps.sh",
         st.display()
     );
     st

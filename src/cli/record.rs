@@ -24,17 +24,17 @@ pub struct RecordArgs {
     /// Output file: `.mp4` for MP4, `.m3u8` for HLS (segments are written beside it).
     #[arg(short, long, default_value = "pagecast.mp4")]
     output: PathBuf,
-    /// Viewport and video width, 0 = 1280, at most 2560.
+    /// Viewport and video width: 16 to 2560, or 0 for 1280.
     #[arg(long, default_value_t = DEFAULT_WIDTH)]
     width: u32,
-    /// Viewport and video height, 0 = 720, at most 2560.
+    /// Viewport and video height: 16 to 2560, or 0 for 720.
     #[arg(long, default_value_t = DEFAULT_HEIGHT)]
     height: u32,
-    /// Output frames per second (1-60).
+    /// Output frames per second: 1 to 60, or 0 for 30.
     #[arg(long, default_value_t = 30)]
     fps: u32,
-    /// Stop after this many seconds of recording (pauses excluded). Without it, record until
-    /// Ctrl-C / SIGTERM or until the page calls window.stopRecord().
+    /// Stop after this many seconds of recording (above 0, at most 36000; pauses excluded).
+    /// Without it, record until Ctrl-C / SIGTERM or until the page calls window.stopRecord().
     #[arg(long)]
     duration: Option<f64>,
     /// Wait for the page to call window.startRecord() before recording.

@@ -133,7 +133,7 @@ impl TestRedis {
         let child = match cmd.spawn() {
             Ok(child) => child,
             Err(e) if e.kind() == ErrorKind::NotFound => {
-                panic!("redis-server not found: run scripts/install-deps.sh")
+                panic!("redis-server not found: run scripts/install-test-deps.sh")
             }
             Err(e) => panic!("cannot start redis-server: {e}"),
         };

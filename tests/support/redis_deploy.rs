@@ -31,7 +31,7 @@ fn tool(name: &str) -> Command {
     if let Err(e) = probe
         && e.kind() == ErrorKind::NotFound
     {
-        panic!("{name} not found: run scripts/install-deps.sh");
+        panic!("{name} not found: run scripts/install-test-deps.sh");
     }
     Command::new(name)
 }

@@ -1,5 +1,5 @@
 //! A real S3-compatible server for integration tests: `s3s-fs` (installed by
-//! `scripts/install-deps.sh`; it checks SigV4 signatures and implements multipart uploads) on its
+//! `scripts/install-test-deps.sh`; it checks SigV4 signatures and implements multipart uploads) on its
 //! own port over a temporary directory, killed on drop. Buckets are directories of that data
 //! directory, so a test can also look at what was stored.
 //!
@@ -28,7 +28,7 @@ pub struct TestS3 {
     dir: tempfile::TempDir,
 }
 
-/// The s3s-fs binary: `PAGECAST_S3S_FS`, else where install-deps puts it.
+/// The s3s-fs binary: `PAGECAST_S3S_FS`, else where install-test-deps puts it.
 pub fn binary() -> PathBuf {
     if let Some(p) = std::env::var_os("PAGECAST_S3S_FS") {
         return PathBuf::from(p);
@@ -103,7 +103,7 @@ impl TestS3 {
         let bin = binary();
         assert!(
             bin.is_file(),
-            "s3s-fs is not installed at {} (scripts/install-deps.sh installs it; \
+            "s3s-fs is not installed at {} (scripts/install-test-deps.sh installs it; \
              PAGECAST_S3S_FS may point elsewhere)",
             bin.display()
         );
