@@ -232,6 +232,16 @@ async fn start(state: &ApiState, data: &Value) -> Result<Value, ApiError> {
             .map_err(|why| ApiError::invalid("Data.CallbackURL", why))?;
     }
     super::start::check_live_egress(&secrets.live_urls, &state.url_policy).await?;
+    if let Some(cb) = spec
+        .output
+        .snapshots
+        .as_ref()
+        .and_then(|s| s.callback_url.as_ref())
+    {
+        crate::url_guard::check_url(cb, &state.url_policy)
+            .await
+            .map_err(|why| ApiError::invalid("Data.Output.Snapshots.CallbackURL", why))?;
+    }
     let id = uuid::Uuid::new_v4().to_string();
     let now = crate::pipeline::now_s();
     state

@@ -54,6 +54,59 @@ pub struct OutputTarget {
     /// redacted (for Describe); the full ones are in [`TaskSecrets::live_urls`], in this order.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub live: Vec<LiveSpec>,
+    /// `Output.Snapshots`: pictures taken from the recording at an interval.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub snapshots: Option<SnapshotSpec>,
+}
+
+/// `Output.Snapshots` as the task keeps it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SnapshotSpec {
+    /// Recorded time between two pictures, milliseconds (the first is at 0).
+    pub interval_ms: u64,
+    /// `jpg` or `png`.
+    pub format: SnapshotFormat,
+    /// Width of the pictures (the height keeps the aspect); `None`: the recording's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub width: Option<u32>,
+    /// `Output.Snapshots.CallbackURL`: told of each picture as it is stored.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub callback_url: Option<String>,
+}
+
+/// The image format of snapshots.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SnapshotFormat {
+    /// JPEG.
+    Jpg,
+    /// PNG.
+    Png,
+}
+
+impl SnapshotFormat {
+    /// The file extension (and the name in `Output.Snapshots.Format`).
+    pub fn ext(self) -> &'static str {
+        match self {
+            SnapshotFormat::Jpg => "jpg",
+            SnapshotFormat::Png => "png",
+        }
+    }
+}
+
+/// One stored snapshot, as `Result.Snapshots[]` lists it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct SnapshotEntry {
+    /// The object's key below the output root (`<dir>/snapshots/<ms>.<ext>`).
+    pub filename: String,
+    /// Bytes.
+    pub file_size: u64,
+    /// Where to fetch it (local results: a signed URL, refreshed by Describe).
+    #[serde(rename = "FileURL")]
+    pub file_url: String,
+    /// Recorded time of the picture, milliseconds since the recording's start (pauses excluded).
+    pub time: u64,
 }
 
 /// One `Output.Live` target as the task keeps it (its full URL is a secret).
