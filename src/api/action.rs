@@ -178,6 +178,10 @@ async fn run(
             let id = task_id(&data)?;
             let task = state.store.get(&id).await.map_err(store_error)?;
             let mut body = describe_json(&task, request_id);
+            if task.spec.output.snapshots.is_some() {
+                let snaps = state.store.snapshots(&id).await.map_err(store_error)?;
+                super::describe::add_snapshots(&mut body, &snaps);
+            }
             state
                 .signer
                 .refresh_file_urls(&mut body, crate::pipeline::now_s());

@@ -63,6 +63,33 @@ pub fn describe_json(task: &TaskRecord, request_id: &str) -> Value {
     Value::Object(out)
 }
 
+/// Adds `Result.Snapshots` (`Output.Snapshots`): the pictures stored so far, oldest first, each
+/// `{Filename, FileSize, FileURL, Time, Key}` (`Filename` the base name as for videos, `Time` ms
+/// of recorded time). A task still recording gets a `Result` with no videos yet.
+pub fn add_snapshots(describe: &mut Value, snaps: &[crate::task::SnapshotEntry]) {
+    let Some(out) = describe.as_object_mut() else {
+        return;
+    };
+    let result = out
+        .entry("Result")
+        .or_insert_with(|| result_json(&TaskResult::default()));
+    let list: Vec<Value> = snaps
+        .iter()
+        .map(|s| {
+            json!({
+                "Filename": s.filename.rsplit('/').next().unwrap_or(&s.filename),
+                "FileSize": s.file_size,
+                "FileURL": s.file_url,
+                "Time": s.time,
+                "Key": s.filename,
+            })
+        })
+        .collect();
+    if let Some(r) = result.as_object_mut() {
+        r.insert("Snapshots".into(), Value::Array(list));
+    }
+}
+
 fn result_json(result: &TaskResult) -> Value {
     let mut out = Map::new();
     if let Some(code) = &result.error_code {

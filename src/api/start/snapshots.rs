@@ -86,14 +86,42 @@ mod tests {
     #[test]
     fn bad_snapshot_fields_are_refused_with_stable_codes() {
         for (bad, code, field) in [
-            (json!({"Interval": 0, "Format": "jpg"}), ErrorCode::InvalidParam, "Interval"),
-            (json!({"Interval": 0.5, "Format": "jpg"}), ErrorCode::InvalidParam, "Interval"),
-            (json!({"Interval": -1, "Format": "jpg"}), ErrorCode::InvalidParam, "Interval"),
-            (json!({"Format": "jpg"}), ErrorCode::MissingParam, "Interval"),
-            (json!({"Interval": 1, "Format": "gif"}), ErrorCode::InvalidParam, "Format"),
-            (json!({"Interval": 1, "Format": 1}), ErrorCode::InvalidParam, "Format"),
+            (
+                json!({"Interval": 0, "Format": "jpg"}),
+                ErrorCode::InvalidParam,
+                "Interval",
+            ),
+            (
+                json!({"Interval": 0.5, "Format": "jpg"}),
+                ErrorCode::InvalidParam,
+                "Interval",
+            ),
+            (
+                json!({"Interval": -1, "Format": "jpg"}),
+                ErrorCode::InvalidParam,
+                "Interval",
+            ),
+            (
+                json!({"Format": "jpg"}),
+                ErrorCode::MissingParam,
+                "Interval",
+            ),
+            (
+                json!({"Interval": 1, "Format": "gif"}),
+                ErrorCode::InvalidParam,
+                "Format",
+            ),
+            (
+                json!({"Interval": 1, "Format": 1}),
+                ErrorCode::InvalidParam,
+                "Format",
+            ),
             (json!({"Interval": 1}), ErrorCode::MissingParam, "Format"),
-            (json!({"Interval": 1, "Format": "png", "Width": 8}), ErrorCode::InvalidParam, "Width"),
+            (
+                json!({"Interval": 1, "Format": "png", "Width": 8}),
+                ErrorCode::InvalidParam,
+                "Width",
+            ),
             (
                 json!({"Interval": 1, "Format": "png", "CallbackURL": "ftp://x.example/"}),
                 ErrorCode::InvalidParam,
@@ -103,7 +131,8 @@ mod tests {
             let e = err(json!({"RecordURL": "https://example.com", "Output": {"Snapshots": bad}}));
             assert_eq!(e.code, code, "{bad}: {e:?}");
             assert!(
-                e.message.contains(&format!("Data.Output.Snapshots.{field}")),
+                e.message
+                    .contains(&format!("Data.Output.Snapshots.{field}")),
                 "{bad}: {}",
                 e.message
             );
