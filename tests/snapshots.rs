@@ -203,6 +203,8 @@ fn snapshots_land_in_the_bucket_as_the_screencast_jpegs() {
     let fixtures = fixture_server();
     let mut env = s3.env();
     env.push(("PAGECAST_S3_PRESIGN_SECONDS", "3600".into()));
+    // The screencast's frames are JPEGs: a jpg at the recording's size is the frame itself.
+    env.push(("PAGECAST_CAPTURE", "screencast".into()));
     let env: Vec<(&'static str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
     let svc = service_with(&redis, "snap-s3", true, 0, 1, &env);
     let id = start(
@@ -302,5 +304,69 @@ fn start_refuses_bad_snapshot_fields() {
         body.to_string()
             .contains("Data.Output.Snapshots.CallbackURL"),
         "{body}"
+    );
+}
+
+#[test]
+fn a_storage_outage_loses_pictures_never_the_recording() {
+    let redis = TestRedis::start();
+    let mut s3 = TestS3::start();
+    let fixtures = fixture_server();
+    let mut env = s3.env();
+    env.push(("PAGECAST_S3_PRESIGN_SECONDS", "3600".into()));
+    let env: Vec<(&'static str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let svc = service_with(&redis, "snap-outage", true, 0, 1, &env);
+    let id = start_recording(
+        &svc.url,
+        json!({
+            "RecordURL": format!("{fixtures}/animated.html"),
+            "MaxDurationLimit": 14,
+            "Output": {"Snapshots": {"Interval": 1, "Format": "jpg", "Width": 640}},
+        }),
+    );
+    wait_for(
+        &svc.url,
+        &id,
+        "two snapshots",
+        Duration::from_secs(30),
+        |d| snapshots(d).len() >= 2,
+    );
+    s3.stop();
+    std::thread::sleep(Duration::from_secs(5));
+    s3.resume();
+    let d = wait_finished(&svc.url, &id, Duration::from_secs(120));
+    assert!(
+        d["Result"]["ErrorCode"].is_null(),
+        "the recording is whole: {d}"
+    );
+    assert_eq!(
+        d["Result"]["Videos"].as_array().map(Vec::len),
+        Some(1),
+        "{d}"
+    );
+    let recorded = d["RecordedDuration"].as_f64().unwrap();
+    let list = snapshots(&d);
+    let t = times(&list);
+    // Listed pictures are stored ones, in order, on the interval's multiples; pictures after the
+    // outage are there again.
+    assert!(t.windows(2).all(|w| w[0] < w[1]), "{t:?}");
+    assert!(t.iter().all(|ms| ms % 1000 == 0), "{t:?}");
+    assert!(t.len() <= expected_count(recorded, 1.0), "{t:?}");
+    let last = *t.last().unwrap();
+    assert!(
+        last as f64 >= (recorded - 3.0) * 1000.0,
+        "pictures are stored again after the outage: {t:?} of {recorded} s"
+    );
+    for s in &list {
+        let key = s["Key"].as_str().unwrap();
+        assert!(
+            s3.object(s3_support::BUCKET, key).is_some(),
+            "{key} is listed, so it is in the bucket"
+        );
+    }
+    eprintln!(
+        "{} of {} pictures stored across a 5 s storage outage",
+        list.len(),
+        expected_count(recorded, 1.0)
     );
 }
