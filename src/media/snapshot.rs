@@ -64,13 +64,15 @@ pub(crate) fn take(time_ms: u64, next_due: Option<u64>, interval_ms: u64) -> Opt
 
 impl SnapshotFeed {
     /// A feed that takes a picture every `interval_ms` of recorded time, and the receiving end
-    /// of its pictures.
-    pub fn new(interval_ms: u64) -> (Self, mpsc::Receiver<Snapshot>) {
+    /// of its pictures. `last_ms`: the recorded time of the last picture an earlier worker took
+    /// (a continued task goes on at the next multiple of the interval).
+    pub fn new(interval_ms: u64, last_ms: Option<u64>) -> (Self, mpsc::Receiver<Snapshot>) {
         let (tx, rx) = mpsc::channel(QUEUE);
+        let next_due = last_ms.and_then(|last| take(last, None, interval_ms));
         (
             Self {
                 interval_ms,
-                next_due: Arc::new(Mutex::new(None)),
+                next_due: Arc::new(Mutex::new(next_due)),
                 tx,
             },
             rx,
@@ -205,8 +207,13 @@ mod tests {
         // 7 fps (frames at 0, 143, …, 857, 1000 …) every 2 s.
         assert_eq!(take(857, Some(2000), 2000), None);
         assert_eq!(take(2000, Some(2000), 2000), Some(4000));
-        // A continued task starts at its recorded time: the next multiple comes after it.
+        // The first frame is taken, and the next is due at the following multiple.
         assert_eq!(take(10_500, None, 1000), Some(11_000));
+        // A continued task whose last picture was at 10 s: nothing before 11 s.
+        let (feed, _rx) = SnapshotFeed::new(1000, Some(10_000));
+        assert_eq!(*feed.next_due.lock().unwrap(), Some(11_000));
+        let (feed, _rx) = SnapshotFeed::new(1000, None);
+        assert_eq!(*feed.next_due.lock().unwrap(), None);
         // Frames missed (a stall): the next picture is the first frame after, and the
         // schedule stays on the multiples.
         assert_eq!(take(5_040, Some(3000), 1000), Some(6000));

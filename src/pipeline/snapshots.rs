@@ -67,7 +67,15 @@ pub(super) async fn start(
             }
         },
     };
-    let (feed, rx) = SnapshotFeed::new(spec.interval_ms);
+    // A task continued after another worker: its pictures go on where that worker's stopped.
+    let last = match ctx.store.snapshots(&task.id).await {
+        Ok(list) => list.last().map(|s| s.time),
+        Err(e) => {
+            warn!(error = %e, "the task's earlier snapshots could not be read");
+            None
+        }
+    };
+    let (feed, rx) = SnapshotFeed::new(spec.interval_ms, last);
     let storer = Storer {
         ctx: ctx.clone(),
         id: task.id.clone(),
