@@ -17,12 +17,11 @@ impl Parser<'_> {
         let Some(obj) = out.object("Snapshots")? else {
             return Ok(None);
         };
-        let Some(interval) = obj.int("Interval", 1, MAX_INTERVAL_S, " seconds")? else {
-            return Err(ApiError::missing(&obj.field("Interval")));
-        };
+        // Every field's type is checked before a missing one is reported.
+        let interval = obj.int("Interval", 1, MAX_INTERVAL_S, " seconds")?;
         let format = match obj.get("Format") {
-            None => return Err(ApiError::missing(&obj.field("Format"))),
-            Some(v) => match v.as_str().map(str::to_ascii_lowercase).as_deref() {
+            None => None,
+            Some(v) => Some(match v.as_str().map(str::to_ascii_lowercase).as_deref() {
                 Some("jpg") => SnapshotFormat::Jpg,
                 Some("png") => SnapshotFormat::Png,
                 _ => {
@@ -31,13 +30,19 @@ impl Parser<'_> {
                         format!("must be \"jpg\" or \"png\", got {}", echo(v)),
                     ));
                 }
-            },
+            }),
         };
         let (min, max) = WIDTH_RANGE;
         let width = obj.int("Width", min, max, " pixels")?.map(|w| w as u32);
         let callback_url = match obj.string("CallbackURL", self.limits.max_url_len)? {
             None => None,
             Some(raw) => Some(super::http_url(&obj.field("CallbackURL"), raw.trim())?),
+        };
+        let Some(interval) = interval else {
+            return Err(ApiError::missing(&obj.field("Interval")));
+        };
+        let Some(format) = format else {
+            return Err(ApiError::missing(&obj.field("Format")));
         };
         Ok(Some(SnapshotSpec {
             interval_ms: interval * 1000,
