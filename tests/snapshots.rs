@@ -100,7 +100,8 @@ fn snapshots_are_stored_listed_announced_and_posted_with_none_while_paused() {
         &svc.url,
         json!({
             "RecordURL": format!("{fixtures}/animated.html"),
-            "MaxDurationLimit": 6,
+            "MaxDurationLimit": 10,
+            "CallbackURL": format!("{}/ok", receiver.url),
             "Output": {"Cos": {"TargetDir": "class/9"},
                 "Snapshots": {"Interval": 1, "Format": "png", "Width": 320,
                 "CallbackURL": format!("{}/ok", receiver.url)}},
@@ -132,6 +133,14 @@ fn snapshots_are_stored_listed_announced_and_posted_with_none_while_paused() {
     let after = snapshots(&describe(&svc.url, &id)).len();
     assert_eq!(before, after, "no snapshots while paused");
     ok(&svc.url, "Resume", &id);
+    // Pictures again after the pause.
+    wait_for(
+        &svc.url,
+        &id,
+        "a snapshot after the pause",
+        Duration::from_secs(30),
+        |d| snapshots(d).len() > after || d["Status"] == "finished",
+    );
 
     let d = wait_finished(&svc.url, &id, Duration::from_secs(90));
     assert!(d["Result"]["ErrorCode"].is_null(), "{d}");
@@ -173,12 +182,35 @@ fn snapshots_are_stored_listed_announced_and_posted_with_none_while_paused() {
         assert!(e["url"].contains("/files/"), "{e:?}");
     }
 
+    // The task's own callback lists them as Describe does.
+    let task_callbacks: Vec<Value> = receiver
+        .received()
+        .iter()
+        .map(|d| serde_json::from_slice::<Value>(&d.body).unwrap())
+        .filter(|b| b.get("Kind").is_none())
+        .collect();
+    assert_eq!(task_callbacks.len(), 1);
+    assert_eq!(times(&snapshots(&task_callbacks[0])), times(&list));
+
     // One signed callback per picture.
+    let is_snapshot =
+        |d: &Delivery| serde_json::from_slice::<Value>(&d.body).unwrap()["Kind"] == "snapshot";
     let deadline = Instant::now() + Duration::from_secs(20);
-    while receiver.received().len() < list.len() && Instant::now() < deadline {
+    while receiver
+        .received()
+        .iter()
+        .filter(|d| is_snapshot(d))
+        .count()
+        < list.len()
+        && Instant::now() < deadline
+    {
         std::thread::sleep(Duration::from_millis(200));
     }
-    let got = receiver.received();
+    let got: Vec<Delivery> = receiver
+        .received()
+        .into_iter()
+        .filter(|d| is_snapshot(d))
+        .collect();
     assert_eq!(got.len(), list.len(), "one callback per snapshot");
     let mut posted: Vec<u64> = Vec::new();
     for delivery in &got {

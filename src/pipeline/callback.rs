@@ -79,6 +79,13 @@ pub async fn run(ctx: WorkerContext, id: String) -> Result<(), StoreError> {
         ..delivery.clone()
     });
     let mut json = describe_json(&task, &uuid::Uuid::new_v4().to_string());
+    // `Output.Snapshots`: the pictures, as Describe lists them.
+    if task.spec.output.snapshots.is_some() {
+        match ctx.store.snapshots(id).await {
+            Ok(list) => crate::api::describe::add_snapshots(&mut json, &list),
+            Err(e) => warn!(error = %e, "the snapshots could not be read for the callback"),
+        }
+    }
     if let Some(signer) = &ctx.url_signer {
         signer.refresh_file_urls(&mut json, now_s());
     }
