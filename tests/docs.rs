@@ -471,6 +471,10 @@ fn relative_links_resolve() {
 /// The other commands in the docs' shell blocks, by their first word, and why they are not run.
 const OTHER_COMMANDS: &[(&str, &str)] = &[
     (
+        "redis-cli",
+        "reads the events stream of a running service: tests/snapshots.rs reads the same entries",
+    ),
+    (
         "docker",
         "needs a Docker engine (none on the test machines): `docker run` lines are checked above",
     ),

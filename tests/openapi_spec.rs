@@ -408,7 +408,18 @@ fn describe_fields_are_exactly_the_documented_ones() {
         &mut documented,
     );
     let mut produced = BTreeSet::new();
-    value_paths(&describe_json(&full_task(), "req"), "", &mut produced);
+    let mut full = describe_json(&full_task(), "req");
+    // `Output.Snapshots`: Describe adds the stored pictures from their own list.
+    pagecast::api::describe::add_snapshots(
+        &mut full,
+        &[pagecast::task::SnapshotEntry {
+            filename: "a/snapshots/3000.jpg".into(),
+            file_size: 1,
+            file_url: "https://cdn.example.org/a/snapshots/3000.jpg".into(),
+            time: 3000,
+        }],
+    );
+    value_paths(&full, "", &mut produced);
     let undocumented: Vec<_> = produced.difference(&documented).collect();
     assert!(
         undocumented.is_empty(),

@@ -177,9 +177,14 @@ async fn run(
         (_, None) => {
             let id = task_id(&data)?;
             let task = state.store.get(&id).await.map_err(store_error)?;
+            let snapshots = match task.spec.output.snapshots {
+                Some(_) => Some(state.store.snapshots(&id).await.map_err(store_error)?),
+                None => None,
+            };
             Ok(crate::task::wire::render(
                 &task,
                 request_id,
+                snapshots.as_deref(),
                 Some(&state.signer),
                 crate::clock::now_s(),
             ))
@@ -233,6 +238,16 @@ async fn start(state: &ApiState, data: &Value) -> Result<Value, ApiError> {
             .map_err(|why| ApiError::invalid("Data.CallbackURL", why))?;
     }
     super::start::check_live_egress(&secrets.live_urls, &state.url_policy).await?;
+    if let Some(cb) = spec
+        .output
+        .snapshots
+        .as_ref()
+        .and_then(|s| s.callback_url.as_ref())
+    {
+        crate::url_guard::check_url(cb, &state.url_policy)
+            .await
+            .map_err(|why| ApiError::invalid("Data.Output.Snapshots.CallbackURL", why))?;
+    }
     let id = uuid::Uuid::new_v4().to_string();
     let now = crate::clock::now_s();
     state

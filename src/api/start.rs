@@ -35,6 +35,7 @@ use crate::task::{Muxer, OutputTarget, StartSpec, StorageType, TaskSecrets};
 mod live;
 mod output;
 mod reader;
+mod snapshots;
 #[cfg(test)]
 mod tests;
 mod video;
@@ -83,6 +84,11 @@ pub const START_FIELDS: &[&str] = &[
     "Output.S3.Domain",
     "Output.Vod",
     "Output.Live",
+    "Output.Snapshots",
+    "Output.Snapshots.Interval",
+    "Output.Snapshots.Format",
+    "Output.Snapshots.Width",
+    "Output.Snapshots.CallbackURL",
     "Output.Video",
     "Output.Video.Muxer",
     "Output.Video.EncryptKey",
@@ -236,6 +242,9 @@ pub fn parse_start(
         }
         None => Vec::new(),
     };
+    if let Some(out) = &output_obj {
+        output.snapshots = p.snapshots(out)?;
+    }
 
     let from_output = match &output_obj {
         Some(out) => match out.object("Video")? {

@@ -235,6 +235,7 @@ pub async fn run(args: RecordArgs) -> anyhow::Result<ExitCode> {
         guard_egress: false,
         work_dir: work.path().to_path_buf(),
         live: None,
+        snapshots: None,
     };
     if !args.live.is_empty() {
         match live_feed(&args.live, rec, width, height, fps) {

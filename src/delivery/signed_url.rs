@@ -156,15 +156,15 @@ impl UrlSigner {
 
     /// Re-signs every `Result.Videos[].FileURL` of a Describe (or callback) body.
     pub fn refresh_file_urls(&self, describe: &mut Value, now: i64) {
-        let Some(videos) = describe
-            .pointer_mut("/Result/Videos")
-            .and_then(Value::as_array_mut)
-        else {
-            return;
-        };
-        for video in videos {
-            if let Some(Value::String(url)) = video.get_mut("FileURL") {
-                *url = self.refresh(url, now);
+        // Videos, and the snapshots of `Output.Snapshots`.
+        for list in ["/Result/Videos", "/Result/Snapshots"] {
+            let Some(files) = describe.pointer_mut(list).and_then(Value::as_array_mut) else {
+                continue;
+            };
+            for file in files {
+                if let Some(Value::String(url)) = file.get_mut("FileURL") {
+                    *url = self.refresh(url, now);
+                }
             }
         }
     }

@@ -10,6 +10,7 @@ pub mod probe;
 pub mod remux;
 pub mod salvage;
 pub mod segments;
+pub mod snapshot;
 
 use crate::error::{ErrorCode, HasErrorCode};
 use crate::process::ProcessError;

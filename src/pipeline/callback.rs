@@ -83,9 +83,21 @@ pub async fn run(ctx: WorkerContext, id: String) -> Result<(), StoreError> {
         state: CallbackState::Delivered,
         ..delivery.clone()
     });
+    // `Output.Snapshots`: the pictures, as Describe lists them.
+    let snapshots = match task.spec.output.snapshots {
+        Some(_) => match ctx.store.snapshots(id).await {
+            Ok(list) => Some(list),
+            Err(e) => {
+                warn!(error = %e, "the snapshots could not be read for the callback");
+                None
+            }
+        },
+        None => None,
+    };
     let mut json = crate::task::wire::render(
         &task,
         &uuid::Uuid::new_v4().to_string(),
+        snapshots.as_deref(),
         ctx.url_signer.as_ref(),
         now_s(),
     );

@@ -22,6 +22,7 @@ mod presence;
 mod publish;
 mod record;
 mod side_tasks;
+mod snapshots;
 mod takeover;
 mod transcode;
 mod upload;

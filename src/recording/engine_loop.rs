@@ -273,6 +273,14 @@ impl Engine {
                     timeline.point(prior_media + recorded, pacer.instant_of(recorded));
                     mark_timeline = false;
                 }
+                if let Some(snaps) = &opts.snapshots {
+                    let recorded = prior_media + slot.slot as f64 / f64::from(fps);
+                    snaps.offer(
+                        (recorded * 1000.0).round() as u64,
+                        &slot.image,
+                        opts.encoder.input,
+                    );
+                }
                 encoder.send(self.slot_media(slot)).await;
             }
             if let Some((code, why)) = encoder.failure().or_else(|| {

@@ -95,6 +95,8 @@ pub struct RecordOptions {
     pub work_dir: PathBuf,
     /// Live pushes fed the same output frames as the encoder (`Output.Live`).
     pub live: Option<crate::media::live::LiveFeed>,
+    /// Snapshots taken from the same output frames (`Output.Snapshots`).
+    pub snapshots: Option<crate::media::snapshot::SnapshotFeed>,
 }
 
 /// Applies the contract's rule for a width or height: 0 means the default, otherwise

@@ -17,7 +17,7 @@ use std::time::Duration;
 use clap::Args;
 
 use crate::error::{ErrorCode, HasErrorCode};
-pub use target::{LiveSpec, OutputTarget};
+pub use target::{LiveSpec, OutputTarget, SnapshotFormat, SnapshotSpec};
 
 /// Object storage settings of the server. With no bucket configured (and none given per task),
 /// results are delivered to the local output directory.

@@ -32,6 +32,44 @@ pub struct OutputTarget {
     /// order.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub live: Vec<LiveSpec>,
+    /// `Output.Snapshots`: pictures taken from the recording at an interval.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub snapshots: Option<SnapshotSpec>,
+}
+
+/// `Output.Snapshots` as the task keeps it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SnapshotSpec {
+    /// Recorded time between two pictures, milliseconds (the first is at 0).
+    pub interval_ms: u64,
+    /// `jpg` or `png`.
+    pub format: SnapshotFormat,
+    /// Width of the pictures (the height keeps the aspect); `None`: the recording's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub width: Option<u32>,
+    /// `Output.Snapshots.CallbackURL`: told of each picture as it is stored.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub callback_url: Option<String>,
+}
+
+/// The image format of snapshots.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SnapshotFormat {
+    /// JPEG.
+    Jpg,
+    /// PNG.
+    Png,
+}
+
+impl SnapshotFormat {
+    /// The file extension (and the name in `Output.Snapshots.Format`).
+    pub fn ext(self) -> &'static str {
+        match self {
+            SnapshotFormat::Jpg => "jpg",
+            SnapshotFormat::Png => "png",
+        }
+    }
 }
 
 /// One `Output.Live` target as the task keeps it (its full URL is a secret).

@@ -26,7 +26,22 @@ pub enum Muxer {
     Hls,
 }
 
-pub use crate::storage::{LiveSpec, OutputTarget};
+pub use crate::storage::{LiveSpec, OutputTarget, SnapshotFormat, SnapshotSpec};
+
+/// One stored snapshot, as `Result.Snapshots[]` lists it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct SnapshotEntry {
+    /// The object's key below the output root (`<dir>/snapshots/<ms>.<ext>`).
+    pub filename: String,
+    /// Bytes.
+    pub file_size: u64,
+    /// Where to fetch it (local results: a signed URL, refreshed by Describe).
+    #[serde(rename = "FileURL")]
+    pub file_url: String,
+    /// Recorded time of the picture, milliseconds since the recording's start (pauses excluded).
+    pub time: u64,
+}
 
 /// A validated Start request: everything a worker needs, except secrets.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -13,7 +13,8 @@ use serde_json::{Map, Value, json};
 
 use crate::delivery::signed_url::UrlSigner;
 use crate::task::{
-    CallbackDelivery, CallbackState, Status, TaskRecord, TaskResult, TaskStats, Video,
+    CallbackDelivery, CallbackState, SnapshotEntry, Status, TaskRecord, TaskResult, TaskStats,
+    Video,
 };
 
 /// The Describe (and callback) JSON of `task` as a client gets it at `now` (unix seconds): the
@@ -21,10 +22,14 @@ use crate::task::{
 pub(crate) fn render(
     task: &TaskRecord,
     request_id: &str,
+    snapshots: Option<&[SnapshotEntry]>,
     signer: Option<&UrlSigner>,
     now: i64,
 ) -> Value {
     let mut json = describe_json(task, request_id);
+    if let Some(snaps) = snapshots {
+        add_snapshots(&mut json, snaps);
+    }
     if let Some(signer) = signer {
         signer.refresh_file_urls(&mut json, now);
     }
@@ -78,6 +83,33 @@ pub fn describe_json(task: &TaskRecord, request_id: &str) -> Value {
     };
     out.insert("Muxer".into(), json!(muxer));
     Value::Object(out)
+}
+
+/// Adds `Result.Snapshots` (`Output.Snapshots`): the pictures stored so far, oldest first, each
+/// `{Filename, FileSize, FileURL, Time, Key}` (`Filename` the base name as for videos, `Time` ms
+/// of recorded time). A task still recording gets a `Result` with no videos yet.
+pub fn add_snapshots(describe: &mut Value, snaps: &[SnapshotEntry]) {
+    let Some(out) = describe.as_object_mut() else {
+        return;
+    };
+    let result = out
+        .entry("Result")
+        .or_insert_with(|| result_json(&TaskResult::default()));
+    let list: Vec<Value> = snaps
+        .iter()
+        .map(|s| {
+            json!({
+                "Filename": s.filename.rsplit('/').next().unwrap_or(&s.filename),
+                "FileSize": s.file_size,
+                "FileURL": s.file_url,
+                "Time": s.time,
+                "Key": s.filename,
+            })
+        })
+        .collect();
+    if let Some(r) = result.as_object_mut() {
+        r.insert("Snapshots".into(), Value::Array(list));
+    }
 }
 
 fn result_json(result: &TaskResult) -> Value {
@@ -478,11 +510,11 @@ mod tests {
                 .unwrap()
                 .to_string()
         };
-        let plain = render(&t, "r", None, 1_000);
+        let plain = render(&t, "r", None, None, 1_000);
         assert_eq!(url(&plain), t.result.as_ref().unwrap().videos[0].file_url);
         assert_eq!(plain, describe_json(&t, "r"));
         let signer = UrlSigner::new(b"0123456789abcdef0123", std::time::Duration::from_secs(60));
-        let signed = render(&t, "r", Some(&signer), 1_000);
+        let signed = render(&t, "r", None, Some(&signer), 1_000);
         assert_eq!(
             url(&signed),
             format!(

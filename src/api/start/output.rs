@@ -81,6 +81,7 @@ impl Parser<'_> {
             cos: !is_s3,
             location: None,
             live: Vec::new(),
+            snapshots: None,
         };
         // Before anything else is done with them: every request to storage is signed with the
         // server's credentials.
@@ -380,6 +381,7 @@ mod tests {
                     "s3 https://cos.ap-shanghai.myqcloud.com:443 records-1250000000".into()
                 ),
                 live: Vec::new(),
+                snapshots: None,
             }
         );
     }

@@ -58,6 +58,7 @@ impl RecordJob {
         let rec_cfg = &self.ctx.cfg.recorder;
         let start_wait = StartWait::of(&spec, self.task.create_time, now_s());
         self.push = crate::pipeline::live_push::feed_for(&self.ctx, &self.task).await;
+        let snapshots = crate::pipeline::snapshots::start(&self.ctx, &self.task, work_dir).await;
         let opts = RecordOptions {
             url: spec.record_url.clone(),
             width: spec.width,
@@ -95,6 +96,7 @@ impl RecordJob {
             guard_egress: true,
             work_dir: work_dir.to_path_buf(),
             live: self.push.clone(),
+            snapshots: snapshots.as_ref().map(|s| s.feed.clone()),
         };
         info!(url = %crate::redact::url(&spec.record_url), "starting recording");
 
@@ -217,6 +219,9 @@ impl RecordJob {
         drop(ctl_rx);
         if let Some(push) = &self.push {
             push.finish().await;
+        }
+        if let Some(snapshots) = snapshots {
+            snapshots.finish(Duration::from_secs(30)).await;
         }
         // The browser is gone: its profile is of no use, and the result needs the room.
         crate::pipeline::disk::remove_browser_profiles(work_dir);

@@ -16,6 +16,8 @@
 //! | key | type | content |
 //! |-----|------|---------|
 //! | `{prefix}task:{id}` | hash | the task, fields below |
+//! | `{prefix}snaps:{id}` | list | `Output.Snapshots`: JSON entries of the stored pictures, for Describe; expires a day after the retention of finished tasks from its last entry |
+//! | `{prefix}events` | stream | a result stored while recording: fields `task`, `kind` (`snapshot`), `key`, `url`, `time`; `MAXLEN ~ 100000` |
 //! | `{prefix}ctl:{id}` | stream | control messages for the recording worker: field `msg` = `pause` / `resume` / `refresh` / `stop`; `MAXLEN ~ 100` |
 //! | `{prefix}queued` | zset | ids of tasks created (or sent back to `normal`) and not claimed yet; score = create time (unix s) |
 //! | `{prefix}leases` | zset | ids of tasks with a lease; score = `lease_until` (unix ms) |
@@ -130,6 +132,8 @@ mod prestart;
 mod scripts;
 mod server;
 mod service_info;
+mod snapshots;
+pub use snapshots::EVENTS_MAXLEN;
 mod streams;
 mod tasks;
 mod types;

@@ -1,0 +1,253 @@
+//! Snapshots: pictures taken from the recording's own output frames every so often, without a
+//! screenshot round trip to the browser.
+//!
+//! The recording offers every output frame with its recorded time ([`SnapshotFeed::offer`]);
+//! the feed keeps the first frame at or after each multiple of the interval and hands it, without
+//! waiting, to whoever stores the pictures. Paused time is not recorded, so no picture is taken
+//! while paused. A frame that is already a JPEG (Chromium's screencast) is kept as it is when a
+//! JPEG of the recording's size is asked for; anything else is one short ffmpeg run (through the
+//! process core) that decodes, scales and encodes one picture.
+
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::sync::mpsc;
+
+use super::MediaError;
+use super::encoder::FrameFormat;
+use crate::task::SnapshotFormat;
+
+/// Pictures waiting to be stored; more are dropped (a storage that falls behind loses
+/// pictures, never recording time).
+const QUEUE: usize = 4;
+/// Longest one picture's conversion may take.
+const CONVERT_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// One picture to store.
+#[derive(Clone)]
+pub struct Snapshot {
+    /// Recorded time of the frame, milliseconds (pauses excluded).
+    pub time_ms: u64,
+    /// The frame, in `format`.
+    pub image: Arc<[u8]>,
+    /// What `image` is.
+    pub format: FrameFormat,
+}
+
+impl std::fmt::Debug for Snapshot {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Snapshot")
+            .field("time_ms", &self.time_ms)
+            .field("bytes", &self.image.len())
+            .finish()
+    }
+}
+
+/// The recording's side of the snapshots. Cheap to clone.
+#[derive(Clone, Debug)]
+pub struct SnapshotFeed {
+    interval_ms: u64,
+    next_due: Arc<Mutex<Option<u64>>>,
+    tx: mpsc::Sender<Snapshot>,
+}
+
+/// Whether a frame at `time_ms` is the next picture, given when the next is due (`None`: none
+/// taken yet, the first frame is). Returns when the one after is due.
+pub(crate) fn take(time_ms: u64, next_due: Option<u64>, interval_ms: u64) -> Option<u64> {
+    let interval = interval_ms.max(1);
+    match next_due {
+        Some(due) if time_ms < due => None,
+        _ => Some((time_ms / interval + 1) * interval),
+    }
+}
+
+impl SnapshotFeed {
+    /// A feed that takes a picture every `interval_ms` of recorded time, and the receiving end
+    /// of its pictures. `last_ms`: the recorded time of the last picture an earlier worker took
+    /// (a continued task goes on at the next multiple of the interval).
+    pub fn new(interval_ms: u64, last_ms: Option<u64>) -> (Self, mpsc::Receiver<Snapshot>) {
+        let (tx, rx) = mpsc::channel(QUEUE);
+        let next_due = last_ms.and_then(|last| take(last, None, interval_ms));
+        (
+            Self {
+                interval_ms,
+                next_due: Arc::new(Mutex::new(next_due)),
+                tx,
+            },
+            rx,
+        )
+    }
+
+    /// Offers the output frame at recorded time `time_ms`. Never waits.
+    pub fn offer(&self, time_ms: u64, image: &Arc<[u8]>, format: FrameFormat) {
+        let Ok(mut due) = self.next_due.lock() else {
+            return;
+        };
+        let Some(next) = take(time_ms, *due, self.interval_ms) else {
+            return;
+        };
+        *due = Some(next);
+        let snap = Snapshot {
+            time_ms,
+            image: image.clone(),
+            format,
+        };
+        if self.tx.try_send(snap).is_err() {
+            tracing::warn!(
+                time_ms,
+                "snapshot dropped: the previous ones are still being stored"
+            );
+        }
+    }
+}
+
+/// ffmpeg's arguments to turn `input` (a `width`×`height` frame in `format`) into one picture
+/// `output` of `out` format, `scale_to` pixels wide when given.
+pub(crate) fn convert_args(
+    format: FrameFormat,
+    (width, height): (u32, u32),
+    input: &Path,
+    output: &Path,
+    out: SnapshotFormat,
+    scale_to: Option<u32>,
+) -> Vec<String> {
+    let mut args: Vec<String> = ["-hide_banner", "-loglevel", "error", "-nostdin", "-y"]
+        .map(String::from)
+        .to_vec();
+    let raw = |pix: &str| {
+        [
+            "-f",
+            "rawvideo",
+            "-pix_fmt",
+            pix,
+            "-video_size",
+            &format!("{width}x{height}"),
+        ]
+        .map(String::from)
+    };
+    match format {
+        FrameFormat::Jpeg => args.extend(["-f", "mjpeg"].map(String::from)),
+        FrameFormat::Bgrx => args.extend(raw("bgr0")),
+        FrameFormat::I420 => args.extend(raw("yuv420p")),
+    }
+    args.push("-i".into());
+    args.push(input.to_string_lossy().into_owned());
+    args.extend(["-frames:v", "1"].map(String::from));
+    // Even height (yuv pictures need it); the aspect is kept.
+    let mut filters = scale_to.map_or_else(Vec::new, |w| vec![format!("scale={w}:-2")]);
+    match out {
+        SnapshotFormat::Jpg => {
+            filters.push("format=yuvj420p".into());
+            args.extend(["-q:v", "3"].map(String::from));
+        }
+        SnapshotFormat::Png => filters.push("format=rgb24".into()),
+    }
+    args.push("-vf".into());
+    args.push(filters.join(","));
+    args.extend(["-f", "image2"].map(String::from));
+    args.push(output.to_string_lossy().into_owned());
+    args
+}
+
+/// Writes `snap` as a picture of `out` format at `output`. `size` is the recording's frame
+/// size (raw frames have no header); `scale_to` a width to scale to. `scratch` is a file the
+/// frame may be written to for ffmpeg. Returns the picture's size in bytes.
+pub async fn write_picture(
+    ffmpeg: &Path,
+    snap: &Snapshot,
+    size: (u32, u32),
+    out: SnapshotFormat,
+    scale_to: Option<u32>,
+    scratch: &Path,
+    output: &Path,
+) -> Result<u64, MediaError> {
+    if let Some(dir) = output.parent() {
+        tokio::fs::create_dir_all(dir)
+            .await
+            .map_err(MediaError::io("creating the snapshots' directory"))?;
+    }
+    // The screencast's frame is a JPEG already: kept as it is.
+    if snap.format == FrameFormat::Jpeg && out == SnapshotFormat::Jpg && scale_to.is_none() {
+        tokio::fs::write(output, &snap.image)
+            .await
+            .map_err(MediaError::io("writing a snapshot"))?;
+        return Ok(snap.image.len() as u64);
+    }
+    tokio::fs::write(scratch, &snap.image)
+        .await
+        .map_err(MediaError::io("writing a frame for a snapshot"))?;
+    let args = convert_args(snap.format, size, scratch, output, out, scale_to);
+    let run = crate::process::run_capture("ffmpeg", ffmpeg, args, CONVERT_TIMEOUT).await;
+    let _ = tokio::fs::remove_file(scratch).await;
+    run?;
+    let meta = tokio::fs::metadata(output)
+        .await
+        .map_err(MediaError::io("reading a snapshot's size"))?;
+    Ok(meta.len())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn one_picture_per_interval_of_recorded_time() {
+        // 30 fps, every second: the frames at 0, 1000, 2000 ms.
+        let mut due = None;
+        let mut taken = Vec::new();
+        for slot in 0..95u64 {
+            let t = (slot as f64 * 1000.0 / 30.0).round() as u64;
+            if let Some(next) = take(t, due, 1000) {
+                taken.push(t);
+                due = Some(next);
+            }
+        }
+        assert_eq!(taken, vec![0, 1000, 2000, 3000]);
+        // 7 fps (frames at 0, 143, …, 857, 1000 …) every 2 s.
+        assert_eq!(take(857, Some(2000), 2000), None);
+        assert_eq!(take(2000, Some(2000), 2000), Some(4000));
+        // The first frame is taken, and the next is due at the following multiple.
+        assert_eq!(take(10_500, None, 1000), Some(11_000));
+        // A continued task whose last picture was at 10 s: nothing before 11 s.
+        let (feed, _rx) = SnapshotFeed::new(1000, Some(10_000));
+        assert_eq!(*feed.next_due.lock().unwrap(), Some(11_000));
+        let (feed, _rx) = SnapshotFeed::new(1000, None);
+        assert_eq!(*feed.next_due.lock().unwrap(), None);
+        // Frames missed (a stall): the next picture is the first frame after, and the
+        // schedule stays on the multiples.
+        assert_eq!(take(5_040, Some(3000), 1000), Some(6000));
+    }
+
+    #[test]
+    fn conversion_scales_and_encodes_one_frame() {
+        let a = convert_args(
+            FrameFormat::I420,
+            (1280, 720),
+            Path::new("/w/f.raw"),
+            Path::new("/o/1000.png"),
+            SnapshotFormat::Png,
+            Some(320),
+        )
+        .join(" ");
+        assert!(
+            a.contains("-f rawvideo -pix_fmt yuv420p -video_size 1280x720 -i /w/f.raw"),
+            "{a}"
+        );
+        assert!(
+            a.ends_with("-frames:v 1 -vf scale=320:-2,format=rgb24 -f image2 /o/1000.png"),
+            "{a}"
+        );
+        let a = convert_args(
+            FrameFormat::Jpeg,
+            (1280, 720),
+            Path::new("/w/f.jpg"),
+            Path::new("/o/0.jpg"),
+            SnapshotFormat::Jpg,
+            None,
+        )
+        .join(" ");
+        assert!(a.contains("-f mjpeg -i /w/f.jpg"), "{a}");
+        assert!(a.contains("-vf format=yuvj420p"), "{a}");
+    }
+}

@@ -1,0 +1,303 @@
+//! `Output.Snapshots` for the record stage: pictures from the recording's frames stored as they
+//! are taken at `<TargetDir>/snapshots/<ms>.<ext>` in the task's storage (the output directory,
+//! or its bucket), listed for Describe, announced on `{prefix}events`, and posted to the
+//! snapshots' CallbackURL when there is one.
+//!
+//! A picture that cannot be stored is lost (with a warning); the recording never fails for its
+//! snapshots.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde_json::json;
+use tokio::sync::mpsc;
+use tracing::{Instrument, debug, warn};
+
+use super::{WorkerContext, now_ms};
+use crate::media::snapshot::{Snapshot, SnapshotFeed, write_picture};
+use crate::storage::s3::ObjectStore;
+use crate::task::{SnapshotEntry, SnapshotSpec, TaskRecord};
+
+/// Attempts to send one picture to the bucket.
+const UPLOAD_ATTEMPTS: u32 = 3;
+
+/// The snapshots of one recording.
+pub(super) struct Snapshots {
+    /// What the recording offers its frames to.
+    pub(super) feed: SnapshotFeed,
+    stop: tokio_util::sync::CancellationToken,
+    task: tokio::task::JoinHandle<()>,
+}
+
+/// Where the pictures go.
+enum Sink {
+    /// The output directory (local delivery).
+    Local,
+    /// The task's bucket; pictures are staged in the work directory.
+    Bucket(ObjectStore),
+}
+
+/// Everything the storing loop needs.
+struct Storer {
+    ctx: WorkerContext,
+    id: String,
+    spec: SnapshotSpec,
+    size: (u32, u32),
+    dir: String,
+    domain: Option<String>,
+    sink: Sink,
+    work: PathBuf,
+}
+
+/// The snapshots of `task`, started; `None` without `Output.Snapshots` (or when its bucket
+/// cannot be used: the recording goes on without them).
+pub(super) async fn start(
+    ctx: &WorkerContext,
+    task: &TaskRecord,
+    work_dir: &Path,
+) -> Option<Snapshots> {
+    let spec = task.spec.output.snapshots.clone()?;
+    let sink = match ctx.cfg.storage.destination(&task.spec.output) {
+        None => Sink::Local,
+        Some(dest) => match super::upload::task_store(ctx, task, &dest).await {
+            Ok(store) => Sink::Bucket(store),
+            Err(e) => {
+                warn!(error = %e, "the task's bucket cannot be used; no snapshots");
+                return None;
+            }
+        },
+    };
+    // A task continued after another worker: its pictures go on where that worker's stopped.
+    let last = match ctx.store.snapshots(&task.id).await {
+        Ok(list) => list.last().map(|s| s.time),
+        Err(e) => {
+            warn!(error = %e, "the task's earlier snapshots could not be read");
+            None
+        }
+    };
+    let (feed, rx) = SnapshotFeed::new(spec.interval_ms, last);
+    let storer = Storer {
+        ctx: ctx.clone(),
+        id: task.id.clone(),
+        size: (task.spec.width, task.spec.height),
+        dir: crate::task::names::result_dir(&task.id, &task.spec.output).to_string(),
+        domain: task.spec.output.domain.clone(),
+        spec,
+        sink,
+        work: work_dir.join("snapshots"),
+    };
+    let stop = tokio_util::sync::CancellationToken::new();
+    let task = tokio::spawn(
+        storer
+            .run(rx, stop.clone())
+            .instrument(tracing::Span::current()),
+    );
+    Some(Snapshots { feed, stop, task })
+}
+
+impl Snapshots {
+    /// Waits (up to `limit`) for the pictures taken so far to be stored, once the recording has
+    /// ended.
+    pub(super) async fn finish(self, limit: Duration) {
+        let Snapshots { stop, mut task, .. } = self;
+        stop.cancel();
+        if tokio::time::timeout(limit, &mut task).await.is_err() {
+            warn!("snapshots still being stored were given up");
+            task.abort();
+        }
+    }
+}
+
+/// The key of the picture at `time_ms` below the output root.
+pub(crate) fn snapshot_key(dir: &str, time_ms: u64, ext: &str) -> String {
+    if dir.is_empty() {
+        format!("snapshots/{time_ms}.{ext}")
+    } else {
+        format!("{dir}/snapshots/{time_ms}.{ext}")
+    }
+}
+
+impl Storer {
+    async fn run(
+        self,
+        mut rx: mpsc::Receiver<Snapshot>,
+        stop: tokio_util::sync::CancellationToken,
+    ) {
+        let _ = tokio::fs::create_dir_all(&self.work).await;
+        loop {
+            let snap = tokio::select! {
+                s = rx.recv() => s,
+                // The recording is over: what it queued is stored, then the loop ends.
+                _ = stop.cancelled() => rx.try_recv().ok(),
+            };
+            let Some(snap) = snap else { break };
+            let time = snap.time_ms;
+            match self.store(&snap).await {
+                Ok(entry) => {
+                    debug!(time, key = %entry.filename, "snapshot stored");
+                    if let Err(e) = self.ctx.store.add_snapshot(&self.id, &entry).await {
+                        warn!(time, error = %e, "a snapshot could not be listed");
+                    }
+                    if let Some(url) = &self.spec.callback_url {
+                        tokio::spawn(
+                            notify(self.ctx.clone(), url.clone(), self.id.clone(), entry)
+                                .instrument(tracing::Span::current()),
+                        );
+                    }
+                }
+                Err(e) => warn!(time, error = %e, "a snapshot was lost"),
+            }
+        }
+        let _ = tokio::fs::remove_dir_all(&self.work).await;
+    }
+
+    /// Writes the picture in its place and returns its entry.
+    async fn store(&self, snap: &Snapshot) -> Result<SnapshotEntry, String> {
+        let ext = self.spec.format.ext();
+        let key = snapshot_key(&self.dir, snap.time_ms, ext);
+        let path = match self.sink {
+            Sink::Local => self.ctx.cfg.output_dir.join(&key),
+            Sink::Bucket(_) => self.work.join(format!("{}.{ext}", snap.time_ms)),
+        };
+        let scratch = self.work.join("frame.raw");
+        let size = write_picture(
+            &self.ctx.cfg.recorder.ffmpeg,
+            snap,
+            self.size,
+            self.spec.format,
+            self.spec.width,
+            &scratch,
+            &path,
+        )
+        .await
+        .map_err(|e| e.to_string())?;
+        let url = match &self.sink {
+            Sink::Local => match self.domain.as_deref() {
+                // The operator's own domain serves the files: its URLs are not signed.
+                Some(d) => crate::storage::local_file_url(&self.ctx.public_url, Some(d), &key),
+                None => self.ctx.local_file_url(&key),
+            },
+            Sink::Bucket(store) => {
+                let sent = upload(store, &path, &key).await;
+                let _ = tokio::fs::remove_file(&path).await;
+                sent?;
+                store.url_of(&key).await.map_err(|e| e.to_string())?
+            }
+        };
+        Ok(SnapshotEntry {
+            filename: key,
+            file_size: size,
+            file_url: url,
+            time: snap.time_ms,
+        })
+    }
+}
+
+/// Sends one picture, retrying what storage may recover from.
+async fn upload(store: &ObjectStore, path: &Path, key: &str) -> Result<(), String> {
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        match store.upload_file(path, key).await {
+            Ok(_) => return Ok(()),
+            Err(e) if e.is_retryable() && attempt < UPLOAD_ATTEMPTS => {
+                tokio::time::sleep(Duration::from_secs(1 << attempt)).await;
+            }
+            Err(e) => return Err(e.to_string()),
+        }
+    }
+}
+
+/// The body posted to the snapshots' CallbackURL.
+pub(crate) fn callback_body(id: &str, entry: &SnapshotEntry) -> serde_json::Value {
+    json!({
+        "TaskID": id,
+        "Kind": "snapshot",
+        "Snapshot": entry,
+    })
+}
+
+/// Posts `entry` to `url`, signed and retried as task callbacks are (the same signature, event
+/// id header, backoff, attempt limit and retry period). The retries are held by this worker.
+async fn notify(ctx: WorkerContext, url: String, id: String, entry: SnapshotEntry) {
+    use super::callback::{EVENT_ID_HEADER, SIGNATURE_HEADER, backoff, signature};
+    let cfg = &ctx.cfg;
+    let event_id = uuid::Uuid::new_v4().to_string();
+    let body = serde_json::to_vec(&callback_body(&id, &entry)).unwrap_or_default();
+    let first = now_ms();
+    let budget_end = first + (cfg.callback_retry_seconds as i64) * 1000;
+    let mut attempts = 0u32;
+    loop {
+        attempts += 1;
+        let error = match super::callback::client(
+            &url,
+            cfg.url_policy(),
+            Duration::from_secs(cfg.callback_timeout.max(1)),
+        ) {
+            Err(e) => Some(format!("no HTTP client: {e}")),
+            Ok(http) => {
+                let mut request = http
+                    .post(&url)
+                    .header(reqwest::header::CONTENT_TYPE, "application/json")
+                    .header(EVENT_ID_HEADER, &event_id);
+                if let Some(secret) = &cfg.callback_secret {
+                    request = request.header(
+                        SIGNATURE_HEADER,
+                        signature(secret.expose().as_bytes(), &body),
+                    );
+                }
+                match request.body(body.clone()).send().await {
+                    Ok(resp) if resp.status().is_success() => None,
+                    Ok(resp) => Some(format!(
+                        "the receiver answered HTTP {}",
+                        resp.status().as_u16()
+                    )),
+                    Err(e) => Some(crate::redact::text(&e.to_string())),
+                }
+            }
+        };
+        let Some(error) = error else {
+            debug!(time = entry.time, attempts, "snapshot callback delivered");
+            return;
+        };
+        let wait = backoff(
+            attempts,
+            Duration::from_millis(cfg.callback_backoff_ms.max(1)),
+            Duration::from_secs(cfg.callback_max_backoff_seconds.max(1)),
+            fastrand::f64(),
+        );
+        let attempts_left = cfg.callback_attempts == 0 || attempts < cfg.callback_attempts;
+        if !attempts_left || now_ms() + wait.as_millis() as i64 > budget_end {
+            warn!(time = entry.time, attempts, %error, "snapshot callback given up");
+            return;
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(wait) => {}
+            _ = ctx.shutdown.cancelled() => return,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pictures_go_below_the_result_directory() {
+        assert_eq!(
+            snapshot_key("room1/2024", 3000, "jpg"),
+            "room1/2024/snapshots/3000.jpg"
+        );
+        assert_eq!(snapshot_key("", 0, "png"), "snapshots/0.png");
+        let entry = SnapshotEntry {
+            filename: "t/snapshots/1000.jpg".into(),
+            file_size: 10,
+            file_url: "http://x/t/snapshots/1000.jpg".into(),
+            time: 1000,
+        };
+        let body = callback_body("t", &entry);
+        assert_eq!(body["Snapshot"]["FileURL"], "http://x/t/snapshots/1000.jpg");
+        assert_eq!(body["Snapshot"]["Time"], 1000);
+        assert_eq!(body["Kind"], "snapshot");
+    }
+}

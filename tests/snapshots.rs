@@ -1,0 +1,404 @@
+//! Snapshots end to end (`Output.Snapshots`): pictures taken from the recording while it
+//! records, stored in the output directory (local delivery) and in a real S3 server (s3s-fs),
+//! listed in Describe while recording, announced on the Redis stream `{prefix}events` and posted
+//! to the snapshots' CallbackURL; none while paused; Start refuses bad fields.
+
+mod common;
+#[path = "support/redis.rs"]
+mod redis_support;
+#[path = "support/s3.rs"]
+mod s3_support;
+#[path = "support/service.rs"]
+mod service_support;
+
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use common::*;
+use redis_support::TestRedis;
+use s3_support::TestS3;
+use serde_json::{Value, json};
+use service_support::*;
+
+fn snapshots(d: &Value) -> Vec<Value> {
+    d["Result"]["Snapshots"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+}
+
+fn times(list: &[Value]) -> Vec<u64> {
+    list.iter().map(|s| s["Time"].as_u64().unwrap()).collect()
+}
+
+fn get(url: &str) -> (u16, Vec<u8>) {
+    let (rt, client) = http();
+    rt.block_on(async {
+        let r = client.get(url).send().await.expect("GET");
+        let status = r.status().as_u16();
+        (status, r.bytes().await.expect("body").to_vec())
+    })
+}
+
+/// Decodes a picture with ffmpeg and returns its codec and size.
+fn decoded(bytes: &[u8], dir: &Path, name: &str) -> Probe {
+    let path = dir.join(name);
+    std::fs::write(&path, bytes).unwrap();
+    let out = Command::new("ffmpeg")
+        .args(["-v", "error", "-i"])
+        .arg(&path)
+        .args(["-f", "null", "-"])
+        .output()
+        .expect("run ffmpeg");
+    assert!(
+        out.status.success() && out.stderr.is_empty(),
+        "{name} does not decode cleanly: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    probe(&path, &[])
+}
+
+/// The entries of the `{prefix}events` stream, as field maps.
+fn events(redis: &TestRedis, prefix: &str) -> Vec<std::collections::HashMap<String, String>> {
+    let mut c = redis::Client::open(redis.url.as_str())
+        .unwrap()
+        .get_connection()
+        .unwrap();
+    let entries: Vec<(String, Vec<(String, String)>)> = redis::cmd("XRANGE")
+        .arg(format!("{prefix}events"))
+        .arg("-")
+        .arg("+")
+        .query(&mut c)
+        .unwrap();
+    entries
+        .into_iter()
+        .map(|(_, fields)| fields.into_iter().collect())
+        .collect()
+}
+
+/// The count of pictures a recording of `recorded` seconds has at one per `interval` seconds:
+/// one at 0 and one at each full interval after it.
+fn expected_count(recorded: f64, interval: f64) -> usize {
+    ((recorded / interval) - 1e-3).ceil().max(1.0) as usize
+}
+
+#[test]
+fn snapshots_are_stored_listed_announced_and_posted_with_none_while_paused() {
+    let redis = TestRedis::start();
+    let receiver = CallbackReceiver::start();
+    let fixtures = fixture_server();
+    let svc = service_with(
+        &redis,
+        "snap-local",
+        true,
+        0,
+        1,
+        &[("PAGECAST_CALLBACK_SECRET", "s3cret")],
+    );
+    let id = start_recording(
+        &svc.url,
+        json!({
+            "RecordURL": format!("{fixtures}/animated.html"),
+            "MaxDurationLimit": 10,
+            "CallbackURL": format!("{}/ok", receiver.url),
+            "Output": {"Cos": {"TargetDir": "class/9"},
+                "Snapshots": {"Interval": 1, "Format": "png", "Width": 320,
+                "CallbackURL": format!("{}/ok", receiver.url)}},
+        }),
+    );
+    // Listed while recording, not only at the end.
+    let d = wait_for(
+        &svc.url,
+        &id,
+        "two snapshots",
+        Duration::from_secs(30),
+        |d| snapshots(d).len() >= 2,
+    );
+    assert_eq!(d["Status"], "recording", "{d}");
+    assert_eq!(times(&snapshots(&d))[..2], [0, 1000], "{d}");
+
+    // Paused: no pictures (the one being stored may still land).
+    ok(&svc.url, "Pause", &id);
+    wait_for(
+        &svc.url,
+        &id,
+        "paused",
+        Duration::from_secs(10),
+        status_is("paused"),
+    );
+    std::thread::sleep(Duration::from_secs(1));
+    let before = snapshots(&describe(&svc.url, &id)).len();
+    std::thread::sleep(Duration::from_secs(3));
+    let after = snapshots(&describe(&svc.url, &id)).len();
+    assert_eq!(before, after, "no snapshots while paused");
+    ok(&svc.url, "Resume", &id);
+    // Pictures again after the pause.
+    wait_for(
+        &svc.url,
+        &id,
+        "a snapshot after the pause",
+        Duration::from_secs(30),
+        |d| snapshots(d).len() > after || d["Status"] == "finished",
+    );
+
+    let d = wait_finished(&svc.url, &id, Duration::from_secs(90));
+    assert!(d["Result"]["ErrorCode"].is_null(), "{d}");
+    let recorded = d["RecordedDuration"].as_f64().unwrap();
+    let list = snapshots(&d);
+    let want = expected_count(recorded, 1.0);
+    // Every interval of recorded time has its picture, at its time, in order.
+    assert_eq!(
+        times(&list),
+        (0..want as u64).map(|k| k * 1000).collect::<Vec<_>>(),
+        "one picture per second of the {recorded} s recorded: {d}"
+    );
+    let scratch_dir = scratch("snap-local-check");
+    for s in &list {
+        let key = s["Key"].as_str().unwrap();
+        let time = s["Time"].as_u64().unwrap();
+        assert_eq!(key, format!("class/9/snapshots/{time}.png"), "{s}");
+        assert_eq!(s["Filename"], format!("{time}.png"), "{s}");
+        let on_disk = std::fs::read(svc.out.join(key)).expect("the picture is in the output dir");
+        assert_eq!(on_disk.len() as u64, s["FileSize"].as_u64().unwrap(), "{s}");
+        // Served through its signed URL.
+        let (status, body) = get(s["FileURL"].as_str().unwrap());
+        assert_eq!(status, 200, "{s}");
+        assert_eq!(body, on_disk);
+        let p = decoded(&body, &scratch_dir, &format!("{time}.png"));
+        assert_eq!((p.codec.as_str(), p.width), ("png", 320), "{s}");
+        // The recording's 16:9 kept.
+        assert_eq!(p.height, 180, "{s}");
+    }
+
+    // Announced on the events stream.
+    let ev = events(&redis, &svc.prefix);
+    let mine: Vec<_> = ev.iter().filter(|e| e["task"] == id).collect();
+    assert_eq!(mine.len(), list.len(), "{ev:?}");
+    for (e, s) in mine.iter().zip(&list) {
+        assert_eq!(e["kind"], "snapshot");
+        assert_eq!(e["key"], s["Key"].as_str().unwrap());
+        assert_eq!(e["time"], s["Time"].to_string());
+        assert!(e["url"].contains("/files/"), "{e:?}");
+    }
+
+    // The task's own callback lists them as Describe does.
+    let task_callbacks: Vec<Value> = receiver
+        .received()
+        .iter()
+        .map(|d| serde_json::from_slice::<Value>(&d.body).unwrap())
+        .filter(|b| b.get("Kind").is_none())
+        .collect();
+    assert_eq!(task_callbacks.len(), 1);
+    assert_eq!(times(&snapshots(&task_callbacks[0])), times(&list));
+
+    // One signed callback per picture.
+    let is_snapshot =
+        |d: &Delivery| serde_json::from_slice::<Value>(&d.body).unwrap()["Kind"] == "snapshot";
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while receiver
+        .received()
+        .iter()
+        .filter(|d| is_snapshot(d))
+        .count()
+        < list.len()
+        && Instant::now() < deadline
+    {
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let got: Vec<Delivery> = receiver
+        .received()
+        .into_iter()
+        .filter(|d| is_snapshot(d))
+        .collect();
+    assert_eq!(got.len(), list.len(), "one callback per snapshot");
+    let mut posted: Vec<u64> = Vec::new();
+    for delivery in &got {
+        assert_eq!(
+            delivery.signature.as_deref(),
+            Some(pagecast::pipeline::callback::signature(b"s3cret", &delivery.body).as_str()),
+        );
+        assert!(delivery.event_id.is_some());
+        let body: Value = serde_json::from_slice(&delivery.body).unwrap();
+        assert_eq!(body["TaskID"], id.as_str());
+        assert_eq!(body["Kind"], "snapshot");
+        posted.push(body["Snapshot"]["Time"].as_u64().unwrap());
+    }
+    posted.sort();
+    assert_eq!(posted, times(&list));
+}
+
+#[test]
+fn snapshots_land_in_the_bucket_as_the_screencast_jpegs() {
+    let redis = TestRedis::start();
+    let s3 = TestS3::start();
+    let fixtures = fixture_server();
+    let mut env = s3.env();
+    env.push(("PAGECAST_S3_PRESIGN_SECONDS", "3600".into()));
+    // The screencast's frames are JPEGs: a jpg at the recording's size is the frame itself.
+    env.push(("PAGECAST_CAPTURE", "screencast".into()));
+    let env: Vec<(&'static str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let svc = service_with(&redis, "snap-s3", true, 0, 1, &env);
+    let id = start(
+        &svc.url,
+        json!({
+            "RecordURL": format!("{fixtures}/animated.html"),
+            "MaxDurationLimit": 5,
+            "Output": {"S3": {"TargetDir": "cam/1"},
+                "Snapshots": {"Interval": 2, "Format": "jpg"}},
+        }),
+    );
+    let d = wait_finished(&svc.url, &id, Duration::from_secs(90));
+    assert!(d["Result"]["ErrorCode"].is_null(), "{d}");
+    let recorded = d["RecordedDuration"].as_f64().unwrap();
+    let list = snapshots(&d);
+    let want = expected_count(recorded, 2.0);
+    assert_eq!(
+        times(&list),
+        (0..want as u64).map(|k| k * 2000).collect::<Vec<_>>(),
+        "{d}"
+    );
+    let scratch_dir = scratch("snap-s3-check");
+    for s in &list {
+        let key = s["Key"].as_str().unwrap();
+        assert_eq!(key, format!("cam/1/snapshots/{}.jpg", s["Time"]), "{s}");
+        let stored = s3
+            .object(s3_support::BUCKET, key)
+            .expect("the picture is in the bucket");
+        assert_eq!(stored.len() as u64, s["FileSize"].as_u64().unwrap());
+        let url = s["FileURL"].as_str().unwrap();
+        assert!(url.contains("X-Amz-Signature="), "presigned: {url}");
+        let (status, body) = get(url);
+        assert_eq!(status, 200, "{url}");
+        assert_eq!(body, stored);
+        let p = decoded(&body, &scratch_dir, &format!("{}.jpg", s["Time"]));
+        assert_eq!(p.codec, "mjpeg", "{s}");
+        assert!(
+            p.width >= 1280,
+            "the recording's size: {}x{}",
+            p.width,
+            p.height
+        );
+    }
+    let ev = events(&redis, &svc.prefix);
+    assert_eq!(ev.iter().filter(|e| e["task"] == id).count(), list.len());
+    // Nothing of the snapshots' staging is left in the work directory.
+    assert!(!svc.dir.join("work").join(&id).join("snapshots").exists());
+}
+
+#[test]
+fn start_refuses_bad_snapshot_fields() {
+    let redis = TestRedis::start();
+    let svc = service(&redis, "snap-start", false, 0, 1);
+    let base = |s: Value| json!({"RecordURL": "https://example.com/", "Output": {"Snapshots": s}});
+    for (bad, code) in [
+        (json!({"Interval": 0, "Format": "jpg"}), "InvalidParam"),
+        (json!({"Interval": 0.5, "Format": "jpg"}), "InvalidParam"),
+        (json!({"Interval": 1, "Format": "gif"}), "InvalidParam"),
+        (json!({"Interval": 1}), "MissingParam"),
+        (json!({"Format": "png"}), "MissingParam"),
+        (
+            json!({"Interval": 1, "Format": "png", "Width": 4}),
+            "InvalidParam",
+        ),
+        (
+            json!({"Interval": 1, "Format": "png", "CallbackURL": "ftp://h.example/"}),
+            "InvalidParam",
+        ),
+    ] {
+        let (status, body) = call(&svc.url, "Start", base(bad.clone()));
+        assert_eq!(
+            (status, body["ErrorCode"].as_str()),
+            (400, Some(code)),
+            "{bad}: {body}"
+        );
+        assert!(
+            body["Message"]
+                .as_str()
+                .unwrap_or("")
+                .contains("Output.Snapshots")
+                || body.to_string().contains("Output.Snapshots"),
+            "{body}"
+        );
+    }
+    // The CallbackURL follows the egress rules (this service allows no private addresses).
+    let (status, body) = call(
+        &svc.url,
+        "Start",
+        base(json!({"Interval": 1, "Format": "png", "CallbackURL": "http://169.254.169.254/x"})),
+    );
+    assert_eq!(
+        (status, body["ErrorCode"].as_str()),
+        (400, Some("InvalidParam")),
+        "{body}"
+    );
+    assert!(
+        body.to_string()
+            .contains("Data.Output.Snapshots.CallbackURL"),
+        "{body}"
+    );
+}
+
+#[test]
+fn a_storage_outage_loses_pictures_never_the_recording() {
+    let redis = TestRedis::start();
+    let mut s3 = TestS3::start();
+    let fixtures = fixture_server();
+    let mut env = s3.env();
+    env.push(("PAGECAST_S3_PRESIGN_SECONDS", "3600".into()));
+    let env: Vec<(&'static str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let svc = service_with(&redis, "snap-outage", true, 0, 1, &env);
+    let id = start_recording(
+        &svc.url,
+        json!({
+            "RecordURL": format!("{fixtures}/animated.html"),
+            "MaxDurationLimit": 14,
+            "Output": {"Snapshots": {"Interval": 1, "Format": "jpg", "Width": 640}},
+        }),
+    );
+    wait_for(
+        &svc.url,
+        &id,
+        "two snapshots",
+        Duration::from_secs(30),
+        |d| snapshots(d).len() >= 2,
+    );
+    s3.stop();
+    std::thread::sleep(Duration::from_secs(5));
+    s3.resume();
+    let d = wait_finished(&svc.url, &id, Duration::from_secs(120));
+    assert!(
+        d["Result"]["ErrorCode"].is_null(),
+        "the recording is whole: {d}"
+    );
+    assert_eq!(
+        d["Result"]["Videos"].as_array().map(Vec::len),
+        Some(1),
+        "{d}"
+    );
+    let recorded = d["RecordedDuration"].as_f64().unwrap();
+    let list = snapshots(&d);
+    let t = times(&list);
+    // Listed pictures are stored ones, in order, on the interval's multiples; pictures after the
+    // outage are there again.
+    assert!(t.windows(2).all(|w| w[0] < w[1]), "{t:?}");
+    assert!(t.iter().all(|ms| ms % 1000 == 0), "{t:?}");
+    assert!(t.len() <= expected_count(recorded, 1.0), "{t:?}");
+    let last = *t.last().unwrap();
+    assert!(
+        last as f64 >= (recorded - 3.0) * 1000.0,
+        "pictures are stored again after the outage: {t:?} of {recorded} s"
+    );
+    for s in &list {
+        let key = s["Key"].as_str().unwrap();
+        assert!(
+            s3.object(s3_support::BUCKET, key).is_some(),
+            "{key} is listed, so it is in the bucket"
+        );
+    }
+    eprintln!(
+        "{} of {} pictures stored across a 5 s storage outage",
+        list.len(),
+        expected_count(recorded, 1.0)
+    );
+}
