@@ -16,7 +16,6 @@ use tokio::sync::mpsc;
 
 use super::MediaError;
 use super::encoder::FrameFormat;
-use crate::task::SnapshotFormat;
 
 /// Pictures waiting to be stored; more are dropped (a storage that falls behind loses
 /// pictures, never recording time).
@@ -185,6 +184,26 @@ pub async fn write_picture(
         .await
         .map_err(MediaError::io("reading a snapshot's size"))?;
     Ok(meta.len())
+}
+
+/// The image format of snapshots.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SnapshotFormat {
+    /// JPEG.
+    Jpg,
+    /// PNG.
+    Png,
+}
+
+impl SnapshotFormat {
+    /// The file extension (and the name in `Output.Snapshots.Format`).
+    pub fn ext(self) -> &'static str {
+        match self {
+            SnapshotFormat::Jpg => "jpg",
+            SnapshotFormat::Png => "png",
+        }
+    }
 }
 
 #[cfg(test)]

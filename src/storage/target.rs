@@ -3,6 +3,8 @@
 
 use serde::{Deserialize, Serialize};
 
+pub use crate::media::snapshot::SnapshotFormat;
+
 /// Where the result goes (`Output.Cos` / `Output.S3`); unset fields fall back to server config.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
 pub struct OutputTarget {
@@ -50,26 +52,6 @@ pub struct SnapshotSpec {
     /// `Output.Snapshots.CallbackURL`: told of each picture as it is stored.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub callback_url: Option<String>,
-}
-
-/// The image format of snapshots.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum SnapshotFormat {
-    /// JPEG.
-    Jpg,
-    /// PNG.
-    Png,
-}
-
-impl SnapshotFormat {
-    /// The file extension (and the name in `Output.Snapshots.Format`).
-    pub fn ext(self) -> &'static str {
-        match self {
-            SnapshotFormat::Jpg => "jpg",
-            SnapshotFormat::Png => "png",
-        }
-    }
 }
 
 /// One `Output.Live` target as the task keeps it (its full URL is a secret).
