@@ -105,9 +105,16 @@ fn bad_input_gives_clear_errors() {
     assert!(e.contains("InvalidParam"), "{e}");
     let (_, e) = record_err(&["http://127.0.0.1:9/", "--width", "4000", "-o", out]);
     assert!(
-        e.contains("InvalidParam") && e.contains("at most 2560"),
+        e.contains("InvalidParam") && e.contains("--width") && e.contains("at most 2560"),
         "{e}"
     );
+    // A range error names the flag the user set.
+    let (code, e) = record_err(&["http://127.0.0.1:9/", "--fps", "61", "-o", out]);
+    assert!(
+        e.contains("InvalidParam") && e.contains("--fps must be between 1 and 60"),
+        "{e}"
+    );
+    assert_eq!(code, 2);
     let (_, e) = record_err(&[
         "http://127.0.0.1:9/",
         "-o",

@@ -86,7 +86,7 @@ fn fail(code: ErrorCode, message: impl std::fmt::Display) -> anyhow::Result<Exit
 fn validate(args: &RecordArgs) -> Result<(u32, u32, u32, Option<Duration>, OutputFormat), String> {
     let width = dimension(args.width, DEFAULT_WIDTH, "--width")?;
     let height = dimension(args.height, DEFAULT_HEIGHT, "--height")?;
-    let fps = frame_rate(args.fps)?;
+    let fps = frame_rate(args.fps).map_err(|e| format!("--{e}"))?;
     let duration = match args.duration {
         None => None,
         Some(d) if d.is_finite() && d > 0.0 && d <= 36_000.0 => Some(Duration::from_secs_f64(d)),
