@@ -359,6 +359,8 @@ fn the_autoscaler_reads_the_stream_pagecast_queues_recordings_on() {
             }
         })
         .expect("serve started within 5 ports");
+    // Listening is not yet taking Starts: wait until serve has reached Redis.
+    service_support::wait_api_ready(port, &api_log);
     let url = format!("http://127.0.0.1:{port}");
     let fixtures = fixture_server();
     let id = service_support::start(

@@ -185,7 +185,7 @@ fn redis_reachable(url: &str) -> bool {
 
 /// Waits (up to 20 s) until serve's API answers a Describe with something other than 503
 /// (it has reached Redis).
-fn wait_api_ready(port: u16, log: &Path) {
+pub fn wait_api_ready(port: u16, log: &Path) {
     let url = format!("http://127.0.0.1:{port}");
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
