@@ -83,14 +83,16 @@ fn a_killed_encoder_is_restarted_and_recording_goes_on() {
         "duration {}: {stdout}",
         p.duration
     );
-    // The restart shows as a short freeze only (BENCHMARKS.md: 100 ms; margin 200 ms).
+    // The restart shows as a short freeze only. BENCHMARKS.md: 100 ms with the release build; the
+    // suite's debug build measured 401 ms both on a quiet 2-core machine and under load
+    // (2026-12-06), so 600 ms: a restart that lost the replay would freeze for seconds.
     let a = analyze(&out);
     assert!(
         a["decoded"].as_u64().unwrap() >= 260,
         "the clock decodes: {a}"
     );
     assert!(
-        a["longest_freeze_ms"].as_f64().unwrap() <= 300.0,
+        a["longest_freeze_ms"].as_f64().unwrap() <= 600.0,
         "longest freeze across the encoder restart: {a}"
     );
     // The file's duration includes the sound's encoder delay (about 21 ms) before the first frame.
