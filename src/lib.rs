@@ -1,5 +1,6 @@
-//! pagecast records web pages as video: headless Chromium paints the page, its screencast frames
-//! are paced to a constant frame rate and encoded by ffmpeg into MP4 or HLS.
+//! pagecast records web pages as video: Chromium paints the page on a private X display, its
+//! pictures (captured from the display by default, or Chromium's screencast frames) are paced to
+//! a constant frame rate and encoded by ffmpeg into MP4 or HLS, with the page's sound.
 //!
 //! Layers, each depending only on the ones below it (docs/architecture.md draws them;
 //! tests/module_order.rs checks them):

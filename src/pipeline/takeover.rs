@@ -212,7 +212,7 @@ mod tests {
     fn a_task_survives_five_stopped_workers_and_fails_on_the_sixth() {
         assert!((0..=5).all(|r| !crash_budget_spent(r)));
         assert!(crash_budget_spent(6));
-        assert_eq!(MAX_RESTARTS, 5, "the README says 5");
+        assert_eq!(MAX_RESTARTS, 5, "docs/operations.md says 5");
     }
 
     #[test]
