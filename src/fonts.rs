@@ -7,7 +7,7 @@ const RELATIVE: &str = "fontconfig/fonts.conf";
 /// Where to look, in order: an explicit setting, then beside the installed binary
 /// (`<prefix>/share/pagecast/` or a source checkout above `target/<profile>/`), then the
 /// current directory, then the source tree this binary was built from.
-pub fn find_fontconfig(explicit: Option<&Path>) -> Option<PathBuf> {
+pub(crate) fn find_fontconfig(explicit: Option<&Path>) -> Option<PathBuf> {
     if let Some(p) = explicit {
         // fontconfig reads a relative FONTCONFIG_FILE against its own system directory
         // (/etc/fonts), not the current one: a relative setting would silently lose the fonts.

@@ -18,17 +18,17 @@
 //! Benchmark analysis (`pagecast analyze`) is not part of the library: it is the
 //! `pagecast-analysis` crate of the workspace (crates/pagecast-analysis).
 
-#![warn(missing_docs, rust_2018_idioms)]
+#![warn(missing_docs, rust_2018_idioms, unreachable_pub)]
 
 pub mod api;
-pub mod audio;
-pub mod browser;
-pub mod clock;
+pub(crate) mod audio;
+pub(crate) mod browser;
+pub(crate) mod clock;
 pub mod command;
 pub mod config;
 pub mod delivery;
 pub mod error;
-pub mod fonts;
+pub(crate) mod fonts;
 pub(crate) mod log_limit;
 pub mod media;
 pub mod metrics;
@@ -36,9 +36,9 @@ pub mod ops;
 pub mod pipeline;
 pub mod process;
 pub mod recording;
-pub mod redact;
+pub(crate) mod redact;
 pub(crate) mod runtime_dir;
-pub mod secret;
+pub(crate) mod secret;
 pub mod storage;
 pub mod task;
 pub mod tls;

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 /// The decision for one line.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Admit {
+pub(crate) enum Admit {
     /// Log it; `suppressed` lines were left out since the last line logged (say so).
     Log {
         /// Lines counted but not logged before this one.
@@ -30,7 +30,7 @@ struct Window {
 
 /// At most `per_key` lines per key and `total` lines in all per `period`.
 #[derive(Debug)]
-pub struct LogLimiter {
+pub(crate) struct LogLimiter {
     period: Duration,
     per_key: u32,
     total: u32,
@@ -40,7 +40,7 @@ pub struct LogLimiter {
 impl LogLimiter {
     /// A limiter letting `per_key` lines of one key and `total` lines in all through per
     /// `period`.
-    pub fn new(period: Duration, per_key: u32, total: u32) -> Self {
+    pub(crate) fn new(period: Duration, per_key: u32, total: u32) -> Self {
         Self {
             period,
             per_key,
@@ -55,12 +55,12 @@ impl LogLimiter {
     }
 
     /// Whether a line about `key` may be logged now.
-    pub fn admit(&self, key: &str) -> Admit {
+    pub(crate) fn admit(&self, key: &str) -> Admit {
         self.admit_at(key, Instant::now())
     }
 
     /// [`LogLimiter::admit`] at `now`.
-    pub fn admit_at(&self, key: &str, now: Instant) -> Admit {
+    pub(crate) fn admit_at(&self, key: &str, now: Instant) -> Admit {
         let Ok(mut w) = self.window.lock() else {
             return Admit::Log { suppressed: 0 };
         };
@@ -84,7 +84,7 @@ impl LogLimiter {
     }
 
     /// Lines left out and not yet reported (for a last line when the source ends).
-    pub fn take_suppressed(&self) -> u64 {
+    pub(crate) fn take_suppressed(&self) -> u64 {
         self.window
             .lock()
             .map(|mut w| std::mem::take(&mut w.suppressed))

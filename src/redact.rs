@@ -15,7 +15,7 @@ const HIDDEN: &str = "***";
 /// `raw` as it may be logged or shown: without user info (`user:password@`), each query value
 /// replaced by `***` (a query part without `=` is a value), without fragment. Not a URL: a
 /// placeholder, since it may hold anything.
-pub fn url(raw: &str) -> String {
+pub(crate) fn url(raw: &str) -> String {
     let Ok(mut u) = url::Url::parse(raw.trim()) else {
         return "<not a URL>".to_string();
     };
@@ -37,7 +37,7 @@ pub fn url(raw: &str) -> String {
 }
 
 /// `text` with every absolute URL in it (`scheme://...`) shown as [`url`] shows it.
-pub fn text(text: &str) -> String {
+pub(crate) fn text(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     let mut at = 0;
     for (start, end) in url_spans(text) {
@@ -58,7 +58,7 @@ const PATH_CLOSERS: &[char] = &['"', '\'', '`', ')', ']', '}', '>', ',', ';'];
 /// `text` with every absolute path cut to its last component (`/srv/work/<id>/seg_000003.ts` →
 /// `…/seg_000003.ts`): the name says which file, the directories stay private. A `/` inside a
 /// word, a number (`1/2`) or a URL (`https://host/path`) is left alone.
-pub fn paths(text: &str) -> String {
+pub(crate) fn paths(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     let mut at = 0;
     for (start, end) in url_spans(text) {
@@ -154,7 +154,7 @@ fn path_end(s: &str) -> usize {
 
 /// A message as it may be kept and shown: URLs redacted ([`text`]), absolute paths cut
 /// ([`paths`]).
-pub fn message(message: &str) -> String {
+pub(crate) fn message(message: &str) -> String {
     paths(&text(message))
 }
 

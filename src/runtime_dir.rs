@@ -12,11 +12,11 @@ use std::sync::{Mutex, Once};
 
 /// A private directory, removed when dropped or at exit.
 #[derive(Debug)]
-pub struct RuntimeDir(Option<tempfile::TempDir>);
+pub(crate) struct RuntimeDir(Option<tempfile::TempDir>);
 
 impl RuntimeDir {
     /// Its path.
-    pub fn path(&self) -> &Path {
+    pub(crate) fn path(&self) -> &Path {
         self.0.as_ref().map(|d| d.path()).unwrap_or(Path::new(""))
     }
 }
@@ -64,7 +64,7 @@ fn forget_at_exit(path: &Path) {
 }
 
 /// Creates a fresh private directory.
-pub fn create(prefix: &str) -> std::io::Result<RuntimeDir> {
+pub(crate) fn create(prefix: &str) -> std::io::Result<RuntimeDir> {
     static SWEPT: Mutex<Option<HashSet<String>>> = Mutex::new(None);
     let first = SWEPT
         .lock()

@@ -16,7 +16,7 @@ use crate::clock::wall_now;
 use crate::process::OwnedChild;
 
 /// A running capture. Dropping it stops `parec` and removes the sink.
-pub struct AudioCapture {
+pub(crate) struct AudioCapture {
     // Field order is drop order: parec goes (and with it the reader thread, at end of file)
     // before the sink is unloaded.
     parec: OwnedChild,
@@ -34,7 +34,7 @@ impl std::fmt::Debug for AudioCapture {
 
 impl AudioCapture {
     /// Creates the recording's sink and starts recording its monitor.
-    pub async fn start(settings: &AudioSettings) -> Result<Self, AudioError> {
+    pub(crate) async fn start(settings: &AudioSettings) -> Result<Self, AudioError> {
         let server = server(settings).await?;
         let sink = Sink::create(server.clone()).await?;
         let mut cmd = tokio::process::Command::new(server.parec());
@@ -75,7 +75,7 @@ impl AudioCapture {
     }
 
     /// Environment that routes a browser's sound into this capture's sink.
-    pub fn browser_env(&self) -> Vec<(String, String)> {
+    pub(crate) fn browser_env(&self) -> Vec<(String, String)> {
         let mut env = vec![
             (
                 "PULSE_SERVER".to_string(),
@@ -88,13 +88,13 @@ impl AudioCapture {
     }
 
     /// The sink's name.
-    pub fn sink_name(&self) -> &str {
+    pub(crate) fn sink_name(&self) -> &str {
         self.sink.name()
     }
 
     /// Waits (up to `limit`) until audio flows, restarting the fresh sink's timer so that it
     /// does at once. Returns whether it flows.
-    pub async fn wait_until_live(&self, limit: Duration) -> bool {
+    pub(crate) async fn wait_until_live(&self, limit: Duration) -> bool {
         let deadline = Instant::now() + limit;
         let mut next_kick = Instant::now() + Duration::from_millis(100);
         loop {
@@ -121,7 +121,7 @@ impl AudioCapture {
     }
 
     /// Exactly `n` sample frames (s16le stereo) played from wall time `start` on.
-    pub fn take(&self, start: f64, n: usize) -> Vec<u8> {
+    pub(crate) fn take(&self, start: f64, n: usize) -> Vec<u8> {
         match self.timeline.lock() {
             Ok(mut t) => t.take(start, n),
             Err(_) => vec![0; n * super::timeline::FRAME_BYTES],
@@ -129,7 +129,7 @@ impl AudioCapture {
     }
 
     /// Whether parec is still running.
-    pub fn is_running(&mut self) -> bool {
+    pub(crate) fn is_running(&mut self) -> bool {
         self.parec.try_wait().is_none()
     }
 }

@@ -2,11 +2,11 @@
 //! placed on pagecast's wall clock. Knows nothing about browsers or encoding.
 
 mod capture;
-pub mod pulse;
-pub mod timeline;
+pub(crate) mod pulse;
+pub(crate) mod timeline;
 
-pub use capture::AudioCapture;
-pub use pulse::{AudioSettings, PulseServer, Sink};
+pub(crate) use capture::AudioCapture;
+pub(crate) use pulse::AudioSettings;
 
 use crate::error::{ErrorCode, HasErrorCode};
 use crate::process::ProcessError;

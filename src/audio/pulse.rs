@@ -46,7 +46,7 @@ impl Default for AudioSettings {
 }
 
 /// Prefix of the sinks pagecast creates.
-pub const SINK_PREFIX: &str = "pagecast-";
+pub(crate) const SINK_PREFIX: &str = "pagecast-";
 /// How long one `pactl` call may take.
 const PACTL_LIMIT: Duration = Duration::from_secs(10);
 /// How long the private server may take to accept clients.
@@ -54,7 +54,7 @@ const START_LIMIT: Duration = Duration::from_secs(10);
 
 /// A PulseAudio server pagecast talks to.
 #[derive(Debug)]
-pub struct PulseServer {
+pub(crate) struct PulseServer {
     address: String,
     pactl: PathBuf,
     parec: PathBuf,
@@ -74,7 +74,7 @@ const COOKIE_BYTES: usize = 256;
 static SERVER: tokio::sync::Mutex<Option<Arc<PulseServer>>> = tokio::sync::Mutex::const_new(None);
 
 /// The server for `settings`: the running one, or a new one if none runs (or it died).
-pub async fn server(settings: &AudioSettings) -> Result<Arc<PulseServer>, AudioError> {
+pub(crate) async fn server(settings: &AudioSettings) -> Result<Arc<PulseServer>, AudioError> {
     let mut slot = SERVER.lock().await;
     if let Some(s) = slot.as_ref()
         && s.settings == *settings
@@ -197,17 +197,17 @@ impl PulseServer {
     }
 
     /// The server address (`unix:/path`), as `PULSE_SERVER` wants it.
-    pub fn address(&self) -> &str {
+    pub(crate) fn address(&self) -> &str {
         &self.address
     }
 
     /// The `parec` binary.
-    pub fn parec(&self) -> &Path {
+    pub(crate) fn parec(&self) -> &Path {
         &self.parec
     }
 
     /// Environment a client of this server needs besides its address (the cookie).
-    pub fn client_env(&self) -> Vec<(String, String)> {
+    pub(crate) fn client_env(&self) -> Vec<(String, String)> {
         self.cookie
             .iter()
             .map(|c| ("PULSE_COOKIE".to_string(), c.display().to_string()))
@@ -222,7 +222,7 @@ impl PulseServer {
     }
 
     /// Whether the server is still there (an operator's server is assumed to be).
-    pub fn is_alive(&self) -> bool {
+    pub(crate) fn is_alive(&self) -> bool {
         match &self.child {
             None => true,
             Some(c) => c
@@ -233,7 +233,7 @@ impl PulseServer {
     }
 
     /// Runs `pactl` against this server; returns its stdout.
-    pub async fn pactl(&self, args: &[&str]) -> Result<String, AudioError> {
+    pub(crate) async fn pactl(&self, args: &[&str]) -> Result<String, AudioError> {
         let mut cmd = tokio::process::Command::new(&self.pactl);
         cmd.arg(format!("--server={}", self.address))
             .args(args)
@@ -244,7 +244,7 @@ impl PulseServer {
 
     /// Unloads the sinks of pagecast processes that no longer exist and whose monitor nobody
     /// records (left by a crash: a SIGKILL runs no destructors).
-    pub async fn remove_stale_sinks(&self) {
+    pub(crate) async fn remove_stale_sinks(&self) {
         let (Ok(modules), Ok(sources), Ok(outputs)) = (
             self.pactl(&["list", "short", "modules"]).await,
             self.pactl(&["list", "short", "sources"]).await,
@@ -278,7 +278,7 @@ fn write_cookie(path: &Path) -> std::io::Result<()> {
 
 /// The null sinks (module index, sink name) that `modules` lists for pagecast processes other
 /// than `own_pid` which are not running here and whose monitor has no recording stream.
-pub fn stale_sinks(
+pub(crate) fn stale_sinks(
     modules: &str,
     sources: &str,
     source_outputs: &str,
@@ -327,7 +327,7 @@ static NEXT_SINK: AtomicU64 = AtomicU64::new(1);
 
 /// One recording's null sink; unloaded when dropped.
 #[derive(Debug)]
-pub struct Sink {
+pub(crate) struct Sink {
     server: Arc<PulseServer>,
     module: u32,
     name: String,
@@ -335,7 +335,7 @@ pub struct Sink {
 
 impl Sink {
     /// Creates a fresh null sink (48 kHz stereo) on `server`.
-    pub async fn create(server: Arc<PulseServer>) -> Result<Sink, AudioError> {
+    pub(crate) async fn create(server: Arc<PulseServer>) -> Result<Sink, AudioError> {
         let name = format!(
             "{SINK_PREFIX}{}-{}",
             std::process::id(),
@@ -368,19 +368,19 @@ impl Sink {
     }
 
     /// The sink's name (for `PULSE_SINK`).
-    pub fn name(&self) -> &str {
+    pub(crate) fn name(&self) -> &str {
         &self.name
     }
 
     /// The server it lives on.
-    pub fn server(&self) -> &Arc<PulseServer> {
+    pub(crate) fn server(&self) -> &Arc<PulseServer> {
         &self.server
     }
 
     /// Suspends and resumes the sink. A fresh null sink runs on a 2-second timer until its
     /// latency is renegotiated on that timer's next tick, so a new monitor stream would get its
     /// first data up to 2 s late; a resume restarts the timer with the stream's latency at once.
-    pub async fn kick(&self) -> Result<(), AudioError> {
+    pub(crate) async fn kick(&self) -> Result<(), AudioError> {
         self.server
             .pactl(&["suspend-sink", &self.name, "1"])
             .await?;

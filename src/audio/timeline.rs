@@ -27,24 +27,24 @@
 use std::collections::VecDeque;
 
 /// Sample rate of the capture and of the encoded audio.
-pub const RATE: u32 = 48_000;
+pub(crate) const RATE: u32 = 48_000;
 /// Interleaved channels.
-pub const CHANNELS: usize = 2;
+pub(crate) const CHANNELS: usize = 2;
 /// Bytes per sample frame (s16le, stereo).
-pub const FRAME_BYTES: usize = 2 * CHANNELS;
+pub(crate) const FRAME_BYTES: usize = 2 * CHANNELS;
 /// Reads closer together than this (seconds) are parts of one rendered block.
-pub const SAME_BLOCK: f64 = 0.002;
+pub(crate) const SAME_BLOCK: f64 = 0.002;
 /// Seconds of bounds that make up the estimate of `t0`.
-pub const ANCHOR_WINDOW: f64 = 10.0;
+pub(crate) const ANCHOR_WINDOW: f64 = 10.0;
 /// A request whose instant is within this many seconds of where the previous one ended continues
 /// from there (no seam).
-pub const CONTINUITY: f64 = 0.004;
+pub(crate) const CONTINUITY: f64 = 0.004;
 /// Seconds of captured audio kept behind the newest sample.
-pub const HISTORY: f64 = 12.0;
+pub(crate) const HISTORY: f64 = 12.0;
 
 /// The number of samples that belong to slot `slot` at `fps` frames per second (they add up
 /// exactly, with no rounding drift, over any number of slots).
-pub fn samples_for_slot(slot: u64, fps: u32) -> usize {
+pub(crate) fn samples_for_slot(slot: u64, fps: u32) -> usize {
     let fps = u64::from(fps.max(1));
     let rate = u64::from(RATE);
     ((slot + 1) * rate / fps - slot * rate / fps) as usize
@@ -52,7 +52,7 @@ pub fn samples_for_slot(slot: u64, fps: u32) -> usize {
 
 /// Captured samples and their place on the wall clock. Pure: times are passed in.
 #[derive(Debug, Default)]
-pub struct AudioTimeline {
+pub(crate) struct AudioTimeline {
     /// Sample frames, interleaved s16le bytes; `buf[0]` is stream sample `base`.
     buf: VecDeque<u8>,
     /// Stream index of the first kept sample.
@@ -73,27 +73,27 @@ pub struct AudioTimeline {
 
 impl AudioTimeline {
     /// An empty timeline.
-    pub fn new() -> Self {
+    pub(crate) fn new() -> Self {
         Self::default()
     }
 
     /// Whether any audio has arrived.
-    pub fn has_data(&self) -> bool {
+    pub(crate) fn has_data(&self) -> bool {
         self.received > 0
     }
 
     /// The current estimate of the wall time of stream sample 0.
-    pub fn t0(&self) -> Option<f64> {
+    pub(crate) fn t0(&self) -> Option<f64> {
         self.bounds.front().map(|&(_, b)| b)
     }
 
     /// Wall time at which the newest received sample was played, if any arrived.
-    pub fn newest(&self) -> Option<f64> {
+    pub(crate) fn newest(&self) -> Option<f64> {
         Some(self.t0()? + self.received as f64 / f64::from(RATE))
     }
 
     /// Accepts a chunk of s16le stereo bytes that arrived at wall time `arrival`.
-    pub fn push(&mut self, bytes: &[u8], arrival: f64) {
+    pub(crate) fn push(&mut self, bytes: &[u8], arrival: f64) {
         if bytes.is_empty() {
             return;
         }
@@ -132,7 +132,7 @@ impl AudioTimeline {
 
     /// Exactly `n` sample frames (s16le stereo bytes) played from wall time `start` on; silence
     /// where nothing was captured.
-    pub fn take(&mut self, start: f64, n: usize) -> Vec<u8> {
+    pub(crate) fn take(&mut self, start: f64, n: usize) -> Vec<u8> {
         let mut out = vec![0u8; n * FRAME_BYTES];
         let Some(t0) = self.t0() else {
             return out;
@@ -158,7 +158,7 @@ impl AudioTimeline {
     }
 
     /// Chunks received so far.
-    pub fn chunks(&self) -> u64 {
+    pub(crate) fn chunks(&self) -> u64 {
         self.chunks
     }
 }

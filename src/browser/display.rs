@@ -30,7 +30,7 @@ const FAMILY_WILD: u16 = 0xffff;
 
 /// A running Xvfb server with one screen of the recording's size.
 #[derive(Debug)]
-pub struct VirtualDisplay {
+pub(crate) struct VirtualDisplay {
     child: OwnedChild,
     number: u32,
     cookie: [u8; 16],
@@ -64,7 +64,7 @@ fn write_private(path: &Path, data: &[u8]) -> std::io::Result<()> {
 
 impl VirtualDisplay {
     /// Starts `xvfb` with a `width`×`height`×24 screen and waits until it accepts clients.
-    pub async fn start(xvfb: &Path, width: u32, height: u32) -> Result<Self, BrowserError> {
+    pub(crate) async fn start(xvfb: &Path, width: u32, height: u32) -> Result<Self, BrowserError> {
         let exe = resolve_program("Xvfb", xvfb)?;
         let setup = |reason: String| BrowserError::Display {
             reason,
@@ -129,18 +129,20 @@ impl VirtualDisplay {
     }
 
     /// The display's name for `DISPLAY` (e.g. `:100`).
-    pub fn name(&self) -> String {
+    pub(crate) fn name(&self) -> String {
         format!(":{}", self.number)
     }
 
     /// The Xauthority file a client of this display needs (for `XAUTHORITY`).
-    pub fn xauthority(&self) -> PathBuf {
+    pub(crate) fn xauthority(&self) -> PathBuf {
         self.auth_dir.path().join("Xauthority")
     }
 
     /// Opens a connection to the display with its cookie (pagecast's own client; its process
     /// environment is not touched).
-    pub fn connect(&self) -> Result<(x11rb::rust_connection::RustConnection, usize), String> {
+    pub(crate) fn connect(
+        &self,
+    ) -> Result<(x11rb::rust_connection::RustConnection, usize), String> {
         use x11rb::reexports::x11rb_protocol::parse_display::parse_display;
         use x11rb::rust_connection::{DefaultStream, RustConnection};
         let name = self.name();
@@ -166,7 +168,7 @@ impl VirtualDisplay {
     }
 
     /// Stops the server and reaps it.
-    pub async fn close(mut self) {
+    pub(crate) async fn close(mut self) {
         self.child.kill().await;
         // Drop removes what the killed server left behind.
     }

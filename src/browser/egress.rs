@@ -36,14 +36,14 @@ const REFUSALS_IN_ALL: u32 = 10;
 const REFUSAL_PERIOD: Duration = Duration::from_secs(10);
 
 /// A running egress proxy; stops accepting (and ends its connections) when dropped.
-pub struct EgressProxy {
+pub(crate) struct EgressProxy {
     addr: SocketAddr,
     stop: CancellationToken,
 }
 
 impl EgressProxy {
     /// Starts a proxy on a free loopback port enforcing `policy`.
-    pub async fn start(policy: UrlPolicy) -> std::io::Result<Self> {
+    pub(crate) async fn start(policy: UrlPolicy) -> std::io::Result<Self> {
         let listener = TcpListener::bind(("127.0.0.1", 0)).await?;
         let addr = listener.local_addr()?;
         let stop = CancellationToken::new();
@@ -95,7 +95,7 @@ impl EgressProxy {
 
     /// The Chromium flags that send all of the browser's traffic through this proxy (loopback
     /// included: Chromium bypasses proxies for it unless told not to).
-    pub fn chromium_flags(&self) -> Vec<String> {
+    pub(crate) fn chromium_flags(&self) -> Vec<String> {
         vec![
             format!("--proxy-server=http://{}", self.addr),
             "--proxy-bypass-list=<-loopback>".into(),

@@ -18,13 +18,13 @@ use serde::Deserialize;
 use crate::command::{Command, Sender};
 
 /// Name of the CDP binding the page-side functions call.
-pub const BINDING_NAME: &str = "__pagecastHook";
+pub(super) const BINDING_NAME: &str = "__pagecastHook";
 /// Name of the page function pagecast calls to settle a control's Promise.
-pub const SETTLE_NAME: &str = "__pagecastSettle";
+pub(super) const SETTLE_NAME: &str = "__pagecastSettle";
 
 /// A call of a page-side control, with the page's clock at the moment of the call.
 #[derive(Debug, Clone, Copy, PartialEq)]
-pub struct PageHookCall {
+pub(crate) struct PageHookCall {
     /// Which control.
     pub hook: Command,
     /// The page's `Date.now()` at the call, in seconds since the epoch, if it sent a sane one.
@@ -42,7 +42,7 @@ struct Payload {
 
 impl PageHookCall {
     /// Parses a binding payload; `None` for anything that is not one of ours.
-    pub fn parse(payload: &str) -> Option<Self> {
+    pub(crate) fn parse(payload: &str) -> Option<Self> {
         let p: Payload = serde_json::from_str(payload).ok()?;
         let hook = Command::parse_from(Sender::Page, &p.action)?;
         let page_time =
@@ -58,7 +58,7 @@ impl PageHookCall {
 
 /// Where to answer a control's call: the page context that made it, and the call's id.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct HookReply {
+pub(crate) struct HookReply {
     /// The calling page context (a reload replaces it; an answer to a gone context is lost).
     pub context: chromiumoxide::cdp::js_protocol::runtime::ExecutionContextId,
     /// The call's id.
@@ -66,10 +66,10 @@ pub struct HookReply {
 }
 
 /// How a control's call ended: taken effect, or refused with a stable code and a message.
-pub type HookOutcome = Result<(), (crate::error::ErrorCode, String)>;
+pub(crate) type HookOutcome = Result<(), (crate::error::ErrorCode, String)>;
 
 /// The expression that settles call `id` in the page.
-pub fn settle_expression(id: u64, outcome: &HookOutcome) -> String {
+pub(super) fn settle_expression(id: u64, outcome: &HookOutcome) -> String {
     let (code, message) = match outcome {
         Ok(()) => ("null".to_string(), "null".to_string()),
         Err((code, message)) => (
@@ -84,7 +84,7 @@ pub fn settle_expression(id: u64, outcome: &HookOutcome) -> String {
 }
 
 /// The script that defines the page-side controls; runs before any page script.
-pub fn bootstrap_script() -> String {
+pub(super) fn bootstrap_script() -> String {
     format!(
         r#"(() => {{
   const binding = "{BINDING_NAME}";

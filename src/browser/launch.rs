@@ -117,7 +117,7 @@ const HEADFUL_FLAGS: &[&str] = &[
 
 /// A running Chromium with its DevTools WebSocket address. Killed (whole process group) on drop.
 #[derive(Debug)]
-pub struct ChromiumProcess {
+pub(crate) struct ChromiumProcess {
     child: OwnedChild,
     ws_url: String,
     /// Lines on its stderr saying a process ran out of memory.
@@ -150,7 +150,7 @@ fn seed_profile(profile_dir: &Path) -> Result<(), BrowserError> {
 
 impl ChromiumProcess {
     /// Starts Chromium with a fresh profile in `profile_dir` and waits for its DevTools endpoint.
-    pub async fn launch(
+    pub(crate) async fn launch(
         settings: &BrowserSettings,
         profile_dir: &Path,
     ) -> Result<Self, BrowserError> {
@@ -272,34 +272,29 @@ impl ChromiumProcess {
     }
 
     /// The DevTools WebSocket URL.
-    pub fn ws_url(&self) -> &str {
+    pub(crate) fn ws_url(&self) -> &str {
         &self.ws_url
     }
 
     /// Chromium's recent stderr, for error messages.
-    pub fn stderr_tail(&self) -> String {
+    pub(crate) fn stderr_tail(&self) -> String {
         self.child.tail().text()
     }
 
     /// The browser's main process id.
-    pub fn pid(&self) -> Option<u32> {
+    pub(crate) fn pid(&self) -> Option<u32> {
         self.child.id()
-    }
-
-    /// Whether the browser process has exited.
-    pub fn has_exited(&mut self) -> bool {
-        self.child.try_wait().is_some()
     }
 
     /// How many of its processes ran out of memory so far: V8's reports on stderr plus the
     /// kernel's kills in its memory cgroup.
-    pub fn memory_failures(&self) -> u64 {
+    pub(crate) fn memory_failures(&self) -> u64 {
         self.oom_lines.load(std::sync::atomic::Ordering::Relaxed)
             + self.cgroup.as_ref().map_or(0, |c| c.oom_kills())
     }
 
     /// Kills the browser and its helpers and reaps it.
-    pub async fn kill(&mut self) {
+    pub(crate) async fn kill(&mut self) {
         self.child.kill().await;
     }
 }

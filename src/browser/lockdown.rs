@@ -17,11 +17,11 @@ use tokio::task::JoinHandle;
 use super::BrowserError;
 
 /// Chromium flags of the lockdown: new windows and permission prompts are refused.
-pub const FLAGS: &[&str] = &["--block-new-web-contents", "--deny-permission-prompts"];
+pub(super) const FLAGS: &[&str] = &["--block-new-web-contents", "--deny-permission-prompts"];
 
 /// Page script of the lockdown, run before any of the page's own: `window.open` opens nothing
 /// and `window.print` prints nothing.
-pub const SCRIPT: &str = r#"(() => {
+pub(super) const SCRIPT: &str = r#"(() => {
   Object.defineProperty(window, "open", { value: () => null, writable: false, configurable: false });
   Object.defineProperty(window, "print", { value: () => undefined, writable: false, configurable: false });
 })();"#;
@@ -29,7 +29,7 @@ pub const SCRIPT: &str = r#"(() => {
 /// Denies downloads, swallows file choosers and answers every JavaScript dialog (`alert`,
 /// `confirm`, `prompt` are dismissed; `beforeunload` is accepted, so reloads go through). The
 /// returned task answers dialogs until it is aborted.
-pub async fn apply(browser: &Browser, page: &Page) -> Result<JoinHandle<()>, BrowserError> {
+pub(super) async fn apply(browser: &Browser, page: &Page) -> Result<JoinHandle<()>, BrowserError> {
     let cdp = |e: chromiumoxide::error::CdpError| BrowserError::Cdp(e.to_string());
     browser
         .execute(SetDownloadBehaviorParams::new(

@@ -23,7 +23,7 @@ use std::sync::{Mutex, OnceLock};
 const HEAP_SHARE: (u64, u64) = (1, 2);
 
 /// The Chromium flag capping V8's heap for a `limit_mb` cap (none for no cap).
-pub fn js_flags(limit_mb: u64) -> Option<String> {
+pub(crate) fn js_flags(limit_mb: u64) -> Option<String> {
     (limit_mb > 0).then(|| {
         format!(
             "--js-flags=--max-old-space-size={}",
@@ -34,7 +34,7 @@ pub fn js_flags(limit_mb: u64) -> Option<String> {
 
 /// Whether a line of Chromium's stderr reports a process running out of memory (V8's
 /// "V8 javascript OOM (...)", allocators' "Out of memory").
-pub fn is_oom_line(line: &str) -> bool {
+pub(crate) fn is_oom_line(line: &str) -> bool {
     let l = line.to_ascii_lowercase();
     l.contains("javascript oom") || l.contains("out of memory")
 }
@@ -71,7 +71,7 @@ fn rss_of(pid: &str) -> Option<u64> {
 
 /// Memory of every process in the process group `pgid` (the browser leads its own group, and
 /// its helpers stay in it), in bytes.
-pub fn group_memory(pgid: u32) -> u64 {
+pub(crate) fn group_memory(pgid: u32) -> u64 {
     let Ok(entries) = std::fs::read_dir("/proc") else {
         return 0;
     };
@@ -145,14 +145,14 @@ static LIVE: Mutex<Option<HashSet<String>>> = Mutex::new(None);
 
 /// One browser's cgroup with `memory.max`; removed when dropped (once empty).
 #[derive(Debug)]
-pub struct MemoryCgroup {
+pub(crate) struct MemoryCgroup {
     dir: PathBuf,
     procs: CString,
 }
 
 impl MemoryCgroup {
     /// A fresh cgroup capped at `limit_mb` MiB, where cgroups can be made.
-    pub fn create(limit_mb: u64) -> Option<Self> {
+    pub(crate) fn create(limit_mb: u64) -> Option<Self> {
         static NEXT: AtomicU64 = AtomicU64::new(1);
         if limit_mb == 0 {
             return None;
@@ -186,7 +186,7 @@ impl MemoryCgroup {
 
     /// Makes `cmd`'s process join this cgroup between fork and exec, so the browser and every
     /// helper it starts are inside from the first instruction.
-    pub fn enter_on_exec(&self, cmd: &mut std::process::Command) {
+    pub(crate) fn enter_on_exec(&self, cmd: &mut std::process::Command) {
         use std::os::unix::process::CommandExt;
         let procs = self.procs.clone();
         // SAFETY: the closure runs between fork and exec and only calls open(2), write(2) and
@@ -207,7 +207,7 @@ impl MemoryCgroup {
     }
 
     /// How many processes the kernel killed in this cgroup for passing its cap.
-    pub fn oom_kills(&self) -> u64 {
+    pub(crate) fn oom_kills(&self) -> u64 {
         std::fs::read_to_string(self.dir.join("memory.events"))
             .map(|e| oom_kills_in(&e))
             .unwrap_or(0)

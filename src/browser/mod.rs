@@ -2,17 +2,17 @@
 //! chromiumoxide. Knows nothing about tasks or encoding.
 
 mod display;
-pub mod egress;
+pub(crate) mod egress;
 mod hooks;
 mod launch;
 mod lockdown;
-pub mod memory;
+pub(crate) mod memory;
 mod session;
 
-pub use display::VirtualDisplay;
-pub use hooks::{HookOutcome, HookReply, PageHookCall};
-pub use launch::{BrowserSettings, ChromiumProcess, SandboxMode};
-pub use session::{BrowserSession, ScreencastSettings};
+pub(crate) use display::VirtualDisplay;
+pub(crate) use hooks::{HookReply, PageHookCall};
+pub(crate) use launch::{BrowserSettings, SandboxMode};
+pub(crate) use session::{BrowserSession, ScreencastSettings};
 
 use crate::error::{ErrorCode, HasErrorCode};
 use crate::process::ProcessError;

@@ -8,7 +8,7 @@ use chromiumoxide::cdp::browser_protocol::inspector::EventTargetCrashed;
 use chromiumoxide::cdp::browser_protocol::network::{EventResponseReceived, ResourceType};
 use chromiumoxide::cdp::browser_protocol::page::{
     AddScriptToEvaluateOnNewDocumentParams, EventScreencastFrame, NavigateParams, ReloadParams,
-    ScreencastFrameAckParams, StartScreencastFormat, StartScreencastParams, StopScreencastParams,
+    ScreencastFrameAckParams, StartScreencastFormat, StartScreencastParams,
 };
 use chromiumoxide::cdp::js_protocol::runtime::{AddBindingParams, EventBindingCalled};
 use chromiumoxide::handler::HandlerConfig;
@@ -24,7 +24,7 @@ use super::launch::{BrowserSettings, ChromiumProcess};
 
 /// Screencast parameters.
 #[derive(Debug, Clone, Copy)]
-pub struct ScreencastSettings {
+pub(crate) struct ScreencastSettings {
     /// JPEG quality 0..=100.
     pub jpeg_quality: u8,
     /// Deliver every n-th painted frame.
@@ -46,7 +46,7 @@ fn screencast_params(s: ScreencastSettings) -> StartScreencastParams {
 }
 
 /// A running Chromium with one page. Dropping it kills the browser.
-pub struct BrowserSession {
+pub(crate) struct BrowserSession {
     // Field order matters for drop: CDP objects first, the process last.
     page: Page,
     browser: Browser,
@@ -59,7 +59,7 @@ pub struct BrowserSession {
 impl BrowserSession {
     /// Launches Chromium with a fresh profile in `profile_dir` and opens a blank page sized
     /// exactly to the settings' viewport.
-    pub async fn open(
+    pub(crate) async fn open(
         settings: &BrowserSettings,
         profile_dir: &Path,
     ) -> Result<Self, BrowserError> {
@@ -126,7 +126,9 @@ impl BrowserSession {
 
     /// Installs the page-side controls for every document from now on and returns the stream of
     /// their calls. Call before navigating.
-    pub async fn install_hooks(&self) -> Result<EventStream<EventBindingCalled>, BrowserError> {
+    pub(crate) async fn install_hooks(
+        &self,
+    ) -> Result<EventStream<EventBindingCalled>, BrowserError> {
         let calls = self.page.event_listener::<EventBindingCalled>().await?;
         self.page
             .execute(AddBindingParams::new(BINDING_NAME))
@@ -145,7 +147,9 @@ impl BrowserSession {
     }
 
     /// Events fired when the page's renderer crashes (the Inspector domain reports them).
-    pub async fn crash_events(&self) -> Result<EventStream<EventTargetCrashed>, BrowserError> {
+    pub(crate) async fn crash_events(
+        &self,
+    ) -> Result<EventStream<EventTargetCrashed>, BrowserError> {
         let events = self.page.event_listener::<EventTargetCrashed>().await?;
         self.page
             .execute(chromiumoxide::cdp::browser_protocol::inspector::EnableParams::default())
@@ -155,7 +159,7 @@ impl BrowserSession {
 
     /// Reopens `url` after a renderer crash (and restarts the screencast, if one is given) in the
     /// background; the handle finishes once the page is navigating again.
-    pub fn recover(
+    pub(crate) fn recover(
         &self,
         url: &str,
         screencast: Option<ScreencastSettings>,
@@ -174,7 +178,7 @@ impl BrowserSession {
 
     /// Navigates to `url` and waits for it to load; a network error, a TLS error, an HTTP error
     /// status or the timeout is a [`BrowserError::Navigation`].
-    pub async fn navigate(&self, url: &str, limit: Duration) -> Result<(), BrowserError> {
+    pub(crate) async fn navigate(&self, url: &str, limit: Duration) -> Result<(), BrowserError> {
         let nav_error = |reason: String| BrowserError::Navigation {
             url: url.to_string(),
             reason,
@@ -223,7 +227,7 @@ impl BrowserSession {
 
     /// Starts the screencast and returns the frame stream. Every frame must be acknowledged with
     /// [`BrowserSession::ack_frame_on`] or Chromium stops sending.
-    pub async fn start_screencast(
+    pub(crate) async fn start_screencast(
         &self,
         s: ScreencastSettings,
     ) -> Result<EventStream<EventScreencastFrame>, BrowserError> {
@@ -233,7 +237,7 @@ impl BrowserSession {
     }
 
     /// Acknowledges a frame of `page`'s screencast without waiting for the round trip.
-    pub fn ack_frame_on(page: &Page, session_id: i64) {
+    pub(crate) fn ack_frame_on(page: &Page, session_id: i64) {
         let page = page.clone();
         tokio::spawn(async move {
             let _ = page
@@ -242,14 +246,9 @@ impl BrowserSession {
         });
     }
 
-    /// Stops the screencast (best effort).
-    pub async fn stop_screencast(&self) {
-        let _ = self.page.execute(StopScreencastParams::default()).await;
-    }
-
     /// Whether the page's main thread answers a trivial evaluation within `limit`. A closed
     /// connection answers (with an error) at once, so only a busy main thread reads as `false`.
-    pub async fn responds_within(page: &Page, limit: Duration) -> bool {
+    pub(crate) async fn responds_within(page: &Page, limit: Duration) -> bool {
         use chromiumoxide::cdp::js_protocol::runtime::EvaluateParams;
         tokio::time::timeout(limit, page.execute(EvaluateParams::new("0")))
             .await
@@ -258,7 +257,7 @@ impl BrowserSession {
 
     /// Crashes the page's renderer (handled off its main thread, so it works on a hung page);
     /// the crash event then reopens the page.
-    pub fn crash_renderer(&self) {
+    pub(crate) fn crash_renderer(&self) {
         let page = self.page.clone();
         tokio::spawn(async move {
             use chromiumoxide::cdp::browser_protocol::page::CrashParams;
@@ -270,7 +269,7 @@ impl BrowserSession {
 
     /// Waits (at most `limit`) until the loaded page has been painted and presented: two
     /// animation frames after the load. A page that never paints just costs the wait.
-    pub async fn wait_for_paint(&self, limit: Duration) {
+    pub(crate) async fn wait_for_paint(&self, limit: Duration) {
         use chromiumoxide::cdp::js_protocol::runtime::EvaluateParams;
         let Ok(params) = EvaluateParams::builder()
             .expression(
@@ -284,14 +283,9 @@ impl BrowserSession {
         let _ = tokio::time::timeout(limit, self.page.execute(params)).await;
     }
 
-    /// Reloads the page without waiting for it to load; recording continues meanwhile.
-    pub fn reload(&self) {
-        self.answer_then_reload(None);
-    }
-
     /// Settles the Promise of a page control's call (in the page context that made it), without
     /// waiting. An answer to a context that is gone (the page reloaded) is lost, harmlessly.
-    pub fn answer_hook(&self, reply: Option<HookReply>, outcome: HookOutcome) {
+    pub(crate) fn answer_hook(&self, reply: Option<HookReply>, outcome: HookOutcome) {
         let Some(reply) = reply else {
             return;
         };
@@ -301,7 +295,7 @@ impl BrowserSession {
 
     /// Settles a `refreshPage()` call (if there is one to answer), then reloads the page: its
     /// Promise resolves before the page goes away.
-    pub fn answer_then_reload(&self, reply: Option<HookReply>) {
+    pub(crate) fn answer_then_reload(&self, reply: Option<HookReply>) {
         let page = self.page.clone();
         tokio::spawn(async move {
             if let Some(reply) = reply {
@@ -312,37 +306,27 @@ impl BrowserSession {
     }
 
     /// The page's current URL (after redirects).
-    pub async fn current_url(&self) -> Option<String> {
+    pub(crate) async fn current_url(&self) -> Option<String> {
         self.page.url().await.ok().flatten()
     }
 
-    /// Chromium's recent stderr.
-    pub fn stderr_tail(&self) -> String {
-        self.process.stderr_tail()
-    }
-
-    /// Whether the browser process died.
-    pub fn has_exited(&mut self) -> bool {
-        self.process.has_exited()
-    }
-
     /// The browser's main process id, which is also its helpers' process group.
-    pub fn pid(&self) -> Option<u32> {
+    pub(crate) fn pid(&self) -> Option<u32> {
         self.process.pid()
     }
 
     /// How many of the browser's processes ran out of memory so far.
-    pub fn memory_failures(&self) -> u64 {
+    pub(crate) fn memory_failures(&self) -> u64 {
         self.process.memory_failures()
     }
 
     /// A handle to the page (for evaluation in tests and tools).
-    pub fn page(&self) -> Arc<Page> {
+    pub(crate) fn page(&self) -> Arc<Page> {
         Arc::new(self.page.clone())
     }
 
     /// Closes the browser: politely first, then by force; always reaps it.
-    pub async fn close(mut self) {
+    pub(crate) async fn close(mut self) {
         if let Some(d) = self.dialogs.take() {
             d.abort();
         }

@@ -9,11 +9,11 @@ use prometheus_client::metrics::gauge::ConstGauge;
 
 /// Reads `/proc/self` when encoded (Linux; elsewhere it reports nothing).
 #[derive(Debug)]
-pub struct ProcessCollector;
+pub(super) struct ProcessCollector;
 
 /// The figures of one reading.
 #[derive(Debug, Clone, Copy, PartialEq, Default)]
-pub struct ProcessFigures {
+pub(super) struct ProcessFigures {
     /// User plus system CPU time, seconds.
     pub cpu_seconds: f64,
     /// Resident memory, bytes.
@@ -28,7 +28,7 @@ pub struct ProcessFigures {
 
 /// Parses `/proc/self/stat` (fields after the command name, which may hold spaces and
 /// parentheses), given clock ticks per second, the page size and the boot time (Unix s).
-pub fn parse_stat(
+pub(super) fn parse_stat(
     stat: &str,
     ticks: f64,
     page_size: f64,
@@ -57,7 +57,7 @@ fn boot_time() -> Option<f64> {
 }
 
 /// This process's figures now.
-pub fn read() -> Option<ProcessFigures> {
+pub(super) fn read() -> Option<ProcessFigures> {
     // SAFETY: sysconf only reads configuration values.
     let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
     // SAFETY: as above.

@@ -13,7 +13,7 @@ use crate::task::store::{Stage, StageQueue};
 use crate::task::{Status, moves};
 
 /// Runs until shutdown.
-pub async fn run(ctx: WorkerContext) {
+pub(super) async fn run(ctx: WorkerContext) {
     let every = Duration::from_millis((ctx.cfg.lease_ms / 2).clamp(500, 10_000));
     loop {
         tokio::select! {

@@ -127,7 +127,7 @@ fn abandon(why: impl std::fmt::Display) -> Trouble {
 
 /// The object key the parts of `task`'s MP4 go to while it is recorded: its name when it is known
 /// already, else a staging key named after the task.
-pub fn upload_key(task: &TaskRecord) -> String {
+pub(super) fn upload_key(task: &TaskRecord) -> String {
     use crate::task::names;
     if names::known_name(&task.spec.output, task.spec.muxer).is_some() {
         return names::rel_path(task);
@@ -140,7 +140,7 @@ pub fn upload_key(task: &TaskRecord) -> String {
 }
 
 /// The live upload of one recording, run by the record stage.
-pub struct LiveMp4 {
+pub(super) struct LiveMp4 {
     store: ObjectStore,
     work_dir: PathBuf,
     remux: Option<LiveRemux>,
@@ -151,7 +151,7 @@ pub struct LiveMp4 {
 impl LiveMp4 {
     /// A live upload of `task`'s MP4 to `store`. Leftovers of an earlier worker's live upload
     /// in `work_dir` are abandoned first: its remux died with it.
-    pub async fn new(
+    pub(super) async fn new(
         store: ObjectStore,
         task: &TaskRecord,
         work_dir: &Path,
@@ -174,7 +174,7 @@ impl LiveMp4 {
 
     /// Feeds the completed segments and sends the whole parts on disk. Returns `false` once the
     /// live upload was given up.
-    pub async fn round(&mut self) -> bool {
+    pub(super) async fn round(&mut self) -> bool {
         match self.step().await {
             Ok(()) => true,
             Err(Trouble::Retry(e)) => {
@@ -189,7 +189,7 @@ impl LiveMp4 {
     }
 
     /// The last round, once the recording ended: every segment fed, the index written.
-    pub async fn finish(mut self) {
+    pub(super) async fn finish(mut self) {
         if !self.round().await {
             return;
         }
@@ -315,7 +315,7 @@ fn read_range(path: &Path, from: u64, len: u64) -> std::io::Result<Vec<u8>> {
 
 /// Abandons whatever live upload `work_dir` holds: aborts its multipart upload, removes its
 /// files.
-pub async fn discard(store: &ObjectStore, work_dir: &Path) {
+pub(super) async fn discard(store: &ObjectStore, work_dir: &Path) {
     if let Some(state) = LiveState::load(work_dir)
         && let Some(id) = &state.upload_id
     {
@@ -329,7 +329,7 @@ pub async fn discard(store: &ObjectStore, work_dir: &Path) {
 /// live file, sending only what is not in the bucket yet. `None` when there is no finished live
 /// upload, or it cannot be completed (it is then abandoned): the caller makes the result from
 /// the segments.
-pub async fn complete(
+pub(super) async fn complete(
     store: &ObjectStore,
     work_dir: &Path,
     deliver_dir: &Path,

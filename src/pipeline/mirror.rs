@@ -20,13 +20,13 @@ use crate::storage::s3::ObjectStore;
 use crate::task::{StorageType, TaskRecord};
 
 /// Where a task's intermediate media is kept in the bucket.
-pub fn prefix(task_id: &str) -> String {
+pub(super) fn prefix(task_id: &str) -> String {
     crate::workdir::mirror_prefix(task_id)
 }
 
 /// The store for intermediate media: the server's own bucket, for tasks that asked for
 /// `StorageType: s3`; `None` otherwise (or without a configured bucket).
-pub fn store_for(ctx: &WorkerContext, task: &TaskRecord) -> Option<ObjectStore> {
+pub(super) fn store_for(ctx: &WorkerContext, task: &TaskRecord) -> Option<ObjectStore> {
     if task.spec.storage_type != StorageType::S3 {
         return None;
     }
@@ -39,7 +39,7 @@ pub fn store_for(ctx: &WorkerContext, task: &TaskRecord) -> Option<ObjectStore> 
 }
 
 /// Copies a work directory to the bucket, incrementally.
-pub struct WorkMirror {
+pub(super) struct WorkMirror {
     store: ObjectStore,
     prefix: String,
     /// Name → (size, modification time) of what is in the bucket.
@@ -48,7 +48,7 @@ pub struct WorkMirror {
 
 impl WorkMirror {
     /// A mirror of task `task_id`'s work directory.
-    pub fn new(store: ObjectStore, task_id: &str) -> Self {
+    pub(super) fn new(store: ObjectStore, task_id: &str) -> Self {
         Self {
             store,
             prefix: prefix(task_id),
@@ -58,7 +58,7 @@ impl WorkMirror {
 
     /// Sends what changed since the last round: completed segments once, lists and the timeline
     /// when they changed. Segments go before the lists that name them.
-    pub async fn sync(&mut self, dir: &Path) -> Result<usize, StorageError> {
+    pub(super) async fn sync(&mut self, dir: &Path) -> Result<usize, StorageError> {
         let io = |e: std::io::Error| StorageError::Io {
             path: dir.display().to_string(),
             source: e,
@@ -96,7 +96,11 @@ impl WorkMirror {
 
 /// Fetches a task's intermediate media from the bucket into `dir` (files already there with the
 /// same size are kept). Returns how many files were fetched.
-pub async fn fetch(store: &ObjectStore, task_id: &str, dir: &Path) -> Result<usize, StorageError> {
+pub(super) async fn fetch(
+    store: &ObjectStore,
+    task_id: &str,
+    dir: &Path,
+) -> Result<usize, StorageError> {
     let prefix = prefix(task_id);
     let io = |source| StorageError::Io {
         path: dir.display().to_string(),
@@ -129,7 +133,7 @@ pub async fn fetch(store: &ObjectStore, task_id: &str, dir: &Path) -> Result<usi
 }
 
 /// Removes a task's intermediate media from the bucket (best effort; logged).
-pub async fn remove(store: &ObjectStore, task_id: &str) {
+pub(super) async fn remove(store: &ObjectStore, task_id: &str) {
     let prefix = prefix(task_id);
     match store.list(&prefix).await {
         Ok(objects) => {

@@ -27,7 +27,7 @@ use crate::task::{Muxer, TaskRecord};
 
 /// Why publishing a segment failed.
 #[derive(Debug, thiserror::Error)]
-pub enum PublishError {
+pub(super) enum PublishError {
     /// Writing its published form.
     #[error(transparent)]
     Media(#[from] MediaError),
@@ -48,7 +48,7 @@ struct Published {
 }
 
 /// Publishes one task's HLS segments.
-pub struct Publisher {
+pub(super) struct Publisher {
     /// Where published forms are written: the output directory (local delivery) or the task's
     /// deliver directory (for the bucket).
     root: PathBuf,
@@ -70,7 +70,7 @@ pub struct Publisher {
 
 /// The task's HLS key, if it asked for encryption. The outer error is the store's; the inner one
 /// says why the key cannot be used.
-pub async fn task_key(
+pub(super) async fn task_key(
     ctx: &WorkerContext,
     task: &TaskRecord,
 ) -> Result<Result<Option<HlsKey>, String>, StoreError> {
@@ -90,7 +90,7 @@ pub async fn task_key(
 impl Publisher {
     /// The publisher of `task`'s segments (`None` unless its result is HLS). `store` is given to
     /// send segments to the bucket as they are published.
-    pub fn new(
+    pub(super) fn new(
         ctx: &WorkerContext,
         task: &TaskRecord,
         key: Option<HlsKey>,
@@ -134,7 +134,7 @@ impl Publisher {
     /// Makes the publisher remove each recorded segment from the work directory once it is in
     /// its final place, so a recording's disk use stays at a few segments however long it runs.
     /// Only where nothing else needs them (not while the work directory is copied to a bucket).
-    pub fn removing_sources(mut self) -> Self {
+    pub(super) fn removing_sources(mut self) -> Self {
         self.remove_sources = true;
         self
     }
@@ -162,7 +162,7 @@ impl Publisher {
     /// Publishes every segment of `segments` not yet in its final place (in the deliver
     /// directory only, when the result goes to a bucket and no store was given). Returns how
     /// many were published.
-    pub async fn publish(&mut self, segments: &[HlsSegment]) -> Result<usize, PublishError> {
+    pub(super) async fn publish(&mut self, segments: &[HlsSegment]) -> Result<usize, PublishError> {
         let mut count = 0;
         for seg in segments {
             let Ok(meta) = std::fs::metadata(&seg.source) else {
@@ -213,7 +213,7 @@ impl Publisher {
     /// Completes the result: publishes what is missing, writes the playlist `playlist_key`
     /// (below the root) and returns every file of the result, the playlist first. For a bucket,
     /// also leaves the list of objects already stored for the upload stage.
-    pub async fn finish(
+    pub(super) async fn finish(
         &mut self,
         segments: &[HlsSegment],
         playlist_key: &str,

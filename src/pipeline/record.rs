@@ -21,7 +21,7 @@ mod side;
 pub(crate) mod supervisor;
 
 /// Runs one record job from the queue.
-pub async fn run(ctx: WorkerContext, queue: StageQueue, job: StageJob) {
+pub(super) async fn run(ctx: WorkerContext, queue: StageQueue, job: StageJob) {
     let id = job.task_id.clone();
     // A started task in a record queue was handed over (its worker was killed, or shut down):
     // this worker continues it, or delivers it if it was stopped meanwhile. They come on the

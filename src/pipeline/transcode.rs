@@ -17,7 +17,7 @@ use crate::task::store::{Stage, StoreError};
 use crate::task::{Muxer, Status, TaskRecord, Video};
 
 /// Runs one transcode job.
-pub async fn run(ctx: WorkerContext, id: String) -> Result<(), StoreError> {
+pub(super) async fn run(ctx: WorkerContext, id: String) -> Result<(), StoreError> {
     let Some((fence, task)) = ctx.claim_stage(&id, Status::Transcode).await? else {
         return Ok(());
     };

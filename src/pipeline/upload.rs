@@ -24,7 +24,7 @@ use crate::task::{Status, TaskRecord, TaskResult};
 const PARALLEL_OBJECTS: usize = 4;
 
 /// Runs one upload job.
-pub async fn run(ctx: WorkerContext, id: String) -> Result<(), StoreError> {
+pub(super) async fn run(ctx: WorkerContext, id: String) -> Result<(), StoreError> {
     let (ctx, id) = (&ctx, id.as_str());
     let Some((fence, task)) = ctx.claim_stage(id, Status::Upload).await? else {
         return Ok(());

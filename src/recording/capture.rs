@@ -69,7 +69,7 @@ impl std::fmt::Display for CaptureBackend {
 /// Forwards a page's screencast frames into `frames`, acknowledging each at once so Chromium
 /// keeps painting whatever the recorder is doing. Frames the recorder has not made room for are
 /// dropped (the pacer repeats the previous picture). Ends with the stream (the browser died).
-pub fn forward_screencast(
+pub(super) fn forward_screencast(
     page: Arc<Page>,
     mut stream: EventStream<EventScreencastFrame>,
     frames: mpsc::Sender<Frame>,

@@ -52,7 +52,7 @@ struct Shared {
 
 /// Reads the screen of an X display at a fixed rate; stops when dropped.
 #[derive(Debug)]
-pub struct DisplayGrabber {
+pub(super) struct DisplayGrabber {
     shared: Arc<Shared>,
 }
 
@@ -60,7 +60,7 @@ impl DisplayGrabber {
     /// Connects to `display` (with its cookie) and starts grabbing its top-left `width`×`height` pixels `fps`
     /// times a second into `frames`, as BGRX or (`i420`) converted to I420. Fails at once if
     /// the display cannot be opened or is smaller.
-    pub fn start(
+    pub(super) fn start(
         display: &crate::browser::VirtualDisplay,
         width: u32,
         height: u32,
@@ -120,30 +120,30 @@ impl DisplayGrabber {
     }
 
     /// Grabs at `instant + k / fps` from now on (the pacer's slot instants).
-    pub fn align(&self, instant: f64) {
+    pub(super) fn align(&self, instant: f64) {
         self.shared
             .phase
             .store(instant.to_bits(), Ordering::Relaxed);
     }
 
     /// Stops (`true`) or resumes (`false`) grabbing, e.g. while a new browser starts.
-    pub fn hold(&self, on: bool) {
+    pub(super) fn hold(&self, on: bool) {
         self.shared.hold.store(on, Ordering::Relaxed);
     }
 
     /// A handle that resumes grabbing later (from a task that waits for a page to reopen).
-    pub fn release_handle(&self) -> impl FnOnce() + Send + 'static {
+    pub(super) fn release_handle(&self) -> impl FnOnce() + Send + 'static {
         let shared = self.shared.clone();
         move || shared.hold.store(false, Ordering::Relaxed)
     }
 
     /// Why grabbing stopped (the display went away), once it has.
-    pub fn failure(&self) -> Option<String> {
+    pub(super) fn failure(&self) -> Option<String> {
         self.shared.failure.lock().ok().and_then(|f| f.clone())
     }
 
     /// Grabs dropped because the recorder was behind.
-    pub fn dropped(&self) -> u64 {
+    pub(super) fn dropped(&self) -> u64 {
         self.shared.dropped.load(Ordering::Relaxed)
     }
 }

@@ -11,13 +11,13 @@ use dcv_color_primitives::{ColorSpace, ImageFormat, PixelFormat, convert_image};
 use crate::media::encoder::FrameFormat;
 
 /// Whether pictures of this size can be I420 (its chroma planes need even sides).
-pub fn fits(width: u32, height: u32) -> bool {
+pub(super) fn fits(width: u32, height: u32) -> bool {
     width > 0 && height > 0 && width.is_multiple_of(2) && height.is_multiple_of(2)
 }
 
 /// Converts one BGRX picture of `width`×`height` (tightly packed) into a new I420 buffer:
 /// the Y plane, then U, then V.
-pub fn from_bgrx(bgrx: &[u8], width: u32, height: u32) -> Result<Arc<[u8]>, String> {
+pub(super) fn from_bgrx(bgrx: &[u8], width: u32, height: u32) -> Result<Arc<[u8]>, String> {
     if !fits(width, height) {
         return Err(format!(
             "{width}x{height} has an odd side; I420 needs even ones"

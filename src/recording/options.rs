@@ -13,7 +13,7 @@ pub const DEFAULT_HEIGHT: u32 = 720;
 /// Largest width or height the contract allows.
 pub const MAX_DIMENSION: u32 = 2560;
 /// Smallest width or height pagecast accepts (Chromium's window cannot be smaller).
-pub const MIN_DIMENSION: u32 = 16;
+pub(super) const MIN_DIMENSION: u32 = 16;
 /// Default output frame rate.
 pub const DEFAULT_FPS: u32 = 30;
 /// Highest output frame rate (Chromium paints at most 60 times a second).

@@ -36,14 +36,14 @@ const HYSTERESIS: f64 = 0.004;
 
 /// Recent paint instants and the grab offset chosen from them.
 #[derive(Debug, Default)]
-pub struct GrabOffset {
+pub(super) struct GrabOffset {
     paints: VecDeque<f64>,
     offset: f64,
 }
 
 impl GrabOffset {
     /// Notes that the screen changed at `at` (seconds, the grab clock).
-    pub fn paint(&mut self, at: f64) {
+    pub(super) fn paint(&mut self, at: f64) {
         if self
             .paints
             .back()
@@ -70,7 +70,7 @@ impl GrabOffset {
     /// far) they go to the middle of the stretch nearest the grid instant. With too few recent
     /// paints (a still page) or no free stretch (paints at every phase), they stay where they
     /// are.
-    pub fn choose(&mut self, phase: f64, period: f64, now: f64) -> f64 {
+    pub(super) fn choose(&mut self, phase: f64, period: f64, now: f64) -> f64 {
         while self.paints.front().is_some_and(|&t| now - t > FORGET_AFTER) {
             self.paints.pop_front();
         }

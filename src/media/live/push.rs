@@ -34,13 +34,13 @@ const STALLED_SECONDS: u32 = 10;
 /// The states shown in `Stats.Live[].State`.
 pub(super) mod state {
     /// ffmpeg is starting and connecting.
-    pub const CONNECTING: &str = "connecting";
+    pub(crate) const CONNECTING: &str = "connecting";
     /// The stream is up.
-    pub const LIVE: &str = "live";
+    pub(crate) const LIVE: &str = "live";
     /// The push failed; it is tried again after a backoff.
-    pub const RETRYING: &str = "retrying";
+    pub(crate) const RETRYING: &str = "retrying";
     /// The recording ended; so did the push.
-    pub const ENDED: &str = "ended";
+    pub(crate) const ENDED: &str = "ended";
 }
 
 struct Running {

@@ -72,7 +72,7 @@ impl std::fmt::Debug for RedisOptions {
 }
 
 /// A setting that cannot work: the variable at fault and why.
-pub type OptionError = (&'static str, String);
+pub(super) type OptionError = (&'static str, String);
 
 impl RedisOptions {
     /// One server at `url`, without TLS material.
@@ -234,7 +234,7 @@ impl RedisOptions {
 
 /// Splits a comma-separated URL list. Entries without a scheme (`host:port`) take the first
 /// entry's scheme and credentials, so a password is written once.
-pub fn split_urls(list: &str) -> Result<Vec<String>, String> {
+pub(super) fn split_urls(list: &str) -> Result<Vec<String>, String> {
     let entries: Vec<&str> = list
         .split(',')
         .map(str::trim)
@@ -269,7 +269,7 @@ pub fn split_urls(list: &str) -> Result<Vec<String>, String> {
 
 /// Whether `key` has a Redis Cluster hash tag: a `{` followed later by a `}` with at least one
 /// character between them (the first such pair decides the slot).
-pub fn has_hash_tag(key: &str) -> bool {
+pub(super) fn has_hash_tag(key: &str) -> bool {
     key.find('{')
         .and_then(|open| key[open + 1..].find('}'))
         .is_some_and(|len| len > 0)
@@ -277,7 +277,7 @@ pub fn has_hash_tag(key: &str) -> bool {
 
 /// `prefix` with a hash tag: as it is when it has one, else its name wrapped in braces
 /// (`pagecast:` → `{pagecast}:`).
-pub fn cluster_prefix(prefix: &str) -> String {
+pub(super) fn cluster_prefix(prefix: &str) -> String {
     if has_hash_tag(prefix) {
         return prefix.to_string();
     }
