@@ -315,8 +315,13 @@ pub fn wait_for(
 ) -> Value {
     let deadline = Instant::now() + limit;
     loop {
-        let d = describe(url, id);
-        if pred(&d) {
+        // A 503 is transient by contract (Redis failing over, restarting): wait on.
+        let (status, d) = call(url, "Describe", json!({ "TaskID": id }));
+        assert!(
+            status == 200 || status == 503,
+            "Describe failed while waiting for {what}: {d}"
+        );
+        if status == 200 && pred(&d) {
             return d;
         }
         assert!(
