@@ -932,7 +932,12 @@ fn callbacks_survive_a_receiver_outage_and_give_up_only_after_the_retry_period()
         &late_id,
         "a failed attempt",
         Duration::from_secs(60),
-        |d| d["Callback"]["Attempts"].as_u64().unwrap_or(0) >= 1,
+        // The attempt is counted (stored) before it is sent; it has failed once its error is
+        // recorded.
+        |d| {
+            d["Callback"]["Attempts"].as_u64().unwrap_or(0) >= 1
+                && d["Callback"]["LastError"].is_string()
+        },
     );
     assert_eq!(d["Status"], "callback", "{d}");
     assert_eq!(d["Callback"]["State"], "pending", "{d}");
