@@ -26,19 +26,17 @@ pub enum Command {
 
 /// Who gives a command.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Sender {
+pub(crate) enum Sender {
     /// The HTTP API, and the task's control stream it writes: a task's start is its creation,
     /// not a command, so never Start.
     Api,
     /// The page, through `window.*Record()` / `refreshPage()`.
     Page,
-    /// The owner of a recording (the CLI, the record job).
-    Owner,
 }
 
 impl Command {
     /// Every command.
-    pub const ALL: [Command; 5] = [
+    pub(crate) const ALL: [Command; 5] = [
         Command::Start,
         Command::Pause,
         Command::Resume,
@@ -47,7 +45,7 @@ impl Command {
     ];
 
     /// The stored form (control stream, page hooks, recording events).
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             Command::Start => "start",
             Command::Pause => "pause",
@@ -58,31 +56,20 @@ impl Command {
     }
 
     /// Parses the stored form.
-    pub fn parse(s: &str) -> Option<Command> {
+    pub(crate) fn parse(s: &str) -> Option<Command> {
         Command::ALL.into_iter().find(|c| c.as_str() == s)
     }
 
     /// Parses the stored form of a command `sender` may give (`None` for any other).
-    pub fn parse_from(sender: Sender, s: &str) -> Option<Command> {
+    pub(crate) fn parse_from(sender: Sender, s: &str) -> Option<Command> {
         Command::parse(s).filter(|c| c.may_send(sender))
     }
 
-    /// The API's name of the Action that gives it.
-    pub fn wire_name(self) -> &'static str {
-        match self {
-            Command::Start => "Start",
-            Command::Pause => "Pause",
-            Command::Resume => "Resume",
-            Command::Refresh => "Refresh",
-            Command::Stop => "Stop",
-        }
-    }
-
     /// Whether `sender` may give this command.
-    pub fn may_send(self, sender: Sender) -> bool {
+    pub(crate) fn may_send(self, sender: Sender) -> bool {
         match sender {
             Sender::Api => self != Command::Start,
-            Sender::Page | Sender::Owner => true,
+            Sender::Page => true,
         }
     }
 }
@@ -116,16 +103,9 @@ mod tests {
     }
 
     #[test]
-    fn wire_names_are_the_api_actions() {
-        let names: Vec<_> = Command::ALL.iter().map(|c| c.wire_name()).collect();
-        assert_eq!(names, ["Start", "Pause", "Resume", "Refresh", "Stop"]);
-    }
-
-    #[test]
     fn who_may_send_what() {
         for c in Command::ALL {
             assert!(c.may_send(Sender::Page), "{c}");
-            assert!(c.may_send(Sender::Owner), "{c}");
             assert_eq!(c.may_send(Sender::Api), c != Command::Start, "{c}");
         }
         // A "start" on the control stream is no command (the API never writes one).

@@ -12,7 +12,7 @@ use crate::recording::CaptureSettings;
 
 pub use crate::error::ConfigError;
 pub(crate) use crate::error::invalid;
-pub use crate::secret::Secret;
+pub(crate) use crate::secret::Secret;
 pub(crate) use crate::secret::read_secret_file;
 
 /// An absolute `http(s)://` URL, or why not.
@@ -29,7 +29,7 @@ fn check_http_url(setting: &'static str, value: &str) -> Result<(), ConfigError>
 }
 
 /// libx264 presets accepted by `--preset`.
-pub const PRESETS: &[&str] = &[
+pub(crate) const PRESETS: &[&str] = &[
     "ultrafast",
     "superfast",
     "veryfast",
@@ -55,26 +55,26 @@ pub struct RecorderConfig {
     pub ffprobe: PathBuf,
     /// fontconfig file adding the project's fonts (default: fontconfig/fonts.conf found beside the binary).
     #[arg(long, env = "PAGECAST_FONTCONFIG")]
-    pub fontconfig: Option<PathBuf>,
+    pub(crate) fontconfig: Option<PathBuf>,
     /// How frames are captured: `screencast` (headless Chromium sends a JPEG per paint) or `x11`
     /// (headful Chromium on a private Xvfb display, read directly; cheaper and steadier).
     #[arg(long, env = "PAGECAST_CAPTURE", value_enum, default_value_t = crate::recording::CaptureBackend::default())]
-    pub capture: crate::recording::CaptureBackend,
+    pub(crate) capture: crate::recording::CaptureBackend,
     /// The Xvfb binary (for `--capture x11`).
     #[arg(long, env = "PAGECAST_XVFB", default_value = "Xvfb")]
-    pub xvfb: PathBuf,
+    pub(crate) xvfb: PathBuf,
     /// JPEG quality of screencast frames (1-100).
     #[arg(long, env = "PAGECAST_JPEG_QUALITY", default_value_t = crate::recording::DEFAULT_JPEG_QUALITY, value_parser = clap::value_parser!(u8).range(1..=100))]
-    pub jpeg_quality: u8,
+    pub(crate) jpeg_quality: u8,
     /// Capture every n-th frame Chromium paints (1 = all).
     #[arg(long, env = "PAGECAST_EVERY_NTH_FRAME", default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=10))]
-    pub every_nth_frame: u32,
+    pub(crate) every_nth_frame: u32,
     /// libx264 preset.
     #[arg(long, env = "PAGECAST_X264_PRESET", default_value = "veryfast", value_parser = clap::builder::PossibleValuesParser::new(PRESETS))]
-    pub preset: String,
+    pub(crate) preset: String,
     /// libx264 constant rate factor (0-51, lower is better).
     #[arg(long, env = "PAGECAST_X264_CRF", default_value_t = 23, value_parser = clap::value_parser!(u8).range(0..=51))]
-    pub crf: u8,
+    pub(crate) crf: u8,
     /// libx264 preset of live pushes (`Output.Live`, `--live`): each push encodes the recording
     /// again, so a faster preset makes it cheaper (docs/live.md).
     #[arg(long, env = "PAGECAST_LIVE_X264_PRESET", default_value = "veryfast", value_parser = clap::builder::PossibleValuesParser::new(PRESETS))]
@@ -85,7 +85,7 @@ pub struct RecorderConfig {
     /// Seconds a page's main thread may stay unresponsive before the page counts as hung and is
     /// reopened (0 = never).
     #[arg(long, env = "PAGECAST_HANG_TIMEOUT", default_value_t = 10)]
-    pub hang_timeout: u64,
+    pub(crate) hang_timeout: u64,
     /// Extra Chromium flags, space-separated (e.g. `--lang=zh-CN`), added after pagecast's own.
     #[arg(
         long,
@@ -93,25 +93,25 @@ pub struct RecorderConfig {
         allow_hyphen_values = true,
         value_delimiter = ' '
     )]
-    pub chromium_args: Vec<String>,
+    pub(crate) chromium_args: Vec<String>,
     /// Chromium's sandbox: `auto` (on unless running as root; if it cannot start here, off with
     /// a warning), `on` (a browser without it fails) or `off`.
     #[arg(long, env = "PAGECAST_CHROMIUM_SANDBOX", value_enum, default_value_t = crate::browser::SandboxMode::Auto)]
-    pub chromium_sandbox: crate::browser::SandboxMode,
+    pub(crate) chromium_sandbox: crate::browser::SandboxMode,
     /// The pulseaudio binary (pactl and parec are taken from the same directory when this is a
     /// path). pagecast starts its own private PulseAudio server with it on first use.
     #[arg(long, env = "PAGECAST_PULSEAUDIO", default_value = "pulseaudio")]
-    pub pulseaudio: PathBuf,
+    pub(crate) pulseaudio: PathBuf,
     /// Use this running PulseAudio server (e.g. `unix:/run/pagecast/pulse/native`) instead of a
     /// private one; sinks that crashed pagecast processes left there are removed on connect.
     #[arg(long, env = "PAGECAST_PULSE_SERVER")]
-    pub pulse_server: Option<String>,
+    pub(crate) pulse_server: Option<String>,
     /// MiB of memory one recording's browser may use (0 = no cap). A page that takes more ends
     /// its recording with PageOutOfMemory (what was recorded is delivered). Enforced by a
     /// cgroup v2 memory.max where pagecast may create cgroups, else by V8's heap limit plus a
     /// watchdog on the browser's memory.
     #[arg(long, env = "PAGECAST_PAGE_MEMORY_MB", default_value_t = 2048)]
-    pub page_memory_mb: u64,
+    pub(crate) page_memory_mb: u64,
 }
 
 impl RecorderConfig {
@@ -238,7 +238,7 @@ impl StoreConfig {
     }
 
     /// How to reach Redis.
-    pub fn redis_options(&self) -> crate::task::store::RedisOptions {
+    pub(crate) fn redis_options(&self) -> crate::task::store::RedisOptions {
         crate::task::store::RedisOptions {
             url: self.redis_url.clone(),
             mode: self.redis_mode,
@@ -268,13 +268,13 @@ impl StoreConfig {
 pub struct WorkerConfig {
     /// This machine's name; work directories and local results belong to it (default: the host name).
     #[arg(long, env = "PAGECAST_NODE_ID")]
-    pub node_id: Option<String>,
+    pub(crate) node_id: Option<String>,
     /// Recordings this worker runs at once (default: half the CPU cores, at least 1).
     #[arg(long, env = "PAGECAST_WORKER_CAPACITY", value_parser = clap::value_parser!(u64).range(1..=256))]
-    pub capacity: Option<u64>,
+    pub(crate) capacity: Option<u64>,
     /// Where per-task work directories are created (default: <temp>/pagecast-work).
     #[arg(long, env = "PAGECAST_WORK_DIR")]
-    pub work_dir: Option<PathBuf>,
+    pub(crate) work_dir: Option<PathBuf>,
     /// Where results are written when no object storage is configured.
     #[arg(long, env = "PAGECAST_OUTPUT_DIR", default_value = "pagecast-output")]
     pub output_dir: PathBuf,
@@ -286,32 +286,32 @@ pub struct WorkerConfig {
     pub public_url: Option<String>,
     /// Milliseconds a worker's lease on a task lasts without a heartbeat.
     #[arg(long, env = "PAGECAST_LEASE_MS", default_value_t = 15_000, value_parser = clap::value_parser!(u64).range(1_000..))]
-    pub lease_ms: u64,
+    pub(crate) lease_ms: u64,
     /// Most callback attempts per task (0 = as many as the retry period allows).
     #[arg(long, env = "PAGECAST_CALLBACK_ATTEMPTS", default_value_t = 0)]
-    pub callback_attempts: u32,
+    pub(crate) callback_attempts: u32,
     /// Seconds, from the first attempt, during which a failed callback is retried; after that
     /// the task's result says CallbackFailed.
     #[arg(long, env = "PAGECAST_CALLBACK_RETRY_SECONDS", default_value_t = 6 * 3600)]
-    pub callback_retry_seconds: u64,
+    pub(crate) callback_retry_seconds: u64,
     /// Milliseconds before the first retry; each further retry waits twice as long (with
     /// random jitter), up to PAGECAST_CALLBACK_MAX_BACKOFF_SECONDS.
     #[arg(long, env = "PAGECAST_CALLBACK_BACKOFF_MS", default_value_t = 2_000)]
-    pub callback_backoff_ms: u64,
+    pub(crate) callback_backoff_ms: u64,
     /// Longest wait between two callback attempts, seconds.
     #[arg(
         long,
         env = "PAGECAST_CALLBACK_MAX_BACKOFF_SECONDS",
         default_value_t = 600
     )]
-    pub callback_max_backoff_seconds: u64,
+    pub(crate) callback_max_backoff_seconds: u64,
     /// Callbacks this worker delivers at once (a slow receiver holds only one of them).
     #[arg(long, env = "PAGECAST_CALLBACK_CONCURRENCY", default_value_t = 16, value_parser = clap::value_parser!(u64).range(1..=1024))]
-    pub callback_concurrency: u64,
+    pub(crate) callback_concurrency: u64,
     /// Secret for signing callbacks: each request carries `X-Pagecast-Signature: sha256=<hex>`,
     /// the HMAC-SHA256 of the body under this secret. Never logged.
     #[arg(long, env = "PAGECAST_CALLBACK_SECRET", hide_env_values = true)]
-    pub callback_secret: Option<Secret>,
+    pub(crate) callback_secret: Option<Secret>,
     /// A file holding the callback signing secret (instead of PAGECAST_CALLBACK_SECRET; e.g. a
     /// mounted container secret).
     #[arg(
@@ -319,27 +319,27 @@ pub struct WorkerConfig {
         env = "PAGECAST_CALLBACK_SECRET_FILE",
         conflicts_with = "callback_secret"
     )]
-    pub callback_secret_file: Option<PathBuf>,
+    pub(crate) callback_secret_file: Option<PathBuf>,
     /// Seconds one callback request may take.
     #[arg(long, env = "PAGECAST_CALLBACK_TIMEOUT", default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..))]
-    pub callback_timeout: u64,
+    pub(crate) callback_timeout: u64,
     /// Allow recording pages and calling back to loopback and private addresses (off by
     /// default: such URLs are refused at Start and checked again before use, and a recorded
     /// page's own requests to them are refused by the worker's egress proxy).
     #[arg(long, env = "PAGECAST_ALLOW_PRIVATE_URLS")]
-    pub allow_private_urls: bool,
+    pub(crate) allow_private_urls: bool,
     /// Allow link-local addresses too (169.254.0.0/16, fe80::/10, fd00:ec2::254), where cloud
     /// providers serve instance metadata and credentials. Off by default, also when private
     /// addresses are allowed.
     #[arg(long, env = "PAGECAST_ALLOW_LINK_LOCAL_URLS")]
-    pub allow_link_local_urls: bool,
+    pub(crate) allow_link_local_urls: bool,
     /// Private networks and hosts that RecordURL, CallbackURL and a recorded page's own requests
     /// may reach although private addresses are refused: comma-separated CIDR networks or
     /// addresses (`10.0.0.0/8`, `fd00::/8`), host names (`intranet.example`) and domain
     /// suffixes (`.corp.example`). Link-local addresses stay behind
     /// PAGECAST_ALLOW_LINK_LOCAL_URLS.
     #[arg(long, env = "PAGECAST_ALLOWED_PRIVATE_NETWORKS")]
-    pub allowed_private_networks: Option<String>,
+    pub(crate) allowed_private_networks: Option<String>,
     /// MiB that must stay free on the work directory's disk: below it a worker takes no new
     /// recordings, and below half of it running recordings end (what they recorded is delivered)
     /// before the disk fills up.
@@ -349,7 +349,7 @@ pub struct WorkerConfig {
     /// that reaches it ends and what it recorded is delivered. HLS segments leave the work
     /// directory once published, so an HLS recording stays far below it however long it runs.
     #[arg(long, env = "PAGECAST_TASK_DISK_MB", default_value_t = 20480)]
-    pub task_disk_mb: u64,
+    pub(crate) task_disk_mb: u64,
     /// What happens to running recordings on SIGTERM: `handover` (another worker of this node
     /// continues them), `finish` (record on until they end, deliver, exit) or `stop` (end them
     /// now and deliver what was recorded).
@@ -358,7 +358,7 @@ pub struct WorkerConfig {
     /// Seconds a handed-over task may wait for a worker of this node to continue it; after that
     /// it is ended (a worker of this node delivers what was recorded).
     #[arg(long, env = "PAGECAST_HANDOVER_TIMEOUT", default_value_t = 300, value_parser = clap::value_parser!(u64).range(1..))]
-    pub handover_timeout: u64,
+    pub(crate) handover_timeout: u64,
     /// A PEM file of certificate authorities trusted, besides the system's roots, for the
     /// https connections pagecast makes: callbacks, object storage and its credential
     /// endpoints (a private CA in front of MinIO or a callback receiver). Not for the pages
@@ -368,7 +368,7 @@ pub struct WorkerConfig {
     /// The addresses this process's API and metrics listeners are bound to (see
     /// [`WorkerConfig::note_listeners`]): no task may reach them.
     #[arg(skip)]
-    pub service_listeners: Vec<std::net::SocketAddr>,
+    pub(crate) service_listeners: Vec<std::net::SocketAddr>,
     #[command(flatten)]
     #[allow(missing_docs)]
     pub storage: crate::storage::StorageConfig,
@@ -460,7 +460,7 @@ impl WorkerConfig {
     }
 
     /// The node id: configured, or the host name.
-    pub fn node(&self) -> String {
+    pub(crate) fn node(&self) -> String {
         self.node_id
             .clone()
             .filter(|s| !s.trim().is_empty())
@@ -520,12 +520,12 @@ impl WorkerConfig {
     }
 
     /// Where a task's deliverable is assembled before upload to object storage.
-    pub fn deliver_dir(&self, task_id: &str) -> PathBuf {
+    pub(crate) fn deliver_dir(&self, task_id: &str) -> PathBuf {
         crate::workdir::deliver_dir(&self.work_root(), task_id)
     }
 
     /// A task's work directory.
-    pub fn task_dir(&self, task_id: &str) -> PathBuf {
+    pub(crate) fn task_dir(&self, task_id: &str) -> PathBuf {
         crate::workdir::task_dir(&self.work_root(), task_id)
     }
 

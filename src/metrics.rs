@@ -18,7 +18,7 @@ pub use registry::{CONTENT_TYPE, Registry};
 
 /// The kind of a metric.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Kind {
+pub(crate) enum Kind {
     /// Only goes up (names end in `_total`).
     Counter,
     /// Goes up and down.
@@ -31,13 +31,13 @@ pub enum Kind {
 #[derive(Debug)]
 pub struct Desc {
     /// The metric name.
-    pub name: &'static str,
+    pub(crate) name: &'static str,
     /// One line of help.
-    pub help: &'static str,
+    pub(crate) help: &'static str,
     /// Counter, gauge or histogram.
-    pub kind: Kind,
+    pub(crate) kind: Kind,
     /// Upper bounds of the histogram buckets, ascending (histograms only).
-    pub buckets: &'static [f64],
+    pub(crate) buckets: &'static [f64],
 }
 
 const fn counter(name: &'static str, help: &'static str) -> Desc {
@@ -64,24 +64,24 @@ const DURATION_BUCKETS: &[f64] = &[
 ];
 
 /// Tasks in Redis by status (label `status`), counted at scrape time.
-pub static TASKS: Desc = gauge("pagecast_tasks", "Tasks stored in Redis, by status");
+pub(crate) static TASKS: Desc = gauge("pagecast_tasks", "Tasks stored in Redis, by status");
 /// Unacknowledged entries per stage stream (labels `stage`, `node`), at scrape time.
-pub static QUEUE_DEPTH: Desc = gauge(
+pub(crate) static QUEUE_DEPTH: Desc = gauge(
     "pagecast_queue_depth",
     "Jobs waiting or running in each stage queue (Redis stream entries not yet acknowledged)",
 );
 /// Callbacks waiting in the outbox for their next attempt, at scrape time.
-pub static CALLBACK_OUTBOX: Desc = gauge(
+pub(crate) static CALLBACK_OUTBOX: Desc = gauge(
     "pagecast_callback_outbox",
     "Callbacks waiting in the outbox for their next attempt",
 );
 /// Start requests that created a task.
-pub static STARTS_ACCEPTED: Desc = counter(
+pub(crate) static STARTS_ACCEPTED: Desc = counter(
     "pagecast_starts_accepted_total",
     "Start requests that created a task",
 );
 /// Start requests refused (label `code`).
-pub static STARTS_REJECTED: Desc = counter(
+pub(crate) static STARTS_REJECTED: Desc = counter(
     "pagecast_starts_rejected_total",
     "Start requests refused, by error code",
 );
@@ -91,120 +91,120 @@ pub static API_REQUESTS: Desc = counter(
     "Action API requests, by action and outcome (OK or the error code)",
 );
 /// Connections closed at once because their client had too many open.
-pub static CONNECTIONS_REFUSED: Desc = counter(
+pub(crate) static CONNECTIONS_REFUSED: Desc = counter(
     "pagecast_http_connections_refused_total",
     "HTTP connections closed at once because their client already had PAGECAST_MAX_CONNECTIONS_PER_CLIENT open",
 );
 /// Recordings this process runs now.
-pub static RECORDINGS_RUNNING: Desc = gauge(
+pub(crate) static RECORDINGS_RUNNING: Desc = gauge(
     "pagecast_recordings_running",
     "Recordings this worker runs now",
 );
 /// Recordings this process may run at once.
-pub static WORKER_CAPACITY: Desc = gauge(
+pub(crate) static WORKER_CAPACITY: Desc = gauge(
     "pagecast_worker_capacity",
     "Recordings this worker may run at once",
 );
 /// Frames captured per second, summed over the running recordings (no per-task label).
-pub static CAPTURE_FPS: Desc = gauge(
+pub(crate) static CAPTURE_FPS: Desc = gauge(
     "pagecast_recordings_capture_fps",
     "Frames per second Chromium delivers, summed over the running recordings (divide by pagecast_recordings_running for the mean)",
 );
 /// The lowest capture rate among the running recordings.
-pub static CAPTURE_FPS_LOWEST: Desc = gauge(
+pub(crate) static CAPTURE_FPS_LOWEST: Desc = gauge(
     "pagecast_recordings_capture_fps_lowest",
     "The lowest capture rate (frames per second) among the running recordings",
 );
 /// Output frames that repeat the previous one, summed over the running recordings.
-pub static RECORDING_DUPLICATED: Desc = gauge(
+pub(crate) static RECORDING_DUPLICATED: Desc = gauge(
     "pagecast_recordings_frames_duplicated",
     "Output frames of the running recordings that repeat the previous frame (the page painted nothing new)",
 );
 /// Captured frames not used, summed over the running recordings.
-pub static RECORDING_DROPPED: Desc = gauge(
+pub(crate) static RECORDING_DROPPED: Desc = gauge(
     "pagecast_recordings_frames_dropped",
     "Captured frames of the running recordings that were skipped (more frames than the output rate, or too late)",
 );
 /// Frames captured by finished recordings.
-pub static FRAMES_CAPTURED: Desc = counter(
+pub(crate) static FRAMES_CAPTURED: Desc = counter(
     "pagecast_frames_captured_total",
     "Frames captured by recordings that ended",
 );
 /// Output frames written by finished recordings.
-pub static FRAMES_WRITTEN: Desc = counter(
+pub(crate) static FRAMES_WRITTEN: Desc = counter(
     "pagecast_frames_written_total",
     "Output frames written by recordings that ended",
 );
 /// Duplicated output frames of finished recordings.
-pub static FRAMES_DUPLICATED: Desc = counter(
+pub(crate) static FRAMES_DUPLICATED: Desc = counter(
     "pagecast_frames_duplicated_total",
     "Output frames that repeat the previous frame, in recordings that ended",
 );
 /// Dropped frames of finished recordings.
-pub static FRAMES_DROPPED: Desc = counter(
+pub(crate) static FRAMES_DROPPED: Desc = counter(
     "pagecast_frames_dropped_total",
     "Captured frames skipped, in recordings that ended",
 );
 /// Recordings that ended (label `outcome`: `recorded`, `failed`, `canceled`, `handed_over`).
-pub static RECORDINGS_ENDED: Desc = counter(
+pub(crate) static RECORDINGS_ENDED: Desc = counter(
     "pagecast_recordings_ended_total",
     "Recordings that ended on this worker, by outcome",
 );
 /// Renderer crashes after which the page was reopened.
-pub static PAGE_CRASHES: Desc = counter(
+pub(crate) static PAGE_CRASHES: Desc = counter(
     "pagecast_page_crashes_total",
     "Times a page's renderer crashed and the page was reopened",
 );
 /// Page hangs after which the page was reopened.
-pub static PAGE_HANGS: Desc = counter(
+pub(crate) static PAGE_HANGS: Desc = counter(
     "pagecast_page_hangs_total",
     "Times a page's main thread stopped answering and the page was reopened",
 );
 /// Browser deaths after which a new Chromium took the page over.
-pub static BROWSER_RESTARTS: Desc = counter(
+pub(crate) static BROWSER_RESTARTS: Desc = counter(
     "pagecast_browser_restarts_total",
     "Times Chromium died during a recording and a new one reopened the page",
 );
 /// Recordings continued after their worker stopped (killed, or handed over at shutdown).
-pub static TAKEOVERS: Desc = counter(
+pub(crate) static TAKEOVERS: Desc = counter(
     "pagecast_takeovers_total",
     "Recordings this worker continued after the worker recording them stopped",
 );
 /// Encoder deaths after which a new ffmpeg was started.
-pub static ENCODER_RESTARTS: Desc = counter(
+pub(crate) static ENCODER_RESTARTS: Desc = counter(
     "pagecast_encoder_restarts_total",
     "Times ffmpeg died during a recording and was restarted",
 );
 /// Bytes sent to object storage.
-pub static UPLOAD_BYTES: Desc = counter(
+pub(crate) static UPLOAD_BYTES: Desc = counter(
     "pagecast_upload_bytes_total",
     "Bytes uploaded to object storage",
 );
 /// Upload rounds retried after a retryable storage failure.
-pub static UPLOAD_RETRIES: Desc = counter(
+pub(crate) static UPLOAD_RETRIES: Desc = counter(
     "pagecast_upload_retries_total",
     "Uploads retried after a storage failure (outage, throttling, 5xx)",
 );
 /// Callback requests sent.
-pub static CALLBACK_ATTEMPTS: Desc =
+pub(crate) static CALLBACK_ATTEMPTS: Desc =
     counter("pagecast_callback_attempts_total", "Callback requests sent");
 /// Callback requests that failed (no answer or non-2xx).
-pub static CALLBACK_FAILURES: Desc = counter(
+pub(crate) static CALLBACK_FAILURES: Desc = counter(
     "pagecast_callback_failures_total",
     "Callback requests that failed (no answer in time or a non-2xx answer)",
 );
 /// Tasks that ended with an error (label `code`).
-pub static TASKS_FAILED: Desc = counter(
+pub(crate) static TASKS_FAILED: Desc = counter(
     "pagecast_tasks_failed_total",
     "Tasks that ended with an error, by error code",
 );
 /// Running tasks handed back to the queue at shutdown.
-pub static HANDOVERS: Desc = counter(
+pub(crate) static HANDOVERS: Desc = counter(
     "pagecast_handovers_total",
     "Running recordings handed back to the queue at shutdown, for another worker to continue",
 );
 /// How long each stage took (label `stage`).
-pub static STAGE_SECONDS: Desc = Desc {
+pub(crate) static STAGE_SECONDS: Desc = Desc {
     name: "pagecast_stage_duration_seconds",
     help: "Time one job spent in a stage (record: from claim to the end of the recording)",
     kind: Kind::Histogram,
@@ -217,24 +217,24 @@ const LATENCY_BUCKETS: &[f64] = &[
 ];
 
 /// The build (label `version`); always 1.
-pub static BUILD_INFO: Desc = gauge(
+pub(crate) static BUILD_INFO: Desc = gauge(
     "pagecast_build_info",
     "The pagecast build this process runs (label version); always 1",
 );
 /// Free bytes on the work directory's disk (worker processes), at scrape time.
-pub static WORK_DISK_FREE: Desc = gauge(
+pub(crate) static WORK_DISK_FREE: Desc = gauge(
     "pagecast_work_disk_free_bytes",
     "Bytes free for pagecast on the disk of the work directory (processes that run a worker)",
 );
 /// Action API requests by action, from receipt to answer.
-pub static API_REQUEST_SECONDS: Desc = Desc {
+pub(crate) static API_REQUEST_SECONDS: Desc = Desc {
     name: "pagecast_api_request_duration_seconds",
     help: "Time to answer an Action API request, by action (unknown: no known Action named)",
     kind: Kind::Histogram,
     buckets: LATENCY_BUCKETS,
 };
 /// Task store calls to Redis by operation, retry included.
-pub static REDIS_SECONDS: Desc = Desc {
+pub(crate) static REDIS_SECONDS: Desc = Desc {
     name: "pagecast_redis_command_duration_seconds",
     help: "Time of one task store call to Redis (a command, pipeline or script; its retry included), by operation; blocking reads are not included",
     kind: Kind::Histogram,
@@ -242,7 +242,7 @@ pub static REDIS_SECONDS: Desc = Desc {
 };
 
 /// Every metric, in the order `/metrics` lists them.
-pub static ALL: &[&Desc] = &[
+pub(crate) static ALL: &[&Desc] = &[
     &BUILD_INFO,
     &TASKS,
     &QUEUE_DEPTH,
@@ -280,7 +280,7 @@ pub static ALL: &[&Desc] = &[
 ];
 
 /// A series's labels, in declaration order.
-pub type Labels = Vec<(&'static str, String)>;
+pub(crate) type Labels = Vec<(&'static str, String)>;
 
 /// The process-wide registry (with the build's version set, and the process figures).
 pub fn registry() -> &'static Registry {
@@ -293,22 +293,22 @@ pub fn registry() -> &'static Registry {
 }
 
 /// Shorthand for the process-wide registry's [`Registry::inc`].
-pub fn inc(d: &'static Desc, l: &[(&'static str, &str)]) {
+pub(crate) fn inc(d: &'static Desc, l: &[(&'static str, &str)]) {
     registry().inc(d, l);
 }
 
 /// Shorthand for the process-wide registry's [`Registry::add`].
-pub fn add(d: &'static Desc, l: &[(&'static str, &str)], by: f64) {
+pub(crate) fn add(d: &'static Desc, l: &[(&'static str, &str)], by: f64) {
     registry().add(d, l, by);
 }
 
 /// Shorthand for the process-wide registry's [`Registry::set`].
-pub fn set(d: &'static Desc, l: &[(&'static str, &str)], value: f64) {
+pub(crate) fn set(d: &'static Desc, l: &[(&'static str, &str)], value: f64) {
     registry().set(d, l, value);
 }
 
 /// Shorthand for the process-wide registry's [`Registry::observe`].
-pub fn observe(d: &'static Desc, l: &[(&'static str, &str)], value: f64) {
+pub(crate) fn observe(d: &'static Desc, l: &[(&'static str, &str)], value: f64) {
     registry().observe(d, l, value);
 }
 

@@ -9,7 +9,7 @@ pub struct Secret(String);
 
 impl Secret {
     /// The secret's value, for the one place that uses it.
-    pub fn expose(&self) -> &str {
+    pub(crate) fn expose(&self) -> &str {
         &self.0
     }
 }

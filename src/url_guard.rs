@@ -10,9 +10,9 @@ mod allow;
 mod local;
 mod resolver;
 
-pub use allow::PrivateAllowList;
-pub use local::{interface_addresses, is_own_address};
-pub use resolver::{GuardedResolver, allowed_addresses};
+pub(crate) use allow::PrivateAllowList;
+pub(crate) use local::is_own_address;
+pub(crate) use resolver::GuardedResolver;
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::Arc;
@@ -44,7 +44,7 @@ impl UrlPolicy {
     };
 
     /// Whether no address is refused (nothing to resolve or check).
-    pub fn allows_all(&self) -> bool {
+    pub(crate) fn allows_all(&self) -> bool {
         self.allow_private && self.allow_link_local && self.ports().is_empty()
     }
 
@@ -56,7 +56,7 @@ impl UrlPolicy {
     /// literal address), is allowed. On top of [`UrlPolicy::check_host_ip`], this machine is
     /// guarded: its service ports are refused on every one of its addresses, and its public
     /// addresses count as private ones.
-    pub fn check_addr(&self, host: Option<&str>, addr: SocketAddr) -> Result<(), String> {
+    pub(crate) fn check_addr(&self, host: Option<&str>, addr: SocketAddr) -> Result<(), String> {
         self.check_addr_on(host, addr, is_own_address)
     }
 
@@ -97,15 +97,16 @@ impl UrlPolicy {
         self.check_host_ip(host, ip)
     }
 
+    #[cfg(test)]
     /// Whether a connection to `ip` is allowed; the error says why not and which setting
     /// would allow it.
-    pub fn check_ip(&self, ip: IpAddr) -> Result<(), String> {
+    pub(crate) fn check_ip(&self, ip: IpAddr) -> Result<(), String> {
         self.check_host_ip(None, ip)
     }
 
     /// Whether a connection to `ip`, an address of the host name `host` (`None` for a literal
     /// address), is allowed: a host listed in `allowed_private` may have private addresses.
-    pub fn check_host_ip(&self, host: Option<&str>, ip: IpAddr) -> Result<(), String> {
+    pub(crate) fn check_host_ip(&self, host: Option<&str>, ip: IpAddr) -> Result<(), String> {
         if is_public_ip(ip) {
             Ok(())
         } else if is_metadata_ip(ip) {
@@ -136,7 +137,7 @@ impl UrlPolicy {
 /// Link-local addresses and the cloud metadata service's other well-known address
 /// (`fd00:ec2::254`, inside the private IPv6 range). An IPv6 address that carries an IPv4 one
 /// (see [`embedded_v4`]) is one if any IPv4 address it may stand for is link-local.
-pub fn is_metadata_ip(ip: IpAddr) -> bool {
+pub(crate) fn is_metadata_ip(ip: IpAddr) -> bool {
     match ip {
         IpAddr::V4(v4) => v4.is_link_local(),
         IpAddr::V6(v6) => match embedded_v4(v6) {
@@ -160,7 +161,7 @@ pub fn is_metadata_ip(ip: IpAddr) -> bool {
 ///   different bits, so every one of those readings is returned and all must pass;
 /// - 6to4 `2002::/16` (RFC 3056): bits 16-47;
 /// - Teredo `2001::/32` (RFC 4380): the client's address, the last 32 bits inverted.
-pub fn embedded_v4(ip: Ipv6Addr) -> Option<Vec<Ipv4Addr>> {
+pub(crate) fn embedded_v4(ip: Ipv6Addr) -> Option<Vec<Ipv4Addr>> {
     if let Some(v4) = ip.to_ipv4_mapped() {
         return Some(vec![v4]);
     }
@@ -200,7 +201,7 @@ fn embedded_v6_v4s(ip: IpAddr) -> Vec<Ipv4Addr> {
 }
 
 /// Whether an address is on the public internet.
-pub fn is_public_ip(ip: IpAddr) -> bool {
+pub(crate) fn is_public_ip(ip: IpAddr) -> bool {
     match ip {
         IpAddr::V4(v4) => is_public_v4(v4),
         IpAddr::V6(v6) => is_public_v6(v6),
@@ -242,7 +243,7 @@ fn is_public_v6(ip: Ipv6Addr) -> bool {
 /// resolved; every address they resolve to must be allowed. A name that does not resolve passes
 /// (the page or callback then fails on its own, and the address actually connected to is
 /// checked again: the egress proxy's and the callback client's resolvers filter too).
-pub async fn check_url(raw: &str, policy: &UrlPolicy) -> Result<(), String> {
+pub(crate) async fn check_url(raw: &str, policy: &UrlPolicy) -> Result<(), String> {
     if policy.allows_all() {
         return Ok(());
     }
@@ -294,6 +295,7 @@ fn verdict(host: Option<&str>, addr: SocketAddr, policy: &UrlPolicy) -> Result<(
 
 #[cfg(test)]
 mod tests {
+    use super::local::interface_addresses;
     use super::*;
 
     #[test]

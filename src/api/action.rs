@@ -65,12 +65,12 @@ impl Action {
     }
 
     /// The action named `name`, if any.
-    pub fn parse(name: &str) -> Option<Action> {
+    pub(crate) fn parse(name: &str) -> Option<Action> {
         Action::ALL.into_iter().find(|a| a.as_str() == name)
     }
 
     /// The control this action applies to a task (`None` for Start and Describe).
-    pub fn control(self) -> Option<Command> {
+    pub(crate) fn control(self) -> Option<Command> {
         match self {
             Action::Pause => Some(Command::Pause),
             Action::Resume => Some(Command::Resume),
@@ -82,7 +82,11 @@ impl Action {
 }
 
 /// `POST /`: one Action.
-pub async fn handle(State(state): State<ApiState>, headers: HeaderMap, body: Body) -> Response {
+pub(crate) async fn handle(
+    State(state): State<ApiState>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
     let request_id = super::guard::request_id_of(&headers);
     let span = info_span!("request", request_id = %request_id);
     async move {

@@ -23,7 +23,7 @@ pub enum Compat {
 
 /// The code web-record uses for `code`: `InvalidParam` for missing parameters and unknown
 /// tasks, `InvalidStatus` for actions in the wrong status; every other code is the same.
-pub fn web_record_code(code: ErrorCode) -> ErrorCode {
+pub(crate) fn web_record_code(code: ErrorCode) -> ErrorCode {
     match code {
         ErrorCode::MissingParam | ErrorCode::TaskNotFound => ErrorCode::InvalidParam,
         ErrorCode::InvalidState => ErrorCode::InvalidStatus,
@@ -33,7 +33,7 @@ pub fn web_record_code(code: ErrorCode) -> ErrorCode {
 
 /// Rewrites an error response of the Action endpoint for web-record clients (other responses
 /// are returned as they are).
-pub fn web_record_response(response: Response) -> Response {
+pub(crate) fn web_record_response(response: Response) -> Response {
     let Some(error) = response.extensions().get::<ApiError>().cloned() else {
         return response;
     };

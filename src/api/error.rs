@@ -15,7 +15,7 @@ use axum::response::{IntoResponse, Response};
 use crate::error::{ErrorCode, Fault, HasErrorCode};
 
 /// The header that carries the request ID on every response.
-pub const REQUEST_ID_HEADER: &str = "x-request-id";
+pub(crate) const REQUEST_ID_HEADER: &str = "x-request-id";
 
 /// Longest rendering of a client-supplied value quoted back in an error message.
 const MAX_ECHO_CHARS: usize = 64;
@@ -24,14 +24,14 @@ const MAX_ECHO_CHARS: usize = 64;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ApiError {
     /// The stable code (decides the HTTP status).
-    pub code: ErrorCode,
+    pub(crate) code: ErrorCode,
     /// What the caller is told. Never contains secrets; for system errors, never internals.
-    pub message: String,
+    pub(crate) message: String,
 }
 
 impl ApiError {
     /// An error with this code and message, sent as is.
-    pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
+    pub(crate) fn new(code: ErrorCode, message: impl Into<String>) -> Self {
         Self {
             code,
             message: message.into(),
@@ -39,17 +39,17 @@ impl ApiError {
     }
 
     /// `InvalidParam`: `"{field} {problem}"`, e.g. `invalid("Data.Width", "must be an integer")`.
-    pub fn invalid(field: &str, problem: impl fmt::Display) -> Self {
+    pub(crate) fn invalid(field: &str, problem: impl fmt::Display) -> Self {
         Self::new(ErrorCode::InvalidParam, format!("{field} {problem}"))
     }
 
     /// `MissingParam`: `"{field} is required"`.
-    pub fn missing(field: &str) -> Self {
+    pub(crate) fn missing(field: &str) -> Self {
         Self::new(ErrorCode::MissingParam, format!("{field} is required"))
     }
 
     /// `UnsupportedAction` for the given `Action` value.
-    pub fn unsupported_action(action: &str) -> Self {
+    pub(crate) fn unsupported_action(action: &str) -> Self {
         Self::new(
             ErrorCode::UnsupportedAction,
             format!(
@@ -60,12 +60,12 @@ impl ApiError {
     }
 
     /// `MalformedRequest`: the body is not JSON, or not an object.
-    pub fn malformed(problem: impl fmt::Display) -> Self {
+    pub(crate) fn malformed(problem: impl fmt::Display) -> Self {
         Self::new(ErrorCode::MalformedRequest, problem.to_string())
     }
 
     /// `Unauthorized`: missing or wrong API token (the message does not say which).
-    pub fn unauthorized() -> Self {
+    pub(crate) fn unauthorized() -> Self {
         Self::new(
             ErrorCode::Unauthorized,
             "a valid API token is required (Authorization: Bearer <token>)",
@@ -73,7 +73,7 @@ impl ApiError {
     }
 
     /// `TaskNotFound` for this TaskID.
-    pub fn task_not_found(task_id: &str) -> Self {
+    pub(crate) fn task_not_found(task_id: &str) -> Self {
         Self::new(
             ErrorCode::TaskNotFound,
             format!("task {} does not exist", echo_str(task_id)),
@@ -81,7 +81,7 @@ impl ApiError {
     }
 
     /// `InvalidState`: `action` is not allowed while the task is in `status`.
-    pub fn invalid_state(action: &str, status: impl fmt::Display) -> Self {
+    pub(crate) fn invalid_state(action: &str, status: impl fmt::Display) -> Self {
         Self::new(
             ErrorCode::InvalidState,
             format!("{action} is not allowed while the task is {status}"),
@@ -89,7 +89,7 @@ impl ApiError {
     }
 
     /// `PayloadTooLarge`: the body exceeds `limit_bytes`.
-    pub fn payload_too_large(limit_bytes: usize) -> Self {
+    pub(crate) fn payload_too_large(limit_bytes: usize) -> Self {
         Self::new(
             ErrorCode::PayloadTooLarge,
             format!("the request body exceeds the limit of {limit_bytes} bytes"),
@@ -97,7 +97,7 @@ impl ApiError {
     }
 
     /// `UnsupportedMediaType`: the body is not declared as JSON.
-    pub fn unsupported_media_type() -> Self {
+    pub(crate) fn unsupported_media_type() -> Self {
         Self::new(
             ErrorCode::UnsupportedMediaType,
             "the body must be sent with Content-Type: application/json",
@@ -105,7 +105,7 @@ impl ApiError {
     }
 
     /// `OriginNotAllowed`: a browser request from a site that is not allowed.
-    pub fn origin_not_allowed() -> Self {
+    pub(crate) fn origin_not_allowed() -> Self {
         Self::new(
             ErrorCode::OriginNotAllowed,
             "requests from this Origin are not allowed (the server's PAGECAST_CORS_ORIGINS)",
@@ -113,7 +113,7 @@ impl ApiError {
     }
 
     /// `RequestTimeout`: the body did not arrive within `seconds`.
-    pub fn request_timeout(seconds: u64) -> Self {
+    pub(crate) fn request_timeout(seconds: u64) -> Self {
         Self::new(
             ErrorCode::RequestTimeout,
             format!("the request body did not arrive within {seconds} s"),
@@ -121,20 +121,16 @@ impl ApiError {
     }
 
     /// `MethodNotAllowed` for this method and path.
-    pub fn method_not_allowed(method: &str, path: &str) -> Self {
+    pub(crate) fn method_not_allowed(method: &str, path: &str) -> Self {
         Self::new(
             ErrorCode::MethodNotAllowed,
             format!("{method} is not served at {}", echo_str(path)),
         )
     }
 
-    /// `LimitExceeded`: a capacity or queue limit is reached.
-    pub fn limit_exceeded(what: impl fmt::Display) -> Self {
-        Self::new(ErrorCode::LimitExceeded, format!("{what}; retry later"))
-    }
-
+    #[cfg(test)]
     /// `ServiceUnavailable`. `detail` is logged, not sent.
-    pub fn unavailable(detail: impl fmt::Display) -> Self {
+    pub(crate) fn unavailable(detail: impl fmt::Display) -> Self {
         tracing::error!(code = "ServiceUnavailable", %detail, "dependency unavailable");
         Self::new(
             ErrorCode::ServiceUnavailable,
@@ -143,7 +139,7 @@ impl ApiError {
     }
 
     /// `InternalError`. `detail` is logged, not sent.
-    pub fn internal(detail: impl fmt::Display) -> Self {
+    pub(crate) fn internal(detail: impl fmt::Display) -> Self {
         tracing::error!(code = "InternalError", %detail, "internal error");
         Self::new(
             ErrorCode::InternalError,
@@ -153,7 +149,7 @@ impl ApiError {
 
     /// From any error that knows its code. Client errors keep their message (it tells the caller
     /// what to fix); system errors are logged in full and answered with a generic message.
-    pub fn from_coded<E: HasErrorCode + fmt::Display + ?Sized>(err: &E) -> Self {
+    pub(crate) fn from_coded<E: HasErrorCode + fmt::Display + ?Sized>(err: &E) -> Self {
         let code = err.code();
         match code.fault() {
             Fault::Client if code.http_status() < 500 => Self::new(code, err.to_string()),
@@ -165,12 +161,12 @@ impl ApiError {
     }
 
     /// The HTTP status of the code.
-    pub fn status(&self) -> StatusCode {
+    pub(crate) fn status(&self) -> StatusCode {
         StatusCode::from_u16(self.code.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
     }
 
     /// The contract's error body.
-    pub fn body(&self, request_id: &str) -> serde_json::Value {
+    pub(crate) fn body(&self, request_id: &str) -> serde_json::Value {
         serde_json::json!({
             "ErrorCode": self.code.as_str(),
             "ErrorMessage": self.message,
@@ -179,7 +175,7 @@ impl ApiError {
     }
 
     /// The complete response: status of the code, JSON body, `X-Request-ID` header.
-    pub fn into_response_with(self, request_id: &str) -> Response {
+    pub(crate) fn into_response_with(self, request_id: &str) -> Response {
         if self.status().is_server_error() {
             tracing::warn!(
                 request_id,
@@ -232,12 +228,12 @@ fn generic_message(code: ErrorCode) -> String {
 }
 
 /// A client-supplied JSON value, rendered for an error message and shortened if long.
-pub fn echo(value: &serde_json::Value) -> String {
+pub(crate) fn echo(value: &serde_json::Value) -> String {
     shorten(value.to_string())
 }
 
 /// A client-supplied string, quoted for an error message and shortened if long.
-pub fn echo_str(value: &str) -> String {
+pub(crate) fn echo_str(value: &str) -> String {
     shorten(serde_json::Value::from(value).to_string())
 }
 
@@ -280,10 +276,6 @@ mod tests {
         assert_eq!(
             ApiError::payload_too_large(10).status(),
             StatusCode::PAYLOAD_TOO_LARGE
-        );
-        assert_eq!(
-            ApiError::limit_exceeded("too many tasks").status(),
-            StatusCode::TOO_MANY_REQUESTS
         );
         assert_eq!(
             ApiError::invalid_state("Pause", "finished").status(),

@@ -21,7 +21,7 @@ use super::routes::ApiState;
 use crate::error::ErrorCode;
 
 /// The handler.
-pub async fn serve(State(state): State<ApiState>, req: Request) -> Response {
+pub(crate) async fn serve(State(state): State<ApiState>, req: Request) -> Response {
     let rid = super::guard::request_id_of(req.headers());
     let checked = state.signer.verify(req.uri().path(), crate::clock::now_s());
     let signed = match checked {
@@ -127,7 +127,7 @@ fn matches_any(header_value: &str, tag: &str) -> bool {
 }
 
 /// The Content-Type of a result file, by extension.
-pub fn content_type(name: &str) -> &'static str {
+pub(crate) fn content_type(name: &str) -> &'static str {
     match name
         .rsplit('.')
         .next()

@@ -14,7 +14,7 @@ use tower_http::validate_request::ValidateRequest;
 use super::error::ApiError;
 
 /// The request id a request carries (set by the request-id layer before any check runs).
-pub fn request_id_of(headers: &HeaderMap) -> String {
+pub(crate) fn request_id_of(headers: &HeaderMap) -> String {
     crate::ops::request_id(headers)
 }
 
@@ -60,7 +60,7 @@ impl CorsOrigins {
     }
 
     /// Whether a request with this `Origin` header value is allowed.
-    pub fn allows(&self, origin: &str) -> bool {
+    pub(crate) fn allows(&self, origin: &str) -> bool {
         match self {
             CorsOrigins::None => false,
             CorsOrigins::Any => true,
@@ -94,7 +94,7 @@ fn normalize_origin(s: &str) -> Option<String> {
 /// cross-site request, including a `no-cors` one, so refusing it keeps pages (a page being
 /// recorded too) from driving the API.
 #[derive(Debug, Clone)]
-pub struct AllowedOrigin(pub Arc<CorsOrigins>);
+pub(crate) struct AllowedOrigin(pub Arc<CorsOrigins>);
 
 impl ValidateRequest<Body> for AllowedOrigin {
     type ResponseBody = Body;
@@ -117,7 +117,7 @@ pub struct Tokens(pub Arc<Vec<String>>);
 impl Tokens {
     /// Whether these request headers carry an accepted `Authorization: Bearer <token>` (always
     /// true without tokens).
-    pub fn accept(&self, headers: &HeaderMap) -> bool {
+    pub(crate) fn accept(&self, headers: &HeaderMap) -> bool {
         if self.0.is_empty() {
             return true;
         }
@@ -160,7 +160,7 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 
 /// Whether the request declares a JSON body: `application/json`, any case, parameters (such as
 /// `charset=utf-8`) allowed.
-pub fn is_json(headers: &HeaderMap) -> bool {
+pub(crate) fn is_json(headers: &HeaderMap) -> bool {
     headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
@@ -172,7 +172,7 @@ pub fn is_json(headers: &HeaderMap) -> bool {
 /// browser can send `text/plain`, form or multipart bodies cross-site without a preflight;
 /// `application/json` always needs one, which CORS then answers.
 #[derive(Debug, Clone, Copy)]
-pub struct JsonBody;
+pub(crate) struct JsonBody;
 
 impl ValidateRequest<Body> for JsonBody {
     type ResponseBody = Body;

@@ -41,7 +41,7 @@ pub struct HttpPolicy {
     /// Largest request body (`PAGECAST_MAX_BODY_BYTES`).
     pub max_body_bytes: usize,
     /// Longest wait for a request body (`PAGECAST_BODY_READ_TIMEOUT`).
-    pub body_read_timeout: Duration,
+    pub(crate) body_read_timeout: Duration,
 }
 
 impl Default for HttpPolicy {
@@ -57,15 +57,15 @@ impl Default for HttpPolicy {
 
 /// The name of the Action a response answered, set by the handler (for metrics).
 #[derive(Debug, Clone, Copy)]
-pub struct ActionName(pub &'static str);
+pub(crate) struct ActionName(pub &'static str);
 
 /// Whether a request is one of the Action endpoint (`POST /`, `POST /record`).
-pub fn is_action_request(method: &Method, path: &str) -> bool {
+pub(crate) fn is_action_request(method: &Method, path: &str) -> bool {
     method == Method::POST && matches!(path, "/" | "/record")
 }
 
 /// Wraps `router` in every layer of the surface.
-pub fn surface(router: Router, policy: &HttpPolicy) -> Router {
+pub(crate) fn surface(router: Router, policy: &HttpPolicy) -> Router {
     let policy = Arc::new(policy.clone());
     router.layer(
         ServiceBuilder::new()

@@ -5,7 +5,7 @@ pub mod action;
 pub mod compat;
 pub mod describe;
 pub mod error;
-pub mod files;
+pub(crate) mod files;
 pub mod guard;
 pub mod layers;
 pub mod routes;

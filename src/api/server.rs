@@ -26,9 +26,9 @@ use tracing::{debug, warn};
 pub struct ServerLimits {
     /// Longest time a client may take to send a request's headers (also the longest idle time
     /// of a kept-alive connection).
-    pub header_read_timeout: Duration,
+    pub(crate) header_read_timeout: Duration,
     /// Most open connections of one client address (IPv6: one /64 network).
-    pub max_connections_per_client: usize,
+    pub(crate) max_connections_per_client: usize,
 }
 
 impl Default for ServerLimits {
@@ -68,7 +68,7 @@ impl AppHandle {
 
 /// The address whose connections are counted together: an IPv4 address, or the /64 network of
 /// an IPv6 address (one client usually holds a whole /64).
-pub fn client_key(ip: IpAddr) -> IpAddr {
+pub(crate) fn client_key(ip: IpAddr) -> IpAddr {
     match ip {
         IpAddr::V4(v4) => IpAddr::V4(v4),
         IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
@@ -83,21 +83,21 @@ pub fn client_key(ip: IpAddr) -> IpAddr {
 
 /// Open connections per client.
 #[derive(Debug, Clone)]
-pub struct ConnectionCounter {
+pub(crate) struct ConnectionCounter {
     open: Arc<Mutex<HashMap<IpAddr, usize>>>,
     max: usize,
 }
 
 /// One open connection; counted until dropped.
 #[derive(Debug)]
-pub struct ConnectionSlot {
+pub(crate) struct ConnectionSlot {
     counter: ConnectionCounter,
     key: IpAddr,
 }
 
 impl ConnectionCounter {
     /// At most `max` connections per client.
-    pub fn new(max: usize) -> Self {
+    pub(crate) fn new(max: usize) -> Self {
         ConnectionCounter {
             open: Arc::default(),
             max: max.max(1),
@@ -105,7 +105,7 @@ impl ConnectionCounter {
     }
 
     /// A slot for a new connection of `ip`, or `None` when that client has `max` open.
-    pub fn try_open(&self, ip: IpAddr) -> Option<ConnectionSlot> {
+    pub(crate) fn try_open(&self, ip: IpAddr) -> Option<ConnectionSlot> {
         let key = client_key(ip);
         let mut open = self.open.lock().unwrap_or_else(|p| p.into_inner());
         let n = open.entry(key).or_insert(0);
@@ -119,8 +119,9 @@ impl ConnectionCounter {
         })
     }
 
+    #[cfg(test)]
     /// Connections of `ip`'s client open now.
-    pub fn open_of(&self, ip: IpAddr) -> usize {
+    pub(crate) fn open_of(&self, ip: IpAddr) -> usize {
         let open = self.open.lock().unwrap_or_else(|p| p.into_inner());
         open.get(&client_key(ip)).copied().unwrap_or(0)
     }

@@ -23,14 +23,14 @@ pub struct ApiConfig {
         hide_env_values = true,
         value_delimiter = ','
     )]
-    pub api_tokens: Vec<Secret>,
+    pub(crate) api_tokens: Vec<Secret>,
     /// A file of API tokens (one per line or comma-separated; `#` starts a comment), added to
     /// PAGECAST_API_TOKENS. Rotate by adding the new token, moving clients, removing the old one.
     #[arg(long, env = "PAGECAST_API_TOKENS_FILE")]
-    pub api_tokens_file: Option<PathBuf>,
+    pub(crate) api_tokens_file: Option<PathBuf>,
     /// Largest accepted request body in bytes.
     #[arg(long, env = "PAGECAST_MAX_BODY_BYTES", default_value_t = 64 * 1024)]
-    pub max_body_bytes: usize,
+    pub(crate) max_body_bytes: usize,
     /// Start answers 429 LimitExceeded when this many tasks wait for a worker.
     #[arg(long, env = "PAGECAST_MAX_QUEUED", default_value_t = 1000)]
     pub max_queued: u64,
@@ -38,22 +38,22 @@ pub struct ApiConfig {
     /// `*` for any. A request carrying an `Origin` header not listed is refused (403), so by
     /// default no web page can drive the API; listed origins get CORS answers.
     #[arg(long, env = "PAGECAST_CORS_ORIGINS", value_delimiter = ',')]
-    pub cors_origins: Vec<String>,
+    pub(crate) cors_origins: Vec<String>,
     /// `web-record`: answer Action errors with HTTP 200 and web-record's error codes, for
     /// clients written against it; `off`: pagecast's codes with their HTTP statuses.
     #[arg(long, env = "PAGECAST_COMPAT", value_enum, default_value_t = super::compat::Compat::Off)]
-    pub compat: super::compat::Compat,
+    pub(crate) compat: super::compat::Compat,
     /// Seconds a client may take to send a request's headers (and an idle kept-alive
     /// connection may stay open).
     #[arg(long, env = "PAGECAST_HEADER_READ_TIMEOUT", default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=3600))]
-    pub header_read_timeout: u64,
+    pub(crate) header_read_timeout: u64,
     /// Seconds a client may take to send a request's body.
     #[arg(long, env = "PAGECAST_BODY_READ_TIMEOUT", default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=3600))]
-    pub body_read_timeout: u64,
+    pub(crate) body_read_timeout: u64,
     /// Open connections one client address (IPv6: one /64) may hold; further ones are closed
     /// at once.
     #[arg(long, env = "PAGECAST_MAX_CONNECTIONS_PER_CLIENT", default_value_t = 64, value_parser = clap::value_parser!(u64).range(1..=100_000))]
-    pub max_connections_per_client: u64,
+    pub(crate) max_connections_per_client: u64,
 }
 
 impl ApiConfig {
@@ -118,7 +118,7 @@ impl ApiConfig {
     }
 
     /// The CORS origins, checked.
-    pub fn cors(&self) -> Result<super::guard::CorsOrigins, ConfigError> {
+    pub(crate) fn cors(&self) -> Result<super::guard::CorsOrigins, ConfigError> {
         super::guard::CorsOrigins::parse(&self.cors_origins)
             .map_err(|why| invalid("PAGECAST_CORS_ORIGINS", why))
     }

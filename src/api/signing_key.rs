@@ -12,7 +12,7 @@ use crate::error::{ConfigError, invalid};
 use crate::secret::{Secret, read_secret_file};
 
 /// The Redis key (below the service's prefix) holding the generated signing key.
-pub const REDIS_KEY: &str = "url-signing-key";
+pub(crate) const REDIS_KEY: &str = "url-signing-key";
 
 /// The shared key from Redis, creating it if no process has yet. The error names what failed,
 /// never the key (nor the Redis password).
@@ -34,7 +34,7 @@ pub async fn shared_key(store: &crate::task::store::TaskStore) -> Result<Vec<u8>
 }
 
 /// Shortest accepted `PAGECAST_URL_SIGNING_KEY`.
-pub const MIN_URL_SIGNING_KEY_LEN: usize = 16;
+pub(crate) const MIN_URL_SIGNING_KEY_LEN: usize = 16;
 
 /// Signed result URLs (shared by `serve` and `worker`: workers sign, API servers check).
 #[derive(Debug, Clone, Args)]
@@ -43,17 +43,17 @@ pub struct UrlSigningConfig {
     /// service needs the same. Default: a random key kept in Redis, which every process shares.
     /// Never logged.
     #[arg(long, env = "PAGECAST_URL_SIGNING_KEY", hide_env_values = true)]
-    pub url_signing_key: Option<Secret>,
+    pub(crate) url_signing_key: Option<Secret>,
     /// A file holding the URL signing key (instead of PAGECAST_URL_SIGNING_KEY).
     #[arg(
         long,
         env = "PAGECAST_URL_SIGNING_KEY_FILE",
         conflicts_with = "url_signing_key"
     )]
-    pub url_signing_key_file: Option<PathBuf>,
+    pub(crate) url_signing_key_file: Option<PathBuf>,
     /// Seconds a result URL stays valid after Describe or the callback gave it out.
     #[arg(long, env = "PAGECAST_URL_EXPIRY", default_value_t = 604_800, value_parser = clap::value_parser!(u64).range(60..=31_536_000))]
-    pub url_expiry: u64,
+    pub(crate) url_expiry: u64,
 }
 
 impl UrlSigningConfig {

@@ -54,9 +54,9 @@ pub const DEFAULT_START_TIMEOUT_SECS: u32 = 0;
 /// Largest `StartTimeout` in seconds (one day).
 pub const MAX_START_TIMEOUT_SECS: u32 = 86_400;
 /// Length of an AES-128 key (the first bytes of `EncryptKey`).
-pub const ENCRYPT_KEY_BYTES: usize = 16;
+pub(crate) const ENCRYPT_KEY_BYTES: usize = 16;
 /// Length of `EncryptKeyHex` and `EncryptIv` in hexadecimal characters (16 bytes).
-pub const ENCRYPT_KEY_HEX_LEN: usize = 32;
+pub(crate) const ENCRYPT_KEY_HEX_LEN: usize = 32;
 
 /// Every field path (relative to `Data`) that [`parse_start`] reads. The API spec must document
 /// each one (checked by `tests/openapi_spec.rs`).
@@ -121,16 +121,16 @@ pub struct StartLimits {
     /// Longest URL (RecordURL, CallbackURL, AuthUrl, Domain, Endpoint), in characters.
     pub max_url_len: usize,
     /// Longest other string (Bucket, Region, TargetDir, TargetName), in characters.
-    pub max_string_len: usize,
+    pub(crate) max_string_len: usize,
     /// Longest `UserContext`, in characters.
     pub max_context_len: usize,
     /// The server's storage settings: the endpoints and buckets a task may name, and whether a
     /// result goes to object storage.
     pub storage: StorageConfig,
     /// Bytes of the output directory's absolute path (results of local delivery are below it).
-    pub output_dir_bytes: usize,
+    pub(crate) output_dir_bytes: usize,
     /// Bytes of the absolute path of a task's staging directory for object storage.
-    pub staging_dir_bytes: usize,
+    pub(crate) staging_dir_bytes: usize,
 }
 
 impl Default for StartLimits {

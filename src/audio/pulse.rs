@@ -30,10 +30,10 @@ use crate::process::{OwnedChild, resolve_program, run_blocking, run_command};
 pub struct AudioSettings {
     /// The `pulseaudio` binary; `pactl` and `parec` are taken from the same directory when it is
     /// given as a path, otherwise from PATH.
-    pub pulseaudio: PathBuf,
+    pub(crate) pulseaudio: PathBuf,
     /// An existing PulseAudio server to use (e.g. `unix:/run/pulse/native`) instead of a private
     /// one.
-    pub server: Option<String>,
+    pub(crate) server: Option<String>,
 }
 
 impl Default for AudioSettings {

@@ -26,11 +26,11 @@ pub(super) const SETTLE_NAME: &str = "__pagecastSettle";
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub(crate) struct PageHookCall {
     /// Which control.
-    pub hook: Command,
+    pub(crate) hook: Command,
     /// The page's `Date.now()` at the call, in seconds since the epoch, if it sent a sane one.
-    pub page_time: Option<f64>,
+    pub(crate) page_time: Option<f64>,
     /// The call's id, to settle its Promise with (absent in calls that expect no answer).
-    pub id: Option<u64>,
+    pub(crate) id: Option<u64>,
 }
 
 #[derive(Deserialize)]
@@ -60,9 +60,9 @@ impl PageHookCall {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct HookReply {
     /// The calling page context (a reload replaces it; an answer to a gone context is lost).
-    pub context: chromiumoxide::cdp::js_protocol::runtime::ExecutionContextId,
+    pub(crate) context: chromiumoxide::cdp::js_protocol::runtime::ExecutionContextId,
     /// The call's id.
-    pub id: u64,
+    pub(crate) id: u64,
 }
 
 /// How a control's call ended: taken effect, or refused with a stable code and a message.

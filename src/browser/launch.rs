@@ -19,32 +19,32 @@ use crate::process::{OwnedChild, resolve_program};
 #[derive(Debug, Clone)]
 pub struct BrowserSettings {
     /// The Chromium binary (default `/usr/bin/chromium`).
-    pub executable: PathBuf,
+    pub(crate) executable: PathBuf,
     /// Viewport width in CSS pixels.
-    pub width: u32,
+    pub(crate) width: u32,
     /// Viewport height in CSS pixels.
-    pub height: u32,
+    pub(crate) height: u32,
     /// A fontconfig file that adds the project's fonts (set as FONTCONFIG_FILE for the browser only).
     pub fontconfig_file: Option<PathBuf>,
     /// Extra command-line flags, added after pagecast's own.
-    pub extra_args: Vec<String>,
+    pub(crate) extra_args: Vec<String>,
     /// Extra environment for the browser process (e.g. PULSE_SINK).
-    pub env: Vec<(String, String)>,
+    pub(crate) env: Vec<(String, String)>,
     /// How long Chromium may take to offer its DevTools endpoint.
-    pub launch_timeout: Duration,
+    pub(crate) launch_timeout: Duration,
     /// Whether Chromium runs its sandbox.
-    pub sandbox: SandboxMode,
+    pub(crate) sandbox: SandboxMode,
     /// Run headful on this X display (e.g. `:100`); `None` runs headless.
-    pub display: Option<String>,
+    pub(crate) display: Option<String>,
     /// The Xvfb binary that provides such displays.
-    pub xvfb: PathBuf,
+    pub(crate) xvfb: PathBuf,
     /// MiB of memory the browser may use (0: no cap); see `browser::memory`.
-    pub memory_limit_mb: u64,
+    pub(crate) memory_limit_mb: u64,
 }
 
 /// Chromium's sandbox: on where the environment allows it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
-pub enum SandboxMode {
+pub(crate) enum SandboxMode {
     /// On unless pagecast runs as root (Chromium refuses its sandbox as root); if it cannot
     /// start (no user namespaces, e.g. a container's default seccomp profile), Chromium runs
     /// without it and a warning says so.
@@ -58,7 +58,7 @@ pub enum SandboxMode {
 
 impl SandboxMode {
     /// Whether to ask for the sandbox, for a process whose effective uid is `euid`.
-    pub fn wanted(self, euid: u32) -> bool {
+    pub(crate) fn wanted(self, euid: u32) -> bool {
         match self {
             SandboxMode::On => true,
             SandboxMode::Off => false,

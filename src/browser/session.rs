@@ -26,13 +26,13 @@ use super::launch::{BrowserSettings, ChromiumProcess};
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct ScreencastSettings {
     /// JPEG quality 0..=100.
-    pub jpeg_quality: u8,
+    pub(crate) jpeg_quality: u8,
     /// Deliver every n-th painted frame.
-    pub every_nth_frame: u32,
+    pub(crate) every_nth_frame: u32,
     /// Largest frame size delivered.
-    pub max_width: u32,
+    pub(crate) max_width: u32,
     /// Largest frame size delivered.
-    pub max_height: u32,
+    pub(crate) max_height: u32,
 }
 
 fn screencast_params(s: ScreencastSettings) -> StartScreencastParams {

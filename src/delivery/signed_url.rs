@@ -19,7 +19,7 @@ use percent_encoding::percent_decode_str;
 use serde_json::Value;
 
 /// The path prefix of a signed result URL.
-pub const SIGNED_PREFIX: &str = "/files/s/";
+pub(crate) const SIGNED_PREFIX: &str = "/files/s/";
 
 /// Domain separation: a signature of a result URL is never valid for anything else.
 const CONTEXT: &str = "pagecast-files-v1";
@@ -42,7 +42,7 @@ impl std::fmt::Debug for UrlSigner {
 
 /// Why a signed path is refused (each answered 403 `InvalidSignature`).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum Refused {
+pub(crate) enum Refused {
     /// Not of the form `/files/s/<expiry>/<signature>/<path>`.
     #[error("result URLs must be signed: take the FileURL from Describe or the callback")]
     Unsigned,
@@ -59,9 +59,9 @@ pub enum Refused {
 
 /// A checked signed path: the file's path segments below the output directory (decoded).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SignedPath {
+pub(crate) struct SignedPath {
     /// Path segments, decoded, each a plain file or directory name.
-    pub segments: Vec<String>,
+    pub(crate) segments: Vec<String>,
 }
 
 impl UrlSigner {
@@ -72,11 +72,6 @@ impl UrlSigner {
             key: Arc::from(key),
             expiry,
         }
-    }
-
-    /// How long a freshly signed URL is valid.
-    pub fn expiry(&self) -> Duration {
-        self.expiry
     }
 
     fn mac(&self, expires: i64, dir: &str) -> Hmac<sha2::Sha256> {
@@ -115,7 +110,7 @@ impl UrlSigner {
     }
 
     /// Checks the path of a request (as sent, percent-encoded) at time `now`.
-    pub fn verify(&self, raw_path: &str, now: i64) -> Result<SignedPath, Refused> {
+    pub(crate) fn verify(&self, raw_path: &str, now: i64) -> Result<SignedPath, Refused> {
         let rest = raw_path
             .strip_prefix(SIGNED_PREFIX)
             .ok_or(Refused::Unsigned)?;
@@ -141,7 +136,7 @@ impl UrlSigner {
 
     /// Re-signs, from `now`, a URL of the signed form (whatever its expiry or key was): the
     /// same base and path with a fresh expiry and signature. Any other URL is returned as is.
-    pub fn refresh(&self, url: &str, now: i64) -> String {
+    pub(crate) fn refresh(&self, url: &str, now: i64) -> String {
         match split_signed(url) {
             Some((base, encoded_key)) => {
                 let key = decode_segments(encoded_key).map(|s| s.join("/"));
@@ -155,7 +150,7 @@ impl UrlSigner {
     }
 
     /// Re-signs every `Result.Videos[].FileURL` of a Describe (or callback) body.
-    pub fn refresh_file_urls(&self, describe: &mut Value, now: i64) {
+    pub(crate) fn refresh_file_urls(&self, describe: &mut Value, now: i64) {
         // Videos, and the snapshots of `Output.Snapshots`.
         for list in ["/Result/Videos", "/Result/Snapshots"] {
             let Some(files) = describe.pointer_mut(list).and_then(Value::as_array_mut) else {
@@ -172,7 +167,7 @@ impl UrlSigner {
 
 /// The URL of a result file that no signer signed: a renderer with a signer replaces it
 /// ([`UrlSigner::refresh`]); served as it is, it is refused.
-pub fn unsigned_file_url(base: &str, key: &str) -> String {
+pub(crate) fn unsigned_file_url(base: &str, key: &str) -> String {
     format!(
         "{}{SIGNED_PREFIX}0/{}/{}",
         base.trim_end_matches('/'),

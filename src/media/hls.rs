@@ -24,11 +24,11 @@ use crate::workdir::segment_number;
 #[derive(Clone)]
 pub struct HlsKey {
     /// The 16-byte key.
-    pub key: [u8; 16],
+    pub(crate) key: [u8; 16],
     /// The key URI written into the playlist.
-    pub uri: String,
+    pub(crate) uri: String,
     /// One IV for every segment; `None`: each segment's own ([`iv_of`] its number).
-    pub iv: Option<[u8; 16]>,
+    pub(crate) iv: Option<[u8; 16]>,
 }
 
 impl std::fmt::Debug for HlsKey {
@@ -66,7 +66,7 @@ impl HlsKey {
 
     /// The same key with one IV for every segment, given as 32 hex characters (an optional
     /// `0x` before them).
-    pub fn with_iv_hex(mut self, iv_hex: &str) -> Result<Self, String> {
+    pub(crate) fn with_iv_hex(mut self, iv_hex: &str) -> Result<Self, String> {
         let digits = iv_hex.trim();
         let digits = digits
             .strip_prefix("0x")
@@ -81,26 +81,26 @@ impl HlsKey {
     }
 
     /// The IV of recorded segment `number`.
-    pub fn iv_for(&self, number: u64) -> [u8; 16] {
+    pub(crate) fn iv_for(&self, number: u64) -> [u8; 16] {
         self.iv.unwrap_or_else(|| iv_of(number))
     }
 }
 
 /// A recorded segment as it appears in an HLS result.
 #[derive(Debug, Clone, PartialEq)]
-pub struct HlsSegment {
+pub(crate) struct HlsSegment {
     /// The recorded file.
-    pub source: PathBuf,
+    pub(crate) source: PathBuf,
     /// Its recorded number (from `seg_NNNNNN.ts`): its published name and its IV.
-    pub number: u64,
+    pub(crate) number: u64,
     /// Seconds of video in it.
-    pub seconds: f64,
+    pub(crate) seconds: f64,
     /// The first segment of a restarted encoder (a new clock).
-    pub discontinuity: bool,
+    pub(crate) discontinuity: bool,
 }
 
 /// The published file name of recorded segment `number`.
-pub fn segment_file_name(stem: &str, number: u64) -> String {
+pub(crate) fn segment_file_name(stem: &str, number: u64) -> String {
     format!("{stem}_{number:06}.ts")
 }
 
@@ -115,13 +115,13 @@ const URI_SEGMENT: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUM
 /// The URI of recorded segment `number` in the playlist: its file name percent-encoded, so that a
 /// name with `?`, `#`, `%`, spaces or non-ASCII characters stays one relative reference to the
 /// file beside the playlist (players resolve it against the playlist's URL, then decode it).
-pub fn segment_uri(stem: &str, number: u64) -> String {
+pub(crate) fn segment_uri(stem: &str, number: u64) -> String {
     percent_encoding::utf8_percent_encode(&segment_file_name(stem, number), URI_SEGMENT).to_string()
 }
 
 /// The completed segments in `dir` (every encoder instance's, in order) as HLS segments.
 /// Segments without video are left out (a player would stall on them).
-pub fn segments_in(dir: &Path) -> Result<Vec<HlsSegment>, MediaError> {
+pub(crate) fn segments_in(dir: &Path) -> Result<Vec<HlsSegment>, MediaError> {
     let mut out: Vec<HlsSegment> = Vec::new();
     for instance in recorded_segments(dir)? {
         let mut first = true;
@@ -145,14 +145,14 @@ pub fn segments_in(dir: &Path) -> Result<Vec<HlsSegment>, MediaError> {
 }
 
 /// The IV of recorded segment `number`: the number as a 128-bit big-endian integer.
-pub fn iv_of(number: u64) -> [u8; 16] {
+pub(crate) fn iv_of(number: u64) -> [u8; 16] {
     let mut iv = [0u8; 16];
     iv[8..].copy_from_slice(&number.to_be_bytes());
     iv
 }
 
 /// Encrypts a whole segment with AES-128-CBC and PKCS#7 padding.
-pub fn encrypt(data: &[u8], key: &[u8; 16], iv: &[u8; 16]) -> Result<Vec<u8>, MediaError> {
+pub(crate) fn encrypt(data: &[u8], key: &[u8; 16], iv: &[u8; 16]) -> Result<Vec<u8>, MediaError> {
     let len = data.len();
     // PKCS#7 always pads: a whole block after data that fills its last one.
     let mut buf = vec![0u8; (len / 16 + 1) * 16];
@@ -167,7 +167,11 @@ pub fn encrypt(data: &[u8], key: &[u8; 16], iv: &[u8; 16]) -> Result<Vec<u8>, Me
 /// size. The file appears whole or not at all: it is written beside `dest` and renamed. An
 /// unencrypted segment is hard-linked when it can be (no copy), since recorded segments never
 /// change.
-pub fn stage(seg: &HlsSegment, dest: &Path, key: Option<&HlsKey>) -> Result<u64, MediaError> {
+pub(crate) fn stage(
+    seg: &HlsSegment,
+    dest: &Path,
+    key: Option<&HlsKey>,
+) -> Result<u64, MediaError> {
     let dir = dest.parent().unwrap_or(Path::new("."));
     std::fs::create_dir_all(dir).map_err(MediaError::io(format!("creating {}", dir.display())))?;
     let partial = dest.with_extension("ts.partial");
@@ -202,7 +206,7 @@ pub fn stage(seg: &HlsSegment, dest: &Path, key: Option<&HlsKey>) -> Result<u64,
 
 /// The VOD playlist of `segments`, each named [`segment_file_name`]`(stem, number)` relative to
 /// the playlist (as a URI: [`segment_uri`]).
-pub fn playlist(segments: &[HlsSegment], stem: &str, key: Option<&HlsKey>) -> String {
+pub(crate) fn playlist(segments: &[HlsSegment], stem: &str, key: Option<&HlsKey>) -> String {
     // Every segment's duration, rounded up, must fit the target duration.
     let target = segments
         .iter()
@@ -237,7 +241,7 @@ pub fn playlist(segments: &[HlsSegment], stem: &str, key: Option<&HlsKey>) -> St
 
 /// Writes a whole HLS result for `segments` into `playlist_path`'s directory: every segment in
 /// its published form, then the playlist. Returns the files written, the playlist first.
-pub fn write_vod(
+pub(crate) fn write_vod(
     segments: &[HlsSegment],
     playlist_path: &Path,
     key: Option<&HlsKey>,
@@ -258,7 +262,7 @@ pub fn write_vod(
 }
 
 /// Writes a playlist whole (beside it, then renamed).
-pub fn write_playlist(path: &Path, text: &str) -> Result<(), MediaError> {
+pub(crate) fn write_playlist(path: &Path, text: &str) -> Result<(), MediaError> {
     let partial = path.with_extension("m3u8.partial");
     std::fs::write(&partial, text)
         .map_err(MediaError::io(format!("writing {}", partial.display())))?;

@@ -3,14 +3,14 @@
 pub mod encoder;
 pub mod faststart;
 pub mod finalize;
-pub mod hls;
+pub(crate) mod hls;
 pub mod live;
-pub mod pacer;
+pub(crate) mod pacer;
 pub mod probe;
 pub mod remux;
 pub mod salvage;
 pub mod segments;
-pub mod snapshot;
+pub(crate) mod snapshot;
 
 use crate::error::{ErrorCode, HasErrorCode};
 use crate::process::ProcessError;

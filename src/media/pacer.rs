@@ -18,11 +18,11 @@ use std::sync::Arc;
 
 /// One captured frame: JPEG bytes and the paint-clock time (seconds since the epoch).
 #[derive(Debug, Clone)]
-pub struct Frame {
+pub(crate) struct Frame {
     /// When Chromium painted it.
-    pub painted_at: f64,
+    pub(crate) painted_at: f64,
     /// The encoded image.
-    pub image: Arc<[u8]>,
+    pub(crate) image: Arc<[u8]>,
 }
 
 /// Counters describing how frames were used.
@@ -40,25 +40,23 @@ pub struct PacerStats {
     /// Frames that arrived after their slot had already been written.
     pub frames_late: u64,
     /// Frames painted while the recording was paused or before it started.
-    pub frames_outside_recording: u64,
+    pub(crate) frames_outside_recording: u64,
 }
 
 /// A frame chosen for one slot.
 #[derive(Debug, Clone)]
-pub struct SlotFrame {
+pub(crate) struct SlotFrame {
     /// Slot index (output frame number).
-    pub slot: u64,
+    pub(crate) slot: u64,
     /// The paint-clock instant the slot stands for (its sound starts there).
-    pub instant: f64,
+    pub(crate) instant: f64,
     /// The image.
-    pub image: Arc<[u8]>,
-    /// True when it repeats the previous slot's image.
-    pub duplicate: bool,
+    pub(crate) image: Arc<[u8]>,
 }
 
 /// The pacing state machine. Pure: time is passed in, nothing is read from clocks.
 #[derive(Debug)]
-pub struct FramePacer {
+pub(crate) struct FramePacer {
     fps: u32,
     origin: f64,
     latency: f64,
@@ -79,7 +77,7 @@ pub struct FramePacer {
 
 impl FramePacer {
     /// A pacer whose slot 0 is at paint-clock time `origin`.
-    pub fn new(fps: u32, origin: f64, latency: f64, preroll_grace: f64) -> Self {
+    pub(crate) fn new(fps: u32, origin: f64, latency: f64, preroll_grace: f64) -> Self {
         Self {
             fps: fps.max(1),
             origin,
@@ -96,28 +94,23 @@ impl FramePacer {
     }
 
     /// The counters so far.
-    pub fn stats(&self) -> PacerStats {
+    pub(crate) fn stats(&self) -> PacerStats {
         self.stats
     }
 
     /// Output frames written so far.
-    pub fn slots_written(&self) -> u64 {
+    pub(crate) fn slots_written(&self) -> u64 {
         self.next_slot
     }
 
-    /// Whether the recording is paused.
-    pub fn is_paused(&self) -> bool {
-        self.paused_since.is_some()
-    }
-
     /// Recorded time (pauses excluded) at paint-clock time `now`, in seconds.
-    pub fn recorded_at(&self, now: f64) -> f64 {
+    pub(crate) fn recorded_at(&self, now: f64) -> f64 {
         let end = self.paused_since.unwrap_or(now).min(now);
         (end - self.origin - self.paused_total).max(0.0)
     }
 
     /// The paint-clock instant at which recorded time reaches `recorded`, given no further pauses.
-    pub fn instant_of(&self, recorded: f64) -> f64 {
+    pub(crate) fn instant_of(&self, recorded: f64) -> f64 {
         self.origin + self.paused_total + recorded
     }
 
@@ -130,7 +123,7 @@ impl FramePacer {
     }
 
     /// Accepts a frame from the browser.
-    pub fn push(&mut self, frame: Frame) {
+    pub(crate) fn push(&mut self, frame: Frame) {
         self.stats.frames_captured += 1;
         if frame.painted_at < self.origin {
             if self
@@ -172,7 +165,7 @@ impl FramePacer {
     }
 
     /// Pauses at paint-clock time `at`. Slots at or after `at` are not written until resume.
-    pub fn pause(&mut self, at: f64) {
+    pub(crate) fn pause(&mut self, at: f64) {
         if self.paused_since.is_some() {
             return;
         }
@@ -186,14 +179,14 @@ impl FramePacer {
     }
 
     /// Resumes at paint-clock time `at`; recorded time continues where it stopped.
-    pub fn resume(&mut self, at: f64) {
+    pub(crate) fn resume(&mut self, at: f64) {
         if let Some(since) = self.paused_since.take() {
             self.paused_total += (at - since).max(0.0);
         }
     }
 
     /// Decides every slot whose instant is at least `latency` before `now`.
-    pub fn due(&mut self, now: f64) -> Vec<SlotFrame> {
+    pub(crate) fn due(&mut self, now: f64) -> Vec<SlotFrame> {
         let mut out = Vec::new();
         loop {
             let instant = self.slot_instant(self.next_slot);
@@ -213,7 +206,7 @@ impl FramePacer {
 
     /// Ends the recording at paint-clock time `at` (or at the pause point if paused): decides all
     /// remaining slots up to it using whatever frames have arrived. Returns them.
-    pub fn finish(&mut self, at: f64) -> Vec<SlotFrame> {
+    pub(crate) fn finish(&mut self, at: f64) -> Vec<SlotFrame> {
         let end = self.paused_since.unwrap_or(at);
         let recorded = (end - self.origin - self.paused_total).max(0.0);
         let total = (recorded * f64::from(self.fps)).round() as u64;
@@ -221,7 +214,7 @@ impl FramePacer {
     }
 
     /// Ends the recording after exactly `total` output frames (e.g. `duration * fps`).
-    pub fn finish_at_slot_count(&mut self, total: u64) -> Vec<SlotFrame> {
+    pub(crate) fn finish_at_slot_count(&mut self, total: u64) -> Vec<SlotFrame> {
         let mut out = Vec::new();
         while self.next_slot < total {
             let instant = self.slot_instant(self.next_slot);
@@ -290,7 +283,6 @@ impl FramePacer {
             slot: self.next_slot,
             instant,
             image: frame.image.clone(),
-            duplicate,
         };
         self.current = Some(frame);
         self.next_slot += 1;

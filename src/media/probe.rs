@@ -20,9 +20,9 @@ pub struct MediaInfo {
     /// Video codec name (e.g. "h264").
     pub video_codec: String,
     /// Video average frame rate.
-    pub fps: f64,
+    pub(crate) fps: f64,
     /// Whether there is an audio stream.
-    pub has_audio: bool,
+    pub(crate) has_audio: bool,
 }
 
 #[derive(Deserialize)]
@@ -69,7 +69,7 @@ pub async fn probe(
 }
 
 /// Parses ffprobe's JSON output.
-pub fn parse_probe(json: &str) -> Result<MediaInfo, MediaError> {
+pub(crate) fn parse_probe(json: &str) -> Result<MediaInfo, MediaError> {
     let p: Probe = serde_json::from_str(json)
         .map_err(|e| MediaError::Unexpected(format!("ffprobe output: {e}")))?;
     let video = p

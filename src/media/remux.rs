@@ -3,7 +3,7 @@
 //! encoder are cuts of one MPEG-TS stream, so their bytes back to back are that stream. The MP4's
 //! samples are on disk, final, while the recording goes on (see [`super::faststart`]).
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Stdio;
 use std::time::Duration;
 
@@ -17,7 +17,6 @@ use crate::process::{OwnedChild, ProcessError};
 pub struct LiveRemux {
     child: OwnedChild,
     stdin: Option<ChildStdin>,
-    output: PathBuf,
 }
 
 impl LiveRemux {
@@ -48,16 +47,7 @@ impl LiveRemux {
         .stdout(Stdio::null());
         let mut child = OwnedChild::spawn("ffmpeg", cmd, |_| {})?;
         let stdin = child.child_mut().stdin.take();
-        Ok(Self {
-            child,
-            stdin,
-            output: output.to_path_buf(),
-        })
-    }
-
-    /// The MP4 file being written.
-    pub fn output(&self) -> &Path {
-        &self.output
+        Ok(Self { child, stdin })
     }
 
     /// Sends one completed segment.

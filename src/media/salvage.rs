@@ -24,7 +24,7 @@ const MIN_FRAMES: usize = 2;
 /// The newest encoder instance's unfinished segment: the file numbered after the last segment
 /// its list names (or its first number, for an empty list), present and listed nowhere.
 /// Returns the segment's path, its list's path, and where its video starts on the list's clock.
-pub fn find_unfinished(dir: &Path) -> Option<(PathBuf, PathBuf, f64)> {
+pub(crate) fn find_unfinished(dir: &Path) -> Option<(PathBuf, PathBuf, f64)> {
     let lists = segment_lists(dir).ok()?;
     let newest = lists.last()?.clone();
     // Every instance's list, oldest first (the same order as `lists`).

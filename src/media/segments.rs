@@ -19,7 +19,7 @@ pub struct SegmentRecord {
     /// When its first frame is shown, in seconds.
     pub start: f64,
     /// When its last frame ends, in seconds.
-    pub end: f64,
+    pub(crate) end: f64,
 }
 
 impl SegmentRecord {
@@ -32,7 +32,7 @@ impl SegmentRecord {
 /// The completed segments of every encoder instance in `dir` as their lists name them, oldest
 /// instance first, each instance's in order; their files may have gone since (a published HLS
 /// segment leaves the work directory).
-pub fn recorded_segments(dir: &Path) -> Result<Vec<Vec<SegmentRecord>>, MediaError> {
+pub(crate) fn recorded_segments(dir: &Path) -> Result<Vec<Vec<SegmentRecord>>, MediaError> {
     let lists = segment_lists(dir).map_err(|e| MediaError::Io {
         context: "reading the work directory".into(),
         source: e,
@@ -47,7 +47,7 @@ pub fn recorded_segments(dir: &Path) -> Result<Vec<Vec<SegmentRecord>>, MediaErr
 }
 
 /// Whether anything was recorded into `dir`: a completed segment in any encoder's list.
-pub fn has_recorded_media(dir: &Path) -> bool {
+pub(crate) fn has_recorded_media(dir: &Path) -> bool {
     completed_segments(dir).is_ok_and(|s| !s.is_empty())
 }
 
@@ -64,7 +64,7 @@ pub fn completed_segments(dir: &Path) -> Result<Vec<PathBuf>, MediaError> {
 /// The number for the first segment of a restarted encoder: after every segment file present,
 /// complete or not, and every segment listed (its file may have been published and removed), so
 /// nothing is overwritten or named twice.
-pub fn next_segment_number(dir: &Path) -> u64 {
+pub(crate) fn next_segment_number(dir: &Path) -> u64 {
     let files = std::fs::read_dir(dir)
         .map(|entries| {
             entries
@@ -84,7 +84,7 @@ pub fn next_segment_number(dir: &Path) -> u64 {
 }
 
 /// Seconds of media in the completed segments in `dir` (every instance's list).
-pub fn completed_seconds(dir: &Path) -> f64 {
+pub(crate) fn completed_seconds(dir: &Path) -> f64 {
     segment_lists(dir)
         .unwrap_or_default()
         .iter()
@@ -96,7 +96,7 @@ pub fn completed_seconds(dir: &Path) -> f64 {
 
 /// When the newest completed segment was finished (its list's modification time), and when
 /// anything in `dir` was last written (a segment in progress when its encoder died).
-pub fn media_times(dir: &Path) -> Option<(std::time::SystemTime, std::time::SystemTime)> {
+pub(crate) fn media_times(dir: &Path) -> Option<(std::time::SystemTime, std::time::SystemTime)> {
     let mtime = |p: &Path| std::fs::metadata(p).and_then(|m| m.modified()).ok();
     let completed = segment_lists(dir)
         .ok()?
@@ -114,7 +114,7 @@ pub fn media_times(dir: &Path) -> Option<(std::time::SystemTime, std::time::Syst
 
 /// The segment lists of every encoder instance in `dir`, oldest first (zero-padded
 /// first-segment numbers sort in recording order); none for a missing directory.
-pub fn segment_lists(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
+pub(crate) fn segment_lists(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
     let read_dir = match std::fs::read_dir(dir) {
         Ok(r) => r,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
@@ -135,7 +135,7 @@ pub fn segment_lists(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
 
 /// Parses ffmpeg's CSV segment list (`name,start,end` per line). Lines that are not a plain
 /// file name with two times (a line cut short by a crash, a path) are skipped.
-pub fn parse_segment_list(text: &str) -> Vec<SegmentRecord> {
+pub(crate) fn parse_segment_list(text: &str) -> Vec<SegmentRecord> {
     text.lines()
         .filter_map(|line| {
             let mut fields = line.split(',').map(str::trim);
@@ -154,7 +154,7 @@ pub fn parse_segment_list(text: &str) -> Vec<SegmentRecord> {
 }
 
 /// Total size of the segments written so far in `dir` (for progress reports).
-pub fn bytes_written(dir: &Path) -> u64 {
+pub(crate) fn bytes_written(dir: &Path) -> u64 {
     std::fs::read_dir(dir)
         .map(|entries| {
             entries

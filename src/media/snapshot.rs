@@ -25,13 +25,13 @@ const CONVERT_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// One picture to store.
 #[derive(Clone)]
-pub struct Snapshot {
+pub(crate) struct Snapshot {
     /// Recorded time of the frame, milliseconds (pauses excluded).
-    pub time_ms: u64,
+    pub(crate) time_ms: u64,
     /// The frame, in `format`.
-    pub image: Arc<[u8]>,
+    pub(crate) image: Arc<[u8]>,
     /// What `image` is.
-    pub format: FrameFormat,
+    pub(crate) format: FrameFormat,
 }
 
 impl std::fmt::Debug for Snapshot {
@@ -65,7 +65,7 @@ impl SnapshotFeed {
     /// A feed that takes a picture every `interval_ms` of recorded time, and the receiving end
     /// of its pictures. `last_ms`: the recorded time of the last picture an earlier worker took
     /// (a continued task goes on at the next multiple of the interval).
-    pub fn new(interval_ms: u64, last_ms: Option<u64>) -> (Self, mpsc::Receiver<Snapshot>) {
+    pub(crate) fn new(interval_ms: u64, last_ms: Option<u64>) -> (Self, mpsc::Receiver<Snapshot>) {
         let (tx, rx) = mpsc::channel(QUEUE);
         let next_due = last_ms.and_then(|last| take(last, None, interval_ms));
         (
@@ -79,7 +79,7 @@ impl SnapshotFeed {
     }
 
     /// Offers the output frame at recorded time `time_ms`. Never waits.
-    pub fn offer(&self, time_ms: u64, image: &Arc<[u8]>, format: FrameFormat) {
+    pub(crate) fn offer(&self, time_ms: u64, image: &Arc<[u8]>, format: FrameFormat) {
         let Ok(mut due) = self.next_due.lock() else {
             return;
         };
@@ -152,7 +152,7 @@ pub(crate) fn convert_args(
 /// Writes `snap` as a picture of `out` format at `output`. `size` is the recording's frame
 /// size (raw frames have no header); `scale_to` a width to scale to. `scratch` is a file the
 /// frame may be written to for ffmpeg. Returns the picture's size in bytes.
-pub async fn write_picture(
+pub(crate) async fn write_picture(
     ffmpeg: &Path,
     snap: &Snapshot,
     size: (u32, u32),
@@ -198,7 +198,7 @@ pub enum SnapshotFormat {
 
 impl SnapshotFormat {
     /// The file extension (and the name in `Output.Snapshots.Format`).
-    pub fn ext(self) -> &'static str {
+    pub(crate) fn ext(self) -> &'static str {
         match self {
             SnapshotFormat::Jpg => "jpg",
             SnapshotFormat::Png => "png",

@@ -15,15 +15,15 @@ pub(super) struct ProcessCollector;
 #[derive(Debug, Clone, Copy, PartialEq, Default)]
 pub(super) struct ProcessFigures {
     /// User plus system CPU time, seconds.
-    pub cpu_seconds: f64,
+    pub(crate) cpu_seconds: f64,
     /// Resident memory, bytes.
-    pub resident_bytes: f64,
+    pub(crate) resident_bytes: f64,
     /// Virtual memory, bytes.
-    pub virtual_bytes: f64,
+    pub(crate) virtual_bytes: f64,
     /// Open file descriptors.
-    pub open_fds: f64,
+    pub(crate) open_fds: f64,
     /// Start time, Unix seconds.
-    pub start_time_seconds: f64,
+    pub(crate) start_time_seconds: f64,
 }
 
 /// Parses `/proc/self/stat` (fields after the command name, which may hold spaces and

@@ -55,7 +55,7 @@ fn labels(l: &[(&'static str, &str)]) -> Labels {
 
 impl Registry {
     /// A registry of every metric in [`ALL`], and `collectors`.
-    pub fn with_collectors(collectors: Vec<Box<dyn Collector>>) -> Self {
+    pub(crate) fn with_collectors(collectors: Vec<Box<dyn Collector>>) -> Self {
         let mut inner = prometheus_client::registry::Registry::default();
         let mut families = Vec::with_capacity(ALL.len());
         for d in ALL {
@@ -94,7 +94,7 @@ impl Registry {
     }
 
     /// Adds `by` to a counter (or gauge).
-    pub fn add(&self, d: &'static Desc, l: &[(&'static str, &str)], by: f64) {
+    pub(crate) fn add(&self, d: &'static Desc, l: &[(&'static str, &str)], by: f64) {
         match self.family(d) {
             // A counter never goes down: a negative step is a bug, and is dropped.
             Some(Metric::Counter(f)) if by >= 0.0 => {
@@ -108,19 +108,19 @@ impl Registry {
     }
 
     /// Adds one to a counter.
-    pub fn inc(&self, d: &'static Desc, l: &[(&'static str, &str)]) {
+    pub(crate) fn inc(&self, d: &'static Desc, l: &[(&'static str, &str)]) {
         self.add(d, l, 1.0);
     }
 
     /// Sets a gauge.
-    pub fn set(&self, d: &'static Desc, l: &[(&'static str, &str)], value: f64) {
+    pub(crate) fn set(&self, d: &'static Desc, l: &[(&'static str, &str)], value: f64) {
         if let Some(Metric::Gauge(f)) = self.family(d) {
             f.get_or_create(&labels(l)).set(value);
         }
     }
 
     /// Removes one series (a recording that ended).
-    pub fn remove(&self, d: &'static Desc, l: &[(&'static str, &str)]) {
+    pub(crate) fn remove(&self, d: &'static Desc, l: &[(&'static str, &str)]) {
         let l = labels(l);
         match self.family(d) {
             Some(Metric::Counter(f)) => {
@@ -137,7 +137,7 @@ impl Registry {
     }
 
     /// Replaces every series of a gauge (values gathered at scrape time).
-    pub fn replace(&self, d: &'static Desc, series: Vec<(Labels, f64)>) {
+    pub(crate) fn replace(&self, d: &'static Desc, series: Vec<(Labels, f64)>) {
         if let Some(Metric::Gauge(f)) = self.family(d) {
             f.clear();
             for (l, v) in series {
@@ -157,7 +157,7 @@ impl Registry {
     }
 
     /// Records one observation in a histogram.
-    pub fn observe(&self, d: &'static Desc, l: &[(&'static str, &str)], value: f64) {
+    pub(crate) fn observe(&self, d: &'static Desc, l: &[(&'static str, &str)], value: f64) {
         if let Some(Metric::Histogram(f)) = self.family(d) {
             f.get_or_create(&labels(l)).observe(value);
         }
@@ -165,7 +165,7 @@ impl Registry {
 
     /// Every metric in the Prometheus text format (0.0.4). Metrics without series show only
     /// their HELP and TYPE lines, so a scraper sees the full list from the first scrape.
-    pub fn render(&self) -> String {
+    pub(crate) fn render(&self) -> String {
         let mut out = String::new();
         // Writing into a String cannot fail.
         let _ = prometheus_client::encoding::prometheus_text::encode(&mut out, &self.inner);

@@ -388,7 +388,7 @@ fn gib(bytes: u64) -> String {
 }
 
 /// Bytes available to unprivileged users on the file system holding `dir`.
-pub fn free_bytes(dir: &Path) -> Option<u64> {
+pub(crate) fn free_bytes(dir: &Path) -> Option<u64> {
     use std::os::unix::ffi::OsStrExt;
     let c = std::ffi::CString::new(dir.as_os_str().as_bytes()).ok()?;
     // SAFETY: statvfs is plain data; all zeroes is a valid value of it.

@@ -7,19 +7,19 @@ use crate::metrics;
 
 /// A recording's frame counters so far.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct FrameCounts {
+pub(crate) struct FrameCounts {
     /// Frames Chromium delivered.
-    pub captured: u64,
+    pub(crate) captured: u64,
     /// Output frames written.
-    pub written: u64,
+    pub(crate) written: u64,
     /// Output frames that repeat the previous one.
-    pub duplicated: u64,
+    pub(crate) duplicated: u64,
     /// Captured frames skipped.
-    pub dropped: u64,
+    pub(crate) dropped: u64,
 }
 
 /// What `now` has beyond `before`, per counter (a counter that went back counts 0).
-pub fn delta(before: FrameCounts, now: FrameCounts) -> FrameCounts {
+pub(crate) fn delta(before: FrameCounts, now: FrameCounts) -> FrameCounts {
     FrameCounts {
         captured: now.captured.saturating_sub(before.captured),
         written: now.written.saturating_sub(before.written),
@@ -30,13 +30,13 @@ pub fn delta(before: FrameCounts, now: FrameCounts) -> FrameCounts {
 
 /// What one recording has added to the process's frame counters so far.
 #[derive(Debug, Default)]
-pub struct FrameTotals {
+pub(crate) struct FrameTotals {
     reported: FrameCounts,
 }
 
 impl FrameTotals {
     /// Adds the recording's progress since the last call to the frame counters.
-    pub fn advance(&mut self, now: FrameCounts) {
+    pub(crate) fn advance(&mut self, now: FrameCounts) {
         let d = delta(self.reported, now);
         metrics::add(&metrics::FRAMES_CAPTURED, &[], d.captured as f64);
         metrics::add(&metrics::FRAMES_WRITTEN, &[], d.written as f64);

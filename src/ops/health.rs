@@ -19,7 +19,7 @@ const CHECK_TIMEOUT: Duration = Duration::from_secs(3);
 #[serde(rename_all = "PascalCase")]
 pub struct Check {
     /// `redis`, `storage`, `chromium`, `ffmpeg`, `worker`, `disk`.
-    pub name: &'static str,
+    pub(crate) name: &'static str,
     /// Whether this check passed.
     pub ok: bool,
     /// What was found, or what is wrong.
@@ -41,7 +41,7 @@ impl Check {
 #[derive(Clone, Debug)]
 pub struct Readiness {
     /// The task store.
-    pub store: TaskStore,
+    pub(crate) store: TaskStore,
     /// Server-wide object storage, when a bucket is configured.
     pub storage: Option<StorageConfig>,
     /// Binaries the in-process worker runs (`chromium`, `ffmpeg`), when there is one.
@@ -162,7 +162,7 @@ fn check_disk(dir: &std::path::Path, min_free_mb: u64) -> Check {
 }
 
 /// Reaches the configured bucket with the configured credentials.
-pub async fn check_storage(cfg: &StorageConfig) -> Result<String, String> {
+pub(crate) async fn check_storage(cfg: &StorageConfig) -> Result<String, String> {
     let dest = cfg
         .destination(&crate::task::OutputTarget::default())
         .ok_or_else(|| "no bucket is configured".to_string())?;

@@ -10,30 +10,30 @@ use crate::metrics;
 
 /// The latest figures of one running recording.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
-pub struct Figures {
+pub(crate) struct Figures {
     /// Frames per second captured since the previous update (`None` before the second).
-    pub capture_fps: Option<f64>,
+    pub(crate) capture_fps: Option<f64>,
     /// Output frames that repeated the previous one, so far.
-    pub frames_duplicated: u64,
+    pub(crate) frames_duplicated: u64,
     /// Captured frames skipped, so far.
-    pub frames_dropped: u64,
+    pub(crate) frames_dropped: u64,
 }
 
 /// The aggregates exported for a set of running recordings.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
-pub struct Aggregate {
+pub(crate) struct Aggregate {
     /// Sum of the capture rates (divide by the recordings running for the mean).
-    pub capture_fps_sum: f64,
+    pub(crate) capture_fps_sum: f64,
     /// Lowest capture rate (`None` while no recording has one).
-    pub capture_fps_lowest: Option<f64>,
+    pub(crate) capture_fps_lowest: Option<f64>,
     /// Sum of duplicated frames.
-    pub frames_duplicated: u64,
+    pub(crate) frames_duplicated: u64,
     /// Sum of dropped frames.
-    pub frames_dropped: u64,
+    pub(crate) frames_dropped: u64,
 }
 
 /// The aggregate of `figures`.
-pub fn aggregate<'a>(figures: impl IntoIterator<Item = &'a Figures>) -> Aggregate {
+pub(crate) fn aggregate<'a>(figures: impl IntoIterator<Item = &'a Figures>) -> Aggregate {
     let mut a = Aggregate::default();
     for f in figures {
         if let Some(fps) = f.capture_fps {
@@ -53,17 +53,17 @@ fn table() -> &'static Mutex<HashMap<u64, Figures>> {
 
 /// One running recording's entry; removed from the aggregates when dropped.
 #[derive(Debug)]
-pub struct LiveRecording(u64);
+pub(crate) struct LiveRecording(u64);
 
 impl LiveRecording {
     /// A new entry (without figures yet).
-    pub fn start() -> Self {
+    pub(crate) fn start() -> Self {
         static NEXT: AtomicU64 = AtomicU64::new(1);
         LiveRecording(NEXT.fetch_add(1, Ordering::Relaxed))
     }
 
     /// Sets this recording's latest figures.
-    pub fn update(&self, figures: Figures) {
+    pub(crate) fn update(&self, figures: Figures) {
         let mut t = table().lock().unwrap_or_else(|p| p.into_inner());
         t.insert(self.0, figures);
         export(&t);

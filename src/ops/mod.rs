@@ -5,7 +5,7 @@
 //! address (`PAGECAST_METRICS_LISTEN`) so workers can be probed and scraped too.
 
 pub mod doctor;
-pub mod frames;
+pub(crate) mod frames;
 pub mod health;
 pub mod live;
 
@@ -25,11 +25,11 @@ use health::Readiness;
 
 /// The request-id header: taken from the request when it carries a sensible one, else made up;
 /// always echoed on the response.
-pub const REQUEST_ID_HEADER: &str = "x-request-id";
+pub(crate) const REQUEST_ID_HEADER: &str = "x-request-id";
 
 /// The request id of a request: the client's `X-Request-Id` when it is 1 to 128 visible ASCII
 /// characters, else a new UUID.
-pub fn request_id(headers: &HeaderMap) -> String {
+pub(crate) fn request_id(headers: &HeaderMap) -> String {
     headers
         .get(REQUEST_ID_HEADER)
         .and_then(|v| v.to_str().ok())
@@ -39,13 +39,13 @@ pub fn request_id(headers: &HeaderMap) -> String {
 }
 
 /// A client's request id, trimmed, when it is 1 to 128 visible ASCII characters.
-pub fn usable_request_id(value: &str) -> Option<&str> {
+pub(crate) fn usable_request_id(value: &str) -> Option<&str> {
     Some(value.trim())
         .filter(|v| !v.is_empty() && v.len() <= 128 && v.bytes().all(|b| b.is_ascii_graphic()))
 }
 
 /// Sets `X-Request-Id` on a response.
-pub fn with_request_id(mut resp: Response, request_id: &str) -> Response {
+pub(crate) fn with_request_id(mut resp: Response, request_id: &str) -> Response {
     if let Ok(v) = HeaderValue::from_str(request_id) {
         resp.headers_mut().insert(REQUEST_ID_HEADER, v);
     }
@@ -70,7 +70,7 @@ pub fn router(state: OpsState) -> Router {
 }
 
 /// `/healthz` and `/readyz`; and `/metrics` apart (the API puts a token check on it).
-pub fn routers(state: OpsState) -> (Router, Router) {
+pub(crate) fn routers(state: OpsState) -> (Router, Router) {
     let probes = Router::new()
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
@@ -83,7 +83,7 @@ pub fn routers(state: OpsState) -> (Router, Router) {
 
 /// [`routers`] of a process that cannot reach Redis yet: alive, not ready, and only its own
 /// metrics.
-pub fn starting_routers() -> (Router, Router) {
+pub(crate) fn starting_routers() -> (Router, Router) {
     let probes = Router::new()
         .route("/healthz", get(healthz))
         .route("/readyz", get(starting_readyz));

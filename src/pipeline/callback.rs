@@ -16,7 +16,7 @@ use crate::task::store::StoreError;
 use crate::task::{CallbackDelivery, CallbackState};
 
 /// The header carrying the callback's signature.
-pub const SIGNATURE_HEADER: &str = "X-Pagecast-Signature";
+pub(crate) const SIGNATURE_HEADER: &str = "X-Pagecast-Signature";
 
 /// `sha256=<hex>`: the HMAC-SHA256 of `body` under `secret`. Receivers compute the same over the
 /// raw request body and compare in constant time.
@@ -30,12 +30,12 @@ pub fn signature(secret: &[u8], body: &[u8]) -> String {
 }
 
 /// Identifies a delivery across retries, so a receiver can drop duplicates.
-pub const EVENT_ID_HEADER: &str = "X-Pagecast-Event-Id";
+pub(crate) const EVENT_ID_HEADER: &str = "X-Pagecast-Event-Id";
 
 /// The wait before attempt `attempts + 1`: `base · 2^(attempts-1)` capped at `max`, scaled by a
 /// random factor in [0.5, 1) so that receivers recovering from an outage are not hit by every
 /// retry at once.
-pub fn backoff(attempts: u32, base: Duration, max: Duration, jitter: f64) -> Duration {
+pub(crate) fn backoff(attempts: u32, base: Duration, max: Duration, jitter: f64) -> Duration {
     let exp = base.saturating_mul(1u32 << attempts.saturating_sub(1).min(20));
     exp.min(max).mul_f64(0.5 + 0.5 * jitter.clamp(0.0, 1.0))
 }

@@ -32,11 +32,11 @@ pub(crate) const CHECK_EVERY: std::time::Duration = std::time::Duration::from_mi
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub(crate) struct Needs {
     /// Bytes that stay free whatever happens (half of `PAGECAST_MIN_FREE_MB`).
-    pub floor: u64,
+    pub(crate) floor: u64,
     /// The result is an MP4 joined on this disk: it needs as much again as the media recorded.
-    pub joins_here: bool,
+    pub(crate) joins_here: bool,
     /// The result is HLS: a segment may be held twice while it is published.
-    pub hls: bool,
+    pub(crate) hls: bool,
 }
 
 /// Bytes the disk must have free now for the recording to be stopped and finished: the floor,
@@ -114,13 +114,13 @@ impl FillRate {
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub(crate) struct Encoding {
     /// Bytes of media in the task's work directory.
-    pub media_bytes: u64,
+    pub(crate) media_bytes: u64,
     /// Frames handed to the encoder so far.
-    pub frames_sent: u64,
+    pub(crate) frames_sent: u64,
     /// Frames of those still waiting for ffmpeg.
-    pub queued: u64,
+    pub(crate) queued: u64,
     /// Frames per second.
-    pub fps: u32,
+    pub(crate) fps: u32,
 }
 
 /// The size of an encoded frame, learnt as the recording goes: the largest average seen (a
@@ -213,9 +213,9 @@ impl DiskWatch {
 #[derive(Debug, Default)]
 pub(crate) struct Verdict {
     /// Stop (the encoder writes what waits for it), with the code and reason.
-    pub stop: Option<(ErrorCode, String)>,
+    pub(crate) stop: Option<(ErrorCode, String)>,
     /// Kill the encoder now: what waits for it would not fit.
-    pub cut: bool,
+    pub(crate) cut: bool,
 }
 
 /// Removes the browser profiles a recording left in its work directory (a profile holds

@@ -45,26 +45,24 @@ use crate::task::{Status, TaskResult};
 #[derive(Clone)]
 pub struct WorkerContext {
     /// The task store.
-    pub store: TaskStore,
+    pub(crate) store: TaskStore,
     /// Worker settings.
-    pub cfg: Arc<WorkerConfig>,
+    pub(crate) cfg: Arc<WorkerConfig>,
     /// This machine's node id.
-    pub node: String,
+    pub(crate) node: String,
     /// This worker process's id (lease owner).
-    pub worker_id: String,
+    pub(crate) worker_id: String,
     /// Base URL of result files.
-    pub public_url: String,
-    /// HTTP client for callbacks.
-    pub http: reqwest::Client,
+    pub(crate) public_url: String,
     /// Cancelled when the worker is told to stop (SIGTERM): no new recordings are taken and
     /// running ones are handed over, stopped or finished as configured.
-    pub drain: CancellationToken,
+    pub(crate) drain: CancellationToken,
     /// Cancelled once the running recordings are dealt with: every loop then ends.
-    pub shutdown: CancellationToken,
+    pub(crate) shutdown: CancellationToken,
     /// The tasks this worker's jobs hold a lease on (announced, see `presence`).
-    pub active: presence::ActiveTasks,
+    pub(crate) active: presence::ActiveTasks,
     /// Signs the URLs of local results (`None`: they are left unsigned, and refused).
-    pub url_signer: Option<crate::delivery::signed_url::UrlSigner>,
+    pub(crate) url_signer: Option<crate::delivery::signed_url::UrlSigner>,
 }
 
 impl WorkerContext {
@@ -82,18 +80,12 @@ impl WorkerContext {
             std::process::id(),
             &uuid::Uuid::new_v4().simple().to_string()[..8]
         );
-        let http = crate::tls::http_client_builder()
-            .timeout(Duration::from_secs(cfg.callback_timeout.max(1)))
-            .redirect(reqwest::redirect::Policy::none())
-            .build()
-            .unwrap_or_default();
         Self {
             store,
             cfg: Arc::new(cfg),
             node,
             worker_id,
             public_url,
-            http,
             drain,
             shutdown: CancellationToken::new(),
             active: presence::ActiveTasks::default(),
@@ -109,7 +101,7 @@ impl WorkerContext {
 
     /// The URL of local result file `key` (below the output directory), signed when a signer
     /// is set.
-    pub fn local_file_url(&self, key: &str) -> String {
+    pub(crate) fn local_file_url(&self, key: &str) -> String {
         match &self.url_signer {
             Some(s) => s.file_url(&self.public_url, key, now_s()),
             None => crate::delivery::signed_url::unsigned_file_url(&self.public_url, key),
@@ -117,14 +109,14 @@ impl WorkerContext {
     }
 
     /// MiB free on the work directory's disk (`None` if it cannot be read).
-    pub fn free_disk_mb(&self) -> Option<u64> {
+    pub(crate) fn free_disk_mb(&self) -> Option<u64> {
         let root = self.cfg.work_root();
         let _ = std::fs::create_dir_all(&root);
         crate::ops::doctor::free_bytes(&root).map(|b| b >> 20)
     }
 
     /// Until when a handed-over task may wait for a worker to continue it (unix ms).
-    pub fn handover_deadline_ms(&self) -> i64 {
+    pub(crate) fn handover_deadline_ms(&self) -> i64 {
         now_ms().saturating_add((self.cfg.handover_timeout as i64).saturating_mul(1000))
     }
 
@@ -141,7 +133,7 @@ impl WorkerContext {
 
     /// Keeps this worker's lease on `id` alive (renewing every third of the lease period) until
     /// the returned guard is dropped: for stages whose work can outlast one lease.
-    pub fn heartbeat(&self, id: &str, fence: u64) -> Heartbeat {
+    pub(crate) fn heartbeat(&self, id: &str, fence: u64) -> Heartbeat {
         let ctx = self.clone();
         let active = self.active.hold(id);
         let id = id.to_string();
@@ -167,7 +159,7 @@ impl WorkerContext {
 
     /// Takes the lease of a task waiting in `stage`; `None` when another worker has it or the
     /// task has moved on (then the queue entry is simply dropped).
-    pub async fn claim_stage(
+    pub(crate) async fn claim_stage(
         &self,
         id: &str,
         stage: Status,
@@ -188,7 +180,7 @@ impl WorkerContext {
 
     /// Ends a task that failed at `from` with an error: on to `callback` when the client asked
     /// for one, else to `finished`. Keeps whatever result (files) it already had.
-    pub async fn fail_task(
+    pub(crate) async fn fail_task(
         &self,
         id: &str,
         from: Status,
@@ -214,7 +206,7 @@ impl WorkerContext {
     }
 
     /// Moves a task to `callback` (queued) if it has a callback URL, else to `finished`.
-    pub async fn finish_or_callback(
+    pub(crate) async fn finish_or_callback(
         &self,
         id: &str,
         from: Status,
@@ -230,7 +222,7 @@ impl WorkerContext {
 }
 
 /// Stops renewing a lease (and counting the task as this worker's) when dropped.
-pub struct Heartbeat {
+pub(crate) struct Heartbeat {
     _active: presence::ActiveTask,
     renewing: tokio::task::JoinHandle<()>,
 }

@@ -14,7 +14,7 @@ use super::WorkerContext;
 
 /// The tasks this worker's jobs hold a lease on, right now.
 #[derive(Clone, Debug, Default)]
-pub struct ActiveTasks(Arc<Mutex<HashMap<String, usize>>>);
+pub(crate) struct ActiveTasks(Arc<Mutex<HashMap<String, usize>>>);
 
 impl ActiveTasks {
     /// Counts task `id` as worked on until the returned guard is dropped.

@@ -104,7 +104,7 @@ impl OwnedChild {
     }
 
     /// The OS process id, while the child runs.
-    pub fn id(&self) -> Option<u32> {
+    pub(crate) fn id(&self) -> Option<u32> {
         self.child.id()
     }
 
@@ -114,7 +114,7 @@ impl OwnedChild {
     }
 
     /// Returns the exit status if the child has exited.
-    pub fn try_wait(&mut self) -> Option<ExitStatus> {
+    pub(crate) fn try_wait(&mut self) -> Option<ExitStatus> {
         self.child.try_wait().ok().flatten()
     }
 
@@ -138,14 +138,14 @@ impl OwnedChild {
     }
 
     /// Kills the whole process group and reaps the child.
-    pub async fn kill(&mut self) {
+    pub(crate) async fn kill(&mut self) {
         self.signal_group();
         let _ = self.child.kill().await;
     }
 
     /// Sends SIGKILL to the whole process group without waiting (for `Drop` impls); the child is
     /// reaped in the background.
-    pub fn kill_now(&self) {
+    pub(crate) fn kill_now(&self) {
         self.signal_group();
     }
 

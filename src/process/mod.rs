@@ -92,7 +92,7 @@ pub struct StderrTail(Arc<Mutex<VecDeque<String>>>);
 
 impl StderrTail {
     /// Appends one line, forgetting the oldest beyond the bound.
-    pub fn push(&self, line: String) {
+    pub(crate) fn push(&self, line: String) {
         if let Ok(mut lines) = self.0.lock() {
             if lines.len() == TAIL_LINES {
                 lines.pop_front();
@@ -116,7 +116,7 @@ impl StderrTail {
     }
 
     /// Drains `reader` line by line into the tail until EOF; `on_line` sees every line first.
-    pub fn drain<R, F>(&self, reader: R, mut on_line: F) -> tokio::task::JoinHandle<()>
+    pub(crate) fn drain<R, F>(&self, reader: R, mut on_line: F) -> tokio::task::JoinHandle<()>
     where
         R: AsyncRead + Unpin + Send + 'static,
         F: FnMut(&str) + Send + 'static,

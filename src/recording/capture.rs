@@ -43,7 +43,7 @@ pub enum CaptureBackend {
 
 impl CaptureBackend {
     /// The name used in configuration and the API.
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             CaptureBackend::Screencast => "screencast",
             CaptureBackend::X11 => "x11",
@@ -51,7 +51,7 @@ impl CaptureBackend {
     }
 
     /// Parses a name from the API (case-insensitive).
-    pub fn parse(s: &str) -> Option<Self> {
+    pub(crate) fn parse(s: &str) -> Option<Self> {
         match s.to_ascii_lowercase().as_str() {
             "screencast" => Some(CaptureBackend::Screencast),
             "x11" => Some(CaptureBackend::X11),

@@ -48,7 +48,6 @@ pub(super) struct Engine {
     pub(super) _egress: Option<EgressProxy>,
     pub(super) progress: watch::Sender<Progress>,
     pub(super) events: mpsc::UnboundedSender<RecordingEvent>,
-    pub(super) log: Vec<RecordingEvent>,
     /// The current browser's profile; after `session`, so it goes after the browser.
     pub(super) profile: profile::ProfileDir,
     /// See [`Recording::cut_handle`].
@@ -62,7 +61,6 @@ impl Engine {
             origin,
             at,
         };
-        self.log.push(ev);
         let _ = self.events.send(ev);
     }
 

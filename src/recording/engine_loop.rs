@@ -389,6 +389,7 @@ impl Engine {
             recorded_seconds,
             frames = written,
             ?grabs_dropped,
+            stopped_by = ?origin,
             "recording finished"
         );
         let c = sup.counters();
@@ -397,8 +398,6 @@ impl Engine {
             recorded_seconds,
             fps,
             stats,
-            events: self.log.clone(),
-            stopped_by: origin,
             error: failure,
             page_crashes: c.page_crashes,
             page_hangs: c.page_hangs,

@@ -161,7 +161,6 @@ impl Recording {
             _egress: egress,
             progress: progress_tx,
             events: event_tx,
-            log: Vec::new(),
             profile,
             cut: CancellationToken::new(),
         };
@@ -185,13 +184,8 @@ impl Recording {
     /// segment it was writing is left unfinished in the work directory for the caller to
     /// salvage or remove; the outcome lists the completed segments (maybe none) and their
     /// length. Unlike [`Command::Stop`], also cuts short a stop under way.
-    pub fn cut_handle(&self) -> CancellationToken {
+    pub(crate) fn cut_handle(&self) -> CancellationToken {
         self.cut.clone()
-    }
-
-    /// Sends a command. Commands that are already in effect change nothing.
-    pub fn control(&self, c: Command) {
-        let _ = self.controls.send((c, Origin::Owner));
     }
 
     /// A cloneable handle that sends commands to this recording.
@@ -205,7 +199,7 @@ impl Recording {
     }
 
     /// The stream of events (start, pauses, refreshes, stop) as they take effect. Once only.
-    pub fn take_events(&mut self) -> Option<mpsc::UnboundedReceiver<RecordingEvent>> {
+    pub(crate) fn take_events(&mut self) -> Option<mpsc::UnboundedReceiver<RecordingEvent>> {
         self.events.take()
     }
 
@@ -233,7 +227,7 @@ impl Controls {
     /// Sends a Pause or Resume that was given before recording began: while the recording
     /// waits to begin it decides whether it begins paused; once it has begun it takes effect at
     /// once. Its events carry [`Origin::BeforeStart`].
-    pub fn send_before_start(&self, c: Command) {
+    pub(crate) fn send_before_start(&self, c: Command) {
         let _ = self.0.send((c, Origin::BeforeStart));
     }
 }

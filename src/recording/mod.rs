@@ -21,11 +21,11 @@ mod options;
 mod paint_phase;
 mod profile;
 pub(crate) mod supervisor;
-pub mod timeline;
+pub(crate) mod timeline;
 
 pub use crate::command::Command;
-pub use capture::CaptureBackend;
-pub use handle::Controls;
+pub(crate) use capture::CaptureBackend;
+pub(crate) use handle::Controls;
 
 pub use options::{
     CaptureSettings, DEFAULT_FPS, DEFAULT_HEIGHT, DEFAULT_JPEG_QUALITY, DEFAULT_WIDTH,
@@ -85,7 +85,7 @@ impl HasErrorCode for RecordError {
 
 /// Who gave a command.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
-pub enum Origin {
+pub(crate) enum Origin {
     /// The page, through `window.*Record()`.
     Page,
     /// The owner of the [`Recording`] handle (CLI, API).
@@ -99,13 +99,13 @@ pub enum Origin {
 
 /// Something that happened to the recording, in order.
 #[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
-pub struct RecordingEvent {
+pub(crate) struct RecordingEvent {
     /// The command that took effect.
-    pub control: Command,
+    pub(crate) control: Command,
     /// Who gave it.
-    pub origin: Origin,
+    pub(crate) origin: Origin,
     /// Wall-clock time it took effect (seconds since the epoch).
-    pub at: f64,
+    pub(crate) at: f64,
 }
 
 /// Where a recording is.
@@ -136,21 +136,21 @@ pub struct Progress {
     /// Bytes of encoded video written so far.
     pub bytes_written: u64,
     /// Frames waiting for the encoder (it is behind by that many).
-    pub encoder_queued: u64,
+    pub(crate) encoder_queued: u64,
     /// Number of pauses.
-    pub pauses: u32,
+    pub(crate) pauses: u32,
     /// Number of page reloads.
-    pub refreshes: u32,
+    pub(crate) refreshes: u32,
     /// Times the page's renderer crashed and the page was reopened.
-    pub page_crashes: u32,
+    pub(crate) page_crashes: u32,
     /// Times the page hung (main thread unresponsive) and was reopened.
-    pub page_hangs: u32,
+    pub(crate) page_hangs: u32,
     /// Times the whole browser died and a new one took over the page.
-    pub browser_restarts: u32,
+    pub(crate) browser_restarts: u32,
     /// Times the encoder died and was restarted.
-    pub encoder_restarts: u32,
+    pub(crate) encoder_restarts: u32,
     /// Recorded seconds lost to encoder deaths (the unfinished segment of each).
-    pub lost_seconds: f64,
+    pub(crate) lost_seconds: f64,
 }
 
 /// What a finished recording produced.
@@ -164,10 +164,6 @@ pub struct RecordedMedia {
     pub fps: u32,
     /// Frame counters.
     pub stats: PacerStats,
-    /// Everything that happened, in order.
-    pub events: Vec<RecordingEvent>,
-    /// Why it ended.
-    pub stopped_by: Origin,
     /// Set when the recording ended because of a failure; what was recorded is still delivered.
     pub error: Option<(ErrorCode, String)>,
     /// Times the page's renderer crashed and the page was reopened.

@@ -26,19 +26,19 @@ pub const DEFAULT_JPEG_QUALITY: u8 = 90;
 #[derive(Debug, Clone, Copy)]
 pub struct CaptureSettings {
     /// JPEG quality of screencast frames ([`DEFAULT_JPEG_QUALITY`] by default).
-    pub jpeg_quality: u8,
+    pub(crate) jpeg_quality: u8,
     /// Ask Chromium for every n-th painted frame.
-    pub every_nth_frame: u32,
+    pub(crate) every_nth_frame: u32,
     /// How long a slot waits for late frames before it is decided. Page controls (pauseRecord,
     /// stopRecord) that reach pagecast later than this after the page called them cut the
     /// recording where it already is, so this also bounds how late a control may arrive on a
     /// loaded machine.
-    pub latency: Duration,
+    pub(crate) latency: Duration,
     /// A page whose main thread does not answer for this long is hung: its renderer is
     /// restarted and the page reopened. `None` turns the watchdog off.
-    pub hang_timeout: Option<Duration>,
+    pub(crate) hang_timeout: Option<Duration>,
     /// Where frames come from.
-    pub backend: super::CaptureBackend,
+    pub(crate) backend: super::CaptureBackend,
 }
 
 impl Default for CaptureSettings {

@@ -11,14 +11,14 @@ use std::path::{Path, PathBuf};
 
 /// Appends timeline points; errors only cost precision of a later gap report, so they are
 /// logged once and otherwise ignored.
-pub struct TimelineWriter {
+pub(crate) struct TimelineWriter {
     file: Option<std::fs::File>,
     path: PathBuf,
 }
 
 impl TimelineWriter {
     /// Opens (or continues) the work directory's timeline.
-    pub fn open(dir: &Path) -> Self {
+    pub(crate) fn open(dir: &Path) -> Self {
         let path = path(dir);
         let file = std::fs::OpenOptions::new()
             .create(true)
@@ -30,7 +30,7 @@ impl TimelineWriter {
     }
 
     /// Media position `media_seconds` shows the page as it was at `unix_seconds`.
-    pub fn point(&mut self, media_seconds: f64, unix_seconds: f64) {
+    pub(crate) fn point(&mut self, media_seconds: f64, unix_seconds: f64) {
         if let Some(f) = self.file.as_mut()
             && let Err(e) = writeln!(f, "{media_seconds:.3},{unix_seconds:.3}")
         {
@@ -41,12 +41,12 @@ impl TimelineWriter {
 }
 
 /// The timeline's file in the work directory `dir`.
-pub fn path(dir: &Path) -> PathBuf {
+pub(crate) fn path(dir: &Path) -> PathBuf {
     crate::workdir::timeline(dir)
 }
 
 /// The points written so far, in media order.
-pub fn read(dir: &Path) -> Vec<(f64, f64)> {
+pub(crate) fn read(dir: &Path) -> Vec<(f64, f64)> {
     let Ok(text) = std::fs::read_to_string(path(dir)) else {
         return Vec::new();
     };
@@ -68,7 +68,7 @@ fn parse(text: &str) -> Vec<(f64, f64)> {
 
 /// The wall instant shown at media position `media`: from the last point at or before it
 /// (points are a second apart and a pause starts a new one, so no pause lies in between).
-pub fn wall_at(points: &[(f64, f64)], media: f64) -> Option<f64> {
+pub(crate) fn wall_at(points: &[(f64, f64)], media: f64) -> Option<f64> {
     let (m, w) = points.iter().rev().find(|(m, _)| *m <= media + 1e-6)?;
     Some(w + (media - m))
 }

@@ -82,7 +82,7 @@ impl std::fmt::Debug for S3Clients {
 }
 
 /// The process's clients, with credentials from the standard provider chain.
-pub fn shared() -> S3Clients {
+pub(crate) fn shared() -> S3Clients {
     static SHARED: OnceLock<S3Clients> = OnceLock::new();
     SHARED.get_or_init(S3Clients::from_chain).clone()
 }
@@ -100,7 +100,7 @@ impl S3Clients {
     }
 
     /// Clients whose credentials come from the standard AWS provider chain.
-    pub fn from_chain() -> Self {
+    pub(crate) fn from_chain() -> Self {
         Self::with_source(Source::Chain(tokio::sync::OnceCell::new()))
     }
 
@@ -142,7 +142,7 @@ impl S3Clients {
     }
 
     /// The client for `dest` (made on first use, then shared).
-    pub async fn client(&self, dest: &Destination, max_attempts: u32) -> Client {
+    pub(crate) async fn client(&self, dest: &Destination, max_attempts: u32) -> Client {
         let key = ClientKey {
             region: dest.region.clone(),
             endpoint: dest.endpoint.clone(),
@@ -181,8 +181,9 @@ impl S3Clients {
         self.lock().entry(key).or_insert(client).clone()
     }
 
+    #[cfg(test)]
     /// Clients made so far (one per distinct destination setting).
-    pub fn client_count(&self) -> usize {
+    pub(crate) fn client_count(&self) -> usize {
         self.lock().len()
     }
 

@@ -8,7 +8,7 @@
 //! - [`credentials`]: the standard AWS credentials chain and the process's shared S3 clients.
 
 pub mod credentials;
-pub mod policy;
+pub(crate) mod policy;
 pub mod s3;
 mod target;
 
@@ -131,7 +131,7 @@ impl StorageConfig {
 
     /// Checks the allow-lists (what clap cannot): every endpoint an http(s) URL, every bucket a
     /// plain name. Blank entries are ignored (an empty list allows nothing more).
-    pub fn validate(&self) -> Result<(), crate::error::ConfigError> {
+    pub(crate) fn validate(&self) -> Result<(), crate::error::ConfigError> {
         let invalid = |setting, why: String| crate::error::ConfigError { setting, why };
         for e in self
             .s3_allowed_endpoints
@@ -178,7 +178,7 @@ impl StorageConfig {
     /// Where `target`'s result is stored, as one string naming the same place for every
     /// spelling of it: `s3 <endpoint> <bucket>` (`aws` for AWS's endpoints, whose bucket names
     /// are global); `None` for the local output directory.
-    pub fn location_of(&self, target: &OutputTarget) -> Option<String> {
+    pub(crate) fn location_of(&self, target: &OutputTarget) -> Option<String> {
         let dest = self.destination(target)?;
         let endpoint = match &dest.endpoint {
             Some(e) => policy::normalized_endpoint(e).unwrap_or_else(|| e.clone()),
@@ -188,12 +188,12 @@ impl StorageConfig {
     }
 
     /// Part size in bytes.
-    pub fn part_size(&self) -> usize {
+    pub(crate) fn part_size(&self) -> usize {
         (self.s3_part_size_mib.clamp(5, 1024) * 1024 * 1024) as usize
     }
 
     /// Upload tuning from these settings.
-    pub fn upload_settings(&self) -> s3::UploadSettings {
+    pub(crate) fn upload_settings(&self) -> s3::UploadSettings {
         s3::UploadSettings {
             part_size: self.part_size(),
             concurrency: self.s3_upload_concurrency as usize,
@@ -209,7 +209,7 @@ fn cos_endpoint(region: &str) -> String {
 
 /// The base of result URLs under a task's `Domain`: `http://` + Domain when it has no scheme
 /// (as the source product builds them), the URL as given otherwise; no trailing `/`.
-pub fn domain_base(domain: &str) -> String {
+pub(crate) fn domain_base(domain: &str) -> String {
     let v = domain.trim().trim_end_matches('/');
     if v.contains("://") {
         v.to_string()
@@ -221,7 +221,7 @@ pub fn domain_base(domain: &str) -> String {
 /// The URL of a locally delivered result file `key`: under the task's `Domain` when it names one
 /// (something in front of the output directory serves it), else where `serve` publishes it,
 /// `<public URL>/files/<key>`.
-pub fn local_file_url(public_url: &str, domain: Option<&str>, key: &str) -> String {
+pub(crate) fn local_file_url(public_url: &str, domain: Option<&str>, key: &str) -> String {
     match domain {
         Some(d) => format!("{}/{}", domain_base(d), encode_key(key)),
         None => format!(
@@ -246,23 +246,23 @@ fn with_scheme(host_or_url: &str) -> String {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Destination {
     /// Bucket.
-    pub bucket: String,
+    pub(crate) bucket: String,
     /// Region (signing).
-    pub region: String,
+    pub(crate) region: String,
     /// Endpoint URL; `None` = AWS's endpoint for the region.
-    pub endpoint: Option<String>,
+    pub(crate) endpoint: Option<String>,
     /// Path-style addressing.
-    pub path_style: bool,
+    pub(crate) path_style: bool,
     /// Base URL of result URLs (task `Domain` or server public URL).
-    pub public_base: Option<String>,
+    pub(crate) public_base: Option<String>,
     /// Presign result URLs for this long.
-    pub presign: Option<Duration>,
+    pub(crate) presign: Option<Duration>,
 }
 
 impl Destination {
     /// The plain (unsigned) URL of `key`: under the public base when one is set, else the
     /// object's address at the endpoint.
-    pub fn object_url(&self, key: &str) -> String {
+    pub(crate) fn object_url(&self, key: &str) -> String {
         let key = encode_key(key);
         if let Some(base) = &self.public_base {
             return format!("{base}/{key}");
@@ -289,7 +289,7 @@ const KEY_SEGMENT: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUM
     .remove(b'~');
 
 /// Percent-encodes an object key for a URL, keeping `/` between segments.
-pub fn encode_key(key: &str) -> String {
+pub(crate) fn encode_key(key: &str) -> String {
     key.split('/')
         .map(|seg| percent_encoding::utf8_percent_encode(seg, KEY_SEGMENT).to_string())
         .collect::<Vec<_>>()
@@ -354,7 +354,7 @@ impl HasErrorCode for StorageError {
 }
 
 /// The Content-Type of a result file, by extension.
-pub fn content_type(name: &str) -> &'static str {
+pub(crate) fn content_type(name: &str) -> &'static str {
     match name.rsplit('.').next().unwrap_or("") {
         "mp4" => "video/mp4",
         "m3u8" => "application/vnd.apple.mpegurl",

@@ -10,7 +10,7 @@ use super::{StorageConfig, with_scheme};
 
 /// Why a task's storage target is refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum TargetRefused {
+pub(crate) enum TargetRefused {
     /// `Output.S3.Endpoint` is neither the server's endpoint nor on the allow-list.
     #[error(
         "names an endpoint that is not allowed: only the server's own endpoint and those in \
@@ -35,7 +35,7 @@ pub enum TargetRefused {
 
 impl TargetRefused {
     /// The Output field at fault (`Endpoint`, `Region` or `Bucket`).
-    pub fn field(&self) -> &'static str {
+    pub(crate) fn field(&self) -> &'static str {
         match self {
             TargetRefused::Endpoint => "Endpoint",
             TargetRefused::CosRegion(_) => "Region",
@@ -66,7 +66,7 @@ pub(crate) fn normalized_endpoint(endpoint: &str) -> Option<String> {
 impl StorageConfig {
     /// Whether a task may send its result where `target` says. Fields the task leaves unset
     /// fall back to the server's own settings and are always allowed.
-    pub fn check_target(&self, target: &OutputTarget) -> Result<(), TargetRefused> {
+    pub(crate) fn check_target(&self, target: &OutputTarget) -> Result<(), TargetRefused> {
         let allowed_endpoint = |endpoint: &str| {
             let Some(wanted) = normalized_endpoint(endpoint) else {
                 return false;

@@ -61,7 +61,7 @@ pub struct Uploaded {
 
 impl ObjectStore {
     /// Operations on `dest` through the process's shared clients ([`super::credentials::shared`]).
-    pub fn new(dest: Destination, settings: UploadSettings) -> Self {
+    pub(crate) fn new(dest: Destination, settings: UploadSettings) -> Self {
         Self::with_clients(super::credentials::shared(), dest, settings)
     }
 
@@ -79,11 +79,6 @@ impl ObjectStore {
         self.clients
             .client(&self.dest, self.settings.max_attempts)
             .await
-    }
-
-    /// The destination.
-    pub fn destination(&self) -> &Destination {
-        &self.dest
     }
 
     /// Uploads `path` as `key` and confirms the stored size.
@@ -128,7 +123,7 @@ impl ObjectStore {
     }
 
     /// The size of `key` in storage, `None` when it does not exist.
-    pub async fn size_of(&self, key: &str) -> Result<Option<u64>, StorageError> {
+    pub(crate) async fn size_of(&self, key: &str) -> Result<Option<u64>, StorageError> {
         match self
             .client()
             .await
@@ -145,7 +140,7 @@ impl ObjectStore {
     }
 
     /// Keys and sizes of every object whose key starts with `prefix`.
-    pub async fn list(&self, prefix: &str) -> Result<Vec<(String, u64)>, StorageError> {
+    pub(crate) async fn list(&self, prefix: &str) -> Result<Vec<(String, u64)>, StorageError> {
         let mut out = Vec::new();
         let mut token: Option<String> = None;
         loop {
@@ -172,7 +167,7 @@ impl ObjectStore {
     }
 
     /// Downloads `key` into `path` (written beside it first, then renamed into place).
-    pub async fn download_file(&self, key: &str, path: &Path) -> Result<u64, StorageError> {
+    pub(crate) async fn download_file(&self, key: &str, path: &Path) -> Result<u64, StorageError> {
         let io = |source| StorageError::Io {
             path: path.display().to_string(),
             source,
@@ -198,7 +193,7 @@ impl ObjectStore {
     }
 
     /// Deletes `key` (no error if it is already gone).
-    pub async fn delete(&self, key: &str) -> Result<(), StorageError> {
+    pub(crate) async fn delete(&self, key: &str) -> Result<(), StorageError> {
         self.client()
             .await
             .delete_object()
@@ -211,7 +206,7 @@ impl ObjectStore {
     }
 
     /// Whether the bucket can be reached with these credentials.
-    pub async fn check_bucket(&self) -> Result<(), StorageError> {
+    pub(crate) async fn check_bucket(&self) -> Result<(), StorageError> {
         self.client()
             .await
             .head_bucket()
@@ -223,7 +218,7 @@ impl ObjectStore {
     }
 
     /// The URL a client fetches `key` from: presigned when configured and no public base is set.
-    pub async fn url_of(&self, key: &str) -> Result<String, StorageError> {
+    pub(crate) async fn url_of(&self, key: &str) -> Result<String, StorageError> {
         match (self.dest.presign, &self.dest.public_base) {
             (Some(expires), None) => {
                 let config = PresigningConfig::expires_in(expires).map_err(|e| {
@@ -268,7 +263,7 @@ impl ObjectStore {
     }
 
     /// Starts a multipart upload of `key` and returns its id.
-    pub async fn start_multipart(&self, key: &str) -> Result<String, StorageError> {
+    pub(crate) async fn start_multipart(&self, key: &str) -> Result<String, StorageError> {
         let created = self
             .client()
             .await
@@ -291,7 +286,7 @@ impl ObjectStore {
     }
 
     /// Sends part `number` (from 1) of upload `upload_id`; returns the part as completed.
-    pub async fn upload_part(
+    pub(crate) async fn upload_part(
         &self,
         key: &str,
         upload_id: &str,
@@ -319,7 +314,7 @@ impl ObjectStore {
     }
 
     /// Completes upload `upload_id` of `key` from `parts` (in any order).
-    pub async fn complete_multipart(
+    pub(crate) async fn complete_multipart(
         &self,
         key: &str,
         upload_id: &str,
@@ -345,7 +340,7 @@ impl ObjectStore {
 
     /// Aborts upload `upload_id` of `key`, best effort: a dangling upload only costs storage
     /// until the bucket's lifecycle rule removes it.
-    pub async fn abort_multipart(&self, key: &str, upload_id: &str) {
+    pub(crate) async fn abort_multipart(&self, key: &str, upload_id: &str) {
         if let Err(abort) = self
             .client()
             .await
@@ -361,7 +356,7 @@ impl ObjectStore {
     }
 
     /// Copies `from` to `to` inside the bucket (the storage copies; nothing is downloaded).
-    pub async fn copy(&self, from: &str, to: &str) -> Result<(), StorageError> {
+    pub(crate) async fn copy(&self, from: &str, to: &str) -> Result<(), StorageError> {
         self.client()
             .await
             .copy_object()

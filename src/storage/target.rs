@@ -43,24 +43,24 @@ pub struct OutputTarget {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SnapshotSpec {
     /// Recorded time between two pictures, milliseconds (the first is at 0).
-    pub interval_ms: u64,
+    pub(crate) interval_ms: u64,
     /// `jpg` or `png`.
-    pub format: SnapshotFormat,
+    pub(crate) format: SnapshotFormat,
     /// Width of the pictures (the height keeps the aspect); `None`: the recording's.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub width: Option<u32>,
+    pub(crate) width: Option<u32>,
     /// `Output.Snapshots.CallbackURL`: told of each picture as it is stored.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub callback_url: Option<String>,
+    pub(crate) callback_url: Option<String>,
 }
 
 /// One `Output.Live` target as the task keeps it (its full URL is a secret).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LiveSpec {
     /// The URL with its stream key and query values hidden.
-    pub url: String,
+    pub(crate) url: String,
     /// Video bit rate, kbit/s.
-    pub video_kbps: u32,
+    pub(crate) video_kbps: u32,
     /// Audio bit rate, kbit/s.
-    pub audio_kbps: u32,
+    pub(crate) audio_kbps: u32,
 }

@@ -10,11 +10,11 @@
 use super::{Muxer, OutputTarget, TaskRecord};
 
 /// Longest file name (one path segment) Linux file systems store, in bytes.
-pub const MAX_FILE_NAME_BYTES: usize = 255;
+pub(crate) const MAX_FILE_NAME_BYTES: usize = 255;
 /// Longest local path, in bytes (`PATH_MAX` less its terminating NUL).
-pub const MAX_LOCAL_PATH_BYTES: usize = 4095;
+pub(crate) const MAX_LOCAL_PATH_BYTES: usize = 4095;
 /// Longest S3 object key, in bytes.
-pub const MAX_KEY_BYTES: usize = 1024;
+pub(crate) const MAX_KEY_BYTES: usize = 1024;
 
 /// Digits of an HLS segment's number in its name.
 const SEGMENT_DIGITS: usize = 6;
@@ -26,7 +26,7 @@ const TASK_ID_LEN: usize = 36;
 const MILLIS_DIGITS: usize = 13;
 
 /// The result's file extension.
-pub fn extension(muxer: Muxer) -> &'static str {
+pub(crate) fn extension(muxer: Muxer) -> &'static str {
     match muxer {
         Muxer::Mp4 => "mp4",
         Muxer::Hls => "m3u8",
@@ -34,7 +34,7 @@ pub fn extension(muxer: Muxer) -> &'static str {
 }
 
 /// The result's directory: `TargetDir`, or the TaskID.
-pub fn result_dir<'a>(id: &'a str, output: &'a OutputTarget) -> &'a str {
+pub(crate) fn result_dir<'a>(id: &'a str, output: &'a OutputTarget) -> &'a str {
     output
         .target_dir
         .as_deref()
@@ -43,12 +43,12 @@ pub fn result_dir<'a>(id: &'a str, output: &'a OutputTarget) -> &'a str {
 }
 
 /// The name of an HLS result without `TargetName`, as the source product names it.
-pub const DEFAULT_HLS_NAME: &str = "playlist";
+pub(crate) const DEFAULT_HLS_NAME: &str = "playlist";
 
 /// The result's name without extension, when it is known before the recording ends:
 /// `TargetName`, else for HLS [`DEFAULT_HLS_NAME`]. (An MP4 without `TargetName` is named after
 /// its stop time.)
-pub fn known_name(output: &OutputTarget, muxer: Muxer) -> Option<&str> {
+pub(crate) fn known_name(output: &OutputTarget, muxer: Muxer) -> Option<&str> {
     match (&output.target_name, muxer) {
         (Some(name), _) => Some(name),
         (None, Muxer::Hls) => Some(DEFAULT_HLS_NAME),
@@ -58,7 +58,7 @@ pub fn known_name(output: &OutputTarget, muxer: Muxer) -> Option<&str> {
 
 /// The result's name without extension: [`known_name`], else the stop time in milliseconds
 /// (tasks stopped before the milliseconds were kept: the stop second's start).
-pub fn result_name(task: &TaskRecord) -> String {
+pub(crate) fn result_name(task: &TaskRecord) -> String {
     match known_name(&task.spec.output, task.spec.muxer) {
         Some(name) => name.to_string(),
         None => task
@@ -70,7 +70,7 @@ pub fn result_name(task: &TaskRecord) -> String {
 }
 
 /// The result's path below the output root (or its key in the bucket): `<dir>/<name>.<ext>`.
-pub fn rel_path(task: &TaskRecord) -> String {
+pub(crate) fn rel_path(task: &TaskRecord) -> String {
     format!(
         "{}/{}.{}",
         result_dir(&task.id, &task.spec.output),
@@ -81,28 +81,28 @@ pub fn rel_path(task: &TaskRecord) -> String {
 
 /// A place a task's result occupies while the task is in progress.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Place {
+pub(crate) struct Place {
     /// Storage location and path, one string (what the reservation is keyed on).
-    pub key: String,
+    pub(crate) key: String,
     /// The path, for messages.
-    pub shown: String,
+    pub(crate) shown: String,
 }
 
 /// What a new task must reserve and what it must find free, so that two tasks in progress never
 /// write the same files.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Places {
+pub(crate) struct Places {
     /// Held by the task until it finishes: its result's file (`<dir>/<name>.<ext>`, when the name
     /// is known at Start), or its whole directory when that is its TaskID.
-    pub reserve: Vec<Place>,
+    pub(crate) reserve: Vec<Place>,
     /// Must not be held by a task in progress: the TaskID directory the task's `TargetDir` lies
     /// in, if it is another task's.
-    pub free: Vec<Place>,
+    pub(crate) free: Vec<Place>,
 }
 
 /// The places task `id` with this output occupies (see [`Places`]). An MP4 without `TargetName`
 /// reserves no file: it is named after its stop time in milliseconds, which no other task shares.
-pub fn places(id: &str, output: &OutputTarget, muxer: Muxer) -> Places {
+pub(crate) fn places(id: &str, output: &OutputTarget, muxer: Muxer) -> Places {
     let location = output.location.as_deref().unwrap_or("local");
     let place = |path: String| Place {
         key: format!("{location}\n{path}"),
@@ -128,7 +128,7 @@ pub fn places(id: &str, output: &OutputTarget, muxer: Muxer) -> Places {
 
 /// A result name that cannot be stored, with the limit it breaks.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum NameProblem {
+pub(crate) enum NameProblem {
     /// A segment of `TargetDir` is longer than a file name may be.
     #[error(
         "has a path segment of {bytes} bytes; each segment may have at most {MAX_FILE_NAME_BYTES} bytes"
@@ -174,17 +174,17 @@ pub enum NameProblem {
 
 /// Where a result is written, for [`check_lengths`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Roots {
+pub(crate) struct Roots {
     /// Bytes of the local directory the result's files are written below (the output
     /// directory, or for object storage a task's staging directory), without a trailing `/`.
-    pub local_bytes: usize,
+    pub(crate) local_bytes: usize,
     /// The result goes to object storage (its keys count too).
-    pub to_bucket: bool,
+    pub(crate) to_bucket: bool,
 }
 
 /// Checks that every file of a result in `dir` named `name` (`None`: the default) can be
 /// stored: each path segment, the whole local path and, for a bucket, every object key.
-pub fn check_lengths(
+pub(crate) fn check_lengths(
     dir: &str,
     name: Option<&str>,
     muxer: Muxer,

@@ -21,7 +21,7 @@ use crate::error::ErrorCode;
 
 /// What bounds a ManualStart task's wait for `window.startRecord()`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum StartBound {
+pub(crate) enum StartBound {
     /// The request's `StartTimeout` (seconds after the page loaded).
     StartTimeout(u32),
     /// `MaxDurationLimit` (seconds after Start).
@@ -30,17 +30,17 @@ pub enum StartBound {
 
 /// How long a ManualStart page may still take to call `window.startRecord()`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct StartWait {
+pub(crate) struct StartWait {
     /// The wait from now.
-    pub limit: Duration,
+    pub(crate) limit: Duration,
     /// What sets it.
-    pub bound: StartBound,
+    pub(crate) bound: StartBound,
 }
 
 impl StartWait {
     /// The wait of a task created at `create_time` (unix seconds), at `now`. At least a second,
     /// so a task taken up late still gives its page a moment.
-    pub fn of(spec: &StartSpec, create_time: i64, now: i64) -> StartWait {
+    pub(crate) fn of(spec: &StartSpec, create_time: i64, now: i64) -> StartWait {
         if spec.start_timeout_secs > 0 {
             return StartWait {
                 limit: Duration::from_secs(u64::from(spec.start_timeout_secs)),
@@ -56,7 +56,7 @@ impl StartWait {
     }
 
     /// Why the task ended when the page did not start in time (its `Result.ErrorMessage`).
-    pub fn timeout_message(&self) -> String {
+    pub(crate) fn timeout_message(&self) -> String {
         match self.bound {
             StartBound::StartTimeout(s) => format!(
                 "the page did not call window.startRecord() within StartTimeout ({s} s after it \
@@ -71,12 +71,12 @@ impl StartWait {
 }
 
 /// Whether `task` was stopped before its recording began.
-pub fn canceled_before_start(task: &TaskRecord) -> bool {
+pub(crate) fn canceled_before_start(task: &TaskRecord) -> bool {
     task.status == Status::Canceled && task.start_time.is_none()
 }
 
 /// The result of a task stopped before its recording began.
-pub fn canceled_result() -> TaskResult {
+pub(crate) fn canceled_result() -> TaskResult {
     TaskResult {
         error_code: Some(ErrorCode::Canceled.as_str().to_string()),
         error_message: Some(
@@ -89,7 +89,7 @@ pub fn canceled_result() -> TaskResult {
 /// Ends a task stopped before its recording began (in status `canceled`): on to `callback` when
 /// it has a CallbackURL, else `finished`, with [`canceled_result`]. The caller adds its lease, if
 /// it holds one.
-pub fn end_canceled(task: &TaskRecord, now: i64) -> Transition {
+pub(crate) fn end_canceled(task: &TaskRecord, now: i64) -> Transition {
     super::moves::report(
         Status::Canceled,
         task.spec.callback_url.is_some(),
@@ -102,7 +102,11 @@ pub fn end_canceled(task: &TaskRecord, now: i64) -> Transition {
 /// holds (still queued) is ended here at once, so its client hears back without waiting for a
 /// worker; one a worker holds is ended by that worker. Losing a race with a worker that ends
 /// it first is fine.
-pub async fn end_if_unclaimed(store: &TaskStore, id: &str, now: i64) -> Result<(), StoreError> {
+pub(crate) async fn end_if_unclaimed(
+    store: &TaskStore,
+    id: &str,
+    now: i64,
+) -> Result<(), StoreError> {
     let task = store.get(id).await?;
     if !canceled_before_start(&task) || task.owner.is_some() {
         return Ok(());

@@ -70,17 +70,17 @@ impl Status {
     }
 
     /// Parses the wire string.
-    pub fn parse(s: &str) -> Option<Status> {
+    pub(crate) fn parse(s: &str) -> Option<Status> {
         Status::ALL.into_iter().find(|st| st.as_str() == s)
     }
 
     /// No transition leaves this status.
-    pub fn is_final(self) -> bool {
+    pub(crate) fn is_final(self) -> bool {
         self == Status::Finished
     }
 
     /// A browser is (or should be) running for the task.
-    pub fn is_live(self) -> bool {
+    pub(crate) fn is_live(self) -> bool {
         matches!(self, Status::Recording | Status::Paused)
     }
 }

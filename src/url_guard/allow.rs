@@ -24,7 +24,7 @@ pub struct PrivateAllowList(Option<Arc<[Entry]>>);
 
 impl PrivateAllowList {
     /// Nothing listed.
-    pub const NONE: PrivateAllowList = PrivateAllowList(None);
+    pub(crate) const NONE: PrivateAllowList = PrivateAllowList(None);
 
     fn entries(&self) -> &[Entry] {
         self.0.as_deref().unwrap_or_default()
@@ -33,7 +33,7 @@ impl PrivateAllowList {
 
 impl PrivateAllowList {
     /// Parses a comma-separated list of CIDR networks, addresses, host names and `.suffix`es.
-    pub fn parse(list: &str) -> Result<Self, String> {
+    pub(crate) fn parse(list: &str) -> Result<Self, String> {
         let mut entries = Vec::new();
         for item in list.split(',').map(str::trim).filter(|s| !s.is_empty()) {
             entries.push(parse_entry(item)?);
@@ -41,14 +41,9 @@ impl PrivateAllowList {
         Ok(Self((!entries.is_empty()).then(|| entries.into())))
     }
 
-    /// Whether nothing is listed.
-    pub fn is_empty(&self) -> bool {
-        self.entries().is_empty()
-    }
-
     /// Whether `ip` lies in a listed network. An IPv6 address that carries an IPv4 one counts
     /// as in a network if every IPv4 address it may stand for is.
-    pub fn contains_ip(&self, ip: IpAddr) -> bool {
+    pub(crate) fn contains_ip(&self, ip: IpAddr) -> bool {
         let ip = ip.to_canonical();
         let in_nets = |ip: IpAddr| {
             self.entries()
@@ -67,7 +62,7 @@ impl PrivateAllowList {
 
     /// Whether the host name `host` (lower case, no trailing dot) is listed, exactly or under a
     /// listed `.suffix`.
-    pub fn contains_host(&self, host: &str) -> bool {
+    pub(crate) fn contains_host(&self, host: &str) -> bool {
         let host = host.trim_end_matches('.').to_ascii_lowercase();
         self.entries().iter().any(|e| match e {
             Entry::Host(h) => *h == host,
@@ -165,7 +160,7 @@ mod tests {
             let err = PrivateAllowList::parse(bad).unwrap_err();
             assert!(err.contains(bad), "{bad}: {err}");
         }
-        assert!(PrivateAllowList::parse("").unwrap().is_empty());
-        assert!(PrivateAllowList::parse(" , ").unwrap().is_empty());
+        assert!(PrivateAllowList::parse("").unwrap().entries().is_empty());
+        assert!(PrivateAllowList::parse(" , ").unwrap().entries().is_empty());
     }
 }

@@ -5,14 +5,14 @@
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 /// Whether connecting to `ip` reaches this machine.
-pub fn is_own_address(ip: IpAddr) -> bool {
+pub(crate) fn is_own_address(ip: IpAddr) -> bool {
     let ip = ip.to_canonical();
     ip.is_loopback() || ip.is_unspecified() || interface_addresses().contains(&ip)
 }
 
 /// The addresses of this machine's network interfaces, read fresh (interfaces come and go).
 /// Hand-written over getifaddrs(3): libc has it, and no well-kept crate is in the tree yet.
-pub fn interface_addresses() -> Vec<IpAddr> {
+pub(crate) fn interface_addresses() -> Vec<IpAddr> {
     let mut out = Vec::new();
     let mut list: *mut libc::ifaddrs = std::ptr::null_mut();
     // SAFETY: getifaddrs allocates a linked list and stores its head in `list`; it is freed

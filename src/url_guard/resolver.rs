@@ -15,21 +15,21 @@ const LOOKUP_LIMIT: Duration = Duration::from_secs(10);
 /// Resolves through the system resolver and filters every address through a [`UrlPolicy`].
 /// One per destination port: the policy's rules about this machine's own listeners need it.
 #[derive(Debug, Clone)]
-pub struct GuardedResolver {
+pub(crate) struct GuardedResolver {
     policy: UrlPolicy,
     port: u16,
 }
 
 impl GuardedResolver {
     /// A resolver for connections to `port` under `policy`.
-    pub fn new(policy: UrlPolicy, port: u16) -> Self {
+    pub(crate) fn new(policy: UrlPolicy, port: u16) -> Self {
         Self { policy, port }
     }
 }
 
 /// The addresses of `host` that `policy` allows for a connection to `port`; an error naming the
 /// refusal when there is none.
-pub async fn allowed_addresses(
+pub(crate) async fn allowed_addresses(
     host: &str,
     port: u16,
     policy: &UrlPolicy,

@@ -29,7 +29,7 @@ impl FrameFormat {
     }
 
     /// Bytes of one raw picture of `width`×`height` (0 for JPEG, whose size varies).
-    pub fn picture_bytes(self, width: u32, height: u32) -> usize {
+    pub(crate) fn picture_bytes(self, width: u32, height: u32) -> usize {
         let pixels = width as usize * height as usize;
         match self {
             FrameFormat::Jpeg => 0,
@@ -43,17 +43,17 @@ impl FrameFormat {
 #[derive(Debug, Clone)]
 pub struct EncoderSettings {
     /// The ffmpeg binary.
-    pub ffmpeg: PathBuf,
+    pub(crate) ffmpeg: PathBuf,
     /// libx264 preset.
-    pub preset: String,
+    pub(crate) preset: String,
     /// libx264 constant rate factor.
-    pub crf: u8,
+    pub(crate) crf: u8,
     /// Segment (and keyframe interval) length in seconds.
-    pub segment_seconds: u32,
+    pub(crate) segment_seconds: u32,
     /// Encode a sound track (fed with [`SegmentEncoder::send`]'s PCM).
-    pub audio: bool,
+    pub(crate) audio: bool,
     /// What the frames are.
-    pub input: FrameFormat,
+    pub(crate) input: FrameFormat,
 }
 
 impl Default for EncoderSettings {

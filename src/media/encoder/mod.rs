@@ -44,11 +44,11 @@ type QueuedImage = (Arc<[u8]>, usize);
 
 /// One output frame and, with sound, the samples that play during it.
 #[derive(Debug, Clone)]
-pub struct SlotMedia {
+pub(crate) struct SlotMedia {
     /// The image, in the encoder's [`FrameFormat`].
-    pub image: Arc<[u8]>,
+    pub(crate) image: Arc<[u8]>,
     /// s16le stereo 48 kHz samples (`samples_for_slot` of them), when recording sound.
-    pub pcm: Option<Arc<[u8]>>,
+    pub(crate) pcm: Option<Arc<[u8]>>,
 }
 
 /// What [`SegmentEncoder::send`] queues for a slot's picture.
@@ -78,7 +78,7 @@ fn admission(
 }
 
 /// A running live encoder. Killed and reaped if dropped before [`SegmentEncoder::finish`].
-pub struct SegmentEncoder {
+pub(crate) struct SegmentEncoder {
     frames: Option<mpsc::Sender<QueuedImage>>,
     /// Bytes of distinct pictures queued for ffmpeg and not yet written.
     queued_bytes: Arc<AtomicUsize>,
@@ -97,7 +97,7 @@ pub struct SegmentEncoder {
 
 impl SegmentEncoder {
     /// Starts ffmpeg writing segments into `dir`, numbering them from `first_segment`.
-    pub fn start(
+    pub(crate) fn start(
         s: &EncoderSettings,
         width: u32,
         height: u32,
@@ -188,7 +188,7 @@ impl SegmentEncoder {
     }
 
     /// Queues one output frame and its samples. Fails if ffmpeg has stopped.
-    pub async fn send(&self, slot: SlotMedia) -> Result<(), MediaError> {
+    pub(crate) async fn send(&self, slot: SlotMedia) -> Result<(), MediaError> {
         let tx = self
             .frames
             .as_ref()
@@ -230,24 +230,24 @@ impl SegmentEncoder {
     }
 
     /// Frames queued for ffmpeg that it has not taken yet (how far the encoder is behind).
-    pub fn queued(&self) -> usize {
+    pub(crate) fn queued(&self) -> usize {
         self.frames
             .as_ref()
             .map_or(0, |tx| tx.max_capacity() - tx.capacity())
     }
 
     /// New pictures that were replaced by the previous one because ffmpeg was behind.
-    pub fn held_back(&self) -> u64 {
+    pub(crate) fn held_back(&self) -> u64 {
         self.held_back.load(Ordering::Relaxed)
     }
 
     /// ffmpeg's recent warnings and errors.
-    pub fn tail(&self) -> String {
+    pub(crate) fn tail(&self) -> String {
         self.tail.text()
     }
 
     /// Closes the input and waits (up to `limit`) for ffmpeg to write the last segment.
-    pub async fn finish(mut self, limit: Duration) -> Result<Vec<PathBuf>, MediaError> {
+    pub(crate) async fn finish(mut self, limit: Duration) -> Result<Vec<PathBuf>, MediaError> {
         self.frames.take();
         self.samples.take();
         let writer = self.writer.take();

@@ -118,7 +118,7 @@ impl LiveFeed {
 
     /// Hands one output frame (and its samples) to the live stream. Never waits. `input` is what
     /// the frame's picture is (the recording decides it once it knows its capture backend).
-    pub fn offer(&self, slot: &SlotMedia, input: FrameFormat) {
+    pub(crate) fn offer(&self, slot: &SlotMedia, input: FrameFormat) {
         let _ = self.tx.try_send((slot.clone(), input));
     }
 

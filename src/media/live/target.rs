@@ -13,9 +13,9 @@ pub const DEFAULT_VIDEO_KBPS: u32 = 2500;
 /// Default audio bit rate of a live stream, kbit/s.
 pub const DEFAULT_AUDIO_KBPS: u32 = 128;
 /// Video bit rates a client may ask for, kbit/s.
-pub const VIDEO_KBPS_RANGE: (u32, u32) = (100, 20_000);
+pub(crate) const VIDEO_KBPS_RANGE: (u32, u32) = (100, 20_000);
 /// Audio bit rates a client may ask for, kbit/s.
-pub const AUDIO_KBPS_RANGE: (u32, u32) = (32, 320);
+pub(crate) const AUDIO_KBPS_RANGE: (u32, u32) = (32, 320);
 /// What replaces a hidden part of a URL.
 const HIDDEN: &str = "***";
 
@@ -32,7 +32,7 @@ pub enum LiveProtocol {
 
 impl LiveProtocol {
     /// The protocol of a URL's scheme (lower case), if it is one pagecast pushes to.
-    pub fn of_scheme(scheme: &str) -> Option<Self> {
+    pub(crate) fn of_scheme(scheme: &str) -> Option<Self> {
         match scheme {
             "rtmp" => Some(Self::Rtmp),
             "rtmps" => Some(Self::Rtmps),
@@ -42,7 +42,7 @@ impl LiveProtocol {
     }
 
     /// The port used when the URL names none (SRT has no default: it must be given).
-    pub fn default_port(self) -> Option<u16> {
+    pub(crate) fn default_port(self) -> Option<u16> {
         match self {
             Self::Rtmp => Some(1935),
             Self::Rtmps => Some(443),
@@ -131,7 +131,7 @@ pub fn redacted_url(raw: &str) -> String {
 
 /// `text` (ffmpeg's words) with every secret part of `raw` replaced: the whole URL by its
 /// redacted form, and the stream key and each query value wherever else they appear.
-pub fn redact_in(text: &str, raw: &str) -> String {
+pub(crate) fn redact_in(text: &str, raw: &str) -> String {
     let mut out = text.replace(raw.trim(), &redacted_url(raw));
     let Ok(url) = url::Url::parse(raw.trim()) else {
         return out;
@@ -198,7 +198,7 @@ pub(crate) const AUDIO_FD: i32 = 3;
 
 /// The ffmpeg arguments that push frames (stdin) and s16le 48 kHz stereo PCM (fd 3) to `target`
 /// as H.264 + AAC: FLV for RTMP(S), MPEG-TS for SRT.
-pub fn push_args(s: &LiveSettings, target: &LiveTarget) -> Vec<String> {
+pub(crate) fn push_args(s: &LiveSettings, target: &LiveTarget) -> Vec<String> {
     let protocol = url::Url::parse(&target.url)
         .ok()
         .and_then(|u| LiveProtocol::of_scheme(u.scheme()))
@@ -318,7 +318,7 @@ pub fn push_args(s: &LiveSettings, target: &LiveTarget) -> Vec<String> {
 
 /// How long to wait before connection attempt `attempt` (1 = the first retry): 1, 2, 4, 8, 16,
 /// then 30 s.
-pub fn backoff(attempt: u32) -> std::time::Duration {
+pub(crate) fn backoff(attempt: u32) -> std::time::Duration {
     let secs = 1u64 << attempt.saturating_sub(1).min(5);
     std::time::Duration::from_secs(secs.min(30))
 }

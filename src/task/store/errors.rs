@@ -29,7 +29,7 @@ pub enum Misconfig {
 
 impl Misconfig {
     /// The name shown in messages, doctor and readiness.
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             Misconfig::Auth => "RedisAuth",
             Misconfig::Permission => "RedisPermission",

@@ -14,7 +14,7 @@ impl TaskStore {
     /// [`Self::requeue`], and the task keeps a lease without owner until `until_ms`: any worker
     /// may claim it, and if none does in time the diagnose loop finds it again (as a task that
     /// nobody continued). For live recordings handed to another worker.
-    pub async fn requeue_with_deadline(
+    pub(crate) async fn requeue_with_deadline(
         &self,
         id: &str,
         q: &StageQueue,

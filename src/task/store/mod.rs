@@ -133,7 +133,6 @@ mod scripts;
 mod server;
 mod service_info;
 mod snapshots;
-pub use snapshots::EVENTS_MAXLEN;
 mod streams;
 mod tasks;
 mod types;
@@ -331,7 +330,7 @@ impl TaskStore {
     }
 
     /// How Redis is deployed.
-    pub fn mode(&self) -> RedisMode {
+    pub(crate) fn mode(&self) -> RedisMode {
         self.link.mode()
     }
 
@@ -339,7 +338,7 @@ impl TaskStore {
     /// Redis was away no worker could renew its lease, so just after it returns an expired
     /// lease does not mean its worker stopped: the diagnose loop leaves such leases alone until
     /// their workers have had time to renew them.
-    pub fn unavailable_within(&self, window: std::time::Duration) -> bool {
+    pub(crate) fn unavailable_within(&self, window: std::time::Duration) -> bool {
         self.last_unavailable
             .lock()
             .ok()

@@ -23,7 +23,7 @@ pub enum RedisMode {
 
 impl RedisMode {
     /// The setting's value.
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             RedisMode::Standalone => "standalone",
             RedisMode::Cluster => "cluster",
@@ -84,12 +84,12 @@ impl RedisOptions {
     }
 
     /// The URLs of the list, each complete (see [`split_urls`]).
-    pub fn urls(&self) -> Result<Vec<String>, OptionError> {
+    pub(crate) fn urls(&self) -> Result<Vec<String>, OptionError> {
         split_urls(&self.url).map_err(|why| ("PAGECAST_REDIS_URL", why))
     }
 
     /// The URL list without credentials or query values, for messages.
-    pub fn shown_url(&self) -> String {
+    pub(crate) fn shown_url(&self) -> String {
         match split_urls(&self.url) {
             Ok(urls) => urls
                 .iter()
@@ -107,7 +107,7 @@ impl RedisOptions {
 
     /// Checks what can be checked without connecting: the URL list and its form for the mode,
     /// the sentinel master's name, and the TLS files (present, paired, only with `rediss://`).
-    pub fn check(&self) -> Result<(), OptionError> {
+    pub(crate) fn check(&self) -> Result<(), OptionError> {
         const URL: &str = "PAGECAST_REDIS_URL";
         let urls = self.urls()?;
         for u in &urls {
@@ -223,7 +223,7 @@ impl RedisOptions {
     /// The key prefix as the store uses it: on a cluster, every key must carry one hash tag so
     /// that each script's keys live in one slot, so a prefix without one gets its own as tag
     /// (`pagecast:` → `{pagecast}:`). Elsewhere the prefix is kept as configured.
-    pub fn effective_prefix(&self, prefix: &str) -> String {
+    pub(crate) fn effective_prefix(&self, prefix: &str) -> String {
         if self.mode == RedisMode::Cluster {
             cluster_prefix(prefix)
         } else {

@@ -7,7 +7,7 @@ use super::{StoreError, TaskStore};
 
 impl TaskStore {
     /// Says that `worker` is alive and working on `tasks`, for `ttl_ms`.
-    pub async fn announce_worker(
+    pub(crate) async fn announce_worker(
         &self,
         worker: &str,
         tasks: &[String],
@@ -27,7 +27,10 @@ impl TaskStore {
 
     /// The tasks `worker` last said it works on; `None` when it has not announced itself within
     /// its time to live (it stopped, or never ran).
-    pub async fn worker_tasks(&self, worker: &str) -> Result<Option<Vec<String>>, StoreError> {
+    pub(crate) async fn worker_tasks(
+        &self,
+        worker: &str,
+    ) -> Result<Option<Vec<String>>, StoreError> {
         let mut cmd = redis::cmd("GET");
         cmd.arg(self.worker_key(worker));
         let cmd = &cmd;
@@ -40,7 +43,7 @@ impl TaskStore {
     }
 
     /// Removes `worker`'s announcement (it is stopping).
-    pub async fn forget_worker(&self, worker: &str) -> Result<(), StoreError> {
+    pub(crate) async fn forget_worker(&self, worker: &str) -> Result<(), StoreError> {
         let mut cmd = redis::cmd("DEL");
         cmd.arg(self.worker_key(worker));
         let cmd = &cmd;

@@ -8,7 +8,7 @@ use crate::command::Command;
 impl TaskStore {
     /// Remembers a Pause (`paused`) or Resume of task `id`, which must still be `normal`
     /// ([`StoreError::Conflict`] otherwise), and sends it to the control stream.
-    pub async fn remember_pause(&self, id: &str, paused: bool) -> Result<(), StoreError> {
+    pub(crate) async fn remember_pause(&self, id: &str, paused: bool) -> Result<(), StoreError> {
         let msg = if paused {
             Command::Pause
         } else {

@@ -18,18 +18,18 @@ pub const REQUIRED_POLICY: &str = "noeviction";
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct ServerFacts {
     /// `redis_version` (e.g. `7.0.15`); empty when INFO did not say.
-    pub version: String,
+    pub(crate) version: String,
     /// `maxmemory_policy`, when INFO says.
-    pub maxmemory_policy: Option<String>,
+    pub(crate) maxmemory_policy: Option<String>,
     /// `role` (`master`, `slave`), when INFO says.
-    pub role: Option<String>,
+    pub(crate) role: Option<String>,
     /// Whether the server is a cluster node (`cluster_enabled:1`).
-    pub cluster_enabled: bool,
+    pub(crate) cluster_enabled: bool,
 }
 
 impl ServerFacts {
     /// Reads the facts from INFO's `key:value` lines.
-    pub fn parse(info: &str) -> ServerFacts {
+    pub(crate) fn parse(info: &str) -> ServerFacts {
         let mut facts = ServerFacts::default();
         for line in info.lines() {
             let Some((key, value)) = line.trim().split_once(':') else {
@@ -56,7 +56,7 @@ impl ServerFacts {
 
     /// [`StoreError::Misconfigured`] ([`Misconfig::Version`]) for a server older than
     /// [`MIN_VERSION`]; an unknown version passes (some managed services hide it).
-    pub fn check_version(&self) -> Result<(), StoreError> {
+    pub(crate) fn check_version(&self) -> Result<(), StoreError> {
         match self.version_number() {
             Some(v) if v < MIN_VERSION => Err(StoreError::misconfigured(
                 Misconfig::Version,
@@ -72,7 +72,7 @@ impl ServerFacts {
 
     /// [`StoreError::Misconfigured`] ([`Misconfig::Mode`]) when the server is a cluster node
     /// and the mode is not `cluster`, or the other way round.
-    pub fn check_mode(&self, mode: RedisMode) -> Result<(), StoreError> {
+    pub(crate) fn check_mode(&self, mode: RedisMode) -> Result<(), StoreError> {
         match (mode == RedisMode::Cluster, self.cluster_enabled) {
             (false, true) => Err(StoreError::misconfigured(
                 Misconfig::Mode,
@@ -89,7 +89,7 @@ impl ServerFacts {
 
     /// What is wrong with the eviction policy, if anything (`None`: `noeviction`, or not
     /// known).
-    pub fn eviction_warning(&self) -> Option<String> {
+    pub(crate) fn eviction_warning(&self) -> Option<String> {
         let policy = self.maxmemory_policy.as_deref()?;
         (policy != REQUIRED_POLICY).then(|| {
             format!(
@@ -101,7 +101,7 @@ impl ServerFacts {
     }
 
     /// One line for doctor and readiness: version, policy and role.
-    pub fn summary(&self) -> String {
+    pub(crate) fn summary(&self) -> String {
         let mut s = if self.version.is_empty() {
             "Redis (version not shown)".to_string()
         } else {

@@ -32,7 +32,7 @@ impl TaskStore {
     /// stored one, or `fresh` if none was stored yet (the first process to ask stores it; `SET
     /// NX`, then `GET`). Through the store's connection, so any deployment (TLS, cluster,
     /// sentinel) works.
-    pub async fn shared_value(
+    pub(crate) async fn shared_value(
         &self,
         name: &str,
         fresh: &str,

@@ -5,7 +5,7 @@ use super::{StoreError, TaskStore};
 use crate::task::SnapshotEntry;
 
 /// About how many entries `{prefix}events` keeps (`XADD … MAXLEN ~`): the oldest go first.
-pub const EVENTS_MAXLEN: u64 = 100_000;
+pub(crate) const EVENTS_MAXLEN: u64 = 100_000;
 /// How long a task's snapshot list outlives its last entry beyond the retention of finished
 /// tasks (the stages after recording take far less).
 const LIST_SLACK_SECS: u64 = 86_400;
@@ -17,13 +17,17 @@ impl TaskStore {
     }
 
     /// The stream that announces results as they are stored.
-    pub fn events_key(&self) -> String {
+    pub(crate) fn events_key(&self) -> String {
         format!("{}events", self.prefix)
     }
 
     /// Lists `entry` among task `id`'s snapshots and announces it on `{prefix}events`
     /// (fields `task`, `kind` = `snapshot`, `key`, `url`, `time`: ms of recorded time).
-    pub async fn add_snapshot(&self, id: &str, entry: &SnapshotEntry) -> Result<(), StoreError> {
+    pub(crate) async fn add_snapshot(
+        &self,
+        id: &str,
+        entry: &SnapshotEntry,
+    ) -> Result<(), StoreError> {
         let json = serde_json::to_string(entry)
             .map_err(|e| StoreError::Corrupt(format!("snapshot of task {id}: {e}")))?;
         let list = self.snapshots_key(id);
@@ -58,7 +62,7 @@ impl TaskStore {
     }
 
     /// Task `id`'s snapshots, oldest first (none for a task without any).
-    pub async fn snapshots(&self, id: &str) -> Result<Vec<SnapshotEntry>, StoreError> {
+    pub(crate) async fn snapshots(&self, id: &str) -> Result<Vec<SnapshotEntry>, StoreError> {
         let mut cmd = redis::cmd("LRANGE");
         cmd.arg(self.snapshots_key(id)).arg(0).arg(-1);
         let cmd = &cmd;

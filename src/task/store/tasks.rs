@@ -43,7 +43,7 @@ impl TaskStore {
 
     /// Forgets the task's secrets (a generated HLS key once it was handed to the callback
     /// receiver). Later reads of the secrets find none.
-    pub async fn drop_secrets(&self, id: &str) -> Result<(), StoreError> {
+    pub(crate) async fn drop_secrets(&self, id: &str) -> Result<(), StoreError> {
         let mut cmd = redis::cmd("HDEL");
         cmd.arg(self.task_key(id)).arg("secrets");
         let cmd = &cmd;

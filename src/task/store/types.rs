@@ -18,7 +18,7 @@ pub enum Stage {
 
 impl Stage {
     /// The name used in stream keys.
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             Stage::Record => "record",
             Stage::Transcode => "transcode",
@@ -38,9 +38,9 @@ impl std::fmt::Display for Stage {
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct StageQueue {
     /// The stage.
-    pub stage: Stage,
+    pub(crate) stage: Stage,
     /// The node whose workers read this queue; `None`: any worker.
-    pub node: Option<String>,
+    pub(crate) node: Option<String>,
 }
 
 impl StageQueue {
@@ -131,7 +131,7 @@ impl Transition {
     }
 
     /// Require the lease `(worker, fence)` when one is given (`None`: no lease check).
-    pub fn with_lease_of(mut self, lease: Option<(String, u64)>) -> Self {
+    pub(crate) fn with_lease_of(mut self, lease: Option<(String, u64)>) -> Self {
         self.lease = lease;
         self
     }
@@ -143,7 +143,7 @@ impl Transition {
     }
 
     /// Set these timestamps (unix seconds) too.
-    pub fn with_times(mut self, times: impl IntoIterator<Item = (TimeField, i64)>) -> Self {
+    pub(crate) fn with_times(mut self, times: impl IntoIterator<Item = (TimeField, i64)>) -> Self {
         self.times.extend(times);
         self
     }
@@ -207,7 +207,7 @@ impl Transition {
     }
 
     /// The lease it requires, if any: `(worker id, fence)`.
-    pub fn lease(&self) -> Option<&(String, u64)> {
+    pub(crate) fn lease(&self) -> Option<&(String, u64)> {
         self.lease.as_ref()
     }
 }
