@@ -33,6 +33,18 @@ fn a_one_frame_recording_of_a_plain_page_is_a_playable_file() {
     );
 }
 
+/// The same as HLS: the playlist and its one segment play in ffmpeg (its HLS reader probes the
+/// first segment: before the fix "Error when loading first segment ... Invalid data found").
+#[test]
+fn a_one_frame_hls_recording_of_a_plain_page_plays() {
+    let base = fixture_server();
+    let dir = scratch("one-frame-hls");
+    let out = dir.join("one.m3u8");
+    record_ok(&format!("{base}/plain.html"), &out, &["--duration", "0.03"]);
+    let p = probe(&out, &[]);
+    assert_eq!((p.frames, p.codec.as_str()), (1, "h264"), "one picture");
+}
+
 /// Service tasks on a plain page stopped the moment Describe says they record (the way the
 /// web-record client's user-agent test hit the defect: a Stop 20 ms after recording began,
 /// one frame written, TranscodeFailed in about one run of three). Each task finishes with a file

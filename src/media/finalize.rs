@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use super::MediaError;
 use super::segments::{parse_segment_list, segment_lists};
+use super::ts_padding::MIN_PROBED_BYTES;
 use crate::process::run_capture;
 
 pub use super::hls::HlsKey;
@@ -223,23 +224,6 @@ fn concat_inputs(segments: &[PathBuf], entries: &HashMap<PathBuf, ListEntry>) ->
     inputs.into_iter().map(|(input, _)| input).collect()
 }
 
-/// Bytes below which an input may be too short for ffmpeg to recognise. The concat demuxer
-/// probes every input it opens (it cannot be told their format), and ffmpeg 5.1's MPEG-TS probe
-/// scores a file of fewer than about 11 packets (2 KiB) at 0: "Invalid data found when
-/// processing input". A recording stopped within its first frame of a plain page is such a file
-/// (measured: one black 720p frame with its sound, 9 packets, 1692 bytes).
-const MIN_PROBED_BYTES: u64 = 8 * 1024;
-/// MPEG-TS null packets appended to a tiny input: enough to lift any input over
-/// [`MIN_PROBED_BYTES`]. Demuxers discard null packets (they are the format's own stuffing).
-const PADDING_PACKETS: usize = MIN_PROBED_BYTES as usize / 188 + 1;
-
-/// One MPEG-TS null packet: sync byte, PID 0x1FFF, payload only, then stuffing.
-fn null_packet() -> [u8; 188] {
-    let mut p = [0xff_u8; 188];
-    p[..4].copy_from_slice(&[0x47, 0x1f, 0xff, 0x10]);
-    p
-}
-
 /// Bytes of `parts` on disk (a missing part counts as none).
 fn input_bytes(parts: &[PathBuf]) -> u64 {
     parts
@@ -252,7 +236,7 @@ fn input_bytes(parts: &[PathBuf]) -> u64 {
 /// Gives each concat input one URL: a lone segment's path, or for several parts ffmpeg's
 /// `concatf:` protocol over a list of them in `scratch`, which reads the parts as one stream
 /// without copying them. An input too short to be probed gets a part of null packets after it
-/// (see [`MIN_PROBED_BYTES`]). Returns every input's URL and duration.
+/// (see [`super::ts_padding`]). Returns every input's URL and duration.
 fn materialize(
     inputs: &[ConcatInput],
     scratch: &Path,
@@ -271,7 +255,7 @@ fn materialize(
                 Some(p) => p.clone(),
                 None => {
                     let p = crate::workdir::parts_padding(scratch);
-                    std::fs::write(&p, null_packet().repeat(PADDING_PACKETS))
+                    std::fs::write(&p, super::ts_padding::enough())
                         .map_err(MediaError::io(format!("writing {}", p.display())))?;
                     padding.insert(p).clone()
                 }
@@ -487,7 +471,7 @@ mod tests {
     fn an_input_too_short_to_probe_is_padded_with_null_packets() {
         let dir = tempfile::tempdir().unwrap();
         let (tiny, big) = (dir.path().join("tiny.ts"), dir.path().join("big.ts"));
-        std::fs::write(&tiny, null_packet().repeat(9)).unwrap();
+        std::fs::write(&tiny, super::super::ts_padding::null_packets(9)).unwrap();
         std::fs::write(&big, vec![0u8; MIN_PROBED_BYTES as usize]).unwrap();
         let inputs = [
             ConcatInput {
