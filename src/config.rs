@@ -378,6 +378,11 @@ pub struct WorkerConfig {
 }
 
 impl WorkerConfig {
+    /// How long one callback request may take (PAGECAST_CALLBACK_TIMEOUT, at least 1 s).
+    pub fn callback_attempt_timeout(&self) -> std::time::Duration {
+        std::time::Duration::from_secs(self.callback_timeout.max(1))
+    }
+
     /// Reads `callback_secret_file`, if set. Call once at start.
     pub fn load_secret_file(&mut self) -> Result<(), String> {
         if let Some(path) = &self.callback_secret_file {

@@ -149,9 +149,15 @@ pub(crate) fn parts_list(scratch: &Path, n: usize) -> PathBuf {
     scratch.join(format!("{PARTS_PREFIX}{n:06}.txt"))
 }
 
-/// Whether an entry named `name` is a join's concat list.
+/// Whether an entry named `name` is a join's concat list (or its padding part).
 pub(crate) fn is_parts_list(name: &str) -> bool {
     name.starts_with(PARTS_PREFIX)
+}
+
+/// The MPEG-TS null packets a join appends to a tiny input, in `scratch` (see
+/// `media::finalize`); named as a part list, so it goes with them.
+pub(crate) fn parts_padding(scratch: &Path) -> PathBuf {
+    scratch.join(format!("{PARTS_PREFIX}padding.ts"))
 }
 
 /// The scratch file an unfinished segment named `segment` is kept through, in `dir`.
@@ -230,5 +236,13 @@ mod tests {
         assert!(is_profile_dir("browser-profile") && is_profile_dir("browser-profile-3"));
         assert!(!is_profile_dir("seg_000001.ts"));
         assert!(is_parts_list("parts-000001.txt") && !is_parts_list("timeline.csv"));
+        let padding = parts_padding(Path::new("/w/t1"));
+        assert!(is_parts_list(
+            &padding.file_name().unwrap().to_string_lossy()
+        ));
+        assert_eq!(
+            segment_number(&padding.file_name().unwrap().to_string_lossy()),
+            None
+        );
     }
 }

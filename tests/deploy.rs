@@ -345,22 +345,21 @@ fn the_autoscaler_reads_the_stream_pagecast_queues_recordings_on() {
         env.extend(extra.iter().cloned());
         env
     };
-    // Up when the listener is this serve; a port another process took meanwhile is replaced.
+    // Up when the listener is this serve and it has reached Redis; a port another process took
+    // meanwhile is replaced.
     let api_log = dir.join("api.log");
     let (_api, port) = (1..=5)
         .find_map(|attempt| {
             let port = service_support::free_port();
             let mut api =
                 service_support::spawn(&["serve", "--no-worker"], &env(port, &[]), &api_log);
-            match service_support::wait_serving(&mut api, port, &api_log) {
+            match service_support::wait_serving(&mut api, port, &api_log, Some(&redis.url)) {
                 Ok(()) => Some((api, port)),
                 Err(why) if attempt < 5 && why.contains("Address already in use") => None,
                 Err(why) => panic!("serve did not start: {why}"),
             }
         })
         .expect("serve started within 5 ports");
-    // Listening is not yet taking Starts: wait until serve has reached Redis.
-    service_support::wait_api_ready(port, &api_log);
     let url = format!("http://127.0.0.1:{port}");
     let fixtures = fixture_server();
     let id = service_support::start(

@@ -176,7 +176,7 @@ fn a_corrupt_task_record_is_an_internal_error() {
         .arg("no-such-status")
         .query(&mut c)
         .unwrap();
-    let (status, body) = call(&svc.url, "Describe", json!({ "TaskID": id }));
+    let (status, body) = describe_status(&svc.url, &id);
     assert_eq!(status, 500, "{body}");
     assert_eq!(body["ErrorCode"], "InternalError", "{body}");
     assert!(

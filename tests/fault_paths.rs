@@ -1,7 +1,7 @@
 //! Fault paths of the service that no other file reaches: a work disk that really fills up
 //! (ENOSPC, not the free-space threshold), Redis away for longer than a lease, storage that
-//! never comes back, storage down while HLS segments are published or live MP4 parts go up, a
-//! callback receiver that never answers, a handover nobody continues (PAGECAST_HANDOVER_TIMEOUT).
+//! never comes back, storage down while HLS segments are published, live MP4 parts go up or the
+//! intermediate media is copied (`StorageType: s3`), a callback receiver that never answers, a handover nobody continues (PAGECAST_HANDOVER_TIMEOUT).
 //! (Workers killed after recording, and restart budgets: tests/fault_kills.rs.) Real
 //! `serve` and `worker` processes, redis-server, s3s-fs, Chromium and ffmpeg; short recordings
 //! and a 3 s lease keep each test to seconds.
@@ -266,6 +266,121 @@ fn storage_down_while_hls_segments_are_published_loses_no_segment() {
         "the published segments hold the whole recording",
     );
     assert!(p.duration > 12.0, "{p:?}");
+}
+
+/// The names of a task's intermediate media in the bucket (`StorageType: s3`'s mirror).
+fn mirrored(s3: &TestS3, id: &str) -> Vec<String> {
+    let dir = s3
+        .data()
+        .join(s3_support::BUCKET)
+        .join(format!("pagecast-work/{id}"));
+    std::fs::read_dir(dir)
+        .map(|d| {
+            d.filter_map(Result::ok)
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// The segments a work directory's lists name as complete.
+fn completed_in(work: &std::path::Path) -> Vec<String> {
+    std::fs::read_dir(work)
+        .into_iter()
+        .flatten()
+        .filter_map(Result::ok)
+        .filter(|e| e.file_name().to_string_lossy().starts_with("segments-"))
+        .filter_map(|e| std::fs::read_to_string(e.path()).ok())
+        .flat_map(|t| {
+            t.lines()
+                .filter_map(|l| l.split(',').next().map(str::to_string))
+                .collect::<Vec<_>>()
+        })
+        .collect()
+}
+
+/// `StorageType: s3`: storage is down for 6 s while a task's intermediate media is copied to the
+/// bucket. The recording goes on undisturbed (the worker says the copy will be retried), the
+/// copy catches up with every segment completed meanwhile once storage is back, and the task
+/// finishes with its whole result in the bucket and the copy removed.
+#[test]
+fn storage_down_during_the_mirror_delays_the_copy_only() {
+    let redis = TestRedis::start();
+    let mut s3 = TestS3::start();
+    let fixtures = fixture_server();
+    let env = on_s3(&s3, &[("PAGECAST_S3_MAX_ATTEMPTS", "2")]);
+    let svc = service_with(&redis, "fp-mirror-outage", true, 0, 1, &as_refs(&env));
+    let id = start_recording(
+        &svc.url,
+        json!({ "RecordURL": format!("{fixtures}/clock.html"), "MaxDurationLimit": 60,
+                "StorageType": "s3" }),
+    );
+    let work = svc.dir.join("work").join(&id);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !mirrored(&s3, &id).iter().any(|n| n.ends_with(".ts")) {
+        assert!(Instant::now() < deadline, "no segment copied within 30 s");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    s3.stop();
+    let before = mirrored(&s3, &id);
+    let recorded_at_stop = describe(&svc.url, &id)["RecordedDuration"]
+        .as_f64()
+        .unwrap_or(0.0);
+    std::thread::sleep(Duration::from_secs(6));
+    let during = describe(&svc.url, &id);
+    assert_eq!(during["Status"], "recording", "{during}");
+    let recorded = during["RecordedDuration"].as_f64().unwrap_or(0.0);
+    assert!(
+        recorded > recorded_at_stop + 4.0,
+        "the recording goes on while storage is down: {recorded_at_stop} s, then {recorded} s"
+    );
+    let missing: Vec<String> = completed_in(&work)
+        .into_iter()
+        .filter(|n| !before.contains(n))
+        .collect();
+    assert!(
+        missing.len() >= 2,
+        "segments completed during the outage: {missing:?}"
+    );
+    let log = std::fs::read_to_string(svc.dir.join("serve.log")).unwrap();
+    assert!(
+        log.contains("copying intermediate media to the bucket failed; will retry"),
+        "the failed copy is reported"
+    );
+    s3.resume();
+    // Back: every segment completed meanwhile reaches the bucket while the recording goes on.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let now = mirrored(&s3, &id);
+        let left: Vec<&String> = missing.iter().filter(|n| !now.contains(n)).collect();
+        if left.is_empty() {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "not copied 30 s after storage came back: {left:?}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    ok(&svc.url, "Stop", &id);
+    let d = wait_finished(&svc.url, &id, Duration::from_secs(90));
+    assert!(d["Result"]["ErrorCode"].is_null(), "{d}");
+    let videos = d["Result"]["Videos"].as_array().unwrap();
+    assert_eq!(videos.len(), 1, "{d}");
+    let key = videos[0]["Key"].as_str().unwrap();
+    let stored = s3
+        .object(s3_support::BUCKET, key)
+        .unwrap_or_else(|| panic!("{key} is not in the bucket: {d}"));
+    let local = scratch("fp-mirror-outage-dl").join("result.mp4");
+    std::fs::write(&local, &stored).unwrap();
+    assert_close(
+        probe(&local, &[]).duration,
+        d["RecordedDuration"].as_f64().unwrap(),
+        0.5,
+        "the result holds the whole recording",
+    );
+    let left = mirrored(&s3, &id);
+    assert!(left.is_empty(), "intermediate media left: {left:?}");
 }
 
 /// How many parts of a live MP4 upload its state file says went up.

@@ -306,6 +306,70 @@ fn a_dead_browser_is_replaced_and_recording_goes_on() {
     );
 }
 
+/// The browser's restart budget (3) with new browsers killed while they start: the first
+/// browser is killed mid-recording, then the next two as soon as their process appears (before
+/// they can take the page). Each is one death, counted once; the fourth browser records on, and
+/// the file keeps its length. (Before the fix a new browser that failed to start ended the
+/// recording at once: two deaths, not four, ended it.)
+#[test]
+fn browsers_killed_while_they_start_are_each_one_death_within_the_budget() {
+    let _machine = alone();
+    let base = fixture_server();
+    let dir = scratch("fault-relaunch");
+    let out = dir.join("out.mp4");
+    let mut child = spawn_record(&format!("{base}/clock.html"), &out, 20);
+    let is_browser = |c: &str| c.contains("chromium") && !c.contains("--type=");
+    let mut killed = wait_for_descendants(child.id(), "the browser", is_browser);
+    std::thread::sleep(Duration::from_secs(3));
+    let kill = |pid: u32| {
+        std::process::Command::new("kill")
+            .args(["-KILL", &pid.to_string()])
+            .status()
+            .unwrap();
+    };
+    killed.iter().for_each(|p| kill(*p));
+    for relaunch in 1..=2 {
+        // Watched closely: the new browser dies while it starts, not after it took the page.
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let new = loop {
+            let new: Vec<u32> = descendants(child.id())
+                .into_iter()
+                .filter(|p| !killed.contains(p) && is_browser(&cmdline(*p)))
+                .collect();
+            if !new.is_empty() {
+                break new;
+            }
+            if let Some(status) = child.try_wait().unwrap() {
+                let o = child.wait_with_output().unwrap();
+                panic!(
+                    "the recording ended ({status}) after {relaunch} browser deaths: {}",
+                    String::from_utf8_lossy(&o.stderr)
+                );
+            }
+            assert!(
+                Instant::now() < deadline,
+                "relaunch {relaunch}: no new browser within 20 s"
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        };
+        new.iter().for_each(|p| kill(*p));
+        killed.extend(new);
+    }
+    let (stdout, _) = finish(child);
+    assert!(stdout.contains("3 browser restart(s)"), "{stdout}");
+    let p = probe(&out, &[]);
+    assert_close(
+        p.duration,
+        20.0,
+        0.27,
+        "the recording keeps its length across three browser deaths",
+    );
+    assert!(
+        frame_clock_decodes_at(&out, (p.frames - 5) as usize),
+        "the fourth browser shows the page"
+    );
+}
+
 /// Every file below `dir`, recursively.
 fn files_below(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
     let mut out = Vec::new();

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use super::MediaError;
 use super::segments::{parse_segment_list, segment_lists};
+use super::ts_padding::MIN_PROBED_BYTES;
 use crate::process::run_capture;
 
 pub use super::hls::HlsKey;
@@ -69,7 +70,7 @@ pub async fn finalize(
     result
 }
 
-/// Removes the part lists [`materialize`] left in `scratch`.
+/// Removes the part lists (and padding) [`materialize`] left in `scratch`.
 fn remove_part_lists(scratch: &Path) {
     let Ok(entries) = std::fs::read_dir(scratch) else {
         return;
@@ -223,21 +224,46 @@ fn concat_inputs(segments: &[PathBuf], entries: &HashMap<PathBuf, ListEntry>) ->
     inputs.into_iter().map(|(input, _)| input).collect()
 }
 
+/// Bytes of `parts` on disk (a missing part counts as none).
+fn input_bytes(parts: &[PathBuf]) -> u64 {
+    parts
+        .iter()
+        .filter_map(|p| std::fs::metadata(p).ok())
+        .map(|m| m.len())
+        .sum()
+}
+
 /// Gives each concat input one URL: a lone segment's path, or for several parts ffmpeg's
 /// `concatf:` protocol over a list of them in `scratch`, which reads the parts as one stream
-/// without copying them. Returns every input's URL and duration.
+/// without copying them. An input too short to be probed gets a part of null packets after it
+/// (see [`super::ts_padding`]). Returns every input's URL and duration.
 fn materialize(
     inputs: &[ConcatInput],
     scratch: &Path,
 ) -> Result<Vec<(String, Option<f64>)>, MediaError> {
     let mut out = Vec::with_capacity(inputs.len());
+    let mut padding: Option<PathBuf> = None;
     for (n, input) in inputs.iter().enumerate() {
-        if let [single] = input.parts.as_slice() {
+        let tiny = input_bytes(&input.parts) < MIN_PROBED_BYTES;
+        if let ([single], false) = (input.parts.as_slice(), tiny) {
             out.push((single.display().to_string(), input.duration));
             continue;
         }
+        let mut parts = input.parts.clone();
+        if tiny {
+            let pad = match &padding {
+                Some(p) => p.clone(),
+                None => {
+                    let p = crate::workdir::parts_padding(scratch);
+                    std::fs::write(&p, super::ts_padding::enough())
+                        .map_err(MediaError::io(format!("writing {}", p.display())))?;
+                    padding.insert(p).clone()
+                }
+            };
+            parts.push(pad);
+        }
         let mut list = String::new();
-        for part in &input.parts {
+        for part in &parts {
             // The protocol resolves names against the working directory, not the list's.
             let part = std::path::absolute(part)
                 .map_err(MediaError::io(format!("resolving {}", part.display())))?;
@@ -321,6 +347,8 @@ fn parse_list_entries(dir: &Path, list: usize, text: &str) -> Vec<(PathBuf, List
 
 #[cfg(test)]
 mod tests {
+    use std::sync::Arc;
+
     use super::*;
 
     #[test]
@@ -408,6 +436,9 @@ mod tests {
     fn inputs_of_several_parts_are_read_through_a_part_list() {
         let dir = tempfile::tempdir().unwrap();
         let (a, b) = (dir.path().join("a.ts"), dir.path().join("b.ts"));
+        for p in [&a, &b] {
+            std::fs::write(p, vec![0u8; MIN_PROBED_BYTES as usize]).unwrap();
+        }
         let inputs = [
             ConcatInput {
                 parts: vec![a.clone(), b.clone()],
@@ -434,5 +465,107 @@ mod tests {
             duration: None,
         }];
         assert!(materialize(&odd, dir.path()).is_err());
+    }
+
+    #[test]
+    fn an_input_too_short_to_probe_is_padded_with_null_packets() {
+        let dir = tempfile::tempdir().unwrap();
+        let (tiny, big) = (dir.path().join("tiny.ts"), dir.path().join("big.ts"));
+        std::fs::write(&tiny, super::super::ts_padding::null_packets(9)).unwrap();
+        std::fs::write(&big, vec![0u8; MIN_PROBED_BYTES as usize]).unwrap();
+        let inputs = [
+            ConcatInput {
+                parts: vec![big.clone()],
+                duration: Some(2.0),
+            },
+            ConcatInput {
+                parts: vec![tiny.clone()],
+                duration: Some(0.033),
+            },
+            ConcatInput {
+                parts: vec![tiny.clone(), tiny.clone()],
+                duration: None,
+            },
+        ];
+        let urls = materialize(&inputs, dir.path()).unwrap();
+        assert_eq!(urls[0], (big.display().to_string(), Some(2.0)));
+        let pad = crate::workdir::parts_padding(dir.path());
+        for (url, parts) in [(&urls[1], vec![&tiny]), (&urls[2], vec![&tiny, &tiny])] {
+            let list = url.0.strip_prefix("concatf:").unwrap();
+            let mut want: String = parts.iter().map(|p| format!("{}\n", p.display())).collect();
+            want.push_str(&format!("{}\n", pad.display()));
+            assert_eq!(std::fs::read_to_string(list).unwrap(), want);
+        }
+        assert_eq!(urls[1].1, Some(0.033));
+        // Whole null packets, enough to lift even an empty input over the probe's floor.
+        let padding = std::fs::read(&pad).unwrap();
+        assert_eq!(padding.len() % 188, 0);
+        assert!(padding.len() as u64 >= MIN_PROBED_BYTES);
+        assert!(
+            padding
+                .chunks(188)
+                .all(|p| p[..4] == [0x47, 0x1f, 0xff, 0x10])
+        );
+        remove_part_lists(dir.path());
+        assert!(!pad.exists(), "the padding goes with the part lists");
+        assert!(tiny.exists() && big.exists());
+    }
+
+    /// A recording stopped within its first frame of a plain page: one black frame with its
+    /// sound, a segment of 9 MPEG-TS packets that ffmpeg cannot tell from noise when probing.
+    /// Joined, it is an MP4 of that frame (before the padding: TranscodeFailed, "Impossible to
+    /// open ... Invalid data found when processing input").
+    #[tokio::test]
+    async fn a_one_frame_recording_of_a_plain_page_is_joined() {
+        use crate::media::encoder::{EncoderSettings, FrameFormat, SegmentEncoder, SlotMedia};
+        let dir = tempfile::tempdir().unwrap();
+        let s = EncoderSettings {
+            audio: true,
+            input: FrameFormat::I420,
+            ..EncoderSettings::default()
+        };
+        let (w, h) = (1280, 720);
+        let enc = SegmentEncoder::start(&s, w, h, 30, dir.path(), 0).unwrap();
+        // Black in BT.601 standard range: Y 16, U and V 128.
+        let mut black = vec![16u8; (w * h) as usize];
+        black.extend(std::iter::repeat_n(128u8, (w * h / 2) as usize));
+        let pcm = vec![0u8; crate::audio::timeline::samples_for_slot(0, 30) * 4];
+        enc.send(SlotMedia {
+            image: Arc::from(black),
+            pcm: Some(Arc::from(pcm)),
+        })
+        .await
+        .unwrap();
+        let segments = enc.finish(Duration::from_secs(30)).await.unwrap();
+        assert_eq!(segments.len(), 1, "{segments:?}");
+        let size = std::fs::metadata(&segments[0]).unwrap().len();
+        assert!(
+            size < 2048,
+            "the segment is as small as the failing one: {size} bytes"
+        );
+
+        let out = dir.path().join("out").join("one.mp4");
+        finalize(
+            Path::new("ffmpeg"),
+            &segments,
+            dir.path(),
+            &out,
+            &OutputFormat::Mp4,
+        )
+        .await
+        .expect("a one-frame segment is joined");
+        let probe = std::process::Command::new("ffprobe")
+            .args(["-v", "error", "-count_frames", "-show_entries"])
+            .args(["stream=codec_name,nb_read_frames", "-of", "csv=p=0"])
+            .arg(&out)
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&probe.stdout);
+        assert!(text.contains("h264,1"), "one picture: {text}");
+        assert!(text.contains("aac,"), "with its sound: {text}");
+        assert!(
+            !crate::workdir::parts_padding(dir.path()).exists(),
+            "the padding is removed"
+        );
     }
 }

@@ -166,7 +166,8 @@ pub(crate) fn encrypt(data: &[u8], key: &[u8; 16], iv: &[u8; 16]) -> Result<Vec<
 /// Writes `seg` to `dest` in its published form (encrypted with `key` if given) and returns its
 /// size. The file appears whole or not at all: it is written beside `dest` and renamed. An
 /// unencrypted segment is hard-linked when it can be (no copy), since recorded segments never
-/// change.
+/// change. A segment too small for ffmpeg to recognise gets null packets after it (see
+/// `ts_padding`; a player discards them), before it is encrypted.
 pub(crate) fn stage(
     seg: &HlsSegment,
     dest: &Path,
@@ -176,16 +177,32 @@ pub(crate) fn stage(
     std::fs::create_dir_all(dir).map_err(MediaError::io(format!("creating {}", dir.display())))?;
     let partial = dest.with_extension("ts.partial");
     let _ = std::fs::remove_file(&partial);
+    let read = || {
+        std::fs::read(&seg.source)
+            .map_err(MediaError::io(format!("reading {}", seg.source.display())))
+    };
+    let write = |bytes: &[u8]| {
+        std::fs::File::create(&partial)
+            .and_then(|mut f| f.write_all(bytes))
+            .map_err(MediaError::io(format!("writing {}", partial.display())))
+    };
+    let size = std::fs::metadata(&seg.source)
+        .map_err(MediaError::io(format!("reading {}", seg.source.display())))?
+        .len();
+    let padding = super::ts_padding::for_segment(size);
     let written = match key {
         Some(k) => {
-            let plain = std::fs::read(&seg.source)
-                .map_err(MediaError::io(format!("reading {}", seg.source.display())))?;
+            let mut plain = read()?;
+            plain.extend_from_slice(&padding);
             let sealed = encrypt(&plain, &k.key, &k.iv_for(seg.number))?;
-            let mut f = std::fs::File::create(&partial)
-                .map_err(MediaError::io(format!("writing {}", partial.display())))?;
-            f.write_all(&sealed)
-                .map_err(MediaError::io(format!("writing {}", partial.display())))?;
+            write(&sealed)?;
             sealed.len() as u64
+        }
+        None if !padding.is_empty() => {
+            let mut plain = read()?;
+            plain.extend_from_slice(&padding);
+            write(&plain)?;
+            plain.len() as u64
         }
         None => {
             if std::fs::hard_link(&seg.source, &partial).is_err() {
@@ -367,7 +384,7 @@ mod tests {
         );
         let dir = tempfile::tempdir().unwrap();
         let src = dir.path().join("seg_000007.ts");
-        std::fs::write(&src, vec![9u8; 100]).unwrap();
+        std::fs::write(&src, vec![9u8; 9000]).unwrap();
         let s = HlsSegment {
             source: src,
             number: 7,
@@ -378,7 +395,7 @@ mod tests {
         stage(&s, &dest, Some(&key)).unwrap();
         assert_eq!(
             std::fs::read(&dest).unwrap(),
-            encrypt(&[9u8; 100], &key.key, &key.iv_for(7)).unwrap()
+            encrypt(&[9u8; 9000], &key.key, &key.iv_for(7)).unwrap()
         );
         for bad in [
             "",
@@ -432,7 +449,7 @@ mod tests {
     fn staging_encrypts_or_links_whole_files() {
         let dir = tempfile::tempdir().unwrap();
         let src = dir.path().join("seg_000005.ts");
-        std::fs::write(&src, vec![7u8; 1000]).unwrap();
+        std::fs::write(&src, vec![7u8; 9000]).unwrap();
         let s = HlsSegment {
             source: src,
             number: 5,
@@ -440,15 +457,15 @@ mod tests {
             discontinuity: false,
         };
         let plain_dest = dir.path().join("out/a_000005.ts");
-        assert_eq!(stage(&s, &plain_dest, None).unwrap(), 1000);
-        assert_eq!(std::fs::read(&plain_dest).unwrap(), vec![7u8; 1000]);
-        assert_eq!(stage(&s, &plain_dest, None).unwrap(), 1000, "again");
+        assert_eq!(stage(&s, &plain_dest, None).unwrap(), 9000);
+        assert_eq!(std::fs::read(&plain_dest).unwrap(), vec![7u8; 9000]);
+        assert_eq!(stage(&s, &plain_dest, None).unwrap(), 9000, "again");
         let key = HlsKey::from_hex("00112233445566778899aabbccddeeff", "u").unwrap();
         let sealed_dest = dir.path().join("out/b_000005.ts");
-        assert_eq!(stage(&s, &sealed_dest, Some(&key)).unwrap(), 1008);
+        assert_eq!(stage(&s, &sealed_dest, Some(&key)).unwrap(), 9008);
         assert_eq!(
             std::fs::read(&sealed_dest).unwrap(),
-            encrypt(&[7u8; 1000], &key.key, &iv_of(5)).unwrap()
+            encrypt(&[7u8; 9000], &key.key, &iv_of(5)).unwrap()
         );
         // Staging again replaces the file; nothing partial is left.
         stage(&s, &sealed_dest, Some(&key)).unwrap();
@@ -457,5 +474,40 @@ mod tests {
             .map(|e| e.unwrap().file_name().into_string().unwrap())
             .collect();
         assert_eq!(names.len(), 2, "{names:?}");
+    }
+
+    /// A segment of a few packets (a one-frame recording of a plain page) is published with null
+    /// packets after it, plain or encrypted, so that ffmpeg recognises it.
+    #[test]
+    fn a_tiny_segment_is_staged_with_null_packets_after_it() {
+        use super::super::ts_padding::{MIN_PROBED_BYTES, for_segment};
+        let dir = tempfile::tempdir().unwrap();
+        let src = dir.path().join("seg_000000.ts");
+        let tiny = vec![0x47u8; 1692];
+        std::fs::write(&src, &tiny).unwrap();
+        let s = HlsSegment {
+            source: src.clone(),
+            number: 0,
+            seconds: 0.033,
+            discontinuity: false,
+        };
+        let mut padded = tiny.clone();
+        padded.extend(for_segment(1692));
+        assert!(padded.len() as u64 >= MIN_PROBED_BYTES);
+        let plain_dest = dir.path().join("out/a_000000.ts");
+        assert_eq!(stage(&s, &plain_dest, None).unwrap(), padded.len() as u64);
+        assert_eq!(std::fs::read(&plain_dest).unwrap(), padded);
+        assert_eq!(
+            std::fs::read(&src).unwrap(),
+            tiny,
+            "the recorded segment is untouched"
+        );
+        let key = HlsKey::from_hex("00112233445566778899aabbccddeeff", "u").unwrap();
+        let sealed_dest = dir.path().join("out/b_000000.ts");
+        stage(&s, &sealed_dest, Some(&key)).unwrap();
+        assert_eq!(
+            std::fs::read(&sealed_dest).unwrap(),
+            encrypt(&padded, &key.key, &iv_of(0)).unwrap()
+        );
     }
 }

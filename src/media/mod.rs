@@ -11,6 +11,7 @@ pub mod remux;
 pub mod salvage;
 pub mod segments;
 pub(crate) mod snapshot;
+mod ts_padding;
 
 use crate::error::{ErrorCode, HasErrorCode};
 use crate::process::ProcessError;

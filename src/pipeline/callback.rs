@@ -117,7 +117,7 @@ pub async fn run(ctx: WorkerContext, id: String) -> Result<(), StoreError> {
     let http = match client(
         &url,
         ctx.cfg.url_policy(),
-        Duration::from_secs(ctx.cfg.callback_timeout.max(1)),
+        ctx.cfg.callback_attempt_timeout(),
     ) {
         Ok(c) => c,
         Err(e) => {

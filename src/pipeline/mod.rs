@@ -28,6 +28,9 @@ mod transcode;
 mod upload;
 mod videos;
 
+#[cfg(test)]
+mod settings_tests;
+
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -117,7 +120,7 @@ impl WorkerContext {
 
     /// Until when a handed-over task may wait for a worker to continue it (unix ms).
     pub(crate) fn handover_deadline_ms(&self) -> i64 {
-        now_ms().saturating_add((self.cfg.handover_timeout as i64).saturating_mul(1000))
+        handover_deadline(now_ms(), self.cfg.handover_timeout)
     }
 
     fn lease_ms(&self) -> i64 {
@@ -545,4 +548,15 @@ async fn outbox_loop(ctx: WorkerContext) {
             Err(e) => warn!(error = %e, "reading the callback outbox failed"),
         }
     }
+}
+
+/// Until when (unix ms) a task handed over at `now_ms` may wait for a worker to continue it:
+/// `timeout_s` (PAGECAST_HANDOVER_TIMEOUT) later. A timeout beyond what the clock can count
+/// waits as long as it can (it must never land in the past).
+pub(crate) fn handover_deadline(now_ms: i64, timeout_s: u64) -> i64 {
+    now_ms.saturating_add(
+        i64::try_from(timeout_s)
+            .unwrap_or(i64::MAX)
+            .saturating_mul(1000),
+    )
 }

@@ -23,6 +23,20 @@ use crate::task::{Status, TaskRecord, TaskResult};
 /// Objects sent at once (each multipart upload holds its own part buffers).
 const PARALLEL_OBJECTS: usize = 4;
 
+/// Whether (and after how long a wait) an upload whose attempt `attempt` failed is tried again:
+/// only a retryable failure (connection errors, timeouts, throttling, 5xx), and only while less
+/// than `budget` (PAGECAST_UPLOAD_RETRY_SECONDS) has passed since the first attempt. The waits
+/// double from 2 s to at most 30 s.
+pub(crate) fn retry_wait(
+    attempt: u32,
+    retryable: bool,
+    elapsed: Duration,
+    budget: Duration,
+) -> Option<Duration> {
+    (retryable && elapsed < budget)
+        .then(|| Duration::from_millis((1000u64 << attempt.min(5)).min(30_000)))
+}
+
 /// Runs one upload job.
 pub(super) async fn run(ctx: WorkerContext, id: String) -> Result<(), StoreError> {
     let (ctx, id) = (&ctx, id.as_str());
@@ -39,19 +53,19 @@ pub(super) async fn run(ctx: WorkerContext, id: String) -> Result<(), StoreError
     let mut attempt = 0u32;
     let outcome = loop {
         attempt += 1;
-        match upload_all(ctx, &task, &dest, &result).await {
+        let e = match upload_all(ctx, &task, &dest, &result).await {
             Ok(result) => break Ok(result),
-            Err(e) if e.is_retryable() && started.elapsed() < budget => {
-                metrics::inc(&metrics::UPLOAD_RETRIES, &[]);
-                let wait = Duration::from_millis((1000u64 << attempt.min(5)).min(30_000));
-                warn!(attempt, error = %e, wait_ms = wait.as_millis() as u64, "storage unavailable; will retry");
-                tokio::select! {
-                    _ = tokio::time::sleep(wait) => {}
-                    // Shutting down: leave the task in `upload`; the job is redelivered.
-                    _ = ctx.shutdown.cancelled() => return Ok(()),
-                }
-            }
-            Err(e) => break Err(e),
+            Err(e) => e,
+        };
+        let Some(wait) = retry_wait(attempt, e.is_retryable(), started.elapsed(), budget) else {
+            break Err(e);
+        };
+        metrics::inc(&metrics::UPLOAD_RETRIES, &[]);
+        warn!(attempt, error = %e, wait_ms = wait.as_millis() as u64, "storage unavailable; will retry");
+        tokio::select! {
+            _ = tokio::time::sleep(wait) => {}
+            // Shutting down: leave the task in `upload`; the job is redelivered.
+            _ = ctx.shutdown.cancelled() => return Ok(()),
         }
     };
     match outcome {

@@ -222,10 +222,13 @@ impl Engine {
             if std::mem::take(&mut browser_gone) {
                 let out_of_memory =
                     sup.running() && memory::ran_out(&self.session, &mut memory_failures).await;
-                for step in sup.on(Input::BrowserGone { out_of_memory }, wall_now()) {
-                    let Step::RelaunchBrowser(n) = step else {
-                        continue;
-                    };
+                let mut steps = sup.on(Input::BrowserGone { out_of_memory }, wall_now());
+                // A new browser that cannot take the page is another death: the supervisor
+                // asks for one more while the budget lasts.
+                while let Some(n) = steps.iter().find_map(|s| match s {
+                    Step::RelaunchBrowser(n) => Some(*n),
+                    _ => None,
+                }) {
                     // A new browser takes over the page; the video repeats the last frame
                     // meanwhile, so its length stays true.
                     if let Some(g) = &self.grabber {
@@ -249,7 +252,7 @@ impl Engine {
                             Err((e.code(), e.to_string()))
                         }
                     };
-                    sup.on(Input::Relaunched(relaunched), wall_now());
+                    steps = sup.on(Input::Relaunched(relaunched), wall_now());
                 }
             }
 

@@ -57,7 +57,8 @@ pub(crate) enum Input {
         /// Whether it was killed for its memory.
         out_of_memory: bool,
     },
-    /// The new browser a [`Step::RelaunchBrowser`] asked for has the page, or failed to start.
+    /// The new browser a [`Step::RelaunchBrowser`] asked for has the page, or could not take it
+    /// (a browser death: another may be asked for).
     Relaunched(Result<(), (ErrorCode, String)>),
     /// The disk cannot take more: end at once with what is on disk.
     Cut,
@@ -284,10 +285,7 @@ impl Supervisor {
                 self.hang_pending = false;
                 Vec::new()
             }
-            Input::Relaunched(Err((code, why))) => {
-                self.fail(now, code, why);
-                Vec::new()
-            }
+            Input::Relaunched(Err((_, why))) => self.relaunch_failed(&why, now),
             Input::Cut => {
                 if self.running() {
                     warn!("the disk cannot take more: ending the recording with what is on disk");
@@ -438,6 +436,32 @@ impl Supervisor {
         vec![Step::RelaunchBrowser(restarts)]
     }
 
+    /// A new browser that could not take the page (killed while it started or loaded it, say)
+    /// is one more browser death, counted once: another is started while the budget lasts.
+    fn relaunch_failed(&mut self, why: &str, now: f64) -> Vec<Step> {
+        if !self.running() {
+            return Vec::new();
+        }
+        self.counters.browser_restarts += 1;
+        let restarts = self.counters.browser_restarts;
+        if restarts > MAX_BROWSER_RESTARTS {
+            warn!(
+                browser_restarts = restarts,
+                error = why,
+                "no new browser could take the page; ending the recording"
+            );
+            let why = format!("the browser died {restarts} times; the last new one: {why}");
+            self.fail(now, ErrorCode::BrowserFailed, why);
+            return Vec::new();
+        }
+        warn!(
+            browser_restarts = restarts,
+            error = why,
+            "the new browser could not take the page; starting another"
+        );
+        vec![Step::RelaunchBrowser(restarts)]
+    }
+
     fn clock(&mut self, now: f64, duration_limit_at: Option<f64>) -> Vec<Step> {
         // The duration limit ends the recording at exactly `limit * fps` frames: the timeline
         // is frozen at the limit's instant, so no slot at or beyond it is ever decided.
@@ -523,5 +547,7 @@ impl StartGate {
     }
 }
 
+#[cfg(test)]
+mod relaunch_tests;
 #[cfg(test)]
 mod tests;

@@ -140,18 +140,13 @@ pub fn service_at(
         .find_map(|attempt| {
             let port = free_port();
             let mut serve = spawn(&serve_args, &env(port, "node-a"), &log);
-            match wait_serving(&mut serve, port, &log) {
+            match wait_serving(&mut serve, port, &log, Some(redis_url)) {
                 Ok(()) => Some((serve, port)),
                 Err(why) if attempt < 5 && why.contains("Address already in use") => None,
                 Err(why) => panic!("pagecast serve did not start: {why}"),
             }
         })
         .expect("pagecast serve started within 5 ports");
-    // With Redis up, the API takes requests once serve has reached it (until then it answers
-    // 503): wait for that too. A test that starts serve before Redis gets it at once.
-    if redis_reachable(redis_url) {
-        wait_api_ready(port, &log);
-    }
     let mut procs = vec![serve];
     for i in 0..extra_workers {
         // All on one machine, so they share the node id (and its work directory).
@@ -183,33 +178,47 @@ fn redis_reachable(url: &str) -> bool {
     std::net::TcpStream::connect(host_port).is_ok()
 }
 
-/// Waits (up to 20 s) until serve's API answers a Describe with something other than 503
-/// (it has reached Redis).
-pub fn wait_api_ready(port: u16, log: &Path) {
+/// Waits (until `deadline`) until serve's API answers a Describe with something other than 503
+/// (it has reached Redis); on failure, why (with serve's log when it exited).
+fn wait_api_ready(
+    serve: &mut Proc,
+    port: u16,
+    log: &Path,
+    deadline: Instant,
+) -> Result<(), String> {
     let url = format!("http://127.0.0.1:{port}");
-    let deadline = Instant::now() + Duration::from_secs(20);
     loop {
-        let (status, body) = call(
-            &url,
-            "Describe",
-            json!({ "TaskID": uuid::Uuid::new_v4().to_string() }),
-        );
-        if status != 503 {
-            return;
+        if let Ok(Some(status)) = serve.child.try_wait() {
+            return Err(format!(
+                "serve exited with {status} before it reached Redis; its log:\n{}",
+                std::fs::read_to_string(log).unwrap_or_default()
+            ));
         }
-        assert!(
-            Instant::now() < deadline,
-            "serve did not reach Redis within 20 s ({body}); see {}",
-            log.display()
-        );
+        let (status, body) = describe_status(&url, &uuid::Uuid::new_v4().to_string());
+        if status != 503 {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            return Err(format!(
+                "serve did not reach Redis within 20 s ({body}); see {}",
+                log.display()
+            ));
+        }
         std::thread::sleep(Duration::from_millis(50));
     }
 }
 
 /// Waits until the listener on `port` is this `serve` process: its `/healthz` answers
-/// pagecast's `{"Status":"ok"}` and echoes the request id this check sent. On failure, why
-/// (with serve's log when it exited).
-pub fn wait_serving(serve: &mut Proc, port: u16, log: &Path) -> Result<(), String> {
+/// pagecast's `{"Status":"ok"}` and echoes the request id this check sent. With `redis_url`
+/// naming a Redis that is up, also until the API takes requests: it answers 503 until serve has
+/// reached Redis (a test that starts serve before Redis gets it at once). On failure, why (with
+/// serve's log when it exited).
+pub fn wait_serving(
+    serve: &mut Proc,
+    port: u16,
+    log: &Path,
+    redis_url: Option<&str>,
+) -> Result<(), String> {
     let deadline = Instant::now() + Duration::from_secs(20);
     let rid = format!("up-{}", uuid::Uuid::new_v4().simple());
     let (rt, client) = http();
@@ -233,7 +242,7 @@ pub fn wait_serving(serve: &mut Proc, port: u16, log: &Path) -> Result<(), Strin
             Some(echoed && body["Status"] == "ok" && body["RequestID"] == rid.as_str())
         });
         if answered == Some(true) {
-            return Ok(());
+            break;
         }
         if Instant::now() > deadline {
             return Err(format!(
@@ -242,6 +251,10 @@ pub fn wait_serving(serve: &mut Proc, port: u16, log: &Path) -> Result<(), Strin
             ));
         }
         std::thread::sleep(Duration::from_millis(100));
+    }
+    match redis_url {
+        Some(url) if redis_reachable(url) => wait_api_ready(serve, port, log, deadline),
+        _ => Ok(()),
     }
 }
 
@@ -294,8 +307,13 @@ pub fn start_recording(url: &str, data: Value) -> String {
     id
 }
 
+/// One Describe of task `id`: the HTTP status and the body.
+pub fn describe_status(url: &str, id: &str) -> (u16, Value) {
+    call(url, "Describe", json!({ "TaskID": id }))
+}
+
 pub fn describe(url: &str, id: &str) -> Value {
-    let (status, body) = call(url, "Describe", json!({ "TaskID": id }));
+    let (status, body) = describe_status(url, id);
     assert_eq!(status, 200, "Describe failed: {body}");
     body
 }
@@ -316,7 +334,7 @@ pub fn wait_for(
     let deadline = Instant::now() + limit;
     loop {
         // A 503 is transient by contract (Redis failing over, restarting): wait on.
-        let (status, d) = call(url, "Describe", json!({ "TaskID": id }));
+        let (status, d) = describe_status(url, id);
         assert!(
             status == 200 || status == 503,
             "Describe failed while waiting for {what}: {d}"
