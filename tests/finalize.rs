@@ -17,6 +17,18 @@ const FPS: u32 = 30;
 /// Writes `seconds` of 2-second segments the way the live encoder does (same segment muxer and
 /// flags), as the encoder instance whose first segment is `first`.
 fn encode_instance(dir: &Path, first: u64, seconds: u32, tone: u32) {
+    encode_from(
+        dir,
+        first,
+        seconds,
+        &format!("testsrc2=size=320x240:rate={FPS}"),
+        Some(&format!("sine=frequency={tone}:sample_rate=48000")),
+    );
+}
+
+/// As [`encode_instance`], from the given lavfi picture and sound sources (no sound: a
+/// recording with `"Audio": false`).
+fn encode_from(dir: &Path, first: u64, seconds: u32, picture: &str, sound: Option<&str>) {
     let out = run(
         {
             let mut c = Command::new("ffmpeg");
@@ -29,20 +41,21 @@ fn encode_instance(dir: &Path, first: u64, seconds: u32, tone: u32) {
                 "lavfi",
                 "-i",
             ])
-            .arg(format!("testsrc2=size=320x240:rate={FPS}"))
-            .args(["-f", "lavfi", "-i"])
-            .arg(format!("sine=frequency={tone}:sample_rate=48000"))
-            .args(["-t", &seconds.to_string(), "-vf", "format=yuv420p"])
-            .args(["-c:v", "libx264", "-preset", "ultrafast", "-g", "60"])
-            .args(["-keyint_min", "60", "-bf", "0", "-sc_threshold", "0"])
-            .args(["-c:a", "aac", "-ac", "2", "-ar", "48000"])
-            .args(["-f", "segment", "-segment_format", "mpegts"])
-            .args(["-segment_time", "2", "-segment_start_number"])
-            .arg(first.to_string())
-            .arg("-segment_list")
-            .arg(dir.join(format!("segments-{first:06}.csv")))
-            .args(["-segment_list_type", "csv", "-reset_timestamps", "0"])
-            .arg(dir.join("seg_%06d.ts"));
+            .arg(picture);
+            if let Some(sound) = sound {
+                c.args(["-f", "lavfi", "-i", sound])
+                    .args(["-c:a", "aac", "-ac", "2", "-ar", "48000"]);
+            }
+            c.args(["-t", &seconds.to_string(), "-vf", "format=yuv420p"])
+                .args(["-c:v", "libx264", "-preset", "ultrafast", "-g", "60"])
+                .args(["-keyint_min", "60", "-bf", "0", "-sc_threshold", "0"])
+                .args(["-f", "segment", "-segment_format", "mpegts"])
+                .args(["-segment_time", "2", "-segment_start_number"])
+                .arg(first.to_string())
+                .arg("-segment_list")
+                .arg(dir.join(format!("segments-{first:06}.csv")))
+                .args(["-segment_list_type", "csv", "-reset_timestamps", "0"])
+                .arg(dir.join("seg_%06d.ts"));
             c
         },
         Duration::from_secs(120),
@@ -240,6 +253,42 @@ fn the_segment_a_killed_encoder_left_unfinished_is_kept() {
     let widest = audio.windows(2).map(|w| w[1] - w[0]).fold(0.0, f64::max);
     assert!(widest < 0.05, "a {widest:.3} s hole in the sound");
     assert_close(probe(&mp4, &[]).duration, expected, 0.1, "duration");
+}
+
+/// A worker killed within the first frames of a plain page recorded without sound leaves a
+/// segment of a few MPEG-TS packets (here 10 and a part: three small frames). ffprobe cannot guess the
+/// format of a file that short (ffmpeg 5.1 needs about 11 packets); told it, it reads the
+/// frames, and the whole ones are kept.
+#[test]
+fn a_tiny_unfinished_segment_is_kept() {
+    let dir = scratch("finalize-salvage-tiny");
+    let work = dir.join("work");
+    std::fs::create_dir_all(&work).unwrap();
+    encode_from(
+        &work,
+        0,
+        2,
+        &format!("color=black:size=320x240:rate={FPS}"),
+        None,
+    );
+    // Killed early: nothing listed, segment 0 cut off after ten packets and a part.
+    std::fs::write(work.join("segments-000000.csv"), "").unwrap();
+    let seg = work.join("seg_000000.ts");
+    let f = std::fs::OpenOptions::new().write(true).open(&seg).unwrap();
+    f.set_len(188 * 10 + 77).unwrap();
+    drop(f);
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let record = rt
+        .block_on(pagecast::media::salvage::salvage_unfinished(
+            &work,
+            Path::new("ffmpeg"),
+            Path::new("ffprobe"),
+        ))
+        .unwrap()
+        .expect("the tiny segment is kept");
+    assert_eq!(record.name, "seg_000000.ts");
+    // Three frames were read; the last may be cut off, so two are kept.
+    assert_close(record.seconds(), 2.0 / FPS as f64, 0.002, "two frames kept");
 }
 
 /// An MP4 result sent to storage while it is recorded: a live remux writes the samples as the

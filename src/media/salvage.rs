@@ -114,9 +114,13 @@ pub async fn salvage_unfinished(
     let listing = run_capture(
         "ffprobe",
         ffprobe,
+        // Told the format: a segment of a few packets is too short for ffmpeg to guess it
+        // (see `ts_padding`).
         [
             "-v",
             "error",
+            "-f",
+            "mpegts",
             "-show_entries",
             "packet=codec_type,pts_time,duration_time",
             "-of",
@@ -152,6 +156,8 @@ pub async fn salvage_unfinished(
             "error",
             "-y",
             "-copyts",
+            "-f",
+            "mpegts",
             "-i",
             &segment.display().to_string(),
             "-map",
