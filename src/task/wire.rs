@@ -68,7 +68,16 @@ pub fn describe_json(task: &TaskRecord, request_id: &str) -> Value {
         if let Some(seconds) = duration_json(stats.recorded_duration) {
             out.insert("RecordedDuration".into(), seconds);
         }
-        out.insert("Stats".into(), stats_json(stats));
+        // The delivery counts an attempt when it is stored, before the stats are; Describe
+        // shows one count.
+        let attempts = task.callback.as_ref().map_or(0, |d| d.attempts);
+        out.insert(
+            "Stats".into(),
+            stats_json(&TaskStats {
+                callback_attempts: stats.callback_attempts.max(attempts),
+                ..stats.clone()
+            }),
+        );
     }
     out.insert("Restarts".into(), json!(task.restarts));
     if let Some(delivery) = &task.callback {
@@ -289,6 +298,19 @@ mod tests {
             let v = describe_json(&task(status), "r");
             assert_eq!(v["Status"], status.as_str());
         }
+    }
+
+    #[test]
+    fn stats_count_the_callback_attempt_under_way() {
+        let mut t = task(Status::Callback);
+        t.stats = Some(TaskStats::default());
+        t.callback = Some(CallbackDelivery {
+            attempts: 1,
+            ..CallbackDelivery::default()
+        });
+        let v = render(&t, "r", None, None, 0);
+        assert_eq!(v["Stats"]["CallbackAttempts"], 1, "{v}");
+        assert_eq!(v["Callback"]["Attempts"], 1, "{v}");
     }
 
     #[test]
