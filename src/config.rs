@@ -1,6 +1,8 @@
 //! Configuration: typed settings with documented defaults, each a CLI flag and a `PAGECAST_*`
 //! environment variable. Secrets (tokens, keys, the Redis password) are never printed.
 
+use crate::error::{ConfigError, invalid};
+use crate::secret::{Secret, read_secret_file};
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -9,11 +11,6 @@ use clap::Args;
 use crate::browser::BrowserSettings;
 use crate::media::encoder::EncoderSettings;
 use crate::recording::CaptureSettings;
-
-pub use crate::error::ConfigError;
-pub(crate) use crate::error::invalid;
-pub(crate) use crate::secret::Secret;
-pub(crate) use crate::secret::read_secret_file;
 
 /// An absolute `http(s)://` URL, or why not.
 fn check_http_url(setting: &'static str, value: &str) -> Result<(), ConfigError> {

@@ -20,9 +20,9 @@ use std::time::{Duration, Instant};
 use pagecast::api::guard::Tokens;
 use pagecast::api::layers::HttpPolicy;
 use pagecast::api::routes::{ApiState, app};
-use pagecast::api::signed_url::UrlSigner;
 use pagecast::api::start::StartLimits;
 use pagecast::command::Command as ControlMsg;
+use pagecast::delivery::signed_url::UrlSigner;
 use pagecast::task::store::{Claim, TaskStore, TimeField, Transition};
 use pagecast::task::{Status, TaskResult, TaskStats, Video};
 use redis_support::TestRedis;
@@ -2522,7 +2522,7 @@ async fn every_rejection_has_the_envelope_and_the_request_id() {
 /// answered them.
 #[tokio::test]
 async fn the_metrics_layer_counts_actions_and_rejections() {
-    use pagecast::ops::metrics::{API_REQUESTS, registry};
+    use pagecast::metrics::{API_REQUESTS, registry};
     let redis = TestRedis::start();
     let api = serve(&redis, |_| {}).await;
     let count = |action: &'static str, code: &'static str| {

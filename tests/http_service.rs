@@ -14,7 +14,7 @@ use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
 use common::*;
-use pagecast::api::signed_url::UrlSigner;
+use pagecast::delivery::signed_url::UrlSigner;
 use redis_support::TestRedis;
 use serde_json::{Value, json};
 use service_support::*;

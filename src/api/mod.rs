@@ -11,6 +11,5 @@ pub mod layers;
 pub mod routes;
 pub mod server;
 pub mod settings;
-pub use crate::delivery::signed_url;
 pub mod signing_key;
 pub mod start;

@@ -6,13 +6,15 @@ use std::time::Duration;
 
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
+use pagecast::command::Command;
 use pagecast::config::RecorderConfig;
 use pagecast::error::{ErrorCode, HasErrorCode};
-use pagecast::media::finalize::{HlsKey, OutputFormat, finalize};
+use pagecast::media::finalize::{OutputFormat, finalize};
+use pagecast::media::hls::HlsKey;
 use pagecast::media::probe::probe;
 use pagecast::recording::{
-    Command, DEFAULT_HEIGHT, DEFAULT_WIDTH, Outcome, RecordOptions, Recording, RecordingState,
-    dimension, frame_rate, page_url,
+    DEFAULT_HEIGHT, DEFAULT_WIDTH, Outcome, RecordOptions, Recording, RecordingState, dimension,
+    frame_rate, page_url,
 };
 
 use super::demo;

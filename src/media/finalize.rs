@@ -1,6 +1,7 @@
 //! Joins recorded segments into the deliverable without re-encoding: an MP4 with its index at the
 //! front, or a VOD HLS playlist with MPEG-TS segments, optionally AES-128 encrypted.
 
+use super::hls::HlsKey;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -9,8 +10,6 @@ use super::MediaError;
 use super::segments::{parse_segment_list, segment_lists};
 use super::ts_padding::MIN_PROBED_BYTES;
 use crate::process::run_capture;
-
-pub use super::hls::HlsKey;
 
 /// What to produce.
 #[derive(Debug, Clone)]

@@ -3,7 +3,7 @@
 pub mod encoder;
 pub mod faststart;
 pub mod finalize;
-pub(crate) mod hls;
+pub mod hls;
 pub mod live;
 pub(crate) mod pacer;
 pub mod probe;

@@ -11,8 +11,7 @@ pub mod live;
 
 /// The metrics registry: a leaf module of its own ([`crate::metrics`]), which every layer records
 /// into; its old path is kept.
-pub use crate::metrics;
-
+use crate::metrics;
 use axum::Router;
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};

@@ -7,7 +7,8 @@ use std::time::Duration;
 
 use tracing::{info, warn};
 
-use super::{WorkerContext, now_ms, now_s};
+use super::WorkerContext;
+use crate::clock::{now_ms, now_s};
 use crate::error::ErrorCode;
 use crate::metrics;
 use crate::task::Status;

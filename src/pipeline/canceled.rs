@@ -6,7 +6,8 @@
 
 use tracing::{info, warn};
 
-use super::{WorkerContext, now_s};
+use super::WorkerContext;
+use crate::clock::now_s;
 use crate::task::prestart::{canceled_before_start, end_canceled};
 use crate::task::store::StoreError;
 use crate::task::{Status, moves};

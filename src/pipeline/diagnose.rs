@@ -7,7 +7,8 @@ use std::time::Duration;
 
 use tracing::{Instrument, debug, info, warn};
 
-use super::{WorkerContext, now_ms};
+use super::WorkerContext;
+use crate::clock::now_ms;
 use crate::error::ErrorCode;
 use crate::task::store::{Stage, StageQueue};
 use crate::task::{Status, moves};
@@ -65,7 +66,7 @@ async fn abandoned_handover(
             .await;
     }
     warn!(task_id = %task.id, "{message}; delivering what was recorded");
-    let now = super::now_s();
+    let now = crate::clock::now_s();
     ctx.store
         .transition(&task.id, moves::cancel(task.status, now))
         .await?;
@@ -104,7 +105,7 @@ async fn finish_stopped(
     info!(task_id = %task.id, "the worker ending this stopped recording died; making the result from what it recorded");
     let t = moves::to_transcode(
         Status::Canceled,
-        super::now_s(),
+        crate::clock::now_s(),
         ctx.node_queue(Stage::Transcode),
     );
     ctx.store.transition(&task.id, t).await

@@ -9,7 +9,8 @@ use std::time::Duration;
 
 use tracing::warn;
 
-use super::{WorkerContext, now_ms};
+use super::WorkerContext;
+use crate::clock::now_ms;
 use crate::task::store::{StoreError, Transition};
 
 /// The longest pause between two tries.

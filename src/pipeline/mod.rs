@@ -31,6 +31,7 @@ mod videos;
 #[cfg(test)]
 mod settings_tests;
 
+use crate::clock::{now_ms, now_s};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -38,7 +39,6 @@ use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, info, info_span, warn};
 
-pub(crate) use crate::clock::{now_ms, now_s};
 use crate::config::WorkerConfig;
 use crate::metrics;
 use crate::task::store::{Stage, StageQueue, StoreError, TaskStore};

@@ -5,10 +5,11 @@ use std::time::Duration;
 
 use tracing::{info, warn};
 
+use super::WorkerContext;
 use super::takeover::{Takeover, combined, ended_progress, stats_of};
-use super::{WorkerContext, now_ms, now_s};
+use crate::clock::{now_ms, now_s};
 use crate::error::ErrorCode;
-use crate::ops::metrics;
+use crate::metrics;
 use crate::recording::RecordingEvent;
 use crate::task::store::{Claim, Stage, StageJob, StageQueue, StoreError, TimeField};
 use crate::task::{Status, TaskRecord, TaskResult, TaskStats, moves};

@@ -13,7 +13,8 @@ use serde_json::json;
 use tokio::sync::mpsc;
 use tracing::{Instrument, debug, warn};
 
-use super::{WorkerContext, now_ms};
+use super::WorkerContext;
+use crate::clock::now_ms;
 use crate::media::snapshot::{Snapshot, SnapshotFeed, write_picture};
 use crate::storage::s3::ObjectStore;
 use crate::task::{SnapshotEntry, SnapshotSpec, TaskRecord};

@@ -3,7 +3,7 @@
 
 use crate::task::{Status, TaskRecord, TaskStats};
 
-use super::now_s;
+use crate::clock::now_s;
 
 /// Times a task's workers may stop (killed, machine lost) with its recording continued
 /// elsewhere; the next time it ends with `RecordFailed`. Graceful handovers at shutdown are

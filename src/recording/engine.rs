@@ -12,13 +12,14 @@ use tokio_util::sync::CancellationToken;
 use super::handle::screencast_settings;
 use super::supervisor::{Gate, StartGate};
 use super::{
-    CaptureBackend, Command, Origin, Outcome, Progress, RecordError, RecordOptions, RecordingEvent,
+    CaptureBackend, Origin, Outcome, Progress, RecordError, RecordOptions, RecordingEvent,
     RecordingState, capture, grab, profile,
 };
 use crate::audio::AudioCapture;
 use crate::audio::timeline::samples_for_slot;
 use crate::browser::egress::EgressProxy;
 use crate::browser::{BrowserSession, HookReply, PageHookCall, ScreencastSettings, VirtualDisplay};
+use crate::command::Command;
 use crate::media::encoder::SlotMedia;
 use crate::media::pacer::Frame;
 

@@ -13,10 +13,9 @@ use super::engine::{
     AbortOnDrop, CrashEvents, Engine, HookEvents, sane_time, wall_now, watch_for_hangs,
 };
 use super::supervisor::{Answer, Input, Rules, Step, Supervisor, Tail};
-use super::{
-    Command, Origin, Outcome, RecordError, RecordedMedia, RecordingState, memory, timeline,
-};
+use super::{Origin, Outcome, RecordError, RecordedMedia, RecordingState, memory, timeline};
 use crate::browser::{HookReply, PageHookCall};
+use crate::command::Command;
 use crate::error::{ErrorCode, HasErrorCode};
 use crate::media::MediaError;
 use crate::media::pacer::{Frame, FramePacer};

@@ -8,12 +8,13 @@ use tracing::info;
 
 use super::engine::{AbortOnDrop, Engine};
 use super::{
-    CaptureBackend, Command, Origin, Outcome, Progress, RecordError, RecordOptions, Recording,
+    CaptureBackend, Origin, Outcome, Progress, RecordError, RecordOptions, Recording,
     RecordingEvent, capture, grab, i420, profile,
 };
 use crate::audio::AudioCapture;
 use crate::browser::egress::EgressProxy;
 use crate::browser::{BrowserError, BrowserSession, ScreencastSettings, VirtualDisplay};
+use crate::command::Command;
 use crate::media::MediaError;
 use crate::media::encoder::FrameFormat;
 use crate::media::pacer::Frame;

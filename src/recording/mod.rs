@@ -23,7 +23,6 @@ mod profile;
 pub(crate) mod supervisor;
 pub(crate) mod timeline;
 
-pub use crate::command::Command;
 pub(crate) use capture::CaptureBackend;
 pub(crate) use handle::Controls;
 
@@ -32,6 +31,7 @@ pub use options::{
     MAX_DIMENSION, MAX_FPS, RecordOptions, dimension, frame_rate, page_url,
 };
 
+use crate::command::Command;
 use std::path::PathBuf;
 
 use tokio::sync::{mpsc, watch};

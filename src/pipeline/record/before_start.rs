@@ -12,7 +12,8 @@
 use tracing::info;
 
 use super::RecordJob;
-use crate::recording::{Command, Controls, RecordingEvent};
+use crate::command::Command;
+use crate::recording::{Controls, RecordingEvent};
 use crate::task::Status;
 use crate::task::store::StoreError;
 

@@ -1,6 +1,6 @@
 //! A recording's figures in the process's aggregate metrics.
 
-use crate::ops::metrics;
+use crate::metrics;
 use crate::task::TaskStats;
 
 /// Adds the counters of this worker's part of a recording to the totals (the frames it has

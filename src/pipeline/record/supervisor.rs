@@ -9,9 +9,10 @@
 
 use tracing::warn;
 
+use crate::command::Command;
 use crate::config::ShutdownMode;
 use crate::error::ErrorCode;
-use crate::recording::{Command, Origin};
+use crate::recording::Origin;
 use crate::task::Status;
 
 /// What the disk message says when the encoder had to be killed.
