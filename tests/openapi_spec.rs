@@ -3,13 +3,13 @@
 
 use std::collections::BTreeSet;
 
-use pagecast::api::describe::describe_json;
 use pagecast::api::start::{
     DEFAULT_MAX_DURATION_SECS, DEFAULT_START_TIMEOUT_SECS, IGNORED_START_FIELDS,
     MAX_MAX_DURATION_SECS, MAX_START_TIMEOUT_SECS, START_FIELDS, StartLimits, parse_start,
 };
 use pagecast::error::ErrorCode;
 use pagecast::recording::{DEFAULT_FPS, DEFAULT_HEIGHT, DEFAULT_WIDTH, MAX_DIMENSION, MAX_FPS};
+use pagecast::task::wire::describe_json;
 use pagecast::task::{
     CallbackDelivery, CallbackState, Muxer, OutputTarget, StartSpec, Status, StorageType,
     TaskRecord, TaskResult, TaskStats, Video,
@@ -410,7 +410,7 @@ fn describe_fields_are_exactly_the_documented_ones() {
     let mut produced = BTreeSet::new();
     let mut full = describe_json(&full_task(), "req");
     // `Output.Snapshots`: Describe adds the stored pictures from their own list.
-    pagecast::api::describe::add_snapshots(
+    pagecast::task::wire::add_snapshots(
         &mut full,
         &[pagecast::task::SnapshotEntry {
             filename: "a/snapshots/3000.jpg".into(),

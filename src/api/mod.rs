@@ -3,7 +3,6 @@
 
 pub mod action;
 pub mod compat;
-pub mod describe;
 pub mod error;
 pub(crate) mod files;
 pub mod guard;

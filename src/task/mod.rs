@@ -7,7 +7,7 @@ pub(crate) mod names;
 pub(crate) mod prestart;
 pub(crate) mod status;
 pub mod store;
-pub(crate) mod wire;
+pub mod wire;
 
 pub use model::*;
 pub use status::{ActionEffect, Status, action_effect, can_transition};
