@@ -18,6 +18,7 @@ mod held;
 mod live_mp4;
 mod live_push;
 mod mirror;
+mod orphans;
 mod presence;
 mod publish;
 mod record;
@@ -317,6 +318,7 @@ pub async fn run_worker(ctx: WorkerContext) {
     loops.spawn(outbox_loop(ctx.clone()));
     loops.spawn(diagnose::run(ctx.clone()));
     loops.spawn(presence::run(ctx.clone()));
+    loops.spawn(orphans::run(ctx.clone()));
     while loops.join_next().await.is_some() {}
     metrics::add(&metrics::WORKER_CAPACITY, &[], -(ctx.cfg.capacity() as f64));
     info!(worker = %ctx.worker_id, "worker stopped");

@@ -1,0 +1,77 @@
+//! Takes the tasks of a worker that stopped beating (see `presence`) as soon as its liveness
+//! runs out, instead of waiting for their leases to expire: a worker killed mid-recording is
+//! replaced within about `PAGECAST_LIVENESS_MS` (two seconds by default) rather than two lease
+//! periods. Safe on many workers at once: the store hands each task to exactly one caller, and
+//! only while its worker is still silent and still holds it. A worker that was only stalled
+//! finds its lease lost when it is back (its fence is stale), and the record stage's lock on
+//! the work directory keeps the next worker out until the stalled one has let go of it.
+
+use std::time::Duration;
+
+use tracing::{debug, info, warn};
+
+use super::{WorkerContext, diagnose, now_ms};
+use crate::task::Status;
+use crate::task::store::StoreError;
+
+/// Runs until shutdown: looks for silent workers every quarter of the liveness period.
+pub(super) async fn run(ctx: WorkerContext) {
+    let mut tick = tokio::time::interval(super::presence::beat_every(ctx.cfg.liveness_ms));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = ctx.shutdown.cancelled() => return,
+        }
+        if let Err(e) = sweep(&ctx).await {
+            debug!(error = %e, "looking for stopped workers failed");
+        }
+    }
+}
+
+async fn sweep(ctx: &WorkerContext) -> Result<(), StoreError> {
+    // Redis was away moments ago: nobody could beat, including the workers that are fine. Give
+    // them two lease periods to beat again before judging any (as the diagnose loop does).
+    if ctx
+        .store
+        .unavailable_within(Duration::from_millis(2 * ctx.cfg.lease_ms.max(1000)))
+    {
+        return Ok(());
+    }
+    for worker in ctx.store.silent_workers(now_ms(), 20).await? {
+        // This worker's own beat is late (its process stalled): it judges nobody now.
+        if worker == ctx.worker_id {
+            return Ok(());
+        }
+        let Some(tasks) = ctx.store.worker_tasks(&worker).await? else {
+            // Its announcement expired too: nothing of it is left to take (a lease it held
+            // still expires, and the diagnose loop finds that).
+            ctx.store.forget_silent_worker(&worker).await?;
+            continue;
+        };
+        for id in tasks {
+            let Ok(seen) = ctx.store.get(&id).await else {
+                continue;
+            };
+            // Recordings only (and tasks loading their page): the record stage locks the work
+            // directory, so a stalled worker that comes back cannot write beside the next one.
+            // Delivery stages wait for their leases to expire, as before.
+            let recording = matches!(
+                seen.status,
+                Status::Normal | Status::Recording | Status::Paused
+            );
+            if !recording || !diagnose::for_this_node(ctx, &seen) {
+                continue;
+            }
+            let Some(task) = ctx.store.take_orphaned(&id, &worker, now_ms()).await? else {
+                continue;
+            };
+            info!(task_id = %id, status = %task.status, owner = %worker, "its worker stopped beating: taking the task over");
+            if let Err(e) = diagnose::dispatch(ctx, &id, &task).await {
+                warn!(task_id = %id, error = %e, "re-dispatching the task of a stopped worker failed; its lease expiry will retry");
+                return Err(e);
+            }
+        }
+    }
+    Ok(())
+}
