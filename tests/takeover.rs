@@ -75,6 +75,7 @@ fn a_stalled_worker_loses_its_recording_cleanly_to_the_next_one() {
         .map(|(i, p)| (p.child.id(), i))
         .find(|(pid, _)| has_children(*pid))
         .expect("one worker runs the recording");
+    let next = svc.procs[2 - log_of].child.id();
     let stalled_log = svc.dir.join(format!("worker{log_of}.log"));
     let next_log = svc.dir.join(format!("worker{}.log", 1 - log_of));
     std::thread::sleep(Duration::from_secs(4));
@@ -88,10 +89,10 @@ fn a_stalled_worker_loses_its_recording_cleanly_to_the_next_one() {
     signal(stalled, "-STOP");
     let stopped_at = Instant::now();
     // The other worker notices the silent worker (2 s) and takes its task, long before the
-    // lease would have run out; then it waits for the work directory.
+    // lease would have run out.
     wait_logged(
         &next_log,
-        "still holds its work directory; waiting",
+        "its worker stopped beating: taking the task over",
         Duration::from_secs(15),
     );
     let noticed = stopped_at.elapsed();
@@ -100,15 +101,14 @@ fn a_stalled_worker_loses_its_recording_cleanly_to_the_next_one() {
         noticed < Duration::from_secs(10),
         "taken through the liveness, not the 30 s lease: {noticed:?}"
     );
-    let d = describe(&svc.url, &id);
-    assert_eq!(
-        (d["Status"].as_str(), d["Restarts"].as_u64()),
-        (Some("recording"), Some(1)),
-        "{d}"
-    );
-    // While the stalled worker holds the directory, nobody else writes there.
+    // While the stalled worker holds the work directory, nobody else records there: the other
+    // worker has claimed the task and waits (no browser, no encoder of its own yet).
     let until = stopped_at + Duration::from_secs(6);
     while Instant::now() < until {
+        assert!(
+            !has_children(next),
+            "the next worker started recording beside the stalled one"
+        );
         assert_eq!(
             segment_lists(&svc, &id),
             lists_before,
@@ -116,6 +116,17 @@ fn a_stalled_worker_loses_its_recording_cleanly_to_the_next_one() {
         );
         std::thread::sleep(Duration::from_millis(100));
     }
+    let log = std::fs::read_to_string(&next_log).unwrap_or_default();
+    assert!(
+        log.contains("still holds its work directory; waiting"),
+        "the next worker claimed the task and waits for the directory:\n{log}"
+    );
+    let d = describe(&svc.url, &id);
+    assert_eq!(
+        (d["Status"].as_str(), d["Restarts"].as_u64()),
+        (Some("recording"), Some(1)),
+        "{d}"
+    );
     signal(stalled, "-CONT");
 
     // Back, the stalled worker finds its lease lost and stops; the next one continues.
