@@ -1728,3 +1728,72 @@ async fn a_silent_workers_task_is_taken_before_its_lease_expires_and_it_is_fence
     assert!(store.silent_workers(i64::MAX, 10).await.unwrap().is_empty());
     assert_eq!(store.worker_tasks("w2").await.unwrap(), None);
 }
+
+/// The record loop's read of its node's queue and the shared one at once: an entry in either is
+/// seen as soon as it arrives (the blocking read waits on both), the node's comes first, and a
+/// job put back is read again by the next reader.
+#[tokio::test]
+async fn one_blocking_read_sees_an_entry_in_any_of_several_queues() {
+    let (redis, store) = setup().await;
+    let node = StageQueue::on_node(Stage::Record, "n1");
+    let shared = StageQueue::shared(Stage::Record);
+    let queues = [node.clone(), shared.clone()];
+    // Two tasks, created (queued on the shared queue, where a Start puts them) and taken.
+    let (a, b) = (created(&store).await, created(&store).await);
+    for job in store
+        .read_stage(&shared, "c0", 10, 0, 60_000)
+        .await
+        .unwrap()
+    {
+        store.ack(&shared, &job.entry_id).await.unwrap();
+    }
+    assert!(
+        store
+            .read_stages(&queues, "c1", 10, 30_000)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+
+    // An entry on the node's queue arrives while the read blocks (2 s): seen at once.
+    let other = TaskStore::connect(&redis.url, PREFIX).await.unwrap();
+    let began = Instant::now();
+    let (jobs, queued) = tokio::join!(store.read_stages(&queues, "c1", 2_000, 30_000), async {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        other.requeue(&a, &node).await
+    });
+    queued.unwrap();
+    let jobs = jobs.unwrap();
+    assert!(
+        began.elapsed() < Duration::from_millis(1_500),
+        "{:?}",
+        began.elapsed()
+    );
+    assert_eq!(jobs.len(), 1);
+    assert_eq!(
+        (&jobs[0].0, jobs[0].1.task_id.as_str()),
+        (&node, a.as_str())
+    );
+    store.ack(&node, &jobs[0].1.entry_id).await.unwrap();
+
+    // Entries in both: one of each, the node's first; the second is put back and read again.
+    store.requeue(&b, &shared).await.unwrap();
+    store.requeue(&a, &node).await.unwrap();
+    let jobs = store.read_stages(&queues, "c1", 100, 30_000).await.unwrap();
+    let read: Vec<(&StageQueue, &str)> =
+        jobs.iter().map(|(q, j)| (q, j.task_id.as_str())).collect();
+    assert_eq!(read, vec![(&node, a.as_str()), (&shared, b.as_str())]);
+    store.ack(&node, &jobs[0].1.entry_id).await.unwrap();
+    store.put_back(&shared, &jobs[1].1).await.unwrap();
+    let again = store.read_stages(&queues, "c2", 100, 30_000).await.unwrap();
+    assert_eq!(again.len(), 1);
+    assert_eq!(
+        (&again[0].0, again[0].1.task_id.as_str()),
+        (&shared, b.as_str())
+    );
+    assert_eq!(
+        store.queue_len(&shared).await.unwrap(),
+        1,
+        "the read entry was acknowledged"
+    );
+}
