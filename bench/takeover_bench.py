@@ -4,7 +4,8 @@ One run: a throwaway redis-server, `pagecast serve --no-worker` and worker proce
 (they share the work directory, as workers of one machine do), each worker in its own process
 group. Worker A records tests/fixtures/clock.html (its page paints its wall clock into every
 frame); after --fault-after seconds A's process group gets SIGKILL; worker B continues the task.
-B is either a standby already running at the kill, or started right after it. The task runs
+B is either a standby already running at the kill, or started right after it. The kill comes
+--fault-after seconds plus a random 0-2 s (one segment) after recording began. The task runs
 on for a few seconds, is stopped, and the result's video is read back: the jump in the page's
 clock at the takeover is what the viewer lost.
 
@@ -16,6 +17,7 @@ from __future__ import annotations
 import datetime
 import json
 import os
+import random
 import signal
 import socket
 import statistics
@@ -145,7 +147,10 @@ def one_run(args, fixtures: str, scenario: str, tmp: Path) -> dict:
             b = spawn(["worker"], "worker-b.log")
             wait_log(tmp / "worker-b.log", "worker started", 30)
         assert has_children(a.pid), "worker A records"
-        time.sleep(args.fault_after)
+        # The kill lands anywhere within a 2 s segment (what the killed encoder had not written
+        # depends on it), not always at the same phase.
+        phase = random.uniform(0.0, 2.0)
+        time.sleep(args.fault_after + phase)
         killed_at = time.time()
         os.killpg(a.pid, signal.SIGKILL)
         a.wait()
@@ -184,6 +189,7 @@ def one_run(args, fixtures: str, scenario: str, tmp: Path) -> dict:
             "resumed_after_s": round(resumed_after, 2),
             "before_kill_s": None if lost is None else round(lost - resumed_after, 2),
             "restarts": d.get("Restarts"),
+            "kill_phase_s": round(phase, 2),
         }
     finally:
         for p in reversed(procs):
