@@ -20,8 +20,10 @@ use crate::task::store::StoreError;
 /// The lock's file name in a task's work directory.
 pub(crate) const LOCK_FILE: &str = "worker.lock";
 
-/// The lock, held until dropped.
-pub(crate) struct WorkLock(#[allow(dead_code)] File);
+/// The lock, held until dropped (closing the file releases it).
+pub(crate) struct WorkLock {
+    _file: File,
+}
 
 /// Takes the lock of `dir` (created if missing) if nobody holds it.
 pub(crate) fn try_lock(dir: &Path) -> std::io::Result<Option<WorkLock>> {
@@ -32,7 +34,7 @@ pub(crate) fn try_lock(dir: &Path) -> std::io::Result<Option<WorkLock>> {
         .write(true)
         .open(dir.join(LOCK_FILE))?;
     match file.try_lock() {
-        Ok(()) => Ok(Some(WorkLock(file))),
+        Ok(()) => Ok(Some(WorkLock { _file: file })),
         Err(TryLockError::WouldBlock) => Ok(None),
         Err(TryLockError::Error(e)) => Err(e),
     }
