@@ -49,10 +49,17 @@ async fn sweep(ctx: &WorkerContext) -> Result<(), StoreError> {
             ctx.store.forget_silent_worker(&worker).await?;
             continue;
         };
+        // Whether any of its tasks is still its own, left to its lease's expiry.
+        let mut left = false;
         for id in tasks {
-            let Ok(seen) = ctx.store.get(&id).await else {
-                continue;
+            let seen = match ctx.store.get(&id).await {
+                Ok(seen) => seen,
+                Err(StoreError::NotFound(_)) => continue,
+                Err(e) => return Err(e),
             };
+            if seen.owner.as_deref() != Some(worker.as_str()) {
+                continue;
+            }
             // Recordings only (and tasks loading their page): the record stage locks the work
             // directory, so a stalled worker that comes back cannot write beside the next one.
             // Delivery stages wait for their leases to expire, as before.
@@ -61,6 +68,7 @@ async fn sweep(ctx: &WorkerContext) -> Result<(), StoreError> {
                 Status::Normal | Status::Recording | Status::Paused
             );
             if !recording || !diagnose::for_this_node(ctx, &seen) {
+                left = true;
                 continue;
             }
             let Some(task) = ctx.store.take_orphaned(&id, &worker, now_ms()).await? else {
@@ -71,6 +79,11 @@ async fn sweep(ctx: &WorkerContext) -> Result<(), StoreError> {
                 warn!(task_id = %id, error = %e, "re-dispatching the task of a stopped worker failed; its lease expiry will retry");
                 return Err(e);
             }
+        }
+        if !left {
+            // Nothing of it is left to take here: not looked at again (should it beat again,
+            // it is back in the set).
+            ctx.store.forget_silent_worker(&worker).await?;
         }
     }
     Ok(())
