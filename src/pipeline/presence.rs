@@ -10,7 +10,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use tracing::warn;
+use tracing::{debug, info, warn};
 
 use super::WorkerContext;
 
@@ -74,22 +74,29 @@ pub(crate) async fn run(ctx: WorkerContext) {
     let liveness = ctx.cfg.liveness_ms;
     let mut tick = tokio::time::interval(beat_every(liveness));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    // Told once per outage: a beat fails every quarter of the liveness period meanwhile.
+    let mut failing = false;
     loop {
         tokio::select! {
             _ = tick.tick() => {}
             _ = ctx.shutdown.cancelled() => break,
         }
         let ids = ctx.active.ids();
-        // The clock is read before the call: the worker counts itself alive no longer than
-        // Redis does.
+        // Counted from before the call, so the beat never promises more than the period.
         let alive_until = super::now_ms().saturating_add(liveness as i64);
         match ctx
             .store
             .beat_worker(&ctx.worker_id, &ids, ttl_ms(ctx.lease_ms()), alive_until)
             .await
         {
+            Ok(()) if std::mem::replace(&mut failing, false) => {
+                info!("this worker's beat reaches the task store again")
+            }
             Ok(()) => {}
-            Err(e) => warn!(error = %e, "announcing this worker failed; retrying"),
+            Err(e) if !std::mem::replace(&mut failing, true) => {
+                warn!(error = %e, "this worker's beat failed; retrying")
+            }
+            Err(e) => debug!(error = %e, "this worker's beat failed again"),
         }
     }
     let _ = ctx.store.forget_worker(&ctx.worker_id).await;

@@ -12,25 +12,6 @@
 use super::*;
 
 impl TaskStore {
-    /// Says that `worker` is alive and working on `tasks`, for `ttl_ms`.
-    pub async fn announce_worker(
-        &self,
-        worker: &str,
-        tasks: &[String],
-        ttl_ms: u64,
-    ) -> Result<(), StoreError> {
-        let mut cmd = redis::cmd("SET");
-        cmd.arg(self.worker_key(worker))
-            .arg(tasks.join(" "))
-            .arg("PX")
-            .arg(ttl_ms.max(1));
-        let cmd = &cmd;
-        self.call("announce_worker", move |mut c| async move {
-            cmd.query_async::<()>(&mut c).await
-        })
-        .await
-    }
-
     /// The tasks `worker` last said it works on; `None` when it has not announced itself within
     /// its time to live (it stopped, or never ran).
     pub async fn worker_tasks(&self, worker: &str) -> Result<Option<Vec<String>>, StoreError> {
@@ -75,8 +56,8 @@ impl TaskStore {
         .await
     }
 
-    /// A worker's beat: [`Self::announce_worker`] (`tasks`, for `ttl_ms`) and, in the same
-    /// round trip, its liveness: alive until `alive_until_ms` (unix ms).
+    /// A worker's beat, in one round trip: it is alive and working on `tasks` (the
+    /// announcement, for `ttl_ms`), and alive until `alive_until_ms` (unix ms; its liveness).
     pub async fn beat_worker(
         &self,
         worker: &str,
