@@ -66,7 +66,9 @@
 //! [`StoreError::LeaseLost`] once another worker has claimed the task or the lease was cleared,
 //! so a slow stale worker can never overwrite a newer owner's work. Expired leases are found
 //! with [`TaskStore::expired_leases`] and cleared by exactly one caller of
-//! [`TaskStore::take_expired`].
+//! [`TaskStore::take_expired`]. A worker that stopped beating ([`TaskStore::beat_worker`],
+//! [`TaskStore::silent_workers`]) has its tasks' leases cleared before they expire, again by
+//! exactly one caller, of [`TaskStore::take_orphaned`].
 //!
 //! # Failures
 //!
