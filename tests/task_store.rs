@@ -1797,3 +1797,44 @@ async fn one_blocking_read_sees_an_entry_in_any_of_several_queues() {
         "the read entry was acknowledged"
     );
 }
+
+/// A worker known dead (its lock file on the machine was free: `pipeline/node_watch.rs`) loses
+/// its tasks at once, however recent its last beat; only tasks it still holds are taken, once.
+#[tokio::test]
+async fn a_dead_workers_task_is_taken_at_once_and_only_its_own() {
+    let (_redis, store) = setup().await;
+    let t0 = 3_000_000;
+    let (id, f1) = recording(&store, "w1", t0).await;
+    store
+        .beat_worker("w1", std::slice::from_ref(&id), 30_000, t0 + 2_000)
+        .await
+        .unwrap();
+    assert_eq!(
+        store.take_orphaned(&id, "w1", t0 + 100).await.unwrap(),
+        None,
+        "beat lately"
+    );
+    assert_eq!(
+        store.take_from_dead(&id, "w2", t0 + 100).await.unwrap(),
+        None,
+        "not w2's"
+    );
+    let taken = store
+        .take_from_dead(&id, "w1", t0 + 100)
+        .await
+        .unwrap()
+        .expect("taken");
+    assert_eq!((taken.owner.as_deref(), taken.fence), (Some("w1"), f1));
+    assert_eq!(
+        store.take_from_dead(&id, "w1", t0 + 100).await.unwrap(),
+        None,
+        "once"
+    );
+    assert_eq!(
+        store
+            .renew(&id, "w1", f1, t0 + 200, 10_000)
+            .await
+            .unwrap_err(),
+        StoreError::LeaseLost
+    );
+}

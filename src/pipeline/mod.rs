@@ -18,6 +18,7 @@ mod held;
 mod live_mp4;
 mod live_push;
 mod mirror;
+mod node_watch;
 mod orphans;
 mod presence;
 mod publish;

@@ -13,15 +13,19 @@
 -- ARGV[2]  worker id (the silent one)
 -- ARGV[3]  now, unix milliseconds
 -- ARGV[4]  the status whose tasks sit in the queued index ("normal")
+-- ARGV[5]  "1" when the worker is known to be dead (its process is gone: a worker of its
+--          machine took its lock file), so its silence is not required
 --
 -- Returns {"taken", field1, value1, ...} (the task without secrets, as it was before its lease
 --         was cleared) | {"none"}
 
 local task = KEYS[1]
 local id = ARGV[1]
-local alive_until = tonumber(redis.call('ZSCORE', KEYS[4], ARGV[2]) or '')
-if not alive_until or alive_until > tonumber(ARGV[3]) then
-  return {'none'}
+if ARGV[5] ~= '1' then
+  local alive_until = tonumber(redis.call('ZSCORE', KEYS[4], ARGV[2]) or '')
+  if not alive_until or alive_until > tonumber(ARGV[3]) then
+    return {'none'}
+  end
 end
 local status = redis.call('HGET', task, 'status')
 if not status then

@@ -114,6 +114,27 @@ impl TaskStore {
         worker: &str,
         now_ms: i64,
     ) -> Result<Option<TaskRecord>, StoreError> {
+        self.take_orphaned_inner(id, worker, now_ms, false).await
+    }
+
+    /// [`Self::take_orphaned`] for a worker known to be dead (its process is gone), whatever
+    /// its liveness says: only that it still holds the task is required.
+    pub async fn take_from_dead(
+        &self,
+        id: &str,
+        worker: &str,
+        now_ms: i64,
+    ) -> Result<Option<TaskRecord>, StoreError> {
+        self.take_orphaned_inner(id, worker, now_ms, true).await
+    }
+
+    async fn take_orphaned_inner(
+        &self,
+        id: &str,
+        worker: &str,
+        now_ms: i64,
+        dead: bool,
+    ) -> Result<Option<TaskRecord>, StoreError> {
         let mut inv = TAKE_ORPHANED.prepare_invoke();
         inv.key(self.task_key(id))
             .key(self.queued_key())
@@ -122,12 +143,13 @@ impl TaskStore {
             .arg(id)
             .arg(worker)
             .arg(now_ms)
-            .arg(Status::Normal.as_str());
+            .arg(Status::Normal.as_str())
+            .arg(if dead { "1" } else { "0" });
         let reply = self.script("take_orphaned", &inv).await?;
         match reply.first().map(String::as_str) {
             Some("taken") => {
                 let task = decode_record(id, pairs(&reply[1..]))?;
-                tracing::info!(task = id, worker, status = %task.status, fence = task.fence, "lease of a silent worker taken");
+                tracing::info!(task = id, worker, dead, status = %task.status, fence = task.fence, "lease of a silent or dead worker taken");
                 Ok(Some(task))
             }
             Some("none") => Ok(None),
