@@ -12,8 +12,21 @@ Records tests/fixtures/clock.html (a page that paints its wall clock into every 
 Faults: the page's renderer killed, the whole browser killed, ffmpeg killed, the page's main
 thread hung (busy loop; `--hang-timeout` given below).
 
-Example:
+With --takeover it measures instead what a worker killed mid-recording costs (issue 23, target 1:
+at most 5 s with a standby worker running): a throwaway redis-server, `pagecast serve
+--no-worker` and worker processes of one node (one work directory); the worker recording
+clock.html gets SIGKILL on its process group --fault-after seconds in, and another worker
+continues the task, either a standby already running ("standby") or one started right after the
+kill ("started after"). Per run:
+  - lost: page time missing from the video at the takeover (the jump in the page's clock that
+    `pagecast analyze` finds, less one frame), the figure the target is about;
+  - reported: the gap the task reports in Stats.Gaps (should equal lost);
+  - resumed after: seconds from the kill to the takeover worker's "recording continues" log line;
+  - before the kill: lost minus resumed after (what the killed encoder had not written).
+
+Examples:
     python3 bench/faults.py --pagecast target/release/pagecast --runs 3
+    python3 bench/faults.py --pagecast target/debug/pagecast --takeover --runs 3
 
 Only the Python standard library is used. Linux only (reads /proc).
 """
@@ -33,6 +46,7 @@ import time
 from pathlib import Path
 
 from fixtures import fixture_server  # bench/ is the script directory
+import takeover_bench  # bench/ is the script directory
 
 
 def children() -> dict[int, list[int]]:
@@ -159,8 +173,17 @@ def main() -> None:
     ap.add_argument("--seconds", type=int, default=15)
     ap.add_argument("--fault-after", type=float, default=5.0)
     ap.add_argument("--runs", type=int, default=3)
+    ap.add_argument("--takeover", action="store_true",
+                    help="measure a killed worker's takeover instead (see above)")
+    ap.add_argument("--lease-ms", type=int, help="PAGECAST_LEASE_MS for --takeover (default: pagecast's)")
+    ap.add_argument("--env", action="append", default=[], metavar="NAME=VALUE",
+                    help="more environment for the --takeover processes (repeatable)")
+    ap.add_argument("--keep-logs", metavar="DIR", help="--takeover: keep each run's logs in DIR")
     args = ap.parse_args()
     base = fixture_server()
+    if args.takeover:
+        takeover_bench.main(args, base)
+        return
     print(f"{'fault':<28} {'ok':>5} {'detected':>10} {'longest freeze':>15} {'duration error':>15}")
     for name in FAULTS:
         runs = []

@@ -284,6 +284,11 @@ pub struct WorkerConfig {
     /// Milliseconds a worker's lease on a task lasts without a heartbeat.
     #[arg(long, env = "PAGECAST_LEASE_MS", default_value_t = 15_000, value_parser = clap::value_parser!(u64).range(1_000..))]
     pub(crate) lease_ms: u64,
+    /// Milliseconds after its last beat at which a worker counts as stopped: the tasks it holds
+    /// are then taken over without waiting for their leases to expire. It beats every quarter
+    /// of this period.
+    #[arg(long, env = "PAGECAST_LIVENESS_MS", default_value_t = 2_000, value_parser = clap::value_parser!(u64).range(500..=60_000))]
+    pub(crate) liveness_ms: u64,
     /// Most callback attempts per task (0 = as many as the retry period allows).
     #[arg(long, env = "PAGECAST_CALLBACK_ATTEMPTS", default_value_t = 0)]
     pub(crate) callback_attempts: u32,

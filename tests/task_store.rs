@@ -1580,3 +1580,261 @@ async fn the_encrypt_key_is_deleted_when_the_task_finishes() {
         .unwrap();
     assert!(!stored(failed).await.contains(KEY));
 }
+
+/// A worker that stops beating loses its recording before the lease runs out (issue 23: a
+/// killed worker is replaced within its liveness period): exactly one of several diagnose loops
+/// takes the task, only while the worker is silent and still holds it, and the silent worker,
+/// should it come back (it was only stalled), can write nothing more: fencing stays exact.
+#[tokio::test]
+async fn a_silent_workers_task_is_taken_before_its_lease_expires_and_it_is_fenced_out() {
+    let (redis, store) = setup().await;
+    let t0 = 2_000_000;
+    // The lease lasts 10 s; the worker beats with a liveness of 2 s.
+    let (id, f1) = recording(&store, "w1", t0).await;
+    store
+        .beat_worker("w1", std::slice::from_ref(&id), 30_000, t0 + 2_000)
+        .await
+        .unwrap();
+    store
+        .beat_worker("w2", &[], 30_000, t0 + 2_000)
+        .await
+        .unwrap();
+
+    // Alive: nobody is silent, and its task cannot be taken.
+    assert!(
+        store
+            .silent_workers(t0 + 1_000, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(
+        store.take_orphaned(&id, "w1", t0 + 1_000).await.unwrap(),
+        None
+    );
+
+    // It beats again: still alive at t0 + 3 s, when it would have been silent without the beat.
+    store
+        .beat_worker("w1", std::slice::from_ref(&id), 30_000, t0 + 3_500)
+        .await
+        .unwrap();
+    store
+        .beat_worker("w2", &[], 30_000, t0 + 10_000)
+        .await
+        .unwrap();
+    assert!(
+        store
+            .silent_workers(t0 + 3_000, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(
+        store.take_orphaned(&id, "w1", t0 + 3_000).await.unwrap(),
+        None
+    );
+
+    // It stops beating: silent from t0 + 3.5 s on, while its lease runs until t0 + 10 s.
+    let now = t0 + 4_000;
+    assert_eq!(store.silent_workers(now, 10).await.unwrap(), vec!["w1"]);
+    assert_eq!(
+        store.worker_tasks("w1").await.unwrap(),
+        Some(vec![id.clone()]),
+        "its announcement lives on (two lease periods) so its tasks can be found"
+    );
+    assert_eq!(
+        store.take_expired(&id, now).await.unwrap(),
+        None,
+        "lease not expired"
+    );
+    // Only its own tasks are taken through it.
+    assert_eq!(store.take_orphaned(&id, "w2", now).await.unwrap(), None);
+    let other = TaskStore::connect(&redis.url, PREFIX).await.unwrap(); // another worker's loop
+    let (a, b) = tokio::join!(
+        store.take_orphaned(&id, "w1", now),
+        other.take_orphaned(&id, "w1", now)
+    );
+    let taken: Vec<_> = [a.unwrap(), b.unwrap()].into_iter().flatten().collect();
+    assert_eq!(taken.len(), 1, "exactly one caller takes the task");
+    assert_eq!(
+        (taken[0].owner.as_deref(), taken[0].fence, taken[0].status),
+        (Some("w1"), f1, Status::Recording),
+        "as it was: who stopped"
+    );
+    let task = store.get(&id).await.unwrap();
+    assert_eq!((task.owner, task.status), (None, Status::Recording));
+    assert!(
+        store.expired_leases(i64::MAX, 10).await.unwrap().is_empty(),
+        "lease cleared"
+    );
+
+    // The next worker claims it (its record queue entry) and records on.
+    let Claim::Acquired { fence: f2, .. } = store
+        .claim(&id, "w2", &[Status::Recording], now + 100, 10_000)
+        .await
+        .unwrap()
+    else {
+        panic!("w2 should get the lease")
+    };
+    assert_eq!(f2, f1 + 1);
+
+    // w1 was only stalled and comes back: it beats again, but whatever it tries is refused.
+    store
+        .beat_worker("w1", std::slice::from_ref(&id), 30_000, now + 5_000)
+        .await
+        .unwrap();
+    assert_eq!(
+        store
+            .renew(&id, "w1", f1, now + 200, 10_000)
+            .await
+            .unwrap_err(),
+        StoreError::LeaseLost
+    );
+    let stale = TaskStats {
+        frames_written: 1,
+        ..TaskStats::default()
+    };
+    assert_eq!(
+        store.set_stats(&id, "w1", f1, &stale).await.unwrap_err(),
+        StoreError::LeaseLost
+    );
+    let late = Transition::new(Status::Recording, Status::Canceled).with_lease("w1", f1);
+    assert_eq!(
+        store.transition(&id, late).await.unwrap_err(),
+        StoreError::LeaseLost
+    );
+    // Its task is w2's now: however silent w1 becomes again, the task is not taken through it.
+    assert_eq!(
+        store.take_orphaned(&id, "w1", now + 60_000).await.unwrap(),
+        None
+    );
+    assert_eq!(
+        store.renew(&id, "w2", f2, now + 300, 10_000).await.unwrap(),
+        Status::Recording
+    );
+
+    // A silent worker with nothing left is dropped from the liveness set; one that stops
+    // cleanly leaves it at once.
+    store.forget_silent_worker("w1").await.unwrap();
+    assert!(
+        store
+            .silent_workers(i64::MAX, 10)
+            .await
+            .unwrap()
+            .iter()
+            .all(|w| w != "w1")
+    );
+    store.forget_worker("w2").await.unwrap();
+    assert!(store.silent_workers(i64::MAX, 10).await.unwrap().is_empty());
+    assert_eq!(store.worker_tasks("w2").await.unwrap(), None);
+}
+
+/// The record loop's read of its node's queue and the shared one at once: an entry in either is
+/// seen as soon as it arrives (the blocking read waits on both), the node's comes first, and a
+/// job put back is read again by the next reader.
+#[tokio::test]
+async fn one_blocking_read_sees_an_entry_in_any_of_several_queues() {
+    let (redis, store) = setup().await;
+    let node = StageQueue::on_node(Stage::Record, "n1");
+    let shared = StageQueue::shared(Stage::Record);
+    let queues = [node.clone(), shared.clone()];
+    // Two tasks, created (queued on the shared queue, where a Start puts them) and taken.
+    let (a, b) = (created(&store).await, created(&store).await);
+    for job in store
+        .read_stage(&shared, "c0", 10, 0, 60_000)
+        .await
+        .unwrap()
+    {
+        store.ack(&shared, &job.entry_id).await.unwrap();
+    }
+    assert!(
+        store
+            .read_stages(&queues, "c1", 10, 30_000)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+
+    // An entry on the node's queue arrives while the read blocks (2 s): seen at once.
+    let other = TaskStore::connect(&redis.url, PREFIX).await.unwrap();
+    let began = Instant::now();
+    let (jobs, queued) = tokio::join!(store.read_stages(&queues, "c1", 2_000, 30_000), async {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        other.requeue(&a, &node).await
+    });
+    queued.unwrap();
+    let jobs = jobs.unwrap();
+    assert!(
+        began.elapsed() < Duration::from_millis(1_500),
+        "{:?}",
+        began.elapsed()
+    );
+    assert_eq!(jobs.len(), 1);
+    assert_eq!(
+        (&jobs[0].0, jobs[0].1.task_id.as_str()),
+        (&node, a.as_str())
+    );
+    store.ack(&node, &jobs[0].1.entry_id).await.unwrap();
+
+    // Entries in both: one of each, the node's first; the second is put back and read again.
+    store.requeue(&b, &shared).await.unwrap();
+    store.requeue(&a, &node).await.unwrap();
+    let jobs = store.read_stages(&queues, "c1", 100, 30_000).await.unwrap();
+    let read: Vec<(&StageQueue, &str)> =
+        jobs.iter().map(|(q, j)| (q, j.task_id.as_str())).collect();
+    assert_eq!(read, vec![(&node, a.as_str()), (&shared, b.as_str())]);
+    store.ack(&node, &jobs[0].1.entry_id).await.unwrap();
+    store.put_back(&shared, &jobs[1].1).await.unwrap();
+    let again = store.read_stages(&queues, "c2", 100, 30_000).await.unwrap();
+    assert_eq!(again.len(), 1);
+    assert_eq!(
+        (&again[0].0, again[0].1.task_id.as_str()),
+        (&shared, b.as_str())
+    );
+    assert_eq!(
+        store.queue_len(&shared).await.unwrap(),
+        1,
+        "the read entry was acknowledged"
+    );
+}
+
+/// A worker known dead (its lock file on the machine was free: `pipeline/node_watch.rs`) loses
+/// its tasks at once, however recent its last beat; only tasks it still holds are taken, once.
+#[tokio::test]
+async fn a_dead_workers_task_is_taken_at_once_and_only_its_own() {
+    let (_redis, store) = setup().await;
+    let t0 = 3_000_000;
+    let (id, f1) = recording(&store, "w1", t0).await;
+    store
+        .beat_worker("w1", std::slice::from_ref(&id), 30_000, t0 + 2_000)
+        .await
+        .unwrap();
+    assert_eq!(
+        store.take_orphaned(&id, "w1", t0 + 100).await.unwrap(),
+        None,
+        "beat lately"
+    );
+    assert_eq!(
+        store.take_from_dead(&id, "w2", t0 + 100).await.unwrap(),
+        None,
+        "not w2's"
+    );
+    let taken = store
+        .take_from_dead(&id, "w1", t0 + 100)
+        .await
+        .unwrap()
+        .expect("taken");
+    assert_eq!((taken.owner.as_deref(), taken.fence), (Some("w1"), f1));
+    assert_eq!(
+        store.take_from_dead(&id, "w1", t0 + 100).await.unwrap(),
+        None,
+        "once"
+    );
+    assert_eq!(
+        store
+            .renew(&id, "w1", f1, t0 + 200, 10_000)
+            .await
+            .unwrap_err(),
+        StoreError::LeaseLost
+    );
+}

@@ -135,10 +135,7 @@ async fn sweep(ctx: &WorkerContext) -> Result<(), crate::task::store::StoreError
         let Ok(seen) = ctx.store.get(&id).await else {
             continue;
         };
-        if !long_expired.contains(&id)
-            && seen.status.is_live()
-            && seen.node.as_deref().is_some_and(|n| n != ctx.node)
-        {
+        if !long_expired.contains(&id) && !for_this_node(ctx, &seen) {
             continue;
         }
         // An overdue lease is not an abandoned task: its worker may be alive and only unable to
@@ -154,64 +151,81 @@ async fn sweep(ctx: &WorkerContext) -> Result<(), crate::task::store::StoreError
             continue;
         };
         info!(task_id = %id, status = %task.status, owner = ?task.owner, "lease expired: the worker stopped responding");
-        let ours = task.node.as_deref() == Some(ctx.node.as_str());
-        match task.status {
-            // Delivery stages can simply run again; local media is only reachable on its node.
-            Status::Callback => {
-                ctx.store
-                    .requeue(
-                        &id,
-                        &StageQueue {
-                            stage: Stage::Callback,
-                            node: None,
-                        },
-                    )
-                    .await?
-            }
-            Status::Transcode if ours => {
-                ctx.store
-                    .requeue(&id, &ctx.node_queue(Stage::Transcode))
-                    .await?
-            }
-            Status::Upload if ours => {
-                ctx.store
-                    .requeue(&id, &ctx.node_queue(Stage::Upload))
-                    .await?
-            }
-            Status::Finished => {}
-            // Handed over (at shutdown, or by this loop after its worker died) and not continued
-            // in time: no worker of its node is left to continue it.
-            status if status.is_live() && task.owner.is_none() => {
-                abandoned_handover(ctx, &task, ours).await?;
-            }
-            // Its worker stopped: another worker of the node holding its media continues the
-            // same task (the record stage appends to the kept media and reports the gap).
-            Status::Recording | Status::Paused => {
-                let deadline = ctx.handover_deadline_ms();
-                ctx.store
-                    .requeue_with_deadline(&id, &ctx.node_queue(Stage::Record), deadline)
-                    .await?
-            }
-            Status::Normal => {
-                ctx.store
-                    .requeue(&id, &StageQueue::shared(Stage::Record))
-                    .await?
-            }
-            // Stopped before its recording began, and its worker died meanwhile: it ends as
-            // Canceled (nothing was recorded).
-            _ if crate::task::prestart::canceled_before_start(&task) => {
-                super::canceled::end(ctx, &id, None).await?
-            }
-            // Stopped, and its worker died while ending the recording: what it recorded is
-            // here, so the result is made from it.
-            Status::Canceled if ours => finish_stopped(ctx, &task).await?,
-            status => {
-                let message = format!(
-                    "the worker handling this task ({status}) stopped responding and its media is not reachable from here"
-                );
-                ctx.fail_task(&id, status, None, ErrorCode::RecordFailed, message)
-                    .await?;
-            }
+        dispatch(ctx, &id, &task).await?;
+    }
+    Ok(())
+}
+
+/// Whether a task of a stopped worker, as `seen`, is for this worker's node to act on now: a
+/// recording is continued on the machine that holds its media.
+pub(super) fn for_this_node(ctx: &WorkerContext, seen: &crate::task::TaskRecord) -> bool {
+    !(seen.status.is_live() && seen.node.as_deref().is_some_and(|n| n != ctx.node))
+}
+
+/// Acts on `task`, just taken from a worker that stopped (its lease cleared): recordings are
+/// continued, delivery stages run again, anything else ends explicitly.
+pub(super) async fn dispatch(
+    ctx: &WorkerContext,
+    id: &str,
+    task: &crate::task::TaskRecord,
+) -> Result<(), crate::task::store::StoreError> {
+    let ours = task.node.as_deref() == Some(ctx.node.as_str());
+    match task.status {
+        // Delivery stages can simply run again; local media is only reachable on its node.
+        Status::Callback => {
+            ctx.store
+                .requeue(
+                    id,
+                    &StageQueue {
+                        stage: Stage::Callback,
+                        node: None,
+                    },
+                )
+                .await?
+        }
+        Status::Transcode if ours => {
+            ctx.store
+                .requeue(id, &ctx.node_queue(Stage::Transcode))
+                .await?
+        }
+        Status::Upload if ours => {
+            ctx.store
+                .requeue(id, &ctx.node_queue(Stage::Upload))
+                .await?
+        }
+        Status::Finished => {}
+        // Handed over (at shutdown, or by this loop after its worker died) and not continued
+        // in time: no worker of its node is left to continue it.
+        status if status.is_live() && task.owner.is_none() => {
+            abandoned_handover(ctx, task, ours).await?;
+        }
+        // Its worker stopped: another worker of the node holding its media continues the
+        // same task (the record stage appends to the kept media and reports the gap).
+        Status::Recording | Status::Paused => {
+            let deadline = ctx.handover_deadline_ms();
+            ctx.store
+                .requeue_with_deadline(id, &ctx.node_queue(Stage::Record), deadline)
+                .await?
+        }
+        Status::Normal => {
+            ctx.store
+                .requeue(id, &StageQueue::shared(Stage::Record))
+                .await?
+        }
+        // Stopped before its recording began, and its worker died meanwhile: it ends as
+        // Canceled (nothing was recorded).
+        _ if crate::task::prestart::canceled_before_start(task) => {
+            super::canceled::end(ctx, id, None).await?
+        }
+        // Stopped, and its worker died while ending the recording: what it recorded is
+        // here, so the result is made from it.
+        Status::Canceled if ours => finish_stopped(ctx, task).await?,
+        status => {
+            let message = format!(
+                "the worker handling this task ({status}) stopped responding and its media is not reachable from here"
+            );
+            ctx.fail_task(id, status, None, ErrorCode::RecordFailed, message)
+                .await?;
         }
     }
     Ok(())

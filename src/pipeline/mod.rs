@@ -18,6 +18,8 @@ mod held;
 mod live_mp4;
 mod live_push;
 mod mirror;
+mod node_watch;
+mod orphans;
 mod presence;
 mod publish;
 mod record;
@@ -312,6 +314,7 @@ pub async fn run_worker(ctx: WorkerContext) {
     loops.spawn(outbox_loop(ctx.clone()));
     loops.spawn(diagnose::run(ctx.clone()));
     loops.spawn(presence::run(ctx.clone()));
+    loops.spawn(orphans::run(ctx.clone()));
     while loops.join_next().await.is_some() {}
     metrics::add(&metrics::WORKER_CAPACITY, &[], -(ctx.cfg.capacity() as f64));
     info!(worker = %ctx.worker_id, "worker stopped");
@@ -384,28 +387,20 @@ async fn record_loop(ctx: WorkerContext) {
                 _ = ctx.drain.cancelled() => break,
             }
         }
-        let read = async {
-            let jobs = ctx
-                .store
-                .read_stage(&handed_over, &ctx.worker_id, 1, 0, 30_000)
-                .await?;
-            if !jobs.is_empty() {
-                return Ok((jobs, handed_over.clone()));
-            }
-            let jobs = ctx
-                .store
-                .read_stage(&shared, &ctx.worker_id, 1, 1_000, 30_000)
-                .await?;
-            Ok::<_, StoreError>((jobs, shared.clone()))
-        };
+        // Both queues in one blocking read: a recording this node's diagnose loops hand on (its
+        // worker stopped) is seen as soon as it is queued, not after a wait on the shared queue.
+        let queues = [handed_over.clone(), shared.clone()];
+        let read = ctx
+            .store
+            .read_stages(&queues, &ctx.worker_id, 1_000, 30_000);
         let jobs = tokio::select! {
             r = read => r,
             _ = ctx.drain.cancelled() => break,
         };
-        let (jobs, queue) = match jobs {
+        let mut jobs = match jobs {
             Ok(jobs) => {
                 errors = 0;
-                jobs
+                jobs.into_iter()
             }
             Err(e) => {
                 warn!(error = %e, "reading the record queue failed");
@@ -413,9 +408,16 @@ async fn record_loop(ctx: WorkerContext) {
                 continue;
             }
         };
-        let Some(job) = jobs.into_iter().next() else {
+        let Some((queue, job)) = jobs.next() else {
             continue;
         };
+        // One entry from each queue at once and no room for the second: it goes back for
+        // another worker (or this one, next round).
+        for (q, extra) in jobs {
+            if let Err(e) = ctx.store.put_back(&q, &extra).await {
+                warn!(error = %e, "putting a record job back failed; it is reclaimed once idle");
+            }
+        }
         if !room_for_a_recording(&ctx).await {
             // The disk filled while the queue was read: the job stays unacknowledged, and a
             // worker with room (or this one, later) takes it once it has been idle a while.

@@ -1,14 +1,16 @@
 //! This worker's word that it is alive and which tasks it works on (see the task store's
-//! `presence`): renewed every third of a lease period with a time to live of two, so the
-//! diagnose loop can tell a task whose worker is gone from one whose worker only could not renew
-//! its lease for a moment (Redis was away). Each job that holds a lease is counted while it runs
-//! ([`ActiveTasks::hold`]).
+//! `presence`): its beat, every quarter of `PAGECAST_LIVENESS_MS`, renews its liveness (until
+//! now + that period) and the list of its tasks (with a time to live of two lease periods). A
+//! worker that stops beating has its tasks taken over at once (`orphans`); the list also lets
+//! the diagnose loop tell a task whose worker is gone from one whose worker only could not
+//! renew its lease for a moment (Redis was away). Each job that holds a lease is counted while
+//! it runs ([`ActiveTasks::hold`]).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use tracing::{debug, warn};
+use tracing::{debug, info, warn};
 
 use super::WorkerContext;
 
@@ -61,23 +63,40 @@ pub(crate) fn ttl_ms(lease_ms: i64) -> u64 {
     (lease_ms.max(1000) as u64).saturating_mul(2)
 }
 
-/// Announces this worker until shutdown, then withdraws the announcement.
+/// How often a worker beats: a quarter of its liveness period (at least every 100 ms), so a
+/// beat or two may be late before it counts as stopped.
+pub(crate) fn beat_every(liveness_ms: u64) -> Duration {
+    Duration::from_millis((liveness_ms / 4).max(100))
+}
+
+/// Announces this worker, and beats, until shutdown; then withdraws both.
 pub(crate) async fn run(ctx: WorkerContext) {
-    let every = Duration::from_millis((ctx.lease_ms() / 3).max(200) as u64);
-    let mut tick = tokio::time::interval(every);
+    let liveness = ctx.cfg.liveness_ms;
+    let mut tick = tokio::time::interval(beat_every(liveness));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    // Told once per outage: a beat fails every quarter of the liveness period meanwhile.
+    let mut failing = false;
     loop {
         tokio::select! {
             _ = tick.tick() => {}
             _ = ctx.shutdown.cancelled() => break,
         }
         let ids = ctx.active.ids();
+        // Counted from before the call, so the beat never promises more than the period.
+        let alive_until = super::now_ms().saturating_add(liveness as i64);
         match ctx
             .store
-            .announce_worker(&ctx.worker_id, &ids, ttl_ms(ctx.lease_ms()))
+            .beat_worker(&ctx.worker_id, &ids, ttl_ms(ctx.lease_ms()), alive_until)
             .await
         {
-            Ok(()) => debug!(tasks = ids.len(), "worker announced"),
-            Err(e) => warn!(error = %e, "announcing this worker failed; retrying"),
+            Ok(()) if std::mem::replace(&mut failing, false) => {
+                info!("this worker's beat reaches the task store again")
+            }
+            Ok(()) => {}
+            Err(e) if !std::mem::replace(&mut failing, true) => {
+                warn!(error = %e, "this worker's beat failed; retrying")
+            }
+            Err(e) => debug!(error = %e, "this worker's beat failed again"),
         }
     }
     let _ = ctx.store.forget_worker(&ctx.worker_id).await;
@@ -111,5 +130,7 @@ mod tests {
         assert!(active.ids().is_empty());
         assert_eq!(ttl_ms(3000), 6000);
         assert_eq!(ttl_ms(10), 2000);
+        assert_eq!(beat_every(2000), Duration::from_millis(500));
+        assert_eq!(beat_every(200), Duration::from_millis(100));
     }
 }

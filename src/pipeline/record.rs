@@ -20,6 +20,9 @@ mod job_loop;
 mod live_metrics;
 mod side;
 pub(crate) mod supervisor;
+mod work_lock;
+
+use work_lock::NotLocked;
 
 /// Runs one record job from the queue.
 pub(super) async fn run(ctx: WorkerContext, queue: StageQueue, job: StageJob) {
@@ -64,6 +67,37 @@ pub(super) async fn run(ctx: WorkerContext, queue: StageQueue, job: StageJob) {
         return;
     }
     let work_dir = ctx.cfg.task_dir(&id);
+    // One writer per work directory: a worker that stalled (and lost this task) lets go of it
+    // before this one reads or writes there.
+    let _lock = match work_lock::lock(&ctx, &id, fence, &work_dir).await {
+        Ok(lock) => lock,
+        Err(NotLocked::LeaseLost) => {
+            info!("lost the lease while waiting for the work directory; skipped");
+            return;
+        }
+        Err(why) => {
+            let message = match why {
+                NotLocked::Io(e) => format!("work directory: {e}"),
+                _ => format!(
+                    "the previous worker of this recording still held its work directory after {} s",
+                    ctx.cfg.handover_timeout
+                ),
+            };
+            if let Err(e) = ctx
+                .fail_task(
+                    &id,
+                    task.status,
+                    Some(fence),
+                    ErrorCode::RecordFailed,
+                    message,
+                )
+                .await
+            {
+                warn!(error = %e, "record stage ended with a store error");
+            }
+            return;
+        }
+    };
     let mirror = super::mirror::store_for(&ctx, &task);
     if task.status != Status::Normal
         && let Some(store) = &mirror

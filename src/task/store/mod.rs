@@ -23,6 +23,7 @@
 //! | `{prefix}leases` | zset | ids of tasks with a lease; score = `lease_until` (unix ms) |
 //! | `{prefix}stream:{stage}` | stream | stage queue shared by all workers: field `task` = id |
 //! | `{prefix}worker:{worker}` | string | ids of the tasks a live worker works on, space-separated; expires unless renewed (`store/presence.rs`) |
+//! | `{prefix}workers` | zset | worker ids; score = unix ms until which the worker is known alive (renewed by its beat; `store/presence.rs`) |
 //! | `{prefix}stream:{stage}:{node}` | stream | stage queue of one node (its work directory holds the media); `record:{node}` holds recordings handed over at shutdown ([`TaskStore::hand_over`]) |
 //! | `{prefix}counts` | hash | tasks by status (`status` → number), changed by the scripts in the same step as each creation, transition and deletion |
 //! | `{prefix}streams` | set | the key of every stage stream ever used (for queue depths without SCAN) |
@@ -65,7 +66,9 @@
 //! [`StoreError::LeaseLost`] once another worker has claimed the task or the lease was cleared,
 //! so a slow stale worker can never overwrite a newer owner's work. Expired leases are found
 //! with [`TaskStore::expired_leases`] and cleared by exactly one caller of
-//! [`TaskStore::take_expired`].
+//! [`TaskStore::take_expired`]. A worker that stopped beating ([`TaskStore::beat_worker`],
+//! [`TaskStore::silent_workers`]) has its tasks' leases cleared before they expire, again by
+//! exactly one caller, of [`TaskStore::take_orphaned`].
 //!
 //! # Failures
 //!

@@ -38,3 +38,5 @@ pub(super) static MIGRATE: LazyLock<Script> =
     LazyLock::new(|| Script::new(include_str!("../lua/migrate.lua")));
 pub(super) static REMEMBER: LazyLock<Script> =
     LazyLock::new(|| Script::new(include_str!("../lua/remember.lua")));
+pub(super) static TAKE_ORPHANED: LazyLock<Script> =
+    LazyLock::new(|| Script::new(include_str!("../lua/take_orphaned.lua")));

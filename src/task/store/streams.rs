@@ -121,6 +121,115 @@ impl TaskStore {
         jobs
     }
 
+    /// Reads up to one job from each of `queues` at once: entries reclaimed from consumers idle
+    /// for `min_idle_ms` (a worker that stopped) first, queue by queue; otherwise new entries,
+    /// waiting up to `block_ms` on every queue in one blocking read, so an entry in any of them
+    /// is seen as soon as it arrives. Jobs come in the order of `queues`.
+    pub async fn read_stages(
+        &self,
+        queues: &[StageQueue],
+        consumer: &str,
+        block_ms: u64,
+        min_idle_ms: u64,
+    ) -> Result<Vec<(StageQueue, StageJob)>, StoreError> {
+        for attempt in 0..2 {
+            for q in queues {
+                self.ensure_group(&self.stage_key(q)).await?;
+            }
+            match self
+                .read_stages_once(queues, consumer, block_ms, min_idle_ms)
+                .await
+            {
+                // Redis lost a group (restarted without persistence): create them again.
+                Err(Failure::Redis(e)) if e.code() == Some("NOGROUP") && attempt == 0 => {
+                    for q in queues {
+                        self.forget_group(&self.stage_key(q));
+                    }
+                }
+                other => return other.map_err(|f| self.fail("read_stages", f)),
+            }
+        }
+        Ok(Vec::new())
+    }
+
+    async fn read_stages_once(
+        &self,
+        queues: &[StageQueue],
+        consumer: &str,
+        block_ms: u64,
+        min_idle_ms: u64,
+    ) -> Result<Vec<(StageQueue, StageJob)>, Failure> {
+        let keys: Vec<String> = queues.iter().map(|q| self.stage_key(q)).collect();
+        for (q, key) in queues.iter().zip(&keys) {
+            let mut reclaim = redis::cmd("XAUTOCLAIM");
+            reclaim
+                .arg(key)
+                .arg(GROUP)
+                .arg(consumer)
+                .arg(min_idle_ms)
+                .arg("0-0")
+                .arg("COUNT")
+                .arg(1);
+            let reclaim = &reclaim;
+            let reclaimed = self
+                .run(move |mut c| async move {
+                    reclaim.query_async::<StreamAutoClaimReply>(&mut c).await
+                })
+                .await?;
+            if !reclaimed.claimed.is_empty() {
+                tracing::info!(stream = key, consumer, "reclaimed stale stage entries");
+                let jobs = self.stage_jobs(key, reclaimed.claimed).await;
+                return Ok(jobs.into_iter().map(|j| (q.clone(), j)).collect());
+            }
+        }
+        let mut read = redis::cmd("XREADGROUP");
+        read.arg("GROUP")
+            .arg(GROUP)
+            .arg(consumer)
+            .arg("COUNT")
+            .arg(1)
+            .arg("BLOCK")
+            .arg(block_ms.max(1))
+            .arg("STREAMS")
+            .arg(&keys);
+        for _ in &keys {
+            read.arg(">");
+        }
+        let read = &read;
+        let reply = self
+            .run_blocking(Duration::from_millis(block_ms), move |mut c| async move {
+                read.query_async::<Option<StreamReadReply>>(&mut c).await
+            })
+            .await?;
+        let mut jobs = Vec::new();
+        for (q, key) in queues.iter().zip(&keys) {
+            let entries: Vec<StreamId> = reply
+                .iter()
+                .flat_map(|r| &r.keys)
+                .filter(|k| &k.key == key)
+                .flat_map(|k| k.ids.clone())
+                .collect();
+            for job in self.stage_jobs(key, entries).await {
+                jobs.push((q.clone(), job));
+            }
+        }
+        Ok(jobs)
+    }
+
+    /// Puts a job read from `q` back for another reader (a new entry for the same task; the one
+    /// read is acknowledged). A task queued twice is run once: the second claim finds it taken.
+    pub async fn put_back(&self, q: &StageQueue, job: &StageJob) -> Result<(), StoreError> {
+        let key = self.stage_key(q);
+        let mut cmd = redis::cmd("XADD");
+        cmd.arg(&key).arg("*").arg("task").arg(&job.task_id);
+        let cmd = &cmd;
+        self.call("put_back", move |mut c| async move {
+            cmd.query_async::<String>(&mut c).await
+        })
+        .await?;
+        self.ack_key(&key, &job.entry_id).await
+    }
+
     /// Acknowledges a stage entry and deletes it from the stream.
     pub async fn ack(&self, q: &StageQueue, entry_id: &str) -> Result<(), StoreError> {
         self.ack_key(&self.stage_key(q), entry_id).await
