@@ -13,8 +13,11 @@ What it runs, in this order:
   3. Start -> first frame and Stop -> finished through `pagecast serve`, with a private Redis and
      s3s-fs (bench/stop_to_finished.py), `--delivery-runs` times.
   4. Describe latency at 1,000 requests/s over 100 live tasks (bench/describe_latency.sh).
-  5. 1920x1080 and 2560x1440 at 30 fps, one pagecast recording each (no target).
-  6. With `--long-minutes N`, one N-minute recording: PSS minute by minute (flat or not) and the
+  5. A recording worker killed (kill -9 of its process group) while a standby worker runs, and
+     with a worker started after the kill: seconds of the page lost (bench/takeover_bench.py),
+     `--takeover-runs` times each.
+  6. 1920x1080 and 2560x1440 at 30 fps, one pagecast recording each (no target).
+  7. With `--long-minutes N`, one N-minute recording: PSS minute by minute (flat or not) and the
      timing figures over the whole length.
 
 Example (about 20 minutes on a 2-core machine):
@@ -44,6 +47,7 @@ from pathlib import Path
 import frame_timing as ft  # bench/ is the script directory
 import stop_to_finished as stf
 from fixtures import fixture_server
+import takeover_bench as tb
 
 ROOT = Path(__file__).resolve().parent.parent
 # Where scripts/install-test-deps.sh and bench/puppeteer_baseline.sh put the tools they build or fetch.
@@ -161,6 +165,22 @@ def delivery(opts) -> list[dict]:
     return runs
 
 
+def takeover(opts) -> dict[str, list[dict]]:
+    """Seconds of a recording lost when its worker's process group is killed (bench/takeover_bench.py)."""
+    fixtures = fixture_server()
+    args = argparse.Namespace(pagecast=opts.pagecast, lease_ms=None, env=[], keep_logs=None,
+                              fault_after=5.0, runs=opts.takeover_runs)
+    out: dict[str, list[dict]] = {}
+    for scenario in tb.SCENARIOS:
+        out[scenario] = []
+        for i in range(opts.takeover_runs):
+            with tempfile.TemporaryDirectory(prefix="pagecast-takeover-") as tmp:
+                r = tb.one_run(args, fixtures, scenario, Path(tmp))
+            print(f"  takeover, {scenario} {i + 1}: {json.dumps(r)}", file=sys.stderr, flush=True)
+            out[scenario].append(r)
+    return out
+
+
 DESCRIBE_LINE = re.compile(r"(\d+) failed; latency ms p50 ([\d.]+) p90 ([\d.]+) p99 ([\d.]+) max ([\d.]+)")
 
 
@@ -234,6 +254,12 @@ def build_table(res: dict) -> list[list[str]]:
         p99 = statistics.median(r["p99_ms"] for r in res["describe"])
         table.append(["Describe p99, 1,000 req/s, 100 live tasks", "≤ 5 ms", f"{p99:.2f} ms", "", "",
                       verdict(p99, lambda v: v <= 5.0)])
+    for scenario, runs in res.get("takeover", {}).items():
+        lost = [r["lost_s"] for r in runs if r["lost_s"] is not None]
+        worst = max(lost) if len(lost) == len(runs) and lost else None
+        table.append([f"takeover, worker killed ({scenario}): seconds lost", "≤ 5 s",
+                      ", ".join(f"{x:.2f} s" for x in lost) or "-", "", "",
+                      verdict(worst, lambda v: v <= 5.0)])
     for size, row in res.get("large", {}).items():
         table.append([f"{size}: distinct, p95, CPU-s/min, PSS", "reported",
                       f"{ft.fmt('{:.4f}', row['distinct_ratio'])}, {ft.fmt('{:.1f}', row['p95_error_ms'])} ms, "
@@ -311,6 +337,8 @@ def parse_args(argv=None):
     p.add_argument("--describe-runs", type=int, default=3, help="Describe load runs of 10 s (default 3)")
     p.add_argument("--large-seconds", type=float, default=20,
                    help="length of the 1080p and 1440p recordings; 0 skips them (default 20)")
+    p.add_argument("--takeover-runs", type=int, default=2,
+                   help="kill -9 takeover runs per scenario (standby, started after); 0 skips them (default 2)")
     p.add_argument("--long-minutes", type=float, default=0,
                    help="also record this many minutes in one go (memory flatness); default 0 = skip")
     p.add_argument("--skip", default="", help="comma-separated sections to leave out: "
@@ -373,6 +401,9 @@ def main(argv=None) -> int:
         if "describe" not in opts.skip:
             print("Describe under load:", file=sys.stderr)
             res["describe"] = describe(opts)
+        if opts.takeover_runs > 0:
+            print("a recording worker killed:", file=sys.stderr)
+            res["takeover"] = takeover(opts)
         if "large" not in opts.skip and opts.large_seconds > 0:
             print("larger frames:", file=sys.stderr)
             res["large"] = {
