@@ -6,6 +6,7 @@ pub mod finalize;
 pub mod hls;
 pub mod live;
 pub mod pacer;
+pub mod picture;
 pub mod probe;
 pub mod remux;
 pub mod salvage;

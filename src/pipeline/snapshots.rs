@@ -159,18 +159,9 @@ impl Storer {
             Sink::Local => self.ctx.cfg.output_dir.join(&key),
             Sink::Bucket(_) => self.work.join(format!("{}.{ext}", snap.time_ms)),
         };
-        let scratch = self.work.join("frame.raw");
-        let size = write_picture(
-            &self.ctx.cfg.recorder.ffmpeg,
-            snap,
-            self.size,
-            self.spec.format,
-            self.spec.width,
-            &scratch,
-            &path,
-        )
-        .await
-        .map_err(|e| e.to_string())?;
+        let size = write_picture(snap, self.size, self.spec.format, self.spec.width, &path)
+            .await
+            .map_err(|e| e.to_string())?;
         let url = match &self.sink {
             Sink::Local => match self.domain.as_deref() {
                 // The operator's own domain serves the files: its URLs are not signed.
