@@ -232,6 +232,13 @@ mod tests {
             Muxer::Mp4
         );
         assert_eq!(spec(with(json!({"Video": {}}))).muxer, Muxer::Mp4);
+        // A snapshot-only task.
+        assert_eq!(
+            spec(with(json!({"Output": {"Video": {"Muxer": "None"},
+                "Snapshots": {"Interval": 1, "Format": "jpg"}}})))
+            .muxer,
+            Muxer::None
+        );
         assert_eq!(
             spec(with(
                 json!({"Output": {"Video": {"Muxer": "hls"}}, "Video": {"Muxer": "HLS"}})
