@@ -380,6 +380,118 @@ fn a_snapshot_only_task_stores_pictures_and_no_video() {
     assert!(!svc.dir.join("work").join(&id).exists());
 }
 
+/// The snapshot callbacks waiting in the outbox (`{prefix}snapcb:items`), as JSON.
+fn outbox(redis: &TestRedis, prefix: &str) -> Vec<Value> {
+    let mut c = redis::Client::open(redis.url.as_str())
+        .unwrap()
+        .get_connection()
+        .unwrap();
+    let items: Vec<String> = redis::cmd("HVALS")
+        .arg(format!("{prefix}snapcb:items"))
+        .query(&mut c)
+        .unwrap();
+    items
+        .iter()
+        .map(|s| serde_json::from_str(s).unwrap())
+        .collect()
+}
+
+#[test]
+fn snapshot_callbacks_wait_in_redis_for_their_receiver_across_a_worker_restart() {
+    let redis = TestRedis::start();
+    let fixtures = fixture_server();
+    // Nothing listens there yet (the port is held so that nothing else takes it).
+    let late = ReservedPort::new();
+    let port = late.port;
+    // The API in one process, the worker in another: the worker is restarted below.
+    let mut svc = service_with(
+        &redis,
+        "snap-outbox",
+        false,
+        1,
+        1,
+        &[
+            ("PAGECAST_CALLBACK_SECRET", "s3cret"),
+            ("PAGECAST_CALLBACK_BACKOFF_MS", "300"),
+            ("PAGECAST_CALLBACK_MAX_BACKOFF_SECONDS", "1"),
+            ("PAGECAST_CALLBACK_RETRY_SECONDS", "600"),
+        ],
+    );
+    let id = start(
+        &svc.url,
+        json!({
+            "RecordURL": format!("{fixtures}/static.html"),
+            "MaxDurationLimit": 3,
+            "Output": {"Snapshots": {"Interval": 1, "Format": "jpg", "Width": 320,
+                "CallbackURL": format!("http://127.0.0.1:{port}/ok")}},
+        }),
+    );
+    let d = wait_finished(&svc.url, &id, Duration::from_secs(90));
+    assert!(d["Result"]["ErrorCode"].is_null(), "{d}");
+    let list = snapshots(&d);
+    assert!(list.len() >= 2, "{d}");
+    // The receiver is down: every picture's callback waits in the outbox, tried and failed.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let waiting = loop {
+        let waiting = outbox(&redis, &svc.prefix);
+        let tried = waiting
+            .iter()
+            .filter(|cb| cb["attempts"].as_u64() >= Some(2) && cb["last_error"].is_string())
+            .count();
+        if tried == list.len() {
+            break waiting;
+        }
+        assert!(Instant::now() < deadline, "callbacks tried: {waiting:?}");
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    assert_eq!(waiting.len(), list.len(), "{waiting:?}");
+    assert!(waiting.iter().all(|cb| cb["task"] == id.as_str()));
+
+    // The worker stops; its callbacks stay in Redis.
+    drop(svc.procs.remove(1));
+    assert_eq!(outbox(&redis, &svc.prefix).len(), list.len());
+
+    // The receiver comes up, and a new worker delivers every callback, once, signed, with the
+    // event id it had from the start.
+    let receiver = CallbackReceiver::start_on(late);
+    let log = svc.dir.join("worker-new.log");
+    svc.procs.push(spawn(&["worker"], &svc.worker_env, &log));
+    let deadline = Instant::now() + Duration::from_secs(90);
+    while !outbox(&redis, &svc.prefix).is_empty() {
+        assert!(
+            Instant::now() < deadline,
+            "callbacks still waiting; see {}",
+            log.display()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let got = receiver.received();
+    assert_eq!(got.len(), list.len(), "each delivered once");
+    let mut sent_ids: Vec<String> = got.iter().map(|d| d.event_id.clone().unwrap()).collect();
+    let mut stored_ids: Vec<String> = waiting
+        .iter()
+        .map(|cb| cb["event_id"].as_str().unwrap().to_string())
+        .collect();
+    sent_ids.sort();
+    stored_ids.sort();
+    assert_eq!(sent_ids, stored_ids);
+    let mut posted = Vec::new();
+    for delivery in &got {
+        assert_eq!(
+            delivery.signature.as_deref(),
+            Some(pagecast::pipeline::callback::signature(b"s3cret", &delivery.body).as_str()),
+        );
+        let body: Value = serde_json::from_slice(&delivery.body).unwrap();
+        assert_eq!(
+            (body["TaskID"].as_str(), body["Kind"].as_str()),
+            (Some(id.as_str()), Some("snapshot"))
+        );
+        posted.push(body["Snapshot"]["Time"].as_u64().unwrap());
+    }
+    posted.sort();
+    assert_eq!(posted, times(&list));
+}
+
 #[test]
 fn start_refuses_bad_snapshot_fields() {
     let redis = TestRedis::start();

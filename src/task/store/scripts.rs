@@ -38,3 +38,5 @@ pub(super) static MIGRATE: LazyLock<Script> =
     LazyLock::new(|| Script::new(include_str!("../lua/migrate.lua")));
 pub(super) static REMEMBER: LazyLock<Script> =
     LazyLock::new(|| Script::new(include_str!("../lua/remember.lua")));
+pub(super) static CLAIM_SNAPSHOT_CALLBACKS: LazyLock<Script> =
+    LazyLock::new(|| Script::new(include_str!("../lua/claim_snapshot_callbacks.lua")));
