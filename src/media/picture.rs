@@ -1,13 +1,14 @@
 //! One snapshot picture made in process: a recording frame (a screencast JPEG, or a raw X11
-//! grab as I420 or BGRX) decoded to RGB, scaled to a width keeping the aspect, and encoded as
-//! JPEG or PNG.
+//! grab as I420 or BGRX) decoded to RGB (`image`'s JPEG decoder; `dcv-color-primitives` for raw
+//! frames), scaled to a width keeping the aspect (`fast_image_resize`), and encoded as JPEG
+//! (`jpeg-encoder`) or PNG (`image`).
 //!
 //! This replaced one ffmpeg run per picture, which cost ~0.08 CPU-s each, nearly all of it
 //! ffmpeg's start-up (BENCHMARKS.md, "Snapshots"). The work is CPU-bound and takes milliseconds:
 //! callers run it off the async threads (`tokio::task::spawn_blocking`).
 
 use dcv_color_primitives::{ColorSpace, ImageFormat as DcvFormat, PixelFormat, convert_image};
-use image::codecs::jpeg::JpegEncoder;
+use fast_image_resize as fir;
 use image::codecs::png::{CompressionType, FilterType as PngFilter, PngEncoder};
 use image::{ImageEncoder, RgbImage};
 
@@ -48,18 +49,29 @@ pub fn convert(
 ) -> Result<Vec<u8>, PictureError> {
     let rgb = to_rgb(frame, format, size)?;
     let rgb = match scale_to {
-        Some(to) if to != rgb.width() => {
-            let (w, h) = scaled_size(rgb.dimensions(), to);
-            if w < rgb.width() {
-                // Downscaling: an area average, fast and free of aliasing.
-                image::imageops::thumbnail(&rgb, w, h)
-            } else {
-                image::imageops::resize(&rgb, w, h, image::imageops::FilterType::Triangle)
-            }
-        }
+        Some(to) if to != rgb.width() => scale(&rgb, scaled_size(rgb.dimensions(), to))?,
         _ => rgb,
     };
     encode(&rgb, out)
+}
+
+/// `rgb` scaled to `(w, h)`: bilinear, its support widened when shrinking (no aliasing).
+fn scale(rgb: &RgbImage, (w, h): (u32, u32)) -> Result<RgbImage, PictureError> {
+    let fail = |e: &dyn std::fmt::Display| PictureError::Encode(format!("scaling: {e}"));
+    let src = fir::images::ImageRef::new(
+        rgb.width(),
+        rgb.height(),
+        rgb.as_raw(),
+        fir::PixelType::U8x3,
+    )
+    .map_err(|e| fail(&e))?;
+    let mut dst = fir::images::Image::new(w, h, fir::PixelType::U8x3);
+    let options = fir::ResizeOptions::new()
+        .resize_alg(fir::ResizeAlg::Convolution(fir::FilterType::Bilinear));
+    fir::Resizer::new()
+        .resize(&src, &mut dst, &options)
+        .map_err(|e| fail(&e))?;
+    RgbImage::from_raw(w, h, dst.into_vec()).ok_or_else(|| fail(&"buffer size"))
 }
 
 /// The frame as 8-bit RGB.
@@ -109,18 +121,32 @@ fn to_rgb(frame: &[u8], format: FrameFormat, (w, h): (u32, u32)) -> Result<RgbIm
 fn encode(rgb: &RgbImage, out: SnapshotFormat) -> Result<Vec<u8>, PictureError> {
     let mut buf = Vec::with_capacity(rgb.as_raw().len() / 8);
     let (w, h) = rgb.dimensions();
-    let res =
-        match out {
-            SnapshotFormat::Jpg => JpegEncoder::new_with_quality(&mut buf, JPEG_QUALITY)
-                .write_image(rgb.as_raw(), w, h, image::ExtendedColorType::Rgb8),
-            // Fast compression: a 720p page compresses to about the size the default level gives, in
-            // a fraction of the time.
-            SnapshotFormat::Png => {
-                PngEncoder::new_with_quality(&mut buf, CompressionType::Fast, PngFilter::Adaptive)
-                    .write_image(rgb.as_raw(), w, h, image::ExtendedColorType::Rgb8)
-            }
-        };
-    res.map_err(|e| PictureError::Encode(e.to_string()))?;
+    match out {
+        SnapshotFormat::Jpg => {
+            let side = |n: u32| {
+                u16::try_from(n)
+                    .map_err(|_| PictureError::Encode(format!("{n} pixels is too large")))
+            };
+            let mut encoder = jpeg_encoder::Encoder::new(&mut buf, JPEG_QUALITY);
+            // 4:2:0, as the video is.
+            encoder.set_sampling_factor(jpeg_encoder::SamplingFactor::F_2_2);
+            encoder
+                .encode(
+                    rgb.as_raw(),
+                    side(w)?,
+                    side(h)?,
+                    jpeg_encoder::ColorType::Rgb,
+                )
+                .map_err(|e| PictureError::Encode(e.to_string()))?;
+        }
+        // Fast compression: a 720p page compresses to about the size the default level gives, in
+        // a fraction of the time.
+        SnapshotFormat::Png => {
+            PngEncoder::new_with_quality(&mut buf, CompressionType::Fast, PngFilter::Adaptive)
+                .write_image(rgb.as_raw(), w, h, image::ExtendedColorType::Rgb8)
+                .map_err(|e| PictureError::Encode(e.to_string()))?;
+        }
+    }
     Ok(buf)
 }
 
