@@ -1,7 +1,8 @@
 //! Snapshots end to end (`Output.Snapshots`): pictures taken from the recording while it
 //! records, stored in the output directory (local delivery) and in a real S3 server (s3s-fs),
 //! listed in Describe while recording, announced on the Redis stream `{prefix}events` and posted
-//! to the snapshots' CallbackURL; none while paused; Start refuses bad fields.
+//! to the snapshots' CallbackURL; none while paused; Start refuses bad fields. A snapshot-only
+//! task (`Output.Video.Muxer: "none"`) stores its pictures and no video.
 
 mod common;
 #[path = "support/redis.rs"]
@@ -286,6 +287,211 @@ fn snapshots_land_in_the_bucket_as_the_screencast_jpegs() {
     assert!(!svc.dir.join("work").join(&id).join("snapshots").exists());
 }
 
+/// Every file below `dir`, as paths relative to it.
+fn files_below(dir: &Path) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for entry in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                stack.push(path);
+            } else {
+                out.push(
+                    path.strip_prefix(dir)
+                        .unwrap()
+                        .to_string_lossy()
+                        .into_owned(),
+                );
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+#[test]
+fn a_snapshot_only_task_stores_pictures_and_no_video() {
+    let redis = TestRedis::start();
+    let s3 = TestS3::start();
+    let receiver = CallbackReceiver::start();
+    let fixtures = fixture_server();
+    let mut env = s3.env();
+    env.push(("PAGECAST_S3_PRESIGN_SECONDS", "3600".into()));
+    let env: Vec<(&'static str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let svc = service_with(&redis, "snap-only", true, 0, 1, &env);
+    // The X11 capture (the default): raw frames, converted and encoded in process.
+    let id = start_recording(
+        &svc.url,
+        json!({
+            "RecordURL": format!("{fixtures}/animated.html"),
+            "MaxDurationLimit": 6,
+            "CallbackURL": format!("{}/ok", receiver.url),
+            "Output": {"S3": {"TargetDir": "mod/7"}, "Video": {"Muxer": "none"},
+                "Snapshots": {"Interval": 1, "Format": "jpg"}},
+        }),
+    );
+    let d = wait_for(&svc.url, &id, "a snapshot", Duration::from_secs(30), |d| {
+        !snapshots(d).is_empty()
+    });
+    assert_eq!(d["Muxer"], "none", "{d}");
+    let d = wait_finished(&svc.url, &id, Duration::from_secs(90));
+    assert!(d["Result"]["ErrorCode"].is_null(), "{d}");
+    assert_eq!(d["Result"]["Videos"], json!([]), "no video: {d}");
+    let recorded = d["RecordedDuration"].as_f64().unwrap();
+    let list = snapshots(&d);
+    let want = expected_count(recorded, 1.0);
+    assert_eq!(
+        times(&list),
+        (0..want as u64).map(|k| k * 1000).collect::<Vec<_>>(),
+        "one picture per second of the {recorded} s recorded: {d}"
+    );
+    // The bucket holds the pictures and nothing else: no video, no parts.
+    let stored = files_below(&s3.data().join(s3_support::BUCKET));
+    let keys: Vec<String> = list
+        .iter()
+        .map(|s| s["Key"].as_str().unwrap().to_string())
+        .collect();
+    let mut sorted = keys.clone();
+    sorted.sort();
+    assert_eq!(stored, sorted, "only the pictures are stored");
+    let scratch_dir = scratch("snap-only-check");
+    for s in &list {
+        let (status, body) = get(s["FileURL"].as_str().unwrap());
+        assert_eq!(status, 200, "{s}");
+        let p = decoded(&body, &scratch_dir, &format!("{}.jpg", s["Time"]));
+        assert_eq!(
+            (p.codec.as_str(), p.width, p.height),
+            ("mjpeg", 1280, 720),
+            "{s}"
+        );
+    }
+    // The task's callback as usual: no videos, the pictures listed.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while receiver.received().is_empty() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let got = receiver.received();
+    assert_eq!(got.len(), 1, "one task callback");
+    let body: Value = serde_json::from_slice(&got[0].body).unwrap();
+    assert_eq!(body["Result"]["Videos"], json!([]), "{body}");
+    assert_eq!(times(&snapshots(&body)), times(&list), "{body}");
+    // The recording's segments are gone from the work directory.
+    assert!(!svc.dir.join("work").join(&id).exists());
+}
+
+/// The snapshot callbacks waiting in the outbox (`{prefix}snapcb:items`), as JSON.
+fn outbox(redis: &TestRedis, prefix: &str) -> Vec<Value> {
+    let mut c = redis::Client::open(redis.url.as_str())
+        .unwrap()
+        .get_connection()
+        .unwrap();
+    let items: Vec<String> = redis::cmd("HVALS")
+        .arg(format!("{prefix}snapcb:items"))
+        .query(&mut c)
+        .unwrap();
+    items
+        .iter()
+        .map(|s| serde_json::from_str(s).unwrap())
+        .collect()
+}
+
+#[test]
+fn snapshot_callbacks_wait_in_redis_for_their_receiver_across_a_worker_restart() {
+    let redis = TestRedis::start();
+    let fixtures = fixture_server();
+    // Nothing listens there yet (the port is held so that nothing else takes it).
+    let late = ReservedPort::new();
+    let port = late.port;
+    // The API in one process, the worker in another: the worker is restarted below.
+    let mut svc = service_with(
+        &redis,
+        "snap-outbox",
+        false,
+        1,
+        1,
+        &[
+            ("PAGECAST_CALLBACK_SECRET", "s3cret"),
+            ("PAGECAST_CALLBACK_BACKOFF_MS", "300"),
+            ("PAGECAST_CALLBACK_MAX_BACKOFF_SECONDS", "1"),
+            ("PAGECAST_CALLBACK_RETRY_SECONDS", "600"),
+        ],
+    );
+    let id = start(
+        &svc.url,
+        json!({
+            "RecordURL": format!("{fixtures}/static.html"),
+            "MaxDurationLimit": 3,
+            "Output": {"Snapshots": {"Interval": 1, "Format": "jpg", "Width": 320,
+                "CallbackURL": format!("http://127.0.0.1:{port}/ok")}},
+        }),
+    );
+    let d = wait_finished(&svc.url, &id, Duration::from_secs(90));
+    assert!(d["Result"]["ErrorCode"].is_null(), "{d}");
+    let list = snapshots(&d);
+    assert!(list.len() >= 2, "{d}");
+    // The receiver is down: every picture's callback waits in the outbox, tried and failed.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let waiting = loop {
+        let waiting = outbox(&redis, &svc.prefix);
+        let tried = waiting
+            .iter()
+            .filter(|cb| cb["attempts"].as_u64() >= Some(2) && cb["last_error"].is_string())
+            .count();
+        if tried == list.len() {
+            break waiting;
+        }
+        assert!(Instant::now() < deadline, "callbacks tried: {waiting:?}");
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    assert_eq!(waiting.len(), list.len(), "{waiting:?}");
+    assert!(waiting.iter().all(|cb| cb["task"] == id.as_str()));
+
+    // The worker stops; its callbacks stay in Redis.
+    drop(svc.procs.remove(1));
+    assert_eq!(outbox(&redis, &svc.prefix).len(), list.len());
+
+    // The receiver comes up, and a new worker delivers every callback, once, signed, with the
+    // event id it had from the start.
+    let receiver = CallbackReceiver::start_on(late);
+    let log = svc.dir.join("worker-new.log");
+    svc.procs.push(spawn(&["worker"], &svc.worker_env, &log));
+    let deadline = Instant::now() + Duration::from_secs(90);
+    while !outbox(&redis, &svc.prefix).is_empty() {
+        assert!(
+            Instant::now() < deadline,
+            "callbacks still waiting; see {}",
+            log.display()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let got = receiver.received();
+    assert_eq!(got.len(), list.len(), "each delivered once");
+    let mut sent_ids: Vec<String> = got.iter().map(|d| d.event_id.clone().unwrap()).collect();
+    let mut stored_ids: Vec<String> = waiting
+        .iter()
+        .map(|cb| cb["event_id"].as_str().unwrap().to_string())
+        .collect();
+    sent_ids.sort();
+    stored_ids.sort();
+    assert_eq!(sent_ids, stored_ids);
+    let mut posted = Vec::new();
+    for delivery in &got {
+        assert_eq!(
+            delivery.signature.as_deref(),
+            Some(pagecast::pipeline::callback::signature(b"s3cret", &delivery.body).as_str()),
+        );
+        let body: Value = serde_json::from_slice(&delivery.body).unwrap();
+        assert_eq!(
+            (body["TaskID"].as_str(), body["Kind"].as_str()),
+            (Some(id.as_str()), Some("snapshot"))
+        );
+        posted.push(body["Snapshot"]["Time"].as_u64().unwrap());
+    }
+    posted.sort();
+    assert_eq!(posted, times(&list));
+}
+
 #[test]
 fn start_refuses_bad_snapshot_fields() {
     let redis = TestRedis::start();
@@ -321,6 +527,22 @@ fn start_refuses_bad_snapshot_fields() {
             "{body}"
         );
     }
+    // A snapshot-only task needs snapshots.
+    let (status, body) = call(
+        &svc.url,
+        "Start",
+        json!({"RecordURL": "https://example.com/", "Output": {"Video": {"Muxer": "none"}}}),
+    );
+    assert_eq!(
+        (status, body["ErrorCode"].as_str()),
+        (400, Some("MissingParam")),
+        "{body}"
+    );
+    assert!(
+        body.to_string()
+            .contains("Data.Output.Snapshots is required with Muxer"),
+        "{body}"
+    );
     // The CallbackURL follows the egress rules (this service allows no private addresses).
     let (status, body) = call(
         &svc.url,

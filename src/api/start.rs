@@ -259,6 +259,13 @@ pub fn parse_start(
     };
     let video = from_output.merge(from_data)?;
     let muxer = video.muxer.as_ref().map(|(m, _)| *m).unwrap_or_default();
+    if muxer == Muxer::None && output.snapshots.is_none() {
+        return Err(ApiError::new(
+            ErrorCode::MissingParam,
+            "Data.Output.Snapshots is required with Muxer \"none\" (a task that records no \
+             video file must take snapshots)",
+        ));
+    }
     p.check_names(&output, muxer)?;
     let generate = match &video.generate_key {
         Some((true, path)) => Some(path.clone()),

@@ -6,11 +6,12 @@ pub mod finalize;
 pub mod hls;
 pub mod live;
 pub(crate) mod pacer;
+pub mod picture;
 pub mod probe;
 pub mod remux;
 pub mod salvage;
 pub mod segments;
-pub(crate) mod snapshot;
+pub mod snapshot;
 mod ts_padding;
 
 use crate::error::{ErrorCode, HasErrorCode};

@@ -5,12 +5,11 @@
 //! the feed keeps the first frame at or after each multiple of the interval and hands it, without
 //! waiting, to whoever stores the pictures. Paused time is not recorded, so no picture is taken
 //! while paused. A frame that is already a JPEG (Chromium's screencast) is kept as it is when a
-//! JPEG of the recording's size is asked for; anything else is one short ffmpeg run (through the
-//! process core) that decodes, scales and encodes one picture.
+//! JPEG of the recording's size is asked for; anything else is decoded, scaled and encoded in
+//! process ([`super::picture`]).
 
 use std::path::Path;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use tokio::sync::mpsc;
 
@@ -20,8 +19,6 @@ use super::encoder::FrameFormat;
 /// Pictures waiting to be stored; more are dropped (a storage that falls behind loses
 /// pictures, never recording time).
 const QUEUE: usize = 4;
-/// Longest one picture's conversion may take.
-const CONVERT_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// One picture to store.
 #[derive(Clone)]
@@ -101,64 +98,14 @@ impl SnapshotFeed {
     }
 }
 
-/// ffmpeg's arguments to turn `input` (a `width`×`height` frame in `format`) into one picture
-/// `output` of `out` format, `scale_to` pixels wide when given.
-pub(crate) fn convert_args(
-    format: FrameFormat,
-    (width, height): (u32, u32),
-    input: &Path,
-    output: &Path,
-    out: SnapshotFormat,
-    scale_to: Option<u32>,
-) -> Vec<String> {
-    let mut args: Vec<String> = ["-hide_banner", "-loglevel", "error", "-nostdin", "-y"]
-        .map(String::from)
-        .to_vec();
-    let raw = |pix: &str| {
-        [
-            "-f",
-            "rawvideo",
-            "-pix_fmt",
-            pix,
-            "-video_size",
-            &format!("{width}x{height}"),
-        ]
-        .map(String::from)
-    };
-    match format {
-        FrameFormat::Jpeg => args.extend(["-f", "mjpeg"].map(String::from)),
-        FrameFormat::Bgrx => args.extend(raw("bgr0")),
-        FrameFormat::I420 => args.extend(raw("yuv420p")),
-    }
-    args.push("-i".into());
-    args.push(input.to_string_lossy().into_owned());
-    args.extend(["-frames:v", "1"].map(String::from));
-    // Even height (yuv pictures need it); the aspect is kept.
-    let mut filters = scale_to.map_or_else(Vec::new, |w| vec![format!("scale={w}:-2")]);
-    match out {
-        SnapshotFormat::Jpg => {
-            filters.push("format=yuvj420p".into());
-            args.extend(["-q:v", "3"].map(String::from));
-        }
-        SnapshotFormat::Png => filters.push("format=rgb24".into()),
-    }
-    args.push("-vf".into());
-    args.push(filters.join(","));
-    args.extend(["-f", "image2"].map(String::from));
-    args.push(output.to_string_lossy().into_owned());
-    args
-}
-
 /// Writes `snap` as a picture of `out` format at `output`. `size` is the recording's frame
-/// size (raw frames have no header); `scale_to` a width to scale to. `scratch` is a file the
-/// frame may be written to for ffmpeg. Returns the picture's size in bytes.
+/// size (raw frames have no header); `scale_to` a width to scale to. The conversion runs on a
+/// blocking thread, off the async workers. Returns the picture's size in bytes.
 pub(crate) async fn write_picture(
-    ffmpeg: &Path,
     snap: &Snapshot,
     size: (u32, u32),
     out: SnapshotFormat,
     scale_to: Option<u32>,
-    scratch: &Path,
     output: &Path,
 ) -> Result<u64, MediaError> {
     if let Some(dir) = output.parent() {
@@ -167,23 +114,23 @@ pub(crate) async fn write_picture(
             .map_err(MediaError::io("creating the snapshots' directory"))?;
     }
     // The screencast's frame is a JPEG already: kept as it is.
-    if snap.format == FrameFormat::Jpeg && out == SnapshotFormat::Jpg && scale_to.is_none() {
-        tokio::fs::write(output, &snap.image)
+    let picture: Arc<[u8]> =
+        if snap.format == FrameFormat::Jpeg && out == SnapshotFormat::Jpg && scale_to.is_none() {
+            snap.image.clone()
+        } else {
+            let (image, format) = (snap.image.clone(), snap.format);
+            tokio::task::spawn_blocking(move || {
+                super::picture::convert(&image, format, size, out, scale_to)
+            })
             .await
-            .map_err(MediaError::io("writing a snapshot"))?;
-        return Ok(snap.image.len() as u64);
-    }
-    tokio::fs::write(scratch, &snap.image)
+            .map_err(|e| MediaError::Unexpected(format!("the snapshot conversion stopped: {e}")))?
+            .map_err(|e| MediaError::Unexpected(e.to_string()))?
+            .into()
+        };
+    tokio::fs::write(output, &picture)
         .await
-        .map_err(MediaError::io("writing a frame for a snapshot"))?;
-    let args = convert_args(snap.format, size, scratch, output, out, scale_to);
-    let run = crate::process::run_capture("ffmpeg", ffmpeg, args, CONVERT_TIMEOUT).await;
-    let _ = tokio::fs::remove_file(scratch).await;
-    run?;
-    let meta = tokio::fs::metadata(output)
-        .await
-        .map_err(MediaError::io("reading a snapshot's size"))?;
-    Ok(meta.len())
+        .map_err(MediaError::io("writing a snapshot"))?;
+    Ok(picture.len() as u64)
 }
 
 /// The image format of snapshots.
@@ -236,37 +183,5 @@ mod tests {
         // Frames missed (a stall): the next picture is the first frame after, and the
         // schedule stays on the multiples.
         assert_eq!(take(5_040, Some(3000), 1000), Some(6000));
-    }
-
-    #[test]
-    fn conversion_scales_and_encodes_one_frame() {
-        let a = convert_args(
-            FrameFormat::I420,
-            (1280, 720),
-            Path::new("/w/f.raw"),
-            Path::new("/o/1000.png"),
-            SnapshotFormat::Png,
-            Some(320),
-        )
-        .join(" ");
-        assert!(
-            a.contains("-f rawvideo -pix_fmt yuv420p -video_size 1280x720 -i /w/f.raw"),
-            "{a}"
-        );
-        assert!(
-            a.ends_with("-frames:v 1 -vf scale=320:-2,format=rgb24 -f image2 /o/1000.png"),
-            "{a}"
-        );
-        let a = convert_args(
-            FrameFormat::Jpeg,
-            (1280, 720),
-            Path::new("/w/f.jpg"),
-            Path::new("/o/0.jpg"),
-            SnapshotFormat::Jpg,
-            None,
-        )
-        .join(" ");
-        assert!(a.contains("-f mjpeg -i /w/f.jpg"), "{a}");
-        assert!(a.contains("-vf format=yuvj420p"), "{a}");
     }
 }

@@ -24,6 +24,7 @@ mod presence;
 mod publish;
 mod record;
 mod side_tasks;
+mod snapshot_callbacks;
 mod snapshots;
 mod takeover;
 mod transcode;
@@ -312,6 +313,7 @@ pub async fn run_worker(ctx: WorkerContext) {
         callback::run,
     ));
     loops.spawn(outbox_loop(ctx.clone()));
+    loops.spawn(snapshot_callbacks::run(ctx.clone()));
     loops.spawn(diagnose::run(ctx.clone()));
     loops.spawn(presence::run(ctx.clone()));
     loops.spawn(orphans::run(ctx.clone()));

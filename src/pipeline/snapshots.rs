@@ -1,7 +1,7 @@
 //! `Output.Snapshots` for the record stage: pictures from the recording's frames stored as they
 //! are taken at `<TargetDir>/snapshots/<ms>.<ext>` in the task's storage (the output directory,
 //! or its bucket), listed for Describe, announced on `{prefix}events`, and posted to the
-//! snapshots' CallbackURL when there is one.
+//! snapshots' CallbackURL when there is one (through the outbox of `snapshot_callbacks`).
 //!
 //! A picture that cannot be stored is lost (with a warning); the recording never fails for its
 //! snapshots.
@@ -9,12 +9,10 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use serde_json::json;
 use tokio::sync::mpsc;
 use tracing::{Instrument, debug, warn};
 
 use super::WorkerContext;
-use crate::clock::now_ms;
 use crate::media::snapshot::{Snapshot, SnapshotFeed, write_picture};
 use crate::storage::s3::ObjectStore;
 use crate::task::{SnapshotEntry, SnapshotSpec, TaskRecord};
@@ -140,10 +138,7 @@ impl Storer {
                         warn!(time, error = %e, "a snapshot could not be listed");
                     }
                     if let Some(url) = &self.spec.callback_url {
-                        tokio::spawn(
-                            notify(self.ctx.clone(), url.clone(), self.id.clone(), entry)
-                                .instrument(tracing::Span::current()),
-                        );
+                        super::snapshot_callbacks::enqueue(&self.ctx, url, &self.id, &entry).await;
                     }
                 }
                 Err(e) => warn!(time, error = %e, "a snapshot was lost"),
@@ -160,18 +155,9 @@ impl Storer {
             Sink::Local => self.ctx.cfg.output_dir.join(&key),
             Sink::Bucket(_) => self.work.join(format!("{}.{ext}", snap.time_ms)),
         };
-        let scratch = self.work.join("frame.raw");
-        let size = write_picture(
-            &self.ctx.cfg.recorder.ffmpeg,
-            snap,
-            self.size,
-            self.spec.format,
-            self.spec.width,
-            &scratch,
-            &path,
-        )
-        .await
-        .map_err(|e| e.to_string())?;
+        let size = write_picture(snap, self.size, self.spec.format, self.spec.width, &path)
+            .await
+            .map_err(|e| e.to_string())?;
         let url = match &self.sink {
             Sink::Local => match self.domain.as_deref() {
                 // The operator's own domain serves the files: its URLs are not signed.
@@ -209,76 +195,6 @@ async fn upload(store: &ObjectStore, path: &Path, key: &str) -> Result<(), Strin
     }
 }
 
-/// The body posted to the snapshots' CallbackURL.
-pub(crate) fn callback_body(id: &str, entry: &SnapshotEntry) -> serde_json::Value {
-    json!({
-        "TaskID": id,
-        "Kind": "snapshot",
-        "Snapshot": entry,
-    })
-}
-
-/// Posts `entry` to `url`, signed and retried as task callbacks are (the same signature, event
-/// id header, backoff, attempt limit and retry period). The retries are held by this worker.
-async fn notify(ctx: WorkerContext, url: String, id: String, entry: SnapshotEntry) {
-    use super::callback::{EVENT_ID_HEADER, SIGNATURE_HEADER, backoff, signature};
-    let cfg = &ctx.cfg;
-    let event_id = uuid::Uuid::new_v4().to_string();
-    let body = serde_json::to_vec(&callback_body(&id, &entry)).unwrap_or_default();
-    let first = now_ms();
-    let budget_end = first + (cfg.callback_retry_seconds as i64) * 1000;
-    let mut attempts = 0u32;
-    loop {
-        attempts += 1;
-        let error = match super::callback::client(
-            &url,
-            cfg.url_policy(),
-            Duration::from_secs(cfg.callback_timeout.max(1)),
-        ) {
-            Err(e) => Some(format!("no HTTP client: {e}")),
-            Ok(http) => {
-                let mut request = http
-                    .post(&url)
-                    .header(reqwest::header::CONTENT_TYPE, "application/json")
-                    .header(EVENT_ID_HEADER, &event_id);
-                if let Some(secret) = &cfg.callback_secret {
-                    request = request.header(
-                        SIGNATURE_HEADER,
-                        signature(secret.expose().as_bytes(), &body),
-                    );
-                }
-                match request.body(body.clone()).send().await {
-                    Ok(resp) if resp.status().is_success() => None,
-                    Ok(resp) => Some(format!(
-                        "the receiver answered HTTP {}",
-                        resp.status().as_u16()
-                    )),
-                    Err(e) => Some(crate::redact::text(&e.to_string())),
-                }
-            }
-        };
-        let Some(error) = error else {
-            debug!(time = entry.time, attempts, "snapshot callback delivered");
-            return;
-        };
-        let wait = backoff(
-            attempts,
-            Duration::from_millis(cfg.callback_backoff_ms.max(1)),
-            Duration::from_secs(cfg.callback_max_backoff_seconds.max(1)),
-            fastrand::f64(),
-        );
-        let attempts_left = cfg.callback_attempts == 0 || attempts < cfg.callback_attempts;
-        if !attempts_left || now_ms() + wait.as_millis() as i64 > budget_end {
-            warn!(time = entry.time, attempts, %error, "snapshot callback given up");
-            return;
-        }
-        tokio::select! {
-            _ = tokio::time::sleep(wait) => {}
-            _ = ctx.shutdown.cancelled() => return,
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -290,15 +206,5 @@ mod tests {
             "room1/2024/snapshots/3000.jpg"
         );
         assert_eq!(snapshot_key("", 0, "png"), "snapshots/0.png");
-        let entry = SnapshotEntry {
-            filename: "t/snapshots/1000.jpg".into(),
-            file_size: 10,
-            file_url: "http://x/t/snapshots/1000.jpg".into(),
-            time: 1000,
-        };
-        let body = callback_body("t", &entry);
-        assert_eq!(body["Snapshot"]["FileURL"], "http://x/t/snapshots/1000.jpg");
-        assert_eq!(body["Snapshot"]["Time"], 1000);
-        assert_eq!(body["Kind"], "snapshot");
     }
 }

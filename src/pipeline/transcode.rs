@@ -110,6 +110,11 @@ async fn produce(
     work_dir: &Path,
     out_root: &Path,
 ) -> Result<Result<Vec<ResultFile>, String>, StoreError> {
+    // A snapshot-only task: the pictures were stored while recording; no video is made.
+    if task.spec.muxer == Muxer::None {
+        info!("snapshot-only task: no video file is made");
+        return Ok(Ok(Vec::new()));
+    }
     let rel = crate::task::names::rel_path(task);
     if task.spec.muxer == Muxer::Hls {
         // The recorded segments are the HLS segments; most were published while recording.

@@ -45,7 +45,14 @@ pub(super) async fn run(ctx: WorkerContext, id: String) -> Result<(), StoreError
     };
     let _heartbeat = ctx.heartbeat(id, fence);
     let result = task.result.clone().unwrap_or_default();
-    let Some(dest) = ctx.cfg.storage.destination(&task.spec.output) else {
+    // Local delivery, or a snapshot-only task (no video to send: its pictures were stored
+    // while recording).
+    let Some(dest) = ctx
+        .cfg
+        .storage
+        .destination(&task.spec.output)
+        .filter(|_| task.spec.muxer != crate::task::Muxer::None)
+    else {
         return confirm_local(ctx, id, fence, result).await;
     };
     let started = Instant::now();

@@ -24,6 +24,10 @@ pub enum Muxer {
     Mp4,
     /// An HLS playlist and its segments.
     Hls,
+    /// No video file: a snapshot-only task (`Output.Snapshots` is required). The recording still
+    /// runs (its segments stay in the work directory for crash recovery and are removed at the
+    /// end) but nothing of it is assembled, uploaded or listed.
+    None,
 }
 
 pub use crate::storage::{LiveSpec, OutputTarget, SnapshotFormat, SnapshotSpec};

@@ -28,7 +28,8 @@ const MILLIS_DIGITS: usize = 13;
 /// The result's file extension.
 pub(crate) fn extension(muxer: Muxer) -> &'static str {
     match muxer {
-        Muxer::Mp4 => "mp4",
+        // A snapshot-only task writes no result file; its segments are named as an MP4's.
+        Muxer::Mp4 | Muxer::None => "mp4",
         Muxer::Hls => "m3u8",
     }
 }
@@ -52,7 +53,7 @@ pub(crate) fn known_name(output: &OutputTarget, muxer: Muxer) -> Option<&str> {
     match (&output.target_name, muxer) {
         (Some(name), _) => Some(name),
         (None, Muxer::Hls) => Some(DEFAULT_HLS_NAME),
-        (None, Muxer::Mp4) => None,
+        (None, Muxer::Mp4 | Muxer::None) => None,
     }
 }
 
@@ -201,9 +202,10 @@ pub(crate) fn check_lengths(
     // The longest file name written locally, and the longest object key's last segment.
     let (local_file, key_file) = match (muxer, name) {
         // `<name>.mp4`, written in place by ffmpeg.
-        (Muxer::Mp4, Some(n)) => (n.len() + 4, n.len() + 4),
+        // (A snapshot-only task writes no result: checked as an MP4's, its longest.)
+        (Muxer::Mp4 | Muxer::None, Some(n)) => (n.len() + 4, n.len() + 4),
         // `<stop ms>.mp4`; in a bucket the parts first go to `<TaskID>.mp4.part`.
-        (Muxer::Mp4, None) => (MILLIS_DIGITS + 4, TASK_ID_LEN + ".mp4.part".len()),
+        (Muxer::Mp4 | Muxer::None, None) => (MILLIS_DIGITS + 4, TASK_ID_LEN + ".mp4.part".len()),
         // `<name>_NNNNNN.ts.partial` (longer than `<name>.m3u8.partial`).
         (Muxer::Hls, n) => {
             let n = n.map_or(DEFAULT_HLS_NAME.len(), str::len);
@@ -215,7 +217,7 @@ pub(crate) fn check_lengths(
         let max_extra = local_file - n.len();
         if local_file > MAX_FILE_NAME_BYTES {
             let (what, appended) = match muxer {
-                Muxer::Mp4 => ("an MP4", "\".mp4\""),
+                Muxer::Mp4 | Muxer::None => ("an MP4", "\".mp4\""),
                 Muxer::Hls => (
                     "HLS",
                     "\"_NNNNNN.ts.partial\" to segment files while they are written",

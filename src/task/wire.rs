@@ -89,6 +89,7 @@ pub fn describe_json(task: &TaskRecord, request_id: &str) -> Value {
     let muxer = match task.spec.muxer {
         crate::task::Muxer::Mp4 => "mp4",
         crate::task::Muxer::Hls => "hls",
+        crate::task::Muxer::None => "none",
     };
     out.insert("Muxer".into(), json!(muxer));
     Value::Object(out)

@@ -59,11 +59,12 @@ impl Parser<'_> {
                 let muxer = match raw.trim().to_ascii_lowercase().as_str() {
                     "mp4" => Muxer::Mp4,
                     "hls" => Muxer::Hls,
+                    "none" => Muxer::None,
                     _ => {
                         return Err(ApiError::invalid(
                             &video.field("Muxer"),
                             format!(
-                                "must be \"mp4\" or \"hls\", got {}",
+                                "must be \"mp4\", \"hls\" or \"none\", got {}",
                                 echo(&Value::from(raw))
                             ),
                         ));
@@ -231,6 +232,13 @@ mod tests {
             Muxer::Mp4
         );
         assert_eq!(spec(with(json!({"Video": {}}))).muxer, Muxer::Mp4);
+        // A snapshot-only task.
+        assert_eq!(
+            spec(with(json!({"Output": {"Video": {"Muxer": "None"},
+                "Snapshots": {"Interval": 1, "Format": "jpg"}}})))
+            .muxer,
+            Muxer::None
+        );
         assert_eq!(
             spec(with(
                 json!({"Output": {"Video": {"Muxer": "hls"}}, "Video": {"Muxer": "HLS"}})

@@ -17,6 +17,8 @@
 //! |-----|------|---------|
 //! | `{prefix}task:{id}` | hash | the task, fields below |
 //! | `{prefix}snaps:{id}` | list | `Output.Snapshots`: JSON entries of the stored pictures, for Describe; expires a day after the retention of finished tasks from its last entry |
+//! | `{prefix}snapcb:due` | zset | snapshot callbacks (`Output.Snapshots.CallbackURL`) by when their next attempt is due (unix ms); a claimed one is due again a lease later |
+//! | `{prefix}snapcb:items` | hash | event id → JSON of a snapshot callback waiting in that outbox |
 //! | `{prefix}events` | stream | a result stored while recording: fields `task`, `kind` (`snapshot`), `key`, `url`, `time`; `MAXLEN ~ 100000` |
 //! | `{prefix}ctl:{id}` | stream | control messages for the recording worker: field `msg` = `pause` / `resume` / `refresh` / `stop`; `MAXLEN ~ 100` |
 //! | `{prefix}queued` | zset | ids of tasks created (or sent back to `normal`) and not claimed yet; score = create time (unix s) |
@@ -135,6 +137,8 @@ mod prestart;
 mod scripts;
 mod server;
 mod service_info;
+mod snapshot_outbox;
+pub use snapshot_outbox::SnapshotCallback;
 mod snapshots;
 mod streams;
 mod tasks;

@@ -40,3 +40,5 @@ pub(super) static REMEMBER: LazyLock<Script> =
     LazyLock::new(|| Script::new(include_str!("../lua/remember.lua")));
 pub(super) static TAKE_ORPHANED: LazyLock<Script> =
     LazyLock::new(|| Script::new(include_str!("../lua/take_orphaned.lua")));
+pub(super) static CLAIM_SNAPSHOT_CALLBACKS: LazyLock<Script> =
+    LazyLock::new(|| Script::new(include_str!("../lua/claim_snapshot_callbacks.lua")));
