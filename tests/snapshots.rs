@@ -128,8 +128,24 @@ fn snapshots_are_stored_listed_announced_and_posted_with_none_while_paused() {
         Duration::from_secs(10),
         status_is("paused"),
     );
-    std::thread::sleep(Duration::from_secs(1));
-    let before = snapshots(&describe(&svc.url, &id)).len();
+    // The recording pauses when its worker reads the Pause, a moment after the status shows it,
+    // and the picture of a second recorded before that may still be converted and stored: wait
+    // until no picture has arrived for 2 s (twice the interval, so a recording that went on
+    // taking pictures never gets there), then none may arrive for 3 s more.
+    let settle = Instant::now() + Duration::from_secs(15);
+    let mut before = snapshots(&describe(&svc.url, &id)).len();
+    let mut quiet_since = Instant::now();
+    while quiet_since.elapsed() < Duration::from_secs(2) {
+        assert!(
+            Instant::now() < settle,
+            "pictures kept arriving while paused"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+        let now = snapshots(&describe(&svc.url, &id)).len();
+        if now != before {
+            (before, quiet_since) = (now, Instant::now());
+        }
+    }
     std::thread::sleep(Duration::from_secs(3));
     let after = snapshots(&describe(&svc.url, &id)).len();
     assert_eq!(before, after, "no snapshots while paused");
