@@ -19,40 +19,16 @@ import json
 import os
 import random
 import signal
-import socket
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from pathlib import Path
 
+from stop_to_finished import call, free_port, wait_port  # bench/ is the script directory
+
 SCENARIOS = ("standby", "started after")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_port(port: int, what: str, limit: float = 30.0) -> None:
-    deadline = time.monotonic() + limit
-    while time.monotonic() < deadline:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-            return
-        except OSError:
-            time.sleep(0.05)
-    sys.exit(f"{what} did not listen on port {port}")
-
-
-def call(api: str, action: str, data: dict) -> dict:
-    body = json.dumps({"Action": action, "Data": data}).encode()
-    req = urllib.request.Request(api, data=body, headers={"Content-Type": "application/json"})
-    with urllib.request.urlopen(req, timeout=15) as r:
-        return json.load(r)
 
 
 def wait_log(path: Path, text: str, limit: float) -> str:
@@ -102,7 +78,7 @@ def one_run(args, fixtures: str, scenario: str, tmp: Path) -> dict:
         procs.append(subprocess.Popen(
             ["redis-server", "--port", str(redis_port), "--save", "", "--appendonly", "no",
              "--dir", str(tmp)], stdout=subprocess.DEVNULL, start_new_session=True))
-        wait_port(redis_port, "redis-server")
+        wait_port(redis_port, "redis-server", 30.0)
         env = dict(os.environ,
                    PAGECAST_REDIS_URL=f"redis://127.0.0.1:{redis_port}/",
                    PAGECAST_LISTEN=f"127.0.0.1:{api_port}",
@@ -128,7 +104,7 @@ def one_run(args, fixtures: str, scenario: str, tmp: Path) -> dict:
             return p
 
         spawn(["serve", "--no-worker"], "serve.log")
-        wait_port(api_port, "pagecast serve")
+        wait_port(api_port, "pagecast serve", 30.0)
         api = f"http://127.0.0.1:{api_port}/"
         a = spawn(["worker"], "worker-a.log")
         wait_log(tmp / "worker-a.log", "worker started", 30)
