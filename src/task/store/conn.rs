@@ -19,6 +19,29 @@ impl TaskStore {
         .await
     }
 
+    /// Up to `limit` members of the sorted set `key` scored at or before `until`, lowest first:
+    /// what is due (expired leases, silent workers, finished tasks past their retention).
+    pub(super) async fn due_members(
+        &self,
+        what: &'static str,
+        key: String,
+        until: i64,
+        limit: usize,
+    ) -> Result<Vec<String>, StoreError> {
+        let mut cmd = redis::cmd("ZRANGEBYSCORE");
+        cmd.arg(key)
+            .arg("-inf")
+            .arg(until)
+            .arg("LIMIT")
+            .arg(0)
+            .arg(limit);
+        let cmd = &cmd;
+        self.call(what, move |mut c| async move {
+            cmd.query_async::<Vec<String>>(&mut c).await
+        })
+        .await
+    }
+
     /// [`Self::run`], with failures turned into [`StoreError`]s; its time goes into
     /// `pagecast_redis_command_duration_seconds` under `op` = `what`.
     pub(super) async fn call<T, F, Fut>(&self, what: &'static str, f: F) -> Result<T, StoreError>

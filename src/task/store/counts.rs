@@ -82,18 +82,8 @@ impl TaskStore {
     /// counts them out; returns how many. Safe on many processes at once (each candidate is
     /// checked again inside `lua/trim.lua`).
     pub async fn trim_expired(&self, now: i64, limit: usize) -> Result<u64, StoreError> {
-        let mut due = redis::cmd("ZRANGEBYSCORE");
-        due.arg(self.expiry_key())
-            .arg("-inf")
-            .arg(now)
-            .arg("LIMIT")
-            .arg(0)
-            .arg(limit.max(1));
-        let due = &due;
-        let ids: Vec<String> = self
-            .call("trim_expired", move |mut c| async move {
-                due.query_async(&mut c).await
-            })
+        let ids = self
+            .due_members("trim_expired", self.expiry_key(), now, limit.max(1))
             .await?;
         if ids.is_empty() {
             return Ok(0);

@@ -193,18 +193,8 @@ impl TaskStore {
         now_ms: i64,
         limit: usize,
     ) -> Result<Vec<String>, StoreError> {
-        let mut cmd = redis::cmd("ZRANGEBYSCORE");
-        cmd.arg(self.leases_key())
-            .arg("-inf")
-            .arg(now_ms)
-            .arg("LIMIT")
-            .arg(0)
-            .arg(limit);
-        let cmd = &cmd;
-        self.call("expired_leases", move |mut c| async move {
-            cmd.query_async::<Vec<String>>(&mut c).await
-        })
-        .await
+        self.due_members("expired_leases", self.leases_key(), now_ms, limit)
+            .await
     }
 
     /// Atomically clears the task's lease (owner and lease; the fence stays) if it is (still)

@@ -90,18 +90,8 @@ impl TaskStore {
         now_ms: i64,
         limit: usize,
     ) -> Result<Vec<String>, StoreError> {
-        let mut cmd = redis::cmd("ZRANGEBYSCORE");
-        cmd.arg(self.workers_key())
-            .arg("-inf")
-            .arg(now_ms)
-            .arg("LIMIT")
-            .arg(0)
-            .arg(limit);
-        let cmd = &cmd;
-        self.call("silent_workers", move |mut c| async move {
-            cmd.query_async::<Vec<String>>(&mut c).await
-        })
-        .await
+        self.due_members("silent_workers", self.workers_key(), now_ms, limit)
+            .await
     }
 
     /// Atomically clears the lease of task `id` (owner and lease; the fence stays) if `worker`
