@@ -84,6 +84,22 @@ fn expected_count(recorded: f64, interval: f64) -> usize {
     ((recorded / interval) - 1e-3).ceil().max(1.0) as usize
 }
 
+/// The pictures a finished task `d` lists, after asserting that every `interval_ms` of its
+/// recorded time has its picture, at its time, in order.
+fn one_per_interval(d: &Value, interval_ms: u64) -> Vec<Value> {
+    let recorded = d["RecordedDuration"].as_f64().unwrap();
+    let list = snapshots(d);
+    let want = expected_count(recorded, interval_ms as f64 / 1000.0);
+    assert_eq!(
+        times(&list),
+        (0..want as u64)
+            .map(|k| k * interval_ms)
+            .collect::<Vec<_>>(),
+        "one picture per {interval_ms} ms of the {recorded} s recorded: {d}"
+    );
+    list
+}
+
 #[test]
 fn snapshots_are_stored_listed_announced_and_posted_with_none_while_paused() {
     let redis = TestRedis::start();
@@ -161,15 +177,7 @@ fn snapshots_are_stored_listed_announced_and_posted_with_none_while_paused() {
 
     let d = wait_finished(&svc.url, &id, Duration::from_secs(90));
     assert!(d["Result"]["ErrorCode"].is_null(), "{d}");
-    let recorded = d["RecordedDuration"].as_f64().unwrap();
-    let list = snapshots(&d);
-    let want = expected_count(recorded, 1.0);
-    // Every interval of recorded time has its picture, at its time, in order.
-    assert_eq!(
-        times(&list),
-        (0..want as u64).map(|k| k * 1000).collect::<Vec<_>>(),
-        "one picture per second of the {recorded} s recorded: {d}"
-    );
+    let list = one_per_interval(&d, 1000);
     let scratch_dir = scratch("snap-local-check");
     for s in &list {
         let key = s["Key"].as_str().unwrap();
@@ -267,14 +275,7 @@ fn snapshots_land_in_the_bucket_as_the_screencast_jpegs() {
     );
     let d = wait_finished(&svc.url, &id, Duration::from_secs(90));
     assert!(d["Result"]["ErrorCode"].is_null(), "{d}");
-    let recorded = d["RecordedDuration"].as_f64().unwrap();
-    let list = snapshots(&d);
-    let want = expected_count(recorded, 2.0);
-    assert_eq!(
-        times(&list),
-        (0..want as u64).map(|k| k * 2000).collect::<Vec<_>>(),
-        "{d}"
-    );
+    let list = one_per_interval(&d, 2000);
     let scratch_dir = scratch("snap-s3-check");
     for s in &list {
         let key = s["Key"].as_str().unwrap();
@@ -354,14 +355,7 @@ fn a_snapshot_only_task_stores_pictures_and_no_video() {
     let d = wait_finished(&svc.url, &id, Duration::from_secs(90));
     assert!(d["Result"]["ErrorCode"].is_null(), "{d}");
     assert_eq!(d["Result"]["Videos"], json!([]), "no video: {d}");
-    let recorded = d["RecordedDuration"].as_f64().unwrap();
-    let list = snapshots(&d);
-    let want = expected_count(recorded, 1.0);
-    assert_eq!(
-        times(&list),
-        (0..want as u64).map(|k| k * 1000).collect::<Vec<_>>(),
-        "one picture per second of the {recorded} s recorded: {d}"
-    );
+    let list = one_per_interval(&d, 1000);
     // The bucket holds the pictures and nothing else: no video, no parts.
     let stored = files_below(&s3.data().join(s3_support::BUCKET));
     let keys: Vec<String> = list
