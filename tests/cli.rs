@@ -202,7 +202,9 @@ fn healthcheck_probes_the_address_given_as_a_flag() {
 /// 2, naming the setting), not "unhealthy" (exit 1), like every other command's.
 #[test]
 fn healthcheck_names_a_malformed_address_and_exits_2() {
-    let cases: [(&[&str], &[(&str, &str)], &str); 4] = [
+    /// Flags, environment, the setting the message must name.
+    type Case<'a> = (&'a [&'a str], &'a [(&'a str, &'a str)], &'a str);
+    let cases: [Case; 4] = [
         (&["--listen", "notanaddr"], &[], "PAGECAST_LISTEN"),
         (&[], &[("PAGECAST_LISTEN", "8080")], "PAGECAST_LISTEN"),
         (

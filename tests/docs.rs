@@ -8,8 +8,16 @@
 //! not run here, in [`OTHER_COMMANDS`].
 
 mod common;
+#[path = "support/doc_api.rs"]
+mod doc_api;
 #[path = "support/docs.rs"]
 mod docs;
+#[path = "support/redis.rs"]
+mod redis_support;
+#[path = "support/s3.rs"]
+mod s3_support;
+#[path = "support/service.rs"]
+mod service_support;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -32,23 +40,25 @@ const NOT_RUN: &[(&str, &str)] = &[
     ),
     (
         "pagecast serve",
-        "a long-running service: tests/service.rs runs it",
+        "a long-running service: the_api_examples_run_against_a_service runs serve with the \
+         README's token, a_worker_started_before_the_api_names_results_with_the_published_url \
+         serve and a worker as deployment.md's Docker example does",
     ),
     (
         "pagecast worker",
-        "a long-running service: tests/service.rs runs it",
+        "a long-running service: a_worker_started_before_the_api_names_results_with_the_published_url runs it",
     ),
     (
         "pagecast doctor",
-        "needs a Redis at the address shown: tests/ops.rs runs doctor",
+        "inside a cluster's pod: the same command runs in the_doctor_examples_run",
     ),
     (
         "pagecast analyze",
-        "needs a recording of a benchmark page: tests/audio.rs runs it",
+        "analyses a recording the benchmark notebook made: the_analyze_example_runs runs analyze",
     ),
     (
         "pagecast healthcheck",
-        "needs a running service: tests/ops.rs runs it",
+        "probes a running service: a_worker_started_before_the_api_names_results_with_the_published_url runs it",
     ),
 ];
 
@@ -75,9 +85,8 @@ fn pages() -> Vec<PathBuf> {
     pages
 }
 
-/// The commands of every ```sh block of `page`: comments dropped, `\` continuations and
-/// quotes spanning lines joined.
-fn examples(page: &Path) -> Vec<Example> {
+/// The text of every ```lang block of `page`.
+fn blocks(page: &Path, lang: &str) -> Vec<String> {
     let text = std::fs::read_to_string(page).expect("read a page");
     let mut blocks = Vec::new();
     let mut block: Option<String> = None;
@@ -86,7 +95,7 @@ fn examples(page: &Path) -> Vec<Example> {
         if t.starts_with("```") {
             match block.take() {
                 Some(b) => blocks.push(b),
-                None if t == "```sh" => block = Some(String::new()),
+                None if t == format!("```{lang}") => block = Some(String::new()),
                 None => {}
             }
             continue;
@@ -96,8 +105,14 @@ fn examples(page: &Path) -> Vec<Example> {
             b.push('\n');
         }
     }
+    blocks
+}
+
+/// The commands of every ```sh block of `page`: comments dropped, `\` continuations and
+/// quotes spanning lines joined.
+fn examples(page: &Path) -> Vec<Example> {
     let mut out = Vec::new();
-    for b in blocks {
+    for b in blocks(page, "sh") {
         for text in commands_of(&b) {
             out.push(Example {
                 page: page.to_path_buf(),
@@ -318,14 +333,50 @@ fn the_examples_that_need_nothing_outside_run() {
     }
 }
 
-/// `docker run ... pagecast <command>` uses real commands and real variables.
+/// The example commands in the Dockerfile's header comment (its lines indented under `#`).
+fn dockerfile_examples() -> Vec<Example> {
+    let path = docs::root().join("Dockerfile");
+    let text = std::fs::read_to_string(&path).expect("read the Dockerfile");
+    let block: String = text
+        .lines()
+        .take_while(|l| !l.starts_with("FROM"))
+        .filter_map(|l| l.strip_prefix("#   "))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    commands_of(&block)
+        .into_iter()
+        .map(|text| Example {
+            page: path.clone(),
+            text,
+        })
+        .collect()
+}
+
+/// `docker run ... pagecast <command>` (in the docs and the Dockerfile's comment) uses real
+/// commands and real variables, publishes a port the image listens on, reaches Redis by name
+/// only on a network, and gives `serve`, which listens on every address in the image, the
+/// public URL that local results need (it exits 2 without).
 #[test]
 fn docker_examples_use_real_commands_and_settings() {
     let settings = docs::help_settings();
     let mut seen = 0;
     let mut problems = Vec::new();
-    for page in pages() {
-        for ex in examples(&page) {
+    let dockerfile = std::fs::read_to_string(docs::root().join("Dockerfile")).expect("Dockerfile");
+    let exposed: Vec<&str> = dockerfile
+        .lines()
+        .filter_map(|l| l.strip_prefix("EXPOSE "))
+        .flat_map(str::split_whitespace)
+        .collect();
+    assert!(!exposed.is_empty(), "the Dockerfile exposes no port");
+    let mut all: Vec<Example> = pages().iter().flat_map(|p| examples(p)).collect();
+    all.extend(dockerfile_examples());
+    assert!(
+        all.iter()
+            .any(|e| e.page.ends_with("Dockerfile") && e.text.starts_with("docker run")),
+        "no docker run line read from the Dockerfile's comment"
+    );
+    {
+        for ex in all {
             if !ex.text.starts_with("docker run") {
                 continue;
             }
@@ -352,6 +403,24 @@ fn docker_examples_use_real_commands_and_settings() {
                         "{}: reaches redis by name without a network",
                         ex.text
                     ));
+                }
+                if cmd == "serve"
+                    && !ex.text.contains("PAGECAST_PUBLIC_URL=")
+                    && !ex.text.contains("PAGECAST_S3_BUCKET=")
+                {
+                    problems.push(format!(
+                        "{}: serve with local results and no PAGECAST_PUBLIC_URL exits 2",
+                        ex.text
+                    ));
+                }
+                for pair in w.windows(2).filter(|p| p[0] == "-p") {
+                    let inside = pair[1].rsplit(':').next().unwrap_or_default();
+                    if !exposed.contains(&inside) {
+                        problems.push(format!(
+                            "{}: publishes port {inside}, the image listens on {exposed:?}",
+                            ex.text
+                        ));
+                    }
                 }
             }
         }
@@ -484,16 +553,19 @@ const OTHER_COMMANDS: &[(&str, &str)] = &[
     ),
     (
         "curl",
-        "needs a running service: tests/api_contract.rs and tests/service.rs send these requests",
+        "sent to a test service by the_api_examples_run_against_a_service",
     ),
     (
         "pc",
-        "the curl wrapper of the API examples: the bodies are checked above",
+        "sent to a test service by the_api_examples_run_against_a_service",
     ),
-    ("pc()", "defines the curl wrapper"),
+    (
+        "pc()",
+        "defines the curl wrapper, used as written by the same test",
+    ),
     (
         "TOKEN=",
-        "sets the example token (from a literal, or from the cluster's secret)",
+        "sets the example token: the test services are given the literal one",
     ),
     (
         "export",
@@ -545,5 +617,331 @@ fn every_example_command_is_run_checked_or_named() {
         unknown.is_empty(),
         "examples this test neither runs nor names (add them to OTHER_COMMANDS with why):\n{}",
         unknown.join("\n")
+    );
+}
+
+/// The token of the docs' API examples; the test services are given it.
+const DOCS_TOKEN: &str = "a-long-random-token";
+
+/// Every API request example (`pc '…'`, and `curl` lines that send a body or read a probe) in
+/// README.md and docs/ is sent, through bash and curl as written, to a test `serve` (real
+/// Redis; local delivery, or the S3 test server for an example that names `Output.S3`). What is
+/// substituted (hosts, ports, the token, example pages) is listed in `support/doc_api.rs`. Each
+/// answer must be JSON without an `ErrorCode` (no example shows an error), each task must
+/// record, finish without an error code, and its FileURLs download; a Filename an example's
+/// comment shows must be the result's.
+#[test]
+fn the_api_examples_run_against_a_service() {
+    let redis = redis_support::TestRedis::start();
+    let fixtures = fixture_server();
+    let receiver = service_support::CallbackReceiver::start();
+    let closed = service_support::ReservedPort::new();
+    let target = |url: &str| doc_api::Target {
+        url: url.to_string(),
+        token: DOCS_TOKEN.to_string(),
+        page: format!("{fixtures}/animated.html"),
+        callback: format!("{}/ok", receiver.url),
+        closed_tcp: closed.port,
+        closed_udp: closed.port,
+    };
+    let token = [("PAGECAST_API_TOKENS", DOCS_TOKEN)];
+    let local = service_support::service_with(&redis, "docs-api", true, 0, 2, &token);
+    let local_target = target(&local.url);
+    local_target.wait_ready();
+    // Started when an example first needs it.
+    let mut s3: Option<(s3_support::TestS3, service_support::Service)> = None;
+    let mut pc_def = String::new();
+    let mut problems = Vec::new();
+    let mut sent = 0;
+    for page in pages() {
+        if page.components().any(|c| c.as_os_str() == "benchmarks") {
+            continue;
+        }
+        let name = page.display().to_string();
+        for block in blocks(&page, "sh") {
+            let commands = commands_of(&block);
+            let requests = commands
+                .iter()
+                .filter(|c| {
+                    let first = words(c).into_iter().next().unwrap_or_default();
+                    first == "pc" || first == "curl" && c.contains("localhost:8080")
+                })
+                .count();
+            if requests == 0 {
+                // A pc() definition alone is kept for the pages that use it.
+                if let Some(def) = commands.iter().find(|c| c.starts_with("pc()")) {
+                    pc_def = def.clone();
+                }
+                continue;
+            }
+            sent += requests;
+            let t = if block.contains("\"S3\":") {
+                let (_, svc) = s3.get_or_insert_with(|| {
+                    let store = s3_support::TestS3::start();
+                    let env = store.env();
+                    let mut extra: Vec<(&'static str, &str)> =
+                        env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+                    extra.extend(token);
+                    let svc =
+                        service_support::service_with(&redis, "docs-api-s3", true, 0, 2, &extra);
+                    (store, svc)
+                });
+                target(&svc.url)
+            } else {
+                target(&local.url)
+            };
+            t.wait_ready();
+            problems.extend(doc_api::run_block(
+                &t,
+                &name,
+                &block,
+                &commands,
+                words,
+                &mut pc_def,
+            ));
+        }
+    }
+    assert!(sent >= 15, "only {sent} API examples found");
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
+}
+
+/// deployment.md's Docker example on one machine: a worker without `PAGECAST_PUBLIC_URL`
+/// started before the API (containers start in any order) waits for the URL the API publishes
+/// through Redis, records, and names its result with that URL, which downloads. The API
+/// listens on every address, as in the image, with the public URL set as the example sets it;
+/// it runs `--no-worker` here so that the separate worker is the one that records.
+#[test]
+fn a_worker_started_before_the_api_names_results_with_the_published_url() {
+    use service_support::*;
+    let redis = redis_support::TestRedis::start();
+    let fixtures = fixture_server();
+    let dir = scratch("docs-docker-example");
+    let prefix = format!("t{}:", uuid::Uuid::new_v4().simple());
+    let env = vec![
+        ("PAGECAST_REDIS_URL", redis.url.clone()),
+        ("PAGECAST_KEY_PREFIX", prefix),
+        ("PAGECAST_WORK_DIR", dir.join("work").display().to_string()),
+        // The shared output volume.
+        ("PAGECAST_OUTPUT_DIR", dir.join("out").display().to_string()),
+        ("PAGECAST_ALLOW_PRIVATE_URLS", "true".to_string()),
+        ("PAGECAST_LEASE_MS", "3000".to_string()),
+    ];
+    let worker_log = dir.join("worker.log");
+    let mut worker = spawn(&["worker"], &env, &worker_log);
+    wait_logged(
+        &worker_log,
+        "no API server has published the results' base URL",
+        Duration::from_secs(30),
+    );
+    assert!(
+        worker.child.try_wait().unwrap().is_none(),
+        "the worker did not wait for the API's URL"
+    );
+    let port = free_port();
+    let public = format!("http://localhost:{port}");
+    let mut api_env = env.clone();
+    api_env.push(("PAGECAST_LISTEN", format!("0.0.0.0:{port}")));
+    api_env.push(("PAGECAST_PUBLIC_URL", public.clone()));
+    let api_log = dir.join("serve.log");
+    let mut api = spawn(&["serve", "--no-worker"], &api_env, &api_log);
+    wait_serving(&mut api, port, &api_log, Some(&redis.url)).expect("serve started");
+    wait_logged(
+        &worker_log,
+        "an API server published the results' base URL",
+        Duration::from_secs(30),
+    );
+    let url = format!("http://127.0.0.1:{port}");
+    let id = start_recording(
+        &url,
+        serde_json::json!({"RecordURL": format!("{fixtures}/animated.html"), "Audio": false}),
+    );
+    std::thread::sleep(Duration::from_secs(3));
+    ok(&url, "Stop", &id);
+    let d = wait_finished(&url, &id, Duration::from_secs(120));
+    assert!(d["Result"].get("ErrorCode").is_none(), "{d}");
+    let file_url = d["Result"]["Videos"][0]["FileURL"]
+        .as_str()
+        .unwrap_or_default();
+    assert!(
+        file_url.starts_with(&format!("{public}/files/")),
+        "the FileURL is not under the published URL {public}: {d}"
+    );
+    let video = fetch_video(&d, &dir);
+    assert!(probe(&video, &[]).duration > 2.0, "{}", video.display());
+    // The image's health check (`pagecast healthcheck` with its PAGECAST_LISTEN and
+    // PAGECAST_METRICS_LISTEN, the ports this test's): healthy while serve answers on one of
+    // them, not once it is gone.
+    let closed = ReservedPort::new();
+    let healthcheck = || {
+        let mut c = pagecast();
+        c.arg("healthcheck")
+            .env("PAGECAST_LISTEN", format!("0.0.0.0:{port}"))
+            .env(
+                "PAGECAST_METRICS_LISTEN",
+                format!("0.0.0.0:{}", closed.port),
+            )
+            .args(["--timeout", "3"]);
+        run(c, Duration::from_secs(30))
+    };
+    let up = healthcheck();
+    assert!(up.status.success(), "{}", stderr(&up));
+    drop(api);
+    let down = healthcheck();
+    assert_eq!(down.status.code(), Some(1), "{}", stderr(&down));
+    assert!(
+        worker.child.try_wait().unwrap().is_none(),
+        "the worker exited"
+    );
+}
+
+/// `$ command` lines of a ```text block with the output the docs show under them.
+fn console_samples(page: &Path) -> Vec<(String, Vec<String>)> {
+    let mut out: Vec<(String, Vec<String>)> = Vec::new();
+    for block in blocks(page, "text") {
+        for line in block.lines() {
+            if let Some(cmd) = line.strip_prefix("$ ") {
+                out.push((cmd.to_string(), Vec::new()));
+            } else if let Some((_, shown)) = out.last_mut() {
+                shown.push(line.to_string());
+            }
+        }
+    }
+    out
+}
+
+/// A doctor row's level and name (`[ok  ] chromium   …` → ("ok", "chromium")).
+fn doctor_row(line: &str) -> Option<(String, String)> {
+    let rest = line.strip_prefix('[')?;
+    let (level, rest) = rest.split_once(']')?;
+    let name = rest.split_whitespace().next()?;
+    Some((level.trim().to_string(), name.to_string()))
+}
+
+/// operations.md's `pagecast doctor` samples run as written (the binary under test first on
+/// PATH, from the source tree as the page says, its Redis address the test Redis's): the same
+/// summary line and exit status, every row the sample shows (a FAIL row failing the same way,
+/// with the same fix; an ok row ok, or a warning about this machine), and nothing failing that
+/// the sample shows passing.
+#[test]
+fn the_doctor_examples_run() {
+    let redis = redis_support::TestRedis::start();
+    let bin_dir = Path::new(env!("CARGO_BIN_EXE_pagecast"))
+        .parent()
+        .expect("the binary's directory")
+        .to_path_buf();
+    let path = format!(
+        "{}:{}",
+        bin_dir.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let samples = console_samples(&docs::root().join("docs/operations.md"));
+    let doctors: Vec<_> = samples
+        .iter()
+        .filter(|(cmd, _)| cmd.contains("pagecast doctor"))
+        .collect();
+    assert!(doctors.len() >= 2, "doctor samples: {samples:?}");
+    let mut problems = Vec::new();
+    for (cmd, shown) in doctors {
+        // The sample's Redis (port 6391) is the test Redis.
+        let sent = cmd.replace("redis://127.0.0.1:6391", &redis.url);
+        let mut c = std::process::Command::new("bash");
+        c.args(["-c", &sent])
+            .current_dir(docs::root())
+            .env("PATH", &path)
+            .env("PAGECAST_REDIS_URL", &redis.url)
+            .env_remove("PAGECAST_LOG");
+        let o = run(c, Duration::from_secs(120));
+        let text = String::from_utf8_lossy(&o.stdout).to_string();
+        let summary = shown
+            .iter()
+            .rev()
+            .find(|l| !l.trim().is_empty())
+            .cloned()
+            .unwrap_or_default();
+        let code = if summary.starts_with("All required") {
+            0
+        } else {
+            1
+        };
+        if o.status.code() != Some(code) || !text.lines().any(|l| l == summary) {
+            problems.push(format!(
+                "`{cmd}`: exit {:?}, the sample says {summary:?}:\n{text}",
+                o.status.code()
+            ));
+        }
+        let rows: Vec<(String, String)> = text.lines().filter_map(doctor_row).collect();
+        for line in shown {
+            if let Some((level, name)) = doctor_row(line) {
+                let got = rows
+                    .iter()
+                    .find(|(_, n)| *n == name)
+                    .map(|(l, _)| l.as_str());
+                let fine = match level.as_str() {
+                    "FAIL" => got == Some("FAIL"),
+                    _ => matches!(got, Some("ok" | "warn")),
+                };
+                if !fine {
+                    problems.push(format!(
+                        "`{cmd}`: row {name} is {got:?}, shown [{level}]:\n{text}"
+                    ));
+                }
+                if level == "FAIL" {
+                    let start = line.split(['(', '…']).next().unwrap_or(line).trim_end();
+                    if !text.lines().any(|l| l.starts_with(start)) {
+                        problems.push(format!("`{cmd}`: no line starts {start:?}:\n{text}"));
+                    }
+                }
+            }
+            if line.trim_start().starts_with("fix: ")
+                && !text.lines().any(|l| l.trim() == line.trim())
+            {
+                problems.push(format!(
+                    "`{cmd}`: the shown {:?} is not printed:\n{text}",
+                    line.trim()
+                ));
+            }
+        }
+        if summary.starts_with("All required") {
+            for (level, name) in &rows {
+                if level == "FAIL" {
+                    problems.push(format!("`{cmd}`: {name} fails here:\n{text}"));
+                }
+            }
+        }
+    }
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
+}
+
+/// recording.md's `pagecast analyze --av-sync FILE`, on a short recording of the page it names:
+/// it prints each flash's offset to its beep, and the mean and max.
+#[test]
+fn the_analyze_example_runs() {
+    let page =
+        std::fs::read_to_string(docs::root().join("docs/recording.md")).expect("recording.md");
+    assert!(
+        page.contains("`pagecast analyze --av-sync FILE`"),
+        "the example moved"
+    );
+    let fixtures = fixture_server();
+    let dir = scratch("docs-analyze");
+    let file = dir.join("av.mp4");
+    record_ok(
+        &format!("{fixtures}/av_sync.html"),
+        &file,
+        &["--duration", "6"],
+    );
+    let mut c = pagecast();
+    c.args(["analyze", "--av-sync"]).arg(&file);
+    let o = run(c, Duration::from_secs(120));
+    let text = String::from_utf8_lossy(&o.stdout).to_string();
+    assert!(o.status.success(), "{}", stderr(&o));
+    let flashes = text
+        .lines()
+        .filter(|l| l.trim_start().starts_with("flash "))
+        .count();
+    assert!(flashes >= 3, "{text}");
+    assert!(
+        text.contains("mean |offset|") && text.contains("max |offset|"),
+        "{text}"
     );
 }
