@@ -945,3 +945,42 @@ fn the_analyze_example_runs() {
         "{text}"
     );
 }
+
+/// The A/V limits recording.md and testing.md quote are the ones tests/audio.rs asserts.
+#[test]
+fn the_quoted_av_limits_are_the_tests() {
+    let audio = std::fs::read_to_string(docs::root().join("tests/audio.rs")).expect("audio.rs");
+    let limit = |name: &str| -> String {
+        let line = audio
+            .lines()
+            .find(|l| l.starts_with(&format!("const {name}: f64 = ")))
+            .unwrap_or_else(|| panic!("no {name} in tests/audio.rs"));
+        let v: f64 = line
+            .rsplit("= ")
+            .next()
+            .and_then(|v| v.trim_end_matches(';').parse().ok())
+            .unwrap_or_else(|| panic!("not a number: {line}"));
+        format!("{v}")
+    };
+    let recording =
+        std::fs::read_to_string(docs::root().join("docs/recording.md")).expect("recording.md");
+    let testing =
+        std::fs::read_to_string(docs::root().join("docs/testing.md")).expect("testing.md");
+    let (mean_abs, max_abs) = (limit("MEAN_ABS_LIMIT_MS"), limit("MAX_ABS_LIMIT_MS"));
+    let (mean, median) = (limit("MEAN_LIMIT_MS"), limit("MEDIAN_LIMIT_MS"));
+    for quote in [
+        format!("mean |offset| ≤ {mean_abs} ms, max ≤ {max_abs} ms"),
+        format!("within ±{mean} ms"),
+        format!("median |offset| ≤ {median} ms after a resume"),
+    ] {
+        assert!(
+            recording.contains(&quote),
+            "recording.md does not say {quote:?}"
+        );
+    }
+    let quote = format!("mean \\|offset\\| ≤ {mean_abs} ms, max ≤ {max_abs} ms");
+    assert!(
+        testing.contains(&quote),
+        "testing.md does not say {quote:?}"
+    );
+}
