@@ -984,3 +984,49 @@ fn the_quoted_av_limits_are_the_tests() {
         "testing.md does not say {quote:?}"
     );
 }
+
+/// Phrases of changelog asides ("as before", "12 a minute before"): the docs say what is, not
+/// how it changed (the dated history is docs/benchmarks/ and git).
+const CHANGELOG_ASIDES: &[&str] = &[
+    "as before",
+    "a minute before",
+    "than before",
+    "previously",
+    "used to be",
+    "no longer",
+    "formerly",
+    "in earlier versions",
+    "before this change",
+    "is now ",
+    "are now ",
+];
+
+/// README.md and docs/ (but the dated lab notebook) hold no changelog asides.
+#[test]
+fn the_docs_hold_no_changelog_asides() {
+    let mut found = Vec::new();
+    for page in pages() {
+        if page.components().any(|c| c.as_os_str() == "benchmarks") {
+            continue;
+        }
+        let text = std::fs::read_to_string(&page).expect("read a page");
+        // Sentences wrap across lines: judge the page as one line.
+        let flat = text
+            .split_whitespace()
+            .collect::<Vec<_>>()
+            .join(" ")
+            .to_lowercase();
+        for phrase in CHANGELOG_ASIDES {
+            if let Some(at) = flat.find(phrase) {
+                let from = flat[..at]
+                    .char_indices()
+                    .rev()
+                    .nth(60)
+                    .map_or(0, |(i, _)| i);
+                let context: String = flat[from..].chars().take(140).collect();
+                found.push(format!("{}: {phrase:?} in \"…{context}…\"", page.display()));
+            }
+        }
+    }
+    assert!(found.is_empty(), "changelog asides:\n{}", found.join("\n"));
+}
