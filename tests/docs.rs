@@ -370,6 +370,18 @@ fn docker_examples_use_real_commands_and_settings() {
     assert!(!exposed.is_empty(), "the Dockerfile exposes no port");
     let mut all: Vec<Example> = pages().iter().flat_map(|p| examples(p)).collect();
     all.extend(dockerfile_examples());
+    let built: Vec<String> = all
+        .iter()
+        .filter(|e| e.text.starts_with("docker build"))
+        .filter_map(|e| {
+            let w = words(&e.text);
+            w.windows(2).find(|p| p[0] == "-t").map(|p| p[1].clone())
+        })
+        .collect();
+    assert!(
+        built.contains(&"pagecast".to_string()),
+        "no `docker build -t pagecast`: {built:?}"
+    );
     assert!(
         all.iter()
             .any(|e| e.page.ends_with("Dockerfile") && e.text.starts_with("docker run")),
@@ -391,6 +403,16 @@ fn docker_examples_use_real_commands_and_settings() {
                 }
             }
             let image = docker_image_args(&w).unwrap_or_default();
+            // The image is the one `docker build -t` made, or a pinned public one (redis:7-…).
+            if let Some(name) = image.first()
+                && !built.contains(name)
+                && !name.contains(':')
+            {
+                problems.push(format!(
+                    "{}: image {name} is neither built nor pinned",
+                    ex.text
+                ));
+            }
             if image.first().is_some_and(|x| x == "pagecast") {
                 seen += 1;
                 let Some(cmd) = image.get(1) else { continue };
@@ -545,11 +567,14 @@ const OTHER_COMMANDS: &[(&str, &str)] = &[
     ),
     (
         "docker",
-        "needs a Docker engine (none on the test machines): `docker run` lines are checked above",
+        "needs a Docker engine (none on the test machines): docker_examples_use_real_commands_and_settings \
+         checks them offline, a_worker_started_before_the_api_names_results_with_the_published_url plays \
+         deployment.md's topology with the binary",
     ),
     (
         "kubectl",
-        "needs a Kubernetes cluster: tests/deploy.rs validates the manifests offline",
+        "needs a Kubernetes cluster: kubectl_examples_name_real_objects checks them against the \
+         manifests offline, tests/deploy.rs validates the manifests",
     ),
     (
         "curl",
@@ -1029,4 +1054,176 @@ fn the_docs_hold_no_changelog_asides() {
         }
     }
     assert!(found.is_empty(), "changelog asides:\n{}", found.join("\n"));
+}
+
+/// The objects of deploy/kubernetes/*.yaml (not examples/): (kind, name, object).
+fn manifests() -> Vec<(String, String, serde_json::Value)> {
+    use serde::Deserialize;
+    let mut out = Vec::new();
+    let dir = docs::root().join("deploy/kubernetes");
+    for entry in std::fs::read_dir(&dir).expect("read deploy/kubernetes") {
+        let path = entry.expect("entry").path();
+        if path.extension().is_none_or(|e| e != "yaml") {
+            continue;
+        }
+        let text = std::fs::read_to_string(&path).expect("read a manifest");
+        for doc in serde_norway::Deserializer::from_str(&text) {
+            let v = serde_json::Value::deserialize(doc).expect("a manifest is YAML");
+            let kind = v["kind"].as_str().unwrap_or_default().to_string();
+            let name = v["metadata"]["name"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string();
+            out.push((kind, name, v));
+        }
+    }
+    out
+}
+
+/// Every `(secret, key, optional)` a manifest reads (`secretKeyRef`, KEDA's `secretTargetRef`).
+fn secret_refs(v: &serde_json::Value, out: &mut Vec<(String, String, bool)>) {
+    match v {
+        serde_json::Value::Object(map) => {
+            if let Some(r) = map.get("secretKeyRef") {
+                out.push((
+                    r["name"].as_str().unwrap_or_default().to_string(),
+                    r["key"].as_str().unwrap_or_default().to_string(),
+                    r["optional"] == true,
+                ));
+            }
+            for r in map
+                .get("secretTargetRef")
+                .and_then(|r| r.as_array())
+                .into_iter()
+                .flatten()
+            {
+                out.push((
+                    r["name"].as_str().unwrap_or_default().to_string(),
+                    r["key"].as_str().unwrap_or_default().to_string(),
+                    false,
+                ));
+            }
+            map.values().for_each(|x| secret_refs(x, out));
+        }
+        serde_json::Value::Array(items) => items.iter().for_each(|x| secret_refs(x, out)),
+        _ => {}
+    }
+}
+
+/// The kubectl lines need a cluster, so they are checked offline against the manifests: the
+/// files they apply exist, the objects they wait for, exec into, forward to or patch are
+/// defined (with the port forwarded to), and the secret they create holds every key a manifest
+/// requires, and the keys they read back.
+#[test]
+fn kubectl_examples_name_real_objects() {
+    let objects = manifests();
+    let has = |kind: &str, name: &str| {
+        objects
+            .iter()
+            .any(|(k, n, _)| k.eq_ignore_ascii_case(kind) && n == name)
+    };
+    let mut refs = Vec::new();
+    for (_, _, v) in &objects {
+        secret_refs(v, &mut refs);
+    }
+    let mut created: Vec<(String, String)> = Vec::new();
+    let mut read: Vec<(String, String)> = Vec::new();
+    let mut problems = Vec::new();
+    let mut seen = 0;
+    for page in pages() {
+        for ex in examples(&page) {
+            let w = words(&ex.text);
+            if w.first().is_none_or(|x| x != "kubectl") {
+                continue;
+            }
+            seen += 1;
+            let after = |verb: &str| w.iter().position(|x| x == verb).and_then(|i| w.get(i + 1));
+            let mut problem = |why: String| problems.push(format!("{}: {why}", ex.text));
+            if let Some(path) = w
+                .windows(2)
+                .find(|p| p[0] == "-f" && p[1] != "-")
+                .map(|p| &p[1])
+                && !docs::root().join(path).exists()
+            {
+                problem(format!("{path} does not exist"));
+            }
+            if w.iter().any(|x| x == "rollout")
+                && let Some((kind, name)) = after("status").and_then(|x| x.split_once('/'))
+                && !has(kind, name)
+            {
+                problem(format!("no {kind} {name} in deploy/kubernetes"));
+            }
+            if let Some(target) = after("port-forward") {
+                let (kind, name) = target.split_once('/').unwrap_or(("pod", target));
+                let remote = after(target)
+                    .and_then(|p| p.rsplit(':').next())
+                    .and_then(|p| p.parse::<u64>().ok());
+                let port_ok = objects.iter().any(|(k, n, v)| {
+                    k.eq_ignore_ascii_case(kind)
+                        && n == name
+                        && v["spec"]["ports"]
+                            .as_array()
+                            .into_iter()
+                            .flatten()
+                            .any(|p| remote.is_some_and(|r| p["port"] == r))
+                });
+                if !port_ok {
+                    problem(format!("no {kind} {name} with port {remote:?}"));
+                }
+            }
+            if let Some(pod) = after("exec") {
+                let from_set = pod
+                    .rsplit_once('-')
+                    .is_some_and(|(set, i)| i.parse::<u32>().is_ok() && has("StatefulSet", set));
+                if !from_set {
+                    problem(format!("no StatefulSet makes pod {pod}"));
+                }
+            }
+            if let Some(name) = after("scaledobject")
+                && !has("ScaledObject", name)
+            {
+                problem(format!("no ScaledObject {name}"));
+            }
+            if let Some(name) = after("generic") {
+                for x in &w {
+                    if let Some((key, _)) = x
+                        .strip_prefix("--from-literal=")
+                        .and_then(|kv| kv.split_once('='))
+                    {
+                        created.push((name.clone(), key.to_string()));
+                    }
+                }
+            }
+            if w.iter().any(|x| x == "get")
+                && let Some(name) = after("secret")
+                && let Some(key) = ex
+                    .text
+                    .split("{.data.")
+                    .nth(1)
+                    .and_then(|r| r.split('}').next())
+            {
+                read.push((name.clone(), key.to_string()));
+            }
+        }
+    }
+    assert!(seen >= 8, "only {seen} kubectl examples");
+    assert!(
+        !created.is_empty(),
+        "no `kubectl create secret generic` example"
+    );
+    for (secret, key, optional) in &refs {
+        if !optional && !created.contains(&(secret.clone(), key.clone())) {
+            problems.push(format!(
+                "the manifests need key {key} of secret {secret}; deployment.md's secret has none"
+            ));
+        }
+    }
+    for (secret, key) in &read {
+        if !created.contains(&(secret.clone(), key.clone())) {
+            problems.push(format!(
+                "key {key} of secret {secret} is read but never created"
+            ));
+        }
+    }
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
 }
