@@ -762,6 +762,36 @@ fn a_worker_started_before_the_api_names_results_with_the_published_url() {
         worker.child.try_wait().unwrap().is_none(),
         "the worker did not wait for the API's URL"
     );
+    // One stopped while it waits exits cleanly: it had taken nothing on.
+    let mut other_env = env.clone();
+    other_env[1].1 = format!("t{}:", uuid::Uuid::new_v4().simple());
+    let other_log = dir.join("other-worker.log");
+    let mut other = spawn(&["worker"], &other_env, &other_log);
+    wait_logged(
+        &other_log,
+        "no API server has published the results' base URL",
+        Duration::from_secs(30),
+    );
+    std::process::Command::new("kill")
+        .args(["-TERM", &other.child.id().to_string()])
+        .status()
+        .unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let status = loop {
+        if let Some(s) = other.child.try_wait().unwrap() {
+            break s;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the waiting worker ignored SIGTERM"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert!(
+        status.success(),
+        "{status}: {}",
+        std::fs::read_to_string(&other_log).unwrap_or_default()
+    );
     let port = free_port();
     let public = format!("http://localhost:{port}");
     let mut api_env = env.clone();

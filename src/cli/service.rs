@@ -362,6 +362,10 @@ pub async fn worker(mut args: WorkerArgs) -> anyhow::Result<ExitCode> {
         }
         None => None,
     };
+    if shutdown.is_cancelled() {
+        // Stopped while it waited for the URL: nothing was taken on, nothing is wrong.
+        return Ok(ExitCode::SUCCESS);
+    }
     let public_url = match public_url::for_worker(
         args.worker.public_url.as_deref(),
         published.as_deref(),

@@ -260,6 +260,17 @@ pub fn run_block(
                 "{page}: TOKEN={token} is not the token serve was given"
             ));
         }
+        // `PAGECAST_API_TOKENS=… pagecast serve`: the token the examples then send.
+        if let Some(tokens) = w
+            .iter()
+            .find_map(|x| x.strip_prefix("PAGECAST_API_TOKENS="))
+            && tokens != t.token
+        {
+            problems.push(format!(
+                "{page}: serve is given {tokens}, the examples send {}",
+                t.token
+            ));
+        }
         if !(first == "pc" || first == "curl") {
             continue; // redis-server, serve, TOKEN=$(kubectl …): the test's own stand-ins
         }
