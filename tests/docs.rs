@@ -766,19 +766,27 @@ fn a_worker_started_before_the_api_names_results_with_the_published_url() {
     let mut other_env = env.clone();
     other_env[1].1 = format!("t{}:", uuid::Uuid::new_v4().simple());
     let other_log = dir.join("other-worker.log");
-    let mut other = spawn(&["worker"], &other_env, &other_log);
+    // A plain child, not a `Proc`: it is expected to exit by itself here.
+    let mut other = pagecast();
+    other
+        .arg("worker")
+        .envs(other_env.iter().map(|(k, v)| (*k, v)))
+        .env("PAGECAST_LOG", "info")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(&other_log).unwrap());
+    let mut other = other.spawn().unwrap();
     wait_logged(
         &other_log,
         "no API server has published the results' base URL",
         Duration::from_secs(30),
     );
     std::process::Command::new("kill")
-        .args(["-TERM", &other.child.id().to_string()])
+        .args(["-TERM", &other.id().to_string()])
         .status()
         .unwrap();
     let deadline = std::time::Instant::now() + Duration::from_secs(20);
     let status = loop {
-        if let Some(s) = other.child.try_wait().unwrap() {
+        if let Some(s) = other.try_wait().unwrap() {
             break s;
         }
         assert!(
