@@ -2,9 +2,17 @@
 # runtime with Chromium, ffmpeg, PulseAudio and the project's fonts.
 #
 #   docker build -t pagecast .
-#   docker run --rm -p 8080:8080 -e PAGECAST_REDIS_URL=redis://redis:6379 pagecast serve
-#   docker run --rm -e PAGECAST_REDIS_URL=redis://redis:6379 pagecast worker
+#   docker network create pagecast
+#   docker run -d --name redis --network pagecast redis:7-bookworm
+#   docker run --rm --network pagecast --shm-size 1g -p 8080:8080 \
+#       -e PAGECAST_REDIS_URL=redis://redis:6379 -e PAGECAST_PUBLIC_URL=http://localhost:8080 \
+#       -v pagecast-output:/var/lib/pagecast/output pagecast serve
+#   docker run --rm --network pagecast --shm-size 1g -e PAGECAST_REDIS_URL=redis://redis:6379 \
+#       -v pagecast-output:/var/lib/pagecast/output pagecast worker
 #
+# The network lets the containers reach Redis by name. serve listens on every address, so with
+# results kept locally (the volume) it needs PAGECAST_PUBLIC_URL, the address clients reach it
+# at; the worker takes that URL from Redis. docs/deployment.md explains each line.
 # docs/deploy/compose.yaml runs the whole service (API, workers, Redis, S3-compatible storage).
 
 FROM rust:1.95-slim-bookworm AS build

@@ -197,3 +197,36 @@ fn healthcheck_probes_the_address_given_as_a_flag() {
         "the flag must win over the environment"
     );
 }
+
+/// A healthcheck whose address is malformed can never pass: it is a configuration error (exit
+/// 2, naming the setting), not "unhealthy" (exit 1), like every other command's.
+#[test]
+fn healthcheck_names_a_malformed_address_and_exits_2() {
+    /// Flags, environment, the setting the message must name.
+    type Case<'a> = (&'a [&'a str], &'a [(&'a str, &'a str)], &'a str);
+    let cases: [Case; 4] = [
+        (&["--listen", "notanaddr"], &[], "PAGECAST_LISTEN"),
+        (&[], &[("PAGECAST_LISTEN", "8080")], "PAGECAST_LISTEN"),
+        (
+            &[],
+            &[("PAGECAST_METRICS_LISTEN", "0.0.0.0")],
+            "PAGECAST_METRICS_LISTEN",
+        ),
+        (&["--url", "localhost:8080/healthz"], &[], "--url"),
+    ];
+    for (args, env, named) in cases {
+        let mut c = pagecast();
+        c.arg("healthcheck")
+            .args(args)
+            .env_remove("PAGECAST_LISTEN")
+            .env_remove("PAGECAST_METRICS_LISTEN")
+            .envs(env.iter().copied());
+        let o = run(c, Duration::from_secs(30));
+        assert_eq!(o.status.code(), Some(2), "{args:?} {env:?}: {}", stderr(&o));
+        assert!(
+            stderr(&o).contains(named),
+            "{args:?} {env:?}: {}",
+            stderr(&o)
+        );
+    }
+}

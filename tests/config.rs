@@ -373,8 +373,11 @@ fn a_worker_names_local_results_with_the_api_servers_url() {
         ]
     };
     // Nothing published, nothing set: the worker says what to set.
+    // (It waits PAGECAST_PUBLIC_URL_WAIT for an API server to publish one: 1 s here.)
     let mut c = pagecast();
-    c.arg("worker").envs(env("nothing:"));
+    c.arg("worker")
+        .envs(env("nothing:"))
+        .env("PAGECAST_PUBLIC_URL_WAIT", "1");
     let o = run(c, Duration::from_secs(30));
     assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
     assert!(stderr(&o).contains("PAGECAST_PUBLIC_URL"), "{}", stderr(&o));

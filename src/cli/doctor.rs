@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use clap::Args;
 use pagecast::config::{StoreConfig, WorkerConfig};
+use pagecast::error::ConfigError;
 use pagecast::ops::doctor::{self, Level};
 
 #[derive(Debug, Args)]
@@ -69,20 +70,65 @@ fn healthz_url(addr: &str) -> String {
     format!("http://{addr}/healthz")
 }
 
+/// Whether `addr` is a listen address a probe can use: `ip:port`, `[ipv6]:port` or
+/// `host:port` with a numeric port (what `serve` and `worker` bind).
+fn is_listen_address(addr: &str) -> bool {
+    if addr.parse::<std::net::SocketAddr>().is_ok() {
+        return true;
+    }
+    let Some((host, port)) = addr.rsplit_once(':') else {
+        return false;
+    };
+    port.parse::<u16>().is_ok()
+        && !host.is_empty()
+        && host
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '.' || c == '-')
+}
+
+/// The URLs to probe; a malformed setting is a configuration error naming it, not "unhealthy":
+/// a health check that can never pass is a mistake in the container's configuration.
+fn probe_urls(args: &HealthcheckArgs) -> Result<Vec<String>, ConfigError> {
+    if let Some(url) = &args.url {
+        return match reqwest::Url::parse(url) {
+            Ok(u) if matches!(u.scheme(), "http" | "https") => Ok(vec![url.clone()]),
+            _ => Err(ConfigError {
+                setting: "--url",
+                why: format!("{url:?} is not an http:// or https:// URL"),
+            }),
+        };
+    }
+    let mut urls = Vec::new();
+    for (value, setting) in [
+        (
+            &args.metrics_listen,
+            "PAGECAST_METRICS_LISTEN (--metrics-listen)",
+        ),
+        (&args.listen, "PAGECAST_LISTEN (--listen)"),
+    ] {
+        let Some(addr) = value.as_deref().map(str::trim).filter(|a| !a.is_empty()) else {
+            continue;
+        };
+        if !is_listen_address(addr) {
+            return Err(ConfigError {
+                setting,
+                why: format!("{addr:?} is not a listen address (host:port, e.g. 127.0.0.1:8080)"),
+            });
+        }
+        urls.push(healthz_url(addr));
+    }
+    if urls.is_empty() {
+        urls.push(healthz_url("127.0.0.1:8080"));
+    }
+    Ok(urls)
+}
+
 pub async fn healthcheck(args: HealthcheckArgs) -> anyhow::Result<ExitCode> {
-    let urls: Vec<String> = match args.url {
-        Some(url) => vec![url],
-        None => {
-            let mut urls: Vec<String> = [&args.metrics_listen, &args.listen]
-                .into_iter()
-                .flatten()
-                .filter(|a| !a.trim().is_empty())
-                .map(|a| healthz_url(a.trim()))
-                .collect();
-            if urls.is_empty() {
-                urls.push(healthz_url("127.0.0.1:8080"));
-            }
-            urls
+    let urls = match probe_urls(&args) {
+        Ok(urls) => urls,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return Ok(ExitCode::from(2));
         }
     };
     let client = pagecast::tls::http_client_builder()
@@ -98,4 +144,59 @@ pub async fn healthcheck(args: HealthcheckArgs) -> anyhow::Result<ExitCode> {
     }
     eprintln!("unhealthy: {}", problems.join("; "));
     Ok(ExitCode::FAILURE)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(url: Option<&str>, listen: Option<&str>, metrics: Option<&str>) -> HealthcheckArgs {
+        HealthcheckArgs {
+            url: url.map(String::from),
+            listen: listen.map(String::from),
+            metrics_listen: metrics.map(String::from),
+            timeout: 5,
+        }
+    }
+
+    #[test]
+    fn listen_addresses_are_host_and_port() {
+        for ok in [
+            "127.0.0.1:8080",
+            "0.0.0.0:9090",
+            "[::]:8080",
+            "localhost:8080",
+            "api-0.svc:80",
+        ] {
+            assert!(is_listen_address(ok), "{ok}");
+        }
+        for bad in [
+            "8080",
+            "notanaddr",
+            ":8080",
+            "127.0.0.1:99999",
+            "http://x:1",
+            "a b:1",
+        ] {
+            assert!(!is_listen_address(bad), "{bad}");
+        }
+    }
+
+    #[test]
+    fn a_malformed_setting_is_named() {
+        let e = probe_urls(&args(None, Some("notanaddr"), None)).unwrap_err();
+        assert!(e.setting.starts_with("PAGECAST_LISTEN"), "{e}");
+        let e = probe_urls(&args(None, Some("127.0.0.1:8080"), Some("9090"))).unwrap_err();
+        assert!(e.setting.starts_with("PAGECAST_METRICS_LISTEN"), "{e}");
+        let e = probe_urls(&args(Some("not a url"), None, None)).unwrap_err();
+        assert_eq!(e.setting, "--url");
+        assert_eq!(
+            probe_urls(&args(None, Some("0.0.0.0:8080"), None)).unwrap(),
+            vec!["http://127.0.0.1:8080/healthz".to_string()]
+        );
+        assert_eq!(
+            probe_urls(&args(None, None, None)).unwrap(),
+            vec!["http://127.0.0.1:8080/healthz".to_string()]
+        );
+    }
 }

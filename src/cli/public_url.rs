@@ -3,6 +3,10 @@
 //! address that only works on the server itself.
 
 use std::net::SocketAddr;
+use std::time::Duration;
+
+use tokio_util::sync::CancellationToken;
+use tracing::{info, warn};
 
 /// Why no public URL can be derived.
 pub(crate) const NEEDS_SETTING: &str = "must be set: results are kept in PAGECAST_OUTPUT_DIR and \
@@ -42,6 +46,48 @@ pub(crate) fn for_worker(
         (Some(url), _) | (None, Some(url)) => Ok(Some(url.trim_end_matches('/').to_string())),
         (None, None) if local_delivery => Err(NEEDS_SETTING),
         (None, None) => Ok(None),
+    }
+}
+
+/// The base URL an API server published through Redis, read until one is there or `wait` has
+/// passed (a worker started before `serve`, as containers started together are, must not exit
+/// for it), retried like the URL-signing key; `None` when none came.
+pub(crate) async fn published(
+    store: &pagecast::task::store::TaskStore,
+    wait: Duration,
+    shutdown: &CancellationToken,
+) -> Option<String> {
+    let deadline = tokio::time::Instant::now() + wait;
+    let mut pause = Duration::from_millis(250);
+    let mut said = false;
+    loop {
+        match store.published_public_url().await {
+            Ok(Some(url)) => {
+                if said {
+                    info!(url = %url, "an API server published the results' base URL");
+                }
+                return Some(url);
+            }
+            Ok(None) => {}
+            Err(e) => warn!(error = %e, "could not read the published base URL of results"),
+        }
+        let now = tokio::time::Instant::now();
+        if now >= deadline {
+            return None;
+        }
+        if !said {
+            warn!(
+                wait_seconds = wait.as_secs(),
+                "no API server has published the results' base URL in Redis yet \
+                 (PAGECAST_PUBLIC_URL is not set): waiting for one to start"
+            );
+            said = true;
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(pause.min(deadline - now)) => {}
+            _ = shutdown.cancelled() => return None,
+        }
+        pause = (pause * 2).min(Duration::from_secs(2));
     }
 }
 

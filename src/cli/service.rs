@@ -46,6 +46,10 @@ pub struct WorkerArgs {
     /// off by default.
     #[arg(long, env = "PAGECAST_METRICS_LISTEN")]
     metrics_listen: Option<String>,
+    /// Seconds a worker with local results and no PAGECAST_PUBLIC_URL waits at start for an API
+    /// server to publish its URL through Redis (a worker may start before `serve`).
+    #[arg(long, env = "PAGECAST_PUBLIC_URL_WAIT", default_value_t = 60, value_parser = clap::value_parser!(u64).range(0..=3600))]
+    public_url_wait: u64,
     #[command(flatten)]
     store: StoreConfig,
     #[command(flatten)]
@@ -349,14 +353,19 @@ pub async fn worker(mut args: WorkerArgs) -> anyhow::Result<ExitCode> {
     }
     // A result kept locally is served by an API server: its URL is where that server is
     // reached, set here or published by an API server through Redis.
+    let local_delivery = !args.worker.storage.enabled();
     let published = match args.worker.public_url {
         Some(_) => None,
-        None => store.published_public_url().await.unwrap_or_else(|e| {
-            warn!(error = %e, "could not read the published base URL of results");
-            None
-        }),
+        None if local_delivery => {
+            let wait = std::time::Duration::from_secs(args.public_url_wait);
+            public_url::published(&store, wait, &shutdown).await
+        }
+        None => None,
     };
-    let local_delivery = !args.worker.storage.enabled();
+    if shutdown.is_cancelled() {
+        // Stopped while it waited for the URL: nothing was taken on, nothing is wrong.
+        return Ok(ExitCode::SUCCESS);
+    }
     let public_url = match public_url::for_worker(
         args.worker.public_url.as_deref(),
         published.as_deref(),
@@ -366,7 +375,11 @@ pub async fn worker(mut args: WorkerArgs) -> anyhow::Result<ExitCode> {
         Err(why) => {
             return Ok(config_error(&ConfigError {
                 setting: "PAGECAST_PUBLIC_URL",
-                why: format!("{why}; no API server has published one through Redis yet"),
+                why: format!(
+                    "{why}; no API server published one through Redis within \
+                     PAGECAST_PUBLIC_URL_WAIT ({} s)",
+                    args.public_url_wait
+                ),
             }));
         }
     };
