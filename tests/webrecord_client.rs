@@ -16,6 +16,8 @@ mod common;
 mod redis_support;
 #[path = "support/service.rs"]
 mod service_support;
+#[path = "support/spec.rs"]
+mod spec_support;
 #[path = "support/webrecord.rs"]
 mod webrecord_support;
 
@@ -23,7 +25,7 @@ use std::time::{Duration, Instant};
 
 use common::*;
 use redis_support::TestRedis;
-use serde_json::{Value, json};
+use serde_json::json;
 use service_support::*;
 use webrecord_support::*;
 
@@ -92,9 +94,9 @@ fn a_web_record_client_session(mode: Mode) {
     while receiver.received().is_empty() && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(100));
     }
-    let got = receiver.received();
+    let got = callbacks(&receiver);
     assert_eq!(got.len(), 1, "{got:?}");
-    let cb: Value = serde_json::from_slice(&got[0].body).unwrap();
+    let cb = &got[0];
     assert_eq!(cb["TaskID"], id.as_str());
     assert_eq!(cb["Status"], "callback", "{cb}");
     assert!(cb["Result"]["ErrorCode"].is_null(), "{cb}");
@@ -227,9 +229,9 @@ fn manual_start_waits_until_max_duration_limit(mode: Mode) {
     assert!(message.contains("MaxDurationLimit"), "{message}");
     assert_eq!(d["Result"]["Videos"], json!([]), "{d}");
     assert!(d["StartTime"].is_null(), "{d}");
-    let got = receiver.received();
+    let got = callbacks(&receiver);
     assert_eq!(got.len(), 1, "one callback: {got:?}");
-    let cb: Value = serde_json::from_slice(&got[0].body).unwrap();
+    let cb = &got[0];
     assert_eq!(cb["TaskID"], never.as_str());
     assert_eq!(cb["Result"]["ErrorCode"], "StartTimeout", "{cb}");
     // As web-record posts it: the task in status callback, FinishTime set.
@@ -460,11 +462,7 @@ fn stop_before_recording_ends_canceled_with_a_callback(mode: Mode) {
     while receiver.received().len() < 2 && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(100));
     }
-    let mut got: Vec<Value> = receiver
-        .received()
-        .iter()
-        .map(|d| serde_json::from_slice(&d.body).unwrap())
-        .collect();
+    let mut got = callbacks(&receiver);
     got.sort_by_key(|b| b["TaskID"] != queued.as_str());
     assert_eq!(got.len(), 2, "one callback each: {got:?}");
     for (body, id) in got.iter().zip([&queued, &waiting]) {

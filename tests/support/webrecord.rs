@@ -12,6 +12,7 @@ use sha2::Digest as _;
 
 use super::redis_support::TestRedis;
 use super::service_support::*;
+use super::spec_support::SPEC;
 
 /// pagecast's default behaviour, or `PAGECAST_COMPAT=web-record`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -87,7 +88,17 @@ impl WebRecord {
                 .await
                 .expect("POST /record");
             let status = r.status().as_u16();
-            let body: Value = r.json().await.expect("a JSON body");
+            let headers = r.headers().clone();
+            let bytes = r.bytes().await.expect("read the body");
+            // Every answer, success or error in either mode, as the spec declares it.
+            let errs = SPEC.check_response("/record", "post", status, &headers, &bytes);
+            assert!(
+                errs.is_empty(),
+                "{action}: HTTP {status} {}\ndoes not conform to api-spec/openapi.yaml:\n  {}",
+                String::from_utf8_lossy(&bytes),
+                errs.join("\n  ")
+            );
+            let body: Value = serde_json::from_slice(&bytes).expect("a JSON body");
             Answer { status, body }
         })
     }
@@ -172,6 +183,29 @@ impl WebRecord {
     pub fn wait_status(&self, id: &str, status: &'static str, limit: Duration) -> Value {
         self.wait(id, status, limit, move |d| d["Status"] == status)
     }
+}
+
+/// The callbacks `receiver` got so far, each checked against the spec's callback body (the task
+/// as Describe shows it) and parsed.
+pub fn callbacks(receiver: &CallbackReceiver) -> Vec<Value> {
+    receiver
+        .received()
+        .iter()
+        .map(|d| {
+            let errs = SPEC.check_callback(&d.body);
+            assert!(
+                errs.is_empty(),
+                "callback {}\ndoes not conform to api-spec/openapi.yaml:\n  {}",
+                String::from_utf8_lossy(&d.body),
+                errs.join("\n  ")
+            );
+            assert!(
+                d.event_id.is_some(),
+                "the callback has its X-Pagecast-Event-Id"
+            );
+            serde_json::from_slice(&d.body).expect("a JSON callback body")
+        })
+        .collect()
 }
 
 // ---------------------------------------------------------------------------------------------
