@@ -2161,6 +2161,108 @@ async fn allowed_origins_get_cors_answers() {
     assert_eq!(r.headers["access-control-allow-origin"], "*");
 }
 
+/// What a browser asks before a client shaped like web-record's request helper (`request.js`)
+/// POSTs from a page: it sends `Authorization`, `Content-Type`, and the API gateway's `x-date`
+/// and `Content-MD5` (`Accept: application/json` and `Content-Length` need no permission).
+const WEB_RECORD_HELPER_HEADERS: &str = "authorization,content-md5,content-type,x-date";
+
+/// A browser-side web-record client passes its preflight on `/` and `/record`, with or without
+/// `PAGECAST_COMPAT=web-record`, and its actual cross-origin POST is answered with CORS headers
+/// (a browser hands the page the body only then).
+#[tokio::test]
+async fn a_browser_side_web_record_client_passes_its_preflight() {
+    let redis = TestRedis::start();
+    let app_origin = "https://classroom.example.org";
+    for compat in [
+        pagecast::api::compat::Compat::Off,
+        pagecast::api::compat::Compat::WebRecord,
+    ] {
+        let api = serve(&redis, |s| {
+            s.http.cors =
+                pagecast::api::guard::CorsOrigins::parse(&[app_origin.to_string()]).unwrap();
+            s.http.compat = compat;
+        })
+        .await;
+        for path in ["/", "/record"] {
+            let pre = api
+                .client
+                .request(reqwest::Method::OPTIONS, format!("{}{path}", api.base))
+                .header("Origin", app_origin)
+                .header("Access-Control-Request-Method", "POST")
+                .header("Access-Control-Request-Headers", WEB_RECORD_HELPER_HEADERS)
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(pre.status().as_u16(), 200, "{compat:?} {path}");
+            let h = pre.headers();
+            assert_eq!(
+                h["access-control-allow-origin"], app_origin,
+                "{compat:?} {path}"
+            );
+            let methods = h["access-control-allow-methods"].to_str().unwrap();
+            assert!(methods.to_ascii_uppercase().contains("POST"), "{methods}");
+            // The browser lets the request go only if every header it asked for is allowed.
+            let allowed: Vec<String> = h["access-control-allow-headers"]
+                .to_str()
+                .unwrap()
+                .split(',')
+                .map(|v| v.trim().to_ascii_lowercase())
+                .collect();
+            for wanted in WEB_RECORD_HELPER_HEADERS.split(',') {
+                assert!(
+                    allowed.iter().any(|a| a == wanted),
+                    "{compat:?} {path}: {wanted} is not allowed: {allowed:?}"
+                );
+            }
+
+            // The POST itself, with the helper's headers (no API tokens: its HMAC is ignored).
+            let describe =
+                json!({"Action": "Describe", "Data": {"TaskID": uuid::Uuid::new_v4().to_string()}});
+            let start = json!({"Action": "Start", "Data": {"RecordURL": PAGE}}).to_string();
+            let helper_headers = |body: &str| -> Vec<(&'static str, String)> {
+                vec![
+                    ("Origin", app_origin.to_string()),
+                    ("Accept", "application/json".to_string()),
+                    ("Content-Type", "application/json".to_string()),
+                    ("x-date", "Mon, 07 Dec 2026 10:00:00 GMT".to_string()),
+                    (
+                        "Authorization",
+                        "hmac id=\"AKIDexample\", algorithm=\"hmac-sha1\", headers=\"x-date\", \
+                         signature=\"c2lnbmF0dXJl\""
+                            .to_string(),
+                    ),
+                    ("Content-MD5", format!("{:x}", body.len())),
+                ]
+            };
+            let headers = helper_headers(&start);
+            let pairs: Vec<(&str, &str)> = headers.iter().map(|(k, v)| (*k, v.as_str())).collect();
+            let r = api.post_with(path, start.clone(), &pairs).await;
+            assert_eq!(r.status, 200, "{compat:?} {path}: {}", r.text);
+            assert!(r.json["TaskID"].as_str().is_some(), "{}", r.text);
+            assert_eq!(r.headers["access-control-allow-origin"], app_origin);
+            let exposed = r.headers["access-control-expose-headers"]
+                .to_str()
+                .unwrap()
+                .to_ascii_lowercase();
+            assert!(exposed.contains("x-request-id"), "{exposed}");
+            // An error reaches the page too, as each mode answers it.
+            let body = describe.to_string();
+            let headers = helper_headers(&body);
+            let pairs: Vec<(&str, &str)> = headers.iter().map(|(k, v)| (*k, v.as_str())).collect();
+            let r = api.post_with(path, body, &pairs).await;
+            let expected = match compat {
+                pagecast::api::compat::Compat::WebRecord => (200, "InvalidParam"),
+                _ => (404, "TaskNotFound"),
+            };
+            assert_eq!(code_of(&r), expected, "{compat:?} {path}: {}", r.text);
+            assert_eq!(
+                r.headers["access-control-allow-origin"], app_origin,
+                "{compat:?} {path}"
+            );
+        }
+    }
+}
+
 // ---------------------------------------------------------------------------------------------
 // Layers: request ids and envelopes on every rejection, metrics counted outside the handler
 // ---------------------------------------------------------------------------------------------

@@ -25,7 +25,7 @@ use std::time::{Duration, Instant};
 
 use common::*;
 use redis_support::TestRedis;
-use serde_json::json;
+use serde_json::{Value, json};
 use service_support::*;
 use webrecord_support::*;
 
@@ -178,6 +178,113 @@ fn a_web_record_client_session_default_mode() {
 #[test]
 fn a_web_record_client_session_compat_mode() {
     a_web_record_client_session(Mode::Compat);
+}
+
+// ---------------------------------------------------------------------------------------------
+// A browser-side client: CORS with the request helper's headers
+// ---------------------------------------------------------------------------------------------
+
+/// A page on another origin (the one PAGECAST_CORS_ORIGINS lists) drives the API from Chromium
+/// itself (a second service's, which records the page) with the request helper's headers (`x-date`, `Content-MD5`, `Authorization: hmac`):
+/// the browser sends the preflight and hands the page an answer only if CORS allows it. It
+/// starts a task, stops it, describes it, and reads an error as its mode answers it.
+fn a_browser_side_client_drives_the_api(mode: Mode) {
+    let redis = TestRedis::start();
+    let app = AppServer::start(KEY_BYTES);
+    let wr = webrecord_with(
+        &redis,
+        &format!("wr-browser-{mode:?}"),
+        mode,
+        1,
+        &[("PAGECAST_CORS_ORIGINS", app.url.as_str())],
+    );
+    // The browser: another pagecast's, recording the client's page (a recorded page may never
+    // reach the API of the service recording it).
+    let browser = webrecord(
+        &redis,
+        &format!("wr-browser-host-{mode:?}"),
+        Mode::Default,
+        1,
+    );
+    let encode = |s: &str| url::form_urlencoded::byte_serialize(s.as_bytes()).collect::<String>();
+    let page = format!(
+        "{}?api={}&page={}",
+        app.page("webrecord_browser_client.html"),
+        encode(&wr.svc.url),
+        encode(&app.page("static.html")),
+    );
+    let id = browser.start(&page, json!({ "MaxDurationLimit": 60 }));
+    let reports = || -> std::collections::HashMap<String, (String, String)> {
+        app.seen("/report")
+            .iter()
+            .map(|s| {
+                let q: std::collections::HashMap<String, String> =
+                    url::form_urlencoded::parse(s.query.as_bytes())
+                        .into_owned()
+                        .collect();
+                (q["step"].clone(), (q["status"].clone(), q["body"].clone()))
+            })
+            .collect()
+    };
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !reports().contains_key("done") {
+        assert!(
+            Instant::now() < deadline,
+            "the page did not finish its calls: {:?}",
+            reports()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    browser.ok("Stop", json!({ "TaskID": id }));
+    let got = reports();
+    let answer = |step: &str| -> (String, Value) {
+        let (status, body) = got
+            .get(step)
+            .unwrap_or_else(|| panic!("no {step} report: {got:?}"));
+        let body = serde_json::from_str(body)
+            .unwrap_or_else(|_| panic!("{step}: the page read no JSON answer: {got:?}"));
+        (status.clone(), body)
+    };
+    // Start, Stop and Describe succeed, and the page reads their answers.
+    let (status, started) = answer("start");
+    assert_eq!(status, "200", "{got:?}");
+    let browser_task = started["TaskID"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{got:?}"))
+        .to_string();
+    let (status, stopped) = answer("stop");
+    assert_eq!(status, "200", "{got:?}");
+    assert_eq!(stopped["TaskID"], browser_task.as_str(), "{got:?}");
+    assert!(stopped["ErrorCode"].is_null(), "{got:?}");
+    let (status, described) = answer("describe");
+    assert_eq!(status, "200", "{got:?}");
+    assert_eq!(described["TaskID"], browser_task.as_str(), "{got:?}");
+    // An error reaches the page as its mode answers it.
+    let (status, error) = answer("unknown");
+    let expected = match mode {
+        Mode::Default => ("404", "TaskNotFound"),
+        Mode::Compat => ("200", "InvalidParam"),
+    };
+    assert_eq!(
+        (status.as_str(), error["ErrorCode"].as_str().unwrap_or("")),
+        expected,
+        "{got:?}"
+    );
+    // The task the page started and stopped ended as any task stopped before it began.
+    let d = wr.wait_status(&browser_task, "finished", Duration::from_secs(30));
+    assert_eq!(d["Result"]["ErrorCode"], "Canceled", "{d}");
+    let d = browser.wait_status(&id, "finished", Duration::from_secs(60));
+    assert!(d["Result"]["ErrorCode"].is_null(), "{d}");
+}
+
+#[test]
+fn a_browser_side_client_drives_the_api_default_mode() {
+    a_browser_side_client_drives_the_api(Mode::Default);
+}
+
+#[test]
+fn a_browser_side_client_drives_the_api_compat_mode() {
+    a_browser_side_client_drives_the_api(Mode::Compat);
 }
 
 // ---------------------------------------------------------------------------------------------
