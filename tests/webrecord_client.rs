@@ -14,6 +14,8 @@
 mod common;
 #[path = "support/redis.rs"]
 mod redis_support;
+#[path = "support/s3.rs"]
+mod s3_support;
 #[path = "support/service.rs"]
 mod service_support;
 #[path = "support/spec.rs"]
@@ -178,6 +180,94 @@ fn a_web_record_client_session_default_mode() {
 #[test]
 fn a_web_record_client_session_compat_mode() {
     a_web_record_client_session(Mode::Compat);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Results in object storage, as web-record delivered them
+// ---------------------------------------------------------------------------------------------
+
+/// web-record's usual case: `Output.Cos` names the client's bucket and region, a `TargetDir`
+/// with a leading `/` and a CDN `Domain` without a scheme. The result is read as such clients
+/// read it (`Result.Videos[0]`: `FileURL` on the Domain, `Filename`, `FileDuration`, `FileSize`),
+/// from the callback and from Describe, and the object really is in the bucket.
+fn results_in_the_clients_bucket(mode: Mode) {
+    let redis = TestRedis::start();
+    let s3 = s3_support::TestS3::start();
+    let bucket = "webrecord-1250000000";
+    s3.create_bucket(bucket);
+    let domain = cdn(s3.data().join(bucket));
+    let fixtures = fixture_server();
+    let receiver = CallbackReceiver::start();
+    let mut env: Vec<(&'static str, String)> = s3.env();
+    env.push(("PAGECAST_S3_ALLOWED_BUCKETS", bucket.to_string()));
+    let env: Vec<(&'static str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let wr = webrecord_with(&redis, &format!("wr-cos-{mode:?}"), mode, 1, &env);
+    let id = wr.start(
+        &format!("{fixtures}/animated.html"),
+        json!({
+            "MaxDurationLimit": 3,
+            "CallbackURL": format!("{}/ok", receiver.url),
+            "Output": { "Cos": {
+                "Bucket": bucket,
+                "Region": "ap-chengdu",
+                "TargetDir": "/class-9",
+                "Domain": domain,
+            }},
+        }),
+    );
+    let d = wr.wait_status(&id, "finished", Duration::from_secs(90));
+    assert!(d["Result"]["ErrorCode"].is_null(), "{d}");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while receiver.received().is_empty() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let got = callbacks(&receiver);
+    assert_eq!(got.len(), 1, "{got:?}");
+    for result in [&got[0]["Result"], &d["Result"]] {
+        let videos = result["Videos"].as_array().expect("Result.Videos");
+        assert_eq!(videos.len(), 1, "{result}");
+        let video = &videos[0];
+        let name = video["Filename"].as_str().unwrap();
+        let millis: i64 = name
+            .strip_suffix(".mp4")
+            .and_then(|n| n.parse().ok())
+            .unwrap_or_else(|| panic!("the stop time in ms: {result}"));
+        assert_eq!(millis / 1000, d["StopTime"].as_i64().unwrap(), "{d}");
+        // http:// + Domain + / + key, the leading "/" of TargetDir dropped.
+        let url = video["FileURL"].as_str().unwrap();
+        assert_eq!(url, format!("http://{domain}/class-9/{name}"), "{result}");
+        let stored = s3
+            .object(bucket, &format!("class-9/{name}"))
+            .expect("the object is in the client's bucket");
+        assert_eq!(stored.len() as u64, video["FileSize"].as_u64().unwrap());
+        assert!(
+            s3.object(s3_support::BUCKET, &format!("class-9/{name}"))
+                .is_none(),
+            "not in the server's own bucket"
+        );
+        let (status, body) = get(url);
+        assert_eq!(status, 200, "{url}");
+        assert_eq!(body, stored, "FileURL serves the stored object");
+        let file = scratch(&format!("wr-cos-{mode:?}-file")).join(name);
+        std::fs::write(&file, &body).unwrap();
+        let seconds = video["FileDuration"].as_u64().expect("FileDuration");
+        let p = probe(&file, &[]);
+        assert!(
+            (seconds as f64 - p.duration).abs() <= 0.5 && seconds == 3,
+            "FileDuration {seconds}: the file lasts {} s",
+            p.duration
+        );
+    }
+}
+
+#[test]
+fn results_in_the_clients_bucket_default_mode() {
+    results_in_the_clients_bucket(Mode::Default);
+}
+
+#[test]
+fn results_in_the_clients_bucket_compat_mode() {
+    results_in_the_clients_bucket(Mode::Compat);
 }
 
 // ---------------------------------------------------------------------------------------------

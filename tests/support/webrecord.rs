@@ -357,3 +357,35 @@ pub fn ffmpeg_decodes(url: &str) -> (bool, String) {
         String::from_utf8_lossy(&out.stderr).into_owned(),
     )
 }
+
+/// A stand-in for the CDN a web-record client names as `Output.Cos.Domain`: serves the files
+/// under `root` (a bucket's directory) at `/<key>`; returns its `host:port`, without a scheme.
+pub fn cdn(root: std::path::PathBuf) -> String {
+    use axum::extract::Path as UrlPath;
+    use axum::routing::get;
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async move {
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            tx.send(listener.local_addr().unwrap()).unwrap();
+            let app = axum::Router::new().route(
+                "/{*key}",
+                get(move |UrlPath(key): UrlPath<String>| {
+                    let file = root.join(&key);
+                    async move {
+                        if key.split('/').any(|part| part == "..") {
+                            return Err(axum::http::StatusCode::NOT_FOUND);
+                        }
+                        std::fs::read(file).map_err(|_| axum::http::StatusCode::NOT_FOUND)
+                    }
+                }),
+            );
+            axum::serve(listener, app).await.unwrap();
+        });
+    });
+    rx.recv().unwrap().to_string()
+}
