@@ -2529,6 +2529,68 @@ async fn web_record_mode_answers_errors_with_200_and_its_codes() {
     assert_eq!(compat.raw_get("/nowhere").await.status, 404);
 }
 
+/// web-record's internal actions (`List`, `DescribeDetail`, `ForceStop`) and its Tencent Cloud
+/// API envelope (`RecordAction`/`RecordData`) are refused as docs/api.md says, in both modes,
+/// on both paths, and start or stop nothing.
+#[tokio::test]
+async fn web_record_internal_actions_are_refused_as_documented() {
+    let redis = TestRedis::start();
+    for compat in [
+        pagecast::api::compat::Compat::Off,
+        pagecast::api::compat::Compat::WebRecord,
+    ] {
+        let api = serve(&redis, |s| s.http.compat = compat).await;
+        let web_record = compat == pagecast::api::compat::Compat::WebRecord;
+        let id = api.start_page().await;
+        let json_only = [("Content-Type", "application/json")];
+        for path in ["/", "/record"] {
+            for action in ["List", "DescribeDetail", "ForceStop"] {
+                let body = json!({"Action": action, "Data": {"TaskID": id}}).to_string();
+                let r = api.post_with(path, body, &json_only).await;
+                let status = if web_record { 200 } else { 400 };
+                assert_eq!(
+                    code_of(&r),
+                    (status, "UnsupportedAction"),
+                    "{compat:?} {path} {action}: {}",
+                    r.text
+                );
+                assert!(
+                    r.json["ErrorMessage"].as_str().unwrap().contains(action),
+                    "{}",
+                    r.text
+                );
+            }
+            // The envelope web-record's dispatcher also read, for its Tencent Cloud API.
+            let body = json!({
+                "RecordAction": "Start",
+                "RecordData": {"RecordURL": PAGE},
+                "RequestId": "req-1",
+            })
+            .to_string();
+            let r = api.post_with(path, body, &json_only).await;
+            let expected = if web_record {
+                (200, "InvalidParam")
+            } else {
+                (400, "MissingParam")
+            };
+            assert_eq!(code_of(&r), expected, "{compat:?} {path}: {}", r.text);
+            let message = r.json["ErrorMessage"].as_str().unwrap();
+            assert!(
+                message.starts_with("Action is required") && message.contains("RecordAction"),
+                "{message}"
+            );
+            assert!(
+                r.json.get("Response").is_none(),
+                "no Tencent Cloud envelope: {}",
+                r.text
+            );
+        }
+        // ForceStop stopped nothing; only the one Start created a task.
+        assert_eq!(api.status_of(&id).await, "normal", "{compat:?}");
+        assert_eq!(api.store.queued_count().await.unwrap(), 1, "{compat:?}");
+    }
+}
+
 // ---------------------------------------------------------------------------------------------
 // /metrics behind the token
 // ---------------------------------------------------------------------------------------------
