@@ -470,6 +470,96 @@ fn manual_start_waits_until_max_duration_limit_compat_mode() {
     manual_start_waits_until_max_duration_limit(Mode::Compat);
 }
 
+/// As in web-record, whose recording function counted MaxDurationLimit from its own start at
+/// Start, a ManualStart task's limit counts from Start through the wait and the recording: a
+/// page that takes 6 s to load and never starts ends at Start + the limit (not the limit after
+/// it loaded), and a page that starts late records only until Start + the limit. The extension
+/// `StartTimeout` ends the wait that many seconds after the page loaded.
+fn manual_start_limits_count_from_start(mode: Mode) {
+    let redis = TestRedis::start();
+    let app = AppServer::start(KEY_BYTES);
+    let wr = webrecord(&redis, &format!("wr-manual-limits-{mode:?}"), mode, 3);
+    let slow = wr.start(
+        &format!("{}?load_delay=6000", app.page("manual_slow_load.html")),
+        json!({ "ManualStart": true, "MaxDurationLimit": 10 }),
+    );
+    let late = wr.start(
+        &format!("{}?delay=4000", app.page("manual.html")),
+        json!({ "ManualStart": true, "MaxDurationLimit": 9 }),
+    );
+    let timeout = wr.start(
+        &app.page("manual_slow_load.html"),
+        json!({ "ManualStart": true, "StartTimeout": 3 }),
+    );
+
+    let d = wr.wait_status(&timeout, "finished", Duration::from_secs(60));
+    assert_eq!(d["Result"]["ErrorCode"], "StartTimeout", "{d}");
+    let message = d["Result"]["ErrorMessage"].as_str().unwrap();
+    assert!(
+        message.contains("StartTimeout (3 s after it loaded)"),
+        "{message}"
+    );
+    let waited = d["FinishTime"].as_i64().unwrap() - d["CreateTime"].as_i64().unwrap();
+    assert!(
+        (3..=10).contains(&waited),
+        "StartTimeout 3 s, ended after {waited} s: {d}"
+    );
+    assert_eq!(d["Result"]["Videos"], json!([]), "{d}");
+
+    let d = wr.wait_status(&slow, "finished", Duration::from_secs(60));
+    assert_eq!(d["Result"]["ErrorCode"], "StartTimeout", "{d}");
+    let message = d["Result"]["ErrorMessage"].as_str().unwrap();
+    assert!(
+        message.contains("MaxDurationLimit (10 s after Start)"),
+        "{message}"
+    );
+    assert!(
+        !app.seen("/delay").is_empty(),
+        "the page waited for its slow image"
+    );
+    // Counted from Start, not from the load 6 s later (which ended it 16 s after Start).
+    let waited = d["FinishTime"].as_i64().unwrap() - d["CreateTime"].as_i64().unwrap();
+    assert!(
+        (10..=13).contains(&waited),
+        "MaxDurationLimit 10 s from Start, ended after {waited} s: {d}"
+    );
+
+    let d = wr.wait_status(&late, "finished", Duration::from_secs(60));
+    assert!(d["Result"]["ErrorCode"].is_null(), "{d}");
+    let create = d["CreateTime"].as_i64().unwrap();
+    let began = d["StartTime"].as_i64().unwrap() - create;
+    assert!(began >= 4, "the page started 4 s after it loaded: {d}");
+    // Stopped by the limit at Start + 9 s (not 9 s after the page started); StopTime comes once
+    // the recording's end is written.
+    let stopped = d["CancelTime"].as_i64().unwrap() - create;
+    assert!(
+        (9..=10).contains(&stopped),
+        "MaxDurationLimit 9 s from Start, stopped after {stopped} s: {d}"
+    );
+    let recorded = d["RecordedDuration"].as_f64().unwrap();
+    assert!(
+        recorded <= (9 - began) as f64 + 1.0,
+        "recorded {recorded} s of the {} s left after the start: {d}",
+        9 - began
+    );
+    let video = &d["Result"]["Videos"][0];
+    let seconds = video["FileDuration"].as_u64().expect("FileDuration");
+    assert!(
+        (seconds as f64 - recorded).abs() <= 1.0,
+        "FileDuration {seconds}: {d}"
+    );
+}
+
+#[test]
+fn manual_start_limits_count_from_start_default_mode() {
+    manual_start_limits_count_from_start(Mode::Default);
+}
+
+#[test]
+fn manual_start_limits_count_from_start_compat_mode() {
+    manual_start_limits_count_from_start(Mode::Compat);
+}
+
 // ---------------------------------------------------------------------------------------------
 // Headers.UserAgent
 // ---------------------------------------------------------------------------------------------

@@ -220,8 +220,9 @@ pub struct Seen {
     pub user_agent: String,
 }
 
-/// Serves `tests/fixtures/*` under `/pages/`, the HLS key (16 bytes) under `/key`, and records
-/// every request, so pages can report to `/report?...` what they saw.
+/// Serves `tests/fixtures/*` under `/pages/`, the HLS key (16 bytes) under `/key`, an empty
+/// answer after `ms` milliseconds under `/delay?ms=<ms>` (a slow resource), and records every
+/// request, so pages can report to `/report?...` what they saw.
 pub struct AppServer {
     pub url: String,
     seen: std::sync::Arc<std::sync::Mutex<Vec<Seen>>>,
@@ -256,7 +257,7 @@ impl AppServer {
                         user_agent,
                     });
                 };
-                let (r1, r2, r3) = (record.clone(), record.clone(), record);
+                let (r1, r2, r3, r4) = (record.clone(), record.clone(), record.clone(), record);
                 let app = axum::Router::new()
                     .route(
                         "/pages/{file}",
@@ -289,6 +290,21 @@ impl AppServer {
                                     [(header::CONTENT_TYPE, "application/octet-stream")],
                                     key.to_vec(),
                                 )
+                            },
+                        ),
+                    )
+                    .route(
+                        "/delay",
+                        get(
+                            move |RawQuery(q): RawQuery, headers: HeaderMap| async move {
+                                let ms: u64 = q
+                                    .as_deref()
+                                    .and_then(|q| q.strip_prefix("ms="))
+                                    .and_then(|ms| ms.parse().ok())
+                                    .unwrap_or(0);
+                                tokio::time::sleep(Duration::from_millis(ms)).await;
+                                r4("/delay".into(), q, &headers);
+                                StatusCode::NO_CONTENT
                             },
                         ),
                     )
