@@ -378,6 +378,78 @@ fn a_browser_side_client_drives_the_api_compat_mode() {
 }
 
 // ---------------------------------------------------------------------------------------------
+// Private networks named by host
+// ---------------------------------------------------------------------------------------------
+
+/// web-record ran inside the customer's network and reached its hosts by name. With private
+/// addresses refused and only the host name `localhost` listed in
+/// PAGECAST_ALLOWED_PRIVATE_NETWORKS, a page and a callback at `localhost` work end to end (the
+/// Start check, the page's own requests through the egress guard, the callback's delivery),
+/// while the same servers named by their address (127.0.0.1) are refused.
+fn private_hosts_named_by_name(mode: Mode) {
+    let redis = TestRedis::start();
+    let app = AppServer::start(KEY_BYTES);
+    let receiver = CallbackReceiver::start();
+    let wr = webrecord_with(
+        &redis,
+        &format!("wr-named-host-{mode:?}"),
+        mode,
+        1,
+        &[
+            ("PAGECAST_ALLOW_PRIVATE_URLS", "false"),
+            ("PAGECAST_ALLOWED_PRIVATE_NETWORKS", "localhost"),
+        ],
+    );
+    let by_name = |url: &str| url.replacen("://127.0.0.1:", "://localhost:", 1);
+    let page = app.page("user_agent.html");
+    let callback = format!("{}/ok", receiver.url);
+    assert!(page.contains("://127.0.0.1:") && callback.contains("://127.0.0.1:"));
+    // By address: a private address no entry names.
+    for data in [
+        json!({ "RecordURL": page }),
+        json!({ "RecordURL": by_name(&page), "CallbackURL": callback }),
+    ] {
+        let refused = wr.refused("Start", data, "InvalidParam", "InvalidParam");
+        let message = refused["ErrorMessage"].as_str().unwrap();
+        assert!(
+            message.contains("PAGECAST_ALLOWED_PRIVATE_NETWORKS"),
+            "{message}"
+        );
+    }
+    // By name: recorded, the page's own request served, the callback delivered.
+    let id = wr.start(
+        &by_name(&page),
+        json!({ "MaxDurationLimit": 3, "CallbackURL": by_name(&callback) }),
+    );
+    let d = wr.wait_status(&id, "finished", Duration::from_secs(90));
+    assert!(d["Result"]["ErrorCode"].is_null(), "{d}");
+    assert_eq!(
+        d["Result"]["Videos"].as_array().map(Vec::len),
+        Some(1),
+        "{d}"
+    );
+    assert_eq!(d["Callback"]["State"], "delivered", "{d}");
+    assert_eq!(
+        app.seen("/report").len(),
+        1,
+        "the page's fetch() to localhost passed the egress guard"
+    );
+    let got = callbacks(&receiver);
+    assert_eq!(got.len(), 1, "{got:?}");
+    assert_eq!(got[0]["TaskID"], id.as_str());
+}
+
+#[test]
+fn private_hosts_named_by_name_default_mode() {
+    private_hosts_named_by_name(Mode::Default);
+}
+
+#[test]
+fn private_hosts_named_by_name_compat_mode() {
+    private_hosts_named_by_name(Mode::Compat);
+}
+
+// ---------------------------------------------------------------------------------------------
 // ManualStart: no deadline but MaxDurationLimit
 // ---------------------------------------------------------------------------------------------
 
