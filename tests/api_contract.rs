@@ -10,11 +10,12 @@
 
 #[path = "support/redis.rs"]
 mod redis_support;
+#[path = "support/spec.rs"]
+mod spec_support;
 
-use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::{Arc, LazyLock};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use pagecast::api::guard::Tokens;
@@ -28,6 +29,7 @@ use pagecast::task::{Status, TaskResult, TaskStats, Video};
 use redis_support::TestRedis;
 use reqwest::header::HeaderMap;
 use serde_json::{Value, json};
+use spec_support::SPEC;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// An AES-128 key in mixed case: neither spelling may ever come back in a response.
@@ -46,294 +48,8 @@ fn tokens(list: &[&str]) -> Tokens {
 }
 
 // ---------------------------------------------------------------------------------------------
-// The API spec, as a small validator
+// The API spec, as a small validator (tests/support/spec.rs)
 // ---------------------------------------------------------------------------------------------
-
-static SPEC: LazyLock<Spec> = LazyLock::new(Spec::load);
-
-struct Spec {
-    root: Value,
-    /// `ErrorCode` → HTTP status, from the table in the spec's `ErrorResponse.ErrorCode`.
-    http_of_code: HashMap<String, u16>,
-}
-
-impl Spec {
-    fn load() -> Spec {
-        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/api-spec/openapi.yaml");
-        let text = std::fs::read_to_string(path).expect("read api-spec/openapi.yaml");
-        let root: Value = serde_norway::from_str(&text).expect("api-spec/openapi.yaml is YAML");
-        let table = root
-            .pointer("/components/schemas/ErrorResponse/properties/ErrorCode/description")
-            .and_then(Value::as_str)
-            .expect("the spec describes ErrorResponse.ErrorCode with a table");
-        let mut http_of_code = HashMap::new();
-        for line in table.lines().map(str::trim) {
-            if !line.starts_with("| `") {
-                continue;
-            }
-            let cells: Vec<&str> = line.split('|').map(str::trim).collect();
-            let code = cells[1].trim_matches('`').to_owned();
-            let status: u16 = cells[2]
-                .parse()
-                .unwrap_or_else(|_| panic!("bad HTTP status in the spec's table: {line}"));
-            http_of_code.insert(code, status);
-        }
-        assert!(
-            http_of_code.len() >= 11,
-            "the spec's ErrorCode table has too few rows: {http_of_code:?}"
-        );
-        Spec { root, http_of_code }
-    }
-
-    /// Follows `$ref: '#/...'` to the referenced node.
-    fn deref<'a>(&'a self, mut node: &'a Value) -> &'a Value {
-        for _ in 0..32 {
-            let Some(reference) = node.get("$ref").and_then(Value::as_str) else {
-                return node;
-            };
-            let pointer = reference
-                .strip_prefix('#')
-                .unwrap_or_else(|| panic!("the spec uses only local references, got {reference}"));
-            node = self
-                .root
-                .pointer(pointer)
-                .unwrap_or_else(|| panic!("dangling reference {reference} in the spec"));
-        }
-        panic!("reference loop in the spec at {node}");
-    }
-
-    /// What is wrong with an answer to `method path` (empty: it conforms).
-    fn check_response(
-        &self,
-        path: &str,
-        method: &str,
-        status: u16,
-        headers: &HeaderMap,
-        body: &[u8],
-    ) -> Vec<String> {
-        let mut errs = Vec::new();
-        let pointer = format!(
-            "/paths/{}/{method}/responses",
-            path.replace('~', "~0").replace('/', "~1")
-        );
-        let responses = self
-            .root
-            .pointer(&pointer)
-            .unwrap_or_else(|| panic!("the spec has no {method} {path}"));
-        let Some(response) = responses.get(status.to_string()) else {
-            errs.push(format!(
-                "{method} {path}: the spec declares no {status} response"
-            ));
-            return errs;
-        };
-        let response = self.deref(response);
-
-        let request_id_header = headers
-            .get("x-request-id")
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_owned);
-        let declares_request_id = response
-            .get("headers")
-            .and_then(|h| h.get("X-Request-ID"))
-            .is_some();
-        if declares_request_id && request_id_header.is_none() {
-            errs.push(format!(
-                "{method} {path} {status}: the spec declares an X-Request-ID header; none was sent"
-            ));
-        }
-
-        let Some(content) = response.get("content").and_then(Value::as_object) else {
-            return errs;
-        };
-        let content_type = headers
-            .get(reqwest::header::CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.split(';').next())
-            .map(|v| v.trim().to_ascii_lowercase())
-            .unwrap_or_default();
-        let Some(media) = content.get(&content_type) else {
-            errs.push(format!(
-                "{method} {path} {status}: content type {content_type:?} is not declared (the spec declares {:?})",
-                content.keys().collect::<Vec<_>>()
-            ));
-            return errs;
-        };
-        if content_type != "application/json" {
-            return errs;
-        }
-        let value: Value = match serde_json::from_slice(body) {
-            Ok(v) => v,
-            Err(e) => {
-                errs.push(format!(
-                    "{method} {path} {status}: the body is not JSON ({e}): {:?}",
-                    String::from_utf8_lossy(body)
-                ));
-                return errs;
-            }
-        };
-        if let Some(schema) = media.get("schema") {
-            self.validate(schema, &value, "body", &mut errs);
-        }
-        if let (Some(header), Some(in_body)) = (
-            request_id_header.as_deref(),
-            value.get("RequestID").and_then(Value::as_str),
-        ) && header != in_body
-        {
-            errs.push(format!(
-                "X-Request-ID {header:?} differs from the body's RequestID {in_body:?}"
-            ));
-        }
-        if status != 200
-            && let Some(code) = value.get("ErrorCode").and_then(Value::as_str)
-        {
-            match self.http_of_code.get(code) {
-                Some(&expected) if expected == status => {}
-                Some(&expected) => errs.push(format!(
-                    "ErrorCode {code} was answered with HTTP {status}; the spec lists {expected}"
-                )),
-                None => errs.push(format!("ErrorCode {code} is not in the spec's table")),
-            }
-        }
-        errs
-    }
-
-    /// A small JSON Schema check: `$ref`, `allOf`, `oneOf`, `type`, `enum`, `const`, `format:
-    /// uuid`, `minimum`, `maximum`, `maxLength`, `properties` (closed: an undeclared key is an
-    /// error, stricter than JSON Schema, so that undocumented fields are caught), `required` and
-    /// `items`. Which `oneOf` alternative a value matches is decided as JSON Schema decides it
-    /// (a client's validator does: objects are open unless `additionalProperties: false`), and
-    /// the value is then checked strictly against that one.
-    fn validate(&self, schema: &Value, value: &Value, at: &str, errs: &mut Vec<String>) {
-        self.check(schema, value, at, errs, true);
-    }
-
-    fn check(&self, schema: &Value, value: &Value, at: &str, errs: &mut Vec<String>, strict: bool) {
-        let schema = self.deref(schema);
-        let mut parts = vec![schema];
-        if let Some(all) = schema.get("allOf").and_then(Value::as_array) {
-            parts.extend(all.iter().map(|p| self.deref(p)));
-        }
-        for part in &parts {
-            if let Some(t) = part.get("type") {
-                let types: Vec<&str> = match t {
-                    Value::String(s) => vec![s.as_str()],
-                    Value::Array(a) => a.iter().filter_map(Value::as_str).collect(),
-                    _ => Vec::new(),
-                };
-                if !types.iter().any(|t| type_matches(t, value)) {
-                    errs.push(format!("{at}: expected type {types:?}, got {value}"));
-                }
-            }
-            if let Some(allowed) = part.get("enum").and_then(Value::as_array)
-                && !allowed.contains(value)
-            {
-                errs.push(format!(
-                    "{at}: {value} is not one of the spec's values {allowed:?}"
-                ));
-            }
-            if let Some(c) = part.get("const")
-                && c != value
-            {
-                errs.push(format!("{at}: expected {c}, got {value}"));
-            }
-            if part.get("format").and_then(Value::as_str) == Some("uuid")
-                && let Some(s) = value.as_str()
-                && uuid::Uuid::parse_str(s).is_err()
-            {
-                errs.push(format!("{at}: {s:?} is not a UUID"));
-            }
-            if let Some(n) = value.as_f64() {
-                if let Some(min) = part.get("minimum").and_then(Value::as_f64)
-                    && n < min
-                {
-                    errs.push(format!("{at}: {n} is below the minimum {min}"));
-                }
-                if let Some(max) = part.get("maximum").and_then(Value::as_f64)
-                    && n > max
-                {
-                    errs.push(format!("{at}: {n} is above the maximum {max}"));
-                }
-            }
-            if let (Some(max), Some(s)) = (
-                part.get("maxLength").and_then(Value::as_u64),
-                value.as_str(),
-            ) && s.chars().count() as u64 > max
-            {
-                errs.push(format!("{at}: longer than {max} characters"));
-            }
-        }
-
-        if let Value::Object(map) = value {
-            let mut declared: BTreeMap<&str, &Value> = BTreeMap::new();
-            let mut required: Vec<&str> = Vec::new();
-            let mut closed = false;
-            for part in &parts {
-                if let Some(props) = part.get("properties").and_then(Value::as_object) {
-                    closed |= strict;
-                    declared.extend(props.iter().map(|(k, v)| (k.as_str(), v)));
-                }
-                if part.get("additionalProperties") == Some(&Value::Bool(false)) {
-                    closed = true;
-                }
-                if let Some(req) = part.get("required").and_then(Value::as_array) {
-                    required.extend(req.iter().filter_map(Value::as_str));
-                }
-            }
-            for name in required {
-                if !map.contains_key(name) {
-                    errs.push(format!("{at}: the required property {name} is missing"));
-                }
-            }
-            for (key, sub) in map {
-                match declared.get(key.as_str()) {
-                    Some(sub_schema) => {
-                        self.check(sub_schema, sub, &format!("{at}.{key}"), errs, strict)
-                    }
-                    None if closed => errs.push(format!(
-                        "{at}.{key}: not a property the spec declares (declared: {:?})",
-                        declared.keys().collect::<Vec<_>>()
-                    )),
-                    None => {}
-                }
-            }
-        }
-        if let (Value::Array(items), Some(item_schema)) = (value, schema.get("items")) {
-            for (i, item) in items.iter().enumerate() {
-                self.check(item_schema, item, &format!("{at}[{i}]"), errs, strict);
-            }
-        }
-        if let Some(alternatives) = schema.get("oneOf").and_then(Value::as_array) {
-            let matching: Vec<&Value> = alternatives
-                .iter()
-                .filter(|alt| {
-                    let mut e = Vec::new();
-                    self.check(alt, value, at, &mut e, false);
-                    e.is_empty()
-                })
-                .collect();
-            match matching.as_slice() {
-                [one] => self.check(one, value, at, errs, strict),
-                _ => errs.push(format!(
-                    "{at}: matches {} of the spec's oneOf alternatives, not exactly one: {value}",
-                    matching.len()
-                )),
-            }
-        }
-    }
-}
-
-fn type_matches(t: &str, v: &Value) -> bool {
-    match t {
-        "object" => v.is_object(),
-        "array" => v.is_array(),
-        "string" => v.is_string(),
-        "boolean" => v.is_boolean(),
-        "null" => v.is_null(),
-        "number" => v.is_number(),
-        "integer" => v.is_i64() || v.is_u64() || v.as_f64().is_some_and(|f| f.fract() == 0.0),
-        _ => false,
-    }
-}
 
 #[test]
 fn the_spec_validator_catches_what_it_should() {
@@ -2445,6 +2161,108 @@ async fn allowed_origins_get_cors_answers() {
     assert_eq!(r.headers["access-control-allow-origin"], "*");
 }
 
+/// What a browser asks before a client shaped like web-record's request helper (`request.js`)
+/// POSTs from a page: it sends `Authorization`, `Content-Type`, and the API gateway's `x-date`
+/// and `Content-MD5` (`Accept: application/json` and `Content-Length` need no permission).
+const WEB_RECORD_HELPER_HEADERS: &str = "authorization,content-md5,content-type,x-date";
+
+/// A browser-side web-record client passes its preflight on `/` and `/record`, with or without
+/// `PAGECAST_COMPAT=web-record`, and its actual cross-origin POST is answered with CORS headers
+/// (a browser hands the page the body only then).
+#[tokio::test]
+async fn a_browser_side_web_record_client_passes_its_preflight() {
+    let redis = TestRedis::start();
+    let app_origin = "https://classroom.example.org";
+    for compat in [
+        pagecast::api::compat::Compat::Off,
+        pagecast::api::compat::Compat::WebRecord,
+    ] {
+        let api = serve(&redis, |s| {
+            s.http.cors =
+                pagecast::api::guard::CorsOrigins::parse(&[app_origin.to_string()]).unwrap();
+            s.http.compat = compat;
+        })
+        .await;
+        for path in ["/", "/record"] {
+            let pre = api
+                .client
+                .request(reqwest::Method::OPTIONS, format!("{}{path}", api.base))
+                .header("Origin", app_origin)
+                .header("Access-Control-Request-Method", "POST")
+                .header("Access-Control-Request-Headers", WEB_RECORD_HELPER_HEADERS)
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(pre.status().as_u16(), 200, "{compat:?} {path}");
+            let h = pre.headers();
+            assert_eq!(
+                h["access-control-allow-origin"], app_origin,
+                "{compat:?} {path}"
+            );
+            let methods = h["access-control-allow-methods"].to_str().unwrap();
+            assert!(methods.to_ascii_uppercase().contains("POST"), "{methods}");
+            // The browser lets the request go only if every header it asked for is allowed.
+            let allowed: Vec<String> = h["access-control-allow-headers"]
+                .to_str()
+                .unwrap()
+                .split(',')
+                .map(|v| v.trim().to_ascii_lowercase())
+                .collect();
+            for wanted in WEB_RECORD_HELPER_HEADERS.split(',') {
+                assert!(
+                    allowed.iter().any(|a| a == wanted),
+                    "{compat:?} {path}: {wanted} is not allowed: {allowed:?}"
+                );
+            }
+
+            // The POST itself, with the helper's headers (no API tokens: its HMAC is ignored).
+            let describe =
+                json!({"Action": "Describe", "Data": {"TaskID": uuid::Uuid::new_v4().to_string()}});
+            let start = json!({"Action": "Start", "Data": {"RecordURL": PAGE}}).to_string();
+            let helper_headers = |body: &str| -> Vec<(&'static str, String)> {
+                vec![
+                    ("Origin", app_origin.to_string()),
+                    ("Accept", "application/json".to_string()),
+                    ("Content-Type", "application/json".to_string()),
+                    ("x-date", "Mon, 07 Dec 2026 10:00:00 GMT".to_string()),
+                    (
+                        "Authorization",
+                        "hmac id=\"AKIDexample\", algorithm=\"hmac-sha1\", headers=\"x-date\", \
+                         signature=\"c2lnbmF0dXJl\""
+                            .to_string(),
+                    ),
+                    ("Content-MD5", format!("{:x}", body.len())),
+                ]
+            };
+            let headers = helper_headers(&start);
+            let pairs: Vec<(&str, &str)> = headers.iter().map(|(k, v)| (*k, v.as_str())).collect();
+            let r = api.post_with(path, start.clone(), &pairs).await;
+            assert_eq!(r.status, 200, "{compat:?} {path}: {}", r.text);
+            assert!(r.json["TaskID"].as_str().is_some(), "{}", r.text);
+            assert_eq!(r.headers["access-control-allow-origin"], app_origin);
+            let exposed = r.headers["access-control-expose-headers"]
+                .to_str()
+                .unwrap()
+                .to_ascii_lowercase();
+            assert!(exposed.contains("x-request-id"), "{exposed}");
+            // An error reaches the page too, as each mode answers it.
+            let body = describe.to_string();
+            let headers = helper_headers(&body);
+            let pairs: Vec<(&str, &str)> = headers.iter().map(|(k, v)| (*k, v.as_str())).collect();
+            let r = api.post_with(path, body, &pairs).await;
+            let expected = match compat {
+                pagecast::api::compat::Compat::WebRecord => (200, "InvalidParam"),
+                _ => (404, "TaskNotFound"),
+            };
+            assert_eq!(code_of(&r), expected, "{compat:?} {path}: {}", r.text);
+            assert_eq!(
+                r.headers["access-control-allow-origin"], app_origin,
+                "{compat:?} {path}"
+            );
+        }
+    }
+}
+
 // ---------------------------------------------------------------------------------------------
 // Layers: request ids and envelopes on every rejection, metrics counted outside the handler
 // ---------------------------------------------------------------------------------------------
@@ -2709,6 +2527,68 @@ async fn web_record_mode_answers_errors_with_200_and_its_codes() {
     // Not the Action endpoint: real statuses (a player, a probe must see them).
     assert_eq!(compat.raw_get("/files/x.mp4").await.status, 403);
     assert_eq!(compat.raw_get("/nowhere").await.status, 404);
+}
+
+/// web-record's internal actions (`List`, `DescribeDetail`, `ForceStop`) and its Tencent Cloud
+/// API envelope (`RecordAction`/`RecordData`) are refused as docs/api.md says, in both modes,
+/// on both paths, and start or stop nothing.
+#[tokio::test]
+async fn web_record_internal_actions_are_refused_as_documented() {
+    let redis = TestRedis::start();
+    for compat in [
+        pagecast::api::compat::Compat::Off,
+        pagecast::api::compat::Compat::WebRecord,
+    ] {
+        let api = serve(&redis, |s| s.http.compat = compat).await;
+        let web_record = compat == pagecast::api::compat::Compat::WebRecord;
+        let id = api.start_page().await;
+        let json_only = [("Content-Type", "application/json")];
+        for path in ["/", "/record"] {
+            for action in ["List", "DescribeDetail", "ForceStop"] {
+                let body = json!({"Action": action, "Data": {"TaskID": id}}).to_string();
+                let r = api.post_with(path, body, &json_only).await;
+                let status = if web_record { 200 } else { 400 };
+                assert_eq!(
+                    code_of(&r),
+                    (status, "UnsupportedAction"),
+                    "{compat:?} {path} {action}: {}",
+                    r.text
+                );
+                assert!(
+                    r.json["ErrorMessage"].as_str().unwrap().contains(action),
+                    "{}",
+                    r.text
+                );
+            }
+            // The envelope web-record's dispatcher also read, for its Tencent Cloud API.
+            let body = json!({
+                "RecordAction": "Start",
+                "RecordData": {"RecordURL": PAGE},
+                "RequestId": "req-1",
+            })
+            .to_string();
+            let r = api.post_with(path, body, &json_only).await;
+            let expected = if web_record {
+                (200, "InvalidParam")
+            } else {
+                (400, "MissingParam")
+            };
+            assert_eq!(code_of(&r), expected, "{compat:?} {path}: {}", r.text);
+            let message = r.json["ErrorMessage"].as_str().unwrap();
+            assert!(
+                message.starts_with("Action is required") && message.contains("RecordAction"),
+                "{message}"
+            );
+            assert!(
+                r.json.get("Response").is_none(),
+                "no Tencent Cloud envelope: {}",
+                r.text
+            );
+        }
+        // ForceStop stopped nothing; only the one Start created a task.
+        assert_eq!(api.status_of(&id).await, "normal", "{compat:?}");
+        assert_eq!(api.store.queued_count().await.unwrap(), 1, "{compat:?}");
+    }
 }
 
 // ---------------------------------------------------------------------------------------------

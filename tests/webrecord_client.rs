@@ -14,8 +14,12 @@
 mod common;
 #[path = "support/redis.rs"]
 mod redis_support;
+#[path = "support/s3.rs"]
+mod s3_support;
 #[path = "support/service.rs"]
 mod service_support;
+#[path = "support/spec.rs"]
+mod spec_support;
 #[path = "support/webrecord.rs"]
 mod webrecord_support;
 
@@ -92,9 +96,9 @@ fn a_web_record_client_session(mode: Mode) {
     while receiver.received().is_empty() && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(100));
     }
-    let got = receiver.received();
+    let got = callbacks(&receiver);
     assert_eq!(got.len(), 1, "{got:?}");
-    let cb: Value = serde_json::from_slice(&got[0].body).unwrap();
+    let cb = &got[0];
     assert_eq!(cb["TaskID"], id.as_str());
     assert_eq!(cb["Status"], "callback", "{cb}");
     assert!(cb["Result"]["ErrorCode"].is_null(), "{cb}");
@@ -179,6 +183,273 @@ fn a_web_record_client_session_compat_mode() {
 }
 
 // ---------------------------------------------------------------------------------------------
+// Results in object storage, as web-record delivered them
+// ---------------------------------------------------------------------------------------------
+
+/// web-record's usual case: `Output.Cos` names the client's bucket and region, a `TargetDir`
+/// with a leading `/` and a CDN `Domain` without a scheme. The result is read as such clients
+/// read it (`Result.Videos[0]`: `FileURL` on the Domain, `Filename`, `FileDuration`, `FileSize`),
+/// from the callback and from Describe, and the object really is in the bucket.
+fn results_in_the_clients_bucket(mode: Mode) {
+    let redis = TestRedis::start();
+    let s3 = s3_support::TestS3::start();
+    let bucket = "webrecord-1250000000";
+    s3.create_bucket(bucket);
+    let domain = cdn(s3.data().join(bucket));
+    let fixtures = fixture_server();
+    let receiver = CallbackReceiver::start();
+    let mut env: Vec<(&'static str, String)> = s3.env();
+    env.push(("PAGECAST_S3_ALLOWED_BUCKETS", bucket.to_string()));
+    let env: Vec<(&'static str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let wr = webrecord_with(&redis, &format!("wr-cos-{mode:?}"), mode, 1, &env);
+    let id = wr.start(
+        &format!("{fixtures}/animated.html"),
+        json!({
+            "MaxDurationLimit": 3,
+            "CallbackURL": format!("{}/ok", receiver.url),
+            "Output": { "Cos": {
+                "Bucket": bucket,
+                "Region": "ap-chengdu",
+                "TargetDir": "/class-9",
+                "Domain": domain,
+            }},
+        }),
+    );
+    let d = wr.wait_status(&id, "finished", Duration::from_secs(90));
+    assert!(d["Result"]["ErrorCode"].is_null(), "{d}");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while receiver.received().is_empty() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let got = callbacks(&receiver);
+    assert_eq!(got.len(), 1, "{got:?}");
+    for result in [&got[0]["Result"], &d["Result"]] {
+        let videos = result["Videos"].as_array().expect("Result.Videos");
+        assert_eq!(videos.len(), 1, "{result}");
+        let video = &videos[0];
+        let name = video["Filename"].as_str().unwrap();
+        let millis: i64 = name
+            .strip_suffix(".mp4")
+            .and_then(|n| n.parse().ok())
+            .unwrap_or_else(|| panic!("the stop time in ms: {result}"));
+        assert_eq!(millis / 1000, d["StopTime"].as_i64().unwrap(), "{d}");
+        // http:// + Domain + / + key, the leading "/" of TargetDir dropped.
+        let url = video["FileURL"].as_str().unwrap();
+        assert_eq!(url, format!("http://{domain}/class-9/{name}"), "{result}");
+        let stored = s3
+            .object(bucket, &format!("class-9/{name}"))
+            .expect("the object is in the client's bucket");
+        assert_eq!(stored.len() as u64, video["FileSize"].as_u64().unwrap());
+        assert!(
+            s3.object(s3_support::BUCKET, &format!("class-9/{name}"))
+                .is_none(),
+            "not in the server's own bucket"
+        );
+        let (status, body) = get(url);
+        assert_eq!(status, 200, "{url}");
+        assert_eq!(body, stored, "FileURL serves the stored object");
+        let file = scratch(&format!("wr-cos-{mode:?}-file")).join(name);
+        std::fs::write(&file, &body).unwrap();
+        let seconds = video["FileDuration"].as_u64().expect("FileDuration");
+        let p = probe(&file, &[]);
+        assert!(
+            (seconds as f64 - p.duration).abs() <= 0.5 && seconds == 3,
+            "FileDuration {seconds}: the file lasts {} s",
+            p.duration
+        );
+    }
+}
+
+#[test]
+fn results_in_the_clients_bucket_default_mode() {
+    results_in_the_clients_bucket(Mode::Default);
+}
+
+#[test]
+fn results_in_the_clients_bucket_compat_mode() {
+    results_in_the_clients_bucket(Mode::Compat);
+}
+
+// ---------------------------------------------------------------------------------------------
+// A browser-side client: CORS with the request helper's headers
+// ---------------------------------------------------------------------------------------------
+
+/// A page on another origin (the one PAGECAST_CORS_ORIGINS lists) drives the API from Chromium
+/// itself (a second service's, which records the page) with the request helper's headers (`x-date`, `Content-MD5`, `Authorization: hmac`):
+/// the browser sends the preflight and hands the page an answer only if CORS allows it. It
+/// starts a task, stops it, describes it, and reads an error as its mode answers it.
+fn a_browser_side_client_drives_the_api(mode: Mode) {
+    let redis = TestRedis::start();
+    let app = AppServer::start(KEY_BYTES);
+    let wr = webrecord_with(
+        &redis,
+        &format!("wr-browser-{mode:?}"),
+        mode,
+        1,
+        &[("PAGECAST_CORS_ORIGINS", app.url.as_str())],
+    );
+    // The browser: another pagecast's, recording the client's page (a recorded page may never
+    // reach the API of the service recording it).
+    let browser = webrecord(
+        &redis,
+        &format!("wr-browser-host-{mode:?}"),
+        Mode::Default,
+        1,
+    );
+    let encode = |s: &str| url::form_urlencoded::byte_serialize(s.as_bytes()).collect::<String>();
+    let page = format!(
+        "{}?api={}&page={}",
+        app.page("webrecord_browser_client.html"),
+        encode(&wr.svc.url),
+        encode(&app.page("static.html")),
+    );
+    let id = browser.start(&page, json!({ "MaxDurationLimit": 60 }));
+    let reports = || -> std::collections::HashMap<String, (String, String)> {
+        app.seen("/report")
+            .iter()
+            .map(|s| {
+                let q: std::collections::HashMap<String, String> =
+                    url::form_urlencoded::parse(s.query.as_bytes())
+                        .into_owned()
+                        .collect();
+                (q["step"].clone(), (q["status"].clone(), q["body"].clone()))
+            })
+            .collect()
+    };
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !reports().contains_key("done") {
+        assert!(
+            Instant::now() < deadline,
+            "the page did not finish its calls: {:?}",
+            reports()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    browser.ok("Stop", json!({ "TaskID": id }));
+    let got = reports();
+    let answer = |step: &str| -> (String, Value) {
+        let (status, body) = got
+            .get(step)
+            .unwrap_or_else(|| panic!("no {step} report: {got:?}"));
+        let body = serde_json::from_str(body)
+            .unwrap_or_else(|_| panic!("{step}: the page read no JSON answer: {got:?}"));
+        (status.clone(), body)
+    };
+    // Start, Stop and Describe succeed, and the page reads their answers.
+    let (status, started) = answer("start");
+    assert_eq!(status, "200", "{got:?}");
+    let browser_task = started["TaskID"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{got:?}"))
+        .to_string();
+    let (status, stopped) = answer("stop");
+    assert_eq!(status, "200", "{got:?}");
+    assert_eq!(stopped["TaskID"], browser_task.as_str(), "{got:?}");
+    assert!(stopped["ErrorCode"].is_null(), "{got:?}");
+    let (status, described) = answer("describe");
+    assert_eq!(status, "200", "{got:?}");
+    assert_eq!(described["TaskID"], browser_task.as_str(), "{got:?}");
+    // An error reaches the page as its mode answers it.
+    let (status, error) = answer("unknown");
+    let expected = match mode {
+        Mode::Default => ("404", "TaskNotFound"),
+        Mode::Compat => ("200", "InvalidParam"),
+    };
+    assert_eq!(
+        (status.as_str(), error["ErrorCode"].as_str().unwrap_or("")),
+        expected,
+        "{got:?}"
+    );
+    // The task the page started and stopped ended as any task stopped before it began.
+    let d = wr.wait_status(&browser_task, "finished", Duration::from_secs(30));
+    assert_eq!(d["Result"]["ErrorCode"], "Canceled", "{d}");
+    let d = browser.wait_status(&id, "finished", Duration::from_secs(60));
+    assert!(d["Result"]["ErrorCode"].is_null(), "{d}");
+}
+
+#[test]
+fn a_browser_side_client_drives_the_api_default_mode() {
+    a_browser_side_client_drives_the_api(Mode::Default);
+}
+
+#[test]
+fn a_browser_side_client_drives_the_api_compat_mode() {
+    a_browser_side_client_drives_the_api(Mode::Compat);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Private networks named by host
+// ---------------------------------------------------------------------------------------------
+
+/// web-record ran inside the customer's network and reached its hosts by name. With private
+/// addresses refused and only the host name `localhost` listed in
+/// PAGECAST_ALLOWED_PRIVATE_NETWORKS, a page and a callback at `localhost` work end to end (the
+/// Start check, the page's own requests through the egress guard, the callback's delivery),
+/// while the same servers named by their address (127.0.0.1) are refused.
+fn private_hosts_named_by_name(mode: Mode) {
+    let redis = TestRedis::start();
+    let app = AppServer::start(KEY_BYTES);
+    let receiver = CallbackReceiver::start();
+    let wr = webrecord_with(
+        &redis,
+        &format!("wr-named-host-{mode:?}"),
+        mode,
+        1,
+        &[
+            ("PAGECAST_ALLOW_PRIVATE_URLS", "false"),
+            ("PAGECAST_ALLOWED_PRIVATE_NETWORKS", "localhost"),
+        ],
+    );
+    let by_name = |url: &str| url.replacen("://127.0.0.1:", "://localhost:", 1);
+    let page = app.page("user_agent.html");
+    let callback = format!("{}/ok", receiver.url);
+    assert!(page.contains("://127.0.0.1:") && callback.contains("://127.0.0.1:"));
+    // By address: a private address no entry names.
+    for data in [
+        json!({ "RecordURL": page }),
+        json!({ "RecordURL": by_name(&page), "CallbackURL": callback }),
+    ] {
+        let refused = wr.refused("Start", data, "InvalidParam", "InvalidParam");
+        let message = refused["ErrorMessage"].as_str().unwrap();
+        assert!(
+            message.contains("PAGECAST_ALLOWED_PRIVATE_NETWORKS"),
+            "{message}"
+        );
+    }
+    // By name: recorded, the page's own request served, the callback delivered.
+    let id = wr.start(
+        &by_name(&page),
+        json!({ "MaxDurationLimit": 3, "CallbackURL": by_name(&callback) }),
+    );
+    let d = wr.wait_status(&id, "finished", Duration::from_secs(90));
+    assert!(d["Result"]["ErrorCode"].is_null(), "{d}");
+    assert_eq!(
+        d["Result"]["Videos"].as_array().map(Vec::len),
+        Some(1),
+        "{d}"
+    );
+    assert_eq!(d["Callback"]["State"], "delivered", "{d}");
+    assert_eq!(
+        app.seen("/report").len(),
+        1,
+        "the page's fetch() to localhost passed the egress guard"
+    );
+    let got = callbacks(&receiver);
+    assert_eq!(got.len(), 1, "{got:?}");
+    assert_eq!(got[0]["TaskID"], id.as_str());
+}
+
+#[test]
+fn private_hosts_named_by_name_default_mode() {
+    private_hosts_named_by_name(Mode::Default);
+}
+
+#[test]
+fn private_hosts_named_by_name_compat_mode() {
+    private_hosts_named_by_name(Mode::Compat);
+}
+
+// ---------------------------------------------------------------------------------------------
 // ManualStart: no deadline but MaxDurationLimit
 // ---------------------------------------------------------------------------------------------
 
@@ -227,9 +498,9 @@ fn manual_start_waits_until_max_duration_limit(mode: Mode) {
     assert!(message.contains("MaxDurationLimit"), "{message}");
     assert_eq!(d["Result"]["Videos"], json!([]), "{d}");
     assert!(d["StartTime"].is_null(), "{d}");
-    let got = receiver.received();
+    let got = callbacks(&receiver);
     assert_eq!(got.len(), 1, "one callback: {got:?}");
-    let cb: Value = serde_json::from_slice(&got[0].body).unwrap();
+    let cb = &got[0];
     assert_eq!(cb["TaskID"], never.as_str());
     assert_eq!(cb["Result"]["ErrorCode"], "StartTimeout", "{cb}");
     // As web-record posts it: the task in status callback, FinishTime set.
@@ -269,6 +540,96 @@ fn manual_start_waits_until_max_duration_limit_default_mode() {
 #[test]
 fn manual_start_waits_until_max_duration_limit_compat_mode() {
     manual_start_waits_until_max_duration_limit(Mode::Compat);
+}
+
+/// As in web-record, whose recording function counted MaxDurationLimit from its own start at
+/// Start, a ManualStart task's limit counts from Start through the wait and the recording: a
+/// page that takes 6 s to load and never starts ends at Start + the limit (not the limit after
+/// it loaded), and a page that starts late records only until Start + the limit. The extension
+/// `StartTimeout` ends the wait that many seconds after the page loaded.
+fn manual_start_limits_count_from_start(mode: Mode) {
+    let redis = TestRedis::start();
+    let app = AppServer::start(KEY_BYTES);
+    let wr = webrecord(&redis, &format!("wr-manual-limits-{mode:?}"), mode, 3);
+    let slow = wr.start(
+        &format!("{}?load_delay=6000", app.page("manual_slow_load.html")),
+        json!({ "ManualStart": true, "MaxDurationLimit": 10 }),
+    );
+    let late = wr.start(
+        &format!("{}?delay=4000", app.page("manual.html")),
+        json!({ "ManualStart": true, "MaxDurationLimit": 9 }),
+    );
+    let timeout = wr.start(
+        &app.page("manual_slow_load.html"),
+        json!({ "ManualStart": true, "StartTimeout": 3 }),
+    );
+
+    let d = wr.wait_status(&timeout, "finished", Duration::from_secs(60));
+    assert_eq!(d["Result"]["ErrorCode"], "StartTimeout", "{d}");
+    let message = d["Result"]["ErrorMessage"].as_str().unwrap();
+    assert!(
+        message.contains("StartTimeout (3 s after it loaded)"),
+        "{message}"
+    );
+    let waited = d["FinishTime"].as_i64().unwrap() - d["CreateTime"].as_i64().unwrap();
+    assert!(
+        (3..=10).contains(&waited),
+        "StartTimeout 3 s, ended after {waited} s: {d}"
+    );
+    assert_eq!(d["Result"]["Videos"], json!([]), "{d}");
+
+    let d = wr.wait_status(&slow, "finished", Duration::from_secs(60));
+    assert_eq!(d["Result"]["ErrorCode"], "StartTimeout", "{d}");
+    let message = d["Result"]["ErrorMessage"].as_str().unwrap();
+    assert!(
+        message.contains("MaxDurationLimit (10 s after Start)"),
+        "{message}"
+    );
+    assert!(
+        !app.seen("/delay").is_empty(),
+        "the page waited for its slow image"
+    );
+    // Counted from Start, not from the load 6 s later (which ended it 16 s after Start).
+    let waited = d["FinishTime"].as_i64().unwrap() - d["CreateTime"].as_i64().unwrap();
+    assert!(
+        (10..=13).contains(&waited),
+        "MaxDurationLimit 10 s from Start, ended after {waited} s: {d}"
+    );
+
+    let d = wr.wait_status(&late, "finished", Duration::from_secs(60));
+    assert!(d["Result"]["ErrorCode"].is_null(), "{d}");
+    let create = d["CreateTime"].as_i64().unwrap();
+    let began = d["StartTime"].as_i64().unwrap() - create;
+    assert!(began >= 4, "the page started 4 s after it loaded: {d}");
+    // Stopped by the limit at Start + 9 s (not 9 s after the page started); StopTime comes once
+    // the recording's end is written.
+    let stopped = d["CancelTime"].as_i64().unwrap() - create;
+    assert!(
+        (9..=10).contains(&stopped),
+        "MaxDurationLimit 9 s from Start, stopped after {stopped} s: {d}"
+    );
+    let recorded = d["RecordedDuration"].as_f64().unwrap();
+    assert!(
+        recorded <= (9 - began) as f64 + 1.0,
+        "recorded {recorded} s of the {} s left after the start: {d}",
+        9 - began
+    );
+    let video = &d["Result"]["Videos"][0];
+    let seconds = video["FileDuration"].as_u64().expect("FileDuration");
+    assert!(
+        (seconds as f64 - recorded).abs() <= 1.0,
+        "FileDuration {seconds}: {d}"
+    );
+}
+
+#[test]
+fn manual_start_limits_count_from_start_default_mode() {
+    manual_start_limits_count_from_start(Mode::Default);
+}
+
+#[test]
+fn manual_start_limits_count_from_start_compat_mode() {
+    manual_start_limits_count_from_start(Mode::Compat);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -460,11 +821,7 @@ fn stop_before_recording_ends_canceled_with_a_callback(mode: Mode) {
     while receiver.received().len() < 2 && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(100));
     }
-    let mut got: Vec<Value> = receiver
-        .received()
-        .iter()
-        .map(|d| serde_json::from_slice(&d.body).unwrap())
-        .collect();
+    let mut got = callbacks(&receiver);
     got.sort_by_key(|b| b["TaskID"] != queued.as_str());
     assert_eq!(got.len(), 2, "one callback each: {got:?}");
     for (body, id) in got.iter().zip([&queued, &waiting]) {

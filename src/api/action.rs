@@ -163,6 +163,13 @@ async fn run(
     };
     let name = match obj.get("Action") {
         Some(Value::String(a)) => a.as_str(),
+        None | Some(Value::Null) if obj.contains_key("RecordAction") => {
+            return Err(ApiError::new(
+                crate::error::ErrorCode::MissingParam,
+                "Action is required: RecordAction and RecordData (web-record's internal Tencent \
+                 Cloud API envelope) are not offered; send Action and Data",
+            ));
+        }
         None | Some(Value::Null) => return Err(ApiError::missing("Action")),
         Some(other) => {
             return Err(ApiError::invalid(

@@ -4,7 +4,7 @@
 //! `ErrorCode`), and with web-record's codes where pagecast's differ. Off by default: then every
 //! error has its own HTTP status and pagecast's codes.
 
-use axum::http::StatusCode;
+use axum::http::{StatusCode, header};
 use axum::response::Response;
 
 use super::error::ApiError;
@@ -37,16 +37,22 @@ pub(crate) fn web_record_response(response: Response) -> Response {
     let Some(error) = response.extensions().get::<ApiError>().cloned() else {
         return response;
     };
-    let request_id = response
-        .headers()
+    let (mut parts, _) = response.into_parts();
+    let request_id = parts
+        .headers
         .get(super::error::REQUEST_ID_HEADER)
         .and_then(|v| v.to_str().ok())
         .unwrap_or_default()
         .to_string();
     let mapped = ApiError::new(web_record_code(error.code), error.message);
-    let mut out = mapped.into_response_with(&request_id);
-    *out.status_mut() = StatusCode::OK;
-    out
+    let (mapped_parts, body) = mapped.into_response_with(&request_id).into_parts();
+    // Only the status and the body change: the headers the inner layers set stay (CORS above
+    // all, without which a browser-side client could not read the error).
+    parts.headers.remove(header::CONTENT_LENGTH);
+    parts.headers.extend(mapped_parts.headers);
+    parts.extensions.extend(mapped_parts.extensions);
+    parts.status = StatusCode::OK;
+    Response::from_parts(parts, body)
 }
 
 #[cfg(test)]
@@ -87,5 +93,22 @@ mod tests {
         assert!(e.message.contains("abc"));
         let ok = axum::response::IntoResponse::into_response("fine");
         assert_eq!(web_record_response(ok).status(), StatusCode::OK);
+    }
+
+    #[test]
+    fn the_inner_layers_headers_stay() {
+        let mut inner = ApiError::task_not_found("abc").into_response_with("rid-2");
+        inner.headers_mut().insert(
+            header::ACCESS_CONTROL_ALLOW_ORIGIN,
+            axum::http::HeaderValue::from_static("https://app.example.org"),
+        );
+        let r = web_record_response(inner);
+        assert_eq!(r.status(), StatusCode::OK);
+        assert_eq!(
+            r.headers()[header::ACCESS_CONTROL_ALLOW_ORIGIN],
+            "https://app.example.org"
+        );
+        assert_eq!(r.headers()[header::CONTENT_TYPE], "application/json");
+        assert_eq!(r.headers()[super::super::error::REQUEST_ID_HEADER], "rid-2");
     }
 }

@@ -209,6 +209,21 @@ async fn envelope(State(policy): State<Arc<HttpPolicy>>, req: Request, next: Nex
     out
 }
 
+/// The request headers a browser-side client may send (lower case, as preflights name them):
+/// pagecast's own, and those web-record's request helper adds for its API gateway (`x-date`,
+/// `content-md5`; its `Authorization: hmac ...` is ignored without API tokens), so such a
+/// client passes its preflight unchanged. `Accept` is listed for values outside the CORS
+/// safelist.
+const ALLOWED_REQUEST_HEADERS: [&str; 7] = [
+    "authorization",
+    "content-type",
+    "range",
+    REQUEST_ID_HEADER,
+    "accept",
+    "x-date",
+    "content-md5",
+];
+
 /// CORS for the allowed origins: preflights are answered, responses carry
 /// `Access-Control-Allow-Origin`.
 fn cors(origins: &CorsOrigins) -> CorsLayer {
@@ -222,12 +237,7 @@ fn cors(origins: &CorsOrigins) -> CorsLayer {
     CorsLayer::new()
         .allow_origin(allow)
         .allow_methods([Method::GET, Method::HEAD, Method::POST, Method::OPTIONS])
-        .allow_headers([
-            header::AUTHORIZATION,
-            header::CONTENT_TYPE,
-            header::RANGE,
-            axum::http::HeaderName::from_static(REQUEST_ID_HEADER),
-        ])
+        .allow_headers(ALLOWED_REQUEST_HEADERS.map(axum::http::HeaderName::from_static))
         .expose_headers([
             axum::http::HeaderName::from_static(REQUEST_ID_HEADER),
             header::CONTENT_RANGE,
@@ -248,5 +258,13 @@ mod tests {
         assert!(!is_action_request(&Method::POST, "/files/x"));
         assert!(is_action_request(&Method::POST, "/record"));
         assert!(!is_action_request(&Method::POST, "/record/"));
+    }
+
+    #[test]
+    fn allowed_request_headers_are_valid_lower_case_names() {
+        for name in ALLOWED_REQUEST_HEADERS {
+            let parsed = axum::http::HeaderName::from_static(name);
+            assert_eq!(parsed.as_str(), name);
+        }
     }
 }

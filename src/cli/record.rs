@@ -226,6 +226,7 @@ pub async fn run(args: RecordArgs) -> anyhow::Result<ExitCode> {
         wall_limit: None,
         manual_start: args.manual_start,
         start_timeout: Duration::from_secs(args.start_timeout),
+        ends_at: None,
         start_paused: false,
         navigation_timeout: Duration::from_secs(rec.navigation_timeout),
         browser,

@@ -166,7 +166,9 @@ impl Engine {
         preroll: &mut Option<Frame>,
         paused: &mut bool,
     ) -> Result<Option<(f64, Origin, Option<HookReply>)>, RecordError> {
-        let deadline = tokio::time::sleep(self.opts.start_timeout);
+        let wait =
+            super::options::start_wait_from(self.opts.start_timeout, self.opts.ends_at, wall_now());
+        let deadline = tokio::time::sleep(wait);
         tokio::pin!(deadline);
         let mut gate = StartGate::new(*paused);
         loop {
@@ -182,7 +184,7 @@ impl Engine {
                     // The owner is gone: as a Stop.
                     None => return Ok(None),
                 },
-                _ = &mut deadline => return Err(RecordError::StartTimeout(self.opts.start_timeout.as_secs())),
+                _ = &mut deadline => return Err(RecordError::StartTimeout(wait.as_secs())),
             };
             // startRecord()'s Promise settles once recording has begun; the others now.
             match gate.on(command) {

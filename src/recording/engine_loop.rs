@@ -156,7 +156,7 @@ impl Engine {
         let mut browser_connected = true;
         let mut sup = Supervisor::new(Rules {
             origin,
-            wall_limit: opts.wall_limit.map(|l| l.as_secs_f64()),
+            wall_limit: super::options::wall_limit_from(opts.wall_limit, opts.ends_at, origin),
             limit_slots: opts
                 .max_duration
                 .map(|d| (d.as_secs_f64() * f64::from(fps)).round() as u64),

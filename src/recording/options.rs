@@ -71,8 +71,13 @@ pub struct RecordOptions {
     pub wall_limit: Option<Duration>,
     /// Wait for the page to call `window.startRecord()`.
     pub manual_start: bool,
-    /// How long a ManualStart page may take to call `window.startRecord()`.
+    /// How long a ManualStart page may take to call `window.startRecord()` once it has loaded.
     pub start_timeout: Duration,
+    /// The instant (Unix seconds) the recording ends at, whatever it is doing: a ManualStart
+    /// page still waiting fails with `StartTimeout` there, a recording stops there as at
+    /// `wall_limit`. The service sets it for ManualStart tasks: MaxDurationLimit counted from
+    /// Start, as web-record counted it. `None`: no such instant.
+    pub ends_at: Option<f64>,
     /// Begin paused (a Pause was given before recording began); a Resume before it begins, or
     /// after, continues as usual.
     pub start_paused: bool,
@@ -134,6 +139,29 @@ pub fn page_url(raw: &str) -> Result<url::Url, String> {
     }
 }
 
+/// The wall-clock limit of a recording that began at `origin` (Unix seconds): `wall_limit`,
+/// shortened to end by `ends_at` (never below zero).
+pub(crate) fn wall_limit_from(
+    wall_limit: Option<Duration>,
+    ends_at: Option<f64>,
+    origin: f64,
+) -> Option<f64> {
+    let until_end = ends_at.map(|at| (at - origin).max(0.0));
+    match (wall_limit.map(|l| l.as_secs_f64()), until_end) {
+        (Some(l), Some(e)) => Some(l.min(e)),
+        (l, e) => l.or(e),
+    }
+}
+
+/// How long a ManualStart page may still take to call `window.startRecord()`, once it has loaded
+/// at `now` (Unix seconds): `start_timeout`, cut short by `ends_at`.
+pub(crate) fn start_wait_from(start_timeout: Duration, ends_at: Option<f64>, now: f64) -> Duration {
+    match ends_at {
+        Some(at) => start_timeout.min(Duration::from_secs_f64((at - now).max(0.0))),
+        None => start_timeout,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -170,5 +198,42 @@ mod tests {
         assert!(page_url("javascript:alert(1)").is_err());
         assert!(page_url("not a url").is_err());
         assert!(page_url("").is_err());
+    }
+
+    #[test]
+    fn an_end_instant_shortens_the_wait_and_the_recording() {
+        let minute = Duration::from_secs(60);
+        // Without one: the limits as given.
+        assert_eq!(wall_limit_from(Some(minute), None, 1_000.0), Some(60.0));
+        assert_eq!(wall_limit_from(None, None, 1_000.0), None);
+        assert_eq!(start_wait_from(minute, None, 1_000.0), minute);
+        // A ManualStart page that began recording 8 s before the end records those 8 s.
+        assert_eq!(
+            wall_limit_from(Some(minute), Some(1_008.0), 1_000.0),
+            Some(8.0)
+        );
+        assert_eq!(wall_limit_from(None, Some(1_008.0), 1_000.0), Some(8.0));
+        // The shorter of the two wins; past the end, nothing is left.
+        assert_eq!(
+            wall_limit_from(Some(minute), Some(2_000.0), 1_000.0),
+            Some(60.0)
+        );
+        assert_eq!(
+            wall_limit_from(Some(minute), Some(990.0), 1_000.0),
+            Some(0.0)
+        );
+        // The wait of a page loaded 3 s before the end, however long StartTimeout is.
+        assert_eq!(
+            start_wait_from(Duration::from_secs(86_400), Some(1_003.0), 1_000.0),
+            Duration::from_secs(3)
+        );
+        assert_eq!(
+            start_wait_from(Duration::from_secs(2), Some(1_003.0), 1_000.0),
+            Duration::from_secs(2)
+        );
+        assert_eq!(
+            start_wait_from(minute, Some(900.0), 1_000.0),
+            Duration::ZERO
+        );
     }
 }

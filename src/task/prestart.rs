@@ -1,10 +1,13 @@
 //! A task before its recording began: how long a ManualStart page may take to call
 //! `window.startRecord()`, and how a task stopped meanwhile ends.
 //!
-//! As in the source product, a ManualStart task has no start deadline of its own: it waits for
-//! the page until `MaxDurationLimit`, counted from Start while it waits (once recording begins,
-//! the limit counts again from there). The extension `StartTimeout` sets a deadline of its own,
-//! counted from the moment the page has loaded.
+//! As in the source product, a ManualStart task has no start deadline of its own, and its
+//! `MaxDurationLimit` counts from Start: the task ends at Start + MaxDurationLimit whatever it is
+//! doing then, waiting for the page to call `window.startRecord()` (it fails with
+//! `StartTimeout`) or recording (it stops there, as at its limit). web-record's recording
+//! function, invoked at Start, counted its limit from its own start, before the page loaded,
+//! and kept counting through the wait. The extension `StartTimeout` sets a deadline of its own
+//! for the wait, counted from the moment the page has loaded.
 //!
 //! Stop (or Cancel, or the page's `stopRecord()`) before recording began moves the task
 //! `normal → canceled`, and it ends through the stages like any other: to `callback` when it
@@ -31,20 +34,27 @@ pub(crate) enum StartBound {
 /// How long a ManualStart page may still take to call `window.startRecord()`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct StartWait {
-    /// The wait from now.
+    /// The wait from the moment the page has loaded (the end instant may cut it short).
     pub(crate) limit: Duration,
     /// What sets it.
     pub(crate) bound: StartBound,
+    /// When the task ends (Unix seconds): Start + MaxDurationLimit.
+    pub(crate) ends_at: i64,
+    /// Its MaxDurationLimit, in seconds.
+    max_duration_secs: u32,
 }
 
 impl StartWait {
     /// The wait of a task created at `create_time` (unix seconds), at `now`. At least a second,
     /// so a task taken up late still gives its page a moment.
     pub(crate) fn of(spec: &StartSpec, create_time: i64, now: i64) -> StartWait {
+        let ends_at = create_time.saturating_add(i64::from(spec.max_duration_secs));
         if spec.start_timeout_secs > 0 {
             return StartWait {
                 limit: Duration::from_secs(u64::from(spec.start_timeout_secs)),
                 bound: StartBound::StartTimeout(spec.start_timeout_secs),
+                ends_at,
+                max_duration_secs: spec.max_duration_secs,
             };
         }
         let waited = u64::try_from(now.saturating_sub(create_time)).unwrap_or(0);
@@ -52,19 +62,30 @@ impl StartWait {
         StartWait {
             limit: Duration::from_secs(left.max(1)),
             bound: StartBound::MaxDurationLimit(spec.max_duration_secs),
+            ends_at,
+            max_duration_secs: spec.max_duration_secs,
         }
     }
 
-    /// Why the task ended when the page did not start in time (its `Result.ErrorMessage`).
-    pub(crate) fn timeout_message(&self) -> String {
+    /// The instant the recording ends at (see [`crate::recording::RecordOptions::ends_at`]),
+    /// for a task taken up at `now`: Start + MaxDurationLimit, or a last second for a task
+    /// taken up after it (a long queue).
+    pub(crate) fn end_instant(&self, now: i64) -> f64 {
+        self.ends_at.max(now.saturating_add(1)) as f64
+    }
+
+    /// Why the task ended when the page did not start in time (its `Result.ErrorMessage`), at
+    /// `now`: the wait ended at StartTimeout or, once Start + MaxDurationLimit has come, there.
+    pub(crate) fn timeout_message(&self, now: i64) -> String {
         match self.bound {
-            StartBound::StartTimeout(s) => format!(
+            StartBound::StartTimeout(s) if now < self.ends_at => format!(
                 "the page did not call window.startRecord() within StartTimeout ({s} s after it \
                  loaded)"
             ),
-            StartBound::MaxDurationLimit(s) => format!(
-                "the page did not call window.startRecord() within MaxDurationLimit ({s} s after \
-                 Start)"
+            _ => format!(
+                "the page did not call window.startRecord() within MaxDurationLimit ({} s after \
+                 Start)",
+                self.max_duration_secs
             ),
         }
     }
@@ -164,8 +185,16 @@ mod tests {
             Duration::from_secs(60)
         );
         assert!(
-            w.timeout_message()
+            w.timeout_message(1_600)
                 .contains("MaxDurationLimit (600 s after Start)")
+        );
+        // The task ends at Start + MaxDurationLimit, waiting or recording.
+        assert_eq!(w.ends_at, 1_600);
+        assert_eq!(w.end_instant(1_250), 1_600.0);
+        // Taken up after that instant: a last second.
+        assert_eq!(
+            StartWait::of(&spec(60, 0), 1_000, 9_000).end_instant(9_000),
+            9_001.0
         );
     }
 
@@ -228,6 +257,14 @@ mod tests {
         let w = StartWait::of(&spec(36_000, 90), 1_000, 1_500);
         assert_eq!(w.limit, Duration::from_secs(90));
         assert_eq!(w.bound, StartBound::StartTimeout(90));
-        assert!(w.timeout_message().contains("StartTimeout (90 s"));
+        assert!(w.timeout_message(1_590).contains("StartTimeout (90 s"));
+        // MaxDurationLimit still ends the task at Start + MaxDurationLimit, whichever comes first.
+        let w = StartWait::of(&spec(60, 90), 1_000, 1_010);
+        assert_eq!(w.end_instant(1_010), 1_060.0);
+        assert!(w.timeout_message(1_059).contains("StartTimeout (90 s"));
+        assert!(
+            w.timeout_message(1_060)
+                .contains("MaxDurationLimit (60 s after Start)")
+        );
     }
 }

@@ -12,6 +12,7 @@ use sha2::Digest as _;
 
 use super::redis_support::TestRedis;
 use super::service_support::*;
+use super::spec_support::SPEC;
 
 /// pagecast's default behaviour, or `PAGECAST_COMPAT=web-record`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -87,7 +88,17 @@ impl WebRecord {
                 .await
                 .expect("POST /record");
             let status = r.status().as_u16();
-            let body: Value = r.json().await.expect("a JSON body");
+            let headers = r.headers().clone();
+            let bytes = r.bytes().await.expect("read the body");
+            // Every answer, success or error in either mode, as the spec declares it.
+            let errs = SPEC.check_response("/record", "post", status, &headers, &bytes);
+            assert!(
+                errs.is_empty(),
+                "{action}: HTTP {status} {}\ndoes not conform to api-spec/openapi.yaml:\n  {}",
+                String::from_utf8_lossy(&bytes),
+                errs.join("\n  ")
+            );
+            let body: Value = serde_json::from_slice(&bytes).expect("a JSON body");
             Answer { status, body }
         })
     }
@@ -174,6 +185,29 @@ impl WebRecord {
     }
 }
 
+/// The callbacks `receiver` got so far, each checked against the spec's callback body (the task
+/// as Describe shows it) and parsed.
+pub fn callbacks(receiver: &CallbackReceiver) -> Vec<Value> {
+    receiver
+        .received()
+        .iter()
+        .map(|d| {
+            let errs = SPEC.check_callback(&d.body);
+            assert!(
+                errs.is_empty(),
+                "callback {}\ndoes not conform to api-spec/openapi.yaml:\n  {}",
+                String::from_utf8_lossy(&d.body),
+                errs.join("\n  ")
+            );
+            assert!(
+                d.event_id.is_some(),
+                "the callback has its X-Pagecast-Event-Id"
+            );
+            serde_json::from_slice(&d.body).expect("a JSON callback body")
+        })
+        .collect()
+}
+
 // ---------------------------------------------------------------------------------------------
 // The client's own web server: the pages it records, its key server, and what pages report
 // ---------------------------------------------------------------------------------------------
@@ -186,8 +220,9 @@ pub struct Seen {
     pub user_agent: String,
 }
 
-/// Serves `tests/fixtures/*` under `/pages/`, the HLS key (16 bytes) under `/key`, and records
-/// every request, so pages can report to `/report?...` what they saw.
+/// Serves `tests/fixtures/*` under `/pages/`, the HLS key (16 bytes) under `/key`, an empty
+/// answer after `ms` milliseconds under `/delay?ms=<ms>` (a slow resource), and records every
+/// request, so pages can report to `/report?...` what they saw.
 pub struct AppServer {
     pub url: String,
     seen: std::sync::Arc<std::sync::Mutex<Vec<Seen>>>,
@@ -222,7 +257,7 @@ impl AppServer {
                         user_agent,
                     });
                 };
-                let (r1, r2, r3) = (record.clone(), record.clone(), record);
+                let (r1, r2, r3, r4) = (record.clone(), record.clone(), record.clone(), record);
                 let app = axum::Router::new()
                     .route(
                         "/pages/{file}",
@@ -255,6 +290,21 @@ impl AppServer {
                                     [(header::CONTENT_TYPE, "application/octet-stream")],
                                     key.to_vec(),
                                 )
+                            },
+                        ),
+                    )
+                    .route(
+                        "/delay",
+                        get(
+                            move |RawQuery(q): RawQuery, headers: HeaderMap| async move {
+                                let ms: u64 = q
+                                    .as_deref()
+                                    .and_then(|q| q.strip_prefix("ms="))
+                                    .and_then(|ms| ms.parse().ok())
+                                    .unwrap_or(0);
+                                tokio::time::sleep(Duration::from_millis(ms)).await;
+                                r4("/delay".into(), q, &headers);
+                                StatusCode::NO_CONTENT
                             },
                         ),
                     )
@@ -322,4 +372,36 @@ pub fn ffmpeg_decodes(url: &str) -> (bool, String) {
         out.status.success(),
         String::from_utf8_lossy(&out.stderr).into_owned(),
     )
+}
+
+/// A stand-in for the CDN a web-record client names as `Output.Cos.Domain`: serves the files
+/// under `root` (a bucket's directory) at `/<key>`; returns its `host:port`, without a scheme.
+pub fn cdn(root: std::path::PathBuf) -> String {
+    use axum::extract::Path as UrlPath;
+    use axum::routing::get;
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async move {
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            tx.send(listener.local_addr().unwrap()).unwrap();
+            let app = axum::Router::new().route(
+                "/{*key}",
+                get(move |UrlPath(key): UrlPath<String>| {
+                    let file = root.join(&key);
+                    async move {
+                        if key.split('/').any(|part| part == "..") {
+                            return Err(axum::http::StatusCode::NOT_FOUND);
+                        }
+                        std::fs::read(file).map_err(|_| axum::http::StatusCode::NOT_FOUND)
+                    }
+                }),
+            );
+            axum::serve(listener, app).await.unwrap();
+        });
+    });
+    rx.recv().unwrap().to_string()
 }

@@ -72,6 +72,9 @@ impl RecordJob {
             // A taken-over page already started its recording once.
             manual_start: spec.manual_start && self.takeover.is_none(),
             start_timeout: start_wait.limit,
+            // MaxDurationLimit of a ManualStart task counts from Start, through the wait and
+            // the recording (as in web-record); a takeover keeps that instant.
+            ends_at: spec.manual_start.then(|| start_wait.end_instant(now_s())),
             start_paused: self.begins_paused().await,
             navigation_timeout: Duration::from_secs(rec_cfg.navigation_timeout),
             browser: {
@@ -312,8 +315,9 @@ impl RecordJob {
             Err(e) => {
                 metrics::inc(&metrics::RECORDINGS_ENDED, &[("outcome", "failed")]);
                 // Ended for the disk before anything reached it: that is why.
-                let (code, msg) =
-                    sup.failure(e.code(), e.to_string(), || start_wait.timeout_message());
+                let (code, msg) = sup.failure(e.code(), e.to_string(), || {
+                    start_wait.timeout_message(now_s())
+                });
                 if self.has_kept_media(work_dir) {
                     return self.deliver_kept(code, msg).await;
                 }
