@@ -72,8 +72,8 @@ pub struct RecorderConfig {
     /// libx264 constant rate factor (0-51, lower is better).
     #[arg(long, env = "PAGECAST_X264_CRF", default_value_t = 23, value_parser = clap::value_parser!(u8).range(0..=51))]
     pub(crate) crf: u8,
-    /// libx264 preset of live pushes (`Output.Live`, `--live`): each push encodes the recording
-    /// again, so a faster preset makes it cheaper (docs/live.md).
+    /// libx264 preset of live pushes that encode a stream of their own (`Output.Live` with a bit
+    /// rate); pushes without one carry the recording's stream and encode nothing (docs/live.md).
     #[arg(long, env = "PAGECAST_LIVE_X264_PRESET", default_value = "veryfast", value_parser = clap::builder::PossibleValuesParser::new(PRESETS))]
     pub live_preset: String,
     /// Seconds a page may take to load (60, as the source product waits for the load event).

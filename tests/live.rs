@@ -179,7 +179,8 @@ fn an_rtmp_push_carries_picture_and_sound_and_holds_still_through_a_pause() {
         json!({
             "RecordURL": format!("{fixtures}/av_sync.html"),
             "MaxDurationLimit": 120,
-            "Output": {"Live": {"Url": rtmp.url(), "VideoBitrate": 1500}},
+            // No bit rate: the push carries the recording's own stream (the relay).
+            "Output": {"Live": {"Url": rtmp.url()}},
         }),
     );
     let recording_since = Instant::now();
@@ -277,7 +278,8 @@ fn a_target_that_drops_is_reconnected_and_the_recording_finishes_whole() {
             "RecordURL": format!("{fixtures}/animated.html"),
             "MaxDurationLimit": 120,
             "Audio": false,
-            "Output": {"Live": [{"Url": rtmp.url()}]},
+            // A bit rate: the push encodes its own stream (the other tests: the recording's).
+            "Output": {"Live": [{"Url": rtmp.url(), "VideoBitrate": 1500}]},
         }),
     );
     wait_for(
@@ -445,14 +447,6 @@ fn start_checks_live_targets_and_never_echoes_a_key() {
     );
     let d = describe(&svc.url, &id);
     assert!(!d.to_string().contains(KEY), "{d}");
-}
-
-fn free_udp_port() -> u16 {
-    std::net::UdpSocket::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 #[test]

@@ -119,9 +119,7 @@ fn live_feed(
     height: u32,
     fps: u32,
 ) -> Result<pagecast::media::live::LiveFeed, String> {
-    use pagecast::media::live::target::{
-        DEFAULT_AUDIO_KBPS, DEFAULT_VIDEO_KBPS, MAX_TARGETS, parse_live_url, redacted_url,
-    };
+    use pagecast::media::live::target::{MAX_TARGETS, parse_live_url, redacted_url};
     use pagecast::media::live::{LiveFeed, LiveSettings, LiveTarget};
     if urls.len() > MAX_TARGETS {
         return Err(format!("--live may be given at most {MAX_TARGETS} times"));
@@ -131,8 +129,8 @@ fn live_feed(
         parse_live_url(url).map_err(|e| format!("--live {} {e}", redacted_url(url)))?;
         targets.push(LiveTarget {
             url: url.trim().to_owned(),
-            video_kbps: DEFAULT_VIDEO_KBPS,
-            audio_kbps: DEFAULT_AUDIO_KBPS,
+            video_kbps: None,
+            audio_kbps: None,
         });
     }
     let settings = LiveSettings {
@@ -142,6 +140,8 @@ fn live_feed(
         height,
         fps,
         input: pagecast::media::encoder::FrameFormat::Jpeg,
+        // Set from the recording's encoder.
+        sound: true,
     };
     Ok(LiveFeed::start(settings, targets))
 }

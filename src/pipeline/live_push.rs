@@ -49,6 +49,8 @@ pub(super) async fn feed_for(ctx: &WorkerContext, task: &TaskRecord) -> Option<L
         fps: task.spec.fps,
         // Set from the recording's first frame.
         input: FrameFormat::Jpeg,
+        // Set from the recording's encoder.
+        sound: true,
     };
     Some(LiveFeed::start(settings, targets))
 }

@@ -47,6 +47,19 @@ impl ResilientEncoder {
             &opts.work_dir,
             first_segment,
         )?;
+        if let Some(live) = &opts.live {
+            // Pushes that carry the recording's own stream follow its segments from here.
+            live.follow(crate::media::live::RelaySource {
+                dir: opts.work_dir.clone(),
+                first_segment,
+                still: crate::media::live::StillSpec {
+                    encoder: opts.encoder.clone(),
+                    width: opts.width,
+                    height: opts.height,
+                    fps,
+                },
+            });
+        }
         Ok(Self {
             opts: opts.clone(),
             fps,

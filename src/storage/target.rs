@@ -59,8 +59,11 @@ pub struct SnapshotSpec {
 pub struct LiveSpec {
     /// The URL with its stream key and query values hidden.
     pub(crate) url: String,
-    /// Video bit rate, kbit/s.
-    pub(crate) video_kbps: u32,
-    /// Audio bit rate, kbit/s.
-    pub(crate) audio_kbps: u32,
+    /// Video bit rate, kbit/s, when the push encodes its own stream (`None`: it carries the
+    /// recording's).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) video_kbps: Option<u32>,
+    /// Audio bit rate, kbit/s, likewise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) audio_kbps: Option<u32>,
 }

@@ -468,3 +468,12 @@ pub fn alone() -> std::sync::RwLockWriteGuard<'static, ()> {
 pub fn beside_others() -> std::sync::RwLockReadGuard<'static, ()> {
     MACHINE.read().unwrap_or_else(|e| e.into_inner())
 }
+
+/// A UDP port free on loopback (for an SRT listener).
+pub fn free_udp_port() -> u16 {
+    std::net::UdpSocket::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}

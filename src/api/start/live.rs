@@ -8,8 +8,7 @@ use super::reader::Obj;
 use crate::api::error::{ApiError, echo};
 use crate::error::ErrorCode;
 use crate::media::live::target::{
-    AUDIO_KBPS_RANGE, DEFAULT_AUDIO_KBPS, DEFAULT_VIDEO_KBPS, LiveUrlError, MAX_TARGETS,
-    VIDEO_KBPS_RANGE, parse_live_url, redacted_url,
+    AUDIO_KBPS_RANGE, LiveUrlError, MAX_TARGETS, VIDEO_KBPS_RANGE, parse_live_url, redacted_url,
 };
 use crate::task::LiveSpec;
 
@@ -77,14 +76,15 @@ impl Parser<'_> {
                     "names a target listed already",
                 ));
             }
-            let kbps = |name: &str, (min, max): (u32, u32), default: u32| {
+            // Absent: the push carries the recording's own stream (no encode of its own).
+            let kbps = |name: &str, (min, max): (u32, u32)| {
                 obj.int(name, u64::from(min), u64::from(max), " kbit/s")
-                    .map(|v| v.map_or(default, |v| v as u32))
+                    .map(|v| v.map(|v| v as u32))
             };
             specs.push(LiveSpec {
                 url: redacted_url(raw),
-                video_kbps: kbps("VideoBitrate", VIDEO_KBPS_RANGE, DEFAULT_VIDEO_KBPS)?,
-                audio_kbps: kbps("AudioBitrate", AUDIO_KBPS_RANGE, DEFAULT_AUDIO_KBPS)?,
+                video_kbps: kbps("VideoBitrate", VIDEO_KBPS_RANGE)?,
+                audio_kbps: kbps("AudioBitrate", AUDIO_KBPS_RANGE)?,
             });
             urls.push(raw.to_owned());
         }
@@ -135,7 +135,8 @@ mod tests {
         assert_eq!(s.output.live[0].url, "rtmp://live.example.com/app/***");
         assert_eq!(
             (s.output.live[0].video_kbps, s.output.live[0].audio_kbps),
-            (2500, 128)
+            (None, None),
+            "no bit rate: the recording's own stream"
         );
         let s = spec(
             json!({"RecordURL": "https://example.com", "Output": {"Live": [
@@ -143,7 +144,8 @@ mod tests {
             {"Url": "srt://b.example:9000?streamid=x"}]}}),
         );
         assert_eq!(s.output.live.len(), 2);
-        assert_eq!(s.output.live[0].video_kbps, 1000);
+        assert_eq!(s.output.live[0].video_kbps, Some(1000));
+        assert_eq!(s.output.live[1].video_kbps, None);
         assert_eq!(s.output.live[1].url, "srt://b.example:9000?streamid=***");
         let four: Vec<_> = (0..4)
             .map(|i| json!({"Url": format!("rtmp://h/app/k{i}")}))

@@ -72,7 +72,7 @@ impl Default for EncoderSettings {
 /// The file descriptor ffmpeg reads PCM from.
 pub(super) const AUDIO_FD: i32 = 3;
 /// AAC bit rate.
-const AUDIO_BITRATE: &str = "128k";
+pub(crate) const AUDIO_BITRATE: &str = "128k";
 
 /// The ffmpeg arguments for a live encoder (public for tests and documentation).
 pub fn encoder_args(

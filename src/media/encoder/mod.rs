@@ -28,6 +28,7 @@ use std::time::Duration;
 
 use tokio::sync::mpsc;
 
+pub(crate) use self::args::AUDIO_BITRATE;
 use self::args::AUDIO_FD;
 pub use self::args::{EncoderSettings, FrameFormat, encoder_args};
 use super::MediaError;

@@ -1,20 +1,32 @@
 //! Live push: the recording's pictures and sound, pushed while it records to up to
 //! [`target::MAX_TARGETS`] RTMP, RTMPS or SRT targets.
 //!
-//! Design: a second ffmpeg per target, fed the same output frames (and their samples) the
-//! recording's encoder gets, through the process core. The recording hands each frame to
-//! [`LiveFeed::offer`], which never waits (a full queue drops the frame for the live stream
-//! only). The encoder's own output (MPEG-TS segments on disk, finished every 2 s) could not start
-//! a stream within 2 s, and tee-ing it inside the recording's ffmpeg would tie the file to the
-//! network: a dropped target would need a restart of the encoder, and pauses would stop the
-//! stream. Here each push has its own clock: it runs at the frame rate through pauses, showing
-//! the last picture with silence while the file holds still, and restarts on its own with
-//! backoff when its target refuses or drops it. The cost is one more H.264 encode per target
-//! (BENCHMARKS.md, "Live push").
+//! Two kinds of push, each an ffmpeg of its own under the process core, restarted with backoff
+//! when its target refuses or drops it:
+//!
+//! - **The recording's own stream** (the default: no bit rate asked for). The [`relay`] reads the
+//!   encoder's segments as they are written (each packet reaches the file as it is encoded) and
+//!   the push remuxes them: no second encode. Tee-ing inside the recording's ffmpeg instead would
+//!   tie the file to the network (a dropped target would restart the encoder). Pauses, which the
+//!   file skips, are bridged with a clip of the last picture ([`still`]), spliced in with the
+//!   timestamps moved so the stream's clock runs on ([`splice`]).
+//! - **An encode of its own** at the asked `VideoBitrate`/`AudioBitrate`: fed the frames (and
+//!   samples) the recording's encoder gets, through [`LiveFeed::offer`], which never waits (a
+//!   full queue drops the frame for the live stream only). It keeps its own clock, showing the
+//!   last picture with silence while the file holds still. The cost is one more H.264 encode
+//!   (BENCHMARKS.md, "Live push").
 
 pub mod target;
 
+mod copy;
 mod push;
+mod relay;
+mod splice;
+mod still;
+mod ts;
+
+pub(crate) use self::relay::Source as RelaySource;
+pub(crate) use self::still::StillSpec;
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -75,14 +87,27 @@ pub(crate) fn pace(elapsed: f64, sent: u64, fps: u32) -> Pace {
     Pace::OnTime
 }
 
+/// The last picture the recording took, for the relay's still clips.
+pub(crate) type LastPicture = Arc<Mutex<Option<(Arc<[u8]>, FrameFormat)>>>;
+
+/// Pushes with their place in `Stats.Live`.
+type Slots = Vec<(usize, Pusher)>;
+
+/// The pushes that carry the recording's stream, until the recording says where it is written.
+type Waiting = Arc<Mutex<Option<(LiveSettings, Slots)>>>;
+
 /// The live pushes of one recording. Cheap to clone; the pushes end with [`LiveFeed::finish`]
 /// (or when every clone is dropped).
 #[derive(Clone)]
 pub struct LiveFeed {
-    tx: mpsc::Sender<(SlotMedia, FrameFormat)>,
+    /// Frames for the pushes that encode their own stream (`None` if there are none).
+    tx: Option<mpsc::Sender<(SlotMedia, FrameFormat)>>,
+    /// The relay's pushes, started by [`LiveFeed::follow`].
+    waiting: Waiting,
+    picture: LastPicture,
     stats: Arc<Mutex<Vec<LiveTargetStats>>>,
     stop: CancellationToken,
-    task: Arc<Mutex<Option<tokio::task::JoinHandle<()>>>>,
+    tasks: Arc<Mutex<Vec<tokio::task::JoinHandle<()>>>>,
 }
 
 impl std::fmt::Debug for LiveFeed {
@@ -94,32 +119,72 @@ impl std::fmt::Debug for LiveFeed {
 }
 
 impl LiveFeed {
-    /// Starts pushing to `targets`; the first push begins with the first frame offered.
+    /// Starts pushing to `targets`: those that encode their own stream begin with the first
+    /// frame offered, the others once the recording's encoder runs ([`LiveFeed::follow`]).
     pub fn start(settings: LiveSettings, targets: Vec<LiveTarget>) -> Self {
         let fps = settings.fps.max(1);
-        let (tx, rx) = mpsc::channel(fps as usize * 2);
         let pushers: Vec<Pusher> = targets.into_iter().map(Pusher::new).collect();
         let stats = Arc::new(Mutex::new(
             pushers.iter().map(|p| p.stats.clone()).collect(),
         ));
         let stop = CancellationToken::new();
-        // The pushes log under the caller's span (the task's, with its TaskID).
-        let task = tokio::spawn(
-            run(settings, pushers, rx, stats.clone(), stop.clone())
-                .instrument(tracing::Span::current()),
-        );
+        let (copying, encoding): (Slots, Slots) = pushers
+            .into_iter()
+            .enumerate()
+            .partition(|(_, p)| p.copies());
+        let mut tasks = Vec::new();
+        let mut tx = None;
+        if !encoding.is_empty() {
+            let (sender, rx) = mpsc::channel(fps as usize * 2);
+            tx = Some(sender);
+            // The pushes log under the caller's span (the task's, with its TaskID).
+            tasks.push(tokio::spawn(
+                run(settings.clone(), encoding, rx, stats.clone(), stop.clone())
+                    .instrument(tracing::Span::current()),
+            ));
+        }
+        let waiting = (!copying.is_empty()).then_some((settings, copying));
         Self {
             tx,
+            waiting: Arc::new(Mutex::new(waiting)),
+            picture: Arc::default(),
             stats,
             stop,
-            task: Arc::new(Mutex::new(Some(task))),
+            tasks: Arc::new(Mutex::new(tasks)),
         }
     }
 
     /// Hands one output frame (and its samples) to the live stream. Never waits. `input` is what
     /// the frame's picture is (the recording decides it once it knows its capture backend).
     pub(crate) fn offer(&self, slot: &SlotMedia, input: FrameFormat) {
-        let _ = self.tx.try_send((slot.clone(), input));
+        if let Some(tx) = &self.tx {
+            let _ = tx.try_send((slot.clone(), input));
+        }
+        if let Ok(mut p) = self.picture.lock() {
+            *p = Some((slot.image.clone(), input));
+        }
+    }
+
+    /// The recording's encoder writes its segments from `source`: the pushes that carry its
+    /// stream start (once; an encoder started again continues the numbering they follow).
+    pub(crate) fn follow(&self, source: RelaySource) {
+        let Some((settings, pushers)) = self.waiting.lock().ok().and_then(|mut w| w.take()) else {
+            return;
+        };
+        let task = tokio::spawn(
+            relay::run(
+                source,
+                settings,
+                pushers,
+                self.stats.clone(),
+                self.picture.clone(),
+                self.stop.clone(),
+            )
+            .instrument(tracing::Span::current()),
+        );
+        if let Ok(mut t) = self.tasks.lock() {
+            t.push(task);
+        }
     }
 
     /// Each target's state.
@@ -130,8 +195,12 @@ impl LiveFeed {
     /// Ends every push (each gets a few seconds to send what it has).
     pub async fn finish(&self) {
         self.stop.cancel();
-        let task = self.task.lock().ok().and_then(|mut t| t.take());
-        if let Some(task) = task {
+        let tasks = self
+            .tasks
+            .lock()
+            .map(|mut t| std::mem::take(&mut *t))
+            .unwrap_or_default();
+        for task in tasks {
             let _ = tokio::time::timeout(Duration::from_secs(10), task).await;
         }
     }
@@ -139,11 +208,12 @@ impl LiveFeed {
 
 async fn run(
     mut settings: LiveSettings,
-    mut pushers: Vec<Pusher>,
+    pushers: Vec<(usize, Pusher)>,
     mut rx: mpsc::Receiver<(SlotMedia, FrameFormat)>,
     stats: Arc<Mutex<Vec<LiveTargetStats>>>,
     stop: CancellationToken,
 ) {
+    let (slots, mut pushers): (Vec<usize>, Vec<Pusher>) = pushers.into_iter().unzip();
     let fps = settings.fps.max(1);
     let period = Duration::from_secs_f64(1.0 / f64::from(fps));
     let mut began: Option<Instant> = None;
@@ -161,7 +231,11 @@ async fn run(
     };
     let publish = |pushers: &[Pusher]| {
         if let Ok(mut s) = stats.lock() {
-            *s = pushers.iter().map(|p| p.stats.clone()).collect();
+            for (slot, p) in slots.iter().zip(pushers) {
+                if let Some(s) = s.get_mut(*slot) {
+                    *s = p.stats.clone();
+                }
+            }
         }
     };
     loop {

@@ -43,10 +43,20 @@ pub(super) mod state {
     pub(crate) const ENDED: &str = "ended";
 }
 
+/// What a running push is fed.
+enum Input {
+    /// Pictures (stdin) and PCM (fd 3), encoded by the push.
+    Frames {
+        video: SyncSender<Arc<[u8]>>,
+        audio: SyncSender<Arc<[u8]>>,
+    },
+    /// The recording's encoded stream, from the relay.
+    Stream(SyncSender<Arc<[u8]>>),
+}
+
 struct Running {
     child: OwnedChild,
-    video: SyncSender<Arc<[u8]>>,
-    audio: SyncSender<Arc<[u8]>>,
+    input: Input,
     since: Instant,
 }
 
@@ -57,8 +67,12 @@ pub(super) struct Pusher {
     /// Failures since the push was last stable (drives the backoff).
     failures: u32,
     retry_at: Option<Instant>,
-    /// Pictures in a row the push could not take.
+    /// Pictures (or stream chunks) in a row the push could not take.
     dropped: u32,
+    /// A stream push started (or lost a chunk) and must be fed from a keyframe on.
+    needs_keyframe: bool,
+    /// A stream push started and has been given nothing yet.
+    fresh: bool,
     pub(super) stats: LiveTargetStats,
 }
 
@@ -76,23 +90,70 @@ impl Pusher {
             failures: 0,
             retry_at: None,
             dropped: 0,
+            needs_keyframe: true,
+            fresh: false,
             stats,
         }
     }
 
     /// Hands one picture and its samples to the push, if it runs and can take them.
     pub(super) fn send(&mut self, image: &Arc<[u8]>, pcm: &Arc<[u8]>) {
-        let Some(run) = self.running.as_ref() else {
+        let Some(Running {
+            input: Input::Frames { video, audio },
+            ..
+        }) = self.running.as_ref()
+        else {
             return;
         };
-        match run.video.try_send(image.clone()) {
+        match video.try_send(image.clone()) {
             Ok(()) => {
                 self.dropped = 0;
                 // Same depth as the picture queue, read by ffmpeg in step with it.
-                let _ = run.audio.try_send(pcm.clone());
+                let _ = audio.try_send(pcm.clone());
             }
             Err(TrySendError::Full(_)) => self.dropped += 1,
             // The writer stopped (ffmpeg is gone): `poll` notices the exit.
+            Err(TrySendError::Disconnected(_)) => {}
+        }
+    }
+
+    /// Whether this push carries the recording's encoded stream (fed by the relay).
+    pub(super) fn copies(&self) -> bool {
+        self.target.copies()
+    }
+
+    /// Whether a stream push has just started and been given nothing: the relay gives it the
+    /// current piece from its start.
+    pub(super) fn fresh(&self) -> bool {
+        self.running.is_some() && self.fresh
+    }
+
+    /// Hands a chunk of the encoded stream to the push; `from_keyframe`: the chunk starts a
+    /// piece (its tables and a keyframe), from which a push that lost data can go on.
+    pub(super) fn send_stream(&mut self, chunk: &Arc<[u8]>, from_keyframe: bool) {
+        let Some(Running {
+            input: Input::Stream(tx),
+            ..
+        }) = self.running.as_ref()
+        else {
+            return;
+        };
+        if self.needs_keyframe && !from_keyframe {
+            // Counted as lost, so a push that stays stuck is still found stalled.
+            self.dropped += 1;
+            return;
+        }
+        match tx.try_send(chunk.clone()) {
+            Ok(()) => {
+                self.dropped = 0;
+                self.needs_keyframe = false;
+                self.fresh = false;
+            }
+            Err(TrySendError::Full(_)) => {
+                // The rest of this piece would not decode without the chunk lost.
+                self.dropped += 1;
+                self.needs_keyframe = true;
+            }
             Err(TrySendError::Disconnected(_)) => {}
         }
     }
@@ -137,11 +198,22 @@ impl Pusher {
         }
         self.stats.attempts += 1;
         self.stats.state = state::CONNECTING.into();
-        match spawn(s, &self.target) {
+        let started = if self.target.copies() {
+            super::copy::spawn(&s.ffmpeg, &self.target, s.sound).map(|(child, tx)| Running {
+                child,
+                input: Input::Stream(tx),
+                since: now,
+            })
+        } else {
+            spawn(s, &self.target)
+        };
+        match started {
             Ok(run) => {
                 tracing::info!(url = %self.stats.url, attempt = self.stats.attempts, "live push starting");
                 self.running = Some(Running { since: now, ..run });
                 self.dropped = 0;
+                self.needs_keyframe = true;
+                self.fresh = true;
             }
             Err(why) => self.fail(redact_in(&why, &self.target.url), now),
         }
@@ -163,12 +235,9 @@ impl Pusher {
     pub(super) async fn finish(&mut self, limit: Duration) {
         if let Some(run) = self.running.take() {
             let Running {
-                mut child,
-                video,
-                audio,
-                ..
+                mut child, input, ..
             } = run;
-            drop((video, audio));
+            drop(input);
             let _ = child.wait_or_kill(limit).await;
         }
         self.stats.state = state::ENDED.into();
@@ -224,8 +293,7 @@ fn spawn(s: &LiveSettings, target: &LiveTarget) -> Result<Running, String> {
         .map_err(|e| format!("could not start a live writer thread: {e}"))?;
     Ok(Running {
         child,
-        video,
-        audio,
+        input: Input::Frames { video, audio },
         since: Instant::now(),
     })
 }

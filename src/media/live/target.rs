@@ -160,10 +160,17 @@ pub(crate) fn redact_in(text: &str, raw: &str) -> String {
 pub struct LiveTarget {
     /// The full URL (secret).
     pub url: String,
-    /// Video bit rate, kbit/s.
-    pub video_kbps: u32,
-    /// Audio bit rate, kbit/s.
-    pub audio_kbps: u32,
+    /// Video bit rate, kbit/s: set, the push encodes the pictures itself at this rate.
+    pub video_kbps: Option<u32>,
+    /// Audio bit rate, kbit/s, likewise.
+    pub audio_kbps: Option<u32>,
+}
+
+impl LiveTarget {
+    /// Whether the push carries the recording's own encoded stream (no bit rate asked for).
+    pub(crate) fn copies(&self) -> bool {
+        self.video_kbps.is_none() && self.audio_kbps.is_none()
+    }
 }
 
 impl std::fmt::Debug for LiveTarget {
@@ -191,6 +198,8 @@ pub struct LiveSettings {
     pub fps: u32,
     /// What the frames are (the recording encoder's input format).
     pub input: FrameFormat,
+    /// The recording has a sound track (without one, a push adds silence: players expect it).
+    pub sound: bool,
 }
 
 /// The file descriptor the pushing ffmpeg reads PCM from.
@@ -199,10 +208,6 @@ pub(crate) const AUDIO_FD: i32 = 3;
 /// The ffmpeg arguments that push frames (stdin) and s16le 48 kHz stereo PCM (fd 3) to `target`
 /// as H.264 + AAC: FLV for RTMP(S), MPEG-TS for SRT.
 pub(crate) fn push_args(s: &LiveSettings, target: &LiveTarget) -> Vec<String> {
-    let protocol = url::Url::parse(&target.url)
-        .ok()
-        .and_then(|u| LiveProtocol::of_scheme(u.scheme()))
-        .unwrap_or(LiveProtocol::Rtmp);
     let mut a: Vec<String> = Vec::new();
     let mut push = |items: &[&str]| a.extend(items.iter().map(|s| s.to_string()));
     push(&["-hide_banner", "-nostats", "-nostdin"]);
@@ -268,8 +273,9 @@ pub(crate) fn push_args(s: &LiveSettings, target: &LiveTarget) -> Vec<String> {
         );
         push(&["-vf", &vf]);
     }
-    let vb = format!("{}k", target.video_kbps);
-    let buf = format!("{}k", target.video_kbps * 2);
+    let video_kbps = target.video_kbps.unwrap_or(DEFAULT_VIDEO_KBPS);
+    let vb = format!("{video_kbps}k");
+    let buf = format!("{}k", video_kbps * 2);
     // A keyframe every 2 s: players joining the stream start within 2 s.
     let gop = (s.fps.max(1) * 2).to_string();
     push(&[
@@ -295,24 +301,38 @@ pub(crate) fn push_args(s: &LiveSettings, target: &LiveTarget) -> Vec<String> {
         "-bf",
         "0",
     ]);
-    let ab = format!("{}k", target.audio_kbps);
+    let ab = format!("{}k", target.audio_kbps.unwrap_or(DEFAULT_AUDIO_KBPS));
     push(&["-c:a", "aac", "-b:a", &ab, "-ar", "48000", "-ac", "2"]);
-    match protocol {
-        LiveProtocol::Rtmp | LiveProtocol::Rtmps => {
-            // A target that stops reading (network gone) fails the push within 10 s instead of
-            // blocking it for good; pagecast then reconnects.
-            push(&[
-                "-rw_timeout",
-                "10000000",
-                "-flvflags",
-                "no_duration_filesize",
-                "-f",
-                "flv",
-            ]);
-        }
-        LiveProtocol::Srt => push(&["-f", "mpegts"]),
-    }
-    a.push(target.url.trim().to_owned());
+    a.extend(output_args(&target.url));
+    a
+}
+
+/// The output half of a push's arguments: the container for the target's protocol, and the
+/// target.
+pub(crate) fn output_args(url: &str) -> Vec<String> {
+    let protocol = url::Url::parse(url)
+        .ok()
+        .and_then(|u| LiveProtocol::of_scheme(u.scheme()))
+        .unwrap_or(LiveProtocol::Rtmp);
+    let container: &[&str] = match protocol {
+        // A target that stops reading (network gone) fails the push within 10 s instead of
+        // blocking it for good; pagecast then reconnects.
+        // A small send buffer (instead of the kernel's, which grows to megabytes) makes a target
+        // that stops reading block the push within seconds even at a low bit rate.
+        LiveProtocol::Rtmp | LiveProtocol::Rtmps => &[
+            "-send_buffer_size",
+            "262144",
+            "-rw_timeout",
+            "10000000",
+            "-flvflags",
+            "no_duration_filesize",
+            "-f",
+            "flv",
+        ],
+        LiveProtocol::Srt => &["-f", "mpegts"],
+    };
+    let mut a: Vec<String> = container.iter().map(|s| s.to_string()).collect();
+    a.push(url.trim().to_owned());
     a
 }
 
@@ -384,8 +404,8 @@ mod tests {
                 "{:?}",
                 LiveTarget {
                     url: url.into(),
-                    video_kbps: 1,
-                    audio_kbps: 1
+                    video_kbps: Some(1),
+                    audio_kbps: Some(1)
                 }
             )
             .contains("sekr3t")
@@ -401,11 +421,12 @@ mod tests {
             height: 720,
             fps: 30,
             input: FrameFormat::Jpeg,
+            sound: true,
         };
         let t = |url: &str| LiveTarget {
             url: url.into(),
-            video_kbps: 1500,
-            audio_kbps: 96,
+            video_kbps: Some(1500),
+            audio_kbps: Some(96),
         };
         let rtmp = push_args(&s, &t("rtmp://h/app/key")).join(" ");
         assert!(rtmp.contains("-c:v libx264"), "{rtmp}");
