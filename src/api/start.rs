@@ -27,7 +27,8 @@ use crate::config::WorkerConfig;
 use crate::error::ErrorCode;
 use crate::recording::CaptureBackend;
 use crate::recording::{
-    DEFAULT_HEIGHT, DEFAULT_WIDTH, MAX_DIMENSION, MAX_FPS, dimension, frame_rate, page_url,
+    DEFAULT_HEIGHT, DEFAULT_WIDTH, MAX_DIMENSION, MAX_FPS, SNAPSHOT_ONLY_FPS, dimension,
+    frame_rate, page_url,
 };
 use crate::storage::StorageConfig;
 use crate::task::{Muxer, OutputTarget, StartSpec, StorageType, TaskSecrets};
@@ -318,6 +319,8 @@ pub fn parse_start(
     };
 
     let fps = match data.int("Fps", 0, MAX_FPS as u64, " (0 means the default, 30)")? {
+        // A snapshot-only task keeps pictures at whole seconds: fewer frames do.
+        None if muxer == Muxer::None => Ok(SNAPSHOT_ONLY_FPS),
         None => frame_rate(0),
         Some(v) => frame_rate(v as u32),
     }

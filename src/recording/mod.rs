@@ -28,7 +28,7 @@ pub(crate) use handle::Controls;
 
 pub use options::{
     CaptureSettings, DEFAULT_FPS, DEFAULT_HEIGHT, DEFAULT_JPEG_QUALITY, DEFAULT_WIDTH,
-    MAX_DIMENSION, MAX_FPS, RecordOptions, dimension, frame_rate, page_url,
+    MAX_DIMENSION, MAX_FPS, RecordOptions, SNAPSHOT_ONLY_FPS, dimension, frame_rate, page_url,
 };
 
 use crate::command::Command;

@@ -232,13 +232,14 @@ mod tests {
             Muxer::Mp4
         );
         assert_eq!(spec(with(json!({"Video": {}}))).muxer, Muxer::Mp4);
-        // A snapshot-only task.
-        assert_eq!(
-            spec(with(json!({"Output": {"Video": {"Muxer": "None"},
-                "Snapshots": {"Interval": 1, "Format": "jpg"}}})))
-            .muxer,
-            Muxer::None
-        );
+        // A snapshot-only task: 5 frames a second unless Fps says otherwise.
+        let snaps =
+            json!({"Video": {"Muxer": "None"}, "Snapshots": {"Interval": 1, "Format": "jpg"}});
+        let s = spec(with(json!({"Output": snaps})));
+        assert_eq!((s.muxer, s.fps), (Muxer::None, 5));
+        let s = spec(json!({"RecordURL": "https://example.com", "Fps": 25, "Output": snaps}));
+        assert_eq!((s.muxer, s.fps), (Muxer::None, 25));
+        assert_eq!(spec(with(json!({}))).fps, 30, "other tasks: 30");
         assert_eq!(
             spec(with(
                 json!({"Output": {"Video": {"Muxer": "hls"}}, "Video": {"Muxer": "HLS"}})
