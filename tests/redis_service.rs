@@ -167,3 +167,97 @@ fn the_master_killed_mid_recording_and_the_recording_finishes() {
     assert!(probe(&file, &[]).duration > wall - 2.0);
     let _ = std::fs::remove_dir_all(&svc.dir);
 }
+
+/// `GET {url}/readyz`: the status and the body.
+fn readyz(url: &str) -> (u16, Value) {
+    let (rt, client) = http();
+    rt.block_on(async {
+        let r = client
+            .get(format!("{url}/readyz"))
+            .timeout(Duration::from_secs(5))
+            .send()
+            .await
+            .expect("GET /readyz");
+        (r.status().as_u16(), r.json().await.expect("JSON body"))
+    })
+}
+
+/// A wrong password in PAGECAST_REDIS_URL: serve keeps answering, and until the password is
+/// fixed its /readyz and its log name the problem by kind (RedisAuth) and the setting to fix,
+/// not "not connected yet", and never show the password.
+#[test]
+fn readyz_and_the_log_name_a_wrong_redis_password_at_start_up() {
+    let dir = scratch("redis-wrongpass");
+    let server = deploy::Server::start(
+        &dir,
+        "redis-auth",
+        |port| {
+            vec![
+                "--port".into(),
+                port.to_string(),
+                "--requirepass".into(),
+                "the-right-secret".into(),
+            ]
+        },
+        vec![
+            "--pass".into(),
+            "the-right-secret".into(),
+            "--no-auth-warning".into(),
+        ],
+    );
+    let log = dir.join("serve.log");
+    let (_serve, url) = (1..=5)
+        .find_map(|attempt| {
+            let port = free_port();
+            let env = [
+                (
+                    "PAGECAST_REDIS_URL",
+                    format!("redis://:a-wrong-secret@127.0.0.1:{}/", server.port),
+                ),
+                ("PAGECAST_LISTEN", format!("127.0.0.1:{port}")),
+                ("PAGECAST_WORK_DIR", dir.join("work").display().to_string()),
+                ("PAGECAST_OUTPUT_DIR", dir.join("out").display().to_string()),
+            ];
+            let mut serve = spawn(&["serve", "--no-worker"], &env, &log);
+            match wait_serving(&mut serve, port, &log, None) {
+                Ok(()) => Some((serve, format!("http://127.0.0.1:{port}"))),
+                Err(why) if attempt < 5 && why.contains("Address already in use") => None,
+                Err(why) => panic!("serve did not start: {why}"),
+            }
+        })
+        .expect("serve started within 5 ports");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let body = loop {
+        let (status, body) = readyz(&url);
+        assert_eq!(status, 503, "{body}");
+        if body["Checks"][0]["Detail"]
+            .as_str()
+            .is_some_and(|d| d.contains("RedisAuth"))
+        {
+            break body;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "readyz never named RedisAuth: {body}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    assert_eq!(body["Checks"][0]["Name"], "redis", "{body}");
+    let detail = body["Checks"][0]["Detail"].as_str().unwrap();
+    assert!(detail.contains("PAGECAST_REDIS_URL"), "{detail}");
+    assert!(detail.ends_with("pagecast keeps trying"), "{detail}");
+    assert!(
+        body["ErrorMessage"].as_str().unwrap().contains("RedisAuth"),
+        "{body}"
+    );
+    assert!(!body.to_string().contains("a-wrong-secret"), "{body}");
+    let logged = std::fs::read_to_string(&log).unwrap();
+    let line = logged
+        .lines()
+        .find(|l| l.contains("Redis refuses pagecast's configuration"))
+        .unwrap_or_else(|| panic!("no start-up line names the problem:\n{logged}"));
+    assert!(line.contains("RedisAuth"), "{line}");
+    assert!(line.contains("PAGECAST_REDIS_URL"), "{line}");
+    assert!(!logged.contains("a-wrong-secret"), "{logged}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
