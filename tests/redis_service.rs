@@ -1,6 +1,7 @@
 //! `pagecast serve` on Redis as it is deployed, end to end with real Chromium and ffmpeg: over
-//! TLS (mutual, an ACL user, the CA trusted as a system root), on a three-master Redis Cluster,
-//! and through Sentinel with the master killed mid-recording.
+//! TLS (mutual, an ACL user, the CA trusted as a system root), on a three-master Redis Cluster
+//! (and on a six-node one whose slot moves and whose master dies mid-recording), through
+//! Sentinel with the master killed mid-recording, and with a wrong password at start-up.
 
 mod common;
 #[path = "support/redis_deploy.rs"]
@@ -260,4 +261,114 @@ fn readyz_and_the_log_name_a_wrong_redis_password_at_start_up() {
     assert!(line.contains("PAGECAST_REDIS_URL"), "{line}");
     assert!(!logged.contains("a-wrong-secret"), "{logged}");
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A recording on a six-node cluster (three masters, a replica each) while the slot of the
+/// deployment's hash tag moves to another master key by key (clients meet ASK, then MOVED) and
+/// tasks are started and described meanwhile; then the master now serving it is killed and its
+/// replica takes over. The recording goes on through both, and finishes with its whole video.
+#[test]
+fn a_cluster_slot_migrated_and_its_master_killed_mid_recording() {
+    let mut cluster = TestCluster::start_replicated();
+    let fixtures = fixture_server();
+    let svc = service_at(
+        &cluster.url(),
+        "redis-cluster-failover",
+        true,
+        0,
+        1,
+        &[("PAGECAST_REDIS_MODE", "cluster")],
+    );
+    connected(&svc);
+    let tag = format!("{{{}}}", svc.prefix.trim_end_matches(':'));
+    let slot = cluster.slot_of(&tag);
+    let id = start_recording(
+        &svc.url,
+        json!({ "RecordURL": format!("{fixtures}/animated.html") }),
+    );
+    let recording_seen = Instant::now();
+
+    // The slot moves to another master while the recording runs and the API is used: each
+    // key moved is followed by a Start (queued behind the recording: one slot) and Describes.
+    let from = cluster
+        .master_of_slot(slot)
+        .expect("a master serves the slot");
+    let to = (0..cluster.nodes.len())
+        .find(|&i| {
+            i != from
+                && cluster.nodes[i]
+                    .cli(&["ROLE"])
+                    .lines()
+                    .next()
+                    .is_some_and(|r| r.trim() == "master")
+        })
+        .unwrap();
+    let moved = cluster.migrate_slot(slot, from, to, || {
+        // Half the keys moved: reads of one key follow ASK; a script over keys on both nodes
+        // gets TRYAGAIN until the move ends, which the API answers as a passing 503.
+        let (status, d) = describe_status(&svc.url, &id);
+        assert!(status == 200 || status == 503, "{d}");
+    });
+    assert!(moved >= 5, "the deployment's keys moved: {moved}");
+    assert_eq!(cluster.master_of_slot(slot), Some(to));
+    assert_eq!(
+        cluster.nodes[from].cli(&["DBSIZE"]).trim(),
+        "0",
+        "nothing left behind"
+    );
+    // After the move (MOVED to the new owner) the API works at once.
+    let d = describe(&svc.url, &id);
+    assert_eq!(d["Status"], "recording", "{d}");
+    let queued: Vec<String> = (0..2)
+        .map(|_| {
+            start(
+                &svc.url,
+                json!({ "RecordURL": format!("{fixtures}/static.html"), "MaxDurationLimit": 1 }),
+            )
+        })
+        .collect();
+
+    // Its new master dies; the replica is promoted.
+    std::thread::sleep(Duration::from_secs(2));
+    cluster.nodes[to].kill();
+    let t = Instant::now();
+    let promoted = loop {
+        if let Some(m) = cluster.master_of_slot(slot).filter(|&m| m != to) {
+            break m;
+        }
+        assert!(
+            t.elapsed() < Duration::from_secs(30),
+            "no replica took over"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    cluster.wait_ok(Duration::from_secs(30));
+    let d = wait_for(
+        &svc.url,
+        &id,
+        "recording after the failover",
+        Duration::from_secs(30),
+        status_is("recording"),
+    );
+    assert_eq!(d["Restarts"], 0, "{d}");
+    std::thread::sleep(Duration::from_secs(2));
+    ok(&svc.url, "Stop", &id);
+    let wall = recording_seen.elapsed().as_secs_f64();
+    let d = wait_finished(&svc.url, &id, Duration::from_secs(90));
+    assert!(d["Result"]["ErrorCode"].is_null(), "{d}");
+    let recorded = d["RecordedDuration"].as_f64().unwrap();
+    assert!(
+        recorded > wall - 2.0,
+        "recorded {recorded} s of {wall} s: {d}"
+    );
+    let file = fetch_video(&d, &svc.dir);
+    assert!(probe(&file, &[]).duration > wall - 2.0);
+    // The tasks queued after the move ran too, from the promoted replica's data.
+    for q in &queued {
+        let d = wait_finished(&svc.url, q, Duration::from_secs(90));
+        assert!(d["Result"]["ErrorCode"].is_null(), "{d}");
+    }
+    let keys = cluster.nodes[promoted].cli(&["KEYS", "*"]);
+    assert!(keys.contains(&format!("{tag}:task:{id}")), "{keys}");
+    let _ = std::fs::remove_dir_all(&svc.dir);
 }
