@@ -195,6 +195,8 @@ async fn ops_listener(
 }
 
 pub async fn serve(mut args: ServeArgs) -> anyhow::Result<ExitCode> {
+    // Chromium's helpers orphaned by a killed Chromium become ours and are reaped (PID 1 or not).
+    pagecast::process::reaper::start();
     if let Err(e) = args
         .api
         .validate()
@@ -331,6 +333,7 @@ pub async fn serve(mut args: ServeArgs) -> anyhow::Result<ExitCode> {
 }
 
 pub async fn worker(mut args: WorkerArgs) -> anyhow::Result<ExitCode> {
+    pagecast::process::reaper::start();
     if let Err(e) = args
         .store
         .validate()
