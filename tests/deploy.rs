@@ -309,6 +309,87 @@ fn the_manifests_keep_recordings_across_restarts_and_use_only_real_settings() {
     }
 }
 
+/// A Kubernetes quantity in base units (cores, bytes): `2`, `100m`, `1Gi`, `128Mi`.
+fn quantity(v: &Value) -> f64 {
+    let s = v.as_str().unwrap_or_else(|| panic!("not a quantity: {v}"));
+    for (suffix, factor) in [
+        ("Gi", 1024f64.powi(3)),
+        ("Mi", 1024f64.powi(2)),
+        ("Ki", 1024.0),
+        ("m", 0.001),
+    ] {
+        if let Some(n) = s.strip_suffix(suffix) {
+            return n.parse::<f64>().unwrap() * factor;
+        }
+    }
+    s.parse().unwrap()
+}
+
+/// A worker setting as the pod gets it: its `env` value, else the default `worker --help` shows.
+fn worker_setting(c: &Value, name: &str) -> f64 {
+    if let Some(e) = c["env"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["name"] == name)
+    {
+        return e["value"].as_str().unwrap().parse().unwrap();
+    }
+    let o = pagecast().args(["worker", "--help"]).output().unwrap();
+    let help = String::from_utf8_lossy(&o.stdout).to_string();
+    let after = &help[help
+        .find(&format!("[env: {name}="))
+        .unwrap_or_else(|| panic!("{name}"))..];
+    let default = &after[after.find("[default: ").unwrap() + "[default: ".len()..];
+    default[..default.find(']').unwrap()].parse().unwrap()
+}
+
+/// The worker's requests and limits fit its recording slots, as BENCHMARKS.md measured one
+/// recording (720p30 with sound: up to 1.1 cores and 760 MB at its peak): a page's memory cap
+/// plus the memory-backed /dev/shm within the limit, and a volume for a task's media.
+#[test]
+fn the_worker_is_sized_for_its_recording_slots() {
+    let objects = all_objects();
+    let worker = find(&objects, "StatefulSet", "pagecast-worker");
+    let c = container(worker);
+    let slots = worker_setting(c, "PAGECAST_WORKER_CAPACITY");
+    let r = &c["resources"];
+    const MB: f64 = 1e6;
+    const MIB: f64 = 1024.0 * 1024.0;
+    assert!(quantity(&r["requests"]["cpu"]) >= slots * 1.0, "{r}");
+    assert!(
+        quantity(&r["requests"]["memory"]) >= slots * 760.0 * MB,
+        "{r}"
+    );
+    assert!(
+        quantity(&r["limits"]["cpu"]) >= quantity(&r["requests"]["cpu"]),
+        "{r}"
+    );
+    let pod = &worker["spec"]["template"]["spec"];
+    let shm = pod["volumes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|v| v["emptyDir"]["medium"] == "Memory")
+        .expect("a memory-backed /dev/shm");
+    let page = worker_setting(c, "PAGECAST_PAGE_MEMORY_MB") * MIB;
+    // pagecast, Xvfb, PulseAudio and ffmpeg beside the page: 256 MiB at least.
+    assert!(
+        quantity(&r["limits"]["memory"])
+            >= slots * page + quantity(&shm["emptyDir"]["sizeLimit"]) + 256.0 * MIB,
+        "{r}"
+    );
+    let claim =
+        &worker["spec"]["volumeClaimTemplates"][0]["spec"]["resources"]["requests"]["storage"];
+    let disk = (slots * worker_setting(c, "PAGECAST_TASK_DISK_MB")
+        + worker_setting(c, "PAGECAST_MIN_FREE_MB"))
+        * MIB;
+    assert!(quantity(claim) >= disk, "{claim} < {disk} bytes");
+    // The API pod asks for little and is capped.
+    let api = container(find(&objects, "Deployment", "pagecast-api"));
+    assert!(quantity(&api["resources"]["limits"]["memory"]) <= 1024.0 * MIB);
+}
+
 /// What KEDA's `redis-streams` scaler measures, by the rules its documentation states ("Setting
 /// the `consumerGroup` causes the scaler to operate on `pendingEntriesCount`. Lack of
 /// `consumerGroup` will cause the scaler to be based on `streamLength`"; with `lagCount` and a
