@@ -606,7 +606,7 @@ async fn a_redis_older_than_6_2_is_refused_at_start_by_name() {
 /// the store finds the master; without it the error is named.
 #[tokio::test]
 async fn sentinels_with_a_password_of_their_own() {
-    let sentinel = TestSentinel::start_with(Some("sentinel-secret"));
+    let sentinel = TestSentinel::start_with(Some("sentinel-secret"), None);
     let opts = RedisOptions {
         mode: RedisMode::Sentinel,
         sentinel_master: Some(SENTINEL_MASTER.into()),
@@ -626,4 +626,31 @@ async fn sentinels_with_a_password_of_their_own() {
         "{err}"
     );
     assert!(!err.to_string().contains("sentinel-secret"), "{err}");
+}
+
+/// Sentinel over TLS: the sentinel, the master and the replica speak only TLS (rediss:// with a
+/// private CA); the store reaches the sentinel and the master it names with the CA, and a wrong
+/// CA is refused by name.
+#[tokio::test]
+async fn sentinels_and_their_master_over_tls() {
+    let pki = Pki::generate();
+    let sentinel = TestSentinel::start_with(None, Some(&pki));
+    assert!(sentinel.url().starts_with("rediss://"));
+    let opts = RedisOptions {
+        mode: RedisMode::Sentinel,
+        sentinel_master: Some(SENTINEL_MASTER.into()),
+        ca_file: Some(pki.path("ca.pem")),
+        ..RedisOptions::standalone(&sentinel.url())
+    };
+    let store = TaskStore::open(&opts, "t:")
+        .await
+        .expect("sentinel over TLS");
+    exercise(&store).await;
+    let wrong = RedisOptions {
+        ca_file: Some(pki.path("other-ca.pem")),
+        ..opts.clone()
+    };
+    let err = TaskStore::open(&wrong, "t:").await.unwrap_err();
+    assert_eq!(misconfig(&err), Some(Misconfig::Tls), "{err:?}");
+    assert!(err.to_string().contains("PAGECAST_REDIS_CA_FILE"), "{err}");
 }

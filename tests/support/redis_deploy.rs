@@ -580,36 +580,57 @@ pub const SENTINEL_MASTER: &str = "pagecastmaster";
 
 impl TestSentinel {
     pub fn start() -> TestSentinel {
-        TestSentinel::start_with(None)
+        TestSentinel::start_with(None, None)
     }
 
     /// [`TestSentinel::start`] with the sentinel requiring `password` of its clients (the
-    /// master and replica require none).
-    pub fn start_with(sentinel_password: Option<&str>) -> TestSentinel {
+    /// master and replica require none); with `tls`, every server (master, replica, sentinel)
+    /// speaks only TLS with [`Pki`]'s server certificate, and replicates and monitors over TLS.
+    pub fn start_with(sentinel_password: Option<&str>, tls: Option<&Pki>) -> TestSentinel {
         let dir = tempfile::Builder::new()
             .prefix("pagecast-redis-sentinel-")
             .tempdir()
             .expect("temporary directory");
-        let master = Server::start(
-            dir.path(),
-            "master",
-            |port| vec!["--port".into(), port.to_string()],
-            Vec::new(),
-        );
+        let p = |n: &str| {
+            tls.map(|pki| pki.path(n).display().to_string())
+                .unwrap_or_default()
+        };
+        let port_args = |port: u16| -> Vec<String> {
+            match tls {
+                None => vec!["--port".into(), port.to_string()],
+                Some(_) => vec![
+                    "--port".into(),
+                    "0".into(),
+                    "--tls-port".into(),
+                    port.to_string(),
+                    "--tls-cert-file".into(),
+                    p("server.pem"),
+                    "--tls-key-file".into(),
+                    p("server.key"),
+                    "--tls-ca-cert-file".into(),
+                    p("ca.pem"),
+                    "--tls-auth-clients".into(),
+                    "no".into(),
+                    "--tls-replication".into(),
+                    "yes".into(),
+                ],
+            }
+        };
+        let tls_cli: Vec<String> = match tls {
+            None => Vec::new(),
+            Some(_) => vec!["--tls".into(), "--cacert".into(), p("ca.pem")],
+        };
+        let master = Server::start(dir.path(), "master", port_args, tls_cli.clone());
         let mp = master.port;
         let replica = Server::start(
             dir.path(),
             "replica",
             |port| {
-                vec![
-                    "--port".into(),
-                    port.to_string(),
-                    "--replicaof".into(),
-                    "127.0.0.1".into(),
-                    mp.to_string(),
-                ]
+                let mut args = port_args(port);
+                args.extend(["--replicaof".into(), "127.0.0.1".into(), mp.to_string()]);
+                args
             },
-            Vec::new(),
+            tls_cli.clone(),
         );
         let rp = replica.port;
         let started = Instant::now();
@@ -628,11 +649,21 @@ impl TestSentinel {
             std::fs::write(
                 &conf,
                 format!(
-                    "port {sp}\nbind 127.0.0.1\ndir {}\n\
+                    "{}bind 127.0.0.1\ndir {}\n\
                  sentinel monitor {SENTINEL_MASTER} 127.0.0.1 {mp} 1\n\
                  sentinel down-after-milliseconds {SENTINEL_MASTER} 1000\n\
                  sentinel failover-timeout {SENTINEL_MASTER} 10000\n\
                  sentinel parallel-syncs {SENTINEL_MASTER} 1\n{}",
+                    match tls {
+                        None => format!("port {sp}\n"),
+                        Some(_) => format!(
+                            "port 0\ntls-port {sp}\ntls-cert-file {}\ntls-key-file {}\n\
+                             tls-ca-cert-file {}\ntls-auth-clients no\ntls-replication yes\n",
+                            p("server.pem"),
+                            p("server.key"),
+                            p("ca.pem")
+                        ),
+                    },
                     dir.path().display(),
                     sentinel_password
                         .map(|p| format!("requirepass {p}\n"))
@@ -650,7 +681,10 @@ impl TestSentinel {
             },
             sentinel_password
                 .map(|p| vec!["--pass".into(), p.into(), "--no-auth-warning".into()])
-                .unwrap_or_default(),
+                .unwrap_or_default()
+                .into_iter()
+                .chain(tls_cli.clone())
+                .collect(),
         );
         // The sentinel finds the replica through the master's INFO.
         let started = Instant::now();
@@ -672,9 +706,14 @@ impl TestSentinel {
         }
     }
 
-    /// `redis://127.0.0.1:<sentinel port>`.
+    /// `redis://127.0.0.1:<sentinel port>` (`rediss://` when the servers speak TLS).
     pub fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}", self.sentinel.port)
+        let scheme = if self.sentinel.cli.iter().any(|a| a == "--tls") {
+            "rediss"
+        } else {
+            "redis"
+        };
+        format!("{scheme}://127.0.0.1:{}", self.sentinel.port)
     }
 
     /// The port of the master the sentinel names now.
