@@ -183,38 +183,22 @@ fn readyz(url: &str) -> (u16, Value) {
     })
 }
 
-/// A wrong password in PAGECAST_REDIS_URL: serve keeps answering, and until the password is
-/// fixed its /readyz and its log name the problem by kind (RedisAuth) and the setting to fix,
-/// not "not connected yet", and never show the password.
-#[test]
-fn readyz_and_the_log_name_a_wrong_redis_password_at_start_up() {
-    let dir = scratch("redis-wrongpass");
-    let server = deploy::Server::start(
-        &dir,
-        "redis-auth",
-        |port| {
-            vec![
-                "--port".into(),
-                port.to_string(),
-                "--requirepass".into(),
-                "the-right-secret".into(),
-            ]
-        },
-        vec![
-            "--pass".into(),
-            "the-right-secret".into(),
-            "--no-auth-warning".into(),
-        ],
-    );
-    let log = dir.join("serve.log");
+/// Starts `serve --no-worker` against `redis_url` (which Redis refuses) and waits until its
+/// /readyz names `kind`; checks the readiness answer and the start-up log line name `kind` and
+/// `fix` (the setting or version to change), and never show `secret`.
+fn starting_serve_names(
+    dir: &std::path::Path,
+    redis_url: &str,
+    kind: &str,
+    fix: &str,
+    secret: &str,
+) {
+    let log = dir.join(format!("serve-{kind}.log"));
     let (_serve, url) = (1..=5)
         .find_map(|attempt| {
             let port = free_port();
             let env = [
-                (
-                    "PAGECAST_REDIS_URL",
-                    format!("redis://:a-wrong-secret@127.0.0.1:{}/", server.port),
-                ),
+                ("PAGECAST_REDIS_URL", redis_url.to_string()),
                 ("PAGECAST_LISTEN", format!("127.0.0.1:{port}")),
                 ("PAGECAST_WORK_DIR", dir.join("work").display().to_string()),
                 ("PAGECAST_OUTPUT_DIR", dir.join("out").display().to_string()),
@@ -233,40 +217,82 @@ fn readyz_and_the_log_name_a_wrong_redis_password_at_start_up() {
         assert_eq!(status, 503, "{body}");
         if body["Checks"][0]["Detail"]
             .as_str()
-            .is_some_and(|d| d.contains("RedisAuth"))
+            .is_some_and(|d| d.contains(kind))
         {
             break body;
         }
         assert!(
             Instant::now() < deadline,
-            "readyz never named RedisAuth: {body}"
+            "readyz never named {kind}: {body}"
         );
         std::thread::sleep(Duration::from_millis(200));
     };
     assert_eq!(body["Checks"][0]["Name"], "redis", "{body}");
     let detail = body["Checks"][0]["Detail"].as_str().unwrap();
-    assert!(detail.contains("PAGECAST_REDIS_URL"), "{detail}");
+    assert!(detail.contains(fix), "{detail}");
     assert!(detail.ends_with("pagecast keeps trying"), "{detail}");
     assert!(
-        body["ErrorMessage"].as_str().unwrap().contains("RedisAuth"),
+        body["ErrorMessage"].as_str().unwrap().contains(kind),
         "{body}"
     );
-    assert!(!body.to_string().contains("a-wrong-secret"), "{body}");
+    assert!(!body.to_string().contains(secret), "{body}");
     let logged = std::fs::read_to_string(&log).unwrap();
     let line = logged
         .lines()
         .find(|l| l.contains("Redis refuses pagecast's configuration"))
         .unwrap_or_else(|| panic!("no start-up line names the problem:\n{logged}"));
-    assert!(line.contains("RedisAuth"), "{line}");
-    assert!(line.contains("PAGECAST_REDIS_URL"), "{line}");
-    assert!(!logged.contains("a-wrong-secret"), "{logged}");
+    assert!(line.contains(kind), "{line}");
+    assert!(line.contains(fix), "{line}");
+    assert!(!logged.contains(secret), "{logged}");
+}
+
+/// Redis refusing pagecast at start-up: serve keeps answering, and until the setup is fixed
+/// its /readyz and its log name the problem by kind and what to change, not "not connected
+/// yet". A wrong password in PAGECAST_REDIS_URL (never shown), and a real Redis shown as 5.x by
+/// a forwarder (too old).
+#[test]
+fn readyz_and_the_log_name_a_wrong_redis_password_or_version_at_start_up() {
+    let dir = scratch("redis-refused");
+    let server = deploy::Server::start(
+        &dir,
+        "redis-auth",
+        |port| {
+            vec![
+                "--port".into(),
+                port.to_string(),
+                "--requirepass".into(),
+                "the-right-secret".into(),
+            ]
+        },
+        vec![
+            "--pass".into(),
+            "the-right-secret".into(),
+            "--no-auth-warning".into(),
+        ],
+    );
+    starting_serve_names(
+        &dir,
+        &format!("redis://:a-wrong-secret@127.0.0.1:{}/", server.port),
+        "RedisAuth",
+        "PAGECAST_REDIS_URL",
+        "a-wrong-secret",
+    );
+    let old = deploy::Forwarder::start(server.port, Some(5));
+    starting_serve_names(
+        &dir,
+        &format!("redis://:the-right-secret@127.0.0.1:{}/", old.port),
+        "RedisVersion",
+        "6.2",
+        "the-right-secret",
+    );
     let _ = std::fs::remove_dir_all(&dir);
 }
 
 /// A recording on a six-node cluster (three masters, a replica each) while the slot of the
-/// deployment's hash tag moves to another master key by key (clients meet ASK, then MOVED) and
-/// tasks are started and described meanwhile; then the master now serving it is killed and its
-/// replica takes over. The recording goes on through both, and finishes with its whole video.
+/// deployment's hash tag moves to another master (half its keys, a Describe while the slot is
+/// split, the rest: ASK and TRYAGAIN, then MOVED), tasks started after the move; then the master
+/// now serving it is killed and its replica takes over. The recording goes on through both, and
+/// finishes with its whole video.
 #[test]
 fn a_cluster_slot_migrated_and_its_master_killed_mid_recording() {
     let mut cluster = TestCluster::start_replicated();
