@@ -14,7 +14,7 @@ mod service_support;
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::*;
 use serde_json::{Value, json};
@@ -309,8 +309,130 @@ fn the_manifests_keep_recordings_across_restarts_and_use_only_real_settings() {
     }
 }
 
-/// The stream and consumer group the ScaledObject reads.
-fn scaled_stream() -> (String, String) {
+/// A Kubernetes quantity in base units (cores, bytes): `2`, `100m`, `1Gi`, `128Mi`.
+fn quantity(v: &Value) -> f64 {
+    let s = v.as_str().unwrap_or_else(|| panic!("not a quantity: {v}"));
+    for (suffix, factor) in [
+        ("Gi", 1024f64.powi(3)),
+        ("Mi", 1024f64.powi(2)),
+        ("Ki", 1024.0),
+        ("m", 0.001),
+    ] {
+        if let Some(n) = s.strip_suffix(suffix) {
+            return n.parse::<f64>().unwrap() * factor;
+        }
+    }
+    s.parse().unwrap()
+}
+
+/// A worker setting as the pod gets it: its `env` value, else the default `worker --help` shows.
+fn worker_setting(c: &Value, name: &str) -> f64 {
+    if let Some(e) = c["env"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["name"] == name)
+    {
+        return e["value"].as_str().unwrap().parse().unwrap();
+    }
+    let o = pagecast().args(["worker", "--help"]).output().unwrap();
+    let help = String::from_utf8_lossy(&o.stdout).to_string();
+    let after = &help[help
+        .find(&format!("[env: {name}="))
+        .unwrap_or_else(|| panic!("{name}"))..];
+    let default = &after[after.find("[default: ").unwrap() + "[default: ".len()..];
+    default[..default.find(']').unwrap()].parse().unwrap()
+}
+
+/// The worker's requests and limits fit its recording slots, as BENCHMARKS.md measured one
+/// recording (720p30 with sound: up to 1.1 cores and 760 MB at its peak): a page's memory cap
+/// plus the memory-backed /dev/shm within the limit, and a volume for a task's media.
+#[test]
+fn the_worker_is_sized_for_its_recording_slots() {
+    let objects = all_objects();
+    let worker = find(&objects, "StatefulSet", "pagecast-worker");
+    let c = container(worker);
+    let slots = worker_setting(c, "PAGECAST_WORKER_CAPACITY");
+    let r = &c["resources"];
+    const MB: f64 = 1e6;
+    const MIB: f64 = 1024.0 * 1024.0;
+    assert!(quantity(&r["requests"]["cpu"]) >= slots * 1.0, "{r}");
+    assert!(
+        quantity(&r["requests"]["memory"]) >= slots * 760.0 * MB,
+        "{r}"
+    );
+    assert!(
+        quantity(&r["limits"]["cpu"]) >= quantity(&r["requests"]["cpu"]),
+        "{r}"
+    );
+    let pod = &worker["spec"]["template"]["spec"];
+    let shm = pod["volumes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|v| v["emptyDir"]["medium"] == "Memory")
+        .expect("a memory-backed /dev/shm");
+    let page = worker_setting(c, "PAGECAST_PAGE_MEMORY_MB") * MIB;
+    // pagecast, Xvfb, PulseAudio and ffmpeg beside the page: 256 MiB at least.
+    assert!(
+        quantity(&r["limits"]["memory"])
+            >= slots * page + quantity(&shm["emptyDir"]["sizeLimit"]) + 256.0 * MIB,
+        "{r}"
+    );
+    let claim =
+        &worker["spec"]["volumeClaimTemplates"][0]["spec"]["resources"]["requests"]["storage"];
+    let disk = (slots * worker_setting(c, "PAGECAST_TASK_DISK_MB")
+        + worker_setting(c, "PAGECAST_MIN_FREE_MB"))
+        * MIB;
+    assert!(quantity(claim) >= disk, "{claim} < {disk} bytes");
+    // The API pod asks for little and is capped.
+    let api = container(find(&objects, "Deployment", "pagecast-api"));
+    assert!(quantity(&api["resources"]["limits"]["memory"]) <= 1024.0 * MIB);
+}
+
+/// What KEDA's `redis-streams` scaler measures, by the rules its documentation states ("Setting
+/// the `consumerGroup` causes the scaler to operate on `pendingEntriesCount`. Lack of
+/// `consumerGroup` will cause the scaler to be based on `streamLength`"; with `lagCount` and a
+/// group, the group's lag).
+#[derive(Debug, PartialEq)]
+enum KedaMeasure {
+    /// XLEN of the stream.
+    Length,
+    /// XPENDING of the group: entries delivered and not yet acknowledged.
+    Pending(String),
+    /// The group's lag (XINFO GROUPS, Redis 7).
+    Lag(String),
+}
+
+fn keda_measure(metadata: &Value) -> KedaMeasure {
+    match metadata["consumerGroup"].as_str() {
+        None => KedaMeasure::Length,
+        Some(g) if metadata.get("lagCount").is_some() => KedaMeasure::Lag(g.to_string()),
+        Some(g) => KedaMeasure::Pending(g.to_string()),
+    }
+}
+
+/// The value KEDA reads for `measure` from the real Redis.
+fn keda_reads(conn: &mut redis::Connection, stream: &str, measure: &KedaMeasure) -> u64 {
+    match measure {
+        KedaMeasure::Length => redis::cmd("XLEN").arg(stream).query(conn).unwrap(),
+        KedaMeasure::Pending(group) => {
+            let (count, ..): (u64, redis::Value, redis::Value, redis::Value) =
+                redis::cmd("XPENDING")
+                    .arg(stream)
+                    .arg(group)
+                    .query(conn)
+                    .unwrap();
+            count
+        }
+        KedaMeasure::Lag(group) => {
+            panic!("lag of {group}: not a measure pagecast's queue supports")
+        }
+    }
+}
+
+/// The ScaledObject's `redis-streams` trigger: its stream and what KEDA measures on it.
+fn scaled_stream() -> (String, KedaMeasure) {
     let objects = documents(&root().join("deploy/kubernetes/autoscaling.yaml"));
     let scaled = find(&objects, "ScaledObject", "pagecast-worker");
     let trigger = scaled["spec"]["triggers"]
@@ -319,19 +441,63 @@ fn scaled_stream() -> (String, String) {
         .iter()
         .find(|t| t["type"] == "redis-streams")
         .expect("a redis-streams trigger");
+    let metadata = &trigger["metadata"];
+    // One worker per waiting task.
+    assert_eq!(metadata["streamLength"], "1", "{metadata}");
     (
-        trigger["metadata"]["stream"].as_str().unwrap().to_string(),
-        trigger["metadata"]["consumerGroup"]
-            .as_str()
-            .unwrap()
-            .to_string(),
+        metadata["stream"].as_str().unwrap().to_string(),
+        keda_measure(metadata),
     )
+}
+
+#[test]
+fn keda_measures_what_its_documentation_says() {
+    let m = |v: Value| keda_measure(&v);
+    assert_eq!(
+        m(json!({ "stream": "s", "streamLength": "1" })),
+        KedaMeasure::Length
+    );
+    assert_eq!(
+        m(json!({ "stream": "s", "consumerGroup": "workers", "streamLength": "1" })),
+        KedaMeasure::Pending("workers".into()),
+        "streamLength is ignored once a group is named"
+    );
+    assert_eq!(
+        m(json!({ "stream": "s", "consumerGroup": "workers", "lagCount": "1" })),
+        KedaMeasure::Lag("workers".into())
+    );
+}
+
+/// The KEDA auth logs in as the URL's user: a `username` next to the password, from the Secret.
+#[test]
+fn the_autoscaler_logs_in_as_an_acl_user() {
+    let objects = all_objects();
+    let auth = find(&objects, "TriggerAuthentication", "pagecast-redis");
+    let secret = find(&objects, "Secret", "pagecast");
+    let refs = auth["spec"]["secretTargetRef"].as_array().unwrap();
+    for parameter in ["address", "username", "password"] {
+        let r = refs
+            .iter()
+            .find(|r| r["parameter"] == parameter)
+            .unwrap_or_else(|| panic!("the TriggerAuthentication sets no {parameter}"));
+        assert_eq!(r["name"], "pagecast");
+        let key = r["key"].as_str().unwrap();
+        assert!(
+            secret["stringData"][key].is_string(),
+            "the example Secret lacks {key}"
+        );
+    }
 }
 
 #[test]
 fn the_autoscaler_reads_the_stream_pagecast_queues_recordings_on() {
     let redis = redis_support::TestRedis::start();
-    let (stream, group) = scaled_stream();
+    let (stream, measure) = scaled_stream();
+    assert_eq!(
+        measure,
+        KedaMeasure::Length,
+        "the trigger must measure the queue's length"
+    );
     let dir = scratch("deploy-stream");
     // pagecast as deployed: the default key prefix, the API alone at first.
     let env = |port: u16, extra: &[(&'static str, String)]| {
@@ -362,52 +528,66 @@ fn the_autoscaler_reads_the_stream_pagecast_queues_recordings_on() {
         .expect("serve started within 5 ports");
     let url = format!("http://127.0.0.1:{port}");
     let fixtures = fixture_server();
-    let id = service_support::start(
+    let first = service_support::start(
         &url,
-        json!({ "RecordURL": format!("{fixtures}/static.html"), "MaxDurationLimit": 2 }),
+        json!({ "RecordURL": format!("{fixtures}/static.html"), "MaxDurationLimit": 60 }),
     );
     let mut redis_conn = redis::Client::open(redis.url.as_str())
         .unwrap()
         .get_connection()
         .unwrap();
-    let len: u64 = redis::cmd("XLEN")
-        .arg(&stream)
-        .query(&mut redis_conn)
-        .unwrap();
-    assert_eq!(len, 1, "the waiting task is one entry of {stream}");
+    assert_eq!(
+        keda_reads(&mut redis_conn, &stream, &measure),
+        1,
+        "the waiting task is one entry of {stream}"
+    );
 
-    // A worker takes it: the entry goes, and the group is the one the trigger names.
+    // A worker of one slot, as deployed, takes it: the entry goes.
     let _worker = service_support::spawn(
         &["worker"],
         &env(
             port,
-            &[("PAGECAST_NODE_ID", "pagecast-worker-0".to_string())],
+            &[
+                ("PAGECAST_NODE_ID", "pagecast-worker-0".to_string()),
+                ("PAGECAST_WORKER_CAPACITY", "1".to_string()),
+            ],
         ),
         &dir.join("worker.log"),
     );
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let len: u64 = redis::cmd("XLEN")
-            .arg(&stream)
-            .query(&mut redis_conn)
-            .unwrap();
-        if len == 0 {
-            break;
-        }
-        assert!(Instant::now() < deadline, "no worker took {id}");
-        std::thread::sleep(Duration::from_millis(200));
-    }
-    let groups: Vec<std::collections::HashMap<String, redis::Value>> = redis::cmd("XINFO")
-        .arg("GROUPS")
-        .arg(&stream)
-        .query(&mut redis_conn)
-        .unwrap();
-    let names: Vec<String> = groups
-        .iter()
-        .filter_map(|g| g.get("name"))
-        .map(|v| redis::from_redis_value::<String>(v.clone()).unwrap())
-        .collect();
-    assert!(names.contains(&group), "groups of {stream}: {names:?}");
-    service_support::wait_finished(&url, &id, Duration::from_secs(90));
+    service_support::wait_for(
+        &url,
+        &first,
+        "recording",
+        Duration::from_secs(60),
+        service_support::status_is("recording"),
+    );
+    assert_eq!(keda_reads(&mut redis_conn, &stream, &measure), 0);
+
+    // Every slot busy and a second task waiting: KEDA reads one more worker wanted. Counting
+    // the group's pending entries instead (a trigger with `consumerGroup`) would read none,
+    // since pagecast acknowledges an entry when a worker takes it.
+    let second = service_support::start(
+        &url,
+        json!({ "RecordURL": format!("{fixtures}/static.html"), "MaxDurationLimit": 2 }),
+    );
+    assert_eq!(
+        service_support::describe(&url, &first)["Status"],
+        "recording"
+    );
+    assert_eq!(keda_reads(&mut redis_conn, &stream, &measure), 1);
+    assert_eq!(
+        keda_reads(
+            &mut redis_conn,
+            &stream,
+            &KedaMeasure::Pending("workers".into())
+        ),
+        0,
+        "what a trigger with consumerGroup would have read"
+    );
+    // The worker takes the second task once the first one ends.
+    service_support::ok(&url, "Stop", &first);
+    service_support::wait_finished(&url, &first, Duration::from_secs(90));
+    service_support::wait_finished(&url, &second, Duration::from_secs(90));
+    assert_eq!(keda_reads(&mut redis_conn, &stream, &measure), 0);
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -1,6 +1,7 @@
 //! The task store on Redis as it is deployed: TLS with a private CA and client certificates, ACL
-//! users, Redis Cluster, Sentinel with a failover; and the errors a wrong setup gives, each
-//! named (never InternalError). Every server is started by the test.
+//! users, Redis Cluster, Sentinel with a failover and with a password of its own, a managed
+//! primary endpoint that fails over; and the errors a wrong setup gives, each named (never
+//! InternalError), a Redis too old included. Every server is started by the test.
 
 #[path = "support/redis_deploy.rs"]
 mod deploy;
@@ -486,4 +487,170 @@ async fn doctor_and_readiness_check_the_version_and_the_eviction_policy() {
     let f = doctor::redis(&on_cluster).await;
     assert_eq!(f.level, Level::Ok, "{f:?}");
     assert!(f.detail.contains("cluster mode"), "{f:?}");
+}
+
+/// A managed "primary endpoint" (one name that follows the primary) fails over: the old primary
+/// becomes a replica and answers READONLY on the connection the store holds, and the name now
+/// leads to the new primary. The store drops its connection, connects by the name again and
+/// writes there. The endpoint is a TCP forwarder standing in for the DNS name.
+#[tokio::test]
+async fn a_standalone_store_follows_its_primary_endpoint_through_a_failover() {
+    let a = TestRedis::start();
+    let dir = tempfile::tempdir().unwrap();
+    let b = deploy::Server::start(
+        dir.path(),
+        "b",
+        |port| {
+            vec![
+                "--port".into(),
+                port.to_string(),
+                "--replicaof".into(),
+                "127.0.0.1".into(),
+                a.port().to_string(),
+            ]
+        },
+        Vec::new(),
+    );
+    let synced = |s: &deploy::Server| {
+        s.cli(&["INFO", "replication"])
+            .contains("master_link_status:up")
+    };
+    let started = Instant::now();
+    while !synced(&b) {
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "b did not sync"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let endpoint = deploy::Forwarder::start(a.port(), None);
+    let store = TaskStore::connect(&endpoint.url(), "t:").await.unwrap();
+    let before = created(&store).await;
+
+    // The failover: b promoted, a demoted to b's replica, the name moved to b.
+    b.cli(&["REPLICAOF", "NO", "ONE"]);
+    let c = redis::Client::open(a.url.as_str()).unwrap();
+    let mut raw = c.get_multiplexed_async_connection().await.unwrap();
+    let () = redis::cmd("REPLICAOF")
+        .arg("127.0.0.1")
+        .arg(b.port)
+        .query_async(&mut raw)
+        .await
+        .unwrap();
+    let started = Instant::now();
+    loop {
+        let info: String = redis::cmd("INFO")
+            .arg("replication")
+            .query_async(&mut raw)
+            .await
+            .unwrap();
+        if info.contains("master_link_status:up") {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "a did not follow b"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    endpoint.point_at(b.port);
+
+    let started = Instant::now();
+    let after = loop {
+        let id = uuid::Uuid::new_v4().to_string();
+        match store
+            .create(&id, &spec(), &TaskSecrets::default(), 1_700_000_000, 1000)
+            .await
+        {
+            Ok(()) => break id,
+            Err(e) => {
+                assert!(matches!(e, StoreError::Unavailable(_)), "{e:?}");
+                assert!(
+                    started.elapsed() < Duration::from_secs(10),
+                    "still failing 10 s after the failover: {e}"
+                );
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    };
+    for id in [&before, &after] {
+        assert_eq!(
+            b.cli(&["EXISTS", &format!("t:task:{id}")]).trim(),
+            "1",
+            "{id} on the new primary"
+        );
+        store.get(id).await.expect("read through the endpoint");
+    }
+}
+
+/// A Redis older than 6.2 is refused when the store connects, by name, and doctor says so. The
+/// server is real; a forwarder shows its version as 5.x.
+#[tokio::test]
+async fn a_redis_older_than_6_2_is_refused_at_start_by_name() {
+    let redis = TestRedis::start();
+    let old = deploy::Forwarder::start(redis.port(), Some(5));
+    let err = TaskStore::connect(&old.url(), "t:").await.unwrap_err();
+    assert_eq!(misconfig(&err), Some(Misconfig::Version), "{err:?}");
+    let text = err.to_string();
+    assert!(text.contains("Redis 5.") && text.contains("6.2"), "{text}");
+    let f = pagecast::ops::doctor::redis(&store_config(&old.url(), RedisMode::Standalone)).await;
+    assert_eq!(f.level, pagecast::ops::doctor::Level::Fail, "{f:?}");
+    assert!(f.detail.contains("6.2") || f.fix.contains("6.2"), "{f:?}");
+    // The same server, its version shown as it is, is taken.
+    TaskStore::connect(&redis.url, "t:")
+        .await
+        .expect("a current Redis");
+}
+
+/// Sentinels that require a password of their own (PAGECAST_REDIS_SENTINEL_PASSWORD): with it
+/// the store finds the master; without it the error is named.
+#[tokio::test]
+async fn sentinels_with_a_password_of_their_own() {
+    let sentinel = TestSentinel::start_with(Some("sentinel-secret"), None);
+    let opts = RedisOptions {
+        mode: RedisMode::Sentinel,
+        sentinel_master: Some(SENTINEL_MASTER.into()),
+        sentinel_password: Some("sentinel-secret".into()),
+        ..RedisOptions::standalone(&sentinel.url())
+    };
+    let store = TaskStore::open(&opts, "t:").await.expect("sentinel");
+    exercise(&store).await;
+    let without = RedisOptions {
+        sentinel_password: None,
+        ..opts.clone()
+    };
+    let err = TaskStore::open(&without, "t:").await.unwrap_err();
+    assert_eq!(misconfig(&err), Some(Misconfig::Auth), "{err:?}");
+    assert!(
+        err.to_string().contains("PAGECAST_REDIS_SENTINEL_PASSWORD"),
+        "{err}"
+    );
+    assert!(!err.to_string().contains("sentinel-secret"), "{err}");
+}
+
+/// Sentinel over TLS: the sentinel, the master and the replica speak only TLS (rediss:// with a
+/// private CA); the store reaches the sentinel and the master it names with the CA, and a wrong
+/// CA is refused by name.
+#[tokio::test]
+async fn sentinels_and_their_master_over_tls() {
+    let pki = Pki::generate();
+    let sentinel = TestSentinel::start_with(None, Some(&pki));
+    assert!(sentinel.url().starts_with("rediss://"));
+    let opts = RedisOptions {
+        mode: RedisMode::Sentinel,
+        sentinel_master: Some(SENTINEL_MASTER.into()),
+        ca_file: Some(pki.path("ca.pem")),
+        ..RedisOptions::standalone(&sentinel.url())
+    };
+    let store = TaskStore::open(&opts, "t:")
+        .await
+        .expect("sentinel over TLS");
+    exercise(&store).await;
+    let wrong = RedisOptions {
+        ca_file: Some(pki.path("other-ca.pem")),
+        ..opts.clone()
+    };
+    let err = TaskStore::open(&wrong, "t:").await.unwrap_err();
+    assert_eq!(misconfig(&err), Some(Misconfig::Tls), "{err:?}");
+    assert!(err.to_string().contains("PAGECAST_REDIS_CA_FILE"), "{err}");
 }

@@ -520,3 +520,85 @@ async fn data_from_a_version_without_counts_is_counted_once() {
         expected.get("normal").map(|n| n + 1)
     );
 }
+
+/// The stream index the scrape reads forgets the queues of nodes that are gone: an empty node
+/// queue whose node has no live worker is dropped; one with an entry waiting, one of a live
+/// node and the shared queues stay; a node that comes back is listed again when work is queued
+/// for it.
+#[tokio::test]
+async fn the_empty_queues_of_nodes_that_are_gone_leave_the_index() {
+    let redis = TestRedis::start();
+    let store = TaskStore::connect(&redis.url, PREFIX).await.unwrap();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64;
+    store
+        .beat_worker("alive-node/1/aaaa1111", &[], 10_000, now + 60_000)
+        .await
+        .unwrap();
+    // A worker of gone-node stopped beating a minute ago.
+    store
+        .beat_worker("gone-node/2/bbbb2222", &[], 10_000, now - 60_000)
+        .await
+        .unwrap();
+    for node in ["alive-node", "gone-node", "waiting-node"] {
+        let id = create(&store).await;
+        store
+            .requeue(&id, &StageQueue::on_node(Stage::Transcode, node))
+            .await
+            .unwrap();
+    }
+    for node in ["alive-node", "gone-node"] {
+        let q = StageQueue::on_node(Stage::Transcode, node);
+        for job in store.read_stage(&q, "c1", 10, 0, 60_000).await.unwrap() {
+            store.ack(&q, &job.entry_id).await.unwrap();
+        }
+    }
+    let listed = |depths: Vec<((String, String), u64)>| -> BTreeMap<String, u64> {
+        depths
+            .into_iter()
+            .filter(|((_, node), _)| !node.is_empty())
+            .map(|((stage, node), n)| (format!("{stage}:{node}"), n))
+            .collect()
+    };
+    let before = listed(store.queue_depths().await.unwrap());
+    assert_eq!(before.len(), 3, "{before:?}");
+    assert_eq!(store.prune_streams(now).await.unwrap(), 1);
+    let after = listed(store.queue_depths().await.unwrap());
+    assert_eq!(
+        after,
+        BTreeMap::from([
+            ("transcode:alive-node".to_string(), 0),
+            ("transcode:waiting-node".to_string(), 1),
+        ])
+    );
+    let mut c = raw(&redis).await;
+    let exists: u64 = redis::cmd("EXISTS")
+        .arg(format!("{PREFIX}stream:transcode:gone-node"))
+        .query_async(&mut c)
+        .await
+        .unwrap();
+    assert_eq!(exists, 0);
+    // Shared queues stay whatever their length.
+    assert!(
+        store
+            .queue_depths()
+            .await
+            .unwrap()
+            .iter()
+            .any(|((stage, node), _)| stage == "record" && node.is_empty()),
+        "the shared record queue is listed"
+    );
+    assert_eq!(store.prune_streams(now).await.unwrap(), 0);
+
+    // gone-node comes back with work: listed again, and its queue reads.
+    let id = create(&store).await;
+    let q = StageQueue::on_node(Stage::Transcode, "gone-node");
+    store.requeue(&id, &q).await.unwrap();
+    let again = listed(store.queue_depths().await.unwrap());
+    assert_eq!(again.get("transcode:gone-node"), Some(&1), "{again:?}");
+    let jobs = store.read_stage(&q, "c2", 10, 0, 60_000).await.unwrap();
+    assert_eq!(jobs.len(), 1);
+    assert_eq!(jobs[0].task_id, id);
+}

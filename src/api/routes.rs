@@ -67,8 +67,12 @@ pub fn app(state: ApiState) -> Router {
 /// What `serve` answers until Redis is reachable: `/healthz` 200, `/readyz` 503, the Action
 /// endpoint and `/files` 503 `ServiceUnavailable` (after the same checks as later), `/metrics`
 /// the process's own.
-pub fn starting_app(tokens: &Tokens, policy: &HttpPolicy) -> Router {
-    let (probes, metrics) = crate::ops::starting_routers();
+pub fn starting_app(
+    tokens: &Tokens,
+    policy: &HttpPolicy,
+    connect: crate::ops::starting::ConnectState,
+) -> Router {
+    let (probes, metrics) = crate::ops::starting_routers(connect);
     let action = post(unavailable);
     let files = get(unavailable);
     assemble(action, files, probes, metrics, tokens, policy)

@@ -14,8 +14,9 @@ use pagecast::config::{ShutdownMode, StoreConfig, WorkerConfig};
 use pagecast::delivery::signed_url::UrlSigner;
 use pagecast::error::ConfigError;
 use pagecast::ops::health::Readiness;
+use pagecast::ops::starting::{self, ConnectState};
 use pagecast::pipeline::{WorkerContext, run_worker};
-use pagecast::task::store::TaskStore;
+use pagecast::task::store::{StoreError, TaskStore};
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
@@ -80,14 +81,25 @@ fn cancel_on_signal(token: CancellationToken, mode: ShutdownMode) {
     });
 }
 
-/// Connects to Redis, retrying until it answers (a worker may start before Redis does).
-async fn connect(cfg: &StoreConfig, shutdown: &CancellationToken) -> anyhow::Result<TaskStore> {
+/// Connects to Redis, retrying until it answers (a worker may start before Redis does). Each
+/// failure is logged by its kind and kept in `state` for the starting `/readyz`.
+async fn connect(
+    cfg: &StoreConfig,
+    shutdown: &CancellationToken,
+    state: &ConnectState,
+) -> anyhow::Result<TaskStore> {
     let mut wait = std::time::Duration::from_millis(250);
     loop {
         match cfg.connect().await {
             Ok(s) => return Ok(s),
             Err(e) => {
-                warn!(error = %e, "Redis is not reachable yet; retrying");
+                state.failed(&e);
+                match &e {
+                    StoreError::Misconfigured { problem, .. } => {
+                        warn!(problem = %problem, error = %e, "{}", starting::log_message(&e));
+                    }
+                    _ => warn!(error = %e, "{}", starting::log_message(&e)),
+                }
                 tokio::select! {
                     _ = tokio::time::sleep(wait) => {}
                     _ = shutdown.cancelled() => anyhow::bail!("stopped before Redis was reachable"),
@@ -163,6 +175,7 @@ async fn bind(addr: &str, setting: &'static str) -> Result<tokio::net::TcpListen
 async fn ops_listener(
     addr: &Option<String>,
     worker: &mut WorkerConfig,
+    connect: &ConnectState,
 ) -> Result<Option<AppHandle>, ConfigError> {
     const SETTING: &str = "PAGECAST_METRICS_LISTEN";
     let Some(addr) = addr else {
@@ -175,7 +188,7 @@ async fn ops_listener(
     })?;
     worker.note_listeners(&[bound]);
     info!(addr = %bound, "health and metrics listening");
-    let handle = AppHandle::new(pagecast::ops::starting_router());
+    let handle = AppHandle::new(pagecast::ops::starting_router(connect.clone()));
     tokio::spawn(pagecast::api::server::serve(
         listener,
         handle.clone(),
@@ -186,6 +199,8 @@ async fn ops_listener(
 }
 
 pub async fn serve(mut args: ServeArgs) -> anyhow::Result<ExitCode> {
+    // Chromium's helpers orphaned by a killed Chromium become ours and are reaped (PID 1 or not).
+    pagecast::process::reaper::start();
     if let Err(e) = args
         .api
         .validate()
@@ -236,8 +251,9 @@ pub async fn serve(mut args: ServeArgs) -> anyhow::Result<ExitCode> {
         };
     // No task (its page, its URLs) may reach this service's own listeners.
     args.worker.note_listeners(&[addr]);
-    let handle = AppHandle::new(starting_app(&tokens, &policy));
-    let ops = match ops_listener(&args.metrics_listen, &mut args.worker).await {
+    let connect_state = ConnectState::default();
+    let handle = AppHandle::new(starting_app(&tokens, &policy, connect_state.clone()));
+    let ops = match ops_listener(&args.metrics_listen, &mut args.worker, &connect_state).await {
         Ok(o) => o,
         Err(e) => return Ok(config_error(&e)),
     };
@@ -257,7 +273,7 @@ pub async fn serve(mut args: ServeArgs) -> anyhow::Result<ExitCode> {
         eprintln!("pagecast API listening on http://{addr}");
     }
     let connected = async {
-        let store = connect(&args.store, &shutdown).await?;
+        let store = connect(&args.store, &shutdown, &connect_state).await?;
         let signer = url_signer(signing_key, &args.signing, &store, &shutdown).await?;
         anyhow::Ok((store, signer))
     };
@@ -321,6 +337,7 @@ pub async fn serve(mut args: ServeArgs) -> anyhow::Result<ExitCode> {
 }
 
 pub async fn worker(mut args: WorkerArgs) -> anyhow::Result<ExitCode> {
+    pagecast::process::reaper::start();
     if let Err(e) = args
         .store
         .validate()
@@ -339,11 +356,12 @@ pub async fn worker(mut args: WorkerArgs) -> anyhow::Result<ExitCode> {
     let shutdown = CancellationToken::new();
     cancel_on_signal(shutdown.clone(), args.worker.shutdown);
     // Bound before Redis is reached, so a bad address fails at once and probes can connect.
-    let ops = match ops_listener(&args.metrics_listen, &mut args.worker).await {
+    let connect_state = ConnectState::default();
+    let ops = match ops_listener(&args.metrics_listen, &mut args.worker, &connect_state).await {
         Ok(o) => o,
         Err(e) => return Ok(config_error(&e)),
     };
-    let store = connect(&args.store, &shutdown).await?;
+    let store = connect(&args.store, &shutdown, &connect_state).await?;
     let signer = url_signer(signing_key, &args.signing, &store, &shutdown).await?;
     if let Some(ops) = ops {
         ops.set(pagecast::ops::router(pagecast::ops::OpsState {

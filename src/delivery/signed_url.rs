@@ -76,7 +76,7 @@ impl UrlSigner {
 
     fn mac(&self, expires: i64, dir: &str) -> Hmac<sha2::Sha256> {
         // HMAC accepts keys of any length, so this cannot fail.
-        let mut mac = <Hmac<sha2::Sha256> as Mac>::new_from_slice(&self.key)
+        let mut mac = <Hmac<sha2::Sha256> as hmac::KeyInit>::new_from_slice(&self.key)
             .unwrap_or_else(|_| unreachable!("HMAC takes any key length"));
         mac.update(format!("{CONTEXT}\n{expires}\n{dir}").as_bytes());
         mac

@@ -8,6 +8,7 @@ pub mod doctor;
 pub(crate) mod frames;
 pub mod health;
 pub mod live;
+pub mod starting;
 
 /// The metrics registry: a leaf module of its own ([`crate::metrics`]), which every layer records
 /// into; its old path is kept.
@@ -80,43 +81,21 @@ pub(crate) fn routers(state: OpsState) -> (Router, Router) {
     (probes, metrics)
 }
 
-/// [`routers`] of a process that cannot reach Redis yet: alive, not ready, and only its own
-/// metrics.
-pub(crate) fn starting_routers() -> (Router, Router) {
+/// [`routers`] of a process that cannot reach Redis yet: alive, not ready (saying what the last
+/// attempt to connect found), and only its own metrics.
+pub(crate) fn starting_routers(connect: starting::ConnectState) -> (Router, Router) {
     let probes = Router::new()
         .route("/healthz", get(healthz))
-        .route("/readyz", get(starting_readyz));
+        .route("/readyz", get(starting::starting_readyz))
+        .with_state(connect);
     let metrics = Router::new().route("/metrics", get(process_metrics));
     (probes, metrics)
 }
 
 /// `/healthz` and `/readyz` and `/metrics` of a process that cannot reach Redis yet.
-pub fn starting_router() -> Router {
-    let (probes, metrics) = starting_routers();
+pub fn starting_router(connect: starting::ConnectState) -> Router {
+    let (probes, metrics) = starting_routers(connect);
     probes.merge(metrics)
-}
-
-/// Readiness before Redis was ever reached.
-async fn starting_readyz(headers: HeaderMap) -> Response {
-    let rid = request_id(&headers);
-    let checks = [health::Check::new(
-        "redis",
-        false,
-        "not connected yet: pagecast keeps trying",
-    )];
-    let code = ErrorCode::ServiceUnavailable;
-    let resp = (
-        StatusCode::SERVICE_UNAVAILABLE,
-        axum::Json(json!({
-            "ErrorCode": code.as_str(),
-            "ErrorMessage": "not ready: redis: not connected yet",
-            "Status": "unready",
-            "Checks": checks,
-            "RequestID": rid,
-        })),
-    )
-        .into_response();
-    with_request_id(resp, &rid)
 }
 
 /// The process's own metrics only.

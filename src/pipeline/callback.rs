@@ -24,7 +24,7 @@ pub(crate) const SIGNATURE_HEADER: &str = "X-Pagecast-Signature";
 pub fn signature(secret: &[u8], body: &[u8]) -> String {
     use hmac::{Hmac, Mac};
     // HMAC accepts keys of any length, so this cannot fail.
-    let mut mac = <Hmac<sha2::Sha256> as Mac>::new_from_slice(secret)
+    let mut mac = <Hmac<sha2::Sha256> as hmac::KeyInit>::new_from_slice(secret)
         .unwrap_or_else(|_| unreachable!("HMAC takes any key length"));
     mac.update(body);
     format!("sha256={}", hex::encode(mac.finalize().into_bytes()))

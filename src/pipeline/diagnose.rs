@@ -13,9 +13,13 @@ use crate::error::ErrorCode;
 use crate::task::store::{Stage, StageQueue};
 use crate::task::{Status, moves};
 
+/// How often the stream index is pruned ([`crate::task::store::TaskStore::prune_streams`]).
+const PRUNE_STREAMS_EVERY: Duration = Duration::from_secs(300);
+
 /// Runs until shutdown.
 pub(super) async fn run(ctx: WorkerContext) {
     let every = Duration::from_millis((ctx.cfg.lease_ms / 2).clamp(500, 10_000));
+    let mut pruned_at: Option<std::time::Instant> = None;
     loop {
         tokio::select! {
             _ = tokio::time::sleep(every) => {}
@@ -27,6 +31,13 @@ pub(super) async fn run(ctx: WorkerContext) {
         // Finished tasks whose retention is over go (and leave the counts).
         if let Err(e) = ctx.store.trim_expired(now_ms() / 1000, 500).await {
             debug!(error = %e, "deleting expired tasks failed");
+        }
+        // The empty queues of nodes that are gone leave the index the scrape reads.
+        if pruned_at.is_none_or(|t| t.elapsed() >= PRUNE_STREAMS_EVERY) {
+            pruned_at = Some(std::time::Instant::now());
+            if let Err(e) = ctx.store.prune_streams(now_ms()).await {
+                debug!(error = %e, "pruning the queues of gone nodes failed");
+            }
         }
     }
 }

@@ -30,7 +30,8 @@ impl OwnedChild {
             .kill_on_drop(true)
             .process_group(0);
         die_with_parent(cmd.as_std_mut());
-        let mut child = cmd.spawn().map_err(|e| spawn_error(program, e))?;
+        let mut child = super::reaper::spawn_owned(|| cmd.spawn(), Child::id)
+            .map_err(|e| spawn_error(program, e))?;
         let tail = StderrTail::default();
         let drain = child
             .stderr

@@ -8,9 +8,11 @@
 //!
 //! Here: the errors, the stderr tail and finding a binary; `child`: a running [`OwnedChild`]
 //! (with a second input pipe for ffmpeg's sound); `run`: one-shot runs, async ([`run_capture`],
-//! [`run_command`]) and, for `Drop` impls, blocking ([`run_blocking`]).
+//! [`run_command`]) and, for `Drop` impls, blocking ([`run_blocking`]); `reaper`: orphaned
+//! grandchildren adopted (child subreaper) and reaped without touching the core's own children.
 
 mod child;
+pub mod reaper;
 mod run;
 
 use std::collections::VecDeque;

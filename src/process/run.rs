@@ -79,7 +79,8 @@ pub(crate) fn run_blocking(
     // The calling thread waits here for the child's whole life, so the child cannot outlive it
     // through this signal, whichever thread it is.
     die_with_parent(&mut cmd);
-    let mut child = cmd.spawn().map_err(|e| spawn_error(program, e))?;
+    let mut child = super::reaper::spawn_owned(|| cmd.spawn(), |c| Some(c.id()))
+        .map_err(|e| spawn_error(program, e))?;
     let tail = StderrTail::default();
     let (drained_tx, drained) = std::sync::mpsc::channel::<()>();
     if let Some(stderr) = child.stderr.take() {

@@ -95,12 +95,18 @@ pub(crate) fn classify(mode: RedisMode, prefix: &str, e: &RedisError) -> Class {
         || lower.contains("invalid username-password")
         || lower.contains("authentication required")
     {
-        return Class::Misconfigured(
-            Misconfig::Auth,
+        let mut why = String::from(
             "Redis refused the credentials: check the user and password in PAGECAST_REDIS_URL \
-             (redis://user:password@host:port, or redis://:password@host:port without an ACL user)"
-                .into(),
+             (redis://user:password@host:port, or redis://:password@host:port without an ACL user)",
         );
+        // The refusal may come from a sentinel, which has a password of its own.
+        if mode == RedisMode::Sentinel {
+            why.push_str(
+                "; for the sentinels, which may require their own, check \
+                 PAGECAST_REDIS_SENTINEL_PASSWORD",
+            );
+        }
+        return Class::Misconfigured(Misconfig::Auth, why);
     }
     match e.kind() {
         ErrorKind::Server(ServerErrorKind::NoPerm) => {

@@ -134,6 +134,7 @@ mod options;
 mod outbox;
 mod presence;
 mod prestart;
+mod prune;
 mod scripts;
 mod server;
 mod service_info;

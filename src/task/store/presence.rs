@@ -147,7 +147,7 @@ impl TaskStore {
         }
     }
 
-    fn workers_key(&self) -> String {
+    pub(super) fn workers_key(&self) -> String {
         format!("{}workers", self.prefix)
     }
 

@@ -34,6 +34,8 @@ pub(super) static ACK: LazyLock<Script> =
     LazyLock::new(|| Script::new(include_str!("../lua/ack.lua")));
 pub(super) static TRIM: LazyLock<Script> =
     LazyLock::new(|| Script::new(include_str!("../lua/trim.lua")));
+pub(super) static PRUNE_STREAMS: LazyLock<Script> =
+    LazyLock::new(|| Script::new(include_str!("../lua/prune_streams.lua")));
 pub(super) static MIGRATE: LazyLock<Script> =
     LazyLock::new(|| Script::new(include_str!("../lua/migrate.lua")));
 pub(super) static REMEMBER: LazyLock<Script> =
