@@ -12,7 +12,7 @@ mod resolver;
 
 pub(crate) use allow::PrivateAllowList;
 pub(crate) use local::is_own_address;
-pub(crate) use resolver::GuardedResolver;
+pub(crate) use resolver::{GuardedResolver, resolve_checked};
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::Arc;

@@ -93,6 +93,11 @@ impl EgressProxy {
         Ok(Self { addr, stop })
     }
 
+    /// Where it listens (loopback).
+    pub(crate) fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
     /// The Chromium flags that send all of the browser's traffic through this proxy (loopback
     /// included: Chromium bypasses proxies for it unless told not to).
     pub(crate) fn chromium_flags(&self) -> Vec<String> {

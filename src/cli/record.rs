@@ -142,6 +142,8 @@ fn live_feed(
         height,
         fps,
         input: pagecast::media::encoder::FrameFormat::Jpeg,
+        // The operator records what they choose.
+        egress: pagecast::url_guard::UrlPolicy::OPEN,
     };
     Ok(LiveFeed::start(settings, targets))
 }

@@ -49,6 +49,7 @@ pub(super) async fn feed_for(ctx: &WorkerContext, task: &TaskRecord) -> Option<L
         fps: task.spec.fps,
         // Set from the recording's first frame.
         input: FrameFormat::Jpeg,
+        egress: ctx.cfg.url_policy(),
     };
     Some(LiveFeed::start(settings, targets))
 }

@@ -15,6 +15,7 @@
 pub mod target;
 
 mod push;
+mod route;
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -145,6 +146,19 @@ async fn run(
     stop: CancellationToken,
 ) {
     let fps = settings.fps.max(1);
+    // RTMPS pushes to a name connect through an egress proxy (see `route`).
+    let proxy = if route::needs_proxy(pushers.iter().map(Pusher::url), &settings.egress) {
+        match crate::browser::egress::EgressProxy::start(settings.egress.clone()).await {
+            Ok(p) => Some(p),
+            Err(e) => {
+                tracing::warn!(error = %e, "no egress proxy for the RTMPS pushes; they fail");
+                None
+            }
+        }
+    } else {
+        None
+    };
+    let proxy_addr = proxy.as_ref().map(|p| p.addr());
     let period = Duration::from_secs_f64(1.0 / f64::from(fps));
     let mut began: Option<Instant> = None;
     let mut last: Option<Arc<[u8]>> = None;
@@ -201,7 +215,7 @@ async fn run(
         }
         if began.is_some() {
             for p in pushers.iter_mut() {
-                p.poll(&settings, now);
+                p.poll(&settings, now, proxy_addr);
             }
             publish(&pushers);
         }
