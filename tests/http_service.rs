@@ -72,6 +72,20 @@ fn settings_that_would_open_the_api_refuse_to_start() {
         &[("PAGECAST_URL_SIGNING_KEY_FILE", empty.to_str().unwrap())],
         "PAGECAST_URL_SIGNING_KEY_FILE",
     );
+    // A tokens file with no token in it would turn authentication off as well: empty, blank
+    // lines, or only comments and separators.
+    for (name, text) in [
+        ("tokens-empty", ""),
+        ("tokens-blank", "\n  \n"),
+        ("tokens-comments", "# rotated out\n , ,\n# none yet\n"),
+    ] {
+        let file = dir.join(name);
+        std::fs::write(&file, text).unwrap();
+        refuses_to_start(
+            &[("PAGECAST_API_TOKENS_FILE", file.to_str().unwrap())],
+            "PAGECAST_API_TOKENS_FILE",
+        );
+    }
 }
 
 /// `serve` (no worker) with a known signing key, on a free port; returns it and its base URL.
