@@ -91,6 +91,7 @@ class Service:
                    PAGECAST_OUTPUT_DIR=str(tmp / "out"),
                    PAGECAST_WORKER_CAPACITY=str(capacity),
                    PAGECAST_ALLOW_PRIVATE_URLS="true",
+                   PAGECAST_ALLOWED_PRIVATE_NETWORKS="127.0.0.0/8,::1",
                    PAGECAST_LOG="warn")
         self.log = open(tmp / "serve.log", "w")
         self.serve = subprocess.Popen([args.pagecast, "serve"], env=env, stdout=self.log,

@@ -89,6 +89,7 @@ def one_run(args: argparse.Namespace, tmp: Path, fixtures: str) -> dict:
                    PAGECAST_OUTPUT_DIR=str(tmp / "out"),
                    PAGECAST_WORKER_CAPACITY="1",
                    PAGECAST_ALLOW_PRIVATE_URLS="true",
+                   PAGECAST_ALLOWED_PRIVATE_NETWORKS="127.0.0.0/8,::1",
                    PAGECAST_S3_ENDPOINT=f"http://127.0.0.1:{s3_port}",
                    PAGECAST_S3_BUCKET="bench",
                    PAGECAST_S3_PATH_STYLE="true",

@@ -88,6 +88,7 @@ def one_run(args, fixtures: str, scenario: str, tmp: Path) -> dict:
                    PAGECAST_WORKER_CAPACITY="1",
                    PAGECAST_NODE_ID="bench-node",
                    PAGECAST_ALLOW_PRIVATE_URLS="true",
+                   PAGECAST_ALLOWED_PRIVATE_NETWORKS="127.0.0.0/8,::1",
                    PAGECAST_LOG="info,chromiumoxide=off",
                    NO_COLOR="1")
         if args.lease_ms:

@@ -325,9 +325,10 @@ pub struct WorkerConfig {
     /// Seconds one callback request may take.
     #[arg(long, env = "PAGECAST_CALLBACK_TIMEOUT", default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..))]
     pub(crate) callback_timeout: u64,
-    /// Allow recording pages and calling back to loopback and private addresses (off by
-    /// default: such URLs are refused at Start and checked again before use, and a recorded
-    /// page's own requests to them are refused by the worker's egress proxy).
+    /// Allow recording pages and calling back to private addresses (off by default: such URLs
+    /// are refused at Start and checked again before use, and a recorded page's own requests to
+    /// them are refused by the worker's egress proxy). This machine's own addresses (loopback,
+    /// its interfaces') stay refused unless PAGECAST_ALLOWED_PRIVATE_NETWORKS names them.
     #[arg(long, env = "PAGECAST_ALLOW_PRIVATE_URLS")]
     pub(crate) allow_private_urls: bool,
     /// Allow link-local addresses too (169.254.0.0/16, fe80::/10, fd00:ec2::254), where cloud
@@ -339,7 +340,8 @@ pub struct WorkerConfig {
     /// may reach although private addresses are refused: comma-separated CIDR networks or
     /// addresses (`10.0.0.0/8`, `fd00::/8`), host names (`intranet.example`) and domain
     /// suffixes (`.corp.example`). Link-local addresses stay behind
-    /// PAGECAST_ALLOW_LINK_LOCAL_URLS.
+    /// PAGECAST_ALLOW_LINK_LOCAL_URLS. The only way to open this machine's own addresses
+    /// (`127.0.0.0/8,::1` for loopback), PAGECAST_ALLOW_PRIVATE_URLS or not.
     #[arg(long, env = "PAGECAST_ALLOWED_PRIVATE_NETWORKS")]
     pub(crate) allowed_private_networks: Option<String>,
     /// MiB that must stay free on the work directory's disk: below it a worker takes no new
@@ -505,6 +507,7 @@ impl WorkerConfig {
                 .unwrap_or_default(),
             service_ports: (!self.service_listeners.is_empty())
                 .then(|| self.service_listeners.iter().map(|a| a.port()).collect()),
+            allow_own_addresses: false,
         }
     }
 

@@ -12,7 +12,7 @@ mod resolver;
 
 pub(crate) use allow::PrivateAllowList;
 pub(crate) use local::is_own_address;
-pub(crate) use resolver::GuardedResolver;
+pub(crate) use resolver::{GuardedResolver, resolve_checked};
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::Arc;
@@ -32,6 +32,10 @@ pub struct UrlPolicy {
     /// The ports this service listens on (API, metrics): refused on every address of this
     /// machine, whatever else is allowed.
     pub service_ports: Option<Arc<[u16]>>,
+    /// Allow this machine's own addresses (loopback, its interfaces' addresses) without
+    /// `allowed_private` naming them. Only the one-shot CLI: a service refuses them even with
+    /// `allow_private`.
+    pub allow_own_addresses: bool,
 }
 
 impl UrlPolicy {
@@ -41,11 +45,15 @@ impl UrlPolicy {
         allow_link_local: true,
         allowed_private: PrivateAllowList::NONE,
         service_ports: None,
+        allow_own_addresses: true,
     };
 
     /// Whether no address is refused (nothing to resolve or check).
     pub(crate) fn allows_all(&self) -> bool {
-        self.allow_private && self.allow_link_local && self.ports().is_empty()
+        self.allow_private
+            && self.allow_link_local
+            && self.allow_own_addresses
+            && self.ports().is_empty()
     }
 
     fn ports(&self) -> &[u16] {
@@ -54,8 +62,9 @@ impl UrlPolicy {
 
     /// Whether a connection to `addr`, an address of the host name `host` (`None` for a
     /// literal address), is allowed. On top of [`UrlPolicy::check_host_ip`], this machine is
-    /// guarded: its service ports are refused on every one of its addresses, and its public
-    /// addresses count as private ones.
+    /// guarded: its service ports are refused on every one of its addresses, and its addresses
+    /// (loopback, its interfaces', public ones included) are refused unless `allowed_private`
+    /// names them, `allow_private` or not.
     pub(crate) fn check_addr(&self, host: Option<&str>, addr: SocketAddr) -> Result<(), String> {
         self.check_addr_on(host, addr, is_own_address)
     }
@@ -67,31 +76,26 @@ impl UrlPolicy {
         own: impl Fn(IpAddr) -> bool,
     ) -> Result<(), String> {
         let ip = addr.ip().to_canonical();
-        let own = || own(ip) || embedded_v6_v4s(ip).iter().any(|v4| own(IpAddr::V4(*v4)));
-        let guarded = !self.ports().is_empty() || is_public_ip(ip);
-        if guarded && own() {
-            if self.ports().contains(&addr.port()) {
+        if !self.allow_own_addresses || !self.ports().is_empty() {
+            let own = own(ip) || embedded_v6_v4s(ip).iter().any(|v4| own(IpAddr::V4(*v4)));
+            if own && self.ports().contains(&addr.port()) {
                 return Err(format!(
                     "{ip} port {}, this service's own listener (API or metrics) on this \
                      machine; it is never reachable from a task",
                     addr.port()
                 ));
             }
-            if is_public_ip(ip) {
-                // A page must not reach this machine's services through a public address of
-                // it where its private ones are refused.
-                let trusted = self.allow_private
-                    || self.allowed_private.contains_ip(ip)
-                    || host.is_some_and(|h| self.allowed_private.contains_host(h));
-                return if trusted {
-                    Ok(())
-                } else {
-                    Err(format!(
-                        "{ip}, an address of this machine; reaching it is disabled like \
-                         private networks (PAGECAST_ALLOW_PRIVATE_URLS, or \
-                         PAGECAST_ALLOWED_PRIVATE_NETWORKS naming it)"
-                    ))
-                };
+            // A page must not reach the other services of its machine (a local Redis, an
+            // agent, a sidecar) through loopback or any address of the machine, in every mode:
+            // only an operator naming them opens them.
+            let named = self.allowed_private.contains_ip(ip)
+                || host.is_some_and(|h| self.allowed_private.contains_host(h));
+            if own && !self.allow_own_addresses && !named {
+                return Err(format!(
+                    "{ip}, an address of this machine (loopback or one of its interfaces); \
+                     it is refused in every mode, PAGECAST_ALLOW_PRIVATE_URLS included, unless \
+                     PAGECAST_ALLOWED_PRIVATE_NETWORKS names it (e.g. 127.0.0.0/8)"
+                ));
             }
         }
         self.check_host_ip(host, ip)
@@ -416,8 +420,58 @@ mod tests {
             allow_private: true,
             ..UrlPolicy::default()
         };
-        assert!(check_url("http://127.0.0.1/", &private).await.is_ok());
-        assert!(check_url("http://localhost:3000/", &private).await.is_ok());
+        assert!(check_url("http://10.200.0.5/", &private).await.is_ok());
+        // This machine's own addresses stay refused with private networks allowed...
+        for url in [
+            "http://127.0.0.1/",
+            "http://127.0.0.2:6379/",
+            "http://localhost:3000/",
+            "http://[::1]/",
+            "http://0.0.0.0:6379/",
+            "http://[::ffff:127.0.0.1]/",
+            "http://[2002:7f00:1::]/", // 6to4 of 127.0.0.1
+        ] {
+            let err = check_url(url, &private).await.unwrap_err();
+            assert!(err.contains("an address of this machine"), "{url}: {err}");
+            assert!(
+                err.contains("PAGECAST_ALLOWED_PRIVATE_NETWORKS"),
+                "{url}: {err}"
+            );
+        }
+        for ip in local::interface_addresses() {
+            let err = private
+                .check_addr(None, SocketAddr::new(ip, 80))
+                .unwrap_err();
+            assert!(err.contains("an address of this machine"), "{ip}: {err}");
+        }
+        // ...unless named: exactly what is named.
+        let named_loopback = UrlPolicy {
+            allow_private: true,
+            allowed_private: PrivateAllowList::parse("127.0.0.1,::1").unwrap(),
+            ..UrlPolicy::default()
+        };
+        assert!(
+            check_url("http://127.0.0.1/", &named_loopback)
+                .await
+                .is_ok()
+        );
+        assert!(
+            check_url("http://localhost:3000/", &named_loopback)
+                .await
+                .is_ok()
+        );
+        assert!(
+            check_url("http://127.0.0.2/", &named_loopback)
+                .await
+                .is_err()
+        );
+        assert!(check_url("http://0.0.0.0/", &named_loopback).await.is_err());
+        // The one-shot CLI reaches everything.
+        assert!(
+            check_url("http://127.0.0.1/", &UrlPolicy::OPEN)
+                .await
+                .is_ok()
+        );
         // Trusting the private network does not open the cloud metadata service.
         for url in [
             "http://169.254.169.254/latest/meta-data/",
@@ -552,10 +606,12 @@ mod tests {
                 .await
                 .unwrap_err();
             assert!(err.contains("own listener"), "{err}");
-            // Another port of this machine is as allowed as the policy says loopback is.
+            // Another port of this machine is allowed only where loopback is named.
             assert_eq!(
                 policy.check_addr(None, sock("127.0.0.1:8081")).is_ok(),
-                policy.check_ip("127.0.0.1".parse().unwrap()).is_ok()
+                policy
+                    .allowed_private
+                    .contains_ip("127.0.0.1".parse().unwrap())
             );
             // Elsewhere, the ports mean nothing.
             assert!(policy.check_addr(None, sock("8.8.8.8:8080")).is_ok());
@@ -568,11 +624,15 @@ mod tests {
             .unwrap_err();
         assert!(err.contains("an address of this machine"), "{err}");
         assert!(strict.check_addr_on(None, sock("8.8.8.8:443"), own).is_ok());
+        // Private networks allowed: the machine's own addresses stay refused.
         let open = UrlPolicy {
             allow_private: true,
             ..UrlPolicy::default()
         };
-        assert!(open.check_addr_on(None, sock("8.8.4.4:443"), own).is_ok());
+        let err = open
+            .check_addr_on(None, sock("8.8.4.4:443"), own)
+            .unwrap_err();
+        assert!(err.contains("an address of this machine"), "{err}");
         let named = UrlPolicy {
             allowed_private: PrivateAllowList::parse("8.8.4.0/24").unwrap(),
             ..UrlPolicy::default()

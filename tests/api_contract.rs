@@ -1741,13 +1741,14 @@ async fn result_urls_must_be_signed_and_unexpired() {
     std::fs::create_dir_all(api.out_dir.join("t1")).unwrap();
     std::fs::create_dir_all(api.out_dir.join("t2")).unwrap();
     std::fs::write(api.out_dir.join("t1/a.mp4"), b"t1 video").unwrap();
-    std::fs::write(api.out_dir.join("t1/b.ts"), b"t1 segment").unwrap();
+    std::fs::write(api.out_dir.join("t1/p.m3u8"), b"t1 playlist").unwrap();
+    std::fs::write(api.out_dir.join("t1/p_000001.ts"), b"t1 segment").unwrap();
     std::fs::write(api.out_dir.join("t2/a.mp4"), b"t2 video").unwrap();
     let good = signed("t1/a.mp4");
     let r = api.raw_get(&good).await;
     assert_eq!((r.status, r.body.as_slice()), (200, b"t1 video".as_slice()));
-    // Another file of the same directory (an HLS segment beside its playlist) is covered.
-    let beside = good.replace("/a.mp4", "/b.ts");
+    // An HLS segment beside its playlist is covered by the playlist's URL...
+    let beside = signed("t1/p.m3u8").replace("/p.m3u8", "/p_000001.ts");
     assert_eq!(api.raw_get(&beside).await.status, 200);
 
     let exp = (now() + 3600).to_string();
@@ -1762,6 +1763,8 @@ async fn result_urls_must_be_signed_and_unexpired() {
     for (what, target) in [
         ("unsigned", "/files/t1/a.mp4".to_string()),
         ("another directory", good.replace("/t1/", "/t2/")),
+        // ...and nothing else of the directory by another file's URL.
+        ("another file", good.replace("/a.mp4", "/p_000001.ts")),
         (
             "a later expiry",
             good.replacen(&exp, &(now() + 999_999).to_string(), 1),

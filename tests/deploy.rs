@@ -507,6 +507,10 @@ fn the_autoscaler_reads_the_stream_pagecast_queues_recordings_on() {
             ("PAGECAST_WORK_DIR", dir.join("work").display().to_string()),
             ("PAGECAST_OUTPUT_DIR", dir.join("out").display().to_string()),
             ("PAGECAST_ALLOW_PRIVATE_URLS", "true".to_string()),
+            (
+                "PAGECAST_ALLOWED_PRIVATE_NETWORKS",
+                "127.0.0.0/8,::1".to_string(),
+            ),
         ];
         env.extend(extra.iter().cloned());
         env

@@ -398,6 +398,25 @@ fn a_recordings_profile_and_crash_dumps_are_removed_when_it_ends() {
     let home = dir.join("home");
     let work = dir.join("work");
     std::fs::create_dir_all(&home).unwrap();
+    // Positive control: while the recording runs, a watcher notes every minidump that appears
+    // anywhere below the test's directory (the profile is inside the kept work directory), so
+    // the test knows that a dump was written before it checks that none is left.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let watcher = {
+        let (dir, stop) = (dir.clone(), stop.clone());
+        std::thread::spawn(move || {
+            let mut seen = std::collections::BTreeSet::new();
+            while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+                for p in files_below(&dir) {
+                    if p.to_string_lossy().ends_with(".dmp") {
+                        seen.insert(p);
+                    }
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            seen
+        })
+    };
     let mut cmd = pagecast();
     cmd.env("HOME", &home)
         .env_remove("XDG_CONFIG_HOME")
@@ -409,9 +428,17 @@ fn a_recordings_profile_and_crash_dumps_are_removed_when_it_ends() {
         .args(["--keep-work-dir", "--work-dir"])
         .arg(&work);
     let o = run(cmd, Duration::from_secs(90));
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    let dumps_written = watcher.join().unwrap();
     let stdout = String::from_utf8_lossy(&o.stdout);
     assert!(o.status.success(), "{stdout}{}", stderr(&o));
     assert!(stdout.contains("1 page hang(s)"), "{stdout}");
+    assert!(
+        dumps_written
+            .iter()
+            .any(|p| p.to_string_lossy().contains("browser-profile")),
+        "the crashed renderer wrote a minidump into the profile while recording: {dumps_written:#?}"
+    );
     let kept: Vec<_> = files_below(&work);
     assert!(
         kept.iter()

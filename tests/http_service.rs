@@ -72,6 +72,20 @@ fn settings_that_would_open_the_api_refuse_to_start() {
         &[("PAGECAST_URL_SIGNING_KEY_FILE", empty.to_str().unwrap())],
         "PAGECAST_URL_SIGNING_KEY_FILE",
     );
+    // A tokens file with no token in it would turn authentication off as well: empty, blank
+    // lines, or only comments and separators.
+    for (name, text) in [
+        ("tokens-empty", ""),
+        ("tokens-blank", "\n  \n"),
+        ("tokens-comments", "# rotated out\n , ,\n# none yet\n"),
+    ] {
+        let file = dir.join(name);
+        std::fs::write(&file, text).unwrap();
+        refuses_to_start(
+            &[("PAGECAST_API_TOKENS_FILE", file.to_str().unwrap())],
+            "PAGECAST_API_TOKENS_FILE",
+        );
+    }
 }
 
 /// `serve` (no worker) with a known signing key, on a free port; returns it and its base URL.
@@ -448,6 +462,100 @@ fn a_recorded_hls_result_plays_from_its_signed_url() {
         .output()
         .unwrap();
     assert!(!o.status.success(), "ffprobe read an altered URL");
+}
+
+/// `(expiry, signature, key)` of a signed result URL served by `svc`.
+fn signed_parts(svc: &Service, url: &str) -> (String, String, String) {
+    let rest = url
+        .strip_prefix(&format!("{}/files/s/", svc.url))
+        .unwrap_or_else(|| panic!("not a signed result URL: {url}"));
+    let mut parts = rest.splitn(3, '/');
+    let mut next = || parts.next().unwrap().to_string();
+    (next(), next(), next())
+}
+
+fn playlist_url(d: &Value) -> String {
+    d["Result"]["Videos"]
+        .as_array()
+        .and_then(|v| {
+            v.iter()
+                .find(|v| v["Filename"].as_str().unwrap_or("").ends_with(".m3u8"))
+        })
+        .unwrap_or_else(|| panic!("no playlist in {d}"))["FileURL"]
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
+/// Two tasks write into one shared TargetDir. Task A's signed playlist URL plays with its
+/// segments, and its signature opens nothing of task B's (playlist, segments) there: 403. Before,
+/// a URL was signed for the whole directory and read every result in it for 7 days.
+#[test]
+fn a_result_url_opens_its_own_files_not_the_shared_directory() {
+    let redis = TestRedis::start();
+    let fixtures = fixture_server();
+    let svc = service(&redis, "http-signed-scope", true, 0, 1);
+    let task = |name: &str| {
+        start(
+            &svc.url,
+            json!({
+                "RecordURL": format!("{fixtures}/animated.html"),
+                "MaxDurationLimit": 3,
+                "Output": {"Cos": {"TargetDir": "class/7", "TargetName": name},
+                           "Video": {"Muxer": "hls"}},
+            }),
+        )
+    };
+    let (a, b) = (task("lesson-a"), task("lesson-b"));
+    let da = wait_finished(&svc.url, &a, Duration::from_secs(120));
+    let db = wait_finished(&svc.url, &b, Duration::from_secs(120));
+    assert!(da["Result"]["ErrorCode"].is_null(), "{da}");
+    assert!(db["Result"]["ErrorCode"].is_null(), "{db}");
+    let (a_url, b_url) = (playlist_url(&da), playlist_url(&db));
+    // Each playlist plays from its own URL: its segments inherit its signature.
+    for url in [&a_url, &b_url] {
+        let p = probe(std::path::Path::new(url), &[]);
+        assert!(p.duration > 1.5, "{url} played {} s", p.duration);
+    }
+    let (expiry, sig, key) = signed_parts(&svc, &a_url);
+    assert_eq!(key, "class/7/lesson-a.m3u8");
+    let with_a = |key: &str| format!("{}/files/s/{expiry}/{sig}/{key}", svc.url);
+    let dir = svc.out.join("class/7");
+    let names: Vec<String> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    let a_segment = names
+        .iter()
+        .find(|n| n.starts_with("lesson-a_") && n.ends_with(".ts"))
+        .unwrap_or_else(|| panic!("no segment of A in {names:?}"));
+    let b_segment = names
+        .iter()
+        .find(|n| n.starts_with("lesson-b_") && n.ends_with(".ts"))
+        .unwrap_or_else(|| panic!("no segment of B in {names:?}"));
+    assert_eq!(
+        get_status(&with_a(&format!("class/7/{a_segment}"))),
+        Some(200)
+    );
+    for other in [
+        "class/7/lesson-b.m3u8".to_string(),
+        format!("class/7/{b_segment}"),
+    ] {
+        assert_eq!(
+            get_status(&with_a(&other)),
+            Some(403),
+            "task A's URL opened {other}"
+        );
+    }
+    // ffmpeg cannot read B's playlist with A's signature either.
+    let o = std::process::Command::new("ffprobe")
+        .args(["-v", "error", &with_a("class/7/lesson-b.m3u8")])
+        .output()
+        .unwrap();
+    assert!(
+        !o.status.success(),
+        "ffprobe read B's playlist with A's URL"
+    );
 }
 
 /// With API tokens, /metrics answers only with one; PAGECAST_METRICS_LISTEN serves the

@@ -105,9 +105,10 @@ fn a_bad_private_network_list_stops_the_start() {
     }
 }
 
-/// Private addresses allowed, as on a trusted network: a recorded page still cannot reach the
-/// service's own API (here: POST a Start, as a `no-cors` fetch can), through loopback or any
-/// other address of the machine, while it reaches another server on loopback.
+/// Private addresses allowed, as on a trusted network, and loopback named (as the test service
+/// does for its fixture pages): a recorded page still cannot reach the service's own API (here:
+/// POST a Start, as a `no-cors` fetch can), through loopback or any other address of the
+/// machine, while it reaches another server on loopback.
 #[test]
 fn a_recorded_page_cannot_drive_the_service_it_runs_in() {
     let redis = TestRedis::start();
@@ -220,5 +221,99 @@ fn a_page_requesting_a_refused_address_in_a_loop_does_not_flood_the_log() {
     assert!(
         left_out >= 100,
         "the page asked in a loop, so most refusals were counted, not logged: {left_out}\n{log}"
+    );
+}
+
+/// An HTTP server on every address of this machine (`0.0.0.0`) that records the paths asked.
+fn path_recorder() -> (u16, std::sync::Arc<std::sync::Mutex<Vec<String>>>) {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind("0.0.0.0:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let paths = seen.clone();
+    std::thread::spawn(move || {
+        for conn in listener.incoming() {
+            let Ok(mut conn) = conn else { continue };
+            let _ = conn.set_read_timeout(Some(Duration::from_secs(2)));
+            let mut buf = [0u8; 2048];
+            let n = conn.read(&mut buf).unwrap_or(0);
+            let head = String::from_utf8_lossy(&buf[..n]).into_owned();
+            if let Some(path) = head.split(' ').nth(1) {
+                paths.lock().unwrap().push(path.to_string());
+            }
+            let _ = conn.write_all(
+                b"HTTP/1.1 204 No Content\r\nAccess-Control-Allow-Origin: *\r\nConnection: close\r\n\r\n",
+            );
+        }
+    });
+    (port, seen)
+}
+
+/// `PAGECAST_ALLOW_PRIVATE_URLS=true` trusts private networks, not the machine itself: a
+/// recorded page cannot reach another service on the machine (a local Redis, an agent) through
+/// loopback or any of the machine's interface addresses, unless
+/// `PAGECAST_ALLOWED_PRIVATE_NETWORKS` names the address (here 127.0.0.1 only, where the test
+/// page and one "named" request go). Before, allow-private opened every address but the
+/// service's own ports.
+#[test]
+fn with_private_networks_allowed_the_machines_own_addresses_stay_refused_unless_named() {
+    let redis = TestRedis::start();
+    let fixtures = fixture_server();
+    let (port, seen) = path_recorder();
+    let svc = service_with(
+        &redis,
+        "iso-own-addresses",
+        true,
+        0,
+        1,
+        &[
+            ("PAGECAST_ALLOW_PRIVATE_URLS", "true"),
+            ("PAGECAST_ALLOWED_PRIVATE_NETWORKS", "127.0.0.1"),
+        ],
+    );
+    let mut page = format!("{fixtures}/requests.html?every=500");
+    page.push_str(&format!("&get=http://127.0.0.1:{port}/named"));
+    page.push_str(&format!("&get=http://127.0.0.2:{port}/loopback"));
+    page.push_str(&format!("&get=http://0.0.0.0:{port}/unspecified"));
+    let own = own_addresses();
+    for (i, ip) in own.iter().enumerate() {
+        page.push_str(&format!("&get=http://{ip}:{port}/own{i}"));
+    }
+    // Start refuses a RecordURL there too.
+    let (status, body) = call(
+        &svc.url,
+        "Start",
+        json!({ "RecordURL": format!("http://127.0.0.2:{port}/") }),
+    );
+    assert_eq!(status, 400, "{body}");
+    assert!(
+        body["ErrorMessage"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("an address of this machine"),
+        "{body}"
+    );
+    let id = start(
+        &svc.url,
+        json!({ "RecordURL": page, "MaxDurationLimit": 4 }),
+    );
+    let d = wait_finished(&svc.url, &id, Duration::from_secs(90));
+    assert!(d["Result"]["ErrorCode"].is_null(), "{d}");
+    let paths = seen.lock().unwrap().clone();
+    assert!(
+        paths.iter().any(|p| p.starts_with("/named")),
+        "the named address is reached (the page's requests ran): {paths:?}"
+    );
+    assert!(
+        paths.iter().all(|p| p.starts_with("/named")),
+        "only the named address is reached: {paths:?} (own addresses: {own:?})"
+    );
+    let log = log_of(&svc);
+    assert!(
+        log.lines()
+            .any(|l| l.contains("a page's request was refused")
+                && l.contains("127.0.0.2")
+                && l.contains("an address of this machine")),
+        "{log}"
     );
 }

@@ -604,3 +604,154 @@ fn a_target_that_hangs_is_given_up_and_reconnected_without_holding_the_recording
     );
     assert_eq!(d["Stats"]["LostSeconds"].as_f64(), Some(0.0), "{d}");
 }
+
+/// A TCP listener that must never be connected to; counts what reaches it.
+fn trap(addr: &str) -> (u16, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let listener = std::net::TcpListener::bind(addr).unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let hits = std::sync::Arc::new(AtomicUsize::new(0));
+    let count = hits.clone();
+    std::thread::spawn(move || {
+        for conn in listener.incoming() {
+            if conn.is_ok() {
+                count.fetch_add(1, Ordering::SeqCst);
+            }
+        }
+    });
+    (port, hits)
+}
+
+/// DNS rebinding on live targets. Start's check (in `serve`) and the push's connection (in a
+/// worker) ask the resolver at different times; here they get different answers: `serve` finds
+/// no address for `rebind.test` and `tls.test`, and the worker runs with its own /etc/hosts (a
+/// mount namespace) in which `rebind.test` is 127.0.0.2, a loopback address the policy refuses
+/// (only 127.0.0.1, where the test page is, is allowed), and `tls.test` is 127.0.0.1.
+///
+/// Proves: the worker resolves and checks each target before connecting (the refusal names the
+/// address it resolved, so the name did resolve there) and no push connection reaches the
+/// refused address, for RTMP and RTMPS; an allowed RTMPS target is still reached with its name
+/// as TLS SNI (through the egress proxy) at the address that was checked. Before the fix ffmpeg
+/// got the name, resolved it itself and connected to 127.0.0.2.
+#[test]
+fn live_targets_are_checked_again_when_the_push_connects() {
+    use std::io::Read;
+    use std::sync::atomic::Ordering;
+    let redis = TestRedis::start();
+    let fixtures = fixture_server();
+    let (rebound, hits) = trap("127.0.0.2:0");
+    let tls = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let tls_port = tls.local_addr().unwrap().port();
+    let (hello_tx, hello_rx) = std::sync::mpsc::channel::<Vec<u8>>();
+    std::thread::spawn(move || {
+        for conn in tls.incoming() {
+            let Ok(mut conn) = conn else { continue };
+            conn.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+            let mut buf = vec![0u8; 4096];
+            let n = conn.read(&mut buf).unwrap_or(0);
+            buf.truncate(n);
+            let _ = hello_tx.send(buf);
+        }
+    });
+    let svc = service_with(
+        &redis,
+        "live-rebind",
+        false,
+        0,
+        1,
+        &[
+            ("PAGECAST_ALLOW_PRIVATE_URLS", "false"),
+            ("PAGECAST_ALLOWED_PRIVATE_NETWORKS", "127.0.0.1"),
+        ],
+    );
+    let hosts = svc.dir.join("hosts");
+    std::fs::write(
+        &hosts,
+        "127.0.0.1 localhost\n127.0.0.2 rebind.test\n127.0.0.1 tls.test\n",
+    )
+    .unwrap();
+    let root = Command::new("id")
+        .arg("-u")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
+        .unwrap_or(false);
+    let mut cmd = Command::new("unshare");
+    cmd.arg("--mount");
+    if !root {
+        cmd.arg("--map-root-user");
+    }
+    cmd.args([
+        "--",
+        "sh",
+        "-c",
+        r#"mount --bind "$0" /etc/hosts && exec "$@""#,
+    ])
+    .arg(&hosts)
+    .arg(env!("CARGO_BIN_EXE_pagecast"))
+    .arg("worker")
+    .env("PAGECAST_LOG", "info,pagecast=debug,chromiumoxide=off")
+    .stdin(Stdio::null())
+    .stdout(Stdio::null())
+    .stderr(std::fs::File::create(svc.dir.join("worker0.log")).unwrap());
+    for (k, v) in &svc.worker_env {
+        cmd.env(k, v);
+    }
+    let _worker = Proc {
+        child: cmd.spawn().expect("unshare (util-linux) is needed"),
+    };
+    let id = start_recording(
+        &svc.url,
+        json!({
+            "RecordURL": format!("{fixtures}/animated.html"),
+            "MaxDurationLimit": 60,
+            "Output": {"Live": [
+                {"Url": format!("rtmp://rebind.test:{rebound}/live/{KEY}")},
+                {"Url": format!("rtmps://rebind.test:{rebound}/live/{KEY}")},
+                {"Url": format!("rtmps://tls.test:{tls_port}/live/{KEY}")},
+            ]},
+        }),
+    );
+    // The allowed RTMPS target is reached, and its TLS hello names it.
+    let hello = hello_rx
+        .recv_timeout(Duration::from_secs(40))
+        .expect("the allowed RTMPS target was connected to");
+    assert!(
+        hello.windows(8).any(|w| w == b"tls.test"),
+        "the TLS hello carries the name (SNI): {hello:?}"
+    );
+    // The rebound targets are refused at every attempt, naming the address the worker found.
+    let deadline = Instant::now() + Duration::from_secs(40);
+    let d = loop {
+        let d = describe(&svc.url, &id);
+        let live = live_stats(&d);
+        let refused = |t: &Value| {
+            t["LastError"]
+                .as_str()
+                .is_some_and(|e| e.contains("rebind.test resolves to 127.0.0.2"))
+                && t["Attempts"].as_u64().unwrap_or(0) >= 2
+        };
+        if (live.len() == 3 && refused(&live[0]) && refused(&live[1])) || Instant::now() > deadline
+        {
+            break d;
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    };
+    let live = live_stats(&d);
+    for t in &live[..2] {
+        assert_eq!(t["State"], "retrying", "{d}");
+        let e = t["LastError"].as_str().unwrap_or_default();
+        assert!(e.contains("rebind.test resolves to 127.0.0.2"), "{d}");
+        assert!(t["Attempts"].as_u64().unwrap_or(0) >= 2, "{d}");
+    }
+    assert_eq!(
+        hits.load(Ordering::SeqCst),
+        0,
+        "a push reached the rebound address: {d}"
+    );
+    ok(&svc.url, "Stop", &id);
+    let d = wait_finished(&svc.url, &id, Duration::from_secs(90));
+    assert!(d["Result"]["ErrorCode"].is_null(), "{d}");
+    assert_eq!(hits.load(Ordering::SeqCst), 0, "after the end: {d}");
+    let log = std::fs::read_to_string(svc.dir.join("worker0.log")).unwrap_or_default();
+    assert!(!log.contains(KEY), "the key is in the worker's log");
+}

@@ -662,6 +662,10 @@ fn a_worker_short_of_disk_takes_no_recordings_and_another_does() {
         ("PAGECAST_OUTPUT_DIR", svc.out.display().to_string()),
         ("PAGECAST_NODE_ID", "node-b".to_string()),
         ("PAGECAST_ALLOW_PRIVATE_URLS", "true".to_string()),
+        (
+            "PAGECAST_ALLOWED_PRIVATE_NETWORKS",
+            "127.0.0.0/8,::1".to_string(),
+        ),
     ];
     env.push(("PAGECAST_LEASE_MS", "3000".to_string()));
     let _other = spawn(&["worker"], &env, &svc.dir.join("worker-b.log"));

@@ -93,6 +93,11 @@ impl EgressProxy {
         Ok(Self { addr, stop })
     }
 
+    /// Where it listens (loopback).
+    pub(crate) fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
     /// The Chromium flags that send all of the browser's traffic through this proxy (loopback
     /// included: Chromium bypasses proxies for it unless told not to).
     pub(crate) fn chromium_flags(&self) -> Vec<String> {
@@ -405,9 +410,20 @@ mod tests {
         let answer = ask(strict.addr, "CONNECT localhost:443 HTTP/1.1\r\n\r\n".into()).await;
         assert!(answer.starts_with("HTTP/1.1 403 pagecast: "), "{answer}");
 
-        // Private networks allowed: loopback is reached, the metadata service still is not.
+        // Private networks allowed: loopback is refused unless named...
+        let private = EgressProxy::start(UrlPolicy {
+            allow_private: true,
+            ..UrlPolicy::default()
+        })
+        .await
+        .unwrap();
+        let answer = ask(private.addr, get.clone()).await;
+        assert!(answer.starts_with("HTTP/1.1 403 pagecast: "), "{answer}");
+        assert!(answer.contains("an address of this machine"), "{answer}");
+        // ...and reached when named; the metadata service still is not.
         let open = EgressProxy::start(UrlPolicy {
             allow_private: true,
+            allowed_private: crate::url_guard::PrivateAllowList::parse("127.0.0.0/8").unwrap(),
             ..UrlPolicy::default()
         })
         .await

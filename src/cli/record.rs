@@ -142,6 +142,8 @@ fn live_feed(
         input: pagecast::media::encoder::FrameFormat::Jpeg,
         // Set from the recording's encoder.
         sound: true,
+        // The operator records what they choose.
+        egress: pagecast::url_guard::UrlPolicy::OPEN,
     };
     Ok(LiveFeed::start(settings, targets))
 }

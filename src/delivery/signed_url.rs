@@ -1,10 +1,13 @@
 //! Signed, expiring URLs of local results (`/files/s/<expiry>/<signature>/<dir>/<name>`).
 //!
 //! The signature is the HMAC-SHA256, under the service's URL signing key, of the expiry and of
-//! the *directory* of the file (its path below the output directory, less the file name). It is
-//! carried in the path, before the directory, so the relative segment URIs of an HLS playlist
-//! resolve to URLs that carry it too and play. A URL is good for the files of exactly that
-//! directory (not its subdirectories) until its expiry.
+//! the result file's *scope*: its own path below the output directory, or, for an HLS segment
+//! (`<stem>_NNNNNN.ts`), the path of its playlist (`<stem>.m3u8`) beside it. It is carried in
+//! the path, before the file's path, so the relative segment URIs of an HLS playlist resolve to
+//! URLs that carry the playlist's signature and play. A URL is good until its expiry for its
+//! own file and, for a playlist, its segments: never for another task's result in a shared
+//! directory (an MP4 `a.mp4`, another playlist `b.m3u8` and its segments, a snapshot
+//! `snapshots/<ms>.jpg`, each of which has its own URL).
 //!
 //! URLs are signed when they are rendered (Describe, the callback body), so each rendering is
 //! fresh for the whole expiry period; the URL stored with the task is already in this form
@@ -21,8 +24,9 @@ use serde_json::Value;
 /// The path prefix of a signed result URL.
 pub(crate) const SIGNED_PREFIX: &str = "/files/s/";
 
-/// Domain separation: a signature of a result URL is never valid for anything else.
-const CONTEXT: &str = "pagecast-files-v1";
+/// Domain separation: a signature of a result URL is never valid for anything else. (v1
+/// signed a result's whole directory; its URLs are refused.)
+const CONTEXT: &str = "pagecast-files-v2";
 
 /// Signs and checks result URLs. Cloning is cheap; the key is never printed.
 #[derive(Clone)]
@@ -74,28 +78,27 @@ impl UrlSigner {
         }
     }
 
-    fn mac(&self, expires: i64, dir: &str) -> Hmac<sha2::Sha256> {
+    fn mac(&self, expires: i64, scope: &str) -> Hmac<sha2::Sha256> {
         // HMAC accepts keys of any length, so this cannot fail.
         let mut mac = <Hmac<sha2::Sha256> as hmac::KeyInit>::new_from_slice(&self.key)
             .unwrap_or_else(|_| unreachable!("HMAC takes any key length"));
-        mac.update(format!("{CONTEXT}\n{expires}\n{dir}").as_bytes());
+        mac.update(format!("{CONTEXT}\n{expires}\n{scope}").as_bytes());
         mac
     }
 
-    /// The signature (64 lowercase hex digits) of `dir` (decoded, `/`-separated, no leading or
-    /// trailing `/`) valid until `expires` (unix seconds).
-    pub fn signature(&self, expires: i64, dir: &str) -> String {
-        hex::encode(self.mac(expires, dir).finalize().into_bytes())
+    /// The signature (64 lowercase hex digits) of `scope` (see [`scope_of`]: a decoded,
+    /// `/`-separated file path, no leading or trailing `/`) valid until `expires` (unix seconds).
+    pub fn signature(&self, expires: i64, scope: &str) -> String {
+        hex::encode(self.mac(expires, scope).finalize().into_bytes())
     }
 
     /// `/files/s/<expiry>/<signature>/<key>` for the result file `key` (its path below the
     /// output directory, unencoded), valid from `now` (unix seconds) for the expiry period.
     pub fn signed_path(&self, key: &str, now: i64) -> String {
         let expires = now.saturating_add(self.expiry.as_secs().min(i64::MAX as u64) as i64);
-        let dir = key.rsplit_once('/').map_or("", |(d, _)| d);
         format!(
             "{SIGNED_PREFIX}{expires}/{}/{}",
-            self.signature(expires, dir),
+            self.signature(expires, &scope_of(key)),
             crate::storage::encode_key(key)
         )
     }
@@ -123,9 +126,8 @@ impl UrlSigner {
         let expires: i64 = expires.parse().map_err(|_| Refused::Unsigned)?;
         let signature = hex::decode(signature).map_err(|_| Refused::BadSignature)?;
         let segments = decode_segments(path).ok_or(Refused::BadPath)?;
-        let dir = segments[..segments.len() - 1].join("/");
         // Constant-time comparison.
-        self.mac(expires, &dir)
+        self.mac(expires, &scope_of(&segments.join("/")))
             .verify_slice(&signature)
             .map_err(|_| Refused::BadSignature)?;
         if expires < now {
@@ -162,6 +164,28 @@ impl UrlSigner {
                 }
             }
         }
+    }
+}
+
+/// What a signature covers for the result file at `path` (below the output directory): the file
+/// itself, or for an HLS segment (`<stem>_NNNNNN.ts`, see `media::hls::segment_file_name`; no
+/// other result file ends in `.ts`) its playlist `<stem>.m3u8` in the same directory.
+pub(crate) fn scope_of(path: &str) -> String {
+    let (dir, name) = match path.rsplit_once('/') {
+        Some((dir, name)) => (Some(dir), name),
+        None => (None, path),
+    };
+    let segment_of = name
+        .strip_suffix(".ts")
+        .and_then(|base| base.rsplit_once('_'))
+        .filter(|(stem, n)| {
+            !stem.is_empty() && n.len() >= 6 && n.bytes().all(|b| b.is_ascii_digit())
+        })
+        .map(|(stem, _)| stem);
+    match (segment_of, dir) {
+        (Some(stem), Some(dir)) => format!("{dir}/{stem}.m3u8"),
+        (Some(stem), None) => format!("{stem}.m3u8"),
+        (None, _) => path.to_owned(),
     }
 }
 
@@ -231,7 +255,7 @@ mod tests {
     }
 
     #[test]
-    fn a_signed_path_verifies_and_covers_its_directory() {
+    fn a_signed_path_covers_its_file_and_a_playlist_its_segments() {
         let s = signer();
         let p = s.signed_path("classes/42/replay.m3u8", NOW);
         assert!(p.starts_with(&format!("/files/s/{}/", NOW + 3600)), "{p}");
@@ -239,9 +263,29 @@ mod tests {
         let ok = s.verify(&p, NOW + 10).unwrap();
         assert_eq!(ok.segments, ["classes", "42", "replay.m3u8"]);
         // A segment beside the playlist (a relative URI resolved against it) is covered.
-        let seg = p.replace("replay.m3u8", "replay_000001.ts");
-        assert!(s.verify(&seg, NOW).is_ok());
-        // Another directory, a subdirectory or a parent is not.
+        for seg in ["replay_000001.ts", "replay_123456.ts", "replay_1234567.ts"] {
+            assert!(
+                s.verify(&p.replace("replay.m3u8", seg), NOW).is_ok(),
+                "{seg}"
+            );
+        }
+        // Another result in the same directory, another directory, a subdirectory or a parent
+        // is not; nor is anything that only looks like one of its segments.
+        for other in [
+            "other.m3u8",
+            "other_000001.ts",
+            "replay.mp4",
+            "1800000000000.mp4",
+            "snapshots/3000.jpg",
+            "replay_000001.ts.partial",
+            "replay_00001.ts",
+            "replay_00000a.ts",
+            "replay.ts",
+            "replay_000001_000001.ts",
+        ] {
+            let other = p.replace("replay.m3u8", other);
+            assert_eq!(s.verify(&other, NOW), Err(Refused::BadSignature), "{other}");
+        }
         for other in [
             p.replace("/42/", "/43/"),
             p.replace("replay.m3u8", "x/replay.m3u8"),
@@ -249,6 +293,19 @@ mod tests {
         ] {
             assert_eq!(s.verify(&other, NOW), Err(Refused::BadSignature), "{other}");
         }
+        // An MP4's or a snapshot's URL is good for that file only.
+        let mp4 = s.signed_path("classes/42/a.mp4", NOW);
+        assert!(s.verify(&mp4, NOW).is_ok());
+        for other in ["b.mp4", "a.m3u8", "a_000001.ts"] {
+            let other = mp4.replace("a.mp4", other);
+            assert_eq!(s.verify(&other, NOW), Err(Refused::BadSignature), "{other}");
+        }
+        let snap = s.signed_path("classes/42/snapshots/3000.jpg", NOW);
+        assert!(s.verify(&snap, NOW).is_ok());
+        let next = snap.replace("3000.jpg", "6000.jpg");
+        assert_eq!(s.verify(&next, NOW), Err(Refused::BadSignature));
+        assert_eq!(scope_of("a_000001.ts"), "a.m3u8");
+        assert_eq!(scope_of("d/_000001.ts"), "d/_000001.ts");
     }
 
     #[test]

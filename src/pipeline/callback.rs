@@ -275,7 +275,7 @@ mod tests {
     }
 
     /// The delivery client connects only to addresses the policy allows, checked by its own
-    /// resolver: `localhost` resolves to loopback, refused unless private addresses are allowed.
+    /// resolver: `localhost` resolves to loopback, refused unless loopback is named.
     #[tokio::test]
     async fn the_client_connects_only_to_addresses_the_policy_allows() {
         use crate::url_guard::{PrivateAllowList, UrlPolicy};
@@ -310,8 +310,21 @@ mod tests {
                 && chain.contains("PAGECAST_ALLOW_PRIVATE_URLS"),
             "{chain}"
         );
+        // Private networks allowed: loopback, this machine's own, still is not...
+        let err = post(UrlPolicy {
+            allow_private: true,
+            ..UrlPolicy::default()
+        })
+        .await
+        .unwrap_err();
+        assert!(
+            super::error_chain(&err).contains("an address of this machine"),
+            "{err}"
+        );
+        // ...until named.
         let resp = post(UrlPolicy {
             allow_private: true,
+            allowed_private: PrivateAllowList::parse("127.0.0.0/8,::1").unwrap(),
             ..UrlPolicy::default()
         })
         .await

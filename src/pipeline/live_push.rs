@@ -51,6 +51,7 @@ pub(super) async fn feed_for(ctx: &WorkerContext, task: &TaskRecord) -> Option<L
         input: FrameFormat::Jpeg,
         // Set from the recording's encoder.
         sound: true,
+        egress: ctx.cfg.url_policy(),
     };
     Some(LiveFeed::start(settings, targets))
 }

@@ -46,7 +46,13 @@ async fn the_callback_timeout_ends_an_attempt_on_a_receiver_that_hangs() {
         worker(&["--callback-timeout", "0"]).is_err(),
         "at least 1 s"
     );
-    let cfg = worker(&["--callback-timeout", "1", "--allow-private-urls"]).unwrap();
+    let cfg = worker(&[
+        "--callback-timeout",
+        "1",
+        "--allowed-private-networks",
+        "127.0.0.0/8",
+    ])
+    .unwrap();
     let limit = cfg.callback_attempt_timeout();
     assert_eq!(limit, Duration::from_secs(1));
 

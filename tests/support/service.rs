@@ -123,6 +123,10 @@ pub fn service_at(
             ("PAGECAST_NODE_ID", node.to_string()),
             // The fixture pages are served on loopback.
             ("PAGECAST_ALLOW_PRIVATE_URLS", "true".to_string()),
+            (
+                "PAGECAST_ALLOWED_PRIVATE_NETWORKS",
+                "127.0.0.0/8,::1".to_string(),
+            ),
         ]
         .into_iter()
         .chain(extra_env.iter().map(|(k, v)| (*k, v.to_string())))

@@ -5,7 +5,8 @@ use std::io::Write;
 use std::sync::Arc;
 use std::sync::mpsc::{SyncSender, sync_channel};
 
-use super::target::{LiveTarget, output_args, redact_in};
+use super::route::Connect;
+use super::target::{output_args, redact_in};
 use crate::process::{OwnedChild, resolve_program};
 
 /// Chunks a push may have waiting (the relay sends one about every 20 ms: 4 s of stream).
@@ -13,7 +14,7 @@ pub(super) const QUEUE: usize = 200;
 
 /// ffmpeg's arguments: MPEG-TS in, the same packets out; with silence added as AAC when the
 /// recording has no sound (players expect a sound track).
-pub(crate) fn copy_args(target: &LiveTarget, sound: bool) -> Vec<String> {
+pub(crate) fn copy_args(to: &Connect, sound: bool) -> Vec<String> {
     let mut a: Vec<String> = [
         "-hide_banner",
         "-nostats",
@@ -43,25 +44,25 @@ pub(crate) fn copy_args(target: &LiveTarget, sound: bool) -> Vec<String> {
         push(&["-map", "0:v:0", "-map", "1:a:0", "-c:v", "copy"]);
         push(&["-c:a", "aac", "-b:a", "64k", "-shortest"]);
     }
-    a.extend(output_args(&target.url));
+    a.extend(output_args(to));
     a
 }
 
 /// A started push: its ffmpeg, and the queue its stdin is written from.
 pub(super) type Started = (OwnedChild, SyncSender<Arc<[u8]>>);
 
-/// Starts the push's ffmpeg and the thread that writes its stdin.
+/// Starts the push's ffmpeg (to where `to` says) and the thread that writes its stdin.
 pub(super) fn spawn(
     ffmpeg: &std::path::Path,
-    target: &LiveTarget,
+    to: &Connect,
     sound: bool,
 ) -> Result<Started, String> {
     let exe = resolve_program("ffmpeg", ffmpeg).map_err(|e| e.to_string())?;
     let mut cmd = tokio::process::Command::new(exe);
-    cmd.args(copy_args(target, sound))
+    cmd.args(copy_args(to, sound))
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::null());
-    let url = target.url.clone();
+    let url = to.url.clone();
     // ffmpeg quotes its output URL in errors: never log the stream key.
     let log = move |line: &str| {
         tracing::debug!(target: "pagecast::ffmpeg", "{}", redact_in(line, &url));
@@ -93,10 +94,9 @@ mod tests {
 
     #[test]
     fn the_stream_is_remuxed_not_encoded() {
-        let t = |url: &str| LiveTarget {
+        let t = |url: &str| Connect {
             url: url.into(),
-            video_kbps: None,
-            audio_kbps: None,
+            http_proxy: None,
         };
         let rtmp = copy_args(&t("rtmp://h/app/key"), true).join(" ");
         assert!(

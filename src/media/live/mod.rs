@@ -21,6 +21,7 @@ pub mod target;
 mod copy;
 mod push;
 mod relay;
+mod route;
 mod splice;
 mod still;
 mod ts;
@@ -215,6 +216,8 @@ async fn run(
 ) {
     let (slots, mut pushers): (Vec<usize>, Vec<Pusher>) = pushers.into_iter().unzip();
     let fps = settings.fps.max(1);
+    let proxy = route::proxy_for(pushers.iter().map(Pusher::url), &settings.egress).await;
+    let proxy_addr = proxy.as_ref().map(|p| p.addr());
     let period = Duration::from_secs_f64(1.0 / f64::from(fps));
     let mut began: Option<Instant> = None;
     let mut last: Option<Arc<[u8]>> = None;
@@ -275,7 +278,7 @@ async fn run(
         }
         if began.is_some() {
             for p in pushers.iter_mut() {
-                p.poll(&settings, now);
+                p.poll(&settings, now, proxy_addr);
             }
             publish(&pushers);
         }

@@ -5,15 +5,18 @@
 //! push that cannot take them (its target stalled) drops them and is restarted after a while.
 
 use std::io::Write;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::mpsc::{SyncSender, TrySendError, sync_channel};
 use std::time::{Duration, Instant};
 
 use super::LiveTargetStats;
+use super::route::{Connect, route};
 use super::target::{
     AUDIO_FD, LiveSettings, LiveTarget, backoff, push_args, redact_in, redacted_url,
 };
 use crate::process::{OwnedChild, resolve_program};
+use tracing::Instrument;
 
 /// Pictures a push may have waiting for its ffmpeg: JPEG (1 s at 30 fps) or raw (0.5 s; a 720p
 /// I420 picture is 1.4 MB, so a stalled target holds at most about 21 MB).
@@ -67,6 +70,8 @@ pub(super) struct Pusher {
     /// Failures since the push was last stable (drives the backoff).
     failures: u32,
     retry_at: Option<Instant>,
+    /// The next attempt's address, being resolved and checked.
+    pending: Option<tokio::sync::oneshot::Receiver<Result<Connect, String>>>,
     /// Pictures (or stream chunks) in a row the push could not take.
     dropped: u32,
     /// A stream push started (or lost a chunk) and must be fed from a keyframe on.
@@ -89,6 +94,7 @@ impl Pusher {
             running: None,
             failures: 0,
             retry_at: None,
+            pending: None,
             dropped: 0,
             needs_keyframe: true,
             fresh: false,
@@ -158,8 +164,14 @@ impl Pusher {
         }
     }
 
-    /// Starts, watches and restarts the push. `now` is the feed's clock.
-    pub(super) fn poll(&mut self, s: &LiveSettings, now: Instant) {
+    /// The target's URL (secret).
+    pub(super) fn url(&self) -> &str {
+        &self.target.url
+    }
+
+    /// Starts, watches and restarts the push. `now` is the feed's clock; `proxy` the egress
+    /// proxy for RTMPS to a name (see `route`).
+    pub(super) fn poll(&mut self, s: &LiveSettings, now: Instant, proxy: Option<SocketAddr>) {
         if let Some(run) = self.running.as_mut() {
             let failed = if let Some(status) = run.child.try_wait() {
                 let said = redact_in(&last_lines(&run.child.tail().text()), &self.target.url);
@@ -193,30 +205,53 @@ impl Pusher {
             }
             return;
         }
+        if let Some(rx) = self.pending.as_mut() {
+            use tokio::sync::oneshot::error::TryRecvError;
+            let decided = match rx.try_recv() {
+                Ok(decided) => decided,
+                Err(TryRecvError::Empty) => return,
+                Err(TryRecvError::Closed) => Err("the target's address was not decided".into()),
+            };
+            self.pending = None;
+            let started = decided.and_then(|to| {
+                if self.target.copies() {
+                    super::copy::spawn(&s.ffmpeg, &to, s.sound).map(|(child, tx)| Running {
+                        child,
+                        input: Input::Stream(tx),
+                        since: now,
+                    })
+                } else {
+                    spawn(s, &self.target, &to)
+                }
+            });
+            match started {
+                Ok(run) => {
+                    tracing::info!(url = %self.stats.url, attempt = self.stats.attempts, "live push starting");
+                    self.running = Some(Running { since: now, ..run });
+                    self.dropped = 0;
+                    self.needs_keyframe = true;
+                    self.fresh = true;
+                }
+                Err(why) => self.fail(redact_in(&why, &self.target.url), now),
+            }
+            return;
+        }
         if self.retry_at.is_some_and(|at| now < at) {
             return;
         }
         self.stats.attempts += 1;
         self.stats.state = state::CONNECTING.into();
-        let started = if self.target.copies() {
-            super::copy::spawn(&s.ffmpeg, &self.target, s.sound).map(|(child, tx)| Running {
-                child,
-                input: Input::Stream(tx),
-                since: now,
-            })
-        } else {
-            spawn(s, &self.target)
-        };
-        match started {
-            Ok(run) => {
-                tracing::info!(url = %self.stats.url, attempt = self.stats.attempts, "live push starting");
-                self.running = Some(Running { since: now, ..run });
-                self.dropped = 0;
-                self.needs_keyframe = true;
-                self.fresh = true;
+        // Every attempt resolves and checks the target's host again, off the feed's loop (a
+        // slow resolver must not hold the other targets back).
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let (url, policy) = (self.target.url.clone(), s.egress.clone());
+        tokio::spawn(
+            async move {
+                let _ = tx.send(route(&url, &policy, proxy).await);
             }
-            Err(why) => self.fail(redact_in(&why, &self.target.url), now),
-        }
+            .in_current_span(),
+        );
+        self.pending = Some(rx);
     }
 
     fn fail(&mut self, why: String, now: Instant) {
@@ -250,16 +285,16 @@ fn last_lines(tail: &str) -> String {
     parts[parts.len().saturating_sub(2)..].join(" | ")
 }
 
-fn spawn(s: &LiveSettings, target: &LiveTarget) -> Result<Running, String> {
+fn spawn(s: &LiveSettings, target: &LiveTarget, to: &Connect) -> Result<Running, String> {
     let exe = resolve_program("ffmpeg", &s.ffmpeg).map_err(|e| e.to_string())?;
     let mut cmd = tokio::process::Command::new(exe);
-    cmd.args(push_args(s, target))
+    cmd.args(push_args(s, target, to))
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::null());
-    let url = target.url.clone();
+    let (url, used) = (target.url.clone(), to.url.clone());
     // ffmpeg quotes its output URL in errors: never log the stream key.
     let log = move |line: &str| {
-        tracing::debug!(target: "pagecast::ffmpeg", "{}", redact_in(line, &url));
+        tracing::debug!(target: "pagecast::ffmpeg", "{}", redact_in(&redact_in(line, &used), &url));
     };
     let (mut child, mut pcm_out) =
         OwnedChild::spawn_with_input("ffmpeg", cmd, AUDIO_FD, log).map_err(|e| e.to_string())?;

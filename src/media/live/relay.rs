@@ -140,6 +140,8 @@ pub(super) async fn run(
 ) {
     let (slots, pushers): (Vec<usize>, Vec<Pusher>) = pushers.into_iter().unzip();
     settings.sound = source.still.encoder.audio;
+    let proxy = super::route::proxy_for(pushers.iter().map(Pusher::url), &settings.egress).await;
+    let proxy_addr = proxy.as_ref().map(|p| p.addr());
     let mut follow = Follower {
         dir: source.dir.clone(),
         number: source.first_segment,
@@ -218,7 +220,7 @@ pub(super) async fn run(
             }
         }
         for p in out.pushers.iter_mut() {
-            p.poll(&settings, now);
+            p.poll(&settings, now, proxy_addr);
         }
         out.start_fresh();
         publish(&out);

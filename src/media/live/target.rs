@@ -200,14 +200,21 @@ pub struct LiveSettings {
     pub input: FrameFormat,
     /// The recording has a sound track (without one, a push adds silence: players expect it).
     pub sound: bool,
+    /// Where pushes may connect (checked before every attempt; see `route`).
+    pub egress: crate::url_guard::UrlPolicy,
 }
 
 /// The file descriptor the pushing ffmpeg reads PCM from.
 pub(crate) const AUDIO_FD: i32 = 3;
 
 /// The ffmpeg arguments that push frames (stdin) and s16le 48 kHz stereo PCM (fd 3) to `target`
-/// as H.264 + AAC: FLV for RTMP(S), MPEG-TS for SRT.
-pub(crate) fn push_args(s: &LiveSettings, target: &LiveTarget) -> Vec<String> {
+/// as H.264 + AAC: FLV for RTMP(S), MPEG-TS for SRT, to the URL (and through the proxy) that
+/// `to` says (see `route`).
+pub(crate) fn push_args(
+    s: &LiveSettings,
+    target: &LiveTarget,
+    to: &super::route::Connect,
+) -> Vec<String> {
     let mut a: Vec<String> = Vec::new();
     let mut push = |items: &[&str]| a.extend(items.iter().map(|s| s.to_string()));
     push(&["-hide_banner", "-nostats", "-nostdin"]);
@@ -303,14 +310,14 @@ pub(crate) fn push_args(s: &LiveSettings, target: &LiveTarget) -> Vec<String> {
     ]);
     let ab = format!("{}k", target.audio_kbps.unwrap_or(DEFAULT_AUDIO_KBPS));
     push(&["-c:a", "aac", "-b:a", &ab, "-ar", "48000", "-ac", "2"]);
-    a.extend(output_args(&target.url));
+    a.extend(output_args(to));
     a
 }
 
-/// The output half of a push's arguments: the container for the target's protocol, and the
-/// target.
-pub(crate) fn output_args(url: &str) -> Vec<String> {
-    let protocol = url::Url::parse(url)
+/// The output half of a push's arguments: the container for the target's protocol, and where
+/// to send it (the checked address, through the egress proxy for RTMPS to a name: `to`).
+pub(crate) fn output_args(to: &super::route::Connect) -> Vec<String> {
+    let protocol = url::Url::parse(&to.url)
         .ok()
         .and_then(|u| LiveProtocol::of_scheme(u.scheme()))
         .unwrap_or(LiveProtocol::Rtmp);
@@ -332,7 +339,10 @@ pub(crate) fn output_args(url: &str) -> Vec<String> {
         LiveProtocol::Srt => &["-f", "mpegts"],
     };
     let mut a: Vec<String> = container.iter().map(|s| s.to_string()).collect();
-    a.push(url.trim().to_owned());
+    if let Some(proxy) = &to.http_proxy {
+        a.extend(["-http_proxy".to_string(), proxy.clone()]);
+    }
+    a.push(to.url.clone());
     a
 }
 
@@ -422,13 +432,18 @@ mod tests {
             fps: 30,
             input: FrameFormat::Jpeg,
             sound: true,
+            egress: crate::url_guard::UrlPolicy::OPEN,
         };
         let t = |url: &str| LiveTarget {
             url: url.into(),
             video_kbps: Some(1500),
             audio_kbps: Some(96),
         };
-        let rtmp = push_args(&s, &t("rtmp://h/app/key")).join(" ");
+        let to = |url: &str, proxy: Option<&str>| super::super::route::Connect {
+            url: url.into(),
+            http_proxy: proxy.map(String::from),
+        };
+        let rtmp = push_args(&s, &t("rtmp://h/app/key"), &to("rtmp://h/app/key", None)).join(" ");
         assert!(rtmp.contains("-c:v libx264"), "{rtmp}");
         assert!(
             rtmp.contains("-b:v 1500k -maxrate 1500k -bufsize 3000k"),
@@ -437,8 +452,18 @@ mod tests {
         assert!(rtmp.contains("-c:a aac -b:a 96k"), "{rtmp}");
         assert!(rtmp.contains("-g 60 -keyint_min 60"), "{rtmp}");
         assert!(rtmp.ends_with("-f flv rtmp://h/app/key"), "{rtmp}");
-        let srt = push_args(&s, &t("srt://h:9000")).join(" ");
-        assert!(srt.ends_with("-f mpegts srt://h:9000"), "{srt}");
+        let srt = push_args(&s, &t("srt://h:9000"), &to("srt://10.0.0.1:9000", None)).join(" ");
+        assert!(srt.ends_with("-f mpegts srt://10.0.0.1:9000"), "{srt}");
+        let rtmps = push_args(
+            &s,
+            &t("rtmps://h/app/key"),
+            &to("rtmps://h/app/key", Some("http://127.0.0.1:4000")),
+        )
+        .join(" ");
+        assert!(
+            rtmps.ends_with("-f flv -http_proxy http://127.0.0.1:4000 rtmps://h/app/key"),
+            "{rtmps}"
+        );
         assert!(!srt.contains("rw_timeout"), "{srt}");
     }
 
