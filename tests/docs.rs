@@ -539,6 +539,11 @@ fn a_worker_started_before_the_api_names_results_with_the_published_url() {
         // The shared output volume.
         ("PAGECAST_OUTPUT_DIR", dir.join("out").display().to_string()),
         ("PAGECAST_ALLOW_PRIVATE_URLS", "true".to_string()),
+        // The machine's own addresses are refused unless named (the fixtures are on loopback).
+        (
+            "PAGECAST_ALLOWED_PRIVATE_NETWORKS",
+            "127.0.0.0/8,::1".to_string(),
+        ),
         ("PAGECAST_LEASE_MS", "3000".to_string()),
     ];
     let worker_log = dir.join("worker.log");

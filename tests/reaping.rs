@@ -158,6 +158,7 @@ fn as_pid_1_without_an_init_no_orphan_stays_a_zombie() {
                 .env("PAGECAST_CHROMIUM", &chromium)
                 .env("PAGECAST_WORKER_CAPACITY", "1")
                 .env("PAGECAST_ALLOW_PRIVATE_URLS", "true")
+                .env("PAGECAST_ALLOWED_PRIVATE_NETWORKS", "127.0.0.0/8,::1")
                 .stdout(std::process::Stdio::null())
                 .stderr(std::fs::File::create(&log).unwrap());
             let mut p = Proc {
