@@ -66,6 +66,36 @@ fn extra_roots() -> Option<&'static [u8]> {
     EXTRA_ROOTS.get().map(Vec::as_slice)
 }
 
+/// The system's certificate bundle (`SSL_CERT_FILE`, else Debian's `ca-certificates` bundle).
+fn system_bundle() -> std::path::PathBuf {
+    std::env::var_os("SSL_CERT_FILE")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| "/etc/ssl/certs/ca-certificates.crt".into())
+}
+
+/// The trust file for the ffmpeg that pushes RTMPS (GnuTLS: one file replaces the system's
+/// roots, so it must hold both): `None` without extra roots (ffmpeg then uses the system's),
+/// else the system bundle and `PAGECAST_TLS_CA_FILE` in one file, written once per process to
+/// the temporary directory (public certificates only).
+pub(crate) fn ffmpeg_ca_file() -> Option<std::path::PathBuf> {
+    static FILE: OnceLock<Option<std::path::PathBuf>> = OnceLock::new();
+    FILE.get_or_init(|| {
+        let extra = extra_roots()?;
+        let mut pem = std::fs::read(system_bundle()).unwrap_or_default();
+        pem.push(b'\n');
+        pem.extend_from_slice(extra);
+        let path = std::env::temp_dir().join(format!("pagecast-{}-ca.pem", std::process::id()));
+        match std::fs::write(&path, pem) {
+            Ok(()) => Some(path),
+            Err(e) => {
+                tracing::warn!(error = %e, path = %path.display(), "cannot write the CA bundle for RTMPS pushes; they trust the system's roots only");
+                None
+            }
+        }
+    })
+    .clone()
+}
+
 /// The HTTP client of the S3 clients (and of the credential providers they use).
 pub(crate) fn s3_http_client() -> SharedHttpClient {
     install_crypto_provider();

@@ -6,101 +6,19 @@
 mod common;
 #[path = "support/redis.rs"]
 mod redis_support;
+#[path = "support/rtmp.rs"]
+mod rtmp_support;
 #[path = "support/service.rs"]
 mod service_support;
 
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::*;
 use redis_support::TestRedis;
+use rtmp_support::{KEY, TestRtmp};
 use serde_json::{Value, json};
 use service_support::*;
-
-const KEY: &str = "sekr3t-stream-key-4711";
-const NGINX_RTMP_MODULE: &str = "/usr/lib/nginx/modules/ngx_rtmp_module.so";
-
-/// nginx with the RTMP module on `127.0.0.1:port`, its files in `dir`. Stopped when dropped.
-struct TestRtmp {
-    dir: PathBuf,
-    port: u16,
-    child: Option<Child>,
-}
-
-impl TestRtmp {
-    fn start(name: &str) -> TestRtmp {
-        let mut t = TestRtmp {
-            dir: scratch(name),
-            port: free_port(),
-            child: None,
-        };
-        t.spawn();
-        t
-    }
-
-    fn spawn(&mut self) {
-        assert!(
-            Path::new(NGINX_RTMP_MODULE).is_file(),
-            "nginx's RTMP module is needed: run scripts/install-deps.sh"
-        );
-        let conf = self.dir.join("nginx.conf");
-        std::fs::write(
-            &conf,
-            format!(
-                "load_module {NGINX_RTMP_MODULE};\ndaemon off;\nmaster_process off;\n\
-                 pid {dir}/nginx.pid;\nerror_log {dir}/error.log;\nevents {{}}\n\
-                 rtmp {{ server {{ listen 127.0.0.1:{port}; \
-                 application live {{ live on; record off; }} }} }}\n",
-                dir = self.dir.display(),
-                port = self.port
-            ),
-        )
-        .unwrap();
-        let child = Command::new("nginx")
-            .arg("-c")
-            .arg(&conf)
-            .arg("-p")
-            .arg(&self.dir)
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(self.dir.join("nginx.out")).unwrap())
-            .spawn()
-            .expect("nginx is needed: run scripts/install-deps.sh");
-        self.child = Some(child);
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
-            assert!(Instant::now() < deadline, "nginx did not listen");
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-
-    fn kill(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-
-    /// Stops (`STOP`) or continues (`CONT`) the server: a target that hangs without closing.
-    fn signal(&self, sig: &str) {
-        if let Some(c) = &self.child {
-            Command::new("kill")
-                .args([&format!("-{sig}"), &c.id().to_string()])
-                .status()
-                .unwrap();
-        }
-    }
-
-    fn url(&self) -> String {
-        format!("rtmp://127.0.0.1:{}/live/{KEY}", self.port)
-    }
-}
-
-impl Drop for TestRtmp {
-    fn drop(&mut self) {
-        self.kill();
-    }
-}
 
 /// Video packet times read from a live stream for `seconds`.
 fn packet_times(url: &str, seconds: u32) -> Vec<f64> {

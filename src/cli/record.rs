@@ -144,6 +144,7 @@ fn live_feed(
         sound: true,
         // The operator records what they choose.
         egress: pagecast::url_guard::UrlPolicy::OPEN,
+        ca_file: None,
     };
     Ok(LiveFeed::start(settings, targets))
 }

@@ -52,6 +52,7 @@ pub(super) async fn feed_for(ctx: &WorkerContext, task: &TaskRecord) -> Option<L
         // Set from the recording's encoder.
         sound: true,
         egress: ctx.cfg.url_policy(),
+        ca_file: crate::tls::ffmpeg_ca_file(),
     };
     Some(LiveFeed::start(settings, targets))
 }

@@ -2,11 +2,12 @@
 //! remuxed for its target (FLV for RTMP and RTMPS, MPEG-TS for SRT), nothing encoded.
 
 use std::io::Write;
+use std::path::Path;
 use std::sync::Arc;
 use std::sync::mpsc::{SyncSender, sync_channel};
 
 use super::route::Connect;
-use super::target::{output_args, redact_in};
+use super::target::{LiveSettings, output_args, redact_in};
 use crate::process::{OwnedChild, resolve_program};
 
 /// Chunks a push may have waiting (the relay sends one about every 20 ms: 4 s of stream).
@@ -14,7 +15,7 @@ pub(super) const QUEUE: usize = 200;
 
 /// ffmpeg's arguments: MPEG-TS in, the same packets out; with silence added as AAC when the
 /// recording has no sound (players expect a sound track).
-pub(crate) fn copy_args(to: &Connect, sound: bool) -> Vec<String> {
+pub(crate) fn copy_args(to: &Connect, sound: bool, ca_file: Option<&Path>) -> Vec<String> {
     let mut a: Vec<String> = [
         "-hide_banner",
         "-nostats",
@@ -44,7 +45,7 @@ pub(crate) fn copy_args(to: &Connect, sound: bool) -> Vec<String> {
         push(&["-map", "0:v:0", "-map", "1:a:0", "-c:v", "copy"]);
         push(&["-c:a", "aac", "-b:a", "64k", "-shortest"]);
     }
-    a.extend(output_args(to));
+    a.extend(output_args(to, ca_file));
     a
 }
 
@@ -52,14 +53,10 @@ pub(crate) fn copy_args(to: &Connect, sound: bool) -> Vec<String> {
 pub(super) type Started = (OwnedChild, SyncSender<Arc<[u8]>>);
 
 /// Starts the push's ffmpeg (to where `to` says) and the thread that writes its stdin.
-pub(super) fn spawn(
-    ffmpeg: &std::path::Path,
-    to: &Connect,
-    sound: bool,
-) -> Result<Started, String> {
-    let exe = resolve_program("ffmpeg", ffmpeg).map_err(|e| e.to_string())?;
+pub(super) fn spawn(s: &LiveSettings, to: &Connect) -> Result<Started, String> {
+    let exe = resolve_program("ffmpeg", &s.ffmpeg).map_err(|e| e.to_string())?;
     let mut cmd = tokio::process::Command::new(exe);
-    cmd.args(copy_args(to, sound))
+    cmd.args(copy_args(to, s.sound, s.ca_file.as_deref()))
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::null());
     let url = to.url.clone();
@@ -98,17 +95,17 @@ mod tests {
             url: url.into(),
             http_proxy: None,
         };
-        let rtmp = copy_args(&t("rtmp://h/app/key"), true).join(" ");
+        let rtmp = copy_args(&t("rtmp://h/app/key"), true, None).join(" ");
         assert!(
             rtmp.contains("-f mpegts -i pipe:0 -map 0 -c copy"),
             "{rtmp}"
         );
         assert!(!rtmp.contains("libx264") && !rtmp.contains("aac"), "{rtmp}");
         assert!(rtmp.ends_with("-f flv rtmp://h/app/key"), "{rtmp}");
-        let srt = copy_args(&t("srt://h:9000"), true).join(" ");
+        let srt = copy_args(&t("srt://h:9000"), true, None).join(" ");
         assert!(srt.ends_with("-c copy -f mpegts srt://h:9000"), "{srt}");
         // No sound recorded: silence is added, the pictures still copied.
-        let silent = copy_args(&t("rtmp://h/app/key"), false).join(" ");
+        let silent = copy_args(&t("rtmp://h/app/key"), false, None).join(" ");
         assert!(
             silent
                 .contains("-i anullsrc=r=48000:cl=stereo -map 0:v:0 -map 1:a:0 -c:v copy -c:a aac"),

@@ -215,7 +215,7 @@ impl Pusher {
             self.pending = None;
             let started = decided.and_then(|to| {
                 if self.target.copies() {
-                    super::copy::spawn(&s.ffmpeg, &to, s.sound).map(|(child, tx)| Running {
+                    super::copy::spawn(s, &to).map(|(child, tx)| Running {
                         child,
                         input: Input::Stream(tx),
                         since: now,

@@ -2,7 +2,7 @@
 //! stream ids in the query), how it may be shown, and the ffmpeg command line that pushes to it.
 //! Pure functions only.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use crate::media::encoder::FrameFormat;
 
@@ -202,6 +202,9 @@ pub struct LiveSettings {
     pub sound: bool,
     /// Where pushes may connect (checked before every attempt; see `route`).
     pub egress: crate::url_guard::UrlPolicy,
+    /// The certificate authorities an RTMPS server is checked against, when not only the
+    /// system's (`crate::tls::ffmpeg_ca_file`).
+    pub ca_file: Option<PathBuf>,
 }
 
 /// The file descriptor the pushing ffmpeg reads PCM from.
@@ -310,13 +313,15 @@ pub(crate) fn push_args(
     ]);
     let ab = format!("{}k", target.audio_kbps.unwrap_or(DEFAULT_AUDIO_KBPS));
     push(&["-c:a", "aac", "-b:a", &ab, "-ar", "48000", "-ac", "2"]);
-    a.extend(output_args(to));
+    a.extend(output_args(to, s.ca_file.as_deref()));
     a
 }
 
 /// The output half of a push's arguments: the container for the target's protocol, and where
-/// to send it (the checked address, through the egress proxy for RTMPS to a name: `to`).
-pub(crate) fn output_args(to: &super::route::Connect) -> Vec<String> {
+/// to send it (the checked address, through the egress proxy for RTMPS to a name: `to`). An
+/// RTMPS server's certificate is verified, for its name (the stream key goes over that
+/// connection), against the system's roots or `ca_file`.
+pub(crate) fn output_args(to: &super::route::Connect, ca_file: Option<&Path>) -> Vec<String> {
     let protocol = url::Url::parse(&to.url)
         .ok()
         .and_then(|u| LiveProtocol::of_scheme(u.scheme()))
@@ -339,6 +344,12 @@ pub(crate) fn output_args(to: &super::route::Connect) -> Vec<String> {
         LiveProtocol::Srt => &["-f", "mpegts"],
     };
     let mut a: Vec<String> = container.iter().map(|s| s.to_string()).collect();
+    if protocol == LiveProtocol::Rtmps {
+        a.extend(["-tls_verify".to_string(), "1".into()]);
+        if let Some(ca) = ca_file {
+            a.extend(["-ca_file".to_string(), ca.display().to_string()]);
+        }
+    }
     if let Some(proxy) = &to.http_proxy {
         a.extend(["-http_proxy".to_string(), proxy.clone()]);
     }
@@ -433,6 +444,7 @@ mod tests {
             input: FrameFormat::Jpeg,
             sound: true,
             egress: crate::url_guard::UrlPolicy::OPEN,
+            ca_file: None,
         };
         let t = |url: &str| LiveTarget {
             url: url.into(),
@@ -460,8 +472,27 @@ mod tests {
             &to("rtmps://h/app/key", Some("http://127.0.0.1:4000")),
         )
         .join(" ");
+        // The RTMPS server's certificate is verified (the stream key goes over it); plain
+        // RTMP has nothing to verify.
         assert!(
-            rtmps.ends_with("-f flv -http_proxy http://127.0.0.1:4000 rtmps://h/app/key"),
+            rtmps.ends_with(
+                "-f flv -tls_verify 1 -http_proxy http://127.0.0.1:4000 rtmps://h/app/key"
+            ),
+            "{rtmps}"
+        );
+        assert!(!rtmp.contains("tls_verify"), "{rtmp}");
+        let private = LiveSettings {
+            ca_file: Some("/run/ca.pem".into()),
+            ..s.clone()
+        };
+        let rtmps = push_args(
+            &private,
+            &t("rtmps://h/app/key"),
+            &to("rtmps://10.1.1.1:443/app/key", None),
+        )
+        .join(" ");
+        assert!(
+            rtmps.ends_with("-tls_verify 1 -ca_file /run/ca.pem rtmps://10.1.1.1:443/app/key"),
             "{rtmps}"
         );
         assert!(!srt.contains("rw_timeout"), "{srt}");
