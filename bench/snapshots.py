@@ -261,6 +261,8 @@ def only(args, fixtures: str) -> list[dict]:
                         "Width": 1280, "Height": 720,
                         "Output": {"Video": {"Muxer": "none"},
                                    "Snapshots": {"Interval": 1, "Format": "jpg", "Width": 640}}}
+                if args.only_fps:
+                    data["Fps"] = args.only_fps
                 (cpu, _), ds = record(svc, [data] * count, args.seconds)
                 tasks = [judge(d, svc.out, args.seconds) for d in ds]
             finally:
@@ -324,6 +326,8 @@ def main(argv=None) -> int:
     ap.add_argument("--variants", default="none,jpg,png640")
     ap.add_argument("--cost-runs", type=int, default=30)
     ap.add_argument("--only-counts", default="1,2,4", help="snapshot-only tasks at once")
+    ap.add_argument("--only-fps", type=int,
+                    help="Fps of the snapshot-only tasks (default: the server's, 5)")
     ap.add_argument("--json", help="write the results here too")
     args = ap.parse_args(argv)
     args.variants = args.variants.split(",")
