@@ -17,7 +17,8 @@ pub(super) const MIN_DIMENSION: u32 = 16;
 /// Default output frame rate.
 pub const DEFAULT_FPS: u32 = 30;
 /// Default frame rate of a snapshot-only task (`Muxer` `none`): pictures are taken at whole
-/// seconds, which five frames a second hit exactly, at about half the cost of 30.
+/// seconds, which five frames a second hit exactly, at about three quarters of the cost of 30
+/// (BENCHMARKS.md, "Snapshots").
 pub const SNAPSHOT_ONLY_FPS: u32 = 5;
 /// Highest output frame rate (Chromium paints at most 60 times a second).
 pub const MAX_FPS: u32 = 60;
