@@ -342,7 +342,7 @@ def parse_args(argv=None):
     p.add_argument("--long-minutes", type=float, default=0,
                    help="also record this many minutes in one go (memory flatness); default 0 = skip")
     p.add_argument("--skip", default="", help="comma-separated sections to leave out: "
-                                              "side-by-side,concurrent,delivery,describe,large")
+                                              "side-by-side,concurrent,delivery,describe,takeover,large")
     p.add_argument("--out-dir", type=Path, help="where videos, logs and results go (default: a new temp dir)")
     opts = p.parse_args(argv)
     opts.recorders = [r for r in opts.recorders.split(",") if r]
@@ -350,7 +350,7 @@ def parse_args(argv=None):
     if unknown or not opts.recorders:
         p.error(f"--recorders takes a comma-separated subset of {','.join(RECORDERS)}")
     opts.skip = {s for s in opts.skip.split(",") if s}
-    sections = {"side-by-side", "concurrent", "delivery", "describe", "large"}
+    sections = {"side-by-side", "concurrent", "delivery", "describe", "takeover", "large"}
     if opts.skip - sections:
         p.error(f"--skip takes a comma-separated subset of {','.join(sorted(sections))}")
     if opts.runs < 1 or opts.seconds <= 0:
@@ -401,7 +401,7 @@ def main(argv=None) -> int:
         if "describe" not in opts.skip:
             print("Describe under load:", file=sys.stderr)
             res["describe"] = describe(opts)
-        if opts.takeover_runs > 0:
+        if opts.takeover_runs > 0 and "takeover" not in opts.skip:
             print("a recording worker killed:", file=sys.stderr)
             res["takeover"] = takeover(opts)
         if "large" not in opts.skip and opts.large_seconds > 0:
