@@ -27,6 +27,7 @@ pub(crate) mod clock;
 pub mod command;
 pub mod config;
 pub mod delivery;
+pub(crate) mod egress;
 pub mod error;
 pub(crate) mod fonts;
 pub(crate) mod log_limit;

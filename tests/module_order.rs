@@ -28,6 +28,8 @@ const LAYERS: &[&[&str]] = &[
     &["media", "browser"],
     &["audio"],
     &["process"],
+    // The egress proxy: what a recorded page and an RTMPS push connect through.
+    &["egress"],
     // Leaves: shared vocabulary that uses no other module of the crate.
     &[
         "clock",

@@ -2,7 +2,6 @@
 //! chromiumoxide. Knows nothing about tasks or encoding.
 
 mod display;
-pub(crate) mod egress;
 mod hooks;
 mod launch;
 mod lockdown;

@@ -17,9 +17,9 @@ use super::{
 };
 use crate::audio::AudioCapture;
 use crate::audio::timeline::samples_for_slot;
-use crate::browser::egress::EgressProxy;
 use crate::browser::{BrowserSession, HookReply, PageHookCall, ScreencastSettings, VirtualDisplay};
 use crate::command::Command;
+use crate::egress::EgressProxy;
 use crate::media::encoder::SlotMedia;
 use crate::media::pacer::Frame;
 

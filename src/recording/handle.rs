@@ -12,9 +12,9 @@ use super::{
     RecordingEvent, capture, grab, i420, profile,
 };
 use crate::audio::AudioCapture;
-use crate::browser::egress::EgressProxy;
 use crate::browser::{BrowserError, BrowserSession, ScreencastSettings, VirtualDisplay};
 use crate::command::Command;
+use crate::egress::EgressProxy;
 use crate::media::MediaError;
 use crate::media::encoder::FrameFormat;
 use crate::media::pacer::Frame;

@@ -51,11 +51,11 @@ pub(crate) fn needs_proxy<'a>(urls: impl IntoIterator<Item = &'a str>, policy: &
 pub(crate) async fn proxy_for<'a>(
     urls: impl IntoIterator<Item = &'a str>,
     policy: &UrlPolicy,
-) -> Option<crate::browser::egress::EgressProxy> {
+) -> Option<crate::egress::EgressProxy> {
     if !needs_proxy(urls, policy) {
         return None;
     }
-    match crate::browser::egress::EgressProxy::start(policy.clone()).await {
+    match crate::egress::EgressProxy::start(policy.clone()).await {
         Ok(p) => Some(p),
         Err(e) => {
             tracing::warn!(error = %e, "no egress proxy for the RTMPS pushes; they fail");
