@@ -263,7 +263,7 @@ fn another_user_cannot_open_a_recordings_display() {
     let (display, xauthority) = loop {
         let found = descendants(child.id()).into_iter().find_map(|pid| {
             let c = cmdline(pid);
-            (c.contains("chromium") && !c.contains("--type="))
+            (c.contains("chromium") && !c.contains("--type=") && !c.contains("crashpad"))
                 .then(|| Some((environ_of(pid, "DISPLAY")?, environ_of(pid, "XAUTHORITY")?)))
                 .flatten()
         });

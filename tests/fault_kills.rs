@@ -268,7 +268,9 @@ fn restart_budgets_run_out_in_service_mode() {
         (
             "the browser",
             4,
-            |c| c.contains("chromium") && !c.contains("--type="),
+            // The browser process itself: not its helpers (`--type=`), nor the crash handler,
+            // which the worker (a child subreaper) now adopts when it detaches.
+            |c| c.contains("chromium") && !c.contains("--type=") && !c.contains("crashpad"),
             "BrowserFailed",
         ),
     ];

@@ -266,7 +266,8 @@ fn a_dead_browser_is_replaced_and_recording_goes_on() {
     // another recording shares the 2 cores.
     let child = spawn_record(&format!("{base}/clock.html"), &out, 20);
     // Chromium's main process is the one without a --type= (renderer, gpu-process, zygote...).
-    let is_browser = |c: &str| c.contains("chromium") && !c.contains("--type=");
+    let is_browser =
+        |c: &str| c.contains("chromium") && !c.contains("--type=") && !c.contains("crashpad");
     wait_for_descendants(child.id(), "the browser", is_browser);
     std::thread::sleep(Duration::from_secs(3));
     let killed_at = Instant::now();
@@ -318,7 +319,8 @@ fn browsers_killed_while_they_start_are_each_one_death_within_the_budget() {
     let dir = scratch("fault-relaunch");
     let out = dir.join("out.mp4");
     let mut child = spawn_record(&format!("{base}/clock.html"), &out, 20);
-    let is_browser = |c: &str| c.contains("chromium") && !c.contains("--type=");
+    let is_browser =
+        |c: &str| c.contains("chromium") && !c.contains("--type=") && !c.contains("crashpad");
     let mut killed = wait_for_descendants(child.id(), "the browser", is_browser);
     std::thread::sleep(Duration::from_secs(3));
     let kill = |pid: u32| {
