@@ -10,6 +10,8 @@ mod redis_support;
 mod rtmp_support;
 #[path = "support/service.rs"]
 mod service_support;
+#[path = "support/srt.rs"]
+mod srt_support;
 
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -19,6 +21,7 @@ use redis_support::TestRedis;
 use rtmp_support::{KEY, TestRtmp};
 use serde_json::{Value, json};
 use service_support::*;
+use srt_support::SrtListener;
 
 /// Video packet times read from a live stream for `seconds`.
 fn packet_times(url: &str, seconds: u32) -> Vec<f64> {
@@ -261,19 +264,8 @@ fn an_srt_push_reaches_an_srt_listener_as_mpeg_ts() {
     let redis = TestRedis::start();
     let fixtures = fixture_server();
     let dir = scratch("live-srt");
-    let port = free_udp_port();
-    let received = dir.join("received.ts");
-    let mut listener = Command::new("ffmpeg")
-        .args(["-hide_banner", "-nostats", "-loglevel", "warning", "-y"])
-        .arg("-i")
-        .arg(format!("srt://127.0.0.1:{port}?mode=listener"))
-        .args(["-c", "copy", "-f", "mpegts"])
-        .arg(&received)
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(dir.join("listener.log")).unwrap())
-        .spawn()
-        .expect("ffmpeg");
-    std::thread::sleep(Duration::from_millis(500));
+    let listener = SrtListener::start(&dir);
+    let port = listener.port;
     let svc = service(&redis, "live-srt-svc", true, 0, 1);
     let id = start_recording(
         &svc.url,
@@ -296,14 +288,7 @@ fn an_srt_push_reaches_an_srt_listener_as_mpeg_ts() {
     ok(&svc.url, "Stop", &id);
     wait_finished(&svc.url, &id, Duration::from_secs(90));
     // The push ended with the recording: the listener sees the end of its input and exits.
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while listener.try_wait().unwrap().is_none() {
-        if Instant::now() > deadline {
-            let _ = listener.kill();
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    let received = listener.finish();
     let out = Command::new("ffprobe")
         .args([
             "-v",

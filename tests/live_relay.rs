@@ -3,11 +3,14 @@
 //! listener (ffmpeg), and the received stream checked packet by packet and decoded.
 
 mod common;
+#[path = "support/srt.rs"]
+mod srt_support;
 
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Command;
+use std::time::Instant;
 
 use common::*;
+use srt_support::SrtListener;
 
 /// One packet of a transport stream file as ffprobe reads it.
 struct Packet {
@@ -43,19 +46,8 @@ fn packets(path: &std::path::Path) -> Vec<Packet> {
 fn a_pause_is_bridged_in_the_pushed_stream_without_a_jump() {
     let fixtures = fixture_server();
     let dir = scratch("live-relay");
-    let port = free_udp_port();
-    let received = dir.join("received.ts");
-    let mut listener = Command::new("ffmpeg")
-        .args(["-hide_banner", "-nostats", "-loglevel", "warning", "-y"])
-        .arg("-i")
-        .arg(format!("srt://127.0.0.1:{port}?mode=listener"))
-        .args(["-c", "copy", "-f", "mpegts"])
-        .arg(&received)
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(dir.join("listener.log")).unwrap())
-        .spawn()
-        .expect("ffmpeg");
-    std::thread::sleep(Duration::from_millis(500));
+    let listener = SrtListener::start(&dir);
+    let port = listener.port;
     // The page pauses itself 3 s after it loads and resumes 4 s later; 8 s are recorded.
     let out = dir.join("out.mp4");
     let began = Instant::now();
@@ -70,14 +62,7 @@ fn a_pause_is_bridged_in_the_pushed_stream_without_a_jump() {
         ],
     );
     let wall = began.elapsed().as_secs_f64();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while listener.try_wait().unwrap().is_none() {
-        if Instant::now() > deadline {
-            let _ = listener.kill();
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    let received = listener.finish();
     let recorded = probe(&out, &[]).duration;
     assert_close(recorded, 8.0, 0.3, "the file has no paused stretch");
 
