@@ -1,14 +1,11 @@
-//! A push that carries the recording's own encoded stream: MPEG-TS on its stdin (from the relay),
-//! remuxed for its target (FLV for RTMP and RTMPS, MPEG-TS for SRT), nothing encoded.
+//! The ffmpeg of a push that carries the recording's own encoded stream: MPEG-TS on its stdin
+//! (from the relay), remuxed for its target (FLV for RTMP and RTMPS, MPEG-TS for SRT), nothing
+//! encoded.
 
-use std::io::Write;
 use std::path::Path;
-use std::sync::Arc;
-use std::sync::mpsc::{SyncSender, sync_channel};
 
 use super::route::Connect;
-use super::target::{LiveSettings, output_args, redact_in};
-use crate::process::{OwnedChild, resolve_program};
+use super::target::output_args;
 
 /// Chunks a push may have waiting (the relay sends one about every 20 ms: 4 s of stream).
 pub(super) const QUEUE: usize = 200;
@@ -47,42 +44,6 @@ pub(crate) fn copy_args(to: &Connect, sound: bool, ca_file: Option<&Path>) -> Ve
     }
     a.extend(output_args(to, ca_file));
     a
-}
-
-/// A started push: its ffmpeg, and the queue its stdin is written from.
-pub(super) type Started = (OwnedChild, SyncSender<Arc<[u8]>>);
-
-/// Starts the push's ffmpeg (to where `to` says) and the thread that writes its stdin.
-pub(super) fn spawn(s: &LiveSettings, to: &Connect) -> Result<Started, String> {
-    let exe = resolve_program("ffmpeg", &s.ffmpeg).map_err(|e| e.to_string())?;
-    let mut cmd = tokio::process::Command::new(exe);
-    cmd.args(copy_args(to, s.sound, s.ca_file.as_deref()))
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::null());
-    let url = to.url.clone();
-    // ffmpeg quotes its output URL in errors: never log the stream key.
-    let log = move |line: &str| {
-        tracing::debug!(target: "pagecast::ffmpeg", "{}", redact_in(line, &url));
-    };
-    let mut child = OwnedChild::spawn("ffmpeg", cmd, log).map_err(|e| e.to_string())?;
-    let mut stdin = match child.take_stdin_file() {
-        Some(Ok(f)) => f,
-        Some(Err(e)) => return Err(format!("ffmpeg's input: {e}")),
-        None => return Err("ffmpeg's input is not a pipe".into()),
-    };
-    let (tx, rx) = sync_channel::<Arc<[u8]>>(QUEUE);
-    // The writer ends when its queue closes (the push ends) or ffmpeg stops reading.
-    std::thread::Builder::new()
-        .name("live-stream".into())
-        .spawn(move || {
-            while let Ok(chunk) = rx.recv() {
-                if stdin.write_all(&chunk).is_err() {
-                    return;
-                }
-            }
-        })
-        .map_err(|e| format!("could not start a live writer thread: {e}"))?;
-    Ok((child, tx))
 }
 
 #[cfg(test)]

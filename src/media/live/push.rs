@@ -215,11 +215,7 @@ impl Pusher {
             self.pending = None;
             let started = decided.and_then(|to| {
                 if self.target.copies() {
-                    super::copy::spawn(s, &to).map(|(child, tx)| Running {
-                        child,
-                        input: Input::Stream(tx),
-                        since: now,
-                    })
+                    spawn_copy(s, &self.target, &to)
                 } else {
                     spawn(s, &self.target, &to)
                 }
@@ -285,50 +281,83 @@ fn last_lines(tail: &str) -> String {
     parts[parts.len().saturating_sub(2)..].join(" | ")
 }
 
-fn spawn(s: &LiveSettings, target: &LiveTarget, to: &Connect) -> Result<Running, String> {
+/// Starts the ffmpeg of one attempt (`args`, to where `to` says): stdin piped, and a second
+/// input on fd 3 with `pcm`; its lines are logged with the stream key hidden (ffmpeg quotes its
+/// output URL in errors).
+fn start_ffmpeg(
+    s: &LiveSettings,
+    target: &LiveTarget,
+    to: &Connect,
+    args: Vec<String>,
+    pcm: bool,
+) -> Result<(OwnedChild, std::fs::File, Option<std::io::PipeWriter>), String> {
     let exe = resolve_program("ffmpeg", &s.ffmpeg).map_err(|e| e.to_string())?;
     let mut cmd = tokio::process::Command::new(exe);
-    cmd.args(push_args(s, target, to))
+    cmd.args(args)
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::null());
     let (url, used) = (target.url.clone(), to.url.clone());
-    // ffmpeg quotes its output URL in errors: never log the stream key.
     let log = move |line: &str| {
         tracing::debug!(target: "pagecast::ffmpeg", "{}", redact_in(&redact_in(line, &used), &url));
     };
-    let (mut child, mut pcm_out) =
-        OwnedChild::spawn_with_input("ffmpeg", cmd, AUDIO_FD, log).map_err(|e| e.to_string())?;
-    let mut stdin = match child.take_stdin_file() {
+    let (mut child, pcm_out) = if pcm {
+        let (child, out) = OwnedChild::spawn_with_input("ffmpeg", cmd, AUDIO_FD, log)
+            .map_err(|e| e.to_string())?;
+        (child, Some(out))
+    } else {
+        let child = OwnedChild::spawn("ffmpeg", cmd, log).map_err(|e| e.to_string())?;
+        (child, None)
+    };
+    let stdin = match child.take_stdin_file() {
         Some(Ok(f)) => f,
         Some(Err(e)) => return Err(format!("ffmpeg's input: {e}")),
         None => return Err("ffmpeg's input is not a pipe".into()),
     };
-    let (video, vrx) = sync_channel::<Arc<[u8]>>(push_queue(s.input));
-    let (audio, arx) = sync_channel::<Arc<[u8]>>(push_queue(s.input));
-    // The writers end when their queue closes (the push ends) or ffmpeg stops reading.
+    Ok((child, stdin, pcm_out))
+}
+
+/// A queue of `depth` buffers and the thread that writes them into `sink` (a pipe ffmpeg
+/// reads). The thread ends when the queue closes (the push ends) or ffmpeg stops reading.
+fn writer(
+    name: &str,
+    mut sink: impl Write + Send + 'static,
+    depth: usize,
+) -> Result<SyncSender<Arc<[u8]>>, String> {
+    let (tx, rx) = sync_channel::<Arc<[u8]>>(depth);
     std::thread::Builder::new()
-        .name("live-video".into())
+        .name(name.into())
         .spawn(move || {
-            while let Ok(frame) = vrx.recv() {
-                if stdin.write_all(&frame).is_err() {
+            while let Ok(buf) = rx.recv() {
+                if sink.write_all(&buf).is_err() {
                     return;
                 }
             }
         })
         .map_err(|e| format!("could not start a live writer thread: {e}"))?;
-    std::thread::Builder::new()
-        .name("live-audio".into())
-        .spawn(move || {
-            while let Ok(pcm) = arx.recv() {
-                if pcm_out.write_all(&pcm).is_err() {
-                    return;
-                }
-            }
-        })
-        .map_err(|e| format!("could not start a live writer thread: {e}"))?;
+    Ok(tx)
+}
+
+/// A push that encodes its own stream: pictures on stdin, PCM on fd 3.
+fn spawn(s: &LiveSettings, target: &LiveTarget, to: &Connect) -> Result<Running, String> {
+    let (child, stdin, pcm_out) = start_ffmpeg(s, target, to, push_args(s, target, to), true)?;
+    let pcm_out = pcm_out.ok_or("ffmpeg's sound input is not a pipe")?;
+    let video = writer("live-video", stdin, push_queue(s.input))?;
+    let audio = writer("live-audio", pcm_out, push_queue(s.input))?;
     Ok(Running {
         child,
         input: Input::Frames { video, audio },
+        since: Instant::now(),
+    })
+}
+
+/// A push that carries the recording's stream: MPEG-TS chunks from the relay on stdin.
+fn spawn_copy(s: &LiveSettings, target: &LiveTarget, to: &Connect) -> Result<Running, String> {
+    let args = super::copy::copy_args(to, s.sound, s.ca_file.as_deref());
+    let (child, stdin, _) = start_ffmpeg(s, target, to, args, false)?;
+    let stream = writer("live-stream", stdin, super::copy::QUEUE)?;
+    Ok(Running {
+        child,
+        input: Input::Stream(stream),
         since: Instant::now(),
     })
 }
