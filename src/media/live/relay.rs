@@ -154,9 +154,9 @@ pub(super) async fn run(
         piece: Vec::new(),
     };
     let mut last_data: Option<Instant> = None;
+    // While a still runs, the rest of the segment in progress is not sent (the clip replaced
+    // the pictures it refers to); the next segment ends the still.
     let mut still: Option<Still> = None;
-    // The rest of the segment in progress is not sent: a still clip replaced its start.
-    let mut skip_segment = false;
     let mut tick = tokio::time::interval(TICK);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let publish = |out: &Fanout| {
@@ -179,10 +179,9 @@ pub(super) async fn run(
             last_data = Some(now);
             if starts {
                 // A keyframe: after a still, the recording is placed where the stream is.
-                splice.begin(!skip_segment && still.is_none());
+                splice.begin(still.is_none());
                 still = None;
-                skip_segment = false;
-            } else if skip_segment {
+            } else if still.is_some() {
                 continue;
             }
             let bytes = splice.process(&mut bytes);
@@ -200,7 +199,6 @@ pub(super) async fn run(
                         sent: 0,
                         clip,
                     });
-                    skip_segment = true;
                 }
                 Err(e) => {
                     tracing::warn!(error = %e, "no still picture for the live stream's pause");

@@ -183,7 +183,7 @@ impl Splicer {
                 continue;
             }
             if !stream.video
-                && let Some(payload) = pes_data(p, info.starts_pes)
+                && let Some(payload) = ts::pes_data(p)
             {
                 stream.audio.feed(payload);
             }
@@ -214,23 +214,6 @@ impl Splicer {
         }
         self.rebase = false;
     }
-}
-
-/// The payload bytes of a packet that belong to its PES's data (after the PES header).
-fn pes_data(p: &[u8], starts_pes: bool) -> Option<&[u8]> {
-    let control = (p[3] >> 4) & 3;
-    if control & 1 == 0 {
-        return None;
-    }
-    let mut at = 4;
-    if control & 2 != 0 {
-        at = 5 + usize::from(p[4]);
-    }
-    if starts_pes {
-        let header_len = usize::from(*p.get(at + 8)?);
-        at += 9 + header_len;
-    }
-    p.get(at..)
 }
 
 #[cfg(test)]

@@ -108,6 +108,18 @@ pub(crate) fn inspect(p: &[u8]) -> Option<PacketInfo> {
     Some(info)
 }
 
+/// The bytes of a packet that belong to its PES's data: its payload, after the PES header when
+/// the packet starts one.
+pub(crate) fn pes_data(p: &[u8]) -> Option<&[u8]> {
+    let (payload, _, _) = layout(p)?;
+    let at = payload?;
+    if p[1] & 0x40 == 0 {
+        return p.get(at..);
+    }
+    let header_len = usize::from(*p.get(at + 8)?);
+    p.get(at + 9 + header_len..)
+}
+
 /// Moves every timestamp in a packet (PCR, PTS, DTS) `offset` ticks later.
 pub(crate) fn shift(p: &mut [u8], offset: u64) {
     if offset == 0 {
