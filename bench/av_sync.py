@@ -7,9 +7,10 @@ figures plus the figures over all flashes of all runs:
 
 - av_sync_video.html: a <video> whose picture flashes and whose sound beeps at every second
   (Chromium keeps a media element's picture in step with its sound);
-- av_sync.html: the page itself flashes (canvas, requestAnimationFrame) and beeps (WebAudio)
-  at every whole second of wall-clock time; `recorder error` is each offset corrected by how
-  late the page painted that flash (from the frame's clock strip).
+- av_sync.html: the page itself flashes (canvas, requestAnimationFrame) and beeps (WebAudio,
+  scheduled with getOutputTimestamp()) once a second, at instants that walk through one 30 fps
+  frame every ten seconds; `recorder error` is each offset corrected by how late the page painted
+  that flash (from the frame's clock strip): the page's own lead taken out.
 
 Example:
     python3 bench/av_sync.py --pagecast target/release/pagecast --seconds 30 --runs 3
@@ -72,7 +73,8 @@ def main() -> int:
                 errors += errs
                 print(f"{page} run {run} (load {before}): {len(offs)} pairs, "
                       f"mean {r['mean_offset_ms']:+.1f} ms, mean |offset| {r['mean_abs_offset_ms']:.1f} ms, "
-                      f"median |offset| {r['median_abs_offset_ms']:.1f} ms, max |offset| {r['max_abs_offset_ms']:.1f} ms")
+                      f"median |offset| {r['median_abs_offset_ms']:.1f} ms, max |offset| {r['max_abs_offset_ms']:.1f} ms"
+                      + (f"; recorder error mean {statistics.mean(errs):+.1f} ms" if errs else ""))
             if not offsets:
                 continue
             ab = [abs(o) for o in offsets]

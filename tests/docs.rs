@@ -804,16 +804,16 @@ fn the_quoted_av_limits_are_the_tests() {
     let (mean_abs, max_abs) = (limit("MEAN_ABS_LIMIT_MS"), limit("MAX_ABS_LIMIT_MS"));
     let (mean, median) = (limit("MEAN_LIMIT_MS"), limit("MEDIAN_LIMIT_MS"));
     for quote in [
-        format!("mean |offset| ≤ {mean_abs} ms, max ≤ {max_abs} ms"),
+        format!("mean |error| ≤ {mean_abs} ms, max ≤ {max_abs} ms"),
         format!("within ±{mean} ms"),
-        format!("median |offset| ≤ {median} ms after a resume"),
+        format!("median |error| ≤ {median} ms after a resume"),
     ] {
         assert!(
             recording.contains(&quote),
             "recording.md does not say {quote:?}"
         );
     }
-    let quote = format!("mean \\|offset\\| ≤ {mean_abs} ms, max ≤ {max_abs} ms");
+    let quote = format!("mean \\|error\\| ≤ {mean_abs} ms, max ≤ {max_abs} ms");
     assert!(
         testing.contains(&quote),
         "testing.md does not say {quote:?}"

@@ -75,8 +75,8 @@ async fn run_av_sync(args: AnalyzeArgs) -> anyhow::Result<ExitCode> {
         r.mean_offset_ms, r.mean_abs_offset_ms, r.median_abs_offset_ms, r.max_abs_offset_ms
     );
     println!(
-        "recorder error    mean {:.1} ms, max {:.1} ms (offset + page lateness)",
-        r.mean_abs_recorder_error_ms, r.max_abs_recorder_error_ms
+        "recorder error    mean {:+.1} ms, mean |error| {:.1} ms, max |error| {:.1} ms (offset + page lateness)",
+        r.mean_recorder_error_ms, r.mean_abs_recorder_error_ms, r.max_abs_recorder_error_ms
     );
     if let Some(hz) = r.tone_hz {
         println!("tone              {hz:.1} Hz");

@@ -10,8 +10,8 @@
 //! - offset = onset − flash (positive: sound late), pairing each flash with the nearest onset
 //!   within 400 ms.
 //!
-//! The clock strip of the flash frame says when the page painted it: its value mod 1000 is how
-//! many ms after the intended instant that was (a loaded machine paints late). A perfect recorder
+//! The clock strip of the flash frame says when the page painted it, and so how many ms after the
+//! intended instant that was ([`lateness_ms`]; a loaded machine paints late). A perfect recorder
 //! shows such a flash that much later than its beep, so `recorder error = offset + lateness` is
 //! what the recorder itself got wrong; `offset` is what a viewer sees. Both are reported. Either
 //! includes the frame grid's quantisation (±half a frame: ±16.7 ms at 30 fps).
@@ -60,6 +60,8 @@ pub struct AvSyncReport {
     pub max_abs_offset_ms: f64,
     /// Median |offset|, ms (robust against a flash the page itself played late).
     pub median_abs_offset_ms: f64,
+    /// Mean offset + lateness (the recorder's own error, signed), ms.
+    pub mean_recorder_error_ms: f64,
     /// Mean |offset + lateness| (the recorder's own error), ms.
     pub mean_abs_recorder_error_ms: f64,
     /// Largest |offset + lateness|, ms.
@@ -164,11 +166,37 @@ pub fn median_abs(pairs: &[Pair]) -> f64 {
     }
 }
 
+/// How many ms after its flash's instant the page drew the frame whose clock strip says `value`.
+///
+/// `av_sync.html` writes the time each frame is drawn for, in epoch ms mod 16,000,000 (a multiple
+/// of 10 s), and flashes at `k * 1000 + (k mod 10) * 10/3` ms of epoch second `k`: `value mod
+/// 10000` is the epoch time's, so the second's step and the ms past it are both in the value.
+pub fn lateness_ms(value: u32) -> f64 {
+    let step = f64::from((value / 1000) % 10) * 10.0 / 3.0;
+    f64::from(value % 1000) - step
+}
+
+/// The figures over all pairs of a recording.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Summary {
+    /// The flash/beep pairs.
+    pub pairs: Vec<Pair>,
+    /// Mean offset (signed), ms.
+    pub mean: f64,
+    /// Mean |offset|, ms.
+    pub mean_abs: f64,
+    /// Largest |offset|, ms.
+    pub max_abs: f64,
+    /// Mean offset + lateness (signed), ms.
+    pub err_mean: f64,
+    /// Mean |offset + lateness|, ms.
+    pub err_mean_abs: f64,
+    /// Largest |offset + lateness|, ms.
+    pub err_max: f64,
+}
+
 /// Pairs flashes with onsets and summarises the offsets.
-pub fn summarise(
-    flashes: &[(f64, Option<f64>)],
-    beeps: &[f64],
-) -> (Vec<Pair>, f64, f64, f64, f64, f64) {
+pub fn summarise(flashes: &[(f64, Option<f64>)], beeps: &[f64]) -> Summary {
     let pairs: Vec<Pair> = flashes
         .iter()
         .filter_map(|&(flash_s, lateness_ms)| {
@@ -192,11 +220,17 @@ pub fn summarise(
     let max_abs = pairs.iter().map(|p| p.offset_ms.abs()).fold(0.0, f64::max);
     let errors: Vec<f64> = pairs
         .iter()
-        .map(|p| (p.offset_ms + p.lateness_ms.unwrap_or(0.0)).abs())
+        .map(|p| p.offset_ms + p.lateness_ms.unwrap_or(0.0))
         .collect();
-    let err_mean = errors.iter().sum::<f64>() / n;
-    let err_max = errors.iter().copied().fold(0.0, f64::max);
-    (pairs, mean, mean_abs, max_abs, err_mean, err_max)
+    Summary {
+        err_mean: errors.iter().sum::<f64>() / n,
+        err_mean_abs: errors.iter().map(|e| e.abs()).sum::<f64>() / n,
+        err_max: errors.iter().map(|e| e.abs()).fold(0.0, f64::max),
+        pairs,
+        mean,
+        mean_abs,
+        max_abs,
+    }
 }
 
 /// Measures a recording of `av_sync.html` from what ffprobe and ffmpeg said about it: its
@@ -215,7 +249,7 @@ pub fn report(
     let flashes: Vec<(f64, Option<f64>)> = flash_frames(&brightness)
         .into_iter()
         .map(|i| {
-            let lateness = frames[i].1.map(|v| f64::from(v % 1000));
+            let lateness = frames[i].1.map(lateness_ms);
             // The frame's own timestamp; by count only if the packets did not match the frames.
             let at = match times.len() == frames.len() {
                 true => times[i],
@@ -229,8 +263,8 @@ pub fn report(
         .iter()
         .map(|&i| audio_start + i as f64 / RATE)
         .collect();
-    let (pairs, mean, mean_abs, max_abs, err_mean, err_max) = summarise(&flashes, &beeps);
-    let median = median_abs(&pairs);
+    let sum = summarise(&flashes, &beeps);
+    let median = median_abs(&sum.pairs);
     let mut freqs: Vec<f64> = onset_idx
         .iter()
         .filter_map(|&i| {
@@ -244,13 +278,14 @@ pub fn report(
     AvSyncReport {
         flashes: flashes.len(),
         beeps: beeps.len(),
-        pairs,
-        mean_offset_ms: mean,
-        mean_abs_offset_ms: mean_abs,
-        max_abs_offset_ms: max_abs,
+        mean_offset_ms: sum.mean,
+        mean_abs_offset_ms: sum.mean_abs,
+        max_abs_offset_ms: sum.max_abs,
         median_abs_offset_ms: median,
-        mean_abs_recorder_error_ms: err_mean,
-        max_abs_recorder_error_ms: err_max,
+        mean_recorder_error_ms: sum.err_mean,
+        mean_abs_recorder_error_ms: sum.err_mean_abs,
+        max_abs_recorder_error_ms: sum.err_max,
+        pairs: sum.pairs,
         video_s: match (times.first(), times.last()) {
             (Some(a), Some(b)) if times.len() > 1 => b - a + 1.0 / s.fps,
             _ => frames.len() as f64 / s.fps,
@@ -353,14 +388,35 @@ mod tests {
             (9.0, None),
         ];
         let beeps = [0.99, 2.02, 3.0];
-        let (pairs, mean, mean_abs, max_abs, err_mean, err_max) = summarise(&flashes, &beeps);
-        assert_eq!(pairs.len(), 3, "the flash at 9 s has no beep");
-        assert!((median_abs(&pairs) - 10.0).abs() < 1e-6);
-        assert!((mean - (-10.0 + 20.0 + 0.0) / 3.0).abs() < 1e-6);
-        assert!((mean_abs - 10.0).abs() < 1e-6);
-        assert!((max_abs - 20.0).abs() < 1e-6);
+        let s = summarise(&flashes, &beeps);
+        assert_eq!(s.pairs.len(), 3, "the flash at 9 s has no beep");
+        assert!((median_abs(&s.pairs) - 10.0).abs() < 1e-6);
+        assert!((s.mean - (-10.0 + 20.0 + 0.0) / 3.0).abs() < 1e-6);
+        assert!((s.mean_abs - 10.0).abs() < 1e-6);
+        assert!((s.max_abs - 20.0).abs() < 1e-6);
         // Recorder error: -10 + 10 late = 0; 20; 0.
-        assert!((err_mean - 20.0 / 3.0).abs() < 1e-6);
-        assert!((err_max - 20.0).abs() < 1e-6);
+        assert!((s.err_mean - 20.0 / 3.0).abs() < 1e-6);
+        assert!((s.err_mean_abs - 20.0 / 3.0).abs() < 1e-6);
+        assert!((s.err_max - 20.0).abs() < 1e-6);
+        let early = summarise(&[(1.0, Some(5.0))], &[0.98]);
+        assert!((early.err_mean + 15.0).abs() < 1e-6, "{early:?}");
+        assert!((early.err_mean_abs - 15.0).abs() < 1e-6);
+    }
+
+    #[test]
+    fn lateness_is_counted_from_the_seconds_own_instant() {
+        // Epoch 1_765_000_003_012 ms: second ...003 (step 10 ms); mod 16e6 keeps the last 4 digits.
+        let value = (1_765_000_003_012u64 % 16_000_000) as u32;
+        assert!(
+            (lateness_ms(value) - 2.0).abs() < 1e-9,
+            "{}",
+            lateness_ms(value)
+        );
+        // Second ...000: no step; drawn 16 ms after the whole second.
+        assert!((lateness_ms(7_000_016) - 16.0).abs() < 1e-9);
+        // Second ...009: step 30 ms; a frame drawn 29 ms after the second is 1 ms early.
+        assert!((lateness_ms(7_009_029) + 1.0).abs() < 1e-9);
+        // 16e6 and 2^24 differ: clock.html's modulus would put this value 777 ms off.
+        assert_ne!(16_000_000 % 1000, 16_777_216 % 1000);
     }
 }
