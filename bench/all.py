@@ -11,13 +11,17 @@ What it runs, in this order:
      peak PSS of each recorder's whole process tree (bench/frame_timing.py does the measuring).
   2. Three pagecast recordings of the clock page at once: the distinct ratio of each.
   3. Start -> first frame and Stop -> finished through `pagecast serve`, with a private Redis and
-     s3s-fs (bench/stop_to_finished.py), `--delivery-runs` times.
+     s3s-fs (bench/stop_to_finished.py), `--delivery-runs` times for each of MP4 and HLS, each
+     recording `--delivery-seconds` long (600 for the 10-minute target).
   4. Describe latency at 1,000 requests/s over 100 live tasks (bench/describe_latency.sh).
   5. A recording worker killed (kill -9 of its process group) while a standby worker runs, and
      with a worker started after the kill: seconds of the page lost (bench/takeover_bench.py),
      `--takeover-runs` times each.
   6. 1920x1080 and 2560x1440 at 30 fps, one pagecast recording each (no target).
-  7. With `--long-minutes N`, one N-minute recording: PSS minute by minute (flat or not) and the
+  7. A/V sync (bench/av_sync.py's pages): `--av-runs` recordings each of av_sync.html (canvas +
+     WebAudio: the recorder's error, its offset less the page's own lead) and
+     av_sync_video.html (a media element: its offset).
+  8. With `--long-minutes N`, one N-minute recording: PSS minute by minute (flat or not) and the
      timing figures over the whole length.
 
 Example (about 20 minutes on a 2-core machine):
@@ -48,6 +52,7 @@ import frame_timing as ft  # bench/ is the script directory
 import stop_to_finished as stf
 from fixtures import fixture_server
 import takeover_bench as tb
+import av_sync
 
 ROOT = Path(__file__).resolve().parent.parent
 # Where scripts/install-test-deps.sh and bench/puppeteer_baseline.sh put the tools they build or fetch.
@@ -153,16 +158,33 @@ def delivery(opts) -> list[dict]:
         raise ft.BenchError(f"s3s-fs not found at {opts.s3s_fs}: run scripts/install-test-deps.sh first")
     fixtures = fixture_server()
     runs = []
-    for i in range(opts.delivery_runs):
-        args = argparse.Namespace(pagecast=opts.pagecast, s3s_fs=opts.s3s_fs, seconds=opts.seconds,
-                                  width=1280, height=720, muxer="mp4",
-                                  log=str(opts.out_dir / f"serve-{i + 1}.log"), log_level="warn")
-        with tempfile.TemporaryDirectory(prefix="pagecast-bench-") as tmp:
-            r = stf.one_run(args, Path(tmp), fixtures)
-        print(f"  delivery {i + 1}: Start -> first frame {r['start_to_first_frame_s']} s, "
-              f"Stop -> finished {r['stop_to_finished_s']} s", file=sys.stderr, flush=True)
-        runs.append(r)
+    for muxer in ("mp4", "hls"):
+        for i in range(opts.delivery_runs):
+            args = argparse.Namespace(pagecast=opts.pagecast, s3s_fs=opts.s3s_fs,
+                                      seconds=opts.delivery_seconds, width=1280, height=720,
+                                      muxer=muxer, log=str(opts.out_dir / f"serve-{muxer}-{i + 1}.log"),
+                                      log_level="warn")
+            with tempfile.TemporaryDirectory(prefix="pagecast-bench-") as tmp:
+                r = stf.one_run(args, Path(tmp), fixtures)
+            r["muxer"] = muxer
+            print(f"  delivery {muxer} {i + 1}: Start -> first frame {r['start_to_first_frame_s']} s, "
+                  f"Stop -> finished {r['stop_to_finished_s']} s", file=sys.stderr, flush=True)
+            runs.append(r)
     return runs
+
+
+def av(opts) -> dict[str, list[dict]]:
+    """A/V sync of the canvas + WebAudio page and of the media element (bench/av_sync.py)."""
+    base = fixture_server()
+    out: dict[str, list[dict]] = {}
+    for page in ("av_sync.html", "av_sync_video.html"):
+        out[page] = []
+        for i in range(opts.av_runs):
+            r = av_sync.one_run(opts.pagecast, f"{base}/{page}", opts.out_dir / f"{page}.{i + 1}.mp4",
+                                opts.seconds)
+            print(f"  {page} {i + 1}: {av_sync.summary_line(r)}", file=sys.stderr, flush=True)
+            out[page].append(r)
+    return out
 
 
 def takeover(opts) -> dict[str, list[dict]]:
@@ -230,16 +252,28 @@ def build_table(res: dict) -> list[list[str]]:
     per_recorder("max frame-timing error", "-", "max_error_ms", "{:.1f} ms", None)
     per_recorder("longest freeze", "≤ 67 ms", "longest_freeze_ms", "{:.1f} ms", lambda v: v <= 67.0)
     per_recorder("drift", "1.000 ± 0.0005", "drift", "{:.5f}", lambda v: abs(v - 1.0) <= 0.0005)
-    per_recorder("CPU-s per recorded minute", "≤ 25", "cpu_s_per_min", "{:.1f}", lambda v: v <= 25.0)
-    per_recorder("peak PSS", "≤ 450 MB", "peak_pss_mb", "{:.0f} MB", lambda v: v <= 450.0)
+    per_recorder("CPU-s per recorded minute", "-", "cpu_s_per_min", "{:.1f}", None)
+    per_recorder("peak PSS", "-", "peak_pss_mb", "{:.0f} MB", None)
+    # Hosts differ by up to 2x, so cost targets are ratios to the x11grab reference of this run.
+    for label, key, target in (("CPU, pagecast / x11grab", "cpu_s_per_min", 0.8),
+                               ("peak PSS, pagecast / x11grab", "peak_pss_mb", 0.9)):
+        mine, ref = med(sbs.get("pagecast", []), key), med(sbs.get("x11grab", []), key)
+        ratio = mine / ref if mine is not None and ref else None
+        table.append([label, f"≤ {target}×", ft.fmt("{:.2f}×", ratio), "1", "",
+                      verdict(ratio, lambda v, t=target: v <= t)])
 
     if "delivery" in res:
+        by_muxer: dict[str, list[dict]] = {}
+        for r in res["delivery"]:
+            by_muxer.setdefault(r.get("muxer", "mp4"), []).append(r)
+        length = f"{res['delivery_seconds']:g} s"
         first = statistics.median(r["start_to_first_frame_s"] for r in res["delivery"])
-        stop = statistics.median(r["stop_to_finished_s"] for r in res["delivery"])
         table.append(["Start → first frame", "≤ 1.5 s", f"{first:.2f} s", "", "",
                       verdict(first, lambda v: v <= 1.5)])
-        table.append(["Stop → finished (MP4 in the bucket)", "≤ 3 s", f"{stop:.2f} s", "", "",
-                      verdict(stop, lambda v: v <= 3.0)])
+        for muxer, runs in by_muxer.items():
+            stop = statistics.median(r["stop_to_finished_s"] for r in runs)
+            table.append([f"Stop → finished, {length} {muxer.upper()} to the bucket", "≤ 2 s",
+                          f"{stop:.2f} s", "", "", verdict(stop, lambda v: v <= 2.0)])
     if "concurrent" in res:
         conc = res["concurrent"]
         ds = [ft.num(r["distinct_ratio"]) for r in conc["recordings"]]
@@ -261,10 +295,32 @@ def build_table(res: dict) -> list[list[str]]:
                       ", ".join(f"{x:.2f} s" for x in lost) or "-", "", "",
                       verdict(worst, lambda v: v <= 5.0)])
     for size, row in res.get("large", {}).items():
-        table.append([f"{size}: distinct, p95, CPU-s/min, PSS", "reported",
+        d, p95 = ft.num(row["distinct_ratio"]), ft.num(row["p95_error_ms"])
+        full_hd = size.startswith("1920")
+        met = None if d is None or p95 is None else (d >= 0.999 and p95 <= 5.0)
+        table.append([f"{size}: distinct, p95, CPU-s/min, PSS", "≥ 0.999, ≤ 5 ms" if full_hd else "reported",
                       f"{ft.fmt('{:.4f}', row['distinct_ratio'])}, {ft.fmt('{:.1f}', row['p95_error_ms'])} ms, "
                       f"{ft.fmt('{:.0f}', row['cpu_s_per_min'])}, {ft.fmt('{:.0f}', row['peak_pss_mb'])} MB",
+                      "", "", verdict(met, bool) if full_hd else "-"])
+    if "av" in res:
+        canvas = res["av"].get("av_sync.html", [])
+        errors = [r["mean_recorder_error_ms"] for r in canvas if r["mean_recorder_error_ms"] is not None]
+        # The beep's lead over the flash (ms, positive: sound first): in the file, and the page's
+        # own (it painted the flash that late after the instant it beeped for).
+        own = [r["mean_lateness_ms"] for r in canvas if r["mean_lateness_ms"] is not None]
+        recorded = [-r["mean_offset_ms"] for r in canvas]
+        worst = max((abs(e) for e in errors), default=None)
+        table.append(["A/V, canvas + WebAudio: recorded lead less the page's own, mean of each run",
+                      "within ±20 ms", ", ".join(f"{-e:+.1f} ms" for e in errors) or "-", "", "",
+                      verdict(worst, lambda v: v <= 20.0)])
+        table.append(["A/V, canvas + WebAudio: the beep's lead in the file, and the page's own, means", "-",
+                      f"{statistics.mean(recorded):+.1f} ms, {statistics.mean(own):+.1f} ms" if own else "-",
                       "", "", "-"])
+        element = [r["mean_offset_ms"] for r in res["av"].get("av_sync_video.html", [])]
+        worst = max((abs(e) for e in element), default=None)
+        table.append(["A/V, media element: offset, mean of each run", "within ±20 ms",
+                      ", ".join(f"{e:+.1f} ms" for e in element) or "-", "", "",
+                      verdict(worst, lambda v: v <= 20.0)])
     if "long" in res:
         row = res["long"]
         minutes = row["record"].get("pss_by_minute_mb") or []
@@ -273,9 +329,9 @@ def build_table(res: dict) -> list[list[str]]:
         table.append([f"{res['long_minutes']} min: PSS range of minutes 1 to {len(minutes) - 2}", "flat",
                       f"{min(steady):.0f}-{max(steady):.0f} MB" if steady else "-", "", "",
                       verdict(flat, lambda v: v <= 0.05 * max(steady))])
-        table.append([f"{res['long_minutes']} min: p95 error, CPU-s/min", "≤ 5 ms, ≤ 25",
+        table.append([f"{res['long_minutes']} min: p95 error, CPU-s/min", "≤ 10 ms",
                       f"{ft.fmt('{:.1f}', row['p95_error_ms'])} ms, {ft.fmt('{:.1f}', row['cpu_s_per_min'])}",
-                      "", "", verdict(ft.num(row["p95_error_ms"]), lambda v: v <= 5.0)])
+                      "", "", verdict(ft.num(row["p95_error_ms"]), lambda v: v <= 10.0)])
     return table
 
 
@@ -333,7 +389,12 @@ def parse_args(argv=None):
     p.add_argument("--runs", type=int, default=3, help="720p recordings per recorder (default 3)")
     p.add_argument("--recorders", default=",".join(RECORDERS),
                    help="which of pagecast,x11grab,puppeteer to run side by side (default: all three)")
-    p.add_argument("--delivery-runs", type=int, default=3, help="Start/Stop runs through the API (default 3)")
+    p.add_argument("--delivery-runs", type=int, default=2,
+                   help="Start/Stop runs through the API, for each of MP4 and HLS (default 2)")
+    p.add_argument("--delivery-seconds", type=float, default=30,
+                   help="length of each delivery recording; the target is for 600 (default 30)")
+    p.add_argument("--av-runs", type=int, default=2,
+                   help="A/V sync recordings of --seconds per page; 0 skips them (default 2)")
     p.add_argument("--describe-runs", type=int, default=3, help="Describe load runs of 10 s (default 3)")
     p.add_argument("--large-seconds", type=float, default=20,
                    help="length of the 1080p and 1440p recordings; 0 skips them (default 20)")
@@ -342,7 +403,7 @@ def parse_args(argv=None):
     p.add_argument("--long-minutes", type=float, default=0,
                    help="also record this many minutes in one go (memory flatness); default 0 = skip")
     p.add_argument("--skip", default="", help="comma-separated sections to leave out: "
-                                              "side-by-side,concurrent,delivery,describe,takeover,large")
+                                              "side-by-side,concurrent,delivery,describe,takeover,large,av")
     p.add_argument("--out-dir", type=Path, help="where videos, logs and results go (default: a new temp dir)")
     opts = p.parse_args(argv)
     opts.recorders = [r for r in opts.recorders.split(",") if r]
@@ -350,7 +411,7 @@ def parse_args(argv=None):
     if unknown or not opts.recorders:
         p.error(f"--recorders takes a comma-separated subset of {','.join(RECORDERS)}")
     opts.skip = {s for s in opts.skip.split(",") if s}
-    sections = {"side-by-side", "concurrent", "delivery", "describe", "takeover", "large"}
+    sections = {"side-by-side", "concurrent", "delivery", "describe", "takeover", "large", "av"}
     if opts.skip - sections:
         p.error(f"--skip takes a comma-separated subset of {','.join(sorted(sections))}")
     if opts.runs < 1 or opts.seconds <= 0:
@@ -397,6 +458,7 @@ def main(argv=None) -> int:
             res["concurrent"] = concurrent(opts)
         if "delivery" not in opts.skip:
             print("Start -> first frame, Stop -> finished:", file=sys.stderr)
+            res["delivery_seconds"] = opts.delivery_seconds
             res["delivery"] = delivery(opts)
         if "describe" not in opts.skip:
             print("Describe under load:", file=sys.stderr)
@@ -410,6 +472,9 @@ def main(argv=None) -> int:
                 f"{w}×{h}": one_recording(opts, "pagecast", f"{w}x{h}", opts.large_seconds, w, h)
                 for w, h in ((1920, 1080), (2560, 1440))
             }
+        if "av" not in opts.skip and opts.av_runs > 0:
+            print("A/V sync:", file=sys.stderr)
+            res["av"] = av(opts)
         if opts.long_minutes > 0:
             print(f"{opts.long_minutes} minutes in one go:", file=sys.stderr)
             res["long_minutes"] = opts.long_minutes

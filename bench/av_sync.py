@@ -40,6 +40,36 @@ def load() -> str:
         return "?"
 
 
+def one_run(pagecast: str, url: str, out: Path, seconds: float) -> dict:
+    """Records `url` to `out` with sound and measures it: `pagecast analyze --av-sync`'s report,
+    plus the signed mean of the recorder's errors and of the page's lateness over the flashes
+    whose lateness the page's clock strip tells (None for a page without one)."""
+    before = load()
+    rec = subprocess.run([pagecast, "record", url, "-o", str(out), "-q", "--duration", str(seconds)],
+                         capture_output=True, text=True)
+    if rec.returncode != 0:
+        raise RuntimeError(f"{url}: record failed: {rec.stderr.strip()}")
+    ana = subprocess.run([pagecast, "analyze", "--av-sync", "--json", str(out)],
+                         capture_output=True, text=True, check=True)
+    r = json.loads(ana.stdout)
+    late = [p for p in r["pairs"] if p["lateness_ms"] is not None]
+    r["load_before"] = before
+    r["mean_lateness_ms"] = statistics.mean(p["lateness_ms"] for p in late) if late else None
+    r["mean_recorder_error_ms"] = (statistics.mean(p["offset_ms"] + p["lateness_ms"] for p in late)
+                                   if late else (r["mean_offset_ms"] if r["pairs"] else None))
+    return r
+
+
+def summary_line(r: dict) -> str:
+    line = (f"(load {r['load_before']}): {len(r['pairs'])} pairs, mean {r['mean_offset_ms']:+.1f} ms, "
+            f"mean |offset| {r['mean_abs_offset_ms']:.1f} ms, median |offset| {r['median_abs_offset_ms']:.1f} ms, "
+            f"max |offset| {r['max_abs_offset_ms']:.1f} ms")
+    if r["mean_lateness_ms"] is not None:
+        line += (f"; the page's own lead {r['mean_lateness_ms']:+.1f} ms, "
+                 f"recorder error mean {r['mean_recorder_error_ms']:+.1f} ms")
+    return line
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--pagecast", default="target/release/pagecast")
@@ -53,28 +83,15 @@ def main() -> int:
             offsets: list[float] = []
             errors: list[float] = []
             for run in range(args.runs):
-                out = Path(tmp) / f"{page}.{run}.mp4"
-                before = load()
-                rec = subprocess.run(
-                    [args.pagecast, "record", f"{base}/{page}", "-o", str(out), "-q",
-                     "--duration", str(args.seconds)],
-                    capture_output=True, text=True)
-                if rec.returncode != 0:
-                    print(f"{page} run {run}: record failed: {rec.stderr.strip()}", file=sys.stderr)
+                try:
+                    r = one_run(args.pagecast, f"{base}/{page}", Path(tmp) / f"{run}.mp4", args.seconds)
+                except RuntimeError as e:
+                    print(f"{page} run {run}: {e}", file=sys.stderr)
                     return 1
-                ana = subprocess.run(
-                    [args.pagecast, "analyze", "--av-sync", "--json", str(out)],
-                    capture_output=True, text=True, check=True)
-                r = json.loads(ana.stdout)
-                offs = [p["offset_ms"] for p in r["pairs"]]
-                errs = [p["offset_ms"] + (p["lateness_ms"] or 0) for p in r["pairs"]
-                        if p["lateness_ms"] is not None]
-                offsets += offs
-                errors += errs
-                print(f"{page} run {run} (load {before}): {len(offs)} pairs, "
-                      f"mean {r['mean_offset_ms']:+.1f} ms, mean |offset| {r['mean_abs_offset_ms']:.1f} ms, "
-                      f"median |offset| {r['median_abs_offset_ms']:.1f} ms, max |offset| {r['max_abs_offset_ms']:.1f} ms"
-                      + (f"; recorder error mean {statistics.mean(errs):+.1f} ms" if errs else ""))
+                offsets += [p["offset_ms"] for p in r["pairs"]]
+                errors += [p["offset_ms"] + p["lateness_ms"] for p in r["pairs"]
+                           if p["lateness_ms"] is not None]
+                print(f"{page} run {run} {summary_line(r)}")
             if not offsets:
                 continue
             ab = [abs(o) for o in offsets]
