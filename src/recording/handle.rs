@@ -9,7 +9,7 @@ use tracing::info;
 use super::engine::{AbortOnDrop, Engine};
 use super::{
     CaptureBackend, Origin, Outcome, Progress, RecordError, RecordOptions, Recording,
-    RecordingEvent, capture, grab, i420, launch_gate, profile,
+    RecordingEvent, capture, grab, i420, profile,
 };
 use crate::audio::AudioCapture;
 use crate::browser::{BrowserError, BrowserSession, ScreencastSettings, VirtualDisplay};
@@ -32,8 +32,6 @@ impl Recording {
     /// Launches the browser, loads the page and starts capturing (or waiting for
     /// `window.startRecord()`). Fails if the browser cannot start or the page cannot load.
     pub async fn start(mut opts: RecordOptions) -> Result<Recording, RecordError> {
-        // Recordings of this machine launching beside this one: it begins when they have loaded.
-        let launching = launch_gate::Launching::enter();
         // Declared before the browser, so dropped after it on every early return.
         profile::remove_stale(&opts.work_dir);
         let profile = profile::ProfileDir::create(&opts.work_dir, None)?;
@@ -118,7 +116,6 @@ impl Recording {
             }));
         }
         loaded?;
-        launching.begin(launch_gate::MAX_WAIT).await;
         // Frames the recorder has not taken yet: about a second's worth, then they are dropped.
         let (frame_tx, frames) = mpsc::channel::<Frame>(match opts.capture.backend {
             CaptureBackend::Screencast => opts.fps as usize * 2,

@@ -16,7 +16,6 @@ mod engine_loop;
 mod grab;
 mod handle;
 mod i420;
-mod launch_gate;
 mod memory;
 mod options;
 mod paint_phase;
