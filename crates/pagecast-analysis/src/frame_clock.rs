@@ -103,6 +103,9 @@ pub struct TimingReport {
     pub longest_freeze_ms: f64,
     /// Forward jumps in painted time that split the recording into separately aligned runs.
     pub gaps: Vec<Gap>,
+    /// Indices of the frames that show the same value as the decoded frame before them (where
+    /// the distinct ratio's misses are).
+    pub repeated_frames: Vec<usize>,
 }
 
 /// One decoded frame: its index in the full sequence and its unwrapped painted time in ms.
@@ -184,11 +187,14 @@ pub fn analyze(values: &[Option<u32>], fps: f64) -> TimingReport {
 
     // Distinct ratio over adjacent decoded pairs.
     let (mut pairs, mut differing) = (0usize, 0usize);
-    for w in values.windows(2) {
+    let mut repeated_frames = Vec::new();
+    for (i, w) in values.windows(2).enumerate() {
         if let [Some(a), Some(b)] = w {
             pairs += 1;
             if a != b {
                 differing += 1;
+            } else {
+                repeated_frames.push(i + 1);
             }
         }
     }
@@ -209,6 +215,7 @@ pub fn analyze(values: &[Option<u32>], fps: f64) -> TimingReport {
             drift: f64::NAN,
             longest_freeze_ms: f64::NAN,
             gaps: Vec::new(),
+            repeated_frames,
         };
     }
     let period = 1000.0 / fps;
@@ -298,6 +305,7 @@ pub fn analyze(values: &[Option<u32>], fps: f64) -> TimingReport {
         drift,
         longest_freeze_ms,
         gaps,
+        repeated_frames,
     }
 }
 
@@ -418,6 +426,7 @@ mod tests {
         assert!(r.distinct_ratio < 1.0);
         // 4 repeated pairs among 296 adjacent decoded pairs.
         assert!((r.distinct_ratio - 292.0 / 296.0).abs() < 1e-12);
+        assert_eq!(r.repeated_frames, vec![101, 102, 103, 104]);
         // The stall shows up as timing error of up to four frame periods.
         assert!(r.max_error_ms >= 4.0 * 1000.0 / 30.0 - 17.0);
         assert!(r.gaps.is_empty());

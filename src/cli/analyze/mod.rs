@@ -123,6 +123,7 @@ pub async fn run(args: AnalyzeArgs) -> anyhow::Result<ExitCode> {
             "drift": num(r.drift),
             "longest_freeze_ms": num(r.longest_freeze_ms),
             "gaps": gaps,
+            "repeated_frames": r.repeated_frames,
             "duration_s": num(duration_s),
             "fps": num(fps),
         });
