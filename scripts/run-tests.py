@@ -145,8 +145,7 @@ class Runner:
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--jobs", type=int, default=int(os.environ.get("PAGECAST_TEST_JOBS", "2")),
-                        help="tests run at once in the pool (PAGECAST_TEST_JOBS, default 2)")
+    parser.add_argument("--jobs", type=int, default=2, help="tests run at once in the pool (2)")
     parser.add_argument("--only", default="",
                         help="comma-separated binaries to run, e.g. `capture,cli` (default: all)")
     args = parser.parse_args()
