@@ -453,9 +453,13 @@ pub const RECORDING_STARTED: &str = "recording started";
 /// One lock per test binary for tests whose bounds are timing figures (freezes, lost time, A/V
 /// offsets, takeover gaps, capture rates): such a test takes it [alone](alone), every other test
 /// of its file that runs a recording takes it [beside others](beside_others). Under
-/// `--test-threads=2` a timing test then never shares the 2 cores with another recording of its
-/// binary (the binaries themselves run one after another), so its bounds can stay near the
-/// figures BENCHMARKS.md measures instead of widening for load the suite itself makes.
+/// `cargo test -- --test-threads=2` a timing test then never shares the 2 cores with another
+/// recording of its binary (the binaries themselves run one after another), so its bounds can
+/// stay near the figures BENCHMARKS.md measures instead of widening for load the suite itself
+/// makes. `scripts/run-tests.py` (the test command) runs each test as a process of its own, two
+/// at a time across binaries, and every test that begins with `let _machine = alone();` in a
+/// phase of its own with nothing else running (it finds them by that statement and refuses any
+/// other call of `alone()`).
 static MACHINE: std::sync::RwLock<()> = std::sync::RwLock::new(());
 
 /// For a timing-sensitive test: no other test of this binary runs while the guard lives.
