@@ -316,11 +316,14 @@ def build_table(res: dict) -> list[list[str]]:
         table.append(["A/V, canvas + WebAudio: the beep's lead in the file, and the page's own, means", "-",
                       f"{statistics.mean(recorded):+.1f} ms, {statistics.mean(own):+.1f} ms" if own else "-",
                       "", "", "-"])
+        # Its flashes change on a phase fixed to the frame grid, so each run's mean is one draw
+        # of the grid's ±16.7 ms rounding: the target is on the mean over runs (the +3 ms of
+        # 2026-12-02 was a mean over five).
         element = [r["mean_offset_ms"] for r in res["av"].get("av_sync_video.html", [])]
-        worst = max((abs(e) for e in element), default=None)
-        table.append(["A/V, media element: offset, mean of each run", "within ±20 ms",
-                      ", ".join(f"{e:+.1f} ms" for e in element) or "-", "", "",
-                      verdict(worst, lambda v: v <= 20.0)])
+        overall = statistics.mean(element) if element else None
+        table.append(["A/V, media element: offset, mean over runs (each run)", "within ±20 ms",
+                      f"{overall:+.1f} ms ({', '.join(f'{e:+.1f}' for e in element)})" if element else "-",
+                      "", "", verdict(overall, lambda v: abs(v) <= 20.0)])
     if "long" in res:
         row = res["long"]
         minutes = row["record"].get("pss_by_minute_mb") or []

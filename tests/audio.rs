@@ -24,25 +24,29 @@ use common::*;
 /// error is its offset.
 ///
 /// Target (BENCHMARKS.md, A/V sync): mean <= 20 ms, max <= 45 ms. What a 30 fps file cannot
-/// avoid: a picture stands for its whole 33.3 ms slot, so a flash shows up to half a slot
-/// (16.7 ms) before or after it was painted, and the same amount for every flash of a recording
-/// whose page paints at 30 Hz on a phase fixed to the slot grid (BENCHMARKS.md: per-run means
-/// −14 and +13 ms, 2026-12-07). The margin over the target is for a loaded 2-core CI run of the
-/// debug build (the tests run one at a time, below): 5 ms on the means, one 60 Hz paint
-/// (16.7 ms, a flash shown one paint late) on the max. What they catch is what a recorder gets
+/// avoid: a picture stands for its whole 33.3 ms slot, so a change shows up to half a slot
+/// (16.7 ms) before or after it reached the screen, and by the same amount for every flash of a
+/// recording when the page (or the media element's frames) change on a phase fixed to the slot
+/// grid, as at 30 Hz here: so each recording's mean is one draw from +-16.7 ms plus the
+/// recorder's own error. Measured per-run means (BENCHMARKS.md, release build, idle 2-core
+/// machine, 2026-12-07): canvas -3.9, +13.6, +0.3 ms; media element -12.1, +20.1, -10.1 ms (and
+/// +33.9 ms once while a build ran beside it). So the limits on the means are the grid's 16.7 ms
+/// plus 13 ms: a constant shift of that much beyond the grid's worst fails. The max allows the
+/// target plus one 60 Hz paint (16.7 ms, a flash shown one paint late). The tests run with
+/// nothing else on the machine (scripts/run-tests.py). What they catch is what a recorder gets
 /// wrong: a constant shift (a wrong clock, the monitor's 1.5-2 s start-up delay, a fixed
 /// correction), drift, or sound cut at the wrong place after a pause or reload, each of which
 /// is tens to hundreds of ms. On a machine saturated by other work (load 9-23 on 2 cores,
 /// docs/benchmarks/notebook.md) Chromium itself falls out of step and these fail.
 ///
 /// Mean |error| of either page.
-const MEAN_ABS_LIMIT_MS: f64 = 25.0;
+const MEAN_ABS_LIMIT_MS: f64 = 30.0;
 /// Max |error| of either page.
 const MAX_ABS_LIMIT_MS: f64 = 62.0;
 /// Mean signed error: no constant shift.
-const MEAN_LIMIT_MS: f64 = 25.0;
+const MEAN_LIMIT_MS: f64 = 30.0;
 /// Median |error| of a stretch of a recording (after a resume): as the mean.
-const MEDIAN_LIMIT_MS: f64 = 25.0;
+const MEDIAN_LIMIT_MS: f64 = 30.0;
 
 /// The tests in this file run one at a time even under `--test-threads=2`: each records with
 /// Chromium, and two at once on a 2-core machine measure the machine, not the recorder.
