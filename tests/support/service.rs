@@ -182,8 +182,8 @@ fn redis_reachable(url: &str) -> bool {
     std::net::TcpStream::connect(host_port).is_ok()
 }
 
-/// Waits (until `deadline`) until serve's API answers a Describe with something other than 503
-/// (it has reached Redis); on failure, why (with serve's log when it exited).
+/// Waits (until `deadline`) until serve's API answers a Describe with something other than
+/// ServiceUnavailable (it has reached Redis); on failure, why (with serve's log when it exited).
 fn wait_api_ready(
     serve: &mut Proc,
     port: u16,
@@ -199,7 +199,9 @@ fn wait_api_ready(
             ));
         }
         let (status, body) = describe_status(&url, &uuid::Uuid::new_v4().to_string());
-        if status != 503 {
+        // web-record's compatibility mode answers every error with HTTP 200 and the code in
+        // the body.
+        if status != 503 && body["ErrorCode"] != "ServiceUnavailable" {
             return Ok(());
         }
         if Instant::now() > deadline {
