@@ -304,7 +304,7 @@ def build_table(res: dict) -> list[list[str]]:
                       "", "", verdict(met, bool) if full_hd else "-"])
     if "av" in res:
         canvas = res["av"].get("av_sync.html", [])
-        errors = [r["mean_recorder_error_ms"] for r in canvas if r["mean_recorder_error_ms"] is not None]
+        errors = [r["mean_recorder_error_ms"] for r in canvas if r["pairs"]]
         # The beep's lead over the flash (ms, positive: sound first): in the file, and the page's
         # own (it painted the flash that late after the instant it beeped for).
         own = [r["mean_lateness_ms"] for r in canvas if r["mean_lateness_ms"] is not None]

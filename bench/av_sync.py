@@ -42,8 +42,8 @@ def load() -> str:
 
 def one_run(pagecast: str, url: str, out: Path, seconds: float) -> dict:
     """Records `url` to `out` with sound and measures it: `pagecast analyze --av-sync`'s report,
-    plus the signed mean of the recorder's errors and of the page's lateness over the flashes
-    whose lateness the page's clock strip tells (None for a page without one)."""
+    plus the mean of the page's lateness over the flashes whose lateness the page's clock strip
+    tells (None for a page without one)."""
     before = load()
     rec = subprocess.run([pagecast, "record", url, "-o", str(out), "-q", "--duration", str(seconds)],
                          capture_output=True, text=True)
@@ -55,8 +55,6 @@ def one_run(pagecast: str, url: str, out: Path, seconds: float) -> dict:
     late = [p for p in r["pairs"] if p["lateness_ms"] is not None]
     r["load_before"] = before
     r["mean_lateness_ms"] = statistics.mean(p["lateness_ms"] for p in late) if late else None
-    r["mean_recorder_error_ms"] = (statistics.mean(p["offset_ms"] + p["lateness_ms"] for p in late)
-                                   if late else (r["mean_offset_ms"] if r["pairs"] else None))
     return r
 
 
@@ -89,8 +87,7 @@ def main() -> int:
                     print(f"{page} run {run}: {e}", file=sys.stderr)
                     return 1
                 offsets += [p["offset_ms"] for p in r["pairs"]]
-                errors += [p["offset_ms"] + p["lateness_ms"] for p in r["pairs"]
-                           if p["lateness_ms"] is not None]
+                errors += [p["recorder_error_ms"] for p in r["pairs"] if p["lateness_ms"] is not None]
                 print(f"{page} run {run} {summary_line(r)}")
             if not offsets:
                 continue

@@ -82,7 +82,7 @@ fn errors_after(r: &serde_json::Value, from_s: f64) -> Vec<f64> {
         .unwrap()
         .iter()
         .filter(|p| f(p, "flash_s") >= from_s)
-        .map(|p| f(p, "offset_ms") + p["lateness_ms"].as_f64().unwrap_or(0.0))
+        .map(|p| f(p, "recorder_error_ms"))
         .collect()
 }
 

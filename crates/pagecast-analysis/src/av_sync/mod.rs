@@ -41,6 +41,9 @@ pub struct Pair {
     pub offset_ms: f64,
     /// How late the page painted the flash, ms (from its clock strip), when readable.
     pub lateness_ms: Option<f64>,
+    /// offset + lateness (the offset when the lateness is unknown), ms: the recorder's own
+    /// error, the page's own lead taken out.
+    pub recorder_error_ms: f64,
 }
 
 /// Everything measured in one file.
@@ -206,11 +209,13 @@ pub fn summarise(flashes: &[(f64, Option<f64>)], beeps: &[f64]) -> Summary {
                     .partial_cmp(&(*b - flash_s).abs())
                     .unwrap_or(std::cmp::Ordering::Equal)
             })?;
+            let offset_ms = (beep_s - flash_s) * 1000.0;
             ((beep_s - flash_s).abs() <= MAX_PAIR_DISTANCE).then_some(Pair {
                 flash_s,
                 beep_s,
-                offset_ms: (beep_s - flash_s) * 1000.0,
+                offset_ms,
                 lateness_ms,
+                recorder_error_ms: offset_ms + lateness_ms.unwrap_or(0.0),
             })
         })
         .collect();
@@ -218,10 +223,7 @@ pub fn summarise(flashes: &[(f64, Option<f64>)], beeps: &[f64]) -> Summary {
     let mean = pairs.iter().map(|p| p.offset_ms).sum::<f64>() / n;
     let mean_abs = pairs.iter().map(|p| p.offset_ms.abs()).sum::<f64>() / n;
     let max_abs = pairs.iter().map(|p| p.offset_ms.abs()).fold(0.0, f64::max);
-    let errors: Vec<f64> = pairs
-        .iter()
-        .map(|p| p.offset_ms + p.lateness_ms.unwrap_or(0.0))
-        .collect();
+    let errors: Vec<f64> = pairs.iter().map(|p| p.recorder_error_ms).collect();
     Summary {
         err_mean: errors.iter().sum::<f64>() / n,
         err_mean_abs: errors.iter().map(|e| e.abs()).sum::<f64>() / n,
