@@ -186,18 +186,17 @@ pub fn analyze(values: &[Option<u32>], fps: f64) -> TimingReport {
     let decoded = samples.len();
 
     // Distinct ratio over adjacent decoded pairs.
-    let (mut pairs, mut differing) = (0usize, 0usize);
+    let mut pairs = 0usize;
     let mut repeated_frames = Vec::new();
     for (i, w) in values.windows(2).enumerate() {
         if let [Some(a), Some(b)] = w {
             pairs += 1;
-            if a != b {
-                differing += 1;
-            } else {
+            if a == b {
                 repeated_frames.push(i + 1);
             }
         }
     }
+    let differing = pairs - repeated_frames.len();
     let distinct_ratio = if pairs == 0 {
         f64::NAN
     } else {
