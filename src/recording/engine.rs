@@ -120,6 +120,9 @@ impl Engine {
 
     /// A slot's frame with the sound played from its instant on, for exactly its duration.
     pub(super) fn slot_media(&self, slot: crate::media::pacer::SlotFrame) -> SlotMedia {
+        if slot.slot.is_multiple_of(300) {
+            tracing::trace!(target: "pagecast::timing", slot = slot.slot, instant = slot.instant, "slot");
+        }
         let pcm = self
             .audio
             .as_ref()
