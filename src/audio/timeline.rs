@@ -22,7 +22,16 @@
 //! instant of a video slot), with silence wherever nothing was captured. Consecutive requests
 //! continue from where the previous one ended as long as the requested instant agrees with it
 //! within [`CONTINUITY`], so a continuous recording has no seams; a pause (whose resume makes
-//! the instants jump) or a re-anchoring is a cut at exactly the requested instant.
+//! the instants jump) is a cut at exactly the requested instant.
+//!
+//! Continuing alone would fix the sound's place at the first request for the whole recording,
+//! while the stream does not keep exact time: a null sink advances its clock by each rendered
+//! chunk's length rounded down to whole microseconds, so with a browser feeding it chunks of odd
+//! lengths it consumes samples tens of ppm faster than real time (65 ppm measured here: 117 ms
+//! in 30 minutes, the sound ever later against the picture). So where the stream index a request
+//! continues from and the index the current estimate of `t0` gives differ by more than
+//! [`SLEW_DEADBAND`] (8 ms), the request skips or repeats up to [`SLEW_STEP`] samples to close
+//! the gap: a slew of up to 1250 ppm at 30 fps, one inaudible sample at a time, not a seam.
 
 use std::collections::VecDeque;
 
@@ -39,6 +48,13 @@ pub(crate) const ANCHOR_WINDOW: f64 = 10.0;
 /// A request whose instant is within this many seconds of where the previous one ended continues
 /// from there (no seam).
 pub(crate) const CONTINUITY: f64 = 0.004;
+/// Samples by which a continuing request may be off the estimate before it is moved (8 ms).
+/// The estimate itself moves by up to 6 ms for ten seconds after a browser's stream joins the
+/// sink (measured: its rewinds deliver a few blocks early), which is not worth following; a
+/// drift of tens of ppm is, once it adds up to this.
+pub(crate) const SLEW_DEADBAND: i64 = 384;
+/// Samples a continuing request may skip or repeat to move toward the estimate.
+pub(crate) const SLEW_STEP: i64 = 2;
 /// Seconds of captured audio kept behind the newest sample.
 pub(crate) const HISTORY: f64 = 12.0;
 
@@ -137,9 +153,10 @@ impl AudioTimeline {
         let Some(t0) = self.t0() else {
             return out;
         };
+        let estimate = ((start - t0) * f64::from(RATE)).round() as i64;
         let from = match self.cursor {
-            Some((index, at)) if (at - start).abs() <= CONTINUITY => index as i64,
-            _ => ((start - t0) * f64::from(RATE)).round() as i64,
+            Some((index, at)) if (at - start).abs() <= CONTINUITY => slew(index as i64, estimate),
+            _ => estimate,
         };
         let end = from + n as i64;
         self.cursor = Some((end.max(0) as u64, start + n as f64 / f64::from(RATE)));
@@ -160,6 +177,17 @@ impl AudioTimeline {
     /// Chunks received so far.
     pub(crate) fn chunks(&self) -> u64 {
         self.chunks
+    }
+}
+
+/// Where a continuing request starts: where the previous one ended, moved by at most
+/// [`SLEW_STEP`] samples toward `estimate` when it is more than [`SLEW_DEADBAND`] away.
+fn slew(continued: i64, estimate: i64) -> i64 {
+    let gap = estimate - continued;
+    if gap.abs() > SLEW_DEADBAND {
+        continued + gap.clamp(-SLEW_STEP, SLEW_STEP)
+    } else {
+        continued
     }
 }
 
@@ -311,5 +339,44 @@ mod tests {
             "{}",
             tl.t0().unwrap() - T0
         );
+    }
+
+    #[test]
+    fn slew_moves_toward_the_estimate_in_small_steps() {
+        assert_eq!(slew(1000, 1000 + SLEW_DEADBAND), 1000);
+        assert_eq!(slew(1000, 1000 - SLEW_DEADBAND), 1000);
+        assert_eq!(slew(1000, 1000 + SLEW_DEADBAND + 1), 1000 + SLEW_STEP);
+        assert_eq!(slew(1000, 1000 - SLEW_DEADBAND - 1), 1000 - SLEW_STEP);
+    }
+
+    #[test]
+    fn a_stream_that_runs_fast_stays_in_place() {
+        // A sink that renders 10 ms blocks (value = block number mod 1000) 600 ppm faster than
+        // real time, each arriving 1 ms after it is rendered, recorded at 30 fps for 100 s.
+        // Continuing from the first request alone would put the sound 60 ms late by the end.
+        const PPM: f64 = 600e-6;
+        let block = 0.010 * (1.0 - PPM);
+        let mut tl = AudioTimeline::new();
+        let mut next_block = 0usize;
+        let mut worst_ms: f64 = 0.0;
+        for slot in 0..3000u64 {
+            let instant = T0 + 1.0 + slot as f64 / 30.0;
+            // Everything rendered up to 200 ms after the slot's instant has arrived.
+            while T0 + next_block as f64 * block < instant + 0.2 {
+                let due = T0 + next_block as f64 * block;
+                tl.push(&chunk(480, (next_block % 1000) as i16), due + 0.001);
+                next_block += 1;
+            }
+            let got = values(&tl.take(instant, samples_for_slot(slot, 30)));
+            // The block that was playing at the instant (the estimate is 1 ms late: the delivery).
+            let playing = ((instant - 0.001 - T0) / block).floor() as i64;
+            let blocks = (i64::from(got[0]) - playing).rem_euclid(1000);
+            let off = if blocks > 500 { blocks - 1000 } else { blocks } as f64 * 10.0;
+            if slot > 300 {
+                worst_ms = worst_ms.max(off.abs());
+            }
+        }
+        // One block either way: the first sample of a slot may sit on a block's edge.
+        assert!(worst_ms <= 10.0, "sound off by {worst_ms} ms");
     }
 }
