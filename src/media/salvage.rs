@@ -5,6 +5,11 @@
 //! The file is cut where both streams are whole (the last video frame, which may have been
 //! written only in part, is dropped; the sound ends with the picture), rewritten with its
 //! timestamps unchanged, and added to its encoder's segment list like a segment ffmpeg completed.
+//!
+//! The muxer holds sound back to fill whole PES packets, so a segment killed early can hold
+//! pictures and no sound yet (seven frames in a 200 KiB cut of a 720p segment). Its sound track
+//! then has no parameters to copy; it is written as silence of the segments' own format instead,
+//! so the pictures are kept and the segment still joins the others.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -42,8 +47,14 @@ pub(crate) fn find_unfinished(dir: &Path) -> Option<(PathBuf, PathBuf, f64)> {
 /// One packet as ffprobe reports it: (is video, pts, duration), seconds.
 type Packet = (bool, f64, f64);
 
-/// Parses `ffprobe -show_entries packet=codec_type,pts_time,duration_time -of csv=p=0`
-/// (lines without times are skipped).
+/// Whether the listing of [`parse_packets`] names a sound stream (its stream lines are the codec
+/// type alone).
+fn has_audio_stream(text: &str) -> bool {
+    text.lines().any(|line| line.trim() == "audio")
+}
+
+/// Parses `ffprobe -show_entries packet=codec_type,pts_time,duration_time:stream=codec_type -of
+/// csv=p=0` (lines without times are skipped).
 fn parse_packets(text: &str) -> Vec<Packet> {
     text.lines()
         .filter_map(|line| {
@@ -122,7 +133,7 @@ pub async fn salvage_unfinished(
             "-f",
             "mpegts",
             "-show_entries",
-            "packet=codec_type,pts_time,duration_time",
+            "packet=codec_type,pts_time,duration_time:stream=codec_type",
             "-of",
             "csv=p=0",
         ]
@@ -139,44 +150,22 @@ pub async fn salvage_unfinished(
             return Ok(None);
         }
     };
-    let packets = parse_packets(&String::from_utf8_lossy(&listing));
+    let listing = String::from_utf8_lossy(&listing);
+    let packets = parse_packets(&listing);
     let Some((first, cut, frames_end)) = cut_point(&packets) else {
         debug!(segment = %name, packets = packets.len(), "the unfinished segment holds too little to keep");
         return Ok(None);
     };
+    let silence = has_audio_stream(&listing) && !packets.iter().any(|p| !p.0);
+    if silence {
+        debug!(segment = %name, "the unfinished segment holds no sound yet; it is kept with silence");
+    }
 
     // Rewritten with the same timestamps (no mux delay added), so it still continues the
     // segments before it on their encoder's clock.
     let scratch = crate::workdir::salvage_scratch(dir, &name);
-    run_capture(
-        "ffmpeg",
-        ffmpeg,
-        [
-            "-v",
-            "error",
-            "-y",
-            "-copyts",
-            "-f",
-            "mpegts",
-            "-i",
-            &segment.display().to_string(),
-            "-map",
-            "0",
-            "-c",
-            "copy",
-            "-muxdelay",
-            "0",
-            "-muxpreload",
-            "0",
-            "-to",
-            &format!("{cut:.6}"),
-            "-f",
-            "mpegts",
-            &scratch.display().to_string(),
-        ],
-        limit,
-    )
-    .await?;
+    let args = rewrite_args(&segment, &scratch, first, cut, silence);
+    run_capture("ffmpeg", ffmpeg, args, limit).await?;
     std::fs::rename(&scratch, &segment).map_err(MediaError::io(format!("replacing {name}")))?;
 
     let record = SegmentRecord {
@@ -186,6 +175,56 @@ pub async fn salvage_unfinished(
     };
     append_record(&list, &record)?;
     Ok(Some(record))
+}
+
+/// ffmpeg's arguments that rewrite `segment` into `scratch` up to `cut`, timestamps unchanged.
+/// With `silence`, the sound track is new silence from the first frame on (AAC's 1024 samples
+/// of priming are put before it), in the format the encoder writes.
+fn rewrite_args(
+    segment: &Path,
+    scratch: &Path,
+    first: f64,
+    cut: f64,
+    silence: bool,
+) -> Vec<String> {
+    let mut args: Vec<String> = ["-v", "error", "-y", "-copyts", "-f", "mpegts", "-i"]
+        .map(String::from)
+        .to_vec();
+    args.push(segment.display().to_string());
+    if silence {
+        let priming = 1024.0 / 48_000.0;
+        args.extend(["-itsoffset".to_string(), format!("{:.6}", first + priming)]);
+        args.extend(
+            [
+                "-f",
+                "lavfi",
+                "-i",
+                "anullsrc=r=48000:cl=stereo",
+                "-map",
+                "0:v",
+                "-map",
+                "1:a",
+                "-c:v",
+                "copy",
+                "-c:a",
+                "aac",
+                "-b:a",
+                super::encoder::AUDIO_BITRATE,
+                "-ar",
+                "48000",
+                "-ac",
+                "2",
+            ]
+            .map(String::from),
+        );
+    } else {
+        args.extend(["-map", "0", "-c", "copy"].map(String::from));
+    }
+    args.extend(["-muxdelay", "0", "-muxpreload", "0", "-to"].map(String::from));
+    args.push(format!("{cut:.6}"));
+    args.extend(["-f".to_string(), "mpegts".to_string()]);
+    args.push(scratch.display().to_string());
+    args
 }
 
 /// Appends `record` to a segment list in ffmpeg's format (on a line of its own, even when the
@@ -270,5 +309,95 @@ mod tests {
         assert!((frames_end - 5.521333).abs() < 1e-6, "{frames_end}");
         // Too little to keep.
         assert!(cut_point(&parse_packets("video,1.0,0.033\nvideo,1.033,0.033\n")).is_none());
+    }
+
+    fn probe_packets(file: &Path) -> Vec<Packet> {
+        let out = std::process::Command::new("ffprobe")
+            .args(["-v", "error", "-f", "mpegts", "-show_entries"])
+            .arg("packet=codec_type,pts_time,duration_time")
+            .args(["-of", "csv=p=0"])
+            .arg(file)
+            .output()
+            .unwrap();
+        parse_packets(&String::from_utf8_lossy(&out.stdout))
+    }
+
+    #[tokio::test]
+    async fn a_segment_killed_before_its_first_sound_keeps_its_pictures() {
+        // A 720p segment as the encoder writes it (H.264 without B-frames, AAC 48 kHz stereo),
+        // cut where pictures reached the disk and no sound did yet.
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        let full = d.join("full.ts");
+        let made = std::process::Command::new("ffmpeg")
+            .args([
+                "-v",
+                "error",
+                "-y",
+                "-f",
+                "lavfi",
+                "-i",
+                "testsrc2=s=1280x720:r=30",
+            ])
+            .args([
+                "-f",
+                "lavfi",
+                "-i",
+                "sine=r=48000",
+                "-t",
+                "2",
+                "-c:v",
+                "libx264",
+            ])
+            .args([
+                "-preset",
+                "ultrafast",
+                "-bf",
+                "0",
+                "-c:a",
+                "aac",
+                "-ac",
+                "2",
+            ])
+            .args(["-f", "mpegts"])
+            .arg(&full)
+            .status()
+            .unwrap();
+        assert!(made.success());
+        let bytes = std::fs::read(&full).unwrap();
+        let part = d.join("part.ts");
+        let mut cut_at = None;
+        for packets in (100..bytes.len() as u64 / TS_PACKET).step_by(50) {
+            std::fs::write(&part, &bytes[..(packets * TS_PACKET) as usize]).unwrap();
+            let p = probe_packets(&part);
+            if p.iter().any(|p| !p.0) {
+                break;
+            }
+            if p.iter().filter(|p| p.0).count() >= 4 {
+                cut_at = Some(packets * TS_PACKET);
+            }
+        }
+        let cut_at = cut_at.expect("no cut with pictures and no sound") as usize;
+        std::fs::write(d.join(segment_file_name(0)), &bytes[..cut_at]).unwrap();
+        std::fs::write(d.join(segment_list_name(0)), "").unwrap();
+
+        let kept = salvage_unfinished(d, Path::new("ffmpeg"), Path::new("ffprobe"))
+            .await
+            .unwrap()
+            .expect("the pictures are kept");
+        let p = probe_packets(&d.join(segment_file_name(0)));
+        let frames = p.iter().filter(|p| p.0).count();
+        let sound: Vec<&Packet> = p.iter().filter(|p| !p.0).collect();
+        assert!(frames >= 3, "{p:?}");
+        assert!(
+            (kept.seconds() - frames as f64 / 30.0).abs() < 0.01,
+            "{kept:?}"
+        );
+        // Silence as long as the pictures, starting with them.
+        let first_frame = p.iter().find(|p| p.0).unwrap().1;
+        let sound_end = sound.iter().map(|p| p.1 + p.2).fold(0.0, f64::max);
+        assert!(!sound.is_empty(), "no sound track: {p:?}");
+        assert!((sound[0].1 - first_frame).abs() < 0.002, "{p:?}");
+        assert!(sound_end >= first_frame + kept.seconds() - 0.025, "{p:?}");
     }
 }
