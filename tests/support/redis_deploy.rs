@@ -273,6 +273,26 @@ impl Server {
             .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
     }
 
+    /// `redis-cli` against this server reading `commands` (one per line, on one connection);
+    /// its raw output.
+    pub fn cli_stdin(&self, commands: &str) -> Vec<u8> {
+        use std::io::Write as _;
+        let mut child = tool("redis-cli")
+            .args(&self.cli)
+            .args(["-h", "127.0.0.1", "-p", &self.port.to_string()])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("redis-cli runs");
+        child
+            .stdin
+            .take()
+            .expect("its stdin")
+            .write_all(commands.as_bytes())
+            .expect("commands written");
+        child.wait_with_output().expect("redis-cli ends").stdout
+    }
+
     /// `redis-cli` against this server; panics when it fails.
     pub fn cli(&self, args: &[&str]) -> String {
         self.cli_try(args)
