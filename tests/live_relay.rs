@@ -96,10 +96,12 @@ fn a_pause_is_bridged_in_the_pushed_stream_without_a_jump() {
         "holes in the sound: {sound:?}"
     );
     // It spans the recording and the pause: 8 s recorded plus 4 s paused (the wall time of the
-    // run bounds it from above).
+    // run bounds it from above). Without the bridge it would span at most the 8 s recorded; the
+    // listener may miss the first second or so when the push connects on a loaded machine
+    // (11.00 s was measured once in the suite's pool), so more than 10.5 s shows the bridge.
     let span = video.last().unwrap().dts - video.first().unwrap().dts;
     assert!(
-        span > 11.0 && span < wall,
+        span > 10.5 && span < wall,
         "the stream spans {span:.2} s (run took {wall:.1} s)"
     );
     // The still picture starts with a keyframe; the recording's next segment too.
