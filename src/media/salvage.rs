@@ -16,6 +16,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use super::MediaError;
+use super::encoder::{AAC_FRAME, SAMPLE_RATE, aac_output_args, silence_source};
 use super::segments::{SegmentRecord, recorded_segments, segment_lists};
 use crate::process::run_capture;
 use crate::workdir::{segment_file_name, segment_list_number, segment_number};
@@ -192,31 +193,12 @@ fn rewrite_args(
         .to_vec();
     args.push(segment.display().to_string());
     if silence {
-        let priming = 1024.0 / 48_000.0;
+        let priming = f64::from(AAC_FRAME) / f64::from(SAMPLE_RATE);
         args.extend(["-itsoffset".to_string(), format!("{:.6}", first + priming)]);
-        args.extend(
-            [
-                "-f",
-                "lavfi",
-                "-i",
-                "anullsrc=r=48000:cl=stereo",
-                "-map",
-                "0:v",
-                "-map",
-                "1:a",
-                "-c:v",
-                "copy",
-                "-c:a",
-                "aac",
-                "-b:a",
-                super::encoder::AUDIO_BITRATE,
-                "-ar",
-                "48000",
-                "-ac",
-                "2",
-            ]
-            .map(String::from),
-        );
+        args.extend(["-f", "lavfi", "-i"].map(String::from));
+        args.push(silence_source());
+        args.extend(["-map", "0:v", "-map", "1:a", "-c:v", "copy"].map(String::from));
+        args.extend(aac_output_args());
     } else {
         args.extend(["-map", "0", "-c", "copy"].map(String::from));
     }

@@ -72,7 +72,34 @@ impl Default for EncoderSettings {
 /// The file descriptor ffmpeg reads PCM from.
 pub(super) const AUDIO_FD: i32 = 3;
 /// AAC bit rate.
-pub(crate) const AUDIO_BITRATE: &str = "128k";
+const AUDIO_BITRATE: &str = "128k";
+/// The sound's sample rate, in and out (stereo, like the capture's sink).
+pub(crate) const SAMPLE_RATE: u32 = 48_000;
+/// Samples in one AAC frame; the encoder primes its sound with one frame before the first.
+pub(crate) const AAC_FRAME: u32 = 1024;
+
+/// ffmpeg's output arguments for the sound track every encoder of a recording writes (the live
+/// encoder, the still clips of a live pause, a salvaged segment's silence), so they all join.
+pub(crate) fn aac_output_args() -> Vec<String> {
+    let rate = SAMPLE_RATE.to_string();
+    [
+        "-c:a",
+        "aac",
+        "-b:a",
+        AUDIO_BITRATE,
+        "-ar",
+        &rate,
+        "-ac",
+        "2",
+    ]
+    .map(String::from)
+    .to_vec()
+}
+
+/// An ffmpeg lavfi source of silence in the sound's format.
+pub(crate) fn silence_source() -> String {
+    format!("anullsrc=r={SAMPLE_RATE}:cl=stereo")
+}
 
 /// The ffmpeg arguments for a live encoder (public for tests and documentation).
 pub fn encoder_args(
@@ -122,20 +149,9 @@ pub fn encoder_args(
     args.push(fps.to_string());
     args.extend(["-i", "-"].map(String::from));
     if s.audio {
-        args.extend(
-            [
-                "-thread_queue_size",
-                "64",
-                "-f",
-                "s16le",
-                "-ar",
-                "48000",
-                "-ac",
-                "2",
-                "-i",
-            ]
-            .map(String::from),
-        );
+        args.extend(["-thread_queue_size", "64", "-f", "s16le", "-ar"].map(String::from));
+        args.push(SAMPLE_RATE.to_string());
+        args.extend(["-ac", "2", "-i"].map(String::from));
         args.push(format!("pipe:{AUDIO_FD}"));
         args.extend(["-map", "0:v:0", "-map", "1:a:0"].map(String::from));
     }
@@ -163,19 +179,7 @@ pub fn encoder_args(
     // (finalize relies on both to join segments without shifting either stream).
     args.extend(["-bf", "0"].map(String::from));
     if s.audio {
-        args.extend(
-            [
-                "-c:a",
-                "aac",
-                "-b:a",
-                AUDIO_BITRATE,
-                "-ar",
-                "48000",
-                "-ac",
-                "2",
-            ]
-            .map(String::from),
-        );
+        args.extend(aac_output_args());
     }
     args.extend(
         [

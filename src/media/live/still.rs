@@ -5,7 +5,9 @@
 use std::path::Path;
 use std::time::Duration;
 
-use crate::media::encoder::{AUDIO_BITRATE, EncoderSettings, FrameFormat};
+use crate::media::encoder::{
+    AAC_FRAME, EncoderSettings, FrameFormat, SAMPLE_RATE, aac_output_args, silence_source,
+};
 
 /// Length of one still clip; the relay sends one a second for as long as the pause lasts.
 pub(crate) const CLIP_SECONDS: u32 = 1;
@@ -45,7 +47,7 @@ pub(crate) fn still_args(spec: &StillSpec, input: FrameFormat, picture: &Path) -
     let path = picture.display().to_string();
     push(&["-framerate", &fps, "-i", &path]);
     if s.audio {
-        push(&["-f", "lavfi", "-i", "anullsrc=r=48000:cl=stereo"]);
+        push(&["-f", "lavfi", "-i", &silence_source()]);
     }
     let hold = format!("tpad=stop_mode=clone:stop_duration={CLIP_SECONDS}");
     let filter = if input == FrameFormat::I420 {
@@ -79,20 +81,12 @@ pub(crate) fn still_args(spec: &StillSpec, input: FrameFormat, picture: &Path) -
     ]);
     push(&["-sc_threshold", "0"]);
     if s.audio {
-        push(&[
-            "-c:a",
-            "aac",
-            "-b:a",
-            AUDIO_BITRATE,
-            "-ar",
-            "48000",
-            "-ac",
-            "2",
-        ]);
+        let aac = aac_output_args();
+        push(&aac.iter().map(String::as_str).collect::<Vec<_>>());
         // The sound ends within the pictures: AAC frames (1024 samples) do not divide a second,
         // and the encoder starts its sound one frame before the pictures. So clip after clip,
         // the sound never overlaps the next clip's (the relay would leave out what does).
-        let frames = (CLIP_SECONDS * 48_000 + 1024) / 1024;
+        let frames = (CLIP_SECONDS * SAMPLE_RATE + AAC_FRAME) / AAC_FRAME;
         push(&["-frames:a", &frames.to_string()]);
     }
     // One PES per sound frame (no muxing delay): the relay judges overlaps PES by PES.
