@@ -92,6 +92,36 @@ fn cut_point(packets: &[Packet]) -> Option<(f64, f64, f64)> {
     Some((first, cut, last.0 + last.1))
 }
 
+/// ffprobe's listing of a segment's packets and streams, as `parse_packets` and
+/// `has_audio_stream` read it.
+async fn packet_listing(
+    ffprobe: &Path,
+    segment: &Path,
+    limit: Duration,
+) -> Result<String, crate::process::ProcessError> {
+    let args = [
+        "-v",
+        "error",
+        // Told the format: a segment of a few packets is too short for ffmpeg to guess it
+        // (see `ts_padding`).
+        "-f",
+        "mpegts",
+        "-show_entries",
+        "packet=codec_type,pts_time,duration_time:stream=codec_type",
+        "-of",
+        "csv=p=0",
+    ];
+    let segment = segment.display().to_string();
+    let out = run_capture(
+        "ffprobe",
+        ffprobe,
+        args.iter().copied().chain([segment.as_str()]),
+        limit,
+    )
+    .await?;
+    Ok(String::from_utf8_lossy(&out).into_owned())
+}
+
 /// Salvages the newest encoder's unfinished segment in `dir`, if there is one worth keeping, and
 /// returns its new list entry. Nothing is changed when there is none, or when ffprobe cannot
 /// read what was written (the file is then left alone, and later segments are numbered after it).
@@ -123,27 +153,7 @@ pub async fn salvage_unfinished(
     drop(file);
 
     let limit = Duration::from_secs(30);
-    let listing = run_capture(
-        "ffprobe",
-        ffprobe,
-        // Told the format: a segment of a few packets is too short for ffmpeg to guess it
-        // (see `ts_padding`).
-        [
-            "-v",
-            "error",
-            "-f",
-            "mpegts",
-            "-show_entries",
-            "packet=codec_type,pts_time,duration_time:stream=codec_type",
-            "-of",
-            "csv=p=0",
-        ]
-        .iter()
-        .map(|s| s.to_string())
-        .chain([segment.display().to_string()]),
-        limit,
-    )
-    .await;
+    let listing = packet_listing(ffprobe, &segment, limit).await;
     let listing = match listing {
         Ok(l) => l,
         Err(e) => {
@@ -151,7 +161,6 @@ pub async fn salvage_unfinished(
             return Ok(None);
         }
     };
-    let listing = String::from_utf8_lossy(&listing);
     let packets = parse_packets(&listing);
     let Some((first, cut, frames_end)) = cut_point(&packets) else {
         debug!(segment = %name, packets = packets.len(), "the unfinished segment holds too little to keep");
@@ -293,15 +302,10 @@ mod tests {
         assert!(cut_point(&parse_packets("video,1.0,0.033\nvideo,1.033,0.033\n")).is_none());
     }
 
-    fn probe_packets(file: &Path) -> Vec<Packet> {
-        let out = std::process::Command::new("ffprobe")
-            .args(["-v", "error", "-f", "mpegts", "-show_entries"])
-            .arg("packet=codec_type,pts_time,duration_time")
-            .args(["-of", "csv=p=0"])
-            .arg(file)
-            .output()
-            .unwrap();
-        parse_packets(&String::from_utf8_lossy(&out.stdout))
+    async fn probe_packets(file: &Path) -> Vec<Packet> {
+        let limit = Duration::from_secs(30);
+        let listing = packet_listing(Path::new("ffprobe"), file, limit).await;
+        parse_packets(&listing.unwrap())
     }
 
     #[tokio::test]
@@ -351,7 +355,7 @@ mod tests {
         let mut cut_at = None;
         for packets in (100..bytes.len() as u64 / TS_PACKET).step_by(50) {
             std::fs::write(&part, &bytes[..(packets * TS_PACKET) as usize]).unwrap();
-            let p = probe_packets(&part);
+            let p = probe_packets(&part).await;
             if p.iter().any(|p| !p.0) {
                 break;
             }
@@ -367,7 +371,7 @@ mod tests {
             .await
             .unwrap()
             .expect("the pictures are kept");
-        let p = probe_packets(&d.join(segment_file_name(0)));
+        let p = probe_packets(&d.join(segment_file_name(0))).await;
         let frames = p.iter().filter(|p| p.0).count();
         let sound: Vec<&Packet> = p.iter().filter(|p| !p.0).collect();
         assert!(frames >= 3, "{p:?}");
