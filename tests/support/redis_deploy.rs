@@ -259,11 +259,18 @@ impl Server {
         }
     }
 
+    /// A `redis-cli` command that reaches this server (TLS included), before its arguments.
+    fn redis_cli(&self) -> Command {
+        let mut cmd = tool("redis-cli");
+        cmd.args(&self.cli)
+            .args(["-h", "127.0.0.1", "-p", &self.port.to_string()]);
+        cmd
+    }
+
     /// `redis-cli` against this server; `None` when it fails.
     pub fn cli_try(&self, args: &[&str]) -> Option<String> {
-        let out = tool("redis-cli")
-            .args(&self.cli)
-            .args(["-h", "127.0.0.1", "-p", &self.port.to_string()])
+        let out = self
+            .redis_cli()
             .args(args)
             .stdin(Stdio::null())
             .output()
@@ -277,9 +284,8 @@ impl Server {
     /// its raw output.
     pub fn cli_stdin(&self, commands: &str) -> Vec<u8> {
         use std::io::Write as _;
-        let mut child = tool("redis-cli")
-            .args(&self.cli)
-            .args(["-h", "127.0.0.1", "-p", &self.port.to_string()])
+        let mut child = self
+            .redis_cli()
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .spawn()
