@@ -22,6 +22,7 @@ import http.server
 import json
 import math
 import os
+import re
 import shlex
 import signal
 import statistics
@@ -395,6 +396,48 @@ def record(args, run: int, out_dir: Path) -> dict:
         "peak_processes": sampler.peak_procs,
         "samples": sampler.samples,
     }
+
+
+TRACE_LOG = "pagecast::timing=trace,info"
+"""PAGECAST_LOG for a recording whose paints and grabs are to be read back (`paint_trace`)."""
+
+
+def paint_trace(log: Path, bucket_s: float = 60.0) -> list[dict]:
+    """Per `bucket_s` of a recording made with PAGECAST_LOG=TRACE_LOG: the page's paints a second
+    (X damage events, those under 4 ms apart counted as one paint) and the median age of the
+    newest paint at each grab, in ms. A paint rhythm of 60 Hz gives ages of 0-16.7 ms, 30 Hz
+    0-33 ms; the age's walk from bucket to bucket is the paints drifting against the grab grid."""
+    paint_re = re.compile(r"pagecast::timing: damage painted=([0-9.]+)")
+    grab_re = re.compile(r"pagecast::timing: grab grabbed=([0-9.]+)")
+    paints: list[float] = []
+    grabs: list[float] = []
+    with open(log, errors="replace") as f:
+        for line in f:
+            if m := paint_re.search(line):
+                t = float(m.group(1))
+                if not paints or t - paints[-1] >= 0.004:
+                    paints.append(t)
+            elif m := grab_re.search(line):
+                grabs.append(float(m.group(1)))
+    if not paints:
+        return []
+    t0 = paints[0]
+    buckets: dict[int, dict] = {}
+    for t in paints:
+        buckets.setdefault(int((t - t0) // bucket_s), {"paints": 0, "ages": []})["paints"] += 1
+    i = 0
+    for g in grabs:
+        while i + 1 < len(paints) and paints[i + 1] <= g:
+            i += 1
+        if paints[i] <= g:
+            b = buckets.setdefault(int((g - t0) // bucket_s), {"paints": 0, "ages": []})
+            b["ages"].append((g - paints[i]) * 1000.0)
+    out = []
+    for k in sorted(buckets):
+        b = buckets[k]
+        out.append({"from_s": k * bucket_s, "paints_per_s": round(b["paints"] / bucket_s, 1),
+                    "median_age_ms": round(statistics.median(b["ages"]), 1) if b["ages"] else None})
+    return out
 
 
 def parse_json_output(text: str) -> dict:
