@@ -269,6 +269,13 @@ impl Engine {
                 self.apply(&step, &mut pacer, &mut mark_timeline, None);
             }
 
+            // Every frame that has arrived, before slots are decided: the loop takes one event
+            // a turn, and after a slow start (the encoder's launch, 0.5 s and more at 1080p)
+            // the first slots were otherwise decided while their frames still sat in the
+            // channel, and shown as the pre-roll picture and a repeat of it.
+            while let Ok(f) = frames.try_recv() {
+                pacer.push(f);
+            }
             for slot in pacer.due(now) {
                 if mark_timeline || slot.slot.is_multiple_of(u64::from(fps)) {
                     let recorded = slot.slot as f64 / f64::from(fps);
