@@ -23,7 +23,6 @@
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use tokio::sync::mpsc;
 use x11rb::connection::{Connection, RequestConnection as _};
@@ -48,6 +47,44 @@ struct Shared {
     /// Grabs dropped because the recorder had not taken the previous ones.
     dropped: AtomicU64,
     failure: Mutex<Option<String>>,
+    /// Wakes the grab thread when `phase` or `stop` change (an eventfd), so that it does not
+    /// sleep through them until a grab instant of the old grid.
+    wake: Wake,
+}
+
+/// An eventfd that one side signals and the grab thread waits on beside the X connection.
+#[derive(Debug)]
+struct Wake(Option<std::os::fd::OwnedFd>);
+
+impl Default for Wake {
+    fn default() -> Self {
+        use std::os::fd::FromRawFd;
+        // SAFETY: eventfd takes no pointers; a valid result is a new descriptor we own.
+        let fd = unsafe { libc::eventfd(0, libc::EFD_NONBLOCK | libc::EFD_CLOEXEC) };
+        // Without one (descriptors exhausted), grabs wait out their old instant as before.
+        // SAFETY: a non-negative result is a descriptor nothing else owns.
+        Self((fd >= 0).then(|| unsafe { std::os::fd::OwnedFd::from_raw_fd(fd) }))
+    }
+}
+
+impl Wake {
+    fn signal(&self) {
+        use std::os::fd::AsRawFd;
+        if let Some(fd) = &self.0 {
+            let one = 1u64.to_ne_bytes();
+            // SAFETY: writes 8 bytes from a live buffer to our own eventfd.
+            unsafe { libc::write(fd.as_raw_fd(), one.as_ptr().cast(), one.len()) };
+        }
+    }
+
+    /// Clears the signal; whether there was one.
+    fn take(&self) -> bool {
+        use std::os::fd::AsRawFd;
+        let Some(fd) = &self.0 else { return false };
+        let mut buf = [0u8; 8];
+        // SAFETY: reads at most 8 bytes into a live buffer from our own non-blocking eventfd.
+        unsafe { libc::read(fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) == 8 }
+    }
 }
 
 /// Reads the screen of an X display at a fixed rate; stops when dropped.
@@ -124,6 +161,7 @@ impl DisplayGrabber {
         self.shared
             .phase
             .store(instant.to_bits(), Ordering::Relaxed);
+        self.shared.wake.signal();
     }
 
     /// Stops (`true`) or resumes (`false`) grabbing, e.g. while a new browser starts.
@@ -151,6 +189,7 @@ impl DisplayGrabber {
 impl Drop for DisplayGrabber {
     fn drop(&mut self) {
         self.shared.stop.store(true, Ordering::Relaxed);
+        self.shared.wake.signal();
     }
 }
 
@@ -180,9 +219,15 @@ impl Grab {
             let phase = f64::from_bits(self.shared.phase.load(Ordering::Relaxed)) + centre;
             let offset = self.offset.choose(phase, self.period, now);
             let due = next_instant(phase + offset, self.period, now);
-            self.wait_until(due);
+            let realigned = self.wait_until(due);
             if self.shared.stop.load(Ordering::Relaxed) {
                 return;
+            }
+            if realigned {
+                // The grid moved (the recording started or resumed): a grab now would stand
+                // for an instant of the old grid, and at the start the first slot's own grab
+                // would then come too late and see the same paint as the second's.
+                continue;
             }
             if self.shared.hold.load(Ordering::Relaxed) {
                 continue;
@@ -211,29 +256,36 @@ impl Grab {
     }
 
     /// Sleeps until `due`, noting the paints the server reports meanwhile as they arrive.
-    fn wait_until(&mut self, due: f64) {
+    /// Returns early, with `true`, when woken (a new grid, or stop).
+    fn wait_until(&mut self, due: f64) -> bool {
         use std::os::fd::AsRawFd;
         loop {
             self.note_paints(None);
+            if self.shared.wake.take() {
+                return true;
+            }
             let left = due - wall_now();
             if left <= 0.0 || self.shared.stop.load(Ordering::Relaxed) {
-                return;
+                return false;
             }
-            if !self.damage {
-                std::thread::sleep(Duration::from_secs_f64(left));
-                return;
-            }
-            let mut fd = libc::pollfd {
-                fd: self.conn.stream().as_raw_fd(),
+            let mut fds = [libc::pollfd {
+                fd: -1,
                 events: libc::POLLIN,
                 revents: 0,
-            };
+            }; 2];
+            if self.damage {
+                fds[0].fd = self.conn.stream().as_raw_fd();
+            }
+            if let Some(wake) = &self.shared.wake.0 {
+                fds[1].fd = wake.as_raw_fd();
+            }
             let timeout = libc::timespec {
                 tv_sec: left.trunc() as libc::time_t,
                 tv_nsec: (left.fract() * 1e9) as libc::c_long,
             };
-            // SAFETY: one valid pollfd, a valid timeout and no signal mask.
-            unsafe { libc::ppoll(&mut fd, 1, &timeout, std::ptr::null()) };
+            // SAFETY: two valid pollfds (a negative fd is ignored), a valid timeout and no
+            // signal mask.
+            unsafe { libc::ppoll(fds.as_mut_ptr(), 2, &timeout, std::ptr::null()) };
         }
     }
 
