@@ -34,7 +34,7 @@ FROM debian:bookworm-slim
 RUN apt-get update \
     && apt-get install -y --no-install-recommends \
         ca-certificates chromium ffmpeg fontconfig fonts-liberation2 \
-        pulseaudio pulseaudio-utils tini xvfb \
+        pulseaudio pulseaudio-utils tini xvfb xserver-xorg-core xserver-xorg-video-dummy \
     && rm -rf /var/lib/apt/lists/*
 
 # A user without privileges; its home holds the font cache and Chromium's per-recording profiles.

@@ -57,7 +57,15 @@ pub struct RecorderConfig {
     /// (headful Chromium on a private Xvfb display, read directly; cheaper and steadier).
     #[arg(long, env = "PAGECAST_CAPTURE", value_enum, default_value_t = crate::recording::CaptureBackend::default())]
     pub(crate) capture: crate::recording::CaptureBackend,
-    /// The Xvfb binary (for `--capture x11`).
+    /// The X server of `--capture x11` displays: `auto` (Xorg's dummy driver, whose display
+    /// refreshes at the recording's frame rate so Chromium paints no frames the video drops;
+    /// Xvfb where Xorg cannot start), `xorg` or `xvfb` (Chromium paints at 60 Hz).
+    #[arg(long, env = "PAGECAST_DISPLAY_SERVER", value_enum, default_value_t = crate::browser::DisplayServerChoice::Auto)]
+    pub(crate) display_server: crate::browser::DisplayServerChoice,
+    /// The Xorg binary (with the `dummy` video driver installed).
+    #[arg(long, env = "PAGECAST_XORG", default_value = "/usr/lib/xorg/Xorg")]
+    pub(crate) xorg: PathBuf,
+    /// The Xvfb binary.
     #[arg(long, env = "PAGECAST_XVFB", default_value = "Xvfb")]
     pub(crate) xvfb: PathBuf,
     /// JPEG quality of screencast frames (1-100).
@@ -129,7 +137,11 @@ impl RecorderConfig {
             launch_timeout: Duration::from_secs(30),
             sandbox: self.chromium_sandbox,
             display: None,
-            xvfb: self.xvfb.clone(),
+            display_servers: crate::browser::DisplayServers {
+                choice: self.display_server,
+                xorg: self.xorg.clone(),
+                xvfb: self.xvfb.clone(),
+            },
             memory_limit_mb: self.page_memory_mb,
         }
     }

@@ -36,8 +36,8 @@ pub struct BrowserSettings {
     pub(crate) sandbox: SandboxMode,
     /// Run headful on this X display (e.g. `:100`); `None` runs headless.
     pub(crate) display: Option<String>,
-    /// The Xvfb binary that provides such displays.
-    pub(crate) xvfb: PathBuf,
+    /// The X servers that provide such displays.
+    pub(crate) display_servers: super::DisplayServers,
     /// MiB of memory the browser may use (0: no cap); see `browser::memory`.
     pub(crate) memory_limit_mb: u64,
 }

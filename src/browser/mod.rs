@@ -8,7 +8,7 @@ mod lockdown;
 pub(crate) mod memory;
 mod session;
 
-pub(crate) use display::VirtualDisplay;
+pub(crate) use display::{DisplayServerChoice, DisplayServers, VirtualDisplay};
 pub(crate) use hooks::{HookReply, PageHookCall};
 pub(crate) use launch::{BrowserSettings, SandboxMode};
 pub(crate) use session::{BrowserSession, ScreencastSettings};
@@ -30,12 +30,12 @@ pub enum BrowserError {
         /// Chromium's stderr tail.
         tail: String,
     },
-    /// The virtual display (Xvfb) for a headful browser could not start.
-    #[error("the virtual display failed to start: {reason}{}", if .tail.is_empty() { String::new() } else { format!(" (Xvfb said: {})", .tail) })]
+    /// The virtual display (Xorg or Xvfb) for a headful browser could not start.
+    #[error("the virtual display failed to start: {reason}{}", if .tail.is_empty() { String::new() } else { format!(" (the X server said: {})", .tail) })]
     Display {
         /// What went wrong.
         reason: String,
-        /// Xvfb's stderr tail.
+        /// The X server's stderr tail.
         tail: String,
     },
     /// A DevTools command failed.

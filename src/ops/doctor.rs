@@ -115,14 +115,17 @@ pub async fn run(store: &StoreConfig, worker: &WorkerConfig) -> Vec<Finding> {
             "install pulseaudio and pulseaudio-utils (apt-get install pulseaudio pulseaudio-utils) or point PAGECAST_PULSEAUDIO at it: without it, tasks with sound (the default) fail with AudioFailed and only \"Audio\": false records",
         )
         .await,
+        xorg(rec).await,
         binary(
             "Xvfb",
             &rec.xvfb,
             // Xvfb prints its version on stderr; `-help` exits 0 and proves it runs.
             &["-help"],
-            // Needed only where the x11 backend is the default; tasks may still ask for it.
-            rec.capture == crate::recording::CaptureBackend::X11,
-            "install xvfb (apt-get install xvfb) or point PAGECAST_XVFB at it: the x11 capture backend (PAGECAST_CAPTURE=x11, or a task's \"Capture\": \"x11\") needs it",
+            // Needed only where the x11 backend is the default and Xvfb its only display
+            // server; tasks may still ask for x11, and `auto` falls back to Xvfb.
+            rec.capture == crate::recording::CaptureBackend::X11
+                && rec.display_server == crate::browser::DisplayServerChoice::Xvfb,
+            "install xvfb (apt-get install xvfb) or point PAGECAST_XVFB at it: the x11 capture backend (PAGECAST_CAPTURE=x11, or a task's \"Capture\": \"x11\") runs on it where Xorg's dummy driver cannot",
         )
         .await,
         fonts(rec.fontconfig.as_deref()).await,
@@ -169,6 +172,35 @@ async fn binary(
             level,
             format!("{} does not run: {e}", exe.display()),
             fix,
+        ),
+    }
+}
+
+/// Xorg and its dummy driver: the x11 backend's display server at the recording's frame rate.
+async fn xorg(rec: &crate::config::RecorderConfig) -> Finding {
+    use crate::browser::DisplayServerChoice;
+    const FIX: &str = "install xserver-xorg-core and xserver-xorg-video-dummy (apt-get install xserver-xorg-core xserver-xorg-video-dummy) or point PAGECAST_XORG at /usr/lib/xorg/Xorg: without them Chromium paints at 60 Hz on Xvfb, which costs about a fifth more CPU";
+    let required = rec.display_server == DisplayServerChoice::Xorg
+        && rec.capture == crate::recording::CaptureBackend::X11;
+    if rec.display_server == DisplayServerChoice::Xvfb {
+        return ok("Xorg", "not used (PAGECAST_DISPLAY_SERVER=xvfb)");
+    }
+    let found = binary("Xorg", &rec.xorg, &["-version"], required, FIX).await;
+    if found.level != Level::Ok {
+        return found;
+    }
+    // Xorg looks for its drivers beside itself (/usr/lib/xorg/modules/drivers).
+    let driver = rec
+        .xorg
+        .parent()
+        .map(|dir| dir.join("modules/drivers/dummy_drv.so"));
+    match driver {
+        Some(d) if d.is_file() => found,
+        _ => bad(
+            "Xorg",
+            if required { Level::Fail } else { Level::Warn },
+            "the dummy video driver (dummy_drv.so) is not installed beside Xorg",
+            FIX,
         ),
     }
 }

@@ -50,9 +50,14 @@ impl Recording {
                 // Chromium's kiosk window on a display without a window manager is one pixel
                 // narrower and shorter than the screen: a screen one pixel larger makes the
                 // window exactly the video's size (checked by tests/x11.rs).
-                let d = VirtualDisplay::start(&opts.browser.xvfb, opts.width + 1, opts.height + 1)
-                    .await?;
-                info!(display = %d.name(), "virtual display started");
+                let d = VirtualDisplay::start(
+                    &opts.browser.display_servers,
+                    opts.width + 1,
+                    opts.height + 1,
+                    opts.fps,
+                )
+                .await?;
+                info!(display = %d.name(), server = d.server(), refresh_hz = ?d.refresh(), "virtual display started");
                 opts.browser.display = Some(d.name());
                 // Only with the display's cookie may a client open it.
                 opts.browser
