@@ -9,17 +9,21 @@ use crate::error::ErrorCode;
 use crate::media::encoder::{FrameFormat, SegmentEncoder, SlotMedia};
 use crate::media::segments::next_segment_number;
 
+use super::backlog::Backlog;
+
 /// Encoder deaths a recording survives; one more ends it with `RecordFailed`.
 const MAX_ENCODER_RESTARTS: u32 = 5;
-/// Memory the encoder's replay backlog may hold when frames are raw (`x11` capture).
+/// Memory the encoder's replay backlog may hold (raw frames from `x11` capture, as kept by
+/// `backlog`).
 const RAW_BACKLOG_BYTES: usize = 48 << 20;
 
 /// The live encoder, restarted if ffmpeg dies. The frames sent since the current instance's last
 /// completed segment are kept (shared buffers, a few MB of JPEG) and replayed into the new
 /// instance, which starts with the next segment number: the segment ffmpeg was writing when it
-/// died is simply written again, so nothing is lost. Raw frames are 4 bytes a pixel, so only the
-/// newest [`RAW_BACKLOG_BYTES`] of them are kept; older ones are replaced by a repeat of the
-/// first kept frame (the video keeps its length; the loss is reported).
+/// died is simply written again, so nothing is lost. Raw frames are kept as their differences
+/// from the frame before (`backlog`), and only the newest [`RAW_BACKLOG_BYTES`] of them; older
+/// ones are replaced by a repeat of the first kept frame (the video keeps its length; the loss
+/// is reported).
 pub(super) struct ResilientEncoder {
     opts: RecordOptions,
     fps: u32,
@@ -30,7 +34,7 @@ pub(super) struct ResilientEncoder {
     sent: u64,
     /// Frames (with their samples) sent to the current instance that are not in a completed
     /// segment yet.
-    backlog: std::collections::VecDeque<SlotMedia>,
+    backlog: Backlog,
     pub(super) restarts: u32,
     pub(super) lost_seconds: f64,
     failed: Option<(ErrorCode, String)>,
@@ -66,7 +70,10 @@ impl ResilientEncoder {
             current: Some(current),
             first_segment,
             sent: 0,
-            backlog: std::collections::VecDeque::new(),
+            backlog: Backlog::new(
+                RAW_BACKLOG_BYTES,
+                opts.encoder.input != FrameFormat::Jpeg,
+            ),
             restarts: 0,
             lost_seconds: 0.0,
             failed: None,
@@ -96,25 +103,9 @@ impl ResilientEncoder {
             .unwrap_or(0);
         let safe = (done * self.frames_per_segment()).min(self.sent);
         let backlog_start = self.sent - self.backlog.len() as u64;
-        for _ in backlog_start..safe {
-            self.backlog.pop_front();
-        }
+        self.backlog
+            .drop_front(safe.saturating_sub(backlog_start) as usize);
         (self.sent - self.backlog.len() as u64).saturating_sub(safe)
-    }
-
-    /// How many frames the backlog keeps.
-    fn backlog_limit(&self) -> usize {
-        match self.opts.encoder.input {
-            FrameFormat::Jpeg => usize::MAX,
-            FrameFormat::Bgrx | FrameFormat::I420 => {
-                let frame = self
-                    .opts
-                    .encoder
-                    .input
-                    .picture_bytes(self.opts.width, self.opts.height);
-                (RAW_BACKLOG_BYTES / frame.max(1)).max(4)
-            }
-        }
     }
 
     pub(super) async fn send(&mut self, slot: SlotMedia) {
@@ -126,10 +117,7 @@ impl ResilientEncoder {
         };
         if enc.send(slot.clone()).await.is_ok() {
             self.sent += 1;
-            self.backlog.push_back(slot);
-            if self.backlog.len() > self.backlog_limit() {
-                self.backlog.pop_front();
-            }
+            self.backlog.push(&slot);
             if self.sent.is_multiple_of(self.frames_per_segment()) {
                 let _ = self.prune();
             }
@@ -137,20 +125,21 @@ impl ResilientEncoder {
         }
         let tail = enc.tail();
         let missing = self.prune();
-        let mut replay: Vec<SlotMedia> = Vec::new();
         if missing > 0 {
-            let first = self.backlog.front().unwrap_or(&slot).clone();
-            replay.extend(std::iter::repeat_n(first, missing as usize));
             self.lost_seconds += missing as f64 / f64::from(self.fps);
         }
-        replay.extend(self.backlog.drain(..));
-        replay.push(slot);
+        let first = self.backlog.front().unwrap_or_else(|| slot.clone());
+        let total = missing as usize + self.backlog.len() + 1;
+        // Pictures are made whole one at a time as the new instance takes them.
+        let replay = std::iter::repeat_n(first, missing as usize)
+            .chain(self.backlog.take())
+            .chain(std::iter::once(slot));
         self.current = None; // dropping kills and reaps what is left of it
         if disk_full(&tail) {
             // A new encoder would die the same way, writing more into the full disk: the
             // recording ends with the segments completed so far.
             warn!(ffmpeg = %tail, "the encoder ran out of disk space; ending the recording");
-            self.lost_seconds += replay.len() as f64 / f64::from(self.fps);
+            self.lost_seconds += total as f64 / f64::from(self.fps);
             self.failed = Some((
                 ErrorCode::DiskFull,
                 "the work disk filled up; the recording was ended there and what it recorded \
@@ -160,9 +149,9 @@ impl ResilientEncoder {
             return;
         }
         self.restarts += 1;
-        warn!(restarts = self.restarts, replayed = replay.len(), ffmpeg = %tail, "the encoder died; restarting it");
+        warn!(restarts = self.restarts, replayed = total, ffmpeg = %tail, "the encoder died; restarting it");
         if self.restarts > MAX_ENCODER_RESTARTS {
-            self.lost_seconds += replay.len() as f64 / f64::from(self.fps);
+            self.lost_seconds += total as f64 / f64::from(self.fps);
             self.failed = Some((
                 ErrorCode::RecordFailed,
                 format!(
@@ -185,20 +174,20 @@ impl ResilientEncoder {
             Ok(enc) => {
                 self.current = Some(enc);
                 // Replay; should the new instance die too, the next send restarts again.
-                for (i, frame) in replay.iter().enumerate() {
+                for (i, frame) in replay.enumerate() {
                     let Some(enc) = self.current.as_ref() else {
                         break;
                     };
                     if enc.send(frame.clone()).await.is_err() {
-                        self.lost_seconds += (replay.len() - i) as f64 / f64::from(self.fps);
+                        self.lost_seconds += (total - i) as f64 / f64::from(self.fps);
                         break;
                     }
                     self.sent += 1;
-                    self.backlog.push_back(frame.clone());
+                    self.backlog.push(&frame);
                 }
             }
             Err(e) => {
-                self.lost_seconds += replay.len() as f64 / f64::from(self.fps);
+                self.lost_seconds += total as f64 / f64::from(self.fps);
                 self.failed = Some((
                     ErrorCode::RecordFailed,
                     format!("the encoder could not be restarted: {e}"),

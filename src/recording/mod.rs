@@ -9,6 +9,7 @@
 //! browser, frame source and sound, and its loop (`engine_loop`) turns their events into the
 //! inputs of the pure `supervisor`, which decides; `encoder` restarts a dying ffmpeg.
 
+mod backlog;
 mod capture;
 mod encoder;
 mod engine;
