@@ -232,7 +232,10 @@ fn the_recording_browser_runs_only_the_pages_renderer_and_its_display_no_gl() {
             .collect::<Vec<_>>()
     );
     assert_eq!(servers.len(), 1, "the recording's X server");
-    assert!(display_gl.is_empty(), "the X server maps GL: {display_gl:#?}");
+    assert!(
+        display_gl.is_empty(),
+        "the X server maps GL: {display_gl:#?}"
+    );
     assert_close(probe(&out, &[]).duration, 8.0, 0.2, "duration");
 }
 

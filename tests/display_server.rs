@@ -61,11 +61,17 @@ fn chromium_paints_once_per_video_frame_on_the_default_display() {
     let (rate, log) = record_traced("paint-rate-30", 30, &[]);
     assert!(log.contains(r#"server="Xorg""#), "Xorg by default:\n{log}");
     assert!(log.contains("refresh_hz=Some(30.0)"), "{log}");
-    assert!((27.0..=31.0).contains(&rate), "paints a second at 30 fps: {rate}");
+    assert!(
+        (27.0..=31.0).contains(&rate),
+        "paints a second at 30 fps: {rate}"
+    );
 
     let (rate, log) = record_traced("paint-rate-25", 25, &[]);
     assert!(log.contains("refresh_hz=Some(25.0)"), "{log}");
-    assert!((22.5..=26.0).contains(&rate), "paints a second at 25 fps: {rate}");
+    assert!(
+        (22.5..=26.0).contains(&rate),
+        "paints a second at 25 fps: {rate}"
+    );
 
     // The same count on Xvfb tells them apart: 60 a second whatever the frame rate.
     let (rate, log) = record_traced("paint-rate-xvfb", 30, &["--display-server", "xvfb"]);
@@ -90,7 +96,10 @@ fn auto_records_on_xvfb_where_xorg_cannot_start() {
             &["--duration", "3", "-v", "--xorg", xorg],
         );
         let log = stderr(&o);
-        assert!(log.contains(r#"server="Xvfb""#), "{name}: Xvfb instead:\n{log}");
+        assert!(
+            log.contains(r#"server="Xvfb""#),
+            "{name}: Xvfb instead:\n{log}"
+        );
         assert_close(probe(&out, &[]).duration, 3.0, 0.2, "duration");
         if xorg == "/bin/false" {
             assert!(

@@ -26,7 +26,10 @@ const MIN_FRAMES: usize = 4;
 enum Stored {
     Whole(Arc<[u8]>),
     /// The blocks (by index) in which it differs from the picture before it, and their bytes.
-    Delta { blocks: Vec<u32>, data: Vec<u8> },
+    Delta {
+        blocks: Vec<u32>,
+        data: Vec<u8>,
+    },
 }
 
 impl Stored {
@@ -80,8 +83,9 @@ impl Backlog {
     /// Keeps a frame just sent; drops the oldest ones past the byte limit.
     pub(super) fn push(&mut self, slot: &SlotMedia) {
         let picture = match &self.newest {
-            Some(prev) if self.delta && !self.entries.is_empty() => delta(prev, &slot.image)
-                .unwrap_or_else(|| Stored::Whole(slot.image.clone())),
+            Some(prev) if self.delta && !self.entries.is_empty() => {
+                delta(prev, &slot.image).unwrap_or_else(|| Stored::Whole(slot.image.clone()))
+            }
             _ => Stored::Whole(slot.image.clone()),
         };
         self.bytes += picture.bytes();

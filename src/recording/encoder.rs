@@ -70,10 +70,7 @@ impl ResilientEncoder {
             current: Some(current),
             first_segment,
             sent: 0,
-            backlog: Backlog::new(
-                RAW_BACKLOG_BYTES,
-                opts.encoder.input != FrameFormat::Jpeg,
-            ),
+            backlog: Backlog::new(RAW_BACKLOG_BYTES, opts.encoder.input != FrameFormat::Jpeg),
             restarts: 0,
             lost_seconds: 0.0,
             failed: None,

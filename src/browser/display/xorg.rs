@@ -162,11 +162,24 @@ mod tests {
 
     #[test]
     fn modes_refresh_at_exactly_the_asked_rate() {
-        for (w, h) in [(1281, 721), (1921, 1081), (17, 17), (2561, 1441), (641, 361)] {
+        for (w, h) in [
+            (1281, 721),
+            (1921, 1081),
+            (17, 17),
+            (2561, 1441),
+            (641, 361),
+        ] {
             for refresh in [24, 25, 28, 30, 60] {
                 let mode = Mode::new(w, h, refresh).unwrap();
-                assert_eq!(mode.refresh(), f64::from(refresh), "{w}x{h}@{refresh}: {mode:?}");
-                assert!((MIN_CLOCK_KHZ..=MAX_CLOCK_KHZ).contains(&mode.clock_khz), "{mode:?}");
+                assert_eq!(
+                    mode.refresh(),
+                    f64::from(refresh),
+                    "{w}x{h}@{refresh}: {mode:?}"
+                );
+                assert!(
+                    (MIN_CLOCK_KHZ..=MAX_CLOCK_KHZ).contains(&mode.clock_khz),
+                    "{mode:?}"
+                );
                 assert!(mode.htotal >= w + 3 && mode.vtotal >= h + 3, "{mode:?}");
             }
         }
