@@ -1,8 +1,7 @@
 #!/usr/bin/env bash
 # Installs what recording needs on Debian 12, and nothing else: Chromium, ffmpeg (with ffprobe),
 # fontconfig (the bundled CJK font in fonts/ is added by fontconfig/fonts.conf, no download),
-# Xorg with its dummy video driver (the x11 capture backend's display, refreshing at the
-# recording's frame rate), Xvfb (its fallback), PulseAudio (the sound) and the CA certificates pages are
+# Xvfb (the x11 capture backend), PulseAudio (the sound) and the CA certificates pages are
 # verified with. scripts/pagecast runs it before every command. Test-only tools (Redis, the S3
 # test server, the API fuzzer, the Dockerfile and manifest checkers) are installed by
 # scripts/install-test-deps.sh, which scripts/test runs.
@@ -11,8 +10,7 @@
 set -euo pipefail
 
 # No TLS library: pagecast's TLS is rustls (Rust), with aws-lc built by the crate itself.
-packages=(chromium ffmpeg fontconfig xserver-xorg-core xserver-xorg-video-dummy xvfb pulseaudio
-  pulseaudio-utils ca-certificates)
+packages=(chromium ffmpeg fontconfig xvfb pulseaudio pulseaudio-utils ca-certificates)
 
 missing=()
 for p in "${packages[@]}"; do
@@ -30,7 +28,4 @@ fi
 
 for bin in chromium ffmpeg ffprobe Xvfb pulseaudio pactl parec fc-match; do
   command -v "$bin" >/dev/null 2>&1 || { echo "install-deps: $bin is still missing after install" >&2; exit 1; }
-done
-for file in /usr/lib/xorg/Xorg /usr/lib/xorg/modules/drivers/dummy_drv.so; do
-  [ -e "$file" ] || { echo "install-deps: $file is still missing after install" >&2; exit 1; }
 done

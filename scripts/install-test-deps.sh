@@ -12,9 +12,11 @@ bash "$root/scripts/install-deps.sh"
 # x11-utils (xdpyinfo): the isolation tests try to open a recording's display as another user.
 # procps (kill): tests signal the processes they start.
 # nginx-light + libnginx-mod-rtmp: the RTMP server the live push tests (tests/live*.rs) push to.
+# xserver-xorg-core + xserver-xorg-video-dummy: the opt-in Xorg display (tests/display_server.rs).
 # openssl (the command): private CAs for the TLS tests (cloud.rs, live_tls.rs, the HLS key test).
 # nodejs, npm (only when the machine has no node of its own): KEDA's CRD schemas (below).
-packages=(redis-server python3-venv x11-utils procps nginx-light libnginx-mod-rtmp openssl)
+packages=(redis-server python3-venv x11-utils procps nginx-light libnginx-mod-rtmp openssl
+  xserver-xorg-core xserver-xorg-video-dummy)
 missing=()
 for p in "${packages[@]}"; do
   dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")

@@ -57,10 +57,11 @@ pub struct RecorderConfig {
     /// (headful Chromium on a private Xvfb display, read directly; cheaper and steadier).
     #[arg(long, env = "PAGECAST_CAPTURE", value_enum, default_value_t = crate::recording::CaptureBackend::default())]
     pub(crate) capture: crate::recording::CaptureBackend,
-    /// The X server of `--capture x11` displays: `auto` (Xorg's dummy driver, whose display
-    /// refreshes at the recording's frame rate so Chromium paints no frames the video drops;
-    /// Xvfb where Xorg cannot start), `xorg` or `xvfb` (Chromium paints at 60 Hz).
-    #[arg(long, env = "PAGECAST_DISPLAY_SERVER", value_enum, default_value_t = crate::browser::DisplayServerChoice::Auto)]
+    /// The X server of `--capture x11` displays: `xvfb` (Chromium paints at 60 Hz), or Xorg's
+    /// dummy driver, whose display refreshes at the recording's frame rate so Chromium paints no
+    /// frames the video drops (about a fifth less CPU; see docs/configuration.md for what it
+    /// costs in timing): `xorg`, or `auto` (Xorg, Xvfb where Xorg cannot start).
+    #[arg(long, env = "PAGECAST_DISPLAY_SERVER", value_enum, default_value_t = crate::browser::DisplayServerChoice::Xvfb)]
     pub(crate) display_server: crate::browser::DisplayServerChoice,
     /// The Xorg binary (with the `dummy` video driver installed).
     #[arg(long, env = "PAGECAST_XORG", default_value = "/usr/lib/xorg/Xorg")]

@@ -1,6 +1,7 @@
-//! End-to-end: the X server behind the `x11` backend. Xorg's dummy driver gives the display a
-//! mode at the recording's frame rate, so Chromium paints once per video frame (not at Xvfb's
-//! fixed 60 Hz); where Xorg cannot start, `auto` records on Xvfb, and `xorg` fails clearly.
+//! End-to-end: the X server behind the `x11` backend. Xvfb by default; Xorg's dummy driver
+//! (`--display-server xorg` or `auto`) gives the display a mode at the recording's frame rate,
+//! so Chromium paints once per video frame (not at Xvfb's fixed 60 Hz); where Xorg cannot
+//! start, `auto` records on Xvfb, and `xorg` fails clearly.
 
 mod common;
 
@@ -53,20 +54,21 @@ fn record_traced(name: &str, fps: u32, extra: &[&str]) -> (f64, String) {
     (paints_per_second(&log), log)
 }
 
-/// The default display refreshes at the video's frame rate, and Chromium paints at it: 30 paints
-/// a second for 30 fps, 25 for a 25 fps video, where Xvfb's display has it paint 60 times.
+/// The Xorg display refreshes at the video's frame rate, and Chromium paints at it: 30 paints a
+/// second for 30 fps, 25 for a 25 fps video, where Xvfb's display (the default) has it paint 60
+/// times.
 #[test]
-fn chromium_paints_once_per_video_frame_on_the_default_display() {
+fn chromium_paints_once_per_video_frame_on_the_xorg_display() {
     let _machine = alone();
-    let (rate, log) = record_traced("paint-rate-30", 30, &[]);
-    assert!(log.contains(r#"server="Xorg""#), "Xorg by default:\n{log}");
+    let (rate, log) = record_traced("paint-rate-30", 30, &["--display-server", "auto"]);
+    assert!(log.contains(r#"server="Xorg""#), "Xorg under auto:\n{log}");
     assert!(log.contains("refresh_hz=Some(30.0)"), "{log}");
     assert!(
         (27.0..=31.0).contains(&rate),
         "paints a second at 30 fps: {rate}"
     );
 
-    let (rate, log) = record_traced("paint-rate-25", 25, &[]);
+    let (rate, log) = record_traced("paint-rate-25", 25, &["--display-server", "xorg"]);
     assert!(log.contains("refresh_hz=Some(25.0)"), "{log}");
     assert!(
         (22.5..=26.0).contains(&rate),
@@ -74,12 +76,12 @@ fn chromium_paints_once_per_video_frame_on_the_default_display() {
     );
 
     // The same count on Xvfb tells them apart: 60 a second whatever the frame rate.
-    let (rate, log) = record_traced("paint-rate-xvfb", 30, &["--display-server", "xvfb"]);
-    assert!(log.contains(r#"server="Xvfb""#), "{log}");
+    let (rate, log) = record_traced("paint-rate-xvfb", 30, &[]);
+    assert!(log.contains(r#"server="Xvfb""#), "Xvfb by default:\n{log}");
     assert!(rate > 50.0, "paints a second on Xvfb: {rate}");
 }
 
-/// Without a usable Xorg, `auto` (the default) warns once and records on Xvfb.
+/// Without a usable Xorg, `auto` warns once and records on Xvfb.
 #[test]
 fn auto_records_on_xvfb_where_xorg_cannot_start() {
     let _machine = beside_others();
@@ -93,7 +95,15 @@ fn auto_records_on_xvfb_where_xorg_cannot_start() {
         let o = record_ok(
             &format!("{base}/clock.html"),
             &out,
-            &["--duration", "3", "-v", "--xorg", xorg],
+            &[
+                "--duration",
+                "3",
+                "-v",
+                "--display-server",
+                "auto",
+                "--xorg",
+                xorg,
+            ],
         );
         let log = stderr(&o);
         assert!(

@@ -1,9 +1,9 @@
 //! A private virtual X display for one recording, so that Chromium can run headful and paint
 //! into a framebuffer that pagecast reads directly (see `recording::grab`).
 //!
-//! The server is Xorg with its dummy driver where that is installed: its one mode refreshes at
-//! the recording's frame rate, and Chromium paints at that rate (see `xorg`). Xvfb, whose
-//! displays always paint at 60 Hz, is the fallback (`--display-server`).
+//! The server is Xvfb, whose displays paint at 60 Hz, or on request (`--display-server`) Xorg
+//! with its dummy driver: its one mode refreshes at the recording's frame rate, and Chromium
+//! paints at that rate (see `xorg`).
 //!
 //! The server chooses a free display number itself (`-displayfd`), so any number of recordings
 //! on one machine never race for `:99`. The server is owned: killed and reaped when the display
@@ -76,11 +76,12 @@ fn write_private(path: &Path, data: &[u8]) -> std::io::Result<()> {
 pub(crate) enum DisplayServerChoice {
     /// Xorg with its dummy driver, refreshing at the recording's frame rate; Xvfb (with a
     /// warning, once) where Xorg cannot start or the mode does not fit its driver.
-    #[default]
     Auto,
     /// Xorg with its dummy driver only: a display it cannot provide fails the recording.
     Xorg,
-    /// Xvfb only (displays paint at 60 Hz whatever the frame rate).
+    /// Xvfb only (displays paint at 60 Hz whatever the frame rate): the default, whose frame
+    /// timing holds over long recordings (docs/configuration.md).
+    #[default]
     Xvfb,
 }
 
