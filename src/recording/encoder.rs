@@ -70,7 +70,11 @@ impl ResilientEncoder {
             current: Some(current),
             first_segment,
             sent: 0,
-            backlog: Backlog::new(RAW_BACKLOG_BYTES, opts.encoder.input != FrameFormat::Jpeg),
+            backlog: match opts.encoder.input {
+                // JPEG pictures are small: the whole open segment is kept, as before.
+                FrameFormat::Jpeg => Backlog::new(usize::MAX, false),
+                FrameFormat::Bgrx | FrameFormat::I420 => Backlog::new(RAW_BACKLOG_BYTES, true),
+            },
             restarts: 0,
             lost_seconds: 0.0,
             failed: None,
