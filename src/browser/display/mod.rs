@@ -111,6 +111,14 @@ impl Server {
             Server::Xvfb { .. } => "Xvfb",
         }
     }
+
+    /// The refresh rate its display gives Chromium, where pagecast sets one.
+    fn refresh(&self) -> Option<f64> {
+        match self {
+            Server::Xorg { mode, .. } => Some(mode.refresh()),
+            Server::Xvfb { .. } => None,
+        }
+    }
 }
 
 impl VirtualDisplay {
@@ -133,39 +141,33 @@ impl VirtualDisplay {
             let mode = xorg::Mode::new(width, height, xorg::refresh_for(fps))?;
             Ok(Server::Xorg { exe, mode })
         };
-        match servers.choice {
-            DisplayServerChoice::Xvfb => Self::launch(xvfb()?, width, height).await,
-            DisplayServerChoice::Xorg => {
-                let server = xorg().map_err(|reason| BrowserError::Display {
-                    reason,
-                    tail: String::new(),
-                })?;
-                Self::launch(server, width, height).await
-            }
-            DisplayServerChoice::Auto if XORG_FAILED.load(Ordering::Relaxed) => {
-                Self::launch(xvfb()?, width, height).await
-            }
-            DisplayServerChoice::Auto => match xorg() {
-                Ok(server) => match Self::launch(server, width, height).await {
-                    Ok(display) => Ok(display),
-                    Err(e) => {
-                        if !XORG_FAILED.swap(true, Ordering::Relaxed) {
-                            warn!(
+        let server = match servers.choice {
+            DisplayServerChoice::Xvfb => xvfb()?,
+            DisplayServerChoice::Xorg => xorg().map_err(|reason| BrowserError::Display {
+                reason,
+                tail: String::new(),
+            })?,
+            // Xorg where it can start; else, and from then on, Xvfb.
+            DisplayServerChoice::Auto => {
+                if !XORG_FAILED.load(Ordering::Relaxed) {
+                    match xorg() {
+                        Ok(server) => match Self::launch(server, width, height).await {
+                            Ok(display) => return Ok(display),
+                            Err(e) if !XORG_FAILED.swap(true, Ordering::Relaxed) => warn!(
                                 error = %e,
                                 "Xorg with the dummy driver could not start; displays come from Xvfb from now on, \
                                  and Chromium paints at 60 Hz there whatever the frame rate (more CPU). \
                                  Install xserver-xorg-core and xserver-xorg-video-dummy, or set PAGECAST_DISPLAY_SERVER=xvfb"
-                            );
-                        }
-                        Self::launch(xvfb()?, width, height).await
+                            ),
+                            Err(_) => {}
+                        },
+                        Err(why) => debug!(%why, "no Xorg display for this recording; using Xvfb"),
                     }
-                },
-                Err(why) => {
-                    debug!(%why, "no Xorg display for this recording; using Xvfb");
-                    Self::launch(xvfb()?, width, height).await
                 }
-            },
-        }
+                xvfb()?
+            }
+        };
+        Self::launch(server, width, height).await
     }
 
     /// Runs `server` and waits for its display number.
@@ -185,11 +187,7 @@ impl VirtualDisplay {
         let auth = auth_dir.path().join("Xauthority");
         write_private(&auth, &xauthority(&cookie))
             .map_err(|e| setup(format!("cannot write the display's Xauthority file: {e}")))?;
-        let name = server.name();
-        let refresh = match &server {
-            Server::Xorg { mode, .. } => Some(mode.refresh()),
-            Server::Xvfb { .. } => None,
-        };
+        let (name, refresh) = (server.name(), server.refresh());
         let mut cmd = match &server {
             Server::Xvfb { exe } => {
                 let mut cmd = Command::new(exe);
@@ -323,8 +321,8 @@ impl VirtualDisplay {
 
 impl Drop for VirtualDisplay {
     fn drop(&mut self) {
-        // Killed, the server cannot remove its lock file and socket; a later server would skip (or have
-        // to clean up) this display number, so they go here.
+        // Killed, the server cannot remove its lock file and socket; a later server would skip
+        // (or have to clean up) this display number, so they go here.
         self.child.kill_now();
         let _ = std::fs::remove_file(format!("/tmp/.X{}-lock", self.number));
         let _ = std::fs::remove_file(format!("/tmp/.X11-unix/X{}", self.number));

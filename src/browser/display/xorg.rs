@@ -8,8 +8,6 @@
 //! frame. Measured on the bench page, Chromium's CPU fell from 3.8 to 2.1 s per 20 s
 //! (docs/benchmarks/notebook.md, *An X server at the video's frame rate*).
 
-use std::fmt::Write as _;
-
 /// The dummy driver's pixel clock range (its log: "Clock range: 11.00 to 300.00 MHz").
 const MIN_CLOCK_KHZ: u64 = 12_000;
 const MAX_CLOCK_KHZ: u64 = 300_000;
@@ -102,9 +100,7 @@ impl Mode {
 pub(crate) fn config(mode: &Mode) -> String {
     // 4 bytes a pixel, and a margin.
     let video_ram_kib = (u64::from(mode.width) * u64::from(mode.height) * 4).div_ceil(1024) + 1024;
-    let mut out = String::new();
-    let _ = write!(
-        out,
+    format!(
         r#"Section "ServerFlags"
   Option "AutoAddDevices" "false"
   Option "AutoEnableDevices" "false"
@@ -139,8 +135,7 @@ EndSection
         modeline = mode.modeline(),
         w = mode.width,
         h = mode.height,
-    );
-    out
+    )
 }
 
 #[cfg(test)]
