@@ -130,15 +130,22 @@ pub fn encoder_args(
         FrameFormat::Bgrx | FrameFormat::I420 => "4",
     };
     args.extend(["-thread_queue_size", input_queue].map(String::from));
+    // Raw inputs say everything about themselves on the command line, so ffmpeg need not read
+    // ahead to learn it. It otherwise read a second of frames before it began to encode (1.0 s
+    // from the first frame to the inputs opened, against 3 ms without), and pagecast held
+    // those 30 raw pictures, 40 MB at 720p, at every start (BENCHMARKS.md, PSS).
+    let no_probe = ["-probesize", "32", "-analyzeduration", "0"].map(String::from);
     let raw = |pix_fmt: &str| {
-        vec![
+        let mut v = no_probe.to_vec();
+        v.extend([
             "-f".to_string(),
             "rawvideo".into(),
             "-pix_fmt".into(),
             pix_fmt.into(),
             "-video_size".into(),
             format!("{width}x{height}"),
-        ]
+        ]);
+        v
     };
     match s.input {
         FrameFormat::Jpeg => args.extend(["-f", "mjpeg"].map(String::from)),
@@ -149,7 +156,9 @@ pub fn encoder_args(
     args.push(fps.to_string());
     args.extend(["-i", "-"].map(String::from));
     if s.audio {
-        args.extend(["-thread_queue_size", "64", "-f", "s16le", "-ar"].map(String::from));
+        args.extend(["-thread_queue_size", "64"].map(String::from));
+        args.extend(no_probe);
+        args.extend(["-f", "s16le", "-ar"].map(String::from));
         args.push(SAMPLE_RATE.to_string());
         args.extend(["-ac", "2", "-i"].map(String::from));
         args.push(format!("pipe:{AUDIO_FD}"));
@@ -259,7 +268,7 @@ mod tests {
         let joined = encoder_args(&s, 1280, 720, 30, Path::new("/w"), 0).join(" ");
         assert!(
             joined
-                .contains("-thread_queue_size 4 -f rawvideo -pix_fmt yuv420p -video_size 1280x720"),
+                .contains("-thread_queue_size 4 -probesize 32 -analyzeduration 0 -f rawvideo -pix_fmt yuv420p -video_size 1280x720"),
             "{joined}"
         );
         assert!(!joined.contains("-vf"), "no conversion: {joined}");
@@ -278,7 +287,9 @@ mod tests {
         };
         let joined = encoder_args(&s, 1280, 720, 30, Path::new("/w"), 0).join(" ");
         assert!(
-            joined.contains("-f s16le -ar 48000 -ac 2 -i pipe:3 -map 0:v:0 -map 1:a:0"),
+            joined.contains(
+                "-probesize 32 -analyzeduration 0 -f s16le -ar 48000 -ac 2 -i pipe:3 -map 0:v:0"
+            ),
             "{joined}"
         );
         assert!(
