@@ -1,5 +1,6 @@
 //! The media adapter: ffmpeg and ffprobe. Knows nothing about browsers or tasks.
 
+pub(crate) mod delta;
 pub mod encoder;
 pub mod faststart;
 pub mod finalize;

@@ -14,15 +14,18 @@
 //! are skipped.
 
 use std::collections::VecDeque;
-use std::sync::Arc;
 
-/// One captured frame: JPEG bytes and the paint-clock time (seconds since the epoch).
+use super::delta::Held;
+
+/// One captured frame: its picture (JPEG, or raw from the X server) and the paint-clock time
+/// (seconds since the epoch).
 #[derive(Debug, Clone)]
 pub(crate) struct Frame {
     /// When Chromium painted it.
     pub(crate) painted_at: f64,
-    /// The encoded image.
-    pub(crate) image: Arc<[u8]>,
+    /// The picture: raw ones wait here as their differences from the one before, half a
+    /// second's worth of them (`latency`).
+    pub(crate) image: Held,
 }
 
 /// Counters describing how frames were used.
@@ -50,8 +53,8 @@ pub(crate) struct SlotFrame {
     pub(crate) slot: u64,
     /// The paint-clock instant the slot stands for (its sound starts there).
     pub(crate) instant: f64,
-    /// The image.
-    pub(crate) image: Arc<[u8]>,
+    /// The picture.
+    pub(crate) image: Held,
 }
 
 /// The pacing state machine. Pure: time is passed in, nothing is read from clocks.
@@ -309,16 +312,17 @@ impl FramePacer {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::Arc;
 
     fn frame(t: f64, id: u8) -> Frame {
         Frame {
             painted_at: t,
-            image: Arc::from(vec![id]),
+            image: Held::whole(Arc::from(vec![id])),
         }
     }
 
     fn ids(slots: &[SlotFrame]) -> Vec<u8> {
-        slots.iter().map(|s| s.image[0]).collect()
+        slots.iter().map(|s| s.image.image()[0]).collect()
     }
 
     const T0: f64 = 1_700_000_000.0;
@@ -330,7 +334,7 @@ mod tests {
         let mut slots = p.due(T0 + 5.0);
         slots.extend(p.finish(T0 + 10.0));
         assert_eq!(slots.len(), 300, "10 s at 30 fps");
-        assert!(slots.iter().all(|s| s.image[0] == 1));
+        assert!(slots.iter().all(|s| s.image.image()[0] == 1));
         assert_eq!(p.stats().frames_duplicated, 299);
     }
 
@@ -345,7 +349,11 @@ mod tests {
         assert_eq!(slots.len(), 60);
         // Slot k (at k/30 s) is nearest to paint 2k (at 2k/60 + 4 ms).
         for (k, s) in slots.iter().enumerate() {
-            assert_eq!(u32::from(s.image[0]), (2 * k as u32) % 250, "slot {k}");
+            assert_eq!(
+                u32::from(s.image.image()[0]),
+                (2 * k as u32) % 250,
+                "slot {k}"
+            );
         }
         assert_eq!(p.stats().frames_duplicated, 0);
         assert!(p.stats().frames_skipped >= 58);
@@ -403,7 +411,8 @@ mod tests {
         p.push(frame(T0 + 0.03, 8)); // green, right after startRecord
         let slots = p.due(T0 + 0.5);
         assert_eq!(
-            slots[0].image[0], 8,
+            slots[0].image.image()[0],
+            8,
             "the first frame is the post-start one"
         );
         assert_eq!(slots.len(), 5);

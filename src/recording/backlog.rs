@@ -8,35 +8,29 @@
 //! few MB. A picture that differs in more than half its bytes is kept whole, and the bound still
 //! holds for pages that change everywhere. JPEG pictures (screencast) are small and kept whole.
 //!
-//! Hand-written rather than a compression crate: the delta against the previous picture is what
-//! makes a page's frames small, it costs one comparison pass per frame, and replay needs only the
-//! frames in order.
+//! The differences are `media::delta`'s, the same as the pacer's window keeps.
 
 use std::collections::VecDeque;
 use std::sync::Arc;
 
+use crate::media::delta::Delta;
 use crate::media::encoder::SlotMedia;
 
-/// Bytes compared and kept as a unit.
-const BLOCK: usize = 256;
 /// Frames kept whatever their size (the backlog's floor).
 const MIN_FRAMES: usize = 4;
 
 /// How one frame's picture is kept.
 enum Stored {
     Whole(Arc<[u8]>),
-    /// The blocks (by index) in which it differs from the picture before it, and their bytes.
-    Delta {
-        blocks: Vec<u32>,
-        data: Vec<u8>,
-    },
+    /// Its differences from the picture before it.
+    Delta(Delta),
 }
 
 impl Stored {
     fn bytes(&self) -> usize {
         match self {
             Stored::Whole(p) => p.len(),
-            Stored::Delta { blocks, data } => data.len() + blocks.len() * 4,
+            Stored::Delta(d) => d.size(),
         }
     }
 }
@@ -84,7 +78,8 @@ impl Backlog {
     pub(super) fn push(&mut self, slot: &SlotMedia) {
         let picture = match &self.newest {
             Some(prev) if self.delta && !self.entries.is_empty() => {
-                delta(prev, &slot.image).unwrap_or_else(|| Stored::Whole(slot.image.clone()))
+                Delta::between(prev, &slot.image)
+                    .map_or_else(|| Stored::Whole(slot.image.clone()), Stored::Delta)
             }
             _ => Stored::Whole(slot.image.clone()),
         };
@@ -108,7 +103,7 @@ impl Backlog {
                 pcm: e.pcm.clone(),
             }),
             // The front is always whole (`drop_front` keeps it so).
-            Stored::Delta { .. } => None,
+            Stored::Delta(_) => None,
         }
     }
 
@@ -121,7 +116,7 @@ impl Backlog {
         // The new front's picture, whole, if it is kept as a delta.
         let whole = match self.entries.get(n) {
             Some(Entry {
-                picture: Stored::Delta { .. },
+                picture: Stored::Delta(_),
                 ..
             }) => Some(self.picture_at(n)),
             _ => None,
@@ -149,16 +144,7 @@ impl Backlog {
         entries.into_iter().filter_map(move |e| {
             let image = match e.picture {
                 Stored::Whole(p) => p,
-                Stored::Delta { blocks, data } => {
-                    let base = current.as_ref()?;
-                    if blocks.is_empty() {
-                        base.clone()
-                    } else {
-                        let mut buf = base.to_vec();
-                        apply(&mut buf, &blocks, &data);
-                        Arc::from(buf)
-                    }
-                }
+                Stored::Delta(d) => d.onto(current.as_ref()?),
             };
             current = Some(image.clone());
             Some(SlotMedia { image, pcm: e.pcm })
@@ -177,53 +163,13 @@ impl Backlog {
         };
         let mut buf: Option<Vec<u8>> = None;
         for e in self.entries.range(start + 1..=i) {
-            if let Stored::Delta { blocks, data } = &e.picture
-                && !blocks.is_empty()
+            if let Stored::Delta(d) = &e.picture
+                && !d.is_empty()
             {
-                apply(buf.get_or_insert_with(|| base.to_vec()), blocks, data);
+                d.apply(buf.get_or_insert_with(|| base.to_vec()));
             }
         }
         buf.map_or_else(|| base.clone(), Arc::from)
-    }
-}
-
-/// `next` as the blocks in which it differs from `prev`, or `None` when that would keep more
-/// than half of it (or the sizes differ).
-fn delta(prev: &Arc<[u8]>, next: &Arc<[u8]>) -> Option<Stored> {
-    if Arc::ptr_eq(prev, next) {
-        return Some(Stored::Delta {
-            blocks: Vec::new(),
-            data: Vec::new(),
-        });
-    }
-    if prev.len() != next.len() {
-        return None;
-    }
-    let budget = next.len() / 2;
-    let mut blocks = Vec::new();
-    let mut data = Vec::new();
-    for (i, (a, b)) in prev.chunks(BLOCK).zip(next.chunks(BLOCK)).enumerate() {
-        if a != b {
-            blocks.push(i as u32);
-            data.extend_from_slice(b);
-            if data.len() > budget {
-                return None;
-            }
-        }
-    }
-    Some(Stored::Delta { blocks, data })
-}
-
-/// Writes a delta's blocks into the picture before it.
-fn apply(buf: &mut [u8], blocks: &[u32], data: &[u8]) {
-    let mut from = 0;
-    for &b in blocks {
-        let at = b as usize * BLOCK;
-        let len = BLOCK.min(buf.len().saturating_sub(at));
-        if let (Some(dst), Some(src)) = (buf.get_mut(at..at + len), data.get(from..from + len)) {
-            dst.copy_from_slice(src);
-        }
-        from += len;
     }
 }
 

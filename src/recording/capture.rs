@@ -98,6 +98,6 @@ fn to_frame(ev: &EventScreencastFrame, now: f64) -> Option<Frame> {
         super::engine::sane_time(ev.metadata.timestamp.as_ref().map(|t| *t.inner()), now);
     Some(Frame {
         painted_at,
-        image: Arc::from(jpeg),
+        image: crate::media::delta::Held::whole(Arc::from(jpeg)),
     })
 }

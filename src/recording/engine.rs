@@ -128,7 +128,7 @@ impl Engine {
             .as_ref()
             .map(|a| Arc::from(a.take(slot.instant, samples_for_slot(slot.slot, self.opts.fps))));
         SlotMedia {
-            image: slot.image,
+            image: slot.image.image(),
             pcm,
         }
     }

@@ -286,7 +286,7 @@ impl Engine {
                     let recorded = prior_media + slot.slot as f64 / f64::from(fps);
                     snaps.offer(
                         (recorded * 1000.0).round() as u64,
-                        &slot.image,
+                        &slot.image.image(),
                         opts.encoder.input,
                     );
                 }

@@ -34,6 +34,7 @@ use x11rb::rust_connection::RustConnection;
 
 use super::paint_phase::GrabOffset;
 use crate::clock::wall_now;
+use crate::media::delta::Chain;
 use crate::media::pacer::Frame;
 
 /// What the grab thread and its owner share.
@@ -141,6 +142,7 @@ impl DisplayGrabber {
             shm,
             damage,
             offset: GrabOffset::default(),
+            chain: Chain::default(),
             root,
             width: w,
             height: h,
@@ -200,6 +202,8 @@ struct Grab {
     /// Whether the server reports paints (DAMAGE events) on `conn`.
     damage: bool,
     offset: GrabOffset,
+    /// The grabs as the pacer holds them: each as its differences from the one before.
+    chain: Chain,
     root: u32,
     width: u16,
     height: u16,
@@ -243,7 +247,7 @@ impl Grab {
             let frame = Frame {
                 // The slot instant the grab stands for, so the pacer puts it in that slot.
                 painted_at: at - offset - centre,
-                image,
+                image: self.chain.hold(image),
             };
             match self.frames.try_send(frame) {
                 Ok(()) => {}
