@@ -24,7 +24,7 @@ fn encoder_command(r: &RecorderConfig) -> String {
 fn x264_preset_and_crf_reach_the_encoder() {
     let defaults = encoder_command(&rec(&[]).unwrap());
     assert!(
-        defaults.contains("-c:v libx264 -preset veryfast -crf 23 "),
+        defaults.contains("-c:v libx264 -preset veryfast -rc-lookahead 5 -crf 23 "),
         "{defaults}"
     );
     let r = rec(&["--preset", "slow", "--crf", "30"]).unwrap();

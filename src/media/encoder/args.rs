@@ -177,6 +177,13 @@ pub fn encoder_args(
     // thread keeps its own pictures in memory (BENCHMARKS.md: 11 MB per recording).
     args.extend(["-threads", "1", "-c:v", "libx264", "-preset"].map(String::from));
     args.push(s.preset.clone());
+    // The default preset plans its rate over 5 frames instead of x264's 10: every frame in the
+    // lookahead is held with its half-size copies, and the five fewer are 15 MB at 720p (peak
+    // RSS 124 -> 109 MB). SSIM against a lossless capture of the demo page: 0.99795 -> 0.99758,
+    // of the clock page 0.99979 -> 0.99978 (BENCHMARKS.md, PSS). Other presets are as chosen.
+    if s.preset == "veryfast" {
+        args.extend(["-rc-lookahead", "5"].map(String::from));
+    }
     args.push("-crf".into());
     args.push(s.crf.to_string());
     args.extend(["-pix_fmt", "yuv420p", "-g"].map(String::from));
