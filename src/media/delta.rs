@@ -141,16 +141,18 @@ impl Chain {
     /// The next picture of the stream, held as its differences from the last one where that is
     /// small.
     pub(crate) fn hold(&mut self, image: Arc<[u8]>) -> Held {
-        let delta = match &self.last {
-            Some((prev, _)) if self.links < MAX_LINKS => Delta::between(prev, &image),
+        let after = match &self.last {
+            Some((prev, held)) if self.links < MAX_LINKS => {
+                Delta::between(prev, &image).map(|delta| Kept::After(held.clone(), delta))
+            }
             _ => None,
         };
-        let held = match (delta, &self.last) {
-            (Some(delta), Some((_, prev))) => {
+        let held = match after {
+            Some(kept) => {
                 self.links += 1;
-                Held(Arc::new(Mutex::new(Kept::After(prev.clone(), delta))))
+                Held(Arc::new(Mutex::new(kept)))
             }
-            _ => {
+            None => {
                 self.links = 0;
                 Held::whole(image.clone())
             }
