@@ -163,13 +163,14 @@ impl Chain {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    const SIZE: usize = 10_000;
+    /// Bytes of a test picture.
+    pub(crate) const SIZE: usize = 10_000;
 
     /// A picture of `SIZE` bytes: grey, with `changed` bytes from `at` set to `value`.
-    fn picture(at: usize, changed: usize, value: u8) -> Arc<[u8]> {
+    pub(crate) fn picture(at: usize, changed: usize, value: u8) -> Arc<[u8]> {
         let mut p = vec![128u8; SIZE];
         p[at..at + changed].fill(value);
         Arc::from(p)

@@ -176,15 +176,7 @@ impl Backlog {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    const SIZE: usize = 10_000;
-
-    /// A picture of `SIZE` bytes: grey, with `changed` bytes from `at` set to `value`.
-    fn picture(at: usize, changed: usize, value: u8) -> Arc<[u8]> {
-        let mut p = vec![128u8; SIZE];
-        p[at..at + changed].fill(value);
-        Arc::from(p)
-    }
+    use crate::media::delta::tests::{SIZE, picture};
 
     fn slot(image: Arc<[u8]>, n: u8) -> SlotMedia {
         SlotMedia {
