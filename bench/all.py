@@ -342,6 +342,11 @@ def build_table(res: dict) -> list[list[str]]:
             table.append([f"{res['long_minutes']} min: the page's paints a second, per minute", "(reported)",
                           f"{min(rates):g}-{max(rates):g}; {slow} of {len(rates)} minutes under 45",
                           "", "", "-"])
+        if "latency_steps" in row:
+            steps = row["latency_steps"]
+            table.append([f"{res['long_minutes']} min: lasting steps in the browser's picture latency", "(reported)",
+                          ", ".join(f"{st['ms']:+.1f} ms at {st['at_s']} s" for st in steps) or "none",
+                          "", "", "-"])
     return table
 
 
@@ -495,7 +500,14 @@ def main(argv=None) -> int:
                 res["long"] = one_recording(opts, "pagecast", "long", opts.long_minutes * 60, sample_interval=0.5)
             finally:
                 os.environ.pop("PAGECAST_LOG", None)
-            res["long"]["paints_by_minute"] = ft.paint_trace(opts.out_dir / "long" / "run1.record.log")
+            log = opts.out_dir / "long" / "run1.record.log"
+            res["long"]["paints_by_minute"] = ft.paint_trace(log)
+            analysis = json.loads((opts.out_dir / "long" / "run1.analysis.json").read_text())
+            res["long"]["latency_steps"] = ft.latency_steps(analysis.get("error_by_second_ms") or [],
+                                                            ft.offset_by_second(log))
+            print("  steps in the pictures' latency: "
+                  + (", ".join(f"{st['ms']:+.1f} ms at {st['at_s']} s" for st in res["long"]["latency_steps"]) or "none"),
+                  file=sys.stderr, flush=True)
             print("  paints/s by minute: " + " ".join(str(m["paints_per_s"]) for m in res["long"]["paints_by_minute"])
                   + "; median grab-to-paint age, ms: "
                   + " ".join(str(m["median_age_ms"]) for m in res["long"]["paints_by_minute"]),

@@ -440,6 +440,53 @@ def paint_trace(log: Path, bucket_s: float = 60.0) -> list[dict]:
     return out
 
 
+def offset_by_second(log: Path) -> list[float | None]:
+    """Second by second from the first grab of a recording made with PAGECAST_LOG=TRACE_LOG: the
+    median grab offset (ms from the slot instants) that pagecast chose from the paints."""
+    grab_re = re.compile(r"pagecast::timing: grab grabbed=([0-9.]+) .*offset_ms=(-?[0-9.e+-]+)")
+    seconds: dict[int, list[float]] = {}
+    t0 = None
+    with open(log, errors="replace") as f:
+        for line in f:
+            if m := grab_re.search(line):
+                t = float(m.group(1))
+                t0 = t if t0 is None else t0
+                seconds.setdefault(int(t - t0), []).append(float(m.group(2)))
+    if not seconds:
+        return []
+    return [statistics.median(seconds[k]) if k in seconds else None for k in range(max(seconds) + 1)]
+
+
+LATENCY_STEP_MS = 8.0
+"""A lasting change this large (half a 60 Hz paint) in the pictures' lag counts as a step."""
+
+
+def latency_steps(error_by_second: list, offset_by_second: list, window: int = 10) -> list[dict]:
+    """Where the page's pictures changed their latency for good: the lag of the painted page
+    time behind the grab (the grab offset less the frame's timing error, per second) differs by
+    at least LATENCY_STEP_MS between the `window` seconds before and the `window` seconds after.
+    A grab offset that jumps a paint moves the error with it and leaves the lag alone, so what
+    remains is the browser showing its frames a paint later (or sooner) than before. Each step:
+    the second it happened at and its size in ms (above zero: the pictures fell behind)."""
+    lag = [o - e if o is not None and e is not None else None
+           for o, e in zip(offset_by_second, error_by_second)]
+    def med(xs):
+        xs = [x for x in xs if x is not None]
+        return statistics.median(xs) if len(xs) >= window // 2 else None
+    steps: list[dict] = []
+    for s in range(window, len(lag) - window + 1):
+        before, after = med(lag[s - window:s]), med(lag[s:s + window])
+        if before is None or after is None or abs(after - before) < LATENCY_STEP_MS:
+            continue
+        size = after - before
+        if steps and s - steps[-1]["at_s"] <= window:
+            if abs(size) > abs(steps[-1]["ms"]):
+                steps[-1] = {"at_s": s, "ms": round(size, 1)}
+            continue
+        steps.append({"at_s": s, "ms": round(size, 1)})
+    return steps
+
+
 def parse_json_output(text: str) -> dict:
     text = text.strip()
     try:

@@ -106,6 +106,13 @@ pub struct TimingReport {
     /// Indices of the frames that show the same value as the decoded frame before them (where
     /// the distinct ratio's misses are).
     pub repeated_frames: Vec<usize>,
+    /// For each second of video (frames `k * fps .. (k + 1) * fps`), the median signed error of
+    /// its decoded frames in milliseconds (painted time less its aligned frame time; above zero,
+    /// the pictures show later page time than their place in the video). NaN for a second with
+    /// no decoded frame. Its walk shows what the p95 pools: a slow saw-tooth is the paints
+    /// drifting past the frame grid, a lasting step is the page's pictures changing their
+    /// latency.
+    pub error_by_second_ms: Vec<f64>,
 }
 
 /// One decoded frame: its index in the full sequence and its unwrapped painted time in ms.
@@ -213,6 +220,7 @@ pub fn analyze(values: &[Option<u32>], fps: f64) -> TimingReport {
             max_error_ms: f64::NAN,
             drift: f64::NAN,
             longest_freeze_ms: f64::NAN,
+            error_by_second_ms: Vec::new(),
             gaps: Vec::new(),
             repeated_frames,
         };
@@ -257,6 +265,8 @@ pub fn analyze(values: &[Option<u32>], fps: f64) -> TimingReport {
 
     // Per-run alignment, pooled errors, weighted drift.
     let mut errors: Vec<f64> = Vec::with_capacity(decoded);
+    let seconds = (frames as f64 / fps).ceil() as usize;
+    let mut by_second: Vec<Vec<f64>> = vec![Vec::new(); seconds];
     let (mut slope_sum, mut weight_sum) = (0.0, 0.0);
     for run in &runs {
         // Times are taken relative to the run's first sample to keep f64 precision.
@@ -269,7 +279,13 @@ pub fn analyze(values: &[Option<u32>], fps: f64) -> TimingReport {
             .collect();
         let mut offsets: Vec<f64> = points.iter().map(|&(x, y)| y - x).collect();
         let offset = median(&mut offsets);
-        errors.extend(points.iter().map(|&(x, y)| (y - (offset + x)).abs()));
+        for (s, &(x, y)) in run.iter().zip(&points) {
+            let error = y - (offset + x);
+            errors.push(error.abs());
+            if let Some(second) = by_second.get_mut((s.index as f64 / fps) as usize) {
+                second.push(error);
+            }
+        }
 
         let span_ms = (last.index - first.index + 1) as f64 * period;
         if span_ms >= MIN_DRIFT_RUN_MS
@@ -305,6 +321,7 @@ pub fn analyze(values: &[Option<u32>], fps: f64) -> TimingReport {
         longest_freeze_ms,
         gaps,
         repeated_frames,
+        error_by_second_ms: by_second.iter_mut().map(|v| median(v)).collect(),
     }
 }
 
@@ -341,6 +358,31 @@ mod tests {
                 Some((painted.floor() as i64).rem_euclid(MODULUS) as u32)
             })
             .collect()
+    }
+
+    #[test]
+    fn a_lasting_step_in_the_pictures_latency_shows_second_by_second() {
+        // 10 s at 30 fps on time, then the pictures show page time 17 ms later from second 6
+        // on; second 8 does not decode.
+        let values: Vec<Option<u32>> = (0..300)
+            .map(|k| {
+                let late = if k >= 180 { 17.0 } else { 0.0 };
+                (!(240..270).contains(&k))
+                    .then(|| (5000.0 + k as f64 * 1000.0 / 30.0 + late).floor() as u32)
+            })
+            .collect();
+        let r = analyze(&values, 30.0);
+        let by = &r.error_by_second_ms;
+        assert_eq!(by.len(), 10);
+        for (second, &e) in by.iter().enumerate() {
+            match second {
+                0..=5 => assert!(e.abs() <= 1.0, "second {second}: {e}"),
+                8 => assert!(e.is_nan(), "second 8 has no decoded frame: {e}"),
+                _ => assert!((e - 17.0).abs() <= 1.0, "second {second}: {e}"),
+            }
+        }
+        // The pooled p95 sees only that some frames are 17 ms off.
+        assert!(r.p95_error_ms >= 16.0, "p95 {}", r.p95_error_ms);
     }
 
     #[test]

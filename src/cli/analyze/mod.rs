@@ -124,6 +124,7 @@ pub async fn run(args: AnalyzeArgs) -> anyhow::Result<ExitCode> {
             "longest_freeze_ms": num(r.longest_freeze_ms),
             "gaps": gaps,
             "repeated_frames": r.repeated_frames,
+            "error_by_second_ms": r.error_by_second_ms.iter().map(|&e| num(e)).collect::<Vec<_>>(),
             "duration_s": num(duration_s),
             "fps": num(fps),
         });
