@@ -526,6 +526,16 @@ async fn a_standalone_store_follows_its_primary_endpoint_through_a_failover() {
     let endpoint = deploy::Forwarder::start(a.port(), None);
     let store = TaskStore::connect(&endpoint.url(), "t:").await.unwrap();
     let before = created(&store).await;
+    // A planned failover promotes a replica that has caught up (replication is asynchronous:
+    // promoted at once, b can lack the write made a moment before, as one suite run saw).
+    let started = Instant::now();
+    while b.cli(&["EXISTS", &format!("t:task:{before}")]).trim() != "1" {
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "b did not receive {before}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
 
     // The failover: b promoted, a demoted to b's replica, the name moved to b.
     b.cli(&["REPLICAOF", "NO", "ONE"]);
