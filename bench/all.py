@@ -343,10 +343,8 @@ def build_table(res: dict) -> list[list[str]]:
                           f"{min(rates):g}-{max(rates):g}; {slow} of {len(rates)} minutes under 45",
                           "", "", "-"])
         if "latency_steps" in row:
-            steps = row["latency_steps"]
             table.append([f"{res['long_minutes']} min: lasting steps in the browser's picture latency", "(reported)",
-                          ", ".join(f"{st['ms']:+.1f} ms at {st['at_s']} s" for st in steps) or "none",
-                          "", "", "-"])
+                          ft.describe_steps(row["latency_steps"]), "", "", "-"])
     return table
 
 
@@ -505,8 +503,7 @@ def main(argv=None) -> int:
             analysis = json.loads((opts.out_dir / "long" / "run1.analysis.json").read_text())
             res["long"]["latency_steps"] = ft.latency_steps(analysis.get("error_by_second_ms") or [],
                                                             ft.offset_by_second(log))
-            print("  steps in the pictures' latency: "
-                  + (", ".join(f"{st['ms']:+.1f} ms at {st['at_s']} s" for st in res["long"]["latency_steps"]) or "none"),
+            print("  steps in the pictures' latency: " + ft.describe_steps(res["long"]["latency_steps"]),
                   file=sys.stderr, flush=True)
             print("  paints/s by minute: " + " ".join(str(m["paints_per_s"]) for m in res["long"]["paints_by_minute"])
                   + "; median grab-to-paint age, ms: "

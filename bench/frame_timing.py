@@ -401,6 +401,9 @@ def record(args, run: int, out_dir: Path) -> dict:
 TRACE_LOG = "pagecast::timing=trace,info"
 """PAGECAST_LOG for a recording whose paints and grabs are to be read back (`paint_trace`)."""
 
+GRAB_RE = re.compile(r"pagecast::timing: grab grabbed=([0-9.]+) .*offset_ms=(-?[0-9.e+-]+)")
+"""A grab in the timing trace: its instant (s) and the grab offset (ms)."""
+
 
 def paint_trace(log: Path, bucket_s: float = 60.0) -> list[dict]:
     """Per `bucket_s` of a recording made with PAGECAST_LOG=TRACE_LOG: the page's paints a second
@@ -408,7 +411,6 @@ def paint_trace(log: Path, bucket_s: float = 60.0) -> list[dict]:
     newest paint at each grab, in ms. A paint rhythm of 60 Hz gives ages of 0-16.7 ms, 30 Hz
     0-33 ms; the age's walk from bucket to bucket is the paints drifting against the grab grid."""
     paint_re = re.compile(r"pagecast::timing: damage painted=([0-9.]+)")
-    grab_re = re.compile(r"pagecast::timing: grab grabbed=([0-9.]+)")
     paints: list[float] = []
     grabs: list[float] = []
     with open(log, errors="replace") as f:
@@ -417,7 +419,7 @@ def paint_trace(log: Path, bucket_s: float = 60.0) -> list[dict]:
                 t = float(m.group(1))
                 if not paints or t - paints[-1] >= 0.004:
                     paints.append(t)
-            elif m := grab_re.search(line):
+            elif m := GRAB_RE.search(line):
                 grabs.append(float(m.group(1)))
     if not paints:
         return []
@@ -443,12 +445,11 @@ def paint_trace(log: Path, bucket_s: float = 60.0) -> list[dict]:
 def offset_by_second(log: Path) -> list[float | None]:
     """Second by second from the first grab of a recording made with PAGECAST_LOG=TRACE_LOG: the
     median grab offset (ms from the slot instants) that pagecast chose from the paints."""
-    grab_re = re.compile(r"pagecast::timing: grab grabbed=([0-9.]+) .*offset_ms=(-?[0-9.e+-]+)")
     seconds: dict[int, list[float]] = {}
     t0 = None
     with open(log, errors="replace") as f:
         for line in f:
-            if m := grab_re.search(line):
+            if m := GRAB_RE.search(line):
                 t = float(m.group(1))
                 t0 = t if t0 is None else t0
                 seconds.setdefault(int(t - t0), []).append(float(m.group(2)))
@@ -485,6 +486,11 @@ def latency_steps(error_by_second: list, offset_by_second: list, window: int = 1
             continue
         steps.append({"at_s": s, "ms": round(size, 1)})
     return steps
+
+
+def describe_steps(steps: list[dict]) -> str:
+    """`latency_steps` as one line: "+15.8 ms at 258 s, ..." or "none"."""
+    return ", ".join(f"{st['ms']:+.1f} ms at {st['at_s']} s" for st in steps) or "none"
 
 
 def parse_json_output(text: str) -> dict:
