@@ -19,8 +19,10 @@ What it runs, in this order:
      `--takeover-runs` times each.
   6. 1920x1080 and 2560x1440 at 30 fps, one pagecast recording each (no target).
   7. A/V sync (bench/av_sync.py's pages): `--av-runs` recordings each of av_sync.html (canvas +
-     WebAudio: the recorder's error, its offset less the page's own lead) and
-     av_sync_video.html (a media element: its offset).
+     WebAudio: the recorder's error, its offset less the page's own lead, split into the sound's
+     and the picture's lag on the wall clock) and av_sync_video.html (a media element: its
+     offset); and one recording in which a native PulseAudio client clicks into the sink, which
+     checks pagecast's placement of sound against PulseAudio's own clock (bench/av_path.py).
   8. With `--long-minutes N`, one N-minute recording: PSS minute by minute (flat or not) and the
      timing figures over the whole length.
 
@@ -52,6 +54,7 @@ import frame_timing as ft  # bench/ is the script directory
 import stop_to_finished as stf
 from fixtures import fixture_server
 import takeover_bench as tb
+import av_path
 import av_sync
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -184,6 +187,9 @@ def av(opts) -> dict[str, list[dict]]:
                                 opts.seconds)
             print(f"  {page} {i + 1}: {av_sync.summary_line(r)}", file=sys.stderr, flush=True)
             out[page].append(r)
+    r = av_path.sound_placement(opts.pagecast, base, opts.out_dir / "sound_placement.mp4")
+    print(f"  sound placement: {av_sync.placement_line(r)}", file=sys.stderr, flush=True)
+    out["sound_placement"] = r
     return out
 
 
@@ -316,6 +322,15 @@ def build_table(res: dict) -> list[list[str]]:
         table.append(["A/V, canvas + WebAudio: the beep's lead in the file, and the page's own, means", "-",
                       f"{statistics.mean(recorded):+.1f} ms, {statistics.mean(own):+.1f} ms" if own else "-",
                       "", "", "-"])
+        paths = [r["path"] for r in canvas if r.get("path")]
+        if paths:
+            table.append(["A/V, canvas: error = sound lag − picture lag (paint, grid), each run", "reported",
+                          "; ".join(av_sync.describe_path(p) for p in paths), "", "", "-"])
+        placed = res["av"].get("sound_placement")
+        if placed and placed.get("median_ms") is not None:
+            table.append(["A/V: sound placed against PulseAudio's clock (native client's clicks)", "reported",
+                          f"median {placed['median_ms']:+.2f} ms, largest ±{placed['max_abs_ms']:.2f} ms "
+                          f"({placed['placed']} clicks)", "", "", "-"])
         # Its flashes change on a phase fixed to the frame grid, so each run's mean is one draw
         # of the grid's ±16.7 ms rounding: the target is on the mean over runs (the +3 ms of
         # 2026-12-02 was a mean over five).

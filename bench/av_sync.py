@@ -10,7 +10,11 @@ figures plus the figures over all flashes of all runs:
 - av_sync.html: the page itself flashes (canvas, requestAnimationFrame) and beeps (WebAudio,
   scheduled with getOutputTimestamp()) once a second, at instants that walk through one 30 fps
   frame every ten seconds; `recorder error` is each offset corrected by how late the page painted
-  that flash (from the frame's clock strip): the page's own lead taken out.
+  that flash (from the frame's clock strip): the page's own lead taken out. Each canvas run is
+  recorded with the timing trace, and its error split into the sound's lag behind the page's
+  intent and the picture's (bench/av_path.py);
+- `--sound-placement N`: N recordings in which a native PulseAudio client clicks into the sink,
+  which check pagecast's placement of sound against PulseAudio's clock with no browser involved.
 
 Example:
     python3 bench/av_sync.py --pagecast target/release/pagecast --seconds 30 --runs 3
@@ -22,13 +26,15 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
-from fixtures import fixture_server  # bench/ is the script directory
+import av_path  # bench/ is the script directory
+from fixtures import fixture_server
 
 PAGES = ["av_sync_video.html", "av_sync.html"]
 
@@ -43,18 +49,26 @@ def load() -> str:
 def one_run(pagecast: str, url: str, out: Path, seconds: float) -> dict:
     """Records `url` to `out` with sound and measures it: `pagecast analyze --av-sync`'s report,
     plus the mean of the page's lateness over the flashes whose lateness the page's clock strip
-    tells (None for a page without one)."""
+    tells (None for a page without one), and for such a page the split of its error into the
+    sound's and the picture's lag (`path`: medians of bench/av_path.py's `decompose`)."""
     before = load()
-    rec = subprocess.run([pagecast, "record", url, "-o", str(out), "-q", "--duration", str(seconds)],
-                         capture_output=True, text=True)
+    log = out.with_suffix(".log")
+    env = dict(os.environ, PAGECAST_LOG="pagecast::timing=trace,info")
+    with open(log, "w") as err:
+        rec = subprocess.run([pagecast, "record", url, "-o", str(out), "--duration", str(seconds)],
+                             stdout=subprocess.DEVNULL, stderr=err, env=env)
     if rec.returncode != 0:
-        raise RuntimeError(f"{url}: record failed: {rec.stderr.strip()}")
+        raise RuntimeError(f"{url}: record failed (exit {rec.returncode}); see {log}")
     ana = subprocess.run([pagecast, "analyze", "--av-sync", "--json", str(out)],
                          capture_output=True, text=True, check=True)
     r = json.loads(ana.stdout)
     late = [p for p in r["pairs"] if p["lateness_ms"] is not None]
     r["load_before"] = before
     r["mean_lateness_ms"] = statistics.mean(p["lateness_ms"] for p in late) if late else None
+    r["path"] = None
+    if late:
+        rows = av_path.decompose(r, av_path.read_trace(log), av_path.video_start(out), 30.0)
+        r["path"] = av_path.summarize(rows)
     return r
 
 
@@ -65,7 +79,22 @@ def summary_line(r: dict) -> str:
     if r["mean_lateness_ms"] is not None:
         line += (f"; the page's own lead {r['mean_lateness_ms']:+.1f} ms, "
                  f"recorder error mean {r['mean_recorder_error_ms']:+.1f} ms")
+    if r.get("path"):
+        line += f"\n    = {describe_path(r['path'])}"
     return line
+
+
+def describe_path(path: dict) -> str:
+    """One canvas run's error, split (medians over its flashes)."""
+    def ms(key):
+        return "-" if path.get(key) is None else f"{path[key]:+.1f}"
+    return (f"sound lag {ms('sound_lag_ms')} ms - picture lag {ms('picture_lag_ms')} ms "
+            f"(paint {ms('paint_lag_ms')}, grid {ms('grid_ms')})")
+
+
+def placement_line(r: dict) -> str:
+    return (f"{r['placed']} of {r['clicks']} clicks, pagecast less PulseAudio median {r['median_ms']:+.2f} ms, "
+            f"max |error| {r['max_abs_ms']:.2f} ms (stream latency {r['latency_ms']:.1f} ms)")
 
 
 def main() -> int:
@@ -74,9 +103,18 @@ def main() -> int:
     ap.add_argument("--seconds", type=int, default=30)
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--pages", nargs="*", default=PAGES)
+    ap.add_argument("--sound-placement", type=int, default=0, metavar="N",
+                    help="also N recordings checking the sound's placement against PulseAudio's clock")
     args = ap.parse_args()
     base = fixture_server()
     with tempfile.TemporaryDirectory(prefix="pagecast-avbench-") as tmp:
+        for run in range(args.sound_placement):
+            try:
+                r = av_path.sound_placement(args.pagecast, base, Path(tmp) / f"clicks{run}.mp4")
+            except RuntimeError as e:
+                print(f"sound placement run {run}: {e}", file=sys.stderr)
+                return 1
+            print(f"sound placement run {run}: {placement_line(r)}")
         for page in args.pages:
             offsets: list[float] = []
             errors: list[float] = []
