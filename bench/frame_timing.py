@@ -116,6 +116,42 @@ def all_pids():
             yield int(name)
 
 
+def live_descendants(root: int) -> list[tuple[int, str]]:
+    """(pid, command name) of every running (not zombie) process under `root`."""
+    parent, names = {}, {}
+    for pid in all_pids():
+        st = read_stat(pid)
+        if st is None or st[3] in ("Z", "X"):
+            continue
+        parent[pid] = st[0]
+        try:
+            names[pid] = Path(f"/proc/{pid}/comm").read_text().strip()
+        except OSError:
+            names[pid] = "?"
+    out = []
+    for pid in parent:
+        p, seen = parent.get(pid), 0
+        while p is not None and p != root and seen < 64:
+            p, seen = parent.get(p), seen + 1
+        if p == root and pid != root:
+            out.append((pid, names[pid]))
+    return out
+
+
+def settle(limit: float = 15.0) -> list[tuple[int, str]]:
+    """Before a measured recording under this subreaper: reaps what earlier work left exited
+    (reaped during the recording, its CPU time would count as the recording's) and waits up to
+    `limit` seconds for what it left running (it would be sampled as part of the recording's
+    tree and compete with it). Returns what is still running then."""
+    deadline = time.monotonic() + limit
+    while True:
+        reap_remaining(0.0)
+        left = live_descendants(os.getpid())
+        if not left or time.monotonic() >= deadline:
+            return left
+        time.sleep(0.2)
+
+
 def become_subreaper() -> bool:
     """Makes this process the reaper of orphaned descendants (Linux PR_SET_CHILD_SUBREAPER).
 
@@ -353,6 +389,9 @@ def record(args, run: int, out_dir: Path) -> dict:
             ] + shlex.split(args.record_args)
         print(f"[run {run}] {shlex.join(cmd)}", file=sys.stderr, flush=True)
         timeout = args.timeout if args.timeout else args.seconds * 2 + 90
+        if args.subreaper and (left := settle()):
+            print(f"[run {run}] warning: still running from earlier work, measured with this run: "
+                  + ", ".join(f"{name} ({pid})" for pid, name in left), file=sys.stderr, flush=True)
         with open(log, "wb") as logf:
             started = time.monotonic()
             proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=logf, stderr=subprocess.STDOUT,
