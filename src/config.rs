@@ -9,7 +9,7 @@ use std::time::Duration;
 use clap::Args;
 
 use crate::browser::BrowserSettings;
-use crate::media::encoder::EncoderSettings;
+use crate::media::encoder::{DEFAULT_PRESET, EncoderSettings};
 use crate::recording::CaptureSettings;
 
 /// An absolute `http(s)://` URL, or why not.
@@ -76,14 +76,14 @@ pub struct RecorderConfig {
     #[arg(long, env = "PAGECAST_EVERY_NTH_FRAME", default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=10))]
     pub(crate) every_nth_frame: u32,
     /// libx264 preset.
-    #[arg(long, env = "PAGECAST_X264_PRESET", default_value = "veryfast", value_parser = clap::builder::PossibleValuesParser::new(PRESETS))]
+    #[arg(long, env = "PAGECAST_X264_PRESET", default_value = DEFAULT_PRESET, value_parser = clap::builder::PossibleValuesParser::new(PRESETS))]
     pub(crate) preset: String,
     /// libx264 constant rate factor (0-51, lower is better).
     #[arg(long, env = "PAGECAST_X264_CRF", default_value_t = 23, value_parser = clap::value_parser!(u8).range(0..=51))]
     pub(crate) crf: u8,
     /// libx264 preset of live pushes that encode a stream of their own (`Output.Live` with a bit
     /// rate); pushes without one carry the recording's stream and encode nothing (docs/live.md).
-    #[arg(long, env = "PAGECAST_LIVE_X264_PRESET", default_value = "veryfast", value_parser = clap::builder::PossibleValuesParser::new(PRESETS))]
+    #[arg(long, env = "PAGECAST_LIVE_X264_PRESET", default_value = DEFAULT_PRESET, value_parser = clap::builder::PossibleValuesParser::new(PRESETS))]
     pub live_preset: String,
     /// Seconds a page may take to load (60, as the source product waits for the load event).
     #[arg(long, env = "PAGECAST_NAVIGATION_TIMEOUT", default_value_t = 60)]

@@ -56,11 +56,14 @@ pub struct EncoderSettings {
     pub(crate) input: FrameFormat,
 }
 
+/// The x264 preset recordings use unless told otherwise (`--preset`, `PAGECAST_X264_PRESET`).
+pub(crate) const DEFAULT_PRESET: &str = "veryfast";
+
 impl Default for EncoderSettings {
     fn default() -> Self {
         Self {
             ffmpeg: PathBuf::from("ffmpeg"),
-            preset: "veryfast".into(),
+            preset: DEFAULT_PRESET.into(),
             crf: 23,
             segment_seconds: 2,
             audio: false,
@@ -181,7 +184,7 @@ pub fn encoder_args(
     // lookahead is held with its half-size copies, and the five fewer are 15 MB at 720p (peak
     // RSS 124 -> 109 MB). SSIM against a lossless capture of the demo page: 0.99795 -> 0.99758,
     // of the clock page 0.99979 -> 0.99978 (BENCHMARKS.md, PSS). Other presets are as chosen.
-    if s.preset == "veryfast" {
+    if s.preset == DEFAULT_PRESET {
         args.extend(["-rc-lookahead", "5"].map(String::from));
     }
     args.push("-crf".into());

@@ -29,7 +29,9 @@ use std::time::Duration;
 use tokio::sync::mpsc;
 
 use self::args::AUDIO_FD;
-pub(crate) use self::args::{AAC_FRAME, SAMPLE_RATE, aac_output_args, silence_source};
+pub(crate) use self::args::{
+    AAC_FRAME, DEFAULT_PRESET, SAMPLE_RATE, aac_output_args, silence_source,
+};
 pub use self::args::{EncoderSettings, FrameFormat, encoder_args};
 use super::MediaError;
 use super::segments::completed_segments;
