@@ -34,9 +34,10 @@ import subprocess
 import time
 from pathlib import Path
 
+from frame_timing import GRAB_RE  # bench/ is the script directory
+
 SLOT_RE = re.compile(r"pagecast::timing: slot slot=(\d+) instant=([0-9.]+)")
 DAMAGE_RE = re.compile(r"pagecast::timing: damage painted=([0-9.]+)")
-GRAB_RE = re.compile(r"pagecast::timing: grab grabbed=([0-9.]+) .*offset_ms=(-?[0-9.e+-]+)")
 RATE = 48000
 
 
@@ -68,8 +69,9 @@ def wall_clock(trace: dict, video_start: float, fps: float):
     return lambda t: origin + (t - video_start)
 
 
-def video_start(file: Path) -> float:
-    out = subprocess.run(["ffprobe", "-v", "error", "-select_streams", "v:0", "-show_entries",
+def stream_start(file: Path, stream: str = "v:0") -> float:
+    """The start time (s) of one of a file's streams on the file's timeline."""
+    out = subprocess.run(["ffprobe", "-v", "error", "-select_streams", stream, "-show_entries",
                           "stream=start_time", "-of", "csv=p=0", str(file)],
                          capture_output=True, text=True, check=True).stdout
     return float(out.strip().splitlines()[0])
@@ -187,13 +189,6 @@ def onsets(file: Path, threshold: int = 3000, quiet: int = 200) -> list[float]:
     return found
 
 
-def audio_start(file: Path) -> float:
-    out = subprocess.run(["ffprobe", "-v", "error", "-select_streams", "a:0", "-show_entries",
-                          "stream=start_time", "-of", "csv=p=0", str(file)],
-                         capture_output=True, text=True, check=True).stdout
-    return float(out.strip().splitlines()[0])
-
-
 def _private_server(before: set[str], limit: float = 20.0) -> Path | None:
     """The private PulseAudio server directory a recording started after `before` was listed."""
     deadline = time.time() + limit
@@ -251,9 +246,8 @@ def sound_placement(pagecast: str, base: str, out: Path, seconds: int = 20, buff
     if failure or rc != 0:
         raise RuntimeError(failure or f"record failed (exit {rc}); see {log}")
     trace = read_trace(log)
-    start = video_start(out)
-    wall = wall_clock(trace, start, 30.0)
-    a0 = audio_start(out)
+    wall = wall_clock(trace, stream_start(out), 30.0)
+    a0 = stream_start(out, "a:0")
     errors = []
     for t in onsets(out):
         w = wall(a0 + t)

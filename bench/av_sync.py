@@ -67,7 +67,7 @@ def one_run(pagecast: str, url: str, out: Path, seconds: float) -> dict:
     r["mean_lateness_ms"] = statistics.mean(p["lateness_ms"] for p in late) if late else None
     r["path"] = None
     if late:
-        rows = av_path.decompose(r, av_path.read_trace(log), av_path.video_start(out), 30.0)
+        rows = av_path.decompose(r, av_path.read_trace(log), av_path.stream_start(out), 30.0)
         r["path"] = av_path.summarize(rows)
     return r
 
