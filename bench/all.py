@@ -116,9 +116,8 @@ def concurrent(opts, count: int = 3) -> list[dict]:
     # counted): the peak of their summed PSS, divided by `count`, is the memory one recording
     # costs when several share a machine (Chromium's and ffmpeg's code pages are then shared).
     sampler = ft.TreeSampler(os.getpid(), 0.2)
-    if opts.subreaper and (left := ft.settle()):
-        print("  warning: still running from earlier work, measured with these recordings: "
-              + ", ".join(f"{name} ({pid})" for pid, name in left), file=sys.stderr, flush=True)
+    if opts.subreaper:
+        ft.settle("  ")
     with ft.FixtureServer(ft.FIXTURES) as server:
         url = f"http://127.0.0.1:{server.port}/clock.html"
         sampler.start()

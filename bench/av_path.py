@@ -31,19 +31,19 @@ import os
 import re
 import statistics
 import subprocess
+import tempfile
 import time
 from pathlib import Path
 
-from frame_timing import GRAB_RE  # bench/ is the script directory
+from frame_timing import DAMAGE_RE, GRAB_RE, TRACE_LOG  # bench/ is the script directory
 
 SLOT_RE = re.compile(r"pagecast::timing: slot slot=(\d+) instant=([0-9.]+)")
-DAMAGE_RE = re.compile(r"pagecast::timing: damage painted=([0-9.]+)")
 RATE = 48000
 
 
 def read_trace(log: Path) -> dict:
     """The slot instants (slot -> wall time), paints and grabs (wall time, offset in s) of a
-    recording made with PAGECAST_LOG=pagecast::timing=trace."""
+    recording made with PAGECAST_LOG=TRACE_LOG."""
     slots: dict[int, float] = {}
     paints: list[float] = []
     grabs: list[tuple[float, float]] = []
@@ -189,11 +189,17 @@ def onsets(file: Path, threshold: int = 3000, quiet: int = 200) -> list[float]:
     return found
 
 
+def _server_dirs() -> list[Path]:
+    """The private PulseAudio servers' directories pagecast makes (in its temporary directory,
+    which TMPDIR moves for it and for Python alike)."""
+    return list(Path(tempfile.gettempdir()).glob("pagecast-pulse-*"))
+
+
 def _private_server(before: set[str], limit: float = 20.0) -> Path | None:
     """The private PulseAudio server directory a recording started after `before` was listed."""
     deadline = time.time() + limit
     while time.time() < deadline:
-        for d in Path("/tmp").glob("pagecast-pulse-*"):
+        for d in _server_dirs():
             if str(d) not in before and (d / "native").exists():
                 return d
         time.sleep(0.05)
@@ -218,8 +224,8 @@ def sound_placement(pagecast: str, base: str, out: Path, seconds: int = 20, buff
     sink; returns the clicks' placement errors (ms: pagecast's wall time less PulseAudio's play
     time). Uses the private PulseAudio server pagecast starts for a recording (its default)."""
     log = out.with_suffix(".log")
-    before = {str(d) for d in Path("/tmp").glob("pagecast-pulse-*")}
-    env = dict(os.environ, PAGECAST_LOG="pagecast::timing=trace,info")
+    before = {str(d) for d in _server_dirs()}
+    env = dict(os.environ, PAGECAST_LOG=TRACE_LOG)
     with open(log, "w") as err:
         rec = subprocess.Popen([pagecast, "record", f"{base}/av_sync.html?silent=1", "-o", str(out),
                                 "--duration", str(seconds)], stderr=err, stdout=subprocess.DEVNULL, env=env)

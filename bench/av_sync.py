@@ -34,6 +34,7 @@ import tempfile
 from pathlib import Path
 
 import av_path  # bench/ is the script directory
+import frame_timing as ft
 from fixtures import fixture_server
 
 PAGES = ["av_sync_video.html", "av_sync.html"]
@@ -53,7 +54,7 @@ def one_run(pagecast: str, url: str, out: Path, seconds: float) -> dict:
     sound's and the picture's lag (`path`: medians of bench/av_path.py's `decompose`)."""
     before = load()
     log = out.with_suffix(".log")
-    env = dict(os.environ, PAGECAST_LOG="pagecast::timing=trace,info")
+    env = dict(os.environ, PAGECAST_LOG=ft.TRACE_LOG)
     with open(log, "w") as err:
         rec = subprocess.run([pagecast, "record", url, "-o", str(out), "--duration", str(seconds)],
                              stdout=subprocess.DEVNULL, stderr=err, env=env)

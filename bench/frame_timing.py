@@ -138,17 +138,21 @@ def live_descendants(root: int) -> list[tuple[int, str]]:
     return out
 
 
-def settle(limit: float = 15.0) -> list[tuple[int, str]]:
+def settle(label: str, limit: float = 15.0) -> None:
     """Before a measured recording under this subreaper: reaps what earlier work left exited
     (reaped during the recording, its CPU time would count as the recording's) and waits up to
     `limit` seconds for what it left running (it would be sampled as part of the recording's
-    tree and compete with it). Returns what is still running then."""
+    tree and compete with it). What still runs then is named in a warning under `label`."""
     deadline = time.monotonic() + limit
     while True:
         reap_remaining(0.0)
         left = live_descendants(os.getpid())
-        if not left or time.monotonic() >= deadline:
-            return left
+        if not left:
+            return
+        if time.monotonic() >= deadline:
+            print(f"{label}warning: still running from earlier work, measured with this recording: "
+                  + ", ".join(f"{name} ({pid})" for pid, name in left), file=sys.stderr, flush=True)
+            return
         time.sleep(0.2)
 
 
@@ -389,9 +393,8 @@ def record(args, run: int, out_dir: Path) -> dict:
             ] + shlex.split(args.record_args)
         print(f"[run {run}] {shlex.join(cmd)}", file=sys.stderr, flush=True)
         timeout = args.timeout if args.timeout else args.seconds * 2 + 90
-        if args.subreaper and (left := settle()):
-            print(f"[run {run}] warning: still running from earlier work, measured with this run: "
-                  + ", ".join(f"{name} ({pid})" for pid, name in left), file=sys.stderr, flush=True)
+        if args.subreaper:
+            settle(f"[run {run}] ")
         with open(log, "wb") as logf:
             started = time.monotonic()
             proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=logf, stderr=subprocess.STDOUT,
@@ -443,18 +446,20 @@ TRACE_LOG = "pagecast::timing=trace,info"
 GRAB_RE = re.compile(r"pagecast::timing: grab grabbed=([0-9.]+) .*offset_ms=(-?[0-9.e+-]+)")
 """A grab in the timing trace: its instant (s) and the grab offset (ms)."""
 
+DAMAGE_RE = re.compile(r"pagecast::timing: damage painted=([0-9.]+)")
+"""A paint in the timing trace (an X damage event): its instant (s)."""
+
 
 def paint_trace(log: Path, bucket_s: float = 60.0) -> list[dict]:
     """Per `bucket_s` of a recording made with PAGECAST_LOG=TRACE_LOG: the page's paints a second
     (X damage events, those under 4 ms apart counted as one paint) and the median age of the
     newest paint at each grab, in ms. A paint rhythm of 60 Hz gives ages of 0-16.7 ms, 30 Hz
     0-33 ms; the age's walk from bucket to bucket is the paints drifting against the grab grid."""
-    paint_re = re.compile(r"pagecast::timing: damage painted=([0-9.]+)")
     paints: list[float] = []
     grabs: list[float] = []
     with open(log, errors="replace") as f:
         for line in f:
-            if m := paint_re.search(line):
+            if m := DAMAGE_RE.search(line):
                 t = float(m.group(1))
                 if not paints or t - paints[-1] >= 0.004:
                     paints.append(t)
